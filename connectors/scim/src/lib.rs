@@ -1,0 +1,1 @@
+//! Generic SCIM 2.0 connector.

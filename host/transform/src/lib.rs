@@ -1,0 +1,1 @@
+//! The SAP Identity Provisioning transformation language.

@@ -1,0 +1,1 @@
+//! The Provisio connector SDK.
