@@ -1,1 +1,38 @@
-fn main() {}
+//! The `provisio` binary: parses the command line and hands over to the library.
+
+use clap::Parser;
+use provisio::cli::{self, Cli, Command};
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = match cli.command {
+        Command::Serve(args) => {
+            init_tracing(args.log_format == "json");
+            return runtime.block_on(async {
+                let state = provisio::server::boot(&args.data_dir, Default::default()).await?;
+                provisio::server::ensure_admin(&state.store)?;
+                provisio::server::serve(args.listen, state).await?;
+                Ok(())
+            });
+        }
+        Command::Transform(command) => cli::transform_test(command),
+        Command::System(command) => runtime.block_on(cli::system(command)),
+        Command::Plugin(command) => runtime.block_on(cli::plugin(command)),
+    };
+    if let Err(e) = result {
+        eprintln!("{}", e.message);
+        std::process::exit(e.code);
+    }
+    Ok(())
+}

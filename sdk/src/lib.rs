@@ -1,1 +1,269 @@
 //! The Provisio connector SDK.
+//!
+//! A Provisio connector is a WebAssembly component that speaks to one kind of remote system. This crate is
+//! all a connector author needs to write one in Rust:
+//!
+//! * the [`Connector`] trait, one method per operation of the contract, each with a documented default, and
+//!   the [`export_connector!`] macro that turns an implementation into the component's exports;
+//! * the contract's types, re-exported with helpers ([`Config`], [`PageRequest`], [`Page`], [`Error`],
+//!   [`Descriptor`], [`PropertySpec`], …);
+//! * [`http`]: requests to the configured system through the host (the only way out of the sandbox);
+//! * [`status`]: HTTP answers turned into the [`Error`] variant the host acts on;
+//! * [`scim`]: SCIM list responses, index and cursor paging, PatchOp documents and filters;
+//! * [`json`]: dotted-path access into JSON documents;
+//! * [`log`]: lines in the host's log;
+//! * [`testing`] (native targets only): a harness that runs a connector against canned HTTP exchanges.
+//!
+//! ```no_run
+//! use provisio_sdk::{Config, Connector, Descriptor, EntityKind, Operation, Page, PageRequest, Result};
+//! use provisio_sdk::{http::Request, scim};
+//!
+//! struct Hello;
+//!
+//! impl Connector for Hello {
+//!     fn describe() -> Descriptor {
+//!         Descriptor::new("hello", "0.1.0")
+//!             .entity_kinds([EntityKind::User])
+//!             .operations([Operation::Read])
+//!     }
+//!
+//!     fn read(cfg: &Config, req: &PageRequest) -> Result<Page> {
+//!         let start = scim::start_index(req.cursor.as_deref())?;
+//!         let resp = Request::get("Users")
+//!             .query("startIndex", start)
+//!             .query("count", req.page_size)
+//!             .send(cfg)?
+//!             .error_for_status()?;
+//!         let list = scim::ListResponse::from_json(&resp.json()?)?;
+//!         Ok(list.into_index_page(start, req.page_size))
+//!     }
+//! }
+//!
+//! provisio_sdk::export_connector!(Hello);
+//! ```
+#![deny(missing_docs)]
+
+extern crate self as provisio_sdk;
+
+pub mod http;
+pub mod json;
+pub mod log;
+pub mod scim;
+pub mod status;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+mod types;
+
+#[doc(hidden)]
+pub mod bindings {
+    //! The raw bindings of the WIT world `provisio:connector/plugin@0.1.0`. Not part of the public API.
+    #![allow(missing_docs)]
+    wit_bindgen::generate!({
+        path: "../wit/since_v0.1.0",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin",
+        default_bindings_module: "provisio_sdk::bindings",
+        runtime_path: "provisio_sdk::__private::wit_bindgen::rt",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! What [`export_connector!`](crate::export_connector) expands to. Not part of the public API.
+    pub use crate::bindings::__export_plugin;
+    pub use crate::bindings::exports::provisio::connector::connector::Guest;
+    pub use wit_bindgen;
+}
+
+pub use bindings::provisio::connector::types::{
+    Config, ConnectorError as Error, Descriptor, EntityKind, Operation, Page, PageRequest, PropertySpec,
+    Rejection, Throttle,
+};
+
+/// The result of a connector operation: `Err` carries the [`Error`] variant the host acts on.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The connector contract (`provisio:connector/connector@0.1.0`), one associated function per operation.
+///
+/// The host instantiates the component afresh for every call, so there is no `self` and no state between
+/// calls: everything arrives in the arguments ([`Config`] carries the system's non-secret properties) and all
+/// I/O goes through [`http`]. Every operation but [`describe`](Connector::describe) has a default that answers
+/// [`Error::Unsupported`]; implement those your system supports and list them in the descriptor.
+///
+/// What each error variant tells the host:
+///
+/// | variant | the host … |
+/// |---|---|
+/// | [`Error::InvalidConfig`] | stops: the admin must fix the property the text names |
+/// | [`Error::Unauthorized`] | stops: the credentials were refused (HTTP 401/403, or the token endpoint) |
+/// | [`Error::NotFound`] | treats the entity as absent (for `delete`: as already done) |
+/// | [`Error::Conflict`] | reports a uniqueness conflict or a stale version |
+/// | [`Error::Throttled`] | waits (`retry_after_ms` when known) and retries |
+/// | [`Error::Transient`] | retries with backoff (5xx, timeout, unreachable) |
+/// | [`Error::Rejected`] | fails the entity: retrying the same request fails again |
+/// | [`Error::Unsupported`] | falls back where it can (a full read instead of a delta read), else fails |
+///
+/// Entities cross the boundary as JSON text in the remote system's own format; the host applies the
+/// system's read and write transformations on its side.
+pub trait Connector {
+    /// Static facts about the connector: name, version, entity kinds, supported operations, the properties it
+    /// understands and its default transformations. The same answer every time, without I/O.
+    fn describe() -> Descriptor;
+
+    /// Checks that the system is reachable *and* that the credentials work, with a read-only request.
+    ///
+    /// `Ok` carries a message for the admin. Errors: [`Error::Unauthorized`] when the credentials were refused,
+    /// [`Error::Transient`] when the system could not be reached, [`Error::InvalidConfig`] when a property is
+    /// wrong. Must not change anything in the remote system.
+    ///
+    /// Default: [`Error::Unsupported`].
+    fn test_connection(cfg: &Config) -> Result<String> {
+        let _ = cfg;
+        Err(Error::unsupported("test-connection"))
+    }
+
+    /// Reads one page of entities of `req.kind`.
+    ///
+    /// Paging: `req.cursor` is `None` for the first page and afterwards the previous page's
+    /// [`Page::next_cursor`], verbatim; return `next_cursor: None` on the last page. Return at most
+    /// `req.page_size` entities (fewer when the system's own maximum is lower). Read-only and repeatable: the
+    /// same cursor gives the same page, give or take concurrent changes.
+    ///
+    /// `req.filter` (a SCIM filter) and `req.delta_since` (RFC 3339) narrow the read; a connector whose system
+    /// cannot honour them answers [`Error::Unsupported`] (for a delta read the host then falls back to a full
+    /// read). [`scim::start_index`] and [`scim::ListResponse`] implement SCIM index paging.
+    ///
+    /// Default: [`Error::Unsupported`].
+    fn read(cfg: &Config, req: &PageRequest) -> Result<Page> {
+        let _ = (cfg, req);
+        Err(Error::unsupported("read"))
+    }
+
+    /// Reads one entity by its id in the remote system and returns its native JSON.
+    ///
+    /// [`Error::NotFound`] when it does not exist. Read-only.
+    ///
+    /// Default: [`Error::Unsupported`].
+    fn get(cfg: &Config, kind: EntityKind, id: &str) -> Result<String> {
+        let _ = (cfg, kind, id);
+        Err(Error::unsupported("get"))
+    }
+
+    /// Creates an entity from its native JSON and returns the created entity as the system stores it; the
+    /// host takes the new id from it.
+    ///
+    /// Not idempotent: a second call conflicts ([`Error::Conflict`]) or creates a duplicate, so the host looks
+    /// up before it retries.
+    ///
+    /// Default: [`Error::Unsupported`].
+    fn create(cfg: &Config, kind: EntityKind, entity: &str) -> Result<String> {
+        let _ = (cfg, kind, entity);
+        Err(Error::unsupported("create"))
+    }
+
+    /// Replaces the entity with this id by the given native JSON and returns it as stored.
+    ///
+    /// Idempotent. Connectors of systems with versioned resources re-read and retry once on a stale version;
+    /// a conflict that remains is [`Error::Conflict`]. [`Error::NotFound`] when the entity does not exist.
+    ///
+    /// Default: [`Error::Unsupported`].
+    fn replace(cfg: &Config, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
+        let _ = (cfg, kind, id, entity);
+        Err(Error::unsupported("replace"))
+    }
+
+    /// Applies an RFC 7644 PatchOp document (`{"Operations":[…]}`) to the entity.
+    ///
+    /// Returns the entity as stored when the system answered with it, `None` otherwise (the host reads it with
+    /// [`get`](Connector::get) if it needs it). [`Error::NotFound`] when the entity does not exist.
+    /// [`scim::PatchOp`] builds and applies such documents.
+    ///
+    /// Default: [`Error::Unsupported`].
+    fn patch(cfg: &Config, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
+        let _ = (cfg, kind, id, operations);
+        Err(Error::unsupported("patch"))
+    }
+
+    /// Deletes the entity.
+    ///
+    /// [`Error::NotFound`] when it is already gone, which the host counts as success; so deleting is
+    /// idempotent from the host's point of view.
+    ///
+    /// Default: [`Error::Unsupported`].
+    fn delete(cfg: &Config, kind: EntityKind, id: &str) -> Result<()> {
+        let _ = (cfg, kind, id);
+        Err(Error::unsupported("delete"))
+    }
+}
+
+/// Exports a [`Connector`] implementation as the component's `provisio:connector/connector` interface.
+///
+/// Invoke it once, at the root of the connector crate (built as a `cdylib` for `wasm32-wasip2`):
+///
+/// ```ignore
+/// provisio_sdk::export_connector!(MyConnector);
+/// ```
+///
+/// On native targets it expands to nothing, so the crate still builds and unit-tests natively.
+#[macro_export]
+macro_rules! export_connector {
+    ($connector:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __ProvisioExport;
+
+            impl $crate::__private::Guest for __ProvisioExport {
+                fn describe() -> $crate::Descriptor {
+                    <$connector as $crate::Connector>::describe()
+                }
+                fn test_connection(config: $crate::Config) -> $crate::Result<::std::string::String> {
+                    <$connector as $crate::Connector>::test_connection(&config)
+                }
+                fn read(config: $crate::Config, request: $crate::PageRequest) -> $crate::Result<$crate::Page> {
+                    <$connector as $crate::Connector>::read(&config, &request)
+                }
+                fn get(
+                    config: $crate::Config,
+                    kind: $crate::EntityKind,
+                    id: ::std::string::String,
+                ) -> $crate::Result<::std::string::String> {
+                    <$connector as $crate::Connector>::get(&config, kind, &id)
+                }
+                fn create(
+                    config: $crate::Config,
+                    kind: $crate::EntityKind,
+                    entity: ::std::string::String,
+                ) -> $crate::Result<::std::string::String> {
+                    <$connector as $crate::Connector>::create(&config, kind, &entity)
+                }
+                fn replace(
+                    config: $crate::Config,
+                    kind: $crate::EntityKind,
+                    id: ::std::string::String,
+                    entity: ::std::string::String,
+                ) -> $crate::Result<::std::string::String> {
+                    <$connector as $crate::Connector>::replace(&config, kind, &id, &entity)
+                }
+                fn patch(
+                    config: $crate::Config,
+                    kind: $crate::EntityKind,
+                    id: ::std::string::String,
+                    operations: ::std::string::String,
+                ) -> $crate::Result<::std::option::Option<::std::string::String>> {
+                    <$connector as $crate::Connector>::patch(&config, kind, &id, &operations)
+                }
+                fn delete(
+                    config: $crate::Config,
+                    kind: $crate::EntityKind,
+                    id: ::std::string::String,
+                ) -> $crate::Result<()> {
+                    <$connector as $crate::Connector>::delete(&config, kind, &id)
+                }
+            }
+
+            $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
+        };
+    };
+}

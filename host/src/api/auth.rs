@@ -1,0 +1,172 @@
+//! Inbound authentication: HTTP Basic against admins and technical users, and bearer tokens issued by
+//! `POST /oauth2/token` (OAuth2 client credentials, the technical user's name and password as client id
+//! and secret).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use base64::Engine as _;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::principals::{Permission, Principal};
+
+/// Lifetime of issued access tokens.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Access tokens issued by this process, stored by their SHA-256 (a memory dump shows no usable token).
+#[derive(Default)]
+pub struct TokenIssuer {
+    tokens: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+}
+
+impl TokenIssuer {
+    /// Issues a token for `principal`.
+    pub fn issue(&self, principal: Principal) -> String {
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        tokens.retain(|_, (_, expires)| *expires > now);
+        tokens.insert(Sha256::digest(token.as_bytes()).into(), (principal, now + TOKEN_LIFETIME));
+        token
+    }
+
+    /// The principal of a valid token.
+    pub fn lookup(&self, token: &str) -> Option<Principal> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        tokens.get(&key).filter(|(_, expires)| *expires > Instant::now()).map(|(p, _)| p.clone())
+    }
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, PartialEq)]
+pub enum AuthFailure {
+    /// No credentials were sent.
+    Missing,
+    /// Credentials were sent and are wrong, or in a form we do not take.
+    Invalid(String),
+}
+
+impl AuthFailure {
+    /// The message for the caller.
+    pub fn message(&self) -> String {
+        match self {
+            AuthFailure::Missing => "authentication required: send HTTP Basic credentials or a bearer token from /oauth2/token".into(),
+            AuthFailure::Invalid(m) => m.clone(),
+        }
+    }
+}
+
+fn decode_basic(value: &str) -> Option<(String, String)> {
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+async fn verify(state: &AppState, user: String, password: String) -> Result<Principal, AuthFailure> {
+    let store = state.store.clone();
+    // Argon2 is slow on purpose; keep it off the async workers.
+    let verified = tokio::task::spawn_blocking(move || store.verify_password(&user, &password))
+        .await
+        .map_err(|_| AuthFailure::Invalid("authentication failed".into()))?;
+    match verified {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(AuthFailure::Invalid("invalid user name or password".into())),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot verify credentials");
+            Err(AuthFailure::Invalid("authentication failed".into()))
+        }
+    }
+}
+
+/// Authenticates a request by its `Authorization` header. Shared by the admin API and the SCIM surfaces,
+/// which differ only in how they answer a failure.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(AuthFailure::Missing);
+    };
+    let value = value.to_str().map_err(|_| AuthFailure::Invalid("malformed Authorization header".into()))?;
+    if let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
+        return state.tokens.lookup(token.trim()).ok_or_else(|| AuthFailure::Invalid("invalid or expired bearer token".into()));
+    }
+    let (user, password) = decode_basic(value).ok_or_else(|| AuthFailure::Invalid("unsupported or malformed Authorization header".into()))?;
+    verify(state, user, password).await
+}
+
+/// The authenticated caller of an admin API request.
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// Fails with 403 unless the caller has `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.0.may(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{} lacks the permission {}",
+                self.0.name,
+                serde_json::to_value(permission).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        authenticate(state, &parts.headers).await.map(Caller).map_err(|f| ApiError::unauthorized(f.message()))
+    }
+}
+
+/// The form of a client-credentials token request.
+#[derive(Deserialize)]
+pub struct TokenRequest {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn oauth_error(status: axum::http::StatusCode, error: &str, description: &str) -> Response {
+    (status, Json(json!({ "error": error, "error_description": description }))).into_response()
+}
+
+/// `POST /oauth2/token`: client credentials → a bearer token.
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, form: Option<Form<TokenRequest>>) -> Response {
+    use axum::http::StatusCode;
+    let Some(Form(form)) = form else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form body with grant_type=client_credentials");
+    };
+    if form.grant_type.as_deref() != Some("client_credentials") {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only grant_type=client_credentials is supported");
+    }
+    let from_header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(decode_basic);
+    let Some((id, secret)) = from_header.or(form.client_id.zip(form.client_secret)) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
+    };
+    match verify(&state, id, secret).await {
+        Ok(principal) => {
+            let token = state.tokens.issue(principal);
+            Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME.as_secs() })).into_response()
+        }
+        Err(_) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials"),
+    }
+}

@@ -1,0 +1,92 @@
+//! Errors of the admin API as JSON answers: `{"error": "<reason>", "message": "<what to do>"}`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::systems::SystemError;
+
+/// An error answer of the admin API.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Message for the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status and a message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 401, with the challenge.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 500; the detail goes to the log, not to the caller.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the service log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let reason = self.status.canonical_reason().unwrap_or("Error");
+        let mut response = (self.status, Json(json!({ "error": reason, "message": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"provisio\", Bearer"));
+        }
+        response
+    }
+}
+
+impl From<SystemError> for ApiError {
+    fn from(e: SystemError) -> Self {
+        match e {
+            SystemError::Invalid(m) => ApiError::bad_request(m),
+            SystemError::NotFound(m) => ApiError::not_found(m),
+            SystemError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            SystemError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        SystemError::from(e).into()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError::bad_request(format!("invalid JSON body: {}", e.body_text()))
+    }
+}
+
+/// A JSON body whose rejection is an [`ApiError`] (a clear 400, not axum's plain text).
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct JsonBody<T>(pub T);

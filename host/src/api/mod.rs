@@ -1,0 +1,77 @@
+//! The HTTP surface: the admin API under `/api/v1`, `/oauth2/token`, `/healthz` and `/metrics`.
+//! Handlers are thin: they authenticate, check a permission, and call the domain modules.
+
+pub mod auth;
+pub mod error;
+mod handlers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::plugins::Plugins;
+use crate::store::Store;
+use crate::systems::Systems;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Loaded plugins.
+    pub plugins: Arc<Plugins>,
+    /// System management.
+    pub systems: Systems,
+    /// Issued bearer tokens.
+    pub tokens: Arc<auth::TokenIssuer>,
+}
+
+impl AppState {
+    /// Wires the state from a store and a plugin registry.
+    pub fn new(store: Store, plugins: Arc<Plugins>) -> Self {
+        let systems = Systems::new(store.clone(), plugins.clone());
+        AppState { store, plugins, systems, tokens: Arc::new(auth::TokenIssuer::default()) }
+    }
+}
+
+/// Largest plugin component accepted by upload.
+pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
+
+/// The router of the whole service.
+pub fn router(state: AppState) -> Router {
+    use handlers::*;
+    let api = Router::new()
+        .route("/technical-users", post(create_technical_user).get(list_technical_users))
+        .route("/technical-users/{id}", axum::routing::delete(delete_technical_user))
+        .route("/connectors", get(list_connectors))
+        .route("/plugins", post(upload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)))
+        .route("/systems", post(create_system).get(list_systems))
+        .route("/systems/{id}", get(get_system).put(replace_system).delete(delete_system))
+        .route("/systems/{id}/test-connection", post(test_connection))
+        .route("/transformations/test", post(test_transformation));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/oauth2/token", post(auth::token))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(observe))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(300),
+        ))
+        .with_state(state)
+}
+
+/// Counts every request by its route template (never by raw path, which carries ids).
+async fn observe(request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    crate::metrics::http_request(&method, &route, response.status().as_u16());
+    response
+}

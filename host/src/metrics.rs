@@ -1,0 +1,76 @@
+//! Prometheus metrics: HTTP requests served, and plugin calls per plugin version with their outcome and
+//! time spent. Rendered at `GET /metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginOnly {
+    plugin: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    http: Family<HttpLabels, Counter>,
+    plugin_calls: Family<PluginLabels, Counter>,
+    plugin_seconds: Family<PluginOnly, Histogram>,
+}
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let mut registry = Registry::with_prefix("provisio");
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests served, by route and status", http.clone());
+        let plugin_calls = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by plugin version and outcome (ok, connector-error, trap, timeout, memory-limit, ...)",
+            plugin_calls.clone(),
+        );
+        let plugin_seconds =
+            Family::<PluginOnly, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 4.0, 10)));
+        registry.register("plugin_call_seconds", "Time spent in plugin calls, host calls included", plugin_seconds.clone());
+        Metrics { registry, http, plugin_calls, plugin_seconds }
+    })
+}
+
+/// Counts one served HTTP request.
+pub fn http_request(method: &str, route: &str, status: u16) {
+    metrics().http.get_or_create(&HttpLabels { method: method.to_string(), route: route.to_string(), status }).inc();
+}
+
+/// Counts one plugin call.
+pub fn plugin_call(plugin: &str, outcome: &str, elapsed: Duration) {
+    let m = metrics();
+    m.plugin_calls.get_or_create(&PluginLabels { plugin: plugin.to_string(), outcome: outcome.to_string() }).inc();
+    m.plugin_seconds.get_or_create(&PluginOnly { plugin: plugin.to_string() }).observe(elapsed.as_secs_f64());
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &metrics().registry).is_err() {
+        out.clear();
+    }
+    out
+}

@@ -1,0 +1,242 @@
+//! Credentials the host attaches to a system's requests, and the OAuth2 token cache.
+//!
+//! Connectors never see secrets: they send unauthenticated requests, and the host adds Basic or Bearer
+//! authorization here. OAuth2 client-credentials tokens are fetched from the system's
+//! `OAuth2TokenServiceURL`, cached per client until shortly before they expire, and fetched once for all
+//! concurrent callers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::HttpError;
+
+/// How the host authenticates a system's outbound requests.
+#[derive(Clone)]
+pub enum Credentials {
+    /// No authorization header.
+    None,
+    /// HTTP Basic with the system's `User` and `Password`.
+    Basic {
+        /// `User`.
+        user: String,
+        /// `Password`.
+        password: String,
+    },
+    /// A static bearer token (the `Password` property).
+    Bearer {
+        /// The token.
+        token: String,
+    },
+    /// OAuth2 client credentials: `User`/`Password` are the client id and secret.
+    OAuth2 {
+        /// `OAuth2TokenServiceURL`.
+        token_url: Url,
+        /// `User`.
+        client_id: String,
+        /// `Password`.
+        client_secret: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never print a secret, not even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
+            Credentials::Bearer { .. } => f.write_str("Bearer(***)"),
+            Credentials::OAuth2 { token_url, client_id, .. } => write!(f, "OAuth2({token_url}, {client_id}, ***)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Reads the SAP connection properties (`Authentication`, `User`, `Password`, `OAuth2TokenServiceURL`).
+    /// As in SAP Identity Provisioning, a set `OAuth2TokenServiceURL` means client credentials, whatever
+    /// `Authentication` says.
+    pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self, String> {
+        let get = |name: &str| properties.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let user = get("User").unwrap_or_default().to_string();
+        let password = get("Password").unwrap_or_default().to_string();
+        if let Some(token_url) = get("OAuth2TokenServiceURL") {
+            let token_url = Url::parse(token_url)
+                .map_err(|e| format!("OAuth2TokenServiceURL is not a valid URL: {e}"))?;
+            if user.is_empty() || password.is_empty() {
+                return Err("OAuth2TokenServiceURL is set, so User (client id) and Password (client secret) are required".into());
+            }
+            return Ok(Credentials::OAuth2 { token_url, client_id: user, client_secret: password });
+        }
+        match get("Authentication") {
+            Some("NoAuthentication") => Ok(Credentials::None),
+            Some("BasicAuthentication") => {
+                if user.is_empty() {
+                    return Err("Authentication is BasicAuthentication, so User is required".into());
+                }
+                Ok(Credentials::Basic { user, password })
+            }
+            Some("BearerToken") | Some("BearerTokenAuthentication") => {
+                if password.is_empty() {
+                    return Err("Authentication is BearerToken, so Password (the token) is required".into());
+                }
+                Ok(Credentials::Bearer { token: password })
+            }
+            Some("ClientCertificateAuthentication") => Err(
+                "Authentication ClientCertificateAuthentication is not supported for outbound calls yet; use BasicAuthentication, BearerToken or OAuth2TokenServiceURL".into(),
+            ),
+            Some(other) => Err(format!(
+                "Authentication {other:?} is unknown; use NoAuthentication, BasicAuthentication, BearerToken, or set OAuth2TokenServiceURL"
+            )),
+            // SAP destinations with a User and no Authentication mean Basic.
+            None if !user.is_empty() => Ok(Credentials::Basic { user, password }),
+            None => Ok(Credentials::None),
+        }
+    }
+}
+
+struct CachedToken {
+    value: String,
+    refresh_at: Instant,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+
+/// OAuth2 tokens per client, shared by all systems that use the same client.
+#[derive(Default)]
+pub struct TokenCache {
+    slots: Mutex<HashMap<[u8; 32], Slot>>,
+}
+
+fn cache_key(token_url: &Url, client_id: &str, client_secret: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [token_url.as_str(), client_id, client_secret] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+impl TokenCache {
+    fn slot(&self, key: [u8; 32]) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(key).or_default().clone()
+    }
+
+    /// A valid token for this client, from the cache or freshly fetched.
+    pub async fn token(
+        &self,
+        client: &reqwest::Client,
+        token_url: &Url,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<String, HttpError> {
+        let slot = self.slot(cache_key(token_url, client_id, client_secret));
+        let mut cached = slot.lock().await;
+        if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+            return Ok(token.value.clone());
+        }
+        let fresh = fetch_token(client, token_url, client_id, client_secret).await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    /// Forgets the token of this client (the API answered 401 with it).
+    pub async fn invalidate(&self, token_url: &Url, client_id: &str, client_secret: &str) {
+        let slot = self.slot(cache_key(token_url, client_id, client_secret));
+        *slot.lock().await = None;
+    }
+}
+
+async fn fetch_token(
+    client: &reqwest::Client,
+    token_url: &Url,
+    client_id: &str,
+    client_secret: &str,
+) -> Result<CachedToken, HttpError> {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
+    let response = client
+        .post(token_url.clone())
+        .header("authorization", format!("Basic {basic}"))
+        .header("accept", "application/json")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .map_err(|e| {
+            HttpError::AuthFailed(format!(
+                "the token endpoint {} could not be reached: {}",
+                token_url.origin().ascii_serialization(),
+                super::describe_reqwest_error(&e)
+            ))
+        })?;
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        let said = json
+            .get("error_description")
+            .or_else(|| json.get("error"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("no reason given");
+        return Err(HttpError::AuthFailed(format!(
+            "the token endpoint refused the client credentials (HTTP {}: {said})",
+            status.as_u16()
+        )));
+    }
+    let value = json
+        .get("access_token")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| HttpError::AuthFailed("the token endpoint answered without an access_token".into()))?
+        .to_string();
+    let expires_in = match json.get("expires_in") {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+    .unwrap_or(300);
+    // Refresh a little before expiry: a tenth of the lifetime, at most a minute.
+    let margin = (expires_in / 10).min(60);
+    Ok(CachedToken { value, refresh_at: Instant::now() + Duration::from_secs(expires_in.saturating_sub(margin)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn token_url_means_client_credentials() {
+        let c = Credentials::from_properties(&props(&[
+            ("OAuth2TokenServiceURL", "https://x.example/oauth/token"),
+            ("User", "client"),
+            ("Password", "secret"),
+            ("Authentication", "BasicAuthentication"),
+        ]))
+        .expect("valid");
+        assert!(matches!(c, Credentials::OAuth2 { .. }));
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn explains_missing_or_unknown_settings() {
+        let e = Credentials::from_properties(&props(&[("Authentication", "Kerberos")])).unwrap_err();
+        assert!(e.contains("Kerberos"), "{e}");
+        let e = Credentials::from_properties(&props(&[("Authentication", "BearerToken")])).unwrap_err();
+        assert!(e.contains("Password"), "{e}");
+        let e = Credentials::from_properties(&props(&[("OAuth2TokenServiceURL", "not a url"), ("User", "u"), ("Password", "p")]))
+            .unwrap_err();
+        assert!(e.contains("OAuth2TokenServiceURL"), "{e}");
+        assert!(matches!(Credentials::from_properties(&props(&[])), Ok(Credentials::None)));
+        assert!(matches!(
+            Credentials::from_properties(&props(&[("User", "u"), ("Password", "p")])),
+            Ok(Credentials::Basic { .. })
+        ));
+    }
+}

@@ -1,0 +1,287 @@
+//! The outbound HTTP capability: the only way a connector reaches the network.
+//!
+//! A connector names an upstream and a relative path; the host joins the path to the system's configured
+//! base URL (refusing anything outside it), attaches credentials, waits for the system's rate limit, and
+//! enforces timeouts and a body-size cap. Redirects are followed by hand, and only within the upstream.
+
+pub mod auth;
+pub mod path;
+pub mod rate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use url::Url;
+
+pub use auth::Credentials;
+use rate::RateLimiter;
+
+/// A request as a connector asked for it.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    /// `api` or `token`.
+    pub upstream: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path relative to the upstream, with optional query.
+    pub path: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Option<Vec<u8>>,
+}
+
+/// A response as the connector sees it.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Why a request produced no response.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum HttpError {
+    /// Refused by the host's policy.
+    #[error("request denied: {0}")]
+    Denied(String),
+    /// No answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Could not connect.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// Credentials could not be obtained.
+    #[error("authentication failed: {0}")]
+    AuthFailed(String),
+    /// Response body over the cap.
+    #[error("response too large: {0}")]
+    TooLarge(String),
+}
+
+/// Where and how one system's requests go. Built by the host from the system's stored configuration,
+/// never from anything the guest says.
+#[derive(Clone, Debug)]
+pub struct SystemEndpoint {
+    /// The system's id, for logs and the rate limiter.
+    pub system_id: String,
+    /// `URL`.
+    pub api: Option<Url>,
+    /// `OAuth2TokenServiceURL`.
+    pub token: Option<Url>,
+    /// How requests to `api` are authenticated.
+    pub credentials: Credentials,
+    /// Requests per second allowed towards this system (`None`: unlimited).
+    pub rate_per_second: Option<f64>,
+}
+
+/// Limits on every outbound request.
+#[derive(Clone, Debug)]
+pub struct OutboundLimits {
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole request timeout (including the body).
+    pub request_timeout: Duration,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+    /// Redirects followed (same upstream only).
+    pub max_redirects: usize,
+}
+
+impl Default for OutboundLimits {
+    fn default() -> Self {
+        OutboundLimits {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_response_bytes: 32 * 1024 * 1024,
+            max_redirects: 5,
+        }
+    }
+}
+
+/// Shared outbound machinery: one HTTP client (connection pooling), the token cache, rate limiters.
+pub struct Outbound {
+    client: reqwest::Client,
+    tokens: auth::TokenCache,
+    limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
+    limits: OutboundLimits,
+}
+
+pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+impl Outbound {
+    /// Builds the client with the given limits.
+    pub fn new(limits: OutboundLimits) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(limits.connect_timeout)
+            .timeout(limits.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("provisio/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Outbound { client, tokens: auth::TokenCache::default(), limiters: Mutex::new(HashMap::new()), limits })
+    }
+
+    fn limiter(&self, endpoint: &SystemEndpoint) -> Option<Arc<RateLimiter>> {
+        let rate = endpoint.rate_per_second?;
+        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        let limiter = limiters
+            .entry(endpoint.system_id.clone())
+            .or_insert_with(|| Arc::new(RateLimiter::new(rate)));
+        if (limiter.per_second() - rate).abs() > f64::EPSILON {
+            *limiter = Arc::new(RateLimiter::new(rate));
+        }
+        Some(limiter.clone())
+    }
+
+    /// Sends a connector's request for `endpoint`'s system.
+    pub async fn send(&self, endpoint: &SystemEndpoint, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let base = match request.upstream.as_str() {
+            "api" => endpoint.api.as_ref().ok_or_else(|| HttpError::Denied("the system has no URL property".into()))?,
+            "token" => endpoint
+                .token
+                .as_ref()
+                .ok_or_else(|| HttpError::Denied("the system has no OAuth2TokenServiceURL property".into()))?,
+            other => return Err(HttpError::Denied(format!("unknown upstream {other:?}; use \"api\" or \"token\""))),
+        };
+        let url = path::join(base, &request.path).map_err(HttpError::Denied)?;
+        let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| HttpError::Denied(format!("invalid HTTP method {:?}", request.method)))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &request.headers {
+            let lower = name.to_ascii_lowercase();
+            // The host owns these: credentials, routing and framing.
+            if matches!(lower.as_str(), "authorization" | "host" | "content-length" | "transfer-encoding" | "connection")
+                || lower.starts_with("proxy-")
+            {
+                continue;
+            }
+            let name = reqwest::header::HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| HttpError::Denied(format!("invalid header name {name:?}")))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| HttpError::Denied(format!("invalid value for header {name}")))?;
+            headers.append(name, value);
+        }
+        let authenticate = request.upstream == "api";
+        let response = self.send_authenticated(endpoint, base, url.clone(), &method, &headers, &request.body, authenticate).await?;
+        // A cached OAuth token may have been revoked: fetch a new one and try once more.
+        if response.status == 401
+            && authenticate
+            && let Credentials::OAuth2 { token_url, client_id, client_secret } = &endpoint.credentials
+        {
+            self.tokens.invalidate(token_url, client_id, client_secret).await;
+            return self.send_authenticated(endpoint, base, url, &method, &headers, &request.body, authenticate).await;
+        }
+        Ok(response)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_authenticated(
+        &self,
+        endpoint: &SystemEndpoint,
+        base: &Url,
+        mut url: Url,
+        method: &reqwest::Method,
+        headers: &reqwest::header::HeaderMap,
+        body: &Option<Vec<u8>>,
+        authenticate: bool,
+    ) -> Result<HttpResponse, HttpError> {
+        let authorization = if authenticate { self.authorization(&endpoint.credentials).await? } else { None };
+        let mut method = method.clone();
+        let mut body = body.clone();
+        for _ in 0..=self.limits.max_redirects {
+            if let Some(limiter) = self.limiter(endpoint) {
+                limiter.acquire().await;
+            }
+            let mut builder = self.client.request(method.clone(), url.clone()).headers(headers.clone());
+            if let Some(auth) = &authorization {
+                builder = builder.header("authorization", auth);
+            }
+            if let Some(b) = &body {
+                builder = builder.body(b.clone());
+            }
+            let response = builder.send().await.map_err(|e| classify(&e, &url))?;
+            let status = response.status();
+            if status.is_redirection()
+                && let Some(location) = response.headers().get("location")
+            {
+                let location = location.to_str().map_err(|_| HttpError::Denied("redirect with an invalid Location".into()))?;
+                let next = url.join(location).map_err(|_| HttpError::Denied("redirect with an invalid Location".into()))?;
+                path::ensure_within(base, &next).map_err(|why| HttpError::Denied(format!("redirect refused: {why}")))?;
+                if matches!(status.as_u16(), 301..=303) && method != reqwest::Method::HEAD {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                url = next;
+                continue;
+            }
+            return self.read_response(response, &url).await;
+        }
+        Err(HttpError::Denied(format!("more than {} redirects", self.limits.max_redirects)))
+    }
+
+    async fn authorization(&self, credentials: &Credentials) -> Result<Option<String>, HttpError> {
+        use base64::Engine as _;
+        Ok(match credentials {
+            Credentials::None => None,
+            Credentials::Basic { user, password } => {
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+            }
+            Credentials::Bearer { token } => Some(format!("Bearer {token}")),
+            Credentials::OAuth2 { token_url, client_id, client_secret } => {
+                let token = self.tokens.token(&self.client, token_url, client_id, client_secret).await?;
+                Some(format!("Bearer {token}"))
+            }
+        })
+    }
+
+    async fn read_response(&self, mut response: reqwest::Response, url: &Url) -> Result<HttpResponse, HttpError> {
+        let max = self.limits.max_response_bytes;
+        if response.content_length().is_some_and(|len| len as usize > max) {
+            return Err(HttpError::TooLarge(format!("the response announced more than {max} bytes")));
+        }
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, url))? {
+            if body.len() + chunk.len() > max {
+                return Err(HttpError::TooLarge(format!("the response body exceeded {max} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse { status, headers, body })
+    }
+}
+
+fn classify(e: &reqwest::Error, url: &Url) -> HttpError {
+    let origin = url.origin().ascii_serialization();
+    if e.is_timeout() {
+        HttpError::Timeout(format!("{origin} did not answer in time"))
+    } else {
+        HttpError::Unreachable(format!("{origin} could not be reached ({})", describe_reqwest_error(e)))
+    }
+}

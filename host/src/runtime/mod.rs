@@ -1,0 +1,672 @@
+//! The sandboxed wasm runtime: one engine for the process, one compiled component and `InstancePre` per
+//! plugin version, and a fresh store and instance for every call.
+//!
+//! A call runs under a memory cap, an epoch deadline (the guest yields to tokio every tick and is
+//! interrupted at the deadline), a wall-clock timeout around the whole call (host calls included), and
+//! caps on argument and result sizes. A trap or a limit breach fails that call with an error naming the
+//! plugin, its version and the limit; the store is dropped, and nothing else is affected.
+
+pub mod bindings;
+pub mod cache;
+pub mod engine;
+pub mod state;
+pub mod wasi;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+use crate::connector::{ConnectorError, Descriptor, EntityKind, Page, PageRequest};
+use crate::outbound::{HttpError, HttpRequest, HttpResponse, Outbound, SystemEndpoint};
+use bindings::Bindings;
+use state::CallState;
+
+/// Limits applied to every plugin call.
+#[derive(Clone, Debug)]
+pub struct CallLimits {
+    /// Most linear memory an instance may grow to.
+    pub memory_bytes: usize,
+    /// Wall-clock limit of one call, guest code and host calls together.
+    pub timeout: Duration,
+    /// Largest argument (entity JSON, patch, config) passed in.
+    pub max_argument_bytes: usize,
+    /// Largest result accepted back.
+    pub max_result_bytes: usize,
+    /// HTTP requests one call may make.
+    pub max_requests_per_call: u32,
+    /// Log lines one call may write; more are dropped.
+    pub max_log_lines: u32,
+    /// Guest stderr kept per call.
+    pub max_stderr_bytes: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            memory_bytes: 128 << 20,
+            timeout: Duration::from_secs(120),
+            max_argument_bytes: 16 << 20,
+            max_result_bytes: 32 << 20,
+            max_requests_per_call: 1000,
+            max_log_lines: 200,
+            max_stderr_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a valid component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// A component, but not a Provisio connector.
+    #[error("not a Provisio connector: {0}")]
+    NotAConnector(String),
+    /// Built against a contract version this host does not serve.
+    #[error("the component was built for connector contract {found}; this host supports {supported}")]
+    UnsupportedContract {
+        /// The version the component exports.
+        found: String,
+        /// The versions this host serves.
+        supported: String,
+    },
+    /// Imports something the host does not provide.
+    #[error("the component imports something Provisio does not provide: {0}")]
+    ForbiddenImport(String),
+    /// `describe()` failed or answered nonsense.
+    #[error("describe() failed: {0}")]
+    Describe(String),
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The connector answered with an error.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// The guest trapped (a panic, an abort, an out-of-bounds access).
+    #[error("plugin {plugin} trapped: {message}")]
+    Trap {
+        /// `name@version`.
+        plugin: String,
+        /// The panic message from stderr, or the trap.
+        message: String,
+    },
+    /// The guest ran past its deadline.
+    #[error("plugin {plugin} exceeded its time limit of {limit:?} and was stopped")]
+    Timeout {
+        /// `name@version`.
+        plugin: String,
+        /// The limit.
+        limit: Duration,
+    },
+    /// The guest tried to grow its memory past the cap.
+    #[error("plugin {plugin} exceeded its memory limit of {limit} bytes (it asked for {requested}) and was stopped")]
+    MemoryLimit {
+        /// `name@version`.
+        plugin: String,
+        /// The cap.
+        limit: usize,
+        /// What it asked for.
+        requested: usize,
+    },
+    /// An argument was over the cap; the call was not made.
+    #[error("argument of {size} bytes exceeds the limit of {limit} bytes for plugin {plugin}")]
+    ArgumentTooLarge {
+        /// `name@version`.
+        plugin: String,
+        /// Its size.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The result was over the cap.
+    #[error("plugin {plugin} returned {size} bytes, over the limit of {limit} bytes")]
+    ResultTooLarge {
+        /// `name@version`.
+        plugin: String,
+        /// Its size.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The result was not what the contract promises (e.g. invalid JSON).
+    #[error("plugin {plugin} returned an invalid result: {message}")]
+    InvalidResult {
+        /// `name@version`.
+        plugin: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The host could not run the call at all.
+    #[error("cannot run plugin {plugin}: {message}")]
+    Host {
+        /// `name@version`.
+        plugin: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl CallError {
+    /// The limit or failure kind, for metrics and plugin statistics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Connector(_) => "connector-error",
+            CallError::Trap { .. } => "trap",
+            CallError::Timeout { .. } => "timeout",
+            CallError::MemoryLimit { .. } => "memory-limit",
+            CallError::ArgumentTooLarge { .. } => "argument-too-large",
+            CallError::ResultTooLarge { .. } => "result-too-large",
+            CallError::InvalidResult { .. } => "invalid-result",
+            CallError::Host { .. } => "host",
+        }
+    }
+}
+
+/// A compiled, validated plugin version, ready to instantiate.
+pub struct LoadedPlugin {
+    /// What the plugin declared.
+    pub descriptor: Descriptor,
+    /// SHA-256 of the component bytes, hex.
+    pub digest: String,
+    /// The contract version it was built for.
+    pub contract: &'static str,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// How long compiling (or loading the precompiled artifact) took.
+    pub load_time: Duration,
+    /// Whether it came from the artifact cache.
+    pub from_cache: bool,
+    bindings: Bindings,
+}
+
+impl LoadedPlugin {
+    /// `name@version`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.descriptor.name, self.descriptor.version)
+    }
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.descriptor.name)
+            .field("version", &self.descriptor.version)
+            .field("digest", &self.digest)
+            .field("contract", &self.contract)
+            .finish()
+    }
+}
+
+/// The system a call is for: what the guest is told, and where its requests may go.
+#[derive(Clone, Debug)]
+pub struct CallTarget {
+    /// Non-secret properties, passed to the guest.
+    pub properties: Vec<(String, String)>,
+    /// The outbound endpoint, built from the stored configuration including secrets.
+    pub endpoint: SystemEndpoint,
+}
+
+/// The engine, the linker and the shared capabilities.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: cache::ArtifactCache,
+    outbound: Arc<Outbound>,
+    limits: CallLimits,
+    slots: Semaphore,
+    pooling: bool,
+}
+
+/// Upper bound on instances alive at once; calls beyond it wait for a slot.
+const MAX_CONCURRENT_CALLS: u32 = 256;
+
+impl Runtime {
+    /// Creates the engine (pooling where possible), links the allowed imports and starts the epoch ticker.
+    /// `cache_dir` holds precompiled artifacts.
+    pub fn new(limits: CallLimits, outbound: Arc<Outbound>, cache_dir: Option<cap_std::fs::Dir>) -> Result<Self, String> {
+        let (engine, pooling) = engine::build(MAX_CONCURRENT_CALLS, limits.memory_bytes)?;
+        let mut linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut linker).map_err(|e| format!("cannot link WASI: {e}"))?;
+        bindings::v0_1_0::add_to_linker(&mut linker).map_err(|e| format!("cannot link the host interface: {e}"))?;
+        engine::start_epoch_ticker(&engine);
+        let cache = cache::ArtifactCache::new(&engine, cache_dir);
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            outbound,
+            limits,
+            slots: Semaphore::new(MAX_CONCURRENT_CALLS as usize),
+            pooling,
+        })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &CallLimits {
+        &self.limits
+    }
+
+    /// Validates, compiles (or loads from the cache) and describes a component. Compilation runs on a
+    /// blocking thread.
+    pub async fn load(&self, wasm: Vec<u8>) -> Result<LoadedPlugin, LoadError> {
+        let started = Instant::now();
+        let digest = hex::encode(Sha256::digest(&wasm));
+        let size = wasm.len();
+        let (component, from_cache) = match self.cache.load(&self.engine, &digest) {
+            Some(c) => (c, true),
+            None => {
+                let engine = self.engine.clone();
+                let component = tokio::task::spawn_blocking(move || {
+                    // Parse fully first: wasmtime expects a valid component.
+                    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+                        .validate_all(&wasm)
+                        .map_err(|e| LoadError::Invalid(e.to_string()))?;
+                    if !wasmparser::Parser::is_component(&wasm) {
+                        return Err(LoadError::Invalid(
+                            "this is a core module, not a component; build with --target wasm32-wasip2".into(),
+                        ));
+                    }
+                    Component::new(&engine, &wasm).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+                })
+                .await
+                .map_err(|e| LoadError::Invalid(format!("compilation failed: {e}")))??;
+                self.cache.store(&digest, &component);
+                (component, false)
+            }
+        };
+        let contract = self.contract_of(&component)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::ForbiddenImport(format!("{e:#}")))?;
+        let bindings = match contract {
+            bindings::v0_1_0::VERSION => Bindings::V0_1_0(
+                bindings::v0_1_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
+            ),
+            other => {
+                return Err(LoadError::UnsupportedContract {
+                    found: other.to_string(),
+                    supported: bindings::SUPPORTED.join(", "),
+                });
+            }
+        };
+        let mut plugin = LoadedPlugin {
+            descriptor: Descriptor {
+                name: "?".into(),
+                version: "?".into(),
+                entity_kinds: vec![],
+                operations: vec![],
+                properties: vec![],
+                default_read_transformation: None,
+                default_write_transformation: None,
+            },
+            digest: digest.clone(),
+            contract,
+            size,
+            load_time: Duration::ZERO,
+            from_cache,
+            bindings,
+        };
+        let descriptor = self.describe(&plugin).await.map_err(|e| LoadError::Describe(e.to_string()))?;
+        validate_descriptor(&descriptor).map_err(LoadError::Describe)?;
+        plugin.descriptor = descriptor;
+        plugin.load_time = started.elapsed();
+        Ok(plugin)
+    }
+
+    /// Reads the contract version from the component's exports.
+    fn contract_of(&self, component: &Component) -> Result<&'static str, LoadError> {
+        let ty = component.component_type();
+        let exported: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let connector = exported
+            .iter()
+            .find_map(|name| name.strip_prefix(bindings::CONNECTOR_INTERFACE).map(|rest| rest.trim_start_matches('@')))
+            .ok_or_else(|| {
+                LoadError::NotAConnector(format!(
+                    "it does not export {} (it exports: {})",
+                    bindings::CONNECTOR_INTERFACE,
+                    if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") }
+                ))
+            })?;
+        bindings::SUPPORTED.iter().copied().find(|v| *v == connector).ok_or_else(|| LoadError::UnsupportedContract {
+            found: if connector.is_empty() { "(unversioned)".into() } else { connector.to_string() },
+            supported: bindings::SUPPORTED.join(", "),
+        })
+    }
+
+    /// `describe()`, in a store without a system.
+    pub async fn describe(&self, plugin: &LoadedPlugin) -> Result<Descriptor, CallError> {
+        self.invoke(plugin, None, Request::Describe).await.map(|r| match r {
+            Response::Describe(d) => Ok(d),
+            _ => wrong_response(),
+        })?
+    }
+
+    /// `test-connection`.
+    pub async fn test_connection(&self, plugin: &LoadedPlugin, target: &CallTarget) -> Result<String, CallError> {
+        match self.invoke(plugin, Some(target), Request::TestConnection).await? {
+            Response::Text(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
+    /// `read`: one page.
+    pub async fn read(&self, plugin: &LoadedPlugin, target: &CallTarget, request: &PageRequest) -> Result<Page, CallError> {
+        match self.invoke(plugin, Some(target), Request::Read(request.clone())).await? {
+            Response::Page(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
+    /// `get`.
+    pub async fn get(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, id: &str) -> Result<serde_json::Value, CallError> {
+        match self.invoke(plugin, Some(target), Request::Get(kind, id.to_string())).await? {
+            Response::Entity(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
+    /// `create`.
+    pub async fn create(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, entity: &serde_json::Value) -> Result<serde_json::Value, CallError> {
+        match self.invoke(plugin, Some(target), Request::Create(kind, entity.to_string())).await? {
+            Response::Entity(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
+    /// `replace`.
+    pub async fn replace(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, id: &str, entity: &serde_json::Value) -> Result<serde_json::Value, CallError> {
+        match self.invoke(plugin, Some(target), Request::Replace(kind, id.to_string(), entity.to_string())).await? {
+            Response::Entity(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
+    /// `patch` with an RFC 7644 PatchOp document.
+    pub async fn patch(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, id: &str, operations: &serde_json::Value) -> Result<Option<serde_json::Value>, CallError> {
+        match self.invoke(plugin, Some(target), Request::Patch(kind, id.to_string(), operations.to_string())).await? {
+            Response::MaybeEntity(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
+    /// `delete`. A connector's `not-found` is success: the entity is gone either way.
+    pub async fn delete(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, id: &str) -> Result<(), CallError> {
+        match self.invoke(plugin, Some(target), Request::Delete(kind, id.to_string())).await? {
+            Response::Unit(Err(ConnectorError::NotFound { .. })) => Ok(()),
+            Response::Unit(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
+    /// Runs one call in a fresh store under the limits.
+    async fn invoke(&self, plugin: &LoadedPlugin, target: Option<&CallTarget>, request: Request) -> Result<Response, CallError> {
+        let label = plugin.label();
+        let argument_size = request.size() + target.map_or(0, |t| t.properties.iter().map(|(k, v)| k.len() + v.len()).sum());
+        if argument_size > self.limits.max_argument_bytes {
+            return Err(CallError::ArgumentTooLarge { plugin: label, size: argument_size, limit: self.limits.max_argument_bytes });
+        }
+        let _slot = self.slots.acquire().await.map_err(|e| CallError::Host { plugin: label.clone(), message: e.to_string() })?;
+        let state = CallState::new(&self.limits, self.outbound.clone(), target.map(|t| t.endpoint.clone()), label.clone());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                ctx.data_mut().deadline_hit = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
+        let system_id = target.map(|t| t.endpoint.system_id.as_str()).unwrap_or("");
+        let properties = target.map(|t| t.properties.as_slice()).unwrap_or(&[]);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(
+            self.limits.timeout + Duration::from_millis(500),
+            run(&plugin.bindings, &mut store, system_id, properties, request),
+        )
+        .await;
+        let result = Self::conclude(&self.limits, label.clone(), store.data(), outcome);
+        let kind = match &result {
+            Ok(Response::Text(Err(_)) | Response::Page(Err(_)) | Response::Entity(Err(_)) | Response::MaybeEntity(Err(_)) | Response::Unit(Err(_))) => "connector-error",
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        crate::metrics::plugin_call(&label, kind, started.elapsed());
+        if let Err(e) = &result {
+            tracing::warn!(plugin = %label, system = system_id, kind, error = %e, "plugin call failed");
+        }
+        result
+    }
+
+    /// Turns a call's outcome into its answer, naming the limit that stopped it, if one did.
+    fn conclude(
+        limits: &CallLimits,
+        label: String,
+        state: &CallState,
+        outcome: Result<wasmtime::Result<RawResponse>, tokio::time::error::Elapsed>,
+    ) -> Result<Response, CallError> {
+        match outcome {
+            Err(_) => Err(CallError::Timeout { plugin: label, limit: limits.timeout }),
+            Ok(Ok(response)) => {
+                let size = response.size();
+                if size > limits.max_result_bytes {
+                    return Err(CallError::ResultTooLarge { plugin: label, size, limit: limits.max_result_bytes });
+                }
+                response.parse(&label)
+            }
+            Ok(Err(trap)) => {
+                if state.deadline_hit {
+                    return Err(CallError::Timeout { plugin: label, limit: limits.timeout });
+                }
+                if let Some(requested) = state.memory.hit {
+                    return Err(CallError::MemoryLimit { plugin: label, limit: limits.memory_bytes, requested });
+                }
+                let stderr = state.stderr_text();
+                let message = if stderr.is_empty() { format!("{trap:#}") } else { stderr };
+                Err(CallError::Trap { plugin: label, message })
+            }
+        }
+    }
+
+    /// Sends a request for a system outside any plugin call (the host's own use, e.g. tests).
+    pub async fn send(&self, endpoint: &SystemEndpoint, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.outbound.send(endpoint, request).await
+    }
+}
+
+/// `run` answers each request with its own response variant; anything else is a host bug, reported as one.
+fn wrong_response<T>() -> Result<T, CallError> {
+    Err(CallError::Host { plugin: String::new(), message: "internal error: mismatched response kind".into() })
+}
+
+fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
+    let valid_name = !d.name.is_empty()
+        && d.name.len() <= 64
+        && d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid_name {
+        return Err(format!("connector name {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'", d.name));
+    }
+    if d.version.is_empty() || d.version.len() > 64 || !d.version.chars().all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c)) {
+        return Err(format!("connector version {:?} is not a version", d.version));
+    }
+    Ok(())
+}
+
+/// A call to make, independent of the contract version.
+enum Request {
+    Describe,
+    TestConnection,
+    Read(PageRequest),
+    Get(EntityKind, String),
+    Create(EntityKind, String),
+    Replace(EntityKind, String, String),
+    Patch(EntityKind, String, String),
+    Delete(EntityKind, String),
+}
+
+impl Request {
+    fn size(&self) -> usize {
+        match self {
+            Request::Describe | Request::TestConnection => 0,
+            Request::Read(r) => r.cursor.as_deref().map_or(0, str::len) + r.filter.as_deref().map_or(0, str::len),
+            Request::Get(_, id) | Request::Delete(_, id) | Request::Create(_, id) => id.len(),
+            Request::Replace(_, id, body) | Request::Patch(_, id, body) => id.len() + body.len(),
+        }
+    }
+}
+
+/// A call's raw answer, before the JSON in it is parsed.
+enum RawResponse {
+    Describe(Descriptor),
+    Text(Result<String, ConnectorError>),
+    Page(Result<(Vec<String>, Option<String>, Option<u64>), ConnectorError>),
+    Entity(Result<String, ConnectorError>),
+    MaybeEntity(Result<Option<String>, ConnectorError>),
+    Unit(Result<(), ConnectorError>),
+}
+
+/// A call's answer, JSON parsed.
+enum Response {
+    Describe(Descriptor),
+    Text(Result<String, ConnectorError>),
+    Page(Result<Page, ConnectorError>),
+    Entity(Result<serde_json::Value, ConnectorError>),
+    MaybeEntity(Result<Option<serde_json::Value>, ConnectorError>),
+    Unit(Result<(), ConnectorError>),
+}
+
+impl RawResponse {
+    fn size(&self) -> usize {
+        let err = |e: &ConnectorError| e.to_string().len();
+        match self {
+            RawResponse::Describe(d) => {
+                d.default_read_transformation.as_deref().map_or(0, str::len)
+                    + d.default_write_transformation.as_deref().map_or(0, str::len)
+                    + d.properties.iter().map(|p| p.name.len() + p.doc.len()).sum::<usize>()
+            }
+            RawResponse::Text(r) | RawResponse::Entity(r) => r.as_ref().map_or_else(err, String::len),
+            RawResponse::Page(r) => r.as_ref().map_or_else(err, |(e, c, _)| e.iter().map(String::len).sum::<usize>() + c.as_deref().map_or(0, str::len)),
+            RawResponse::MaybeEntity(r) => r.as_ref().map_or_else(err, |e| e.as_deref().map_or(0, str::len)),
+            RawResponse::Unit(r) => r.as_ref().map_or_else(err, |_| 0),
+        }
+    }
+
+    fn parse(self, plugin: &str) -> Result<Response, CallError> {
+        let json = |text: &str| {
+            serde_json::from_str::<serde_json::Value>(text).map_err(|e| CallError::InvalidResult {
+                plugin: plugin.to_string(),
+                message: format!("an entity is not valid JSON: {e}"),
+            })
+        };
+        Ok(match self {
+            RawResponse::Describe(d) => Response::Describe(d),
+            RawResponse::Text(r) => Response::Text(r),
+            RawResponse::Page(Ok((entities, next_cursor, total))) => Response::Page(Ok(Page {
+                entities: entities.iter().map(|e| json(e)).collect::<Result<_, _>>()?,
+                next_cursor,
+                total,
+            })),
+            RawResponse::Page(Err(e)) => Response::Page(Err(e)),
+            RawResponse::Entity(Ok(e)) => Response::Entity(Ok(json(&e)?)),
+            RawResponse::Entity(Err(e)) => Response::Entity(Err(e)),
+            RawResponse::MaybeEntity(Ok(Some(e))) => Response::MaybeEntity(Ok(Some(json(&e)?))),
+            RawResponse::MaybeEntity(Ok(None)) => Response::MaybeEntity(Ok(None)),
+            RawResponse::MaybeEntity(Err(e)) => Response::MaybeEntity(Err(e)),
+            RawResponse::Unit(r) => Response::Unit(r),
+        })
+    }
+}
+
+/// Instantiates the plugin in `store` and makes the call, through the bindings of its contract version.
+async fn run(
+    bindings: &Bindings,
+    store: &mut Store<CallState>,
+    system_id: &str,
+    properties: &[(String, String)],
+    request: Request,
+) -> wasmtime::Result<RawResponse> {
+    match bindings {
+        Bindings::V0_1_0(pre) => {
+            use bindings::v0_1_0 as v;
+            let plugin = pre.instantiate_async(&mut *store).await?;
+            let guest = plugin.provisio_connector_connector();
+            let config = v::config(system_id, properties);
+            let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
+            Ok(match request {
+                Request::Describe => RawResponse::Describe(guest.call_describe(&mut *store).await?.into()),
+                Request::TestConnection => RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err)),
+                Request::Read(r) => RawResponse::Page(
+                    guest
+                        .call_read(&mut *store, &config, &v::page_request(&r))
+                        .await?
+                        .map(|p| (p.entities, p.next_cursor, p.total))
+                        .map_err(err),
+                ),
+                Request::Get(kind, id) => RawResponse::Entity(guest.call_get(&mut *store, &config, kind.into(), &id).await?.map_err(err)),
+                Request::Create(kind, body) => RawResponse::Entity(guest.call_create(&mut *store, &config, kind.into(), &body).await?.map_err(err)),
+                Request::Replace(kind, id, body) => {
+                    RawResponse::Entity(guest.call_replace(&mut *store, &config, kind.into(), &id, &body).await?.map_err(err))
+                }
+                Request::Patch(kind, id, body) => {
+                    RawResponse::MaybeEntity(guest.call_patch(&mut *store, &config, kind.into(), &id, &body).await?.map_err(err))
+                }
+                Request::Delete(kind, id) => RawResponse::Unit(guest.call_delete(&mut *store, &config, kind.into(), &id).await?.map_err(err)),
+            })
+        }
+    }
+}
+
+impl CallState {
+    /// The `send` import: counts, then hands the request to the outbound capability for this call's system.
+    pub async fn send_http(&mut self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.requests += 1;
+        if self.requests > self.limits.max_requests_per_call {
+            return Err(HttpError::Denied(format!(
+                "more than {} requests in one call",
+                self.limits.max_requests_per_call
+            )));
+        }
+        let Some(endpoint) = self.endpoint.as_ref() else {
+            return Err(HttpError::Denied("no system is configured for this call".into()));
+        };
+        // A guest that is past its deadline gets no more network.
+        if Instant::now() >= self.deadline {
+            return Err(HttpError::Timeout("the call's time limit is reached".into()));
+        }
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, self.outbound.send(endpoint, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::Timeout("the call's time limit was reached during the request".into())),
+        }
+    }
+
+    /// The `log` import, rate-limited per call.
+    pub fn guest_log(&mut self, level: tracing::Level, message: &str) {
+        self.log_lines += 1;
+        if self.log_lines > self.limits.max_log_lines {
+            if self.log_lines == self.limits.max_log_lines + 1 {
+                tracing::warn!(plugin = %self.plugin, "plugin log limit reached; further lines of this call are dropped");
+            }
+            return;
+        }
+        let message: String = message.chars().take(2000).collect();
+        let system = self.endpoint.as_ref().map(|e| e.system_id.as_str()).unwrap_or("");
+        match level {
+            tracing::Level::ERROR => tracing::error!(plugin = %self.plugin, system, "{message}"),
+            tracing::Level::WARN => tracing::warn!(plugin = %self.plugin, system, "{message}"),
+            tracing::Level::INFO => tracing::info!(plugin = %self.plugin, system, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(plugin = %self.plugin, system, "{message}"),
+            _ => tracing::trace!(plugin = %self.plugin, system, "{message}"),
+        }
+    }
+}

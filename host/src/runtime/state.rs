@@ -1,0 +1,99 @@
+//! What a store carries for one call: the WASI context (no files, no sockets, no environment), the memory
+//! limiter, the guest's captured stderr, and the system the call is for.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::CallLimits;
+use crate::outbound::{Outbound, SystemEndpoint};
+
+/// Caps linear memory and remembers that the cap was hit, because the guest only sees a failed
+/// allocation and aborts with an opaque trap.
+pub struct MemoryCap {
+    limit: usize,
+    /// The size the guest asked for when it hit the cap.
+    pub hit: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Store data for one call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// The memory cap.
+    pub memory: MemoryCap,
+    /// The guest's stderr, where a Rust panic message lands.
+    pub stderr: MemoryOutputPipe,
+    /// Where the guest's HTTP goes; `None` for calls without a system (`describe`).
+    pub endpoint: Option<SystemEndpoint>,
+    /// The outbound capability.
+    pub outbound: Arc<Outbound>,
+    /// `name@version` of the plugin, for logs.
+    pub plugin: String,
+    /// When guest code must stop.
+    pub deadline: Instant,
+    /// Set when the epoch callback stopped the guest at the deadline.
+    pub deadline_hit: bool,
+    /// HTTP requests made so far in this call.
+    pub requests: u32,
+    /// Log lines written so far in this call.
+    pub log_lines: u32,
+    /// The limits of this call.
+    pub limits: CallLimits,
+}
+
+impl CallState {
+    /// A fresh state: WASI with nothing granted but a clock, randomness and a captured stderr.
+    pub fn new(limits: &CallLimits, outbound: Arc<Outbound>, endpoint: Option<SystemEndpoint>, plugin: String) -> Self {
+        let stderr = MemoryOutputPipe::new(limits.max_stderr_bytes);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap { limit: limits.memory_bytes, hit: None },
+            stderr,
+            endpoint,
+            outbound,
+            plugin,
+            deadline: Instant::now() + limits.timeout,
+            deadline_hit: false,
+            requests: 0,
+            log_lines: 0,
+            limits: limits.clone(),
+        }
+    }
+
+    /// The guest's stderr so far, lossily decoded and trimmed.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

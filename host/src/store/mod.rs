@@ -1,0 +1,113 @@
+//! The embedded store: one SQLite file (WAL) in the data directory, with migrations.
+//!
+//! Holds admins and technical users (password hashes), systems (secret properties encrypted with the
+//! master key, see [`crate::secrets`]), their transformation versions, and the registry of plugins.
+//! Queries are short; callers run them inline, and the connection is shared behind a mutex.
+
+mod migrations;
+pub mod plugins;
+pub mod principals;
+pub mod systems;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+use crate::secrets::SecretBox;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A uniqueness rule was broken.
+    #[error("{0}")]
+    Conflict(String),
+    /// Not found.
+    #[error("{0}")]
+    NotFound(String),
+    /// A stored value could not be decoded or decrypted.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The store handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    secrets: SecretBox,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database file at `path`.
+    pub fn open(path: &Path, secrets: SecretBox) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::init(conn, secrets)
+    }
+
+    /// An in-memory store (tests).
+    pub fn in_memory(secrets: SecretBox) -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?, secrets)
+    }
+
+    fn init(mut conn: Connection, secrets: SecretBox) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::run(&mut conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), secrets })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current schema version.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+fn now() -> String {
+    // RFC 3339 UTC with milliseconds, sortable as text.
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, dd) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
+}
+
+// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+pub(crate) fn test_store() -> Store {
+    Store::in_memory(SecretBox::from_key([1; 32])).expect("in-memory store")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrates_and_formats_time() {
+        let s = super::test_store();
+        assert!(s.schema_version().expect("version") >= 1);
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_415), (2025, 11, 23));
+        assert!(super::now().ends_with('Z'));
+    }
+}

@@ -1,0 +1,376 @@
+//! Systems as admins manage them: validation of a definition against its connector, secrets split off by
+//! what the connector declares, transformations validated before anything is stored, and Test Connection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+use crate::connector::Descriptor;
+use crate::outbound::{Credentials, SystemEndpoint};
+use crate::plugins::Plugins;
+use crate::runtime::{CallError, CallTarget, LoadedPlugin};
+use crate::store::systems::{Role, System, SystemSpec};
+use crate::store::{Store, StoreError};
+
+/// What replaces a secret in every answer.
+pub const MASK: &str = "********";
+
+/// The property that caps requests per second towards a system.
+pub const RATE_LIMIT_PROPERTY: &str = "provisio.rate.limit";
+
+/// The Test Connection success message SAP admins know.
+pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
+
+/// Errors of system management, each with a message for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    /// The definition is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such system.
+    #[error("{0}")]
+    NotFound(String),
+    /// A name is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for SystemError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => SystemError::Conflict(m),
+            StoreError::NotFound(m) => SystemError::NotFound(m),
+            other => SystemError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A system definition as the admin API receives it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemInput {
+    /// Unique name.
+    pub name: String,
+    /// Connector type (`scim`, `xsuaa`, …).
+    #[serde(rename = "type")]
+    pub connector: String,
+    /// Pinned connector version; latest when absent.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// `source`, `target` or `proxy`.
+    pub role: Role,
+    /// Properties; scalar values are taken as text.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
+    /// For targets: ids of the sources it receives from.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// The transformation; the connector's default when absent. For proxies `{"read": …, "write": …}`.
+    #[serde(default)]
+    pub transformation: Option<Value>,
+}
+
+/// A system as the admin API answers it: secrets masked.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Connector type.
+    #[serde(rename = "type")]
+    pub connector: String,
+    /// Pinned version, if any.
+    pub version: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Properties, secrets masked.
+    pub properties: BTreeMap<String, String>,
+    /// Sources (targets only).
+    pub sources: Vec<String>,
+    /// The stored transformation, `null` when the connector default applies.
+    pub transformation: Option<Value>,
+    /// Its version number.
+    pub transformation_version: Option<i64>,
+    /// Created.
+    pub created_at: String,
+    /// Last changed.
+    pub updated_at: String,
+}
+
+impl From<&System> for SystemView {
+    fn from(s: &System) -> Self {
+        let mut properties = s.spec.properties.clone();
+        for name in s.spec.secrets.keys() {
+            properties.insert(name.clone(), MASK.to_string());
+        }
+        SystemView {
+            id: s.id.clone(),
+            name: s.spec.name.clone(),
+            connector: s.spec.connector.clone(),
+            version: s.spec.connector_version.clone(),
+            role: s.spec.role,
+            properties,
+            sources: s.spec.sources.clone(),
+            transformation: s.spec.transformation.clone(),
+            transformation_version: s.transformation_version,
+            created_at: s.created_at.clone(),
+            updated_at: s.updated_at.clone(),
+        }
+    }
+}
+
+/// The outcome of Test Connection.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ConnectionCheck {
+    /// Whether the system answered and accepted the credentials.
+    pub ok: bool,
+    /// What happened, for the admin.
+    pub message: String,
+}
+
+/// System management over the store and the plugin registry.
+#[derive(Clone)]
+pub struct Systems {
+    store: Store,
+    plugins: Arc<Plugins>,
+}
+
+impl Systems {
+    /// Wires the pieces.
+    pub fn new(store: Store, plugins: Arc<Plugins>) -> Self {
+        Systems { store, plugins }
+    }
+
+    /// Validates and stores a new system.
+    pub fn create(&self, input: SystemInput) -> Result<System, SystemError> {
+        let spec = self.validate(input, None)?;
+        Ok(self.store.create_system(spec)?)
+    }
+
+    /// Validates and replaces a system. Secrets sent back masked keep their stored value.
+    pub fn replace(&self, id: &str, input: SystemInput) -> Result<System, SystemError> {
+        let current = self.get(id)?;
+        let spec = self.validate(input, Some(&current))?;
+        Ok(self.store.replace_system(id, spec)?)
+    }
+
+    /// One system.
+    pub fn get(&self, id: &str) -> Result<System, SystemError> {
+        self.store.get_system(id)?.ok_or_else(|| SystemError::NotFound(format!("no system with id {id}")))
+    }
+
+    /// All systems.
+    pub fn list(&self) -> Result<Vec<System>, SystemError> {
+        Ok(self.store.list_systems()?)
+    }
+
+    /// Deletes a system; refused while targets still receive from it.
+    pub fn delete(&self, id: &str) -> Result<(), SystemError> {
+        let targets = self.store.targets_of(id)?;
+        if !targets.is_empty() {
+            let names: Vec<_> = targets.iter().map(|t| t.spec.name.as_str()).collect();
+            return Err(SystemError::Conflict(format!(
+                "the system is the source of {}; remove it from their sources first",
+                names.join(", ")
+            )));
+        }
+        Ok(self.store.delete_system(id)?)
+    }
+
+    /// The plugin a system runs on.
+    pub fn plugin_for(&self, system: &System) -> Result<Arc<LoadedPlugin>, SystemError> {
+        self.plugins
+            .resolve(&system.spec.connector, system.spec.connector_version.as_deref())
+            .ok_or_else(|| match &system.spec.connector_version {
+                Some(v) => SystemError::Invalid(format!("connector {}@{v} is not loaded", system.spec.connector)),
+                None => SystemError::Invalid(format!("connector {:?} is not loaded", system.spec.connector)),
+            })
+    }
+
+    /// What a plugin call for this system needs: the properties the guest may see, and the endpoint.
+    pub fn call_target(&self, system: &System, descriptor: &Descriptor) -> Result<CallTarget, SystemError> {
+        let all = system.all_properties();
+        let url = |name: &str| -> Result<Option<Url>, SystemError> {
+            all.get(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Url::parse(v.trim()).map_err(|e| SystemError::Invalid(format!("{name} is not a valid URL: {e}"))))
+                .transpose()
+        };
+        let rate = all
+            .get(RATE_LIMIT_PROPERTY)
+            .cloned()
+            .or_else(|| descriptor.properties.iter().find(|p| p.name == RATE_LIMIT_PROPERTY).and_then(|p| p.default_value.clone()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|r| *r > 0.0);
+        let endpoint = SystemEndpoint {
+            system_id: system.id.clone(),
+            api: url("URL")?,
+            token: url("OAuth2TokenServiceURL")?,
+            credentials: Credentials::from_properties(&all).map_err(SystemError::Invalid)?,
+            rate_per_second: rate,
+        };
+        let properties = system.spec.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(CallTarget { properties, endpoint })
+    }
+
+    /// Test Connection: reachability and credentials, as the connector checks them.
+    pub async fn test_connection(&self, id: &str) -> Result<ConnectionCheck, SystemError> {
+        let system = self.get(id)?;
+        let plugin = match self.plugin_for(&system) {
+            Ok(p) => p,
+            Err(e) => return Ok(ConnectionCheck { ok: false, message: e.to_string() }),
+        };
+        let target = match self.call_target(&system, &plugin.descriptor) {
+            Ok(t) => t,
+            Err(e) => return Ok(ConnectionCheck { ok: false, message: e.to_string() }),
+        };
+        Ok(match self.plugins.runtime().test_connection(&plugin, &target).await {
+            Ok(_) => ConnectionCheck { ok: true, message: CONNECTION_OK.to_string() },
+            Err(CallError::Connector(e)) => ConnectionCheck { ok: false, message: describe_failure(&e) },
+            Err(e) => ConnectionCheck { ok: false, message: e.to_string() },
+        })
+    }
+
+    fn validate(&self, input: SystemInput, current: Option<&System>) -> Result<SystemSpec, SystemError> {
+        let name = input.name.trim().to_string();
+        if name.is_empty() || name.len() > 200 {
+            return Err(SystemError::Invalid("name must be 1 to 200 characters".into()));
+        }
+        let plugin = self.plugins.resolve(&input.connector, input.version.as_deref()).ok_or_else(|| {
+            let loaded: Vec<String> = self.plugins.list().iter().map(|p| p.label()).collect();
+            SystemError::Invalid(format!(
+                "type {:?}{} is not a loaded connector (loaded: {})",
+                input.connector,
+                input.version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default(),
+                loaded.join(", ")
+            ))
+        })?;
+        let descriptor = &plugin.descriptor;
+        let mut properties = BTreeMap::new();
+        let mut secrets = BTreeMap::new();
+        for (key, value) in input.properties {
+            let text = match value {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null => continue,
+                _ => return Err(SystemError::Invalid(format!("property {key} must be a string, number or boolean"))),
+            };
+            if key.trim().is_empty() {
+                return Err(SystemError::Invalid("property names must not be empty".into()));
+            }
+            if descriptor.is_secret(&key) {
+                // A masked value sent back means "unchanged".
+                let text = if text == MASK {
+                    current.and_then(|c| c.spec.secrets.get(&key).cloned()).ok_or_else(|| {
+                        SystemError::Invalid(format!("property {key} is masked, but no value is stored for it"))
+                    })?
+                } else {
+                    text
+                };
+                secrets.insert(key, text);
+            } else {
+                properties.insert(key, text);
+            }
+        }
+        if properties.get("ProxyType").is_some_and(|v| v.eq_ignore_ascii_case("OnPremise")) {
+            return Err(SystemError::Invalid(
+                "ProxyType OnPremise needs SAP Cloud Connector, which Provisio cannot reach; use ProxyType Internet with a URL Provisio can reach directly".into(),
+            ));
+        }
+        let missing: Vec<&str> = descriptor
+            .properties
+            .iter()
+            .filter(|p| p.required && p.default_value.is_none())
+            .filter(|p| !properties.contains_key(&p.name) && !secrets.contains_key(&p.name))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(SystemError::Invalid(format!("missing required properties: {}", missing.join(", "))));
+        }
+        let probe = System {
+            id: current.map(|c| c.id.clone()).unwrap_or_default(),
+            spec: SystemSpec {
+                name: name.clone(),
+                connector: input.connector.clone(),
+                connector_version: input.version.clone(),
+                role: input.role,
+                properties: properties.clone(),
+                secrets: secrets.clone(),
+                sources: vec![],
+                transformation: None,
+            },
+            transformation_version: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        // URLs and credentials are checked now, not at the first job.
+        self.call_target(&probe, descriptor)?;
+        if !input.sources.is_empty() && input.role != Role::Target {
+            return Err(SystemError::Invalid("only target systems have sources".into()));
+        }
+        for source in &input.sources {
+            match self.store.get_system(source)? {
+                Some(s) if s.spec.role == Role::Source => {}
+                Some(s) => return Err(SystemError::Invalid(format!("{} is a {:?} system, not a source", s.spec.name, s.spec.role))),
+                None => return Err(SystemError::Invalid(format!("source system {source} does not exist"))),
+            }
+        }
+        if let Some(doc) = &input.transformation {
+            validate_transformation(input.role, doc)?;
+        }
+        Ok(SystemSpec {
+            name,
+            connector: input.connector,
+            connector_version: input.version,
+            role: input.role,
+            properties,
+            secrets,
+            sources: input.sources,
+            transformation: input.transformation,
+        })
+    }
+}
+
+/// Validates a transformation document for a role; proxies carry `{"read": …, "write": …}`.
+pub fn validate_transformation(role: Role, doc: &Value) -> Result<(), SystemError> {
+    let check = |label: &str, doc: &Value| {
+        provisio_transform::Transformation::parse(doc)
+            .map(|_| ())
+            .map_err(|e| SystemError::Invalid(format!("{label}transformation is invalid: {e}")))
+    };
+    match role {
+        Role::Proxy => {
+            let Some(object) = doc.as_object() else {
+                return Err(SystemError::Invalid("a proxy transformation is an object with \"read\" and/or \"write\"".into()));
+            };
+            for (key, part) in object {
+                match key.as_str() {
+                    "read" | "write" => check(&format!("{key} "), part)?,
+                    other => return Err(SystemError::Invalid(format!("unknown key {other:?} in a proxy transformation (use read, write)"))),
+                }
+            }
+            Ok(())
+        }
+        _ => check("", doc),
+    }
+}
+
+/// A connector error in the words an admin needs.
+pub fn describe_failure(e: &crate::connector::ConnectorError) -> String {
+    use crate::connector::ConnectorError as E;
+    match e {
+        E::Unauthorized { message } => format!("The system refused the credentials: {message}"),
+        E::Transient { message } => format!("The system could not be reached: {message}"),
+        E::InvalidConfig { message } => format!("The configuration is invalid: {message}"),
+        other => other.to_string(),
+    }
+}
