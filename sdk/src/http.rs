@@ -115,7 +115,11 @@ impl Request {
     /// Sets a JSON body, with `Content-Type: application/json` unless a content type is set already.
     pub fn json(self, value: &serde_json::Value) -> Self {
         let req = self.body(value.to_string().into_bytes());
-        if req.header_value("content-type").is_some() { req } else { req.header("Content-Type", "application/json") }
+        if req.header_value("content-type").is_some() {
+            req
+        } else {
+            req.header("Content-Type", "application/json")
+        }
     }
 
     /// Sets a raw body.
@@ -134,15 +138,21 @@ impl Request {
         if self.query.is_empty() {
             return self.path.clone();
         }
-        let query: Vec<String> =
-            self.query.iter().map(|(n, v)| format!("{}={}", encode_component(n), encode_component(v))).collect();
+        let query: Vec<String> = self
+            .query
+            .iter()
+            .map(|(n, v)| format!("{}={}", encode_component(n), encode_component(v)))
+            .collect();
         let sep = if self.path.contains('?') { '&' } else { '?' };
         format!("{}{sep}{}", self.path, query.join("&"))
     }
 
     /// The value of a header set on this request (case-insensitive name).
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sends the request to the system `cfg` describes and returns its answer, whatever the status; call
@@ -161,7 +171,11 @@ impl Request {
             body: self.body,
         };
         match transport(cfg, &wire) {
-            Ok(r) => Ok(Response { status: r.status, headers: r.headers, body: r.body }),
+            Ok(r) => Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
             Err(e) => Err(host_error(&wire, e)),
         }
     }
@@ -181,15 +195,22 @@ fn transport(cfg: &Config, req: &HttpRequest) -> std::result::Result<HttpRespons
 fn host_error(req: &HttpRequest, e: HostError) -> Error {
     let what = format!("{} {}", req.method, req.path);
     match e {
-        HostError::AuthFailed(m) => {
-            Error::unauthorized(format!("The credentials for the system could not be obtained ({what}): {m}"))
+        HostError::AuthFailed(m) => Error::unauthorized(format!(
+            "The credentials for the system could not be obtained ({what}): {m}"
+        )),
+        HostError::Timeout(m) => {
+            Error::transient(format!("The system did not answer in time ({what}): {m}"))
         }
-        HostError::Timeout(m) => Error::transient(format!("The system did not answer in time ({what}): {m}")),
-        HostError::Unreachable(m) => Error::transient(format!("The system could not be reached ({what}): {m}")),
-        HostError::Denied(m) => Error::invalid_config(format!("The request was refused by the host ({what}): {m}")),
-        HostError::TooLarge(m) => {
-            Error::rejected(0, format!("The answer was larger than the host allows ({what}): {m}"))
+        HostError::Unreachable(m) => {
+            Error::transient(format!("The system could not be reached ({what}): {m}"))
         }
+        HostError::Denied(m) => {
+            Error::invalid_config(format!("The request was refused by the host ({what}): {m}"))
+        }
+        HostError::TooLarge(m) => Error::rejected(
+            0,
+            format!("The answer was larger than the host allows ({what}): {m}"),
+        ),
     }
 }
 
@@ -207,7 +228,10 @@ pub struct Response {
 impl Response {
     /// The first value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the status is 2xx.
@@ -242,7 +266,11 @@ impl Response {
     ///
     /// [`status::error_for`]: crate::status::error_for
     pub fn error_for_status(self) -> Result<Self> {
-        if self.is_success() { Ok(self) } else { Err(crate::status::error_for(&self)) }
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(crate::status::error_for(&self))
+        }
     }
 }
 
@@ -295,8 +323,13 @@ mod tests {
 
     #[test]
     fn builds_paths_with_encoded_queries() {
-        let r = Request::get("Users").query("filter", r#"userName eq "a b&c""#).query("count", 10);
-        assert_eq!(r.full_path(), "Users?filter=userName%20eq%20%22a%20b%26c%22&count=10");
+        let r = Request::get("Users")
+            .query("filter", r#"userName eq "a b&c""#)
+            .query("count", 10);
+        assert_eq!(
+            r.full_path(),
+            "Users?filter=userName%20eq%20%22a%20b%26c%22&count=10"
+        );
         let r = Request::get("Users?attributes=id").query("startIndex", 1);
         assert_eq!(r.full_path(), "Users?attributes=id&startIndex=1");
         assert_eq!(encode_segment("a/b?c"), "a%2Fb%3Fc");
@@ -306,8 +339,13 @@ mod tests {
 
     #[test]
     fn json_body_keeps_an_explicit_content_type() {
-        let r = Request::post("Users").header("content-type", "application/scim+json").json(&serde_json::json!({}));
-        assert_eq!(r.header_value("Content-Type"), Some("application/scim+json"));
+        let r = Request::post("Users")
+            .header("content-type", "application/scim+json")
+            .json(&serde_json::json!({}));
+        assert_eq!(
+            r.header_value("Content-Type"),
+            Some("application/scim+json")
+        );
         let r = Request::post("Users").json(&serde_json::json!({}));
         assert_eq!(r.header_value("Content-Type"), Some("application/json"));
     }

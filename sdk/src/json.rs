@@ -3,7 +3,7 @@
 //! A path is a dotted list of keys with optional array indexes and bracketed keys, with or without a leading
 //! `$.`: `userName`, `name.givenName`, `emails[0].value`, `$.emails[0].value`,
 //! `['urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'].manager.value` (bracket keys that contain
-//! dots, such as schema URNs).
+//! dots, such as schema URNs). [`get`] also takes RFC 6901 JSON Pointers (`/emails/0/value`).
 
 use serde_json::{Map, Value};
 
@@ -45,15 +45,24 @@ pub fn parse_path(path: &str) -> Option<Vec<Segment>> {
         segs.push(Segment::Key(rest[..end].to_string()));
         rest = &rest[end..];
     }
-    (!segs.iter().any(|s| matches!(s, Segment::Key(k) if k.is_empty()))).then_some(segs)
+    (!segs
+        .iter()
+        .any(|s| matches!(s, Segment::Key(k) if k.is_empty())))
+    .then_some(segs)
 }
 
-/// The value at `path`, if there is one.
+/// The value at `path`, if there is one. A path that starts with `/` is an RFC 6901 JSON Pointer
+/// (`/emails/0/value`).
 pub fn get<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    parse_path(path)?.iter().try_fold(value, |v, seg| match seg {
-        Segment::Key(k) => v.get(k.as_str()),
-        Segment::Index(i) => v.get(*i),
-    })
+    if path.starts_with('/') {
+        return value.pointer(path);
+    }
+    parse_path(path)?
+        .iter()
+        .try_fold(value, |v, seg| match seg {
+            Segment::Key(k) => v.get(k.as_str()),
+            Segment::Index(i) => v.get(*i),
+        })
 }
 
 /// The string at `path`, if there is one.
@@ -64,7 +73,9 @@ pub fn get_str<'a>(value: &'a Value, path: &str) -> Option<&'a str> {
 /// Sets the value at `path`, creating missing objects on the way (and `null`-padding arrays up to an index).
 /// Returns `false` (and changes nothing) when the path is malformed or crosses a scalar.
 pub fn set(value: &mut Value, path: &str, new: Value) -> bool {
-    let Some(segs) = parse_path(path) else { return false };
+    let Some(segs) = parse_path(path) else {
+        return false;
+    };
     let mut cur = value;
     for seg in &segs {
         cur = match seg {
@@ -72,14 +83,18 @@ pub fn set(value: &mut Value, path: &str, new: Value) -> bool {
                 if cur.is_null() {
                     *cur = Value::Object(Map::new());
                 }
-                let Some(obj) = cur.as_object_mut() else { return false };
+                let Some(obj) = cur.as_object_mut() else {
+                    return false;
+                };
                 obj.entry(k.clone()).or_insert(Value::Null)
             }
             Segment::Index(i) => {
                 if cur.is_null() {
                     *cur = Value::Array(Vec::new());
                 }
-                let Some(arr) = cur.as_array_mut() else { return false };
+                let Some(arr) = cur.as_array_mut() else {
+                    return false;
+                };
                 if arr.len() <= *i {
                     arr.resize(i + 1, Value::Null);
                 }
@@ -111,14 +126,18 @@ pub fn remove(value: &mut Value, path: &str) -> Option<Value> {
 /// Parses JSON text the host passed in (an entity, a PatchOp document); [`Error::Rejected`] with status 0
 /// naming `what` when it is not valid JSON.
 pub fn parse(text: &str, what: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::rejected(0, format!("The {what} is not valid JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Error::rejected(0, format!("The {what} is not valid JSON: {e}")))
 }
 
 /// Parses JSON text that must be an object, as entities are; [`Error::Rejected`] (status 0) otherwise.
 pub fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>> {
     match parse(text, what)? {
         Value::Object(m) => Ok(m),
-        _ => Err(Error::rejected(0, format!("The {what} is not a JSON object."))),
+        _ => Err(Error::rejected(
+            0,
+            format!("The {what} is not a JSON object."),
+        )),
     }
 }
 
@@ -135,10 +154,17 @@ mod tests {
         assert_eq!(get_str(&v, "name.givenName"), Some("A"));
         assert_eq!(get_str(&v, "$.emails[0].value"), Some("a@x"));
         assert_eq!(get_str(&v, &format!("['{ENT}'].manager.value")), Some("m"));
-        assert_eq!(get_str(&v, &format!("$['{ENT}']['manager']['value']")), Some("m"));
+        assert_eq!(
+            get_str(&v, &format!("$['{ENT}']['manager']['value']")),
+            Some("m")
+        );
         assert_eq!(get(&v, "emails[1]"), None);
+        assert_eq!(get_str(&v, "/emails/0/value"), Some("a@x"));
         assert_eq!(parse_path("a[x]"), None);
-        assert_eq!(parse_path("a..b"), Some(vec![Segment::Key("a".into()), Segment::Key("b".into())]));
+        assert_eq!(
+            parse_path("a..b"),
+            Some(vec![Segment::Key("a".into()), Segment::Key("b".into())])
+        );
     }
 
     #[test]
@@ -146,7 +172,10 @@ mod tests {
         let mut v = json!({});
         assert!(set(&mut v, "name.familyName", json!("B")));
         assert!(set(&mut v, "emails[1].value", json!("b@x")));
-        assert_eq!(v, json!({"name": {"familyName": "B"}, "emails": [null, {"value": "b@x"}]}));
+        assert_eq!(
+            v,
+            json!({"name": {"familyName": "B"}, "emails": [null, {"value": "b@x"}]})
+        );
         assert!(!set(&mut v, "name.familyName.x", json!(1)));
         assert_eq!(remove(&mut v, "name.familyName"), Some(json!("B")));
         assert_eq!(remove(&mut v, "nope.x"), None);

@@ -55,15 +55,21 @@ impl ListResponse {
     /// Reads a list response from JSON; [`Error::Rejected`] (status 0) when it is not an object, or when
     /// `Resources` is present but not an array.
     pub fn from_json(v: &Value) -> Result<Self> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| Error::rejected(0, "The system's answer is not a SCIM list response (not an object)."))?;
+        let obj = v.as_object().ok_or_else(|| {
+            Error::rejected(
+                0,
+                "The system's answer is not a SCIM list response (not an object).",
+            )
+        })?;
         let field = |names: &[&str]| names.iter().find_map(|n| obj.get(*n));
         let resources = match field(&["Resources", "resources"]) {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a.clone(),
             Some(_) => {
-                return Err(Error::rejected(0, "The system's answer is not a SCIM list response (`Resources` is not an array)."));
+                return Err(Error::rejected(
+                    0,
+                    "The system's answer is not a SCIM list response (`Resources` is not an array).",
+                ));
             }
         };
         let number = |names: &[&str]| field(names).and_then(as_u64);
@@ -72,24 +78,37 @@ impl ListResponse {
             total_results: number(&["totalResults", "totalresults"]),
             items_per_page: number(&["itemsPerPage", "itemsperpage"]),
             start_index: number(&["startIndex", "startindex"]),
-            next_id: field(&["nextId", "nextid"]).and_then(|v| v.as_str()).map(str::to_string),
+            next_id: field(&["nextId", "nextid"])
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
         })
     }
 
     /// The cursor of the page after this one under index paging, or `None` when this is the last page: the
     /// page is empty, or `start + itemsPerPage > totalResults`, or (without `totalResults`) the page holds
     /// fewer than `requested` entities.
+    ///
+    /// The step is `itemsPerPage` when the server gives one between the number of resources on the page and
+    /// `requested` (servers that filter after paging, such as SAP's proxy API, report more items than they
+    /// return), else the number of resources; and `requested` when the server returned more than asked (the
+    /// page is then cut short by [`into_index_page`](Self::into_index_page)).
     pub fn next_index(&self, start: u64, requested: u32) -> Option<String> {
         let got = self.resources.len() as u64;
+        let requested = u64::from(requested.max(1));
         if got == 0 {
             return None;
         }
-        let step = got.min(u64::from(requested.max(1)));
-        let per_page = self.items_per_page.filter(|n| *n > 0).unwrap_or(got).min(step.max(1));
-        let next = start.saturating_add(per_page);
+        let step = if got > requested {
+            requested
+        } else {
+            self.items_per_page
+                .filter(|n| (got..=requested).contains(n))
+                .unwrap_or(got)
+        };
+        let next = start.saturating_add(step);
         match self.total_results {
             Some(total) if next > total => None,
-            None if got < u64::from(requested) => None,
+            None if step < requested => None,
             _ => Some(next.to_string()),
         }
     }
@@ -105,13 +124,16 @@ impl ListResponse {
     /// This list as a [`Page`] under cursor paging: the next cursor is `nextId`, and there is none when it is
     /// absent, empty or `end`, or when the page is empty.
     pub fn into_cursor_page(self) -> Page {
-        let next = self.next_id.filter(|id| !id.is_empty() && id != "end" && !self.resources.is_empty());
+        let next = self
+            .next_id
+            .filter(|id| !id.is_empty() && id != "end" && !self.resources.is_empty());
         Page::from_values(self.resources, next, self.total_results)
     }
 }
 
 fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 /// The `startIndex` a cursor stands for under index paging: 1 for the first page (`None`), else the cursor as
@@ -124,7 +146,12 @@ pub fn start_index(cursor: Option<&str>) -> Result<u64> {
             .parse::<u64>()
             .ok()
             .filter(|n| *n >= 1)
-            .ok_or_else(|| Error::rejected(0, format!("Invalid paging cursor `{c}`: expected a startIndex."))),
+            .ok_or_else(|| {
+                Error::rejected(
+                    0,
+                    format!("Invalid paging cursor `{c}`: expected a startIndex."),
+                )
+            }),
     }
 }
 
@@ -150,11 +177,21 @@ pub fn quote(value: &str) -> String {
 /// AND-combines filters, skipping absent and blank ones; each is parenthesised when there are several.
 /// `None` when none is left.
 pub fn and_filters<'a>(filters: impl IntoIterator<Item = Option<&'a str>>) -> Option<String> {
-    let parts: Vec<&str> = filters.into_iter().flatten().map(str::trim).filter(|f| !f.is_empty()).collect();
+    let parts: Vec<&str> = filters
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
     match parts.as_slice() {
         [] => None,
         [one] => Some(one.to_string()),
-        many => Some(many.iter().map(|f| format!("({f})")).collect::<Vec<_>>().join(" and ")),
+        many => Some(
+            many.iter()
+                .map(|f| format!("({f})"))
+                .collect::<Vec<_>>()
+                .join(" and "),
+        ),
     }
 }
 
@@ -200,7 +237,11 @@ impl PatchOp {
     }
 
     fn push(mut self, op: &str, path: Option<&str>, value: Option<Value>) -> Self {
-        self.operations.push(PatchOperation { op: op.to_string(), path: path.map(str::to_string), value });
+        self.operations.push(PatchOperation {
+            op: op.to_string(),
+            path: path.map(str::to_string),
+            value,
+        });
         self
     }
 
@@ -254,12 +295,24 @@ impl PatchOp {
         let operations = ops
             .iter()
             .map(|o| {
-                let op = o.get("op").and_then(Value::as_str).map(str::to_ascii_lowercase).unwrap_or_default();
+                let op = o
+                    .get("op")
+                    .and_then(Value::as_str)
+                    .map(str::to_ascii_lowercase)
+                    .unwrap_or_default();
                 if !matches!(op.as_str(), "add" | "replace" | "remove") {
                     return Err(bad(&format!("unknown PatchOp operation `{op}`")));
                 }
-                let path = o.get("path").and_then(Value::as_str).map(str::trim).filter(|p| !p.is_empty());
-                Ok(PatchOperation { op, path: path.map(str::to_string), value: o.get("value").cloned() })
+                let path = o
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty());
+                Ok(PatchOperation {
+                    op,
+                    path: path.map(str::to_string),
+                    value: o.get("value").cloned(),
+                })
             })
             .collect::<Result<_>>()?;
         Ok(PatchOp { operations })
@@ -307,19 +360,22 @@ fn parse_target(resource: &Value, path: &str) -> Result<Target> {
     let invalid = || reject("invalidPath", format!("cannot parse the path `{path}`"));
     let mut keys = Vec::new();
     let mut rest = path.trim();
-    if rest.len() > 4 && rest[..4].eq_ignore_ascii_case("urn:") {
+    if is_urn(rest) {
         // A schema URN prefix: the longest known schema (a key of the resource or a `schemas` entry) first.
-        let mut known: Vec<String> = resource.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let mut known: Vec<String> = resource
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
         if let Some(s) = resource.get("schemas").and_then(Value::as_array) {
             known.extend(s.iter().filter_map(Value::as_str).map(str::to_string));
         }
         known.sort_by_key(|k| std::cmp::Reverse(k.len()));
         let schema = known
             .into_iter()
-            .filter(|k| k.len() > 4 && k[..4].eq_ignore_ascii_case("urn:"))
+            .filter(|k| is_urn(k))
             .find(|k| {
-                rest.len() >= k.len()
-                    && rest[..k.len()].eq_ignore_ascii_case(k)
+                rest.get(..k.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(k))
                     && (rest.len() == k.len() || rest[k.len()..].starts_with(':'))
             })
             .or_else(|| {
@@ -327,10 +383,16 @@ fn parse_target(resource: &Value, path: &str) -> Result<Target> {
                 head.rfind(':').map(|i| rest[..i].to_string())
             })
             .ok_or_else(invalid)?;
-        rest = rest[schema.len()..].strip_prefix(':').unwrap_or(&rest[schema.len()..]);
+        rest = rest[schema.len()..]
+            .strip_prefix(':')
+            .unwrap_or(&rest[schema.len()..]);
         keys.push(schema);
         if rest.is_empty() {
-            return Ok(Target { keys, filter: None, sub: None });
+            return Ok(Target {
+                keys,
+                filter: None,
+                sub: None,
+            });
         }
     }
     let (attr, filter, sub) = match rest.find('[') {
@@ -340,7 +402,12 @@ fn parse_target(resource: &Value, path: &str) -> Result<Target> {
             let after = &rest[close + 1..];
             let sub = match after {
                 "" => None,
-                s => Some(s.strip_prefix('.').filter(|s| !s.is_empty()).ok_or_else(invalid)?.to_string()),
+                s => Some(
+                    s.strip_prefix('.')
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(invalid)?
+                        .to_string(),
+                ),
             };
             (&rest[..open], Some(filter), sub)
         }
@@ -357,20 +424,35 @@ fn parse_target(resource: &Value, path: &str) -> Result<Target> {
     Ok(Target { keys, filter, sub })
 }
 
+/// Whether `s` starts with `urn:` (any case) and has more after it.
+fn is_urn(s: &str) -> bool {
+    s.len() > 4 && s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+}
+
 /// The key of `obj` equal to `name` ignoring case, or `name` itself.
 fn key_in(obj: &Map<String, Value>, name: &str) -> String {
-    obj.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned().unwrap_or_else(|| name.to_string())
+    obj.keys()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .cloned()
+        .unwrap_or_else(|| name.to_string())
 }
 
 /// The slot at `keys`, creating objects on the way when `create`.
-fn slot<'a>(resource: &'a mut Value, keys: &[String], create: bool) -> Result<Option<&'a mut Value>> {
+fn slot<'a>(
+    resource: &'a mut Value,
+    keys: &[String],
+    create: bool,
+) -> Result<Option<&'a mut Value>> {
     let mut cur = resource;
     for k in keys {
         if cur.is_null() && create {
             *cur = Value::Object(Map::new());
         }
         let Some(obj) = cur.as_object_mut() else {
-            return Err(reject("invalidPath", format!("`{k}` is under a value that is not complex")));
+            return Err(reject(
+                "invalidPath",
+                format!("`{k}` is under a value that is not complex"),
+            ));
         };
         let key = key_in(obj, k);
         if !obj.contains_key(&key) {
@@ -419,21 +501,35 @@ fn apply_one(resource: &mut Value, o: &PatchOperation) -> Result<()> {
             ("remove", _) => Err(reject("noTarget", "remove needs a path")),
             (_, Some(Value::Object(attrs))) => {
                 for (k, v) in attrs {
-                    let sub = PatchOperation { op: o.op.clone(), path: Some(k.clone()), value: Some(v.clone()) };
+                    let sub = PatchOperation {
+                        op: o.op.clone(),
+                        path: Some(k.clone()),
+                        value: Some(v.clone()),
+                    };
                     apply_one(resource, &sub)?;
                 }
                 Ok(())
             }
-            _ => Err(reject("invalidValue", format!("{} without a path needs an object value", o.op))),
+            _ => Err(reject(
+                "invalidValue",
+                format!("{} without a path needs an object value", o.op),
+            )),
         };
     };
     let t = parse_target(resource, path)?;
     let append = o.op == "add";
     match (o.op.as_str(), &t.filter) {
         ("remove", None) => {
-            let (last, parents) = t.keys.split_last().ok_or_else(|| reject("invalidPath", path))?;
-            let Some(parent) = slot(resource, parents, false)? else { return Ok(()) };
-            let Some(obj) = parent.as_object_mut() else { return Ok(()) };
+            let (last, parents) = t
+                .keys
+                .split_last()
+                .ok_or_else(|| reject("invalidPath", path))?;
+            let Some(parent) = slot(resource, parents, false)? else {
+                return Ok(());
+            };
+            let Some(obj) = parent.as_object_mut() else {
+                return Ok(());
+            };
             let key = key_in(obj, last);
             match (&o.value, obj.get_mut(&key)) {
                 (Some(Value::Array(gone)), Some(Value::Array(items))) => {
@@ -463,13 +559,20 @@ fn apply_one(resource: &mut Value, o: &PatchOperation) -> Result<()> {
             Ok(())
         }
         (_, None) => {
-            let value = o.value.clone().ok_or_else(|| reject("invalidValue", format!("{} needs a value", o.op)))?;
-            let target = slot(resource, &t.keys, true)?.ok_or_else(|| reject("invalidPath", path))?;
+            let value = o
+                .value
+                .clone()
+                .ok_or_else(|| reject("invalidValue", format!("{} needs a value", o.op)))?;
+            let target =
+                slot(resource, &t.keys, true)?.ok_or_else(|| reject("invalidPath", path))?;
             merge(target, value, append);
             Ok(())
         }
         (_, Some(f)) => {
-            let value = o.value.clone().ok_or_else(|| reject("invalidValue", format!("{} needs a value", o.op)))?;
+            let value = o
+                .value
+                .clone()
+                .ok_or_else(|| reject("invalidValue", format!("{} needs a value", o.op)))?;
             let items = match slot(resource, &t.keys, false)? {
                 Some(Value::Array(items)) => items,
                 _ => return Err(reject("noTarget", format!("`{path}` matches nothing"))),
@@ -479,13 +582,19 @@ fn apply_one(resource: &mut Value, o: &PatchOperation) -> Result<()> {
                 matched = true;
                 match &t.sub {
                     Some(sub) => {
-                        let Some(obj) = item.as_object_mut() else { continue };
+                        let Some(obj) = item.as_object_mut() else {
+                            continue;
+                        };
                         obj.insert(key_in(obj, sub), value.clone());
                     }
                     None => merge(item, value.clone(), append),
                 }
             }
-            if matched { Ok(()) } else { Err(reject("noTarget", format!("`{path}` matches nothing"))) }
+            if matched {
+                Ok(())
+            } else {
+                Err(reject("noTarget", format!("`{path}` matches nothing")))
+            }
         }
     }
 }
@@ -511,8 +620,13 @@ impl Filter {
         let mut alternatives = vec![Vec::new()];
         let mut it = tokens.into_iter().peekable();
         loop {
-            let attr = it.next().ok_or_else(|| invalid("a comparison is missing"))?;
-            let op = it.next().ok_or_else(|| invalid("an operator is missing"))?.to_ascii_lowercase();
+            let attr = it
+                .next()
+                .ok_or_else(|| invalid("a comparison is missing"))?;
+            let op = it
+                .next()
+                .ok_or_else(|| invalid("an operator is missing"))?
+                .to_ascii_lowercase();
             let value = match op.as_str() {
                 "pr" => Value::Null,
                 "eq" | "ne" | "co" | "sw" | "ew" | "gt" | "ge" | "lt" | "le" => {
@@ -542,7 +656,9 @@ impl Filter {
 impl Comparison {
     fn matches(&self, item: &Value) -> bool {
         let actual = item.as_object().and_then(|o| o.get(&key_in(o, &self.attr)));
-        let (Some(actual), op) = (actual, self.op.as_str()) else { return self.op == "ne" };
+        let (Some(actual), op) = (actual, self.op.as_str()) else {
+            return self.op == "ne";
+        };
         let text = |v: &Value| match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -606,7 +722,9 @@ fn literal(raw: &str) -> Option<Value> {
         "true" => Some(Value::Bool(true)),
         "false" => Some(Value::Bool(false)),
         "null" => Some(Value::Null),
-        _ => serde_json::from_str::<serde_json::Number>(raw).ok().map(Value::Number),
+        _ => serde_json::from_str::<serde_json::Number>(raw)
+            .ok()
+            .map(Value::Number),
     }
 }
 
@@ -634,6 +752,16 @@ mod tests {
         assert_eq!(list(0, Some(9), Some(0)).next_index(3, 2), None);
         assert_eq!(list(2, None, None).next_index(1, 2), Some("3".into()));
         assert_eq!(list(1, None, None).next_index(1, 2), None);
+        // itemsPerPage above the resources returned (filtered after paging) is the step.
+        assert_eq!(
+            list(2, Some(10), Some(3)).next_index(1, 3),
+            Some("4".into())
+        );
+        // itemsPerPage that undercounts the resources is ignored.
+        assert_eq!(
+            list(3, Some(10), Some(1)).next_index(1, 3),
+            Some("4".into())
+        );
         // A server that ignores `count` is cut short, and the next page starts after what was kept.
         let page = list(5, Some(10), Some(5)).into_index_page(1, 2);
         assert_eq!(page.entities.len(), 2);
@@ -647,13 +775,17 @@ mod tests {
 
     #[test]
     fn parses_list_responses_in_both_spellings() {
-        let l = ListResponse::from_json(&json!({"resources": [{"id": "a"}], "totalResults": 1, "itemsPerPage": "1"}))
-            .unwrap();
+        let l = ListResponse::from_json(
+            &json!({"resources": [{"id": "a"}], "totalResults": 1, "itemsPerPage": "1"}),
+        )
+        .unwrap();
         assert_eq!(l.resources.len(), 1);
         assert_eq!(l.items_per_page, Some(1));
-        let l = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "end"})).unwrap();
+        let l =
+            ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "end"})).unwrap();
         assert_eq!(l.into_cursor_page().next_cursor, None);
-        let l = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "abc"})).unwrap();
+        let l =
+            ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "abc"})).unwrap();
         assert_eq!(l.into_cursor_page().next_cursor.as_deref(), Some("abc"));
         assert!(ListResponse::from_json(&json!({"Resources": 1})).is_err());
         assert!(ListResponse::from_json(&json!([])).is_err());
@@ -664,9 +796,18 @@ mod tests {
     fn filters() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(and_filters([None, Some(" ")]), None);
-        assert_eq!(and_filters([Some("a eq 1"), None]).as_deref(), Some("a eq 1"));
-        assert_eq!(and_filters([Some("a eq 1"), Some("b pr")]).as_deref(), Some("(a eq 1) and (b pr)"));
-        assert_eq!(modified_since("2026-01-01T00:00:00Z"), r#"meta.lastModified gt "2026-01-01T00:00:00Z""#);
+        assert_eq!(
+            and_filters([Some("a eq 1"), None]).as_deref(),
+            Some("a eq 1")
+        );
+        assert_eq!(
+            and_filters([Some("a eq 1"), Some("b pr")]).as_deref(),
+            Some("(a eq 1) and (b pr)")
+        );
+        assert_eq!(
+            modified_since("2026-01-01T00:00:00Z"),
+            r#"meta.lastModified gt "2026-01-01T00:00:00Z""#
+        );
     }
 
     fn apply(resource: Value, ops: Value) -> Result<Value> {
@@ -678,29 +819,82 @@ mod tests {
     #[test]
     fn applies_patch_operations() {
         let user = json!({"userName": "a", "name": {"givenName": "A"}, "emails": [{"value": "a@x", "type": "work"}]});
-        let r = apply(user.clone(), json!([
-            {"op": "Replace", "path": "name.givenName", "value": "B"},
-            {"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home"}]},
-            {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x"},
-            {"op": "add", "value": {"active": false, "name.familyName": "F"}},
-        ]))
+        let r = apply(
+            user.clone(),
+            json!([
+                {"op": "Replace", "path": "name.givenName", "value": "B"},
+                {"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home"}]},
+                {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x"},
+                {"op": "add", "value": {"active": false, "name.familyName": "F"}},
+            ]),
+        )
         .unwrap();
-        assert_eq!(r, json!({"userName": "a", "name": {"givenName": "B", "familyName": "F"},
-            "emails": [{"value": "w@x", "type": "work"}, {"value": "b@x", "type": "home"}], "active": false}));
-        let r = apply(user.clone(), json!([{"op": "remove", "path": "emails[type eq \"work\"]"}])).unwrap();
+        assert_eq!(
+            r,
+            json!({"userName": "a", "name": {"givenName": "B", "familyName": "F"},
+            "emails": [{"value": "w@x", "type": "work"}, {"value": "b@x", "type": "home"}], "active": false})
+        );
+        let r = apply(
+            user.clone(),
+            json!([{"op": "remove", "path": "emails[type eq \"work\"]"}]),
+        )
+        .unwrap();
         assert_eq!(r["emails"], json!([]));
-        assert!(matches!(apply(user.clone(), json!([{"op": "remove"}])), Err(Error::Rejected(r)) if r.detail.starts_with("noTarget")));
+        assert!(
+            matches!(apply(user.clone(), json!([{"op": "remove"}])), Err(Error::Rejected(r)) if r.detail.starts_with("noTarget"))
+        );
         assert!(apply(user.clone(), json!([{"op": "move", "path": "x"}])).is_err());
-        assert!(apply(user, json!([])).is_err());
+        assert!(apply(user.clone(), json!([])).is_err());
+        // Non-ASCII paths never panic.
+        for p in ["urné:x", "uré", "ü[value eq \"x\"]", "emails[", "a.b]"] {
+            let _ = apply(
+                user.clone(),
+                json!([{"op": "replace", "path": p, "value": 1}]),
+            );
+        }
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_paths_and_filters() {
+        const ALPHABET: &[&str] = &[
+            "urn:", ":", ".", "[", "]", "\"", "\\", " ", "eq", "and", "or", "pr", "value", "é",
+            "ü", "x", "0", "'", "$",
+        ];
+        let resource = json!({"schemas": ["urn:a:b"], "urn:a:b": {"x": 1}, "value": [{"value": "x"}], "x": "é"});
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..5000 {
+            let mut path = String::new();
+            for _ in 0..(seed % 9) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                path.push_str(ALPHABET[(seed % ALPHABET.len() as u64) as usize]);
+            }
+            for op in ["add", "replace", "remove"] {
+                let _ = apply(
+                    resource.clone(),
+                    json!([{"op": op, "path": path, "value": [{"value": "x"}]}]),
+                );
+            }
+            let _ = crate::json::get(&resource, &path);
+        }
     }
 
     #[test]
     fn applies_group_member_patches() {
         let group = json!({"displayName": "g", "members": [{"value": "u1"}, {"value": "u2"}]});
-        let r = apply(group.clone(), json!([{"op": "remove", "path": "members[value eq \"u1\"]"},
-            {"op": "add", "path": "members", "value": [{"value": "u3"}, {"value": "u2"}]}])).unwrap();
+        let r = apply(
+            group.clone(),
+            json!([{"op": "remove", "path": "members[value eq \"u1\"]"},
+            {"op": "add", "path": "members", "value": [{"value": "u3"}, {"value": "u2"}]}]),
+        )
+        .unwrap();
         assert_eq!(r["members"], json!([{"value": "u2"}, {"value": "u3"}]));
-        let r = apply(group.clone(), json!([{"op": "remove", "path": "members", "value": [{"value": "u2"}]}])).unwrap();
+        let r = apply(
+            group.clone(),
+            json!([{"op": "remove", "path": "members", "value": [{"value": "u2"}]}]),
+        )
+        .unwrap();
         assert_eq!(r["members"], json!([{"value": "u1"}]));
         let r = apply(group, json!([{"op": "remove", "path": "members"}])).unwrap();
         assert_eq!(r.get("members"), None);
@@ -710,19 +904,31 @@ mod tests {
     fn applies_urn_paths() {
         const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
         let user = json!({"schemas": [ENT], "userName": "a"});
-        let r = apply(user, json!([
-            {"op": "add", "path": format!("{ENT}:manager.value"), "value": "m1"},
-            {"op": "replace", "path": format!("{ENT}:employeeNumber"), "value": "7"},
-        ]))
+        let r = apply(
+            user,
+            json!([
+                {"op": "add", "path": format!("{ENT}:manager.value"), "value": "m1"},
+                {"op": "replace", "path": format!("{ENT}:employeeNumber"), "value": "7"},
+            ]),
+        )
         .unwrap();
-        assert_eq!(r[ENT], json!({"manager": {"value": "m1"}, "employeeNumber": "7"}));
+        assert_eq!(
+            r[ENT],
+            json!({"manager": {"value": "m1"}, "employeeNumber": "7"})
+        );
     }
 
     #[test]
     fn builds_patch_documents() {
-        let doc = PatchOp::new().replace(Some("active"), json!(false)).remove("members").to_json();
-        assert_eq!(doc, json!({"schemas": [PATCH_OP], "Operations": [
-            {"op": "replace", "path": "active", "value": false}, {"op": "remove", "path": "members"}]}));
+        let doc = PatchOp::new()
+            .replace(Some("active"), json!(false))
+            .remove("members")
+            .to_json();
+        assert_eq!(
+            doc,
+            json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "path": "active", "value": false}, {"op": "remove", "path": "members"}]})
+        );
         let mut d = json!({"Operations": []});
         ensure_patch_schema(&mut d);
         assert_eq!(d["schemas"], json!([PATCH_OP]));

@@ -14,8 +14,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::Response;
 use crate::Error;
+use crate::http::Response;
 
 /// The statuses [`error_for`] maps to [`Error::Conflict`].
 pub const CONFLICT_STATUSES: &[u16] = &[409, 412, 422];
@@ -33,13 +33,20 @@ pub fn error_for(resp: &Response) -> Error {
 pub fn error_for_with(resp: &Response, conflicts: &[u16]) -> Error {
     let status = resp.status;
     let detail = detail(&resp.body);
-    let said = if detail.is_empty() { String::new() } else { format!(": {detail}") };
+    let said = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    };
     match status {
-        401 | 403 => Error::unauthorized(format!("The system refused the credentials (HTTP {status}){said}")),
+        401 | 403 => Error::unauthorized(format!(
+            "The system refused the credentials (HTTP {status}){said}"
+        )),
         404 => Error::not_found(format!("Not found (HTTP 404){said}")),
         s if conflicts.contains(&s) => Error::conflict(format!("Conflict (HTTP {status}){said}")),
         429 => Error::throttled(
-            resp.header("retry-after").and_then(|v| retry_after_ms(v, SystemTime::now())),
+            resp.header("retry-after")
+                .and_then(|v| retry_after_ms(v, SystemTime::now())),
             format!("The system asked to slow down (HTTP 429){said}"),
         ),
         500..=599 => Error::transient(format!("The system failed (HTTP {status}){said}")),
@@ -52,13 +59,18 @@ pub fn error_for_with(resp: &Response, conflicts: &[u16]) -> Error {
 /// `message`, an `error` string, or else the raw text; shortened to [`DETAIL_MAX`] characters, on one line.
 pub fn detail(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let from_json = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| {
-        ["detail", "error_description", "message", "error"]
-            .iter()
-            .find_map(|k| v.get(k).and_then(|d| d.as_str()).map(str::to_string))
-    });
+    let from_json = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            ["detail", "error_description", "message", "error"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(|d| d.as_str()).map(str::to_string))
+        });
     let raw = from_json.unwrap_or_else(|| text.into_owned());
-    shorten(&raw.split_whitespace().collect::<Vec<_>>().join(" "), DETAIL_MAX)
+    shorten(
+        &raw.split_whitespace().collect::<Vec<_>>().join(" "),
+        DETAIL_MAX,
+    )
 }
 
 /// `text` cut to at most `max` characters, with `…` when cut.
@@ -85,15 +97,24 @@ pub fn retry_after_ms(value: &str, now: SystemTime) -> Option<u64> {
 fn parse_http_date(s: &str) -> Option<u64> {
     let rest = s.split_once(", ")?.1;
     let parts: Vec<&str> = rest.split_whitespace().collect();
-    let [day, month, year, time, "GMT"] = parts.as_slice() else { return None };
+    let [day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
     let day: u64 = day.parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m == month)? as u64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
         + 1;
     let year: u64 = year.parse().ok()?;
-    let hms: Vec<u64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else { return None };
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
     if !(1..=31).contains(&day) || year < 1970 || *h > 23 || *m > 59 || *sec > 60 {
         return None;
     }
@@ -119,32 +140,53 @@ mod tests {
     fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
         Response {
             status,
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             body: body.as_bytes().to_vec(),
         }
     }
 
     #[test]
     fn maps_statuses() {
-        assert!(matches!(error_for(&resp(401, &[], "")), Error::Unauthorized(_)));
-        assert!(matches!(error_for(&resp(403, &[], "")), Error::Unauthorized(_)));
+        assert!(matches!(
+            error_for(&resp(401, &[], "")),
+            Error::Unauthorized(_)
+        ));
+        assert!(matches!(
+            error_for(&resp(403, &[], "")),
+            Error::Unauthorized(_)
+        ));
         assert!(matches!(error_for(&resp(404, &[], "")), Error::NotFound(_)));
         for s in [409, 412, 422] {
             assert!(matches!(error_for(&resp(s, &[], "")), Error::Conflict(_)));
         }
-        assert!(matches!(error_for_with(&resp(422, &[], ""), &[409]), Error::Rejected(r) if r.status == 422));
-        assert!(matches!(error_for(&resp(503, &[], "")), Error::Transient(_)));
+        assert!(
+            matches!(error_for_with(&resp(422, &[], ""), &[409]), Error::Rejected(r) if r.status == 422)
+        );
+        assert!(matches!(
+            error_for(&resp(503, &[], "")),
+            Error::Transient(_)
+        ));
         let e = error_for(&resp(429, &[("retry-after", "7")], ""));
         assert!(matches!(e, Error::Throttled(t) if t.retry_after_ms == Some(7000)));
         let e = error_for(&resp(429, &[], ""));
         assert!(matches!(e, Error::Throttled(t) if t.retry_after_ms.is_none()));
-        let e = error_for(&resp(400, &[], r#"{"schemas":[],"status":"400","scimType":"invalidFilter","detail":"bad filter"}"#));
+        let e = error_for(&resp(
+            400,
+            &[],
+            r#"{"schemas":[],"status":"400","scimType":"invalidFilter","detail":"bad filter"}"#,
+        ));
         assert_eq!(e, Error::rejected(400, "bad filter"));
     }
 
     #[test]
     fn extracts_details() {
-        assert_eq!(detail(br#"{"error":"unauthorized","error_description":"Bad credentials"}"#), "Bad credentials");
+        assert_eq!(
+            detail(br#"{"error":"unauthorized","error_description":"Bad credentials"}"#),
+            "Bad credentials"
+        );
         assert_eq!(detail(b"  plain\n text  "), "plain text");
         let long = "x".repeat(1000);
         assert_eq!(detail(long.as_bytes()).chars().count(), DETAIL_MAX + 1);
@@ -155,8 +197,14 @@ mod tests {
     fn parses_retry_after() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
         assert_eq!(retry_after_ms("120", now), Some(120_000));
-        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:50:37 GMT", now), Some(60_000));
-        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:40:37 GMT", now), Some(0));
+        assert_eq!(
+            retry_after_ms("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(60_000)
+        );
+        assert_eq!(
+            retry_after_ms("Sun, 06 Nov 1994 08:40:37 GMT", now),
+            Some(0)
+        );
         assert_eq!(retry_after_ms("soon", now), None);
         assert_eq!(retry_after_ms("Sun, 06 Foo 1994 08:50:37 GMT", now), None);
     }

@@ -96,7 +96,10 @@ impl Harness {
     pub fn assert_done(&self) {
         let state = self.state.borrow();
         if !state.expected.is_empty() {
-            let mut msg = format!("{} expected request(s) were not sent:\n", state.expected.len());
+            let mut msg = format!(
+                "{} expected request(s) were not sent:\n",
+                state.expected.len()
+            );
             for e in &state.expected {
                 let _ = writeln!(msg, "  {}", e.describe());
             }
@@ -131,17 +134,24 @@ pub struct SentRequest {
 impl SentRequest {
     /// A header's value (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text.
     pub fn text(&self) -> Option<String> {
-        self.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+        self.body
+            .as_ref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
     /// The body as JSON, if it is JSON.
     pub fn json(&self) -> Option<Value> {
-        self.body.as_ref().and_then(|b| serde_json::from_slice(b).ok())
+        self.body
+            .as_ref()
+            .and_then(|b| serde_json::from_slice(b).ok())
     }
 }
 
@@ -166,7 +176,11 @@ impl Exchange {
             path: path.into(),
             body: None,
             headers: Vec::new(),
-            outcome: Ok(HttpResponse { status: 200, headers: Vec::new(), body: Vec::new() }),
+            outcome: Ok(HttpResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: Vec::new(),
+            }),
         }
     }
 
@@ -215,13 +229,18 @@ impl Exchange {
 
     /// Answers with `status` and `body` as JSON (`Content-Type: application/scim+json`).
     pub fn respond(self, status: u16, body: Value) -> Self {
-        self.respond_text(status, body.to_string()).with_header("content-type", "application/scim+json")
+        self.respond_text(status, body.to_string())
+            .with_header("content-type", "application/scim+json")
     }
 
     /// Answers with `status` and a text body.
     pub fn respond_text(mut self, status: u16, body: impl Into<String>) -> Self {
         let headers = self.outcome.map(|r| r.headers).unwrap_or_default();
-        self.outcome = Ok(HttpResponse { status, headers, body: body.into().into_bytes() });
+        self.outcome = Ok(HttpResponse {
+            status,
+            headers,
+            body: body.into().into_bytes(),
+        });
         self
     }
 
@@ -233,7 +252,8 @@ impl Exchange {
     /// Adds a header to the answer (`Retry-After`, `ETag`, …).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         if let Ok(r) = &mut self.outcome {
-            r.headers.push((name.into().to_ascii_lowercase(), value.into()));
+            r.headers
+                .push((name.into().to_ascii_lowercase(), value.into()));
         }
         self
     }
@@ -262,13 +282,20 @@ impl Exchange {
         }
         for (n, v) in &self.headers {
             if req.header(n) != Some(v.as_str()) {
-                return Some(format!("header `{n}` is {:?}, expected {v:?}", req.header(n)));
+                return Some(format!(
+                    "header `{n}` is {:?}, expected {v:?}",
+                    req.header(n)
+                ));
             }
         }
         if let Some(expected) = &self.body {
             match req.json() {
                 Some(actual) if &actual == expected => {}
-                Some(actual) => return Some(format!("body differs:\n    expected {expected}\n    sent     {actual}")),
+                Some(actual) => {
+                    return Some(format!(
+                        "body differs:\n    expected {expected}\n    sent     {actual}"
+                    ));
+                }
                 None => return Some(format!("body is not JSON: {:?}", req.text())),
             }
         }
@@ -311,10 +338,16 @@ pub(crate) fn dispatch(_cfg: &Config, req: &HttpRequest) -> Result<HttpResponse,
         headers: req.headers.clone(),
         body: req.body.clone(),
     };
-    let shown = format!("{} {}:{}{}", sent.method, sent.upstream, sent.path, match sent.text() {
-        Some(t) => format!(" with body {t}"),
-        None => String::new(),
-    });
+    let shown = format!(
+        "{} {}:{}{}",
+        sent.method,
+        sent.upstream,
+        sent.path,
+        match sent.text() {
+            Some(t) => format!(" with body {t}"),
+            None => String::new(),
+        }
+    );
     state.sent.push(sent.clone());
     let Some(next) = state.expected.pop_front() else {
         drop(state);
@@ -322,7 +355,10 @@ pub(crate) fn dispatch(_cfg: &Config, req: &HttpRequest) -> Result<HttpResponse,
     };
     if let Some(why) = next.mismatch(&sent) {
         drop(state);
-        panic!("unexpected request: {why}\n  expected: {}\n  sent:     {shown}", next.describe());
+        panic!(
+            "unexpected request: {why}\n  expected: {}\n  sent:     {shown}",
+            next.describe()
+        );
     }
     next.outcome
 }
@@ -350,11 +386,22 @@ mod tests {
     fn answers_in_order_and_records_requests() {
         let mut h = Harness::new();
         h.expect(Exchange::get("Users?count=1&startIndex=1").respond(200, json!({"a": 1})))
-            .expect(Exchange::post("Users").body_json(json!({"userName": "x"})).respond(201, json!({"id": "1"})));
+            .expect(
+                Exchange::post("Users")
+                    .body_json(json!({"userName": "x"}))
+                    .respond(201, json!({"id": "1"})),
+            );
         let (a, b) = h.run(|| {
             log::info("hello");
-            let a = Request::get("Users").query("startIndex", 1).query("count", 1).send(&cfg()).unwrap();
-            let b = Request::post("Users").json(&json!({"userName": "x"})).send(&cfg()).unwrap();
+            let a = Request::get("Users")
+                .query("startIndex", 1)
+                .query("count", 1)
+                .send(&cfg())
+                .unwrap();
+            let b = Request::post("Users")
+                .json(&json!({"userName": "x"}))
+                .send(&cfg())
+                .unwrap();
             (a, b)
         });
         assert_eq!(a.json().unwrap(), json!({"a": 1}));
@@ -373,7 +420,11 @@ mod tests {
         h.expect(Exchange::get("Users").fail(HostError::AuthFailed("bad client".into())));
         h.expect(Exchange::get("Users").fail(HostError::Timeout("30 s".into())));
         h.expect(Exchange::get("Users").fail(HostError::Denied("absolute URL".into())));
-        let errs: Vec<Error> = h.run(|| (0..4).map(|_| Request::get("Users").send(&cfg()).unwrap_err()).collect());
+        let errs: Vec<Error> = h.run(|| {
+            (0..4)
+                .map(|_| Request::get("Users").send(&cfg()).unwrap_err())
+                .collect()
+        });
         assert!(matches!(&errs[0], Error::Transient(m) if m.contains("could not be reached")));
         assert!(matches!(&errs[1], Error::Unauthorized(_)));
         assert!(matches!(&errs[2], Error::Transient(m) if m.contains("in time")));
@@ -385,7 +436,8 @@ mod tests {
     fn panics_on_an_unexpected_request() {
         let mut h = Harness::new();
         h.expect(Exchange::get("Groups"));
-        h.run(|| Request::get("Users").send(&cfg()).map(|_| ())).ok();
+        h.run(|| Request::get("Users").send(&cfg()).map(|_| ()))
+            .ok();
     }
 
     #[test]
@@ -399,7 +451,8 @@ mod tests {
     fn run_restores_after_a_panic() {
         let r = std::panic::catch_unwind(|| {
             let mut h = Harness::new();
-            h.run(|| Request::get("Users").send(&cfg()).map(|_| ())).ok();
+            h.run(|| Request::get("Users").send(&cfg()).map(|_| ()))
+                .ok();
         });
         assert!(r.is_err());
         assert!(CURRENT.with(|c| c.borrow().is_none()));

@@ -1,12 +1,17 @@
 //! Helpers on the contract's types.
 
-use crate::{Config, Descriptor, EntityKind, Error, Operation, Page, PropertySpec, Rejection, Throttle};
+use crate::{
+    Config, Descriptor, EntityKind, Error, Operation, Page, PropertySpec, Rejection, Throttle,
+};
 
 impl Config {
     /// A configuration for the system `system_id` without properties (mostly for tests); add them with
     /// [`with`](Config::with).
     pub fn new(system_id: impl Into<String>) -> Self {
-        Config { system_id: system_id.into(), properties: Vec::new() }
+        Config {
+            system_id: system_id.into(),
+            properties: Vec::new(),
+        }
     }
 
     /// Adds (or overrides) a property.
@@ -35,8 +40,9 @@ impl Config {
 
     /// The value of the required property `name`, or [`Error::InvalidConfig`] naming it.
     pub fn require(&self, name: &str) -> Result<&str, Error> {
-        self.property(name)
-            .ok_or_else(|| Error::invalid_config(format!("The property `{name}` is required but not set.")))
+        self.property(name).ok_or_else(|| {
+            Error::invalid_config(format!("The property `{name}` is required but not set."))
+        })
     }
 
     /// Whether the boolean property `name` is `true` (case-insensitive); `false` when absent or anything else.
@@ -57,7 +63,10 @@ impl Config {
     /// The properties whose names start with `prefix`, as (rest of the name, value) pairs, in the order given;
     /// e.g. `with_prefix("ips.http.header.")` yields the extra headers an admin configured. Blank values are
     /// skipped.
-    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.properties.iter().filter_map(move |(n, v)| {
             let rest = n.strip_prefix(prefix)?;
             let v = v.trim();
@@ -146,7 +155,13 @@ impl Descriptor {
 impl PropertySpec {
     /// An optional, non-secret property without default, with a one-line doc for admins.
     pub fn new(name: impl Into<String>, doc: impl Into<String>) -> Self {
-        PropertySpec { name: name.into(), required: false, secret: false, default_value: None, doc: doc.into() }
+        PropertySpec {
+            name: name.into(),
+            required: false,
+            secret: false,
+            default_value: None,
+            doc: doc.into(),
+        }
     }
 
     /// Marks the property as required.
@@ -175,7 +190,11 @@ impl Page {
         next_cursor: Option<String>,
         total: Option<u64>,
     ) -> Self {
-        Page { entities: entities.into_iter().map(|e| e.to_string()).collect(), next_cursor, total }
+        Page {
+            entities: entities.into_iter().map(|e| e.to_string()).collect(),
+            next_cursor,
+            total,
+        }
     }
 }
 
@@ -202,7 +221,10 @@ impl Error {
 
     /// [`Error::Throttled`]: the system asked to slow down, optionally saying for how long.
     pub fn throttled(retry_after_ms: Option<u64>, detail: impl Into<String>) -> Self {
-        Error::Throttled(Throttle { retry_after_ms, detail: detail.into() })
+        Error::Throttled(Throttle {
+            retry_after_ms,
+            detail: detail.into(),
+        })
     }
 
     /// [`Error::Transient`]: a failure that may pass (5xx, timeout, unreachable).
@@ -213,7 +235,10 @@ impl Error {
     /// [`Error::Rejected`]: the system rejected the request for good, with its HTTP status. Status 0 means the
     /// request was rejected before any HTTP status was known (e.g. the connector's input was not valid JSON).
     pub fn rejected(status: u16, detail: impl Into<String>) -> Self {
-        Error::Rejected(Rejection { status, detail: detail.into() })
+        Error::Rejected(Rejection {
+            status,
+            detail: detail.into(),
+        })
     }
 
     /// [`Error::Unsupported`] for an operation or option, e.g. `unsupported("delta read")`.
@@ -271,7 +296,9 @@ mod tests {
         assert!(cfg.flag_or("missing", true));
         let headers: Vec<_> = cfg.with_prefix("ips.http.header.").collect();
         assert_eq!(headers, vec![("X-A", "1"), ("X-B", "2")]);
-        assert!(matches!(cfg.require("nope"), Err(Error::InvalidConfig(m)) if m.contains("`nope`")));
+        assert!(
+            matches!(cfg.require("nope"), Err(Error::InvalidConfig(m)) if m.contains("`nope`"))
+        );
     }
 
     #[test]

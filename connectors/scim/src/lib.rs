@@ -6,20 +6,22 @@
 //! conflict resolution on create by the configured unique attributes. Written with `provisio-sdk` only.
 
 mod settings;
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 
 use provisio_sdk::http::{Response, encode_segment};
 use provisio_sdk::scim::{self, ListResponse, PatchOp};
 use provisio_sdk::{
-    Config, Connector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log, status,
+    Config, Connector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json,
+    log, status,
 };
 use serde_json::Value;
 
 use settings::Settings;
 
 /// The message admins know from SAP Identity Provisioning for a successful Test Connection.
-pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
+pub const CONNECTION_OK: &str =
+    "Connection to the selected target system was established successfully.";
 
 /// The default read transformation (SAP Identity Provisioning JSON dialect).
 pub const READ_TRANSFORMATION: &str = include_str!("../transformations/read.json");
@@ -46,7 +48,11 @@ impl Connector for Scim {
 
     fn test_connection(cfg: &Config) -> Result<String> {
         let s = Settings::new(cfg)?;
-        let resp = s.request("GET", "Users").query("startIndex", 1).query("count", 1).send(cfg)?;
+        let resp = s
+            .request("GET", "Users")
+            .query("startIndex", 1)
+            .query("count", 1)
+            .send(cfg)?;
         match resp.status {
             200..=299 => match resp.json().and_then(|v| ListResponse::from_json(&v)) {
                 Ok(_) => Ok(CONNECTION_OK.to_string()),
@@ -107,7 +113,9 @@ impl Connector for Scim {
     fn create(cfg: &Config, kind: EntityKind, entity: &str) -> Result<String> {
         let s = Settings::new(cfg)?;
         let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
-        let resp = s.request_with("POST", kind.scim_endpoint(), &entity).send(cfg)?;
+        let resp = s
+            .request_with("POST", kind.scim_endpoint(), &entity)
+            .send(cfg)?;
         match resp.status {
             200..=299 => entity_of(&resp, "created"),
             409 => resolve_conflict(&s, kind, &entity, status::error_for(&resp)),
@@ -128,12 +136,22 @@ impl Connector for Scim {
         let ops = PatchOp::parse(&doc)?;
         if s.patch {
             scim::ensure_patch_schema(&mut doc);
-            let resp = s.request_with("PATCH", entity_path(kind, id), &doc).send(cfg)?;
-            let resp = ok_or_not_found(resp, kind, id)?;
-            if resp.is_empty() {
-                return Ok(None);
+            let resp = s
+                .request_with("PATCH", entity_path(kind, id), &doc)
+                .send(cfg)?;
+            if matches!(resp.status, 405 | 501) {
+                log::warn(format_args!(
+                    "the system refused PATCH (HTTP {}) although {} is true; applying the patch with GET and PUT",
+                    resp.status,
+                    settings::SUPPORT_PATCH
+                ));
+            } else {
+                let resp = ok_or_not_found(resp, kind, id)?;
+                if resp.is_empty() {
+                    return Ok(None);
+                }
+                return entity_of(&resp, "patched").map(Some);
             }
-            return entity_of(&resp, "patched").map(Some);
         }
         // No PATCH in this system: read, apply, write back (re-reading once on a stale version).
         let mut attempt = 0;
@@ -185,7 +203,10 @@ fn fetch(s: &Settings, kind: EntityKind, id: &str) -> Result<Value> {
 /// The entity a 2xx write answered with, as JSON text.
 fn entity_of(resp: &Response, what: &str) -> Result<String> {
     if resp.is_empty() {
-        return Err(Error::rejected(resp.status, format!("The system answered without the {what} entity.")));
+        return Err(Error::rejected(
+            resp.status,
+            format!("The system answered without the {what} entity."),
+        ));
     }
     resp.json().map(|v| v.to_string())
 }
@@ -199,7 +220,13 @@ fn version_of(entity: &Value) -> Option<String> {
     }
 }
 
-fn send_put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option<&str>) -> Result<Response> {
+fn send_put(
+    s: &Settings,
+    kind: EntityKind,
+    id: &str,
+    entity: &Value,
+    version: Option<&str>,
+) -> Result<Response> {
     let mut req = s.request_with("PUT", entity_path(kind, id), entity);
     match version {
         Some(v) => req = req.header("If-Match", v),
@@ -213,33 +240,59 @@ fn finish_put(resp: Response, kind: EntityKind, id: &str) -> Result<Value> {
     let resp = ok_or_not_found(resp, kind, id)?;
     if resp.is_empty() {
         // Some services answer a PUT with 204: read back what was stored. (None here do so yet; stay strict.)
-        return Err(Error::rejected(resp.status, "The system answered without the replaced entity."));
+        return Err(Error::rejected(
+            resp.status,
+            "The system answered without the replaced entity.",
+        ));
     }
     resp.json()
 }
 
 /// PUT with `If-Match` when a version is known; on a stale version (412) re-reads the entity and retries once
 /// with its current version.
-fn put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option<String>) -> Result<Value> {
+fn put(
+    s: &Settings,
+    kind: EntityKind,
+    id: &str,
+    entity: &Value,
+    version: Option<String>,
+) -> Result<Value> {
     let resp = send_put(s, kind, id, entity, version.as_deref())?;
     if resp.status == 412 && version.is_some() {
-        log::info(format_args!("{} {id} changed meanwhile (HTTP 412); re-reading and retrying once", kind.as_str()));
+        log::info(format_args!(
+            "{} {id} changed meanwhile (HTTP 412); re-reading and retrying once",
+            kind.as_str()
+        ));
         let current = version_of(&fetch(s, kind, id)?);
         let mut entity = entity.clone();
-        if let (Some(v), Some(meta)) = (&current, entity.get_mut("meta").and_then(Value::as_object_mut)) {
+        if let (Some(v), Some(meta)) = (
+            &current,
+            entity.get_mut("meta").and_then(Value::as_object_mut),
+        ) {
             meta.insert("version".into(), Value::String(v.clone()));
         }
-        return finish_put(send_put(s, kind, id, &entity, current.as_deref())?, kind, id);
+        return finish_put(
+            send_put(s, kind, id, &entity, current.as_deref())?,
+            kind,
+            id,
+        );
     }
     finish_put(resp, kind, id)
 }
 
 /// After a create conflicted: look the entity up by the configured unique attributes and, when exactly one
 /// matches, replace it (SAP Identity Provisioning's conflict resolution); otherwise keep the conflict.
-fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Error) -> Result<String> {
+fn resolve_conflict(
+    s: &Settings,
+    kind: EntityKind,
+    entity: &Value,
+    conflict: Error,
+) -> Result<String> {
     let mut clauses = Vec::new();
     for attr in s.unique_attributes(kind) {
-        let (Some(name), Some(value)) = (filter_attribute(attr), json::get(entity, attr)) else { return Err(conflict) };
+        let (Some(name), Some(value)) = (filter_attribute(attr), json::get(entity, attr)) else {
+            return Err(conflict);
+        };
         let literal = match value {
             Value::String(v) => scim::quote(v),
             Value::Number(_) | Value::Bool(_) => value.to_string(),
@@ -251,14 +304,27 @@ fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Er
         return Err(conflict);
     }
     let filter = clauses.join(" and ");
-    let resp = s.request("GET", kind.scim_endpoint()).query("filter", &filter).send(s.cfg)?.error_for_status()?;
+    let resp = s
+        .request("GET", kind.scim_endpoint())
+        .query("filter", &filter)
+        .send(s.cfg)?
+        .error_for_status()?;
     let found = ListResponse::from_response(&resp)?.resources;
     let [existing] = found.as_slice() else {
-        log::info(format_args!("create conflicted and `{filter}` matches {} {}s; keeping the conflict", found.len(), kind.as_str()));
+        log::info(format_args!(
+            "create conflicted and `{filter}` matches {} {}s; keeping the conflict",
+            found.len(),
+            kind.as_str()
+        ));
         return Err(conflict);
     };
-    let Some(id) = existing.get("id").and_then(Value::as_str) else { return Err(conflict) };
-    log::info(format_args!("{} already exists as {id} ({filter}); updating it instead", kind.as_str()));
+    let Some(id) = existing.get("id").and_then(Value::as_str) else {
+        return Err(conflict);
+    };
+    log::info(format_args!(
+        "{} already exists as {id} ({filter}); updating it instead",
+        kind.as_str()
+    ));
     put(s, kind, id, entity, version_of(existing)).map(|v| v.to_string())
 }
 
@@ -276,6 +342,10 @@ fn filter_attribute(path: &str) -> Option<String> {
     if rest.is_empty() {
         return Some(first.clone());
     }
-    let sep = if first.to_ascii_lowercase().starts_with("urn:") { ":" } else { "." };
+    let sep = if first.to_ascii_lowercase().starts_with("urn:") {
+        ":"
+    } else {
+        "."
+    };
     Some(format!("{first}{sep}{}", rest.join(".")))
 }

@@ -19,7 +19,12 @@ pub const HEADER_PREFIX: &str = "ips.http.header.";
 
 const DEFAULT_CONTENT_TYPE: &str = "application/scim+json";
 const ACCEPT: &str = "application/scim+json, application/json";
-const AUTHENTICATIONS: &[&str] = &["NoAuthentication", "BasicAuthentication", "BearerToken", "BearerTokenAuthentication"];
+const AUTHENTICATIONS: &[&str] = &[
+    "NoAuthentication",
+    "BasicAuthentication",
+    "BearerToken",
+    "BearerTokenAuthentication",
+];
 
 /// The properties this connector understands, for `describe`.
 pub fn specs() -> Vec<PropertySpec> {
@@ -62,7 +67,9 @@ impl<'a> Settings<'a> {
         let url = cfg.require(URL)?;
         let lower = url.to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(Error::invalid_config(format!("The property `{URL}` must be an http:// or https:// URL, not `{url}`.")));
+            return Err(Error::invalid_config(format!(
+                "The property `{URL}` must be an http:// or https:// URL, not `{url}`."
+            )));
         }
         if cfg.property(TOKEN_URL).is_none()
             && let Some(auth) = cfg.property(AUTHENTICATION)
@@ -90,8 +97,15 @@ impl<'a> Settings<'a> {
     }
 
     /// A request with a JSON body in the configured content type.
-    pub fn request_with(&self, method: &str, path: impl Into<String>, body: &serde_json::Value) -> Request {
-        self.request(method, path).header("Content-Type", self.content_type).json(body)
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: impl Into<String>,
+        body: &serde_json::Value,
+    ) -> Request {
+        self.request(method, path)
+            .header("Content-Type", self.content_type)
+            .json(body)
     }
 
     /// The configured read filter for this kind.
@@ -105,7 +119,12 @@ impl<'a> Settings<'a> {
             EntityKind::User => (USER_UNIQUE, "userName"),
             EntityKind::Group => (GROUP_UNIQUE, "displayName"),
         };
-        self.cfg.property_or(name, default).split(',').map(str::trim).filter(|a| !a.is_empty()).collect()
+        self.cfg
+            .property_or(name, default)
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect()
     }
 }
 

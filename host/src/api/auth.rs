@@ -147,9 +147,9 @@ fn oauth_error(status: axum::http::StatusCode, error: &str, description: &str) -
 }
 
 /// `POST /oauth2/token`: client credentials → a bearer token.
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, form: Option<Form<TokenRequest>>) -> Response {
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>) -> Response {
     use axum::http::StatusCode;
-    let Some(Form(form)) = form else {
+    let Ok(Form(form)) = form else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form body with grant_type=client_credentials");
     };
     if form.grant_type.as_deref() != Some("client_credentials") {

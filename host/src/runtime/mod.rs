@@ -420,7 +420,7 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
+        store.epoch_deadline_callback(|mut ctx| {
             if Instant::now() >= ctx.data().deadline {
                 ctx.data_mut().deadline_hit = true;
                 return Ok(UpdateDeadline::Interrupt);

@@ -30,9 +30,9 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     io::streams::add_to_linker::<T, Io>(l, |t| t.ctx().table)?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
     clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    random::random::add_to_linker::<T, WasiRandom>(l, |t| &mut t.ctx().ctx.random)?;
-    random::insecure::add_to_linker::<T, WasiRandom>(l, |t| &mut t.ctx().ctx.random)?;
-    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| &mut t.ctx().ctx.random)?;
+    random::random::add_to_linker::<T, WasiRandom>(l, |t| wasi_random(t))?;
+    random::insecure::add_to_linker::<T, WasiRandom>(l, |t| wasi_random(t))?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| wasi_random(t))?;
     cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
@@ -46,4 +46,10 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     Ok(())
+}
+
+fn wasi_random(t: &mut CallState) -> &mut wasmtime_wasi::random::WasiRandomCtx {
+    use wasmtime_wasi::WasiView as _;
+    let wasmtime_wasi::WasiCtxView { ctx, .. } = t.ctx();
+    ctx.random()
 }

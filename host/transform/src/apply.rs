@@ -29,7 +29,13 @@ struct Tracer {
 }
 
 impl Tracer {
-    fn step(&mut self, m: Option<(usize, &Mapping)>, action: TraceAction, value: Option<&Value>, detail: Option<String>) {
+    fn step(
+        &mut self,
+        m: Option<(usize, &Mapping)>,
+        action: TraceAction,
+        value: Option<&Value>,
+        detail: Option<String>,
+    ) {
         if !self.on {
             return;
         }
@@ -39,7 +45,13 @@ impl Tracer {
             action,
             target_path: m.and_then(|(_, m)| m.target_text.clone()),
             target_variable: m.and_then(|(_, m)| m.target_variable.clone()),
-            value: value.map(|v| if secret { Value::String("********".into()) } else { v.clone() }),
+            value: value.map(|v| {
+                if secret {
+                    Value::String("********".into())
+                } else {
+                    v.clone()
+                }
+            }),
             detail,
         });
     }
@@ -52,7 +64,9 @@ impl Transformation {
         match self.entities.get(entity_type) {
             Some(e) => e.apply(input, ctx),
             None => Outcome::Skipped {
-                reason: format!("The entity type {entity_type} is not defined in the transformation."),
+                reason: format!(
+                    "The entity type {entity_type} is not defined in the transformation."
+                ),
                 trace: vec![],
             },
         }
@@ -70,10 +84,12 @@ fn scope_applies(scope: Option<Scope>, op: Operation) -> bool {
 }
 
 fn eval_cond(c: &Cond, env: &Env) -> Result<bool, String> {
-    let expr = c
-        .expr
-        .get(env, condition::parse)
-        .map_err(|e| format!("The condition: ({}) is invalid after placeholder substitution: {e}", c.text))?;
+    let expr = c.expr.get(env, condition::parse).map_err(|e| {
+        format!(
+            "The condition: ({}) is invalid after placeholder substitution: {e}",
+            c.text
+        )
+    })?;
     Ok(expr.eval(env.input, None, env))
 }
 
@@ -103,7 +119,12 @@ impl EntityTransformation {
                 input,
             };
             match eval_cond(c, &env) {
-                Ok(true) => tracer.step(None, TraceAction::EntityAccepted, None, Some(c.text.clone())),
+                Ok(true) => tracer.step(
+                    None,
+                    TraceAction::EntityAccepted,
+                    None,
+                    Some(c.text.clone()),
+                ),
                 Ok(false) => {
                     let reason = format!("The condition: ({}) is not fulfilled.", c.text);
                     tracer.step(None, TraceAction::EntitySkipped, None, Some(reason.clone()));
@@ -124,8 +145,15 @@ impl EntityTransformation {
         }
         let mut output = Value::Object(Map::new());
         for (i, m) in self.mappings.iter().enumerate() {
-            if let Err(f) = run_mapping(i, m, input, &mut output, &mut vars, ctx, &date, &mut tracer) {
-                tracer.step(Some((i, m)), TraceAction::Failed, None, Some(f.reason.clone()));
+            if let Err(f) =
+                run_mapping(i, m, input, &mut output, &mut vars, ctx, &date, &mut tracer)
+            {
+                tracer.step(
+                    Some((i, m)),
+                    TraceAction::Failed,
+                    None,
+                    Some(f.reason.clone()),
+                );
                 return Outcome::Failed {
                     reason: f.reason,
                     mapping_index: f.mapping,
@@ -147,13 +175,19 @@ fn render_constant(v: &Value, env: &Env) -> Value {
     match v {
         Value::String(s) => Value::String(Template::parse(s).render(env)),
         Value::Array(a) => Value::Array(a.iter().map(|x| render_constant(x, env)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), render_constant(x, env))).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), render_constant(x, env)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
 
 fn read_path(p: &Dynamic<Path>, doc: &Value, env: &Env) -> Result<Option<Value>, String> {
-    let p = p.get(env, Path::parse).map_err(|e| format!("invalid JSONPath after placeholder substitution: {e}"))?;
+    let p = p
+        .get(env, Path::parse)
+        .map_err(|e| format!("invalid JSONPath after placeholder substitution: {e}"))?;
     Ok(p.eval(doc, None, env).into_value())
 }
 
@@ -161,10 +195,79 @@ fn read_path(p: &Dynamic<Path>, doc: &Value, env: &Env) -> Result<Option<Value>,
 fn key_matches(key: &Value, v: &Value) -> bool {
     key == v
         || match (key, v) {
-            (Value::String(k), Value::Number(n)) | (Value::Number(n), Value::String(k)) => *k == n.to_string(),
-            (Value::String(k), Value::Bool(b)) | (Value::Bool(b), Value::String(k)) => *k == b.to_string(),
+            (Value::String(k), Value::Number(n)) | (Value::Number(n), Value::String(k)) => {
+                *k == n.to_string()
+            }
+            (Value::String(k), Value::Bool(b)) | (Value::Bool(b), Value::String(k)) => {
+                *k == b.to_string()
+            }
             _ => false,
         }
+}
+
+/// The value a `valueMapping` selects (`None` on a miss).
+fn value_mapping(
+    paths: &[Dynamic<Path>],
+    table: &[(Vec<Value>, Value)],
+    input: &Value,
+    env: &Env,
+) -> Result<Option<Value>, String> {
+    let mut keys = Vec::with_capacity(paths.len());
+    for p in paths {
+        keys.push(match read_path(p, input, env)? {
+            Some(Value::Array(a)) if a.len() == 1 => a.into_iter().next(),
+            v => v,
+        });
+    }
+    let found = table.iter().find(|(key, _)| {
+        key.iter()
+            .zip(&keys)
+            .all(|(k, v)| v.as_ref().is_some_and(|v| key_matches(k, v)))
+    });
+    Ok(found.map(|(_, mapped)| mapped.clone()))
+}
+
+/// The value of a `set` mapping's source, and whether a one-element array
+/// from it may be unwrapped (`preserveArrayWithSingleElement`).
+fn source_value(
+    source: &Source,
+    input: &Value,
+    env: &Env,
+) -> Result<(Option<Value>, bool), String> {
+    Ok(match source {
+        Source::None => (None, false),
+        Source::Path(p) => (read_path(p, input, env)?, true),
+        Source::Variable { name, path } => {
+            let v = match (env.variable(name), path) {
+                (Some(v), Some(p)) => read_path(p, &v, env)?,
+                (Some(v), None) => Some(v.into_owned()).filter(|v| !v.is_null()),
+                (None, _) => None,
+            };
+            (v, true)
+        }
+        Source::Constant {
+            value,
+            templated,
+            template,
+        } => {
+            let v = match template {
+                Some(t) => Value::String(t.render(env)),
+                None if *templated => render_constant(value, env),
+                None => value.clone(),
+            };
+            (Some(v), false)
+        }
+        Source::PropertyArray(prop) => {
+            let items = env.property(prop).map(|s| {
+                s.split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.into()))
+                    .collect()
+            });
+            (items.map(Value::Array), false)
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -196,7 +299,10 @@ fn run_mapping(
     let fail = |reason: String, path: Option<&str>| Failure {
         reason,
         mapping: Some(i),
-        path: path.map(str::to_string).or_else(|| m.source_text.clone()).or_else(|| m.target_text.clone()),
+        path: path
+            .map(str::to_string)
+            .or_else(|| m.source_text.clone())
+            .or_else(|| m.target_text.clone()),
     };
     let env = Env {
         ctx,
@@ -207,12 +313,20 @@ fn run_mapping(
     if let Some(c) = &m.condition
         && !eval_cond(c, &env).map_err(|r| fail(r, None))?
     {
-        tracer.step(here, TraceAction::SkippedByCondition, None, Some(c.text.clone()));
+        tracer.step(
+            here,
+            TraceAction::SkippedByCondition,
+            None,
+            Some(c.text.clone()),
+        );
         return Ok(());
     }
     let target = match &m.target {
         Some(t) => Some(t.get(&env, compile_target).map_err(|e| {
-            fail(format!("invalid target path after placeholder substitution: {e}"), m.target_text.as_deref())
+            fail(
+                format!("invalid target path after placeholder substitution: {e}"),
+                m.target_text.as_deref(),
+            )
         })?),
         None => None,
     };
@@ -225,62 +339,31 @@ fn run_mapping(
             return Ok(());
         }
         Action::Rename(new_name) => {
-            let renamed = target.as_ref().is_some_and(|t| t.rename(output, new_name, &env));
+            let renamed = target
+                .as_ref()
+                .is_some_and(|t| t.rename(output, new_name, &env));
             if !renamed && !m.optional {
                 return Err(fail(
-                    format!("The attribute to rename at {} does not exist.", m.target_text.as_deref().unwrap_or("$")),
+                    format!(
+                        "The attribute to rename at {} does not exist.",
+                        m.target_text.as_deref().unwrap_or("$")
+                    ),
                     m.target_text.as_deref(),
                 ));
             }
-            let action = if renamed { TraceAction::Renamed } else { TraceAction::NoValue };
+            let action = if renamed {
+                TraceAction::Renamed
+            } else {
+                TraceAction::NoValue
+            };
             tracer.step(here, action, None, Some(format!("to {new_name}")));
             return Ok(());
         }
-        Action::ValueMapping { paths, table } => {
-            let mut keys = Vec::with_capacity(paths.len());
-            for p in paths {
-                let v = read_path(p, input, &env).map_err(|r| fail(r, None))?;
-                keys.push(match v {
-                    Some(Value::Array(a)) if a.len() == 1 => a.into_iter().next(),
-                    v => v,
-                });
-            }
-            let found = table.iter().find(|(key, _)| {
-                key.iter()
-                    .zip(&keys)
-                    .all(|(k, v)| v.as_ref().is_some_and(|v| key_matches(k, v)))
-            });
-            (found.map(|(_, mapped)| mapped.clone()), false)
-        }
-        Action::Set => match &m.source {
-            Source::None => (None, false),
-            Source::Path(p) => (read_path(p, input, &env).map_err(|r| fail(r, None))?, true),
-            Source::Variable { name, path } => {
-                let v = env.variable(name);
-                let v = match (v, path) {
-                    (Some(v), Some(p)) => read_path(p, &v, &env).map_err(|r| fail(r, None))?,
-                    (Some(v), None) => Some(v.into_owned()).filter(|v| !v.is_null()),
-                    (None, _) => None,
-                };
-                (v, true)
-            }
-            Source::Constant { value, templated } => (
-                Some(if *templated { render_constant(value, &env) } else { value.clone() }),
-                false,
-            ),
-            Source::PropertyArray(prop) => (
-                env.property(prop).map(|s| {
-                    Value::Array(
-                        s.split(';')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(|s| Value::String(s.into()))
-                            .collect(),
-                    )
-                }),
-                false,
-            ),
-        },
+        Action::ValueMapping { paths, table } => (
+            value_mapping(paths, table, input, &env).map_err(|r| fail(r, None))?,
+            false,
+        ),
+        Action::Set => source_value(&m.source, input, &env).map_err(|r| fail(r, None))?,
     };
     // preserveArrayWithSingleElement applies to what the source yields, before functions.
     let mut value = match value {
@@ -292,8 +375,12 @@ fn run_mapping(
             .apply(value, &env)
             .map_err(|e| fail(format!("Function {} failed: {}", f.name, e.0), None))?;
     }
+    // defaultValue applies whenever no value results, `optional` or not (SAP docs are silent).
     let (value, action) = match (value, &m.default) {
         (Some(v), _) => (v, TraceAction::Applied),
+        (None, Some(d)) if m.default_templated => {
+            (render_constant(d, &env), TraceAction::Defaulted)
+        }
         (None, Some(d)) => (d.clone(), TraceAction::Defaulted),
         (None, None) => {
             // An unset variable (entityIdTargetSystem on create) and a mapping
@@ -305,8 +392,15 @@ fn run_mapping(
                 tracer.step(here, TraceAction::NoValue, None, None);
                 return Ok(());
             }
-            let at = m.source_text.as_deref().or(m.target_text.as_deref()).unwrap_or("$");
-            return Err(fail(format!("The mandatory attribute {at} has no value."), None));
+            let at = m
+                .source_text
+                .as_deref()
+                .or(m.target_text.as_deref())
+                .unwrap_or("$");
+            return Err(fail(
+                format!("The mandatory attribute {at} has no value."),
+                None,
+            ));
         }
     };
     tracer.step(here, action, Some(&value), None);

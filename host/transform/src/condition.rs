@@ -35,11 +35,11 @@ pub(crate) enum Op {
 /// A condition-only function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CondFn {
-    IsValidEmail,
-    IsApplicationSpecificGroup,
-    IsRegularGroup,
-    IsAttributeWithOptionalPrefix,
-    IsAttributeWithMandatoryPrefix,
+    ValidEmail,
+    ApplicationSpecificGroup,
+    RegularGroup,
+    OptionalPrefix,
+    MandatoryPrefix,
 }
 
 /// A function argument: a path or a bare property key.
@@ -84,59 +84,62 @@ pub(crate) fn parse(text: &str) -> Result<Expr, SyntaxError> {
 
 /// Parses an expression at the cursor (used by filters `[?(…)]` too).
 pub(crate) fn parse_expr_at(c: &mut Cursor) -> Result<Expr, SyntaxError> {
-    parse_or(c, 0)
+    c.enter()?;
+    let e = parse_or(c)?;
+    c.leave();
+    Ok(e)
 }
 
-/// Nesting limit so hostile input cannot overflow the stack.
-const MAX_DEPTH: usize = 64;
-
-fn parse_or(c: &mut Cursor, depth: usize) -> Result<Expr, SyntaxError> {
-    if depth > MAX_DEPTH {
-        return Err(c.error("condition nested too deeply"));
-    }
-    let mut left = parse_and(c, depth)?;
+fn parse_or(c: &mut Cursor) -> Result<Expr, SyntaxError> {
+    let mut left = parse_and(c)?;
     loop {
         c.skip_ws();
         if !c.eat_str("||") {
             return Ok(left);
         }
         c.skip_ws();
-        left = Expr::Or(Box::new(left), Box::new(parse_and(c, depth)?));
+        c.node()?;
+        left = Expr::Or(Box::new(left), Box::new(parse_and(c)?));
     }
 }
 
-fn parse_and(c: &mut Cursor, depth: usize) -> Result<Expr, SyntaxError> {
-    let mut left = parse_unary(c, depth)?;
+fn parse_and(c: &mut Cursor) -> Result<Expr, SyntaxError> {
+    let mut left = parse_unary(c)?;
     loop {
         c.skip_ws();
         if !c.eat_str("&&") {
             return Ok(left);
         }
         c.skip_ws();
-        left = Expr::And(Box::new(left), Box::new(parse_unary(c, depth)?));
+        c.node()?;
+        left = Expr::And(Box::new(left), Box::new(parse_unary(c)?));
     }
 }
 
-fn parse_unary(c: &mut Cursor, depth: usize) -> Result<Expr, SyntaxError> {
+fn parse_unary(c: &mut Cursor) -> Result<Expr, SyntaxError> {
     c.skip_ws();
+    c.node()?;
     if c.peek() == Some('!') && !c.rest().starts_with("!=") {
         c.bump();
-        return Ok(Expr::Not(Box::new(parse_unary(c, depth + 1)?)));
+        c.enter()?;
+        let e = Expr::Not(Box::new(parse_unary(c)?));
+        c.leave();
+        return Ok(e);
     }
     if c.eat('(') {
-        let e = parse_or(c, depth + 1)?;
+        let e = parse_expr_at(c)?;
         c.skip_ws();
         c.expect(')')?;
         return Ok(e);
     }
-    parse_comparison(c, depth)
+    parse_comparison(c)
 }
 
-fn parse_comparison(c: &mut Cursor, depth: usize) -> Result<Expr, SyntaxError> {
+fn parse_comparison(c: &mut Cursor) -> Result<Expr, SyntaxError> {
     if let Some(call) = parse_call(c)? {
         return Ok(call);
     }
-    let left = parse_operand(c, depth)?;
+    let left = parse_operand(c)?;
     c.skip_ws();
     let op = if c.eat_str("===") || c.eat_str("==") {
         Op::Eq
@@ -182,17 +185,21 @@ fn parse_comparison(c: &mut Cursor, depth: usize) -> Result<Expr, SyntaxError> {
         return Ok(Expr::Exists(left));
     };
     c.skip_ws();
-    let right = parse_operand(c, depth)?;
+    let right = parse_operand(c)?;
     Ok(Expr::Cmp(left, op, right))
 }
 
 fn parse_call(c: &mut Cursor) -> Result<Option<Expr>, SyntaxError> {
     const FNS: [(&str, CondFn, usize); 5] = [
-        ("isValidEmail", CondFn::IsValidEmail, 1),
-        ("isApplicationSpecificGroup", CondFn::IsApplicationSpecificGroup, 0),
-        ("isRegularGroup", CondFn::IsRegularGroup, 0),
-        ("isAttributeWithOptionalPrefix", CondFn::IsAttributeWithOptionalPrefix, 2),
-        ("isAttributeWithMandatoryPrefix", CondFn::IsAttributeWithMandatoryPrefix, 2),
+        ("isValidEmail", CondFn::ValidEmail, 1),
+        (
+            "isApplicationSpecificGroup",
+            CondFn::ApplicationSpecificGroup,
+            0,
+        ),
+        ("isRegularGroup", CondFn::RegularGroup, 0),
+        ("isAttributeWithOptionalPrefix", CondFn::OptionalPrefix, 2),
+        ("isAttributeWithMandatoryPrefix", CondFn::MandatoryPrefix, 2),
     ];
     let Some(&(name, f, arity)) = FNS.iter().find(|(n, _, _)| {
         c.rest().starts_with(n) && c.rest()[n.len()..].trim_start().starts_with('(')
@@ -220,27 +227,43 @@ fn parse_call(c: &mut Cursor) -> Result<Option<Expr>, SyntaxError> {
                 if key.is_empty() {
                     return Err(c.error("expected a function argument"));
                 }
-                Arg::Key(key.trim_matches('%').to_string())
+                if f == CondFn::ValidEmail {
+                    // SAP documents `isValidEmail(emails.value)`: a root-relative
+                    // path whose steps apply to each array element.
+                    let mut p = Path::parse(key)?;
+                    p.lenient = true;
+                    Arg::Path(p)
+                } else {
+                    Arg::Key(key.trim_matches('%').to_string())
+                }
             }
         });
     }
     if args.len() != arity {
-        return Err(c.error(format!("{name} takes {arity} argument(s), got {}", args.len())));
+        return Err(c.error(format!(
+            "{name} takes {arity} argument(s), got {}",
+            args.len()
+        )));
     }
     Ok(Some(Expr::Call(f, args)))
 }
 
-fn parse_operand(c: &mut Cursor, depth: usize) -> Result<Operand, SyntaxError> {
+fn parse_operand(c: &mut Cursor) -> Result<Operand, SyntaxError> {
+    c.node()?;
     match c.peek() {
         Some('$' | '@') => Ok(Operand::Path(path::parse_at(c)?)),
         Some('\'' | '"') => Ok(Operand::Lit(Value::String(c.string_literal()?))),
-        Some('[') => Ok(Operand::Lit(parse_list(c, depth)?)),
+        Some('[') => Ok(Operand::Lit(parse_list(c)?)),
         Some(ch) if ch == '-' || ch.is_ascii_digit() => c
             .number()
             .map(|n| Operand::Lit(Value::Number(n)))
             .ok_or_else(|| c.error("invalid number")),
         _ => {
-            for (word, v) in [("true", Value::Bool(true)), ("false", Value::Bool(false)), ("null", Value::Null)] {
+            for (word, v) in [
+                ("true", Value::Bool(true)),
+                ("false", Value::Bool(false)),
+                ("null", Value::Null),
+            ] {
                 if c.eat_keyword(word) {
                     return Ok(Operand::Lit(v));
                 }
@@ -250,22 +273,21 @@ fn parse_operand(c: &mut Cursor, depth: usize) -> Result<Operand, SyntaxError> {
     }
 }
 
-fn parse_list(c: &mut Cursor, depth: usize) -> Result<Value, SyntaxError> {
-    if depth > MAX_DEPTH {
-        return Err(c.error("list nested too deeply"));
-    }
+fn parse_list(c: &mut Cursor) -> Result<Value, SyntaxError> {
+    c.enter()?;
     c.expect('[')?;
     let mut items = Vec::new();
     loop {
         c.skip_ws();
         if c.eat(']') {
+            c.leave();
             return Ok(Value::Array(items));
         }
         if !items.is_empty() {
             c.expect(',')?;
             c.skip_ws();
         }
-        match parse_operand(c, depth + 1)? {
+        match parse_operand(c)? {
             Operand::Lit(v) => items.push(v),
             Operand::Path(_) => return Err(c.error("a list may only hold literals")),
         }
@@ -299,16 +321,73 @@ fn parse_regex_literal(c: &mut Cursor) -> Result<Regex, SyntaxError> {
     } else {
         (c.string_literal()?, String::new())
     };
-    let flags = if flags.is_empty() { String::new() } else { format!("(?{flags})") };
+    let flags = if flags.is_empty() {
+        String::new()
+    } else {
+        format!("(?{flags})")
+    };
     compile_regex(&format!("{flags}^(?:{body})$")).map_err(|e| SyntaxError {
         message: e,
         offset: start.offset,
     })
 }
 
+/// Java's POSIX classes (US-ASCII only in Java), which Rust reads as
+/// Unicode properties or rejects.
+const JAVA_CLASSES: &[(&str, &str)] = &[
+    ("Lower", "a-z"),
+    ("Upper", "A-Z"),
+    ("ASCII", "\\x00-\\x7F"),
+    ("Alpha", "a-zA-Z"),
+    ("Digit", "0-9"),
+    ("Alnum", "a-zA-Z0-9"),
+    ("Punct", "!-/:-@\\[-`{-~"),
+    ("Graph", "!-~"),
+    ("Print", " -~"),
+    ("Blank", " \\t"),
+    ("Cntrl", "\\x00-\\x1F\\x7F"),
+    ("XDigit", "0-9a-fA-F"),
+    ("Space", " \\t\\n\\x0B\\f\\r"),
+];
+
+/// Rewrites `\p{Punct}`-style Java classes into explicit character classes.
+fn java_regex(re: &str) -> std::borrow::Cow<'_, str> {
+    if !re.contains("\\p{") && !re.contains("\\P{") {
+        return std::borrow::Cow::Borrowed(re);
+    }
+    let mut out = String::with_capacity(re.len() + 16);
+    let mut rest = re;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let class = ["\\p{", "\\P{"].iter().find_map(|p| {
+            let body = tail.strip_prefix(p)?;
+            let end = body.find('}')?;
+            let (_, set) = JAVA_CLASSES.iter().find(|(n, _)| *n == &body[..end])?;
+            Some((p.ends_with("P{"), *set, p.len() + end + 1))
+        });
+        match class {
+            Some((negated, set, len)) => {
+                out.push_str(if negated { "[^" } else { "[" });
+                out.push_str(set);
+                out.push(']');
+                rest = &tail[len..];
+            }
+            None => {
+                // Keep the escape and the escaped character together.
+                let esc_len = tail[1..].chars().next().map_or(1, |c| 1 + c.len_utf8());
+                out.push_str(&tail[..esc_len]);
+                rest = &tail[esc_len..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Compiles a Java-style regex (atomic groups, look-around supported).
 pub(crate) fn compile_regex(re: &str) -> Result<Regex, String> {
-    fancy_regex::RegexBuilder::new(re)
+    fancy_regex::RegexBuilder::new(&java_regex(re))
         .backtrack_limit(100_000)
         .build()
         .map_err(|e| format!("invalid regex: {e}"))
@@ -550,10 +629,13 @@ fn strings<'a>(v: V<'a>) -> Vec<String> {
         V::Owned(Value::Array(a)) => a.iter().filter_map(one).collect(),
         V::Ref(v) => one(v).into_iter().collect(),
         V::Owned(v) => one(&v).into_iter().collect(),
-        V::List(l) => l.into_iter().flat_map(|v| match v {
-            Value::Array(a) => a.iter().filter_map(one).collect::<Vec<_>>(),
-            v => one(v).into_iter().collect(),
-        }).collect(),
+        V::List(l) => l
+            .into_iter()
+            .flat_map(|v| match v {
+                Value::Array(a) => a.iter().filter_map(one).collect::<Vec<_>>(),
+                v => one(v).into_iter().collect(),
+            })
+            .collect(),
     }
 }
 
@@ -573,32 +655,53 @@ fn call(f: CondFn, args: &[Arg], doc: &Value, current: Option<&Value>, env: &Env
     };
     match f {
         // Every value the path yields must be an e-mail; no value is invalid.
-        CondFn::IsValidEmail => {
+        CondFn::ValidEmail => {
             let vals = path_values(0);
-            let Some(re) = EMAIL.as_ref() else { return false };
+            let Some(re) = EMAIL.as_ref() else {
+                return false;
+            };
             !vals.is_empty() && vals.iter().all(|v| re.is_match(v).unwrap_or(false))
         }
-        CondFn::IsApplicationSpecificGroup => match (env.property("ips.application.id"), group_attr("applicationId")) {
+        CondFn::ApplicationSpecificGroup => match (
+            env.property("ips.application.id"),
+            group_attr("applicationId"),
+        ) {
             (Some(id), Some(Value::String(app))) => !id.is_empty() && id == app,
             _ => false,
         },
-        CondFn::IsRegularGroup => {
+        CondFn::RegularGroup => {
             group_attr("supportedOperations").is_none() || group_attr("applicationId").is_none()
         }
         // Docs: true when the attribute or the property is missing, or the value has the prefix.
-        CondFn::IsAttributeWithOptionalPrefix => {
+        CondFn::OptionalPrefix => {
             let vals = path_values(0);
             match property(1) {
                 None => true,
                 Some(prefix) => vals.is_empty() || vals.iter().any(|v| v.starts_with(prefix)),
             }
         }
-        CondFn::IsAttributeWithMandatoryPrefix => {
+        // For several values (a list), one with the prefix is enough.
+        CondFn::MandatoryPrefix => {
             let vals = path_values(0);
             match property(1) {
                 None => false,
                 Some(prefix) => vals.iter().any(|v| v.starts_with(prefix)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_posix_classes() {
+        assert_eq!(java_regex("[\\s\\p{Punct}]"), "[\\s[!-/:-@\\[-`{-~]]");
+        assert_eq!(java_regex("\\P{Digit}+"), "[^0-9]+");
+        assert_eq!(java_regex("\\\\p{Punct}"), "\\\\p{Punct}");
+        assert_eq!(java_regex("\\p{L}"), "\\p{L}");
+        let re = compile_regex("[\\s\\p{Punct}]").expect("regex");
+        assert_eq!(re.replace_all("a b$c+d", "_"), "a_b_c_d");
     }
 }

@@ -23,11 +23,47 @@ impl std::error::Error for SyntaxError {}
 pub(crate) struct Cursor<'a> {
     text: &'a str,
     pos: usize,
+    depth: usize,
+    nodes: usize,
 }
+
+/// Nesting limit (parentheses, filters, lists, `!`) so hostile input cannot
+/// overflow the stack while parsing, evaluating or dropping.
+const MAX_DEPTH: usize = 64;
+/// Limit on syntax nodes (operands, operators, path steps) per expression.
+const MAX_NODES: usize = 1024;
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        Cursor { text, pos: 0 }
+        Cursor {
+            text,
+            pos: 0,
+            depth: 0,
+            nodes: 0,
+        }
+    }
+
+    /// Enters a nested construct; fails when nested too deeply.
+    pub(crate) fn enter(&mut self) -> Result<(), SyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error("expression nested too deeply"));
+        }
+        Ok(())
+    }
+
+    /// Leaves a nested construct.
+    pub(crate) fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// Counts one syntax node; fails when the expression is too large.
+    pub(crate) fn node(&mut self) -> Result<(), SyntaxError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(self.error("expression too large"));
+        }
+        Ok(())
     }
 
     pub(crate) fn rest(&self) -> &'a str {

@@ -48,7 +48,9 @@ impl Template {
             } else if let Some(body) = rest.strip_prefix("${")
                 && let Some(end) = body.find('}')
                 && end > 0
-                && body[..end].chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                && body[..end]
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
             {
                 flush(&mut parts, &mut lit);
                 parts.push(Part::Var(body[..end].to_string()));
@@ -67,14 +69,14 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
     }
 
-    /// The text with every placeholder replaced by `x`: used to validate the
-    /// shape of a dynamic path or condition at save time.
+    /// The text with every placeholder rendered as if unset (`null`): used
+    /// to validate the shape of a dynamic path or condition at save time.
     pub(crate) fn sample(&self) -> String {
         self.parts
             .iter()
             .map(|p| match p {
                 Part::Lit(s) => s.as_str(),
-                _ => "x",
+                _ => "null",
             })
             .collect()
     }
@@ -126,7 +128,7 @@ pub(crate) enum Dynamic<T> {
 
 impl<T> Dynamic<T> {
     /// Compiles `text` now when it has no placeholders; otherwise checks the
-    /// shape with every placeholder replaced by `x` (when `check_sample`).
+    /// shape with every placeholder rendered as `null` (when `check_sample`).
     pub(crate) fn new<E>(
         text: &str,
         compile: impl Fn(&str) -> Result<T, E>,

@@ -53,9 +53,17 @@ pub(crate) enum Source {
     /// Nothing (a generating function such as randomPassword, or none at all).
     None,
     Path(Dynamic<Path>),
-    Variable { name: String, path: Option<Dynamic<Path>> },
-    /// A constant; `templated` when some string in it has placeholders.
-    Constant { value: Value, templated: bool },
+    Variable {
+        name: String,
+        path: Option<Dynamic<Path>>,
+    },
+    /// A constant; `templated` when some string in it has placeholders
+    /// (`template` holds the split form when the constant is one string).
+    Constant {
+        value: Value,
+        templated: bool,
+        template: Option<Template>,
+    },
     /// `%prop%[]`: a `;`-separated property as an array.
     PropertyArray(String),
 }
@@ -82,6 +90,8 @@ pub(crate) struct Mapping {
     pub(crate) target_variable: Option<String>,
     pub(crate) optional: bool,
     pub(crate) default: Option<Value>,
+    /// Some string in `defaultValue` has placeholders.
+    pub(crate) default_templated: bool,
     pub(crate) preserve_array: bool,
     pub(crate) condition: Option<Cond>,
     pub(crate) ignore: bool,
@@ -93,7 +103,13 @@ pub(crate) struct Mapping {
     pub(crate) secret: bool,
 }
 
-const ENTITY_KEYS: &[&str] = &["mappings", "condition", "ignore", "skipOperations", "scimEntityEndpoint"];
+const ENTITY_KEYS: &[&str] = &[
+    "mappings",
+    "condition",
+    "ignore",
+    "skipOperations",
+    "scimEntityEndpoint",
+];
 const MAPPING_KEYS: &[&str] = &[
     "sourcePath",
     "targetPath",
@@ -112,6 +128,8 @@ const MAPPING_KEYS: &[&str] = &[
     "sourcePaths",
     "valueMappings",
     "functions",
+    // Undocumented, seen in SAP Cloud Identity Access Governance defaults.
+    "hashing",
 ];
 
 fn syntax(loc: &Loc, what: &str) -> impl Fn(SyntaxError) -> ValidationError {
@@ -150,7 +168,11 @@ fn boolean(obj: &Map<String, Value>, key: &str, loc: &Loc) -> Result<bool, Valid
     }
 }
 
-fn string(obj: &Map<String, Value>, key: &str, loc: &Loc) -> Result<Option<String>, ValidationError> {
+fn string(
+    obj: &Map<String, Value>,
+    key: &str,
+    loc: &Loc,
+) -> Result<Option<String>, ValidationError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -285,7 +307,11 @@ impl EntityTransformation {
     /// Whether `skipOperations` suppresses `op` (`Patch` counts as `update`).
     /// The job engine decides what skipping means.
     pub fn skips(&self, op: Operation) -> bool {
-        let op = if op == Operation::Patch { Operation::Update } else { op };
+        let op = if op == Operation::Patch {
+            Operation::Update
+        } else {
+            op
+        };
         self.skip_operations.contains(&op)
     }
 
@@ -306,7 +332,9 @@ impl EntityTransformation {
 
 impl Mapping {
     fn parse(v: &Value, loc: &Loc) -> Result<Mapping, ValidationError> {
-        let obj = v.as_object().ok_or_else(|| loc.err("a mapping must be a JSON object"))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| loc.err("a mapping must be a JSON object"))?;
         if let Some(k) = obj.keys().find(|k| !MAPPING_KEYS.contains(&k.as_str())) {
             return Err(loc.err(format!("unknown key \"{k}\"")));
         }
@@ -337,18 +365,24 @@ impl Mapping {
                 None => Source::Constant {
                     value: c.clone(),
                     templated: has_placeholder(c),
+                    template: c.as_str().map(Template::parse).filter(|t| !t.is_static()),
                 },
             }
         } else {
             Source::None
         };
         if given("variablePath") && !matches!(source, Source::Variable { .. }) {
-            return Err(loc.key("variablePath").err("only allowed with sourceVariable"));
+            return Err(loc
+                .key("variablePath")
+                .err("only allowed with sourceVariable"));
         }
         let target_text = string(obj, "targetPath", loc)?;
         let target = target_text
             .as_deref()
-            .map(|t| Dynamic::new(t, compile_target, true).map_err(syntax(&loc.key("targetPath"), "JSONPath")))
+            .map(|t| {
+                Dynamic::new(t, compile_target, true)
+                    .map_err(syntax(&loc.key("targetPath"), "JSONPath"))
+            })
             .transpose()?;
         let target_variable = string(obj, "targetVariable", loc)?;
         let scope = match string(obj, "scope", loc)?.as_deref() {
@@ -377,18 +411,24 @@ impl Mapping {
             "remove" => Action::Remove,
             "rename" => match obj.get("constant") {
                 Some(Value::String(s)) if !s.is_empty() => Action::Rename(s.clone()),
-                _ => return Err(loc.key("constant").err("rename needs the new name as a string constant")),
+                _ => {
+                    return Err(loc
+                        .key("constant")
+                        .err("rename needs the new name as a string constant"));
+                }
             },
             "valueMapping" => parse_value_mapping(obj, loc)?,
             other => {
-                return Err(loc
-                    .key("type")
-                    .err(format!("unknown mapping type \"{other}\" (set, remove, rename, valueMapping)")));
+                return Err(loc.key("type").err(format!(
+                    "unknown mapping type \"{other}\" (set, remove, rename, valueMapping)"
+                )));
             }
         };
         for key in ["sourcePaths", "valueMappings"] {
             if given(key) && !matches!(action, Action::ValueMapping { .. }) {
-                return Err(loc.key(key).err("only allowed with \"type\": \"valueMapping\""));
+                return Err(loc
+                    .key(key)
+                    .err("only allowed with \"type\": \"valueMapping\""));
             }
         }
         match &action {
@@ -397,23 +437,31 @@ impl Mapping {
                     return Err(loc.err("\"remove\" and \"rename\" need a targetPath"));
                 }
                 if !matches!(source, Source::None | Source::Constant { .. }) {
-                    return Err(loc.err("\"remove\" and \"rename\" take no sourcePath or sourceVariable"));
+                    return Err(
+                        loc.err("\"remove\" and \"rename\" take no sourcePath or sourceVariable")
+                    );
                 }
                 if let (Action::Rename(_), Some(Dynamic::Static(t))) = (&action, &target)
                     && !matches!(t.path.segs.last(), Some(crate::path::Seg::Key(_)))
                 {
-                    return Err(loc.key("targetPath").err("rename needs a path ending in a property name"));
+                    return Err(loc
+                        .key("targetPath")
+                        .err("rename needs a path ending in a property name"));
                 }
             }
             Action::ValueMapping { .. } => {
                 if !matches!(source, Source::None) {
-                    return Err(loc.err("valueMapping reads sourcePaths, not sourcePath/sourceVariable/constant"));
+                    return Err(loc.err(
+                        "valueMapping reads sourcePaths, not sourcePath/sourceVariable/constant",
+                    ));
                 }
             }
             Action::Set => {
                 let generates = functions.iter().any(Function::generates);
                 if matches!(source, Source::None) && !generates {
-                    return Err(loc.err("needs a sourcePath, sourceVariable, constant or a randomPassword function"));
+                    return Err(loc.err(
+                        "needs a sourcePath, sourceVariable, constant or a randomPassword function",
+                    ));
                 }
             }
         }
@@ -430,6 +478,10 @@ impl Mapping {
             .filter(|v| !v.is_null())
             .map(|v| cond(v, &loc.key("condition")))
             .transpose()?;
+        // `hashing: true` has no documented meaning; refuse it rather than guess.
+        if boolean(obj, "hashing", loc)? {
+            return Err(loc.key("hashing").err("hashing: true is not supported"));
+        }
         let secret = functions.iter().any(Function::generates);
         Ok(Mapping {
             source,
@@ -439,6 +491,7 @@ impl Mapping {
             target_variable,
             optional: boolean(obj, "optional", loc)?,
             default: obj.get("defaultValue").cloned(),
+            default_templated: obj.get("defaultValue").is_some_and(has_placeholder),
             preserve_array: boolean(obj, "preserveArrayWithSingleElement", loc)?,
             condition,
             ignore: boolean(obj, "ignore", loc)?,
@@ -458,7 +511,11 @@ fn parse_value_mapping(obj: &Map<String, Value>, loc: &Loc) -> Result<Action, Va
             .enumerate()
             .map(|(i, p)| path(p, &loc.index("sourcePaths", i)).map(|(_, p)| p))
             .collect::<Result<Vec<_>, _>>()?,
-        _ => return Err(loc.key("sourcePaths").err("valueMapping needs a non-empty array of paths")),
+        _ => {
+            return Err(loc
+                .key("sourcePaths")
+                .err("valueMapping needs a non-empty array of paths"));
+        }
     };
     let table = match obj.get("valueMappings") {
         Some(Value::Array(a)) => a
@@ -482,13 +539,20 @@ fn parse_value_mapping(obj: &Map<String, Value>, loc: &Loc) -> Result<Action, Va
                     .get("mappedValue")
                     .cloned()
                     .ok_or_else(|| l.err("missing \"mappedValue\""))?;
-                if let Some(k) = e.as_object().and_then(|o| o.keys().find(|k| *k != "key" && *k != "mappedValue")) {
+                if let Some(k) = e
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| *k != "key" && *k != "mappedValue"))
+                {
                     return Err(l.err(format!("unknown key \"{k}\"")));
                 }
                 Ok((key, mapped))
             })
             .collect::<Result<Vec<_>, _>>()?,
-        _ => return Err(loc.key("valueMappings").err("valueMapping needs an array of {key, mappedValue}")),
+        _ => {
+            return Err(loc
+                .key("valueMappings")
+                .err("valueMapping needs an array of {key, mappedValue}"));
+        }
     };
     Ok(Action::ValueMapping { paths, table })
 }

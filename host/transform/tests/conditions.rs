@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 /// Applies an entity-level condition; true when the entity is transformed.
 fn holds_with(cond: &str, entity: &Value, p: &[(&str, &str)]) -> bool {
-    let t = parse(json!({ "user": { "condition": cond, "mappings": [ { "constant": 1, "targetPath": "$.x" } ] } }));
+    let t = parse(
+        json!({ "user": { "condition": cond, "mappings": [ { "constant": 1, "targetPath": "$.x" } ] } }),
+    );
     let props = props(p);
     let ctx = Context::new(&props).now(
         provisio_transform::chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
@@ -37,7 +39,10 @@ fn equals_empty_array_means_no_primary_email() {
     assert!(!holds(c, &fixture("scim-user.json")));
     assert!(holds(c, &json!({ "emails": [{ "value": "a@b.c" }] })));
     assert!(holds(c, &json!({})));
-    assert!(!holds("$.emails[?(@.primary == true)].value != []", &json!({})));
+    assert!(!holds(
+        "$.emails[?(@.primary == true)].value != []",
+        &json!({})
+    ));
 }
 
 /// `!=` / `!==`: familyName different from Smith (missing counts as different).
@@ -53,8 +58,14 @@ fn not_equals() {
 /// `=~ /regex/` matches the whole value: `$.emails[0].value =~ /.*@example.com/`.
 #[test]
 fn regex_match() {
-    assert!(holds("$.emails[0].value =~ /.*@example.com/", &json!({ "emails": [{ "value": "a@example.com" }] })));
-    assert!(!holds("$.emails[0].value =~ /.*@example.com/", &json!({ "emails": [{ "value": "a@example.com.evil" }] })));
+    assert!(holds(
+        "$.emails[0].value =~ /.*@example.com/",
+        &json!({ "emails": [{ "value": "a@example.com" }] })
+    ));
+    assert!(!holds(
+        "$.emails[0].value =~ /.*@example.com/",
+        &json!({ "emails": [{ "value": "a@example.com.evil" }] })
+    ));
     assert!(holds("$.userName =~ /JSMITH/i", &fixture("scim-user.json")));
 }
 
@@ -86,12 +97,24 @@ fn or_with_group_prefix() {
 /// `EMPTY true|false` in any case; null, "", [] are empty.
 #[test]
 fn empty_operator() {
-    assert!(holds("($.emails EMPTY true) || isValidEmail($.emails[0].value)", &json!({})));
-    assert!(holds("($.emails EMPTY true) || isValidEmail($.emails[0].value)", &json!({ "emails": [] })));
-    assert!(!holds("($.emails EMPTY true) || isValidEmail($.emails[0].value)", &json!({ "emails": [{ "value": "nope" }] })));
+    assert!(holds(
+        "($.emails EMPTY true) || isValidEmail($.emails[0].value)",
+        &json!({})
+    ));
+    assert!(holds(
+        "($.emails EMPTY true) || isValidEmail($.emails[0].value)",
+        &json!({ "emails": [] })
+    ));
+    assert!(!holds(
+        "($.emails EMPTY true) || isValidEmail($.emails[0].value)",
+        &json!({ "emails": [{ "value": "nope" }] })
+    ));
     let c = "($.emails EMPTY false) && ($.userName EMPTY false) && isValidEmail($.emails[0].value)";
     assert!(holds(c, &fixture("scim-user.json")));
-    assert!(!holds(c, &json!({ "userName": "", "emails": [{ "value": "a@b.co" }] })));
+    assert!(!holds(
+        c,
+        &json!({ "userName": "", "emails": [{ "value": "a@b.co" }] })
+    ));
     assert!(holds("$.x Empty True", &json!({ "x": null })));
 }
 
@@ -100,8 +123,14 @@ fn empty_operator() {
 fn group_membership_examples() {
     let u = fixture("scim-user.json");
     assert!(holds("$.groups[?(@.display =~ /ABC.*/)] empty false", &u));
-    assert!(!holds("$.groups EMPTY true || $.groups[?(@.display === 'XYZ' )] empty true", &u));
-    assert!(holds("$.groups EMPTY true || $.groups[?(@.display === 'XYZ' )] empty true", &json!({})));
+    assert!(!holds(
+        "$.groups EMPTY true || $.groups[?(@.display === 'XYZ' )] empty true",
+        &u
+    ));
+    assert!(holds(
+        "$.groups EMPTY true || $.groups[?(@.display === 'XYZ' )] empty true",
+        &json!({})
+    ));
     let c = "($.groups EMPTY false) && ( ($.groups[?(@.display ==='ABC' )] != []) || ($.groups[?(@.display ==='XYZ')] != []))";
     assert!(holds(c, &u));
     assert!(!holds(c, &json!({ "groups": [{ "display": "Other" }] })));
@@ -121,7 +150,10 @@ fn contains_operator() {
 fn length_and_ordering() {
     let c = "($.emails.length() > 0) && ($.name.familyName EMPTY false)";
     assert!(holds(c, &fixture("scim-user.json")));
-    assert!(!holds(c, &json!({ "emails": [], "name": { "familyName": "X" } })));
+    assert!(!holds(
+        c,
+        &json!({ "emails": [], "name": { "familyName": "X" } })
+    ));
     assert!(holds("$.emails.length() >= 2", &fixture("scim-user.json")));
     assert!(!holds("$.emails.length() < 2", &fixture("scim-user.json")));
     assert!(holds("$.age <= 30.5", &json!({ "age": 30 })));
@@ -130,9 +162,18 @@ fn length_and_ordering() {
 /// `NIN` / `IN` with lists, and negation.
 #[test]
 fn nin_and_in() {
-    assert!(holds("$.type NIN ['work', 'home']", &json!({ "type": "other" })));
-    assert!(!holds("$.type nin ['work', 'home']", &json!({ "type": "work" })));
-    assert!(holds("$.type IN ['work', 'home']", &json!({ "type": "home" })));
+    assert!(holds(
+        "$.type NIN ['work', 'home']",
+        &json!({ "type": "other" })
+    ));
+    assert!(!holds(
+        "$.type nin ['work', 'home']",
+        &json!({ "type": "work" })
+    ));
+    assert!(holds(
+        "$.type IN ['work', 'home']",
+        &json!({ "type": "home" })
+    ));
     assert!(holds("!($.type == 'x')", &json!({ "type": "y" })));
 }
 
@@ -146,6 +187,9 @@ fn is_valid_email() {
     assert!(holds("isValidEmail($.emails[0].value)", &bad));
     assert!(!holds("isValidEmail($.emails[*].value)", &bad));
     assert!(!holds("isValidEmail($.emails[0].value)", &json!({})));
+    // The documented short form `emails.value`.
+    assert!(holds("isValidEmail(emails.value)", &u));
+    assert!(!holds("isValidEmail(emails.value)", &bad));
 }
 
 /// isAttributeWithOptionalPrefix / isAttributeWithMandatoryPrefix (SAP AFC defaults).
@@ -157,10 +201,18 @@ fn prefix_functions() {
     assert!(holds_with(opt, &g, &[]));
     assert!(holds_with(opt, &g, &[("s4hana.afc.group.prefix", "AFC_")]));
     assert!(!holds_with(opt, &g, &[("s4hana.afc.group.prefix", "XYZ_")]));
-    assert!(holds_with(opt, &json!({}), &[("s4hana.afc.group.prefix", "XYZ_")]));
+    assert!(holds_with(
+        opt,
+        &json!({}),
+        &[("s4hana.afc.group.prefix", "XYZ_")]
+    ));
     assert!(!holds_with(man, &g, &[]));
     assert!(holds_with(man, &g, &[("s4hana.afc.group.prefix", "AFC_")]));
-    assert!(!holds_with(man, &json!({}), &[("s4hana.afc.group.prefix", "AFC_")]));
+    assert!(!holds_with(
+        man,
+        &json!({}),
+        &[("s4hana.afc.group.prefix", "AFC_")]
+    ));
 }
 
 /// isApplicationSpecificGroup / isRegularGroup.
@@ -169,8 +221,16 @@ fn group_kind_functions() {
     let ext = "urn:ietf:params:scim:schemas:extension:sap:2.0:Group";
     let app = json!({ ext: { "applicationId": "app-1", "supportedOperations": "read" } });
     let regular = json!({ "displayName": "G" });
-    assert!(holds_with("isApplicationSpecificGroup()", &app, &[("ips.application.id", "app-1")]));
-    assert!(!holds_with("isApplicationSpecificGroup()", &app, &[("ips.application.id", "app-2")]));
+    assert!(holds_with(
+        "isApplicationSpecificGroup()",
+        &app,
+        &[("ips.application.id", "app-1")]
+    ));
+    assert!(!holds_with(
+        "isApplicationSpecificGroup()",
+        &app,
+        &[("ips.application.id", "app-2")]
+    ));
     assert!(!holds_with("isApplicationSpecificGroup()", &app, &[]));
     assert!(holds("isRegularGroup()", &regular));
     assert!(!holds("isRegularGroup()", &app));
@@ -183,7 +243,10 @@ fn mapping_conditions_assign_groups() {
         { "condition": "$.userName =~ /.*explorer.*/", "constant": "Explorers", "targetPath": "$.groups[0].value" },
         { "condition": "$.userName =~ /.*scifi.*/", "constant": "Scientists", "targetPath": "$.groups[1].value" }
     ]));
-    assert_eq!(run(&t, &json!({ "userName": "explorer-1" })), json!({ "groups": [{ "value": "Explorers" }] }));
+    assert_eq!(
+        run(&t, &json!({ "userName": "explorer-1" })),
+        json!({ "groups": [{ "value": "Explorers" }] })
+    );
     assert_eq!(
         run(&t, &json!({ "userName": "scifi-explorer" })),
         json!({ "groups": [{ "value": "Explorers" }, { "value": "Scientists" }] })
@@ -194,8 +257,13 @@ fn mapping_conditions_assign_groups() {
 /// `$.memberOf contains 'group1'` on a mapping (expressions page).
 #[test]
 fn mapping_condition_with_strings() {
-    let t = user(json!([{ "condition": "$.memberOf contains 'group1'", "constant": "NewDisplayName", "targetPath": "$.displayName" }]));
-    assert_eq!(run(&t, &json!({ "memberOf": ["group1"] })), json!({ "displayName": "NewDisplayName" }));
+    let t = user(
+        json!([{ "condition": "$.memberOf contains 'group1'", "constant": "NewDisplayName", "targetPath": "$.displayName" }]),
+    );
+    assert_eq!(
+        run(&t, &json!({ "memberOf": ["group1"] })),
+        json!({ "displayName": "NewDisplayName" })
+    );
     assert_eq!(run(&t, &json!({ "memberOf": ["group2"] })), json!({}));
 }
 
@@ -207,5 +275,8 @@ fn entity_condition_ignored_on_delete() {
         "mappings": [ { "scope": "deleteEntity", "constant": false, "targetPath": "$.active" } ]
     }}));
     let p = props(&[]);
-    assert_eq!(out_op(&t, &json!({}), &p, Operation::Delete), json!({ "active": false }));
+    assert_eq!(
+        out_op(&t, &json!({}), &p, Operation::Delete),
+        json!({ "active": false })
+    );
 }

@@ -22,8 +22,14 @@ fn seed_transformations_load() {
     let r = read_t();
     let w = write_t();
     assert_eq!(r.entity_types().collect::<Vec<_>>(), ["group", "user"]);
-    assert_eq!(w.entity("user").and_then(|e| e.scim_entity_endpoint()), Some("Users"));
-    assert_eq!(w.entity("group").and_then(|e| e.scim_entity_endpoint()), Some("Groups"));
+    assert_eq!(
+        w.entity("user").and_then(|e| e.scim_entity_endpoint()),
+        Some("Users")
+    );
+    assert_eq!(
+        w.entity("group").and_then(|e| e.scim_entity_endpoint()),
+        Some("Groups")
+    );
     assert_eq!(
         r.entity("user").map(|e| e.correlation_attributes()),
         Some(vec!["$.userName", "$.emails[?(@.primary== true)].value"])
@@ -52,7 +58,10 @@ fn write_user_on_create() {
     });
     assert_eq!(got, expected);
     // Key order follows the mapping order.
-    let keys: Vec<_> = got.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    let keys: Vec<_> = got
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
     assert_eq!(keys.first().map(String::as_str), Some("id"));
     assert_eq!(keys.last().map(String::as_str), Some("schemas"));
 }
@@ -62,8 +71,13 @@ fn write_user_on_create() {
 #[test]
 fn write_user_on_update_uses_target_id() {
     let p = props(&[("xsuaa.origin", "sap.custom")]);
-    let ctx = Context::new(&p).operation(Operation::Update).variable("entityIdTargetSystem", json!("uaa-42"));
-    let Outcome::Transformed { output, variables, .. } = write_t().apply("user", &fixture("scim-user.json"), &ctx) else {
+    let ctx = Context::new(&p)
+        .operation(Operation::Update)
+        .variable("entityIdTargetSystem", json!("uaa-42"));
+    let Outcome::Transformed {
+        output, variables, ..
+    } = write_t().apply("user", &fixture("scim-user.json"), &ctx)
+    else {
         panic!("not transformed")
     };
     assert_eq!(output["id"], "uaa-42");
@@ -77,13 +91,21 @@ fn write_user_without_primary_email_marks_first() {
     let mut user = fixture("scim-user.json");
     user["emails"] = json!([{ "value": "a@x.com" }, { "value": "b@x.com", "primary": false }]);
     let got = out_op(&write_t(), &user, &p, Operation::Create);
-    assert_eq!(got["emails"], json!([{ "value": "a@x.com", "primary": true }, { "value": "b@x.com", "primary": false }]));
+    assert_eq!(
+        got["emails"],
+        json!([{ "value": "a@x.com", "primary": true }, { "value": "b@x.com", "primary": false }])
+    );
 }
 
 /// An unset xsuaa.origin renders as the string "null" (SAP placeholder rule).
 #[test]
 fn write_user_unset_origin_is_null_string() {
-    let got = out_op(&write_t(), &fixture("scim-user.json"), &props(&[]), Operation::Create);
+    let got = out_op(
+        &write_t(),
+        &fixture("scim-user.json"),
+        &props(&[]),
+        Operation::Create,
+    );
     assert_eq!(got["origin"], "null");
 }
 
@@ -92,8 +114,17 @@ fn write_user_unset_origin_is_null_string() {
 fn write_user_missing_username_fails() {
     let mut user = fixture("scim-user.json");
     user.as_object_mut().map(|o| o.remove("userName"));
-    match write_t().apply("user", &user, &Context::new(&props(&[])).operation(Operation::Create)) {
-        Outcome::Failed { mapping_index, path, reason, .. } => {
+    match write_t().apply(
+        "user",
+        &user,
+        &Context::new(&props(&[])).operation(Operation::Create),
+    ) {
+        Outcome::Failed {
+            mapping_index,
+            path,
+            reason,
+            ..
+        } => {
             assert_eq!(mapping_index, Some(2));
             assert_eq!(path.as_deref(), Some("$.userName"));
             assert!(reason.contains("$.userName"), "{reason}");
@@ -107,7 +138,11 @@ fn write_user_missing_username_fails() {
 #[test]
 fn write_group_on_create() {
     let p = props(&[]);
-    let got = match write_t().apply("group", &fixture("scim-group.json"), &Context::new(&p).operation(Operation::Create)) {
+    let got = match write_t().apply(
+        "group",
+        &fixture("scim-group.json"),
+        &Context::new(&p).operation(Operation::Create),
+    ) {
         Outcome::Transformed { output, .. } => output,
         other => panic!("{other:?}"),
     };
@@ -130,7 +165,11 @@ fn write_group_on_create() {
 fn write_group_without_members() {
     let mut g = fixture("scim-group.json");
     g.as_object_mut().map(|o| o.remove("members"));
-    let got = match write_t().apply("group", &g, &Context::new(&props(&[])).variable("entityIdTargetSystem", json!("RC1"))) {
+    let got = match write_t().apply(
+        "group",
+        &g,
+        &Context::new(&props(&[])).variable("entityIdTargetSystem", json!("RC1")),
+    ) {
         Outcome::Transformed { output, .. } => output,
         other => panic!("{other:?}"),
     };
@@ -146,7 +185,11 @@ fn write_group_patch_passthrough() {
         "Operations": [{ "op": "add", "path": "members", "value": [{ "value": "u1" }] }]
     });
     let p = props(&[]);
-    let got = match write_t().apply("group", &patch, &Context::new(&p).operation(Operation::Patch)) {
+    let got = match write_t().apply(
+        "group",
+        &patch,
+        &Context::new(&p).operation(Operation::Patch),
+    ) {
         Outcome::Transformed { output, .. } => output,
         other => panic!("{other:?}"),
     };
@@ -161,21 +204,45 @@ fn read_user() {
     let user = fixture("scim-user.json");
     let base = "https://ipsproxyabc-xyz.hana.ondemand.com:443/ipsproxy/api/v1/scim/sys1/Users/";
     let ctx = Context::new(&p).variable("entityBaseLocation", json!(base));
-    let Outcome::Transformed { output, variables, .. } = read_t().apply("user", &user, &ctx) else {
+    let Outcome::Transformed {
+        output, variables, ..
+    } = read_t().apply("user", &user, &ctx)
+    else {
         panic!("not transformed")
     };
     let id = "3f1c2a9e-6b7d-4e21-9a55-0c8d7e6f5a41";
     assert_eq!(variables["entityIdSourceSystem"], id);
-    assert_eq!(variables["entityLocationSourceSystem"], format!("{base}{id}"));
+    assert_eq!(
+        variables["entityLocationSourceSystem"],
+        format!("{base}{id}")
+    );
     assert_eq!(output["meta"], user["meta"]);
     assert_eq!(output["groups"], user["groups"]);
-    assert_eq!(output["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
-    for k in ["id", "userName", "name", "emails", "phoneNumbers", "active", "externalId", "origin", "zoneId", "verified"] {
+    assert_eq!(
+        output["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+    );
+    for k in [
+        "id",
+        "userName",
+        "name",
+        "emails",
+        "phoneNumbers",
+        "active",
+        "externalId",
+        "origin",
+        "zoneId",
+        "verified",
+    ] {
         assert_eq!(output[k], user[k], "{k}");
     }
     // Attributes without a mapping do not pass through.
     assert!(output.get("addresses").is_none());
-    assert!(output.get("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User").is_none());
+    assert!(
+        output
+            .get("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+            .is_none()
+    );
 }
 
 /// Read without a source meta: the location mapping's result stays.
@@ -197,7 +264,10 @@ fn read_user_location_without_meta() {
 fn read_group() {
     let p = props(&[]);
     let ctx = Context::new(&p).variable("entityBaseLocation", json!("https://proxy/Groups/"));
-    let Outcome::Transformed { output, variables, .. } = read_t().apply("group", &fixture("scim-group.json"), &ctx) else {
+    let Outcome::Transformed {
+        output, variables, ..
+    } = read_t().apply("group", &fixture("scim-group.json"), &ctx)
+    else {
         panic!("not transformed")
     };
     assert_eq!(variables["entityIdSourceSystem"], "g-100");
@@ -205,6 +275,9 @@ fn read_group() {
         output["urn:ietf:params:scim:schemas:extension:sap:2.0:Group"],
         json!({ "type": "authorization", "supportedOperations": "readWrite" })
     );
-    assert_eq!(output["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:Group"]));
+    assert_eq!(
+        output["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:Group"])
+    );
     assert_eq!(output["members"].as_array().map(Vec::len), Some(2));
 }

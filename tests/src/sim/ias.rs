@@ -12,6 +12,8 @@
 //!   `PATCH /scim/Groups/{id}` (RFC 7644 `members` add/remove, including
 //!   `members[value eq "…"]`), at most [`Options::max_members_removed_per_patch`] removed per
 //!   request (50: "IAS removes max 50 members per PATCH", ips-behaviour §2.4).
+//! * `POST /scim/Bulk` (RFC 7644 §3.7, at most [`Options::max_bulk_operations`], `bulkId`
+//!   references resolved).
 //! * **v1, deprecated** `/service/scim/Users|Groups`: legacy ids (`P000123` for users, 24 hex
 //!   digits for groups), flat `userUuid`/`mailVerified`/`passwordStatus`, writable user
 //!   `groups`, filters limited to `eq` and `and`, no PATCH.
@@ -92,6 +94,8 @@ pub struct Options {
     pub max_members_removed_per_patch: usize,
     /// Maximum members a single v2 group PATCH may add (IPS batches at most 20 000 for IAS).
     pub max_members_added_per_patch: usize,
+    /// Maximum operations of one `POST /scim/Bulk` (IPS `ias.bulk.operations.max.count`: max 100).
+    pub max_bulk_operations: usize,
     /// Whether two users may not share an e-mail (IAS tenant default).
     pub unique_emails: bool,
     /// Seed of the generated data.
@@ -111,6 +115,7 @@ impl Default for Options {
             client_secret: "ias-secret".into(),
             max_members_removed_per_patch: 50,
             max_members_added_per_patch: 20_000,
+            max_bulk_operations: 100,
             unique_emails: true,
             seed: 1,
         }
@@ -147,6 +152,8 @@ struct Group {
     created: i64,
     last_modified: i64,
 }
+
+type Memberships<'a> = HashMap<&'a str, Vec<&'a Group>>;
 
 #[derive(Debug, Default)]
 struct Store {
@@ -191,7 +198,11 @@ fn bad(detail: &str) -> Response {
 }
 
 fn not_found(kind: &str, id: &str) -> Response {
-    err(StatusCode::NOT_FOUND, None, &format!("{kind} {id} not found"))
+    err(
+        StatusCode::NOT_FOUND,
+        None,
+        &format!("{kind} {id} not found"),
+    )
 }
 
 fn conflict(detail: &str) -> Response {
@@ -203,7 +214,11 @@ fn str_field(v: &Value, key: &str) -> Option<String> {
 }
 
 fn primary_email(data: &Map<String, Value>) -> Option<String> {
-    let emails = data.iter().find(|(k, _)| k.eq_ignore_ascii_case("emails"))?.1.as_array()?;
+    let emails = data
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("emails"))?
+        .1
+        .as_array()?;
     let chosen = emails
         .iter()
         .find(|e| get_ci(e, "primary").and_then(Value::as_bool) == Some(true))
@@ -226,13 +241,34 @@ fn active(data: &Map<String, Value>) -> bool {
 }
 
 fn legacy_group_id(n: u64) -> String {
-    let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D;
+    let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0005_DEEC_E66D;
     format!("{:08x}{:016x}", 0x5f00_0000 + (n as u32), h)
 }
 
 impl Store {
     fn groups_of(&self, uuid: &str) -> Vec<&Group> {
-        self.groups.iter().filter(|g| g.members.iter().any(|m| m.uuid == uuid)).collect()
+        self.groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m.uuid == uuid))
+            .collect()
+    }
+
+    /// member UUID → groups it is a direct member of (built once per list request).
+    fn index(&self) -> Memberships<'_> {
+        let mut idx: Memberships<'_> = HashMap::new();
+        for g in self.groups.iter() {
+            for m in &g.members {
+                idx.entry(m.uuid.as_str()).or_default().push(g);
+            }
+        }
+        idx
+    }
+
+    fn groups_in<'a>(&'a self, uuid: &str, idx: Option<&Memberships<'a>>) -> Vec<&'a Group> {
+        match idx {
+            Some(i) => i.get(uuid).cloned().unwrap_or_default(),
+            None => self.groups_of(uuid),
+        }
     }
 
     fn resolve_user(&self, id: &str) -> Option<String> {
@@ -252,6 +288,10 @@ impl Store {
     }
 
     fn user_v2(&self, u: &User, base: &str) -> Value {
+        self.user_v2_in(u, base, None)
+    }
+
+    fn user_v2_in(&self, u: &User, base: &str, idx: Option<&Memberships<'_>>) -> Value {
         let mut m = Map::new();
         m.insert("id".into(), json!(u.uuid));
         m.insert(
@@ -282,32 +322,52 @@ impl Store {
         }
         m.insert("active".into(), json!(active(&u.data)));
         let groups: Vec<Value> = self
-            .groups_of(&u.uuid)
+            .groups_in(&u.uuid, idx)
             .into_iter()
             .map(|g| json!({"value": g.uuid, "display": g.display_name, "$ref": format!("{base}/scim/Groups/{}", g.uuid), "type": "direct"}))
             .collect();
         if !groups.is_empty() {
             m.insert("groups".into(), Value::Array(groups));
         }
-        let verified = sap.get("mailVerified").and_then(Value::as_bool).unwrap_or(false);
+        let verified = sap
+            .get("mailVerified")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let emails: Vec<Value> = u
             .data
             .get("emails")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|e| str_field(e, "value")).map(|v| json!({"value": v, "verified": verified})).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| str_field(e, "value"))
+                    .map(|v| json!({"value": v, "verified": verified}))
+                    .collect()
+            })
             .unwrap_or_default();
         sap.insert("userUuid".into(), json!(u.uuid));
         sap.insert("userId".into(), json!(u.legacy));
         sap.insert("mailVerified".into(), json!(verified));
-        sap.insert("status".into(), json!(if active(&u.data) { "active" } else { "inactive" }));
+        sap.insert(
+            "status".into(),
+            json!(if active(&u.data) {
+                "active"
+            } else {
+                "inactive"
+            }),
+        );
         sap.entry("sourceSystem").or_insert(json!(0));
         sap.insert("emails".into(), Value::Array(emails));
-        sap.entry("passwordDetails").or_insert(json!({"status": "disabled", "failedLoginAttempts": 0}));
+        sap.entry("passwordDetails")
+            .or_insert(json!({"status": "disabled", "failedLoginAttempts": 0}));
         m.insert(SAP_USER_EXT.into(), Value::Object(sap));
         Value::Object(m)
     }
 
     fn user_v1(&self, u: &User, base: &str) -> Value {
+        self.user_v1_in(u, base, None)
+    }
+
+    fn user_v1_in(&self, u: &User, base: &str, idx: Option<&Memberships<'_>>) -> Value {
         let mut m = Map::new();
         m.insert("id".into(), json!(u.legacy));
         m.insert(
@@ -319,7 +379,9 @@ impl Store {
         let mut verified = false;
         for (k, v) in &u.data {
             if k.eq_ignore_ascii_case(SAP_USER_EXT) {
-                verified = get_ci(v, "mailVerified").and_then(Value::as_bool).unwrap_or(false);
+                verified = get_ci(v, "mailVerified")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 continue;
             }
             if k.to_ascii_lowercase().starts_with("urn:") {
@@ -334,7 +396,7 @@ impl Store {
         m.insert("mailVerified".into(), json!(verified));
         m.insert("passwordStatus".into(), json!("disabled"));
         let groups: Vec<Value> = self
-            .groups_of(&u.uuid)
+            .groups_in(&u.uuid, idx)
             .into_iter()
             .map(|g| json!({"value": g.name, "display": g.display_name}))
             .collect();
@@ -380,10 +442,10 @@ impl Store {
         if let (Some(e), Some(o)) = (&g.external_id, v.as_object_mut()) {
             o.insert("externalId".into(), json!(e));
         }
-        if g.members.is_empty() {
-            if let Some(o) = v.as_object_mut() {
-                o.remove("members");
-            }
+        if g.members.is_empty()
+            && let Some(o) = v.as_object_mut()
+        {
+            o.remove("members");
         }
         v
     }
@@ -394,9 +456,13 @@ impl Store {
             .iter()
             .filter_map(|m| {
                 if m.kind == "Group" {
-                    self.groups.get(&m.uuid).map(|x| json!({"value": x.legacy, "type": "Group"}))
+                    self.groups
+                        .get(&m.uuid)
+                        .map(|x| json!({"value": x.legacy, "type": "Group"}))
                 } else {
-                    self.users.get(&m.uuid).map(|u| json!({"value": u.legacy, "type": "User"}))
+                    self.users
+                        .get(&m.uuid)
+                        .map(|u| json!({"value": u.legacy, "type": "User"}))
                 }
             })
             .collect();
@@ -413,10 +479,10 @@ impl Store {
             "members": members,
             CUSTOM_GROUP_EXT: custom,
         });
-        if g.members.is_empty() {
-            if let Some(o) = v.as_object_mut() {
-                o.remove("members");
-            }
+        if g.members.is_empty()
+            && let Some(o) = v.as_object_mut()
+        {
+            o.remove("members");
         }
         v
     }
@@ -428,22 +494,26 @@ impl Store {
     }
 
     /// Checks uniqueness of a user's userName and e-mail against everyone but `self_id`.
-    fn check_user_unique(&self, data: &Map<String, Value>, self_id: Option<&str>, unique_emails: bool) -> Result<(), Response> {
-        if let Some(n) = user_name(data) {
-            if let Some(other) = self.user_names.get(&n.to_lowercase()) {
-                if Some(other.as_str()) != self_id {
-                    return Err(conflict(&format!("User with userName '{n}' already exists")));
-                }
-            }
+    fn check_user_unique(
+        &self,
+        data: &Map<String, Value>,
+        self_id: Option<&str>,
+        unique_emails: bool,
+    ) -> Result<(), Response> {
+        if let Some(n) = user_name(data)
+            && let Some(other) = self.user_names.get(&n.to_lowercase())
+            && Some(other.as_str()) != self_id
+        {
+            return Err(conflict(&format!(
+                "User with userName '{n}' already exists"
+            )));
         }
-        if unique_emails {
-            if let Some(e) = primary_email(data) {
-                if let Some(other) = self.emails.get(&e.to_lowercase()) {
-                    if Some(other.as_str()) != self_id {
-                        return Err(conflict(&format!("User with email '{e}' already exists")));
-                    }
-                }
-            }
+        if unique_emails
+            && let Some(e) = primary_email(data)
+            && let Some(other) = self.emails.get(&e.to_lowercase())
+            && Some(other.as_str()) != self_id
+        {
+            return Err(conflict(&format!("User with email '{e}' already exists")));
         }
         Ok(())
     }
@@ -458,23 +528,30 @@ impl Store {
     }
 
     fn unindex_user(&mut self, u: &User) {
-        if let Some(n) = user_name(&u.data) {
-            if self.user_names.get(&n.to_lowercase()) == Some(&u.uuid) {
-                self.user_names.remove(&n.to_lowercase());
-            }
+        if let Some(n) = user_name(&u.data)
+            && self.user_names.get(&n.to_lowercase()) == Some(&u.uuid)
+        {
+            self.user_names.remove(&n.to_lowercase());
         }
-        if let Some(e) = primary_email(&u.data) {
-            if self.emails.get(&e.to_lowercase()) == Some(&u.uuid) {
-                self.emails.remove(&e.to_lowercase());
-            }
+        if let Some(e) = primary_email(&u.data)
+            && self.emails.get(&e.to_lowercase()) == Some(&u.uuid)
+        {
+            self.emails.remove(&e.to_lowercase());
         }
     }
 }
 
+/// A cleaned user body and, for v1, the group names it lists.
+type UserBody = (Map<String, Value>, Option<Vec<String>>);
+
 /// Validates and cleans a user body: drops read-only attributes, requires e-mails.
-fn user_data(body: &Value, api: Api) -> Result<(Map<String, Value>, Option<Vec<String>>), Response> {
+fn user_data(body: &Value, api: Api) -> Result<UserBody, Response> {
     let Value::Object(map) = body else {
-        return Err(err(StatusCode::BAD_REQUEST, Some("invalidSyntax"), "The request body must be a JSON object"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            "The request body must be a JSON object",
+        ));
     };
     let mut data = Map::new();
     let mut v1_groups = None;
@@ -494,7 +571,10 @@ fn user_data(body: &Value, api: Api) -> Result<(Map<String, Value>, Option<Vec<S
             }
             "password" => {}
             "mailverified" if api == Api::V1 => {
-                let b = v.as_bool().or_else(|| v.as_str().map(|s| s.eq_ignore_ascii_case("true"))).unwrap_or(false);
+                let b = v
+                    .as_bool()
+                    .or_else(|| v.as_str().map(|s| s.eq_ignore_ascii_case("true")))
+                    .unwrap_or(false);
                 v1_sap.insert("mailVerified".into(), json!(b));
             }
             "useruuid" | "passwordstatus" | "sendmail" | "sourcesystem" if api == Api::V1 => {}
@@ -515,14 +595,19 @@ fn user_data(body: &Value, api: Api) -> Result<(Map<String, Value>, Option<Vec<S
         data.insert(SAP_USER_EXT.into(), Value::Object(v1_sap));
     }
     match data.get("emails") {
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(|e| str_field(e, "value").is_some()) => {}
-        Some(_) => return Err(bad("'emails' must be a non-empty array of objects with a 'value'")),
+        Some(Value::Array(a))
+            if !a.is_empty() && a.iter().all(|e| str_field(e, "value").is_some()) => {}
+        Some(_) => {
+            return Err(bad(
+                "'emails' must be a non-empty array of objects with a 'value'",
+            ));
+        }
         None => return Err(bad("The attribute 'emails' is required")),
     }
-    if let Some(n) = data.get("userName") {
-        if !n.is_string() || n.as_str().is_some_and(|s| s.trim().is_empty()) {
-            return Err(bad("'userName' must be a non-empty string"));
-        }
+    if let Some(n) = data.get("userName")
+        && (!n.is_string() || n.as_str().is_some_and(|s| s.trim().is_empty()))
+    {
+        return Err(bad("'userName' must be a non-empty string"));
     }
     Ok((data, v1_groups))
 }
@@ -546,7 +631,11 @@ impl State {
     }
 
     fn base(&self) -> String {
-        self.0.base_url.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .base_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The options it was built with.
@@ -565,7 +654,11 @@ impl State {
         let mut ids = Vec::new();
         for i in 0..o.users {
             let p = seed::person(&mut rng, i);
-            let emails: Vec<Value> = p.emails.iter().map(|(v, primary, t)| json!({"value": v, "primary": primary, "type": t})).collect();
+            let emails: Vec<Value> = p
+                .emails
+                .iter()
+                .map(|(v, primary, t)| json!({"value": v, "primary": primary, "type": t}))
+                .collect();
             let body = json!({
                 "userName": p.user_name,
                 "name": {"givenName": p.given, "familyName": p.family},
@@ -580,10 +673,19 @@ impl State {
                 ids.push(str_field(&u, "id").unwrap_or_default());
             }
         }
-        for (j, members) in seed::memberships(&mut rng, o.users, o.groups).into_iter().enumerate() {
-            let members: Vec<Value> = members.into_iter().filter_map(|u| ids.get(u)).map(|id| json!({"value": id})).collect();
-            let _ = self.insert_group(json!({"displayName": seed::group_name(j), "members": members,
-                CUSTOM_GROUP_EXT: {"description": format!("Seeded group {}", j + 1)}}));
+        for (j, members) in seed::memberships(&mut rng, o.users, o.groups)
+            .into_iter()
+            .enumerate()
+        {
+            let members: Vec<Value> = members
+                .into_iter()
+                .filter_map(|u| ids.get(u))
+                .map(|id| json!({"value": id}))
+                .collect();
+            let _ = self.insert_group(
+                json!({"displayName": seed::group_name(j), "members": members,
+                CUSTOM_GROUP_EXT: {"description": format!("Seeded group {}", j + 1)}}),
+            );
         }
     }
 
@@ -591,7 +693,11 @@ impl State {
     pub fn users(&self) -> Vec<Value> {
         let s = self.store();
         let base = self.base();
-        s.users.iter().map(|u| s.user_v2(u, &base)).collect()
+        let idx = s.index();
+        s.users
+            .iter()
+            .map(|u| s.user_v2_in(u, &base, Some(&idx)))
+            .collect()
     }
 
     /// Number of users.
@@ -616,13 +722,16 @@ impl State {
     /// Creates a user as `POST /scim/Users` would.
     pub fn insert_user(&self, body: Value) -> Result<Value, String> {
         let mut s = self.store();
-        create_user(&mut s, &self.0.options, &body, Api::V2, &self.base()).map_err(|_| "rejected".to_string())
+        create_user(&mut s, &self.0.options, &body, Api::V2, &self.base())
+            .map_err(|r| h::error_text(&r))
     }
 
     /// Deletes a user (UUID or legacy id) and its memberships.
     pub fn remove_user(&self, id: &str) -> bool {
         let mut s = self.store();
-        let Some(uuid) = s.resolve_user(id) else { return false };
+        let Some(uuid) = s.resolve_user(id) else {
+            return false;
+        };
         delete_user(&mut s, &uuid)
     }
 
@@ -655,14 +764,16 @@ impl State {
     /// Creates a group as `POST /scim/Groups` would.
     pub fn insert_group(&self, body: Value) -> Result<Value, String> {
         let mut s = self.store();
-        create_group(&mut s, &body, Api::V2, &self.base()).map_err(|_| "rejected".to_string())
+        create_group(&mut s, &body, Api::V2, &self.base()).map_err(|r| h::error_text(&r))
     }
 
     /// Member UUIDs of a group.
     pub fn member_ids(&self, group_id: &str) -> Option<Vec<String>> {
         let s = self.store();
         let uuid = s.resolve_group(group_id)?;
-        s.groups.get(&uuid).map(|g| g.members.iter().map(|m| m.uuid.clone()).collect())
+        s.groups
+            .get(&uuid)
+            .map(|g| g.members.iter().map(|m| m.uuid.clone()).collect())
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
@@ -671,17 +782,31 @@ impl State {
             if id == o.client_id && secret == o.client_secret {
                 return Ok(());
             }
-        } else if let Some(token) = h::bearer_token(headers) {
-            if self.0.tokens.check(&token).is_ok() {
-                return Ok(());
-            }
+        } else if let Some(token) = h::bearer_token(headers)
+            && self.0.tokens.check(&token).is_ok()
+        {
+            return Ok(());
         }
-        let resp = err(StatusCode::UNAUTHORIZED, None, "Authentication failed: invalid credentials");
-        Err(h::with_header(resp, "www-authenticate", "Basic realm=\"SAP Cloud Identity\""))
+        let resp = err(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "Authentication failed: invalid credentials",
+        );
+        Err(h::with_header(
+            resp,
+            "www-authenticate",
+            "Basic realm=\"SAP Cloud Identity\"",
+        ))
     }
 }
 
-fn create_user(s: &mut Store, o: &Options, body: &Value, api: Api, base: &str) -> Result<Value, Response> {
+fn create_user(
+    s: &mut Store,
+    o: &Options,
+    body: &Value,
+    api: Api,
+    base: &str,
+) -> Result<Value, Response> {
     let (data, v1_groups) = user_data(body, api)?;
     s.check_user_unique(&data, None, o.unique_emails)?;
     let group_ids = match &v1_groups {
@@ -730,7 +855,10 @@ fn set_user_groups(s: &mut Store, uuid: &str, group_ids: &[String]) {
         let wanted = group_ids.contains(&g.uuid);
         let has = g.members.iter().any(|m| m.uuid == uuid);
         if wanted && !has {
-            g.members.push(Member { uuid: uuid.to_string(), kind: "User" });
+            g.members.push(Member {
+                uuid: uuid.to_string(),
+                kind: "User",
+            });
         } else if !wanted && has {
             g.members.retain(|m| m.uuid != uuid);
         }
@@ -738,7 +866,9 @@ fn set_user_groups(s: &mut Store, uuid: &str, group_ids: &[String]) {
 }
 
 fn delete_user(s: &mut Store, uuid: &str) -> bool {
-    let Some(u) = s.users.remove(uuid) else { return false };
+    let Some(u) = s.users.remove(uuid) else {
+        return false;
+    };
     s.unindex_user(&u);
     s.user_legacy.remove(&u.legacy);
     s.remove_memberships(uuid);
@@ -755,11 +885,19 @@ fn parse_members(s: &Store, v: Option<&Value>) -> Result<Vec<Member>, Response> 
         let value = str_field(m, "value").ok_or_else(|| bad("A member needs a 'value'"))?;
         let kind_hint = str_field(m, "type").map(|t| t.to_ascii_lowercase());
         let member = match kind_hint.as_deref() {
-            Some("group") => s.resolve_group(&value).map(|uuid| Member { uuid, kind: "Group" }),
+            Some("group") => s.resolve_group(&value).map(|uuid| Member {
+                uuid,
+                kind: "Group",
+            }),
             _ => s
                 .resolve_user(&value)
                 .map(|uuid| Member { uuid, kind: "User" })
-                .or_else(|| s.resolve_group(&value).map(|uuid| Member { uuid, kind: "Group" })),
+                .or_else(|| {
+                    s.resolve_group(&value).map(|uuid| Member {
+                        uuid,
+                        kind: "Group",
+                    })
+                }),
         }
         .ok_or_else(|| bad(&format!("Member '{value}' does not exist")))?;
         if !out.contains(&member) {
@@ -778,9 +916,15 @@ struct GroupFields {
 
 fn group_fields(body: &Value) -> Result<GroupFields, Response> {
     if !body.is_object() {
-        return Err(err(StatusCode::BAD_REQUEST, Some("invalidSyntax"), "The request body must be a JSON object"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            "The request body must be a JSON object",
+        ));
     }
-    let display_name = str_field(body, "displayName").filter(|d| !d.trim().is_empty()).ok_or_else(|| bad("The attribute 'displayName' is required"))?;
+    let display_name = str_field(body, "displayName")
+        .filter(|d| !d.trim().is_empty())
+        .ok_or_else(|| bad("The attribute 'displayName' is required"))?;
     let custom = get_ci(body, CUSTOM_GROUP_EXT);
     Ok(GroupFields {
         display_name,
@@ -790,12 +934,22 @@ fn group_fields(body: &Value) -> Result<GroupFields, Response> {
     })
 }
 
-fn check_group_unique(s: &Store, display: &str, name: &str, self_id: Option<&str>) -> Result<(), Response> {
-    for (map, what, value) in [(&s.group_names, "displayName", display), (&s.group_custom_names, "name", name)] {
-        if let Some(other) = map.get(&value.to_lowercase()) {
-            if Some(other.as_str()) != self_id {
-                return Err(conflict(&format!("Group with {what} '{value}' already exists")));
-            }
+fn check_group_unique(
+    s: &Store,
+    display: &str,
+    name: &str,
+    self_id: Option<&str>,
+) -> Result<(), Response> {
+    for (map, what, value) in [
+        (&s.group_names, "displayName", display),
+        (&s.group_custom_names, "name", name),
+    ] {
+        if let Some(other) = map.get(&value.to_lowercase())
+            && Some(other.as_str()) != self_id
+        {
+            return Err(conflict(&format!(
+                "Group with {what} '{value}' already exists"
+            )));
         }
     }
     Ok(())
@@ -810,7 +964,8 @@ fn create_group(s: &mut Store, body: &Value, api: Api, base: &str) -> Result<Val
     let n = s.groups.len() as u64 + now as u64 % 100_000;
     let mut legacy = legacy_group_id(n);
     while s.group_legacy.contains_key(&legacy) {
-        legacy = legacy_group_id(n.wrapping_add(legacy.len() as u64 + s.group_legacy.len() as u64 + 1));
+        legacy =
+            legacy_group_id(n.wrapping_add(legacy.len() as u64 + s.group_legacy.len() as u64 + 1));
     }
     let g = Group {
         uuid: uuid::Uuid::new_v4().to_string(),
@@ -824,8 +979,10 @@ fn create_group(s: &mut Store, body: &Value, api: Api, base: &str) -> Result<Val
         created: now,
         last_modified: now,
     };
-    s.group_names.insert(g.display_name.to_lowercase(), g.uuid.clone());
-    s.group_custom_names.insert(g.name.to_lowercase(), g.uuid.clone());
+    s.group_names
+        .insert(g.display_name.to_lowercase(), g.uuid.clone());
+    s.group_custom_names
+        .insert(g.name.to_lowercase(), g.uuid.clone());
     s.group_legacy.insert(g.legacy.clone(), g.uuid.clone());
     let out = match api {
         Api::V1 => s.group_v1(&g, base),
@@ -835,9 +992,18 @@ fn create_group(s: &mut Store, body: &Value, api: Api, base: &str) -> Result<Val
     Ok(out)
 }
 
-fn replace_group(s: &mut Store, uuid: &str, body: &Value, patched_members: Option<Vec<Member>>) -> Result<(), Response> {
+fn replace_group(
+    s: &mut Store,
+    uuid: &str,
+    body: &Value,
+    patched_members: Option<Vec<Member>>,
+) -> Result<(), Response> {
     let f = group_fields(body)?;
-    let current = s.groups.get(uuid).cloned().ok_or_else(|| not_found("Group", uuid))?;
+    let current = s
+        .groups
+        .get(uuid)
+        .cloned()
+        .ok_or_else(|| not_found("Group", uuid))?;
     let name = f.name.clone().unwrap_or_else(|| current.name.clone());
     check_group_unique(s, &f.display_name, &name, Some(uuid))?;
     let members = match patched_members {
@@ -846,8 +1012,10 @@ fn replace_group(s: &mut Store, uuid: &str, body: &Value, patched_members: Optio
     };
     s.group_names.remove(&current.display_name.to_lowercase());
     s.group_custom_names.remove(&current.name.to_lowercase());
-    s.group_names.insert(f.display_name.to_lowercase(), uuid.to_string());
-    s.group_custom_names.insert(name.to_lowercase(), uuid.to_string());
+    s.group_names
+        .insert(f.display_name.to_lowercase(), uuid.to_string());
+    s.group_custom_names
+        .insert(name.to_lowercase(), uuid.to_string());
     if let Some(g) = s.groups.get_mut(uuid) {
         g.display_name = f.display_name;
         g.name = name;
@@ -873,7 +1041,17 @@ const V1_DIALECT: Dialect = Dialect {
 };
 
 const V2_DIALECT: Dialect = Dialect {
-    ops: &[Op::Eq, Op::Ne, Op::Co, Op::Sw, Op::Ew, Op::Gt, Op::Ge, Op::Lt, Op::Le],
+    ops: &[
+        Op::Eq,
+        Op::Ne,
+        Op::Co,
+        Op::Sw,
+        Op::Ew,
+        Op::Gt,
+        Op::Ge,
+        Op::Lt,
+        Op::Le,
+    ],
     present: true,
     and: true,
     or: true,
@@ -882,8 +1060,26 @@ const V2_DIALECT: Dialect = Dialect {
     value_paths: true,
 };
 
-const V1_USER_ATTRS: &[&str] = &["id", "useruuid", "emails", "emails.value", "username", "name.familyname", "addresses.country", "groups", "groups.value", "active", "meta.lastmodified"];
-const V1_GROUP_ATTRS: &[&str] = &["id", "displayname", "members", "members.value", "meta.lastmodified"];
+const V1_USER_ATTRS: &[&str] = &[
+    "id",
+    "useruuid",
+    "emails",
+    "emails.value",
+    "username",
+    "name.familyname",
+    "addresses.country",
+    "groups",
+    "groups.value",
+    "active",
+    "meta.lastmodified",
+];
+const V1_GROUP_ATTRS: &[&str] = &[
+    "id",
+    "displayname",
+    "members",
+    "members.value",
+    "meta.lastmodified",
+];
 
 fn check_attrs(f: &Filter, allowed: &[&str]) -> Result<(), String> {
     match f {
@@ -897,60 +1093,110 @@ fn check_attrs(f: &Filter, allowed: &[&str]) -> Result<(), String> {
             if allowed.contains(&n.as_str()) {
                 Ok(())
             } else {
-                Err(format!("Filtering by '{}' is not supported", p.names.join(".")))
+                Err(format!(
+                    "Filtering by '{}' is not supported",
+                    p.names.join(".")
+                ))
             }
         }
     }
 }
 
-fn list(all: Vec<(String, Value)>, params: &Params, api: Api, attrs_v1: &[&str]) -> Answer {
+/// Lists resources: `ids` in creation order, `render` builds one resource's JSON. Without a
+/// filter only the page is rendered, so paging through large data sets stays cheap.
+fn list(
+    ids: Vec<String>,
+    render: impl Fn(&str) -> Option<Value>,
+    prefilter: impl Fn(&Filter, &str) -> bool,
+    params: &Params,
+    api: Api,
+    attrs_v1: &[&str],
+) -> Answer {
     let filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
         None => None,
         Some(text) => {
-            let dialect = if api == Api::V1 { &V1_DIALECT } else { &V2_DIALECT };
+            let dialect = if api == Api::V1 {
+                &V1_DIALECT
+            } else {
+                &V2_DIALECT
+            };
             let f = filter::parse(text, dialect)
-                .and_then(|f| if api == Api::V1 { check_attrs(&f, attrs_v1).map(|_| f) } else { Ok(f) })
-                .map_err(|e| err(StatusCode::BAD_REQUEST, Some("invalidFilter"), &format!("Invalid filter '{text}': {e}")))?;
+                .and_then(|f| {
+                    if api == Api::V1 {
+                        check_attrs(&f, attrs_v1).map(|_| f)
+                    } else {
+                        Ok(f)
+                    }
+                })
+                .map_err(|e| {
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        Some("invalidFilter"),
+                        &format!("Invalid filter '{text}': {e}"),
+                    )
+                })?;
             Some(f)
         }
     };
-    let count_raw = params.int("count").map_err(|e| err(StatusCode::BAD_REQUEST, Some("invalidValue"), &e))?;
-    let start_raw = params.int("startIndex").map_err(|e| err(StatusCode::BAD_REQUEST, Some("invalidValue"), &e))?;
+    let count_raw = params
+        .int("count")
+        .map_err(|e| err(StatusCode::BAD_REQUEST, Some("invalidValue"), &e))?;
+    let start_raw = params
+        .int("startIndex")
+        .map_err(|e| err(StatusCode::BAD_REQUEST, Some("invalidValue"), &e))?;
     let count = paging::count(count_raw, 100, 100);
-    let eval = Eval { case_exact: &["id"] };
-    let mut hits: Vec<(String, Value)> = all
-        .into_iter()
-        .filter(|(_, v)| filter.as_ref().is_none_or(|f| f.matches(v, &eval)))
-        .collect();
+    let eval = Eval {
+        case_exact: &["id"],
+    };
+    let mut rendered: HashMap<String, Value> = HashMap::new();
+    let mut hits: Vec<String> = match &filter {
+        None => ids,
+        Some(f) => ids
+            .into_iter()
+            .filter(|id| prefilter(f, id))
+            .filter(|id| match render(id) {
+                Some(v) if f.matches(&v, &eval) => {
+                    rendered.insert(id.clone(), v);
+                    true
+                }
+                _ => false,
+            })
+            .collect(),
+    };
     let total = hits.len();
     let attributes = params.get("attributes");
     let excluded = params.get("excludedAttributes");
-    let shape = |v: Value| h::project_scim(v, attributes, excluded);
+    let mut page = |ids: &[String]| -> Vec<Value> {
+        ids.iter()
+            .filter_map(|id| rendered.remove(id).or_else(|| render(id)))
+            .map(|v| h::project_scim(v, attributes, excluded))
+            .collect()
+    };
     let mut body = Map::new();
     body.insert("schemas".into(), json!([LIST_SCHEMA]));
     body.insert("totalResults".into(), json!(total));
     if let Some(start_id) = params.get("startId") {
         // Id-based paging: stable id order, resume at the first id >= startId.
-        hits.sort_by(|a, b| a.0.cmp(&b.0));
+        hits.sort();
         let from = if start_id == "initial" {
             0
         } else {
-            hits.partition_point(|(id, _)| id.as_str() < start_id)
+            hits.partition_point(|id| id.as_str() < start_id)
         };
         let to = (from + count).min(hits.len());
-        let next = hits.get(to).map(|(id, _)| id.clone()).unwrap_or_else(|| "end".into());
-        let page: Vec<Value> = hits.into_iter().skip(from).take(to - from).map(|(_, v)| shape(v)).collect();
-        body.insert("itemsPerPage".into(), json!(page.len()));
+        let next = hits.get(to).cloned().unwrap_or_else(|| "end".into());
+        let resources = page(&hits[from..to]);
+        body.insert("itemsPerPage".into(), json!(resources.len()));
         body.insert("startId".into(), json!(start_id));
         body.insert("nextId".into(), json!(next));
-        body.insert("Resources".into(), Value::Array(page));
+        body.insert("Resources".into(), Value::Array(resources));
     } else {
         let start = paging::start_index(start_raw);
         let range = paging::window(total, start, count);
-        let page: Vec<Value> = hits.into_iter().skip(range.start).take(range.len()).map(|(_, v)| shape(v)).collect();
-        body.insert("itemsPerPage".into(), json!(page.len()));
+        let resources = page(&hits[range]);
+        body.insert("itemsPerPage".into(), json!(resources.len()));
         body.insert("startIndex".into(), json!(start));
-        body.insert("Resources".into(), Value::Array(page));
+        body.insert("Resources".into(), Value::Array(resources));
     }
     Ok(h::json(StatusCode::OK, CT, &Value::Object(body)))
 }
@@ -966,54 +1212,108 @@ fn body_json(body: &Bytes) -> Result<Value, Response> {
 async fn token(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
     let form = Params::parse(Some(&String::from_utf8_lossy(&body)));
     let o = &st.0.options;
-    let ok = client_auth(&headers, &form).is_some_and(|c| c.client_id == o.client_id && c.client_secret == o.client_secret);
+    let ok = client_auth(&headers, &form)
+        .is_some_and(|c| c.client_id == o.client_id && c.client_secret == o.client_secret);
     if !ok {
-        return Err(h::json(StatusCode::UNAUTHORIZED, "application/json", &json!({"error": "invalid_client", "error_description": "Client authentication failed"})));
+        return Err(h::json(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            &json!({"error": "invalid_client", "error_description": "Client authentication failed"}),
+        ));
     }
     if form.get("grant_type") != Some("client_credentials") {
-        return Err(h::json(StatusCode::BAD_REQUEST, "application/json", &json!({"error": "unsupported_grant_type"})));
+        return Err(h::json(
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            &json!({"error": "unsupported_grant_type"}),
+        ));
     }
     let validity = Duration::from_secs(3600);
-    let (token, _) = st.0.tokens.issue(&o.client_id, &[], validity, &st.base(), "ias");
-    Ok(h::json(StatusCode::OK, "application/json", &json!({"access_token": token, "token_type": "Bearer", "expires_in": validity.as_secs()})))
+    let (token, _) =
+        st.0.tokens
+            .issue(&o.client_id, &[], validity, &st.base(), "ias");
+    Ok(h::json(
+        StatusCode::OK,
+        "application/json",
+        &json!({"access_token": token, "token_type": "Bearer", "expires_in": validity.as_secs()}),
+    ))
 }
 
 async fn list_users(st: State, headers: HeaderMap, q: Option<String>, api: Api) -> Answer {
     st.authorize(&headers)?;
     let params = Params::parse(q.as_deref());
     let base = st.base();
-    let all: Vec<(String, Value)> = {
-        let s = st.store();
-        s.users
-            .iter()
-            .map(|u| match api {
-                Api::V1 => (u.legacy.clone(), s.user_v1(u, &base)),
-                Api::V2 => (u.uuid.clone(), s.user_v2(u, &base)),
-            })
-            .collect()
+    let s = st.store();
+    let idx = s.index();
+    let ids: Vec<String> = s
+        .users
+        .iter()
+        .map(|u| match api {
+            Api::V1 => u.legacy.clone(),
+            Api::V2 => u.uuid.clone(),
+        })
+        .collect();
+    let render = |id: &str| {
+        let uuid = match api {
+            Api::V1 => s.user_legacy.get(id)?.as_str(),
+            Api::V2 => id,
+        };
+        let u = s.users.get(uuid)?;
+        Some(match api {
+            Api::V1 => s.user_v1_in(u, &base, Some(&idx)),
+            Api::V2 => s.user_v2_in(u, &base, Some(&idx)),
+        })
     };
-    list(all, &params, api, V1_USER_ATTRS)
+    // `userName eq "x"` lookups only render the users of that name.
+    let prefilter = |f: &Filter, id: &str| {
+        let Some(wanted) = f.required_eq("userName") else {
+            return true;
+        };
+        let uuid = match api {
+            Api::V1 => s.user_legacy.get(id).map(String::as_str),
+            Api::V2 => Some(id),
+        };
+        uuid.and_then(|u| s.users.get(u))
+            .and_then(|u| user_name(&u.data))
+            .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+    };
+    list(ids, render, prefilter, &params, api, V1_USER_ATTRS)
 }
 
 async fn list_groups(st: State, headers: HeaderMap, q: Option<String>, api: Api) -> Answer {
     st.authorize(&headers)?;
     let params = Params::parse(q.as_deref());
     let base = st.base();
-    let all: Vec<(String, Value)> = {
-        let s = st.store();
-        s.groups
-            .iter()
-            .map(|g| match api {
-                Api::V1 => (g.legacy.clone(), s.group_v1(g, &base)),
-                Api::V2 => (g.uuid.clone(), s.group_v2(g, &base)),
-            })
-            .collect()
+    let s = st.store();
+    let ids: Vec<String> = s
+        .groups
+        .iter()
+        .map(|g| match api {
+            Api::V1 => g.legacy.clone(),
+            Api::V2 => g.uuid.clone(),
+        })
+        .collect();
+    let render = |id: &str| {
+        let uuid = match api {
+            Api::V1 => s.group_legacy.get(id)?.as_str(),
+            Api::V2 => id,
+        };
+        let g = s.groups.get(uuid)?;
+        Some(match api {
+            Api::V1 => s.group_v1(g, &base),
+            Api::V2 => s.group_v2(g, &base),
+        })
     };
-    list(all, &params, api, V1_GROUP_ATTRS)
+    list(ids, render, |_, _| true, &params, api, V1_GROUP_ATTRS)
 }
 
 fn created(v: Value) -> Response {
-    let loc = v.get("meta").and_then(|m| m.get("location")).and_then(Value::as_str).unwrap_or_default().to_string();
+    let loc = v
+        .get("meta")
+        .and_then(|m| m.get("location"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     h::with_header(h::json(StatusCode::CREATED, CT, &v), "location", &loc)
 }
 
@@ -1024,7 +1324,13 @@ async fn post_user(st: State, headers: HeaderMap, body: Bytes, api: Api) -> Answ
     create_user(&mut s, &st.0.options, &body, api, &st.base()).map(created)
 }
 
-async fn get_user(st: State, headers: HeaderMap, id: String, q: Option<String>, api: Api) -> Answer {
+async fn get_user(
+    st: State,
+    headers: HeaderMap,
+    id: String,
+    q: Option<String>,
+    api: Api,
+) -> Answer {
     st.authorize(&headers)?;
     let params = Params::parse(q.as_deref());
     let s = st.store();
@@ -1034,8 +1340,16 @@ async fn get_user(st: State, headers: HeaderMap, id: String, q: Option<String>, 
         Api::V1 => s.user_v1(u, &st.base()),
         Api::V2 => s.user_v2(u, &st.base()),
     };
-    let v = h::project_scim(v, params.get("attributes"), params.get("excludedAttributes"));
-    Ok(h::with_header(h::json(StatusCode::OK, CT, &v), "etag", &format!("W/\"{}\"", u.version)))
+    let v = h::project_scim(
+        v,
+        params.get("attributes"),
+        params.get("excludedAttributes"),
+    );
+    Ok(h::with_header(
+        h::json(StatusCode::OK, CT, &v),
+        "etag",
+        &format!("W/\"{}\"", u.version),
+    ))
 }
 
 /// v1 addresses resources by legacy id, v2 by UUID.
@@ -1052,7 +1366,11 @@ fn check_if_match(headers: &HeaderMap, version: u64) -> Result<(), Response> {
     match h::header_str(headers, "if-match").map(str::trim) {
         None | Some("*") => Ok(()),
         Some(v) if v.trim_start_matches("W/").trim_matches('"') == version.to_string() => Ok(()),
-        Some(_) => Err(err(StatusCode::PRECONDITION_FAILED, None, "The resource was modified (If-Match does not match)")),
+        Some(_) => Err(err(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            "The resource was modified (If-Match does not match)",
+        )),
     }
 }
 
@@ -1061,14 +1379,18 @@ async fn put_user(st: State, headers: HeaderMap, id: String, body: Bytes, api: A
     let body = body_json(&body)?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, api, true).ok_or_else(|| not_found("User", &id))?;
-    let current = s.users.get(&uuid).cloned().ok_or_else(|| not_found("User", &id))?;
+    let current = s
+        .users
+        .get(&uuid)
+        .cloned()
+        .ok_or_else(|| not_found("User", &id))?;
     check_if_match(&headers, current.version)?;
     let (mut data, v1_groups) = user_data(&body, api)?;
     // The SAP extension's writable attributes survive a PUT that omits them.
-    if !data.contains_key(SAP_USER_EXT) {
-        if let Some(sap) = current.data.get(SAP_USER_EXT) {
-            data.insert(SAP_USER_EXT.into(), sap.clone());
-        }
+    if !data.contains_key(SAP_USER_EXT)
+        && let Some(sap) = current.data.get(SAP_USER_EXT)
+    {
+        data.insert(SAP_USER_EXT.into(), sap.clone());
     }
     s.check_user_unique(&data, Some(&uuid), st.0.options.unique_emails)?;
     let group_ids = match &v1_groups {
@@ -1103,14 +1425,23 @@ fn commit_user(s: &mut Store, current: User, data: Map<String, Value>) {
 async fn patch_user(st: State, headers: HeaderMap, id: String, body: Bytes) -> Answer {
     st.authorize(&headers)?;
     let body = body_json(&body)?;
-    let ops = patch::parse_request(&body).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    let ops = patch::parse_request(&body)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, Api::V2, true).ok_or_else(|| not_found("User", &id))?;
-    let current = s.users.get(&uuid).cloned().ok_or_else(|| not_found("User", &id))?;
+    let current = s
+        .users
+        .get(&uuid)
+        .cloned()
+        .ok_or_else(|| not_found("User", &id))?;
     check_if_match(&headers, current.version)?;
     let mut doc = Value::Object(current.data.clone());
-    let rules = Rules { core_schema: USER_SCHEMA, read_only: &["id", "meta", "groups"] };
-    patch::apply(&mut doc, &ops, &rules).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    let rules = Rules {
+        core_schema: USER_SCHEMA,
+        read_only: &["id", "meta", "groups"],
+    };
+    patch::apply(&mut doc, &ops, &rules)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let (data, _) = user_data(&doc, Api::V2)?;
     s.check_user_unique(&data, Some(&uuid), st.0.options.unique_emails)?;
     commit_user(&mut s, current, data);
@@ -1133,7 +1464,13 @@ async fn post_group(st: State, headers: HeaderMap, body: Bytes, api: Api) -> Ans
     create_group(&mut s, &body, api, &st.base()).map(created)
 }
 
-async fn get_group(st: State, headers: HeaderMap, id: String, q: Option<String>, api: Api) -> Answer {
+async fn get_group(
+    st: State,
+    headers: HeaderMap,
+    id: String,
+    q: Option<String>,
+    api: Api,
+) -> Answer {
     st.authorize(&headers)?;
     let params = Params::parse(q.as_deref());
     let s = st.store();
@@ -1143,8 +1480,16 @@ async fn get_group(st: State, headers: HeaderMap, id: String, q: Option<String>,
         Api::V1 => s.group_v1(g, &st.base()),
         Api::V2 => s.group_v2(g, &st.base()),
     };
-    let v = h::project_scim(v, params.get("attributes"), params.get("excludedAttributes"));
-    Ok(h::with_header(h::json(StatusCode::OK, CT, &v), "etag", &format!("W/\"{}\"", g.version)))
+    let v = h::project_scim(
+        v,
+        params.get("attributes"),
+        params.get("excludedAttributes"),
+    );
+    Ok(h::with_header(
+        h::json(StatusCode::OK, CT, &v),
+        "etag",
+        &format!("W/\"{}\"", g.version),
+    ))
 }
 
 async fn put_group(st: State, headers: HeaderMap, id: String, body: Bytes, api: Api) -> Answer {
@@ -1166,23 +1511,43 @@ async fn put_group(st: State, headers: HeaderMap, id: String, body: Bytes, api: 
 async fn patch_group(st: State, headers: HeaderMap, id: String, body: Bytes) -> Answer {
     st.authorize(&headers)?;
     let body = body_json(&body)?;
-    let ops = patch::parse_request(&body).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    let ops = patch::parse_request(&body)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, Api::V2, false).ok_or_else(|| not_found("Group", &id))?;
-    let current = s.groups.get(&uuid).cloned().ok_or_else(|| not_found("Group", &id))?;
+    let current = s
+        .groups
+        .get(&uuid)
+        .cloned()
+        .ok_or_else(|| not_found("Group", &id))?;
     check_if_match(&headers, current.version)?;
     let base = st.base();
     // Patch a plain view of the group (members as values only), then re-validate.
     let mut doc = s.group_v2(&current, &base);
     if let Some(o) = doc.as_object_mut() {
-        let members: Vec<Value> = current.members.iter().map(|m| json!({"value": m.uuid, "type": m.kind})).collect();
+        let members: Vec<Value> = current
+            .members
+            .iter()
+            .map(|m| json!({"value": m.uuid, "type": m.kind}))
+            .collect();
         o.insert("members".into(), Value::Array(members));
     }
-    let rules = Rules { core_schema: GROUP_SCHEMA, read_only: &["id", "meta"] };
-    patch::apply(&mut doc, &ops, &rules).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    let rules = Rules {
+        core_schema: GROUP_SCHEMA,
+        read_only: &["id", "meta"],
+    };
+    patch::apply(&mut doc, &ops, &rules)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let members = parse_members(&s, get_ci(&doc, "members"))?;
-    let removed = current.members.iter().filter(|m| !members.contains(m)).count();
-    let added = members.iter().filter(|m| !current.members.contains(m)).count();
+    let removed = current
+        .members
+        .iter()
+        .filter(|m| !members.contains(m))
+        .count();
+    let added = members
+        .iter()
+        .filter(|m| !current.members.contains(m))
+        .count();
     let o = &st.0.options;
     if removed > o.max_members_removed_per_patch {
         return Err(bad(&format!(
@@ -1214,8 +1579,127 @@ async fn delete_group(st: State, headers: HeaderMap, id: String, api: Api) -> An
     Ok(h::empty(StatusCode::NO_CONTENT))
 }
 
+const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
+
+/// `POST /scim/Bulk` (RFC 7644 §3.7): operations run in order through the same code as the
+/// single calls; `bulkId:<id>` references to earlier creations are resolved; at most
+/// [`Options::max_bulk_operations`] operations (413 above); `failOnErrors` stops early.
+async fn bulk(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
+    st.authorize(&headers)?;
+    let body = body_json(&body)?;
+    let schemas_ok = get_ci(&body, "schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(BULK_REQUEST)));
+    let ops = get_ci(&body, "Operations")
+        .and_then(Value::as_array)
+        .cloned();
+    let (true, Some(ops)) = (schemas_ok, ops) else {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            &format!("A bulk request needs the schema {BULK_REQUEST} and an 'Operations' array"),
+        ));
+    };
+    let max = st.0.options.max_bulk_operations;
+    if ops.len() > max {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            &format!("A bulk request may carry at most {max} operations"),
+        ));
+    }
+    let fail_on_errors = get_ci(&body, "failOnErrors").and_then(Value::as_u64);
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut errors = 0u64;
+    let mut results = Vec::new();
+    for op in ops {
+        let method = str_field(&op, "method")
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let path = str_field(&op, "path").unwrap_or_default();
+        let bulk_id = str_field(&op, "bulkId");
+        // Resolve bulkId references in the data.
+        let mut data = get_ci(&op, "data")
+            .cloned()
+            .unwrap_or(Value::Null)
+            .to_string();
+        for (bid, id) in &ids {
+            data = data.replace(&format!("\"bulkId:{bid}\""), &format!("\"{id}\""));
+        }
+        let data = Bytes::from(data);
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let resp = match (method.as_str(), segments.as_slice()) {
+            ("POST", ["Users"]) => post_user(st.clone(), headers.clone(), data, Api::V2).await,
+            ("POST", ["Groups"]) => post_group(st.clone(), headers.clone(), data, Api::V2).await,
+            ("PUT", ["Users", id]) => {
+                put_user(st.clone(), headers.clone(), id.to_string(), data, Api::V2).await
+            }
+            ("PUT", ["Groups", id]) => {
+                put_group(st.clone(), headers.clone(), id.to_string(), data, Api::V2).await
+            }
+            ("PATCH", ["Users", id]) => {
+                patch_user(st.clone(), headers.clone(), id.to_string(), data).await
+            }
+            ("PATCH", ["Groups", id]) => {
+                patch_group(st.clone(), headers.clone(), id.to_string(), data).await
+            }
+            ("DELETE", ["Users", id]) => {
+                delete_user_h(st.clone(), headers.clone(), id.to_string(), Api::V2).await
+            }
+            ("DELETE", ["Groups", id]) => {
+                delete_group(st.clone(), headers.clone(), id.to_string(), Api::V2).await
+            }
+            _ => Err(err(
+                StatusCode::BAD_REQUEST,
+                Some("invalidSyntax"),
+                &format!("Unsupported bulk operation {method} {path}"),
+            )),
+        };
+        let resp = resp.unwrap_or_else(|e| e);
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let mut result = Map::new();
+        result.insert("method".into(), json!(method));
+        if let Some(b) = &bulk_id {
+            result.insert("bulkId".into(), json!(b));
+        }
+        if status.is_success() {
+            if let Some(loc) = answer.get("meta").and_then(|m| m.get("location")) {
+                result.insert("location".into(), loc.clone());
+            }
+            if let Some(v) = answer.get("meta").and_then(|m| m.get("version")) {
+                result.insert("version".into(), v.clone());
+            }
+            if let (Some(b), Some(id)) = (&bulk_id, answer.get("id").and_then(Value::as_str)) {
+                ids.insert(b.clone(), id.to_string());
+            }
+        } else {
+            errors += 1;
+            result.insert("response".into(), answer);
+        }
+        result.insert("status".into(), json!(status.as_u16().to_string()));
+        results.push(Value::Object(result));
+        if fail_on_errors.is_some_and(|n| errors >= n) {
+            break;
+        }
+    }
+    Ok(h::json(
+        StatusCode::OK,
+        CT,
+        &json!({"schemas": [BULK_RESPONSE], "Operations": results}),
+    ))
+}
+
 async fn v1_patch() -> Response {
-    err(StatusCode::METHOD_NOT_ALLOWED, None, "PATCH is not supported by this API version; use PUT")
+    err(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "PATCH is not supported by this API version; use PUT",
+    )
 }
 
 async fn fallback() -> Response {
@@ -1235,41 +1719,109 @@ fn too_many(retry_after: u64) -> Response {
 pub fn router(state: State) -> Router {
     let o = &state.0.options;
     let limiter = o.rate_limit_per_minute.map(|soft| {
-        let hard = o.throttle_hard_limit_per_minute.unwrap_or(soft + soft * 2 / 5).max(soft);
-        RateLimiter::new(Limit::Throttle { soft, hard, delay: o.throttle_delay, block: o.throttle_block })
+        let hard = o
+            .throttle_hard_limit_per_minute
+            .unwrap_or(soft.saturating_add(soft / 5 * 2))
+            .max(soft);
+        RateLimiter::new(Limit::Throttle {
+            soft,
+            hard,
+            delay: o.throttle_delay,
+            block: o.throttle_block,
+        })
     });
-    let gate = Arc::new(Gate { stats: state.0.stats.clone(), limiter, limited, reject: too_many });
+    let gate = Arc::new(Gate {
+        stats: state.0.stats.clone(),
+        limiter,
+        limited,
+        reject: too_many,
+    });
     macro_rules! v {
         ($api:expr) => {{
             let api = $api;
             Router::new()
                 .route(
                     "/Users",
-                    get(move |AxState(st): S, hd: HeaderMap, RawQuery(q): RawQuery| list_users(st, hd, q, api))
-                        .post(move |AxState(st): S, hd: HeaderMap, b: Bytes| post_user(st, hd, b, api)),
+                    get(
+                        move |AxState(st): S, hd: HeaderMap, RawQuery(q): RawQuery| {
+                            list_users(st, hd, q, api)
+                        },
+                    )
+                    .post(move |AxState(st): S, hd: HeaderMap, b: Bytes| post_user(st, hd, b, api)),
                 )
                 .route(
                     "/Users/{id}",
-                    get(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, RawQuery(q): RawQuery| get_user(st, hd, id, q, api))
-                        .put(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| put_user(st, hd, id, b, api))
-                        .delete(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| delete_user_h(st, hd, id, api)),
+                    get(
+                        move |AxState(st): S,
+                              hd: HeaderMap,
+                              Path(id): Path<String>,
+                              RawQuery(q): RawQuery| {
+                            get_user(st, hd, id, q, api)
+                        },
+                    )
+                    .put(
+                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
+                            put_user(st, hd, id, b, api)
+                        },
+                    )
+                    .delete(
+                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| {
+                            delete_user_h(st, hd, id, api)
+                        },
+                    ),
                 )
                 .route(
                     "/Groups",
-                    get(move |AxState(st): S, hd: HeaderMap, RawQuery(q): RawQuery| list_groups(st, hd, q, api))
-                        .post(move |AxState(st): S, hd: HeaderMap, b: Bytes| post_group(st, hd, b, api)),
+                    get(
+                        move |AxState(st): S, hd: HeaderMap, RawQuery(q): RawQuery| {
+                            list_groups(st, hd, q, api)
+                        },
+                    )
+                    .post(move |AxState(st): S, hd: HeaderMap, b: Bytes| {
+                        post_group(st, hd, b, api)
+                    }),
                 )
                 .route(
                     "/Groups/{id}",
-                    get(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, RawQuery(q): RawQuery| get_group(st, hd, id, q, api))
-                        .put(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| put_group(st, hd, id, b, api))
-                        .delete(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| delete_group(st, hd, id, api)),
+                    get(
+                        move |AxState(st): S,
+                              hd: HeaderMap,
+                              Path(id): Path<String>,
+                              RawQuery(q): RawQuery| {
+                            get_group(st, hd, id, q, api)
+                        },
+                    )
+                    .put(
+                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
+                            put_group(st, hd, id, b, api)
+                        },
+                    )
+                    .delete(
+                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| {
+                            delete_group(st, hd, id, api)
+                        },
+                    ),
                 )
         }};
     }
     let v2 = v!(Api::V2)
-        .route("/Users/{id}", axum::routing::patch(|AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| patch_user(st, hd, id, b)))
-        .route("/Groups/{id}", axum::routing::patch(|AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| patch_group(st, hd, id, b)));
+        .route(
+            "/Users/{id}",
+            axum::routing::patch(
+                |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
+                    patch_user(st, hd, id, b)
+                },
+            ),
+        )
+        .route(
+            "/Groups/{id}",
+            axum::routing::patch(
+                |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
+                    patch_group(st, hd, id, b)
+                },
+            ),
+        )
+        .route("/Bulk", post(bulk));
     let v1 = v!(Api::V1)
         .route("/Users/{id}", axum::routing::patch(v1_patch))
         .route("/Groups/{id}", axum::routing::patch(v1_patch));
@@ -1331,5 +1883,672 @@ pub async fn spawn_on(options: Options, listen: SocketAddr) -> std::io::Result<S
     let running = server::serve(router(state.clone()), listen).await?;
     let base_url = format!("http://{}", running.addr);
     *state.0.base_url.lock().unwrap_or_else(|p| p.into_inner()) = base_url.clone();
-    Ok(Simulator { base_url, token_url: None, addr: running.addr, state, running })
+    Ok(Simulator {
+        base_url,
+        token_url: None,
+        addr: running.addr,
+        state,
+        running,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::{Client, Method as M};
+    use std::collections::HashSet;
+
+    struct T {
+        sim: Simulator,
+        c: Client,
+    }
+
+    impl T {
+        async fn new(o: Options) -> T {
+            T {
+                sim: spawn(o).await.unwrap(),
+                c: Client::new(),
+            }
+        }
+
+        async fn call(&self, m: M, path: &str, body: Option<Value>) -> (u16, Value) {
+            let o = self.sim.options();
+            let mut rb = self
+                .c
+                .request(m, format!("{}{path}", self.sim.base_url))
+                .basic_auth(&o.client_id, Some(&o.client_secret));
+            if let Some(b) = body {
+                rb = rb
+                    .header("content-type", "application/scim+json")
+                    .body(b.to_string());
+            }
+            let r = rb.send().await.unwrap();
+            let st = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+        }
+    }
+
+    fn enc(s: &str) -> String {
+        form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    #[tokio::test]
+    async fn authentication() {
+        let t = T::new(Options::default()).await;
+        let url = format!("{}/scim/Users", t.sim.base_url);
+        let r = t.c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key("www-authenticate"));
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(
+            (b["status"].as_str(), b["schemas"][0].as_str()),
+            (Some("401"), Some(h::SCIM_ERROR_SCHEMA))
+        );
+        let r =
+            t.c.get(&url)
+                .basic_auth("T000001", Some("wrong"))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 401);
+        let r =
+            t.c.get(&url)
+                .basic_auth("T000001", Some("ias-secret"))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], CT);
+        // OAuth client credentials also work.
+        let r =
+            t.c.post(t.sim.oauth_token_url())
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", "T000001"),
+                    ("client_secret", "ias-secret"),
+                ])
+                .send()
+                .await
+                .unwrap();
+        let tok = r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = t.c.get(&url).bearer_auth(tok).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(t.sim.token_url, None);
+    }
+
+    #[tokio::test]
+    async fn v2_index_and_id_paging() {
+        let t = T::new(Options {
+            users: 230,
+            groups: 4,
+            ..Options::default()
+        })
+        .await;
+        let mut seen = HashSet::new();
+        let mut start = 1;
+        loop {
+            let (st, b) = t
+                .call(
+                    M::GET,
+                    &format!("/scim/Users?startIndex={start}&count=500"),
+                    None,
+                )
+                .await;
+            assert_eq!(st, 200);
+            assert_eq!(b["schemas"], json!([LIST_SCHEMA]));
+            assert_eq!(b["totalResults"], 230);
+            let page = b["Resources"].as_array().unwrap();
+            assert!(page.len() <= 100, "count capped at 100");
+            assert_eq!(b["itemsPerPage"], page.len());
+            for u in page {
+                assert!(seen.insert(u["id"].as_str().unwrap().to_string()));
+            }
+            if page.len() < 100 {
+                break;
+            }
+            start += page.len();
+        }
+        assert_eq!(seen.len(), 230);
+        let (_, b) = t.call(M::GET, "/scim/Users?count=0", None).await;
+        assert_eq!(
+            (
+                b["totalResults"].as_u64(),
+                b["Resources"].as_array().map(Vec::len)
+            ),
+            (Some(230), Some(0))
+        );
+        // Id-based.
+        let mut seen = HashSet::new();
+        let mut start_id = "initial".to_string();
+        let mut pages = 0;
+        while start_id != "end" {
+            let (st, b) = t
+                .call(
+                    M::GET,
+                    &format!("/scim/Users?startId={start_id}&count=100"),
+                    None,
+                )
+                .await;
+            assert_eq!(st, 200);
+            for u in b["Resources"].as_array().unwrap() {
+                assert!(seen.insert(u["id"].as_str().unwrap().to_string()));
+            }
+            start_id = b["nextId"].as_str().unwrap().to_string();
+            pages += 1;
+        }
+        assert_eq!((seen.len(), pages), (230, 3));
+        // Groups page the same way.
+        let (_, b) = t
+            .call(M::GET, "/scim/Groups?startId=initial&count=3", None)
+            .await;
+        assert_eq!(b["Resources"].as_array().unwrap().len(), 3);
+        assert_ne!(b["nextId"], "end");
+    }
+
+    #[tokio::test]
+    async fn v2_users_and_filters() {
+        let t = T::new(Options {
+            users: 20,
+            ..Options::default()
+        })
+        .await;
+        let body = json!({"schemas": [USER_SCHEMA, ENTERPRISE_EXT], "userName": "jdoe", "id": "ignored",
+            "name": {"givenName": "Jane", "familyName": "Doe"},
+            "emails": [{"value": "jane@example.net", "primary": true}],
+            ENTERPRISE_EXT: {"employeeNumber": "42"}, "groups": [{"value": "nope"}]});
+        let (st, u) = t.call(M::POST, "/scim/Users", Some(body.clone())).await;
+        assert_eq!(st, 201);
+        let id = u["id"].as_str().unwrap().to_string();
+        assert_eq!(id.len(), 36);
+        assert_eq!(u[SAP_USER_EXT]["userUuid"], id);
+        assert!(u[SAP_USER_EXT]["userId"].as_str().unwrap().starts_with('P'));
+        assert_eq!(u[SAP_USER_EXT]["mailVerified"], false);
+        assert_eq!(u[ENTERPRISE_EXT]["employeeNumber"], "42");
+        assert!(u.get("groups").is_none());
+        assert_eq!(u["meta"]["resourceType"], "User");
+        // Uniqueness: userName (case-insensitive) and e-mail.
+        let (st, e) = t
+            .call(
+                M::POST,
+                "/scim/Users",
+                Some(json!({"userName": "JDOE", "emails": [{"value": "x@y.z"}]})),
+            )
+            .await;
+        assert_eq!(
+            (st, e["scimType"].as_str(), e["status"].as_str()),
+            (409, Some("uniqueness"), Some("409"))
+        );
+        let (st, _) = t
+            .call(
+                M::POST,
+                "/scim/Users",
+                Some(json!({"userName": "other", "emails": [{"value": "JANE@example.net"}]})),
+            )
+            .await;
+        assert_eq!(st, 409);
+        let (st, e) = t
+            .call(M::POST, "/scim/Users", Some(json!({"userName": "nomail"})))
+            .await;
+        assert_eq!((st, e["scimType"].as_str()), (400, Some("invalidValue")));
+        let r =
+            t.c.post(format!("{}/scim/Users", t.sim.base_url))
+                .basic_auth("T000001", Some("ias-secret"))
+                .body("{oops")
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["scimType"],
+            "invalidSyntax"
+        );
+        // Filters.
+        for (f, n) in [
+            ("userName eq \"JDoe\"", 1),
+            ("emails.value eq \"jane@example.net\"", 1),
+            ("userName eq \"jdoe\" or userName eq \"nobody\"", 1),
+            (
+                "(userName eq \"jdoe\" or userName eq \"x\") and name.familyName eq \"Doe\"",
+                1,
+            ),
+            ("meta.lastModified gt \"2000-01-01T00:00:00Z\"", 21),
+            ("meta.lastModified gt \"2999-01-01T00:00:00Z\"", 0),
+        ] {
+            let (st, b) = t
+                .call(M::GET, &format!("/scim/Users?filter={}", enc(f)), None)
+                .await;
+            assert_eq!((st, b["totalResults"].as_u64()), (200, Some(n)), "{f}");
+        }
+        let (st, e) = t
+            .call(
+                M::GET,
+                &format!("/scim/Users?filter={}", enc("userName eq")),
+                None,
+            )
+            .await;
+        assert_eq!((st, e["scimType"].as_str()), (400, Some("invalidFilter")));
+        // attributes.
+        let (_, b) = t
+            .call(
+                M::GET,
+                &format!("/scim/Users/{id}?attributes=userName"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            b.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
+            vec!["id", "schemas", "userName"]
+        );
+        // PATCH: RFC 7644; groups is read-only; active=false deactivates.
+        let patch = |ops: Value| json!({"schemas": [patch::PATCH_OP_SCHEMA], "Operations": ops});
+        let (st, p) = t.call(M::PATCH, &format!("/scim/Users/{id}"), Some(patch(json!([{"op": "replace", "path": "active", "value": false}, {"op": "Add", "value": {"name.givenName": "J."}}])))).await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            (
+                p["active"].as_bool(),
+                p[SAP_USER_EXT]["status"].as_str(),
+                p["name"]["givenName"].as_str()
+            ),
+            (Some(false), Some("inactive"), Some("J."))
+        );
+        let (st, e) = t
+            .call(
+                M::PATCH,
+                &format!("/scim/Users/{id}"),
+                Some(patch(
+                    json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]),
+                )),
+            )
+            .await;
+        assert_eq!((st, e["scimType"].as_str()), (400, Some("mutability")));
+        // PUT replaces; DELETE answers 204; then 404.
+        let (st, p) = t
+            .call(
+                M::PUT,
+                &format!("/scim/Users/{id}"),
+                Some(json!({"userName": "jdoe2", "emails": [{"value": "jane@example.net"}]})),
+            )
+            .await;
+        assert_eq!(
+            (st, p["userName"].as_str(), p.get("name").is_none()),
+            (200, Some("jdoe2"), true)
+        );
+        let (st, _) = t.call(M::DELETE, &format!("/scim/Users/{id}"), None).await;
+        assert_eq!(st, 204);
+        let (st, e) = t.call(M::GET, &format!("/scim/Users/{id}"), None).await;
+        assert_eq!((st, e["status"].as_str()), (404, Some("404")));
+    }
+
+    #[tokio::test]
+    async fn v2_group_membership_via_patch() {
+        let t = T::new(Options {
+            users: 60,
+            ..Options::default()
+        })
+        .await;
+        let ids: Vec<String> = t
+            .sim
+            .users()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect();
+        let members: Vec<Value> = ids.iter().map(|i| json!({"value": i})).collect();
+        let (st, g) = t
+            .call(
+                M::POST,
+                "/scim/Groups",
+                Some(json!({"displayName": "Everyone", "members": members})),
+            )
+            .await;
+        assert_eq!(st, 201);
+        let gid = g["id"].as_str().unwrap().to_string();
+        assert_eq!(g[CUSTOM_GROUP_EXT]["name"], "Everyone");
+        assert_eq!(g["members"].as_array().unwrap().len(), 60);
+        let (st, e) = t
+            .call(
+                M::POST,
+                "/scim/Groups",
+                Some(json!({"displayName": "everyone"})),
+            )
+            .await;
+        assert_eq!((st, e["scimType"].as_str()), (409, Some("uniqueness")));
+        let (st, _) = t
+            .call(
+                M::POST,
+                "/scim/Groups",
+                Some(json!({"displayName": "Bad", "members": [{"value": "nope"}]})),
+            )
+            .await;
+        assert_eq!(st, 400);
+        // The user's groups reflect membership.
+        assert_eq!(t.sim.user(&ids[0]).unwrap()["groups"][0]["value"], gid);
+        let patch = |ops: Value| json!({"schemas": [patch::PATCH_OP_SCHEMA], "Operations": ops});
+        // Removing all 60 in one PATCH exceeds the 50-member batch.
+        let (st, e) = t
+            .call(
+                M::PATCH,
+                &format!("/scim/Groups/{gid}"),
+                Some(patch(json!([{"op": "remove", "path": "members"}]))),
+            )
+            .await;
+        assert_eq!((st, e["scimType"].as_str()), (400, Some("invalidValue")));
+        assert_eq!(t.sim.member_ids(&gid).unwrap().len(), 60);
+        let (st, g2) = t.call(M::PATCH, &format!("/scim/Groups/{gid}"), Some(patch(json!([
+            {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])},
+            {"op": "remove", "path": "members", "value": [{"value": ids[1]}, {"value": ids[2]}]},
+        ])))).await;
+        assert_eq!(st, 200);
+        assert_eq!(g2["members"].as_array().unwrap().len(), 57);
+        assert!(t.sim.user(&ids[0]).unwrap().get("groups").is_none());
+        let (st, _) = t
+            .call(
+                M::PATCH,
+                &format!("/scim/Groups/{gid}"),
+                Some(patch(
+                    json!([{"op": "add", "path": "members", "value": [{"value": ids[0]}]}]),
+                )),
+            )
+            .await;
+        assert_eq!(st, 200);
+        assert_eq!(t.sim.member_ids(&gid).unwrap().len(), 58);
+        let (st, _) = t
+            .call(
+                M::PATCH,
+                &format!("/scim/Groups/{gid}"),
+                Some(patch(
+                    json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]),
+                )),
+            )
+            .await;
+        assert_eq!(st, 400);
+        // excludedAttributes=members; deleting a user drops the membership; DELETE group 204.
+        let (_, b) = t
+            .call(
+                M::GET,
+                &format!("/scim/Groups/{gid}?excludedAttributes=members"),
+                None,
+            )
+            .await;
+        assert!(b.get("members").is_none());
+        t.call(M::DELETE, &format!("/scim/Users/{}", ids[5]), None)
+            .await;
+        assert_eq!(t.sim.member_ids(&gid).unwrap().len(), 57);
+        let (_, b) = t
+            .call(
+                M::GET,
+                &format!("/scim/Groups?filter={}", enc("displayName eq \"everyone\"")),
+                None,
+            )
+            .await;
+        assert_eq!(b["totalResults"], 1);
+        let (st, _) = t
+            .call(M::DELETE, &format!("/scim/Groups/{gid}"), None)
+            .await;
+        assert_eq!(st, 204);
+        assert_eq!(t.sim.group_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn v1_legacy_api() {
+        let t = T::new(Options {
+            users: 5,
+            groups: 2,
+            ..Options::default()
+        })
+        .await;
+        let (st, b) = t
+            .call(M::GET, "/service/scim/Users?startId=initial&count=2", None)
+            .await;
+        assert_eq!(st, 200);
+        assert_eq!(b["Resources"][0]["id"], "P000001");
+        assert_eq!(b["nextId"], "P000003");
+        assert!(b["Resources"][0]["userUuid"].is_string());
+        let (_, b) = t
+            .call(M::GET, "/service/scim/Users?startId=P000005&count=2", None)
+            .await;
+        assert_eq!(
+            (
+                b["Resources"].as_array().unwrap().len(),
+                b["nextId"].as_str()
+            ),
+            (1, Some("end"))
+        );
+        // Filters: eq and `and` only.
+        let name = t.sim.users()[1]["userName"].as_str().unwrap().to_string();
+        let (_, b) = t
+            .call(
+                M::GET,
+                &format!(
+                    "/service/scim/Users?filter={}",
+                    enc(&format!("userName eq \"{name}\""))
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(b["totalResults"], 1);
+        let (st, _) = t
+            .call(
+                M::GET,
+                &format!(
+                    "/service/scim/Users?filter={}",
+                    enc("userName eq \"a\" or userName eq \"b\"")
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(st, 400);
+        let (st, _) = t
+            .call(
+                M::GET,
+                &format!("/service/scim/Users?filter={}", enc("displayName eq \"a\"")),
+                None,
+            )
+            .await;
+        assert_eq!(st, 400);
+        // Create with writable groups; PATCH is not offered.
+        let gname = t.sim.groups()[0]["displayName"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (st, u) = t.call(M::POST, "/service/scim/Users", Some(json!({"userName": "legacy", "emails": [{"value": "l@x.y"}], "groups": [{"value": gname}]}))).await;
+        assert_eq!(st, 201);
+        let lid = u["id"].as_str().unwrap().to_string();
+        assert_eq!(lid, "P000006");
+        assert_eq!(u["groups"][0]["value"], gname);
+        let (st, g) = t
+            .call(
+                M::GET,
+                &format!(
+                    "/service/scim/Groups?filter={}",
+                    enc(&format!("displayName eq \"{gname}\""))
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200);
+        let legacy_gid = g["Resources"][0]["id"].as_str().unwrap().to_string();
+        assert_eq!(legacy_gid.len(), 24);
+        assert!(
+            g["Resources"][0]["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["value"] == lid.as_str())
+        );
+        let (st, _) = t
+            .call(
+                M::PATCH,
+                &format!("/service/scim/Users/{lid}"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, 405);
+        let (st, u) = t
+            .call(
+                M::PUT,
+                &format!("/service/scim/Users/{lid}"),
+                Some(json!({"userName": "legacy", "emails": [{"value": "l@x.y"}], "groups": []})),
+            )
+            .await;
+        assert_eq!((st, u.get("groups").is_none()), (200, true));
+        // v2 ids are not v1 ids.
+        let uuid = u["userUuid"].as_str().unwrap().to_string();
+        let (st, _) = t
+            .call(M::GET, &format!("/service/scim/Users/{uuid}"), None)
+            .await;
+        assert_eq!(st, 404);
+        let (st, _) = t
+            .call(M::DELETE, &format!("/service/scim/Users/{lid}"), None)
+            .await;
+        assert_eq!(st, 204);
+        assert!(t.sim.user(&uuid).is_none());
+    }
+
+    #[tokio::test]
+    async fn throttling_delays_then_refuses() {
+        let t = T::new(Options {
+            rate_limit_per_minute: Some(2),
+            throttle_hard_limit_per_minute: Some(3),
+            throttle_delay: Duration::from_millis(50),
+            ..Options::default()
+        })
+        .await;
+        let mut statuses = Vec::new();
+        let mut retry = None;
+        for _ in 0..5 {
+            let r =
+                t.c.get(format!("{}/scim/Users", t.sim.base_url))
+                    .basic_auth("T000001", Some("ias-secret"))
+                    .send()
+                    .await
+                    .unwrap();
+            statuses.push(r.status().as_u16());
+            if r.status() == 429 {
+                retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                assert_eq!(r.json::<Value>().await.unwrap()["status"], "429");
+            }
+        }
+        assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
+        assert_eq!(retry.as_deref(), Some("60"));
+        assert_eq!((t.sim.stats().delayed(), t.sim.stats().throttled()), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn accessors_put_and_if_match() {
+        let t = T::new(Options {
+            users: 3,
+            groups: 1,
+            ..Options::default()
+        })
+        .await;
+        let err = t.sim.insert_user(json!({"userName": "x"})).unwrap_err();
+        assert!(err.starts_with("400 invalidValue"), "{err}");
+        let u = t
+            .sim
+            .insert_user(json!({"userName": "Zed", "emails": [{"value": "z@z.z"}]}))
+            .unwrap();
+        assert_eq!(t.sim.user_by_name("zed").unwrap()["id"], u["id"]);
+        let legacy = u[SAP_USER_EXT]["userId"].as_str().unwrap();
+        assert_eq!(t.sim.user(legacy).unwrap()["id"], u["id"]);
+        let dup = t
+            .sim
+            .insert_user(json!({"userName": "zed", "emails": [{"value": "q@z.z"}]}))
+            .unwrap_err();
+        assert!(dup.starts_with("409 uniqueness"), "{dup}");
+        // v2 group PUT replaces members; a stale If-Match answers 412.
+        let g = t.sim.groups()[0].clone();
+        let gid = g["id"].as_str().unwrap().to_string();
+        let uid = u["id"].as_str().unwrap();
+        let r =
+            t.c.put(format!("{}/scim/Groups/{gid}", t.sim.base_url))
+                .basic_auth("T000001", Some("ias-secret"))
+                .header("If-Match", "W/\"9\"")
+                .json(&json!({"displayName": g["displayName"], "members": [{"value": uid}]}))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 412);
+        let (st, g2) = t
+            .call(
+                M::PUT,
+                &format!("/scim/Groups/{gid}"),
+                Some(json!({"displayName": g["displayName"], "members": [{"value": uid}]})),
+            )
+            .await;
+        assert_eq!((st, g2["members"].as_array().map(Vec::len)), (200, Some(1)));
+        assert_eq!(t.sim.member_ids(&gid).unwrap(), vec![uid.to_string()]);
+        // List with attributes.
+        let (_, b) = t
+            .call(M::GET, "/scim/Users?attributes=userName&count=2", None)
+            .await;
+        assert!(
+            b["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r.get("emails").is_none() && r.get("userName").is_some())
+        );
+        // v1 id of a group is the 24-hex legacy id, v2 exposes it as additionalId.
+        let legacy_gid = g2[CUSTOM_GROUP_EXT]["additionalId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (st, g1) = t
+            .call(M::GET, &format!("/service/scim/Groups/{legacy_gid}"), None)
+            .await;
+        assert_eq!(
+            (st, g1[CUSTOM_GROUP_EXT]["groupId"].as_str()),
+            (200, Some(gid.as_str()))
+        );
+        assert_eq!(g1["members"][0]["value"], legacy);
+    }
+
+    #[tokio::test]
+    async fn bulk_with_bulk_id_references() {
+        let t = T::new(Options {
+            max_bulk_operations: 3,
+            ..Options::default()
+        })
+        .await;
+        let req = json!({"schemas": [BULK_REQUEST], "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "u1", "data": {"userName": "bulk.one", "emails": [{"value": "b1@x.y"}]}},
+            {"method": "POST", "path": "/Groups", "bulkId": "g1", "data": {"displayName": "Bulk", "members": [{"value": "bulkId:u1"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "u2", "data": {"userName": "bulk.one", "emails": [{"value": "b2@x.y"}]}},
+        ]});
+        let (st, b) = t.call(M::POST, "/scim/Bulk", Some(req)).await;
+        assert_eq!(st, 200);
+        let ops = b["Operations"].as_array().unwrap();
+        assert_eq!(
+            ops.iter()
+                .map(|o| o["status"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            vec!["201", "201", "409"]
+        );
+        assert_eq!(ops[2]["response"]["scimType"], "uniqueness");
+        let uid = t.sim.user_by_name("bulk.one").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let gid = t.sim.group_by_name("Bulk").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(t.sim.member_ids(&gid).unwrap(), vec![uid]);
+        let too_many = json!({"schemas": [BULK_REQUEST], "Operations": [
+            {"method": "DELETE", "path": "/Users/a"}, {"method": "DELETE", "path": "/Users/b"},
+            {"method": "DELETE", "path": "/Users/c"}, {"method": "DELETE", "path": "/Users/d"}]});
+        let (st, _) = t.call(M::POST, "/scim/Bulk", Some(too_many)).await;
+        assert_eq!(st, 413);
+        let (st, _) = t
+            .call(M::POST, "/scim/Bulk", Some(json!({"Operations": []})))
+            .await;
+        assert_eq!(st, 400);
+    }
 }

@@ -30,8 +30,11 @@
 //! * Members API: `GET /Groups/{id}/members[?returnEntities=true]` (bare array),
 //!   `GET|DELETE /Groups/{id}/members/{memberId}`, `POST /Groups/{id}/members` (201, 409
 //!   `member_already_exists`).
+//! * [`Options::xsuaa_group_ids`] switches to the BTP flavour where a group (role collection)
+//!   is addressed by its name.
 //! * Optional rate limit on `/Users` and `/Groups` (BTP: 3 requests/s per subaccount,
-//!   [`BTP_RATE_LIMIT_PER_SECOND`]): 429 with `Retry-After`.
+//!   [`BTP_RATE_LIMIT_PER_SECOND`]): requests above it wait in a queue of
+//!   [`Options::rate_limit_queue`], beyond that 429 with `Retry-After`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -48,6 +51,7 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::common::auth::{Issued, TokenError, Tokens, client_auth};
+use super::common::filter::get_ci;
 use super::common::filter::{self, AttrPath, Dialect, Eval, Filter, Op};
 use super::common::http::{self as h, Params};
 use super::common::paging;
@@ -57,7 +61,6 @@ use super::common::server::{self, Gate, Running};
 use super::common::stats::Stats;
 use super::common::store::Table;
 use super::common::time::{format_millis, now_millis};
-use super::common::filter::get_ci;
 
 /// The SCIM 1.0 core schema UAA puts on every resource and list.
 pub const SCHEMA: &str = "urn:scim:schemas:core:1.0";
@@ -74,6 +77,9 @@ pub struct Options {
     pub groups: usize,
     /// Requests per second on `/Users` and `/Groups` before 429; `None` = unlimited.
     pub rate_limit_per_second: Option<f64>,
+    /// Requests above the rate that wait in a queue (BTP queues, then answers 429 "when the
+    /// queue is too long"; its length is undocumented). 0 = refuse at once.
+    pub rate_limit_queue: usize,
     /// The OAuth client id accepted at `/oauth/token`.
     pub client_id: String,
     /// Its secret.
@@ -84,10 +90,13 @@ pub struct Options {
     pub zone_id: String,
     /// Origin of seeded users and the default of created ones.
     pub origin: String,
-    /// Token lifetime (`expires_in`).
+    /// Token lifetime; `expires_in` is one second less, as UAA answers (43 200 s → 43199).
     pub token_validity: Duration,
     /// Status for a stale `If-Match` (UAA: 409; 412 and 422 are also seen behind BTP).
     pub stale_if_match_status: u16,
+    /// XSUAA flavour: groups are role collections whose id *is* the name (`/Groups/<name>`),
+    /// and a name cannot change. `false` (UAA) = UUID ids.
+    pub xsuaa_group_ids: bool,
     /// Maximum `count` (UAA's `userMaxCount`, 500).
     pub max_count: usize,
     /// Seed of the generated data.
@@ -100,6 +109,7 @@ impl Default for Options {
             users: 0,
             groups: 0,
             rate_limit_per_second: None,
+            rate_limit_queue: 0,
             client_id: "sb-provisio!t1".into(),
             client_secret: "provisio-secret".into(),
             scopes: ["scim.read", "scim.write", "groups.update", "uaa.resource"]
@@ -107,8 +117,9 @@ impl Default for Options {
                 .to_vec(),
             zone_id: "uaa".into(),
             origin: "uaa".into(),
-            token_validity: Duration::from_secs(43_199),
+            token_validity: Duration::from_secs(43_200),
             stale_if_match_status: 409,
+            xsuaa_group_ids: false,
             max_count: 500,
             seed: 1,
         }
@@ -186,7 +197,11 @@ pub struct State(Arc<Inner>);
 type Answer = Result<Response, Response>;
 
 fn uaa_error(status: StatusCode, error: &str, description: &str) -> Response {
-    h::json(status, CT, &json!({"error_description": description, "error": error}))
+    h::json(
+        status,
+        CT,
+        &json!({"error_description": description, "error": error}),
+    )
 }
 
 fn with_etag(resp: Response, version: u64) -> Response {
@@ -243,19 +258,29 @@ impl User {
         }
         m.insert("name".into(), Value::Object(name));
         if let Some((value, primary)) = &self.email {
-            m.insert("emails".into(), json!([{"value": value, "primary": primary}]));
+            m.insert(
+                "emails".into(),
+                json!([{"value": value, "primary": primary}]),
+            );
         }
         m.insert("groups".into(), Value::Array(groups));
         m.insert("approvals".into(), json!([]));
         if !self.phone_numbers.is_empty() {
-            let p: Vec<Value> = self.phone_numbers.iter().map(|v| json!({"value": v})).collect();
+            let p: Vec<Value> = self
+                .phone_numbers
+                .iter()
+                .map(|v| json!({"value": v}))
+                .collect();
             m.insert("phoneNumbers".into(), Value::Array(p));
         }
         m.insert("active".into(), json!(self.active));
         m.insert("verified".into(), json!(self.verified));
         m.insert("origin".into(), json!(self.origin));
         m.insert("zoneId".into(), json!(self.zone_id));
-        m.insert("passwordLastModified".into(), json!(format_millis(self.password_last_modified)));
+        m.insert(
+            "passwordLastModified".into(),
+            json!(format_millis(self.password_last_modified)),
+        );
         m.insert("schemas".into(), json!([SCHEMA]));
         Value::Object(m)
     }
@@ -274,7 +299,10 @@ impl Group {
         if let Some(d) = &self.description {
             m.insert("description".into(), json!(d));
         }
-        m.insert("members".into(), Value::Array(self.members.iter().map(Member::to_json).collect()));
+        m.insert(
+            "members".into(),
+            Value::Array(self.members.iter().map(Member::to_json).collect()),
+        );
         m.insert("schemas".into(), json!([SCHEMA]));
         Value::Object(m)
     }
@@ -333,11 +361,19 @@ impl Store {
 }
 
 fn missing_user(id: &str) -> Response {
-    uaa_error(StatusCode::NOT_FOUND, "scim_resource_not_found", &format!("User {id} does not exist"))
+    uaa_error(
+        StatusCode::NOT_FOUND,
+        "scim_resource_not_found",
+        &format!("User {id} does not exist"),
+    )
 }
 
 fn missing_group(id: &str) -> Response {
-    uaa_error(StatusCode::NOT_FOUND, "scim_resource_not_found", &format!("Group {id} does not exist"))
+    uaa_error(
+        StatusCode::NOT_FOUND,
+        "scim_resource_not_found",
+        &format!("Group {id} does not exist"),
+    )
 }
 
 fn bad_json(msg: String) -> Response {
@@ -353,18 +389,33 @@ fn parse_members(v: &Value) -> Result<Vec<(Member, bool)>, Response> {
         return Ok(Vec::new());
     };
     let Some(arr) = arr.as_array() else {
-        return Err(bad_json("JSON parse error: 'members' must be an array".into()));
+        return Err(bad_json(
+            "JSON parse error: 'members' must be an array".into(),
+        ));
     };
     arr.iter()
         .map(|m| {
-            let value = str_field(m, "value").ok_or_else(|| invalid("Group member must have a value"))?;
-            let kind = str_field(m, "type").unwrap_or_else(|| "USER".into()).to_ascii_uppercase();
+            let value =
+                str_field(m, "value").ok_or_else(|| invalid("Group member must have a value"))?;
+            let kind = str_field(m, "type")
+                .unwrap_or_else(|| "USER".into())
+                .to_ascii_uppercase();
             if kind != "USER" && kind != "GROUP" {
-                return Err(bad_json(format!("JSON parse error: invalid member type '{kind}'")));
+                return Err(bad_json(format!(
+                    "JSON parse error: invalid member type '{kind}'"
+                )));
             }
             let origin = str_field(m, "origin").unwrap_or_else(|| "uaa".into());
-            let delete = str_field(m, "operation").is_some_and(|o| o.eq_ignore_ascii_case("delete"));
-            Ok((Member { value, kind, origin }, delete))
+            let delete =
+                str_field(m, "operation").is_some_and(|o| o.eq_ignore_ascii_case("delete"));
+            Ok((
+                Member {
+                    value,
+                    kind,
+                    origin,
+                },
+                delete,
+            ))
         })
         .collect()
 }
@@ -377,9 +428,25 @@ enum Need {
     Members,
 }
 
-const READ_SCOPES: &[&str] = &["scim.read", "scim.write", "uaa.admin", "xs_user.read", "xs_authorization.read"];
-const WRITE_SCOPES: &[&str] = &["scim.write", "uaa.admin", "xs_user.write", "xs_authorization.write"];
-const MEMBER_SCOPES: &[&str] = &["scim.write", "groups.update", "uaa.admin", "xs_authorization.write"];
+const READ_SCOPES: &[&str] = &[
+    "scim.read",
+    "scim.write",
+    "uaa.admin",
+    "xs_user.read",
+    "xs_authorization.read",
+];
+const WRITE_SCOPES: &[&str] = &[
+    "scim.write",
+    "uaa.admin",
+    "xs_user.write",
+    "xs_authorization.write",
+];
+const MEMBER_SCOPES: &[&str] = &[
+    "scim.write",
+    "groups.update",
+    "uaa.admin",
+    "xs_authorization.write",
+];
 
 impl State {
     /// Builds the state and seeds it.
@@ -512,7 +579,9 @@ impl State {
     /// Member ids of a group.
     pub fn member_ids(&self, group_id: &str) -> Option<Vec<String>> {
         let s = self.store();
-        s.groups.get(group_id).map(|g| g.members.iter().map(|m| m.value.clone()).collect())
+        s.groups
+            .get(group_id)
+            .map(|g| g.members.iter().map(|m| m.value.clone()).collect())
     }
 
     /// Invalidates every issued token (clients must fetch a new one).
@@ -523,14 +592,14 @@ impl State {
     // ----- request plumbing -------------------------------------------------------------------
 
     fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<Issued, Response> {
-        if let Some(zone) = h::header_str(headers, "x-identity-zone-id") {
-            if zone != self.0.options.zone_id {
-                return Err(uaa_error(
-                    StatusCode::FORBIDDEN,
-                    "access_denied",
-                    &format!("Identity zone {zone} is not accessible with this token"),
-                ));
-            }
+        if let Some(zone) = h::header_str(headers, "x-identity-zone-id")
+            && zone != self.0.options.zone_id
+        {
+            return Err(uaa_error(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                &format!("Identity zone {zone} is not accessible with this token"),
+            ));
         }
         let Some(token) = h::bearer_token(headers) else {
             let desc = "Full authentication is required to access this resource";
@@ -538,19 +607,25 @@ impl State {
             return Err(h::with_header(
                 resp,
                 "www-authenticate",
-                &format!("Bearer realm=\"UAA\", error=\"unauthorized\", error_description=\"{desc}\""),
+                &format!(
+                    "Bearer realm=\"UAA\", error=\"unauthorized\", error_description=\"{desc}\""
+                ),
             ));
         };
         let issued = self.0.tokens.check(&token).map_err(|e| {
             let desc = match e {
                 TokenError::Unknown => "Invalid access token value.",
-                TokenError::Expired => "The token expired, was revoked, or the token ID is incorrect.",
+                TokenError::Expired => {
+                    "The token expired, was revoked, or the token ID is incorrect."
+                }
             };
             let resp = uaa_error(StatusCode::UNAUTHORIZED, "invalid_token", desc);
             h::with_header(
                 resp,
                 "www-authenticate",
-                &format!("Bearer realm=\"UAA\", error=\"invalid_token\", error_description=\"{desc}\""),
+                &format!(
+                    "Bearer realm=\"UAA\", error=\"invalid_token\", error_description=\"{desc}\""
+                ),
             )
         })?;
         let allowed = match need {
@@ -569,7 +644,12 @@ impl State {
     }
 
     /// Resolves an `If-Match` header to the version it names (UAA's `getVersion`).
-    fn expected_version(&self, headers: &HeaderMap, current: u64, method: &str) -> Result<u64, Response> {
+    fn expected_version(
+        &self,
+        headers: &HeaderMap,
+        current: u64,
+        method: &str,
+    ) -> Result<u64, Response> {
         let Some(raw) = headers.get("if-match") else {
             return Err(uaa_error(
                 StatusCode::BAD_REQUEST,
@@ -592,11 +672,14 @@ impl State {
     }
 
     fn stale(&self, what: &str, id: &str, current: u64, given: u64) -> Response {
-        let status = StatusCode::from_u16(self.0.options.stale_if_match_status).unwrap_or(StatusCode::CONFLICT);
+        let status = StatusCode::from_u16(self.0.options.stale_if_match_status)
+            .unwrap_or(StatusCode::CONFLICT);
         uaa_error(
             status,
             "scim_resource_conflict",
-            &format!("Attempt to update a {what} ({id}) with wrong version: expected={current} but found={given}"),
+            &format!(
+                "Attempt to update a {what} ({id}) with wrong version: expected={current} but found={given}"
+            ),
         )
     }
 }
@@ -611,7 +694,10 @@ fn op_err(resp: Response, msg: impl Into<String>) -> OpError {
 
 fn create_user(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpError> {
     if !body.is_object() {
-        return Err(op_err(bad_json("JSON parse error: expected an object".into()), "not an object"));
+        return Err(op_err(
+            bad_json("JSON parse error: expected an object".into()),
+            "not an object",
+        ));
     }
     let user_name = str_field(body, "userName").unwrap_or_default();
     if user_name.trim().is_empty() {
@@ -622,11 +708,17 @@ fn create_user(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpErro
         let m = "An email must be provided.";
         return Err(op_err(invalid(m), m));
     };
-    let origin = str_field(body, "origin").filter(|x| !x.is_empty()).unwrap_or_else(|| o.origin.clone());
+    let origin = str_field(body, "origin")
+        .filter(|x| !x.is_empty())
+        .unwrap_or_else(|| o.origin.clone());
     let key = (user_name.to_lowercase(), origin.to_lowercase());
     if let Some(existing) = s.user_names.get(&key) {
         let msg = format!("Username already in use: {user_name}");
-        let (active, verified) = s.users.get(existing).map(|u| (u.active, u.verified)).unwrap_or((true, true));
+        let (active, verified) = s
+            .users
+            .get(existing)
+            .map(|u| (u.active, u.verified))
+            .unwrap_or((true, true));
         let resp = h::json(
             StatusCode::CONFLICT,
             CT,
@@ -662,7 +754,8 @@ fn create_user(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpErro
 fn delete_user(s: &mut Store, id: &str) -> Option<Value> {
     let json = s.users.get(id).map(|u| s.user_json(u))?;
     let user = s.users.remove(id)?;
-    s.user_names.remove(&(user.user_name.to_lowercase(), user.origin.to_lowercase()));
+    s.user_names
+        .remove(&(user.user_name.to_lowercase(), user.origin.to_lowercase()));
     s.remove_memberships(id);
     Some(json)
 }
@@ -676,7 +769,11 @@ fn merge_user(s: &Store, user: &mut User, body: &Value, partial: bool) -> Result
         let clear: Vec<String> = get_ci(body, "meta")
             .and_then(|m| get_ci(m, "attributes"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         for attr in clear {
             match attr.to_ascii_uppercase().as_str() {
@@ -690,8 +787,8 @@ fn merge_user(s: &Store, user: &mut User, body: &Value, partial: bool) -> Result
                 "NAME.FAMILYNAME" => user.family_name = None,
                 "PHONENUMBERS" => user.phone_numbers.clear(),
                 "EXTERNALID" => user.external_id = None,
-                "GROUPS" | "APPROVALS" | "DISPLAYNAME" | "NICKNAME" | "TITLE" | "LOCALE" | "TIMEZONE"
-                | "PROFILEURL" | "PREFERREDLANGUAGE" | "USERTYPE" => {}
+                "GROUPS" | "APPROVALS" | "DISPLAYNAME" | "NICKNAME" | "TITLE" | "LOCALE"
+                | "TIMEZONE" | "PROFILEURL" | "PREFERREDLANGUAGE" | "USERTYPE" => {}
                 _ => {
                     return Err(invalid(&format!(
                         "Attribute {attr} cannot be removed using \"Meta.attributes\""
@@ -700,10 +797,10 @@ fn merge_user(s: &Store, user: &mut User, body: &Value, partial: bool) -> Result
             }
         }
     }
-    if let Some(origin) = str_field(body, "origin").filter(|o| !o.is_empty()) {
-        if !origin.eq_ignore_ascii_case(&user.origin) {
-            return Err(invalid("Cannot change user's origin in update operation."));
-        }
+    if let Some(origin) = str_field(body, "origin").filter(|o| !o.is_empty())
+        && !origin.eq_ignore_ascii_case(&user.origin)
+    {
+        return Err(invalid("Cannot change user's origin in update operation."));
     }
     match str_field(body, "userName") {
         Some(n) if !n.trim().is_empty() => user.user_name = n,
@@ -743,21 +840,24 @@ fn merge_user(s: &Store, user: &mut User, body: &Value, partial: bool) -> Result
         user.verified = v;
     }
     let key = (user.user_name.to_lowercase(), user.origin.to_lowercase());
-    if let Some(other) = s.user_names.get(&key) {
-        if *other != user.id {
-            return Err(h::json(
-                StatusCode::CONFLICT,
-                CT,
-                &json!({"error_description": format!("Username already in use: {}", user.user_name), "error": "scim_resource_already_exists", "user_id": other}),
-            ));
-        }
+    if let Some(other) = s.user_names.get(&key)
+        && *other != user.id
+    {
+        return Err(h::json(
+            StatusCode::CONFLICT,
+            CT,
+            &json!({"error_description": format!("Username already in use: {}", user.user_name), "error": "scim_resource_already_exists", "user_id": other}),
+        ));
     }
     Ok(())
 }
 
 fn create_group(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpError> {
     if !body.is_object() {
-        return Err(op_err(bad_json("JSON parse error: expected an object".into()), "not an object"));
+        return Err(op_err(
+            bad_json("JSON parse error: expected an object".into()),
+            "not an object",
+        ));
     }
     let display_name = str_field(body, "displayName").unwrap_or_default();
     if display_name.trim().is_empty() {
@@ -775,8 +875,15 @@ fn create_group(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpErr
     let mut list: Vec<Member> = Vec::new();
     for (m, _) in members {
         if !s.member_exists(&m) {
-            let msg = format!("{} {} does not exist", if m.kind == "GROUP" { "Group" } else { "User" }, m.value);
-            return Err(op_err(uaa_error(StatusCode::NOT_FOUND, "scim_resource_not_found", &msg), msg));
+            let msg = format!(
+                "{} {} does not exist",
+                if m.kind == "GROUP" { "Group" } else { "User" },
+                m.value
+            );
+            return Err(op_err(
+                uaa_error(StatusCode::NOT_FOUND, "scim_resource_not_found", &msg),
+                msg,
+            ));
         }
         if !list.iter().any(|x| x.value == m.value) {
             list.push(m);
@@ -784,7 +891,11 @@ fn create_group(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpErr
     }
     let now = now_millis();
     let g = Group {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: if o.xsuaa_group_ids {
+            display_name.clone()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        },
         display_name,
         description: str_field(body, "description"),
         zone_id: o.zone_id.clone(),
@@ -793,7 +904,8 @@ fn create_group(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpErr
         created: now,
         last_modified: now,
     };
-    s.group_names.insert(g.display_name.to_lowercase(), g.id.clone());
+    s.group_names
+        .insert(g.display_name.to_lowercase(), g.id.clone());
     let out = g.to_json();
     s.groups.insert(g.id.clone(), g);
     Ok(out)
@@ -847,10 +959,11 @@ fn group_attr(name: &str) -> Option<&'static str> {
 }
 
 fn map_path(path: &AttrPath, map: fn(&str) -> Option<&'static str>) -> Option<AttrPath> {
-    if let Some(s) = &path.schema {
-        if !s.eq_ignore_ascii_case(SCHEMA) && !s.to_ascii_lowercase().contains(":core:") {
-            return None;
-        }
+    if let Some(s) = &path.schema
+        && !s.eq_ignore_ascii_case(SCHEMA)
+        && !s.to_ascii_lowercase().contains(":core:")
+    {
+        return None;
     }
     let mapped = map(&path.names.join("."))?;
     AttrPath::parse(mapped)
@@ -876,9 +989,21 @@ struct ListQuery {
     attributes: Option<Vec<String>>,
 }
 
-fn list_query(params: &Params, o: &Options, map: fn(&str) -> Option<&'static str>) -> Result<ListQuery, Response> {
-    let filter_text = params.get("filter").filter(|f| !f.trim().is_empty()).unwrap_or("id pr").to_string();
-    let sort_by = params.get("sortBy").filter(|s| !s.trim().is_empty()).unwrap_or("created").to_string();
+fn list_query(
+    params: &Params,
+    o: &Options,
+    map: fn(&str) -> Option<&'static str>,
+) -> Result<ListQuery, Response> {
+    let filter_text = params
+        .get("filter")
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or("id pr")
+        .to_string();
+    let sort_by = params
+        .get("sortBy")
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or("created")
+        .to_string();
     let invalid_filter = || {
         let mut msg = format!("Invalid filter expression: [{filter_text}]");
         if !sort_by.is_empty() {
@@ -894,12 +1019,21 @@ fn list_query(params: &Params, o: &Options, map: fn(&str) -> Option<&'static str
         .and_then(|p| map_path(&p, map))
         .ok_or_else(invalid_filter)?;
     let ascending = params.get("sortOrder").unwrap_or("ascending") == "ascending";
-    let start = params.int("startIndex").map_err(|e| uaa_error(StatusCode::BAD_REQUEST, "scim", &e))?;
-    let count = params.int("count").map_err(|e| uaa_error(StatusCode::BAD_REQUEST, "scim", &e))?;
+    let start = params
+        .int("startIndex")
+        .map_err(|e| uaa_error(StatusCode::BAD_REQUEST, "scim", &e))?;
+    let count = params
+        .int("count")
+        .map_err(|e| uaa_error(StatusCode::BAD_REQUEST, "scim", &e))?;
     let attributes = params
         .get("attributes")
         .filter(|a| !a.trim().is_empty())
-        .map(|a| a.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect());
+        .map(|a| {
+            a.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        });
     Ok(ListQuery {
         filter,
         sort_path,
@@ -923,11 +1057,15 @@ fn cmp_json(a: &Option<Value>, b: &Option<Value>) -> std::cmp::Ordering {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Greater,
         (Some(_), None) => Ordering::Less,
-        (Some(Value::Number(x)), Some(Value::Number(y))) => {
-            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
-        }
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
-        (Some(x), Some(y)) => x.as_str().unwrap_or_default().cmp(y.as_str().unwrap_or_default()),
+        (Some(x), Some(y)) => x
+            .as_str()
+            .unwrap_or_default()
+            .cmp(y.as_str().unwrap_or_default()),
     }
 }
 
@@ -944,11 +1082,14 @@ fn project(resource: &Value, attributes: &[String]) -> Value {
             .map(|p| {
                 let through_array = p.names.len() > 1
                     && filter::get_ci(resource, &p.names[0]).is_some_and(Value::is_array);
-                let found: Vec<Value> = filter::resolve(resource, &p).into_iter().cloned().collect();
+                let found: Vec<Value> =
+                    filter::resolve(resource, &p).into_iter().cloned().collect();
                 if through_array {
                     Value::Array(found)
                 } else if p.names.len() == 1 {
-                    filter::get_ci(resource, &p.names[0]).cloned().unwrap_or(Value::Null)
+                    filter::get_ci(resource, &p.names[0])
+                        .cloned()
+                        .unwrap_or(Value::Null)
                 } else {
                     found.into_iter().next().unwrap_or(Value::Null)
                 }
@@ -972,11 +1113,28 @@ fn list_response(all: Vec<Value>, q: &ListQuery, finish: impl Fn(Value) -> Value
     });
     let total = hits.len();
     let range = paging::window(total, q.start_index, q.count);
-    let resources: Vec<Value> = hits
+    let page: Vec<Value> = hits
         .into_iter()
         .skip(range.start)
         .take(range.len())
         .map(|(_, v)| finish(v))
+        .collect();
+    page_response(page, total, q)
+}
+
+/// Whether a list request asks for the default filter and order (creation order), so that only
+/// the requested page needs rendering.
+fn is_default_listing(params: &Params) -> bool {
+    let f = params.get("filter").map(str::trim).unwrap_or("");
+    let sort = params.get("sortBy").map(str::trim).unwrap_or("");
+    (f.is_empty() || f == "id pr")
+        && (sort.is_empty() || sort == "created")
+        && params.get("sortOrder").is_none_or(|o| o == "ascending")
+}
+
+fn page_response(page: Vec<Value>, total: usize, q: &ListQuery) -> Response {
+    let resources: Vec<Value> = page
+        .into_iter()
         .map(|v| match &q.attributes {
             Some(attrs) => project(&v, attrs),
             None => v,
@@ -1011,10 +1169,20 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
         ));
     };
     if client.client_id != o.client_id || client.client_secret != o.client_secret {
-        return Err(uaa_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad credentials"));
+        return Err(uaa_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Bad credentials",
+        ));
     }
     match form.get("grant_type") {
-        None | Some("") => return Err(uaa_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing grant type")),
+        None | Some("") => {
+            return Err(uaa_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Missing grant type",
+            ));
+        }
         Some("client_credentials") => {}
         Some(other) => {
             return Err(uaa_error(
@@ -1027,7 +1195,11 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
     let scopes: Vec<String> = match form.get("scope").map(str::trim).filter(|s| !s.is_empty()) {
         None => o.scopes.clone(),
         Some(req) => {
-            let wanted: Vec<String> = req.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let wanted: Vec<String> = req
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
             if let Some(bad) = wanted.iter().find(|w| !o.scopes.contains(w)) {
                 return Err(h::json(
                     StatusCode::BAD_REQUEST,
@@ -1038,8 +1210,18 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
             wanted
         }
     };
-    let issuer = st.0.issuer.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (token, jti) = st.0.tokens.issue(&client.client_id, &scopes, o.token_validity, &issuer, &o.zone_id);
+    let issuer =
+        st.0.issuer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+    let (token, jti) = st.0.tokens.issue(
+        &client.client_id,
+        &scopes,
+        o.token_validity,
+        &issuer,
+        &o.zone_id,
+    );
     let resp = h::json(
         StatusCode::OK,
         CT,
@@ -1060,9 +1242,31 @@ async fn list_users(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) -
     let params = Params::parse(q.as_deref());
     let query = list_query(&params, &st.0.options, user_attr)?;
     let s = st.store();
-    // Filter and sort without the (costly) computed groups; fill them in on the page only.
-    let all: Vec<Value> = s.users.iter().map(|u| u.to_json(Vec::new())).collect();
     let idx = s.membership_index();
+    if is_default_listing(&params) {
+        let range = paging::window(s.users.len(), query.start_index, query.count);
+        let page = s
+            .users
+            .iter()
+            .skip(range.start)
+            .take(range.len())
+            .map(|u| u.to_json(s.groups_with(&idx, &u.id)))
+            .collect();
+        return Ok(page_response(page, s.users.len(), &query));
+    }
+    // Filter and sort without the (costly) computed groups; fill them in on the page only.
+    // `userName eq "x"` lookups (conflict resolution) only render the users of that name.
+    let wanted = query.filter.required_eq("userName").map(str::to_string);
+    let all: Vec<Value> = s
+        .users
+        .iter()
+        .filter(|u| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| u.user_name.eq_ignore_ascii_case(w))
+        })
+        .map(|u| u.to_json(Vec::new()))
+        .collect();
     Ok(list_response(all, &query, |mut v| {
         let id = str_field(&v, "id").unwrap_or_default();
         if let Some(obj) = v.as_object_mut() {
@@ -1084,10 +1288,19 @@ async fn get_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) ->
     st.authorize(&headers, Need::Read)?;
     let s = st.store();
     let u = s.users.get(&id).ok_or_else(|| missing_user(&id))?;
-    Ok(with_etag(h::json(StatusCode::OK, CT, &s.user_json(u)), u.version))
+    Ok(with_etag(
+        h::json(StatusCode::OK, CT, &s.user_json(u)),
+        u.version,
+    ))
 }
 
-async fn update_user(st: State, headers: HeaderMap, id: String, body: Bytes, partial: bool) -> Answer {
+async fn update_user(
+    st: State,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    partial: bool,
+) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
     let current = s.users.get(&id).cloned().ok_or_else(|| missing_user(&id))?;
@@ -1100,8 +1313,17 @@ async fn update_user(st: State, headers: HeaderMap, id: String, body: Bytes, par
     }
     updated.version += 1;
     updated.last_modified = now_millis();
-    s.user_names.remove(&(current.user_name.to_lowercase(), current.origin.to_lowercase()));
-    s.user_names.insert((updated.user_name.to_lowercase(), updated.origin.to_lowercase()), id.clone());
+    s.user_names.remove(&(
+        current.user_name.to_lowercase(),
+        current.origin.to_lowercase(),
+    ));
+    s.user_names.insert(
+        (
+            updated.user_name.to_lowercase(),
+            updated.origin.to_lowercase(),
+        ),
+        id.clone(),
+    );
     let json = s.user_json(&updated);
     let version = updated.version;
     if let Some(slot) = s.users.get_mut(&id) {
@@ -1110,18 +1332,32 @@ async fn update_user(st: State, headers: HeaderMap, id: String, body: Bytes, par
     Ok(with_etag(h::json(StatusCode::OK, CT, &json), version))
 }
 
-async fn put_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn put_user(
+    AxState(st): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
     update_user(st, headers, id, body, false).await
 }
 
-async fn patch_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn patch_user(
+    AxState(st): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
     update_user(st, headers, id, body, true).await
 }
 
 async fn delete_user_h(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
-    let current = s.users.get(&id).map(|u| u.version).ok_or_else(|| missing_user(&id))?;
+    let current = s
+        .users
+        .get(&id)
+        .map(|u| u.version)
+        .ok_or_else(|| missing_user(&id))?;
     if headers.contains_key("if-match") {
         let expected = st.expected_version(&headers, current, "DELETE")?;
         if expected != current {
@@ -1151,14 +1387,31 @@ async fn get_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -
     st.authorize(&headers, Need::Read)?;
     let s = st.store();
     let g = s.groups.get(&id).ok_or_else(|| missing_group(&id))?;
-    Ok(with_etag(h::json(StatusCode::OK, CT, &g.to_json()), g.version))
+    Ok(with_etag(
+        h::json(StatusCode::OK, CT, &g.to_json()),
+        g.version,
+    ))
 }
 
-async fn update_group(st: State, headers: HeaderMap, id: String, body: Bytes, partial: bool) -> Answer {
+async fn update_group(
+    st: State,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    partial: bool,
+) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
-    let current = s.groups.get(&id).cloned().ok_or_else(|| missing_group(&id))?;
-    let expected = st.expected_version(&headers, current.version, if partial { "PATCH" } else { "PUT" })?;
+    let current = s
+        .groups
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| missing_group(&id))?;
+    let expected = st.expected_version(
+        &headers,
+        current.version,
+        if partial { "PATCH" } else { "PUT" },
+    )?;
     let body = h::parse_json(&body).map_err(bad_json)?;
     if !body.is_object() {
         return Err(bad_json("JSON parse error: expected an object".into()));
@@ -1168,7 +1421,11 @@ async fn update_group(st: State, headers: HeaderMap, id: String, body: Bytes, pa
         let clear: Vec<String> = get_ci(&body, "meta")
             .and_then(|m| get_ci(m, "attributes"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         for attr in clear {
             match attr.to_ascii_lowercase().as_str() {
@@ -1184,7 +1441,12 @@ async fn update_group(st: State, headers: HeaderMap, id: String, body: Bytes, pa
         }
     }
     match str_field(&body, "displayName") {
-        Some(n) if !n.trim().is_empty() => g.display_name = n,
+        Some(n) if !n.trim().is_empty() => {
+            if st.0.options.xsuaa_group_ids && n != g.display_name {
+                return Err(invalid("The name of a role collection cannot be changed"));
+            }
+            g.display_name = n
+        }
         _ if !partial => return Err(invalid("A group must have a displayName.")),
         _ => {}
     }
@@ -1206,21 +1468,28 @@ async fn update_group(st: State, headers: HeaderMap, id: String, body: Bytes, pa
             return Err(uaa_error(
                 StatusCode::NOT_FOUND,
                 "scim_resource_not_found",
-                &format!("{} {} does not exist", if m.kind == "GROUP" { "Group" } else { "User" }, m.value),
+                &format!(
+                    "{} {} does not exist",
+                    if m.kind == "GROUP" { "Group" } else { "User" },
+                    m.value
+                ),
             ));
         }
         if !g.members.iter().any(|x| x.value == m.value) {
             g.members.push(m);
         }
     }
-    if let Some(other) = s.group_names.get(&g.display_name.to_lowercase()) {
-        if *other != id {
-            return Err(uaa_error(
-                StatusCode::CONFLICT,
-                "scim_resource_already_exists",
-                &format!("A group with displayName: {} already exists.", g.display_name),
-            ));
-        }
+    if let Some(other) = s.group_names.get(&g.display_name.to_lowercase())
+        && *other != id
+    {
+        return Err(uaa_error(
+            StatusCode::CONFLICT,
+            "scim_resource_already_exists",
+            &format!(
+                "A group with displayName: {} already exists.",
+                g.display_name
+            ),
+        ));
     }
     if expected != current.version {
         return Err(st.stale("group", &id, current.version, expected));
@@ -1228,7 +1497,8 @@ async fn update_group(st: State, headers: HeaderMap, id: String, body: Bytes, pa
     g.version += 1;
     g.last_modified = now_millis();
     s.group_names.remove(&current.display_name.to_lowercase());
-    s.group_names.insert(g.display_name.to_lowercase(), id.clone());
+    s.group_names
+        .insert(g.display_name.to_lowercase(), id.clone());
     let json = g.to_json();
     let version = g.version;
     if let Some(slot) = s.groups.get_mut(&id) {
@@ -1237,18 +1507,32 @@ async fn update_group(st: State, headers: HeaderMap, id: String, body: Bytes, pa
     Ok(with_etag(h::json(StatusCode::OK, CT, &json), version))
 }
 
-async fn put_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn put_group(
+    AxState(st): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
     update_group(st, headers, id, body, false).await
 }
 
-async fn patch_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn patch_group(
+    AxState(st): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
     update_group(st, headers, id, body, true).await
 }
 
 async fn delete_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
-    let current = s.groups.get(&id).map(|g| g.version).ok_or_else(|| missing_group(&id))?;
+    let current = s
+        .groups
+        .get(&id)
+        .map(|g| g.version)
+        .ok_or_else(|| missing_group(&id))?;
     if headers.contains_key("if-match") {
         let expected = st.expected_version(&headers, current, "DELETE")?;
         if expected != current {
@@ -1269,10 +1553,17 @@ fn member_not_found(gid: &str, mid: &str) -> Response {
     )
 }
 
-async fn list_members(AxState(st): S, headers: HeaderMap, Path(gid): Path<String>, RawQuery(q): RawQuery) -> Answer {
+async fn list_members(
+    AxState(st): S,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer {
     st.authorize(&headers, Need::Read)?;
     let params = Params::parse(q.as_deref());
-    let entities = params.get("returnEntities").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let entities = params
+        .get("returnEntities")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let s = st.store();
     let g = s.groups.get(&gid).ok_or_else(|| missing_group(&gid))?;
     let out: Vec<Value> = g
@@ -1296,19 +1587,35 @@ async fn list_members(AxState(st): S, headers: HeaderMap, Path(gid): Path<String
     Ok(h::json(StatusCode::OK, CT, &Value::Array(out)))
 }
 
-async fn get_member(AxState(st): S, headers: HeaderMap, Path((gid, mid)): Path<(String, String)>) -> Answer {
+async fn get_member(
+    AxState(st): S,
+    headers: HeaderMap,
+    Path((gid, mid)): Path<(String, String)>,
+) -> Answer {
     st.authorize(&headers, Need::Read)?;
     let s = st.store();
     let g = s.groups.get(&gid).ok_or_else(|| missing_group(&gid))?;
-    let m = g.members.iter().find(|m| m.value == mid).ok_or_else(|| member_not_found(&gid, &mid))?;
+    let m = g
+        .members
+        .iter()
+        .find(|m| m.value == mid)
+        .ok_or_else(|| member_not_found(&gid, &mid))?;
     Ok(h::json(StatusCode::OK, CT, &m.to_json()))
 }
 
-async fn add_member(AxState(st): S, headers: HeaderMap, Path(gid): Path<String>, body: Bytes) -> Answer {
+async fn add_member(
+    AxState(st): S,
+    headers: HeaderMap,
+    Path(gid): Path<String>,
+    body: Bytes,
+) -> Answer {
     st.authorize(&headers, Need::Members)?;
     let body = h::parse_json(&body).map_err(bad_json)?;
     let wrapped = json!({"members": [body]});
-    let (member, _) = parse_members(&wrapped)?.into_iter().next().ok_or_else(|| invalid("Group member must have a value"))?;
+    let (member, _) = parse_members(&wrapped)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("Group member must have a value"))?;
     let mut s = st.store();
     if !s.groups.contains(&gid) {
         return Err(missing_group(&gid));
@@ -1317,7 +1624,15 @@ async fn add_member(AxState(st): S, headers: HeaderMap, Path(gid): Path<String>,
         return Err(uaa_error(
             StatusCode::NOT_FOUND,
             "scim_resource_not_found",
-            &format!("{} {} does not exist", if member.kind == "GROUP" { "Group" } else { "User" }, member.value),
+            &format!(
+                "{} {} does not exist",
+                if member.kind == "GROUP" {
+                    "Group"
+                } else {
+                    "User"
+                },
+                member.value
+            ),
         ));
     }
     let g = s.groups.get_mut(&gid).ok_or_else(|| missing_group(&gid))?;
@@ -1332,11 +1647,19 @@ async fn add_member(AxState(st): S, headers: HeaderMap, Path(gid): Path<String>,
     Ok(h::json(StatusCode::CREATED, CT, &member.to_json()))
 }
 
-async fn remove_member(AxState(st): S, headers: HeaderMap, Path((gid, mid)): Path<(String, String)>) -> Answer {
+async fn remove_member(
+    AxState(st): S,
+    headers: HeaderMap,
+    Path((gid, mid)): Path<(String, String)>,
+) -> Answer {
     st.authorize(&headers, Need::Members)?;
     let mut s = st.store();
     let g = s.groups.get_mut(&gid).ok_or_else(|| missing_group(&gid))?;
-    let pos = g.members.iter().position(|m| m.value == mid).ok_or_else(|| member_not_found(&gid, &mid))?;
+    let pos = g
+        .members
+        .iter()
+        .position(|m| m.value == mid)
+        .ok_or_else(|| member_not_found(&gid, &mid))?;
     let m = g.members.remove(pos);
     Ok(h::json(StatusCode::OK, CT, &m.to_json()))
 }
@@ -1363,18 +1686,38 @@ fn too_many(retry_after: u64) -> Response {
 pub fn router(state: State) -> Router {
     let gate = Arc::new(Gate {
         stats: state.0.stats.clone(),
-        limiter: state.0.options.rate_limit_per_second.map(|r| RateLimiter::new(Limit::PerSecond(r))),
+        limiter: state.0.options.rate_limit_per_second.map(|r| {
+            RateLimiter::new(Limit::PerSecond {
+                per_second: r,
+                queue: state.0.options.rate_limit_queue,
+            })
+        }),
         limited,
         reject: too_many,
     });
     Router::new()
         .route("/oauth/token", post(token))
         .route("/Users", get(list_users).post(create_user_h))
-        .route("/Users/{id}", get(get_user).put(put_user).patch(patch_user).delete(delete_user_h))
+        .route(
+            "/Users/{id}",
+            get(get_user)
+                .put(put_user)
+                .patch(patch_user)
+                .delete(delete_user_h),
+        )
         .route("/Groups", get(list_groups).post(create_group_h))
-        .route("/Groups/{id}", get(get_group).put(put_group).patch(patch_group).delete(delete_group))
+        .route(
+            "/Groups/{id}",
+            get(get_group)
+                .put(put_group)
+                .patch(patch_group)
+                .delete(delete_group),
+        )
         .route("/Groups/{id}/members", get(list_members).post(add_member))
-        .route("/Groups/{id}/members/{member}", get(get_member).delete(remove_member))
+        .route(
+            "/Groups/{id}/members/{member}",
+            get(get_member).delete(remove_member),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(gate, server::gate))
         .with_state(state)
@@ -1453,7 +1796,14 @@ mod tests {
         (sim, client, token)
     }
 
-    async fn call(c: &Client, m: reqwest::Method, url: String, token: &str, body: Option<Value>, if_match: Option<&str>) -> (u16, HeaderMap, Value) {
+    async fn call(
+        c: &Client,
+        m: reqwest::Method,
+        url: String,
+        token: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> (u16, HeaderMap, Value) {
         let mut rb = c.request(m, url).bearer_auth(token);
         if let Some(b) = body {
             rb = rb.json(&b);
@@ -1465,7 +1815,11 @@ mod tests {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
     }
 
     use reqwest::Method as M;
@@ -1476,73 +1830,201 @@ mod tests {
         let c = Client::new();
         let url = sim.token_url.clone().unwrap();
         // Credentials as form fields, scope subset.
-        let r = c.post(&url).form(&[("grant_type", "client_credentials"), ("client_id", "sb-provisio!t1"), ("client_secret", "provisio-secret"), ("scope", "scim.read")]).send().await.unwrap();
+        let r = c
+            .post(&url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "sb-provisio!t1"),
+                ("client_secret", "provisio-secret"),
+                ("scope", "scim.read"),
+            ])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let b: Value = r.json().await.unwrap();
         assert_eq!(b["token_type"], "bearer");
-        assert_eq!(b["expires_in"], 43198);
+        assert_eq!(b["expires_in"], 43199);
         assert_eq!(b["scope"], "scim.read");
         assert!(b["jti"].is_string());
         assert_eq!(b["access_token"].as_str().unwrap().split('.').count(), 3);
         // Bad credentials.
-        let r = c.post(&url).basic_auth("sb-provisio!t1", Some("nope")).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+        let r = c
+            .post(&url)
+            .basic_auth("sb-provisio!t1", Some("nope"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
         let b: Value = r.json().await.unwrap();
-        assert_eq!(b, json!({"error_description": "Bad credentials", "error": "unauthorized"}));
+        assert_eq!(
+            b,
+            json!({"error_description": "Bad credentials", "error": "unauthorized"})
+        );
         // Unknown scope, missing and unsupported grant types.
-        let r = c.post(&url).basic_auth("sb-provisio!t1", Some("provisio-secret")).form(&[("grant_type", "client_credentials"), ("scope", "uaa.admin")]).send().await.unwrap();
+        let r = c
+            .post(&url)
+            .basic_auth("sb-provisio!t1", Some("provisio-secret"))
+            .form(&[("grant_type", "client_credentials"), ("scope", "uaa.admin")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_scope");
-        let r = c.post(&url).basic_auth("sb-provisio!t1", Some("provisio-secret")).send().await.unwrap();
+        let r = c
+            .post(&url)
+            .basic_auth("sb-provisio!t1", Some("provisio-secret"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
-        let r = c.post(&url).basic_auth("sb-provisio!t1", Some("provisio-secret")).form(&[("grant_type", "password")]).send().await.unwrap();
-        assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
+        let r = c
+            .post(&url)
+            .basic_auth("sb-provisio!t1", Some("provisio-secret"))
+            .form(&[("grant_type", "password")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "unsupported_grant_type"
+        );
     }
 
     #[tokio::test]
     async fn scim_calls_need_a_valid_token_and_scope() {
         let (sim, c, token) = setup(Options::default()).await;
-        let r = c.get(format!("{}/Users", sim.base_url)).send().await.unwrap();
+        let r = c
+            .get(format!("{}/Users", sim.base_url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
-        assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer realm=\"UAA\""));
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer realm=\"UAA\"")
+        );
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
-        let (st, _, b) = call(&c, M::GET, format!("{}/Users", sim.base_url), "garbage", None, None).await;
+        let (st, _, b) = call(
+            &c,
+            M::GET,
+            format!("{}/Users", sim.base_url),
+            "garbage",
+            None,
+            None,
+        )
+        .await;
         assert_eq!((st, b["error"].as_str()), (401, Some("invalid_token")));
-        let (st, _, _) = call(&c, M::GET, format!("{}/Users", sim.base_url), &token, None, None).await;
+        let (st, _, _) = call(
+            &c,
+            M::GET,
+            format!("{}/Users", sim.base_url),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(st, 200);
         // A token with only uaa.resource may not read users.
-        let r = c.post(sim.token_url.clone().unwrap()).basic_auth("sb-provisio!t1", Some("provisio-secret"))
-            .form(&[("grant_type", "client_credentials"), ("scope", "uaa.resource")]).send().await.unwrap();
-        let weak = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
-        let (st, _, b) = call(&c, M::GET, format!("{}/Users", sim.base_url), &weak, None, None).await;
+        let r = c
+            .post(sim.token_url.clone().unwrap())
+            .basic_auth("sb-provisio!t1", Some("provisio-secret"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "uaa.resource"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let weak = r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (st, _, b) = call(
+            &c,
+            M::GET,
+            format!("{}/Users", sim.base_url),
+            &weak,
+            None,
+            None,
+        )
+        .await;
         assert_eq!((st, b["error"].as_str()), (403, Some("insufficient_scope")));
         // Revoked tokens stop working; zone header must match.
-        let r = c.get(format!("{}/Users", sim.base_url)).bearer_auth(&token).header("X-Identity-Zone-Id", "uaa").send().await.unwrap();
+        let r = c
+            .get(format!("{}/Users", sim.base_url))
+            .bearer_auth(&token)
+            .header("X-Identity-Zone-Id", "uaa")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
-        let r = c.get(format!("{}/Users", sim.base_url)).bearer_auth(&token).header("X-Identity-Zone-Id", "other").send().await.unwrap();
+        let r = c
+            .get(format!("{}/Users", sim.base_url))
+            .bearer_auth(&token)
+            .header("X-Identity-Zone-Id", "other")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 403);
         sim.revoke_tokens();
-        let (st, _, _) = call(&c, M::GET, format!("{}/Users", sim.base_url), &token, None, None).await;
+        let (st, _, _) = call(
+            &c,
+            M::GET,
+            format!("{}/Users", sim.base_url),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(st, 401);
         assert!(sim.stats().requests() >= 8);
     }
 
     #[tokio::test]
     async fn expired_tokens_are_refused() {
-        let (sim, c, token) = setup(Options { token_validity: Duration::from_millis(300), ..Options::default() }).await;
+        let (sim, c, token) = setup(Options {
+            token_validity: Duration::from_millis(300),
+            ..Options::default()
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let (st, _, b) = call(&c, M::GET, format!("{}/Users", sim.base_url), &token, None, None).await;
+        let (st, _, b) = call(
+            &c,
+            M::GET,
+            format!("{}/Users", sim.base_url),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!((st, b["error"].as_str()), (401, Some("invalid_token")));
     }
 
     #[tokio::test]
     async fn list_paging_sorting_filtering() {
-        let (sim, c, token) = setup(Options { users: 250, groups: 5, ..Options::default() }).await;
+        let (sim, c, token) = setup(Options {
+            users: 250,
+            groups: 5,
+            ..Options::default()
+        })
+        .await;
         assert_eq!(sim.user_count(), 250);
         let mut seen = HashSet::new();
         let mut start = 1;
         loop {
-            let (st, _, b) = call(&c, M::GET, format!("{}/Users?startIndex={start}&count=100", sim.base_url), &token, None, None).await;
+            let (st, _, b) = call(
+                &c,
+                M::GET,
+                format!("{}/Users?startIndex={start}&count=100", sim.base_url),
+                &token,
+                None,
+                None,
+            )
+            .await;
             assert_eq!(st, 200);
             assert_eq!(b["schemas"], json!([SCHEMA]));
             assert_eq!(b["totalResults"], 250);
@@ -1553,7 +2035,7 @@ mod tests {
                 assert!(seen.insert(u["id"].as_str().unwrap().to_string()));
                 assert_eq!(u["emails"].as_array().unwrap().len(), 1);
                 assert!(u["meta"]["version"].is_u64());
-                assert_eq!(u["groups"].as_array().unwrap().len() >= 1, true);
+                assert!(!u["groups"].as_array().unwrap().is_empty());
             }
             if page.len() < 100 {
                 break;
@@ -1562,35 +2044,134 @@ mod tests {
         }
         assert_eq!(seen.len(), 250);
         // Default count 100, cap 500.
-        let (_, _, b) = call(&c, M::GET, format!("{}/Users", sim.base_url), &token, None, None).await;
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!("{}/Users", sim.base_url),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(b["resources"].as_array().unwrap().len(), 100);
-        let (_, _, b) = call(&c, M::GET, format!("{}/Users?count=5000", sim.base_url), &token, None, None).await;
-        assert_eq!((b["itemsPerPage"].as_u64(), b["resources"].as_array().unwrap().len()), (Some(500), 250));
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!("{}/Users?count=5000", sim.base_url),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (
+                b["itemsPerPage"].as_u64(),
+                b["resources"].as_array().unwrap().len()
+            ),
+            (Some(500), 250)
+        );
         // Filter: userName case-insensitive.
         let name = sim.users()[7]["userName"].as_str().unwrap().to_uppercase();
-        let url = format!("{}/Users?filter={}", sim.base_url, urlenc(&format!("userName eq \"{name}\" and origin eq \"uaa\"")));
+        let url = format!(
+            "{}/Users?filter={}",
+            sim.base_url,
+            urlenc(&format!("userName eq \"{name}\" and origin eq \"uaa\""))
+        );
         let (_, _, b) = call(&c, M::GET, url, &token, None, None).await;
         assert_eq!(b["totalResults"], 1);
         // Sorting.
-        let (_, _, b) = call(&c, M::GET, format!("{}/Users?sortBy=userName&sortOrder=descending&count=3&attributes=userName,id", sim.base_url), &token, None, None).await;
-        let names: Vec<String> = b["resources"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap().to_lowercase()).collect();
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!(
+                "{}/Users?sortBy=userName&sortOrder=descending&count=3&attributes=userName,id",
+                sim.base_url
+            ),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        let names: Vec<String> = b["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_lowercase())
+            .collect();
         let mut sorted = names.clone();
         sorted.sort();
         sorted.reverse();
         assert_eq!(names, sorted);
-        assert_eq!(b["resources"][0].as_object().unwrap().len(), 2, "attributes projects");
+        assert_eq!(
+            b["resources"][0].as_object().unwrap().len(),
+            2,
+            "attributes projects"
+        );
         // Bad and unsupported filters.
-        for f in ["userName eq", "userName ne \"x\"", "nosuch eq \"x\"", "userName eq \"a\" \"b\""] {
-            let (st, _, b) = call(&c, M::GET, format!("{}/Users?filter={}", sim.base_url, urlenc(f)), &token, None, None).await;
+        for f in [
+            "userName eq",
+            "userName ne \"x\"",
+            "nosuch eq \"x\"",
+            "userName eq \"a\" \"b\"",
+        ] {
+            let (st, _, b) = call(
+                &c,
+                M::GET,
+                format!("{}/Users?filter={}", sim.base_url, urlenc(f)),
+                &token,
+                None,
+                None,
+            )
+            .await;
             assert_eq!((st, b["error"].as_str()), (400, Some("scim")), "{f}");
-            assert!(b["error_description"].as_str().unwrap().starts_with("Invalid filter expression: ["));
+            assert!(
+                b["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Invalid filter expression: [")
+            );
         }
-        let (_, _, b) = call(&c, M::GET, format!("{}/Users?filter={}", sim.base_url, urlenc("userName eq \"x")), &token, None, None).await;
-        assert_eq!(b["error_description"], "Invalid filter expression: [userName eq &quot;x] [created]");
-        let (st, _, _) = call(&c, M::GET, format!("{}/Users?count=abc", sim.base_url), &token, None, None).await;
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!(
+                "{}/Users?filter={}",
+                sim.base_url,
+                urlenc("userName eq \"x")
+            ),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            b["error_description"],
+            "Invalid filter expression: [userName eq &quot;x] [created]"
+        );
+        let (st, _, _) = call(
+            &c,
+            M::GET,
+            format!("{}/Users?count=abc", sim.base_url),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(st, 400);
         // Filter on groups.
-        let (_, _, b) = call(&c, M::GET, format!("{}/Groups?filter={}", sim.base_url, urlenc("displayName sw \"sales\"")), &token, None, None).await;
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!(
+                "{}/Groups?filter={}",
+                sim.base_url,
+                urlenc("displayName sw \"sales\"")
+            ),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(b["totalResults"], 1);
     }
 
@@ -1604,108 +2185,338 @@ mod tests {
         let base = sim.base_url.clone();
         let body = json!({"userName": "Jane.Doe", "name": {"givenName": "Jane", "familyName": "Doe"},
             "emails": [{"value": "home@x.org"}, {"value": "jane@x.com", "primary": true}], "id": "ignored", "groups": [{"value": "x"}]});
-        let (st, hd, u) = call(&c, M::POST, format!("{base}/Users"), &token, Some(body.clone()), None).await;
+        let (st, hd, u) = call(
+            &c,
+            M::POST,
+            format!("{base}/Users"),
+            &token,
+            Some(body.clone()),
+            None,
+        )
+        .await;
         assert_eq!(st, 201);
         assert_eq!(hd["etag"], "\"0\"");
         assert_eq!(hd["content-type"], "application/json;charset=UTF-8");
         assert_ne!(u["id"], "ignored");
-        assert_eq!(u["emails"], json!([{"value": "jane@x.com", "primary": true}]));
-        assert_eq!((u["origin"].as_str(), u["zoneId"].as_str()), (Some("uaa"), Some("uaa")));
+        assert_eq!(
+            u["emails"],
+            json!([{"value": "jane@x.com", "primary": true}])
+        );
+        assert_eq!(
+            (u["origin"].as_str(), u["zoneId"].as_str()),
+            (Some("uaa"), Some("uaa"))
+        );
         assert_eq!(u["meta"]["version"], 0);
         assert_eq!(u["groups"], json!([]));
         assert!(u["meta"].get("location").is_none());
         let id = u["id"].as_str().unwrap().to_string();
         // Duplicate (case-insensitive) in the same origin; fine in another origin.
-        let (st, _, e) = call(&c, M::POST, format!("{base}/Users"), &token, Some(json!({"userName": "jane.doe", "emails": [{"value": "a@b"}]})), None).await;
-        assert_eq!((st, e["error"].as_str(), e["user_id"].as_str()), (409, Some("scim_resource_already_exists"), Some(id.as_str())));
+        let (st, _, e) = call(
+            &c,
+            M::POST,
+            format!("{base}/Users"),
+            &token,
+            Some(json!({"userName": "jane.doe", "emails": [{"value": "a@b"}]})),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (st, e["error"].as_str(), e["user_id"].as_str()),
+            (409, Some("scim_resource_already_exists"), Some(id.as_str()))
+        );
         let (st, _, other) = call(&c, M::POST, format!("{base}/Users"), &token, Some(json!({"userName": "jane.doe", "origin": "sap.custom", "emails": [{"value": "a@b"}]})), None).await;
         assert_eq!(st, 201);
-        let (st, _, e) = call(&c, M::POST, format!("{base}/Users"), &token, Some(json!({"userName": "nomail"})), None).await;
-        assert_eq!((st, e["error"].as_str()), (400, Some("invalid_scim_resource")));
+        let (st, _, e) = call(
+            &c,
+            M::POST,
+            format!("{base}/Users"),
+            &token,
+            Some(json!({"userName": "nomail"})),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (400, Some("invalid_scim_resource"))
+        );
         // Malformed JSON.
-        let r = c.post(format!("{base}/Users")).bearer_auth(&token).header("content-type", "application/json").body("{not json").send().await.unwrap();
+        let r = c
+            .post(format!("{base}/Users"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "scim");
         // PUT without, with stale, with current and with `*` If-Match.
         let mut put = u.clone();
         put["name"]["givenName"] = json!("Janet");
-        let (st, _, e) = call(&c, M::PUT, format!("{base}/Users/{id}"), &token, Some(put.clone()), None).await;
-        assert_eq!((st, e["error_description"].as_str()), (400, Some("Missing If-Match for PUT")));
-        let (st, hd, u1) = call(&c, M::PUT, format!("{base}/Users/{id}"), &token, Some(put.clone()), Some("\"0\"")).await;
+        let (st, _, e) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Users/{id}"),
+            &token,
+            Some(put.clone()),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (st, e["error_description"].as_str()),
+            (400, Some("Missing If-Match for PUT"))
+        );
+        let (st, hd, u1) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Users/{id}"),
+            &token,
+            Some(put.clone()),
+            Some("\"0\""),
+        )
+        .await;
         assert_eq!((st, hd["etag"].to_str().unwrap()), (200, "\"1\""));
         assert_eq!(u1["name"]["givenName"], "Janet");
-        let (st, _, e) = call(&c, M::PUT, format!("{base}/Users/{id}"), &token, Some(put.clone()), Some("\"0\"")).await;
-        assert_eq!((st, e["error"].as_str()), (409, Some("scim_resource_conflict")));
-        let (st, _, _) = call(&c, M::PUT, format!("{base}/Users/{id}"), &token, Some(put.clone()), Some("*")).await;
+        let (st, _, e) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Users/{id}"),
+            &token,
+            Some(put.clone()),
+            Some("\"0\""),
+        )
+        .await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (409, Some("scim_resource_conflict"))
+        );
+        let (st, _, _) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Users/{id}"),
+            &token,
+            Some(put.clone()),
+            Some("*"),
+        )
+        .await;
         assert_eq!(st, 200);
-        let (st, _, _) = call(&c, M::PUT, format!("{base}/Users/{id}"), &token, Some(put.clone()), Some("W/\"2\"")).await;
+        let (st, _, _) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Users/{id}"),
+            &token,
+            Some(put.clone()),
+            Some("W/\"2\""),
+        )
+        .await;
         assert_eq!(st, 400);
         // Origin is immutable; renaming onto a taken userName conflicts.
         let mut moved = put.clone();
         moved["origin"] = json!("ldap");
-        let (st, _, _) = call(&c, M::PUT, format!("{base}/Users/{id}"), &token, Some(moved), Some("*")).await;
+        let (st, _, _) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Users/{id}"),
+            &token,
+            Some(moved),
+            Some("*"),
+        )
+        .await;
         assert_eq!(st, 400);
         // PATCH: partial object plus meta.attributes to clear.
-        let (st, hd, p) = call(&c, M::PATCH, format!("{base}/Users/{id}"), &token,
-            Some(json!({"active": false, "meta": {"attributes": ["name.givenName"]}})), Some("\"2\"")).await;
+        let (st, hd, p) = call(
+            &c,
+            M::PATCH,
+            format!("{base}/Users/{id}"),
+            &token,
+            Some(json!({"active": false, "meta": {"attributes": ["name.givenName"]}})),
+            Some("\"2\""),
+        )
+        .await;
         assert_eq!((st, hd["etag"].to_str().unwrap()), (200, "\"3\""));
         assert_eq!(p["active"], false);
         assert!(p["name"].get("givenName").is_none());
         assert_eq!(p["name"]["familyName"], "Doe");
         assert_eq!(p["userName"], "Jane.Doe");
-        let (st, _, _) = call(&c, M::PATCH, format!("{base}/Users/{id}"), &token, Some(json!({"active": true})), None).await;
+        let (st, _, _) = call(
+            &c,
+            M::PATCH,
+            format!("{base}/Users/{id}"),
+            &token,
+            Some(json!({"active": true})),
+            None,
+        )
+        .await;
         assert_eq!(st, 400);
         // DELETE answers 200 with the user; then 404.
-        let (st, _, d) = call(&c, M::DELETE, format!("{base}/Users/{id}"), &token, None, None).await;
+        let (st, _, d) = call(
+            &c,
+            M::DELETE,
+            format!("{base}/Users/{id}"),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!((st, d["id"].as_str()), (200, Some(id.as_str())));
         let (st, _, e) = call(&c, M::GET, format!("{base}/Users/{id}"), &token, None, None).await;
-        assert_eq!((st, e["error"].as_str()), (404, Some("scim_resource_not_found")));
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (404, Some("scim_resource_not_found"))
+        );
         assert!(sim.user(other["id"].as_str().unwrap()).is_some());
     }
 
     #[tokio::test]
     async fn stale_status_is_configurable() {
-        let (sim, c, token) = setup(Options { users: 1, stale_if_match_status: 412, ..Options::default() }).await;
+        let (sim, c, token) = setup(Options {
+            users: 1,
+            stale_if_match_status: 412,
+            ..Options::default()
+        })
+        .await;
         let u = sim.users()[0].clone();
         let id = u["id"].as_str().unwrap();
-        let (st, _, _) = call(&c, M::PUT, format!("{}/Users/{id}", sim.base_url), &token, Some(u.clone()), Some("\"7\"")).await;
+        let (st, _, _) = call(
+            &c,
+            M::PUT,
+            format!("{}/Users/{id}", sim.base_url),
+            &token,
+            Some(u.clone()),
+            Some("\"7\""),
+        )
+        .await;
         assert_eq!(st, 412);
     }
 
     #[tokio::test]
     async fn groups_members_api_and_nesting() {
-        let (sim, c, token) = setup(Options { users: 3, ..Options::default() }).await;
+        let (sim, c, token) = setup(Options {
+            users: 3,
+            ..Options::default()
+        })
+        .await;
         let base = sim.base_url.clone();
-        let users: Vec<String> = sim.users().iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+        let users: Vec<String> = sim
+            .users()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect();
         let (st, hd, g) = call(&c, M::POST, format!("{base}/Groups"), &token,
             Some(json!({"displayName": "Admins", "description": "d", "members": [{"value": users[0], "type": "USER", "origin": "uaa"}]})), None).await;
         assert_eq!((st, hd["etag"].to_str().unwrap()), (201, "\"0\""));
         assert_eq!(g["schemas"], json!([SCHEMA]));
         let gid = g["id"].as_str().unwrap().to_string();
-        let (st, _, e) = call(&c, M::POST, format!("{base}/Groups"), &token, Some(json!({"displayName": "admins"})), None).await;
-        assert_eq!((st, e["error"].as_str()), (409, Some("scim_resource_already_exists")));
+        let (st, _, e) = call(
+            &c,
+            M::POST,
+            format!("{base}/Groups"),
+            &token,
+            Some(json!({"displayName": "admins"})),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (409, Some("scim_resource_already_exists"))
+        );
         // Members API.
-        let (st, _, m) = call(&c, M::POST, format!("{base}/Groups/{gid}/members"), &token, Some(json!({"origin": "uaa", "type": "USER", "value": users[1]})), None).await;
+        let (st, _, m) = call(
+            &c,
+            M::POST,
+            format!("{base}/Groups/{gid}/members"),
+            &token,
+            Some(json!({"origin": "uaa", "type": "USER", "value": users[1]})),
+            None,
+        )
+        .await;
         assert_eq!((st, m["value"].as_str()), (201, Some(users[1].as_str())));
-        let (st, _, e) = call(&c, M::POST, format!("{base}/Groups/{gid}/members"), &token, Some(json!({"origin": "uaa", "type": "USER", "value": users[1]})), None).await;
-        assert_eq!((st, e["error"].as_str()), (409, Some("member_already_exists")));
-        let (st, _, _) = call(&c, M::POST, format!("{base}/Groups/{gid}/members"), &token, Some(json!({"type": "USER", "value": "nobody"})), None).await;
+        let (st, _, e) = call(
+            &c,
+            M::POST,
+            format!("{base}/Groups/{gid}/members"),
+            &token,
+            Some(json!({"origin": "uaa", "type": "USER", "value": users[1]})),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (409, Some("member_already_exists"))
+        );
+        let (st, _, _) = call(
+            &c,
+            M::POST,
+            format!("{base}/Groups/{gid}/members"),
+            &token,
+            Some(json!({"type": "USER", "value": "nobody"})),
+            None,
+        )
+        .await;
         assert_eq!(st, 404);
-        let (st, _, list) = call(&c, M::GET, format!("{base}/Groups/{gid}/members"), &token, None, None).await;
+        let (st, _, list) = call(
+            &c,
+            M::GET,
+            format!("{base}/Groups/{gid}/members"),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(st, 200);
         assert_eq!(list.as_array().unwrap().len(), 2, "bare array");
-        let (_, _, list) = call(&c, M::GET, format!("{base}/Groups/{gid}/members?returnEntities=true"), &token, None, None).await;
+        let (_, _, list) = call(
+            &c,
+            M::GET,
+            format!("{base}/Groups/{gid}/members?returnEntities=true"),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert!(list[0]["entity"]["userName"].is_string());
-        let (st, _, m) = call(&c, M::DELETE, format!("{base}/Groups/{gid}/members/{}", users[1]), &token, None, None).await;
+        let (st, _, m) = call(
+            &c,
+            M::DELETE,
+            format!("{base}/Groups/{gid}/members/{}", users[1]),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!((st, m["value"].as_str()), (200, Some(users[1].as_str())));
-        let (st, _, e) = call(&c, M::GET, format!("{base}/Groups/{gid}/members/{}", users[1]), &token, None, None).await;
+        let (st, _, e) = call(
+            &c,
+            M::GET,
+            format!("{base}/Groups/{gid}/members/{}", users[1]),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!((st, e["error"].as_str()), (404, Some("member_not_found")));
         // Nested group: users[0] is INDIRECT member of Outer.
-        let (_, _, outer) = call(&c, M::POST, format!("{base}/Groups"), &token,
-            Some(json!({"displayName": "Outer", "members": [{"value": gid, "type": "GROUP"}]})), None).await;
+        let (_, _, outer) = call(
+            &c,
+            M::POST,
+            format!("{base}/Groups"),
+            &token,
+            Some(json!({"displayName": "Outer", "members": [{"value": gid, "type": "GROUP"}]})),
+            None,
+        )
+        .await;
         let u0 = sim.user(&users[0]).unwrap();
-        let kinds: HashSet<(String, String)> = u0["groups"].as_array().unwrap().iter()
-            .map(|g| (g["display"].as_str().unwrap().to_string(), g["type"].as_str().unwrap().to_string())).collect();
+        let kinds: HashSet<(String, String)> = u0["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["display"].as_str().unwrap().to_string(),
+                    g["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
         assert!(kinds.contains(&("Admins".into(), "DIRECT".into())));
         assert!(kinds.contains(&("Outer".into(), "INDIRECT".into())));
         // PATCH group: add one, delete one, clear description.
@@ -1713,32 +2524,90 @@ mod tests {
             "members": [{"value": users[2], "type": "USER"}, {"value": users[0], "operation": "delete"}],
             "meta": {"attributes": ["description"]}})), Some("\"0\"")).await;
         assert_eq!((st, hd["etag"].to_str().unwrap()), (200, "\"1\""));
-        assert_eq!(p["members"], json!([{"origin": "uaa", "type": "USER", "value": users[2]}]));
+        assert_eq!(
+            p["members"],
+            json!([{"origin": "uaa", "type": "USER", "value": users[2]}])
+        );
         assert!(p.get("description").is_none());
         // PUT replaces members; needs If-Match.
-        let (st, _, _) = call(&c, M::PUT, format!("{base}/Groups/{gid}"), &token, Some(json!({"displayName": "Admins"})), None).await;
+        let (st, _, _) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Groups/{gid}"),
+            &token,
+            Some(json!({"displayName": "Admins"})),
+            None,
+        )
+        .await;
         assert_eq!(st, 400);
-        let (st, _, p) = call(&c, M::PUT, format!("{base}/Groups/{gid}"), &token, Some(json!({"displayName": "Admins2", "members": []})), Some("1")).await;
+        let (st, _, p) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Groups/{gid}"),
+            &token,
+            Some(json!({"displayName": "Admins2", "members": []})),
+            Some("1"),
+        )
+        .await;
         assert_eq!((st, p["members"].as_array().map(Vec::len)), (200, Some(0)));
         // Deleting a user removes its memberships; deleting a group answers 200 with it.
-        call(&c, M::POST, format!("{base}/Groups/{gid}/members"), &token, Some(json!({"value": users[2]})), None).await;
-        call(&c, M::DELETE, format!("{base}/Users/{}", users[2]), &token, None, None).await;
+        call(
+            &c,
+            M::POST,
+            format!("{base}/Groups/{gid}/members"),
+            &token,
+            Some(json!({"value": users[2]})),
+            None,
+        )
+        .await;
+        call(
+            &c,
+            M::DELETE,
+            format!("{base}/Users/{}", users[2]),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(sim.member_ids(&gid).unwrap(), Vec::<String>::new());
-        let (st, _, d) = call(&c, M::DELETE, format!("{base}/Groups/{gid}"), &token, None, None).await;
+        let (st, _, d) = call(
+            &c,
+            M::DELETE,
+            format!("{base}/Groups/{gid}"),
+            &token,
+            None,
+            None,
+        )
+        .await;
         assert_eq!((st, d["displayName"].as_str()), (200, Some("Admins2")));
-        assert_eq!(sim.group(outer["id"].as_str().unwrap()).unwrap()["members"], json!([]));
+        assert_eq!(
+            sim.group(outer["id"].as_str().unwrap()).unwrap()["members"],
+            json!([])
+        );
     }
 
     #[tokio::test]
     async fn rate_limit_answers_429_with_retry_after() {
-        let (sim, c, token) = setup(Options { rate_limit_per_second: Some(BTP_RATE_LIMIT_PER_SECOND), ..Options::default() }).await;
+        let (sim, c, token) = setup(Options {
+            rate_limit_per_second: Some(BTP_RATE_LIMIT_PER_SECOND),
+            ..Options::default()
+        })
+        .await;
         let mut statuses = Vec::new();
         let mut retry = None;
         for _ in 0..5 {
-            let r = c.get(format!("{}/Users", sim.base_url)).bearer_auth(&token).send().await.unwrap();
+            let r = c
+                .get(format!("{}/Users", sim.base_url))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
             statuses.push(r.status().as_u16());
             if r.status() == 429 {
-                retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
             }
         }
         assert_eq!(&statuses[..3], &[200, 200, 200]);
@@ -1746,27 +2615,243 @@ mod tests {
         assert_eq!(retry.as_deref(), Some("1"));
         assert!(sim.stats().throttled() >= 1);
         // The token endpoint is not limited.
-        let r = c.post(sim.token_url.clone().unwrap()).basic_auth("sb-provisio!t1", Some("provisio-secret"))
-            .form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+        let r = c
+            .post(sim.token_url.clone().unwrap())
+            .basic_auth("sb-provisio!t1", Some("provisio-secret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let r = c.get(format!("{}/Users", sim.base_url)).bearer_auth(&token).send().await.unwrap();
+        let r = c
+            .get(format!("{}/Users", sim.base_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
 
     #[tokio::test]
     async fn router_serves_without_spawn() {
         use tower::ServiceExt;
-        let state = State::new(Options { users: 2, ..Options::default() });
+        let state = State::new(Options {
+            users: 2,
+            ..Options::default()
+        });
         let resp = router(state.clone())
-            .oneshot(axum::http::Request::get("/Users").body(axum::body::Body::empty()).unwrap())
+            .oneshot(
+                axum::http::Request::get("/Users")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(resp.status(), 401);
         assert_eq!(state.stats().requests(), 1);
-        assert!(state.insert_user(json!({"userName": "x", "emails": [{"value": "x@y"}]})).is_ok());
-        assert!(state.insert_user(json!({"userName": "X", "emails": [{"value": "x@y"}]})).is_err());
+        assert!(
+            state
+                .insert_user(json!({"userName": "x", "emails": [{"value": "x@y"}]}))
+                .is_ok()
+        );
+        assert!(
+            state
+                .insert_user(json!({"userName": "X", "emails": [{"value": "x@y"}]}))
+                .is_err()
+        );
         assert!(state.user_by_name("x").is_some());
         assert_eq!(state.user_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn projection_paging_edges_and_members_errors() {
+        let (sim, c, token) = setup(Options {
+            users: 5,
+            groups: 1,
+            ..Options::default()
+        })
+        .await;
+        let base = sim.base_url.clone();
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!("{base}/Users?attributes=userName,emails.value,givenName&count=1"),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        let r = &b["resources"][0];
+        assert!(r["userName"].is_string());
+        assert!(
+            r["emails.value"].as_array().is_some_and(|a| a.len() == 1),
+            "{r}"
+        );
+        assert!(r["givenName"].is_string());
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!("{base}/Users?count=0"),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (
+                b["resources"].as_array().map(Vec::len),
+                b["totalResults"].as_u64()
+            ),
+            (Some(0), Some(5))
+        );
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!("{base}/Users?startIndex=99"),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (
+                b["resources"].as_array().map(Vec::len),
+                b["startIndex"].as_u64()
+            ),
+            (Some(0), Some(99))
+        );
+        let (_, _, b) = call(
+            &c,
+            M::GET,
+            format!("{base}/Users?startIndex=0&sortOrder=whatever&sortBy=userName"),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(b["startIndex"], 1);
+        let names: Vec<&str> = b["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap())
+            .collect();
+        assert!(
+            names
+                .windows(2)
+                .all(|w| w[0].to_lowercase() >= w[1].to_lowercase()),
+            "anything but 'ascending' sorts descending"
+        );
+        let (st, _, e) = call(
+            &c,
+            M::GET,
+            format!("{base}/Groups/nope/members"),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (404, Some("scim_resource_not_found"))
+        );
+        let gid = sim.groups()[0]["id"].as_str().unwrap().to_string();
+        let r = c
+            .post(format!("{base}/Groups/{gid}/members"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "scim");
+        // meta.attributes clears all members.
+        let (st, _, g) = call(
+            &c,
+            M::PATCH,
+            format!("{base}/Groups/{gid}"),
+            &token,
+            Some(json!({"meta": {"attributes": ["members"]}})),
+            Some("*"),
+        )
+        .await;
+        assert_eq!((st, g["members"].as_array().map(Vec::len)), (200, Some(0)));
+        assert!(sim.users().iter().all(|u| u["groups"] == json!([])));
+        assert!(
+            sim.insert_user(json!({"userName": "no-mail"}))
+                .unwrap_err()
+                .contains("email")
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_simulator_stops_it() {
+        let sim = spawn(Options::default()).await.unwrap();
+        let url = format!("{}/Users", sim.base_url);
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 401);
+        sim.shutdown().await;
+        assert!(reqwest::get(&url).await.is_err());
+        let sim = spawn(Options::default()).await.unwrap();
+        let url = format!("{}/Users", sim.base_url);
+        drop(sim);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(reqwest::get(&url).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn xsuaa_role_collections_are_addressed_by_name() {
+        let (sim, c, token) = setup(Options {
+            users: 1,
+            xsuaa_group_ids: true,
+            ..Options::default()
+        })
+        .await;
+        let base = sim.base_url.clone();
+        let (st, _, g) = call(
+            &c,
+            M::POST,
+            format!("{base}/Groups"),
+            &token,
+            Some(json!({"displayName": "Subaccount Viewer"})),
+            None,
+        )
+        .await;
+        assert_eq!((st, g["id"].as_str()), (201, Some("Subaccount Viewer")));
+        let (st, _, g) = call(
+            &c,
+            M::GET,
+            format!("{base}/Groups/Subaccount%20Viewer"),
+            &token,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (st, g["displayName"].as_str()),
+            (200, Some("Subaccount Viewer"))
+        );
+        let uid = sim.users()[0]["id"].as_str().unwrap().to_string();
+        let (st, _, _) = call(
+            &c,
+            M::POST,
+            format!("{base}/Groups/Subaccount%20Viewer/members"),
+            &token,
+            Some(json!({"value": uid, "origin": "uaa", "type": "USER"})),
+            None,
+        )
+        .await;
+        assert_eq!(st, 201);
+        let (st, _, _) = call(
+            &c,
+            M::PUT,
+            format!("{base}/Groups/Subaccount%20Viewer"),
+            &token,
+            Some(json!({"displayName": "Renamed"})),
+            Some("*"),
+        )
+        .await;
+        assert_eq!(st, 400);
     }
 }

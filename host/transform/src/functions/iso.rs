@@ -103,7 +103,11 @@ fn string_list(p: &mut Params, key: &'static str) -> Result<Vec<String>, Validat
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(a) if !a.is_empty() => a
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| loc.err("must hold strings")))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| loc.err("must hold strings"))
+            })
             .collect(),
         _ => Err(loc.err("must be a string or a non-empty array of strings")),
     }
@@ -112,7 +116,10 @@ fn string_list(p: &mut Params, key: &'static str) -> Result<Vec<String>, Validat
 impl IsoFn {
     pub(crate) fn parse(name: &str, p: &mut Params) -> Result<IsoFn, ValidationError> {
         let format = p.required_string("outputFormat")?;
-        let bad = |p: &Params, allowed: &str| p.loc("outputFormat").err(format!("must be one of {allowed}"));
+        let bad = |p: &Params, allowed: &str| {
+            p.loc("outputFormat")
+                .err(format!("must be one of {allowed}"))
+        };
         Ok(match name {
             "convertCountryCode" => IsoFn::Country {
                 format: match format.as_str() {
@@ -163,7 +170,11 @@ impl IsoFn {
     /// Unknown countries and regions pass unchanged.
     pub(crate) fn apply(&self, v: Value) -> Value {
         match self {
-            IsoFn::Country { format, inputs, output } => match v {
+            IsoFn::Country {
+                format,
+                inputs,
+                output,
+            } => match v {
                 Value::Object(mut o) => {
                     let found = inputs
                         .iter()
@@ -174,10 +185,16 @@ impl IsoFn {
                     }
                     Value::Object(o)
                 }
-                Value::String(s) => country_lookup(&s).map_or(Value::String(s), |c| country_value(c, *format)),
+                Value::String(s) => {
+                    country_lookup(&s).map_or(Value::String(s), |c| country_value(c, *format))
+                }
                 other => other,
             },
-            IsoFn::Region { full_name, inputs, output } => match v {
+            IsoFn::Region {
+                full_name,
+                inputs,
+                output,
+            } => match v {
                 Value::Object(mut o) => {
                     if let Some(r) = region(&o, inputs, output, *full_name) {
                         o.insert(output.clone(), Value::String(r));
@@ -217,44 +234,112 @@ fn country_value(c: &CountryCode, f: CountryFormat) -> Value {
 
 /// The region of an address map: `US-AL`, or `AL` with the country from
 /// the other input attribute; also accepts the subdivision's name.
-fn region(o: &Map<String, Value>, inputs: &[String], output: &str, full_name: bool) -> Option<String> {
-    let region_key = inputs.iter().find(|k| *k == output).map_or(output, |k| k.as_str());
+fn region(
+    o: &Map<String, Value>,
+    inputs: &[String],
+    output: &str,
+    full_name: bool,
+) -> Option<String> {
+    let region_key = inputs
+        .iter()
+        .find(|k| *k == output)
+        .map_or(output, |k| k.as_str());
     let region = o.get(region_key)?.as_str()?.trim();
     let country = inputs
         .iter()
         .filter(|k| k.as_str() != region_key)
         .filter_map(|k| o.get(k).and_then(Value::as_str))
         .find_map(country_lookup);
-    let sd = rust_iso3166::iso3166_2::from_code(&region.to_uppercase())
-        .or_else(|| {
-            let c = country?;
-            rust_iso3166::iso3166_2::from_code(&format!("{}-{}", c.alpha2, region.to_uppercase()))
-                .or_else(|| {
-                    c.subdivisions()?
-                        .iter()
-                        .find(|s| s.name.eq_ignore_ascii_case(region))
-                        .copied()
-                })
-        })?;
-    Some(if full_name { sd.name.to_string() } else { sd.code.to_string() })
+    let sd = rust_iso3166::iso3166_2::from_code(&region.to_uppercase()).or_else(|| {
+        let c = country?;
+        rust_iso3166::iso3166_2::from_code(&format!("{}-{}", c.alpha2, region.to_uppercase()))
+            .or_else(|| {
+                c.subdivisions()?
+                    .iter()
+                    .find(|s| s.name.eq_ignore_ascii_case(region))
+                    .copied()
+            })
+    })?;
+    Some(if full_name {
+        sd.name.to_string()
+    } else {
+        sd.code.to_string()
+    })
 }
 
 /// ISO 639 languages with a defined mapping and the region their BCP 47 tag
 /// defaults to. Others become English, as SAP documents. (The region choice
 /// is ours where SAP is silent: the language's main country.)
 const LANGUAGES: &[(&str, &str)] = &[
-    ("af", "ZA"), ("ar", "SA"), ("be", "BY"), ("bg", "BG"), ("bn", "BD"), ("ca", "ES"),
-    ("cs", "CZ"), ("cy", "GB"), ("da", "DK"), ("de", "DE"), ("el", "GR"), ("en", "US"),
-    ("es", "ES"), ("et", "EE"), ("eu", "ES"), ("fa", "IR"), ("fi", "FI"), ("fr", "FR"),
-    ("ga", "IE"), ("gl", "ES"), ("gu", "IN"), ("he", "IL"), ("hi", "IN"), ("hr", "HR"),
-    ("hu", "HU"), ("hy", "AM"), ("id", "ID"), ("is", "IS"), ("it", "IT"), ("ja", "JP"),
-    ("ka", "GE"), ("kk", "KZ"), ("km", "KH"), ("kn", "IN"), ("ko", "KR"), ("lo", "LA"),
-    ("lt", "LT"), ("lv", "LV"), ("mk", "MK"), ("ml", "IN"), ("mr", "IN"), ("ms", "MY"),
-    ("mt", "MT"), ("my", "MM"), ("ne", "NP"), ("nl", "NL"), ("no", "NO"), ("pa", "IN"),
-    ("pl", "PL"), ("pt", "PT"), ("ro", "RO"), ("ru", "RU"), ("sk", "SK"), ("sl", "SI"),
-    ("sq", "AL"), ("sr", "RS"), ("sv", "SE"), ("sw", "KE"), ("ta", "IN"), ("te", "IN"),
-    ("th", "TH"), ("tl", "PH"), ("tr", "TR"), ("uk", "UA"), ("ur", "PK"), ("uz", "UZ"),
-    ("vi", "VN"), ("zh", "CN"), ("zu", "ZA"),
+    ("af", "ZA"),
+    ("ar", "SA"),
+    ("be", "BY"),
+    ("bg", "BG"),
+    ("bn", "BD"),
+    ("ca", "ES"),
+    ("cs", "CZ"),
+    ("cy", "GB"),
+    ("da", "DK"),
+    ("de", "DE"),
+    ("el", "GR"),
+    ("en", "US"),
+    ("es", "ES"),
+    ("et", "EE"),
+    ("eu", "ES"),
+    ("fa", "IR"),
+    ("fi", "FI"),
+    ("fr", "FR"),
+    ("ga", "IE"),
+    ("gl", "ES"),
+    ("gu", "IN"),
+    ("he", "IL"),
+    ("hi", "IN"),
+    ("hr", "HR"),
+    ("hu", "HU"),
+    ("hy", "AM"),
+    ("id", "ID"),
+    ("is", "IS"),
+    ("it", "IT"),
+    ("ja", "JP"),
+    ("ka", "GE"),
+    ("kk", "KZ"),
+    ("km", "KH"),
+    ("kn", "IN"),
+    ("ko", "KR"),
+    ("lo", "LA"),
+    ("lt", "LT"),
+    ("lv", "LV"),
+    ("mk", "MK"),
+    ("ml", "IN"),
+    ("mr", "IN"),
+    ("ms", "MY"),
+    ("mt", "MT"),
+    ("my", "MM"),
+    ("ne", "NP"),
+    ("nl", "NL"),
+    ("no", "NO"),
+    ("pa", "IN"),
+    ("pl", "PL"),
+    ("pt", "PT"),
+    ("ro", "RO"),
+    ("ru", "RU"),
+    ("sk", "SK"),
+    ("sl", "SI"),
+    ("sq", "AL"),
+    ("sr", "RS"),
+    ("sv", "SE"),
+    ("sw", "KE"),
+    ("ta", "IN"),
+    ("te", "IN"),
+    ("th", "TH"),
+    ("tl", "PH"),
+    ("tr", "TR"),
+    ("uk", "UA"),
+    ("ur", "PK"),
+    ("uz", "UZ"),
+    ("vi", "VN"),
+    ("zh", "CN"),
+    ("zu", "ZA"),
 ];
 
 /// Identity Authentication's language codes that carry a region.
@@ -267,7 +352,10 @@ fn locale(s: &str, bcp47: bool) -> String {
     if lang == "iw" {
         lang = "he".into(); // Java's legacy code for Hebrew
     }
-    let region = parts.next().map(str::to_ascii_uppercase).filter(|r| !r.is_empty());
+    let region = parts
+        .next()
+        .map(str::to_ascii_uppercase)
+        .filter(|r| !r.is_empty());
     let Some(&(lang, default_region)) = LANGUAGES.iter().find(|(l, _)| *l == lang) else {
         return if bcp47 { "en-US".into() } else { "EN".into() };
     };

@@ -22,7 +22,6 @@ use crate::error::{Loc, ValidationError};
 use crate::path::Path;
 use crate::template::{Dynamic, Template};
 
-
 /// A function failed on a value: the entity fails with this message.
 #[derive(Debug, Clone)]
 pub(crate) struct FnError(pub(crate) String);
@@ -57,7 +56,11 @@ impl StrParam {
             return Ok(StrParam::Path(p));
         }
         let t = Template::parse(&s);
-        Ok(if t.is_static() { StrParam::Lit(s) } else { StrParam::Tpl(t) })
+        Ok(if t.is_static() {
+            StrParam::Lit(s)
+        } else {
+            StrParam::Tpl(t)
+        })
     }
 
     /// The text; a path yields its first value, or "" when it has none.
@@ -66,7 +69,9 @@ impl StrParam {
             StrParam::Lit(s) => Ok(s.clone()),
             StrParam::Tpl(t) => Ok(t.render(env)),
             StrParam::Path(p) => {
-                let p = p.get(env, Path::parse).map_err(|e| FnError(format!("invalid JSONPath: {e}")))?;
+                let p = p
+                    .get(env, Path::parse)
+                    .map_err(|e| FnError(format!("invalid JSONPath: {e}")))?;
                 let v = p.eval(env.input, None, env).into_value();
                 let first = match v {
                     Some(Value::Array(a)) => a.into_iter().next(),
@@ -94,7 +99,11 @@ fn regex_param(v: &Value, loc: &Loc, anchored: bool) -> Result<RegexParam, Valid
     Dynamic::new(&s, compile, false).map_err(|e| loc.err(e))
 }
 
-pub(crate) fn get_regex(p: &RegexParam, env: &Env, anchored: bool) -> Result<std::sync::Arc<Regex>, FnError> {
+pub(crate) fn get_regex(
+    p: &RegexParam,
+    env: &Env,
+    anchored: bool,
+) -> Result<std::sync::Arc<Regex>, FnError> {
     p.get(env, |re| {
         if anchored {
             condition::compile_regex(&format!("^(?:{re})$"))
@@ -200,19 +209,30 @@ impl<'a> Params<'a> {
         }
     }
 
-    pub(crate) fn str_param(&mut self, key: &'static str) -> Result<Option<StrParam>, ValidationError> {
+    pub(crate) fn str_param(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<StrParam>, ValidationError> {
         let loc = self.loc(key);
         self.get(key).map(|v| StrParam::parse(v, &loc)).transpose()
     }
 
-    pub(crate) fn regex(&mut self, key: &'static str, anchored: bool) -> Result<RegexParam, ValidationError> {
+    pub(crate) fn regex(
+        &mut self,
+        key: &'static str,
+        anchored: bool,
+    ) -> Result<RegexParam, ValidationError> {
         let loc = self.loc(key);
         let v = self.required(key)?;
         regex_param(v, &loc, anchored)
     }
 
     fn finish(self) -> Result<(), ValidationError> {
-        match self.obj.keys().find(|k| !self.allowed.contains(&k.as_str())) {
+        match self
+            .obj
+            .keys()
+            .find(|k| !self.allowed.contains(&k.as_str()))
+        {
             Some(k) => Err(self.loc.err(format!("unknown parameter \"{k}\""))),
             None => Ok(()),
         }
@@ -253,7 +273,9 @@ pub(crate) const NAMES: &[&str] = &[
 impl Function {
     /// Parses one element of `functions`.
     pub(crate) fn parse(v: &Value, loc: Loc) -> Result<Function, ValidationError> {
-        let obj = v.as_object().ok_or_else(|| loc.err("a function must be an object"))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| loc.err("a function must be an object"))?;
         let name_value = obj
             .get("function")
             .or_else(|| obj.get("type"))
@@ -277,7 +299,9 @@ impl Function {
         let condition = match p.get("condition") {
             None => None,
             Some(c) => {
-                let text = c.as_str().ok_or_else(|| loc.key("condition").err("must be a string"))?;
+                let text = c
+                    .as_str()
+                    .ok_or_else(|| loc.key("condition").err("must be a string"))?;
                 Some(
                     Dynamic::new(text, condition::parse, true)
                         .map_err(|e| loc.key("condition").err(format!("invalid condition: {e}")))?,
@@ -308,9 +332,10 @@ impl Function {
             "copyMapEntry" | "renameMapEntry" | "putIfAbsent" | "putIfPresent" => {
                 Kind::Maps(maps::MapFn::parse(name, &mut p)?)
             }
-            "convertCountryCode" | "convertCountryRegion" | "convertLocaleCode" | "convertTimezoneCode" => {
-                Kind::Iso(iso::IsoFn::parse(name, &mut p)?)
-            }
+            "convertCountryCode"
+            | "convertCountryRegion"
+            | "convertLocaleCode"
+            | "convertTimezoneCode" => Kind::Iso(iso::IsoFn::parse(name, &mut p)?),
             _ => Kind::Strings(strings::StringFn::parse(name, &mut p)?),
         };
         p.finish()?;
@@ -419,7 +444,9 @@ impl Function {
             Kind::Date(f) => f.apply(v, env).map(Some),
             Kind::Iso(f) => Ok(Some(f.apply(v))),
             Kind::ElementAt(i) => Ok(match v {
-                Value::Array(mut a) => crate::path::read::resolve_index(*i, a.len()).map(|i| a.swap_remove(i)),
+                Value::Array(mut a) => {
+                    crate::path::read::resolve_index(*i, a.len()).map(|i| a.swap_remove(i))
+                }
                 // A single value is its own element 0.
                 v if *i == 0 || *i == -1 => Some(v),
                 _ => None,
@@ -431,7 +458,12 @@ impl Function {
             } => {
                 let resolve = |id: &str| {
                     env.ctx.resolver.and_then(|r| {
-                        r.resolve(entity_type, id, source_system.as_deref(), target_system.as_deref())
+                        r.resolve(
+                            entity_type,
+                            id,
+                            source_system.as_deref(),
+                            target_system.as_deref(),
+                        )
                     })
                 };
                 Ok(match v {

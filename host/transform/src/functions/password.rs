@@ -36,9 +36,9 @@ impl Password {
                 return Err(p.loc("specialSymbols").err("must not be empty"));
             }
             if special == 0 {
-                return Err(p.loc("minimumNumberOfSpecialSymbols").err(
-                    "cannot be 0 when specialSymbols is given",
-                ));
+                return Err(p
+                    .loc("minimumNumberOfSpecialSymbols")
+                    .err("cannot be 0 when specialSymbols is given"));
             }
         }
         if lower + upper + digits + special > length {
@@ -48,9 +48,9 @@ impl Password {
             )));
         }
         if length > 0 && lower + upper + digits + special == 0 {
-            return Err(p.loc("passwordLength").err(
-                "every minimum is 0, so no character set may be used",
-            ));
+            return Err(p
+                .loc("passwordLength")
+                .err("every minimum is 0, so no character set may be used"));
         }
         Ok(Password {
             length,
@@ -58,7 +58,10 @@ impl Password {
                 (LOWER.chars().collect(), lower),
                 (UPPER.chars().collect(), upper),
                 (DIGITS.chars().collect(), digits),
-                (custom.as_deref().unwrap_or(SPECIAL).chars().collect(), special),
+                (
+                    custom.as_deref().unwrap_or(SPECIAL).chars().collect(),
+                    special,
+                ),
             ],
         })
     }
@@ -104,7 +107,12 @@ impl Rng {
                 .map_err(|e| FnError(format!("randomPassword: no randomness available: {e}")))?;
         }
         let tail = self.buf.len() - 4;
-        let bytes = [self.buf[tail], self.buf[tail + 1], self.buf[tail + 2], self.buf[tail + 3]];
+        let bytes = [
+            self.buf[tail],
+            self.buf[tail + 1],
+            self.buf[tail + 2],
+            self.buf[tail + 3],
+        ];
         self.buf.truncate(tail);
         Ok(u32::from_le_bytes(bytes))
     }

@@ -23,18 +23,45 @@ pub(crate) enum Alg {
 
 #[derive(Debug)]
 pub(crate) enum StringFn {
-    Concat { prefix: Option<StrParam>, suffix: Option<StrParam> },
-    Replace { target: String, replacement: String },
-    ReplaceRegex { which: Which, regex: RegexParam, replacement: String },
-    Substring { begin: i64, end: Option<i64> },
-    Case { upper: bool, turkic: bool },
+    Concat {
+        prefix: Option<StrParam>,
+        suffix: Option<StrParam>,
+    },
+    Replace {
+        target: String,
+        replacement: String,
+    },
+    ReplaceRegex {
+        which: Which,
+        regex: RegexParam,
+        replacement: String,
+    },
+    Substring {
+        begin: i64,
+        end: Option<i64>,
+    },
+    Case {
+        upper: bool,
+        turkic: bool,
+    },
     ToString,
-    Encode { alg: Alg, skip_padding: bool },
-    Decode { alg: Alg },
+    Encode {
+        alg: Alg,
+        skip_padding: bool,
+    },
+    Decode {
+        alg: Alg,
+    },
     Split(String),
-    MatchedGroup { regex: RegexParam, group: usize },
+    MatchedGroup {
+        regex: RegexParam,
+        group: usize,
+    },
     MatchRegex(RegexParam),
-    CompositeId { separator: String, sub_id: StrParam },
+    CompositeId {
+        separator: String,
+        sub_id: StrParam,
+    },
 }
 
 fn alg(p: &mut Params) -> Result<Alg, ValidationError> {
@@ -57,15 +84,17 @@ impl StringFn {
                 target: p.required_string("target")?,
                 replacement: p.required_string("replacement")?,
             },
-            "replaceFirstString" | "replaceLastString" | "replaceAllString" => StringFn::ReplaceRegex {
-                which: match name {
-                    "replaceFirstString" => Which::First,
-                    "replaceLastString" => Which::Last,
-                    _ => Which::All,
-                },
-                regex: p.regex("regex", false)?,
-                replacement: p.required_string("replacement")?,
-            },
+            "replaceFirstString" | "replaceLastString" | "replaceAllString" => {
+                StringFn::ReplaceRegex {
+                    which: match name {
+                        "replaceFirstString" => Which::First,
+                        "replaceLastString" => Which::Last,
+                        _ => Which::All,
+                    },
+                    regex: p.regex("regex", false)?,
+                    replacement: p.required_string("replacement")?,
+                }
+            }
             "substring" => {
                 let begin = p.required_int("beginIndex")?;
                 let end = p.int("endIndex")?;
@@ -76,7 +105,11 @@ impl StringFn {
             }
             "toUpperCaseString" | "toLowerCaseString" => {
                 let locale = p.string("locale")?.unwrap_or_else(|| "en_EN".into());
-                let lang = locale.split(['_', '-']).next().unwrap_or("").to_ascii_lowercase();
+                let lang = locale
+                    .split(['_', '-'])
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
                 StringFn::Case {
                     upper: name == "toUpperCaseString",
                     turkic: lang == "tr" || lang == "az",
@@ -103,7 +136,8 @@ impl StringFn {
             "getMatchedRegexGroup" => {
                 let regex = p.regex("regex", false)?;
                 let group = p.required_int("groupIndex")?;
-                let group = usize::try_from(group).map_err(|_| p.loc("groupIndex").err("must be 0 or more"))?;
+                let group = usize::try_from(group)
+                    .map_err(|_| p.loc("groupIndex").err("must be 0 or more"))?;
                 StringFn::MatchedGroup { regex, group }
             }
             "matchRegex" => StringFn::MatchRegex(p.regex("regex", true)?),
@@ -114,7 +148,11 @@ impl StringFn {
                     .str_param("subId")?
                     .ok_or_else(|| p.loc("subId").err("missing parameter \"subId\""))?,
             },
-            other => return Err(p.loc("function").err(format!("unknown function \"{other}\""))),
+            other => {
+                return Err(p
+                    .loc("function")
+                    .err(format!("unknown function \"{other}\"")));
+            }
         })
     }
 
@@ -144,13 +182,20 @@ impl StringFn {
                 }
                 text(out)
             }
-            StringFn::Replace { target, replacement } => {
+            StringFn::Replace {
+                target,
+                replacement,
+            } => {
                 if target.is_empty() {
                     return text(s);
                 }
                 text(s.replace(target.as_str(), replacement))
             }
-            StringFn::ReplaceRegex { which, regex, replacement } => {
+            StringFn::ReplaceRegex {
+                which,
+                regex,
+                replacement,
+            } => {
                 let re = get_regex(regex, env, false)?;
                 text(replace(&re, &s, replacement, *which)?)
             }
@@ -158,6 +203,7 @@ impl StringFn {
                 let chars: Vec<char> = s.chars().collect();
                 let b = *begin as usize;
                 let e = end.map_or(chars.len(), |e| e as usize);
+                // Java's substring throws here, which fails the entity in SAP too.
                 if b > chars.len() || e > chars.len() {
                     return Err(FnError(format!(
                         "substring: index out of range for \"{s}\" (length {})",
@@ -195,6 +241,7 @@ impl StringFn {
                     .map_err(|_| FnError(format!("decode: \"{s}\" does not decode to UTF-8 text")))
             }
             StringFn::Split(sep) => {
+                // The separator is literal text (users write ",", not a regex).
                 if !s.contains(sep.as_str()) {
                     return Ok(Some(Value::Array(vec![Value::String(s)])));
                 }
@@ -203,7 +250,9 @@ impl StringFn {
                 while parts.last() == Some(&"") {
                     parts.pop();
                 }
-                Ok(Some(Value::Array(parts.into_iter().map(|p| Value::String(p.into())).collect())))
+                Ok(Some(Value::Array(
+                    parts.into_iter().map(|p| Value::String(p.into())).collect(),
+                )))
             }
             StringFn::MatchedGroup { regex, group } => {
                 let re = get_regex(regex, env, false)?;
@@ -221,9 +270,14 @@ impl StringFn {
             }
             StringFn::MatchRegex(regex) => {
                 let re = get_regex(regex, env, true)?;
-                Ok(Some(Value::Bool(re.is_match(&s).map_err(|e| FnError(format!("matchRegex: {e}")))?)))
+                Ok(Some(Value::Bool(
+                    re.is_match(&s)
+                        .map_err(|e| FnError(format!("matchRegex: {e}")))?,
+                )))
             }
-            StringFn::CompositeId { separator, sub_id } => text(format!("{s}{separator}{}", sub_id.render(env)?)),
+            StringFn::CompositeId { separator, sub_id } => {
+                text(format!("{s}{separator}{}", sub_id.render(env)?))
+            }
             StringFn::ToString => text(s),
         }
     }
@@ -243,14 +297,14 @@ fn kind(v: &Value) -> &'static str {
 /// Java `Matcher.replaceFirst/replaceAll` (and SAP's "last") with Java
 /// replacement syntax: `$1`, `${name}`, `\$` for a literal dollar.
 fn replace(re: &Regex, s: &str, replacement: &str, which: Which) -> Result<String, FnError> {
-    let mut caps: Vec<Captures> = Vec::new();
+    let mut caps: Vec<Captures<str>> = Vec::new();
     for c in re.captures_iter(s) {
         caps.push(c.map_err(|e| FnError(format!("regex: {e}")))?);
         if which == Which::First {
             break;
         }
     }
-    let chosen: Vec<&Captures> = match which {
+    let chosen: Vec<&Captures<str>> = match which {
         Which::Last => caps.last().into_iter().collect(),
         _ => caps.iter().collect(),
     };
@@ -266,7 +320,7 @@ fn replace(re: &Regex, s: &str, replacement: &str, which: Which) -> Result<Strin
     Ok(out)
 }
 
-fn expand(c: &Captures, rep: &str, out: &mut String) -> Result<(), FnError> {
+fn expand(c: &Captures<str>, rep: &str, out: &mut String) -> Result<(), FnError> {
     let mut chars = rep.chars().peekable();
     while let Some(ch) = chars.next() {
         match ch {

@@ -58,11 +58,20 @@ pub(crate) struct Path {
     pub(crate) root: Root,
     pub(crate) segs: Vec<Seg>,
     pub(crate) func: Option<PathFn>,
+    /// A property step on an array applies to each element (SAP's
+    /// `isValidEmail(emails.value)` form); such a path yields a list.
+    pub(crate) lenient: bool,
 }
 
 impl Path {
-    /// Parses a whole string as one path.
+    /// Parses a whole string as one path. Like Jayway, a path that does not
+    /// start with `$` or `@` is read relative to the root (`name.givenName`).
     pub(crate) fn parse(text: &str) -> Result<Path, SyntaxError> {
+        let trimmed = text.trim_start();
+        if !trimmed.is_empty() && !trimmed.starts_with(['$', '@']) {
+            let sep = if trimmed.starts_with('[') { "" } else { "." };
+            return Path::parse(&format!("${sep}{trimmed}"));
+        }
         let mut c = Cursor::new(text);
         c.skip_ws();
         let path = parse_at(&mut c)?;
@@ -76,9 +85,11 @@ impl Path {
     /// True when the path names at most one node (no wildcard, filter,
     /// slice, deep scan or union): Jayway returns a value, not a list.
     pub(crate) fn is_definite(&self) -> bool {
-        self.segs
-            .iter()
-            .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
+        !self.lenient
+            && self
+                .segs
+                .iter()
+                .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
     }
 }
 
@@ -86,7 +97,20 @@ fn is_name_char(c: char) -> bool {
     !c.is_whitespace()
         && !matches!(
             c,
-            '.' | '[' | ']' | '(' | ')' | '=' | '!' | '<' | '>' | '&' | '|' | ',' | '\'' | '"' | '~'
+            '.' | '['
+                | ']'
+                | '('
+                | ')'
+                | '='
+                | '!'
+                | '<'
+                | '>'
+                | '&'
+                | '|'
+                | ','
+                | '\''
+                | '"'
+                | '~'
         )
 }
 
@@ -102,6 +126,7 @@ pub(crate) fn parse_at(c: &mut Cursor) -> Result<Path, SyntaxError> {
     let mut segs = Vec::new();
     let mut func = None;
     loop {
+        c.node()?;
         match c.peek() {
             Some('.') if c.rest().starts_with("..") => {
                 c.bump();
@@ -117,6 +142,11 @@ pub(crate) fn parse_at(c: &mut Cursor) -> Result<Path, SyntaxError> {
             }
             Some('.') => {
                 c.bump();
+                if c.peek() == Some('[') {
+                    // Jayway accepts `.['a','b']` like `['a','b']`.
+                    segs.push(parse_bracket(c)?);
+                    continue;
+                }
                 if c.eat('*') {
                     segs.push(Seg::Wildcard);
                     continue;
@@ -139,7 +169,12 @@ pub(crate) fn parse_at(c: &mut Cursor) -> Result<Path, SyntaxError> {
             _ => break,
         }
     }
-    Ok(Path { root, segs, func })
+    Ok(Path {
+        root,
+        segs,
+        func,
+        lenient: false,
+    })
 }
 
 fn parse_name(c: &mut Cursor) -> Result<String, SyntaxError> {

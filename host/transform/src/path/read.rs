@@ -36,12 +36,7 @@ impl<'a> V<'a> {
 
 impl Path {
     /// Evaluates the path against `doc` (`$`) with `current` as `@`.
-    pub(crate) fn eval<'a>(
-        &self,
-        doc: &'a Value,
-        current: Option<&'a Value>,
-        env: &Env,
-    ) -> V<'a> {
+    pub(crate) fn eval<'a>(&self, doc: &'a Value, current: Option<&'a Value>, env: &Env) -> V<'a> {
         let start = match self.root {
             Root::Doc => doc,
             Root::Current => match current {
@@ -49,12 +44,47 @@ impl Path {
                 None => return V::Missing,
             },
         };
+        if self.func.is_none()
+            && self.is_definite()
+            && let Some(fast) = self.definite(start)
+        {
+            return fast;
+        }
+        // Jayway: several properties as the last step build one map per node.
+        if let Some((Seg::Keys(keys), prefix)) = self.segs.split_last() {
+            let mut maps = Vec::new();
+            for node in select_segs(prefix, start, doc, env, self.lenient) {
+                if let Value::Object(o) = node {
+                    let m: serde_json::Map<String, Value> = keys
+                        .iter()
+                        .filter_map(|k| o.get(k).map(|v| (k.clone(), v.clone())))
+                        .collect();
+                    maps.push(Value::Object(m));
+                }
+            }
+            let definite = prefix
+                .iter()
+                .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)));
+            let v = match (definite, maps.pop()) {
+                (true, Some(m)) => V::Owned(m),
+                (true, None) => V::Missing,
+                (false, last) => {
+                    maps.extend(last);
+                    V::Owned(Value::Array(maps))
+                }
+            };
+            return self.apply_fn(v);
+        }
         let nodes = self.select(start, doc, env);
         let v = if self.is_definite() {
             nodes.first().map_or(V::Missing, |n| V::Ref(n))
         } else {
             V::List(nodes)
         };
+        self.apply_fn(v)
+    }
+
+    fn apply_fn<'a>(&self, v: V<'a>) -> V<'a> {
         match self.func {
             None => v,
             Some(PathFn::Length) => {
@@ -63,6 +93,8 @@ impl Path {
                     V::Ref(Value::Object(o)) => o.len(),
                     V::Ref(Value::String(s)) => s.chars().count(),
                     V::List(l) => l.len(),
+                    V::Owned(Value::Array(a)) => a.len(),
+                    V::Owned(Value::Object(o)) => o.len(),
                     _ => return V::Missing,
                 };
                 V::Owned(Value::from(len))
@@ -70,21 +102,56 @@ impl Path {
         }
     }
 
-    /// All nodes the path selects from `start`.
-    pub(crate) fn select<'a>(&self, start: &'a Value, doc: &'a Value, env: &Env) -> Vec<&'a Value> {
-        let mut cur = vec![start];
+    /// Walks a definite path without allocating (the common case);
+    /// `None` when the path is not definite.
+    fn definite<'a>(&self, start: &'a Value) -> Option<V<'a>> {
+        let mut cur = start;
         for seg in &self.segs {
-            let mut next = Vec::new();
-            for node in cur {
-                step(seg, node, doc, env, &mut next);
-            }
-            cur = next;
-            if cur.is_empty() {
-                break;
+            let next = match (seg, cur) {
+                (Seg::Key(k), Value::Object(o)) => o.get(k.as_str()),
+                (Seg::Key(_), _) => None,
+                (Seg::Index(i), Value::Array(a)) => resolve_index(*i, a.len()).map(|i| &a[i]),
+                (Seg::Index(_), _) => None,
+                _ => return None,
+            };
+            match next {
+                Some(n) => cur = n,
+                None => return Some(V::Missing),
             }
         }
-        cur
+        Some(V::Ref(cur))
     }
+
+    /// All nodes the path selects from `start`.
+    pub(crate) fn select<'a>(&self, start: &'a Value, doc: &'a Value, env: &Env) -> Vec<&'a Value> {
+        select_segs(&self.segs, start, doc, env, self.lenient)
+    }
+}
+
+fn select_segs<'a>(
+    segs: &[Seg],
+    start: &'a Value,
+    doc: &'a Value,
+    env: &Env,
+    lenient: bool,
+) -> Vec<&'a Value> {
+    let mut cur = vec![start];
+    for seg in segs {
+        let mut next = Vec::new();
+        for node in cur {
+            match (seg, node) {
+                (Seg::Key(k), Value::Array(a)) if lenient => {
+                    next.extend(a.iter().filter_map(|e| e.get(k.as_str())))
+                }
+                _ => step(seg, node, doc, env, &mut next),
+            }
+        }
+        cur = next;
+        if cur.is_empty() {
+            break;
+        }
+    }
+    cur
 }
 
 /// Resolves a possibly negative index against a length.
@@ -94,7 +161,11 @@ pub(crate) fn resolve_index(i: i64, len: usize) -> Option<usize> {
 }
 
 /// The index range of a slice on an array of `len` elements.
-pub(crate) fn slice_range(start: Option<i64>, end: Option<i64>, len: usize) -> std::ops::Range<usize> {
+pub(crate) fn slice_range(
+    start: Option<i64>,
+    end: Option<i64>,
+    len: usize,
+) -> std::ops::Range<usize> {
     let norm = |i: i64| -> usize {
         if i < 0 {
             (len as i64 + i).max(0) as usize
@@ -128,7 +199,10 @@ fn step<'a>(seg: &Seg, node: &'a Value, doc: &'a Value, env: &Env, out: &mut Vec
         }
         Seg::Indexes(is) => {
             if let Value::Array(a) = node {
-                out.extend(is.iter().filter_map(|i| resolve_index(*i, a.len()).map(|i| &a[i])));
+                out.extend(
+                    is.iter()
+                        .filter_map(|i| resolve_index(*i, a.len()).map(|i| &a[i])),
+                );
             }
         }
         Seg::Slice(s, e) => {

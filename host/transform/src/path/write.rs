@@ -57,7 +57,11 @@ impl Target {
     /// Writes `value` into `doc`.
     pub(crate) fn set(&self, doc: &mut Value, value: Value, env: &Env) {
         let segs = self.write_segs();
-        if self.builder.is_none() && segs.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Index(_))) {
+        if self.builder.is_none()
+            && segs
+                .iter()
+                .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
+        {
             // Fast path: one slot, move the value in.
             if let Some(slot) = slot_mut(doc, segs) {
                 *slot = value;
@@ -163,10 +167,17 @@ fn set_in(node: &mut Value, segs: &[Seg], builder: Option<&str>, value: &Value, 
     };
     // `[*]`, slices and filters only address existing elements: when one
     // follows, missing containers are not created (`$.members[*].type`).
-    let creates = rest.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Keys(_) | Seg::Index(_) | Seg::Indexes(_)));
+    let creates = rest.iter().all(|s| {
+        matches!(
+            s,
+            Seg::Key(_) | Seg::Keys(_) | Seg::Index(_) | Seg::Indexes(_)
+        )
+    });
     match seg {
         Seg::Key(_) | Seg::Keys(_) | Seg::Index(_) | Seg::Indexes(_) if !creates => {
-            for_each_child_mut(node, seg, env, &mut |child| set_in(child, rest, builder, value, env))
+            for_each_child_mut(node, seg, env, &mut |child| {
+                set_in(child, rest, builder, value, env)
+            })
         }
         Seg::Key(k) => {
             let child = ensure_object(node).entry(k.as_str()).or_insert(Value::Null);
@@ -272,16 +283,22 @@ fn for_each_child_mut(node: &mut Value, seg: &Seg, env: &Env, f: &mut dyn FnMut(
 fn for_each_mut(node: &mut Value, segs: &[Seg], env: &Env, f: &mut dyn FnMut(&mut Value)) {
     match segs.split_first() {
         None => f(node),
-        Some((seg, rest)) => for_each_child_mut(node, seg, env, &mut |c| for_each_mut(c, rest, env, f)),
+        Some((seg, rest)) => {
+            for_each_child_mut(node, seg, env, &mut |c| for_each_mut(c, rest, env, f))
+        }
     }
 }
 
 fn remove_child(parent: &mut Value, last: &Seg, env: &Env) -> bool {
     match (last, parent) {
         (Seg::Key(k), Value::Object(o)) => o.shift_remove(k.as_str()).is_some(),
-        (Seg::Keys(ks), Value::Object(o)) => ks
-            .iter()
-            .fold(false, |acc, k| o.shift_remove(k.as_str()).is_some() || acc),
+        (Seg::Keys(ks), Value::Object(o)) => {
+            let before = o.len();
+            for k in ks {
+                o.shift_remove(k.as_str());
+            }
+            o.len() != before
+        }
         (Seg::Index(i), Value::Array(a)) => match resolve_index(*i, a.len()) {
             Some(i) => {
                 a.remove(i);
@@ -290,7 +307,10 @@ fn remove_child(parent: &mut Value, last: &Seg, env: &Env) -> bool {
             None => false,
         },
         (Seg::Indexes(is), Value::Array(a)) => {
-            let mut idx: Vec<usize> = is.iter().filter_map(|i| resolve_index(*i, a.len())).collect();
+            let mut idx: Vec<usize> = is
+                .iter()
+                .filter_map(|i| resolve_index(*i, a.len()))
+                .collect();
             idx.sort_unstable();
             idx.dedup();
             for i in idx.iter().rev() {

@@ -1,1 +1,137 @@
-//! Hostile test plugin.
+//! A connector that misbehaves on purpose, to prove the sandbox holds. Built from the raw contract (no
+//! SDK), so it can do what a hostile third party would. The `mode` property picks the misdeed that
+//! `test-connection` commits; every other function behaves, so the host can load it.
+
+wit_bindgen::generate!({
+    path: "../../../wit/since_v0.1.0",
+    world: "plugin",
+});
+
+use exports::provisio::connector::connector::Guest;
+use provisio::connector::host::{self, HttpRequest};
+use provisio::connector::types::{Config, ConnectorError, Descriptor, EntityKind, Operation, Page, PageRequest, PropertySpec, Rejection};
+
+struct Hostile;
+
+fn get(config: &Config, path: &str) -> Result<String, ConnectorError> {
+    let request = HttpRequest { upstream: "api".into(), method: "GET".into(), path: path.into(), headers: vec![], body: None };
+    match host::send(config, &request) {
+        Ok(response) => Ok(format!("{} {}", response.status, String::from_utf8_lossy(&response.body))),
+        Err(e) => Err(ConnectorError::Rejected(Rejection { status: 0, detail: format!("{e:?}") })),
+    }
+}
+
+/// Recursion the optimiser cannot turn into a loop: each frame's buffer is used after the call.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 1024];
+    std::hint::black_box(&mut frame);
+    if depth == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(u64::from(frame[(depth % 1024) as usize]))
+}
+
+impl Guest for Hostile {
+    fn describe() -> Descriptor {
+        Descriptor {
+            name: "hostile".into(),
+            version: "0.1.0".into(),
+            entity_kinds: vec![EntityKind::User],
+            operations: vec![Operation::TestConnection, Operation::Read],
+            properties: vec![PropertySpec {
+                name: "mode".into(),
+                required: false,
+                secret: false,
+                default_value: Some("ok".into()),
+                doc: "Which misdeed test-connection commits.".into(),
+            }],
+            default_read_transformation: None,
+            default_write_transformation: None,
+        }
+    }
+
+    fn test_connection(config: Config) -> Result<String, ConnectorError> {
+        let mode = config.properties.iter().find(|(k, _)| k == "mode").map(|(_, v)| v.clone()).unwrap_or_default();
+        match mode.as_str() {
+            "escape-dotdot" => get(&config, "../admin"),
+            "escape-encoded" => get(&config, "%2e%2e/admin"),
+            "absolute-url" => get(&config, "http://127.0.0.1:1/steal"),
+            "other-port" => get(&config, "//127.0.0.1:1/steal"),
+            "unknown-upstream" => {
+                let request = HttpRequest { upstream: "metadata".into(), method: "GET".into(), path: "x".into(), headers: vec![], body: None };
+                host::send(&config, &request).map(|r| r.status.to_string()).map_err(|e| ConnectorError::Rejected(Rejection { status: 0, detail: format!("{e:?}") }))
+            }
+            "redirect" => get(&config, "redirect-away"),
+            "other-system" => {
+                // Claim to be another system: the host must ignore it and use this call's own credentials.
+                let forged = Config { system_id: "someone-else".into(), properties: vec![] };
+                get(&forged, "whoami")
+            }
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "stack" => Ok(recurse(0).to_string()),
+            "panic" => panic!("hostile plugin panicked on purpose"),
+            "huge-result" => Ok("x".repeat(8 << 20)),
+            "file" => match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => Ok(format!("read {} bytes", text.len())),
+                Err(e) => Err(ConnectorError::Rejected(Rejection { status: 0, detail: format!("file read failed: {e}") })),
+            },
+            "env" => Ok(format!("{} environment variables", std::env::vars().count())),
+            "log-flood" => {
+                for i in 0..100_000 {
+                    host::log(host::LogLevel::Info, &format!("flood {i}"));
+                }
+                Ok("flooded".into())
+            }
+            "request-flood" => {
+                let mut last = String::new();
+                for _ in 0..5_000 {
+                    match get(&config, "Users") {
+                        Ok(r) => last = r,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(last)
+            }
+            _ => get(&config, "Users"),
+        }
+    }
+
+    fn read(_config: Config, _request: PageRequest) -> Result<Page, ConnectorError> {
+        Ok(Page { entities: vec!["{\"id\":\"1\"}".into()], next_cursor: None, total: Some(1) })
+    }
+
+    fn get(_config: Config, _kind: EntityKind, _id: String) -> Result<String, ConnectorError> {
+        Err(ConnectorError::Unsupported("get".into()))
+    }
+
+    fn create(_config: Config, _kind: EntityKind, _entity: String) -> Result<String, ConnectorError> {
+        Err(ConnectorError::Unsupported("create".into()))
+    }
+
+    fn replace(_config: Config, _kind: EntityKind, _id: String, _entity: String) -> Result<String, ConnectorError> {
+        Err(ConnectorError::Unsupported("replace".into()))
+    }
+
+    fn patch(_config: Config, _kind: EntityKind, _id: String, _operations: String) -> Result<Option<String>, ConnectorError> {
+        Err(ConnectorError::Unsupported("patch".into()))
+    }
+
+    fn delete(_config: Config, _kind: EntityKind, _id: String) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Unsupported("delete".into()))
+    }
+}
+
+export!(Hostile);

@@ -15,7 +15,6 @@ use super::time::now_millis;
 /// A token handed out by a simulator.
 #[derive(Clone, Debug)]
 pub(crate) struct Issued {
-    pub client_id: String,
     pub scopes: Vec<String>,
     pub expires_at: Instant,
 }
@@ -102,9 +101,8 @@ impl Tokens {
         map.insert(
             token.clone(),
             Issued {
-                client_id: client_id.to_string(),
                 scopes: scopes.to_vec(),
-                expires_at: now + validity,
+                expires_at: now.checked_add(validity).unwrap_or(now),
             },
         );
         (token, jti)
@@ -121,6 +119,9 @@ impl Tokens {
 
     /// Forgets every token (as if the system's signing key rotated).
     pub(crate) fn revoke_all(&self) {
-        self.issued.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }

@@ -34,10 +34,9 @@ impl Params {
     pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, String> {
         match self.get(name).map(str::trim) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| format!("Invalid value for parameter '{name}': '{v}' is not an integer")),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                format!("Invalid value for parameter '{name}': '{v}' is not an integer")
+            }),
         }
     }
 }
@@ -53,7 +52,9 @@ pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     // OAuth clients URL-encode id and secret in the Basic header (RFC 6749 §2.3.1).
@@ -143,48 +144,77 @@ pub(crate) fn scim_error(
     if let (Some(t), Some(obj)) = (scim_type, body.as_object_mut()) {
         obj.insert("scimType".into(), Value::String(t.to_string()));
     }
-    json(status, content_type, &body)
+    let mut resp = json(status, content_type, &body);
+    resp.extensions_mut().insert(ErrorDetail(format!(
+        "{} {}{detail}",
+        status.as_u16(),
+        scim_type.map(|t| format!("{t}: ")).unwrap_or_default()
+    )));
+    resp
+}
+
+/// The text of an error answer, kept as a response extension so that direct accessors can
+/// report why the simulator refused something.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorDetail(pub String);
+
+/// The [`ErrorDetail`] of an error response, or its status.
+pub(crate) fn error_text(resp: &Response) -> String {
+    resp.extensions()
+        .get::<ErrorDetail>()
+        .map(|d| d.0.clone())
+        .unwrap_or_else(|| resp.status().to_string())
 }
 
 /// Keeps only the requested attributes (`attributes=`) or drops the excluded ones
 /// (`excludedAttributes=`); `id` and `schemas` always stay. Names may be dotted one level deep
 /// (`name.givenName`) or schema-qualified (`urn:…:User:employeeNumber`).
-pub(crate) fn project_scim(resource: Value, attributes: Option<&str>, excluded: Option<&str>) -> Value {
+pub(crate) fn project_scim(
+    resource: Value,
+    attributes: Option<&str>,
+    excluded: Option<&str>,
+) -> Value {
     let Value::Object(mut map) = resource else {
         return resource;
     };
     let split = |s: &str| -> Vec<String> {
-        s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
     };
     // Split a requested name into (top-level key, optional sub-attribute).
-    let locate = |map: &serde_json::Map<String, Value>, name: &str| -> Option<(String, Option<String>)> {
-        if name.len() > 4 && name[..4].eq_ignore_ascii_case("urn:") {
-            if let Some(k) = map.keys().find(|k| k.eq_ignore_ascii_case(name)) {
-                return Some((k.clone(), None));
+    let locate =
+        |map: &serde_json::Map<String, Value>, name: &str| -> Option<(String, Option<String>)> {
+            if name.len() > 4 && name[..4].eq_ignore_ascii_case("urn:") {
+                if let Some(k) = map.keys().find(|k| k.eq_ignore_ascii_case(name)) {
+                    return Some((k.clone(), None));
+                }
+                let idx = name.rfind(':')?;
+                let (urn, attr) = (&name[..idx], &name[idx + 1..]);
+                let k = map.keys().find(|k| k.eq_ignore_ascii_case(urn))?;
+                return Some((k.clone(), Some(attr.to_string())));
             }
-            let idx = name.rfind(':')?;
-            let (urn, attr) = (&name[..idx], &name[idx + 1..]);
-            let k = map.keys().find(|k| k.eq_ignore_ascii_case(urn))?;
-            return Some((k.clone(), Some(attr.to_string())));
-        }
-        let (top, sub) = match name.split_once('.') {
-            Some((t, s)) => (t, Some(s.to_string())),
-            None => (name, None),
+            let (top, sub) = match name.split_once('.') {
+                Some((t, s)) => (t, Some(s.to_string())),
+                None => (name, None),
+            };
+            let k = map.keys().find(|k| k.eq_ignore_ascii_case(top))?;
+            Some((k.clone(), sub))
         };
-        let k = map.keys().find(|k| k.eq_ignore_ascii_case(top))?;
-        Some((k.clone(), sub))
-    };
     if let Some(attrs) = attributes.filter(|a| !a.trim().is_empty()) {
         let mut out = serde_json::Map::new();
         for keep in ["id", "schemas", "meta"] {
-            if let Some(v) = map.get(keep) {
-                if keep != "meta" {
-                    out.insert(keep.to_string(), v.clone());
-                }
+            if let Some(v) = map.get(keep)
+                && keep != "meta"
+            {
+                out.insert(keep.to_string(), v.clone());
             }
         }
         for name in split(attrs) {
-            let Some((key, sub)) = locate(&map, &name) else { continue };
+            let Some((key, sub)) = locate(&map, &name) else {
+                continue;
+            };
             let Some(v) = map.get(&key) else { continue };
             match sub {
                 None => {
@@ -200,9 +230,10 @@ pub(crate) fn project_scim(resource: Value, attributes: Option<&str>, excluded: 
                             items
                                 .iter()
                                 .filter_map(|i| {
-                                    i.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(&sub)).map(
-                                        |(k, x)| serde_json::json!({ k.clone(): x.clone() }),
-                                    )
+                                    i.as_object()?
+                                        .iter()
+                                        .find(|(k, _)| k.eq_ignore_ascii_case(&sub))
+                                        .map(|(k, x)| serde_json::json!({ k.clone(): x.clone() }))
                                 })
                                 .collect(),
                         )),
@@ -210,7 +241,9 @@ pub(crate) fn project_scim(resource: Value, attributes: Option<&str>, excluded: 
                     };
                     if let Some(p) = picked {
                         match (out.get_mut(&key), p) {
-                            (Some(Value::Object(existing)), Value::Object(add)) => existing.extend(add),
+                            (Some(Value::Object(existing)), Value::Object(add)) => {
+                                existing.extend(add)
+                            }
                             (_, p) => {
                                 out.insert(key, p);
                             }
@@ -231,10 +264,10 @@ pub(crate) fn project_scim(resource: Value, attributes: Option<&str>, excluded: 
                     map.remove(&key);
                 }
                 Some((key, Some(sub))) => {
-                    if let Some(Value::Object(o)) = map.get_mut(&key) {
-                        if let Some(k) = o.keys().find(|k| k.eq_ignore_ascii_case(&sub)).cloned() {
-                            o.remove(&k);
-                        }
+                    if let Some(Value::Object(o)) = map.get_mut(&key)
+                        && let Some(k) = o.keys().find(|k| k.eq_ignore_ascii_case(&sub)).cloned()
+                    {
+                        o.remove(&k);
                     }
                 }
                 None => {}

@@ -8,6 +8,6 @@ pub(crate) mod patch;
 pub(crate) mod rate;
 pub(crate) mod seed;
 pub(crate) mod server;
-pub(crate) mod store;
 pub mod stats;
+pub(crate) mod store;
 pub(crate) mod time;

@@ -41,7 +41,10 @@ pub(crate) fn parse_request(body: &Value) -> Result<Vec<Operation>, PatchError> 
         .and_then(Value::as_array)
         .is_some_and(|s| s.iter().any(|x| x.as_str() == Some(PATCH_OP_SCHEMA)));
     if !schemas_ok {
-        return Err(err("invalidSyntax", format!("The request must carry the schema {PATCH_OP_SCHEMA}")));
+        return Err(err(
+            "invalidSyntax",
+            format!("The request must carry the schema {PATCH_OP_SCHEMA}"),
+        ));
     }
     let ops = filter::get_ci(body, "Operations")
         .and_then(Value::as_array)
@@ -68,7 +71,10 @@ pub(crate) fn parse_request(body: &Value) -> Result<Vec<Operation>, PatchError> 
             };
             let value = filter::get_ci(op, "value").cloned();
             if kind != Kind::Remove && value.is_none() {
-                return Err(err("invalidValue", format!("The '{name}' operation needs a 'value'")));
+                return Err(err(
+                    "invalidValue",
+                    format!("The '{name}' operation needs a 'value'"),
+                ));
             }
             if kind == Kind::Remove && path.is_none() {
                 return Err(err("noTarget", "A 'remove' operation needs a 'path'"));
@@ -97,8 +103,12 @@ fn parse_path(raw: &str) -> Result<Path, PatchError> {
                 return Err(bad());
             }
             let inner = &raw[open + 1..close];
-            let f = filter::parse(inner, &Dialect::FULL)
-                .map_err(|e| err("invalidFilter", format!("Invalid filter in path '{raw}': {e}")))?;
+            let f = filter::parse(inner, &Dialect::FULL).map_err(|e| {
+                err(
+                    "invalidFilter",
+                    format!("Invalid filter in path '{raw}': {e}"),
+                )
+            })?;
             let rest = &raw[close + 1..];
             let tail = match rest {
                 "" => None,
@@ -168,12 +178,19 @@ fn same_member(a: &Value, b: &Value) -> bool {
 }
 
 /// Applies all `ops` to `resource` (the caller applies them to a copy for atomicity).
-pub(crate) fn apply(resource: &mut Value, ops: &[Operation], rules: &Rules<'_>) -> Result<(), PatchError> {
+pub(crate) fn apply(
+    resource: &mut Value,
+    ops: &[Operation],
+    rules: &Rules<'_>,
+) -> Result<(), PatchError> {
     for op in ops {
         match &op.path {
             None => {
                 let Some(Value::Object(map)) = op.value.clone() else {
-                    return Err(err("invalidValue", "Without a 'path', 'value' must be an object"));
+                    return Err(err(
+                        "invalidValue",
+                        "Without a 'path', 'value' must be an object",
+                    ));
                 };
                 for (k, v) in map {
                     let is_extension = k.to_ascii_lowercase().starts_with("urn:")
@@ -183,7 +200,13 @@ pub(crate) fn apply(resource: &mut Value, ops: &[Operation], rules: &Rules<'_>) 
                         // Each extension attribute is its own add/replace.
                         if let Value::Object(attrs) = v {
                             for (ak, av) in attrs {
-                                apply_path(resource, op.kind, &parse_path(&format!("{k}:{ak}"))?, Some(av), rules)?;
+                                apply_path(
+                                    resource,
+                                    op.kind,
+                                    &parse_path(&format!("{k}:{ak}"))?,
+                                    Some(av),
+                                    rules,
+                                )?;
                             }
                         }
                     } else if k.eq_ignore_ascii_case(rules.core_schema) && v.is_object() {
@@ -217,11 +240,21 @@ fn apply_path(
         None => true,
         Some(s) => s.eq_ignore_ascii_case(rules.core_schema),
     };
-    if core && rules.read_only.contains(&path.attr.to_ascii_lowercase().as_str()) {
-        return Err(err("mutability", format!("The attribute '{}' is read-only", path.attr)));
+    if core
+        && rules
+            .read_only
+            .contains(&path.attr.to_ascii_lowercase().as_str())
+    {
+        return Err(err(
+            "mutability",
+            format!("The attribute '{}' is read-only", path.attr),
+        ));
     }
     if core && path.attr.eq_ignore_ascii_case("schemas") {
-        return Err(err("mutability", "The attribute 'schemas' cannot be patched"));
+        return Err(err(
+            "mutability",
+            "The attribute 'schemas' cannot be patched",
+        ));
     }
     let Value::Object(root) = resource else {
         return Err(err("invalidValue", "Resource is not an object"));
@@ -234,14 +267,18 @@ fn apply_path(
         if kind == Kind::Remove && !root.contains_key(&key) {
             return Ok(());
         }
-        let ext = root.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+        let ext = root
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !ext.is_object() {
             *ext = Value::Object(Map::new());
         }
-        if let Some(Value::Array(schemas)) = root.get_mut("schemas") {
-            if !schemas.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(&urn))) {
-                schemas.push(Value::String(urn.clone()));
-            }
+        if let Some(Value::Array(schemas)) = root.get_mut("schemas")
+            && !schemas
+                .iter()
+                .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(&urn)))
+        {
+            schemas.push(Value::String(urn.clone()));
         }
         match root.get_mut(&key) {
             Some(Value::Object(m)) => m,
@@ -254,15 +291,23 @@ fn apply_path(
         let Some(Value::Array(items)) = container.get_mut(&attr) else {
             return match kind {
                 Kind::Remove => Ok(()),
-                _ => Err(err("noTarget", format!("No values of '{}' match the filter", path.attr))),
+                _ => Err(err(
+                    "noTarget",
+                    format!("No values of '{}' match the filter", path.attr),
+                )),
             };
         };
         let eval = Eval::default();
-        let hits: Vec<usize> = (0..items.len()).filter(|i| f.matches(&items[*i], &eval)).collect();
+        let hits: Vec<usize> = (0..items.len())
+            .filter(|i| f.matches(&items[*i], &eval))
+            .collect();
         if hits.is_empty() {
             return match kind {
                 Kind::Remove => Ok(()),
-                _ => Err(err("noTarget", format!("No values of '{}' match the filter", path.attr))),
+                _ => Err(err(
+                    "noTarget",
+                    format!("No values of '{}' match the filter", path.attr),
+                )),
             };
         }
         match (kind, &path.sub) {
@@ -299,7 +344,10 @@ fn apply_path(
                 }
             }
         }
-        if container.get(&attr).is_some_and(|v| v.as_array().is_some_and(Vec::is_empty)) {
+        if container
+            .get(&attr)
+            .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
+        {
             container.remove(&attr);
         }
         return Ok(());
@@ -370,7 +418,9 @@ fn apply_path(
                         _ => {
                             let v = value.clone().unwrap_or(Value::Null);
                             match m.get_mut(&k) {
-                                Some(existing @ Value::Object(_)) if v.is_object() => merge(existing, v),
+                                Some(existing @ Value::Object(_)) if v.is_object() => {
+                                    merge(existing, v)
+                                }
                                 _ => {
                                     m.insert(k, v);
                                 }
@@ -379,7 +429,10 @@ fn apply_path(
                     }
                 }
             }
-            if container.get(&attr).is_some_and(|v| v.as_object().is_some_and(Map::is_empty)) {
+            if container
+                .get(&attr)
+                .is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+            {
                 container.remove(&attr);
             }
         }
@@ -421,7 +474,10 @@ mod tests {
         assert_eq!(r["emails"][0]["value"], "w@x");
         assert_eq!(r["emails"][1]["value"], "b@x");
         assert_eq!(r["active"], false);
-        assert_eq!(r["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"], "7");
+        assert_eq!(
+            r["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"],
+            "7"
+        );
         assert!(r["schemas"].as_array().unwrap().len() == 2);
         let r = run(r, json!([{"op": "remove", "path": "emails[type eq \"home\"]"}, {"op": "remove", "path": "name"}])).unwrap();
         assert_eq!(r["emails"].as_array().unwrap().len(), 1);
@@ -433,20 +489,67 @@ mod tests {
         let g = json!({"displayName": "g", "members": [{"value": "1"}, {"value": "2"}, {"value": "3"}]});
         let r = run(g.clone(), json!([{"op": "remove", "path": "members[value eq \"2\"]"},
                                       {"op": "add", "path": "members", "value": [{"value": "1"}, {"value": "4"}]}])).unwrap();
-        assert_eq!(r["members"], json!([{"value": "1"}, {"value": "3"}, {"value": "4"}]));
-        let r = run(g, json!([{"op": "remove", "path": "members", "value": [{"value": "1"}, {"value": "3"}]}])).unwrap();
+        assert_eq!(
+            r["members"],
+            json!([{"value": "1"}, {"value": "3"}, {"value": "4"}])
+        );
+        let r = run(
+            g,
+            json!([{"op": "remove", "path": "members", "value": [{"value": "1"}, {"value": "3"}]}]),
+        )
+        .unwrap();
         assert_eq!(r["members"], json!([{"value": "2"}]));
     }
 
     #[test]
     fn errors() {
         let u = json!({"id": "1", "userName": "a"});
-        assert_eq!(run(u.clone(), json!([{"op": "remove"}])).unwrap_err().scim_type, "noTarget");
-        assert_eq!(run(u.clone(), json!([{"op": "replace", "path": "id", "value": "x"}])).unwrap_err().scim_type, "mutability");
-        assert_eq!(run(u.clone(), json!([{"op": "move", "path": "x", "value": 1}])).unwrap_err().scim_type, "invalidSyntax");
-        assert_eq!(run(u.clone(), json!([])).unwrap_err().scim_type, "invalidSyntax");
-        assert_eq!(run(u.clone(), json!([{"op": "replace", "path": "emails[type eq \"x\"].value", "value": "v"}])).unwrap_err().scim_type, "noTarget");
-        assert_eq!(run(u.clone(), json!([{"op": "replace", "path": "a..b", "value": 1}])).unwrap_err().scim_type, "invalidPath");
-        assert!(parse_request(&json!({"Operations": [{"op": "add", "path": "x", "value": 1}]})).is_err());
+        assert_eq!(
+            run(u.clone(), json!([{"op": "remove"}]))
+                .unwrap_err()
+                .scim_type,
+            "noTarget"
+        );
+        assert_eq!(
+            run(
+                u.clone(),
+                json!([{"op": "replace", "path": "id", "value": "x"}])
+            )
+            .unwrap_err()
+            .scim_type,
+            "mutability"
+        );
+        assert_eq!(
+            run(u.clone(), json!([{"op": "move", "path": "x", "value": 1}]))
+                .unwrap_err()
+                .scim_type,
+            "invalidSyntax"
+        );
+        assert_eq!(
+            run(u.clone(), json!([])).unwrap_err().scim_type,
+            "invalidSyntax"
+        );
+        assert_eq!(
+            run(
+                u.clone(),
+                json!([{"op": "replace", "path": "emails[type eq \"x\"].value", "value": "v"}])
+            )
+            .unwrap_err()
+            .scim_type,
+            "noTarget"
+        );
+        assert_eq!(
+            run(
+                u.clone(),
+                json!([{"op": "replace", "path": "a..b", "value": 1}])
+            )
+            .unwrap_err()
+            .scim_type,
+            "invalidPath"
+        );
+        assert!(
+            parse_request(&json!({"Operations": [{"op": "add", "path": "x", "value": 1}]}))
+                .is_err()
+        );
     }
 }

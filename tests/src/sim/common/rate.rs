@@ -17,8 +17,9 @@ pub(crate) enum Decision {
 /// The kinds of limit the simulated systems apply.
 #[derive(Clone, Debug)]
 pub(crate) enum Limit {
-    /// A token bucket refilled at `per_second` with a burst of `ceil(per_second)` (BTP's 3 req/s).
-    PerSecond(f64),
+    /// A token bucket refilled at `per_second` with a burst of `ceil(per_second)` (BTP's 3 req/s);
+    /// up to `queue` requests above it wait for their turn, further ones are refused.
+    PerSecond { per_second: f64, queue: usize },
     /// Sliding windows, each `(max requests, window)`; all must have room (Jam: 200/min, 13 000/h).
     Windows(Vec<(u32, Duration)>),
     /// IAS: up to `soft` per minute served, up to `hard` delayed by `delay`, above that 429 for `block`.
@@ -55,10 +56,10 @@ impl RateLimiter {
         let windows = match &limit {
             Limit::Windows(w) => w.iter().map(|_| VecDeque::new()).collect(),
             Limit::Throttle { .. } => vec![VecDeque::new()],
-            Limit::PerSecond(_) => Vec::new(),
+            Limit::PerSecond { .. } => Vec::new(),
         };
         let tokens = match &limit {
-            Limit::PerSecond(r) => r.ceil().max(1.0),
+            Limit::PerSecond { per_second, .. } => per_second.ceil().max(1.0),
             _ => 0.0,
         };
         RateLimiter {
@@ -82,8 +83,12 @@ impl RateLimiter {
             Err(p) => p.into_inner(),
         };
         match &self.limit {
-            Limit::PerSecond(rate) => {
-                let rate = rate.max(1e-6);
+            Limit::PerSecond { per_second, queue } => {
+                let rate = if per_second.is_finite() {
+                    per_second.max(1e-3)
+                } else {
+                    1e9
+                };
                 let burst = rate.ceil().max(1.0);
                 let elapsed = now.saturating_duration_since(st.last).as_secs_f64();
                 st.tokens = (st.tokens + elapsed * rate).min(burst);
@@ -91,14 +96,23 @@ impl RateLimiter {
                 if st.tokens >= 1.0 {
                     st.tokens -= 1.0;
                     Decision::Allow
+                } else if st.tokens - 1.0 >= -(*queue as f64) {
+                    // Queued: served once its token has been refilled.
+                    st.tokens -= 1.0;
+                    Decision::Delay(Duration::from_secs_f64((-st.tokens / rate).min(3600.0)))
                 } else {
-                    Decision::Reject(ceil_secs(Duration::from_secs_f64((1.0 - st.tokens) / rate)))
+                    Decision::Reject(ceil_secs(Duration::from_secs_f64(
+                        ((1.0 - st.tokens) / rate).min(3600.0),
+                    )))
                 }
             }
             Limit::Windows(limits) => {
                 let mut retry: Option<Duration> = None;
                 for (q, (max, window)) in st.windows.iter_mut().zip(limits) {
-                    while q.front().is_some_and(|t| now.saturating_duration_since(*t) >= *window) {
+                    while q
+                        .front()
+                        .is_some_and(|t| now.saturating_duration_since(*t) >= *window)
+                    {
                         q.pop_front();
                     }
                     if q.len() >= *max as usize {
@@ -132,12 +146,15 @@ impl RateLimiter {
                 }
                 let minute = Duration::from_secs(60);
                 let q = &mut st.windows[0];
-                while q.front().is_some_and(|t| now.saturating_duration_since(*t) >= minute) {
+                while q
+                    .front()
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= minute)
+                {
                     q.pop_front();
                 }
                 let n = q.len() as u32 + 1;
                 if n > *hard {
-                    st.blocked_until = Some(now + *block);
+                    st.blocked_until = Some(now.checked_add(*block).unwrap_or(now));
                     return Decision::Reject(ceil_secs(*block));
                 }
                 q.push_back(now);
@@ -157,13 +174,26 @@ mod tests {
 
     #[test]
     fn token_bucket() {
-        let l = RateLimiter::new(Limit::PerSecond(3.0));
+        let l = RateLimiter::new(Limit::PerSecond {
+            per_second: 3.0,
+            queue: 0,
+        });
         let t0 = Instant::now();
         for _ in 0..3 {
             assert_eq!(l.check_at(t0), Decision::Allow);
         }
         assert_eq!(l.check_at(t0), Decision::Reject(1));
         assert_eq!(l.check_at(t0 + Duration::from_millis(400)), Decision::Allow);
+        // With a queue, excess requests wait their turn first.
+        let l = RateLimiter::new(Limit::PerSecond {
+            per_second: 2.0,
+            queue: 2,
+        });
+        assert_eq!(l.check_at(t0), Decision::Allow);
+        assert_eq!(l.check_at(t0), Decision::Allow);
+        assert_eq!(l.check_at(t0), Decision::Delay(Duration::from_millis(500)));
+        assert_eq!(l.check_at(t0), Decision::Delay(Duration::from_secs(1)));
+        assert!(matches!(l.check_at(t0), Decision::Reject(_)));
     }
 
     #[test]
@@ -175,10 +205,15 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(l.check_at(t0), Decision::Allow);
         assert_eq!(l.check_at(t0), Decision::Allow);
-        assert_eq!(l.check_at(t0 + Duration::from_secs(10)), Decision::Reject(50));
+        assert_eq!(
+            l.check_at(t0 + Duration::from_secs(10)),
+            Decision::Reject(50)
+        );
         assert_eq!(l.check_at(t0 + Duration::from_secs(61)), Decision::Allow);
         // The hourly window is now full.
-        assert!(matches!(l.check_at(t0 + Duration::from_secs(200)), Decision::Reject(s) if s > 3000));
+        assert!(
+            matches!(l.check_at(t0 + Duration::from_secs(200)), Decision::Reject(s) if s > 3000)
+        );
     }
 
     #[test]
@@ -194,7 +229,10 @@ mod tests {
         assert_eq!(l.check_at(t0), Decision::Allow);
         assert_eq!(l.check_at(t0), Decision::Delay(Duration::from_secs(1)));
         assert_eq!(l.check_at(t0), Decision::Reject(60));
-        assert_eq!(l.check_at(t0 + Duration::from_secs(30)), Decision::Reject(30));
+        assert_eq!(
+            l.check_at(t0 + Duration::from_secs(30)),
+            Decision::Reject(30)
+        );
         assert_eq!(l.check_at(t0 + Duration::from_secs(61)), Decision::Allow);
     }
 }

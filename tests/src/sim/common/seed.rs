@@ -18,7 +18,11 @@ impl Rng {
     }
 
     pub(crate) fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
     }
 
     pub(crate) fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
@@ -27,18 +31,49 @@ impl Rng {
 }
 
 const GIVEN: &[&str] = &[
-    "Anna", "Ben", "Carla", "David", "Elena", "Felix", "Greta", "Hannes", "Ines", "Jonas", "Katrin",
-    "Lukas", "Maria", "Niklas", "Olga", "Paul", "Queenie", "Rafael", "Sofia", "Tobias", "Ursula",
-    "Viktor", "Wiebke", "Xaver", "Yasmin", "Zoe", "Amélie", "Jürgen", "Søren", "Zoë",
+    "Anna", "Ben", "Carla", "David", "Elena", "Felix", "Greta", "Hannes", "Ines", "Jonas",
+    "Katrin", "Lukas", "Maria", "Niklas", "Olga", "Paul", "Queenie", "Rafael", "Sofia", "Tobias",
+    "Ursula", "Viktor", "Wiebke", "Xaver", "Yasmin", "Zoe", "Amélie", "Jürgen", "Søren", "Zoë",
 ];
 const FAMILY: &[&str] = &[
-    "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz",
-    "Hoffmann", "Koch", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Schwarz", "Braun",
-    "Zimmermann", "Hartmann", "Rossi", "Dubois", "García", "Smith", "O'Brien", "Nakamura",
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Schulz",
+    "Hoffmann",
+    "Koch",
+    "Richter",
+    "Klein",
+    "Wolf",
+    "Schröder",
+    "Neumann",
+    "Schwarz",
+    "Braun",
+    "Zimmermann",
+    "Hartmann",
+    "Rossi",
+    "Dubois",
+    "García",
+    "Smith",
+    "O'Brien",
+    "Nakamura",
 ];
 const DEPARTMENTS: &[&str] = &[
-    "Sales", "Finance", "Engineering", "Support", "Marketing", "HR", "Legal", "Operations",
-    "Procurement", "Research",
+    "Sales",
+    "Finance",
+    "Engineering",
+    "Support",
+    "Marketing",
+    "HR",
+    "Legal",
+    "Operations",
+    "Procurement",
+    "Research",
 ];
 const REGIONS: &[&str] = &["EMEA", "APJ", "NA", "LATAM", "MEE"];
 

@@ -29,18 +29,18 @@ pub(crate) async fn gate(State(gate): State<Arc<Gate>>, req: Request, next: Next
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let mut resp = None;
-    if let Some(limiter) = &gate.limiter {
-        if (gate.limited)(&path) {
-            match limiter.check() {
-                Decision::Allow => {}
-                Decision::Delay(d) => {
-                    gate.stats.count_delayed();
-                    tokio::time::sleep(d).await;
-                }
-                Decision::Reject(secs) => {
-                    gate.stats.count_throttled();
-                    resp = Some((gate.reject)(secs));
-                }
+    if let Some(limiter) = &gate.limiter
+        && (gate.limited)(&path)
+    {
+        match limiter.check() {
+            Decision::Allow => {}
+            Decision::Delay(d) => {
+                gate.stats.count_delayed();
+                tokio::time::sleep(d).await;
+            }
+            Decision::Reject(secs) => {
+                gate.stats.count_throttled();
+                resp = Some((gate.reject)(secs));
             }
         }
     }

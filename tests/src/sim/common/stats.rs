@@ -47,7 +47,12 @@ impl Stats {
 
     /// The most recent requests, oldest first.
     pub fn log(&self) -> Vec<RequestRecord> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Clears counters and log.

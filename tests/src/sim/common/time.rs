@@ -48,11 +48,6 @@ pub(crate) fn format_millis(ms: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
 }
 
-/// The current time formatted by [`format_millis`].
-pub(crate) fn now_iso() -> String {
-    format_millis(now_millis())
-}
-
 /// Parses `YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH:MM]` into epoch milliseconds.
 pub(crate) fn parse_iso(s: &str) -> Option<i64> {
     let b = s.trim().as_bytes();
@@ -127,7 +122,10 @@ mod tests {
             parse_iso("2024-01-01T01:00:00+01:00"),
             parse_iso("2024-01-01T00:00:00Z")
         );
-        assert_eq!(parse_iso("2024-01-01"), parse_iso("2024-01-01T00:00:00.000Z"));
+        assert_eq!(
+            parse_iso("2024-01-01"),
+            parse_iso("2024-01-01T00:00:00.000Z")
+        );
         assert_eq!(parse_iso("not a date"), None);
         assert_eq!(parse_iso("2024-13-01"), None);
     }

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real service, the real wasm runtime and connector components, against
+//! simulators of the remote systems and third-party programs (scim2-server). One binary, so wasmtime is
+//! linked once.
+
+mod admin_api;
+mod sandbox;
+mod scim_connector;
+mod support;

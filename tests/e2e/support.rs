@@ -1,0 +1,179 @@
+//! Test support: a Provisio service running in-process on a free port with a fresh data directory, the
+//! hostile test plugin, and scim2-server (the third-party SCIM server) as a child process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use provisio::api::AppState;
+use provisio::server::Settings;
+use provisio::store::principals::PrincipalKind;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+
+/// A running service.
+pub struct Service {
+    pub url: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    _data: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Service {
+    pub async fn start() -> Service {
+        Self::start_with(Settings::default()).await
+    }
+
+    pub async fn start_with(settings: Settings) -> Service {
+        let data = tempfile::tempdir().expect("temp dir");
+        let state = provisio::server::boot(data.path(), settings).await.expect("boot");
+        state.store.create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[]).expect("admin");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = provisio::api::router(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Service { url: format!("http://{addr}"), state, http: reqwest::Client::new(), _data: data, server }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self._data.path().to_path_buf()
+    }
+
+    /// An admin request; answers status and JSON body (Null when the body is not JSON).
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url)).basic_auth(ADMIN.0, Some(ADMIN.1));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn upload_plugin(&self, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/plugins", self.url))
+            .basic_auth(ADMIN.0, Some(ADMIN.1))
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_system(&self, body: Value) -> String {
+        let (status, created) = self.admin(reqwest::Method::POST, "/api/v1/systems", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn test_connection(&self, id: &str) -> (bool, String) {
+        let (status, result) = self.admin(reqwest::Method::POST, &format!("/api/v1/systems/{id}/test-connection"), None).await;
+        assert_eq!(status, StatusCode::OK, "{result}");
+        (result["ok"].as_bool().expect("ok"), result["message"].as_str().unwrap_or("").to_string())
+    }
+
+    pub async fn healthy(&self) -> bool {
+        matches!(self.http.get(format!("{}/healthz", self.url)).send().await, Ok(r) if r.status() == StatusCode::OK)
+    }
+}
+
+/// The hostile test plugin, built by `build.rs`.
+pub fn hostile_plugin() -> Vec<u8> {
+    std::fs::read(env!("PROVISIO_HOSTILE_WASM")).expect("hostile plugin built by build.rs")
+}
+
+/// A free local port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// scim2-server, the third-party SCIM 2.0 server, serving in memory under `/v2` with a bearer token.
+pub struct Scim2Server {
+    pub base_url: String,
+    pub token: String,
+    child: Child,
+}
+
+impl Drop for Scim2Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scim2_server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("SCIM2_SERVER") {
+        return PathBuf::from(p);
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
+    workspace.join(".venv-scim/bin/scim2-server")
+}
+
+impl Scim2Server {
+    pub async fn start() -> Scim2Server {
+        let binary = scim2_server_binary();
+        assert!(
+            binary.exists(),
+            "{} is missing: run the README's test command (it installs scim2-server into .venv-scim), or set SCIM2_SERVER",
+            binary.display()
+        );
+        let port = free_port();
+        let token = format!("token-{port}");
+        let child = Command::new(&binary)
+            .args(["--hostname", "127.0.0.1", "--port", &port.to_string(), "--bearer-token", &token])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start scim2-server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "scim2-server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Scim2Server { base_url: format!("http://127.0.0.1:{port}/v2"), token, child }
+    }
+}
+
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line of this test binary, at trace level, into memory.
+pub fn capture_logs() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(|| LogSink).try_init();
+    });
+}
+
+/// What was logged so far.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|e| e.into_inner())).to_string()
+}
