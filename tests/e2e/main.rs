@@ -3,6 +3,10 @@
 //! linked once.
 
 mod admin_api;
+mod ias;
+mod ips_target;
+mod jam;
 mod sandbox;
 mod scim_connector;
 mod support;
+mod xsuaa;

@@ -177,3 +177,20 @@ pub fn capture_logs() {
 pub fn logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|e| e.into_inner())).to_string()
 }
+
+/// A system's plugin and call target, to drive the connector through the real runtime.
+pub struct Connector {
+    pub plugin: std::sync::Arc<provisio::runtime::LoadedPlugin>,
+    pub target: provisio::runtime::CallTarget,
+    pub runtime: std::sync::Arc<provisio::runtime::Runtime>,
+}
+
+impl Service {
+    /// The connector of system `id`.
+    pub fn connector(&self, id: &str) -> Connector {
+        let system = self.state.systems.get(id).expect("system");
+        let plugin = self.state.systems.plugin_for(&system).expect("plugin");
+        let target = self.state.systems.call_target(&system, &plugin.descriptor).expect("target");
+        Connector { plugin, target, runtime: self.state.plugins.runtime().clone() }
+    }
+}

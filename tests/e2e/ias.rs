@@ -1,0 +1,1 @@
+//! End-to-end tests of the ias connector (placeholder until written).

@@ -1,0 +1,1 @@
+//! End-to-end tests of the ips_target connector (placeholder until written).
