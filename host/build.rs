@@ -12,14 +12,15 @@ fn main() {
     wasm_build::rerun_if_changed(&workspace, &["wit", "sdk", "connectors"]);
     println!("cargo:rerun-if-changed=wasm_build.rs");
 
-    // Every `connectors/<name>/` is the package `provisio-connector-<name>`.
-    let mut names: Vec<String> = std::fs::read_dir(workspace.join("connectors"))
-        .expect("connectors/ exists")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("Cargo.toml").is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
+    // `connectors/bundled.txt` names the bundled connectors, one per line; `connectors/<name>/` is the
+    // package `provisio-connector-<name>`. A connector in the making stays out of the binary until listed.
+    let list = std::fs::read_to_string(workspace.join("connectors/bundled.txt")).expect("connectors/bundled.txt exists");
+    let names: Vec<String> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
         .collect();
-    names.sort();
     let packages: Vec<String> = names.iter().map(|n| format!("provisio-connector-{n}")).collect();
     let files = wasm_build::build_components(&workspace, &packages);
 
