@@ -9,21 +9,40 @@ use std::process::Command;
 pub fn build_components(workspace: &Path, packages: &[String]) -> Vec<PathBuf> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out; components go to <target>/wasm.
-    let target_dir = out_dir.ancestors().nth(4).map(|t| t.join("wasm")).unwrap_or_else(|| workspace.join("target/wasm"));
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("wasm"))
+        .unwrap_or_else(|| workspace.join("target/wasm"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for package in packages {
         command.args(["-p", package]);
     }
     // The outer build's flags are for the host, not for wasm.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         command.env_remove(var);
     }
-    let status = command.status().expect("cannot run cargo to build the wasm components");
+    let status = command
+        .status()
+        .expect("cannot run cargo to build the wasm components");
     if !status.success() {
         panic!(
             "building the wasm components failed ({status}). Is the target installed? Run: rustup target add wasm32-wasip2"
@@ -31,7 +50,11 @@ pub fn build_components(workspace: &Path, packages: &[String]) -> Vec<PathBuf> {
     }
     packages
         .iter()
-        .map(|p| target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", p.replace('-', "_"))))
+        .map(|p| {
+            target_dir
+                .join("wasm32-wasip2/release")
+                .join(format!("{}.wasm", p.replace('-', "_")))
+        })
         .collect()
 }
 

@@ -51,7 +51,12 @@ pub struct ServeArgs {
 #[derive(Debug, Args, Clone)]
 pub struct Connection {
     /// The service's base URL.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "PROVISIO_URL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:8080",
+        env = "PROVISIO_URL"
+    )]
     pub server: String,
     /// Admin credentials, `user:password`.
     #[arg(long, global = true, env = "PROVISIO_USER", hide_env_values = true)]
@@ -137,7 +142,9 @@ pub enum TransformCommand {
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected name=value, got {s:?}"))
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))
 }
 
 /// A failed command: the message, and the exit code.
@@ -151,18 +158,30 @@ pub struct CliError {
 
 impl CliError {
     fn new(message: impl Into<String>) -> Self {
-        CliError { message: message.into(), code: 1 }
+        CliError {
+            message: message.into(),
+            code: 1,
+        }
     }
 }
 
 fn read_json(path: &PathBuf) -> Result<Value, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))
 }
 
 /// Runs `transform test`: the output JSON on stdout; a skip or failure on stderr with exit code 2.
 pub fn transform_test(command: TransformCommand) -> Result<(), CliError> {
-    let TransformCommand::Test { transformation, entity, entity_type, properties, operation, trace } = command;
+    let TransformCommand::Test {
+        transformation,
+        entity,
+        entity_type,
+        properties,
+        operation,
+        trace,
+    } = command;
     let run = crate::transform_test::TransformTest {
         transformation: read_json(&transformation)?,
         entity: read_json(&entity)?,
@@ -179,18 +198,32 @@ pub fn transform_test(command: TransformCommand) -> Result<(), CliError> {
     }
     match outcome {
         provisio_transform::Outcome::Transformed { output, .. } => {
-            println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&output).unwrap_or_default()
+            );
             Ok(())
         }
-        provisio_transform::Outcome::Skipped { reason, .. } => Err(CliError { message: format!("skipped: {reason}"), code: 2 }),
-        provisio_transform::Outcome::Failed { reason, mapping_index, path, .. } => {
+        provisio_transform::Outcome::Skipped { reason, .. } => Err(CliError {
+            message: format!("skipped: {reason}"),
+            code: 2,
+        }),
+        provisio_transform::Outcome::Failed {
+            reason,
+            mapping_index,
+            path,
+            ..
+        } => {
             let at = match (mapping_index, path) {
                 (Some(i), Some(p)) => format!(" (mapping {i}, {p})"),
                 (Some(i), None) => format!(" (mapping {i})"),
                 (None, Some(p)) => format!(" ({p})"),
                 (None, None) => String::new(),
             };
-            Err(CliError { message: format!("failed: {reason}{at}"), code: 2 })
+            Err(CliError {
+                message: format!("failed: {reason}{at}"),
+                code: 2,
+            })
         }
     }
 }
@@ -206,51 +239,101 @@ impl Client {
         let user = c
             .user
             .as_deref()
-            .map(|u| u.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| CliError::new("--user must be user:password")))
+            .map(|u| {
+                u.split_once(':')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| CliError::new("--user must be user:password"))
+            })
             .transpose()?;
-        Ok(Client { http: reqwest::Client::new(), base: c.server.trim_end_matches('/').to_string(), user })
+        Ok(Client {
+            http: reqwest::Client::new(),
+            base: c.server.trim_end_matches('/').to_string(),
+            user,
+        })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<reqwest::Body>, json_body: bool) -> Result<Value, CliError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        json_body: bool,
+    ) -> Result<Value, CliError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some((u, p)) = &self.user {
             request = request.basic_auth(u, Some(p));
         }
         if let Some(body) = body {
             request = request
-                .header("content-type", if json_body { "application/json" } else { "application/wasm" })
+                .header(
+                    "content-type",
+                    if json_body {
+                        "application/json"
+                    } else {
+                        "application/wasm"
+                    },
+                )
                 .body(body);
         }
-        let response = request.send().await.map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.base)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.base)))?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
-            return Err(CliError::new(format!("HTTP {}: {message}", status.as_u16())));
+            let message = value
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
+            return Err(CliError::new(format!(
+                "HTTP {}: {message}",
+                status.as_u16()
+            )));
         }
         Ok(value)
     }
 }
 
 fn print(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 /// Runs `system …`.
 pub async fn system(command: SystemCommand) -> Result<(), CliError> {
     match command {
-        SystemCommand::Add { name, connector, role, properties, sources, transformation, connection } => {
+        SystemCommand::Add {
+            name,
+            connector,
+            role,
+            properties,
+            sources,
+            transformation,
+            connection,
+        } => {
             let transformation = transformation.as_ref().map(read_json).transpose()?;
             let body = json!({
                 "name": name, "type": connector, "role": role,
                 "properties": properties.into_iter().collect::<BTreeMap<_, _>>(),
                 "sources": sources, "transformation": transformation,
             });
-            let created = Client::new(&connection)?.call(reqwest::Method::POST, "/api/v1/systems", Some(body.to_string().into()), true).await?;
+            let created = Client::new(&connection)?
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/systems",
+                    Some(body.to_string().into()),
+                    true,
+                )
+                .await?;
             print(&created);
         }
         SystemCommand::List { connection } => {
-            let list = Client::new(&connection)?.call(reqwest::Method::GET, "/api/v1/systems", None, true).await?;
+            let list = Client::new(&connection)?
+                .call(reqwest::Method::GET, "/api/v1/systems", None, true)
+                .await?;
             for s in list.as_array().into_iter().flatten() {
                 println!(
                     "{}  {:<8} {:<10} {}",
@@ -263,7 +346,12 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
         }
         SystemCommand::Test { id, connection } => {
             let result = Client::new(&connection)?
-                .call(reqwest::Method::POST, &format!("/api/v1/systems/{id}/test-connection"), None, true)
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/systems/{id}/test-connection"),
+                    None,
+                    true,
+                )
                 .await?;
             let message = result["message"].as_str().unwrap_or("").to_string();
             if result["ok"].as_bool() != Some(true) {
@@ -279,9 +367,21 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
 pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
     match command {
         PluginCommand::Add { file, connection } => {
-            let bytes = std::fs::read(&file).map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
-            let added = Client::new(&connection)?.call(reqwest::Method::POST, "/api/v1/plugins", Some(bytes.into()), false).await?;
-            println!("loaded {}@{}", added["name"].as_str().unwrap_or("?"), added["version"].as_str().unwrap_or("?"));
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
+            let added = Client::new(&connection)?
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/plugins",
+                    Some(bytes.into()),
+                    false,
+                )
+                .await?;
+            println!(
+                "loaded {}@{}",
+                added["name"].as_str().unwrap_or("?"),
+                added["version"].as_str().unwrap_or("?")
+            );
         }
     }
     Ok(())

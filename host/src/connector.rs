@@ -30,7 +30,9 @@ impl std::str::FromStr for EntityKind {
         match s.to_ascii_lowercase().as_str() {
             "user" | "users" => Ok(EntityKind::User),
             "group" | "groups" => Ok(EntityKind::Group),
-            other => Err(format!("unknown entity type {other:?} (expected user or group)")),
+            other => Err(format!(
+                "unknown entity type {other:?} (expected user or group)"
+            )),
         }
     }
 }
@@ -106,7 +108,10 @@ impl Descriptor {
 /// The host's own rule for secret property names, applied whatever a connector declares.
 pub fn looks_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower == "password" || lower.contains("secret") || lower.ends_with("token") || lower.contains("privatekey")
+    lower == "password"
+        || lower.contains("secret")
+        || lower.ends_with("token")
+        || lower.contains("privatekey")
 }
 
 /// One `read` request.
@@ -127,7 +132,13 @@ pub struct PageRequest {
 impl PageRequest {
     /// The first page of a full read.
     pub fn first(kind: EntityKind, page_size: u32) -> Self {
-        PageRequest { kind, cursor: None, page_size, filter: None, delta_since: None }
+        PageRequest {
+            kind,
+            cursor: None,
+            page_size,
+            filter: None,
+            delta_since: None,
+        }
     }
 }
 

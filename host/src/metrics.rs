@@ -56,14 +56,30 @@ fn metrics() -> &'static Metrics {
 
 /// Counts one served HTTP request.
 pub fn http_request(method: &str, route: &str, status: u16) {
-    metrics().http.get_or_create(&HttpLabels { method: method.to_string(), route: route.to_string(), status }).inc();
+    metrics()
+        .http
+        .get_or_create(&HttpLabels {
+            method: method.to_string(),
+            route: route.to_string(),
+            status,
+        })
+        .inc();
 }
 
 /// Counts one plugin call.
 pub fn plugin_call(plugin: &str, outcome: &str, elapsed: Duration) {
     let m = metrics();
-    m.plugin_calls.get_or_create(&PluginLabels { plugin: plugin.to_string(), outcome: outcome.to_string() }).inc();
-    m.plugin_seconds.get_or_create(&PluginOnly { plugin: plugin.to_string() }).observe(elapsed.as_secs_f64());
+    m.plugin_calls
+        .get_or_create(&PluginLabels {
+            plugin: plugin.to_string(),
+            outcome: outcome.to_string(),
+        })
+        .inc();
+    m.plugin_seconds
+        .get_or_create(&PluginOnly {
+            plugin: plugin.to_string(),
+        })
+        .observe(elapsed.as_secs_f64());
 }
 
 /// The Prometheus text exposition of every metric.

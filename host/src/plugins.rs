@@ -39,7 +39,11 @@ pub struct Plugins {
 impl Plugins {
     /// An empty registry; `dir` keeps uploaded components (`None`: in memory only).
     pub fn new(runtime: Arc<Runtime>, dir: Option<Dir>) -> Self {
-        Plugins { runtime, loaded: ArcSwap::from_pointee(BTreeMap::new()), dir }
+        Plugins {
+            runtime,
+            loaded: ArcSwap::from_pointee(BTreeMap::new()),
+            dir,
+        }
     }
 
     /// The runtime that runs them.
@@ -52,7 +56,9 @@ impl Plugins {
         for (_, bytes) in crate::bundled::BUNDLED {
             self.add(store, bytes.to_vec(), true).await?;
         }
-        let stored = store.list_plugins().map_err(|e| PluginError::Storage(e.to_string()))?;
+        let stored = store
+            .list_plugins()
+            .map_err(|e| PluginError::Storage(e.to_string()))?;
         for record in stored.into_iter().filter(|r| !r.bundled) {
             let Some(dir) = &self.dir else { break };
             match dir.read(format!("{}.wasm", record.digest)) {
@@ -61,14 +67,21 @@ impl Plugins {
                         tracing::error!(plugin = %record.name, version = %record.version, error = %e, "stored plugin no longer loads");
                     }
                 }
-                Err(e) => tracing::error!(plugin = %record.name, error = %e, "stored plugin file is missing"),
+                Err(e) => {
+                    tracing::error!(plugin = %record.name, error = %e, "stored plugin file is missing")
+                }
             }
         }
         Ok(())
     }
 
     /// Validates and loads a component, records it, and makes it available.
-    pub async fn add(&self, store: &Store, bytes: Vec<u8>, bundled: bool) -> Result<Arc<LoadedPlugin>, PluginError> {
+    pub async fn add(
+        &self,
+        store: &Store,
+        bytes: Vec<u8>,
+        bundled: bool,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let copy = (!bundled && self.dir.is_some()).then(|| bytes.clone());
         let plugin = Arc::new(self.runtime.load(bytes).await?);
         let record = PluginRecord {
@@ -87,7 +100,8 @@ impl Plugins {
         if let (Some(dir), Some(bytes)) = (&self.dir, copy) {
             let name = format!("{}.wasm", plugin.digest);
             if !dir.exists(&name) {
-                dir.write(&name, bytes).map_err(|e| PluginError::Storage(e.to_string()))?;
+                dir.write(&name, bytes)
+                    .map_err(|e| PluginError::Storage(e.to_string()))?;
             }
         }
         tracing::info!(plugin = %plugin.label(), digest = %plugin.digest, from_cache = plugin.from_cache,
@@ -122,7 +136,9 @@ impl Plugins {
 /// Orders versions numerically where they are numbers (`1.10.0` after `1.9.0`).
 fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     let parts = |v: &str| -> Vec<(u64, String)> {
-        v.split(['.', '-', '+']).map(|p| (p.parse().unwrap_or(0), p.to_string())).collect()
+        v.split(['.', '-', '+'])
+            .map(|p| (p.parse().unwrap_or(0), p.to_string()))
+            .collect()
     };
     parts(a).cmp(&parts(b))
 }

@@ -41,8 +41,12 @@ impl SecretBox {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let mut key = [0u8; 32];
                     rand::rng().fill_bytes(&mut key);
-                    write_private(data_dir, KEY_FILE, &base64::engine::general_purpose::STANDARD.encode(key))
-                        .map_err(|e| SecretError::Key(format!("cannot create {KEY_FILE}: {e}")))?;
+                    write_private(
+                        data_dir,
+                        KEY_FILE,
+                        &base64::engine::general_purpose::STANDARD.encode(key),
+                    )
+                    .map_err(|e| SecretError::Key(format!("cannot create {KEY_FILE}: {e}")))?;
                     key
                 }
                 Err(e) => return Err(SecretError::Key(format!("cannot read {KEY_FILE}: {e}"))),
@@ -53,7 +57,9 @@ impl SecretBox {
 
     /// A box with a given key (tests).
     pub fn from_key(key: [u8; 32]) -> Self {
-        SecretBox { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)) }
+        SecretBox {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        }
     }
 
     /// Encrypts `plaintext`, bound to `context` (e.g. the system id).
@@ -64,7 +70,13 @@ impl SecretBox {
         // Encryption with a fresh random nonce cannot fail for in-memory sizes.
         let sealed = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: context.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
             .unwrap_or_default();
         out.extend(sealed);
         out
@@ -77,7 +89,13 @@ impl SecretBox {
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: context.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| SecretError::Decrypt)
     }
 }
@@ -86,7 +104,9 @@ fn decode_key(encoded: &str) -> Result<[u8; 32], SecretError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|e| SecretError::Key(format!("not base64: {e}")))?;
-    bytes.try_into().map_err(|_| SecretError::Key("the key must be 32 bytes".into()))
+    bytes
+        .try_into()
+        .map_err(|_| SecretError::Key("the key must be 32 bytes".into()))
 }
 
 /// Writes a file readable by its owner only.
@@ -115,7 +135,12 @@ mod tests {
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(b.open_sealed("sys-1", &sealed).expect("opens"), b"hunter2");
         assert!(b.open_sealed("sys-2", &sealed).is_err(), "bound to its row");
-        assert!(SecretBox::from_key([8; 32]).open_sealed("sys-1", &sealed).is_err(), "other key");
+        assert!(
+            SecretBox::from_key([8; 32])
+                .open_sealed("sys-1", &sealed)
+                .is_err(),
+            "other key"
+        );
         assert!(b.open_sealed("sys-1", b"short").is_err());
     }
 }

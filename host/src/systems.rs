@@ -22,7 +22,8 @@ pub const MASK: &str = "********";
 pub const RATE_LIMIT_PROPERTY: &str = "provisio.rate.limit";
 
 /// The Test Connection success message SAP admins know.
-pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
+pub const CONNECTION_OK: &str =
+    "Connection to the selected target system was established successfully.";
 
 /// Errors of system management, each with a message for the admin.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +165,9 @@ impl Systems {
 
     /// One system.
     pub fn get(&self, id: &str) -> Result<System, SystemError> {
-        self.store.get_system(id)?.ok_or_else(|| SystemError::NotFound(format!("no system with id {id}")))
+        self.store
+            .get_system(id)?
+            .ok_or_else(|| SystemError::NotFound(format!("no system with id {id}")))
     }
 
     /// All systems.
@@ -188,26 +191,49 @@ impl Systems {
     /// The plugin a system runs on.
     pub fn plugin_for(&self, system: &System) -> Result<Arc<LoadedPlugin>, SystemError> {
         self.plugins
-            .resolve(&system.spec.connector, system.spec.connector_version.as_deref())
+            .resolve(
+                &system.spec.connector,
+                system.spec.connector_version.as_deref(),
+            )
             .ok_or_else(|| match &system.spec.connector_version {
-                Some(v) => SystemError::Invalid(format!("connector {}@{v} is not loaded", system.spec.connector)),
-                None => SystemError::Invalid(format!("connector {:?} is not loaded", system.spec.connector)),
+                Some(v) => SystemError::Invalid(format!(
+                    "connector {}@{v} is not loaded",
+                    system.spec.connector
+                )),
+                None => SystemError::Invalid(format!(
+                    "connector {:?} is not loaded",
+                    system.spec.connector
+                )),
             })
     }
 
     /// What a plugin call for this system needs: the properties the guest may see, and the endpoint.
-    pub fn call_target(&self, system: &System, descriptor: &Descriptor) -> Result<CallTarget, SystemError> {
+    pub fn call_target(
+        &self,
+        system: &System,
+        descriptor: &Descriptor,
+    ) -> Result<CallTarget, SystemError> {
         let all = system.all_properties();
         let url = |name: &str| -> Result<Option<Url>, SystemError> {
             all.get(name)
                 .filter(|v| !v.trim().is_empty())
-                .map(|v| Url::parse(v.trim()).map_err(|e| SystemError::Invalid(format!("{name} is not a valid URL: {e}"))))
+                .map(|v| {
+                    Url::parse(v.trim()).map_err(|e| {
+                        SystemError::Invalid(format!("{name} is not a valid URL: {e}"))
+                    })
+                })
                 .transpose()
         };
         let rate = all
             .get(RATE_LIMIT_PROPERTY)
             .cloned()
-            .or_else(|| descriptor.properties.iter().find(|p| p.name == RATE_LIMIT_PROPERTY).and_then(|p| p.default_value.clone()))
+            .or_else(|| {
+                descriptor
+                    .properties
+                    .iter()
+                    .find(|p| p.name == RATE_LIMIT_PROPERTY)
+                    .and_then(|p| p.default_value.clone())
+            })
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|r| *r > 0.0);
         let endpoint = SystemEndpoint {
@@ -217,8 +243,16 @@ impl Systems {
             credentials: Credentials::from_properties(&all).map_err(SystemError::Invalid)?,
             rate_per_second: rate,
         };
-        let properties = system.spec.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        Ok(CallTarget { properties, endpoint })
+        let properties = system
+            .spec
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(CallTarget {
+            properties,
+            endpoint,
+        })
     }
 
     /// Test Connection: reachability and credentials, as the connector checks them.
@@ -226,33 +260,72 @@ impl Systems {
         let system = self.get(id)?;
         let plugin = match self.plugin_for(&system) {
             Ok(p) => p,
-            Err(e) => return Ok(ConnectionCheck { ok: false, message: e.to_string() }),
+            Err(e) => {
+                return Ok(ConnectionCheck {
+                    ok: false,
+                    message: e.to_string(),
+                });
+            }
         };
         let target = match self.call_target(&system, &plugin.descriptor) {
             Ok(t) => t,
-            Err(e) => return Ok(ConnectionCheck { ok: false, message: e.to_string() }),
+            Err(e) => {
+                return Ok(ConnectionCheck {
+                    ok: false,
+                    message: e.to_string(),
+                });
+            }
         };
-        Ok(match self.plugins.runtime().test_connection(&plugin, &target).await {
-            Ok(_) => ConnectionCheck { ok: true, message: CONNECTION_OK.to_string() },
-            Err(CallError::Connector(e)) => ConnectionCheck { ok: false, message: describe_failure(&e) },
-            Err(e) => ConnectionCheck { ok: false, message: e.to_string() },
-        })
+        Ok(
+            match self
+                .plugins
+                .runtime()
+                .test_connection(&plugin, &target)
+                .await
+            {
+                Ok(_) => ConnectionCheck {
+                    ok: true,
+                    message: CONNECTION_OK.to_string(),
+                },
+                Err(CallError::Connector(e)) => ConnectionCheck {
+                    ok: false,
+                    message: describe_failure(&e),
+                },
+                Err(e) => ConnectionCheck {
+                    ok: false,
+                    message: e.to_string(),
+                },
+            },
+        )
     }
 
-    fn validate(&self, input: SystemInput, current: Option<&System>) -> Result<SystemSpec, SystemError> {
+    fn validate(
+        &self,
+        input: SystemInput,
+        current: Option<&System>,
+    ) -> Result<SystemSpec, SystemError> {
         let name = input.name.trim().to_string();
         if name.is_empty() || name.len() > 200 {
-            return Err(SystemError::Invalid("name must be 1 to 200 characters".into()));
+            return Err(SystemError::Invalid(
+                "name must be 1 to 200 characters".into(),
+            ));
         }
-        let plugin = self.plugins.resolve(&input.connector, input.version.as_deref()).ok_or_else(|| {
-            let loaded: Vec<String> = self.plugins.list().iter().map(|p| p.label()).collect();
-            SystemError::Invalid(format!(
-                "type {:?}{} is not a loaded connector (loaded: {})",
-                input.connector,
-                input.version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default(),
-                loaded.join(", ")
-            ))
-        })?;
+        let plugin = self
+            .plugins
+            .resolve(&input.connector, input.version.as_deref())
+            .ok_or_else(|| {
+                let loaded: Vec<String> = self.plugins.list().iter().map(|p| p.label()).collect();
+                SystemError::Invalid(format!(
+                    "type {:?}{} is not a loaded connector (loaded: {})",
+                    input.connector,
+                    input
+                        .version
+                        .as_deref()
+                        .map(|v| format!(" version {v}"))
+                        .unwrap_or_default(),
+                    loaded.join(", ")
+                ))
+            })?;
         let descriptor = &plugin.descriptor;
         let mut properties = BTreeMap::new();
         let mut secrets = BTreeMap::new();
@@ -262,17 +335,27 @@ impl Systems {
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 Value::Null => continue,
-                _ => return Err(SystemError::Invalid(format!("property {key} must be a string, number or boolean"))),
+                _ => {
+                    return Err(SystemError::Invalid(format!(
+                        "property {key} must be a string, number or boolean"
+                    )));
+                }
             };
             if key.trim().is_empty() {
-                return Err(SystemError::Invalid("property names must not be empty".into()));
+                return Err(SystemError::Invalid(
+                    "property names must not be empty".into(),
+                ));
             }
             if descriptor.is_secret(&key) {
                 // A masked value sent back means "unchanged".
                 let text = if text == MASK {
-                    current.and_then(|c| c.spec.secrets.get(&key).cloned()).ok_or_else(|| {
-                        SystemError::Invalid(format!("property {key} is masked, but no value is stored for it"))
-                    })?
+                    current
+                        .and_then(|c| c.spec.secrets.get(&key).cloned())
+                        .ok_or_else(|| {
+                            SystemError::Invalid(format!(
+                                "property {key} is masked, but no value is stored for it"
+                            ))
+                        })?
                 } else {
                     text
                 };
@@ -281,7 +364,10 @@ impl Systems {
                 properties.insert(key, text);
             }
         }
-        if properties.get("ProxyType").is_some_and(|v| v.eq_ignore_ascii_case("OnPremise")) {
+        if properties
+            .get("ProxyType")
+            .is_some_and(|v| v.eq_ignore_ascii_case("OnPremise"))
+        {
             return Err(SystemError::Invalid(
                 "ProxyType OnPremise needs SAP Cloud Connector, which Provisio cannot reach; use ProxyType Internet with a URL Provisio can reach directly".into(),
             ));
@@ -294,7 +380,10 @@ impl Systems {
             .map(|p| p.name.as_str())
             .collect();
         if !missing.is_empty() {
-            return Err(SystemError::Invalid(format!("missing required properties: {}", missing.join(", "))));
+            return Err(SystemError::Invalid(format!(
+                "missing required properties: {}",
+                missing.join(", ")
+            )));
         }
         let probe = System {
             id: current.map(|c| c.id.clone()).unwrap_or_default(),
@@ -315,13 +404,24 @@ impl Systems {
         // URLs and credentials are checked now, not at the first job.
         self.call_target(&probe, descriptor)?;
         if !input.sources.is_empty() && input.role != Role::Target {
-            return Err(SystemError::Invalid("only target systems have sources".into()));
+            return Err(SystemError::Invalid(
+                "only target systems have sources".into(),
+            ));
         }
         for source in &input.sources {
             match self.store.get_system(source)? {
                 Some(s) if s.spec.role == Role::Source => {}
-                Some(s) => return Err(SystemError::Invalid(format!("{} is a {:?} system, not a source", s.spec.name, s.spec.role))),
-                None => return Err(SystemError::Invalid(format!("source system {source} does not exist"))),
+                Some(s) => {
+                    return Err(SystemError::Invalid(format!(
+                        "{} is a {:?} system, not a source",
+                        s.spec.name, s.spec.role
+                    )));
+                }
+                None => {
+                    return Err(SystemError::Invalid(format!(
+                        "source system {source} does not exist"
+                    )));
+                }
             }
         }
         if let Some(doc) = &input.transformation {
@@ -350,12 +450,18 @@ pub fn validate_transformation(role: Role, doc: &Value) -> Result<(), SystemErro
     match role {
         Role::Proxy => {
             let Some(object) = doc.as_object() else {
-                return Err(SystemError::Invalid("a proxy transformation is an object with \"read\" and/or \"write\"".into()));
+                return Err(SystemError::Invalid(
+                    "a proxy transformation is an object with \"read\" and/or \"write\"".into(),
+                ));
             };
             for (key, part) in object {
                 match key.as_str() {
                     "read" | "write" => check(&format!("{key} "), part)?,
-                    other => return Err(SystemError::Invalid(format!("unknown key {other:?} in a proxy transformation (use read, write)"))),
+                    other => {
+                        return Err(SystemError::Invalid(format!(
+                            "unknown key {other:?} in a proxy transformation (use read, write)"
+                        )));
+                    }
                 }
             }
             Ok(())

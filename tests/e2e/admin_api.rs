@@ -11,20 +11,42 @@ const PLANTED: &str = "planted-secret-8f3a61c2";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_and_permissions() {
     let service = Service::start().await;
-    let anonymous = service.http.get(format!("{}/api/v1/systems", service.url)).send().await.expect("request");
+    let anonymous = service
+        .http
+        .get(format!("{}/api/v1/systems", service.url))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert!(anonymous.headers().contains_key("www-authenticate"));
     let body: serde_json::Value = anonymous.json().await.expect("json error body");
-    assert!(body["message"].as_str().unwrap_or("").contains("authentication required"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("authentication required")
+    );
 
-    let wrong = service.http.get(format!("{}/api/v1/systems", service.url)).basic_auth("admin", Some("nope")).send().await.expect("request");
+    let wrong = service
+        .http
+        .get(format!("{}/api/v1/systems", service.url))
+        .basic_auth("admin", Some("nope"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 
     let (status, created) = service
         .admin(Method::POST, "/api/v1/technical-users", Some(json!({"name": "pusher", "password": "pusher-password", "permissions": ["realtime-api"]})))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let limited = service.http.get(format!("{}/api/v1/systems", service.url)).basic_auth("pusher", Some("pusher-password")).send().await.expect("request");
+    let limited = service
+        .http
+        .get(format!("{}/api/v1/systems", service.url))
+        .basic_auth("pusher", Some("pusher-password"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(limited.status(), StatusCode::FORBIDDEN);
 
     // OAuth2 client credentials: the technical user's name and password as client id and secret.
@@ -40,17 +62,33 @@ async fn authentication_and_permissions() {
         .await
         .expect("json");
     let access = token["access_token"].as_str().expect("access_token");
-    let listed = service.http.get(format!("{}/api/v1/systems", service.url)).bearer_auth(access).send().await.expect("request");
+    let listed = service
+        .http
+        .get(format!("{}/api/v1/systems", service.url))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(listed.status(), StatusCode::OK);
     let refused = service
         .http
         .post(format!("{}/oauth2/token", service.url))
-        .form(&[("grant_type", "client_credentials"), ("client_id", "admin"), ("client_secret", "wrong")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "admin"),
+            ("client_secret", "wrong"),
+        ])
         .send()
         .await
         .expect("token");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    let forged = service.http.get(format!("{}/api/v1/systems", service.url)).bearer_auth("forged").send().await.expect("request");
+    let forged = service
+        .http
+        .get(format!("{}/api/v1/systems", service.url))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -68,24 +106,58 @@ async fn bad_input_gets_clear_errors() {
         .expect("request");
     assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = raw.json().await.expect("json");
-    assert!(body["message"].as_str().unwrap_or("").contains("invalid JSON"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("invalid JSON"),
+        "{body}"
+    );
 
     let cases = [
-        (json!({"name": "x", "type": "nope", "role": "target"}), "not a loaded connector"),
-        (json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "http://h", "ProxyType": "OnPremise"}}), "OnPremise"),
-        (json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "not a url"}}), "URL is not a valid URL"),
-        (json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "http://h", "Authentication": "Kerberos"}}), "Kerberos"),
-        (json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "http://h"}, "sources": ["missing"]}), "does not exist"),
-        (json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "http://h"}, "transformation": {"user": {"mappings": [{"sourcePath": "$.a", "targetPath": "$.b", "bogusKey": 1}]}}}), "bogusKey"),
-        (json!({"name": "x", "type": "scim", "role": "target", "surprise": true}), "surprise"),
+        (
+            json!({"name": "x", "type": "nope", "role": "target"}),
+            "not a loaded connector",
+        ),
+        (
+            json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "http://h", "ProxyType": "OnPremise"}}),
+            "OnPremise",
+        ),
+        (
+            json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "not a url"}}),
+            "URL is not a valid URL",
+        ),
+        (
+            json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "http://h", "Authentication": "Kerberos"}}),
+            "Kerberos",
+        ),
+        (
+            json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "http://h"}, "sources": ["missing"]}),
+            "does not exist",
+        ),
+        (
+            json!({"name": "x", "type": "scim", "role": "target", "properties": {"URL": "http://h"}, "transformation": {"user": {"mappings": [{"sourcePath": "$.a", "targetPath": "$.b", "bogusKey": 1}]}}}),
+            "bogusKey",
+        ),
+        (
+            json!({"name": "x", "type": "scim", "role": "target", "surprise": true}),
+            "surprise",
+        ),
     ];
     for (body, expected) in cases {
-        let (status, answer) = service.admin(Method::POST, "/api/v1/systems", Some(body.clone())).await;
+        let (status, answer) = service
+            .admin(Method::POST, "/api/v1/systems", Some(body.clone()))
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
         let message = answer["message"].as_str().unwrap_or("");
-        assert!(message.contains(expected), "{body}: {message:?} should mention {expected:?}");
+        assert!(
+            message.contains(expected),
+            "{body}: {message:?} should mention {expected:?}"
+        );
     }
-    let (status, _) = service.admin(Method::GET, "/api/v1/systems/does-not-exist", None).await;
+    let (status, _) = service
+        .admin(Method::GET, "/api/v1/systems/does-not-exist", None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -99,7 +171,9 @@ async fn secrets_never_come_back_out() {
             "properties": {"URL": "http://127.0.0.1:1/v2", "Authentication": "BearerToken", "Password": PLANTED}
         }))
         .await;
-    let (_, one) = service.admin(Method::GET, &format!("/api/v1/systems/{id}"), None).await;
+    let (_, one) = service
+        .admin(Method::GET, &format!("/api/v1/systems/{id}"), None)
+        .await;
     let (_, all) = service.admin(Method::GET, "/api/v1/systems", None).await;
     assert_eq!(one["properties"]["Password"], "********");
     for answer in [&one, &all] {
@@ -108,9 +182,14 @@ async fn secrets_never_come_back_out() {
     // Sending the mask back keeps the stored secret.
     let mut replacement = one.clone();
     let keep = json!({"name": "Secret keeper", "type": "scim", "role": "target", "properties": replacement["properties"].take()});
-    let (status, replaced) = service.admin(Method::PUT, &format!("/api/v1/systems/{id}"), Some(keep)).await;
+    let (status, replaced) = service
+        .admin(Method::PUT, &format!("/api/v1/systems/{id}"), Some(keep))
+        .await;
     assert_eq!(status, StatusCode::OK, "{replaced}");
-    assert_eq!(replaced["message"], "System Secret keeper configuration updated.");
+    assert_eq!(
+        replaced["message"],
+        "System Secret keeper configuration updated."
+    );
     let stored = service.state.systems.get(&id).expect("system");
     assert_eq!(stored.spec.secrets["Password"], PLANTED);
     // A failing Test Connection does not echo the secret either.
@@ -120,7 +199,12 @@ async fn secrets_never_come_back_out() {
     for file in ["provisio.db", "provisio.db-wal"] {
         let path = service.data_dir().join(file);
         if let Ok(bytes) = std::fs::read(&path) {
-            assert!(!bytes.windows(PLANTED.len()).any(|w| w == PLANTED.as_bytes()), "{file} holds the secret in clear");
+            assert!(
+                !bytes
+                    .windows(PLANTED.len())
+                    .any(|w| w == PLANTED.as_bytes()),
+                "{file} holds the secret in clear"
+            );
         }
     }
     let logs = support::logs();

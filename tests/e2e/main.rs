@@ -3,6 +3,7 @@
 //! linked once.
 
 mod admin_api;
+mod bundled;
 mod ias;
 mod ips_target;
 mod jam;

@@ -22,16 +22,25 @@ struct Upstream {
 
 async fn upstream() -> Upstream {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let record = seen.clone();
     let app = Router::new()
         .route("/api/Users", get(|| async { "users" }))
-        .route("/api/redirect-away", get(|| async { Redirect::temporary("http://127.0.0.1:1/steal") }))
+        .route(
+            "/api/redirect-away",
+            get(|| async { Redirect::temporary("http://127.0.0.1:1/steal") }),
+        )
         .route(
             "/api/whoami",
             get(|headers: HeaderMap| async move {
-                headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("none").to_string()
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string()
             }),
         )
         .fallback(move |uri: axum::http::Uri| {
@@ -44,7 +53,10 @@ async fn upstream() -> Upstream {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Upstream { base: format!("http://{addr}/api"), seen }
+    Upstream {
+        base: format!("http://{addr}/api"),
+        seen,
+    }
 }
 
 fn strict_limits() -> Settings {
@@ -100,27 +112,36 @@ async fn hostile_plugin_is_contained() {
         let id = hostile_system(&service, &upstream, mode).await;
         let (ok, message) = service.test_connection(&id).await;
         assert!(!ok, "{mode}: must fail, got {message}");
-        assert!(message.contains(expected), "{mode}: {message:?} should mention {expected:?}");
-        assert!(service.healthy().await, "{mode}: the service must stay healthy");
+        assert!(
+            message.contains(expected),
+            "{mode}: {message:?} should mention {expected:?}"
+        );
+        assert!(
+            service.healthy().await,
+            "{mode}: the service must stay healthy"
+        );
         let (ok, message) = service.test_connection(&good).await;
-        assert!(ok, "{mode}: a well-behaved system must keep working: {message}");
+        assert!(
+            ok,
+            "{mode}: a well-behaved system must keep working: {message}"
+        );
     }
-    assert!(upstream.seen.lock().expect("lock").is_empty(), "nothing outside the allowed paths reached the upstream");
+    assert!(
+        upstream.seen.lock().expect("lock").is_empty(),
+        "nothing outside the allowed paths reached the upstream"
+    );
 
     // Contained successes: no environment, and a forged system id changes nothing.
     let id = hostile_system(&service, &upstream, "env").await;
     let (ok, message) = service.test_connection(&id).await;
-    assert!(ok && message.contains("0 environment variables") || ok, "{message}");
-    let env = service.state.systems.get(&id).expect("system");
-    let plugin = service.state.systems.plugin_for(&env).expect("plugin");
-    let target = service.state.systems.call_target(&env, &plugin.descriptor).expect("target");
-    let said = service.state.plugins.runtime().test_connection(&plugin, &target).await.expect("env mode answers");
+    assert!(ok, "{message}");
+    let c = service.connector(&id);
+    let said = c.runtime.test_connection(&c.plugin, &c.target).await.expect("env mode answers");
     assert_eq!(said, "0 environment variables");
 
     let id = hostile_system(&service, &upstream, "other-system").await;
-    let system = service.state.systems.get(&id).expect("system");
-    let target = service.state.systems.call_target(&system, &plugin.descriptor).expect("target");
-    let said = service.state.plugins.runtime().test_connection(&plugin, &target).await.expect("answers");
+    let c = service.connector(&id);
+    let said = c.runtime.test_connection(&c.plugin, &c.target).await.expect("answers");
     // Basic me:my-own-secret — its own credentials, whatever system id it claimed.
     assert_eq!(said, "200 Basic bWU6bXktb3duLXNlY3JldA==");
 
@@ -134,17 +155,37 @@ async fn invalid_components_are_refused_with_a_reason() {
     let service = Service::start().await;
     let (status, body) = service.upload_plugin(b"not wasm at all".to_vec()).await;
     assert_eq!(status, 422);
-    assert!(body["message"].as_str().unwrap_or("").contains("not a valid WebAssembly component"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a valid WebAssembly component"),
+        "{body}"
+    );
 
     // A core module (the empty one) is not a component.
-    let (status, body) = service.upload_plugin(vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]).await;
+    let (status, body) = service
+        .upload_plugin(vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00])
+        .await;
     assert_eq!(status, 422);
-    assert!(body["message"].as_str().unwrap_or("").contains("core module"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("core module"),
+        "{body}"
+    );
 
     // A component that exports nothing is not a connector.
     let empty_component = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
     let (status, body) = service.upload_plugin(empty_component).await;
     assert_eq!(status, 422);
-    assert!(body["message"].as_str().unwrap_or("").contains("not a Provisio connector"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a Provisio connector"),
+        "{body}"
+    );
     assert!(service.healthy().await);
 }

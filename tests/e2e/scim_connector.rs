@@ -23,14 +23,23 @@ async fn test_connection_tells_what_is_wrong() {
     let good = scim_system(&service, "good", &server.base_url, &server.token).await;
     assert_eq!(
         service.test_connection(&good).await,
-        (true, "Connection to the selected target system was established successfully.".to_string())
+        (
+            true,
+            "Connection to the selected target system was established successfully.".to_string()
+        )
     );
     let wrong_token = scim_system(&service, "wrong token", &server.base_url, "not-the-token").await;
     let (ok, message) = service.test_connection(&wrong_token).await;
     assert!(!ok);
     assert!(message.contains("refused the credentials"), "{message}");
     let port = crate::support::free_port();
-    let unreachable = scim_system(&service, "unreachable", &format!("http://127.0.0.1:{port}/v2"), "x").await;
+    let unreachable = scim_system(
+        &service,
+        "unreachable",
+        &format!("http://127.0.0.1:{port}/v2"),
+        "x",
+    )
+    .await;
     let (ok, message) = service.test_connection(&unreachable).await;
     assert!(!ok);
     assert!(message.contains("could not be reached"), "{message}");
@@ -51,26 +60,32 @@ async fn every_operation_against_scim2_server() {
     let service = Service::start().await;
     let server = Scim2Server::start().await;
     let id = scim_system(&service, "scim2-server", &server.base_url, &server.token).await;
-    let system = service.state.systems.get(&id).expect("system");
-    let plugin = service.state.systems.plugin_for(&system).expect("plugin");
-    let target = service.state.systems.call_target(&system, &plugin.descriptor).expect("target");
-    let runtime = service.state.plugins.runtime();
+    let crate::support::Connector { plugin, target, runtime } = service.connector(&id);
 
     // Create 600 users, so that pages of 250 make three pages.
     let mut ids = Vec::new();
     for i in 0..600 {
-        let created = runtime.create(&plugin, &target, EntityKind::User, &user(i)).await.expect("create");
+        let created = runtime
+            .create(&plugin, &target, EntityKind::User, &user(i))
+            .await
+            .expect("create");
         ids.push(created["id"].as_str().expect("id").to_string());
     }
     let mut request = PageRequest::first(EntityKind::User, 250);
     let mut seen = std::collections::BTreeSet::new();
     let mut pages = 0;
     loop {
-        let page = runtime.read(&plugin, &target, &request).await.expect("read");
+        let page = runtime
+            .read(&plugin, &target, &request)
+            .await
+            .expect("read");
         pages += 1;
         assert!(page.entities.len() <= 250);
         for e in &page.entities {
-            assert!(seen.insert(e["id"].as_str().expect("id").to_string()), "an entity came twice");
+            assert!(
+                seen.insert(e["id"].as_str().expect("id").to_string()),
+                "an entity came twice"
+            );
         }
         match page.next_cursor {
             Some(c) => request.cursor = Some(c),
@@ -82,31 +97,58 @@ async fn every_operation_against_scim2_server() {
     assert_eq!(pages, 3);
 
     // Get, replace, patch, delete.
-    let first = runtime.get(&plugin, &target, EntityKind::User, &ids[0]).await.expect("get");
+    let first = runtime
+        .get(&plugin, &target, EntityKind::User, &ids[0])
+        .await
+        .expect("get");
     assert_eq!(first["userName"], "user0000");
     let mut changed = first.clone();
     changed["name"]["familyName"] = json!("Replaced");
-    let replaced = runtime.replace(&plugin, &target, EntityKind::User, &ids[0], &changed).await.expect("replace");
+    let replaced = runtime
+        .replace(&plugin, &target, EntityKind::User, &ids[0], &changed)
+        .await
+        .expect("replace");
     assert_eq!(replaced["name"]["familyName"], "Replaced");
     let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "path": "active", "value": false}]});
-    runtime.patch(&plugin, &target, EntityKind::User, &ids[0], &patch).await.expect("patch");
-    let patched = runtime.get(&plugin, &target, EntityKind::User, &ids[0]).await.expect("get");
+    runtime
+        .patch(&plugin, &target, EntityKind::User, &ids[0], &patch)
+        .await
+        .expect("patch");
+    let patched = runtime
+        .get(&plugin, &target, EntityKind::User, &ids[0])
+        .await
+        .expect("get");
     assert_eq!(patched["active"], false);
     assert_eq!(patched["name"]["familyName"], "Replaced");
-    runtime.delete(&plugin, &target, EntityKind::User, &ids[0]).await.expect("delete");
-    match runtime.get(&plugin, &target, EntityKind::User, &ids[0]).await {
+    runtime
+        .delete(&plugin, &target, EntityKind::User, &ids[0])
+        .await
+        .expect("delete");
+    match runtime
+        .get(&plugin, &target, EntityKind::User, &ids[0])
+        .await
+    {
         Err(CallError::Connector(ConnectorError::NotFound { .. })) => {}
         other => panic!("expected not found, got {other:?}"),
     }
     // Deleting what is gone is success (the entity is gone either way).
-    runtime.delete(&plugin, &target, EntityKind::User, &ids[0]).await.expect("second delete");
+    runtime
+        .delete(&plugin, &target, EntityKind::User, &ids[0])
+        .await
+        .expect("second delete");
 
     // Groups with members.
     let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Readers",
         "members": [{"value": ids[1]}, {"value": ids[2]}]});
-    let created = runtime.create(&plugin, &target, EntityKind::Group, &group).await.expect("create group");
+    let created = runtime
+        .create(&plugin, &target, EntityKind::Group, &group)
+        .await
+        .expect("create group");
     let gid = created["id"].as_str().expect("group id");
-    let read = runtime.get(&plugin, &target, EntityKind::Group, gid).await.expect("get group");
+    let read = runtime
+        .get(&plugin, &target, EntityKind::Group, gid)
+        .await
+        .expect("get group");
     assert_eq!(read["members"].as_array().map(Vec::len), Some(2));
 }

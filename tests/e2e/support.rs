@@ -34,17 +34,32 @@ impl Service {
         Self::start_with(Settings::default()).await
     }
 
-    pub async fn start_with(settings: Settings) -> Service {
+    pub async fn start_with(mut settings: Settings) -> Service {
+        // Compile each component once for the whole test run, not once per service.
+        settings.artifact_cache.get_or_insert_with(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifact-cache"));
         let data = tempfile::tempdir().expect("temp dir");
-        let state = provisio::server::boot(data.path(), settings).await.expect("boot");
-        state.store.create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[]).expect("admin");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let state = provisio::server::boot(data.path(), settings)
+            .await
+            .expect("boot");
+        state
+            .store
+            .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .expect("admin");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = provisio::api::router(state.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Service { url: format!("http://{addr}"), state, http: reqwest::Client::new(), _data: data, server }
+        Service {
+            url: format!("http://{addr}"),
+            state,
+            http: reqwest::Client::new(),
+            _data: data,
+            server,
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -52,8 +67,16 @@ impl Service {
     }
 
     /// An admin request; answers status and JSON body (Null when the body is not JSON).
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url)).basic_auth(ADMIN.0, Some(ADMIN.1));
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .basic_auth(ADMIN.0, Some(ADMIN.1));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -77,15 +100,26 @@ impl Service {
     }
 
     pub async fn create_system(&self, body: Value) -> String {
-        let (status, created) = self.admin(reqwest::Method::POST, "/api/v1/systems", Some(body)).await;
+        let (status, created) = self
+            .admin(reqwest::Method::POST, "/api/v1/systems", Some(body))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         created["id"].as_str().expect("id").to_string()
     }
 
     pub async fn test_connection(&self, id: &str) -> (bool, String) {
-        let (status, result) = self.admin(reqwest::Method::POST, &format!("/api/v1/systems/{id}/test-connection"), None).await;
+        let (status, result) = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/systems/{id}/test-connection"),
+                None,
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{result}");
-        (result["ok"].as_bool().expect("ok"), result["message"].as_str().unwrap_or("").to_string())
+        (
+            result["ok"].as_bool().expect("ok"),
+            result["message"].as_str().unwrap_or("").to_string(),
+        )
     }
 
     pub async fn healthy(&self) -> bool {
@@ -100,7 +134,11 @@ pub fn hostile_plugin() -> Vec<u8> {
 
 /// A free local port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// scim2-server, the third-party SCIM 2.0 server, serving in memory under `/v2` with a bearer token.
@@ -121,7 +159,10 @@ fn scim2_server_binary() -> PathBuf {
     if let Ok(p) = std::env::var("SCIM2_SERVER") {
         return PathBuf::from(p);
     }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf();
     workspace.join(".venv-scim/bin/scim2-server")
 }
 
@@ -136,7 +177,14 @@ impl Scim2Server {
         let port = free_port();
         let token = format!("token-{port}");
         let child = Command::new(&binary)
-            .args(["--hostname", "127.0.0.1", "--port", &port.to_string(), "--bearer-token", &token])
+            .args([
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--bearer-token",
+                &token,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -144,10 +192,17 @@ impl Scim2Server {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let started = Instant::now();
         while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "scim2-server did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "scim2-server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Scim2Server { base_url: format!("http://127.0.0.1:{port}/v2"), token, child }
+        Scim2Server {
+            base_url: format!("http://127.0.0.1:{port}/v2"),
+            token,
+            child,
+        }
     }
 }
 
@@ -157,7 +212,9 @@ struct LogSink;
 
 impl std::io::Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        LOGS.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -169,7 +226,10 @@ impl std::io::Write for LogSink {
 pub fn capture_logs() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(|| LogSink).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| LogSink)
+            .try_init();
     });
 }
 
@@ -190,7 +250,15 @@ impl Service {
     pub fn connector(&self, id: &str) -> Connector {
         let system = self.state.systems.get(id).expect("system");
         let plugin = self.state.systems.plugin_for(&system).expect("plugin");
-        let target = self.state.systems.call_target(&system, &plugin.descriptor).expect("target");
-        Connector { plugin, target, runtime: self.state.plugins.runtime().clone() }
+        let target = self
+            .state
+            .systems
+            .call_target(&system, &plugin.descriptor)
+            .expect("target");
+        Connector {
+            plugin,
+            target,
+            runtime: self.state.plugins.runtime().clone(),
+        }
     }
 }

@@ -39,7 +39,10 @@ impl TokenIssuer {
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         tokens.retain(|_, (_, expires)| *expires > now);
-        tokens.insert(Sha256::digest(token.as_bytes()).into(), (principal, now + TOKEN_LIFETIME));
+        tokens.insert(
+            Sha256::digest(token.as_bytes()).into(),
+            (principal, now + TOKEN_LIFETIME),
+        );
         token
     }
 
@@ -47,7 +50,10 @@ impl TokenIssuer {
     pub fn lookup(&self, token: &str) -> Option<Principal> {
         let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        tokens.get(&key).filter(|(_, expires)| *expires > Instant::now()).map(|(p, _)| p.clone())
+        tokens
+            .get(&key)
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(p, _)| p.clone())
     }
 }
 
@@ -71,14 +77,22 @@ impl AuthFailure {
 }
 
 fn decode_basic(value: &str) -> Option<(String, String)> {
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
 }
 
-async fn verify(state: &AppState, user: String, password: String) -> Result<Principal, AuthFailure> {
+async fn verify(
+    state: &AppState,
+    user: String,
+    password: String,
+) -> Result<Principal, AuthFailure> {
     let store = state.store.clone();
     // Argon2 is slow on purpose; keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || store.verify_password(&user, &password))
@@ -100,11 +114,21 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Err(AuthFailure::Missing);
     };
-    let value = value.to_str().map_err(|_| AuthFailure::Invalid("malformed Authorization header".into()))?;
-    if let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
-        return state.tokens.lookup(token.trim()).ok_or_else(|| AuthFailure::Invalid("invalid or expired bearer token".into()));
+    let value = value
+        .to_str()
+        .map_err(|_| AuthFailure::Invalid("malformed Authorization header".into()))?;
+    if let Some(token) = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+    {
+        return state
+            .tokens
+            .lookup(token.trim())
+            .ok_or_else(|| AuthFailure::Invalid("invalid or expired bearer token".into()));
     }
-    let (user, password) = decode_basic(value).ok_or_else(|| AuthFailure::Invalid("unsupported or malformed Authorization header".into()))?;
+    let (user, password) = decode_basic(value).ok_or_else(|| {
+        AuthFailure::Invalid("unsupported or malformed Authorization header".into())
+    })?;
     verify(state, user, password).await
 }
 
@@ -120,7 +144,10 @@ impl Caller {
             Err(ApiError::forbidden(format!(
                 "{} lacks the permission {}",
                 self.0.name,
-                serde_json::to_value(permission).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+                serde_json::to_value(permission)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
             )))
         }
     }
@@ -129,8 +156,14 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        authenticate(state, &parts.headers).await.map(Caller).map_err(|f| ApiError::unauthorized(f.message()))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(state, &parts.headers)
+            .await
+            .map(Caller)
+            .map_err(|f| ApiError::unauthorized(f.message()))
     }
 }
 
@@ -143,30 +176,54 @@ pub struct TokenRequest {
 }
 
 fn oauth_error(status: axum::http::StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({ "error": error, "error_description": description }))).into_response()
+    (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
 }
 
 /// `POST /oauth2/token`: client credentials → a bearer token.
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>) -> Response {
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
+) -> Response {
     use axum::http::StatusCode;
     let Ok(Form(form)) = form else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form body with grant_type=client_credentials");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send a form body with grant_type=client_credentials",
+        );
     };
     if form.grant_type.as_deref() != Some("client_credentials") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only grant_type=client_credentials is supported");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=client_credentials is supported",
+        );
     }
     let from_header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(decode_basic);
     let Some((id, secret)) = from_header.or(form.client_id.zip(form.client_secret)) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication is required",
+        );
     };
     match verify(&state, id, secret).await {
         Ok(principal) => {
             let token = state.tokens.issue(principal);
             Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME.as_secs() })).into_response()
         }
-        Err(_) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials"),
+        Err(_) => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Bad credentials",
+        ),
     }
 }

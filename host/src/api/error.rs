@@ -20,7 +20,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status and a message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 400.
@@ -46,18 +49,26 @@ impl ApiError {
     /// 500; the detail goes to the log, not to the caller.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the service log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the service log",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let reason = self.status.canonical_reason().unwrap_or("Error");
-        let mut response = (self.status, Json(json!({ "error": reason, "message": self.message }))).into_response();
+        let mut response = (
+            self.status,
+            Json(json!({ "error": reason, "message": self.message })),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"provisio\", Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"provisio\", Bearer"),
+            );
         }
         response
     }

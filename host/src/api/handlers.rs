@@ -22,7 +22,14 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn metrics() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -41,14 +48,23 @@ pub async fn create_technical_user(
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ManageSystems)?;
     if input.name.trim().is_empty() || input.name.contains(':') {
-        return Err(ApiError::bad_request("name must be non-empty and contain no ':'"));
+        return Err(ApiError::bad_request(
+            "name must be non-empty and contain no ':'",
+        ));
     }
     if input.password.len() < 8 {
-        return Err(ApiError::bad_request("password must be at least 8 characters"));
+        return Err(ApiError::bad_request(
+            "password must be at least 8 characters",
+        ));
     }
     let store = state.store.clone();
     let principal = tokio::task::spawn_blocking(move || {
-        store.create_principal(input.name.trim(), &input.password, PrincipalKind::Technical, &input.permissions)
+        store.create_principal(
+            input.name.trim(),
+            &input.password,
+            PrincipalKind::Technical,
+            &input.permissions,
+        )
     })
     .await
     .map_err(ApiError::internal)??;
@@ -56,12 +72,19 @@ pub async fn create_technical_user(
         .into_response())
 }
 
-pub async fn list_technical_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list_technical_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManageSystems)?;
     Ok(Json(json!(state.store.list_principals()?)))
 }
 
-pub async fn delete_technical_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_technical_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     caller.require(Permission::ManageSystems)?;
     if id == caller.0.id {
         return Err(ApiError::bad_request("you cannot delete yourself"));
@@ -88,17 +111,33 @@ fn plugin_json(p: &crate::runtime::LoadedPlugin) -> Value {
 }
 
 pub async fn list_connectors(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(state.plugins.list().iter().map(|p| plugin_json(p)).collect()))
+    Json(Value::Array(
+        state
+            .plugins
+            .list()
+            .iter()
+            .map(|p| plugin_json(p))
+            .collect(),
+    ))
 }
 
-pub async fn upload_plugin(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn upload_plugin(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     caller.require(Permission::ManagePlugins)?;
     if body.is_empty() {
-        return Err(ApiError::bad_request("send the component (.wasm) as the request body"));
+        return Err(ApiError::bad_request(
+            "send the component (.wasm) as the request body",
+        ));
     }
     match state.plugins.add(&state.store, body.to_vec(), false).await {
         Ok(p) => Ok((StatusCode::CREATED, Json(plugin_json(&p))).into_response()),
-        Err(PluginError::Load(e)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+        Err(PluginError::Load(e)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
         Err(PluginError::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, m)),
         Err(PluginError::Storage(m)) => Err(ApiError::internal(m)),
     }
@@ -108,25 +147,42 @@ fn saved(system: &crate::store::systems::System, status: StatusCode) -> Response
     let mut body = serde_json::to_value(SystemView::from(system)).unwrap_or(Value::Null);
     if let Some(object) = body.as_object_mut() {
         // The words SAP admins know from the console.
-        object.insert("message".into(), json!(format!("System {} configuration updated.", system.spec.name)));
+        object.insert(
+            "message".into(),
+            json!(format!(
+                "System {} configuration updated.",
+                system.spec.name
+            )),
+        );
     }
     (status, Json(body)).into_response()
 }
 
-pub async fn create_system(State(state): State<AppState>, caller: Caller, JsonBody(input): JsonBody<SystemInput>) -> Result<Response, ApiError> {
+pub async fn create_system(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(input): JsonBody<SystemInput>,
+) -> Result<Response, ApiError> {
     caller.require(Permission::ManageSystems)?;
     let system = state.systems.create(input)?;
     tracing::info!(system = %system.id, name = %system.spec.name, by = %caller.0.name, "system created");
     Ok(saved(&system, StatusCode::CREATED))
 }
 
-pub async fn list_systems(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list_systems(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManageSystems)?;
     let views: Vec<SystemView> = state.systems.list()?.iter().map(SystemView::from).collect();
     Ok(Json(json!(views)))
 }
 
-pub async fn get_system(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<SystemView>, ApiError> {
+pub async fn get_system(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SystemView>, ApiError> {
     caller.require(Permission::ManageSystems)?;
     Ok(Json(SystemView::from(&state.systems.get(&id)?)))
 }
@@ -143,14 +199,22 @@ pub async fn replace_system(
     Ok(saved(&system, StatusCode::OK))
 }
 
-pub async fn delete_system(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_system(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     caller.require(Permission::ManageSystems)?;
     state.systems.delete(&id)?;
     tracing::info!(system = %id, by = %caller.0.name, "system deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn test_connection(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn test_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManageSystems)?;
     let check = state.systems.test_connection(&id).await?;
     Ok(Json(json!(check)))
@@ -175,7 +239,10 @@ fn default_entity_type() -> String {
     "user".into()
 }
 
-pub async fn test_transformation(caller: Caller, JsonBody(input): JsonBody<TransformationTest>) -> Result<Response, ApiError> {
+pub async fn test_transformation(
+    caller: Caller,
+    JsonBody(input): JsonBody<TransformationTest>,
+) -> Result<Response, ApiError> {
     caller.require(Permission::ManageSystems)?;
     let run = crate::transform_test::TransformTest {
         transformation: input.transformation,

@@ -35,7 +35,12 @@ impl AppState {
     /// Wires the state from a store and a plugin registry.
     pub fn new(store: Store, plugins: Arc<Plugins>) -> Self {
         let systems = Systems::new(store.clone(), plugins.clone());
-        AppState { store, plugins, systems, tokens: Arc::new(auth::TokenIssuer::default()) }
+        AppState {
+            store,
+            plugins,
+            systems,
+            tokens: Arc::new(auth::TokenIssuer::default()),
+        }
     }
 }
 
@@ -46,12 +51,24 @@ pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
 pub fn router(state: AppState) -> Router {
     use handlers::*;
     let api = Router::new()
-        .route("/technical-users", post(create_technical_user).get(list_technical_users))
-        .route("/technical-users/{id}", axum::routing::delete(delete_technical_user))
+        .route(
+            "/technical-users",
+            post(create_technical_user).get(list_technical_users),
+        )
+        .route(
+            "/technical-users/{id}",
+            axum::routing::delete(delete_technical_user),
+        )
         .route("/connectors", get(list_connectors))
-        .route("/plugins", post(upload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)))
+        .route(
+            "/plugins",
+            post(upload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+        )
         .route("/systems", post(create_system).get(list_systems))
-        .route("/systems/{id}", get(get_system).put(replace_system).delete(delete_system))
+        .route(
+            "/systems/{id}",
+            get(get_system).put(replace_system).delete(delete_system),
+        )
         .route("/systems/{id}/test-connection", post(test_connection))
         .route("/transformations/test", post(test_transformation));
     Router::new()
@@ -70,7 +87,11 @@ pub fn router(state: AppState) -> Router {
 /// Counts every request by its route template (never by raw path, which carries ids).
 async fn observe(request: Request, next: Next) -> Response {
     let method = request.method().to_string();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let response = next.run(request).await;
     crate::metrics::http_request(&method, &route, response.status().as_u16());
     response

@@ -50,7 +50,11 @@ impl std::fmt::Debug for Credentials {
             Credentials::None => f.write_str("None"),
             Credentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
             Credentials::Bearer { .. } => f.write_str("Bearer(***)"),
-            Credentials::OAuth2 { token_url, client_id, .. } => write!(f, "OAuth2({token_url}, {client_id}, ***)"),
+            Credentials::OAuth2 {
+                token_url,
+                client_id,
+                ..
+            } => write!(f, "OAuth2({token_url}, {client_id}, ***)"),
         }
     }
 }
@@ -60,7 +64,12 @@ impl Credentials {
     /// As in SAP Identity Provisioning, a set `OAuth2TokenServiceURL` means client credentials, whatever
     /// `Authentication` says.
     pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self, String> {
-        let get = |name: &str| properties.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            properties
+                .get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        };
         let user = get("User").unwrap_or_default().to_string();
         let password = get("Password").unwrap_or_default().to_string();
         if let Some(token_url) = get("OAuth2TokenServiceURL") {
@@ -69,7 +78,11 @@ impl Credentials {
             if user.is_empty() || password.is_empty() {
                 return Err("OAuth2TokenServiceURL is set, so User (client id) and Password (client secret) are required".into());
             }
-            return Ok(Credentials::OAuth2 { token_url, client_id: user, client_secret: password });
+            return Ok(Credentials::OAuth2 {
+                token_url,
+                client_id: user,
+                client_secret: password,
+            });
         }
         match get("Authentication") {
             Some("NoAuthentication") => Ok(Credentials::None),
@@ -158,7 +171,8 @@ async fn fetch_token(
     client_id: &str,
     client_secret: &str,
 ) -> Result<CachedToken, HttpError> {
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
     let response = client
         .post(token_url.clone())
         .header("authorization", format!("Basic {basic}"))
@@ -190,7 +204,9 @@ async fn fetch_token(
     let value = json
         .get("access_token")
         .and_then(|v| v.as_str())
-        .ok_or_else(|| HttpError::AuthFailed("the token endpoint answered without an access_token".into()))?
+        .ok_or_else(|| {
+            HttpError::AuthFailed("the token endpoint answered without an access_token".into())
+        })?
         .to_string();
     let expires_in = match json.get("expires_in") {
         Some(serde_json::Value::Number(n)) => n.as_u64(),
@@ -200,7 +216,10 @@ async fn fetch_token(
     .unwrap_or(300);
     // Refresh a little before expiry: a tenth of the lifetime, at most a minute.
     let margin = (expires_in / 10).min(60);
-    Ok(CachedToken { value, refresh_at: Instant::now() + Duration::from_secs(expires_in.saturating_sub(margin)) })
+    Ok(CachedToken {
+        value,
+        refresh_at: Instant::now() + Duration::from_secs(expires_in.saturating_sub(margin)),
+    })
 }
 
 #[cfg(test)]
@@ -208,7 +227,10 @@ mod tests {
     use super::*;
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -226,14 +248,23 @@ mod tests {
 
     #[test]
     fn explains_missing_or_unknown_settings() {
-        let e = Credentials::from_properties(&props(&[("Authentication", "Kerberos")])).unwrap_err();
+        let e =
+            Credentials::from_properties(&props(&[("Authentication", "Kerberos")])).unwrap_err();
         assert!(e.contains("Kerberos"), "{e}");
-        let e = Credentials::from_properties(&props(&[("Authentication", "BearerToken")])).unwrap_err();
+        let e =
+            Credentials::from_properties(&props(&[("Authentication", "BearerToken")])).unwrap_err();
         assert!(e.contains("Password"), "{e}");
-        let e = Credentials::from_properties(&props(&[("OAuth2TokenServiceURL", "not a url"), ("User", "u"), ("Password", "p")]))
-            .unwrap_err();
+        let e = Credentials::from_properties(&props(&[
+            ("OAuth2TokenServiceURL", "not a url"),
+            ("User", "u"),
+            ("Password", "p"),
+        ]))
+        .unwrap_err();
         assert!(e.contains("OAuth2TokenServiceURL"), "{e}");
-        assert!(matches!(Credentials::from_properties(&props(&[])), Ok(Credentials::None)));
+        assert!(matches!(
+            Credentials::from_properties(&props(&[])),
+            Ok(Credentials::None)
+        ));
         assert!(matches!(
             Credentials::from_properties(&props(&[("User", "u"), ("Password", "p")])),
             Ok(Credentials::Basic { .. })

@@ -139,7 +139,12 @@ impl Outbound {
             .user_agent(concat!("provisio/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Outbound { client, tokens: auth::TokenCache::default(), limiters: Mutex::new(HashMap::new()), limits })
+        Ok(Outbound {
+            client,
+            tokens: auth::TokenCache::default(),
+            limiters: Mutex::new(HashMap::new()),
+            limits,
+        })
     }
 
     fn limiter(&self, endpoint: &SystemEndpoint) -> Option<Arc<RateLimiter>> {
@@ -155,14 +160,24 @@ impl Outbound {
     }
 
     /// Sends a connector's request for `endpoint`'s system.
-    pub async fn send(&self, endpoint: &SystemEndpoint, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    pub async fn send(
+        &self,
+        endpoint: &SystemEndpoint,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HttpError> {
         let base = match request.upstream.as_str() {
-            "api" => endpoint.api.as_ref().ok_or_else(|| HttpError::Denied("the system has no URL property".into()))?,
-            "token" => endpoint
-                .token
+            "api" => endpoint
+                .api
                 .as_ref()
-                .ok_or_else(|| HttpError::Denied("the system has no OAuth2TokenServiceURL property".into()))?,
-            other => return Err(HttpError::Denied(format!("unknown upstream {other:?}; use \"api\" or \"token\""))),
+                .ok_or_else(|| HttpError::Denied("the system has no URL property".into()))?,
+            "token" => endpoint.token.as_ref().ok_or_else(|| {
+                HttpError::Denied("the system has no OAuth2TokenServiceURL property".into())
+            })?,
+            other => {
+                return Err(HttpError::Denied(format!(
+                    "unknown upstream {other:?}; use \"api\" or \"token\""
+                )));
+            }
         };
         let url = path::join(base, &request.path).map_err(HttpError::Denied)?;
         let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
@@ -171,8 +186,10 @@ impl Outbound {
         for (name, value) in &request.headers {
             let lower = name.to_ascii_lowercase();
             // The host owns these: credentials, routing and framing.
-            if matches!(lower.as_str(), "authorization" | "host" | "content-length" | "transfer-encoding" | "connection")
-                || lower.starts_with("proxy-")
+            if matches!(
+                lower.as_str(),
+                "authorization" | "host" | "content-length" | "transfer-encoding" | "connection"
+            ) || lower.starts_with("proxy-")
             {
                 continue;
             }
@@ -183,14 +200,40 @@ impl Outbound {
             headers.append(name, value);
         }
         let authenticate = request.upstream == "api";
-        let response = self.send_authenticated(endpoint, base, url.clone(), &method, &headers, &request.body, authenticate).await?;
+        let response = self
+            .send_authenticated(
+                endpoint,
+                base,
+                url.clone(),
+                &method,
+                &headers,
+                &request.body,
+                authenticate,
+            )
+            .await?;
         // A cached OAuth token may have been revoked: fetch a new one and try once more.
         if response.status == 401
             && authenticate
-            && let Credentials::OAuth2 { token_url, client_id, client_secret } = &endpoint.credentials
+            && let Credentials::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+            } = &endpoint.credentials
         {
-            self.tokens.invalidate(token_url, client_id, client_secret).await;
-            return self.send_authenticated(endpoint, base, url, &method, &headers, &request.body, authenticate).await;
+            self.tokens
+                .invalidate(token_url, client_id, client_secret)
+                .await;
+            return self
+                .send_authenticated(
+                    endpoint,
+                    base,
+                    url,
+                    &method,
+                    &headers,
+                    &request.body,
+                    authenticate,
+                )
+                .await;
         }
         Ok(response)
     }
@@ -206,14 +249,21 @@ impl Outbound {
         body: &Option<Vec<u8>>,
         authenticate: bool,
     ) -> Result<HttpResponse, HttpError> {
-        let authorization = if authenticate { self.authorization(&endpoint.credentials).await? } else { None };
+        let authorization = if authenticate {
+            self.authorization(&endpoint.credentials).await?
+        } else {
+            None
+        };
         let mut method = method.clone();
         let mut body = body.clone();
         for _ in 0..=self.limits.max_redirects {
             if let Some(limiter) = self.limiter(endpoint) {
                 limiter.acquire().await;
             }
-            let mut builder = self.client.request(method.clone(), url.clone()).headers(headers.clone());
+            let mut builder = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
             if let Some(auth) = &authorization {
                 builder = builder.header("authorization", auth);
             }
@@ -225,9 +275,14 @@ impl Outbound {
             if status.is_redirection()
                 && let Some(location) = response.headers().get("location")
             {
-                let location = location.to_str().map_err(|_| HttpError::Denied("redirect with an invalid Location".into()))?;
-                let next = url.join(location).map_err(|_| HttpError::Denied("redirect with an invalid Location".into()))?;
-                path::ensure_within(base, &next).map_err(|why| HttpError::Denied(format!("redirect refused: {why}")))?;
+                let location = location
+                    .to_str()
+                    .map_err(|_| HttpError::Denied("redirect with an invalid Location".into()))?;
+                let next = url
+                    .join(location)
+                    .map_err(|_| HttpError::Denied("redirect with an invalid Location".into()))?;
+                path::ensure_within(base, &next)
+                    .map_err(|why| HttpError::Denied(format!("redirect refused: {why}")))?;
                 if matches!(status.as_u16(), 301..=303) && method != reqwest::Method::HEAD {
                     method = reqwest::Method::GET;
                     body = None;
@@ -237,43 +292,73 @@ impl Outbound {
             }
             return self.read_response(response, &url).await;
         }
-        Err(HttpError::Denied(format!("more than {} redirects", self.limits.max_redirects)))
+        Err(HttpError::Denied(format!(
+            "more than {} redirects",
+            self.limits.max_redirects
+        )))
     }
 
     async fn authorization(&self, credentials: &Credentials) -> Result<Option<String>, HttpError> {
         use base64::Engine as _;
         Ok(match credentials {
             Credentials::None => None,
-            Credentials::Basic { user, password } => {
-                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
-            }
+            Credentials::Basic { user, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
             Credentials::Bearer { token } => Some(format!("Bearer {token}")),
-            Credentials::OAuth2 { token_url, client_id, client_secret } => {
-                let token = self.tokens.token(&self.client, token_url, client_id, client_secret).await?;
+            Credentials::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+            } => {
+                let token = self
+                    .tokens
+                    .token(&self.client, token_url, client_id, client_secret)
+                    .await?;
                 Some(format!("Bearer {token}"))
             }
         })
     }
 
-    async fn read_response(&self, mut response: reqwest::Response, url: &Url) -> Result<HttpResponse, HttpError> {
+    async fn read_response(
+        &self,
+        mut response: reqwest::Response,
+        url: &Url,
+    ) -> Result<HttpResponse, HttpError> {
         let max = self.limits.max_response_bytes;
-        if response.content_length().is_some_and(|len| len as usize > max) {
-            return Err(HttpError::TooLarge(format!("the response announced more than {max} bytes")));
+        if response
+            .content_length()
+            .is_some_and(|len| len as usize > max)
+        {
+            return Err(HttpError::TooLarge(format!(
+                "the response announced more than {max} bytes"
+            )));
         }
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_string(), v.to_string()))
+            })
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, url))? {
             if body.len() + chunk.len() > max {
-                return Err(HttpError::TooLarge(format!("the response body exceeded {max} bytes")));
+                return Err(HttpError::TooLarge(format!(
+                    "the response body exceeded {max} bytes"
+                )));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -282,6 +367,9 @@ fn classify(e: &reqwest::Error, url: &Url) -> HttpError {
     if e.is_timeout() {
         HttpError::Timeout(format!("{origin} did not answer in time"))
     } else {
-        HttpError::Unreachable(format!("{origin} could not be reached ({})", describe_reqwest_error(e)))
+        HttpError::Unreachable(format!(
+            "{origin} could not be reached ({})",
+            describe_reqwest_error(e)
+        ))
     }
 }

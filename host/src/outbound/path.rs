@@ -9,8 +9,13 @@ use url::Url;
 
 /// Joins `relative` (a path with an optional query) to `base`, or says why it may not be sent.
 pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
-    if relative.chars().any(|c| c.is_control() || c == '\\' || c == ' ') {
-        return Err(format!("path {relative:?} contains a control character, a space or a backslash"));
+    if relative
+        .chars()
+        .any(|c| c.is_control() || c == '\\' || c == ' ')
+    {
+        return Err(format!(
+            "path {relative:?} contains a control character, a space or a backslash"
+        ));
     }
     if relative.starts_with("//") {
         return Err(format!("path {relative:?} names another host"));
@@ -24,22 +29,36 @@ pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
         return Err(format!("path {relative:?} contains a fragment"));
     }
     // A scheme (`http:`, `file:`) before the first slash makes the path absolute.
-    if path.split('/').next().is_some_and(|first| first.contains(':')) {
-        return Err(format!("path {relative:?} is an absolute URL; connectors send relative paths only"));
+    if path
+        .split('/')
+        .next()
+        .is_some_and(|first| first.contains(':'))
+    {
+        return Err(format!(
+            "path {relative:?} is an absolute URL; connectors send relative paths only"
+        ));
     }
     for segment in path.split('/') {
         let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
         if decoded == "." || decoded == ".." {
-            return Err(format!("path {relative:?} leaves the upstream with a dot segment"));
+            return Err(format!(
+                "path {relative:?} leaves the upstream with a dot segment"
+            ));
         }
         if decoded.contains('/') || decoded.contains('\\') || decoded.contains('\0') {
-            return Err(format!("path {relative:?} hides a separator in an encoded segment"));
+            return Err(format!(
+                "path {relative:?} hides a separator in an encoded segment"
+            ));
         }
     }
     let mut joined = base.clone();
     {
         let base_path = base.path().trim_end_matches('/');
-        let full = if path.is_empty() { format!("{base_path}/") } else { format!("{base_path}/{path}") };
+        let full = if path.is_empty() {
+            format!("{base_path}/")
+        } else {
+            format!("{base_path}/{path}")
+        };
         joined.set_path(&full);
     }
     joined.set_query(query);
@@ -53,7 +72,11 @@ pub fn ensure_within(base: &Url, url: &Url) -> Result<(), String> {
         || url.host_str() != base.host_str()
         || url.port_or_known_default() != base.port_or_known_default()
     {
-        return Err(format!("{} is outside the configured upstream {}", redact(url), origin(base)));
+        return Err(format!(
+            "{} is outside the configured upstream {}",
+            redact(url),
+            origin(base)
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("URLs with credentials in them are refused".to_string());
@@ -61,7 +84,10 @@ pub fn ensure_within(base: &Url, url: &Url) -> Result<(), String> {
     let base_path = base.path().trim_end_matches('/');
     let path = url.path();
     if !(path == base_path || path.starts_with(&format!("{base_path}/"))) {
-        return Err(format!("{} is outside the configured base path {base_path:?}", redact(url)));
+        return Err(format!(
+            "{} is outside the configured base path {base_path:?}",
+            redact(url)
+        ));
     }
     Ok(())
 }
@@ -86,7 +112,10 @@ mod tests {
     #[test]
     fn joins_relative_paths_and_queries() {
         let u = join(&base(), "Users?startIndex=1&count=2").expect("allowed");
-        assert_eq!(u.as_str(), "https://api.example.com/scim/v2/Users?startIndex=1&count=2");
+        assert_eq!(
+            u.as_str(),
+            "https://api.example.com/scim/v2/Users?startIndex=1&count=2"
+        );
         let u = join(&base(), "/Users/abc").expect("leading slash is relative to the base");
         assert_eq!(u.as_str(), "https://api.example.com/scim/v2/Users/abc");
         let u = join(&base(), "").expect("the base itself");
@@ -118,7 +147,13 @@ mod tests {
     #[test]
     fn redirects_must_stay_on_the_upstream() {
         let b = base();
-        assert!(ensure_within(&b, &Url::parse("https://api.example.com/scim/v2/Users/1").unwrap()).is_ok());
+        assert!(
+            ensure_within(
+                &b,
+                &Url::parse("https://api.example.com/scim/v2/Users/1").unwrap()
+            )
+            .is_ok()
+        );
         for bad in [
             "https://evil.example/scim/v2/Users",
             "http://api.example.com/scim/v2/Users",
@@ -127,7 +162,10 @@ mod tests {
             "https://api.example.com/scim/v2x",
             "https://user:pw@api.example.com/scim/v2/Users",
         ] {
-            assert!(ensure_within(&b, &Url::parse(bad).unwrap()).is_err(), "{bad} must be refused");
+            assert!(
+                ensure_within(&b, &Url::parse(bad).unwrap()).is_err(),
+                "{bad} must be refused"
+            );
         }
     }
 }

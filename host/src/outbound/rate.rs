@@ -16,7 +16,11 @@ impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
         let per_second = per_second.max(0.001);
         let burst = per_second.max(1.0);
-        RateLimiter { per_second, burst, state: Mutex::new((burst, Instant::now())) }
+        RateLimiter {
+            per_second,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
     }
 
     /// The configured rate.
@@ -29,7 +33,8 @@ impl RateLimiter {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let (tokens, last) = *state;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
+        let tokens =
+            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
         if tokens >= 1.0 {
             *state = (tokens - 1.0, now);
             None
@@ -60,6 +65,9 @@ mod tests {
         }
         // 4 from the full bucket, 8 more at 4/s: about 2 s.
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2200), "{elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2200),
+            "{elapsed:?}"
+        );
     }
 }

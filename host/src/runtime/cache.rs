@@ -22,7 +22,10 @@ impl ArtifactCache {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
-        ArtifactCache { dir, engine_tag: format!("{:016x}", hasher.finish()) }
+        ArtifactCache {
+            dir,
+            engine_tag: format!("{:016x}", hasher.finish()),
+        }
     }
 
     fn file_name(&self, digest: &str) -> String {
@@ -48,11 +51,15 @@ impl ArtifactCache {
     /// Stores a compiled component; failures only cost a recompilation later.
     pub fn store(&self, digest: &str, component: &Component) {
         let Some(dir) = self.dir.as_ref() else { return };
-        let result = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
-            let tmp = format!("{}.tmp", self.file_name(digest));
-            dir.write(&tmp, bytes).map_err(|e| e.to_string())?;
-            dir.rename(&tmp, dir, self.file_name(digest)).map_err(|e| e.to_string())
-        });
+        let result = component
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                let tmp = format!("{}.tmp", self.file_name(digest));
+                dir.write(&tmp, bytes).map_err(|e| e.to_string())?;
+                dir.rename(&tmp, dir, self.file_name(digest))
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = result {
             tracing::warn!(digest, error = %e, "cannot cache the precompiled artifact");
         }

@@ -68,7 +68,9 @@ pub enum LoadError {
     #[error("not a Provisio connector: {0}")]
     NotAConnector(String),
     /// Built against a contract version this host does not serve.
-    #[error("the component was built for connector contract {found}; this host supports {supported}")]
+    #[error(
+        "the component was built for connector contract {found}; this host supports {supported}"
+    )]
     UnsupportedContract {
         /// The version the component exports.
         found: String,
@@ -106,7 +108,9 @@ pub enum CallError {
         limit: Duration,
     },
     /// The guest tried to grow its memory past the cap.
-    #[error("plugin {plugin} exceeded its memory limit of {limit} bytes (it asked for {requested}) and was stopped")]
+    #[error(
+        "plugin {plugin} exceeded its memory limit of {limit} bytes (it asked for {requested}) and was stopped"
+    )]
     MemoryLimit {
         /// `name@version`.
         plugin: String,
@@ -230,11 +234,16 @@ const MAX_CONCURRENT_CALLS: u32 = 256;
 impl Runtime {
     /// Creates the engine (pooling where possible), links the allowed imports and starts the epoch ticker.
     /// `cache_dir` holds precompiled artifacts.
-    pub fn new(limits: CallLimits, outbound: Arc<Outbound>, cache_dir: Option<cap_std::fs::Dir>) -> Result<Self, String> {
+    pub fn new(
+        limits: CallLimits,
+        outbound: Arc<Outbound>,
+        cache_dir: Option<cap_std::fs::Dir>,
+    ) -> Result<Self, String> {
         let (engine, pooling) = engine::build(MAX_CONCURRENT_CALLS, limits.memory_bytes)?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| format!("cannot link WASI: {e}"))?;
-        bindings::v0_1_0::add_to_linker(&mut linker).map_err(|e| format!("cannot link the host interface: {e}"))?;
+        bindings::v0_1_0::add_to_linker(&mut linker)
+            .map_err(|e| format!("cannot link the host interface: {e}"))?;
         engine::start_epoch_ticker(&engine);
         let cache = cache::ArtifactCache::new(&engine, cache_dir);
         Ok(Runtime {
@@ -287,10 +296,14 @@ impl Runtime {
             }
         };
         let contract = self.contract_of(&component)?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::ForbiddenImport(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::ForbiddenImport(format!("{e:#}")))?;
         let bindings = match contract {
             bindings::v0_1_0::VERSION => Bindings::V0_1_0(
-                bindings::v0_1_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
+                bindings::v0_1_0::PluginPre::new(pre)
+                    .map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
             ),
             other => {
                 return Err(LoadError::UnsupportedContract {
@@ -316,7 +329,10 @@ impl Runtime {
             from_cache,
             bindings,
         };
-        let descriptor = self.describe(&plugin).await.map_err(|e| LoadError::Describe(e.to_string()))?;
+        let descriptor = self
+            .describe(&plugin)
+            .await
+            .map_err(|e| LoadError::Describe(e.to_string()))?;
         validate_descriptor(&descriptor).map_err(LoadError::Describe)?;
         plugin.descriptor = descriptor;
         plugin.load_time = started.elapsed();
@@ -326,82 +342,176 @@ impl Runtime {
     /// Reads the contract version from the component's exports.
     fn contract_of(&self, component: &Component) -> Result<&'static str, LoadError> {
         let ty = component.component_type();
-        let exported: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let exported: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let connector = exported
             .iter()
-            .find_map(|name| name.strip_prefix(bindings::CONNECTOR_INTERFACE).map(|rest| rest.trim_start_matches('@')))
+            .find_map(|name| {
+                name.strip_prefix(bindings::CONNECTOR_INTERFACE)
+                    .map(|rest| rest.trim_start_matches('@'))
+            })
             .ok_or_else(|| {
                 LoadError::NotAConnector(format!(
                     "it does not export {} (it exports: {})",
                     bindings::CONNECTOR_INTERFACE,
-                    if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") }
+                    if exported.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        exported.join(", ")
+                    }
                 ))
             })?;
-        bindings::SUPPORTED.iter().copied().find(|v| *v == connector).ok_or_else(|| LoadError::UnsupportedContract {
-            found: if connector.is_empty() { "(unversioned)".into() } else { connector.to_string() },
-            supported: bindings::SUPPORTED.join(", "),
-        })
+        bindings::SUPPORTED
+            .iter()
+            .copied()
+            .find(|v| *v == connector)
+            .ok_or_else(|| LoadError::UnsupportedContract {
+                found: if connector.is_empty() {
+                    "(unversioned)".into()
+                } else {
+                    connector.to_string()
+                },
+                supported: bindings::SUPPORTED.join(", "),
+            })
     }
 
     /// `describe()`, in a store without a system.
     pub async fn describe(&self, plugin: &LoadedPlugin) -> Result<Descriptor, CallError> {
-        self.invoke(plugin, None, Request::Describe).await.map(|r| match r {
-            Response::Describe(d) => Ok(d),
-            _ => wrong_response(),
-        })?
+        self.invoke(plugin, None, Request::Describe)
+            .await
+            .map(|r| match r {
+                Response::Describe(d) => Ok(d),
+                _ => wrong_response(),
+            })?
     }
 
     /// `test-connection`.
-    pub async fn test_connection(&self, plugin: &LoadedPlugin, target: &CallTarget) -> Result<String, CallError> {
-        match self.invoke(plugin, Some(target), Request::TestConnection).await? {
+    pub async fn test_connection(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+    ) -> Result<String, CallError> {
+        match self
+            .invoke(plugin, Some(target), Request::TestConnection)
+            .await?
+        {
             Response::Text(r) => r.map_err(CallError::from),
             _ => wrong_response(),
         }
     }
 
     /// `read`: one page.
-    pub async fn read(&self, plugin: &LoadedPlugin, target: &CallTarget, request: &PageRequest) -> Result<Page, CallError> {
-        match self.invoke(plugin, Some(target), Request::Read(request.clone())).await? {
+    pub async fn read(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+        request: &PageRequest,
+    ) -> Result<Page, CallError> {
+        match self
+            .invoke(plugin, Some(target), Request::Read(request.clone()))
+            .await?
+        {
             Response::Page(r) => r.map_err(CallError::from),
             _ => wrong_response(),
         }
     }
 
     /// `get`.
-    pub async fn get(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, id: &str) -> Result<serde_json::Value, CallError> {
-        match self.invoke(plugin, Some(target), Request::Get(kind, id.to_string())).await? {
+    pub async fn get(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<serde_json::Value, CallError> {
+        match self
+            .invoke(plugin, Some(target), Request::Get(kind, id.to_string()))
+            .await?
+        {
             Response::Entity(r) => r.map_err(CallError::from),
             _ => wrong_response(),
         }
     }
 
     /// `create`.
-    pub async fn create(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, entity: &serde_json::Value) -> Result<serde_json::Value, CallError> {
-        match self.invoke(plugin, Some(target), Request::Create(kind, entity.to_string())).await? {
+    pub async fn create(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+        kind: EntityKind,
+        entity: &serde_json::Value,
+    ) -> Result<serde_json::Value, CallError> {
+        match self
+            .invoke(
+                plugin,
+                Some(target),
+                Request::Create(kind, entity.to_string()),
+            )
+            .await?
+        {
             Response::Entity(r) => r.map_err(CallError::from),
             _ => wrong_response(),
         }
     }
 
     /// `replace`.
-    pub async fn replace(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, id: &str, entity: &serde_json::Value) -> Result<serde_json::Value, CallError> {
-        match self.invoke(plugin, Some(target), Request::Replace(kind, id.to_string(), entity.to_string())).await? {
+    pub async fn replace(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+        kind: EntityKind,
+        id: &str,
+        entity: &serde_json::Value,
+    ) -> Result<serde_json::Value, CallError> {
+        match self
+            .invoke(
+                plugin,
+                Some(target),
+                Request::Replace(kind, id.to_string(), entity.to_string()),
+            )
+            .await?
+        {
             Response::Entity(r) => r.map_err(CallError::from),
             _ => wrong_response(),
         }
     }
 
     /// `patch` with an RFC 7644 PatchOp document.
-    pub async fn patch(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, id: &str, operations: &serde_json::Value) -> Result<Option<serde_json::Value>, CallError> {
-        match self.invoke(plugin, Some(target), Request::Patch(kind, id.to_string(), operations.to_string())).await? {
+    pub async fn patch(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+        kind: EntityKind,
+        id: &str,
+        operations: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, CallError> {
+        match self
+            .invoke(
+                plugin,
+                Some(target),
+                Request::Patch(kind, id.to_string(), operations.to_string()),
+            )
+            .await?
+        {
             Response::MaybeEntity(r) => r.map_err(CallError::from),
             _ => wrong_response(),
         }
     }
 
     /// `delete`. A connector's `not-found` is success: the entity is gone either way.
-    pub async fn delete(&self, plugin: &LoadedPlugin, target: &CallTarget, kind: EntityKind, id: &str) -> Result<(), CallError> {
-        match self.invoke(plugin, Some(target), Request::Delete(kind, id.to_string())).await? {
+    pub async fn delete(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<(), CallError> {
+        match self
+            .invoke(plugin, Some(target), Request::Delete(kind, id.to_string()))
+            .await?
+        {
             Response::Unit(Err(ConnectorError::NotFound { .. })) => Ok(()),
             Response::Unit(r) => r.map_err(CallError::from),
             _ => wrong_response(),
@@ -409,14 +519,34 @@ impl Runtime {
     }
 
     /// Runs one call in a fresh store under the limits.
-    async fn invoke(&self, plugin: &LoadedPlugin, target: Option<&CallTarget>, request: Request) -> Result<Response, CallError> {
+    async fn invoke(
+        &self,
+        plugin: &LoadedPlugin,
+        target: Option<&CallTarget>,
+        request: Request,
+    ) -> Result<Response, CallError> {
         let label = plugin.label();
-        let argument_size = request.size() + target.map_or(0, |t| t.properties.iter().map(|(k, v)| k.len() + v.len()).sum());
+        let argument_size = request.size()
+            + target.map_or(0, |t| {
+                t.properties.iter().map(|(k, v)| k.len() + v.len()).sum()
+            });
         if argument_size > self.limits.max_argument_bytes {
-            return Err(CallError::ArgumentTooLarge { plugin: label, size: argument_size, limit: self.limits.max_argument_bytes });
+            return Err(CallError::ArgumentTooLarge {
+                plugin: label,
+                size: argument_size,
+                limit: self.limits.max_argument_bytes,
+            });
         }
-        let _slot = self.slots.acquire().await.map_err(|e| CallError::Host { plugin: label.clone(), message: e.to_string() })?;
-        let state = CallState::new(&self.limits, self.outbound.clone(), target.map(|t| t.endpoint.clone()), label.clone());
+        let _slot = self.slots.acquire().await.map_err(|e| CallError::Host {
+            plugin: label.clone(),
+            message: e.to_string(),
+        })?;
+        let state = CallState::new(
+            &self.limits,
+            self.outbound.clone(),
+            target.map(|t| t.endpoint.clone()),
+            label.clone(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);
@@ -425,7 +555,10 @@ impl Runtime {
                 ctx.data_mut().deadline_hit = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
-            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         });
         let system_id = target.map(|t| t.endpoint.system_id.as_str()).unwrap_or("");
         let properties = target.map(|t| t.properties.as_slice()).unwrap_or(&[]);
@@ -437,7 +570,13 @@ impl Runtime {
         .await;
         let result = Self::conclude(&self.limits, label.clone(), store.data(), outcome);
         let kind = match &result {
-            Ok(Response::Text(Err(_)) | Response::Page(Err(_)) | Response::Entity(Err(_)) | Response::MaybeEntity(Err(_)) | Response::Unit(Err(_))) => "connector-error",
+            Ok(
+                Response::Text(Err(_))
+                | Response::Page(Err(_))
+                | Response::Entity(Err(_))
+                | Response::MaybeEntity(Err(_))
+                | Response::Unit(Err(_)),
+            ) => "connector-error",
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
@@ -456,48 +595,90 @@ impl Runtime {
         outcome: Result<wasmtime::Result<RawResponse>, tokio::time::error::Elapsed>,
     ) -> Result<Response, CallError> {
         match outcome {
-            Err(_) => Err(CallError::Timeout { plugin: label, limit: limits.timeout }),
+            Err(_) => Err(CallError::Timeout {
+                plugin: label,
+                limit: limits.timeout,
+            }),
             Ok(Ok(response)) => {
                 let size = response.size();
                 if size > limits.max_result_bytes {
-                    return Err(CallError::ResultTooLarge { plugin: label, size, limit: limits.max_result_bytes });
+                    return Err(CallError::ResultTooLarge {
+                        plugin: label,
+                        size,
+                        limit: limits.max_result_bytes,
+                    });
                 }
                 response.parse(&label)
             }
             Ok(Err(trap)) => {
                 if state.deadline_hit {
-                    return Err(CallError::Timeout { plugin: label, limit: limits.timeout });
+                    return Err(CallError::Timeout {
+                        plugin: label,
+                        limit: limits.timeout,
+                    });
                 }
                 if let Some(requested) = state.memory.hit {
-                    return Err(CallError::MemoryLimit { plugin: label, limit: limits.memory_bytes, requested });
+                    return Err(CallError::MemoryLimit {
+                        plugin: label,
+                        limit: limits.memory_bytes,
+                        requested,
+                    });
                 }
                 let stderr = state.stderr_text();
-                let message = if stderr.is_empty() { format!("{trap:#}") } else { stderr };
-                Err(CallError::Trap { plugin: label, message })
+                let message = if stderr.is_empty() {
+                    format!("{trap:#}")
+                } else {
+                    stderr
+                };
+                Err(CallError::Trap {
+                    plugin: label,
+                    message,
+                })
             }
         }
     }
 
     /// Sends a request for a system outside any plugin call (the host's own use, e.g. tests).
-    pub async fn send(&self, endpoint: &SystemEndpoint, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    pub async fn send(
+        &self,
+        endpoint: &SystemEndpoint,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HttpError> {
         self.outbound.send(endpoint, request).await
     }
 }
 
 /// `run` answers each request with its own response variant; anything else is a host bug, reported as one.
 fn wrong_response<T>() -> Result<T, CallError> {
-    Err(CallError::Host { plugin: String::new(), message: "internal error: mismatched response kind".into() })
+    Err(CallError::Host {
+        plugin: String::new(),
+        message: "internal error: mismatched response kind".into(),
+    })
 }
 
 fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
     let valid_name = !d.name.is_empty()
         && d.name.len() <= 64
-        && d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && d.name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid_name {
-        return Err(format!("connector name {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'", d.name));
+        return Err(format!(
+            "connector name {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'",
+            d.name
+        ));
     }
-    if d.version.is_empty() || d.version.len() > 64 || !d.version.chars().all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c)) {
-        return Err(format!("connector version {:?} is not a version", d.version));
+    if d.version.is_empty()
+        || d.version.len() > 64
+        || !d
+            .version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c))
+    {
+        return Err(format!(
+            "connector version {:?} is not a version",
+            d.version
+        ));
     }
     Ok(())
 }
@@ -518,7 +699,9 @@ impl Request {
     fn size(&self) -> usize {
         match self {
             Request::Describe | Request::TestConnection => 0,
-            Request::Read(r) => r.cursor.as_deref().map_or(0, str::len) + r.filter.as_deref().map_or(0, str::len),
+            Request::Read(r) => {
+                r.cursor.as_deref().map_or(0, str::len) + r.filter.as_deref().map_or(0, str::len)
+            }
             Request::Get(_, id) | Request::Delete(_, id) | Request::Create(_, id) => id.len(),
             Request::Replace(_, id, body) | Request::Patch(_, id, body) => id.len() + body.len(),
         }
@@ -529,10 +712,17 @@ impl Request {
 enum RawResponse {
     Describe(Descriptor),
     Text(Result<String, ConnectorError>),
-    Page(Result<(Vec<String>, Option<String>, Option<u64>), ConnectorError>),
+    Page(Result<RawPage, ConnectorError>),
     Entity(Result<String, ConnectorError>),
     MaybeEntity(Result<Option<String>, ConnectorError>),
     Unit(Result<(), ConnectorError>),
+}
+
+/// A page as the guest returned it: entities still JSON text.
+struct RawPage {
+    entities: Vec<String>,
+    next_cursor: Option<String>,
+    total: Option<u64>,
 }
 
 /// A call's answer, JSON parsed.
@@ -551,12 +741,24 @@ impl RawResponse {
         match self {
             RawResponse::Describe(d) => {
                 d.default_read_transformation.as_deref().map_or(0, str::len)
-                    + d.default_write_transformation.as_deref().map_or(0, str::len)
-                    + d.properties.iter().map(|p| p.name.len() + p.doc.len()).sum::<usize>()
+                    + d.default_write_transformation
+                        .as_deref()
+                        .map_or(0, str::len)
+                    + d.properties
+                        .iter()
+                        .map(|p| p.name.len() + p.doc.len())
+                        .sum::<usize>()
             }
-            RawResponse::Text(r) | RawResponse::Entity(r) => r.as_ref().map_or_else(err, String::len),
-            RawResponse::Page(r) => r.as_ref().map_or_else(err, |(e, c, _)| e.iter().map(String::len).sum::<usize>() + c.as_deref().map_or(0, str::len)),
-            RawResponse::MaybeEntity(r) => r.as_ref().map_or_else(err, |e| e.as_deref().map_or(0, str::len)),
+            RawResponse::Text(r) | RawResponse::Entity(r) => {
+                r.as_ref().map_or_else(err, String::len)
+            }
+            RawResponse::Page(r) => r.as_ref().map_or_else(err, |p| {
+                p.entities.iter().map(String::len).sum::<usize>()
+                    + p.next_cursor.as_deref().map_or(0, str::len)
+            }),
+            RawResponse::MaybeEntity(r) => r
+                .as_ref()
+                .map_or_else(err, |e| e.as_deref().map_or(0, str::len)),
             RawResponse::Unit(r) => r.as_ref().map_or_else(err, |_| 0),
         }
     }
@@ -571,10 +773,14 @@ impl RawResponse {
         Ok(match self {
             RawResponse::Describe(d) => Response::Describe(d),
             RawResponse::Text(r) => Response::Text(r),
-            RawResponse::Page(Ok((entities, next_cursor, total))) => Response::Page(Ok(Page {
-                entities: entities.iter().map(|e| json(e)).collect::<Result<_, _>>()?,
-                next_cursor,
-                total,
+            RawResponse::Page(Ok(raw)) => Response::Page(Ok(Page {
+                entities: raw
+                    .entities
+                    .iter()
+                    .map(|e| json(e))
+                    .collect::<Result<_, _>>()?,
+                next_cursor: raw.next_cursor,
+                total: raw.total,
             })),
             RawResponse::Page(Err(e)) => Response::Page(Err(e)),
             RawResponse::Entity(Ok(e)) => Response::Entity(Ok(json(&e)?)),
@@ -603,24 +809,56 @@ async fn run(
             let config = v::config(system_id, properties);
             let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
             Ok(match request {
-                Request::Describe => RawResponse::Describe(guest.call_describe(&mut *store).await?.into()),
-                Request::TestConnection => RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err)),
+                Request::Describe => {
+                    RawResponse::Describe(guest.call_describe(&mut *store).await?.into())
+                }
+                Request::TestConnection => RawResponse::Text(
+                    guest
+                        .call_test_connection(&mut *store, &config)
+                        .await?
+                        .map_err(err),
+                ),
                 Request::Read(r) => RawResponse::Page(
                     guest
                         .call_read(&mut *store, &config, &v::page_request(&r))
                         .await?
-                        .map(|p| (p.entities, p.next_cursor, p.total))
+                        .map(|p| RawPage {
+                            entities: p.entities,
+                            next_cursor: p.next_cursor,
+                            total: p.total,
+                        })
                         .map_err(err),
                 ),
-                Request::Get(kind, id) => RawResponse::Entity(guest.call_get(&mut *store, &config, kind.into(), &id).await?.map_err(err)),
-                Request::Create(kind, body) => RawResponse::Entity(guest.call_create(&mut *store, &config, kind.into(), &body).await?.map_err(err)),
-                Request::Replace(kind, id, body) => {
-                    RawResponse::Entity(guest.call_replace(&mut *store, &config, kind.into(), &id, &body).await?.map_err(err))
-                }
-                Request::Patch(kind, id, body) => {
-                    RawResponse::MaybeEntity(guest.call_patch(&mut *store, &config, kind.into(), &id, &body).await?.map_err(err))
-                }
-                Request::Delete(kind, id) => RawResponse::Unit(guest.call_delete(&mut *store, &config, kind.into(), &id).await?.map_err(err)),
+                Request::Get(kind, id) => RawResponse::Entity(
+                    guest
+                        .call_get(&mut *store, &config, kind.into(), &id)
+                        .await?
+                        .map_err(err),
+                ),
+                Request::Create(kind, body) => RawResponse::Entity(
+                    guest
+                        .call_create(&mut *store, &config, kind.into(), &body)
+                        .await?
+                        .map_err(err),
+                ),
+                Request::Replace(kind, id, body) => RawResponse::Entity(
+                    guest
+                        .call_replace(&mut *store, &config, kind.into(), &id, &body)
+                        .await?
+                        .map_err(err),
+                ),
+                Request::Patch(kind, id, body) => RawResponse::MaybeEntity(
+                    guest
+                        .call_patch(&mut *store, &config, kind.into(), &id, &body)
+                        .await?
+                        .map_err(err),
+                ),
+                Request::Delete(kind, id) => RawResponse::Unit(
+                    guest
+                        .call_delete(&mut *store, &config, kind.into(), &id)
+                        .await?
+                        .map_err(err),
+                ),
             })
         }
     }
@@ -637,16 +875,22 @@ impl CallState {
             )));
         }
         let Some(endpoint) = self.endpoint.as_ref() else {
-            return Err(HttpError::Denied("no system is configured for this call".into()));
+            return Err(HttpError::Denied(
+                "no system is configured for this call".into(),
+            ));
         };
         // A guest that is past its deadline gets no more network.
         if Instant::now() >= self.deadline {
-            return Err(HttpError::Timeout("the call's time limit is reached".into()));
+            return Err(HttpError::Timeout(
+                "the call's time limit is reached".into(),
+            ));
         }
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, self.outbound.send(endpoint, request)).await {
             Ok(result) => result,
-            Err(_) => Err(HttpError::Timeout("the call's time limit was reached during the request".into())),
+            Err(_) => Err(HttpError::Timeout(
+                "the call's time limit was reached during the request".into(),
+            )),
         }
     }
 
@@ -660,7 +904,11 @@ impl CallState {
             return;
         }
         let message: String = message.chars().take(2000).collect();
-        let system = self.endpoint.as_ref().map(|e| e.system_id.as_str()).unwrap_or("");
+        let system = self
+            .endpoint
+            .as_ref()
+            .map(|e| e.system_id.as_str())
+            .unwrap_or("");
         match level {
             tracing::Level::ERROR => tracing::error!(plugin = %self.plugin, system, "{message}"),
             tracing::Level::WARN => tracing::warn!(plugin = %self.plugin, system, "{message}"),

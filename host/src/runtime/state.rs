@@ -21,7 +21,12 @@ pub struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = Some(desired);
             return Ok(false);
@@ -29,7 +34,12 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -62,7 +72,12 @@ pub struct CallState {
 
 impl CallState {
     /// A fresh state: WASI with nothing granted but a clock, randomness and a captured stderr.
-    pub fn new(limits: &CallLimits, outbound: Arc<Outbound>, endpoint: Option<SystemEndpoint>, plugin: String) -> Self {
+    pub fn new(
+        limits: &CallLimits,
+        outbound: Arc<Outbound>,
+        endpoint: Option<SystemEndpoint>,
+        plugin: String,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(limits.max_stderr_bytes);
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -73,7 +88,10 @@ impl CallState {
         CallState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap { limit: limits.memory_bytes, hit: None },
+            memory: MemoryCap {
+                limit: limits.memory_bytes,
+                hit: None,
+            },
             stderr,
             endpoint,
             outbound,
@@ -88,12 +106,17 @@ impl CallState {
 
     /// The guest's stderr so far, lossily decoded and trimmed.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_string()
     }
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }

@@ -58,7 +58,10 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::run(&mut conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), secrets })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            secrets,
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -68,17 +71,27 @@ impl Store {
 
     /// The current schema version.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 }
 
 fn now() -> String {
     // RFC 3339 UTC with milliseconds, sortable as text.
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, dd) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
+    format!(
+        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
 }
 
 // Howard Hinnant's days-to-civil algorithm.

@@ -31,13 +31,20 @@ impl Store {
     pub fn record_plugin(&self, p: &PluginRecord) -> Result<(), StoreError> {
         let conn = self.conn();
         let existing: Option<String> = conn
-            .query_row("SELECT digest FROM plugins WHERE name = ?1 AND version = ?2", params![p.name, p.version], |r| r.get(0))
+            .query_row(
+                "SELECT digest FROM plugins WHERE name = ?1 AND version = ?2",
+                params![p.name, p.version],
+                |r| r.get(0),
+            )
             .ok();
         match existing {
             Some(d) if d == p.digest => return Ok(()),
             Some(_) if p.bundled => {
                 // A bundled connector rebuilt with the same version replaces its predecessor.
-                conn.execute("DELETE FROM plugins WHERE name = ?1 AND version = ?2", params![p.name, p.version])?;
+                conn.execute(
+                    "DELETE FROM plugins WHERE name = ?1 AND version = ?2",
+                    params![p.name, p.version],
+                )?;
             }
             Some(_) => {
                 return Err(StoreError::Conflict(format!(

@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -78,8 +80,11 @@ impl Principal {
 
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
-fn verified_cache() -> &'static Mutex<HashMap<[u8; 32], (Principal, Instant)>> {
-    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], (Principal, Instant)>>> = OnceLock::new();
+/// Successful verifications: SHA-256 of name and password → principal and when it was verified.
+type VerifiedCache = Mutex<HashMap<[u8; 32], (Principal, Instant)>>;
+
+fn verified_cache() -> &'static VerifiedCache {
+    static CACHE: OnceLock<VerifiedCache> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -113,7 +118,8 @@ impl Store {
         let mut permissions = permissions.to_vec();
         permissions.sort();
         permissions.dedup();
-        let perms = serde_json::to_string(&permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let perms =
+            serde_json::to_string(&permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let kind_text = match kind {
             PrincipalKind::Admin => "admin",
             PrincipalKind::Technical => "technical",
@@ -123,9 +129,18 @@ impl Store {
             params![id, name, kind_text, hash, perms, now()],
         );
         match inserted {
-            Ok(_) => Ok(Principal { id, name: name.to_string(), kind, permissions }),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(StoreError::Conflict(format!("a user named {name:?} already exists")))
+            Ok(_) => Ok(Principal {
+                id,
+                name: name.to_string(),
+                kind,
+                permissions,
+            }),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "a user named {name:?} already exists"
+                )))
             }
             Err(e) => Err(e.into()),
         }
@@ -133,15 +148,25 @@ impl Store {
 
     /// Whether any admin exists (first start creates one).
     pub fn has_admin(&self) -> Result<bool, StoreError> {
-        Ok(self.conn().query_row("SELECT EXISTS(SELECT 1 FROM principals WHERE kind = 'admin')", [], |r| r.get(0))?)
+        Ok(self.conn().query_row(
+            "SELECT EXISTS(SELECT 1 FROM principals WHERE kind = 'admin')",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Technical users and admins, without hashes.
     pub fn list_principals(&self) -> Result<Vec<Principal>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, name, kind, permissions FROM principals ORDER BY name")?;
+        let mut stmt =
+            conn.prepare("SELECT id, name, kind, permissions FROM principals ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
         })?;
         rows.map(|row| {
             let (id, name, kind, perms) = row?;
@@ -152,8 +177,13 @@ impl Store {
 
     /// Deletes a principal by id.
     pub fn delete_principal(&self, id: &str) -> Result<(), StoreError> {
-        let n = self.conn().execute("DELETE FROM principals WHERE id = ?1", params![id])?;
-        verified_cache().lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (p, _)| p.id != id);
+        let n = self
+            .conn()
+            .execute("DELETE FROM principals WHERE id = ?1", params![id])?;
+        verified_cache()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (p, _)| p.id != id);
         if n == 0 {
             return Err(StoreError::NotFound(format!("no user with id {id}")));
         }
@@ -161,7 +191,11 @@ impl Store {
     }
 
     /// Checks a name and password; `None` when they do not match a principal.
-    pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<Principal>, StoreError> {
+    pub fn verify_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<Principal>, StoreError> {
         let key = cache_key(name, password);
         {
             let mut cache = verified_cache().lock().unwrap_or_else(|e| e.into_inner());
@@ -177,7 +211,15 @@ impl Store {
             .query_row(
                 "SELECT id, name, kind, permissions, password_hash FROM principals WHERE name = ?1",
                 params![name],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                },
             )
             .optional()?;
         let Some((id, stored_name, kind, perms, hash)) = row else {
@@ -185,23 +227,41 @@ impl Store {
             let _ = hash_password(password);
             return Ok(None);
         };
-        let parsed = PasswordHash::new(&hash).map_err(|e| StoreError::Corrupt(format!("password hash: {e}")))?;
-        if Argon2::default().verify_password(password.as_bytes(), &parsed).is_err() {
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| StoreError::Corrupt(format!("password hash: {e}")))?;
+        if Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_err()
+        {
             return Ok(None);
         }
         let principal = principal_from_row(id, stored_name, &kind, &perms)?;
-        verified_cache().lock().unwrap_or_else(|e| e.into_inner()).insert(key, (principal.clone(), Instant::now()));
+        verified_cache()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (principal.clone(), Instant::now()));
         Ok(Some(principal))
     }
 }
 
-fn principal_from_row(id: String, name: String, kind: &str, perms: &str) -> Result<Principal, StoreError> {
+fn principal_from_row(
+    id: String,
+    name: String,
+    kind: &str,
+    perms: &str,
+) -> Result<Principal, StoreError> {
     let kind = match kind {
         "admin" => PrincipalKind::Admin,
         _ => PrincipalKind::Technical,
     };
-    let permissions = serde_json::from_str(perms).map_err(|e| StoreError::Corrupt(format!("permissions: {e}")))?;
-    Ok(Principal { id, name, kind, permissions })
+    let permissions = serde_json::from_str(perms)
+        .map_err(|e| StoreError::Corrupt(format!("permissions: {e}")))?;
+    Ok(Principal {
+        id,
+        name,
+        kind,
+        permissions,
+    })
 }
 
 #[cfg(test)]
@@ -212,11 +272,25 @@ mod tests {
     fn create_verify_and_refuse() {
         let s = crate::store::test_store();
         assert!(!s.has_admin().unwrap());
-        s.create_principal("admin", "pw-1", PrincipalKind::Admin, &[]).unwrap();
+        s.create_principal("admin", "pw-1", PrincipalKind::Admin, &[])
+            .unwrap();
         assert!(s.has_admin().unwrap());
-        let t = s.create_principal("ias-push", "pw-2", PrincipalKind::Technical, &[Permission::RealtimeApi]).unwrap();
-        assert!(matches!(s.create_principal("IAS-PUSH", "x", PrincipalKind::Technical, &[]), Err(StoreError::Conflict(_))));
-        let p = s.verify_password("ias-push", "pw-2").unwrap().expect("valid");
+        let t = s
+            .create_principal(
+                "ias-push",
+                "pw-2",
+                PrincipalKind::Technical,
+                &[Permission::RealtimeApi],
+            )
+            .unwrap();
+        assert!(matches!(
+            s.create_principal("IAS-PUSH", "x", PrincipalKind::Technical, &[]),
+            Err(StoreError::Conflict(_))
+        ));
+        let p = s
+            .verify_password("ias-push", "pw-2")
+            .unwrap()
+            .expect("valid");
         assert_eq!(p.id, t.id);
         assert!(p.may(Permission::RealtimeApi) && !p.may(Permission::ManageSystems));
         assert!(s.verify_password("ias-push", "wrong").unwrap().is_none());
@@ -224,6 +298,9 @@ mod tests {
         let admin = s.verify_password("admin", "pw-1").unwrap().expect("admin");
         assert!(Permission::ALL.iter().all(|p| admin.may(*p)));
         s.delete_principal(&t.id).unwrap();
-        assert!(s.verify_password("ias-push", "pw-2").unwrap().is_none(), "the cache forgets deleted users");
+        assert!(
+            s.verify_password("ias-push", "pw-2").unwrap().is_none(),
+            "the cache forgets deleted users"
+        );
     }
 }

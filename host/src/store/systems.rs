@@ -110,7 +110,10 @@ impl Store {
         if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
             && e.code == rusqlite::ErrorCode::ConstraintViolation
         {
-            return Err(StoreError::Conflict(format!("a system named {:?} already exists", spec.name)));
+            return Err(StoreError::Conflict(format!(
+                "a system named {:?} already exists",
+                spec.name
+            )));
         }
         inserted?;
         if let Some(doc) = &spec.transformation {
@@ -118,12 +121,15 @@ impl Store {
         }
         tx.commit()?;
         drop(conn);
-        self.get_system(&id)?.ok_or_else(|| StoreError::NotFound(format!("system {id} vanished")))
+        self.get_system(&id)?
+            .ok_or_else(|| StoreError::NotFound(format!("system {id} vanished")))
     }
 
     /// Replaces a system's definition. A changed transformation becomes a new version.
     pub fn replace_system(&self, id: &str, spec: SystemSpec) -> Result<System, StoreError> {
-        let current = self.get_system(id)?.ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))?;
+        let current = self
+            .get_system(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let updated = tx.execute(
@@ -144,25 +150,34 @@ impl Store {
         if let Err(rusqlite::Error::SqliteFailure(e, _)) = &updated
             && e.code == rusqlite::ErrorCode::ConstraintViolation
         {
-            return Err(StoreError::Conflict(format!("a system named {:?} already exists", spec.name)));
+            return Err(StoreError::Conflict(format!(
+                "a system named {:?} already exists",
+                spec.name
+            )));
         }
         updated?;
         if spec.transformation != current.spec.transformation {
             match &spec.transformation {
                 Some(doc) => insert_transformation(&tx, id, doc, "replaced")?,
                 None => {
-                    tx.execute("DELETE FROM transformations WHERE system_id = ?1", params![id])?;
+                    tx.execute(
+                        "DELETE FROM transformations WHERE system_id = ?1",
+                        params![id],
+                    )?;
                 }
             }
         }
         tx.commit()?;
         drop(conn);
-        self.get_system(id)?.ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))
+        self.get_system(id)?
+            .ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))
     }
 
     /// Deletes a system and its transformation versions.
     pub fn delete_system(&self, id: &str) -> Result<(), StoreError> {
-        let n = self.conn().execute("DELETE FROM systems WHERE id = ?1", params![id])?;
+        let n = self
+            .conn()
+            .execute("DELETE FROM systems WHERE id = ?1", params![id])?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("no system with id {id}")));
         }
@@ -172,7 +187,13 @@ impl Store {
     /// One system by id.
     pub fn get_system(&self, id: &str) -> Result<Option<System>, StoreError> {
         let conn = self.conn();
-        let row = conn.query_row(&format!("{SELECT} WHERE s.id = ?1"), params![id], raw_system).optional()?;
+        let row = conn
+            .query_row(
+                &format!("{SELECT} WHERE s.id = ?1"),
+                params![id],
+                raw_system,
+            )
+            .optional()?;
         drop(conn);
         row.map(|r| self.decode(r)).transpose()
     }
@@ -189,15 +210,26 @@ impl Store {
 
     /// Targets that receive from `source_id`.
     pub fn targets_of(&self, source_id: &str) -> Result<Vec<System>, StoreError> {
-        Ok(self.list_systems()?.into_iter().filter(|s| s.spec.sources.iter().any(|x| x == source_id)).collect())
+        Ok(self
+            .list_systems()?
+            .into_iter()
+            .filter(|s| s.spec.sources.iter().any(|x| x == source_id))
+            .collect())
     }
 
-    fn seal_secrets(&self, id: &str, secrets: &BTreeMap<String, String>) -> Result<Vec<u8>, StoreError> {
+    fn seal_secrets(
+        &self,
+        id: &str,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, StoreError> {
         Ok(self.secrets.seal(id, to_json(secrets)?.as_bytes()))
     }
 
     fn decode(&self, r: RawSystem) -> Result<System, StoreError> {
-        let secrets_json = self.secrets.open_sealed(&r.id, &r.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let secrets_json = self
+            .secrets
+            .open_sealed(&r.id, &r.secrets)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(System {
             spec: SystemSpec {
                 name: r.name,
@@ -205,7 +237,8 @@ impl Store {
                 connector_version: r.connector_version,
                 role: Role::parse(&r.role),
                 properties: from_json(&r.properties)?,
-                secrets: serde_json::from_slice(&secrets_json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                secrets: serde_json::from_slice(&secrets_json)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 sources: from_json(&r.sources)?,
                 transformation: r.transformation.as_deref().map(from_json).transpose()?,
             },
@@ -254,7 +287,12 @@ fn raw_system(r: &Row<'_>) -> rusqlite::Result<RawSystem> {
     })
 }
 
-fn insert_transformation(tx: &rusqlite::Transaction<'_>, id: &str, doc: &serde_json::Value, description: &str) -> Result<(), StoreError> {
+fn insert_transformation(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    doc: &serde_json::Value,
+    description: &str,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO transformations (system_id, version, document, description, created_at)
          VALUES (?1, COALESCE((SELECT MAX(version) FROM transformations WHERE system_id = ?1), 0) + 1, ?2, ?3, ?4)",
@@ -294,16 +332,26 @@ mod tests {
         let created = s.create_system(spec("Target A")).unwrap();
         assert_eq!(created.spec.secrets["Password"], "s3cret-value");
         assert_eq!(created.transformation_version, Some(1));
-        assert!(matches!(s.create_system(spec("target a")), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.create_system(spec("target a")),
+            Err(StoreError::Conflict(_))
+        ));
         let mut changed = spec("Target A");
-        changed.transformation = Some(serde_json::json!({"user": {"mappings": [{"constant": 1, "targetPath": "$.x"}]}}));
+        changed.transformation =
+            Some(serde_json::json!({"user": {"mappings": [{"constant": 1, "targetPath": "$.x"}]}}));
         let replaced = s.replace_system(&created.id, changed).unwrap();
         assert_eq!(replaced.transformation_version, Some(2));
         assert_eq!(s.list_systems().unwrap().len(), 1);
-        let raw: Vec<u8> = s.conn().query_row("SELECT secrets FROM systems", [], |r| r.get(0)).unwrap();
+        let raw: Vec<u8> = s
+            .conn()
+            .query_row("SELECT secrets FROM systems", [], |r| r.get(0))
+            .unwrap();
         assert!(!raw.windows(12).any(|w| w == b"s3cret-value"));
         s.delete_system(&created.id).unwrap();
         assert!(s.get_system(&created.id).unwrap().is_none());
-        assert!(matches!(s.delete_system(&created.id), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.delete_system(&created.id),
+            Err(StoreError::NotFound(_))
+        ));
     }
 }

@@ -29,7 +29,11 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> was
 impl wit::Host for CallState {}
 
 impl wit_host::Host for CallState {
-    async fn send(&mut self, _config: wit::Config, request: wit_host::HttpRequest) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
+    async fn send(
+        &mut self,
+        _config: wit::Config,
+        request: wit_host::HttpRequest,
+    ) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
         let request = outbound::HttpRequest {
             upstream: request.upstream,
             method: request.method,
@@ -39,7 +43,11 @@ impl wit_host::Host for CallState {
         };
         self.send_http(request)
             .await
-            .map(|r| wit_host::HttpResponse { status: r.status, headers: r.headers, body: r.body })
+            .map(|r| wit_host::HttpResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            })
             .map_err(|e| match e {
                 outbound::HttpError::Denied(m) => wit_host::HttpError::Denied(m),
                 outbound::HttpError::Timeout(m) => wit_host::HttpError::Timeout(m),
@@ -126,9 +134,15 @@ impl From<wit::ConnectorError> for host_types::ConnectorError {
             wit::ConnectorError::Unauthorized(message) => E::Unauthorized { message },
             wit::ConnectorError::NotFound(message) => E::NotFound { message },
             wit::ConnectorError::Conflict(message) => E::Conflict { message },
-            wit::ConnectorError::Throttled(t) => E::Throttled { retry_after_ms: t.retry_after_ms, message: t.detail },
+            wit::ConnectorError::Throttled(t) => E::Throttled {
+                retry_after_ms: t.retry_after_ms,
+                message: t.detail,
+            },
             wit::ConnectorError::Transient(message) => E::Transient { message },
-            wit::ConnectorError::Rejected(r) => E::Rejected { status: r.status, message: r.detail },
+            wit::ConnectorError::Rejected(r) => E::Rejected {
+                status: r.status,
+                message: r.detail,
+            },
             wit::ConnectorError::Unsupported(message) => E::Unsupported { message },
         }
     }
@@ -136,7 +150,10 @@ impl From<wit::ConnectorError> for host_types::ConnectorError {
 
 /// Builds the guest's view of a system's configuration.
 pub fn config(system_id: &str, properties: &[(String, String)]) -> wit::Config {
-    wit::Config { system_id: system_id.to_string(), properties: properties.to_vec() }
+    wit::Config {
+        system_id: system_id.to_string(),
+        properties: properties.to_vec(),
+    }
 }
 
 /// Converts a page request.
