@@ -179,7 +179,12 @@ impl Connector for Ias {
             return Err(Error::rejected(resp.status, "The created group has no id."));
         };
         let docs = members::pack(vec![Step::Add(later)], s.members_threshold, MAX_REMOVALS_PER_PATCH);
-        match send_patches(&s, kind, id, docs)? {
+        let added = send_patches(&s, kind, id, docs).inspect_err(|_| {
+            log::warn(format_args!(
+                "group {id} was created, but adding its remaining members failed; the next update completes them"
+            ))
+        })?;
+        match added {
             Some(v) => Ok(v.to_string()),
             None => fetch(&s, kind, id).map(|v| v.to_string()),
         }

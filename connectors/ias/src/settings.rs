@@ -96,15 +96,22 @@ pub enum Paging {
 
 /// The validated settings of one call.
 pub struct Settings<'a> {
+    /// The call's configuration.
     pub cfg: &'a Config,
+    /// `ias.api.version`.
     pub api: Api,
+    /// `ias.paging.mode`.
     pub paging: Paging,
     /// `scim/` or `service/scim/`, or empty when `URL` already ends with it.
     prefix: &'static str,
     content_type: &'a str,
+    /// `ias.support.patch.operation`.
     pub patch: bool,
+    /// `ias.include.if.match.wildcard.header`.
     pub if_match_wildcard: bool,
+    /// `ias.user.automatic.conflict.resolution`.
     pub conflict_resolution: bool,
+    /// `ias.user.update.instead.delete`.
     pub update_instead_delete: bool,
     /// Members per PATCH addition batch, and the member count above which groups are written by PATCH.
     pub members_threshold: usize,

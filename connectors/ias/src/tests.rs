@@ -423,3 +423,15 @@ fn replace_keeps_unknown_extensions() {
     );
     assert_eq!(h.requests()[0].header("Content-Type"), Some("application/scim+json"));
 }
+
+#[test]
+fn a_failed_batch_is_reported_and_logged() {
+    let gone: Vec<Value> = (0..60).map(|i| json!({"value": format!("u{i}")})).collect();
+    let doc = json!({"Operations": [{"op": "remove", "path": "members", "value": gone}]});
+    let mut h = Harness::new();
+    h.expect(Exchange::patch("scim/Groups/g-1").respond(200, json!({"id": "g-1"})));
+    h.expect(Exchange::patch("scim/Groups/g-1").respond(503, json!({"detail": "busy"})));
+    let out = h.run(|| Ias::patch(&cfg(), EntityKind::Group, "g-1", &doc.to_string()));
+    assert!(matches!(out, Err(Error::Transient(m)) if m.contains("busy")));
+    assert!(h.logs().iter().any(|(_, m)| m.contains("PATCH 2 of 2 failed")));
+}

@@ -55,7 +55,8 @@ impl ArtifactCache {
             .serialize()
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
-                let tmp = format!("{}.tmp", self.file_name(digest));
+                // A unique temporary name: concurrent writers never share a file, and the rename is atomic.
+            let tmp = format!("{}.{}.tmp", self.file_name(digest), uuid::Uuid::new_v4());
                 dir.write(&tmp, bytes).map_err(|e| e.to_string())?;
                 dir.rename(&tmp, dir, self.file_name(digest))
                     .map_err(|e| e.to_string())
