@@ -7,29 +7,22 @@ mod wasm_build;
 use std::path::PathBuf;
 
 fn main() {
-    let manifest =
-        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest
-        .parent()
-        .expect("host/ is inside the workspace")
-        .to_path_buf();
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest.parent().expect("host/ is inside the workspace").to_path_buf();
     wasm_build::rerun_if_changed(&workspace, &["wit", "sdk", "connectors"]);
     println!("cargo:rerun-if-changed=wasm_build.rs");
 
     // `connectors/bundled.txt` names the bundled connectors, one per line; `connectors/<name>/` is the
     // package `provisio-connector-<name>`. A connector in the making stays out of the binary until listed.
-    let list = std::fs::read_to_string(workspace.join("connectors/bundled.txt"))
-        .expect("connectors/bundled.txt exists");
+    let list =
+        std::fs::read_to_string(workspace.join("connectors/bundled.txt")).expect("connectors/bundled.txt exists");
     let names: Vec<String> = list
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(String::from)
         .collect();
-    let packages: Vec<String> = names
-        .iter()
-        .map(|n| format!("provisio-connector-{n}"))
-        .collect();
+    let packages: Vec<String> = names.iter().map(|n| format!("provisio-connector-{n}")).collect();
     let files = wasm_build::build_components(&workspace, &packages);
 
     let mut code = String::from(
@@ -42,7 +35,6 @@ fn main() {
         ));
     }
     code.push_str("];\n");
-    let out =
-        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("bundled.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("bundled.rs");
     std::fs::write(out, code).expect("cannot write bundled.rs");
 }

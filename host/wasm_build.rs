@@ -18,13 +18,7 @@ pub fn build_components(workspace: &Path, packages: &[String]) -> Vec<PathBuf> {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
         .arg(&target_dir);
     for package in packages {
         command.args(["-p", package]);
@@ -40,9 +34,7 @@ pub fn build_components(workspace: &Path, packages: &[String]) -> Vec<PathBuf> {
     ] {
         command.env_remove(var);
     }
-    let status = command
-        .status()
-        .expect("cannot run cargo to build the wasm components");
+    let status = command.status().expect("cannot run cargo to build the wasm components");
     if !status.success() {
         panic!(
             "building the wasm components failed ({status}). Is the target installed? Run: rustup target add wasm32-wasip2"

@@ -44,14 +44,12 @@ async fn run() {
     let dir = || Dir::open_ambient_dir(&cache, ambient_authority()).expect("cache dir");
 
     // Compile (no cache), then load the precompiled artifact with a fresh runtime over the same cache.
-    let runtime =
-        Runtime::new(CallLimits::default(), outbound.clone(), Some(dir())).expect("runtime");
+    let runtime = Runtime::new(CallLimits::default(), outbound.clone(), Some(dir())).expect("runtime");
     let started = Instant::now();
     let compiled = runtime.load(scim.clone()).await.expect("load");
     let compile = started.elapsed();
     assert!(!compiled.from_cache);
-    let runtime =
-        Runtime::new(CallLimits::default(), outbound.clone(), Some(dir())).expect("runtime");
+    let runtime = Runtime::new(CallLimits::default(), outbound.clone(), Some(dir())).expect("runtime");
     let mut loads = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
@@ -63,9 +61,7 @@ async fn run() {
     let plugin = runtime.load(scim.clone()).await.expect("load");
 
     // A local SCIM server answering one page.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = Router::new().route(
         "/v2/Users",
@@ -104,10 +100,7 @@ async fn run() {
         let d = started.elapsed();
         let _: serde_json::Value = serde_json::from_slice(&body).expect("json");
         let started = Instant::now();
-        let page = runtime
-            .read(&plugin, &target, &request)
-            .await
-            .expect("read");
+        let page = runtime.read(&plugin, &target, &request).await.expect("read");
         let t = started.elapsed();
         assert_eq!(page.entities.len(), 1);
         if i >= 200 {

@@ -51,12 +51,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args, Clone)]
 pub struct Connection {
     /// The service's base URL.
-    #[arg(
-        long,
-        global = true,
-        default_value = "http://127.0.0.1:8080",
-        env = "PROVISIO_URL"
-    )]
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "PROVISIO_URL")]
     pub server: String,
     /// Admin credentials, `user:password`.
     #[arg(long, global = true, env = "PROVISIO_USER", hide_env_values = true)]
@@ -166,10 +161,9 @@ impl CliError {
 }
 
 fn read_json(path: &PathBuf) -> Result<Value, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))
+    let text =
+        std::fs::read_to_string(path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))
 }
 
 /// Runs `transform test`: the output JSON on stdout; a skip or failure on stderr with exit code 2.
@@ -198,10 +192,7 @@ pub fn transform_test(command: TransformCommand) -> Result<(), CliError> {
     }
     match outcome {
         provisio_transform::Outcome::Transformed { output, .. } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&output).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
             Ok(())
         }
         provisio_transform::Outcome::Skipped { reason, .. } => Err(CliError {
@@ -282,24 +273,15 @@ impl Client {
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let message = value
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("no details");
-            return Err(CliError::new(format!(
-                "HTTP {}: {message}",
-                status.as_u16()
-            )));
+            let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
+            return Err(CliError::new(format!("HTTP {}: {message}", status.as_u16())));
         }
         Ok(value)
     }
 }
 
 fn print(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 /// Runs `system …`.
@@ -367,15 +349,10 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
 pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
     match command {
         PluginCommand::Add { file, connection } => {
-            let bytes = std::fs::read(&file)
-                .map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
+            let bytes =
+                std::fs::read(&file).map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
             let added = Client::new(&connection)?
-                .call(
-                    reqwest::Method::POST,
-                    "/api/v1/plugins",
-                    Some(bytes.into()),
-                    false,
-                )
+                .call(reqwest::Method::POST, "/api/v1/plugins", Some(bytes.into()), false)
                 .await?;
             println!(
                 "loaded {}@{}",

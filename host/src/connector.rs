@@ -30,9 +30,7 @@ impl std::str::FromStr for EntityKind {
         match s.to_ascii_lowercase().as_str() {
             "user" | "users" => Ok(EntityKind::User),
             "group" | "groups" => Ok(EntityKind::Group),
-            other => Err(format!(
-                "unknown entity type {other:?} (expected user or group)"
-            )),
+            other => Err(format!("unknown entity type {other:?} (expected user or group)")),
         }
     }
 }
@@ -108,10 +106,7 @@ impl Descriptor {
 /// The host's own rule for secret property names, applied whatever a connector declares.
 pub fn looks_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower == "password"
-        || lower.contains("secret")
-        || lower.ends_with("token")
-        || lower.contains("privatekey")
+    lower == "password" || lower.contains("secret") || lower.ends_with("token") || lower.contains("privatekey")
 }
 
 /// One `read` request.

@@ -40,17 +40,31 @@ fn metrics() -> &'static Metrics {
     METRICS.get_or_init(|| {
         let mut registry = Registry::with_prefix("provisio");
         let http = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests served, by route and status", http.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by route and status",
+            http.clone(),
+        );
         let plugin_calls = Family::<PluginLabels, Counter>::default();
         registry.register(
             "plugin_calls",
             "Plugin calls by plugin version and outcome (ok, connector-error, trap, timeout, memory-limit, ...)",
             plugin_calls.clone(),
         );
-        let plugin_seconds =
-            Family::<PluginOnly, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 4.0, 10)));
-        registry.register("plugin_call_seconds", "Time spent in plugin calls, host calls included", plugin_seconds.clone());
-        Metrics { registry, http, plugin_calls, plugin_seconds }
+        let plugin_seconds = Family::<PluginOnly, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 4.0, 10))
+        });
+        registry.register(
+            "plugin_call_seconds",
+            "Time spent in plugin calls, host calls included",
+            plugin_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            http,
+            plugin_calls,
+            plugin_seconds,
+        }
     })
 }
 

@@ -56,9 +56,7 @@ impl Plugins {
         for (_, bytes) in crate::bundled::BUNDLED {
             self.add(store, bytes.to_vec(), true).await?;
         }
-        let stored = store
-            .list_plugins()
-            .map_err(|e| PluginError::Storage(e.to_string()))?;
+        let stored = store.list_plugins().map_err(|e| PluginError::Storage(e.to_string()))?;
         for record in stored.into_iter().filter(|r| !r.bundled) {
             let Some(dir) = &self.dir else { break };
             match dir.read(format!("{}.wasm", record.digest)) {
@@ -76,12 +74,7 @@ impl Plugins {
     }
 
     /// Validates and loads a component, records it, and makes it available.
-    pub async fn add(
-        &self,
-        store: &Store,
-        bytes: Vec<u8>,
-        bundled: bool,
-    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+    pub async fn add(&self, store: &Store, bytes: Vec<u8>, bundled: bool) -> Result<Arc<LoadedPlugin>, PluginError> {
         let copy = (!bundled && self.dir.is_some()).then(|| bytes.clone());
         let plugin = Arc::new(self.runtime.load(bytes).await?);
         let record = PluginRecord {

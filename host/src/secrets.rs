@@ -136,9 +136,7 @@ mod tests {
         assert_eq!(b.open_sealed("sys-1", &sealed).expect("opens"), b"hunter2");
         assert!(b.open_sealed("sys-2", &sealed).is_err(), "bound to its row");
         assert!(
-            SecretBox::from_key([8; 32])
-                .open_sealed("sys-1", &sealed)
-                .is_err(),
+            SecretBox::from_key([8; 32]).open_sealed("sys-1", &sealed).is_err(),
             "other key"
         );
         assert!(b.open_sealed("sys-1", b"short").is_err());

@@ -51,10 +51,8 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         path: data_dir.display().to_string(),
         message,
     };
-    Dir::create_ambient_dir_all(data_dir, ambient_authority())
-        .map_err(|e| dir_error(e.to_string()))?;
-    let dir = Dir::open_ambient_dir(data_dir, ambient_authority())
-        .map_err(|e| dir_error(e.to_string()))?;
+    Dir::create_ambient_dir_all(data_dir, ambient_authority()).map_err(|e| dir_error(e.to_string()))?;
+    let dir = Dir::open_ambient_dir(data_dir, ambient_authority()).map_err(|e| dir_error(e.to_string()))?;
     for sub in ["plugins", "cache"] {
         dir.create_dir_all(sub)
             .map_err(|e| dir_error(format!("cannot create {sub}/: {e}")))?;
@@ -65,13 +63,10 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
     };
     let secrets = SecretBox::open(&dir).map_err(|e| dir_error(e.to_string()))?;
     // SQLite opens its file by path; it is the one file under the data directory not opened through cap-std.
-    let store = Store::open(&data_dir.join("provisio.db"), secrets)
-        .map_err(|e| dir_error(e.to_string()))?;
+    let store = Store::open(&data_dir.join("provisio.db"), secrets).map_err(|e| dir_error(e.to_string()))?;
     let outbound = Arc::new(Outbound::new(settings.outbound_limits).map_err(BootError::Other)?);
-    let runtime = Arc::new(
-        Runtime::new(settings.call_limits, outbound, Some(open_sub("cache")?))
-            .map_err(BootError::Other)?,
-    );
+    let runtime =
+        Arc::new(Runtime::new(settings.call_limits, outbound, Some(open_sub("cache")?)).map_err(BootError::Other)?);
     let plugins = Arc::new(Plugins::new(runtime, Some(open_sub("plugins")?)));
     plugins
         .load_installed(&store)
@@ -83,17 +78,14 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
 /// Creates the first admin when there is none: from `PROVISIO_BOOTSTRAP_ADMIN=user:password`, or with a
 /// generated password printed once on stderr.
 pub fn ensure_admin(store: &Store) -> Result<(), BootError> {
-    if store
-        .has_admin()
-        .map_err(|e| BootError::Other(e.to_string()))?
-    {
+    if store.has_admin().map_err(|e| BootError::Other(e.to_string()))? {
         return Ok(());
     }
     let (name, password, generated) = match std::env::var("PROVISIO_BOOTSTRAP_ADMIN") {
         Ok(value) => {
-            let (n, p) = value.split_once(':').ok_or_else(|| {
-                BootError::Other("PROVISIO_BOOTSTRAP_ADMIN must be user:password".into())
-            })?;
+            let (n, p) = value
+                .split_once(':')
+                .ok_or_else(|| BootError::Other("PROVISIO_BOOTSTRAP_ADMIN must be user:password".into()))?;
             (n.to_string(), p.to_string(), false)
         }
         Err(_) => {
@@ -127,9 +119,7 @@ pub async fn serve(listen: SocketAddr, state: AppState) -> Result<(), BootError>
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| BootError::Other(format!("cannot listen on {listen}: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| BootError::Other(e.to_string()))?;
+    let local = listener.local_addr().map_err(|e| BootError::Other(e.to_string()))?;
     tracing::info!(%local, connectors = state.plugins.list().len(), pooling = state.plugins.runtime().pooling(), "Provisio is serving");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())

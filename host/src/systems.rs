@@ -22,8 +22,7 @@ pub const MASK: &str = "********";
 pub const RATE_LIMIT_PROPERTY: &str = "provisio.rate.limit";
 
 /// The Test Connection success message SAP admins know.
-pub const CONNECTION_OK: &str =
-    "Connection to the selected target system was established successfully.";
+pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
 
 /// Errors of system management, each with a message for the admin.
 #[derive(Debug, thiserror::Error)]
@@ -191,36 +190,21 @@ impl Systems {
     /// The plugin a system runs on.
     pub fn plugin_for(&self, system: &System) -> Result<Arc<LoadedPlugin>, SystemError> {
         self.plugins
-            .resolve(
-                &system.spec.connector,
-                system.spec.connector_version.as_deref(),
-            )
+            .resolve(&system.spec.connector, system.spec.connector_version.as_deref())
             .ok_or_else(|| match &system.spec.connector_version {
-                Some(v) => SystemError::Invalid(format!(
-                    "connector {}@{v} is not loaded",
-                    system.spec.connector
-                )),
-                None => SystemError::Invalid(format!(
-                    "connector {:?} is not loaded",
-                    system.spec.connector
-                )),
+                Some(v) => SystemError::Invalid(format!("connector {}@{v} is not loaded", system.spec.connector)),
+                None => SystemError::Invalid(format!("connector {:?} is not loaded", system.spec.connector)),
             })
     }
 
     /// What a plugin call for this system needs: the properties the guest may see, and the endpoint.
-    pub fn call_target(
-        &self,
-        system: &System,
-        descriptor: &Descriptor,
-    ) -> Result<CallTarget, SystemError> {
+    pub fn call_target(&self, system: &System, descriptor: &Descriptor) -> Result<CallTarget, SystemError> {
         let all = system.all_properties();
         let url = |name: &str| -> Result<Option<Url>, SystemError> {
             all.get(name)
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| {
-                    Url::parse(v.trim()).map_err(|e| {
-                        SystemError::Invalid(format!("{name} is not a valid URL: {e}"))
-                    })
+                    Url::parse(v.trim()).map_err(|e| SystemError::Invalid(format!("{name} is not a valid URL: {e}")))
                 })
                 .transpose()
         };
@@ -249,10 +233,7 @@ impl Systems {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Ok(CallTarget {
-            properties,
-            endpoint,
-        })
+        Ok(CallTarget { properties, endpoint })
     }
 
     /// Test Connection: reachability and credentials, as the connector checks them.
@@ -276,39 +257,26 @@ impl Systems {
                 });
             }
         };
-        Ok(
-            match self
-                .plugins
-                .runtime()
-                .test_connection(&plugin, &target)
-                .await
-            {
-                Ok(_) => ConnectionCheck {
-                    ok: true,
-                    message: CONNECTION_OK.to_string(),
-                },
-                Err(CallError::Connector(e)) => ConnectionCheck {
-                    ok: false,
-                    message: describe_failure(&e),
-                },
-                Err(e) => ConnectionCheck {
-                    ok: false,
-                    message: e.to_string(),
-                },
+        Ok(match self.plugins.runtime().test_connection(&plugin, &target).await {
+            Ok(_) => ConnectionCheck {
+                ok: true,
+                message: CONNECTION_OK.to_string(),
             },
-        )
+            Err(CallError::Connector(e)) => ConnectionCheck {
+                ok: false,
+                message: describe_failure(&e),
+            },
+            Err(e) => ConnectionCheck {
+                ok: false,
+                message: e.to_string(),
+            },
+        })
     }
 
-    fn validate(
-        &self,
-        input: SystemInput,
-        current: Option<&System>,
-    ) -> Result<SystemSpec, SystemError> {
+    fn validate(&self, input: SystemInput, current: Option<&System>) -> Result<SystemSpec, SystemError> {
         let name = input.name.trim().to_string();
         if name.is_empty() || name.len() > 200 {
-            return Err(SystemError::Invalid(
-                "name must be 1 to 200 characters".into(),
-            ));
+            return Err(SystemError::Invalid("name must be 1 to 200 characters".into()));
         }
         let plugin = self
             .plugins
@@ -342,20 +310,14 @@ impl Systems {
                 }
             };
             if key.trim().is_empty() {
-                return Err(SystemError::Invalid(
-                    "property names must not be empty".into(),
-                ));
+                return Err(SystemError::Invalid("property names must not be empty".into()));
             }
             if descriptor.is_secret(&key) {
                 // A masked value sent back means "unchanged".
                 let text = if text == MASK {
-                    current
-                        .and_then(|c| c.spec.secrets.get(&key).cloned())
-                        .ok_or_else(|| {
-                            SystemError::Invalid(format!(
-                                "property {key} is masked, but no value is stored for it"
-                            ))
-                        })?
+                    current.and_then(|c| c.spec.secrets.get(&key).cloned()).ok_or_else(|| {
+                        SystemError::Invalid(format!("property {key} is masked, but no value is stored for it"))
+                    })?
                 } else {
                     text
                 };
@@ -404,9 +366,7 @@ impl Systems {
         // URLs and credentials are checked now, not at the first job.
         self.call_target(&probe, descriptor)?;
         if !input.sources.is_empty() && input.role != Role::Target {
-            return Err(SystemError::Invalid(
-                "only target systems have sources".into(),
-            ));
+            return Err(SystemError::Invalid("only target systems have sources".into()));
         }
         for source in &input.sources {
             match self.store.get_system(source)? {
@@ -418,9 +378,7 @@ impl Systems {
                     )));
                 }
                 None => {
-                    return Err(SystemError::Invalid(format!(
-                        "source system {source} does not exist"
-                    )));
+                    return Err(SystemError::Invalid(format!("source system {source} does not exist")));
                 }
             }
         }

@@ -26,17 +26,14 @@ impl TransformTest {
     /// Validates the transformation and applies it. `Err` is an invalid request (bad document or
     /// operation); a skipped or failed entity is an `Ok` outcome.
     pub fn run(&self) -> Result<Outcome, String> {
-        let transformation = Transformation::parse(&self.transformation)
-            .map_err(|e| format!("invalid transformation: {e}"))?;
+        let transformation =
+            Transformation::parse(&self.transformation).map_err(|e| format!("invalid transformation: {e}"))?;
         let operation = match self.operation.as_deref() {
             None => Operation::Update,
-            Some(op) => Operation::parse(op).ok_or_else(|| {
-                format!("unknown operation {op:?} (use create, update, patch or delete)")
-            })?,
+            Some(op) => Operation::parse(op)
+                .ok_or_else(|| format!("unknown operation {op:?} (use create, update, patch or delete)"))?,
         };
-        let context = Context::new(&self.properties)
-            .operation(operation)
-            .trace(self.trace);
+        let context = Context::new(&self.properties).operation(operation).trace(self.trace);
         Ok(transformation.apply(&self.entity_type, &self.entity, &context))
     }
 }

@@ -37,11 +37,7 @@ fn transforms_a_user_with_properties_and_operation() {
         "--operation",
         "create",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let output: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(output["origin"], "sap.custom");
     assert_eq!(output["schemas"][0], "urn:scim:schemas:core:1.0");
@@ -68,14 +64,7 @@ fn skips_and_failures_go_to_stderr_with_a_nonzero_exit() {
         "skip.json",
         r#"{"user": {"condition": "$.emails EMPTY false", "mappings": [{"sourcePath": "$.userName", "targetPath": "$.userName"}]}}"#,
     );
-    let out = provisio(&[
-        "transform",
-        "test",
-        "--transformation",
-        &skip,
-        "--entity",
-        &entity,
-    ]);
+    let out = provisio(&["transform", "test", "--transformation", &skip, "--entity", &entity]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -99,24 +88,14 @@ fn skips_and_failures_go_to_stderr_with_a_nonzero_exit() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("failed:") && stderr.contains("mapping 0"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("failed:") && stderr.contains("mapping 0"), "{stderr}");
 
     let invalid = write(
         &dir,
         "invalid.json",
         r#"{"user": {"mappings": [{"sourcePath": "$.a", "targetPath": "$.b", "functions": [{"function": "noSuchFunction"}]}]}}"#,
     );
-    let out = provisio(&[
-        "transform",
-        "test",
-        "--transformation",
-        &invalid,
-        "--entity",
-        &entity,
-    ]);
+    let out = provisio(&["transform", "test", "--transformation", &invalid, "--entity", &entity]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

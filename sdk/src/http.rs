@@ -198,19 +198,12 @@ fn host_error(req: &HttpRequest, e: HostError) -> Error {
         HostError::AuthFailed(m) => Error::unauthorized(format!(
             "The credentials for the system could not be obtained ({what}): {m}"
         )),
-        HostError::Timeout(m) => {
-            Error::transient(format!("The system did not answer in time ({what}): {m}"))
+        HostError::Timeout(m) => Error::transient(format!("The system did not answer in time ({what}): {m}")),
+        HostError::Unreachable(m) => Error::transient(format!("The system could not be reached ({what}): {m}")),
+        HostError::Denied(m) => Error::invalid_config(format!("The request was refused by the host ({what}): {m}")),
+        HostError::TooLarge(m) => {
+            Error::rejected(0, format!("The answer was larger than the host allows ({what}): {m}"))
         }
-        HostError::Unreachable(m) => {
-            Error::transient(format!("The system could not be reached ({what}): {m}"))
-        }
-        HostError::Denied(m) => {
-            Error::invalid_config(format!("The request was refused by the host ({what}): {m}"))
-        }
-        HostError::TooLarge(m) => Error::rejected(
-            0,
-            format!("The answer was larger than the host allows ({what}): {m}"),
-        ),
     }
 }
 
@@ -326,10 +319,7 @@ mod tests {
         let r = Request::get("Users")
             .query("filter", r#"userName eq "a b&c""#)
             .query("count", 10);
-        assert_eq!(
-            r.full_path(),
-            "Users?filter=userName%20eq%20%22a%20b%26c%22&count=10"
-        );
+        assert_eq!(r.full_path(), "Users?filter=userName%20eq%20%22a%20b%26c%22&count=10");
         let r = Request::get("Users?attributes=id").query("startIndex", 1);
         assert_eq!(r.full_path(), "Users?attributes=id&startIndex=1");
         assert_eq!(encode_segment("a/b?c"), "a%2Fb%3Fc");
@@ -342,10 +332,7 @@ mod tests {
         let r = Request::post("Users")
             .header("content-type", "application/scim+json")
             .json(&serde_json::json!({}));
-        assert_eq!(
-            r.header_value("Content-Type"),
-            Some("application/scim+json")
-        );
+        assert_eq!(r.header_value("Content-Type"), Some("application/scim+json"));
         let r = Request::post("Users").json(&serde_json::json!({}));
         assert_eq!(r.header_value("Content-Type"), Some("application/json"));
     }

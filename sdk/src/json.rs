@@ -45,10 +45,7 @@ pub fn parse_path(path: &str) -> Option<Vec<Segment>> {
         segs.push(Segment::Key(rest[..end].to_string()));
         rest = &rest[end..];
     }
-    (!segs
-        .iter()
-        .any(|s| matches!(s, Segment::Key(k) if k.is_empty())))
-    .then_some(segs)
+    (!segs.iter().any(|s| matches!(s, Segment::Key(k) if k.is_empty()))).then_some(segs)
 }
 
 /// The value at `path`, if there is one. A path that starts with `/` is an RFC 6901 JSON Pointer
@@ -57,12 +54,10 @@ pub fn get<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     if path.starts_with('/') {
         return value.pointer(path);
     }
-    parse_path(path)?
-        .iter()
-        .try_fold(value, |v, seg| match seg {
-            Segment::Key(k) => v.get(k.as_str()),
-            Segment::Index(i) => v.get(*i),
-        })
+    parse_path(path)?.iter().try_fold(value, |v, seg| match seg {
+        Segment::Key(k) => v.get(k.as_str()),
+        Segment::Index(i) => v.get(*i),
+    })
 }
 
 /// The string at `path`, if there is one.
@@ -126,18 +121,14 @@ pub fn remove(value: &mut Value, path: &str) -> Option<Value> {
 /// Parses JSON text the host passed in (an entity, a PatchOp document); [`Error::Rejected`] with status 0
 /// naming `what` when it is not valid JSON.
 pub fn parse(text: &str, what: &str) -> Result<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| Error::rejected(0, format!("The {what} is not valid JSON: {e}")))
+    serde_json::from_str(text).map_err(|e| Error::rejected(0, format!("The {what} is not valid JSON: {e}")))
 }
 
 /// Parses JSON text that must be an object, as entities are; [`Error::Rejected`] (status 0) otherwise.
 pub fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>> {
     match parse(text, what)? {
         Value::Object(m) => Ok(m),
-        _ => Err(Error::rejected(
-            0,
-            format!("The {what} is not a JSON object."),
-        )),
+        _ => Err(Error::rejected(0, format!("The {what} is not a JSON object."))),
     }
 }
 
@@ -154,10 +145,7 @@ mod tests {
         assert_eq!(get_str(&v, "name.givenName"), Some("A"));
         assert_eq!(get_str(&v, "$.emails[0].value"), Some("a@x"));
         assert_eq!(get_str(&v, &format!("['{ENT}'].manager.value")), Some("m"));
-        assert_eq!(
-            get_str(&v, &format!("$['{ENT}']['manager']['value']")),
-            Some("m")
-        );
+        assert_eq!(get_str(&v, &format!("$['{ENT}']['manager']['value']")), Some("m"));
         assert_eq!(get(&v, "emails[1]"), None);
         assert_eq!(get_str(&v, "/emails/0/value"), Some("a@x"));
         assert_eq!(parse_path("a[x]"), None);

@@ -78,8 +78,8 @@ pub mod __private {
 }
 
 pub use bindings::provisio::connector::types::{
-    Config, ConnectorError as Error, Descriptor, EntityKind, Operation, Page, PageRequest,
-    PropertySpec, Rejection, Throttle,
+    Config, ConnectorError as Error, Descriptor, EntityKind, Operation, Page, PageRequest, PropertySpec, Rejection,
+    Throttle,
 };
 
 /// The result of a connector operation: `Err` carries the [`Error`] variant the host acts on.
@@ -218,15 +218,10 @@ macro_rules! export_connector {
                 fn describe() -> $crate::Descriptor {
                     <$connector as $crate::Connector>::describe()
                 }
-                fn test_connection(
-                    config: $crate::Config,
-                ) -> $crate::Result<::std::string::String> {
+                fn test_connection(config: $crate::Config) -> $crate::Result<::std::string::String> {
                     <$connector as $crate::Connector>::test_connection(&config)
                 }
-                fn read(
-                    config: $crate::Config,
-                    request: $crate::PageRequest,
-                ) -> $crate::Result<$crate::Page> {
+                fn read(config: $crate::Config, request: $crate::PageRequest) -> $crate::Result<$crate::Page> {
                     <$connector as $crate::Connector>::read(&config, &request)
                 }
                 fn get(
@@ -268,7 +263,7 @@ macro_rules! export_connector {
                 }
             }
 
-    $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
+            $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
         };
     };
 }

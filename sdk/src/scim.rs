@@ -55,12 +55,9 @@ impl ListResponse {
     /// Reads a list response from JSON; [`Error::Rejected`] (status 0) when it is not an object, or when
     /// `Resources` is present but not an array.
     pub fn from_json(v: &Value) -> Result<Self> {
-        let obj = v.as_object().ok_or_else(|| {
-            Error::rejected(
-                0,
-                "The system's answer is not a SCIM list response (not an object).",
-            )
-        })?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::rejected(0, "The system's answer is not a SCIM list response (not an object)."))?;
         let field = |names: &[&str]| names.iter().find_map(|n| obj.get(*n));
         let resources = match field(&["Resources", "resources"]) {
             None | Some(Value::Null) => Vec::new(),
@@ -132,8 +129,7 @@ impl ListResponse {
 }
 
 fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64()
-        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 /// The `startIndex` a cursor stands for under index paging: 1 for the first page (`None`), else the cursor as
@@ -146,12 +142,7 @@ pub fn start_index(cursor: Option<&str>) -> Result<u64> {
             .parse::<u64>()
             .ok()
             .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                Error::rejected(
-                    0,
-                    format!("Invalid paging cursor `{c}`: expected a startIndex."),
-                )
-            }),
+            .ok_or_else(|| Error::rejected(0, format!("Invalid paging cursor `{c}`: expected a startIndex."))),
     }
 }
 
@@ -186,12 +177,7 @@ pub fn and_filters<'a>(filters: impl IntoIterator<Item = Option<&'a str>>) -> Op
     match parts.as_slice() {
         [] => None,
         [one] => Some(one.to_string()),
-        many => Some(
-            many.iter()
-                .map(|f| format!("({f})"))
-                .collect::<Vec<_>>()
-                .join(" and "),
-        ),
+        many => Some(many.iter().map(|f| format!("({f})")).collect::<Vec<_>>().join(" and ")),
     }
 }
 
@@ -374,8 +360,7 @@ fn parse_target(resource: &Value, path: &str) -> Result<Target> {
             .into_iter()
             .filter(|k| is_urn(k))
             .find(|k| {
-                rest.get(..k.len())
-                    .is_some_and(|head| head.eq_ignore_ascii_case(k))
+                rest.get(..k.len()).is_some_and(|head| head.eq_ignore_ascii_case(k))
                     && (rest.len() == k.len() || rest[k.len()..].starts_with(':'))
             })
             .or_else(|| {
@@ -383,9 +368,7 @@ fn parse_target(resource: &Value, path: &str) -> Result<Target> {
                 head.rfind(':').map(|i| rest[..i].to_string())
             })
             .ok_or_else(invalid)?;
-        rest = rest[schema.len()..]
-            .strip_prefix(':')
-            .unwrap_or(&rest[schema.len()..]);
+        rest = rest[schema.len()..].strip_prefix(':').unwrap_or(&rest[schema.len()..]);
         keys.push(schema);
         if rest.is_empty() {
             return Ok(Target {
@@ -438,11 +421,7 @@ fn key_in(obj: &Map<String, Value>, name: &str) -> String {
 }
 
 /// The slot at `keys`, creating objects on the way when `create`.
-fn slot<'a>(
-    resource: &'a mut Value,
-    keys: &[String],
-    create: bool,
-) -> Result<Option<&'a mut Value>> {
+fn slot<'a>(resource: &'a mut Value, keys: &[String], create: bool) -> Result<Option<&'a mut Value>> {
     let mut cur = resource;
     for k in keys {
         if cur.is_null() && create {
@@ -520,10 +499,7 @@ fn apply_one(resource: &mut Value, o: &PatchOperation) -> Result<()> {
     let append = o.op == "add";
     match (o.op.as_str(), &t.filter) {
         ("remove", None) => {
-            let (last, parents) = t
-                .keys
-                .split_last()
-                .ok_or_else(|| reject("invalidPath", path))?;
+            let (last, parents) = t.keys.split_last().ok_or_else(|| reject("invalidPath", path))?;
             let Some(parent) = slot(resource, parents, false)? else {
                 return Ok(());
             };
@@ -563,8 +539,7 @@ fn apply_one(resource: &mut Value, o: &PatchOperation) -> Result<()> {
                 .value
                 .clone()
                 .ok_or_else(|| reject("invalidValue", format!("{} needs a value", o.op)))?;
-            let target =
-                slot(resource, &t.keys, true)?.ok_or_else(|| reject("invalidPath", path))?;
+            let target = slot(resource, &t.keys, true)?.ok_or_else(|| reject("invalidPath", path))?;
             merge(target, value, append);
             Ok(())
         }
@@ -620,9 +595,7 @@ impl Filter {
         let mut alternatives = vec![Vec::new()];
         let mut it = tokens.into_iter().peekable();
         loop {
-            let attr = it
-                .next()
-                .ok_or_else(|| invalid("a comparison is missing"))?;
+            let attr = it.next().ok_or_else(|| invalid("a comparison is missing"))?;
             let op = it
                 .next()
                 .ok_or_else(|| invalid("an operator is missing"))?
@@ -722,9 +695,7 @@ fn literal(raw: &str) -> Option<Value> {
         "true" => Some(Value::Bool(true)),
         "false" => Some(Value::Bool(false)),
         "null" => Some(Value::Null),
-        _ => serde_json::from_str::<serde_json::Number>(raw)
-            .ok()
-            .map(Value::Number),
+        _ => serde_json::from_str::<serde_json::Number>(raw).ok().map(Value::Number),
     }
 }
 
@@ -753,15 +724,9 @@ mod tests {
         assert_eq!(list(2, None, None).next_index(1, 2), Some("3".into()));
         assert_eq!(list(1, None, None).next_index(1, 2), None);
         // itemsPerPage above the resources returned (filtered after paging) is the step.
-        assert_eq!(
-            list(2, Some(10), Some(3)).next_index(1, 3),
-            Some("4".into())
-        );
+        assert_eq!(list(2, Some(10), Some(3)).next_index(1, 3), Some("4".into()));
         // itemsPerPage that undercounts the resources is ignored.
-        assert_eq!(
-            list(3, Some(10), Some(1)).next_index(1, 3),
-            Some("4".into())
-        );
+        assert_eq!(list(3, Some(10), Some(1)).next_index(1, 3), Some("4".into()));
         // A server that ignores `count` is cut short, and the next page starts after what was kept.
         let page = list(5, Some(10), Some(5)).into_index_page(1, 2);
         assert_eq!(page.entities.len(), 2);
@@ -775,17 +740,13 @@ mod tests {
 
     #[test]
     fn parses_list_responses_in_both_spellings() {
-        let l = ListResponse::from_json(
-            &json!({"resources": [{"id": "a"}], "totalResults": 1, "itemsPerPage": "1"}),
-        )
-        .unwrap();
+        let l = ListResponse::from_json(&json!({"resources": [{"id": "a"}], "totalResults": 1, "itemsPerPage": "1"}))
+            .unwrap();
         assert_eq!(l.resources.len(), 1);
         assert_eq!(l.items_per_page, Some(1));
-        let l =
-            ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "end"})).unwrap();
+        let l = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "end"})).unwrap();
         assert_eq!(l.into_cursor_page().next_cursor, None);
-        let l =
-            ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "abc"})).unwrap();
+        let l = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "abc"})).unwrap();
         assert_eq!(l.into_cursor_page().next_cursor.as_deref(), Some("abc"));
         assert!(ListResponse::from_json(&json!({"Resources": 1})).is_err());
         assert!(ListResponse::from_json(&json!([])).is_err());
@@ -796,10 +757,7 @@ mod tests {
     fn filters() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(and_filters([None, Some(" ")]), None);
-        assert_eq!(
-            and_filters([Some("a eq 1"), None]).as_deref(),
-            Some("a eq 1")
-        );
+        assert_eq!(and_filters([Some("a eq 1"), None]).as_deref(), Some("a eq 1"));
         assert_eq!(
             and_filters([Some("a eq 1"), Some("b pr")]).as_deref(),
             Some("(a eq 1) and (b pr)")
@@ -847,18 +805,14 @@ mod tests {
         assert!(apply(user.clone(), json!([])).is_err());
         // Non-ASCII paths never panic.
         for p in ["urné:x", "uré", "ü[value eq \"x\"]", "emails[", "a.b]"] {
-            let _ = apply(
-                user.clone(),
-                json!([{"op": "replace", "path": p, "value": 1}]),
-            );
+            let _ = apply(user.clone(), json!([{"op": "replace", "path": p, "value": 1}]));
         }
     }
 
     #[test]
     fn never_panics_on_arbitrary_paths_and_filters() {
         const ALPHABET: &[&str] = &[
-            "urn:", ":", ".", "[", "]", "\"", "\\", " ", "eq", "and", "or", "pr", "value", "é",
-            "ü", "x", "0", "'", "$",
+            "urn:", ":", ".", "[", "]", "\"", "\\", " ", "eq", "and", "or", "pr", "value", "é", "ü", "x", "0", "'", "$",
         ];
         let resource = json!({"schemas": ["urn:a:b"], "urn:a:b": {"x": 1}, "value": [{"value": "x"}], "x": "é"});
         let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
@@ -912,10 +866,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(
-            r[ENT],
-            json!({"manager": {"value": "m1"}, "employeeNumber": "7"})
-        );
+        assert_eq!(r[ENT], json!({"manager": {"value": "m1"}, "employeeNumber": "7"}));
     }
 
     #[test]

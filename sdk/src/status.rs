@@ -39,9 +39,7 @@ pub fn error_for_with(resp: &Response, conflicts: &[u16]) -> Error {
         format!(": {detail}")
     };
     match status {
-        401 | 403 => Error::unauthorized(format!(
-            "The system refused the credentials (HTTP {status}){said}"
-        )),
+        401 | 403 => Error::unauthorized(format!("The system refused the credentials (HTTP {status}){said}")),
         404 => Error::not_found(format!("Not found (HTTP 404){said}")),
         s if conflicts.contains(&s) => Error::conflict(format!("Conflict (HTTP {status}){said}")),
         429 => Error::throttled(
@@ -59,18 +57,13 @@ pub fn error_for_with(resp: &Response, conflicts: &[u16]) -> Error {
 /// `message`, an `error` string, or else the raw text; shortened to [`DETAIL_MAX`] characters, on one line.
 pub fn detail(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let from_json = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| {
-            ["detail", "error_description", "message", "error"]
-                .iter()
-                .find_map(|k| v.get(k).and_then(|d| d.as_str()).map(str::to_string))
-        });
+    let from_json = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| {
+        ["detail", "error_description", "message", "error"]
+            .iter()
+            .find_map(|k| v.get(k).and_then(|d| d.as_str()).map(str::to_string))
+    });
     let raw = from_json.unwrap_or_else(|| text.into_owned());
-    shorten(
-        &raw.split_whitespace().collect::<Vec<_>>().join(" "),
-        DETAIL_MAX,
-    )
+    shorten(&raw.split_whitespace().collect::<Vec<_>>().join(" "), DETAIL_MAX)
 }
 
 /// `text` cut to at most `max` characters, with `…` when cut.
@@ -108,10 +101,7 @@ fn parse_http_date(s: &str) -> Option<u64> {
     .position(|m| m == month)? as u64
         + 1;
     let year: u64 = year.parse().ok()?;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
+    let hms: Vec<u64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
@@ -140,35 +130,21 @@ mod tests {
     fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
         Response {
             status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: body.as_bytes().to_vec(),
         }
     }
 
     #[test]
     fn maps_statuses() {
-        assert!(matches!(
-            error_for(&resp(401, &[], "")),
-            Error::Unauthorized(_)
-        ));
-        assert!(matches!(
-            error_for(&resp(403, &[], "")),
-            Error::Unauthorized(_)
-        ));
+        assert!(matches!(error_for(&resp(401, &[], "")), Error::Unauthorized(_)));
+        assert!(matches!(error_for(&resp(403, &[], "")), Error::Unauthorized(_)));
         assert!(matches!(error_for(&resp(404, &[], "")), Error::NotFound(_)));
         for s in [409, 412, 422] {
             assert!(matches!(error_for(&resp(s, &[], "")), Error::Conflict(_)));
         }
-        assert!(
-            matches!(error_for_with(&resp(422, &[], ""), &[409]), Error::Rejected(r) if r.status == 422)
-        );
-        assert!(matches!(
-            error_for(&resp(503, &[], "")),
-            Error::Transient(_)
-        ));
+        assert!(matches!(error_for_with(&resp(422, &[], ""), &[409]), Error::Rejected(r) if r.status == 422));
+        assert!(matches!(error_for(&resp(503, &[], "")), Error::Transient(_)));
         let e = error_for(&resp(429, &[("retry-after", "7")], ""));
         assert!(matches!(e, Error::Throttled(t) if t.retry_after_ms == Some(7000)));
         let e = error_for(&resp(429, &[], ""));
@@ -197,14 +173,8 @@ mod tests {
     fn parses_retry_after() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
         assert_eq!(retry_after_ms("120", now), Some(120_000));
-        assert_eq!(
-            retry_after_ms("Sun, 06 Nov 1994 08:50:37 GMT", now),
-            Some(60_000)
-        );
-        assert_eq!(
-            retry_after_ms("Sun, 06 Nov 1994 08:40:37 GMT", now),
-            Some(0)
-        );
+        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:50:37 GMT", now), Some(60_000));
+        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:40:37 GMT", now), Some(0));
         assert_eq!(retry_after_ms("soon", now), None);
         assert_eq!(retry_after_ms("Sun, 06 Foo 1994 08:50:37 GMT", now), None);
     }

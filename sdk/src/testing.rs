@@ -96,10 +96,7 @@ impl Harness {
     pub fn assert_done(&self) {
         let state = self.state.borrow();
         if !state.expected.is_empty() {
-            let mut msg = format!(
-                "{} expected request(s) were not sent:\n",
-                state.expected.len()
-            );
+            let mut msg = format!("{} expected request(s) were not sent:\n", state.expected.len());
             for e in &state.expected {
                 let _ = writeln!(msg, "  {}", e.describe());
             }
@@ -142,16 +139,12 @@ impl SentRequest {
 
     /// The body as text.
     pub fn text(&self) -> Option<String> {
-        self.body
-            .as_ref()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
+        self.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
     /// The body as JSON, if it is JSON.
     pub fn json(&self) -> Option<Value> {
-        self.body
-            .as_ref()
-            .and_then(|b| serde_json::from_slice(b).ok())
+        self.body.as_ref().and_then(|b| serde_json::from_slice(b).ok())
     }
 }
 
@@ -252,8 +245,7 @@ impl Exchange {
     /// Adds a header to the answer (`Retry-After`, `ETag`, …).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         if let Ok(r) = &mut self.outcome {
-            r.headers
-                .push((name.into().to_ascii_lowercase(), value.into()));
+            r.headers.push((name.into().to_ascii_lowercase(), value.into()));
         }
         self
     }
@@ -282,19 +274,14 @@ impl Exchange {
         }
         for (n, v) in &self.headers {
             if req.header(n) != Some(v.as_str()) {
-                return Some(format!(
-                    "header `{n}` is {:?}, expected {v:?}",
-                    req.header(n)
-                ));
+                return Some(format!("header `{n}` is {:?}, expected {v:?}", req.header(n)));
             }
         }
         if let Some(expected) = &self.body {
             match req.json() {
                 Some(actual) if &actual == expected => {}
                 Some(actual) => {
-                    return Some(format!(
-                        "body differs:\n    expected {expected}\n    sent     {actual}"
-                    ));
+                    return Some(format!("body differs:\n    expected {expected}\n    sent     {actual}"));
                 }
                 None => return Some(format!("body is not JSON: {:?}", req.text())),
             }
@@ -436,8 +423,7 @@ mod tests {
     fn panics_on_an_unexpected_request() {
         let mut h = Harness::new();
         h.expect(Exchange::get("Groups"));
-        h.run(|| Request::get("Users").send(&cfg()).map(|_| ()))
-            .ok();
+        h.run(|| Request::get("Users").send(&cfg()).map(|_| ())).ok();
     }
 
     #[test]
@@ -451,8 +437,7 @@ mod tests {
     fn run_restores_after_a_panic() {
         let r = std::panic::catch_unwind(|| {
             let mut h = Harness::new();
-            h.run(|| Request::get("Users").send(&cfg()).map(|_| ()))
-                .ok();
+            h.run(|| Request::get("Users").send(&cfg()).map(|_| ())).ok();
         });
         assert!(r.is_err());
         assert!(CURRENT.with(|c| c.borrow().is_none()));

@@ -1,8 +1,6 @@
 //! Helpers on the contract's types.
 
-use crate::{
-    Config, Descriptor, EntityKind, Error, Operation, Page, PropertySpec, Rejection, Throttle,
-};
+use crate::{Config, Descriptor, EntityKind, Error, Operation, Page, PropertySpec, Rejection, Throttle};
 
 impl Config {
     /// A configuration for the system `system_id` without properties (mostly for tests); add them with
@@ -40,9 +38,8 @@ impl Config {
 
     /// The value of the required property `name`, or [`Error::InvalidConfig`] naming it.
     pub fn require(&self, name: &str) -> Result<&str, Error> {
-        self.property(name).ok_or_else(|| {
-            Error::invalid_config(format!("The property `{name}` is required but not set."))
-        })
+        self.property(name)
+            .ok_or_else(|| Error::invalid_config(format!("The property `{name}` is required but not set.")))
     }
 
     /// Whether the boolean property `name` is `true` (case-insensitive); `false` when absent or anything else.
@@ -63,10 +60,7 @@ impl Config {
     /// The properties whose names start with `prefix`, as (rest of the name, value) pairs, in the order given;
     /// e.g. `with_prefix("ips.http.header.")` yields the extra headers an admin configured. Blank values are
     /// skipped.
-    pub fn with_prefix<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.properties.iter().filter_map(move |(n, v)| {
             let rest = n.strip_prefix(prefix)?;
             let v = v.trim();
@@ -296,9 +290,7 @@ mod tests {
         assert!(cfg.flag_or("missing", true));
         let headers: Vec<_> = cfg.with_prefix("ips.http.header.").collect();
         assert_eq!(headers, vec![("X-A", "1"), ("X-B", "2")]);
-        assert!(
-            matches!(cfg.require("nope"), Err(Error::InvalidConfig(m)) if m.contains("`nope`"))
-        );
+        assert!(matches!(cfg.require("nope"), Err(Error::InvalidConfig(m)) if m.contains("`nope`")));
     }
 
     #[test]

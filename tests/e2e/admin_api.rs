@@ -37,7 +37,11 @@ async fn authentication_and_permissions() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 
     let (status, created) = service
-        .admin(Method::POST, "/api/v1/technical-users", Some(json!({"name": "pusher", "password": "pusher-password", "permissions": ["realtime-api"]})))
+        .admin(
+            Method::POST,
+            "/api/v1/technical-users",
+            Some(json!({"name": "pusher", "password": "pusher-password", "permissions": ["realtime-api"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let limited = service
@@ -107,10 +111,7 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = raw.json().await.expect("json");
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("invalid JSON"),
+        body["message"].as_str().unwrap_or("").contains("invalid JSON"),
         "{body}"
     );
 
@@ -145,9 +146,7 @@ async fn bad_input_gets_clear_errors() {
         ),
     ];
     for (body, expected) in cases {
-        let (status, answer) = service
-            .admin(Method::POST, "/api/v1/systems", Some(body.clone()))
-            .await;
+        let (status, answer) = service.admin(Method::POST, "/api/v1/systems", Some(body.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
         let message = answer["message"].as_str().unwrap_or("");
         assert!(
@@ -155,9 +154,7 @@ async fn bad_input_gets_clear_errors() {
             "{body}: {message:?} should mention {expected:?}"
         );
     }
-    let (status, _) = service
-        .admin(Method::GET, "/api/v1/systems/does-not-exist", None)
-        .await;
+    let (status, _) = service.admin(Method::GET, "/api/v1/systems/does-not-exist", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -171,9 +168,7 @@ async fn secrets_never_come_back_out() {
             "properties": {"URL": "http://127.0.0.1:1/v2", "Authentication": "BearerToken", "Password": PLANTED}
         }))
         .await;
-    let (_, one) = service
-        .admin(Method::GET, &format!("/api/v1/systems/{id}"), None)
-        .await;
+    let (_, one) = service.admin(Method::GET, &format!("/api/v1/systems/{id}"), None).await;
     let (_, all) = service.admin(Method::GET, "/api/v1/systems", None).await;
     assert_eq!(one["properties"]["Password"], "********");
     for answer in [&one, &all] {
@@ -186,10 +181,7 @@ async fn secrets_never_come_back_out() {
         .admin(Method::PUT, &format!("/api/v1/systems/{id}"), Some(keep))
         .await;
     assert_eq!(status, StatusCode::OK, "{replaced}");
-    assert_eq!(
-        replaced["message"],
-        "System Secret keeper configuration updated."
-    );
+    assert_eq!(replaced["message"], "System Secret keeper configuration updated.");
     let stored = service.state.systems.get(&id).expect("system");
     assert_eq!(stored.spec.secrets["Password"], PLANTED);
     // A failing Test Connection does not echo the secret either.
@@ -200,9 +192,7 @@ async fn secrets_never_come_back_out() {
         let path = service.data_dir().join(file);
         if let Ok(bytes) = std::fs::read(&path) {
             assert!(
-                !bytes
-                    .windows(PLANTED.len())
-                    .any(|w| w == PLANTED.as_bytes()),
+                !bytes.windows(PLANTED.len()).any(|w| w == PLANTED.as_bytes()),
                 "{file} holds the secret in clear"
             );
         }

@@ -10,15 +10,31 @@ async fn bundled_connectors_load_and_their_defaults_validate() {
     let service = Service::start().await;
     let (status, connectors) = service.admin(Method::GET, "/api/v1/connectors", None).await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = connectors.as_array().expect("list").iter().filter_map(|c| c["name"].as_str()).collect();
-    let bundled = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/bundled.txt")).expect("list");
-    for line in bundled.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        assert!(names.contains(&line), "bundled connector {line} is not loaded: {names:?}");
+    let names: Vec<&str> = connectors
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let bundled =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/bundled.txt")).expect("list");
+    for line in bundled
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        assert!(
+            names.contains(&line),
+            "bundled connector {line} is not loaded: {names:?}"
+        );
     }
     for plugin in service.state.plugins.list() {
         let d = &plugin.descriptor;
         assert!(!d.properties.is_empty(), "{} declares no properties", d.name);
-        for (kind, doc) in [("read", &d.default_read_transformation), ("write", &d.default_write_transformation)] {
+        for (kind, doc) in [
+            ("read", &d.default_read_transformation),
+            ("write", &d.default_write_transformation),
+        ] {
             if let Some(doc) = doc {
                 provisio_transform::Transformation::from_str(doc)
                     .unwrap_or_else(|e| panic!("{}: default {kind} transformation is invalid: {e}", d.name));
@@ -42,7 +58,12 @@ async fn plugin_calls_are_counted_in_metrics() {
         }))
         .await;
     let _ = service.test_connection(&id).await;
-    let metrics = service.http.get(format!("{}/metrics", service.url)).send().await.expect("metrics");
+    let metrics = service
+        .http
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .await
+        .expect("metrics");
     assert_eq!(metrics.status(), StatusCode::OK);
     let text = metrics.text().await.expect("text");
     assert!(text.contains("provisio_plugin_calls_total{plugin=\"scim@"), "{text}");

@@ -22,9 +22,7 @@ struct Upstream {
 
 async fn upstream() -> Upstream {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let record = seen.clone();
     let app = Router::new()
@@ -116,15 +114,9 @@ async fn hostile_plugin_is_contained() {
             message.contains(expected),
             "{mode}: {message:?} should mention {expected:?}"
         );
-        assert!(
-            service.healthy().await,
-            "{mode}: the service must stay healthy"
-        );
+        assert!(service.healthy().await, "{mode}: the service must stay healthy");
         let (ok, message) = service.test_connection(&good).await;
-        assert!(
-            ok,
-            "{mode}: a well-behaved system must keep working: {message}"
-        );
+        assert!(ok, "{mode}: a well-behaved system must keep working: {message}");
     }
     assert!(
         upstream.seen.lock().expect("lock").is_empty(),
@@ -136,7 +128,11 @@ async fn hostile_plugin_is_contained() {
     let (ok, message) = service.test_connection(&id).await;
     assert!(ok, "{message}");
     let c = service.connector(&id);
-    let said = c.runtime.test_connection(&c.plugin, &c.target).await.expect("env mode answers");
+    let said = c
+        .runtime
+        .test_connection(&c.plugin, &c.target)
+        .await
+        .expect("env mode answers");
     assert_eq!(said, "0 environment variables");
 
     let id = hostile_system(&service, &upstream, "other-system").await;
@@ -168,13 +164,7 @@ async fn invalid_components_are_refused_with_a_reason() {
         .upload_plugin(vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00])
         .await;
     assert_eq!(status, 422);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("core module"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap_or("").contains("core module"), "{body}");
 
     // A component that exports nothing is not a connector.
     let empty_component = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];

@@ -33,13 +33,7 @@ async fn test_connection_tells_what_is_wrong() {
     assert!(!ok);
     assert!(message.contains("refused the credentials"), "{message}");
     let port = crate::support::free_port();
-    let unreachable = scim_system(
-        &service,
-        "unreachable",
-        &format!("http://127.0.0.1:{port}/v2"),
-        "x",
-    )
-    .await;
+    let unreachable = scim_system(&service, "unreachable", &format!("http://127.0.0.1:{port}/v2"), "x").await;
     let (ok, message) = service.test_connection(&unreachable).await;
     assert!(!ok);
     assert!(message.contains("could not be reached"), "{message}");
@@ -60,7 +54,11 @@ async fn every_operation_against_scim2_server() {
     let service = Service::start().await;
     let server = Scim2Server::start().await;
     let id = scim_system(&service, "scim2-server", &server.base_url, &server.token).await;
-    let crate::support::Connector { plugin, target, runtime } = service.connector(&id);
+    let crate::support::Connector {
+        plugin,
+        target,
+        runtime,
+    } = service.connector(&id);
 
     // Create 600 users, so that pages of 250 make three pages.
     let mut ids = Vec::new();
@@ -75,10 +73,7 @@ async fn every_operation_against_scim2_server() {
     let mut seen = std::collections::BTreeSet::new();
     let mut pages = 0;
     loop {
-        let page = runtime
-            .read(&plugin, &target, &request)
-            .await
-            .expect("read");
+        let page = runtime.read(&plugin, &target, &request).await.expect("read");
         pages += 1;
         assert!(page.entities.len() <= 250);
         for e in &page.entities {
@@ -125,10 +120,7 @@ async fn every_operation_against_scim2_server() {
         .delete(&plugin, &target, EntityKind::User, &ids[0])
         .await
         .expect("delete");
-    match runtime
-        .get(&plugin, &target, EntityKind::User, &ids[0])
-        .await
-    {
+    match runtime.get(&plugin, &target, EntityKind::User, &ids[0]).await {
         Err(CallError::Connector(ConnectorError::NotFound { .. })) => {}
         other => panic!("expected not found, got {other:?}"),
     }

@@ -36,18 +36,16 @@ impl Service {
 
     pub async fn start_with(mut settings: Settings) -> Service {
         // Compile each component once for the whole test run, not once per service.
-        settings.artifact_cache.get_or_insert_with(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifact-cache"));
+        settings
+            .artifact_cache
+            .get_or_insert_with(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifact-cache"));
         let data = tempfile::tempdir().expect("temp dir");
-        let state = provisio::server::boot(data.path(), settings)
-            .await
-            .expect("boot");
+        let state = provisio::server::boot(data.path(), settings).await.expect("boot");
         state
             .store
             .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
             .expect("admin");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = provisio::api::router(state.clone());
         let server = tokio::spawn(async move {
@@ -67,12 +65,7 @@ impl Service {
     }
 
     /// An admin request; answers status and JSON body (Null when the body is not JSON).
-    pub async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.url))
@@ -100,9 +93,7 @@ impl Service {
     }
 
     pub async fn create_system(&self, body: Value) -> String {
-        let (status, created) = self
-            .admin(reqwest::Method::POST, "/api/v1/systems", Some(body))
-            .await;
+        let (status, created) = self.admin(reqwest::Method::POST, "/api/v1/systems", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         created["id"].as_str().expect("id").to_string()
     }
@@ -212,9 +203,7 @@ struct LogSink;
 
 impl std::io::Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
+        LOGS.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -222,14 +211,13 @@ impl std::io::Write for LogSink {
     }
 }
 
-/// Captures every log line of this test binary, at trace level, into memory.
+/// Captures the log lines of this test binary into memory: Provisio's own at every level, other crates'
+/// from info up (wasmtime's compiler traces every instruction at trace level).
 pub fn capture_logs() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(|| LogSink)
-            .try_init();
+        let filter = tracing_subscriber::EnvFilter::new("info,provisio=trace");
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LogSink).try_init();
     });
 }
 

@@ -12,16 +12,14 @@ mod tests;
 use provisio_sdk::http::{Response, encode_segment};
 use provisio_sdk::scim::{self, ListResponse, PatchOp};
 use provisio_sdk::{
-    Config, Connector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json,
-    log, status,
+    Config, Connector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log, status,
 };
 use serde_json::Value;
 
 use settings::Settings;
 
 /// The message admins know from SAP Identity Provisioning for a successful Test Connection.
-pub const CONNECTION_OK: &str =
-    "Connection to the selected target system was established successfully.";
+pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
 
 /// The default read transformation (SAP Identity Provisioning JSON dialect).
 pub const READ_TRANSFORMATION: &str = include_str!("../transformations/read.json");
@@ -113,9 +111,7 @@ impl Connector for Scim {
     fn create(cfg: &Config, kind: EntityKind, entity: &str) -> Result<String> {
         let s = Settings::new(cfg)?;
         let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
-        let resp = s
-            .request_with("POST", kind.scim_endpoint(), &entity)
-            .send(cfg)?;
+        let resp = s.request_with("POST", kind.scim_endpoint(), &entity).send(cfg)?;
         match resp.status {
             200..=299 => entity_of(&resp, "created"),
             409 => resolve_conflict(&s, kind, &entity, status::error_for(&resp)),
@@ -136,9 +132,7 @@ impl Connector for Scim {
         let ops = PatchOp::parse(&doc)?;
         if s.patch {
             scim::ensure_patch_schema(&mut doc);
-            let resp = s
-                .request_with("PATCH", entity_path(kind, id), &doc)
-                .send(cfg)?;
+            let resp = s.request_with("PATCH", entity_path(kind, id), &doc).send(cfg)?;
             if matches!(resp.status, 405 | 501) {
                 log::warn(format_args!(
                     "the system refused PATCH (HTTP {}) although {} is true; applying the patch with GET and PUT",
@@ -220,13 +214,7 @@ fn version_of(entity: &Value) -> Option<String> {
     }
 }
 
-fn send_put(
-    s: &Settings,
-    kind: EntityKind,
-    id: &str,
-    entity: &Value,
-    version: Option<&str>,
-) -> Result<Response> {
+fn send_put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option<&str>) -> Result<Response> {
     let mut req = s.request_with("PUT", entity_path(kind, id), entity);
     match version {
         Some(v) => req = req.header("If-Match", v),
@@ -250,13 +238,7 @@ fn finish_put(resp: Response, kind: EntityKind, id: &str) -> Result<Value> {
 
 /// PUT with `If-Match` when a version is known; on a stale version (412) re-reads the entity and retries once
 /// with its current version.
-fn put(
-    s: &Settings,
-    kind: EntityKind,
-    id: &str,
-    entity: &Value,
-    version: Option<String>,
-) -> Result<Value> {
+fn put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option<String>) -> Result<Value> {
     let resp = send_put(s, kind, id, entity, version.as_deref())?;
     if resp.status == 412 && version.is_some() {
         log::info(format_args!(
@@ -265,29 +247,17 @@ fn put(
         ));
         let current = version_of(&fetch(s, kind, id)?);
         let mut entity = entity.clone();
-        if let (Some(v), Some(meta)) = (
-            &current,
-            entity.get_mut("meta").and_then(Value::as_object_mut),
-        ) {
+        if let (Some(v), Some(meta)) = (&current, entity.get_mut("meta").and_then(Value::as_object_mut)) {
             meta.insert("version".into(), Value::String(v.clone()));
         }
-        return finish_put(
-            send_put(s, kind, id, &entity, current.as_deref())?,
-            kind,
-            id,
-        );
+        return finish_put(send_put(s, kind, id, &entity, current.as_deref())?, kind, id);
     }
     finish_put(resp, kind, id)
 }
 
 /// After a create conflicted: look the entity up by the configured unique attributes and, when exactly one
 /// matches, replace it (SAP Identity Provisioning's conflict resolution); otherwise keep the conflict.
-fn resolve_conflict(
-    s: &Settings,
-    kind: EntityKind,
-    entity: &Value,
-    conflict: Error,
-) -> Result<String> {
+fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Error) -> Result<String> {
     let mut clauses = Vec::new();
     for attr in s.unique_attributes(kind) {
         let (Some(name), Some(value)) = (filter_attribute(attr), json::get(entity, attr)) else {

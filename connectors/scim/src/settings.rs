@@ -97,12 +97,7 @@ impl<'a> Settings<'a> {
     }
 
     /// A request with a JSON body in the configured content type.
-    pub fn request_with(
-        &self,
-        method: &str,
-        path: impl Into<String>,
-        body: &serde_json::Value,
-    ) -> Request {
+    pub fn request_with(&self, method: &str, path: impl Into<String>, body: &serde_json::Value) -> Request {
         self.request(method, path)
             .header("Content-Type", self.content_type)
             .json(body)

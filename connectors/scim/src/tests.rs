@@ -60,40 +60,19 @@ fn describes_itself() {
     ] {
         assert!(names.contains(&p), "{p} is described");
     }
-    assert!(
-        d.properties
-            .iter()
-            .any(|p| p.name == "Password" && p.secret)
-    );
+    assert!(d.properties.iter().any(|p| p.name == "Password" && p.secret));
     assert!(d.properties.iter().any(|p| p.name == "URL" && p.required));
-    assert!(
-        d.properties
-            .iter()
-            .all(|p| !p.doc.is_empty() && !p.doc.contains('\n'))
-    );
-    for t in [
-        d.default_read_transformation,
-        d.default_write_transformation,
-    ] {
-        let t: Value =
-            serde_json::from_str(&t.expect("a default transformation")).expect("valid JSON");
+    assert!(d.properties.iter().all(|p| !p.doc.is_empty() && !p.doc.contains('\n')));
+    for t in [d.default_read_transformation, d.default_write_transformation] {
+        let t: Value = serde_json::from_str(&t.expect("a default transformation")).expect("valid JSON");
         assert!(t["user"]["mappings"].is_array() && t["group"]["mappings"].is_array());
         assert_eq!(t["user"]["scimEntityEndpoint"], "Users");
         assert_eq!(t["group"]["scimEntityEndpoint"], "Groups");
     }
     let read = crate::READ_TRANSFORMATION;
     let write = crate::WRITE_TRANSFORMATION;
-    assert_eq!(
-        read.matches("\"targetVariable\": \"entityIdSourceSystem\"")
-            .count(),
-        2
-    );
-    assert_eq!(
-        write
-            .matches("\"sourceVariable\": \"entityIdTargetSystem\"")
-            .count(),
-        2
-    );
+    assert_eq!(read.matches("\"targetVariable\": \"entityIdSourceSystem\"").count(), 2);
+    assert_eq!(write.matches("\"sourceVariable\": \"entityIdTargetSystem\"").count(), 2);
     for dropped in ["$.meta", "$.groups"] {
         assert!(
             write.contains(&format!("\"targetPath\": \"{dropped}\"")),
@@ -105,27 +84,16 @@ fn describes_itself() {
 #[test]
 fn test_connection_succeeds_with_the_sap_message() {
     let mut h = Harness::new();
-    h.expect(
-        Exchange::get("Users?startIndex=1&count=1")
-            .respond(200, list(vec![user("1", "W/\"1\"")], 1, 5)),
-    );
-    assert_eq!(
-        h.run(|| Scim::test_connection(&cfg())),
-        Ok(CONNECTION_OK.to_string())
-    );
+    h.expect(Exchange::get("Users?startIndex=1&count=1").respond(200, list(vec![user("1", "W/\"1\"")], 1, 5)));
+    assert_eq!(h.run(|| Scim::test_connection(&cfg())), Ok(CONNECTION_OK.to_string()));
 }
 
 #[test]
 fn test_connection_reports_refused_credentials_and_unreachable_systems() {
     let mut h = Harness::new();
-    h.expect(
-        Exchange::get("Users?startIndex=1&count=1").respond(401, json!({"detail": "bad token"})),
-    );
+    h.expect(Exchange::get("Users?startIndex=1&count=1").respond(401, json!({"detail": "bad token"})));
     h.expect(Exchange::get("Users?startIndex=1&count=1").respond_empty(403));
-    h.expect(
-        Exchange::get("Users?startIndex=1&count=1")
-            .fail(HostError::Unreachable("connection refused".into())),
-    );
+    h.expect(Exchange::get("Users?startIndex=1&count=1").fail(HostError::Unreachable("connection refused".into())));
     h.expect(Exchange::get("Users?startIndex=1&count=1").respond_text(404, "<html>nope</html>"));
     h.expect(Exchange::get("Users?startIndex=1&count=1").respond_text(200, "<html>hello</html>"));
     let results: Vec<_> = h.run(|| (0..5).map(|_| Scim::test_connection(&cfg())).collect());
@@ -135,9 +103,7 @@ fn test_connection_reports_refused_credentials_and_unreachable_systems() {
     assert!(matches!(&results[1], Err(Error::Unauthorized(m)) if m.contains("HTTP 403")));
     assert!(matches!(&results[2], Err(Error::Transient(m)) if m.contains("could not be reached")));
     assert!(matches!(&results[3], Err(Error::InvalidConfig(m)) if m.contains("`URL`")));
-    assert!(
-        matches!(&results[4], Err(Error::InvalidConfig(m)) if m.contains("not as a SCIM service"))
-    );
+    assert!(matches!(&results[4], Err(Error::InvalidConfig(m)) if m.contains("not as a SCIM service")));
 }
 
 #[test]
@@ -152,29 +118,23 @@ fn invalid_configuration_is_reported_without_a_request() {
     h.run(|| {
         assert!(matches!(Scim::test_connection(&no_url), Err(Error::InvalidConfig(m)) if m.contains("`URL`")));
         assert!(matches!(Scim::test_connection(&bad_auth), Err(Error::InvalidConfig(m)) if m.contains("Kerberos")));
-        assert!(matches!(Scim::get(&bad_url, EntityKind::User, "1"), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            Scim::get(&bad_url, EntityKind::User, "1"),
+            Err(Error::InvalidConfig(_))
+        ));
     });
     h.expect(Exchange::get("Users?startIndex=1&count=1").respond(200, list(vec![], 1, 0)));
-    assert_eq!(
-        h.run(|| Scim::test_connection(&oauth)),
-        Ok(CONNECTION_OK.to_string())
-    );
+    assert_eq!(h.run(|| Scim::test_connection(&oauth)), Ok(CONNECTION_OK.to_string()));
 }
 
 #[test]
 fn reads_users_across_pages() {
     let mut h = Harness::new();
     h.expect(
-        Exchange::get("Users?startIndex=1&count=2")
-            .respond(200, list(vec![user("1", "v"), user("2", "v")], 1, 5)),
+        Exchange::get("Users?startIndex=1&count=2").respond(200, list(vec![user("1", "v"), user("2", "v")], 1, 5)),
     )
-    .expect(
-        Exchange::get("Users?startIndex=3&count=2")
-            .respond(200, list(vec![user("3", "v"), user("4", "v")], 3, 5)),
-    )
-    .expect(
-        Exchange::get("Users?startIndex=5&count=2").respond(200, list(vec![user("5", "v")], 5, 5)),
-    );
+    .expect(Exchange::get("Users?startIndex=3&count=2").respond(200, list(vec![user("3", "v"), user("4", "v")], 3, 5)))
+    .expect(Exchange::get("Users?startIndex=5&count=2").respond(200, list(vec![user("5", "v")], 5, 5)));
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
@@ -201,12 +161,11 @@ fn reads_users_across_pages() {
 #[test]
 fn reads_groups_in_the_uaa_shape_and_stops_on_an_empty_page() {
     let mut h = Harness::new();
-    h.expect(Exchange::get("Groups?startIndex=1&count=100")
-        .respond(200, json!({"resources": [{"id": "g1", "displayName": "G"}], "startIndex": 1, "itemsPerPage": 1, "totalResults": 1})));
-    h.expect(
-        Exchange::get("Groups?startIndex=7&count=100")
-            .respond(200, json!({"Resources": [], "totalResults": 9})),
-    );
+    h.expect(Exchange::get("Groups?startIndex=1&count=100").respond(
+        200,
+        json!({"resources": [{"id": "g1", "displayName": "G"}], "startIndex": 1, "itemsPerPage": 1, "totalResults": 1}),
+    ));
+    h.expect(Exchange::get("Groups?startIndex=7&count=100").respond(200, json!({"Resources": [], "totalResults": 9})));
     let first = h
         .run(|| Scim::read(&cfg(), &page(EntityKind::Group, None, 100)))
         .expect("a page");
@@ -243,24 +202,17 @@ fn a_refused_delta_filter_is_unsupported_and_a_refused_system_filter_is_invalid_
     delta.delta_since = Some("2026-11-01T00:00:00Z".into());
     let mut h = Harness::new();
     h.expect(
-        Exchange::get(
-            r#"Users?startIndex=1&count=10&filter=meta.lastModified gt "2026-11-01T00:00:00Z""#,
-        )
-        .respond(400, json!({"scimType": "invalidFilter", "detail": "no"})),
+        Exchange::get(r#"Users?startIndex=1&count=10&filter=meta.lastModified gt "2026-11-01T00:00:00Z""#)
+            .respond(400, json!({"scimType": "invalidFilter", "detail": "no"})),
     );
     assert!(matches!(
         h.run(|| Scim::read(&cfg(), &delta)),
         Err(Error::Unsupported(_))
     ));
     let filtered = cfg().with("scim.group.filter", "bogus");
-    h.expect(
-        Exchange::get("Groups?startIndex=1&count=10&filter=bogus")
-            .respond(400, json!({"detail": "bad filter"})),
-    );
+    h.expect(Exchange::get("Groups?startIndex=1&count=10&filter=bogus").respond(400, json!({"detail": "bad filter"})));
     let r = h.run(|| Scim::read(&filtered, &page(EntityKind::Group, None, 10)));
-    assert!(
-        matches!(r, Err(Error::InvalidConfig(m)) if m.contains("scim.group.filter") && m.contains("bad filter"))
-    );
+    assert!(matches!(r, Err(Error::InvalidConfig(m)) if m.contains("scim.group.filter") && m.contains("bad filter")));
 }
 
 #[test]
@@ -268,14 +220,8 @@ fn maps_failure_statuses() {
     let mut h = Harness::new();
     let path = "Users?startIndex=1&count=10";
     h.expect(Exchange::get(path).respond(401, json!({"detail": "no"})))
-        .expect(
-            Exchange::get(path).respond(409, json!({"scimType": "uniqueness", "detail": "dup"})),
-        )
-        .expect(
-            Exchange::get(path)
-                .respond_empty(429)
-                .with_header("Retry-After", "3"),
-        )
+        .expect(Exchange::get(path).respond(409, json!({"scimType": "uniqueness", "detail": "dup"})))
+        .expect(Exchange::get(path).respond_empty(429).with_header("Retry-After", "3"))
         .expect(Exchange::get(path).respond_text(500, "boom"))
         .expect(Exchange::get(path).respond(400, json!({"detail": "nope"})))
         .expect(Exchange::get(path).fail(HostError::Timeout("after 30 s".into())));
@@ -297,9 +243,7 @@ fn gets_one_entity_and_reports_not_found() {
     let mut h = Harness::new();
     h.expect(Exchange::get("Users/a%2Fb").respond(200, user("a/b", "v")));
     h.expect(Exchange::get("Groups/g9").respond(404, json!({"detail": "Resource g9 not found"})));
-    let u = h
-        .run(|| Scim::get(&cfg(), EntityKind::User, "a/b"))
-        .expect("the user");
+    let u = h.run(|| Scim::get(&cfg(), EntityKind::User, "a/b")).expect("the user");
     assert_eq!(parsed(&u)["id"], "a/b");
     let e = h.run(|| Scim::get(&cfg(), EntityKind::Group, "g9"));
     assert!(matches!(e, Err(Error::NotFound(m)) if m.contains("group `g9`")));
@@ -347,35 +291,25 @@ fn a_conflicting_create_updates_the_single_match() {
     let existing = json!({"id": "7", "userName": "jdoe", "meta": {"version": "W/\"4\""}});
     let cfg = cfg().with("scim.user.unique.attribute", "userName,emails[0].value");
     let mut h = Harness::new();
-    h.expect(
-        Exchange::post("Users").respond(409, json!({"scimType": "uniqueness", "detail": "exists"})),
-    )
-    .expect(
-        Exchange::get(r#"Users?filter=userName eq "jdoe" and emails.value eq "j@x""#)
-            .respond(200, list(vec![existing], 1, 1)),
-    )
-    .expect(
-        Exchange::put("Users/7")
-            .header("If-Match", "W/\"4\"")
-            .body_json(body.clone())
-            .respond(200, user("7", "W/\"5\"")),
-    );
+    h.expect(Exchange::post("Users").respond(409, json!({"scimType": "uniqueness", "detail": "exists"})))
+        .expect(
+            Exchange::get(r#"Users?filter=userName eq "jdoe" and emails.value eq "j@x""#)
+                .respond(200, list(vec![existing], 1, 1)),
+        )
+        .expect(
+            Exchange::put("Users/7")
+                .header("If-Match", "W/\"4\"")
+                .body_json(body.clone())
+                .respond(200, user("7", "W/\"5\"")),
+        );
     let r = h
         .run(|| Scim::create(&cfg, EntityKind::User, &body.to_string()))
         .expect("updated instead");
     assert_eq!(parsed(&r)["id"], "7");
     // No match (or several): the conflict stands.
     h.expect(Exchange::post("Groups").respond(409, json!({"detail": "exists"})))
-        .expect(
-            Exchange::get(r#"Groups?filter=displayName eq "G""#).respond(200, list(vec![], 1, 0)),
-        );
-    let r = h.run(|| {
-        Scim::create(
-            &crate::tests::cfg(),
-            EntityKind::Group,
-            r#"{"displayName":"G"}"#,
-        )
-    });
+        .expect(Exchange::get(r#"Groups?filter=displayName eq "G""#).respond(200, list(vec![], 1, 0)));
+    let r = h.run(|| Scim::create(&crate::tests::cfg(), EntityKind::Group, r#"{"displayName":"G"}"#));
     assert!(matches!(r, Err(Error::Conflict(m)) if m.contains("exists")));
 }
 
@@ -398,10 +332,7 @@ fn replaces_with_if_match_and_retries_once_on_a_stale_version() {
         .run(|| Scim::replace(&cfg(), EntityKind::User, "5", &entity.to_string()))
         .expect("replaced");
     assert_eq!(parsed(&r)["meta"]["version"], "W/\"3\"");
-    assert_eq!(
-        h.requests()[2].json().expect("a body")["meta"]["version"],
-        "W/\"2\""
-    );
+    assert_eq!(h.requests()[2].json().expect("a body")["meta"]["version"], "W/\"2\"");
     // Without a version: no If-Match (or `*` when configured); a stale answer then is a conflict.
     h.expect(Exchange::put("Groups/g").respond(412, json!({"detail": "stale"})));
     let r = h.run(|| Scim::replace(&cfg(), EntityKind::Group, "g", r#"{"displayName":"G"}"#));
@@ -429,17 +360,9 @@ fn patches_with_patch_when_supported() {
     let mut sent = ops.clone();
     sent["schemas"] = json!(["urn:ietf:params:scim:api:messages:2.0:PatchOp"]);
     let mut h = Harness::new();
-    h.expect(
-        Exchange::patch("Users/1")
-            .body_json(sent.clone())
-            .respond_empty(204),
-    )
-    .expect(
-        Exchange::patch("Users/1")
-            .body_json(sent)
-            .respond(200, user("1", "v2")),
-    )
-    .expect(Exchange::patch("Users/2").respond(404, json!({"detail": "no"})));
+    h.expect(Exchange::patch("Users/1").body_json(sent.clone()).respond_empty(204))
+        .expect(Exchange::patch("Users/1").body_json(sent).respond(200, user("1", "v2")))
+        .expect(Exchange::patch("Users/2").respond(404, json!({"detail": "no"})));
     assert_eq!(
         h.run(|| Scim::patch(&cfg, EntityKind::User, "1", &ops.to_string())),
         Ok(None)
@@ -463,8 +386,7 @@ fn patches_with_get_and_put_when_patch_is_off() {
     let ops = json!({"Operations": [
         {"op": "remove", "path": "members[value eq \"u1\"]"},
         {"op": "add", "path": "members", "value": [{"value": "u3"}]}]});
-    let expected =
-        json!({"id": "g1", "displayName": "G", "members": [{"value": "u2"}, {"value": "u3"}]});
+    let expected = json!({"id": "g1", "displayName": "G", "members": [{"value": "u2"}, {"value": "u3"}]});
     let mut h = Harness::new();
     h.expect(Exchange::get("Groups/g1").respond(200, group.clone()))
         .expect(
@@ -506,11 +428,7 @@ fn falls_back_to_get_and_put_when_patch_is_refused() {
         .run(|| Scim::patch(&cfg, EntityKind::User, "1", &ops.to_string()))
         .expect("patched");
     assert_eq!(parsed(&r.expect("the entity"))["active"], false);
-    assert!(
-        h.logs()
-            .iter()
-            .any(|(_, line)| line.contains("refused PATCH"))
-    );
+    assert!(h.logs().iter().any(|(_, line)| line.contains("refused PATCH")));
 }
 
 #[test]
@@ -518,17 +436,9 @@ fn deletes_and_reports_not_found() {
     let mut h = Harness::new();
     h.expect(Exchange::delete("Users/1").respond_empty(204))
         .expect(Exchange::delete("Groups/2").respond(200, json!({"id": "2"})))
-        .expect(
-            Exchange::delete("Users/1").respond(404, json!({"detail": "Resource 1 not found"})),
-        );
-    assert_eq!(
-        h.run(|| Scim::delete(&cfg(), EntityKind::User, "1")),
-        Ok(())
-    );
-    assert_eq!(
-        h.run(|| Scim::delete(&cfg(), EntityKind::Group, "2")),
-        Ok(())
-    );
+        .expect(Exchange::delete("Users/1").respond(404, json!({"detail": "Resource 1 not found"})));
+    assert_eq!(h.run(|| Scim::delete(&cfg(), EntityKind::User, "1")), Ok(()));
+    assert_eq!(h.run(|| Scim::delete(&cfg(), EntityKind::Group, "2")), Ok(()));
     assert!(
         matches!(h.run(|| Scim::delete(&cfg(), EntityKind::User, "1")), Err(Error::NotFound(m)) if m.contains("user `1`"))
     );

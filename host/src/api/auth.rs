@@ -70,29 +70,23 @@ impl AuthFailure {
     /// The message for the caller.
     pub fn message(&self) -> String {
         match self {
-            AuthFailure::Missing => "authentication required: send HTTP Basic credentials or a bearer token from /oauth2/token".into(),
+            AuthFailure::Missing => {
+                "authentication required: send HTTP Basic credentials or a bearer token from /oauth2/token".into()
+            }
             AuthFailure::Invalid(m) => m.clone(),
         }
     }
 }
 
 fn decode_basic(value: &str) -> Option<(String, String)> {
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
 }
 
-async fn verify(
-    state: &AppState,
-    user: String,
-    password: String,
-) -> Result<Principal, AuthFailure> {
+async fn verify(state: &AppState, user: String, password: String) -> Result<Principal, AuthFailure> {
     let store = state.store.clone();
     // Argon2 is slow on purpose; keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || store.verify_password(&user, &password))
@@ -117,18 +111,14 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
     let value = value
         .to_str()
         .map_err(|_| AuthFailure::Invalid("malformed Authorization header".into()))?;
-    if let Some(token) = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-    {
+    if let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
         return state
             .tokens
             .lookup(token.trim())
             .ok_or_else(|| AuthFailure::Invalid("invalid or expired bearer token".into()));
     }
-    let (user, password) = decode_basic(value).ok_or_else(|| {
-        AuthFailure::Invalid("unsupported or malformed Authorization header".into())
-    })?;
+    let (user, password) = decode_basic(value)
+        .ok_or_else(|| AuthFailure::Invalid("unsupported or malformed Authorization header".into()))?;
     verify(state, user, password).await
 }
 
@@ -156,10 +146,7 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         authenticate(state, &parts.headers)
             .await
             .map(Caller)
@@ -218,12 +205,9 @@ pub async fn token(
     match verify(&state, id, secret).await {
         Ok(principal) => {
             let token = state.tokens.issue(principal);
-            Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME.as_secs() })).into_response()
+            Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME.as_secs() }))
+                .into_response()
         }
-        Err(_) => oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Bad credentials",
-        ),
+        Err(_) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials"),
     }
 }

@@ -49,21 +49,14 @@ impl ApiError {
     /// 500; the detail goes to the log, not to the caller.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error; see the service log",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the service log")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let reason = self.status.canonical_reason().unwrap_or("Error");
-        let mut response = (
-            self.status,
-            Json(json!({ "error": reason, "message": self.message })),
-        )
-            .into_response();
+        let mut response = (self.status, Json(json!({ "error": reason, "message": self.message }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -23,10 +23,7 @@ pub async fn healthz() -> &'static str {
 
 pub async fn metrics() -> Response {
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),
     )
         .into_response()
@@ -48,14 +45,10 @@ pub async fn create_technical_user(
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ManageSystems)?;
     if input.name.trim().is_empty() || input.name.contains(':') {
-        return Err(ApiError::bad_request(
-            "name must be non-empty and contain no ':'",
-        ));
+        return Err(ApiError::bad_request("name must be non-empty and contain no ':'"));
     }
     if input.password.len() < 8 {
-        return Err(ApiError::bad_request(
-            "password must be at least 8 characters",
-        ));
+        return Err(ApiError::bad_request("password must be at least 8 characters"));
     }
     let store = state.store.clone();
     let principal = tokio::task::spawn_blocking(move || {
@@ -68,14 +61,14 @@ pub async fn create_technical_user(
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok((StatusCode::CREATED, Json(json!({ "id": principal.id, "name": principal.name, "permissions": principal.permissions })))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": principal.id, "name": principal.name, "permissions": principal.permissions })),
+    )
         .into_response())
 }
 
-pub async fn list_technical_users(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list_technical_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManageSystems)?;
     Ok(Json(json!(state.store.list_principals()?)))
 }
@@ -112,32 +105,18 @@ fn plugin_json(p: &crate::runtime::LoadedPlugin) -> Value {
 
 pub async fn list_connectors(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     Json(Value::Array(
-        state
-            .plugins
-            .list()
-            .iter()
-            .map(|p| plugin_json(p))
-            .collect(),
+        state.plugins.list().iter().map(|p| plugin_json(p)).collect(),
     ))
 }
 
-pub async fn upload_plugin(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn upload_plugin(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     caller.require(Permission::ManagePlugins)?;
     if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "send the component (.wasm) as the request body",
-        ));
+        return Err(ApiError::bad_request("send the component (.wasm) as the request body"));
     }
     match state.plugins.add(&state.store, body.to_vec(), false).await {
         Ok(p) => Ok((StatusCode::CREATED, Json(plugin_json(&p))).into_response()),
-        Err(PluginError::Load(e)) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.to_string(),
-        )),
+        Err(PluginError::Load(e)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
         Err(PluginError::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, m)),
         Err(PluginError::Storage(m)) => Err(ApiError::internal(m)),
     }
@@ -149,10 +128,7 @@ fn saved(system: &crate::store::systems::System, status: StatusCode) -> Response
         // The words SAP admins know from the console.
         object.insert(
             "message".into(),
-            json!(format!(
-                "System {} configuration updated.",
-                system.spec.name
-            )),
+            json!(format!("System {} configuration updated.", system.spec.name)),
         );
     }
     (status, Json(body)).into_response()
@@ -169,10 +145,7 @@ pub async fn create_system(
     Ok(saved(&system, StatusCode::CREATED))
 }
 
-pub async fn list_systems(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list_systems(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManageSystems)?;
     let views: Vec<SystemView> = state.systems.list()?.iter().map(SystemView::from).collect();
     Ok(Json(json!(views)))

@@ -55,10 +55,7 @@ pub fn router(state: AppState) -> Router {
             "/technical-users",
             post(create_technical_user).get(list_technical_users),
         )
-        .route(
-            "/technical-users/{id}",
-            axum::routing::delete(delete_technical_user),
-        )
+        .route("/technical-users/{id}", axum::routing::delete(delete_technical_user))
         .route("/connectors", get(list_connectors))
         .route(
             "/plugins",

@@ -51,9 +51,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
             Credentials::Bearer { .. } => f.write_str("Bearer(***)"),
             Credentials::OAuth2 {
-                token_url,
-                client_id,
-                ..
+                token_url, client_id, ..
             } => write!(f, "OAuth2({token_url}, {client_id}, ***)"),
         }
     }
@@ -64,19 +62,17 @@ impl Credentials {
     /// As in SAP Identity Provisioning, a set `OAuth2TokenServiceURL` means client credentials, whatever
     /// `Authentication` says.
     pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<Self, String> {
-        let get = |name: &str| {
-            properties
-                .get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| properties.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         let user = get("User").unwrap_or_default().to_string();
         let password = get("Password").unwrap_or_default().to_string();
         if let Some(token_url) = get("OAuth2TokenServiceURL") {
-            let token_url = Url::parse(token_url)
-                .map_err(|e| format!("OAuth2TokenServiceURL is not a valid URL: {e}"))?;
+            let token_url =
+                Url::parse(token_url).map_err(|e| format!("OAuth2TokenServiceURL is not a valid URL: {e}"))?;
             if user.is_empty() || password.is_empty() {
-                return Err("OAuth2TokenServiceURL is set, so User (client id) and Password (client secret) are required".into());
+                return Err(
+                    "OAuth2TokenServiceURL is set, so User (client id) and Password (client secret) are required"
+                        .into(),
+                );
             }
             return Ok(Credentials::OAuth2 {
                 token_url,
@@ -171,8 +167,7 @@ async fn fetch_token(
     client_id: &str,
     client_secret: &str,
 ) -> Result<CachedToken, HttpError> {
-    let basic =
-        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
     let response = client
         .post(token_url.clone())
         .header("authorization", format!("Basic {basic}"))
@@ -204,9 +199,7 @@ async fn fetch_token(
     let value = json
         .get("access_token")
         .and_then(|v| v.as_str())
-        .ok_or_else(|| {
-            HttpError::AuthFailed("the token endpoint answered without an access_token".into())
-        })?
+        .ok_or_else(|| HttpError::AuthFailed("the token endpoint answered without an access_token".into()))?
         .to_string();
     let expires_in = match json.get("expires_in") {
         Some(serde_json::Value::Number(n)) => n.as_u64(),
@@ -227,10 +220,7 @@ mod tests {
     use super::*;
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -248,11 +238,9 @@ mod tests {
 
     #[test]
     fn explains_missing_or_unknown_settings() {
-        let e =
-            Credentials::from_properties(&props(&[("Authentication", "Kerberos")])).unwrap_err();
+        let e = Credentials::from_properties(&props(&[("Authentication", "Kerberos")])).unwrap_err();
         assert!(e.contains("Kerberos"), "{e}");
-        let e =
-            Credentials::from_properties(&props(&[("Authentication", "BearerToken")])).unwrap_err();
+        let e = Credentials::from_properties(&props(&[("Authentication", "BearerToken")])).unwrap_err();
         assert!(e.contains("Password"), "{e}");
         let e = Credentials::from_properties(&props(&[
             ("OAuth2TokenServiceURL", "not a url"),

@@ -160,19 +160,16 @@ impl Outbound {
     }
 
     /// Sends a connector's request for `endpoint`'s system.
-    pub async fn send(
-        &self,
-        endpoint: &SystemEndpoint,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HttpError> {
+    pub async fn send(&self, endpoint: &SystemEndpoint, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let base = match request.upstream.as_str() {
             "api" => endpoint
                 .api
                 .as_ref()
                 .ok_or_else(|| HttpError::Denied("the system has no URL property".into()))?,
-            "token" => endpoint.token.as_ref().ok_or_else(|| {
-                HttpError::Denied("the system has no OAuth2TokenServiceURL property".into())
-            })?,
+            "token" => endpoint
+                .token
+                .as_ref()
+                .ok_or_else(|| HttpError::Denied("the system has no OAuth2TokenServiceURL property".into()))?,
             other => {
                 return Err(HttpError::Denied(format!(
                     "unknown upstream {other:?}; use \"api\" or \"token\""
@@ -220,19 +217,9 @@ impl Outbound {
                 client_secret,
             } = &endpoint.credentials
         {
-            self.tokens
-                .invalidate(token_url, client_id, client_secret)
-                .await;
+            self.tokens.invalidate(token_url, client_id, client_secret).await;
             return self
-                .send_authenticated(
-                    endpoint,
-                    base,
-                    url,
-                    &method,
-                    &headers,
-                    &request.body,
-                    authenticate,
-                )
+                .send_authenticated(endpoint, base, url, &method, &headers, &request.body, authenticate)
                 .await;
         }
         Ok(response)
@@ -321,16 +308,9 @@ impl Outbound {
         })
     }
 
-    async fn read_response(
-        &self,
-        mut response: reqwest::Response,
-        url: &Url,
-    ) -> Result<HttpResponse, HttpError> {
+    async fn read_response(&self, mut response: reqwest::Response, url: &Url) -> Result<HttpResponse, HttpError> {
         let max = self.limits.max_response_bytes;
-        if response
-            .content_length()
-            .is_some_and(|len| len as usize > max)
-        {
+        if response.content_length().is_some_and(|len| len as usize > max) {
             return Err(HttpError::TooLarge(format!(
                 "the response announced more than {max} bytes"
             )));
@@ -339,26 +319,16 @@ impl Outbound {
         let headers = response
             .headers()
             .iter()
-            .filter_map(|(k, v)| {
-                v.to_str()
-                    .ok()
-                    .map(|v| (k.as_str().to_string(), v.to_string()))
-            })
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, url))? {
             if body.len() + chunk.len() > max {
-                return Err(HttpError::TooLarge(format!(
-                    "the response body exceeded {max} bytes"
-                )));
+                return Err(HttpError::TooLarge(format!("the response body exceeded {max} bytes")));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(HttpResponse { status, headers, body })
     }
 }
 
@@ -367,9 +337,6 @@ fn classify(e: &reqwest::Error, url: &Url) -> HttpError {
     if e.is_timeout() {
         HttpError::Timeout(format!("{origin} did not answer in time"))
     } else {
-        HttpError::Unreachable(format!(
-            "{origin} could not be reached ({})",
-            describe_reqwest_error(e)
-        ))
+        HttpError::Unreachable(format!("{origin} could not be reached ({})", describe_reqwest_error(e)))
     }
 }

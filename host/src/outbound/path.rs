@@ -9,10 +9,7 @@ use url::Url;
 
 /// Joins `relative` (a path with an optional query) to `base`, or says why it may not be sent.
 pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
-    if relative
-        .chars()
-        .any(|c| c.is_control() || c == '\\' || c == ' ')
-    {
+    if relative.chars().any(|c| c.is_control() || c == '\\' || c == ' ') {
         return Err(format!(
             "path {relative:?} contains a control character, a space or a backslash"
         ));
@@ -29,11 +26,7 @@ pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
         return Err(format!("path {relative:?} contains a fragment"));
     }
     // A scheme (`http:`, `file:`) before the first slash makes the path absolute.
-    if path
-        .split('/')
-        .next()
-        .is_some_and(|first| first.contains(':'))
-    {
+    if path.split('/').next().is_some_and(|first| first.contains(':')) {
         return Err(format!(
             "path {relative:?} is an absolute URL; connectors send relative paths only"
         ));
@@ -41,14 +34,10 @@ pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
     for segment in path.split('/') {
         let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
         if decoded == "." || decoded == ".." {
-            return Err(format!(
-                "path {relative:?} leaves the upstream with a dot segment"
-            ));
+            return Err(format!("path {relative:?} leaves the upstream with a dot segment"));
         }
         if decoded.contains('/') || decoded.contains('\\') || decoded.contains('\0') {
-            return Err(format!(
-                "path {relative:?} hides a separator in an encoded segment"
-            ));
+            return Err(format!("path {relative:?} hides a separator in an encoded segment"));
         }
     }
     let mut joined = base.clone();
@@ -112,10 +101,7 @@ mod tests {
     #[test]
     fn joins_relative_paths_and_queries() {
         let u = join(&base(), "Users?startIndex=1&count=2").expect("allowed");
-        assert_eq!(
-            u.as_str(),
-            "https://api.example.com/scim/v2/Users?startIndex=1&count=2"
-        );
+        assert_eq!(u.as_str(), "https://api.example.com/scim/v2/Users?startIndex=1&count=2");
         let u = join(&base(), "/Users/abc").expect("leading slash is relative to the base");
         assert_eq!(u.as_str(), "https://api.example.com/scim/v2/Users/abc");
         let u = join(&base(), "").expect("the base itself");
@@ -147,13 +133,7 @@ mod tests {
     #[test]
     fn redirects_must_stay_on_the_upstream() {
         let b = base();
-        assert!(
-            ensure_within(
-                &b,
-                &Url::parse("https://api.example.com/scim/v2/Users/1").unwrap()
-            )
-            .is_ok()
-        );
+        assert!(ensure_within(&b, &Url::parse("https://api.example.com/scim/v2/Users/1").unwrap()).is_ok());
         for bad in [
             "https://evil.example/scim/v2/Users",
             "http://api.example.com/scim/v2/Users",

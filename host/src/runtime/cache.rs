@@ -51,16 +51,12 @@ impl ArtifactCache {
     /// Stores a compiled component; failures only cost a recompilation later.
     pub fn store(&self, digest: &str, component: &Component) {
         let Some(dir) = self.dir.as_ref() else { return };
-        let result = component
-            .serialize()
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                // A unique temporary name: concurrent writers never share a file, and the rename is atomic.
+        let result = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
+            // A unique temporary name: concurrent writers never share a file, and the rename is atomic.
             let tmp = format!("{}.{}.tmp", self.file_name(digest), uuid::Uuid::new_v4());
-                dir.write(&tmp, bytes).map_err(|e| e.to_string())?;
-                dir.rename(&tmp, dir, self.file_name(digest))
-                    .map_err(|e| e.to_string())
-            });
+            dir.write(&tmp, bytes).map_err(|e| e.to_string())?;
+            dir.rename(&tmp, dir, self.file_name(digest)).map_err(|e| e.to_string())
+        });
         if let Err(e) = result {
             tracing::warn!(digest, error = %e, "cannot cache the precompiled artifact");
         }

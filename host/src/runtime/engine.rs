@@ -45,15 +45,13 @@ pub fn build(max_concurrent_calls: u32, memory_bytes: usize) -> Result<(Engine, 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own, until the engine is dropped.
 pub fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("wasm-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        });
+    let spawned = std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the epoch ticker; guest deadlines fall back to the wall-clock timeout");
     }

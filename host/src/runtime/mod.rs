@@ -68,9 +68,7 @@ pub enum LoadError {
     #[error("not a Provisio connector: {0}")]
     NotAConnector(String),
     /// Built against a contract version this host does not serve.
-    #[error(
-        "the component was built for connector contract {found}; this host supports {supported}"
-    )]
+    #[error("the component was built for connector contract {found}; this host supports {supported}")]
     UnsupportedContract {
         /// The version the component exports.
         found: String,
@@ -108,9 +106,7 @@ pub enum CallError {
         limit: Duration,
     },
     /// The guest tried to grow its memory past the cap.
-    #[error(
-        "plugin {plugin} exceeded its memory limit of {limit} bytes (it asked for {requested}) and was stopped"
-    )]
+    #[error("plugin {plugin} exceeded its memory limit of {limit} bytes (it asked for {requested}) and was stopped")]
     MemoryLimit {
         /// `name@version`.
         plugin: String,
@@ -242,8 +238,7 @@ impl Runtime {
         let (engine, pooling) = engine::build(MAX_CONCURRENT_CALLS, limits.memory_bytes)?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| format!("cannot link WASI: {e}"))?;
-        bindings::v0_1_0::add_to_linker(&mut linker)
-            .map_err(|e| format!("cannot link the host interface: {e}"))?;
+        bindings::v0_1_0::add_to_linker(&mut linker).map_err(|e| format!("cannot link the host interface: {e}"))?;
         engine::start_epoch_ticker(&engine);
         let cache = cache::ArtifactCache::new(&engine, cache_dir);
         Ok(Runtime {
@@ -302,8 +297,7 @@ impl Runtime {
             .map_err(|e| LoadError::ForbiddenImport(format!("{e:#}")))?;
         let bindings = match contract {
             bindings::v0_1_0::VERSION => Bindings::V0_1_0(
-                bindings::v0_1_0::PluginPre::new(pre)
-                    .map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
+                bindings::v0_1_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
             ),
             other => {
                 return Err(LoadError::UnsupportedContract {
@@ -342,10 +336,7 @@ impl Runtime {
     /// Reads the contract version from the component's exports.
     fn contract_of(&self, component: &Component) -> Result<&'static str, LoadError> {
         let ty = component.component_type();
-        let exported: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
+        let exported: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let connector = exported
             .iter()
             .find_map(|name| {
@@ -379,24 +370,15 @@ impl Runtime {
 
     /// `describe()`, in a store without a system.
     pub async fn describe(&self, plugin: &LoadedPlugin) -> Result<Descriptor, CallError> {
-        self.invoke(plugin, None, Request::Describe)
-            .await
-            .map(|r| match r {
-                Response::Describe(d) => Ok(d),
-                _ => wrong_response(),
-            })?
+        self.invoke(plugin, None, Request::Describe).await.map(|r| match r {
+            Response::Describe(d) => Ok(d),
+            _ => wrong_response(),
+        })?
     }
 
     /// `test-connection`.
-    pub async fn test_connection(
-        &self,
-        plugin: &LoadedPlugin,
-        target: &CallTarget,
-    ) -> Result<String, CallError> {
-        match self
-            .invoke(plugin, Some(target), Request::TestConnection)
-            .await?
-        {
+    pub async fn test_connection(&self, plugin: &LoadedPlugin, target: &CallTarget) -> Result<String, CallError> {
+        match self.invoke(plugin, Some(target), Request::TestConnection).await? {
             Response::Text(r) => r.map_err(CallError::from),
             _ => wrong_response(),
         }
@@ -444,11 +426,7 @@ impl Runtime {
         entity: &serde_json::Value,
     ) -> Result<serde_json::Value, CallError> {
         match self
-            .invoke(
-                plugin,
-                Some(target),
-                Request::Create(kind, entity.to_string()),
-            )
+            .invoke(plugin, Some(target), Request::Create(kind, entity.to_string()))
             .await?
         {
             Response::Entity(r) => r.map_err(CallError::from),
@@ -526,10 +504,8 @@ impl Runtime {
         request: Request,
     ) -> Result<Response, CallError> {
         let label = plugin.label();
-        let argument_size = request.size()
-            + target.map_or(0, |t| {
-                t.properties.iter().map(|(k, v)| k.len() + v.len()).sum()
-            });
+        let argument_size =
+            request.size() + target.map_or(0, |t| t.properties.iter().map(|(k, v)| k.len() + v.len()).sum());
         if argument_size > self.limits.max_argument_bytes {
             return Err(CallError::ArgumentTooLarge {
                 plugin: label,
@@ -555,10 +531,7 @@ impl Runtime {
                 ctx.data_mut().deadline_hit = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         let system_id = target.map(|t| t.endpoint.system_id.as_str()).unwrap_or("");
         let properties = target.map(|t| t.properties.as_slice()).unwrap_or(&[]);
@@ -625,25 +598,14 @@ impl Runtime {
                     });
                 }
                 let stderr = state.stderr_text();
-                let message = if stderr.is_empty() {
-                    format!("{trap:#}")
-                } else {
-                    stderr
-                };
-                Err(CallError::Trap {
-                    plugin: label,
-                    message,
-                })
+                let message = if stderr.is_empty() { format!("{trap:#}") } else { stderr };
+                Err(CallError::Trap { plugin: label, message })
             }
         }
     }
 
     /// Sends a request for a system outside any plugin call (the host's own use, e.g. tests).
-    pub async fn send(
-        &self,
-        endpoint: &SystemEndpoint,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HttpError> {
+    pub async fn send(&self, endpoint: &SystemEndpoint, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         self.outbound.send(endpoint, request).await
     }
 }
@@ -675,10 +637,7 @@ fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c))
     {
-        return Err(format!(
-            "connector version {:?} is not a version",
-            d.version
-        ));
+        return Err(format!("connector version {:?} is not a version", d.version));
     }
     Ok(())
 }
@@ -699,9 +658,7 @@ impl Request {
     fn size(&self) -> usize {
         match self {
             Request::Describe | Request::TestConnection => 0,
-            Request::Read(r) => {
-                r.cursor.as_deref().map_or(0, str::len) + r.filter.as_deref().map_or(0, str::len)
-            }
+            Request::Read(r) => r.cursor.as_deref().map_or(0, str::len) + r.filter.as_deref().map_or(0, str::len),
             Request::Get(_, id) | Request::Delete(_, id) | Request::Create(_, id) => id.len(),
             Request::Replace(_, id, body) | Request::Patch(_, id, body) => id.len() + body.len(),
         }
@@ -741,24 +698,14 @@ impl RawResponse {
         match self {
             RawResponse::Describe(d) => {
                 d.default_read_transformation.as_deref().map_or(0, str::len)
-                    + d.default_write_transformation
-                        .as_deref()
-                        .map_or(0, str::len)
-                    + d.properties
-                        .iter()
-                        .map(|p| p.name.len() + p.doc.len())
-                        .sum::<usize>()
+                    + d.default_write_transformation.as_deref().map_or(0, str::len)
+                    + d.properties.iter().map(|p| p.name.len() + p.doc.len()).sum::<usize>()
             }
-            RawResponse::Text(r) | RawResponse::Entity(r) => {
-                r.as_ref().map_or_else(err, String::len)
-            }
+            RawResponse::Text(r) | RawResponse::Entity(r) => r.as_ref().map_or_else(err, String::len),
             RawResponse::Page(r) => r.as_ref().map_or_else(err, |p| {
-                p.entities.iter().map(String::len).sum::<usize>()
-                    + p.next_cursor.as_deref().map_or(0, str::len)
+                p.entities.iter().map(String::len).sum::<usize>() + p.next_cursor.as_deref().map_or(0, str::len)
             }),
-            RawResponse::MaybeEntity(r) => r
-                .as_ref()
-                .map_or_else(err, |e| e.as_deref().map_or(0, str::len)),
+            RawResponse::MaybeEntity(r) => r.as_ref().map_or_else(err, |e| e.as_deref().map_or(0, str::len)),
             RawResponse::Unit(r) => r.as_ref().map_or_else(err, |_| 0),
         }
     }
@@ -774,11 +721,7 @@ impl RawResponse {
             RawResponse::Describe(d) => Response::Describe(d),
             RawResponse::Text(r) => Response::Text(r),
             RawResponse::Page(Ok(raw)) => Response::Page(Ok(Page {
-                entities: raw
-                    .entities
-                    .iter()
-                    .map(|e| json(e))
-                    .collect::<Result<_, _>>()?,
+                entities: raw.entities.iter().map(|e| json(e)).collect::<Result<_, _>>()?,
                 next_cursor: raw.next_cursor,
                 total: raw.total,
             })),
@@ -809,15 +752,10 @@ async fn run(
             let config = v::config(system_id, properties);
             let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
             Ok(match request {
-                Request::Describe => {
-                    RawResponse::Describe(guest.call_describe(&mut *store).await?.into())
+                Request::Describe => RawResponse::Describe(guest.call_describe(&mut *store).await?.into()),
+                Request::TestConnection => {
+                    RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err))
                 }
-                Request::TestConnection => RawResponse::Text(
-                    guest
-                        .call_test_connection(&mut *store, &config)
-                        .await?
-                        .map_err(err),
-                ),
                 Request::Read(r) => RawResponse::Page(
                     guest
                         .call_read(&mut *store, &config, &v::page_request(&r))
@@ -875,15 +813,11 @@ impl CallState {
             )));
         }
         let Some(endpoint) = self.endpoint.as_ref() else {
-            return Err(HttpError::Denied(
-                "no system is configured for this call".into(),
-            ));
+            return Err(HttpError::Denied("no system is configured for this call".into()));
         };
         // A guest that is past its deadline gets no more network.
         if Instant::now() >= self.deadline {
-            return Err(HttpError::Timeout(
-                "the call's time limit is reached".into(),
-            ));
+            return Err(HttpError::Timeout("the call's time limit is reached".into()));
         }
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, self.outbound.send(endpoint, request)).await {
@@ -904,11 +838,7 @@ impl CallState {
             return;
         }
         let message: String = message.chars().take(2000).collect();
-        let system = self
-            .endpoint
-            .as_ref()
-            .map(|e| e.system_id.as_str())
-            .unwrap_or("");
+        let system = self.endpoint.as_ref().map(|e| e.system_id.as_str()).unwrap_or("");
         match level {
             tracing::Level::ERROR => tracing::error!(plugin = %self.plugin, system, "{message}"),
             tracing::Level::WARN => tracing::warn!(plugin = %self.plugin, system, "{message}"),

@@ -21,12 +21,7 @@ pub struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = Some(desired);
             return Ok(false);
@@ -34,12 +29,7 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -72,12 +62,7 @@ pub struct CallState {
 
 impl CallState {
     /// A fresh state: WASI with nothing granted but a clock, randomness and a captured stderr.
-    pub fn new(
-        limits: &CallLimits,
-        outbound: Arc<Outbound>,
-        endpoint: Option<SystemEndpoint>,
-        plugin: String,
-    ) -> Self {
+    pub fn new(limits: &CallLimits, outbound: Arc<Outbound>, endpoint: Option<SystemEndpoint>, plugin: String) -> Self {
         let stderr = MemoryOutputPipe::new(limits.max_stderr_bytes);
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -106,9 +91,7 @@ impl CallState {
 
     /// The guest's stderr so far, lossily decoded and trimmed.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim()
-            .to_string()
+        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
     }
 }
 

@@ -71,9 +71,7 @@ impl Store {
 
     /// The current schema version.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 }
 

@@ -64,7 +64,9 @@ impl Store {
     /// Every recorded plugin version.
     pub fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT digest, name, version, contract, size, bundled, added_at FROM plugins ORDER BY name, added_at")?;
+        let mut stmt = conn.prepare(
+            "SELECT digest, name, version, contract, size, bundled, added_at FROM plugins ORDER BY name, added_at",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(PluginRecord {
                 digest: r.get(0)?,

@@ -9,9 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -118,8 +116,7 @@ impl Store {
         let mut permissions = permissions.to_vec();
         permissions.sort();
         permissions.dedup();
-        let perms =
-            serde_json::to_string(&permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let perms = serde_json::to_string(&permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let kind_text = match kind {
             PrincipalKind::Admin => "admin",
             PrincipalKind::Technical => "technical",
@@ -135,12 +132,8 @@ impl Store {
                 kind,
                 permissions,
             }),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StoreError::Conflict(format!(
-                    "a user named {name:?} already exists"
-                )))
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(StoreError::Conflict(format!("a user named {name:?} already exists")))
             }
             Err(e) => Err(e.into()),
         }
@@ -158,8 +151,7 @@ impl Store {
     /// Technical users and admins, without hashes.
     pub fn list_principals(&self) -> Result<Vec<Principal>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, name, kind, permissions FROM principals ORDER BY name")?;
+        let mut stmt = conn.prepare("SELECT id, name, kind, permissions FROM principals ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -191,11 +183,7 @@ impl Store {
     }
 
     /// Checks a name and password; `None` when they do not match a principal.
-    pub fn verify_password(
-        &self,
-        name: &str,
-        password: &str,
-    ) -> Result<Option<Principal>, StoreError> {
+    pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<Principal>, StoreError> {
         let key = cache_key(name, password);
         {
             let mut cache = verified_cache().lock().unwrap_or_else(|e| e.into_inner());
@@ -227,12 +215,8 @@ impl Store {
             let _ = hash_password(password);
             return Ok(None);
         };
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| StoreError::Corrupt(format!("password hash: {e}")))?;
-        if Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_err()
-        {
+        let parsed = PasswordHash::new(&hash).map_err(|e| StoreError::Corrupt(format!("password hash: {e}")))?;
+        if Argon2::default().verify_password(password.as_bytes(), &parsed).is_err() {
             return Ok(None);
         }
         let principal = principal_from_row(id, stored_name, &kind, &perms)?;
@@ -244,18 +228,12 @@ impl Store {
     }
 }
 
-fn principal_from_row(
-    id: String,
-    name: String,
-    kind: &str,
-    perms: &str,
-) -> Result<Principal, StoreError> {
+fn principal_from_row(id: String, name: String, kind: &str, perms: &str) -> Result<Principal, StoreError> {
     let kind = match kind {
         "admin" => PrincipalKind::Admin,
         _ => PrincipalKind::Technical,
     };
-    let permissions = serde_json::from_str(perms)
-        .map_err(|e| StoreError::Corrupt(format!("permissions: {e}")))?;
+    let permissions = serde_json::from_str(perms).map_err(|e| StoreError::Corrupt(format!("permissions: {e}")))?;
     Ok(Principal {
         id,
         name,
@@ -272,25 +250,16 @@ mod tests {
     fn create_verify_and_refuse() {
         let s = crate::store::test_store();
         assert!(!s.has_admin().unwrap());
-        s.create_principal("admin", "pw-1", PrincipalKind::Admin, &[])
-            .unwrap();
+        s.create_principal("admin", "pw-1", PrincipalKind::Admin, &[]).unwrap();
         assert!(s.has_admin().unwrap());
         let t = s
-            .create_principal(
-                "ias-push",
-                "pw-2",
-                PrincipalKind::Technical,
-                &[Permission::RealtimeApi],
-            )
+            .create_principal("ias-push", "pw-2", PrincipalKind::Technical, &[Permission::RealtimeApi])
             .unwrap();
         assert!(matches!(
             s.create_principal("IAS-PUSH", "x", PrincipalKind::Technical, &[]),
             Err(StoreError::Conflict(_))
         ));
-        let p = s
-            .verify_password("ias-push", "pw-2")
-            .unwrap()
-            .expect("valid");
+        let p = s.verify_password("ias-push", "pw-2").unwrap().expect("valid");
         assert_eq!(p.id, t.id);
         assert!(p.may(Permission::RealtimeApi) && !p.may(Permission::ManageSystems));
         assert!(s.verify_password("ias-push", "wrong").unwrap().is_none());

@@ -160,10 +160,7 @@ impl Store {
             match &spec.transformation {
                 Some(doc) => insert_transformation(&tx, id, doc, "replaced")?,
                 None => {
-                    tx.execute(
-                        "DELETE FROM transformations WHERE system_id = ?1",
-                        params![id],
-                    )?;
+                    tx.execute("DELETE FROM transformations WHERE system_id = ?1", params![id])?;
                 }
             }
         }
@@ -175,9 +172,7 @@ impl Store {
 
     /// Deletes a system and its transformation versions.
     pub fn delete_system(&self, id: &str) -> Result<(), StoreError> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM systems WHERE id = ?1", params![id])?;
+        let n = self.conn().execute("DELETE FROM systems WHERE id = ?1", params![id])?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("no system with id {id}")));
         }
@@ -188,11 +183,7 @@ impl Store {
     pub fn get_system(&self, id: &str) -> Result<Option<System>, StoreError> {
         let conn = self.conn();
         let row = conn
-            .query_row(
-                &format!("{SELECT} WHERE s.id = ?1"),
-                params![id],
-                raw_system,
-            )
+            .query_row(&format!("{SELECT} WHERE s.id = ?1"), params![id], raw_system)
             .optional()?;
         drop(conn);
         row.map(|r| self.decode(r)).transpose()
@@ -217,11 +208,7 @@ impl Store {
             .collect())
     }
 
-    fn seal_secrets(
-        &self,
-        id: &str,
-        secrets: &BTreeMap<String, String>,
-    ) -> Result<Vec<u8>, StoreError> {
+    fn seal_secrets(&self, id: &str, secrets: &BTreeMap<String, String>) -> Result<Vec<u8>, StoreError> {
         Ok(self.secrets.seal(id, to_json(secrets)?.as_bytes()))
     }
 
@@ -237,8 +224,7 @@ impl Store {
                 connector_version: r.connector_version,
                 role: Role::parse(&r.role),
                 properties: from_json(&r.properties)?,
-                secrets: serde_json::from_slice(&secrets_json)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                secrets: serde_json::from_slice(&secrets_json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 sources: from_json(&r.sources)?,
                 transformation: r.transformation.as_deref().map(from_json).transpose()?,
             },
@@ -250,7 +236,8 @@ impl Store {
     }
 }
 
-const SELECT: &str = "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
+const SELECT: &str =
+    "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
     s.created_at, s.updated_at, t.document, t.version
     FROM systems s LEFT JOIN transformations t
       ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
@@ -349,9 +336,6 @@ mod tests {
         assert!(!raw.windows(12).any(|w| w == b"s3cret-value"));
         s.delete_system(&created.id).unwrap();
         assert!(s.get_system(&created.id).unwrap().is_none());
-        assert!(matches!(
-            s.delete_system(&created.id),
-            Err(StoreError::NotFound(_))
-        ));
+        assert!(matches!(s.delete_system(&created.id), Err(StoreError::NotFound(_))));
     }
 }

@@ -23,10 +23,7 @@ const USER: &str = include_str!("../tests/fixtures/scim-user.json");
 struct ThreadCpu;
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime only writes the timespec we pass.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -86,12 +83,8 @@ fn cases<M: Measurement>(g: &mut BenchmarkGroup<'_, M>) {
     let ctx = Context::new(&props)
         .operation(Operation::Update)
         .variable("entityIdTargetSystem", json!("uaa-42"));
-    let read_ctx =
-        Context::new(&props).variable("entityBaseLocation", json!("https://proxy/Users/"));
-    assert!(matches!(
-        write.apply("user", &user, &ctx),
-        Outcome::Transformed { .. }
-    ));
+    let read_ctx = Context::new(&props).variable("entityBaseLocation", json!("https://proxy/Users/"));
+    assert!(matches!(write.apply("user", &user, &ctx), Outcome::Transformed { .. }));
 
     g.throughput(Throughput::Elements(1));
     g.bench_function("xsuaa_write_transformation", |b| {

@@ -64,9 +64,7 @@ impl Transformation {
         match self.entities.get(entity_type) {
             Some(e) => e.apply(input, ctx),
             None => Outcome::Skipped {
-                reason: format!(
-                    "The entity type {entity_type} is not defined in the transformation."
-                ),
+                reason: format!("The entity type {entity_type} is not defined in the transformation."),
                 trace: vec![],
             },
         }
@@ -119,12 +117,7 @@ impl EntityTransformation {
                 input,
             };
             match eval_cond(c, &env) {
-                Ok(true) => tracer.step(
-                    None,
-                    TraceAction::EntityAccepted,
-                    None,
-                    Some(c.text.clone()),
-                ),
+                Ok(true) => tracer.step(None, TraceAction::EntityAccepted, None, Some(c.text.clone())),
                 Ok(false) => {
                     let reason = format!("The condition: ({}) is not fulfilled.", c.text);
                     tracer.step(None, TraceAction::EntitySkipped, None, Some(reason.clone()));
@@ -145,15 +138,8 @@ impl EntityTransformation {
         }
         let mut output = Value::Object(Map::new());
         for (i, m) in self.mappings.iter().enumerate() {
-            if let Err(f) =
-                run_mapping(i, m, input, &mut output, &mut vars, ctx, &date, &mut tracer)
-            {
-                tracer.step(
-                    Some((i, m)),
-                    TraceAction::Failed,
-                    None,
-                    Some(f.reason.clone()),
-                );
+            if let Err(f) = run_mapping(i, m, input, &mut output, &mut vars, ctx, &date, &mut tracer) {
+                tracer.step(Some((i, m)), TraceAction::Failed, None, Some(f.reason.clone()));
                 return Outcome::Failed {
                     reason: f.reason,
                     mapping_index: f.mapping,
@@ -175,11 +161,7 @@ fn render_constant(v: &Value, env: &Env) -> Value {
     match v {
         Value::String(s) => Value::String(Template::parse(s).render(env)),
         Value::Array(a) => Value::Array(a.iter().map(|x| render_constant(x, env)).collect()),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, x)| (k.clone(), render_constant(x, env)))
-                .collect(),
-        ),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), render_constant(x, env))).collect()),
         other => other.clone(),
     }
 }
@@ -195,12 +177,8 @@ fn read_path(p: &Dynamic<Path>, doc: &Value, env: &Env) -> Result<Option<Value>,
 fn key_matches(key: &Value, v: &Value) -> bool {
     key == v
         || match (key, v) {
-            (Value::String(k), Value::Number(n)) | (Value::Number(n), Value::String(k)) => {
-                *k == n.to_string()
-            }
-            (Value::String(k), Value::Bool(b)) | (Value::Bool(b), Value::String(k)) => {
-                *k == b.to_string()
-            }
+            (Value::String(k), Value::Number(n)) | (Value::Number(n), Value::String(k)) => *k == n.to_string(),
+            (Value::String(k), Value::Bool(b)) | (Value::Bool(b), Value::String(k)) => *k == b.to_string(),
             _ => false,
         }
 }
@@ -229,11 +207,7 @@ fn value_mapping(
 
 /// The value of a `set` mapping's source, and whether a one-element array
 /// from it may be unwrapped (`preserveArrayWithSingleElement`).
-fn source_value(
-    source: &Source,
-    input: &Value,
-    env: &Env,
-) -> Result<(Option<Value>, bool), String> {
+fn source_value(source: &Source, input: &Value, env: &Env) -> Result<(Option<Value>, bool), String> {
     Ok(match source {
         Source::None => (None, false),
         Source::Path(p) => (read_path(p, input, env)?, true),
@@ -304,21 +278,11 @@ fn run_mapping(
             .or_else(|| m.source_text.clone())
             .or_else(|| m.target_text.clone()),
     };
-    let env = Env {
-        ctx,
-        vars,
-        date,
-        input,
-    };
+    let env = Env { ctx, vars, date, input };
     if let Some(c) = &m.condition
         && !eval_cond(c, &env).map_err(|r| fail(r, None))?
     {
-        tracer.step(
-            here,
-            TraceAction::SkippedByCondition,
-            None,
-            Some(c.text.clone()),
-        );
+        tracer.step(here, TraceAction::SkippedByCondition, None, Some(c.text.clone()));
         return Ok(());
     }
     let target = match &m.target {
@@ -339,9 +303,7 @@ fn run_mapping(
             return Ok(());
         }
         Action::Rename(new_name) => {
-            let renamed = target
-                .as_ref()
-                .is_some_and(|t| t.rename(output, new_name, &env));
+            let renamed = target.as_ref().is_some_and(|t| t.rename(output, new_name, &env));
             if !renamed && !m.optional {
                 return Err(fail(
                     format!(
@@ -378,9 +340,7 @@ fn run_mapping(
     // defaultValue applies whenever no value results, `optional` or not (SAP docs are silent).
     let (value, action) = match (value, &m.default) {
         (Some(v), _) => (v, TraceAction::Applied),
-        (None, Some(d)) if m.default_templated => {
-            (render_constant(d, &env), TraceAction::Defaulted)
-        }
+        (None, Some(d)) if m.default_templated => (render_constant(d, &env), TraceAction::Defaulted),
         (None, Some(d)) => (d.clone(), TraceAction::Defaulted),
         (None, None) => {
             // An unset variable (entityIdTargetSystem on create) and a mapping
@@ -392,15 +352,8 @@ fn run_mapping(
                 tracer.step(here, TraceAction::NoValue, None, None);
                 return Ok(());
             }
-            let at = m
-                .source_text
-                .as_deref()
-                .or(m.target_text.as_deref())
-                .unwrap_or("$");
-            return Err(fail(
-                format!("The mandatory attribute {at} has no value."),
-                None,
-            ));
+            let at = m.source_text.as_deref().or(m.target_text.as_deref()).unwrap_or("$");
+            return Err(fail(format!("The mandatory attribute {at} has no value."), None));
         }
     };
     tracer.step(here, action, Some(&value), None);

@@ -192,18 +192,15 @@ fn parse_comparison(c: &mut Cursor) -> Result<Expr, SyntaxError> {
 fn parse_call(c: &mut Cursor) -> Result<Option<Expr>, SyntaxError> {
     const FNS: [(&str, CondFn, usize); 5] = [
         ("isValidEmail", CondFn::ValidEmail, 1),
-        (
-            "isApplicationSpecificGroup",
-            CondFn::ApplicationSpecificGroup,
-            0,
-        ),
+        ("isApplicationSpecificGroup", CondFn::ApplicationSpecificGroup, 0),
         ("isRegularGroup", CondFn::RegularGroup, 0),
         ("isAttributeWithOptionalPrefix", CondFn::OptionalPrefix, 2),
         ("isAttributeWithMandatoryPrefix", CondFn::MandatoryPrefix, 2),
     ];
-    let Some(&(name, f, arity)) = FNS.iter().find(|(n, _, _)| {
-        c.rest().starts_with(n) && c.rest()[n.len()..].trim_start().starts_with('(')
-    }) else {
+    let Some(&(name, f, arity)) = FNS
+        .iter()
+        .find(|(n, _, _)| c.rest().starts_with(n) && c.rest()[n.len()..].trim_start().starts_with('('))
+    else {
         return Ok(None);
     };
     c.eat_str(name);
@@ -240,10 +237,7 @@ fn parse_call(c: &mut Cursor) -> Result<Option<Expr>, SyntaxError> {
         });
     }
     if args.len() != arity {
-        return Err(c.error(format!(
-            "{name} takes {arity} argument(s), got {}",
-            args.len()
-        )));
+        return Err(c.error(format!("{name} takes {arity} argument(s), got {}", args.len())));
     }
     Ok(Some(Expr::Call(f, args)))
 }
@@ -397,12 +391,10 @@ impl Expr {
     /// For `[?(@.key)]`: the key (used by the target-side array builder).
     pub(crate) fn existence_key(&self) -> Option<&str> {
         match self {
-            Expr::Exists(Operand::Path(p)) if p.root == Root::Current && p.func.is_none() => {
-                match p.segs.as_slice() {
-                    [Seg::Key(k)] => Some(k),
-                    _ => None,
-                }
-            }
+            Expr::Exists(Operand::Path(p)) if p.root == Root::Current && p.func.is_none() => match p.segs.as_slice() {
+                [Seg::Key(k)] => Some(k),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -648,11 +640,7 @@ fn call(f: CondFn, args: &[Arg], doc: &Value, current: Option<&Value>, env: &Env
         Some(Arg::Key(k)) => env.property(k).filter(|v| !v.is_empty()),
         _ => None,
     };
-    let group_attr = |name: &str| {
-        doc.get(SAP_GROUP)
-            .and_then(|g| g.get(name))
-            .filter(|v| !v.is_null())
-    };
+    let group_attr = |name: &str| doc.get(SAP_GROUP).and_then(|g| g.get(name)).filter(|v| !v.is_null());
     match f {
         // Every value the path yields must be an e-mail; no value is invalid.
         CondFn::ValidEmail => {
@@ -662,16 +650,11 @@ fn call(f: CondFn, args: &[Arg], doc: &Value, current: Option<&Value>, env: &Env
             };
             !vals.is_empty() && vals.iter().all(|v| re.is_match(v).unwrap_or(false))
         }
-        CondFn::ApplicationSpecificGroup => match (
-            env.property("ips.application.id"),
-            group_attr("applicationId"),
-        ) {
+        CondFn::ApplicationSpecificGroup => match (env.property("ips.application.id"), group_attr("applicationId")) {
             (Some(id), Some(Value::String(app))) => !id.is_empty() && id == app,
             _ => false,
         },
-        CondFn::RegularGroup => {
-            group_attr("supportedOperations").is_none() || group_attr("applicationId").is_none()
-        }
+        CondFn::RegularGroup => group_attr("supportedOperations").is_none() || group_attr("applicationId").is_none(),
         // Docs: true when the attribute or the property is missing, or the value has the prefix.
         CondFn::OptionalPrefix => {
             let vals = path_values(0);

@@ -51,7 +51,6 @@ impl<'a> Env<'a> {
 
     /// The configured `currentDate` format.
     pub(crate) fn date_format(&self) -> &str {
-        self.property("ips.date.variable.format")
-            .unwrap_or(DEFAULT_DATE_FORMAT)
+        self.property("ips.date.variable.format").unwrap_or(DEFAULT_DATE_FORMAT)
     }
 }

@@ -7,11 +7,7 @@ use serde_json::Value;
 
 /// The result for one entity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(
-    tag = "outcome",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "outcome", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Outcome {
     /// The entity was transformed.
     Transformed {
@@ -48,9 +44,9 @@ impl Outcome {
     /// The trace, whatever the outcome.
     pub fn trace(&self) -> &[TraceStep] {
         match self {
-            Outcome::Transformed { trace, .. }
-            | Outcome::Skipped { trace, .. }
-            | Outcome::Failed { trace, .. } => trace,
+            Outcome::Transformed { trace, .. } | Outcome::Skipped { trace, .. } | Outcome::Failed { trace, .. } => {
+                trace
+            }
         }
     }
 

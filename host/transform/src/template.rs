@@ -48,9 +48,7 @@ impl Template {
             } else if let Some(body) = rest.strip_prefix("${")
                 && let Some(end) = body.find('}')
                 && end > 0
-                && body[..end]
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                && body[..end].chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')
             {
                 flush(&mut parts, &mut lit);
                 parts.push(Part::Var(body[..end].to_string()));
@@ -129,11 +127,7 @@ pub(crate) enum Dynamic<T> {
 impl<T> Dynamic<T> {
     /// Compiles `text` now when it has no placeholders; otherwise checks the
     /// shape with every placeholder rendered as `null` (when `check_sample`).
-    pub(crate) fn new<E>(
-        text: &str,
-        compile: impl Fn(&str) -> Result<T, E>,
-        check_sample: bool,
-    ) -> Result<Self, E> {
+    pub(crate) fn new<E>(text: &str, compile: impl Fn(&str) -> Result<T, E>, check_sample: bool) -> Result<Self, E> {
         let template = Template::parse(text);
         if template.is_static() {
             return Ok(Dynamic::Static(Arc::new(compile(text)?)));
@@ -148,11 +142,7 @@ impl<T> Dynamic<T> {
     }
 
     /// The compiled value for this environment.
-    pub(crate) fn get<E>(
-        &self,
-        env: &Env,
-        compile: impl Fn(&str) -> Result<T, E>,
-    ) -> Result<Arc<T>, E> {
+    pub(crate) fn get<E>(&self, env: &Env, compile: impl Fn(&str) -> Result<T, E>) -> Result<Arc<T>, E> {
         match self {
             Dynamic::Static(t) => Ok(t.clone()),
             Dynamic::Templated { template, cache } => {

@@ -168,11 +168,7 @@ fn boolean(obj: &Map<String, Value>, key: &str, loc: &Loc) -> Result<bool, Valid
     }
 }
 
-fn string(
-    obj: &Map<String, Value>,
-    key: &str,
-    loc: &Loc,
-) -> Result<Option<String>, ValidationError> {
+fn string(obj: &Map<String, Value>, key: &str, loc: &Loc) -> Result<Option<String>, ValidationError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -206,8 +202,8 @@ impl Transformation {
     /// Parses a transformation from JSON text.
     #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str) -> Result<Transformation, ValidationError> {
-        let doc: Value = serde_json::from_str(text)
-            .map_err(|e| ValidationError::new("$", format!("not valid JSON: {e}")))?;
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| ValidationError::new("$", format!("not valid JSON: {e}")))?;
         Transformation::parse(&doc)
     }
 
@@ -307,11 +303,7 @@ impl EntityTransformation {
     /// Whether `skipOperations` suppresses `op` (`Patch` counts as `update`).
     /// The job engine decides what skipping means.
     pub fn skips(&self, op: Operation) -> bool {
-        let op = if op == Operation::Patch {
-            Operation::Update
-        } else {
-            op
-        };
+        let op = if op == Operation::Patch { Operation::Update } else { op };
         self.skip_operations.contains(&op)
     }
 
@@ -372,17 +364,12 @@ impl Mapping {
             Source::None
         };
         if given("variablePath") && !matches!(source, Source::Variable { .. }) {
-            return Err(loc
-                .key("variablePath")
-                .err("only allowed with sourceVariable"));
+            return Err(loc.key("variablePath").err("only allowed with sourceVariable"));
         }
         let target_text = string(obj, "targetPath", loc)?;
         let target = target_text
             .as_deref()
-            .map(|t| {
-                Dynamic::new(t, compile_target, true)
-                    .map_err(syntax(&loc.key("targetPath"), "JSONPath"))
-            })
+            .map(|t| Dynamic::new(t, compile_target, true).map_err(syntax(&loc.key("targetPath"), "JSONPath")))
             .transpose()?;
         let target_variable = string(obj, "targetVariable", loc)?;
         let scope = match string(obj, "scope", loc)?.as_deref() {
@@ -426,9 +413,7 @@ impl Mapping {
         };
         for key in ["sourcePaths", "valueMappings"] {
             if given(key) && !matches!(action, Action::ValueMapping { .. }) {
-                return Err(loc
-                    .key(key)
-                    .err("only allowed with \"type\": \"valueMapping\""));
+                return Err(loc.key(key).err("only allowed with \"type\": \"valueMapping\""));
             }
         }
         match &action {
@@ -437,9 +422,7 @@ impl Mapping {
                     return Err(loc.err("\"remove\" and \"rename\" need a targetPath"));
                 }
                 if !matches!(source, Source::None | Source::Constant { .. }) {
-                    return Err(
-                        loc.err("\"remove\" and \"rename\" take no sourcePath or sourceVariable")
-                    );
+                    return Err(loc.err("\"remove\" and \"rename\" take no sourcePath or sourceVariable"));
                 }
                 if let (Action::Rename(_), Some(Dynamic::Static(t))) = (&action, &target)
                     && !matches!(t.path.segs.last(), Some(crate::path::Seg::Key(_)))
@@ -451,17 +434,13 @@ impl Mapping {
             }
             Action::ValueMapping { .. } => {
                 if !matches!(source, Source::None) {
-                    return Err(loc.err(
-                        "valueMapping reads sourcePaths, not sourcePath/sourceVariable/constant",
-                    ));
+                    return Err(loc.err("valueMapping reads sourcePaths, not sourcePath/sourceVariable/constant"));
                 }
             }
             Action::Set => {
                 let generates = functions.iter().any(Function::generates);
                 if matches!(source, Source::None) && !generates {
-                    return Err(loc.err(
-                        "needs a sourcePath, sourceVariable, constant or a randomPassword function",
-                    ));
+                    return Err(loc.err("needs a sourcePath, sourceVariable, constant or a randomPassword function"));
                 }
             }
         }

@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 
 /// Applies an entity-level condition; true when the entity is transformed.
 fn holds_with(cond: &str, entity: &Value, p: &[(&str, &str)]) -> bool {
-    let t = parse(
-        json!({ "user": { "condition": cond, "mappings": [ { "constant": 1, "targetPath": "$.x" } ] } }),
-    );
+    let t = parse(json!({ "user": { "condition": cond, "mappings": [ { "constant": 1, "targetPath": "$.x" } ] } }));
     let props = props(p);
     let ctx = Context::new(&props).now(
         provisio_transform::chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
@@ -39,10 +37,7 @@ fn equals_empty_array_means_no_primary_email() {
     assert!(!holds(c, &fixture("scim-user.json")));
     assert!(holds(c, &json!({ "emails": [{ "value": "a@b.c" }] })));
     assert!(holds(c, &json!({})));
-    assert!(!holds(
-        "$.emails[?(@.primary == true)].value != []",
-        &json!({})
-    ));
+    assert!(!holds("$.emails[?(@.primary == true)].value != []", &json!({})));
 }
 
 /// `!=` / `!==`: familyName different from Smith (missing counts as different).
@@ -73,9 +68,12 @@ fn regex_match() {
 #[test]
 fn validity_period_with_current_date() {
     let c = "($.validityPeriod.startDate <= '${currentDate}') && ($.validityPeriod.endDate > '${currentDate}')";
-    let valid = json!({ "validityPeriod": { "startDate": "2026-01-01 00:00:00.000", "endDate": "9999-12-31 00:00:00.000" } });
-    let expired = json!({ "validityPeriod": { "startDate": "2020-01-01 00:00:00.000", "endDate": "2026-11-01 00:00:00.000" } });
-    let future = json!({ "validityPeriod": { "startDate": "2027-01-01 00:00:00.000", "endDate": "2028-01-01 00:00:00.000" } });
+    let valid =
+        json!({ "validityPeriod": { "startDate": "2026-01-01 00:00:00.000", "endDate": "9999-12-31 00:00:00.000" } });
+    let expired =
+        json!({ "validityPeriod": { "startDate": "2020-01-01 00:00:00.000", "endDate": "2026-11-01 00:00:00.000" } });
+    let future =
+        json!({ "validityPeriod": { "startDate": "2027-01-01 00:00:00.000", "endDate": "2028-01-01 00:00:00.000" } });
     assert!(holds(c, &valid));
     assert!(!holds(c, &expired));
     assert!(!holds(c, &future));
@@ -111,10 +109,7 @@ fn empty_operator() {
     ));
     let c = "($.emails EMPTY false) && ($.userName EMPTY false) && isValidEmail($.emails[0].value)";
     assert!(holds(c, &fixture("scim-user.json")));
-    assert!(!holds(
-        c,
-        &json!({ "userName": "", "emails": [{ "value": "a@b.co" }] })
-    ));
+    assert!(!holds(c, &json!({ "userName": "", "emails": [{ "value": "a@b.co" }] })));
     assert!(holds("$.x Empty True", &json!({ "x": null })));
 }
 
@@ -150,10 +145,7 @@ fn contains_operator() {
 fn length_and_ordering() {
     let c = "($.emails.length() > 0) && ($.name.familyName EMPTY false)";
     assert!(holds(c, &fixture("scim-user.json")));
-    assert!(!holds(
-        c,
-        &json!({ "emails": [], "name": { "familyName": "X" } })
-    ));
+    assert!(!holds(c, &json!({ "emails": [], "name": { "familyName": "X" } })));
     assert!(holds("$.emails.length() >= 2", &fixture("scim-user.json")));
     assert!(!holds("$.emails.length() < 2", &fixture("scim-user.json")));
     assert!(holds("$.age <= 30.5", &json!({ "age": 30 })));
@@ -162,18 +154,9 @@ fn length_and_ordering() {
 /// `NIN` / `IN` with lists, and negation.
 #[test]
 fn nin_and_in() {
-    assert!(holds(
-        "$.type NIN ['work', 'home']",
-        &json!({ "type": "other" })
-    ));
-    assert!(!holds(
-        "$.type nin ['work', 'home']",
-        &json!({ "type": "work" })
-    ));
-    assert!(holds(
-        "$.type IN ['work', 'home']",
-        &json!({ "type": "home" })
-    ));
+    assert!(holds("$.type NIN ['work', 'home']", &json!({ "type": "other" })));
+    assert!(!holds("$.type nin ['work', 'home']", &json!({ "type": "work" })));
+    assert!(holds("$.type IN ['work', 'home']", &json!({ "type": "home" })));
     assert!(holds("!($.type == 'x')", &json!({ "type": "y" })));
 }
 
@@ -201,18 +184,10 @@ fn prefix_functions() {
     assert!(holds_with(opt, &g, &[]));
     assert!(holds_with(opt, &g, &[("s4hana.afc.group.prefix", "AFC_")]));
     assert!(!holds_with(opt, &g, &[("s4hana.afc.group.prefix", "XYZ_")]));
-    assert!(holds_with(
-        opt,
-        &json!({}),
-        &[("s4hana.afc.group.prefix", "XYZ_")]
-    ));
+    assert!(holds_with(opt, &json!({}), &[("s4hana.afc.group.prefix", "XYZ_")]));
     assert!(!holds_with(man, &g, &[]));
     assert!(holds_with(man, &g, &[("s4hana.afc.group.prefix", "AFC_")]));
-    assert!(!holds_with(
-        man,
-        &json!({}),
-        &[("s4hana.afc.group.prefix", "AFC_")]
-    ));
+    assert!(!holds_with(man, &json!({}), &[("s4hana.afc.group.prefix", "AFC_")]));
 }
 
 /// isApplicationSpecificGroup / isRegularGroup.

@@ -75,10 +75,7 @@ fn replace_string() {
         json!([{ "function": "replaceString", "target": "National", "replacement": "European" }]),
     );
     assert_eq!(
-        run(
-            &t,
-            &json!({ "school": "National College of Linguistics and History" })
-        ),
+        run(&t, &json!({ "school": "National College of Linguistics and History" })),
         json!({ "school": "European College of Linguistics and History" })
     );
 }
@@ -105,10 +102,7 @@ fn replace_regex_variants() {
         "$.n",
         json!([{ "function": "replaceAllString", "regex": "(\\w+)@(\\w+)", "replacement": "$2\\$$1" }]),
     );
-    assert_eq!(
-        run(&t, &json!({ "n": "joe@acme" })),
-        json!({ "n": "acme$joe" })
-    );
+    assert_eq!(run(&t, &json!({ "n": "joe@acme" })), json!({ "n": "acme$joe" }));
 }
 
 /// substring(3, 5) and out-of-range failing like Java.
@@ -123,11 +117,7 @@ fn substring() {
         run(&t, &json!({ "sAMAccountName": ["johnsmith"] })),
         json!({ "userName": "ns" })
     );
-    let t2 = one(
-        "$.a",
-        "$.a",
-        json!([{ "function": "substring", "beginIndex": 2 }]),
-    );
+    let t2 = one("$.a", "$.a", json!([{ "function": "substring", "beginIndex": 2 }]));
     assert_eq!(run(&t2, &json!({ "a": "héllo" })), json!({ "a": "llo" }));
     assert!(fails(&t, &json!({ "sAMAccountName": ["abc"] })).contains("substring"));
 }
@@ -146,18 +136,9 @@ fn case_conversion() {
         "$.a",
         json!([{ "function": "toUpperCaseString", "locale": "tr_TR" }]),
     );
-    assert_eq!(
-        run(&up, &json!({ "a": "John.Smith" })),
-        json!({ "a": "JOHN.SMITH" })
-    );
-    assert_eq!(
-        run(&low, &json!({ "a": "John.Smith" })),
-        json!({ "a": "john.smith" })
-    );
-    assert_eq!(
-        run(&tr, &json!({ "a": "istanbul" })),
-        json!({ "a": "İSTANBUL" })
-    );
+    assert_eq!(run(&up, &json!({ "a": "John.Smith" })), json!({ "a": "JOHN.SMITH" }));
+    assert_eq!(run(&low, &json!({ "a": "John.Smith" })), json!({ "a": "john.smith" }));
+    assert_eq!(run(&tr, &json!({ "a": "istanbul" })), json!({ "a": "İSTANBUL" }));
 }
 
 /// encode base32 skipPadding: JOHN*SMITH/Junior → JJHUQTRKKNGUSVCIF5FHK3TJN5ZA; decode + toString back.
@@ -171,11 +152,7 @@ fn encode_decode_base32() {
         run(&enc, &json!({ "USERNAME": "JOHN*SMITH/Junior" })),
         json!({ "id": "JJHUQTRKKNGUSVCIF5FHK3TJN5ZA" })
     );
-    let padded = one(
-        "$.u",
-        "$.id",
-        json!([{ "function": "encode", "algorithm": "base32" }]),
-    );
+    let padded = one("$.u", "$.id", json!([{ "function": "encode", "algorithm": "base32" }]));
     assert_eq!(
         run(&padded, &json!({ "u": "JOHN*SMITH/Junior" })),
         json!({ "id": "JJHUQTRKKNGUSVCIF5FHK3TJN5ZA====" })
@@ -196,11 +173,7 @@ fn encode_decode_base32() {
         run(&dec, &json!({ "id": "JJHUQTRKKNGUSVCIF5FHK3TJN5ZA" })),
         json!({ "USERNAME": "JOHN*SMITH/Junior" })
     );
-    let b64 = one(
-        "$.u",
-        "$.u",
-        json!([{ "function": "encode", "algorithm": "base64" }]),
-    );
+    let b64 = one("$.u", "$.u", json!([{ "function": "encode", "algorithm": "base64" }]));
     assert_eq!(run(&b64, &json!({ "u": "hi" })), json!({ "u": "aGk=" }));
     assert!(fails(&dec, &json!({ "id": "!!!" })).contains("decode"));
 }
@@ -226,7 +199,8 @@ fn apply_on_elements_decode_members() {
 /// applyOnAttribute / assignToAttribute with replaceString on PRIVILEGES.
 #[test]
 fn apply_on_attribute_and_assign() {
-    let input = json!({ "PRIVILEGES": [{ "COMPOSITE_PRIVILEGE": "SAP_01_COMP" }, { "COMPOSITE_PRIVILEGE": "SAP_02_COMP" }] });
+    let input =
+        json!({ "PRIVILEGES": [{ "COMPOSITE_PRIVILEGE": "SAP_01_COMP" }, { "COMPOSITE_PRIVILEGE": "SAP_02_COMP" }] });
     let on_attr = one(
         "$.PRIVILEGES",
         "$.groups",
@@ -256,10 +230,7 @@ fn apply_on_attribute_and_assign() {
         "$.groups",
         json!([{ "function": "replaceString", "target": "SAP", "replacement": "x", "applyOnJsonAttribute": "COMPOSITE_PRIVILEGE" }]),
     );
-    assert_eq!(
-        run(&alias, &input)["groups"][1]["COMPOSITE_PRIVILEGE"],
-        "x_02_COMP"
-    );
+    assert_eq!(run(&alias, &input)["groups"][1]["COMPOSITE_PRIVILEGE"], "x_02_COMP");
 }
 
 /// matchRegex ".*_COMP" assigned to "composite".
@@ -270,7 +241,8 @@ fn match_regex() {
         "$.groups",
         json!([{ "function": "matchRegex", "regex": ".*_COMP", "applyOnAttribute": "COMPOSITE_PRIVILEGE", "assignToAttribute": "composite" }]),
     );
-    let input = json!({ "PRIVILEGES": [{ "COMPOSITE_PRIVILEGE": "SAP_01_COMP" }, { "COMPOSITE_PRIVILEGE": "SAP_02" }] });
+    let input =
+        json!({ "PRIVILEGES": [{ "COMPOSITE_PRIVILEGE": "SAP_01_COMP" }, { "COMPOSITE_PRIVILEGE": "SAP_02" }] });
     assert_eq!(
         run(&t, &input),
         json!({ "groups": [
@@ -292,10 +264,7 @@ fn element_at() {
         run(&t, &fixture("scim-user.json")),
         json!({ "email": "john.smith@company.com" })
     );
-    assert_eq!(
-        run(&t, &json!({ "emails": [{ "value": "x@y.z" }] })),
-        json!({})
-    );
+    assert_eq!(run(&t, &json!({ "emails": [{ "value": "x@y.z" }] })), json!({}));
 }
 
 /// splitStringToArray into strings, and into objects with `[?(@.name)]`.
@@ -362,10 +331,7 @@ fn regex_from_variable_transformation_example() {
     ]);
     let ctx = Context::new(&p);
     let input = json!({ "dn": ["CN=test10,OU=subUsers,OU=testUsers,DC=corp"] });
-    let Outcome::Transformed {
-        output, variables, ..
-    } = t.apply("user", &input, &ctx)
-    else {
+    let Outcome::Transformed { output, variables, .. } = t.apply("user", &input, &ctx) else {
         panic!()
     };
     assert_eq!(
@@ -376,10 +342,7 @@ fn regex_from_variable_transformation_example() {
         variables["entityIdSourceSystem"],
         "CN=test10,OU=subUsers,OU=testUsers,DC=corp"
     );
-    assert_eq!(
-        variables["nestedPathRegex"],
-        "(?i)cn=.*?,(.*?),OU=testUsers,DC=corp"
-    );
+    assert_eq!(variables["nestedPathRegex"], "(?i)cn=.*?,(.*?),OU=testUsers,DC=corp");
     let other = json!({ "dn": ["CN=x,OU=elsewhere"] });
     assert_eq!(
         out(&t, &other, &p)["urn:sap:cloud:scim:schemas:extension:ad:2.0:User"]["nestedPath"],
@@ -405,10 +368,7 @@ fn composite_id() {
         json!([{ "function": "compositeId", "separator": "-", "subId": "$.sub" }]),
     );
     assert_eq!(
-        run(
-            &dash,
-            &json!({ "qualifierId": "johnsmith", "sub": "e0123456" })
-        ),
+        run(&dash, &json!({ "qualifierId": "johnsmith", "sub": "e0123456" })),
         json!({ "c": "johnsmith-e0123456" })
     );
 }
@@ -445,8 +405,7 @@ fn put_if_absent_and_present() {
             { "condition": "(@.type NIN ['work', 'home'])", "function": "putIfPresent", "key": "type", "defaultValue": "work" }
         ] }]),
     );
-    let input =
-        json!({ "addresses": [{ "locality": "A" }, { "type": "home" }, { "type": "other" }] });
+    let input = json!({ "addresses": [{ "locality": "A" }, { "type": "home" }, { "type": "other" }] });
     assert_eq!(
         run(&t, &input),
         json!({ "addresses": [{ "locality": "A", "type": "work" }, { "type": "home" }, { "type": "work" }] })
@@ -522,8 +481,7 @@ fn manipulate_date() {
         json!([{ "targetPath": "$.start", "sourceVariable": "currentDate", "functions": [{ "type": "manipulateDate", "targetDateFormat": "yyyy-MM-dd" }] }]),
     );
     let p = props(&[]);
-    let at =
-        provisio_transform::chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+    let at = provisio_transform::chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
     let ctx = Context::new(&p).now(at);
     assert_eq!(
         now.apply("user", &json!({}), &ctx).output(),
@@ -574,21 +532,13 @@ fn resolve_entity_ids() {
     let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
     assert_eq!(
         manager
-            .apply(
-                "user",
-                &json!({ ent: { "manager": { "value": "u2" } } }),
-                &ctx
-            )
+            .apply("user", &json!({ ent: { "manager": { "value": "u2" } } }), &ctx)
             .output(),
         Some(&json!({ ent: { "manager": { "value": "T-u2" } } }))
     );
     assert_eq!(
         manager
-            .apply(
-                "user",
-                &json!({ ent: { "manager": { "value": "zz" } } }),
-                &ctx
-            )
+            .apply("user", &json!({ ent: { "manager": { "value": "zz" } } }), &ctx)
             .output(),
         Some(&json!({}))
     );
@@ -648,10 +598,7 @@ fn convert_country_code() {
         "$.c",
         json!([{ "type": "convertCountryCode", "outputFormat": "fullName", "inputAttributes": "country", "outputAttribute": "country" }]),
     );
-    assert_eq!(
-        run(&t, &json!({ "c": "KOR" })),
-        json!({ "c": "Korea, South" })
-    );
+    assert_eq!(run(&t, &json!({ "c": "KOR" })), json!({ "c": "Korea, South" }));
     assert_eq!(run(&t, &json!({ "c": "276" })), json!({ "c": "Germany" }));
 }
 
@@ -702,16 +649,8 @@ fn convert_locale_code() {
         ("iw", "he-IL", "HE"),
         ("fr-CA", "fr-CA", "fr_CA"),
     ] {
-        assert_eq!(
-            run(&bcp, &json!({ "locale": input }))["locale"],
-            b,
-            "{input}"
-        );
-        assert_eq!(
-            run(&iso, &json!({ "locale": input }))["locale"],
-            i,
-            "{input}"
-        );
+        assert_eq!(run(&bcp, &json!({ "locale": input }))["locale"], b, "{input}");
+        assert_eq!(run(&iso, &json!({ "locale": input }))["locale"], i, "{input}");
     }
 }
 

@@ -55,11 +55,10 @@ fn published() -> &'static [Transformation] {
     static DOCS: std::sync::OnceLock<Vec<Transformation>> = std::sync::OnceLock::new();
     DOCS.get_or_init(|| {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-        let corpus: Value =
-            std::fs::read_to_string(format!("{dir}sap-published-transformations.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default();
+        let corpus: Value = std::fs::read_to_string(format!("{dir}sap-published-transformations.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         let mut docs: Vec<Value> = [
             "identity-authentication-f217bd3-1",
             "sap-jam-collaboration-c5af5f0-0",
@@ -78,9 +77,7 @@ fn published() -> &'static [Transformation] {
             }
         }
         assert_eq!(docs.len(), 6);
-        docs.iter()
-            .filter_map(|d| Transformation::parse(d).ok())
-            .collect()
+        docs.iter().filter_map(|d| Transformation::parse(d).ok()).collect()
     })
 }
 

@@ -78,13 +78,8 @@ fn ignore() {
         "group": { "ignore": true, "mappings": [ { "sourcePath": "$.sAMAccountName[0]", "targetPath": "$.displayName" } ] }
     }));
     let p = props(&[]);
-    let Outcome::Transformed {
-        output, variables, ..
-    } = t.apply(
-        "user",
-        &json!({ "sAMAccountName": ["js"] }),
-        &Context::new(&p),
-    )
+    let Outcome::Transformed { output, variables, .. } =
+        t.apply("user", &json!({ "sAMAccountName": ["js"] }), &Context::new(&p))
     else {
         panic!()
     };
@@ -117,14 +112,8 @@ fn scopes() {
         out_op(&t, &u, &p, Operation::Create),
         json!({ "Password": "Initial1", "userName": "js" })
     );
-    assert_eq!(
-        out_op(&t, &u, &p, Operation::Update),
-        json!({ "userName": "js" })
-    );
-    assert_eq!(
-        out_op(&t, &u, &p, Operation::Patch),
-        json!({ "userName": "js" })
-    );
+    assert_eq!(out_op(&t, &u, &p, Operation::Update), json!({ "userName": "js" }));
+    assert_eq!(out_op(&t, &u, &p, Operation::Patch), json!({ "userName": "js" }));
     let ctx = Context::new(&p)
         .operation(Operation::Delete)
         .variable("entityIdTargetSystem", json!("T1"));
@@ -142,9 +131,7 @@ fn skip_operations() {
                           "group": { "skipOperations": ["update"], "mappings": [] } }),
     );
     let u = t.entity("user").expect("user");
-    assert!(
-        u.skips(Operation::Create) && u.skips(Operation::Delete) && !u.skips(Operation::Update)
-    );
+    assert!(u.skips(Operation::Create) && u.skips(Operation::Delete) && !u.skips(Operation::Update));
     let g = t.entity("group").expect("group");
     assert!(g.skips(Operation::Update) && g.skips(Operation::Patch) && !g.skips(Operation::Create));
 }
@@ -158,14 +145,11 @@ fn variables_and_variable_path() {
         { "sourcePath": "$.id", "targetPath": "$.id", "targetVariable": "entityIdSourceSystem" }
     ]));
     let p = props(&[]);
-    let Outcome::Transformed {
-        output, variables, ..
-    } = t.apply(
+    let Outcome::Transformed { output, variables, .. } = t.apply(
         "user",
         &json!({ "id": "g1", "members": [{ "value": "cn=a" }, { "value": "cn=b" }] }),
         &Context::new(&p),
-    )
-    else {
+    ) else {
         panic!()
     };
     assert_eq!(output, json!({ "member": ["cn=a", "cn=b"], "id": "g1" }));
@@ -180,10 +164,7 @@ fn variables_and_variable_path() {
         &json!({ "id": "g1", "members": [{ "value": "cn=a" }] }),
         &Context::new(&p),
     );
-    assert_eq!(
-        one.output().map(|o| o["member"].clone()),
-        Some(json!("cn=a"))
-    );
+    assert_eq!(one.output().map(|o| o["member"].clone()), Some(json!("cn=a")));
 }
 
 /// assignGroup / unassignGroup constants (enabling group assignment).
@@ -194,18 +175,14 @@ fn assign_and_unassign_group() {
         { "constant": [{ "id": "groupID" }], "targetVariable": "unassignGroup", "scope": "deleteEntity" }
     ]));
     let p = props(&[]);
-    let Outcome::Transformed { variables, .. } =
-        t.apply("user", &fixture("scim-user.json"), &Context::new(&p))
-    else {
+    let Outcome::Transformed { variables, .. } = t.apply("user", &fixture("scim-user.json"), &Context::new(&p)) else {
         panic!()
     };
     assert_eq!(variables["assignGroup"].as_array().map(Vec::len), Some(2));
     assert!(!variables.contains_key("unassignGroup"));
-    let Outcome::Transformed { variables, .. } = t.apply(
-        "user",
-        &json!({}),
-        &Context::new(&p).operation(Operation::Delete),
-    ) else {
+    let Outcome::Transformed { variables, .. } =
+        t.apply("user", &json!({}), &Context::new(&p).operation(Operation::Delete))
+    else {
         panic!()
     };
     assert_eq!(variables["unassignGroup"], json!([{ "id": "groupID" }]));
@@ -230,9 +207,7 @@ fn remove_rename_set() {
         json!({ "emails": [{ "type": "work" }], "name": { "familyName": "Smith" }, "y": "x" })
     );
     // Renaming a missing attribute of a non-optional mapping fails.
-    let strict = user(
-        json!([{ "targetPath": "$.name.lastName", "constant": "familyName", "type": "rename" }]),
-    );
+    let strict = user(json!([{ "targetPath": "$.name.lastName", "constant": "familyName", "type": "rename" }]));
     assert!(matches!(
         strict.apply("user", &json!({}), &Context::new(&props(&[]))),
         Outcome::Failed { .. }
@@ -276,10 +251,7 @@ fn correlation_attribute_only() {
         { "sourcePath": "$.userName", "targetPath": "$.userName", "correlationAttribute": true },
         { "sourcePath": "$.emails[?(@.primary== true)].value", "correlationAttribute": true }
     ]));
-    assert_eq!(
-        run(&t, &json!({ "userName": "u" })),
-        json!({ "userName": "u" })
-    );
+    assert_eq!(run(&t, &json!({ "userName": "u" })), json!({ "userName": "u" }));
     assert_eq!(
         t.entity("user").map(|e| e.correlation_attributes()),
         Some(vec!["$.userName", "$.emails[?(@.primary== true)].value"])
@@ -293,8 +265,5 @@ fn function_named_by_type_or_function() {
         { "sourcePath": "$.a", "targetPath": "$.a", "functions": [{ "type": "toUpperCaseString" }] },
         { "sourcePath": "$.b", "targetPath": "$.b", "functions": [{ "function": "toUpperCaseString" }] }
     ]));
-    assert_eq!(
-        run(&t, &json!({ "a": "x", "b": "y" })),
-        json!({ "a": "X", "b": "Y" })
-    );
+    assert_eq!(run(&t, &json!({ "a": "x", "b": "y" })), json!({ "a": "X", "b": "Y" }));
 }

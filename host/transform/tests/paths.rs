@@ -17,10 +17,7 @@ fn copy(source: &str, target: &str) -> provisio_transform::Transformation {
 #[test]
 fn read_forms() {
     let u = fixture("scim-user.json");
-    assert_eq!(
-        run(&copy("$.name.familyName", "$.x"), &u),
-        json!({ "x": "Smith" })
-    );
+    assert_eq!(run(&copy("$.name.familyName", "$.x"), &u), json!({ "x": "Smith" }));
     assert_eq!(
         run(
             &copy(
@@ -31,18 +28,12 @@ fn read_forms() {
         ),
         json!({ "x": "9a8b7c6d-0000-4000-8000-000000000001" })
     );
-    assert_eq!(
-        run(&copy("$[\"userName\"]", "$.x"), &u),
-        json!({ "x": "jsmith" })
-    );
+    assert_eq!(run(&copy("$[\"userName\"]", "$.x"), &u), json!({ "x": "jsmith" }));
     assert_eq!(
         run(&copy("$.emails[1].value", "$.x"), &u),
         json!({ "x": "jsmith@home.example" })
     );
-    assert_eq!(
-        run(&copy("$.emails[-1].type", "$.x"), &u),
-        json!({ "x": "home" })
-    );
+    assert_eq!(run(&copy("$.emails[-1].type", "$.x"), &u), json!({ "x": "home" }));
     assert_eq!(
         run(&copy("$.emails[*].value", "$.x"), &u),
         json!({ "x": ["john.smith@company.com", "jsmith@home.example"] })
@@ -59,14 +50,8 @@ fn read_forms() {
         run(&copy("$.groups[?(@.display =~ /ABC.*/)].value", "$.x"), &u),
         json!({ "x": ["g-100"] })
     );
-    assert_eq!(
-        run(&copy("$..familyName", "$.x"), &u),
-        json!({ "x": ["Smith"] })
-    );
-    assert_eq!(
-        run(&copy("$.emails[0:1].type", "$.x"), &u),
-        json!({ "x": ["work"] })
-    );
+    assert_eq!(run(&copy("$..familyName", "$.x"), &u), json!({ "x": ["Smith"] }));
+    assert_eq!(run(&copy("$.emails[0:1].type", "$.x"), &u), json!({ "x": ["work"] }));
 }
 
 /// Custom attribute by name (conditions page, "Check for Particular Custom Attribute").
@@ -84,10 +69,7 @@ fn read_custom_attribute_by_name() {
 #[test]
 fn whole_document_copy() {
     let u = fixture("scim-user.json");
-    assert_eq!(
-        run(&user(json!([{ "sourcePath": "$", "targetPath": "$" }])), &u),
-        u
-    );
+    assert_eq!(run(&user(json!([{ "sourcePath": "$", "targetPath": "$" }])), &u), u);
 }
 
 /// Writing creates objects and arrays; `$.schemas[0]`, `$.schemas[1]`.
@@ -159,26 +141,14 @@ fn write_array_builder_merges() {
 /// preserveArrayWithSingleElement false unwraps a one-element array.
 #[test]
 fn preserve_array_with_single_element() {
-    let keep = user(
-        json!([{ "sourcePath": "$.sn", "targetPath": "$.sn", "preserveArrayWithSingleElement": true }]),
-    );
+    let keep = user(json!([{ "sourcePath": "$.sn", "targetPath": "$.sn", "preserveArrayWithSingleElement": true }]));
     let unwrap = user(json!([{ "sourcePath": "$.sn", "targetPath": "$.sn" }]));
-    assert_eq!(
-        run(&keep, &json!({ "sn": ["Smith"] })),
-        json!({ "sn": ["Smith"] })
-    );
-    assert_eq!(
-        run(&unwrap, &json!({ "sn": ["Smith"] })),
-        json!({ "sn": "Smith" })
-    );
-    assert_eq!(
-        run(&unwrap, &json!({ "sn": ["a", "b"] })),
-        json!({ "sn": ["a", "b"] })
-    );
+    assert_eq!(run(&keep, &json!({ "sn": ["Smith"] })), json!({ "sn": ["Smith"] }));
+    assert_eq!(run(&unwrap, &json!({ "sn": ["Smith"] })), json!({ "sn": "Smith" }));
+    assert_eq!(run(&unwrap, &json!({ "sn": ["a", "b"] })), json!({ "sn": ["a", "b"] }));
     // An unwrapped single member written through the builder is one object (SAP docs).
-    let single = user(
-        json!([{ "sourcePath": "$.members[*].value", "optional": true, "targetPath": "$.members[?(@.value)]" }]),
-    );
+    let single =
+        user(json!([{ "sourcePath": "$.members[*].value", "optional": true, "targetPath": "$.members[?(@.value)]" }]));
     assert_eq!(
         run(&single, &json!({ "members": [{ "value": "u1" }] })),
         json!({ "members": { "value": "u1" } })
@@ -222,8 +192,7 @@ fn source_intermediate_target_example() {
         ]}}),
     );
     let p = props(&[]);
-    let ctx =
-        provisio_transform::Context::new(&p).variable("entityIdTargetSystem", json!("P000100"));
+    let ctx = provisio_transform::Context::new(&p).variable("entityIdTargetSystem", json!("P000100"));
     let target = write.apply("user", &intermediate, &ctx);
     assert_eq!(
         target.output(),

@@ -47,9 +47,7 @@ fn multi_valued_property() {
 /// A placeholder inside a source path (`$.%ldap.attribute.user.id%[0]`).
 #[test]
 fn placeholder_in_path() {
-    let t = user(
-        json!([{ "sourcePath": "$.%ldap.attribute.user.id%[0]", "targetPath": "$.userName" }]),
-    );
+    let t = user(json!([{ "sourcePath": "$.%ldap.attribute.user.id%[0]", "targetPath": "$.userName" }]));
     assert_eq!(
         out(
             &t,
@@ -97,10 +95,7 @@ fn current_date() {
     );
     let p = props(&[("ips.date.variable.format", "dd.MM.yyyy'T'HH:mm")]);
     let o = t.apply("user", &json!({}), &Context::new(&p).now(at()));
-    assert_eq!(
-        o.output().map(|o| o["now"].clone()),
-        Some(json!("23.11.2026T09:08"))
-    );
+    assert_eq!(o.output().map(|o| o["now"].clone()), Some(json!("23.11.2026T09:08")));
 }
 
 /// entityBaseLocation → entityLocationSourceSystem (proxy read, variables page).
@@ -113,14 +108,11 @@ fn entity_location_variables() {
     ]));
     let p = props(&[]);
     let base = "https://ipsproxyp-c.hana.ondemand.com:443/ipsproxy/api/v1/scim/s1/Users/";
-    let Outcome::Transformed {
-        output, variables, ..
-    } = t.apply(
+    let Outcome::Transformed { output, variables, .. } = t.apply(
         "user",
         &json!({ "id": "u9" }),
         &Context::new(&p).variable("entityBaseLocation", json!(base)),
-    )
-    else {
+    ) else {
         panic!()
     };
     assert_eq!(output["meta"]["location"], format!("{base}u9"));
@@ -143,11 +135,7 @@ fn placeholders_in_regexes() {
     assert_eq!(out(&t, &json!({ "displayName": "Admins" }), &p), json!({}));
     // Properties change between systems: the cached compilation follows them.
     assert_eq!(
-        out(
-            &t,
-            &json!({ "displayName": "AB_Admins" }),
-            &props(&[("prefix", "AB_")])
-        ),
+        out(&t, &json!({ "displayName": "AB_Admins" }), &props(&[("prefix", "AB_")])),
         json!({ "id": "Admins" })
     );
 }
@@ -160,8 +148,5 @@ fn placeholders_in_default_value() {
     );
     let p = props(&[("xsuaa.origin", "sap.custom")]);
     assert_eq!(out(&t, &json!({}), &p), json!({ "origin": "sap.custom" }));
-    assert_eq!(
-        out(&t, &json!({ "origin": "idp" }), &p),
-        json!({ "origin": "idp" })
-    );
+    assert_eq!(out(&t, &json!({ "origin": "idp" }), &p), json!({ "origin": "idp" }));
 }

@@ -17,10 +17,7 @@ fn corpus() -> Vec<(String, Value)> {
 }
 
 fn published(name: &str) -> Transformation {
-    let doc = corpus()
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v);
+    let doc = corpus().into_iter().find(|(k, _)| k == name).map(|(_, v)| v);
     parse(doc.unwrap_or_else(|| panic!("{name} not in corpus")))
 }
 
@@ -31,11 +28,7 @@ fn every_published_transformation_loads() {
     assert!(docs.len() >= 230, "{}", docs.len());
     let rejected: Vec<String> = docs
         .iter()
-        .filter_map(|(name, doc)| {
-            Transformation::parse(doc)
-                .err()
-                .map(|e| format!("{name}: {e}"))
-        })
+        .filter_map(|(name, doc)| Transformation::parse(doc).err().map(|e| format!("{name}: {e}")))
         .collect();
     assert!(rejected.is_empty(), "{rejected:#?}");
 }
@@ -88,18 +81,12 @@ fn xsuaa_target_default() {
     assert_eq!(o["active"], true);
     assert_eq!(o["verified"], true);
     assert_eq!(o["origin"], "sap.custom");
-    assert_eq!(
-        o["name"],
-        json!({ "givenName": "John", "familyName": "Smith" })
-    );
+    assert_eq!(o["name"], json!({ "givenName": "John", "familyName": "Smith" }));
     // On update `verified` comes from the SAP extension's mailVerified.
     let mut u2 = user.clone();
     u2["urn:ietf:params:scim:schemas:extension:sap:2.0:User"]["mailVerified"] = json!(false);
     u2.as_object_mut().map(|m| m.remove("verified"));
-    assert_eq!(
-        out_op(&t, &u2, &no_prefix, Operation::Update)["verified"],
-        false
-    );
+    assert_eq!(out_op(&t, &u2, &no_prefix, Operation::Update)["verified"], false);
     // With a prefix the user needs a matching group.
     let prefixed = props(&[("xsuaa.group.prefix", "ABC_")]);
     assert!(matches!(
@@ -113,13 +100,8 @@ fn xsuaa_target_default() {
     ));
     // Group: prefix stripped into the ID, members resolved and typed USER.
     let g = fixture("scim-group.json");
-    let ctx = Context::new(&prefixed)
-        .operation(Operation::Create)
-        .resolver(&Links);
-    let Outcome::Transformed {
-        output, variables, ..
-    } = t.apply("group", &g, &ctx)
-    else {
+    let ctx = Context::new(&prefixed).operation(Operation::Create).resolver(&Links);
+    let Outcome::Transformed { output, variables, .. } = t.apply("group", &g, &ctx) else {
         panic!("group")
     };
     assert_eq!(output["id"], "Admins");
@@ -131,11 +113,7 @@ fn xsuaa_target_default() {
     );
     // A group without the prefix is skipped when a prefix is configured.
     assert!(matches!(
-        t.apply(
-            "group",
-            &g,
-            &Context::new(&props(&[("xsuaa.group.prefix", "XS_")]))
-        ),
+        t.apply("group", &g, &Context::new(&props(&[("xsuaa.group.prefix", "XS_")]))),
         Outcome::Skipped { .. }
     ));
 }
@@ -150,11 +128,7 @@ fn jam_target_default() {
     let ctx = Context::new(&p)
         .variable("entityIdTargetSystem", json!("jam-7"))
         .resolver(&Links);
-    let o = t
-        .apply("user", &user, &ctx)
-        .output()
-        .cloned()
-        .unwrap_or_default();
+    let o = t.apply("user", &user, &ctx).output().cloned().unwrap_or_default();
     assert_eq!(o["id"], "jam-7");
     assert!(o.get("externalId").is_none());
     assert_eq!(o["locale"], "en_us_DE");
@@ -189,11 +163,7 @@ fn ias_target_default() {
     assert_eq!(o["addresses"][1]["type"], "work");
     assert_eq!(o["sendMail"], "false");
     assert_eq!(o["timeZone"], "Europe/Paris");
-    assert!(
-        out_op(&t, &user, &p, Operation::Update)
-            .get("sendMail")
-            .is_none()
-    );
+    assert!(out_op(&t, &user, &p, Operation::Update).get("sendMail").is_none());
     let mut nameless = user.clone();
     nameless["name"] = json!({});
     assert!(matches!(

@@ -24,10 +24,7 @@ fn unknown_function_names_location() {
     let e = err(mappings(
         json!([{ "sourcePath": "$.a", "targetPath": "$.a" }, { "sourcePath": "$.a", "targetPath": "$.a", "functions": [{ "function": "fooBar" }] }]),
     ));
-    assert_eq!(
-        e,
-        "user.mappings[1].functions[0]: unknown function \"fooBar\""
-    );
+    assert_eq!(e, "user.mappings[1].functions[0]: unknown function \"fooBar\"");
 }
 
 #[test]
@@ -52,23 +49,14 @@ fn unknown_keys() {
 
 #[test]
 fn bad_paths_conditions_regexes() {
-    let e = err(mappings(
-        json!([{ "sourcePath": "$.a[", "targetPath": "$.a" }]),
-    ));
-    assert!(
-        e.starts_with("user.mappings[0].sourcePath: invalid JSONPath"),
-        "{e}"
-    );
-    let e = err(mappings(
-        json!([{ "sourcePath": "$.a ]", "targetPath": "$.a" }]),
-    ));
+    let e = err(mappings(json!([{ "sourcePath": "$.a[", "targetPath": "$.a" }])));
+    assert!(e.starts_with("user.mappings[0].sourcePath: invalid JSONPath"), "{e}");
+    let e = err(mappings(json!([{ "sourcePath": "$.a ]", "targetPath": "$.a" }])));
     assert!(e.starts_with("user.mappings[0].sourcePath"), "{e}");
     // Jayway reads a path without `$` relative to the root (SAP's Entra ID default does).
     let relative = mappings(json!([{ "sourcePath": "name.givenName", "targetPath": "$.a" }]));
     assert!(Transformation::parse(&relative).is_ok());
-    let e = err(mappings(
-        json!([{ "sourcePath": "$.a", "targetPath": "$..a" }]),
-    ));
+    let e = err(mappings(json!([{ "sourcePath": "$.a", "targetPath": "$..a" }])));
     assert!(e.starts_with("user.mappings[0].targetPath"), "{e}");
     let e = err(json!({ "group": { "condition": "$.a ==", "mappings": [] } }));
     assert!(e.starts_with("group.condition: invalid condition"), "{e}");
@@ -90,17 +78,11 @@ fn missing_and_bad_parameters() {
     let e = err(mappings(
         json!([{ "sourcePath": "$.a", "targetPath": "$.a", "functions": [{ "function": "substring" }] }]),
     ));
-    assert_eq!(
-        e,
-        "user.mappings[0].functions[0]: missing parameter \"beginIndex\""
-    );
+    assert_eq!(e, "user.mappings[0].functions[0]: missing parameter \"beginIndex\"");
     let e = err(mappings(
         json!([{ "sourcePath": "$.a", "targetPath": "$.a", "functions": [{ "function": "encode", "algorithm": "rot13" }] }]),
     ));
-    assert!(
-        e.starts_with("user.mappings[0].functions[0].algorithm"),
-        "{e}"
-    );
+    assert!(e.starts_with("user.mappings[0].functions[0].algorithm"), "{e}");
     let e = err(mappings(
         json!([{ "targetPath": "$.p", "functions": [{ "function": "randomPassword", "passwordLength": 8,
         "minimumNumberOfLowercaseLetters": 4, "minimumNumberOfUppercaseLetters": 4, "minimumNumberOfDigits": 1, "minimumNumberOfSpecialSymbols": 0 }] }]),
@@ -114,10 +96,7 @@ fn missing_and_bad_parameters() {
     let e = err(mappings(
         json!([{ "sourcePath": "$.a", "targetPath": "$.a", "functions": [{ "type": "convertTimezoneCode", "outputFormat": "windows" }] }]),
     ));
-    assert!(
-        e.starts_with("user.mappings[0].functions[0].outputFormat"),
-        "{e}"
-    );
+    assert!(e.starts_with("user.mappings[0].functions[0].outputFormat"), "{e}");
 }
 
 #[test]
@@ -128,10 +107,7 @@ fn structural_errors() {
         "user: an entity transformation must be a JSON object"
     );
     assert!(err(mappings(json!([{ "targetPath": "$.a" }]))).contains("needs a sourcePath"));
-    assert!(
-        err(mappings(json!([{ "sourcePath": "$.a" }])))
-            .contains("needs a targetPath or a targetVariable")
-    );
+    assert!(err(mappings(json!([{ "sourcePath": "$.a" }]))).contains("needs a targetPath or a targetVariable"));
     assert!(
         err(mappings(
             json!([{ "sourcePath": "$.a", "constant": 1, "targetPath": "$.a" }])
@@ -150,10 +126,7 @@ fn structural_errors() {
         ))
         .starts_with("user.mappings[0].type")
     );
-    assert!(
-        err(mappings(json!([{ "type": "rename", "targetPath": "$.a" }])))
-            .starts_with("user.mappings[0].constant")
-    );
+    assert!(err(mappings(json!([{ "type": "rename", "targetPath": "$.a" }]))).starts_with("user.mappings[0].constant"));
     assert!(
         err(mappings(
             json!([{ "type": "valueMapping", "sourcePaths": ["$.a", "$.b"], "targetPath": "$.t",
@@ -162,8 +135,7 @@ fn structural_errors() {
         .starts_with("user.mappings[0].valueMappings[0].key")
     );
     assert!(
-        err(json!({ "user": { "skipOperations": ["insert"], "mappings": [] } }))
-            .starts_with("user.skipOperations[0]")
+        err(json!({ "user": { "skipOperations": ["insert"], "mappings": [] } })).starts_with("user.skipOperations[0]")
     );
     assert!(
         err(mappings(

@@ -22,14 +22,8 @@ fn seed_transformations_load() {
     let r = read_t();
     let w = write_t();
     assert_eq!(r.entity_types().collect::<Vec<_>>(), ["group", "user"]);
-    assert_eq!(
-        w.entity("user").and_then(|e| e.scim_entity_endpoint()),
-        Some("Users")
-    );
-    assert_eq!(
-        w.entity("group").and_then(|e| e.scim_entity_endpoint()),
-        Some("Groups")
-    );
+    assert_eq!(w.entity("user").and_then(|e| e.scim_entity_endpoint()), Some("Users"));
+    assert_eq!(w.entity("group").and_then(|e| e.scim_entity_endpoint()), Some("Groups"));
     assert_eq!(
         r.entity("user").map(|e| e.correlation_attributes()),
         Some(vec!["$.userName", "$.emails[?(@.primary== true)].value"])
@@ -58,10 +52,7 @@ fn write_user_on_create() {
     });
     assert_eq!(got, expected);
     // Key order follows the mapping order.
-    let keys: Vec<_> = got
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
+    let keys: Vec<_> = got.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
     assert_eq!(keys.first().map(String::as_str), Some("id"));
     assert_eq!(keys.last().map(String::as_str), Some("schemas"));
 }
@@ -74,9 +65,7 @@ fn write_user_on_update_uses_target_id() {
     let ctx = Context::new(&p)
         .operation(Operation::Update)
         .variable("entityIdTargetSystem", json!("uaa-42"));
-    let Outcome::Transformed {
-        output, variables, ..
-    } = write_t().apply("user", &fixture("scim-user.json"), &ctx)
+    let Outcome::Transformed { output, variables, .. } = write_t().apply("user", &fixture("scim-user.json"), &ctx)
     else {
         panic!("not transformed")
     };
@@ -100,12 +89,7 @@ fn write_user_without_primary_email_marks_first() {
 /// An unset xsuaa.origin renders as the string "null" (SAP placeholder rule).
 #[test]
 fn write_user_unset_origin_is_null_string() {
-    let got = out_op(
-        &write_t(),
-        &fixture("scim-user.json"),
-        &props(&[]),
-        Operation::Create,
-    );
+    let got = out_op(&write_t(), &fixture("scim-user.json"), &props(&[]), Operation::Create);
     assert_eq!(got["origin"], "null");
 }
 
@@ -114,11 +98,7 @@ fn write_user_unset_origin_is_null_string() {
 fn write_user_missing_username_fails() {
     let mut user = fixture("scim-user.json");
     user.as_object_mut().map(|o| o.remove("userName"));
-    match write_t().apply(
-        "user",
-        &user,
-        &Context::new(&props(&[])).operation(Operation::Create),
-    ) {
+    match write_t().apply("user", &user, &Context::new(&props(&[])).operation(Operation::Create)) {
         Outcome::Failed {
             mapping_index,
             path,
@@ -185,11 +165,7 @@ fn write_group_patch_passthrough() {
         "Operations": [{ "op": "add", "path": "members", "value": [{ "value": "u1" }] }]
     });
     let p = props(&[]);
-    let got = match write_t().apply(
-        "group",
-        &patch,
-        &Context::new(&p).operation(Operation::Patch),
-    ) {
+    let got = match write_t().apply("group", &patch, &Context::new(&p).operation(Operation::Patch)) {
         Outcome::Transformed { output, .. } => output,
         other => panic!("{other:?}"),
     };
@@ -204,24 +180,15 @@ fn read_user() {
     let user = fixture("scim-user.json");
     let base = "https://ipsproxyabc-xyz.hana.ondemand.com:443/ipsproxy/api/v1/scim/sys1/Users/";
     let ctx = Context::new(&p).variable("entityBaseLocation", json!(base));
-    let Outcome::Transformed {
-        output, variables, ..
-    } = read_t().apply("user", &user, &ctx)
-    else {
+    let Outcome::Transformed { output, variables, .. } = read_t().apply("user", &user, &ctx) else {
         panic!("not transformed")
     };
     let id = "3f1c2a9e-6b7d-4e21-9a55-0c8d7e6f5a41";
     assert_eq!(variables["entityIdSourceSystem"], id);
-    assert_eq!(
-        variables["entityLocationSourceSystem"],
-        format!("{base}{id}")
-    );
+    assert_eq!(variables["entityLocationSourceSystem"], format!("{base}{id}"));
     assert_eq!(output["meta"], user["meta"]);
     assert_eq!(output["groups"], user["groups"]);
-    assert_eq!(
-        output["schemas"],
-        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
-    );
+    assert_eq!(output["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
     for k in [
         "id",
         "userName",
@@ -264,9 +231,7 @@ fn read_user_location_without_meta() {
 fn read_group() {
     let p = props(&[]);
     let ctx = Context::new(&p).variable("entityBaseLocation", json!("https://proxy/Groups/"));
-    let Outcome::Transformed {
-        output, variables, ..
-    } = read_t().apply("group", &fixture("scim-group.json"), &ctx)
+    let Outcome::Transformed { output, variables, .. } = read_t().apply("group", &fixture("scim-group.json"), &ctx)
     else {
         panic!("not transformed")
     };

@@ -144,10 +144,7 @@ async fn main() -> std::io::Result<()> {
                 sim.group_count()
             );
             println!("  URL                   = {}", sim.base_url);
-            println!(
-                "  v2 (ias.api.version=2) = {}/scim/Users, /scim/Groups",
-                sim.base_url
-            );
+            println!("  v2 (ias.api.version=2) = {}/scim/Users, /scim/Groups", sim.base_url);
             println!(
                 "  v1 (ias.api.version=1) = {}/service/scim/Users, /service/scim/Groups",
                 sim.base_url

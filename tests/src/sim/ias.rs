@@ -198,11 +198,7 @@ fn bad(detail: &str) -> Response {
 }
 
 fn not_found(kind: &str, id: &str) -> Response {
-    err(
-        StatusCode::NOT_FOUND,
-        None,
-        &format!("{kind} {id} not found"),
-    )
+    err(StatusCode::NOT_FOUND, None, &format!("{kind} {id} not found"))
 }
 
 fn conflict(detail: &str) -> Response {
@@ -329,10 +325,7 @@ impl Store {
         if !groups.is_empty() {
             m.insert("groups".into(), Value::Array(groups));
         }
-        let verified = sap
-            .get("mailVerified")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let verified = sap.get("mailVerified").and_then(Value::as_bool).unwrap_or(false);
         let emails: Vec<Value> = u
             .data
             .get("emails")
@@ -349,11 +342,7 @@ impl Store {
         sap.insert("mailVerified".into(), json!(verified));
         sap.insert(
             "status".into(),
-            json!(if active(&u.data) {
-                "active"
-            } else {
-                "inactive"
-            }),
+            json!(if active(&u.data) { "active" } else { "inactive" }),
         );
         sap.entry("sourceSystem").or_insert(json!(0));
         sap.insert("emails".into(), Value::Array(emails));
@@ -379,9 +368,7 @@ impl Store {
         let mut verified = false;
         for (k, v) in &u.data {
             if k.eq_ignore_ascii_case(SAP_USER_EXT) {
-                verified = get_ci(v, "mailVerified")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
+                verified = get_ci(v, "mailVerified").and_then(Value::as_bool).unwrap_or(false);
                 continue;
             }
             if k.to_ascii_lowercase().starts_with("urn:") {
@@ -504,9 +491,7 @@ impl Store {
             && let Some(other) = self.user_names.get(&n.to_lowercase())
             && Some(other.as_str()) != self_id
         {
-            return Err(conflict(&format!(
-                "User with userName '{n}' already exists"
-            )));
+            return Err(conflict(&format!("User with userName '{n}' already exists")));
         }
         if unique_emails
             && let Some(e) = primary_email(data)
@@ -595,12 +580,9 @@ fn user_data(body: &Value, api: Api) -> Result<UserBody, Response> {
         data.insert(SAP_USER_EXT.into(), Value::Object(v1_sap));
     }
     match data.get("emails") {
-        Some(Value::Array(a))
-            if !a.is_empty() && a.iter().all(|e| str_field(e, "value").is_some()) => {}
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(|e| str_field(e, "value").is_some()) => {}
         Some(_) => {
-            return Err(bad(
-                "'emails' must be a non-empty array of objects with a 'value'",
-            ));
+            return Err(bad("'emails' must be a non-empty array of objects with a 'value'"));
         }
         None => return Err(bad("The attribute 'emails' is required")),
     }
@@ -631,11 +613,7 @@ impl State {
     }
 
     fn base(&self) -> String {
-        self.0
-            .base_url
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.0.base_url.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The options it was built with.
@@ -673,19 +651,14 @@ impl State {
                 ids.push(str_field(&u, "id").unwrap_or_default());
             }
         }
-        for (j, members) in seed::memberships(&mut rng, o.users, o.groups)
-            .into_iter()
-            .enumerate()
-        {
+        for (j, members) in seed::memberships(&mut rng, o.users, o.groups).into_iter().enumerate() {
             let members: Vec<Value> = members
                 .into_iter()
                 .filter_map(|u| ids.get(u))
                 .map(|id| json!({"value": id}))
                 .collect();
-            let _ = self.insert_group(
-                json!({"displayName": seed::group_name(j), "members": members,
-                CUSTOM_GROUP_EXT: {"description": format!("Seeded group {}", j + 1)}}),
-            );
+            let _ = self.insert_group(json!({"displayName": seed::group_name(j), "members": members,
+                CUSTOM_GROUP_EXT: {"description": format!("Seeded group {}", j + 1)}}));
         }
     }
 
@@ -694,10 +667,7 @@ impl State {
         let s = self.store();
         let base = self.base();
         let idx = s.index();
-        s.users
-            .iter()
-            .map(|u| s.user_v2_in(u, &base, Some(&idx)))
-            .collect()
+        s.users.iter().map(|u| s.user_v2_in(u, &base, Some(&idx))).collect()
     }
 
     /// Number of users.
@@ -722,8 +692,7 @@ impl State {
     /// Creates a user as `POST /scim/Users` would.
     pub fn insert_user(&self, body: Value) -> Result<Value, String> {
         let mut s = self.store();
-        create_user(&mut s, &self.0.options, &body, Api::V2, &self.base())
-            .map_err(|r| h::error_text(&r))
+        create_user(&mut s, &self.0.options, &body, Api::V2, &self.base()).map_err(|r| h::error_text(&r))
     }
 
     /// Deletes a user (UUID or legacy id) and its memberships.
@@ -800,13 +769,7 @@ impl State {
     }
 }
 
-fn create_user(
-    s: &mut Store,
-    o: &Options,
-    body: &Value,
-    api: Api,
-    base: &str,
-) -> Result<Value, Response> {
+fn create_user(s: &mut Store, o: &Options, body: &Value, api: Api, base: &str) -> Result<Value, Response> {
     let (data, v1_groups) = user_data(body, api)?;
     s.check_user_unique(&data, None, o.unique_emails)?;
     let group_ids = match &v1_groups {
@@ -885,19 +848,11 @@ fn parse_members(s: &Store, v: Option<&Value>) -> Result<Vec<Member>, Response> 
         let value = str_field(m, "value").ok_or_else(|| bad("A member needs a 'value'"))?;
         let kind_hint = str_field(m, "type").map(|t| t.to_ascii_lowercase());
         let member = match kind_hint.as_deref() {
-            Some("group") => s.resolve_group(&value).map(|uuid| Member {
-                uuid,
-                kind: "Group",
-            }),
+            Some("group") => s.resolve_group(&value).map(|uuid| Member { uuid, kind: "Group" }),
             _ => s
                 .resolve_user(&value)
                 .map(|uuid| Member { uuid, kind: "User" })
-                .or_else(|| {
-                    s.resolve_group(&value).map(|uuid| Member {
-                        uuid,
-                        kind: "Group",
-                    })
-                }),
+                .or_else(|| s.resolve_group(&value).map(|uuid| Member { uuid, kind: "Group" })),
         }
         .ok_or_else(|| bad(&format!("Member '{value}' does not exist")))?;
         if !out.contains(&member) {
@@ -934,12 +889,7 @@ fn group_fields(body: &Value) -> Result<GroupFields, Response> {
     })
 }
 
-fn check_group_unique(
-    s: &Store,
-    display: &str,
-    name: &str,
-    self_id: Option<&str>,
-) -> Result<(), Response> {
+fn check_group_unique(s: &Store, display: &str, name: &str, self_id: Option<&str>) -> Result<(), Response> {
     for (map, what, value) in [
         (&s.group_names, "displayName", display),
         (&s.group_custom_names, "name", name),
@@ -947,9 +897,7 @@ fn check_group_unique(
         if let Some(other) = map.get(&value.to_lowercase())
             && Some(other.as_str()) != self_id
         {
-            return Err(conflict(&format!(
-                "Group with {what} '{value}' already exists"
-            )));
+            return Err(conflict(&format!("Group with {what} '{value}' already exists")));
         }
     }
     Ok(())
@@ -964,8 +912,7 @@ fn create_group(s: &mut Store, body: &Value, api: Api, base: &str) -> Result<Val
     let n = s.groups.len() as u64 + now as u64 % 100_000;
     let mut legacy = legacy_group_id(n);
     while s.group_legacy.contains_key(&legacy) {
-        legacy =
-            legacy_group_id(n.wrapping_add(legacy.len() as u64 + s.group_legacy.len() as u64 + 1));
+        legacy = legacy_group_id(n.wrapping_add(legacy.len() as u64 + s.group_legacy.len() as u64 + 1));
     }
     let g = Group {
         uuid: uuid::Uuid::new_v4().to_string(),
@@ -979,10 +926,8 @@ fn create_group(s: &mut Store, body: &Value, api: Api, base: &str) -> Result<Val
         created: now,
         last_modified: now,
     };
-    s.group_names
-        .insert(g.display_name.to_lowercase(), g.uuid.clone());
-    s.group_custom_names
-        .insert(g.name.to_lowercase(), g.uuid.clone());
+    s.group_names.insert(g.display_name.to_lowercase(), g.uuid.clone());
+    s.group_custom_names.insert(g.name.to_lowercase(), g.uuid.clone());
     s.group_legacy.insert(g.legacy.clone(), g.uuid.clone());
     let out = match api {
         Api::V1 => s.group_v1(&g, base),
@@ -999,11 +944,7 @@ fn replace_group(
     patched_members: Option<Vec<Member>>,
 ) -> Result<(), Response> {
     let f = group_fields(body)?;
-    let current = s
-        .groups
-        .get(uuid)
-        .cloned()
-        .ok_or_else(|| not_found("Group", uuid))?;
+    let current = s.groups.get(uuid).cloned().ok_or_else(|| not_found("Group", uuid))?;
     let name = f.name.clone().unwrap_or_else(|| current.name.clone());
     check_group_unique(s, &f.display_name, &name, Some(uuid))?;
     let members = match patched_members {
@@ -1012,10 +953,8 @@ fn replace_group(
     };
     s.group_names.remove(&current.display_name.to_lowercase());
     s.group_custom_names.remove(&current.name.to_lowercase());
-    s.group_names
-        .insert(f.display_name.to_lowercase(), uuid.to_string());
-    s.group_custom_names
-        .insert(name.to_lowercase(), uuid.to_string());
+    s.group_names.insert(f.display_name.to_lowercase(), uuid.to_string());
+    s.group_custom_names.insert(name.to_lowercase(), uuid.to_string());
     if let Some(g) = s.groups.get_mut(uuid) {
         g.display_name = f.display_name;
         g.name = name;
@@ -1041,17 +980,7 @@ const V1_DIALECT: Dialect = Dialect {
 };
 
 const V2_DIALECT: Dialect = Dialect {
-    ops: &[
-        Op::Eq,
-        Op::Ne,
-        Op::Co,
-        Op::Sw,
-        Op::Ew,
-        Op::Gt,
-        Op::Ge,
-        Op::Lt,
-        Op::Le,
-    ],
+    ops: &[Op::Eq, Op::Ne, Op::Co, Op::Sw, Op::Ew, Op::Gt, Op::Ge, Op::Lt, Op::Le],
     present: true,
     and: true,
     or: true,
@@ -1073,13 +1002,7 @@ const V1_USER_ATTRS: &[&str] = &[
     "active",
     "meta.lastmodified",
 ];
-const V1_GROUP_ATTRS: &[&str] = &[
-    "id",
-    "displayname",
-    "members",
-    "members.value",
-    "meta.lastmodified",
-];
+const V1_GROUP_ATTRS: &[&str] = &["id", "displayname", "members", "members.value", "meta.lastmodified"];
 
 fn check_attrs(f: &Filter, allowed: &[&str]) -> Result<(), String> {
     match f {
@@ -1093,10 +1016,7 @@ fn check_attrs(f: &Filter, allowed: &[&str]) -> Result<(), String> {
             if allowed.contains(&n.as_str()) {
                 Ok(())
             } else {
-                Err(format!(
-                    "Filtering by '{}' is not supported",
-                    p.names.join(".")
-                ))
+                Err(format!("Filtering by '{}' is not supported", p.names.join(".")))
             }
         }
     }
@@ -1115,11 +1035,7 @@ fn list(
     let filter = match params.get("filter").filter(|f| !f.trim().is_empty()) {
         None => None,
         Some(text) => {
-            let dialect = if api == Api::V1 {
-                &V1_DIALECT
-            } else {
-                &V2_DIALECT
-            };
+            let dialect = if api == Api::V1 { &V1_DIALECT } else { &V2_DIALECT };
             let f = filter::parse(text, dialect)
                 .and_then(|f| {
                     if api == Api::V1 {
@@ -1145,9 +1061,7 @@ fn list(
         .int("startIndex")
         .map_err(|e| err(StatusCode::BAD_REQUEST, Some("invalidValue"), &e))?;
     let count = paging::count(count_raw, 100, 100);
-    let eval = Eval {
-        case_exact: &["id"],
-    };
+    let eval = Eval { case_exact: &["id"] };
     let mut rendered: HashMap<String, Value> = HashMap::new();
     let mut hits: Vec<String> = match &filter {
         None => ids,
@@ -1212,8 +1126,8 @@ fn body_json(body: &Bytes) -> Result<Value, Response> {
 async fn token(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
     let form = Params::parse(Some(&String::from_utf8_lossy(&body)));
     let o = &st.0.options;
-    let ok = client_auth(&headers, &form)
-        .is_some_and(|c| c.client_id == o.client_id && c.client_secret == o.client_secret);
+    let ok =
+        client_auth(&headers, &form).is_some_and(|c| c.client_id == o.client_id && c.client_secret == o.client_secret);
     if !ok {
         return Err(h::json(
             StatusCode::UNAUTHORIZED,
@@ -1229,9 +1143,7 @@ async fn token(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
         ));
     }
     let validity = Duration::from_secs(3600);
-    let (token, _) =
-        st.0.tokens
-            .issue(&o.client_id, &[], validity, &st.base(), "ias");
+    let (token, _) = st.0.tokens.issue(&o.client_id, &[], validity, &st.base(), "ias");
     Ok(h::json(
         StatusCode::OK,
         "application/json",
@@ -1324,13 +1236,7 @@ async fn post_user(st: State, headers: HeaderMap, body: Bytes, api: Api) -> Answ
     create_user(&mut s, &st.0.options, &body, api, &st.base()).map(created)
 }
 
-async fn get_user(
-    st: State,
-    headers: HeaderMap,
-    id: String,
-    q: Option<String>,
-    api: Api,
-) -> Answer {
+async fn get_user(st: State, headers: HeaderMap, id: String, q: Option<String>, api: Api) -> Answer {
     st.authorize(&headers)?;
     let params = Params::parse(q.as_deref());
     let s = st.store();
@@ -1340,11 +1246,7 @@ async fn get_user(
         Api::V1 => s.user_v1(u, &st.base()),
         Api::V2 => s.user_v2(u, &st.base()),
     };
-    let v = h::project_scim(
-        v,
-        params.get("attributes"),
-        params.get("excludedAttributes"),
-    );
+    let v = h::project_scim(v, params.get("attributes"), params.get("excludedAttributes"));
     Ok(h::with_header(
         h::json(StatusCode::OK, CT, &v),
         "etag",
@@ -1379,11 +1281,7 @@ async fn put_user(st: State, headers: HeaderMap, id: String, body: Bytes, api: A
     let body = body_json(&body)?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, api, true).ok_or_else(|| not_found("User", &id))?;
-    let current = s
-        .users
-        .get(&uuid)
-        .cloned()
-        .ok_or_else(|| not_found("User", &id))?;
+    let current = s.users.get(&uuid).cloned().ok_or_else(|| not_found("User", &id))?;
     check_if_match(&headers, current.version)?;
     let (mut data, v1_groups) = user_data(&body, api)?;
     // The SAP extension's writable attributes survive a PUT that omits them.
@@ -1425,23 +1323,17 @@ fn commit_user(s: &mut Store, current: User, data: Map<String, Value>) {
 async fn patch_user(st: State, headers: HeaderMap, id: String, body: Bytes) -> Answer {
     st.authorize(&headers)?;
     let body = body_json(&body)?;
-    let ops = patch::parse_request(&body)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    let ops = patch::parse_request(&body).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, Api::V2, true).ok_or_else(|| not_found("User", &id))?;
-    let current = s
-        .users
-        .get(&uuid)
-        .cloned()
-        .ok_or_else(|| not_found("User", &id))?;
+    let current = s.users.get(&uuid).cloned().ok_or_else(|| not_found("User", &id))?;
     check_if_match(&headers, current.version)?;
     let mut doc = Value::Object(current.data.clone());
     let rules = Rules {
         core_schema: USER_SCHEMA,
         read_only: &["id", "meta", "groups"],
     };
-    patch::apply(&mut doc, &ops, &rules)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    patch::apply(&mut doc, &ops, &rules).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let (data, _) = user_data(&doc, Api::V2)?;
     s.check_user_unique(&data, Some(&uuid), st.0.options.unique_emails)?;
     commit_user(&mut s, current, data);
@@ -1464,13 +1356,7 @@ async fn post_group(st: State, headers: HeaderMap, body: Bytes, api: Api) -> Ans
     create_group(&mut s, &body, api, &st.base()).map(created)
 }
 
-async fn get_group(
-    st: State,
-    headers: HeaderMap,
-    id: String,
-    q: Option<String>,
-    api: Api,
-) -> Answer {
+async fn get_group(st: State, headers: HeaderMap, id: String, q: Option<String>, api: Api) -> Answer {
     st.authorize(&headers)?;
     let params = Params::parse(q.as_deref());
     let s = st.store();
@@ -1480,11 +1366,7 @@ async fn get_group(
         Api::V1 => s.group_v1(g, &st.base()),
         Api::V2 => s.group_v2(g, &st.base()),
     };
-    let v = h::project_scim(
-        v,
-        params.get("attributes"),
-        params.get("excludedAttributes"),
-    );
+    let v = h::project_scim(v, params.get("attributes"), params.get("excludedAttributes"));
     Ok(h::with_header(
         h::json(StatusCode::OK, CT, &v),
         "etag",
@@ -1511,15 +1393,10 @@ async fn put_group(st: State, headers: HeaderMap, id: String, body: Bytes, api: 
 async fn patch_group(st: State, headers: HeaderMap, id: String, body: Bytes) -> Answer {
     st.authorize(&headers)?;
     let body = body_json(&body)?;
-    let ops = patch::parse_request(&body)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    let ops = patch::parse_request(&body).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, Api::V2, false).ok_or_else(|| not_found("Group", &id))?;
-    let current = s
-        .groups
-        .get(&uuid)
-        .cloned()
-        .ok_or_else(|| not_found("Group", &id))?;
+    let current = s.groups.get(&uuid).cloned().ok_or_else(|| not_found("Group", &id))?;
     check_if_match(&headers, current.version)?;
     let base = st.base();
     // Patch a plain view of the group (members as values only), then re-validate.
@@ -1536,18 +1413,10 @@ async fn patch_group(st: State, headers: HeaderMap, id: String, body: Bytes) -> 
         core_schema: GROUP_SCHEMA,
         read_only: &["id", "meta"],
     };
-    patch::apply(&mut doc, &ops, &rules)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    patch::apply(&mut doc, &ops, &rules).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let members = parse_members(&s, get_ci(&doc, "members"))?;
-    let removed = current
-        .members
-        .iter()
-        .filter(|m| !members.contains(m))
-        .count();
-    let added = members
-        .iter()
-        .filter(|m| !current.members.contains(m))
-        .count();
+    let removed = current.members.iter().filter(|m| !members.contains(m)).count();
+    let added = members.iter().filter(|m| !current.members.contains(m)).count();
     let o = &st.0.options;
     if removed > o.max_members_removed_per_patch {
         return Err(bad(&format!(
@@ -1591,9 +1460,7 @@ async fn bulk(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
     let schemas_ok = get_ci(&body, "schemas")
         .and_then(Value::as_array)
         .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(BULK_REQUEST)));
-    let ops = get_ci(&body, "Operations")
-        .and_then(Value::as_array)
-        .cloned();
+    let ops = get_ci(&body, "Operations").and_then(Value::as_array).cloned();
     let (true, Some(ops)) = (schemas_ok, ops) else {
         return Err(err(
             StatusCode::BAD_REQUEST,
@@ -1614,16 +1481,11 @@ async fn bulk(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
     let mut errors = 0u64;
     let mut results = Vec::new();
     for op in ops {
-        let method = str_field(&op, "method")
-            .unwrap_or_default()
-            .to_ascii_uppercase();
+        let method = str_field(&op, "method").unwrap_or_default().to_ascii_uppercase();
         let path = str_field(&op, "path").unwrap_or_default();
         let bulk_id = str_field(&op, "bulkId");
         // Resolve bulkId references in the data.
-        let mut data = get_ci(&op, "data")
-            .cloned()
-            .unwrap_or(Value::Null)
-            .to_string();
+        let mut data = get_ci(&op, "data").cloned().unwrap_or(Value::Null).to_string();
         for (bid, id) in &ids {
             data = data.replace(&format!("\"bulkId:{bid}\""), &format!("\"{id}\""));
         }
@@ -1632,24 +1494,12 @@ async fn bulk(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
         let resp = match (method.as_str(), segments.as_slice()) {
             ("POST", ["Users"]) => post_user(st.clone(), headers.clone(), data, Api::V2).await,
             ("POST", ["Groups"]) => post_group(st.clone(), headers.clone(), data, Api::V2).await,
-            ("PUT", ["Users", id]) => {
-                put_user(st.clone(), headers.clone(), id.to_string(), data, Api::V2).await
-            }
-            ("PUT", ["Groups", id]) => {
-                put_group(st.clone(), headers.clone(), id.to_string(), data, Api::V2).await
-            }
-            ("PATCH", ["Users", id]) => {
-                patch_user(st.clone(), headers.clone(), id.to_string(), data).await
-            }
-            ("PATCH", ["Groups", id]) => {
-                patch_group(st.clone(), headers.clone(), id.to_string(), data).await
-            }
-            ("DELETE", ["Users", id]) => {
-                delete_user_h(st.clone(), headers.clone(), id.to_string(), Api::V2).await
-            }
-            ("DELETE", ["Groups", id]) => {
-                delete_group(st.clone(), headers.clone(), id.to_string(), Api::V2).await
-            }
+            ("PUT", ["Users", id]) => put_user(st.clone(), headers.clone(), id.to_string(), data, Api::V2).await,
+            ("PUT", ["Groups", id]) => put_group(st.clone(), headers.clone(), id.to_string(), data, Api::V2).await,
+            ("PATCH", ["Users", id]) => patch_user(st.clone(), headers.clone(), id.to_string(), data).await,
+            ("PATCH", ["Groups", id]) => patch_group(st.clone(), headers.clone(), id.to_string(), data).await,
+            ("DELETE", ["Users", id]) => delete_user_h(st.clone(), headers.clone(), id.to_string(), Api::V2).await,
+            ("DELETE", ["Groups", id]) => delete_group(st.clone(), headers.clone(), id.to_string(), Api::V2).await,
             _ => Err(err(
                 StatusCode::BAD_REQUEST,
                 Some("invalidSyntax"),
@@ -1742,84 +1592,54 @@ pub fn router(state: State) -> Router {
             Router::new()
                 .route(
                     "/Users",
-                    get(
-                        move |AxState(st): S, hd: HeaderMap, RawQuery(q): RawQuery| {
-                            list_users(st, hd, q, api)
-                        },
-                    )
-                    .post(move |AxState(st): S, hd: HeaderMap, b: Bytes| post_user(st, hd, b, api)),
+                    get(move |AxState(st): S, hd: HeaderMap, RawQuery(q): RawQuery| list_users(st, hd, q, api))
+                        .post(move |AxState(st): S, hd: HeaderMap, b: Bytes| post_user(st, hd, b, api)),
                 )
                 .route(
                     "/Users/{id}",
                     get(
-                        move |AxState(st): S,
-                              hd: HeaderMap,
-                              Path(id): Path<String>,
-                              RawQuery(q): RawQuery| {
+                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, RawQuery(q): RawQuery| {
                             get_user(st, hd, id, q, api)
                         },
                     )
-                    .put(
-                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
-                            put_user(st, hd, id, b, api)
-                        },
-                    )
-                    .delete(
-                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| {
-                            delete_user_h(st, hd, id, api)
-                        },
-                    ),
+                    .put(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
+                        put_user(st, hd, id, b, api)
+                    })
+                    .delete(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| {
+                        delete_user_h(st, hd, id, api)
+                    }),
                 )
                 .route(
                     "/Groups",
-                    get(
-                        move |AxState(st): S, hd: HeaderMap, RawQuery(q): RawQuery| {
-                            list_groups(st, hd, q, api)
-                        },
-                    )
-                    .post(move |AxState(st): S, hd: HeaderMap, b: Bytes| {
-                        post_group(st, hd, b, api)
-                    }),
+                    get(move |AxState(st): S, hd: HeaderMap, RawQuery(q): RawQuery| list_groups(st, hd, q, api))
+                        .post(move |AxState(st): S, hd: HeaderMap, b: Bytes| post_group(st, hd, b, api)),
                 )
                 .route(
                     "/Groups/{id}",
                     get(
-                        move |AxState(st): S,
-                              hd: HeaderMap,
-                              Path(id): Path<String>,
-                              RawQuery(q): RawQuery| {
+                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, RawQuery(q): RawQuery| {
                             get_group(st, hd, id, q, api)
                         },
                     )
-                    .put(
-                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
-                            put_group(st, hd, id, b, api)
-                        },
-                    )
-                    .delete(
-                        move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| {
-                            delete_group(st, hd, id, api)
-                        },
-                    ),
+                    .put(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
+                        put_group(st, hd, id, b, api)
+                    })
+                    .delete(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| delete_group(st, hd, id, api)),
                 )
         }};
     }
     let v2 = v!(Api::V2)
         .route(
             "/Users/{id}",
-            axum::routing::patch(
-                |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
-                    patch_user(st, hd, id, b)
-                },
-            ),
+            axum::routing::patch(|AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
+                patch_user(st, hd, id, b)
+            }),
         )
         .route(
             "/Groups/{id}",
-            axum::routing::patch(
-                |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
-                    patch_group(st, hd, id, b)
-                },
-            ),
+            axum::routing::patch(|AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
+                patch_group(st, hd, id, b)
+            }),
         )
         .route("/Bulk", post(bulk));
     let v1 = v!(Api::V1)
@@ -1918,9 +1738,7 @@ mod tests {
                 .request(m, format!("{}{path}", self.sim.base_url))
                 .basic_auth(&o.client_id, Some(&o.client_secret));
             if let Some(b) = body {
-                rb = rb
-                    .header("content-type", "application/scim+json")
-                    .body(b.to_string());
+                rb = rb.header("content-type", "application/scim+json").body(b.to_string());
             }
             let r = rb.send().await.unwrap();
             let st = r.status().as_u16();
@@ -1945,12 +1763,7 @@ mod tests {
             (b["status"].as_str(), b["schemas"][0].as_str()),
             (Some("401"), Some(h::SCIM_ERROR_SCHEMA))
         );
-        let r =
-            t.c.get(&url)
-                .basic_auth("T000001", Some("wrong"))
-                .send()
-                .await
-                .unwrap();
+        let r = t.c.get(&url).basic_auth("T000001", Some("wrong")).send().await.unwrap();
         assert_eq!(r.status(), 401);
         let r =
             t.c.get(&url)
@@ -1992,11 +1805,7 @@ mod tests {
         let mut start = 1;
         loop {
             let (st, b) = t
-                .call(
-                    M::GET,
-                    &format!("/scim/Users?startIndex={start}&count=500"),
-                    None,
-                )
+                .call(M::GET, &format!("/scim/Users?startIndex={start}&count=500"), None)
                 .await;
             assert_eq!(st, 200);
             assert_eq!(b["schemas"], json!([LIST_SCHEMA]));
@@ -2015,10 +1824,7 @@ mod tests {
         assert_eq!(seen.len(), 230);
         let (_, b) = t.call(M::GET, "/scim/Users?count=0", None).await;
         assert_eq!(
-            (
-                b["totalResults"].as_u64(),
-                b["Resources"].as_array().map(Vec::len)
-            ),
+            (b["totalResults"].as_u64(), b["Resources"].as_array().map(Vec::len)),
             (Some(230), Some(0))
         );
         // Id-based.
@@ -2027,11 +1833,7 @@ mod tests {
         let mut pages = 0;
         while start_id != "end" {
             let (st, b) = t
-                .call(
-                    M::GET,
-                    &format!("/scim/Users?startId={start_id}&count=100"),
-                    None,
-                )
+                .call(M::GET, &format!("/scim/Users?startId={start_id}&count=100"), None)
                 .await;
             assert_eq!(st, 200);
             for u in b["Resources"].as_array().unwrap() {
@@ -2042,9 +1844,7 @@ mod tests {
         }
         assert_eq!((seen.len(), pages), (230, 3));
         // Groups page the same way.
-        let (_, b) = t
-            .call(M::GET, "/scim/Groups?startId=initial&count=3", None)
-            .await;
+        let (_, b) = t.call(M::GET, "/scim/Groups?startId=initial&count=3", None).await;
         assert_eq!(b["Resources"].as_array().unwrap().len(), 3);
         assert_ne!(b["nextId"], "end");
     }
@@ -2102,10 +1902,7 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(r.status(), 400);
-        assert_eq!(
-            r.json::<Value>().await.unwrap()["scimType"],
-            "invalidSyntax"
-        );
+        assert_eq!(r.json::<Value>().await.unwrap()["scimType"], "invalidSyntax");
         // Filters.
         for (f, n) in [
             ("userName eq \"JDoe\"", 1),
@@ -2118,26 +1915,16 @@ mod tests {
             ("meta.lastModified gt \"2000-01-01T00:00:00Z\"", 21),
             ("meta.lastModified gt \"2999-01-01T00:00:00Z\"", 0),
         ] {
-            let (st, b) = t
-                .call(M::GET, &format!("/scim/Users?filter={}", enc(f)), None)
-                .await;
+            let (st, b) = t.call(M::GET, &format!("/scim/Users?filter={}", enc(f)), None).await;
             assert_eq!((st, b["totalResults"].as_u64()), (200, Some(n)), "{f}");
         }
         let (st, e) = t
-            .call(
-                M::GET,
-                &format!("/scim/Users?filter={}", enc("userName eq")),
-                None,
-            )
+            .call(M::GET, &format!("/scim/Users?filter={}", enc("userName eq")), None)
             .await;
         assert_eq!((st, e["scimType"].as_str()), (400, Some("invalidFilter")));
         // attributes.
         let (_, b) = t
-            .call(
-                M::GET,
-                &format!("/scim/Users/{id}?attributes=userName"),
-                None,
-            )
+            .call(M::GET, &format!("/scim/Users/{id}?attributes=userName"), None)
             .await;
         assert_eq!(
             b.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
@@ -2209,11 +1996,7 @@ mod tests {
         assert_eq!(g[CUSTOM_GROUP_EXT]["name"], "Everyone");
         assert_eq!(g["members"].as_array().unwrap().len(), 60);
         let (st, e) = t
-            .call(
-                M::POST,
-                "/scim/Groups",
-                Some(json!({"displayName": "everyone"})),
-            )
+            .call(M::POST, "/scim/Groups", Some(json!({"displayName": "everyone"})))
             .await;
         assert_eq!((st, e["scimType"].as_str()), (409, Some("uniqueness")));
         let (st, _) = t
@@ -2237,10 +2020,16 @@ mod tests {
             .await;
         assert_eq!((st, e["scimType"].as_str()), (400, Some("invalidValue")));
         assert_eq!(t.sim.member_ids(&gid).unwrap().len(), 60);
-        let (st, g2) = t.call(M::PATCH, &format!("/scim/Groups/{gid}"), Some(patch(json!([
-            {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])},
-            {"op": "remove", "path": "members", "value": [{"value": ids[1]}, {"value": ids[2]}]},
-        ])))).await;
+        let (st, g2) = t
+            .call(
+                M::PATCH,
+                &format!("/scim/Groups/{gid}"),
+                Some(patch(json!([
+                    {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])},
+                    {"op": "remove", "path": "members", "value": [{"value": ids[1]}, {"value": ids[2]}]},
+                ]))),
+            )
+            .await;
         assert_eq!(st, 200);
         assert_eq!(g2["members"].as_array().unwrap().len(), 57);
         assert!(t.sim.user(&ids[0]).unwrap().get("groups").is_none());
@@ -2267,15 +2056,10 @@ mod tests {
         assert_eq!(st, 400);
         // excludedAttributes=members; deleting a user drops the membership; DELETE group 204.
         let (_, b) = t
-            .call(
-                M::GET,
-                &format!("/scim/Groups/{gid}?excludedAttributes=members"),
-                None,
-            )
+            .call(M::GET, &format!("/scim/Groups/{gid}?excludedAttributes=members"), None)
             .await;
         assert!(b.get("members").is_none());
-        t.call(M::DELETE, &format!("/scim/Users/{}", ids[5]), None)
-            .await;
+        t.call(M::DELETE, &format!("/scim/Users/{}", ids[5]), None).await;
         assert_eq!(t.sim.member_ids(&gid).unwrap().len(), 57);
         let (_, b) = t
             .call(
@@ -2285,9 +2069,7 @@ mod tests {
             )
             .await;
         assert_eq!(b["totalResults"], 1);
-        let (st, _) = t
-            .call(M::DELETE, &format!("/scim/Groups/{gid}"), None)
-            .await;
+        let (st, _) = t.call(M::DELETE, &format!("/scim/Groups/{gid}"), None).await;
         assert_eq!(st, 204);
         assert_eq!(t.sim.group_count(), 0);
     }
@@ -2311,10 +2093,7 @@ mod tests {
             .call(M::GET, "/service/scim/Users?startId=P000005&count=2", None)
             .await;
         assert_eq!(
-            (
-                b["Resources"].as_array().unwrap().len(),
-                b["nextId"].as_str()
-            ),
+            (b["Resources"].as_array().unwrap().len(), b["nextId"].as_str()),
             (1, Some("end"))
         );
         // Filters: eq and `and` only.
@@ -2322,10 +2101,7 @@ mod tests {
         let (_, b) = t
             .call(
                 M::GET,
-                &format!(
-                    "/service/scim/Users?filter={}",
-                    enc(&format!("userName eq \"{name}\""))
-                ),
+                &format!("/service/scim/Users?filter={}", enc(&format!("userName eq \"{name}\""))),
                 None,
             )
             .await;
@@ -2350,11 +2126,14 @@ mod tests {
             .await;
         assert_eq!(st, 400);
         // Create with writable groups; PATCH is not offered.
-        let gname = t.sim.groups()[0]["displayName"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (st, u) = t.call(M::POST, "/service/scim/Users", Some(json!({"userName": "legacy", "emails": [{"value": "l@x.y"}], "groups": [{"value": gname}]}))).await;
+        let gname = t.sim.groups()[0]["displayName"].as_str().unwrap().to_string();
+        let (st, u) = t
+            .call(
+                M::POST,
+                "/service/scim/Users",
+                Some(json!({"userName": "legacy", "emails": [{"value": "l@x.y"}], "groups": [{"value": gname}]})),
+            )
+            .await;
         assert_eq!(st, 201);
         let lid = u["id"].as_str().unwrap().to_string();
         assert_eq!(lid, "P000006");
@@ -2380,11 +2159,7 @@ mod tests {
                 .any(|m| m["value"] == lid.as_str())
         );
         let (st, _) = t
-            .call(
-                M::PATCH,
-                &format!("/service/scim/Users/{lid}"),
-                Some(json!({})),
-            )
+            .call(M::PATCH, &format!("/service/scim/Users/{lid}"), Some(json!({})))
             .await;
         assert_eq!(st, 405);
         let (st, u) = t
@@ -2397,13 +2172,9 @@ mod tests {
         assert_eq!((st, u.get("groups").is_none()), (200, true));
         // v2 ids are not v1 ids.
         let uuid = u["userUuid"].as_str().unwrap().to_string();
-        let (st, _) = t
-            .call(M::GET, &format!("/service/scim/Users/{uuid}"), None)
-            .await;
+        let (st, _) = t.call(M::GET, &format!("/service/scim/Users/{uuid}"), None).await;
         assert_eq!(st, 404);
-        let (st, _) = t
-            .call(M::DELETE, &format!("/service/scim/Users/{lid}"), None)
-            .await;
+        let (st, _) = t.call(M::DELETE, &format!("/service/scim/Users/{lid}"), None).await;
         assert_eq!(st, 204);
         assert!(t.sim.user(&uuid).is_none());
     }
@@ -2428,10 +2199,7 @@ mod tests {
                     .unwrap();
             statuses.push(r.status().as_u16());
             if r.status() == 429 {
-                retry = r
-                    .headers()
-                    .get("retry-after")
-                    .map(|v| v.to_str().unwrap().to_string());
+                retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
                 assert_eq!(r.json::<Value>().await.unwrap()["status"], "429");
             }
         }
@@ -2485,9 +2253,7 @@ mod tests {
         assert_eq!((st, g2["members"].as_array().map(Vec::len)), (200, Some(1)));
         assert_eq!(t.sim.member_ids(&gid).unwrap(), vec![uid.to_string()]);
         // List with attributes.
-        let (_, b) = t
-            .call(M::GET, "/scim/Users?attributes=userName&count=2", None)
-            .await;
+        let (_, b) = t.call(M::GET, "/scim/Users?attributes=userName&count=2", None).await;
         assert!(
             b["Resources"]
                 .as_array()
@@ -2496,10 +2262,7 @@ mod tests {
                 .all(|r| r.get("emails").is_none() && r.get("userName").is_some())
         );
         // v1 id of a group is the 24-hex legacy id, v2 exposes it as additionalId.
-        let legacy_gid = g2[CUSTOM_GROUP_EXT]["additionalId"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let legacy_gid = g2[CUSTOM_GROUP_EXT]["additionalId"].as_str().unwrap().to_string();
         let (st, g1) = t
             .call(M::GET, &format!("/service/scim/Groups/{legacy_gid}"), None)
             .await;
@@ -2526,9 +2289,7 @@ mod tests {
         assert_eq!(st, 200);
         let ops = b["Operations"].as_array().unwrap();
         assert_eq!(
-            ops.iter()
-                .map(|o| o["status"].as_str().unwrap())
-                .collect::<Vec<_>>(),
+            ops.iter().map(|o| o["status"].as_str().unwrap()).collect::<Vec<_>>(),
             vec!["201", "201", "409"]
         );
         assert_eq!(ops[2]["response"]["scimType"], "uniqueness");
@@ -2536,19 +2297,14 @@ mod tests {
             .as_str()
             .unwrap()
             .to_string();
-        let gid = t.sim.group_by_name("Bulk").unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let gid = t.sim.group_by_name("Bulk").unwrap()["id"].as_str().unwrap().to_string();
         assert_eq!(t.sim.member_ids(&gid).unwrap(), vec![uid]);
         let too_many = json!({"schemas": [BULK_REQUEST], "Operations": [
             {"method": "DELETE", "path": "/Users/a"}, {"method": "DELETE", "path": "/Users/b"},
             {"method": "DELETE", "path": "/Users/c"}, {"method": "DELETE", "path": "/Users/d"}]});
         let (st, _) = t.call(M::POST, "/scim/Bulk", Some(too_many)).await;
         assert_eq!(st, 413);
-        let (st, _) = t
-            .call(M::POST, "/scim/Bulk", Some(json!({"Operations": []})))
-            .await;
+        let (st, _) = t.call(M::POST, "/scim/Bulk", Some(json!({"Operations": []}))).await;
         assert_eq!(st, 400);
     }
 }

@@ -189,11 +189,7 @@ fn bad(detail: &str) -> Response {
 }
 
 fn not_found(k: Kind, id: &str) -> Response {
-    err(
-        StatusCode::NOT_FOUND,
-        None,
-        &format!("{} {id} not found", k.name()),
-    )
+    err(StatusCode::NOT_FOUND, None, &format!("{} {id} not found", k.name()))
 }
 
 fn unique_value(k: Kind, data: &Map<String, Value>) -> Option<String> {
@@ -239,26 +235,18 @@ fn clean(s: &Store, k: Kind, body: &Value) -> Result<Map<String, Value>, Respons
     let mut data: Map<String, Value> = map
         .iter()
         .filter(|(key, _)| {
-            !["id", "meta", "schemas", "groups", "password"]
-                .contains(&key.to_ascii_lowercase().as_str())
+            !["id", "meta", "schemas", "groups", "password"].contains(&key.to_ascii_lowercase().as_str())
         })
         .map(|(key, v)| (key.clone(), v.clone()))
         .collect();
     if unique_value(k, &data).is_none_or(|v| v.trim().is_empty()) {
-        return Err(bad(&format!(
-            "The attribute '{}' is required",
-            k.unique_attr()
-        )));
+        return Err(bad(&format!("The attribute '{}' is required", k.unique_attr())));
     }
     match k {
         Kind::User => {
             let emails_ok = get_ci(body, "emails")
                 .and_then(Value::as_array)
-                .is_some_and(|a| {
-                    !a.is_empty()
-                        && a.iter()
-                            .all(|e| get_ci(e, "value").is_some_and(Value::is_string))
-                });
+                .is_some_and(|a| !a.is_empty() && a.iter().all(|e| get_ci(e, "value").is_some_and(Value::is_string)));
             if !emails_ok {
                 return Err(bad("The attribute 'emails' is required"));
             }
@@ -298,12 +286,7 @@ fn clean(s: &Store, k: Kind, body: &Value) -> Result<Map<String, Value>, Respons
     Ok(data)
 }
 
-fn check_unique(
-    s: &Store,
-    k: Kind,
-    data: &Map<String, Value>,
-    self_id: Option<&str>,
-) -> Result<(), Response> {
+fn check_unique(s: &Store, k: Kind, data: &Map<String, Value>, self_id: Option<&str>) -> Result<(), Response> {
     if let Some(v) = unique_value(k, data)
         && let Some(other) = s.names.get(&(k as u8, v.clone()))
         && Some(other.as_str()) != self_id
@@ -338,11 +321,7 @@ fn create(s: &mut Store, k: Kind, body: &Value, base: &str) -> Result<Value, Res
 
 fn replace(s: &mut Store, k: Kind, id: &str, data: Map<String, Value>) -> Result<Value, Response> {
     check_unique(s, k, &data, Some(id))?;
-    let current = s
-        .table(k)
-        .get(id)
-        .cloned()
-        .ok_or_else(|| not_found(k, id))?;
+    let current = s.table(k).get(id).cloned().ok_or_else(|| not_found(k, id))?;
     if let Some(v) = unique_value(k, &current.data) {
         s.names.remove(&(k as u8, v));
     }
@@ -390,11 +369,7 @@ impl State {
     }
 
     fn base(&self) -> String {
-        self.0
-            .base_url
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.0.base_url.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The options it was built with.
@@ -425,10 +400,7 @@ impl State {
                 ids.push(u["id"].as_str().unwrap_or_default().to_string());
             }
         }
-        for (j, members) in seed::memberships(&mut rng, o.users, o.groups)
-            .into_iter()
-            .enumerate()
-        {
+        for (j, members) in seed::memberships(&mut rng, o.users, o.groups).into_iter().enumerate() {
             let members: Vec<Value> = members
                 .into_iter()
                 .filter_map(|u| ids.get(u))
@@ -448,10 +420,7 @@ impl State {
     pub fn users(&self) -> Vec<Value> {
         let s = self.store();
         let base = self.base();
-        s.users
-            .iter()
-            .map(|r| render(Kind::User, r, &base))
-            .collect()
+        s.users.iter().map(|r| render(Kind::User, r, &base)).collect()
     }
 
     /// Number of users (active or not).
@@ -461,10 +430,7 @@ impl State {
 
     /// A user by id.
     pub fn user(&self, id: &str) -> Option<Value> {
-        self.store()
-            .users
-            .get(id)
-            .map(|r| render(Kind::User, r, &self.base()))
+        self.store().users.get(id).map(|r| render(Kind::User, r, &self.base()))
     }
 
     /// A user by userName (case-insensitive).
@@ -489,10 +455,7 @@ impl State {
     pub fn groups(&self) -> Vec<Value> {
         let s = self.store();
         let base = self.base();
-        s.groups
-            .iter()
-            .map(|r| render(Kind::Group, r, &base))
-            .collect()
+        s.groups.iter().map(|r| render(Kind::Group, r, &base)).collect()
     }
 
     /// Number of groups.
@@ -528,8 +491,8 @@ type S = AxState<State>;
 async fn token(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
     let form = Params::parse(Some(&String::from_utf8_lossy(&body)));
     let o = &st.0.options;
-    let ok = client_auth(&headers, &form)
-        .is_some_and(|c| c.client_id == o.client_id && c.client_secret == o.client_secret);
+    let ok =
+        client_auth(&headers, &form).is_some_and(|c| c.client_id == o.client_id && c.client_secret == o.client_secret);
     if !ok {
         return Err(h::json(
             StatusCode::UNAUTHORIZED,
@@ -604,9 +567,7 @@ async fn list(st: State, k: Kind, headers: HeaderMap, q: Option<String>) -> Answ
     let count = paging::count(params.int("count").map_err(|e| bad(&e))?, 100, 100);
     let base = st.base();
     let s = st.store();
-    let eval = Eval {
-        case_exact: &["id"],
-    };
+    let eval = Eval { case_exact: &["id"] };
     let (page, total): (Vec<Value>, usize) = match &f {
         // Without a filter only the page is rendered.
         None => {
@@ -630,13 +591,7 @@ async fn list(st: State, k: Kind, headers: HeaderMap, q: Option<String>) -> Answ
                 .collect();
             let total = hits.len();
             let range = paging::window(total, start, count);
-            (
-                hits.into_iter()
-                    .skip(range.start)
-                    .take(range.len())
-                    .collect(),
-                total,
-            )
+            (hits.into_iter().skip(range.start).take(range.len()).collect(), total)
         }
     };
     Ok(h::json(
@@ -697,16 +652,8 @@ async fn get_h(st: State, k: Kind, headers: HeaderMap, id: String, q: Option<Str
     let r = s.table(k).get(&id).ok_or_else(|| not_found(k, &id))?;
     let v = render(k, r, &st.base());
     let etag = format!("W/\"{}\"", r.version);
-    let v = h::project_scim(
-        v,
-        params.get("attributes"),
-        params.get("excludedAttributes"),
-    );
-    Ok(h::with_header(
-        h::json(StatusCode::OK, CT, &v),
-        "etag",
-        &etag,
-    ))
+    let v = h::project_scim(v, params.get("attributes"), params.get("excludedAttributes"));
+    Ok(h::with_header(h::json(StatusCode::OK, CT, &v), "etag", &etag))
 }
 
 async fn put_h(st: State, k: Kind, headers: HeaderMap, id: String, body: Bytes) -> Answer {
@@ -728,22 +675,16 @@ async fn put_h(st: State, k: Kind, headers: HeaderMap, id: String, body: Bytes) 
 async fn patch_h(st: State, k: Kind, headers: HeaderMap, id: String, body: Bytes) -> Answer {
     st.authorize(&headers)?;
     let body = body_json(&body)?;
-    let ops = patch::parse_request(&body)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    let ops = patch::parse_request(&body).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let mut s = st.store();
-    let current = s
-        .table(k)
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| not_found(k, &id))?;
+    let current = s.table(k).get(&id).cloned().ok_or_else(|| not_found(k, &id))?;
     check_if_match(&headers, current.version)?;
     let mut doc = Value::Object(current.data.clone());
     let rules = Rules {
         core_schema: k.schema(),
         read_only: &["id", "meta", "groups"],
     };
-    patch::apply(&mut doc, &ops, &rules)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
+    patch::apply(&mut doc, &ops, &rules).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let data = clean(&s, k, &doc)?;
     replace(&mut s, k, &id, data)?;
     let r = s.table(k).get(&id).ok_or_else(|| not_found(k, &id))?;
@@ -804,26 +745,13 @@ pub fn router(state: State) -> Router {
             .route(
                 &format!("/{}/{{id}}", k.path()),
                 get(
-                    move |AxState(st): S,
-                          hd: HeaderMap,
-                          Path(id): Path<String>,
-                          RawQuery(q): RawQuery| get_h(st, k, hd, id, q),
-                )
-                .put(
-                    move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
-                        put_h(st, k, hd, id, b)
+                    move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, RawQuery(q): RawQuery| {
+                        get_h(st, k, hd, id, q)
                     },
                 )
-                .patch(
-                    move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| {
-                        patch_h(st, k, hd, id, b)
-                    },
-                )
-                .delete(
-                    move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| {
-                        delete_h(st, k, hd, id)
-                    },
-                ),
+                .put(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| put_h(st, k, hd, id, b))
+                .patch(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>, b: Bytes| patch_h(st, k, hd, id, b))
+                .delete(move |AxState(st): S, hd: HeaderMap, Path(id): Path<String>| delete_h(st, k, hd, id)),
             );
     }
     Router::new()
@@ -916,17 +844,8 @@ mod tests {
         (sim, c, tok)
     }
 
-    async fn call(
-        c: &Client,
-        sim: &Simulator,
-        tok: &str,
-        m: M,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut rb = c
-            .request(m, format!("{}{path}", sim.scim_url()))
-            .bearer_auth(tok);
+    async fn call(c: &Client, sim: &Simulator, tok: &str, m: M, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut rb = c.request(m, format!("{}{path}", sim.scim_url())).bearer_auth(tok);
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -949,11 +868,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
-        let r = c
-            .get(format!("{}/Users", sim.scim_url()))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(format!("{}/Users", sim.scim_url())).send().await.unwrap();
         assert_eq!(r.status(), 401);
         assert_eq!(r.json::<Value>().await.unwrap()["status"], "401");
         let (st, _) = call(&c, &sim, "nope", M::GET, "/Users", None).await;
@@ -973,15 +888,7 @@ mod tests {
             ..Options::default()
         })
         .await;
-        let (_, b) = call(
-            &c,
-            &sim,
-            &tok,
-            M::GET,
-            "/Users?startIndex=101&count=100",
-            None,
-        )
-        .await;
+        let (_, b) = call(&c, &sim, &tok, M::GET, "/Users?startIndex=101&count=100", None).await;
         assert_eq!(
             (
                 b["totalResults"].as_u64(),
@@ -991,8 +898,7 @@ mod tests {
             (Some(150), Some(50), Some(101))
         );
         let name = sim.users()[3]["userName"].as_str().unwrap().to_uppercase();
-        let f: String =
-            form_urlencoded::byte_serialize(format!("userName eq \"{name}\"").as_bytes()).collect();
+        let f: String = form_urlencoded::byte_serialize(format!("userName eq \"{name}\"").as_bytes()).collect();
         let (_, b) = call(&c, &sim, &tok, M::GET, &format!("/Users?filter={f}"), None).await;
         assert_eq!(b["totalResults"], 1);
         let f: String = form_urlencoded::byte_serialize(b"userName co \"a\"").collect();
@@ -1029,15 +935,7 @@ mod tests {
         .await;
         assert_eq!(st, 400);
         let patch = json!({"schemas": [patch::PATCH_OP_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": false}]});
-        let (st, p) = call(
-            &c,
-            &sim,
-            &tok,
-            M::PATCH,
-            &format!("/Users/{id}"),
-            Some(patch),
-        )
-        .await;
+        let (st, p) = call(&c, &sim, &tok, M::PATCH, &format!("/Users/{id}"), Some(patch)).await;
         assert_eq!((st, p["active"].as_bool()), (200, Some(false)));
         assert_eq!(sim.user(&id).unwrap()["active"], false);
         let (st, e) = call(
@@ -1060,11 +958,7 @@ mod tests {
         )
         .await;
         assert_eq!(
-            (
-                st,
-                p["emails"][0]["value"].as_str(),
-                p["meta"]["version"].as_str()
-            ),
+            (st, p["emails"][0]["value"].as_str(), p["meta"]["version"].as_str()),
             (200, Some("n2@x.y"), Some("W/\"3\""))
         );
         let r = c
@@ -1153,31 +1047,12 @@ mod tests {
         let ops = json!({"schemas": [patch::PATCH_OP_SCHEMA], "Operations": [
             {"op": "add", "path": "members", "value": [{"value": ids[1]}, {"value": ids[2]}]},
             {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}]});
-        let (st, g) = call(
-            &c,
-            &sim,
-            &tok,
-            M::PATCH,
-            &format!("/Groups/{gid}"),
-            Some(ops),
-        )
-        .await;
+        let (st, g) = call(&c, &sim, &tok, M::PATCH, &format!("/Groups/{gid}"), Some(ops)).await;
         assert_eq!((st, g["members"].as_array().map(Vec::len)), (200, Some(2)));
-        let (st, _) = call(
-            &c,
-            &sim,
-            &tok,
-            M::POST,
-            "/Groups",
-            Some(json!({"displayName": "team"})),
-        )
-        .await;
+        let (st, _) = call(&c, &sim, &tok, M::POST, "/Groups", Some(json!({"displayName": "team"}))).await;
         assert_eq!(st, 409);
         assert!(sim.remove_user(&ids[1]));
-        assert_eq!(
-            sim.groups()[0]["members"],
-            json!([{"value": ids[2], "type": "User"}])
-        );
+        assert_eq!(sim.groups()[0]["members"], json!([{"value": ids[2], "type": "User"}]));
         let err = sim.insert_user(json!({"userName": "x"})).unwrap_err();
         assert!(err.contains("emails"), "{err}");
     }

@@ -197,11 +197,7 @@ pub struct State(Arc<Inner>);
 type Answer = Result<Response, Response>;
 
 fn uaa_error(status: StatusCode, error: &str, description: &str) -> Response {
-    h::json(
-        status,
-        CT,
-        &json!({"error_description": description, "error": error}),
-    )
+    h::json(status, CT, &json!({"error_description": description, "error": error}))
 }
 
 fn with_etag(resp: Response, version: u64) -> Response {
@@ -258,19 +254,12 @@ impl User {
         }
         m.insert("name".into(), Value::Object(name));
         if let Some((value, primary)) = &self.email {
-            m.insert(
-                "emails".into(),
-                json!([{"value": value, "primary": primary}]),
-            );
+            m.insert("emails".into(), json!([{"value": value, "primary": primary}]));
         }
         m.insert("groups".into(), Value::Array(groups));
         m.insert("approvals".into(), json!([]));
         if !self.phone_numbers.is_empty() {
-            let p: Vec<Value> = self
-                .phone_numbers
-                .iter()
-                .map(|v| json!({"value": v}))
-                .collect();
+            let p: Vec<Value> = self.phone_numbers.iter().map(|v| json!({"value": v})).collect();
             m.insert("phoneNumbers".into(), Value::Array(p));
         }
         m.insert("active".into(), json!(self.active));
@@ -389,33 +378,20 @@ fn parse_members(v: &Value) -> Result<Vec<(Member, bool)>, Response> {
         return Ok(Vec::new());
     };
     let Some(arr) = arr.as_array() else {
-        return Err(bad_json(
-            "JSON parse error: 'members' must be an array".into(),
-        ));
+        return Err(bad_json("JSON parse error: 'members' must be an array".into()));
     };
     arr.iter()
         .map(|m| {
-            let value =
-                str_field(m, "value").ok_or_else(|| invalid("Group member must have a value"))?;
+            let value = str_field(m, "value").ok_or_else(|| invalid("Group member must have a value"))?;
             let kind = str_field(m, "type")
                 .unwrap_or_else(|| "USER".into())
                 .to_ascii_uppercase();
             if kind != "USER" && kind != "GROUP" {
-                return Err(bad_json(format!(
-                    "JSON parse error: invalid member type '{kind}'"
-                )));
+                return Err(bad_json(format!("JSON parse error: invalid member type '{kind}'")));
             }
             let origin = str_field(m, "origin").unwrap_or_else(|| "uaa".into());
-            let delete =
-                str_field(m, "operation").is_some_and(|o| o.eq_ignore_ascii_case("delete"));
-            Ok((
-                Member {
-                    value,
-                    kind,
-                    origin,
-                },
-                delete,
-            ))
+            let delete = str_field(m, "operation").is_some_and(|o| o.eq_ignore_ascii_case("delete"));
+            Ok((Member { value, kind, origin }, delete))
         })
         .collect()
 }
@@ -435,18 +411,8 @@ const READ_SCOPES: &[&str] = &[
     "xs_user.read",
     "xs_authorization.read",
 ];
-const WRITE_SCOPES: &[&str] = &[
-    "scim.write",
-    "uaa.admin",
-    "xs_user.write",
-    "xs_authorization.write",
-];
-const MEMBER_SCOPES: &[&str] = &[
-    "scim.write",
-    "groups.update",
-    "uaa.admin",
-    "xs_authorization.write",
-];
+const WRITE_SCOPES: &[&str] = &["scim.write", "uaa.admin", "xs_user.write", "xs_authorization.write"];
+const MEMBER_SCOPES: &[&str] = &["scim.write", "groups.update", "uaa.admin", "xs_authorization.write"];
 
 impl State {
     /// Builds the state and seeds it.
@@ -607,25 +573,19 @@ impl State {
             return Err(h::with_header(
                 resp,
                 "www-authenticate",
-                &format!(
-                    "Bearer realm=\"UAA\", error=\"unauthorized\", error_description=\"{desc}\""
-                ),
+                &format!("Bearer realm=\"UAA\", error=\"unauthorized\", error_description=\"{desc}\""),
             ));
         };
         let issued = self.0.tokens.check(&token).map_err(|e| {
             let desc = match e {
                 TokenError::Unknown => "Invalid access token value.",
-                TokenError::Expired => {
-                    "The token expired, was revoked, or the token ID is incorrect."
-                }
+                TokenError::Expired => "The token expired, was revoked, or the token ID is incorrect.",
             };
             let resp = uaa_error(StatusCode::UNAUTHORIZED, "invalid_token", desc);
             h::with_header(
                 resp,
                 "www-authenticate",
-                &format!(
-                    "Bearer realm=\"UAA\", error=\"invalid_token\", error_description=\"{desc}\""
-                ),
+                &format!("Bearer realm=\"UAA\", error=\"invalid_token\", error_description=\"{desc}\""),
             )
         })?;
         let allowed = match need {
@@ -644,12 +604,7 @@ impl State {
     }
 
     /// Resolves an `If-Match` header to the version it names (UAA's `getVersion`).
-    fn expected_version(
-        &self,
-        headers: &HeaderMap,
-        current: u64,
-        method: &str,
-    ) -> Result<u64, Response> {
+    fn expected_version(&self, headers: &HeaderMap, current: u64, method: &str) -> Result<u64, Response> {
         let Some(raw) = headers.get("if-match") else {
             return Err(uaa_error(
                 StatusCode::BAD_REQUEST,
@@ -672,14 +627,11 @@ impl State {
     }
 
     fn stale(&self, what: &str, id: &str, current: u64, given: u64) -> Response {
-        let status = StatusCode::from_u16(self.0.options.stale_if_match_status)
-            .unwrap_or(StatusCode::CONFLICT);
+        let status = StatusCode::from_u16(self.0.options.stale_if_match_status).unwrap_or(StatusCode::CONFLICT);
         uaa_error(
             status,
             "scim_resource_conflict",
-            &format!(
-                "Attempt to update a {what} ({id}) with wrong version: expected={current} but found={given}"
-            ),
+            &format!("Attempt to update a {what} ({id}) with wrong version: expected={current} but found={given}"),
         )
     }
 }
@@ -769,11 +721,7 @@ fn merge_user(s: &Store, user: &mut User, body: &Value, partial: bool) -> Result
         let clear: Vec<String> = get_ci(body, "meta")
             .and_then(|m| get_ci(m, "attributes"))
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         for attr in clear {
             match attr.to_ascii_uppercase().as_str() {
@@ -787,8 +735,8 @@ fn merge_user(s: &Store, user: &mut User, body: &Value, partial: bool) -> Result
                 "NAME.FAMILYNAME" => user.family_name = None,
                 "PHONENUMBERS" => user.phone_numbers.clear(),
                 "EXTERNALID" => user.external_id = None,
-                "GROUPS" | "APPROVALS" | "DISPLAYNAME" | "NICKNAME" | "TITLE" | "LOCALE"
-                | "TIMEZONE" | "PROFILEURL" | "PREFERREDLANGUAGE" | "USERTYPE" => {}
+                "GROUPS" | "APPROVALS" | "DISPLAYNAME" | "NICKNAME" | "TITLE" | "LOCALE" | "TIMEZONE"
+                | "PROFILEURL" | "PREFERREDLANGUAGE" | "USERTYPE" => {}
                 _ => {
                     return Err(invalid(&format!(
                         "Attribute {attr} cannot be removed using \"Meta.attributes\""
@@ -904,8 +852,7 @@ fn create_group(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpErr
         created: now,
         last_modified: now,
     };
-    s.group_names
-        .insert(g.display_name.to_lowercase(), g.id.clone());
+    s.group_names.insert(g.display_name.to_lowercase(), g.id.clone());
     let out = g.to_json();
     s.groups.insert(g.id.clone(), g);
     Ok(out)
@@ -989,11 +936,7 @@ struct ListQuery {
     attributes: Option<Vec<String>>,
 }
 
-fn list_query(
-    params: &Params,
-    o: &Options,
-    map: fn(&str) -> Option<&'static str>,
-) -> Result<ListQuery, Response> {
+fn list_query(params: &Params, o: &Options, map: fn(&str) -> Option<&'static str>) -> Result<ListQuery, Response> {
     let filter_text = params
         .get("filter")
         .filter(|f| !f.trim().is_empty())
@@ -1025,15 +968,12 @@ fn list_query(
     let count = params
         .int("count")
         .map_err(|e| uaa_error(StatusCode::BAD_REQUEST, "scim", &e))?;
-    let attributes = params
-        .get("attributes")
-        .filter(|a| !a.trim().is_empty())
-        .map(|a| {
-            a.split(',')
-                .map(|x| x.trim().to_string())
-                .filter(|x| !x.is_empty())
-                .collect()
-        });
+    let attributes = params.get("attributes").filter(|a| !a.trim().is_empty()).map(|a| {
+        a.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    });
     Ok(ListQuery {
         filter,
         sort_path,
@@ -1057,15 +997,11 @@ fn cmp_json(a: &Option<Value>, b: &Option<Value>) -> std::cmp::Ordering {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Greater,
         (Some(_), None) => Ordering::Less,
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x
-            .as_f64()
-            .partial_cmp(&y.as_f64())
-            .unwrap_or(Ordering::Equal),
+        (Some(Value::Number(x)), Some(Value::Number(y))) => {
+            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
+        }
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
-        (Some(x), Some(y)) => x
-            .as_str()
-            .unwrap_or_default()
-            .cmp(y.as_str().unwrap_or_default()),
+        (Some(x), Some(y)) => x.as_str().unwrap_or_default().cmp(y.as_str().unwrap_or_default()),
     }
 }
 
@@ -1080,16 +1016,13 @@ fn project(resource: &Value, attributes: &[String]) -> Value {
         };
         let value = AttrPath::parse(&mapped)
             .map(|p| {
-                let through_array = p.names.len() > 1
-                    && filter::get_ci(resource, &p.names[0]).is_some_and(Value::is_array);
-                let found: Vec<Value> =
-                    filter::resolve(resource, &p).into_iter().cloned().collect();
+                let through_array =
+                    p.names.len() > 1 && filter::get_ci(resource, &p.names[0]).is_some_and(Value::is_array);
+                let found: Vec<Value> = filter::resolve(resource, &p).into_iter().cloned().collect();
                 if through_array {
                     Value::Array(found)
                 } else if p.names.len() == 1 {
-                    filter::get_ci(resource, &p.names[0])
-                        .cloned()
-                        .unwrap_or(Value::Null)
+                    filter::get_ci(resource, &p.names[0]).cloned().unwrap_or(Value::Null)
                 } else {
                     found.into_iter().next().unwrap_or(Value::Null)
                 }
@@ -1169,11 +1102,7 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
         ));
     };
     if client.client_id != o.client_id || client.client_secret != o.client_secret {
-        return Err(uaa_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Bad credentials",
-        ));
+        return Err(uaa_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad credentials"));
     }
     match form.get("grant_type") {
         None | Some("") => {
@@ -1210,18 +1139,10 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
             wanted
         }
     };
-    let issuer =
-        st.0.issuer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-    let (token, jti) = st.0.tokens.issue(
-        &client.client_id,
-        &scopes,
-        o.token_validity,
-        &issuer,
-        &o.zone_id,
-    );
+    let issuer = st.0.issuer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (token, jti) =
+        st.0.tokens
+            .issue(&client.client_id, &scopes, o.token_validity, &issuer, &o.zone_id);
     let resp = h::json(
         StatusCode::OK,
         CT,
@@ -1260,11 +1181,7 @@ async fn list_users(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) -
     let all: Vec<Value> = s
         .users
         .iter()
-        .filter(|u| {
-            wanted
-                .as_ref()
-                .is_none_or(|w| u.user_name.eq_ignore_ascii_case(w))
-        })
+        .filter(|u| wanted.as_ref().is_none_or(|w| u.user_name.eq_ignore_ascii_case(w)))
         .map(|u| u.to_json(Vec::new()))
         .collect();
     Ok(list_response(all, &query, |mut v| {
@@ -1288,19 +1205,10 @@ async fn get_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) ->
     st.authorize(&headers, Need::Read)?;
     let s = st.store();
     let u = s.users.get(&id).ok_or_else(|| missing_user(&id))?;
-    Ok(with_etag(
-        h::json(StatusCode::OK, CT, &s.user_json(u)),
-        u.version,
-    ))
+    Ok(with_etag(h::json(StatusCode::OK, CT, &s.user_json(u)), u.version))
 }
 
-async fn update_user(
-    st: State,
-    headers: HeaderMap,
-    id: String,
-    body: Bytes,
-    partial: bool,
-) -> Answer {
+async fn update_user(st: State, headers: HeaderMap, id: String, body: Bytes, partial: bool) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
     let current = s.users.get(&id).cloned().ok_or_else(|| missing_user(&id))?;
@@ -1313,15 +1221,10 @@ async fn update_user(
     }
     updated.version += 1;
     updated.last_modified = now_millis();
-    s.user_names.remove(&(
-        current.user_name.to_lowercase(),
-        current.origin.to_lowercase(),
-    ));
+    s.user_names
+        .remove(&(current.user_name.to_lowercase(), current.origin.to_lowercase()));
     s.user_names.insert(
-        (
-            updated.user_name.to_lowercase(),
-            updated.origin.to_lowercase(),
-        ),
+        (updated.user_name.to_lowercase(), updated.origin.to_lowercase()),
         id.clone(),
     );
     let json = s.user_json(&updated);
@@ -1332,32 +1235,18 @@ async fn update_user(
     Ok(with_etag(h::json(StatusCode::OK, CT, &json), version))
 }
 
-async fn put_user(
-    AxState(st): S,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Answer {
+async fn put_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Answer {
     update_user(st, headers, id, body, false).await
 }
 
-async fn patch_user(
-    AxState(st): S,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Answer {
+async fn patch_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Answer {
     update_user(st, headers, id, body, true).await
 }
 
 async fn delete_user_h(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
-    let current = s
-        .users
-        .get(&id)
-        .map(|u| u.version)
-        .ok_or_else(|| missing_user(&id))?;
+    let current = s.users.get(&id).map(|u| u.version).ok_or_else(|| missing_user(&id))?;
     if headers.contains_key("if-match") {
         let expected = st.expected_version(&headers, current, "DELETE")?;
         if expected != current {
@@ -1387,31 +1276,14 @@ async fn get_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -
     st.authorize(&headers, Need::Read)?;
     let s = st.store();
     let g = s.groups.get(&id).ok_or_else(|| missing_group(&id))?;
-    Ok(with_etag(
-        h::json(StatusCode::OK, CT, &g.to_json()),
-        g.version,
-    ))
+    Ok(with_etag(h::json(StatusCode::OK, CT, &g.to_json()), g.version))
 }
 
-async fn update_group(
-    st: State,
-    headers: HeaderMap,
-    id: String,
-    body: Bytes,
-    partial: bool,
-) -> Answer {
+async fn update_group(st: State, headers: HeaderMap, id: String, body: Bytes, partial: bool) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
-    let current = s
-        .groups
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| missing_group(&id))?;
-    let expected = st.expected_version(
-        &headers,
-        current.version,
-        if partial { "PATCH" } else { "PUT" },
-    )?;
+    let current = s.groups.get(&id).cloned().ok_or_else(|| missing_group(&id))?;
+    let expected = st.expected_version(&headers, current.version, if partial { "PATCH" } else { "PUT" })?;
     let body = h::parse_json(&body).map_err(bad_json)?;
     if !body.is_object() {
         return Err(bad_json("JSON parse error: expected an object".into()));
@@ -1421,11 +1293,7 @@ async fn update_group(
         let clear: Vec<String> = get_ci(&body, "meta")
             .and_then(|m| get_ci(m, "attributes"))
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         for attr in clear {
             match attr.to_ascii_lowercase().as_str() {
@@ -1485,10 +1353,7 @@ async fn update_group(
         return Err(uaa_error(
             StatusCode::CONFLICT,
             "scim_resource_already_exists",
-            &format!(
-                "A group with displayName: {} already exists.",
-                g.display_name
-            ),
+            &format!("A group with displayName: {} already exists.", g.display_name),
         ));
     }
     if expected != current.version {
@@ -1497,8 +1362,7 @@ async fn update_group(
     g.version += 1;
     g.last_modified = now_millis();
     s.group_names.remove(&current.display_name.to_lowercase());
-    s.group_names
-        .insert(g.display_name.to_lowercase(), id.clone());
+    s.group_names.insert(g.display_name.to_lowercase(), id.clone());
     let json = g.to_json();
     let version = g.version;
     if let Some(slot) = s.groups.get_mut(&id) {
@@ -1507,32 +1371,18 @@ async fn update_group(
     Ok(with_etag(h::json(StatusCode::OK, CT, &json), version))
 }
 
-async fn put_group(
-    AxState(st): S,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Answer {
+async fn put_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Answer {
     update_group(st, headers, id, body, false).await
 }
 
-async fn patch_group(
-    AxState(st): S,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Answer {
+async fn patch_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Answer {
     update_group(st, headers, id, body, true).await
 }
 
 async fn delete_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
-    let current = s
-        .groups
-        .get(&id)
-        .map(|g| g.version)
-        .ok_or_else(|| missing_group(&id))?;
+    let current = s.groups.get(&id).map(|g| g.version).ok_or_else(|| missing_group(&id))?;
     if headers.contains_key("if-match") {
         let expected = st.expected_version(&headers, current, "DELETE")?;
         if expected != current {
@@ -1553,12 +1403,7 @@ fn member_not_found(gid: &str, mid: &str) -> Response {
     )
 }
 
-async fn list_members(
-    AxState(st): S,
-    headers: HeaderMap,
-    Path(gid): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Answer {
+async fn list_members(AxState(st): S, headers: HeaderMap, Path(gid): Path<String>, RawQuery(q): RawQuery) -> Answer {
     st.authorize(&headers, Need::Read)?;
     let params = Params::parse(q.as_deref());
     let entities = params
@@ -1587,11 +1432,7 @@ async fn list_members(
     Ok(h::json(StatusCode::OK, CT, &Value::Array(out)))
 }
 
-async fn get_member(
-    AxState(st): S,
-    headers: HeaderMap,
-    Path((gid, mid)): Path<(String, String)>,
-) -> Answer {
+async fn get_member(AxState(st): S, headers: HeaderMap, Path((gid, mid)): Path<(String, String)>) -> Answer {
     st.authorize(&headers, Need::Read)?;
     let s = st.store();
     let g = s.groups.get(&gid).ok_or_else(|| missing_group(&gid))?;
@@ -1603,12 +1444,7 @@ async fn get_member(
     Ok(h::json(StatusCode::OK, CT, &m.to_json()))
 }
 
-async fn add_member(
-    AxState(st): S,
-    headers: HeaderMap,
-    Path(gid): Path<String>,
-    body: Bytes,
-) -> Answer {
+async fn add_member(AxState(st): S, headers: HeaderMap, Path(gid): Path<String>, body: Bytes) -> Answer {
     st.authorize(&headers, Need::Members)?;
     let body = h::parse_json(&body).map_err(bad_json)?;
     let wrapped = json!({"members": [body]});
@@ -1626,11 +1462,7 @@ async fn add_member(
             "scim_resource_not_found",
             &format!(
                 "{} {} does not exist",
-                if member.kind == "GROUP" {
-                    "Group"
-                } else {
-                    "User"
-                },
+                if member.kind == "GROUP" { "Group" } else { "User" },
                 member.value
             ),
         ));
@@ -1647,11 +1479,7 @@ async fn add_member(
     Ok(h::json(StatusCode::CREATED, CT, &member.to_json()))
 }
 
-async fn remove_member(
-    AxState(st): S,
-    headers: HeaderMap,
-    Path((gid, mid)): Path<(String, String)>,
-) -> Answer {
+async fn remove_member(AxState(st): S, headers: HeaderMap, Path((gid, mid)): Path<(String, String)>) -> Answer {
     st.authorize(&headers, Need::Members)?;
     let mut s = st.store();
     let g = s.groups.get_mut(&gid).ok_or_else(|| missing_group(&gid))?;
@@ -1700,24 +1528,15 @@ pub fn router(state: State) -> Router {
         .route("/Users", get(list_users).post(create_user_h))
         .route(
             "/Users/{id}",
-            get(get_user)
-                .put(put_user)
-                .patch(patch_user)
-                .delete(delete_user_h),
+            get(get_user).put(put_user).patch(patch_user).delete(delete_user_h),
         )
         .route("/Groups", get(list_groups).post(create_group_h))
         .route(
             "/Groups/{id}",
-            get(get_group)
-                .put(put_group)
-                .patch(patch_group)
-                .delete(delete_group),
+            get(get_group).put(put_group).patch(patch_group).delete(delete_group),
         )
         .route("/Groups/{id}/members", get(list_members).post(add_member))
-        .route(
-            "/Groups/{id}/members/{member}",
-            get(get_member).delete(remove_member),
-        )
+        .route("/Groups/{id}/members/{member}", get(get_member).delete(remove_member))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(gate, server::gate))
         .with_state(state)
@@ -1815,11 +1634,7 @@ mod tests {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            headers,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-        )
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     use reqwest::Method as M;
@@ -1886,20 +1701,13 @@ mod tests {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.json::<Value>().await.unwrap()["error"],
-            "unsupported_grant_type"
-        );
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
     }
 
     #[tokio::test]
     async fn scim_calls_need_a_valid_token_and_scope() {
         let (sim, c, token) = setup(Options::default()).await;
-        let r = c
-            .get(format!("{}/Users", sim.base_url))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(format!("{}/Users", sim.base_url)).send().await.unwrap();
         assert_eq!(r.status(), 401);
         assert!(
             r.headers()["www-authenticate"]
@@ -1908,34 +1716,15 @@ mod tests {
                 .starts_with("Bearer realm=\"UAA\"")
         );
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
-        let (st, _, b) = call(
-            &c,
-            M::GET,
-            format!("{}/Users", sim.base_url),
-            "garbage",
-            None,
-            None,
-        )
-        .await;
+        let (st, _, b) = call(&c, M::GET, format!("{}/Users", sim.base_url), "garbage", None, None).await;
         assert_eq!((st, b["error"].as_str()), (401, Some("invalid_token")));
-        let (st, _, _) = call(
-            &c,
-            M::GET,
-            format!("{}/Users", sim.base_url),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (st, _, _) = call(&c, M::GET, format!("{}/Users", sim.base_url), &token, None, None).await;
         assert_eq!(st, 200);
         // A token with only uaa.resource may not read users.
         let r = c
             .post(sim.token_url.clone().unwrap())
             .basic_auth("sb-provisio!t1", Some("provisio-secret"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", "uaa.resource"),
-            ])
+            .form(&[("grant_type", "client_credentials"), ("scope", "uaa.resource")])
             .send()
             .await
             .unwrap();
@@ -1943,15 +1732,7 @@ mod tests {
             .as_str()
             .unwrap()
             .to_string();
-        let (st, _, b) = call(
-            &c,
-            M::GET,
-            format!("{}/Users", sim.base_url),
-            &weak,
-            None,
-            None,
-        )
-        .await;
+        let (st, _, b) = call(&c, M::GET, format!("{}/Users", sim.base_url), &weak, None, None).await;
         assert_eq!((st, b["error"].as_str()), (403, Some("insufficient_scope")));
         // Revoked tokens stop working; zone header must match.
         let r = c
@@ -1971,15 +1752,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.status(), 403);
         sim.revoke_tokens();
-        let (st, _, _) = call(
-            &c,
-            M::GET,
-            format!("{}/Users", sim.base_url),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (st, _, _) = call(&c, M::GET, format!("{}/Users", sim.base_url), &token, None, None).await;
         assert_eq!(st, 401);
         assert!(sim.stats().requests() >= 8);
     }
@@ -1992,15 +1765,7 @@ mod tests {
         })
         .await;
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let (st, _, b) = call(
-            &c,
-            M::GET,
-            format!("{}/Users", sim.base_url),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (st, _, b) = call(&c, M::GET, format!("{}/Users", sim.base_url), &token, None, None).await;
         assert_eq!((st, b["error"].as_str()), (401, Some("invalid_token")));
     }
 
@@ -2044,15 +1809,7 @@ mod tests {
         }
         assert_eq!(seen.len(), 250);
         // Default count 100, cap 500.
-        let (_, _, b) = call(
-            &c,
-            M::GET,
-            format!("{}/Users", sim.base_url),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (_, _, b) = call(&c, M::GET, format!("{}/Users", sim.base_url), &token, None, None).await;
         assert_eq!(b["resources"].as_array().unwrap().len(), 100);
         let (_, _, b) = call(
             &c,
@@ -2064,10 +1821,7 @@ mod tests {
         )
         .await;
         assert_eq!(
-            (
-                b["itemsPerPage"].as_u64(),
-                b["resources"].as_array().unwrap().len()
-            ),
+            (b["itemsPerPage"].as_u64(), b["resources"].as_array().unwrap().len()),
             (Some(500), 250)
         );
         // Filter: userName case-insensitive.
@@ -2102,11 +1856,7 @@ mod tests {
         sorted.sort();
         sorted.reverse();
         assert_eq!(names, sorted);
-        assert_eq!(
-            b["resources"][0].as_object().unwrap().len(),
-            2,
-            "attributes projects"
-        );
+        assert_eq!(b["resources"][0].as_object().unwrap().len(), 2, "attributes projects");
         // Bad and unsupported filters.
         for f in [
             "userName eq",
@@ -2134,11 +1884,7 @@ mod tests {
         let (_, _, b) = call(
             &c,
             M::GET,
-            format!(
-                "{}/Users?filter={}",
-                sim.base_url,
-                urlenc("userName eq \"x")
-            ),
+            format!("{}/Users?filter={}", sim.base_url, urlenc("userName eq \"x")),
             &token,
             None,
             None,
@@ -2162,11 +1908,7 @@ mod tests {
         let (_, _, b) = call(
             &c,
             M::GET,
-            format!(
-                "{}/Groups?filter={}",
-                sim.base_url,
-                urlenc("displayName sw \"sales\"")
-            ),
+            format!("{}/Groups?filter={}", sim.base_url, urlenc("displayName sw \"sales\"")),
             &token,
             None,
             None,
@@ -2185,27 +1927,13 @@ mod tests {
         let base = sim.base_url.clone();
         let body = json!({"userName": "Jane.Doe", "name": {"givenName": "Jane", "familyName": "Doe"},
             "emails": [{"value": "home@x.org"}, {"value": "jane@x.com", "primary": true}], "id": "ignored", "groups": [{"value": "x"}]});
-        let (st, hd, u) = call(
-            &c,
-            M::POST,
-            format!("{base}/Users"),
-            &token,
-            Some(body.clone()),
-            None,
-        )
-        .await;
+        let (st, hd, u) = call(&c, M::POST, format!("{base}/Users"), &token, Some(body.clone()), None).await;
         assert_eq!(st, 201);
         assert_eq!(hd["etag"], "\"0\"");
         assert_eq!(hd["content-type"], "application/json;charset=UTF-8");
         assert_ne!(u["id"], "ignored");
-        assert_eq!(
-            u["emails"],
-            json!([{"value": "jane@x.com", "primary": true}])
-        );
-        assert_eq!(
-            (u["origin"].as_str(), u["zoneId"].as_str()),
-            (Some("uaa"), Some("uaa"))
-        );
+        assert_eq!(u["emails"], json!([{"value": "jane@x.com", "primary": true}]));
+        assert_eq!((u["origin"].as_str(), u["zoneId"].as_str()), (Some("uaa"), Some("uaa")));
         assert_eq!(u["meta"]["version"], 0);
         assert_eq!(u["groups"], json!([]));
         assert!(u["meta"].get("location").is_none());
@@ -2224,7 +1952,15 @@ mod tests {
             (st, e["error"].as_str(), e["user_id"].as_str()),
             (409, Some("scim_resource_already_exists"), Some(id.as_str()))
         );
-        let (st, _, other) = call(&c, M::POST, format!("{base}/Users"), &token, Some(json!({"userName": "jane.doe", "origin": "sap.custom", "emails": [{"value": "a@b"}]})), None).await;
+        let (st, _, other) = call(
+            &c,
+            M::POST,
+            format!("{base}/Users"),
+            &token,
+            Some(json!({"userName": "jane.doe", "origin": "sap.custom", "emails": [{"value": "a@b"}]})),
+            None,
+        )
+        .await;
         assert_eq!(st, 201);
         let (st, _, e) = call(
             &c,
@@ -2235,10 +1971,7 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (400, Some("invalid_scim_resource"))
-        );
+        assert_eq!((st, e["error"].as_str()), (400, Some("invalid_scim_resource")));
         // Malformed JSON.
         let r = c
             .post(format!("{base}/Users"))
@@ -2286,10 +2019,7 @@ mod tests {
             Some("\"0\""),
         )
         .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (409, Some("scim_resource_conflict"))
-        );
+        assert_eq!((st, e["error"].as_str()), (409, Some("scim_resource_conflict")));
         let (st, _, _) = call(
             &c,
             M::PUT,
@@ -2313,15 +2043,7 @@ mod tests {
         // Origin is immutable; renaming onto a taken userName conflicts.
         let mut moved = put.clone();
         moved["origin"] = json!("ldap");
-        let (st, _, _) = call(
-            &c,
-            M::PUT,
-            format!("{base}/Users/{id}"),
-            &token,
-            Some(moved),
-            Some("*"),
-        )
-        .await;
+        let (st, _, _) = call(&c, M::PUT, format!("{base}/Users/{id}"), &token, Some(moved), Some("*")).await;
         assert_eq!(st, 400);
         // PATCH: partial object plus meta.attributes to clear.
         let (st, hd, p) = call(
@@ -2349,21 +2071,10 @@ mod tests {
         .await;
         assert_eq!(st, 400);
         // DELETE answers 200 with the user; then 404.
-        let (st, _, d) = call(
-            &c,
-            M::DELETE,
-            format!("{base}/Users/{id}"),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (st, _, d) = call(&c, M::DELETE, format!("{base}/Users/{id}"), &token, None, None).await;
         assert_eq!((st, d["id"].as_str()), (200, Some(id.as_str())));
         let (st, _, e) = call(&c, M::GET, format!("{base}/Users/{id}"), &token, None, None).await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (404, Some("scim_resource_not_found"))
-        );
+        assert_eq!((st, e["error"].as_str()), (404, Some("scim_resource_not_found")));
         assert!(sim.user(other["id"].as_str().unwrap()).is_some());
     }
 
@@ -2416,10 +2127,7 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (409, Some("scim_resource_already_exists"))
-        );
+        assert_eq!((st, e["error"].as_str()), (409, Some("scim_resource_already_exists")));
         // Members API.
         let (st, _, m) = call(
             &c,
@@ -2440,10 +2148,7 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (409, Some("member_already_exists"))
-        );
+        assert_eq!((st, e["error"].as_str()), (409, Some("member_already_exists")));
         let (st, _, _) = call(
             &c,
             M::POST,
@@ -2454,15 +2159,7 @@ mod tests {
         )
         .await;
         assert_eq!(st, 404);
-        let (st, _, list) = call(
-            &c,
-            M::GET,
-            format!("{base}/Groups/{gid}/members"),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (st, _, list) = call(&c, M::GET, format!("{base}/Groups/{gid}/members"), &token, None, None).await;
         assert_eq!(st, 200);
         assert_eq!(list.as_array().unwrap().len(), 2, "bare array");
         let (_, _, list) = call(
@@ -2520,9 +2217,17 @@ mod tests {
         assert!(kinds.contains(&("Admins".into(), "DIRECT".into())));
         assert!(kinds.contains(&("Outer".into(), "INDIRECT".into())));
         // PATCH group: add one, delete one, clear description.
-        let (st, hd, p) = call(&c, M::PATCH, format!("{base}/Groups/{gid}"), &token, Some(json!({
+        let (st, hd, p) = call(
+            &c,
+            M::PATCH,
+            format!("{base}/Groups/{gid}"),
+            &token,
+            Some(json!({
             "members": [{"value": users[2], "type": "USER"}, {"value": users[0], "operation": "delete"}],
-            "meta": {"attributes": ["description"]}})), Some("\"0\"")).await;
+            "meta": {"attributes": ["description"]}})),
+            Some("\"0\""),
+        )
+        .await;
         assert_eq!((st, hd["etag"].to_str().unwrap()), (200, "\"1\""));
         assert_eq!(
             p["members"],
@@ -2560,30 +2265,11 @@ mod tests {
             None,
         )
         .await;
-        call(
-            &c,
-            M::DELETE,
-            format!("{base}/Users/{}", users[2]),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        call(&c, M::DELETE, format!("{base}/Users/{}", users[2]), &token, None, None).await;
         assert_eq!(sim.member_ids(&gid).unwrap(), Vec::<String>::new());
-        let (st, _, d) = call(
-            &c,
-            M::DELETE,
-            format!("{base}/Groups/{gid}"),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (st, _, d) = call(&c, M::DELETE, format!("{base}/Groups/{gid}"), &token, None, None).await;
         assert_eq!((st, d["displayName"].as_str()), (200, Some("Admins2")));
-        assert_eq!(
-            sim.group(outer["id"].as_str().unwrap()).unwrap()["members"],
-            json!([])
-        );
+        assert_eq!(sim.group(outer["id"].as_str().unwrap()).unwrap()["members"], json!([]));
     }
 
     #[tokio::test]
@@ -2604,10 +2290,7 @@ mod tests {
                 .unwrap();
             statuses.push(r.status().as_u16());
             if r.status() == 429 {
-                retry = r
-                    .headers()
-                    .get("retry-after")
-                    .map(|v| v.to_str().unwrap().to_string());
+                retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
             }
         }
         assert_eq!(&statuses[..3], &[200, 200, 200]);
@@ -2684,41 +2367,16 @@ mod tests {
         .await;
         let r = &b["resources"][0];
         assert!(r["userName"].is_string());
-        assert!(
-            r["emails.value"].as_array().is_some_and(|a| a.len() == 1),
-            "{r}"
-        );
+        assert!(r["emails.value"].as_array().is_some_and(|a| a.len() == 1), "{r}");
         assert!(r["givenName"].is_string());
-        let (_, _, b) = call(
-            &c,
-            M::GET,
-            format!("{base}/Users?count=0"),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (_, _, b) = call(&c, M::GET, format!("{base}/Users?count=0"), &token, None, None).await;
         assert_eq!(
-            (
-                b["resources"].as_array().map(Vec::len),
-                b["totalResults"].as_u64()
-            ),
+            (b["resources"].as_array().map(Vec::len), b["totalResults"].as_u64()),
             (Some(0), Some(5))
         );
-        let (_, _, b) = call(
-            &c,
-            M::GET,
-            format!("{base}/Users?startIndex=99"),
-            &token,
-            None,
-            None,
-        )
-        .await;
+        let (_, _, b) = call(&c, M::GET, format!("{base}/Users?startIndex=99"), &token, None, None).await;
         assert_eq!(
-            (
-                b["resources"].as_array().map(Vec::len),
-                b["startIndex"].as_u64()
-            ),
+            (b["resources"].as_array().map(Vec::len), b["startIndex"].as_u64()),
             (Some(0), Some(99))
         );
         let (_, _, b) = call(
@@ -2738,24 +2396,11 @@ mod tests {
             .map(|u| u["userName"].as_str().unwrap())
             .collect();
         assert!(
-            names
-                .windows(2)
-                .all(|w| w[0].to_lowercase() >= w[1].to_lowercase()),
+            names.windows(2).all(|w| w[0].to_lowercase() >= w[1].to_lowercase()),
             "anything but 'ascending' sorts descending"
         );
-        let (st, _, e) = call(
-            &c,
-            M::GET,
-            format!("{base}/Groups/nope/members"),
-            &token,
-            None,
-            None,
-        )
-        .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (404, Some("scim_resource_not_found"))
-        );
+        let (st, _, e) = call(&c, M::GET, format!("{base}/Groups/nope/members"), &token, None, None).await;
+        assert_eq!((st, e["error"].as_str()), (404, Some("scim_resource_not_found")));
         let gid = sim.groups()[0]["id"].as_str().unwrap().to_string();
         let r = c
             .post(format!("{base}/Groups/{gid}/members"))
@@ -2828,10 +2473,7 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(
-            (st, g["displayName"].as_str()),
-            (200, Some("Subaccount Viewer"))
-        );
+        assert_eq!((st, g["displayName"].as_str()), (200, Some("Subaccount Viewer")));
         let uid = sim.users()[0]["id"].as_str().unwrap().to_string();
         let (st, _, _) = call(
             &c,

@@ -103,9 +103,7 @@ pub(crate) fn java_to_strftime(pattern: &str) -> Result<String, String> {
 
 fn items(pattern: &str) -> Result<Vec<Item<'static>>, String> {
     let fmt = java_to_strftime(pattern)?;
-    let items: Vec<Item<'static>> = StrftimeItems::new(&fmt)
-        .parse_to_owned()
-        .map_err(|e| e.to_string())?;
+    let items: Vec<Item<'static>> = StrftimeItems::new(&fmt).parse_to_owned().map_err(|e| e.to_string())?;
     Ok(items)
 }
 
@@ -116,12 +114,8 @@ pub(crate) fn format_java(dt: &NaiveDateTime, pattern: &str) -> Result<String, S
     }
     let items = items(pattern)?;
     let mut s = String::new();
-    write!(
-        s,
-        "{}",
-        Utc.from_utc_datetime(dt).format_with_items(items.iter())
-    )
-    .map_err(|_| format!("cannot format a date with \"{pattern}\""))?;
+    write!(s, "{}", Utc.from_utc_datetime(dt).format_with_items(items.iter()))
+        .map_err(|_| format!("cannot format a date with \"{pattern}\""))?;
     Ok(s)
 }
 
@@ -145,10 +139,7 @@ pub(crate) fn parse_java(text: &str, pattern: &str) -> Result<NaiveDateTime, Str
 /// milliseconds; the offset is ignored as SAP documents.
 fn parse_millis(text: &str) -> Result<NaiveDateTime, String> {
     let t = text.trim().trim_matches('/');
-    let t = t
-        .strip_prefix("Date(")
-        .and_then(|t| t.strip_suffix(')'))
-        .unwrap_or(t);
+    let t = t.strip_prefix("Date(").and_then(|t| t.strip_suffix(')')).unwrap_or(t);
     let digits_end = t
         .char_indices()
         .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && *c == '-')))
@@ -208,17 +199,14 @@ impl DateFn {
     pub(crate) fn apply(&self, v: Value, env: &Env) -> Result<Value, FnError> {
         let source = self.source.as_deref().unwrap_or_else(|| env.date_format());
         let target = self.target.as_deref().unwrap_or(source);
-        let text =
-            scalar_string(&v).ok_or_else(|| FnError("manipulateDate: expected a date".into()))?;
+        let text = scalar_string(&v).ok_or_else(|| FnError("manipulateDate: expected a date".into()))?;
         let err = |e: String| FnError(format!("manipulateDate: {e}"));
         let mut dt = parse_java(&text, source).map_err(err)?;
         let total_months = self.years.saturating_mul(12).saturating_add(self.months);
         let shifted = if total_months >= 0 {
             dt.checked_add_months(Months::new(u32::try_from(total_months).unwrap_or(u32::MAX)))
         } else {
-            dt.checked_sub_months(Months::new(
-                u32::try_from(-total_months).unwrap_or(u32::MAX),
-            ))
+            dt.checked_sub_months(Months::new(u32::try_from(-total_months).unwrap_or(u32::MAX)))
         };
         dt = shifted
             .and_then(|d| d.checked_add_signed(Duration::try_seconds(self.seconds)?))
@@ -254,14 +242,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let dt = parse_java("28 Feb 2018", "d MMM uuuu").expect("parse");
-        assert_eq!(
-            format_java(&dt, "yyyy-MM-dd HH:mm").as_deref(),
-            Ok("2018-02-28 00:00")
-        );
+        assert_eq!(format_java(&dt, "yyyy-MM-dd HH:mm").as_deref(), Ok("2018-02-28 00:00"));
         let dt = parse_java("Date(1519809649123-0240)", MILLIS).expect("millis");
-        assert_eq!(
-            format_java(&dt, MILLIS).as_deref(),
-            Ok("/Date(1519809649123)/")
-        );
+        assert_eq!(format_java(&dt, MILLIS).as_deref(), Ok("/Date(1519809649123)/"));
     }
 }

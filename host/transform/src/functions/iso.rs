@@ -116,10 +116,7 @@ fn string_list(p: &mut Params, key: &'static str) -> Result<Vec<String>, Validat
 impl IsoFn {
     pub(crate) fn parse(name: &str, p: &mut Params) -> Result<IsoFn, ValidationError> {
         let format = p.required_string("outputFormat")?;
-        let bad = |p: &Params, allowed: &str| {
-            p.loc("outputFormat")
-                .err(format!("must be one of {allowed}"))
-        };
+        let bad = |p: &Params, allowed: &str| p.loc("outputFormat").err(format!("must be one of {allowed}"));
         Ok(match name {
             "convertCountryCode" => IsoFn::Country {
                 format: match format.as_str() {
@@ -170,11 +167,7 @@ impl IsoFn {
     /// Unknown countries and regions pass unchanged.
     pub(crate) fn apply(&self, v: Value) -> Value {
         match self {
-            IsoFn::Country {
-                format,
-                inputs,
-                output,
-            } => match v {
+            IsoFn::Country { format, inputs, output } => match v {
                 Value::Object(mut o) => {
                     let found = inputs
                         .iter()
@@ -185,9 +178,7 @@ impl IsoFn {
                     }
                     Value::Object(o)
                 }
-                Value::String(s) => {
-                    country_lookup(&s).map_or(Value::String(s), |c| country_value(c, *format))
-                }
+                Value::String(s) => country_lookup(&s).map_or(Value::String(s), |c| country_value(c, *format)),
                 other => other,
             },
             IsoFn::Region {
@@ -234,16 +225,8 @@ fn country_value(c: &CountryCode, f: CountryFormat) -> Value {
 
 /// The region of an address map: `US-AL`, or `AL` with the country from
 /// the other input attribute; also accepts the subdivision's name.
-fn region(
-    o: &Map<String, Value>,
-    inputs: &[String],
-    output: &str,
-    full_name: bool,
-) -> Option<String> {
-    let region_key = inputs
-        .iter()
-        .find(|k| *k == output)
-        .map_or(output, |k| k.as_str());
+fn region(o: &Map<String, Value>, inputs: &[String], output: &str, full_name: bool) -> Option<String> {
+    let region_key = inputs.iter().find(|k| *k == output).map_or(output, |k| k.as_str());
     let region = o.get(region_key)?.as_str()?.trim();
     let country = inputs
         .iter()
@@ -252,13 +235,12 @@ fn region(
         .find_map(country_lookup);
     let sd = rust_iso3166::iso3166_2::from_code(&region.to_uppercase()).or_else(|| {
         let c = country?;
-        rust_iso3166::iso3166_2::from_code(&format!("{}-{}", c.alpha2, region.to_uppercase()))
-            .or_else(|| {
-                c.subdivisions()?
-                    .iter()
-                    .find(|s| s.name.eq_ignore_ascii_case(region))
-                    .copied()
-            })
+        rust_iso3166::iso3166_2::from_code(&format!("{}-{}", c.alpha2, region.to_uppercase())).or_else(|| {
+            c.subdivisions()?
+                .iter()
+                .find(|s| s.name.eq_ignore_ascii_case(region))
+                .copied()
+        })
     })?;
     Some(if full_name {
         sd.name.to_string()
@@ -352,10 +334,7 @@ fn locale(s: &str, bcp47: bool) -> String {
     if lang == "iw" {
         lang = "he".into(); // Java's legacy code for Hebrew
     }
-    let region = parts
-        .next()
-        .map(str::to_ascii_uppercase)
-        .filter(|r| !r.is_empty());
+    let region = parts.next().map(str::to_ascii_uppercase).filter(|r| !r.is_empty());
     let Some(&(lang, default_region)) = LANGUAGES.iter().find(|(l, _)| *l == lang) else {
         return if bcp47 { "en-US".into() } else { "EN".into() };
     };

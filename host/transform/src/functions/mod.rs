@@ -51,8 +51,7 @@ impl StrParam {
     fn parse(v: &Value, loc: &Loc) -> Result<StrParam, ValidationError> {
         let s = scalar_string(v).ok_or_else(|| loc.err("must be a string, number or boolean"))?;
         if s.starts_with("$.") || s.starts_with("$[") || s == "$" {
-            let p = Dynamic::new(&s, Path::parse, true)
-                .map_err(|e| loc.err(format!("invalid JSONPath: {e}")))?;
+            let p = Dynamic::new(&s, Path::parse, true).map_err(|e| loc.err(format!("invalid JSONPath: {e}")))?;
             return Ok(StrParam::Path(p));
         }
         let t = Template::parse(&s);
@@ -99,11 +98,7 @@ fn regex_param(v: &Value, loc: &Loc, anchored: bool) -> Result<RegexParam, Valid
     Dynamic::new(&s, compile, false).map_err(|e| loc.err(e))
 }
 
-pub(crate) fn get_regex(
-    p: &RegexParam,
-    env: &Env,
-    anchored: bool,
-) -> Result<std::sync::Arc<Regex>, FnError> {
+pub(crate) fn get_regex(p: &RegexParam, env: &Env, anchored: bool) -> Result<std::sync::Arc<Regex>, FnError> {
     p.get(env, |re| {
         if anchored {
             condition::compile_regex(&format!("^(?:{re})$"))
@@ -209,30 +204,19 @@ impl<'a> Params<'a> {
         }
     }
 
-    pub(crate) fn str_param(
-        &mut self,
-        key: &'static str,
-    ) -> Result<Option<StrParam>, ValidationError> {
+    pub(crate) fn str_param(&mut self, key: &'static str) -> Result<Option<StrParam>, ValidationError> {
         let loc = self.loc(key);
         self.get(key).map(|v| StrParam::parse(v, &loc)).transpose()
     }
 
-    pub(crate) fn regex(
-        &mut self,
-        key: &'static str,
-        anchored: bool,
-    ) -> Result<RegexParam, ValidationError> {
+    pub(crate) fn regex(&mut self, key: &'static str, anchored: bool) -> Result<RegexParam, ValidationError> {
         let loc = self.loc(key);
         let v = self.required(key)?;
         regex_param(v, &loc, anchored)
     }
 
     fn finish(self) -> Result<(), ValidationError> {
-        match self
-            .obj
-            .keys()
-            .find(|k| !self.allowed.contains(&k.as_str()))
-        {
+        match self.obj.keys().find(|k| !self.allowed.contains(&k.as_str())) {
             Some(k) => Err(self.loc.err(format!("unknown parameter \"{k}\""))),
             None => Ok(()),
         }
@@ -273,9 +257,7 @@ pub(crate) const NAMES: &[&str] = &[
 impl Function {
     /// Parses one element of `functions`.
     pub(crate) fn parse(v: &Value, loc: Loc) -> Result<Function, ValidationError> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| loc.err("a function must be an object"))?;
+        let obj = v.as_object().ok_or_else(|| loc.err("a function must be an object"))?;
         let name_value = obj
             .get("function")
             .or_else(|| obj.get("type"))
@@ -299,9 +281,7 @@ impl Function {
         let condition = match p.get("condition") {
             None => None,
             Some(c) => {
-                let text = c
-                    .as_str()
-                    .ok_or_else(|| loc.key("condition").err("must be a string"))?;
+                let text = c.as_str().ok_or_else(|| loc.key("condition").err("must be a string"))?;
                 Some(
                     Dynamic::new(text, condition::parse, true)
                         .map_err(|e| loc.key("condition").err(format!("invalid condition: {e}")))?,
@@ -332,10 +312,9 @@ impl Function {
             "copyMapEntry" | "renameMapEntry" | "putIfAbsent" | "putIfPresent" => {
                 Kind::Maps(maps::MapFn::parse(name, &mut p)?)
             }
-            "convertCountryCode"
-            | "convertCountryRegion"
-            | "convertLocaleCode"
-            | "convertTimezoneCode" => Kind::Iso(iso::IsoFn::parse(name, &mut p)?),
+            "convertCountryCode" | "convertCountryRegion" | "convertLocaleCode" | "convertTimezoneCode" => {
+                Kind::Iso(iso::IsoFn::parse(name, &mut p)?)
+            }
             _ => Kind::Strings(strings::StringFn::parse(name, &mut p)?),
         };
         p.finish()?;
@@ -444,9 +423,7 @@ impl Function {
             Kind::Date(f) => f.apply(v, env).map(Some),
             Kind::Iso(f) => Ok(Some(f.apply(v))),
             Kind::ElementAt(i) => Ok(match v {
-                Value::Array(mut a) => {
-                    crate::path::read::resolve_index(*i, a.len()).map(|i| a.swap_remove(i))
-                }
+                Value::Array(mut a) => crate::path::read::resolve_index(*i, a.len()).map(|i| a.swap_remove(i)),
                 // A single value is its own element 0.
                 v if *i == 0 || *i == -1 => Some(v),
                 _ => None,
@@ -457,14 +434,9 @@ impl Function {
                 target_system,
             } => {
                 let resolve = |id: &str| {
-                    env.ctx.resolver.and_then(|r| {
-                        r.resolve(
-                            entity_type,
-                            id,
-                            source_system.as_deref(),
-                            target_system.as_deref(),
-                        )
-                    })
+                    env.ctx
+                        .resolver
+                        .and_then(|r| r.resolve(entity_type, id, source_system.as_deref(), target_system.as_deref()))
                 };
                 Ok(match v {
                     // A member object resolves its `value` (AD default transformation).
@@ -478,10 +450,7 @@ impl Function {
                             None => None,
                         }
                     }
-                    v => scalar_string(&v)
-                        .as_deref()
-                        .and_then(resolve)
-                        .map(Value::String),
+                    v => scalar_string(&v).as_deref().and_then(resolve).map(Value::String),
                 })
             }
             Kind::Password(p) => p.generate().map(|s| Some(Value::String(s))),

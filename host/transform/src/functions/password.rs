@@ -58,10 +58,7 @@ impl Password {
                 (LOWER.chars().collect(), lower),
                 (UPPER.chars().collect(), upper),
                 (DIGITS.chars().collect(), digits),
-                (
-                    custom.as_deref().unwrap_or(SPECIAL).chars().collect(),
-                    special,
-                ),
+                (custom.as_deref().unwrap_or(SPECIAL).chars().collect(), special),
             ],
         })
     }

@@ -84,17 +84,15 @@ impl StringFn {
                 target: p.required_string("target")?,
                 replacement: p.required_string("replacement")?,
             },
-            "replaceFirstString" | "replaceLastString" | "replaceAllString" => {
-                StringFn::ReplaceRegex {
-                    which: match name {
-                        "replaceFirstString" => Which::First,
-                        "replaceLastString" => Which::Last,
-                        _ => Which::All,
-                    },
-                    regex: p.regex("regex", false)?,
-                    replacement: p.required_string("replacement")?,
-                }
-            }
+            "replaceFirstString" | "replaceLastString" | "replaceAllString" => StringFn::ReplaceRegex {
+                which: match name {
+                    "replaceFirstString" => Which::First,
+                    "replaceLastString" => Which::Last,
+                    _ => Which::All,
+                },
+                regex: p.regex("regex", false)?,
+                replacement: p.required_string("replacement")?,
+            },
             "substring" => {
                 let begin = p.required_int("beginIndex")?;
                 let end = p.int("endIndex")?;
@@ -105,11 +103,7 @@ impl StringFn {
             }
             "toUpperCaseString" | "toLowerCaseString" => {
                 let locale = p.string("locale")?.unwrap_or_else(|| "en_EN".into());
-                let lang = locale
-                    .split(['_', '-'])
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
+                let lang = locale.split(['_', '-']).next().unwrap_or("").to_ascii_lowercase();
                 StringFn::Case {
                     upper: name == "toUpperCaseString",
                     turkic: lang == "tr" || lang == "az",
@@ -136,8 +130,7 @@ impl StringFn {
             "getMatchedRegexGroup" => {
                 let regex = p.regex("regex", false)?;
                 let group = p.required_int("groupIndex")?;
-                let group = usize::try_from(group)
-                    .map_err(|_| p.loc("groupIndex").err("must be 0 or more"))?;
+                let group = usize::try_from(group).map_err(|_| p.loc("groupIndex").err("must be 0 or more"))?;
                 StringFn::MatchedGroup { regex, group }
             }
             "matchRegex" => StringFn::MatchRegex(p.regex("regex", true)?),
@@ -149,9 +142,7 @@ impl StringFn {
                     .ok_or_else(|| p.loc("subId").err("missing parameter \"subId\""))?,
             },
             other => {
-                return Err(p
-                    .loc("function")
-                    .err(format!("unknown function \"{other}\"")));
+                return Err(p.loc("function").err(format!("unknown function \"{other}\"")));
             }
         })
     }
@@ -167,8 +158,7 @@ impl StringFn {
                 other => scalar_string(&other).unwrap_or_else(|| other.to_string()),
             })));
         }
-        let s = scalar_string(&v)
-            .ok_or_else(|| FnError(format!("{name}: expected a text value, got {}", kind(&v))))?;
+        let s = scalar_string(&v).ok_or_else(|| FnError(format!("{name}: expected a text value, got {}", kind(&v))))?;
         let text = |s: String| Ok(Some(Value::String(s)));
         match self {
             StringFn::Concat { prefix, suffix } => {
@@ -182,10 +172,7 @@ impl StringFn {
                 }
                 text(out)
             }
-            StringFn::Replace {
-                target,
-                replacement,
-            } => {
+            StringFn::Replace { target, replacement } => {
                 if target.is_empty() {
                     return text(s);
                 }
@@ -271,13 +258,10 @@ impl StringFn {
             StringFn::MatchRegex(regex) => {
                 let re = get_regex(regex, env, true)?;
                 Ok(Some(Value::Bool(
-                    re.is_match(&s)
-                        .map_err(|e| FnError(format!("matchRegex: {e}")))?,
+                    re.is_match(&s).map_err(|e| FnError(format!("matchRegex: {e}")))?,
                 )))
             }
-            StringFn::CompositeId { separator, sub_id } => {
-                text(format!("{s}{separator}{}", sub_id.render(env)?))
-            }
+            StringFn::CompositeId { separator, sub_id } => text(format!("{s}{separator}{}", sub_id.render(env)?)),
             StringFn::ToString => text(s),
         }
     }

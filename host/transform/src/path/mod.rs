@@ -85,11 +85,7 @@ impl Path {
     /// True when the path names at most one node (no wildcard, filter,
     /// slice, deep scan or union): Jayway returns a value, not a list.
     pub(crate) fn is_definite(&self) -> bool {
-        !self.lenient
-            && self
-                .segs
-                .iter()
-                .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
+        !self.lenient && self.segs.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
     }
 }
 
@@ -97,20 +93,7 @@ fn is_name_char(c: char) -> bool {
     !c.is_whitespace()
         && !matches!(
             c,
-            '.' | '['
-                | ']'
-                | '('
-                | ')'
-                | '='
-                | '!'
-                | '<'
-                | '>'
-                | '&'
-                | '|'
-                | ','
-                | '\''
-                | '"'
-                | '~'
+            '.' | '[' | ']' | '(' | ')' | '=' | '!' | '<' | '>' | '&' | '|' | ',' | '\'' | '"' | '~'
         )
 }
 

@@ -62,9 +62,7 @@ impl Path {
                     maps.push(Value::Object(m));
                 }
             }
-            let definite = prefix
-                .iter()
-                .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)));
+            let definite = prefix.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)));
             let v = match (definite, maps.pop()) {
                 (true, Some(m)) => V::Owned(m),
                 (true, None) => V::Missing,
@@ -128,21 +126,13 @@ impl Path {
     }
 }
 
-fn select_segs<'a>(
-    segs: &[Seg],
-    start: &'a Value,
-    doc: &'a Value,
-    env: &Env,
-    lenient: bool,
-) -> Vec<&'a Value> {
+fn select_segs<'a>(segs: &[Seg], start: &'a Value, doc: &'a Value, env: &Env, lenient: bool) -> Vec<&'a Value> {
     let mut cur = vec![start];
     for seg in segs {
         let mut next = Vec::new();
         for node in cur {
             match (seg, node) {
-                (Seg::Key(k), Value::Array(a)) if lenient => {
-                    next.extend(a.iter().filter_map(|e| e.get(k.as_str())))
-                }
+                (Seg::Key(k), Value::Array(a)) if lenient => next.extend(a.iter().filter_map(|e| e.get(k.as_str()))),
                 _ => step(seg, node, doc, env, &mut next),
             }
         }
@@ -161,11 +151,7 @@ pub(crate) fn resolve_index(i: i64, len: usize) -> Option<usize> {
 }
 
 /// The index range of a slice on an array of `len` elements.
-pub(crate) fn slice_range(
-    start: Option<i64>,
-    end: Option<i64>,
-    len: usize,
-) -> std::ops::Range<usize> {
+pub(crate) fn slice_range(start: Option<i64>, end: Option<i64>, len: usize) -> std::ops::Range<usize> {
     let norm = |i: i64| -> usize {
         if i < 0 {
             (len as i64 + i).max(0) as usize
@@ -199,10 +185,7 @@ fn step<'a>(seg: &Seg, node: &'a Value, doc: &'a Value, env: &Env, out: &mut Vec
         }
         Seg::Indexes(is) => {
             if let Value::Array(a) = node {
-                out.extend(
-                    is.iter()
-                        .filter_map(|i| resolve_index(*i, a.len()).map(|i| &a[i])),
-                );
+                out.extend(is.iter().filter_map(|i| resolve_index(*i, a.len()).map(|i| &a[i])));
             }
         }
         Seg::Slice(s, e) => {

@@ -57,11 +57,7 @@ impl Target {
     /// Writes `value` into `doc`.
     pub(crate) fn set(&self, doc: &mut Value, value: Value, env: &Env) {
         let segs = self.write_segs();
-        if self.builder.is_none()
-            && segs
-                .iter()
-                .all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
-        {
+        if self.builder.is_none() && segs.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Index(_))) {
             // Fast path: one slot, move the value in.
             if let Some(slot) = slot_mut(doc, segs) {
                 *slot = value;
@@ -167,17 +163,12 @@ fn set_in(node: &mut Value, segs: &[Seg], builder: Option<&str>, value: &Value, 
     };
     // `[*]`, slices and filters only address existing elements: when one
     // follows, missing containers are not created (`$.members[*].type`).
-    let creates = rest.iter().all(|s| {
-        matches!(
-            s,
-            Seg::Key(_) | Seg::Keys(_) | Seg::Index(_) | Seg::Indexes(_)
-        )
-    });
+    let creates = rest
+        .iter()
+        .all(|s| matches!(s, Seg::Key(_) | Seg::Keys(_) | Seg::Index(_) | Seg::Indexes(_)));
     match seg {
         Seg::Key(_) | Seg::Keys(_) | Seg::Index(_) | Seg::Indexes(_) if !creates => {
-            for_each_child_mut(node, seg, env, &mut |child| {
-                set_in(child, rest, builder, value, env)
-            })
+            for_each_child_mut(node, seg, env, &mut |child| set_in(child, rest, builder, value, env))
         }
         Seg::Key(k) => {
             let child = ensure_object(node).entry(k.as_str()).or_insert(Value::Null);
@@ -201,9 +192,7 @@ fn set_in(node: &mut Value, segs: &[Seg], builder: Option<&str>, value: &Value, 
                 }
             }
         }
-        _ => for_each_child_mut(node, seg, env, &mut |child| {
-            set_in(child, rest, builder, value, env)
-        }),
+        _ => for_each_child_mut(node, seg, env, &mut |child| set_in(child, rest, builder, value, env)),
     }
 }
 
@@ -283,9 +272,7 @@ fn for_each_child_mut(node: &mut Value, seg: &Seg, env: &Env, f: &mut dyn FnMut(
 fn for_each_mut(node: &mut Value, segs: &[Seg], env: &Env, f: &mut dyn FnMut(&mut Value)) {
     match segs.split_first() {
         None => f(node),
-        Some((seg, rest)) => {
-            for_each_child_mut(node, seg, env, &mut |c| for_each_mut(c, rest, env, f))
-        }
+        Some((seg, rest)) => for_each_child_mut(node, seg, env, &mut |c| for_each_mut(c, rest, env, f)),
     }
 }
 
@@ -307,10 +294,7 @@ fn remove_child(parent: &mut Value, last: &Seg, env: &Env) -> bool {
             None => false,
         },
         (Seg::Indexes(is), Value::Array(a)) => {
-            let mut idx: Vec<usize> = is
-                .iter()
-                .filter_map(|i| resolve_index(*i, a.len()))
-                .collect();
+            let mut idx: Vec<usize> = is.iter().filter_map(|i| resolve_index(*i, a.len())).collect();
             idx.sort_unstable();
             idx.dedup();
             for i in idx.iter().rev() {

@@ -13,10 +13,7 @@ pub fn fixture(name: &str) -> Value {
 }
 
 pub fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 pub fn parse(doc: Value) -> Transformation {
@@ -33,12 +30,7 @@ pub fn out(t: &Transformation, input: &Value, props: &BTreeMap<String, String>) 
     out_op(t, input, props, Operation::Update)
 }
 
-pub fn out_op(
-    t: &Transformation,
-    input: &Value,
-    props: &BTreeMap<String, String>,
-    op: Operation,
-) -> Value {
+pub fn out_op(t: &Transformation, input: &Value, props: &BTreeMap<String, String>, op: Operation) -> Value {
     match t.apply("user", input, &Context::new(props).operation(op)) {
         Outcome::Transformed { output, .. } => output,
         other => panic!("expected Transformed, got {other:?}"),

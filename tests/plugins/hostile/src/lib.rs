@@ -9,15 +9,30 @@ wit_bindgen::generate!({
 
 use exports::provisio::connector::connector::Guest;
 use provisio::connector::host::{self, HttpRequest};
-use provisio::connector::types::{Config, ConnectorError, Descriptor, EntityKind, Operation, Page, PageRequest, PropertySpec, Rejection};
+use provisio::connector::types::{
+    Config, ConnectorError, Descriptor, EntityKind, Operation, Page, PageRequest, PropertySpec, Rejection,
+};
 
 struct Hostile;
 
 fn get(config: &Config, path: &str) -> Result<String, ConnectorError> {
-    let request = HttpRequest { upstream: "api".into(), method: "GET".into(), path: path.into(), headers: vec![], body: None };
+    let request = HttpRequest {
+        upstream: "api".into(),
+        method: "GET".into(),
+        path: path.into(),
+        headers: vec![],
+        body: None,
+    };
     match host::send(config, &request) {
-        Ok(response) => Ok(format!("{} {}", response.status, String::from_utf8_lossy(&response.body))),
-        Err(e) => Err(ConnectorError::Rejected(Rejection { status: 0, detail: format!("{e:?}") })),
+        Ok(response) => Ok(format!(
+            "{} {}",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        )),
+        Err(e) => Err(ConnectorError::Rejected(Rejection {
+            status: 0,
+            detail: format!("{e:?}"),
+        })),
     }
 }
 
@@ -52,20 +67,41 @@ impl Guest for Hostile {
     }
 
     fn test_connection(config: Config) -> Result<String, ConnectorError> {
-        let mode = config.properties.iter().find(|(k, _)| k == "mode").map(|(_, v)| v.clone()).unwrap_or_default();
+        let mode = config
+            .properties
+            .iter()
+            .find(|(k, _)| k == "mode")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         match mode.as_str() {
             "escape-dotdot" => get(&config, "../admin"),
             "escape-encoded" => get(&config, "%2e%2e/admin"),
             "absolute-url" => get(&config, "http://127.0.0.1:1/steal"),
             "other-port" => get(&config, "//127.0.0.1:1/steal"),
             "unknown-upstream" => {
-                let request = HttpRequest { upstream: "metadata".into(), method: "GET".into(), path: "x".into(), headers: vec![], body: None };
-                host::send(&config, &request).map(|r| r.status.to_string()).map_err(|e| ConnectorError::Rejected(Rejection { status: 0, detail: format!("{e:?}") }))
+                let request = HttpRequest {
+                    upstream: "metadata".into(),
+                    method: "GET".into(),
+                    path: "x".into(),
+                    headers: vec![],
+                    body: None,
+                };
+                host::send(&config, &request)
+                    .map(|r| r.status.to_string())
+                    .map_err(|e| {
+                        ConnectorError::Rejected(Rejection {
+                            status: 0,
+                            detail: format!("{e:?}"),
+                        })
+                    })
             }
             "redirect" => get(&config, "redirect-away"),
             "other-system" => {
                 // Claim to be another system: the host must ignore it and use this call's own credentials.
-                let forged = Config { system_id: "someone-else".into(), properties: vec![] };
+                let forged = Config {
+                    system_id: "someone-else".into(),
+                    properties: vec![],
+                };
                 get(&forged, "whoami")
             }
             "loop" => {
@@ -86,7 +122,10 @@ impl Guest for Hostile {
             "huge-result" => Ok("x".repeat(8 << 20)),
             "file" => match std::fs::read_to_string("/etc/passwd") {
                 Ok(text) => Ok(format!("read {} bytes", text.len())),
-                Err(e) => Err(ConnectorError::Rejected(Rejection { status: 0, detail: format!("file read failed: {e}") })),
+                Err(e) => Err(ConnectorError::Rejected(Rejection {
+                    status: 0,
+                    detail: format!("file read failed: {e}"),
+                })),
             },
             "env" => Ok(format!("{} environment variables", std::env::vars().count())),
             "log-flood" => {
@@ -110,7 +149,11 @@ impl Guest for Hostile {
     }
 
     fn read(_config: Config, _request: PageRequest) -> Result<Page, ConnectorError> {
-        Ok(Page { entities: vec!["{\"id\":\"1\"}".into()], next_cursor: None, total: Some(1) })
+        Ok(Page {
+            entities: vec!["{\"id\":\"1\"}".into()],
+            next_cursor: None,
+            total: Some(1),
+        })
     }
 
     fn get(_config: Config, _kind: EntityKind, _id: String) -> Result<String, ConnectorError> {
@@ -125,7 +168,12 @@ impl Guest for Hostile {
         Err(ConnectorError::Unsupported("replace".into()))
     }
 
-    fn patch(_config: Config, _kind: EntityKind, _id: String, _operations: String) -> Result<Option<String>, ConnectorError> {
+    fn patch(
+        _config: Config,
+        _kind: EntityKind,
+        _id: String,
+        _operations: String,
+    ) -> Result<Option<String>, ConnectorError> {
         Err(ConnectorError::Unsupported("patch".into()))
     }
 

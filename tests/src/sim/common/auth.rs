@@ -119,9 +119,6 @@ impl Tokens {
 
     /// Forgets every token (as if the system's signing key rotated).
     pub(crate) fn revoke_all(&self) {
-        self.issued
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.issued.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }

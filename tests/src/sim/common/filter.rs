@@ -117,17 +117,7 @@ pub(crate) struct Dialect {
 impl Dialect {
     /// The full RFC 7644 grammar.
     pub(crate) const FULL: Dialect = Dialect {
-        ops: &[
-            Op::Eq,
-            Op::Ne,
-            Op::Co,
-            Op::Sw,
-            Op::Ew,
-            Op::Gt,
-            Op::Ge,
-            Op::Lt,
-            Op::Le,
-        ],
+        ops: &[Op::Eq, Op::Ne, Op::Co, Op::Sw, Op::Ew, Op::Gt, Op::Ge, Op::Lt, Op::Le],
         present: true,
         and: true,
         or: true,
@@ -191,10 +181,9 @@ fn tokenize(input: &str) -> Result<Vec<Tok>, String> {
                                 't' => s.push('\t'),
                                 'r' => s.push('\r'),
                                 'u' => {
-                                    let hex: String =
-                                        chars.get(i..i + 4).unwrap_or(&[]).iter().collect();
-                                    let code = u32::from_str_radix(&hex, 16)
-                                        .map_err(|_| "bad \\u escape".to_string())?;
+                                    let hex: String = chars.get(i..i + 4).unwrap_or(&[]).iter().collect();
+                                    let code =
+                                        u32::from_str_radix(&hex, 16).map_err(|_| "bad \\u escape".to_string())?;
                                     s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                                     i += 4;
                                 }
@@ -277,9 +266,7 @@ impl Parser<'_> {
                     _ => Err("missing ')'".into()),
                 }
             }
-            Some(Tok::Word(w))
-                if w.eq_ignore_ascii_case("not") && self.peek() == Some(&Tok::LParen) =>
-            {
+            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("not") && self.peek() == Some(&Tok::LParen) => {
                 if !self.dialect.not {
                     return Err("the 'not' operator is not supported".into());
                 }
@@ -291,8 +278,7 @@ impl Parser<'_> {
                 }
             }
             Some(Tok::Word(w)) => {
-                let path =
-                    AttrPath::parse(&w).ok_or_else(|| format!("invalid attribute path '{w}'"))?;
+                let path = AttrPath::parse(&w).ok_or_else(|| format!("invalid attribute path '{w}'"))?;
                 if self.peek() == Some(&Tok::LBracket) {
                     if !self.dialect.value_paths {
                         return Err("value path filters ([...]) are not supported".into());
@@ -314,8 +300,7 @@ impl Parser<'_> {
                     }
                     return Ok(Filter::Present(path));
                 }
-                let op = Op::from_word(&op_word)
-                    .ok_or_else(|| format!("unknown operator '{op_word}'"))?;
+                let op = Op::from_word(&op_word).ok_or_else(|| format!("unknown operator '{op_word}'"))?;
                 if !self.dialect.ops.contains(&op) {
                     return Err(format!("the '{}' operator is not supported", op.name()));
                 }
@@ -346,11 +331,7 @@ pub(crate) fn parse(input: &str, dialect: &Dialect) -> Result<Filter, String> {
     if toks.is_empty() {
         return Err("empty filter".into());
     }
-    let mut p = Parser {
-        toks,
-        pos: 0,
-        dialect,
-    };
+    let mut p = Parser { toks, pos: 0, dialect };
     let f = p.expr()?;
     if p.pos < p.toks.len() {
         return Err(format!("unexpected trailing input at token {}", p.pos + 1));
@@ -361,11 +342,8 @@ pub(crate) fn parse(input: &str, dialect: &Dialect) -> Result<Filter, String> {
 /// Case-insensitive key lookup in an object.
 pub(crate) fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
     let map = obj.as_object()?;
-    map.get(key).or_else(|| {
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
+    map.get(key)
+        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
 /// Resolves `path` in `resource`, flattening multi-valued attributes.
@@ -454,9 +432,7 @@ fn compare_values(actual: &Value, op: Op, expected: &Value, case_exact: bool) ->
             };
             match a.partial_cmp(&e) {
                 Some(ord) => match op {
-                    Op::Eq | Op::Ne | Op::Gt | Op::Ge | Op::Lt | Op::Le => {
-                        ordering_matches(ord, op)
-                    }
+                    Op::Eq | Op::Ne | Op::Gt | Op::Ge | Op::Lt | Op::Le => ordering_matches(ord, op),
                     _ => false,
                 },
                 None => false,
@@ -514,9 +490,7 @@ impl Filter {
     /// or an `and` containing it): lets a simulator narrow candidates before rendering them.
     pub(crate) fn required_eq(&self, attr: &str) -> Option<&str> {
         match self {
-            Filter::Compare(path, Op::Eq, Value::String(s))
-                if path.dotted_lower() == attr.to_ascii_lowercase() =>
-            {
+            Filter::Compare(path, Op::Eq, Value::String(s)) if path.dotted_lower() == attr.to_ascii_lowercase() => {
                 Some(s)
             }
             Filter::And(a, b) => a.required_eq(attr).or_else(|| b.required_eq(attr)),
@@ -538,13 +512,9 @@ impl Filter {
                     return *op == Op::Ne || (*op == Op::Eq && expected.is_null());
                 }
                 if *op == Op::Ne {
-                    return values
-                        .iter()
-                        .all(|v| compare_values(v, Op::Ne, expected, exact));
+                    return values.iter().all(|v| compare_values(v, Op::Ne, expected, exact));
                 }
-                values
-                    .iter()
-                    .any(|v| compare_values(v, *op, expected, exact))
+                values.iter().any(|v| compare_values(v, *op, expected, exact))
             }
             Filter::ValuePath(path, inner) => resolve(resource, path)
                 .into_iter()
@@ -572,9 +542,7 @@ mod tests {
     }
 
     fn m(f: &str) -> bool {
-        parse(f, &Dialect::FULL)
-            .expect(f)
-            .matches(&user(), &Eval::default())
+        parse(f, &Dialect::FULL).expect(f).matches(&user(), &Eval::default())
     }
 
     #[test]
@@ -627,24 +595,13 @@ mod tests {
         };
         assert!(parse(r#"userName co "a""#, &eq_only).is_err());
         assert!(parse(r#"not (userName eq "a")"#, &eq_only).is_err());
-        assert!(
-            parse(
-                r#"(userName eq "a" or userName eq "b") and active eq true"#,
-                &eq_only
-            )
-            .is_ok()
-        );
+        assert!(parse(r#"(userName eq "a" or userName eq "b") and active eq true"#, &eq_only).is_ok());
     }
 
     #[test]
     fn case_exact() {
         let f = parse(r#"id eq "ABC""#, &Dialect::FULL).unwrap();
         assert!(f.matches(&user(), &Eval::default()));
-        assert!(!f.matches(
-            &user(),
-            &Eval {
-                case_exact: &["id"]
-            }
-        ));
+        assert!(!f.matches(&user(), &Eval { case_exact: &["id"] }));
     }
 }

@@ -34,9 +34,10 @@ impl Params {
     pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, String> {
         match self.get(name).map(str::trim) {
             None | Some("") => Ok(None),
-            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
-                format!("Invalid value for parameter '{name}': '{v}' is not an integer")
-            }),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| format!("Invalid value for parameter '{name}': '{v}' is not an integer")),
         }
     }
 }
@@ -52,9 +53,7 @@ pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     // OAuth clients URL-encode id and secret in the Basic header (RFC 6749 §2.3.1).
@@ -169,11 +168,7 @@ pub(crate) fn error_text(resp: &Response) -> String {
 /// Keeps only the requested attributes (`attributes=`) or drops the excluded ones
 /// (`excludedAttributes=`); `id` and `schemas` always stay. Names may be dotted one level deep
 /// (`name.givenName`) or schema-qualified (`urn:…:User:employeeNumber`).
-pub(crate) fn project_scim(
-    resource: Value,
-    attributes: Option<&str>,
-    excluded: Option<&str>,
-) -> Value {
+pub(crate) fn project_scim(resource: Value, attributes: Option<&str>, excluded: Option<&str>) -> Value {
     let Value::Object(mut map) = resource else {
         return resource;
     };
@@ -184,24 +179,23 @@ pub(crate) fn project_scim(
             .collect()
     };
     // Split a requested name into (top-level key, optional sub-attribute).
-    let locate =
-        |map: &serde_json::Map<String, Value>, name: &str| -> Option<(String, Option<String>)> {
-            if name.len() > 4 && name[..4].eq_ignore_ascii_case("urn:") {
-                if let Some(k) = map.keys().find(|k| k.eq_ignore_ascii_case(name)) {
-                    return Some((k.clone(), None));
-                }
-                let idx = name.rfind(':')?;
-                let (urn, attr) = (&name[..idx], &name[idx + 1..]);
-                let k = map.keys().find(|k| k.eq_ignore_ascii_case(urn))?;
-                return Some((k.clone(), Some(attr.to_string())));
+    let locate = |map: &serde_json::Map<String, Value>, name: &str| -> Option<(String, Option<String>)> {
+        if name.len() > 4 && name[..4].eq_ignore_ascii_case("urn:") {
+            if let Some(k) = map.keys().find(|k| k.eq_ignore_ascii_case(name)) {
+                return Some((k.clone(), None));
             }
-            let (top, sub) = match name.split_once('.') {
-                Some((t, s)) => (t, Some(s.to_string())),
-                None => (name, None),
-            };
-            let k = map.keys().find(|k| k.eq_ignore_ascii_case(top))?;
-            Some((k.clone(), sub))
+            let idx = name.rfind(':')?;
+            let (urn, attr) = (&name[..idx], &name[idx + 1..]);
+            let k = map.keys().find(|k| k.eq_ignore_ascii_case(urn))?;
+            return Some((k.clone(), Some(attr.to_string())));
+        }
+        let (top, sub) = match name.split_once('.') {
+            Some((t, s)) => (t, Some(s.to_string())),
+            None => (name, None),
         };
+        let k = map.keys().find(|k| k.eq_ignore_ascii_case(top))?;
+        Some((k.clone(), sub))
+    };
     if let Some(attrs) = attributes.filter(|a| !a.trim().is_empty()) {
         let mut out = serde_json::Map::new();
         for keep in ["id", "schemas", "meta"] {
@@ -241,9 +235,7 @@ pub(crate) fn project_scim(
                     };
                     if let Some(p) = picked {
                         match (out.get_mut(&key), p) {
-                            (Some(Value::Object(existing)), Value::Object(add)) => {
-                                existing.extend(add)
-                            }
+                            (Some(Value::Object(existing)), Value::Object(add)) => existing.extend(add),
                             (_, p) => {
                                 out.insert(key, p);
                             }

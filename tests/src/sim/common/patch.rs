@@ -71,10 +71,7 @@ pub(crate) fn parse_request(body: &Value) -> Result<Vec<Operation>, PatchError> 
             };
             let value = filter::get_ci(op, "value").cloned();
             if kind != Kind::Remove && value.is_none() {
-                return Err(err(
-                    "invalidValue",
-                    format!("The '{name}' operation needs a 'value'"),
-                ));
+                return Err(err("invalidValue", format!("The '{name}' operation needs a 'value'")));
             }
             if kind == Kind::Remove && path.is_none() {
                 return Err(err("noTarget", "A 'remove' operation needs a 'path'"));
@@ -103,12 +100,8 @@ fn parse_path(raw: &str) -> Result<Path, PatchError> {
                 return Err(bad());
             }
             let inner = &raw[open + 1..close];
-            let f = filter::parse(inner, &Dialect::FULL).map_err(|e| {
-                err(
-                    "invalidFilter",
-                    format!("Invalid filter in path '{raw}': {e}"),
-                )
-            })?;
+            let f = filter::parse(inner, &Dialect::FULL)
+                .map_err(|e| err("invalidFilter", format!("Invalid filter in path '{raw}': {e}")))?;
             let rest = &raw[close + 1..];
             let tail = match rest {
                 "" => None,
@@ -178,19 +171,12 @@ fn same_member(a: &Value, b: &Value) -> bool {
 }
 
 /// Applies all `ops` to `resource` (the caller applies them to a copy for atomicity).
-pub(crate) fn apply(
-    resource: &mut Value,
-    ops: &[Operation],
-    rules: &Rules<'_>,
-) -> Result<(), PatchError> {
+pub(crate) fn apply(resource: &mut Value, ops: &[Operation], rules: &Rules<'_>) -> Result<(), PatchError> {
     for op in ops {
         match &op.path {
             None => {
                 let Some(Value::Object(map)) = op.value.clone() else {
-                    return Err(err(
-                        "invalidValue",
-                        "Without a 'path', 'value' must be an object",
-                    ));
+                    return Err(err("invalidValue", "Without a 'path', 'value' must be an object"));
                 };
                 for (k, v) in map {
                     let is_extension = k.to_ascii_lowercase().starts_with("urn:")
@@ -200,13 +186,7 @@ pub(crate) fn apply(
                         // Each extension attribute is its own add/replace.
                         if let Value::Object(attrs) = v {
                             for (ak, av) in attrs {
-                                apply_path(
-                                    resource,
-                                    op.kind,
-                                    &parse_path(&format!("{k}:{ak}"))?,
-                                    Some(av),
-                                    rules,
-                                )?;
+                                apply_path(resource, op.kind, &parse_path(&format!("{k}:{ak}"))?, Some(av), rules)?;
                             }
                         }
                     } else if k.eq_ignore_ascii_case(rules.core_schema) && v.is_object() {
@@ -240,21 +220,11 @@ fn apply_path(
         None => true,
         Some(s) => s.eq_ignore_ascii_case(rules.core_schema),
     };
-    if core
-        && rules
-            .read_only
-            .contains(&path.attr.to_ascii_lowercase().as_str())
-    {
-        return Err(err(
-            "mutability",
-            format!("The attribute '{}' is read-only", path.attr),
-        ));
+    if core && rules.read_only.contains(&path.attr.to_ascii_lowercase().as_str()) {
+        return Err(err("mutability", format!("The attribute '{}' is read-only", path.attr)));
     }
     if core && path.attr.eq_ignore_ascii_case("schemas") {
-        return Err(err(
-            "mutability",
-            "The attribute 'schemas' cannot be patched",
-        ));
+        return Err(err("mutability", "The attribute 'schemas' cannot be patched"));
     }
     let Value::Object(root) = resource else {
         return Err(err("invalidValue", "Resource is not an object"));
@@ -267,9 +237,7 @@ fn apply_path(
         if kind == Kind::Remove && !root.contains_key(&key) {
             return Ok(());
         }
-        let ext = root
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let ext = root.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
         if !ext.is_object() {
             *ext = Value::Object(Map::new());
         }
@@ -298,9 +266,7 @@ fn apply_path(
             };
         };
         let eval = Eval::default();
-        let hits: Vec<usize> = (0..items.len())
-            .filter(|i| f.matches(&items[*i], &eval))
-            .collect();
+        let hits: Vec<usize> = (0..items.len()).filter(|i| f.matches(&items[*i], &eval)).collect();
         if hits.is_empty() {
             return match kind {
                 Kind::Remove => Ok(()),
@@ -418,9 +384,7 @@ fn apply_path(
                         _ => {
                             let v = value.clone().unwrap_or(Value::Null);
                             match m.get_mut(&k) {
-                                Some(existing @ Value::Object(_)) if v.is_object() => {
-                                    merge(existing, v)
-                                }
+                                Some(existing @ Value::Object(_)) if v.is_object() => merge(existing, v),
                                 _ => {
                                     m.insert(k, v);
                                 }
@@ -463,13 +427,17 @@ mod tests {
         let u = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "1", "userName": "a",
                        "name": {"givenName": "A", "familyName": "B"},
                        "emails": [{"value": "a@x", "type": "work", "primary": true}]});
-        let r = run(u.clone(), json!([
-            {"op": "Replace", "path": "name.givenName", "value": "Z"},
-            {"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home"}]},
-            {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x"},
-            {"op": "add", "value": {"name.familyName": "Q", "active": false,
-                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}}}
-        ])).unwrap();
+        let r = run(
+            u.clone(),
+            json!([
+                {"op": "Replace", "path": "name.givenName", "value": "Z"},
+                {"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home"}]},
+                {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x"},
+                {"op": "add", "value": {"name.familyName": "Q", "active": false,
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}}}
+            ]),
+        )
+        .unwrap();
         assert_eq!(r["name"], json!({"givenName": "Z", "familyName": "Q"}));
         assert_eq!(r["emails"][0]["value"], "w@x");
         assert_eq!(r["emails"][1]["value"], "b@x");
@@ -479,7 +447,11 @@ mod tests {
             "7"
         );
         assert!(r["schemas"].as_array().unwrap().len() == 2);
-        let r = run(r, json!([{"op": "remove", "path": "emails[type eq \"home\"]"}, {"op": "remove", "path": "name"}])).unwrap();
+        let r = run(
+            r,
+            json!([{"op": "remove", "path": "emails[type eq \"home\"]"}, {"op": "remove", "path": "name"}]),
+        )
+        .unwrap();
         assert_eq!(r["emails"].as_array().unwrap().len(), 1);
         assert!(r.get("name").is_none());
     }
@@ -487,12 +459,13 @@ mod tests {
     #[test]
     fn members() {
         let g = json!({"displayName": "g", "members": [{"value": "1"}, {"value": "2"}, {"value": "3"}]});
-        let r = run(g.clone(), json!([{"op": "remove", "path": "members[value eq \"2\"]"},
-                                      {"op": "add", "path": "members", "value": [{"value": "1"}, {"value": "4"}]}])).unwrap();
-        assert_eq!(
-            r["members"],
-            json!([{"value": "1"}, {"value": "3"}, {"value": "4"}])
-        );
+        let r = run(
+            g.clone(),
+            json!([{"op": "remove", "path": "members[value eq \"2\"]"},
+                                      {"op": "add", "path": "members", "value": [{"value": "1"}, {"value": "4"}]}]),
+        )
+        .unwrap();
+        assert_eq!(r["members"], json!([{"value": "1"}, {"value": "3"}, {"value": "4"}]));
         let r = run(
             g,
             json!([{"op": "remove", "path": "members", "value": [{"value": "1"}, {"value": "3"}]}]),
@@ -505,18 +478,13 @@ mod tests {
     fn errors() {
         let u = json!({"id": "1", "userName": "a"});
         assert_eq!(
-            run(u.clone(), json!([{"op": "remove"}]))
-                .unwrap_err()
-                .scim_type,
+            run(u.clone(), json!([{"op": "remove"}])).unwrap_err().scim_type,
             "noTarget"
         );
         assert_eq!(
-            run(
-                u.clone(),
-                json!([{"op": "replace", "path": "id", "value": "x"}])
-            )
-            .unwrap_err()
-            .scim_type,
+            run(u.clone(), json!([{"op": "replace", "path": "id", "value": "x"}]))
+                .unwrap_err()
+                .scim_type,
             "mutability"
         );
         assert_eq!(
@@ -525,10 +493,7 @@ mod tests {
                 .scim_type,
             "invalidSyntax"
         );
-        assert_eq!(
-            run(u.clone(), json!([])).unwrap_err().scim_type,
-            "invalidSyntax"
-        );
+        assert_eq!(run(u.clone(), json!([])).unwrap_err().scim_type, "invalidSyntax");
         assert_eq!(
             run(
                 u.clone(),
@@ -539,17 +504,11 @@ mod tests {
             "noTarget"
         );
         assert_eq!(
-            run(
-                u.clone(),
-                json!([{"op": "replace", "path": "a..b", "value": 1}])
-            )
-            .unwrap_err()
-            .scim_type,
+            run(u.clone(), json!([{"op": "replace", "path": "a..b", "value": 1}]))
+                .unwrap_err()
+                .scim_type,
             "invalidPath"
         );
-        assert!(
-            parse_request(&json!({"Operations": [{"op": "add", "path": "x", "value": 1}]}))
-                .is_err()
-        );
+        assert!(parse_request(&json!({"Operations": [{"op": "add", "path": "x", "value": 1}]})).is_err());
     }
 }

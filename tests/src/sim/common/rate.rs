@@ -109,10 +109,7 @@ impl RateLimiter {
             Limit::Windows(limits) => {
                 let mut retry: Option<Duration> = None;
                 for (q, (max, window)) in st.windows.iter_mut().zip(limits) {
-                    while q
-                        .front()
-                        .is_some_and(|t| now.saturating_duration_since(*t) >= *window)
-                    {
+                    while q.front().is_some_and(|t| now.saturating_duration_since(*t) >= *window) {
                         q.pop_front();
                     }
                     if q.len() >= *max as usize {
@@ -146,10 +143,7 @@ impl RateLimiter {
                 }
                 let minute = Duration::from_secs(60);
                 let q = &mut st.windows[0];
-                while q
-                    .front()
-                    .is_some_and(|t| now.saturating_duration_since(*t) >= minute)
-                {
+                while q.front().is_some_and(|t| now.saturating_duration_since(*t) >= minute) {
                     q.pop_front();
                 }
                 let n = q.len() as u32 + 1;
@@ -205,15 +199,10 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(l.check_at(t0), Decision::Allow);
         assert_eq!(l.check_at(t0), Decision::Allow);
-        assert_eq!(
-            l.check_at(t0 + Duration::from_secs(10)),
-            Decision::Reject(50)
-        );
+        assert_eq!(l.check_at(t0 + Duration::from_secs(10)), Decision::Reject(50));
         assert_eq!(l.check_at(t0 + Duration::from_secs(61)), Decision::Allow);
         // The hourly window is now full.
-        assert!(
-            matches!(l.check_at(t0 + Duration::from_secs(200)), Decision::Reject(s) if s > 3000)
-        );
+        assert!(matches!(l.check_at(t0 + Duration::from_secs(200)), Decision::Reject(s) if s > 3000));
     }
 
     #[test]
@@ -229,10 +218,7 @@ mod tests {
         assert_eq!(l.check_at(t0), Decision::Allow);
         assert_eq!(l.check_at(t0), Decision::Delay(Duration::from_secs(1)));
         assert_eq!(l.check_at(t0), Decision::Reject(60));
-        assert_eq!(
-            l.check_at(t0 + Duration::from_secs(30)),
-            Decision::Reject(30)
-        );
+        assert_eq!(l.check_at(t0 + Duration::from_secs(30)), Decision::Reject(30));
         assert_eq!(l.check_at(t0 + Duration::from_secs(61)), Decision::Allow);
     }
 }

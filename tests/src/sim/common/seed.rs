@@ -31,9 +31,9 @@ impl Rng {
 }
 
 const GIVEN: &[&str] = &[
-    "Anna", "Ben", "Carla", "David", "Elena", "Felix", "Greta", "Hannes", "Ines", "Jonas",
-    "Katrin", "Lukas", "Maria", "Niklas", "Olga", "Paul", "Queenie", "Rafael", "Sofia", "Tobias",
-    "Ursula", "Viktor", "Wiebke", "Xaver", "Yasmin", "Zoe", "Amélie", "Jürgen", "Søren", "Zoë",
+    "Anna", "Ben", "Carla", "David", "Elena", "Felix", "Greta", "Hannes", "Ines", "Jonas", "Katrin", "Lukas", "Maria",
+    "Niklas", "Olga", "Paul", "Queenie", "Rafael", "Sofia", "Tobias", "Ursula", "Viktor", "Wiebke", "Xaver", "Yasmin",
+    "Zoe", "Amélie", "Jürgen", "Søren", "Zoë",
 ];
 const FAMILY: &[&str] = &[
     "Müller",

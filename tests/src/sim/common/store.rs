@@ -31,10 +31,7 @@ impl<T> Table<T> {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&T> {
-        self.ids
-            .get(id)
-            .and_then(|s| self.rows.get(s))
-            .map(|(_, r)| r)
+        self.ids.get(id).and_then(|s| self.rows.get(s)).map(|(_, r)| r)
     }
 
     pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut T> {

@@ -39,12 +39,7 @@ pub(crate) fn format_millis(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000);
     let (y, mo, d) = civil_from_days(days);
-    let (h, mi, s, milli) = (
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000,
-    );
+    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
 }
 
@@ -122,10 +117,7 @@ mod tests {
             parse_iso("2024-01-01T01:00:00+01:00"),
             parse_iso("2024-01-01T00:00:00Z")
         );
-        assert_eq!(
-            parse_iso("2024-01-01"),
-            parse_iso("2024-01-01T00:00:00.000Z")
-        );
+        assert_eq!(parse_iso("2024-01-01"), parse_iso("2024-01-01T00:00:00.000Z"));
         assert_eq!(parse_iso("not a date"), None);
         assert_eq!(parse_iso("2024-13-01"), None);
     }
