@@ -106,7 +106,15 @@ impl Descriptor {
 /// The host's own rule for secret property names, applied whatever a connector declares.
 pub fn looks_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower == "password" || lower.contains("secret") || lower.ends_with("token") || lower.contains("privatekey")
+    lower == "password"
+        || lower == "pwd"
+        || lower.contains("secret")
+        || lower.ends_with("token")
+        || lower.contains("privatekey")
+        || lower.contains("apikey")
+        || lower.contains("api_key")
+        || lower.contains("credential")
+        || lower.contains("passphrase")
 }
 
 /// One `read` request.

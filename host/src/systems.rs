@@ -201,12 +201,20 @@ impl Systems {
     pub fn call_target(&self, system: &System, descriptor: &Descriptor) -> Result<CallTarget, SystemError> {
         let all = system.all_properties();
         let url = |name: &str| -> Result<Option<Url>, SystemError> {
-            all.get(name)
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| {
-                    Url::parse(v.trim()).map_err(|e| SystemError::Invalid(format!("{name} is not a valid URL: {e}")))
-                })
-                .transpose()
+            let Some(text) = all.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+                return Ok(None);
+            };
+            let url = Url::parse(text).map_err(|e| SystemError::Invalid(format!("{name} is not a valid URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(SystemError::Invalid(format!("{name} must be an http or https URL")));
+            }
+            // Credentials belong in User and Password, where they are sealed and masked.
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(SystemError::Invalid(format!(
+                    "{name} must not carry credentials; put them in User and Password"
+                )));
+            }
+            Ok(Some(url))
         };
         let rate = all
             .get(RATE_LIMIT_PROPERTY)
@@ -297,6 +305,7 @@ impl Systems {
         let descriptor = &plugin.descriptor;
         let mut properties = BTreeMap::new();
         let mut secrets = BTreeMap::new();
+        let moved = endpoint_changed(current, &input);
         for (key, value) in input.properties {
             let text = match value {
                 Value::String(s) => s,
@@ -313,8 +322,14 @@ impl Systems {
                 return Err(SystemError::Invalid("property names must not be empty".into()));
             }
             if descriptor.is_secret(&key) {
-                // A masked value sent back means "unchanged".
+                // A masked value sent back means "unchanged" — but only while the secret keeps going where
+                // it went: a changed endpoint or connector could carry it to another host.
                 let text = if text == MASK {
+                    if moved {
+                        return Err(SystemError::Invalid(format!(
+                            "{key} must be entered again: the system's URL, token URL or type changed"
+                        )));
+                    }
                     current.and_then(|c| c.spec.secrets.get(&key).cloned()).ok_or_else(|| {
                         SystemError::Invalid(format!("property {key} is masked, but no value is stored for it"))
                     })?
@@ -396,6 +411,15 @@ impl Systems {
             transformation: input.transformation,
         })
     }
+}
+
+/// Whether a replacement sends the system's secrets somewhere else than before.
+fn endpoint_changed(current: Option<&System>, input: &SystemInput) -> bool {
+    let Some(current) = current else { return false };
+    let text = |v: Option<&Value>| v.and_then(|v| v.as_str()).map(str::trim).unwrap_or("").to_string();
+    ["URL", "OAuth2TokenServiceURL"].iter().any(|name| {
+        current.spec.properties.get(*name).map(|v| v.trim()).unwrap_or("") != text(input.properties.get(*name))
+    }) || current.spec.connector != input.connector
 }
 
 /// Validates a transformation document for a role; proxies carry `{"read": …, "write": …}`.

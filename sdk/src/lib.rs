@@ -263,7 +263,7 @@ macro_rules! export_connector {
                 }
             }
 
-            $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
+    $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
         };
     };
 }

@@ -201,3 +201,120 @@ async fn secrets_never_come_back_out() {
     assert!(!logs.is_empty(), "logs are captured");
     assert!(!logs.contains(PLANTED), "a log line holds the secret");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_secret_cannot_be_sent_to_a_new_url() {
+    let service = Service::start().await;
+    let id = service
+        .create_system(json!({
+            "name": "Keeper", "type": "scim", "role": "target",
+            "properties": {"URL": "http://127.0.0.1:1/v2", "Authentication": "BearerToken", "Password": PLANTED}
+        }))
+        .await;
+    let moved = json!({"name": "Keeper", "type": "scim", "role": "target",
+        "properties": {"URL": "http://127.0.0.1:2/elsewhere", "Authentication": "BearerToken", "Password": "********"}});
+    let (status, answer) = service
+        .admin(Method::PUT, &format!("/api/v1/systems/{id}"), Some(moved))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("must be entered again"),
+        "{answer}"
+    );
+    let with_credentials = json!({"name": "In URL", "type": "scim", "role": "target",
+        "properties": {"URL": "http://user:pw@127.0.0.1:1/v2"}});
+    let (status, answer) = service
+        .admin(Method::POST, "/api/v1/systems", Some(with_credentials))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("must not carry credentials"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_escalation_and_deleted_users_lose_their_tokens() {
+    let service = Service::start().await;
+    let (status, _) = service
+        .admin(
+            Method::POST,
+            "/api/v1/technical-users",
+            Some(json!({"name": "operator", "password": "operator-password", "permissions": ["manage-systems"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let as_operator = |method: Method, path: &str| {
+        service
+            .http
+            .request(method, format!("{}{path}", service.url))
+            .basic_auth("operator", Some("operator-password"))
+    };
+    let escalate = as_operator(Method::POST, "/api/v1/technical-users")
+        .json(&json!({"name": "sneaky", "password": "sneaky-password", "permissions": ["manage-plugins"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(escalate.status(), StatusCode::FORBIDDEN);
+    let admin_id = service
+        .state
+        .store
+        .list_principals()
+        .expect("list")
+        .into_iter()
+        .find(|p| p.name == "admin")
+        .expect("admin")
+        .id;
+    let remove_admin = as_operator(Method::DELETE, &format!("/api/v1/technical-users/{admin_id}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(remove_admin.status(), StatusCode::FORBIDDEN);
+
+    let token: serde_json::Value = service
+        .http
+        .post(format!("{}/oauth2/token", service.url))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "operator"),
+            ("client_secret", "operator-password"),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let access = token["access_token"].as_str().expect("access token").to_string();
+    let operator_id = service
+        .state
+        .store
+        .list_principals()
+        .expect("list")
+        .into_iter()
+        .find(|p| p.name == "operator")
+        .expect("op")
+        .id;
+    let (status, _) = service
+        .admin(Method::DELETE, &format!("/api/v1/technical-users/{operator_id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let after = service
+        .http
+        .get(format!("{}/api/v1/systems", service.url))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        after.status(),
+        StatusCode::UNAUTHORIZED,
+        "a deleted user's token is revoked"
+    );
+}

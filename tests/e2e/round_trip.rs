@@ -107,7 +107,10 @@ async fn ias_users_and_groups_reach_xsuaa_with_the_configured_origin() {
         let name = native["userName"].as_str().expect("userName");
         let in_uaa = uaa_sim.user_by_name(name).unwrap_or_else(|| panic!("{name} is in UAA"));
         assert_eq!(in_uaa["origin"], "sap.custom", "{in_uaa}");
-        assert_eq!(in_uaa["emails"][0]["value"], native["emails"][0]["value"]);
+        // UAA keeps one e-mail: the primary one.
+        let emails = native["emails"].as_array().expect("emails");
+        let primary = emails.iter().find(|e| e["primary"] == true).unwrap_or(&emails[0]);
+        assert_eq!(in_uaa["emails"][0]["value"], primary["value"], "{in_uaa}");
     }
 
     let groups = read_all(&ias, EntityKind::Group).await;

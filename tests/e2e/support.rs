@@ -217,7 +217,10 @@ pub fn capture_logs() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let filter = tracing_subscriber::EnvFilter::new("info,provisio=trace");
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LogSink).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(|| LogSink)
+            .try_init();
     });
 }
 

@@ -46,6 +46,14 @@ impl TokenIssuer {
         token
     }
 
+    /// Invalidates every token of a principal (it was deleted).
+    pub fn revoke(&self, principal_id: &str) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (p, _)| p.id != principal_id);
+    }
+
     /// The principal of a valid token.
     pub fn lookup(&self, token: &str) -> Option<Principal> {
         let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
@@ -86,7 +94,18 @@ fn decode_basic(value: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// Password checks running at once: Argon2 takes ~19 MiB and tens of milliseconds each, so a flood of
+/// bad credentials must queue here instead of growing the blocking pool.
+fn verification_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
+
 async fn verify(state: &AppState, user: String, password: String) -> Result<Principal, AuthFailure> {
+    let _slot = verification_slots()
+        .acquire()
+        .await
+        .map_err(|_| AuthFailure::Invalid("authentication failed".into()))?;
     let store = state.store.clone();
     // Argon2 is slow on purpose; keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || store.verify_password(&user, &password))

@@ -86,7 +86,12 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        ApiError::bad_request(format!("invalid JSON body: {}", e.body_text()))
+        // 413 too large and 415 wrong content type keep their status; bad syntax and a wrong shape are 400.
+        let status = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => e.status(),
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("invalid JSON body: {}", e.body_text()))
     }
 }
 

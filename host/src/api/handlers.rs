@@ -50,6 +50,12 @@ pub async fn create_technical_user(
     if input.password.len() < 8 {
         return Err(ApiError::bad_request("password must be at least 8 characters"));
     }
+    // Nobody grants what they do not hold themselves.
+    if let Some(p) = input.permissions.iter().find(|p| !caller.0.may(**p)) {
+        return Err(ApiError::forbidden(format!(
+            "you cannot grant {p:?}, which you do not have"
+        )));
+    }
     let store = state.store.clone();
     let principal = tokio::task::spawn_blocking(move || {
         store.create_principal(
@@ -82,7 +88,22 @@ pub async fn delete_technical_user(
     if id == caller.0.id {
         return Err(ApiError::bad_request("you cannot delete yourself"));
     }
+    let principals = state.store.list_principals()?;
+    let target = principals
+        .iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
+    // Admins are managed by admins only, and the last one stays.
+    if target.kind == PrincipalKind::Admin {
+        if caller.0.kind != PrincipalKind::Admin {
+            return Err(ApiError::forbidden("only an admin can delete an admin"));
+        }
+        if principals.iter().filter(|p| p.kind == PrincipalKind::Admin).count() <= 1 {
+            return Err(ApiError::bad_request("the last admin cannot be deleted"));
+        }
+    }
     state.store.delete_principal(&id)?;
+    state.tokens.revoke(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -83,7 +83,11 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts every request by its route template (never by raw path, which carries ids).
 async fn observe(request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
+    // Known methods only: arbitrary extension methods must not mint new metric series.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_string(),
+        _ => "other".to_string(),
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -154,10 +154,14 @@ impl TokenCache {
         Ok(value)
     }
 
-    /// Forgets the token of this client (the API answered 401 with it).
-    pub async fn invalidate(&self, token_url: &Url, client_id: &str, client_secret: &str) {
+    /// Forgets the token of this client if it is still `rejected` (the API answered 401 with it); a token
+    /// another request refreshed meanwhile is kept, so concurrent 401s cause one refresh, not many.
+    pub async fn invalidate(&self, token_url: &Url, client_id: &str, client_secret: &str, rejected: &str) {
         let slot = self.slot(cache_key(token_url, client_id, client_secret));
-        *slot.lock().await = None;
+        let mut cached = slot.lock().await;
+        if cached.as_ref().is_some_and(|t| t.value == rejected) {
+            *cached = None;
+        }
     }
 }
 
@@ -183,7 +187,8 @@ async fn fetch_token(
             ))
         })?;
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
+    // A token answer is small; read at most 64 KiB of it.
+    let body = read_capped(response, 64 << 10).await;
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     if !status.is_success() {
         let said = json
@@ -206,13 +211,26 @@ async fn fetch_token(
         Some(serde_json::Value::String(s)) => s.parse().ok(),
         _ => None,
     }
-    .unwrap_or(300);
+    .unwrap_or(300)
+    // A day at most: the host refreshes long before, and absurd values cannot overflow the clock.
+    .min(86_400);
     // Refresh a little before expiry: a tenth of the lifetime, at most a minute.
     let margin = (expires_in / 10).min(60);
     Ok(CachedToken {
         value,
         refresh_at: Instant::now() + Duration::from_secs(expires_in.saturating_sub(margin)),
     })
+}
+
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if body.len() + chunk.len() > max {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    body
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ impl Outbound {
         let limiter = limiters
             .entry(endpoint.system_id.clone())
             .or_insert_with(|| Arc::new(RateLimiter::new(rate)));
-        if (limiter.per_second() - rate).abs() > f64::EPSILON {
+        if (limiter.requested() - rate).abs() > f64::EPSILON {
             *limiter = Arc::new(RateLimiter::new(rate));
         }
         Some(limiter.clone())
@@ -185,7 +185,17 @@ impl Outbound {
             // The host owns these: credentials, routing and framing.
             if matches!(
                 lower.as_str(),
-                "authorization" | "host" | "content-length" | "transfer-encoding" | "connection"
+                "authorization"
+                    | "host"
+                    | "content-length"
+                    | "transfer-encoding"
+                    | "connection"
+                    | "te"
+                    | "upgrade"
+                    | "keep-alive"
+                    | "trailer"
+                    | "expect"
+                    | "cookie"
             ) || lower.starts_with("proxy-")
             {
                 continue;
@@ -197,7 +207,7 @@ impl Outbound {
             headers.append(name, value);
         }
         let authenticate = request.upstream == "api";
-        let response = self
+        let (response, sent) = self
             .send_authenticated(
                 endpoint,
                 base,
@@ -217,10 +227,17 @@ impl Outbound {
                 client_secret,
             } = &endpoint.credentials
         {
-            self.tokens.invalidate(token_url, client_id, client_secret).await;
+            let rejected = sent
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            self.tokens
+                .invalidate(token_url, client_id, client_secret, rejected)
+                .await;
             return self
                 .send_authenticated(endpoint, base, url, &method, &headers, &request.body, authenticate)
-                .await;
+                .await
+                .map(|(response, _)| response);
         }
         Ok(response)
     }
@@ -235,7 +252,7 @@ impl Outbound {
         headers: &reqwest::header::HeaderMap,
         body: &Option<Vec<u8>>,
         authenticate: bool,
-    ) -> Result<HttpResponse, HttpError> {
+    ) -> Result<(HttpResponse, Option<String>), HttpError> {
         let authorization = if authenticate {
             self.authorization(&endpoint.credentials).await?
         } else {
@@ -277,7 +294,7 @@ impl Outbound {
                 url = next;
                 continue;
             }
-            return self.read_response(response, &url).await;
+            return Ok((self.read_response(response, &url).await?, authorization));
         }
         Err(HttpError::Denied(format!(
             "more than {} redirects",

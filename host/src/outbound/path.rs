@@ -31,15 +31,7 @@ pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
             "path {relative:?} is an absolute URL; connectors send relative paths only"
         ));
     }
-    for segment in path.split('/') {
-        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-        if decoded == "." || decoded == ".." {
-            return Err(format!("path {relative:?} leaves the upstream with a dot segment"));
-        }
-        if decoded.contains('/') || decoded.contains('\\') || decoded.contains('\0') {
-            return Err(format!("path {relative:?} hides a separator in an encoded segment"));
-        }
-    }
+    check_segments(path, relative)?;
     let mut joined = base.clone();
     {
         let base_path = base.path().trim_end_matches('/');
@@ -53,6 +45,29 @@ pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
     joined.set_query(query);
     ensure_within(base, &joined)?;
     Ok(joined)
+}
+
+/// Refuses dot segments in every disguise servers are known to decode: percent-encoded (also twice),
+/// with a `;` parameter (`..;` is `..` to Tomcat), with trailing dots or spaces (`...`, `.. ` to IIS),
+/// and encoded separators hidden inside a segment.
+fn check_segments(path: &str, shown: &str) -> Result<(), String> {
+    for segment in path.split('/') {
+        let once = percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .map_err(|_| format!("path {shown:?} has a segment that is not valid UTF-8 once decoded"))?;
+        let lower = once.to_ascii_lowercase();
+        if ["%2e", "%2f", "%5c", "%00"].iter().any(|e| lower.contains(e)) {
+            return Err(format!("path {shown:?} is encoded twice"));
+        }
+        if once.contains('/') || once.contains('\\') || once.contains('\0') {
+            return Err(format!("path {shown:?} hides a separator in an encoded segment"));
+        }
+        let bare = once.split(';').next().unwrap_or("");
+        if !bare.is_empty() && bare.trim_end_matches([' ', '.']).is_empty() {
+            return Err(format!("path {shown:?} leaves the upstream with a dot segment"));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `url` is on `base`'s origin and under its path: the rule for joined paths and redirects.
@@ -125,6 +140,11 @@ mod tests {
             "./Users",
             "Users#frag",
             "a\nb",
+            "Users/..;/admin",
+            "Users/.. /admin",
+            "Users/.../admin",
+            "%252e%252e/admin",
+            "Users/%c0%ae%c0%ae/admin",
         ] {
             assert!(join(&base(), bad).is_err(), "{bad} must be refused");
         }
@@ -141,6 +161,8 @@ mod tests {
             "https://api.example.com/other",
             "https://api.example.com/scim/v2x",
             "https://user:pw@api.example.com/scim/v2/Users",
+            "https://api.example.com/scim/v2/..%2fadmin",
+            "https://api.example.com/scim/v2/Users/..;/x",
         ] {
             assert!(
                 ensure_within(&b, &Url::parse(bad).unwrap()).is_err(),

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 /// Allows `per_second` requests a second on average, with bursts of up to one second's worth.
 pub struct RateLimiter {
+    requested: f64,
     per_second: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
@@ -13,19 +14,20 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// A limiter with a full bucket.
-    pub fn new(per_second: f64) -> Self {
-        let per_second = per_second.max(0.001);
+    pub fn new(requested: f64) -> Self {
+        let per_second = requested.max(0.001);
         let burst = per_second.max(1.0);
         RateLimiter {
+            requested,
             per_second,
             burst,
             state: Mutex::new((burst, Instant::now())),
         }
     }
 
-    /// The configured rate.
-    pub fn per_second(&self) -> f64 {
-        self.per_second
+    /// The rate it was created for (before clamping), to tell whether the configuration changed.
+    pub fn requested(&self) -> f64 {
+        self.requested
     }
 
     /// Takes one token, or says how long to wait for it.

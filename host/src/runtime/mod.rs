@@ -307,9 +307,10 @@ impl Runtime {
             }
         };
         let mut plugin = LoadedPlugin {
+            // Until describe() answers, the plugin is known by its digest.
             descriptor: Descriptor {
-                name: "?".into(),
-                version: "?".into(),
+                name: format!("upload-{}", &digest[..12]),
+                version: "unknown".into(),
                 entity_kinds: vec![],
                 operations: vec![],
                 properties: vec![],
@@ -837,7 +838,12 @@ impl CallState {
             }
             return;
         }
-        let message: String = message.chars().take(2000).collect();
+        // Control characters would let a guest forge log lines.
+        let message: String = message
+            .chars()
+            .take(2000)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         let system = self.endpoint.as_ref().map(|e| e.system_id.as_str()).unwrap_or("");
         match level {
             tracing::Level::ERROR => tracing::error!(plugin = %self.plugin, system, "{message}"),

@@ -91,7 +91,9 @@ impl CallState {
 
     /// The guest's stderr so far, lossily decoded and trimmed.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim().to_string()
+        let text = String::from_utf8_lossy(&self.stderr.contents()).trim().to_string();
+        // Control characters (newlines too) could forge log lines: a panic message becomes one line.
+        text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
     }
 }
 

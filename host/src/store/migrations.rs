@@ -52,6 +52,13 @@ pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?
         .max(0) as usize;
+    if current > MIGRATIONS.len() {
+        // A newer Provisio wrote this database; running older code on it could corrupt it.
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database has schema version {current}, newer than this Provisio knows ({}); upgrade Provisio",
+            MIGRATIONS.len()
+        )));
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;

@@ -1,7 +1,7 @@
 //! The registry of plugin versions: which components are stored, by digest, with name and version.
 //! The component bytes live as files in the data directory's `plugins/` folder.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, now};
@@ -36,7 +36,7 @@ impl Store {
                 params![p.name, p.version],
                 |r| r.get(0),
             )
-            .ok();
+            .optional()?;
         match existing {
             Some(d) if d == p.digest => return Ok(()),
             Some(_) if p.bundled => {
@@ -55,7 +55,7 @@ impl Store {
             None => {}
         }
         conn.execute(
-            "INSERT OR IGNORE INTO plugins (digest, name, version, contract, size, bundled, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO plugins (digest, name, version, contract, size, bundled, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![p.digest, p.name, p.version, p.contract, p.size, p.bundled, now()],
         )?;
         Ok(())
