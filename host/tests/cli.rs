@@ -104,3 +104,114 @@ fn skips_and_failures_go_to_stderr_with_a_nonzero_exit() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `provisio serve` child process on a free port, stopped on drop.
+struct Served {
+    child: std::process::Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn serve() -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let data = std::env::temp_dir().join(format!("provisio-cli-serve-{}-{port}", std::process::id()));
+    let child = Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+        ])
+        .env("PROVISIO_BOOTSTRAP_ADMIN", "admin:cli-test-password")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start provisio serve");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "provisio serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Served {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        data,
+    }
+}
+
+#[test]
+fn system_add_list_and_test_against_a_running_service() {
+    let served = serve();
+    let admin = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_provisio"))
+            .args(args)
+            .env("PROVISIO_URL", &served.url)
+            .env("PROVISIO_USER", "admin:cli-test-password")
+            .output()
+            .expect("run provisio")
+    };
+    let unreachable = format!(
+        "URL=http://127.0.0.1:{}/v2",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port()
+    );
+    let out = admin(&[
+        "system",
+        "add",
+        "--name",
+        "CLI target",
+        "--type",
+        "scim",
+        "--role",
+        "target",
+        "-p",
+        &unreachable,
+        "-p",
+        "Authentication=BearerToken",
+        "-p",
+        "Password=cli-secret-value",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(created["message"], "System CLI target configuration updated.");
+    assert_eq!(created["properties"]["Password"], "********");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    let out = admin(&["system", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains(&id) && listed.contains("CLI target"), "{listed}");
+    assert!(!listed.contains("cli-secret-value"));
+
+    let out = admin(&["system", "test", &id]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not be reached"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .args(["system", "list"])
+        .env("PROVISIO_URL", &served.url)
+        .env("PROVISIO_USER", "admin:wrong")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}

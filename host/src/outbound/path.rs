@@ -93,7 +93,7 @@ pub fn ensure_within(base: &Url, url: &Url) -> Result<(), String> {
             redact(url)
         ));
     }
-    Ok(())
+    check_segments(path, &redact(url))
 }
 
 fn origin(url: &Url) -> String {

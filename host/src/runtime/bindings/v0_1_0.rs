@@ -15,8 +15,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::provisio::connector::connector as guest;
-use provisio::connector::host as wit_host;
-use provisio::connector::types as wit;
+use self::provisio::connector::host as wit_host;
+use self::provisio::connector::types as wit;
 
 /// The semantic version of this contract.
 pub const VERSION: &str = "0.1.0";
