@@ -93,7 +93,11 @@ impl Plugins {
         if let (Some(dir), Some(bytes)) = (&self.dir, copy) {
             let name = format!("{}.wasm", plugin.digest);
             if !dir.exists(&name) {
-                dir.write(&name, bytes)
+                // Written whole or not at all: a crash never leaves a truncated component behind.
+                let tmp = format!("{name}.{}.tmp", uuid::Uuid::new_v4());
+                dir.write(&tmp, bytes)
+                    .map_err(|e| PluginError::Storage(e.to_string()))?;
+                dir.rename(&tmp, dir, &name)
                     .map_err(|e| PluginError::Storage(e.to_string()))?;
             }
         }

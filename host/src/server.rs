@@ -52,6 +52,13 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         message,
     };
     Dir::create_ambient_dir_all(data_dir, ambient_authority()).map_err(|e| dir_error(e.to_string()))?;
+    // The directory holds the master key and password hashes: owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| dir_error(e.to_string()))?;
+    }
     let dir = Dir::open_ambient_dir(data_dir, ambient_authority()).map_err(|e| dir_error(e.to_string()))?;
     for sub in ["plugins", "cache"] {
         dir.create_dir_all(sub)

@@ -12,25 +12,52 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::CallLimits;
 use crate::outbound::{Outbound, SystemEndpoint};
 
-/// Caps linear memory and remembers that the cap was hit, because the guest only sees a failed
-/// allocation and aborts with an opaque trap.
+/// Caps the linear memory of the whole instance (all its memories together) and remembers that the cap
+/// was hit, because the guest only sees a failed allocation and aborts with an opaque trap. Instances,
+/// memories and tables per store are capped too, so one component cannot multiply its allowance.
 pub struct MemoryCap {
     limit: usize,
+    used: usize,
     /// The size the guest asked for when it hit the cap.
     pub hit: Option<usize>,
 }
 
+impl MemoryCap {
+    /// A cap of `limit` bytes in total.
+    pub fn new(limit: usize) -> Self {
+        MemoryCap {
+            limit,
+            used: 0,
+            hit: None,
+        }
+    }
+}
+
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.hit = Some(desired);
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let next = self.used.saturating_sub(current).saturating_add(desired);
+        if next > self.limit {
+            self.hit = Some(next);
             return Ok(false);
         }
+        self.used = next;
         Ok(true)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+
+    fn tables(&self) -> usize {
+        32
     }
 }
 
@@ -73,10 +100,7 @@ impl CallState {
         CallState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap {
-                limit: limits.memory_bytes,
-                hit: None,
-            },
+            memory: MemoryCap::new(limits.memory_bytes),
             stderr,
             endpoint,
             outbound,

@@ -14,9 +14,9 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::provisio::connector::connector as guest;
 use self::provisio::connector::host as wit_host;
 use self::provisio::connector::types as wit;
+pub use exports::provisio::connector::connector as guest;
 
 /// The semantic version of this contract.
 pub const VERSION: &str = "0.1.0";
