@@ -110,6 +110,14 @@ async fn run() {
     }
     direct.sort();
     through.sort();
+    // The sandbox alone: a fresh store + instance + one call that does no I/O.
+    let mut bare = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        runtime.describe(&plugin).await.expect("describe");
+        bare.push(started.elapsed());
+    }
+    bare.sort();
     let median = |v: &[Duration]| percentile(v, 0.5);
     println!(
         "bundled scim connector: {} bytes, pooling allocator: {}",
@@ -123,6 +131,10 @@ async fn run() {
     println!(
         "precompiled load (p50 of 20):  {:>10.3} ms",
         median(&loads).as_secs_f64() * 1e3
+    );
+    println!(
+        "instantiate + describe(), no I/O (p50): {:>6.1} µs",
+        median(&bare).as_secs_f64() * 1e6
     );
     println!(
         "HTTP round trip direct (p50):  {:>10.1} µs",
