@@ -35,7 +35,10 @@ done
 
 step "Loaded connector plugins (wasm components)"
 curl -sf -u "$PROVISIO_USER" "$PROVISIO_URL/api/v1/connectors" \
-  | python3 -c 'import json,sys; [print(f"  {c[\"name\"]}@{c[\"version\"]}  {c[\"size\"]:>7} bytes  sha256:{c[\"digest\"][:12]}…  properties: {len(c[\"properties\"])}") for c in json.load(sys.stdin)]'
+  | python3 -c '
+import json, sys
+for c in json.load(sys.stdin):
+    print("  %s@%s  %7d bytes  sha256:%s…  %d properties" % (c["name"], c["version"], c["size"], c["digest"][:12], len(c["properties"])))'
 
 step "Register the tenant as a source system (its secret is encrypted at rest and never shown again)"
 created=$($BIN/provisio system add --name "Identity Authentication (simulated)" --type scim --role source \

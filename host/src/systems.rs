@@ -456,6 +456,8 @@ pub fn validate_transformation(role: Role, doc: &Value) -> Result<(), SystemErro
 pub fn describe_failure(e: &crate::connector::ConnectorError) -> String {
     use crate::connector::ConnectorError as E;
     match e {
+        // Connectors written with the SDK already say so; do not say it twice.
+        E::Unauthorized { message } if message.starts_with("The system refused") => message.clone(),
         E::Unauthorized { message } => format!("The system refused the credentials: {message}"),
         E::Transient { message } => format!("The system could not be reached: {message}"),
         E::InvalidConfig { message } => format!("The configuration is invalid: {message}"),
