@@ -45,6 +45,9 @@
 
 extern crate self as provisio_sdk;
 
+/// What a successful Test Connection answers: the words SAP Identity Provisioning admins know.
+pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
+
 pub mod http;
 pub mod json;
 pub mod log;

@@ -33,8 +33,7 @@ use members::Step;
 use remote::{fetch, ok_or_not_found, put, version_of};
 use settings::{Api, MAX_PAGE, MAX_REMOVALS_PER_PATCH, Paging, Settings};
 
-/// The message admins know from SAP Identity Provisioning for a successful Test Connection.
-pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
+pub use provisio_sdk::CONNECTION_OK;
 
 /// The default read transformation: SAP's Identity Authentication source default for SCIM API version 2
 /// (identity-authentication-e4e25f1). Version 1 systems need SAP's version 1 transformation set explicitly.

@@ -35,8 +35,7 @@ use serde_json::Value;
 
 use settings::{Settings, Version, segment};
 
-/// The message admins know from SAP for a successful Test Connection.
-pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
+pub use provisio_sdk::CONNECTION_OK;
 
 /// The default write transformation. SAP publishes none for this system type (IAS pushes its users
 /// unchanged), so this is Provisio's: the entity as the source read it, without `meta`, with the id the

@@ -25,8 +25,7 @@ use serde_json::Value;
 
 use settings::Settings;
 
-/// The message admins know from SAP Identity Provisioning for a successful Test Connection.
-pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
+pub use provisio_sdk::CONNECTION_OK;
 
 /// The default read transformation: SAP's for an XSUAA *source* system.
 pub const READ_TRANSFORMATION: &str = include_str!("../transformations/read.json");
