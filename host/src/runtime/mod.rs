@@ -604,11 +604,6 @@ impl Runtime {
             }
         }
     }
-
-    /// Sends a request for a system outside any plugin call (the host's own use, e.g. tests).
-    pub async fn send(&self, endpoint: &SystemEndpoint, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        self.outbound.send(endpoint, request).await
-    }
 }
 
 /// `run` answers each request with its own response variant; anything else is a host bug, reported as one.
