@@ -10,6 +10,7 @@ pub mod connector;
 pub mod metrics;
 pub mod outbound;
 pub mod plugins;
+pub mod provisioning;
 pub mod runtime;
 pub mod secrets;
 pub mod server;

@@ -28,8 +28,21 @@ struct PluginOnly {
     plugin: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobEntityLabels {
+    operation: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    reason: String,
+}
+
 struct Metrics {
     registry: Registry,
+    job_entities: Family<JobEntityLabels, Counter>,
+    job_retries: Family<RetryLabels, Counter>,
     http: Family<HttpLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
     plugin_seconds: Family<PluginOnly, Histogram>,
@@ -59,8 +72,22 @@ fn metrics() -> &'static Metrics {
             "Time spent in plugin calls, host calls included",
             plugin_seconds.clone(),
         );
+        let job_entities = Family::<JobEntityLabels, Counter>::default();
+        registry.register(
+            "job_entities",
+            "Entities handled by provisioning jobs, by operation and outcome",
+            job_entities.clone(),
+        );
+        let job_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "job_retries",
+            "Plugin calls of jobs retried, by reason (transient, throttled)",
+            job_retries.clone(),
+        );
         Metrics {
             registry,
+            job_entities,
+            job_retries,
             http,
             plugin_calls,
             plugin_seconds,
@@ -94,6 +121,27 @@ pub fn plugin_call(plugin: &str, outcome: &str, elapsed: Duration) {
             plugin: plugin.to_string(),
         })
         .observe(elapsed.as_secs_f64());
+}
+
+/// Counts entities handled by jobs.
+pub fn job_entities(operation: &str, outcome: &str, n: u64) {
+    metrics()
+        .job_entities
+        .get_or_create(&JobEntityLabels {
+            operation: operation.to_string(),
+            outcome: outcome.to_string(),
+        })
+        .inc_by(n);
+}
+
+/// Counts one retried call of a job.
+pub fn job_retry(reason: &str) {
+    metrics()
+        .job_retries
+        .get_or_create(&RetryLabels {
+            reason: reason.to_string(),
+        })
+        .inc();
 }
 
 /// The Prometheus text exposition of every metric.

@@ -57,6 +57,8 @@ pub mod status;
 pub mod testing;
 mod types;
 
+pub use types::HOST_CONFLICT_RESOLUTION;
+
 #[doc(hidden)]
 pub mod bindings {
     //! The raw bindings of the WIT world `provisio:connector/plugin@0.1.0`. Not part of the public API.

@@ -2,6 +2,9 @@
 
 use crate::{Config, Descriptor, EntityKind, Error, Operation, Page, PropertySpec, Rejection, Throttle};
 
+/// The property the host sets on job calls when it resolves create conflicts itself (value `host`).
+pub const HOST_CONFLICT_RESOLUTION: &str = "provisio.conflict.resolution";
+
 impl Config {
     /// A configuration for the system `system_id` without properties (mostly for tests); add them with
     /// [`with`](Config::with).
@@ -45,6 +48,14 @@ impl Config {
     /// Whether the boolean property `name` is `true` (case-insensitive); `false` when absent or anything else.
     pub fn flag(&self, name: &str) -> bool {
         self.flag_or(name, false)
+    }
+
+    /// Whether the host resolves create conflicts itself (during jobs it looks the entity up by the system's
+    /// unique attributes, so that it knows the entity existed before). A connector that resolves conflicts
+    /// inside `create` returns the `conflict` error instead when this is set.
+    pub fn host_resolves_conflicts(&self) -> bool {
+        self.property(HOST_CONFLICT_RESOLUTION)
+            .is_some_and(|v| v.eq_ignore_ascii_case("host"))
     }
 
     /// The boolean property `name`: `true`/`false` (case-insensitive), `default` when absent or blank, and

@@ -378,6 +378,9 @@ fn patch_by_put(s: &Settings, kind: EntityKind, id: &str, ops: &PatchOp) -> Resu
 /// After a create conflicted: find the entity by the configured unique attributes and, when exactly one
 /// matches, overwrite it (SAP's conflict resolution); otherwise keep the conflict.
 fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Error) -> Result<String> {
+    if s.cfg.host_resolves_conflicts() {
+        return Err(conflict);
+    }
     let mut clauses = Vec::new();
     for attr in s.unique_attributes(kind) {
         let value = json::get(entity, attr).or_else(|| {

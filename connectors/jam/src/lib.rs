@@ -197,6 +197,9 @@ fn put(s: &Settings, kind: EntityKind, id: &str, entity: &Value) -> Result<Value
 /// After a create conflicted: find the existing entity by its unique attribute (`userName` for users,
 /// `displayName` for groups) and overwrite it, as SAP Identity Provisioning does; otherwise keep the conflict.
 fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Error) -> Result<String> {
+    if s.cfg.host_resolves_conflicts() {
+        return Err(conflict);
+    }
     let attr = match kind {
         EntityKind::User => "userName",
         EntityKind::Group => "displayName",

@@ -257,6 +257,9 @@ fn put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option
 /// After a create conflicted: look the entity up by the configured unique attributes and, when exactly one
 /// matches, replace it (SAP Identity Provisioning's conflict resolution); otherwise keep the conflict.
 fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Error) -> Result<String> {
+    if s.cfg.host_resolves_conflicts() {
+        return Err(conflict);
+    }
     let mut clauses = Vec::new();
     for attr in s.unique_attributes(kind) {
         let (Some(name), Some(value)) = (filter_attribute(attr), json::get(entity, attr)) else {

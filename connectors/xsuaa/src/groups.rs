@@ -65,6 +65,9 @@ pub fn create(s: &Settings, entity: Map<String, Value>) -> Result<Value> {
         200..=299 => entity_of(&resp, "created"),
         409 => {
             let conflict = status::error_for(&resp);
+            if s.cfg.host_resolves_conflicts() {
+                return Err(conflict);
+            }
             let Some(name) = body.get("displayName").and_then(Value::as_str) else {
                 return Err(conflict);
             };

@@ -66,6 +66,9 @@ fn create_one(s: &Settings, body: Map<String, Value>) -> Result<Value> {
 /// since UAA user names are unique per origin) and, when exactly one matches, overwrite it, as SAP Identity
 /// Provisioning does; otherwise keep the conflict.
 fn resolve_conflict(s: &Settings, body: &Value, conflict: Error) -> Result<Value> {
+    if s.cfg.host_resolves_conflicts() {
+        return Err(conflict);
+    }
     let mut attrs = s.user_unique_attributes();
     if body.get("origin").is_some() && !attrs.iter().any(|a| a.eq_ignore_ascii_case("origin")) {
         attrs.push("origin");

@@ -45,6 +45,73 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (name, version)
     );
     "#,
+    // 2: standard provisioning — link store, job runs, per-entity log, held deletes, delta state, schedules.
+    r#"
+    CREATE TABLE links (
+        source_id      TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        target_id      TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind           TEXT NOT NULL,
+        source_entity  TEXT NOT NULL,
+        target_entity  TEXT,
+        digest         TEXT,
+        content        TEXT,
+        existed_before INTEGER NOT NULL DEFAULT 0,
+        creating       INTEGER NOT NULL DEFAULT 0,
+        updated_at     TEXT NOT NULL,
+        PRIMARY KEY (source_id, target_id, kind, source_entity)
+    ) WITHOUT ROWID;
+    CREATE INDEX links_by_target_entity ON links (target_id, kind, target_entity);
+    CREATE TABLE jobs (
+        id          TEXT PRIMARY KEY,
+        source_id   TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        type        TEXT NOT NULL,
+        read_mode   TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        started_by  TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        summary     TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT
+    );
+    CREATE INDEX jobs_by_source ON jobs (source_id, started_at);
+    CREATE TABLE job_entities (
+        job_id        TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        seq           INTEGER NOT NULL,
+        at            TEXT NOT NULL,
+        target_id     TEXT,
+        kind          TEXT NOT NULL,
+        source_entity TEXT,
+        target_entity TEXT,
+        operation     TEXT NOT NULL,
+        outcome       TEXT NOT NULL,
+        reason        TEXT,
+        changes       TEXT,
+        PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE held_deletes (
+        job_id        TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        target_id     TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        source_entity TEXT NOT NULL,
+        target_entity TEXT NOT NULL,
+        decision      TEXT,
+        PRIMARY KEY (job_id, target_id, kind, source_entity)
+    ) WITHOUT ROWID;
+    CREATE TABLE source_state (
+        source_id        TEXT PRIMARY KEY REFERENCES systems(id) ON DELETE CASCADE,
+        user_watermark   TEXT,
+        group_watermark  TEXT,
+        scheduled_deltas INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE schedules (
+        source_id  TEXT PRIMARY KEY REFERENCES systems(id) ON DELETE CASCADE,
+        job_type   TEXT NOT NULL,
+        every_secs INTEGER,
+        cron       TEXT,
+        enabled    INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date, each migration in its own transaction.

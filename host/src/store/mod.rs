@@ -4,6 +4,8 @@
 //! master key, see [`crate::secrets`]), their transformation versions, and the registry of plugins.
 //! Queries are short; callers run them inline, and the connection is shared behind a mutex.
 
+pub mod jobs;
+pub mod links;
 mod migrations;
 pub mod plugins;
 pub mod principals;
@@ -75,7 +77,7 @@ impl Store {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     // RFC 3339 UTC with milliseconds, sortable as text.
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,0 +1,556 @@
+//! Standard provisioning: Read, Resync and delta-read jobs from a source to all its targets, over the link
+//! store, with deletion safety, retries, schedules, simulation and single-entity provisioning.
+//!
+//! At most one run per source goes at a time; a manual run asked for while one runs is queued behind it,
+//! a scheduled one is skipped (SAP's overlapping slot). A run that a crash interrupted is marked at the next
+//! start; the next run converges because create intents are recorded before creates are sent.
+
+pub mod diff;
+pub mod matching;
+mod one;
+pub mod retry;
+pub mod run;
+pub mod schedule;
+pub mod settings;
+pub mod target;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use provisio_transform::Transformation;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use self::run::{JobRun, SourceReader, TargetRun};
+use self::settings::{SourceSettings, TargetSettings, TraceSettings};
+use self::target::TargetContext;
+use crate::connector::EntityKind;
+use crate::plugins::Plugins;
+use crate::store::jobs::{JobRecord, JobStatus};
+use crate::store::links::{LinkChange, LinkScope};
+use crate::store::systems::{Role, System};
+use crate::store::{Store, StoreError};
+use crate::systems::Systems;
+
+/// Read (write what changed, delete what disappeared) or Resync (rewrite everything).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobType {
+    /// Read.
+    Read,
+    /// Resync.
+    Resync,
+}
+
+impl JobType {
+    /// `read` or `resync`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::Read => "read",
+            JobType::Resync => "resync",
+        }
+    }
+}
+
+/// Who started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// An admin or the API.
+    Manual,
+    /// The source's schedule.
+    Schedule,
+}
+
+/// What a run should do.
+#[derive(Clone, Debug)]
+pub struct JobOptions {
+    /// Read or Resync.
+    pub job_type: JobType,
+    /// Plan only: report what would be written, write nothing.
+    pub simulate: bool,
+    /// Manual or scheduled.
+    pub trigger: Trigger,
+    /// Who asked.
+    pub started_by: String,
+}
+
+/// Errors of job management, each with a message for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The request is invalid (not a source, bad configuration).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such job or system.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the state (the run has ended, a scheduled run overlaps).
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<crate::systems::SystemError> for JobError {
+    fn from(e: crate::systems::SystemError) -> Self {
+        use crate::systems::SystemError as S;
+        match e {
+            S::Invalid(m) => JobError::Invalid(m),
+            S::NotFound(m) => JobError::NotFound(m),
+            S::Conflict(m) => JobError::Conflict(m),
+            S::Internal(m) => JobError::Store(StoreError::Corrupt(m)),
+        }
+    }
+}
+
+/// The run going on for a source, and those queued behind it.
+struct SourceSlot {
+    running: String,
+    stop: Arc<AtomicBool>,
+    queue: VecDeque<(String, JobOptions)>,
+}
+
+struct Inner {
+    store: Store,
+    systems: Systems,
+    plugins: Arc<Plugins>,
+    active: Mutex<HashMap<String, SourceSlot>>,
+    retention_days: i64,
+}
+
+/// The provisioning service; cheap to clone.
+#[derive(Clone)]
+pub struct Provisioning {
+    inner: Arc<Inner>,
+}
+
+/// Default number of days job runs and their logs are kept.
+pub const DEFAULT_RETENTION_DAYS: i64 = 30;
+
+impl Provisioning {
+    /// Wires the service. `retention_days` bounds how long ended runs are kept.
+    pub fn new(store: Store, plugins: Arc<Plugins>, retention_days: i64) -> Self {
+        let systems = Systems::new(store.clone(), plugins.clone());
+        Provisioning {
+            inner: Arc::new(Inner {
+                store,
+                systems,
+                plugins,
+                active: Mutex::new(HashMap::new()),
+                retention_days: retention_days.max(1),
+            }),
+        }
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, SourceSlot>> {
+        self.inner.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// At start: marks runs a crash interrupted, and prunes old runs. Returns the interrupted run ids.
+    pub fn recover(&self) -> Result<Vec<String>, JobError> {
+        let ids = self.inner.store.interrupt_unfinished_jobs()?;
+        for id in &ids {
+            tracing::warn!(job = %id, "a job run was interrupted by a restart; the next run converges");
+        }
+        self.prune()?;
+        Ok(ids)
+    }
+
+    fn prune(&self) -> Result<(), JobError> {
+        let before = (chrono::Utc::now() - chrono::Duration::days(self.inner.retention_days))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        let n = self.inner.store.prune_jobs(&before)?;
+        if n > 0 {
+            tracing::info!(runs = n, "pruned job runs past their retention");
+        }
+        Ok(())
+    }
+
+    /// Starts a run on a source, or queues it behind the running one. A scheduled run while one runs is
+    /// refused (`Conflict`): the slot is skipped.
+    pub fn start(&self, source_id: &str, options: JobOptions) -> Result<JobRecord, JobError> {
+        let source = self.inner.systems.get(source_id)?;
+        if source.spec.role != Role::Source {
+            return Err(JobError::Invalid(format!(
+                "{} is a {:?} system; jobs run on source systems",
+                source.spec.name, source.spec.role
+            )));
+        }
+        let mut active = self.active();
+        let busy = active.contains_key(source_id);
+        if busy && options.trigger == Trigger::Schedule {
+            return Err(JobError::Conflict(format!(
+                "a run of {} is still going; this scheduled run is skipped",
+                source.spec.name
+            )));
+        }
+        let record = JobRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            source_id: source_id.to_string(),
+            job_type: if options.simulate {
+                format!("simulate-{}", options.job_type.as_str())
+            } else {
+                options.job_type.as_str().to_string()
+            },
+            read_mode: "full".into(),
+            trigger: match options.trigger {
+                Trigger::Manual => "manual",
+                Trigger::Schedule => "schedule",
+            }
+            .into(),
+            started_by: options.started_by.clone(),
+            status: if busy { JobStatus::Queued } else { JobStatus::Running },
+            summary: json!({"sourceName": source.spec.name, "simulate": options.simulate, "statistics": [], "outcome": []}),
+            started_at: crate::store::now(),
+            ended_at: None,
+        };
+        self.inner.store.insert_job(&record)?;
+        if let Some(slot) = active.get_mut(source_id) {
+            slot.queue.push_back((record.id.clone(), options));
+            tracing::info!(job = %record.id, source = %source_id, "job queued behind the running one");
+            return Ok(record);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        active.insert(
+            source_id.to_string(),
+            SourceSlot {
+                running: record.id.clone(),
+                stop: stop.clone(),
+                queue: VecDeque::new(),
+            },
+        );
+        drop(active);
+        let this = self.clone();
+        let (job_id, source_id) = (record.id.clone(), source_id.to_string());
+        tokio::spawn(async move { this.drive(source_id, job_id, options, stop).await });
+        Ok(record)
+    }
+
+    /// Runs a source's jobs one after another until its queue is empty.
+    async fn drive(self, source_id: String, mut job_id: String, mut options: JobOptions, mut stop: Arc<AtomicBool>) {
+        loop {
+            let started = std::time::Instant::now();
+            let status = self.run_one(&source_id, &job_id, &options, stop.clone()).await;
+            tracing::info!(job = %job_id, source = %source_id, status = status.as_str(),
+                seconds = started.elapsed().as_secs_f64(), "job run ended");
+            let mut active = self.active();
+            let Some(slot) = active.get_mut(&source_id) else { return };
+            match slot.queue.pop_front() {
+                Some((next, next_options)) => {
+                    slot.running = next.clone();
+                    slot.stop = Arc::new(AtomicBool::new(false));
+                    stop = slot.stop.clone();
+                    job_id = next;
+                    options = next_options;
+                    drop(active);
+                    if let Err(e) = self.inner.store.start_job(&job_id) {
+                        tracing::error!(job = %job_id, error = %e, "cannot start a queued job");
+                    }
+                }
+                None => {
+                    active.remove(&source_id);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_one(&self, source_id: &str, job_id: &str, options: &JobOptions, stop: Arc<AtomicBool>) -> JobStatus {
+        if let Err(e) = self.prune() {
+            tracing::warn!(error = %e, "cannot prune old job runs");
+        }
+        match self.prepare(source_id) {
+            Ok((reader, targets)) => {
+                let run = JobRun::new(
+                    job_id.to_string(),
+                    self.inner.store.clone(),
+                    options.clone(),
+                    reader,
+                    targets,
+                    stop,
+                );
+                run.run().await
+            }
+            Err(message) => {
+                let summary = json!({"statistics": [], "outcome": [message], "simulate": options.simulate});
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .update_job(job_id, JobStatus::FinishedWithError, "full", &summary)
+                {
+                    tracing::error!(job = %job_id, error = %e, "cannot record a job that could not start");
+                }
+                JobStatus::FinishedWithError
+            }
+        }
+    }
+
+    /// Loads the source and its targets for a run; a message for the job log when it cannot.
+    fn prepare(&self, source_id: &str) -> Result<(SourceReader, Vec<TargetRun>), String> {
+        let systems = &self.inner.systems;
+        let source = systems.get(source_id).map_err(|e| e.to_string())?;
+        let reader = self.source_reader(source)?;
+        let targets = self.inner.store.targets_of(source_id).map_err(|e| e.to_string())?;
+        if targets.is_empty() {
+            return Err(format!(
+                "{} has no target systems; add it to the sources of a target first",
+                reader.system.spec.name
+            ));
+        }
+        let mut runs = Vec::new();
+        for target in targets {
+            let name = target.spec.name.clone();
+            let ctx = self
+                .target_context(target, reader.settings.trace)
+                .map_err(|e| format!("target {name}: {e}"))?;
+            runs.push(TargetRun::new(ctx));
+        }
+        Ok((reader, runs))
+    }
+
+    /// The source side of a run.
+    fn source_reader(&self, source: System) -> Result<SourceReader, String> {
+        let plugin = self.inner.systems.plugin_for(&source).map_err(|e| e.to_string())?;
+        let call = self
+            .inner
+            .systems
+            .call_target(&source, &plugin.descriptor)
+            .map_err(|e| e.to_string())?;
+        let doc = transformation_document(
+            &source,
+            "read",
+            plugin.descriptor.default_read_transformation.as_deref(),
+        )?;
+        let transformation =
+            Transformation::parse(&doc).map_err(|e| format!("the read transformation is invalid: {e}"))?;
+        let props = source.spec.properties.clone();
+        Ok(SourceReader {
+            settings: SourceSettings::from_properties(&props)?,
+            system: source,
+            plugin,
+            call,
+            transformation,
+            runtime: self.inner.plugins.runtime().clone(),
+        })
+    }
+
+    /// Everything needed to write to a target.
+    pub fn target_context(&self, target: System, source_trace: TraceSettings) -> Result<TargetContext, String> {
+        let plugin = self.inner.systems.plugin_for(&target).map_err(|e| e.to_string())?;
+        let mut call = self
+            .inner
+            .systems
+            .call_target(&target, &plugin.descriptor)
+            .map_err(|e| e.to_string())?;
+        // The host resolves create conflicts itself, so that it knows which entities existed before.
+        call.properties.retain(|(k, _)| k != provisio_sdk_property());
+        call.properties
+            .push((provisio_sdk_property().to_string(), "host".to_string()));
+        let doc = transformation_document(
+            &target,
+            "write",
+            plugin.descriptor.default_write_transformation.as_deref(),
+        )?;
+        let transformation =
+            Transformation::parse(&doc).map_err(|e| format!("the write transformation is invalid: {e}"))?;
+        let settings = TargetSettings::from_properties(&target.spec.properties, call.endpoint.rate_per_second)?;
+        let trace = source_trace.or(TraceSettings::from_properties(&target.spec.properties));
+        Ok(TargetContext {
+            system: target,
+            plugin,
+            call,
+            transformation,
+            settings,
+            trace,
+            runtime: self.inner.plugins.runtime().clone(),
+        })
+    }
+
+    /// Asks a run to stop at the next entity boundary, or takes a queued run off the queue.
+    pub fn stop(&self, job_id: &str) -> Result<JobRecord, JobError> {
+        let job = self.job(job_id)?;
+        let mut active = self.active();
+        if let Some(slot) = active.get_mut(&job.source_id) {
+            if slot.running == job_id {
+                slot.stop.store(true, Ordering::SeqCst);
+                drop(active);
+                tracing::info!(job = %job_id, "stop requested");
+                return self.job(job_id);
+            }
+            if let Some(pos) = slot.queue.iter().position(|(id, _)| id == job_id) {
+                slot.queue.remove(pos);
+                drop(active);
+                let mut summary = job.summary.clone();
+                summary["outcome"] = json!(["Stopped by an admin before it started."]);
+                self.inner
+                    .store
+                    .update_job(job_id, JobStatus::ManuallyTerminated, &job.read_mode, &summary)?;
+                return self.job(job_id);
+            }
+        }
+        Err(JobError::Conflict(format!(
+            "the run has ended ({}); there is nothing to stop",
+            job.status.as_str()
+        )))
+    }
+
+    /// One run.
+    pub fn job(&self, job_id: &str) -> Result<JobRecord, JobError> {
+        self.inner
+            .store
+            .get_job(job_id)?
+            .ok_or_else(|| JobError::NotFound(format!("no job with id {job_id}")))
+    }
+
+    /// The store (for the log and list endpoints).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Approves (deletes them now) or rejects (keeps the entities and their links) the deletes a threshold
+    /// held in a run. Returns the counts.
+    pub async fn decide_held_deletes(&self, job_id: &str, approve: bool, by: &str) -> Result<Value, JobError> {
+        let job = self.job(job_id)?;
+        if !job.status.is_final() {
+            return Err(JobError::Conflict(
+                "the run is still going; decide when it has ended".into(),
+            ));
+        }
+        let pending: Vec<_> = self
+            .inner
+            .store
+            .held_deletes(job_id)?
+            .into_iter()
+            .filter(|h| h.decision.is_none())
+            .collect();
+        if pending.is_empty() {
+            return Err(JobError::Conflict("this run holds no pending deletes".into()));
+        }
+        let decision = if approve { "approved" } else { "rejected" };
+        self.inner.store.decide_held_deletes(job_id, decision)?;
+        tracing::info!(job = %job_id, by = %by, decision, count = pending.len(), "held deletes decided");
+        if !approve {
+            return Ok(json!({"decision": decision, "count": pending.len()}));
+        }
+        let source = self.inner.systems.get(&job.source_id)?;
+        let trace = SourceSettings::from_properties(&source.spec.properties)
+            .map(|s| s.trace)
+            .unwrap_or_default();
+        let mut by_target: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+        for h in pending {
+            by_target
+                .entry((h.target_id, h.entity_type))
+                .or_default()
+                .push((h.source_id, h.target_entity_id));
+        }
+        let mut deleted = 0u64;
+        let mut failed = 0u64;
+        let mut seq = self.inner.store.last_log_seq(job_id)?;
+        let never = AtomicBool::new(false);
+        for ((target_id, kind_name), candidates) in by_target {
+            let kind: EntityKind = kind_name.parse().map_err(JobError::Invalid)?;
+            let target = self.inner.systems.get(&target_id)?;
+            let ctx = self.target_context(target, trace).map_err(JobError::Invalid)?;
+            let scope = LinkScope {
+                source: job.source_id.clone(),
+                target: target_id.clone(),
+                kind,
+            };
+            // Only what is still linked as it was: a later run may have seen the entity again.
+            let links = self.inner.store.links(&scope)?;
+            let still: Vec<(String, String)> = candidates
+                .into_iter()
+                .filter(|(s, t)| links.get(s).and_then(|l| l.target_entity.as_deref()) == Some(t.as_str()))
+                .collect();
+            let (changes, mut log, counts, _) =
+                run::execute_deletes(&ctx, kind, &still, false, &never, &self.inner.store).await;
+            self.inner.store.apply_links(&scope, &changes)?;
+            for entry in &mut log {
+                entry.reason = Some(match entry.reason.take() {
+                    Some(r) => format!("approved by {by}; {r}"),
+                    None => format!("approved by {by}"),
+                });
+            }
+            self.inner.store.append_entity_log(job_id, seq + 1, &log)?;
+            seq += log.len() as i64;
+            deleted += counts.deleted;
+            failed += counts.failed;
+            // Reflect the deletes in the run's statistics.
+            let mut summary = self.job(job_id)?.summary;
+            if let Some(rows) = summary["statistics"].as_array_mut() {
+                for row in rows {
+                    if row["targetId"] == json!(target_id) && row["entityType"] == json!(kind_name) {
+                        let add = |row: &mut Value, key: &str, n: u64| {
+                            row[key] = json!(row[key].as_u64().unwrap_or(0) + n);
+                        };
+                        add(row, "deleted", counts.deleted);
+                        add(row, "failed", counts.failed);
+                    }
+                }
+            }
+            let current = self.job(job_id)?;
+            self.inner
+                .store
+                .update_job(job_id, current.status, &current.read_mode, &summary)?;
+        }
+        Ok(json!({"decision": decision, "deleted": deleted, "failed": failed}))
+    }
+
+    /// Forgets every link of a source (SAP's *Reset*): targets keep their entities, which afterwards look
+    /// like they existed before.
+    pub fn reset(&self, source_id: &str) -> Result<usize, JobError> {
+        let source = self.inner.systems.get(source_id)?;
+        if self.active().contains_key(source_id) {
+            return Err(JobError::Conflict(format!(
+                "a run of {} is going; stop it before resetting",
+                source.spec.name
+            )));
+        }
+        Ok(self.inner.store.reset_links(source_id)?)
+    }
+
+    /// Single-entity provisioning (Entra's *provision on demand*); see [`one`].
+    pub async fn provision_one(
+        &self,
+        source_id: &str,
+        kind: EntityKind,
+        entity_id: &str,
+        simulate: bool,
+    ) -> Result<Value, JobError> {
+        one::provision_one(self, source_id, kind, entity_id, simulate).await
+    }
+
+    fn link_changes(&self, scope: &LinkScope, changes: &[LinkChange]) -> Result<(), JobError> {
+        Ok(self.inner.store.apply_links(scope, changes)?)
+    }
+}
+
+/// The SDK's property for host-side conflict resolution (kept in one place).
+fn provisio_sdk_property() -> &'static str {
+    "provisio.conflict.resolution"
+}
+
+/// A system's transformation document of one direction: the stored one (a proxy stores
+/// `{"read", "write"}`), else the connector's default.
+pub fn transformation_document(system: &System, direction: &str, default: Option<&str>) -> Result<Value, String> {
+    if let Some(doc) = &system.spec.transformation {
+        if system.spec.role == Role::Proxy {
+            if let Some(part) = doc.get(direction) {
+                return Ok(part.clone());
+            }
+        } else {
+            return Ok(doc.clone());
+        }
+    }
+    let text = default.ok_or_else(|| {
+        format!(
+            "{} has no {direction} transformation and its connector has no default",
+            system.spec.name
+        )
+    })?;
+    serde_json::from_str(text)
+        .map_err(|e| format!("the connector's default {direction} transformation is invalid: {e}"))
+}

@@ -1,0 +1,179 @@
+//! Provisioning one source entity on demand (Entra's *provision on demand*): read it, transform it, match
+//! it in each target, and act — showing every step, with the attribute values, so an admin can see why an
+//! entity lands the way it does. With `simulate`, nothing is written.
+
+use serde_json::{Value, json};
+
+use super::target::{LinkResolver, Plan, Written, digest};
+use super::{JobError, Provisioning};
+use crate::connector::EntityKind;
+use crate::store::links::{Link, LinkChange, LinkScope};
+
+fn step(name: &str, outcome: &str, detail: impl Into<Value>) -> Value {
+    json!({"step": name, "outcome": outcome, "detail": detail.into()})
+}
+
+pub(super) async fn provision_one(
+    service: &Provisioning,
+    source_id: &str,
+    kind: EntityKind,
+    entity_id: &str,
+    simulate: bool,
+) -> Result<Value, JobError> {
+    let (reader, targets) = service.prepare(source_id).map_err(JobError::Invalid)?;
+    let mut steps = Vec::new();
+    let native = match reader.runtime.get(&reader.plugin, &reader.call, kind, entity_id).await {
+        Ok(n) => {
+            steps.push(step(
+                "read",
+                "success",
+                format!("read {} {entity_id} from the source", kind.as_str()),
+            ));
+            n
+        }
+        Err(e) => {
+            steps.push(step("read", "failed", e.to_string()));
+            return Ok(json!({"steps": steps, "targets": []}));
+        }
+    };
+    let (source_entity, intermediate) = match reader.transform(kind, &native) {
+        Ok(x) => {
+            steps.push(step("transform", "success", json!({"sourceId": x.0, "entity": x.1})));
+            x
+        }
+        Err((reason, skipped)) => {
+            let outcome = if skipped.is_some() { "skipped" } else { "failed" };
+            steps.push(step("transform", outcome, reason));
+            return Ok(json!({"steps": steps, "targets": []}));
+        }
+    };
+    let store = service.store().clone();
+    let mut results = Vec::new();
+    for t in targets {
+        let ctx = &t.ctx;
+        let mut tsteps = Vec::new();
+        if !ctx.handles(kind) {
+            tsteps.push(step(
+                "scope",
+                "skipped",
+                format!("the target does not take {}s", kind.as_str()),
+            ));
+            results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));
+            continue;
+        }
+        let scope = |k: EntityKind| LinkScope {
+            source: source_id.to_string(),
+            target: ctx.system.id.clone(),
+            kind: k,
+        };
+        let users = store.links(&scope(EntityKind::User))?;
+        let groups = store.links(&scope(EntityKind::Group))?;
+        let resolver = LinkResolver {
+            users: &users,
+            groups: &groups,
+        };
+        let link = match kind {
+            EntityKind::User => users.get(&source_entity),
+            EntityKind::Group => groups.get(&source_entity),
+        }
+        .cloned();
+        let mut planned = ctx.plan(kind, &source_entity, &intermediate, link.as_ref(), &resolver, true);
+        match &planned.plan {
+            Plan::Skip(reason) => {
+                tsteps.push(step("transform", "skipped", reason.clone()));
+                results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));
+                continue;
+            }
+            Plan::Fail(reason) => {
+                tsteps.push(step("transform", "failed", reason.clone()));
+                results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));
+                continue;
+            }
+            Plan::Create { entity, .. } | Plan::Update { entity, .. } => {
+                tsteps.push(step("transform", "success", entity.clone()));
+            }
+            Plan::Unchanged => {}
+        }
+        // Match: the link store, else the target's unique attributes.
+        match (&link, &mut planned.plan) {
+            (
+                Some(Link {
+                    target_entity: Some(id),
+                    ..
+                }),
+                _,
+            ) => {
+                tsteps.push(step("match", "success", format!("linked to target entity {id}")));
+            }
+            (_, Plan::Create { entity, variables, .. }) => match ctx.lookup(kind, entity).await {
+                Ok(Some(id)) => {
+                    tsteps.push(step(
+                        "match",
+                        "success",
+                        format!("found target entity {id} by the unique attributes; it will be updated and linked"),
+                    ));
+                    planned.plan = Plan::Update {
+                        target_id: id,
+                        entity: entity.clone(),
+                        variables: variables.clone(),
+                        existed_before: true,
+                    };
+                }
+                Ok(None) => tsteps.push(step("match", "success", "no existing entity; it will be created")),
+                Err(e) => tsteps.push(step("match", "failed", format!("looking up failed: {e}"))),
+            },
+            _ => {}
+        }
+        let action = match &planned.plan {
+            Plan::Create { .. } => "create",
+            Plan::Update { .. } => "update",
+            _ => "none",
+        };
+        if simulate {
+            tsteps.push(step("action", "planned", action));
+            results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));
+            continue;
+        }
+        let entity = match &planned.plan {
+            Plan::Create { entity, .. } | Plan::Update { entity, .. } => entity.clone(),
+            _ => Value::Null,
+        };
+        let written = ctx.execute(kind, &planned.plan).await;
+        let change = match written {
+            Some(Written::Created {
+                target_id,
+                existed_before,
+                ..
+            })
+            | Some(Written::Updated {
+                target_id,
+                existed_before,
+            }) => {
+                tsteps.push(step(
+                    "action",
+                    "success",
+                    json!({"operation": action, "targetEntityId": target_id}),
+                ));
+                Some(LinkChange::Written {
+                    source_entity: source_entity.clone(),
+                    target_entity: target_id,
+                    digest: digest(&entity),
+                    content: entity,
+                    existed_before,
+                })
+            }
+            Some(Written::Failed { reason, .. }) => {
+                tsteps.push(step("action", "failed", json!({"operation": action, "reason": reason})));
+                None
+            }
+            None => None,
+        };
+        if let Some(change) = change {
+            service.link_changes(&scope(kind), &[change])?;
+        }
+        results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));
+    }
+    Ok(
+        json!({"simulate": simulate, "entityType": kind.as_str(), "sourceId": source_entity, "steps": steps, "targets": results}),
+    )
+}

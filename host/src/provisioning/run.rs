@@ -1,0 +1,1070 @@
+//! One job run: read a source page by page (the next page is fetched while the current one is written),
+//! transform each entity once, fan it out to every target, then — only after a complete full read — delete
+//! what disappeared, within the deletion safety rules. Users first, then groups (whose members resolve to
+//! the users' target ids); deletes groups first, then users.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use provisio_transform::{Context, Outcome, Transformation};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::retry::with_retries;
+use super::settings::SourceSettings;
+use super::target::{DeleteOutcome, LinkResolver, Plan, Planned, TargetContext, Written, plan_changes};
+use super::{JobOptions, JobType, Trigger};
+use crate::connector::{ConnectorError, EntityKind, Page, PageRequest};
+use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
+use crate::store::jobs::{DeltaState, EntityLogEntry, HeldDelete, JobStatus};
+use crate::store::links::{Link, LinkChange, LinkScope};
+use crate::store::systems::System;
+use crate::store::{Store, StoreError};
+
+/// Counts per target and entity type, as the job log shows them.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    /// Source entities read.
+    pub read: u64,
+    /// Created in the target.
+    pub created: u64,
+    /// Updated (changed content, Resync, or matched existing entities).
+    pub updated: u64,
+    /// Deleted (or deactivated by `deleteEntity` mappings).
+    pub deleted: u64,
+    /// Skipped by a condition, `skipOperations`, or deletion safety.
+    pub skipped: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Read and unchanged since the last write: nothing sent.
+    pub unchanged: u64,
+    /// Deletes held back by a threshold.
+    pub held: u64,
+}
+
+/// The source side of a run.
+pub struct SourceReader {
+    /// The source system.
+    pub system: System,
+    /// Its connector.
+    pub plugin: Arc<LoadedPlugin>,
+    /// Where its calls go.
+    pub call: CallTarget,
+    /// Its read transformation.
+    pub transformation: Transformation,
+    /// Its job settings.
+    pub settings: SourceSettings,
+    /// The runtime.
+    pub runtime: Arc<Runtime>,
+}
+
+impl SourceReader {
+    async fn read(&self, request: &PageRequest) -> Result<Page, CallError> {
+        with_retries(self.settings.retry, |_| {
+            self.runtime.read(&self.plugin, &self.call, request)
+        })
+        .await
+        .0
+    }
+
+    /// Whether the source delivers a kind.
+    pub fn handles(&self, kind: EntityKind) -> bool {
+        self.plugin.descriptor.entity_kinds.contains(&kind)
+            && self
+                .transformation
+                .entity(kind.as_str())
+                .is_some_and(|e| !e.is_ignored())
+    }
+
+    /// Applies the read transformation: `Ok((source id, intermediate))`, `Err(None)` when skipped (the entity
+    /// is out of scope), `Err(Some(reason))` when it failed.
+    pub fn transform(&self, kind: EntityKind, native: &Value) -> Result<(String, Value), (String, Option<String>)> {
+        let ctx = Context::new(&self.system.spec.properties);
+        match self.transformation.apply(kind.as_str(), native, &ctx) {
+            Outcome::Transformed { output, variables, .. } => {
+                let id = variables
+                    .get("entityIdSourceSystem")
+                    .and_then(scalar)
+                    .or_else(|| output.get("id").and_then(scalar));
+                match id {
+                    Some(id) => Ok((id, output)),
+                    None => Err((
+                        "the read transformation yields no entityIdSourceSystem (and the entity has no id)".into(),
+                        None,
+                    )),
+                }
+            }
+            Outcome::Skipped { reason, .. } => Err((reason, Some("skipped".into()))),
+            Outcome::Failed { reason, .. } => Err((reason, None)),
+        }
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One target during a run, with its links in memory.
+pub struct TargetRun {
+    /// The target.
+    pub ctx: TargetContext,
+    users: HashMap<String, Link>,
+    groups: HashMap<String, Link>,
+}
+
+impl TargetRun {
+    /// Wraps a target context.
+    pub fn new(ctx: TargetContext) -> Self {
+        TargetRun {
+            ctx,
+            users: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+
+    fn links(&self, kind: EntityKind) -> &HashMap<String, Link> {
+        match kind {
+            EntityKind::User => &self.users,
+            EntityKind::Group => &self.groups,
+        }
+    }
+
+    fn links_mut(&mut self, kind: EntityKind) -> &mut HashMap<String, Link> {
+        match kind {
+            EntityKind::User => &mut self.users,
+            EntityKind::Group => &mut self.groups,
+        }
+    }
+}
+
+/// What one target made of one page.
+#[derive(Default)]
+struct PageResult {
+    counts: Counts,
+    log: Vec<EntityLogEntry>,
+    failed: bool,
+}
+
+/// A job run in progress.
+pub struct JobRun {
+    /// The run's id.
+    pub id: String,
+    /// The store.
+    pub store: Store,
+    /// What was asked for.
+    pub options: JobOptions,
+    /// The source.
+    pub reader: SourceReader,
+    /// The targets.
+    pub targets: Vec<TargetRun>,
+    /// Set by Stop; checked at entity boundaries.
+    pub stop: Arc<AtomicBool>,
+    counts: BTreeMap<(String, EntityKind), Counts>,
+    source_counts: BTreeMap<EntityKind, Counts>,
+    seen: HashMap<EntityKind, HashSet<String>>,
+    outcome: Vec<String>,
+    log_seq: i64,
+    read_failed: bool,
+    any_failed: bool,
+    held: u64,
+    delta: BTreeMap<EntityKind, bool>,
+    progress: Value,
+    last_flush: Instant,
+}
+
+/// Rows in one log append; keeps transactions short.
+const LOG_BATCH: usize = 2000;
+
+impl JobRun {
+    /// Prepares a run.
+    pub fn new(
+        id: String,
+        store: Store,
+        options: JobOptions,
+        reader: SourceReader,
+        targets: Vec<TargetRun>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        JobRun {
+            id,
+            store,
+            options,
+            reader,
+            targets,
+            stop,
+            counts: BTreeMap::new(),
+            source_counts: BTreeMap::new(),
+            seen: HashMap::new(),
+            outcome: Vec::new(),
+            log_seq: 0,
+            read_failed: false,
+            any_failed: false,
+            held: 0,
+            delta: BTreeMap::new(),
+            progress: json!({}),
+            last_flush: Instant::now(),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn status(&self) -> JobStatus {
+        if self.any_failed {
+            JobStatus::RunningWithError
+        } else {
+            JobStatus::Running
+        }
+    }
+
+    fn read_mode(&self) -> &'static str {
+        if self.delta.values().any(|d| *d) {
+            "delta"
+        } else {
+            "full"
+        }
+    }
+
+    /// The summary stored with the run: statistics, outcome, progress.
+    pub fn summary(&self) -> Value {
+        let names: HashMap<&str, &str> = self
+            .targets
+            .iter()
+            .map(|t| (t.ctx.system.id.as_str(), t.ctx.system.spec.name.as_str()))
+            .collect();
+        let statistics: Vec<Value> = self
+            .counts
+            .iter()
+            .map(|((target, kind), c)| {
+                let mut row = serde_json::to_value(c).unwrap_or_else(|_| json!({}));
+                if let Some(o) = row.as_object_mut() {
+                    o.insert("targetId".into(), json!(target));
+                    o.insert(
+                        "targetName".into(),
+                        json!(names.get(target.as_str()).copied().unwrap_or("")),
+                    );
+                    o.insert("entityType".into(), json!(kind.as_str()));
+                }
+                row
+            })
+            .collect();
+        let source: BTreeMap<&str, &Counts> = self.source_counts.iter().map(|(k, c)| (k.as_str(), c)).collect();
+        json!({
+            "sourceName": self.reader.system.spec.name,
+            "simulate": self.options.simulate,
+            "statistics": statistics,
+            "source": source,
+            "outcome": self.outcome,
+            "heldDeletes": self.held,
+            "progress": self.progress,
+            "interrupted": false,
+        })
+    }
+
+    fn flush(&mut self, force: bool) -> Result<(), StoreError> {
+        if force || self.last_flush.elapsed() >= Duration::from_millis(500) {
+            self.store
+                .update_job(&self.id, self.status(), self.read_mode(), &self.summary())?;
+            self.last_flush = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn append_log(&mut self, entries: Vec<EntityLogEntry>) -> Result<(), StoreError> {
+        for chunk in entries.chunks(LOG_BATCH) {
+            self.store.append_entity_log(&self.id, self.log_seq + 1, chunk)?;
+            self.log_seq += chunk.len() as i64;
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, target: &str, kind: EntityKind) -> &mut Counts {
+        self.counts.entry((target.to_string(), kind)).or_default()
+    }
+
+    /// Runs to the end; returns the final status. Storage failures end the run with an error.
+    pub async fn run(mut self) -> JobStatus {
+        let status = match self.run_inner().await {
+            Ok(status) => status,
+            Err(e) => {
+                self.outcome.push(format!("The run stopped: the job store failed: {e}"));
+                JobStatus::FinishedWithError
+            }
+        };
+        self.progress = json!({"phase": "done"});
+        if let Err(e) = self
+            .store
+            .update_job(&self.id, status, self.read_mode(), &self.summary())
+        {
+            tracing::error!(job = %self.id, error = %e, "cannot record the end of a job");
+        }
+        status
+    }
+
+    async fn run_inner(&mut self) -> Result<JobStatus, StoreError> {
+        let mut delta_state = self.store.delta_state(&self.reader.system.id)?;
+        let (delta_wanted, delta_note) = self.delta_decision(&delta_state);
+        if let Some(note) = delta_note {
+            self.outcome.push(note);
+        }
+        let started = chrono::Utc::now() - chrono::Duration::seconds(2);
+        let mut watermarks: BTreeMap<EntityKind, bool> = BTreeMap::new();
+        for kind in [EntityKind::User, EntityKind::Group] {
+            if !self.reader.handles(kind) {
+                continue;
+            }
+            for t in &mut self.targets {
+                if t.ctx.handles(kind) {
+                    let scope = LinkScope {
+                        source: self.reader.system.id.clone(),
+                        target: t.ctx.system.id.clone(),
+                        kind,
+                    };
+                    *t.links_mut(kind) = self.store.links(&scope)?;
+                }
+            }
+            let since = if delta_wanted {
+                match kind {
+                    EntityKind::User => delta_state.user_watermark.clone(),
+                    EntityKind::Group => delta_state.group_watermark.clone(),
+                }
+            } else {
+                None
+            };
+            let complete = self.read_kind(kind, since).await?;
+            watermarks.insert(kind, complete);
+            if self.stopped() {
+                break;
+            }
+        }
+
+        let stopped = self.stopped();
+        let full = !self.delta.values().any(|d| *d);
+        if stopped {
+            self.outcome
+                .push("Stopped by an admin; nothing was deleted in this run.".into());
+        } else if !full {
+            self.outcome
+                .push("Delta read: deletes are not detected by delta reads; nothing was deleted.".into());
+        } else if self.read_failed {
+            self.outcome.push(
+                "Not every source entity could be read; to protect the targets, nothing was deleted in this run."
+                    .into(),
+            );
+        } else {
+            for kind in [EntityKind::Group, EntityKind::User] {
+                if self.reader.handles(kind) {
+                    self.delete_kind(kind).await?;
+                }
+                if self.stopped() {
+                    break;
+                }
+            }
+        }
+
+        // Remember where delta reads continue, after reads that saw everything they asked for.
+        if !self.options.simulate && !stopped {
+            let stamp = started.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            for (kind, complete) in &watermarks {
+                if *complete {
+                    match kind {
+                        EntityKind::User => delta_state.user_watermark = Some(stamp.clone()),
+                        EntityKind::Group => delta_state.group_watermark = Some(stamp.clone()),
+                    }
+                }
+            }
+            let all_complete = watermarks.values().all(|c| *c);
+            if full && all_complete {
+                delta_state.scheduled_deltas = 0;
+            } else if !full && self.options.trigger == Trigger::Schedule {
+                delta_state.scheduled_deltas += 1;
+            }
+            self.store.set_delta_state(&self.reader.system.id, &delta_state)?;
+        }
+
+        Ok(if self.stopped() {
+            JobStatus::ManuallyTerminated
+        } else if self.any_failed || self.read_failed || self.held > 0 {
+            JobStatus::FinishedWithError
+        } else {
+            JobStatus::Success
+        })
+    }
+
+    /// Whether this run reads deltas, and a note for the outcome.
+    fn delta_decision(&self, state: &DeltaState) -> (bool, Option<String>) {
+        if !self.reader.settings.delta_read {
+            return (false, None);
+        }
+        if self.options.job_type == JobType::Resync {
+            return (
+                false,
+                Some("Resync reads everything, whatever ips.delta.read says.".into()),
+            );
+        }
+        if state.user_watermark.is_none() && state.group_watermark.is_none() {
+            return (false, Some("First run with delta read: a full read.".into()));
+        }
+        if let Some(n) = self.reader.settings.full_read_force_count
+            && self.options.trigger == Trigger::Schedule
+            && state.scheduled_deltas >= n
+        {
+            return (
+                false,
+                Some(format!(
+                    "A full read after {n} scheduled delta reads (ips.full.read.force.count)."
+                )),
+            );
+        }
+        (true, None)
+    }
+
+    /// Reads every page of a kind and provisions it. Returns whether the read was complete.
+    async fn read_kind(&mut self, kind: EntityKind, since: Option<String>) -> Result<bool, StoreError> {
+        let mut request = PageRequest {
+            delta_since: since,
+            ..PageRequest::first(kind, self.reader.settings.page_size)
+        };
+        self.delta.insert(kind, request.delta_since.is_some());
+        let mut result = self.reader.read(&request).await;
+        if request.delta_since.is_some()
+            && let Err(CallError::Connector(ConnectorError::Unsupported { message })) = &result
+        {
+            self.outcome.push(format!(
+                "The source cannot read {}s by delta ({message}); read everything instead.",
+                kind.as_str()
+            ));
+            request.delta_since = None;
+            self.delta.insert(kind, false);
+            result = self.reader.read(&request).await;
+        }
+        let mut pages = 0u64;
+        let mut seen_cursors = HashSet::new();
+        loop {
+            let page = match result {
+                Ok(page) => page,
+                Err(e) => {
+                    self.read_failed = true;
+                    self.any_failed = true;
+                    self.outcome.push(format!(
+                        "Reading {}s from the source failed after {pages} pages: {e}",
+                        kind.as_str()
+                    ));
+                    self.append_log(vec![EntityLogEntry {
+                        entity_type: kind.as_str().into(),
+                        operation: "read".into(),
+                        outcome: "failed".into(),
+                        reason: Some(e.to_string()),
+                        ..Default::default()
+                    }])?;
+                    self.flush(true)?;
+                    return Ok(false);
+                }
+            };
+            pages += 1;
+            if let Some(total) = page.total {
+                self.progress = json!({"phase": format!("{}s", kind.as_str()), "total": total,
+                    "read": self.source_counts.get(&kind).map(|c| c.read).unwrap_or(0)});
+            }
+            let next = page.next_cursor.clone().filter(|c| seen_cursors.insert(c.clone()));
+            let next_request = next.map(|cursor| PageRequest {
+                cursor: Some(cursor),
+                ..request.clone()
+            });
+            let (next_result, processed) = {
+                let parts = RunParts {
+                    reader: &self.reader,
+                    targets: &mut self.targets,
+                    store: &self.store,
+                    options: &self.options,
+                    stop: &self.stop,
+                };
+                let reader = &self.reader;
+                let read_next = async {
+                    match &next_request {
+                        Some(r) => Some(reader.read(r).await),
+                        None => None,
+                    }
+                };
+                tokio::join!(read_next, Self::provision_page(parts, kind, page.entities))
+            };
+            let (counts_src, results, log) = processed?;
+            self.merge(kind, counts_src, results, log)?;
+            self.flush(false)?;
+            if self.stopped() {
+                return Ok(false);
+            }
+            match next_result {
+                Some(r) => result = r,
+                None => return Ok(true),
+            }
+        }
+    }
+
+    fn merge(
+        &mut self,
+        kind: EntityKind,
+        source: SourcePageResult,
+        results: Vec<(String, PageResult)>,
+        source_log: Vec<EntityLogEntry>,
+    ) -> Result<(), StoreError> {
+        if source.failed {
+            self.read_failed = true;
+            self.any_failed = true;
+        }
+        let sc = self.source_counts.entry(kind).or_default();
+        sc.read += source.read;
+        sc.skipped += source.skipped;
+        sc.failed += source.failures;
+        let read = sc.read;
+        self.seen.entry(kind).or_default().extend(source.ids);
+        self.progress["phase"] = json!(format!("{}s", kind.as_str()));
+        self.progress["read"] = json!(read);
+        self.append_log(source_log)?;
+        for (target, r) in results {
+            if r.failed {
+                self.any_failed = true;
+            }
+            let c = self.count(&target, kind);
+            c.read += source.read;
+            c.created += r.counts.created;
+            c.updated += r.counts.updated;
+            c.skipped += r.counts.skipped;
+            c.failed += r.counts.failed;
+            c.unchanged += r.counts.unchanged;
+            self.append_log(r.log)?;
+        }
+        Ok(())
+    }
+
+    /// Transforms a page on the source side and writes it to every target.
+    async fn provision_page(
+        parts: RunParts<'_>,
+        kind: EntityKind,
+        entities: Vec<Value>,
+    ) -> Result<(SourcePageResult, Vec<(String, PageResult)>, Vec<EntityLogEntry>), StoreError> {
+        let mut source = SourcePageResult::default();
+        let mut log = Vec::new();
+        let mut items = Vec::with_capacity(entities.len());
+        for native in &entities {
+            source.read += 1;
+            match parts.reader.transform(kind, native) {
+                Ok((id, intermediate)) => {
+                    source.ids.push(id.clone());
+                    items.push((id, intermediate));
+                }
+                Err((reason, skipped)) => {
+                    let id = native.get("id").and_then(scalar);
+                    if skipped.is_some() {
+                        source.skipped += 1;
+                    } else {
+                        source.failures += 1;
+                        source.failed = true;
+                    }
+                    log.push(EntityLogEntry {
+                        entity_type: kind.as_str().into(),
+                        source_id: id,
+                        operation: "read".into(),
+                        outcome: if skipped.is_some() { "skipped" } else { "failed" }.into(),
+                        reason: Some(reason),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let source_id = parts.reader.system.id.as_str();
+        let futures = parts
+            .targets
+            .iter_mut()
+            .filter(|t| t.ctx.handles(kind))
+            .map(|t| provision_target(parts.store, parts.options, parts.stop, source_id, t, kind, &items));
+        let results = futures::future::join_all(futures).await;
+        let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok((source, results, log))
+    }
+
+    /// Deletes, within the safety rules, the linked entities of a kind that the source no longer has.
+    async fn delete_kind(&mut self, kind: EntityKind) -> Result<(), StoreError> {
+        let seen = self.seen.remove(&kind).unwrap_or_default();
+        self.progress = json!({"phase": format!("deleting {}s", kind.as_str())});
+        for index in 0..self.targets.len() {
+            if !self.targets[index].ctx.handles(kind) {
+                continue;
+            }
+            let (candidates, protected) = {
+                let t = &self.targets[index];
+                let mut candidates = Vec::new();
+                let mut protected = Vec::new();
+                for (source_id, link) in t.links(kind) {
+                    let Some(target_id) = &link.target_entity else { continue };
+                    if seen.contains(source_id) {
+                        continue;
+                    }
+                    if link.existed_before && !t.ctx.settings.delete_existed_before {
+                        protected.push((source_id.clone(), target_id.clone()));
+                    } else {
+                        candidates.push((source_id.clone(), target_id.clone()));
+                    }
+                }
+                candidates.sort();
+                (candidates, protected)
+            };
+            let target_id = self.targets[index].ctx.system.id.clone();
+            let target_name = self.targets[index].ctx.system.spec.name.clone();
+            let linked = self.targets[index].links(kind).len();
+            let mut log: Vec<EntityLogEntry> = protected
+                .iter()
+                .map(|(s, t)| EntityLogEntry {
+                    target_id: Some(target_id.clone()),
+                    entity_type: kind.as_str().into(),
+                    source_id: Some(s.clone()),
+                    target_entity_id: Some(t.clone()),
+                    operation: "delete".into(),
+                    outcome: "skipped".into(),
+                    reason: Some(
+                        "It existed in the target before Provisio matched it; set ips.delete.existedbefore.entities=true to allow deleting such entities."
+                            .into(),
+                    ),
+                    ..Default::default()
+                })
+                .collect();
+            self.count(&target_id, kind).skipped += protected.len() as u64;
+            if candidates.is_empty() {
+                self.append_log(log)?;
+                continue;
+            }
+            let (threshold, explicit) = self.targets[index].ctx.settings.threshold(kind);
+            if threshold.exceeded(candidates.len(), linked, explicit) {
+                let property = match kind {
+                    EntityKind::User => "ips.delete.threshold.users",
+                    EntityKind::Group => "ips.delete.threshold.groups",
+                };
+                self.outcome.push(format!(
+                    "{} {}s disappeared from the source, more than the delete threshold for {target_name} allows ({property}); none was deleted. Approve or reject the deletes of this run.",
+                    candidates.len(),
+                    kind.as_str()
+                ));
+                let held: Vec<HeldDelete> = candidates
+                    .iter()
+                    .map(|(s, t)| HeldDelete {
+                        target_id: target_id.clone(),
+                        entity_type: kind.as_str().into(),
+                        source_id: s.clone(),
+                        target_entity_id: t.clone(),
+                        decision: None,
+                    })
+                    .collect();
+                if !self.options.simulate {
+                    self.store.hold_deletes(&self.id, &held)?;
+                }
+                log.extend(candidates.iter().map(|(s, t)| EntityLogEntry {
+                    target_id: Some(target_id.clone()),
+                    entity_type: kind.as_str().into(),
+                    source_id: Some(s.clone()),
+                    target_entity_id: Some(t.clone()),
+                    operation: "delete".into(),
+                    outcome: "held".into(),
+                    reason: Some("held by the delete threshold until an admin approves".into()),
+                    ..Default::default()
+                }));
+                self.held += candidates.len() as u64;
+                self.count(&target_id, kind).held += candidates.len() as u64;
+                self.append_log(log)?;
+                continue;
+            }
+            let simulate = self.options.simulate;
+            let stop = self.stop.clone();
+            let (changes, entries, counts, failed) = execute_deletes(
+                &self.targets[index].ctx,
+                kind,
+                &candidates,
+                simulate,
+                &stop,
+                &self.store,
+            )
+            .await;
+            if failed {
+                self.any_failed = true;
+            }
+            log.extend(entries);
+            let c = self.count(&target_id, kind);
+            c.deleted += counts.deleted;
+            c.skipped += counts.skipped;
+            c.failed += counts.failed;
+            if !simulate {
+                let scope = LinkScope {
+                    source: self.reader.system.id.clone(),
+                    target: target_id.clone(),
+                    kind,
+                };
+                self.store.apply_links(&scope, &changes)?;
+            }
+            self.append_log(log)?;
+            self.flush(false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Executes deletes; returns link changes, log lines, counts and whether any failed.
+pub async fn execute_deletes(
+    ctx: &TargetContext,
+    kind: EntityKind,
+    candidates: &[(String, String)],
+    simulate: bool,
+    stop: &AtomicBool,
+    _store: &Store,
+) -> (Vec<LinkChange>, Vec<EntityLogEntry>, Counts, bool) {
+    let deletes: Vec<_> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, (source_id, target_id))| async move {
+            if stop.load(Ordering::SeqCst) {
+                return (i, None);
+            }
+            (i, Some(ctx.delete(kind, source_id, target_id, simulate).await))
+        })
+        .collect();
+    let outcomes: Vec<(usize, Option<DeleteOutcome>)> = futures::stream::iter(deletes)
+        .buffer_unordered(ctx.settings.concurrency)
+        .collect()
+        .await;
+    let mut changes = Vec::new();
+    let mut log = Vec::new();
+    let mut counts = Counts::default();
+    let mut failed = false;
+    let target = ctx.system.id.clone();
+    for (i, outcome) in outcomes {
+        let Some(outcome) = outcome else { continue };
+        let (source_id, target_id) = &candidates[i];
+        let mut entry = EntityLogEntry {
+            target_id: Some(target.clone()),
+            entity_type: kind.as_str().into(),
+            source_id: Some(source_id.clone()),
+            target_entity_id: Some(target_id.clone()),
+            operation: "delete".into(),
+            outcome: if simulate { "planned" } else { "success" }.into(),
+            ..Default::default()
+        };
+        match outcome {
+            DeleteOutcome::Deleted(problems) | DeleteOutcome::Deactivated(problems) if !problems.is_empty() => {
+                counts.deleted += 1;
+                entry.reason = Some(problems.join("; "));
+                failed = true;
+                changes.push(LinkChange::Removed {
+                    source_entity: source_id.clone(),
+                });
+            }
+            DeleteOutcome::Deleted(_) => {
+                counts.deleted += 1;
+                changes.push(LinkChange::Removed {
+                    source_entity: source_id.clone(),
+                });
+            }
+            DeleteOutcome::Deactivated(_) => {
+                counts.deleted += 1;
+                entry.operation = "deactivate".into();
+                entry.reason = Some("deleteEntity mappings update the entity instead of deleting it".into());
+                changes.push(LinkChange::Stale {
+                    source_entity: source_id.clone(),
+                });
+            }
+            DeleteOutcome::Skipped(reason) => {
+                counts.skipped += 1;
+                entry.outcome = "skipped".into();
+                entry.reason = Some(reason);
+            }
+            DeleteOutcome::Failed(reason) => {
+                counts.failed += 1;
+                failed = true;
+                entry.outcome = "failed".into();
+                entry.reason = Some(reason);
+            }
+        }
+        crate::metrics::job_entities(&entry.operation, &entry.outcome, 1);
+        log.push(entry);
+    }
+    (changes, log, counts, failed)
+}
+
+/// What the source side made of one page.
+#[derive(Default)]
+struct SourcePageResult {
+    read: u64,
+    skipped: u64,
+    failures: u64,
+    failed: bool,
+    ids: Vec<String>,
+}
+
+/// The parts of a run a page needs while the next page is read (disjoint from the reader's borrow).
+struct RunParts<'a> {
+    reader: &'a SourceReader,
+    targets: &'a mut Vec<TargetRun>,
+    store: &'a Store,
+    options: &'a JobOptions,
+    stop: &'a AtomicBool,
+}
+
+/// Plans a page for one target, records create intents, executes the writes concurrently and records the
+/// results in the link store.
+async fn provision_target(
+    store: &Store,
+    options: &JobOptions,
+    stop: &AtomicBool,
+    source_id: &str,
+    t: &mut TargetRun,
+    kind: EntityKind,
+    items: &[(String, Value)],
+) -> Result<(String, PageResult), StoreError> {
+    let rewrite = options.job_type == JobType::Resync;
+    let simulate = options.simulate;
+    let scope = LinkScope {
+        source: source_id.to_string(),
+        target: t.ctx.system.id.clone(),
+        kind,
+    };
+    let plans: Vec<Planned> = {
+        let resolver = LinkResolver {
+            users: &t.users,
+            groups: &t.groups,
+        };
+        let links = t.links(kind);
+        items
+            .iter()
+            .map(|(id, entity)| t.ctx.plan(kind, id, entity, links.get(id), &resolver, rewrite))
+            .collect()
+    };
+    let trace = t.ctx.trace;
+    let mut result = PageResult::default();
+    // Old contents, for the diff of updates.
+    let mut olds: HashMap<usize, Value> = HashMap::new();
+    for (i, p) in plans.iter().enumerate() {
+        if matches!(p.plan, Plan::Update { .. })
+            && let Some(old) = store.link_content(&scope, &p.source_id)?
+        {
+            olds.insert(i, old);
+        }
+    }
+    let intents: Vec<LinkChange> = plans
+        .iter()
+        .filter(|p| matches!(p.plan, Plan::Create { .. }))
+        .map(|p| LinkChange::Intent {
+            source_entity: p.source_id.clone(),
+        })
+        .collect();
+    if !simulate {
+        store.apply_links(&scope, &intents)?;
+    }
+    let ctx = &t.ctx;
+    let executed: Vec<(usize, Option<Written>, Vec<String>)> = if simulate {
+        vec![]
+    } else {
+        // Futures built up front (not in a stream closure): keeps the run future `Send`.
+        let writes: Vec<_> = plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p.plan, Plan::Create { .. } | Plan::Update { .. }))
+            .map(|(i, p)| async move {
+                if stop.load(Ordering::SeqCst) {
+                    return (i, None, vec![]);
+                }
+                let written = ctx.execute(kind, &p.plan).await;
+                let mut problems = vec![];
+                if kind == EntityKind::User
+                    && let (
+                        Some(Written::Created { target_id, .. } | Written::Updated { target_id, .. }),
+                        Plan::Create { variables, .. } | Plan::Update { variables, .. },
+                    ) = (&written, &p.plan)
+                {
+                    problems = ctx.assignments(target_id, variables, "assignGroup").await;
+                }
+                (i, written, problems)
+            })
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(ctx.settings.concurrency)
+            .collect()
+            .await
+    };
+    let mut by_index: HashMap<usize, (Option<Written>, Vec<String>)> =
+        executed.into_iter().map(|(i, w, p)| (i, (w, p))).collect();
+    let mut changes = Vec::new();
+    let target_system = t.ctx.system.id.clone();
+    let links = match kind {
+        EntityKind::User => &mut t.users,
+        EntityKind::Group => &mut t.groups,
+    };
+    for (i, p) in plans.into_iter().enumerate() {
+        let mut entry = EntityLogEntry {
+            target_id: Some(target_system.clone()),
+            entity_type: kind.as_str().into(),
+            source_id: Some(p.source_id.clone()),
+            ..Default::default()
+        };
+        let changes_of = |plan: &Plan| plan_changes(plan, olds.get(&i), trace);
+        match &p.plan {
+            Plan::Unchanged => {
+                result.counts.unchanged += 1;
+                continue;
+            }
+            Plan::Skip(reason) => {
+                result.counts.skipped += 1;
+                entry.operation = "write".into();
+                entry.outcome = "skipped".into();
+                entry.reason = Some(reason.clone());
+            }
+            Plan::Fail(reason) => {
+                result.counts.failed += 1;
+                result.failed = true;
+                entry.operation = "transform".into();
+                entry.outcome = "failed".into();
+                entry.reason = Some(reason.clone());
+            }
+            Plan::Create { .. } | Plan::Update { .. } if simulate => {
+                let (op, target_id) = match &p.plan {
+                    Plan::Update { target_id, .. } => {
+                        result.counts.updated += 1;
+                        ("update", target_id.clone())
+                    }
+                    _ => {
+                        result.counts.created += 1;
+                        ("create", format!("(new {})", p.source_id))
+                    }
+                };
+                entry.operation = op.into();
+                entry.outcome = "planned".into();
+                entry.target_entity_id = Some(target_id.clone());
+                entry.changes = changes_of(&p.plan);
+                // Later groups resolve their members to the planned users.
+                let link = links.entry(p.source_id.clone()).or_default();
+                link.target_entity = Some(target_id);
+            }
+            Plan::Create { entity, .. } | Plan::Update { entity, .. } => {
+                let (written, problems) = by_index.remove(&i).unwrap_or((None, vec![]));
+                let content = entity.clone();
+                let digest = p.digest.clone().unwrap_or_default();
+                match written {
+                    None => {
+                        // Stopped before it was sent.
+                        if matches!(p.plan, Plan::Create { .. }) && !links.contains_key(&p.source_id) {
+                            changes.push(LinkChange::Removed {
+                                source_entity: p.source_id.clone(),
+                            });
+                        }
+                        continue;
+                    }
+                    Some(Written::Created {
+                        target_id,
+                        existed_before,
+                        recovered,
+                    }) => {
+                        if existed_before {
+                            result.counts.updated += 1;
+                            entry.operation = "match".into();
+                            entry.reason = Some(
+                                "an entity with the same unique attributes existed in the target; it was updated and linked"
+                                    .into(),
+                            );
+                        } else {
+                            result.counts.created += 1;
+                            entry.operation = "create".into();
+                            if recovered {
+                                entry.reason =
+                                    Some("found the entity an interrupted earlier run had created; linked it".into());
+                            }
+                        }
+                        entry.outcome = "success".into();
+                        entry.target_entity_id = Some(target_id.clone());
+                        entry.changes = changes_of(&p.plan);
+                        links.insert(
+                            p.source_id.clone(),
+                            Link {
+                                target_entity: Some(target_id.clone()),
+                                digest: Some(digest.clone()),
+                                existed_before,
+                                creating: false,
+                            },
+                        );
+                        changes.push(LinkChange::Written {
+                            source_entity: p.source_id.clone(),
+                            target_entity: target_id,
+                            digest,
+                            content,
+                            existed_before,
+                        });
+                    }
+                    Some(Written::Updated {
+                        target_id,
+                        existed_before,
+                    }) => {
+                        result.counts.updated += 1;
+                        entry.operation = "update".into();
+                        entry.outcome = "success".into();
+                        entry.target_entity_id = Some(target_id.clone());
+                        entry.changes = changes_of(&p.plan);
+                        links.insert(
+                            p.source_id.clone(),
+                            Link {
+                                target_entity: Some(target_id.clone()),
+                                digest: Some(digest.clone()),
+                                existed_before,
+                                creating: false,
+                            },
+                        );
+                        changes.push(LinkChange::Written {
+                            source_entity: p.source_id.clone(),
+                            target_entity: target_id,
+                            digest,
+                            content,
+                            existed_before,
+                        });
+                    }
+                    Some(Written::Failed { reason, drop_intent }) => {
+                        result.counts.failed += 1;
+                        result.failed = true;
+                        entry.operation = match p.plan {
+                            Plan::Create { .. } => "create",
+                            _ => "update",
+                        }
+                        .into();
+                        entry.outcome = "failed".into();
+                        entry.reason = Some(reason);
+                        if trace.failed {
+                            entry.changes = changes_of(&p.plan);
+                        }
+                        if drop_intent && links.get(&p.source_id).is_none_or(|l| l.target_entity.is_none()) {
+                            links.remove(&p.source_id);
+                            changes.push(LinkChange::Removed {
+                                source_entity: p.source_id.clone(),
+                            });
+                        }
+                    }
+                }
+                if !problems.is_empty() {
+                    result.failed = true;
+                    let note = problems.join("; ");
+                    entry.reason = Some(match entry.reason.take() {
+                        Some(r) => format!("{r}; group assignment failed: {note}"),
+                        None => format!("group assignment failed: {note}"),
+                    });
+                }
+            }
+        }
+        crate::metrics::job_entities(&entry.operation, &entry.outcome, 1);
+        result.log.push(entry);
+    }
+    if !simulate {
+        store.apply_links(&scope, &changes)?;
+    }
+    Ok((target_system, result))
+}
