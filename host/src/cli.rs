@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
@@ -28,6 +29,9 @@ pub enum Command {
     /// Manage connector plugins on a running service.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run, watch and stop provisioning jobs on a running service.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Work with transformations (no server needed).
     #[command(subcommand)]
     Transform(TransformCommand),
@@ -105,6 +109,51 @@ pub enum PluginCommand {
     Add {
         /// The component file.
         file: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `provisio job …`.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Start a run on a source system.
+    Run {
+        /// The source system: its id or its name (case-insensitive).
+        source: String,
+        /// read (write what changed) or resync (rewrite everything).
+        #[arg(long = "type", default_value = "read", value_parser = ["read", "resync"])]
+        job_type: String,
+        /// Compute and log the changes without writing to the targets.
+        #[arg(long)]
+        simulate: bool,
+        /// Watch the run until it ends; Ctrl-C asks the service to stop it, a second Ctrl-C stops watching.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a run's statistics, outcome and status.
+    Status {
+        /// The job id.
+        job_id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Ask the service to stop a run.
+    Stop {
+        /// The job id.
+        job_id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print a run's per-entity log.
+    Log {
+        /// The job id.
+        job_id: String,
+        /// Only entries with this outcome (success, failed, skipped, held, planned).
+        #[arg(long)]
+        outcome: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -362,4 +411,486 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Statuses after which a run changes no more.
+const FINAL_STATUSES: [&str; 3] = ["Success", "Finished with Error", "Manually Terminated"];
+
+/// How often `job run --follow` asks for the run's state.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Characters left as they are in a URL path segment or query value.
+const URL_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a value (an id, a name, a filter) for a URL.
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, URL_SAFE).to_string()
+}
+
+/// A string field of a server answer; empty when absent.
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// The id of the system `source` names: an exact id, an exact name, or the one name equal ignoring case.
+fn find_system<'a>(systems: &'a [Value], source: &str) -> Result<&'a str, String> {
+    let id_of = |s: &'a Value| s["id"].as_str();
+    if let Some(id) = systems.iter().find(|s| text(s, "id") == source).and_then(id_of) {
+        return Ok(id);
+    }
+    if let Some(id) = systems.iter().find(|s| text(s, "name") == source).and_then(id_of) {
+        return Ok(id);
+    }
+    let wanted = source.to_lowercase();
+    let matches: Vec<&str> = systems
+        .iter()
+        .filter(|s| text(s, "name").to_lowercase() == wanted)
+        .filter_map(id_of)
+        .collect();
+    match matches.as_slice() {
+        [id] => Ok(id),
+        [] => Err(format!("no system has the id or name {source:?}")),
+        _ => Err(format!("several systems are named {source:?}; give the id")),
+    }
+}
+
+/// Resolves a system id or name to an id. When the systems cannot be listed (a caller who may run jobs
+/// but not manage systems), the argument is used as an id and the service judges it.
+async fn resolve_system(client: &Client, source: &str) -> Result<String, CliError> {
+    let Ok(list) = client.call(reqwest::Method::GET, "/api/v1/systems", None, true).await else {
+        return Ok(source.to_string());
+    };
+    let systems = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    find_system(systems, source).map(str::to_string).map_err(CliError::new)
+}
+
+/// The counts columns of the statistics table, as the API names them.
+const COUNT_FIELDS: [&str; 8] = [
+    "read",
+    "created",
+    "updated",
+    "deleted",
+    "skipped",
+    "failed",
+    "unchanged",
+    "held",
+];
+
+/// A run's statistics as a text table: one row per target and entity type, counts right-aligned.
+pub fn statistics_table(statistics: &[Value]) -> String {
+    let mut header = vec!["target".to_string(), "entity type".to_string()];
+    header.extend(COUNT_FIELDS.iter().map(|f| f.to_string()));
+    let mut rows = vec![header];
+    for s in statistics {
+        // The target's name, or its id when the name is unknown (e.g. the target was deleted).
+        let target = match text(s, "targetName") {
+            "" => text(s, "targetId"),
+            name => name,
+        };
+        let mut row = vec![target.to_string(), text(s, "entityType").to_string()];
+        row.extend(
+            COUNT_FIELDS
+                .iter()
+                .map(|f| s[*f].as_u64().map_or_else(|| "-".to_string(), |n| n.to_string())),
+        );
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, w))| {
+                if i < 2 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The report of a run: its statistics table, the lines of its outcome, and its status.
+pub fn job_report(job: &Value) -> String {
+    let statistics = job["statistics"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut out = statistics_table(statistics);
+    for line in job["outcome"].as_array().into_iter().flatten() {
+        match line.as_str() {
+            Some(s) => out.push_str(s),
+            None => out.push_str(&line.to_string()),
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("status: {}\n", text(job, "status")));
+    out
+}
+
+/// The progress bar's message: the run's phase (its status before it has one) and the counts so far,
+/// summed over targets and entity types.
+fn progress_message(job: &Value) -> String {
+    let phase = job["progress"]["phase"].as_str().unwrap_or_else(|| text(job, "status"));
+    let statistics = job["statistics"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let sum = |field: &str| statistics.iter().filter_map(|s| s[field].as_u64()).sum::<u64>();
+    format!(
+        "{phase}: {} created, {} updated, {} deleted, {} failed",
+        sum("created"),
+        sum("updated"),
+        sum("deleted"),
+        sum("failed")
+    )
+}
+
+/// One line of a run's entity log: seq, entity type, source id, operation, outcome, reason.
+fn log_line(entry: &Value) -> String {
+    let seq = entry["seq"].as_i64().map(|n| n.to_string()).unwrap_or_default();
+    let source_id = match text(entry, "sourceId") {
+        "" => "-",
+        id => id,
+    };
+    format!(
+        "{seq}  {}  {source_id}  {}  {}  {}",
+        text(entry, "entityType"),
+        text(entry, "operation"),
+        text(entry, "outcome"),
+        text(entry, "reason")
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// Whether the run has ended.
+fn is_final(job: &Value) -> bool {
+    FINAL_STATUSES.contains(&text(job, "status"))
+}
+
+/// Shows a run's state on the bar: a bar when the total to read is known, a spinner otherwise.
+fn show_progress(bar: &indicatif::ProgressBar, job: &Value) {
+    use indicatif::ProgressStyle;
+    let progress = &job["progress"];
+    match progress["total"].as_u64() {
+        Some(total) if bar.length() != Some(total) => {
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_length(total);
+        }
+        None if bar.length().is_some() => {
+            bar.set_style(ProgressStyle::default_spinner());
+            bar.unset_length();
+        }
+        _ => {}
+    }
+    bar.set_position(progress["read"].as_u64().unwrap_or(0));
+    bar.set_message(progress_message(job));
+}
+
+/// Watches a run until it ends and returns its last state. The first Ctrl-C asks the service to stop
+/// the run (and the watch goes on until it has stopped); a second one stops watching.
+async fn follow_job(client: &Client, id: &str) -> Result<Value, CliError> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    // Ctrl-C presses arrive on a channel, so that none is lost while a request is under way.
+    let (tx, mut interrupts) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let path = format!("/api/v1/jobs/{}", encode(id));
+    let mut stop_requested = false;
+    let mut catching = true;
+    let result = loop {
+        let job = match client.call(reqwest::Method::GET, &path, None, true).await {
+            Ok(job) => job,
+            Err(e) => break Err(e),
+        };
+        show_progress(&bar, &job);
+        if is_final(&job) {
+            break Ok(job);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            interrupt = interrupts.recv(), if catching => match interrupt {
+                // Ctrl-C cannot be caught here: it ends the process as usual.
+                None => catching = false,
+                Some(()) if stop_requested => {
+                    break Err(CliError {
+                        message: format!("stopped watching job {id}; the service is still stopping it"),
+                        code: 130,
+                    })
+                }
+                Some(()) => {
+                    stop_requested = true;
+                    // `suspend`, not `println`: the note must show even when the bar is hidden (no terminal).
+                    bar.suspend(|| eprintln!("stopping the run…"));
+                    let stop = format!("{path}/stop");
+                    if let Err(e) = client.call(reqwest::Method::POST, &stop, None, true).await {
+                        bar.suspend(|| eprintln!("cannot stop the run: {}", e.message));
+                    }
+                }
+            },
+        }
+    };
+    listener.abort();
+    // The report (or the error) that follows says it all; a bar left drawn would run into it.
+    bar.finish_and_clear();
+    result
+}
+
+/// Runs `job …`.
+pub async fn job(command: JobCommand) -> Result<(), CliError> {
+    match command {
+        JobCommand::Run {
+            source,
+            job_type,
+            simulate,
+            follow,
+            connection,
+        } => {
+            let client = Client::new(&connection)?;
+            let source = resolve_system(&client, &source).await?;
+            let body = json!({"type": job_type, "simulate": simulate});
+            let started = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/systems/{}/jobs", encode(&source)),
+                    Some(body.to_string().into()),
+                    true,
+                )
+                .await?;
+            let id = started["id"]
+                .as_str()
+                .ok_or_else(|| CliError::new("the service answered without a job id"))?
+                .to_string();
+            println!("{id}  {}", text(&started, "status"));
+            if follow {
+                let job = follow_job(&client, &id).await?;
+                print!("{}", job_report(&job));
+                let status = text(&job, "status");
+                if status != "Success" {
+                    return Err(CliError::new(format!("job {id} ended: {status}")));
+                }
+            }
+        }
+        JobCommand::Status { job_id, connection } => {
+            let job = Client::new(&connection)?
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/jobs/{}", encode(&job_id)),
+                    None,
+                    true,
+                )
+                .await?;
+            print!("{}", job_report(&job));
+        }
+        JobCommand::Stop { job_id, connection } => {
+            let job = Client::new(&connection)?
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/jobs/{}/stop", encode(&job_id)),
+                    None,
+                    true,
+                )
+                .await?;
+            println!("{job_id}  {}", text(&job, "status"));
+        }
+        JobCommand::Log {
+            job_id,
+            outcome,
+            connection,
+        } => {
+            let client = Client::new(&connection)?;
+            let filter = outcome.map(|o| format!("&outcome={}", encode(&o))).unwrap_or_default();
+            // The log comes in pages; `nextAfter` is set while there may be more.
+            let mut after = 0;
+            loop {
+                let page = client
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/api/v1/jobs/{}/entities?after={after}{filter}", encode(&job_id)),
+                        None,
+                        true,
+                    )
+                    .await?;
+                for entry in page["entries"].as_array().into_iter().flatten() {
+                    println!("{}", log_line(entry));
+                }
+                match page["nextAfter"].as_i64() {
+                    Some(next) if next > after => after = next,
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: &str, kind: &str, counts: [u64; 8]) -> Value {
+        let mut row = json!({"targetId": "t-1", "targetName": target, "entityType": kind});
+        for (field, n) in COUNT_FIELDS.iter().zip(counts) {
+            row[*field] = json!(n);
+        }
+        row
+    }
+
+    #[test]
+    fn statistics_table_aligns_columns() {
+        let table = statistics_table(&[
+            row("HR target", "user", [120, 3, 10, 1, 0, 2, 104, 0]),
+            row("LDAP", "group", [7, 0, 0, 0, 0, 0, 7, 0]),
+        ]);
+        let expected = "\
+target     entity type  read  created  updated  deleted  skipped  failed  unchanged  held
+HR target  user          120        3       10        1        0       2        104     0
+LDAP       group           7        0        0        0        0       0          7     0
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn statistics_table_falls_back_to_the_target_id_and_marks_missing_counts() {
+        let table = statistics_table(&[json!({"targetId": "t-9", "entityType": "user", "read": 4})]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(cells, ["t-9", "user", "4", "-", "-", "-", "-", "-", "-", "-"]);
+        // No statistics: the header only.
+        assert_eq!(statistics_table(&[]).lines().count(), 1);
+    }
+
+    #[test]
+    fn job_report_has_table_outcome_and_status() {
+        let job = json!({
+            "status": "Finished with Error",
+            "statistics": [row("HR", "user", [1, 1, 0, 0, 0, 0, 0, 0])],
+            "outcome": ["2 users failed.", 42],
+        });
+        let report = job_report(&job);
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert!(lines[0].starts_with("target"));
+        assert!(lines[1].starts_with("HR"));
+        assert_eq!(lines[2..], ["2 users failed.", "42", "status: Finished with Error"]);
+        // Whatever the server leaves out, the report still renders.
+        assert_eq!(job_report(&json!({})).lines().last(), Some("status: "));
+    }
+
+    #[test]
+    fn progress_message_sums_over_targets() {
+        let job = json!({
+            "status": "Running",
+            "progress": {"phase": "users", "read": 10, "total": 50},
+            "statistics": [row("A", "user", [10, 2, 1, 0, 0, 1, 6, 0]), row("B", "user", [10, 3, 0, 4, 0, 0, 3, 0])],
+        });
+        assert_eq!(
+            progress_message(&job),
+            "users: 5 created, 1 updated, 4 deleted, 1 failed"
+        );
+        let queued = json!({"status": "Queued", "progress": {}, "statistics": []});
+        assert_eq!(
+            progress_message(&queued),
+            "Queued: 0 created, 0 updated, 0 deleted, 0 failed"
+        );
+    }
+
+    #[test]
+    fn final_statuses() {
+        for status in ["Success", "Finished with Error", "Manually Terminated"] {
+            assert!(is_final(&json!({ "status": status })));
+        }
+        for status in ["Queued", "Running", "Running with Error"] {
+            assert!(!is_final(&json!({ "status": status })));
+        }
+        assert!(!is_final(&json!({})));
+    }
+
+    #[test]
+    fn log_lines() {
+        let entry = json!({"seq": 7, "entityType": "user", "sourceId": "u-1", "operation": "create",
+            "outcome": "failed", "reason": "HTTP 409"});
+        assert_eq!(log_line(&entry), "7  user  u-1  create  failed  HTTP 409");
+        let entry = json!({"seq": 8, "entityType": "group", "sourceId": null, "operation": "read",
+            "outcome": "success", "reason": null});
+        assert_eq!(log_line(&entry), "8  group  -  read  success");
+    }
+
+    #[test]
+    fn systems_resolve_by_id_then_name_ignoring_case() {
+        let systems = [
+            json!({"id": "s-1", "name": "HR Source"}),
+            json!({"id": "s-2", "name": "s-1"}),
+            json!({"id": "s-3", "name": "Müller"}),
+        ];
+        assert_eq!(find_system(&systems, "s-1"), Ok("s-1"));
+        assert_eq!(find_system(&systems, "hr source"), Ok("s-1"));
+        assert_eq!(find_system(&systems, "MÜLLER"), Ok("s-3"));
+        assert!(find_system(&systems, "nothing").is_err());
+        // An exact name wins; otherwise names equal ignoring case must be unique.
+        let twins = [json!({"id": "a", "name": "Ab"}), json!({"id": "b", "name": "aB"})];
+        assert_eq!(find_system(&twins, "aB"), Ok("b"));
+        assert!(find_system(&twins, "ab").is_err_and(|e| e.contains("several")));
+    }
+
+    #[test]
+    fn values_are_encoded_for_urls() {
+        assert_eq!(encode("3f2a-b_c.d~e"), "3f2a-b_c.d~e");
+        assert_eq!(encode("HR source/1&x=y"), "HR%20source%2F1%26x%3Dy");
+    }
+
+    #[test]
+    fn job_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "provisio",
+            "job",
+            "run",
+            "HR",
+            "--type",
+            "resync",
+            "--simulate",
+            "--follow",
+        ])
+        .expect("parses");
+        let Command::Job(JobCommand::Run {
+            source,
+            job_type,
+            simulate,
+            follow,
+            ..
+        }) = cli.command
+        else {
+            panic!("not job run");
+        };
+        assert_eq!(
+            (source.as_str(), job_type.as_str(), simulate, follow),
+            ("HR", "resync", true, true)
+        );
+        let cli = Cli::try_parse_from(["provisio", "job", "run", "HR"]).expect("parses");
+        assert!(
+            matches!(cli.command, Command::Job(JobCommand::Run { ref job_type, simulate: false, follow: false, .. }) if job_type == "read")
+        );
+        assert!(Cli::try_parse_from(["provisio", "job", "run", "HR", "--type", "simulate"]).is_err());
+        let cli = Cli::try_parse_from(["provisio", "job", "log", "j-1", "--outcome", "failed"]).expect("parses");
+        assert!(
+            matches!(cli.command, Command::Job(JobCommand::Log { ref outcome, .. }) if outcome.as_deref() == Some("failed"))
+        );
+    }
 }

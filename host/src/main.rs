@@ -31,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         Command::Transform(command) => cli::transform_test(command),
         Command::System(command) => runtime.block_on(cli::system(command)),
         Command::Plugin(command) => runtime.block_on(cli::plugin(command)),
+        Command::Job(command) => runtime.block_on(cli::job(command)),
     };
     if let Err(e) = result {
         eprintln!("{}", e.message);

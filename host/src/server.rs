@@ -79,7 +79,12 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         .load_installed(&store)
         .await
         .map_err(|e| BootError::Other(format!("cannot load the bundled connectors: {e}")))?;
-    Ok(AppState::new(store, plugins))
+    let state = AppState::new(store, plugins);
+    state
+        .provisioning
+        .recover()
+        .map_err(|e| BootError::Other(format!("cannot recover job runs: {e}")))?;
+    Ok(state)
 }
 
 /// Creates the first admin when there is none: from `PROVISIO_BOOTSTRAP_ADMIN=user:password`, or with a
@@ -127,6 +132,7 @@ pub async fn serve(listen: SocketAddr, state: AppState) -> Result<(), BootError>
         .await
         .map_err(|e| BootError::Other(format!("cannot listen on {listen}: {e}")))?;
     let local = listener.local_addr().map_err(|e| BootError::Other(e.to_string()))?;
+    tokio::spawn(crate::provisioning::schedule::run_scheduler(state.provisioning.clone()));
     tracing::info!(%local, connectors = state.plugins.list().len(), pooling = state.plugins.runtime().pooling(), "Provisio is serving");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())

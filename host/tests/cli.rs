@@ -206,6 +206,47 @@ fn system_add_list_and_test_against_a_running_service() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("could not be reached"), "{stderr}");
 
+    // `job run` on a source (given by name, in another case) with no targets: the run ends with an error,
+    // and the report, the status and the log are there to read.
+    let out = admin(&[
+        "system",
+        "add",
+        "--name",
+        "CLI Source",
+        "--type",
+        "scim",
+        "--role",
+        "source",
+        "-p",
+        &unreachable,
+        "-p",
+        "Authentication=BearerToken",
+        "-p",
+        "Password=cli-secret-value",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = admin(&["job", "run", "cli source", "--follow"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("no target systems"), "{stdout}");
+    assert!(stdout.contains("status: Finished with Error"), "{stdout}");
+    let job_id = stdout.split_whitespace().next().expect("job id").to_string();
+    let out = admin(&["job", "status", &job_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.starts_with("target") && status.contains("status: Finished with Error"),
+        "{status}"
+    );
+    let out = admin(&["job", "log", &job_id, "--outcome", "failed"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = admin(&["job", "stop", &job_id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409"));
+    let out = admin(&["job", "run", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jobs run on source systems"));
+
     let out = Command::new(env!("CARGO_BIN_EXE_provisio"))
         .args(["system", "list"])
         .env("PROVISIO_URL", &served.url)

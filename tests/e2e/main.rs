@@ -7,6 +7,7 @@ mod bundled;
 mod ias;
 mod ips_target;
 mod jam;
+mod provisioning;
 mod round_trip;
 mod sandbox;
 mod scim_connector;

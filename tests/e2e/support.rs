@@ -21,11 +21,13 @@ pub struct Service {
     pub http: reqwest::Client,
     _data: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
+    scheduler: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
         self.server.abort();
+        self.scheduler.abort();
     }
 }
 
@@ -48,6 +50,9 @@ impl Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = provisio::api::router(state.clone());
+        let scheduler = tokio::spawn(provisio::provisioning::schedule::run_scheduler(
+            state.provisioning.clone(),
+        ));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -57,6 +62,7 @@ impl Service {
             http: reqwest::Client::new(),
             _data: data,
             server,
+            scheduler,
         }
     }
 

@@ -78,6 +78,18 @@ impl From<SystemError> for ApiError {
     }
 }
 
+impl From<crate::provisioning::JobError> for ApiError {
+    fn from(e: crate::provisioning::JobError) -> Self {
+        use crate::provisioning::JobError as J;
+        match e {
+            J::Invalid(m) => ApiError::bad_request(m),
+            J::NotFound(m) => ApiError::not_found(m),
+            J::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            J::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         SystemError::from(e).into()

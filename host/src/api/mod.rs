@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 mod handlers;
+mod jobs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::plugins::Plugins;
+use crate::provisioning::Provisioning;
 use crate::store::Store;
 use crate::systems::Systems;
 
@@ -29,17 +31,25 @@ pub struct AppState {
     pub systems: Systems,
     /// Issued bearer tokens.
     pub tokens: Arc<auth::TokenIssuer>,
+    /// Standard provisioning jobs.
+    pub provisioning: Provisioning,
 }
 
 impl AppState {
     /// Wires the state from a store and a plugin registry.
     pub fn new(store: Store, plugins: Arc<Plugins>) -> Self {
         let systems = Systems::new(store.clone(), plugins.clone());
+        let provisioning = Provisioning::new(
+            store.clone(),
+            plugins.clone(),
+            crate::provisioning::DEFAULT_RETENTION_DAYS,
+        );
         AppState {
             store,
             plugins,
             systems,
             tokens: Arc::new(auth::TokenIssuer::default()),
+            provisioning,
         }
     }
 }
@@ -67,6 +77,21 @@ pub fn router(state: AppState) -> Router {
             get(get_system).put(replace_system).delete(delete_system),
         )
         .route("/systems/{id}/test-connection", post(test_connection))
+        .route("/systems/{id}/jobs", post(jobs::start_job).get(jobs::list_jobs))
+        .route(
+            "/systems/{id}/schedule",
+            get(jobs::get_schedule)
+                .put(jobs::put_schedule)
+                .delete(jobs::delete_schedule),
+        )
+        .route("/systems/{id}/provision-one", post(jobs::provision_one))
+        .route("/systems/{id}/reset", post(jobs::reset_source))
+        .route("/jobs/{id}", get(jobs::get_job))
+        .route("/jobs/{id}/stop", post(jobs::stop_job))
+        .route("/jobs/{id}/entities", get(jobs::job_entities))
+        .route("/jobs/{id}/held-deletes", get(jobs::held_deletes))
+        .route("/jobs/{id}/held-deletes/approve", post(jobs::approve_deletes))
+        .route("/jobs/{id}/held-deletes/reject", post(jobs::reject_deletes))
         .route("/transformations/test", post(test_transformation));
     Router::new()
         .nest("/api/v1", api)

@@ -154,11 +154,15 @@ pub(super) async fn provision_one(
                     "success",
                     json!({"operation": action, "targetEntityId": target_id}),
                 ));
+                // Linked in the form the next Read compares with.
+                let content = ctx
+                    .update_form(kind, &source_entity, &intermediate, &target_id, &resolver)
+                    .unwrap_or(entity);
                 Some(LinkChange::Written {
                     source_entity: source_entity.clone(),
                     target_entity: target_id,
-                    digest: digest(&entity),
-                    content: entity,
+                    digest: digest(&content),
+                    content,
                     existed_before,
                 })
             }

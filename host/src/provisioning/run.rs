@@ -318,6 +318,7 @@ impl JobRun {
         }
         let started = chrono::Utc::now() - chrono::Duration::seconds(2);
         let mut watermarks: BTreeMap<EntityKind, bool> = BTreeMap::new();
+        let mut deletes_note = None;
         for kind in [EntityKind::User, EntityKind::Group] {
             if !self.reader.handles(kind) {
                 continue;
@@ -345,30 +346,28 @@ impl JobRun {
             if self.stopped() {
                 break;
             }
+            // Users are deleted before groups are written, so that memberships no longer name them.
+            let delta = self.delta.get(&kind).copied().unwrap_or(false);
+            if delta {
+                deletes_note = Some("Delta read: deletes are not detected by delta reads; nothing was deleted.");
+            } else if self.read_failed {
+                deletes_note = Some(
+                    "Not every source entity could be read; to protect the targets, nothing was deleted after the failure.",
+                );
+            } else {
+                self.delete_kind(kind).await?;
+            }
+            if self.stopped() {
+                break;
+            }
         }
-
         let stopped = self.stopped();
         let full = !self.delta.values().any(|d| *d);
         if stopped {
             self.outcome
-                .push("Stopped by an admin; nothing was deleted in this run.".into());
-        } else if !full {
-            self.outcome
-                .push("Delta read: deletes are not detected by delta reads; nothing was deleted.".into());
-        } else if self.read_failed {
-            self.outcome.push(
-                "Not every source entity could be read; to protect the targets, nothing was deleted in this run."
-                    .into(),
-            );
-        } else {
-            for kind in [EntityKind::Group, EntityKind::User] {
-                if self.reader.handles(kind) {
-                    self.delete_kind(kind).await?;
-                }
-                if self.stopped() {
-                    break;
-                }
-            }
+                .push("Stopped by an admin; nothing was deleted after the stop.".into());
+        } else if let Some(note) = deletes_note {
+            self.outcome.push(note.into());
         }
 
         // Remember where delta reads continue, after reads that saw everything they asked for.
@@ -707,6 +706,20 @@ impl JobRun {
                     kind,
                 };
                 self.store.apply_links(&scope, &changes)?;
+                let links = self.targets[index].links_mut(kind);
+                for change in &changes {
+                    match change {
+                        LinkChange::Removed { source_entity } => {
+                            links.remove(source_entity);
+                        }
+                        LinkChange::Stale { source_entity } => {
+                            if let Some(l) = links.get_mut(source_entity) {
+                                l.digest = None;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
             }
             self.append_log(log)?;
             self.flush(false)?;
@@ -898,6 +911,25 @@ async fn provision_target(
     };
     let mut by_index: HashMap<usize, (Option<Written>, Vec<String>)> =
         executed.into_iter().map(|(i, w, p)| (i, (w, p))).collect();
+    // Created entities are compared next time by their update form.
+    let created_forms: HashMap<usize, Value> = {
+        let resolver = LinkResolver {
+            users: &t.users,
+            groups: &t.groups,
+        };
+        by_index
+            .iter()
+            .filter_map(|(i, (w, _))| match w {
+                Some(Written::Created { target_id, .. }) => {
+                    let (source_id, intermediate) = &items[*i];
+                    t.ctx
+                        .update_form(kind, source_id, intermediate, target_id, &resolver)
+                        .map(|form| (*i, form))
+                }
+                _ => None,
+            })
+            .collect()
+    };
     let mut changes = Vec::new();
     let target_system = t.ctx.system.id.clone();
     let links = match kind {
@@ -968,6 +1000,10 @@ async fn provision_target(
                         existed_before,
                         recovered,
                     }) => {
+                        let (digest, content) = match created_forms.get(&i) {
+                            Some(form) => (super::target::digest(form), form.clone()),
+                            None => (digest, content),
+                        };
                         if existed_before {
                             result.counts.updated += 1;
                             entry.operation = "match".into();

@@ -204,6 +204,27 @@ impl TargetContext {
         planned(plan, Some(digest))
     }
 
+    /// What a later Read compares with: the update transformation's output with the target id known.
+    /// (Create runs `createEntity` mappings and lacks the id, so its output differs from every later run's.)
+    pub fn update_form(
+        &self,
+        kind: EntityKind,
+        source_id: &str,
+        intermediate: &Value,
+        target_id: &str,
+        resolver: &LinkResolver<'_>,
+    ) -> Option<Value> {
+        let ctx = Context::new(&self.system.spec.properties)
+            .operation(TransformOp::Update)
+            .resolver(resolver)
+            .variable("entityIdSourceSystem", Value::String(source_id.to_string()))
+            .variable("entityIdTargetSystem", Value::String(target_id.to_string()));
+        match self.transformation.apply(kind.as_str(), intermediate, &ctx) {
+            Outcome::Transformed { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+
     /// Executes a create or update plan. Other plans have nothing to execute.
     pub async fn execute(&self, kind: EntityKind, plan: &Plan) -> Option<Written> {
         Some(match plan {

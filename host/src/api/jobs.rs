@@ -1,0 +1,288 @@
+//! Job endpoints: start (or simulate) a run on a source, watch it, stop it, read its per-entity log,
+//! decide on held deletes, schedules, single-entity provisioning, and reset of a source's links.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, JsonBody};
+use crate::connector::EntityKind;
+use crate::provisioning::schedule::Schedule;
+use crate::provisioning::{JobOptions, JobType, Trigger};
+use crate::store::jobs::{JobRecord, ScheduleRecord};
+use crate::store::principals::Permission;
+
+/// A run as the API shows it: the record with its summary (statistics, outcome, progress) spread out.
+pub fn job_view(job: &JobRecord) -> Value {
+    let mut view = json!({
+        "id": job.id,
+        "sourceId": job.source_id,
+        "type": job.job_type,
+        "readMode": job.read_mode,
+        "trigger": job.trigger,
+        "startedBy": job.started_by,
+        "status": job.status,
+        "startedAt": job.started_at,
+        "endedAt": job.ended_at,
+    });
+    if let (Some(view), Some(summary)) = (view.as_object_mut(), job.summary.as_object()) {
+        for (k, v) in summary {
+            view.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    view
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartJob {
+    #[serde(rename = "type", default = "read")]
+    job_type: String,
+    #[serde(default)]
+    simulate: bool,
+}
+
+fn read() -> String {
+    "read".into()
+}
+
+pub async fn start_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(source): Path<String>,
+    JsonBody(input): JsonBody<StartJob>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let (job_type, simulate) = match input.job_type.to_ascii_lowercase().as_str() {
+        "simulate" => (JobType::Read, true),
+        other => (other.parse::<JobType>().map_err(ApiError::bad_request)?, input.simulate),
+    };
+    let job = state.provisioning.start(
+        &source,
+        JobOptions {
+            job_type,
+            simulate,
+            trigger: Trigger::Manual,
+            started_by: caller.0.name.clone(),
+        },
+    )?;
+    tracing::info!(job = %job.id, source = %source, by = %caller.0.name, "job started");
+    Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(source): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    require_logs(&caller)?;
+    state.systems.get(&source)?;
+    let jobs = state
+        .provisioning
+        .store()
+        .list_jobs(Some(&source), q.limit.unwrap_or(50).clamp(1, 1000))?;
+    Ok(Json(Value::Array(jobs.iter().map(job_view).collect())))
+}
+
+fn require_logs(caller: &Caller) -> Result<(), ApiError> {
+    if caller.0.may(Permission::ReadLogs) || caller.0.may(Permission::RunJobs) {
+        Ok(())
+    } else {
+        caller.require(Permission::ReadLogs)
+    }
+}
+
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_logs(&caller)?;
+    Ok(Json(job_view(&state.provisioning.job(&id)?)))
+}
+
+pub async fn stop_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let job = state.provisioning.stop(&id)?;
+    tracing::info!(job = %id, by = %caller.0.name, "job stop requested");
+    Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    #[serde(default)]
+    outcome: Option<String>,
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn job_entities(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    require_logs(&caller)?;
+    state.provisioning.job(&id)?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let entries = state
+        .provisioning
+        .store()
+        .entity_log(&id, q.outcome.as_deref(), q.after.unwrap_or(0), limit)?;
+    let next = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({"entries": entries, "nextAfter": next})))
+}
+
+pub async fn held_deletes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_logs(&caller)?;
+    state.provisioning.job(&id)?;
+    Ok(Json(json!(state.provisioning.store().held_deletes(&id)?)))
+}
+
+pub async fn approve_deletes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    Ok(Json(
+        state
+            .provisioning
+            .decide_held_deletes(&id, true, &caller.0.name)
+            .await?,
+    ))
+}
+
+pub async fn reject_deletes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    Ok(Json(
+        state
+            .provisioning
+            .decide_held_deletes(&id, false, &caller.0.name)
+            .await?,
+    ))
+}
+
+pub async fn put_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(source): Path<String>,
+    JsonBody(mut input): JsonBody<ScheduleRecord>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let system = state.systems.get(&source)?;
+    if system.spec.role != crate::store::systems::Role::Source {
+        return Err(ApiError::bad_request("only source systems have schedules"));
+    }
+    input.source_id = source;
+    let schedule = Schedule::parse(&input).map_err(ApiError::bad_request)?;
+    state.provisioning.store().set_schedule(&input)?;
+    let next = input
+        .enabled
+        .then(|| schedule.next_after(chrono::Utc::now()))
+        .flatten()
+        .map(|t| t.to_rfc3339());
+    Ok(Json(json!({"schedule": input, "nextRun": next})))
+}
+
+pub async fn get_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(source): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_logs(&caller)?;
+    state
+        .provisioning
+        .store()
+        .schedules()?
+        .into_iter()
+        .find(|s| s.source_id == source)
+        .map(|s| Json(json!(s)))
+        .ok_or_else(|| ApiError::not_found("this system has no schedule"))
+}
+
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(source): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    if state.provisioning.store().delete_schedule(&source)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("this system has no schedule"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProvisionOne {
+    #[serde(default = "user")]
+    entity_type: String,
+    id: String,
+    #[serde(default)]
+    simulate: bool,
+}
+
+fn user() -> String {
+    "user".into()
+}
+
+pub async fn provision_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(source): Path<String>,
+    JsonBody(input): JsonBody<ProvisionOne>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let kind: EntityKind = input.entity_type.parse().map_err(ApiError::bad_request)?;
+    if input.id.trim().is_empty() {
+        return Err(ApiError::bad_request("id must name the source entity"));
+    }
+    Ok(Json(
+        state
+            .provisioning
+            .provision_one(&source, kind, input.id.trim(), input.simulate)
+            .await?,
+    ))
+}
+
+pub async fn reset_source(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(source): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    let n = state.provisioning.reset(&source)?;
+    tracing::info!(source = %source, by = %caller.0.name, links = n, "source reset");
+    Ok(Json(json!({"linksRemoved": n})))
+}

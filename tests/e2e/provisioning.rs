@@ -1,0 +1,454 @@
+//! Standard provisioning end to end: a scim2-server source fanned out to a UAA simulator, an IAS v2
+//! simulator and a second scim2-server; Read, unchanged re-runs, changes, Resync, delta reads, read
+//! failures, delete thresholds, pre-existing target entities, simulation and single-entity provisioning.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use provisio::connector::EntityKind;
+use provisio::store::links::LinkScope;
+use provisio_tests::sim::{ias, uaa};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Scim2Server, Service};
+
+/// Fast retries: the tests' failures are injected, not slow.
+const FAST_RETRY: [(&str, &str); 2] = [
+    ("ips.failed.request.retry.attempts", "2"),
+    ("ips.failed.request.retry.attempts.interval", "0.05"),
+];
+
+fn props(base: Value) -> Value {
+    let mut p = base;
+    for (k, v) in FAST_RETRY {
+        p[k] = json!(v);
+    }
+    p["provisio.rate.limit"] = json!("10000");
+    p
+}
+
+/// A source (or target) scim2-server holding users and groups.
+struct ScimSource {
+    server: Scim2Server,
+    http: reqwest::Client,
+}
+
+impl ScimSource {
+    async fn start() -> ScimSource {
+        ScimSource {
+            server: Scim2Server::start().await,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}/{path}", self.server.base_url))
+            .bearer_auth(&self.server.token)
+            .header("Content-Type", "application/scim+json");
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.expect("scim2-server request");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn create_users(&self, range: std::ops::Range<usize>) -> Vec<String> {
+        let mut ids = Vec::new();
+        // scim2-server answers one connection at a time: parallel requests only queue.
+        let chunks: Vec<Vec<usize>> = range.collect::<Vec<_>>().chunks(1).map(|c| c.to_vec()).collect();
+        for chunk in chunks {
+            let created = futures::future::join_all(
+                chunk
+                    .iter()
+                    .map(|i| self.send(Method::POST, "Users", Some(user(*i, "")))),
+            )
+            .await;
+            ids.extend(created.iter().map(|u| u["id"].as_str().expect("id").to_string()));
+        }
+        ids
+    }
+
+    async fn create_group(&self, name: &str, members: &[String]) -> String {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name,
+            "members": members.iter().map(|m| json!({"value": m})).collect::<Vec<_>>(),
+        });
+        self.send(Method::POST, "Groups", Some(body)).await["id"]
+            .as_str()
+            .expect("group id")
+            .to_string()
+    }
+
+    async fn list(&self, endpoint: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut start = 1;
+        loop {
+            let page = self
+                .send(Method::GET, &format!("{endpoint}?startIndex={start}&count=500"), None)
+                .await;
+            let resources = page["Resources"].as_array().cloned().unwrap_or_default();
+            if resources.is_empty() {
+                return all;
+            }
+            start += resources.len();
+            all.extend(resources);
+        }
+    }
+}
+
+fn user(i: usize, title: &str) -> Value {
+    let mut u = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("user{i:05}"),
+        "name": {"givenName": format!("Given{i}"), "familyName": format!("Family{i}")},
+        "displayName": format!("Given{i} Family{i}"),
+        "emails": [{"value": format!("user{i:05}@example.com"), "type": "work", "primary": true}],
+        "active": true
+    });
+    if !title.is_empty() {
+        u["title"] = json!(title);
+    }
+    u
+}
+
+/// Starts a job and waits for its end.
+async fn run(service: &Service, source: &str, body: Value) -> Value {
+    let (status, job) = service
+        .admin(Method::POST, &format!("/api/v1/systems/{source}/jobs"), Some(body))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{job}");
+    wait(service, job["id"].as_str().expect("job id")).await
+}
+
+async fn wait(service: &Service, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+        let status = job["status"].as_str().unwrap_or("");
+        if matches!(status, "Success" | "Finished with Error" | "Manually Terminated") {
+            return job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "job {id} did not end: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The statistics row of a target and entity type.
+fn stats(job: &Value, target: &str, kind: &str) -> BTreeMap<String, u64> {
+    let row = job["statistics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["targetId"] == target && r["entityType"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no statistics for {target}/{kind} in {job}"));
+    [
+        "read",
+        "created",
+        "updated",
+        "deleted",
+        "skipped",
+        "failed",
+        "unchanged",
+        "held",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), row[*k].as_u64().unwrap_or(0)))
+    .collect()
+}
+
+fn counts(job: &Value, target: &str, kind: &str) -> (u64, u64, u64, u64) {
+    let s = stats(job, target, kind);
+    (s["created"], s["updated"], s["deleted"], s["failed"])
+}
+
+fn links(service: &Service, source: &str, target: &str, kind: EntityKind) -> HashMap<String, String> {
+    service
+        .state
+        .store
+        .links(&LinkScope {
+            source: source.into(),
+            target: target.into(),
+            kind,
+        })
+        .expect("links")
+        .into_iter()
+        .filter_map(|(s, l)| l.target_entity.map(|t| (s, t)))
+        .collect()
+}
+
+/// Source group members (by userName) as the expected membership.
+fn source_memberships(users: &[Value], groups: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
+    let names: HashMap<&str, &str> = users
+        .iter()
+        .filter_map(|u| Some((u["id"].as_str()?, u["userName"].as_str()?)))
+        .collect();
+    groups
+        .iter()
+        .map(|g| {
+            let members = g["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| names.get(m["value"].as_str()?).map(|n| n.to_string()))
+                .collect();
+            (g["displayName"].as_str().unwrap_or("").to_string(), members)
+        })
+        .collect()
+}
+
+/// Memberships (by userName) as a simulator holds them.
+fn sim_memberships(
+    groups: Vec<Value>,
+    users: Vec<Value>,
+    member_ids: impl Fn(&str) -> Option<Vec<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let names: HashMap<String, String> = users
+        .iter()
+        .filter_map(|u| Some((u["id"].as_str()?.to_string(), u["userName"].as_str()?.to_string())))
+        .collect();
+    groups
+        .iter()
+        .map(|g| {
+            let id = g["id"].as_str().unwrap_or("");
+            let members = member_ids(id)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| names.get(m).cloned())
+                .collect();
+            (g["displayName"].as_str().unwrap_or("").to_string(), members)
+        })
+        .collect()
+}
+
+fn user_names(users: &[Value]) -> BTreeSet<String> {
+    users
+        .iter()
+        .filter_map(|u| u["userName"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// XSUAA's default write transformation takes only SAP-style groups; this one takes every group and
+/// resolves its members (what an admin configures for a generic SCIM source).
+fn xsuaa_transformation(default: &str) -> Value {
+    let mut t: Value = serde_json::from_str(default).expect("xsuaa default");
+    t["group"] = json!({
+        "scimEntityEndpoint": "Groups",
+        "mappings": [
+            {"sourceVariable": "entityIdTargetSystem", "targetPath": "$.id", "optional": true},
+            {"sourcePath": "$.displayName", "targetPath": "$.displayName"},
+            {"constant": "sap.default", "targetPath": "$.members[*].origin", "optional": true},
+            {"sourcePath": "$.members[*].value", "targetPath": "$.members[?(@.value)]",
+             "preserveArrayWithSingleElement": true, "optional": true,
+             "functions": [{"function": "resolveEntityIds", "entityType": "user"}]}
+        ]
+    });
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_fans_out_converges_and_resyncs() {
+    const USERS: usize = 2000;
+    const GROUPS: usize = 100;
+    let service = Service::start().await;
+    let source_scim = ScimSource::start().await;
+    let target_scim = ScimSource::start().await;
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let ias_sim = ias::spawn(ias::Options {
+        unique_emails: false,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+
+    let clock = Instant::now();
+    let ids = source_scim.create_users(0..USERS).await;
+    eprintln!("seeding users: {:?}", clock.elapsed());
+    for g in 0..GROUPS {
+        let members: Vec<String> = (0..25).map(|k| ids[(g * 20 + k) % USERS].clone()).collect();
+        source_scim.create_group(&format!("group{g:03}"), &members).await;
+    }
+
+    let source = service
+        .create_system(json!({"name": "SCIM source", "type": "scim", "role": "source",
+            "properties": props(json!({"URL": source_scim.server.base_url, "Authentication": "BearerToken",
+                "Password": source_scim.server.token}))}))
+        .await;
+    let xsuaa_plugin = service.state.plugins.resolve("xsuaa", None).expect("xsuaa loaded");
+    let uaa = service
+        .create_system(json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "transformation": xsuaa_transformation(xsuaa_plugin.descriptor.default_write_transformation.as_deref().expect("default")),
+            "properties": props(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}))
+        .await;
+    let ias = service
+        .create_system(
+            json!({"name": "IAS", "type": "ias", "role": "target", "sources": [source],
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}),
+        )
+        .await;
+    let scim = service
+        .create_system(
+            json!({"name": "SCIM target", "type": "scim", "role": "target", "sources": [source],
+            "properties": props(json!({"URL": target_scim.server.base_url, "Authentication": "BearerToken",
+                "Password": target_scim.server.token}))}),
+        )
+        .await;
+    let targets = [uaa.as_str(), ias.as_str(), scim.as_str()];
+
+    // First Read: everything created everywhere, memberships resolved.
+    let clock = Instant::now();
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    eprintln!("first read: {:?}", clock.elapsed());
+    assert_eq!(job["status"], "Success", "{job}");
+    for t in targets {
+        assert_eq!(counts(&job, t, "user"), (USERS as u64, 0, 0, 0), "{t}: {job}");
+        assert_eq!(counts(&job, t, "group"), (GROUPS as u64, 0, 0, 0), "{t}: {job}");
+    }
+    let check_targets = |expected_users: &BTreeSet<String>, expected_groups: &BTreeMap<String, BTreeSet<String>>| {
+        assert_eq!(&user_names(&uaa_sim.users()), expected_users, "UAA users");
+        assert_eq!(&user_names(&ias_sim.users()), expected_users, "IAS users");
+        assert_eq!(
+            &sim_memberships(uaa_sim.groups(), uaa_sim.users(), |g| uaa_sim.member_ids(g)),
+            expected_groups,
+            "UAA memberships"
+        );
+        assert_eq!(
+            &sim_memberships(ias_sim.groups(), ias_sim.users(), |g| ias_sim.member_ids(g)),
+            expected_groups,
+            "IAS memberships"
+        );
+    };
+    let source_users = source_scim.list("Users").await;
+    let source_groups = source_scim.list("Groups").await;
+    let mut expected_users = user_names(&source_users);
+    let mut expected_groups = source_memberships(&source_users, &source_groups);
+    check_targets(&expected_users, &expected_groups);
+    let scim_users = target_scim.list("Users").await;
+    assert_eq!(user_names(&scim_users), expected_users, "SCIM target users");
+    assert_eq!(
+        source_memberships(&scim_users, &target_scim.list("Groups").await),
+        expected_groups,
+        "SCIM target memberships"
+    );
+
+    // Unchanged re-run: nothing written anywhere.
+    let writes_before = (uaa_sim.stats().requests(), ias_sim.stats().requests());
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    for t in targets {
+        assert_eq!(counts(&job, t, "user"), (0, 0, 0, 0), "{t}: {job}");
+        assert_eq!(stats(&job, t, "user")["unchanged"], USERS as u64);
+        assert_eq!(counts(&job, t, "group"), (0, 0, 0, 0), "{t}: {job}");
+    }
+    // UAA: token requests aside, no request reached it (reads of a target are not needed).
+    assert_eq!(
+        (uaa_sim.stats().requests(), ias_sim.stats().requests()),
+        writes_before,
+        "an unchanged run sends nothing to the targets"
+    );
+
+    // Change 20, delete 10, add 5.
+    for (i, u) in source_users.iter().take(20).enumerate() {
+        let mut changed = u.clone();
+        changed["name"]["givenName"] = json!(format!("Changed{i}"));
+        changed["displayName"] = json!(format!("Changed{i} Family"));
+        let id = u["id"].as_str().expect("id");
+        source_scim
+            .send(Method::PUT, &format!("Users/{id}"), Some(changed))
+            .await;
+    }
+    for u in source_users.iter().skip(100).take(10) {
+        let id = u["id"].as_str().expect("id");
+        let response = source_scim
+            .http
+            .delete(format!("{}/Users/{id}", source_scim.server.base_url))
+            .bearer_auth(&source_scim.server.token)
+            .send()
+            .await
+            .expect("delete");
+        assert!(response.status().is_success());
+    }
+    source_scim.create_users(USERS..USERS + 5).await;
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    for t in targets {
+        assert_eq!(counts(&job, t, "user"), (5, 20, 10, 0), "{t}: {job}");
+    }
+    let changed_users = source_users;
+    let source_users = source_scim.list("Users").await;
+    let source_groups = source_scim.list("Groups").await;
+    expected_users = user_names(&source_users);
+    expected_groups = source_memberships(&source_users, &source_groups);
+    assert_eq!(expected_users.len(), USERS - 5);
+    check_targets(&expected_users, &expected_groups);
+    assert_eq!(user_names(&target_scim.list("Users").await), expected_users);
+    let first_changed = changed_users[0]["userName"].as_str().expect("userName").to_string();
+    let changed = uaa_sim.user_by_name(&first_changed).expect("changed user");
+    assert_eq!(uaa_sim.user_count(), USERS - 5);
+    assert_eq!(changed["name"]["givenName"], "Changed0", "{changed}");
+
+    // The log tells what changed, without values.
+    let (_, log) = service
+        .admin(
+            Method::GET,
+            &format!("/api/v1/jobs/{}/entities?limit=10000", job["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    let entries = log["entries"].as_array().expect("entries");
+    let update = entries
+        .iter()
+        .find(|e| e["operation"] == "update" && e["targetId"] == scim.as_str() && e["entityType"] == "user")
+        .expect("an update entry");
+    let mut changed_attributes: Vec<&Value> = update["changes"].as_array().expect("changes").iter().collect();
+    changed_attributes.sort_by_key(|c| c["attribute"].as_str().unwrap_or("").to_string());
+    assert_eq!(
+        changed_attributes,
+        [
+            &json!({"attribute": "displayName", "change": "changed"}),
+            &json!({"attribute": "name.givenName", "change": "changed"})
+        ],
+        "{update}"
+    );
+    assert!(!log.to_string().contains("Changed0"), "values are redacted by default");
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["operation"] == "delete" && e["outcome"] == "success")
+            .count(),
+        30
+    );
+
+    // Resync rewrites everything.
+    let clock = Instant::now();
+    let job = run(&service, &source, json!({"type": "resync"})).await;
+    eprintln!("resync: {:?}", clock.elapsed());
+    assert_eq!(job["status"], "Success", "{job}");
+    for t in targets {
+        let (created, updated, deleted, failed) = counts(&job, t, "user");
+        assert_eq!(
+            (created, updated, deleted, failed),
+            (0, (USERS - 5) as u64, 0, 0),
+            "{t}: {job}"
+        );
+    }
+    check_targets(&expected_users, &expected_groups);
+    // Links: one per source entity, per target.
+    for t in targets {
+        assert_eq!(links(&service, &source, t, EntityKind::User).len(), USERS - 5);
+        assert_eq!(links(&service, &source, t, EntityKind::Group).len(), GROUPS);
+    }
+}
