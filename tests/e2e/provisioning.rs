@@ -452,3 +452,209 @@ async fn read_fans_out_converges_and_resyncs() {
         assert_eq!(links(&service, &source, t, EntityKind::Group).len(), GROUPS);
     }
 }
+
+/// A reverse proxy in front of a source that can fail every page after the first (503), as a source
+/// that breaks down in the middle of a read.
+struct FlakyProxy {
+    url: String,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FlakyProxy {
+    async fn start(upstream: &str) -> FlakyProxy {
+        use axum::body::Body;
+        use axum::extract::Request;
+        use axum::response::Response;
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = failing.clone();
+        let upstream = upstream.trim_end_matches('/').to_string();
+        let base = reqwest::Url::parse(&upstream).expect("upstream url");
+        let prefix = base.path().trim_end_matches('/').to_string();
+        let origin = format!("{}://{}", base.scheme(), base.authority());
+        let client = reqwest::Client::new();
+        let app = axum::Router::new().fallback(move |request: Request| {
+            let (flag, client, origin) = (flag.clone(), client.clone(), origin.clone());
+            async move {
+                let query = request.uri().query().unwrap_or("").to_string();
+                let later_page = query.split('&').any(|p| {
+                    p.strip_prefix("startId=").is_some_and(|v| v != "initial")
+                        || p.strip_prefix("startIndex=").is_some_and(|v| v != "1")
+                });
+                if flag.load(std::sync::atomic::Ordering::SeqCst) && later_page {
+                    return Response::builder()
+                        .status(503)
+                        .body(Body::from("unavailable"))
+                        .expect("response");
+                }
+                let path_and_query = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let mut forward = client.request(request.method().clone(), format!("{origin}{path_and_query}"));
+                for (name, value) in request.headers() {
+                    if name != "host" {
+                        forward = forward.header(name, value);
+                    }
+                }
+                let body = axum::body::to_bytes(request.into_body(), 16 << 20).await.unwrap_or_default();
+                let answer = forward.body(body).send().await.expect("upstream");
+                let mut response = Response::builder().status(answer.status().as_u16());
+                for (name, value) in answer.headers() {
+                    if name != "transfer-encoding" && name != "content-length" {
+                        response = response.header(name, value);
+                    }
+                }
+                response
+                    .body(Body::from(answer.bytes().await.unwrap_or_default()))
+                    .expect("response")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FlakyProxy {
+            url: format!("http://{addr}{prefix}"),
+            failing,
+            task,
+        }
+    }
+
+    fn fail_later_pages(&self, on: bool) {
+        self.failing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn ias_patch(sim: &ias::Simulator, id: &str, given_name: &str) {
+    let response = reqwest::Client::new()
+        .patch(format!("{}/scim/Users/{id}", sim.base_url))
+        .basic_auth(&sim.options().client_id, Some(&sim.options().client_secret))
+        .header("Content-Type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "name.givenName", "value": given_name}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("patch");
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_safety_delta_reads_and_existing_entities() {
+    let service = Service::start().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 30,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let ias_users = ias_sim.users();
+    // A user that is already in the target before Provisio ever ran.
+    let existing_name = ias_users[0]["userName"].as_str().expect("userName").to_string();
+    let existing = uaa_sim
+        .insert_user(json!({"userName": existing_name, "origin": "sap.custom",
+            "emails": [{"value": "old@example.com", "primary": true}], "name": {"givenName": "Old", "familyName": "Entry"}}))
+        .expect("pre-existing user");
+    let proxy = FlakyProxy::start(&ias_sim.base_url).await;
+    let source = service
+        .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": props(json!({"URL": proxy.url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret,
+                "ips.delta.read": "enabled", "provisio.read.page.size": "10"}))}))
+        .await;
+    let target = service
+        .create_system(json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": props(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret,
+                "xsuaa.origin": "sap.custom", "ips.delete.threshold.users": "5"}))}))
+        .await;
+    let t = target.as_str();
+
+    // First run (delta enabled, so a full read): the existing user is matched, not duplicated.
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["readMode"], "full");
+    assert_eq!(counts(&job, t, "user"), (29, 1, 0, 0), "{job}");
+    assert_eq!(uaa_sim.user_count(), 30, "no duplicate of the existing user");
+    let matched = uaa_sim.user(existing["id"].as_str().expect("id")).expect("still there");
+    assert_ne!(matched["name"]["givenName"], "Old", "the existing user was updated: {matched}");
+    let scope = LinkScope {
+        source: source.clone(),
+        target: target.clone(),
+        kind: EntityKind::User,
+    };
+    let stored = service.state.store.links(&scope).expect("links");
+    assert_eq!(stored.values().filter(|l| l.existed_before).count(), 1);
+
+    // Delta read: changes arrive, deletes do not.
+    let ids: Vec<String> = ias_users
+        .iter()
+        .map(|u| u["id"].as_str().expect("id").to_string())
+        .collect();
+    ias_patch(&ias_sim, &ids[1], "Delta1").await;
+    ias_patch(&ias_sim, &ids[2], "Delta2").await;
+    assert!(ias_sim.remove_user(&ids[3]));
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["readMode"], "delta", "{job}");
+    assert_eq!(counts(&job, t, "user"), (0, 2, 0, 0), "{job}");
+    assert_eq!(uaa_sim.user_count(), 30);
+    assert!(job["outcome"].to_string().contains("Delta read"), "{job}");
+
+    // A full read that fails in the middle deletes nothing.
+    proxy.fail_later_pages(true);
+    let job = run(&service, &source, json!({"type": "resync"})).await;
+    assert_eq!(job["status"], "Finished with Error", "{job}");
+    assert_eq!(counts(&job, t, "user").2, 0, "{job}");
+    assert!(job["outcome"].to_string().contains("nothing was deleted"), "{job}");
+    assert_eq!(uaa_sim.user_count(), 30);
+    proxy.fail_later_pages(false);
+
+    // Seven more disappear (the existing user among them): above the threshold of 5, held.
+    assert!(ias_sim.remove_user(&ids[0]));
+    for id in &ids[4..10] {
+        assert!(ias_sim.remove_user(id));
+    }
+    let job = run(&service, &source, json!({"type": "resync"})).await;
+    assert_eq!(job["status"], "Finished with Error", "{job}");
+    let s = stats(&job, t, "user");
+    assert_eq!((s["held"], s["deleted"], s["skipped"]), (7, 0, 1), "{job}");
+    assert_eq!(job["heldDeletes"], 7);
+    assert_eq!(uaa_sim.user_count(), 30);
+    let job_id = job["id"].as_str().expect("id");
+    let (_, held) = service
+        .admin(Method::GET, &format!("/api/v1/jobs/{job_id}/held-deletes"), None)
+        .await;
+    assert_eq!(held.as_array().map(Vec::len), Some(7), "{held}");
+    assert!(held.as_array().into_iter().flatten().all(|h| h["decision"].is_null()));
+
+    // The admin approves: deleted now; the existing user stays.
+    let (status, decided) = service
+        .admin(Method::POST, &format!("/api/v1/jobs/{job_id}/held-deletes/approve"), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{decided}");
+    assert_eq!(decided["deleted"], 7, "{decided}");
+    assert_eq!(uaa_sim.user_count(), 23);
+    assert!(uaa_sim.user(existing["id"].as_str().expect("id")).is_some());
+    let (status, _) = service
+        .admin(Method::POST, &format!("/api/v1/jobs/{job_id}/held-deletes/approve"), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT);
+    let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{job_id}"), None).await;
+    assert_eq!(stats(&job, t, "user")["deleted"], 7, "{job}");
+
+    // The next Read agrees: nothing left to do.
+    let job = run(&service, &source, json!({"type": "resync"})).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(counts(&job, t, "user"), (0, 22, 0, 0), "{job}");
+    assert_eq!(stats(&job, t, "user")["skipped"], 1, "the existing user is kept: {job}");
+}
