@@ -500,7 +500,9 @@ impl FlakyProxy {
                         forward = forward.header(name, value);
                     }
                 }
-                let body = axum::body::to_bytes(request.into_body(), 16 << 20).await.unwrap_or_default();
+                let body = axum::body::to_bytes(request.into_body(), 16 << 20)
+                    .await
+                    .unwrap_or_default();
                 let answer = forward.body(body).send().await.expect("upstream");
                 let mut response = Response::builder().status(answer.status().as_u16());
                 for (name, value) in answer.headers() {
@@ -571,11 +573,13 @@ async fn deletion_safety_delta_reads_and_existing_entities() {
                 "ips.delta.read": "enabled", "provisio.read.page.size": "10"}))}))
         .await;
     let target = service
-        .create_system(json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+        .create_system(
+            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
             "properties": props(json!({"URL": uaa_sim.base_url,
                 "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
                 "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret,
-                "xsuaa.origin": "sap.custom", "ips.delete.threshold.users": "5"}))}))
+                "xsuaa.origin": "sap.custom", "ips.delete.threshold.users": "5"}))}),
+        )
         .await;
     let t = target.as_str();
 
@@ -586,7 +590,10 @@ async fn deletion_safety_delta_reads_and_existing_entities() {
     assert_eq!(counts(&job, t, "user"), (29, 1, 0, 0), "{job}");
     assert_eq!(uaa_sim.user_count(), 30, "no duplicate of the existing user");
     let matched = uaa_sim.user(existing["id"].as_str().expect("id")).expect("still there");
-    assert_ne!(matched["name"]["givenName"], "Old", "the existing user was updated: {matched}");
+    assert_ne!(
+        matched["name"]["givenName"], "Old",
+        "the existing user was updated: {matched}"
+    );
     let scope = LinkScope {
         source: source.clone(),
         target: target.clone(),
@@ -639,17 +646,27 @@ async fn deletion_safety_delta_reads_and_existing_entities() {
 
     // The admin approves: deleted now; the existing user stays.
     let (status, decided) = service
-        .admin(Method::POST, &format!("/api/v1/jobs/{job_id}/held-deletes/approve"), None)
+        .admin(
+            Method::POST,
+            &format!("/api/v1/jobs/{job_id}/held-deletes/approve"),
+            None,
+        )
         .await;
     assert_eq!(status, reqwest::StatusCode::OK, "{decided}");
     assert_eq!(decided["deleted"], 7, "{decided}");
     assert_eq!(uaa_sim.user_count(), 23);
     assert!(uaa_sim.user(existing["id"].as_str().expect("id")).is_some());
     let (status, _) = service
-        .admin(Method::POST, &format!("/api/v1/jobs/{job_id}/held-deletes/approve"), None)
+        .admin(
+            Method::POST,
+            &format!("/api/v1/jobs/{job_id}/held-deletes/approve"),
+            None,
+        )
         .await;
     assert_eq!(status, reqwest::StatusCode::CONFLICT);
-    let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{job_id}"), None).await;
+    let (_, job) = service
+        .admin(Method::GET, &format!("/api/v1/jobs/{job_id}"), None)
+        .await;
     assert_eq!(stats(&job, t, "user")["deleted"], 7, "{job}");
 
     // The next Read agrees: nothing left to do.
@@ -657,4 +674,228 @@ async fn deletion_safety_delta_reads_and_existing_entities() {
     assert_eq!(job["status"], "Success", "{job}");
     assert_eq!(counts(&job, t, "user"), (0, 22, 0, 0), "{job}");
     assert_eq!(stats(&job, t, "user")["skipped"], 1, "the existing user is kept: {job}");
+}
+
+async fn ias_to_uaa(
+    service: &Service,
+    ias_sim: &ias::Simulator,
+    uaa_sim: &uaa::Simulator,
+    rate: &str,
+) -> (String, String) {
+    let source = service
+        .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
+        .await;
+    let mut target_props = props(json!({"URL": uaa_sim.base_url,
+        "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+        "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}));
+    target_props["provisio.rate.limit"] = json!(rate);
+    let target = service
+        .create_system(
+            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": target_props}),
+        )
+        .await;
+    (source, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_provision_one_stop_queue_and_schedule() {
+    let service = Service::start().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 20,
+        groups: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let (source, target) = ias_to_uaa(&service, &ias_sim, &uaa_sim, "10000").await;
+    let t = target.as_str();
+
+    // Simulation: the plan, with attribute names, and nothing written.
+    let job = run(&service, &source, json!({"type": "read", "simulate": true})).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["type"], "simulate-read");
+    assert_eq!(counts(&job, t, "user"), (20, 0, 0, 0), "{job}");
+    assert_eq!(uaa_sim.user_count(), 0, "a simulation writes nothing");
+    assert!(
+        service
+            .state
+            .store
+            .links(&LinkScope {
+                source: source.clone(),
+                target: target.clone(),
+                kind: EntityKind::User
+            })
+            .expect("links")
+            .is_empty()
+    );
+    let (_, log) = service
+        .admin(
+            Method::GET,
+            &format!(
+                "/api/v1/jobs/{}/entities?outcome=planned",
+                job["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await;
+    let planned = log["entries"].as_array().expect("entries");
+    assert!(planned.len() >= 20, "{log}");
+    assert!(planned[0]["changes"].to_string().contains("userName"), "{log}");
+
+    // Provision one user on demand: every step shown, the user linked.
+    let one_id = ias_sim.users()[0]["id"].as_str().expect("id").to_string();
+    let (status, one) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/provision-one"),
+            Some(json!({"entityType": "user", "id": one_id})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{one}");
+    let steps: Vec<&str> = one["targets"][0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(steps, ["transform", "match", "action"], "{one}");
+    assert_eq!(one["targets"][0]["steps"][2]["outcome"], "success", "{one}");
+    assert_eq!(uaa_sim.user_count(), 1);
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(counts(&job, t, "user"), (19, 0, 0, 0), "{job}");
+    assert_eq!(stats(&job, t, "user")["unchanged"], 1, "{job}");
+
+    // A manual run while one runs is queued behind it.
+    let (_, first) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "resync"})),
+        )
+        .await;
+    let (_, second) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    assert_eq!(second["status"], "Queued", "{second}");
+    let first = wait(&service, first["id"].as_str().expect("id")).await;
+    let second = wait(&service, second["id"].as_str().expect("id")).await;
+    assert_eq!(
+        (first["status"].as_str(), second["status"].as_str()),
+        (Some("Success"), Some("Success"))
+    );
+    assert!(
+        second["startedAt"].as_str() >= first["endedAt"].as_str(),
+        "{first} {second}"
+    );
+
+    // Unknown source, target as source, bad type: clear errors.
+    let (status, body) = service
+        .admin(Method::POST, "/api/v1/systems/nope/jobs", Some(json!({"type": "read"})))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{target}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "purge"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("purge")), "{body}");
+
+    // A schedule starts runs by itself.
+    let (status, body) = service
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/systems/{source}/schedule"),
+            Some(json!({"everySeconds": 1})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let started = Instant::now();
+    loop {
+        let (_, jobs) = service
+            .admin(Method::GET, &format!("/api/v1/systems/{source}/jobs"), None)
+            .await;
+        if jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|j| j["trigger"] == "schedule")
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no scheduled run: {jobs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = service
+        .admin(Method::DELETE, &format!("/api/v1/systems/{source}/schedule"), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    let (status, body) = service
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/systems/{source}/schedule"),
+            Some(json!({"cron": "every minute"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_a_run_at_an_entity_boundary() {
+    let service = Service::start().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 40,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    // Five writes a second: the run takes eight seconds unless stopped.
+    let (source, target) = ias_to_uaa(&service, &ias_sim, &uaa_sim, "5").await;
+    let (_, job) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    let id = job["id"].as_str().expect("id").to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = service
+        .admin(Method::POST, &format!("/api/v1/jobs/{id}/stop"), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let job = wait(&service, &id).await;
+    assert_eq!(job["status"], "Manually Terminated", "{job}");
+    let created = stats(&job, &target, "user")["created"];
+    assert!(created > 0 && created < 40, "{job}");
+    // Every created user is linked: nothing is lost at the stop.
+    let linked = links(&service, &source, &target, EntityKind::User);
+    assert_eq!(linked.len() as u64, created);
+    assert_eq!(uaa_sim.user_count() as u64, created);
+    let (status, _) = service
+        .admin(Method::POST, &format!("/api/v1/jobs/{id}/stop"), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT);
+    // The next run completes the rest.
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(stats(&job, &target, "user")["created"], 40 - created, "{job}");
 }
