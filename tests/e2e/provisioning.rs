@@ -899,3 +899,193 @@ async fn stop_ends_a_run_at_an_entity_boundary() {
     let job = run(&service, &source, json!({"type": "read"})).await;
     assert_eq!(stats(&job, &target, "user")["created"], 40 - created, "{job}");
 }
+
+/// The `provisio` binary of this build (built by `cargo test --workspace` for the host's CLI tests).
+fn provisio_binary() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("PROVISIO_BIN") {
+        return path.into();
+    }
+    let target_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let binary = target_dir.join("debug").join("provisio");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "provisio", "--bin", "provisio"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the provisio binary failed");
+    }
+    binary
+}
+
+/// The service as a separate process, to be killed with SIGKILL.
+struct ServiceProcess {
+    url: String,
+    child: std::process::Child,
+}
+
+impl ServiceProcess {
+    async fn start(data_dir: &std::path::Path, port: u16) -> ServiceProcess {
+        let child = std::process::Command::new(provisio_binary())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .env(
+                "PROVISIO_BOOTSTRAP_ADMIN",
+                format!("{}:{}", crate::support::ADMIN.0, crate::support::ADMIN.1),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start provisio");
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while !matches!(reqwest::get(format!("{url}/healthz")).await, Ok(r) if r.status().is_success()) {
+            assert!(started.elapsed() < Duration::from_secs(120), "provisio did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ServiceProcess { url, child }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .basic_auth(crate::support::ADMIN.0, Some(crate::support::ADMIN.1));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL: no shutdown hook, no flush.
+        self.child.kill().expect("kill");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_read_converges_without_duplicates() {
+    const USERS: usize = 5000;
+    let uaa_sim = uaa::spawn(uaa::Options {
+        users: USERS,
+        ..Default::default()
+    })
+    .await
+    .expect("uaa");
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let data = tempfile::tempdir().expect("data dir");
+    let port = crate::support::free_port();
+    let mut service = ServiceProcess::start(data.path(), port).await;
+    let source = service
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(json!({"name": "UAA", "type": "xsuaa", "role": "source",
+            "properties": props(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("source id")
+        .to_string();
+    let target = service
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(json!({"name": "IAS", "type": "ias", "role": "target",
+            "sources": [source],
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("target id")
+        .to_string();
+    let job = service
+        .call(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    let killed_job = job["id"].as_str().expect("job id").to_string();
+    let started = Instant::now();
+    while ias_sim.user_count() < USERS / 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the run makes no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.kill();
+    let written_before_kill = ias_sim.user_count();
+    assert!(written_before_kill < USERS, "killed in the middle");
+
+    let service = ServiceProcess::start(data.path(), port).await;
+    let interrupted = service
+        .call(Method::GET, &format!("/api/v1/jobs/{killed_job}"), None)
+        .await;
+    assert_eq!(interrupted["status"], "Finished with Error", "{interrupted}");
+    assert_eq!(interrupted["interrupted"], true, "{interrupted}");
+
+    let job = service
+        .call(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    let id = job["id"].as_str().expect("job id").to_string();
+    let job = loop {
+        let job = service.call(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+        if matches!(
+            job["status"].as_str(),
+            Some("Success" | "Finished with Error" | "Manually Terminated")
+        ) {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "{job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["status"], "Success", "{job}");
+    let s = stats(&job, &target, "user");
+    assert_eq!(s["failed"], 0, "{job}");
+    // No duplicate, none missing.
+    let users = ias_sim.users();
+    assert_eq!(users.len(), USERS, "{job}");
+    assert_eq!(user_names(&users).len(), USERS);
+    assert_eq!(user_names(&users), user_names(&uaa_sim.users()));
+    // What the killed run created without recording it is found again and linked as Provisio's own (not as
+    // pre-existing, which would protect it from deletion).
+    assert_eq!(s["updated"], 0, "{job}");
+    let linked_by_killed_run = USERS as u64 - s["created"];
+    let log = service
+        .call(Method::GET, &format!("/api/v1/jobs/{id}/entities?limit=10000"), None)
+        .await;
+    let recovered = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("interrupted earlier run"))
+        })
+        .count() as u64;
+    assert_eq!(recovered, written_before_kill as u64 - linked_by_killed_run, "{job}");
+    let links = service.call(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+    assert_eq!(links["status"], "Success");
+}
