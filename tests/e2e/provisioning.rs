@@ -1086,6 +1086,4 @@ async fn a_killed_read_converges_without_duplicates() {
         })
         .count() as u64;
     assert_eq!(recovered, written_before_kill as u64 - linked_by_killed_run, "{job}");
-    let links = service.call(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
-    assert_eq!(links["status"], "Success");
 }
