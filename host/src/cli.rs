@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Days ended job runs and their per-entity logs are kept.
+    #[arg(long, default_value_t = crate::provisioning::DEFAULT_RETENTION_DAYS, env = "PROVISIO_JOB_RETENTION_DAYS")]
+    pub job_retention_days: i64,
 }
 
 /// How admin commands reach the service.

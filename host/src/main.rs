@@ -22,7 +22,14 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_tracing(args.log_format == "json");
             return runtime.block_on(async {
-                let state = provisio::server::boot(&args.data_dir, Default::default()).await?;
+                let state = provisio::server::boot(
+                    &args.data_dir,
+                    provisio::server::Settings {
+                        job_retention_days: Some(args.job_retention_days),
+                        ..Default::default()
+                    },
+                )
+                .await?;
                 provisio::server::ensure_admin(&state.store)?;
                 provisio::server::serve(args.listen, state).await?;
                 Ok(())

@@ -39,6 +39,8 @@ pub struct Settings {
     pub call_limits: CallLimits,
     /// Limits of outbound HTTP.
     pub outbound_limits: OutboundLimits,
+    /// Days ended job runs and their logs are kept; [`crate::provisioning::DEFAULT_RETENTION_DAYS`] when `None`.
+    pub job_retention_days: Option<i64>,
     /// Where precompiled components are cached; `cache/` in the data directory when `None`. Several
     /// services on one machine (tests) can share one.
     pub artifact_cache: Option<std::path::PathBuf>,
@@ -79,7 +81,10 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         .load_installed(&store)
         .await
         .map_err(|e| BootError::Other(format!("cannot load the bundled connectors: {e}")))?;
-    let state = AppState::new(store, plugins);
+    let mut state = AppState::new(store, plugins);
+    if let Some(days) = settings.job_retention_days {
+        state.provisioning = crate::provisioning::Provisioning::new(state.store.clone(), state.plugins.clone(), days);
+    }
     state
         .provisioning
         .recover()
