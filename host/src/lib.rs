@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod plugins;
 pub mod provisioning;
+pub mod realtime;
 pub mod runtime;
 pub mod secrets;
 pub mod server;

@@ -81,10 +81,10 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         .load_installed(&store)
         .await
         .map_err(|e| BootError::Other(format!("cannot load the bundled connectors: {e}")))?;
-    let mut state = AppState::new(store, plugins);
-    if let Some(days) = settings.job_retention_days {
-        state.provisioning = crate::provisioning::Provisioning::new(state.store.clone(), state.plugins.clone(), days);
-    }
+    let retention = settings
+        .job_retention_days
+        .unwrap_or(crate::provisioning::DEFAULT_RETENTION_DAYS);
+    let state = AppState::new(store, plugins, retention);
     state
         .provisioning
         .recover()
@@ -138,6 +138,7 @@ pub async fn serve(listen: SocketAddr, state: AppState) -> Result<(), BootError>
         .map_err(|e| BootError::Other(format!("cannot listen on {listen}: {e}")))?;
     let local = listener.local_addr().map_err(|e| BootError::Other(e.to_string()))?;
     tokio::spawn(crate::provisioning::schedule::run_scheduler(state.provisioning.clone()));
+    tokio::spawn(state.realtime.clone().run_dispatcher());
     tracing::info!(%local, connectors = state.plugins.list().len(), pooling = state.plugins.runtime().pooling(), "Provisio is serving");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())

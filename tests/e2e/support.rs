@@ -50,9 +50,14 @@ impl Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = provisio::api::router(state.clone());
-        let scheduler = tokio::spawn(provisio::provisioning::schedule::run_scheduler(
-            state.provisioning.clone(),
-        ));
+        let provisioning = state.provisioning.clone();
+        let realtime = state.realtime.clone();
+        let scheduler = tokio::spawn(async move {
+            tokio::join!(
+                provisio::provisioning::schedule::run_scheduler(provisioning),
+                realtime.run_dispatcher()
+            );
+        });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 mod handlers;
 mod jobs;
+pub mod realtime;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use axum::routing::{get, post};
 
 use crate::plugins::Plugins;
 use crate::provisioning::Provisioning;
+use crate::realtime::Realtime;
 use crate::store::Store;
 use crate::systems::Systems;
 
@@ -33,23 +35,24 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenIssuer>,
     /// Standard provisioning jobs.
     pub provisioning: Provisioning,
+    /// Real-time provisioning.
+    pub realtime: Realtime,
 }
 
 impl AppState {
-    /// Wires the state from a store and a plugin registry.
-    pub fn new(store: Store, plugins: Arc<Plugins>) -> Self {
+    /// Wires the state from a store and a plugin registry; job runs and real-time events are kept
+    /// `retention_days`.
+    pub fn new(store: Store, plugins: Arc<Plugins>, retention_days: i64) -> Self {
         let systems = Systems::new(store.clone(), plugins.clone());
-        let provisioning = Provisioning::new(
-            store.clone(),
-            plugins.clone(),
-            crate::provisioning::DEFAULT_RETENTION_DAYS,
-        );
+        let provisioning = Provisioning::new(store.clone(), plugins.clone(), retention_days);
+        let realtime = Realtime::new(store.clone(), provisioning.clone());
         AppState {
             store,
             plugins,
             systems,
             tokens: Arc::new(auth::TokenIssuer::default()),
             provisioning,
+            realtime,
         }
     }
 }
@@ -93,8 +96,26 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/held-deletes/approve", post(jobs::approve_deletes))
         .route("/jobs/{id}/held-deletes/reject", post(jobs::reject_deletes))
         .route("/transformations/test", post(test_transformation));
+    // The real-time API at SAP's paths, with and without `/service`.
+    let realtime_api = Router::new()
+        .route(
+            "/systems/{source}/entities/{kind}",
+            post(realtime::create).get(realtime::probe),
+        )
+        .route(
+            "/systems/{source}/entities/{kind}/{id}",
+            axum::routing::put(realtime::replace)
+                .patch(realtime::patch)
+                .delete(realtime::delete),
+        );
+    let api = api
+        .route("/realtime/events", get(realtime::list_events))
+        .route("/realtime/events/{seq}", get(realtime::get_event))
+        .route("/realtime/events/{seq}/retry", post(realtime::retry_event));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/ipsproxy/api/v1", realtime_api.clone())
+        .nest("/ipsproxy/service/api/v1", realtime_api)
         .route("/oauth2/token", post(auth::token))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

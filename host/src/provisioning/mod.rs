@@ -289,7 +289,7 @@ impl Provisioning {
     }
 
     /// Loads the source and its targets for a run; a message for the job log when it cannot.
-    fn prepare(&self, source_id: &str) -> Result<(SourceReader, Vec<TargetRun>), String> {
+    pub(crate) fn prepare(&self, source_id: &str) -> Result<(SourceReader, Vec<TargetRun>), String> {
         let systems = &self.inner.systems;
         let source = systems.get(source_id).map_err(|e| e.to_string())?;
         let reader = self.source_reader(source)?;
@@ -312,7 +312,7 @@ impl Provisioning {
     }
 
     /// The source side of a run.
-    fn source_reader(&self, source: System) -> Result<SourceReader, String> {
+    pub(crate) fn source_reader(&self, source: System) -> Result<SourceReader, String> {
         let plugin = self.inner.systems.plugin_for(&source).map_err(|e| e.to_string())?;
         let call = self
             .inner

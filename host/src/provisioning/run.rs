@@ -1065,7 +1065,9 @@ async fn provision_target(
                             existed_before,
                         });
                     }
-                    Some(Written::Failed { reason, drop_intent }) => {
+                    Some(Written::Failed {
+                        reason, drop_intent, ..
+                    }) => {
                         result.counts.failed += 1;
                         result.failed = true;
                         entry.operation = match p.plan {

@@ -97,13 +97,26 @@ pub enum Written {
         /// Existed before.
         existed_before: bool,
     },
-    /// Failed for good (after retries).
+    /// Failed (after the retries of the target's policy).
     Failed {
         /// Why.
         reason: String,
         /// Whether the create intent recorded for it should be dropped.
         drop_intent: bool,
+        /// Whether a later attempt may succeed (transient failure, throttling).
+        retryable: bool,
     },
+}
+
+impl Written {
+    /// A failure from a call error: retryable when the error is transient or throttling.
+    fn from_error(e: &CallError, reason: String, drop_intent: bool) -> Written {
+        Written::Failed {
+            reason,
+            drop_intent,
+            retryable: !matches!(super::retry::classify(e), super::retry::Retry::Never),
+        }
+    }
 }
 
 /// Group assignments (`assignGroup`/`unassignGroup` variables) that failed, as log lines.
@@ -151,7 +164,7 @@ impl TargetContext {
         source_id: &str,
         intermediate: &Value,
         link: Option<&Link>,
-        resolver: &LinkResolver<'_>,
+        resolver: &dyn EntityIdResolver,
         rewrite: bool,
     ) -> Planned {
         let linked_id = link.and_then(|l| l.target_entity.clone());
@@ -212,7 +225,7 @@ impl TargetContext {
         source_id: &str,
         intermediate: &Value,
         target_id: &str,
-        resolver: &LinkResolver<'_>,
+        resolver: &dyn EntityIdResolver,
     ) -> Option<Value> {
         let ctx = Context::new(&self.system.spec.properties)
             .operation(TransformOp::Update)
@@ -247,10 +260,7 @@ impl TargetContext {
                 Err(CallError::Connector(ConnectorError::NotFound { .. })) => {
                     self.create(kind, entity, variables, false).await
                 }
-                Err(e) => Written::Failed {
-                    reason: e.to_string(),
-                    drop_intent: false,
-                },
+                Err(e) => Written::from_error(&e, format!("{e}"), false),
             },
             _ => return None,
         })
@@ -287,6 +297,7 @@ impl TargetContext {
         let failed = |reason: String| Written::Failed {
             reason,
             drop_intent: true,
+            retryable: false,
         };
         // An earlier create may have happened (crash, timeout): find it before creating a duplicate.
         if lookup_first {
@@ -298,18 +309,13 @@ impl TargetContext {
                             existed_before: false,
                             recovered: true,
                         },
-                        Err(e) => Written::Failed {
-                            reason: e.to_string(),
-                            drop_intent: false,
-                        },
+                        Err(e) => Written::from_error(&e, e.to_string(), false),
                     };
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    return Written::Failed {
-                        reason: format!("could not check whether an earlier create happened: {e}"),
-                        drop_intent: false,
-                    };
+                    let reason = format!("could not check whether an earlier create happened: {e}");
+                    return Written::from_error(&e, reason, false);
                 }
             }
         }
@@ -339,6 +345,7 @@ impl TargetContext {
                     None => Written::Failed {
                         reason: "the target answered the create without an id".into(),
                         drop_intent: false,
+                        retryable: false,
                     },
                 }
             }
@@ -359,12 +366,14 @@ impl TargetContext {
                         "conflict: {message}; no single existing {} matches its unique attributes",
                         kind.as_str()
                     )),
-                    Err(e) => failed(format!(
-                        "conflict: {message}; looking the existing entity up failed: {e}"
-                    )),
+                    Err(e) => Written::from_error(
+                        &e,
+                        format!("conflict: {message}; looking the existing entity up failed: {e}"),
+                        true,
+                    ),
                 }
             }
-            Err(e) => failed(e.to_string()),
+            Err(e) => Written::from_error(&e, e.to_string(), true),
         }
     }
 

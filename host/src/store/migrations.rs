@@ -112,6 +112,36 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
     "#,
+    // 3: real-time provisioning — the durable outbox of pushed events (kept as the real-time log), and the
+    // last full entity per pushed id (the base a PATCH applies to).
+    r#"
+    CREATE TABLE realtime_events (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        source_id       TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind            TEXT NOT NULL,
+        entity_id       TEXT NOT NULL,
+        operation       TEXT NOT NULL,
+        body            TEXT,
+        received_at     TEXT NOT NULL,
+        received_by     TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        results         TEXT,
+        finished_at     TEXT
+    );
+    CREATE INDEX realtime_by_state ON realtime_events (state, seq);
+    CREATE INDEX realtime_by_entity ON realtime_events (source_id, kind, entity_id, seq);
+    CREATE TABLE realtime_entities (
+        source_id  TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind       TEXT NOT NULL,
+        entity_id  TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (source_id, kind, entity_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX links_recent_writes ON links (target_id, kind, target_entity, updated_at);
+    "#,
 ];
 
 /// Brings the schema up to date, each migration in its own transaction.

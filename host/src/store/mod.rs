@@ -9,6 +9,7 @@ pub mod links;
 mod migrations;
 pub mod plugins;
 pub mod principals;
+pub mod realtime;
 pub mod systems;
 
 use std::path::Path;
@@ -40,6 +41,7 @@ pub enum StoreError {
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     secrets: SecretBox,
+    path: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -47,7 +49,9 @@ impl Store {
     pub fn open(path: &Path, secrets: SecretBox) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        Self::init(conn, secrets)
+        let mut store = Self::init(conn, secrets)?;
+        store.path = Some(path.to_path_buf());
+        Ok(store)
     }
 
     /// An in-memory store (tests).
@@ -63,12 +67,18 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             secrets,
+            path: None,
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The database file; `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The current schema version.

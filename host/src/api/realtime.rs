@@ -1,0 +1,313 @@
+//! The real-time provisioning API (`/ipsproxy/api/v1/systems/{source}/entities/{user,group}[/{id}]`, also
+//! under `/ipsproxy/service/api/v1/…`) and the real-time log for admins. Pushes answer once the event is
+//! on disk; every refusal is an RFC 7644 error body.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{Caller, authenticate};
+use super::error::ApiError;
+use crate::connector::EntityKind;
+use crate::realtime::events::{self, Refusal};
+use crate::store::principals::{Permission, Principal};
+use crate::store::realtime::NewEvent;
+use crate::store::systems::Role;
+
+/// An RFC 7644 §3.12 error answer.
+pub fn scim_error(status: StatusCode, scim_type: Option<&str>, detail: impl Into<String>) -> Response {
+    let mut body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": status.as_u16().to_string(),
+        "detail": detail.into(),
+    });
+    if let Some(t) = scim_type {
+        body["scimType"] = json!(t);
+    }
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/scim+json"));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"provisio\", Bearer"),
+        );
+    }
+    response
+}
+
+fn refused(r: Refusal) -> Response {
+    scim_error(
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+        r.scim_type,
+        r.detail,
+    )
+}
+
+/// The pushing technical user, with the real-time permission.
+async fn pusher(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
+    let principal = authenticate(state, headers)
+        .await
+        .map_err(|f| scim_error(StatusCode::UNAUTHORIZED, None, f.message()))?;
+    if !principal.may(Permission::RealtimeApi) {
+        return Err(scim_error(
+            StatusCode::FORBIDDEN,
+            None,
+            format!("{} lacks the permission realtime-api", principal.name),
+        ));
+    }
+    Ok(principal)
+}
+
+/// The source system, if it takes pushes; and whether it speaks IAS SCIM 1.0.
+fn push_source(state: &AppState, source: &str) -> Result<bool, Response> {
+    let system = match state.store.get_system(source) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(scim_error(
+                StatusCode::NOT_FOUND,
+                None,
+                format!("no source system with id {source}"),
+            ));
+        }
+        Err(e) => return Err(ApiError::from(e).into_response()),
+    };
+    if system.spec.role != Role::Source {
+        return Err(scim_error(
+            StatusCode::NOT_FOUND,
+            None,
+            format!("{} is not a source system", system.spec.name),
+        ));
+    }
+    let props = &system.spec.properties;
+    if props
+        .get("ips.realtime.enabled")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+    {
+        return Err(scim_error(
+            StatusCode::FORBIDDEN,
+            None,
+            format!(
+                "real-time provisioning is disabled for {} (ips.realtime.enabled=false)",
+                system.spec.name
+            ),
+        ));
+    }
+    Ok(props.get("ias.api.version").is_some_and(|v| v.trim() == "1"))
+}
+
+fn kind_of(segment: &str) -> Result<EntityKind, Response> {
+    match segment {
+        "user" | "users" | "Users" => Ok(EntityKind::User),
+        "group" | "groups" | "Groups" => Ok(EntityKind::Group),
+        other => Err(scim_error(
+            StatusCode::NOT_FOUND,
+            None,
+            format!("unknown entity type {other:?}; use user or group"),
+        )),
+    }
+}
+
+async fn queue(
+    state: &AppState,
+    principal: &Principal,
+    source: &str,
+    kind: EntityKind,
+    entity_id: String,
+    operation: &str,
+    body: Option<Value>,
+) -> Result<(), Response> {
+    state
+        .realtime
+        .accept(NewEvent {
+            source_id: source.to_string(),
+            kind: kind.as_str().to_string(),
+            entity_id,
+            operation: operation.to_string(),
+            body,
+            received_by: principal.name.clone(),
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| scim_error(StatusCode::SERVICE_UNAVAILABLE, None, e.to_string()))
+}
+
+fn scim_json(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/scim+json"));
+    response
+}
+
+/// `POST …/entities/{user,group}`: a create.
+pub async fn create(
+    State(state): State<AppState>,
+    Path((source, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match pusher(&state, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = async {
+        let kind = kind_of(&kind)?;
+        let v1 = push_source(&state, &source)?;
+        let entity = events::entity(kind, &body, None, v1).map_err(refused)?;
+        let id = entity.get("id").and_then(events::id_text).unwrap_or_default();
+        queue(&state, &principal, &source, kind, id, "create", Some(entity.clone())).await?;
+        Ok::<_, Response>(scim_json(StatusCode::CREATED, entity))
+    }
+    .await;
+    result.unwrap_or_else(|r| r)
+}
+
+/// `PUT …/entities/{kind}/{id}`: a replace.
+pub async fn replace(
+    State(state): State<AppState>,
+    Path((source, kind, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match pusher(&state, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = async {
+        let kind = kind_of(&kind)?;
+        events::check_id(&id).map_err(refused)?;
+        let v1 = push_source(&state, &source)?;
+        let entity = events::entity(kind, &body, Some(&id), v1).map_err(refused)?;
+        queue(&state, &principal, &source, kind, id, "replace", Some(entity.clone())).await?;
+        Ok::<_, Response>(scim_json(StatusCode::OK, entity))
+    }
+    .await;
+    result.unwrap_or_else(|r| r)
+}
+
+/// `PATCH …/entities/{kind}/{id}`: an RFC 7644 PatchOp.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path((source, kind, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match pusher(&state, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = async {
+        let kind = kind_of(&kind)?;
+        events::check_id(&id).map_err(refused)?;
+        push_source(&state, &source)?;
+        let doc = events::patch(&body).map_err(refused)?;
+        queue(&state, &principal, &source, kind, id, "patch", Some(doc)).await?;
+        Ok::<_, Response>(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    result.unwrap_or_else(|r| r)
+}
+
+/// `DELETE …/entities/{kind}/{id}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((source, kind, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match pusher(&state, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = async {
+        let kind = kind_of(&kind)?;
+        events::check_id(&id).map_err(refused)?;
+        push_source(&state, &source)?;
+        queue(&state, &principal, &source, kind, id, "delete", None).await?;
+        Ok::<_, Response>(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    result.unwrap_or_else(|r| r)
+}
+
+/// `GET …/entities/{kind}`: the API only receives; the answer tells a client that checks the endpoint (Test
+/// Connection of a pushing system) that it exists and took the credentials.
+pub async fn probe(
+    State(state): State<AppState>,
+    Path((source, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = pusher(&state, &headers).await {
+        return r;
+    }
+    if let Err(r) = kind_of(&kind).and_then(|_| push_source(&state, &source)) {
+        return r;
+    }
+    scim_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "the real-time provisioning API receives pushes (POST, PUT, PATCH, DELETE); it cannot be read",
+    )
+}
+
+#[derive(Deserialize)]
+pub struct EventQuery {
+    source: Option<String>,
+    state: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/realtime/events`: the real-time log, newest first.
+pub async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<EventQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::ReadLogs)?;
+    let events = state.realtime.store().events(
+        q.source.as_deref(),
+        q.state.as_deref(),
+        q.before,
+        q.limit.unwrap_or(100).clamp(1, 5000),
+    )?;
+    Ok(Json(json!(events)))
+}
+
+/// `GET /api/v1/realtime/events/{seq}`.
+pub async fn get_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(seq): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::ReadLogs)?;
+    state
+        .realtime
+        .store()
+        .event(seq)?
+        .map(|e| Json(json!(e)))
+        .ok_or_else(|| ApiError::not_found(format!("no real-time event {seq}")))
+}
+
+/// `POST /api/v1/realtime/events/{seq}/retry`: re-drives a parked or failed event.
+pub async fn retry_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(seq): Path<i64>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    if state.realtime.redrive(seq)? {
+        Ok(StatusCode::ACCEPTED.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("event {seq} is not parked or failed"),
+        ))
+    }
+}

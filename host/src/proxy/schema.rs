@@ -1,0 +1,459 @@
+//! The schemas a proxy serves (`/Schemas`, `/ResourceTypes`, `/ServiceProviderConfig`) and the attribute
+//! rules the filter, PATCH and projection code consult.
+//!
+//! The definitions are RFC 7643 §8.7.1's User, Group and Enterprise User schemas (`schemas.json`, as
+//! scim2-server packages them, Apache-2.0). A proxy serves them **trimmed to what its transformations
+//! carry**: an attribute appears when the read transformation writes it (a `$` → `$` mapping carries
+//! everything), and is `readOnly` when the write transformation does not read it. So a client — and
+//! scim2-tester, which tests every attribute a server advertises — sees what the backend really keeps.
+
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+
+use super::filter::{AttrPath, Rules, get_ci};
+use crate::connector::EntityKind;
+
+/// The core User schema.
+pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// The core Group schema.
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+/// The Enterprise User extension.
+pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// Largest page served.
+pub const MAX_RESULTS: u64 = 1000;
+
+fn standard() -> &'static [Value] {
+    static ALL: OnceLock<Vec<Value>> = OnceLock::new();
+    ALL.get_or_init(|| serde_json::from_str(include_str!("schemas.json")).unwrap_or_default())
+}
+
+/// The core schema URN of a kind.
+pub fn core_urn(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::User => USER,
+        EntityKind::Group => GROUP,
+    }
+}
+
+/// The resource type name (`User`, `Group`) and endpoint (`Users`, `Groups`) of a kind.
+pub fn type_name(kind: EntityKind) -> (&'static str, &'static str) {
+    match kind {
+        EntityKind::User => ("User", "Users"),
+        EntityKind::Group => ("Group", "Groups"),
+    }
+}
+
+/// Lower-case path segments a transformation mapping names (`$.name.givenName` → `name`, `givenname`;
+/// `$['urn:…:User']['manager']` → the URN, `manager`); indexes and filters are dropped. `$` is empty.
+fn segments(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let rest = path.trim();
+    let Some(mut rest) = rest.strip_prefix('$') else {
+        return vec![rest.to_ascii_lowercase()];
+    };
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("['").or_else(|| rest.strip_prefix("[\"")) {
+            let end = r.find(['\'', '"']).unwrap_or(r.len());
+            out.push(r[..end].to_ascii_lowercase());
+            rest = r.get(end + 2..).unwrap_or("");
+        } else if let Some(r) = rest.strip_prefix('[') {
+            // An index, `*` or a filter: skip to the matching `]`.
+            let mut depth = 1;
+            let mut end = r.len();
+            for (i, c) in r.char_indices() {
+                match c {
+                    '[' => depth += 1,
+                    ']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            rest = r.get(end + 1..).unwrap_or("");
+        } else if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            out.push(r[..end].to_ascii_lowercase());
+            rest = &r[end..];
+        } else {
+            break;
+        }
+    }
+    out
+}
+
+/// The paths one side of a transformation touches for an entity type: `targetPath`s of read, `sourcePath`s
+/// of write. `None` means everything (a `$` mapping).
+fn touched(doc: &Value, kind: EntityKind, key: &str) -> Option<Vec<Vec<String>>> {
+    let mappings = doc.get(kind.as_str())?.get("mappings")?.as_array()?;
+    let mut paths = Vec::new();
+    for m in mappings {
+        if let Some(p) = m.get(key).and_then(Value::as_str) {
+            let s = segments(p);
+            if s.is_empty() {
+                return None;
+            }
+            paths.push(s);
+        }
+    }
+    Some(paths)
+}
+
+fn covers(paths: &Option<Vec<Vec<String>>>, prefix: &[&str]) -> bool {
+    let Some(paths) = paths else { return true };
+    paths.iter().any(|p| {
+        prefix
+            .iter()
+            .zip(p.iter())
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    })
+}
+
+/// The schemas and resource types one proxy system serves.
+#[derive(Clone, Debug)]
+pub struct Served {
+    /// Schema documents, trimmed (without `schemas`/`meta`, added when answering).
+    pub schemas: Vec<Value>,
+    /// Entity kinds served.
+    pub kinds: Vec<EntityKind>,
+}
+
+impl Served {
+    /// The schemas for the kinds a connector handles, trimmed by the proxy's read and write transformations.
+    pub fn new(kinds: &[EntityKind], read: &Value, write: &Value) -> Served {
+        let mut schemas = Vec::new();
+        let mut served_kinds = Vec::new();
+        for &kind in kinds {
+            if read.get(kind.as_str()).is_none() {
+                continue;
+            }
+            served_kinds.push(kind);
+            let readable = touched(read, kind, "targetPath");
+            let writable = touched(write, kind, "sourcePath");
+            let wanted: &[&str] = match kind {
+                EntityKind::User => &[USER, ENTERPRISE],
+                EntityKind::Group => &[GROUP],
+            };
+            for urn in wanted {
+                let Some(schema) = standard().iter().find(|s| s["id"] == *urn) else {
+                    continue;
+                };
+                // Extension attributes sit under the URN key; core ones at the top.
+                let base: Vec<String> = if *urn == ENTERPRISE {
+                    vec![urn.to_ascii_lowercase()]
+                } else {
+                    vec![]
+                };
+                let trimmed = trim(schema, &base, &readable, &writable);
+                let empty = trimmed["attributes"].as_array().is_none_or(Vec::is_empty);
+                if *urn == ENTERPRISE && empty {
+                    continue;
+                }
+                schemas.push(trimmed);
+            }
+        }
+        Served {
+            schemas,
+            kinds: served_kinds,
+        }
+    }
+
+    /// A served schema by URN (any case).
+    pub fn schema(&self, urn: &str) -> Option<&Value> {
+        self.schemas
+            .iter()
+            .find(|s| s["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(urn)))
+    }
+
+    /// The extensions served for a kind.
+    pub fn extensions(&self, kind: EntityKind) -> Vec<&'static str> {
+        match kind {
+            EntityKind::User if self.schema(ENTERPRISE).is_some() => vec![ENTERPRISE],
+            _ => vec![],
+        }
+    }
+
+    /// The definition of a top-level attribute (and of its sub-attribute, when the path names one).
+    pub fn definition(&self, kind: EntityKind, path: &AttrPath) -> Option<(&Value, Option<&Value>)> {
+        let find = |schema: &'static str| {
+            self.schema(schema)?.get("attributes")?.as_array()?.iter().find(|a| {
+                a["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&path.name))
+            })
+        };
+        let attr = match &path.urn {
+            Some(urn) => find(self.known_urn(kind, urn)?)?,
+            None => find(core_urn(kind)).or_else(|| self.extensions(kind).into_iter().find_map(find))?,
+        };
+        let sub = match &path.sub {
+            Some(s) => Some(
+                attr.get("subAttributes")?
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(s)))?,
+            ),
+            None => None,
+        };
+        Some((attr, sub))
+    }
+
+    /// The static URN a (client-written) URN names, if the kind serves it.
+    pub fn known_urn(&self, kind: EntityKind, urn: &str) -> Option<&'static str> {
+        std::iter::once(core_urn(kind))
+            .chain(self.extensions(kind))
+            .find(|u| u.eq_ignore_ascii_case(urn))
+    }
+
+    /// `/Schemas` entries with `schemas` and `meta`.
+    pub fn schema_resources(&self, base: &str) -> Vec<Value> {
+        self.schemas
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                let id = s["id"].as_str().unwrap_or_default().to_string();
+                if let Some(o) = s.as_object_mut() {
+                    o.insert("schemas".into(), json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]));
+                    o.insert(
+                        "meta".into(),
+                        json!({"resourceType": "Schema", "location": format!("{base}/Schemas/{id}")}),
+                    );
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// `/ResourceTypes` entries.
+    pub fn resource_types(&self, base: &str) -> Vec<Value> {
+        self.kinds
+            .iter()
+            .map(|&kind| {
+                let (name, endpoint) = type_name(kind);
+                let extensions: Vec<Value> = self
+                    .extensions(kind)
+                    .iter()
+                    .map(|u| json!({"schema": u, "required": false}))
+                    .collect();
+                let mut rt = json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+                    "id": name,
+                    "name": name,
+                    "endpoint": format!("/{endpoint}"),
+                    "description": name,
+                    "schema": core_urn(kind),
+                    "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{name}")},
+                });
+                if !extensions.is_empty() {
+                    rt["schemaExtensions"] = Value::Array(extensions);
+                }
+                rt
+            })
+            .collect()
+    }
+}
+
+/// A schema with only the readable attributes; unwritable ones become `readOnly`.
+fn trim(schema: &Value, base: &[String], readable: &Option<Vec<Vec<String>>>, writable: &Option<Vec<Vec<String>>>) -> Value {
+    let mut out = schema.clone();
+    let prefix = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_ascii_lowercase()))
+            .collect()
+    };
+    let check = |paths: &Option<Vec<Vec<String>>>, extra: &[&str]| {
+        let p = prefix(extra);
+        covers(paths, &p.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let attrs: Vec<Value> = schema["attributes"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|attr| {
+            let name = attr["name"].as_str()?;
+            if !check(readable, &[name]) {
+                return None;
+            }
+            let mut attr = attr.clone();
+            if !check(writable, &[name]) {
+                set_read_only(&mut attr);
+            }
+            if let Some(subs) = attr.get("subAttributes").and_then(Value::as_array).cloned() {
+                let kept: Vec<Value> = subs
+                    .into_iter()
+                    .filter_map(|sub| {
+                        let s = sub["name"].as_str()?.to_string();
+                        if !check(readable, &[name, &s]) {
+                            return None;
+                        }
+                        let mut sub = sub.clone();
+                        if !check(writable, &[name, &s]) {
+                            set_read_only(&mut sub);
+                        }
+                        Some(sub)
+                    })
+                    .collect();
+                attr["subAttributes"] = Value::Array(kept);
+            }
+            Some(attr)
+        })
+        .collect();
+    out["attributes"] = Value::Array(attrs);
+    out
+}
+
+fn set_read_only(attr: &mut Value) {
+    if attr["mutability"] != "readOnly" {
+        attr["mutability"] = json!("readOnly");
+        attr["required"] = json!(false);
+    }
+    if let Some(subs) = attr.get_mut("subAttributes").and_then(Value::as_array_mut) {
+        for s in subs {
+            s["mutability"] = json!("readOnly");
+            s["required"] = json!(false);
+        }
+    }
+}
+
+/// The attribute rules of one resource type of one proxy.
+pub struct SchemaRules<'a> {
+    /// What the proxy serves.
+    pub served: &'a Served,
+    /// Users or groups.
+    pub kind: EntityKind,
+}
+
+impl SchemaRules<'_> {
+    /// The object holding `path`'s attribute: the resource, or the extension object its URN names.
+    pub fn container<'v>(&self, resource: &'v Value, path: &AttrPath) -> Option<&'v Value> {
+        match &path.urn {
+            Some(urn) if !urn.eq_ignore_ascii_case(core_urn(self.kind)) => get_ci(resource, urn),
+            _ => Some(resource),
+        }
+    }
+
+    fn is_meta_time(path: &AttrPath) -> bool {
+        path.name.eq_ignore_ascii_case("meta")
+            && path
+                .sub
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("lastModified") || s.eq_ignore_ascii_case("created"))
+    }
+}
+
+impl Rules for SchemaRules<'_> {
+    fn attribute<'v>(&self, resource: &'v Value, path: &AttrPath) -> Option<&'v Value> {
+        let container = self.container(resource, path)?;
+        get_ci(container, &path.name).or_else(|| {
+            // An extension attribute named without its URN.
+            if path.urn.is_some() {
+                return None;
+            }
+            self.served
+                .extensions(self.kind)
+                .into_iter()
+                .find_map(|u| get_ci(get_ci(resource, u)?, &path.name))
+        })
+    }
+
+    fn case_exact(&self, path: &AttrPath) -> bool {
+        if path.name.eq_ignore_ascii_case("id") || path.name.eq_ignore_ascii_case("externalId") {
+            return true;
+        }
+        if path.name.eq_ignore_ascii_case("meta") {
+            return !Self::is_meta_time(path);
+        }
+        match self.served.definition(self.kind, path) {
+            Some((_, Some(sub))) => sub["caseExact"] == true,
+            Some((attr, None)) => attr["caseExact"] == true,
+            None => false,
+        }
+    }
+
+    fn is_datetime(&self, path: &AttrPath) -> bool {
+        Self::is_meta_time(path)
+            || match self.served.definition(self.kind, path) {
+                Some((_, Some(sub))) => sub["type"] == "dateTime",
+                Some((attr, None)) => attr["type"] == "dateTime",
+                None => false,
+            }
+    }
+}
+
+/// `/ServiceProviderConfig`: what this server really does.
+pub fn service_provider_config(base: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": "https://github.com/provisio/provisio/blob/main/docs/proxy.md",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": MAX_RESULTS},
+        "changePassword": {"supported": false},
+        "sort": {"supported": true},
+        "etag": {"supported": true},
+        "authenticationSchemes": [
+            {"type": "httpbasic", "name": "HTTP Basic", "description": "A technical user's name and password", "primary": true},
+            {"type": "oauthbearertoken", "name": "OAuth Bearer Token", "description": "A token from POST /oauth2/token (client credentials)"}
+        ],
+        "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig")}
+    })
+}
+
+/// Removes keys from an object, ignoring case.
+pub fn remove_ci(obj: &mut Map<String, Value>, name: &str) -> Option<Value> {
+    let key = obj.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()?;
+    obj.shift_remove(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_of_paths() {
+        assert_eq!(segments("$.name.givenName"), vec!["name", "givenname"]);
+        assert!(segments("$").is_empty());
+        assert_eq!(
+            segments("$['urn:ietf:params:scim:schemas:extension:enterprise:2.0:User']['manager']"),
+            vec!["urn:ietf:params:scim:schemas:extension:enterprise:2.0:user", "manager"]
+        );
+        assert_eq!(segments("$.emails[?(@.primary== true)].value"), vec!["emails", "value"]);
+        assert_eq!(segments("$.members[*].type"), vec!["members", "type"]);
+    }
+
+    #[test]
+    fn pass_through_serves_everything() {
+        let read = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
+                          "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
+        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &read);
+        assert_eq!(served.schemas.len(), 3);
+        assert_eq!(served.kinds.len(), 2);
+        let user = served.schema(USER).expect("user");
+        assert_eq!(user["attributes"].as_array().map(Vec::len), Some(21));
+    }
+
+    #[test]
+    fn trimmed_to_the_transformations() {
+        let read = json!({"user": {"mappings": [
+            {"sourcePath": "$.userName", "targetPath": "$.userName"},
+            {"sourcePath": "$.name.givenName", "targetPath": "$.name.givenName"},
+            {"sourcePath": "$.groups", "targetPath": "$.groups"},
+            {"sourcePath": "$.origin", "targetPath": "$.origin"}
+        ]}});
+        let write = json!({"user": {"mappings": [{"sourcePath": "$.userName", "targetPath": "$.userName"}]}});
+        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &write);
+        assert_eq!(served.kinds, vec![EntityKind::User]);
+        let user = served.schema(USER).expect("user");
+        let names: Vec<&str> = user["attributes"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+        assert_eq!(names, vec!["userName", "name", "groups"]);
+        assert_eq!(user["attributes"][1]["mutability"], "readOnly");
+        assert_eq!(user["attributes"][1]["subAttributes"].as_array().map(Vec::len), Some(1));
+        assert!(served.schema(ENTERPRISE).is_none());
+    }
+}

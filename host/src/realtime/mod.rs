@@ -1,0 +1,496 @@
+//! Real-time provisioning: a source pushes each change (SCIM create, replace, patch, delete) to
+//! `/ipsproxy/api/v1/systems/{source}/entities/{user,group}`; Provisio acknowledges once the event is in the
+//! outbox on disk, then provisions it to every target of the source — in order per entity, in parallel
+//! across entities — with the job engine's pieces: the read and write transformations, the link store,
+//! matching and deletes. A target that is down gets retries with backoff; after the retry budget the event
+//! is parked, visible in the real-time log and re-drivable.
+
+pub mod events;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use provisio_transform::EntityIdResolver;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::connector::EntityKind;
+use crate::provisioning::Provisioning;
+use crate::provisioning::retry::backoff;
+use crate::provisioning::target::{DeleteOutcome, Plan, TargetContext, Written};
+use crate::store::Store;
+use crate::store::links::{LinkChange, LinkScope};
+use crate::store::realtime::{Appender, EventRecord, NewEvent};
+
+/// Events worked on at once.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Attempts before an event whose targets keep failing transiently is parked.
+pub const MAX_ATTEMPTS: i64 = 20;
+
+/// How long after Provisio wrote an entity into a system a push of that entity from the same system is taken
+/// as the echo of that write.
+const ECHO_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The real-time service; cheap to clone.
+#[derive(Clone)]
+pub struct Realtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    provisioning: Provisioning,
+    appender: Option<Appender>,
+    wake: Notify,
+    in_flight: Mutex<HashSet<(String, String, String)>>,
+    retry_base: Duration,
+}
+
+/// Why an event was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum RealtimeError {
+    /// The outbox cannot take events (in-memory store, writer stopped).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl Realtime {
+    /// Wires the service. Without a database file (tests with an in-memory store) events cannot be
+    /// acknowledged durably, and pushes are refused.
+    pub fn new(store: Store, provisioning: Provisioning) -> Self {
+        let appender = store.path().and_then(|p| match Appender::open(p) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(error = %e, "the real-time outbox cannot be opened; pushes are refused");
+                None
+            }
+        });
+        Realtime {
+            inner: Arc::new(Inner {
+                store,
+                provisioning,
+                appender,
+                wake: Notify::new(),
+                in_flight: Mutex::new(HashSet::new()),
+                retry_base: Duration::from_secs(1),
+            }),
+        }
+    }
+
+    /// Stores an event durably; returns once it is committed, and wakes the dispatcher.
+    pub async fn accept(&self, event: NewEvent) -> Result<EventRecord, RealtimeError> {
+        let appender = self
+            .inner
+            .appender
+            .as_ref()
+            .ok_or_else(|| RealtimeError::Unavailable("the real-time outbox is not available".into()))?;
+        let record = appender.append(event).await.map_err(RealtimeError::Unavailable)?;
+        self.inner.wake.notify_one();
+        Ok(record)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Puts a parked or failed event back in the queue.
+    pub fn redrive(&self, seq: i64) -> Result<bool, crate::store::StoreError> {
+        let ok = self.inner.store.redrive_event(seq)?;
+        if ok {
+            self.inner.wake.notify_one();
+        }
+        Ok(ok)
+    }
+
+    /// Works off the outbox until the process ends: resumes what a crash left pending.
+    pub async fn run_dispatcher(self) {
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        loop {
+            self.dispatch_ready(&done_tx);
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = done_rx.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String, String)>> {
+        self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts every pending event that may run now: the first pending event of each entity that has none in
+    /// flight, whose retry time has come.
+    fn dispatch_ready(&self, done: &tokio::sync::mpsc::UnboundedSender<()>) {
+        let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight().len());
+        if room == 0 {
+            return;
+        }
+        let pending = match self.inner.store.pending_events(2000) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the real-time outbox");
+                return;
+            }
+        };
+        let now = crate::store::now();
+        let mut blocked: HashSet<(String, String, String)> = HashSet::new();
+        let mut started = 0;
+        for event in pending {
+            let key = (
+                event.source_id.clone(),
+                event.entity_type.clone(),
+                event.entity_id.clone(),
+            );
+            if blocked.contains(&key) {
+                continue;
+            }
+            // Later events of this entity wait behind this one, whatever happens to it now.
+            blocked.insert(key.clone());
+            if event.next_attempt_at.as_deref().is_some_and(|t| t > now.as_str()) {
+                continue;
+            }
+            {
+                let mut in_flight = self.in_flight();
+                if !in_flight.insert(key.clone()) {
+                    continue;
+                }
+            }
+            let this = self.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                this.work(event).await;
+                this.in_flight().remove(&key);
+                let _ = done.send(());
+            });
+            started += 1;
+            if started >= room {
+                break;
+            }
+        }
+    }
+
+    /// One attempt at one event: every target, then the outcome recorded.
+    async fn work(&self, event: EventRecord) {
+        let (state, results) = self.provision(&event).await;
+        let attempts = event.attempts + 1;
+        let (state, next) = match state {
+            Attempt::Retry if attempts >= MAX_ATTEMPTS => ("parked", None),
+            Attempt::Retry => {
+                let wait = backoff(self.inner.retry_base, attempts as u32).min(Duration::from_secs(30));
+                let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                ("pending", Some(at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+            }
+            Attempt::Failed => ("failed", None),
+            Attempt::Done => ("done", None),
+        };
+        if let Err(e) = self
+            .inner
+            .store
+            .finish_event(event.seq, state, &results, next.as_deref())
+        {
+            tracing::error!(seq = event.seq, error = %e, "cannot record a real-time event's outcome");
+        }
+        crate::metrics::job_entities(&format!("realtime-{}", event.operation), state, 1);
+        tracing::debug!(seq = event.seq, state, "real-time event worked");
+    }
+
+    async fn provision(&self, event: &EventRecord) -> (Attempt, Value) {
+        let fail = |reason: String| (Attempt::Failed, json!([{"state": "Failed", "reason": reason}]));
+        let kind: EntityKind = match event.entity_type.parse() {
+            Ok(k) => k,
+            Err(e) => return fail(e),
+        };
+        let store = &self.inner.store;
+        // The loop guard: this system received the entity from Provisio a moment ago.
+        let since = (chrono::Utc::now() - ECHO_WINDOW)
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        if matches!(
+            store.written_by_provisio_since(&event.source_id, kind.as_str(), &event.entity_id, &since),
+            Ok(true)
+        ) {
+            return (
+                Attempt::Done,
+                json!([{"state": "Skipped", "reason": "an echo of a change Provisio wrote into this system; not provisioned again"}]),
+            );
+        }
+        let (reader, mut targets) = match self.inner.provisioning.prepare(&event.source_id) {
+            Ok(x) => x,
+            Err(e) => return fail(e),
+        };
+        // Retries happen per event, with the event's backoff: one attempt per call here, so that a target
+        // that is down does not hold the entity's queue inside a call.
+        for t in &mut targets {
+            t.ctx.settings.retry.attempts = 0;
+        }
+        // The full entity after this event.
+        let native = match event.operation.as_str() {
+            "delete" => None,
+            "patch" => {
+                let base = match store.pushed_entity(&event.source_id, kind.as_str(), &event.entity_id) {
+                    Ok(Some(b)) => Some(b),
+                    _ => reader
+                        .runtime
+                        .get(&reader.plugin, &reader.call, kind, &event.entity_id)
+                        .await
+                        .ok(),
+                };
+                let Some(mut base) = base else {
+                    return fail(format!(
+                        "PATCH of {} {} that Provisio has not received before and cannot read from the source",
+                        kind.as_str(),
+                        event.entity_id
+                    ));
+                };
+                let patch = event.body.clone().unwrap_or(Value::Null);
+                let applied = provisio_sdk::scim::PatchOp::parse(&patch).and_then(|op| op.apply(&mut base));
+                if let Err(e) = applied {
+                    return fail(format!("the PATCH cannot be applied: {e:?}"));
+                }
+                Some(base)
+            }
+            _ => event.body.clone(),
+        };
+        if let Err(e) = store.set_pushed_entity(&event.source_id, kind.as_str(), &event.entity_id, native.as_ref()) {
+            return (Attempt::Retry, json!([{"state": "Failed", "reason": e.to_string()}]));
+        }
+        let intermediate = match &native {
+            None => None,
+            Some(native) => match reader.transform(kind, native) {
+                Ok((_, intermediate)) => Some(intermediate),
+                Err((reason, Some(_))) => {
+                    // Out of scope by a condition: nothing to write (SAP: Skipped).
+                    return (Attempt::Done, json!([{"state": "Skipped", "reason": reason}]));
+                }
+                Err((reason, None)) => return fail(reason),
+            },
+        };
+        let futures = targets.iter().map(|t| {
+            let intermediate = intermediate.as_ref();
+            async move { provision_target(store, &event.source_id, &event.entity_id, kind, intermediate, &t.ctx).await }
+        });
+        let outcomes = futures::future::join_all(futures).await;
+        let mut attempt = Attempt::Done;
+        let mut results = Vec::new();
+        for (outcome, retry) in outcomes {
+            attempt = attempt.worst(retry);
+            results.push(outcome);
+        }
+        (attempt, Value::Array(results))
+    }
+}
+
+/// How an attempt went.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Attempt {
+    Done,
+    Failed,
+    Retry,
+}
+
+impl Attempt {
+    fn worst(self, other: Attempt) -> Attempt {
+        match (self, other) {
+            (Attempt::Retry, _) | (_, Attempt::Retry) => Attempt::Retry,
+            (Attempt::Failed, _) | (_, Attempt::Failed) => Attempt::Failed,
+            _ => Attempt::Done,
+        }
+    }
+}
+
+/// `resolveEntityIds` through the link store, one lookup at a time (a real-time event touches few ids).
+struct StoreResolver<'a> {
+    store: &'a Store,
+    source: &'a str,
+    target: &'a str,
+}
+
+impl EntityIdResolver for StoreResolver<'_> {
+    fn resolve(&self, entity_type: &str, source_id: &str, _: Option<&str>, _: Option<&str>) -> Option<String> {
+        let kind = entity_type.parse().ok()?;
+        let scope = LinkScope {
+            source: self.source.to_string(),
+            target: self.target.to_string(),
+            kind,
+        };
+        self.store.link(&scope, source_id).ok()??.target_entity
+    }
+}
+
+/// One event in one target: the state SAP's real-time log shows, and whether to retry.
+async fn provision_target(
+    store: &Store,
+    source: &str,
+    entity_id: &str,
+    kind: EntityKind,
+    intermediate: Option<&Value>,
+    ctx: &TargetContext,
+) -> (Value, Attempt) {
+    let scope = LinkScope {
+        source: source.to_string(),
+        target: ctx.system.id.clone(),
+        kind,
+    };
+    let mut result = json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name});
+    let mut set = |state: &str, reason: Option<String>, target_entity: Option<&str>| {
+        result["state"] = json!(state);
+        if let Some(r) = reason {
+            result["reason"] = json!(r);
+        }
+        if let Some(t) = target_entity {
+            result["targetEntityId"] = json!(t);
+        }
+    };
+    if !ctx.handles(kind) {
+        set("Skipped", Some(format!("the target takes no {}s", kind.as_str())), None);
+        return (result, Attempt::Done);
+    }
+    let link = match store.link(&scope, entity_id) {
+        Ok(l) => l,
+        Err(e) => {
+            set("Failed", Some(e.to_string()), None);
+            return (result, Attempt::Retry);
+        }
+    };
+    let Some(intermediate) = intermediate else {
+        // Delete.
+        let Some(target_id) = link.as_ref().and_then(|l| l.target_entity.clone()) else {
+            set(
+                "Not Provisioned",
+                Some("the entity was never provisioned to this target".into()),
+                None,
+            );
+            return (result, Attempt::Done);
+        };
+        if link.as_ref().is_some_and(|l| l.existed_before) && !ctx.settings.delete_existed_before {
+            set(
+                "Skipped",
+                Some("it existed in the target before Provisio matched it (ips.delete.existedbefore.entities)".into()),
+                Some(&target_id),
+            );
+            return (result, Attempt::Done);
+        }
+        return match ctx.delete(kind, entity_id, &target_id, false).await {
+            DeleteOutcome::Deleted(_) => {
+                let _ = store.apply_links(
+                    &scope,
+                    &[LinkChange::Removed {
+                        source_entity: entity_id.to_string(),
+                    }],
+                );
+                set("Deleted", None, Some(&target_id));
+                (result, Attempt::Done)
+            }
+            DeleteOutcome::Deactivated(_) => {
+                let _ = store.apply_links(
+                    &scope,
+                    &[LinkChange::Stale {
+                        source_entity: entity_id.to_string(),
+                    }],
+                );
+                set(
+                    "Updated",
+                    Some("deleteEntity mappings update it instead of deleting it".into()),
+                    Some(&target_id),
+                );
+                (result, Attempt::Done)
+            }
+            DeleteOutcome::Skipped(reason) => {
+                set("Skipped", Some(reason), Some(&target_id));
+                (result, Attempt::Done)
+            }
+            DeleteOutcome::Failed(reason) => {
+                set("Failed", Some(reason), Some(&target_id));
+                (result, Attempt::Retry)
+            }
+        };
+    };
+    let resolver = StoreResolver {
+        store,
+        source,
+        target: &ctx.system.id,
+    };
+    let planned = ctx.plan(kind, entity_id, intermediate, link.as_ref(), &resolver, false);
+    match &planned.plan {
+        Plan::Unchanged => {
+            set(
+                "Already Provisioned",
+                None,
+                link.as_ref().and_then(|l| l.target_entity.as_deref()),
+            );
+            return (result, Attempt::Done);
+        }
+        Plan::Skip(reason) => {
+            set("Skipped", Some(reason.clone()), None);
+            return (result, Attempt::Done);
+        }
+        Plan::Fail(reason) => {
+            set("Failed", Some(reason.clone()), None);
+            return (result, Attempt::Failed);
+        }
+        _ => {}
+    }
+    if matches!(planned.plan, Plan::Create { .. }) {
+        let _ = store.apply_links(
+            &scope,
+            &[LinkChange::Intent {
+                source_entity: entity_id.to_string(),
+            }],
+        );
+    }
+    match ctx.execute(kind, &planned.plan).await {
+        Some(Written::Created {
+            target_id,
+            existed_before,
+            ..
+        })
+        | Some(Written::Updated {
+            target_id,
+            existed_before,
+        }) => {
+            let created = matches!(planned.plan, Plan::Create { .. });
+            let content = ctx
+                .update_form(kind, entity_id, intermediate, &target_id, &resolver)
+                .unwrap_or(Value::Null);
+            let _ = store.apply_links(
+                &scope,
+                &[LinkChange::Written {
+                    source_entity: entity_id.to_string(),
+                    target_entity: target_id.clone(),
+                    digest: crate::provisioning::target::digest(&content),
+                    content,
+                    existed_before,
+                }],
+            );
+            let state = if created && !existed_before {
+                "Created"
+            } else {
+                "Updated"
+            };
+            set(state, None, Some(&target_id));
+            (result, Attempt::Done)
+        }
+        Some(Written::Failed {
+            reason,
+            drop_intent,
+            retryable,
+        }) => {
+            if drop_intent && link.as_ref().is_none_or(|l| l.target_entity.is_none()) {
+                let _ = store.apply_links(
+                    &scope,
+                    &[LinkChange::Removed {
+                        source_entity: entity_id.to_string(),
+                    }],
+                );
+            }
+            set("Failed", Some(reason), None);
+            (result, if retryable { Attempt::Retry } else { Attempt::Failed })
+        }
+        None => (result, Attempt::Done),
+    }
+}
