@@ -1,6 +1,6 @@
 //! `provisio-sim <uaa|jam|ias> --listen 127.0.0.1:PORT [--users N] [--groups N] [--rate-limit R]
-//! [--client-id ID --client-secret S]`: runs one simulator until Ctrl-C, after printing the URLs
-//! and credentials a connector needs.
+//! [--client-id ID --client-secret S] [--realtime-target KIND,VERSION,URL,USER,PASSWORD]…`: runs one
+//! simulator until Ctrl-C, after printing the URLs and credentials a connector needs.
 
 use std::net::SocketAddr;
 
@@ -54,6 +54,13 @@ struct Args {
     /// Seed of the generated data.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// ias only, repeatable: a Real-Time Provisioning target that every user change is pushed to,
+    /// `KIND,VERSION,URL,USER,PASSWORD[,TOKEN_URL[,INITIATOR]]`. KIND `ips` (URL = the SCIM URL
+    /// …/ipsproxy/api/v1/systems/<id>/entities/user, VERSION 1 or 2) or `jam` (URL = its SCIM base,
+    /// VERSION ignored); USER/PASSWORD are Basic credentials, or the OAuth client with TOKEN_URL;
+    /// INITIATOR: changes made by this client are not pushed to the target (loop guard).
+    #[arg(long = "realtime-target", value_name = "KIND,VERSION,URL,USER,PASSWORD")]
+    realtime_targets: Vec<ias::RealtimeTarget>,
 }
 
 fn per_minute(r: Option<f64>) -> Option<u32> {
@@ -135,6 +142,7 @@ async fn main() -> std::io::Result<()> {
                 client_id: a.client_id.unwrap_or(d.client_id.clone()),
                 client_secret: a.client_secret.unwrap_or(d.client_secret.clone()),
                 seed: a.seed,
+                realtime_targets: a.realtime_targets.clone(),
                 ..d
             };
             let sim = ias::spawn_on(o.clone(), a.listen).await?;
@@ -153,6 +161,12 @@ async fn main() -> std::io::Result<()> {
             println!("  User (client id)      = {}", o.client_id);
             println!("  Password (secret)     = {}", o.client_secret);
             println!("  (optional OAuth token URL: {})", sim.oauth_token_url());
+            for (i, t) in sim.realtime_targets() {
+                println!(
+                    "  real-time target {i}    = {:?} {} ({})",
+                    t.kind, t.url, t.display_name
+                );
+            }
             wait().await;
             sim.shutdown().await;
         }
@@ -192,6 +206,17 @@ mod tests {
         assert!(matches!(a.system, System::Uaa));
         assert_eq!((a.users, a.groups, a.rate_limit), (10, 2, Some(3.0)));
         assert!(Args::try_parse_from(["provisio-sim", "ldap"]).is_err());
+        let a = Args::try_parse_from([
+            "provisio-sim",
+            "ias",
+            "--realtime-target",
+            "ips,2,http://127.0.0.1:1/ipsproxy/api/v1/systems/s/entities/user,u,p",
+            "--realtime-target",
+            "jam,,http://127.0.0.1:2/api/v1/scim,key,secret",
+        ])
+        .unwrap();
+        assert_eq!(a.realtime_targets.len(), 2);
+        assert!(Args::try_parse_from(["provisio-sim", "ias", "--realtime-target", "ips,2,http://x/y,u,p"]).is_err());
         assert_eq!(per_minute(Some(200.0)), Some(200));
     }
 }

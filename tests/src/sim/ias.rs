@@ -25,6 +25,12 @@
 //! * Throttling as documented (rate-limiting-and-throttling-e22ee47): up to N requests a minute
 //!   served, up to [`Options::throttle_hard_limit_per_minute`] delayed by 1 s, beyond that 429
 //!   with `Retry-After` for 60 s.
+//! * Real-Time Provisioning ([`Options::realtime_targets`], [`State::add_realtime_target`]): every
+//!   user create/update/delete received through either API (and group changes, for Identity
+//!   Provisioning targets) is pushed asynchronously to the configured targets — an Identity
+//!   Provisioning real-time API or SAP Jam — except to a target whose loop guard names the client
+//!   that made the change. See the [`realtime`] module for the protocol and [`State::pushes`] for the
+//!   outcomes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +57,11 @@ use super::common::server::{self, Gate, Running};
 use super::common::stats::Stats;
 use super::common::store::Table;
 use super::common::time::{format_millis, now_millis};
+
+pub mod realtime;
+
+use realtime::{Change, Entity, Event, Realtime};
+pub use realtime::{PushRecord, RealtimeAuth, RealtimeKind, RealtimeRetry, RealtimeTarget};
 
 const CT: &str = "application/scim+json;charset=UTF-8";
 /// SCIM 2.0 core user schema.
@@ -100,6 +111,15 @@ pub struct Options {
     pub unique_emails: bool,
     /// Seed of the generated data.
     pub seed: u64,
+    /// Further technical users (client id, secret) the tenant accepts with Basic and at
+    /// `/oauth2/token`, e.g. one for the Identity Provisioning tenant and one for an administrator,
+    /// so that the loop guard of a real-time target can tell their changes apart.
+    pub other_clients: Vec<(String, String)>,
+    /// Real-Time Provisioning targets (indices 0, 1, … in [`State::pushes`]); empty by default.
+    /// [`spawn`] refuses invalid ones ([`RealtimeTarget::validate`]).
+    pub realtime_targets: Vec<RealtimeTarget>,
+    /// How failed pushes are retried (not documented by SAP; modest by default).
+    pub realtime_retry: RealtimeRetry,
 }
 
 impl Default for Options {
@@ -118,6 +138,9 @@ impl Default for Options {
             max_bulk_operations: 100,
             unique_emails: true,
             seed: 1,
+            other_clients: Vec::new(),
+            realtime_targets: Vec::new(),
+            realtime_retry: RealtimeRetry::default(),
         }
     }
 }
@@ -174,6 +197,9 @@ struct Inner {
     tokens: Tokens,
     stats: Arc<Stats>,
     base_url: Mutex<String>,
+    /// Bearer token → the client it was issued to (the initiator of changes made with it).
+    token_clients: Mutex<HashMap<String, String>>,
+    realtime: Arc<Realtime>,
 }
 
 /// The simulator's shared state; cheap to clone. Accessors bypass authentication and limits
@@ -595,16 +621,24 @@ fn user_data(body: &Value, api: Api) -> Result<UserBody, Response> {
 }
 
 impl State {
-    /// Builds the state and seeds it.
+    /// Builds the state, seeds it (seeded data is not pushed) and registers the real-time targets of
+    /// the options. Panics on an invalid target ([`spawn`] reports it as an error instead).
     pub fn new(options: Options) -> State {
         let st = State(Arc::new(Inner {
             store: Mutex::new(Store::default()),
             tokens: Tokens::new(),
             stats: Arc::new(Stats::default()),
             base_url: Mutex::new("http://localhost".into()),
+            token_clients: Mutex::new(HashMap::new()),
+            realtime: Realtime::new(options.realtime_retry),
             options,
         }));
         st.seed();
+        for t in st.0.options.realtime_targets.clone() {
+            if let Err(e) = st.0.realtime.add(t) {
+                panic!("{e}");
+            }
+        }
         st
     }
 
@@ -689,19 +723,30 @@ impl State {
         s.users.get(uuid).map(|u| s.user_v2(u, &self.base()))
     }
 
-    /// Creates a user as `POST /scim/Users` would.
+    /// Creates a user as `POST /scim/Users` would, and pushes it to every real-time target (as an
+    /// administrator's change: no loop guard applies).
     pub fn insert_user(&self, body: Value) -> Result<Value, String> {
         let mut s = self.store();
-        create_user(&mut s, &self.0.options, &body, Api::V2, &self.base()).map_err(|r| h::error_text(&r))
+        let (uuid, v) =
+            create_user(&mut s, &self.0.options, &body, Api::V2, &self.base()).map_err(|r| h::error_text(&r))?;
+        self.push_user(&s, &uuid, Change::Create, None);
+        Ok(v)
     }
 
-    /// Deletes a user (UUID or legacy id) and its memberships.
+    /// Deletes a user (UUID or legacy id) and its memberships, and pushes the deletion to every
+    /// real-time target.
     pub fn remove_user(&self, id: &str) -> bool {
         let mut s = self.store();
         let Some(uuid) = s.resolve_user(id) else {
             return false;
         };
-        delete_user(&mut s, &uuid)
+        match delete_user(&mut s, &uuid) {
+            Some(u) => {
+                self.push_deleted(Entity::User, &u.uuid, &u.legacy, None);
+                true
+            }
+            None => false,
+        }
     }
 
     /// All groups (v2 representation).
@@ -730,10 +775,13 @@ impl State {
         s.groups.get(uuid).map(|g| s.group_v2(g, &self.base()))
     }
 
-    /// Creates a group as `POST /scim/Groups` would.
+    /// Creates a group as `POST /scim/Groups` would, and pushes it to the real-time targets that take
+    /// groups.
     pub fn insert_group(&self, body: Value) -> Result<Value, String> {
         let mut s = self.store();
-        create_group(&mut s, &body, Api::V2, &self.base()).map_err(|r| h::error_text(&r))
+        let (uuid, v) = create_group(&mut s, &body, Api::V2, &self.base()).map_err(|r| h::error_text(&r))?;
+        self.push_group(&s, &uuid, Change::Create, None);
+        Ok(v)
     }
 
     /// Member UUIDs of a group.
@@ -745,16 +793,152 @@ impl State {
             .map(|g| g.members.iter().map(|m| m.uuid.clone()).collect())
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+    // ----- Real-Time Provisioning ---------------------------------------------------------------
+
+    /// Adds a real-time target (the console's *Add*); answers its index in [`State::pushes`].
+    /// Changes stored from now on are pushed to it.
+    pub fn add_realtime_target(&self, target: RealtimeTarget) -> Result<usize, String> {
+        self.0.realtime.add(target)
+    }
+
+    /// Removes a real-time target (the console's *Delete*): nothing more is queued for it; what is
+    /// queued already is still pushed. Indices of the other targets do not change.
+    pub fn remove_realtime_target(&self, index: usize) -> bool {
+        self.0.realtime.remove(index)
+    }
+
+    /// The configured real-time targets with their indices.
+    pub fn realtime_targets(&self) -> Vec<(usize, RealtimeTarget)> {
+        self.0.realtime.targets()
+    }
+
+    /// The console's *Provision* button: queues a create (POST) of every user, in creation order,
+    /// for the target `index` (no loop guard applies). Answers how many were queued.
+    pub fn provision_users(&self, index: usize) -> Result<usize, String> {
+        if !self.0.realtime.has_target(index) {
+            return Err(format!("There is no real-time target {index}"));
+        }
+        let s = self.store();
+        let base = self.base();
+        let mut n = 0;
+        for u in s.users.iter() {
+            let ev = Event {
+                entity: Entity::User,
+                change: Change::Create,
+                uuid: u.uuid.clone(),
+                legacy: u.legacy.clone(),
+                v1: Some(s.user_v1(u, &base)),
+                v2: Some(s.user_v2(u, &base)),
+                initiator: None,
+            };
+            self.0.realtime.publish(&ev, Some(index));
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The outcome of every push made so far, in the order they finished (per target: in the order
+    /// the changes were stored).
+    pub fn pushes(&self) -> Vec<PushRecord> {
+        self.0.realtime.pushes()
+    }
+
+    /// Pushes that finished without a 2xx answer (after their retries).
+    pub fn failed_pushes(&self) -> u64 {
+        self.0.realtime.failed()
+    }
+
+    /// Pushes queued or in flight.
+    pub fn pending_pushes(&self) -> usize {
+        self.0.realtime.pending()
+    }
+
+    /// Forgets the recorded pushes and the failure count.
+    pub fn clear_pushes(&self) {
+        self.0.realtime.clear()
+    }
+
+    /// Waits until no push is queued or in flight; `false` if that did not happen within `timeout`.
+    pub async fn realtime_idle(&self, timeout: Duration) -> bool {
+        self.0.realtime.idle(timeout).await
+    }
+
+    /// Queues the push of a stored user's create or update (under the store lock, so that pushes
+    /// keep the order of the changes).
+    fn push_user(&self, s: &Store, uuid: &str, change: Change, who: Option<&str>) {
+        if !self.0.realtime.has_targets() {
+            return;
+        }
+        let Some(u) = s.users.get(uuid) else { return };
+        let base = self.base();
+        let ev = Event {
+            entity: Entity::User,
+            change,
+            uuid: u.uuid.clone(),
+            legacy: u.legacy.clone(),
+            v1: Some(s.user_v1(u, &base)),
+            v2: Some(s.user_v2(u, &base)),
+            initiator: who.map(str::to_string),
+        };
+        self.0.realtime.publish(&ev, None);
+    }
+
+    /// Queues the push of a stored group's create or update.
+    fn push_group(&self, s: &Store, uuid: &str, change: Change, who: Option<&str>) {
+        if !self.0.realtime.has_targets() {
+            return;
+        }
+        let Some(g) = s.groups.get(uuid) else { return };
+        let base = self.base();
+        let ev = Event {
+            entity: Entity::Group,
+            change,
+            uuid: g.uuid.clone(),
+            legacy: g.legacy.clone(),
+            v1: Some(s.group_v1(g, &base)),
+            v2: Some(s.group_v2(g, &base)),
+            initiator: who.map(str::to_string),
+        };
+        self.0.realtime.publish(&ev, None);
+    }
+
+    /// Queues the push of a deletion.
+    fn push_deleted(&self, entity: Entity, uuid: &str, legacy: &str, who: Option<&str>) {
+        if !self.0.realtime.has_targets() {
+            return;
+        }
+        let ev = Event {
+            entity,
+            change: Change::Delete,
+            uuid: uuid.to_string(),
+            legacy: legacy.to_string(),
+            v1: None,
+            v2: None,
+            initiator: who.map(str::to_string),
+        };
+        self.0.realtime.publish(&ev, None);
+    }
+
+    /// Whether `id`/`secret` are the credentials of an accepted technical user.
+    fn client_ok(&self, id: &str, secret: &str) -> bool {
         let o = &self.0.options;
+        (id == o.client_id && secret == o.client_secret) || o.other_clients.iter().any(|(i, s)| i == id && s == secret)
+    }
+
+    /// Authenticates a request; answers the client id it was made by.
+    fn authorize(&self, headers: &HeaderMap) -> Result<String, Response> {
         if let Some((id, secret)) = h::basic_credentials(headers) {
-            if id == o.client_id && secret == o.client_secret {
-                return Ok(());
+            if self.client_ok(&id, &secret) {
+                return Ok(id);
             }
         } else if let Some(token) = h::bearer_token(headers)
             && self.0.tokens.check(&token).is_ok()
         {
-            return Ok(());
+            let clients = self.0.token_clients.lock().unwrap_or_else(|p| p.into_inner());
+            return Ok(clients
+                .get(&token)
+                .cloned()
+                .unwrap_or_else(|| self.0.options.client_id.clone()));
         }
         let resp = err(
             StatusCode::UNAUTHORIZED,
@@ -769,7 +953,7 @@ impl State {
     }
 }
 
-fn create_user(s: &mut Store, o: &Options, body: &Value, api: Api, base: &str) -> Result<Value, Response> {
+fn create_user(s: &mut Store, o: &Options, body: &Value, api: Api, base: &str) -> Result<(String, Value), Response> {
     let (data, v1_groups) = user_data(body, api)?;
     s.check_user_unique(&data, None, o.unique_emails)?;
     let group_ids = match &v1_groups {
@@ -794,10 +978,11 @@ fn create_user(s: &mut Store, o: &Options, body: &Value, api: Api, base: &str) -
         set_user_groups(s, &uuid, &gids);
     }
     let u = s.users.get(&uuid).ok_or_else(|| not_found("User", &uuid))?;
-    Ok(match api {
+    let v = match api {
         Api::V1 => s.user_v1(u, base),
         Api::V2 => s.user_v2(u, base),
-    })
+    };
+    Ok((uuid, v))
 }
 
 fn resolve_v1_groups(s: &Store, names: &[String]) -> Result<Vec<String>, Response> {
@@ -828,14 +1013,13 @@ fn set_user_groups(s: &mut Store, uuid: &str, group_ids: &[String]) {
     }
 }
 
-fn delete_user(s: &mut Store, uuid: &str) -> bool {
-    let Some(u) = s.users.remove(uuid) else {
-        return false;
-    };
+/// Deletes a user and its memberships; answers the deleted user.
+fn delete_user(s: &mut Store, uuid: &str) -> Option<User> {
+    let u = s.users.remove(uuid)?;
     s.unindex_user(&u);
     s.user_legacy.remove(&u.legacy);
     s.remove_memberships(uuid);
-    true
+    Some(u)
 }
 
 fn parse_members(s: &Store, v: Option<&Value>) -> Result<Vec<Member>, Response> {
@@ -903,7 +1087,7 @@ fn check_group_unique(s: &Store, display: &str, name: &str, self_id: Option<&str
     Ok(())
 }
 
-fn create_group(s: &mut Store, body: &Value, api: Api, base: &str) -> Result<Value, Response> {
+fn create_group(s: &mut Store, body: &Value, api: Api, base: &str) -> Result<(String, Value), Response> {
     let f = group_fields(body)?;
     let name = f.name.clone().unwrap_or_else(|| f.display_name.clone());
     check_group_unique(s, &f.display_name, &name, None)?;
@@ -933,8 +1117,9 @@ fn create_group(s: &mut Store, body: &Value, api: Api, base: &str) -> Result<Val
         Api::V1 => s.group_v1(&g, base),
         Api::V2 => s.group_v2(&g, base),
     };
-    s.groups.insert(g.uuid.clone(), g);
-    Ok(out)
+    let uuid = g.uuid.clone();
+    s.groups.insert(uuid.clone(), g);
+    Ok((uuid, out))
 }
 
 fn replace_group(
@@ -1125,16 +1310,14 @@ fn body_json(body: &Bytes) -> Result<Value, Response> {
 
 async fn token(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
     let form = Params::parse(Some(&String::from_utf8_lossy(&body)));
-    let o = &st.0.options;
-    let ok =
-        client_auth(&headers, &form).is_some_and(|c| c.client_id == o.client_id && c.client_secret == o.client_secret);
-    if !ok {
+    let client = client_auth(&headers, &form).filter(|c| st.client_ok(&c.client_id, &c.client_secret));
+    let Some(client) = client else {
         return Err(h::json(
             StatusCode::UNAUTHORIZED,
             "application/json",
             &json!({"error": "invalid_client", "error_description": "Client authentication failed"}),
         ));
-    }
+    };
     if form.get("grant_type") != Some("client_credentials") {
         return Err(h::json(
             StatusCode::BAD_REQUEST,
@@ -1143,7 +1326,11 @@ async fn token(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
         ));
     }
     let validity = Duration::from_secs(3600);
-    let (token, _) = st.0.tokens.issue(&o.client_id, &[], validity, &st.base(), "ias");
+    let (token, _) = st.0.tokens.issue(&client.client_id, &[], validity, &st.base(), "ias");
+    st.0.token_clients
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(token.clone(), client.client_id.clone());
     Ok(h::json(
         StatusCode::OK,
         "application/json",
@@ -1230,10 +1417,12 @@ fn created(v: Value) -> Response {
 }
 
 async fn post_user(st: State, headers: HeaderMap, body: Bytes, api: Api) -> Answer {
-    st.authorize(&headers)?;
+    let who = st.authorize(&headers)?;
     let body = body_json(&body)?;
     let mut s = st.store();
-    create_user(&mut s, &st.0.options, &body, api, &st.base()).map(created)
+    let (uuid, v) = create_user(&mut s, &st.0.options, &body, api, &st.base())?;
+    st.push_user(&s, &uuid, Change::Create, Some(&who));
+    Ok(created(v))
 }
 
 async fn get_user(st: State, headers: HeaderMap, id: String, q: Option<String>, api: Api) -> Answer {
@@ -1277,7 +1466,7 @@ fn check_if_match(headers: &HeaderMap, version: u64) -> Result<(), Response> {
 }
 
 async fn put_user(st: State, headers: HeaderMap, id: String, body: Bytes, api: Api) -> Answer {
-    st.authorize(&headers)?;
+    let who = st.authorize(&headers)?;
     let body = body_json(&body)?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, api, true).ok_or_else(|| not_found("User", &id))?;
@@ -1299,6 +1488,7 @@ async fn put_user(st: State, headers: HeaderMap, id: String, body: Bytes, api: A
     if let Some(g) = group_ids {
         set_user_groups(&mut s, &uuid, &g);
     }
+    st.push_user(&s, &uuid, Change::Replace, Some(&who));
     let u = s.users.get(&uuid).ok_or_else(|| not_found("User", &id))?;
     let v = match api {
         Api::V1 => s.user_v1(u, &st.base()),
@@ -1321,7 +1511,7 @@ fn commit_user(s: &mut Store, current: User, data: Map<String, Value>) {
 }
 
 async fn patch_user(st: State, headers: HeaderMap, id: String, body: Bytes) -> Answer {
-    st.authorize(&headers)?;
+    let who = st.authorize(&headers)?;
     let body = body_json(&body)?;
     let ops = patch::parse_request(&body).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let mut s = st.store();
@@ -1337,23 +1527,28 @@ async fn patch_user(st: State, headers: HeaderMap, id: String, body: Bytes) -> A
     let (data, _) = user_data(&doc, Api::V2)?;
     s.check_user_unique(&data, Some(&uuid), st.0.options.unique_emails)?;
     commit_user(&mut s, current, data);
+    st.push_user(&s, &uuid, Change::Replace, Some(&who));
     let u = s.users.get(&uuid).ok_or_else(|| not_found("User", &id))?;
     Ok(h::json(StatusCode::OK, CT, &s.user_v2(u, &st.base())))
 }
 
 async fn delete_user_h(st: State, headers: HeaderMap, id: String, api: Api) -> Answer {
-    st.authorize(&headers)?;
+    let who = st.authorize(&headers)?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, api, true).ok_or_else(|| not_found("User", &id))?;
-    delete_user(&mut s, &uuid);
+    if let Some(u) = delete_user(&mut s, &uuid) {
+        st.push_deleted(Entity::User, &u.uuid, &u.legacy, Some(&who));
+    }
     Ok(h::empty(StatusCode::NO_CONTENT))
 }
 
 async fn post_group(st: State, headers: HeaderMap, body: Bytes, api: Api) -> Answer {
-    st.authorize(&headers)?;
+    let who = st.authorize(&headers)?;
     let body = body_json(&body)?;
     let mut s = st.store();
-    create_group(&mut s, &body, api, &st.base()).map(created)
+    let (uuid, v) = create_group(&mut s, &body, api, &st.base())?;
+    st.push_group(&s, &uuid, Change::Create, Some(&who));
+    Ok(created(v))
 }
 
 async fn get_group(st: State, headers: HeaderMap, id: String, q: Option<String>, api: Api) -> Answer {
@@ -1375,13 +1570,14 @@ async fn get_group(st: State, headers: HeaderMap, id: String, q: Option<String>,
 }
 
 async fn put_group(st: State, headers: HeaderMap, id: String, body: Bytes, api: Api) -> Answer {
-    st.authorize(&headers)?;
+    let who = st.authorize(&headers)?;
     let body = body_json(&body)?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, api, false).ok_or_else(|| not_found("Group", &id))?;
     let version = s.groups.get(&uuid).map(|g| g.version).unwrap_or_default();
     check_if_match(&headers, version)?;
     replace_group(&mut s, &uuid, &body, None)?;
+    st.push_group(&s, &uuid, Change::Replace, Some(&who));
     let g = s.groups.get(&uuid).ok_or_else(|| not_found("Group", &id))?;
     let v = match api {
         Api::V1 => s.group_v1(g, &st.base()),
@@ -1391,7 +1587,7 @@ async fn put_group(st: State, headers: HeaderMap, id: String, body: Bytes, api: 
 }
 
 async fn patch_group(st: State, headers: HeaderMap, id: String, body: Bytes) -> Answer {
-    st.authorize(&headers)?;
+    let who = st.authorize(&headers)?;
     let body = body_json(&body)?;
     let ops = patch::parse_request(&body).map_err(|e| err(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.detail))?;
     let mut s = st.store();
@@ -1431,18 +1627,20 @@ async fn patch_group(st: State, headers: HeaderMap, id: String, body: Bytes) -> 
         )));
     }
     replace_group(&mut s, &uuid, &doc, Some(members))?;
+    st.push_group(&s, &uuid, Change::Replace, Some(&who));
     let g = s.groups.get(&uuid).ok_or_else(|| not_found("Group", &id))?;
     Ok(h::json(StatusCode::OK, CT, &s.group_v2(g, &base)))
 }
 
 async fn delete_group(st: State, headers: HeaderMap, id: String, api: Api) -> Answer {
-    st.authorize(&headers)?;
+    let who = st.authorize(&headers)?;
     let mut s = st.store();
     let uuid = resolve_for(&s, &id, api, false).ok_or_else(|| not_found("Group", &id))?;
     if let Some(g) = s.groups.remove(&uuid) {
         s.group_names.remove(&g.display_name.to_lowercase());
         s.group_custom_names.remove(&g.name.to_lowercase());
         s.group_legacy.remove(&g.legacy);
+        st.push_deleted(Entity::Group, &g.uuid, &g.legacy, Some(&who));
     }
     s.remove_memberships(&uuid);
     Ok(h::empty(StatusCode::NO_CONTENT))
@@ -1699,7 +1897,12 @@ pub async fn spawn(options: Options) -> std::io::Result<Simulator> {
 
 /// Starts an IAS simulator on `listen`.
 pub async fn spawn_on(options: Options, listen: SocketAddr) -> std::io::Result<Simulator> {
+    for t in &options.realtime_targets {
+        t.validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    }
     let state = State::new(options);
+    state.0.realtime.start();
     let running = server::serve(router(state.clone()), listen).await?;
     let base_url = format!("http://{}", running.addr);
     *state.0.base_url.lock().unwrap_or_else(|p| p.into_inner()) = base_url.clone();
