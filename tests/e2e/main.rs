@@ -8,6 +8,8 @@ mod ias;
 mod ips_target;
 mod jam;
 mod provisioning;
+mod proxy;
+mod realtime;
 mod round_trip;
 mod sandbox;
 mod scim_connector;

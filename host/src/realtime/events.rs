@@ -91,7 +91,47 @@ pub fn entity(kind: EntityKind, bytes: &[u8], path_id: Option<&str>, v1: bool) -
             object.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
         }
     }
+    if v1 && kind == EntityKind::User {
+        lift_v1_user(object);
+    }
     Ok(value)
+}
+
+/// The SAP user extension of SCIM 2.0 (the read transformations of IAS sources expect it).
+const SAP_USER_EXT: &str = "urn:ietf:params:scim:schemas:extension:sap:2.0:User";
+
+/// Attributes the IAS SCIM API v1 has flat on the user that version 2 keeps in the SAP extension.
+const V1_FLAT: &[&str] = &[
+    "userUuid",
+    "mailVerified",
+    "passwordStatus",
+    "sourceSystem",
+    "sourceSystemId",
+    "loginTime",
+    "validFrom",
+    "validTo",
+];
+
+/// Lifts a version-1 user into the version-2 shape: the flat SAP attributes move into the SAP extension,
+/// whose `userId` is the user's id (what IAS's SCIM 2.0 API answers for the same user).
+fn lift_v1_user(object: &mut serde_json::Map<String, Value>) {
+    let id = object.get("id").cloned().unwrap_or(Value::Null);
+    let mut ext = match object.shift_remove(SAP_USER_EXT) {
+        Some(Value::Object(e)) => e,
+        _ => serde_json::Map::new(),
+    };
+    for key in V1_FLAT {
+        if let Some(v) = object.shift_remove(*key) {
+            ext.entry(key.to_string()).or_insert(v);
+        }
+    }
+    ext.entry("userId").or_insert(id);
+    object.insert(SAP_USER_EXT.into(), Value::Object(ext));
+    if let Some(Value::Array(schemas)) = object.get_mut("schemas")
+        && !schemas.iter().any(|s| s.as_str() == Some(SAP_USER_EXT))
+    {
+        schemas.push(Value::String(SAP_USER_EXT.into()));
+    }
 }
 
 /// The id of an entity as text.

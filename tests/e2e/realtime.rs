@@ -1,0 +1,496 @@
+//! Real-time provisioning end to end: pushes to `/ipsproxy/…/systems/{source}/entities/{user,group}` reach
+//! every target of the source (UAA, SAP Jam, scim2-server) in order; bad pushes get SCIM errors and queue
+//! nothing; a target that is down receives everything once it is back; the seed-000 chain Provisio A →
+//! ips-target → Provisio B's real-time API → a target of B, with payload versions 1 and 2.
+
+use std::time::{Duration, Instant};
+
+use provisio_tests::sim::{ias, jam, uaa};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Scim2Server, Service};
+
+const PUSHER: (&str, &str) = ("ias-realtime", "realtime-password-1");
+
+async fn technical_user(service: &Service, name: &str, password: &str, permissions: Value) {
+    let (status, body) = service
+        .admin(
+            Method::POST,
+            "/api/v1/technical-users",
+            Some(json!({"name": name, "password": password, "permissions": permissions})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+fn fast(mut props: Value) -> Value {
+    props["provisio.rate.limit"] = json!("10000");
+    props["ips.failed.request.retry.attempts.interval"] = json!("0.05");
+    props
+}
+
+/// Pushes one request as the real-time pusher; answers status and body.
+async fn push(
+    service: &Service,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    auth: Option<(&str, &str)>,
+) -> (StatusCode, Value) {
+    let mut request = service
+        .http
+        .request(method, format!("{}/ipsproxy/api/v1/{path}", service.url))
+        .header("Content-Type", "application/scim+json");
+    if let Some((user, password)) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    if let Some(body) = body {
+        request = request.body(body.to_string());
+    }
+    let response = request.send().await.expect("push");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn ias_user(id: &str, name: &str, given: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:sap:2.0:User"],
+        "id": id,
+        "userName": name,
+        "urn:ietf:params:scim:schemas:extension:sap:2.0:User": {"userId": id, "userUuid": format!("uuid-{id}")},
+        "name": {"givenName": given, "familyName": "Pushed"},
+        "displayName": format!("{given} Pushed"),
+        "emails": [{"value": format!("{name}@example.com"), "primary": true, "type": "work"}],
+        "active": true
+    })
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+async fn events(service: &Service, source: &str) -> Vec<Value> {
+    let (_, log) = service
+        .admin(
+            Method::GET,
+            &format!("/api/v1/realtime/events?source={source}&limit=5000"),
+            None,
+        )
+        .await;
+    log.as_array().cloned().unwrap_or_default()
+}
+
+async fn ias_source(service: &Service, ias_sim: &ias::Simulator, version: &str) -> String {
+    service
+        .create_system(
+            json!({"name": format!("IAS v{version}"), "type": "ias", "role": "source",
+            "properties": fast(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret,
+                "ias.api.version": version}))}),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_changes_reach_every_target_at_once() {
+    let service = Service::start().await;
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let jam_sim = jam::spawn(jam::Options::default()).await.expect("jam");
+    let scim = Scim2Server::start().await;
+    let source = ias_source(&service, &ias_sim, "2").await;
+    service
+        .create_system(
+            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": fast(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+        )
+        .await;
+    service
+        .create_system(
+            json!({"name": "Jam", "type": "jam", "role": "target", "sources": [source],
+            "properties": fast(json!({"URL": jam_sim.base_url, "Authentication": "BasicAuthentication",
+                "OAuth2TokenServiceURL": jam_sim.token_url.clone().expect("token url"),
+                "User": jam_sim.options().client_id, "Password": jam_sim.options().client_secret}))}),
+        )
+        .await;
+    // scim2-server knows only the standard schemas: the SAP extensions an IAS user carries are dropped.
+    let scim_plugin = service.state.plugins.resolve("scim", None).expect("scim connector");
+    let mut write: Value = serde_json::from_str(
+        scim_plugin
+            .descriptor
+            .default_write_transformation
+            .as_deref()
+            .expect("default"),
+    )
+    .expect("json");
+    if let Some(mappings) = write["user"]["mappings"].as_array_mut() {
+        for ext in [
+            "urn:sap:cloud:scim:schemas:extension:custom:2.0:User",
+            "urn:ietf:params:scim:schemas:extension:sap:2.0:User",
+        ] {
+            mappings.push(json!({"type": "remove", "targetPath": format!("$['{ext}']")}));
+        }
+        mappings.push(json!({"constant": ["urn:ietf:params:scim:schemas:core:2.0:User"], "targetPath": "$.schemas"}));
+    }
+    service
+        .create_system(json!({"name": "SCIM", "type": "scim", "role": "target", "sources": [source],
+            "transformation": write,
+            "properties": fast(json!({"URL": scim.base_url, "Authentication": "BearerToken", "Password": scim.token}))}))
+        .await;
+    let path = format!("systems/{source}/entities/user");
+    let scim_has = |name: &str| {
+        let (base, token, name) = (scim.base_url.clone(), scim.token.clone(), name.to_string());
+        async move {
+            let page: Value = reqwest::Client::new()
+                .get(format!("{base}/Users"))
+                .query(&[("filter", format!("userName eq \"{name}\""))])
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("scim2-server")
+                .json()
+                .await
+                .expect("json");
+            page["Resources"].as_array().and_then(|r| r.first()).cloned()
+        }
+    };
+
+    // Create: acknowledged, then in every target within a second.
+    let (status, body) = push(
+        &service,
+        Method::POST,
+        &path,
+        Some(ias_user("P100", "rt.ann", "Ann")),
+        Some(PUSHER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["id"], "P100");
+    let took = until("the user in UAA and Jam", || {
+        uaa_sim.user_by_name("rt.ann").is_some() && jam_sim.user_by_name("rt.ann").is_some()
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let started = Instant::now();
+    while scim_has("rt.ann").await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not in scim2-server: {:?}",
+            events(&service, &source).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Update, deactivate (PATCH), delete: each arrives, in order.
+    let (status, _) = push(
+        &service,
+        Method::PUT,
+        &format!("{path}/P100"),
+        Some(ias_user("P100", "rt.ann", "Anna")),
+        Some(PUSHER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    until("the update in UAA", || {
+        uaa_sim
+            .user_by_name("rt.ann")
+            .is_some_and(|u| u["name"]["givenName"] == "Anna")
+    })
+    .await;
+    let (status, _) = push(
+        &service,
+        Method::PATCH,
+        &format!("{path}/P100"),
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": false}]})),
+        Some(PUSHER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    until("the deactivation in UAA", || {
+        uaa_sim.user_by_name("rt.ann").is_some_and(|u| u["active"] == false)
+    })
+    .await;
+    let (status, _) = push(&service, Method::DELETE, &format!("{path}/P100"), None, Some(PUSHER)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Jam's default write transformation deactivates instead of deleting (its deleteEntity mappings).
+    until("the delete everywhere", || {
+        uaa_sim.user_by_name("rt.ann").is_none() && jam_sim.user_by_name("rt.ann").is_some_and(|u| u["active"] == false)
+    })
+    .await;
+    let started = Instant::now();
+    while scim_has("rt.ann").await.is_some() {
+        assert!(started.elapsed() < Duration::from_secs(5), "still in scim2-server");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The real-time log: per event and target, the state.
+    let log = events(&service, &source).await;
+    let states = |op: &str| -> Vec<String> {
+        log.iter()
+            .filter(|e| e["operation"] == op)
+            .flat_map(|e| e["results"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| r["state"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(states("create"), ["Created", "Created", "Created"], "{log:?}");
+    assert_eq!(states("replace"), ["Updated", "Updated", "Updated"], "{log:?}");
+    let mut deleted = states("delete");
+    deleted.sort();
+    assert_eq!(deleted, ["Deleted", "Deleted", "Updated"], "Jam deactivates: {log:?}");
+    assert!(log.iter().all(|e| e["state"] == "done"), "{log:?}");
+
+    // The same create again changes nothing twice.
+    push(
+        &service,
+        Method::POST,
+        &path,
+        Some(ias_user("P200", "rt.bob", "Bob")),
+        Some(PUSHER),
+    )
+    .await;
+    push(
+        &service,
+        Method::POST,
+        &path,
+        Some(ias_user("P200", "rt.bob", "Bob")),
+        Some(PUSHER),
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let log = events(&service, &source).await;
+        let bob: Vec<&Value> = log.iter().filter(|e| e["entityId"] == "P200").collect();
+        if bob.len() == 2 && bob.iter().all(|e| e["state"] == "done") {
+            let second = bob
+                .iter()
+                .min_by_key(|e| std::cmp::Reverse(e["seq"].as_i64()))
+                .expect("second");
+            let states: Vec<&str> = second["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .filter_map(|r| r["state"].as_str())
+                .collect();
+            assert_eq!(states, ["Already Provisioned"; 3], "{second}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{log:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(uaa_sim.users().iter().filter(|u| u["userName"] == "rt.bob").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pushes_get_scim_errors_and_queue_nothing() {
+    let service = Service::start().await;
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    technical_user(&service, "reader", "reader-password-1", json!(["read-logs"])).await;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let source = ias_source(&service, &ias_sim, "2").await;
+    let disabled = service
+        .create_system(json!({"name": "IAS off", "type": "ias", "role": "source",
+            "properties": {"URL": ias_sim.base_url, "User": "x", "Password": "y", "ips.realtime.enabled": "false"}}))
+        .await;
+    let path = format!("systems/{source}/entities/user");
+    let user = ias_user("P1", "x.y", "X");
+    let cases: Vec<(Method, String, Option<Value>, Option<(&str, &str)>, StatusCode, &str)> = vec![
+        (
+            Method::POST,
+            path.clone(),
+            Some(user.clone()),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+        (
+            Method::POST,
+            path.clone(),
+            Some(user.clone()),
+            Some(("reader", "reader-password-1")),
+            StatusCode::FORBIDDEN,
+            "",
+        ),
+        (
+            Method::POST,
+            path.clone(),
+            Some(user.clone()),
+            Some((PUSHER.0, "wrong-password")),
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+        (
+            Method::POST,
+            path.clone(),
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]})),
+            Some(PUSHER),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            Method::POST,
+            path.clone(),
+            Some(json!({"schemas": ["urn:example:unknown"], "userName": "a"})),
+            Some(PUSHER),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            Method::POST,
+            "systems/no-such-source/entities/user".into(),
+            Some(user.clone()),
+            Some(PUSHER),
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+        (
+            Method::POST,
+            format!("systems/{disabled}/entities/user"),
+            Some(user.clone()),
+            Some(PUSHER),
+            StatusCode::FORBIDDEN,
+            "",
+        ),
+        (
+            Method::POST,
+            format!("systems/{source}/entities/robot"),
+            Some(user.clone()),
+            Some(PUSHER),
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+        (
+            Method::PUT,
+            format!("{path}/P2"),
+            Some(ias_user("P1", "x.y", "X")),
+            Some(PUSHER),
+            StatusCode::BAD_REQUEST,
+            "mutability",
+        ),
+        (
+            Method::PATCH,
+            format!("{path}/P1"),
+            Some(json!({"Operations": "nope"})),
+            Some(PUSHER),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+    ];
+    for (method, path, body, auth, status, scim_type) in cases {
+        let (got, answer) = push(&service, method.clone(), &path, body, auth).await;
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        assert_eq!(
+            answer["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{answer}"
+        );
+        assert_eq!(answer["status"], status.as_u16().to_string(), "{answer}");
+        if !scim_type.is_empty() {
+            assert_eq!(answer["scimType"], scim_type, "{answer}");
+        }
+    }
+    // Malformed JSON.
+    let response = service
+        .http
+        .post(format!("{}/ipsproxy/api/v1/{path}", service.url))
+        .basic_auth(PUSHER.0, Some(PUSHER.1))
+        .body("{\"schemas\": [")
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.expect("scim error");
+    assert_eq!(answer["scimType"], "invalidSyntax");
+    assert!(events(&service, &source).await.is_empty(), "nothing was queued");
+    assert!(events(&service, &disabled).await.is_empty());
+    // The `/service` form and the probe a pushing system's Test Connection makes.
+    let response = service
+        .http
+        .get(format!("{}/ipsproxy/service/api/v1/{path}", service.url))
+        .basic_auth(PUSHER.0, Some(PUSHER.1))
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_000_chain_in_both_payload_versions() {
+    // Provisio B: receives pushes for its IAS source and writes them to UAA.
+    let b = Service::start().await;
+    technical_user(&b, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_b = ias::spawn(ias::Options::default()).await.expect("ias for B");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    // Provisio A: reads an IAS tenant with a job and pushes to B through the ips-target connector.
+    let a = Service::start().await;
+    let ias_a = ias::spawn(ias::Options {
+        users: 5,
+        ..Default::default()
+    })
+    .await
+    .expect("ias for A");
+    for version in ["2", "1"] {
+        let b_source = ias_source(&b, &ias_b, version).await;
+        b.create_system(
+            json!({"name": format!("UAA v{version}"), "type": "xsuaa", "role": "target", "sources": [b_source],
+            "properties": fast(json!({"URL": uaa_sim.base_url, "xsuaa.origin": format!("origin{version}"),
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+        )
+        .await;
+        let a_source = a
+            .create_system(
+                json!({"name": format!("IAS A v{version}"), "type": "ias", "role": "source",
+                "properties": fast(json!({"URL": ias_a.base_url, "Authentication": "BasicAuthentication",
+                    "User": ias_a.options().client_id, "Password": ias_a.options().client_secret}))}),
+            )
+            .await;
+        let ips_target = a
+            .create_system(
+                json!({"name": format!("Provisio B v{version}"), "type": "ips-target", "role": "target",
+                "sources": [a_source],
+                "properties": fast(json!({"URL": format!("{}/ipsproxy/api/v1/systems/{b_source}/entities", b.url),
+                    "Authentication": "BasicAuthentication", "User": PUSHER.0, "Password": PUSHER.1,
+                    "Version": version}))}),
+            )
+            .await;
+        assert_eq!(
+            a.test_connection(&ips_target).await.0,
+            true,
+            "A reaches B's real-time API"
+        );
+        let (status, job) = a
+            .admin(
+                Method::POST,
+                &format!("/api/v1/systems/{a_source}/jobs"),
+                Some(json!({"type": "read"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        let origin = format!("origin{version}");
+        until(&format!("5 users of version {version} in UAA"), || {
+            uaa_sim
+                .users()
+                .iter()
+                .filter(|u| u["origin"] == origin.as_str())
+                .count()
+                == 5
+        })
+        .await;
+        let log = events(&b, &b_source).await;
+        assert_eq!(log.len(), 5, "{log:?}");
+    }
+}
