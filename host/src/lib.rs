@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod plugins;
 pub mod provisioning;
+pub mod proxy;
 pub mod realtime;
 pub mod runtime;
 pub mod secrets;

@@ -9,6 +9,7 @@ mod ips_target;
 mod jam;
 mod provisioning;
 mod proxy;
+mod proxy;
 mod realtime;
 mod round_trip;
 mod sandbox;

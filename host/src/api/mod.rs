@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/systems/{id}/provision-one", post(jobs::provision_one))
         .route("/systems/{id}/reset", post(jobs::reset_source))
+        .route("/systems/{id}/export", get(crate::proxy::export::export))
         .route("/jobs/{id}", get(jobs::get_job))
         .route("/jobs/{id}/stop", post(jobs::stop_job))
         .route("/jobs/{id}/entities", get(jobs::job_entities))
@@ -114,6 +115,8 @@ pub fn router(state: AppState) -> Router {
         .route("/realtime/events/{seq}/retry", post(realtime::retry_event));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/ipsproxy/api/v1/scim", crate::proxy::router())
+        .nest("/ipsproxy/service/api/v1/scim", crate::proxy::router())
         .nest("/ipsproxy/api/v1", realtime_api.clone())
         .nest("/ipsproxy/service/api/v1", realtime_api)
         .route("/oauth2/token", post(auth::token))

@@ -79,7 +79,10 @@ impl ScimError {
             CallError::Connector(c) => match c {
                 ConnectorError::NotFound { message } => Self::not_found(message),
                 ConnectorError::Conflict { message } => Self::uniqueness(message),
-                ConnectorError::Throttled { retry_after_ms, message } => {
+                ConnectorError::Throttled {
+                    retry_after_ms,
+                    message,
+                } => {
                     let mut e = Self::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         None,
@@ -110,9 +113,9 @@ impl ScimError {
                     None,
                     format!("the backend system does not support this: {message}"),
                 ),
-                ConnectorError::Unauthorized { message } => {
-                    Self::backend(format!("the backend system refused the proxy system's credentials: {message}"))
-                }
+                ConnectorError::Unauthorized { message } => Self::backend(format!(
+                    "the backend system refused the proxy system's credentials: {message}"
+                )),
                 ConnectorError::InvalidConfig { message } => {
                     Self::backend(format!("the proxy system's configuration is invalid: {message}"))
                 }

@@ -38,7 +38,7 @@ impl AttrPath {
     pub fn parse(text: &str) -> Result<AttrPath, FilterError> {
         let text = text.trim();
         let bad = || FilterError(format!("`{text}` is not an attribute path"));
-        let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+        let (urn, rest) = if text.len() > 4 && text.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
             // The attribute follows the last ':'; a bare URN (no attribute) is not a path.
             let i = text.rfind(':').ok_or_else(bad)?;
             (Some(text[..i].to_string()), &text[i + 1..])
@@ -286,7 +286,9 @@ impl Parser {
                         return Err(FilterError("value filters cannot be nested".into()));
                     }
                     if path.sub.is_some() {
-                        return Err(FilterError(format!("`{word}[…]`: a value filter follows an attribute, not a sub-attribute")));
+                        return Err(FilterError(format!(
+                            "`{word}[…]`: a value filter follows an attribute, not a sub-attribute"
+                        )));
                     }
                     self.pos += 1;
                     if let Some(indexed) = self.indexed(&path)? {
@@ -370,7 +372,9 @@ impl Filter {
     /// Parses a filter expression.
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
         if text.len() > MAX_FILTER_LEN {
-            return Err(FilterError(format!("the filter is longer than {MAX_FILTER_LEN} characters")));
+            return Err(FilterError(format!(
+                "the filter is longer than {MAX_FILTER_LEN} characters"
+            )));
         }
         let mut parser = Parser {
             tokens: tokenize(text)?,
@@ -382,7 +386,10 @@ impl Filter {
         }
         let filter = parser.or(false)?;
         if let Some(t) = parser.peek() {
-            return Err(FilterError(format!("unexpected {} after a complete filter", describe(t))));
+            return Err(FilterError(format!(
+                "unexpected {} after a complete filter",
+                describe(t)
+            )));
         }
         Ok(filter)
     }
@@ -418,7 +425,9 @@ impl Filter {
                 }
                 if matches!(op, CompareOp::Ne) {
                     // `ne` holds when no value equals (an absent attribute is not equal to anything).
-                    return !found.iter().any(|v| compare(v, CompareOp::Eq, expected, exact, temporal));
+                    return !found
+                        .iter()
+                        .any(|v| compare(v, CompareOp::Eq, expected, exact, temporal));
                 }
                 found.iter().any(|v| compare(v, *op, expected, exact, temporal))
             }
@@ -635,7 +644,7 @@ mod tests {
 
     fn user() -> Value {
         json!({
-            "id": "Abc", "userName": "Bjensen", "active": true, "title": "Tour Guide",
+            "id": "Abc", "userName": "Bjensen", "active": true, "userType": "Employee", "title": "Tour Guide",
             "name": {"familyName": "Jensen", "givenName": "Barbara"},
             "emails": [{"value": "bjensen@example.com", "type": "work", "primary": true},
                        {"value": "babs@jensen.org", "type": "home"}],
@@ -646,7 +655,9 @@ mod tests {
     }
 
     fn m(text: &str) -> bool {
-        Filter::parse(text).unwrap_or_else(|e| panic!("{text}: {e}")).matches(&user(), &Plain)
+        Filter::parse(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .matches(&user(), &Plain)
     }
 
     #[test]
@@ -662,11 +673,17 @@ mod tests {
         assert!(!m(r#"meta.lastModified gt "2024-02-14T05:42:34+01:00""#));
         assert!(m(r#"meta.lastModified ge "2024-02-14T05:42:34+01:00""#));
         assert!(m(r#"title pr and userType eq "Employee" or active eq true"#));
-        assert!(m(r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#));
-        assert!(!m(r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#));
+        assert!(m(
+            r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#
+        ));
+        assert!(!m(
+            r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#
+        ));
         assert!(m(r#"emails[type eq "work" and value co "@example.com"]"#));
         assert!(!m(r#"emails[type eq "home" and value co "@example.com"]"#));
-        assert!(m(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#));
+        assert!(m(
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984""#
+        ));
         assert!(m(r#"emails[0].value eq "BJENSEN@example.com""#));
         assert!(!m(r#"emails[1].value eq "bjensen@example.com""#));
         assert!(m("x gt 4 and x le 5 and not (x lt 5)"));

@@ -38,12 +38,15 @@ pub struct Op {
 
 /// Parses a PatchOp request body: the PatchOp schema and a non-empty `Operations` array are required.
 pub fn parse(doc: &Value) -> Result<Vec<Op>, ScimError> {
-    let has_schema = doc
-        .get("schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|s| s.iter().any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP))));
+    let has_schema = doc.get("schemas").and_then(Value::as_array).is_some_and(|s| {
+        s.iter()
+            .any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP)))
+    });
     if !has_schema {
-        return Err(ScimError::bad("invalidSyntax", format!("a PATCH body must list the schema {PATCH_OP}")));
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            format!("a PATCH body must list the schema {PATCH_OP}"),
+        ));
     }
     let ops = doc
         .get("Operations")
@@ -69,11 +72,19 @@ pub fn parse(doc: &Value) -> Result<Vec<Op>, ScimError> {
             let path = match o.get("path") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(p)) if !p.trim().is_empty() => Some(p.trim().to_string()),
-                Some(_) => return Err(ScimError::bad("invalidPath", format!("Operations[{i}]: path must be a non-empty string"))),
+                Some(_) => {
+                    return Err(ScimError::bad(
+                        "invalidPath",
+                        format!("Operations[{i}]: path must be a non-empty string"),
+                    ));
+                }
             };
             let value = o.get("value").cloned();
             if kind != OpKind::Remove && value.is_none() {
-                return Err(ScimError::bad("invalidValue", format!("Operations[{i}]: {name} needs a value")));
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!("Operations[{i}]: {name} needs a value"),
+                ));
             }
             Ok(Op { kind, path, value })
         })
@@ -109,14 +120,23 @@ impl Patcher<'_> {
         }
     }
 
-    fn apply_one(&self, resource: &mut Value, kind: OpKind, path: Option<&str>, value: Option<Value>) -> Result<(), ScimError> {
+    fn apply_one(
+        &self,
+        resource: &mut Value,
+        kind: OpKind,
+        path: Option<&str>,
+        value: Option<Value>,
+    ) -> Result<(), ScimError> {
         let Some(path) = path else {
             // No path: the value is an object of attributes (dotted keys and extension URNs allowed).
             if kind == OpKind::Remove {
                 return Err(ScimError::bad("noTarget", "remove needs a path"));
             }
             let Some(Value::Object(attrs)) = value else {
-                return Err(ScimError::bad("invalidValue", "an operation without a path needs an object value"));
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    "an operation without a path needs an object value",
+                ));
             };
             for (k, v) in attrs {
                 if is_reserved(&k) {
@@ -139,7 +159,7 @@ impl Patcher<'_> {
                     Ok(())
                 }
                 (_, Some(Value::Object(attrs))) => {
-                    for (k, v) in attrs {
+                    for (k, v) in attrs.into_iter().filter(|(k, _)| !is_reserved(k)) {
                         self.apply_one(resource, kind, Some(&format!("{urn}:{k}")), Some(v))?;
                     }
                     Ok(())
@@ -168,11 +188,17 @@ impl Patcher<'_> {
                 ..attr.clone()
             },
         );
+        let common = attr.urn.is_none() && attr.name.eq_ignore_ascii_case("externalId");
         let multi = match &definition {
             Some((d, _)) => d["multiValued"] == true,
+            // RFC 7643 §3.1: a common attribute of every resource, in no schema's attribute list.
+            None if common => false,
             None => {
                 // Not in the served schemas: only attributes the resource already carries may change.
-                let present = self.rules().container(resource, &attr).and_then(|c| super::filter::get_ci(c, &attr.name));
+                let present = self
+                    .rules()
+                    .container(resource, &attr)
+                    .and_then(|c| super::filter::get_ci(c, &attr.name));
                 match present {
                     Some(v) => v.is_array(),
                     None => {
@@ -338,7 +364,10 @@ impl Patcher<'_> {
                 };
                 for t in targets {
                     let Some(o) = t.as_object_mut() else {
-                        return Err(ScimError::bad("invalidPath", format!("{path}: {} is not complex", attr.name)));
+                        return Err(ScimError::bad(
+                            "invalidPath",
+                            format!("{path}: {} is not complex", attr.name),
+                        ));
                     };
                     let k = existing_key(o, sub);
                     match (kind, &value) {
@@ -350,7 +379,10 @@ impl Patcher<'_> {
                         }
                     }
                 }
-                if container.get(&key).is_some_and(|v| v.as_object().is_some_and(Map::is_empty)) {
+                if container
+                    .get(&key)
+                    .is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+                {
                     container.shift_remove(&key);
                 }
             }
@@ -361,12 +393,12 @@ impl Patcher<'_> {
 
 /// The object holding an attribute: the resource itself, or the extension object of `urn` (created for
 /// add/replace).
-fn container_mut(
-    resource: &mut Value,
-    urn: Option<&'static str>,
+fn container_mut<'v>(
+    resource: &'v mut Value,
+    urn: Option<&str>,
     kind: EntityKind,
     create: bool,
-) -> Result<Option<&mut Map<String, Value>>, ScimError> {
+) -> Result<Option<&'v mut Map<String, Value>>, ScimError> {
     let root = resource
         .as_object_mut()
         .ok_or_else(|| ScimError::bad("invalidValue", "the resource is not an object"))?;
@@ -388,7 +420,9 @@ fn container_mut(
 
 fn add_schema(root: &mut Map<String, Value>, urn: &str) {
     if let Some(Value::Array(schemas)) = root.get_mut("schemas")
-        && !schemas.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn)))
+        && !schemas
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn)))
     {
         schemas.push(Value::String(urn.to_string()));
     }
@@ -462,7 +496,7 @@ mod tests {
     fn served() -> Served {
         let all = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
                          "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
-        Served::new(&[EntityKind::User, EntityKind::Group], &all, &all)
+        Served::new(&[EntityKind::User, EntityKind::Group], &all, &all, &[])
     }
 
     fn doc(ops: Value) -> Value {
@@ -502,38 +536,83 @@ mod tests {
         assert_eq!(emails[1]["primary"], true);
         let ext = &u["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
         assert_eq!(ext, &json!({"employeeNumber": "7", "manager": {"value": "m1"}}));
-        assert!(u["schemas"].as_array().unwrap().contains(&json!(super::super::schema::ENTERPRISE)));
-        let u = run(u, EntityKind::User, json!([{"op": "remove", "path": "name"}, {"op": "remove", "path": "emails"}])).expect("removed");
+        assert!(
+            u["schemas"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(super::super::schema::ENTERPRISE))
+        );
+        let u = run(
+            u,
+            EntityKind::User,
+            json!([{"op": "remove", "path": "name"}, {"op": "remove", "path": "emails"}]),
+        )
+        .expect("removed");
         assert!(u.get("name").is_none() && u.get("emails").is_none());
     }
 
     #[test]
     fn members() {
         let g = json!({"id": "g", "displayName": "G", "members": [{"value": "a"}, {"value": "b"}]});
-        let g = run(g, EntityKind::Group, json!([
-            {"op": "add", "path": "members", "value": [{"value": "c", "display": "C"}, {"value": "a"}]},
-            {"op": "remove", "path": "members[value eq \"b\"]"},
-            {"op": "remove", "path": "members[value eq \"zz\"]"}
-        ])).expect("applied");
+        let g = run(
+            g,
+            EntityKind::Group,
+            json!([
+                {"op": "add", "path": "members", "value": [{"value": "c", "display": "C"}, {"value": "a"}]},
+                {"op": "remove", "path": "members[value eq \"b\"]"},
+                {"op": "remove", "path": "members[value eq \"zz\"]"}
+            ]),
+        )
+        .expect("applied");
         assert_eq!(g["members"], json!([{"value": "a"}, {"value": "c", "display": "C"}]));
-        let g = run(g, EntityKind::Group, json!([{"op": "remove", "path": "members", "value": [{"value": "a"}]}])).expect("entra form");
+        let g = run(
+            g,
+            EntityKind::Group,
+            json!([{"op": "remove", "path": "members", "value": [{"value": "a"}]}]),
+        )
+        .expect("entra form");
         assert_eq!(g["members"], json!([{"value": "c", "display": "C"}]));
-        let g = run(g, EntityKind::Group, json!([{"op": "replace", "path": "members", "value": []}])).expect("all removed");
+        let g = run(
+            g,
+            EntityKind::Group,
+            json!([{"op": "replace", "path": "members", "value": []}]),
+        )
+        .expect("all removed");
         assert!(g.get("members").is_none());
     }
 
     #[test]
     fn errors_leave_the_resource_alone() {
         let cases = [
-            (json!({"Operations": [{"op": "add", "path": "nickName", "value": "x"}]}), "invalidSyntax"),
+            (
+                json!({"Operations": [{"op": "add", "path": "nickName", "value": "x"}]}),
+                "invalidSyntax",
+            ),
             (doc(json!([])), "invalidSyntax"),
             (doc(json!([{"op": "move", "path": "x"}])), "invalidSyntax"),
             (doc(json!([{"op": "remove"}])), "noTarget"),
-            (doc(json!([{"op": "replace", "path": "id", "value": "x"}])), "mutability"),
-            (doc(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}])), "mutability"),
-            (doc(json!([{"op": "replace", "path": "emails[type eq \"none\"].value", "value": "x"}])), "noTarget"),
-            (doc(json!([{"op": "replace", "path": "emails[type eq]", "value": "x"}])), "invalidPath"),
-            (doc(json!([{"op": "add", "path": "nickName", "value": "ok"}, {"op": "add", "path": "bogus", "value": 1}])), "invalidPath"),
+            (
+                doc(json!([{"op": "replace", "path": "id", "value": "x"}])),
+                "mutability",
+            ),
+            (
+                doc(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}])),
+                "mutability",
+            ),
+            (
+                doc(json!([{"op": "replace", "path": "emails[type eq \"none\"].value", "value": "x"}])),
+                "noTarget",
+            ),
+            (
+                doc(json!([{"op": "replace", "path": "emails[type eq]", "value": "x"}])),
+                "invalidPath",
+            ),
+            (
+                doc(
+                    json!([{"op": "add", "path": "nickName", "value": "ok"}, {"op": "add", "path": "bogus", "value": 1}]),
+                ),
+                "invalidPath",
+            ),
         ];
         for (body, expected) in cases {
             let mut u = user();

@@ -38,7 +38,11 @@ pub struct Projection {
 }
 
 fn split_list(text: &str) -> Vec<String> {
-    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn parse_number(name: &str, text: &str) -> Result<i64, ScimError> {
@@ -100,7 +104,10 @@ impl ListQuery {
                 None | Some(Value::Null) => Ok(vec![]),
                 Some(Value::Array(a)) => Ok(a.iter().filter_map(Value::as_str).flat_map(split_list).collect()),
                 Some(Value::String(s)) => Ok(split_list(s)),
-                Some(_) => Err(ScimError::bad("invalidValue", format!("{name} must be a list of names"))),
+                Some(_) => Err(ScimError::bad(
+                    "invalidValue",
+                    format!("{name} must be a list of names"),
+                )),
             }
         };
         let _ = obj;
@@ -131,7 +138,9 @@ impl ListQuery {
     ) -> Result<(), ScimError> {
         self.filter = match filter.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(f) => Some(Filter::parse(f).map_err(|e| ScimError::bad("invalidFilter", format!("invalid filter: {e}")))?),
+            Some(f) => {
+                Some(Filter::parse(f).map_err(|e| ScimError::bad("invalidFilter", format!("invalid filter: {e}")))?)
+            }
         };
         self.start_index = start.unwrap_or(1).max(1) as u64;
         self.count = count.unwrap_or(MAX_RESULTS as i64).clamp(0, MAX_RESULTS as i64) as u64;
@@ -192,10 +201,9 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>, exact: bool) -> Ordering
                 x.to_lowercase().cmp(&y.to_lowercase())
             }
         }
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x
-            .as_f64()
-            .partial_cmp(&y.as_f64())
-            .unwrap_or(Ordering::Equal),
+        (Some(Value::Number(x)), Some(Value::Number(y))) => {
+            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
+        }
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
         (Some(x), Some(y)) => x.to_string().cmp(&y.to_string()),
     }
@@ -207,7 +215,11 @@ pub fn sort(resources: &mut [Value], by: &AttrPath, descending: bool, rules: &Sc
     resources.sort_by(|a, b| {
         let o = compare_values(sort_key(a, by, rules), sort_key(b, by, rules), exact);
         // Missing values stay last in both orders.
-        match (descending, sort_key(a, by, rules).is_some(), sort_key(b, by, rules).is_some()) {
+        match (
+            descending,
+            sort_key(a, by, rules).is_some(),
+            sort_key(b, by, rules).is_some(),
+        ) {
             (true, true, true) => o.reverse(),
             _ => o,
         }
@@ -231,7 +243,9 @@ impl Projection {
                 }
                 match AttrPath::parse(name) {
                     Ok(p) => {
-                        ["id", "externalId", "meta", "schemas"].iter().any(|n| n.eq_ignore_ascii_case(&p.name))
+                        ["id", "externalId", "meta", "schemas"]
+                            .iter()
+                            .any(|n| n.eq_ignore_ascii_case(&p.name))
                             || served.definition(k, &p).is_some()
                             || extra.iter().any(|e| e.eq_ignore_ascii_case(&p.name))
                     }
@@ -239,7 +253,10 @@ impl Projection {
                 }
             });
             if !known {
-                return Err(ScimError::bad("invalidValue", format!("{name:?} is not an attribute of this resource type")));
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!("{name:?} is not an attribute of this resource type"),
+                ));
             }
         }
         Ok(())
@@ -272,20 +289,34 @@ impl Projection {
 }
 
 /// Where a projected name points: (extension key or None, attribute, sub-attribute).
-fn locate(name: &str, served: &Served, kind: EntityKind) -> Option<(Option<&'static str>, Option<String>, Option<String>)> {
+fn locate<'s>(
+    name: &str,
+    served: &'s Served,
+    kind: EntityKind,
+) -> Option<(Option<&'s str>, Option<String>, Option<String>)> {
     if let Some(urn) = served.known_urn(kind, name) {
         return Some((Some(urn).filter(|u| *u != super::schema::core_urn(kind)), None, None));
     }
     let p = AttrPath::parse(name).ok()?;
     let urn = match &p.urn {
-        Some(u) => served.known_urn(kind, u).filter(|u| *u != super::schema::core_urn(kind)),
+        Some(u) => served
+            .known_urn(kind, u)
+            .filter(|u| *u != super::schema::core_urn(kind)),
         None => None,
     };
     Some((urn, Some(p.name), p.sub))
 }
 
-fn copy_selected(from: &Map<String, Value>, to: &mut Map<String, Value>, name: &str, served: &Served, kind: EntityKind) {
-    let Some((urn, attr, sub)) = locate(name, served, kind) else { return };
+fn copy_selected(
+    from: &Map<String, Value>,
+    to: &mut Map<String, Value>,
+    name: &str,
+    served: &Served,
+    kind: EntityKind,
+) {
+    let Some((urn, attr, sub)) = locate(name, served, kind) else {
+        return;
+    };
     let (src, dst) = match urn {
         Some(u) => {
             let Some((key, Value::Object(ext))) = from.iter().find(|(k, _)| k.eq_ignore_ascii_case(u)) else {
@@ -310,7 +341,9 @@ fn copy_selected(from: &Map<String, Value>, to: &mut Map<String, Value>, name: &
 }
 
 fn copy_attr(from: &Map<String, Value>, to: &mut Map<String, Value>, attr: &str, sub: Option<&str>) {
-    let Some((key, value)) = from.iter().find(|(k, _)| k.eq_ignore_ascii_case(attr)) else { return };
+    let Some((key, value)) = from.iter().find(|(k, _)| k.eq_ignore_ascii_case(attr)) else {
+        return;
+    };
     let Some(sub) = sub else {
         to.insert(key.clone(), value.clone());
         return;
@@ -337,7 +370,9 @@ fn copy_attr(from: &Map<String, Value>, to: &mut Map<String, Value>, attr: &str,
 }
 
 fn remove_selected(obj: &mut Map<String, Value>, name: &str, served: &Served, kind: EntityKind) {
-    let Some((urn, attr, sub)) = locate(name, served, kind) else { return };
+    let Some((urn, attr, sub)) = locate(name, served, kind) else {
+        return;
+    };
     let target = match urn {
         Some(u) => {
             let Some(attr) = &attr else {
@@ -388,7 +423,7 @@ mod tests {
     fn served() -> Served {
         let all = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
                          "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
-        Served::new(&[EntityKind::User, EntityKind::Group], &all, &all)
+        Served::new(&[EntityKind::User, EntityKind::Group], &all, &all, &[])
     }
 
     #[test]
@@ -413,8 +448,16 @@ mod tests {
     #[test]
     fn sorting() {
         let served = served();
-        let rules = SchemaRules { served: &served, kind: EntityKind::User };
-        let mut list = vec![json!({"userName": "b"}), json!({"id": "x"}), json!({"userName": "A"}), json!({"userName": "c"})];
+        let rules = SchemaRules {
+            served: &served,
+            kind: EntityKind::User,
+        };
+        let mut list = vec![
+            json!({"userName": "b"}),
+            json!({"id": "x"}),
+            json!({"userName": "A"}),
+            json!({"userName": "c"}),
+        ];
         sort(&mut list, &AttrPath::parse("username").expect("path"), false, &rules);
         let names: Vec<_> = list.iter().map(|u| u["userName"].clone()).collect();
         assert_eq!(names, vec![json!("A"), json!("b"), json!("c"), Value::Null]);
@@ -430,16 +473,39 @@ mod tests {
             "emails": [{"value": "a", "type": "work"}],
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7", "costCenter": "c"}});
         let mut u = user.clone();
-        let p = Projection { attributes: vec!["name.givenName".into(), "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber".into(), "EMAILS.value".into()], excluded: vec![] };
+        let p = Projection {
+            attributes: vec![
+                "name.givenName".into(),
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber".into(),
+                "EMAILS.value".into(),
+            ],
+            excluded: vec![],
+        };
         p.validate(&served, &[EntityKind::User], &[]).expect("known");
         p.apply(&mut u, &served, EntityKind::User);
-        assert_eq!(u, json!({"schemas": ["s"], "id": "1", "name": {"givenName": "G"}, "emails": [{"value": "a"}],
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}}));
+        assert_eq!(
+            u,
+            json!({"schemas": ["s"], "id": "1", "name": {"givenName": "G"}, "emails": [{"value": "a"}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}})
+        );
         let mut u = user.clone();
-        let p = Projection { attributes: vec![], excluded: vec!["name".into(), "id".into(), "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".into()] };
+        let p = Projection {
+            attributes: vec![],
+            excluded: vec![
+                "name".into(),
+                "id".into(),
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".into(),
+            ],
+        };
         p.apply(&mut u, &served, EntityKind::User);
-        assert_eq!(u, json!({"schemas": ["s"], "id": "1", "userName": "u", "emails": [{"value": "a", "type": "work"}]}));
-        let bad = Projection { attributes: vec!["nosuch".into()], excluded: vec![] };
+        assert_eq!(
+            u,
+            json!({"schemas": ["s"], "id": "1", "userName": "u", "emails": [{"value": "a", "type": "work"}]})
+        );
+        let bad = Projection {
+            attributes: vec!["nosuch".into()],
+            excluded: vec![],
+        };
         assert!(bad.validate(&served, &[EntityKind::User], &[]).is_err());
     }
 }

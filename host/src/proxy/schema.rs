@@ -50,12 +50,12 @@ fn segments(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let rest = path.trim();
     let Some(mut rest) = rest.strip_prefix('$') else {
-        return vec![rest.to_ascii_lowercase()];
+        return vec![rest.to_string()];
     };
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix("['").or_else(|| rest.strip_prefix("[\"")) {
             let end = r.find(['\'', '"']).unwrap_or(r.len());
-            out.push(r[..end].to_ascii_lowercase());
+            out.push(r[..end].to_string());
             rest = r.get(end + 2..).unwrap_or("");
         } else if let Some(r) = rest.strip_prefix('[') {
             // An index, `*` or a filter: skip to the matching `]`.
@@ -77,7 +77,7 @@ fn segments(path: &str) -> Vec<String> {
             rest = r.get(end + 1..).unwrap_or("");
         } else if let Some(r) = rest.strip_prefix('.') {
             let end = r.find(['.', '[']).unwrap_or(r.len());
-            out.push(r[..end].to_ascii_lowercase());
+            out.push(r[..end].to_string());
             rest = &r[end..];
         } else {
             break;
@@ -87,14 +87,26 @@ fn segments(path: &str) -> Vec<String> {
 }
 
 /// The paths one side of a transformation touches for an entity type: `targetPath`s of read, `sourcePath`s
-/// of write. `None` means everything (a `$` mapping).
-fn touched(doc: &Value, kind: EntityKind, key: &str) -> Option<Vec<Vec<String>>> {
+/// of write. `None` means everything (a `$` mapping). `mandatory` keeps only mappings without `optional`,
+/// `defaultValue` or `condition` (a value the client must send).
+fn touched(doc: &Value, kind: EntityKind, key: &str, mandatory: bool) -> Option<Vec<Vec<String>>> {
     let mappings = doc.get(kind.as_str())?.get("mappings")?.as_array()?;
     let mut paths = Vec::new();
     for m in mappings {
+        if mandatory
+            && (m.get("optional") == Some(&Value::Bool(true))
+                || m.get("defaultValue").is_some()
+                || m.get("condition").is_some()
+                || m.get("scope").is_some())
+        {
+            continue;
+        }
         if let Some(p) = m.get(key).and_then(Value::as_str) {
             let s = segments(p);
             if s.is_empty() {
+                if mandatory {
+                    continue;
+                }
                 return None;
             }
             paths.push(s);
@@ -105,12 +117,9 @@ fn touched(doc: &Value, kind: EntityKind, key: &str) -> Option<Vec<Vec<String>>>
 
 fn covers(paths: &Option<Vec<Vec<String>>>, prefix: &[&str]) -> bool {
     let Some(paths) = paths else { return true };
-    paths.iter().any(|p| {
-        prefix
-            .iter()
-            .zip(p.iter())
-            .all(|(a, b)| a.eq_ignore_ascii_case(b))
-    })
+    paths
+        .iter()
+        .any(|p| prefix.iter().zip(p.iter()).all(|(a, b)| a.eq_ignore_ascii_case(b)))
 }
 
 /// The schemas and resource types one proxy system serves.
@@ -120,20 +129,27 @@ pub struct Served {
     pub schemas: Vec<Value>,
     /// Entity kinds served.
     pub kinds: Vec<EntityKind>,
+    /// Extension schema URNs per kind.
+    ext: Vec<(EntityKind, String)>,
 }
 
 impl Served {
     /// The schemas for the kinds a connector handles, trimmed by the proxy's read and write transformations.
-    pub fn new(kinds: &[EntityKind], read: &Value, write: &Value) -> Served {
+    /// `always` names attributes the backend always holds (it defaults them), which therefore cannot be
+    /// removed: they are served as required.
+    pub fn new(kinds: &[EntityKind], read: &Value, write: &Value, always: &[&str]) -> Served {
         let mut schemas = Vec::new();
         let mut served_kinds = Vec::new();
+        let mut ext = Vec::new();
         for &kind in kinds {
             if read.get(kind.as_str()).is_none() {
                 continue;
             }
             served_kinds.push(kind);
-            let readable = touched(read, kind, "targetPath");
-            let writable = touched(write, kind, "sourcePath");
+            let readable = touched(read, kind, "targetPath", false);
+            let writable = touched(write, kind, "sourcePath", false);
+            let mut required = touched(write, kind, "sourcePath", true).unwrap_or_default();
+            required.extend(always.iter().map(|a| vec![a.to_string()]));
             let wanted: &[&str] = match kind {
                 EntityKind::User => &[USER, ENTERPRISE],
                 EntityKind::Group => &[GROUP],
@@ -148,10 +164,17 @@ impl Served {
                 } else {
                     vec![]
                 };
-                let trimmed = trim(schema, &base, &readable, &writable);
+                let mut trimmed = trim(schema, &base, &readable, &writable, &required);
                 let empty = trimmed["attributes"].as_array().is_none_or(Vec::is_empty);
                 if *urn == ENTERPRISE && empty {
                     continue;
+                }
+                if *urn == ENTERPRISE {
+                    ext.push((kind, ENTERPRISE.to_string()));
+                } else {
+                    // What the read transformation adds beyond the standard (`origin`, `zoneId`, SAP
+                    // extensions) is declared too, so strict clients accept the resources.
+                    synthesize(&mut trimmed, kind, &readable, &writable, &mut schemas, &mut ext, always);
                 }
                 schemas.push(trimmed);
             }
@@ -159,6 +182,7 @@ impl Served {
         Served {
             schemas,
             kinds: served_kinds,
+            ext,
         }
     }
 
@@ -170,21 +194,22 @@ impl Served {
     }
 
     /// The extensions served for a kind.
-    pub fn extensions(&self, kind: EntityKind) -> Vec<&'static str> {
-        match kind {
-            EntityKind::User if self.schema(ENTERPRISE).is_some() => vec![ENTERPRISE],
-            _ => vec![],
-        }
+    pub fn extensions(&self, kind: EntityKind) -> Vec<&str> {
+        self.ext
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, u)| u.as_str())
+            .collect()
     }
 
     /// The definition of a top-level attribute (and of its sub-attribute, when the path names one).
     pub fn definition(&self, kind: EntityKind, path: &AttrPath) -> Option<(&Value, Option<&Value>)> {
-        let find = |schema: &'static str| {
-            self.schema(schema)?.get("attributes")?.as_array()?.iter().find(|a| {
-                a["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(&path.name))
-            })
+        let find = |schema: &str| {
+            self.schema(schema)?
+                .get("attributes")?
+                .as_array()?
+                .iter()
+                .find(|a| a["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&path.name)))
         };
         let attr = match &path.urn {
             Some(urn) => find(self.known_urn(kind, urn)?)?,
@@ -203,7 +228,7 @@ impl Served {
     }
 
     /// The static URN a (client-written) URN names, if the kind serves it.
-    pub fn known_urn(&self, kind: EntityKind, urn: &str) -> Option<&'static str> {
+    pub fn known_urn(&self, kind: EntityKind, urn: &str) -> Option<&str> {
         std::iter::once(core_urn(kind))
             .chain(self.extensions(kind))
             .find(|u| u.eq_ignore_ascii_case(urn))
@@ -217,7 +242,10 @@ impl Served {
                 let mut s = s.clone();
                 let id = s["id"].as_str().unwrap_or_default().to_string();
                 if let Some(o) = s.as_object_mut() {
-                    o.insert("schemas".into(), json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]));
+                    o.insert(
+                        "schemas".into(),
+                        json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]),
+                    );
                     o.insert(
                         "meta".into(),
                         json!({"resourceType": "Schema", "location": format!("{base}/Schemas/{id}")}),
@@ -258,7 +286,13 @@ impl Served {
 }
 
 /// A schema with only the readable attributes; unwritable ones become `readOnly`.
-fn trim(schema: &Value, base: &[String], readable: &Option<Vec<Vec<String>>>, writable: &Option<Vec<Vec<String>>>) -> Value {
+fn trim(
+    schema: &Value,
+    base: &[String],
+    readable: &Option<Vec<Vec<String>>>,
+    writable: &Option<Vec<Vec<String>>>,
+    required: &[Vec<String>],
+) -> Value {
     let mut out = schema.clone();
     let prefix = |extra: &[&str]| -> Vec<String> {
         base.iter()
@@ -283,6 +317,20 @@ fn trim(schema: &Value, base: &[String], readable: &Option<Vec<Vec<String>>>, wr
             let mut attr = attr.clone();
             if !check(writable, &[name]) {
                 set_read_only(&mut attr);
+            } else if required.iter().any(|r| {
+                r.len() == base.len() + 1
+                    && covers(
+                        &Some(vec![r.clone()]),
+                        &prefix(&[name]).iter().map(String::as_str).collect::<Vec<_>>(),
+                    )
+            }) {
+                // The write transformation fails without it: say so, so clients send it (with a value).
+                attr["required"] = json!(true);
+                if let Some(subs) = attr.get_mut("subAttributes").and_then(Value::as_array_mut) {
+                    for sub in subs.iter_mut().filter(|s| s["name"] == "value") {
+                        sub["required"] = json!(true);
+                    }
+                }
             }
             if let Some(subs) = attr.get("subAttributes").and_then(Value::as_array).cloned() {
                 let kept: Vec<Value> = subs
@@ -306,6 +354,70 @@ fn trim(schema: &Value, base: &[String], readable: &Option<Vec<Vec<String>>>, wr
         .collect();
     out["attributes"] = Value::Array(attrs);
     out
+}
+
+/// Adds to a core schema the attributes the read transformation writes outside every standard schema,
+/// and an extension schema for each unknown URN it writes under.
+fn synthesize(
+    core: &mut Value,
+    kind: EntityKind,
+    readable: &Option<Vec<Vec<String>>>,
+    writable: &Option<Vec<Vec<String>>>,
+    schemas: &mut Vec<Value>,
+    ext: &mut Vec<(EntityKind, String)>,
+    always: &[&str],
+) {
+    let Some(paths) = readable else { return };
+    let standard_names: Vec<String> = standard()
+        .iter()
+        .flat_map(|s| s["attributes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["name"].as_str().map(str::to_ascii_lowercase))
+        .chain(["id", "externalid", "meta", "schemas"].map(String::from))
+        .collect();
+    let known_urn = |u: &str| [USER, GROUP, ENTERPRISE].iter().any(|k| k.eq_ignore_ascii_case(u));
+    let attribute = |name: &str, writable: bool| {
+        let boolean = ["verified", "active"].iter().any(|b| b.eq_ignore_ascii_case(name));
+        json!({
+            "name": name, "type": if boolean { "boolean" } else { "string" }, "multiValued": false,
+            "description": "Carried by this proxy system's read transformation.", "required": false,
+            "caseExact": false, "mutability": if writable { "readWrite" } else { "readOnly" },
+            "returned": "default", "uniqueness": "none"
+        })
+    };
+    let mut extensions: Vec<(String, Vec<Value>)> = Vec::new();
+    for p in paths {
+        let Some(first) = p.first() else { continue };
+        if first.to_ascii_lowercase().starts_with("urn:") {
+            if known_urn(first) {
+                continue;
+            }
+            let Some(name) = p.get(1) else { continue };
+            let w = covers(writable, &[first.as_str(), name.as_str()]);
+            match extensions.iter_mut().find(|(u, _)| u == first) {
+                Some((_, attrs)) if !attrs.iter().any(|a| a["name"] == name.as_str()) => attrs.push(attribute(name, w)),
+                Some(_) => {}
+                None => extensions.push((first.clone(), vec![attribute(name, w)])),
+            }
+        } else if !standard_names.contains(&first.to_ascii_lowercase()) {
+            let w = covers(writable, &[first.as_str()]);
+            if let Some(attrs) = core["attributes"].as_array_mut()
+                && !attrs
+                    .iter()
+                    .any(|a| a["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(first)))
+            {
+                let mut a = attribute(first, w);
+                if w && always.iter().any(|x| x.eq_ignore_ascii_case(first)) {
+                    a["required"] = json!(true);
+                }
+                attrs.push(a);
+            }
+        }
+    }
+    for (urn, attributes) in extensions {
+        schemas.push(json!({"id": urn, "name": urn.rsplit(':').next().unwrap_or("Extension"),
+            "description": "Extension carried by this proxy system's read transformation.", "attributes": attributes}));
+        ext.push((kind, urn));
+    }
 }
 
 fn set_read_only(attr: &mut Value) {
@@ -417,11 +529,11 @@ mod tests {
 
     #[test]
     fn segments_of_paths() {
-        assert_eq!(segments("$.name.givenName"), vec!["name", "givenname"]);
+        assert_eq!(segments("$.name.givenName"), vec!["name", "givenName"]);
         assert!(segments("$").is_empty());
         assert_eq!(
             segments("$['urn:ietf:params:scim:schemas:extension:enterprise:2.0:User']['manager']"),
-            vec!["urn:ietf:params:scim:schemas:extension:enterprise:2.0:user", "manager"]
+            vec!["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "manager"]
         );
         assert_eq!(segments("$.emails[?(@.primary== true)].value"), vec!["emails", "value"]);
         assert_eq!(segments("$.members[*].type"), vec!["members", "type"]);
@@ -431,7 +543,7 @@ mod tests {
     fn pass_through_serves_everything() {
         let read = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
                           "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
-        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &read);
+        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &read, &[]);
         assert_eq!(served.schemas.len(), 3);
         assert_eq!(served.kinds.len(), 2);
         let user = served.schema(USER).expect("user");
@@ -447,11 +559,16 @@ mod tests {
             {"sourcePath": "$.origin", "targetPath": "$.origin"}
         ]}});
         let write = json!({"user": {"mappings": [{"sourcePath": "$.userName", "targetPath": "$.userName"}]}});
-        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &write);
+        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &write, &[]);
         assert_eq!(served.kinds, vec![EntityKind::User]);
         let user = served.schema(USER).expect("user");
-        let names: Vec<&str> = user["attributes"].as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
-        assert_eq!(names, vec!["userName", "name", "groups"]);
+        let names: Vec<&str> = user["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["name"].as_str())
+            .collect();
+        assert_eq!(names, vec!["userName", "name", "groups", "origin"]);
         assert_eq!(user["attributes"][1]["mutability"], "readOnly");
         assert_eq!(user["attributes"][1]["subAttributes"].as_array().map(Vec::len), Some(1));
         assert!(served.schema(ENTERPRISE).is_none());

@@ -1,0 +1,367 @@
+//! The HTTP side of the proxy: routes, authentication, content types, bodies, and SCIM answers.
+//! Every failure — bad credentials included — answers an RFC 7644 error body.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::error::ScimError;
+use super::query::ListQuery;
+use super::schema;
+use super::{LIST_RESPONSE, Proxy, SCIM_JSON};
+use crate::api::AppState;
+use crate::api::auth::authenticate;
+use crate::connector::EntityKind;
+use crate::store::principals::Permission;
+
+/// Largest request body accepted (a group with thousands of members fits).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The proxy routes, to nest under `/ipsproxy/api/v1/scim` and `/ipsproxy/service/api/v1/scim`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/{system}/ServiceProviderConfig",
+            get(service_provider_config).fallback(not_allowed),
+        )
+        .route("/{system}/Schemas", get(schemas).fallback(not_allowed))
+        .route("/{system}/Schemas/{id}", get(schema_one).fallback(not_allowed))
+        .route("/{system}/ResourceTypes", get(resource_types).fallback(not_allowed))
+        .route(
+            "/{system}/ResourceTypes/{id}",
+            get(resource_type_one).fallback(not_allowed),
+        )
+        .route("/{system}/.search", post(search_root).fallback(not_allowed))
+        .route("/{system}/{resource}", get(list).post(create).fallback(not_allowed))
+        .route("/{system}/{resource}/.search", post(search).fallback(not_allowed))
+        .route(
+            "/{system}/{resource}/{id}",
+            get(get_one)
+                .put(replace)
+                .patch(patch)
+                .delete(delete)
+                .fallback(not_allowed),
+        )
+        .fallback(unknown_endpoint)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+type Result<T> = std::result::Result<T, ScimError>;
+
+async fn not_allowed() -> ScimError {
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "this method is not supported on this endpoint",
+    )
+}
+
+async fn unknown_endpoint() -> ScimError {
+    ScimError::not_found("no such SCIM endpoint")
+}
+
+/// A SCIM JSON answer.
+fn scim(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    r
+}
+
+/// A single resource: `ETag` (and `Location` on create).
+fn resource(status: StatusCode, body: &Value) -> Response {
+    let mut r = scim(status, body);
+    if let Some(v) = body.pointer("/meta/version").and_then(Value::as_str)
+        && let Ok(v) = HeaderValue::from_str(v)
+    {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    if status == StatusCode::CREATED
+        && let Some(l) = body.pointer("/meta/location").and_then(Value::as_str)
+        && let Ok(l) = HeaderValue::from_str(l)
+    {
+        r.headers_mut().insert(header::LOCATION, l);
+    }
+    r
+}
+
+/// `…/scim/{systemId}` as the client wrote it, for `meta.location`.
+fn base_url(headers: &HeaderMap, uri: &OriginalUri, system: &str) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
+        .unwrap_or("localhost");
+    let scheme = match headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()) {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let path = uri.0.path();
+    let prefix = if path.starts_with("/ipsproxy/service/") {
+        "/ipsproxy/service/api/v1/scim"
+    } else {
+        "/ipsproxy/api/v1/scim"
+    };
+    format!("{scheme}://{host}{prefix}/{system}")
+}
+
+/// Authenticates (Basic or a bearer token), requires *Access Proxy System API*, and loads the system.
+async fn open(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, system: &str) -> Result<Proxy> {
+    let principal = authenticate(state, headers)
+        .await
+        .map_err(|f| ScimError::unauthorized(f.message()))?;
+    if !principal.may(Permission::ProxyApi) {
+        return Err(ScimError::forbidden(format!(
+            "{} lacks the permission proxy-api (Access Proxy System API)",
+            principal.name
+        )));
+    }
+    Proxy::load(state, system, base_url(headers, uri, system))
+}
+
+fn kind_of(proxy: &Proxy, resource: &str) -> Result<EntityKind> {
+    let kind = match resource {
+        "Users" => EntityKind::User,
+        "Groups" => EntityKind::Group,
+        other => return Err(ScimError::not_found(format!("no resource type at /{other}"))),
+    };
+    if !proxy.serves(kind) {
+        return Err(ScimError::not_found(format!("this system does not serve /{resource}")));
+    }
+    Ok(kind)
+}
+
+/// The JSON body of a write: content type checked, size capped, syntax errors located.
+fn json_body(headers: &HeaderMap, body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !(mime == SCIM_JSON || mime == "application/json" || mime.ends_with("+json")) {
+            return Err(ScimError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Some("invalidSyntax"),
+                format!("send {SCIM_JSON} or application/json, not {mime:?}"),
+            ));
+        }
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ScimError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("tooMany"),
+                format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        } else {
+            ScimError::bad("invalidSyntax", format!("cannot read the body: {}", e.body_text()))
+        }
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ScimError::bad("invalidSyntax", format!("the body is not valid JSON: {e}")))
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn service_provider_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path(system): Path<String>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    Ok(scim(StatusCode::OK, &schema::service_provider_config(&p.base)))
+}
+
+fn list_of(items: Vec<Value>) -> Value {
+    json!({"schemas": [LIST_RESPONSE], "totalResults": items.len(), "startIndex": 1, "itemsPerPage": items.len(), "Resources": items})
+}
+
+async fn schemas(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path(system): Path<String>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    Ok(scim(StatusCode::OK, &list_of(p.served.schema_resources(&p.base))))
+}
+
+async fn schema_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    p.served
+        .schema_resources(&p.base)
+        .into_iter()
+        .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&id)))
+        .map(|s| scim(StatusCode::OK, &s))
+        .ok_or_else(|| ScimError::not_found(format!("no schema {id}")))
+}
+
+async fn resource_types(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path(system): Path<String>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    Ok(scim(StatusCode::OK, &list_of(p.served.resource_types(&p.base))))
+}
+
+async fn resource_type_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    p.served
+        .resource_types(&p.base)
+        .into_iter()
+        .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&id)))
+        .map(|s| scim(StatusCode::OK, &s))
+        .ok_or_else(|| ScimError::not_found(format!("no resource type {id}")))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, resource)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    let kind = kind_of(&p, &resource)?;
+    let q = ListQuery::from_query(raw.as_deref())?;
+    Ok(scim(StatusCode::OK, &p.list(kind, &q).await?))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, resource)): Path<(String, String)>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    let kind = kind_of(&p, &resource)?;
+    let q = ListQuery::from_search(&json_body(&headers, body)?)?;
+    Ok(scim(StatusCode::OK, &p.list(kind, &q).await?))
+}
+
+async fn search_root(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path(system): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    let q = ListQuery::from_search(&json_body(&headers, body)?)?;
+    Ok(scim(StatusCode::OK, &p.search_all(&q).await?))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, resource_name, id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    let kind = kind_of(&p, &resource_name)?;
+    let q = ListQuery::from_query(raw.as_deref())?;
+    q.projection.validate(&p.served, &[kind], &p.extra)?;
+    let mut r = p.get(kind, &id).await?;
+    // If-None-Match: the client's copy is current.
+    if let Some(tag) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && r.pointer("/meta/version").and_then(Value::as_str) == Some(tag.trim())
+    {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let full = r.clone();
+    q.projection.apply(&mut r, &p.served, kind);
+    let mut answer = resource(StatusCode::OK, &r);
+    if r.pointer("/meta/version").is_none()
+        && let Some(v) = full.pointer("/meta/version").and_then(Value::as_str)
+        && let Ok(v) = HeaderValue::from_str(v)
+    {
+        answer.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(answer)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, resource_name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    let kind = kind_of(&p, &resource_name)?;
+    let body = json_body(&headers, body)?;
+    let q = ListQuery::from_query(raw.as_deref())?;
+    let mut r = p.create(kind, body).await?;
+    q.projection.apply(&mut r, &p.served, kind);
+    Ok(resource(StatusCode::CREATED, &r))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, resource_name, id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    let kind = kind_of(&p, &resource_name)?;
+    let body = json_body(&headers, body)?;
+    let q = ListQuery::from_query(raw.as_deref())?;
+    let mut r = p.replace(kind, &id, body, if_match(&headers).as_deref()).await?;
+    q.projection.apply(&mut r, &p.served, kind);
+    Ok(resource(StatusCode::OK, &r))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, resource_name, id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    let kind = kind_of(&p, &resource_name)?;
+    let body = json_body(&headers, body)?;
+    let q = ListQuery::from_query(raw.as_deref())?;
+    let mut r = p.patch(kind, &id, &body, if_match(&headers).as_deref()).await?;
+    q.projection.apply(&mut r, &p.served, kind);
+    Ok(resource(StatusCode::OK, &r))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path((system, resource_name, id)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let p = open(&state, &headers, &uri, &system).await?;
+    let kind = kind_of(&p, &resource_name)?;
+    p.delete(kind, &id, if_match(&headers).as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
