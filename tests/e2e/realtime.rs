@@ -494,3 +494,159 @@ async fn the_seed_000_chain_in_both_payload_versions() {
         assert_eq!(log.len(), 5, "{log:?}");
     }
 }
+
+async fn ias_call(sim: &ias::Simulator, method: Method, path: &str, body: Option<Value>) -> Value {
+    let mut request = reqwest::Client::new()
+        .request(method.clone(), format!("{}/scim/{path}", sim.base_url))
+        .basic_auth(&sim.options().client_id, Some(&sim.options().client_secret))
+        .header("Content-Type", "application/scim+json");
+    if let Some(body) = body {
+        request = request.body(body.to_string());
+    }
+    let response = request.send().await.expect("ias");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_authentication_pushes_and_provisio_does_not_echo() {
+    let service = Service::start().await;
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = ias_source(&service, &ias_sim, "2").await;
+    service
+        .create_system(
+            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": fast(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+        )
+        .await;
+    // IAS's Real-Time Provisioning target: Provisio, as the IAS console takes the SCIM URL.
+    ias_sim
+        .add_realtime_target(ias::RealtimeTarget::identity_provisioning(
+            2,
+            format!("{}/ipsproxy/service/api/v1/systems/{source}/entities/user", service.url),
+            ias::RealtimeAuth::Basic {
+                user: PUSHER.0.into(),
+                password: PUSHER.1.into(),
+            },
+        ))
+        .expect("target");
+
+    // A user created, changed, deactivated and deleted in IAS follows in UAA within a second each.
+    let created = ias_call(
+        &ias_sim,
+        Method::POST,
+        "Users",
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "live.user",
+            "name": {"givenName": "Live", "familyName": "User"},
+            "emails": [{"value": "live.user@example.com", "primary": true}]}),
+        ),
+    )
+    .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let took = until("the pushed create in UAA", || {
+        uaa_sim.user_by_name("live.user").is_some()
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    ias_call(
+        &ias_sim,
+        Method::PATCH,
+        &format!("Users/{id}"),
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "name.givenName", "value": "Changed"}]})),
+    )
+    .await;
+    let took = until("the pushed change in UAA", || {
+        uaa_sim
+            .user_by_name("live.user")
+            .is_some_and(|u| u["name"]["givenName"] == "Changed")
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    ias_call(
+        &ias_sim,
+        Method::PATCH,
+        &format!("Users/{id}"),
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": false}]})),
+    )
+    .await;
+    until("the deactivation in UAA", || {
+        uaa_sim.user_by_name("live.user").is_some_and(|u| u["active"] == false)
+    })
+    .await;
+    ias_call(&ias_sim, Method::DELETE, &format!("Users/{id}"), None).await;
+    let took = until("the pushed delete in UAA", || {
+        uaa_sim.user_by_name("live.user").is_none()
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(ias_sim.realtime_idle(Duration::from_secs(5)).await);
+    assert_eq!(ias_sim.failed_pushes(), 0);
+
+    // Provisio writes into the same IAS tenant (a job from scim2-server): IAS pushes those users back, and
+    // Provisio does not echo them on into UAA.
+    let scim = Scim2Server::start().await;
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{}/Users", scim.base_url))
+        .bearer_auth(&scim.token)
+        .header("Content-Type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "from.scim",
+            "name": {"givenName": "From", "familyName": "Scim"}, "emails": [{"value": "from.scim@example.com", "primary": true}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("scim2-server");
+    assert!(response.status().is_success());
+    let scim_source = service
+        .create_system(json!({"name": "HR", "type": "scim", "role": "source",
+            "properties": fast(json!({"URL": scim.base_url, "Authentication": "BearerToken", "Password": scim.token}))}))
+        .await;
+    service
+        .create_system(
+            json!({"name": "IAS as target", "type": "ias", "role": "target", "sources": [scim_source],
+            "properties": fast(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}),
+        )
+        .await;
+    let (_, job) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{scim_source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    assert!(job["id"].is_string(), "{job}");
+    until("the job's user in IAS", || ias_sim.user_by_name("from.scim").is_some()).await;
+    assert!(ias_sim.realtime_idle(Duration::from_secs(5)).await);
+    let started = Instant::now();
+    loop {
+        let log = events(&service, &source).await;
+        if let Some(echo) = log
+            .iter()
+            .find(|e| e["operation"] == "create" && e["state"] == "done" && e["seq"].as_i64() > Some(4))
+        {
+            assert_eq!(echo["results"][0]["state"], "Skipped", "{echo}");
+            assert!(
+                echo["results"][0]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("echo")),
+                "{echo}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{log:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(uaa_sim.user_by_name("from.scim").is_none(), "not echoed on into UAA");
+}

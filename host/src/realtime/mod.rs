@@ -210,10 +210,7 @@ impl Realtime {
         let since = (chrono::Utc::now() - ECHO_WINDOW)
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
-        if matches!(
-            store.written_by_provisio_since(&event.source_id, kind.as_str(), &event.entity_id, &since),
-            Ok(true)
-        ) {
+        if self.echo(event, kind, &since) {
             return (
                 Attempt::Done,
                 json!([{"state": "Skipped", "reason": "an echo of a change Provisio wrote into this system; not provisioned again"}]),
@@ -282,6 +279,38 @@ impl Realtime {
             results.push(outcome);
         }
         (attempt, Value::Array(results))
+    }
+}
+
+impl Realtime {
+    /// Whether Provisio wrote this entity into the pushing system a moment ago. The pushing system may be
+    /// registered twice — as this source and as a target of another source — so every system with the same
+    /// `URL` counts as the same tenant.
+    fn echo(&self, event: &EventRecord, kind: EntityKind, since: &str) -> bool {
+        let store = &self.inner.store;
+        let Ok(Some(source)) = store.get_system(&event.source_id) else {
+            return false;
+        };
+        let url = |s: &crate::store::systems::System| {
+            s.spec
+                .properties
+                .get("URL")
+                .map(|u| u.trim().trim_end_matches('/').to_ascii_lowercase())
+        };
+        let tenant = url(&source);
+        let same_tenant: Vec<String> = store
+            .list_systems()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.id == source.id || (tenant.is_some() && url(s) == tenant))
+            .map(|s| s.id)
+            .collect();
+        same_tenant.iter().any(|id| {
+            matches!(
+                store.written_by_provisio_since(id, kind.as_str(), &event.entity_id, since),
+                Ok(true)
+            )
+        })
     }
 }
 
