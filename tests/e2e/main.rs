@@ -9,7 +9,6 @@ mod ips_target;
 mod jam;
 mod provisioning;
 mod proxy;
-mod proxy;
 mod realtime;
 mod round_trip;
 mod sandbox;

@@ -455,9 +455,10 @@ async fn read_fans_out_converges_and_resyncs() {
 
 /// A reverse proxy in front of a source that can fail every page after the first (503), as a source
 /// that breaks down in the middle of a read.
-struct FlakyProxy {
-    url: String,
+pub(crate) struct FlakyProxy {
+    pub(crate) url: String,
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -468,12 +469,14 @@ impl Drop for FlakyProxy {
 }
 
 impl FlakyProxy {
-    async fn start(upstream: &str) -> FlakyProxy {
+    pub(crate) async fn start(upstream: &str) -> FlakyProxy {
         use axum::body::Body;
         use axum::extract::Request;
         use axum::response::Response;
         let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = failing.clone();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let all_down = down.clone();
         let upstream = upstream.trim_end_matches('/').to_string();
         let base = reqwest::Url::parse(&upstream).expect("upstream url");
         let prefix = base.path().trim_end_matches('/').to_string();
@@ -481,7 +484,14 @@ impl FlakyProxy {
         let client = reqwest::Client::new();
         let app = axum::Router::new().fallback(move |request: Request| {
             let (flag, client, origin) = (flag.clone(), client.clone(), origin.clone());
+            let all_down = all_down.clone();
             async move {
+                if all_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Response::builder()
+                        .status(503)
+                        .body(Body::from("down"))
+                        .expect("response");
+                }
                 let query = request.uri().query().unwrap_or("").to_string();
                 let later_page = query.split('&').any(|p| {
                     p.strip_prefix("startId=").is_some_and(|v| v != "initial")
@@ -523,12 +533,18 @@ impl FlakyProxy {
         FlakyProxy {
             url: format!("http://{addr}{prefix}"),
             failing,
+            down,
             task,
         }
     }
 
     fn fail_later_pages(&self, on: bool) {
         self.failing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every request answered 503: the system is down.
+    pub(crate) fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -922,13 +938,13 @@ fn provisio_binary() -> std::path::PathBuf {
 }
 
 /// The service as a separate process, to be killed with SIGKILL.
-struct ServiceProcess {
-    url: String,
+pub(crate) struct ServiceProcess {
+    pub(crate) url: String,
     child: std::process::Child,
 }
 
 impl ServiceProcess {
-    async fn start(data_dir: &std::path::Path, port: u16) -> ServiceProcess {
+    pub(crate) async fn start(data_dir: &std::path::Path, port: u16) -> ServiceProcess {
         let child = std::process::Command::new(provisio_binary())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
@@ -950,7 +966,7 @@ impl ServiceProcess {
         ServiceProcess { url, child }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let mut request = reqwest::Client::new()
             .request(method, format!("{}{path}", self.url))
             .basic_auth(crate::support::ADMIN.0, Some(crate::support::ADMIN.1));
@@ -961,7 +977,7 @@ impl ServiceProcess {
         response.json().await.unwrap_or(Value::Null)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         // SIGKILL: no shutdown hook, no flush.
         self.child.kill().expect("kill");
         let _ = self.child.wait();

@@ -650,3 +650,160 @@ async fn identity_authentication_pushes_and_provisio_does_not_echo() {
     }
     assert!(uaa_sim.user_by_name("from.scim").is_none(), "not echoed on into UAA");
 }
+
+fn uaa_target(uaa_sim: &uaa::Simulator, url: &str, source: &str) -> Value {
+    json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+        "properties": fast(json!({"URL": url,
+            "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+            "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_is_down_gets_everything_in_order_when_it_is_back() {
+    let service = Service::start().await;
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let proxy = crate::provisioning::FlakyProxy::start(&uaa_sim.base_url).await;
+    let source = ias_source(&service, &ias_sim, "2").await;
+    service.create_system(uaa_target(&uaa_sim, &proxy.url, &source)).await;
+    proxy.set_down(true);
+    let path = format!("systems/{source}/entities/user");
+    for i in 0..10 {
+        let id = format!("D{i}");
+        let name = format!("down.{i}");
+        let (status, _) = push(
+            &service,
+            Method::POST,
+            &path,
+            Some(ias_user(&id, &name, "First")),
+            Some(PUSHER),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _) = push(
+            &service,
+            Method::PUT,
+            &format!("{path}/{id}"),
+            Some(ias_user(&id, &name, "Second")),
+            Some(PUSHER),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(uaa_sim.user_count(), 0, "the target is down");
+    let log = events(&service, &source).await;
+    assert!(
+        log.iter()
+            .any(|e| e["state"] == "pending" && e["attempts"].as_i64() >= Some(1)),
+        "{log:?}"
+    );
+    proxy.set_down(false);
+    until("all users, with their last change, in UAA", || {
+        (0..10).all(|i| {
+            uaa_sim
+                .user_by_name(&format!("down.{i}"))
+                .is_some_and(|u| u["name"]["givenName"] == "Second")
+        })
+    })
+    .await;
+    let log = events(&service, &source).await;
+    assert!(log.iter().all(|e| e["state"] == "done"), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_a_kill() {
+    const EVENTS: usize = 1000;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let proxy = crate::provisioning::FlakyProxy::start(&uaa_sim.base_url).await;
+    let data = tempfile::tempdir().expect("data dir");
+    let port = crate::support::free_port();
+    let mut service = crate::provisioning::ServiceProcess::start(data.path(), port).await;
+    service
+        .call(
+            Method::POST,
+            "/api/v1/technical-users",
+            Some(json!({"name": PUSHER.0, "password": PUSHER.1, "permissions": ["realtime-api"]})),
+        )
+        .await;
+    let source = service
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": fast(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("source id")
+        .to_string();
+    let target = service
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(uaa_target(&uaa_sim, &proxy.url, &source)),
+        )
+        .await;
+    assert!(target["id"].is_string(), "{target}");
+    // The target is down: acknowledged events wait in the outbox when the service is killed.
+    proxy.set_down(true);
+    let client = reqwest::Client::new();
+    let url = format!("{}/ipsproxy/api/v1/systems/{source}/entities/user", service.url);
+    let mut acknowledged = 0;
+    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(50) {
+        let answers = futures::future::join_all(chunk.iter().map(|i| {
+            client
+                .post(&url)
+                .basic_auth(PUSHER.0, Some(PUSHER.1))
+                .header("Content-Type", "application/scim+json")
+                .body(ias_user(&format!("K{i}"), &format!("kill.{i}"), "Kill").to_string())
+                .send()
+        }))
+        .await;
+        acknowledged += answers
+            .into_iter()
+            .filter(|a| a.as_ref().is_ok_and(|r| r.status() == StatusCode::CREATED))
+            .count();
+    }
+    assert_eq!(acknowledged, EVENTS);
+    service.kill();
+    proxy.set_down(false);
+    let service = crate::provisioning::ServiceProcess::start(data.path(), port).await;
+    let started = Instant::now();
+    while uaa_sim.user_count() < EVENTS {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {} arrived",
+            uaa_sim.user_count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Exactly once: every event done, each user once.
+    let started = Instant::now();
+    loop {
+        let log = service
+            .call(
+                Method::GET,
+                &format!("/api/v1/realtime/events?source={source}&limit=5000"),
+                None,
+            )
+            .await;
+        let log = log.as_array().cloned().unwrap_or_default();
+        assert_eq!(log.len(), EVENTS);
+        if log.iter().all(|e| e["state"] == "done") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "not all done");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let names: std::collections::BTreeSet<String> = uaa_sim
+        .users()
+        .iter()
+        .filter_map(|u| u["userName"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names.len(), EVENTS);
+    assert_eq!(uaa_sim.user_count(), EVENTS);
+}
