@@ -405,6 +405,11 @@ impl Provisioning {
             .ok_or_else(|| JobError::NotFound(format!("no job with id {job_id}")))
     }
 
+    /// How many days ended runs (and real-time events) are kept.
+    pub fn retention_days(&self) -> i64 {
+        self.inner.retention_days
+    }
+
     /// The store (for the log and list endpoints).
     pub fn store(&self) -> &Store {
         &self.inner.store

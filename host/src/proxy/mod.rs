@@ -61,12 +61,23 @@ fn proxy_default(connector: &str, direction: &str) -> Option<&'static str> {
     }
 }
 
-/// Attributes a backend always holds because it defaults them (UAA: `active`, `verified`): a client
-/// cannot remove them, so the proxy serves them as required.
-fn always_present(connector: &str) -> &'static [&'static str] {
+/// What a backend cannot keep, so that the served schemas tell the truth: attributes it always holds
+/// because it defaults them (UAA: `active`, `verified`; a client cannot remove them, so they are served as
+/// required), and sub-attributes it drops (UAA keeps an e-mail's value and primary flag only).
+fn backend_limits(connector: &str) -> schema::Limits {
     match connector {
-        "xsuaa" => &["active", "verified"],
-        _ => &[],
+        "xsuaa" => schema::Limits {
+            always: &["active", "verified"],
+            dropped: &[
+                "emails.display",
+                "emails.type",
+                "phoneNumbers.display",
+                "phoneNumbers.type",
+                "phoneNumbers.primary",
+                "members.display",
+            ],
+        },
+        _ => schema::Limits::default(),
     }
 }
 
@@ -132,7 +143,7 @@ impl Proxy {
             &plugin.descriptor.entity_kinds,
             &read_doc,
             &write_doc,
-            always_present(&system.spec.connector),
+            backend_limits(&system.spec.connector),
         );
         let extra = extra_attributes(&read_doc, &served);
         Ok(Proxy {
@@ -214,8 +225,22 @@ impl Proxy {
                 schemas.push(json!(ext));
             }
         }
+        // Extension objects no served schema declares (see `schema::synthesize`) are not served.
+        let undeclared: Vec<String> = obj
+            .keys()
+            .filter(|k| k.to_ascii_lowercase().starts_with("urn:") && self.served.known_urn(kind, k).is_none())
+            .cloned()
+            .collect();
+        for k in undeclared {
+            obj.shift_remove(&k);
+            schemas.retain(|s| s.as_str().is_none_or(|s| !s.eq_ignore_ascii_case(&k)));
+        }
         obj.insert("schemas".into(), Value::Array(schemas));
         obj.shift_remove("password");
+        self.drop_undeclared(kind, obj);
+        if kind == EntityKind::Group {
+            self.normalize_members(obj);
+        }
         // The proxy's own address, whatever the backend called itself.
         let meta = obj.entry("meta").or_insert_with(|| json!({}));
         if !meta.is_object() {
@@ -234,6 +259,60 @@ impl Proxy {
             m.shift_remove("attributes");
         }
         Ok(Some(resource))
+    }
+
+    /// Sub-attributes a backend adds to standard complex attributes (UAA's `members[].origin`) are not
+    /// SCIM and strict clients refuse them: only declared sub-attributes are served.
+    fn drop_undeclared(&self, kind: EntityKind, obj: &mut serde_json::Map<String, Value>) {
+        for (name, value) in obj.iter_mut() {
+            let path = filter::AttrPath {
+                urn: None,
+                name: name.clone(),
+                sub: None,
+                index: None,
+            };
+            let Some((def, _)) = self.served.definition(kind, &path) else {
+                continue;
+            };
+            let Some(subs) = def.get("subAttributes").and_then(Value::as_array) else {
+                continue;
+            };
+            let declared = |k: &str| {
+                subs.iter()
+                    .any(|s| s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(k)))
+            };
+            let items: Vec<&mut Value> = match value {
+                Value::Array(a) => a.iter_mut().collect(),
+                v => vec![v],
+            };
+            for item in items {
+                if let Some(o) = item.as_object_mut() {
+                    o.retain(|k, _| declared(k));
+                }
+            }
+        }
+    }
+
+    /// Members in SCIM 2.0 form: `type` `User`/`Group` (UAA says `USER`), and a `$ref` to the member
+    /// through this proxy.
+    fn normalize_members(&self, obj: &mut serde_json::Map<String, Value>) {
+        let Some(Value::Array(members)) = obj.get_mut("members") else {
+            return;
+        };
+        for m in members.iter_mut().filter_map(Value::as_object_mut) {
+            let kind = match m.get("type").and_then(Value::as_str) {
+                Some(t) if t.eq_ignore_ascii_case("group") => EntityKind::Group,
+                _ => EntityKind::User,
+            };
+            if m.contains_key("type") {
+                m.insert("type".into(), json!(schema::type_name(kind).0));
+            }
+            if let Some(v) = m.get("value").and_then(id_text)
+                && !m.contains_key("$ref")
+            {
+                m.insert("$ref".into(), json!(self.location(kind, &v)));
+            }
+        }
     }
 
     /// One resource by id.

@@ -496,7 +496,12 @@ mod tests {
     fn served() -> Served {
         let all = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
                          "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
-        Served::new(&[EntityKind::User, EntityKind::Group], &all, &all, &[])
+        Served::new(
+            &[EntityKind::User, EntityKind::Group],
+            &all,
+            &all,
+            crate::proxy::schema::Limits::default(),
+        )
     }
 
     fn doc(ops: Value) -> Value {

@@ -122,6 +122,15 @@ fn covers(paths: &Option<Vec<Vec<String>>>, prefix: &[&str]) -> bool {
         .any(|p| prefix.iter().zip(p.iter()).all(|(a, b)| a.eq_ignore_ascii_case(b)))
 }
 
+/// What a backend cannot keep (see `proxy::backend_limits`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// Attributes the backend always holds (defaulted): served as required.
+    pub always: &'static [&'static str],
+    /// `attr.sub` paths the backend drops: not served.
+    pub dropped: &'static [&'static str],
+}
+
 /// The schemas and resource types one proxy system serves.
 #[derive(Clone, Debug)]
 pub struct Served {
@@ -137,7 +146,8 @@ impl Served {
     /// The schemas for the kinds a connector handles, trimmed by the proxy's read and write transformations.
     /// `always` names attributes the backend always holds (it defaults them), which therefore cannot be
     /// removed: they are served as required.
-    pub fn new(kinds: &[EntityKind], read: &Value, write: &Value, always: &[&str]) -> Served {
+    pub fn new(kinds: &[EntityKind], read: &Value, write: &Value, limits: Limits) -> Served {
+        let always = limits.always;
         let mut schemas = Vec::new();
         let mut served_kinds = Vec::new();
         let mut ext = Vec::new();
@@ -165,6 +175,7 @@ impl Served {
                     vec![]
                 };
                 let mut trimmed = trim(schema, &base, &readable, &writable, &required);
+                drop_paths(&mut trimmed, limits.dropped);
                 let empty = trimmed["attributes"].as_array().is_none_or(Vec::is_empty);
                 if *urn == ENTERPRISE && empty {
                     continue;
@@ -265,7 +276,13 @@ impl Served {
                 let extensions: Vec<Value> = self
                     .extensions(kind)
                     .iter()
-                    .map(|u| json!({"schema": u, "required": false}))
+                    .map(|u| {
+                        let fixed = self
+                            .schema(u)
+                            .and_then(|s| s["attributes"].as_array())
+                            .is_some_and(|a| a.iter().all(|a| a["mutability"] == "readOnly"));
+                        json!({"schema": u, "required": fixed})
+                    })
                     .collect();
                 let mut rt = json!({
                     "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
@@ -414,9 +431,30 @@ fn synthesize(
         }
     }
     for (urn, attributes) in extensions {
+        // An extension the client cannot write at all (SAP's group `type: authorization`, a constant) is not
+        // client data; it is not served (`to_scim` drops undeclared extension objects).
+        if attributes.iter().all(|a| a["mutability"] == "readOnly") {
+            continue;
+        }
         schemas.push(json!({"id": urn, "name": urn.rsplit(':').next().unwrap_or("Extension"),
             "description": "Extension carried by this proxy system's read transformation.", "attributes": attributes}));
         ext.push((kind, urn));
+    }
+}
+
+/// Removes `attr.sub` sub-attributes from a schema.
+fn drop_paths(schema: &mut Value, dropped: &[&str]) {
+    let Some(attrs) = schema.get_mut("attributes").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for attr in attrs {
+        let name = attr["name"].as_str().unwrap_or_default().to_string();
+        if let Some(subs) = attr.get_mut("subAttributes").and_then(Value::as_array_mut) {
+            subs.retain(|s| {
+                let path = format!("{name}.{}", s["name"].as_str().unwrap_or_default());
+                !dropped.iter().any(|d| d.eq_ignore_ascii_case(&path))
+            });
+        }
     }
 }
 
@@ -543,7 +581,7 @@ mod tests {
     fn pass_through_serves_everything() {
         let read = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
                           "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
-        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &read, &[]);
+        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &read, Limits::default());
         assert_eq!(served.schemas.len(), 3);
         assert_eq!(served.kinds.len(), 2);
         let user = served.schema(USER).expect("user");
@@ -559,7 +597,7 @@ mod tests {
             {"sourcePath": "$.origin", "targetPath": "$.origin"}
         ]}});
         let write = json!({"user": {"mappings": [{"sourcePath": "$.userName", "targetPath": "$.userName"}]}});
-        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &write, &[]);
+        let served = Served::new(&[EntityKind::User, EntityKind::Group], &read, &write, Limits::default());
         assert_eq!(served.kinds, vec![EntityKind::User]);
         let user = served.schema(USER).expect("user");
         let names: Vec<&str> = user["attributes"]

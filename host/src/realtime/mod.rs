@@ -106,16 +106,33 @@ impl Realtime {
         Ok(ok)
     }
 
-    /// Works off the outbox until the process ends: resumes what a crash left pending.
+    /// Works off the outbox until the process ends: resumes what a crash left pending, and drops ended
+    /// events past the retention.
     pub async fn run_dispatcher(self) {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut last_prune: Option<std::time::Instant> = None;
         loop {
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
+                self.prune();
+                last_prune = Some(std::time::Instant::now());
+            }
             self.dispatch_ready(&done_tx);
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = done_rx.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
+        }
+    }
+
+    fn prune(&self) {
+        let before = (chrono::Utc::now() - chrono::Duration::days(self.inner.provisioning.retention_days()))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        match self.inner.store.prune_events(&before) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "pruned real-time events past their retention"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune real-time events"),
         }
     }
 
