@@ -71,6 +71,7 @@ fn backend_limits(connector: &str) -> schema::Limits {
             dropped: &[
                 "emails.display",
                 "emails.type",
+                "emails.primary",
                 "phoneNumbers.display",
                 "phoneNumbers.type",
                 "phoneNumbers.primary",
