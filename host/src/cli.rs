@@ -52,6 +52,28 @@ pub struct ServeArgs {
     /// Days ended job runs and their per-entity logs are kept.
     #[arg(long, default_value_t = crate::provisioning::DEFAULT_RETENTION_DAYS, env = "PROVISIO_JOB_RETENTION_DAYS")]
     pub job_retention_days: i64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, env = "PROVISIO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "PROVISIO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Request client certificates and verify them against these CA certificates (PEM). Optional for
+    /// clients: without one they use Basic or a bearer token. A verified certificate's subject CN names
+    /// the technical user.
+    #[arg(long, env = "PROVISIO_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The TLS settings, when HTTPS was asked for.
+    pub fn tls(&self) -> Option<crate::tls::TlsSettings> {
+        Some(crate::tls::TlsSettings {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.client_ca.clone(),
+        })
+    }
 }
 
 /// How admin commands reach the service.
@@ -894,6 +916,45 @@ LDAP       group           7        0        0        0        0       0        
         let cli = Cli::try_parse_from(["provisio", "job", "log", "j-1", "--outcome", "failed"]).expect("parses");
         assert!(
             matches!(cli.command, Command::Job(JobCommand::Log { ref outcome, .. }) if outcome.as_deref() == Some("failed"))
+        );
+    }
+
+    #[test]
+    fn serve_tls_options_parse() {
+        let cli = Cli::try_parse_from([
+            "provisio",
+            "serve",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--client-ca",
+            "ca.pem",
+        ])
+        .expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let tls = args.tls().expect("TLS asked for");
+        assert_eq!(
+            (
+                tls.cert.to_str(),
+                tls.key.to_str(),
+                tls.client_ca.as_deref().and_then(|p| p.to_str())
+            ),
+            (Some("c.pem"), Some("k.pem"), Some("ca.pem"))
+        );
+        let Command::Serve(plain) = Cli::try_parse_from(["provisio", "serve"]).expect("parses").command else {
+            panic!("not serve");
+        };
+        assert!(plain.tls().is_none());
+        assert!(
+            Cli::try_parse_from(["provisio", "serve", "--tls-cert", "c.pem"]).is_err(),
+            "needs the key"
+        );
+        assert!(
+            Cli::try_parse_from(["provisio", "serve", "--client-ca", "ca.pem"]).is_err(),
+            "needs TLS"
         );
     }
 }

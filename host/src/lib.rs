@@ -18,4 +18,5 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod systems;
+pub mod tls;
 pub mod transform_test;

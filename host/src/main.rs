@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await?;
                 provisio::server::ensure_admin(&state.store)?;
-                provisio::server::serve(args.listen, state).await?;
+                provisio::server::serve_with(args.listen, state, args.tls()).await?;
                 Ok(())
             });
         }

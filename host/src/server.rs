@@ -1,9 +1,11 @@
 //! Starting the service: the data directory, the store, the runtime with the bundled connectors, the first
-//! admin, and the HTTP listener.
+//! admin, and the HTTP(S) listener.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
@@ -15,6 +17,7 @@ use crate::runtime::{CallLimits, Runtime};
 use crate::secrets::SecretBox;
 use crate::store::Store;
 use crate::store::principals::PrincipalKind;
+pub use crate::tls::{ClientCertificate, TlsSettings};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,9 @@ pub enum BootError {
         /// What failed.
         message: String,
     },
+    /// The TLS material is unusable.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// Another part failed.
     #[error("{0}")]
     Other(String),
@@ -131,19 +137,118 @@ pub fn ensure_admin(store: &Store) -> Result<(), BootError> {
     Ok(())
 }
 
-/// Serves until Ctrl-C or SIGTERM.
+/// Serves plain HTTP until Ctrl-C or SIGTERM.
 pub async fn serve(listen: SocketAddr, state: AppState) -> Result<(), BootError> {
+    serve_with(listen, state, None).await
+}
+
+/// Serves until Ctrl-C or SIGTERM: HTTPS with `tls` (and client certificates when it names a client CA),
+/// plain HTTP without.
+pub async fn serve_with(listen: SocketAddr, state: AppState, tls: Option<TlsSettings>) -> Result<(), BootError> {
+    // Unusable TLS material fails the start before anything listens.
+    let config = tls.as_ref().map(crate::tls::server_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| BootError::Other(format!("cannot listen on {listen}: {e}")))?;
     let local = listener.local_addr().map_err(|e| BootError::Other(e.to_string()))?;
     tokio::spawn(crate::provisioning::schedule::run_scheduler(state.provisioning.clone()));
     tokio::spawn(state.realtime.clone().run_dispatcher());
-    tracing::info!(%local, connectors = state.plugins.list().len(), pooling = state.plugins.runtime().pooling(), "Provisio is serving");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| BootError::Other(e.to_string()))
+    tracing::info!(
+        %local,
+        tls = config.is_some(),
+        client_certificates = tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        connectors = state.plugins.list().len(),
+        pooling = state.plugins.runtime().pooling(),
+        "Provisio is serving"
+    );
+    match config {
+        Some(config) => {
+            serve_tls_with_config(listener, api::router(state), config, shutdown_signal()).await;
+            Ok(())
+        }
+        None => axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| BootError::Other(e.to_string())),
+    }
+}
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections may finish their requests after shutdown was asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API over TLS on `listener` until `shutdown` completes. Each request carries the verified
+/// client certificate of its connection, if any, as a [`ClientCertificate`] extension. The background
+/// workers (scheduler, real-time dispatcher) are not started here; [`serve_with`] starts them.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: &TlsSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), BootError> {
+    let config = crate::tls::server_config(tls)?;
+    serve_tls_with_config(listener, api::router(state), config, shutdown).await;
+    Ok(())
+}
+
+async fn serve_tls_with_config(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let cert = crate::tls::peer_certificate(stream.get_ref().1);
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                // Set by this code only: a client cannot smuggle it in, extensions do not come off the wire.
+                if let Some(cert) = &cert {
+                    request.extensions_mut().insert(cert.clone());
+                }
+                tower::ServiceExt::oneshot(router.clone(), request)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("open connections did not finish in time");
+    }
 }
 
 async fn shutdown_signal() {

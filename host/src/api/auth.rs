@@ -1,6 +1,7 @@
-//! Inbound authentication: HTTP Basic against admins and technical users, and bearer tokens issued by
+//! Inbound authentication: HTTP Basic against admins and technical users, bearer tokens issued by
 //! `POST /oauth2/token` (OAuth2 client credentials, the technical user's name and password as client id
-//! and secret).
+//! and secret), and X.509 client certificates verified by the service's own TLS (the subject CN names a
+//! technical user).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,7 +20,8 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::store::principals::{Permission, Principal};
+use crate::store::principals::{Permission, Principal, PrincipalKind};
+use crate::tls::{ClientCertificate, MAX_CN_CHARS};
 
 /// Lifetime of issued access tokens.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -79,7 +81,7 @@ impl AuthFailure {
     pub fn message(&self) -> String {
         match self {
             AuthFailure::Missing => {
-                "authentication required: send HTTP Basic credentials or a bearer token from /oauth2/token".into()
+                "authentication required: send HTTP Basic credentials, a bearer token from /oauth2/token or a client certificate".into()
             }
             AuthFailure::Invalid(m) => m.clone(),
         }
@@ -121,11 +123,42 @@ async fn verify(state: &AppState, user: String, password: String) -> Result<Prin
     }
 }
 
-/// Authenticates a request by its `Authorization` header. Shared by the admin API and the SCIM surfaces,
-/// which differ only in how they answer a failure.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
+/// The technical user a verified client certificate names by its subject CN.
+fn by_certificate(state: &AppState, cert: &ClientCertificate) -> Result<Principal, AuthFailure> {
+    let cn = cert.subject_cn.as_str();
+    if cn.is_empty() || cn.chars().count() > MAX_CN_CHARS {
+        return Err(AuthFailure::Invalid(format!(
+            "the client certificate's subject CN must have 1 to {MAX_CN_CHARS} characters"
+        )));
+    }
+    match state.store.principal_by_name(cn) {
+        Ok(Some(p)) if p.kind == PrincipalKind::Technical => {
+            tracing::debug!(user = %p.name, fingerprint = %cert.fingerprint_sha256, "authenticated by client certificate");
+            Ok(p)
+        }
+        Ok(_) => Err(AuthFailure::Invalid(format!(
+            "the client certificate's subject CN {cn:?} is not the name of a technical user"
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot look up the user of a client certificate");
+            Err(AuthFailure::Invalid("authentication failed".into()))
+        }
+    }
+}
+
+/// Authenticates a request by its `Authorization` header or, without one, by the verified client
+/// certificate of its TLS connection. Shared by the admin API and the SCIM surfaces, which differ only
+/// in how they answer a failure.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    cert: Option<&ClientCertificate>,
+) -> Result<Principal, AuthFailure> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
-        return Err(AuthFailure::Missing);
+        return match cert {
+            Some(cert) => by_certificate(state, cert),
+            None => Err(AuthFailure::Missing),
+        };
     };
     let value = value
         .to_str()
@@ -166,10 +199,22 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        authenticate(state, &parts.headers)
+        let cert = parts.extensions.get::<ClientCertificate>();
+        authenticate(state, &parts.headers, cert)
             .await
             .map(Caller)
             .map_err(|f| ApiError::unauthorized(f.message()))
+    }
+}
+
+/// The verified client certificate of the request's connection, if any (an extractor that never fails).
+pub struct PeerCertificate(pub Option<ClientCertificate>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerCertificate {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerCertificate(parts.extensions.get::<ClientCertificate>().cloned()))
     }
 }
 

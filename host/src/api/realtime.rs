@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{Caller, authenticate};
+use super::auth::{Caller, PeerCertificate, authenticate};
 use super::error::ApiError;
 use crate::connector::EntityKind;
 use crate::realtime::events::{self, Refusal};
@@ -51,8 +51,8 @@ fn refused(r: Refusal) -> Response {
 }
 
 /// The pushing technical user, with the real-time permission.
-async fn pusher(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
-    let principal = authenticate(state, headers)
+async fn pusher(state: &AppState, headers: &HeaderMap, peer: &PeerCertificate) -> Result<Principal, Response> {
+    let principal = authenticate(state, headers, peer.0.as_ref())
         .await
         .map_err(|f| scim_error(StatusCode::UNAUTHORIZED, None, f.message()))?;
     if !principal.may(Permission::RealtimeApi) {
@@ -151,9 +151,10 @@ pub async fn create(
     State(state): State<AppState>,
     Path((source, kind)): Path<(String, String)>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     body: Bytes,
 ) -> Response {
-    let principal = match pusher(&state, &headers).await {
+    let principal = match pusher(&state, &headers, &peer).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -174,9 +175,10 @@ pub async fn replace(
     State(state): State<AppState>,
     Path((source, kind, id)): Path<(String, String, String)>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     body: Bytes,
 ) -> Response {
-    let principal = match pusher(&state, &headers).await {
+    let principal = match pusher(&state, &headers, &peer).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -197,9 +199,10 @@ pub async fn patch(
     State(state): State<AppState>,
     Path((source, kind, id)): Path<(String, String, String)>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     body: Bytes,
 ) -> Response {
-    let principal = match pusher(&state, &headers).await {
+    let principal = match pusher(&state, &headers, &peer).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -220,8 +223,9 @@ pub async fn delete(
     State(state): State<AppState>,
     Path((source, kind, id)): Path<(String, String, String)>,
     headers: HeaderMap,
+    peer: PeerCertificate,
 ) -> Response {
-    let principal = match pusher(&state, &headers).await {
+    let principal = match pusher(&state, &headers, &peer).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -242,8 +246,9 @@ pub async fn probe(
     State(state): State<AppState>,
     Path((source, kind)): Path<(String, String)>,
     headers: HeaderMap,
+    peer: PeerCertificate,
 ) -> Response {
-    if let Err(r) = pusher(&state, &headers).await {
+    if let Err(r) = pusher(&state, &headers, &peer).await {
         return r;
     }
     if let Err(r) = kind_of(&kind).and_then(|_| push_source(&state, &source)) {

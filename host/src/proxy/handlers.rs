@@ -15,7 +15,7 @@ use super::query::ListQuery;
 use super::schema;
 use super::{LIST_RESPONSE, Proxy, SCIM_JSON};
 use crate::api::AppState;
-use crate::api::auth::authenticate;
+use crate::api::auth::{PeerCertificate, authenticate};
 use crate::connector::EntityKind;
 use crate::store::principals::Permission;
 
@@ -110,9 +110,15 @@ fn base_url(headers: &HeaderMap, uri: &OriginalUri, system: &str) -> String {
     format!("{scheme}://{host}{prefix}/{system}")
 }
 
-/// Authenticates (Basic or a bearer token), requires *Access Proxy System API*, and loads the system.
-async fn open(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, system: &str) -> Result<Proxy> {
-    let principal = authenticate(state, headers)
+/// Authenticates (Basic, a bearer token or a client certificate), requires *Access Proxy System API*, and loads the system.
+async fn open(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: &PeerCertificate,
+    uri: &OriginalUri,
+    system: &str,
+) -> Result<Proxy> {
+    let principal = authenticate(state, headers, peer.0.as_ref())
         .await
         .map_err(|f| ScimError::unauthorized(f.message()))?;
     if !principal.may(Permission::ProxyApi) {
@@ -174,10 +180,11 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
 async fn service_provider_config(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path(system): Path<String>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     Ok(scim(StatusCode::OK, &schema::service_provider_config(&p.base)))
 }
 
@@ -188,20 +195,22 @@ fn list_of(items: Vec<Value>) -> Value {
 async fn schemas(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path(system): Path<String>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     Ok(scim(StatusCode::OK, &list_of(p.served.schema_resources(&p.base))))
 }
 
 async fn schema_one(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     p.served
         .schema_resources(&p.base)
         .into_iter()
@@ -213,20 +222,22 @@ async fn schema_one(
 async fn resource_types(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path(system): Path<String>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     Ok(scim(StatusCode::OK, &list_of(p.served.resource_types(&p.base))))
 }
 
 async fn resource_type_one(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     p.served
         .resource_types(&p.base)
         .into_iter()
@@ -238,11 +249,12 @@ async fn resource_type_one(
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, resource)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource)?;
     let q = ListQuery::from_query(raw.as_deref())?;
     Ok(scim(StatusCode::OK, &p.list(kind, &q).await?))
@@ -251,11 +263,12 @@ async fn list(
 async fn search(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, resource)): Path<(String, String)>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource)?;
     let q = ListQuery::from_search(&json_body(&headers, body)?)?;
     Ok(scim(StatusCode::OK, &p.list(kind, &q).await?))
@@ -264,11 +277,12 @@ async fn search(
 async fn search_root(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path(system): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     let q = ListQuery::from_search(&json_body(&headers, body)?)?;
     Ok(scim(StatusCode::OK, &p.search_all(&q).await?))
 }
@@ -276,11 +290,12 @@ async fn search_root(
 async fn get_one(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, resource_name, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource_name)?;
     let q = ListQuery::from_query(raw.as_deref())?;
     q.projection.validate(&p.served, &[kind], &p.extra)?;
@@ -306,12 +321,13 @@ async fn get_one(
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, resource_name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource_name)?;
     let body = json_body(&headers, body)?;
     let q = ListQuery::from_query(raw.as_deref())?;
@@ -323,12 +339,13 @@ async fn create(
 async fn replace(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, resource_name, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource_name)?;
     let body = json_body(&headers, body)?;
     let q = ListQuery::from_query(raw.as_deref())?;
@@ -340,12 +357,13 @@ async fn replace(
 async fn patch(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, resource_name, id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource_name)?;
     let body = json_body(&headers, body)?;
     let q = ListQuery::from_query(raw.as_deref())?;
@@ -357,10 +375,11 @@ async fn patch(
 async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: PeerCertificate,
     uri: OriginalUri,
     Path((system, resource_name, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let p = open(&state, &headers, &uri, &system).await?;
+    let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource_name)?;
     p.delete(kind, &id, if_match(&headers).as_deref()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -167,6 +167,27 @@ impl Store {
         .collect()
     }
 
+    /// The principal with this name (case-insensitive, as names are unique), without its hash.
+    pub fn principal_by_name(&self, name: &str) -> Result<Option<Principal>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT id, name, kind, permissions FROM principals WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(id, name, kind, perms)| principal_from_row(id, name, &kind, &perms))
+            .transpose()
+    }
+
     /// Deletes a principal by id.
     pub fn delete_principal(&self, id: &str) -> Result<(), StoreError> {
         let n = self
@@ -266,6 +287,9 @@ mod tests {
         assert!(s.verify_password("nobody", "pw-2").unwrap().is_none());
         let admin = s.verify_password("admin", "pw-1").unwrap().expect("admin");
         assert!(Permission::ALL.iter().all(|p| admin.may(*p)));
+        let found = s.principal_by_name("IAS-Push").unwrap().expect("case-insensitive");
+        assert_eq!((found.id.as_str(), found.name.as_str()), (t.id.as_str(), "ias-push"));
+        assert!(s.principal_by_name("nobody").unwrap().is_none());
         s.delete_principal(&t.id).unwrap();
         assert!(
             s.verify_password("ias-push", "pw-2").unwrap().is_none(),
