@@ -21,6 +21,11 @@ fn main() -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format == "json");
+            let tls = args.tls();
+            // Unusable TLS material fails the start before the data directory is touched.
+            if let Some(tls) = &tls {
+                provisio::tls::server_config(tls)?;
+            }
             return runtime.block_on(async {
                 let state = provisio::server::boot(
                     &args.data_dir,
@@ -31,7 +36,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await?;
                 provisio::server::ensure_admin(&state.store)?;
-                provisio::server::serve_with(args.listen, state, args.tls()).await?;
+                provisio::server::serve_with(args.listen, state, tls).await?;
                 Ok(())
             });
         }

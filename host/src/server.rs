@@ -31,7 +31,7 @@ pub enum BootError {
         message: String,
     },
     /// The TLS material is unusable.
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// Another part failed.
     #[error("{0}")]
