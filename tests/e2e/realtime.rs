@@ -807,3 +807,137 @@ async fn acknowledged_events_survive_a_kill() {
     assert_eq!(names.len(), EVENTS);
     assert_eq!(uaa_sim.user_count(), EVENTS);
 }
+
+/// Seed 001 at ten times the scale SAP supports for IAS's direct push: 5,000 users pushed in real time from
+/// IAS through Provisio to SAP Jam, within Jam's rate limit, none lost or duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_pushed_users_reach_jam_within_its_rate_limit() {
+    const USERS: usize = 5000;
+    const JAM_PER_MINUTE: u32 = 9000;
+    let service = Service::start().await;
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: USERS,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let jam_sim = jam::spawn(jam::Options {
+        rate_limit_per_minute: Some(JAM_PER_MINUTE),
+        ..Default::default()
+    })
+    .await
+    .expect("jam");
+    let source = ias_source(&service, &ias_sim, "2").await;
+    let mut jam_props = fast(json!({"URL": jam_sim.base_url, "Authentication": "BasicAuthentication",
+        "OAuth2TokenServiceURL": jam_sim.token_url.clone().expect("token url"),
+        "User": jam_sim.options().client_id, "Password": jam_sim.options().client_secret}));
+    // Provisio paces itself below the limit the simulator enforces.
+    jam_props["provisio.rate.limit"] = json!(format!("{}", JAM_PER_MINUTE / 60 - 10));
+    service
+        .create_system(
+            json!({"name": "Jam", "type": "jam", "role": "target", "sources": [source], "properties": jam_props}),
+        )
+        .await;
+    let target = ias_sim
+        .add_realtime_target(ias::RealtimeTarget::identity_provisioning(
+            2,
+            format!("{}/ipsproxy/api/v1/systems/{source}/entities/user", service.url),
+            ias::RealtimeAuth::Basic {
+                user: PUSHER.0.into(),
+                password: PUSHER.1.into(),
+            },
+        ))
+        .expect("target");
+    // IAS's *Provision* of every existing user, then real-time for the rest of their lives.
+    assert_eq!(ias_sim.provision_users(target), Ok(USERS));
+    let started = Instant::now();
+    while jam_sim.user_count() < USERS {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "{} of {USERS} in Jam",
+            jam_sim.user_count()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ias_sim.realtime_idle(Duration::from_secs(30)).await);
+    assert_eq!(ias_sim.failed_pushes(), 0);
+    let names: std::collections::BTreeSet<String> = jam_sim
+        .users()
+        .iter()
+        .filter_map(|u| u["userName"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names.len(), USERS, "no duplicate");
+    assert_eq!(jam_sim.user_count(), USERS);
+    assert_eq!(jam_sim.stats().throttled(), 0, "within Jam's rate limit");
+    let log = events(&service, &source).await;
+    assert_eq!(log.len(), USERS);
+    assert!(log.iter().all(|e| e["state"] == "done"), "every event done");
+}
+
+/// Seed 001's order: *Provision* (a Read job) loads what exists, then real-time pushes update the same users
+/// through the same links — nothing created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_read_then_real_time_updates_the_same_users() {
+    let service = Service::start().await;
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 10,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = ias_source(&service, &ias_sim, "2").await;
+    service
+        .create_system(uaa_target(&uaa_sim, &uaa_sim.base_url, &source))
+        .await;
+    let (_, job) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    let id = job["id"].as_str().expect("job id").to_string();
+    until("the initial load", || uaa_sim.user_count() == 10).await;
+    let started = Instant::now();
+    loop {
+        let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+        if job["status"] == "Success" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ias_sim
+        .add_realtime_target(ias::RealtimeTarget::identity_provisioning(
+            2,
+            format!("{}/ipsproxy/api/v1/systems/{source}/entities/user", service.url),
+            ias::RealtimeAuth::Basic {
+                user: PUSHER.0.into(),
+                password: PUSHER.1.into(),
+            },
+        ))
+        .expect("target");
+    let user = ias_sim.users()[0].clone();
+    let uid = user["id"].as_str().expect("id").to_string();
+    let name = user["userName"].as_str().expect("userName").to_string();
+    ias_call(
+        &ias_sim,
+        Method::PATCH,
+        &format!("Users/{uid}"),
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "name.familyName", "value": "Realtime"}]})),
+    )
+    .await;
+    until("the pushed change", || {
+        uaa_sim
+            .user_by_name(&name)
+            .is_some_and(|u| u["name"]["familyName"] == "Realtime")
+    })
+    .await;
+    assert_eq!(uaa_sim.user_count(), 10, "updated, not created again");
+    let log = events(&service, &source).await;
+    assert_eq!(log[0]["results"][0]["state"], "Updated", "{log:?}");
+}

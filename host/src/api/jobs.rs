@@ -164,30 +164,26 @@ pub async fn held_deletes(
     Ok(Json(json!(state.provisioning.store().held_deletes(&id)?)))
 }
 
-pub async fn approve_deletes(
+/// `POST /api/v1/jobs/{id}/held-deletes/approve|reject`.
+pub async fn decide_deletes(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path((id, decision)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::RunJobs)?;
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown decision {other:?}; use approve or reject"
+            )));
+        }
+    };
     Ok(Json(
         state
             .provisioning
-            .decide_held_deletes(&id, true, &caller.0.name)
-            .await?,
-    ))
-}
-
-pub async fn reject_deletes(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    Ok(Json(
-        state
-            .provisioning
-            .decide_held_deletes(&id, false, &caller.0.name)
+            .decide_held_deletes(&id, approve, &caller.0.name)
             .await?,
     ))
 }

@@ -94,8 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/stop", post(jobs::stop_job))
         .route("/jobs/{id}/entities", get(jobs::job_entities))
         .route("/jobs/{id}/held-deletes", get(jobs::held_deletes))
-        .route("/jobs/{id}/held-deletes/approve", post(jobs::approve_deletes))
-        .route("/jobs/{id}/held-deletes/reject", post(jobs::reject_deletes))
+        .route("/jobs/{id}/held-deletes/{decision}", post(jobs::decide_deletes))
         .route("/transformations/test", post(test_transformation));
     // The real-time API at SAP's paths, with and without `/service`.
     let realtime_api = Router::new()

@@ -828,6 +828,34 @@ struct RunParts<'a> {
     stop: &'a AtomicBool,
 }
 
+/// Records a written entity in the in-memory links and in the batch for the link store.
+fn link_written(
+    links: &mut HashMap<String, Link>,
+    changes: &mut Vec<LinkChange>,
+    source_id: &str,
+    target_id: String,
+    digest: String,
+    content: Value,
+    existed_before: bool,
+) {
+    links.insert(
+        source_id.to_string(),
+        Link {
+            target_entity: Some(target_id.clone()),
+            digest: Some(digest.clone()),
+            existed_before,
+            creating: false,
+        },
+    );
+    changes.push(LinkChange::Written {
+        source_entity: source_id.to_string(),
+        target_entity: target_id,
+        digest,
+        content,
+        existed_before,
+    });
+}
+
 /// Plans a page for one target, records create intents, executes the writes concurrently and records the
 /// results in the link store.
 async fn provision_target(
@@ -1022,22 +1050,15 @@ async fn provision_target(
                         entry.outcome = "success".into();
                         entry.target_entity_id = Some(target_id.clone());
                         entry.changes = changes_of(&p.plan);
-                        links.insert(
-                            p.source_id.clone(),
-                            Link {
-                                target_entity: Some(target_id.clone()),
-                                digest: Some(digest.clone()),
-                                existed_before,
-                                creating: false,
-                            },
-                        );
-                        changes.push(LinkChange::Written {
-                            source_entity: p.source_id.clone(),
-                            target_entity: target_id,
+                        link_written(
+                            links,
+                            &mut changes,
+                            &p.source_id,
+                            target_id,
                             digest,
                             content,
                             existed_before,
-                        });
+                        );
                     }
                     Some(Written::Updated {
                         target_id,
@@ -1048,22 +1069,15 @@ async fn provision_target(
                         entry.outcome = "success".into();
                         entry.target_entity_id = Some(target_id.clone());
                         entry.changes = changes_of(&p.plan);
-                        links.insert(
-                            p.source_id.clone(),
-                            Link {
-                                target_entity: Some(target_id.clone()),
-                                digest: Some(digest.clone()),
-                                existed_before,
-                                creating: false,
-                            },
-                        );
-                        changes.push(LinkChange::Written {
-                            source_entity: p.source_id.clone(),
-                            target_entity: target_id,
+                        link_written(
+                            links,
+                            &mut changes,
+                            &p.source_id,
+                            target_id,
                             digest,
                             content,
                             existed_before,
-                        });
+                        );
                     }
                     Some(Written::Failed {
                         reason, drop_intent, ..

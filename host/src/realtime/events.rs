@@ -68,10 +68,10 @@ pub fn entity(kind: EntityKind, bytes: &[u8], path_id: Option<&str>, v1: bool) -
         EntityKind::User => "userName",
         EntityKind::Group => "displayName",
     };
-    if !object
+    if object
         .get(required)
         .and_then(Value::as_str)
-        .is_some_and(|v| !v.trim().is_empty())
+        .is_none_or(|v| v.trim().is_empty())
     {
         return Err(bad("invalidValue", format!("{required} is required")));
     }

@@ -122,6 +122,9 @@ impl Realtime {
                 _ = done_rx.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
+            // Under load, wakes come by the thousand: one scan serves all that came meanwhile.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            while done_rx.try_recv().is_ok() {}
         }
     }
 
@@ -147,7 +150,7 @@ impl Realtime {
         if room == 0 {
             return;
         }
-        let pending = match self.inner.store.pending_events(2000) {
+        let pending = match self.inner.store.pending_events(512) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the real-time outbox");
@@ -193,6 +196,14 @@ impl Realtime {
 
     /// One attempt at one event: every target, then the outcome recorded.
     async fn work(&self, event: EventRecord) {
+        let event = match self.inner.store.event(event.seq) {
+            Ok(Some(full)) => full,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(seq = event.seq, error = %e, "cannot load a real-time event");
+                return;
+            }
+        };
         let (state, results) = self.provision(&event).await;
         let attempts = event.attempts + 1;
         let (state, next) = match state {

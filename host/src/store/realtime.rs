@@ -192,12 +192,15 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
 }
 
 impl Store {
-    /// Pending events in order of arrival (the dispatcher decides which may run).
+    /// Pending events in order of arrival, without their bodies (the dispatcher decides which may run and
+    /// loads the body of those with [`Store::event`]).
     pub fn pending_events(&self, limit: i64) -> Result<Vec<EventRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM realtime_events WHERE state = 'pending' ORDER BY seq LIMIT ?1"
-        ))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, source_id, kind, entity_id, operation, received_at, received_by, state, attempts,
+                    next_attempt_at, NULL, NULL, NULL
+             FROM realtime_events WHERE state = 'pending' ORDER BY seq LIMIT ?1",
+        )?;
         let rows = stmt.query_map(params![limit], record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -357,7 +360,8 @@ mod tests {
         assert_eq!(seqs.len(), 50);
         let pending = store.pending_events(100).expect("pending");
         assert_eq!(pending.len(), 50);
-        assert_eq!(pending[0].body, Some(json!({"userName": pending[0].entity_id})));
+        let first = store.event(pending[0].seq).expect("event").expect("present");
+        assert_eq!(first.body, Some(json!({"userName": first.entity_id})));
         store.finish_event(seqs[0], "parked", &json!([]), None).expect("finish");
         assert_eq!(store.pending_events(100).expect("pending").len(), 49);
         assert!(store.redrive_event(seqs[0]).expect("redrive"));

@@ -575,8 +575,7 @@ async fn list(st: State, k: Kind, headers: HeaderMap, q: Option<String>) -> Answ
             let range = paging::window(total, start, count);
             let page = s
                 .table(k)
-                .iter()
-                .skip(range.start)
+                .iter_from(range.start)
                 .take(range.len())
                 .map(|r| render(k, r, &base))
                 .collect();

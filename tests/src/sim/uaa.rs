@@ -175,6 +175,8 @@ struct Store {
     users: Table<User>,
     /// (lower-case userName, lower-case origin) → id
     user_names: HashMap<(String, String), String>,
+    /// ASCII-lower-case userName → ids in every origin, for `userName eq` lookups.
+    names_any_origin: HashMap<String, Vec<String>>,
     groups: Table<Group>,
     /// lower-case displayName → id
     group_names: HashMap<String, String>,
@@ -332,6 +334,36 @@ impl Store {
 
     fn user_json(&self, u: &User) -> Value {
         u.to_json(self.groups_of(&u.id))
+    }
+
+    fn index_name(&mut self, user_name: &str, id: &str) {
+        self.names_any_origin
+            .entry(user_name.to_ascii_lowercase())
+            .or_default()
+            .push(id.to_string());
+    }
+
+    fn unindex_name(&mut self, user_name: &str, id: &str) {
+        let key = user_name.to_ascii_lowercase();
+        if let Some(ids) = self.names_any_origin.get_mut(&key) {
+            ids.retain(|x| x != id);
+            if ids.is_empty() {
+                self.names_any_origin.remove(&key);
+            }
+        }
+    }
+
+    /// The users whose userName equals `name` ignoring ASCII case, in creation order.
+    fn users_named(&self, name: &str) -> Vec<&User> {
+        let mut ids: Vec<(u64, &str)> = self
+            .names_any_origin
+            .get(&name.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(|id| Some((self.users.order_of(id)?, id.as_str())))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().filter_map(|(_, id)| self.users.get(id)).collect()
     }
 
     fn member_exists(&self, m: &Member) -> bool {
@@ -496,10 +528,7 @@ impl State {
     /// A user by userName (case-insensitive), in any origin.
     pub fn user_by_name(&self, user_name: &str) -> Option<Value> {
         let s = self.store();
-        s.users
-            .iter()
-            .find(|u| u.user_name.eq_ignore_ascii_case(user_name))
-            .map(|u| s.user_json(u))
+        s.users_named(user_name).first().map(|u| s.user_json(u))
     }
 
     /// Creates a user as `POST /Users` would (same validation); returns it or the error text.
@@ -698,7 +727,9 @@ fn create_user(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpErro
         password_last_modified: now,
     };
     s.user_names.insert(key, user.id.clone());
-    let out = s.user_json(&user);
+    s.index_name(&user.user_name, &user.id);
+    // A new id is in no group yet: no need to look its memberships up.
+    let out = user.to_json(Vec::new());
     s.users.insert(user.id.clone(), user);
     Ok(out)
 }
@@ -708,6 +739,7 @@ fn delete_user(s: &mut Store, id: &str) -> Option<Value> {
     let user = s.users.remove(id)?;
     s.user_names
         .remove(&(user.user_name.to_lowercase(), user.origin.to_lowercase()));
+    s.unindex_name(&user.user_name, id);
     s.remove_memberships(id);
     Some(json)
 }
@@ -1168,8 +1200,7 @@ async fn list_users(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) -
         let range = paging::window(s.users.len(), query.start_index, query.count);
         let page = s
             .users
-            .iter()
-            .skip(range.start)
+            .iter_from(range.start)
             .take(range.len())
             .map(|u| u.to_json(s.groups_with(&idx, &u.id)))
             .collect();
@@ -1177,13 +1208,14 @@ async fn list_users(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) -
     }
     // Filter and sort without the (costly) computed groups; fill them in on the page only.
     // `userName eq "x"` lookups (conflict resolution) only render the users of that name.
-    let wanted = query.filter.required_eq("userName").map(str::to_string);
-    let all: Vec<Value> = s
-        .users
-        .iter()
-        .filter(|u| wanted.as_ref().is_none_or(|w| u.user_name.eq_ignore_ascii_case(w)))
-        .map(|u| u.to_json(Vec::new()))
-        .collect();
+    let all: Vec<Value> = match query.filter.required_eq("userName") {
+        Some(wanted) => s
+            .users_named(wanted)
+            .into_iter()
+            .map(|u| u.to_json(Vec::new()))
+            .collect(),
+        None => s.users.iter().map(|u| u.to_json(Vec::new())).collect(),
+    };
     Ok(list_response(all, &query, |mut v| {
         let id = str_field(&v, "id").unwrap_or_default();
         if let Some(obj) = v.as_object_mut() {
@@ -1227,6 +1259,10 @@ async fn update_user(st: State, headers: HeaderMap, id: String, body: Bytes, par
         (updated.user_name.to_lowercase(), updated.origin.to_lowercase()),
         id.clone(),
     );
+    if updated.user_name != current.user_name {
+        s.unindex_name(&current.user_name, &id);
+        s.index_name(&updated.user_name, &id);
+    }
     let json = s.user_json(&updated);
     let version = updated.version;
     if let Some(slot) = s.users.get_mut(&id) {
@@ -1919,6 +1955,95 @@ mod tests {
 
     fn urlenc(s: &str) -> String {
         form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    #[tokio::test]
+    async fn user_name_lookups_follow_renames_deletes_and_origins() {
+        let (sim, c, token) = setup(Options {
+            users: 30,
+            ..Options::default()
+        })
+        .await;
+        let lookup = |name: &str| {
+            let url = format!(
+                "{}/Users?filter={}",
+                sim.base_url,
+                urlenc(&format!("userName eq \"{name}\""))
+            );
+            let (c, token) = (c.clone(), token.clone());
+            async move {
+                let (st, _, b) = call(&c, M::GET, url, &token, None, None).await;
+                assert_eq!(st, 200, "{b}");
+                b["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| {
+                        (
+                            u["id"].as_str().unwrap().to_string(),
+                            u["origin"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        // The same name in two origins: both, in creation order; any ASCII case.
+        let a = sim
+            .insert_user(json!({"userName": "Twin", "emails": [{"value": "t1@example.com"}], "origin": "idp1"}))
+            .unwrap();
+        let b = sim
+            .insert_user(json!({"userName": "twin", "emails": [{"value": "t2@example.com"}], "origin": "idp2"}))
+            .unwrap();
+        let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+        let both = vec![(a.to_string(), "idp1".to_string()), (b.to_string(), "idp2".to_string())];
+        assert_eq!(lookup("TWIN").await, both);
+        assert_eq!(sim.user_by_name("tWiN").unwrap()["id"], a);
+        // A rename moves the user from one name to the other.
+        let (st, _, _) = call(
+            &c,
+            M::PUT,
+            format!("{}/Users/{a}", sim.base_url),
+            &token,
+            Some(json!({"userName": "renamed", "emails": [{"value": "t1@example.com"}], "origin": "idp1"})),
+            Some("*"),
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(lookup("twin").await, vec![both[1].clone()]);
+        assert_eq!(lookup("Renamed").await, vec![both[0].clone()]);
+        assert_eq!(sim.user_by_name("twin").unwrap()["id"], b);
+        // A delete removes it from the lookups; paging still sees every other user once.
+        assert!(sim.remove_user(b));
+        assert!(lookup("twin").await.is_empty());
+        assert!(sim.user_by_name("twin").is_none());
+        let first = sim.users()[0]["id"].as_str().unwrap().to_string();
+        assert!(sim.remove_user(&first));
+        let mut ids = Vec::new();
+        for start in [1, 8, 15, 22, 29] {
+            let (_, _, page) = call(
+                &c,
+                M::GET,
+                format!("{}/Users?startIndex={start}&count=7", sim.base_url),
+                &token,
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(page["totalResults"], 30);
+            ids.extend(
+                page["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u["id"].as_str().unwrap().to_string()),
+            );
+        }
+        let all: Vec<String> = sim
+            .users()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, all);
     }
 
     #[tokio::test]

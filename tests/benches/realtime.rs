@@ -1,0 +1,217 @@
+//! Real-time figures, through a Provisio service running in this process with a UAA simulator as the target:
+//!
+//! 1. Latency: events pushed at `BENCH_RATE` events/s (default 200) for `BENCH_SECONDS` (default 10); for each,
+//!    the time from acknowledgement (committed to the outbox) to written in the target (the event done), p50
+//!    and p99 (from the outbox's own timestamps, millisecond resolution).
+//! 2. Throughput: `BENCH_EVENTS` creates (default 20,000) pushed by 64 concurrent clients as fast as they are
+//!    acknowledged (each acknowledgement means committed with `synchronous=FULL`): events/s.
+//!
+//! Run: `cargo bench -p provisio-tests --bench realtime`. Prints PASS/FAIL per target and exits 0.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use provisio::server::Settings;
+use provisio::store::principals::{Permission, PrincipalKind};
+use provisio_tests::sim::uaa;
+use serde_json::{Value, json};
+
+const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+const PUSHER: (&str, &str) = ("pusher", "pusher-password-1");
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run());
+}
+
+fn user(i: u64, prefix: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:sap:2.0:User"],
+        "id": format!("{prefix}{i}"),
+        "userName": format!("{prefix}.user{i}"),
+        "name": {"givenName": "Bench", "familyName": format!("User{i}")},
+        "emails": [{"value": format!("{prefix}.user{i}@example.com"), "primary": true}],
+        "active": true,
+        "urn:ietf:params:scim:schemas:extension:sap:2.0:User": {"userId": format!("{prefix}{i}"), "userUuid": format!("uuid-{prefix}-{i}")}
+    })
+}
+
+fn millis(t: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp_millis() as f64)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn run() {
+    let data = tempfile::tempdir().expect("data dir");
+    let state = provisio::server::boot(data.path(), Settings::default())
+        .await
+        .expect("boot");
+    state
+        .store
+        .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+        .expect("admin");
+    state
+        .store
+        .create_principal(PUSHER.0, PUSHER.1, PrincipalKind::Technical, &[Permission::RealtimeApi])
+        .expect("pusher");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(state.realtime.clone().run_dispatcher());
+    let router = provisio::api::router(state.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let http = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: String, body: Value| {
+        http.request(method, format!("{url}{path}"))
+            .basic_auth(ADMIN.0, Some(ADMIN.1))
+            .json(&body)
+            .send()
+    };
+    let source: Value = admin(
+        reqwest::Method::POST,
+        "/api/v1/systems".into(),
+        json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": {"URL": "http://127.0.0.1:9/unused", "User": "x", "Password": "y"}}),
+    )
+    .await
+    .expect("source")
+    .json()
+    .await
+    .expect("json");
+    let source = source["id"].as_str().expect("source id").to_string();
+    admin(
+        reqwest::Method::POST,
+        "/api/v1/systems".into(),
+        json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": {"URL": uaa_sim.base_url, "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret,
+                "provisio.rate.limit": "100000"}}),
+    )
+    .await
+    .expect("target");
+    let push_url = format!("{url}/ipsproxy/api/v1/systems/{source}/entities/user");
+    let push = |body: Value| {
+        http.post(&push_url)
+            .basic_auth(PUSHER.0, Some(PUSHER.1))
+            .header("Content-Type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+    };
+    // Warm up: the first call compiles nothing (cached) but opens connections and fetches a token.
+    push(user(0, "warm")).await.expect("warm-up");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 1. Latency at a steady rate.
+    let rate = env_or("BENCH_RATE", 200);
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let total = rate * seconds;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for i in 0..total {
+        tick.tick().await;
+        pending.push(push(user(i, "lat")));
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(pending.next()) {}
+    }
+    while pending.next().await.is_some() {}
+    let offered = total as f64 / started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let latencies = loop {
+        let events: Vec<provisio::store::realtime::EventRecord> = state
+            .realtime
+            .store()
+            .events(Some(&source), None, None, (total + 10) as i64)
+            .expect("events");
+        let lat: Vec<&provisio::store::realtime::EventRecord> =
+            events.iter().filter(|e| e.entity_id.starts_with("lat")).collect();
+        if lat.len() as u64 == total && lat.iter().all(|e| e.state != "pending") {
+            let mut ms: Vec<f64> = lat
+                .iter()
+                .filter_map(|e| Some(millis(e.finished_at.as_deref()?)? - millis(&e.received_at)?))
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            break ms;
+        }
+        assert!(Instant::now() < deadline, "events did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    let outcome = |prefix: &str| {
+        let events = state
+            .realtime
+            .store()
+            .events(Some(&source), None, None, 1_000_000)
+            .expect("events");
+        let mut states = std::collections::BTreeMap::<String, usize>::new();
+        let mut failure = None;
+        for e in events.iter().filter(|e| e.entity_id.starts_with(prefix)) {
+            *states.entry(e.state.clone()).or_default() += 1;
+            if e.state != "done" && failure.is_none() {
+                failure = e.results.clone();
+            }
+        }
+        (states, failure)
+    };
+    let (states, failure) = outcome("lat");
+    println!(
+        "latency phase: events by state {states:?}; a failure: {failure:?}; users in UAA {}",
+        uaa_sim.user_count()
+    );
+
+    // 2. Acknowledged throughput.
+    let events = env_or("BENCH_EVENTS", 20_000);
+    let started = Instant::now();
+    let acked = futures::stream::iter(0..events)
+        .map(|i| push(user(i, "tp")))
+        .buffer_unordered(64)
+        .filter(|r| std::future::ready(r.as_ref().is_ok_and(|r| r.status() == 201)))
+        .count()
+        .await;
+    let ack_rate = acked as f64 / started.elapsed().as_secs_f64();
+    let drain_start = Instant::now();
+    while uaa_sim.user_count() < (total + events + 1) as usize && drain_start.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drained = uaa_sim.user_count();
+    let (states, failure) = outcome("tp");
+    println!("throughput phase: events by state {states:?}; a failure: {failure:?}");
+    let worked_rate = events as f64 / (started.elapsed().as_secs_f64());
+
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    println!("\nReal-time figures (2 worker threads, UAA simulator target, one target)");
+    println!("| what | figure | target |");
+    println!("|---|---|---|");
+    println!(
+        "| acknowledged → written in the target at {offered:.0} events/s ({total} events) | p50 {p50:.0} ms, p99 {p99:.0} ms | p50 < 10 ms {}, p99 < 50 ms {} |",
+        verdict(p50 < 10.0),
+        verdict(p99 < 50.0)
+    );
+    println!(
+        "| durable acknowledgements, 64 concurrent pushers | {ack_rate:.0} events/s ({acked} of {events}) | ≥ 2,000/s {} |",
+        verdict(ack_rate >= 2000.0)
+    );
+    println!(
+        "| the same events provisioned to UAA (push start → last written) | {worked_rate:.0} events/s ({drained} users in UAA) | — |"
+    );
+}
