@@ -27,6 +27,10 @@ use crate::store::realtime::{Appender, EventRecord, NewEvent};
 /// Events worked on at once.
 const MAX_IN_FLIGHT: usize = 32;
 
+/// Pending events looked at per scan: enough to find work for every free slot in the usual case, few enough
+/// that a long backlog does not make each scan expensive.
+const SCAN: i64 = 128;
+
 /// Attempts before an event whose targets keep failing transiently is parked.
 pub const MAX_ATTEMPTS: i64 = 20;
 
@@ -123,7 +127,7 @@ impl Realtime {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
             // Under load, wakes come by the thousand: one scan serves all that came meanwhile.
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
             while done_rx.try_recv().is_ok() {}
         }
     }
@@ -150,7 +154,7 @@ impl Realtime {
         if room == 0 {
             return;
         }
-        let pending = match self.inner.store.pending_events(512) {
+        let pending = match self.inner.store.pending_events(SCAN) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the real-time outbox");

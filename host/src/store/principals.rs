@@ -203,6 +203,16 @@ impl Store {
         Ok(())
     }
 
+    /// The principal when these credentials were verified a moment ago (no hashing, no database).
+    pub fn recently_verified(&self, name: &str, password: &str) -> Option<Principal> {
+        let key = cache_key(name, password);
+        let cache = verified_cache().lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < VERIFIED_FOR)
+            .map(|(p, _)| p.clone())
+    }
+
     /// Checks a name and password; `None` when they do not match a principal.
     pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<Principal>, StoreError> {
         let key = cache_key(name, password);
