@@ -295,6 +295,16 @@ async fn pushed_changes_reach_every_target_at_once() {
     assert_eq!(uaa_sim.users().iter().filter(|u| u["userName"] == "rt.bob").count(), 1);
 }
 
+/// A push that must be refused: method, path, body, credentials, expected status and `scimType`.
+type BadPush<'a> = (
+    Method,
+    String,
+    Option<Value>,
+    Option<(&'a str, &'a str)>,
+    StatusCode,
+    &'a str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_pushes_get_scim_errors_and_queue_nothing() {
     let service = Service::start().await;
@@ -308,7 +318,7 @@ async fn bad_pushes_get_scim_errors_and_queue_nothing() {
         .await;
     let path = format!("systems/{source}/entities/user");
     let user = ias_user("P1", "x.y", "X");
-    let cases: Vec<(Method, String, Option<Value>, Option<(&str, &str)>, StatusCode, &str)> = vec![
+    let cases: Vec<BadPush> = vec![
         (
             Method::POST,
             path.clone(),
@@ -467,11 +477,7 @@ async fn the_seed_000_chain_in_both_payload_versions() {
                     "Version": version}))}),
             )
             .await;
-        assert_eq!(
-            a.test_connection(&ips_target).await.0,
-            true,
-            "A reaches B's real-time API"
-        );
+        assert!(a.test_connection(&ips_target).await.0, "A reaches B's real-time API");
         let (status, job) = a
             .admin(
                 Method::POST,
