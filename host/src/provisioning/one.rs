@@ -4,10 +4,10 @@
 
 use serde_json::{Value, json};
 
-use super::target::{LinkResolver, Plan, Written, digest};
+use super::target::{LinkResolver, Plan, Written};
 use super::{JobError, Provisioning};
 use crate::connector::EntityKind;
-use crate::store::links::{Link, LinkChange, LinkScope};
+use crate::store::links::{Link, LinkScope};
 
 fn step(name: &str, outcome: &str, detail: impl Into<Value>) -> Value {
     json!({"step": name, "outcome": outcome, "detail": detail.into()})
@@ -154,17 +154,15 @@ pub(super) async fn provision_one(
                     "success",
                     json!({"operation": action, "targetEntityId": target_id}),
                 ));
-                // Linked in the form the next Read compares with.
-                let content = ctx
-                    .update_form(kind, &source_entity, &intermediate, &target_id, &resolver)
-                    .unwrap_or(entity);
-                Some(LinkChange::Written {
-                    source_entity: source_entity.clone(),
-                    target_entity: target_id,
-                    digest: digest(&content),
-                    content,
+                Some(ctx.written_link(
+                    kind,
+                    &source_entity,
+                    &intermediate,
+                    &entity,
+                    target_id,
                     existed_before,
-                })
+                    &resolver,
+                ))
             }
             Some(Written::Failed { reason, .. }) => {
                 tsteps.push(step("action", "failed", json!({"operation": action, "reason": reason})));

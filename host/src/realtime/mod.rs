@@ -515,19 +515,20 @@ async fn provision_target(
             existed_before,
         }) => {
             let created = matches!(planned.plan, Plan::Create { .. });
-            let content = ctx
-                .update_form(kind, entity_id, intermediate, &target_id, &resolver)
-                .unwrap_or(Value::Null);
-            let _ = store.apply_links(
-                &scope,
-                &[LinkChange::Written {
-                    source_entity: entity_id.to_string(),
-                    target_entity: target_id.clone(),
-                    digest: crate::provisioning::target::digest(&content),
-                    content,
-                    existed_before,
-                }],
+            let written = match &planned.plan {
+                Plan::Create { entity, .. } | Plan::Update { entity, .. } => entity.clone(),
+                _ => Value::Null,
+            };
+            let link = ctx.written_link(
+                kind,
+                entity_id,
+                intermediate,
+                &written,
+                target_id.clone(),
+                existed_before,
+                &resolver,
             );
+            let _ = store.apply_links(&scope, &[link]);
             let state = if created && !existed_before {
                 "Created"
             } else {
