@@ -18,32 +18,15 @@ use super::AppState;
 use super::auth::{Caller, PeerCertificate, authenticate};
 use super::error::ApiError;
 use crate::connector::EntityKind;
+use crate::proxy::error::ScimError;
 use crate::realtime::events::{self, Refusal};
 use crate::store::principals::{Permission, Principal};
 use crate::store::realtime::NewEvent;
 use crate::store::systems::Role;
 
-/// An RFC 7644 §3.12 error answer.
-pub fn scim_error(status: StatusCode, scim_type: Option<&str>, detail: impl Into<String>) -> Response {
-    let mut body = json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
-        "status": status.as_u16().to_string(),
-        "detail": detail.into(),
-    });
-    if let Some(t) = scim_type {
-        body["scimType"] = json!(t);
-    }
-    let mut response = (status, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/scim+json"));
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"provisio\", Bearer"),
-        );
-    }
-    response
+/// An RFC 7644 §3.12 error answer (the proxy's [`ScimError`], so both SCIM surfaces answer alike).
+pub fn scim_error(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Response {
+    ScimError::new(status, scim_type, detail).into_response()
 }
 
 fn refused(r: Refusal) -> Response {
