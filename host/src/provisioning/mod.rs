@@ -159,9 +159,7 @@ impl Provisioning {
     }
 
     fn prune(&self) -> Result<(), JobError> {
-        let before = (chrono::Utc::now() - chrono::Duration::days(self.inner.retention_days))
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
+        let before = crate::store::timestamp(chrono::Utc::now() - chrono::Duration::days(self.inner.retention_days));
         let n = self.inner.store.prune_jobs(&before)?;
         if n > 0 {
             tracing::info!(runs = n, "pruned job runs past their retention");

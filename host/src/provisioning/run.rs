@@ -372,7 +372,7 @@ impl JobRun {
 
         // Remember where delta reads continue, after reads that saw everything they asked for.
         if !self.options.simulate && !stopped {
-            let stamp = started.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            let stamp = crate::store::timestamp(started);
             for (kind, complete) in &watermarks {
                 if *complete {
                     match kind {

@@ -133,9 +133,9 @@ impl Realtime {
     }
 
     fn prune(&self) {
-        let before = (chrono::Utc::now() - chrono::Duration::days(self.inner.provisioning.retention_days()))
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
+        let before = crate::store::timestamp(
+            chrono::Utc::now() - chrono::Duration::days(self.inner.provisioning.retention_days()),
+        );
         match self.inner.store.prune_events(&before) {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned real-time events past their retention"),
@@ -215,7 +215,7 @@ impl Realtime {
             Attempt::Retry => {
                 let wait = backoff(self.inner.retry_base, attempts as u32).min(Duration::from_secs(30));
                 let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                ("pending", Some(at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+                ("pending", Some(crate::store::timestamp(at)))
             }
             Attempt::Failed => ("failed", None),
             Attempt::Done => ("done", None),
@@ -239,9 +239,7 @@ impl Realtime {
         };
         let store = &self.inner.store;
         // The loop guard: this system received the entity from Provisio a moment ago.
-        let since = (chrono::Utc::now() - ECHO_WINDOW)
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
+        let since = crate::store::timestamp(chrono::Utc::now() - ECHO_WINDOW);
         if self.echo(event, kind, &since) {
             return (
                 Attempt::Done,

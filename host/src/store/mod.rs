@@ -87,6 +87,11 @@ impl Store {
     }
 }
 
+/// An instant in the store's text form (RFC 3339 UTC with milliseconds, sortable as text, like [`now`]).
+pub(crate) fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
 pub(crate) fn now() -> String {
     // RFC 3339 UTC with milliseconds, sortable as text.
     let d = std::time::SystemTime::now()
