@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// the technical user.
     #[arg(long, env = "PROVISIO_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// Requests per second each technical user may send to the proxy SCIM endpoints, in bursts of up to
+    /// the same number; over it they get 429 with Retry-After. 0 means no limit.
+    #[arg(long, default_value_t = 0.0, env = "PROVISIO_PROXY_RATE_LIMIT")]
+    pub proxy_rate_limit: f64,
 }
 
 impl ServeArgs {

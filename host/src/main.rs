@@ -31,6 +31,7 @@ fn main() -> anyhow::Result<()> {
                     &args.data_dir,
                     provisio::server::Settings {
                         job_retention_days: Some(args.job_retention_days),
+                        proxy_rate_limit: Some(args.proxy_rate_limit).filter(|r| *r > 0.0),
                         ..Default::default()
                     },
                 )

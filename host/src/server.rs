@@ -50,6 +50,9 @@ pub struct Settings {
     /// Where precompiled components are cached; `cache/` in the data directory when `None`. Several
     /// services on one machine (tests) can share one.
     pub artifact_cache: Option<std::path::PathBuf>,
+    /// Requests per second each technical user may send to the proxy endpoints (bursts of the same size);
+    /// `None` is no limit. Over it, 429 with `Retry-After`.
+    pub proxy_rate_limit: Option<f64>,
 }
 
 /// Opens (creating) the data directory and everything in it, loads the plugins, and returns the state
@@ -90,7 +93,8 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
     let retention = settings
         .job_retention_days
         .unwrap_or(crate::provisioning::DEFAULT_RETENTION_DAYS);
-    let state = AppState::new(store, plugins, retention);
+    let mut state = AppState::new(store, plugins, retention);
+    state.proxy = Arc::new(crate::proxy::ProxyState::new(settings.proxy_rate_limit));
     state
         .provisioning
         .recover()

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{Scim2Server, Service};
+use provisio::server::Settings;
 
 const CLIENT: (&str, &str) = ("idm-client", "idm-client-secret");
 const SCIM: &str = "application/scim+json";
@@ -161,8 +162,9 @@ async fn scim2_tester_passes_on_uaa_backend() {
     let service = service().await;
     let sim = uaa::spawn(uaa::Options::default()).await.expect("simulator");
     let system = proxy_on_uaa(&service, &sim, "proxy on uaa").await;
-    // UAA groups have no externalId (a common attribute scim2-tester always checks): those 5 checks fail.
-    let summary = run_tester(&service, &system, &[("[Group]", "externalId")]).await;
+    // UAA groups have no externalId: the served Group schema says so (readOnly, returned never), so the
+    // tester does not expect one, and nothing fails.
+    let summary = run_tester(&service, &system, &[]).await;
     eprintln!("UAA backend: {summary}");
 }
 
@@ -794,4 +796,373 @@ async fn export_csv_and_json() {
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// UAA groups keep no `externalId`: the Group schema of a UAA-backed proxy declares it `readOnly` and
+/// `returned: never`, a PATCH of it is refused with `mutability`, and users (which keep one) still serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uaa_group_schema_is_honest_about_external_id() {
+    let service = service().await;
+    let sim = uaa::spawn(uaa::Options::default()).await.expect("simulator");
+    let system = proxy_on_uaa(&service, &sim, "honest uaa").await;
+    let c = Client::new(&service, &system);
+    let attribute = |schema: &Value, name: &str| {
+        schema["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == name).cloned())
+    };
+    let (s, group_schema) = c
+        .call(
+            Method::GET,
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{group_schema}");
+    let external = attribute(&group_schema, "externalId").expect("Group declares externalId");
+    assert_eq!(external["mutability"], "readOnly", "{external}");
+    assert_eq!(external["returned"], "never", "{external}");
+    // Users keep an externalId in UAA: the common attribute is not redeclared (readWrite as RFC 7643 §3.1).
+    let (_, user_schema) = c
+        .call(Method::GET, "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", None)
+        .await;
+    assert!(attribute(&user_schema, "externalId").is_none(), "{user_schema}");
+    let (s, u) = c
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "ext.user", "externalId": "E-1", "emails": [{"value": "ext.user@example.com"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    assert_eq!(u["externalId"], "E-1");
+
+    let (s, g) = c
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "ext-group", "externalId": "G-1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    assert!(g.get("externalId").is_none(), "{g}");
+    let gid = g["id"].as_str().expect("id").to_string();
+    let (s, b) = c
+        .call(
+            Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(patch(json!([{"op": "replace", "path": "externalId", "value": "G-2"}]))),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, Some("mutability"));
+
+    // A scim2-server backend keeps externalId on groups: not redeclared there.
+    let server = Scim2Server::start().await;
+    let other = proxy_on_scim2(&service, &server, "scim2 externalId").await;
+    let (_, group_schema) = Client::new(&service, &other)
+        .call(
+            Method::GET,
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
+            None,
+        )
+        .await;
+    assert!(attribute(&group_schema, "externalId").is_none(), "{group_schema}");
+}
+
+/// `eq` filters on `userName`, `emails.value`, `externalId` (users) and `displayName` (groups) reach the
+/// backend as native filters — the UAA simulator's request log shows them, and no unfiltered read — while the
+/// host still evaluates the whole filter; a filter the backend cannot take falls back to a full read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eq_filters_are_pushed_down_to_the_backend() {
+    let service = service().await;
+    let sim = uaa::spawn(uaa::Options {
+        users: 40,
+        groups: 3,
+        ..Default::default()
+    })
+    .await
+    .expect("simulator");
+    let system = proxy_on_uaa(&service, &sim, "pushdown").await;
+    let c = Client::new(&service, &system);
+    let (s, created) = c
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "Push.Down", "externalId": "PD-7", "active": true,
+                "emails": [{"value": "push.down@example.com", "primary": true}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    let group = sim.groups()[0].clone();
+    let group_name = group["displayName"].as_str().expect("group name").to_string();
+
+    let list_reads = |query_part: &str| {
+        sim.stats()
+            .log()
+            .into_iter()
+            .filter(|r| r.method == "GET" && (r.path == "/Users" || r.path == "/Groups"))
+            .map(|r| (r.path, r.query.unwrap_or_default()))
+            .filter(|(_, q)| q.contains(query_part))
+            .count()
+    };
+    let unfiltered_reads = || {
+        sim.stats()
+            .log()
+            .into_iter()
+            .filter(|r| r.method == "GET" && (r.path == "/Users" || r.path == "/Groups"))
+            .filter(|r| !r.query.clone().unwrap_or_default().contains("filter="))
+            .count()
+    };
+    let cases: Vec<(&str, String, &str, Vec<String>)> = vec![
+        // (endpoint, SCIM filter, what the native filter carries, expected ids)
+        (
+            "/Users",
+            r#"userName eq "push.down""#.into(),
+            "userName",
+            vec![id.clone()],
+        ),
+        (
+            "/Users",
+            r#"USERNAME EQ "PUSH.DOWN""#.into(),
+            "userName",
+            vec![id.clone()],
+        ),
+        (
+            "/Users",
+            r#"emails.value eq "push.down@example.com""#.into(),
+            "emails.value",
+            vec![id.clone()],
+        ),
+        (
+            "/Users",
+            r#"emails[0].value eq "push.down@example.com""#.into(),
+            "emails.value",
+            vec![id.clone()],
+        ),
+        (
+            "/Users",
+            r#"externalId eq "PD-7""#.into(),
+            "externalId",
+            vec![id.clone()],
+        ),
+        // externalId is case-exact: the backend may answer more, the host keeps none.
+        ("/Users", r#"externalId eq "pd-7""#.into(), "externalId", vec![]),
+        // One side of an `and` goes down; the host checks the other.
+        (
+            "/Users",
+            r#"userName eq "push.down" and active eq false"#.into(),
+            "userName",
+            vec![],
+        ),
+        (
+            "/Users",
+            r#"active eq true and userName eq "push.down""#.into(),
+            "userName",
+            vec![id.clone()],
+        ),
+        ("/Users", r#"userName eq "nobody.here""#.into(), "userName", vec![]),
+        (
+            "/Groups",
+            format!("displayName eq {}", json!(group_name)),
+            "displayName",
+            vec![group["id"].as_str().expect("gid").to_string()],
+        ),
+    ];
+    for (endpoint, filter, native, expected) in cases {
+        sim.stats().reset();
+        let (s, page) = c
+            .call(Method::GET, &format!("{endpoint}?filter={}", urlencode(&filter)), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{filter}: {page}");
+        assert_eq!(ids(&page), expected, "{filter}: {page}");
+        assert_eq!(page["totalResults"], json!(expected.len()), "{filter}");
+        assert!(
+            list_reads(&format!("filter={native}")) >= 1,
+            "{filter}: the backend got no native filter: {:?}",
+            sim.stats().log()
+        );
+        assert_eq!(
+            unfiltered_reads(),
+            0,
+            "{filter}: a full read happened: {:?}",
+            sim.stats().log()
+        );
+    }
+
+    // Not pushable (`co`, `or`): a full read, the same answers.
+    sim.stats().reset();
+    let (s, page) = c
+        .call(
+            Method::GET,
+            &format!("/Users?filter={}", urlencode(r#"userName co "push.d""#)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), vec![id.clone()]);
+    assert!(unfiltered_reads() >= 1, "{:?}", sim.stats().log());
+
+    // The uniqueness check before a create asks the backend by name too.
+    sim.stats().reset();
+    let (s, b) = c
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "PUSH.down", "emails": [{"value": "x@example.com"}]})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, Some("uniqueness"));
+    assert!(list_reads("filter=userName") >= 1, "{:?}", sim.stats().log());
+    assert_eq!(unfiltered_reads(), 0, "{:?}", sim.stats().log());
+}
+
+/// A list without filter or sort asks the backend for just its page (the UAA simulator sees
+/// `startIndex`/`count` of the client's page, not a read of everything), with the backend's exact total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfiltered_pages_are_read_page_by_page() {
+    let service = service().await;
+    let sim = uaa::spawn(uaa::Options {
+        users: 250,
+        ..Default::default()
+    })
+    .await
+    .expect("simulator");
+    let system = proxy_on_uaa(&service, &sim, "pages").await;
+    let c = Client::new(&service, &system);
+    let all: Vec<String> = sim
+        .users()
+        .iter()
+        .filter_map(|u| u["id"].as_str().map(String::from))
+        .collect();
+    let mut seen = Vec::new();
+    for start in [1, 101, 201] {
+        sim.stats().reset();
+        let (s, page) = c
+            .call(Method::GET, &format!("/Users?startIndex={start}&count=100"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["totalResults"], 250);
+        assert_eq!(page["startIndex"], start);
+        let got = ids(&page);
+        assert_eq!(page["itemsPerPage"], json!(got.len()));
+        seen.extend(got);
+        let reads: Vec<String> = sim
+            .stats()
+            .log()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path == "/Users")
+            .map(|r| r.query.unwrap_or_default())
+            .collect();
+        assert_eq!(reads.len(), 1, "{reads:?}");
+        assert!(
+            reads[0].contains(&format!("startIndex={start}")) && reads[0].contains("count=100"),
+            "{reads:?}"
+        );
+    }
+    assert_eq!(seen, all, "every user once, in the backend's order");
+    // Past the end: empty, with the total.
+    let (_, page) = c.call(Method::GET, "/Users?startIndex=400&count=100", None).await;
+    assert_eq!(page["totalResults"], 250);
+    assert_eq!(page["itemsPerPage"], 0);
+}
+
+/// The resolved system is cached between requests and dropped when the system changes or goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_changes_reach_the_proxy_at_once() {
+    let service = service().await;
+    let sim = uaa::spawn(uaa::Options {
+        users: 3,
+        ..Default::default()
+    })
+    .await
+    .expect("simulator");
+    let system = proxy_on_uaa(&service, &sim, "cached").await;
+    let c = Client::new(&service, &system);
+    let (s, page) = c.call(Method::GET, "/Users", None).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    // A wrong password: the next request uses it (the backend refuses the proxy's credentials: 502).
+    let (s, current) = service
+        .admin(Method::GET, &format!("/api/v1/systems/{system}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{current}");
+    let mut changed = json!({"name": "cached", "type": "xsuaa", "role": "proxy", "properties": {
+        "URL": sim.base_url, "OAuth2TokenServiceURL": sim.token_url.clone().expect("token url"),
+        "User": sim.options().client_id, "Password": "wrong-secret", "provisio.rate.limit": "100000"}});
+    let (s, b) = service
+        .admin(Method::PUT, &format!("/api/v1/systems/{system}"), Some(changed.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = c.call(Method::GET, "/Users", None).await;
+    assert_error(s, &b, StatusCode::BAD_GATEWAY, None);
+    changed["properties"]["Password"] = json!(sim.options().client_secret);
+    let (s, b) = service
+        .admin(Method::PUT, &format!("/api/v1/systems/{system}"), Some(changed))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = c.call(Method::GET, "/Users", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Deleted: 404 at once.
+    let (s, b) = service
+        .admin(Method::DELETE, &format!("/api/v1/systems/{system}"), None)
+        .await;
+    assert!(s.is_success(), "{b}");
+    let (s, b) = c.call(Method::GET, "/Users", None).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, None);
+}
+
+/// `Settings::proxy_rate_limit` (`serve --proxy-rate-limit`): each technical user gets its own allowance;
+/// over it, 429 with `Retry-After` and a SCIM error body; after the wait, served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_rate_limit_answers_429() {
+    let service = Service::start_with(Settings {
+        proxy_rate_limit: Some(2.0),
+        ..Default::default()
+    })
+    .await;
+    for (name, password) in [CLIENT, ("second-client", "second-client-secret")] {
+        let (s, b) = service
+            .admin(
+                Method::POST,
+                "/api/v1/technical-users",
+                Some(json!({"name": name, "password": password, "permissions": ["proxy-api"]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let sim = uaa::spawn(uaa::Options {
+        users: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("simulator");
+    let system = proxy_on_uaa(&service, &sim, "limited").await;
+    let c = Client::new(&service, &system);
+    // A burst of 2 passes; the third is refused.
+    for _ in 0..2 {
+        let (s, b) = c.call(Method::GET, "/Users?count=1", None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, headers, b) = c.send(Method::GET, "/Users?count=1", None, &[]).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, Some("tooMany"));
+    assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some(SCIM));
+    let retry: u64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=2).contains(&retry), "{retry}");
+    // Another technical user is not held back by the first one's burst.
+    let other = service
+        .http
+        .get(format!("{}/ipsproxy/api/v1/scim/{system}/Users?count=1", service.url))
+        .basic_auth("second-client", Some("second-client-secret"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(other.status(), StatusCode::OK);
+    // After Retry-After, the first client is served again.
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    let (s, b) = c.call(Method::GET, "/Users?count=1", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
 }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub provisioning: Provisioning,
     /// Real-time provisioning.
     pub realtime: Realtime,
+    /// The proxy endpoints' cached system views and per-client rate limit.
+    pub proxy: Arc<crate::proxy::ProxyState>,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             tokens: Arc::new(auth::TokenIssuer::default()),
             provisioning,
             realtime,
+            proxy: Arc::default(),
         }
     }
 }

@@ -110,7 +110,8 @@ fn base_url(headers: &HeaderMap, uri: &OriginalUri, system: &str) -> String {
     format!("{scheme}://{host}{prefix}/{system}")
 }
 
-/// Authenticates (Basic, a bearer token or a client certificate), requires *Access Proxy System API*, and loads the system.
+/// Authenticates (Basic, a bearer token or a client certificate), requires *Access Proxy System API*,
+/// applies the client's rate limit, and loads the system.
 async fn open(
     state: &AppState,
     headers: &HeaderMap,
@@ -127,6 +128,7 @@ async fn open(
             principal.name
         )));
     }
+    state.proxy.admit(&principal.id)?;
     Proxy::load(state, system, base_url(headers, uri, system))
 }
 

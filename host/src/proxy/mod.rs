@@ -13,6 +13,7 @@ pub mod error;
 pub mod export;
 pub mod filter;
 mod handlers;
+pub mod limit;
 pub mod patch;
 pub mod query;
 pub mod schema;
@@ -101,8 +102,74 @@ impl EntityIdResolver for SameIds {
     }
 }
 
-/// One proxy system, loaded for one request.
-pub struct Proxy {
+/// What the proxy endpoints share across requests: the resolved view of each proxy system (so that a
+/// request neither reads the system nor decrypts its secrets nor parses its transformations again) and the
+/// per-client rate limit.
+#[derive(Default)]
+pub struct ProxyState {
+    views: std::sync::Mutex<std::collections::HashMap<String, CachedView>>,
+    /// Requests per second per technical user; `None` is no limit.
+    pub limiter: Option<limit::RateLimiter>,
+}
+
+struct CachedView {
+    /// [`crate::store::Store::systems_generation`] when it was loaded.
+    generation: u64,
+    view: Arc<View>,
+}
+
+/// Most views kept; beyond it the cache starts over (systems are few; this only bounds a flood of ids).
+const MAX_VIEWS: usize = 1024;
+
+impl ProxyState {
+    /// The shared state, with a rate limit of `per_second` requests per technical user (bursts of the
+    /// same size, at least 1) when given.
+    pub fn new(per_second: Option<f64>) -> ProxyState {
+        ProxyState {
+            views: Default::default(),
+            limiter: per_second.and_then(|r| limit::RateLimiter::new(r, r.ceil().clamp(1.0, 1e6) as u32)),
+        }
+    }
+
+    /// 429 with `Retry-After` when `client` is over its rate.
+    pub fn admit(&self, client: &str) -> Result<(), ScimError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check(client).map_err(|wait| {
+            let mut e = ScimError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                Some("tooMany"),
+                format!(
+                    "too many requests: this client may send {} requests per second to the proxy endpoints",
+                    limiter.per_second()
+                ),
+            );
+            e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+            e
+        })
+    }
+
+    fn cached(&self, id: &str, generation: u64) -> Option<Arc<View>> {
+        let views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        views
+            .get(id)
+            .filter(|c| c.generation == generation)
+            .map(|c| c.view.clone())
+    }
+
+    fn remember(&self, id: &str, generation: u64, view: Arc<View>) {
+        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if views.len() >= MAX_VIEWS {
+            views.clear();
+        }
+        views.insert(id.to_string(), CachedView { generation, view });
+    }
+}
+
+/// One proxy system resolved for serving: the system with its secrets, its plugin and call target, its
+/// parsed transformations and served schemas. Shared by requests until the system changes.
+pub struct View {
     /// The system.
     pub system: System,
     plugin: Arc<LoadedPlugin>,
@@ -114,13 +181,51 @@ pub struct Proxy {
     pub served: Served,
     /// Top-level attributes the read transformation writes that no served schema defines (`origin`, …).
     pub extra: Vec<String>,
+    /// Attributes an `eq` filter on which goes to the backend as a native filter (see [`pushable`]).
+    pushable: Vec<(EntityKind, &'static str)>,
+    /// Whether the connector's read cursors are 1-based start indexes (learnt from a first page), so that a
+    /// page at any `startIndex` can be asked for directly: 0 unknown, 1 yes, 2 no.
+    index_cursors: std::sync::atomic::AtomicU8,
+}
+
+/// One proxy system, for one request: the shared [`View`] and the base URL the client used.
+pub struct Proxy {
+    view: Arc<View>,
     /// `…/scim/{systemId}`, as the client reached it.
     pub base: String,
 }
 
+impl std::ops::Deref for Proxy {
+    type Target = View;
+    fn deref(&self) -> &View {
+        &self.view
+    }
+}
+
 impl Proxy {
-    /// Loads proxy system `id`; `base` is the URL prefix the client used (for `meta.location`).
+    /// Proxy system `id`, from the cache while the system and its plugin are unchanged; `base` is the URL
+    /// prefix the client used (for `meta.location`).
     pub fn load(state: &AppState, id: &str, base: String) -> Result<Proxy, ScimError> {
+        let generation = state.store.systems_generation();
+        if let Some(view) = state.proxy.cached(id, generation)
+            && state
+                .plugins
+                .resolve(
+                    &view.system.spec.connector,
+                    view.system.spec.connector_version.as_deref(),
+                )
+                .is_some_and(|p| Arc::ptr_eq(&p, &view.plugin))
+        {
+            return Ok(Proxy { view, base });
+        }
+        let view = Arc::new(View::load(state, id)?);
+        state.proxy.remember(id, generation, view.clone());
+        Ok(Proxy { view, base })
+    }
+}
+
+impl View {
+    fn load(state: &AppState, id: &str) -> Result<View, ScimError> {
         let missing = || ScimError::not_found(format!("no proxy system with id {id}"));
         let system = state.systems.get(id).map_err(|_| missing())?;
         if system.spec.role != Role::Proxy {
@@ -147,19 +252,22 @@ impl Proxy {
             backend_limits(&system.spec.connector),
         );
         let extra = extra_attributes(&read_doc, &served);
-        Ok(Proxy {
+        Ok(View {
             read: parse(&read_doc, "read")?,
             write: parse(&write_doc, "write")?,
+            pushable: pushable(&read_doc),
             served,
             extra,
             system,
             plugin,
             call,
             runtime: state.plugins.runtime().clone(),
-            base,
+            index_cursors: std::sync::atomic::AtomicU8::new(0),
         })
     }
+}
 
+impl Proxy {
     /// Whether this proxy serves a kind.
     pub fn serves(&self, kind: EntityKind) -> bool {
         self.served.kinds.contains(&kind)
@@ -363,15 +471,20 @@ impl Proxy {
     /// A list request on one kind: filter, sort, page, project.
     pub async fn list(&self, kind: EntityKind, q: &ListQuery) -> Result<Value, ScimError> {
         q.projection.validate(&self.served, &[kind], &self.extra)?;
-        let mut found = match q.filter.as_ref().and_then(|f| self.shortcut(f)) {
+        let mut found = match q.filter.as_ref().and_then(|f| self.shortcut(kind, f)) {
             // `id eq "x"`: one get instead of a full read.
             Some(Shortcut::Id(id)) => match self.get(kind, &id).await {
                 Ok(r) => vec![r],
                 Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => vec![],
                 Err(e) => return Err(e),
             },
-            Some(Shortcut::Prefilter(text)) => self.read_all(kind, Some(text)).await?,
-            None => self.read_all(kind, None).await?,
+            Some(Shortcut::Prefilter(text)) => self.read_filtered(kind, text).await?,
+            None => {
+                if let Some(page) = self.backend_page(kind, q).await? {
+                    return Ok(page);
+                }
+                self.read_all(kind, None).await?
+            }
         };
         let rules = self.rules(kind);
         if let Some(f) = &q.filter {
@@ -381,6 +494,89 @@ impl Proxy {
             query::sort(&mut found, by, q.descending, &rules);
         }
         Ok(self.page(found, q, |r| (r, kind)))
+    }
+
+    /// A full read narrowed by a native filter; when the backend refuses the filter (400, unsupported),
+    /// the whole read without it (the host filters anyway).
+    async fn read_filtered(&self, kind: EntityKind, native: String) -> Result<Vec<Value>, ScimError> {
+        match self.read_all(kind, Some(native.clone())).await {
+            Err(e)
+                if e.status == axum::http::StatusCode::BAD_REQUEST
+                    || e.status == axum::http::StatusCode::NOT_IMPLEMENTED =>
+            {
+                tracing::debug!(system = %self.system.id, filter = %native, error = %e, "the backend refused a pushed-down filter; reading everything");
+                self.read_all(kind, None).await
+            }
+            other => other,
+        }
+    }
+
+    /// A list without filter or sort is one window of the backend's own order: asked of the backend page by
+    /// page instead of reading everything, when the backend reports its total and the read transformation
+    /// keeps every entity. `None` when that does not hold (the caller reads everything).
+    async fn backend_page(&self, kind: EntityKind, q: &ListQuery) -> Result<Option<Value>, ScimError> {
+        use std::sync::atomic::Ordering;
+        if q.filter.is_some() || q.sort_by.is_some() || q.count == 0 {
+            return Ok(None);
+        }
+        let start = q.start_index.max(1);
+        let mut request = PageRequest::first(kind, q.count.min(u64::from(READ_PAGE)) as u32);
+        if start > 1 {
+            if self.index_cursors.load(Ordering::Relaxed) != 1 {
+                return Ok(None);
+            }
+            request.cursor = Some(start.to_string());
+        }
+        let mut resources = Vec::new();
+        let mut total = None;
+        let mut first = true;
+        while (resources.len() as u64) < q.count {
+            request.page_size = (q.count - resources.len() as u64).min(u64::from(READ_PAGE)) as u32;
+            let page = self
+                .runtime
+                .read(&self.plugin, &self.call, &request)
+                .await
+                .map_err(ScimError::from_call)?;
+            if first {
+                first = false;
+                let Some(t) = page.total else { return Ok(None) };
+                total = Some(t);
+                if request.cursor.is_none() && !page.entities.is_empty() {
+                    // A connector that pages by start index answers the first page of n with cursor n + 1.
+                    let expected = (page.entities.len() + 1).to_string();
+                    let index = match &page.next_cursor {
+                        Some(c) => c.trim() == expected,
+                        None => false,
+                    };
+                    if page.next_cursor.is_some() {
+                        self.index_cursors.store(if index { 1 } else { 2 }, Ordering::Relaxed);
+                    }
+                }
+            }
+            for native in &page.entities {
+                match self.to_scim(kind, native) {
+                    Ok(Some(r)) if (resources.len() as u64) < q.count => resources.push(r),
+                    Ok(Some(_)) => {}
+                    // Skipped or failed entities shift the window: only a full read pages correctly then.
+                    _ => return Ok(None),
+                }
+            }
+            match page.next_cursor {
+                Some(c) if !page.entities.is_empty() => request.cursor = Some(c),
+                _ => break,
+            }
+        }
+        let Some(total) = total else { return Ok(None) };
+        for r in &mut resources {
+            q.projection.apply(r, &self.served, kind);
+        }
+        Ok(Some(json!({
+            "schemas": [LIST_RESPONSE],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        })))
     }
 
     /// `POST /.search` at the root: users and groups together.
@@ -440,21 +636,45 @@ impl Proxy {
         })
     }
 
-    /// A filter the backend can narrow soundly: `id eq` becomes a get; `userName eq`/`displayName eq`/
-    /// `externalId eq` go to the connector when the read transformation carries the attribute unchanged
-    /// (a pass-through or a `$.x` → `$.x` mapping). The host evaluates the full filter on the result anyway,
-    /// so the pushdown only has to be a superset.
-    fn shortcut(&self, f: &Filter) -> Option<Shortcut> {
-        let Filter::Compare(path, filter::CompareOp::Eq, Value::String(v)) = f else {
-            return None;
+    /// A filter the backend can narrow soundly: `id eq` becomes a get; an `eq` on an attribute the read
+    /// transformation carries unchanged (`userName`, `displayName`, `externalId`, `emails.value`; see
+    /// [`pushable`]) goes to the connector as a native filter — alone or as one side of an `and`. The host
+    /// evaluates the full filter on the result anyway, so the pushdown only has to be a superset.
+    fn shortcut(&self, kind: EntityKind, f: &Filter) -> Option<Shortcut> {
+        match f {
+            Filter::And(a, b) => {
+                let (a, b) = (self.shortcut(kind, a), self.shortcut(kind, b));
+                match (a, b) {
+                    (Some(Shortcut::Id(id)), _) | (_, Some(Shortcut::Id(id))) => Some(Shortcut::Id(id)),
+                    (Some(p), _) | (_, Some(p)) => Some(p),
+                    _ => None,
+                }
+            }
+            Filter::Compare(path, filter::CompareOp::Eq, Value::String(v)) => {
+                if path.urn.is_some() {
+                    return None;
+                }
+                if path.name == "id" && path.sub.is_none() && path.index.is_none() {
+                    return Some(Shortcut::Id(v.clone()));
+                }
+                self.native_eq(kind, path, v).map(Shortcut::Prefilter)
+            }
+            _ => None,
+        }
+    }
+
+    /// `attr eq "v"` in the backend's filter language, when `path` is pushable for this kind.
+    fn native_eq(&self, kind: EntityKind, path: &filter::AttrPath, value: &str) -> Option<String> {
+        let name = match &path.sub {
+            Some(sub) => format!("{}.{sub}", path.name),
+            None if path.index.is_none() => path.name.clone(),
+            None => return None,
         };
-        if path.urn.is_some() || path.sub.is_some() || path.index.is_some() {
-            return None;
-        }
-        if path.name == "id" {
-            return Some(Shortcut::Id(v.clone()));
-        }
-        None
+        let (_, attr) = self
+            .pushable
+            .iter()
+            .find(|(k, a)| *k == kind && a.eq_ignore_ascii_case(&name))?;
+        Some(format!("{attr} eq {}", Value::String(value.to_string())))
     }
 
     fn write_context(&self, op: TransformOp, id: Option<&str>) -> Context<'_> {
@@ -644,7 +864,16 @@ impl Proxy {
         let Some(wanted) = get_ci(body, name).and_then(Value::as_str) else {
             return Ok(());
         };
-        let all = self.read_all(kind, None).await?;
+        let path = filter::AttrPath {
+            urn: None,
+            name: name.to_string(),
+            sub: None,
+            index: None,
+        };
+        let all = match self.native_eq(kind, &path, wanted) {
+            Some(native) => self.read_filtered(kind, native).await?,
+            None => self.read_all(kind, None).await?,
+        };
         let taken = all.iter().any(|r| {
             get_ci(r, name)
                 .and_then(Value::as_str)
@@ -663,8 +892,62 @@ impl Proxy {
 
 enum Shortcut {
     Id(String),
-    #[allow(dead_code)]
     Prefilter(String),
+}
+
+/// Attributes whose `eq` filters may go to the backend: those the read transformation carries unchanged.
+/// Every mapping whose target overlaps the attribute must copy the same path (no functions, default,
+/// variable or element filter), so that a native `attr eq "v"` selects a superset of what the host's
+/// filter keeps (the backend must compare at least as loosely as SCIM: case-insensitively for `userName`).
+fn pushable(read: &Value) -> Vec<(EntityKind, &'static str)> {
+    const CANDIDATES: [(EntityKind, &str); 6] = [
+        (EntityKind::User, "userName"),
+        (EntityKind::User, "externalId"),
+        (EntityKind::User, "emails.value"),
+        (EntityKind::User, "displayName"),
+        (EntityKind::Group, "displayName"),
+        (EntityKind::Group, "externalId"),
+    ];
+    CANDIDATES
+        .into_iter()
+        .filter(|(kind, attr)| carried_unchanged(read, *kind, attr))
+        .collect()
+}
+
+fn carried_unchanged(read: &Value, kind: EntityKind, attr: &str) -> bool {
+    let Some(mappings) = read
+        .get(kind.as_str())
+        .and_then(|e| e.get("mappings"))
+        .and_then(Value::as_array)
+    else {
+        return false;
+    };
+    let wanted: Vec<String> = attr.split('.').map(str::to_ascii_lowercase).collect();
+    let lower = |p: &str| -> Vec<String> { schema::segments(p).iter().map(|s| s.to_ascii_lowercase()).collect() };
+    let mut carried = false;
+    for m in mappings {
+        let Some(target) = m.get("targetPath").and_then(Value::as_str) else {
+            continue;
+        };
+        let t = lower(target);
+        let overlaps = t.iter().zip(&wanted).all(|(a, b)| a == b);
+        if !overlaps {
+            continue;
+        }
+        let plain_copy = m
+            .get("sourcePath")
+            .and_then(Value::as_str)
+            .is_some_and(|source| !source.contains('[') && !target.contains('[') && lower(source) == t)
+            && m.get("functions").and_then(Value::as_array).is_none_or(Vec::is_empty)
+            && m.get("defaultValue").is_none()
+            && m.get("sourceVariable").is_none()
+            && m.get("constant").is_none();
+        if !plain_copy {
+            return false;
+        }
+        carried = true;
+    }
+    carried
 }
 
 fn unique_attribute(kind: EntityKind) -> &'static str {

@@ -46,7 +46,7 @@ pub fn type_name(kind: EntityKind) -> (&'static str, &'static str) {
 
 /// Lower-case path segments a transformation mapping names (`$.name.givenName` → `name`, `givenname`;
 /// `$['urn:…:User']['manager']` → the URN, `manager`); indexes and filters are dropped. `$` is empty.
-fn segments(path: &str) -> Vec<String> {
+pub(crate) fn segments(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let rest = path.trim();
     let Some(mut rest) = rest.strip_prefix('$') else {
@@ -183,6 +183,7 @@ impl Served {
                 if *urn == ENTERPRISE {
                     ext.push((kind, ENTERPRISE.to_string()));
                 } else {
+                    declare_external_id(&mut trimmed, &readable, &writable);
                     // What the read transformation adds beyond the standard (`origin`, `zoneId`, SAP
                     // extensions) is declared too, so strict clients accept the resources.
                     synthesize(&mut trimmed, kind, &readable, &writable, &mut schemas, &mut ext, always);
@@ -439,6 +440,28 @@ fn synthesize(
         schemas.push(json!({"id": urn, "name": urn.rsplit(':').next().unwrap_or("Extension"),
             "description": "Extension carried by this proxy system's read transformation.", "attributes": attributes}));
         ext.push((kind, urn));
+    }
+}
+
+/// `externalId` is common to every resource (RFC 7643 §3.1) and no standard schema lists it, so clients assume
+/// it is `readWrite`. When the proxy's transformations do not carry it both ways (UAA groups have none), the
+/// core schema declares it with what holds here: `readOnly`, and `returned: never` when it is not read either.
+fn declare_external_id(core: &mut Value, readable: &Option<Vec<Vec<String>>>, writable: &Option<Vec<Vec<String>>>) {
+    let (read, write) = (covers(readable, &["externalId"]), covers(writable, &["externalId"]));
+    if read && write {
+        return;
+    }
+    let description = if read {
+        "Set by the backend; this proxy system cannot write it."
+    } else {
+        "This proxy system's backend does not keep it: it is never returned and cannot be set."
+    };
+    if let Some(attrs) = core["attributes"].as_array_mut() {
+        attrs.push(json!({
+            "name": "externalId", "type": "string", "multiValued": false, "description": description,
+            "required": false, "caseExact": true, "mutability": "readOnly",
+            "returned": if read { "default" } else { "never" }, "uniqueness": "none"
+        }));
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     secrets: SecretBox,
     path: Option<std::path::PathBuf>,
+    /// Bumped on every change to a system or its transformation, so views cached from them (the proxy's)
+    /// know they are stale.
+    systems_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -71,6 +74,7 @@ impl Store {
         })
     }
 
+            systems_generation: Arc::default(),
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
         self.conn.lock().unwrap_or_else(|e| e.into_inner())

@@ -86,6 +86,16 @@ impl System {
 }
 
 impl Store {
+    /// Changes with every write of a system or its transformation (create, replace, delete).
+    pub fn systems_generation(&self) -> u64 {
+        self.systems_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_systems(&self) {
+        self.systems_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Stores a new system and returns it.
     pub fn create_system(&self, spec: SystemSpec) -> Result<System, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
@@ -121,6 +131,7 @@ impl Store {
         }
         tx.commit()?;
         drop(conn);
+        self.bump_systems();
         self.get_system(&id)?
             .ok_or_else(|| StoreError::NotFound(format!("system {id} vanished")))
     }
@@ -166,6 +177,7 @@ impl Store {
         }
         tx.commit()?;
         drop(conn);
+        self.bump_systems();
         self.get_system(id)?
             .ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))
     }
@@ -173,6 +185,7 @@ impl Store {
     /// Deletes a system and its transformation versions.
     pub fn delete_system(&self, id: &str) -> Result<(), StoreError> {
         let n = self.conn().execute("DELETE FROM systems WHERE id = ?1", params![id])?;
+        self.bump_systems();
         if n == 0 {
             return Err(StoreError::NotFound(format!("no system with id {id}")));
         }

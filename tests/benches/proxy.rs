@@ -1,0 +1,321 @@
+//! Proxy figures: a proxy system (xsuaa connector) in front of a UAA simulator, compared with calling the
+//! simulator directly in the same run.
+//!
+//! 1. Latency, one request at a time (`BENCH_REQUESTS`, default 2,000 per case, after a warm-up): p50 and p99
+//!    of `GET /Users/{id}` and of a 100-user list page (`GET /Users?startIndex=…&count=100`), directly against
+//!    the simulator (its bearer token) and through the proxy (HTTP Basic, and a bearer token from
+//!    `POST /oauth2/token`).
+//! 2. Throughput of `GET /Users/{id}` with `BENCH_CONCURRENCY` requests in flight (default 64) for
+//!    `BENCH_SECONDS` (default 5) per case: requests/s, direct and through the proxy.
+//!
+//! The service runs on 2 worker threads as `provisio serve` does on this machine; the simulator and the load
+//! generator run in this process on runtimes of their own (the three share the machine's 2 cores).
+//! `BENCH_USERS` users are seeded (default 1,000).
+//!
+//! Run: `cargo bench -p provisio-tests --bench proxy`. Prints PASS/FAIL per target and exits 0.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use provisio::server::Settings;
+use provisio::store::principals::{Permission, PrincipalKind};
+use provisio_tests::sim::uaa;
+use serde_json::{Value, json};
+
+const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+const CLIENT: (&str, &str) = ("idm-client", "idm-client-secret-1");
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // The simulator on runtime threads of its own, so that the service's 2 workers are the service's.
+    let users = env_or("BENCH_USERS", 1000) as usize;
+    let (sim_tx, sim_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("simulator runtime");
+        rt.block_on(async move {
+            let sim = uaa::spawn(uaa::Options {
+                users,
+                ..uaa::Options::default()
+            })
+            .await
+            .expect("uaa simulator");
+            let _ = sim_tx.send((
+                sim.base_url.clone(),
+                sim.token_url.clone().expect("token url"),
+                sim.options().client_id.clone(),
+                sim.options().client_secret.clone(),
+                sim.users()
+                    .iter()
+                    .filter_map(|u| u["id"].as_str().map(String::from))
+                    .collect::<Vec<_>>(),
+            ));
+            std::future::pending::<()>().await;
+        });
+    });
+    let sim = sim_rx.recv().expect("simulator started");
+
+    let service_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("service runtime");
+    let data = tempfile::tempdir().expect("data dir");
+    let url = service_rt.block_on(async {
+        let state = provisio::server::boot(data.path(), Settings::default())
+            .await
+            .expect("boot");
+        state
+            .store
+            .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .expect("admin");
+        state
+            .store
+            .create_principal(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
+            .expect("client");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = provisio::api::router(state);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        url
+    });
+
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    client_rt.block_on(run(url, sim));
+    drop(service_rt);
+}
+
+type Sim = (String, String, String, String, Vec<String>);
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[derive(Clone)]
+enum Auth {
+    Bearer(String),
+    Basic,
+}
+
+impl Auth {
+    fn apply(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Auth::Bearer(t) => r.bearer_auth(t),
+            Auth::Basic => r.basic_auth(CLIENT.0, Some(CLIENT.1)),
+        }
+    }
+}
+
+/// One GET; panics unless it answers 200 (a benchmark of errors measures nothing).
+async fn get(http: &reqwest::Client, auth: &Auth, url: &str) -> usize {
+    let response = auth.apply(http.get(url)).send().await.expect("request");
+    let status = response.status();
+    let body = response.bytes().await.expect("body");
+    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+    body.len()
+}
+
+/// p50 and p99 in microseconds of `n` sequential GETs of the URLs `make(i)` builds.
+async fn latency(http: &reqwest::Client, auth: &Auth, n: u64, make: impl Fn(u64) -> String) -> (f64, f64) {
+    for i in 0..50 {
+        get(http, auth, &make(i)).await;
+    }
+    let mut us = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let url = make(i);
+        let t = Instant::now();
+        get(http, auth, &url).await;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    us.sort_by(f64::total_cmp);
+    (percentile(&us, 0.5), percentile(&us, 0.99))
+}
+
+/// Requests/s of GETs with `concurrency` in flight for `seconds`.
+async fn throughput(
+    http: &reqwest::Client,
+    auth: &Auth,
+    concurrency: u64,
+    seconds: u64,
+    make: Arc<dyn Fn(u64) -> String + Send + Sync>,
+) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (http, auth, make) = (http.clone(), auth.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            let mut i = w * 7919;
+            while Instant::now() < deadline {
+                get(&http, &auth, &make(i)).await;
+                done += 1;
+                i += 1;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("worker");
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn run(url: String, sim: Sim) {
+    let (sim_url, token_url, client_id, client_secret, ids) = sim;
+    let ids = Arc::new(ids);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("http client");
+    let system: Value = http
+        .post(format!("{url}/api/v1/systems"))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .json(&json!({"name": "UAA proxy", "type": "xsuaa", "role": "proxy",
+            "properties": {"URL": sim_url, "OAuth2TokenServiceURL": token_url, "User": client_id,
+                "Password": client_secret, "provisio.rate.limit": "1000000"}}))
+        .send()
+        .await
+        .expect("create system")
+        .json()
+        .await
+        .expect("system json");
+    let system = system["id"].as_str().expect("system id").to_string();
+    let direct_token: Value = http
+        .post(&token_url)
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("simulator token")
+        .json()
+        .await
+        .expect("token json");
+    let direct = Auth::Bearer(direct_token["access_token"].as_str().expect("token").to_string());
+    let proxy_token: Value = http
+        .post(format!("{url}/oauth2/token"))
+        .basic_auth(CLIENT.0, Some(CLIENT.1))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("proxy token")
+        .json()
+        .await
+        .expect("token json");
+    let bearer = Auth::Bearer(proxy_token["access_token"].as_str().expect("token").to_string());
+    let proxy_base = format!("{url}/ipsproxy/api/v1/scim/{system}");
+
+    let n = env_or("BENCH_REQUESTS", 2000);
+    let users = ids.len() as u64;
+    let pages = (users / 100).max(1);
+    let by_id = |base: String| {
+        let ids = ids.clone();
+        move |i: u64| {
+            format!(
+                "{base}/Users/{}",
+                ids[(i.wrapping_mul(7919) % ids.len() as u64) as usize]
+            )
+        }
+    };
+    let page = |base: String| move |i: u64| format!("{base}/Users?startIndex={}&count=100", (i % pages) * 100 + 1);
+
+    // A proxy page carries what the simulator's does (100 users, totalResults).
+    let sample: Value = Auth::Basic
+        .apply(http.get(format!("{proxy_base}/Users?startIndex=1&count=100")))
+        .send()
+        .await
+        .expect("page")
+        .json()
+        .await
+        .expect("page json");
+    assert_eq!(
+        sample["Resources"].as_array().map(Vec::len),
+        Some(100.min(users as usize))
+    );
+    assert_eq!(sample["totalResults"], json!(users));
+
+    let d_get = latency(&http, &direct, n, by_id(sim_url.clone())).await;
+    let p_get = latency(&http, &Auth::Basic, n, by_id(proxy_base.clone())).await;
+    let b_get = latency(&http, &bearer, n, by_id(proxy_base.clone())).await;
+    let d_list = latency(&http, &direct, n / 4, page(sim_url.clone())).await;
+    let p_list = latency(&http, &Auth::Basic, n / 4, page(proxy_base.clone())).await;
+    let b_list = latency(&http, &bearer, n / 4, page(proxy_base.clone())).await;
+
+    let concurrency = env_or("BENCH_CONCURRENCY", 64);
+    let seconds = env_or("BENCH_SECONDS", 5);
+    let d_rate = throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(sim_url.clone()))).await;
+    let p_rate = throughput(
+        &http,
+        &Auth::Basic,
+        concurrency,
+        seconds,
+        Arc::new(by_id(proxy_base.clone())),
+    )
+    .await;
+    let b_rate = throughput(
+        &http,
+        &bearer,
+        concurrency,
+        seconds,
+        Arc::new(by_id(proxy_base.clone())),
+    )
+    .await;
+
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    let ratio = |p: (f64, f64), d: (f64, f64)| p.0 / d.0;
+    println!(
+        "\nProxy figures (service on 2 worker threads; UAA simulator with {users} users and the load generator in the same process)"
+    );
+    println!("| what | direct to the simulator | through the proxy, Basic | through the proxy, bearer | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| `GET /Users/{{id}}`, one at a time, p50 / p99 | {:.0} / {:.0} µs | {:.0} / {:.0} µs ({:.2}×) | {:.0} / {:.0} µs ({:.2}×) | p50 ≤ 1.5× direct: Basic {}, bearer {} |",
+        d_get.0,
+        d_get.1,
+        p_get.0,
+        p_get.1,
+        ratio(p_get, d_get),
+        b_get.0,
+        b_get.1,
+        ratio(b_get, d_get),
+        verdict(ratio(p_get, d_get) <= 1.5),
+        verdict(ratio(b_get, d_get) <= 1.5)
+    );
+    println!(
+        "| 100-user page `GET /Users?startIndex=…&count=100`, one at a time, p50 / p99 | {:.0} / {:.0} µs | {:.0} / {:.0} µs ({:.2}×) | {:.0} / {:.0} µs ({:.2}×) | p50 ≤ 1.5× direct: Basic {}, bearer {} |",
+        d_list.0,
+        d_list.1,
+        p_list.0,
+        p_list.1,
+        ratio(p_list, d_list),
+        b_list.0,
+        b_list.1,
+        ratio(b_list, d_list),
+        verdict(ratio(p_list, d_list) <= 1.5),
+        verdict(ratio(b_list, d_list) <= 1.5)
+    );
+    println!(
+        "| `GET /Users/{{id}}`, {concurrency} in flight for {seconds} s | {d_rate:.0}/s | {p_rate:.0}/s | {b_rate:.0}/s | ≥ 5,000/s: Basic {}, bearer {} |",
+        verdict(p_rate >= 5000.0),
+        verdict(b_rate >= 5000.0)
+    );
+}
