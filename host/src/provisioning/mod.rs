@@ -27,6 +27,7 @@ use self::settings::{SourceSettings, TargetSettings, TraceSettings};
 use self::target::TargetContext;
 use crate::connector::EntityKind;
 use crate::plugins::Plugins;
+use crate::runtime::LoadedPlugin;
 use crate::store::jobs::{JobRecord, JobStatus};
 use crate::store::links::{LinkChange, LinkScope};
 use crate::store::systems::{Role, System};
@@ -307,6 +308,14 @@ impl Provisioning {
             runs.push(TargetRun::new(ctx));
         }
         Ok((reader, runs))
+    }
+
+    /// Whether `plugin` is still the one `system` resolves to (an upgrade or a pin swaps it).
+    pub(crate) fn plugin_is_current(&self, system: &System, plugin: &Arc<LoadedPlugin>) -> bool {
+        self.inner
+            .systems
+            .plugin_for(system)
+            .is_ok_and(|current| Arc::ptr_eq(&current, plugin))
     }
 
     /// The source side of a run.

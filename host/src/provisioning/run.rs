@@ -114,8 +114,10 @@ fn scalar(v: &Value) -> Option<String> {
 
 /// One target during a run, with its links in memory.
 pub struct TargetRun {
-    /// The target.
-    pub ctx: TargetContext,
+    /// The target (shared with the write tasks).
+    pub ctx: Arc<TargetContext>,
+    /// Bounds the writes in flight to it (`provisio.job.concurrency`), across pages.
+    permits: Arc<tokio::sync::Semaphore>,
     users: HashMap<String, Link>,
     groups: HashMap<String, Link>,
 }
@@ -124,7 +126,8 @@ impl TargetRun {
     /// Wraps a target context.
     pub fn new(ctx: TargetContext) -> Self {
         TargetRun {
-            ctx,
+            permits: Arc::new(tokio::sync::Semaphore::new(ctx.settings.concurrency.max(1))),
+            ctx: Arc::new(ctx),
             users: HashMap::new(),
             groups: HashMap::new(),
         }
@@ -161,8 +164,8 @@ pub struct JobRun {
     pub store: Store,
     /// What was asked for.
     pub options: JobOptions,
-    /// The source.
-    pub reader: SourceReader,
+    /// The source (shared with the task that reads the next page).
+    pub reader: Arc<SourceReader>,
     /// The targets.
     pub targets: Vec<TargetRun>,
     /// Set by Stop; checked at entity boundaries.
@@ -197,7 +200,7 @@ impl JobRun {
             id,
             store,
             options,
-            reader,
+            reader: Arc::new(reader),
             targets,
             stop,
             counts: BTreeMap::new(),
@@ -428,6 +431,11 @@ impl JobRun {
     }
 
     /// Reads every page of a kind and provisions it. Returns whether the read was complete.
+    ///
+    /// Three things overlap: the next page is read on a task of its own, the current page is transformed
+    /// and planned on this task, and the previous page's writes run on tasks of their own (a window of
+    /// `provisio.job.concurrency` per target that spans pages). A page's results are recorded once its
+    /// writes are done.
     async fn read_kind(&mut self, kind: EntityKind, since: Option<String>) -> Result<bool, StoreError> {
         let mut request = PageRequest {
             delta_since: since,
@@ -446,12 +454,17 @@ impl JobRun {
             self.delta.insert(kind, false);
             result = self.reader.read(&request).await;
         }
+        let mut result = result.map_err(|e| e.to_string());
         let mut pages = 0u64;
         let mut seen_cursors = HashSet::new();
+        let mut in_flight: Option<PageInFlight> = None;
         loop {
             let page = match result {
                 Ok(page) => page,
                 Err(e) => {
+                    if let Some(previous) = in_flight.take() {
+                        self.finish_page(previous).await?;
+                    }
                     self.read_failed = true;
                     self.any_failed = true;
                     self.outcome.push(format!(
@@ -462,7 +475,7 @@ impl JobRun {
                         entity_type: kind.as_str().into(),
                         operation: "read".into(),
                         outcome: "failed".into(),
-                        reason: Some(e.to_string()),
+                        reason: Some(e),
                         ..Default::default()
                     }])?;
                     self.flush(true)?;
@@ -474,37 +487,49 @@ impl JobRun {
                 self.progress = json!({"phase": format!("{}s", kind.as_str()), "total": total,
                     "read": self.source_counts.get(&kind).map(|c| c.read).unwrap_or(0)});
             }
-            let next = page.next_cursor.clone().filter(|c| seen_cursors.insert(c.clone()));
-            let next_request = next.map(|cursor| PageRequest {
-                cursor: Some(cursor),
-                ..request.clone()
-            });
-            let (next_result, processed) = {
-                let parts = RunParts {
-                    reader: &self.reader,
-                    targets: &mut self.targets,
-                    store: &self.store,
-                    options: &self.options,
-                    stop: &self.stop,
-                };
-                let reader = &self.reader;
-                let read_next = async {
-                    match &next_request {
-                        Some(r) => Some(reader.read(r).await),
-                        None => None,
-                    }
-                };
-                tokio::join!(read_next, Self::provision_page(parts, kind, page.entities))
-            };
-            let (counts_src, results, log) = processed?;
-            self.merge(kind, counts_src, results, log)?;
-            self.flush(false)?;
-            if self.stopped() {
-                return Ok(false);
+            let next_read = page
+                .next_cursor
+                .clone()
+                .filter(|c| seen_cursors.insert(c.clone()))
+                .map(|cursor| {
+                    let next = PageRequest {
+                        cursor: Some(cursor),
+                        ..request.clone()
+                    };
+                    let reader = self.reader.clone();
+                    tokio::spawn(async move { reader.read(&next).await })
+                });
+            let (source, items, log) = self.transform_page(kind, &page.entities);
+            drop(page);
+            // Plans see the links of finished pages only: a page that names an entity still being written,
+            // and every group page (members may be groups of the page before), waits for the page before.
+            let overlaps = in_flight
+                .as_ref()
+                .is_some_and(|p| kind == EntityKind::Group || items.iter().any(|(id, _)| p.ids.contains(id)));
+            if overlaps && let Some(previous) = in_flight.take() {
+                self.finish_page(previous).await?;
             }
-            match next_result {
+            let planned = self.plan_page(kind, source, items, log)?;
+            if let Some(previous) = in_flight.replace(planned) {
+                self.finish_page(previous).await?;
+            }
+            self.flush(false)?;
+            let next = match next_read {
+                Some(read) if !self.stopped() => Some(match read.await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the page read ended abnormally: {e}")),
+                }),
+                _ => None,
+            };
+            match next {
                 Some(r) => result = r,
-                None => return Ok(true),
+                None => {
+                    if let Some(last) = in_flight.take() {
+                        self.finish_page(last).await?;
+                    }
+                    self.flush(false)?;
+                    return Ok(!self.stopped());
+                }
             }
         }
     }
@@ -545,18 +570,18 @@ impl JobRun {
         Ok(())
     }
 
-    /// Transforms a page on the source side and writes it to every target.
-    async fn provision_page(
-        parts: RunParts<'_>,
+    /// Applies the source's read transformation to a page.
+    fn transform_page(
+        &self,
         kind: EntityKind,
-        entities: Vec<Value>,
-    ) -> Result<(SourcePageResult, Vec<(String, PageResult)>, Vec<EntityLogEntry>), StoreError> {
+        entities: &[Value],
+    ) -> (SourcePageResult, Vec<(String, Value)>, Vec<EntityLogEntry>) {
         let mut source = SourcePageResult::default();
         let mut log = Vec::new();
         let mut items = Vec::with_capacity(entities.len());
-        for native in &entities {
+        for native in entities {
             source.read += 1;
-            match parts.reader.transform(kind, native) {
+            match self.reader.transform(kind, native) {
                 Ok((id, intermediate)) => {
                     source.ids.push(id.clone());
                     items.push((id, intermediate));
@@ -580,15 +605,53 @@ impl JobRun {
                 }
             }
         }
-        let source_id = parts.reader.system.id.as_str();
-        let futures = parts
-            .targets
-            .iter_mut()
-            .filter(|t| t.ctx.handles(kind))
-            .map(|t| provision_target(parts.store, parts.options, parts.stop, source_id, t, kind, &items));
-        let results = futures::future::join_all(futures).await;
-        let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        Ok((source, results, log))
+        (source, items, log)
+    }
+
+    /// Plans a transformed page for every target and starts its writes.
+    fn plan_page(
+        &mut self,
+        kind: EntityKind,
+        source: SourcePageResult,
+        items: Vec<(String, Value)>,
+        log: Vec<EntityLogEntry>,
+    ) -> Result<PageInFlight, StoreError> {
+        let items = Arc::new(items);
+        let mut targets = Vec::new();
+        for t in self.targets.iter().filter(|t| t.ctx.handles(kind)) {
+            targets.push(plan_target(
+                &self.store,
+                &self.options,
+                &self.stop,
+                &self.reader.system.id,
+                t,
+                kind,
+                &items,
+            )?);
+        }
+        Ok(PageInFlight {
+            kind,
+            ids: source.ids.iter().cloned().collect(),
+            source,
+            log,
+            targets,
+        })
+    }
+
+    /// Waits for a page's writes, records them in the links, and adds its counts and log lines to the run.
+    async fn finish_page(&mut self, page: PageInFlight) -> Result<(), StoreError> {
+        let mut results = Vec::with_capacity(page.targets.len());
+        for planned in page.targets {
+            let Some(t) = self
+                .targets
+                .iter_mut()
+                .find(|t| t.ctx.system.id == planned.scope.target)
+            else {
+                continue;
+            };
+            results.push(finish_target(&self.store, self.options.simulate, t, planned).await?);
+        }
+        self.merge(page.kind, page.source, results, page.log)
     }
 
     /// Deletes, within the safety rules, the linked entities of a kind that the source no longer has.
@@ -819,14 +882,30 @@ struct SourcePageResult {
     ids: Vec<String>,
 }
 
-/// The parts of a run a page needs while the next page is read (disjoint from the reader's borrow).
-struct RunParts<'a> {
-    reader: &'a SourceReader,
-    targets: &'a mut Vec<TargetRun>,
-    store: &'a Store,
-    options: &'a JobOptions,
-    stop: &'a AtomicBool,
+/// A page on its way: planned for every target, writes running.
+struct PageInFlight {
+    kind: EntityKind,
+    /// The source ids of the page (a later page naming one of them waits for this one).
+    ids: HashSet<String>,
+    source: SourcePageResult,
+    log: Vec<EntityLogEntry>,
+    targets: Vec<TargetPage>,
 }
+
+/// One page planned for one target.
+struct TargetPage {
+    scope: LinkScope,
+    items: Arc<Vec<(String, Value)>>,
+    /// Plans with nothing to send (unchanged, skipped, failed, or everything when simulating).
+    kept: Vec<(usize, Planned)>,
+    /// Old contents of updated entities, for the diff.
+    olds: HashMap<usize, Value>,
+    /// The writes, each on a task of its own.
+    writes: Vec<tokio::task::JoinHandle<WriteDone>>,
+}
+
+/// A finished write: the plan's index and the plan back, how it ended, failed group assignments.
+type WriteDone = (usize, Planned, Option<Written>, Vec<String>);
 
 /// Records a written entity in the in-memory links and in the batch for the link store.
 fn link_written(
@@ -856,19 +935,18 @@ fn link_written(
     });
 }
 
-/// Plans a page for one target, records create intents, executes the writes concurrently and records the
-/// results in the link store.
-async fn provision_target(
+/// Plans a page for one target, records create intents (durably, before any create is sent), and starts
+/// the writes on tasks of their own; the target's permits bound how many run at once.
+fn plan_target(
     store: &Store,
     options: &JobOptions,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     source_id: &str,
-    t: &mut TargetRun,
+    t: &TargetRun,
     kind: EntityKind,
-    items: &[(String, Value)],
-) -> Result<(String, PageResult), StoreError> {
+    items: &Arc<Vec<(String, Value)>>,
+) -> Result<TargetPage, StoreError> {
     let rewrite = options.job_type == JobType::Resync;
-    let simulate = options.simulate;
     let scope = LinkScope {
         source: source_id.to_string(),
         target: t.ctx.system.id.clone(),
@@ -885,16 +963,24 @@ async fn provision_target(
             .map(|(id, entity)| t.ctx.plan(kind, id, entity, links.get(id), &resolver, rewrite))
             .collect()
     };
-    let trace = t.ctx.trace;
-    let mut result = PageResult::default();
-    // Old contents, for the diff of updates.
-    let mut olds: HashMap<usize, Value> = HashMap::new();
+    let mut olds = HashMap::new();
     for (i, p) in plans.iter().enumerate() {
         if matches!(p.plan, Plan::Update { .. })
             && let Some(old) = store.link_content(&scope, &p.source_id)?
         {
             olds.insert(i, old);
         }
+    }
+    let mut page = TargetPage {
+        scope,
+        items: items.clone(),
+        kept: Vec::new(),
+        olds,
+        writes: Vec::new(),
+    };
+    if options.simulate {
+        page.kept = plans.into_iter().enumerate().collect();
+        return Ok(page);
     }
     let intents: Vec<LinkChange> = plans
         .iter()
@@ -903,68 +989,84 @@ async fn provision_target(
             source_entity: p.source_id.clone(),
         })
         .collect();
-    if !simulate {
-        store.apply_links(&scope, &intents)?;
+    store.apply_links(&page.scope, &intents)?;
+    for (i, p) in plans.into_iter().enumerate() {
+        if !matches!(p.plan, Plan::Create { .. } | Plan::Update { .. }) {
+            page.kept.push((i, p));
+            continue;
+        }
+        let ctx = t.ctx.clone();
+        let permits = t.permits.clone();
+        let stop = stop.clone();
+        page.writes.push(tokio::spawn(async move {
+            // The semaphore is never closed; without a permit the write is not sent (as after a stop).
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return (i, p, None, vec![]);
+            };
+            if stop.load(Ordering::SeqCst) {
+                return (i, p, None, vec![]);
+            }
+            let written = ctx.execute(kind, &p.plan).await;
+            let mut problems = vec![];
+            if kind == EntityKind::User
+                && let (
+                    Some(Written::Created { target_id, .. } | Written::Updated { target_id, .. }),
+                    Plan::Create { variables, .. } | Plan::Update { variables, .. },
+                ) = (&written, &p.plan)
+            {
+                problems = ctx.assignments(target_id, variables, "assignGroup").await;
+            }
+            (i, p, written, problems)
+        }));
     }
-    let ctx = &t.ctx;
-    let executed: Vec<(usize, Option<Written>, Vec<String>)> = if simulate {
-        vec![]
-    } else {
-        // Futures built up front (not in a stream closure): keeps the run future `Send`.
-        let writes: Vec<_> = plans
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| matches!(p.plan, Plan::Create { .. } | Plan::Update { .. }))
-            .map(|(i, p)| async move {
-                if stop.load(Ordering::SeqCst) {
-                    return (i, None, vec![]);
-                }
-                let written = ctx.execute(kind, &p.plan).await;
-                let mut problems = vec![];
-                if kind == EntityKind::User
-                    && let (
-                        Some(Written::Created { target_id, .. } | Written::Updated { target_id, .. }),
-                        Plan::Create { variables, .. } | Plan::Update { variables, .. },
-                    ) = (&written, &p.plan)
-                {
-                    problems = ctx.assignments(target_id, variables, "assignGroup").await;
-                }
-                (i, written, problems)
-            })
-            .collect();
-        futures::stream::iter(writes)
-            .buffer_unordered(ctx.settings.concurrency)
-            .collect()
-            .await
-    };
-    let mut by_index: HashMap<usize, (Option<Written>, Vec<String>)> =
-        executed.into_iter().map(|(i, w, p)| (i, (w, p))).collect();
-    // Created entities are compared next time by their update form.
-    let created_forms: HashMap<usize, Value> = {
-        let resolver = LinkResolver {
-            users: &t.users,
-            groups: &t.groups,
-        };
-        by_index
-            .iter()
-            .filter_map(|(i, (w, _))| match w {
-                Some(Written::Created { target_id, .. }) => {
-                    let (source_id, intermediate) = &items[*i];
-                    t.ctx
-                        .update_form(kind, source_id, intermediate, target_id, &resolver)
-                        .map(|form| (*i, form))
-                }
-                _ => None,
-            })
-            .collect()
-    };
+    Ok(page)
+}
+
+/// Waits for a target page's writes and records their outcomes: links (in memory and in the store),
+/// counts and log lines.
+async fn finish_target(
+    store: &Store,
+    simulate: bool,
+    t: &mut TargetRun,
+    page: TargetPage,
+) -> Result<(String, PageResult), StoreError> {
+    let kind = page.scope.kind;
+    let trace = t.ctx.trace;
+    let mut done: Vec<WriteDone> = Vec::with_capacity(page.writes.len() + page.kept.len());
+    for write in page.writes {
+        match write.await {
+            Ok(d) => done.push(d),
+            Err(e) => {
+                // A write task that panicked: its outcome is unknown, so the create intent stays and the
+                // next run looks the entity up before creating it.
+                tracing::error!(error = %e, "a write task ended abnormally");
+            }
+        }
+    }
+    done.extend(page.kept.into_iter().map(|(i, p)| (i, p, None, vec![])));
+    done.sort_by_key(|d| d.0);
+    let items = &page.items;
+    let olds = &page.olds;
+    let mut result = PageResult::default();
     let mut changes = Vec::new();
     let target_system = t.ctx.system.id.clone();
-    let links = match kind {
-        EntityKind::User => &mut t.users,
-        EntityKind::Group => &mut t.groups,
-    };
-    for (i, p) in plans.into_iter().enumerate() {
+    for (i, p, written, problems) in done {
+        // Created entities are compared next time by their update form.
+        let created_form = match &written {
+            Some(Written::Created { target_id, .. }) => {
+                let resolver = LinkResolver {
+                    users: &t.users,
+                    groups: &t.groups,
+                };
+                let (source_id, intermediate) = &items[i];
+                t.ctx.update_form(kind, source_id, intermediate, target_id, &resolver)
+            }
+            _ => None,
+        };
+        let links = match kind {
+            EntityKind::User => &mut t.users,
+            EntityKind::Group => &mut t.groups,
+        };
         let mut entry = EntityLogEntry {
             target_id: Some(target_system.clone()),
             entity_type: kind.as_str().into(),
@@ -1010,7 +1112,6 @@ async fn provision_target(
                 link.target_entity = Some(target_id);
             }
             Plan::Create { entity, .. } | Plan::Update { entity, .. } => {
-                let (written, problems) = by_index.remove(&i).unwrap_or((None, vec![]));
                 let content = entity.clone();
                 let digest = p.digest.clone().unwrap_or_default();
                 match written {
@@ -1028,8 +1129,8 @@ async fn provision_target(
                         existed_before,
                         recovered,
                     }) => {
-                        let (digest, content) = match created_forms.get(&i) {
-                            Some(form) => (super::target::digest(form), form.clone()),
+                        let (digest, content) = match created_form {
+                            Some(form) => (super::target::digest(&form), form),
                             None => (digest, content),
                         };
                         if existed_before {
@@ -1116,7 +1217,7 @@ async fn provision_target(
         result.log.push(entry);
     }
     if !simulate {
-        store.apply_links(&scope, &changes)?;
+        store.apply_links(&page.scope, &changes)?;
     }
     Ok((target_system, result))
 }

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::connector::EntityKind;
 use crate::provisioning::Provisioning;
 use crate::provisioning::retry::backoff;
+use crate::provisioning::run::SourceReader;
 use crate::provisioning::target::{DeleteOutcome, Plan, TargetContext, Written};
 use crate::store::Store;
 use crate::store::links::{LinkChange, LinkScope};
@@ -51,6 +52,7 @@ struct Inner {
     wake: Notify,
     in_flight: Mutex<HashSet<(String, String, String)>>,
     retry_base: Duration,
+    prepared: Mutex<std::collections::HashMap<String, Arc<Prepared>>>,
 }
 
 /// Why an event was not accepted.
@@ -80,6 +82,7 @@ impl Realtime {
                 wake: Notify::new(),
                 in_flight: Mutex::new(HashSet::new()),
                 retry_base: Duration::from_secs(1),
+                prepared: Mutex::default(),
             }),
         }
     }
@@ -238,22 +241,18 @@ impl Realtime {
             Err(e) => return fail(e),
         };
         let store = &self.inner.store;
+        let prepared = match self.prepared(&event.source_id) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        let (reader, targets) = (&prepared.reader, &prepared.targets);
         // The loop guard: this system received the entity from Provisio a moment ago.
         let since = crate::store::timestamp(chrono::Utc::now() - ECHO_WINDOW);
-        if self.echo(event, kind, &since) {
+        if self.echo(&prepared.same_tenant, event, kind, &since) {
             return (
                 Attempt::Done,
                 json!([{"state": "Skipped", "reason": "an echo of a change Provisio wrote into this system; not provisioned again"}]),
             );
-        }
-        let (reader, mut targets) = match self.inner.provisioning.prepare(&event.source_id) {
-            Ok(x) => x,
-            Err(e) => return fail(e),
-        };
-        // Retries happen per event, with the event's backoff: one attempt per call here, so that a target
-        // that is down does not hold the entity's queue inside a call.
-        for t in &mut targets {
-            t.ctx.settings.retry.attempts = 0;
         }
         // The full entity after this event.
         let native = match event.operation.as_str() {
@@ -299,7 +298,7 @@ impl Realtime {
         };
         let futures = targets.iter().map(|t| {
             let intermediate = intermediate.as_ref();
-            async move { provision_target(store, &event.source_id, &event.entity_id, kind, intermediate, &t.ctx).await }
+            async move { provision_target(store, &event.source_id, &event.entity_id, kind, intermediate, t).await }
         });
         let outcomes = futures::future::join_all(futures).await;
         let mut attempt = Attempt::Done;
@@ -316,32 +315,91 @@ impl Realtime {
     /// Whether Provisio wrote this entity into the pushing system a moment ago. The pushing system may be
     /// registered twice — as this source and as a target of another source — so every system with the same
     /// `URL` counts as the same tenant.
-    fn echo(&self, event: &EventRecord, kind: EntityKind, since: &str) -> bool {
+    fn echo(&self, same_tenant: &[String], event: &EventRecord, kind: EntityKind, since: &str) -> bool {
+        same_tenant.iter().any(|id| {
+            matches!(
+                self.inner
+                    .store
+                    .written_by_provisio_since(id, kind.as_str(), &event.entity_id, since),
+                Ok(true)
+            )
+        })
+    }
+
+    /// A source's systems as events need them, cached until a system or the plugin one of them uses
+    /// changes: decrypting credentials and parsing transformations would otherwise dominate each event.
+    fn prepared(&self, source_id: &str) -> Result<Arc<Prepared>, String> {
         let store = &self.inner.store;
-        let Ok(Some(source)) = store.get_system(&event.source_id) else {
-            return false;
-        };
+        let provisioning = &self.inner.provisioning;
+        let generation = store.systems_generation();
+        let cached = self
+            .inner
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(source_id)
+            .cloned();
+        if let Some(p) = cached
+            && p.generation == generation
+            && provisioning.plugin_is_current(&p.reader.system, &p.reader.plugin)
+            && p.targets
+                .iter()
+                .all(|t| provisioning.plugin_is_current(&t.system, &t.plugin))
+        {
+            return Ok(p);
+        }
+        let (reader, runs) = provisioning.prepare(source_id)?;
+        let targets = runs
+            .into_iter()
+            .map(|mut t| {
+                // Retries happen per event, with the event's backoff: one attempt per call here, so that a
+                // target that is down does not hold the entity's queue inside a call. (Just prepared, so
+                // not shared yet.)
+                if let Some(ctx) = Arc::get_mut(&mut t.ctx) {
+                    ctx.settings.retry.attempts = 0;
+                }
+                t.ctx
+            })
+            .collect();
+        // The loop guard's tenant: every system with the source's URL (registered twice, as this source and
+        // as a target of another source).
         let url = |s: &crate::store::systems::System| {
             s.spec
                 .properties
                 .get("URL")
                 .map(|u| u.trim().trim_end_matches('/').to_ascii_lowercase())
         };
-        let tenant = url(&source);
-        let same_tenant: Vec<String> = store
+        let tenant = url(&reader.system);
+        let same_tenant = store
             .list_systems()
-            .unwrap_or_default()
+            .map_err(|e| e.to_string())?
             .into_iter()
-            .filter(|s| s.id == source.id || (tenant.is_some() && url(s) == tenant))
+            .filter(|s| s.id == reader.system.id || (tenant.is_some() && url(s) == tenant))
             .map(|s| s.id)
             .collect();
-        same_tenant.iter().any(|id| {
-            matches!(
-                store.written_by_provisio_since(id, kind.as_str(), &event.entity_id, since),
-                Ok(true)
-            )
-        })
+        let prepared = Arc::new(Prepared {
+            generation,
+            reader,
+            targets,
+            same_tenant,
+        });
+        self.inner
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(source_id.to_string(), prepared.clone());
+        Ok(prepared)
     }
+}
+
+/// A source with its targets, ready for events.
+struct Prepared {
+    /// [`Store::systems_generation`] when it was built.
+    generation: u64,
+    reader: SourceReader,
+    targets: Vec<Arc<TargetContext>>,
+    /// Systems with the source's URL: the loop guard's tenant.
+    same_tenant: Vec<String>,
 }
 
 /// How an attempt went.
