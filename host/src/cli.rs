@@ -102,6 +102,9 @@ pub enum SystemCommand {
         /// Connector type (`scim`, `xsuaa`, …).
         #[arg(long = "type")]
         connector: String,
+        /// Pin a connector version; without it the system follows the connector's active version.
+        #[arg(long = "connector-version")]
+        connector_version: Option<String>,
         /// source, target or proxy.
         #[arg(long)]
         role: String,
@@ -138,6 +141,45 @@ pub enum PluginCommand {
     Add {
         /// The component file.
         file: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Validate a component offline (no server): contract version, describe(), default transformations;
+    /// print what it declares.
+    Check {
+        /// The component file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the loaded versions: which one systems follow, the systems on each, call statistics.
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Remove an uploaded version (refused while systems run on it).
+    Remove {
+        /// The connector name.
+        name: String,
+        /// The version.
+        version: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Systems that follow the connector run the version below the active one from their next call.
+    Rollback {
+        /// The connector name.
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Systems that follow the connector run this version (the highest: follow the latest again).
+    Activate {
+        /// The connector name.
+        name: String,
+        /// The version.
+        version: String,
         #[command(flatten)]
         connection: Connection,
     },
@@ -368,6 +410,7 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
         SystemCommand::Add {
             name,
             connector,
+            connector_version,
             role,
             properties,
             sources,
@@ -376,7 +419,7 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
         } => {
             let transformation = transformation.as_ref().map(read_json).transpose()?;
             let body = json!({
-                "name": name, "type": connector, "role": role,
+                "name": name, "type": connector, "version": connector_version, "role": role,
                 "properties": properties.into_iter().collect::<BTreeMap<_, _>>(),
                 "sources": sources, "transformation": transformation,
             });
@@ -432,13 +475,197 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
             let added = Client::new(&connection)?
                 .call(reqwest::Method::POST, "/api/v1/plugins", Some(bytes.into()), false)
                 .await?;
+            let label = format!("{}@{}", text(&added, "name"), text(&added, "version"));
+            match (added["active"].as_bool(), added["replaced"].as_str()) {
+                (Some(true), Some(previous)) => {
+                    println!(
+                        "loaded {label}; systems that follow {} now run it instead of {previous}",
+                        text(&added, "name")
+                    )
+                }
+                (Some(true), None) => println!("loaded {label}"),
+                _ => println!(
+                    "loaded {label}; systems that follow {} keep their version (pin --connector-version {} to use it, or `plugin activate`)",
+                    text(&added, "name"),
+                    text(&added, "version")
+                ),
+            }
+        }
+        PluginCommand::Check { file, json } => return plugin_check(&file, json).await,
+        PluginCommand::List { connection } => {
+            let list = Client::new(&connection)?
+                .call(reqwest::Method::GET, "/api/v1/plugins", None, true)
+                .await?;
             println!(
-                "loaded {}@{}",
-                added["name"].as_str().unwrap_or("?"),
-                added["version"].as_str().unwrap_or("?")
+                "{:<16} {:<12} {:<8} {:<7} {:>8} {:>7} {:>6} {:>6}  used by",
+                "CONNECTOR", "VERSION", "CONTRACT", "ACTIVE", "CALLS", "ERRORS", "TRAPS", "LIMITS"
+            );
+            for p in list.as_array().into_iter().flatten() {
+                let stats = &p["stats"];
+                let used: Vec<String> = p["usedBy"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        format!(
+                            "{}{}",
+                            text(s, "name"),
+                            if s["pinned"] == true { " (pinned)" } else { "" }
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:<16} {:<12} {:<8} {:<7} {:>8} {:>7} {:>6} {:>6}  {}",
+                    text(p, "name"),
+                    format!("{}{}", text(p, "version"), if p["bundled"] == true { "*" } else { "" }),
+                    text(p, "contract"),
+                    if p["active"] == true { "yes" } else { "" },
+                    stats["calls"].as_u64().unwrap_or(0),
+                    stats["failures"].as_u64().unwrap_or(0) + stats["connectorErrors"].as_u64().unwrap_or(0),
+                    stats["traps"].as_u64().unwrap_or(0),
+                    stats["limitHits"].as_u64().unwrap_or(0),
+                    used.join(", ")
+                );
+            }
+            println!("(* bundled with this binary)");
+        }
+        PluginCommand::Remove {
+            name,
+            version,
+            connection,
+        } => {
+            Client::new(&connection)?
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/plugins/{}/{}", encode(&name), encode(&version)),
+                    None,
+                    true,
+                )
+                .await?;
+            println!("removed {name}@{version}");
+        }
+        PluginCommand::Rollback { name, connection } => {
+            let switched = Client::new(&connection)?
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/plugins/{}/rollback", encode(&name)),
+                    None,
+                    true,
+                )
+                .await?;
+            println!(
+                "{name}: systems that follow it run {} instead of {}",
+                text(&switched, "to"),
+                text(&switched, "from")
+            );
+        }
+        PluginCommand::Activate {
+            name,
+            version,
+            connection,
+        } => {
+            let switched = Client::new(&connection)?
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/plugins/{}/activate", encode(&name)),
+                    Some(json!({ "version": version }).to_string().into()),
+                    true,
+                )
+                .await?;
+            println!(
+                "{name}: systems that follow it run {} instead of {}",
+                text(&switched, "to"),
+                text(&switched, "from")
             );
         }
     }
+    Ok(())
+}
+
+/// `plugin check FILE`: loads the component in a runtime of its own, exactly as upload does (component,
+/// contract version, imports, describe(), version, default transformations), and prints what it declares.
+async fn plugin_check(file: &std::path::Path, as_json: bool) -> Result<(), CliError> {
+    let bytes = std::fs::read(file).map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
+    let outbound = crate::outbound::Outbound::new(crate::outbound::OutboundLimits::default()).map_err(CliError::new)?;
+    let runtime = crate::runtime::Runtime::new(
+        crate::runtime::CallLimits::default(),
+        std::sync::Arc::new(outbound),
+        None,
+    )
+    .map_err(CliError::new)?;
+    let plugin = runtime.load(bytes).await.map_err(|e| CliError {
+        message: format!("{} is not a loadable Provisio connector: {e}", file.display()),
+        code: 2,
+    })?;
+    let d = &plugin.descriptor;
+    let x = &plugin.extensions;
+    if as_json {
+        print(&json!({
+            "name": d.name, "version": d.version, "contract": plugin.contract, "digest": plugin.digest,
+            "size": plugin.size, "entityKinds": d.entity_kinds, "operations": d.operations,
+            "properties": d.properties, "compileMs": plugin.load_time.as_secs_f64() * 1e3,
+            "defaultTransformations": {
+                "read": d.default_read_transformation.is_some(), "write": d.default_write_transformation.is_some(),
+                "proxyRead": x.default_proxy_read_transformation.is_some(),
+                "proxyWrite": x.default_proxy_write_transformation.is_some(),
+            },
+            "supportedContracts": crate::runtime::bindings::SUPPORTED,
+        }));
+        return Ok(());
+    }
+    let list = |v: Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+    let has = |t: &Option<String>| if t.is_some() { "valid" } else { "none" };
+    println!("name:         {}", d.name);
+    println!("version:      {}", d.version);
+    println!(
+        "contract:     provisio:connector@{} (this host serves {})",
+        plugin.contract,
+        crate::runtime::bindings::SUPPORTED.join(", ")
+    );
+    println!("digest:       sha256:{}", plugin.digest);
+    println!(
+        "size:         {} bytes (compiled in {} ms)",
+        plugin.size,
+        plugin.load_time.as_millis()
+    );
+    println!(
+        "entity kinds: {}",
+        list(d.entity_kinds.iter().map(|k| k.as_str().to_string()).collect())
+    );
+    println!(
+        "capabilities: {}",
+        list(
+            d.operations
+                .iter()
+                .map(|o| serde_json::to_value(o)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default())
+                .collect()
+        )
+    );
+    println!(
+        "default transformations: read {}, write {}, proxy read {}, proxy write {}",
+        has(&d.default_read_transformation),
+        has(&d.default_write_transformation),
+        has(&x.default_proxy_read_transformation),
+        has(&x.default_proxy_write_transformation)
+    );
+    println!("properties:");
+    for p in &d.properties {
+        let mut flags = Vec::new();
+        if p.required {
+            flags.push("required".to_string());
+        }
+        if p.secret {
+            flags.push("secret".to_string());
+        }
+        if let Some(v) = &p.default_value {
+            flags.push(format!("default {v:?}"));
+        }
+        println!("  {:<32} {:<28} {}", p.name, flags.join(", "), p.doc);
+    }
+    println!("OK: {}@{} is a valid Provisio connector", d.name, d.version);
     Ok(())
 }
 

@@ -89,6 +89,16 @@ pub struct Descriptor {
     pub default_write_transformation: Option<String>,
 }
 
+/// What contract 0.2.0 adds to a connector's descriptor; empty for plugins built for 0.1.0. Kept beside
+/// [`Descriptor`] (not in it), so that code written against the 0.1.0 shape keeps compiling.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescriptorExtensions {
+    /// Default read transformation of proxy systems, when it differs from the source default.
+    pub default_proxy_read_transformation: Option<String>,
+    /// Default write transformation of proxy systems, when it differs from the target default.
+    pub default_proxy_write_transformation: Option<String>,
+}
+
 impl Descriptor {
     /// Whether the property with this name is secret. Properties the connector does not declare are
     /// treated as secret when their name says so (`Password`, `…secret…`, `…token`), so that a typo in a

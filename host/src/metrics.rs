@@ -46,6 +46,7 @@ struct Metrics {
     http: Family<HttpLabels, Counter>,
     plugin_calls: Family<PluginLabels, Counter>,
     plugin_seconds: Family<PluginOnly, Histogram>,
+    plugin_denied: Family<PluginOnly, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -61,7 +62,7 @@ fn metrics() -> &'static Metrics {
         let plugin_calls = Family::<PluginLabels, Counter>::default();
         registry.register(
             "plugin_calls",
-            "Plugin calls by plugin version and outcome (ok, connector-error, trap, timeout, memory-limit, ...)",
+            "Plugin calls by plugin version and outcome (ok, connector-error, trap, timeout, memory-limit, stack-overflow, result-too-large, ...)",
             plugin_calls.clone(),
         );
         let plugin_seconds = Family::<PluginOnly, Histogram>::new_with_constructor(|| {
@@ -71,6 +72,12 @@ fn metrics() -> &'static Metrics {
             "plugin_call_seconds",
             "Time spent in plugin calls, host calls included",
             plugin_seconds.clone(),
+        );
+        let plugin_denied = Family::<PluginOnly, Counter>::default();
+        registry.register(
+            "plugin_denied_requests",
+            "Requests of plugins the host refused to send (outside the upstream, over the per-call cap), by plugin version",
+            plugin_denied.clone(),
         );
         let job_entities = Family::<JobEntityLabels, Counter>::default();
         registry.register(
@@ -91,6 +98,7 @@ fn metrics() -> &'static Metrics {
             http,
             plugin_calls,
             plugin_seconds,
+            plugin_denied,
         }
     })
 }
@@ -121,6 +129,16 @@ pub fn plugin_call(plugin: &str, outcome: &str, elapsed: Duration) {
             plugin: plugin.to_string(),
         })
         .observe(elapsed.as_secs_f64());
+}
+
+/// Counts requests the host refused to send for a plugin.
+pub fn plugin_denied_requests(plugin: &str, n: u64) {
+    metrics()
+        .plugin_denied
+        .get_or_create(&PluginOnly {
+            plugin: plugin.to_string(),
+        })
+        .inc_by(n);
 }
 
 /// Counts entities handled by jobs.

@@ -71,7 +71,7 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
             .map_err(|e| dir_error(e.to_string()))?;
     }
     let dir = Dir::open_ambient_dir(data_dir, ambient_authority()).map_err(|e| dir_error(e.to_string()))?;
-    for sub in ["plugins", "cache"] {
+    for sub in ["plugins", "plugins/inbox", "cache"] {
         dir.create_dir_all(sub)
             .map_err(|e| dir_error(format!("cannot create {sub}/: {e}")))?;
     }
@@ -157,6 +157,12 @@ pub async fn serve_with(listen: SocketAddr, state: AppState, tls: Option<TlsSett
     let local = listener.local_addr().map_err(|e| BootError::Other(e.to_string()))?;
     tokio::spawn(crate::provisioning::schedule::run_scheduler(state.provisioning.clone()));
     tokio::spawn(state.realtime.clone().run_dispatcher());
+    tokio::spawn(
+        state
+            .plugins
+            .clone()
+            .watch_inbox(state.store.clone(), crate::plugins::INBOX_POLL_INTERVAL),
+    );
     tracing::info!(
         %local,
         tls = config.is_some(),

@@ -201,9 +201,7 @@ fn host_error(req: &HttpRequest, e: HostError) -> Error {
         HostError::Timeout(m) => Error::transient(format!("The system did not answer in time ({what}): {m}")),
         HostError::Unreachable(m) => Error::transient(format!("The system could not be reached ({what}): {m}")),
         HostError::Denied(m) => Error::invalid_config(format!("The request was refused by the host ({what}): {m}")),
-        HostError::TooLarge(m) => {
-            Error::rejected(0, format!("The answer was larger than the host allows ({what}): {m}"))
-        }
+        HostError::TooLarge(m) => Error::too_large(format!("The answer was larger than the host allows ({what}): {m}")),
     }
 }
 

@@ -61,10 +61,10 @@ pub use types::HOST_CONFLICT_RESOLUTION;
 
 #[doc(hidden)]
 pub mod bindings {
-    //! The raw bindings of the WIT world `provisio:connector/plugin@0.1.0`. Not part of the public API.
+    //! The raw bindings of the WIT world `provisio:connector/plugin@0.2.0`. Not part of the public API.
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        path: "../wit/since_v0.1.0",
+        path: "../wit/since_v0.2.0",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "__export_plugin",
@@ -90,7 +90,7 @@ pub use bindings::provisio::connector::types::{
 /// The result of a connector operation: `Err` carries the [`Error`] variant the host acts on.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The connector contract (`provisio:connector/connector@0.1.0`), one associated function per operation.
+/// The connector contract (`provisio:connector/connector@0.2.0`), one associated function per operation.
 ///
 /// The host instantiates the component afresh for every call, so there is no `self` and no state between
 /// calls: everything arrives in the arguments ([`Config`] carries the system's non-secret properties) and all
@@ -109,6 +109,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// | [`Error::Transient`] | retries with backoff (5xx, timeout, unreachable) |
 /// | [`Error::Rejected`] | fails the entity: retrying the same request fails again |
 /// | [`Error::Unsupported`] | falls back where it can (a full read instead of a delta read), else fails |
+/// | [`Error::TooLarge`] | fails the entity: the payload is too large for the system or the host (HTTP 413) |
 ///
 /// Entities cross the boundary as JSON text in the remote system's own format; the host applies the
 /// system's read and write transformations on its side.

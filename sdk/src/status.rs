@@ -5,6 +5,7 @@
 //! | 401, 403 | [`Error::Unauthorized`] |
 //! | 404 | [`Error::NotFound`] |
 //! | 409, 412, 422 (or the set given to [`error_for_with`]) | [`Error::Conflict`] |
+//! | 413 | [`Error::TooLarge`] |
 //! | 429 | [`Error::Throttled`], with `Retry-After` (seconds or an HTTP date) in milliseconds |
 //! | 5xx | [`Error::Transient`] |
 //! | other 4xx (and anything else that is not 2xx) | [`Error::Rejected`] with the status |
@@ -42,6 +43,7 @@ pub fn error_for_with(resp: &Response, conflicts: &[u16]) -> Error {
         401 | 403 => Error::unauthorized(format!("The system refused the credentials (HTTP {status}){said}")),
         404 => Error::not_found(format!("Not found (HTTP 404){said}")),
         s if conflicts.contains(&s) => Error::conflict(format!("Conflict (HTTP {status}){said}")),
+        413 => Error::too_large(format!("The system refused the payload for its size (HTTP 413){said}")),
         429 => Error::throttled(
             resp.header("retry-after")
                 .and_then(|v| retry_after_ms(v, SystemTime::now())),

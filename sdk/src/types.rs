@@ -123,6 +123,8 @@ impl Descriptor {
             properties: Vec::new(),
             default_read_transformation: None,
             default_write_transformation: None,
+            default_proxy_read_transformation: None,
+            default_proxy_write_transformation: None,
         }
     }
 
@@ -153,6 +155,20 @@ impl Descriptor {
     /// Sets the default write transformation (SAP Identity Provisioning JSON dialect).
     pub fn write_transformation(mut self, json: impl Into<String>) -> Self {
         self.default_write_transformation = Some(json.into());
+        self
+    }
+
+    /// Sets the default read transformation of *proxy* systems, when it differs from the source default
+    /// (contract 0.2.0).
+    pub fn proxy_read_transformation(mut self, json: impl Into<String>) -> Self {
+        self.default_proxy_read_transformation = Some(json.into());
+        self
+    }
+
+    /// Sets the default write transformation of *proxy* systems, when it differs from the target default
+    /// (contract 0.2.0).
+    pub fn proxy_write_transformation(mut self, json: impl Into<String>) -> Self {
+        self.default_proxy_write_transformation = Some(json.into());
         self
     }
 }
@@ -246,6 +262,11 @@ impl Error {
         })
     }
 
+    /// [`Error::TooLarge`]: the payload is too large for the system (HTTP 413) or the host's size caps.
+    pub fn too_large(msg: impl Into<String>) -> Self {
+        Error::TooLarge(msg.into())
+    }
+
     /// [`Error::Unsupported`] for an operation or option, e.g. `unsupported("delta read")`.
     pub fn unsupported(what: impl std::fmt::Display) -> Self {
         Error::Unsupported(format!("This connector does not support {what}."))
@@ -259,7 +280,8 @@ impl Error {
             | Error::NotFound(m)
             | Error::Conflict(m)
             | Error::Transient(m)
-            | Error::Unsupported(m) => m,
+            | Error::Unsupported(m)
+            | Error::TooLarge(m) => m,
             Error::Throttled(t) => &t.detail,
             Error::Rejected(r) => &r.detail,
         }
@@ -276,6 +298,7 @@ impl Error {
             Error::Transient(_) => "transient",
             Error::Rejected(_) => "rejected",
             Error::Unsupported(_) => "unsupported",
+            Error::TooLarge(_) => "too-large",
         }
     }
 }

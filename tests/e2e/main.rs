@@ -7,6 +7,7 @@ mod bundled;
 mod ias;
 mod ips_target;
 mod jam;
+mod plugins;
 mod provisioning;
 mod proxy;
 mod realtime;

@@ -28,6 +28,13 @@ async fn upstream() -> Upstream {
     let app = Router::new()
         .route("/api/Users", get(|| async { "users" }))
         .route(
+            "/api/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "too late"
+            }),
+        )
+        .route(
             "/api/redirect-away",
             get(|| async { Redirect::temporary("http://127.0.0.1:1/steal") }),
         )
@@ -94,18 +101,27 @@ async fn hostile_plugin_is_contained() {
     let cases = [
         ("escape-dotdot", "dot segment"),
         ("escape-encoded", "dot segment"),
+        ("escape-double-encoded", "encoded twice"),
+        ("escape-backslash", "backslash"),
+        ("escape-at", "absolute URL"),
         ("absolute-url", "absolute URL"),
         ("other-port", "another host"),
         ("unknown-upstream", "unknown upstream"),
         ("redirect", "redirect refused"),
-        ("loop", "time limit"),
-        ("memory", "memory limit"),
-        ("stack", "trapped"),
+        ("loop", "exceeded its time limit"),
+        ("sleep", "exceeded its time limit"),
+        ("import-loop", "exceeded its time limit"),
+        ("slow-upstream", "exceeded its time limit"),
+        ("memory", "exceeded its memory limit"),
+        ("gigabyte", "exceeded its memory limit"),
+        ("stack", "exceeded its stack limit"),
+        ("stack-memory", "trapped"),
         ("panic", "hostile plugin panicked on purpose"),
         ("huge-result", "over the limit"),
         ("file", "file read failed"),
         ("request-flood", "requests in one call"),
     ];
+    let before = hostile_stats(&service).await;
     for (mode, expected) in cases {
         let id = hostile_system(&service, &upstream, mode).await;
         let (ok, message) = service.test_connection(&id).await;
@@ -122,6 +138,30 @@ async fn hostile_plugin_is_contained() {
         upstream.seen.lock().expect("lock").is_empty(),
         "nothing outside the allowed paths reached the upstream"
     );
+
+    // Every event is recorded against the plugin version, in the API and in /metrics.
+    let after = hostile_stats(&service).await;
+    let grew = |key: &str| after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
+    // loop, sleep, import-loop, slow-upstream (inside a host call), memory, gigabyte, stack, huge-result.
+    assert!(grew("limitHits") >= 8, "{after}");
+    assert!(grew("traps") >= 2, "panic and stack-memory: {after}");
+    // The six escapes, the unknown upstream, the redirect and the request flood.
+    assert!(grew("deniedRequests") >= 9, "{after}");
+    assert!(after["lastIncident"]["message"].as_str().is_some(), "{after}");
+    let metrics = service
+        .http
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for outcome in ["timeout", "memory-limit", "stack-overflow", "trap", "result-too-large"] {
+        let line = format!("provisio_plugin_calls_total{{plugin=\"hostile@1.0.0\",outcome=\"{outcome}\"}}");
+        assert!(metrics.contains(&line), "/metrics lacks {line}");
+    }
+    assert!(metrics.contains("provisio_plugin_denied_requests_total{plugin=\"hostile@1.0.0\"}"));
 
     // Contained successes: no environment, and a forged system id changes nothing.
     let id = hostile_system(&service, &upstream, "env").await;
@@ -144,6 +184,80 @@ async fn hostile_plugin_is_contained() {
     let id = hostile_system(&service, &upstream, "log-flood").await;
     let (ok, _) = service.test_connection(&id).await;
     assert!(ok, "a log flood is cut, not fatal");
+}
+
+/// The hostile plugin's statistics in `GET /api/v1/plugins`.
+async fn hostile_stats(service: &Service) -> serde_json::Value {
+    let (status, list) = service.admin(reqwest::Method::GET, "/api/v1/plugins", None).await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "hostile")
+        .map(|p| p["stats"].clone())
+        .expect("hostile listed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_calls_beside_good_ones_leave_them_unaffected() {
+    let service = std::sync::Arc::new(Service::start_with(strict_limits()).await);
+    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
+    assert_eq!(status, 201, "{loaded}");
+    let upstream = upstream().await;
+    let good = hostile_system(&service, &upstream, "ok").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut hostile = Vec::new();
+    for mode in ["loop", "memory", "import-loop", "panic"] {
+        let id = hostile_system(&service, &upstream, mode).await;
+        let (service, stop) = (service.clone(), stop.clone());
+        hostile.push(tokio::spawn(async move {
+            let mut failed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (ok, _) = service.test_connection(&id).await;
+                failed += u32::from(!ok);
+            }
+            failed
+        }));
+    }
+    let started = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..100 {
+        let t = std::time::Instant::now();
+        let (ok, message) = service.test_connection(&good).await;
+        slowest = slowest.max(t.elapsed());
+        assert!(
+            ok,
+            "a well-behaved system keeps working beside hostile calls: {message}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hostile {
+        assert!(
+            h.await.expect("hostile task") > 0,
+            "every hostile call failed, contained"
+        );
+    }
+    assert!(service.healthy().await);
+    // Hostile guests yield every 10 ms: a good call never waits for a whole hostile call (2 s).
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "slowest good call {slowest:?} in {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_opens_sockets_itself_is_refused() {
+    let service = Service::start().await;
+    let socket = std::fs::read(env!("PROVISIO_SOCKET_WASM")).expect("socket plugin built by build.rs");
+    let (status, body) = service.upload_plugin(socket).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("imports something Provisio does not provide") && message.contains("wasi:sockets"),
+        "{message}"
+    );
+    assert!(service.state.plugins.resolve("socket", None).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,8 +31,7 @@ pub use provisio_sdk::CONNECTION_OK;
 pub const READ_TRANSFORMATION: &str = include_str!("../transformations/read.json");
 /// The default write transformation: SAP's for an XSUAA *target* system.
 pub const WRITE_TRANSFORMATION: &str = include_str!("../transformations/write.json");
-/// SAP's default read transformation for an XSUAA *proxy* system (the descriptor has room for one read
-/// transformation; admins of a proxy system can apply this one).
+/// SAP's default read transformation for an XSUAA *proxy* system, declared in the descriptor (contract 0.2.0).
 pub const PROXY_READ_TRANSFORMATION: &str = include_str!("../transformations/proxy-read.json");
 /// SAP's default write transformation for an XSUAA *proxy* system.
 pub const PROXY_WRITE_TRANSFORMATION: &str = include_str!("../transformations/proxy-write.json");
@@ -51,7 +50,9 @@ impl Connector for Xsuaa {
             .entity_kinds([EntityKind::User, EntityKind::Group])
             .operations(Operation::ALL)
             .read_transformation(READ_TRANSFORMATION)
-            .write_transformation(WRITE_TRANSFORMATION);
+            .write_transformation(WRITE_TRANSFORMATION)
+            .proxy_read_transformation(PROXY_READ_TRANSFORMATION)
+            .proxy_write_transformation(PROXY_WRITE_TRANSFORMATION);
         for spec in settings::specs() {
             d = d.property(spec);
         }

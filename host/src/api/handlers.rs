@@ -121,13 +121,44 @@ fn plugin_json(p: &crate::runtime::LoadedPlugin) -> Value {
         })).collect::<Vec<_>>(),
         "hasDefaultReadTransformation": p.descriptor.default_read_transformation.is_some(),
         "hasDefaultWriteTransformation": p.descriptor.default_write_transformation.is_some(),
+        "hasDefaultProxyReadTransformation": p.extensions.default_proxy_read_transformation.is_some(),
+        "hasDefaultProxyWriteTransformation": p.extensions.default_proxy_write_transformation.is_some(),
     })
 }
 
-pub async fn list_connectors(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(
-        state.plugins.list().iter().map(|p| plugin_json(p)).collect(),
-    ))
+fn version_json(info: &crate::plugins::VersionInfo) -> Value {
+    let mut v = plugin_json(&info.plugin);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("bundled".into(), json!(info.bundled));
+        o.insert("active".into(), json!(info.active));
+        o.insert("usedBy".into(), json!(info.used_by));
+        o.insert("stats".into(), json!(info.plugin.stats.snapshot()));
+    }
+    v
+}
+
+pub async fn list_connectors(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    let overview = state.plugins.overview(&state.store).map_err(plugin_error)?;
+    Ok(Json(Value::Array(overview.iter().map(version_json).collect())))
+}
+
+/// `GET /api/v1/plugins`: every loaded version, with whether it is bundled or active, the systems on it, and
+/// its call statistics.
+pub async fn list_plugins(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    let overview = state.plugins.overview(&state.store).map_err(plugin_error)?;
+    Ok(Json(Value::Array(overview.iter().map(version_json).collect())))
+}
+
+fn plugin_error(e: PluginError) -> ApiError {
+    match e {
+        PluginError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        PluginError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+        e @ PluginError::InUse { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        PluginError::NotFound(m) => ApiError::not_found(m),
+        PluginError::Invalid(m) => ApiError::bad_request(m),
+        PluginError::Storage(m) => ApiError::internal(m),
+    }
 }
 
 pub async fn upload_plugin(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
@@ -135,12 +166,71 @@ pub async fn upload_plugin(State(state): State<AppState>, caller: Caller, body: 
     if body.is_empty() {
         return Err(ApiError::bad_request("send the component (.wasm) as the request body"));
     }
-    match state.plugins.add(&state.store, body.to_vec(), false).await {
-        Ok(p) => Ok((StatusCode::CREATED, Json(plugin_json(&p))).into_response()),
-        Err(PluginError::Load(e)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
-        Err(PluginError::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, m)),
-        Err(PluginError::Storage(m)) => Err(ApiError::internal(m)),
+    let added = state
+        .plugins
+        .add(&state.store, body.to_vec(), false)
+        .await
+        .map_err(plugin_error)?;
+    let mut answer = plugin_json(&added.plugin);
+    if let Some(o) = answer.as_object_mut() {
+        o.insert("active".into(), json!(added.active));
+        o.insert("replaced".into(), json!(added.replaced));
     }
+    let status = if added.unchanged {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(answer)).into_response())
+}
+
+/// `DELETE /api/v1/plugins/{name}/{version}`: refused (409) while systems run on it, naming them.
+pub async fn delete_plugin(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    state
+        .plugins
+        .remove(&state.store, &name, &version)
+        .await
+        .map_err(plugin_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/plugins/{name}/rollback`: systems that follow the connector run the version below the
+/// active one from their next call.
+pub async fn rollback_plugin(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    let switched = state.plugins.rollback(&name).await.map_err(plugin_error)?;
+    Ok(Json(json!(switched)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateInput {
+    version: String,
+}
+
+/// `POST /api/v1/plugins/{name}/activate` `{"version"}`: systems that follow the connector run this version.
+pub async fn activate_plugin(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(input): JsonBody<ActivateInput>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    let switched = state
+        .plugins
+        .activate(&name, &input.version)
+        .await
+        .map_err(plugin_error)?;
+    Ok(Json(json!(switched)))
 }
 
 fn saved(system: &crate::store::systems::System, status: StatusCode) -> Response {

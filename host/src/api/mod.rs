@@ -75,8 +75,13 @@ pub fn router(state: AppState) -> Router {
         .route("/connectors", get(list_connectors))
         .route(
             "/plugins",
-            post(upload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+            get(list_plugins)
+                .post(upload_plugin)
+                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
         )
+        .route("/plugins/{name}/rollback", post(rollback_plugin))
+        .route("/plugins/{name}/activate", post(activate_plugin))
+        .route("/plugins/{name}/{version}", axum::routing::delete(delete_plugin))
         .route("/systems", post(create_system).get(list_systems))
         .route(
             "/systems/{id}",

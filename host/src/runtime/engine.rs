@@ -8,6 +8,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch advances; the granularity of CPU deadlines and of yielding to tokio.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The most native stack a guest's calls may use; deeper recursion traps with a stack overflow.
+pub const MAX_WASM_STACK: usize = 1 << 20;
+
 /// Builds the engine. `max_concurrent_calls` sizes the instance pool; `memory_bytes` is the most linear
 /// memory one instance may have. Returns whether the pooling allocator is in use.
 pub fn build(max_concurrent_calls: u32, memory_bytes: usize) -> Result<(Engine, bool), String> {
@@ -16,7 +19,7 @@ pub fn build(max_concurrent_calls: u32, memory_bytes: usize) -> Result<(Engine, 
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
-        config.max_wasm_stack(1 << 20);
+        config.max_wasm_stack(MAX_WASM_STACK);
         config
     };
     let mut pooled = base();

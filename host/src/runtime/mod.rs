@@ -10,6 +10,7 @@ pub mod bindings;
 pub mod cache;
 pub mod engine;
 pub mod state;
+pub mod stats;
 pub mod wasi;
 
 use std::sync::Arc;
@@ -20,10 +21,11 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use crate::connector::{ConnectorError, Descriptor, EntityKind, Page, PageRequest};
+use crate::connector::{ConnectorError, Descriptor, DescriptorExtensions, EntityKind, Page, PageRequest};
 use crate::outbound::{HttpError, HttpRequest, HttpResponse, Outbound, SystemEndpoint};
 use bindings::Bindings;
 use state::CallState;
+pub use stats::{Incident, PluginStats, StatsSnapshot};
 
 /// Limits applied to every plugin call.
 #[derive(Clone, Debug)]
@@ -81,6 +83,14 @@ pub enum LoadError {
     /// `describe()` failed or answered nonsense.
     #[error("describe() failed: {0}")]
     Describe(String),
+    /// A default transformation the connector declares does not parse.
+    #[error("the connector's default {which} transformation is invalid: {message}")]
+    Transformation {
+        /// `read`, `write`, `proxy read` or `proxy write`.
+        which: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Why a call failed.
@@ -104,6 +114,14 @@ pub enum CallError {
         plugin: String,
         /// The limit.
         limit: Duration,
+    },
+    /// The guest's call stack grew past the cap (runaway recursion).
+    #[error("plugin {plugin} exceeded its stack limit of {limit} bytes (call stack exhausted) and was stopped")]
+    StackOverflow {
+        /// `name@version`.
+        plugin: String,
+        /// The cap.
+        limit: usize,
     },
     /// The guest tried to grow its memory past the cap.
     #[error("plugin {plugin} exceeded its memory limit of {limit} bytes (it asked for {requested}) and was stopped")]
@@ -161,11 +179,24 @@ impl CallError {
             CallError::Trap { .. } => "trap",
             CallError::Timeout { .. } => "timeout",
             CallError::MemoryLimit { .. } => "memory-limit",
+            CallError::StackOverflow { .. } => "stack-overflow",
             CallError::ArgumentTooLarge { .. } => "argument-too-large",
             CallError::ResultTooLarge { .. } => "result-too-large",
             CallError::InvalidResult { .. } => "invalid-result",
             CallError::Host { .. } => "host",
         }
+    }
+
+    /// Whether the call was stopped by one of the sandbox's limits (time, memory, stack, sizes).
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            CallError::Timeout { .. }
+                | CallError::MemoryLimit { .. }
+                | CallError::StackOverflow { .. }
+                | CallError::ArgumentTooLarge { .. }
+                | CallError::ResultTooLarge { .. }
+        )
     }
 }
 
@@ -173,6 +204,8 @@ impl CallError {
 pub struct LoadedPlugin {
     /// What the plugin declared.
     pub descriptor: Descriptor,
+    /// What it declared beyond the 0.1.0 descriptor (contract 0.2.0 and later).
+    pub extensions: DescriptorExtensions,
     /// SHA-256 of the component bytes, hex.
     pub digest: String,
     /// The contract version it was built for.
@@ -183,6 +216,8 @@ pub struct LoadedPlugin {
     pub load_time: Duration,
     /// Whether it came from the artifact cache.
     pub from_cache: bool,
+    /// Calls, failures, traps, limit hits and time spent, since it was loaded.
+    pub stats: PluginStats,
     bindings: Bindings,
 }
 
@@ -190,6 +225,27 @@ impl LoadedPlugin {
     /// `name@version`.
     pub fn label(&self) -> String {
         format!("{}@{}", self.descriptor.name, self.descriptor.version)
+    }
+
+    /// The connector's default transformation for a system role (`source`, `target`, `proxy`) and direction
+    /// (`read`, `write`): a proxy's own default when the connector declares one (contract 0.2.0), else the
+    /// source/target default of that direction.
+    pub fn default_transformation(&self, proxy: bool, direction: &str) -> Option<&str> {
+        let (own, proxied) = match direction {
+            "read" => (
+                &self.descriptor.default_read_transformation,
+                &self.extensions.default_proxy_read_transformation,
+            ),
+            _ => (
+                &self.descriptor.default_write_transformation,
+                &self.extensions.default_proxy_write_transformation,
+            ),
+        };
+        if proxy {
+            proxied.as_deref().or(own.as_deref())
+        } else {
+            own.as_deref()
+        }
     }
 }
 
@@ -239,6 +295,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| format!("cannot link WASI: {e}"))?;
         bindings::v0_1_0::add_to_linker(&mut linker).map_err(|e| format!("cannot link the host interface: {e}"))?;
+        bindings::v0_2_0::add_to_linker(&mut linker)
+            .map_err(|e| format!("cannot link the host interface 0.2.0: {e}"))?;
         engine::start_epoch_ticker(&engine);
         let cache = cache::ArtifactCache::new(&engine, cache_dir);
         Ok(Runtime {
@@ -299,6 +357,9 @@ impl Runtime {
             bindings::v0_1_0::VERSION => Bindings::V0_1_0(
                 bindings::v0_1_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
             ),
+            bindings::v0_2_0::VERSION => Bindings::V0_2_0(
+                bindings::v0_2_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
+            ),
             other => {
                 return Err(LoadError::UnsupportedContract {
                     found: other.to_string(),
@@ -317,19 +378,26 @@ impl Runtime {
                 default_read_transformation: None,
                 default_write_transformation: None,
             },
+            extensions: DescriptorExtensions::default(),
             digest: digest.clone(),
             contract,
             size,
             load_time: Duration::ZERO,
             from_cache,
+            stats: PluginStats::default(),
             bindings,
         };
-        let descriptor = self
-            .describe(&plugin)
-            .await
-            .map_err(|e| LoadError::Describe(e.to_string()))?;
+        let (descriptor, extensions) = match self.invoke(&plugin, None, Request::Describe).await {
+            Ok(Response::Describe(d, x)) => (d, x),
+            Ok(_) => return Err(LoadError::Describe("internal error: mismatched response kind".into())),
+            Err(e) => return Err(LoadError::Describe(e.to_string())),
+        };
         validate_descriptor(&descriptor).map_err(LoadError::Describe)?;
+        validate_default_transformations(&descriptor, &extensions)?;
         plugin.descriptor = descriptor;
+        plugin.extensions = extensions;
+        // describe() at load time is not a call anybody made: the counters start at zero.
+        plugin.stats = PluginStats::default();
         plugin.load_time = started.elapsed();
         Ok(plugin)
     }
@@ -372,7 +440,7 @@ impl Runtime {
     /// `describe()`, in a store without a system.
     pub async fn describe(&self, plugin: &LoadedPlugin) -> Result<Descriptor, CallError> {
         self.invoke(plugin, None, Request::Describe).await.map(|r| match r {
-            Response::Describe(d) => Ok(d),
+            Response::Describe(d, _) => Ok(d),
             _ => wrong_response(),
         })?
     }
@@ -554,7 +622,13 @@ impl Runtime {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
-        crate::metrics::plugin_call(&label, kind, started.elapsed());
+        let elapsed = started.elapsed();
+        crate::metrics::plugin_call(&label, kind, elapsed);
+        let state = store.data();
+        if state.denied > 0 {
+            crate::metrics::plugin_denied_requests(&label, u64::from(state.denied));
+        }
+        plugin.stats.record(&result.as_ref().map(|_| kind), elapsed, state);
         if let Err(e) = &result {
             tracing::warn!(plugin = %label, system = system_id, kind, error = %e, "plugin call failed");
         }
@@ -598,6 +672,12 @@ impl Runtime {
                         requested,
                     });
                 }
+                if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow) {
+                    return Err(CallError::StackOverflow {
+                        plugin: label,
+                        limit: engine::MAX_WASM_STACK,
+                    });
+                }
                 let stderr = state.stderr_text();
                 let message = if stderr.is_empty() { format!("{trap:#}") } else { stderr };
                 Err(CallError::Trap { plugin: label, message })
@@ -635,6 +715,35 @@ fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
     {
         return Err(format!("connector version {:?} is not a version", d.version));
     }
+    if let Err(e) = semver::Version::parse(&d.version) {
+        return Err(format!(
+            "connector version {:?} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0): {e}",
+            d.version
+        ));
+    }
+    Ok(())
+}
+
+/// Parses every default transformation a connector declares: a connector whose defaults do not load is
+/// refused at upload, not at its first job.
+fn validate_default_transformations(d: &Descriptor, x: &DescriptorExtensions) -> Result<(), LoadError> {
+    let all = [
+        ("read", &d.default_read_transformation),
+        ("write", &d.default_write_transformation),
+        ("proxy read", &x.default_proxy_read_transformation),
+        ("proxy write", &x.default_proxy_write_transformation),
+    ];
+    for (which, text) in all {
+        let Some(text) = text else { continue };
+        let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| LoadError::Transformation {
+            which,
+            message: format!("not JSON: {e}"),
+        })?;
+        provisio_transform::Transformation::parse(&doc).map_err(|e| LoadError::Transformation {
+            which,
+            message: e.to_string(),
+        })?;
+    }
     Ok(())
 }
 
@@ -663,7 +772,7 @@ impl Request {
 
 /// A call's raw answer, before the JSON in it is parsed.
 enum RawResponse {
-    Describe(Descriptor),
+    Describe(Descriptor, DescriptorExtensions),
     Text(Result<String, ConnectorError>),
     Page(Result<RawPage, ConnectorError>),
     Entity(Result<String, ConnectorError>),
@@ -680,7 +789,7 @@ struct RawPage {
 
 /// A call's answer, JSON parsed.
 enum Response {
-    Describe(Descriptor),
+    Describe(Descriptor, DescriptorExtensions),
     Text(Result<String, ConnectorError>),
     Page(Result<Page, ConnectorError>),
     Entity(Result<serde_json::Value, ConnectorError>),
@@ -692,9 +801,11 @@ impl RawResponse {
     fn size(&self) -> usize {
         let err = |e: &ConnectorError| e.to_string().len();
         match self {
-            RawResponse::Describe(d) => {
+            RawResponse::Describe(d, x) => {
                 d.default_read_transformation.as_deref().map_or(0, str::len)
                     + d.default_write_transformation.as_deref().map_or(0, str::len)
+                    + x.default_proxy_read_transformation.as_deref().map_or(0, str::len)
+                    + x.default_proxy_write_transformation.as_deref().map_or(0, str::len)
                     + d.properties.iter().map(|p| p.name.len() + p.doc.len()).sum::<usize>()
             }
             RawResponse::Text(r) | RawResponse::Entity(r) => r.as_ref().map_or_else(err, String::len),
@@ -714,7 +825,7 @@ impl RawResponse {
             })
         };
         Ok(match self {
-            RawResponse::Describe(d) => Response::Describe(d),
+            RawResponse::Describe(d, x) => Response::Describe(d, x),
             RawResponse::Text(r) => Response::Text(r),
             RawResponse::Page(Ok(raw)) => Response::Page(Ok(Page {
                 entities: raw.entities.iter().map(|e| json(e)).collect::<Result<_, _>>()?,
@@ -732,6 +843,69 @@ impl RawResponse {
     }
 }
 
+/// Makes one call through the bindings module `$v` of a contract version; `$describe` turns that version's
+/// descriptor into the host's descriptor and extensions.
+macro_rules! call_guest {
+    ($v:path, $pre:expr, $store:expr, $system_id:expr, $properties:expr, $request:expr, $describe:expr) => {{
+        use $v as v;
+        let store = $store;
+        let plugin = $pre.instantiate_async(&mut *store).await?;
+        let guest = plugin.provisio_connector_connector();
+        let config = v::config($system_id, $properties);
+        let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
+        Ok(match $request {
+            Request::Describe => {
+                let (d, x) = $describe(guest.call_describe(&mut *store).await?);
+                RawResponse::Describe(d, x)
+            }
+            Request::TestConnection => {
+                RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err))
+            }
+            Request::Read(r) => RawResponse::Page(
+                guest
+                    .call_read(&mut *store, &config, &v::page_request(&r))
+                    .await?
+                    .map(|p| RawPage {
+                        entities: p.entities,
+                        next_cursor: p.next_cursor,
+                        total: p.total,
+                    })
+                    .map_err(err),
+            ),
+            Request::Get(kind, id) => RawResponse::Entity(
+                guest
+                    .call_get(&mut *store, &config, kind.into(), &id)
+                    .await?
+                    .map_err(err),
+            ),
+            Request::Create(kind, body) => RawResponse::Entity(
+                guest
+                    .call_create(&mut *store, &config, kind.into(), &body)
+                    .await?
+                    .map_err(err),
+            ),
+            Request::Replace(kind, id, body) => RawResponse::Entity(
+                guest
+                    .call_replace(&mut *store, &config, kind.into(), &id, &body)
+                    .await?
+                    .map_err(err),
+            ),
+            Request::Patch(kind, id, body) => RawResponse::MaybeEntity(
+                guest
+                    .call_patch(&mut *store, &config, kind.into(), &id, &body)
+                    .await?
+                    .map_err(err),
+            ),
+            Request::Delete(kind, id) => RawResponse::Unit(
+                guest
+                    .call_delete(&mut *store, &config, kind.into(), &id)
+                    .await?
+                    .map_err(err),
+            ),
+        })
+    }};
+}
+
 /// Instantiates the plugin in `store` and makes the call, through the bindings of its contract version.
 async fn run(
     bindings: &Bindings,
@@ -741,66 +915,42 @@ async fn run(
     request: Request,
 ) -> wasmtime::Result<RawResponse> {
     match bindings {
-        Bindings::V0_1_0(pre) => {
-            use bindings::v0_1_0 as v;
-            let plugin = pre.instantiate_async(&mut *store).await?;
-            let guest = plugin.provisio_connector_connector();
-            let config = v::config(system_id, properties);
-            let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
-            Ok(match request {
-                Request::Describe => RawResponse::Describe(guest.call_describe(&mut *store).await?.into()),
-                Request::TestConnection => {
-                    RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err))
-                }
-                Request::Read(r) => RawResponse::Page(
-                    guest
-                        .call_read(&mut *store, &config, &v::page_request(&r))
-                        .await?
-                        .map(|p| RawPage {
-                            entities: p.entities,
-                            next_cursor: p.next_cursor,
-                            total: p.total,
-                        })
-                        .map_err(err),
-                ),
-                Request::Get(kind, id) => RawResponse::Entity(
-                    guest
-                        .call_get(&mut *store, &config, kind.into(), &id)
-                        .await?
-                        .map_err(err),
-                ),
-                Request::Create(kind, body) => RawResponse::Entity(
-                    guest
-                        .call_create(&mut *store, &config, kind.into(), &body)
-                        .await?
-                        .map_err(err),
-                ),
-                Request::Replace(kind, id, body) => RawResponse::Entity(
-                    guest
-                        .call_replace(&mut *store, &config, kind.into(), &id, &body)
-                        .await?
-                        .map_err(err),
-                ),
-                Request::Patch(kind, id, body) => RawResponse::MaybeEntity(
-                    guest
-                        .call_patch(&mut *store, &config, kind.into(), &id, &body)
-                        .await?
-                        .map_err(err),
-                ),
-                Request::Delete(kind, id) => RawResponse::Unit(
-                    guest
-                        .call_delete(&mut *store, &config, kind.into(), &id)
-                        .await?
-                        .map_err(err),
-                ),
-            })
-        }
+        Bindings::V0_1_0(pre) => call_guest!(
+            bindings::v0_1_0,
+            pre,
+            store,
+            system_id,
+            properties,
+            request,
+            |d: bindings::v0_1_0::provisio::connector::types::Descriptor| (
+                Descriptor::from(d),
+                DescriptorExtensions::default()
+            )
+        ),
+        Bindings::V0_2_0(pre) => call_guest!(
+            bindings::v0_2_0,
+            pre,
+            store,
+            system_id,
+            properties,
+            request,
+            bindings::v0_2_0::descriptor
+        ),
     }
 }
 
 impl CallState {
     /// The `send` import: counts, then hands the request to the outbound capability for this call's system.
     pub async fn send_http(&mut self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let result = self.send_checked(request).await;
+        if let Err(HttpError::Denied(reason)) = &result {
+            self.denied += 1;
+            self.last_denied = Some(reason.clone());
+        }
+        result
+    }
+
+    async fn send_checked(&mut self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         self.requests += 1;
         if self.requests > self.limits.max_requests_per_call {
             return Err(HttpError::Denied(format!(
@@ -813,14 +963,22 @@ impl CallState {
         };
         // A guest that is past its deadline gets no more network.
         if Instant::now() >= self.deadline {
-            return Err(HttpError::Timeout("the call's time limit is reached".into()));
+            self.host_deadline_hit = true;
+            return Err(HttpError::Timeout(format!(
+                "the call's time limit of {:?} is reached",
+                self.limits.timeout
+            )));
         }
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, self.outbound.send(endpoint, request)).await {
             Ok(result) => result,
-            Err(_) => Err(HttpError::Timeout(
-                "the call's time limit was reached during the request".into(),
-            )),
+            Err(_) => {
+                self.host_deadline_hit = true;
+                Err(HttpError::Timeout(format!(
+                    "the call's time limit of {:?} was reached during the request",
+                    self.limits.timeout
+                )))
+            }
         }
     }
 

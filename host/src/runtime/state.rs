@@ -83,6 +83,12 @@ pub struct CallState {
     pub requests: u32,
     /// Log lines written so far in this call.
     pub log_lines: u32,
+    /// Requests the host refused to send (outside the upstream, unknown upstream, over the request cap).
+    pub denied: u32,
+    /// Why the last refused request was refused.
+    pub last_denied: Option<String>,
+    /// Set when a host call (a request) was cut off at the call's deadline.
+    pub host_deadline_hit: bool,
     /// The limits of this call.
     pub limits: CallLimits,
 }
@@ -109,6 +115,9 @@ impl CallState {
             deadline_hit: false,
             requests: 0,
             log_lines: 0,
+            denied: 0,
+            last_denied: None,
+            host_deadline_hit: false,
             limits: limits.clone(),
         }
     }

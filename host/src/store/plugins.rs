@@ -61,6 +61,15 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets a plugin version.
+    pub fn delete_plugin(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM plugins WHERE name = ?1 AND version = ?2",
+            params![name, version],
+        )?;
+        Ok(())
+    }
+
     /// Every recorded plugin version.
     pub fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
         let conn = self.conn();

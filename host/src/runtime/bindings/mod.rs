@@ -1,10 +1,15 @@
 //! One module per released contract version, each with its own `bindgen!` (Zed's pattern). The host serves
-//! components built against any version listed in [`SUPPORTED`].
+//! components built against any version listed in [`SUPPORTED`]; each module converts its generated types to
+//! and from the host's own (`crate::connector`), so nothing outside the runtime sees a contract version.
 
 pub mod v0_1_0;
+pub mod v0_2_0;
 
 /// Contract versions this host serves, oldest first.
-pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION];
+pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION];
+
+/// The contract version the SDK and the bundled connectors build against.
+pub const CURRENT: &str = v0_2_0::VERSION;
 
 /// The interface every connector exports, without its version.
 pub const CONNECTOR_INTERFACE: &str = "provisio:connector/connector";
@@ -14,4 +19,119 @@ pub const CONNECTOR_INTERFACE: &str = "provisio:connector/connector";
 pub enum Bindings {
     /// Built against 0.1.0.
     V0_1_0(v0_1_0::PluginPre<super::state::CallState>),
+    /// Built against 0.2.0.
+    V0_2_0(v0_2_0::PluginPre<super::state::CallState>),
 }
+
+/// What every contract version has in common, in terms of the generated modules `wit` (types) and
+/// `wit_host` (host imports): the host imports, entity kinds, operations, the call config and page requests.
+/// Expanded inside each version's module.
+macro_rules! common {
+    () => {
+        impl wit::Host for CallState {}
+
+        impl wit_host::Host for CallState {
+            async fn send(
+                &mut self,
+                _config: wit::Config,
+                request: wit_host::HttpRequest,
+            ) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
+                let request = outbound::HttpRequest {
+                    upstream: request.upstream,
+                    method: request.method,
+                    path: request.path,
+                    headers: request.headers,
+                    body: request.body,
+                };
+                self.send_http(request)
+                    .await
+                    .map(|r| wit_host::HttpResponse {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    })
+                    .map_err(|e| match e {
+                        outbound::HttpError::Denied(m) => wit_host::HttpError::Denied(m),
+                        outbound::HttpError::Timeout(m) => wit_host::HttpError::Timeout(m),
+                        outbound::HttpError::Unreachable(m) => wit_host::HttpError::Unreachable(m),
+                        outbound::HttpError::AuthFailed(m) => wit_host::HttpError::AuthFailed(m),
+                        outbound::HttpError::TooLarge(m) => wit_host::HttpError::TooLarge(m),
+                    })
+            }
+
+            async fn log(&mut self, level: wit_host::LogLevel, message: String) {
+                let level = match level {
+                    wit_host::LogLevel::Trace => tracing::Level::TRACE,
+                    wit_host::LogLevel::Debug => tracing::Level::DEBUG,
+                    wit_host::LogLevel::Info => tracing::Level::INFO,
+                    wit_host::LogLevel::Warn => tracing::Level::WARN,
+                    wit_host::LogLevel::Error => tracing::Level::ERROR,
+                };
+                self.guest_log(level, &message);
+            }
+        }
+
+        impl From<host_types::EntityKind> for wit::EntityKind {
+            fn from(k: host_types::EntityKind) -> Self {
+                match k {
+                    host_types::EntityKind::User => wit::EntityKind::User,
+                    host_types::EntityKind::Group => wit::EntityKind::Group,
+                }
+            }
+        }
+
+        impl From<wit::EntityKind> for host_types::EntityKind {
+            fn from(k: wit::EntityKind) -> Self {
+                match k {
+                    wit::EntityKind::User => host_types::EntityKind::User,
+                    wit::EntityKind::Group => host_types::EntityKind::Group,
+                }
+            }
+        }
+
+        impl From<wit::Operation> for host_types::Operation {
+            fn from(o: wit::Operation) -> Self {
+                use host_types::Operation as O;
+                match o {
+                    wit::Operation::TestConnection => O::TestConnection,
+                    wit::Operation::Read => O::Read,
+                    wit::Operation::Get => O::Get,
+                    wit::Operation::Create => O::Create,
+                    wit::Operation::Replace => O::Replace,
+                    wit::Operation::Patch => O::Patch,
+                    wit::Operation::Delete => O::Delete,
+                }
+            }
+        }
+
+        fn property(p: wit::PropertySpec) -> host_types::PropertySpec {
+            host_types::PropertySpec {
+                name: p.name,
+                required: p.required,
+                secret: p.secret,
+                default_value: p.default_value,
+                doc: p.doc,
+            }
+        }
+
+        /// Builds the guest's view of a system's configuration.
+        pub fn config(system_id: &str, properties: &[(String, String)]) -> wit::Config {
+            wit::Config {
+                system_id: system_id.to_string(),
+                properties: properties.to_vec(),
+            }
+        }
+
+        /// Converts a page request.
+        pub fn page_request(r: &host_types::PageRequest) -> wit::PageRequest {
+            wit::PageRequest {
+                kind: r.kind.into(),
+                cursor: r.cursor.clone(),
+                page_size: r.page_size,
+                filter: r.filter.clone(),
+                delta_since: r.delta_since.clone(),
+            }
+        }
+    };
+}
+pub(crate) use common;

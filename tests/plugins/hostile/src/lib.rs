@@ -1,6 +1,9 @@
 //! A connector that misbehaves on purpose, to prove the sandbox holds. Built from the raw contract (no
 //! SDK), so it can do what a hostile third party would. The `mode` property picks the misdeed that
 //! `test-connection` commits; every other function behaves, so the host can load it.
+//!
+//! It is also the test suite's component built from the frozen 0.1.0 WIT: the host, which serves 0.2.0
+//! to the SDK and the bundled connectors, must keep running it unchanged.
 
 wit_bindgen::generate!({
     path: "../../../wit/since_v0.1.0",
@@ -14,6 +17,10 @@ use provisio::connector::types::{
 };
 
 struct Hostile;
+
+/// The version `describe()` declares, and what the `version` modes answer. Tests patch this string in the
+/// component's bytes (it occurs once) to make further versions of the same plugin.
+const VERSION: &str = "1.0.0";
 
 fn get(config: &Config, path: &str) -> Result<String, ConnectorError> {
     let request = HttpRequest {
@@ -36,7 +43,16 @@ fn get(config: &Config, path: &str) -> Result<String, ConnectorError> {
     }
 }
 
-/// Recursion the optimiser cannot turn into a loop: each frame's buffer is used after the call.
+/// Recursion on the wasm call stack: through a function pointer the optimiser cannot see through, so it
+/// cannot become a loop, and without locals in linear memory, so the native stack is what runs out.
+#[inline(never)]
+fn deep(depth: u64) -> u64 {
+    let next: fn(u64) -> u64 = std::hint::black_box(deep);
+    next(depth + 1) ^ depth
+}
+
+/// Recursion the optimiser cannot turn into a loop: each frame's buffer is used after the call, so Rust's
+/// stack in linear memory is what runs out.
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let mut frame = [0u8; 1024];
@@ -51,7 +67,7 @@ impl Guest for Hostile {
     fn describe() -> Descriptor {
         Descriptor {
             name: "hostile".into(),
-            version: "0.1.0".into(),
+            version: VERSION.into(),
             entity_kinds: vec![EntityKind::User],
             operations: vec![Operation::TestConnection, Operation::Read],
             properties: vec![PropertySpec {
@@ -78,6 +94,31 @@ impl Guest for Hostile {
             "escape-encoded" => get(&config, "%2e%2e/admin"),
             "absolute-url" => get(&config, "http://127.0.0.1:1/steal"),
             "other-port" => get(&config, "//127.0.0.1:1/steal"),
+            "escape-double-encoded" => get(&config, "%252e%252e/admin"),
+            "escape-backslash" => get(&config, "..\\admin"),
+            "escape-at" => get(&config, "@127.0.0.1:1/steal"),
+            "slow-upstream" => get(&config, "slow"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(600));
+                Ok("slept".into())
+            }
+            "import-loop" => {
+                // Host imports as fast as they answer, forever: the deadline must still stop it.
+                let request = HttpRequest {
+                    upstream: "nowhere".into(),
+                    method: "GET".into(),
+                    path: "x".into(),
+                    headers: vec![],
+                    body: None,
+                };
+                loop {
+                    let _ = std::hint::black_box(host::send(&config, &request));
+                    host::log(host::LogLevel::Trace, "again");
+                }
+            }
+            "gigabyte" => Ok("x".repeat(1 << 30)),
+            "version" => get(&config, "Users").map(|_| VERSION.to_string()),
+            "slow-version" => get(&config, "slow-ok").map(|_| VERSION.to_string()),
             "unknown-upstream" => {
                 let request = HttpRequest {
                     upstream: "metadata".into(),
@@ -117,7 +158,8 @@ impl Guest for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
-            "stack" => Ok(recurse(0).to_string()),
+            "stack" => Ok(deep(0).to_string()),
+            "stack-memory" => Ok(recurse(0).to_string()),
             "panic" => panic!("hostile plugin panicked on purpose"),
             "huge-result" => Ok("x".repeat(8 << 20)),
             "file" => match std::fs::read_to_string("/etc/passwd") {

@@ -1,0 +1,622 @@
+//! Plugins for third parties: several versions of a connector, pinning, upgrades that swap atomically under
+//! load, rollback, refused removal of a version in use, the plugins folder, contract versions side by side,
+//! and the SDK guide's commands run against the real binary.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Service, hostile_plugin};
+
+/// The hostile plugin (contract 0.1.0) declaring another version: its version string occurs once in the
+/// component, so a same-length replacement makes a different, valid component.
+fn hostile_version(version: &str) -> Vec<u8> {
+    let mut bytes = hostile_plugin();
+    assert_eq!(version.len(), 5, "same length as 1.0.0");
+    let positions: Vec<usize> = bytes
+        .windows(5)
+        .enumerate()
+        .filter(|(_, w)| *w == b"1.0.0")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(positions.len(), 1, "the version string must occur exactly once");
+    bytes[positions[0]..positions[0] + 5].copy_from_slice(version.as_bytes());
+    bytes
+}
+
+pub fn example_plugin() -> Vec<u8> {
+    std::fs::read(env!("PROVISIO_EXAMPLE_WASM")).expect("example connector built by build.rs")
+}
+
+/// A local upstream for the hostile plugin: `Users` answers at once, `slow-ok` after a while.
+async fn upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new().route("/api/Users", get(|| async { "users" })).route(
+        "/api/slow-ok",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "slow"
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/api")
+}
+
+async fn system(service: &Service, name: &str, url: &str, mode: &str, version: Option<&str>) -> String {
+    service
+        .create_system(json!({
+            "name": name, "type": "hostile", "version": version, "role": "target",
+            "properties": { "URL": url, "mode": mode }
+        }))
+        .await
+}
+
+fn version_of(service: &Service, id: &str) -> String {
+    service.connector(id).plugin.descriptor.version.clone()
+}
+
+async fn plugins(service: &Service) -> Vec<Value> {
+    let (status, list) = service.admin(Method::GET, "/api/v1/plugins", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list.as_array().expect("array").clone()
+}
+
+async fn entry(service: &Service, name: &str, version: &str) -> Option<Value> {
+    plugins(service)
+        .await
+        .into_iter()
+        .find(|p| p["name"] == name && p["version"] == version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_pin_upgrade_rollback_and_removal() {
+    let service = Service::start().await;
+    let url = upstream().await;
+    let (status, v1) = service.upload_plugin(hostile_version("1.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v1}");
+    assert_eq!(
+        (v1["active"].clone(), v1["contract"].clone()),
+        (json!(true), json!("0.1.0"))
+    );
+    let follower = system(&service, "follows latest", &url, "version", None).await;
+    let pinned = system(&service, "pinned to 1.0.0", &url, "version", Some("1.0.0")).await;
+    // A pin names a loaded version.
+    let (status, body) = service
+        .admin(
+            Method::POST,
+            "/api/v1/systems",
+            Some(
+                json!({"name": "bad pin", "type": "hostile", "version": "9.9.9", "role": "target",
+                "properties": {"URL": url}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The same component again changes nothing; the same version with other contents is a conflict.
+    let (status, again) = service.upload_plugin(hostile_version("1.0.0")).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+
+    // Upgrade: a higher version is what unpinned systems run from their next call.
+    let (status, v2) = service.upload_plugin(hostile_version("2.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    assert_eq!(v2["active"], true);
+    assert_eq!(v2["replaced"], "hostile@1.0.0");
+    assert_eq!(version_of(&service, &follower), "2.0.0");
+    assert_eq!(version_of(&service, &pinned), "1.0.0");
+    let c = service.connector(&follower);
+    assert_eq!(
+        c.runtime
+            .test_connection(&c.plugin, &c.target)
+            .await
+            .expect("v2 answers"),
+        "2.0.0"
+    );
+
+    // A lower version never takes unpinned systems back: it is there to be pinned.
+    let (status, low) = service.upload_plugin(hostile_version("0.5.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{low}");
+    assert_eq!(low["active"], false);
+    assert_eq!(version_of(&service, &follower), "2.0.0");
+
+    // Rollback: one call, to the version below the active one.
+    let (status, switched) = service
+        .admin(Method::POST, "/api/v1/plugins/hostile/rollback", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{switched}");
+    assert_eq!(switched, json!({"name": "hostile", "from": "2.0.0", "to": "1.0.0"}));
+    assert_eq!(version_of(&service, &follower), "1.0.0");
+    let listed = entry(&service, "hostile", "1.0.0").await.expect("listed");
+    assert_eq!(listed["active"], true);
+    let users: Vec<&str> = listed["usedBy"]
+        .as_array()
+        .expect("usedBy")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(users, ["follows latest", "pinned to 1.0.0"]);
+    assert!(listed["stats"]["calls"].as_u64().is_some(), "{listed}");
+
+    // Removing a version in use is refused, naming the systems; an unused one goes.
+    let (status, refused) = service
+        .admin(Method::DELETE, "/api/v1/plugins/hostile/1.0.0", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = refused["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("follows latest") && message.contains("pinned to 1.0.0"),
+        "{message}"
+    );
+    let (status, _) = service
+        .admin(Method::DELETE, "/api/v1/plugins/hostile/2.0.0", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(entry(&service, "hostile", "2.0.0").await.is_none());
+    let (status, _) = service
+        .admin(Method::DELETE, "/api/v1/plugins/hostile/2.0.0", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Bundled connectors stay.
+    let scim = service.state.plugins.resolve("scim", None).expect("scim");
+    let (status, body) = service
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/plugins/scim/{}", scim.descriptor.version),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Activate any loaded version; a later upgrade moves unpinned systems on again.
+    let (status, switched) = service
+        .admin(
+            Method::POST,
+            "/api/v1/plugins/hostile/activate",
+            Some(json!({"version": "0.5.0"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{switched}");
+    assert_eq!(version_of(&service, &follower), "0.5.0");
+    let (status, _) = service
+        .admin(Method::POST, "/api/v1/plugins/hostile/rollback", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing below 0.5.0");
+
+    // The selection survives a restart: a second service on the same data directory loads the uploaded
+    // versions and follows the selected one.
+    let again = provisio::server::boot(&service.data_dir(), provisio::server::Settings::default())
+        .await
+        .expect("boot again");
+    let resolved = again.plugins.resolve("hostile", None).expect("hostile loaded");
+    assert_eq!(resolved.descriptor.version, "0.5.0");
+    assert!(again.plugins.resolve("hostile", Some("1.0.0")).is_some());
+
+    let (status, v3) = service.upload_plugin(hostile_version("3.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v3}");
+    assert_eq!(v3["active"], true, "an upgrade clears the selection");
+    assert_eq!(version_of(&service, &follower), "3.0.0");
+    assert_eq!(version_of(&service, &pinned), "1.0.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_under_load_fails_nothing_and_calls_in_flight_finish_on_their_version() {
+    let service = Arc::new(Service::start().await);
+    let url = upstream().await;
+    let (status, _) = service.upload_plugin(hostile_version("1.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let fast = system(&service, "fast", &url, "version", None).await;
+    let slow = system(&service, "slow", &url, "slow-version", None).await;
+
+    // A slow call starts on 1.0.0 ...
+    let in_flight = {
+        let service = service.clone();
+        let slow = slow.clone();
+        tokio::spawn(async move { service.test_connection(&slow).await })
+    };
+    // ... while load runs on the fast system.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (service, fast, stop, failures, calls) = (
+            service.clone(),
+            fast.clone(),
+            stop.clone(),
+            failures.clone(),
+            calls.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (ok, message) = service.test_connection(&fast).await;
+                calls.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("failed during the upgrade: {message}");
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = service.upload_plugin(hostile_version("2.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = service
+        .admin(Method::POST, "/api/v1/plugins/hostile/rollback", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = service
+        .admin(
+            Method::POST,
+            "/api/v1/plugins/hostile/activate",
+            Some(json!({"version": "2.0.0"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let (ok, message) = in_flight.await.expect("in flight");
+    assert!(ok, "the call in flight finished: {message}");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "no request failed during the upgrade"
+    );
+    assert!(calls.load(Ordering::Relaxed) > 20, "load ran: {calls:?}");
+
+    // Both versions served the fast system; the slow call was made and counted on 1.0.0 (it started
+    // there), though 2.0.0 was active long before it finished.
+    let v1 = entry(&service, "hostile", "1.0.0").await.expect("1.0.0");
+    let v2 = entry(&service, "hostile", "2.0.0").await.expect("2.0.0");
+    assert!(v1["stats"]["calls"].as_u64().unwrap_or(0) > 1, "{v1}");
+    assert!(v2["stats"]["calls"].as_u64().unwrap_or(0) > 1, "{v2}");
+    assert_eq!(v1["stats"]["failures"], 0);
+    assert_eq!(v2["stats"]["failures"], 0);
+    assert!(
+        v1["stats"]["timeMs"].as_f64().unwrap_or(0.0) >= 1500.0,
+        "the slow call is on 1.0.0: {v1}"
+    );
+    let c = service.connector(&slow);
+    assert_eq!(c.plugin.descriptor.version, "2.0.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugins_folder_loads_good_components_and_sets_bad_ones_aside() {
+    let service = Service::start().await;
+    let plugins_dir = service.data_dir().join("plugins");
+    let inbox = plugins_dir.join("inbox");
+    assert!(inbox.is_dir(), "boot creates plugins/inbox");
+    let watcher = tokio::spawn(
+        service
+            .state
+            .plugins
+            .clone()
+            .watch_inbox(service.state.store.clone(), Duration::from_millis(100)),
+    );
+    // Dropped the way the guide says: written under another name, then renamed.
+    std::fs::write(inbox.join("example.part"), example_plugin()).expect("write");
+    std::fs::rename(inbox.join("example.part"), inbox.join("example.wasm")).expect("rename");
+    std::fs::write(inbox.join("broken.wasm"), b"definitely not wasm").expect("write");
+    std::fs::write(
+        inbox.join("socket.wasm"),
+        std::fs::read(env!("PROVISIO_SOCKET_WASM")).expect("socket plugin"),
+    )
+    .expect("write");
+    std::fs::write(inbox.join("README.txt"), b"ignored: not a .wasm").expect("write");
+
+    let started = Instant::now();
+    loop {
+        let loaded = service.state.plugins.resolve("example", None).is_some();
+        let rejected = plugins_dir.join("rejected/socket.wasm.reason.txt").exists()
+            && plugins_dir.join("rejected/broken.wasm.reason.txt").exists();
+        if loaded && rejected && !inbox.join("example.wasm").exists() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the inbox was not processed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watcher.abort();
+    let example = service.state.plugins.resolve("example", None).expect("example");
+    assert_eq!(example.contract, "0.2.0");
+    assert!(
+        plugins_dir.join(format!("{}.wasm", example.digest)).exists(),
+        "stored by digest"
+    );
+    let reason = std::fs::read_to_string(plugins_dir.join("rejected/broken.wasm.reason.txt")).expect("reason");
+    assert!(reason.contains("not a valid WebAssembly component"), "{reason}");
+    let reason = std::fs::read_to_string(plugins_dir.join("rejected/socket.wasm.reason.txt")).expect("reason");
+    assert!(reason.contains("wasi:sockets"), "{reason}");
+    assert!(plugins_dir.join("rejected/broken.wasm").exists());
+    assert!(inbox.join("README.txt").exists(), "other files are left alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_built_for_contract_0_1_0_works_beside_0_2_0() {
+    let service = Service::start().await;
+    let url = upstream().await;
+    // The hostile plugin is built from wit/since_v0.1.0 without the SDK; the example and the bundled
+    // connectors from the SDK, on 0.2.0.
+    let (status, legacy) = service.upload_plugin(hostile_plugin()).await;
+    assert_eq!(status, StatusCode::CREATED, "{legacy}");
+    assert_eq!(legacy["contract"], "0.1.0");
+    let (status, current) = service.upload_plugin(example_plugin()).await;
+    assert_eq!(status, StatusCode::CREATED, "{current}");
+    assert_eq!(current["contract"], "0.2.0");
+    for p in service.state.plugins.list() {
+        if p.descriptor.name != "hostile" {
+            assert_eq!(p.contract, "0.2.0", "{} is built on the SDK's contract", p.label());
+        }
+    }
+    // 0.2.0 additions reach the host: xsuaa declares its proxy defaults.
+    let xsuaa = service.state.plugins.resolve("xsuaa", None).expect("xsuaa");
+    assert!(xsuaa.extensions.default_proxy_read_transformation.is_some());
+    assert!(xsuaa.extensions.default_proxy_write_transformation.is_some());
+    assert_ne!(
+        xsuaa.default_transformation(true, "write"),
+        xsuaa.default_transformation(false, "write")
+    );
+    // The 0.1.0 component does what it did: describe, test-connection through the host's HTTP import, read.
+    let id = system(&service, "legacy", &url, "ok", None).await;
+    let (ok, message) = service.test_connection(&id).await;
+    assert!(ok, "{message}");
+    let c = service.connector(&id);
+    let page = c
+        .runtime
+        .read(
+            &c.plugin,
+            &c.target,
+            &provisio::connector::PageRequest::first(provisio::connector::EntityKind::User, 10),
+        )
+        .await
+        .expect("read");
+    assert_eq!(page.entities, vec![json!({"id": "1"})]);
+    assert!(c.plugin.extensions == provisio::connector::DescriptorExtensions::default());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The SDK guide (sdk/README.md), command by command, against the real `provisio` binary.
+
+/// A simple REST user API, the kind the template connector speaks: a bearer token, offset paging.
+#[derive(Default)]
+struct Users {
+    users: std::sync::Mutex<Vec<Value>>,
+    next: AtomicU64,
+}
+
+async fn rest_api(token: &'static str, seed: usize) -> (String, Arc<Users>) {
+    let state = Arc::new(Users::default());
+    for i in 0..seed {
+        state.users.lock().expect("lock").push(json!({
+            "id": format!("u{i}"), "userName": format!("user{i}"), "email": format!("user{i}@example.com"),
+            "firstName": "Test", "lastName": format!("User {i}"), "active": true
+        }));
+    }
+    let authorized = move |headers: &HeaderMap| {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&*format!("Bearer {token}"))
+    };
+    #[derive(serde::Deserialize)]
+    struct Paging {
+        offset: Option<usize>,
+        limit: Option<usize>,
+    }
+    let app = Router::new()
+        .route(
+            "/v1/users",
+            get(
+                move |State(s): State<Arc<Users>>, headers: HeaderMap, Query(p): Query<Paging>| async move {
+                    if !authorized(&headers) {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "bad token"})));
+                    }
+                    let users = s.users.lock().expect("lock");
+                    let offset = p.offset.unwrap_or(0);
+                    let page: Vec<Value> = users.iter().skip(offset).take(p.limit.unwrap_or(50)).cloned().collect();
+                    (StatusCode::OK, axum::Json(json!({"users": page, "total": users.len()})))
+                },
+            )
+            .post(
+                move |State(s): State<Arc<Users>>, headers: HeaderMap, axum::Json(mut user): axum::Json<Value>| async move {
+                    if !authorized(&headers) {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "bad token"})));
+                    }
+                    let id = format!("n{}", s.next.fetch_add(1, Ordering::Relaxed));
+                    user["id"] = json!(id);
+                    s.users.lock().expect("lock").push(user.clone());
+                    (StatusCode::CREATED, axum::Json(user))
+                },
+            ),
+        )
+        .route(
+            "/v1/users/{id}",
+            get(|State(s): State<Arc<Users>>, Path(id): Path<String>| async move {
+                let users = s.users.lock().expect("lock");
+                match users.iter().find(|u| u["id"] == id.as_str()) {
+                    Some(u) => (StatusCode::OK, axum::Json(u.clone())),
+                    None => (StatusCode::NOT_FOUND, axum::Json(json!({"message": "no such user"}))),
+                }
+            })
+            .put(
+                |State(s): State<Arc<Users>>, Path(id): Path<String>, axum::Json(mut user): axum::Json<Value>| async move {
+                    let mut users = s.users.lock().expect("lock");
+                    user["id"] = json!(id);
+                    match users.iter_mut().find(|u| u["id"] == id.as_str()) {
+                        Some(u) => {
+                            *u = user.clone();
+                            (StatusCode::OK, axum::Json(user))
+                        }
+                        None => (StatusCode::NOT_FOUND, axum::Json(json!({"message": "no such user"}))),
+                    }
+                },
+            )
+            .delete(|State(s): State<Arc<Users>>, Path(id): Path<String>| async move {
+                s.users.lock().expect("lock").retain(|u| u["id"] != id.as_str());
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/v1"), state)
+}
+
+/// The `provisio` binary of this workspace, rebuilt if the sources changed (a no-op when it is fresh).
+fn provisio_binary() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("PROVISIO_BIN") {
+        return path.into();
+    }
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "provisio", "--bin", "provisio"])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the provisio binary failed");
+    target.join("debug").join("provisio")
+}
+
+/// Runs `provisio ARGS` as the guide shows it; answers the exit status and stdout + stderr.
+fn cli(binary: &std::path::Path, url: &str, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(binary)
+        .args(args)
+        .env("PROVISIO_URL", url)
+        .env(
+            "PROVISIO_USER",
+            format!("{}:{}", crate::support::ADMIN.0, crate::support::ADMIN.1),
+        )
+        .output()
+        .expect("run provisio");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_guide_works_command_by_command() {
+    // 1. Build: `cargo build --release --target wasm32-wasip2 -p provisio-connector-example` (tests/build.rs
+    //    runs exactly that, into target/wasm).
+    let wasm = std::path::PathBuf::from(env!("PROVISIO_EXAMPLE_WASM"));
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/example/src/lib.rs"))
+        .expect("template source");
+    assert!(source.lines().count() < 150, "the template stays well under 150 lines");
+    let binary = provisio_binary();
+
+    // 2. Check it offline.
+    let (ok, out) = cli(
+        &binary,
+        "http://127.0.0.1:1",
+        &["plugin", "check", wasm.to_str().expect("path")],
+    );
+    assert!(ok, "{out}");
+    for expected in [
+        "name:         example",
+        "contract:     provisio:connector@0.2.0",
+        "capabilities: test-connection, read, get, create, replace, delete",
+        "read valid, write valid",
+        "URL",
+        "OK: example@1.0.0 is a valid Provisio connector",
+    ] {
+        assert!(out.contains(expected), "plugin check should print {expected:?}:\n{out}");
+    }
+    let junk = std::env::temp_dir().join(format!("not-a-plugin-{}.wasm", std::process::id()));
+    std::fs::write(&junk, b"junk").expect("write");
+    let (ok, out) = cli(
+        &binary,
+        "http://127.0.0.1:1",
+        &["plugin", "check", junk.to_str().expect("path")],
+    );
+    assert!(!ok && out.contains("not a valid WebAssembly component"), "{out}");
+    let _ = std::fs::remove_file(&junk);
+
+    // 3. Run Provisio and upload it.
+    let data = tempfile::tempdir().expect("temp dir");
+    let port = crate::support::free_port();
+    let service = crate::provisioning::ServiceProcess::start(data.path(), port).await;
+    let (ok, out) = cli(&binary, &service.url, &["plugin", "add", wasm.to_str().expect("path")]);
+    assert!(ok && out.contains("loaded example@1.0.0"), "{out}");
+    let (ok, out) = cli(&binary, &service.url, &["plugin", "list"]);
+    assert!(ok && out.contains("example") && out.contains("1.0.0"), "{out}");
+
+    // 4. Use it: a source and a target system of the new type, Test Connection, and a Read job.
+    let (source_url, _) = rest_api("source-token", 25).await;
+    let (target_url, target) = rest_api("target-token", 0).await;
+    let (ok, out) = cli(
+        &binary,
+        &service.url,
+        &[
+            "system",
+            "add",
+            "--name",
+            "HR users",
+            "--type",
+            "example",
+            "--role",
+            "source",
+            "-p",
+            &format!("URL={source_url}"),
+            "-p",
+            "Authentication=BearerToken",
+            "-p",
+            "Password=source-token",
+        ],
+    );
+    assert!(ok, "{out}");
+    let created: Value = serde_json::from_str(&out).expect("system JSON");
+    let source_id = created["id"].as_str().expect("id").to_string();
+    let (ok, out) = cli(
+        &binary,
+        &service.url,
+        &[
+            "system",
+            "add",
+            "--name",
+            "App users",
+            "--type",
+            "example",
+            "--role",
+            "target",
+            "-p",
+            &format!("URL={target_url}"),
+            "-p",
+            "Authentication=BearerToken",
+            "-p",
+            "Password=target-token",
+            "--source",
+            &source_id,
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&binary, &service.url, &["system", "test", &source_id]);
+    assert!(ok && out.contains("established successfully"), "{out}");
+    let (ok, out) = cli(&binary, &service.url, &["job", "run", "HR users", "--follow"]);
+    assert!(ok, "{out}");
+    let copied = target.users.lock().expect("lock").clone();
+    assert_eq!(copied.len(), 25, "{out}");
+    let user = copied.iter().find(|u| u["userName"] == "user7").expect("user7 copied");
+    assert_eq!(user["email"], "user7@example.com");
+    assert_eq!(user["lastName"], "User 7");
+}
