@@ -54,7 +54,7 @@ async fn pusher(state: &AppState, headers: &HeaderMap, peer: &PeerCertificate) -
 
 /// The source system, if it takes pushes; and whether it speaks IAS SCIM 1.0.
 fn push_source(state: &AppState, source: &str) -> Result<bool, Response> {
-    let system = match state.store.get_system(source) {
+    let system = match state.realtime.source_system(source) {
         Ok(Some(s)) => s,
         Ok(None) => {
             return Err(scim_error(

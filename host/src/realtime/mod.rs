@@ -24,6 +24,7 @@ use crate::provisioning::target::{DeleteOutcome, Plan, TargetContext, Written};
 use crate::store::Store;
 use crate::store::links::{LinkChange, LinkScope};
 use crate::store::realtime::{Appender, EventRecord, NewEvent};
+use crate::store::systems::System;
 
 /// Events worked on at once.
 const MAX_IN_FLIGHT: usize = 32;
@@ -53,6 +54,7 @@ struct Inner {
     in_flight: Mutex<HashSet<(String, String, String)>>,
     retry_base: Duration,
     prepared: Mutex<std::collections::HashMap<String, Arc<Prepared>>>,
+    systems: Mutex<std::collections::HashMap<String, (u64, Arc<System>)>>,
 }
 
 /// Why an event was not accepted.
@@ -83,6 +85,7 @@ impl Realtime {
                 in_flight: Mutex::new(HashSet::new()),
                 retry_base: Duration::from_secs(1),
                 prepared: Mutex::default(),
+                systems: Mutex::default(),
             }),
         }
     }
@@ -97,6 +100,27 @@ impl Realtime {
         let record = appender.append(event).await.map_err(RealtimeError::Unavailable)?;
         self.inner.wake.notify_one();
         Ok(record)
+    }
+
+    /// The system a push names, cached per systems generation (every push asks; unknown ids are not
+    /// cached, so they cannot grow the cache).
+    pub fn source_system(&self, id: &str) -> Result<Option<Arc<System>>, crate::store::StoreError> {
+        let generation = self.inner.store.systems_generation();
+        if let Some((g, system)) = self.inner.systems.lock().unwrap_or_else(|e| e.into_inner()).get(id)
+            && *g == generation
+        {
+            return Ok(Some(system.clone()));
+        }
+        let Some(system) = self.inner.store.get_system(id)? else {
+            return Ok(None);
+        };
+        let system = Arc::new(system);
+        self.inner
+            .systems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), (generation, system.clone()));
+        Ok(Some(system))
     }
 
     /// The store.
@@ -363,7 +387,7 @@ impl Realtime {
             .collect();
         // The loop guard's tenant: every system with the source's URL (registered twice, as this source and
         // as a target of another source).
-        let url = |s: &crate::store::systems::System| {
+        let url = |s: &System| {
             s.spec
                 .properties
                 .get("URL")
