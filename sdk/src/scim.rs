@@ -46,7 +46,7 @@ impl ListResponse {
     /// Reads a list response from a 2xx answer; [`Error::Rejected`] with the answer's status when the body is
     /// not one.
     pub fn from_response(resp: &Response) -> Result<Self> {
-        Self::from_json(&resp.json()?).map_err(|e| match e {
+        Self::from_owned_json(resp.json()?).map_err(|e| match e {
             Error::Rejected(r) => Error::rejected(resp.status, r.detail),
             other => other,
         })
@@ -55,13 +55,19 @@ impl ListResponse {
     /// Reads a list response from JSON; [`Error::Rejected`] (status 0) when it is not an object, or when
     /// `Resources` is present but not an array.
     pub fn from_json(v: &Value) -> Result<Self> {
+        Self::from_owned_json(v.clone())
+    }
+
+    /// [`from_json`](Self::from_json) without copying the resources (a page of them is most of the answer).
+    pub fn from_owned_json(mut v: Value) -> Result<Self> {
         let obj = v
-            .as_object()
+            .as_object_mut()
             .ok_or_else(|| Error::rejected(0, "The system's answer is not a SCIM list response (not an object)."))?;
+        let taken = ["Resources", "resources"].iter().find_map(|n| obj.remove(*n));
         let field = |names: &[&str]| names.iter().find_map(|n| obj.get(*n));
-        let resources = match field(&["Resources", "resources"]) {
+        let resources = match taken {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
+            Some(Value::Array(a)) => a,
             Some(_) => {
                 return Err(Error::rejected(
                     0,
