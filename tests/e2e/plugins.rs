@@ -390,6 +390,74 @@ async fn a_component_built_for_contract_0_1_0_works_beside_0_2_0() {
     assert!(c.plugin.extensions == provisio::connector::DescriptorExtensions::default());
 }
 
+/// `bytes` with every occurrence of `from` replaced by `to` (same length); at least one must occur.
+fn patched(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut found = 0;
+    let mut i = 0;
+    while i + from.len() <= bytes.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+            found += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(found > 0, "{:?} does not occur", String::from_utf8_lossy(from));
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incompatible_or_invalid_components_are_refused_with_a_useful_message() {
+    let service = Service::start().await;
+    // The hostile plugin relabelled as built for a contract this host does not serve.
+    let future = patched(hostile_plugin(), b"@0.1.0", b"@0.9.0");
+    let (status, body) = service.upload_plugin(future).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["message"],
+        "the component was built for connector contract 0.9.0; this host supports 0.1.0, 0.2.0"
+    );
+    // A default transformation that does not parse is refused at upload, not at the first job.
+    let broken = patched(example_plugin(), b"\"scimEntityEndpoint\"", b"\"scimEntityEndpoin\t\"");
+    let (status, body) = service.upload_plugin(broken).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("the connector's default read transformation is invalid"),
+        "{message}"
+    );
+    // A version that is not a semantic version.
+    let (status, body) = service.upload_plugin(hostile_version("1.0.x")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a semantic version"),
+        "{body}"
+    );
+    // The same version with other contents.
+    let (status, _) = service.upload_plugin(example_plugin()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let other = patched(
+        example_plugin(),
+        b"BearerToken or BasicAuthentication",
+        b"BasicAuthentication or BearerToken",
+    );
+    let (status, body) = service.upload_plugin(other).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("give the new build a new version"),
+        "{body}"
+    );
+    assert!(service.healthy().await);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The SDK guide (sdk/README.md), command by command, against the real `provisio` binary.
 
@@ -619,4 +687,24 @@ async fn the_sdk_guide_works_command_by_command() {
     let user = copied.iter().find(|u| u["userName"] == "user7").expect("user7 copied");
     assert_eq!(user["email"], "user7@example.com");
     assert_eq!(user["lastName"], "User 7");
+
+    // 5. Ship a new version, roll it back, remove what is unused; a version in use stays.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let v101 = dir.path().join("example-1.0.1.wasm");
+    std::fs::write(&v101, patched(example_plugin(), b"1.0.0", b"1.0.1")).expect("write");
+    let (ok, out) = cli(&binary, &service.url, &["plugin", "add", v101.to_str().expect("path")]);
+    assert!(ok && out.contains("now run it instead of example@1.0.0"), "{out}");
+    let (ok, out) = cli(&binary, &service.url, &["plugin", "rollback", "example"]);
+    assert!(ok && out.contains("run 1.0.0 instead of 1.0.1"), "{out}");
+    let (ok, out) = cli(&binary, &service.url, &["plugin", "remove", "example", "1.0.0"]);
+    assert!(
+        !ok && out.contains("in use by") && out.contains("HR users") && out.contains("App users"),
+        "{out}"
+    );
+    let (ok, out) = cli(&binary, &service.url, &["plugin", "activate", "example", "1.0.1"]);
+    assert!(ok && out.contains("run 1.0.1 instead of 1.0.0"), "{out}");
+    let (ok, out) = cli(&binary, &service.url, &["plugin", "remove", "example", "1.0.0"]);
+    assert!(ok && out.contains("removed example@1.0.0"), "{out}");
+    let (ok, out) = cli(&binary, &service.url, &["system", "test", &source_id]);
+    assert!(ok, "the systems run 1.0.1 now: {out}");
 }
