@@ -386,6 +386,7 @@ impl Plugins {
             });
         }
         let digest = entry.plugin.digest.clone();
+        drop(loaded);
         store
             .delete_plugin(name, version)
             .map_err(|e| PluginError::Storage(e.to_string()))?;

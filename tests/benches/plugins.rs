@@ -250,8 +250,13 @@ async fn run() {
     );
     let stats = hostile.stats.snapshot();
     println!(
-        "hostile@{}: {} calls, {} traps, {} limit hits, {} denied requests",
-        hostile.descriptor.version, stats.calls, stats.traps, stats.limit_hits, stats.denied_requests
+        "hostile@{}: {} calls, {} traps, {} limit hits, {} throttled, {} denied requests",
+        hostile.descriptor.version,
+        stats.calls,
+        stats.traps,
+        stats.limit_hits,
+        stats.throttled_calls,
+        stats.denied_requests
     );
     let _ = std::fs::remove_dir_all(&cache);
 }

@@ -707,4 +707,22 @@ async fn the_sdk_guide_works_command_by_command() {
     assert!(ok && out.contains("removed example@1.0.0"), "{out}");
     let (ok, out) = cli(&binary, &service.url, &["system", "test", &source_id]);
     assert!(ok, "the systems run 1.0.1 now: {out}");
+
+    // 6. Or drop the component into the plugins folder of the running service.
+    let inbox = data.path().join("plugins/inbox");
+    std::fs::write(inbox.join("hostile.part"), hostile_plugin()).expect("write");
+    std::fs::rename(inbox.join("hostile.part"), inbox.join("hostile.wasm")).expect("rename");
+    let started = Instant::now();
+    loop {
+        let (ok, out) = cli(&binary, &service.url, &["plugin", "list"]);
+        if ok && out.contains("hostile") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve did not load the inbox: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(!inbox.join("hostile.wasm").exists());
 }

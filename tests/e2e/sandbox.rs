@@ -147,6 +147,8 @@ async fn hostile_plugin_is_contained() {
     assert!(grew("traps") >= 2, "panic and stack-memory: {after}");
     // The six escapes, the unknown upstream, the redirect and the request flood.
     assert!(grew("deniedRequests") >= 9, "{after}");
+    // The endless loops ran past their CPU budget and were throttled before their deadline stopped them.
+    assert!(grew("throttledCalls") >= 2, "loop, import-loop: {after}");
     assert!(after["lastIncident"]["message"].as_str().is_some(), "{after}");
     let metrics = service
         .http

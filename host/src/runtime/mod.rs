@@ -44,6 +44,13 @@ pub struct CallLimits {
     pub max_log_lines: u32,
     /// Guest stderr kept per call.
     pub max_stderr_bytes: usize,
+    /// Guest execution a call gets at full speed; beyond it the call is throttled (see `throttle_pause`),
+    /// so that a call burning CPU cannot starve the calls of well-behaved systems. Connector calls are
+    /// I/O-bound and stay far below it.
+    pub cpu_budget: Duration,
+    /// How long a throttled call waits at each epoch tick (10 ms of execution): 30 ms caps a runaway call
+    /// at a quarter of a core.
+    pub throttle_pause: Duration,
 }
 
 impl Default for CallLimits {
@@ -56,6 +63,8 @@ impl Default for CallLimits {
             max_requests_per_call: 1000,
             max_log_lines: 200,
             max_stderr_bytes: 64 << 10,
+            cpu_budget: Duration::from_millis(100),
+            throttle_pause: Duration::from_millis(30),
         }
     }
 }
@@ -595,10 +604,23 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                ctx.data_mut().deadline_hit = true;
+        // One callback per epoch tick of guest execution: stop at the deadline, yield to tokio at every
+        // tick, and once the call has used its CPU budget, pause at every tick (a fair share for the rest).
+        let budget_ticks = (self.limits.cpu_budget.as_millis() / engine::EPOCH_TICK.as_millis().max(1)) as u32;
+        let pause = self.limits.throttle_pause;
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            if Instant::now() >= state.deadline {
+                state.deadline_hit = true;
                 return Ok(UpdateDeadline::Interrupt);
+            }
+            // A tick during which the guest waited on a request is not CPU it burnt.
+            if !std::mem::take(&mut state.waited) {
+                state.ticks += 1;
+            }
+            if state.ticks > budget_ticks && !pause.is_zero() {
+                state.throttled = true;
+                return Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))));
             }
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
@@ -942,7 +964,11 @@ async fn run(
 impl CallState {
     /// The `send` import: counts, then hands the request to the outbound capability for this call's system.
     pub async fn send_http(&mut self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let started = Instant::now();
         let result = self.send_checked(request).await;
+        if started.elapsed() >= Duration::from_millis(1) {
+            self.waited = true;
+        }
         if let Err(HttpError::Denied(reason)) = &result {
             self.denied += 1;
             self.last_denied = Some(reason.clone());

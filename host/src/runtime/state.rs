@@ -89,6 +89,12 @@ pub struct CallState {
     pub last_denied: Option<String>,
     /// Set when a host call (a request) was cut off at the call's deadline.
     pub host_deadline_hit: bool,
+    /// Epoch ticks of guest execution so far (about 10 ms each), not counting ticks spent waiting on requests.
+    pub ticks: u32,
+    /// Set when a request waited (took a millisecond or more) since the last tick.
+    pub waited: bool,
+    /// Set once the call used its CPU budget and runs throttled.
+    pub throttled: bool,
     /// The limits of this call.
     pub limits: CallLimits,
 }
@@ -118,6 +124,9 @@ impl CallState {
             denied: 0,
             last_denied: None,
             host_deadline_hit: false,
+            ticks: 0,
+            waited: false,
+            throttled: false,
             limits: limits.clone(),
         }
     }

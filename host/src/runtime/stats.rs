@@ -20,6 +20,7 @@ pub struct PluginStats {
     traps: AtomicU64,
     limit_hits: AtomicU64,
     denied_requests: AtomicU64,
+    throttled: AtomicU64,
     nanos: AtomicU64,
     last_incident: Mutex<Option<Incident>>,
 }
@@ -51,6 +52,8 @@ pub struct StatsSnapshot {
     pub limit_hits: u64,
     /// Requests the host refused to send for the plugin (outside its upstream, over the per-call cap).
     pub denied_requests: u64,
+    /// Calls that used their CPU budget and ran throttled.
+    pub throttled_calls: u64,
     /// Time spent in calls, host calls included, in milliseconds.
     pub time_ms: f64,
     /// The most recent trap, limit hit or refused request.
@@ -64,6 +67,9 @@ impl PluginStats {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.nanos
             .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if state.throttled {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
         let mut incident = None;
         match outcome {
             Ok("connector-error") => {
@@ -118,6 +124,7 @@ impl PluginStats {
             traps: self.traps.load(Ordering::Relaxed),
             limit_hits: self.limit_hits.load(Ordering::Relaxed),
             denied_requests: self.denied_requests.load(Ordering::Relaxed),
+            throttled_calls: self.throttled.load(Ordering::Relaxed),
             time_ms: self.nanos.load(Ordering::Relaxed) as f64 / 1e6,
             last_incident: self.last_incident.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
