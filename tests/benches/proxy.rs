@@ -102,6 +102,44 @@ fn main() {
 
 type Sim = (String, String, String, String, Vec<String>);
 
+/// Sum (seconds) and count of the service's plugin calls (`provisio_plugin_call_seconds`).
+fn plugin_time() -> (f64, f64) {
+    let mut sum = 0.0;
+    let mut count = 0.0;
+    for line in provisio::metrics::render().lines() {
+        let value = || {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if line.starts_with("provisio_plugin_call_seconds_sum") {
+            sum += value();
+        } else if line.starts_with("provisio_plugin_call_seconds_count") {
+            count += value();
+        }
+    }
+    (sum, count)
+}
+
+/// CPU seconds this process has used (user + system; the service, the simulator and the load generator).
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name in parentheses: utime and stime are fields 14 and 15 (from 1).
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// Runs a phase; returns its result, the mean connector call (µs) and the number of calls made.
+async fn with_calls<T>(phase: impl std::future::Future<Output = T>) -> (T, f64, f64) {
+    let (s0, c0) = plugin_time();
+    let out = phase.await;
+    let (s1, c1) = plugin_time();
+    let calls = c1 - c0;
+    (out, if calls > 0.0 { (s1 - s0) / calls * 1e6 } else { 0.0 }, calls)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -254,15 +292,18 @@ async fn run(url: String, sim: Sim) {
     assert_eq!(sample["totalResults"], json!(users));
 
     let d_get = latency(&http, &direct, n, by_id(sim_url.clone())).await;
-    let p_get = latency(&http, &Auth::Basic, n, by_id(proxy_base.clone())).await;
+    let (p_get, get_call, get_calls) = with_calls(latency(&http, &Auth::Basic, n, by_id(proxy_base.clone()))).await;
     let b_get = latency(&http, &bearer, n, by_id(proxy_base.clone())).await;
     let d_list = latency(&http, &direct, n / 4, page(sim_url.clone())).await;
-    let p_list = latency(&http, &Auth::Basic, n / 4, page(proxy_base.clone())).await;
+    let (p_list, list_call, list_calls) =
+        with_calls(latency(&http, &Auth::Basic, n / 4, page(proxy_base.clone()))).await;
     let b_list = latency(&http, &bearer, n / 4, page(proxy_base.clone())).await;
 
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let seconds = env_or("BENCH_SECONDS", 5);
+    let cpu0 = process_cpu();
     let d_rate = throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(sim_url.clone()))).await;
+    let cpu1 = process_cpu();
     let p_rate = throughput(
         &http,
         &Auth::Basic,
@@ -271,6 +312,7 @@ async fn run(url: String, sim: Sim) {
         Arc::new(by_id(proxy_base.clone())),
     )
     .await;
+    let cpu2 = process_cpu();
     let b_rate = throughput(
         &http,
         &bearer,
@@ -279,6 +321,8 @@ async fn run(url: String, sim: Sim) {
         Arc::new(by_id(proxy_base.clone())),
     )
     .await;
+    let cpu3 = process_cpu();
+    let cpu_per = |cpu: f64, rate: f64| cpu / (rate * seconds as f64) * 1e6;
 
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
     let ratio = |p: (f64, f64), d: (f64, f64)| p.0 / d.0;
@@ -317,5 +361,12 @@ async fn run(url: String, sim: Sim) {
         "| `GET /Users/{{id}}`, {concurrency} in flight for {seconds} s | {d_rate:.0}/s | {p_rate:.0}/s | {b_rate:.0}/s | ≥ 5,000/s: Basic {}, bearer {} |",
         verdict(p_rate >= 5000.0),
         verdict(b_rate >= 5000.0)
+    );
+    println!(
+        "\nWhere the time goes: the connector call (wasm instance, guest, HTTP to the simulator, host parse) averages {get_call:.0} µs of a proxied GET by id ({get_calls:.0} calls) and {list_call:.0} µs of a proxied 100-user page ({list_calls:.0} calls); \
+         the rest of the p50 is the proxy's own work and the extra HTTP hop. CPU per request of this whole process (service, simulator, load generator) at {concurrency} in flight: direct {:.0} µs, proxied with Basic {:.0} µs, with bearer {:.0} µs.",
+        cpu_per(cpu1 - cpu0, d_rate),
+        cpu_per(cpu2 - cpu1, p_rate),
+        cpu_per(cpu3 - cpu2, b_rate)
     );
 }

@@ -308,12 +308,13 @@ async fn get_one(
     {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    let full = r.clone();
+    // The ETag is the full resource's, whatever the projection leaves out.
+    let version = r.pointer("/meta/version").and_then(Value::as_str).map(str::to_string);
     q.projection.apply(&mut r, &p.served, kind);
     let mut answer = resource(StatusCode::OK, &r);
     if r.pointer("/meta/version").is_none()
-        && let Some(v) = full.pointer("/meta/version").and_then(Value::as_str)
-        && let Ok(v) = HeaderValue::from_str(v)
+        && let Some(v) = version
+        && let Ok(v) = HeaderValue::from_str(&v)
     {
         answer.headers_mut().insert(header::ETAG, v);
     }

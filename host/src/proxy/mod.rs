@@ -183,6 +183,9 @@ pub struct View {
     pub extra: Vec<String>,
     /// Attributes an `eq` filter on which goes to the backend as a native filter (see [`pushable`]).
     pushable: Vec<(EntityKind, &'static str)>,
+    /// Per kind, the served complex attributes and their declared sub-attributes (for `drop_undeclared`,
+    /// which runs on every entity served).
+    sub_attributes: Vec<(EntityKind, ComplexAttributes)>,
     /// Whether the connector's read cursors are 1-based start indexes (learnt from a first page), so that a
     /// page at any `startIndex` can be asked for directly: 0 unknown, 1 yes, 2 no.
     index_cursors: std::sync::atomic::AtomicU8,
@@ -256,6 +259,11 @@ impl View {
             read: parse(&read_doc, "read")?,
             write: parse(&write_doc, "write")?,
             pushable: pushable(&read_doc),
+            sub_attributes: served
+                .kinds
+                .iter()
+                .map(|&k| (k, complex_attributes(&served, k)))
+                .collect(),
             served,
             extra,
             system,
@@ -337,7 +345,9 @@ impl Proxy {
         // Extension objects no served schema declares (see `schema::synthesize`) are not served.
         let undeclared: Vec<String> = obj
             .keys()
-            .filter(|k| k.to_ascii_lowercase().starts_with("urn:") && self.served.known_urn(kind, k).is_none())
+            .filter(|k| {
+                k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) && self.served.known_urn(kind, k).is_none()
+            })
             .cloned()
             .collect();
         for k in undeclared {
@@ -373,31 +383,22 @@ impl Proxy {
     /// Sub-attributes a backend adds to standard complex attributes (UAA's `members[].origin`) are not
     /// SCIM and strict clients refuse them: only declared sub-attributes are served.
     fn drop_undeclared(&self, kind: EntityKind, obj: &mut serde_json::Map<String, Value>) {
+        let Some((_, complex)) = self.sub_attributes.iter().find(|(k, _)| *k == kind) else {
+            return;
+        };
         for (name, value) in obj.iter_mut() {
-            let path = filter::AttrPath {
-                urn: None,
-                name: name.clone(),
-                sub: None,
-                index: None,
-            };
-            let Some((def, _)) = self.served.definition(kind, &path) else {
+            let Some((_, subs)) = complex.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) else {
                 continue;
             };
-            let Some(subs) = def.get("subAttributes").and_then(Value::as_array) else {
-                continue;
-            };
-            let declared = |k: &str| {
-                subs.iter()
-                    .any(|s| s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(k)))
-            };
-            let items: Vec<&mut Value> = match value {
-                Value::Array(a) => a.iter_mut().collect(),
-                v => vec![v],
-            };
-            for item in items {
-                if let Some(o) = item.as_object_mut() {
-                    o.retain(|k, _| declared(k));
+            let declared = |k: &str| subs.iter().any(|s| s.eq_ignore_ascii_case(k));
+            match value {
+                Value::Array(items) => {
+                    for o in items.iter_mut().filter_map(Value::as_object_mut) {
+                        o.retain(|k, _| declared(k));
+                    }
                 }
+                Value::Object(o) => o.retain(|k, _| declared(k)),
+                _ => {}
             }
         }
     }
@@ -893,6 +894,38 @@ impl Proxy {
 enum Shortcut {
     Id(String),
     Prefilter(String),
+}
+
+/// Complex attributes (top-level names) with the names of their declared sub-attributes.
+type ComplexAttributes = Vec<(String, Vec<String>)>;
+
+/// The complex attributes of a kind (core schema first, then extensions; top-level names) with the names of
+/// their declared sub-attributes.
+fn complex_attributes(served: &Served, kind: EntityKind) -> ComplexAttributes {
+    let mut out: ComplexAttributes = Vec::new();
+    for urn in std::iter::once(schema::core_urn(kind)).chain(served.extensions(kind)) {
+        let attributes = served
+            .schema(urn)
+            .and_then(|s| s.get("attributes"))
+            .and_then(Value::as_array);
+        for attr in attributes.into_iter().flatten() {
+            let (Some(name), Some(subs)) = (
+                attr.get("name").and_then(Value::as_str),
+                attr.get("subAttributes").and_then(Value::as_array),
+            ) else {
+                continue;
+            };
+            if out.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            let subs = subs
+                .iter()
+                .filter_map(|s| s.get("name").and_then(Value::as_str).map(String::from))
+                .collect();
+            out.push((name.to_string(), subs));
+        }
+    }
+    out
 }
 
 /// Attributes whose `eq` filters may go to the backend: those the read transformation carries unchanged.
