@@ -1110,4 +1110,31 @@ mod tests {
         );
         assert!(check_if_match(None, &current).is_ok());
     }
+
+    #[test]
+    fn pushable_only_when_copied_unchanged() {
+        let pass = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
+                          "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
+        assert_eq!(pushable(&pass).len(), 6);
+        let read = json!({"user": {"mappings": [
+            {"sourcePath": "$.userName", "targetPath": "$.userName"},
+            {"sourcePath": "$.emails", "targetPath": "$.emails"},
+            // A function changes the value: not pushable.
+            {"sourcePath": "$.externalId", "targetPath": "$.externalId", "functions": [{"type": "toUpperCase"}]},
+            // An element filter picks one e-mail, and a second mapping writes the same target: not pushable.
+            {"sourcePath": "$.displayName", "targetPath": "$.displayName"},
+            {"sourcePath": "$.name.formatted", "targetPath": "$.displayName", "optional": true}
+        ]}, "group": {"mappings": [
+            {"sourcePath": "$.name", "targetPath": "$.displayName"},
+            {"sourceVariable": "x", "targetPath": "$.externalId"}
+        ]}});
+        assert_eq!(
+            pushable(&read),
+            vec![(EntityKind::User, "userName"), (EntityKind::User, "emails.value")]
+        );
+        let filtered = json!({"user": {"mappings": [
+            {"sourcePath": "$.emails[?(@.primary == true)]", "targetPath": "$.emails"}
+        ]}});
+        assert!(pushable(&filtered).is_empty());
+    }
 }

@@ -629,9 +629,41 @@ mod tests {
             .iter()
             .filter_map(|a| a["name"].as_str())
             .collect();
-        assert_eq!(names, vec!["userName", "name", "groups", "origin"]);
+        // externalId is not carried: declared read-only and never returned.
+        assert_eq!(names, vec!["userName", "name", "groups", "externalId", "origin"]);
+        assert_eq!(user["attributes"][3]["mutability"], "readOnly");
+        assert_eq!(user["attributes"][3]["returned"], "never");
         assert_eq!(user["attributes"][1]["mutability"], "readOnly");
         assert_eq!(user["attributes"][1]["subAttributes"].as_array().map(Vec::len), Some(1));
         assert!(served.schema(ENTERPRISE).is_none());
+    }
+
+    #[test]
+    fn external_id_declared_only_when_not_carried_both_ways() {
+        let external = |read: Value, write: Value| {
+            let served = Served::new(&[EntityKind::Group], &read, &write, Limits::default());
+            served.schema(GROUP).and_then(|g| {
+                g["attributes"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|x| x["name"] == "externalId").cloned())
+            })
+        };
+        let both = json!({"group": {"mappings": [{"sourcePath": "$.externalId", "targetPath": "$.externalId"},
+            {"sourcePath": "$.displayName", "targetPath": "$.displayName"}]}});
+        assert_eq!(external(both.clone(), both.clone()), None);
+        let pass = json!({"group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
+        assert_eq!(external(pass.clone(), pass), None);
+        let only_name =
+            json!({"group": {"mappings": [{"sourcePath": "$.displayName", "targetPath": "$.displayName"}]}});
+        let read_only = external(both, only_name.clone()).expect("declared");
+        assert_eq!(
+            (read_only["mutability"].as_str(), read_only["returned"].as_str()),
+            (Some("readOnly"), Some("default"))
+        );
+        let absent = external(only_name.clone(), only_name).expect("declared");
+        assert_eq!(
+            (absent["mutability"].as_str(), absent["returned"].as_str()),
+            (Some("readOnly"), Some("never"))
+        );
     }
 }
