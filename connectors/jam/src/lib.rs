@@ -104,7 +104,7 @@ impl Connector for Jam {
             .query_opt("filter", req.filter.as_deref())
             .send(cfg)?
             .error_for_status()?;
-        Ok(ListResponse::from_response(&resp)?.into_index_page(start, count))
+        scim::index_page(&resp, start, count)
     }
 
     fn get(cfg: &Config, kind: EntityKind, id: &str) -> Result<String> {

@@ -126,7 +126,7 @@ impl Connector for Xsuaa {
             )));
         }
         let resp = resp.error_for_status()?;
-        Ok(ListResponse::from_response(&resp)?.into_index_page(start, count))
+        scim::index_page(&resp, start, count)
     }
 
     fn get(cfg: &Config, kind: EntityKind, id: &str) -> Result<String> {
