@@ -206,6 +206,43 @@ async fn versions_pin_upgrade_rollback_and_removal() {
     assert_eq!(v3["active"], true, "an upgrade clears the selection");
     assert_eq!(version_of(&service, &follower), "3.0.0");
     assert_eq!(version_of(&service, &pinned), "1.0.0");
+
+    // Any caller sees what connectors declare; which systems run on them only those who manage them.
+    let (status, _) = service
+        .admin(
+            Method::POST,
+            "/api/v1/technical-users",
+            Some(json!({"name": "idm", "password": "idm-password-1", "permissions": ["proxy-api"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let as_idm: Value = service
+        .http
+        .get(format!("{}/api/v1/connectors", service.url))
+        .basic_auth("idm", Some("idm-password-1"))
+        .send()
+        .await
+        .expect("connectors")
+        .json()
+        .await
+        .expect("json");
+    let hostile = as_idm
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "hostile"))
+        .expect("listed");
+    assert!(
+        hostile.get("usedBy").is_none() && hostile.get("stats").is_none(),
+        "{hostile}"
+    );
+    let status = service
+        .http
+        .get(format!("{}/api/v1/plugins", service.url))
+        .basic_auth("idm", Some("idm-password-1"))
+        .send()
+        .await
+        .expect("plugins")
+        .status();
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,9 +137,24 @@ fn version_json(info: &crate::plugins::VersionInfo) -> Value {
     v
 }
 
-pub async fn list_connectors(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+/// `GET /api/v1/connectors`: what every loaded version declares, for any caller; which systems run on it and
+/// its statistics only for those who manage systems or plugins.
+pub async fn list_connectors(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let overview = state.plugins.overview(&state.store).map_err(plugin_error)?;
-    Ok(Json(Value::Array(overview.iter().map(version_json).collect())))
+    let full = caller.0.may(Permission::ManagePlugins) || caller.0.may(Permission::ManageSystems);
+    Ok(Json(Value::Array(
+        overview
+            .iter()
+            .map(|info| {
+                let mut v = version_json(info);
+                if let (false, Some(o)) = (full, v.as_object_mut()) {
+                    o.remove("usedBy");
+                    o.remove("stats");
+                }
+                v
+            })
+            .collect(),
+    )))
 }
 
 /// `GET /api/v1/plugins`: every loaded version, with whether it is bundled or active, the systems on it, and
