@@ -655,7 +655,7 @@ impl Proxy {
                 if path.urn.is_some() {
                     return None;
                 }
-                if path.name == "id" && path.sub.is_none() && path.index.is_none() {
+                if path.name.eq_ignore_ascii_case("id") && path.sub.is_none() && path.index.is_none() {
                     return Some(Shortcut::Id(v.clone()));
                 }
                 self.native_eq(kind, path, v).map(Shortcut::Prefilter)
