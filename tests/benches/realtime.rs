@@ -167,6 +167,11 @@ async fn run() {
         let mut failure = None;
         for e in events.iter().filter(|e| e.entity_id.starts_with(prefix)) {
             *states.entry(e.state.clone()).or_default() += 1;
+            if e.attempts > 1 {
+                *states
+                    .entry(format!("{} after {} attempts", e.state, e.attempts))
+                    .or_default() += 1;
+            }
             if e.state != "done" && failure.is_none() {
                 failure = e.results.clone();
             }
