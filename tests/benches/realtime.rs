@@ -27,6 +27,14 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    // Why an event needed another attempt goes to stderr (RUST_LOG, default: the real-time module's info).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("provisio::realtime=info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -146,12 +154,25 @@ async fn run() {
         let lat: Vec<&provisio::store::realtime::EventRecord> =
             events.iter().filter(|e| e.entity_id.starts_with("lat")).collect();
         if lat.len() as u64 == total && lat.iter().all(|e| e.state != "pending") {
-            let mut ms: Vec<f64> = lat
+            let mut timed: Vec<(f64, &str)> = lat
                 .iter()
-                .filter_map(|e| Some(millis(e.finished_at.as_deref()?)? - millis(&e.received_at)?))
+                .filter_map(|e| {
+                    Some((
+                        millis(e.finished_at.as_deref()?)? - millis(&e.received_at)?,
+                        e.received_at.as_str(),
+                    ))
+                })
                 .collect();
-            ms.sort_by(f64::total_cmp);
-            break ms;
+            timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // When the slowest arrived tells a stall (one moment) from a slope (a growing queue).
+            let slowest: Vec<String> = timed
+                .iter()
+                .rev()
+                .take(5)
+                .map(|(ms, at)| format!("{ms:.0} ms at {at}"))
+                .collect();
+            println!("latency phase: the slowest events: {}", slowest.join(", "));
+            break timed.into_iter().map(|(ms, _)| ms).collect::<Vec<f64>>();
         }
         assert!(Instant::now() < deadline, "events did not finish");
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -240,6 +240,7 @@ impl Realtime {
         let (state, next) = match state {
             Attempt::Retry if attempts >= MAX_ATTEMPTS => ("parked", None),
             Attempt::Retry => {
+                tracing::info!(seq = event.seq, attempts, results = %results, "a real-time event will be retried");
                 let wait = backoff(self.inner.retry_base, attempts as u32).min(Duration::from_secs(30));
                 let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 ("pending", Some(crate::store::timestamp(at)))
