@@ -228,8 +228,9 @@ impl Realtime {
     /// One attempt at one event: every target, then the outcome recorded.
     async fn work(&self, event: EventRecord) {
         let event = match self.inner.store.event(event.seq) {
-            Ok(Some(full)) => full,
-            Ok(None) => return,
+            // A scan may list an event that finished between its read and this start: it is not worked twice.
+            Ok(Some(full)) if full.state == "pending" => full,
+            Ok(_) => return,
             Err(e) => {
                 tracing::warn!(seq = event.seq, error = %e, "cannot load a real-time event");
                 return;

@@ -47,13 +47,39 @@ pub struct Store {
     systems_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Checkpoints the write-ahead log on a thread with its own connection while the store lives. SQLite would
+/// otherwise run a checkpoint — a copy of the log and an fsync — inside whichever commit crosses 1,000 pages,
+/// and every request waiting for the store's connection would wait for it too. PASSIVE never blocks writers.
+fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) -> Result<(), StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    std::thread::Builder::new()
+        .name("provisio-checkpoint".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "cannot checkpoint the database's write-ahead log");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating and migrating) the database file at `path`.
     pub fn open(path: &Path, secrets: SecretBox) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Checkpoints run on a thread of their own (below), not inside a request's commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let mut store = Self::init(conn, secrets)?;
         store.path = Some(path.to_path_buf());
+        spawn_checkpointer(path, Arc::downgrade(&store.conn))?;
         Ok(store)
     }
 

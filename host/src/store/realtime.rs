@@ -83,6 +83,8 @@ impl Appender {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Acknowledged events survive a power cut, not only a crash.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // The store's checkpoint thread copies the log back; an append never waits for that.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let (tx, rx) = mpsc::channel::<(NewEvent, Reply)>();
