@@ -46,8 +46,8 @@ const READ_PAGE: u32 = 500;
 /// cannot hold a request forever.
 const MAX_PAGES: usize = 1000;
 
-/// Proxy defaults for connectors whose descriptor carries only their source/target defaults: SAP's for
-/// xsuaa; for scim a pass-through write (a proxy's ids are the backend's, so the target default's
+/// Proxy defaults for connectors whose descriptor carries only their source/target defaults (components
+/// built for contract 0.1.0, which cannot declare proxy defaults): SAP's for xsuaa; for scim a pass-through write (a proxy's ids are the backend's, so the target default's
 /// `resolveEntityIds` and member rewriting would only lose `$ref`, `display` and `type`).
 fn proxy_default(connector: &str, direction: &str) -> Option<&'static str> {
     match (connector, direction) {
@@ -83,13 +83,20 @@ fn backend_limits(connector: &str) -> schema::Limits {
     }
 }
 
-/// A proxy system's transformation document of one direction: stored, else SAP's proxy default for the
-/// connector, else the connector's default.
+/// A proxy system's transformation document of one direction: stored, else the proxy default the
+/// connector declares (contract 0.2.0), else the host's proxy default for the connector, else the
+/// connector's own default.
 pub fn proxy_transformation(system: &System, plugin: &LoadedPlugin, direction: &str) -> Result<Value, String> {
-    let default = proxy_default(&system.spec.connector, direction).or(match direction {
-        "read" => plugin.descriptor.default_read_transformation.as_deref(),
-        _ => plugin.descriptor.default_write_transformation.as_deref(),
-    });
+    let declared = match direction {
+        "read" => plugin.extensions.default_proxy_read_transformation.as_deref(),
+        _ => plugin.extensions.default_proxy_write_transformation.as_deref(),
+    };
+    let default = declared
+        .or_else(|| proxy_default(&system.spec.connector, direction))
+        .or(match direction {
+            "read" => plugin.descriptor.default_read_transformation.as_deref(),
+            _ => plugin.descriptor.default_write_transformation.as_deref(),
+        });
     crate::provisioning::transformation_document(system, direction, default)
 }
 
