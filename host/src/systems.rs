@@ -197,6 +197,13 @@ impl Systems {
             })
     }
 
+    /// Whether `plugin` is still the one `system` resolves to (an upgrade, a rollback or a pin swaps it), so
+    /// that views cached with it are still good.
+    pub fn runs_on(&self, system: &System, plugin: &Arc<LoadedPlugin>) -> bool {
+        self.plugin_for(system)
+            .is_ok_and(|current| Arc::ptr_eq(&current, plugin))
+    }
+
     /// What a plugin call for this system needs: the properties the guest may see, and the endpoint.
     pub fn call_target(&self, system: &System, descriptor: &Descriptor) -> Result<CallTarget, SystemError> {
         let all = system.all_properties();

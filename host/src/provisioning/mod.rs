@@ -27,7 +27,6 @@ use self::settings::{SourceSettings, TargetSettings, TraceSettings};
 use self::target::TargetContext;
 use crate::connector::EntityKind;
 use crate::plugins::Plugins;
-use crate::runtime::LoadedPlugin;
 use crate::store::jobs::{JobRecord, JobStatus};
 use crate::store::links::{LinkChange, LinkScope};
 use crate::store::systems::{Role, System};
@@ -268,7 +267,7 @@ impl Provisioning {
                     self.inner.store.clone(),
                     options.clone(),
                     reader,
-                    targets,
+                    targets.into_iter().map(TargetRun::new).collect(),
                     stop,
                 );
                 run.run().await
@@ -287,8 +286,13 @@ impl Provisioning {
         }
     }
 
+    /// The systems that decide which plugin version each system runs on.
+    pub(crate) fn systems(&self) -> &Systems {
+        &self.inner.systems
+    }
+
     /// Loads the source and its targets for a run; a message for the job log when it cannot.
-    pub(crate) fn prepare(&self, source_id: &str) -> Result<(SourceReader, Vec<TargetRun>), String> {
+    pub(crate) fn prepare(&self, source_id: &str) -> Result<(SourceReader, Vec<TargetContext>), String> {
         let systems = &self.inner.systems;
         let source = systems.get(source_id).map_err(|e| e.to_string())?;
         let reader = self.source_reader(source)?;
@@ -299,23 +303,15 @@ impl Provisioning {
                 reader.system.spec.name
             ));
         }
-        let mut runs = Vec::new();
+        let mut contexts = Vec::new();
         for target in targets {
             let name = target.spec.name.clone();
             let ctx = self
                 .target_context(target, reader.settings.trace)
                 .map_err(|e| format!("target {name}: {e}"))?;
-            runs.push(TargetRun::new(ctx));
+            contexts.push(ctx);
         }
-        Ok((reader, runs))
-    }
-
-    /// Whether `plugin` is still the one `system` resolves to (an upgrade or a pin swaps it).
-    pub(crate) fn plugin_is_current(&self, system: &System, plugin: &Arc<LoadedPlugin>) -> bool {
-        self.inner
-            .systems
-            .plugin_for(system)
-            .is_ok_and(|current| Arc::ptr_eq(&current, plugin))
+        Ok((reader, contexts))
     }
 
     /// The source side of a run.

@@ -49,8 +49,7 @@ pub(super) async fn provision_one(
     };
     let store = service.store().clone();
     let mut results = Vec::new();
-    for t in targets {
-        let ctx = &t.ctx;
+    for ctx in &targets {
         let mut tsteps = Vec::new();
         if !ctx.handles(kind) {
             tsteps.push(step(

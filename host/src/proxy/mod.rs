@@ -30,6 +30,7 @@ pub use handlers::router;
 use crate::api::AppState;
 use crate::connector::{EntityKind, Operation, PageRequest};
 use crate::runtime::{CallTarget, LoadedPlugin, Runtime};
+use crate::store::generation::ByGeneration;
 use crate::store::systems::{Role, System};
 use error::ScimError;
 use filter::{Filter, get_ci};
@@ -114,19 +115,10 @@ impl EntityIdResolver for SameIds {
 /// per-client rate limit.
 #[derive(Default)]
 pub struct ProxyState {
-    views: std::sync::Mutex<std::collections::HashMap<String, CachedView>>,
+    views: ByGeneration<View>,
     /// Requests per second per technical user; `None` is no limit.
     pub limiter: Option<limit::RateLimiter>,
 }
-
-struct CachedView {
-    /// [`crate::store::Store::systems_generation`] when it was loaded.
-    generation: u64,
-    view: Arc<View>,
-}
-
-/// Most views kept; beyond it the cache starts over (systems are few; this only bounds a flood of ids).
-const MAX_VIEWS: usize = 1024;
 
 impl ProxyState {
     /// The shared state, with a rate limit of `per_second` requests per technical user (bursts of the
@@ -155,22 +147,6 @@ impl ProxyState {
             e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
             e
         })
-    }
-
-    fn cached(&self, id: &str, generation: u64) -> Option<Arc<View>> {
-        let views = self.views.lock().unwrap_or_else(|e| e.into_inner());
-        views
-            .get(id)
-            .filter(|c| c.generation == generation)
-            .map(|c| c.view.clone())
-    }
-
-    fn remember(&self, id: &str, generation: u64, view: Arc<View>) {
-        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
-        if views.len() >= MAX_VIEWS {
-            views.clear();
-        }
-        views.insert(id.to_string(), CachedView { generation, view });
     }
 }
 
@@ -217,19 +193,13 @@ impl Proxy {
     /// prefix the client used (for `meta.location`).
     pub fn load(state: &AppState, id: &str, base: String) -> Result<Proxy, ScimError> {
         let generation = state.store.systems_generation();
-        if let Some(view) = state.proxy.cached(id, generation)
-            && state
-                .plugins
-                .resolve(
-                    &view.system.spec.connector,
-                    view.system.spec.connector_version.as_deref(),
-                )
-                .is_some_and(|p| Arc::ptr_eq(&p, &view.plugin))
+        if let Some(view) = state.proxy.views.get(id, generation)
+            && state.systems.runs_on(&view.system, &view.plugin)
         {
             return Ok(Proxy { view, base });
         }
         let view = Arc::new(View::load(state, id)?);
-        state.proxy.remember(id, generation, view.clone());
+        state.proxy.views.insert(id, generation, view.clone());
         Ok(Proxy { view, base })
     }
 }

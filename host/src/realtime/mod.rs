@@ -22,6 +22,7 @@ use crate::provisioning::retry::backoff;
 use crate::provisioning::run::SourceReader;
 use crate::provisioning::target::{DeleteOutcome, Plan, TargetContext, Written};
 use crate::store::Store;
+use crate::store::generation::ByGeneration;
 use crate::store::links::{LinkChange, LinkScope};
 use crate::store::realtime::{Appender, EventRecord, NewEvent};
 use crate::store::systems::System;
@@ -53,8 +54,8 @@ struct Inner {
     wake: Notify,
     in_flight: Mutex<HashSet<(String, String, String)>>,
     retry_base: Duration,
-    prepared: Mutex<std::collections::HashMap<String, Arc<Prepared>>>,
-    systems: Mutex<std::collections::HashMap<String, (u64, Arc<System>)>>,
+    prepared: ByGeneration<Prepared>,
+    systems: ByGeneration<System>,
 }
 
 /// Why an event was not accepted.
@@ -84,8 +85,8 @@ impl Realtime {
                 wake: Notify::new(),
                 in_flight: Mutex::new(HashSet::new()),
                 retry_base: Duration::from_secs(1),
-                prepared: Mutex::default(),
-                systems: Mutex::default(),
+                prepared: ByGeneration::default(),
+                systems: ByGeneration::default(),
             }),
         }
     }
@@ -106,20 +107,14 @@ impl Realtime {
     /// cached, so they cannot grow the cache).
     pub fn source_system(&self, id: &str) -> Result<Option<Arc<System>>, crate::store::StoreError> {
         let generation = self.inner.store.systems_generation();
-        if let Some((g, system)) = self.inner.systems.lock().unwrap_or_else(|e| e.into_inner()).get(id)
-            && *g == generation
-        {
-            return Ok(Some(system.clone()));
+        if let Some(system) = self.inner.systems.get(id, generation) {
+            return Ok(Some(system));
         }
         let Some(system) = self.inner.store.get_system(id)? else {
             return Ok(None);
         };
         let system = Arc::new(system);
-        self.inner
-            .systems
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string(), (generation, system.clone()));
+        self.inner.systems.insert(id, generation, system.clone());
         Ok(Some(system))
     }
 
@@ -358,33 +353,21 @@ impl Realtime {
         let store = &self.inner.store;
         let provisioning = &self.inner.provisioning;
         let generation = store.systems_generation();
-        let cached = self
-            .inner
-            .prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(source_id)
-            .cloned();
-        if let Some(p) = cached
-            && p.generation == generation
-            && provisioning.plugin_is_current(&p.reader.system, &p.reader.plugin)
-            && p.targets
-                .iter()
-                .all(|t| provisioning.plugin_is_current(&t.system, &t.plugin))
+        let systems = provisioning.systems();
+        if let Some(p) = self.inner.prepared.get(source_id, generation)
+            && systems.runs_on(&p.reader.system, &p.reader.plugin)
+            && p.targets.iter().all(|t| systems.runs_on(&t.system, &t.plugin))
         {
             return Ok(p);
         }
-        let (reader, runs) = provisioning.prepare(source_id)?;
-        let targets = runs
+        let (reader, contexts) = provisioning.prepare(source_id)?;
+        let targets = contexts
             .into_iter()
-            .map(|mut t| {
+            .map(|mut ctx| {
                 // Retries happen per event, with the event's backoff: one attempt per call here, so that a
-                // target that is down does not hold the entity's queue inside a call. (Just prepared, so
-                // not shared yet.)
-                if let Some(ctx) = Arc::get_mut(&mut t.ctx) {
-                    ctx.settings.retry.attempts = 0;
-                }
-                t.ctx
+                // target that is down does not hold the entity's queue inside a call.
+                ctx.settings.retry.attempts = 0;
+                Arc::new(ctx)
             })
             .collect();
         // The loop guard's tenant: every system with the source's URL (registered twice, as this source and
@@ -404,24 +387,17 @@ impl Realtime {
             .map(|s| s.id)
             .collect();
         let prepared = Arc::new(Prepared {
-            generation,
             reader,
             targets,
             same_tenant,
         });
-        self.inner
-            .prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(source_id.to_string(), prepared.clone());
+        self.inner.prepared.insert(source_id, generation, prepared.clone());
         Ok(prepared)
     }
 }
 
 /// A source with its targets, ready for events.
 struct Prepared {
-    /// [`Store::systems_generation`] when it was built.
-    generation: u64,
     reader: SourceReader,
     targets: Vec<Arc<TargetContext>>,
     /// Systems with the source's URL: the loop guard's tenant.

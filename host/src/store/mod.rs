@@ -4,6 +4,7 @@
 //! master key, see [`crate::secrets`]), their transformation versions, and the registry of plugins.
 //! Queries are short; callers run them inline, and the connection is shared behind a mutex.
 
+pub mod generation;
 pub mod jobs;
 pub mod links;
 mod migrations;
