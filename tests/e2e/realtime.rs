@@ -714,6 +714,16 @@ async fn a_target_that_is_down_gets_everything_in_order_when_it_is_back() {
         })
     })
     .await;
+    // An event's outcome is recorded just after its write lands in UAA.
+    until("every event's outcome recorded", || {
+        service
+            .state
+            .realtime
+            .store()
+            .events(Some(&source), None, None, 5000)
+            .is_ok_and(|log| log.iter().all(|e| e.state != "pending"))
+    })
+    .await;
     let log = events(&service, &source).await;
     assert!(log.iter().all(|e| e["state"] == "done"), "{log:?}");
 }
