@@ -18,6 +18,9 @@ use provisio::connector::{EntityKind, PageRequest};
 use provisio::outbound::{Credentials, Outbound, OutboundLimits, SystemEndpoint};
 use provisio::runtime::{CallLimits, CallTarget, LoadedPlugin, Runtime};
 
+mod common;
+use common::serve;
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -27,11 +30,9 @@ fn main() {
     rt.block_on(run());
 }
 
+/// The value at fraction `p` of sorted durations; zero without samples.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    common::percentile(sorted, p).unwrap_or_default()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -178,8 +179,6 @@ async fn run() {
     );
 
     let body = page();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let app = Router::new().route(
         "/v2/Users",
         get(move || {
@@ -187,9 +186,7 @@ async fn run() {
             async move { ([("content-type", "application/scim+json")], body) }
         }),
     );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (addr, _server) = serve(app).await;
     let base = format!("http://{addr}/v2");
     let good = target(&base, vec![("URL".into(), base.clone())]);
 

@@ -38,6 +38,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+mod common;
+use common::{plugin_time, serve};
+
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 /// High enough that the host's own limiter never throttles the unlimited phases.
 const UNLIMITED_RATE: &str = "100000";
@@ -110,26 +113,6 @@ fn machine_busy_seconds() -> f64 {
     // user nice system idle iowait irq softirq steal …: busy is everything but idle and iowait.
     let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
     (ticks.iter().sum::<f64>() - idle) / 100.0
-}
-
-/// Sum and count of `provisio_plugin_call_seconds` over all plugins.
-fn plugin_time() -> (f64, f64) {
-    let mut sum = 0.0;
-    let mut count = 0.0;
-    for line in provisio::metrics::render().lines() {
-        let value = || {
-            line.rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        if line.starts_with("provisio_plugin_call_seconds_sum") {
-            sum += value();
-        } else if line.starts_with("provisio_plugin_call_seconds_count") {
-            count += value();
-        }
-    }
-    (sum, count)
 }
 
 /// Retries of job calls for a reason (`throttled`, `transient`), from the metrics.
@@ -360,12 +343,7 @@ impl Service {
             .store
             .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
             .expect("create the admin");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let router = provisio::api::router(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (addr, server) = serve(provisio::api::router(state.clone())).await;
         Service {
             url: format!("http://{addr}"),
             state,

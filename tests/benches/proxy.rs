@@ -22,6 +22,9 @@ use provisio::store::principals::{Permission, PrincipalKind};
 use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
+mod common;
+use common::{percentile, plugin_time, serve};
+
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const CLIENT: (&str, &str) = ("idm-client", "idm-client-secret-1");
 
@@ -82,13 +85,8 @@ fn main() {
             .store
             .create_principal(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
             .expect("client");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = provisio::api::router(state);
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        url
+        let (addr, _server) = serve(provisio::api::router(state)).await;
+        format!("http://{addr}")
     });
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,26 +99,6 @@ fn main() {
 }
 
 type Sim = (String, String, String, String, Vec<String>);
-
-/// Sum (seconds) and count of the service's plugin calls (`provisio_plugin_call_seconds`).
-fn plugin_time() -> (f64, f64) {
-    let mut sum = 0.0;
-    let mut count = 0.0;
-    for line in provisio::metrics::render().lines() {
-        let value = || {
-            line.rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        if line.starts_with("provisio_plugin_call_seconds_sum") {
-            sum += value();
-        } else if line.starts_with("provisio_plugin_call_seconds_count") {
-            count += value();
-        }
-    }
-    (sum, count)
-}
 
 /// CPU seconds this process has used (user + system; the service, the simulator and the load generator).
 fn process_cpu() -> f64 {
@@ -138,13 +116,6 @@ async fn with_calls<T>(phase: impl std::future::Future<Output = T>) -> (T, f64, 
     let (s1, c1) = plugin_time();
     let calls = c1 - c0;
     (out, if calls > 0.0 { (s1 - s0) / calls * 1e6 } else { 0.0 }, calls)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[derive(Clone)]
@@ -184,7 +155,10 @@ async fn latency(http: &reqwest::Client, auth: &Auth, n: u64, make: impl Fn(u64)
         us.push(t.elapsed().as_secs_f64() * 1e6);
     }
     us.sort_by(f64::total_cmp);
-    (percentile(&us, 0.5), percentile(&us, 0.99))
+    (
+        percentile(&us, 0.5).unwrap_or(f64::NAN),
+        percentile(&us, 0.99).unwrap_or(f64::NAN),
+    )
 }
 
 /// Requests/s of GETs with `concurrency` in flight for `seconds`.

@@ -16,6 +16,9 @@ use provisio::store::principals::{Permission, PrincipalKind};
 use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
+mod common;
+use common::{percentile, serve};
+
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const PUSHER: (&str, &str) = ("pusher", "pusher-password-1");
 
@@ -61,13 +64,6 @@ fn millis(t: &str) -> Option<f64> {
         .map(|d| d.timestamp_millis() as f64)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 async fn run() {
     let data = tempfile::tempdir().expect("data dir");
     let state = provisio::server::boot(data.path(), Settings::default())
@@ -81,13 +77,9 @@ async fn run() {
         .store
         .create_principal(PUSHER.0, PUSHER.1, PrincipalKind::Technical, &[Permission::RealtimeApi])
         .expect("pusher");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(state.realtime.clone().run_dispatcher());
-    let router = provisio::api::router(state.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let (addr, _server) = serve(provisio::api::router(state.clone())).await;
+    let url = format!("http://{addr}");
     let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
     let http = reqwest::Client::new();
     let admin = |method: reqwest::Method, path: String, body: Value| {
@@ -177,7 +169,10 @@ async fn run() {
         assert!(Instant::now() < deadline, "events did not finish");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    let (p50, p99) = (
+        percentile(&latencies, 0.5).unwrap_or(f64::NAN),
+        percentile(&latencies, 0.99).unwrap_or(f64::NAN),
+    );
     let outcome = |prefix: &str| {
         let events = state
             .realtime
