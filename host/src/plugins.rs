@@ -14,7 +14,7 @@
 //! inbox, refused ones move to `plugins/rejected/` with a `.reason.txt` beside them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -147,6 +147,10 @@ pub struct Plugins {
     dir: Option<Dir>,
     /// Serialises changes (add, remove, rollback, activate), so that checks and swaps do not interleave.
     changes: tokio::sync::Mutex<()>,
+    /// Read while a system is validated against the loaded versions and stored ([`Plugins::pinning`]),
+    /// written while a removal checks which systems run on a version and unloads it: otherwise a system
+    /// saved between that check and the unloading would be left on a version that is gone.
+    pins: RwLock<()>,
     /// Files seen in the inbox: size and modification time at the last scan.
     inbox_seen: Mutex<HashMap<String, (u64, Option<SystemTime>)>>,
 }
@@ -166,6 +170,7 @@ impl Plugins {
             loaded: ArcSwap::from_pointee(BTreeMap::new()),
             dir,
             changes: tokio::sync::Mutex::new(()),
+            pins: RwLock::new(()),
             inbox_seen: Mutex::new(HashMap::new()),
         }
     }
@@ -173,6 +178,13 @@ impl Plugins {
     /// The runtime that runs them.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// Hold this while a system's connector version is checked and the system stored: a removal of that
+    /// version waits until the system is stored, and then sees it. Holders do not block one another.
+    pub fn pinning(&self) -> RwLockReadGuard<'_, ()> {
+        // The guarded data is `()`: a panic while holding it cannot leave anything half-changed.
+        self.pins.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Loads the connectors built into the binary, then the uploaded ones stored in the data directory, then
@@ -362,6 +374,9 @@ impl Plugins {
     /// Removes an uploaded version, unless a system runs on it.
     pub async fn remove(&self, store: &Store, name: &str, version: &str) -> Result<(), PluginError> {
         let _guard = self.changes.lock().await;
+        // From the usage check to the unloading, no system can be saved onto this version. Held across no
+        // await (the future would not be `Send`); it waits only for system saves under way.
+        let _pins = self.pins.write().unwrap_or_else(PoisonError::into_inner);
         let loaded = self.loaded.load();
         let versions = loaded
             .get(name)

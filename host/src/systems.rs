@@ -151,6 +151,8 @@ impl Systems {
 
     /// Validates and stores a new system.
     pub fn create(&self, input: SystemInput) -> Result<System, SystemError> {
+        // The version checked in `validate` cannot be removed before the system is stored.
+        let _pinning = self.plugins.pinning();
         let spec = self.validate(input, None)?;
         Ok(self.store.create_system(spec)?)
     }
@@ -158,6 +160,8 @@ impl Systems {
     /// Validates and replaces a system. Secrets sent back masked keep their stored value.
     pub fn replace(&self, id: &str, input: SystemInput) -> Result<System, SystemError> {
         let current = self.get(id)?;
+        // As in `create`: the version checked cannot be removed before the system is stored.
+        let _pinning = self.plugins.pinning();
         let spec = self.validate(input, Some(&current))?;
         Ok(self.store.replace_system(id, spec)?)
     }

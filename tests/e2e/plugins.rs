@@ -331,6 +331,114 @@ async fn upgrade_under_load_fails_nothing_and_calls_in_flight_finish_on_their_ve
     assert_eq!(c.plugin.descriptor.version, "2.0.0");
 }
 
+/// Removing a version while systems are created and updated to pin it: whichever comes first wins, and no
+/// system ever ends up pinning a version that is gone (each round starts all three at once, with the
+/// removal shifted by a varying delay so that every interleaving comes up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_racing_systems_that_pin_the_version_never_strands_one() {
+    use provisio::plugins::PluginError;
+    use provisio::systems::SystemInput;
+    use std::sync::Barrier;
+
+    const ROUNDS: u64 = 150;
+    let service = Service::start().await;
+    let (plugins, systems, store) = (
+        service.state.plugins.clone(),
+        service.state.systems.clone(),
+        service.state.store.clone(),
+    );
+    // 2.0.0 is what unpinned systems follow; 1.0.1 is only ever pinned.
+    let (status, body) = service.upload_plugin(hostile_version("2.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let pinned_version = hostile_version("1.0.1");
+    let input = |name: &str, version: Option<&str>| -> SystemInput {
+        serde_json::from_value(json!({
+            "name": name, "type": "hostile", "version": version, "role": "target",
+            "properties": {"URL": "http://127.0.0.1:9/api"}
+        }))
+        .expect("system input")
+    };
+    let bystander = systems.create(input("bystander", None)).expect("bystander").id;
+    let (mut removed, mut refused) = (0, 0);
+    for round in 0..ROUNDS {
+        if plugins.resolve("hostile", Some("1.0.1")).is_none() {
+            plugins
+                .add(&store, pinned_version.clone(), false)
+                .await
+                .expect("1.0.1 loads again");
+        }
+        let start = Arc::new(Barrier::new(3));
+        let create = {
+            let (systems, start, input) = (
+                systems.clone(),
+                start.clone(),
+                input(&format!("racer {round}"), Some("1.0.1")),
+            );
+            tokio::task::spawn_blocking(move || {
+                start.wait();
+                systems.create(input).ok().map(|s| s.id)
+            })
+        };
+        let update = {
+            let (systems, start, input, id) = (
+                systems.clone(),
+                start.clone(),
+                input("bystander", Some("1.0.1")),
+                bystander.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                start.wait();
+                systems.replace(&id, input).is_ok()
+            })
+        };
+        let remove = {
+            let (plugins, store, start) = (plugins.clone(), store.clone(), start.clone());
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                start.wait();
+                let until = Instant::now() + Duration::from_micros((round * 37) % 1500);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                handle.block_on(plugins.remove(&store, "hostile", "1.0.1"))
+            })
+        };
+        let created = create.await.expect("create");
+        let updated = update.await.expect("update");
+        match remove.await.expect("remove") {
+            Ok(()) => removed += 1,
+            Err(PluginError::InUse { .. }) => refused += 1,
+            Err(e) => panic!("round {round}: unexpected removal error: {e}"),
+        }
+        let loaded = plugins.resolve("hostile", Some("1.0.1")).is_some();
+        let stranded: Vec<String> = store
+            .list_systems()
+            .expect("systems")
+            .into_iter()
+            .filter(|s| s.spec.connector_version.as_deref() == Some("1.0.1") && !loaded)
+            .map(|s| s.spec.name)
+            .collect();
+        assert!(
+            stranded.is_empty(),
+            "round {round}: {stranded:?} pin hostile@1.0.1, which was removed (created: {}, updated: {updated})",
+            created.is_some()
+        );
+        if let Some(id) = created {
+            systems.delete(&id).expect("delete racer");
+        }
+        if updated {
+            systems
+                .replace(&bystander, input("bystander", None))
+                .expect("unpin bystander");
+        }
+    }
+    eprintln!("{ROUNDS} rounds: the removal won {removed}, the pins won {refused}");
+    assert!(
+        removed > 0 && refused > 0,
+        "both outcomes came up: {removed} removed, {refused} refused"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugins_folder_loads_good_components_and_sets_bad_ones_aside() {
     let service = Service::start().await;
