@@ -12,7 +12,8 @@
 //! * [`scim`]: SCIM list responses, index and cursor paging, PatchOp documents and filters;
 //! * [`json`]: dotted-path access into JSON documents;
 //! * [`log`]: lines in the host's log;
-//! * [`testing`] (native targets only): a harness that runs a connector against canned HTTP exchanges.
+//! * [`testing`] (native targets only): a harness that runs a connector against canned HTTP exchanges, or
+//!   against exchanges it records from a real system and replays.
 //!
 //! ```no_run
 //! use provisio_sdk::{Config, Connector, Descriptor, EntityKind, Operation, Page, PageRequest, Result};

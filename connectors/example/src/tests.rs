@@ -1,4 +1,4 @@
-//! The template's own tests: the SDK's harness answers its requests with canned exchanges.
+//! The template's own tests: the SDK's harness answers its requests with canned or recorded exchanges.
 
 use super::*;
 use provisio_sdk::testing::{Exchange, Harness};
@@ -33,6 +33,57 @@ fn reads_pages_and_writes() {
     h.expect(Exchange::delete("users/9").respond(404, json!({"message": "gone"})));
     assert!(matches!(
         h.run(|| Example::delete(&cfg, EntityKind::User, "9")),
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// Replays `recordings/users.json`, which the same test wrote while it ran against a user API:
+///
+/// ```sh
+/// PROVISIO_RECORD=recordings/users.json PROVISIO_RECORD_URL=https://api.example.com/v1 \
+///   PROVISIO_RECORD_AUTHENTICATION=BearerToken PROVISIO_RECORD_PASSWORD=<token> \
+///   cargo test -p provisio-connector-example recorded
+/// ```
+///
+/// Run it that way against your own system to record your exchanges (see the SDK's README). The
+/// assertions hold for any system that keeps what it is sent, so they hold while recording too.
+#[test]
+fn works_against_the_recorded_api() {
+    let cfg = Config::new("t").with("URL", "http://example/v1");
+    let mut h = Harness::recorded("recordings/users.json").unwrap();
+    assert_eq!(
+        h.run(|| Example::test_connection(&cfg)).as_deref(),
+        Ok(provisio_sdk::CONNECTION_OK)
+    );
+    let req = PageRequest {
+        kind: EntityKind::User,
+        cursor: None,
+        page_size: 2,
+        filter: None,
+        delta_since: None,
+    };
+    let page = h.run(|| Example::read(&cfg, &req)).expect("first page");
+    assert!(page.entities.len() <= 2);
+
+    let created = h
+        .run(|| {
+            Example::create(
+                &cfg,
+                EntityKind::User,
+                r#"{"userName":"jdoe","email":"jdoe@example.com"}"#,
+            )
+        })
+        .expect("created");
+    let created: Value = serde_json::from_str(&created).expect("JSON");
+    let id = created["id"].as_str().expect("an id").to_string();
+    let user = r#"{"userName":"jdoe","email":"john.doe@example.com"}"#;
+    let replaced = h
+        .run(|| Example::replace(&cfg, EntityKind::User, &id, user))
+        .expect("replaced");
+    assert!(replaced.contains("john.doe@example.com"), "{replaced}");
+    h.run(|| Example::delete(&cfg, EntityKind::User, &id)).expect("deleted");
+    assert!(matches!(
+        h.run(|| Example::get(&cfg, EntityKind::User, &id)),
         Err(Error::NotFound(_))
     ));
 }

@@ -20,10 +20,29 @@
 //! already failing); [`Harness::assert_done`] checks that explicitly.
 //!
 //! Log lines written with [`log`](crate::log) are collected ([`Harness::logs`]) and echoed to stderr.
+//!
+//! # Recorded exchanges
+//!
+//! [`Harness::recorded`] takes its exchanges from a JSON file (format: [`read_recording`]). When the
+//! environment variable [`RECORD_VAR`] (`PROVISIO_RECORD`) names that file, the harness records instead: it
+//! sends the connector's requests to the real system that `PROVISIO_RECORD_URL` and its companions describe,
+//! hands the connector the real answers, and writes the exchanges, secrets redacted, to the file when it is
+//! dropped (or on [`Harness::save`]). Run without the variable, the same test replays the file.
+//!
+//! ```no_run
+//! use provisio_sdk::testing::Harness;
+//! use provisio_sdk::{Config, http::Request};
+//!
+//! let cfg = Config::new("test").with("URL", "http://example/v1");
+//! let mut h = Harness::recorded("recordings/users.json").unwrap();
+//! let status = h.run(|| Request::get("users").query("limit", 1).send(&cfg).map(|r| r.status));
+//! assert_eq!(status, Ok(200));
+//! ```
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::rc::Rc;
 
 use serde_json::Value;
@@ -32,6 +51,14 @@ use crate::Config;
 use crate::bindings::provisio::connector::host::{HttpRequest, HttpResponse};
 use crate::http::{HostError, decode_component};
 use crate::log::Level;
+
+mod live;
+#[cfg(all(test, feature = "record"))]
+mod record_tests;
+mod recording;
+
+pub use recording::{RECORD_VAR, REDACTED, RecordingError, read_recording, write_recording};
+use recording::{Recorder, json_matches, text_matches};
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<RefCell<State>>>> = const { RefCell::new(None) };
@@ -42,6 +69,8 @@ struct State {
     expected: VecDeque<Exchange>,
     sent: Vec<SentRequest>,
     logs: Vec<(Level, String)>,
+    /// Set in record mode: requests go to the real system.
+    recorder: Option<Recorder>,
 }
 
 /// A test harness: queue the exchanges a connector should make, [`run`](Harness::run) it, inspect what it
@@ -57,9 +86,56 @@ impl Harness {
         Self::default()
     }
 
+    /// A harness whose exchanges come from the recording at `path` (relative paths are relative to the
+    /// crate under test), or, when [`RECORD_VAR`] names that file, that records it: see the
+    /// [module documentation](self).
+    ///
+    /// Errors: the file is missing, unreadable or not a recording; or record mode is asked for but the
+    /// variables that describe the system are missing or wrong. Each message says what to do.
+    pub fn recorded(path: impl AsRef<Path>) -> Result<Self, RecordingError> {
+        Self::recorded_with(path.as_ref(), &|name| std::env::var(name).ok())
+    }
+
+    /// [`recorded`](Harness::recorded), reading the variables through `var`.
+    fn recorded_with(path: &Path, var: &dyn Fn(&str) -> Option<String>) -> Result<Self, RecordingError> {
+        let h = Harness::new();
+        if var(RECORD_VAR).is_some_and(|v| recording::names(&v, path)) {
+            h.state.borrow_mut().recorder = Some(Recorder::start(path, var)?);
+        } else {
+            h.state.borrow_mut().expected.extend(read_recording(path)?);
+        }
+        Ok(h)
+    }
+
+    /// Whether this harness records (sends to the real system) rather than answers from exchanges. A test
+    /// can skip assertions that only hold for the recorded data while it records.
+    pub fn is_recording(&self) -> bool {
+        self.state.borrow().recorder.is_some()
+    }
+
+    /// In record mode, writes the recording now (otherwise it is written when the harness is dropped).
+    /// Does nothing when replaying.
+    pub fn save(&self) -> Result<(), RecordingError> {
+        match self.state.borrow_mut().recorder.as_mut() {
+            Some(recorder) => recorder.save(),
+            None => Ok(()),
+        }
+    }
+
     /// Queues the next expected exchange.
+    ///
+    /// Panics in record mode, where the real system answers.
     pub fn expect(&mut self, exchange: Exchange) -> &mut Self {
-        self.state.borrow_mut().expected.push_back(exchange);
+        let mut state = self.state.borrow_mut();
+        if state.recorder.is_some() {
+            drop(state);
+            panic!(
+                "this harness is recording ({RECORD_VAR} is set): the real system answers, so it takes no \
+                 expected exchanges; use `Harness::new()` for canned ones"
+            );
+        }
+        state.expected.push_back(exchange);
+        drop(state);
         self
     }
 
@@ -107,6 +183,16 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        let unsaved = self.state.borrow().recorder.as_ref().is_some_and(|r| !r.saved());
+        // Written also when the test failed: the recording is what the system answered, and replaying it
+        // shows the same failure without the system.
+        if unsaved && let Err(e) = self.save() {
+            if std::thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
         if !std::thread::panicking() {
             self.assert_done();
         }
@@ -154,9 +240,18 @@ pub struct Exchange {
     upstream: String,
     method: String,
     path: String,
-    body: Option<Value>,
+    body: Option<ExpectedBody>,
     headers: Vec<(String, String)>,
     outcome: Result<HttpResponse, HostError>,
+}
+
+/// The body an [`Exchange`] expects.
+#[derive(Debug, Clone)]
+enum ExpectedBody {
+    /// A JSON document, compared as JSON.
+    Json(Value),
+    /// Text, compared exactly.
+    Text(String),
 }
 
 impl Exchange {
@@ -208,13 +303,19 @@ impl Exchange {
         self
     }
 
-    /// Expects a JSON body equal to `body`.
+    /// Expects a JSON body equal to `body` (a [`REDACTED`] string in it matches any value).
     pub fn body_json(mut self, body: Value) -> Self {
-        self.body = Some(body);
+        self.body = Some(ExpectedBody::Json(body));
         self
     }
 
-    /// Expects a header with this value (case-insensitive name).
+    /// Expects a body equal to this text (each [`REDACTED`] in it matches any text).
+    pub fn body_text(mut self, body: impl Into<String>) -> Self {
+        self.body = Some(ExpectedBody::Text(body.into()));
+        self
+    }
+
+    /// Expects a header with this value (case-insensitive name; [`REDACTED`] matches any value).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -258,8 +359,14 @@ impl Exchange {
 
     fn describe(&self) -> String {
         let mut s = format!("{} {}:{}", self.method, self.upstream, self.path);
-        if let Some(b) = &self.body {
-            let _ = write!(s, " with body {b}");
+        match &self.body {
+            Some(ExpectedBody::Json(b)) => {
+                let _ = write!(s, " with body {b}");
+            }
+            Some(ExpectedBody::Text(t)) => {
+                let _ = write!(s, " with body {t}");
+            }
+            None => {}
         }
         s
     }
@@ -269,25 +376,44 @@ impl Exchange {
         if !self.method.eq_ignore_ascii_case(&req.method) || self.upstream != req.upstream {
             return Some("method or upstream differ".into());
         }
-        if split_path(&self.path) != split_path(&req.path) {
+        if !path_matches(&self.path, &req.path) {
             return Some("path or query differ".into());
         }
         for (n, v) in &self.headers {
-            if req.header(n) != Some(v.as_str()) {
+            if !req.header(n).is_some_and(|sent| text_matches(v, sent)) {
                 return Some(format!("header `{n}` is {:?}, expected {v:?}", req.header(n)));
             }
         }
-        if let Some(expected) = &self.body {
-            match req.json() {
-                Some(actual) if &actual == expected => {}
+        match &self.body {
+            Some(ExpectedBody::Json(expected)) => match req.json() {
+                Some(actual) if json_matches(expected, &actual) => {}
                 Some(actual) => {
                     return Some(format!("body differs:\n    expected {expected}\n    sent     {actual}"));
                 }
                 None => return Some(format!("body is not JSON: {:?}", req.text())),
+            },
+            Some(ExpectedBody::Text(expected)) => {
+                let actual = req.text().unwrap_or_default();
+                if !text_matches(expected, &actual) {
+                    return Some(format!("body differs:\n    expected {expected}\n    sent     {actual}"));
+                }
             }
+            None => {}
         }
         None
     }
+}
+
+/// Whether a sent path matches an expected one: the same path, the same query parameters in any order,
+/// [`REDACTED`] in the expected one matching anything.
+fn path_matches(expected: &str, sent: &str) -> bool {
+    let ((path, params), (sent_path, sent_params)) = (split_path(expected), split_path(sent));
+    text_matches(&path, &sent_path)
+        && params.len() == sent_params.len()
+        && params
+            .iter()
+            .zip(&sent_params)
+            .all(|((k, v), (sk, sv))| k == sk && text_matches(v, sv))
 }
 
 /// The path, and the query parameters decoded and sorted.
@@ -336,6 +462,9 @@ pub(crate) fn dispatch(_cfg: &Config, req: &HttpRequest) -> Result<HttpResponse,
         }
     );
     state.sent.push(sent.clone());
+    if let Some(recorder) = state.recorder.as_mut() {
+        return recorder.send(&sent);
+    }
     let Some(next) = state.expected.pop_front() else {
         drop(state);
         panic!("unexpected request (no more requests were expected): {shown}");
