@@ -1,38 +1,4 @@
-//! Recordings: the exchanges of a test kept in a JSON file. Record mode writes one from what a real system
-//! answered; replay reads it back as the harness's expected [`Exchange`]s. The file holds exactly what an
-//! `Exchange` holds, so a hand-written file works too:
-//!
-//! ```json
-//! {
-//!   "format": 1,
-//!   "exchanges": [
-//!     {
-//!       "request": {"method": "GET", "upstream": "api", "path": "users?offset=0&limit=2",
-//!                   "headers": {"accept": "application/json"}},
-//!       "response": {"status": 200, "headers": {"content-type": "application/json"},
-//!                    "json": {"users": [], "total": 0}}
-//!     },
-//!     {
-//!       "request": {"method": "POST", "path": "users", "json": {"userName": "a", "password": "<redacted>"}},
-//!       "error": {"kind": "timeout", "message": "no answer in 60 s"}
-//!     }
-//!   ]
-//! }
-//! ```
-//!
-//! `request`: `method` and `path` (with its query string) are required; `upstream` defaults to `api`;
-//! `headers` and a body (`json`, or `text`) are expectations on what the connector sends. `response`:
-//! `status`, `headers` (a value may be a list when the header repeats) and a body: `json`, `text`, or
-//! `bytes` (a list of numbers) — JSON bodies are kept parsed and answered compact (so a recording leaves
-//! out `content-length` and the other framing headers). Instead of `response`,
-//! `error` makes the host fail the request (`kind`: `auth-failed`, `timeout`, `unreachable`, `denied`,
-//! `too-large`).
-//!
-//! Secrets never reach the file: values of `Authorization`, cookies and headers named like a token, a key,
-//! a password or a secret; JSON fields and form or query parameters named like them (`password`,
-//! `access_token`, `client_secret`, …); and every occurrence of the credentials the harness was given are
-//! written as [`REDACTED`]. In an expectation, `REDACTED` matches any value, so a connector that sends a
-//! password still matches its recording.
+//! Recordings: the exchanges of a test kept in a JSON file (the format is on [`read_recording`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -110,6 +76,41 @@ impl fmt::Debug for RecordingError {
 }
 
 /// Reads the exchanges of a recording, in order.
+///
+/// Record mode writes a recording from what a real system answered; replay reads it back as the harness's
+/// expected [`Exchange`]s. The file holds exactly what an `Exchange` holds, so a hand-written file works
+/// too:
+///
+/// ```json
+/// {
+///   "format": 1,
+///   "exchanges": [
+///     {
+///       "request": {"method": "GET", "upstream": "api", "path": "users?offset=0&limit=2",
+///                   "headers": {"accept": "application/json"}},
+///       "response": {"status": 200, "headers": {"content-type": "application/json"},
+///                    "json": {"users": [], "total": 0}}
+///     },
+///     {
+///       "request": {"method": "POST", "path": "users", "json": {"userName": "a", "password": "<redacted>"}},
+///       "error": {"kind": "timeout", "message": "no answer in 60 s"}
+///     }
+///   ]
+/// }
+/// ```
+///
+/// `request`: `method` and `path` (with its query string) are required; `upstream` defaults to `api`;
+/// `headers` and a body (`json`, or `text`) are expectations on what the connector sends. `response`:
+/// `status`, `headers` (a value may be a list when the header repeats) and a body: `json`, `text`, or
+/// `bytes` (a list of numbers) — JSON bodies are kept parsed and answered compact (so a recording leaves
+/// out `content-length` and the other framing headers). Instead of `response`, `error` makes the host fail
+/// the request (`kind`: `auth-failed`, `timeout`, `unreachable`, `denied`, `too-large`).
+///
+/// Secrets never reach the file: values of `Authorization`, cookies and headers named like a token, a key,
+/// a password or a secret; JSON fields and form or query parameters named like them (`password`,
+/// `access_token`, `client_secret`, …); and every occurrence of the credentials the harness was given are
+/// written as [`REDACTED`]. In an expectation, `REDACTED` matches any value, so a connector that sends a
+/// password still matches its recording.
 pub fn read_recording(path: impl AsRef<Path>) -> Result<Vec<Exchange>, RecordingError> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
