@@ -286,3 +286,56 @@ fn an_unreachable_system_is_recorded_as_the_host_failure() {
     assert_eq!(replayed, status);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn client_credentials_fetch_a_token_once_and_keep_it_out_of_the_recording() {
+    let (url, seen) = serve(3, |req| match req.target.as_str() {
+        "/oauth/token" if req.header("authorization") == Some("Basic Y2xpZW50OmNsaWVudC1zZWNyZXQ=") => (
+            200,
+            vec![("content-type", "application/json".into())],
+            json!({"access_token": "issued-token-77", "expires_in": 600}).to_string(),
+        ),
+        "/oauth/token" => (401, vec![], String::new()),
+        _ if req.header("authorization") == Some("Bearer issued-token-77") => {
+            (200, vec![], "token issued-token-77 accepted".into())
+        }
+        _ => (401, vec![], String::new()),
+    });
+    let base = url.trim_end_matches("/v1").to_string();
+    let path = temp_recording("oauth");
+    let vars = {
+        let (path, url, token_url) = (path.display().to_string(), url.clone(), format!("{base}/oauth/token"));
+        move |name: &str| match name {
+            RECORD_VAR => Some(path.clone()),
+            URL_VAR => Some(url.clone()),
+            super::live::TOKEN_URL_VAR => Some(token_url.clone()),
+            super::live::USER_VAR => Some("client".into()),
+            PASSWORD_VAR => Some("client-secret".into()),
+            _ => None,
+        }
+    };
+    let statuses = {
+        let mut h = Harness::recorded_with(&path, &vars).expect("record mode");
+        h.run(|| {
+            (0..2)
+                .map(|_| Request::get("users").send(&Config::new("t")).map(|r| r.status))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(statuses, [Ok(200), Ok(200)]);
+    let received: Vec<Seen> = seen.try_iter().collect();
+    let targets: Vec<&str> = received.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        ["/oauth/token", "/v1/users", "/v1/users"],
+        "one token for both requests"
+    );
+    assert_eq!(received[0].body, "grant_type=client_credentials");
+    let text = std::fs::read_to_string(&path).expect("written");
+    assert!(
+        !text.contains("issued-token-77") && !text.contains("client-secret"),
+        "{text}"
+    );
+    assert!(text.contains("token <redacted> accepted"), "{text}");
+    let _ = std::fs::remove_file(&path);
+}
