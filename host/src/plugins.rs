@@ -401,6 +401,7 @@ impl Plugins {
             });
         }
         let digest = entry.plugin.digest.clone();
+        self.runtime.forget(&entry.plugin);
         drop(loaded);
         store
             .delete_plugin(name, version)

@@ -42,6 +42,7 @@ fn main() {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_name("simulator")
             .enable_all()
             .build()
             .expect("simulator runtime");
@@ -69,6 +70,7 @@ fn main() {
 
     let service_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("service")
         .enable_all()
         .build()
         .expect("service runtime");
@@ -91,6 +93,7 @@ fn main() {
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("load")
         .enable_all()
         .build()
         .expect("client runtime");

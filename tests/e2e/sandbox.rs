@@ -295,3 +295,55 @@ async fn invalid_components_are_refused_with_a_reason() {
     );
     assert!(service.healthy().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_keeps_its_instance_until_a_call_goes_wrong() {
+    let service = Service::start_with(strict_limits()).await;
+    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
+    assert_eq!(status, 201, "{loaded}");
+    let upstream = upstream().await;
+    let (a, b) = (
+        service.connector(&hostile_system(&service, &upstream, "ok").await),
+        service.connector(&hostile_system(&service, &upstream, "env").await),
+    );
+    let runtime = a.runtime.clone();
+    let fresh = || runtime.fresh_instances();
+
+    let before = fresh();
+    for _ in 0..5 {
+        a.runtime
+            .test_connection(&a.plugin, &a.target)
+            .await
+            .expect("a answers");
+        b.runtime
+            .test_connection(&b.plugin, &b.target)
+            .await
+            .expect("b answers");
+    }
+    assert_eq!(fresh() - before, 2, "one instance per system, kept between its calls");
+
+    // A trap discards the instance: every call of a panicking system starts fresh, and after the first one
+    // its calls run on probation, at idle priority.
+    let p = service.connector(&hostile_system(&service, &upstream, "panic").await);
+    let before = fresh();
+    for _ in 0..3 {
+        let failed = p.runtime.test_connection(&p.plugin, &p.target).await;
+        assert!(failed.is_err(), "{failed:?}");
+    }
+    assert_eq!(fresh() - before, 3, "no trapped instance is reused");
+    let stats = hostile_stats(&service).await;
+    assert!(stats["backgroundCalls"].as_u64() >= Some(2), "{stats}");
+
+    // The other systems keep their instances and their normal priority.
+    let (before, background) = (fresh(), stats["backgroundCalls"].as_u64());
+    a.runtime
+        .test_connection(&a.plugin, &a.target)
+        .await
+        .expect("a answers");
+    b.runtime
+        .test_connection(&b.plugin, &b.target)
+        .await
+        .expect("b answers");
+    assert_eq!(fresh(), before);
+    assert_eq!(hostile_stats(&service).await["backgroundCalls"].as_u64(), background);
+}

@@ -1,19 +1,24 @@
 //! The sandboxed wasm runtime: one engine for the process, one compiled component and `InstancePre` per
-//! plugin version, and a fresh store and instance for every call.
+//! plugin version, and a store and instance per call: fresh, or kept from the same system's last call when
+//! that one ended cleanly (`warm`).
 //!
 //! A call runs under a memory cap, an epoch deadline (the guest yields to tokio every tick and is
 //! interrupted at the deadline), a wall-clock timeout around the whole call (host calls included), and
 //! caps on argument and result sizes. A trap or a limit breach fails that call with an error naming the
-//! plugin, its version and the limit; the store is dropped, and nothing else is affected.
+//! plugin, its version and the limit; the store is dropped, and nothing else is affected. Calls that burn CPU
+//! finish at idle priority (`background`).
 
+pub mod background;
 pub mod bindings;
 pub mod cache;
 pub mod engine;
 pub mod state;
 pub mod stats;
+pub mod warm;
 pub mod wasi;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -23,7 +28,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 
 use crate::connector::{ConnectorError, Descriptor, DescriptorExtensions, EntityKind, Page, PageRequest};
 use crate::outbound::{HttpError, HttpRequest, HttpResponse, Outbound, SystemEndpoint};
-use bindings::Bindings;
+use bindings::{Bindings, Instance};
 use state::CallState;
 pub use stats::{Incident, PluginStats, StatsSnapshot};
 
@@ -287,7 +292,16 @@ pub struct Runtime {
     limits: CallLimits,
     slots: Semaphore,
     pooling: bool,
+    warm: warm::WarmPool,
+    background: background::Background,
+    fresh_instances: AtomicU64,
+    /// When a plugin version (digest) last trapped or hit a limit for a system: its calls for that system
+    /// then start on the background pool for a while.
+    probation: std::sync::Mutex<std::collections::HashMap<(String, String), Instant>>,
 }
+
+/// How long after a trap or a limit hit a plugin version's calls for that system run at idle priority.
+pub const PROBATION: Duration = Duration::from_secs(30);
 
 /// Upper bound on instances alive at once; calls beyond it wait for a slot.
 const MAX_CONCURRENT_CALLS: u32 = 256;
@@ -300,7 +314,7 @@ impl Runtime {
         outbound: Arc<Outbound>,
         cache_dir: Option<cap_std::fs::Dir>,
     ) -> Result<Self, String> {
-        let (engine, pooling) = engine::build(MAX_CONCURRENT_CALLS, limits.memory_bytes)?;
+        let (engine, pooling) = engine::build(MAX_CONCURRENT_CALLS + warm::CAPACITY as u32, limits.memory_bytes)?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| format!("cannot link WASI: {e}"))?;
         bindings::v0_1_0::add_to_linker(&mut linker).map_err(|e| format!("cannot link the host interface: {e}"))?;
@@ -316,6 +330,10 @@ impl Runtime {
             limits,
             slots: Semaphore::new(MAX_CONCURRENT_CALLS as usize),
             pooling,
+            warm: warm::WarmPool::default(),
+            background: background::Background::default(),
+            fresh_instances: AtomicU64::new(0),
+            probation: Default::default(),
         })
     }
 
@@ -574,7 +592,42 @@ impl Runtime {
         }
     }
 
-    /// Runs one call in a fresh store under the limits.
+    /// A fresh store for one plugin's calls: the memory cap and the epoch callback that enforces the
+    /// deadline and the CPU budget.
+    fn new_store(&self, label: String, endpoint: Option<SystemEndpoint>) -> Store<CallState> {
+        let state = CallState::new(&self.limits, self.outbound.clone(), endpoint, label);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        // One callback per epoch tick of guest execution: stop at the deadline, yield to tokio at every
+        // tick, and once the call has used its CPU budget, move it to the background pool and pause at
+        // every tick (a fair share for the rest).
+        let budget_ticks = (self.limits.cpu_budget.as_millis() / engine::EPOCH_TICK.as_millis().max(1)) as u32;
+        let pause = self.limits.throttle_pause;
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            if Instant::now() >= state.deadline {
+                state.deadline_hit = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            // A tick during which the guest waited on a request is not CPU it burnt.
+            if !std::mem::take(&mut state.waited) {
+                state.ticks += 1;
+            }
+            if state.ticks > budget_ticks {
+                state.throttled = true;
+                state.demoted.store(true, Ordering::Relaxed);
+                if !pause.is_zero() {
+                    return Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))));
+                }
+            }
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
+        store
+    }
+
+    /// Runs one call under the limits: in the instance kept from the system's last call when there is one
+    /// (see [`warm`]), else in a fresh store and instance. A call that uses its CPU budget, or any call of a
+    /// plugin version that trapped or hit a limit for the same system recently, finishes on the background pool.
     async fn invoke(
         &self,
         plugin: &LoadedPlugin,
@@ -595,43 +648,56 @@ impl Runtime {
             plugin: label.clone(),
             message: e.to_string(),
         })?;
-        let state = CallState::new(
-            &self.limits,
-            self.outbound.clone(),
-            target.map(|t| t.endpoint.clone()),
-            label.clone(),
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(1);
-        // One callback per epoch tick of guest execution: stop at the deadline, yield to tokio at every
-        // tick, and once the call has used its CPU budget, pause at every tick (a fair share for the rest).
-        let budget_ticks = (self.limits.cpu_budget.as_millis() / engine::EPOCH_TICK.as_millis().max(1)) as u32;
-        let pause = self.limits.throttle_pause;
-        store.epoch_deadline_callback(move |mut ctx| {
-            let state = ctx.data_mut();
-            if Instant::now() >= state.deadline {
-                state.deadline_hit = true;
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            // A tick during which the guest waited on a request is not CPU it burnt.
-            if !std::mem::take(&mut state.waited) {
-                state.ticks += 1;
-            }
-            if state.ticks > budget_ticks && !pause.is_zero() {
-                state.throttled = true;
-                return Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))));
-            }
-            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        // `describe` has no system: it always runs in a fresh instance.
+        let owner = target.map(|t| warm::Owner {
+            digest: plugin.digest.clone(),
+            system_id: t.endpoint.system_id.clone(),
+            properties: t.properties.clone(),
         });
-        let system_id = target.map(|t| t.endpoint.system_id.as_str()).unwrap_or("");
-        let properties = target.map(|t| t.properties.as_slice()).unwrap_or(&[]);
+        let endpoint = target.map(|t| t.endpoint.clone());
+        let (mut store, instance, uses) = match owner.as_ref().and_then(|o| self.warm.take(o)) {
+            Some(mut kept) => {
+                kept.store.data_mut().begin_next_call(endpoint);
+                (kept.store, Some(kept.instance), kept.uses)
+            }
+            None => {
+                self.fresh_instances.fetch_add(1, Ordering::Relaxed);
+                (self.new_store(label.clone(), endpoint), None, 0)
+            }
+        };
+        store.set_epoch_deadline(1);
+        let demoted = store.data().demoted.clone();
+        let bindings = plugin.bindings.clone();
+        let system_id = target.map(|t| t.endpoint.system_id.clone()).unwrap_or_default();
+        let properties = target.map(|t| t.properties.clone()).unwrap_or_default();
+        let timeout = self.limits.timeout + Duration::from_millis(500);
+        let probation = self.on_probation(&plugin.digest, &system_id);
+        let call = async move {
+            let outcome = tokio::time::timeout(
+                timeout,
+                run(&bindings, &mut store, instance, &system_id, &properties, request),
+            )
+            .await;
+            (outcome, store)
+        };
         let started = Instant::now();
-        let outcome = tokio::time::timeout(
-            self.limits.timeout + Duration::from_millis(500),
-            run(&plugin.bindings, &mut store, system_id, properties, request),
-        )
-        .await;
+        let ran = if probation {
+            demoted.store(true, Ordering::Relaxed);
+            self.background.run(call).await
+        } else {
+            background::drive(call, &demoted, &self.background).await
+        };
+        let (outcome, store) = ran.map_err(|e| CallError::Host {
+            plugin: label.clone(),
+            message: e.to_string(),
+        })?;
+        let mut instance = None;
+        let outcome = outcome.map(|r| {
+            r.map(|(response, kept)| {
+                instance = Some(kept);
+                response
+            })
+        });
         let result = Self::conclude(&self.limits, label.clone(), store.data(), outcome);
         let kind = match &result {
             Ok(
@@ -651,10 +717,52 @@ impl Runtime {
             crate::metrics::plugin_denied_requests(&label, u64::from(state.denied));
         }
         plugin.stats.record(&result.as_ref().map(|_| kind), elapsed, state);
+        if let Err(e) = &result
+            && (e.is_limit() || matches!(e, CallError::Trap { .. }))
+        {
+            self.put_on_probation(&plugin.digest, owner.as_ref().map_or("", |o| o.system_id.as_str()));
+        }
         if let Err(e) = &result {
-            tracing::warn!(plugin = %label, system = system_id, kind, error = %e, "plugin call failed");
+            tracing::warn!(plugin = %label, system = %state.endpoint.as_ref().map(|e| e.system_id.as_str()).unwrap_or(""), kind, error = %e, "plugin call failed");
+        }
+        // Only an instance that did nothing wrong serves the system's next call.
+        let keep = result.is_ok()
+            && state.ended_cleanly()
+            && state.memory.used() <= warm::MAX_MEMORY
+            && uses + 1 < warm::MAX_USES;
+        match (owner, instance) {
+            (Some(owner), Some(instance)) if keep => self.warm.put(warm::Warm::new(owner, store, instance, uses + 1)),
+            // Resetting a runaway call's memory is work too: it happens on the background pool.
+            _ if demoted.load(Ordering::Relaxed) => self.background.release(store),
+            _ => drop(store),
         }
         result
+    }
+
+    /// Whether the plugin version trapped or hit a limit for this system within the last [`PROBATION`].
+    fn on_probation(&self, digest: &str, system_id: &str) -> bool {
+        let probation = self.probation.lock().unwrap_or_else(|p| p.into_inner());
+        probation
+            .get(&(digest.to_string(), system_id.to_string()))
+            .is_some_and(|at| at.elapsed() < PROBATION)
+    }
+
+    fn put_on_probation(&self, digest: &str, system_id: &str) {
+        let mut probation = self.probation.lock().unwrap_or_else(|p| p.into_inner());
+        if probation.len() >= 4096 {
+            probation.retain(|_, at| at.elapsed() < PROBATION);
+        }
+        probation.insert((digest.to_string(), system_id.to_string()), Instant::now());
+    }
+
+    /// Instances created so far (calls that found no kept instance of their system).
+    pub fn fresh_instances(&self) -> u64 {
+        self.fresh_instances.load(Ordering::Relaxed)
+    }
+
+    /// Drops the kept instances of a plugin version that is no longer used.
+    pub fn forget(&self, plugin: &LoadedPlugin) {
+        self.warm.forget(&plugin.digest);
     }
 
     /// Turns a call's outcome into its answer, naming the limit that stopped it, if one did.
@@ -701,7 +809,17 @@ impl Runtime {
                     });
                 }
                 let stderr = state.stderr_text();
-                let message = if stderr.is_empty() { format!("{trap:#}") } else { stderr };
+                let message = if !stderr.is_empty() {
+                    stderr
+                } else if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::MemoryOutOfBounds) {
+                    // Rust guests keep their stack in linear memory: overflowing it ends here, not in the
+                    // host's stack limit.
+                    format!(
+                        "{trap:#}: most often the guest's own stack (in its linear memory) overflowed, from deep recursion or large locals; else a bug in the guest"
+                    )
+                } else {
+                    format!("{trap:#}")
+                };
                 Err(CallError::Trap { plugin: label, message })
             }
         }
@@ -865,17 +983,21 @@ impl RawResponse {
     }
 }
 
-/// Makes one call through the bindings module `$v` of a contract version; `$describe` turns that version's
-/// descriptor into the host's descriptor and extensions.
+/// Makes one call through the bindings module `$v` of a contract version, in the kept instance `$instance`
+/// or a new one; `$describe` turns that version's descriptor into the host's descriptor and extensions.
+/// Answers the response and the instance.
 macro_rules! call_guest {
-    ($v:path, $pre:expr, $store:expr, $system_id:expr, $properties:expr, $request:expr, $describe:expr) => {{
+    ($v:path, $variant:ident, $pre:expr, $instance:expr, $store:expr, $system_id:expr, $properties:expr, $request:expr, $describe:expr) => {{
         use $v as v;
         let store = $store;
-        let plugin = $pre.instantiate_async(&mut *store).await?;
+        let plugin = match $instance {
+            Some(kept) => kept,
+            None => $pre.instantiate_async(&mut *store).await?,
+        };
         let guest = plugin.provisio_connector_connector();
         let config = v::config($system_id, $properties);
         let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
-        Ok(match $request {
+        let response = match $request {
             Request::Describe => {
                 let (d, x) = $describe(guest.call_describe(&mut *store).await?);
                 RawResponse::Describe(d, x)
@@ -924,22 +1046,30 @@ macro_rules! call_guest {
                     .await?
                     .map_err(err),
             ),
-        })
+        };
+        Ok((response, Instance::$variant(plugin)))
     }};
 }
 
-/// Instantiates the plugin in `store` and makes the call, through the bindings of its contract version.
+/// Makes the call in `instance` (kept from an earlier call of the same system) or in a new instance of the
+/// plugin, through the bindings of its contract version.
 async fn run(
     bindings: &Bindings,
     store: &mut Store<CallState>,
+    instance: Option<Instance>,
     system_id: &str,
     properties: &[(String, String)],
     request: Request,
-) -> wasmtime::Result<RawResponse> {
+) -> wasmtime::Result<(RawResponse, Instance)> {
     match bindings {
         Bindings::V0_1_0(pre) => call_guest!(
             bindings::v0_1_0,
+            V0_1_0,
             pre,
+            match instance {
+                Some(Instance::V0_1_0(kept)) => Some(kept),
+                _ => None,
+            },
             store,
             system_id,
             properties,
@@ -951,7 +1081,12 @@ async fn run(
         ),
         Bindings::V0_2_0(pre) => call_guest!(
             bindings::v0_2_0,
+            V0_2_0,
             pre,
+            match instance {
+                Some(Instance::V0_2_0(kept)) => Some(kept),
+                _ => None,
+            },
             store,
             system_id,
             properties,
@@ -996,7 +1131,25 @@ impl CallState {
             )));
         }
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, self.outbound.send(endpoint, request)).await {
+        let sent = match &self.home {
+            // A demoted call's requests are still driven by the service's runtime: pooled connections
+            // and cached tokens are shared with well-behaved systems.
+            Some(home) if self.demoted.load(std::sync::atomic::Ordering::Relaxed) => {
+                let (outbound, endpoint) = (self.outbound.clone(), endpoint.clone());
+                let mut task =
+                    background::AbortOnDrop(home.spawn(async move {
+                        tokio::time::timeout(remaining, outbound.send(&endpoint, request)).await
+                    }));
+                match (&mut task.0).await {
+                    Ok(sent) => sent,
+                    Err(e) => Ok(Err(HttpError::Unreachable(format!(
+                        "the request failed in the host: {e}"
+                    )))),
+                }
+            }
+            _ => tokio::time::timeout(remaining, self.outbound.send(endpoint, request)).await,
+        };
+        match sent {
             Ok(result) => result,
             Err(_) => {
                 self.host_deadline_hit = true;

@@ -2,6 +2,7 @@
 //! limiter, the guest's captured stderr, and the system the call is for.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
@@ -30,6 +31,13 @@ impl MemoryCap {
             used: 0,
             hit: None,
         }
+    }
+}
+
+impl MemoryCap {
+    /// Linear memory the instance has now.
+    pub fn used(&self) -> usize {
+        self.used
     }
 }
 
@@ -95,6 +103,10 @@ pub struct CallState {
     pub waited: bool,
     /// Set once the call used its CPU budget and runs throttled.
     pub throttled: bool,
+    /// Set when the call is to finish on the background pool (see `background`); shared with its driver.
+    pub demoted: Arc<AtomicBool>,
+    /// The runtime the call started on, where its HTTP requests are sent from once it is demoted.
+    pub home: Option<tokio::runtime::Handle>,
     /// The limits of this call.
     pub limits: CallLimits,
 }
@@ -127,8 +139,39 @@ impl CallState {
             ticks: 0,
             waited: false,
             throttled: false,
+            demoted: Arc::new(AtomicBool::new(false)),
+            home: tokio::runtime::Handle::try_current().ok(),
             limits: limits.clone(),
         }
+    }
+
+    /// Readies a kept state for its next call, as if it were new: the same guest, a new call.
+    pub fn begin_next_call(&mut self, endpoint: Option<SystemEndpoint>) {
+        self.endpoint = endpoint;
+        self.memory.hit = None;
+        self.deadline = Instant::now() + self.limits.timeout;
+        self.deadline_hit = false;
+        self.requests = 0;
+        self.log_lines = 0;
+        self.denied = 0;
+        self.last_denied = None;
+        self.host_deadline_hit = false;
+        self.ticks = 0;
+        self.waited = false;
+        self.throttled = false;
+        self.demoted = Arc::new(AtomicBool::new(false));
+        self.home = tokio::runtime::Handle::try_current().ok();
+    }
+
+    /// Whether the call left nothing behind that the next call of the same guest must not see or inherit.
+    pub fn ended_cleanly(&self) -> bool {
+        !self.deadline_hit
+            && !self.host_deadline_hit
+            && !self.throttled
+            && self.memory.hit.is_none()
+            && self.denied == 0
+            && !self.demoted.load(std::sync::atomic::Ordering::Relaxed)
+            && self.stderr.contents().is_empty()
     }
 
     /// The guest's stderr so far, lossily decoded and trimmed.

@@ -21,6 +21,7 @@ pub struct PluginStats {
     limit_hits: AtomicU64,
     denied_requests: AtomicU64,
     throttled: AtomicU64,
+    demoted: AtomicU64,
     nanos: AtomicU64,
     last_incident: Mutex<Option<Incident>>,
 }
@@ -54,6 +55,9 @@ pub struct StatsSnapshot {
     pub denied_requests: u64,
     /// Calls that used their CPU budget and ran throttled.
     pub throttled_calls: u64,
+    /// Calls that finished at idle priority on the background pool (past their CPU budget, or on probation
+    /// after a trap or limit hit for the same system).
+    pub background_calls: u64,
     /// Time spent in calls, host calls included, in milliseconds.
     pub time_ms: f64,
     /// The most recent trap, limit hit or refused request.
@@ -69,6 +73,9 @@ impl PluginStats {
             .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         if state.throttled {
             self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        if state.demoted.load(Ordering::Relaxed) {
+            self.demoted.fetch_add(1, Ordering::Relaxed);
         }
         let mut incident = None;
         match outcome {
@@ -125,6 +132,7 @@ impl PluginStats {
             limit_hits: self.limit_hits.load(Ordering::Relaxed),
             denied_requests: self.denied_requests.load(Ordering::Relaxed),
             throttled_calls: self.throttled.load(Ordering::Relaxed),
+            background_calls: self.demoted.load(Ordering::Relaxed),
             time_ms: self.nanos.load(Ordering::Relaxed) as f64 / 1e6,
             last_incident: self.last_incident.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }

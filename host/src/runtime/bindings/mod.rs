@@ -23,6 +23,14 @@ pub enum Bindings {
     V0_2_0(v0_2_0::PluginPre<super::state::CallState>),
 }
 
+/// An instantiated plugin, by contract version; lives in the store it was instantiated in.
+pub enum Instance {
+    /// Built against 0.1.0.
+    V0_1_0(v0_1_0::Plugin),
+    /// Built against 0.2.0.
+    V0_2_0(v0_2_0::Plugin),
+}
+
 /// What every contract version has in common, in terms of the generated modules `wit` (types) and
 /// `wit_host` (host imports): the host imports, entity kinds, operations, the call config and page requests.
 /// Expanded inside each version's module.
