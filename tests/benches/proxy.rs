@@ -75,7 +75,7 @@ fn main() {
         .build()
         .expect("service runtime");
     let data = tempfile::tempdir().expect("data dir");
-    let url = service_rt.block_on(async {
+    let (url, floor) = service_rt.block_on(async {
         let state = provisio::server::boot(data.path(), Settings::default())
             .await
             .expect("boot");
@@ -88,7 +88,8 @@ fn main() {
             .create_principal(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
             .expect("client");
         let (addr, _server) = serve(provisio::api::router(state)).await;
-        format!("http://{addr}")
+        let (floor, _server) = serve(pass_through(sim.0.clone())).await;
+        (format!("http://{addr}"), format!("http://{floor}"))
     });
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
@@ -97,11 +98,50 @@ fn main() {
         .enable_all()
         .build()
         .expect("client runtime");
-    client_rt.block_on(run(url, sim));
+    client_rt.block_on(run(url, floor, sim));
     drop(service_rt);
 }
 
 type Sim = (String, String, String, String, Vec<String>);
+
+/// The least any HTTP proxy does, on the service's runtime: take the request, send it on to the simulator
+/// over a pooled connection (with the caller's Authorization), hand the answer back. No sandbox, no
+/// transformation, no authentication of its own: the floor for a proxy's latency on this machine.
+fn pass_through(upstream: String) -> axum::Router {
+    use axum::extract::{Request, State};
+    use axum::response::IntoResponse;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("http client");
+    async fn forward(
+        State((http, upstream)): State<(reqwest::Client, String)>,
+        request: Request,
+    ) -> axum::response::Response {
+        let target = format!(
+            "{upstream}{}",
+            request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        );
+        let mut out = http.get(target);
+        if let Some(auth) = request.headers().get(axum::http::header::AUTHORIZATION) {
+            out = out.header(axum::http::header::AUTHORIZATION, auth);
+        }
+        match out.send().await {
+            Ok(answer) => {
+                let status = answer.status().as_u16();
+                let body = answer.bytes().await.unwrap_or_default();
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                    [(axum::http::header::CONTENT_TYPE, "application/scim+json")],
+                    body,
+                )
+                    .into_response()
+            }
+            Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        }
+    }
+    axum::Router::new().fallback(forward).with_state((http, upstream))
+}
 
 /// CPU seconds this process has used (user + system; the service, the simulator and the load generator).
 fn process_cpu() -> f64 {
@@ -195,7 +235,7 @@ async fn throughput(
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn run(url: String, sim: Sim) {
+async fn run(url: String, floor: String, sim: Sim) {
     let (sim_url, token_url, client_id, client_secret, ids) = sim;
     let ids = Arc::new(ids);
     let http = reqwest::Client::builder()
@@ -269,15 +309,18 @@ async fn run(url: String, sim: Sim) {
     assert_eq!(sample["totalResults"], json!(users));
 
     let d_get = latency(&http, &direct, n, by_id(sim_url.clone())).await;
+    let f_get = latency(&http, &direct, n, by_id(floor.clone())).await;
     let (p_get, get_call, get_calls) = with_calls(latency(&http, &Auth::Basic, n, by_id(proxy_base.clone()))).await;
     let b_get = latency(&http, &bearer, n, by_id(proxy_base.clone())).await;
     let d_list = latency(&http, &direct, n / 4, page(sim_url.clone())).await;
+    let f_list = latency(&http, &direct, n / 4, page(floor.clone())).await;
     let (p_list, list_call, list_calls) =
         with_calls(latency(&http, &Auth::Basic, n / 4, page(proxy_base.clone()))).await;
     let b_list = latency(&http, &bearer, n / 4, page(proxy_base.clone())).await;
 
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let seconds = env_or("BENCH_SECONDS", 5);
+    let f_rate = throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(floor.clone()))).await;
     let cpu0 = process_cpu();
     let d_rate = throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(sim_url.clone()))).await;
     let cpu1 = process_cpu();
@@ -338,6 +381,16 @@ async fn run(url: String, sim: Sim) {
         "| `GET /Users/{{id}}`, {concurrency} in flight for {seconds} s | {d_rate:.0}/s | {p_rate:.0}/s | {b_rate:.0}/s | ≥ 5,000/s: Basic {}, bearer {} |",
         verdict(p_rate >= 5000.0),
         verdict(b_rate >= 5000.0)
+    );
+    println!(
+        "\nThe floor: a bare pass-through proxy (axum + reqwest, no sandbox, no transformation, no authentication) in front of the same simulator, same runtime: \
+         `GET /Users/{{id}}` p50 {:.0} µs ({:.2}× direct; the proxy above is {:.2}× this floor), 100-user page p50 {:.0} µs ({:.2}× direct; the proxy {:.2}× the floor), {f_rate:.0} requests/s with {concurrency} in flight.",
+        f_get.0,
+        ratio(f_get, d_get),
+        ratio(p_get, f_get),
+        f_list.0,
+        ratio(f_list, d_list),
+        ratio(p_list, f_list),
     );
     println!(
         "\nWhere the time goes: the connector call (wasm instance, guest, HTTP to the simulator, host parse) averages {get_call:.0} µs of a proxied GET by id ({get_calls:.0} calls) and {list_call:.0} µs of a proxied 100-user page ({list_calls:.0} calls); \
