@@ -265,6 +265,26 @@ impl Response {
     }
 }
 
+/// Whether the host owns a request header: credentials, routing and framing. The host drops a guest's
+/// value for these and sets its own; the test harness's record mode does the same.
+pub fn is_host_owned_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    matches!(
+        lower.as_str(),
+        "authorization"
+            | "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "te"
+            | "upgrade"
+            | "keep-alive"
+            | "trailer"
+            | "expect"
+            | "cookie"
+    ) || lower.starts_with("proxy-")
+}
+
 /// Percent-encodes a query parameter name or value (everything but RFC 3986 unreserved characters).
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -311,6 +331,22 @@ pub fn decode_component(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_owns_credentials_routing_and_framing_headers() {
+        for owned in [
+            "Authorization",
+            "host",
+            "Content-Length",
+            "cookie",
+            "proxy-authorization",
+        ] {
+            assert!(is_host_owned_header(owned), "{owned}");
+        }
+        for free in ["accept", "content-type", "x-csrf-token", "if-match"] {
+            assert!(!is_host_owned_header(free), "{free}");
+        }
+    }
 
     #[test]
     fn builds_paths_with_encoded_queries() {

@@ -181,25 +181,11 @@ impl Outbound {
             .map_err(|_| HttpError::Denied(format!("invalid HTTP method {:?}", request.method)))?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
-            let lower = name.to_ascii_lowercase();
             // The host owns these: credentials, routing and framing.
-            if matches!(
-                lower.as_str(),
-                "authorization"
-                    | "host"
-                    | "content-length"
-                    | "transfer-encoding"
-                    | "connection"
-                    | "te"
-                    | "upgrade"
-                    | "keep-alive"
-                    | "trailer"
-                    | "expect"
-                    | "cookie"
-            ) || lower.starts_with("proxy-")
-            {
+            if provisio_sdk::http::is_host_owned_header(name) {
                 continue;
             }
+            let lower = name.to_ascii_lowercase();
             let name = reqwest::header::HeaderName::from_bytes(lower.as_bytes())
                 .map_err(|_| HttpError::Denied(format!("invalid header name {name:?}")))?;
             let value = reqwest::header::HeaderValue::from_str(value)
