@@ -87,8 +87,9 @@ fn serve(count: usize, answer: impl Fn(&Seen) -> Answer + Send + 'static) -> (St
             }
             out.push_str("\r\n");
             out.push_str(&text);
-            let _ = stream.write_all(out.as_bytes());
+            // Recorded before answering: a test reads what was seen as soon as its request returns.
             let _ = tx.send(seen);
+            let _ = stream.write_all(out.as_bytes());
         }
     });
     (url, rx)
