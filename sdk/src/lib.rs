@@ -172,8 +172,11 @@ pub trait Connector {
 
     /// Replaces the entity with this id by the given native JSON and returns it as stored.
     ///
-    /// Idempotent. Connectors of systems with versioned resources re-read and retry once on a stale version;
-    /// a conflict that remains is [`Error::Conflict`]. [`Error::NotFound`] when the entity does not exist.
+    /// Idempotent. For systems with versioned resources: when the entity carries `meta.version`, that version
+    /// is the caller's precondition (it read that version and built the entity from it) — send it (as
+    /// `If-Match`) and answer a stale version with [`Error::Conflict`], without retrying; without one, read
+    /// the current version, and re-read and retry once when it goes stale. A conflict that remains is
+    /// [`Error::Conflict`]. [`Error::NotFound`] when the entity does not exist.
     ///
     /// Default: [`Error::Unsupported`].
     fn replace(cfg: &Config, kind: EntityKind, id: &str, entity: &str) -> Result<String> {

@@ -5,6 +5,8 @@
 //!    of `GET /Users/{id}` and of a 100-user list page (`GET /Users?startIndex=…&count=100`), directly against
 //!    the simulator (its bearer token) and through the proxy (HTTP Basic, and a bearer token from
 //!    `POST /oauth2/token`).
+//!    Also the p50 of the service's `/healthz`, one round trip that does nothing: direct + that hop is the
+//!    least any proxy can take.
 //! 2. Throughput of `GET /Users/{id}` with `BENCH_CONCURRENCY` requests in flight (default 64) for
 //!    `BENCH_SECONDS` (default 5) per case: requests/s, direct and through the proxy.
 //!
@@ -308,6 +310,8 @@ async fn run(url: String, floor: String, sim: Sim) {
     );
     assert_eq!(sample["totalResults"], json!(users));
 
+    // One HTTP round trip that does nothing (the service's `/healthz`): what a second hop costs by itself.
+    let hop = latency(&http, &direct, n, |_| format!("{url}/healthz")).await;
     let d_get = latency(&http, &direct, n, by_id(sim_url.clone())).await;
     let f_get = latency(&http, &direct, n, by_id(floor.clone())).await;
     let (p_get, get_call, get_calls) = with_calls(latency(&http, &Auth::Basic, n, by_id(proxy_base.clone()))).await;
@@ -391,6 +395,15 @@ async fn run(url: String, floor: String, sim: Sim) {
         f_list.0,
         ratio(f_list, d_list),
         ratio(p_list, f_list),
+    );
+    println!(
+        "\nThe bound: one HTTP round trip that does nothing (the service's `/healthz`) takes {:.0} µs p50 here, so no proxy \
+         can answer a GET by id in less than direct + that hop = {:.0} µs ({:.2}× direct) or a page in less than {:.0} µs ({:.2}× direct).",
+        hop.0,
+        d_get.0 + hop.0,
+        (d_get.0 + hop.0) / d_get.0,
+        d_list.0 + hop.0,
+        (d_list.0 + hop.0) / d_list.0,
     );
     println!(
         "\nWhere the time goes: the connector call (wasm instance, guest, HTTP to the simulator, host parse) averages {get_call:.0} µs of a proxied GET by id ({get_calls:.0} calls) and {list_call:.0} µs of a proxied 100-user page ({list_calls:.0} calls); \

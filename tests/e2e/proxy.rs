@@ -744,6 +744,85 @@ async fn hybrid_flow_with_uaa_backend() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// Another client changes a user in UAA between the proxy's read and its write. A PATCH (read-modify-
+/// replace for UAA users) is written over the version it read, so the change made meanwhile survives: the
+/// proxy reads again and re-applies the operations. With the client's If-Match, and for a PUT, it is a 412.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_between_read_and_write_is_never_lost() {
+    let service = service().await;
+    let sim = uaa::spawn(uaa::Options {
+        users: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("simulator");
+    let system = proxy_on_uaa(&service, &sim, "concurrent").await;
+    let c = Client::new(&service, &system);
+    let uid = sim.users()[0]["id"].as_str().expect("id").to_string();
+    let given = |ops: &str| patch(json!([{"op": "replace", "path": "name.givenName", "value": ops}]));
+
+    // PATCH without If-Match: both changes are kept.
+    sim.state()
+        .change_before_next_write(&uid, json!({"externalId": "changed-meanwhile"}));
+    let (s, b) = c
+        .call(Method::PATCH, &format!("/Users/{uid}"), Some(given("Patched")))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let stored = sim.user(&uid).expect("in UAA");
+    assert_eq!(stored["name"]["givenName"], "Patched", "{stored}");
+    assert_eq!(
+        stored["externalId"], "changed-meanwhile",
+        "the concurrent change was overwritten: {stored}"
+    );
+    assert_eq!(b["externalId"], "changed-meanwhile", "{b}");
+
+    // PATCH with the client's If-Match: the version it names is gone by the time of the write.
+    let (_, headers, _) = c.send(Method::GET, &format!("/Users/{uid}"), None, &[]).await;
+    let etag = headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("ETag")
+        .to_string();
+    sim.state()
+        .change_before_next_write(&uid, json!({"externalId": "changed-again"}));
+    let (s, _, b) = c
+        .send(
+            Method::PATCH,
+            &format!("/Users/{uid}"),
+            Some(given("Lost")),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_error(s, &b, StatusCode::PRECONDITION_FAILED, None);
+    let stored = sim.user(&uid).expect("in UAA");
+    assert_eq!(stored["externalId"], "changed-again", "{stored}");
+    assert_eq!(stored["name"]["givenName"], "Patched", "{stored}");
+
+    // PUT with If-Match alike.
+    let (_, headers, current) = c.send(Method::GET, &format!("/Users/{uid}"), None, &[]).await;
+    let etag = headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("ETag")
+        .to_string();
+    let mut full = current.clone();
+    full["name"]["givenName"] = json!("Replaced");
+    sim.state()
+        .change_before_next_write(&uid, json!({"externalId": "changed-a-third-time"}));
+    let (s, _, b) = c
+        .send(
+            Method::PUT,
+            &format!("/Users/{uid}"),
+            Some(full),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_error(s, &b, StatusCode::PRECONDITION_FAILED, None);
+    let stored = sim.user(&uid).expect("in UAA");
+    assert_eq!(stored["externalId"], "changed-a-third-time", "{stored}");
+    assert_eq!(stored["name"]["givenName"], "Patched", "{stored}");
+}
+
 /// Export: SAP IdM CSV for a proxy, JSON without secrets that imports back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_csv_and_json() {

@@ -190,7 +190,7 @@ async fn users_every_operation_and_paging() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_version_is_reread_and_retried() {
+async fn a_carried_version_is_a_precondition_and_a_read_one_is_retried() {
     for status in [409, 412] {
         let service = Service::start().await;
         let sim = uaa::spawn(uaa::Options {
@@ -204,6 +204,14 @@ async fn stale_version_is_reread_and_retried() {
         let (rt, p, t) = (&c.runtime, &c.plugin, &c.target);
         let created = rt.create(p, t, EntityKind::User, &user("stale")).await.expect("create");
         let uid = id_of(&created);
+        let puts = || -> Vec<u16> {
+            sim.stats()
+                .log()
+                .iter()
+                .filter(|r| r.method == "PUT" && r.path == format!("/Users/{uid}"))
+                .map(|r| r.status)
+                .collect()
+        };
         // Someone else changes the user after we read it: version 0 → 1.
         let read = rt.get(p, t, EntityKind::User, &uid).await.expect("get");
         assert_eq!(read["meta"]["version"], 0);
@@ -212,24 +220,31 @@ async fn stale_version_is_reread_and_retried() {
         rt.replace(p, t, EntityKind::User, &uid, &theirs)
             .await
             .expect("their change");
-        // Our replace carries the version we read (0), which is stale now.
+        // Our replace carries the version we read (0): a precondition, so a conflict, and theirs stays.
         let mut ours = read.clone();
         ours["name"]["familyName"] = json!("Ours");
         sim.stats().reset();
+        let refused = rt.replace(p, t, EntityKind::User, &uid, &ours).await;
+        assert!(
+            matches!(refused, Err(CallError::Connector(ConnectorError::Conflict { .. }))),
+            "{refused:?}"
+        );
+        assert_eq!(puts(), vec![status], "one stale PUT, no retry");
+        assert_eq!(sim.user(&uid).expect("user")["name"]["givenName"], "Theirs");
+        // Without a version the connector reads the current one; when that goes stale before its PUT,
+        // it reads again and retries once.
+        let mut unversioned = user("stale");
+        unversioned["name"]["familyName"] = json!("Ours");
+        sim.state()
+            .change_before_next_write(&uid, json!({"externalId": "meanwhile"}));
+        sim.stats().reset();
         let written = rt
-            .replace(p, t, EntityKind::User, &uid, &ours)
+            .replace(p, t, EntityKind::User, &uid, &unversioned)
             .await
             .expect("re-read and retried");
         assert_eq!(written["name"]["familyName"], "Ours");
-        assert_eq!(written["meta"]["version"], 2);
-        let puts: Vec<u16> = sim
-            .stats()
-            .log()
-            .iter()
-            .filter(|r| r.method == "PUT" && r.path == format!("/Users/{uid}"))
-            .map(|r| r.status)
-            .collect();
-        assert_eq!(puts, vec![status, 200], "a stale PUT, then one retry");
+        assert_eq!(written["meta"]["version"], 3);
+        assert_eq!(puts(), vec![status, 200], "a stale PUT, then one retry");
     }
 }
 

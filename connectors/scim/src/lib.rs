@@ -121,8 +121,9 @@ impl Connector for Scim {
     fn replace(cfg: &Config, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
         let s = Settings::new(cfg)?;
         let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
+        // A version the entity carries is the caller's precondition: a stale one fails, it is not retried.
         let version = version_of(&entity);
-        put(&s, kind, id, &entity, version).map(|v| v.to_string())
+        put(&s, kind, id, &entity, version, false).map(|v| v.to_string())
     }
 
     fn patch(cfg: &Config, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
@@ -237,9 +238,18 @@ fn finish_put(resp: Response, kind: EntityKind, id: &str) -> Result<Value> {
 
 /// PUT with `If-Match` when a version is known; on a stale version (412) re-reads the entity and retries once
 /// with its current version.
-fn put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option<String>) -> Result<Value> {
+/// `PUT` with `version` as `If-Match`; on a stale version (412) re-reads and retries once when `retry_stale`,
+/// else the 412 is [`Error::Conflict`].
+fn put(
+    s: &Settings,
+    kind: EntityKind,
+    id: &str,
+    entity: &Value,
+    version: Option<String>,
+    retry_stale: bool,
+) -> Result<Value> {
     let resp = send_put(s, kind, id, entity, version.as_deref())?;
-    if resp.status == 412 && version.is_some() {
+    if resp.status == 412 && version.is_some() && retry_stale {
         log::info(format_args!(
             "{} {id} changed meanwhile (HTTP 412); re-reading and retrying once",
             kind.as_str()
@@ -297,7 +307,7 @@ fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Er
         "{} already exists as {id} ({filter}); updating it instead",
         kind.as_str()
     ));
-    put(s, kind, id, entity, version_of(existing)).map(|v| v.to_string())
+    put(s, kind, id, entity, version_of(existing), true).map(|v| v.to_string())
 }
 
 /// The SCIM filter attribute of a unique-attribute path: `emails[0].value` → `emails.value`,

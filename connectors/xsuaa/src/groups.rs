@@ -5,7 +5,9 @@ use provisio_sdk::{EntityKind, Error, Result, log, status};
 use serde_json::{Map, Value, json};
 
 use crate::settings::Settings;
-use crate::uaa::{self, SCHEMA, entity_of, entity_path, error_code, fetch, ok_or_not_found, put_versioned, writable};
+use crate::uaa::{
+    self, SCHEMA, Stale, entity_of, entity_path, error_code, fetch, ok_or_not_found, put_versioned, writable,
+};
 
 const KIND: EntityKind = EntityKind::Group;
 
@@ -79,22 +81,23 @@ pub fn create(s: &Settings, entity: Map<String, Value>) -> Result<Value> {
                 return Err(conflict);
             };
             log::info(format_args!("group already exists as {id}; updating it instead"));
-            put_versioned(s, KIND, &id, existing.clone(), |_| Ok(body.clone()))
+            put_versioned(s, KIND, &id, existing.clone(), Stale::Retry, |_| Ok(body.clone()))
         }
         _ => Err(status::error_for(&resp)),
     }
 }
 
-/// Replaces the group (members included) with its version as `If-Match`.
+/// Replaces the group (members included) with its version as `If-Match`: the version the entity carries,
+/// as a precondition ([`Stale::Fail`]), else the current one (read first, retried once when stale).
 pub fn replace(s: &Settings, id: &str, entity: Map<String, Value>) -> Result<Value> {
     let has_version = uaa::version_of(&Value::Object(entity.clone())).is_some();
-    let current = if has_version {
-        Value::Object(entity.clone())
+    let (current, on_stale) = if has_version {
+        (Value::Object(entity.clone()), Stale::Fail)
     } else {
-        fetch(s, KIND, id)?
+        (fetch(s, KIND, id)?, Stale::Retry)
     };
     let body = body_of(s, entity);
-    put_versioned(s, KIND, id, current, |_| Ok(body.clone()))
+    put_versioned(s, KIND, id, current, on_stale, |_| Ok(body.clone()))
 }
 
 /// What a PatchOp document asks of a group, in terms UAA can do.
@@ -243,7 +246,7 @@ pub fn patch(s: &Settings, id: &str, ops: &PatchOp) -> Result<Option<Value>> {
     members_api(s, id, &change)?;
     if !change.is_members_only() {
         let current = fetch(s, KIND, id)?;
-        let written = put_versioned(s, KIND, id, current, |cur| {
+        let written = put_versioned(s, KIND, id, current, Stale::Retry, |cur| {
             let mut g = cur.as_object().cloned().unwrap_or_default();
             for (k, v) in &change.set {
                 g.insert(k.clone(), v.clone());
@@ -337,7 +340,7 @@ fn members_api(s: &Settings, id: &str, c: &Change) -> Result<()> {
 /// Reads the group, applies the PatchOp, and writes it back with its version (re-applied once when stale).
 fn read_apply_put(s: &Settings, id: &str, ops: &PatchOp) -> Result<Value> {
     let current = fetch(s, KIND, id)?;
-    put_versioned(s, KIND, id, current, |cur| {
+    put_versioned(s, KIND, id, current, Stale::Retry, |cur| {
         let mut patched = cur.clone();
         ops.apply(&mut patched)?;
         match patched {

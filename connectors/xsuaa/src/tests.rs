@@ -313,6 +313,44 @@ fn replace_rereads_and_retries_once_on_a_stale_version() {
 }
 
 #[test]
+fn a_version_the_entity_carries_is_a_precondition_never_retried() {
+    // The caller read version 7 and built the write from it: a concurrent change must not be overwritten.
+    let entity = json!({"userName": "jdoe", "emails": [{"value": "j@x"}], "origin": "idp1", "meta": {"version": 7}});
+    for stale in [409, 412, 422] {
+        let mut h = Harness::new();
+        h.expect(Exchange::put("Users/u1").header("If-Match", "\"7\"").respond(
+            stale,
+            json!({"error": "scim_resource_conflict", "error_description": "wrong version"}),
+        ));
+        let out = h.run(|| Xsuaa::replace(&cfg(), EntityKind::User, "u1", &entity.to_string()));
+        assert!(matches!(out, Err(Error::Conflict(_))), "{stale}: {out:?}");
+        assert_eq!(h.requests().len(), 1, "no re-read, no second PUT");
+    }
+    // Without a concrete origin the user is read first, but the If-Match is still the caller's version.
+    let entity = json!({"userName": "jdoe", "emails": [{"value": "j@x"}], "meta": {"version": 7}});
+    let mut h = Harness::new();
+    h.expect(Exchange::get("Users/u1").respond(200, user("u1", "idp1", 8)));
+    h.expect(
+        Exchange::put("Users/u1")
+            .header("If-Match", "\"7\"")
+            .respond(409, json!({"error": "scim_resource_conflict"})),
+    );
+    let out = h.run(|| Xsuaa::replace(&cfg(), EntityKind::User, "u1", &entity.to_string()));
+    assert!(matches!(out, Err(Error::Conflict(_))), "{out:?}");
+    // Groups alike.
+    let g = json!({"id": "Admins", "displayName": "Admins", "meta": {"version": 2}, "members": []});
+    let mut h = Harness::new();
+    h.expect(
+        Exchange::put("Groups/Admins")
+            .header("If-Match", "\"2\"")
+            .respond(409, json!({"error": "scim_resource_conflict"})),
+    );
+    let out = h.run(|| Xsuaa::replace(&cfg(), EntityKind::Group, "Admins", &g.to_string()));
+    assert!(matches!(out, Err(Error::Conflict(_))), "{out:?}");
+    assert_eq!(h.requests().len(), 1);
+}
+
+#[test]
 fn replace_uses_the_version_the_entity_carries() {
     let entity = json!({"userName": "jdoe", "emails": [{"value": "j@x"}], "origin": "idp1", "meta": {"version": 7}});
     let mut h = Harness::new();

@@ -123,8 +123,19 @@ pub fn writable(mut body: Map<String, Value>) -> Map<String, Value> {
     body
 }
 
-/// `PUT` with `If-Match: "<version>"`. When the version is stale, re-reads the entity, lets `rebuild` make the
-/// body again from the fresh copy, and retries once; a conflict that remains is [`Error::Conflict`].
+/// Whether a stale version is re-read and retried, or is the caller's answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Re-read the entity and retry once (the write does not depend on what the caller read).
+    Retry,
+    /// The version is the caller's precondition (it read that version and built the write from it): a stale
+    /// version is [`Error::Conflict`] at once, so that a concurrent change is never overwritten.
+    Fail,
+}
+
+/// `PUT` with `If-Match: "<version>"`. When the version is stale, [`Stale::Retry`] re-reads the entity, lets
+/// `rebuild` make the body again from the fresh copy, and retries once; a conflict that remains is
+/// [`Error::Conflict`].
 ///
 /// `rebuild(current)` returns the body to send, given the current entity.
 pub fn put_versioned(
@@ -132,6 +143,7 @@ pub fn put_versioned(
     kind: EntityKind,
     id: &str,
     current: Value,
+    on_stale: Stale,
     mut rebuild: impl FnMut(&Value) -> Result<Value>,
 ) -> Result<Value> {
     let mut current = current;
@@ -147,6 +159,13 @@ pub fn put_versioned(
             .request_with("PUT", entity_path(kind, id), &body)
             .header("If-Match", if_match(version))
             .send(s.cfg)?;
+        if on_stale == Stale::Fail && is_stale(&resp) {
+            return Err(Error::conflict(format!(
+                "The {} `{id}` changed since version {version} was read (HTTP {}).",
+                kind.as_str(),
+                resp.status
+            )));
+        }
         if attempt == 0 && is_stale(&resp) {
             log::info(format_args!(
                 "{} {id} changed meanwhile (HTTP {}, version {version} is stale); re-reading and retrying once",

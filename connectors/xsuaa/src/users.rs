@@ -5,7 +5,7 @@ use provisio_sdk::{EntityKind, Error, Result, json, log, status};
 use serde_json::{Map, Value};
 
 use crate::settings::{Settings, split_origins};
-use crate::uaa::{self, entity_of, entity_path, fetch, ok_or_not_found, put_versioned, writable};
+use crate::uaa::{self, Stale, entity_of, entity_path, fetch, ok_or_not_found, put_versioned, writable};
 
 const KIND: EntityKind = EntityKind::User;
 
@@ -101,7 +101,7 @@ fn resolve_conflict(s: &Settings, body: &Value, conflict: Error) -> Result<Value
         "user already exists as {id} ({filter}); updating it instead"
     ));
     let id = id.to_string();
-    put_versioned(s, KIND, &id, existing.clone(), |_| Ok(body.clone()))
+    put_versioned(s, KIND, &id, existing.clone(), Stale::Retry, |_| Ok(body.clone()))
 }
 
 /// The UAA filter attribute of a unique-attribute path: `emails[0].value` → `emails.value`.
@@ -116,8 +116,10 @@ fn filter_attribute(path: &str) -> Option<String> {
     (!keys.is_empty()).then(|| keys.join("."))
 }
 
-/// Replaces the user (PUT with its version as `If-Match`, re-read and retried once when stale). With several
-/// origins, the user's twins in the other origins (same userName) are updated too, and created where missing.
+/// Replaces the user with a PUT and a version as `If-Match`: the version the body carries, as a precondition
+/// (a stale one is [`Error::Conflict`], never retried), else the current one (read first, re-read and retried
+/// once when stale). With several origins, the user's twins in the other origins (same userName) are updated
+/// too, and created where missing.
 pub fn replace(s: &Settings, id: &str, body: Map<String, Value>) -> Result<Value> {
     let origins = origins_for(s, &body);
     let concrete = match body.get("origin") {
@@ -128,14 +130,25 @@ pub fn replace(s: &Settings, id: &str, body: Map<String, Value>) -> Result<Value
         _ => None,
     };
     // The entity's own version saves a read; without it (or to learn the origin) read the user first.
-    let current = match (uaa::version_of(&Value::Object(body.clone())), &concrete) {
+    let precondition = uaa::version_of(&Value::Object(body.clone()));
+    let mut current = match (precondition, &concrete) {
         (Some(_), Some(_)) if origins.len() <= 1 => Value::Object(body.clone()),
         _ => fetch(s, KIND, id)?,
+    };
+    let on_stale = match precondition {
+        Some(version) => {
+            // The caller's version, not the one just read: a change in between must fail the write.
+            if let Some(meta) = current.get_mut("meta").and_then(Value::as_object_mut) {
+                meta.insert("version".into(), version.into());
+            }
+            Stale::Fail
+        }
+        None => Stale::Retry,
     };
     let own_origin = concrete
         .clone()
         .or_else(|| json::get_str(&current, "origin").map(str::to_string));
-    let main = put_versioned(s, KIND, id, current, |cur| {
+    let main = put_versioned(s, KIND, id, current, on_stale, |cur| {
         // Origin is immutable in UAA: keep the stored one unless the body names exactly one.
         let origin = own_origin
             .clone()
@@ -153,7 +166,7 @@ pub fn replace(s: &Settings, id: &str, body: Map<String, Value>) -> Result<Value
                     let Some(tid) = t.get("id").and_then(Value::as_str).map(str::to_string) else {
                         continue;
                     };
-                    put_versioned(s, KIND, &tid, t, |_| {
+                    put_versioned(s, KIND, &tid, t, Stale::Retry, |_| {
                         Ok(Value::Object(with_origin(&body, Some(origin))))
                     })?;
                 }
@@ -180,7 +193,7 @@ fn twin(s: &Settings, user_name: &str, origin: &str) -> Result<Option<Value>> {
 /// re-applied and retried once when stale).
 pub fn patch(s: &Settings, id: &str, ops: &PatchOp) -> Result<Value> {
     let current = fetch(s, KIND, id)?;
-    put_versioned(s, KIND, id, current, |cur| {
+    put_versioned(s, KIND, id, current, Stale::Retry, |cur| {
         let mut patched = cur.clone();
         ops.apply(&mut patched)?;
         match patched {

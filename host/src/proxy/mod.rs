@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 pub use handlers::router;
 
 use crate::api::AppState;
-use crate::connector::{EntityKind, Operation, PageRequest};
-use crate::runtime::{CallTarget, LoadedPlugin, Runtime};
+use crate::connector::{ConnectorError, EntityKind, Operation, PageRequest};
+use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
 use crate::store::generation::ByGeneration;
 use crate::store::systems::{Role, System};
 use error::ScimError;
@@ -404,14 +404,22 @@ impl Proxy {
 
     /// One resource by id.
     pub async fn get(&self, kind: EntityKind, id: &str) -> Result<Value, ScimError> {
+        Ok(self.read(kind, id).await?.resource)
+    }
+
+    /// One resource by id, with the backend's own version of it.
+    async fn read(&self, kind: EntityKind, id: &str) -> Result<Current, ScimError> {
         let native = self
             .runtime
             .get(&self.plugin, &self.call, kind, id)
             .await
             .map_err(ScimError::from_call)?;
-        self.to_scim(kind, &native)
+        let resource = self
+            .to_scim(kind, &native)
             .map_err(|r| ScimError::backend(format!("the read transformation failed: {r}")))?
-            .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.as_str())))
+            .ok_or_else(|| ScimError::not_found(format!("{} {id} not found", kind.as_str())))?;
+        let version = native.pointer("/meta/version").filter(|v| !v.is_null()).cloned();
+        Ok(Current { resource, version })
     }
 
     /// Every resource of a kind, read page by page to the end; `prefilter` (when sound) narrows the backend
@@ -728,23 +736,59 @@ impl Proxy {
     ) -> Result<Value, ScimError> {
         clean_input(&mut body, kind)?;
         self.check_required(kind, &body)?;
-        let current = self.get(kind, id).await?;
-        check_if_match(if_match, &current)?;
+        let current = self.read(kind, id).await?;
+        check_if_match(if_match, &current.resource)?;
         self.check_unique(kind, &body, Some(id)).await?;
-        self.write_replace(kind, id, body).await
+        // The version the client matched is the backend's precondition too: a change in between is a 412,
+        // not a silent overwrite. Without If-Match a PUT replaces whatever is there.
+        let precondition = names_a_version(if_match).then_some(current.version).flatten();
+        match self.write_replace(kind, id, body, precondition).await? {
+            Written::Done(r) => Ok(r),
+            Written::Stale => Err(ScimError::precondition(format!(
+                "the {} changed while it was being replaced; read it again",
+                kind.as_str()
+            ))),
+        }
     }
 
-    async fn write_replace(&self, kind: EntityKind, id: &str, mut body: Value) -> Result<Value, ScimError> {
+    /// Writes `body` over the resource; with `precondition` (the backend version the body was built from)
+    /// the connector fails instead of overwriting a newer version, which is [`Written::Stale`].
+    async fn write_replace(
+        &self,
+        kind: EntityKind,
+        id: &str,
+        mut body: Value,
+        precondition: Option<Value>,
+    ) -> Result<Written, ScimError> {
         if let Some(o) = body.as_object_mut() {
             o.insert("id".into(), json!(id));
         }
-        let native = self.transform_write(kind, TransformOp::Update, Some(id), &body)?;
-        let written = self
-            .runtime
-            .replace(&self.plugin, &self.call, kind, id, &native)
-            .await
-            .map_err(ScimError::from_call)?;
-        self.answer(kind, Some(written), Some(id)).await
+        let mut native = self.transform_write(kind, TransformOp::Update, Some(id), &body)?;
+        if let (Some(version), Some(o)) = (&precondition, native.as_object_mut()) {
+            let meta = o.entry("meta").or_insert_with(|| json!({}));
+            if !meta.is_object() {
+                *meta = json!({});
+            }
+            if let Some(m) = meta.as_object_mut() {
+                m.insert("version".into(), version.clone());
+            }
+        }
+        let written = match self.runtime.replace(&self.plugin, &self.call, kind, id, &native).await {
+            Ok(w) => w,
+            // A conflict is a uniqueness clash or a stale version: the backend's version now tells which.
+            Err(
+                e
+                @ CallError::Connector(ConnectorError::Conflict { .. } | ConnectorError::Rejected { status: 412, .. }),
+            ) if precondition.is_some() => {
+                let now = self.read(kind, id).await?;
+                if now.version != precondition {
+                    return Ok(Written::Stale);
+                }
+                return Err(ScimError::from_call(e));
+            }
+            Err(e) => return Err(ScimError::from_call(e)),
+        };
+        self.answer(kind, Some(written), Some(id)).await.map(Written::Done)
     }
 
     /// PATCH: the connector's own patch when the write transformation has `patchEntity` mappings for it
@@ -758,35 +802,56 @@ impl Proxy {
         if_match: Option<&str>,
     ) -> Result<Value, ScimError> {
         let ops = patch::parse(body)?;
-        let current = self.get(kind, id).await?;
-        check_if_match(if_match, &current)?;
-        // Applied in the host first in any case: it validates paths, mutability and values.
-        let mut patched = current.clone();
-        patch::apply(&mut patched, &ops, &self.served, kind)?;
-        if self.supports(Operation::Patch) {
-            let doc = match self
-                .write
-                .apply(kind.as_str(), body, &self.write_context(TransformOp::Patch, Some(id)))
-            {
-                Outcome::Transformed { output, .. } => Some(output),
-                _ => None,
-            };
-            if let Some(doc) = doc.filter(|d| get_ci(d, "Operations").is_some()) {
-                let result = self
-                    .runtime
-                    .patch(&self.plugin, &self.call, kind, id, &doc)
-                    .await
-                    .map_err(ScimError::from_call)?;
-                return self.answer(kind, result, Some(id)).await;
+        for _ in 0..PATCH_ATTEMPTS {
+            let current = self.read(kind, id).await?;
+            check_if_match(if_match, &current.resource)?;
+            // Applied in the host first in any case: it validates paths, mutability and values.
+            let mut patched = current.resource.clone();
+            patch::apply(&mut patched, &ops, &self.served, kind)?;
+            if self.supports(Operation::Patch) {
+                let doc = match self
+                    .write
+                    .apply(kind.as_str(), body, &self.write_context(TransformOp::Patch, Some(id)))
+                {
+                    Outcome::Transformed { output, .. } => Some(output),
+                    _ => None,
+                };
+                if let Some(doc) = doc.filter(|d| get_ci(d, "Operations").is_some()) {
+                    let result = self
+                        .runtime
+                        .patch(&self.plugin, &self.call, kind, id, &doc)
+                        .await
+                        .map_err(ScimError::from_call)?;
+                    return self.answer(kind, result, Some(id)).await;
+                }
+            }
+            if patched == current.resource {
+                return Ok(current.resource);
+            }
+            clean_input(&mut patched, kind)?;
+            self.check_required(kind, &patched)?;
+            self.check_unique(kind, &patched, Some(id)).await?;
+            // Written over the version it was built from: a change made meanwhile is never lost.
+            match self.write_replace(kind, id, patched, current.version).await? {
+                Written::Done(r) => return Ok(r),
+                Written::Stale if names_a_version(if_match) => {
+                    return Err(ScimError::precondition(format!(
+                        "the {} changed while it was being patched; read it again",
+                        kind.as_str()
+                    )));
+                }
+                // The operations apply to whatever is current: read it again and apply them to that.
+                Written::Stale => {}
             }
         }
-        if patched == current {
-            return Ok(current);
-        }
-        clean_input(&mut patched, kind)?;
-        self.check_required(kind, &patched)?;
-        self.check_unique(kind, &patched, Some(id)).await?;
-        self.write_replace(kind, id, patched).await
+        Err(ScimError::new(
+            axum::http::StatusCode::CONFLICT,
+            None,
+            format!(
+                "the {} kept changing while the patch was applied ({PATCH_ATTEMPTS} attempts); try again",
+                kind.as_str()
+            ),
+        ))
     }
 
     /// DELETE. A user's group memberships go with it (some backends keep dangling members).
@@ -991,6 +1056,29 @@ fn clean_input(body: &mut Value, kind: EntityKind) -> Result<(), ScimError> {
         obj.insert("schemas".into(), json!([schema::core_urn(kind)]));
     }
     Ok(())
+}
+
+/// A resource as read, with the backend's own `meta.version` (a write's precondition) when it has one.
+struct Current {
+    resource: Value,
+    version: Option<Value>,
+}
+
+/// How a versioned write ended.
+enum Written {
+    /// Written; the resource as it is now.
+    Done(Value),
+    /// Not written: the backend's version moved past the one the write was built from.
+    Stale,
+}
+
+/// How often a read-modify-write PATCH re-reads and re-applies its operations when the resource changes
+/// between its read and its write.
+const PATCH_ATTEMPTS: usize = 3;
+
+/// Whether an `If-Match` names versions (rather than `*` or nothing).
+fn names_a_version(if_match: Option<&str>) -> bool {
+    if_match.map(str::trim).is_some_and(|h| !h.is_empty() && h != "*")
 }
 
 /// The ETag of a resource: its backend version when it has one, else a digest of its content.

@@ -180,6 +180,9 @@ struct Store {
     groups: Table<Group>,
     /// lower-case displayName → id
     group_names: HashMap<String, String>,
+    /// user id → a partial change another client makes just before the next PUT or PATCH of that user
+    /// arrives (see [`State::change_before_next_write`]).
+    concurrent_changes: HashMap<String, Value>,
 }
 
 struct Inner {
@@ -535,6 +538,13 @@ impl State {
     pub fn insert_user(&self, body: Value) -> Result<Value, String> {
         let mut s = self.store();
         create_user(&mut s, &self.0.options, &body).map_err(|(_, e)| e)
+    }
+
+    /// Makes another client's write land between a reader's GET and its next write: when the next `PUT`
+    /// or `PATCH` of user `id` arrives, `change` (a partial update, as a PATCH body) is stored first and
+    /// the user's version goes up, so that the arriving write's `If-Match` is stale.
+    pub fn change_before_next_write(&self, id: &str, change: Value) {
+        self.store().concurrent_changes.insert(id.to_string(), change);
     }
 
     /// Deletes a user and its memberships; whether it existed.
@@ -1243,6 +1253,16 @@ async fn get_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) ->
 async fn update_user(st: State, headers: HeaderMap, id: String, body: Bytes, partial: bool) -> Answer {
     st.authorize(&headers, Need::Write)?;
     let mut s = st.store();
+    if let Some(change) = s.concurrent_changes.remove(&id)
+        && let Some(mut other) = s.users.get(&id).cloned()
+    {
+        merge_user(&s, &mut other, &change, true)?;
+        other.version += 1;
+        other.last_modified = now_millis();
+        if let Some(slot) = s.users.get_mut(&id) {
+            *slot = other;
+        }
+    }
     let current = s.users.get(&id).cloned().ok_or_else(|| missing_user(&id))?;
     let expected = st.expected_version(&headers, current.version, "PUT")?;
     let body = h::parse_json(&body).map_err(bad_json)?;
