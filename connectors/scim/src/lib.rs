@@ -236,8 +236,6 @@ fn finish_put(resp: Response, kind: EntityKind, id: &str) -> Result<Value> {
     resp.json()
 }
 
-/// PUT with `If-Match` when a version is known; on a stale version (412) re-reads the entity and retries once
-/// with its current version.
 /// `PUT` with `version` as `If-Match`; on a stale version (412) re-reads and retries once when `retry_stale`,
 /// else the 412 is [`Error::Conflict`].
 fn put(

@@ -295,20 +295,14 @@ impl TargetContext {
         // A version in the entity is a precondition to the connector (the proxy's read-modify-write). What
         // a transformation carried over from the source is no version of the target's: the connector reads
         // the target's own.
-        let unversioned;
-        let entity = match entity.pointer("/meta/version") {
-            Some(_) => {
-                let mut copy = entity.clone();
-                if let Some(meta) = copy.get_mut("meta").and_then(Value::as_object_mut) {
-                    meta.shift_remove("version");
-                }
-                unversioned = copy;
-                &unversioned
-            }
-            None => entity,
-        };
+        let mut entity = std::borrow::Cow::Borrowed(entity);
+        if entity.pointer("/meta/version").is_some()
+            && let Some(meta) = entity.to_mut().get_mut("meta").and_then(Value::as_object_mut)
+        {
+            meta.shift_remove("version");
+        }
         let (result, _) = with_retries(self.settings.retry, |_| {
-            self.runtime.replace(&self.plugin, &self.call, kind, id, entity)
+            self.runtime.replace(&self.plugin, &self.call, kind, id, &entity)
         })
         .await;
         result.map(|_| ())

@@ -338,11 +338,7 @@ impl Proxy {
             self.normalize_members(obj);
         }
         // The proxy's own address, whatever the backend called itself.
-        let meta = obj.entry("meta").or_insert_with(|| json!({}));
-        if !meta.is_object() {
-            *meta = json!({});
-        }
-        if let Some(m) = meta.as_object_mut() {
+        if let Some(m) = meta_of(obj) {
             m.insert("resourceType".into(), json!(type_name));
             m.insert("location".into(), json!(location));
             m.insert("version".into(), json!(version));
@@ -744,7 +740,7 @@ impl Proxy {
         let precondition = names_a_version(if_match).then_some(current.version).flatten();
         match self.write_replace(kind, id, body, precondition).await? {
             Written::Done(r) => Ok(r),
-            Written::Stale => Err(ScimError::precondition(format!(
+            Written::Stale(_) => Err(ScimError::precondition(format!(
                 "the {} changed while it was being replaced; read it again",
                 kind.as_str()
             ))),
@@ -764,14 +760,8 @@ impl Proxy {
             o.insert("id".into(), json!(id));
         }
         let mut native = self.transform_write(kind, TransformOp::Update, Some(id), &body)?;
-        if let (Some(version), Some(o)) = (&precondition, native.as_object_mut()) {
-            let meta = o.entry("meta").or_insert_with(|| json!({}));
-            if !meta.is_object() {
-                *meta = json!({});
-            }
-            if let Some(m) = meta.as_object_mut() {
-                m.insert("version".into(), version.clone());
-            }
+        if let (Some(version), Some(meta)) = (&precondition, native.as_object_mut().and_then(meta_of)) {
+            meta.insert("version".into(), version.clone());
         }
         let written = match self.runtime.replace(&self.plugin, &self.call, kind, id, &native).await {
             Ok(w) => w,
@@ -782,7 +772,7 @@ impl Proxy {
             ) if precondition.is_some() => {
                 let now = self.read(kind, id).await?;
                 if now.version != precondition {
-                    return Ok(Written::Stale);
+                    return Ok(Written::Stale(now));
                 }
                 return Err(ScimError::from_call(e));
             }
@@ -802,8 +792,8 @@ impl Proxy {
         if_match: Option<&str>,
     ) -> Result<Value, ScimError> {
         let ops = patch::parse(body)?;
+        let mut current = self.read(kind, id).await?;
         for _ in 0..PATCH_ATTEMPTS {
-            let current = self.read(kind, id).await?;
             check_if_match(if_match, &current.resource)?;
             // Applied in the host first in any case: it validates paths, mutability and values.
             let mut patched = current.resource.clone();
@@ -834,14 +824,14 @@ impl Proxy {
             // Written over the version it was built from: a change made meanwhile is never lost.
             match self.write_replace(kind, id, patched, current.version).await? {
                 Written::Done(r) => return Ok(r),
-                Written::Stale if names_a_version(if_match) => {
+                Written::Stale(_) if names_a_version(if_match) => {
                     return Err(ScimError::precondition(format!(
                         "the {} changed while it was being patched; read it again",
                         kind.as_str()
                     )));
                 }
-                // The operations apply to whatever is current: read it again and apply them to that.
-                Written::Stale => {}
+                // The operations apply to whatever is current: apply them again to the version now there.
+                Written::Stale(now) => current = now,
             }
         }
         Err(ScimError::new(
@@ -1068,8 +1058,18 @@ struct Current {
 enum Written {
     /// Written; the resource as it is now.
     Done(Value),
-    /// Not written: the backend's version moved past the one the write was built from.
-    Stale,
+    /// Not written: the backend's version moved past the one the write was built from; the resource as it
+    /// is now.
+    Stale(Current),
+}
+
+/// A resource's `meta` object, made one if it is missing or not an object (always `Some`).
+fn meta_of(resource: &mut serde_json::Map<String, Value>) -> Option<&mut serde_json::Map<String, Value>> {
+    let meta = resource.entry("meta").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    meta.as_object_mut()
 }
 
 /// How often a read-modify-write PATCH re-reads and re-applies its operations when the resource changes
