@@ -778,11 +778,7 @@ async fn a_change_made_between_read_and_write_is_never_lost() {
 
     // PATCH with the client's If-Match: the version it names is gone by the time of the write.
     let (_, headers, _) = c.send(Method::GET, &format!("/Users/{uid}"), None, &[]).await;
-    let etag = headers
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .expect("ETag")
-        .to_string();
+    let etag = headers["etag"].to_str().expect("etag").to_string();
     sim.state()
         .change_before_next_write(&uid, json!({"externalId": "changed-again"}));
     let (s, _, b) = c
@@ -800,11 +796,7 @@ async fn a_change_made_between_read_and_write_is_never_lost() {
 
     // PUT with If-Match alike.
     let (_, headers, current) = c.send(Method::GET, &format!("/Users/{uid}"), None, &[]).await;
-    let etag = headers
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .expect("ETag")
-        .to_string();
+    let etag = headers["etag"].to_str().expect("etag").to_string();
     let mut full = current.clone();
     full["name"]["givenName"] = json!("Replaced");
     sim.state()
