@@ -113,18 +113,19 @@ impl Descriptor {
     }
 }
 
-/// The host's own rule for secret property names, applied whatever a connector declares.
+/// The host's own rule for secret property names, applied whatever a connector declares. Names are compared
+/// on their letters and digits only, so `X-Api-Key`, `api_key` and `ApiKey` are one name.
 pub fn looks_secret(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower == "password"
-        || lower == "pwd"
-        || lower.contains("secret")
-        || lower.ends_with("token")
-        || lower.contains("privatekey")
-        || lower.contains("apikey")
-        || lower.contains("api_key")
-        || lower.contains("credential")
-        || lower.contains("passphrase")
+    let compact: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    const CONTAINS: [&str; 5] = ["secret", "privatekey", "apikey", "credential", "passphrase"];
+    const ENDS: [&str; 9] = [
+        "password", "passwd", "pwd", "token", "tokens", "secret", "secrets", "key", "keys",
+    ];
+    CONTAINS.iter().any(|part| compact.contains(part)) || ENDS.iter().any(|end| compact.ends_with(end))
 }
 
 /// One `read` request.

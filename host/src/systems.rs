@@ -74,6 +74,10 @@ pub struct SystemInput {
     /// The transformation; the connector's default when absent. For proxies `{"read": …, "write": …}`.
     #[serde(default)]
     pub transformation: Option<Value>,
+    /// Properties the admin explicitly turns from sealed secrets into plain values (their value must be
+    /// entered in clear). Without it a sealed value stays sealed, whatever the connector declares now.
+    #[serde(default)]
+    pub declassify: Vec<String>,
 }
 
 /// A system as the admin API answers it: secrets masked.
@@ -245,6 +249,7 @@ impl Systems {
             token: url("OAuth2TokenServiceURL")?,
             credentials: Credentials::from_properties(&all).map_err(SystemError::Invalid)?,
             rate_per_second: rate,
+            headers: secret_headers(&system.spec.secrets)?,
         };
         let properties = system
             .spec
@@ -332,7 +337,18 @@ impl Systems {
             if key.trim().is_empty() {
                 return Err(SystemError::Invalid("property names must not be empty".into()));
             }
-            if descriptor.is_secret(&key) {
+            // Once sealed, a value stays sealed: a plugin upgrade, or a connector that describes itself
+            // differently after a restart, must not turn a secret into a plain property.
+            let sealed_before = current.is_some_and(|c| c.spec.secrets.contains_key(&key));
+            let declassified = input.declassify.contains(&key);
+            if descriptor.is_secret(&key) || (sealed_before && !declassified) {
+                if sealed_before && !descriptor.is_secret(&key) {
+                    tracing::warn!(
+                        system = %name,
+                        property = %key,
+                        "the connector no longer declares this property secret; its value stays sealed (send it in \"declassify\" to make it plain)"
+                    );
+                }
                 // A masked value sent back means "unchanged" — but only while the secret keeps going where
                 // it went: a changed endpoint or connector could carry it to another host.
                 let text = if text == MASK {
@@ -348,9 +364,29 @@ impl Systems {
                     text
                 };
                 secrets.insert(key, text);
+            } else if text == MASK {
+                // The mask is never a value: storing it would lose the secret it stood for.
+                return Err(SystemError::Invalid(if declassified {
+                    format!("{key} is declassified: enter its value in clear, not the mask {MASK}")
+                } else {
+                    format!("property {key} is not secret; {MASK} is the mask of a secret, not a value")
+                }));
             } else {
                 properties.insert(key, text);
             }
+        }
+        if let Some(key) = input
+            .declassify
+            .iter()
+            .find(|k| descriptor.is_secret(k) || !properties.contains_key(*k))
+        {
+            return Err(SystemError::Invalid(if descriptor.is_secret(key) {
+                format!(
+                    "{key} cannot be declassified: the connector (or the host's rule for secret names) declares it secret"
+                )
+            } else {
+                format!("{key} is in \"declassify\" but has no value among the properties")
+            }));
         }
         if properties
             .get("ProxyType")
@@ -422,6 +458,30 @@ impl Systems {
             transformation: input.transformation,
         })
     }
+}
+
+/// The prefix of properties that add a header to every request (SAP's `ips.http.header.<Name>`).
+pub const HEADER_PREFIX: &str = "ips.http.header.";
+
+/// Sealed `ips.http.header.*` properties as headers the host attaches itself: a connector passes on only
+/// the plain ones it is given.
+fn secret_headers(
+    secrets: &BTreeMap<String, String>,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, SystemError> {
+    secrets
+        .iter()
+        .filter_map(|(key, value)| Some((key.strip_prefix(HEADER_PREFIX)?, value)))
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| {
+            let header = http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| SystemError::Invalid(format!("{HEADER_PREFIX}{name}: {name:?} is not a header name")))?;
+            let mut value = http::HeaderValue::from_str(value.trim()).map_err(|_| {
+                SystemError::Invalid(format!("{HEADER_PREFIX}{name}: the value is not a valid header value"))
+            })?;
+            value.set_sensitive(true);
+            Ok((header, value))
+        })
+        .collect()
 }
 
 /// Whether a replacement sends the system's secrets somewhere else than before.

@@ -62,6 +62,7 @@ fn target(base: &str, properties: Vec<(String, String)>) -> CallTarget {
             token: None,
             credentials: Credentials::None,
             rate_per_second: None,
+            headers: vec![],
         },
     }
 }

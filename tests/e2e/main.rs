@@ -14,5 +14,6 @@ mod realtime;
 mod round_trip;
 mod sandbox;
 mod scim_connector;
+mod secrets;
 mod support;
 mod xsuaa;

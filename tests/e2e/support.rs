@@ -134,6 +134,22 @@ pub fn hostile_plugin() -> Vec<u8> {
     std::fs::read(env!("PROVISIO_HOSTILE_WASM")).expect("hostile plugin built by build.rs")
 }
 
+/// The hostile plugin (contract 0.1.0) declaring another version: its version string occurs once in the
+/// component, so a same-length replacement makes a different, valid component.
+pub fn hostile_version(version: &str) -> Vec<u8> {
+    let mut bytes = hostile_plugin();
+    assert_eq!(version.len(), 5, "same length as 1.0.0");
+    let positions: Vec<usize> = bytes
+        .windows(5)
+        .enumerate()
+        .filter(|(_, w)| *w == b"1.0.0")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(positions.len(), 1, "the version string must occur exactly once");
+    bytes[positions[0]..positions[0] + 5].copy_from_slice(version.as_bytes());
+    bytes
+}
+
 /// A free local port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -77,6 +77,9 @@ pub struct SystemEndpoint {
     pub credentials: Credentials,
     /// Requests per second allowed towards this system (`None`: unlimited).
     pub rate_per_second: Option<f64>,
+    /// Headers the host attaches to every `api` request, as it attaches credentials: the sealed
+    /// `ips.http.header.*` properties (an `X-Api-Key`, say), which the guest never sees.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// Limits on every outbound request.
@@ -182,7 +185,12 @@ impl Outbound {
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
             // The host owns these: credentials, routing and framing.
-            if provisio_sdk::http::is_host_owned_header(name) {
+            if provisio_sdk::http::is_host_owned_header(name)
+                || endpoint
+                    .headers
+                    .iter()
+                    .any(|(own, _)| own.as_str().eq_ignore_ascii_case(name))
+            {
                 continue;
             }
             let lower = name.to_ascii_lowercase();
@@ -256,6 +264,11 @@ impl Outbound {
                 .headers(headers.clone());
             if let Some(auth) = &authorization {
                 builder = builder.header("authorization", auth);
+            }
+            if authenticate {
+                for (name, value) in &endpoint.headers {
+                    builder = builder.header(name, value);
+                }
             }
             if let Some(b) = &body {
                 builder = builder.body(b.clone());

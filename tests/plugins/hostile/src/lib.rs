@@ -70,13 +70,24 @@ impl Guest for Hostile {
             version: VERSION.into(),
             entity_kinds: vec![EntityKind::User],
             operations: vec![Operation::TestConnection, Operation::Read],
-            properties: vec![PropertySpec {
-                name: "mode".into(),
-                required: false,
-                secret: false,
-                default_value: Some("ok".into()),
-                doc: "Which misdeed test-connection commits.".into(),
-            }],
+            properties: vec![
+                PropertySpec {
+                    name: "mode".into(),
+                    required: false,
+                    secret: false,
+                    default_value: Some("ok".into()),
+                    doc: "Which misdeed test-connection commits.".into(),
+                },
+                // Secret in 1.x only, under a name the host's rule does not take for a secret: a later version
+                // that declassifies it (the tests patch the version string) must not unseal the stored value.
+                PropertySpec {
+                    name: "opaque".into(),
+                    required: false,
+                    secret: !std::hint::black_box(VERSION).starts_with('2'),
+                    default_value: None,
+                    doc: "A value this connector declares secret in version 1 and plain in version 2.".into(),
+                },
+            ],
             default_read_transformation: None,
             default_write_transformation: None,
         }
@@ -170,6 +181,12 @@ impl Guest for Hostile {
                 })),
             },
             "env" => Ok(format!("{} environment variables", std::env::vars().count())),
+            // Everything the host handed over, and what the upstream said: a secret must appear in neither.
+            "show-properties" => {
+                let shown: Vec<String> = config.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let upstream = get(&config, "Users").unwrap_or_else(|e| format!("{e:?}"));
+                Ok(format!("{} | {upstream}", shown.join(";")))
+            }
             // 100 times the per-call cap of 200 lines, yet well inside the 100 ms CPU budget: past it the call
             // would run at idle priority, and on a saturated machine it could meet its deadline first.
             "log-flood" => {
