@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine with the stock Rust toolchain: installs the
 # wasm32-wasip2 target (the connector components are built from build scripts) and a Python venv with
-# the third-party SCIM programs the end-to-end tests run against, then checks formatting and runs
-# `cargo test --workspace` (unit tests, the transformation golden tests, simulators, and the end-to-end
-# tests through the real wasm runtime).
+# the third-party SCIM programs the end-to-end tests run against, then checks formatting and lints (clippy,
+# warnings are errors) and runs `cargo test --workspace` (unit tests, the transformation golden tests,
+# simulators, and the end-to-end tests through the real wasm runtime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +14,5 @@ fi
 .venv-scim/bin/pip install --quiet --disable-pip-version-check scim2-tester==0.5.2 scim2-cli==0.6.0 scim2-server==0.8.3
 
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

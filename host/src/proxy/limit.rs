@@ -1,9 +1,74 @@
-//! The per-client rate limit of the proxy endpoints: a token bucket per technical user. A client over its
-//! rate gets 429 with `Retry-After` (seconds until its next request is allowed) and a SCIM error body.
+//! The per-client limits of the proxy endpoints: a token bucket per technical user (its rate), and a bound
+//! on its requests in flight (so that one client waiting on a slow backend cannot hold every call the
+//! service can make). A client over either gets 429 with `Retry-After` and a SCIM error body.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Requests in flight per technical user when `serve --proxy-max-in-flight` does not say otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+
+/// Counts each client's requests in flight; [`InFlight::enter`] refuses one over the bound.
+#[derive(Debug)]
+pub struct InFlight {
+    max: usize,
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+/// One admitted request: its client's count goes down when it is dropped, however the request ends.
+#[derive(Debug)]
+pub struct Admitted {
+    owner: Arc<InFlight>,
+    client: String,
+}
+
+impl InFlight {
+    /// At most `max` (at least 1) requests in flight per client.
+    pub fn new(max: usize) -> Arc<InFlight> {
+        Arc::new(InFlight {
+            max: max.max(1),
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The bound.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Admits one more request of `client`, or `None` when it already has `max` in flight.
+    pub fn enter(self: &Arc<Self>, client: &str) -> Option<Admitted> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(client.to_string()).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Admitted {
+            owner: self.clone(),
+            client: client.to_string(),
+        })
+    }
+
+    /// Requests of `client` in flight now.
+    pub fn in_flight(&self, client: &str) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.get(client).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
 
 /// Buckets kept before idle (full) ones are dropped.
 const MAX_BUCKETS: usize = 10_000;
@@ -91,6 +156,18 @@ mod tests {
         let t1 = t0 + Duration::from_millis(500);
         assert!(limiter.check_at("a", t1).is_ok());
         assert!(limiter.check_at("a", t1).is_err());
+    }
+
+    #[test]
+    fn in_flight_is_bounded_per_client_and_freed_on_drop() {
+        let limit = InFlight::new(2);
+        let a1 = limit.enter("a").expect("first");
+        let _a2 = limit.enter("a").expect("second");
+        assert!(limit.enter("a").is_none(), "a third is over the bound");
+        let _b = limit.enter("b").expect("another client has its own bound");
+        drop(a1);
+        assert_eq!(limit.in_flight("a"), 1);
+        assert!(limit.enter("a").is_some(), "a finished request frees its place");
     }
 
     #[test]
