@@ -185,7 +185,11 @@ impl Guest for Hostile {
             "show-properties" => {
                 let shown: Vec<String> = config.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let upstream = get(&config, "Users").unwrap_or_else(|e| format!("{e:?}"));
-                Ok(format!("{} | {upstream}", shown.join(";")))
+                // As an error: that is what Test Connection shows of a connector's words.
+                Err(ConnectorError::Rejected(Rejection {
+                    status: 0,
+                    detail: format!("{} | {upstream}", shown.join(";")),
+                }))
             }
             // 100 times the per-call cap of 200 lines, yet well inside the 100 ms CPU budget: past it the call
             // would run at idle priority, and on a saturated machine it could meet its deadline first.
