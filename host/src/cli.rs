@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// the same number; over it they get 429 with Retry-After. 0 means no limit.
     #[arg(long, default_value_t = 0.0, env = "PROVISIO_PROXY_RATE_LIMIT")]
     pub proxy_rate_limit: f64,
+    /// Requests each technical user may have in flight at once on the proxy SCIM endpoints (so that one
+    /// client waiting on a slow backend cannot hold every plugin call); over it they get 429 with Retry-After.
+    #[arg(long, default_value_t = crate::proxy::limit::DEFAULT_MAX_IN_FLIGHT, env = "PROVISIO_PROXY_MAX_IN_FLIGHT")]
+    pub proxy_max_in_flight: usize,
 }
 
 impl ServeArgs {

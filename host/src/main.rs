@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
                     provisio::server::Settings {
                         job_retention_days: Some(args.job_retention_days),
                         proxy_rate_limit: Some(args.proxy_rate_limit).filter(|r| *r > 0.0),
+                        proxy_max_in_flight: Some(args.proxy_max_in_flight),
                         ..Default::default()
                     },
                 )

@@ -53,6 +53,9 @@ pub struct Settings {
     /// Requests per second each technical user may send to the proxy endpoints (bursts of the same size);
     /// `None` is no limit. Over it, 429 with `Retry-After`.
     pub proxy_rate_limit: Option<f64>,
+    /// Requests each technical user may have in flight at once on the proxy endpoints;
+    /// [`crate::proxy::limit::DEFAULT_MAX_IN_FLIGHT`] when `None`. Over it, 429 with `Retry-After`.
+    pub proxy_max_in_flight: Option<usize>,
 }
 
 /// Opens (creating) the data directory and everything in it, loads the plugins, and returns the state
@@ -94,7 +97,12 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         .job_retention_days
         .unwrap_or(crate::provisioning::DEFAULT_RETENTION_DAYS);
     let mut state = AppState::new(store, plugins, retention);
-    state.proxy = Arc::new(crate::proxy::ProxyState::new(settings.proxy_rate_limit));
+    state.proxy = Arc::new(crate::proxy::ProxyState::new(
+        settings.proxy_rate_limit,
+        settings
+            .proxy_max_in_flight
+            .unwrap_or(crate::proxy::limit::DEFAULT_MAX_IN_FLIGHT),
+    ));
     state
         .provisioning
         .recover()

@@ -10,6 +10,7 @@ mod jam;
 mod plugins;
 mod provisioning;
 mod proxy;
+mod proxy_limits;
 mod realtime;
 mod round_trip;
 mod sandbox;

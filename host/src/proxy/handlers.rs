@@ -128,8 +128,8 @@ async fn open(
             principal.name
         )));
     }
-    state.proxy.admit(&principal.id)?;
-    Proxy::load(state, system, base_url(headers, uri, system))
+    let admitted = state.proxy.admit(&principal.id)?;
+    Ok(Proxy::load(state, system, base_url(headers, uri, system))?.admitted(admitted))
 }
 
 fn kind_of(proxy: &Proxy, resource: &str) -> Result<EntityKind> {

@@ -112,30 +112,51 @@ impl EntityIdResolver for SameIds {
 
 /// What the proxy endpoints share across requests: the resolved view of each proxy system (so that a
 /// request neither reads the system nor decrypts its secrets nor parses its transformations again) and the
-/// per-client rate limit.
-#[derive(Default)]
+/// per-client limits.
 pub struct ProxyState {
     views: ByGeneration<View>,
     /// Requests per second per technical user; `None` is no limit.
     pub limiter: Option<limit::RateLimiter>,
+    /// Requests in flight per technical user.
+    pub in_flight: Arc<limit::InFlight>,
+}
+
+impl Default for ProxyState {
+    fn default() -> Self {
+        ProxyState::new(None, limit::DEFAULT_MAX_IN_FLIGHT)
+    }
 }
 
 impl ProxyState {
     /// The shared state, with a rate limit of `per_second` requests per technical user (bursts of the
-    /// same size, at least 1) when given.
-    pub fn new(per_second: Option<f64>) -> ProxyState {
+    /// same size, at least 1) when given, and at most `max_in_flight` requests of one technical user in flight.
+    pub fn new(per_second: Option<f64>, max_in_flight: usize) -> ProxyState {
         ProxyState {
             views: Default::default(),
             limiter: per_second.and_then(|r| limit::RateLimiter::new(r, r.ceil().clamp(1.0, 1e6) as u32)),
+            in_flight: limit::InFlight::new(max_in_flight),
         }
     }
 
-    /// 429 with `Retry-After` when `client` is over its rate.
-    pub fn admit(&self, client: &str) -> Result<(), ScimError> {
+    /// Admits one request of `client`: 429 with `Retry-After` when it has too many in flight or is over
+    /// its rate. The request keeps its place until the answer is dropped.
+    pub fn admit(&self, client: &str) -> Result<limit::Admitted, ScimError> {
+        let admitted = self.in_flight.enter(client).ok_or_else(|| {
+            let mut e = ScimError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                Some("tooMany"),
+                format!(
+                    "too many requests in flight: this client may have {} requests at once in progress on the proxy endpoints",
+                    self.in_flight.max()
+                ),
+            );
+            e.retry_after = Some(1);
+            e
+        })?;
         let Some(limiter) = &self.limiter else {
-            return Ok(());
+            return Ok(admitted);
         };
-        limiter.check(client).map_err(|wait| {
+        limiter.check(client).map(|()| admitted).map_err(|wait| {
             let mut e = ScimError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 Some("tooMany"),
@@ -179,6 +200,8 @@ pub struct Proxy {
     view: Arc<View>,
     /// `…/scim/{systemId}`, as the client reached it.
     pub base: String,
+    /// The client's place among its requests in flight, given back when the request ends.
+    _admitted: Option<limit::Admitted>,
 }
 
 impl std::ops::Deref for Proxy {
@@ -196,11 +219,25 @@ impl Proxy {
         if let Some(view) = state.proxy.views.get(id, generation)
             && state.systems.runs_on(&view.system, &view.plugin)
         {
-            return Ok(Proxy { view, base });
+            return Ok(Proxy {
+                view,
+                base,
+                _admitted: None,
+            });
         }
         let view = Arc::new(View::load(state, id)?);
         state.proxy.views.insert(id, generation, view.clone());
-        Ok(Proxy { view, base })
+        Ok(Proxy {
+            view,
+            base,
+            _admitted: None,
+        })
+    }
+
+    /// The proxy, holding the client's place among its requests in flight until it is dropped.
+    pub fn admitted(mut self, admitted: limit::Admitted) -> Proxy {
+        self._admitted = Some(admitted);
+        self
     }
 }
 
