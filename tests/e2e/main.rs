@@ -12,6 +12,7 @@ mod provisioning;
 mod proxy;
 mod realtime;
 mod round_trip;
+mod runaway_reads;
 mod sandbox;
 mod scim_connector;
 mod support;
