@@ -56,13 +56,15 @@ impl Setup {
         let source = self.service.create_system(source_spec(name, read_mode, extra)).await;
         let target = self
             .service
-            .create_system(json!({"name": format!("UAA of {name}"), "type": "xsuaa", "role": "target",
+            .create_system(
+                json!({"name": format!("UAA of {name}"), "type": "xsuaa", "role": "target",
                 "sources": [source],
                 "properties": {"URL": uaa.base_url,
                     "OAuth2TokenServiceURL": uaa.token_url.clone().expect("token url"),
                     "User": uaa.options().client_id, "Password": uaa.options().client_secret,
                     "provisio.rate.limit": "10000",
-                    "ips.failed.request.retry.attempts.interval": "0.05"}}))
+                    "ips.failed.request.retry.attempts.interval": "0.05"}}),
+            )
             .await;
         Pair { source, target, uaa }
     }
@@ -98,7 +100,10 @@ impl Setup {
             ) {
                 return job;
             }
-            assert!(started.elapsed() < limit, "job {id} did not end within {limit:?}: {job}");
+            assert!(
+                started.elapsed() < limit,
+                "job {id} did not end within {limit:?}: {job}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -154,7 +159,8 @@ async fn a_repeated_cursor_fails_the_read_and_deletes_nothing() {
 async fn reads_that_make_no_progress_or_pass_a_ceiling_fail() {
     let setup = Setup::start().await;
     // (read mode, properties, the words the outcome must contain, users written)
-    let cases: [(&str, &[(&str, &str)], &str, u64); 4] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, u64);
+    let cases: [Case; 4] = [
         ("empty-pages", &[], "provisio.job.maxPagesWithoutProgress = 100", 0),
         (
             "same-users",
@@ -218,7 +224,10 @@ async fn reads_that_make_no_progress_or_pass_a_ceiling_fail() {
         .await;
     let job = setup.run(&bad.source).await;
     assert_eq!(job["status"], "Finished with Error", "{job}");
-    assert!(outcome(&job).contains("provisio.job.maxPages must be at least 1"), "{job}");
+    assert!(
+        outcome(&job).contains("provisio.job.maxPages must be at least 1"),
+        "{job}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

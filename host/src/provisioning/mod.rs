@@ -280,15 +280,10 @@ impl Provisioning {
     /// or was cancelled) leaves the run finished with an error that says so.
     async fn supervise(&self, source_id: &str, job_id: &str, options: &JobOptions, stop: &StopSignal) -> JobStatus {
         let this = self.clone();
-        let (source, job, opts, signal) = (
-            source_id.to_string(),
-            job_id.to_string(),
-            options.clone(),
-            stop.clone(),
-        );
-        let task = AbortOnDrop(tokio::spawn(async move {
-            this.run_one(&source, &job, &opts, signal).await
-        }));
+        let (source, job, opts, signal) = (source_id.to_string(), job_id.to_string(), options.clone(), stop.clone());
+        let task = AbortOnDrop(tokio::spawn(
+            async move { this.run_one(&source, &job, &opts, signal).await },
+        ));
         let joined = {
             let mut task = task;
             (&mut task.0).await
@@ -334,7 +329,11 @@ impl Provisioning {
 
     async fn run_one(&self, source_id: &str, job_id: &str, options: &JobOptions, stop: StopSignal) -> JobStatus {
         #[cfg(test)]
-        if self.inner.panic_next_run.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        if self
+            .inner
+            .panic_next_run
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
             panic!("a bug in the run (injected by a test)");
         }
         if let Err(e) = self.prune() {
@@ -659,8 +658,10 @@ impl Drop for SourceGuard {
             "The run ended abnormally (its supervisor went away); nothing was deleted after that. The source is free for the next run.",
         );
         for (queued, _) in slot.queue {
-            self.service
-                .finish_abnormally(&queued, "The run never started: the runs of its source were interrupted. Start it again.");
+            self.service.finish_abnormally(
+                &queued,
+                "The run never started: the runs of its source were interrupted. Start it again.",
+            );
         }
     }
 }
@@ -760,7 +761,10 @@ mod tests {
         // The queued run started and ended by itself (its source has no connector, which its outcome says).
         let queued = ended(&service, &queued.id).await;
         assert_eq!(queued.status, JobStatus::FinishedWithError, "{queued:?}");
-        assert!(!queued.summary["outcome"].to_string().contains("abnormally"), "{queued:?}");
+        assert!(
+            !queued.summary["outcome"].to_string().contains("abnormally"),
+            "{queued:?}"
+        );
         // And the source is free: a further run starts at once, not queued.
         let third = service.start(&source, manual()).expect("start again");
         assert_eq!(third.status, JobStatus::Running);

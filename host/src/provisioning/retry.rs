@@ -56,9 +56,9 @@ impl RetryScope {
 
     /// Waiting spent so far from the run's budget.
     pub fn spent(&self) -> Duration {
-        self.run_budget
-            .as_ref()
-            .map_or(Duration::ZERO, |b| Duration::from_millis(b.spent_ms.load(Ordering::SeqCst)))
+        self.run_budget.as_ref().map_or(Duration::ZERO, |b| {
+            Duration::from_millis(b.spent_ms.load(Ordering::SeqCst))
+        })
     }
 
     /// Takes `wait` from the run's budget, or says why it cannot.
@@ -194,12 +194,13 @@ fn give_up<T>(result: Result<T, CallError>, note: &str) -> Result<T, CallError> 
     result.map_err(|e| {
         tracing::warn!(error = %e, note, "a retryable call was given up on");
         match e {
-            CallError::Connector(ConnectorError::Throttled { retry_after_ms, message }) => {
-                CallError::Connector(ConnectorError::Throttled {
-                    retry_after_ms,
-                    message: format!("{message} ({note})"),
-                })
-            }
+            CallError::Connector(ConnectorError::Throttled {
+                retry_after_ms,
+                message,
+            }) => CallError::Connector(ConnectorError::Throttled {
+                retry_after_ms,
+                message: format!("{message} ({note})"),
+            }),
             CallError::Connector(ConnectorError::Transient { message }) => {
                 CallError::Connector(ConnectorError::Transient {
                     message: format!("{message} ({note})"),
@@ -260,12 +261,9 @@ mod tests {
 
     #[tokio::test]
     async fn success_after_a_failure_and_no_retry_of_rejections() {
-        let (result, retries) = with_retries(
-            policy(2),
-            &RetryScope::default(),
-            "test",
-            |n| async move { if n == 0 { Err(transient()) } else { Ok(n) } },
-        )
+        let (result, retries) = with_retries(policy(2), &RetryScope::default(), "test", |n| async move {
+            if n == 0 { Err(transient()) } else { Ok(n) }
+        })
         .await;
         assert_eq!((result.ok(), retries), (Some(1), 1));
 

@@ -516,9 +516,7 @@ impl JobRun {
                         && !in_flight.as_ref().is_some_and(|p| p.ids.contains(id))
                 });
             without_progress = if fresh { 0 } else { without_progress + 1 };
-            if failure.is_none()
-                && page.next_cursor.is_some()
-                && without_progress >= limits.max_pages_without_progress
+            if failure.is_none() && page.next_cursor.is_some() && without_progress >= limits.max_pages_without_progress
             {
                 failure = Some(format!(
                     "The read of {}s makes no progress: {without_progress} pages in a row brought no entity this run had not read yet, yet each named a next page (after {pages} pages). The read failed (provisio.job.maxPagesWithoutProgress = {} on the source; raise it if the source really pages like that).",
@@ -1101,31 +1099,34 @@ fn plan_target(
         let permits = t.permits.clone();
         let stop = stop.clone();
         let source_entity = p.source_id.clone();
-        page.writes.push((source_entity, tokio::spawn(async move {
-            // Waiting for a permit races the stop: a write not sent yet is not sent after a stop.
-            let permit = tokio::select! {
-                permit = permits.acquire_owned() => permit.ok(),
-                _ = stop.requested() => None,
-            };
-            // The semaphore is never closed; without a permit the write is not sent (as after a stop).
-            let Some(_permit) = permit else {
-                return (i, p, None, vec![]);
-            };
-            if stop.is_requested() {
-                return (i, p, None, vec![]);
-            }
-            let written = ctx.execute(kind, &p.plan).await;
-            let mut problems = vec![];
-            if kind == EntityKind::User
-                && let (
-                    Some(Written::Created { target_id, .. } | Written::Updated { target_id, .. }),
-                    Plan::Create { variables, .. } | Plan::Update { variables, .. },
-                ) = (&written, &p.plan)
-            {
-                problems = ctx.assignments(target_id, variables, "assignGroup").await;
-            }
-            (i, p, written, problems)
-        })));
+        page.writes.push((
+            source_entity,
+            tokio::spawn(async move {
+                // Waiting for a permit races the stop: a write not sent yet is not sent after a stop.
+                let permit = tokio::select! {
+                    permit = permits.acquire_owned() => permit.ok(),
+                    _ = stop.requested() => None,
+                };
+                // The semaphore is never closed; without a permit the write is not sent (as after a stop).
+                let Some(_permit) = permit else {
+                    return (i, p, None, vec![]);
+                };
+                if stop.is_requested() {
+                    return (i, p, None, vec![]);
+                }
+                let written = ctx.execute(kind, &p.plan).await;
+                let mut problems = vec![];
+                if kind == EntityKind::User
+                    && let (
+                        Some(Written::Created { target_id, .. } | Written::Updated { target_id, .. }),
+                        Plan::Create { variables, .. } | Plan::Update { variables, .. },
+                    ) = (&written, &p.plan)
+                {
+                    problems = ctx.assignments(target_id, variables, "assignGroup").await;
+                }
+                (i, p, written, problems)
+            }),
+        ));
     }
     Ok(page)
 }

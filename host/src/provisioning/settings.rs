@@ -71,14 +71,8 @@ impl RunLimits {
         Ok(RunLimits {
             max_pages: positive("provisio.job.maxPages", d.max_pages)?,
             max_entities: positive("provisio.job.maxEntities", d.max_entities)?,
-            max_duration: Duration::from_secs(positive(
-                "provisio.job.maxDurationSeconds",
-                d.max_duration.as_secs(),
-            )?),
-            max_pages_without_progress: positive(
-                "provisio.job.maxPagesWithoutProgress",
-                d.max_pages_without_progress,
-            )?,
+            max_duration: Duration::from_secs(positive("provisio.job.maxDurationSeconds", d.max_duration.as_secs())?),
+            max_pages_without_progress: positive("provisio.job.maxPagesWithoutProgress", d.max_pages_without_progress)?,
             max_retry_wait: Duration::from_secs(positive(
                 "provisio.job.maxRetryWaitSeconds",
                 d.max_retry_wait.as_secs(),

@@ -355,15 +355,20 @@ impl TargetContext {
                 }
             }
         }
-        let (result, _) = with_retries(self.settings.retry, &self.retry_scope, &self.plugin.label(), |attempt| async move {
-            if attempt > 0 {
-                // The failed attempt may have created it after all.
-                if let Ok(Some(id)) = self.lookup(kind, entity).await {
-                    return Ok(json!({ "id": id }));
+        let (result, _) = with_retries(
+            self.settings.retry,
+            &self.retry_scope,
+            &self.plugin.label(),
+            |attempt| async move {
+                if attempt > 0 {
+                    // The failed attempt may have created it after all.
+                    if let Ok(Some(id)) = self.lookup(kind, entity).await {
+                        return Ok(json!({ "id": id }));
+                    }
                 }
-            }
-            self.runtime.create(&self.plugin, &self.call, kind, entity).await
-        })
+                self.runtime.create(&self.plugin, &self.call, kind, entity).await
+            },
+        )
         .await;
         match result {
             Ok(created) => {

@@ -223,7 +223,11 @@ impl Guest for Hostile {
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
         // Where a page starts: the cursor is the page's number (the first page is 0).
-        let page_number = request.cursor.as_deref().and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+        let page_number = request
+            .cursor
+            .as_deref()
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
         let next = |n: u64| Some((n + 1).to_string());
         match mode.as_str() {
             // Three pages of two users, then the end: a well-behaved source.
