@@ -133,13 +133,7 @@ where
     let mut transient = 0u32;
     let mut waited = Duration::ZERO;
     loop {
-        let result = match AssertUnwindSafe(call(retries)).catch_unwind().await {
-            Ok(result) => result,
-            Err(panic) => Err(CallError::Host {
-                plugin: plugin.to_string(),
-                message: format!("the call panicked in the host: {}", panic_message(panic.as_ref())),
-            }),
-        };
+        let result = guarded(plugin, call(retries)).await;
         let Err(e) = &result else {
             return (result, retries);
         };
@@ -186,6 +180,17 @@ where
         if !scope.stop.sleep(wait).await {
             return (give_up(result, "not retried: the run was stopped"), retries);
         }
+    }
+}
+
+/// Runs one call of `plugin`; a panic while it runs becomes the call's error instead of ending the task.
+pub async fn guarded<T>(plugin: &str, call: impl Future<Output = Result<T, CallError>>) -> Result<T, CallError> {
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => Err(CallError::Host {
+            plugin: plugin.to_string(),
+            message: format!("the call panicked in the host: {}", panic_message(panic.as_ref())),
+        }),
     }
 }
 
