@@ -13,6 +13,7 @@ mod proxy;
 mod proxy_limits;
 mod realtime;
 mod round_trip;
+mod runaway_reads;
 mod sandbox;
 mod scim_connector;
 mod secrets;

@@ -4,6 +4,9 @@
 //! At most one run per source goes at a time; a manual run asked for while one runs is queued behind it,
 //! a scheduled one is skipped (SAP's overlapping slot). A run that a crash interrupted is marked at the next
 //! start; the next run converges because create intents are recorded before creates are sent.
+//!
+//! Each run goes on a task of its own, supervised: however that task ends — a panic, a cancel — the run is
+//! finished with a status and an outcome, and its source is free for the next run.
 
 pub mod diff;
 pub mod matching;
@@ -12,18 +15,20 @@ pub mod retry;
 pub mod run;
 pub mod schedule;
 pub mod settings;
+pub mod stop;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use provisio_transform::Transformation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use self::retry::{RetryScope, join_error_message};
 use self::run::{JobRun, SourceReader, TargetRun};
 use self::settings::{SourceSettings, TargetSettings, TraceSettings};
+use self::stop::StopSignal;
 use self::target::TargetContext;
 use crate::connector::EntityKind;
 use crate::plugins::Plugins;
@@ -108,7 +113,7 @@ impl From<crate::systems::SystemError> for JobError {
 /// The run going on for a source, and those queued behind it.
 struct SourceSlot {
     running: String,
-    stop: Arc<AtomicBool>,
+    stop: StopSignal,
     queue: VecDeque<(String, JobOptions)>,
 }
 
@@ -118,6 +123,9 @@ struct Inner {
     plugins: Arc<Plugins>,
     active: Mutex<HashMap<String, SourceSlot>>,
     retention_days: i64,
+    /// Tests: the next run panics before it starts, as a bug in the run would.
+    #[cfg(test)]
+    panic_next_run: std::sync::atomic::AtomicBool,
 }
 
 /// The provisioning service; cheap to clone.
@@ -140,6 +148,8 @@ impl Provisioning {
                 plugins,
                 active: Mutex::new(HashMap::new()),
                 retention_days: retention_days.max(1),
+                #[cfg(test)]
+                panic_next_run: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -211,7 +221,7 @@ impl Provisioning {
             tracing::info!(job = %record.id, source = %source_id, "job queued behind the running one");
             return Ok(record);
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = StopSignal::new();
         active.insert(
             source_id.to_string(),
             SourceSlot {
@@ -227,19 +237,28 @@ impl Provisioning {
         Ok(record)
     }
 
-    /// Runs a source's jobs one after another until its queue is empty.
-    async fn drive(self, source_id: String, mut job_id: String, mut options: JobOptions, mut stop: Arc<AtomicBool>) {
+    /// Runs a source's jobs one after another until its queue is empty. Each run goes on a task of its own;
+    /// a run whose task dies is finished here, and the source is freed however this loop ends.
+    async fn drive(self, source_id: String, mut job_id: String, mut options: JobOptions, mut stop: StopSignal) {
+        let mut guard = SourceGuard {
+            service: self.clone(),
+            source_id: source_id.clone(),
+            armed: true,
+        };
         loop {
             let started = std::time::Instant::now();
-            let status = self.run_one(&source_id, &job_id, &options, stop.clone()).await;
+            let status = self.supervise(&source_id, &job_id, &options, &stop).await;
             tracing::info!(job = %job_id, source = %source_id, status = status.as_str(),
                 seconds = started.elapsed().as_secs_f64(), "job run ended");
             let mut active = self.active();
-            let Some(slot) = active.get_mut(&source_id) else { return };
+            let Some(slot) = active.get_mut(&source_id) else {
+                guard.armed = false;
+                return;
+            };
             match slot.queue.pop_front() {
                 Some((next, next_options)) => {
                     slot.running = next.clone();
-                    slot.stop = Arc::new(AtomicBool::new(false));
+                    slot.stop = StopSignal::new();
                     stop = slot.stop.clone();
                     job_id = next;
                     options = next_options;
@@ -250,24 +269,94 @@ impl Provisioning {
                 }
                 None => {
                     active.remove(&source_id);
+                    guard.armed = false;
                     return;
                 }
             }
         }
     }
 
-    async fn run_one(&self, source_id: &str, job_id: &str, options: &JobOptions, stop: Arc<AtomicBool>) -> JobStatus {
+    /// Runs one job on a task of its own and waits for it. A task that ends without a status (it panicked,
+    /// or was cancelled) leaves the run finished with an error that says so.
+    async fn supervise(&self, source_id: &str, job_id: &str, options: &JobOptions, stop: &StopSignal) -> JobStatus {
+        let this = self.clone();
+        let (source, job, opts, signal) = (source_id.to_string(), job_id.to_string(), options.clone(), stop.clone());
+        let task = AbortOnDrop(tokio::spawn(
+            async move { this.run_one(&source, &job, &opts, signal).await },
+        ));
+        let joined = {
+            let mut task = task;
+            (&mut task.0).await
+        };
+        match joined {
+            Ok(status) => status,
+            Err(e) => {
+                let why = join_error_message(e);
+                tracing::error!(job = %job_id, source = %source_id, why = %why, "a job run ended abnormally");
+                self.finish_abnormally(job_id, &format!("The run ended abnormally ({why}); nothing was deleted after that. The source is free for the next run."));
+                JobStatus::FinishedWithError
+            }
+        }
+    }
+
+    /// Finishes a run that cannot finish itself: its last recorded statistics, the reason in its outcome,
+    /// *Finished with Error*. A run that has ended already is left as it is.
+    fn finish_abnormally(&self, job_id: &str, reason: &str) {
+        let job = match self.inner.store.get_job(job_id) {
+            Ok(Some(job)) if !job.status.is_final() => job,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(job = %job_id, error = %e, "cannot read a job that ended abnormally");
+                return;
+            }
+        };
+        let mut summary = job.summary;
+        if !summary.is_object() {
+            summary = json!({});
+        }
+        let mut outcome = summary["outcome"].as_array().cloned().unwrap_or_default();
+        outcome.push(json!(reason));
+        summary["outcome"] = json!(outcome);
+        summary["progress"] = json!({"phase": "done"});
+        if let Err(e) = self
+            .inner
+            .store
+            .update_job(job_id, JobStatus::FinishedWithError, &job.read_mode, &summary)
+        {
+            tracing::error!(job = %job_id, error = %e, "cannot record the end of a job that ended abnormally");
+        }
+    }
+
+    async fn run_one(&self, source_id: &str, job_id: &str, options: &JobOptions, stop: StopSignal) -> JobStatus {
+        #[cfg(test)]
+        if self
+            .inner
+            .panic_next_run
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("a bug in the run (injected by a test)");
+        }
         if let Err(e) = self.prune() {
             tracing::warn!(error = %e, "cannot prune old job runs");
         }
         match self.prepare(source_id) {
-            Ok((reader, targets)) => {
+            Ok((mut reader, targets)) => {
+                // Every retry of the run races its stop and pays from its budget of waiting.
+                let scope = RetryScope::for_run(stop.clone(), reader.settings.limits.max_retry_wait);
+                reader.retry_scope = scope.clone();
+                let targets = targets
+                    .into_iter()
+                    .map(|mut ctx| {
+                        ctx.retry_scope = scope.clone();
+                        TargetRun::new(ctx)
+                    })
+                    .collect();
                 let run = JobRun::new(
                     job_id.to_string(),
                     self.inner.store.clone(),
                     options.clone(),
                     reader,
-                    targets.into_iter().map(TargetRun::new).collect(),
+                    targets,
                     stop,
                 );
                 run.run().await
@@ -337,6 +426,7 @@ impl Provisioning {
             call,
             transformation,
             runtime: self.inner.plugins.runtime().clone(),
+            retry_scope: RetryScope::default(),
         })
     }
 
@@ -369,6 +459,7 @@ impl Provisioning {
             settings,
             trace,
             runtime: self.inner.plugins.runtime().clone(),
+            retry_scope: RetryScope::default(),
         })
     }
 
@@ -378,7 +469,7 @@ impl Provisioning {
         let mut active = self.active();
         if let Some(slot) = active.get_mut(&job.source_id) {
             if slot.running == job_id {
-                slot.stop.store(true, Ordering::SeqCst);
+                slot.stop.request();
                 drop(active);
                 tracing::info!(job = %job_id, "stop requested");
                 return self.job(job_id);
@@ -457,7 +548,7 @@ impl Provisioning {
         let mut deleted = 0u64;
         let mut failed = 0u64;
         let mut seq = self.inner.store.last_log_seq(job_id)?;
-        let never = AtomicBool::new(false);
+        let never = StopSignal::new();
         for ((target_id, kind_name), candidates) in by_target {
             let kind: EntityKind = kind_name.parse().map_err(JobError::Invalid)?;
             let target = self.inner.systems.get(&target_id)?;
@@ -536,6 +627,45 @@ impl Provisioning {
     }
 }
 
+/// Aborts a run's task when its supervisor goes away (so that no run goes on unsupervised).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Frees a source if the loop that drives its runs ends without doing so (it panicked, or its task was
+/// cancelled): the running and queued runs are finished with an error, and the next run can start.
+struct SourceGuard {
+    service: Provisioning,
+    source_id: String,
+    armed: bool,
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let slot = self.service.active().remove(&self.source_id);
+        let Some(slot) = slot else { return };
+        tracing::error!(source = %self.source_id, job = %slot.running, "the loop driving a source's runs ended abnormally; the source is freed");
+        slot.stop.request();
+        self.service.finish_abnormally(
+            &slot.running,
+            "The run ended abnormally (its supervisor went away); nothing was deleted after that. The source is free for the next run.",
+        );
+        for (queued, _) in slot.queue {
+            self.service.finish_abnormally(
+                &queued,
+                "The run never started: the runs of its source were interrupted. Start it again.",
+            );
+        }
+    }
+}
+
 /// The SDK's property for host-side conflict resolution (kept in one place).
 fn provisio_sdk_property() -> &'static str {
     "provisio.conflict.resolution"
@@ -561,4 +691,85 @@ pub fn transformation_document(system: &System, direction: &str, default: Option
     })?;
     serde_json::from_str(text)
         .map_err(|e| format!("the connector's default {direction} transformation is invalid: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The service, and a source system whose connector is not loaded.
+    fn service() -> (Provisioning, String) {
+        let store = crate::store::test_store();
+        let source = store
+            .create_system(crate::store::systems::SystemSpec {
+                name: "source".into(),
+                connector: "nothing".into(),
+                connector_version: None,
+                role: Role::Source,
+                properties: BTreeMap::new(),
+                secrets: BTreeMap::new(),
+                sources: vec![],
+                transformation: None,
+            })
+            .expect("system");
+        let outbound = crate::outbound::Outbound::new(crate::outbound::OutboundLimits::default()).expect("outbound");
+        let runtime = crate::runtime::Runtime::new(crate::runtime::CallLimits::default(), Arc::new(outbound), None)
+            .expect("runtime");
+        let service = Provisioning::new(store, Arc::new(Plugins::new(Arc::new(runtime), None)), 30);
+        (service, source.id)
+    }
+
+    fn manual() -> JobOptions {
+        JobOptions {
+            job_type: JobType::Read,
+            simulate: false,
+            trigger: Trigger::Manual,
+            started_by: "test".into(),
+        }
+    }
+
+    async fn ended(service: &Provisioning, id: &str) -> JobRecord {
+        for _ in 0..500 {
+            let job = service.job(id).expect("job");
+            if job.status.is_final() {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("job {id} did not end: {:?}", service.job(id).expect("job"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_whose_task_panics_ends_failed_and_frees_its_source() {
+        let (service, source) = service();
+        service.inner.panic_next_run.store(true, Ordering::SeqCst);
+        let first = service.start(&source, manual()).expect("start");
+        // Queued behind the one that panics: it must still run.
+        let queued = service.start(&source, manual()).expect("queue");
+        assert_eq!(queued.status, JobStatus::Queued);
+        let first = ended(&service, &first.id).await;
+        assert_eq!(first.status, JobStatus::FinishedWithError, "{first:?}");
+        let outcome = first.summary["outcome"].to_string();
+        assert!(
+            outcome.contains("ended abnormally") && outcome.contains("a bug in the run"),
+            "{outcome}"
+        );
+        assert!(first.ended_at.is_some());
+        // The queued run started and ended by itself (its source has no connector, which its outcome says).
+        let queued = ended(&service, &queued.id).await;
+        assert_eq!(queued.status, JobStatus::FinishedWithError, "{queued:?}");
+        assert!(
+            !queued.summary["outcome"].to_string().contains("abnormally"),
+            "{queued:?}"
+        );
+        // And the source is free: a further run starts at once, not queued.
+        let third = service.start(&source, manual()).expect("start again");
+        assert_eq!(third.status, JobStatus::Running);
+        ended(&service, &third.id).await;
+        assert!(service.active().is_empty(), "no run holds the source");
+        assert!(service.stop(&third.id).is_err(), "an ended run has nothing to stop");
+    }
 }

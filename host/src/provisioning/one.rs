@@ -22,7 +22,8 @@ pub(super) async fn provision_one(
 ) -> Result<Value, JobError> {
     let (reader, targets) = service.prepare(source_id).map_err(JobError::Invalid)?;
     let mut steps = Vec::new();
-    let native = match reader.runtime.get(&reader.plugin, &reader.call, kind, entity_id).await {
+    let read = reader.runtime.get(&reader.plugin, &reader.call, kind, entity_id);
+    let native = match super::retry::guarded(&reader.plugin.label(), read).await {
         Ok(n) => {
             steps.push(step(
                 "read",

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -13,8 +12,9 @@ use provisio_transform::{Context, Outcome, Transformation};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::retry::with_retries;
+use super::retry::{RetryScope, join_error_message, with_retries};
 use super::settings::SourceSettings;
+use super::stop::StopSignal;
 use super::target::{DeleteOutcome, LinkResolver, Plan, Planned, TargetContext, Written, plan_changes};
 use super::{JobOptions, JobType, Trigger};
 use crate::connector::{ConnectorError, EntityKind, Page, PageRequest};
@@ -60,11 +60,13 @@ pub struct SourceReader {
     pub settings: SourceSettings,
     /// The runtime.
     pub runtime: Arc<Runtime>,
+    /// The stop request and run budget its retries answer to (a job run's; else never stopped).
+    pub retry_scope: RetryScope,
 }
 
 impl SourceReader {
     async fn read(&self, request: &PageRequest) -> Result<Page, CallError> {
-        with_retries(self.settings.retry, |_| {
+        with_retries(self.settings.retry, &self.retry_scope, &self.plugin.label(), |_| {
             self.runtime.read(&self.plugin, &self.call, request)
         })
         .await
@@ -168,8 +170,10 @@ pub struct JobRun {
     pub reader: Arc<SourceReader>,
     /// The targets.
     pub targets: Vec<TargetRun>,
-    /// Set by Stop; checked at entity boundaries.
-    pub stop: Arc<AtomicBool>,
+    /// Set by Stop; checked at entity boundaries, and cuts every wait short.
+    pub stop: StopSignal,
+    /// When the run started (`provisio.job.maxDurationSeconds`).
+    started: Instant,
     counts: BTreeMap<(String, EntityKind), Counts>,
     source_counts: BTreeMap<EntityKind, Counts>,
     seen: HashMap<EntityKind, HashSet<String>>,
@@ -194,7 +198,7 @@ impl JobRun {
         options: JobOptions,
         reader: SourceReader,
         targets: Vec<TargetRun>,
-        stop: Arc<AtomicBool>,
+        stop: StopSignal,
     ) -> Self {
         JobRun {
             id,
@@ -203,6 +207,7 @@ impl JobRun {
             reader: Arc::new(reader),
             targets,
             stop,
+            started: Instant::now(),
             counts: BTreeMap::new(),
             source_counts: BTreeMap::new(),
             seen: HashMap::new(),
@@ -218,7 +223,7 @@ impl JobRun {
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.is_requested()
     }
 
     fn status(&self) -> JobStatus {
@@ -437,6 +442,7 @@ impl JobRun {
     /// `provisio.job.concurrency` per target that spans pages). A page's results are recorded once its
     /// writes are done.
     async fn read_kind(&mut self, kind: EntityKind, since: Option<String>) -> Result<bool, StoreError> {
+        let limits = self.reader.settings.limits;
         let mut request = PageRequest {
             delta_since: since,
             ..PageRequest::first(kind, self.reader.settings.page_size)
@@ -456,6 +462,8 @@ impl JobRun {
         }
         let mut result = result.map_err(|e| e.to_string());
         let mut pages = 0u64;
+        let mut entities = 0u64;
+        let mut without_progress = 0u64;
         let mut seen_cursors = HashSet::new();
         let mut in_flight: Option<PageInFlight> = None;
         loop {
@@ -465,41 +473,57 @@ impl JobRun {
                     if let Some(previous) = in_flight.take() {
                         self.finish_page(previous).await?;
                     }
-                    self.read_failed = true;
-                    self.any_failed = true;
-                    self.outcome.push(format!(
+                    if self.stopped() {
+                        // A call given up on because of the stop is not a failure of the source.
+                        self.flush(false)?;
+                        return Ok(false);
+                    }
+                    let outcome = format!(
                         "Reading {}s from the source failed after {pages} pages: {e}",
                         kind.as_str()
-                    ));
-                    self.append_log(vec![EntityLogEntry {
-                        entity_type: kind.as_str().into(),
-                        operation: "read".into(),
-                        outcome: "failed".into(),
-                        reason: Some(e),
-                        ..Default::default()
-                    }])?;
-                    self.flush(true)?;
-                    return Ok(false);
+                    );
+                    return self.fail_read(kind, outcome, e);
                 }
             };
             pages += 1;
+            entities += page.entities.len() as u64;
             if let Some(total) = page.total {
                 self.progress = json!({"phase": format!("{}s", kind.as_str()), "total": total,
                     "read": self.source_counts.get(&kind).map(|c| c.read).unwrap_or(0)});
             }
-            let next_read = page
+            // A read that does not end the way the contract says fails: this page is still provisioned, no
+            // further page is read, and (as for any read failure) nothing is deleted.
+            let mut failure = page
                 .next_cursor
-                .clone()
-                .filter(|c| seen_cursors.insert(c.clone()))
-                .map(|cursor| {
+                .as_ref()
+                .and_then(|cursor| self.runaway_read(kind, cursor, &mut seen_cursors, pages, entities));
+            let next_read = match (&page.next_cursor, &failure) {
+                (Some(cursor), None) => {
                     let next = PageRequest {
-                        cursor: Some(cursor),
+                        cursor: Some(cursor.clone()),
                         ..request.clone()
                     };
                     let reader = self.reader.clone();
-                    tokio::spawn(async move { reader.read(&next).await })
-                });
+                    Some(ReadAhead(tokio::spawn(async move { reader.read(&next).await })))
+                }
+                _ => None,
+            };
             let (source, items, log) = self.transform_page(kind, &page.entities);
+            // Progress: an entity this run has not read yet (or one whose id is unknown: skipped, failed).
+            let fresh = source.read > items.len() as u64
+                || items.iter().any(|(id, _)| {
+                    !self.seen.get(&kind).is_some_and(|s| s.contains(id))
+                        && !in_flight.as_ref().is_some_and(|p| p.ids.contains(id))
+                });
+            without_progress = if fresh { 0 } else { without_progress + 1 };
+            if failure.is_none() && page.next_cursor.is_some() && without_progress >= limits.max_pages_without_progress
+            {
+                failure = Some(format!(
+                    "The read of {}s makes no progress: {without_progress} pages in a row brought no entity this run had not read yet, yet each named a next page (after {pages} pages). The read failed (provisio.job.maxPagesWithoutProgress = {} on the source; raise it if the source really pages like that).",
+                    kind.as_str(),
+                    limits.max_pages_without_progress
+                ));
+            }
             drop(page);
             // Plans see the links of finished pages only: a page that names an entity still being written,
             // and every group page (members may be groups of the page before), waits for the page before.
@@ -514,11 +538,24 @@ impl JobRun {
                 self.finish_page(previous).await?;
             }
             self.flush(false)?;
+            if let Some(outcome) = failure {
+                drop(next_read);
+                if let Some(last) = in_flight.take() {
+                    self.finish_page(last).await?;
+                }
+                let reason = outcome.clone();
+                return self.fail_read(kind, outcome, reason);
+            }
+            let stop = self.stop.clone();
             let next = match next_read {
-                Some(read) if !self.stopped() => Some(match read.await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("the page read ended abnormally: {e}")),
-                }),
+                Some(mut read) if !self.stopped() => tokio::select! {
+                    joined = &mut read.0 => Some(match joined {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("the page read ended abnormally ({})", join_error_message(e))),
+                    }),
+                    // A read has no side effects: after a stop it is abandoned, not waited for.
+                    _ = stop.requested() => None,
+                },
                 _ => None,
             };
             match next {
@@ -532,6 +569,60 @@ impl JobRun {
                 }
             }
         }
+    }
+
+    /// Why a read that names a next page must not go on: a cursor it named before, or a ceiling.
+    fn runaway_read(
+        &self,
+        kind: EntityKind,
+        cursor: &str,
+        seen_cursors: &mut HashSet<String>,
+        pages: u64,
+        entities: u64,
+    ) -> Option<String> {
+        let limits = &self.reader.settings.limits;
+        let kind = kind.as_str();
+        if !seen_cursors.insert(cursor.to_string()) {
+            let shown: String = cursor.chars().take(200).collect();
+            return Some(format!(
+                "The source's connector returned the cursor {shown:?} twice (after {pages} pages of {kind}s): the read would go round in circles and did not end the way the connector contract says, so it failed."
+            ));
+        }
+        if pages >= limits.max_pages {
+            return Some(format!(
+                "Reading {kind}s stopped after {pages} pages, the ceiling provisio.job.maxPages allows, and the source named yet another page. The read failed; raise provisio.job.maxPages on the source if it really has that many pages."
+            ));
+        }
+        if entities > limits.max_entities {
+            return Some(format!(
+                "Reading {kind}s stopped after {entities} entities, more than the ceiling provisio.job.maxEntities = {} allows. The read failed; raise provisio.job.maxEntities on the source if it really has that many.",
+                limits.max_entities
+            ));
+        }
+        if self.started.elapsed() > limits.max_duration {
+            return Some(format!(
+                "Reading {kind}s stopped after {pages} pages: the run has taken longer than provisio.job.maxDurationSeconds = {} s allows. The read failed; raise provisio.job.maxDurationSeconds on the source if the source is really that slow.",
+                limits.max_duration.as_secs()
+            ));
+        }
+        None
+    }
+
+    /// Ends a kind's read as failed: the outcome says why, the log has a failed read line, and nothing is
+    /// deleted afterwards.
+    fn fail_read(&mut self, kind: EntityKind, outcome: String, reason: String) -> Result<bool, StoreError> {
+        self.read_failed = true;
+        self.any_failed = true;
+        self.outcome.push(outcome);
+        self.append_log(vec![EntityLogEntry {
+            entity_type: kind.as_str().into(),
+            operation: "read".into(),
+            outcome: "failed".into(),
+            reason: Some(reason),
+            ..Default::default()
+        }])?;
+        self.flush(true)?;
+        Ok(false)
     }
 
     fn merge(
@@ -797,14 +888,14 @@ pub async fn execute_deletes(
     kind: EntityKind,
     candidates: &[(String, String)],
     simulate: bool,
-    stop: &AtomicBool,
+    stop: &StopSignal,
     _store: &Store,
 ) -> (Vec<LinkChange>, Vec<EntityLogEntry>, Counts, bool) {
     let deletes: Vec<_> = candidates
         .iter()
         .enumerate()
         .map(|(i, (source_id, target_id))| async move {
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_requested() {
                 return (i, None);
             }
             (i, Some(ctx.delete(kind, source_id, target_id, simulate).await))
@@ -900,8 +991,17 @@ struct TargetPage {
     kept: Vec<(usize, Planned)>,
     /// Old contents of updated entities, for the diff.
     olds: HashMap<usize, Value>,
-    /// The writes, each on a task of its own.
-    writes: Vec<tokio::task::JoinHandle<WriteDone>>,
+    /// The writes, each on a task of its own, with the source id it writes.
+    writes: Vec<(String, tokio::task::JoinHandle<WriteDone>)>,
+}
+
+/// The read of the next page, on a task of its own; abandoned (aborted) when the run does not wait for it.
+struct ReadAhead(tokio::task::JoinHandle<Result<Page, CallError>>);
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A finished write: the plan's index and the plan back, how it ended, failed group assignments.
@@ -940,7 +1040,7 @@ fn link_written(
 fn plan_target(
     store: &Store,
     options: &JobOptions,
-    stop: &Arc<AtomicBool>,
+    stop: &StopSignal,
     source_id: &str,
     t: &TargetRun,
     kind: EntityKind,
@@ -998,26 +1098,35 @@ fn plan_target(
         let ctx = t.ctx.clone();
         let permits = t.permits.clone();
         let stop = stop.clone();
-        page.writes.push(tokio::spawn(async move {
-            // The semaphore is never closed; without a permit the write is not sent (as after a stop).
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return (i, p, None, vec![]);
-            };
-            if stop.load(Ordering::SeqCst) {
-                return (i, p, None, vec![]);
-            }
-            let written = ctx.execute(kind, &p.plan).await;
-            let mut problems = vec![];
-            if kind == EntityKind::User
-                && let (
-                    Some(Written::Created { target_id, .. } | Written::Updated { target_id, .. }),
-                    Plan::Create { variables, .. } | Plan::Update { variables, .. },
-                ) = (&written, &p.plan)
-            {
-                problems = ctx.assignments(target_id, variables, "assignGroup").await;
-            }
-            (i, p, written, problems)
-        }));
+        let source_entity = p.source_id.clone();
+        page.writes.push((
+            source_entity,
+            tokio::spawn(async move {
+                // Waiting for a permit races the stop: a write not sent yet is not sent after a stop.
+                let permit = tokio::select! {
+                    permit = permits.acquire_owned() => permit.ok(),
+                    _ = stop.requested() => None,
+                };
+                // The semaphore is never closed; without a permit the write is not sent (as after a stop).
+                let Some(_permit) = permit else {
+                    return (i, p, None, vec![]);
+                };
+                if stop.is_requested() {
+                    return (i, p, None, vec![]);
+                }
+                let written = ctx.execute(kind, &p.plan).await;
+                let mut problems = vec![];
+                if kind == EntityKind::User
+                    && let (
+                        Some(Written::Created { target_id, .. } | Written::Updated { target_id, .. }),
+                        Plan::Create { variables, .. } | Plan::Update { variables, .. },
+                    ) = (&written, &p.plan)
+                {
+                    problems = ctx.assignments(target_id, variables, "assignGroup").await;
+                }
+                (i, p, written, problems)
+            }),
+        ));
     }
     Ok(page)
 }
@@ -1033,13 +1142,30 @@ async fn finish_target(
     let kind = page.scope.kind;
     let trace = t.ctx.trace;
     let mut done: Vec<WriteDone> = Vec::with_capacity(page.writes.len() + page.kept.len());
-    for write in page.writes {
+    let mut result = PageResult::default();
+    for (source_entity, write) in page.writes {
         match write.await {
             Ok(d) => done.push(d),
             Err(e) => {
-                // A write task that panicked: its outcome is unknown, so the create intent stays and the
-                // next run looks the entity up before creating it.
-                tracing::error!(error = %e, "a write task ended abnormally");
+                // A write task that died: its outcome is unknown, so the create intent stays and the next run
+                // looks the entity up before creating it. It counts as a failed entity.
+                let reason = format!(
+                    "the write ended abnormally ({}); its outcome is unknown, so the next run looks the entity up before creating it",
+                    join_error_message(e)
+                );
+                tracing::error!(source_entity = %source_entity, reason = %reason, "a write task ended abnormally");
+                result.counts.failed += 1;
+                result.failed = true;
+                crate::metrics::job_entities("write", "failed", 1);
+                result.log.push(EntityLogEntry {
+                    target_id: Some(t.ctx.system.id.clone()),
+                    entity_type: kind.as_str().into(),
+                    source_id: Some(source_entity),
+                    operation: "write".into(),
+                    outcome: "failed".into(),
+                    reason: Some(reason),
+                    ..Default::default()
+                });
             }
         }
     }
@@ -1047,7 +1173,6 @@ async fn finish_target(
     done.sort_by_key(|d| d.0);
     let items = &page.items;
     let olds = &page.olds;
-    let mut result = PageResult::default();
     let mut changes = Vec::new();
     let target_system = t.ctx.system.id.clone();
     for (i, p, written, problems) in done {

@@ -13,6 +13,9 @@ pub struct RetryPolicy {
     /// Base wait before the first retry (`ips.failed.request.retry.attempts.interval`, seconds, default 30);
     /// doubled for each further retry, with jitter.
     pub interval: Duration,
+    /// Most waiting for one call's retries, `Retry-After` included
+    /// (`provisio.job.maxRetryWaitPerCallSeconds`, default 600).
+    pub max_wait_per_call: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -20,7 +23,61 @@ impl Default for RetryPolicy {
         RetryPolicy {
             attempts: 2,
             interval: Duration::from_secs(30),
+            max_wait_per_call: Duration::from_secs(600),
         }
+    }
+}
+
+/// A run's ceilings: a read past any of them fails (and deletes nothing). Properties of the source.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunLimits {
+    /// Pages read per entity type (`provisio.job.maxPages`, default 100,000).
+    pub max_pages: u64,
+    /// Entities read per entity type (`provisio.job.maxEntities`, default 10,000,000).
+    pub max_entities: u64,
+    /// The run's wall-clock time (`provisio.job.maxDurationSeconds`, default 86,400).
+    pub max_duration: Duration,
+    /// Pages in a row that bring nothing new — empty, or only entities this run has already read — while
+    /// the connector keeps handing out a next cursor (`provisio.job.maxPagesWithoutProgress`, default 100).
+    pub max_pages_without_progress: u64,
+    /// Waiting for retries, summed over all calls of the run (`provisio.job.maxRetryWaitSeconds`, default
+    /// 3,600).
+    pub max_retry_wait: Duration,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            max_pages: 100_000,
+            max_entities: 10_000_000,
+            max_duration: Duration::from_secs(86_400),
+            max_pages_without_progress: 100,
+            max_retry_wait: Duration::from_secs(3_600),
+        }
+    }
+}
+
+impl RunLimits {
+    /// Parses the `provisio.job.*` ceilings; each must be a positive whole number.
+    pub fn from_properties(props: &BTreeMap<String, String>) -> Result<Self, String> {
+        let positive = |name: &str, default: u64| -> Result<u64, String> {
+            match number::<u64>(props, name)? {
+                None => Ok(default),
+                Some(0) => Err(format!("property {name} must be at least 1")),
+                Some(n) => Ok(n),
+            }
+        };
+        let d = RunLimits::default();
+        Ok(RunLimits {
+            max_pages: positive("provisio.job.maxPages", d.max_pages)?,
+            max_entities: positive("provisio.job.maxEntities", d.max_entities)?,
+            max_duration: Duration::from_secs(positive("provisio.job.maxDurationSeconds", d.max_duration.as_secs())?),
+            max_pages_without_progress: positive("provisio.job.maxPagesWithoutProgress", d.max_pages_without_progress)?,
+            max_retry_wait: Duration::from_secs(positive(
+                "provisio.job.maxRetryWaitSeconds",
+                d.max_retry_wait.as_secs(),
+            )?),
+        })
     }
 }
 
@@ -89,6 +146,8 @@ pub struct SourceSettings {
     pub retry: RetryPolicy,
     /// `ips.trace.*` switches: which outcomes log entity content.
     pub trace: TraceSettings,
+    /// The run's ceilings (`provisio.job.max*`).
+    pub limits: RunLimits,
 }
 
 /// Which outcomes carry entity content (values) in the job log; everything else is redacted.
@@ -159,6 +218,9 @@ fn retry(props: &BTreeMap<String, String>) -> Result<RetryPolicy, String> {
         }
         policy.interval = Duration::from_secs_f64(secs);
     }
+    if let Some(secs) = number::<u64>(props, "provisio.job.maxRetryWaitPerCallSeconds")? {
+        policy.max_wait_per_call = Duration::from_secs(secs);
+    }
     Ok(policy)
 }
 
@@ -173,6 +235,7 @@ impl SourceSettings {
                 .clamp(1, 5000),
             retry: retry(props)?,
             trace: TraceSettings::from_properties(props),
+            limits: RunLimits::from_properties(props)?,
         })
     }
 }
@@ -291,5 +354,35 @@ mod tests {
         assert_eq!(t.retry.interval, Duration::from_millis(500));
         assert_eq!(t.concurrency, 3);
         assert!(TargetSettings::from_properties(&props(&[("ips.delete.threshold.groups", "x")]), None).is_err());
+    }
+
+    #[test]
+    fn run_ceilings_and_retry_budgets() {
+        let s = SourceSettings::from_properties(&props(&[])).expect("defaults");
+        assert_eq!(s.limits, RunLimits::default());
+        assert_eq!(s.retry.max_wait_per_call, Duration::from_secs(600));
+        let s = SourceSettings::from_properties(&props(&[
+            ("provisio.job.maxPages", "20"),
+            ("provisio.job.maxEntities", "1000"),
+            ("provisio.job.maxDurationSeconds", "60"),
+            ("provisio.job.maxPagesWithoutProgress", "5"),
+            ("provisio.job.maxRetryWaitSeconds", "30"),
+            ("provisio.job.maxRetryWaitPerCallSeconds", "0"),
+        ]))
+        .expect("set");
+        assert_eq!(
+            s.limits,
+            RunLimits {
+                max_pages: 20,
+                max_entities: 1000,
+                max_duration: Duration::from_secs(60),
+                max_pages_without_progress: 5,
+                max_retry_wait: Duration::from_secs(30),
+            }
+        );
+        assert_eq!(s.retry.max_wait_per_call, Duration::ZERO, "0: no retry waits at all");
+        let zero = SourceSettings::from_properties(&props(&[("provisio.job.maxPages", "0")]));
+        assert!(zero.expect_err("refused").contains("provisio.job.maxPages"));
+        assert!(SourceSettings::from_properties(&props(&[("provisio.job.maxEntities", "lots")])).is_err());
     }
 }

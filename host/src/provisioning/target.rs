@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::diff;
 use super::matching;
-use super::retry::with_retries;
+use super::retry::{RetryScope, with_retries};
 use super::settings::{TargetSettings, TraceSettings};
 use crate::connector::{ConnectorError, EntityKind};
 use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
@@ -34,6 +34,8 @@ pub struct TargetContext {
     pub trace: TraceSettings,
     /// The runtime.
     pub runtime: Arc<Runtime>,
+    /// The stop request and run budget its retries answer to (a job run's; else never stopped).
+    pub retry_scope: RetryScope,
 }
 
 /// What to do with one source entity in one target.
@@ -301,7 +303,7 @@ impl TargetContext {
         {
             meta.shift_remove("version");
         }
-        let (result, _) = with_retries(self.settings.retry, |_| {
+        let (result, _) = with_retries(self.settings.retry, &self.retry_scope, &self.plugin.label(), |_| {
             self.runtime.replace(&self.plugin, &self.call, kind, id, &entity)
         })
         .await;
@@ -314,7 +316,7 @@ impl TargetContext {
         let Some(filter) = matching::filter_for(entity, &attributes) else {
             return Ok(None);
         };
-        let (found, _) = with_retries(self.settings.retry, |_| {
+        let (found, _) = with_retries(self.settings.retry, &self.retry_scope, &self.plugin.label(), |_| {
             matching::find_existing(&self.runtime, &self.plugin, &self.call, kind, &filter)
         })
         .await;
@@ -353,15 +355,20 @@ impl TargetContext {
                 }
             }
         }
-        let (result, _) = with_retries(self.settings.retry, |attempt| async move {
-            if attempt > 0 {
-                // The failed attempt may have created it after all.
-                if let Ok(Some(id)) = self.lookup(kind, entity).await {
-                    return Ok(json!({ "id": id }));
+        let (result, _) = with_retries(
+            self.settings.retry,
+            &self.retry_scope,
+            &self.plugin.label(),
+            |attempt| async move {
+                if attempt > 0 {
+                    // The failed attempt may have created it after all.
+                    if let Ok(Some(id)) = self.lookup(kind, entity).await {
+                        return Ok(json!({ "id": id }));
+                    }
                 }
-            }
-            self.runtime.create(&self.plugin, &self.call, kind, entity).await
-        })
+                self.runtime.create(&self.plugin, &self.call, kind, entity).await
+            },
+        )
         .await;
         match result {
             Ok(created) => {
@@ -439,7 +446,7 @@ impl TargetContext {
         };
         let mut failures = Vec::new();
         for group in ids {
-            let (result, _) = with_retries(self.settings.retry, |_| {
+            let (result, _) = with_retries(self.settings.retry, &self.retry_scope, &self.plugin.label(), |_| {
                 self.runtime
                     .patch(&self.plugin, &self.call, EntityKind::Group, &group, &op)
             })
@@ -493,7 +500,7 @@ impl TargetContext {
                 .map(|(k, v)| json!({"op": "replace", "path": k, "value": v}))
                 .collect();
             let doc = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
-            let (result, _) = with_retries(self.settings.retry, |_| {
+            let (result, _) = with_retries(self.settings.retry, &self.retry_scope, &self.plugin.label(), |_| {
                 self.runtime.patch(&self.plugin, &self.call, kind, target_id, &doc)
             })
             .await;
@@ -507,7 +514,7 @@ impl TargetContext {
         } else {
             vec![]
         };
-        let (result, _) = with_retries(self.settings.retry, |_| {
+        let (result, _) = with_retries(self.settings.retry, &self.retry_scope, &self.plugin.label(), |_| {
             self.runtime.delete(&self.plugin, &self.call, kind, target_id)
         })
         .await;

@@ -1,6 +1,7 @@
 //! A connector that misbehaves on purpose, to prove the sandbox holds. Built from the raw contract (no
 //! SDK), so it can do what a hostile third party would. The `mode` property picks the misdeed that
-//! `test-connection` commits; every other function behaves, so the host can load it.
+//! `test-connection` commits, the `read-mode` property how `read` misbehaves; every other function
+//! behaves, so the host can load it.
 //!
 //! It is also the test suite's component built from the frozen 0.1.0 WIT: the host, which serves 0.2.0
 //! to the SDK and the bundled connectors, must keep running it unchanged.
@@ -13,7 +14,7 @@ wit_bindgen::generate!({
 use exports::provisio::connector::connector::Guest;
 use provisio::connector::host::{self, HttpRequest};
 use provisio::connector::types::{
-    Config, ConnectorError, Descriptor, EntityKind, Operation, Page, PageRequest, PropertySpec, Rejection,
+    Config, ConnectorError, Descriptor, EntityKind, Operation, Page, PageRequest, PropertySpec, Rejection, Throttle,
 };
 
 struct Hostile;
@@ -40,6 +41,22 @@ fn get(config: &Config, path: &str) -> Result<String, ConnectorError> {
             status: 0,
             detail: format!("{e:?}"),
         })),
+    }
+}
+
+/// A page of SCIM users `user<n>` (id `u<n>`), and where the next one starts.
+fn page(numbers: &[u64], next_cursor: Option<String>) -> Page {
+    Page {
+        entities: numbers
+            .iter()
+            .map(|n| {
+                format!(
+                    r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"u{n}","userName":"user{n}","name":{{"givenName":"Given{n}","familyName":"Family{n}"}},"emails":[{{"value":"user{n}@example.com","primary":true}}],"active":true}}"#
+                )
+            })
+            .collect(),
+        next_cursor,
+        total: None,
     }
 }
 
@@ -86,6 +103,13 @@ impl Guest for Hostile {
                     secret: !std::hint::black_box(VERSION).starts_with('2'),
                     default_value: None,
                     doc: "A value this connector declares secret in version 1 and plain in version 2.".into(),
+                },
+                PropertySpec {
+                    name: "read-mode".into(),
+                    required: false,
+                    secret: false,
+                    default_value: None,
+                    doc: "How read misbehaves: pages, repeat-cursor, ever-new-ids, empty-pages, same-users, throttle-forever (else one entity, one page).".into(),
                 },
             ],
             default_read_transformation: None,
@@ -213,12 +237,45 @@ impl Guest for Hostile {
         }
     }
 
-    fn read(_config: Config, _request: PageRequest) -> Result<Page, ConnectorError> {
-        Ok(Page {
-            entities: vec!["{\"id\":\"1\"}".into()],
-            next_cursor: None,
-            total: Some(1),
-        })
+    fn read(config: Config, request: PageRequest) -> Result<Page, ConnectorError> {
+        let mode = config
+            .properties
+            .iter()
+            .find(|(k, _)| k == "read-mode")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        // Where a page starts: the cursor is the page's number (the first page is 0).
+        let page_number = request
+            .cursor
+            .as_deref()
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
+        let next = |n: u64| Some((n + 1).to_string());
+        match mode.as_str() {
+            // Three pages of two users, then the end: a well-behaved source.
+            "pages" => Ok(page(
+                &[page_number * 2 + 1, page_number * 2 + 2],
+                (page_number < 2).then(|| (page_number + 1).to_string()),
+            )),
+            // The second page names itself as the next page, forever.
+            "repeat-cursor" => Ok(page(&[page_number * 2 + 1, page_number * 2 + 2], Some("1".into()))),
+            // Two users never seen before on every page, and always a next page.
+            "ever-new-ids" => Ok(page(&[page_number * 2 + 1, page_number * 2 + 2], next(page_number))),
+            // No entities, and always a next page.
+            "empty-pages" => Ok(page(&[], next(page_number))),
+            // The same two users on every page, and always a next page.
+            "same-users" => Ok(page(&[1, 2], next(page_number))),
+            // Come back in 584 million years.
+            "throttle-forever" => Err(ConnectorError::Throttled(Throttle {
+                retry_after_ms: Some(u64::MAX),
+                detail: "hostile plugin: retry after forever".into(),
+            })),
+            _ => Ok(Page {
+                entities: vec!["{\"id\":\"1\"}".into()],
+                next_cursor: None,
+                total: Some(1),
+            }),
+        }
     }
 
     fn get(_config: Config, _kind: EntityKind, _id: String) -> Result<String, ConnectorError> {
