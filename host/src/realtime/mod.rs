@@ -571,6 +571,7 @@ async fn provision_target(
         | Some(Written::Updated {
             target_id,
             existed_before,
+            ..
         }) => {
             let created = matches!(planned.plan, Plan::Create { .. });
             let written = match &planned.plan {
