@@ -618,7 +618,10 @@ async fn users_land_in_a_strict_scim_target_with_default_transformations() {
         assert!(started.elapsed() < std::time::Duration::from_secs(300), "{job}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    assert_eq!(job["status"], "Success", "{job}");
+    let (_, log) = service
+        .admin(Method::GET, &format!("/api/v1/jobs/{id}/entities"), None)
+        .await;
+    assert_eq!(job["status"], "Success", "{job}\n{log}");
     let row = |kind: &str| {
         job["statistics"]
             .as_array()
@@ -654,9 +657,6 @@ async fn users_land_in_a_strict_scim_target_with_default_transformations() {
     );
 
     // Each written entity's log entry names what was left out.
-    let (_, log) = service
-        .admin(Method::GET, &format!("/api/v1/jobs/{id}/entities"), None)
-        .await;
     let entries = log["entries"].as_array().cloned().unwrap_or_default();
     let created_users: Vec<&Value> = entries
         .iter()
