@@ -395,7 +395,11 @@ impl Client {
         let value: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
-            return Err(CliError::new(format!("HTTP {}: {}", status.as_u16(), terminal(message))));
+            return Err(CliError::new(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                terminal(message)
+            )));
         }
         Ok(value)
     }
@@ -712,7 +716,9 @@ fn shown<'a>(v: &'a Value, key: &str) -> Cow<'a, str> {
 /// (`\u{1b}`, `\n`, `\u{202e}`), so a value cannot move the cursor, recolour, rewrite earlier lines or
 /// reorder what follows it.
 pub fn terminal(s: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
     if !s.chars().any(unsafe_char) {
         return Cow::Borrowed(s);
     }
@@ -1132,11 +1138,19 @@ LDAP       group           7        0        0        0        0       0        
         let entry = json!({"seq": 9, "entityType": "user", "sourceId": "a\u{1b}[2Jb\rc\u{202e}d\ne",
             "operation": "create", "outcome": "failed", "reason": "bad\u{7}\tthing"});
         let line = log_line(&entry);
-        assert_eq!(line, "9  user  a\\u{1b}[2Jb\\rc\\u{202e}d\\ne  create  failed  bad\\u{7}\\tthing");
+        assert_eq!(
+            line,
+            "9  user  a\\u{1b}[2Jb\\rc\\u{202e}d\\ne  create  failed  bad\\u{7}\\tthing"
+        );
         assert!(!line.chars().any(char::is_control));
         assert!(matches!(terminal("plain ünïcode"), Cow::Borrowed(_)));
         let stats = [json!({"targetName": "", "targetId": "t\u{1b}]0;x\u{7}", "entityType": "user"})];
-        assert!(!statistics_table(&stats).trim_end().lines().any(|l| l.chars().any(char::is_control)));
+        assert!(
+            !statistics_table(&stats)
+                .trim_end()
+                .lines()
+                .any(|l| l.chars().any(char::is_control))
+        );
         let job = json!({"statistics": [], "outcome": ["line\u{1b}[1A"], "status": "Failed\r"});
         assert_eq!(job_report(&job).matches('\n').count(), 3);
         assert!(job_report(&job).contains("line\\u{1b}[1A") && job_report(&job).contains("Failed\\r"));

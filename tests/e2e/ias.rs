@@ -594,8 +594,10 @@ async fn users_land_in_a_strict_scim_target_with_default_transformations() {
                 "provisio.rate.limit": "1000"}}))
         .await;
     let target = service
-        .create_system(json!({"name": "strict SCIM", "type": "scim", "role": "target", "sources": [source],
-            "properties": {"URL": scim.base_url, "Authentication": "BearerToken", "Password": scim.token}}))
+        .create_system(
+            json!({"name": "strict SCIM", "type": "scim", "role": "target", "sources": [source],
+            "properties": {"URL": scim.base_url, "Authentication": "BearerToken", "Password": scim.token}}),
+        )
         .await;
     let (status, job) = service
         .admin(
@@ -631,8 +633,16 @@ async fn users_land_in_a_strict_scim_target_with_default_transformations() {
             .cloned()
             .unwrap_or_else(|| panic!("no {kind} statistics: {job}"))
     };
-    assert_eq!((row("user")["created"].as_u64(), row("user")["failed"].as_u64()), (Some(6), Some(0)), "{job}");
-    assert_eq!((row("group")["created"].as_u64(), row("group")["failed"].as_u64()), (Some(2), Some(0)), "{job}");
+    assert_eq!(
+        (row("user")["created"].as_u64(), row("user")["failed"].as_u64()),
+        (Some(6), Some(0)),
+        "{job}"
+    );
+    assert_eq!(
+        (row("group")["created"].as_u64(), row("group")["failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{job}"
+    );
 
     // In the target, with what it keeps (the Enterprise extension) and without what it does not.
     let users: Value = service
@@ -647,7 +657,10 @@ async fn users_land_in_a_strict_scim_target_with_default_transformations() {
         .expect("json");
     assert_eq!(users["totalResults"], 6, "{users}");
     for u in users["Resources"].as_array().into_iter().flatten() {
-        assert!(u.get("urn:sap:cloud:scim:schemas:extension:custom:2.0:User").is_none(), "{u}");
+        assert!(
+            u.get("urn:sap:cloud:scim:schemas:extension:custom:2.0:User").is_none(),
+            "{u}"
+        );
     }
     assert!(
         users["Resources"][0]

@@ -1270,7 +1270,11 @@ async fn backend_ids_are_encoded_in_locations() {
     assert_eq!(created["meta"]["location"], location.as_str());
     // Following it reads that user, not `victim`.
     let (status, got) = c.call(Method::GET, "/Users/victim%3Fx%3D1", None).await;
-    assert_eq!((status, got["id"].as_str()), (StatusCode::OK, Some("victim?x=1")), "{got}");
+    assert_eq!(
+        (status, got["id"].as_str()),
+        (StatusCode::OK, Some("victim?x=1")),
+        "{got}"
+    );
     assert_ne!(got["id"], victim_id.as_str());
 
     // A backend id with a path separator and dot segment stays one segment.
@@ -1302,8 +1306,10 @@ async fn backend_ids_are_encoded_in_locations() {
         .call(
             Method::POST,
             "/Groups",
-            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "odd members",
-                "members": [{"value": "victim?x=1"}]})),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "odd members",
+                "members": [{"value": "victim?x=1"}]}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{group}");
@@ -1353,7 +1359,10 @@ async fn a_scim_backend_without_the_enterprise_extension() {
         .flatten()
         .filter_map(|s| s["id"].as_str())
         .collect();
-    assert!(served.contains(&"urn:ietf:params:scim:schemas:core:2.0:User") && !served.contains(&ENTERPRISE), "{schemas}");
+    assert!(
+        served.contains(&"urn:ietf:params:scim:schemas:core:2.0:User") && !served.contains(&ENTERPRISE),
+        "{schemas}"
+    );
     let (status, _) = c.call(Method::GET, &format!("/Schemas/{ENTERPRISE}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, types) = c.call(Method::GET, "/ResourceTypes/User", None).await;
@@ -1365,7 +1374,10 @@ async fn a_scim_backend_without_the_enterprise_extension() {
     with_number[ENTERPRISE] = json!({"employeeNumber": "701"});
     let (status, body) = c.call(Method::POST, "/Users", Some(with_number)).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, Some("invalidValue"));
-    assert!(body["detail"].as_str().is_some_and(|d| d.contains(ENTERPRISE)), "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains(ENTERPRISE)),
+        "{body}"
+    );
     let (_, list) = c.call(Method::GET, "/Users", None).await;
     assert_eq!(list["totalResults"], 0, "{list}");
 
@@ -1374,7 +1386,10 @@ async fn a_scim_backend_without_the_enterprise_extension() {
     named["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE]);
     let (status, created) = c.call(Method::POST, "/Users", Some(named)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!(created["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
+    assert_eq!(
+        created["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+    );
     let id = created["id"].as_str().expect("id").to_string();
 
     // PATCH: a path into it, or a value carrying it, is refused too; the user is unchanged.

@@ -178,12 +178,14 @@ pub fn strip_patch(s: &Settings, kind: EntityKind, doc: &mut Value) -> Vec<Strin
         if let Some(path) = o.get("path").and_then(Value::as_str).map(str::trim)
             && is_urn(path)
         {
-            let kept = std::iter::once(core).chain(declared.iter().map(String::as_str)).any(|u| {
-                path.eq_ignore_ascii_case(u)
-                    || path
-                        .get(..u.len() + 1)
-                        .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{u}:")))
-            });
+            let kept = std::iter::once(core)
+                .chain(declared.iter().map(String::as_str))
+                .any(|u| {
+                    path.eq_ignore_ascii_case(u)
+                        || path
+                            .get(..u.len() + 1)
+                            .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{u}:")))
+                });
             if !kept {
                 // `urn:…:User:attr` names an attribute of extension `urn:…:User`.
                 let urn = path.rsplit_once(':').map_or(path, |(u, _)| u).to_string();
@@ -262,6 +264,9 @@ mod tests {
             user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"],
             "7"
         );
-        assert!(user.get("urn:sap:cloud:scim:schemas:extension:custom:2.0:User").is_none());
+        assert!(
+            user.get("urn:sap:cloud:scim:schemas:extension:custom:2.0:User")
+                .is_none()
+        );
     }
 }

@@ -473,7 +473,11 @@ fn writes_carry_only_the_extensions_the_system_declares() {
     h.expect(
         Exchange::get("ResourceTypes").respond(200, resource_types(json!([{"schema": ENTERPRISE, "required": false}]))),
     )
-    .expect(Exchange::post("Users").body_json(sent.clone()).respond(201, user("1", "W/\"1\"")));
+    .expect(
+        Exchange::post("Users")
+            .body_json(sent.clone())
+            .respond(201, user("1", "W/\"1\"")),
+    );
     h.run(|| Scim::create(&cfg(), EntityKind::User, &entity.to_string()))
         .expect("created");
     assert!(h.logs().iter().any(|(_, l)| l.contains(SAP) && l.contains("left out")));
@@ -511,8 +515,16 @@ fn a_system_without_discovery_gets_every_extension() {
     let entity = json!({"userName": "jdoe", SAP: {"attributes": []}});
     let mut h = Harness::new();
     h.expect(Exchange::get("ResourceTypes").respond(404, json!({"detail": "no such endpoint"})))
-        .expect(Exchange::post("Users").body_json(entity.clone()).respond(201, user("1", "W/\"1\"")))
-        .expect(Exchange::post("Users").body_json(entity.clone()).respond(201, user("2", "W/\"1\"")));
+        .expect(
+            Exchange::post("Users")
+                .body_json(entity.clone())
+                .respond(201, user("1", "W/\"1\"")),
+        )
+        .expect(
+            Exchange::post("Users")
+                .body_json(entity.clone())
+                .respond(201, user("2", "W/\"1\"")),
+        );
     for _ in 0..2 {
         h.run(|| Scim::create(&cfg(), EntityKind::User, &entity.to_string()))
             .expect("created");

@@ -602,7 +602,10 @@ mod tests {
             existed_before: false,
             left_out: left_out(&sent, &kept),
         };
-        assert_eq!(written.left_out_note().as_deref(), Some(format!("left out by the target: {sap}").as_str()));
+        assert_eq!(
+            written.left_out_note().as_deref(),
+            Some(format!("left out by the target: {sap}").as_str())
+        );
     }
 
     #[test]

@@ -70,7 +70,9 @@ pub async fn discover(outbound: &Outbound, endpoint: &SystemEndpoint, properties
         let Some(t) = types.iter().find(|t| {
             let path = t["endpoint"].as_str().unwrap_or_default().trim_matches('/');
             path.eq_ignore_ascii_case(endpoint_name)
-                || t["schema"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(core_urn(kind)))
+                || t["schema"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(core_urn(kind)))
         }) else {
             continue;
         };
@@ -101,7 +103,10 @@ async fn get(
     properties: &[(String, String)],
     path: &str,
 ) -> Result<Option<Value>, String> {
-    let mut headers = vec![("Accept".to_string(), "application/scim+json, application/json".to_string())];
+    let mut headers = vec![(
+        "Accept".to_string(),
+        "application/scim+json, application/json".to_string(),
+    )];
     headers.extend(
         properties
             .iter()

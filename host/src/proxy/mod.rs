@@ -1321,14 +1321,26 @@ mod tests {
     fn ids_are_one_encoded_path_segment() {
         let base = "http://h/ipsproxy/api/v1/scim/s1";
         let url = |id: &str| resource_url(base, "Users", id);
-        assert_eq!(url("a.b-c_d~9").as_deref(), Some("http://h/ipsproxy/api/v1/scim/s1/Users/a.b-c_d~9"));
+        assert_eq!(
+            url("a.b-c_d~9").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/a.b-c_d~9")
+        );
         assert_eq!(
             url("victim?x=1").as_deref(),
             Some("http://h/ipsproxy/api/v1/scim/s1/Users/victim%3Fx%3D1")
         );
-        assert_eq!(url("../x").as_deref(), Some("http://h/ipsproxy/api/v1/scim/s1/Users/..%2Fx"));
-        assert_eq!(url("a#b%c d").as_deref(), Some("http://h/ipsproxy/api/v1/scim/s1/Users/a%23b%25c%20d"));
-        assert_eq!(url("é").as_deref(), Some("http://h/ipsproxy/api/v1/scim/s1/Users/%C3%A9"));
+        assert_eq!(
+            url("../x").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/..%2Fx")
+        );
+        assert_eq!(
+            url("a#b%c d").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/a%23b%25c%20d")
+        );
+        assert_eq!(
+            url("é").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/%C3%A9")
+        );
         assert_eq!(url(".."), None);
         assert_eq!(url("."), None);
     }

@@ -678,7 +678,12 @@ mod tests {
         let served = Served::for_backend(&kinds, &pass, &pass, Limits::default(), Some(&none));
         assert!(served.schema(ENTERPRISE).is_none() && served.extensions(EntityKind::User).is_empty());
         assert_eq!(served.schemas.len(), 2);
-        assert!(!served.resource_types("b").iter().any(|t| t.get("schemaExtensions").is_some()));
+        assert!(
+            !served
+                .resource_types("b")
+                .iter()
+                .any(|t| t.get("schemaExtensions").is_some())
+        );
         // A custom extension is served with the backend's definition; one it cannot define is not.
         let custom = "urn:example:params:scim:schemas:extension:custom:2.0:User";
         let declared = Declared {
@@ -686,9 +691,11 @@ mod tests {
                 EntityKind::User,
                 vec![custom.into(), "urn:undefined:x".into(), "http://not.a.urn/x".into()],
             )],
-            schemas: vec![json!({"id": custom, "name": "Custom", "meta": {"location": "elsewhere"}, "attributes": [
+            schemas: vec![
+                json!({"id": custom, "name": "Custom", "meta": {"location": "elsewhere"}, "attributes": [
                 {"name": "costCenter", "type": "string", "multiValued": false, "required": false,
-                 "caseExact": false, "mutability": "readWrite", "returned": "default", "uniqueness": "none"}]})],
+                 "caseExact": false, "mutability": "readWrite", "returned": "default", "uniqueness": "none"}]}),
+            ],
         };
         let served = Served::for_backend(&kinds, &pass, &pass, Limits::default(), Some(&declared));
         assert_eq!(served.extensions(EntityKind::User), vec![custom]);
