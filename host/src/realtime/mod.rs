@@ -562,7 +562,9 @@ async fn provision_target(
             }],
         );
     }
-    match ctx.execute(kind, &planned.plan).await {
+    let written = ctx.execute(kind, &planned.plan).await;
+    let left_out = written.as_ref().and_then(Written::left_out_note);
+    match written {
         Some(Written::Created {
             target_id,
             existed_before,
@@ -593,7 +595,7 @@ async fn provision_target(
             } else {
                 "Updated"
             };
-            set(state, None, Some(&target_id));
+            set(state, left_out, Some(&target_id));
             (result, Attempt::Done)
         }
         Some(Written::Failed {
