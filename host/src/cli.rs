@@ -456,7 +456,7 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
             let result = Client::new(&connection)?
                 .call(
                     reqwest::Method::POST,
-                    &format!("/api/v1/systems/{id}/test-connection"),
+                    &format!("/api/v1/systems/{}/test-connection", encode(&id)),
                     None,
                     true,
                 )
@@ -929,7 +929,7 @@ async fn follow_job(client: &Client, id: &str) -> Result<Value, CliError> {
                 None => catching = false,
                 Some(()) if stop_requested => {
                     break Err(CliError {
-                        message: format!("stopped watching job {id}; the service is still stopping it"),
+                        message: format!("stopped watching job {}; the service is still stopping it", terminal(id)),
                         code: 130,
                     })
                 }
@@ -982,7 +982,11 @@ pub async fn job(command: JobCommand) -> Result<(), CliError> {
                 print!("{}", job_report(&job));
                 let status = text(&job, "status");
                 if status != "Success" {
-                    return Err(CliError::new(format!("job {id} ended: {status}")));
+                    return Err(CliError::new(format!(
+                        "job {} ended: {}",
+                        terminal(&id),
+                        terminal(status)
+                    )));
                 }
             }
         }
