@@ -141,3 +141,34 @@ fn resources(v: Value) -> Vec<Value> {
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn resource_types_come_as_a_list_response_or_a_bare_array() {
+        let rt = json!({"id": "User", "endpoint": "/Users"});
+        assert_eq!(
+            resources(json!({"Resources": [rt.clone()], "totalResults": 1})),
+            vec![rt.clone()]
+        );
+        assert_eq!(resources(json!({"resources": [rt.clone()]})), vec![rt.clone()]);
+        assert_eq!(resources(json!([rt.clone()])), vec![rt]);
+        assert!(resources(json!({"detail": "not found"})).is_empty());
+        assert!(resources(json!("text")).is_empty());
+    }
+
+    #[test]
+    fn declared_extensions_and_definitions() {
+        let d = Declared {
+            extensions: vec![(EntityKind::User, vec!["urn:x:User".into()])],
+            schemas: vec![json!({"id": "URN:X:User", "attributes": []})],
+        };
+        assert_eq!(d.extensions(EntityKind::User), Some(&["urn:x:User".to_string()][..]));
+        assert_eq!(d.extensions(EntityKind::Group), None);
+        assert!(d.schema("urn:x:user").is_some() && d.schema("urn:y").is_none());
+    }
+}
