@@ -1,6 +1,7 @@
 //! The command line: `serve`, the admin commands that talk to a running service, and `transform test`,
 //! which needs no server.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -398,7 +399,11 @@ impl Client {
         let value: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
-            return Err(CliError::new(format!("HTTP {}: {message}", status.as_u16())));
+            return Err(CliError::new(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                terminal(message)
+            )));
         }
         Ok(value)
     }
@@ -444,10 +449,10 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
             for s in list.as_array().into_iter().flatten() {
                 println!(
                     "{}  {:<8} {:<10} {}",
-                    s["id"].as_str().unwrap_or(""),
-                    s["role"].as_str().unwrap_or(""),
-                    s["type"].as_str().unwrap_or(""),
-                    s["name"].as_str().unwrap_or("")
+                    shown(s, "id"),
+                    shown(s, "role"),
+                    shown(s, "type"),
+                    shown(s, "name")
                 );
             }
         }
@@ -455,12 +460,12 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
             let result = Client::new(&connection)?
                 .call(
                     reqwest::Method::POST,
-                    &format!("/api/v1/systems/{id}/test-connection"),
+                    &format!("/api/v1/systems/{}/test-connection", encode(&id)),
                     None,
                     true,
                 )
                 .await?;
-            let message = result["message"].as_str().unwrap_or("").to_string();
+            let message = shown(&result, "message").into_owned();
             if result["ok"].as_bool() != Some(true) {
                 return Err(CliError::new(message));
             }
@@ -479,19 +484,19 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
             let added = Client::new(&connection)?
                 .call(reqwest::Method::POST, "/api/v1/plugins", Some(bytes.into()), false)
                 .await?;
-            let label = format!("{}@{}", text(&added, "name"), text(&added, "version"));
+            let label = format!("{}@{}", shown(&added, "name"), shown(&added, "version"));
             match (added["active"].as_bool(), added["replaced"].as_str()) {
                 (Some(true), Some(previous)) => {
                     println!(
                         "loaded {label}; systems that follow {} now run it instead of {previous}",
-                        text(&added, "name")
+                        shown(&added, "name")
                     )
                 }
                 (Some(true), None) => println!("loaded {label}"),
                 _ => println!(
                     "loaded {label}; systems that follow {} keep their version (pin --connector-version {} to use it, or `plugin activate`)",
-                    text(&added, "name"),
-                    text(&added, "version")
+                    shown(&added, "name"),
+                    shown(&added, "version")
                 ),
             }
         }
@@ -513,16 +518,16 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
                     .map(|s| {
                         format!(
                             "{}{}",
-                            text(s, "name"),
+                            shown(s, "name"),
                             if s["pinned"] == true { " (pinned)" } else { "" }
                         )
                     })
                     .collect();
                 println!(
                     "{:<16} {:<12} {:<8} {:<7} {:>8} {:>7} {:>6} {:>6}  {}",
-                    text(p, "name"),
-                    format!("{}{}", text(p, "version"), if p["bundled"] == true { "*" } else { "" }),
-                    text(p, "contract"),
+                    shown(p, "name"),
+                    format!("{}{}", shown(p, "version"), if p["bundled"] == true { "*" } else { "" }),
+                    shown(p, "contract"),
                     if p["active"] == true { "yes" } else { "" },
                     stats["calls"].as_u64().unwrap_or(0),
                     stats["failures"].as_u64().unwrap_or(0) + stats["connectorErrors"].as_u64().unwrap_or(0),
@@ -559,8 +564,8 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
                 .await?;
             println!(
                 "{name}: systems that follow it run {} instead of {}",
-                text(&switched, "to"),
-                text(&switched, "from")
+                shown(&switched, "to"),
+                shown(&switched, "from")
             );
         }
         PluginCommand::Activate {
@@ -578,8 +583,8 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
                 .await?;
             println!(
                 "{name}: systems that follow it run {} instead of {}",
-                text(&switched, "to"),
-                text(&switched, "from")
+                shown(&switched, "to"),
+                shown(&switched, "from")
             );
         }
     }
@@ -619,8 +624,8 @@ async fn plugin_check(file: &std::path::Path, as_json: bool) -> Result<(), CliEr
     }
     let list = |v: Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(", ") };
     let has = |t: &Option<String>| if t.is_some() { "valid" } else { "none" };
-    println!("name:         {}", d.name);
-    println!("version:      {}", d.version);
+    println!("name:         {}", terminal(&d.name));
+    println!("version:      {}", terminal(&d.version));
     println!(
         "contract:     provisio:connector@{} (this host serves {})",
         plugin.contract,
@@ -667,9 +672,18 @@ async fn plugin_check(file: &std::path::Path, as_json: bool) -> Result<(), CliEr
         if let Some(v) = &p.default_value {
             flags.push(format!("default {v:?}"));
         }
-        println!("  {:<32} {:<28} {}", p.name, flags.join(", "), p.doc);
+        println!(
+            "  {:<32} {:<28} {}",
+            terminal(&p.name),
+            terminal(&flags.join(", ")),
+            terminal(&p.doc)
+        );
     }
-    println!("OK: {}@{} is a valid Provisio connector", d.name, d.version);
+    println!(
+        "OK: {}@{} is a valid Provisio connector",
+        terminal(&d.name),
+        terminal(&d.version)
+    );
     Ok(())
 }
 
@@ -694,6 +708,35 @@ fn encode(s: &str) -> String {
 /// A string field of a server answer; empty when absent.
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("")
+}
+
+/// A string field of a server answer as it may be printed on a terminal (see [`terminal`]).
+fn shown<'a>(v: &'a Value, key: &str) -> Cow<'a, str> {
+    terminal(text(v, key))
+}
+
+/// Text from the server (ids, names, reasons) made safe to print on a terminal: control characters
+/// (escape sequences, carriage returns, newlines) and bidirectional overrides are written as escapes
+/// (`\u{1b}`, `\n`, `\u{202e}`), so a value cannot move the cursor, recolour, rewrite earlier lines or
+/// reorder what follows it.
+pub fn terminal(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The id of the system `source` names: an exact id, an exact name, or the one name equal ignoring case.
@@ -748,10 +791,10 @@ pub fn statistics_table(statistics: &[Value]) -> String {
     for s in statistics {
         // The target's name, or its id when the name is unknown (e.g. the target was deleted).
         let target = match text(s, "targetName") {
-            "" => text(s, "targetId"),
-            name => name,
+            "" => shown(s, "targetId"),
+            name => terminal(name),
         };
-        let mut row = vec![target.to_string(), text(s, "entityType").to_string()];
+        let mut row = vec![target.to_string(), shown(s, "entityType").to_string()];
         row.extend(
             COUNT_FIELDS
                 .iter()
@@ -788,19 +831,19 @@ pub fn job_report(job: &Value) -> String {
     let mut out = statistics_table(statistics);
     for line in job["outcome"].as_array().into_iter().flatten() {
         match line.as_str() {
-            Some(s) => out.push_str(s),
+            Some(s) => out.push_str(&terminal(s)),
             None => out.push_str(&line.to_string()),
         }
         out.push('\n');
     }
-    out.push_str(&format!("status: {}\n", text(job, "status")));
+    out.push_str(&format!("status: {}\n", shown(job, "status")));
     out
 }
 
 /// The progress bar's message: the run's phase (its status before it has one) and the counts so far,
 /// summed over targets and entity types.
 fn progress_message(job: &Value) -> String {
-    let phase = job["progress"]["phase"].as_str().unwrap_or_else(|| text(job, "status"));
+    let phase = terminal(job["progress"]["phase"].as_str().unwrap_or_else(|| text(job, "status")));
     let statistics = job["statistics"].as_array().map(Vec::as_slice).unwrap_or_default();
     let sum = |field: &str| statistics.iter().filter_map(|s| s[field].as_u64()).sum::<u64>();
     format!(
@@ -816,15 +859,15 @@ fn progress_message(job: &Value) -> String {
 fn log_line(entry: &Value) -> String {
     let seq = entry["seq"].as_i64().map(|n| n.to_string()).unwrap_or_default();
     let source_id = match text(entry, "sourceId") {
-        "" => "-",
-        id => id,
+        "" => Cow::Borrowed("-"),
+        id => terminal(id),
     };
     format!(
         "{seq}  {}  {source_id}  {}  {}  {}",
-        text(entry, "entityType"),
-        text(entry, "operation"),
-        text(entry, "outcome"),
-        text(entry, "reason")
+        shown(entry, "entityType"),
+        shown(entry, "operation"),
+        shown(entry, "outcome"),
+        shown(entry, "reason")
     )
     .trim_end()
     .to_string()
@@ -890,7 +933,7 @@ async fn follow_job(client: &Client, id: &str) -> Result<Value, CliError> {
                 None => catching = false,
                 Some(()) if stop_requested => {
                     break Err(CliError {
-                        message: format!("stopped watching job {id}; the service is still stopping it"),
+                        message: format!("stopped watching job {}; the service is still stopping it", terminal(id)),
                         code: 130,
                     })
                 }
@@ -937,13 +980,17 @@ pub async fn job(command: JobCommand) -> Result<(), CliError> {
                 .as_str()
                 .ok_or_else(|| CliError::new("the service answered without a job id"))?
                 .to_string();
-            println!("{id}  {}", text(&started, "status"));
+            println!("{}  {}", terminal(&id), shown(&started, "status"));
             if follow {
                 let job = follow_job(&client, &id).await?;
                 print!("{}", job_report(&job));
                 let status = text(&job, "status");
                 if status != "Success" {
-                    return Err(CliError::new(format!("job {id} ended: {status}")));
+                    return Err(CliError::new(format!(
+                        "job {} ended: {}",
+                        terminal(&id),
+                        terminal(status)
+                    )));
                 }
             }
         }
@@ -967,7 +1014,7 @@ pub async fn job(command: JobCommand) -> Result<(), CliError> {
                     true,
                 )
                 .await?;
-            println!("{job_id}  {}", text(&job, "status"));
+            println!("{job_id}  {}", shown(&job, "status"));
         }
         JobCommand::Log {
             job_id,
@@ -1091,6 +1138,30 @@ LDAP       group           7        0        0        0        0       0        
         let entry = json!({"seq": 8, "entityType": "group", "sourceId": null, "operation": "read",
             "outcome": "success", "reason": null});
         assert_eq!(log_line(&entry), "8  group  -  read  success");
+    }
+
+    #[test]
+    fn server_text_is_escaped_on_the_terminal() {
+        // An id that would clear the screen, rewrite the line and reverse the text after it.
+        let entry = json!({"seq": 9, "entityType": "user", "sourceId": "a\u{1b}[2Jb\rc\u{202e}d\ne",
+            "operation": "create", "outcome": "failed", "reason": "bad\u{7}\tthing"});
+        let line = log_line(&entry);
+        assert_eq!(
+            line,
+            "9  user  a\\u{1b}[2Jb\\rc\\u{202e}d\\ne  create  failed  bad\\u{7}\\tthing"
+        );
+        assert!(!line.chars().any(char::is_control));
+        assert!(matches!(terminal("plain ünïcode"), Cow::Borrowed(_)));
+        let stats = [json!({"targetName": "", "targetId": "t\u{1b}]0;x\u{7}", "entityType": "user"})];
+        assert!(
+            !statistics_table(&stats)
+                .trim_end()
+                .lines()
+                .any(|l| l.chars().any(char::is_control))
+        );
+        let job = json!({"statistics": [], "outcome": ["line\u{1b}[1A"], "status": "Failed\r"});
+        assert_eq!(job_report(&job).matches('\n').count(), 3);
+        assert!(job_report(&job).contains("line\\u{1b}[1A") && job_report(&job).contains("Failed\\r"));
     }
 
     #[test]

@@ -570,3 +570,129 @@ async fn throttling_reports_retry_after() {
         "IAS blocks for 60 s with Retry-After: 60"
     );
 }
+
+/// Identity Authentication users carry SAP's schema extensions; a strict SCIM server (scim2-server, which
+/// declares only the Enterprise User extension) refuses a whole user for one it does not know. With the
+/// connectors' default transformations every user lands, and each entity's log entry says what the target
+/// left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_land_in_a_strict_scim_target_with_default_transformations() {
+    use reqwest::Method;
+    let service = Service::start().await;
+    let sim = ias::spawn(ias::Options {
+        users: 6,
+        groups: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let scim = crate::support::Scim2Server::start().await;
+    let source = service
+        .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": {"URL": sim.base_url, "Authentication": "BasicAuthentication",
+                "User": sim.options().client_id, "Password": sim.options().client_secret,
+                "provisio.rate.limit": "1000"}}))
+        .await;
+    let target = service
+        .create_system(
+            json!({"name": "strict SCIM", "type": "scim", "role": "target", "sources": [source],
+            "properties": {"URL": scim.base_url, "Authentication": "BearerToken", "Password": scim.token}}),
+        )
+        .await;
+    let (status, job) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().expect("job id").to_string();
+    let started = std::time::Instant::now();
+    let job = loop {
+        let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+        if matches!(
+            job["status"].as_str(),
+            Some("Success" | "Finished with Error" | "Manually Terminated")
+        ) {
+            break job;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(300), "{job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (_, log) = service
+        .admin(Method::GET, &format!("/api/v1/jobs/{id}/entities"), None)
+        .await;
+    assert_eq!(job["status"], "Success", "{job}\n{log}");
+    let row = |kind: &str| {
+        job["statistics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["targetId"] == target.as_str() && r["entityType"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} statistics: {job}"))
+    };
+    assert_eq!(
+        (row("user")["created"].as_u64(), row("user")["failed"].as_u64()),
+        (Some(6), Some(0)),
+        "{job}"
+    );
+    assert_eq!(
+        (row("group")["created"].as_u64(), row("group")["failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{job}"
+    );
+
+    // In the target, with what it keeps (the Enterprise extension) and without what it does not.
+    let users: Value = service
+        .http
+        .get(format!("{}/Users", scim.base_url))
+        .bearer_auth(&scim.token)
+        .send()
+        .await
+        .expect("scim2-server")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users["totalResults"], 6, "{users}");
+    for u in users["Resources"].as_array().into_iter().flatten() {
+        assert!(
+            u.get("urn:sap:cloud:scim:schemas:extension:custom:2.0:User").is_none(),
+            "{u}"
+        );
+    }
+    assert!(
+        users["Resources"][0]
+            .get("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+            .is_some(),
+        "the declared extension is kept: {users}"
+    );
+
+    // Each written entity's log entry names what was left out.
+    let entries = log["entries"].as_array().cloned().unwrap_or_default();
+    let created_users: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["entityType"] == "user" && e["operation"] == "create")
+        .collect();
+    assert_eq!(created_users.len(), 6, "{log}");
+    for e in created_users {
+        let reason = e["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("left out by the target")
+                && reason.contains("urn:sap:cloud:scim:schemas:extension:custom:2.0:User")
+                && !reason.contains("enterprise"),
+            "{e}"
+        );
+    }
+    let group = entries
+        .iter()
+        .find(|e| e["entityType"] == "group" && e["operation"] == "create")
+        .expect("a group entry");
+    assert!(
+        group["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("urn:sap:cloud:scim:schemas:extension:custom:2.0:Group")),
+        "{group}"
+    );
+}

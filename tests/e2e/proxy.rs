@@ -1248,3 +1248,187 @@ async fn per_client_rate_limit_answers_429() {
     let (s, b) = c.call(Method::GET, "/Users?count=1", None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
+
+/// Backend ids are percent-encoded into `Location`, `meta.location` and members' `$ref`: an id `victim?x=1`
+/// does not send the client to `victim` with a query, and `../x` does not climb out of the proxy's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_ids_are_encoded_in_locations() {
+    let service = service().await;
+    let sim = uaa::spawn(uaa::Options::default()).await.expect("simulator");
+    let system = proxy_on_uaa(&service, &sim, "odd ids").await;
+    let c = Client::new(&service, &system);
+    let (_, victim) = c.call(Method::POST, "/Users", Some(user("victim"))).await;
+    let victim_id = victim["id"].as_str().expect("id").to_string();
+
+    // Created through the proxy: the Location header is the encoded URL.
+    sim.state().use_next_user_id("victim?x=1");
+    let (status, headers, created) = c.send(Method::POST, "/Users", Some(user("odd.query")), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["id"], "victim?x=1");
+    let location = headers["location"].to_str().expect("location").to_string();
+    assert_eq!(location, format!("{}/Users/victim%3Fx%3D1", c.base));
+    assert_eq!(created["meta"]["location"], location.as_str());
+    // Following it reads that user, not `victim`.
+    let (status, got) = c.call(Method::GET, "/Users/victim%3Fx%3D1", None).await;
+    assert_eq!(
+        (status, got["id"].as_str()),
+        (StatusCode::OK, Some("victim?x=1")),
+        "{got}"
+    );
+    assert_ne!(got["id"], victim_id.as_str());
+
+    // A backend id with a path separator and dot segment stays one segment.
+    sim.state().use_next_user_id("../x");
+    sim.state()
+        .insert_user(json!({"userName": "odd.climb", "emails": [{"value": "climb@example.com"}]}))
+        .expect("inserted");
+    let (status, list) = c
+        .call(Method::GET, "/Users?filter=userName%20sw%20%22odd.%22", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let locations: Vec<&str> = list["Resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["meta"]["location"].as_str())
+        .collect();
+    assert_eq!(
+        locations,
+        vec![
+            format!("{}/Users/victim%3Fx%3D1", c.base),
+            format!("{}/Users/..%2Fx", c.base)
+        ],
+        "{list}"
+    );
+
+    // Members' $ref too.
+    let (status, group) = c
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "odd members",
+                "members": [{"value": "victim?x=1"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    assert_eq!(
+        group["members"][0]["$ref"],
+        format!("{}/Users/victim%3Fx%3D1", c.base).as_str(),
+        "{group}"
+    );
+}
+
+/// scim2-server serving users without the Enterprise User extension (its resource types say so).
+async fn scim2_without_enterprise() -> (Scim2Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let types = dir.path().join("resource-types.json");
+    std::fs::write(
+        &types,
+        json!([
+            {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": "User", "name": "User",
+             "endpoint": "/Users", "description": "User Account", "schema": "urn:ietf:params:scim:schemas:core:2.0:User"},
+            {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": "Group", "name": "Group",
+             "endpoint": "/Groups", "description": "Group", "schema": "urn:ietf:params:scim:schemas:core:2.0:Group"}
+        ])
+        .to_string(),
+    )
+    .expect("write");
+    let server = Scim2Server::start_with(&["--resource-type", types.to_str().expect("utf-8 path")]).await;
+    (server, dir)
+}
+
+/// A proxy over a SCIM backend serves the schema extensions the backend declares, and a write of one it
+/// does not keep is refused (not answered 201 with the value gone); schema URIs it does not serve that carry
+/// nothing (Entra's Create Group) are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scim_backend_without_the_enterprise_extension() {
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let service = service().await;
+    let (server, _dir) = scim2_without_enterprise().await;
+    let system = proxy_on_scim2(&service, &server, "no enterprise").await;
+    let c = Client::new(&service, &system);
+
+    // Not advertised.
+    let (status, schemas) = c.call(Method::GET, "/Schemas", None).await;
+    assert_eq!(status, StatusCode::OK, "{schemas}");
+    let served: Vec<&str> = schemas["Resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(
+        served.contains(&"urn:ietf:params:scim:schemas:core:2.0:User") && !served.contains(&ENTERPRISE),
+        "{schemas}"
+    );
+    let (status, _) = c.call(Method::GET, &format!("/Schemas/{ENTERPRISE}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, types) = c.call(Method::GET, "/ResourceTypes/User", None).await;
+    assert!(!types.to_string().contains(ENTERPRISE), "{types}");
+
+    // A write of it is refused, naming the extension; nothing is created.
+    let mut with_number = user("numbered");
+    with_number["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE]);
+    with_number[ENTERPRISE] = json!({"employeeNumber": "701"});
+    let (status, body) = c.call(Method::POST, "/Users", Some(with_number)).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains(ENTERPRISE)),
+        "{body}"
+    );
+    let (_, list) = c.call(Method::GET, "/Users", None).await;
+    assert_eq!(list["totalResults"], 0, "{list}");
+
+    // Naming it with nothing under it is no loss: created.
+    let mut named = user("named");
+    named["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE]);
+    let (status, created) = c.call(Method::POST, "/Users", Some(named)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+    );
+    let id = created["id"].as_str().expect("id").to_string();
+
+    // PATCH: a path into it, or a value carrying it, is refused too; the user is unchanged.
+    for ops in [
+        json!([{"op": "add", "path": format!("{ENTERPRISE}:employeeNumber"), "value": "702"}]),
+        json!([{"op": "add", "value": {ENTERPRISE: {"employeeNumber": "702"}}}]),
+    ] {
+        let (status, body) = c.call(Method::PATCH, &format!("/Users/{id}"), Some(patch(ops))).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, Some("invalidValue"));
+    }
+    let mut replaced = user("named");
+    replaced[ENTERPRISE] = json!({"department": "R&D"});
+    let (status, body) = c.call(Method::PUT, &format!("/Users/{id}"), Some(replaced)).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, Some("invalidValue"));
+    let (_, now) = c.call(Method::GET, &format!("/Users/{id}"), None).await;
+    assert!(now.get(ENTERPRISE).is_none(), "{now}");
+
+    // Entra's Create Group names a schema of Microsoft's: dropped, and the group is created.
+    let (status, group) = c
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group",
+                    "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/Group"],
+                "displayName": "Entra group", "externalId": "e-1", "members": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    assert_eq!(group["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:Group"]));
+
+    // A backend that declares the extension (scim2-server's default) still gets it served and kept.
+    let full = Scim2Server::start().await;
+    let system = proxy_on_scim2(&service, &full, "with enterprise").await;
+    let c = Client::new(&service, &system);
+    let (_, types) = c.call(Method::GET, "/ResourceTypes/User", None).await;
+    assert!(types.to_string().contains(ENTERPRISE), "{types}");
+    let mut with_number = user("numbered");
+    with_number[ENTERPRISE] = json!({"employeeNumber": "701"});
+    let (status, created) = c.call(Method::POST, "/Users", Some(with_number)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created[ENTERPRISE]["employeeNumber"], "701", "{created}");
+}

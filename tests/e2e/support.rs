@@ -186,6 +186,11 @@ fn scim2_server_binary() -> PathBuf {
 
 impl Scim2Server {
     pub async fn start() -> Scim2Server {
+        Scim2Server::start_with(&[]).await
+    }
+
+    /// scim2-server with further command-line arguments (`--resource-type FILE`, `--schema FILE`).
+    pub async fn start_with(extra: &[&str]) -> Scim2Server {
         let binary = scim2_server_binary();
         assert!(
             binary.exists(),
@@ -203,6 +208,7 @@ impl Scim2Server {
                 "--bearer-token",
                 &token,
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -3,8 +3,10 @@
 //! Reads and writes users and groups of any SCIM 2.0 service provider (RFC 7643/7644) through the host:
 //! `Users` and `Groups` relative to the system's `URL`, index paging, filters, delta reads by
 //! `meta.lastModified`, PUT with `If-Match`, PATCH (or get + apply + PUT where the service has none), and
-//! conflict resolution on create by the configured unique attributes. Written with `provisio-sdk` only.
+//! conflict resolution on create by the configured unique attributes. Writes carry only the schema
+//! extensions the system declares in `ResourceTypes` (see `extensions`). Written with `provisio-sdk` only.
 
+mod extensions;
 mod settings;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
@@ -109,7 +111,8 @@ impl Connector for Scim {
 
     fn create(cfg: &Config, kind: EntityKind, entity: &str) -> Result<String> {
         let s = Settings::new(cfg)?;
-        let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
+        let mut entity = Value::Object(json::parse_object(entity, kind.as_str())?);
+        extensions::strip_entity(&s, kind, &mut entity);
         let resp = s.request_with("POST", kind.scim_endpoint(), &entity).send(cfg)?;
         match resp.status {
             200..=299 => entity_of(&resp, "created"),
@@ -120,7 +123,8 @@ impl Connector for Scim {
 
     fn replace(cfg: &Config, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
         let s = Settings::new(cfg)?;
-        let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
+        let mut entity = Value::Object(json::parse_object(entity, kind.as_str())?);
+        extensions::strip_entity(&s, kind, &mut entity);
         // A version the entity carries is the caller's precondition: a stale one fails, it is not retried.
         let version = version_of(&entity);
         put(&s, kind, id, &entity, version, false).map(|v| v.to_string())
@@ -129,6 +133,17 @@ impl Connector for Scim {
     fn patch(cfg: &Config, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
         let s = Settings::new(cfg)?;
         let mut doc = json::parse(operations, "PatchOp document")?;
+        PatchOp::parse(&doc)?;
+        if !extensions::strip_patch(&s, kind, &mut doc).is_empty()
+            && doc
+                .get("Operations")
+                .or_else(|| doc.get("operations"))
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        {
+            // Nothing the system keeps was to change.
+            return fetch(&s, kind, id).map(|v| Some(v.to_string()));
+        }
         let ops = PatchOp::parse(&doc)?;
         if s.patch {
             scim::ensure_patch_schema(&mut doc);

@@ -446,3 +446,88 @@ fn deletes_and_reports_not_found() {
         matches!(h.run(|| Scim::delete(&cfg(), EntityKind::User, "1")), Err(Error::NotFound(m)) if m.contains("user `1`"))
     );
 }
+
+fn resource_types(user_extensions: Value) -> Value {
+    list(
+        vec![
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": "User", "name": "User",
+                   "endpoint": "/Users", "schema": "urn:ietf:params:scim:schemas:core:2.0:User",
+                   "schemaExtensions": user_extensions}),
+            json!({"id": "Group", "name": "Group", "endpoint": "/Groups",
+                   "schema": "urn:ietf:params:scim:schemas:core:2.0:Group"}),
+        ],
+        1,
+        2,
+    )
+}
+
+#[test]
+fn writes_carry_only_the_extensions_the_system_declares() {
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    const SAP: &str = "urn:sap:cloud:scim:schemas:extension:custom:2.0:User";
+    let entity = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE, SAP],
+        "userName": "jdoe", ENTERPRISE: {"employeeNumber": "7"}, SAP: {"attributes": [{"name": "a", "value": "1"}]}});
+    let sent = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+        "userName": "jdoe", ENTERPRISE: {"employeeNumber": "7"}});
+    let mut h = Harness::new();
+    h.expect(
+        Exchange::get("ResourceTypes").respond(200, resource_types(json!([{"schema": ENTERPRISE, "required": false}]))),
+    )
+    .expect(
+        Exchange::post("Users")
+            .body_json(sent.clone())
+            .respond(201, user("1", "W/\"1\"")),
+    );
+    h.run(|| Scim::create(&cfg(), EntityKind::User, &entity.to_string()))
+        .expect("created");
+    assert!(h.logs().iter().any(|(_, l)| l.contains(SAP) && l.contains("left out")));
+    // Learnt once: the next write goes straight out; a group names no extension and needs no discovery.
+    h.expect(
+        Exchange::put("Users/1")
+            .body_json(sent.clone())
+            .respond(200, user("1", "W/\"2\"")),
+    );
+    h.run(|| Scim::replace(&cfg(), EntityKind::User, "1", &entity.to_string()))
+        .expect("replaced");
+    let group = json!({"displayName": "G", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group",
+        "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/Group"]});
+    h.expect(
+        Exchange::post("Groups")
+            .body_json(json!({"displayName": "G", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]}))
+            .respond(201, json!({"id": "g"})),
+    );
+    h.run(|| Scim::create(&cfg(), EntityKind::Group, &group.to_string()))
+        .expect("created");
+    // A patch of an undeclared extension only: nothing is sent, the entity is read back.
+    let cfg = cfg().with("scim.support.patch.operation", "true");
+    let ops = json!({"Operations": [{"op": "replace", "path": format!("{SAP}:attributes"), "value": []}]});
+    h.expect(Exchange::get("Users/1").respond(200, user("1", "W/\"2\"")));
+    let r = h
+        .run(|| Scim::patch(&cfg, EntityKind::User, "1", &ops.to_string()))
+        .expect("patched");
+    assert_eq!(parsed(&r.expect("entity"))["id"], "1");
+    h.assert_done();
+}
+
+#[test]
+fn a_system_without_discovery_gets_every_extension() {
+    const SAP: &str = "urn:sap:cloud:scim:schemas:extension:custom:2.0:User";
+    let entity = json!({"userName": "jdoe", SAP: {"attributes": []}});
+    let mut h = Harness::new();
+    h.expect(Exchange::get("ResourceTypes").respond(404, json!({"detail": "no such endpoint"})))
+        .expect(
+            Exchange::post("Users")
+                .body_json(entity.clone())
+                .respond(201, user("1", "W/\"1\"")),
+        )
+        .expect(
+            Exchange::post("Users")
+                .body_json(entity.clone())
+                .respond(201, user("2", "W/\"1\"")),
+        );
+    for _ in 0..2 {
+        h.run(|| Scim::create(&cfg(), EntityKind::User, &entity.to_string()))
+            .expect("created");
+    }
+    h.assert_done();
+}

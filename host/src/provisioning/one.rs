@@ -148,6 +148,7 @@ pub(super) async fn provision_one(
             | Some(Written::Updated {
                 target_id,
                 existed_before,
+                ..
             }) => {
                 tsteps.push(step(
                     "action",

@@ -1239,6 +1239,7 @@ async fn finish_target(
             Plan::Create { entity, .. } | Plan::Update { entity, .. } => {
                 let content = entity.clone();
                 let digest = p.digest.clone().unwrap_or_default();
+                let left_out = written.as_ref().and_then(Written::left_out_note);
                 match written {
                     None => {
                         // Stopped before it was sent.
@@ -1253,6 +1254,7 @@ async fn finish_target(
                         target_id,
                         existed_before,
                         recovered,
+                        ..
                     }) => {
                         let (digest, content) = match created_form {
                             Some(form) => (super::target::digest(&form), form),
@@ -1289,6 +1291,7 @@ async fn finish_target(
                     Some(Written::Updated {
                         target_id,
                         existed_before,
+                        ..
                     }) => {
                         result.counts.updated += 1;
                         entry.operation = "update".into();
@@ -1327,6 +1330,12 @@ async fn finish_target(
                             });
                         }
                     }
+                }
+                if let Some(note) = left_out {
+                    entry.reason = Some(match entry.reason.take() {
+                        Some(r) => format!("{r}; {note}"),
+                        None => note,
+                    });
                 }
                 if !problems.is_empty() {
                     result.failed = true;

@@ -91,6 +91,8 @@ pub enum Written {
         existed_before: bool,
         /// Found by a lookup after an earlier create whose outcome was unknown.
         recovered: bool,
+        /// Extensions the target left out (see [`left_out`]).
+        left_out: Vec<String>,
     },
     /// Updated.
     Updated {
@@ -98,6 +100,8 @@ pub enum Written {
         target_id: String,
         /// Existed before.
         existed_before: bool,
+        /// Extensions the target left out (see [`left_out`]).
+        left_out: Vec<String>,
     },
     /// Failed (after the retries of the target's policy).
     Failed {
@@ -111,6 +115,16 @@ pub enum Written {
 }
 
 impl Written {
+    /// What the target left out of a written entity, for its log entry.
+    pub fn left_out_note(&self) -> Option<String> {
+        match self {
+            Written::Created { left_out, .. } | Written::Updated { left_out, .. } if !left_out.is_empty() => {
+                Some(format!("left out by the target: {}", left_out.join(", ")))
+            }
+            _ => None,
+        }
+    }
+
     /// A failure from a call error: retryable when the error is transient or throttling.
     fn from_error(e: &CallError, reason: String, drop_intent: bool) -> Written {
         Written::Failed {
@@ -119,6 +133,28 @@ impl Written {
             retryable: !matches!(super::retry::classify(e), super::retry::Retry::Never),
         }
     }
+}
+
+/// Extension objects (top-level `urn:` keys with content) the entity sent had and the target's answer lacks:
+/// what the target left out (a SCIM target keeps only the extensions it declares). Nothing when the answer
+/// is not the entity (empty, only an id and `meta`): it must echo at least one other attribute sent.
+fn left_out(sent: &Value, answer: &Value) -> Vec<String> {
+    let (Some(sent), Some(answer)) = (sent.as_object(), answer.as_object()) else {
+        return Vec::new();
+    };
+    let is_urn = |k: &str| k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"));
+    let echoed = sent
+        .keys()
+        .filter(|k| !is_urn(k) && !["id", "meta", "schemas"].contains(&k.as_str()))
+        .any(|k| answer.contains_key(k));
+    if !echoed {
+        return Vec::new();
+    }
+    let has_content = |v: &Value| !(v.is_null() || v.as_object().is_some_and(|o| o.is_empty()));
+    sent.iter()
+        .filter(|(k, v)| is_urn(k) && has_content(v) && !answer.keys().any(|a| a.eq_ignore_ascii_case(k)))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Group assignments (`assignGroup`/`unassignGroup` variables) that failed, as log lines.
@@ -279,9 +315,10 @@ impl TargetContext {
                 existed_before,
                 variables,
             } => match self.replace(kind, target_id, entity).await {
-                Ok(()) => Written::Updated {
+                Ok(written) => Written::Updated {
                     target_id: target_id.clone(),
                     existed_before: *existed_before,
+                    left_out: left_out(entity, &written),
                 },
                 // Gone from the target behind our back: create it again.
                 Err(CallError::Connector(ConnectorError::NotFound { .. })) => {
@@ -293,7 +330,8 @@ impl TargetContext {
         })
     }
 
-    async fn replace(&self, kind: EntityKind, id: &str, entity: &Value) -> Result<(), CallError> {
+    /// Replaces the entity; the target's answer.
+    async fn replace(&self, kind: EntityKind, id: &str, entity: &Value) -> Result<Value, CallError> {
         // A version in the entity is a precondition to the connector (the proxy's read-modify-write). What
         // a transformation carried over from the source is no version of the target's: the connector reads
         // the target's own.
@@ -307,7 +345,7 @@ impl TargetContext {
             self.runtime.replace(&self.plugin, &self.call, kind, id, &entity)
         })
         .await;
-        result.map(|_| ())
+        result
     }
 
     /// Looks the entity up by the unique attributes; `Ok(None)` when it has none of them or nothing matches.
@@ -340,10 +378,11 @@ impl TargetContext {
             match self.lookup(kind, entity).await {
                 Ok(Some(id)) => {
                     return match self.replace(kind, &id, entity).await {
-                        Ok(()) => Written::Created {
+                        Ok(written) => Written::Created {
                             target_id: id,
                             existed_before: false,
                             recovered: true,
+                            left_out: left_out(entity, &written),
                         },
                         Err(e) => Written::from_error(&e, e.to_string(), false),
                     };
@@ -382,6 +421,7 @@ impl TargetContext {
                         target_id,
                         existed_before: false,
                         recovered: false,
+                        left_out: left_out(entity, &created),
                     },
                     None => Written::Failed {
                         reason: "the target answered the create without an id".into(),
@@ -396,10 +436,11 @@ impl TargetContext {
                 }
                 match self.lookup(kind, entity).await {
                     Ok(Some(id)) => match self.replace(kind, &id, entity).await {
-                        Ok(()) => Written::Created {
+                        Ok(written) => Written::Created {
                             target_id: id,
                             existed_before: true,
                             recovered: false,
+                            left_out: left_out(entity, &written),
                         },
                         Err(e) => failed(format!("matched an existing entity, but updating it failed: {e}")),
                     },
@@ -550,6 +591,29 @@ pub fn plan_changes(plan: &Plan, old: Option<&Value>, trace: TraceSettings) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extensions_the_target_did_not_keep_are_left_out() {
+        let sap = "urn:sap:cloud:scim:schemas:extension:custom:2.0:User";
+        let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        let sent = json!({"userName": "a", sap: {"attributes": [1]}, enterprise: {"employeeNumber": "1"},
+            "urn:x:empty": {}});
+        let kept = json!({"id": "1", "userName": "a", enterprise: {"employeeNumber": "1"}});
+        assert_eq!(left_out(&sent, &kept), vec![sap.to_string()]);
+        // An answer that is no entity says nothing.
+        assert!(left_out(&sent, &json!({"id": "1"})).is_empty());
+        assert!(left_out(&sent, &json!({"id": "1", "meta": {"version": "1"}})).is_empty());
+        assert!(left_out(&sent, &Value::Null).is_empty());
+        let written = Written::Updated {
+            target_id: "1".into(),
+            existed_before: false,
+            left_out: left_out(&sent, &kept),
+        };
+        assert_eq!(
+            written.left_out_note().as_deref(),
+            Some(format!("left out by the target: {sap}").as_str())
+        );
+    }
 
     #[test]
     fn digests_are_stable_and_content_sensitive() {

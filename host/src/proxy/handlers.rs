@@ -107,6 +107,8 @@ fn base_url(headers: &HeaderMap, uri: &OriginalUri, system: &str) -> String {
     } else {
         "/ipsproxy/api/v1/scim"
     };
+    // The system id as the path had it (axum decoded it), encoded again so it stays one segment.
+    let system = percent_encoding::utf8_percent_encode(system, super::SEGMENT);
     format!("{scheme}://{host}{prefix}/{system}")
 }
 
@@ -129,7 +131,9 @@ async fn open(
         )));
     }
     let admitted = state.proxy.admit(&principal.id)?;
-    Ok(Proxy::load(state, system, base_url(headers, uri, system))?.admitted(admitted))
+    Ok(Proxy::load(state, system, base_url(headers, uri, system))
+        .await?
+        .admitted(admitted))
 }
 
 fn kind_of(proxy: &Proxy, resource: &str) -> Result<EntityKind> {

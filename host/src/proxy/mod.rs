@@ -9,6 +9,7 @@
 //! attribute projection run in the host over the transformed resources, so they mean the same for every
 //! backend and `totalResults` is exact. The proxy keeps no state of its own (no tables).
 
+pub mod backend;
 pub mod error;
 pub mod export;
 pub mod filter;
@@ -193,7 +194,14 @@ pub struct View {
     /// Whether the connector's read cursors are 1-based start indexes (learnt from a first page), so that a
     /// page at any `startIndex` can be asked for directly: 0 unknown, 1 yes, 2 no.
     index_cursors: std::sync::atomic::AtomicU8,
+    /// When what the backend declared about itself is to be asked again (`None`: never, nothing was asked).
+    rediscover_at: Option<std::time::Instant>,
 }
+
+/// How long what a SCIM backend declared (its schema extensions) is trusted before it is asked again.
+const DISCOVERY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// How soon a backend that did not answer its discovery is asked again.
+const DISCOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One proxy system, for one request: the shared [`View`] and the base URL the client used.
 pub struct Proxy {
@@ -214,10 +222,11 @@ impl std::ops::Deref for Proxy {
 impl Proxy {
     /// Proxy system `id`, from the cache while the system and its plugin are unchanged; `base` is the URL
     /// prefix the client used (for `meta.location`).
-    pub fn load(state: &AppState, id: &str, base: String) -> Result<Proxy, ScimError> {
+    pub async fn load(state: &AppState, id: &str, base: String) -> Result<Proxy, ScimError> {
         let generation = state.store.systems_generation();
         if let Some(view) = state.proxy.views.get(id, generation)
             && state.systems.runs_on(&view.system, &view.plugin)
+            && view.rediscover_at.is_none_or(|at| std::time::Instant::now() < at)
         {
             return Ok(Proxy {
                 view,
@@ -225,7 +234,7 @@ impl Proxy {
                 _admitted: None,
             });
         }
-        let view = Arc::new(View::load(state, id)?);
+        let view = Arc::new(View::load(state, id).await?);
         state.proxy.views.insert(id, generation, view.clone());
         Ok(Proxy {
             view,
@@ -242,7 +251,7 @@ impl Proxy {
 }
 
 impl View {
-    fn load(state: &AppState, id: &str) -> Result<View, ScimError> {
+    async fn load(state: &AppState, id: &str) -> Result<View, ScimError> {
         let missing = || ScimError::not_found(format!("no proxy system with id {id}"));
         let system = state.systems.get(id).map_err(|_| missing())?;
         if system.spec.role != Role::Proxy {
@@ -262,11 +271,27 @@ impl View {
             Transformation::parse(d)
                 .map_err(|e| ScimError::backend(format!("the proxy's {label} transformation is invalid: {e}")))
         };
-        let served = Served::new(
+        // A SCIM backend says which schema extensions it keeps: only those are served (see `backend`).
+        let (declared, rediscover_at) = if system.spec.connector == backend::SCIM_CONNECTOR {
+            let now = std::time::Instant::now();
+            let runtime = state.plugins.runtime();
+            match backend::discover(runtime.outbound(), &call.endpoint, &call.properties).await {
+                backend::Discovery::Declared(d) => (Some(d), Some(now + DISCOVERY_TTL)),
+                backend::Discovery::Silent => (None, Some(now + DISCOVERY_TTL)),
+                backend::Discovery::Unreachable(e) => {
+                    tracing::warn!(system = %system.id, error = %e, "the SCIM backend did not answer its discovery (ResourceTypes); serving the standard schemas for now");
+                    (None, Some(now + DISCOVERY_RETRY))
+                }
+            }
+        } else {
+            (None, None)
+        };
+        let served = Served::for_backend(
             &plugin.descriptor.entity_kinds,
             &read_doc,
             &write_doc,
             backend_limits(&system.spec.connector),
+            declared.as_ref(),
         );
         let extra = extra_attributes(&read_doc, &served);
         Ok(View {
@@ -285,6 +310,7 @@ impl View {
             call,
             runtime: state.plugins.runtime().clone(),
             index_cursors: std::sync::atomic::AtomicU8::new(0),
+            rediscover_at,
         })
     }
 }
@@ -299,9 +325,9 @@ impl Proxy {
         self.plugin.descriptor.operations.contains(&op)
     }
 
-    /// `…/Users/{id}`.
-    pub fn location(&self, kind: EntityKind, id: &str) -> String {
-        format!("{}/{}/{}", self.base, schema::type_name(kind).1, id)
+    /// `…/Users/{id}`, the id percent-encoded; `None` for an id no URL can address (`.`, `..`).
+    pub fn location(&self, kind: EntityKind, id: &str) -> Option<String> {
+        resource_url(&self.base, schema::type_name(kind).1, id)
     }
 
     /// The rules of a kind's attributes.
@@ -328,7 +354,11 @@ impl Proxy {
         };
         let version = etag(&resource);
         let (type_name, _) = schema::type_name(kind);
-        let location = self.location(kind, &id);
+        let Some(location) = self.location(kind, &id) else {
+            return Err(format!(
+                "the backend's id {id:?} is a dot segment, which no URL can address; the entity is not served"
+            ));
+        };
         let Some(obj) = resource.as_object_mut() else {
             return Err("the read transformation produced no object".into());
         };
@@ -429,8 +459,9 @@ impl Proxy {
             }
             if let Some(v) = m.get("value").and_then(id_text)
                 && !m.contains_key("$ref")
+                && let Some(location) = self.location(kind, &v)
             {
-                m.insert("$ref".into(), json!(self.location(kind, &v)));
+                m.insert("$ref".into(), json!(location));
             }
         }
     }
@@ -747,6 +778,7 @@ impl Proxy {
     /// POST: a new resource.
     pub async fn create(&self, kind: EntityKind, mut body: Value) -> Result<Value, ScimError> {
         clean_input(&mut body, kind)?;
+        self.check_extensions(kind, &mut body)?;
         self.check_required(kind, &body)?;
         self.check_unique(kind, &body, None).await?;
         let native = self.transform_write(kind, TransformOp::Create, None, &body)?;
@@ -768,6 +800,7 @@ impl Proxy {
         if_match: Option<&str>,
     ) -> Result<Value, ScimError> {
         clean_input(&mut body, kind)?;
+        self.check_extensions(kind, &mut body)?;
         self.check_required(kind, &body)?;
         let current = self.read(kind, id).await?;
         check_if_match(if_match, &current.resource)?;
@@ -828,7 +861,8 @@ impl Proxy {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<Value, ScimError> {
-        let ops = patch::parse(body)?;
+        let mut ops = patch::parse(body)?;
+        self.check_patch_extensions(kind, &mut ops)?;
         let mut current = self.read(kind, id).await?;
         for _ in 0..PATCH_ATTEMPTS {
             check_if_match(if_match, &current.resource)?;
@@ -918,6 +952,60 @@ impl Proxy {
                 tracing::warn!(system = %self.system.id, group = %gid, error = %e, "cannot remove a deleted user from a group");
             }
         }
+    }
+
+    /// Schema URIs this proxy does not serve, in a written resource: dropped from `schemas` (Entra's Create
+    /// Group names one of Microsoft's, `http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/Group`,
+    /// with no attributes under it), and so are empty objects under such a URN. An object with attributes
+    /// under one is refused (400 `invalidValue`): the backend does not keep that extension, and a success
+    /// would lose the values.
+    fn check_extensions(&self, kind: EntityKind, body: &mut Value) -> Result<(), ScimError> {
+        let Some(obj) = body.as_object_mut() else {
+            return Ok(());
+        };
+        let unserved: Vec<String> = obj
+            .keys()
+            .filter(|k| is_urn(k) && self.served.known_urn(kind, k).is_none())
+            .cloned()
+            .collect();
+        for urn in unserved {
+            if obj.get(&urn).is_some_and(has_content) {
+                return Err(not_served(&urn));
+            }
+            obj.shift_remove(&urn);
+        }
+        if let Some(schemas) = obj.get_mut("schemas").and_then(Value::as_array_mut) {
+            schemas.retain(|u| u.as_str().is_none_or(|u| self.served.known_urn(kind, u).is_some()));
+            if schemas.is_empty() {
+                schemas.push(json!(schema::core_urn(kind)));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Proxy::check_extensions`] for PATCH operations: a path into an extension not served is refused,
+    /// and so is a path-less value carrying one; empty ones are dropped from the value.
+    fn check_patch_extensions(&self, kind: EntityKind, ops: &mut [patch::Op]) -> Result<(), ScimError> {
+        for op in ops {
+            match (&op.path, &mut op.value) {
+                (Some(path), _) => {
+                    let path = path.trim();
+                    let served = std::iter::once(schema::core_urn(kind))
+                        .chain(self.served.extensions(kind))
+                        .any(|u| {
+                            path.eq_ignore_ascii_case(u)
+                                || (path.get(..u.len()).is_some_and(|h| h.eq_ignore_ascii_case(u))
+                                    && path.get(u.len()..).is_some_and(|t| t.starts_with(':')))
+                        });
+                    if is_urn(path) && !served {
+                        return Err(not_served(path));
+                    }
+                }
+                (None, Some(value @ Value::Object(_))) => self.check_extensions(kind, value)?,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn check_required(&self, kind: EntityKind, body: &Value) -> Result<(), ScimError> {
@@ -1057,6 +1145,59 @@ fn unique_attribute(kind: EntityKind) -> &'static str {
         EntityKind::User => "userName",
         EntityKind::Group => "displayName",
     }
+}
+
+/// Characters an id keeps as they are in a URL path segment: RFC 3986 unreserved. Everything else —
+/// `/`, `?`, `#`, `%`, spaces, non-ASCII — is percent-encoded, so a backend's id cannot end the path, start
+/// a query or fragment, or climb out of the proxy's path.
+pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The URL of a resource: `{base}/{endpoint}/{id}` with the id percent-encoded as one path segment (axum's
+/// `Path` decodes it back on the way in). `None` for `.` and `..`: URL parsers treat them — and their
+/// encodings `%2E`, `%2E%2E` — as dot segments, so no URL can address such an id.
+pub fn resource_url(base: &str, endpoint: &str, id: &str) -> Option<String> {
+    if matches!(id, "." | "..") {
+        return None;
+    }
+    Some(format!(
+        "{base}/{endpoint}/{}",
+        percent_encoding::utf8_percent_encode(id, SEGMENT)
+    ))
+}
+
+/// Whether a key is a schema URN (an extension object's key).
+fn is_urn(key: &str) -> bool {
+    key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+}
+
+/// Whether a value sets anything (not null, not an empty object).
+fn has_content(v: &Value) -> bool {
+    !(v.is_null() || v.as_object().is_some_and(serde_json::Map::is_empty))
+}
+
+/// 400 for a write into a schema extension the proxy does not serve.
+fn not_served(what: &str) -> ScimError {
+    ScimError::bad(
+        "invalidValue",
+        format!(
+            "{what}: this system does not serve that schema extension (see /Schemas and /ResourceTypes; its backend does not declare it), so the value would be lost"
+        ),
+    )
+}
+
+/// The URL of a schema or resource type: its id (`User`, or a URN, which a backend may declare) percent-encoded as one
+/// path segment like [`resource_url`], but with `:` kept — it is allowed in a path segment, and clients know
+/// `…/Schemas/urn:ietf:params:scim:schemas:core:2.0:User` so.
+pub fn discovery_url(base: &str, endpoint: &str, id: &str) -> String {
+    const URN_SEGMENT: &percent_encoding::AsciiSet = &SEGMENT.remove(b':');
+    format!(
+        "{base}/{endpoint}/{}",
+        percent_encoding::utf8_percent_encode(id, URN_SEGMENT)
+    )
 }
 
 /// An id as text (backends may use numbers).
@@ -1211,6 +1352,34 @@ mod tests {
             Err(axum::http::StatusCode::PRECONDITION_FAILED)
         );
         assert!(check_if_match(None, &current).is_ok());
+    }
+
+    #[test]
+    fn ids_are_one_encoded_path_segment() {
+        let base = "http://h/ipsproxy/api/v1/scim/s1";
+        let url = |id: &str| resource_url(base, "Users", id);
+        assert_eq!(
+            url("a.b-c_d~9").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/a.b-c_d~9")
+        );
+        assert_eq!(
+            url("victim?x=1").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/victim%3Fx%3D1")
+        );
+        assert_eq!(
+            url("../x").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/..%2Fx")
+        );
+        assert_eq!(
+            url("a#b%c d").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/a%23b%25c%20d")
+        );
+        assert_eq!(
+            url("é").as_deref(),
+            Some("http://h/ipsproxy/api/v1/scim/s1/Users/%C3%A9")
+        );
+        assert_eq!(url(".."), None);
+        assert_eq!(url("."), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
+use super::backend::Declared;
 use super::filter::{AttrPath, Rules, get_ci};
 use crate::connector::EntityKind;
 
@@ -147,6 +148,19 @@ impl Served {
     /// `always` names attributes the backend always holds (it defaults them), which therefore cannot be
     /// removed: they are served as required.
     pub fn new(kinds: &[EntityKind], read: &Value, write: &Value, limits: Limits) -> Served {
+        Served::for_backend(kinds, read, write, limits, None)
+    }
+
+    /// [`Served::new`] over a backend that declared its schema extensions: of a kind it has a resource type
+    /// for, exactly the extensions it declares are served (the Enterprise User extension only when it lists
+    /// it; an extension the host has no definition of, with the backend's definition).
+    pub fn for_backend(
+        kinds: &[EntityKind],
+        read: &Value,
+        write: &Value,
+        limits: Limits,
+        backend: Option<&Declared>,
+    ) -> Served {
         let always = limits.always;
         let mut schemas = Vec::new();
         let mut served_kinds = Vec::new();
@@ -160,33 +174,54 @@ impl Served {
             let writable = touched(write, kind, "sourcePath", false);
             let mut required = touched(write, kind, "sourcePath", true).unwrap_or_default();
             required.extend(always.iter().map(|a| vec![a.to_string()]));
-            let wanted: &[&str] = match kind {
-                EntityKind::User => &[USER, ENTERPRISE],
-                EntityKind::Group => &[GROUP],
+            let extensions: Vec<String> = match backend.and_then(|b| b.extensions(kind)) {
+                // Extension objects are keyed by URN (RFC 7643 §3.3); other declared ids are not served.
+                Some(declared) => declared
+                    .iter()
+                    .filter(|u| u.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")))
+                    .cloned()
+                    .collect(),
+                None if kind == EntityKind::User => vec![ENTERPRISE.to_string()],
+                None => Vec::new(),
             };
-            for urn in wanted {
-                let Some(schema) = standard().iter().find(|s| s["id"] == *urn) else {
+            let core = core_urn(kind);
+            for urn in std::iter::once(core.to_string()).chain(extensions.iter().cloned()) {
+                let is_core = urn == core;
+                let definition = standard()
+                    .iter()
+                    .find(|s| s["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(&urn)))
+                    .or_else(|| backend.and_then(|b| b.schema(&urn)).filter(|_| !is_core));
+                let Some(schema) = definition else {
                     continue;
                 };
                 // Extension attributes sit under the URN key; core ones at the top.
-                let base: Vec<String> = if *urn == ENTERPRISE {
-                    vec![urn.to_ascii_lowercase()]
-                } else {
+                let base: Vec<String> = if is_core {
                     vec![]
+                } else {
+                    vec![urn.to_ascii_lowercase()]
                 };
-                let mut trimmed = trim(schema, &base, &readable, &writable, &required);
+                let mut trimmed = trim(&clean_definition(schema), &base, &readable, &writable, &required);
                 drop_paths(&mut trimmed, limits.dropped);
                 let empty = trimmed["attributes"].as_array().is_none_or(Vec::is_empty);
-                if *urn == ENTERPRISE && empty {
+                if !is_core && empty {
                     continue;
                 }
-                if *urn == ENTERPRISE {
-                    ext.push((kind, ENTERPRISE.to_string()));
+                if !is_core {
+                    ext.push((kind, urn.clone()));
                 } else {
                     declare_external_id(&mut trimmed, &readable, &writable);
                     // What the read transformation adds beyond the standard (`origin`, `zoneId`, SAP
                     // extensions) is declared too, so strict clients accept the resources.
-                    synthesize(&mut trimmed, kind, &readable, &writable, &mut schemas, &mut ext, always);
+                    synthesize(
+                        &mut trimmed,
+                        kind,
+                        &readable,
+                        &writable,
+                        &mut schemas,
+                        &mut ext,
+                        always,
+                        &extensions,
+                    );
                 }
                 schemas.push(trimmed);
             }
@@ -260,7 +295,7 @@ impl Served {
                     );
                     o.insert(
                         "meta".into(),
-                        json!({"resourceType": "Schema", "location": format!("{base}/Schemas/{id}")}),
+                        json!({"resourceType": "Schema", "location": super::discovery_url(base, "Schemas", &id)}),
                     );
                 }
                 s
@@ -292,7 +327,7 @@ impl Served {
                     "endpoint": format!("/{endpoint}"),
                     "description": name,
                     "schema": core_urn(kind),
-                    "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{name}")},
+                    "meta": {"resourceType": "ResourceType", "location": super::discovery_url(base, "ResourceTypes", name)},
                 });
                 if !extensions.is_empty() {
                     rt["schemaExtensions"] = Value::Array(extensions);
@@ -376,6 +411,7 @@ fn trim(
 
 /// Adds to a core schema the attributes the read transformation writes outside every standard schema,
 /// and an extension schema for each unknown URN it writes under.
+#[allow(clippy::too_many_arguments)]
 fn synthesize(
     core: &mut Value,
     kind: EntityKind,
@@ -384,6 +420,7 @@ fn synthesize(
     schemas: &mut Vec<Value>,
     ext: &mut Vec<(EntityKind, String)>,
     always: &[&str],
+    served_extensions: &[String],
 ) {
     let Some(paths) = readable else { return };
     let standard_names: Vec<String> = standard()
@@ -392,7 +429,10 @@ fn synthesize(
         .filter_map(|a| a["name"].as_str().map(str::to_ascii_lowercase))
         .chain(["id", "externalid", "meta", "schemas"].map(String::from))
         .collect();
-    let known_urn = |u: &str| [USER, GROUP, ENTERPRISE].iter().any(|k| k.eq_ignore_ascii_case(u));
+    let known_urn = |u: &str| {
+        [USER, GROUP, ENTERPRISE].iter().any(|k| k.eq_ignore_ascii_case(u))
+            || served_extensions.iter().any(|k| k.eq_ignore_ascii_case(u))
+    };
     let attribute = |name: &str, writable: bool| {
         let boolean = ["verified", "active"].iter().any(|b| b.eq_ignore_ascii_case(name));
         json!({
@@ -463,6 +503,21 @@ fn declare_external_id(core: &mut Value, readable: &Option<Vec<Vec<String>>>, wr
             "returned": if read { "default" } else { "never" }, "uniqueness": "none"
         }));
     }
+}
+
+/// A schema definition as served: `id`, `name`, `description` and `attributes` only (a backend's own
+/// `schemas` and `meta` are replaced when answering).
+fn clean_definition(schema: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in ["id", "name", "description", "attributes"] {
+        if let Some(v) = schema.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if !out.get("attributes").is_some_and(Value::is_array) {
+        out.insert("attributes".into(), json!([]));
+    }
+    Value::Object(out)
 }
 
 /// Removes `attr.sub` sub-attributes from a schema.
@@ -609,6 +664,52 @@ mod tests {
         assert_eq!(served.kinds.len(), 2);
         let user = served.schema(USER).expect("user");
         assert_eq!(user["attributes"].as_array().map(Vec::len), Some(21));
+    }
+
+    #[test]
+    fn a_backend_declares_its_extensions() {
+        let pass = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
+                          "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
+        let kinds = [EntityKind::User, EntityKind::Group];
+        let none = Declared {
+            extensions: vec![(EntityKind::User, vec![]), (EntityKind::Group, vec![])],
+            schemas: vec![],
+        };
+        let served = Served::for_backend(&kinds, &pass, &pass, Limits::default(), Some(&none));
+        assert!(served.schema(ENTERPRISE).is_none() && served.extensions(EntityKind::User).is_empty());
+        assert_eq!(served.schemas.len(), 2);
+        assert!(
+            !served
+                .resource_types("b")
+                .iter()
+                .any(|t| t.get("schemaExtensions").is_some())
+        );
+        // A custom extension is served with the backend's definition; one it cannot define is not.
+        let custom = "urn:example:params:scim:schemas:extension:custom:2.0:User";
+        let declared = Declared {
+            extensions: vec![(
+                EntityKind::User,
+                vec![custom.into(), "urn:undefined:x".into(), "http://not.a.urn/x".into()],
+            )],
+            schemas: vec![
+                json!({"id": custom, "name": "Custom", "meta": {"location": "elsewhere"}, "attributes": [
+                {"name": "costCenter", "type": "string", "multiValued": false, "required": false,
+                 "caseExact": false, "mutability": "readWrite", "returned": "default", "uniqueness": "none"}]}),
+            ],
+        };
+        let served = Served::for_backend(&kinds, &pass, &pass, Limits::default(), Some(&declared));
+        assert_eq!(served.extensions(EntityKind::User), vec![custom]);
+        let schema = served.schema(custom).expect("served");
+        assert!(schema.get("meta").is_none());
+        assert_eq!(schema["attributes"][0]["name"], "costCenter");
+        // Groups: the backend said nothing of them, so the standard holds (no extension for groups).
+        assert!(served.extensions(EntityKind::Group).is_empty());
+        let resources = served.schema_resources("http://h/s");
+        let location = resources
+            .iter()
+            .find(|s| s["id"] == custom)
+            .map(|s| s["meta"]["location"].clone());
+        assert_eq!(location, Some(json!(format!("http://h/s/Schemas/{custom}"))));
     }
 
     #[test]

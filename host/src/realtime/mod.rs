@@ -562,7 +562,9 @@ async fn provision_target(
             }],
         );
     }
-    match ctx.execute(kind, &planned.plan).await {
+    let written = ctx.execute(kind, &planned.plan).await;
+    let left_out = written.as_ref().and_then(Written::left_out_note);
+    match written {
         Some(Written::Created {
             target_id,
             existed_before,
@@ -571,6 +573,7 @@ async fn provision_target(
         | Some(Written::Updated {
             target_id,
             existed_before,
+            ..
         }) => {
             let created = matches!(planned.plan, Plan::Create { .. });
             let written = match &planned.plan {
@@ -592,7 +595,7 @@ async fn provision_target(
             } else {
                 "Updated"
             };
-            set(state, None, Some(&target_id));
+            set(state, left_out, Some(&target_id));
             (result, Attempt::Done)
         }
         Some(Written::Failed {

@@ -337,6 +337,12 @@ impl Runtime {
         })
     }
 
+    /// The outbound capability connectors' requests go through (the proxy asks SCIM backends for their
+    /// discovery documents through it, with the system's endpoint).
+    pub fn outbound(&self) -> &Arc<Outbound> {
+        &self.outbound
+    }
+
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.pooling

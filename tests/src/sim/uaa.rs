@@ -183,6 +183,8 @@ struct Store {
     /// user id → a partial change another client makes just before the next PUT or PATCH of that user
     /// arrives (see [`State::change_before_next_write`]).
     concurrent_changes: HashMap<String, Value>,
+    /// Ids the next created users get instead of UUIDs (see [`State::use_next_user_id`]).
+    next_user_ids: std::collections::VecDeque<String>,
 }
 
 struct Inner {
@@ -547,6 +549,12 @@ impl State {
         self.store().concurrent_changes.insert(id.to_string(), change);
     }
 
+    /// The next user created (by `POST /Users` or [`State::insert_user`]) gets `id` instead of a UUID, so
+    /// that tests can hand clients ids with characters that mean something in a URL (`victim?x=1`, `../x`).
+    pub fn use_next_user_id(&self, id: &str) {
+        self.store().next_user_ids.push_back(id.to_string());
+    }
+
     /// Deletes a user and its memberships; whether it existed.
     pub fn remove_user(&self, id: &str) -> bool {
         let mut s = self.store();
@@ -720,7 +728,10 @@ fn create_user(s: &mut Store, o: &Options, body: &Value) -> Result<Value, OpErro
     let now = now_millis();
     let name = get_ci(body, "name");
     let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: s
+            .next_user_ids
+            .pop_front()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         external_id: str_field(body, "externalId"),
         user_name,
         given_name: name.and_then(|n| str_field(n, "givenName")),
