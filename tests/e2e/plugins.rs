@@ -231,10 +231,18 @@ async fn versions_pin_upgrade_rollback_and_removal() {
     let error: Value = as_idm.json().await.expect("json");
     assert_eq!(error["error"], "Forbidden", "{error}");
     assert!(
-        error["message"].as_str().unwrap_or("").contains("manage-plugins or manage-systems"),
+        error["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("manage-plugins or manage-systems"),
         "{error}"
     );
-    let as_ops: Value = connectors_as("ops").await.expect("connectors").json().await.expect("json");
+    let as_ops: Value = connectors_as("ops")
+        .await
+        .expect("connectors")
+        .json()
+        .await
+        .expect("json");
     let hostile = as_ops
         .as_array()
         .and_then(|a| a.iter().find(|p| p["name"] == "hostile"))

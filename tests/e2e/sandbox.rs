@@ -442,13 +442,23 @@ async fn credentials_the_host_attached_never_reach_the_guest_or_the_caller() {
         let (ok, message) = service.test_connection(&id).await;
         assert!(!ok, "{message}");
         assert!(message.contains("echoed 200"), "{message}");
-        assert!(message.contains("authorization: ********"), "the echo is masked: {message}");
+        assert!(
+            message.contains("authorization: ********"),
+            "the echo is masked: {message}"
+        );
         for secret in &secrets {
-            assert!(!message.contains(secret), "{secret} leaked to the API caller: {message}");
+            assert!(
+                !message.contains(secret),
+                "{secret} leaked to the API caller: {message}"
+            );
         }
         // What the guest itself was handed (it returns it all), through the runtime.
         let c = service.connector(&id);
-        let said = c.runtime.test_connection(&c.plugin, &c.target).await.expect_err("echo-auth fails");
+        let said = c
+            .runtime
+            .test_connection(&c.plugin, &c.target)
+            .await
+            .expect_err("echo-auth fails");
         let said = said.to_string();
         assert!(said.contains("x-echo-authorization"), "{said}");
         for secret in &secrets {
@@ -480,10 +490,7 @@ async fn a_panic_in_the_host_fails_only_its_call_and_is_counted() {
     for _ in 0..3 {
         let (ok, message) = service.test_connection(&bomb).await;
         assert!(!ok, "{message}");
-        assert!(
-            message.contains("the host failed while running the call"),
-            "{message}"
-        );
+        assert!(message.contains("the host failed while running the call"), "{message}");
         assert!(service.healthy().await);
         let (ok, message) = service.test_connection(&good).await;
         assert!(ok, "{message}");
@@ -565,6 +572,10 @@ async fn one_slow_system_does_not_starve_its_neighbours() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let loaded = time_neighbour().await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "neighbour's test-connection p50: {alone:?} alone, {loaded:?} beside the slow system ({} busy refusals)",
+        busy.load(std::sync::atomic::Ordering::Relaxed)
+    );
     assert!(
         busy.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "callers beyond S1's running and waiting calls are refused at once"
@@ -650,7 +661,8 @@ async fn what_a_guest_makes_the_host_hold_is_capped() {
         let e = page.expect_err("a page over its size is refused");
         assert_eq!(e.kind(), "invalid-result");
         assert!(
-            e.to_string().contains("a page of 200000 entities, over the page size of 500"),
+            e.to_string()
+                .contains("a page of 200000 entities, over the page size of 500"),
             "{e}"
         );
     }

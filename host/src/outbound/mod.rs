@@ -291,8 +291,10 @@ impl Outbound {
                 .as_ref()
                 .ok_or_else(|| HttpError::Denied("the system has no OAuth2TokenServiceURL property".into()))?,
             other => {
+                // Shown cut short: the name is the guest's, of any length.
+                let shown: String = other.chars().take(64).collect();
                 return Err(HttpError::Denied(format!(
-                    "unknown upstream {other:?}; use \"api\" or \"token\""
+                    "unknown upstream {shown:?}; use \"api\" or \"token\""
                 )));
             }
         };

@@ -45,8 +45,7 @@ impl Secrets {
                 client_secret,
                 ..
             } => {
-                let encoded =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
+                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
                 secrets.add(&encoded);
                 secrets.add(client_secret);
             }

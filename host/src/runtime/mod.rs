@@ -798,7 +798,9 @@ impl Runtime {
         if state.denied > 0 {
             crate::metrics::plugin_denied_requests(&label, u64::from(state.denied));
         }
-        plugin.stats.record(&result.as_ref().map(|_| kind), elapsed, Some(state));
+        plugin
+            .stats
+            .record(&result.as_ref().map(|_| kind), elapsed, Some(state));
         if let Err(e) = &result
             && Self::earns_probation(e)
         {
@@ -1381,8 +1383,7 @@ impl CallState {
                 let mut secrets = std::mem::take(&mut self.secrets);
                 let mut task = background::AbortOnDrop(home.spawn(async move {
                     let sent =
-                        tokio::time::timeout(remaining, outbound.send_scrubbed(&endpoint, request, &mut secrets))
-                            .await;
+                        tokio::time::timeout(remaining, outbound.send_scrubbed(&endpoint, request, &mut secrets)).await;
                     (sent, secrets)
                 }));
                 match (&mut task.0).await {
@@ -1394,8 +1395,14 @@ impl CallState {
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(e) => {
                         // The attached credentials went with the task: scrub with the system's own.
-                        self.secrets = self.endpoint.as_ref().map(|e| Secrets::of(&e.credentials)).unwrap_or_default();
-                        Ok(Err(HttpError::Unreachable(format!("the request failed in the host: {e}"))))
+                        self.secrets = self
+                            .endpoint
+                            .as_ref()
+                            .map(|e| Secrets::of(&e.credentials))
+                            .unwrap_or_default();
+                        Ok(Err(HttpError::Unreachable(format!(
+                            "the request failed in the host: {e}"
+                        ))))
                     }
                 }
             }

@@ -107,7 +107,10 @@ fn body_bomb(config: &Config, megabytes: usize, times: usize) -> Result<String, 
 /// The page of `read-mode` `overflow`: 200,000 entities of many small fields, whatever page size was asked
 /// for (a page holds at most page-size entities).
 fn overflow_page(config: &Config, _request: &PageRequest) -> Option<Page> {
-    let overflow = config.properties.iter().any(|(k, v)| k == "read-mode" && v == "overflow");
+    let overflow = config
+        .properties
+        .iter()
+        .any(|(k, v)| k == "read-mode" && v == "overflow");
     overflow.then(|| Page {
         entities: (0..200_000)
             .map(|i| format!("{{\"id\":\"{i}\",\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":[1,2,3,4,5,6,7,8]}}"))
