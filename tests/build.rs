@@ -9,15 +9,17 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().expect("tests/ is inside the workspace").to_path_buf();
     wasm_build::rerun_if_changed(&workspace, &["wit", "sdk", "tests/plugins", "connectors/example"]);
-    // The hostile plugin (built from the 0.1.0 WIT), a plugin that imports sockets, and the template
-    // connector the SDK guide starts from.
+    // The hostile plugin (built from the 0.1.0 WIT), a plugin that imports sockets, the template
+    // connector the SDK guide starts from, and a plugin whose describe() declares too much.
     let packages = [
         "provisio-plugin-hostile",
         "provisio-plugin-socket",
         "provisio-connector-example",
+        "provisio-plugin-bloated",
     ];
     let files = wasm_build::build_components(&workspace, &packages.map(String::from));
     println!("cargo:rustc-env=PROVISIO_HOSTILE_WASM={}", files[0].display());
     println!("cargo:rustc-env=PROVISIO_SOCKET_WASM={}", files[1].display());
     println!("cargo:rustc-env=PROVISIO_EXAMPLE_WASM={}", files[2].display());
+    println!("cargo:rustc-env=PROVISIO_BLOATED_WASM={}", files[3].display());
 }

@@ -167,6 +167,22 @@ pub struct Page {
     pub total: Option<u64>,
 }
 
+impl ConnectorError {
+    /// The message, whatever the kind, to mask what must not reach a caller.
+    pub fn message_mut(&mut self) -> &mut String {
+        match self {
+            ConnectorError::InvalidConfig { message }
+            | ConnectorError::Unauthorized { message }
+            | ConnectorError::NotFound { message }
+            | ConnectorError::Conflict { message }
+            | ConnectorError::Throttled { message, .. }
+            | ConnectorError::Transient { message }
+            | ConnectorError::Rejected { message, .. }
+            | ConnectorError::Unsupported { message } => message,
+        }
+    }
+}
+
 /// An error a connector reported: the remote system's answer, classified.
 #[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

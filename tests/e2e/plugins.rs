@@ -191,31 +191,48 @@ async fn versions_pin_upgrade_rollback_and_removal() {
     assert_eq!(version_of(&service, &follower), "3.0.0");
     assert_eq!(version_of(&service, &pinned), "1.0.0");
 
-    // Any caller sees what connectors declare; which systems run on them only those who manage them.
-    let (status, _) = service
-        .admin(
-            Method::POST,
-            "/api/v1/technical-users",
-            Some(json!({"name": "idm", "password": "idm-password-1", "permissions": ["proxy-api"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let as_idm: Value = service
-        .http
-        .get(format!("{}/api/v1/connectors", service.url))
-        .basic_auth("idm", Some("idm-password-1"))
-        .send()
+    // What plugins declare, which systems run on them and their statistics are for those who manage
+    // plugins or systems; a proxy-only technical user gets 403 with the API's JSON error.
+    for (name, permissions) in [("idm", json!(["proxy-api"])), ("ops", json!(["manage-systems"]))] {
+        let (status, _) = service
+            .admin(
+                Method::POST,
+                "/api/v1/technical-users",
+                Some(json!({"name": name, "password": "idm-password-1", "permissions": permissions})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let connectors_as = |name: &'static str| {
+        service
+            .http
+            .get(format!("{}/api/v1/connectors", service.url))
+            .basic_auth(name, Some("idm-password-1"))
+            .send()
+    };
+    let as_idm = connectors_as("idm").await.expect("connectors");
+    assert_eq!(as_idm.status(), StatusCode::FORBIDDEN);
+    let error: Value = as_idm.json().await.expect("json");
+    assert_eq!(error["error"], "Forbidden", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("manage-plugins or manage-systems"),
+        "{error}"
+    );
+    let as_ops: Value = connectors_as("ops")
         .await
         .expect("connectors")
         .json()
         .await
         .expect("json");
-    let hostile = as_idm
+    let hostile = as_ops
         .as_array()
         .and_then(|a| a.iter().find(|p| p["name"] == "hostile"))
         .expect("listed");
     assert!(
-        hostile.get("usedBy").is_none() && hostile.get("stats").is_none(),
+        hostile.get("usedBy").is_some() && hostile.get("stats").is_some(),
         "{hostile}"
     );
     let status = service

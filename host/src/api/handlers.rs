@@ -137,24 +137,18 @@ fn version_json(info: &crate::plugins::VersionInfo) -> Value {
     v
 }
 
-/// `GET /api/v1/connectors`: what every loaded version declares, for any caller; which systems run on it and
-/// its statistics only for those who manage systems or plugins.
+/// `GET /api/v1/connectors`: what every loaded version declares, which systems run on it and its
+/// statistics, for those who manage systems or plugins. Others (a proxy-only technical user) get 403: a
+/// plugin's internals are no business of theirs, and the answer is only as small as the describe() limits.
 pub async fn list_connectors(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    if !(caller.0.may(Permission::ManagePlugins) || caller.0.may(Permission::ManageSystems)) {
+        return Err(ApiError::forbidden(format!(
+            "{} lacks the permission manage-plugins or manage-systems",
+            caller.0.name
+        )));
+    }
     let overview = state.plugins.overview(&state.store).map_err(plugin_error)?;
-    let full = caller.0.may(Permission::ManagePlugins) || caller.0.may(Permission::ManageSystems);
-    Ok(Json(Value::Array(
-        overview
-            .iter()
-            .map(|info| {
-                let mut v = version_json(info);
-                if let (false, Some(o)) = (full, v.as_object_mut()) {
-                    o.remove("usedBy");
-                    o.remove("stats");
-                }
-                v
-            })
-            .collect(),
-    )))
+    Ok(Json(Value::Array(overview.iter().map(version_json).collect())))
 }
 
 /// `GET /api/v1/plugins`: every loaded version, with whether it is bundled or active, the systems on it, and

@@ -3,10 +3,15 @@
 //! A connector names an upstream and a relative path; the host joins the path to the system's configured
 //! base URL (refusing anything outside it), attaches credentials, waits for the system's rate limit, and
 //! enforces timeouts and a body-size cap. Redirects are followed by hand, and only within the upstream.
+//!
+//! Everything a guest hands over is checked before the host builds anything from it: the method (ordinary
+//! methods only), the number and size of headers, the path's length and the body's size. The credentials
+//! the host attached are scrubbed from the response before the guest sees it (`scrub`).
 
 pub mod auth;
 pub mod path;
 pub mod rate;
+pub mod scrub;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +21,11 @@ use url::Url;
 
 pub use auth::Credentials;
 use rate::RateLimiter;
+pub use scrub::Secrets;
+
+/// The methods a connector may use. TRACE and CONNECT are refused: TRACE makes an upstream echo the
+/// request, credentials included, and CONNECT opens a tunnel.
+pub const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// A request as a connector asked for it.
 #[derive(Clone, Debug)]
@@ -93,6 +103,14 @@ pub struct OutboundLimits {
     pub max_response_bytes: usize,
     /// Redirects followed (same upstream only).
     pub max_redirects: usize,
+    /// Headers one request may carry.
+    pub max_request_headers: usize,
+    /// Names and values of one request's headers together, in bytes.
+    pub max_request_header_bytes: usize,
+    /// Length of the path (with its query) a connector names.
+    pub max_path_bytes: usize,
+    /// Largest request body a connector may send.
+    pub max_request_body_bytes: usize,
 }
 
 impl Default for OutboundLimits {
@@ -102,6 +120,10 @@ impl Default for OutboundLimits {
             request_timeout: Duration::from_secs(60),
             max_response_bytes: 32 * 1024 * 1024,
             max_redirects: 5,
+            max_request_headers: 100,
+            max_request_header_bytes: 64 << 10,
+            max_path_bytes: 8 << 10,
+            max_request_body_bytes: 16 << 20,
         }
     }
 }
@@ -162,8 +184,106 @@ impl Outbound {
         Some(limiter.clone())
     }
 
-    /// Sends a connector's request for `endpoint`'s system.
+    /// The limits every request is checked against.
+    pub fn limits(&self) -> &OutboundLimits {
+        &self.limits
+    }
+
+    /// Sends a connector's request for `endpoint`'s system; the credentials attached are scrubbed from the
+    /// answer.
     pub async fn send(&self, endpoint: &SystemEndpoint, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.send_scrubbed(endpoint, request, &mut Secrets::of_endpoint(endpoint))
+            .await
+    }
+
+    /// Checks what the guest handed over against the limits, before anything is built from it; answers
+    /// the method.
+    pub fn check(&self, request: &HttpRequest) -> Result<reqwest::Method, HttpError> {
+        let limits = &self.limits;
+        let upper = request.method.to_ascii_uppercase();
+        if !ALLOWED_METHODS.contains(&upper.as_str()) {
+            let shown: String = request.method.chars().take(32).collect();
+            return Err(HttpError::Denied(format!(
+                "method {shown:?} is not allowed; use one of {}",
+                ALLOWED_METHODS.join(", ")
+            )));
+        }
+        if request.headers.len() > limits.max_request_headers {
+            return Err(HttpError::Denied(format!(
+                "{} headers exceed the limit of {} headers per request",
+                request.headers.len(),
+                limits.max_request_headers
+            )));
+        }
+        let header_bytes: usize = request.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if header_bytes > limits.max_request_header_bytes {
+            return Err(HttpError::Denied(format!(
+                "headers of {header_bytes} bytes exceed the limit of {} bytes per request",
+                limits.max_request_header_bytes
+            )));
+        }
+        if request.path.len() > limits.max_path_bytes {
+            return Err(HttpError::Denied(format!(
+                "a path of {} bytes exceeds the limit of {} bytes",
+                request.path.len(),
+                limits.max_path_bytes
+            )));
+        }
+        let body = request.body.as_ref().map_or(0, Vec::len);
+        if body > limits.max_request_body_bytes {
+            return Err(HttpError::Denied(format!(
+                "a request body of {body} bytes exceeds the limit of {} bytes",
+                limits.max_request_body_bytes
+            )));
+        }
+        reqwest::Method::from_bytes(upper.as_bytes())
+            .map_err(|_| HttpError::Denied(format!("invalid HTTP method {:?}", request.method)))
+    }
+
+    /// Sends a connector's request for `endpoint`'s system. `secrets` holds what the caller already scrubs;
+    /// the authorization attached to this request is added to it, and all of it is scrubbed from the
+    /// answer (headers, body and error messages).
+    pub async fn send_scrubbed(
+        &self,
+        endpoint: &SystemEndpoint,
+        request: HttpRequest,
+        secrets: &mut Secrets,
+    ) -> Result<HttpResponse, HttpError> {
+        let mut attached = Vec::new();
+        let result = self.send_unscrubbed(endpoint, request, &mut attached).await;
+        for value in &attached {
+            secrets.add_header_value(value);
+        }
+        if secrets.is_empty() {
+            return result;
+        }
+        match result {
+            Ok(mut response) => {
+                secrets.scrub_bytes(&mut response.body);
+                for (_, value) in &mut response.headers {
+                    secrets.scrub_string(value);
+                }
+                Ok(response)
+            }
+            Err(mut e) => {
+                let (HttpError::Denied(m)
+                | HttpError::Timeout(m)
+                | HttpError::Unreachable(m)
+                | HttpError::AuthFailed(m)
+                | HttpError::TooLarge(m)) = &mut e;
+                secrets.scrub_string(m);
+                Err(e)
+            }
+        }
+    }
+
+    async fn send_unscrubbed(
+        &self,
+        endpoint: &SystemEndpoint,
+        request: HttpRequest,
+        attached: &mut Vec<String>,
+    ) -> Result<HttpResponse, HttpError> {
+        let method = self.check(&request)?;
         let base = match request.upstream.as_str() {
             "api" => endpoint
                 .api
@@ -174,14 +294,14 @@ impl Outbound {
                 .as_ref()
                 .ok_or_else(|| HttpError::Denied("the system has no OAuth2TokenServiceURL property".into()))?,
             other => {
+                // Shown cut short: the name is the guest's, of any length.
+                let shown: String = other.chars().take(64).collect();
                 return Err(HttpError::Denied(format!(
-                    "unknown upstream {other:?}; use \"api\" or \"token\""
+                    "unknown upstream {shown:?}; use \"api\" or \"token\""
                 )));
             }
         };
         let url = path::join(base, &request.path).map_err(HttpError::Denied)?;
-        let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| HttpError::Denied(format!("invalid HTTP method {:?}", request.method)))?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
             // The host owns these: credentials, routing and framing.
@@ -201,17 +321,12 @@ impl Outbound {
             headers.append(name, value);
         }
         let authenticate = request.upstream == "api";
+        // One copy of the body, shared (not copied) by redirects and the retry.
+        let body = request.body.map(bytes::Bytes::from);
         let (response, sent) = self
-            .send_authenticated(
-                endpoint,
-                base,
-                url.clone(),
-                &method,
-                &headers,
-                &request.body,
-                authenticate,
-            )
+            .send_authenticated(endpoint, base, url.clone(), &method, &headers, &body, authenticate)
             .await?;
+        attached.extend(sent.clone());
         // A cached OAuth token may have been revoked: fetch a new one and try once more.
         if response.status == 401
             && authenticate
@@ -228,10 +343,12 @@ impl Outbound {
             self.tokens
                 .invalidate(token_url, client_id, client_secret, rejected)
                 .await;
-            return self
-                .send_authenticated(endpoint, base, url, &method, &headers, &request.body, authenticate)
-                .await
-                .map(|(response, _)| response);
+            let (response, sent) = self
+                .send_authenticated(endpoint, base, url, &method, &headers, &body, authenticate)
+                .await?;
+            // Both tokens were attached in this call: the rejected one may be echoed too.
+            attached.extend(sent);
+            return Ok(response);
         }
         Ok(response)
     }
@@ -244,7 +361,7 @@ impl Outbound {
         mut url: Url,
         method: &reqwest::Method,
         headers: &reqwest::header::HeaderMap,
-        body: &Option<Vec<u8>>,
+        body: &Option<bytes::Bytes>,
         authenticate: bool,
     ) -> Result<(HttpResponse, Option<String>), HttpError> {
         let authorization = if authenticate {

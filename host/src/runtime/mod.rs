@@ -7,11 +7,16 @@
 //! caps on argument and result sizes. A trap or a limit breach fails that call with an error naming the
 //! plugin, its version and the limit; the store is dropped, and nothing else is affected. Calls that burn CPU
 //! finish at idle priority (`background`).
+//!
+//! Calls in flight are bounded globally and per system (`inflight`), so a slow system cannot take every
+//! slot. Everything a guest hands the host is bounded (requests in `outbound`, results and descriptors
+//! here), and a panic in the host during a call fails that call, counted, instead of the task serving it.
 
 pub mod background;
 pub mod bindings;
 pub mod cache;
 pub mod engine;
+pub mod inflight;
 pub mod state;
 pub mod stats;
 pub mod warm;
@@ -21,13 +26,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use crate::connector::{ConnectorError, Descriptor, DescriptorExtensions, EntityKind, Page, PageRequest};
-use crate::outbound::{HttpError, HttpRequest, HttpResponse, Outbound, SystemEndpoint};
+use crate::outbound::{HttpError, HttpRequest, HttpResponse, Outbound, Secrets, SystemEndpoint};
 use bindings::{Bindings, Instance};
 use state::CallState;
 pub use stats::{Incident, PluginStats, StatsSnapshot};
@@ -56,6 +62,14 @@ pub struct CallLimits {
     /// How long a throttled call waits at each epoch tick (10 ms of execution): 30 ms caps a runaway call
     /// at a quarter of a core.
     pub throttle_pause: Duration,
+    /// Bytes of requests (path, headers and bodies together) one call may send.
+    pub max_request_bytes_per_call: usize,
+    /// Calls running at once, all systems together (instances alive; sizes the instance pool).
+    pub max_concurrent_calls: u32,
+    /// Calls running at once for one system; more wait.
+    pub max_calls_per_system: usize,
+    /// Calls waiting for one system; beyond it a call fails at once (`system-busy`).
+    pub max_waiting_per_system: usize,
 }
 
 impl Default for CallLimits {
@@ -70,6 +84,10 @@ impl Default for CallLimits {
             max_stderr_bytes: 64 << 10,
             cpu_budget: Duration::from_millis(100),
             throttle_pause: Duration::from_millis(30),
+            max_request_bytes_per_call: 64 << 20,
+            max_concurrent_calls: 256,
+            max_calls_per_system: 64,
+            max_waiting_per_system: 256,
         }
     }
 }
@@ -175,6 +193,29 @@ pub enum CallError {
         /// What was wrong.
         message: String,
     },
+    /// The system already has as many calls running and waiting as it may; the call was not made.
+    #[error(
+        "system {system} has too many calls in flight ({in_flight} running, {waiting} waiting, the limits); plugin {plugin} was not called, try again later"
+    )]
+    SystemBusy {
+        /// `name@version`.
+        plugin: String,
+        /// The system's id.
+        system: String,
+        /// The limit of calls running.
+        in_flight: usize,
+        /// The limit of calls waiting.
+        waiting: usize,
+    },
+    /// The host panicked while running the call (a bug in the host, reached through this call): the call
+    /// failed, nothing else did.
+    #[error("plugin {plugin}: the host failed while running the call (internal error: {message})")]
+    HostPanic {
+        /// `name@version`.
+        plugin: String,
+        /// The panic message.
+        message: String,
+    },
     /// The host could not run the call at all.
     #[error("cannot run plugin {plugin}: {message}")]
     Host {
@@ -197,6 +238,8 @@ impl CallError {
             CallError::ArgumentTooLarge { .. } => "argument-too-large",
             CallError::ResultTooLarge { .. } => "result-too-large",
             CallError::InvalidResult { .. } => "invalid-result",
+            CallError::SystemBusy { .. } => "system-busy",
+            CallError::HostPanic { .. } => "host-panic",
             CallError::Host { .. } => "host",
         }
     }
@@ -291,6 +334,7 @@ pub struct Runtime {
     outbound: Arc<Outbound>,
     limits: CallLimits,
     slots: Semaphore,
+    systems: inflight::SystemGates,
     pooling: bool,
     warm: warm::WarmPool,
     background: background::Background,
@@ -303,9 +347,6 @@ pub struct Runtime {
 /// How long after a trap or a limit hit a plugin version's calls for that system run at idle priority.
 pub const PROBATION: Duration = Duration::from_secs(30);
 
-/// Upper bound on instances alive at once; calls beyond it wait for a slot.
-const MAX_CONCURRENT_CALLS: u32 = 256;
-
 impl Runtime {
     /// Creates the engine (pooling where possible), links the allowed imports and starts the epoch ticker.
     /// `cache_dir` holds precompiled artifacts.
@@ -314,7 +355,8 @@ impl Runtime {
         outbound: Arc<Outbound>,
         cache_dir: Option<cap_std::fs::Dir>,
     ) -> Result<Self, String> {
-        let (engine, pooling) = engine::build(MAX_CONCURRENT_CALLS + warm::CAPACITY as u32, limits.memory_bytes)?;
+        let max_calls = limits.max_concurrent_calls.max(1);
+        let (engine, pooling) = engine::build(max_calls + warm::CAPACITY as u32, limits.memory_bytes)?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| format!("cannot link WASI: {e}"))?;
         bindings::v0_1_0::add_to_linker(&mut linker).map_err(|e| format!("cannot link the host interface: {e}"))?;
@@ -322,13 +364,15 @@ impl Runtime {
             .map_err(|e| format!("cannot link the host interface 0.2.0: {e}"))?;
         engine::start_epoch_ticker(&engine);
         let cache = cache::ArtifactCache::new(&engine, cache_dir);
+        let systems = inflight::SystemGates::new(limits.max_calls_per_system, limits.max_waiting_per_system);
         Ok(Runtime {
             engine,
             linker,
             cache,
             outbound,
             limits,
-            slots: Semaphore::new(MAX_CONCURRENT_CALLS as usize),
+            slots: Semaphore::new(max_calls as usize),
+            systems,
             pooling,
             warm: warm::WarmPool::default(),
             background: background::Background::default(),
@@ -425,7 +469,7 @@ impl Runtime {
             Ok(_) => return Err(LoadError::Describe("internal error: mismatched response kind".into())),
             Err(e) => return Err(LoadError::Describe(e.to_string())),
         };
-        validate_descriptor(&descriptor).map_err(LoadError::Describe)?;
+        validate_descriptor(&descriptor, &extensions).map_err(LoadError::Describe)?;
         validate_default_transformations(&descriptor, &extensions)?;
         plugin.descriptor = descriptor;
         plugin.extensions = extensions;
@@ -641,15 +685,38 @@ impl Runtime {
         request: Request,
     ) -> Result<Response, CallError> {
         let label = plugin.label();
+        let started = Instant::now();
         let argument_size =
             request.size() + target.map_or(0, |t| t.properties.iter().map(|(k, v)| k.len() + v.len()).sum());
         if argument_size > self.limits.max_argument_bytes {
-            return Err(CallError::ArgumentTooLarge {
-                plugin: label,
+            let error = CallError::ArgumentTooLarge {
+                plugin: label.clone(),
                 size: argument_size,
                 limit: self.limits.max_argument_bytes,
-            });
+            };
+            return self.not_run(plugin, &label, target, error, started);
         }
+        // A page may hold at most the entities asked for (`page-size`, at least 1).
+        let max_entities = match &request {
+            Request::Read(r) => Some(r.page_size.max(1) as usize),
+            _ => None,
+        };
+        // The system's own bound first: calls of a slow system wait here, not for a global slot.
+        let _system_slot = match target {
+            Some(t) => match self.systems.enter(&t.endpoint.system_id).await {
+                Ok(permit) => Some(permit),
+                Err(busy) => {
+                    let error = CallError::SystemBusy {
+                        plugin: label.clone(),
+                        system: t.endpoint.system_id.clone(),
+                        in_flight: busy.in_flight,
+                        waiting: busy.waiting,
+                    };
+                    return self.not_run(plugin, &label, target, error, started);
+                }
+            },
+            None => None,
+        };
         let _slot = self.slots.acquire().await.map_err(|e| CallError::Host {
             plugin: label.clone(),
             message: e.to_string(),
@@ -686,17 +753,32 @@ impl Runtime {
             .await;
             (outcome, store)
         };
-        let started = Instant::now();
+        // A panic in the host while the call runs (in an import, in the bindings) fails this call: the
+        // store it left half-done is dropped with the future.
+        let call = std::panic::AssertUnwindSafe(call).catch_unwind();
         let ran = if probation {
             demoted.store(true, Ordering::Relaxed);
             self.background.run(call).await
         } else {
             background::drive(call, &demoted, &self.background).await
         };
-        let (outcome, store) = ran.map_err(|e| CallError::Host {
-            plugin: label.clone(),
-            message: e.to_string(),
-        })?;
+        let (outcome, store) = match ran {
+            Ok(Ok(ran)) => ran,
+            Ok(Err(panic)) => {
+                let error = CallError::HostPanic {
+                    plugin: label.clone(),
+                    message: panic_message(panic.as_ref()),
+                };
+                return self.not_run(plugin, &label, target, error, started);
+            }
+            Err(e) => {
+                let error = CallError::Host {
+                    plugin: label.clone(),
+                    message: e.to_string(),
+                };
+                return self.not_run(plugin, &label, target, error, started);
+            }
+        };
         let mut instance = None;
         let outcome = outcome.map(|r| {
             r.map(|(response, kept)| {
@@ -704,7 +786,7 @@ impl Runtime {
                 response
             })
         });
-        let result = Self::conclude(&self.limits, label.clone(), store.data(), outcome);
+        let result = Self::conclude(&self.limits, label.clone(), store.data(), outcome, max_entities);
         let kind = match &result {
             Ok(
                 Response::Text(Err(_))
@@ -722,9 +804,11 @@ impl Runtime {
         if state.denied > 0 {
             crate::metrics::plugin_denied_requests(&label, u64::from(state.denied));
         }
-        plugin.stats.record(&result.as_ref().map(|_| kind), elapsed, state);
+        plugin
+            .stats
+            .record(&result.as_ref().map(|_| kind), elapsed, Some(state));
         if let Err(e) = &result
-            && (e.is_limit() || matches!(e, CallError::Trap { .. }))
+            && Self::earns_probation(e)
         {
             self.put_on_probation(&plugin.digest, owner.as_ref().map_or("", |o| o.system_id.as_str()));
         }
@@ -743,6 +827,34 @@ impl Runtime {
             _ => drop(store),
         }
         result
+    }
+
+    /// Whether a failure puts the plugin version on probation for the system (its next calls start at idle
+    /// priority).
+    fn earns_probation(e: &CallError) -> bool {
+        e.is_limit() || matches!(e, CallError::Trap { .. } | CallError::HostPanic { .. })
+    }
+
+    /// Ends a call that did not run to its end (refused before it started, or lost to a host panic) the way
+    /// every call ends: counted in `/metrics` and the plugin's statistics, and logged.
+    fn not_run(
+        &self,
+        plugin: &LoadedPlugin,
+        label: &str,
+        target: Option<&CallTarget>,
+        error: CallError,
+        started: Instant,
+    ) -> Result<Response, CallError> {
+        let elapsed = started.elapsed();
+        let kind = error.kind();
+        crate::metrics::plugin_call(label, kind, elapsed);
+        plugin.stats.record(&Err(&error), elapsed, None);
+        let system = target.map_or("", |t| t.endpoint.system_id.as_str());
+        if Self::earns_probation(&error) {
+            self.put_on_probation(&plugin.digest, system);
+        }
+        tracing::warn!(plugin = %label, system, kind, error = %error, "plugin call failed");
+        Err(error)
     }
 
     /// Whether the plugin version trapped or hit a limit for this system within the last [`PROBATION`].
@@ -777,13 +889,14 @@ impl Runtime {
         label: String,
         state: &CallState,
         outcome: Result<wasmtime::Result<RawResponse>, tokio::time::error::Elapsed>,
+        max_entities: Option<usize>,
     ) -> Result<Response, CallError> {
         match outcome {
             Err(_) => Err(CallError::Timeout {
                 plugin: label,
                 limit: limits.timeout,
             }),
-            Ok(Ok(response)) => {
+            Ok(Ok(mut response)) => {
                 let size = response.size();
                 if size > limits.max_result_bytes {
                     return Err(CallError::ResultTooLarge {
@@ -792,6 +905,19 @@ impl Runtime {
                         limit: limits.max_result_bytes,
                     });
                 }
+                // Checked before parsing: parsed entities take several times their text in host memory.
+                if let (Some(max), RawResponse::Page(Ok(page))) = (max_entities, &response)
+                    && page.entities.len() > max
+                {
+                    return Err(CallError::InvalidResult {
+                        plugin: label,
+                        message: format!(
+                            "a page of {} entities, over the page size of {max} asked for (the limit: a page holds at most page-size entities)",
+                            page.entities.len()
+                        ),
+                    });
+                }
+                response.scrub(&state.secrets);
                 response.parse(&label)
             }
             Ok(Err(trap)) => {
@@ -814,7 +940,8 @@ impl Runtime {
                         limit: engine::MAX_WASM_STACK,
                     });
                 }
-                let stderr = state.stderr_text();
+                let mut stderr = state.stderr_text();
+                state.secrets.scrub_string(&mut stderr);
                 let message = if !stderr.is_empty() {
                     stderr
                 } else if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::MemoryOutOfBounds) {
@@ -832,6 +959,15 @@ impl Runtime {
     }
 }
 
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// `run` answers each request with its own response variant; anything else is a host bug, reported as one.
 fn wrong_response<T>() -> Result<T, CallError> {
     Err(CallError::Host {
@@ -840,7 +976,65 @@ fn wrong_response<T>() -> Result<T, CallError> {
     })
 }
 
-fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
+/// Caps on what `describe()` may declare: the host keeps the descriptor while the plugin is loaded and
+/// serves it in the API, so a connector cannot make either hold megabytes.
+pub mod describe_limits {
+    /// Properties a connector may declare.
+    pub const MAX_PROPERTIES: usize = 256;
+    /// Length of a property's name.
+    pub const MAX_PROPERTY_NAME_BYTES: usize = 256;
+    /// Length of a property's doc, and of its default value.
+    pub const MAX_PROPERTY_TEXT_BYTES: usize = 4 << 10;
+    /// Entity kinds, and operations, a connector may list (each is one of a handful).
+    pub const MAX_LISTED: usize = 16;
+    /// All default transformations (read, write, proxy read, proxy write) together.
+    pub const MAX_TRANSFORMATION_BYTES: usize = 1 << 20;
+}
+
+fn validate_descriptor(d: &Descriptor, x: &DescriptorExtensions) -> Result<(), String> {
+    use describe_limits::*;
+    if d.properties.len() > MAX_PROPERTIES {
+        return Err(format!(
+            "{} properties declared, over the limit of {MAX_PROPERTIES}",
+            d.properties.len()
+        ));
+    }
+    for p in &d.properties {
+        let shown: String = p.name.chars().take(64).collect();
+        if p.name.len() > MAX_PROPERTY_NAME_BYTES {
+            return Err(format!(
+                "property {shown:?}… has a name of {} bytes, over the limit of {MAX_PROPERTY_NAME_BYTES}",
+                p.name.len()
+            ));
+        }
+        let longest = p.doc.len().max(p.default_value.as_deref().map_or(0, str::len));
+        if longest > MAX_PROPERTY_TEXT_BYTES {
+            return Err(format!(
+                "property {shown:?} has a doc or default value of {longest} bytes, over the limit of {MAX_PROPERTY_TEXT_BYTES}"
+            ));
+        }
+    }
+    if d.entity_kinds.len() > MAX_LISTED || d.operations.len() > MAX_LISTED {
+        return Err(format!(
+            "{} entity kinds and {} operations declared, over the limit of {MAX_LISTED} each",
+            d.entity_kinds.len(),
+            d.operations.len()
+        ));
+    }
+    let transformations = [
+        &d.default_read_transformation,
+        &d.default_write_transformation,
+        &x.default_proxy_read_transformation,
+        &x.default_proxy_write_transformation,
+    ]
+    .iter()
+    .map(|t| t.as_deref().map_or(0, str::len))
+    .sum::<usize>();
+    if transformations > MAX_TRANSFORMATION_BYTES {
+        return Err(format!(
+            "default transformations of {transformations} bytes together, over the limit of {MAX_TRANSFORMATION_BYTES} bytes"
+        ));
+    }
     let valid_name = !d.name.is_empty()
         && d.name.len() <= 64
         && d.name
@@ -952,7 +1146,12 @@ impl RawResponse {
                     + d.default_write_transformation.as_deref().map_or(0, str::len)
                     + x.default_proxy_read_transformation.as_deref().map_or(0, str::len)
                     + x.default_proxy_write_transformation.as_deref().map_or(0, str::len)
-                    + d.properties.iter().map(|p| p.name.len() + p.doc.len()).sum::<usize>()
+                    + d.properties
+                        .iter()
+                        .map(|p| p.name.len() + p.doc.len() + p.default_value.as_deref().map_or(0, str::len))
+                        .sum::<usize>()
+                    + d.entity_kinds.len()
+                    + d.operations.len()
             }
             RawResponse::Text(r) | RawResponse::Entity(r) => r.as_ref().map_or_else(err, String::len),
             RawResponse::Page(r) => r.as_ref().map_or_else(err, |p| {
@@ -960,6 +1159,39 @@ impl RawResponse {
             }),
             RawResponse::MaybeEntity(r) => r.as_ref().map_or_else(err, |e| e.as_deref().map_or(0, str::len)),
             RawResponse::Unit(r) => r.as_ref().map_or_else(err, |_| 0),
+        }
+    }
+
+    /// Masks the credentials the host attached in this call wherever the answer holds text; nothing to do
+    /// (and no scan) for a call without credentials.
+    fn scrub(&mut self, secrets: &Secrets) {
+        if secrets.is_empty() {
+            return;
+        }
+        let error = |e: &mut ConnectorError| secrets.scrub_string(e.message_mut());
+        match self {
+            RawResponse::Describe(..) => {}
+            RawResponse::Text(r) | RawResponse::Entity(r) => match r {
+                Ok(text) => secrets.scrub_string(text),
+                Err(e) => error(e),
+            },
+            RawResponse::Page(r) => match r {
+                Ok(page) => {
+                    for entity in page.entities.iter_mut().chain(page.next_cursor.as_mut()) {
+                        secrets.scrub_string(entity);
+                    }
+                }
+                Err(e) => error(e),
+            },
+            RawResponse::MaybeEntity(r) => match r {
+                Ok(entity) => entity.iter_mut().for_each(|text| secrets.scrub_string(text)),
+                Err(e) => error(e),
+            },
+            RawResponse::Unit(r) => {
+                if let Err(e) = r {
+                    error(e)
+                }
+            }
         }
     }
 
@@ -1128,6 +1360,18 @@ impl CallState {
         let Some(endpoint) = self.endpoint.as_ref() else {
             return Err(HttpError::Denied("no system is configured for this call".into()));
         };
+        // The request's own bounds first (method, headers, path, body), then the call's byte budget.
+        self.outbound.check(&request)?;
+        let size = request.path.len()
+            + request.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + request.body.as_ref().map_or(0, Vec::len);
+        self.request_bytes = self.request_bytes.saturating_add(size);
+        if self.request_bytes > self.limits.max_request_bytes_per_call {
+            return Err(HttpError::Denied(format!(
+                "requests of more than {} bytes in one call (the limit of bytes sent per call)",
+                self.limits.max_request_bytes_per_call
+            )));
+        }
         // A guest that is past its deadline gets no more network.
         if Instant::now() >= self.deadline {
             self.host_deadline_hit = true;
@@ -1142,18 +1386,35 @@ impl CallState {
             // and cached tokens are shared with well-behaved systems.
             Some(home) if self.demoted.load(std::sync::atomic::Ordering::Relaxed) => {
                 let (outbound, endpoint) = (self.outbound.clone(), endpoint.clone());
-                let mut task =
-                    background::AbortOnDrop(home.spawn(async move {
-                        tokio::time::timeout(remaining, outbound.send(&endpoint, request)).await
-                    }));
+                let mut secrets = std::mem::take(&mut self.secrets);
+                let mut task = background::AbortOnDrop(home.spawn(async move {
+                    let sent =
+                        tokio::time::timeout(remaining, outbound.send_scrubbed(&endpoint, request, &mut secrets)).await;
+                    (sent, secrets)
+                }));
                 match (&mut task.0).await {
-                    Ok(sent) => sent,
-                    Err(e) => Ok(Err(HttpError::Unreachable(format!(
-                        "the request failed in the host: {e}"
-                    )))),
+                    Ok((sent, secrets)) => {
+                        self.secrets = secrets;
+                        sent
+                    }
+                    // A panic there is this call's panic: the runtime turns it into the call's error.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => {
+                        // The attached credentials went with the task: scrub with the system's own.
+                        self.secrets = self.endpoint.as_ref().map(Secrets::of_endpoint).unwrap_or_default();
+                        Ok(Err(HttpError::Unreachable(format!(
+                            "the request failed in the host: {e}"
+                        ))))
+                    }
                 }
             }
-            _ => tokio::time::timeout(remaining, self.outbound.send(endpoint, request)).await,
+            _ => {
+                tokio::time::timeout(
+                    remaining,
+                    self.outbound.send_scrubbed(endpoint, request, &mut self.secrets),
+                )
+                .await
+            }
         };
         match sent {
             Ok(result) => result,

@@ -11,7 +11,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::CallLimits;
-use crate::outbound::{Outbound, SystemEndpoint};
+use crate::outbound::{Outbound, Secrets, SystemEndpoint};
 
 /// Caps the linear memory of the whole instance (all its memories together) and remembers that the cap
 /// was hit, because the guest only sees a failed allocation and aborts with an opaque trap. Instances,
@@ -89,6 +89,11 @@ pub struct CallState {
     pub deadline_hit: bool,
     /// HTTP requests made so far in this call.
     pub requests: u32,
+    /// Bytes of requests (path, headers, body) the guest handed over so far in this call.
+    pub request_bytes: usize,
+    /// The credentials the host attached (or may attach) in this call: scrubbed from what the guest sees and
+    /// from what the call answers.
+    pub secrets: Secrets,
     /// Log lines written so far in this call.
     pub log_lines: u32,
     /// Requests the host refused to send (outside the upstream, unknown upstream, over the request cap).
@@ -121,6 +126,7 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let secrets = secrets_of(endpoint.as_ref());
         CallState {
             wasi,
             table: ResourceTable::new(),
@@ -132,6 +138,8 @@ impl CallState {
             deadline: Instant::now() + limits.timeout,
             deadline_hit: false,
             requests: 0,
+            request_bytes: 0,
+            secrets,
             log_lines: 0,
             denied: 0,
             last_denied: None,
@@ -147,11 +155,13 @@ impl CallState {
 
     /// Readies a kept state for its next call, as if it were new: the same guest, a new call.
     pub fn begin_next_call(&mut self, endpoint: Option<SystemEndpoint>) {
+        self.secrets = secrets_of(endpoint.as_ref());
         self.endpoint = endpoint;
         self.memory.hit = None;
         self.deadline = Instant::now() + self.limits.timeout;
         self.deadline_hit = false;
         self.requests = 0;
+        self.request_bytes = 0;
         self.log_lines = 0;
         self.denied = 0;
         self.last_denied = None;
@@ -180,6 +190,10 @@ impl CallState {
         // Control characters (newlines too) could forge log lines: a panic message becomes one line.
         text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
     }
+}
+
+fn secrets_of(endpoint: Option<&SystemEndpoint>) -> Secrets {
+    endpoint.map(Secrets::of_endpoint).unwrap_or_default()
 }
 
 impl WasiView for CallState {

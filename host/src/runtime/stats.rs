@@ -67,16 +67,12 @@ pub struct StatsSnapshot {
 impl PluginStats {
     /// Records one call: its outcome kind (`ok`, `connector-error`) or its error, its duration, and the
     /// requests the host refused during it.
-    pub fn record(&self, outcome: &Result<&'static str, &CallError>, elapsed: Duration, state: &CallState) {
+    /// `state` is `None` for a call that never ran to its end (refused before it started, or lost to a
+    /// host panic).
+    pub fn record(&self, outcome: &Result<&'static str, &CallError>, elapsed: Duration, state: Option<&CallState>) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.nanos
             .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        if state.throttled {
-            self.throttled.fetch_add(1, Ordering::Relaxed);
-        }
-        if state.demoted.load(Ordering::Relaxed) {
-            self.demoted.fetch_add(1, Ordering::Relaxed);
-        }
         let mut incident = None;
         match outcome {
             Ok("connector-error") => {
@@ -93,6 +89,29 @@ impl PluginStats {
                 }
                 incident = Some((e.kind().to_string(), e.to_string()));
             }
+        }
+        if let Some(state) = state {
+            self.record_state(outcome, state, &mut incident);
+        }
+        if let Some((kind, message)) = incident {
+            let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            *self.last_incident.lock().unwrap_or_else(|p| p.into_inner()) = Some(Incident { kind, message, at });
+        }
+    }
+
+    /// What the call's store says about it: throttling, demotion, a request cut at the deadline, refused
+    /// requests.
+    fn record_state(
+        &self,
+        outcome: &Result<&'static str, &CallError>,
+        state: &CallState,
+        incident: &mut Option<(String, String)>,
+    ) {
+        if state.throttled {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        if state.demoted.load(Ordering::Relaxed) {
+            self.demoted.fetch_add(1, Ordering::Relaxed);
         }
         let limit_already = matches!(outcome, Err(e) if e.is_limit());
         if state.host_deadline_hit && !limit_already {
@@ -113,12 +132,8 @@ impl PluginStats {
                 .fetch_add(u64::from(state.denied), Ordering::Relaxed);
             if incident.is_none() {
                 let reason = state.last_denied.clone().unwrap_or_default();
-                incident = Some(("denied-request".into(), format!("request refused: {reason}")));
+                *incident = Some(("denied-request".into(), format!("request refused: {reason}")));
             }
-        }
-        if let Some((kind, message)) = incident {
-            let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            *self.last_incident.lock().unwrap_or_else(|p| p.into_inner()) = Some(Incident { kind, message, at });
         }
     }
 

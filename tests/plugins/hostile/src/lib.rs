@@ -5,6 +5,11 @@
 //!
 //! It is also the test suite's component built from the frozen 0.1.0 WIT: the host, which serves 0.2.0
 //! to the SDK and the bundled connectors, must keep running it unchanged.
+//!
+//! The crate is empty on any target but wasm: raw wit-bindgen exports symbols named after the WIT
+//! interface (`cabi_post_provisio:connector/connector@0.1.0#create`), which native linkers refuse, and a
+//! plain `cargo build` at the workspace root builds every member for the host.
+#![cfg(target_arch = "wasm32")]
 
 wit_bindgen::generate!({
     path: "../../../wit/since_v0.1.0",
@@ -58,6 +63,78 @@ fn page(numbers: &[u64], next_cursor: Option<String>) -> Page {
         next_cursor,
         total: None,
     }
+}
+
+/// Sends `request` and answers what came back; a refusal is the call's error, naming it.
+fn send(config: &Config, request: &HttpRequest) -> Result<String, ConnectorError> {
+    match host::send(config, request) {
+        Ok(response) => Ok(format!(
+            "{} {}",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        )),
+        Err(e) => Err(ConnectorError::Rejected(Rejection {
+            status: 0,
+            detail: format!("{e:?}"),
+        })),
+    }
+}
+
+/// A request to the `api` upstream.
+fn request(method: &str, path: &str, headers: Vec<(String, String)>, body: Option<Vec<u8>>) -> HttpRequest {
+    HttpRequest {
+        upstream: "api".into(),
+        method: method.into(),
+        path: path.into(),
+        headers,
+        body,
+    }
+}
+
+/// Hands back everything an echoing upstream answered (status, headers, body) as the call's error, so it
+/// reaches the API caller: the credentials the host attached must not be in it.
+fn echo(config: &Config, method: &str) -> Result<String, ConnectorError> {
+    match host::send(config, &request(method, "echo", vec![], None)) {
+        Ok(response) => Err(ConnectorError::Rejected(Rejection {
+            status: 400,
+            detail: format!(
+                "echoed {} {:?} {}",
+                response.status,
+                response.headers,
+                String::from_utf8_lossy(&response.body)
+            ),
+        })),
+        Err(e) => Err(ConnectorError::Rejected(Rejection {
+            status: 0,
+            detail: format!("{e:?}"),
+        })),
+    }
+}
+
+/// The same 64 MiB body sent `times` times: host memory must not grow with it.
+fn body_bomb(config: &Config, megabytes: usize, times: usize) -> Result<String, ConnectorError> {
+    let bomb = request("POST", "Users", vec![], Some(vec![b'x'; megabytes << 20]));
+    let mut last = String::new();
+    for _ in 0..times {
+        last = send(config, &bomb)?;
+    }
+    Ok(last)
+}
+
+/// The page of `read-mode` `overflow`: 200,000 entities of many small fields, whatever page size was asked
+/// for (a page holds at most page-size entities).
+fn overflow_page(config: &Config, _request: &PageRequest) -> Option<Page> {
+    let overflow = config
+        .properties
+        .iter()
+        .any(|(k, v)| k == "read-mode" && v == "overflow");
+    overflow.then(|| Page {
+        entities: (0..200_000)
+            .map(|i| format!("{{\"id\":\"{i}\",\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":[1,2,3,4,5,6,7,8]}}"))
+            .collect(),
+        next_cursor: None,
+        total: Some(200_000),
+    })
 }
 
 /// Recursion on the wasm call stack: through a function pointer the optimiser cannot see through, so it
@@ -223,6 +300,33 @@ impl Guest for Hostile {
                 }
                 Ok("flooded".into())
             }
+            // 40,000 headers: past http's HeaderMap capacity (32,768), where the host used to panic.
+            "headers-bomb" => send(
+                &config,
+                &request(
+                    "GET",
+                    "Users",
+                    (0..40_000).map(|i| (format!("x-h{i}"), "v".into())).collect(),
+                    None,
+                ),
+            ),
+            "header-bytes-bomb" => send(
+                &config,
+                &request(
+                    "GET",
+                    "Users",
+                    (0..10).map(|i| (format!("x-big{i}"), "v".repeat(100 << 10))).collect(),
+                    None,
+                ),
+            ),
+            "path-bomb" => send(&config, &request("GET", &"a/".repeat(50_000), vec![], None)),
+            "trace" => echo(&config, "TRACE"),
+            "connect" => echo(&config, "CONNECT"),
+            "custom-method" => echo(&config, "BREW"),
+            "echo-auth" => echo(&config, "GET"),
+            "body-bomb" => body_bomb(&config, 64, 4),
+            // 16 MiB bodies (the per-request cap) until the per-call byte budget is used up.
+            "bytes-per-call" => body_bomb(&config, 16, 8),
             "request-flood" => {
                 let mut last = String::new();
                 for _ in 0..5_000 {
@@ -238,6 +342,9 @@ impl Guest for Hostile {
     }
 
     fn read(config: Config, request: PageRequest) -> Result<Page, ConnectorError> {
+        if let Some(page) = overflow_page(&config, &request) {
+            return Ok(page);
+        }
         let mode = config
             .properties
             .iter()
