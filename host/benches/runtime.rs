@@ -79,6 +79,7 @@ async fn run() {
             token: None,
             credentials: Credentials::None,
             rate_per_second: None,
+            headers: vec![],
         },
     };
     let request = PageRequest::first(EntityKind::User, 100);
