@@ -2,7 +2,7 @@
 # Runs every test of the workspace on a fresh machine with the stock Rust toolchain: installs the
 # wasm32-wasip2 target (the connector components are built from build scripts) and a Python venv with
 # the third-party SCIM programs the end-to-end tests run against, then checks formatting and lints (clippy,
-# warnings are errors) and runs `cargo test --workspace` (unit tests, the transformation golden tests,
+# warnings are errors), builds every member, and runs `cargo test --workspace` (unit tests, the transformation golden tests,
 # simulators, and the end-to-end tests through the real wasm runtime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +15,6 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Builds every member as `cargo build --release` does (the test plugins' native cdylibs must link too).
+cargo build --workspace
 cargo test --workspace
