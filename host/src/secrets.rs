@@ -4,6 +4,14 @@
 //! file `master.key` of the data directory, created with owner-only permissions on first start. A copy of
 //! the database alone reveals no secret. Each ciphertext is bound to the row it belongs to (associated
 //! data), so secrets cannot be swapped between systems.
+//!
+//! In memory a system's secrets stay sealed too ([`SystemSecrets`]): the store hands out names and
+//! ciphertext, and only [`SecretBox::open_secrets`] — called where a connection to the system is built —
+//! yields the values, as [`Secret`]s whose `Debug` is the mask.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use cap_std::fs::Dir;
@@ -23,6 +31,120 @@ pub enum SecretError {
     /// Decryption failed: wrong key or tampered data.
     #[error("cannot decrypt a stored secret (was the master key changed?)")]
     Decrypt,
+}
+
+/// A secret value in clear. Its `Debug` is the mask, so it cannot reach a log line or a panic message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the place that hands it on to the system it belongs to.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+/// The secret properties of one system definition. As the store reads them they stay sealed: the names
+/// are known (the API shows them, masked), the values are ciphertext bound to their system until
+/// [`SecretBox::open_secrets`] opens them. An edit holds the values entered in clear (sealed when the store
+/// writes them) and keeps the others from the stored ciphertext without opening it. `Debug` shows names only.
+#[derive(Clone, Default)]
+pub struct SystemSecrets {
+    names: BTreeSet<String>,
+    entered: BTreeMap<String, Secret>,
+    stored: Option<Stored>,
+}
+
+/// One system's secrets as stored: one sealed JSON object bound to the system id.
+#[derive(Clone)]
+struct Stored {
+    system_id: String,
+    names: BTreeSet<String>,
+    sealed: Arc<[u8]>,
+}
+
+impl SystemSecrets {
+    /// The secrets stored for `system_id`: their `names` and the `sealed` object.
+    pub fn stored(system_id: &str, names: BTreeSet<String>, sealed: Vec<u8>) -> Self {
+        SystemSecrets {
+            names: names.clone(),
+            entered: BTreeMap::new(),
+            stored: Some(Stored {
+                system_id: system_id.to_string(),
+                names,
+                sealed: sealed.into(),
+            }),
+        }
+    }
+
+    /// A new definition's secrets, replacing `current` (`None` for a new system): empty until values are
+    /// entered or kept.
+    pub fn edit_of(current: Option<&SystemSecrets>) -> Self {
+        SystemSecrets {
+            names: BTreeSet::new(),
+            entered: BTreeMap::new(),
+            stored: current.and_then(|c| c.stored.clone()),
+        }
+    }
+
+    /// Values entered in clear (tests, and definitions built in code).
+    pub fn entered<I: IntoIterator<Item = (String, String)>>(values: I) -> Self {
+        let mut secrets = SystemSecrets::default();
+        for (name, value) in values {
+            secrets.enter(name, Secret::new(value));
+        }
+        secrets
+    }
+
+    /// Sets `name` to a value entered in clear.
+    pub fn enter(&mut self, name: String, value: Secret) {
+        self.names.insert(name.clone());
+        self.entered.insert(name, value);
+    }
+
+    /// Keeps the stored value of `name`; `false` when none is stored.
+    pub fn keep(&mut self, name: &str) -> bool {
+        let stored = self.stored.as_ref().is_some_and(|s| s.names.contains(name));
+        if stored {
+            self.names.insert(name.to_string());
+            self.entered.remove(name);
+        }
+        stored
+    }
+
+    /// Whether a value is set for `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// The names of the secret properties.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// Whether no secret is set.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+impl fmt::Debug for SystemSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.names.iter().map(|n| (n, "********")))
+            .finish()
+    }
 }
 
 /// Encrypts and decrypts secret values with the master key.
@@ -100,6 +222,38 @@ impl SecretBox {
     }
 }
 
+impl SecretBox {
+    /// The values of `secrets`: entered ones as they are, kept ones opened from their sealed object. The one
+    /// way to the plaintext of stored secrets.
+    pub fn open_secrets(&self, secrets: &SystemSecrets) -> Result<BTreeMap<String, Secret>, SecretError> {
+        let mut open = BTreeMap::new();
+        let kept = secrets.names.iter().any(|n| !secrets.entered.contains_key(n));
+        if let Some(stored) = secrets.stored.as_ref().filter(|_| kept) {
+            let plain = self.open_sealed(&stored.system_id, &stored.sealed)?;
+            let mut values: BTreeMap<String, String> =
+                serde_json::from_slice(&plain).map_err(|_| SecretError::Decrypt)?;
+            for name in secrets.names.iter().filter(|n| !secrets.entered.contains_key(*n)) {
+                if let Some(value) = values.remove(name) {
+                    open.insert(name.clone(), Secret(value));
+                }
+            }
+        }
+        for (name, value) in &secrets.entered {
+            open.insert(name.clone(), value.clone());
+        }
+        Ok(open)
+    }
+
+    /// Seals the values of `secrets` as one JSON object bound to `system_id`.
+    pub fn seal_secrets(&self, system_id: &str, secrets: &SystemSecrets) -> Result<Vec<u8>, SecretError> {
+        let open = self.open_secrets(secrets)?;
+        let plain: BTreeMap<&str, &str> = open.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+        // A map of strings always serialises.
+        let json = serde_json::to_vec(&plain).unwrap_or_default();
+        Ok(self.seal(system_id, &json))
+    }
+}
+
 fn decode_key(encoded: &str) -> Result<[u8; 32], SecretError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
@@ -127,6 +281,45 @@ pub fn write_private(dir: &Dir, name: &str, contents: &str) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_secrets_stay_sealed_until_opened_and_edits_keep_or_replace() {
+        let b = SecretBox::from_key([7; 32]);
+        let entered = SystemSecrets::entered([
+            ("Password".to_string(), "hunter2-long".to_string()),
+            ("ApiKey".to_string(), "k-123456789".to_string()),
+        ]);
+        assert_eq!(
+            format!("{entered:?}"),
+            r#"{"ApiKey": "********", "Password": "********"}"#
+        );
+        let sealed = b.seal_secrets("sys-1", &entered).expect("seals");
+        let stored = SystemSecrets::stored("sys-1", ["ApiKey".into(), "Password".into()].into(), sealed);
+        assert!(!format!("{stored:?}").contains("hunter2"));
+        let open = b.open_secrets(&stored).expect("opens");
+        assert_eq!(open["Password"].expose(), "hunter2-long");
+        assert_eq!(format!("{:?}", open["Password"]), "Secret(********)");
+
+        // An edit keeps one value without opening it, replaces another, and drops what it does not name.
+        let mut edit = SystemSecrets::edit_of(Some(&stored));
+        assert!(edit.keep("Password"));
+        assert!(!edit.keep("Missing"));
+        edit.enter("Token".into(), Secret::new("t-0987654321"));
+        let open = b.open_secrets(&edit).expect("opens");
+        assert_eq!(open.len(), 2);
+        assert_eq!(open["Password"].expose(), "hunter2-long");
+        assert_eq!(open["Token"].expose(), "t-0987654321");
+        assert!(!edit.contains("ApiKey"));
+
+        // Nothing kept: the stored object is not opened at all (another key could not open it).
+        let mut fresh = SystemSecrets::edit_of(Some(&stored));
+        fresh.enter("Password".into(), Secret::new("new"));
+        assert_eq!(
+            SecretBox::from_key([9; 32]).open_secrets(&fresh).expect("no opening")["Password"].expose(),
+            "new"
+        );
+        assert!(SecretBox::from_key([9; 32]).open_secrets(&stored).is_err());
+    }
 
     #[test]
     fn round_trip_and_binding() {

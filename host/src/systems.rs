@@ -12,6 +12,7 @@ use crate::connector::Descriptor;
 use crate::outbound::{Credentials, SystemEndpoint};
 use crate::plugins::Plugins;
 use crate::runtime::{CallError, CallTarget, LoadedPlugin};
+use crate::secrets::{Secret, SystemSecrets};
 use crate::store::systems::{Role, System, SystemSpec};
 use crate::store::{Store, StoreError};
 
@@ -112,8 +113,8 @@ pub struct SystemView {
 impl From<&System> for SystemView {
     fn from(s: &System) -> Self {
         let mut properties = s.spec.properties.clone();
-        for name in s.spec.secrets.keys() {
-            properties.insert(name.clone(), MASK.to_string());
+        for name in s.spec.secrets.names() {
+            properties.insert(name.to_string(), MASK.to_string());
         }
         SystemView {
             id: s.id.clone(),
@@ -214,7 +215,10 @@ impl Systems {
 
     /// What a plugin call for this system needs: the properties the guest may see, and the endpoint.
     pub fn call_target(&self, system: &System, descriptor: &Descriptor) -> Result<CallTarget, SystemError> {
-        let all = system.all_properties();
+        // The one place a system's secrets are opened: to reach the system.
+        let secrets = self.store.open_secrets(&system.spec.secrets)?;
+        let mut all = system.spec.properties.clone();
+        all.extend(secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_string())));
         let url = |name: &str| -> Result<Option<Url>, SystemError> {
             let Some(text) = all.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
                 return Ok(None);
@@ -249,7 +253,7 @@ impl Systems {
             token: url("OAuth2TokenServiceURL")?,
             credentials: Credentials::from_properties(&all).map_err(SystemError::Invalid)?,
             rate_per_second: rate,
-            headers: secret_headers(&system.spec.secrets)?,
+            headers: secret_headers(&secrets)?,
         };
         let properties = system
             .spec
@@ -320,7 +324,7 @@ impl Systems {
             })?;
         let descriptor = &plugin.descriptor;
         let mut properties = BTreeMap::new();
-        let mut secrets = BTreeMap::new();
+        let mut secrets = SystemSecrets::edit_of(current.map(|c| &c.spec.secrets));
         let moved = endpoint_changed(current, &input);
         for (key, value) in input.properties {
             let text = match value {
@@ -339,7 +343,7 @@ impl Systems {
             }
             // Once sealed, a value stays sealed: a plugin upgrade, or a connector that describes itself
             // differently after a restart, must not turn a secret into a plain property.
-            let sealed_before = current.is_some_and(|c| c.spec.secrets.contains_key(&key));
+            let sealed_before = current.is_some_and(|c| c.spec.secrets.contains(&key));
             let declassified = input.declassify.contains(&key);
             if descriptor.is_secret(&key) || (sealed_before && !declassified) {
                 if sealed_before && !descriptor.is_secret(&key) {
@@ -351,19 +355,17 @@ impl Systems {
                 }
                 // A masked value sent back means "unchanged" — but only while the secret keeps going where
                 // it went: a changed endpoint or connector could carry it to another host.
-                let text = if text == MASK {
-                    if moved {
-                        return Err(SystemError::Invalid(format!(
-                            "{key} must be entered again: the system's URL, token URL or type changed"
-                        )));
-                    }
-                    current.and_then(|c| c.spec.secrets.get(&key).cloned()).ok_or_else(|| {
-                        SystemError::Invalid(format!("property {key} is masked, but no value is stored for it"))
-                    })?
-                } else {
-                    text
-                };
-                secrets.insert(key, text);
+                if text != MASK {
+                    secrets.enter(key, Secret::new(text));
+                } else if moved {
+                    return Err(SystemError::Invalid(format!(
+                        "{key} must be entered again: the system's URL, token URL or type changed"
+                    )));
+                } else if !secrets.keep(&key) {
+                    return Err(SystemError::Invalid(format!(
+                        "property {key} is masked, but no value is stored for it"
+                    )));
+                }
             } else if text == MASK {
                 // The mask is never a value: storing it would lose the secret it stood for.
                 return Err(SystemError::Invalid(if declassified {
@@ -400,7 +402,7 @@ impl Systems {
             .properties
             .iter()
             .filter(|p| p.required && p.default_value.is_none())
-            .filter(|p| !properties.contains_key(&p.name) && !secrets.contains_key(&p.name))
+            .filter(|p| !properties.contains_key(&p.name) && !secrets.contains(&p.name))
             .map(|p| p.name.as_str())
             .collect();
         if !missing.is_empty() {
@@ -466,11 +468,11 @@ pub const HEADER_PREFIX: &str = "ips.http.header.";
 /// Sealed `ips.http.header.*` properties as headers the host attaches itself: a connector passes on only
 /// the plain ones it is given.
 fn secret_headers(
-    secrets: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, Secret>,
 ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, SystemError> {
     secrets
         .iter()
-        .filter_map(|(key, value)| Some((key.strip_prefix(HEADER_PREFIX)?, value)))
+        .filter_map(|(key, value)| Some((key.strip_prefix(HEADER_PREFIX)?, value.expose())))
         .filter(|(_, value)| !value.trim().is_empty())
         .map(|(name, value)| {
             let header = http::HeaderName::from_bytes(name.trim().as_bytes())

@@ -183,7 +183,8 @@ async fn secrets_never_come_back_out() {
     assert_eq!(status, StatusCode::OK, "{replaced}");
     assert_eq!(replaced["message"], "System Secret keeper configuration updated.");
     let stored = service.state.systems.get(&id).expect("system");
-    assert_eq!(stored.spec.secrets["Password"], PLANTED);
+    let opened = service.state.store.open_secrets(&stored.spec.secrets).expect("opens");
+    assert_eq!(opened["Password"].expose(), PLANTED);
     // A failing Test Connection does not echo the secret either.
     let (ok, message) = service.test_connection(&id).await;
     assert!(!ok && !message.contains(PLANTED), "{message}");

@@ -110,7 +110,8 @@ async fn a_sealed_value_stays_sealed_across_a_declassifying_upgrade_until_the_ad
     let (status, saved) = resave(&service, &id, json!({}), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{saved}");
     let stored = service.state.store.get_system(&id).expect("store").expect("system");
-    assert_eq!(stored.spec.secrets.get("opaque").map(String::as_str), Some(OPAQUE));
+    let opened = service.state.store.open_secrets(&stored.spec.secrets).expect("opens");
+    assert_eq!(opened.get("opaque").map(|s| s.expose()), Some(OPAQUE));
     assert!(
         !stored.spec.properties.contains_key("opaque"),
         "{:?}",

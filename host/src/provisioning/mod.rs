@@ -710,7 +710,7 @@ mod tests {
                 connector_version: None,
                 role: Role::Source,
                 properties: BTreeMap::new(),
-                secrets: BTreeMap::new(),
+                secrets: Default::default(),
                 sources: vec![],
                 transformation: None,
             })

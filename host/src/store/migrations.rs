@@ -147,6 +147,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX links_by_target_entity;
     "#,
+    // 5: the names of a system's secret properties beside their sealed values, so that reading a system
+    // opens nothing (filled from the sealed values when the store opens, see `Store::init`).
+    r#"
+    ALTER TABLE systems ADD COLUMN secret_names TEXT;
+    "#,
 ];
 
 /// Brings the schema up to date, each migration in its own transaction.

@@ -97,6 +97,7 @@ impl Store {
         conn.pragma_update(None, "cache_size", -32768)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::run(&mut conn)?;
+        systems::name_sealed_secrets(&conn, &secrets)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             secrets,

@@ -1,14 +1,17 @@
 //! Configured systems: sources, targets and proxies, with properties, secrets and transformations.
 //!
 //! Secret property values are stored as one sealed JSON object per system (see [`crate::secrets`]);
-//! the plain `properties` column never holds a secret. Every saved transformation is a new version.
+//! the plain `properties` column never holds a secret, `secret_names` names them. Reading a system opens
+//! nothing: its [`SystemSecrets`] stay sealed until [`Store::open_secrets`]. Every saved transformation is a
+//! new version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, now};
+use crate::secrets::{Secret, SecretBox, SystemSecrets};
 
 /// What a system is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +56,8 @@ pub struct SystemSpec {
     pub role: Role,
     /// Non-secret properties.
     pub properties: BTreeMap<String, String>,
-    /// Secret properties, in clear (sealed by the store).
-    pub secrets: BTreeMap<String, String>,
+    /// Secret properties: sealed as read from the store, values entered in clear sealed on write.
+    pub secrets: SystemSecrets,
     /// For targets: the source systems it receives from.
     pub sources: Vec<String>,
     /// The transformation document (validated by the caller), `None` for the connector default.
@@ -66,7 +69,7 @@ pub struct SystemSpec {
 pub struct System {
     /// Id.
     pub id: String,
-    /// Definition (secrets decrypted).
+    /// Definition (secrets still sealed).
     pub spec: SystemSpec,
     /// Version number of the current transformation, when one is stored.
     pub transformation_version: Option<i64>,
@@ -74,15 +77,6 @@ pub struct System {
     pub created_at: String,
     /// Last change.
     pub updated_at: String,
-}
-
-impl System {
-    /// All properties, secrets included: what the host needs to reach the system. Never for answers.
-    pub fn all_properties(&self) -> BTreeMap<String, String> {
-        let mut all = self.spec.properties.clone();
-        all.extend(self.spec.secrets.clone());
-        all
-    }
 }
 
 impl Store {
@@ -96,6 +90,13 @@ impl Store {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// The values of a system's secrets: the one way to their plaintext, for building a connection to it.
+    pub fn open_secrets(&self, secrets: &SystemSecrets) -> Result<BTreeMap<String, Secret>, StoreError> {
+        self.secrets
+            .open_secrets(secrets)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
     /// Stores a new system and returns it.
     pub fn create_system(&self, spec: SystemSpec) -> Result<System, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
@@ -103,8 +104,8 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let inserted = tx.execute(
-            "INSERT INTO systems (id, name, connector, connector_version, role, properties, secrets, sources, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+            "INSERT INTO systems (id, name, connector, connector_version, role, properties, secrets, sources, created_at, updated_at, secret_names)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
             params![
                 id,
                 spec.name,
@@ -114,7 +115,8 @@ impl Store {
                 to_json(&spec.properties)?,
                 self.seal_secrets(&id, &spec.secrets)?,
                 to_json(&spec.sources)?,
-                at
+                at,
+                secret_names(&spec.secrets)?
             ],
         );
         if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
@@ -145,7 +147,7 @@ impl Store {
         let tx = conn.transaction()?;
         let updated = tx.execute(
             "UPDATE systems SET name = ?2, connector = ?3, connector_version = ?4, role = ?5, properties = ?6, secrets = ?7,
-             sources = ?8, updated_at = ?9 WHERE id = ?1",
+             sources = ?8, updated_at = ?9, secret_names = ?10 WHERE id = ?1",
             params![
                 id,
                 spec.name,
@@ -155,7 +157,8 @@ impl Store {
                 to_json(&spec.properties)?,
                 self.seal_secrets(id, &spec.secrets)?,
                 to_json(&spec.sources)?,
-                now()
+                now(),
+                secret_names(&spec.secrets)?
             ],
         );
         if let Err(rusqlite::Error::SqliteFailure(e, _)) = &updated
@@ -221,15 +224,18 @@ impl Store {
             .collect())
     }
 
-    fn seal_secrets(&self, id: &str, secrets: &BTreeMap<String, String>) -> Result<Vec<u8>, StoreError> {
-        Ok(self.secrets.seal(id, to_json(secrets)?.as_bytes()))
+    fn seal_secrets(&self, id: &str, secrets: &SystemSecrets) -> Result<Vec<u8>, StoreError> {
+        self.secrets
+            .seal_secrets(id, secrets)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     fn decode(&self, r: RawSystem) -> Result<System, StoreError> {
-        let secrets_json = self
-            .secrets
-            .open_sealed(&r.id, &r.secrets)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let names: BTreeSet<String> = match &r.secret_names {
+            Some(names) => from_json(names)?,
+            None => return Err(StoreError::Corrupt(format!("system {} has no secret names", r.id))),
+        };
+        let secrets = SystemSecrets::stored(&r.id, names, r.secrets);
         Ok(System {
             spec: SystemSpec {
                 name: r.name,
@@ -237,7 +243,7 @@ impl Store {
                 connector_version: r.connector_version,
                 role: Role::parse(&r.role),
                 properties: from_json(&r.properties)?,
-                secrets: serde_json::from_slice(&secrets_json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                secrets,
                 sources: from_json(&r.sources)?,
                 transformation: r.transformation.as_deref().map(from_json).transpose()?,
             },
@@ -251,7 +257,7 @@ impl Store {
 
 const SELECT: &str =
     "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
-    s.created_at, s.updated_at, t.document, t.version
+    s.created_at, s.updated_at, t.document, t.version, s.secret_names
     FROM systems s LEFT JOIN transformations t
       ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
 
@@ -268,6 +274,7 @@ struct RawSystem {
     updated_at: String,
     transformation: Option<String>,
     transformation_version: Option<i64>,
+    secret_names: Option<String>,
 }
 
 fn raw_system(r: &Row<'_>) -> rusqlite::Result<RawSystem> {
@@ -284,7 +291,32 @@ fn raw_system(r: &Row<'_>) -> rusqlite::Result<RawSystem> {
         updated_at: r.get(9)?,
         transformation: r.get(10)?,
         transformation_version: r.get(11)?,
+        secret_names: r.get(12)?,
     })
+}
+
+fn secret_names(secrets: &SystemSecrets) -> Result<String, StoreError> {
+    to_json(&secrets.names().collect::<Vec<_>>())
+}
+
+/// Fills in the names of systems stored before they were kept beside the sealed values (migration 5).
+pub(super) fn name_sealed_secrets(conn: &rusqlite::Connection, secret_box: &SecretBox) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare("SELECT id, secrets FROM systems WHERE secret_names IS NULL")?;
+    let unnamed: Vec<(String, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, sealed) in unnamed {
+        let plain = secret_box
+            .open_sealed(&id, &sealed)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let values: BTreeMap<String, String> =
+            serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        conn.execute(
+            "UPDATE systems SET secret_names = ?2 WHERE id = ?1",
+            params![id, to_json(&values.keys().collect::<Vec<_>>())?],
+        )?;
+    }
+    Ok(())
 }
 
 fn insert_transformation(
@@ -320,7 +352,7 @@ mod tests {
             connector_version: None,
             role: Role::Target,
             properties: [("URL".to_string(), "http://x".to_string())].into(),
-            secrets: [("Password".to_string(), "s3cret-value".to_string())].into(),
+            secrets: SystemSecrets::entered([("Password".to_string(), "s3cret-value".to_string())]),
             sources: vec![],
             transformation: Some(serde_json::json!({"user": {"mappings": []}})),
         }
@@ -330,7 +362,11 @@ mod tests {
     fn crud_with_sealed_secrets_and_versions() {
         let s = crate::store::test_store();
         let created = s.create_system(spec("Target A")).unwrap();
-        assert_eq!(created.spec.secrets["Password"], "s3cret-value");
+        assert!(!format!("{created:?}").contains("s3cret-value"));
+        assert_eq!(
+            s.open_secrets(&created.spec.secrets).unwrap()["Password"].expose(),
+            "s3cret-value"
+        );
         assert_eq!(created.transformation_version, Some(1));
         assert!(matches!(
             s.create_system(spec("target a")),
@@ -347,6 +383,12 @@ mod tests {
             .query_row("SELECT secrets FROM systems", [], |r| r.get(0))
             .unwrap();
         assert!(!raw.windows(12).any(|w| w == b"s3cret-value"));
+        // A database from before secret names were stored: the names are filled in from the sealed values.
+        s.conn().execute("UPDATE systems SET secret_names = NULL", []).unwrap();
+        assert!(matches!(s.get_system(&created.id), Err(StoreError::Corrupt(_))));
+        name_sealed_secrets(&s.conn(), &s.secrets).unwrap();
+        let named = s.get_system(&created.id).unwrap().unwrap();
+        assert_eq!(named.spec.secrets.names().collect::<Vec<_>>(), ["Password"]);
         s.delete_system(&created.id).unwrap();
         assert!(s.get_system(&created.id).unwrap().is_none());
         assert!(matches!(s.delete_system(&created.id), Err(StoreError::NotFound(_))));
