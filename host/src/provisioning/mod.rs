@@ -16,6 +16,7 @@ pub mod run;
 pub mod schedule;
 pub mod settings;
 pub mod stop;
+pub mod sync;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

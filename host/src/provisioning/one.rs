@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 
-use super::target::{LinkResolver, Plan, Written};
+use super::sync::{self, Outcome};
+use super::target::{LinkResolver, Plan};
 use super::{JobError, Provisioning};
 use crate::connector::EntityKind;
 use crate::store::links::{Link, LinkScope};
@@ -118,6 +119,8 @@ pub(super) async fn provision_one(
                         variables: variables.clone(),
                         existed_before: true,
                     };
+                    // The entity is the create form: the link gets the update form (see sync::settle).
+                    planned.digest = None;
                 }
                 Ok(None) => tsteps.push(step("match", "success", "no existing entity; it will be created")),
                 Err(e) => tsteps.push(step("match", "failed", format!("looking up failed: {e}"))),
@@ -134,44 +137,27 @@ pub(super) async fn provision_one(
             results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));
             continue;
         }
-        let entity = match &planned.plan {
-            Plan::Create { entity, .. } | Plan::Update { entity, .. } => entity.clone(),
-            _ => Value::Null,
-        };
+        if let Some(intent) = sync::intent(&planned) {
+            service.link_changes(&scope(kind), &[intent])?;
+        }
         let written = ctx.execute(kind, &planned.plan).await;
-        let change = match written {
-            Some(Written::Created {
-                target_id,
-                existed_before,
-                ..
-            })
-            | Some(Written::Updated {
-                target_id,
-                existed_before,
-                ..
-            }) => {
+        let settled = sync::settle(&planned, link.as_ref(), written, |target_id| {
+            ctx.update_form(kind, &source_entity, &intermediate, target_id, &resolver)
+        });
+        match &settled.outcome {
+            Outcome::Created { target_id, .. } | Outcome::Matched { target_id } | Outcome::Updated { target_id } => {
                 tsteps.push(step(
                     "action",
                     "success",
                     json!({"operation": action, "targetEntityId": target_id}),
                 ));
-                Some(ctx.written_link(
-                    kind,
-                    &source_entity,
-                    &intermediate,
-                    &entity,
-                    target_id,
-                    existed_before,
-                    &resolver,
-                ))
             }
-            Some(Written::Failed { reason, .. }) => {
+            Outcome::Failed { reason, .. } => {
                 tsteps.push(step("action", "failed", json!({"operation": action, "reason": reason})));
-                None
             }
-            None => None,
-        };
-        if let Some(change) = change {
+            _ => {}
+        }
+        if let Some(change) = settled.link {
             service.link_changes(&scope(kind), &[change])?;
         }
         results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::retry::{RetryScope, join_error_message, with_retries};
 use super::settings::SourceSettings;
 use super::stop::StopSignal;
+use super::sync;
 use super::target::{DeleteOutcome, LinkResolver, Plan, Planned, TargetContext, Written, plan_changes};
 use super::{JobOptions, JobType, Trigger};
 use crate::connector::{ConnectorError, EntityKind, Page, PageRequest};
@@ -862,17 +863,7 @@ impl JobRun {
                 self.store.apply_links(&scope, &changes)?;
                 let links = self.targets[index].links_mut(kind);
                 for change in &changes {
-                    match change {
-                        LinkChange::Removed { source_entity } => {
-                            links.remove(source_entity);
-                        }
-                        LinkChange::Stale { source_entity } => {
-                            if let Some(l) = links.get_mut(source_entity) {
-                                l.digest = None;
-                            }
-                        }
-                        _ => {}
-                    }
+                    sync::apply_in_memory(links, change);
                 }
             }
             self.append_log(log)?;
@@ -922,28 +913,20 @@ pub async fn execute_deletes(
             outcome: if simulate { "planned" } else { "success" }.into(),
             ..Default::default()
         };
+        changes.extend(sync::settle_delete(source_id, &outcome));
         match outcome {
             DeleteOutcome::Deleted(problems) | DeleteOutcome::Deactivated(problems) if !problems.is_empty() => {
                 counts.deleted += 1;
                 entry.reason = Some(problems.join("; "));
                 failed = true;
-                changes.push(LinkChange::Removed {
-                    source_entity: source_id.clone(),
-                });
             }
             DeleteOutcome::Deleted(_) => {
                 counts.deleted += 1;
-                changes.push(LinkChange::Removed {
-                    source_entity: source_id.clone(),
-                });
             }
             DeleteOutcome::Deactivated(_) => {
                 counts.deleted += 1;
                 entry.operation = "deactivate".into();
                 entry.reason = Some("deleteEntity mappings update the entity instead of deleting it".into());
-                changes.push(LinkChange::Stale {
-                    source_entity: source_id.clone(),
-                });
             }
             DeleteOutcome::Skipped(reason) => {
                 counts.skipped += 1;
@@ -1007,34 +990,6 @@ impl Drop for ReadAhead {
 /// A finished write: the plan's index and the plan back, how it ended, failed group assignments.
 type WriteDone = (usize, Planned, Option<Written>, Vec<String>);
 
-/// Records a written entity in the in-memory links and in the batch for the link store.
-fn link_written(
-    links: &mut HashMap<String, Link>,
-    changes: &mut Vec<LinkChange>,
-    source_id: &str,
-    target_id: String,
-    digest: String,
-    content: Value,
-    existed_before: bool,
-) {
-    links.insert(
-        source_id.to_string(),
-        Link {
-            target_entity: Some(target_id.clone()),
-            digest: Some(digest.clone()),
-            existed_before,
-            creating: false,
-        },
-    );
-    changes.push(LinkChange::Written {
-        source_entity: source_id.to_string(),
-        target_entity: target_id,
-        digest,
-        content,
-        existed_before,
-    });
-}
-
 /// Plans a page for one target, records create intents (durably, before any create is sent), and starts
 /// the writes on tasks of their own; the target's permits bound how many run at once.
 fn plan_target(
@@ -1082,13 +1037,7 @@ fn plan_target(
         page.kept = plans.into_iter().enumerate().collect();
         return Ok(page);
     }
-    let intents: Vec<LinkChange> = plans
-        .iter()
-        .filter(|p| matches!(p.plan, Plan::Create { .. }))
-        .map(|p| LinkChange::Intent {
-            source_entity: p.source_id.clone(),
-        })
-        .collect();
+    let intents: Vec<LinkChange> = plans.iter().filter_map(sync::intent).collect();
     store.apply_links(&page.scope, &intents)?;
     for (i, p) in plans.into_iter().enumerate() {
         if !matches!(p.plan, Plan::Create { .. } | Plan::Update { .. }) {
@@ -1176,22 +1125,6 @@ async fn finish_target(
     let mut changes = Vec::new();
     let target_system = t.ctx.system.id.clone();
     for (i, p, written, problems) in done {
-        // Created entities are compared next time by their update form.
-        let created_form = match &written {
-            Some(Written::Created { target_id, .. }) => {
-                let resolver = LinkResolver {
-                    users: &t.users,
-                    groups: &t.groups,
-                };
-                let (source_id, intermediate) = &items[i];
-                t.ctx.update_form(kind, source_id, intermediate, target_id, &resolver)
-            }
-            _ => None,
-        };
-        let links = match kind {
-            EntityKind::User => &mut t.users,
-            EntityKind::Group => &mut t.groups,
-        };
         let mut entry = EntityLogEntry {
             target_id: Some(target_system.clone()),
             entity_type: kind.as_str().into(),
@@ -1233,105 +1166,71 @@ async fn finish_target(
                 entry.target_entity_id = Some(target_id.clone());
                 entry.changes = changes_of(&p.plan);
                 // Later groups resolve their members to the planned users.
-                let link = links.entry(p.source_id.clone()).or_default();
+                let link = t.links_mut(kind).entry(p.source_id.clone()).or_default();
                 link.target_entity = Some(target_id);
             }
-            Plan::Create { entity, .. } | Plan::Update { entity, .. } => {
-                let content = entity.clone();
-                let digest = p.digest.clone().unwrap_or_default();
-                let left_out = written.as_ref().and_then(Written::left_out_note);
-                match written {
-                    None => {
-                        // Stopped before it was sent.
-                        if matches!(p.plan, Plan::Create { .. }) && !links.contains_key(&p.source_id) {
-                            changes.push(LinkChange::Removed {
-                                source_entity: p.source_id.clone(),
-                            });
+            Plan::Create { .. } | Plan::Update { .. } => {
+                let settled = {
+                    let resolver = LinkResolver {
+                        users: &t.users,
+                        groups: &t.groups,
+                    };
+                    let (source_id, intermediate) = &items[i];
+                    let ctx = &t.ctx;
+                    sync::settle(&p, t.links(kind).get(&p.source_id), written, |target_id| {
+                        ctx.update_form(kind, source_id, intermediate, target_id, &resolver)
+                    })
+                };
+                if let Some(change) = settled.link {
+                    sync::apply_in_memory(t.links_mut(kind), &change);
+                    changes.push(change);
+                }
+                let operation = match p.plan {
+                    Plan::Create { .. } => "create",
+                    _ => "update",
+                };
+                match settled.outcome {
+                    sync::Outcome::NotSent => continue,
+                    sync::Outcome::Created { target_id, recovered } => {
+                        result.counts.created += 1;
+                        entry.operation = "create".into();
+                        if recovered {
+                            entry.reason =
+                                Some("found the entity an interrupted earlier run had created; linked it".into());
                         }
-                        continue;
+                        entry.target_entity_id = Some(target_id);
                     }
-                    Some(Written::Created {
-                        target_id,
-                        existed_before,
-                        recovered,
-                        ..
-                    }) => {
-                        let (digest, content) = match created_form {
-                            Some(form) => (super::target::digest(&form), form),
-                            None => (digest, content),
-                        };
-                        if existed_before {
-                            result.counts.updated += 1;
-                            entry.operation = "match".into();
-                            entry.reason = Some(
-                                "an entity with the same unique attributes existed in the target; it was updated and linked"
-                                    .into(),
-                            );
-                        } else {
-                            result.counts.created += 1;
-                            entry.operation = "create".into();
-                            if recovered {
-                                entry.reason =
-                                    Some("found the entity an interrupted earlier run had created; linked it".into());
-                            }
-                        }
-                        entry.outcome = "success".into();
-                        entry.target_entity_id = Some(target_id.clone());
-                        entry.changes = changes_of(&p.plan);
-                        link_written(
-                            links,
-                            &mut changes,
-                            &p.source_id,
-                            target_id,
-                            digest,
-                            content,
-                            existed_before,
+                    sync::Outcome::Matched { target_id } => {
+                        result.counts.updated += 1;
+                        entry.operation = "match".into();
+                        entry.reason = Some(
+                            "an entity with the same unique attributes existed in the target; it was updated and linked"
+                                .into(),
                         );
+                        entry.target_entity_id = Some(target_id);
                     }
-                    Some(Written::Updated {
-                        target_id,
-                        existed_before,
-                        ..
-                    }) => {
+                    sync::Outcome::Updated { target_id } => {
                         result.counts.updated += 1;
                         entry.operation = "update".into();
-                        entry.outcome = "success".into();
-                        entry.target_entity_id = Some(target_id.clone());
-                        entry.changes = changes_of(&p.plan);
-                        link_written(
-                            links,
-                            &mut changes,
-                            &p.source_id,
-                            target_id,
-                            digest,
-                            content,
-                            existed_before,
-                        );
+                        entry.target_entity_id = Some(target_id);
                     }
-                    Some(Written::Failed {
-                        reason, drop_intent, ..
-                    }) => {
+                    sync::Outcome::Failed { reason, .. } => {
                         result.counts.failed += 1;
                         result.failed = true;
-                        entry.operation = match p.plan {
-                            Plan::Create { .. } => "create",
-                            _ => "update",
-                        }
-                        .into();
+                        entry.operation = operation.into();
                         entry.outcome = "failed".into();
                         entry.reason = Some(reason);
                         if trace.failed {
                             entry.changes = changes_of(&p.plan);
                         }
-                        if drop_intent && links.get(&p.source_id).is_none_or(|l| l.target_entity.is_none()) {
-                            links.remove(&p.source_id);
-                            changes.push(LinkChange::Removed {
-                                source_entity: p.source_id.clone(),
-                            });
-                        }
                     }
+                    sync::Outcome::Unchanged | sync::Outcome::Skipped(_) | sync::Outcome::Invalid(_) => continue,
                 }
-                if let Some(note) = left_out {
+                if entry.target_entity_id.is_some() {
+                    entry.outcome = "success".into();
+                    entry.changes = changes_of(&p.plan);
+                }
+                if let Some(note) = settled.left_out {
                     entry.reason = Some(match entry.reason.take() {
                         Some(r) => format!("{r}; {note}"),
                         None => note,

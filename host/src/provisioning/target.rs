@@ -276,31 +276,6 @@ impl TargetContext {
         }
     }
 
-    /// The link to record after a single entity was written: its content in the update form the next run
-    /// compares with (the written entity when that form cannot be computed).
-    #[allow(clippy::too_many_arguments)]
-    pub fn written_link(
-        &self,
-        kind: EntityKind,
-        source_id: &str,
-        intermediate: &Value,
-        written: &Value,
-        target_id: String,
-        existed_before: bool,
-        resolver: &dyn EntityIdResolver,
-    ) -> crate::store::links::LinkChange {
-        let content = self
-            .update_form(kind, source_id, intermediate, &target_id, resolver)
-            .unwrap_or_else(|| written.clone());
-        crate::store::links::LinkChange::Written {
-            source_entity: source_id.to_string(),
-            target_entity: target_id,
-            digest: digest(&content),
-            content,
-            existed_before,
-        }
-    }
-
     /// Executes a create or update plan. Other plans have nothing to execute.
     pub async fn execute(&self, kind: EntityKind, plan: &Plan) -> Option<Written> {
         Some(match plan {

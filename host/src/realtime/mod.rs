@@ -20,10 +20,11 @@ use crate::connector::EntityKind;
 use crate::provisioning::Provisioning;
 use crate::provisioning::retry::backoff;
 use crate::provisioning::run::SourceReader;
-use crate::provisioning::target::{DeleteOutcome, Plan, TargetContext, Written};
+use crate::provisioning::sync::{self, Outcome};
+use crate::provisioning::target::{DeleteOutcome, Plan, TargetContext};
 use crate::store::Store;
 use crate::store::generation::ByGeneration;
-use crate::store::links::{LinkChange, LinkScope};
+use crate::store::links::LinkScope;
 use crate::store::realtime::{Appender, EventRecord, NewEvent};
 use crate::store::systems::System;
 
@@ -494,24 +495,23 @@ async fn provision_target(
             );
             return (result, Attempt::Done);
         }
-        return match ctx.delete(kind, entity_id, &target_id, false).await {
+        let outcome = ctx.delete(kind, entity_id, &target_id, false).await;
+        if let Some(change) = sync::settle_delete(entity_id, &outcome)
+            && let Err(e) = store.apply_links(&scope, &[change])
+        {
+            set(
+                "Failed",
+                Some(format!("deleted in the target, but its link could not be updated: {e}")),
+                Some(&target_id),
+            );
+            return (result, Attempt::Retry);
+        }
+        return match outcome {
             DeleteOutcome::Deleted(_) => {
-                let _ = store.apply_links(
-                    &scope,
-                    &[LinkChange::Removed {
-                        source_entity: entity_id.to_string(),
-                    }],
-                );
                 set("Deleted", None, Some(&target_id));
                 (result, Attempt::Done)
             }
             DeleteOutcome::Deactivated(_) => {
-                let _ = store.apply_links(
-                    &scope,
-                    &[LinkChange::Stale {
-                        source_entity: entity_id.to_string(),
-                    }],
-                );
                 set(
                     "Updated",
                     Some("deleteEntity mappings update it instead of deleting it".into()),
@@ -535,85 +535,64 @@ async fn provision_target(
         target: &ctx.system.id,
     };
     let planned = ctx.plan(kind, entity_id, intermediate, link.as_ref(), &resolver, false);
-    match &planned.plan {
-        Plan::Unchanged => {
+    let written = if matches!(planned.plan, Plan::Create { .. } | Plan::Update { .. }) {
+        if let Some(intent) = sync::intent(&planned)
+            && let Err(e) = store.apply_links(&scope, &[intent])
+        {
+            set(
+                "Failed",
+                Some(format!("the create intent could not be stored: {e}")),
+                None,
+            );
+            return (result, Attempt::Retry);
+        }
+        ctx.execute(kind, &planned.plan).await
+    } else {
+        None
+    };
+    let settled = sync::settle(&planned, link.as_ref(), written, |target_id| {
+        ctx.update_form(kind, entity_id, intermediate, target_id, &resolver)
+    });
+    if let Some(change) = &settled.link
+        && let Err(e) = store.apply_links(&scope, std::slice::from_ref(change))
+    {
+        // Written, but not linked: the retry finds the entity by the create intent's lookup.
+        set(
+            "Failed",
+            Some(format!("written to the target, but its link could not be stored: {e}")),
+            settled.outcome.target_id(),
+        );
+        return (result, Attempt::Retry);
+    }
+    match settled.outcome {
+        Outcome::Unchanged => {
             set(
                 "Already Provisioned",
                 None,
                 link.as_ref().and_then(|l| l.target_entity.as_deref()),
             );
-            return (result, Attempt::Done);
-        }
-        Plan::Skip(reason) => {
-            set("Skipped", Some(reason.clone()), None);
-            return (result, Attempt::Done);
-        }
-        Plan::Fail(reason) => {
-            set("Failed", Some(reason.clone()), None);
-            return (result, Attempt::Failed);
-        }
-        _ => {}
-    }
-    if matches!(planned.plan, Plan::Create { .. }) {
-        let _ = store.apply_links(
-            &scope,
-            &[LinkChange::Intent {
-                source_entity: entity_id.to_string(),
-            }],
-        );
-    }
-    let written = ctx.execute(kind, &planned.plan).await;
-    let left_out = written.as_ref().and_then(Written::left_out_note);
-    match written {
-        Some(Written::Created {
-            target_id,
-            existed_before,
-            ..
-        })
-        | Some(Written::Updated {
-            target_id,
-            existed_before,
-            ..
-        }) => {
-            let created = matches!(planned.plan, Plan::Create { .. });
-            let written = match &planned.plan {
-                Plan::Create { entity, .. } | Plan::Update { entity, .. } => entity.clone(),
-                _ => Value::Null,
-            };
-            let link = ctx.written_link(
-                kind,
-                entity_id,
-                intermediate,
-                &written,
-                target_id.clone(),
-                existed_before,
-                &resolver,
-            );
-            let _ = store.apply_links(&scope, &[link]);
-            let state = if created && !existed_before {
-                "Created"
-            } else {
-                "Updated"
-            };
-            set(state, left_out, Some(&target_id));
             (result, Attempt::Done)
         }
-        Some(Written::Failed {
-            reason,
-            drop_intent,
-            retryable,
-        }) => {
-            if drop_intent && link.as_ref().is_none_or(|l| l.target_entity.is_none()) {
-                let _ = store.apply_links(
-                    &scope,
-                    &[LinkChange::Removed {
-                        source_entity: entity_id.to_string(),
-                    }],
-                );
-            }
+        Outcome::Skipped(reason) => {
+            set("Skipped", Some(reason), None);
+            (result, Attempt::Done)
+        }
+        Outcome::Invalid(reason) => {
+            set("Failed", Some(reason), None);
+            (result, Attempt::Failed)
+        }
+        Outcome::Created { target_id, .. } => {
+            set("Created", settled.left_out, Some(&target_id));
+            (result, Attempt::Done)
+        }
+        Outcome::Matched { target_id } | Outcome::Updated { target_id } => {
+            set("Updated", settled.left_out, Some(&target_id));
+            (result, Attempt::Done)
+        }
+        Outcome::Failed { reason, retryable } => {
             set("Failed", Some(reason), None);
             (result, if retryable { Attempt::Retry } else { Attempt::Failed })
         }
-        None => (result, Attempt::Done),
+        Outcome::NotSent => (result, Attempt::Done),
     }
 }
