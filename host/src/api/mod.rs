@@ -6,6 +6,8 @@ pub mod error;
 mod handlers;
 mod jobs;
 pub mod realtime;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

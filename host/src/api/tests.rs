@@ -1,0 +1,212 @@
+//! The admin API's error paths, through the whole router with `tower::ServiceExt::oneshot`: every refusal
+//! is a JSON answer `{"error", "message"}` with the right status, never a panic or a 500.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use base64::Engine as _;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use super::{AppState, router};
+use crate::outbound::{Outbound, OutboundLimits};
+use crate::plugins::Plugins;
+use crate::runtime::{CallLimits, Runtime};
+use crate::secrets::SecretBox;
+use crate::store::Store;
+use crate::store::principals::{Permission, PrincipalKind};
+
+const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+const PROXY_CLIENT: (&str, &str) = ("proxy-client", "proxy-password-1");
+
+fn state() -> AppState {
+    let store = Store::in_memory(SecretBox::from_key([3; 32])).expect("store");
+    store
+        .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL)
+        .expect("admin");
+    store
+        .create_principal(
+            PROXY_CLIENT.0,
+            PROXY_CLIENT.1,
+            PrincipalKind::Technical,
+            &[Permission::ProxyApi],
+        )
+        .expect("technical user");
+    let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("outbound"));
+    let runtime = Arc::new(Runtime::new(CallLimits::default(), outbound, None).expect("runtime"));
+    AppState::new(store, Arc::new(Plugins::new(runtime, None)), 30)
+}
+
+fn basic((user, password): (&str, &str)) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Sends one request through the router; answers the status, the headers and the body as JSON.
+async fn send(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    auth: Option<(&str, &str)>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(credentials) = auth {
+        request = request.header(header::AUTHORIZATION, basic(credentials));
+    }
+    if let Some(content_type) = content_type {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    let response = router(state.clone())
+        .oneshot(request.body(Body::from(body.to_vec())).expect("request"))
+        .await
+        .expect("the router answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, json)
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(
+        body["error"].as_str(),
+        expected.canonical_reason(),
+        "an error answer names its status: {body}"
+    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+#[tokio::test]
+async fn callers_without_valid_credentials_are_challenged() {
+    let state = state();
+    let (status, headers, body) = send(&state, Method::GET, "/api/v1/systems", None, None, b"").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED);
+    assert!(headers.contains_key(header::WWW_AUTHENTICATE), "{headers:?}");
+
+    let wrong = (ADMIN.0, "not-the-password");
+    let (status, _, body) = send(&state, Method::GET, "/api/v1/systems", Some(wrong), None, b"").await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED);
+
+    let mut request = Request::builder().uri("/api/v1/systems");
+    request = request.header(header::AUTHORIZATION, "Basic %%%not-base64");
+    let response = router(state.clone())
+        .oneshot(request.body(Body::empty()).expect("request"))
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_proxy_client_cannot_use_the_admin_api() {
+    let state = state();
+    let new_user = br#"{"name":"escalated","password":"password-12345","permissions":["manage-systems"]}"#;
+    for (method, uri, body) in [
+        (Method::GET, "/api/v1/connectors", &b""[..]),
+        (Method::GET, "/api/v1/plugins", b""),
+        (Method::GET, "/api/v1/systems", b""),
+        (Method::POST, "/api/v1/technical-users", new_user),
+    ] {
+        let (status, _, body) = send(
+            &state,
+            method.clone(),
+            uri,
+            Some(PROXY_CLIENT),
+            Some("application/json"),
+            body,
+        )
+        .await;
+        assert_error(status, &body, StatusCode::FORBIDDEN);
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains("permission")),
+            "{method} {uri}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_400s() {
+    let state = state();
+    let cases: [(&str, &[u8]); 4] = [
+        ("application/json", b"{not json"),
+        ("application/json", b"[]"),
+        (
+            "application/json",
+            br#"{"name":"x","type":"scim","role":"target","unknownField":1}"#,
+        ),
+        (
+            "application/json",
+            br#"{"name":"x","type":"no-such-connector","role":"target","properties":{}}"#,
+        ),
+    ];
+    for (content_type, body) in cases {
+        let (status, _, answer) = send(
+            &state,
+            Method::POST,
+            "/api/v1/systems",
+            Some(ADMIN),
+            Some(content_type),
+            body,
+        )
+        .await;
+        assert!(
+            status.is_client_error(),
+            "{status} for {}: {answer}",
+            String::from_utf8_lossy(body)
+        );
+        assert_error(status, &answer, status);
+    }
+    let (status, _, answer) = send(
+        &state,
+        Method::POST,
+        "/api/v1/systems",
+        Some(ADMIN),
+        Some("text/plain"),
+        b"{}",
+    )
+    .await;
+    assert!(status.is_client_error(), "{status}: {answer}");
+    assert_error(status, &answer, status);
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404s() {
+    let state = state();
+    for (method, uri) in [
+        (Method::GET, "/api/v1/systems/no-such-system"),
+        (Method::DELETE, "/api/v1/systems/no-such-system"),
+        (Method::POST, "/api/v1/systems/no-such-system/test-connection"),
+        (Method::GET, "/api/v1/jobs/no-such-job"),
+        (Method::POST, "/api/v1/jobs/no-such-job/stop"),
+        (Method::DELETE, "/api/v1/technical-users/no-such-user"),
+    ] {
+        let (status, _, body) = send(&state, method.clone(), uri, Some(ADMIN), None, b"").await;
+        assert_error(status, &body, StatusCode::NOT_FOUND);
+        assert!(!body.to_string().contains("internal error"), "{method} {uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_upload_that_is_no_component_is_refused() {
+    let state = state();
+    let (status, _, body) = send(
+        &state,
+        Method::POST,
+        "/api/v1/plugins",
+        Some(ADMIN),
+        Some("application/wasm"),
+        b"\x00\x01\x02 certainly not a component",
+    )
+    .await;
+    assert!(
+        matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY),
+        "{status}: {body}"
+    );
+    assert_error(status, &body, status);
+    assert!(state.plugins.list().is_empty(), "nothing was loaded");
+}
