@@ -1,0 +1,205 @@
+//! Deletes after a complete full read: what disappeared from the source, within the deletion safety rules
+//! (held above a threshold, never what existed before unless configured).
+
+use super::*;
+
+impl JobRun {
+    /// Deletes, within the safety rules, the linked entities of a kind that the source no longer has.
+    pub(super) async fn delete_kind(&mut self, kind: EntityKind) -> Result<(), StoreError> {
+        let seen = self.seen.remove(&kind).unwrap_or_default();
+        self.progress = json!({"phase": format!("deleting {}s", kind.as_str())});
+        for index in 0..self.targets.len() {
+            if !self.targets[index].ctx.handles(kind) {
+                continue;
+            }
+            let (candidates, protected) = {
+                let t = &self.targets[index];
+                let mut candidates = Vec::new();
+                let mut protected = Vec::new();
+                for (source_id, link) in t.links(kind) {
+                    let Some(target_id) = &link.target_entity else { continue };
+                    if seen.contains(source_id) {
+                        continue;
+                    }
+                    if link.existed_before && !t.ctx.settings.delete_existed_before {
+                        protected.push((source_id.clone(), target_id.clone()));
+                    } else {
+                        candidates.push((source_id.clone(), target_id.clone()));
+                    }
+                }
+                candidates.sort();
+                (candidates, protected)
+            };
+            let target_id = self.targets[index].ctx.system.id.clone();
+            let target_name = self.targets[index].ctx.system.spec.name.clone();
+            let linked = self.targets[index].links(kind).len();
+            let mut log: Vec<EntityLogEntry> = protected
+                .iter()
+                .map(|(s, t)| EntityLogEntry {
+                    target_id: Some(target_id.clone()),
+                    entity_type: kind.as_str().into(),
+                    source_id: Some(s.clone()),
+                    target_entity_id: Some(t.clone()),
+                    operation: "delete".into(),
+                    outcome: "skipped".into(),
+                    reason: Some(
+                        "It existed in the target before Provisio matched it; set ips.delete.existedbefore.entities=true to allow deleting such entities."
+                            .into(),
+                    ),
+                    ..Default::default()
+                })
+                .collect();
+            self.count(&target_id, kind).skipped += protected.len() as u64;
+            if candidates.is_empty() {
+                self.append_log(log)?;
+                continue;
+            }
+            let (threshold, explicit) = self.targets[index].ctx.settings.threshold(kind);
+            if threshold.exceeded(candidates.len(), linked, explicit) {
+                let property = match kind {
+                    EntityKind::User => "ips.delete.threshold.users",
+                    EntityKind::Group => "ips.delete.threshold.groups",
+                };
+                self.outcome.push(format!(
+                    "{} {}s disappeared from the source, more than the delete threshold for {target_name} allows ({property}); none was deleted. Approve or reject the deletes of this run.",
+                    candidates.len(),
+                    kind.as_str()
+                ));
+                let held: Vec<HeldDelete> = candidates
+                    .iter()
+                    .map(|(s, t)| HeldDelete {
+                        target_id: target_id.clone(),
+                        entity_type: kind.as_str().into(),
+                        source_id: s.clone(),
+                        target_entity_id: t.clone(),
+                        decision: None,
+                    })
+                    .collect();
+                if !self.options.simulate {
+                    self.store.hold_deletes(&self.id, &held)?;
+                }
+                log.extend(candidates.iter().map(|(s, t)| EntityLogEntry {
+                    target_id: Some(target_id.clone()),
+                    entity_type: kind.as_str().into(),
+                    source_id: Some(s.clone()),
+                    target_entity_id: Some(t.clone()),
+                    operation: "delete".into(),
+                    outcome: "held".into(),
+                    reason: Some("held by the delete threshold until an admin approves".into()),
+                    ..Default::default()
+                }));
+                self.held += candidates.len() as u64;
+                self.count(&target_id, kind).held += candidates.len() as u64;
+                self.append_log(log)?;
+                continue;
+            }
+            let simulate = self.options.simulate;
+            let stop = self.stop.clone();
+            let (changes, entries, counts, failed) = execute_deletes(
+                &self.targets[index].ctx,
+                kind,
+                &candidates,
+                simulate,
+                &stop,
+                &self.store,
+            )
+            .await;
+            if failed {
+                self.any_failed = true;
+            }
+            log.extend(entries);
+            let c = self.count(&target_id, kind);
+            c.deleted += counts.deleted;
+            c.skipped += counts.skipped;
+            c.failed += counts.failed;
+            if !simulate {
+                let scope = LinkScope {
+                    source: self.reader.system.id.clone(),
+                    target: target_id.clone(),
+                    kind,
+                };
+                self.store.apply_links(&scope, &changes)?;
+                let links = self.targets[index].links_mut(kind);
+                for change in &changes {
+                    sync::apply_in_memory(links, change);
+                }
+            }
+            self.append_log(log)?;
+            self.flush(false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Executes deletes; returns link changes, log lines, counts and whether any failed.
+pub async fn execute_deletes(
+    ctx: &TargetContext,
+    kind: EntityKind,
+    candidates: &[(String, String)],
+    simulate: bool,
+    stop: &StopSignal,
+    _store: &Store,
+) -> (Vec<LinkChange>, Vec<EntityLogEntry>, Counts, bool) {
+    let deletes: Vec<_> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, (source_id, target_id))| async move {
+            if stop.is_requested() {
+                return (i, None);
+            }
+            (i, Some(ctx.delete(kind, source_id, target_id, simulate).await))
+        })
+        .collect();
+    let outcomes: Vec<(usize, Option<DeleteOutcome>)> = futures::stream::iter(deletes)
+        .buffer_unordered(ctx.settings.concurrency)
+        .collect()
+        .await;
+    let mut changes = Vec::new();
+    let mut log = Vec::new();
+    let mut counts = Counts::default();
+    let mut failed = false;
+    let target = ctx.system.id.clone();
+    for (i, outcome) in outcomes {
+        let Some(outcome) = outcome else { continue };
+        let (source_id, target_id) = &candidates[i];
+        let mut entry = EntityLogEntry {
+            target_id: Some(target.clone()),
+            entity_type: kind.as_str().into(),
+            source_id: Some(source_id.clone()),
+            target_entity_id: Some(target_id.clone()),
+            operation: "delete".into(),
+            outcome: if simulate { "planned" } else { "success" }.into(),
+            ..Default::default()
+        };
+        changes.extend(sync::settle_delete(source_id, &outcome));
+        match outcome {
+            DeleteOutcome::Deleted(problems) | DeleteOutcome::Deactivated(problems) if !problems.is_empty() => {
+                counts.deleted += 1;
+                entry.reason = Some(problems.join("; "));
+                failed = true;
+            }
+            DeleteOutcome::Deleted(_) => {
+                counts.deleted += 1;
+            }
+            DeleteOutcome::Deactivated(_) => {
+                counts.deleted += 1;
+                entry.operation = "deactivate".into();
+                entry.reason = Some("deleteEntity mappings update the entity instead of deleting it".into());
+            }
+            DeleteOutcome::Skipped(reason) => {
+                counts.skipped += 1;
+                entry.outcome = "skipped".into();
+                entry.reason = Some(reason);
+            }
+            DeleteOutcome::Failed(reason) => {
+                counts.failed += 1;
+                failed = true;
+                entry.outcome = "failed".into();
+                entry.reason = Some(reason);
+            }
+        }
+        crate::metrics::job_entities(&entry.operation, &entry.outcome, 1);
+        log.push(entry);
+    }
+    (changes, log, counts, failed)
+}
