@@ -1,0 +1,251 @@
+//! One call into a guest, whatever its contract version: the request, the bindings that make it, and the
+//! answer checked and parsed (pages no larger than asked for, results within their cap).
+
+use super::*;
+
+/// A call to make, independent of the contract version.
+pub(super) enum Request {
+    Describe,
+    TestConnection,
+    Read(PageRequest),
+    Get(EntityKind, String),
+    Create(EntityKind, String),
+    Replace(EntityKind, String, String),
+    Patch(EntityKind, String, String),
+    Delete(EntityKind, String),
+}
+
+impl Request {
+    pub(super) fn size(&self) -> usize {
+        match self {
+            Request::Describe | Request::TestConnection => 0,
+            Request::Read(r) => r.cursor.as_deref().map_or(0, str::len) + r.filter.as_deref().map_or(0, str::len),
+            Request::Get(_, id) | Request::Delete(_, id) | Request::Create(_, id) => id.len(),
+            Request::Replace(_, id, body) | Request::Patch(_, id, body) => id.len() + body.len(),
+        }
+    }
+}
+
+/// A call's raw answer, before the JSON in it is parsed.
+pub(super) enum RawResponse {
+    Describe(Descriptor, DescriptorExtensions),
+    Text(Result<String, ConnectorError>),
+    Page(Result<RawPage, ConnectorError>),
+    Entity(Result<String, ConnectorError>),
+    MaybeEntity(Result<Option<String>, ConnectorError>),
+    Unit(Result<(), ConnectorError>),
+}
+
+/// A page as the guest returned it: entities still JSON text.
+pub(super) struct RawPage {
+    pub(super) entities: Vec<String>,
+    pub(super) next_cursor: Option<String>,
+    pub(super) total: Option<u64>,
+}
+
+/// A call's answer, JSON parsed.
+pub(super) enum Response {
+    Describe(Descriptor, DescriptorExtensions),
+    Text(Result<String, ConnectorError>),
+    Page(Result<Page, ConnectorError>),
+    Entity(Result<serde_json::Value, ConnectorError>),
+    MaybeEntity(Result<Option<serde_json::Value>, ConnectorError>),
+    Unit(Result<(), ConnectorError>),
+}
+
+impl RawResponse {
+    pub(super) fn size(&self) -> usize {
+        let err = |e: &ConnectorError| e.to_string().len();
+        match self {
+            RawResponse::Describe(d, x) => {
+                d.default_read_transformation.as_deref().map_or(0, str::len)
+                    + d.default_write_transformation.as_deref().map_or(0, str::len)
+                    + x.default_proxy_read_transformation.as_deref().map_or(0, str::len)
+                    + x.default_proxy_write_transformation.as_deref().map_or(0, str::len)
+                    + d.properties
+                        .iter()
+                        .map(|p| p.name.len() + p.doc.len() + p.default_value.as_deref().map_or(0, str::len))
+                        .sum::<usize>()
+                    + d.entity_kinds.len()
+                    + d.operations.len()
+            }
+            RawResponse::Text(r) | RawResponse::Entity(r) => r.as_ref().map_or_else(err, String::len),
+            RawResponse::Page(r) => r.as_ref().map_or_else(err, |p| {
+                p.entities.iter().map(String::len).sum::<usize>() + p.next_cursor.as_deref().map_or(0, str::len)
+            }),
+            RawResponse::MaybeEntity(r) => r.as_ref().map_or_else(err, |e| e.as_deref().map_or(0, str::len)),
+            RawResponse::Unit(r) => r.as_ref().map_or_else(err, |_| 0),
+        }
+    }
+
+    /// Masks the credentials the host attached in this call wherever the answer holds text; nothing to do
+    /// (and no scan) for a call without credentials.
+    pub(super) fn scrub(&mut self, secrets: &Secrets) {
+        if secrets.is_empty() {
+            return;
+        }
+        let error = |e: &mut ConnectorError| secrets.scrub_string(e.message_mut());
+        match self {
+            RawResponse::Describe(..) => {}
+            RawResponse::Text(r) | RawResponse::Entity(r) => match r {
+                Ok(text) => secrets.scrub_string(text),
+                Err(e) => error(e),
+            },
+            RawResponse::Page(r) => match r {
+                Ok(page) => {
+                    for entity in page.entities.iter_mut().chain(page.next_cursor.as_mut()) {
+                        secrets.scrub_string(entity);
+                    }
+                }
+                Err(e) => error(e),
+            },
+            RawResponse::MaybeEntity(r) => match r {
+                Ok(entity) => entity.iter_mut().for_each(|text| secrets.scrub_string(text)),
+                Err(e) => error(e),
+            },
+            RawResponse::Unit(r) => {
+                if let Err(e) = r {
+                    error(e)
+                }
+            }
+        }
+    }
+
+    pub(super) fn parse(self, plugin: &str) -> Result<Response, CallError> {
+        let json = |text: &str| {
+            serde_json::from_str::<serde_json::Value>(text).map_err(|e| CallError::InvalidResult {
+                plugin: plugin.to_string(),
+                message: format!("an entity is not valid JSON: {e}"),
+            })
+        };
+        Ok(match self {
+            RawResponse::Describe(d, x) => Response::Describe(d, x),
+            RawResponse::Text(r) => Response::Text(r),
+            RawResponse::Page(Ok(raw)) => Response::Page(Ok(Page {
+                entities: raw.entities.iter().map(|e| json(e)).collect::<Result<_, _>>()?,
+                next_cursor: raw.next_cursor,
+                total: raw.total,
+            })),
+            RawResponse::Page(Err(e)) => Response::Page(Err(e)),
+            RawResponse::Entity(Ok(e)) => Response::Entity(Ok(json(&e)?)),
+            RawResponse::Entity(Err(e)) => Response::Entity(Err(e)),
+            RawResponse::MaybeEntity(Ok(Some(e))) => Response::MaybeEntity(Ok(Some(json(&e)?))),
+            RawResponse::MaybeEntity(Ok(None)) => Response::MaybeEntity(Ok(None)),
+            RawResponse::MaybeEntity(Err(e)) => Response::MaybeEntity(Err(e)),
+            RawResponse::Unit(r) => Response::Unit(r),
+        })
+    }
+}
+
+/// Makes one call through the bindings module `$v` of a contract version, in the kept instance `$instance`
+/// or a new one; `$describe` turns that version's descriptor into the host's descriptor and extensions.
+/// Answers the response and the instance.
+macro_rules! call_guest {
+    ($v:path, $variant:ident, $pre:expr, $instance:expr, $store:expr, $system_id:expr, $properties:expr, $request:expr, $describe:expr) => {{
+        use $v as v;
+        let store = $store;
+        let plugin = match $instance {
+            Some(kept) => kept,
+            None => $pre.instantiate_async(&mut *store).await?,
+        };
+        let guest = plugin.provisio_connector_connector();
+        let config = v::config($system_id, $properties);
+        let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
+        let response = match $request {
+            Request::Describe => {
+                let (d, x) = $describe(guest.call_describe(&mut *store).await?);
+                RawResponse::Describe(d, x)
+            }
+            Request::TestConnection => {
+                RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err))
+            }
+            Request::Read(r) => RawResponse::Page(
+                guest
+                    .call_read(&mut *store, &config, &v::page_request(&r))
+                    .await?
+                    .map(|p| RawPage {
+                        entities: p.entities,
+                        next_cursor: p.next_cursor,
+                        total: p.total,
+                    })
+                    .map_err(err),
+            ),
+            Request::Get(kind, id) => RawResponse::Entity(
+                guest
+                    .call_get(&mut *store, &config, kind.into(), &id)
+                    .await?
+                    .map_err(err),
+            ),
+            Request::Create(kind, body) => RawResponse::Entity(
+                guest
+                    .call_create(&mut *store, &config, kind.into(), &body)
+                    .await?
+                    .map_err(err),
+            ),
+            Request::Replace(kind, id, body) => RawResponse::Entity(
+                guest
+                    .call_replace(&mut *store, &config, kind.into(), &id, &body)
+                    .await?
+                    .map_err(err),
+            ),
+            Request::Patch(kind, id, body) => RawResponse::MaybeEntity(
+                guest
+                    .call_patch(&mut *store, &config, kind.into(), &id, &body)
+                    .await?
+                    .map_err(err),
+            ),
+            Request::Delete(kind, id) => RawResponse::Unit(
+                guest
+                    .call_delete(&mut *store, &config, kind.into(), &id)
+                    .await?
+                    .map_err(err),
+            ),
+        };
+        Ok((response, Instance::$variant(plugin)))
+    }};
+}
+
+/// Makes the call in `instance` (kept from an earlier call of the same system) or in a new instance of the
+/// plugin, through the bindings of its contract version.
+pub(super) async fn run(
+    bindings: &Bindings,
+    store: &mut Store<CallState>,
+    instance: Option<Instance>,
+    system_id: &str,
+    properties: &[(String, String)],
+    request: Request,
+) -> wasmtime::Result<(RawResponse, Instance)> {
+    match bindings {
+        Bindings::V0_1_0(pre) => call_guest!(
+            bindings::v0_1_0,
+            V0_1_0,
+            pre,
+            match instance {
+                Some(Instance::V0_1_0(kept)) => Some(kept),
+                _ => None,
+            },
+            store,
+            system_id,
+            properties,
+            request,
+            |d: bindings::v0_1_0::provisio::connector::types::Descriptor| (
+                Descriptor::from(d),
+                DescriptorExtensions::default()
+            )
+        ),
+        Bindings::V0_2_0(pre) => call_guest!(
+            bindings::v0_2_0,
+            V0_2_0,
+            pre,
+            match instance {
+                Some(Instance::V0_2_0(kept)) => Some(kept),
+                _ => None,
+            },
+            store,
+            system_id,
+            properties,
+            request,
+            bindings::v0_2_0::descriptor
+        ),
+    }
+}
