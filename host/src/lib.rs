@@ -1,7 +1,17 @@
 //! Provisio: an identity provisioning service whose connectors are sandboxed WebAssembly components.
 //!
-//! Dependencies point one way: `api`/`cli` → `systems`/`plugins` → `runtime`, `outbound`, `store`,
-//! and the pure transformation engine (`provisio_transform`).
+//! Three crates, dependencies pointing one way:
+//!
+//! - `provisio` (this crate, the HTTP layer and the composition root): the admin API ([`api`]), the SCIM
+//!   proxy's and the real-time API's HTTP surfaces ([`proxy`]), server start-up and the state bundle
+//!   ([`server`]), TLS ([`tls`]), the bundled connectors ([`bundled`]) and the CLI ([`cli`]). It depends on
+//!   neither `wasmtime` nor the SQL driver.
+//! - `provisio-engine`: systems, plugins, provisioning jobs and the sync engine, real-time provisioning, the
+//!   proxy's logic — no HTTP.
+//! - `provisio-core`: connector types, the wasm runtime, outbound HTTP, secrets, the store, metrics.
+//!
+//! The engine's and the core's modules are re-exported here under their names (`provisio::store`,
+//! `provisio::systems`, …), so the service reads as one library to its tests and tools.
 
 /// With glibc's malloc a job spent about a third of its CPU in the allocator's own bookkeeping (JSON values
 /// are many small allocations freed on other threads); mimalloc does not. Declared in the library so that
@@ -9,20 +19,14 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub use provisio_engine::{
+    connector, metrics, outbound, plugins, provisioning, realtime, runtime, secrets, store, systems, transform_test,
+};
+
 pub mod api;
 pub mod bundled;
 pub mod cli;
-pub mod connector;
-pub mod metrics;
-pub mod outbound;
-pub mod plugins;
-pub mod provisioning;
 pub mod proxy;
-pub mod realtime;
-pub mod runtime;
-pub mod secrets;
 pub mod server;
-pub mod store;
-pub mod systems;
+pub mod state;
 pub mod tls;
-pub mod transform_test;

@@ -88,7 +88,7 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
     let outbound = Arc::new(Outbound::new(settings.outbound_limits).map_err(BootError::Other)?);
     let runtime =
         Arc::new(Runtime::new(settings.call_limits, outbound, Some(open_sub("cache")?)).map_err(BootError::Other)?);
-    let plugins = Arc::new(Plugins::new(runtime, Some(open_sub("plugins")?)));
+    let plugins = Arc::new(Plugins::new(runtime, Some(open_sub("plugins")?)).with_bundled(crate::bundled::BUNDLED));
     plugins
         .load_installed(&store)
         .await

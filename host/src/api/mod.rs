@@ -9,7 +9,6 @@ pub mod realtime;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,52 +17,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use crate::plugins::Plugins;
-use crate::provisioning::Provisioning;
-use crate::realtime::Realtime;
-use crate::store::Store;
-use crate::systems::Systems;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The store.
-    pub store: Store,
-    /// Loaded plugins.
-    pub plugins: Arc<Plugins>,
-    /// System management.
-    pub systems: Systems,
-    /// Issued bearer tokens.
-    pub tokens: Arc<auth::TokenIssuer>,
-    /// Standard provisioning jobs.
-    pub provisioning: Provisioning,
-    /// Real-time provisioning.
-    pub realtime: Realtime,
-    /// The proxy endpoints' cached system views and per-client rate limit.
-    pub proxy: Arc<crate::proxy::ProxyState>,
-}
-
-impl AppState {
-    /// Wires the state from a store and a plugin registry; job runs and real-time events are kept
-    /// `retention_days`.
-    pub fn new(store: Store, plugins: Arc<Plugins>, retention_days: i64) -> Self {
-        let systems = Systems::new(store.clone(), plugins.clone());
-        let provisioning = Provisioning::new(store.clone(), plugins.clone(), retention_days);
-        let realtime = Realtime::new(store.clone(), provisioning.clone());
-        AppState {
-            store,
-            plugins,
-            systems,
-            tokens: Arc::new(auth::TokenIssuer::default()),
-            provisioning,
-            realtime,
-            proxy: Arc::default(),
-        }
-    }
-}
+pub use crate::state::AppState;
 
 /// Largest plugin component accepted by upload.
-pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
+pub use crate::plugins::MAX_PLUGIN_BYTES;
 
 /// The router of the whole service.
 pub fn router(state: AppState) -> Router {

@@ -26,7 +26,7 @@ use crate::store::systems::Role;
 
 /// An RFC 7644 §3.12 error answer (the proxy's [`ScimError`], so both SCIM surfaces answer alike).
 pub fn scim_error(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Response {
-    ScimError::new(status, scim_type, detail).into_response()
+    ScimError::new(status, scim_type, detail).into_http().into_response()
 }
 
 fn refused(r: Refusal) -> Response {

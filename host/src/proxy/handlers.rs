@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::error::ScimError;
 use super::query::ListQuery;
 use super::schema;
-use super::{LIST_RESPONSE, Proxy, SCIM_JSON};
+use super::{LIST_RESPONSE, Proxy, SCIM_JSON, ScimReply};
 use crate::api::AppState;
 use crate::api::auth::{PeerCertificate, authenticate};
 use crate::connector::EntityKind;
@@ -51,18 +51,18 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
-type Result<T> = std::result::Result<T, ScimError>;
+type Result<T> = std::result::Result<T, ScimReply>;
 
-async fn not_allowed() -> ScimError {
-    ScimError::new(
+async fn not_allowed() -> ScimReply {
+    ScimReply(ScimError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         None,
         "this method is not supported on this endpoint",
-    )
+    ))
 }
 
-async fn unknown_endpoint() -> ScimError {
-    ScimError::not_found("no such SCIM endpoint")
+async fn unknown_endpoint() -> ScimReply {
+    ScimReply(ScimError::not_found("no such SCIM endpoint"))
 }
 
 /// A SCIM JSON answer.
@@ -123,12 +123,12 @@ async fn open(
 ) -> Result<Proxy> {
     let principal = authenticate(state, headers, peer.0.as_ref())
         .await
-        .map_err(|f| ScimError::unauthorized(f.message()))?;
+        .map_err(|f| ScimReply(ScimError::unauthorized(f.message())))?;
     if !principal.may(Permission::ProxyApi) {
-        return Err(ScimError::forbidden(format!(
+        return Err(ScimReply(ScimError::forbidden(format!(
             "{} lacks the permission proxy-api (Access Proxy System API)",
             principal.name
-        )));
+        ))));
     }
     let admitted = state.proxy.admit(&principal.id)?;
     Ok(Proxy::load(state, system, base_url(headers, uri, system))
@@ -140,10 +140,12 @@ fn kind_of(proxy: &Proxy, resource: &str) -> Result<EntityKind> {
     let kind = match resource {
         "Users" => EntityKind::User,
         "Groups" => EntityKind::Group,
-        other => return Err(ScimError::not_found(format!("no resource type at /{other}"))),
+        other => return Err(ScimReply(ScimError::not_found(format!("no resource type at /{other}")))),
     };
     if !proxy.serves(kind) {
-        return Err(ScimError::not_found(format!("this system does not serve /{resource}")));
+        return Err(ScimReply(ScimError::not_found(format!(
+            "this system does not serve /{resource}"
+        ))));
     }
     Ok(kind)
 }
@@ -154,26 +156,33 @@ fn json_body(headers: &HeaderMap, body: std::result::Result<Bytes, BytesRejectio
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let mime = ct.split(';').next().unwrap_or("").trim();
         if !(mime == SCIM_JSON || mime == "application/json" || mime.ends_with("+json")) {
-            return Err(ScimError::new(
+            return Err(ScimReply(ScimError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Some("invalidSyntax"),
                 format!("send {SCIM_JSON} or application/json, not {mime:?}"),
-            ));
+            )));
         }
     }
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ScimError::new(
+            ScimReply(ScimError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Some("tooMany"),
                 format!("the body is larger than {MAX_BODY} bytes"),
-            )
+            ))
         } else {
-            ScimError::bad("invalidSyntax", format!("cannot read the body: {}", e.body_text()))
+            ScimReply(ScimError::bad(
+                "invalidSyntax",
+                format!("cannot read the body: {}", e.body_text()),
+            ))
         }
     })?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ScimError::bad("invalidSyntax", format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&body).map_err(|e| {
+        ScimReply(ScimError::bad(
+            "invalidSyntax",
+            format!("the body is not valid JSON: {e}"),
+        ))
+    })
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -222,7 +231,7 @@ async fn schema_one(
         .into_iter()
         .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&id)))
         .map(|s| scim(StatusCode::OK, &s))
-        .ok_or_else(|| ScimError::not_found(format!("no schema {id}")))
+        .ok_or_else(|| ScimReply(ScimError::not_found(format!("no schema {id}"))))
 }
 
 async fn resource_types(
@@ -249,7 +258,7 @@ async fn resource_type_one(
         .into_iter()
         .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&id)))
         .map(|s| scim(StatusCode::OK, &s))
-        .ok_or_else(|| ScimError::not_found(format!("no resource type {id}")))
+        .ok_or_else(|| ScimReply(ScimError::not_found(format!("no resource type {id}"))))
 }
 
 async fn list(

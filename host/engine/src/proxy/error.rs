@@ -1,7 +1,6 @@
 //! RFC 7644 §3.12 error answers, and how connector failures map onto them.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::connector::ConnectorError;
@@ -125,8 +124,10 @@ impl ScimError {
     }
 }
 
-impl IntoResponse for ScimError {
-    fn into_response(self) -> Response {
+impl ScimError {
+    /// The HTTP answer: the RFC 7644 error body as `application/scim+json`, the challenge with a 401, and
+    /// `Retry-After` where a retry is due. The HTTP layer sends it as it is.
+    pub fn into_http(self) -> http::Response<String> {
         let mut body = json!({
             "schemas": [ERROR_SCHEMA],
             "status": self.status.as_u16().to_string(),
@@ -135,7 +136,8 @@ impl IntoResponse for ScimError {
         if let Some(t) = self.scim_type {
             body["scimType"] = json!(t);
         }
-        let mut response = (self.status, body.to_string()).into_response();
+        let mut response = http::Response::new(body.to_string());
+        *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(super::SCIM_JSON));
         if self.status == StatusCode::UNAUTHORIZED {

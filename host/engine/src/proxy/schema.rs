@@ -47,7 +47,7 @@ pub fn type_name(kind: EntityKind) -> (&'static str, &'static str) {
 
 /// Lower-case path segments a transformation mapping names (`$.name.givenName` → `name`, `givenname`;
 /// `$['urn:…:User']['manager']` → the URN, `manager`); indexes and filters are dropped. `$` is empty.
-pub(crate) fn segments(path: &str) -> Vec<String> {
+pub fn segments(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let rest = path.trim();
     let Some(mut rest) = rest.strip_prefix('$') else {

@@ -123,11 +123,12 @@ impl Store {
 }
 
 /// An instant in the store's text form (RFC 3339 UTC with milliseconds, sortable as text, like [`now`]).
-pub(crate) fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-pub(crate) fn now() -> String {
+/// Now, in the store's text form (see [`timestamp`]).
+pub fn now() -> String {
     // RFC 3339 UTC with milliseconds, sortable as text.
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,5 +1,6 @@
-//! Bindings for contract `provisio:connector@0.1.0` (frozen: `wit/since_v0.1.0`), and conversions between
-//! its generated types and the host's own (`crate::connector`).
+//! Bindings for contract `provisio:connector@0.2.0` (frozen: `wit/since_v0.2.0`), and conversions between
+//! its generated types and the host's own (`crate::connector`). What 0.2.0 adds: proxy default
+//! transformations in the descriptor, and the `too-large` connector error.
 
 use wasmtime::component::HasSelf;
 
@@ -8,7 +9,7 @@ use crate::outbound;
 use crate::runtime::state::CallState;
 
 wasmtime::component::bindgen!({
-    path: "../wit/since_v0.1.0",
+    path: "../../wit/since_v0.2.0",
     world: "plugin",
     imports: { default: async },
     exports: { default: async },
@@ -19,7 +20,7 @@ use self::provisio::connector::types as wit;
 pub use exports::provisio::connector::connector as guest;
 
 /// The semantic version of this contract.
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.2.0";
 
 /// Adds this version's host imports to the linker.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
@@ -28,8 +29,9 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> was
 
 super::common!();
 
-impl From<wit::Descriptor> for host_types::Descriptor {
-    fn from(d: wit::Descriptor) -> Self {
+/// The 0.1.0 descriptor and what 0.2.0 adds to it.
+pub fn descriptor(d: wit::Descriptor) -> (host_types::Descriptor, host_types::DescriptorExtensions) {
+    (
         host_types::Descriptor {
             name: d.name,
             version: d.version,
@@ -38,8 +40,12 @@ impl From<wit::Descriptor> for host_types::Descriptor {
             properties: d.properties.into_iter().map(property).collect(),
             default_read_transformation: d.default_read_transformation,
             default_write_transformation: d.default_write_transformation,
-        }
-    }
+        },
+        host_types::DescriptorExtensions {
+            default_proxy_read_transformation: d.default_proxy_read_transformation,
+            default_proxy_write_transformation: d.default_proxy_write_transformation,
+        },
+    )
 }
 
 impl From<wit::ConnectorError> for host_types::ConnectorError {
@@ -60,8 +66,9 @@ impl From<wit::ConnectorError> for host_types::ConnectorError {
                 message: r.detail,
             },
             wit::ConnectorError::Unsupported(message) => E::Unsupported { message },
+            // The host's error kinds predate 0.2.0: a payload refused for its size is a rejection with the
+            // status that says so, which jobs (no retry), the proxy (4xx) and the API already handle.
+            wit::ConnectorError::TooLarge(message) => E::Rejected { status: 413, message },
         }
     }
 }
-
-pub use wit::Page as WitPage;

@@ -153,7 +153,15 @@ pub struct Plugins {
     pins: RwLock<()>,
     /// Files seen in the inbox: size and modification time at the last scan.
     inbox_seen: Mutex<HashMap<String, (u64, Option<SystemTime>)>>,
+    /// The connectors built into the binary, loaded first by [`Plugins::load_installed`].
+    bundled: Bundled,
 }
+
+/// Connectors built into a binary: (connector directory name, component bytes).
+pub type Bundled = &'static [(&'static str, &'static [u8])];
+
+/// Largest plugin component accepted (upload, inbox).
+pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
 
 /// The file, in the plugins folder, that keeps the versions admins selected.
 const ACTIVE_FILE: &str = "active.json";
@@ -172,7 +180,14 @@ impl Plugins {
             changes: tokio::sync::Mutex::new(()),
             pins: RwLock::new(()),
             inbox_seen: Mutex::new(HashMap::new()),
+            bundled: &[],
         }
+    }
+
+    /// The registry with the connectors built into the binary, which [`Plugins::load_installed`] loads first.
+    pub fn with_bundled(mut self, bundled: Bundled) -> Self {
+        self.bundled = bundled;
+        self
     }
 
     /// The runtime that runs them.
@@ -190,7 +205,7 @@ impl Plugins {
     /// Loads the connectors built into the binary, then the uploaded ones stored in the data directory, then
     /// applies the versions admins selected.
     pub async fn load_installed(&self, store: &Store) -> Result<(), PluginError> {
-        for (_, bytes) in crate::bundled::BUNDLED {
+        for (_, bytes) in self.bundled {
             self.add(store, bytes.to_vec(), true).await?;
         }
         let stored = store.list_plugins().map_err(|e| PluginError::Storage(e.to_string()))?;
@@ -320,7 +335,7 @@ impl Plugins {
         tracing::info!(plugin = %plugin.label(), digest = %plugin.digest, contract = plugin.contract,
             from_cache = plugin.from_cache, load_ms = plugin.load_time.as_millis() as u64, active,
             replaced = replaced.as_deref().unwrap_or(""), "plugin loaded");
-        if !bundled && crate::bundled::BUNDLED.iter().any(|(n, _)| *n == name) && active {
+        if !bundled && self.bundled.iter().any(|(n, _)| *n == name) && active {
             tracing::warn!(plugin = %plugin.label(), "an uploaded version of a bundled connector is now the one systems that follow it run");
         }
         Ok(Added {
@@ -577,10 +592,10 @@ impl Plugins {
         let mut outcomes = Vec::new();
         for file_name in ready {
             let result = match inbox.metadata(&file_name) {
-                Ok(m) if m.len() as usize > crate::api::MAX_PLUGIN_BYTES => Err(format!(
+                Ok(m) if m.len() as usize > MAX_PLUGIN_BYTES => Err(format!(
                     "the file has {} bytes; the most a plugin may have is {}",
                     m.len(),
-                    crate::api::MAX_PLUGIN_BYTES
+                    MAX_PLUGIN_BYTES
                 )),
                 Ok(_) => match inbox.read(&file_name) {
                     Ok(bytes) => self.add(store, bytes, false).await.map_err(|e| e.to_string()),

@@ -703,7 +703,8 @@ mod tests {
 
     /// The service, and a source system whose connector is not loaded.
     fn service() -> (Provisioning, String) {
-        let store = crate::store::test_store();
+        let store =
+            crate::store::Store::in_memory(crate::secrets::SecretBox::from_key([1; 32])).expect("in-memory store");
         let source = store
             .create_system(crate::store::systems::SystemSpec {
                 name: "source".into(),

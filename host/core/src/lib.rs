@@ -1,0 +1,18 @@
+//! Provisio's core: what every part of the service stands on and nothing of it depends on.
+//!
+//! - [`connector`]: the host's view of the connector contract (kinds, pages, descriptors, errors).
+//! - [`runtime`]: the sandboxed wasm runtime that loads connector components and calls them under limits.
+//! - [`outbound`]: the one way a connector reaches the network: a system's own endpoint, credentials
+//!   attached by the host, every request bounded and scrubbed.
+//! - [`secrets`]: the master key, sealed values, and the types that keep secrets sealed in memory.
+//! - [`store`]: the embedded store (SQLite): principals, systems, plugins, jobs, links, real-time events.
+//! - [`metrics`]: the Prometheus registry.
+//!
+//! Dependencies point one way: `provisio` (HTTP, CLI) → `provisio-engine` → `provisio-core`.
+
+pub mod connector;
+pub mod metrics;
+pub mod outbound;
+pub mod runtime;
+pub mod secrets;
+pub mod store;

@@ -1,0 +1,58 @@
+//! Provisio's engine: the domain of identity provisioning, without HTTP.
+//!
+//! - [`systems`]: system definitions validated against their connector, Test Connection.
+//! - [`plugins`]: the loaded plugin versions (pinned or active, rollback, removal), the inbox.
+//! - [`provisioning`]: jobs (read → transform → write to every target), the sync engine, deletes, schedules.
+//! - [`realtime`]: pushed events through the durable outbox to every target.
+//! - [`proxy`]: a system served as SCIM 2.0 — views, schemas, queries and writes; the HTTP handlers are the
+//!   service crate's.
+//! - [`transform_test`]: running a transformation on sample input for the admin API.
+//!
+//! It stands on `provisio-core` (runtime, outbound, store, secrets), which it re-exports under the same
+//! module names, and never on the HTTP layer.
+
+pub use provisio_core::{connector, metrics, outbound, runtime, secrets, store};
+
+pub mod plugins;
+pub mod provisioning;
+pub mod proxy;
+pub mod realtime;
+pub mod systems;
+pub mod transform_test;
+
+use std::sync::Arc;
+
+/// The engine's services, wired once by the composition root (the service's `server::boot`); cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    /// The store.
+    pub store: store::Store,
+    /// Loaded plugins.
+    pub plugins: Arc<plugins::Plugins>,
+    /// System management.
+    pub systems: systems::Systems,
+    /// Standard provisioning jobs.
+    pub provisioning: provisioning::Provisioning,
+    /// Real-time provisioning.
+    pub realtime: realtime::Realtime,
+    /// The proxy's cached system views and per-client limits.
+    pub proxy: Arc<proxy::ProxyState>,
+}
+
+impl Engine {
+    /// Wires the services over a store and a plugin registry; job runs and real-time events are kept
+    /// `retention_days`.
+    pub fn new(store: store::Store, plugins: Arc<plugins::Plugins>, retention_days: i64) -> Self {
+        let systems = systems::Systems::new(store.clone(), plugins.clone());
+        let provisioning = provisioning::Provisioning::new(store.clone(), plugins.clone(), retention_days);
+        let realtime = realtime::Realtime::new(store.clone(), provisioning.clone());
+        Engine {
+            store,
+            plugins,
+            systems,
+            provisioning,
+            realtime,
+            proxy: Arc::default(),
+        }
+    }
+}

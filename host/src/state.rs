@@ -1,0 +1,46 @@
+//! The state every handler can reach: the engine's services and the issued bearer tokens. Built once, by
+//! [`crate::server::boot`] (or a test), and shared by the admin API, the proxy and the real-time API.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use provisio_engine::Engine;
+
+use crate::api::auth::TokenIssuer;
+use crate::plugins::Plugins;
+use crate::store::Store;
+
+/// The engine's services, plus what only the HTTP layer keeps (bearer tokens).
+#[derive(Clone)]
+pub struct AppState {
+    /// Systems, plugins, jobs, real-time and the proxy's logic, over the store.
+    pub engine: Engine,
+    /// Issued bearer tokens.
+    pub tokens: Arc<TokenIssuer>,
+}
+
+impl AppState {
+    /// Wires the state from a store and a plugin registry; job runs and real-time events are kept
+    /// `retention_days`.
+    pub fn new(store: Store, plugins: Arc<Plugins>, retention_days: i64) -> Self {
+        AppState {
+            engine: Engine::new(store, plugins, retention_days),
+            tokens: Arc::new(TokenIssuer::default()),
+        }
+    }
+}
+
+/// Handlers reach the services as `state.store`, `state.systems`, … .
+impl Deref for AppState {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+}

@@ -1,0 +1,57 @@
+//! The layering the crate edges promise: `provisio` (HTTP) → `provisio-engine` → `provisio-core`, and each
+//! layer's heavy dependencies stay where they belong. Read from `cargo metadata`, so a dependency added in
+//! the wrong crate fails here.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The normal (non-dev) dependencies of a workspace package, by name.
+fn dependencies(metadata: &Value, package: &str) -> Vec<String> {
+    let packages = metadata["packages"].as_array().expect("packages");
+    let found = packages
+        .iter()
+        .find(|p| p["name"] == package)
+        .unwrap_or_else(|| panic!("no package {package}"));
+    found["dependencies"]
+        .as_array()
+        .expect("dependencies")
+        .iter()
+        .filter(|d| d["kind"].is_null())
+        .filter_map(|d| d["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
+
+    let service = dependencies(&metadata, "provisio");
+    let engine = dependencies(&metadata, "provisio-engine");
+    let core = dependencies(&metadata, "provisio-core");
+
+    assert!(service.contains(&"provisio-engine".to_string()), "{service:?}");
+    for low in ["wasmtime", "wasmtime-wasi", "rusqlite", "provisio-core", "provisio-sdk"] {
+        assert!(
+            !service.iter().any(|d| d == low),
+            "the HTTP crate depends on {low}: {service:?}"
+        );
+    }
+    assert!(engine.contains(&"provisio-core".to_string()), "{engine:?}");
+    for high in ["axum", "provisio", "hyper", "tower", "wasmtime", "rusqlite"] {
+        assert!(
+            !engine.iter().any(|d| d == high),
+            "the engine depends on {high}: {engine:?}"
+        );
+    }
+    for high in ["axum", "provisio", "provisio-engine", "hyper", "tower"] {
+        assert!(!core.iter().any(|d| d == high), "the core depends on {high}: {core:?}");
+    }
+}
