@@ -49,15 +49,19 @@ extern crate self as provisio_sdk;
 /// What a successful Test Connection answers: the words SAP Identity Provisioning admins know.
 pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
 
+pub mod client;
+mod configured;
 pub mod http;
 pub mod json;
 pub mod log;
 pub mod scim;
 pub mod status;
+pub mod system;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod types;
 
+pub use configured::ConfiguredConnector;
 pub use types::HOST_CONFLICT_RESOLUTION;
 
 #[doc(hidden)]
