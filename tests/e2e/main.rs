@@ -14,6 +14,7 @@ mod proxy_limits;
 mod realtime;
 mod round_trip;
 mod runaway_reads;
+mod scaffold;
 mod sandbox;
 mod scim_connector;
 mod secrets;

@@ -10,13 +10,8 @@
 use provisio_sdk::http::Request;
 use provisio_sdk::{Config, EntityKind, Error, PropertySpec, Result};
 
-pub const URL: &str = "URL";
+pub use provisio_sdk::system::{AUTHENTICATION, PASSWORD, RATE_LIMIT, TOKEN_URL, URL, USER};
 pub const VERSION: &str = "Version";
-pub const AUTHENTICATION: &str = "Authentication";
-pub const USER: &str = "User";
-pub const PASSWORD: &str = "Password";
-pub const TOKEN_URL: &str = "OAuth2TokenServiceURL";
-pub const RATE_LIMIT: &str = "provisio.rate.limit";
 
 /// 120 requests a minute: SAP's proxy and real-time APIs slow down above 150 a minute and refuse above 200.
 pub const DEFAULT_RATE: &str = "2";
