@@ -609,7 +609,7 @@ async fn incompatible_or_invalid_components_are_refused_with_a_useful_message() 
 
 /// A simple REST user API, the kind the template connector speaks: a bearer token, offset paging.
 #[derive(Default)]
-struct Users {
+pub(crate) struct Users {
     users: std::sync::Mutex<Vec<Value>>,
     next: AtomicU64,
 }
