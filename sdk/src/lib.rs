@@ -7,6 +7,13 @@
 //!   the [`export_connector!`] macro that turns an implementation into the component's exports;
 //! * the contract's types, re-exported with helpers ([`Config`], [`PageRequest`], [`Page`], [`Error`],
 //!   [`Descriptor`], [`PropertySpec`], …);
+//! * [`ConfiguredConnector`]: the same operations taking the connector's validated settings, parsed once per
+//!   call by one function;
+//! * [`system`]: the properties most systems share (`URL`, `Authentication`, `User`,
+//!   `OAuth2TokenServiceURL`, `ips.http.header.*`), parsed once;
+//! * [`client`]: a SCIM client for the common connector (Test Connection probe, index and id paging,
+//!   `If-Match` writes with one retry, the conflict lookup), with dialect hooks for UAA and Identity
+//!   Authentication;
 //! * [`http`]: requests to the configured system through the host (the only way out of the sandbox);
 //! * [`status`]: HTTP answers turned into the [`Error`] variant the host acts on;
 //! * [`scim`]: SCIM list responses, index and cursor paging, PatchOp documents and filters;
