@@ -412,15 +412,12 @@ impl Client {
                 )
                 .body(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| {
-                CliError::new(format!(
-                    "cannot reach the service at {} (PROVISIO_URL or --server): {e}",
-                    self.base
-                ))
-            })?;
+        let response = request.send().await.map_err(|e| {
+            CliError::new(format!(
+                "cannot reach the service at {} (PROVISIO_URL or --server): {e}",
+                self.base
+            ))
+        })?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

@@ -210,7 +210,11 @@ impl<'a> ScimClient<'a> {
     /// The path of the SCIM root relative to `URL` (`api/v1/scim`), when `Users` is not right under it.
     pub fn root(mut self, root: &str) -> Self {
         let root = root.trim_matches('/');
-        self.root = if root.is_empty() { String::new() } else { format!("{root}/") };
+        self.root = if root.is_empty() {
+            String::new()
+        } else {
+            format!("{root}/")
+        };
         self
     }
 
@@ -275,9 +279,7 @@ impl<'a> ScimClient<'a> {
 
     /// A request with the dialect's `Accept` and the configured `ips.http.header.*` headers.
     pub fn request(&self, method: &str, path: impl Into<String>) -> Request {
-        self.system
-            .request(method, path)
-            .header("Accept", self.dialect.accept)
+        self.system.request(method, path).header("Accept", self.dialect.accept)
     }
 
     /// A request with a JSON body in the configured content type.
@@ -676,7 +678,10 @@ mod tests {
         assert!((Dialect::UAA.is_stale)(&answer(409, "scim_resource_conflict")));
         assert!(!(Dialect::UAA.is_stale)(&answer(409, "scim_resource_already_exists")));
         assert!(!(Dialect::SCIM2.is_stale)(&answer(409, "x")));
-        assert_eq!(eq_clause("emails[0].value", &json!("a@x")).as_deref(), Some(r#"emails.value eq "a@x""#));
+        assert_eq!(
+            eq_clause("emails[0].value", &json!("a@x")).as_deref(),
+            Some(r#"emails.value eq "a@x""#)
+        );
         assert_eq!(eq_clause("x", &json!({})), None);
     }
 }

@@ -143,7 +143,10 @@ mod tests {
             .with("ips.http.header.X-A", " 1 ")
             .with("ips.http.header.", "ignored");
         let s = System::parse(&cfg).expect("valid");
-        assert_eq!((s.user, s.oauth(), s.url_path().as_str()), (Some("client"), false, "/scim/v2"));
+        assert_eq!(
+            (s.user, s.oauth(), s.url_path().as_str()),
+            (Some("client"), false, "/scim/v2")
+        );
         assert_eq!(s.headers, [("X-A", "1")]);
         assert_eq!(s.request("GET", "Users").header_value("x-a"), Some("1"));
         let bare = Config::new("s").with(URL, "https://host");

@@ -69,7 +69,10 @@ async fn a_scaffolded_connector_builds_outside_the_workspace_and_loads() {
     assert!(output.status.success(), "{out}");
     assert!(out.contains("cargo build --release --target wasm32-wasip2"), "{out}");
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
-    assert!(manifest.contains("[workspace]") && !manifest.contains(".workspace"), "{manifest}");
+    assert!(
+        manifest.contains("[workspace]") && !manifest.contains(".workspace"),
+        "{manifest}"
+    );
     // The same dependency versions as this workspace, so that the build needs no network.
     std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).expect("copy Cargo.lock");
     let wasm = build_component(&dir);
@@ -79,7 +82,10 @@ async fn a_scaffolded_connector_builds_outside_the_workspace_and_loads() {
         .upload_plugin(std::fs::read(&wasm).expect("the component"))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{loaded}");
-    assert_eq!((loaded["name"].as_str(), loaded["version"].as_str()), (Some("my-api"), Some("0.1.0")));
+    assert_eq!(
+        (loaded["name"].as_str(), loaded["version"].as_str()),
+        (Some("my-api"), Some("0.1.0"))
+    );
 
     let (url, _) = rest_api("my-token", 150).await;
     let id = service
@@ -113,7 +119,9 @@ async fn a_scaffolded_connector_builds_outside_the_workspace_and_loads() {
 async fn first_upload_frictions_answer_one_clear_line() {
     let service = Service::start().await;
     // Random bytes: one line, not the parser's dump of the bytes it found.
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let (status, body) = service.upload_plugin(junk).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let message = body["message"].as_str().unwrap_or_default();
@@ -141,11 +149,17 @@ async fn first_upload_frictions_answer_one_clear_line() {
         )
     };
     let (ok, err) = run(&service.url, None);
-    assert!(!ok && err.contains("HTTP 401") && err.contains("set PROVISIO_USER=user:password"), "{err}");
+    assert!(
+        !ok && err.contains("HTTP 401") && err.contains("set PROVISIO_USER=user:password"),
+        "{err}"
+    );
     let (ok, err) = run(&service.url, Some("admin:wrong-password"));
     assert!(!ok && err.contains("the credentials in PROVISIO_USER"), "{err}");
     let (ok, err) = run(&service.url, Some("no-colon"));
-    assert!(!ok && err.contains("PROVISIO_USER (or --user) must be user:password"), "{err}");
+    assert!(
+        !ok && err.contains("PROVISIO_USER (or --user) must be user:password"),
+        "{err}"
+    );
     let port = crate::support::free_port();
     let (ok, err) = run(&format!("http://127.0.0.1:{port}"), Some("a:b"));
     assert!(!ok && err.contains("PROVISIO_URL"), "{err}");

@@ -26,8 +26,7 @@ mod tests;
 use provisio_sdk::client::{Probe, ReadFilter, eq_clause};
 use provisio_sdk::scim::{self, PatchOp};
 use provisio_sdk::{
-    Config, ConfiguredConnector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log,
-    status,
+    Config, ConfiguredConnector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log, status,
 };
 use serde_json::{Value, json as j};
 
@@ -156,9 +155,7 @@ impl ConfiguredConnector for Ias {
             (Api::V2, EntityKind::Group) => patch_group(s, id, &ops)?,
             (Api::V2, EntityKind::User) if s.patch => {
                 scim::ensure_patch_schema(&mut doc);
-                let resp = s
-                    .request_with("PATCH", s.entity_path(kind, id), &doc)
-                    .send(s.cfg)?;
+                let resp = s.request_with("PATCH", s.entity_path(kind, id), &doc).send(s.cfg)?;
                 let resp = s.ok_or_not_found(resp, kind, id)?;
                 if resp.is_empty() { None } else { Some(resp.json()?) }
             }
@@ -264,9 +261,7 @@ fn send_patches(s: &Settings, kind: EntityKind, id: &str, docs: Vec<Value>) -> R
         if total > 1 {
             log::debug(format_args!("{} {id}: PATCH {} of {total}", kind.as_str(), i + 1));
         }
-        let resp = s
-            .request_with("PATCH", s.entity_path(kind, id), &doc)
-            .send(s.cfg)?;
+        let resp = s.request_with("PATCH", s.entity_path(kind, id), &doc).send(s.cfg)?;
         let resp = s.ok_or_not_found(resp, kind, id).inspect_err(|_| {
             if i > 0 {
                 log::warn(format_args!(

@@ -23,8 +23,7 @@ mod tests;
 use provisio_sdk::client::{Probe, ReadFilter};
 use provisio_sdk::scim::{self, PatchOp};
 use provisio_sdk::{
-    Config, ConfiguredConnector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log,
-    status,
+    Config, ConfiguredConnector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log, status,
 };
 use serde_json::Value;
 

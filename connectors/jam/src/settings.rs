@@ -19,7 +19,6 @@ pub const DEFAULT_RATE: &str = "3";
 /// Jam's own maximum page size (`count`).
 pub const MAX_PAGE: u32 = 100;
 
-
 /// The properties this connector understands, for `describe`.
 pub fn specs() -> Vec<PropertySpec> {
     vec![
@@ -69,7 +68,11 @@ impl<'a> Settings<'a> {
         }
         system.require_user("the OAuth client key of the Jam \"SCIM API Client\"")?;
         // Admins may give the SCIM base itself (https://host/api/v1/scim) instead of the host.
-        let root = if system.url_path().ends_with(SCIM_PATH) { "" } else { SCIM_PATH };
+        let root = if system.url_path().ends_with(SCIM_PATH) {
+            ""
+        } else {
+            SCIM_PATH
+        };
         let client = ScimClient::new(system, Dialect::SCIM2)
             .root(root)
             .named("SAP Jam")

@@ -14,8 +14,7 @@ mod tests;
 use provisio_sdk::client::{Probe, ReadFilter, eq_clause};
 use provisio_sdk::scim::{self, PatchOp};
 use provisio_sdk::{
-    Config, ConfiguredConnector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log,
-    status,
+    Config, ConfiguredConnector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log, status,
 };
 use serde_json::Value;
 
@@ -152,5 +151,6 @@ fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Er
         "{} already exists as {id} ({filter}); updating it instead",
         kind.as_str()
     ));
-    s.put(kind, &id, entity, s.version_of(&existing), true).map(|v| v.to_string())
+    s.put(kind, &id, entity, s.version_of(&existing), true)
+        .map(|v| v.to_string())
 }

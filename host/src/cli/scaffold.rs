@@ -212,12 +212,21 @@ mod tests {
     fn the_scaffold_is_the_template_renamed() {
         let sdk = Sdk::built_from().expect("the sdk/ folder of this checkout");
         let files = files("my-api", &sdk).expect("files");
-        let get = |p: &str| files.iter().find(|(path, _)| *path == p).map(|(_, t)| t.clone()).expect(p);
+        let get = |p: &str| {
+            files
+                .iter()
+                .find(|(path, _)| *path == p)
+                .map(|(_, t)| t.clone())
+                .expect(p)
+        };
         let manifest = get("Cargo.toml");
         assert!(manifest.contains("name = \"provisio-connector-my-api\""), "{manifest}");
         assert!(manifest.contains("provisio-sdk = { path = \"/"), "{manifest}");
         assert!(manifest.contains("serde_json = \"1\"") && manifest.contains("edition = \"2024\""));
-        assert!(manifest.contains("\n[workspace]\n") && !manifest.contains(".workspace"), "{manifest}");
+        assert!(
+            manifest.contains("\n[workspace]\n") && !manifest.contains(".workspace"),
+            "{manifest}"
+        );
         let lib = get("src/lib.rs");
         assert!(lib.contains("Descriptor::new(\"my-api\"") && lib.contains("impl Connector for MyApi {"));
         assert!(!lib.contains("Example") && get("src/tests.rs").contains("MyApi::read"));

@@ -250,7 +250,12 @@ mod tests {
             unique_attributes(&descriptor, &props, EntityKind::User),
             ["emails[0].value"]
         );
-        let explained = explain_no_match(&descriptor, &props, EntityKind::User, &serde_json::json!({"userName": "a"}));
+        let explained = explain_no_match(
+            &descriptor,
+            &props,
+            EntityKind::User,
+            &serde_json::json!({"userName": "a"}),
+        );
         assert!(
             explained.contains("no value for its unique attributes `emails[0].value` (`x.user.unique.attribute`)")
                 && explained.contains("no filtered read was sent"),
@@ -262,7 +267,10 @@ mod tests {
             EntityKind::User,
             &serde_json::json!({"emails": [{"value": "a@x"}]}),
         );
-        assert!(explained.contains(r#"filtered read `emails.value eq "a@x"`"#), "{explained}");
+        assert!(
+            explained.contains(r#"filtered read `emails.value eq "a@x"`"#),
+            "{explained}"
+        );
         assert!(conflict_resolution_enabled(&props, EntityKind::User));
         props.insert("ias.user.automatic.conflict.resolution".into(), "false".into());
         assert!(!conflict_resolution_enabled(&props, EntityKind::User));
