@@ -47,14 +47,16 @@ pub fn specs() -> Vec<PropertySpec> {
 }
 
 /// The validated settings of one call.
-pub struct Settings {
+pub struct Settings<'a> {
+    /// The call's configuration.
+    pub cfg: &'a Config,
     /// The payload form.
     pub version: Version,
 }
 
-impl Settings {
+impl<'a> Settings<'a> {
     /// Validates `URL`, `Version` and `Authentication`.
-    pub fn new(cfg: &Config) -> Result<Self> {
+    pub fn new(cfg: &'a Config) -> Result<Self> {
         check_url(cfg.require(URL)?)?;
         let version = match cfg.property_or(VERSION, "2") {
             "1" => Version::V1,
@@ -85,7 +87,7 @@ impl Settings {
                 "The property `{USER}` is required: the user (or OAuth client id) the real-time API accepts."
             )));
         }
-        Ok(Settings { version })
+        Ok(Settings { cfg, version })
     }
 
     /// A request with the SCIM `Accept` header.
