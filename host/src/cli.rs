@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+pub mod scaffold;
+
 /// Provisio: identity provisioning with sandboxed WebAssembly connectors.
 #[derive(Debug, Parser)]
 #[command(name = "provisio", version, about)]
@@ -178,6 +180,25 @@ pub enum PluginCommand {
         name: String,
         #[command(flatten)]
         connection: Connection,
+    },
+    /// Create a connector crate from the template (connectors/example) that builds outside this
+    /// repository: `provisio plugin new my-api`, then `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// The connector's name (1–64 of a-z 0-9 - _); the crate is `provisio-connector-NAME`.
+        name: String,
+        /// The folder to create (default: ./NAME); it must not exist.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Depend on the SDK by path: the sdk/ folder of a Provisio checkout (default: the one this binary
+        /// was built from, when it exists).
+        #[arg(long, conflicts_with = "sdk_git")]
+        sdk_path: Option<PathBuf>,
+        /// Depend on the SDK by git: the URL of the Provisio repository.
+        #[arg(long)]
+        sdk_git: Option<String>,
+        /// With --sdk-git: the commit, tag or branch to build against.
+        #[arg(long, requires = "sdk_git")]
+        sdk_rev: Option<String>,
     },
     /// Systems that follow the connector run this version (the highest: follow the latest again).
     Activate {
@@ -358,7 +379,7 @@ impl Client {
             .map(|u| {
                 u.split_once(':')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| CliError::new("--user must be user:password"))
+                    .ok_or_else(|| CliError::new("PROVISIO_USER (or --user) must be user:password"))
             })
             .transpose()?;
         Ok(Client {
@@ -391,16 +412,24 @@ impl Client {
                 )
                 .body(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.base)))?;
+        let response = request.send().await.map_err(|e| {
+            CliError::new(format!(
+                "cannot reach the service at {} (PROVISIO_URL or --server): {e}",
+                self.base
+            ))
+        })?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
+            let hint = match (status.as_u16(), &self.user) {
+                (401, None) => "; no credentials were given: set PROVISIO_USER=user:password (or pass --user)",
+                (401, Some(_)) => "; the credentials in PROVISIO_USER (or --user) were refused",
+                (403, _) => "; the user in PROVISIO_USER (or --user) lacks the permission",
+                _ => "",
+            };
             return Err(CliError::new(format!(
-                "HTTP {}: {}",
+                "HTTP {}: {}{hint}",
                 status.as_u16(),
                 terminal(message)
             )));
@@ -501,6 +530,23 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
             }
         }
         PluginCommand::Check { file, json } => return plugin_check(&file, json).await,
+        PluginCommand::New {
+            name,
+            dir,
+            sdk_path,
+            sdk_git,
+            sdk_rev,
+        } => {
+            let sdk = match (sdk_path, sdk_git) {
+                (Some(path), _) => scaffold::Sdk::Path(path),
+                (None, Some(url)) => scaffold::Sdk::Git { url, rev: sdk_rev },
+                (None, None) => scaffold::Sdk::built_from().ok_or_else(|| {
+                    CliError::new("say where the SDK is: --sdk-path <the sdk/ folder of a Provisio checkout> or --sdk-git <the Provisio repository URL>")
+                })?,
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            println!("{}", scaffold::create(&name, &dir, &sdk).map_err(CliError::new)?);
+        }
         PluginCommand::List { connection } => {
             let list = Client::new(&connection)?
                 .call(reqwest::Method::GET, "/api/v1/plugins", None, true)

@@ -7,6 +7,13 @@
 //!   the [`export_connector!`] macro that turns an implementation into the component's exports;
 //! * the contract's types, re-exported with helpers ([`Config`], [`PageRequest`], [`Page`], [`Error`],
 //!   [`Descriptor`], [`PropertySpec`], …);
+//! * [`ConfiguredConnector`]: the same operations taking the connector's validated settings, parsed once per
+//!   call by one function;
+//! * [`system`]: the properties most systems share (`URL`, `Authentication`, `User`,
+//!   `OAuth2TokenServiceURL`, `ips.http.header.*`), parsed once;
+//! * [`client`]: a SCIM client for the common connector (Test Connection probe, index and id paging,
+//!   `If-Match` writes with one retry, the conflict lookup), with dialect hooks for UAA and Identity
+//!   Authentication;
 //! * [`http`]: requests to the configured system through the host (the only way out of the sandbox);
 //! * [`status`]: HTTP answers turned into the [`Error`] variant the host acts on;
 //! * [`scim`]: SCIM list responses, index and cursor paging, PatchOp documents and filters;
@@ -49,15 +56,19 @@ extern crate self as provisio_sdk;
 /// What a successful Test Connection answers: the words SAP Identity Provisioning admins know.
 pub const CONNECTION_OK: &str = "Connection to the selected target system was established successfully.";
 
+pub mod client;
+mod configured;
 pub mod http;
 pub mod json;
 pub mod log;
 pub mod scim;
 pub mod status;
+pub mod system;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod types;
 
+pub use configured::ConfiguredConnector;
 pub use types::HOST_CONFLICT_RESOLUTION;
 
 #[doc(hidden)]
@@ -65,7 +76,8 @@ pub mod bindings {
     //! The raw bindings of the WIT world `provisio:connector/plugin@0.2.0`. Not part of the public API.
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        path: "../wit/since_v0.2.0",
+        // A copy of `../wit/since_v0.2.0` that travels with the crate (see the test `the_wit_copy_is_the_current_contract`).
+        path: "wit",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "__export_plugin",
@@ -93,9 +105,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The connector contract (`provisio:connector/connector@0.2.0`), one associated function per operation.
 ///
-/// The host instantiates the component afresh for every call, so there is no `self` and no state between
-/// calls: everything arrives in the arguments ([`Config`] carries the system's non-secret properties) and all
-/// I/O goes through [`http`]. Every operation but [`describe`](Connector::describe) has a default that answers
+/// There is no `self`: everything a call needs arrives in its arguments ([`Config`] carries the system's
+/// non-secret properties) and all I/O goes through [`http`].
+///
+/// **Instances and state.** The host may run a call in a fresh instance or in the instance that served an
+/// earlier call *of the same system* (same plugin version, same properties) when that call ended cleanly (no
+/// trap, no limit hit, no refused request, nothing on stderr); it drops a kept instance after 10,000 calls,
+/// 60 s idle, or above 32 MiB of memory, and never hands one system's instance to another system. So
+/// `static` state *may* survive from one call to the next, but nothing guarantees it will: use it only as a
+/// cache whose loss costs a request (the SCIM connector keeps the schema extensions a system declares that
+/// way), never for correctness, and never keep data of one call that must not reach the next call of the
+/// same system. Every operation but [`describe`](Connector::describe) has a default that answers
 /// [`Error::Unsupported`]; implement those your system supports and list them in the descriptor.
 ///
 /// What each error variant tells the host:
@@ -276,4 +296,41 @@ macro_rules! export_connector {
     $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    /// `wit/connector.wit` travels with the crate so that it builds from its own folder (vendored, packaged,
+    /// a `git` dependency); it must be the newest contract of the repository's `wit/`. Outside the
+    /// repository there is nothing to compare with, and the test passes.
+    #[test]
+    fn the_wit_copy_is_the_current_contract() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let Ok(entries) = std::fs::read_dir(root.join("../wit")) else {
+            return;
+        };
+        let version = |name: &str| -> Option<Vec<u64>> {
+            name.strip_prefix("since_v")?
+                .split('.')
+                .map(|n| n.parse().ok())
+                .collect()
+        };
+        let newest = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                version(&name).map(|v| (v, e.path()))
+            })
+            .max()
+            .map(|(_, path)| path)
+            .expect("wit/ holds since_vX.Y.Z directories");
+        let current = std::fs::read_to_string(newest.join("connector.wit")).expect("the current contract");
+        let copy = std::fs::read_to_string(root.join("wit/connector.wit")).expect("sdk/wit/connector.wit");
+        assert!(
+            copy == current,
+            "sdk/wit/connector.wit differs from {}: copy it over (cp {}/connector.wit sdk/wit/)",
+            newest.display(),
+            newest.display()
+        );
+    }
 }

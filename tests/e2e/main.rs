@@ -15,6 +15,7 @@ mod realtime;
 mod round_trip;
 mod runaway_reads;
 mod sandbox;
+mod scaffold;
 mod scim_connector;
 mod secrets;
 mod support;

@@ -609,12 +609,12 @@ async fn incompatible_or_invalid_components_are_refused_with_a_useful_message() 
 
 /// A simple REST user API, the kind the template connector speaks: a bearer token, offset paging.
 #[derive(Default)]
-struct Users {
+pub(crate) struct Users {
     users: std::sync::Mutex<Vec<Value>>,
     next: AtomicU64,
 }
 
-async fn rest_api(token: &'static str, seed: usize) -> (String, Arc<Users>) {
+pub(crate) async fn rest_api(token: &'static str, seed: usize) -> (String, Arc<Users>) {
     let state = Arc::new(Users::default());
     for i in 0..seed {
         state.users.lock().expect("lock").push(json!({
@@ -629,6 +629,8 @@ async fn rest_api(token: &'static str, seed: usize) -> (String, Arc<Users>) {
     struct Paging {
         offset: Option<usize>,
         limit: Option<usize>,
+        #[serde(rename = "userName")]
+        user_name: Option<String>,
     }
     let app = Router::new()
         .route(
@@ -640,7 +642,13 @@ async fn rest_api(token: &'static str, seed: usize) -> (String, Arc<Users>) {
                     }
                     let users = s.users.lock().expect("lock");
                     let offset = p.offset.unwrap_or(0);
-                    let page: Vec<Value> = users.iter().skip(offset).take(p.limit.unwrap_or(50)).cloned().collect();
+                    let page: Vec<Value> = users
+                        .iter()
+                        .filter(|u| p.user_name.as_deref().is_none_or(|n| u["userName"] == n))
+                        .skip(offset)
+                        .take(p.limit.unwrap_or(50))
+                        .cloned()
+                        .collect();
                     (StatusCode::OK, axum::Json(json!({"users": page, "total": users.len()})))
                 },
             )
@@ -693,7 +701,7 @@ async fn rest_api(token: &'static str, seed: usize) -> (String, Arc<Users>) {
 }
 
 /// The `provisio` binary of this workspace, rebuilt if the sources changed (a no-op when it is fresh).
-fn provisio_binary() -> std::path::PathBuf {
+pub(crate) fn provisio_binary() -> std::path::PathBuf {
     if let Ok(path) = std::env::var("PROVISIO_BIN") {
         return path.into();
     }
@@ -711,7 +719,7 @@ fn provisio_binary() -> std::path::PathBuf {
 }
 
 /// Runs `provisio ARGS` as the guide shows it; answers the exit status and stdout + stderr.
-fn cli(binary: &std::path::Path, url: &str, args: &[&str]) -> (bool, String) {
+pub(crate) fn cli(binary: &std::path::Path, url: &str, args: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(binary)
         .args(args)
         .env("PROVISIO_URL", url)

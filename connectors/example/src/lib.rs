@@ -2,7 +2,7 @@
 //!
 //! The API: `GET users?offset=&limit=` → `{"users": [...], "total": n}`, `GET/PUT/DELETE users/{id}`,
 //! `POST users`; a user is `{"id", "userName", "email", "firstName", "lastName", "active"}`.
-//! Build: `cargo build --release --target wasm32-wasip2 -p provisio-connector-example`.
+//! Build: `cargo build --release --target wasm32-wasip2` (`provisio plugin new NAME` copies this crate).
 
 use provisio_sdk::http::{Request, encode_segment};
 use provisio_sdk::{
@@ -11,6 +11,9 @@ use provisio_sdk::{
 use serde_json::Value;
 
 pub struct Example;
+
+/// The largest page this API serves (`limit`). The host asks for up to 500 (jobs: `provisio.read.page.size`).
+pub const MAX_PAGE: u32 = 100;
 
 provisio_sdk::export_connector!(Example);
 
@@ -40,6 +43,17 @@ fn call(cfg: &Config, request: Request, body: Option<&str>) -> Result<Value> {
     response.json()
 }
 
+/// The user name of a `userName eq "x"` filter; other filters are [`Error::Unsupported`].
+fn user_name_filter(filter: &str) -> Result<String> {
+    let unsupported = || Error::unsupported(format!("the filter `{filter}` (only `userName eq \"…\"`)"));
+    let (attribute, rest) = filter.trim().split_once(char::is_whitespace).ok_or_else(unsupported)?;
+    let literal = match rest.trim_start().split_once(char::is_whitespace) {
+        Some((op, literal)) if attribute.eq_ignore_ascii_case("userName") && op.eq_ignore_ascii_case("eq") => literal,
+        _ => return Err(unsupported()),
+    };
+    serde_json::from_str(literal.trim()).map_err(|_| unsupported())
+}
+
 impl Connector for Example {
     fn describe() -> Descriptor {
         Descriptor::new("example", env!("CARGO_PKG_VERSION"))
@@ -67,22 +81,25 @@ impl Connector for Example {
 
     fn read(cfg: &Config, req: &PageRequest) -> Result<Page> {
         users_only(req.kind)?;
-        if req.filter.is_some() || req.delta_since.is_some() {
-            return Err(Error::unsupported("filtered and delta reads"));
+        if req.delta_since.is_some() {
+            return Err(Error::unsupported("delta reads")); // the host reads everything instead
         }
+        // After a create conflicted (409) the host looks the user up with `userName eq "…"` (see the guide).
+        let wanted = req.filter.as_deref().map(user_name_filter).transpose()?;
         let offset: u64 = match &req.cursor {
             Some(c) => c.parse().map_err(|_| Error::rejected(0, format!("bad cursor {c:?}")))?,
             None => 0,
         };
-        let page = call(
-            cfg,
-            Request::get("users")
-                .query("offset", offset)
-                .query("limit", req.page_size),
-            None,
-        )?;
-        let users = page["users"].as_array().cloned().unwrap_or_default();
+        let limit = req.page_size.clamp(1, MAX_PAGE);
+        let request = Request::get("users").query("offset", offset).query("limit", limit);
+        let page = call(cfg, request.query_opt("userName", wanted.as_deref()), None)?;
+        let mut users = page["users"].as_array().cloned().unwrap_or_default();
         let total = page["total"].as_u64();
+        if let Some(name) = &wanted {
+            // Keep only exact matches, in case the API ignores `userName`; one page is enough for a lookup.
+            users.retain(|u| u["userName"].as_str() == Some(name.as_str()));
+            return Ok(Page::from_values(users, None, None));
+        }
         let next = offset + users.len() as u64;
         let more = !users.is_empty() && total.is_none_or(|t| next < t);
         Ok(Page::from_values(users, more.then(|| next.to_string()), total))

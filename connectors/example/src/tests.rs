@@ -87,3 +87,40 @@ fn works_against_the_recorded_api() {
         Err(Error::NotFound(_))
     ));
 }
+
+/// The host's lookup after a create conflicted: `userName eq "…"`, a page of 2; and a page size over what
+/// the API serves is clamped.
+#[test]
+fn finds_a_user_by_user_name_and_clamps_the_page_size() {
+    let cfg = Config::new("t").with("URL", "http://example/v1");
+    let lookup = PageRequest {
+        kind: EntityKind::User,
+        cursor: None,
+        page_size: 2,
+        filter: Some(r#"userName eq "j\"doe""#.into()),
+        delta_since: None,
+    };
+    let mut h = Harness::new();
+    h.expect(Exchange::get(r#"users?offset=0&limit=2&userName=j"doe"#).respond(
+        200,
+        json!({"users": [{"id": "7", "userName": "j\"doe"}, {"id": "8", "userName": "other"}]}),
+    ));
+    let page = h.run(|| Example::read(&cfg, &lookup)).expect("page");
+    assert_eq!((page.entities.len(), page.next_cursor), (1, None));
+    assert!(page.entities[0].contains("\"7\""));
+    let refused = PageRequest {
+        filter: Some(r#"emails.value eq "a@x""#.into()),
+        ..lookup
+    };
+    assert!(matches!(
+        h.run(|| Example::read(&cfg, &refused)),
+        Err(Error::Unsupported(_))
+    ));
+    let big = PageRequest {
+        filter: None,
+        page_size: 500,
+        ..refused
+    };
+    h.expect(Exchange::get("users?offset=0&limit=100").respond(200, json!({"users": [], "total": 0})));
+    h.run(|| Example::read(&cfg, &big)).expect("page");
+}

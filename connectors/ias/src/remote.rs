@@ -1,60 +1,29 @@
 //! Single requests to the tenant: read one entity, PUT with versions, and the shape of request bodies.
 
-use provisio_sdk::http::{Response, encode_segment};
-use provisio_sdk::{EntityKind, Error, Result, json, log, status};
+use provisio_sdk::{EntityKind, Result};
 use serde_json::Value;
 
 use crate::settings::Settings;
 
+#[cfg(test)]
+use provisio_sdk::client::filter_attribute;
+
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
-/// `…/Users/{id}` or `…/Groups/{id}`, the id percent-encoded.
-pub fn entity_path(s: &Settings, kind: EntityKind, id: &str) -> String {
-    format!("{}/{}", s.endpoint(kind), encode_segment(id))
-}
-
-/// The answer if it is 2xx; a 404 becomes a not-found error naming the entity.
-pub fn ok_or_not_found(resp: Response, kind: EntityKind, id: &str) -> Result<Response> {
-    match resp.status {
-        404 => Err(Error::not_found(format!(
-            "The {} `{id}` does not exist in Identity Authentication: {}",
-            kind.as_str(),
-            status::detail(&resp.body)
-        ))),
-        _ => resp.error_for_status(),
-    }
+/// `meta.version` as an `If-Match` value: IAS v2 sends `W/"3"`, v1 a bare `3` (quoted here).
+pub fn version_of(entity: &Value) -> Option<String> {
+    provisio_sdk::client::quoted_etag(entity)
 }
 
 /// Reads one entity.
 pub fn fetch(s: &Settings, kind: EntityKind, id: &str) -> Result<Value> {
-    let resp = s.request("GET", entity_path(s, kind, id)).send(s.cfg)?;
-    ok_or_not_found(resp, kind, id)?.json()
+    s.client.fetch(kind, id)
 }
 
-/// The entity a 2xx write answered with.
-fn entity_of(resp: &Response, what: &str) -> Result<Value> {
-    if resp.is_empty() {
-        return Err(Error::rejected(
-            resp.status,
-            format!("The system answered without the {what} entity."),
-        ));
-    }
-    resp.json()
-}
-
-/// `meta.version` as an `If-Match` value: IAS v2 sends `W/"3"`, v1 a bare `3` (quoted here).
-pub fn version_of(entity: &Value) -> Option<String> {
-    let v = match json::get(entity, "meta.version")? {
-        Value::String(v) if !v.trim().is_empty() => v.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    Some(if v.starts_with("W/") || v.starts_with('"') {
-        v
-    } else {
-        format!("\"{v}\"")
-    })
+/// PUT; on a stale version (412) re-reads the entity and retries once with its current version.
+pub fn put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option<String>) -> Result<Value> {
+    s.client.put(kind, id, entity, version, true)
 }
 
 /// Lists the URN of every extension section in `schemas` (IAS reads a section only when its schema is
@@ -92,62 +61,6 @@ pub fn declare_schemas(entity: &mut Value, kind: EntityKind) {
             list.push(Value::String(urn));
         }
     }
-}
-
-/// PUT, with `If-Match` when a version is known (or `*` when configured).
-pub fn send_put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option<&str>) -> Result<Response> {
-    let mut req = s.request_with("PUT", entity_path(s, kind, id), entity);
-    match version {
-        Some(v) => req = req.header("If-Match", v),
-        None if s.if_match_wildcard => req = req.header("If-Match", "*"),
-        None => {}
-    }
-    req.send(s.cfg)
-}
-
-/// The entity a PUT answered with, or the error its status means.
-pub fn finish_put(resp: Response, kind: EntityKind, id: &str) -> Result<Value> {
-    entity_of(&ok_or_not_found(resp, kind, id)?, "replaced")
-}
-
-/// PUT; on a stale version (412) re-reads the entity and retries once with its current version.
-pub fn put(s: &Settings, kind: EntityKind, id: &str, entity: &Value, version: Option<String>) -> Result<Value> {
-    let resp = send_put(s, kind, id, entity, version.as_deref())?;
-    if resp.status == 412 && version.is_some() {
-        log::info(format_args!(
-            "{} {id} changed meanwhile (HTTP 412); re-reading and retrying once",
-            kind.as_str()
-        ));
-        let current = version_of(&fetch(s, kind, id)?);
-        let mut entity = entity.clone();
-        if let (Some(v), Some(meta)) = (&current, entity.get_mut("meta").and_then(Value::as_object_mut)) {
-            meta.insert("version".into(), Value::String(v.clone()));
-        }
-        return finish_put(send_put(s, kind, id, &entity, current.as_deref())?, kind, id);
-    }
-    finish_put(resp, kind, id)
-}
-
-/// The SCIM filter attribute of a unique-attribute path: `emails[0].value` → `emails.value`,
-/// `['urn:…:Group']['name']` → `urn:…:Group:name`.
-pub fn filter_attribute(path: &str) -> Option<String> {
-    let keys: Vec<String> = json::parse_path(path)?
-        .into_iter()
-        .filter_map(|seg| match seg {
-            json::Segment::Key(k) => Some(k),
-            json::Segment::Index(_) => None,
-        })
-        .collect();
-    let (first, rest) = keys.split_first()?;
-    if rest.is_empty() {
-        return Some(first.clone());
-    }
-    let sep = if first.to_ascii_lowercase().starts_with("urn:") {
-        ":"
-    } else {
-        "."
-    };
-    Some(format!("{first}{sep}{}", rest.join(".")))
 }
 
 #[cfg(test)]

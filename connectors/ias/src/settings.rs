@@ -4,14 +4,11 @@
 //! `scim.*` for version 1 (list-of-properties-d6f3577, identity-authentication-e4e25f1). Both spellings are
 //! accepted for either version; the one of the configured version wins when both are set.
 
-use provisio_sdk::http::Request;
+use provisio_sdk::client::{Dialect, Paging as ClientPaging, ScimClient};
+use provisio_sdk::system::{self, System};
 use provisio_sdk::{Config, EntityKind, Error, PropertySpec, Result};
 
-pub const URL: &str = "URL";
-pub const AUTHENTICATION: &str = "Authentication";
-pub const USER: &str = "User";
-pub const PASSWORD: &str = "Password";
-pub const TOKEN_URL: &str = "OAuth2TokenServiceURL";
+pub use provisio_sdk::system::{AUTHENTICATION, PASSWORD, RATE_LIMIT, TOKEN_URL, URL, USER};
 pub const API_VERSION: &str = "ias.api.version";
 pub const PAGING: &str = "ias.paging.mode";
 pub const USER_FILTER: &str = "ias.user.filter";
@@ -24,8 +21,6 @@ pub const UPDATE_INSTEAD_DELETE: &str = "ias.user.update.instead.delete";
 pub const MEMBERS_THRESHOLD: &str = "ias.patch.group.members.above.threshold";
 pub const CONTENT_TYPE: &str = "ias.content.type";
 pub const IF_MATCH_WILDCARD: &str = "ias.include.if.match.wildcard.header";
-pub const RATE_LIMIT: &str = "provisio.rate.limit";
-pub const HEADER_PREFIX: &str = "ips.http.header.";
 
 /// IAS serves at most 100 resources a page (index and id paging alike).
 pub const MAX_PAGE: u32 = 100;
@@ -37,7 +32,6 @@ pub const MAX_MEMBERS_THRESHOLD: usize = 20_000;
 pub const DEFAULT_GROUP_UNIQUE_V2: &str = "['urn:sap:cloud:scim:schemas:extension:custom:2.0:Group']['name']";
 
 const DEFAULT_CONTENT_TYPE: &str = "application/scim+json";
-const ACCEPT: &str = "application/scim+json, application/json";
 const AUTHENTICATIONS: &[&str] = &["BasicAuthentication", "BearerToken", "BearerTokenAuthentication"];
 
 /// The properties this connector understands, for `describe`.
@@ -72,7 +66,7 @@ pub fn specs() -> Vec<PropertySpec> {
         PropertySpec::new(IF_MATCH_WILDCARD, "true: send `If-Match: *` on PUT when the entity carries no meta.version.").default_value("false"),
         PropertySpec::new(RATE_LIMIT, "Requests per second towards the tenant (IAS answers 429 above about 200 requests a minute).")
             .default_value("3"),
-        PropertySpec::new(format!("{HEADER_PREFIX}<name>"), "An extra HTTP header <name> sent with every request."),
+        system::header_spec(),
     ]
 }
 
@@ -98,17 +92,14 @@ pub enum Paging {
 pub struct Settings<'a> {
     /// The call's configuration.
     pub cfg: &'a Config,
+    /// The SDK's SCIM client: the version's SCIM root, media types, paging, `If-Match`.
+    pub client: ScimClient<'a>,
     /// `ias.api.version`.
     pub api: Api,
     /// `ias.paging.mode`.
     pub paging: Paging,
-    /// `scim/` or `service/scim/`, or empty when `URL` already ends with it.
-    prefix: &'static str,
-    content_type: &'a str,
     /// `ias.support.patch.operation`.
     pub patch: bool,
-    /// `ias.include.if.match.wildcard.header`.
-    pub if_match_wildcard: bool,
     /// `ias.user.automatic.conflict.resolution`.
     pub conflict_resolution: bool,
     /// `ias.user.update.instead.delete`.
@@ -117,24 +108,22 @@ pub struct Settings<'a> {
     pub members_threshold: usize,
 }
 
+impl<'a> std::ops::Deref for Settings<'a> {
+    type Target = ScimClient<'a>;
+
+    fn deref(&self) -> &ScimClient<'a> {
+        &self.client
+    }
+}
+
 impl<'a> Settings<'a> {
     /// Validates the properties.
     pub fn new(cfg: &'a Config) -> Result<Self> {
-        let url = cfg.require(URL)?;
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(Error::invalid_config(format!(
-                "The property `{URL}` must be an http:// or https:// URL, not `{url}`."
-            )));
-        }
-        if cfg.property(TOKEN_URL).is_none()
-            && let Some(auth) = cfg.property(AUTHENTICATION)
-            && !AUTHENTICATIONS.contains(&auth)
-        {
-            return Err(Error::invalid_config(format!(
-                "The property `{AUTHENTICATION}` is `{auth}`; Identity Authentication needs BasicAuthentication (client id and secret in User and Password), or set {TOKEN_URL}."
-            )));
-        }
+        let system = System::parse(cfg)?;
+        system.check_authentication(
+            AUTHENTICATIONS,
+            format_args!("Identity Authentication needs BasicAuthentication (client id and secret in User and Password), or set {TOKEN_URL}"),
+        )?;
         let api = match cfg.property(API_VERSION) {
             None | Some("2") => Api::V2,
             Some("1") => Api::V1,
@@ -153,25 +142,27 @@ impl<'a> Settings<'a> {
                 )));
             }
         };
-        let path = lower
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['?', '#']).next().unwrap_or(rest))
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        let prefix = match api {
+        let path = system.url_path();
+        let root = match api {
             Api::V1 if path.ends_with("/service/scim") => "",
-            Api::V1 => "service/scim/",
+            Api::V1 => "service/scim",
             Api::V2 if path.ends_with("/scim") => "",
-            Api::V2 => "scim/",
+            Api::V2 => "scim",
         };
+        let client = ScimClient::new(system, Dialect::IAS)
+            .root(root)
+            .named("Identity Authentication")
+            .max_page(MAX_PAGE)
+            .paging(match paging {
+                Paging::Id => ClientPaging::Id,
+                Paging::Index => ClientPaging::Index,
+            });
         let settings = Settings {
             cfg,
+            client,
             api,
             paging,
-            prefix,
-            content_type: DEFAULT_CONTENT_TYPE,
             patch: false,
-            if_match_wildcard: false,
             conflict_resolution: true,
             update_instead_delete: false,
             members_threshold: MAX_MEMBERS_THRESHOLD,
@@ -187,13 +178,18 @@ impl<'a> Settings<'a> {
                 }
             },
         };
+        let content_type = settings.property(CONTENT_TYPE).unwrap_or(DEFAULT_CONTENT_TYPE);
+        let if_match_wildcard = settings.flag(IF_MATCH_WILDCARD, false);
         Ok(Settings {
-            content_type: settings.property(CONTENT_TYPE).unwrap_or(DEFAULT_CONTENT_TYPE),
             patch: settings.flag(SUPPORT_PATCH, false),
-            if_match_wildcard: settings.flag(IF_MATCH_WILDCARD, false),
             conflict_resolution: settings.flag(CONFLICT_RESOLUTION, true),
             update_instead_delete: settings.flag(UPDATE_INSTEAD_DELETE, false),
             members_threshold,
+            client: settings
+                .client
+                .clone()
+                .content_type(content_type)
+                .if_match_wildcard(if_match_wildcard),
             ..settings
         })
     }
@@ -222,23 +218,7 @@ impl<'a> Settings<'a> {
 
     /// `Users` or `Groups` under the version's SCIM root.
     pub fn endpoint(&self, kind: EntityKind) -> String {
-        format!("{}{}", self.prefix, kind.scim_endpoint())
-    }
-
-    /// A request with the standard and configured headers.
-    pub fn request(&self, method: &str, path: impl Into<String>) -> Request {
-        let mut req = Request::new(method, path).header("Accept", ACCEPT);
-        for (name, value) in self.cfg.with_prefix(HEADER_PREFIX) {
-            req = req.header(name, value);
-        }
-        req
-    }
-
-    /// A request with a JSON body in the configured content type.
-    pub fn request_with(&self, method: &str, path: impl Into<String>, body: &serde_json::Value) -> Request {
-        self.request(method, path)
-            .header("Content-Type", self.content_type)
-            .json(body)
+        self.client.collection(kind)
     }
 
     /// The configured read filter for this kind.

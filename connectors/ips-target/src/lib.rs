@@ -29,7 +29,7 @@ mod tests;
 use provisio_sdk::http::{Response, encode_segment};
 use provisio_sdk::scim::{self, PatchOp};
 use provisio_sdk::{
-    Config, Connector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, status,
+    Config, ConfiguredConnector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, status,
 };
 use serde_json::Value;
 
@@ -50,7 +50,13 @@ pub struct IpsTarget;
 
 provisio_sdk::export_connector!(IpsTarget);
 
-impl Connector for IpsTarget {
+impl ConfiguredConnector for IpsTarget {
+    type Settings<'a> = Settings<'a>;
+
+    fn settings(cfg: &Config) -> Result<Settings<'_>> {
+        Settings::new(cfg)
+    }
+
     fn describe() -> Descriptor {
         let mut d = Descriptor::new("ips-target", env!("CARGO_PKG_VERSION"))
             .entity_kinds([EntityKind::User, EntityKind::Group])
@@ -68,11 +74,10 @@ impl Connector for IpsTarget {
         d
     }
 
-    fn test_connection(cfg: &Config) -> Result<String> {
-        let s = Settings::new(cfg)?;
+    fn test_connection(s: &Settings) -> Result<String> {
         // Harmless: the real-time API has no read, so a GET changes nothing. What it answers tells whether the
         // endpoint exists and whether it took the credentials.
-        let resp = s.request("GET", segment(EntityKind::User)).send(cfg)?;
+        let resp = s.request("GET", segment(EntityKind::User)).send(s.cfg)?;
         match resp.status {
             200..=299 | 405 | 501 => Ok(CONNECTION_OK.to_string()),
             401 | 403 => Err(Error::unauthorized(format!(
@@ -84,7 +89,7 @@ impl Connector for IpsTarget {
             ))),
             404 => Err(Error::invalid_config(format!(
                 "There is no real-time provisioning endpoint at `{}/user` (HTTP 404); check the source system id in the property `{}`. {}",
-                cfg.property(settings::URL).unwrap_or_default().trim_end_matches('/'),
+                s.cfg.property(settings::URL).unwrap_or_default().trim_end_matches('/'),
                 settings::URL,
                 status::detail(&resp.body)
             ))),
@@ -92,23 +97,22 @@ impl Connector for IpsTarget {
         }
     }
 
-    fn read(cfg: &Config, req: &PageRequest) -> Result<Page> {
-        let _ = (cfg, req);
+    fn read(s: &Settings, req: &PageRequest) -> Result<Page> {
+        let _ = (s, req);
         Err(Error::Unsupported(RECEIVE_ONLY.into()))
     }
 
-    fn get(cfg: &Config, kind: EntityKind, id: &str) -> Result<String> {
-        let _ = (cfg, kind, id);
+    fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
+        let _ = (s, kind, id);
         Err(Error::Unsupported(RECEIVE_ONLY.into()))
     }
 
-    fn create(cfg: &Config, kind: EntityKind, entity: &str) -> Result<String> {
-        let s = Settings::new(cfg)?;
+    fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {
         let entity = json::parse_object(entity, kind.as_str())?;
         let body = payload::shape(s.version, kind, entity, None);
         let resp = s
             .request_with("POST", segment(kind), &body)
-            .send(cfg)?
+            .send(s.cfg)?
             .error_for_status()?;
         let mut stored = stored_or_sent(&resp, &body)?;
         let id_of = |v: &Value| {
@@ -133,17 +137,15 @@ impl Connector for IpsTarget {
         Ok(stored.to_string())
     }
 
-    fn replace(cfg: &Config, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
-        let s = Settings::new(cfg)?;
+    fn replace(s: &Settings, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
         let entity = json::parse_object(entity, kind.as_str())?;
         let body = payload::shape(s.version, kind, entity, Some(id));
-        let resp = s.request_with("PUT", entity_path(kind, id), &body).send(cfg)?;
+        let resp = s.request_with("PUT", entity_path(kind, id), &body).send(s.cfg)?;
         let resp = ok_or_not_found(resp, kind, id)?;
         stored_or_sent(&resp, &body).map(|v| v.to_string())
     }
 
-    fn patch(cfg: &Config, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
-        let s = Settings::new(cfg)?;
+    fn patch(s: &Settings, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
         if s.version == Version::V1 {
             return Err(Error::Unsupported(format!(
                 "PATCH with `{}` 1: the IAS SCIM API v1 has no PATCH, so neither has a version-1 real-time API; send the whole {} (replace) instead.",
@@ -154,7 +156,7 @@ impl Connector for IpsTarget {
         let mut doc = json::parse(operations, "PatchOp document")?;
         PatchOp::parse(&doc)?;
         scim::ensure_patch_schema(&mut doc);
-        let resp = s.request_with("PATCH", entity_path(kind, id), &doc).send(cfg)?;
+        let resp = s.request_with("PATCH", entity_path(kind, id), &doc).send(s.cfg)?;
         let resp = ok_or_not_found(resp, kind, id)?;
         if resp.is_empty() {
             return Ok(None);
@@ -162,9 +164,8 @@ impl Connector for IpsTarget {
         resp.json().map(|v| Some(v.to_string()))
     }
 
-    fn delete(cfg: &Config, kind: EntityKind, id: &str) -> Result<()> {
-        let s = Settings::new(cfg)?;
-        let resp = s.request("DELETE", entity_path(kind, id)).send(cfg)?;
+    fn delete(s: &Settings, kind: EntityKind, id: &str) -> Result<()> {
+        let resp = s.request("DELETE", entity_path(kind, id)).send(s.cfg)?;
         ok_or_not_found(resp, kind, id).map(|_| ())
     }
 }

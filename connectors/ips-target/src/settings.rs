@@ -10,13 +10,8 @@
 use provisio_sdk::http::Request;
 use provisio_sdk::{Config, EntityKind, Error, PropertySpec, Result};
 
-pub const URL: &str = "URL";
+pub use provisio_sdk::system::{AUTHENTICATION, PASSWORD, RATE_LIMIT, TOKEN_URL, URL, USER};
 pub const VERSION: &str = "Version";
-pub const AUTHENTICATION: &str = "Authentication";
-pub const USER: &str = "User";
-pub const PASSWORD: &str = "Password";
-pub const TOKEN_URL: &str = "OAuth2TokenServiceURL";
-pub const RATE_LIMIT: &str = "provisio.rate.limit";
 
 /// 120 requests a minute: SAP's proxy and real-time APIs slow down above 150 a minute and refuse above 200.
 pub const DEFAULT_RATE: &str = "2";
@@ -52,14 +47,16 @@ pub fn specs() -> Vec<PropertySpec> {
 }
 
 /// The validated settings of one call.
-pub struct Settings {
+pub struct Settings<'a> {
+    /// The call's configuration.
+    pub cfg: &'a Config,
     /// The payload form.
     pub version: Version,
 }
 
-impl Settings {
+impl<'a> Settings<'a> {
     /// Validates `URL`, `Version` and `Authentication`.
-    pub fn new(cfg: &Config) -> Result<Self> {
+    pub fn new(cfg: &'a Config) -> Result<Self> {
         check_url(cfg.require(URL)?)?;
         let version = match cfg.property_or(VERSION, "2") {
             "1" => Version::V1,
@@ -90,7 +87,7 @@ impl Settings {
                 "The property `{USER}` is required: the user (or OAuth client id) the real-time API accepts."
             )));
         }
-        Ok(Settings { version })
+        Ok(Settings { cfg, version })
     }
 
     /// A request with the SCIM `Accept` header.

@@ -20,10 +20,10 @@ mod settings;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 
-use provisio_sdk::http::{Response, encode_segment};
-use provisio_sdk::scim::{self, ListResponse, PatchOp};
+use provisio_sdk::client::{Probe, ReadFilter};
+use provisio_sdk::scim::{self, PatchOp};
 use provisio_sdk::{
-    Config, Connector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log, status,
+    Config, ConfiguredConnector, Descriptor, EntityKind, Error, Operation, Page, PageRequest, Result, json, log, status,
 };
 use serde_json::Value;
 
@@ -41,7 +41,13 @@ pub struct Jam;
 
 provisio_sdk::export_connector!(Jam);
 
-impl Connector for Jam {
+impl ConfiguredConnector for Jam {
+    type Settings<'a> = Settings<'a>;
+
+    fn settings(cfg: &Config) -> Result<Settings<'_>> {
+        Settings::new(cfg)
+    }
+
     fn describe() -> Descriptor {
         let mut d = Descriptor::new("jam", env!("CARGO_PKG_VERSION"))
             .entity_kinds([EntityKind::User, EntityKind::Group])
@@ -54,142 +60,77 @@ impl Connector for Jam {
         d
     }
 
-    fn test_connection(cfg: &Config) -> Result<String> {
-        let s = Settings::new(cfg)?;
-        let resp = s
-            .request("GET", s.collection(EntityKind::User))
-            .query("startIndex", 1)
-            .query("count", 1)
-            .send(cfg)?;
-        match resp.status {
-            200..=299 => match resp.json().and_then(|v| ListResponse::from_json(&v)) {
-                Ok(_) => Ok(CONNECTION_OK.to_string()),
-                Err(_) => Err(Error::invalid_config(format!(
-                    "The system answered, but not as SAP Jam: `GET {}` did not return a SCIM list response. Check the property `{}`.",
-                    s.collection(EntityKind::User),
-                    settings::URL
-                ))),
-            },
-            401 | 403 => Err(Error::unauthorized(format!(
-                "SAP Jam refused the access token (HTTP {}); check that `{}` and `{}` are the key and secret of the Jam \"SCIM API Client\" and that `{}` is this Jam's token endpoint. {}",
-                resp.status,
-                settings::USER,
-                settings::PASSWORD,
-                settings::TOKEN_URL,
-                status::detail(&resp.body)
-            ))),
-            404 => Err(Error::invalid_config(format!(
-                "SAP Jam has no SCIM `Users` endpoint under this URL (HTTP 404 for `{}`); set `{}` to the Jam host, e.g. https://jam4.sapjam.com.",
-                s.collection(EntityKind::User),
-                settings::URL
-            ))),
-            _ => Err(status::error_for(&resp)),
-        }
+    fn test_connection(s: &Settings) -> Result<String> {
+        let credentials = format!(
+            "check that `{}` and `{}` are the key and secret of the Jam \"SCIM API Client\" and that `{}` is this Jam's token endpoint",
+            settings::USER,
+            settings::PASSWORD,
+            settings::TOKEN_URL
+        );
+        let check = format!(
+            "the property `{}`: the Jam host, e.g. https://jam4.sapjam.com",
+            settings::URL
+        );
+        s.client.test_connection(&Probe {
+            credentials: &credentials,
+            check: &check,
+            ..Probe::default()
+        })
     }
 
-    fn read(cfg: &Config, req: &PageRequest) -> Result<Page> {
-        let s = Settings::new(cfg)?;
+    fn read(s: &Settings, req: &PageRequest) -> Result<Page> {
         if req.delta_since.is_some() {
             // Jam filters only with `eq`; it cannot answer `meta.lastModified gt …`.
             return Err(Error::Unsupported(
                 "SAP Jam cannot filter by meta.lastModified, so it has no delta read; read everything instead.".into(),
             ));
         }
-        let start = scim::start_index(req.cursor.as_deref())?;
-        let count = req.page_size.clamp(1, settings::MAX_PAGE);
-        let resp = s
-            .request("GET", s.collection(req.kind))
-            .query("startIndex", start)
-            .query("count", count)
-            .query_opt("filter", req.filter.as_deref())
-            .send(cfg)?
-            .error_for_status()?;
-        scim::index_page(&resp, start, count)
+        s.client.read(req, &ReadFilter::default())
     }
 
-    fn get(cfg: &Config, kind: EntityKind, id: &str) -> Result<String> {
-        let s = Settings::new(cfg)?;
-        fetch(&s, kind, id).map(|v| v.to_string())
+    fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
+        s.fetch(kind, id).map(|v| v.to_string())
     }
 
-    fn create(cfg: &Config, kind: EntityKind, entity: &str) -> Result<String> {
-        let s = Settings::new(cfg)?;
+    fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {
         let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
-        let resp = s.request_with("POST", s.collection(kind), &entity).send(cfg)?;
+        let resp = s.request_with("POST", s.collection(kind), &entity).send(s.cfg)?;
         match resp.status {
-            200..=299 => entity_of(&resp, "created"),
-            409 => resolve_conflict(&s, kind, &entity, status::error_for(&resp)),
+            200..=299 => s.entity_of(&resp, "created").map(|v| v.to_string()),
+            409 => resolve_conflict(s, kind, &entity, status::error_for(&resp)),
             _ => Err(status::error_for(&resp)),
         }
     }
 
-    fn replace(cfg: &Config, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
-        let s = Settings::new(cfg)?;
+    fn replace(s: &Settings, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
         let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
-        put(&s, kind, id, &entity).map(|v| v.to_string())
+        put(s, kind, id, &entity).map(|v| v.to_string())
     }
 
-    fn patch(cfg: &Config, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
-        let s = Settings::new(cfg)?;
+    fn patch(s: &Settings, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
         let mut doc = json::parse(operations, "PatchOp document")?;
         // Refuse a malformed document here rather than send it.
         PatchOp::parse(&doc)?;
         scim::ensure_patch_schema(&mut doc);
-        let resp = s.request_with("PATCH", entity_path(&s, kind, id), &doc).send(cfg)?;
-        let resp = ok_or_not_found(resp, kind, id)?;
+        let resp = s.request_with("PATCH", s.entity_path(kind, id), &doc).send(s.cfg)?;
+        let resp = s.ok_or_not_found(resp, kind, id)?;
         if resp.is_empty() {
             return Ok(None);
         }
-        entity_of(&resp, "patched").map(Some)
+        s.entity_of(&resp, "patched").map(|v| Some(v.to_string()))
     }
 
-    fn delete(cfg: &Config, kind: EntityKind, id: &str) -> Result<()> {
-        let s = Settings::new(cfg)?;
-        let resp = s.request("DELETE", entity_path(&s, kind, id)).send(cfg)?;
-        ok_or_not_found(resp, kind, id).map(|_| ())
-    }
-}
-
-/// `api/v1/scim/Users/{id}` (or `…/Groups/{id}`), the id percent-encoded.
-fn entity_path(s: &Settings, kind: EntityKind, id: &str) -> String {
-    s.path(&format!("{}/{}", kind.scim_endpoint(), encode_segment(id)))
-}
-
-/// The answer if it is 2xx; a 404 becomes a not-found error naming the entity.
-fn ok_or_not_found(resp: Response, kind: EntityKind, id: &str) -> Result<Response> {
-    match resp.status {
-        404 => Err(Error::not_found(format!(
-            "The {} `{id}` does not exist in SAP Jam: {}",
-            kind.as_str(),
-            status::detail(&resp.body)
-        ))),
-        _ => resp.error_for_status(),
+    fn delete(s: &Settings, kind: EntityKind, id: &str) -> Result<()> {
+        let resp = s.request("DELETE", s.entity_path(kind, id)).send(s.cfg)?;
+        s.ok_or_not_found(resp, kind, id).map(|_| ())
     }
 }
 
-/// Reads one entity.
-fn fetch(s: &Settings, kind: EntityKind, id: &str) -> Result<Value> {
-    let resp = s.request("GET", entity_path(s, kind, id)).send(s.cfg)?;
-    ok_or_not_found(resp, kind, id)?.json()
-}
-
-/// The entity a 2xx write answered with, as JSON text.
-fn entity_of(resp: &Response, what: &str) -> Result<String> {
-    if resp.is_empty() {
-        return Err(Error::rejected(
-            resp.status,
-            format!("SAP Jam answered without the {what} entity."),
-        ));
-    }
-    resp.json().map(|v| v.to_string())
-}
-
-/// Replaces an entity with PUT; an empty answer is read back.
+/// Replaces an entity with PUT (Jam keeps no versions); an empty answer is read back.
 fn put(s: &Settings, kind: EntityKind, id: &str, entity: &Value) -> Result<Value> {
-    let resp = s.request_with("PUT", entity_path(s, kind, id), entity).send(s.cfg)?;
-    let resp = ok_or_not_found(resp, kind, id)?;
+    let resp = s.ok_or_not_found(s.send_put(kind, id, entity, None)?, kind, id)?;
     if resp.is_empty() {
-        return fetch(s, kind, id);
+        return s.fetch(kind, id);
     }
     resp.json()
 }
@@ -208,26 +149,12 @@ fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Er
         return Err(conflict);
     };
     let filter = format!("{attr} eq {}", scim::quote(value));
-    let resp = s
-        .request("GET", s.collection(kind))
-        .query("filter", &filter)
-        .send(s.cfg)?
-        .error_for_status()?;
-    let found = ListResponse::from_response(&resp)?.resources;
-    let [existing] = found.as_slice() else {
-        log::info(format_args!(
-            "create conflicted and `{filter}` matches {} {}s; keeping the conflict",
-            found.len(),
-            kind.as_str()
-        ));
-        return Err(conflict);
-    };
-    let Some(id) = existing.get("id").and_then(Value::as_str) else {
+    let Some((id, _)) = s.find_one(kind, &filter)? else {
         return Err(conflict);
     };
     log::info(format_args!(
         "{} already exists in SAP Jam as {id}; updating it instead",
         kind.as_str()
     ));
-    put(s, kind, id, entity).map(|v| v.to_string())
+    put(s, kind, &id, entity).map(|v| v.to_string())
 }

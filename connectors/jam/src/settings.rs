@@ -1,16 +1,12 @@
 //! The system's properties, validated once per call, and where the SCIM resources live.
 
-use provisio_sdk::http::Request;
-use provisio_sdk::{Config, EntityKind, Error, PropertySpec, Result};
+use provisio_sdk::client::{Dialect, ScimClient};
+use provisio_sdk::system::System;
+use provisio_sdk::{Config, Error, PropertySpec, Result};
 
-pub const URL: &str = "URL";
-pub const AUTHENTICATION: &str = "Authentication";
-pub const USER: &str = "User";
-pub const PASSWORD: &str = "Password";
-pub const TOKEN_URL: &str = "OAuth2TokenServiceURL";
+pub use provisio_sdk::system::{AUTHENTICATION, PASSWORD, RATE_LIMIT, TOKEN_URL, URL, USER};
 pub const PROXY_TYPE: &str = "ProxyType";
 pub const GROUP_PREFIX: &str = "jam.group.prefix";
-pub const RATE_LIMIT: &str = "provisio.rate.limit";
 
 /// Where Jam serves SCIM 2.0, relative to the Jam host (next to the documented token endpoint
 /// `/api/v1/auth/token`; the resource path itself is not in SAP's documentation).
@@ -22,9 +18,6 @@ pub const DEFAULT_RATE: &str = "3";
 
 /// Jam's own maximum page size (`count`).
 pub const MAX_PAGE: u32 = 100;
-
-const CONTENT_TYPE: &str = "application/scim+json";
-const ACCEPT: &str = "application/scim+json, application/json";
 
 /// The properties this connector understands, for `describe`.
 pub fn specs() -> Vec<PropertySpec> {
@@ -44,68 +37,46 @@ pub fn specs() -> Vec<PropertySpec> {
     ]
 }
 
-/// The validated settings of one call.
+/// The validated settings of one call: the SDK's SCIM client, rooted at Jam's SCIM path.
 pub struct Settings<'a> {
     pub cfg: &'a Config,
-    /// The path prefix of the SCIM resources relative to `URL` (empty when `URL` already ends in it).
-    prefix: &'static str,
+    /// The SCIM client.
+    pub client: ScimClient<'a>,
+}
+
+impl<'a> std::ops::Deref for Settings<'a> {
+    type Target = ScimClient<'a>;
+
+    fn deref(&self) -> &ScimClient<'a> {
+        &self.client
+    }
 }
 
 impl<'a> Settings<'a> {
     /// Validates the properties: `URL` is an http(s) URL and the OAuth client is configured.
     pub fn new(cfg: &'a Config) -> Result<Self> {
         let url = cfg.require(URL)?;
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(Error::invalid_config(format!(
+        let system = System::parse(cfg).map_err(|_| {
+            Error::invalid_config(format!(
                 "The property `{URL}` must be the Jam host as an https:// URL (e.g. https://jam4.sapjam.com), not `{url}`."
-            )));
-        }
-        if cfg.property(TOKEN_URL).is_none() {
+            ))
+        })?;
+        if !system.oauth() {
             return Err(Error::invalid_config(format!(
                 "The property `{TOKEN_URL}` is required: SAP Jam's SCIM API takes OAuth tokens from https://<jam-host>/api/v1/auth/token."
             )));
         }
-        if cfg.property(USER).is_none() {
-            return Err(Error::invalid_config(format!(
-                "The property `{USER}` (the OAuth client key of the Jam \"SCIM API Client\") is required."
-            )));
-        }
+        system.require_user("the OAuth client key of the Jam \"SCIM API Client\"")?;
         // Admins may give the SCIM base itself (https://host/api/v1/scim) instead of the host.
-        let path = lower
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(_, path)| path.split(['?', '#']).next().unwrap_or_default())
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        let prefix = if path.ends_with(SCIM_PATH) { "" } else { SCIM_PATH };
-        Ok(Settings { cfg, prefix })
-    }
-
-    /// The path of a SCIM resource relative to `URL`: `api/v1/scim/Users`, say.
-    pub fn path(&self, rest: &str) -> String {
-        if self.prefix.is_empty() {
-            rest.to_string()
+        let root = if system.url_path().ends_with(SCIM_PATH) {
+            ""
         } else {
-            format!("{}/{rest}", self.prefix)
-        }
-    }
-
-    /// The collection path of a kind.
-    pub fn collection(&self, kind: EntityKind) -> String {
-        self.path(kind.scim_endpoint())
-    }
-
-    /// A request with the SCIM `Accept` header.
-    pub fn request(&self, method: &str, path: impl Into<String>) -> Request {
-        Request::new(method, path).header("Accept", ACCEPT)
-    }
-
-    /// A request with a SCIM JSON body.
-    pub fn request_with(&self, method: &str, path: impl Into<String>, body: &serde_json::Value) -> Request {
-        self.request(method, path)
-            .header("Content-Type", CONTENT_TYPE)
-            .json(body)
+            SCIM_PATH
+        };
+        let client = ScimClient::new(system, Dialect::SCIM2)
+            .root(root)
+            .named("SAP Jam")
+            .max_page(MAX_PAGE);
+        Ok(Settings { cfg, client })
     }
 }

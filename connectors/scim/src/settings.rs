@@ -1,13 +1,10 @@
 //! The system's properties, validated once per call.
 
-use provisio_sdk::http::Request;
-use provisio_sdk::{Config, EntityKind, Error, PropertySpec, Result};
+use provisio_sdk::client::{Dialect, ScimClient};
+use provisio_sdk::system::{self, System};
+use provisio_sdk::{Config, EntityKind, PropertySpec, Result};
 
-pub const URL: &str = "URL";
-pub const AUTHENTICATION: &str = "Authentication";
-pub const USER: &str = "User";
-pub const PASSWORD: &str = "Password";
-pub const TOKEN_URL: &str = "OAuth2TokenServiceURL";
+pub use provisio_sdk::system::{AUTHENTICATION, PASSWORD, TOKEN_URL, URL, USER};
 pub const USER_FILTER: &str = "scim.user.filter";
 pub const GROUP_FILTER: &str = "scim.group.filter";
 pub const SUPPORT_PATCH: &str = "scim.support.patch.operation";
@@ -15,10 +12,8 @@ pub const USER_UNIQUE: &str = "scim.user.unique.attribute";
 pub const GROUP_UNIQUE: &str = "scim.group.unique.attribute";
 pub const CONTENT_TYPE: &str = "scim.content.type";
 pub const IF_MATCH_WILDCARD: &str = "scim.include.if.match.wildcard.header";
-pub const HEADER_PREFIX: &str = "ips.http.header.";
 
 const DEFAULT_CONTENT_TYPE: &str = "application/scim+json";
-const ACCEPT: &str = "application/scim+json, application/json";
 const AUTHENTICATIONS: &[&str] = &[
     "NoAuthentication",
     "BasicAuthentication",
@@ -49,58 +44,43 @@ pub fn specs() -> Vec<PropertySpec> {
             .default_value("displayName"),
         PropertySpec::new(CONTENT_TYPE, "Content-Type of request bodies.").default_value(DEFAULT_CONTENT_TYPE),
         PropertySpec::new(IF_MATCH_WILDCARD, "true: send `If-Match: *` on PUT when the entity carries no meta.version.").default_value("false"),
-        PropertySpec::new(format!("{HEADER_PREFIX}<name>"), "An extra HTTP header <name> sent with every request."),
+        system::header_spec(),
     ]
 }
 
-/// The validated settings of one call.
+/// The validated settings of one call: the SDK's SCIM client and this connector's own properties.
 pub struct Settings<'a> {
     pub cfg: &'a Config,
-    content_type: &'a str,
+    /// The SCIM client (shared properties, `ips.http.header.*`, media types, `If-Match`).
+    pub client: ScimClient<'a>,
+    /// `scim.support.patch.operation`.
     pub patch: bool,
-    pub if_match_wildcard: bool,
+}
+
+impl<'a> std::ops::Deref for Settings<'a> {
+    type Target = ScimClient<'a>;
+
+    fn deref(&self) -> &ScimClient<'a> {
+        &self.client
+    }
 }
 
 impl<'a> Settings<'a> {
     /// Validates the properties: `URL` is an http(s) URL and `Authentication` a value the host understands.
     pub fn new(cfg: &'a Config) -> Result<Self> {
-        let url = cfg.require(URL)?;
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(Error::invalid_config(format!(
-                "The property `{URL}` must be an http:// or https:// URL, not `{url}`."
-            )));
-        }
-        if cfg.property(TOKEN_URL).is_none()
-            && let Some(auth) = cfg.property(AUTHENTICATION)
-            && !AUTHENTICATIONS.contains(&auth)
-        {
-            return Err(Error::invalid_config(format!(
-                "The property `{AUTHENTICATION}` is `{auth}`; use NoAuthentication, BasicAuthentication or BearerToken, or set {TOKEN_URL} for OAuth 2.0 client credentials."
-            )));
-        }
+        let system = System::parse(cfg)?;
+        system.check_authentication(
+            AUTHENTICATIONS,
+            format_args!("use NoAuthentication, BasicAuthentication or BearerToken, or set {TOKEN_URL} for OAuth 2.0 client credentials"),
+        )?;
+        let client = ScimClient::new(system, Dialect::SCIM2)
+            .content_type(cfg.property_or(CONTENT_TYPE, DEFAULT_CONTENT_TYPE))
+            .if_match_wildcard(cfg.flag(IF_MATCH_WILDCARD));
         Ok(Settings {
             cfg,
-            content_type: cfg.property_or(CONTENT_TYPE, DEFAULT_CONTENT_TYPE),
+            client,
             patch: cfg.flag(SUPPORT_PATCH),
-            if_match_wildcard: cfg.flag(IF_MATCH_WILDCARD),
         })
-    }
-
-    /// A request with the standard and configured headers.
-    pub fn request(&self, method: &str, path: impl Into<String>) -> Request {
-        let mut req = Request::new(method, path).header("Accept", ACCEPT);
-        for (name, value) in self.cfg.with_prefix(HEADER_PREFIX) {
-            req = req.header(name, value);
-        }
-        req
-    }
-
-    /// A request with a JSON body in the configured content type.
-    pub fn request_with(&self, method: &str, path: impl Into<String>, body: &serde_json::Value) -> Request {
-        self.request(method, path)
-            .header("Content-Type", self.content_type)
-            .json(body)
     }
 
     /// The configured read filter for this kind.

@@ -1,27 +1,22 @@
 //! The system's properties (SAP Identity Provisioning names), validated once per call.
 
-use provisio_sdk::http::Request;
+use provisio_sdk::client::{Dialect, ScimClient};
+use provisio_sdk::system::{self, System};
 use provisio_sdk::{Config, Error, PropertySpec, Result};
 
-pub const URL: &str = "URL";
-pub const AUTHENTICATION: &str = "Authentication";
-pub const USER: &str = "User";
-pub const PASSWORD: &str = "Password";
-pub const TOKEN_URL: &str = "OAuth2TokenServiceURL";
+pub use provisio_sdk::system::{AUTHENTICATION, PASSWORD, RATE_LIMIT, TOKEN_URL, URL, USER};
 pub const ORIGIN: &str = "xsuaa.origin";
 pub const ORIGIN_FILTER: &str = "xsuaa.origin.filter.enabled";
 pub const SUPPORT_PATCH: &str = "scim.support.patch.operation";
 pub const PATCH_RESPONSE: &str = "xsuaa.patch.response.with.resource";
 pub const GROUP_PREFIX: &str = "xsuaa.group.prefix";
 pub const USER_UNIQUE: &str = "xsuaa.user.unique.attribute";
-pub const RATE_LIMIT: &str = "provisio.rate.limit";
-pub const HEADER_PREFIX: &str = "ips.http.header.";
 
 /// BTP's documented limit on `/Users` and `/Groups`: 3 requests per second per subaccount.
 pub const DEFAULT_RATE_LIMIT: &str = "3";
 const DEFAULT_USER_UNIQUE: &str = "userName";
-/// UAA speaks plain JSON (it refuses nothing else, but `application/scim+json` is not its dialect).
-const CONTENT_TYPE: &str = "application/json";
+/// UAA's largest page (`userMaxCount`).
+pub const MAX_COUNT: u32 = 500;
 
 /// The properties this connector understands, for `describe`.
 pub fn specs() -> Vec<PropertySpec> {
@@ -46,13 +41,15 @@ pub fn specs() -> Vec<PropertySpec> {
             .default_value(DEFAULT_USER_UNIQUE),
         PropertySpec::new(RATE_LIMIT, "Requests per second the host sends to this system (BTP allows 3 per subaccount on /Users and /Groups).")
             .default_value(DEFAULT_RATE_LIMIT),
-        PropertySpec::new(format!("{HEADER_PREFIX}<name>"), "An extra HTTP header <name> sent with every request."),
+        system::header_spec(),
     ]
 }
 
 /// The validated settings of one call.
 pub struct Settings<'a> {
     pub cfg: &'a Config,
+    /// The SDK's SCIM client in UAA's dialect (plain JSON, integer versions, `ips.http.header.*`).
+    pub client: ScimClient<'a>,
     /// The configured origins, in order; empty when unset.
     pub origins: Vec<String>,
     /// Whether reads keep only users of [`Settings::origins`].
@@ -63,16 +60,19 @@ pub struct Settings<'a> {
     pub patch_response: bool,
 }
 
+impl<'a> std::ops::Deref for Settings<'a> {
+    type Target = ScimClient<'a>;
+
+    fn deref(&self) -> &ScimClient<'a> {
+        &self.client
+    }
+}
+
 impl<'a> Settings<'a> {
     /// Validates the properties: `URL` is an http(s) URL, and the origin filter has origins to filter by.
     pub fn new(cfg: &'a Config) -> Result<Self> {
-        let url = cfg.require(URL)?;
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(Error::invalid_config(format!(
-                "The property `{URL}` must be an http:// or https:// URL, not `{url}`."
-            )));
-        }
+        // UAA's largest page is its `userMaxCount`.
+        let client = ScimClient::new(System::parse(cfg)?, Dialect::UAA).max_page(MAX_COUNT);
         let origins = split_origins(cfg.property(ORIGIN).unwrap_or(""));
         let origin_filter = cfg.flag(ORIGIN_FILTER);
         if origin_filter && origins.is_empty() {
@@ -82,27 +82,12 @@ impl<'a> Settings<'a> {
         }
         Ok(Settings {
             cfg,
+            client,
             origins,
             origin_filter,
             patch: cfg.flag(SUPPORT_PATCH),
             patch_response: cfg.flag(PATCH_RESPONSE),
         })
-    }
-
-    /// A request with the standard and configured headers.
-    pub fn request(&self, method: &str, path: impl Into<String>) -> Request {
-        let mut req = Request::new(method, path).header("Accept", "application/json");
-        for (name, value) in self.cfg.with_prefix(HEADER_PREFIX) {
-            req = req.header(name, value);
-        }
-        req
-    }
-
-    /// A request with a JSON body.
-    pub fn request_with(&self, method: &str, path: impl Into<String>, body: &serde_json::Value) -> Request {
-        self.request(method, path)
-            .header("Content-Type", CONTENT_TYPE)
-            .json(body)
     }
 
     /// The attributes that identify an existing user after a create conflicted.

@@ -1,6 +1,7 @@
 //! The UAA SCIM dialect: resource paths, versions and `If-Match`, error bodies, and writes that re-read and
 //! retry once on a stale version.
 
+use provisio_sdk::client::Dialect;
 use provisio_sdk::http::{Response, encode_segment};
 use provisio_sdk::scim::ListResponse;
 use provisio_sdk::{EntityKind, Error, Result, log, status};
@@ -74,11 +75,7 @@ pub fn search(s: &Settings, kind: EntityKind, filter: &str) -> Result<Vec<Value>
 
 /// `meta.version`: UAA's integer (a string holding one, or an ETag such as `W/"3"`, is accepted too).
 pub fn version_of(entity: &Value) -> Option<u64> {
-    match entity.get("meta")?.get("version")? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().trim_start_matches("W/").trim_matches('"').parse().ok(),
-        _ => None,
-    }
+    provisio_sdk::client::uaa_version_number(entity)
 }
 
 /// The `If-Match` value for a version: the quoted integer, as UAA's `ETag`.
@@ -87,16 +84,9 @@ pub fn if_match(version: u64) -> String {
 }
 
 /// Whether a failed write means "your version is stale" (UAA answers 409 `scim_resource_conflict`; 412 and 422
-/// are seen behind BTP) rather than a uniqueness conflict.
+/// are seen behind BTP) rather than a uniqueness conflict: the SDK's UAA dialect.
 pub fn is_stale(resp: &Response) -> bool {
-    match resp.status {
-        412 | 422 => true,
-        409 => !matches!(
-            error_code(resp).as_deref(),
-            Some("scim_resource_already_exists" | "member_already_exists")
-        ),
-        _ => false,
-    }
+    (Dialect::UAA.is_stale)(resp)
 }
 
 /// Attributes UAA computes or owns, which a write must not carry.

@@ -102,6 +102,9 @@ impl Default for CallLimits {
     }
 }
 
+/// What an upload that is not WebAssembly at all is told (it lacks the `\0asm` magic bytes).
+pub const NOT_WASM: &str = "the file is not WebAssembly (it does not start with the \\0asm magic bytes); upload the .wasm component that `cargo build --release --target wasm32-wasip2` wrote";
+
 /// A compiled, validated plugin version, ready to instantiate.
 pub struct LoadedPlugin {
     /// What the plugin declared.
@@ -253,6 +256,11 @@ impl Runtime {
             None => {
                 let engine = self.engine.clone();
                 let component = tokio::task::spawn_blocking(move || {
+                    // Not WebAssembly at all (a text file, an archive, random bytes): one line, not the
+                    // parser's dump of the bytes it found.
+                    if !wasm.starts_with(b"\0asm") {
+                        return Err(LoadError::Invalid(NOT_WASM.into()));
+                    }
                     // Parse fully first: wasmtime expects a valid component.
                     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
                         .validate_all(&wasm)

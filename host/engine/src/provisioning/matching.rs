@@ -35,6 +35,45 @@ pub fn unique_attributes(descriptor: &Descriptor, props: &BTreeMap<String, Strin
         .collect()
 }
 
+/// Where the unique attributes of a kind come from, for messages: the property that holds or declares them
+/// (`xsuaa.user.unique.attribute`), or the built-in default.
+pub fn unique_attributes_source(descriptor: &Descriptor, props: &BTreeMap<String, String>, kind: EntityKind) -> String {
+    let suffix = match kind {
+        EntityKind::User => ".user.unique.attribute",
+        EntityKind::Group => ".group.unique.attribute",
+    };
+    descriptor
+        .properties
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(props.keys().map(String::as_str))
+        .find(|name| name.ends_with(suffix))
+        .map(|name| format!("`{name}`"))
+        .unwrap_or_else(|| "the default; the connector declares no `<prefix>.user.unique.attribute`".into())
+}
+
+/// What the lookup of an existing entity did when it found none: the filter it sent, or why none could be
+/// built (the entity lacks a unique attribute, or has no scalar value there).
+pub fn explain_no_match(
+    descriptor: &Descriptor,
+    props: &BTreeMap<String, String>,
+    kind: EntityKind,
+    entity: &Value,
+) -> String {
+    let attributes = unique_attributes(descriptor, props, kind);
+    let source = unique_attributes_source(descriptor, props, kind);
+    let kind = kind.as_str();
+    match filter_for(entity, &attributes) {
+        Some(filter) => format!(
+            "looking the existing {kind} up by its unique attributes ({source}) with a filtered read `{filter}` found no single {kind} (none, or more than one)"
+        ),
+        None => format!(
+            "no existing {kind} could be looked up: the {kind} has no value for its unique attributes `{}` ({source}), so no filtered read was sent",
+            attributes.join(",")
+        ),
+    }
+}
+
 /// Whether the admin turned conflict resolution off (`ias.user.automatic.conflict.resolution=false`).
 pub fn conflict_resolution_enabled(props: &BTreeMap<String, String>, kind: EntityKind) -> bool {
     let suffix = match kind {
@@ -210,6 +249,27 @@ mod tests {
         assert_eq!(
             unique_attributes(&descriptor, &props, EntityKind::User),
             ["emails[0].value"]
+        );
+        let explained = explain_no_match(
+            &descriptor,
+            &props,
+            EntityKind::User,
+            &serde_json::json!({"userName": "a"}),
+        );
+        assert!(
+            explained.contains("no value for its unique attributes `emails[0].value` (`x.user.unique.attribute`)")
+                && explained.contains("no filtered read was sent"),
+            "{explained}"
+        );
+        let explained = explain_no_match(
+            &descriptor,
+            &props,
+            EntityKind::User,
+            &serde_json::json!({"emails": [{"value": "a@x"}]}),
+        );
+        assert!(
+            explained.contains(r#"filtered read `emails.value eq "a@x"`"#),
+            "{explained}"
         );
         assert!(conflict_resolution_enabled(&props, EntityKind::User));
         props.insert("ias.user.automatic.conflict.resolution".into(), "false".into());

@@ -420,8 +420,8 @@ impl TargetContext {
                         Err(e) => failed(format!("matched an existing entity, but updating it failed: {e}")),
                     },
                     Ok(None) => failed(format!(
-                        "conflict: {message}; no single existing {} matches its unique attributes",
-                        kind.as_str()
+                        "conflict: {message}; {}",
+                        matching::explain_no_match(&self.plugin.descriptor, &self.system.spec.properties, kind, entity)
                     )),
                     Err(e) => Written::from_error(
                         &e,
