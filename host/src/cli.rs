@@ -124,11 +124,13 @@ pub enum SystemCommand {
         /// A transformation file (JSON); the connector's default when absent.
         #[arg(long)]
         transformation: Option<PathBuf>,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
     /// List systems.
     List {
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -136,6 +138,7 @@ pub enum SystemCommand {
     Test {
         /// The system id.
         id: String,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -148,6 +151,7 @@ pub enum PluginCommand {
     Add {
         /// The component file.
         file: PathBuf,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -162,6 +166,7 @@ pub enum PluginCommand {
     },
     /// List the loaded versions: which one systems follow, the systems on each, call statistics.
     List {
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -171,6 +176,7 @@ pub enum PluginCommand {
         name: String,
         /// The version.
         version: String,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -178,6 +184,7 @@ pub enum PluginCommand {
     Rollback {
         /// The connector name.
         name: String,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -206,6 +213,7 @@ pub enum PluginCommand {
         name: String,
         /// The version.
         version: String,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -227,6 +235,7 @@ pub enum JobCommand {
         /// Watch the run until it ends; Ctrl-C asks the service to stop it, a second Ctrl-C stops watching.
         #[arg(long)]
         follow: bool,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -234,6 +243,7 @@ pub enum JobCommand {
     Status {
         /// The job id.
         job_id: String,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -241,6 +251,7 @@ pub enum JobCommand {
     Stop {
         /// The job id.
         job_id: String,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },
@@ -251,6 +262,7 @@ pub enum JobCommand {
         /// Only entries with this outcome (success, failed, skipped, held, planned).
         #[arg(long)]
         outcome: Option<String>,
+        /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
     },

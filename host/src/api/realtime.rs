@@ -248,6 +248,7 @@ pub async fn probe(
     )
 }
 
+/// The filters of `GET /api/v1/realtime/events`.
 #[derive(Deserialize)]
 pub struct EventQuery {
     source: Option<String>,

@@ -33,8 +33,10 @@ impl Drop for Background {
 /// Why a call could not finish on the pool.
 #[derive(Debug, thiserror::Error)]
 pub enum BackgroundError {
+    /// The pool's threads could not be started.
     #[error("the background pool could not be started")]
     Unavailable,
+    /// The call panicked in the host; the panic's message.
     #[error("the call panicked in the host: {0}")]
     Panicked(String),
 }

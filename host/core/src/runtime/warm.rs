@@ -42,9 +42,13 @@ pub struct Owner {
 
 /// An instance with its store, between calls.
 pub struct Warm {
+    /// The system and plugin version the instance was made for.
     pub owner: Owner,
+    /// Its store (the guest's memory and the call state).
     pub store: Store<CallState>,
+    /// The instance.
     pub instance: Instance,
+    /// Calls made in it so far.
     pub uses: u32,
     idle_since: Instant,
 }

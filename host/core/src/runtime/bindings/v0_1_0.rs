@@ -1,5 +1,7 @@
 //! Bindings for contract `provisio:connector@0.1.0` (frozen: `wit/since_v0.1.0`), and conversions between
 //! its generated types and the host's own (`crate::connector`).
+// The items wasmtime's bindgen generates from the WIT carry the WIT's comments, not Rust docs.
+#![allow(missing_docs)]
 
 use wasmtime::component::HasSelf;
 

@@ -1,6 +1,8 @@
 //! Bindings for contract `provisio:connector@0.2.0` (frozen: `wit/since_v0.2.0`), and conversions between
 //! its generated types and the host's own (`crate::connector`). What 0.2.0 adds: proxy default
 //! transformations in the descriptor, and the `too-large` connector error.
+// The items wasmtime's bindgen generates from the WIT carry the WIT's comments, not Rust docs.
+#![allow(missing_docs)]
 
 use wasmtime::component::HasSelf;
 
