@@ -1,0 +1,285 @@
+//! List responses and paging (RFC 7644 §3.4.2, §3.4.2.4).
+//!
+//! A client reads a [`ListResponse`] (also in the SCIM 1.1/UAA spelling, lowercase `resources`, numbers as
+//! strings) and pages on with [`ListResponse::next_index`]; a cursor is the next `startIndex` as a decimal
+//! string ([`start_index`]), or SAP Identity Authentication's `startId`/`nextId` ([`start_id`]). A server
+//! takes the page [`window`] of its results and answers [`ListResponse::to_json`].
+
+use std::ops::Range;
+
+use serde_json::{Value, json};
+
+use crate::error::ScimError;
+
+/// The schema URN of a list response.
+pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// A SCIM list response.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListResponse {
+    /// `Resources` (or `resources`); empty when absent.
+    pub resources: Vec<Value>,
+    /// `totalResults`, when given.
+    pub total_results: Option<u64>,
+    /// `itemsPerPage`, when given.
+    pub items_per_page: Option<u64>,
+    /// `startIndex`, when given.
+    pub start_index: Option<u64>,
+    /// `nextId` (cursor paging), when given.
+    pub next_id: Option<String>,
+}
+
+/// An HTTP answer a list response is read from (the SDK's `http::Response`).
+pub trait Answer {
+    /// What reading it fails with.
+    type Error: From<ScimError>;
+    /// The HTTP status.
+    fn status(&self) -> u16;
+    /// The body as JSON.
+    fn json(&self) -> Result<Value, Self::Error>;
+}
+
+/// A page of entities built from a list response (the SDK's `Page`).
+pub trait FromList {
+    /// The page: its entities, the cursor of the next page, the total when known.
+    fn from_list(entities: Vec<Value>, next_cursor: Option<String>, total: Option<u64>) -> Self;
+}
+
+impl ListResponse {
+    /// Reads a list response from a 2xx answer; an error with the answer's status when the body is not one.
+    pub fn from_response<A: Answer>(resp: &A) -> Result<Self, A::Error> {
+        Self::from_owned_json(resp.json()?).map_err(|e| ScimError { status: resp.status(), ..e }.into())
+    }
+
+    /// Reads a list response from JSON; an error (status 0) when it is not an object, or when `Resources` is
+    /// present but not an array.
+    pub fn from_json(v: &Value) -> Result<Self, ScimError> {
+        Self::from_owned_json(v.clone())
+    }
+
+    /// [`from_json`](Self::from_json) without copying the resources (a page of them is most of the answer).
+    pub fn from_owned_json(mut v: Value) -> Result<Self, ScimError> {
+        let obj = v.as_object_mut().ok_or_else(|| {
+            ScimError::new(0, None, "The system's answer is not a SCIM list response (not an object).")
+        })?;
+        let taken = ["Resources", "resources"].iter().find_map(|n| obj.remove(*n));
+        let field = |names: &[&str]| names.iter().find_map(|n| obj.get(*n));
+        let resources = match taken {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a,
+            Some(_) => {
+                return Err(ScimError::new(
+                    0,
+                    None,
+                    "The system's answer is not a SCIM list response (`Resources` is not an array).",
+                ));
+            }
+        };
+        let number = |names: &[&str]| field(names).and_then(as_u64);
+        Ok(ListResponse {
+            resources,
+            total_results: number(&["totalResults", "totalresults"]),
+            items_per_page: number(&["itemsPerPage", "itemsperpage"]),
+            start_index: number(&["startIndex", "startindex"]),
+            next_id: field(&["nextId", "nextid"])
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        })
+    }
+
+    /// A server's answer: `totalResults`, `startIndex`, `itemsPerPage` (the resources on this page) and
+    /// `Resources`.
+    pub fn page(resources: Vec<Value>, total: u64, start_index: u64) -> Self {
+        ListResponse {
+            items_per_page: Some(resources.len() as u64),
+            resources,
+            total_results: Some(total),
+            start_index: Some(start_index),
+            next_id: None,
+        }
+    }
+
+    /// The list response as JSON, with its schema.
+    pub fn to_json(&self) -> Value {
+        let mut out = json!({"schemas": [LIST_RESPONSE]});
+        if let Some(t) = self.total_results {
+            out["totalResults"] = json!(t);
+        }
+        if let Some(s) = self.start_index {
+            out["startIndex"] = json!(s);
+        }
+        if let Some(n) = self.items_per_page {
+            out["itemsPerPage"] = json!(n);
+        }
+        if let Some(id) = &self.next_id {
+            out["nextId"] = json!(id);
+        }
+        out["Resources"] = Value::Array(self.resources.clone());
+        out
+    }
+
+    /// The cursor of the page after this one under index paging, or `None` when this is the last page: the
+    /// page is empty, or `start + itemsPerPage > totalResults`, or (without `totalResults`) the page holds
+    /// fewer than `requested` entities.
+    ///
+    /// The step is `itemsPerPage` when the server gives one between the number of resources on the page and
+    /// `requested` (servers that filter after paging, such as SAP's proxy API, report more items than they
+    /// return), else the number of resources; and `requested` when the server returned more than asked (the
+    /// page is then cut short by [`into_index_page`](Self::into_index_page)).
+    pub fn next_index(&self, start: u64, requested: u32) -> Option<String> {
+        next_index(
+            self.resources.len() as u64,
+            self.items_per_page,
+            self.total_results,
+            start,
+            requested,
+        )
+    }
+
+    /// This list as a page under index paging: at most `page_size` entities (a server that returns more is
+    /// cut short, and the cursor continues after the last entity kept), the next cursor, and the total.
+    pub fn into_index_page<P: FromList>(mut self, start: u64, page_size: u32) -> P {
+        let next = self.next_index(start, page_size);
+        self.resources.truncate(page_size.max(1) as usize);
+        P::from_list(self.resources, next, self.total_results)
+    }
+
+    /// This list as a page under cursor paging: the next cursor is `nextId`, and there is none when it is
+    /// absent, empty or `end`, or when the page is empty.
+    pub fn into_cursor_page<P: FromList>(self) -> P {
+        let next = self
+            .next_id
+            .filter(|id| !id.is_empty() && id != "end" && !self.resources.is_empty());
+        P::from_list(self.resources, next, self.total_results)
+    }
+}
+
+/// [`ListResponse::next_index`] from the numbers alone: `got` resources on the page.
+pub fn next_index(got: u64, items_per_page: Option<u64>, total: Option<u64>, start: u64, requested: u32) -> Option<String> {
+    let requested = u64::from(requested.max(1));
+    if got == 0 {
+        return None;
+    }
+    let step = if got > requested {
+        requested
+    } else {
+        items_per_page.filter(|n| (got..=requested).contains(n)).unwrap_or(got)
+    };
+    let next = start.saturating_add(step);
+    match total {
+        Some(total) if next > total => None,
+        None if step < requested => None,
+        _ => Some(next.to_string()),
+    }
+}
+
+/// A count as a list response gives it: a number, or a number in a string.
+pub fn as_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// The `startIndex` a cursor stands for under index paging: 1 for the first page (`None`), else the cursor as
+/// a number ≥ 1; an error (status 0) for anything else.
+pub fn start_index(cursor: Option<&str>) -> Result<u64, ScimError> {
+    match cursor {
+        None => Ok(1),
+        Some(c) => c.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ScimError::new(
+                0,
+                None,
+                format!("Invalid paging cursor `{c}`: expected a startIndex."),
+            )
+        }),
+    }
+}
+
+/// The `startId` a cursor stands for under cursor paging: `initial` for the first page, else the cursor.
+pub fn start_id(cursor: Option<&str>) -> &str {
+    cursor.unwrap_or("initial")
+}
+
+/// Which positions of `total` results the page from the 1-based `start_index` with `count` entries covers
+/// (a `startIndex` below 1 is 1, RFC 7644 §3.4.2.4).
+pub fn window(total: usize, start_index: u64, count: u64) -> Range<usize> {
+    let from = usize::try_from(start_index.saturating_sub(1)).unwrap_or(usize::MAX).min(total);
+    let to = from
+        .saturating_add(usize::try_from(count).unwrap_or(usize::MAX))
+        .min(total);
+    from..to
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(n: usize) -> Vec<Value> {
+        (0..n).map(|i| json!({"id": i.to_string()})).collect()
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Page(Vec<Value>, Option<String>, Option<u64>);
+    impl FromList for Page {
+        fn from_list(e: Vec<Value>, n: Option<String>, t: Option<u64>) -> Self {
+            Page(e, n, t)
+        }
+    }
+
+    #[test]
+    fn index_paging() {
+        let list = |n, total: Option<u64>, per| ListResponse {
+            resources: users(n),
+            total_results: total,
+            items_per_page: per,
+            start_index: None,
+            next_id: None,
+        };
+        assert_eq!(list(2, Some(5), Some(2)).next_index(1, 2), Some("3".into()));
+        assert_eq!(list(2, Some(5), Some(2)).next_index(3, 2), Some("5".into()));
+        assert_eq!(list(1, Some(5), Some(1)).next_index(5, 2), None);
+        assert_eq!(list(2, Some(4), Some(2)).next_index(3, 2), None);
+        assert_eq!(list(0, Some(9), Some(0)).next_index(3, 2), None);
+        assert_eq!(list(2, None, None).next_index(1, 2), Some("3".into()));
+        assert_eq!(list(1, None, None).next_index(1, 2), None);
+        assert_eq!(list(2, Some(10), Some(3)).next_index(1, 3), Some("4".into()));
+        assert_eq!(list(3, Some(10), Some(1)).next_index(1, 3), Some("4".into()));
+        let page: Page = list(5, Some(10), Some(5)).into_index_page(1, 2);
+        assert_eq!((page.0.len(), page.1.as_deref(), page.2), (2, Some("3"), Some(10)));
+        assert_eq!(start_index(None), Ok(1));
+        assert_eq!(start_index(Some("41")), Ok(41));
+        assert!(start_index(Some("0")).is_err() && start_index(Some("x")).is_err());
+        assert_eq!(start_id(None), "initial");
+    }
+
+    #[test]
+    fn both_spellings_and_cursor_paging() {
+        let l = ListResponse::from_json(&json!({"resources": [{"id": "a"}], "totalResults": 1, "itemsPerPage": "1"}))
+            .unwrap();
+        assert_eq!((l.resources.len(), l.items_per_page), (1, Some(1)));
+        let end: Page = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "end"}))
+            .unwrap()
+            .into_cursor_page();
+        assert_eq!(end.1, None);
+        let more: Page = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "abc"}))
+            .unwrap()
+            .into_cursor_page();
+        assert_eq!(more.1.as_deref(), Some("abc"));
+        assert!(ListResponse::from_json(&json!({"Resources": 1})).is_err());
+        assert!(ListResponse::from_json(&json!([])).is_err());
+    }
+
+    #[test]
+    fn server_side() {
+        assert_eq!(window(10, 1, 3), 0..3);
+        assert_eq!(window(10, 9, 3), 8..10);
+        assert_eq!(window(10, 11, 3), 10..10);
+        assert_eq!(window(10, 1, 0), 0..0);
+        assert_eq!(window(10, 0, 2), 0..2);
+        let body = ListResponse::page(users(2), 7, 3).to_json();
+        assert_eq!(
+            body,
+            json!({"schemas": [LIST_RESPONSE], "totalResults": 7, "startIndex": 3, "itemsPerPage": 2,
+                   "Resources": [{"id": "0"}, {"id": "1"}]})
+        );
+        assert_eq!(ListResponse::from_json(&body).unwrap().next_index(3, 2), Some("5".into()));
+    }
+}
