@@ -29,28 +29,7 @@ pub struct ListResponse {
     pub next_id: Option<String>,
 }
 
-/// An HTTP answer a list response is read from (the SDK's `http::Response`).
-pub trait Answer {
-    /// What reading it fails with.
-    type Error: From<ScimError>;
-    /// The HTTP status.
-    fn status(&self) -> u16;
-    /// The body as JSON.
-    fn json(&self) -> Result<Value, Self::Error>;
-}
-
-/// A page of entities built from a list response (the SDK's `Page`).
-pub trait FromList {
-    /// The page: its entities, the cursor of the next page, the total when known.
-    fn from_list(entities: Vec<Value>, next_cursor: Option<String>, total: Option<u64>) -> Self;
-}
-
 impl ListResponse {
-    /// Reads a list response from a 2xx answer; an error with the answer's status when the body is not one.
-    pub fn from_response<A: Answer>(resp: &A) -> Result<Self, A::Error> {
-        Self::from_owned_json(resp.json()?).map_err(|e| ScimError { status: resp.status(), ..e }.into())
-    }
-
     /// Reads a list response from JSON; an error (status 0) when it is not an object, or when `Resources` is
     /// present but not an array.
     pub fn from_json(v: &Value) -> Result<Self, ScimError> {
@@ -124,8 +103,8 @@ impl ListResponse {
     ///
     /// The step is `itemsPerPage` when the server gives one between the number of resources on the page and
     /// `requested` (servers that filter after paging, such as SAP's proxy API, report more items than they
-    /// return), else the number of resources; and `requested` when the server returned more than asked (the
-    /// page is then cut short by [`into_index_page`](Self::into_index_page)).
+    /// return), else the number of resources; and `requested` when the server returned more than asked (a
+    /// client then keeps only `requested` of them).
     pub fn next_index(&self, start: u64, requested: u32) -> Option<String> {
         next_index(
             self.resources.len() as u64,
@@ -136,22 +115,6 @@ impl ListResponse {
         )
     }
 
-    /// This list as a page under index paging: at most `page_size` entities (a server that returns more is
-    /// cut short, and the cursor continues after the last entity kept), the next cursor, and the total.
-    pub fn into_index_page<P: FromList>(mut self, start: u64, page_size: u32) -> P {
-        let next = self.next_index(start, page_size);
-        self.resources.truncate(page_size.max(1) as usize);
-        P::from_list(self.resources, next, self.total_results)
-    }
-
-    /// This list as a page under cursor paging: the next cursor is `nextId`, and there is none when it is
-    /// absent, empty or `end`, or when the page is empty.
-    pub fn into_cursor_page<P: FromList>(self) -> P {
-        let next = self
-            .next_id
-            .filter(|id| !id.is_empty() && id != "end" && !self.resources.is_empty());
-        P::from_list(self.resources, next, self.total_results)
-    }
 }
 
 /// [`ListResponse::next_index`] from the numbers alone: `got` resources on the page.
@@ -216,14 +179,6 @@ mod tests {
         (0..n).map(|i| json!({"id": i.to_string()})).collect()
     }
 
-    #[derive(Debug, PartialEq)]
-    struct Page(Vec<Value>, Option<String>, Option<u64>);
-    impl FromList for Page {
-        fn from_list(e: Vec<Value>, n: Option<String>, t: Option<u64>) -> Self {
-            Page(e, n, t)
-        }
-    }
-
     #[test]
     fn index_paging() {
         let list = |n, total: Option<u64>, per| ListResponse {
@@ -242,8 +197,8 @@ mod tests {
         assert_eq!(list(1, None, None).next_index(1, 2), None);
         assert_eq!(list(2, Some(10), Some(3)).next_index(1, 3), Some("4".into()));
         assert_eq!(list(3, Some(10), Some(1)).next_index(1, 3), Some("4".into()));
-        let page: Page = list(5, Some(10), Some(5)).into_index_page(1, 2);
-        assert_eq!((page.0.len(), page.1.as_deref(), page.2), (2, Some("3"), Some(10)));
+        // A server that ignores `count`: the next page starts after the `requested` kept.
+        assert_eq!(list(5, Some(10), Some(5)).next_index(1, 2), Some("3".into()));
         assert_eq!(start_index(None), Ok(1));
         assert_eq!(start_index(Some("41")), Ok(41));
         assert!(start_index(Some("0")).is_err() && start_index(Some("x")).is_err());
@@ -251,18 +206,12 @@ mod tests {
     }
 
     #[test]
-    fn both_spellings_and_cursor_paging() {
+    fn both_spellings() {
         let l = ListResponse::from_json(&json!({"resources": [{"id": "a"}], "totalResults": 1, "itemsPerPage": "1"}))
             .unwrap();
         assert_eq!((l.resources.len(), l.items_per_page), (1, Some(1)));
-        let end: Page = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "end"}))
-            .unwrap()
-            .into_cursor_page();
-        assert_eq!(end.1, None);
-        let more: Page = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "abc"}))
-            .unwrap()
-            .into_cursor_page();
-        assert_eq!(more.1.as_deref(), Some("abc"));
+        let l = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "abc"})).unwrap();
+        assert_eq!(l.next_id.as_deref(), Some("abc"));
         assert!(ListResponse::from_json(&json!({"Resources": 1})).is_err());
         assert!(ListResponse::from_json(&json!([])).is_err());
     }

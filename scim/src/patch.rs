@@ -10,14 +10,14 @@
 //! at most one value stays `primary` (RFC 7643 §2.4: the last one marked).
 //!
 //! ```
-//! use provisio_scim::{PatchOp, Schemaless};
+//! use provisio_scim::PatchOp;
 //! use serde_json::json;
 //! let doc = PatchOp::new()
 //!     .replace(Some("active"), json!(false))
 //!     .add(Some("members"), json!([{"value": "u1"}]))
 //!     .remove("members[value eq \"u2\"]");
 //! let mut group = json!({"displayName": "G", "members": [{"value": "u2"}]});
-//! doc.apply(&mut group, &Schemaless::default()).unwrap();
+//! doc.apply(&mut group).unwrap();
 //! assert_eq!(group, json!({"displayName": "G", "members": [{"value": "u1"}], "active": false}));
 //! assert_eq!(doc.to_json()["Operations"].as_array().map(Vec::len), Some(3));
 //! ```
@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use crate::error::ScimError;
 use crate::filter::get_ci;
 use crate::path::{AttrPath, PatchPath, is_urn};
-use crate::rules::Rules;
+use crate::rules::{Rules, Schemaless};
 
 /// The PatchOp message schema.
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -182,10 +182,18 @@ impl PatchOp {
         Self::parse(doc)
     }
 
+    /// Applies the operations, in order, to a resource without a schema ([`Schemaless`]: what a connector
+    /// patches in a system without PATCH): `add` appends to multi-valued attributes and merges into complex
+    /// ones, `replace` sets (merging complex values), `remove` deletes; a remove with a `value` array removes
+    /// the listed elements (as Entra sends). See [`apply_with`](Self::apply_with).
+    pub fn apply(&self, resource: &mut Value) -> Result<(), ScimError> {
+        self.apply_with(resource, &Schemaless::default())
+    }
+
     /// Applies the operations, in order, to `resource` under `rules` (atomically: on error `resource` is
     /// unchanged). Errors are 400 with the `scimType` RFC 7644 names: `noTarget`, `invalidPath`,
     /// `invalidFilter`, `invalidValue`, `mutability`, `invalidSyntax`.
-    pub fn apply(&self, resource: &mut Value, rules: &dyn Rules) -> Result<(), ScimError> {
+    pub fn apply_with(&self, resource: &mut Value, rules: &dyn Rules) -> Result<(), ScimError> {
         let mut work = resource.clone();
         let patcher = Patcher { rules };
         for op in &self.operations {
@@ -611,7 +619,6 @@ fn normalize_primary(slot: Option<&mut Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Schemaless;
     use crate::schema::{ENTERPRISE, ResourceType};
 
     fn doc(ops: Value) -> Value {
@@ -631,7 +638,7 @@ mod tests {
 
     fn run(resource: Value, rules: &dyn Rules, ops: Value) -> Result<Value, ScimError> {
         let mut r = resource;
-        PatchOp::parse_request(&doc(ops))?.apply(&mut r, rules)?;
+        PatchOp::parse_request(&doc(ops))?.apply_with(&mut r, rules)?;
         Ok(r)
     }
 
@@ -728,7 +735,7 @@ mod tests {
         ];
         for (body, expected) in cases {
             let mut u = user();
-            let result = PatchOp::parse_request(&body).and_then(|ops| ops.apply(&mut u, &closed(false)));
+            let result = PatchOp::parse_request(&body).and_then(|ops| ops.apply_with(&mut u, &closed(false)));
             let e = result.expect_err(&body.to_string());
             assert_eq!(e.scim_type, Some(expected), "{body}: {e}");
             assert_eq!(u, user(), "{body} changed the resource");
@@ -741,7 +748,7 @@ mod tests {
         let rules = Schemaless::default();
         let apply = |r: Value, ops: Value| -> Result<Value, ScimError> {
             let mut r = r;
-            PatchOp::parse(&json!({"Operations": ops}))?.apply(&mut r, &rules)?;
+            PatchOp::parse(&json!({"Operations": ops}))?.apply_with(&mut r, &rules)?;
             Ok(r)
         };
         let user = json!({"userName": "a", "name": {"givenName": "A"}, "emails": [{"value": "a@x", "type": "work"}]});
@@ -773,7 +780,7 @@ mod tests {
         let ops = PatchOp::new()
             .replace(Some("userName"), json!("changed"))
             .replace(Some("emails[type eq \"none\"].value"), json!(1));
-        assert!(ops.apply(&mut u, &rules).is_err());
+        assert!(ops.apply(&mut u).is_err());
         assert_eq!(u, user);
         // A simulated system's read-only attributes.
         let sim = Schemaless {
@@ -781,17 +788,17 @@ mod tests {
             read_only: &["groups"],
             ..Default::default()
         };
-        let e = PatchOp::new().add(Some("groups"), json!([])).apply(&mut u, &sim).unwrap_err();
+        let e = PatchOp::new().add(Some("groups"), json!([])).apply_with(&mut u, &sim).unwrap_err();
         assert_eq!(e.scim_type, Some("mutability"));
         let urns = json!({"schemas": ["urn:a:b"], "urn:a:b": {"x": 1}});
         let mut r = urns.clone();
         PatchOp::new()
             .replace(Some("urn:a:b:x"), json!(2))
             .add(Some("urn:a:b"), json!({"y": 3}))
-            .apply(&mut r, &Schemaless::default())
+            .apply(&mut r)
             .unwrap();
         assert_eq!(r["urn:a:b"], json!({"x": 2, "y": 3}));
-        PatchOp::new().remove("urn:a:b").apply(&mut r, &Schemaless::default()).unwrap();
+        PatchOp::new().remove("urn:a:b").apply(&mut r).unwrap();
         assert!(r.get("urn:a:b").is_none());
     }
 
@@ -849,7 +856,7 @@ mod tests {
                 for rules in [&Schemaless::default() as &dyn Rules, &closed(false)] {
                     let mut r = resource.clone();
                     let _ = PatchOp::parse(&json!({"Operations": [{"op": op, "path": path, "value": [{"value": "x"}]}]}))
-                        .and_then(|p| p.apply(&mut r, rules));
+                        .and_then(|p| p.apply_with(&mut r, rules));
                 }
             }
         }

@@ -152,7 +152,7 @@ pub fn patch(bytes: &[u8]) -> Result<Value, Refusal> {
     {
         return Err(bad("invalidValue", format!("a PATCH body has the schema {PATCH_OP}")));
     }
-    provisio_sdk::scim::PatchOp::parse(&value).map_err(|e| bad("invalidValue", format!("{e:?}")))?;
+    provisio_scim::PatchOp::parse(&value).map_err(|e| bad("invalidValue", e.to_string()))?;
     Ok(value)
 }
 

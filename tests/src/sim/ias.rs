@@ -47,7 +47,7 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::common::auth::{Tokens, client_auth};
-use super::common::filter::{self, Dialect, Eval, Filter, Op, get_ci};
+use super::common::filter::{self, AttrPath, Dialect, Eval, Filter, Op, get_ci};
 use super::common::http::{self as h, Params, scim_error};
 use super::common::paging;
 use super::common::patch::{self, Rules};
@@ -1201,7 +1201,10 @@ fn check_attrs(f: &Filter, allowed: &[&str]) -> Result<(), String> {
             if allowed.contains(&n.as_str()) {
                 Ok(())
             } else {
-                Err(format!("Filtering by '{}' is not supported", p.names.join(".")))
+                Err(format!(
+                    "Filtering by '{}' is not supported",
+                    AttrPath { urn: None, ..p.clone() }
+                ))
             }
         }
     }
