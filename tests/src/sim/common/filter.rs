@@ -23,6 +23,7 @@ pub(crate) struct Dialect {
 
 impl Dialect {
     /// The full RFC 7644 grammar.
+    #[cfg(test)]
     pub(crate) const FULL: Dialect = Dialect {
         ops: &[Op::Eq, Op::Ne, Op::Co, Op::Sw, Op::Ew, Op::Gt, Op::Ge, Op::Lt, Op::Le],
         present: true,

@@ -4,6 +4,7 @@
 use provisio_scim::{PatchOp, ScimError, Schemaless};
 use serde_json::Value;
 
+#[cfg(test)]
 pub(crate) use provisio_scim::PATCH_OP as PATCH_OP_SCHEMA;
 
 /// A PATCH failure: SCIM `scimType` and detail.
