@@ -179,30 +179,25 @@ mod tests {
         (0..n).map(|i| json!({"id": i.to_string()})).collect()
     }
 
+
     #[test]
     fn index_paging() {
-        let list = |n, total: Option<u64>, per| ListResponse {
-            resources: users(n),
-            total_results: total,
-            items_per_page: per,
-            start_index: None,
-            next_id: None,
-        };
-        assert_eq!(list(2, Some(5), Some(2)).next_index(1, 2), Some("3".into()));
-        assert_eq!(list(2, Some(5), Some(2)).next_index(3, 2), Some("5".into()));
-        assert_eq!(list(1, Some(5), Some(1)).next_index(5, 2), None);
-        assert_eq!(list(2, Some(4), Some(2)).next_index(3, 2), None);
-        assert_eq!(list(0, Some(9), Some(0)).next_index(3, 2), None);
-        assert_eq!(list(2, None, None).next_index(1, 2), Some("3".into()));
-        assert_eq!(list(1, None, None).next_index(1, 2), None);
-        assert_eq!(list(2, Some(10), Some(3)).next_index(1, 3), Some("4".into()));
-        assert_eq!(list(3, Some(10), Some(1)).next_index(1, 3), Some("4".into()));
-        // A server that ignores `count`: the next page starts after the `requested` kept.
-        assert_eq!(list(5, Some(10), Some(5)).next_index(1, 2), Some("3".into()));
+        // (resources on the page, itemsPerPage, totalResults, startIndex, count) → the next startIndex.
+        let cases: [(u64, Option<u64>, Option<u64>, u64, u32, Option<&str>); 6] = [
+            (2, Some(2), Some(5), 1, 2, Some("3")),
+            (1, Some(1), Some(5), 5, 2, None),
+            (0, Some(0), Some(9), 3, 2, None),
+            (1, None, None, 1, 2, None),
+            // Filtered after paging: itemsPerPage is the step; a server that ignores `count`: `count` is.
+            (2, Some(3), Some(10), 1, 3, Some("4")),
+            (5, Some(5), Some(10), 1, 2, Some("3")),
+        ];
+        for (got, per, total, start, count, next) in cases {
+            assert_eq!(next_index(got, per, total, start, count).as_deref(), next, "{got} {per:?} {total:?}");
+        }
         assert_eq!(start_index(None), Ok(1));
-        assert_eq!(start_index(Some("41")), Ok(41));
-        assert!(start_index(Some("0")).is_err() && start_index(Some("x")).is_err());
-        assert_eq!(start_id(None), "initial");
+        assert!(start_index(Some("0")).is_err());
+        assert_eq!(start_id(Some("abc")), "abc");
     }
 
     #[test]

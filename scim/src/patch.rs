@@ -649,61 +649,6 @@ mod tests {
     }
 
     #[test]
-    fn add_replace_remove() {
-        let u = run(user(), &closed(false), json!([
-            {"op": "Replace", "path": "name.givenName", "value": "Babs"},
-            {"op": "add", "path": "nickName", "value": "B"},
-            {"op": "ADD", "path": "emails", "value": [{"value": "c@z.net", "type": "other", "primary": true}]},
-            {"op": "remove", "path": "emails[type eq \"home\"]"},
-            {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x.com"},
-            {"op": "replace", "value": {"name.familyName": "J", "active": false,
-              "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}}},
-            {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "value": "m1"}
-        ])).expect("applied");
-        assert_eq!(u["name"], json!({"givenName": "Babs", "familyName": "J"}));
-        assert_eq!(u["nickName"], "B");
-        assert_eq!(u["active"], false);
-        let emails = u["emails"].as_array().expect("emails");
-        assert_eq!(emails.len(), 2);
-        assert_eq!(emails[0], json!({"value": "w@x.com", "type": "work", "primary": false}));
-        assert_eq!(emails[1]["primary"], true);
-        assert_eq!(u[ENTERPRISE], json!({"employeeNumber": "7", "manager": {"value": "m1"}}));
-        assert!(u["schemas"].as_array().is_some_and(|s| s.contains(&json!(ENTERPRISE))));
-        let u = run(
-            u,
-            &closed(false),
-            json!([{"op": "remove", "path": "name"}, {"op": "remove", "path": "emails"}]),
-        )
-        .expect("removed");
-        assert!(u.get("name").is_none() && u.get("emails").is_none());
-    }
-
-    #[test]
-    fn members() {
-        let g = json!({"id": "g", "displayName": "G", "members": [{"value": "a"}, {"value": "b"}]});
-        let g = run(
-            g,
-            &closed(true),
-            json!([
-                {"op": "add", "path": "members", "value": [{"value": "c", "display": "C"}, {"value": "a"}]},
-                {"op": "remove", "path": "members[value eq \"b\"]"},
-                {"op": "remove", "path": "members[value eq \"zz\"]"}
-            ]),
-        )
-        .expect("applied");
-        assert_eq!(g["members"], json!([{"value": "a"}, {"value": "c", "display": "C"}]));
-        let g = run(
-            g,
-            &closed(true),
-            json!([{"op": "remove", "path": "members", "value": [{"value": "a"}]}]),
-        )
-        .expect("entra form");
-        assert_eq!(g["members"], json!([{"value": "c", "display": "C"}]));
-        let g = run(g, &closed(true), json!([{"op": "replace", "path": "members", "value": []}])).expect("all removed");
-        assert!(g.get("members").is_none());
-    }
-
-    #[test]
     fn errors_leave_the_resource_alone() {
         let cases = [
             (
@@ -835,30 +780,5 @@ mod tests {
         let mut d = json!({"Operations": []});
         ensure_patch_schema(&mut d);
         assert_eq!(d["schemas"], json!([PATCH_OP]));
-    }
-
-    #[test]
-    fn never_panics_on_arbitrary_paths() {
-        const ALPHABET: &[&str] = &[
-            "urn:", ":", ".", "[", "]", "\"", "\\", " ", "eq", "and", "or", "pr", "value", "é", "ü", "x", "0", "'", "$",
-        ];
-        let resource = json!({"schemas": ["urn:a:b"], "urn:a:b": {"x": 1}, "value": [{"value": "x"}], "x": "é"});
-        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-        for _ in 0..3000 {
-            let mut path = String::new();
-            for _ in 0..(seed % 9) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                path.push_str(ALPHABET[(seed % ALPHABET.len() as u64) as usize]);
-            }
-            for op in ["add", "replace", "remove"] {
-                for rules in [&Schemaless::default() as &dyn Rules, &closed(false)] {
-                    let mut r = resource.clone();
-                    let _ = PatchOp::parse(&json!({"Operations": [{"op": op, "path": path, "value": [{"value": "x"}]}]}))
-                        .and_then(|p| p.apply_with(&mut r, rules));
-                }
-            }
-        }
     }
 }
