@@ -391,7 +391,9 @@ impl Filter {
                         .any(|v| compare(v, CompareOp::Eq, expected, exact, temporal, lenient));
                 }
                 let lenient = rules.lenient_types();
-                found.iter().any(|v| compare(v, *op, expected, exact, temporal, lenient))
+                found
+                    .iter()
+                    .any(|v| compare(v, *op, expected, exact, temporal, lenient))
             }
             Filter::ValuePath(path, inner) => {
                 let full = full_path(path, parent);
@@ -517,7 +519,10 @@ fn compare(actual: &Value, op: CompareOp, expected: &Value, exact: bool, tempora
     match (actual, expected) {
         (Value::String(a), Value::String(b)) => {
             let ordering = !matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew);
-            if temporal && ordering && let (Some(x), Some(y)) = (parse_time(a), parse_time(b)) {
+            if temporal
+                && ordering
+                && let (Some(x), Some(y)) = (parse_time(a), parse_time(b))
+            {
                 return ordered(x.cmp(&y), op);
             }
             let (a, b) = if exact {

@@ -39,7 +39,11 @@ impl ListResponse {
     /// [`from_json`](Self::from_json) without copying the resources (a page of them is most of the answer).
     pub fn from_owned_json(mut v: Value) -> Result<Self, ScimError> {
         let obj = v.as_object_mut().ok_or_else(|| {
-            ScimError::new(0, None, "The system's answer is not a SCIM list response (not an object).")
+            ScimError::new(
+                0,
+                None,
+                "The system's answer is not a SCIM list response (not an object).",
+            )
         })?;
         let taken = ["Resources", "resources"].iter().find_map(|n| obj.remove(*n));
         let field = |names: &[&str]| names.iter().find_map(|n| obj.get(*n));
@@ -114,11 +118,16 @@ impl ListResponse {
             requested,
         )
     }
-
 }
 
 /// [`ListResponse::next_index`] from the numbers alone: `got` resources on the page.
-pub fn next_index(got: u64, items_per_page: Option<u64>, total: Option<u64>, start: u64, requested: u32) -> Option<String> {
+pub fn next_index(
+    got: u64,
+    items_per_page: Option<u64>,
+    total: Option<u64>,
+    start: u64,
+    requested: u32,
+) -> Option<String> {
     let requested = u64::from(requested.max(1));
     if got == 0 {
         return None;
@@ -146,13 +155,12 @@ pub fn as_u64(v: &Value) -> Option<u64> {
 pub fn start_index(cursor: Option<&str>) -> Result<u64, ScimError> {
     match cursor {
         None => Ok(1),
-        Some(c) => c.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            ScimError::new(
-                0,
-                None,
-                format!("Invalid paging cursor `{c}`: expected a startIndex."),
-            )
-        }),
+        Some(c) => c
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ScimError::new(0, None, format!("Invalid paging cursor `{c}`: expected a startIndex."))),
     }
 }
 
@@ -164,7 +172,9 @@ pub fn start_id(cursor: Option<&str>) -> &str {
 /// Which positions of `total` results the page from the 1-based `start_index` with `count` entries covers
 /// (a `startIndex` below 1 is 1, RFC 7644 §3.4.2.4).
 pub fn window(total: usize, start_index: u64, count: u64) -> Range<usize> {
-    let from = usize::try_from(start_index.saturating_sub(1)).unwrap_or(usize::MAX).min(total);
+    let from = usize::try_from(start_index.saturating_sub(1))
+        .unwrap_or(usize::MAX)
+        .min(total);
     let to = from
         .saturating_add(usize::try_from(count).unwrap_or(usize::MAX))
         .min(total);
@@ -179,11 +189,11 @@ mod tests {
         (0..n).map(|i| json!({"id": i.to_string()})).collect()
     }
 
-
     #[test]
     fn index_paging() {
         // (resources on the page, itemsPerPage, totalResults, startIndex, count) → the next startIndex.
-        let cases: [(u64, Option<u64>, Option<u64>, u64, u32, Option<&str>); 6] = [
+        type Case = (u64, Option<u64>, Option<u64>, u64, u32, Option<&'static str>);
+        let cases: [Case; 6] = [
             (2, Some(2), Some(5), 1, 2, Some("3")),
             (1, Some(1), Some(5), 5, 2, None),
             (0, Some(0), Some(9), 3, 2, None),
@@ -193,7 +203,11 @@ mod tests {
             (5, Some(5), Some(10), 1, 2, Some("3")),
         ];
         for (got, per, total, start, count, next) in cases {
-            assert_eq!(next_index(got, per, total, start, count).as_deref(), next, "{got} {per:?} {total:?}");
+            assert_eq!(
+                next_index(got, per, total, start, count).as_deref(),
+                next,
+                "{got} {per:?} {total:?}"
+            );
         }
         assert_eq!(start_index(None), Ok(1));
         assert!(start_index(Some("0")).is_err());
@@ -224,6 +238,9 @@ mod tests {
             json!({"schemas": [LIST_RESPONSE], "totalResults": 7, "startIndex": 3, "itemsPerPage": 2,
                    "Resources": [{"id": "0"}, {"id": "1"}]})
         );
-        assert_eq!(ListResponse::from_json(&body).unwrap().next_index(3, 2), Some("5".into()));
+        assert_eq!(
+            ListResponse::from_json(&body).unwrap().next_index(3, 2),
+            Some("5".into())
+        );
     }
 }

@@ -198,10 +198,7 @@ impl PatchOp {
         let patcher = Patcher { rules };
         for op in &self.operations {
             let kind = Kind::parse(&op.op).ok_or_else(|| {
-                ScimError::bad(
-                    "invalidSyntax",
-                    format!("op {:?} is not add, remove or replace", op.op),
-                )
+                ScimError::bad("invalidSyntax", format!("op {:?} is not add, remove or replace", op.op))
             })?;
             patcher.apply_one(&mut work, kind, op.path.as_deref(), op.value.clone())?;
         }
@@ -230,7 +227,13 @@ fn is_reserved(name: &str) -> bool {
 }
 
 impl Patcher<'_> {
-    fn apply_one(&self, resource: &mut Value, kind: Kind, path: Option<&str>, value: Option<Value>) -> Result<(), ScimError> {
+    fn apply_one(
+        &self,
+        resource: &mut Value,
+        kind: Kind,
+        path: Option<&str>,
+        value: Option<Value>,
+    ) -> Result<(), ScimError> {
         let Some(path) = path else {
             // No path: the value is an object of attributes (dotted keys and extension URNs allowed).
             if kind == Kind::Remove {
@@ -482,7 +485,13 @@ impl Patcher<'_> {
     }
 
     /// An extension object as a whole: removed, or each of its attributes added or replaced.
-    fn apply_extension(&self, resource: &mut Value, kind: Kind, urn: &str, value: Option<Value>) -> Result<(), ScimError> {
+    fn apply_extension(
+        &self,
+        resource: &mut Value,
+        kind: Kind,
+        urn: &str,
+        value: Option<Value>,
+    ) -> Result<(), ScimError> {
         match (kind, value) {
             (Kind::Remove, _) => {
                 if let Some(obj) = resource.as_object_mut() {
@@ -619,7 +628,7 @@ fn normalize_primary(slot: Option<&mut Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ENTERPRISE, ResourceType};
+    use crate::schema::ResourceType;
 
     fn doc(ops: Value) -> Value {
         json!({"schemas": [PATCH_OP], "Operations": ops})
@@ -658,7 +667,10 @@ mod tests {
             (doc(json!([])), "invalidSyntax"),
             (doc(json!([{"op": "move", "path": "x"}])), "invalidSyntax"),
             (doc(json!([{"op": "remove"}])), "noTarget"),
-            (doc(json!([{"op": "replace", "path": "id", "value": "x"}])), "mutability"),
+            (
+                doc(json!([{"op": "replace", "path": "id", "value": "x"}])),
+                "mutability",
+            ),
             (
                 doc(json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}])),
                 "mutability",
@@ -672,7 +684,9 @@ mod tests {
                 "invalidPath",
             ),
             (
-                doc(json!([{"op": "add", "path": "nickName", "value": "ok"}, {"op": "add", "path": "bogus", "value": 1}])),
+                doc(
+                    json!([{"op": "add", "path": "nickName", "value": "ok"}, {"op": "add", "path": "bogus", "value": 1}]),
+                ),
                 "invalidPath",
             ),
             (doc(json!([{"op": "add", "path": "", "value": 1}])), "invalidPath"),
@@ -716,7 +730,11 @@ mod tests {
                    "urn:x:ext": {"a": 1}, "title": "T"})
         );
         // The last value removed: the attribute is unassigned (RFC 7644 §3.5.2.2).
-        let r = apply(user.clone(), json!([{"op": "remove", "path": "emails[type eq \"work\"]"}])).unwrap();
+        let r = apply(
+            user.clone(),
+            json!([{"op": "remove", "path": "emails[type eq \"work\"]"}]),
+        )
+        .unwrap();
         assert!(r.get("emails").is_none());
         let e = apply(user.clone(), json!([{"op": "remove"}])).unwrap_err();
         assert_eq!(e.scim_type, Some("noTarget"));
@@ -733,7 +751,10 @@ mod tests {
             read_only: &["groups"],
             ..Default::default()
         };
-        let e = PatchOp::new().add(Some("groups"), json!([])).apply_with(&mut u, &sim).unwrap_err();
+        let e = PatchOp::new()
+            .add(Some("groups"), json!([]))
+            .apply_with(&mut u, &sim)
+            .unwrap_err();
         assert_eq!(e.scim_type, Some("mutability"));
         let urns = json!({"schemas": ["urn:a:b"], "urn:a:b": {"x": 1}});
         let mut r = urns.clone();
@@ -770,7 +791,10 @@ mod tests {
 
     #[test]
     fn builds_documents() {
-        let doc = PatchOp::new().replace(Some("active"), json!(false)).remove("members").to_json();
+        let doc = PatchOp::new()
+            .replace(Some("active"), json!(false))
+            .remove("members")
+            .to_json();
         assert_eq!(
             doc,
             json!({"schemas": [PATCH_OP], "Operations": [

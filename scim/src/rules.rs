@@ -97,17 +97,15 @@ impl Rules for Schemaless<'_> {
     }
 
     fn schema_urn(&self, resource: &Value, urn: &str) -> Option<String> {
-        let carried = resource.as_object().and_then(|o| {
-            o.keys()
-                .find(|k| is_urn(k) && k.eq_ignore_ascii_case(urn))
-                .cloned()
-        });
+        let carried = resource
+            .as_object()
+            .and_then(|o| o.keys().find(|k| is_urn(k) && k.eq_ignore_ascii_case(urn)).cloned());
         let listed = || {
-            resource.get("schemas")?.as_array()?.iter().find_map(|s| {
-                s.as_str()
-                    .filter(|s| s.eq_ignore_ascii_case(urn))
-                    .map(str::to_string)
-            })
+            resource
+                .get("schemas")?
+                .as_array()?
+                .iter()
+                .find_map(|s| s.as_str().filter(|s| s.eq_ignore_ascii_case(urn)).map(str::to_string))
         };
         carried
             .or_else(listed)

@@ -222,7 +222,10 @@ mod tests {
         assert_eq!(def("groups").map(|d| d.read_only), Some(true));
         assert_eq!(def("name.givenName").map(|d| d.multi_valued), Some(false));
         assert_eq!(def("employeeNumber").map(|d| d.read_only), Some(false));
-        assert_eq!(def(&format!("{ENTERPRISE}:manager.value")).map(|d| d.read_only), Some(false));
+        assert_eq!(
+            def(&format!("{ENTERPRISE}:manager.value")).map(|d| d.read_only),
+            Some(false)
+        );
         assert_eq!(def("name.bogus"), None);
         assert!(user.case_exact(&AttrPath::parse("id").unwrap()));
         assert!(!user.case_exact(&AttrPath::parse("userName").unwrap()));

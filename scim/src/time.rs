@@ -98,7 +98,13 @@ mod tests {
         assert_eq!(parse_time("2024-01-01"), parse_time("2024-01-01T00:00:00.000Z"));
         assert_eq!(parse_time("2024-02-14T04:42:34.5Z"), Some((1_707_885_754, 500_000_000)));
         assert!(parse_time("2024-02-14T04:42:34.000000001Z") > parse_time("2024-02-14T04:42:34Z"));
-        for bad in ["not a date", "2024-13-01", "2024-01-01T25:00:00Z", "2024-01-01T00:00:00+01:00x", "é"] {
+        for bad in [
+            "not a date",
+            "2024-13-01",
+            "2024-01-01T25:00:00Z",
+            "2024-01-01T00:00:00+01:00x",
+            "é",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
     }

@@ -39,8 +39,8 @@ pub use provisio_scim::filter::values;
 pub use provisio_scim::list::next_index;
 pub use provisio_scim::{
     AttrPath, CompareOp, Definition, ERROR, Filter, FilterError, LIST_RESPONSE, PATCH_OP, PatchOp, PatchOperation,
-    PatchPath, ResourceType, Rules, ScimError, Schemaless, and_filters, ensure_patch_schema, get_ci,
-    modified_since, quote, start_id, start_index,
+    PatchPath, ResourceType, Rules, Schemaless, ScimError, and_filters, ensure_patch_schema, get_ci, modified_since,
+    quote, start_id, start_index,
 };
 
 use crate::http::Response;

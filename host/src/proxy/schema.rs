@@ -7,9 +7,9 @@
 //! everything), and is `readOnly` when the write transformation does not read it. So a client — and
 //! scim2-tester, which tests every attribute a server advertises — sees what the backend really keeps.
 
-use provisio_scim::schema::{ResourceType, standard};
-pub use provisio_scim::schema::{ENTERPRISE, GROUP, USER};
 use provisio_scim::AttrPath;
+pub use provisio_scim::schema::{ENTERPRISE, GROUP, USER};
+use provisio_scim::schema::{ResourceType, standard};
 use serde_json::{Value, json};
 
 use super::backend::Declared;
@@ -729,12 +729,7 @@ mod patch_tests {
         assert_eq!(emails[1]["primary"], true);
         let ext = &u["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
         assert_eq!(ext, &json!({"employeeNumber": "7", "manager": {"value": "m1"}}));
-        assert!(
-            u["schemas"]
-                .as_array()
-                .unwrap()
-                .contains(&json!(ENTERPRISE))
-        );
+        assert!(u["schemas"].as_array().unwrap().contains(&json!(ENTERPRISE)));
         let u = run(
             u,
             EntityKind::User,

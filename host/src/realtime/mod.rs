@@ -649,19 +649,35 @@ mod patch_tests {
         let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1", "displayName": "G",
             "members": [{"value": "u1"}, {"value": "u2"}]});
         let cases = [
-            (EntityKind::User, &user, json!([
+            (
+                EntityKind::User,
+                &user,
+                json!([
                 {"op": "replace", "path": "name.givenName", "value": "Babs"},
                 {"op": "add", "path": "emails", "value": {"value": "c@z.net", "type": "other", "primary": true}},
                 {"op": "remove", "path": "emails[type eq \"home\"]"},
                 {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x.com"},
                 {"op": "replace", "value": {"active": false, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}}},
-                {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "value": "m1"}])),
-            (EntityKind::User, &user, json!([{"op": "remove", "path": "emails"}, {"op": "add", "path": "title", "value": "T"}])),
-            (EntityKind::Group, &group, json!([
+                {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "value": "m1"}]),
+            ),
+            (
+                EntityKind::User,
+                &user,
+                json!([{"op": "remove", "path": "emails"}, {"op": "add", "path": "title", "value": "T"}]),
+            ),
+            (
+                EntityKind::Group,
+                &group,
+                json!([
                 {"op": "add", "path": "members", "value": [{"value": "u3", "display": "C"}, {"value": "u1", "display": "A"}]},
                 {"op": "remove", "path": "members[value eq \"u2\"]"},
-                {"op": "replace", "path": "displayName", "value": "H"}])),
-            (EntityKind::Group, &group, json!([{"op": "remove", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]}])),
+                {"op": "replace", "path": "displayName", "value": "H"}]),
+            ),
+            (
+                EntityKind::Group,
+                &group,
+                json!([{"op": "remove", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]}]),
+            ),
         ];
         for (kind, resource, ops) in cases {
             let doc = json!({"schemas": [provisio_scim::PATCH_OP], "Operations": ops});

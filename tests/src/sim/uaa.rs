@@ -1071,8 +1071,7 @@ fn project(resource: &Value, attributes: &[String]) -> Value {
         let value = AttrPath::parse(&mapped)
             .ok()
             .map(|p| {
-                let through_array =
-                    p.sub.is_some() && filter::get_ci(resource, &p.name).is_some_and(Value::is_array);
+                let through_array = p.sub.is_some() && filter::get_ci(resource, &p.name).is_some_and(Value::is_array);
                 let found: Vec<Value> = filter::resolve(resource, &p).into_iter().cloned().collect();
                 if through_array {
                     Value::Array(found)

@@ -293,6 +293,9 @@ mod tests {
     fn resolves_paths() {
         let p = AttrPath::parse("emails.value").unwrap();
         assert_eq!(resolve(&user(), &p), vec!["jane@example.com", "jd@home.org"]);
-        assert_eq!(resolve(&user(), &AttrPath::parse("meta.version").unwrap()), vec![&json!(3)]);
+        assert_eq!(
+            resolve(&user(), &AttrPath::parse("meta.version").unwrap()),
+            vec![&json!(3)]
+        );
     }
 }

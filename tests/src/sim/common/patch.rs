@@ -1,7 +1,7 @@
 //! RFC 7644 §3.5.2 PATCH (`urn:ietf:params:scim:api:messages:2.0:PatchOp`) over a simulated system's
 //! JSON resources: the shared crate's engine (`provisio_scim::patch`) under a system's few rules.
 
-use provisio_scim::{PatchOp, ScimError, Schemaless};
+use provisio_scim::{PatchOp, Schemaless, ScimError};
 use serde_json::Value;
 
 #[cfg(test)]

@@ -43,7 +43,10 @@ mod tests {
         // back as the same instant.
         let ms = 1_795_000_000_123;
         let f = provisio_scim::Filter::parse(&format!("t eq {:?}", format_millis(ms))).expect("filter");
-        assert!(f.matches(&serde_json::json!({"t": "2026-11-18T12:06:40.123+01:00"}), &provisio_scim::Schemaless::default()));
+        assert!(f.matches(
+            &serde_json::json!({"t": "2026-11-18T12:06:40.123+01:00"}),
+            &provisio_scim::Schemaless::default()
+        ));
         assert_eq!(format_millis(0), "1970-01-01T00:00:00.000Z");
     }
 }
