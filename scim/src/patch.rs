@@ -710,24 +710,20 @@ mod tests {
             PatchOp::parse(&json!({"Operations": ops}))?.apply_with(&mut r, &rules)?;
             Ok(r)
         };
-        let user = json!({"userName": "a", "name": {"givenName": "A"}, "emails": [{"value": "a@x", "type": "work"}]});
-        let r = apply(
-            user.clone(),
-            json!([
-                {"op": "Replace", "path": "name.givenName", "value": "B"},
-                {"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home"}]},
-                {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x"},
-                {"op": "add", "value": {"active": false, "name.familyName": "F"}},
-                {"op": "add", "value": {"urn:x:ext": {"a": 1}}},
-                {"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:title", "value": "T"},
-            ]),
-        )
-        .unwrap();
+        // A native resource: vendor attributes, an extension it does not list in `schemas`.
+        let user = json!({"login": "a", "name": {"first": "A"}, "emails": [{"value": "a@x", "type": "work"}]});
+        let mut r = user.clone();
+        PatchOp::new()
+            .replace(Some("name.first"), json!("B"))
+            .add(Some("emails"), json!({"value": "b@x", "type": "home", "primary": true}))
+            .add(None, json!({"urn:x:ext": {"a": 1}, "name.last": "F"}))
+            .add(Some("urn:ietf:params:scim:schemas:core:2.0:User:origin"), json!("ldap"))
+            .apply(&mut r)
+            .unwrap();
         assert_eq!(
             r,
-            json!({"userName": "a", "name": {"givenName": "B", "familyName": "F"},
-                   "emails": [{"value": "w@x", "type": "work"}, {"value": "b@x", "type": "home"}], "active": false,
-                   "urn:x:ext": {"a": 1}, "title": "T"})
+            json!({"login": "a", "name": {"first": "B", "last": "F"}, "origin": "ldap", "urn:x:ext": {"a": 1},
+                   "emails": [{"value": "a@x", "type": "work"}, {"value": "b@x", "type": "home", "primary": true}]})
         );
         // The last value removed: the attribute is unassigned (RFC 7644 §3.5.2.2).
         let r = apply(

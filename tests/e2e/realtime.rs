@@ -55,6 +55,21 @@ async fn push(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// The user of a scim2-server with this `userName`, if any.
+async fn scim_user(server: &Scim2Server, name: &str) -> Option<Value> {
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/Users", server.base_url))
+        .query(&[("filter", format!("userName eq \"{name}\""))])
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("scim2-server")
+        .json()
+        .await
+        .expect("json");
+    page["Resources"].as_array().and_then(|r| r.first()).cloned()
+}
+
 fn ias_user(id: &str, name: &str, given: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:sap:2.0:User"],
@@ -152,22 +167,7 @@ async fn pushed_changes_reach_every_target_at_once() {
             "properties": fast(json!({"URL": scim.base_url, "Authentication": "BearerToken", "Password": scim.token}))}))
         .await;
     let path = format!("systems/{source}/entities/user");
-    let scim_has = |name: &str| {
-        let (base, token, name) = (scim.base_url.clone(), scim.token.clone(), name.to_string());
-        async move {
-            let page: Value = reqwest::Client::new()
-                .get(format!("{base}/Users"))
-                .query(&[("filter", format!("userName eq \"{name}\""))])
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("scim2-server")
-                .json()
-                .await
-                .expect("json");
-            page["Resources"].as_array().and_then(|r| r.first()).cloned()
-        }
-    };
+    let scim_has = |name: &'static str| scim_user(&scim, name);
 
     // Create: acknowledged, then in every target within a second.
     let (status, body) = push(
@@ -994,23 +994,6 @@ async fn a_realtime_patch_and_a_proxy_patch_give_the_same_user() {
         {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x.com"},
         {"op": "add", "path": "phoneNumbers", "value": [{"value": "+1 555 0100", "type": "work"}]},
         {"op": "replace", "value": {"title": "Boss", "nickName": "B"}}]});
-    let in_server = |server: &Scim2Server| {
-        let (base, token) = (server.base_url.clone(), server.token.clone());
-        async move {
-            let page: Value = reqwest::Client::new()
-                .get(format!("{base}/Users"))
-                .query(&[("filter", "userName eq \"same.patch\"")])
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("scim2-server")
-                .json()
-                .await
-                .expect("json");
-            page["Resources"].as_array().and_then(|r| r.first()).cloned()
-        }
-    };
-
     // Real time: the user pushed, then the PATCH pushed; both reach scim2-server A.
     let path = format!("systems/{source}/entities/user");
     let mut pushed = user.clone();
@@ -1028,7 +1011,7 @@ async fn a_realtime_patch_and_a_proxy_patch_give_the_same_user() {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let started = Instant::now();
     let realtime = loop {
-        match in_server(&target_server).await {
+        match scim_user(&target_server, "same.patch").await {
             Some(u) if u["title"] == "Boss" => break u,
             _ => {}
         }
@@ -1059,7 +1042,7 @@ async fn a_realtime_patch_and_a_proxy_patch_give_the_same_user() {
     let id = created["id"].as_str().expect("id").to_string();
     let (status, body) = proxy_call(Method::PATCH, format!("/Users/{id}"), ops).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let proxied = in_server(&proxy_server).await.expect("in scim2-server B");
+    let proxied = scim_user(&proxy_server, "same.patch").await.expect("in scim2-server B");
 
     let attributes = [
         "userName",

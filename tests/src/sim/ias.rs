@@ -44,6 +44,7 @@ use axum::extract::{Path, RawQuery, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
+use provisio_scim::LIST_RESPONSE as LIST_SCHEMA;
 use serde_json::{Map, Value, json};
 
 use super::common::auth::{Tokens, client_auth};
@@ -76,7 +77,6 @@ pub const SAP_GROUP_EXT: &str = "urn:ietf:params:scim:schemas:extension:sap:2.0:
 pub const CUSTOM_GROUP_EXT: &str = "urn:sap:cloud:scim:schemas:extension:custom:2.0:Group";
 /// The enterprise user extension.
 pub const ENTERPRISE_EXT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 /// The documented SCIM throttling threshold (requests per minute served without delay).
 pub const DOCUMENTED_RATE_LIMIT_PER_MINUTE: u32 = 200;
 
