@@ -126,6 +126,7 @@ pub(crate) fn html_escape(s: &str) -> String {
 }
 
 /// The SCIM 2.0 error message schema.
+#[cfg(test)]
 pub(crate) use provisio_scim::ERROR as SCIM_ERROR_SCHEMA;
 
 /// A SCIM 2.0 error body (`status` is a string, RFC 7644 §3.12).
