@@ -9,7 +9,7 @@ use std::path::PathBuf;
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().expect("host/ is inside the workspace").to_path_buf();
-    wasm_build::rerun_if_changed(&workspace, &["wit", "sdk", "connectors"]);
+    wasm_build::rerun_if_changed(&workspace, &["wit", "sdk", "scim", "connectors"]);
     println!("cargo:rerun-if-changed=wasm_build.rs");
 
     // `connectors/bundled.txt` names the bundled connectors, one per line; `connectors/<name>/` is the

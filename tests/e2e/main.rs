@@ -4,6 +4,7 @@
 
 mod admin_api;
 mod bundled;
+mod headers;
 mod ias;
 mod ips_target;
 mod jam;

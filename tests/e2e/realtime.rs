@@ -1,7 +1,8 @@
 //! Real-time provisioning end to end: pushes to `/ipsproxy/…/systems/{source}/entities/{user,group}` reach
 //! every target of the source (UAA, SAP Jam, scim2-server) in order; bad pushes get SCIM errors and queue
 //! nothing; a target that is down receives everything once it is back; the seed-000 chain Provisio A →
-//! ips-target → Provisio B's real-time API → a target of B, with payload versions 1 and 2.
+//! ips-target → Provisio B's real-time API → a target of B, with payload versions 1 and 2; a real-time PATCH
+//! and a proxy PATCH of the same operations give the same user.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,21 @@ async fn push(
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The user of a scim2-server with this `userName`, if any.
+async fn scim_user(server: &Scim2Server, name: &str) -> Option<Value> {
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/Users", server.base_url))
+        .query(&[("filter", format!("userName eq \"{name}\""))])
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("scim2-server")
+        .json()
+        .await
+        .expect("json");
+    page["Resources"].as_array().and_then(|r| r.first()).cloned()
 }
 
 fn ias_user(id: &str, name: &str, given: &str) -> Value {
@@ -151,22 +167,7 @@ async fn pushed_changes_reach_every_target_at_once() {
             "properties": fast(json!({"URL": scim.base_url, "Authentication": "BearerToken", "Password": scim.token}))}))
         .await;
     let path = format!("systems/{source}/entities/user");
-    let scim_has = |name: &str| {
-        let (base, token, name) = (scim.base_url.clone(), scim.token.clone(), name.to_string());
-        async move {
-            let page: Value = reqwest::Client::new()
-                .get(format!("{base}/Users"))
-                .query(&[("filter", format!("userName eq \"{name}\""))])
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("scim2-server")
-                .json()
-                .await
-                .expect("json");
-            page["Resources"].as_array().and_then(|r| r.first()).cloned()
-        }
-    };
+    let scim_has = |name: &'static str| scim_user(&scim, name);
 
     // Create: acknowledged, then in every target within a second.
     let (status, body) = push(
@@ -956,4 +957,113 @@ async fn an_initial_read_then_real_time_updates_the_same_users() {
     assert_eq!(uaa_sim.user_count(), 10, "updated, not created again");
     let log = events(&service, &source).await;
     assert_eq!(log[0]["results"][0]["state"], "Updated", "{log:?}");
+}
+
+/// A real-time PATCH and a proxy PATCH of the same operations on the same user give the same user: one
+/// pushed to a source and provisioned to a SCIM target (scim2-server A), one written through a proxy on
+/// another SCIM server (scim2-server B). Both paths apply the operations with the same engine
+/// (`provisio_scim`); before, real-time used the SDK's (which, for one, left two primary emails here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realtime_patch_and_a_proxy_patch_give_the_same_user() {
+    const BOTH: (&str, &str) = ("both-paths", "both-paths-password-1");
+    let service = Service::start().await;
+    technical_user(&service, BOTH.0, BOTH.1, json!(["realtime-api", "proxy-api"])).await;
+    let (target_server, proxy_server) = (Scim2Server::start().await, Scim2Server::start().await);
+    let source = service
+        .create_system(json!({"name": "pushing SCIM", "type": "scim", "role": "source",
+            "properties": {"URL": "http://127.0.0.1:9/unused", "Authentication": "BearerToken", "Password": "x"}}))
+        .await;
+    service
+        .create_system(
+            json!({"name": "SCIM A", "type": "scim", "role": "target", "sources": [source],
+            "properties": fast(json!({"URL": target_server.base_url, "Authentication": "BearerToken",
+                "Password": target_server.token}))}),
+        )
+        .await;
+    let proxy = service
+        .create_system(json!({"name": "SCIM B", "type": "scim", "role": "proxy",
+            "properties": {"URL": proxy_server.base_url, "Authentication": "BearerToken", "Password": proxy_server.token}}))
+        .await;
+    let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "same.patch",
+        "name": {"givenName": "Barbara", "familyName": "Jensen"}, "title": "Guide", "active": true,
+        "emails": [{"value": "a@x.com", "type": "work", "primary": true}, {"value": "b@y.org", "type": "home"}]});
+    let ops = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "replace", "path": "name.givenName", "value": "Babs"},
+        {"op": "add", "path": "emails", "value": {"value": "c@z.net", "type": "other", "primary": true}},
+        {"op": "remove", "path": "emails[type eq \"home\"]"},
+        {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x.com"},
+        {"op": "add", "path": "phoneNumbers", "value": [{"value": "+1 555 0100", "type": "work"}]},
+        {"op": "replace", "value": {"title": "Boss", "nickName": "B"}}]});
+    // Real time: the user pushed, then the PATCH pushed; both reach scim2-server A.
+    let path = format!("systems/{source}/entities/user");
+    let mut pushed = user.clone();
+    pushed["id"] = json!("R1");
+    let (status, body) = push(&service, Method::POST, &path, Some(pushed), Some(BOTH)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = push(
+        &service,
+        Method::PATCH,
+        &format!("{path}/R1"),
+        Some(ops.clone()),
+        Some(BOTH),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let started = Instant::now();
+    let realtime = loop {
+        match scim_user(&target_server, "same.patch").await {
+            Some(u) if u["title"] == "Boss" => break u,
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not patched in scim2-server A: {:?}",
+            events(&service, &source).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // The proxy: the same user created, then the same PATCH, in scim2-server B.
+    let proxy_call = |method: Method, path: String, body: Value| {
+        let request = service
+            .http
+            .request(method, format!("{}/ipsproxy/api/v1/scim/{proxy}{path}", service.url))
+            .basic_auth(BOTH.0, Some(BOTH.1))
+            .header("Content-Type", "application/scim+json")
+            .body(body.to_string());
+        async move {
+            let response = request.send().await.expect("proxy");
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, created) = proxy_call(Method::POST, "/Users".into(), user.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    let (status, body) = proxy_call(Method::PATCH, format!("/Users/{id}"), ops).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let proxied = scim_user(&proxy_server, "same.patch").await.expect("in scim2-server B");
+
+    let attributes = [
+        "userName",
+        "name",
+        "title",
+        "nickName",
+        "active",
+        "emails",
+        "phoneNumbers",
+    ];
+    let view = |u: &Value| -> Vec<Value> { attributes.iter().map(|a| u[*a].clone()).collect() };
+    assert_eq!(
+        view(&realtime),
+        view(&proxied),
+        "real time: {realtime}\nproxy: {proxied}"
+    );
+    // One primary email, the one added.
+    let primaries: Vec<&Value> = realtime["emails"]
+        .as_array()
+        .map(|e| e.iter().filter(|e| e["primary"] == true).collect())
+        .unwrap_or_default();
+    assert_eq!(primaries.len(), 1, "{realtime}");
+    assert_eq!(primaries[0]["value"], "c@z.net");
 }

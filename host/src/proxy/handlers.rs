@@ -8,12 +8,12 @@ use axum::extract::{DefaultBodyLimit, OriginalUri, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::ScimError;
 use super::query::ListQuery;
 use super::schema;
-use super::{LIST_RESPONSE, Proxy, SCIM_JSON, ScimReply};
+use super::{Proxy, SCIM_JSON, ScimReply};
 use crate::api::AppState;
 use crate::api::auth::{PeerCertificate, authenticate};
 use crate::connector::EntityKind;
@@ -204,7 +204,8 @@ async fn service_provider_config(
 }
 
 fn list_of(items: Vec<Value>) -> Value {
-    json!({"schemas": [LIST_RESPONSE], "totalResults": items.len(), "startIndex": 1, "itemsPerPage": items.len(), "Resources": items})
+    let total = items.len() as u64;
+    provisio_scim::ListResponse::page(items, total, 1).to_json()
 }
 
 async fn schemas(

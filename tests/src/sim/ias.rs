@@ -44,10 +44,11 @@ use axum::extract::{Path, RawQuery, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
+use provisio_scim::LIST_RESPONSE as LIST_SCHEMA;
 use serde_json::{Map, Value, json};
 
 use super::common::auth::{Tokens, client_auth};
-use super::common::filter::{self, Dialect, Eval, Filter, Op, get_ci};
+use super::common::filter::{self, AttrPath, Dialect, Eval, Filter, Op, get_ci};
 use super::common::http::{self as h, Params, scim_error};
 use super::common::paging;
 use super::common::patch::{self, Rules};
@@ -76,7 +77,6 @@ pub const SAP_GROUP_EXT: &str = "urn:ietf:params:scim:schemas:extension:sap:2.0:
 pub const CUSTOM_GROUP_EXT: &str = "urn:sap:cloud:scim:schemas:extension:custom:2.0:Group";
 /// The enterprise user extension.
 pub const ENTERPRISE_EXT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 /// The documented SCIM throttling threshold (requests per minute served without delay).
 pub const DOCUMENTED_RATE_LIMIT_PER_MINUTE: u32 = 200;
 
@@ -1201,7 +1201,10 @@ fn check_attrs(f: &Filter, allowed: &[&str]) -> Result<(), String> {
             if allowed.contains(&n.as_str()) {
                 Ok(())
             } else {
-                Err(format!("Filtering by '{}' is not supported", p.names.join(".")))
+                Err(format!(
+                    "Filtering by '{}' is not supported",
+                    AttrPath { urn: None, ..p.clone() }
+                ))
             }
         }
     }

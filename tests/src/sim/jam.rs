@@ -28,6 +28,7 @@ use axum::extract::{Path, RawQuery, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
+use provisio_scim::LIST_RESPONSE as LIST_SCHEMA;
 use serde_json::{Map, Value, json};
 
 use super::common::auth::{TokenError, Tokens, client_auth};
@@ -46,7 +47,6 @@ const CT: &str = "application/scim+json;charset=UTF-8";
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE_EXT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 /// Path prefix of the SCIM resources.
 pub const SCIM_PREFIX: &str = "/api/v1/scim";
 /// Path of the token endpoint.

@@ -959,14 +959,14 @@ fn group_attr(name: &str) -> Option<&'static str> {
 }
 
 fn map_path(path: &AttrPath, map: fn(&str) -> Option<&'static str>) -> Option<AttrPath> {
-    if let Some(s) = &path.schema
+    if let Some(s) = &path.urn
         && !s.eq_ignore_ascii_case(SCHEMA)
         && !s.to_ascii_lowercase().contains(":core:")
     {
         return None;
     }
-    let mapped = map(&path.names.join("."))?;
-    AttrPath::parse(mapped)
+    let mapped = map(&path.dotted_lower())?;
+    AttrPath::parse(mapped).ok()
 }
 
 fn rewrite(f: Filter, map: fn(&str) -> Option<&'static str>) -> Option<Filter> {
@@ -1012,6 +1012,7 @@ fn list_query(params: &Params, o: &Options, map: fn(&str) -> Option<&'static str
         .and_then(|f| rewrite(f, map))
         .ok_or_else(invalid_filter)?;
     let sort_path = AttrPath::parse(&sort_by)
+        .ok()
         .and_then(|p| map_path(&p, map))
         .ok_or_else(invalid_filter)?;
     let ascending = params.get("sortOrder").unwrap_or("ascending") == "ascending";
@@ -1068,14 +1069,14 @@ fn project(resource: &Value, attributes: &[String]) -> Value {
             other => other.to_string(),
         };
         let value = AttrPath::parse(&mapped)
+            .ok()
             .map(|p| {
-                let through_array =
-                    p.names.len() > 1 && filter::get_ci(resource, &p.names[0]).is_some_and(Value::is_array);
+                let through_array = p.sub.is_some() && filter::get_ci(resource, &p.name).is_some_and(Value::is_array);
                 let found: Vec<Value> = filter::resolve(resource, &p).into_iter().cloned().collect();
                 if through_array {
                     Value::Array(found)
-                } else if p.names.len() == 1 {
-                    filter::get_ci(resource, &p.names[0]).cloned().unwrap_or(Value::Null)
+                } else if p.sub.is_none() {
+                    filter::get_ci(resource, &p.name).cloned().unwrap_or(Value::Null)
                 } else {
                     found.into_iter().next().unwrap_or(Value::Null)
                 }

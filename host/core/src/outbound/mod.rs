@@ -305,7 +305,7 @@ impl Outbound {
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &request.headers {
             // The host owns these: credentials, routing and framing.
-            if provisio_sdk::http::is_host_owned_header(name)
+            if is_host_owned_header(name)
                 || endpoint
                     .headers
                     .iter()
@@ -463,6 +463,27 @@ impl Outbound {
         }
         Ok(HttpResponse { status, headers, body })
     }
+}
+
+/// Whether the host owns a request header: credentials, routing and framing. A guest's value for these is
+/// dropped and the host sets its own. (The SDK's test harness drops the same list in record mode; a test in
+/// `tests/` checks that the two agree.)
+pub fn is_host_owned_header(name: &str) -> bool {
+    const OWNED: [&str; 11] = [
+        "authorization",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "trailer",
+        "expect",
+        "cookie",
+    ];
+    OWNED.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
 }
 
 fn classify(e: &reqwest::Error, url: &Url) -> HttpError {

@@ -1,13 +1,13 @@
-//! RFC 7644 §3.12 error answers, and how connector failures map onto them.
+//! RFC 7644 §3.12 error answers over HTTP (the body is `provisio_scim`'s), and how connector failures map
+//! onto them.
 
 use http::{HeaderValue, StatusCode, header};
-use serde_json::json;
 
 use crate::connector::ConnectorError;
 use crate::runtime::CallError;
 
 /// The SCIM error message schema.
-pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub use provisio_scim::ERROR as ERROR_SCHEMA;
 
 /// A SCIM error answer: status, optional `scimType`, a detail for the client (never a secret).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -124,18 +124,19 @@ impl ScimError {
     }
 }
 
+/// A filter's or PATCH's refusal (400 with its `scimType`).
+impl From<provisio_scim::ScimError> for ScimError {
+    fn from(e: provisio_scim::ScimError) -> Self {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        Self::new(status, e.scim_type, e.detail)
+    }
+}
+
 impl ScimError {
     /// The HTTP answer: the RFC 7644 error body as `application/scim+json`, the challenge with a 401, and
     /// `Retry-After` where a retry is due. The HTTP layer sends it as it is.
     pub fn into_http(self) -> http::Response<String> {
-        let mut body = json!({
-            "schemas": [ERROR_SCHEMA],
-            "status": self.status.as_u16().to_string(),
-            "detail": self.detail,
-        });
-        if let Some(t) = self.scim_type {
-            body["scimType"] = json!(t);
-        }
+        let body = provisio_scim::error::body(self.status.as_u16(), self.scim_type, &self.detail);
         let mut response = http::Response::new(body.to_string());
         *response.status_mut() = self.status;
         let headers = response.headers_mut();

@@ -11,9 +11,7 @@
 
 pub mod backend;
 pub mod error;
-pub mod filter;
 pub mod limit;
-pub mod patch;
 pub mod query;
 pub mod schema;
 
@@ -30,14 +28,16 @@ use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
 use crate::store::generation::ByGeneration;
 use crate::store::systems::{Role, System};
 use error::ScimError;
-use filter::{Filter, get_ci};
+/// Filters and PatchOp are the shared SCIM crate's.
+pub use provisio_scim::filter;
+use provisio_scim::schema::ResourceType;
+use provisio_scim::{Filter, ListResponse, PatchOp, get_ci};
 use query::ListQuery;
-use schema::{SchemaRules, Served};
+use schema::Served;
 
 /// The SCIM media type (RFC 7644 §8.1).
 pub const SCIM_JSON: &str = "application/scim+json";
-/// The list response schema.
-pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub use provisio_scim::LIST_RESPONSE;
 /// Page size asked of connectors when the proxy reads a whole backend.
 const READ_PAGE: u32 = 500;
 /// A backend read stops after this many pages (500,000 entities), so a connector whose cursor never ends
@@ -327,11 +327,8 @@ impl Proxy {
     }
 
     /// The rules of a kind's attributes.
-    pub fn rules(&self, kind: EntityKind) -> SchemaRules<'_> {
-        SchemaRules {
-            served: &self.served,
-            kind,
-        }
+    pub fn rules(&self, kind: EntityKind) -> ResourceType<'_> {
+        self.served.resource_type(kind)
     }
 
     /// A native entity through the read transformation; `None` when the transformation skips it.
@@ -613,13 +610,7 @@ impl Proxy {
         for r in &mut resources {
             q.projection.apply(r, &self.served, kind);
         }
-        Ok(Some(json!({
-            "schemas": [LIST_RESPONSE],
-            "totalResults": total,
-            "startIndex": start,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        })))
+        Ok(Some(ListResponse::page(resources, total, start).to_json()))
     }
 
     /// `POST /.search` at the root: users and groups together.
@@ -659,7 +650,7 @@ impl Proxy {
 
     fn page<T>(&self, found: Vec<T>, q: &ListQuery, split: impl Fn(T) -> (Value, EntityKind)) -> Value {
         let total = found.len();
-        let range = query::window(total, q.start_index, q.count);
+        let range = provisio_scim::list::window(total, q.start_index, q.count);
         let resources: Vec<Value> = found
             .into_iter()
             .skip(range.start)
@@ -670,13 +661,7 @@ impl Proxy {
                 r
             })
             .collect();
-        json!({
-            "schemas": [LIST_RESPONSE],
-            "totalResults": total,
-            "startIndex": q.start_index,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        })
+        ListResponse::page(resources, total as u64, q.start_index).to_json()
     }
 
     /// A filter the backend can narrow soundly: `id eq` becomes a get; an `eq` on an attribute the read
@@ -854,14 +839,14 @@ impl Proxy {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<Value, ScimError> {
-        let mut ops = patch::parse(body)?;
+        let mut ops = PatchOp::parse_request(body)?;
         self.check_patch_extensions(kind, &mut ops)?;
         let mut current = self.read(kind, id).await?;
         for _ in 0..PATCH_ATTEMPTS {
             check_if_match(if_match, &current.resource)?;
             // Applied in the host first in any case: it validates paths, mutability and values.
             let mut patched = current.resource.clone();
-            patch::apply(&mut patched, &ops, &self.served, kind)?;
+            ops.apply_with(&mut patched, &self.rules(kind))?;
             if self.supports(Operation::Patch) {
                 let doc = match self
                     .write
@@ -938,7 +923,7 @@ impl Proxy {
             let Some(gid) = g.get("id").and_then(id_text).filter(|_| member) else {
                 continue;
             };
-            let body = json!({"schemas": [patch::PATCH_OP], "Operations": [
+            let body = json!({"schemas": [provisio_scim::PATCH_OP], "Operations": [
                 {"op": "remove", "path": format!("members[value eq {}]", json!(user_id))}
             ]});
             if let Err(e) = self.patch(EntityKind::Group, &gid, &body, None).await {
@@ -978,8 +963,8 @@ impl Proxy {
 
     /// [`Proxy::check_extensions`] for PATCH operations: a path into an extension not served is refused,
     /// and so is a path-less value carrying one; empty ones are dropped from the value.
-    fn check_patch_extensions(&self, kind: EntityKind, ops: &mut [patch::Op]) -> Result<(), ScimError> {
-        for op in ops {
+    fn check_patch_extensions(&self, kind: EntityKind, ops: &mut PatchOp) -> Result<(), ScimError> {
+        for op in &mut ops.operations {
             match (&op.path, &mut op.value) {
                 (Some(path), _) => {
                     let path = path.trim();
@@ -1208,10 +1193,10 @@ fn clean_input(body: &mut Value, kind: EntityKind) -> Result<(), ScimError> {
         .as_object_mut()
         .ok_or_else(|| ScimError::bad("invalidSyntax", "the body must be a JSON object"))?;
     for key in ["id", "meta"] {
-        schema::remove_ci(obj, key);
+        provisio_scim::patch::remove_ci(obj, key);
     }
     if kind == EntityKind::User {
-        schema::remove_ci(obj, "groups");
+        provisio_scim::patch::remove_ci(obj, "groups");
     }
     if !obj.contains_key("schemas") {
         obj.insert("schemas".into(), json!([schema::core_urn(kind)]));

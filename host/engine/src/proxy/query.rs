@@ -7,8 +7,10 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value};
 
 use super::error::ScimError;
-use super::filter::{AttrPath, Filter, Rules, get_ci};
-use super::schema::{MAX_RESULTS, SchemaRules, Served, remove_ci};
+use provisio_scim::patch::remove_ci;
+use provisio_scim::{AttrPath, Filter, Rules, get_ci};
+
+use super::schema::{MAX_RESULTS, Served};
 use crate::connector::EntityKind;
 
 /// A parsed list request.
@@ -164,7 +166,7 @@ impl ListQuery {
 }
 
 /// The value a resource sorts by: the attribute, or for a multi-valued one its primary (else first) value.
-fn sort_key<'a>(resource: &'a Value, path: &AttrPath, rules: &SchemaRules<'_>) -> Option<&'a Value> {
+fn sort_key<'a>(resource: &'a Value, path: &AttrPath, rules: &dyn Rules) -> Option<&'a Value> {
     let top = rules.attribute(resource, path)?;
     let pick = |v: &'a Value| -> Option<&'a Value> {
         match &path.sub {
@@ -210,7 +212,7 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>, exact: bool) -> Ordering
 }
 
 /// Sorts resources in place (stable, so equal keys keep the backend's order).
-pub fn sort(resources: &mut [Value], by: &AttrPath, descending: bool, rules: &SchemaRules<'_>) {
+pub fn sort(resources: &mut [Value], by: &AttrPath, descending: bool, rules: &dyn Rules) {
     let exact = rules.case_exact(by);
     resources.sort_by(|a, b| {
         let o = compare_values(sort_key(a, by, rules), sort_key(b, by, rules), exact);
@@ -227,11 +229,7 @@ pub fn sort(resources: &mut [Value], by: &AttrPath, descending: bool, rules: &Sc
 }
 
 /// The slice of a result of `total` items that a page of `start_index`/`count` shows.
-pub fn window(total: usize, start_index: u64, count: u64) -> std::ops::Range<usize> {
-    let start = (start_index.max(1) - 1).min(total as u64) as usize;
-    let end = (start as u64 + count).min(total as u64) as usize;
-    start..end
-}
+pub use provisio_scim::list::window;
 
 impl Projection {
     /// Refuses names that are no attribute of the resource type (a typo would otherwise return nothing).
@@ -453,10 +451,7 @@ mod tests {
     #[test]
     fn sorting() {
         let served = served();
-        let rules = SchemaRules {
-            served: &served,
-            kind: EntityKind::User,
-        };
+        let rules = served.resource_type(EntityKind::User);
         let mut list = vec![
             json!({"userName": "b"}),
             json!({"id": "x"}),

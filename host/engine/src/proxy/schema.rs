@@ -7,27 +7,16 @@
 //! everything), and is `readOnly` when the write transformation does not read it. So a client — and
 //! scim2-tester, which tests every attribute a server advertises — sees what the backend really keeps.
 
-use std::sync::OnceLock;
-
-use serde_json::{Map, Value, json};
+use provisio_scim::AttrPath;
+pub use provisio_scim::schema::{ENTERPRISE, GROUP, USER};
+use provisio_scim::schema::{ResourceType, standard};
+use serde_json::{Value, json};
 
 use super::backend::Declared;
-use super::filter::{AttrPath, Rules, get_ci};
 use crate::connector::EntityKind;
 
-/// The core User schema.
-pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-/// The core Group schema.
-pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-/// The Enterprise User extension.
-pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 /// Largest page served.
 pub const MAX_RESULTS: u64 = 1000;
-
-fn standard() -> &'static [Value] {
-    static ALL: OnceLock<Vec<Value>> = OnceLock::new();
-    ALL.get_or_init(|| serde_json::from_str(include_str!("schemas.json")).unwrap_or_default())
-}
 
 /// The core schema URN of a kind.
 pub fn core_urn(kind: EntityKind) -> &'static str {
@@ -251,27 +240,18 @@ impl Served {
 
     /// The definition of a top-level attribute (and of its sub-attribute, when the path names one).
     pub fn definition(&self, kind: EntityKind, path: &AttrPath) -> Option<(&Value, Option<&Value>)> {
-        let find = |schema: &str| {
-            self.schema(schema)?
-                .get("attributes")?
-                .as_array()?
-                .iter()
-                .find(|a| a["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&path.name)))
-        };
-        let attr = match &path.urn {
-            Some(urn) => find(self.known_urn(kind, urn)?)?,
-            None => find(core_urn(kind)).or_else(|| self.extensions(kind).into_iter().find_map(find))?,
-        };
-        let sub = match &path.sub {
-            Some(s) => Some(
-                attr.get("subAttributes")?
-                    .as_array()?
-                    .iter()
-                    .find(|a| a["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(s)))?,
-            ),
-            None => None,
-        };
-        Some((attr, sub))
+        self.resource_type(kind).attribute_definition(path)
+    }
+
+    /// The rules a kind's filters and PATCH follow: the served schemas, closed to attributes they do not
+    /// define (a PATCH may still change one the resource carries).
+    pub fn resource_type(&self, kind: EntityKind) -> ResourceType<'_> {
+        ResourceType {
+            core: core_urn(kind),
+            extensions: self.extensions(kind),
+            schemas: self.schemas.iter().collect(),
+            open: false,
+        }
     }
 
     /// The static URN a (client-written) URN names, if the kind serves it.
@@ -549,71 +529,6 @@ fn set_read_only(attr: &mut Value) {
     }
 }
 
-/// The attribute rules of one resource type of one proxy.
-pub struct SchemaRules<'a> {
-    /// What the proxy serves.
-    pub served: &'a Served,
-    /// Users or groups.
-    pub kind: EntityKind,
-}
-
-impl SchemaRules<'_> {
-    /// The object holding `path`'s attribute: the resource, or the extension object its URN names.
-    pub fn container<'v>(&self, resource: &'v Value, path: &AttrPath) -> Option<&'v Value> {
-        match &path.urn {
-            Some(urn) if !urn.eq_ignore_ascii_case(core_urn(self.kind)) => get_ci(resource, urn),
-            _ => Some(resource),
-        }
-    }
-
-    fn is_meta_time(path: &AttrPath) -> bool {
-        path.name.eq_ignore_ascii_case("meta")
-            && path
-                .sub
-                .as_deref()
-                .is_some_and(|s| s.eq_ignore_ascii_case("lastModified") || s.eq_ignore_ascii_case("created"))
-    }
-}
-
-impl Rules for SchemaRules<'_> {
-    fn attribute<'v>(&self, resource: &'v Value, path: &AttrPath) -> Option<&'v Value> {
-        let container = self.container(resource, path)?;
-        get_ci(container, &path.name).or_else(|| {
-            // An extension attribute named without its URN.
-            if path.urn.is_some() {
-                return None;
-            }
-            self.served
-                .extensions(self.kind)
-                .into_iter()
-                .find_map(|u| get_ci(get_ci(resource, u)?, &path.name))
-        })
-    }
-
-    fn case_exact(&self, path: &AttrPath) -> bool {
-        if path.name.eq_ignore_ascii_case("id") || path.name.eq_ignore_ascii_case("externalId") {
-            return true;
-        }
-        if path.name.eq_ignore_ascii_case("meta") {
-            return !Self::is_meta_time(path);
-        }
-        match self.served.definition(self.kind, path) {
-            Some((_, Some(sub))) => sub["caseExact"] == true,
-            Some((attr, None)) => attr["caseExact"] == true,
-            None => false,
-        }
-    }
-
-    fn is_datetime(&self, path: &AttrPath) -> bool {
-        Self::is_meta_time(path)
-            || match self.served.definition(self.kind, path) {
-                Some((_, Some(sub))) => sub["type"] == "dateTime",
-                Some((attr, None)) => attr["type"] == "dateTime",
-                None => false,
-            }
-    }
-}
-
 /// `/ServiceProviderConfig`: what this server really does.
 pub fn service_provider_config(base: &str) -> Value {
     json!({
@@ -631,12 +546,6 @@ pub fn service_provider_config(base: &str) -> Value {
         ],
         "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig")}
     })
-}
-
-/// Removes keys from an object, ignoring case.
-pub fn remove_ci(obj: &mut Map<String, Value>, name: &str) -> Option<Value> {
-    let key = obj.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()?;
-    obj.shift_remove(&key)
 }
 
 #[cfg(test)]
@@ -766,5 +675,97 @@ mod tests {
             (absent["mutability"].as_str(), absent["returned"].as_str()),
             (Some("readOnly"), Some("never"))
         );
+    }
+}
+
+/// PATCH under the schemas a proxy serves (the engine is `provisio_scim::patch`, where its errors are tested).
+#[cfg(test)]
+mod patch_tests {
+    use provisio_scim::{PATCH_OP, PatchOp, ScimError};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn served() -> Served {
+        let all = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
+                         "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
+        Served::new(&[EntityKind::User, EntityKind::Group], &all, &all, Limits::default())
+    }
+
+    fn doc(ops: Value) -> Value {
+        json!({"schemas": [PATCH_OP], "Operations": ops})
+    }
+
+    fn run(resource: Value, kind: EntityKind, ops: Value) -> Result<Value, ScimError> {
+        let mut r = resource;
+        PatchOp::parse_request(&doc(ops))?.apply_with(&mut r, &served().resource_type(kind))?;
+        Ok(r)
+    }
+
+    fn user() -> Value {
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "u1", "userName": "bjensen",
+               "name": {"givenName": "Barbara", "familyName": "Jensen"},
+               "emails": [{"value": "a@x.com", "type": "work", "primary": true}, {"value": "b@y.org", "type": "home"}]})
+    }
+
+    #[test]
+    fn add_replace_remove() {
+        let u = run(user(), EntityKind::User, json!([
+            {"op": "Replace", "path": "name.givenName", "value": "Babs"},
+            {"op": "add", "path": "nickName", "value": "B"},
+            {"op": "ADD", "path": "emails", "value": [{"value": "c@z.net", "type": "other", "primary": true}]},
+            {"op": "remove", "path": "emails[type eq \"home\"]"},
+            {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x.com"},
+            {"op": "replace", "value": {"name.familyName": "J", "active": false,
+              "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}}},
+            {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "value": "m1"}
+        ])).expect("applied");
+        assert_eq!(u["name"], json!({"givenName": "Babs", "familyName": "J"}));
+        assert_eq!(u["nickName"], "B");
+        assert_eq!(u["active"], false);
+        let emails = u["emails"].as_array().expect("emails");
+        assert_eq!(emails.len(), 2);
+        assert_eq!(emails[0], json!({"value": "w@x.com", "type": "work", "primary": false}));
+        assert_eq!(emails[1]["primary"], true);
+        let ext = &u["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
+        assert_eq!(ext, &json!({"employeeNumber": "7", "manager": {"value": "m1"}}));
+        assert!(u["schemas"].as_array().unwrap().contains(&json!(ENTERPRISE)));
+        let u = run(
+            u,
+            EntityKind::User,
+            json!([{"op": "remove", "path": "name"}, {"op": "remove", "path": "emails"}]),
+        )
+        .expect("removed");
+        assert!(u.get("name").is_none() && u.get("emails").is_none());
+    }
+
+    #[test]
+    fn members() {
+        let g = json!({"id": "g", "displayName": "G", "members": [{"value": "a"}, {"value": "b"}]});
+        let g = run(
+            g,
+            EntityKind::Group,
+            json!([
+                {"op": "add", "path": "members", "value": [{"value": "c", "display": "C"}, {"value": "a"}]},
+                {"op": "remove", "path": "members[value eq \"b\"]"},
+                {"op": "remove", "path": "members[value eq \"zz\"]"}
+            ]),
+        )
+        .expect("applied");
+        assert_eq!(g["members"], json!([{"value": "a"}, {"value": "c", "display": "C"}]));
+        let g = run(
+            g,
+            EntityKind::Group,
+            json!([{"op": "remove", "path": "members", "value": [{"value": "a"}]}]),
+        )
+        .expect("entra form");
+        assert_eq!(g["members"], json!([{"value": "c", "display": "C"}]));
+        let g = run(
+            g,
+            EntityKind::Group,
+            json!([{"op": "replace", "path": "members", "value": []}]),
+        )
+        .expect("all removed");
+        assert!(g.get("members").is_none());
     }
 }

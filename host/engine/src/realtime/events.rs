@@ -2,6 +2,8 @@
 //! the IAS SCIM 1.0 form when the source's `ias.api.version` is 1), a `userName` for users and a
 //! `displayName` for groups, an id. A bad request is refused with a SCIM error and nothing is queued.
 
+use provisio_scim::PATCH_OP;
+use provisio_scim::schema::{GROUP as GROUP_V2, USER as USER_V2};
 use serde_json::Value;
 
 use crate::connector::EntityKind;
@@ -25,10 +27,7 @@ fn bad(scim_type: &'static str, detail: impl Into<String>) -> Refusal {
     }
 }
 
-const USER_V2: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const GROUP_V2: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const CORE_V1: &str = "urn:scim:schemas:core:1.0";
-const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// Parses and checks the body of a create or replace; returns the entity (with the id the path gives, for a
 /// replace). `v1` accepts the IAS SCIM 1.0 schema.
@@ -152,7 +151,7 @@ pub fn patch(bytes: &[u8]) -> Result<Value, Refusal> {
     {
         return Err(bad("invalidValue", format!("a PATCH body has the schema {PATCH_OP}")));
     }
-    provisio_sdk::scim::PatchOp::parse(&value).map_err(|e| bad("invalidValue", format!("{e:?}")))?;
+    provisio_scim::PatchOp::parse(&value).map_err(|e| bad("invalidValue", e.to_string()))?;
     Ok(value)
 }
 

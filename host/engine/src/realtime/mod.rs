@@ -296,9 +296,8 @@ impl Realtime {
                     ));
                 };
                 let patch = event.body.clone().unwrap_or(Value::Null);
-                let applied = provisio_sdk::scim::PatchOp::parse(&patch).and_then(|op| op.apply(&mut base));
-                if let Err(e) = applied {
-                    return fail(format!("the PATCH cannot be applied: {e:?}"));
+                if let Err(e) = apply_patch(kind, &mut base, &patch) {
+                    return fail(format!("the PATCH cannot be applied: {e}"));
                 }
                 Some(base)
             }
@@ -594,5 +593,81 @@ async fn provision_target(
             (result, if retryable { Attempt::Retry } else { Attempt::Failed })
         }
         Outcome::NotSent => (result, Attempt::Done),
+    }
+}
+
+/// Applies a pushed PatchOp document to the entity Provisio last received: the same engine as a proxy
+/// PATCH (`provisio_scim`), under RFC 7643's schemas for the kind — open to the vendor attributes and
+/// extensions a pushed resource carries, so that the same operations on the same resource give the same
+/// result on both paths.
+pub fn apply_patch(kind: EntityKind, base: &mut Value, document: &Value) -> Result<(), provisio_scim::ScimError> {
+    let rules = match kind {
+        EntityKind::User => provisio_scim::ResourceType::standard_user(),
+        EntityKind::Group => provisio_scim::ResourceType::standard_group(),
+    };
+    provisio_scim::PatchOp::parse(document)?.apply_with(base, &rules)
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::proxy::schema::{Limits, Served};
+
+    /// A real-time PATCH and a proxy PATCH (a proxy whose transformations pass everything through) of the
+    /// same operations on the same resource give the same resource.
+    #[test]
+    fn a_realtime_patch_and_a_proxy_patch_agree() {
+        let pass = json!({"user": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]},
+                          "group": {"mappings": [{"sourcePath": "$", "targetPath": "$"}]}});
+        let served = Served::new(&[EntityKind::User, EntityKind::Group], &pass, &pass, Limits::default());
+        let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "u1", "userName": "bjensen",
+            "name": {"givenName": "Barbara", "familyName": "Jensen"}, "active": true,
+            "emails": [{"value": "a@x.com", "type": "work", "primary": true}, {"value": "b@y.org", "type": "home"}]});
+        let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1", "displayName": "G",
+            "members": [{"value": "u1"}, {"value": "u2"}]});
+        let cases = [
+            (
+                EntityKind::User,
+                &user,
+                json!([
+                {"op": "replace", "path": "name.givenName", "value": "Babs"},
+                {"op": "add", "path": "emails", "value": {"value": "c@z.net", "type": "other", "primary": true}},
+                {"op": "remove", "path": "emails[type eq \"home\"]"},
+                {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "w@x.com"},
+                {"op": "replace", "value": {"active": false, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}}},
+                {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "value": "m1"}]),
+            ),
+            (
+                EntityKind::User,
+                &user,
+                json!([{"op": "remove", "path": "emails"}, {"op": "add", "path": "title", "value": "T"}]),
+            ),
+            (
+                EntityKind::Group,
+                &group,
+                json!([
+                {"op": "add", "path": "members", "value": [{"value": "u3", "display": "C"}, {"value": "u1", "display": "A"}]},
+                {"op": "remove", "path": "members[value eq \"u2\"]"},
+                {"op": "replace", "path": "displayName", "value": "H"}]),
+            ),
+            (
+                EntityKind::Group,
+                &group,
+                json!([{"op": "remove", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]}]),
+            ),
+        ];
+        for (kind, resource, ops) in cases {
+            let doc = json!({"schemas": [provisio_scim::PATCH_OP], "Operations": ops});
+            let mut realtime = resource.clone();
+            apply_patch(kind, &mut realtime, &doc).expect("real-time");
+            let mut proxy = resource.clone();
+            provisio_scim::PatchOp::parse_request(&doc)
+                .and_then(|p| p.apply_with(&mut proxy, &served.resource_type(kind)))
+                .expect("proxy");
+            assert_eq!(realtime, proxy, "{doc}");
+            assert_ne!(&realtime, resource, "{doc}");
+        }
     }
 }

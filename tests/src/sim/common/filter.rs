@@ -1,106 +1,13 @@
-//! A SCIM filter parser and evaluator (RFC 7644 §3.4.2.2) over `serde_json::Value` resources.
+//! SCIM filters as each simulated system accepts them: the shared crate's grammar and evaluator
+//! (`provisio_scim::filter`, RFC 7644 §3.4.2.2), narrowed to a system's [`Dialect`].
 //!
-//! Each system accepts a subset of the grammar; [`Dialect`] says which, and [`parse`] rejects
-//! the rest with a message the simulator wraps into the system's own error body.
+//! [`parse`] rejects what a system's implementation does not support with a message the simulator wraps
+//! into the system's own error body; [`Eval`] holds the few evaluation settings a system has.
 
 use serde_json::Value;
 
-use super::time::parse_iso;
-
-/// Comparison operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    Eq,
-    Ne,
-    Co,
-    Sw,
-    Ew,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-impl Op {
-    fn from_word(w: &str) -> Option<Op> {
-        Some(match w.to_ascii_lowercase().as_str() {
-            "eq" => Op::Eq,
-            "ne" => Op::Ne,
-            "co" => Op::Co,
-            "sw" => Op::Sw,
-            "ew" => Op::Ew,
-            "gt" => Op::Gt,
-            "ge" => Op::Ge,
-            "lt" => Op::Lt,
-            "le" => Op::Le,
-            _ => return None,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Op::Eq => "eq",
-            Op::Ne => "ne",
-            Op::Co => "co",
-            Op::Sw => "sw",
-            Op::Ew => "ew",
-            Op::Gt => "gt",
-            Op::Ge => "ge",
-            Op::Lt => "lt",
-            Op::Le => "le",
-        }
-    }
-}
-
-/// An attribute path: an optional schema URN and dotted attribute names.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct AttrPath {
-    pub schema: Option<String>,
-    pub names: Vec<String>,
-}
-
-impl AttrPath {
-    /// Parses `name.sub` or `urn:…:Schema:name.sub`.
-    pub(crate) fn parse(s: &str) -> Option<AttrPath> {
-        let s = s.trim();
-        if s.is_empty() {
-            return None;
-        }
-        let (schema, rest) = if s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:") {
-            let idx = s.rfind(':')?;
-            (Some(s[..idx].to_string()), &s[idx + 1..])
-        } else {
-            (None, s)
-        };
-        let names: Vec<String> = rest.split('.').map(str::to_string).collect();
-        let valid = |n: &String| {
-            !n.is_empty()
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
-        };
-        if names.is_empty() || !names.iter().all(valid) {
-            return None;
-        }
-        Some(AttrPath { schema, names })
-    }
-
-    /// The dotted attribute name without schema, lower-cased (`name.givenname`).
-    pub(crate) fn dotted_lower(&self) -> String {
-        self.names.join(".").to_ascii_lowercase()
-    }
-}
-
-/// A parsed filter.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Filter {
-    And(Box<Filter>, Box<Filter>),
-    Or(Box<Filter>, Box<Filter>),
-    Not(Box<Filter>),
-    Present(AttrPath),
-    Compare(AttrPath, Op, Value),
-    /// `emails[type eq "work"]`: some element of the multi-valued attribute matches.
-    ValuePath(AttrPath, Box<Filter>),
-}
+pub(crate) use provisio_scim::filter::{AttrPath, CompareOp as Op, Filter, Rules, get_ci};
+use provisio_scim::{Definition, Schemaless};
 
 /// What a system's filter implementation accepts.
 #[derive(Clone, Copy, Debug)]
@@ -116,6 +23,7 @@ pub(crate) struct Dialect {
 
 impl Dialect {
     /// The full RFC 7644 grammar.
+    #[cfg(test)]
     pub(crate) const FULL: Dialect = Dialect {
         ops: &[Op::Eq, Op::Ne, Op::Co, Op::Sw, Op::Ew, Op::Gt, Op::Ge, Op::Lt, Op::Le],
         present: true,
@@ -127,399 +35,168 @@ impl Dialect {
     };
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Tok {
-    LParen,
-    RParen,
-    LBracket,
-    RBracket,
-    Str(String),
-    Word(String),
-}
-
-fn tokenize(input: &str) -> Result<Vec<Tok>, String> {
-    let mut out = Vec::new();
-    let chars: Vec<char> = input.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '(' => {
-                out.push(Tok::LParen);
-                i += 1
-            }
-            ')' => {
-                out.push(Tok::RParen);
-                i += 1
-            }
-            '[' => {
-                out.push(Tok::LBracket);
-                i += 1
-            }
-            ']' => {
-                out.push(Tok::RBracket);
-                i += 1
-            }
-            '"' => {
-                let mut s = String::new();
-                i += 1;
-                loop {
-                    let Some(&ch) = chars.get(i) else {
-                        return Err("unterminated string literal".into());
-                    };
-                    i += 1;
-                    match ch {
-                        '"' => break,
-                        '\\' => {
-                            let Some(&esc) = chars.get(i) else {
-                                return Err("unterminated escape".into());
-                            };
-                            i += 1;
-                            match esc {
-                                'n' => s.push('\n'),
-                                't' => s.push('\t'),
-                                'r' => s.push('\r'),
-                                'u' => {
-                                    let hex: String = chars.get(i..i + 4).unwrap_or(&[]).iter().collect();
-                                    let code =
-                                        u32::from_str_radix(&hex, 16).map_err(|_| "bad \\u escape".to_string())?;
-                                    s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
-                                    i += 4;
-                                }
-                                other => s.push(other),
-                            }
-                        }
-                        other => s.push(other),
-                    }
-                }
-                out.push(Tok::Str(s));
-            }
-            _ => {
-                let start = i;
-                while i < chars.len() && !chars[i].is_whitespace() && !"()[]\"".contains(chars[i]) {
-                    i += 1;
-                }
-                out.push(Tok::Word(chars[start..i].iter().collect()));
-            }
-        }
-    }
-    Ok(out)
-}
-
-struct Parser<'a> {
-    toks: Vec<Tok>,
-    pos: usize,
-    dialect: &'a Dialect,
-}
-
-fn is_kw(t: Option<&Tok>, kw: &str) -> bool {
-    matches!(t, Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw))
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos)
-    }
-
-    fn next(&mut self) -> Option<Tok> {
-        let t = self.toks.get(self.pos).cloned();
-        self.pos += 1;
-        t
-    }
-
-    fn expr(&mut self) -> Result<Filter, String> {
-        let mut left = self.term()?;
-        while is_kw(self.peek(), "or") {
-            if !self.dialect.or {
-                return Err("the 'or' operator is not supported".into());
-            }
-            self.pos += 1;
-            let right = self.term()?;
-            left = Filter::Or(Box::new(left), Box::new(right));
-        }
-        Ok(left)
-    }
-
-    fn term(&mut self) -> Result<Filter, String> {
-        let mut left = self.factor()?;
-        while is_kw(self.peek(), "and") {
-            if !self.dialect.and {
-                return Err("the 'and' operator is not supported".into());
-            }
-            self.pos += 1;
-            let right = self.factor()?;
-            left = Filter::And(Box::new(left), Box::new(right));
-        }
-        Ok(left)
-    }
-
-    fn factor(&mut self) -> Result<Filter, String> {
-        match self.next() {
-            Some(Tok::LParen) => {
-                if !self.dialect.parens {
-                    return Err("parentheses are not supported".into());
-                }
-                let inner = self.expr()?;
-                match self.next() {
-                    Some(Tok::RParen) => Ok(inner),
-                    _ => Err("missing ')'".into()),
-                }
-            }
-            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("not") && self.peek() == Some(&Tok::LParen) => {
-                if !self.dialect.not {
-                    return Err("the 'not' operator is not supported".into());
-                }
-                self.pos += 1;
-                let inner = self.expr()?;
-                match self.next() {
-                    Some(Tok::RParen) => Ok(Filter::Not(Box::new(inner))),
-                    _ => Err("missing ')'".into()),
-                }
-            }
-            Some(Tok::Word(w)) => {
-                let path = AttrPath::parse(&w).ok_or_else(|| format!("invalid attribute path '{w}'"))?;
-                if self.peek() == Some(&Tok::LBracket) {
-                    if !self.dialect.value_paths {
-                        return Err("value path filters ([...]) are not supported".into());
-                    }
-                    self.pos += 1;
-                    let inner = self.expr()?;
-                    return match self.next() {
-                        Some(Tok::RBracket) => Ok(Filter::ValuePath(path, Box::new(inner))),
-                        _ => Err("missing ']'".into()),
-                    };
-                }
-                let op_word = match self.next() {
-                    Some(Tok::Word(op)) => op,
-                    _ => return Err(format!("missing operator after '{w}'")),
-                };
-                if op_word.eq_ignore_ascii_case("pr") {
-                    if !self.dialect.present {
-                        return Err("the 'pr' operator is not supported".into());
-                    }
-                    return Ok(Filter::Present(path));
-                }
-                let op = Op::from_word(&op_word).ok_or_else(|| format!("unknown operator '{op_word}'"))?;
-                if !self.dialect.ops.contains(&op) {
-                    return Err(format!("the '{}' operator is not supported", op.name()));
-                }
-                let value = match self.next() {
-                    Some(Tok::Str(s)) => Value::String(s),
-                    Some(Tok::Word(v)) => match v.to_ascii_lowercase().as_str() {
-                        "true" => Value::Bool(true),
-                        "false" => Value::Bool(false),
-                        "null" => Value::Null,
-                        _ => match serde_json::from_str::<serde_json::Number>(&v) {
-                            Ok(n) => Value::Number(n),
-                            Err(_) => return Err(format!("invalid comparison value '{v}'")),
-                        },
-                    },
-                    _ => return Err(format!("missing comparison value after '{w} {op_word}'")),
-                };
-                Ok(Filter::Compare(path, op, value))
-            }
-            Some(t) => Err(format!("unexpected token {t:?}")),
-            None => Err("unexpected end of filter".into()),
-        }
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Eq => "eq",
+        Op::Ne => "ne",
+        Op::Co => "co",
+        Op::Sw => "sw",
+        Op::Ew => "ew",
+        Op::Gt => "gt",
+        Op::Ge => "ge",
+        Op::Lt => "lt",
+        Op::Le => "le",
     }
 }
 
 /// Parses `input` under `dialect`. The error is a human-readable reason.
 pub(crate) fn parse(input: &str, dialect: &Dialect) -> Result<Filter, String> {
-    let toks = tokenize(input)?;
-    if toks.is_empty() {
-        return Err("empty filter".into());
-    }
-    let mut p = Parser { toks, pos: 0, dialect };
-    let f = p.expr()?;
-    if p.pos < p.toks.len() {
-        return Err(format!("unexpected trailing input at token {}", p.pos + 1));
-    }
-    Ok(f)
-}
-
-/// Case-insensitive key lookup in an object.
-pub(crate) fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    let map = obj.as_object()?;
-    map.get(key)
-        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
-}
-
-/// Resolves `path` in `resource`, flattening multi-valued attributes.
-pub(crate) fn resolve<'a>(resource: &'a Value, path: &AttrPath) -> Vec<&'a Value> {
-    let root = match &path.schema {
-        Some(urn) => match get_ci(resource, urn) {
-            Some(ext) => ext,
-            // The core schema URN prefixes top-level attributes.
-            None if urn.to_ascii_lowercase().contains(":core:") => resource,
-            None => return Vec::new(),
-        },
-        None => resource,
-    };
-    let mut current = vec![root];
-    for name in &path.names {
-        let mut next = Vec::new();
-        for v in current {
-            match v {
-                Value::Array(items) => {
-                    for item in items {
-                        if let Some(x) = get_ci(item, name) {
-                            next.push(x);
-                        }
-                    }
-                }
-                other => {
-                    if let Some(x) = get_ci(other, name) {
-                        next.push(x);
-                    }
+    let f = Filter::parse(input).map_err(|e| e.0)?;
+    let mut refused: Option<String> = None;
+    f.walk(&mut |node| {
+        let why = match node {
+            Filter::And(..) if !dialect.and => Some("the 'and' operator is not supported".to_string()),
+            Filter::Or(..) if !dialect.or => Some("the 'or' operator is not supported".to_string()),
+            Filter::Not(_) if !dialect.not => Some("the 'not' operator is not supported".to_string()),
+            Filter::Present(_) if !dialect.present => Some("the 'pr' operator is not supported".to_string()),
+            Filter::ValuePath(..) if !dialect.value_paths => {
+                Some("value path filters ([...]) are not supported".to_string())
+            }
+            Filter::Compare(p, op, _) => {
+                if p.index.is_some() && !dialect.value_paths {
+                    Some("value path filters ([...]) are not supported".to_string())
+                } else if !dialect.ops.contains(op) {
+                    Some(format!("the '{}' operator is not supported", op_name(*op)))
+                } else {
+                    None
                 }
             }
+            Filter::Present(p) if p.index.is_some() && !dialect.value_paths => {
+                Some("value path filters ([...]) are not supported".to_string())
+            }
+            _ => None,
+        };
+        if refused.is_none() {
+            refused = why;
         }
-        current = next;
+    });
+    if refused.is_none() && !dialect.parens && groups(input) {
+        refused = Some("parentheses are not supported".into());
     }
+    match refused {
+        Some(why) => Err(why),
+        None => Ok(f),
+    }
+}
+
+/// Whether the filter text groups with parentheses (outside string literals; `not (` is not a group).
+fn groups(text: &str) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut word = String::new();
+    let mut last_word = String::new();
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '(' => {
+                if !word.is_empty() {
+                    last_word = std::mem::take(&mut word);
+                }
+                if !last_word.eq_ignore_ascii_case("not") {
+                    return true;
+                }
+            }
+            c if c.is_whitespace() || c == ')' || c == '[' || c == ']' => {
+                if !word.is_empty() {
+                    last_word = std::mem::take(&mut word);
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    false
+}
+
+/// The values `path` designates in `resource`, multi-valued attributes flattened (for sort keys and
+/// projections).
+pub(crate) fn resolve<'a>(resource: &'a Value, path: &AttrPath) -> Vec<&'a Value> {
+    let rules = Schemaless::default();
+    let Some(top) = rules.attribute(resource, path) else {
+        return Vec::new();
+    };
+    let items: Vec<&Value> = match top {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
     let mut flat = Vec::new();
-    for v in current {
+    for item in items {
+        let v = match &path.sub {
+            Some(sub) => get_ci(item, sub),
+            None => Some(item),
+        };
         match v {
-            Value::Array(items) => flat.extend(items.iter()),
-            other => flat.push(other),
+            Some(Value::Array(a)) => flat.extend(a.iter()),
+            Some(other) => flat.push(other),
+            None => {}
         }
     }
     flat
 }
 
-/// Evaluation settings: which attributes compare case-sensitively.
+/// Evaluation settings: which attributes compare case-sensitively. Booleans and numbers also match their
+/// text (`active eq "true"`), as the simulated systems accept.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Eval<'a> {
     /// Lower-cased dotted attribute names that are `caseExact`.
     pub case_exact: &'a [&'a str],
 }
 
-fn compare_values(actual: &Value, op: Op, expected: &Value, case_exact: bool) -> bool {
-    // A complex value compares through its `value` sub-attribute (RFC 7644 §3.4.2.2).
-    let actual = match actual {
-        Value::Object(_) => match get_ci(actual, "value") {
-            Some(v) => v,
-            None => return false,
-        },
-        other => other,
-    };
-    match (actual, expected) {
-        (Value::String(a), Value::String(e)) => {
-            let (a_l, e_l) = if case_exact {
-                (a.clone(), e.clone())
-            } else {
-                (a.to_lowercase(), e.to_lowercase())
-            };
-            match op {
-                Op::Eq => a_l == e_l,
-                Op::Ne => a_l != e_l,
-                Op::Co => a_l.contains(&e_l),
-                Op::Sw => a_l.starts_with(&e_l),
-                Op::Ew => a_l.ends_with(&e_l),
-                Op::Gt | Op::Ge | Op::Lt | Op::Le => {
-                    let ord = match (parse_iso(a), parse_iso(e)) {
-                        (Some(x), Some(y)) => x.cmp(&y),
-                        _ => a_l.cmp(&e_l),
-                    };
-                    ordering_matches(ord, op)
-                }
-            }
+impl Eval<'_> {
+    fn rules(&self) -> Schemaless<'_> {
+        Schemaless {
+            case_exact: self.case_exact,
+            lenient_types: true,
+            ..Schemaless::default()
         }
-        (Value::Number(a), Value::Number(e)) => {
-            let (Some(a), Some(e)) = (a.as_f64(), e.as_f64()) else {
-                return false;
-            };
-            match a.partial_cmp(&e) {
-                Some(ord) => match op {
-                    Op::Eq | Op::Ne | Op::Gt | Op::Ge | Op::Lt | Op::Le => ordering_matches(ord, op),
-                    _ => false,
-                },
-                None => false,
-            }
-        }
-        (Value::Bool(a), Value::Bool(e)) => match op {
-            Op::Eq => a == e,
-            Op::Ne => a != e,
-            _ => false,
-        },
-        // Lenient: "true"/"false" and numbers given as strings, as many servers accept.
-        (Value::Bool(a), Value::String(e)) => match op {
-            Op::Eq => e.eq_ignore_ascii_case(if *a { "true" } else { "false" }),
-            Op::Ne => !e.eq_ignore_ascii_case(if *a { "true" } else { "false" }),
-            _ => false,
-        },
-        (Value::Number(a), Value::String(e)) => match e.parse::<serde_json::Number>() {
-            Ok(n) => compare_values(&Value::Number(a.clone()), op, &Value::Number(n), case_exact),
-            Err(_) => false,
-        },
-        (Value::String(a), Value::Number(e)) => match a.parse::<serde_json::Number>() {
-            Ok(n) => compare_values(&Value::Number(n), op, &Value::Number(e.clone()), case_exact),
-            Err(_) => false,
-        },
-        (Value::Null, Value::Null) => op == Op::Eq,
-        _ => op == Op::Ne,
     }
 }
 
-fn ordering_matches(ord: std::cmp::Ordering, op: Op) -> bool {
-    use std::cmp::Ordering::*;
-    match op {
-        Op::Eq => ord == Equal,
-        Op::Ne => ord != Equal,
-        Op::Gt => ord == Greater,
-        Op::Ge => ord != Less,
-        Op::Lt => ord == Less,
-        Op::Le => ord != Greater,
-        _ => false,
+impl Rules for Eval<'_> {
+    fn attribute<'v>(&self, resource: &'v Value, path: &AttrPath) -> Option<&'v Value> {
+        self.rules().attribute(resource, path)
     }
-}
-
-fn is_present(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-        _ => true,
+    fn case_exact(&self, path: &AttrPath) -> bool {
+        self.rules().case_exact(path)
     }
-}
-
-impl Filter {
-    /// The value `v` when every match must satisfy `attr eq "v"` (the filter is that comparison
-    /// or an `and` containing it): lets a simulator narrow candidates before rendering them.
-    pub(crate) fn required_eq(&self, attr: &str) -> Option<&str> {
-        match self {
-            Filter::Compare(path, Op::Eq, Value::String(s)) if path.dotted_lower() == attr.to_ascii_lowercase() => {
-                Some(s)
-            }
-            Filter::And(a, b) => a.required_eq(attr).or_else(|| b.required_eq(attr)),
-            _ => None,
-        }
+    fn is_datetime(&self, path: &AttrPath) -> bool {
+        self.rules().is_datetime(path)
     }
-
-    /// Whether `resource` matches.
-    pub(crate) fn matches(&self, resource: &Value, eval: &Eval<'_>) -> bool {
-        match self {
-            Filter::And(a, b) => a.matches(resource, eval) && b.matches(resource, eval),
-            Filter::Or(a, b) => a.matches(resource, eval) || b.matches(resource, eval),
-            Filter::Not(a) => !a.matches(resource, eval),
-            Filter::Present(path) => resolve(resource, path).into_iter().any(is_present),
-            Filter::Compare(path, op, expected) => {
-                let values = resolve(resource, path);
-                let exact = eval.case_exact.contains(&path.dotted_lower().as_str());
-                if values.is_empty() {
-                    return *op == Op::Ne || (*op == Op::Eq && expected.is_null());
-                }
-                if *op == Op::Ne {
-                    return values.iter().all(|v| compare_values(v, Op::Ne, expected, exact));
-                }
-                values.iter().any(|v| compare_values(v, *op, expected, exact))
-            }
-            Filter::ValuePath(path, inner) => resolve(resource, path)
-                .into_iter()
-                .any(|element| inner.matches(element, eval)),
-        }
+    fn lenient_types(&self) -> bool {
+        true
+    }
+    fn schema_urn(&self, resource: &Value, urn: &str) -> Option<String> {
+        self.rules().schema_urn(resource, urn)
+    }
+    fn is_core(&self, urn: &str) -> bool {
+        self.rules().is_core(urn)
+    }
+    fn definition(&self, path: &AttrPath) -> Option<Definition> {
+        self.rules().definition(path)
+    }
+    fn open(&self) -> bool {
+        true
+    }
+    fn same_by_value(&self, path: &AttrPath) -> bool {
+        self.rules().same_by_value(path)
     }
 }
 
@@ -596,6 +273,13 @@ mod tests {
         assert!(parse(r#"userName co "a""#, &eq_only).is_err());
         assert!(parse(r#"not (userName eq "a")"#, &eq_only).is_err());
         assert!(parse(r#"(userName eq "a" or userName eq "b") and active eq true"#, &eq_only).is_ok());
+        let flat = Dialect {
+            parens: false,
+            ..eq_only
+        };
+        assert!(parse(r#"(userName eq "a" or userName eq "b") and active eq true"#, &flat).is_err());
+        assert!(parse(r#"userName eq "(a)" and active eq true"#, &flat).is_ok());
+        assert!(parse(r#"emails[0].value eq "a""#, &flat).is_err());
     }
 
     #[test]
@@ -603,5 +287,15 @@ mod tests {
         let f = parse(r#"id eq "ABC""#, &Dialect::FULL).unwrap();
         assert!(f.matches(&user(), &Eval::default()));
         assert!(!f.matches(&user(), &Eval { case_exact: &["id"] }));
+    }
+
+    #[test]
+    fn resolves_paths() {
+        let p = AttrPath::parse("emails.value").unwrap();
+        assert_eq!(resolve(&user(), &p), vec!["jane@example.com", "jd@home.org"]);
+        assert_eq!(
+            resolve(&user(), &AttrPath::parse("meta.version").unwrap()),
+            vec![&json!(3)]
+        );
     }
 }

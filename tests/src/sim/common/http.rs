@@ -126,7 +126,8 @@ pub(crate) fn html_escape(s: &str) -> String {
 }
 
 /// The SCIM 2.0 error message schema.
-pub(crate) const SCIM_ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+#[cfg(test)]
+pub(crate) use provisio_scim::ERROR as SCIM_ERROR_SCHEMA;
 
 /// A SCIM 2.0 error body (`status` is a string, RFC 7644 §3.12).
 pub(crate) fn scim_error(
@@ -135,14 +136,7 @@ pub(crate) fn scim_error(
     detail: &str,
     content_type: &'static str,
 ) -> Response {
-    let mut body = serde_json::json!({
-        "schemas": [SCIM_ERROR_SCHEMA],
-        "status": status.as_u16().to_string(),
-        "detail": detail,
-    });
-    if let (Some(t), Some(obj)) = (scim_type, body.as_object_mut()) {
-        obj.insert("scimType".into(), Value::String(t.to_string()));
-    }
+    let body = provisio_scim::error::body(status.as_u16(), scim_type, detail);
     let mut resp = json(status, content_type, &body);
     resp.extensions_mut().insert(ErrorDetail(format!(
         "{} {}{detail}",

@@ -14,9 +14,7 @@ pub(crate) fn count(raw: Option<i64>, default: usize, max: usize) -> usize {
 
 /// Which positions of `total` items a page covers.
 pub(crate) fn window(total: usize, start_index: usize, count: usize) -> Range<usize> {
-    let from = start_index.saturating_sub(1).min(total);
-    let to = from.saturating_add(count).min(total);
-    from..to
+    provisio_scim::list::window(total, start_index as u64, count as u64)
 }
 
 #[cfg(test)]

@@ -4,11 +4,24 @@
 //! a parser framework, so the parser is ours: a tokenizer plus a precedence-climbing parser
 //! (`not` binds tighter than `and`, which binds tighter than `or`; parentheses group). Attribute names and
 //! operators match case-insensitively; string comparisons ignore case unless the schema says the attribute
-//! is `caseExact` (the caller passes that rule in).
+//! is `caseExact` (the [`Rules`] passed in say so). SAP's positional form `emails[0].value` is accepted too.
+//!
+//! ```
+//! use provisio_scim::{Filter, Schemaless};
+//! use serde_json::json;
+//! let f = Filter::parse(r#"emails[type eq "work" and value co "@example.com"]"#).unwrap();
+//! let user = json!({"emails": [{"type": "work", "value": "bjensen@example.com"}]});
+//! assert!(f.matches(&user, &Schemaless::default()));
+//! ```
 
 use std::cmp::Ordering;
 
 use serde_json::Value;
+
+pub use crate::path::AttrPath;
+use crate::path::valid_name;
+pub use crate::rules::Rules;
+use crate::time::parse_time;
 
 /// Deepest nesting of parentheses and `not` accepted; deeper input is refused rather than risking the stack.
 const MAX_DEPTH: usize = 64;
@@ -19,58 +32,6 @@ pub const MAX_FILTER_LEN: usize = 8 * 1024;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
 pub struct FilterError(pub String);
-
-/// An attribute path: `[urn:…:]name[.sub]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttrPath {
-    /// The schema URN prefix, when given.
-    pub urn: Option<String>,
-    /// The attribute name.
-    pub name: String,
-    /// The sub-attribute, when given.
-    pub sub: Option<String>,
-    /// SAP's `emails[0].value` form: one element of a multi-valued attribute by position.
-    pub index: Option<usize>,
-}
-
-impl AttrPath {
-    /// Parses `[urn:…:]name[.sub]`.
-    pub fn parse(text: &str) -> Result<AttrPath, FilterError> {
-        let text = text.trim();
-        let bad = || FilterError(format!("`{text}` is not an attribute path"));
-        let (urn, rest) = if text.len() > 4 && text.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
-            // The attribute follows the last ':'; a bare URN (no attribute) is not a path.
-            let i = text.rfind(':').ok_or_else(bad)?;
-            (Some(text[..i].to_string()), &text[i + 1..])
-        } else {
-            (None, text)
-        };
-        let mut parts = rest.split('.');
-        let name = parts.next().filter(|n| valid_name(n)).ok_or_else(bad)?;
-        let sub = match parts.next() {
-            Some(s) if valid_name(s) => Some(s.to_string()),
-            Some(_) => return Err(bad()),
-            None => None,
-        };
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(AttrPath {
-            urn,
-            name: name.to_string(),
-            sub,
-            index: None,
-        })
-    }
-}
-
-/// RFC 7643 ATTRNAME (`$ref` included): ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA.
-fn valid_name(s: &str) -> bool {
-    let s = s.strip_prefix('$').unwrap_or(s);
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,8 +355,7 @@ impl Filter {
         Ok(filter)
     }
 
-    /// Whether `resource` matches. `case_exact(path)` says whether string comparisons on that attribute
-    /// respect case.
+    /// Whether `resource` matches, under the attribute rules of its schema.
     pub fn matches(&self, resource: &Value, rules: &dyn Rules) -> bool {
         self.eval(resource, None, rules)
     }
@@ -425,11 +385,15 @@ impl Filter {
                 }
                 if matches!(op, CompareOp::Ne) {
                     // `ne` holds when no value equals (an absent attribute is not equal to anything).
+                    let lenient = rules.lenient_types();
                     return !found
                         .iter()
-                        .any(|v| compare(v, CompareOp::Eq, expected, exact, temporal));
+                        .any(|v| compare(v, CompareOp::Eq, expected, exact, temporal, lenient));
                 }
-                found.iter().any(|v| compare(v, *op, expected, exact, temporal))
+                let lenient = rules.lenient_types();
+                found
+                    .iter()
+                    .any(|v| compare(v, *op, expected, exact, temporal, lenient))
             }
             Filter::ValuePath(path, inner) => {
                 let full = full_path(path, parent);
@@ -446,14 +410,40 @@ impl Filter {
     }
 }
 
-/// What evaluation needs from the schema.
-pub trait Rules {
-    /// The value of a top-level attribute (resolving a URN prefix) of `resource`, if present.
-    fn attribute<'a>(&self, resource: &'a Value, path: &AttrPath) -> Option<&'a Value>;
-    /// Whether string comparisons on `path` respect case.
-    fn case_exact(&self, path: &AttrPath) -> bool;
-    /// Whether `path` holds a dateTime.
-    fn is_datetime(&self, path: &AttrPath) -> bool;
+impl Filter {
+    /// The value `v` when every match must satisfy `attr eq "v"` (the filter is that comparison, or an `and`
+    /// holding it); `attr` is dotted (`userName`, `name.givenName`) and matches ignoring case. Lets a server
+    /// narrow its candidates, or a proxy translate the lookup, before evaluating the whole filter.
+    pub fn required_eq(&self, attr: &str) -> Option<&str> {
+        match self {
+            Filter::Compare(path, CompareOp::Eq, Value::String(s))
+                if path.index.is_none() && path.dotted_lower() == attr.to_ascii_lowercase() =>
+            {
+                Some(s)
+            }
+            Filter::And(a, b) => a.required_eq(attr).or_else(|| b.required_eq(attr)),
+            _ => None,
+        }
+    }
+
+    /// Calls `f` on every node of the tree, depth first (a server checks what its dialect supports).
+    pub fn walk(&self, f: &mut dyn FnMut(&Filter)) {
+        f(self);
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                a.walk(f);
+                b.walk(f);
+            }
+            Filter::Not(a) | Filter::ValuePath(_, a) => a.walk(f),
+            Filter::Compare(..) | Filter::Present(_) => {}
+        }
+    }
+}
+
+/// The values `path` designates in `resource` (multi-valued attributes yield each element, or each
+/// element's sub-attribute, or its `value` when the path names the attribute only).
+pub fn values<'a>(resource: &'a Value, path: &AttrPath, rules: &dyn Rules) -> Vec<&'a Value> {
+    values_at(resource, path, None, rules)
 }
 
 /// `path` inside a value filter on `parent` names the sub-attribute `parent.path`.
@@ -525,10 +515,14 @@ fn present(v: &Value) -> bool {
     }
 }
 
-fn compare(actual: &Value, op: CompareOp, expected: &Value, exact: bool, temporal: bool) -> bool {
+fn compare(actual: &Value, op: CompareOp, expected: &Value, exact: bool, temporal: bool, lenient: bool) -> bool {
     match (actual, expected) {
         (Value::String(a), Value::String(b)) => {
-            if temporal && let (Some(x), Some(y)) = (parse_time(a), parse_time(b)) {
+            let ordering = !matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew);
+            if temporal
+                && ordering
+                && let (Some(x), Some(y)) = (parse_time(a), parse_time(b))
+            {
                 return ordered(x.cmp(&y), op);
             }
             let (a, b) = if exact {
@@ -549,6 +543,18 @@ fn compare(actual: &Value, op: CompareOp, expected: &Value, exact: bool, tempora
         },
         // Booleans only compare for equality (RFC 7644: gt/lt on booleans are not defined).
         (Value::Bool(a), Value::Bool(b)) => matches!(op, CompareOp::Eq) && a == b,
+        // Lenient rules: booleans and numbers given as strings, as many servers accept.
+        (Value::Bool(a), Value::String(b)) if lenient => {
+            matches!(op, CompareOp::Eq) && b.eq_ignore_ascii_case(if *a { "true" } else { "false" })
+        }
+        (Value::Number(_), Value::String(b)) if lenient => match b.trim().parse::<serde_json::Number>() {
+            Ok(n) => compare(actual, op, &Value::Number(n), exact, temporal, false),
+            Err(_) => false,
+        },
+        (Value::String(a), Value::Number(_)) if lenient => match a.trim().parse::<serde_json::Number>() {
+            Ok(n) => compare(&Value::Number(n), op, expected, exact, temporal, false),
+            Err(_) => false,
+        },
         _ => false,
     }
 }
@@ -565,58 +571,39 @@ fn ordered(o: Ordering, op: CompareOp) -> bool {
     }
 }
 
-fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    chrono::DateTime::parse_from_rfc3339(s.trim()).ok()
-}
-
-/// A PATCH path: `attrPath` or `valuePath[.subAttr]` (RFC 7644 §3.5.2).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PatchPath {
-    /// The attribute (with `sub` when the path is `attr.sub` without a filter).
-    pub attr: AttrPath,
-    /// The value filter, when given.
-    pub filter: Option<Filter>,
-    /// The sub-attribute after a value filter (`emails[type eq "work"].value`).
-    pub sub_after_filter: Option<String>,
-}
-
-impl PatchPath {
-    /// Parses a PATCH path. A bare schema URN (an extension as a whole) is `attr.name` = the URN's last part
-    /// is not meaningful, so the caller handles a bare URN before calling this.
-    pub fn parse(text: &str) -> Result<PatchPath, FilterError> {
-        let text = text.trim();
-        let Some(open) = text.find('[') else {
-            return Ok(PatchPath {
-                attr: AttrPath::parse(text)?,
-                filter: None,
-                sub_after_filter: None,
-            });
-        };
-        let close = text
-            .rfind(']')
-            .filter(|c| *c > open)
-            .ok_or_else(|| FilterError(format!("`{text}`: missing `]`")))?;
-        let attr = AttrPath::parse(&text[..open])?;
-        if attr.sub.is_some() {
-            return Err(FilterError(format!("`{text}`: a value filter follows an attribute")));
+/// A SCIM filter string literal: `"…"` with `"` and `\` escaped.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
         }
-        let filter = Filter::parse(&text[open + 1..close])?;
-        let after = &text[close + 1..];
-        let sub_after_filter = if after.is_empty() {
-            None
-        } else {
-            let sub = after
-                .strip_prefix('.')
-                .filter(|s| valid_name(s))
-                .ok_or_else(|| FilterError(format!("`{text}`: `{after}` is not a sub-attribute")))?;
-            Some(sub.to_string())
-        };
-        Ok(PatchPath {
-            attr,
-            filter: Some(filter),
-            sub_after_filter,
-        })
+        out.push(c);
     }
+    out.push('"');
+    out
+}
+
+/// AND-combines filters, skipping absent and blank ones; each is parenthesised when there are several.
+/// `None` when none is left.
+pub fn and_filters<'a>(filters: impl IntoIterator<Item = Option<&'a str>>) -> Option<String> {
+    let parts: Vec<&str> = filters
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
+    match parts.as_slice() {
+        [] => None,
+        [one] => Some(one.to_string()),
+        many => Some(many.iter().map(|f| format!("({f})")).collect::<Vec<_>>().join(" and ")),
+    }
+}
+
+/// The delta-read filter: entities modified after `since` (`meta.lastModified gt "…"`).
+pub fn modified_since(since: &str) -> String {
+    format!("meta.lastModified gt {}", quote(since.trim()))
 }
 
 #[cfg(test)]
@@ -626,6 +613,9 @@ mod tests {
 
     struct Plain;
     impl Rules for Plain {
+        fn is_datetime(&self, path: &AttrPath) -> bool {
+            path.name.eq_ignore_ascii_case("meta")
+        }
         fn attribute<'a>(&self, resource: &'a Value, path: &AttrPath) -> Option<&'a Value> {
             match &path.urn {
                 Some(urn) if urn.to_ascii_lowercase().contains(":extension:") => {
@@ -637,8 +627,20 @@ mod tests {
         fn case_exact(&self, path: &AttrPath) -> bool {
             path.name == "id"
         }
-        fn is_datetime(&self, path: &AttrPath) -> bool {
-            path.name.eq_ignore_ascii_case("meta")
+        fn schema_urn(&self, _: &Value, _: &str) -> Option<String> {
+            None
+        }
+        fn is_core(&self, _: &str) -> bool {
+            false
+        }
+        fn definition(&self, _: &AttrPath) -> Option<crate::Definition> {
+            None
+        }
+        fn open(&self) -> bool {
+            true
+        }
+        fn same_by_value(&self, _: &AttrPath) -> bool {
+            false
         }
     }
 
@@ -723,16 +725,31 @@ mod tests {
     }
 
     #[test]
-    fn patch_paths() {
-        let p = PatchPath::parse(r#"emails[type eq "work"].value"#).unwrap();
-        assert_eq!(p.attr.name, "emails");
-        assert_eq!(p.sub_after_filter.as_deref(), Some("value"));
-        let p = PatchPath::parse("name.givenName").unwrap();
-        assert_eq!(p.attr.sub.as_deref(), Some("givenName"));
-        let p = PatchPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value").unwrap();
-        assert_eq!(p.attr.name, "manager");
-        assert!(PatchPath::parse(r#"members[value eq "x"].a.b"#).is_err());
-        assert!(PatchPath::parse("").is_err());
+    fn helpers() {
+        // `quote`, `and_filters` and `modified_since` are tested where connectors meet them (the SDK).
+        let since = Filter::parse(&modified_since("2026-01-01T00:00:00Z")).unwrap();
+        assert!(since.matches(&json!({"meta": {"lastModified": "2026-01-01T00:00:01Z"}}), &Plain));
+        let f = Filter::parse(r#"userName eq "a" and (active eq true or x pr)"#).unwrap();
+        assert_eq!(f.required_eq("USERNAME"), Some("a"));
+        assert_eq!(f.required_eq("active"), None);
+        let mut nodes = 0;
+        f.walk(&mut |_| nodes += 1);
+        assert_eq!(nodes, 5);
+        // A quoted value parses back to itself.
+        let q = Filter::parse(&format!("userName eq {}", quote(r#"x"\y"#))).unwrap();
+        assert_eq!(q.required_eq("userName"), Some(r#"x"\y"#));
+    }
+
+    #[test]
+    fn lenient_types() {
+        let lenient = crate::Schemaless {
+            lenient_types: true,
+            ..Default::default()
+        };
+        let r = json!({"active": true, "n": 5, "s": "7"});
+        let m = |f: &str, rules: &dyn Rules| Filter::parse(f).unwrap().matches(&r, rules);
+        assert!(m(r#"active eq "TRUE""#, &lenient) && !m(r#"active eq "TRUE""#, &crate::Schemaless::default()));
+        assert!(m(r#"n ge "5""#, &lenient) && m("s gt 6", &lenient) && !m("s gt 6", &crate::Schemaless::default()));
     }
 
     /// Arbitrary input never panics (a cheap fuzz loop over mutations of valid filters).
@@ -751,7 +768,7 @@ mod tests {
             state
         };
         for seed in seeds {
-            for _ in 0..3000 {
+            for _ in 0..2000 {
                 let mut chars: Vec<char> = seed.chars().collect();
                 for _ in 0..(rnd() % 4 + 1) {
                     let at = (rnd() as usize) % (chars.len() + 1);
@@ -766,7 +783,15 @@ mod tests {
                 if let Ok(f) = Filter::parse(&text) {
                     let _ = f.matches(&user(), &Plain);
                 }
-                let _ = PatchPath::parse(&text);
+                let _ = crate::path::PatchPath::parse(&text);
+                // The same text as a PATCH path, with and without a schema.
+                for op in ["add", "replace", "remove"] {
+                    let doc = json!({"Operations": [{"op": op, "path": text, "value": [{"value": "x"}]}]});
+                    if let Ok(patch) = crate::PatchOp::parse(&doc) {
+                        let _ = patch.apply(&mut user());
+                        let _ = patch.apply_with(&mut user(), &crate::ResourceType::standard_user());
+                    }
+                }
             }
         }
     }

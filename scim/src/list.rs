@@ -1,0 +1,246 @@
+//! List responses and paging (RFC 7644 §3.4.2, §3.4.2.4).
+//!
+//! A client reads a [`ListResponse`] (also in the SCIM 1.1/UAA spelling, lowercase `resources`, numbers as
+//! strings) and pages on with [`ListResponse::next_index`]; a cursor is the next `startIndex` as a decimal
+//! string ([`start_index`]), or SAP Identity Authentication's `startId`/`nextId` ([`start_id`]). A server
+//! takes the page [`window`] of its results and answers [`ListResponse::to_json`].
+
+use std::ops::Range;
+
+use serde_json::{Value, json};
+
+use crate::error::ScimError;
+
+/// The schema URN of a list response.
+pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// A SCIM list response.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListResponse {
+    /// `Resources` (or `resources`); empty when absent.
+    pub resources: Vec<Value>,
+    /// `totalResults`, when given.
+    pub total_results: Option<u64>,
+    /// `itemsPerPage`, when given.
+    pub items_per_page: Option<u64>,
+    /// `startIndex`, when given.
+    pub start_index: Option<u64>,
+    /// `nextId` (cursor paging), when given.
+    pub next_id: Option<String>,
+}
+
+impl ListResponse {
+    /// Reads a list response from JSON; an error (status 0) when it is not an object, or when `Resources` is
+    /// present but not an array.
+    pub fn from_json(v: &Value) -> Result<Self, ScimError> {
+        Self::from_owned_json(v.clone())
+    }
+
+    /// [`from_json`](Self::from_json) without copying the resources (a page of them is most of the answer).
+    pub fn from_owned_json(mut v: Value) -> Result<Self, ScimError> {
+        let obj = v.as_object_mut().ok_or_else(|| {
+            ScimError::new(
+                0,
+                None,
+                "The system's answer is not a SCIM list response (not an object).",
+            )
+        })?;
+        let taken = ["Resources", "resources"].iter().find_map(|n| obj.remove(*n));
+        let field = |names: &[&str]| names.iter().find_map(|n| obj.get(*n));
+        let resources = match taken {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a,
+            Some(_) => {
+                return Err(ScimError::new(
+                    0,
+                    None,
+                    "The system's answer is not a SCIM list response (`Resources` is not an array).",
+                ));
+            }
+        };
+        let number = |names: &[&str]| field(names).and_then(as_u64);
+        Ok(ListResponse {
+            resources,
+            total_results: number(&["totalResults", "totalresults"]),
+            items_per_page: number(&["itemsPerPage", "itemsperpage"]),
+            start_index: number(&["startIndex", "startindex"]),
+            next_id: field(&["nextId", "nextid"])
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        })
+    }
+
+    /// A server's answer: `totalResults`, `startIndex`, `itemsPerPage` (the resources on this page) and
+    /// `Resources`.
+    pub fn page(resources: Vec<Value>, total: u64, start_index: u64) -> Self {
+        ListResponse {
+            items_per_page: Some(resources.len() as u64),
+            resources,
+            total_results: Some(total),
+            start_index: Some(start_index),
+            next_id: None,
+        }
+    }
+
+    /// The list response as JSON, with its schema.
+    pub fn to_json(&self) -> Value {
+        let mut out = json!({"schemas": [LIST_RESPONSE]});
+        if let Some(t) = self.total_results {
+            out["totalResults"] = json!(t);
+        }
+        if let Some(s) = self.start_index {
+            out["startIndex"] = json!(s);
+        }
+        if let Some(n) = self.items_per_page {
+            out["itemsPerPage"] = json!(n);
+        }
+        if let Some(id) = &self.next_id {
+            out["nextId"] = json!(id);
+        }
+        out["Resources"] = Value::Array(self.resources.clone());
+        out
+    }
+
+    /// The cursor of the page after this one under index paging, or `None` when this is the last page: the
+    /// page is empty, or `start + itemsPerPage > totalResults`, or (without `totalResults`) the page holds
+    /// fewer than `requested` entities.
+    ///
+    /// The step is `itemsPerPage` when the server gives one between the number of resources on the page and
+    /// `requested` (servers that filter after paging, such as SAP's proxy API, report more items than they
+    /// return), else the number of resources; and `requested` when the server returned more than asked (a
+    /// client then keeps only `requested` of them).
+    pub fn next_index(&self, start: u64, requested: u32) -> Option<String> {
+        next_index(
+            self.resources.len() as u64,
+            self.items_per_page,
+            self.total_results,
+            start,
+            requested,
+        )
+    }
+}
+
+/// [`ListResponse::next_index`] from the numbers alone: `got` resources on the page.
+pub fn next_index(
+    got: u64,
+    items_per_page: Option<u64>,
+    total: Option<u64>,
+    start: u64,
+    requested: u32,
+) -> Option<String> {
+    let requested = u64::from(requested.max(1));
+    if got == 0 {
+        return None;
+    }
+    let step = if got > requested {
+        requested
+    } else {
+        items_per_page.filter(|n| (got..=requested).contains(n)).unwrap_or(got)
+    };
+    let next = start.saturating_add(step);
+    match total {
+        Some(total) if next > total => None,
+        None if step < requested => None,
+        _ => Some(next.to_string()),
+    }
+}
+
+/// A count as a list response gives it: a number, or a number in a string.
+pub fn as_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// The `startIndex` a cursor stands for under index paging: 1 for the first page (`None`), else the cursor as
+/// a number ≥ 1; an error (status 0) for anything else.
+pub fn start_index(cursor: Option<&str>) -> Result<u64, ScimError> {
+    match cursor {
+        None => Ok(1),
+        Some(c) => c
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ScimError::new(0, None, format!("Invalid paging cursor `{c}`: expected a startIndex."))),
+    }
+}
+
+/// The `startId` a cursor stands for under cursor paging: `initial` for the first page, else the cursor.
+pub fn start_id(cursor: Option<&str>) -> &str {
+    cursor.unwrap_or("initial")
+}
+
+/// Which positions of `total` results the page from the 1-based `start_index` with `count` entries covers
+/// (a `startIndex` below 1 is 1, RFC 7644 §3.4.2.4).
+pub fn window(total: usize, start_index: u64, count: u64) -> Range<usize> {
+    let from = usize::try_from(start_index.saturating_sub(1))
+        .unwrap_or(usize::MAX)
+        .min(total);
+    let to = from
+        .saturating_add(usize::try_from(count).unwrap_or(usize::MAX))
+        .min(total);
+    from..to
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(n: usize) -> Vec<Value> {
+        (0..n).map(|i| json!({"id": i.to_string()})).collect()
+    }
+
+    #[test]
+    fn index_paging() {
+        // (resources on the page, itemsPerPage, totalResults, startIndex, count) → the next startIndex.
+        type Case = (u64, Option<u64>, Option<u64>, u64, u32, Option<&'static str>);
+        let cases: [Case; 6] = [
+            (2, Some(2), Some(5), 1, 2, Some("3")),
+            (1, Some(1), Some(5), 5, 2, None),
+            (0, Some(0), Some(9), 3, 2, None),
+            (1, None, None, 1, 2, None),
+            // Filtered after paging: itemsPerPage is the step; a server that ignores `count`: `count` is.
+            (2, Some(3), Some(10), 1, 3, Some("4")),
+            (5, Some(5), Some(10), 1, 2, Some("3")),
+        ];
+        for (got, per, total, start, count, next) in cases {
+            assert_eq!(
+                next_index(got, per, total, start, count).as_deref(),
+                next,
+                "{got} {per:?} {total:?}"
+            );
+        }
+        assert_eq!(start_index(None), Ok(1));
+        assert!(start_index(Some("0")).is_err());
+        assert_eq!(start_id(Some("abc")), "abc");
+    }
+
+    #[test]
+    fn both_spellings() {
+        let l = ListResponse::from_json(&json!({"resources": [{"id": "a"}], "totalResults": 1, "itemsPerPage": "1"}))
+            .unwrap();
+        assert_eq!((l.resources.len(), l.items_per_page), (1, Some(1)));
+        let l = ListResponse::from_json(&json!({"Resources": [{"id": "a"}], "nextId": "abc"})).unwrap();
+        assert_eq!(l.next_id.as_deref(), Some("abc"));
+        assert!(ListResponse::from_json(&json!({"Resources": 1})).is_err());
+        assert!(ListResponse::from_json(&json!([])).is_err());
+    }
+
+    #[test]
+    fn server_side() {
+        assert_eq!(window(10, 1, 3), 0..3);
+        assert_eq!(window(10, 9, 3), 8..10);
+        assert_eq!(window(10, 11, 3), 10..10);
+        assert_eq!(window(10, 1, 0), 0..0);
+        assert_eq!(window(10, 0, 2), 0..2);
+        let body = ListResponse::page(users(2), 7, 3).to_json();
+        assert_eq!(
+            body,
+            json!({"schemas": [LIST_RESPONSE], "totalResults": 7, "startIndex": 3, "itemsPerPage": 2,
+                   "Resources": [{"id": "0"}, {"id": "1"}]})
+        );
+        assert_eq!(
+            ListResponse::from_json(&body).unwrap().next_index(3, 2),
+            Some("5".into())
+        );
+    }
+}
