@@ -4,7 +4,7 @@
 //!
 //! - `provisio` (this crate, the HTTP layer and the composition root): the admin API ([`api`]), the SCIM
 //!   proxy's and the real-time API's HTTP surfaces ([`proxy`]), server start-up and the state bundle
-//!   ([`server`]), TLS ([`tls`]), the bundled connectors ([`bundled`]) and the CLI ([`cli`]). It depends on
+//!   ([`server`]), TLS ([`tls`]), and the bundled connectors ([`bundled`]); the CLI is the binary's (`src/main.rs`, `src/cli/`). It depends on
 //!   neither `wasmtime` nor the SQL driver.
 //! - `provisio-engine`: systems, plugins, provisioning jobs and the sync engine, real-time provisioning, the
 //!   proxy's logic — no HTTP.
@@ -25,7 +25,6 @@ pub use provisio_engine::{
 
 pub mod api;
 pub mod bundled;
-pub mod cli;
 pub mod proxy;
 pub mod server;
 pub mod state;

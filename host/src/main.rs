@@ -1,7 +1,10 @@
-//! The `provisio` binary: parses the command line and hands over to the library.
+//! The `provisio` binary: the command line (`cli`), which starts the service from the library or talks to a
+//! running one over its admin API.
+
+mod cli;
 
 use clap::Parser;
-use provisio::cli::{self, Cli, Command};
+use cli::{Cli, Command};
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());

@@ -10,295 +10,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+mod args;
+mod client;
+mod output;
 pub mod scaffold;
 
-/// Provisio: identity provisioning with sandboxed WebAssembly connectors.
-#[derive(Debug, Parser)]
-#[command(name = "provisio", version, about)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Top-level commands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the service.
-    Serve(ServeArgs),
-    /// Manage systems on a running service.
-    #[command(subcommand)]
-    System(SystemCommand),
-    /// Manage connector plugins on a running service.
-    #[command(subcommand)]
-    Plugin(PluginCommand),
-    /// Run, watch and stop provisioning jobs on a running service.
-    #[command(subcommand)]
-    Job(JobCommand),
-    /// Work with transformations (no server needed).
-    #[command(subcommand)]
-    Transform(TransformCommand),
-}
-
-/// `provisio serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "PROVISIO_LISTEN")]
-    pub listen: SocketAddr,
-    /// Where the database, the master key, plugins and caches live.
-    #[arg(long, default_value = "provisio-data", env = "PROVISIO_DATA_DIR")]
-    pub data_dir: PathBuf,
-    /// Log format.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
-    /// Days ended job runs and their per-entity logs are kept.
-    #[arg(long, default_value_t = crate::provisioning::DEFAULT_RETENTION_DAYS, env = "PROVISIO_JOB_RETENTION_DAYS")]
-    pub job_retention_days: i64,
-    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
-    #[arg(long, env = "PROVISIO_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
-    #[arg(long, env = "PROVISIO_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Request client certificates and verify them against these CA certificates (PEM). Optional for
-    /// clients: without one they use Basic or a bearer token. A verified certificate's subject CN names
-    /// the technical user.
-    #[arg(long, env = "PROVISIO_CLIENT_CA", requires = "tls_cert")]
-    pub client_ca: Option<PathBuf>,
-    /// Requests per second each technical user may send to the proxy SCIM endpoints, in bursts of up to
-    /// the same number; over it they get 429 with Retry-After. 0 means no limit.
-    #[arg(long, default_value_t = 0.0, env = "PROVISIO_PROXY_RATE_LIMIT")]
-    pub proxy_rate_limit: f64,
-    /// Requests each technical user may have in flight at once on the proxy SCIM endpoints (so that one
-    /// client waiting on a slow backend cannot hold every plugin call); over it they get 429 with Retry-After.
-    #[arg(long, default_value_t = crate::proxy::limit::DEFAULT_MAX_IN_FLIGHT, env = "PROVISIO_PROXY_MAX_IN_FLIGHT")]
-    pub proxy_max_in_flight: usize,
-}
-
-impl ServeArgs {
-    /// The TLS settings, when HTTPS was asked for.
-    pub fn tls(&self) -> Option<crate::tls::TlsSettings> {
-        Some(crate::tls::TlsSettings {
-            cert: self.tls_cert.clone()?,
-            key: self.tls_key.clone()?,
-            client_ca: self.client_ca.clone(),
-        })
-    }
-}
-
-/// How admin commands reach the service.
-#[derive(Debug, Args, Clone)]
-pub struct Connection {
-    /// The service's base URL.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "PROVISIO_URL")]
-    pub server: String,
-    /// Admin credentials, `user:password`.
-    #[arg(long, global = true, env = "PROVISIO_USER", hide_env_values = true)]
-    pub user: Option<String>,
-}
-
-/// `provisio system …`.
-#[derive(Debug, Subcommand)]
-pub enum SystemCommand {
-    /// Register a system.
-    Add {
-        /// Unique name.
-        #[arg(long)]
-        name: String,
-        /// Connector type (`scim`, `xsuaa`, …).
-        #[arg(long = "type")]
-        connector: String,
-        /// Pin a connector version; without it the system follows the connector's active version.
-        #[arg(long = "connector-version")]
-        connector_version: Option<String>,
-        /// source, target or proxy.
-        #[arg(long)]
-        role: String,
-        /// A property, `name=value`; repeat for more.
-        #[arg(long = "property", short = 'p', value_parser = parse_key_value)]
-        properties: Vec<(String, String)>,
-        /// For targets: a source system id; repeat for more.
-        #[arg(long = "source")]
-        sources: Vec<String>,
-        /// A transformation file (JSON); the connector's default when absent.
-        #[arg(long)]
-        transformation: Option<PathBuf>,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// List systems.
-    List {
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Test the connection of a system.
-    Test {
-        /// The system id.
-        id: String,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-}
-
-/// `provisio plugin …`.
-#[derive(Debug, Subcommand)]
-pub enum PluginCommand {
-    /// Upload a connector component (.wasm).
-    Add {
-        /// The component file.
-        file: PathBuf,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Validate a component offline (no server): contract version, describe(), default transformations;
-    /// print what it declares.
-    Check {
-        /// The component file.
-        file: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List the loaded versions: which one systems follow, the systems on each, call statistics.
-    List {
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Remove an uploaded version (refused while systems run on it).
-    Remove {
-        /// The connector name.
-        name: String,
-        /// The version.
-        version: String,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Systems that follow the connector run the version below the active one from their next call.
-    Rollback {
-        /// The connector name.
-        name: String,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Create a connector crate from the template (connectors/example) that builds outside this
-    /// repository: `provisio plugin new my-api`, then `cargo build --release --target wasm32-wasip2`.
-    New {
-        /// The connector's name (1–64 of a-z 0-9 - _); the crate is `provisio-connector-NAME`.
-        name: String,
-        /// The folder to create (default: ./NAME); it must not exist.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Depend on the SDK by path: the sdk/ folder of a Provisio checkout (default: the one this binary
-        /// was built from, when it exists).
-        #[arg(long, conflicts_with = "sdk_git")]
-        sdk_path: Option<PathBuf>,
-        /// Depend on the SDK by git: the URL of the Provisio repository.
-        #[arg(long)]
-        sdk_git: Option<String>,
-        /// With --sdk-git: the commit, tag or branch to build against.
-        #[arg(long, requires = "sdk_git")]
-        sdk_rev: Option<String>,
-    },
-    /// Systems that follow the connector run this version (the highest: follow the latest again).
-    Activate {
-        /// The connector name.
-        name: String,
-        /// The version.
-        version: String,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-}
-
-/// `provisio job …`.
-#[derive(Debug, Subcommand)]
-pub enum JobCommand {
-    /// Start a run on a source system.
-    Run {
-        /// The source system: its id or its name (case-insensitive).
-        source: String,
-        /// read (write what changed) or resync (rewrite everything).
-        #[arg(long = "type", default_value = "read", value_parser = ["read", "resync"])]
-        job_type: String,
-        /// Compute and log the changes without writing to the targets.
-        #[arg(long)]
-        simulate: bool,
-        /// Watch the run until it ends; Ctrl-C asks the service to stop it, a second Ctrl-C stops watching.
-        #[arg(long)]
-        follow: bool,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Show a run's statistics, outcome and status.
-    Status {
-        /// The job id.
-        job_id: String,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Ask the service to stop a run.
-    Stop {
-        /// The job id.
-        job_id: String,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-    /// Print a run's per-entity log.
-    Log {
-        /// The job id.
-        job_id: String,
-        /// Only entries with this outcome (success, failed, skipped, held, planned).
-        #[arg(long)]
-        outcome: Option<String>,
-        /// Where the service is and who calls it.
-        #[command(flatten)]
-        connection: Connection,
-    },
-}
-
-/// `provisio transform …`.
-#[derive(Debug, Subcommand)]
-pub enum TransformCommand {
-    /// Apply a transformation to a sample entity and print the result.
-    Test {
-        /// The transformation (JSON file).
-        #[arg(long)]
-        transformation: PathBuf,
-        /// The entity (JSON file).
-        #[arg(long)]
-        entity: PathBuf,
-        /// user, group, …
-        #[arg(long, default_value = "user")]
-        entity_type: String,
-        /// A system property for `%placeholders%`, `name=value`; repeat for more.
-        #[arg(long = "property", value_parser = parse_key_value)]
-        properties: Vec<(String, String)>,
-        /// create, update, patch or delete.
-        #[arg(long)]
-        operation: Option<String>,
-        /// Print the per-mapping trace on stderr.
-        #[arg(long)]
-        trace: bool,
-    },
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected name=value, got {s:?}"))
-}
+pub use args::*;
+use client::Client;
+use output::*;
 
 /// A failed command: the message, and the exit code.
 #[derive(Debug)]
@@ -334,7 +53,7 @@ pub fn transform_test(command: TransformCommand) -> Result<(), CliError> {
         operation,
         trace,
     } = command;
-    let run = crate::transform_test::TransformTest {
+    let run = provisio::transform_test::TransformTest {
         transformation: read_json(&transformation)?,
         entity: read_json(&entity)?,
         entity_type,
@@ -374,79 +93,6 @@ pub fn transform_test(command: TransformCommand) -> Result<(), CliError> {
                 code: 2,
             })
         }
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    user: Option<(String, String)>,
-}
-
-impl Client {
-    fn new(c: &Connection) -> Result<Self, CliError> {
-        let user = c
-            .user
-            .as_deref()
-            .map(|u| {
-                u.split_once(':')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| CliError::new("PROVISIO_USER (or --user) must be user:password"))
-            })
-            .transpose()?;
-        Ok(Client {
-            http: reqwest::Client::new(),
-            base: c.server.trim_end_matches('/').to_string(),
-            user,
-        })
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<reqwest::Body>,
-        json_body: bool,
-    ) -> Result<Value, CliError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some((u, p)) = &self.user {
-            request = request.basic_auth(u, Some(p));
-        }
-        if let Some(body) = body {
-            request = request
-                .header(
-                    "content-type",
-                    if json_body {
-                        "application/json"
-                    } else {
-                        "application/wasm"
-                    },
-                )
-                .body(body);
-        }
-        let response = request.send().await.map_err(|e| {
-            CliError::new(format!(
-                "cannot reach the service at {} (PROVISIO_URL or --server): {e}",
-                self.base
-            ))
-        })?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
-            let hint = match (status.as_u16(), &self.user) {
-                (401, None) => "; no credentials were given: set PROVISIO_USER=user:password (or pass --user)",
-                (401, Some(_)) => "; the credentials in PROVISIO_USER (or --user) were refused",
-                (403, _) => "; the user in PROVISIO_USER (or --user) lacks the permission",
-                _ => "",
-            };
-            return Err(CliError::new(format!(
-                "HTTP {}: {}{hint}",
-                status.as_u16(),
-                terminal(message)
-            )));
-        }
-        Ok(value)
     }
 }
 
@@ -653,9 +299,10 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
 /// contract version, imports, describe(), version, default transformations), and prints what it declares.
 async fn plugin_check(file: &std::path::Path, as_json: bool) -> Result<(), CliError> {
     let bytes = std::fs::read(file).map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
-    let outbound = crate::outbound::Outbound::new(crate::outbound::OutboundLimits::default()).map_err(CliError::new)?;
-    let runtime = crate::runtime::Runtime::new(
-        crate::runtime::CallLimits::default(),
+    let outbound =
+        provisio::outbound::Outbound::new(provisio::outbound::OutboundLimits::default()).map_err(CliError::new)?;
+    let runtime = provisio::runtime::Runtime::new(
+        provisio::runtime::CallLimits::default(),
         std::sync::Arc::new(outbound),
         None,
     )
@@ -676,7 +323,7 @@ async fn plugin_check(file: &std::path::Path, as_json: bool) -> Result<(), CliEr
                 "proxyRead": x.default_proxy_read_transformation.is_some(),
                 "proxyWrite": x.default_proxy_write_transformation.is_some(),
             },
-            "supportedContracts": crate::runtime::bindings::SUPPORTED,
+            "supportedContracts": provisio::runtime::bindings::SUPPORTED,
         }));
         return Ok(());
     }
@@ -687,7 +334,7 @@ async fn plugin_check(file: &std::path::Path, as_json: bool) -> Result<(), CliEr
     println!(
         "contract:     provisio:connector@{} (this host serves {})",
         plugin.contract,
-        crate::runtime::bindings::SUPPORTED.join(", ")
+        provisio::runtime::bindings::SUPPORTED.join(", ")
     );
     println!("digest:       sha256:{}", plugin.digest);
     println!(
@@ -758,45 +405,6 @@ const URL_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
     .remove(b'.')
     .remove(b'~');
 
-/// Percent-encodes a value (an id, a name, a filter) for a URL.
-fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, URL_SAFE).to_string()
-}
-
-/// A string field of a server answer; empty when absent.
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("")
-}
-
-/// A string field of a server answer as it may be printed on a terminal (see [`terminal`]).
-fn shown<'a>(v: &'a Value, key: &str) -> Cow<'a, str> {
-    terminal(text(v, key))
-}
-
-/// Text from the server (ids, names, reasons) made safe to print on a terminal: control characters
-/// (escape sequences, carriage returns, newlines) and bidirectional overrides are written as escapes
-/// (`\u{1b}`, `\n`, `\u{202e}`), so a value cannot move the cursor, recolour, rewrite earlier lines or
-/// reorder what follows it.
-pub fn terminal(s: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if !s.chars().any(unsafe_char) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
 /// The id of the system `source` names: an exact id, an exact name, or the one name equal ignoring case.
 fn find_system<'a>(systems: &'a [Value], source: &str) -> Result<&'a str, String> {
     let id_of = |s: &'a Value| s["id"].as_str();
@@ -827,135 +435,6 @@ async fn resolve_system(client: &Client, source: &str) -> Result<String, CliErro
     };
     let systems = list.as_array().map(Vec::as_slice).unwrap_or_default();
     find_system(systems, source).map(str::to_string).map_err(CliError::new)
-}
-
-/// The counts columns of the statistics table, as the API names them.
-const COUNT_FIELDS: [&str; 8] = [
-    "read",
-    "created",
-    "updated",
-    "deleted",
-    "skipped",
-    "failed",
-    "unchanged",
-    "held",
-];
-
-/// A run's statistics as a text table: one row per target and entity type, counts right-aligned.
-pub fn statistics_table(statistics: &[Value]) -> String {
-    let mut header = vec!["target".to_string(), "entity type".to_string()];
-    header.extend(COUNT_FIELDS.iter().map(|f| f.to_string()));
-    let mut rows = vec![header];
-    for s in statistics {
-        // The target's name, or its id when the name is unknown (e.g. the target was deleted).
-        let target = match text(s, "targetName") {
-            "" => shown(s, "targetId"),
-            name => terminal(name),
-        };
-        let mut row = vec![target.to_string(), shown(s, "entityType").to_string()];
-        row.extend(
-            COUNT_FIELDS
-                .iter()
-                .map(|f| s[*f].as_u64().map_or_else(|| "-".to_string(), |n| n.to_string())),
-        );
-        rows.push(row);
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                if i < 2 {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// The report of a run: its statistics table, the lines of its outcome, and its status.
-pub fn job_report(job: &Value) -> String {
-    let statistics = job["statistics"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let mut out = statistics_table(statistics);
-    for line in job["outcome"].as_array().into_iter().flatten() {
-        match line.as_str() {
-            Some(s) => out.push_str(&terminal(s)),
-            None => out.push_str(&line.to_string()),
-        }
-        out.push('\n');
-    }
-    out.push_str(&format!("status: {}\n", shown(job, "status")));
-    out
-}
-
-/// The progress bar's message: the run's phase (its status before it has one) and the counts so far,
-/// summed over targets and entity types.
-fn progress_message(job: &Value) -> String {
-    let phase = terminal(job["progress"]["phase"].as_str().unwrap_or_else(|| text(job, "status")));
-    let statistics = job["statistics"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let sum = |field: &str| statistics.iter().filter_map(|s| s[field].as_u64()).sum::<u64>();
-    format!(
-        "{phase}: {} created, {} updated, {} deleted, {} failed",
-        sum("created"),
-        sum("updated"),
-        sum("deleted"),
-        sum("failed")
-    )
-}
-
-/// One line of a run's entity log: seq, entity type, source id, operation, outcome, reason.
-fn log_line(entry: &Value) -> String {
-    let seq = entry["seq"].as_i64().map(|n| n.to_string()).unwrap_or_default();
-    let source_id = match text(entry, "sourceId") {
-        "" => Cow::Borrowed("-"),
-        id => terminal(id),
-    };
-    format!(
-        "{seq}  {}  {source_id}  {}  {}  {}",
-        shown(entry, "entityType"),
-        shown(entry, "operation"),
-        shown(entry, "outcome"),
-        shown(entry, "reason")
-    )
-    .trim_end()
-    .to_string()
-}
-
-/// Whether the run has ended.
-fn is_final(job: &Value) -> bool {
-    FINAL_STATUSES.contains(&text(job, "status"))
-}
-
-/// Shows a run's state on the bar: a bar when the total to read is known, a spinner otherwise.
-fn show_progress(bar: &indicatif::ProgressBar, job: &Value) {
-    use indicatif::ProgressStyle;
-    let progress = &job["progress"];
-    match progress["total"].as_u64() {
-        Some(total) if bar.length() != Some(total) => {
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_length(total);
-        }
-        None if bar.length().is_some() => {
-            bar.set_style(ProgressStyle::default_spinner());
-            bar.unset_length();
-        }
-        _ => {}
-    }
-    bar.set_position(progress["read"].as_u64().unwrap_or(0));
-    bar.set_message(progress_message(job));
 }
 
 /// Watches a run until it ends and returns its last state. The first Ctrl-C asks the service to stop

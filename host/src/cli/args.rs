@@ -1,0 +1,291 @@
+//! The command line's grammar (clap): every command, its arguments and their environment variables.
+
+use super::*;
+
+/// Provisio: identity provisioning with sandboxed WebAssembly connectors.
+#[derive(Debug, Parser)]
+#[command(name = "provisio", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Manage systems on a running service.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Manage connector plugins on a running service.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run, watch and stop provisioning jobs on a running service.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Work with transformations (no server needed).
+    #[command(subcommand)]
+    Transform(TransformCommand),
+}
+
+/// `provisio serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "PROVISIO_LISTEN")]
+    pub listen: SocketAddr,
+    /// Where the database, the master key, plugins and caches live.
+    #[arg(long, default_value = "provisio-data", env = "PROVISIO_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Days ended job runs and their per-entity logs are kept.
+    #[arg(long, default_value_t = provisio::provisioning::DEFAULT_RETENTION_DAYS, env = "PROVISIO_JOB_RETENTION_DAYS")]
+    pub job_retention_days: i64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, env = "PROVISIO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "PROVISIO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Request client certificates and verify them against these CA certificates (PEM). Optional for
+    /// clients: without one they use Basic or a bearer token. A verified certificate's subject CN names
+    /// the technical user.
+    #[arg(long, env = "PROVISIO_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Requests per second each technical user may send to the proxy SCIM endpoints, in bursts of up to
+    /// the same number; over it they get 429 with Retry-After. 0 means no limit.
+    #[arg(long, default_value_t = 0.0, env = "PROVISIO_PROXY_RATE_LIMIT")]
+    pub proxy_rate_limit: f64,
+    /// Requests each technical user may have in flight at once on the proxy SCIM endpoints (so that one
+    /// client waiting on a slow backend cannot hold every plugin call); over it they get 429 with Retry-After.
+    #[arg(long, default_value_t = provisio::proxy::limit::DEFAULT_MAX_IN_FLIGHT, env = "PROVISIO_PROXY_MAX_IN_FLIGHT")]
+    pub proxy_max_in_flight: usize,
+}
+
+impl ServeArgs {
+    /// The TLS settings, when HTTPS was asked for.
+    pub fn tls(&self) -> Option<provisio::tls::TlsSettings> {
+        Some(provisio::tls::TlsSettings {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.client_ca.clone(),
+        })
+    }
+}
+
+/// How admin commands reach the service.
+#[derive(Debug, Args, Clone)]
+pub struct Connection {
+    /// The service's base URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "PROVISIO_URL")]
+    pub server: String,
+    /// Admin credentials, `user:password`.
+    #[arg(long, global = true, env = "PROVISIO_USER", hide_env_values = true)]
+    pub user: Option<String>,
+}
+
+/// `provisio system …`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Register a system.
+    Add {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// Connector type (`scim`, `xsuaa`, …).
+        #[arg(long = "type")]
+        connector: String,
+        /// Pin a connector version; without it the system follows the connector's active version.
+        #[arg(long = "connector-version")]
+        connector_version: Option<String>,
+        /// source, target or proxy.
+        #[arg(long)]
+        role: String,
+        /// A property, `name=value`; repeat for more.
+        #[arg(long = "property", short = 'p', value_parser = parse_key_value)]
+        properties: Vec<(String, String)>,
+        /// For targets: a source system id; repeat for more.
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// A transformation file (JSON); the connector's default when absent.
+        #[arg(long)]
+        transformation: Option<PathBuf>,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List systems.
+    List {
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Test the connection of a system.
+    Test {
+        /// The system id.
+        id: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `provisio plugin …`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Upload a connector component (.wasm).
+    Add {
+        /// The component file.
+        file: PathBuf,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Validate a component offline (no server): contract version, describe(), default transformations;
+    /// print what it declares.
+    Check {
+        /// The component file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the loaded versions: which one systems follow, the systems on each, call statistics.
+    List {
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Remove an uploaded version (refused while systems run on it).
+    Remove {
+        /// The connector name.
+        name: String,
+        /// The version.
+        version: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Systems that follow the connector run the version below the active one from their next call.
+    Rollback {
+        /// The connector name.
+        name: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Create a connector crate from the template (connectors/example) that builds outside this
+    /// repository: `provisio plugin new my-api`, then `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// The connector's name (1–64 of a-z 0-9 - _); the crate is `provisio-connector-NAME`.
+        name: String,
+        /// The folder to create (default: ./NAME); it must not exist.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Depend on the SDK by path: the sdk/ folder of a Provisio checkout (default: the one this binary
+        /// was built from, when it exists).
+        #[arg(long, conflicts_with = "sdk_git")]
+        sdk_path: Option<PathBuf>,
+        /// Depend on the SDK by git: the URL of the Provisio repository.
+        #[arg(long)]
+        sdk_git: Option<String>,
+        /// With --sdk-git: the commit, tag or branch to build against.
+        #[arg(long, requires = "sdk_git")]
+        sdk_rev: Option<String>,
+    },
+    /// Systems that follow the connector run this version (the highest: follow the latest again).
+    Activate {
+        /// The connector name.
+        name: String,
+        /// The version.
+        version: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `provisio job …`.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Start a run on a source system.
+    Run {
+        /// The source system: its id or its name (case-insensitive).
+        source: String,
+        /// read (write what changed) or resync (rewrite everything).
+        #[arg(long = "type", default_value = "read", value_parser = ["read", "resync"])]
+        job_type: String,
+        /// Compute and log the changes without writing to the targets.
+        #[arg(long)]
+        simulate: bool,
+        /// Watch the run until it ends; Ctrl-C asks the service to stop it, a second Ctrl-C stops watching.
+        #[arg(long)]
+        follow: bool,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a run's statistics, outcome and status.
+    Status {
+        /// The job id.
+        job_id: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Ask the service to stop a run.
+    Stop {
+        /// The job id.
+        job_id: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print a run's per-entity log.
+    Log {
+        /// The job id.
+        job_id: String,
+        /// Only entries with this outcome (success, failed, skipped, held, planned).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `provisio transform …`.
+#[derive(Debug, Subcommand)]
+pub enum TransformCommand {
+    /// Apply a transformation to a sample entity and print the result.
+    Test {
+        /// The transformation (JSON file).
+        #[arg(long)]
+        transformation: PathBuf,
+        /// The entity (JSON file).
+        #[arg(long)]
+        entity: PathBuf,
+        /// user, group, …
+        #[arg(long, default_value = "user")]
+        entity_type: String,
+        /// A system property for `%placeholders%`, `name=value`; repeat for more.
+        #[arg(long = "property", value_parser = parse_key_value)]
+        properties: Vec<(String, String)>,
+        /// create, update, patch or delete.
+        #[arg(long)]
+        operation: Option<String>,
+        /// Print the per-mapping trace on stderr.
+        #[arg(long)]
+        trace: bool,
+    },
+}
+
+pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))
+}
