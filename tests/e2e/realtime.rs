@@ -729,6 +729,75 @@ async fn a_target_that_is_down_gets_everything_in_order_when_it_is_back() {
     assert!(log.iter().all(|e| e["state"] == "done"), "{log:?}");
 }
 
+/// A link the store cannot record fails the event, which is retried; it is never dropped. With the link
+/// store refusing to record a target entity, the user is created in UAA but its event stays pending and says
+/// why; once links can be stored again, the retry finds the user by the create intent's lookup and links it,
+/// and UAA holds it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_the_store_cannot_record_fails_the_event_until_it_can() {
+    let service = Service::start().await;
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = ias_source(&service, &ias_sim, "2").await;
+    service
+        .create_system(uaa_target(&uaa_sim, &uaa_sim.base_url, &source))
+        .await;
+    // A second connection to the service's database: links that name a target entity are refused.
+    let db = rusqlite::Connection::open(service.data_dir().join("provisio.db")).expect("database");
+    db.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    db.execute_batch(
+        "CREATE TRIGGER refuse_link_insert BEFORE INSERT ON links WHEN NEW.target_entity IS NOT NULL
+           BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;
+         CREATE TRIGGER refuse_link_update BEFORE UPDATE ON links WHEN NEW.target_entity IS NOT NULL
+           BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .expect("triggers");
+
+    let path = format!("systems/{source}/entities/user");
+    let (status, body) = push(
+        &service,
+        Method::POST,
+        &path,
+        Some(ias_user("L1", "linked.later", "First")),
+        Some(PUSHER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    until("the user in UAA", || uaa_sim.user_by_name("linked.later").is_some()).await;
+    let started = Instant::now();
+    let failed = loop {
+        let log = events(&service, &source).await;
+        if let Some(e) = log
+            .iter()
+            .find(|e| e.to_string().contains("its link could not be stored"))
+        {
+            break e.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no event says why: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_ne!(failed["state"], "done", "{failed}");
+
+    db.execute_batch("DROP TRIGGER refuse_link_insert; DROP TRIGGER refuse_link_update;")
+        .expect("drop triggers");
+    until("the event done", || {
+        service
+            .state
+            .realtime
+            .store()
+            .events(Some(&source), None, None, 100)
+            .is_ok_and(|log| !log.is_empty() && log.iter().all(|e| e.state == "done"))
+    })
+    .await;
+    assert_eq!(uaa_sim.user_count(), 1, "created once, then found and linked");
+    let log = events(&service, &source).await;
+    assert!(log.iter().all(|e| e["state"] == "done"), "{log:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_a_kill() {
     const EVENTS: usize = 1000;
