@@ -21,7 +21,7 @@ use crate::provisioning::Provisioning;
 use crate::provisioning::retry::backoff;
 use crate::provisioning::run::SourceReader;
 use crate::provisioning::sync::{self, Outcome};
-use crate::provisioning::target::{DeleteOutcome, Plan, TargetContext};
+use crate::provisioning::target::{DeleteOutcome, TargetContext};
 use crate::store::Store;
 use crate::store::generation::ByGeneration;
 use crate::store::links::LinkScope;
@@ -534,21 +534,18 @@ async fn provision_target(
         target: &ctx.system.id,
     };
     let planned = ctx.plan(kind, entity_id, intermediate, link.as_ref(), &resolver, false);
-    let written = if matches!(planned.plan, Plan::Create { .. } | Plan::Update { .. }) {
-        if let Some(intent) = sync::intent(&planned)
-            && let Err(e) = store.apply_links(&scope, &[intent])
-        {
-            set(
-                "Failed",
-                Some(format!("the create intent could not be stored: {e}")),
-                None,
-            );
-            return (result, Attempt::Retry);
-        }
-        ctx.execute(kind, &planned.plan).await
-    } else {
-        None
-    };
+    if let Some(intent) = sync::intent(&planned)
+        && let Err(e) = store.apply_links(&scope, &[intent])
+    {
+        set(
+            "Failed",
+            Some(format!("the create intent could not be stored: {e}")),
+            None,
+        );
+        return (result, Attempt::Retry);
+    }
+    // Only creates and updates have something to execute.
+    let written = ctx.execute(kind, &planned.plan).await;
     let settled = sync::settle(&planned, link.as_ref(), written, |target_id| {
         ctx.update_form(kind, entity_id, intermediate, target_id, &resolver)
     });

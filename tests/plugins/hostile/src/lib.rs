@@ -28,25 +28,9 @@ struct Hostile;
 /// component's bytes (it occurs once) to make further versions of the same plugin.
 const VERSION: &str = "1.0.0";
 
+/// A GET of `path` on the `api` upstream; see [`send`].
 fn get(config: &Config, path: &str) -> Result<String, ConnectorError> {
-    let request = HttpRequest {
-        upstream: "api".into(),
-        method: "GET".into(),
-        path: path.into(),
-        headers: vec![],
-        body: None,
-    };
-    match host::send(config, &request) {
-        Ok(response) => Ok(format!(
-            "{} {}",
-            response.status,
-            String::from_utf8_lossy(&response.body)
-        )),
-        Err(e) => Err(ConnectorError::Rejected(Rejection {
-            status: 0,
-            detail: format!("{e:?}"),
-        })),
-    }
+    send(config, &request("GET", path, vec![], None))
 }
 
 /// A page of SCIM users `user<n>` (id `u<n>`), and where the next one starts.
