@@ -3,7 +3,9 @@
 # wasm32-wasip2 target (the connector components are built from build scripts) and a Python venv with
 # the third-party SCIM programs the end-to-end tests run against, then checks formatting and lints (clippy,
 # warnings are errors), builds every member, and runs `cargo test --workspace` (unit tests, the transformation golden tests,
-# simulators, and the end-to-end tests through the real wasm runtime).
+# simulators, and the end-to-end tests through the real wasm runtime). The PostgreSQL store's tests and the
+# end-to-end tests on PostgreSQL need a server: `scripts/postgres.sh` finds one (PROVISIO_TEST_DATABASE_URL,
+# else the local server's `test` database) or installs and starts one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,9 @@ if [ ! -x .venv-scim/bin/python ]; then
   python3 -m venv .venv-scim
 fi
 .venv-scim/bin/pip install --quiet --disable-pip-version-check scim2-tester==0.5.2 scim2-cli==0.6.0 scim2-server==0.8.3
+
+PROVISIO_TEST_DATABASE_URL="$(bash scripts/postgres.sh)"
+export PROVISIO_TEST_DATABASE_URL
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

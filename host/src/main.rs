@@ -36,11 +36,12 @@ fn main() -> anyhow::Result<()> {
                         job_retention_days: Some(args.job_retention_days),
                         proxy_rate_limit: Some(args.proxy_rate_limit).filter(|r| *r > 0.0),
                         proxy_max_in_flight: Some(args.proxy_max_in_flight),
+                        database_url: args.database_url.clone(),
                         ..Default::default()
                     },
                 )
                 .await?;
-                provisio::server::ensure_admin(&state.store)?;
+                provisio::server::ensure_admin(&state.stores).await?;
                 provisio::server::serve_with(args.listen, state, tls).await?;
                 Ok(())
             });

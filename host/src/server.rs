@@ -15,7 +15,7 @@ use crate::outbound::{Outbound, OutboundLimits};
 use crate::plugins::Plugins;
 use crate::runtime::{CallLimits, Runtime};
 use crate::secrets::SecretBox;
-use crate::store::Store;
+use crate::store::Stores;
 use crate::store::principals::PrincipalKind;
 pub use crate::tls::{ClientCertificate, TlsSettings};
 
@@ -53,6 +53,9 @@ pub struct Settings {
     /// Requests per second each technical user may send to the proxy endpoints (bursts of the same size);
     /// `None` is no limit. Over it, 429 with `Retry-After`.
     pub proxy_rate_limit: Option<f64>,
+    /// The PostgreSQL database (`postgres://…`) that holds everything; SQLite in the data directory when
+    /// `None`.
+    pub database_url: Option<String>,
     /// Requests each technical user may have in flight at once on the proxy endpoints;
     /// [`crate::proxy::limit::DEFAULT_MAX_IN_FLIGHT`] when `None`. Over it, 429 with `Retry-After`.
     pub proxy_max_in_flight: Option<usize>,
@@ -83,8 +86,16 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
             .map_err(|e| dir_error(format!("cannot open {sub}/: {e}")))
     };
     let secrets = SecretBox::open(&dir).map_err(|e| dir_error(e.to_string()))?;
-    // SQLite opens its file by path; it is the one file under the data directory not opened through cap-std.
-    let store = Store::open(&data_dir.join("provisio.db"), secrets).map_err(|e| dir_error(e.to_string()))?;
+    let store = match &settings.database_url {
+        Some(url) => provisio_store_postgres::PostgresStore::connect(url, secrets)
+            .await
+            .map_err(|e| BootError::Other(format!("the database at {}: {e}", redact_url(url))))?
+            .stores(),
+        // SQLite opens its file by path; it is the one file under the data directory not opened through cap-std.
+        None => provisio_store_sqlite::SqliteStore::open(&data_dir.join("provisio.db"), secrets)
+            .map_err(|e| dir_error(e.to_string()))?
+            .stores(),
+    };
     let outbound = Arc::new(Outbound::new(settings.outbound_limits).map_err(BootError::Other)?);
     let runtime =
         Arc::new(Runtime::new(settings.call_limits, outbound, Some(open_sub("cache")?)).map_err(BootError::Other)?);
@@ -106,14 +117,32 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
     state
         .provisioning
         .recover()
+        .await
         .map_err(|e| BootError::Other(format!("cannot recover job runs: {e}")))?;
     Ok(state)
 }
 
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("********"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(an unparsable URL)".into(),
+    }
+}
+
 /// Creates the first admin when there is none: from `PROVISIO_BOOTSTRAP_ADMIN=user:password`, or with a
 /// generated password printed once on stderr.
-pub fn ensure_admin(store: &Store) -> Result<(), BootError> {
-    if store.has_admin().map_err(|e| BootError::Other(e.to_string()))? {
+pub async fn ensure_admin(store: &Stores) -> Result<(), BootError> {
+    if store
+        .principals
+        .has_admin()
+        .await
+        .map_err(|e| BootError::Other(e.to_string()))?
+    {
         return Ok(());
     }
     let (name, password, generated) = match std::env::var("PROVISIO_BOOTSTRAP_ADMIN") {
@@ -136,7 +165,9 @@ pub fn ensure_admin(store: &Store) -> Result<(), BootError> {
         }
     };
     store
-        .create_principal(&name, &password, PrincipalKind::Admin, &[])
+        .principals
+        .create(&name, &password, PrincipalKind::Admin, &[])
+        .await
         .map_err(|e| BootError::Other(e.to_string()))?;
     if generated {
         // Printed once, never logged: the log may be shipped elsewhere.
@@ -169,7 +200,7 @@ pub async fn serve_with(listen: SocketAddr, state: AppState, tls: Option<TlsSett
         state
             .plugins
             .clone()
-            .watch_inbox(state.store.clone(), crate::plugins::INBOX_POLL_INTERVAL),
+            .watch_inbox(state.stores.clone(), crate::plugins::INBOX_POLL_INTERVAL),
     );
     tracing::info!(
         %local,

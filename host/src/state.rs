@@ -8,7 +8,7 @@ use provisio_engine::Engine;
 
 use crate::api::auth::TokenIssuer;
 use crate::plugins::Plugins;
-use crate::store::Store;
+use crate::store::Stores;
 
 /// The engine's services, plus what only the HTTP layer keeps (bearer tokens).
 #[derive(Clone)]
@@ -20,9 +20,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Wires the state from a store and a plugin registry; job runs and real-time events are kept
+    /// Wires the state from the stores and a plugin registry; job runs and real-time events are kept
     /// `retention_days`.
-    pub fn new(store: Store, plugins: Arc<Plugins>, retention_days: i64) -> Self {
+    pub fn new(store: Stores, plugins: Arc<Plugins>, retention_days: i64) -> Self {
         AppState {
             engine: Engine::new(store, plugins, retention_days),
             tokens: Arc::new(TokenIssuer::default()),
@@ -30,7 +30,7 @@ impl AppState {
     }
 }
 
-/// Handlers reach the services as `state.store`, `state.systems`, … .
+/// Handlers reach the services as `state.stores`, `state.systems`, … .
 impl Deref for AppState {
     type Target = Engine;
 

@@ -1,5 +1,6 @@
-//! The layering the crate edges promise: `provisio` (HTTP) → `provisio-engine` → `provisio-core`, and each
-//! layer's heavy dependencies stay where they belong. Read from `cargo metadata`, so a dependency added in
+//! The layering the crate edges promise: `provisio` (HTTP) → `provisio-engine` → `provisio-core`, with the
+//! store backend (`provisio-store-sqlite` → `provisio-core`) chosen by the service's composition root only,
+//! and each layer's heavy dependencies stay where they belong. Read from `cargo metadata`, so a dependency added in
 //! the wrong crate fails here.
 
 use std::process::Command;
@@ -36,22 +37,60 @@ fn dependencies_point_one_way() {
     let service = dependencies(&metadata, "provisio");
     let engine = dependencies(&metadata, "provisio-engine");
     let core = dependencies(&metadata, "provisio-core");
+    let sqlite = dependencies(&metadata, "provisio-store-sqlite");
+    let postgres = dependencies(&metadata, "provisio-store-postgres");
 
     assert!(service.contains(&"provisio-engine".to_string()), "{service:?}");
-    for low in ["wasmtime", "wasmtime-wasi", "rusqlite", "provisio-core", "provisio-sdk"] {
+    for low in [
+        "wasmtime",
+        "wasmtime-wasi",
+        "rusqlite",
+        "sqlx",
+        "provisio-core",
+        "provisio-sdk",
+    ] {
         assert!(
             !service.iter().any(|d| d == low),
             "the HTTP crate depends on {low}: {service:?}"
         );
     }
     assert!(engine.contains(&"provisio-core".to_string()), "{engine:?}");
-    for high in ["axum", "provisio", "hyper", "tower", "wasmtime", "rusqlite"] {
+    // The engine talks to the store's interfaces, never to a backend or SQL.
+    for high in [
+        "axum",
+        "provisio",
+        "hyper",
+        "tower",
+        "wasmtime",
+        "rusqlite",
+        "sqlx",
+        "provisio-store-sqlite",
+        "provisio-store-postgres",
+    ] {
         assert!(
             !engine.iter().any(|d| d == high),
             "the engine depends on {high}: {engine:?}"
         );
     }
-    for high in ["axum", "provisio", "provisio-engine", "hyper", "tower"] {
+    for high in [
+        "axum",
+        "provisio",
+        "provisio-engine",
+        "hyper",
+        "tower",
+        "rusqlite",
+        "sqlx",
+    ] {
         assert!(!core.iter().any(|d| d == high), "the core depends on {high}: {core:?}");
+    }
+    // A backend stands on the core's interfaces and nothing above them.
+    for (name, backend) in [("SQLite", &sqlite), ("PostgreSQL", &postgres)] {
+        assert!(backend.contains(&"provisio-core".to_string()), "{backend:?}");
+        for high in ["axum", "provisio", "provisio-engine", "wasmtime"] {
+            assert!(
+                !backend.iter().any(|d| d == high),
+                "the {name} store depends on {high}: {backend:?}"
+            );
+        }
     }
 }

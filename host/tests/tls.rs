@@ -72,12 +72,16 @@ async fn client_certificates_name_technical_users_and_basic_still_works() {
         .await
         .expect("boot");
     state
-        .store
-        .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+        .stores
+        .principals
+        .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+        .await
         .expect("admin");
     state
-        .store
-        .create_principal(PUSHER.0, PUSHER.1, PrincipalKind::Technical, &[Permission::RealtimeApi])
+        .stores
+        .principals
+        .create(PUSHER.0, PUSHER.1, PrincipalKind::Technical, &[Permission::RealtimeApi])
+        .await
         .expect("technical user");
 
     // The PKI: one CA for the server and the clients, and a stranger's CA.

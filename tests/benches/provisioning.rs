@@ -340,8 +340,10 @@ impl Service {
             .await
             .expect("boot the service");
         state
-            .store
-            .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .stores
+            .principals
+            .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .await
             .expect("create the admin");
         let (addr, server) = serve(provisio::api::router(state.clone())).await;
         Service {
@@ -479,8 +481,8 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
         .pair("Breakdown", &source_sim, &target_sim, UNLIMITED_RATE)
         .await;
     let state = &service.state;
-    let source = state.systems.get(&source_id).expect("source system");
-    let target = state.systems.get(&target_id).expect("target system");
+    let source = state.systems.get(&source_id).await.expect("source system");
+    let target = state.systems.get(&target_id).await.expect("target system");
     let source_plugin = state.systems.plugin_for(&source).expect("source plugin");
     let target_plugin = state.systems.plugin_for(&target).expect("target plugin");
     let source_call = state
@@ -575,7 +577,7 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
         started_at: "2025-01-01T00:00:00.000Z".into(),
         ended_at: None,
     };
-    state.store.insert_job(&job).expect("insert a job");
+    state.stores.jobs.insert(&job).await.expect("insert a job");
     let scope = LinkScope {
         source: source_id.clone(),
         target: target_id.clone(),
@@ -589,7 +591,7 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
                 source_entity: id.clone(),
             })
             .collect();
-        state.store.apply_links(&scope, &intents).expect("intents");
+        state.stores.links.apply(&scope, intents).await.expect("intents");
         let written: Vec<LinkChange> = chunk
             .iter()
             .enumerate()
@@ -601,7 +603,7 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
                 existed_before: false,
             })
             .collect();
-        state.store.apply_links(&scope, &written).expect("links");
+        state.stores.links.apply(&scope, written).await.expect("links");
         let log: Vec<EntityLogEntry> = chunk
             .iter()
             .map(|(id, entity, _)| EntityLogEntry {
@@ -616,14 +618,16 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
             })
             .collect();
         state
-            .store
-            .append_entity_log(&job.id, (page_no * PAGE) as i64 + 1, &log)
+            .stores
+            .jobs
+            .append_log(&job.id, (page_no * PAGE) as i64 + 1, log)
+            .await
             .expect("log");
     }
     let sqlite = started.elapsed();
     // The links of the source as a job loads them at its start.
     let started = Instant::now();
-    let links = state.store.links(&scope).expect("links");
+    let links = state.stores.links.all(&scope).await.expect("links");
     let load_links = started.elapsed();
     assert_eq!(links.len(), count);
 

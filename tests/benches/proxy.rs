@@ -82,12 +82,16 @@ fn main() {
             .await
             .expect("boot");
         state
-            .store
-            .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .stores
+            .principals
+            .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .await
             .expect("admin");
         state
-            .store
-            .create_principal(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
+            .stores
+            .principals
+            .create(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
+            .await
             .expect("client");
         let (addr, _server) = serve(provisio::api::router(state)).await;
         let (floor, _server) = serve(pass_through(sim.0.clone())).await;

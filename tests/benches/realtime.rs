@@ -70,12 +70,16 @@ async fn run() {
         .await
         .expect("boot");
     state
-        .store
-        .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+        .stores
+        .principals
+        .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+        .await
         .expect("admin");
     state
-        .store
-        .create_principal(PUSHER.0, PUSHER.1, PrincipalKind::Technical, &[Permission::RealtimeApi])
+        .stores
+        .principals
+        .create(PUSHER.0, PUSHER.1, PrincipalKind::Technical, &[Permission::RealtimeApi])
+        .await
         .expect("pusher");
     tokio::spawn(state.realtime.clone().run_dispatcher());
     let (addr, _server) = serve(provisio::api::router(state.clone())).await;
@@ -139,9 +143,10 @@ async fn run() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let latencies = loop {
         let events: Vec<provisio::store::realtime::EventRecord> = state
-            .realtime
-            .store()
-            .events(Some(&source), None, None, (total + 10) as i64)
+            .stores
+            .events
+            .list(Some(&source), None, None, (total + 10) as i64)
+            .await
             .expect("events");
         let lat: Vec<&provisio::store::realtime::EventRecord> =
             events.iter().filter(|e| e.entity_id.starts_with("lat")).collect();
@@ -173,11 +178,12 @@ async fn run() {
         percentile(&latencies, 0.5).unwrap_or(f64::NAN),
         percentile(&latencies, 0.99).unwrap_or(f64::NAN),
     );
-    let outcome = |prefix: &str| {
+    let outcome = async |prefix: &str| {
         let events = state
-            .realtime
-            .store()
-            .events(Some(&source), None, None, 1_000_000)
+            .stores
+            .events
+            .list(Some(&source), None, None, 1_000_000)
+            .await
             .expect("events");
         let mut states = std::collections::BTreeMap::<String, usize>::new();
         let mut failure = None;
@@ -194,7 +200,7 @@ async fn run() {
         }
         (states, failure)
     };
-    let (states, failure) = outcome("lat");
+    let (states, failure) = outcome("lat").await;
     println!(
         "latency phase: events by state {states:?}; a failure: {failure:?}; users in UAA {}",
         uaa_sim.user_count()
@@ -215,7 +221,7 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let drained = uaa_sim.user_count();
-    let (states, failure) = outcome("tp");
+    let (states, failure) = outcome("tp").await;
     println!("throughput phase: events by state {states:?}; a failure: {failure:?}");
     let worked_rate = events as f64 / (started.elapsed().as_secs_f64());
 

@@ -182,8 +182,8 @@ async fn secrets_never_come_back_out() {
         .await;
     assert_eq!(status, StatusCode::OK, "{replaced}");
     assert_eq!(replaced["message"], "System Secret keeper configuration updated.");
-    let stored = service.state.systems.get(&id).expect("system");
-    let opened = service.state.store.open_secrets(&stored.spec.secrets).expect("opens");
+    let stored = service.state.systems.get(&id).await.expect("system");
+    let opened = service.state.stores.open_secrets(&stored.spec.secrets).expect("opens");
     assert_eq!(opened["Password"].expose(), PLANTED);
     // A failing Test Connection does not echo the secret either.
     let (ok, message) = service.test_connection(&id).await;
@@ -265,8 +265,10 @@ async fn no_escalation_and_deleted_users_lose_their_tokens() {
     assert_eq!(escalate.status(), StatusCode::FORBIDDEN);
     let admin_id = service
         .state
-        .store
-        .list_principals()
+        .stores
+        .principals
+        .list()
+        .await
         .expect("list")
         .into_iter()
         .find(|p| p.name == "admin")
@@ -295,8 +297,10 @@ async fn no_escalation_and_deleted_users_lose_their_tokens() {
     let access = token["access_token"].as_str().expect("access token").to_string();
     let operator_id = service
         .state
-        .store
-        .list_principals()
+        .stores
+        .principals
+        .list()
+        .await
         .expect("list")
         .into_iter()
         .find(|p| p.name == "operator")

@@ -35,7 +35,7 @@ async fn ias_system(service: &Service, name: &str, sim: &ias::Simulator, secret:
 
 async fn connector(service: &Service, sim: &ias::Simulator, name: &str, extra: Value) -> Connector {
     let id = ias_system(service, name, sim, &sim.options().client_secret.clone(), extra).await;
-    service.connector(&id)
+    service.connector(&id).await
 }
 
 fn user(name: &str) -> Value {

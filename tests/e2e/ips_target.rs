@@ -257,7 +257,7 @@ async fn version_2_pushes_scim_2_users_and_groups() {
         plugin,
         target,
         runtime,
-    } = service.connector(&id);
+    } = service.connector(&id).await;
     let prefix = format!("/ipsproxy/api/v1/systems/{SOURCE}/entities");
 
     let user = json!({"id": "P000001", "userName": "jdoe", "emails": [{"value": "j@example.com", "primary": true}],
@@ -421,7 +421,7 @@ async fn version_1_pushes_users_as_ias_v1_sends_them() {
         plugin,
         target,
         runtime,
-    } = service.connector(&id);
+    } = service.connector(&id).await;
 
     let user = json!({"id": "P000002", "userName": "mmuster", "emails": [{"value": "m@example.com"}],
         SAP_USER_EXT: {"userUuid": "uu-2", "mailVerified": false, "status": "active", "userId": "P000002",
@@ -472,7 +472,7 @@ async fn oauth_token_is_fetched_and_attached_by_the_host() {
         plugin,
         target,
         runtime,
-    } = service.connector(&good);
+    } = service.connector(&good).await;
     runtime
         .create(
             &plugin,
@@ -500,7 +500,7 @@ async fn throttled_with_the_retry_after_sent() {
         plugin,
         target,
         runtime,
-    } = service.connector(&id);
+    } = service.connector(&id).await;
     assert_eq!(target.endpoint.rate_per_second, Some(2.0));
     rec.throttle.store(true, Ordering::SeqCst);
     match runtime
@@ -524,7 +524,7 @@ async fn default_write_transformation_is_valid() {
     let service = Service::start().await;
     let base = stand_in(Recorder::default()).await;
     let id = basic_system(&service, &base, "2").await;
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let d = &c.plugin.descriptor;
     assert_eq!(d.name, "ips-target");
     assert!(d.default_read_transformation.is_none());

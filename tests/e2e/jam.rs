@@ -29,7 +29,7 @@ async fn jam_system(service: &Service, name: &str, sim: &jam::Simulator, secret:
 
 async fn connector(service: &Service, sim: &jam::Simulator) -> Connector {
     let id = jam_system(service, "jam", sim, &sim.options().client_secret.clone()).await;
-    service.connector(&id)
+    service.connector(&id).await
 }
 
 fn user(name: &str) -> Value {

@@ -45,8 +45,8 @@ async fn system(service: &Service, name: &str, url: &str, mode: &str, version: O
         .await
 }
 
-fn version_of(service: &Service, id: &str) -> String {
-    service.connector(id).plugin.descriptor.version.clone()
+async fn version_of(service: &Service, id: &str) -> String {
+    service.connector(id).await.plugin.descriptor.version.clone()
 }
 
 async fn plugins(service: &Service) -> Vec<Value> {
@@ -96,9 +96,9 @@ async fn versions_pin_upgrade_rollback_and_removal() {
     assert_eq!(status, StatusCode::CREATED, "{v2}");
     assert_eq!(v2["active"], true);
     assert_eq!(v2["replaced"], "hostile@1.0.0");
-    assert_eq!(version_of(&service, &follower), "2.0.0");
-    assert_eq!(version_of(&service, &pinned), "1.0.0");
-    let c = service.connector(&follower);
+    assert_eq!(version_of(&service, &follower).await, "2.0.0");
+    assert_eq!(version_of(&service, &pinned).await, "1.0.0");
+    let c = service.connector(&follower).await;
     assert_eq!(
         c.runtime
             .test_connection(&c.plugin, &c.target)
@@ -111,7 +111,7 @@ async fn versions_pin_upgrade_rollback_and_removal() {
     let (status, low) = service.upload_plugin(hostile_version("0.5.0")).await;
     assert_eq!(status, StatusCode::CREATED, "{low}");
     assert_eq!(low["active"], false);
-    assert_eq!(version_of(&service, &follower), "2.0.0");
+    assert_eq!(version_of(&service, &follower).await, "2.0.0");
 
     // Rollback: one call, to the version below the active one.
     let (status, switched) = service
@@ -119,7 +119,7 @@ async fn versions_pin_upgrade_rollback_and_removal() {
         .await;
     assert_eq!(status, StatusCode::OK, "{switched}");
     assert_eq!(switched, json!({"name": "hostile", "from": "2.0.0", "to": "1.0.0"}));
-    assert_eq!(version_of(&service, &follower), "1.0.0");
+    assert_eq!(version_of(&service, &follower).await, "1.0.0");
     let listed = entry(&service, "hostile", "1.0.0").await.expect("listed");
     assert_eq!(listed["active"], true);
     let users: Vec<&str> = listed["usedBy"]
@@ -170,7 +170,7 @@ async fn versions_pin_upgrade_rollback_and_removal() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{switched}");
-    assert_eq!(version_of(&service, &follower), "0.5.0");
+    assert_eq!(version_of(&service, &follower).await, "0.5.0");
     let (status, _) = service
         .admin(Method::POST, "/api/v1/plugins/hostile/rollback", None)
         .await;
@@ -188,8 +188,8 @@ async fn versions_pin_upgrade_rollback_and_removal() {
     let (status, v3) = service.upload_plugin(hostile_version("3.0.0")).await;
     assert_eq!(status, StatusCode::CREATED, "{v3}");
     assert_eq!(v3["active"], true, "an upgrade clears the selection");
-    assert_eq!(version_of(&service, &follower), "3.0.0");
-    assert_eq!(version_of(&service, &pinned), "1.0.0");
+    assert_eq!(version_of(&service, &follower).await, "3.0.0");
+    assert_eq!(version_of(&service, &pinned).await, "1.0.0");
 
     // What plugins declare, which systems run on them and their statistics are for those who manage
     // plugins or systems; a proxy-only technical user gets 403 with the API's JSON error.
@@ -328,7 +328,7 @@ async fn upgrade_under_load_fails_nothing_and_calls_in_flight_finish_on_their_ve
         v1["stats"]["timeMs"].as_f64().unwrap_or(0.0) >= 1500.0,
         "the slow call is on 1.0.0: {v1}"
     );
-    let c = service.connector(&slow);
+    let c = service.connector(&slow).await;
     assert_eq!(c.plugin.descriptor.version, "2.0.0");
 }
 
@@ -346,7 +346,7 @@ async fn removal_racing_systems_that_pin_the_version_never_strands_one() {
     let (plugins, systems, store) = (
         service.state.plugins.clone(),
         service.state.systems.clone(),
-        service.state.store.clone(),
+        service.state.stores.clone(),
     );
     // 2.0.0 is what unpinned systems follow; 1.0.1 is only ever pinned.
     let (status, body) = service.upload_plugin(hostile_version("2.0.0")).await;
@@ -359,7 +359,7 @@ async fn removal_racing_systems_that_pin_the_version_never_strands_one() {
         }))
         .expect("system input")
     };
-    let bystander = systems.create(input("bystander", None)).expect("bystander").id;
+    let bystander = systems.create(input("bystander", None)).await.expect("bystander").id;
     let (mut removed, mut refused) = (0, 0);
     for round in 0..ROUNDS {
         if plugins.resolve("hostile", Some("1.0.1")).is_none() {
@@ -375,9 +375,10 @@ async fn removal_racing_systems_that_pin_the_version_never_strands_one() {
                 start.clone(),
                 input(&format!("racer {round}"), Some("1.0.1")),
             );
+            let handle = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
                 start.wait();
-                systems.create(input).ok().map(|s| s.id)
+                handle.block_on(systems.create(input)).ok().map(|s| s.id)
             })
         };
         let update = {
@@ -387,9 +388,10 @@ async fn removal_racing_systems_that_pin_the_version_never_strands_one() {
                 input("bystander", Some("1.0.1")),
                 bystander.clone(),
             );
+            let handle = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
                 start.wait();
-                systems.replace(&id, input).is_ok()
+                handle.block_on(systems.replace(&id, input)).is_ok()
             })
         };
         let remove = {
@@ -413,7 +415,9 @@ async fn removal_racing_systems_that_pin_the_version_never_strands_one() {
         }
         let loaded = plugins.resolve("hostile", Some("1.0.1")).is_some();
         let stranded: Vec<String> = store
-            .list_systems()
+            .systems
+            .list()
+            .await
             .expect("systems")
             .into_iter()
             .filter(|s| s.spec.connector_version.as_deref() == Some("1.0.1") && !loaded)
@@ -425,11 +429,12 @@ async fn removal_racing_systems_that_pin_the_version_never_strands_one() {
             created.is_some()
         );
         if let Some(id) = created {
-            systems.delete(&id).expect("delete racer");
+            systems.delete(&id).await.expect("delete racer");
         }
         if updated {
             systems
                 .replace(&bystander, input("bystander", None))
+                .await
                 .expect("unpin bystander");
         }
     }
@@ -451,7 +456,7 @@ async fn the_plugins_folder_loads_good_components_and_sets_bad_ones_aside() {
             .state
             .plugins
             .clone()
-            .watch_inbox(service.state.store.clone(), Duration::from_millis(100)),
+            .watch_inbox(service.state.stores.clone(), Duration::from_millis(100)),
     );
     // Dropped the way the guide says: written under another name, then renamed.
     std::fs::write(inbox.join("example.part"), example_plugin()).expect("write");
@@ -522,7 +527,7 @@ async fn a_component_built_for_contract_0_1_0_works_beside_0_2_0() {
     let id = system(&service, "legacy", &url, "ok", None).await;
     let (ok, message) = service.test_connection(&id).await;
     assert!(ok, "{message}");
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let page = c
         .runtime
         .read(

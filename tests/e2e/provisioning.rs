@@ -172,15 +172,17 @@ fn counts(job: &Value, target: &str, kind: &str) -> (u64, u64, u64, u64) {
     (s["created"], s["updated"], s["deleted"], s["failed"])
 }
 
-fn links(service: &Service, source: &str, target: &str, kind: EntityKind) -> HashMap<String, String> {
+async fn links(service: &Service, source: &str, target: &str, kind: EntityKind) -> HashMap<String, String> {
     service
         .state
-        .store
-        .links(&LinkScope {
+        .stores
+        .links
+        .all(&LinkScope {
             source: source.into(),
             target: target.into(),
             kind,
         })
+        .await
         .expect("links")
         .into_iter()
         .filter_map(|(s, l)| l.target_entity.map(|t| (s, t)))
@@ -448,8 +450,8 @@ async fn read_fans_out_converges_and_resyncs() {
     check_targets(&expected_users, &expected_groups);
     // Links: one per source entity, per target.
     for t in targets {
-        assert_eq!(links(&service, &source, t, EntityKind::User).len(), USERS - 5);
-        assert_eq!(links(&service, &source, t, EntityKind::Group).len(), GROUPS);
+        assert_eq!(links(&service, &source, t, EntityKind::User).await.len(), USERS - 5);
+        assert_eq!(links(&service, &source, t, EntityKind::Group).await.len(), GROUPS);
     }
 }
 
@@ -615,7 +617,7 @@ async fn deletion_safety_delta_reads_and_existing_entities() {
         target: target.clone(),
         kind: EntityKind::User,
     };
-    let stored = service.state.store.links(&scope).expect("links");
+    let stored = service.state.stores.links.all(&scope).await.expect("links");
     assert_eq!(stored.values().filter(|l| l.existed_before).count(), 1);
 
     // Delta read: changes arrive, deletes do not.
@@ -739,12 +741,14 @@ async fn simulate_provision_one_stop_queue_and_schedule() {
     assert!(
         service
             .state
-            .store
-            .links(&LinkScope {
+            .stores
+            .links
+            .all(&LinkScope {
                 source: source.clone(),
                 target: target.clone(),
                 kind: EntityKind::User
             })
+            .await
             .expect("links")
             .is_empty()
     );
@@ -904,7 +908,7 @@ async fn stop_ends_a_run_at_an_entity_boundary() {
     let created = stats(&job, &target, "user")["created"];
     assert!(created > 0 && created < 40, "{job}");
     // Every created user is linked: nothing is lost at the stop.
-    let linked = links(&service, &source, &target, EntityKind::User);
+    let linked = links(&service, &source, &target, EntityKind::User).await;
     assert_eq!(linked.len() as u64, created);
     assert_eq!(uaa_sim.user_count() as u64, created);
     let (status, _) = service
@@ -945,9 +949,19 @@ pub(crate) struct ServiceProcess {
 
 impl ServiceProcess {
     pub(crate) async fn start(data_dir: &std::path::Path, port: u16) -> ServiceProcess {
-        let child = std::process::Command::new(provisio_binary())
+        Self::start_on(data_dir, port, None).await
+    }
+
+    /// The service on `database` (PostgreSQL), or on SQLite in `data_dir` without one.
+    pub(crate) async fn start_on(data_dir: &std::path::Path, port: u16, database: Option<&str>) -> ServiceProcess {
+        let mut command = std::process::Command::new(provisio_binary());
+        command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data_dir)
+            .arg(data_dir);
+        if let Some(url) = database {
+            command.args(["--database-url", url]);
+        }
+        let child = command
             .env(
                 "PROVISIO_BOOTSTRAP_ADMIN",
                 format!("{}:{}", crate::support::ADMIN.0, crate::support::ADMIN.1),
@@ -993,6 +1007,17 @@ impl Drop for ServiceProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_read_converges_without_duplicates() {
+    killed_read_converges(None).await;
+}
+
+/// The same on PostgreSQL: the run's intents and links are in the database, and the next process finds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_read_on_postgresql_converges_without_duplicates() {
+    let database = crate::support::fresh_postgres().await;
+    killed_read_converges(Some(&database)).await;
+}
+
+async fn killed_read_converges(database: Option<&str>) {
     const USERS: usize = 5000;
     let uaa_sim = uaa::spawn(uaa::Options {
         users: USERS,
@@ -1003,7 +1028,7 @@ async fn a_killed_read_converges_without_duplicates() {
     let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
     let data = tempfile::tempdir().expect("data dir");
     let port = crate::support::free_port();
-    let mut service = ServiceProcess::start(data.path(), port).await;
+    let mut service = ServiceProcess::start_on(data.path(), port, database).await;
     let source = service
         .call(
             Method::POST,
@@ -1050,7 +1075,7 @@ async fn a_killed_read_converges_without_duplicates() {
     let written_before_kill = ias_sim.user_count();
     assert!(written_before_kill < USERS, "killed in the middle");
 
-    let service = ServiceProcess::start(data.path(), port).await;
+    let service = ServiceProcess::start_on(data.path(), port, database).await;
     let interrupted = service
         .call(Method::GET, &format!("/api/v1/jobs/{killed_job}"), None)
         .await;

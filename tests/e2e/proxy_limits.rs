@@ -104,7 +104,8 @@ async fn a_client_with_too_many_requests_in_flight_gets_429_at_once_and_others_a
         .collect();
     // Both are in flight (waiting on the backend) once the service counts them.
     let until = Instant::now() + Duration::from_secs(3);
-    while service.state.proxy.in_flight.in_flight(&greedy_id(&service)) < 2 {
+    let greedy = greedy_id(&service).await;
+    while service.state.proxy.in_flight.in_flight(&greedy) < 2 {
         assert!(Instant::now() < until, "the two slow requests never got in flight");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -131,11 +132,13 @@ async fn a_client_with_too_many_requests_in_flight_gets_429_at_once_and_others_a
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
-fn greedy_id(service: &Service) -> String {
+async fn greedy_id(service: &Service) -> String {
     service
         .state
-        .store
-        .list_principals()
+        .stores
+        .principals
+        .list()
+        .await
         .expect("principals")
         .into_iter()
         .find(|p| p.name == "greedy")

@@ -95,6 +95,27 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
     started.elapsed()
 }
 
+/// Waits until the source's real-time log, as stored, satisfies `check`.
+async fn until_logged(
+    service: &Service,
+    source: &str,
+    what: &str,
+    check: impl Fn(&[provisio::store::realtime::EventRecord]) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        let log = service.state.stores.events.list(Some(source), None, None, 5000).await;
+        if log.is_ok_and(|log| check(&log)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn events(service: &Service, source: &str) -> Vec<Value> {
     let (_, log) = service
         .admin(
@@ -716,13 +737,8 @@ async fn a_target_that_is_down_gets_everything_in_order_when_it_is_back() {
     })
     .await;
     // An event's outcome is recorded just after its write lands in UAA.
-    until("every event's outcome recorded", || {
-        service
-            .state
-            .realtime
-            .store()
-            .events(Some(&source), None, None, 5000)
-            .is_ok_and(|log| log.iter().all(|e| e.state != "pending"))
+    until_logged(&service, &source, "every event's outcome recorded", |log| {
+        log.iter().all(|e| e.state != "pending")
     })
     .await;
     let log = events(&service, &source).await;
@@ -784,13 +800,8 @@ async fn a_link_the_store_cannot_record_fails_the_event_until_it_can() {
 
     db.execute_batch("DROP TRIGGER refuse_link_insert; DROP TRIGGER refuse_link_update;")
         .expect("drop triggers");
-    until("the event done", || {
-        service
-            .state
-            .realtime
-            .store()
-            .events(Some(&source), None, None, 100)
-            .is_ok_and(|log| !log.is_empty() && log.iter().all(|e| e.state == "done"))
+    until_logged(&service, &source, "the event done", |log| {
+        !log.is_empty() && log.iter().all(|e| e.state == "done")
     })
     .await;
     assert_eq!(uaa_sim.user_count(), 1, "created once, then found and linked");
@@ -1135,4 +1146,106 @@ async fn a_realtime_patch_and_a_proxy_patch_give_the_same_user() {
         .unwrap_or_default();
     assert_eq!(primaries.len(), 1, "{realtime}");
     assert_eq!(primaries[0]["value"], "c@z.net");
+}
+
+/// On PostgreSQL: ready, a push acknowledged once stored and provisioned, a PATCH on top of it; a restart on
+/// the same database with the same key finds everything; another key is refused before anything is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_pushes_are_provisioned_and_a_restart_finds_everything() {
+    let database = crate::support::fresh_postgres().await;
+    let settings = || provisio::server::Settings {
+        database_url: Some(database.clone()),
+        ..Default::default()
+    };
+    let service = Service::start_with(settings()).await;
+    let ready = service
+        .http
+        .get(format!("{}/readyz", service.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), StatusCode::OK);
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = ias_source(&service, &ias_sim, "2").await;
+    service
+        .create_system(
+            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": fast(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+        )
+        .await;
+    let path = format!("systems/{source}/entities/user");
+    let (status, body) = push(
+        &service,
+        Method::POST,
+        &path,
+        Some(ias_user("P1", "pg.ann", "Ann")),
+        Some(PUSHER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    until("the user in UAA", || uaa_sim.user_by_name("pg.ann").is_some()).await;
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "name.givenName", "value": "Anna"}]});
+    let (status, body) = push(
+        &service,
+        Method::PATCH,
+        &format!("{path}/P1"),
+        Some(patch),
+        Some(PUSHER),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    until("the PATCH in UAA", || {
+        uaa_sim
+            .user_by_name("pg.ann")
+            .is_some_and(|u| u["name"]["givenName"] == "Anna")
+    })
+    .await;
+    until_logged(&service, &source, "both events done", |log| {
+        log.len() == 2 && log.iter().all(|e| e.state == "done")
+    })
+    .await;
+    let master_key = std::fs::read_to_string(service.data_dir().join("master.key")).expect("master key");
+    drop(service);
+
+    // Another process on the same database, with the first one's key: everything is there.
+    let data = tempfile::tempdir().expect("data dir");
+    std::fs::write(data.path().join("master.key"), &master_key).expect("copy the key");
+    let again = provisio::server::boot(data.path(), settings())
+        .await
+        .expect("boot again");
+    let systems = again.systems.list().await.expect("systems");
+    assert_eq!(systems.len(), 2);
+    let target = systems.iter().find(|s| s.spec.name == "UAA").expect("target");
+    let secrets = again
+        .stores
+        .open_secrets(&target.spec.secrets)
+        .expect("the same key opens the secrets");
+    assert_eq!(secrets["Password"].expose(), uaa_sim.options().client_secret);
+    let log = again
+        .stores
+        .events
+        .list(Some(&source), None, None, 10)
+        .await
+        .expect("events");
+    assert_eq!(log.len(), 2);
+    assert!(
+        again
+            .stores
+            .principals
+            .by_name(PUSHER.0)
+            .await
+            .expect("by name")
+            .is_some()
+    );
+
+    // A process with another key is refused, and says why.
+    let other = tempfile::tempdir().expect("data dir");
+    let refused = provisio::server::boot(other.path(), settings()).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("master key differs"), "{message}");
 }

@@ -77,8 +77,8 @@ async fn ias_users_and_groups_reach_xsuaa_with_the_configured_origin() {
     let target = service
         .create_system(json!({"name": "XSUAA", "type": "xsuaa", "role": "target", "sources": [source], "properties": target_properties}))
         .await;
-    let ias = service.connector(&source);
-    let xsuaa = service.connector(&target);
+    let ias = service.connector(&source).await;
+    let xsuaa = service.connector(&target).await;
     let read = transformation(&ias.plugin.descriptor.default_read_transformation);
     let write = transformation(&xsuaa.plugin.descriptor.default_write_transformation);
     let source_props: BTreeMap<String, String> = ias.target.properties.iter().cloned().collect();

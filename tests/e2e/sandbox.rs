@@ -214,7 +214,7 @@ async fn hostile_plugin_is_contained() {
     let id = hostile_system(&service, &upstream, "env").await;
     let (ok, message) = service.test_connection(&id).await;
     assert!(ok, "{message}");
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let said = c
         .runtime
         .test_connection(&c.plugin, &c.target)
@@ -223,7 +223,7 @@ async fn hostile_plugin_is_contained() {
     assert_eq!(said, "0 environment variables");
 
     let id = hostile_system(&service, &upstream, "other-system").await;
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let said = c.runtime.test_connection(&c.plugin, &c.target).await.expect("answers");
     // Its own credentials (user `me`), whatever system id it claimed.
     assert_eq!(said, "200 user me");
@@ -348,8 +348,12 @@ async fn a_system_keeps_its_instance_until_a_call_goes_wrong() {
     assert_eq!(status, 201, "{loaded}");
     let upstream = upstream().await;
     let (a, b) = (
-        service.connector(&hostile_system(&service, &upstream, "ok").await),
-        service.connector(&hostile_system(&service, &upstream, "env").await),
+        service
+            .connector(&hostile_system(&service, &upstream, "ok").await)
+            .await,
+        service
+            .connector(&hostile_system(&service, &upstream, "env").await)
+            .await,
     );
     let runtime = a.runtime.clone();
     let fresh = || runtime.fresh_instances();
@@ -369,7 +373,9 @@ async fn a_system_keeps_its_instance_until_a_call_goes_wrong() {
 
     // A trap discards the instance: every call of a panicking system starts fresh, and after the first one
     // its calls run on probation, at idle priority.
-    let p = service.connector(&hostile_system(&service, &upstream, "panic").await);
+    let p = service
+        .connector(&hostile_system(&service, &upstream, "panic").await)
+        .await;
     let before = fresh();
     for _ in 0..3 {
         let failed = p.runtime.test_connection(&p.plugin, &p.target).await;
@@ -453,7 +459,7 @@ async fn credentials_the_host_attached_never_reach_the_guest_or_the_caller() {
             );
         }
         // What the guest itself was handed (it returns it all), through the runtime.
-        let c = service.connector(&id);
+        let c = service.connector(&id).await;
         let said = c
             .runtime
             .test_connection(&c.plugin, &c.target)
@@ -656,7 +662,7 @@ async fn what_a_guest_makes_the_host_hold_is_capped() {
             "properties": { "URL": upstream.base, "read-mode": "overflow" }
         }))
         .await;
-    let c = service.connector(&overflow);
+    let c = service.connector(&overflow).await;
     let request = provisio::connector::PageRequest::first(provisio::connector::EntityKind::User, 500);
     let (pages, page_peak) = peak_rss_during(futures::future::join_all(
         (0..3).map(|_| c.runtime.read(&c.plugin, &c.target, &request)),

@@ -98,7 +98,7 @@ async fn a_scaffolded_connector_builds_outside_the_workspace_and_loads() {
     assert!(ok, "{message}");
 
     // The host asks for 500; the template asks its API for at most 100.
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let page = c
         .runtime
         .read(&c.plugin, &c.target, &PageRequest::first(EntityKind::User, 500))

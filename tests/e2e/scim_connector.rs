@@ -58,7 +58,7 @@ async fn every_operation_against_scim2_server() {
         plugin,
         target,
         runtime,
-    } = service.connector(&id);
+    } = service.connector(&id).await;
 
     // Create 600 users, so that pages of 250 make three pages.
     let mut ids = Vec::new();

@@ -101,7 +101,7 @@ async fn a_sealed_value_stays_sealed_across_a_declassifying_upgrade_until_the_ad
     // 2.0.0 declares `opaque` plain; the system follows the latest version.
     let (status, v2) = service.upload_plugin(hostile_version("2.0.0")).await;
     assert_eq!(status, StatusCode::CREATED, "{v2}");
-    assert_eq!(service.connector(&id).plugin.descriptor.version, "2.0.0");
+    assert_eq!(service.connector(&id).await.plugin.descriptor.version, "2.0.0");
     let seen = everything_seen(&service, &id).await;
     assert!(!seen.contains(OPAQUE), "upgrade unsealed the value: {seen}");
     assert!(seen.contains("\"opaque\":\"********\""), "{seen}");
@@ -109,8 +109,15 @@ async fn a_sealed_value_stays_sealed_across_a_declassifying_upgrade_until_the_ad
     // Re-saving with the mask keeps the sealed value (it does not store the mask) ...
     let (status, saved) = resave(&service, &id, json!({}), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{saved}");
-    let stored = service.state.store.get_system(&id).expect("store").expect("system");
-    let opened = service.state.store.open_secrets(&stored.spec.secrets).expect("opens");
+    let stored = service
+        .state
+        .stores
+        .systems
+        .get(&id)
+        .await
+        .expect("store")
+        .expect("system");
+    let opened = service.state.stores.open_secrets(&stored.spec.secrets).expect("opens");
     assert_eq!(opened.get("opaque").map(|s| s.expose()), Some(OPAQUE));
     assert!(
         !stored.spec.properties.contains_key("opaque"),

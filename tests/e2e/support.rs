@@ -44,8 +44,10 @@ impl Service {
         let data = tempfile::tempdir().expect("temp dir");
         let state = provisio::server::boot(data.path(), settings).await.expect("boot");
         state
-            .store
-            .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .stores
+            .principals
+            .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .await
             .expect("admin");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -151,6 +153,23 @@ pub fn hostile_version(version: &str) -> Vec<u8> {
 }
 
 /// A free local port.
+/// A PostgreSQL database URL whose `search_path` is a fresh, empty schema of the test database
+/// (`PROVISIO_TEST_DATABASE_URL`, else the local server's `test` database).
+pub async fn fresh_postgres() -> String {
+    use sqlx::Connection;
+    let url = provisio_store_postgres::test_database_url();
+    let schema = format!("provisio_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} (set PROVISIO_TEST_DATABASE_URL): {e}"));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20search_path%3D{schema}")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -271,8 +290,8 @@ pub struct Connector {
 
 impl Service {
     /// The connector of system `id`.
-    pub fn connector(&self, id: &str) -> Connector {
-        let system = self.state.systems.get(id).expect("system");
+    pub async fn connector(&self, id: &str) -> Connector {
+        let system = self.state.systems.get(id).await.expect("system");
         let plugin = self.state.systems.plugin_for(&system).expect("plugin");
         let target = self
             .state

@@ -81,7 +81,7 @@ async fn test_connection_and_wrong_credentials() {
     assert!(message.contains("refused the credentials"), "{message}");
     assert!(message.contains("Bad credentials"), "{message}");
     // Reads with the wrong secret are unauthorized too.
-    let c = service.connector(&wrong);
+    let c = service.connector(&wrong).await;
     match c
         .runtime
         .read(&c.plugin, &c.target, &PageRequest::first(EntityKind::User, 10))
@@ -102,7 +102,7 @@ async fn default_transformations_load() {
     let service = Service::start().await;
     let sim = uaa::spawn(uaa::Options::default()).await.expect("simulator");
     let id = system(&service, &sim, "t", json!({})).await;
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let d = &c.plugin.descriptor;
     for (role, text) in [
         (Role::Source, &d.default_read_transformation),
@@ -130,7 +130,7 @@ async fn users_every_operation_and_paging() {
     .await
     .expect("simulator");
     let id = system(&service, &sim, "users", json!({})).await;
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let (rt, p, t) = (&c.runtime, &c.plugin, &c.target);
 
     // Paging to the end: 23 seeded users in pages of 10.
@@ -200,7 +200,7 @@ async fn a_carried_version_is_a_precondition_and_a_read_one_is_retried() {
         .await
         .expect("simulator");
         let id = system(&service, &sim, "stale", json!({})).await;
-        let c = service.connector(&id);
+        let c = service.connector(&id).await;
         let (rt, p, t) = (&c.runtime, &c.plugin, &c.target);
         let created = rt.create(p, t, EntityKind::User, &user("stale")).await.expect("create");
         let uid = id_of(&created);
@@ -260,7 +260,7 @@ async fn origins_come_from_xsuaa_origin() {
 
     // One origin: created users carry it, also when SAP's transformation left `null` for an unset placeholder.
     let one = system(&service, &sim, "one origin", json!({"xsuaa.origin": "sap.custom"})).await;
-    let c = service.connector(&one);
+    let c = service.connector(&one).await;
     let mut entity = user("alice");
     entity["origin"] = json!("null");
     rt_create(&c, &entity).await;
@@ -274,7 +274,7 @@ async fn origins_come_from_xsuaa_origin() {
         json!({"xsuaa.origin": "idp1;idp2", "xsuaa.origin.filter.enabled": "true", "xsuaa.user.unique.attribute": "userName,origin"}),
     )
     .await;
-    let c = service.connector(&two);
+    let c = service.connector(&two).await;
     let mut entity = user("bob");
     entity["origin"] = json!("idp1;idp2");
     let created = rt_create(&c, &entity).await;
@@ -318,7 +318,7 @@ async fn rt_create(c: &Connector, entity: &Value) -> Value {
 /// Creates two users and a group with the first; runs the member operations; checks the simulator.
 async fn group_lifecycle(service: &Service, sim: &uaa::Simulator, name: &str, extra: Value) {
     let id = system(service, sim, name, extra).await;
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let (rt, p, t) = (&c.runtime, &c.plugin, &c.target);
     let u1 = id_of(
         &rt.create(p, t, EntityKind::User, &user(&format!("{name}-1")))
@@ -429,7 +429,7 @@ async fn groups_with_uaa_patch_and_with_the_members_api() {
 
     // Groups page to the end too.
     let id = system(&service, &sim, "paging", json!({})).await;
-    let (groups, pages) = read_all(&service.connector(&id), EntityKind::Group, 5).await;
+    let (groups, pages) = read_all(&service.connector(&id).await, EntityKind::Group, 5).await;
     assert_eq!(groups.len(), 12);
     assert_eq!(pages, 3);
 
@@ -461,7 +461,7 @@ async fn rate_limit_means_throttled_with_retry_after() {
     .await
     .expect("simulator");
     let id = system(&service, &sim, "limited", json!({})).await;
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     let mut throttled = None;
     for _ in 0..10 {
         match c
@@ -491,7 +491,7 @@ async fn rate_limit_means_throttled_with_retry_after() {
     .await
     .expect("simulator");
     let id = system(&service, &sim, "paced", json!({"provisio.rate.limit": null})).await;
-    let c = service.connector(&id);
+    let c = service.connector(&id).await;
     for _ in 0..7 {
         c.runtime
             .read(&c.plugin, &c.target, &PageRequest::first(EntityKind::User, 1))

@@ -5,10 +5,12 @@
 //! - [`outbound`]: the one way a connector reaches the network: a system's own endpoint, credentials
 //!   attached by the host, every request bounded and scrubbed.
 //! - [`secrets`]: the master key, sealed values, and the types that keep secrets sealed in memory.
-//! - [`store`]: the embedded store (SQLite): principals, systems, plugins, jobs, links, real-time events.
+//! - [`store`]: the store's interfaces, one per aggregate (principals, systems, plugins, jobs, links,
+//!   real-time events), bundled as [`store::Stores`]; backends (`provisio-store-sqlite`) implement them.
 //! - [`metrics`]: the Prometheus registry.
 //!
-//! Dependencies point one way: `provisio` (HTTP, CLI) → `provisio-engine` → `provisio-core`.
+//! Dependencies point one way: `provisio` (HTTP, CLI) → `provisio-engine` → `provisio-core`, and a store
+//! backend → `provisio-core`.
 
 pub mod connector;
 pub mod metrics;

@@ -25,8 +25,8 @@ use std::sync::Arc;
 /// The engine's services, wired once by the composition root (the service's `server::boot`); cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    /// The store.
-    pub store: store::Store,
+    /// The store, one interface per aggregate.
+    pub stores: store::Stores,
     /// Loaded plugins.
     pub plugins: Arc<plugins::Plugins>,
     /// System management.
@@ -40,14 +40,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Wires the services over a store and a plugin registry; job runs and real-time events are kept
+    /// Wires the services over the stores and a plugin registry; job runs and real-time events are kept
     /// `retention_days`.
-    pub fn new(store: store::Store, plugins: Arc<plugins::Plugins>, retention_days: i64) -> Self {
-        let systems = systems::Systems::new(store.clone(), plugins.clone());
-        let provisioning = provisioning::Provisioning::new(store.clone(), plugins.clone(), retention_days);
-        let realtime = realtime::Realtime::new(store.clone(), provisioning.clone());
+    pub fn new(stores: store::Stores, plugins: Arc<plugins::Plugins>, retention_days: i64) -> Self {
+        let systems = systems::Systems::new(stores.clone(), plugins.clone());
+        let provisioning = provisioning::Provisioning::new(stores.clone(), plugins.clone(), retention_days);
+        let realtime = realtime::Realtime::new(stores.clone(), provisioning.clone());
         Engine {
-            store,
+            stores,
             plugins,
             systems,
             provisioning,

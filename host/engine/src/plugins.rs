@@ -14,7 +14,7 @@
 //! inbox, refused ones move to `plugins/rejected/` with a `.reason.txt` beside them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -22,7 +22,7 @@ use cap_std::fs::Dir;
 use serde::Serialize;
 
 use crate::runtime::{LoadError, LoadedPlugin, Runtime};
-use crate::store::Store;
+use crate::store::Stores;
 use crate::store::plugins::PluginRecord;
 
 /// Why a plugin operation was refused.
@@ -150,7 +150,7 @@ pub struct Plugins {
     /// Read while a system is validated against the loaded versions and stored ([`Plugins::pinning`]),
     /// written while a removal checks which systems run on a version and unloads it: otherwise a system
     /// saved between that check and the unloading would be left on a version that is gone.
-    pins: RwLock<()>,
+    pins: tokio::sync::RwLock<()>,
     /// Files seen in the inbox: size and modification time at the last scan.
     inbox_seen: Mutex<HashMap<String, (u64, Option<SystemTime>)>>,
     /// The connectors built into the binary, loaded first by [`Plugins::load_installed`].
@@ -178,7 +178,7 @@ impl Plugins {
             loaded: ArcSwap::from_pointee(BTreeMap::new()),
             dir,
             changes: tokio::sync::Mutex::new(()),
-            pins: RwLock::new(()),
+            pins: tokio::sync::RwLock::new(()),
             inbox_seen: Mutex::new(HashMap::new()),
             bundled: &[],
         }
@@ -197,18 +197,21 @@ impl Plugins {
 
     /// Hold this while a system's connector version is checked and the system stored: a removal of that
     /// version waits until the system is stored, and then sees it. Holders do not block one another.
-    pub fn pinning(&self) -> RwLockReadGuard<'_, ()> {
-        // The guarded data is `()`: a panic while holding it cannot leave anything half-changed.
-        self.pins.read().unwrap_or_else(PoisonError::into_inner)
+    pub async fn pinning(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.pins.read().await
     }
 
     /// Loads the connectors built into the binary, then the uploaded ones stored in the data directory, then
     /// applies the versions admins selected.
-    pub async fn load_installed(&self, store: &Store) -> Result<(), PluginError> {
+    pub async fn load_installed(&self, store: &Stores) -> Result<(), PluginError> {
         for (_, bytes) in self.bundled {
             self.add(store, bytes.to_vec(), true).await?;
         }
-        let stored = store.list_plugins().map_err(|e| PluginError::Storage(e.to_string()))?;
+        let stored = store
+            .plugins
+            .list()
+            .await
+            .map_err(|e| PluginError::Storage(e.to_string()))?;
         for record in stored.into_iter().filter(|r| !r.bundled) {
             let Some(dir) = &self.dir else { break };
             match dir.read(format!("{}.wasm", record.digest)) {
@@ -247,7 +250,7 @@ impl Plugins {
 
     /// Validates and loads a component, records it, and makes it available. It becomes the connector's
     /// active version when it is higher than every loaded version of that connector.
-    pub async fn add(&self, store: &Store, bytes: Vec<u8>, bundled: bool) -> Result<Added, PluginError> {
+    pub async fn add(&self, store: &Stores, bytes: Vec<u8>, bundled: bool) -> Result<Added, PluginError> {
         let copy = (!bundled && self.dir.is_some()).then(|| bytes.clone());
         let plugin = Arc::new(self.runtime.load(bytes).await?);
         let _guard = self.changes.lock().await;
@@ -278,7 +281,7 @@ impl Plugins {
             bundled,
             added_at: String::new(),
         };
-        store.record_plugin(&record).map_err(|e| match e {
+        store.plugins.record(&record).await.map_err(|e| match e {
             crate::store::StoreError::Conflict(m) => PluginError::Conflict(m),
             other => PluginError::Storage(other.to_string()),
         })?;
@@ -366,9 +369,13 @@ impl Plugins {
     }
 
     /// Every loaded version with whether it is bundled, whether it is active, and the systems on it.
-    pub fn overview(&self, store: &Store) -> Result<Vec<VersionInfo>, PluginError> {
+    pub async fn overview(&self, store: &Stores) -> Result<Vec<VersionInfo>, PluginError> {
+        let systems = store
+            .systems
+            .list()
+            .await
+            .map_err(|e| PluginError::Storage(e.to_string()))?;
         let loaded = self.loaded.load();
-        let systems = store.list_systems().map_err(|e| PluginError::Storage(e.to_string()))?;
         let mut out = Vec::new();
         for (name, versions) in loaded.iter() {
             let active = versions.active().map(|e| e.plugin.descriptor.version.clone());
@@ -387,11 +394,16 @@ impl Plugins {
     }
 
     /// Removes an uploaded version, unless a system runs on it.
-    pub async fn remove(&self, store: &Store, name: &str, version: &str) -> Result<(), PluginError> {
+    pub async fn remove(&self, store: &Stores, name: &str, version: &str) -> Result<(), PluginError> {
         let _guard = self.changes.lock().await;
-        // From the usage check to the unloading, no system can be saved onto this version. Held across no
-        // await (the future would not be `Send`); it waits only for system saves under way.
-        let _pins = self.pins.write().unwrap_or_else(PoisonError::into_inner);
+        // From the usage check to the unloading, no system can be saved onto this version; it waits only for
+        // system saves under way.
+        let _pins = self.pins.write().await;
+        let systems = store
+            .systems
+            .list()
+            .await
+            .map_err(|e| PluginError::Storage(e.to_string()))?;
         let loaded = self.loaded.load();
         let versions = loaded
             .get(name)
@@ -407,7 +419,6 @@ impl Plugins {
         let is_active = versions
             .active()
             .is_some_and(|a| a.plugin.descriptor.version == version);
-        let systems = store.list_systems().map_err(|e| PluginError::Storage(e.to_string()))?;
         let used_by = users(&systems, name, version, is_active);
         if !used_by.is_empty() {
             return Err(PluginError::InUse {
@@ -419,7 +430,9 @@ impl Plugins {
         self.runtime.forget(&entry.plugin);
         drop(loaded);
         store
-            .delete_plugin(name, version)
+            .plugins
+            .delete(name, version)
+            .await
             .map_err(|e| PluginError::Storage(e.to_string()))?;
         let mut selection_changed = false;
         self.loaded.rcu(|current| {
@@ -550,7 +563,7 @@ impl Plugins {
 
     /// Loads the components in `plugins/inbox/` that stayed unchanged since the previous scan; moves the
     /// ones that fail to `plugins/rejected/` with a reason file. Answers what happened to each file.
-    pub async fn scan_inbox(&self, store: &Store) -> Vec<InboxOutcome> {
+    pub async fn scan_inbox(&self, store: &Stores) -> Vec<InboxOutcome> {
         let Some(dir) = &self.dir else { return vec![] };
         for sub in [INBOX, REJECTED] {
             if let Err(e) = dir.create_dir_all(sub) {
@@ -645,7 +658,7 @@ impl Plugins {
 
     /// Scans the inbox every `interval`, forever. A file is loaded once it stayed the same size and
     /// modification time for one interval, so a copy in progress is not read half-written.
-    pub async fn watch_inbox(self: Arc<Self>, store: Store, interval: Duration) {
+    pub async fn watch_inbox(self: Arc<Self>, store: Stores, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -14,7 +14,7 @@ use crate::plugins::Plugins;
 use crate::runtime::{CallError, CallTarget, LoadedPlugin};
 use crate::secrets::{Secret, SystemSecrets};
 use crate::store::systems::{Role, System, SystemSpec};
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, Stores};
 
 /// What replaces a secret in every answer.
 pub const MASK: &str = "********";
@@ -144,48 +144,50 @@ pub struct ConnectionCheck {
 /// System management over the store and the plugin registry.
 #[derive(Clone)]
 pub struct Systems {
-    store: Store,
+    store: Stores,
     plugins: Arc<Plugins>,
 }
 
 impl Systems {
     /// Wires the pieces.
-    pub fn new(store: Store, plugins: Arc<Plugins>) -> Self {
+    pub fn new(store: Stores, plugins: Arc<Plugins>) -> Self {
         Systems { store, plugins }
     }
 
     /// Validates and stores a new system.
-    pub fn create(&self, input: SystemInput) -> Result<System, SystemError> {
+    pub async fn create(&self, input: SystemInput) -> Result<System, SystemError> {
         // The version checked in `validate` cannot be removed before the system is stored.
-        let _pinning = self.plugins.pinning();
-        let spec = self.validate(input, None)?;
-        Ok(self.store.create_system(spec)?)
+        let _pinning = self.plugins.pinning().await;
+        let spec = self.validate(input, None).await?;
+        Ok(self.store.systems.create(spec).await?)
     }
 
     /// Validates and replaces a system. Secrets sent back masked keep their stored value.
-    pub fn replace(&self, id: &str, input: SystemInput) -> Result<System, SystemError> {
-        let current = self.get(id)?;
+    pub async fn replace(&self, id: &str, input: SystemInput) -> Result<System, SystemError> {
+        let current = self.get(id).await?;
         // As in `create`: the version checked cannot be removed before the system is stored.
-        let _pinning = self.plugins.pinning();
-        let spec = self.validate(input, Some(&current))?;
-        Ok(self.store.replace_system(id, spec)?)
+        let _pinning = self.plugins.pinning().await;
+        let spec = self.validate(input, Some(&current)).await?;
+        Ok(self.store.systems.replace(id, spec).await?)
     }
 
     /// One system.
-    pub fn get(&self, id: &str) -> Result<System, SystemError> {
+    pub async fn get(&self, id: &str) -> Result<System, SystemError> {
         self.store
-            .get_system(id)?
+            .systems
+            .get(id)
+            .await?
             .ok_or_else(|| SystemError::NotFound(format!("no system with id {id}")))
     }
 
     /// All systems.
-    pub fn list(&self) -> Result<Vec<System>, SystemError> {
-        Ok(self.store.list_systems()?)
+    pub async fn list(&self) -> Result<Vec<System>, SystemError> {
+        Ok(self.store.systems.list().await?)
     }
 
     /// Deletes a system; refused while targets still receive from it.
-    pub fn delete(&self, id: &str) -> Result<(), SystemError> {
-        let targets = self.store.targets_of(id)?;
+    pub async fn delete(&self, id: &str) -> Result<(), SystemError> {
+        let targets = self.store.systems.targets_of(id).await?;
         if !targets.is_empty() {
             let names: Vec<_> = targets.iter().map(|t| t.spec.name.as_str()).collect();
             return Err(SystemError::Conflict(format!(
@@ -193,7 +195,7 @@ impl Systems {
                 names.join(", ")
             )));
         }
-        Ok(self.store.delete_system(id)?)
+        Ok(self.store.systems.delete(id).await?)
     }
 
     /// The plugin a system runs on.
@@ -266,7 +268,7 @@ impl Systems {
 
     /// Test Connection: reachability and credentials, as the connector checks them.
     pub async fn test_connection(&self, id: &str) -> Result<ConnectionCheck, SystemError> {
-        let system = self.get(id)?;
+        let system = self.get(id).await?;
         let plugin = match self.plugin_for(&system) {
             Ok(p) => p,
             Err(e) => {
@@ -301,7 +303,7 @@ impl Systems {
         })
     }
 
-    fn validate(&self, input: SystemInput, current: Option<&System>) -> Result<SystemSpec, SystemError> {
+    async fn validate(&self, input: SystemInput, current: Option<&System>) -> Result<SystemSpec, SystemError> {
         let name = input.name.trim().to_string();
         if name.is_empty() || name.len() > 200 {
             return Err(SystemError::Invalid("name must be 1 to 200 characters".into()));
@@ -433,7 +435,7 @@ impl Systems {
             return Err(SystemError::Invalid("only target systems have sources".into()));
         }
         for source in &input.sources {
-            match self.store.get_system(source)? {
+            match self.store.systems.get(source).await? {
                 Some(s) if s.spec.role == Role::Source => {}
                 Some(s) => {
                     return Err(SystemError::Invalid(format!(

@@ -105,19 +105,15 @@ fn verification_slots() -> &'static tokio::sync::Semaphore {
 
 async fn verify(state: &AppState, user: String, password: String) -> Result<Principal, AuthFailure> {
     // The common case — a client that authenticates on every request — needs neither a slot nor a thread.
-    if let Some(p) = state.store.recently_verified(&user, &password) {
+    if let Some(p) = state.stores.principals.recently_verified(&user, &password) {
         return Ok(p);
     }
     let _slot = verification_slots()
         .acquire()
         .await
         .map_err(|_| AuthFailure::Invalid("authentication failed".into()))?;
-    let store = state.store.clone();
-    // Argon2 is slow on purpose; keep it off the async workers.
-    let verified = tokio::task::spawn_blocking(move || store.verify_password(&user, &password))
-        .await
-        .map_err(|_| AuthFailure::Invalid("authentication failed".into()))?;
-    match verified {
+    // Argon2 is slow on purpose: `verify` runs it off the async workers.
+    match state.stores.principals.verify(&user, &password).await {
         Ok(Some(p)) => Ok(p),
         Ok(None) => Err(AuthFailure::Invalid("invalid user name or password".into())),
         Err(e) => {
@@ -128,14 +124,14 @@ async fn verify(state: &AppState, user: String, password: String) -> Result<Prin
 }
 
 /// The technical user a verified client certificate names by its subject CN.
-fn by_certificate(state: &AppState, cert: &ClientCertificate) -> Result<Principal, AuthFailure> {
+async fn by_certificate(state: &AppState, cert: &ClientCertificate) -> Result<Principal, AuthFailure> {
     let cn = cert.subject_cn.as_str();
     if cn.is_empty() || cn.chars().count() > MAX_CN_CHARS {
         return Err(AuthFailure::Invalid(format!(
             "the client certificate's subject CN must have 1 to {MAX_CN_CHARS} characters"
         )));
     }
-    match state.store.principal_by_name(cn) {
+    match state.stores.principals.by_name(cn).await {
         Ok(Some(p)) if p.kind == PrincipalKind::Technical => {
             tracing::debug!(user = %p.name, fingerprint = %cert.fingerprint_sha256, "authenticated by client certificate");
             Ok(p)
@@ -160,7 +156,7 @@ pub async fn authenticate(
 ) -> Result<Principal, AuthFailure> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return match cert {
-            Some(cert) => by_certificate(state, cert),
+            Some(cert) => by_certificate(state, cert).await,
             None => Err(AuthFailure::Missing),
         };
     };

@@ -21,6 +21,15 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// `GET /readyz`: 200 while the store answers with the schema this Provisio knows, else 503 with why (a load
+/// balancer sends no traffic to a replica that cannot store what it would acknowledge).
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.stores.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
+    }
+}
+
 pub async fn metrics() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -56,17 +65,16 @@ pub async fn create_technical_user(
             "you cannot grant {p:?}, which you do not have"
         )));
     }
-    let store = state.store.clone();
-    let principal = tokio::task::spawn_blocking(move || {
-        store.create_principal(
+    let principal = state
+        .stores
+        .principals
+        .create(
             input.name.trim(),
             &input.password,
             PrincipalKind::Technical,
             &input.permissions,
         )
-    })
-    .await
-    .map_err(ApiError::internal)??;
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": principal.id, "name": principal.name, "permissions": principal.permissions })),
@@ -76,7 +84,7 @@ pub async fn create_technical_user(
 
 pub async fn list_technical_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    Ok(Json(json!(state.store.list_principals()?)))
+    Ok(Json(json!(state.stores.principals.list().await?)))
 }
 
 pub async fn delete_technical_user(
@@ -88,7 +96,7 @@ pub async fn delete_technical_user(
     if id == caller.0.id {
         return Err(ApiError::bad_request("you cannot delete yourself"));
     }
-    let principals = state.store.list_principals()?;
+    let principals = state.stores.principals.list().await?;
     let target = principals
         .iter()
         .find(|p| p.id == id)
@@ -102,7 +110,7 @@ pub async fn delete_technical_user(
             return Err(ApiError::bad_request("the last admin cannot be deleted"));
         }
     }
-    state.store.delete_principal(&id)?;
+    state.stores.principals.delete(&id).await?;
     state.tokens.revoke(&id);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -147,7 +155,7 @@ pub async fn list_connectors(State(state): State<AppState>, caller: Caller) -> R
             caller.0.name
         )));
     }
-    let overview = state.plugins.overview(&state.store).map_err(plugin_error)?;
+    let overview = state.plugins.overview(&state.stores).await.map_err(plugin_error)?;
     Ok(Json(Value::Array(overview.iter().map(version_json).collect())))
 }
 
@@ -155,7 +163,7 @@ pub async fn list_connectors(State(state): State<AppState>, caller: Caller) -> R
 /// its call statistics.
 pub async fn list_plugins(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManagePlugins)?;
-    let overview = state.plugins.overview(&state.store).map_err(plugin_error)?;
+    let overview = state.plugins.overview(&state.stores).await.map_err(plugin_error)?;
     Ok(Json(Value::Array(overview.iter().map(version_json).collect())))
 }
 
@@ -177,7 +185,7 @@ pub async fn upload_plugin(State(state): State<AppState>, caller: Caller, body: 
     }
     let added = state
         .plugins
-        .add(&state.store, body.to_vec(), false)
+        .add(&state.stores, body.to_vec(), false)
         .await
         .map_err(plugin_error)?;
     let mut answer = plugin_json(&added.plugin);
@@ -202,7 +210,7 @@ pub async fn delete_plugin(
     caller.require(Permission::ManagePlugins)?;
     state
         .plugins
-        .remove(&state.store, &name, &version)
+        .remove(&state.stores, &name, &version)
         .await
         .map_err(plugin_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -260,14 +268,14 @@ pub async fn create_system(
     JsonBody(input): JsonBody<SystemInput>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    let system = state.systems.create(input)?;
+    let system = state.systems.create(input).await?;
     tracing::info!(system = %system.id, name = %system.spec.name, by = %caller.0.name, "system created");
     Ok(saved(&system, StatusCode::CREATED))
 }
 
 pub async fn list_systems(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    let views: Vec<SystemView> = state.systems.list()?.iter().map(SystemView::from).collect();
+    let views: Vec<SystemView> = state.systems.list().await?.iter().map(SystemView::from).collect();
     Ok(Json(json!(views)))
 }
 
@@ -277,7 +285,7 @@ pub async fn get_system(
     Path(id): Path<String>,
 ) -> Result<Json<SystemView>, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    Ok(Json(SystemView::from(&state.systems.get(&id)?)))
+    Ok(Json(SystemView::from(&state.systems.get(&id).await?)))
 }
 
 pub async fn replace_system(
@@ -287,7 +295,7 @@ pub async fn replace_system(
     JsonBody(input): JsonBody<SystemInput>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    let system = state.systems.replace(&id, input)?;
+    let system = state.systems.replace(&id, input).await?;
     tracing::info!(system = %system.id, by = %caller.0.name, "system replaced");
     Ok(saved(&system, StatusCode::OK))
 }
@@ -298,7 +306,7 @@ pub async fn delete_system(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    state.systems.delete(&id)?;
+    state.systems.delete(&id).await?;
     tracing::info!(system = %id, by = %caller.0.name, "system deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -62,15 +62,18 @@ pub async fn start_job(
         "simulate" => (JobType::Read, true),
         other => (other.parse::<JobType>().map_err(ApiError::bad_request)?, input.simulate),
     };
-    let job = state.provisioning.start(
-        &source,
-        JobOptions {
-            job_type,
-            simulate,
-            trigger: Trigger::Manual,
-            started_by: caller.0.name.clone(),
-        },
-    )?;
+    let job = state
+        .provisioning
+        .start(
+            &source,
+            JobOptions {
+                job_type,
+                simulate,
+                trigger: Trigger::Manual,
+                started_by: caller.0.name.clone(),
+            },
+        )
+        .await?;
     tracing::info!(job = %job.id, source = %source, by = %caller.0.name, "job started");
     Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
 }
@@ -88,11 +91,12 @@ pub async fn list_jobs(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     require_logs(&caller)?;
-    state.systems.get(&source)?;
+    state.systems.get(&source).await?;
     let jobs = state
-        .provisioning
-        .store()
-        .list_jobs(Some(&source), q.limit.unwrap_or(50).clamp(1, 1000))?;
+        .stores
+        .jobs
+        .list(Some(&source), q.limit.unwrap_or(50).clamp(1, 1000))
+        .await?;
     Ok(Json(Value::Array(jobs.iter().map(job_view).collect())))
 }
 
@@ -110,7 +114,7 @@ pub async fn get_job(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_logs(&caller)?;
-    Ok(Json(job_view(&state.provisioning.job(&id)?)))
+    Ok(Json(job_view(&state.provisioning.job(&id).await?)))
 }
 
 pub async fn stop_job(
@@ -119,7 +123,7 @@ pub async fn stop_job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::RunJobs)?;
-    let job = state.provisioning.stop(&id)?;
+    let job = state.provisioning.stop(&id).await?;
     tracing::info!(job = %id, by = %caller.0.name, "job stop requested");
     Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
 }
@@ -142,12 +146,13 @@ pub async fn job_entities(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     require_logs(&caller)?;
-    state.provisioning.job(&id)?;
+    state.provisioning.job(&id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let entries = state
-        .provisioning
-        .store()
-        .entity_log(&id, q.outcome.as_deref(), q.after.unwrap_or(0), limit)?;
+        .stores
+        .jobs
+        .log(&id, q.outcome.as_deref(), q.after.unwrap_or(0), limit)
+        .await?;
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
@@ -160,8 +165,8 @@ pub async fn held_deletes(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_logs(&caller)?;
-    state.provisioning.job(&id)?;
-    Ok(Json(json!(state.provisioning.store().held_deletes(&id)?)))
+    state.provisioning.job(&id).await?;
+    Ok(Json(json!(state.stores.jobs.held_deletes(&id).await?)))
 }
 
 /// `POST /api/v1/jobs/{id}/held-deletes/approve|reject`.
@@ -195,13 +200,13 @@ pub async fn put_schedule(
     JsonBody(mut input): JsonBody<ScheduleRecord>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::RunJobs)?;
-    let system = state.systems.get(&source)?;
+    let system = state.systems.get(&source).await?;
     if system.spec.role != crate::store::systems::Role::Source {
         return Err(ApiError::bad_request("only source systems have schedules"));
     }
     input.source_id = source;
     let schedule = Schedule::parse(&input).map_err(ApiError::bad_request)?;
-    state.provisioning.store().set_schedule(&input)?;
+    state.stores.jobs.set_schedule(&input).await?;
     let next = input
         .enabled
         .then(|| schedule.next_after(chrono::Utc::now()))
@@ -217,9 +222,10 @@ pub async fn get_schedule(
 ) -> Result<Json<Value>, ApiError> {
     require_logs(&caller)?;
     state
-        .provisioning
-        .store()
-        .schedules()?
+        .stores
+        .jobs
+        .schedules()
+        .await?
         .into_iter()
         .find(|s| s.source_id == source)
         .map(|s| Json(json!(s)))
@@ -232,7 +238,7 @@ pub async fn delete_schedule(
     Path(source): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::RunJobs)?;
-    if state.provisioning.store().delete_schedule(&source)? {
+    if state.stores.jobs.delete_schedule(&source).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("this system has no schedule"))
@@ -278,7 +284,7 @@ pub async fn reset_source(
     Path(source): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    let n = state.provisioning.reset(&source)?;
+    let n = state.provisioning.reset(&source).await?;
     tracing::info!(source = %source, by = %caller.0.name, links = n, "source reset");
     Ok(Json(json!({"linksRemoved": n})))
 }

@@ -1,4 +1,4 @@
-//! The HTTP surface: the admin API under `/api/v1`, `/oauth2/token`, `/healthz` and `/metrics`.
+//! The HTTP surface: the admin API under `/api/v1`, `/oauth2/token`, `/healthz`, `/readyz` and `/metrics`.
 //! Handlers are thin: they authenticate, check a permission, and call the domain modules.
 
 pub mod auth;
@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/ipsproxy/service/api/v1", realtime_api)
         .route("/oauth2/token", post(auth::token))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn(observe))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -53,8 +53,8 @@ async fn pusher(state: &AppState, headers: &HeaderMap, peer: &PeerCertificate) -
 }
 
 /// The source system, if it takes pushes; and whether it speaks IAS SCIM 1.0.
-fn push_source(state: &AppState, source: &str) -> Result<bool, Response> {
-    let system = match state.realtime.source_system(source) {
+async fn push_source(state: &AppState, source: &str) -> Result<bool, Response> {
+    let system = match state.realtime.source_system(source).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             return Err(scim_error(
@@ -147,7 +147,7 @@ pub async fn create(
     };
     let result = async {
         let kind = kind_of(&kind)?;
-        let v1 = push_source(&state, &source)?;
+        let v1 = push_source(&state, &source).await?;
         let entity = events::entity(kind, &body, None, v1).map_err(refused)?;
         let id = entity.get("id").and_then(events::id_text).unwrap_or_default();
         queue(&state, &principal, &source, kind, id, "create", Some(entity.clone())).await?;
@@ -172,7 +172,7 @@ pub async fn replace(
     let result = async {
         let kind = kind_of(&kind)?;
         events::check_id(&id).map_err(refused)?;
-        let v1 = push_source(&state, &source)?;
+        let v1 = push_source(&state, &source).await?;
         let entity = events::entity(kind, &body, Some(&id), v1).map_err(refused)?;
         queue(&state, &principal, &source, kind, id, "replace", Some(entity.clone())).await?;
         Ok::<_, Response>(scim_json(StatusCode::OK, entity))
@@ -196,7 +196,7 @@ pub async fn patch(
     let result = async {
         let kind = kind_of(&kind)?;
         events::check_id(&id).map_err(refused)?;
-        push_source(&state, &source)?;
+        push_source(&state, &source).await?;
         let doc = events::patch(&body).map_err(refused)?;
         queue(&state, &principal, &source, kind, id, "patch", Some(doc)).await?;
         Ok::<_, Response>(StatusCode::NO_CONTENT.into_response())
@@ -219,7 +219,7 @@ pub async fn delete(
     let result = async {
         let kind = kind_of(&kind)?;
         events::check_id(&id).map_err(refused)?;
-        push_source(&state, &source)?;
+        push_source(&state, &source).await?;
         queue(&state, &principal, &source, kind, id, "delete", None).await?;
         Ok::<_, Response>(StatusCode::NO_CONTENT.into_response())
     }
@@ -238,7 +238,10 @@ pub async fn probe(
     if let Err(r) = pusher(&state, &headers, &peer).await {
         return r;
     }
-    if let Err(r) = kind_of(&kind).and_then(|_| push_source(&state, &source)) {
+    if let Err(r) = kind_of(&kind) {
+        return r;
+    }
+    if let Err(r) = push_source(&state, &source).await {
         return r;
     }
     scim_error(
@@ -264,12 +267,16 @@ pub async fn list_events(
     Query(q): Query<EventQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ReadLogs)?;
-    let events = state.realtime.store().events(
-        q.source.as_deref(),
-        q.state.as_deref(),
-        q.before,
-        q.limit.unwrap_or(100).clamp(1, 5000),
-    )?;
+    let events = state
+        .stores
+        .events
+        .list(
+            q.source.as_deref(),
+            q.state.as_deref(),
+            q.before,
+            q.limit.unwrap_or(100).clamp(1, 5000),
+        )
+        .await?;
     Ok(Json(json!(events)))
 }
 
@@ -281,9 +288,10 @@ pub async fn get_event(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::ReadLogs)?;
     state
-        .realtime
-        .store()
-        .event(seq)?
+        .stores
+        .events
+        .get(seq)
+        .await?
         .map(|e| Json(json!(e)))
         .ok_or_else(|| ApiError::not_found(format!("no real-time event {seq}")))
 }
@@ -295,7 +303,7 @@ pub async fn retry_event(
     Path(seq): Path<i64>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::RunJobs)?;
-    if state.realtime.redrive(seq)? {
+    if state.realtime.redrive(seq).await? {
         Ok(StatusCode::ACCEPTED.into_response())
     } else {
         Err(ApiError::new(

@@ -14,24 +14,28 @@ use crate::outbound::{Outbound, OutboundLimits};
 use crate::plugins::Plugins;
 use crate::runtime::{CallLimits, Runtime};
 use crate::secrets::SecretBox;
-use crate::store::Store;
 use crate::store::principals::{Permission, PrincipalKind};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const PROXY_CLIENT: (&str, &str) = ("proxy-client", "proxy-password-1");
 
-fn state() -> AppState {
-    let store = Store::in_memory(SecretBox::from_key([3; 32])).expect("store");
-    store
-        .create_principal(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL)
+async fn state() -> AppState {
+    let store = provisio_store_sqlite::SqliteStore::in_memory(SecretBox::from_key([3; 32]))
+        .expect("store")
+        .stores();
+    let principals = &store.principals;
+    principals
+        .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL)
+        .await
         .expect("admin");
-    store
-        .create_principal(
+    principals
+        .create(
             PROXY_CLIENT.0,
             PROXY_CLIENT.1,
             PrincipalKind::Technical,
             &[Permission::ProxyApi],
         )
+        .await
         .expect("technical user");
     let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("outbound"));
     let runtime = Arc::new(Runtime::new(CallLimits::default(), outbound, None).expect("runtime"));
@@ -84,7 +88,7 @@ fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
 
 #[tokio::test]
 async fn callers_without_valid_credentials_are_challenged() {
-    let state = state();
+    let state = state().await;
     let (status, headers, body) = send(&state, Method::GET, "/api/v1/systems", None, None, b"").await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED);
     assert!(headers.contains_key(header::WWW_AUTHENTICATE), "{headers:?}");
@@ -104,7 +108,7 @@ async fn callers_without_valid_credentials_are_challenged() {
 
 #[tokio::test]
 async fn a_proxy_client_cannot_use_the_admin_api() {
-    let state = state();
+    let state = state().await;
     let new_user = br#"{"name":"escalated","password":"password-12345","permissions":["manage-systems"]}"#;
     for (method, uri, body) in [
         (Method::GET, "/api/v1/connectors", &b""[..]),
@@ -131,7 +135,7 @@ async fn a_proxy_client_cannot_use_the_admin_api() {
 
 #[tokio::test]
 async fn bad_bodies_get_clear_400s() {
-    let state = state();
+    let state = state().await;
     let cases: [(&str, &[u8]); 4] = [
         ("application/json", b"{not json"),
         ("application/json", b"[]"),
@@ -176,7 +180,7 @@ async fn bad_bodies_get_clear_400s() {
 
 #[tokio::test]
 async fn unknown_ids_are_404s() {
-    let state = state();
+    let state = state().await;
     for (method, uri) in [
         (Method::GET, "/api/v1/systems/no-such-system"),
         (Method::DELETE, "/api/v1/systems/no-such-system"),
@@ -193,7 +197,7 @@ async fn unknown_ids_are_404s() {
 
 #[tokio::test]
 async fn a_plugin_upload_that_is_no_component_is_refused() {
-    let state = state();
+    let state = state().await;
     let (status, _, body) = send(
         &state,
         Method::POST,

@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// Where the database, the master key, plugins and caches live.
     #[arg(long, default_value = "provisio-data", env = "PROVISIO_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Keep everything in this PostgreSQL database (14 or newer, `postgres://user:password@host/db`) instead of
+    /// SQLite in the data directory; several replicas may share it. The master key and the plugin
+    /// artifacts' cache stay in the data directory.
+    #[arg(long, env = "PROVISIO_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -93,7 +93,7 @@ pub async fn export(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    let system = state.systems.get(&id)?;
+    let system = state.systems.get(&id).await?;
     let format = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "format")
         .map(|(_, v)| v.to_ascii_lowercase())

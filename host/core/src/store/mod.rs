@@ -1,31 +1,38 @@
-//! The embedded store: one SQLite file (WAL) in the data directory, with migrations.
+//! The store's interfaces: one narrow, async interface per aggregate — [`SystemStore`], [`PrincipalStore`],
+//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`] — and the records they keep. The engine talks
+//! to these and never to SQL or a connection; a backend (`provisio-store-sqlite`, the embedded default)
+//! implements them all and hands them out bundled as [`Stores`], built in the composition root.
 //!
-//! Holds admins and technical users (password hashes), systems (secret properties encrypted with the
-//! master key, see [`crate::secrets`]), their transformation versions, and the registry of plugins.
-//! Queries are short; callers run them inline, and the connection is shared behind a mutex.
+//! What is the same for every backend lives here, above them: password hashing and the verified-login cache
+//! ([`Principals`]), opening sealed secrets ([`Stores::open_secrets`]), and the text form of instants.
 
+pub mod conformance;
 pub mod generation;
 pub mod jobs;
 pub mod links;
-mod migrations;
 pub mod plugins;
 pub mod principals;
 pub mod realtime;
 pub mod systems;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use rusqlite::Connection;
+pub use jobs::JobStore;
+pub use links::LinkStore;
+pub use plugins::PluginStore;
+pub use principals::{PrincipalStore, Principals};
+pub use realtime::EventStore;
+pub use systems::SystemStore;
 
-use crate::secrets::SecretBox;
+use crate::secrets::{Secret, SecretBox, SystemSecrets};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed.
+    /// The database failed (the backend's own message).
     #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Backend(String),
     /// A uniqueness rule was broken.
     #[error("{0}")]
     Conflict(String),
@@ -37,88 +44,60 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The store handle; cheap to clone.
+/// Every aggregate's store, as one backend implements them; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+pub struct Stores {
+    /// Sources, targets and proxies, with their transformations.
+    pub systems: Arc<dyn SystemStore>,
+    /// Admins and technical users, with password checking above the backend.
+    pub principals: Principals,
+    /// The plugin registry.
+    pub plugins: Arc<dyn PluginStore>,
+    /// Runs, their entity logs, held deletes, delta state and schedules.
+    pub jobs: Arc<dyn JobStore>,
+    /// Which target entity each source entity was written to.
+    pub links: Arc<dyn LinkStore>,
+    /// The real-time outbox and log.
+    pub events: Arc<dyn EventStore>,
+    readiness: Arc<dyn Readiness>,
     secrets: SecretBox,
-    path: Option<std::path::PathBuf>,
-    /// Bumped on every change to a system or its transformation, so views cached from them (the proxy's)
-    /// know they are stale.
-    systems_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// How often the write-ahead log is copied back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Checkpoints the write-ahead log on a thread with its own connection while the store lives. SQLite would
-/// otherwise run a checkpoint — a copy of the log and an fsync — inside whichever commit crosses 1,000 pages,
-/// and every request waiting for the store's connection would wait for it too. PASSIVE never blocks writers.
-fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) -> Result<(), StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    std::thread::Builder::new()
-        .name("provisio-checkpoint".into())
-        .spawn(move || {
-            while alive.strong_count() > 0 {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "cannot checkpoint the database's write-ahead log");
-                }
-            }
-        })
-        .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
-    Ok(())
+/// Whether a backend can serve: its database answers and holds the schema this Provisio knows.
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync {
+    /// `Ok` when it can serve; else why not.
+    async fn ready(&self) -> Result<(), StoreError>;
 }
 
-impl Store {
-    /// Opens (creating and migrating) the database file at `path`.
-    pub fn open(path: &Path, secrets: SecretBox) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Checkpoints run on a thread of their own (below), not inside a request's commit.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let mut store = Self::init(conn, secrets)?;
-        store.path = Some(path.to_path_buf());
-        spawn_checkpointer(path, Arc::downgrade(&store.conn))?;
-        Ok(store)
-    }
-
-    /// An in-memory store (tests).
-    pub fn in_memory(secrets: SecretBox) -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?, secrets)
-    }
-
-    fn init(mut conn: Connection, secrets: SecretBox) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // 32 MiB of page cache (the default is 2 MiB): a job's link upserts land on random pages of a table
-        // that grows by a few hundred bytes per entity.
-        conn.pragma_update(None, "cache_size", -32768)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrations::run(&mut conn)?;
-        systems::name_sealed_secrets(&conn, &secrets)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+impl Stores {
+    /// Bundles one backend that implements every aggregate's interface; `secrets` opens what it sealed.
+    pub fn new<B>(backend: Arc<B>, secrets: SecretBox) -> Stores
+    where
+        B: SystemStore + PrincipalStore + PluginStore + JobStore + LinkStore + EventStore + Readiness + 'static,
+    {
+        Stores {
+            systems: backend.clone(),
+            principals: Principals::new(backend.clone()),
+            plugins: backend.clone(),
+            jobs: backend.clone(),
+            links: backend.clone(),
+            events: backend.clone(),
+            readiness: backend,
             secrets,
-            path: None,
-            systems_generation: Arc::default(),
-        })
+        }
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether the store can serve (`/readyz`).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.readiness.ready().await
     }
 
-    /// The database file; `None` in memory.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
-    /// The current schema version.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    /// The values of a system's secrets: the one way to their plaintext, for building a connection to it.
+    pub fn open_secrets(&self, secrets: &SystemSecrets) -> Result<BTreeMap<String, Secret>, StoreError> {
+        self.secrets
+            .open_secrets(secrets)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 }
 
@@ -160,18 +139,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 #[cfg(test)]
-pub(crate) fn test_store() -> Store {
-    Store::in_memory(SecretBox::from_key([1; 32])).expect("in-memory store")
-}
-
-#[cfg(test)]
 mod tests {
     #[test]
-    fn migrates_and_formats_time() {
-        let s = super::test_store();
-        assert!(s.schema_version().expect("version") >= 1);
+    fn formats_time() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));
         assert_eq!(super::civil_from_days(20_415), (2025, 11, 23));
         assert!(super::now().ends_with('Z'));
+        assert_eq!(super::now().len(), "2025-11-23T00:00:00.000Z".len());
     }
 }

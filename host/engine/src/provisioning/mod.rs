@@ -36,7 +36,7 @@ use crate::plugins::Plugins;
 use crate::store::jobs::{JobRecord, JobStatus};
 use crate::store::links::{LinkChange, LinkScope};
 use crate::store::systems::{Role, System};
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, Stores};
 use crate::systems::Systems;
 
 /// Read (write what changed, delete what disappeared) or Resync (rewrite everything).
@@ -119,7 +119,7 @@ struct SourceSlot {
 }
 
 struct Inner {
-    store: Store,
+    store: Stores,
     systems: Systems,
     plugins: Arc<Plugins>,
     active: Mutex<HashMap<String, SourceSlot>>,
@@ -140,7 +140,7 @@ pub const DEFAULT_RETENTION_DAYS: i64 = 30;
 
 impl Provisioning {
     /// Wires the service. `retention_days` bounds how long ended runs are kept.
-    pub fn new(store: Store, plugins: Arc<Plugins>, retention_days: i64) -> Self {
+    pub fn new(store: Stores, plugins: Arc<Plugins>, retention_days: i64) -> Self {
         let systems = Systems::new(store.clone(), plugins.clone());
         Provisioning {
             inner: Arc::new(Inner {
@@ -160,18 +160,18 @@ impl Provisioning {
     }
 
     /// At start: marks runs a crash interrupted, and prunes old runs. Returns the interrupted run ids.
-    pub fn recover(&self) -> Result<Vec<String>, JobError> {
-        let ids = self.inner.store.interrupt_unfinished_jobs()?;
+    pub async fn recover(&self) -> Result<Vec<String>, JobError> {
+        let ids = self.inner.store.jobs.interrupt_unfinished().await?;
         for id in &ids {
             tracing::warn!(job = %id, "a job run was interrupted by a restart; the next run converges");
         }
-        self.prune()?;
+        self.prune().await?;
         Ok(ids)
     }
 
-    fn prune(&self) -> Result<(), JobError> {
+    async fn prune(&self) -> Result<(), JobError> {
         let before = crate::store::timestamp(chrono::Utc::now() - chrono::Duration::days(self.inner.retention_days));
-        let n = self.inner.store.prune_jobs(&before)?;
+        let n = self.inner.store.jobs.prune(&before).await?;
         if n > 0 {
             tracing::info!(runs = n, "pruned job runs past their retention");
         }
@@ -180,16 +180,15 @@ impl Provisioning {
 
     /// Starts a run on a source, or queues it behind the running one. A scheduled run while one runs is
     /// refused (`Conflict`): the slot is skipped.
-    pub fn start(&self, source_id: &str, options: JobOptions) -> Result<JobRecord, JobError> {
-        let source = self.inner.systems.get(source_id)?;
+    pub async fn start(&self, source_id: &str, options: JobOptions) -> Result<JobRecord, JobError> {
+        let source = self.inner.systems.get(source_id).await?;
         if source.spec.role != Role::Source {
             return Err(JobError::Invalid(format!(
                 "{} is a {:?} system; jobs run on source systems",
                 source.spec.name, source.spec.role
             )));
         }
-        let mut active = self.active();
-        let busy = active.contains_key(source_id);
+        let busy = self.active().contains_key(source_id);
         if busy && options.trigger == Trigger::Schedule {
             return Err(JobError::Conflict(format!(
                 "a run of {} is still going; this scheduled run is skipped",
@@ -216,22 +215,44 @@ impl Provisioning {
             started_at: crate::store::now(),
             ended_at: None,
         };
-        self.inner.store.insert_job(&record)?;
-        if let Some(slot) = active.get_mut(source_id) {
-            slot.queue.push_back((record.id.clone(), options));
-            tracing::info!(job = %record.id, source = %source_id, "job queued behind the running one");
-            return Ok(record);
-        }
+        self.inner.store.jobs.insert(&record).await?;
         let stop = StopSignal::new();
-        active.insert(
-            source_id.to_string(),
-            SourceSlot {
-                running: record.id.clone(),
-                stop: stop.clone(),
-                queue: VecDeque::new(),
-            },
-        );
-        drop(active);
+        // The options of a run that starts now; `None` when it was queued behind the running one.
+        let starting = {
+            let mut active = self.active();
+            match active.get_mut(source_id) {
+                Some(slot) => {
+                    slot.queue.push_back((record.id.clone(), options));
+                    None
+                }
+                None => {
+                    let slot = SourceSlot {
+                        running: record.id.clone(),
+                        stop: stop.clone(),
+                        queue: VecDeque::new(),
+                    };
+                    active.insert(source_id.to_string(), slot);
+                    Some(options)
+                }
+            }
+        };
+        let mut record = record;
+        let Some(options) = starting else {
+            tracing::info!(job = %record.id, source = %source_id, "job queued behind the running one");
+            if !busy {
+                // A run started while this one was being recorded.
+                record.status = JobStatus::Queued;
+                let jobs = &self.inner.store.jobs;
+                jobs.update(&record.id, record.status, &record.read_mode, &record.summary)
+                    .await?;
+            }
+            return Ok(record);
+        };
+        if busy {
+            // The run it was queued behind ended while it was being recorded.
+            self.inner.store.jobs.start(&record.id).await?;
+            record.status = JobStatus::Running;
+        }
         let this = self.clone();
         let (job_id, source_id) = (record.id.clone(), source_id.to_string());
         tokio::spawn(async move { this.drive(source_id, job_id, options, stop).await });
@@ -251,28 +272,26 @@ impl Provisioning {
             let status = self.supervise(&source_id, &job_id, &options, &stop).await;
             tracing::info!(job = %job_id, source = %source_id, status = status.as_str(),
                 seconds = started.elapsed().as_secs_f64(), "job run ended");
-            let mut active = self.active();
-            let Some(slot) = active.get_mut(&source_id) else {
+            let next = {
+                let mut active = self.active();
+                let next = active.get_mut(&source_id).and_then(|slot| {
+                    let (next, next_options) = slot.queue.pop_front()?;
+                    slot.running = next.clone();
+                    slot.stop = StopSignal::new();
+                    Some((next, next_options, slot.stop.clone()))
+                });
+                if next.is_none() {
+                    active.remove(&source_id);
+                }
+                next
+            };
+            let Some((next, next_options, next_stop)) = next else {
                 guard.armed = false;
                 return;
             };
-            match slot.queue.pop_front() {
-                Some((next, next_options)) => {
-                    slot.running = next.clone();
-                    slot.stop = StopSignal::new();
-                    stop = slot.stop.clone();
-                    job_id = next;
-                    options = next_options;
-                    drop(active);
-                    if let Err(e) = self.inner.store.start_job(&job_id) {
-                        tracing::error!(job = %job_id, error = %e, "cannot start a queued job");
-                    }
-                }
-                None => {
-                    active.remove(&source_id);
-                    guard.armed = false;
-                    return;
-                }
+            (job_id, options, stop) = (next, next_options, next_stop);
+            if let Err(e) = self.inner.store.jobs.start(&job_id).await {
+                tracing::error!(job = %job_id, error = %e, "cannot start a queued job");
             }
         }
     }
@@ -294,7 +313,7 @@ impl Provisioning {
             Err(e) => {
                 let why = join_error_message(e);
                 tracing::error!(job = %job_id, source = %source_id, why = %why, "a job run ended abnormally");
-                self.finish_abnormally(job_id, &format!("The run ended abnormally ({why}); nothing was deleted after that. The source is free for the next run."));
+                self.finish_abnormally(job_id, &format!("The run ended abnormally ({why}); nothing was deleted after that. The source is free for the next run.")).await;
                 JobStatus::FinishedWithError
             }
         }
@@ -302,8 +321,8 @@ impl Provisioning {
 
     /// Finishes a run that cannot finish itself: its last recorded statistics, the reason in its outcome,
     /// *Finished with Error*. A run that has ended already is left as it is.
-    fn finish_abnormally(&self, job_id: &str, reason: &str) {
-        let job = match self.inner.store.get_job(job_id) {
+    async fn finish_abnormally(&self, job_id: &str, reason: &str) {
+        let job = match self.inner.store.jobs.get(job_id).await {
             Ok(Some(job)) if !job.status.is_final() => job,
             Ok(_) => return,
             Err(e) => {
@@ -322,7 +341,9 @@ impl Provisioning {
         if let Err(e) = self
             .inner
             .store
-            .update_job(job_id, JobStatus::FinishedWithError, &job.read_mode, &summary)
+            .jobs
+            .update(job_id, JobStatus::FinishedWithError, &job.read_mode, &summary)
+            .await
         {
             tracing::error!(job = %job_id, error = %e, "cannot record the end of a job that ended abnormally");
         }
@@ -337,10 +358,10 @@ impl Provisioning {
         {
             panic!("a bug in the run (injected by a test)");
         }
-        if let Err(e) = self.prune() {
+        if let Err(e) = self.prune().await {
             tracing::warn!(error = %e, "cannot prune old job runs");
         }
-        match self.prepare(source_id) {
+        match self.prepare(source_id).await {
             Ok((mut reader, targets)) => {
                 // Every retry of the run races its stop and pays from its budget of waiting.
                 let scope = RetryScope::for_run(stop.clone(), reader.settings.limits.max_retry_wait);
@@ -367,7 +388,9 @@ impl Provisioning {
                 if let Err(e) = self
                     .inner
                     .store
-                    .update_job(job_id, JobStatus::FinishedWithError, "full", &summary)
+                    .jobs
+                    .update(job_id, JobStatus::FinishedWithError, "full", &summary)
+                    .await
                 {
                     tracing::error!(job = %job_id, error = %e, "cannot record a job that could not start");
                 }
@@ -382,11 +405,17 @@ impl Provisioning {
     }
 
     /// Loads the source and its targets for a run; a message for the job log when it cannot.
-    pub(crate) fn prepare(&self, source_id: &str) -> Result<(SourceReader, Vec<TargetContext>), String> {
+    pub(crate) async fn prepare(&self, source_id: &str) -> Result<(SourceReader, Vec<TargetContext>), String> {
         let systems = &self.inner.systems;
-        let source = systems.get(source_id).map_err(|e| e.to_string())?;
+        let source = systems.get(source_id).await.map_err(|e| e.to_string())?;
         let reader = self.source_reader(source)?;
-        let targets = self.inner.store.targets_of(source_id).map_err(|e| e.to_string())?;
+        let targets = self
+            .inner
+            .store
+            .systems
+            .targets_of(source_id)
+            .await
+            .map_err(|e| e.to_string())?;
         if targets.is_empty() {
             return Err(format!(
                 "{} has no target systems; add it to the sources of a target first",
@@ -465,55 +494,62 @@ impl Provisioning {
     }
 
     /// Asks a run to stop at the next entity boundary, or takes a queued run off the queue.
-    pub fn stop(&self, job_id: &str) -> Result<JobRecord, JobError> {
-        let job = self.job(job_id)?;
-        let mut active = self.active();
-        if let Some(slot) = active.get_mut(&job.source_id) {
-            if slot.running == job_id {
-                slot.stop.request();
-                drop(active);
-                tracing::info!(job = %job_id, "stop requested");
-                return self.job(job_id);
+    pub async fn stop(&self, job_id: &str) -> Result<JobRecord, JobError> {
+        let job = self.job(job_id).await?;
+        let taken_off_queue = {
+            let mut active = self.active();
+            match active.get_mut(&job.source_id) {
+                Some(slot) if slot.running == job_id => {
+                    slot.stop.request();
+                    false
+                }
+                Some(slot) => match slot.queue.iter().position(|(id, _)| id == job_id) {
+                    Some(pos) => {
+                        slot.queue.remove(pos);
+                        true
+                    }
+                    None => return Err(nothing_to_stop(&job)),
+                },
+                None => return Err(nothing_to_stop(&job)),
             }
-            if let Some(pos) = slot.queue.iter().position(|(id, _)| id == job_id) {
-                slot.queue.remove(pos);
-                drop(active);
-                let mut summary = job.summary.clone();
-                summary["outcome"] = json!(["Stopped by an admin before it started."]);
-                self.inner
-                    .store
-                    .update_job(job_id, JobStatus::ManuallyTerminated, &job.read_mode, &summary)?;
-                return self.job(job_id);
-            }
+        };
+        if !taken_off_queue {
+            tracing::info!(job = %job_id, "stop requested");
+            return self.job(job_id).await;
         }
-        Err(JobError::Conflict(format!(
-            "the run has ended ({}); there is nothing to stop",
-            job.status.as_str()
-        )))
+        let mut summary = job.summary.clone();
+        summary["outcome"] = json!(["Stopped by an admin before it started."]);
+        self.inner
+            .store
+            .jobs
+            .update(job_id, JobStatus::ManuallyTerminated, &job.read_mode, &summary)
+            .await?;
+        self.job(job_id).await
     }
 
     /// One run.
-    pub fn job(&self, job_id: &str) -> Result<JobRecord, JobError> {
+    pub async fn job(&self, job_id: &str) -> Result<JobRecord, JobError> {
         self.inner
             .store
-            .get_job(job_id)?
+            .jobs
+            .get(job_id)
+            .await?
             .ok_or_else(|| JobError::NotFound(format!("no job with id {job_id}")))
     }
-
     /// How many days ended runs (and real-time events) are kept.
     pub fn retention_days(&self) -> i64 {
         self.inner.retention_days
     }
 
     /// The store (for the log and list endpoints).
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Stores {
         &self.inner.store
     }
 
     /// Approves (deletes them now) or rejects (keeps the entities and their links) the deletes a threshold
     /// held in a run. Returns the counts.
     pub async fn decide_held_deletes(&self, job_id: &str, approve: bool, by: &str) -> Result<Value, JobError> {
-        let job = self.job(job_id)?;
+        let job = self.job(job_id).await?;
         if !job.status.is_final() {
             return Err(JobError::Conflict(
                 "the run is still going; decide when it has ended".into(),
@@ -522,7 +558,9 @@ impl Provisioning {
         let pending: Vec<_> = self
             .inner
             .store
-            .held_deletes(job_id)?
+            .jobs
+            .held_deletes(job_id)
+            .await?
             .into_iter()
             .filter(|h| h.decision.is_none())
             .collect();
@@ -530,12 +568,12 @@ impl Provisioning {
             return Err(JobError::Conflict("this run holds no pending deletes".into()));
         }
         let decision = if approve { "approved" } else { "rejected" };
-        self.inner.store.decide_held_deletes(job_id, decision)?;
+        self.inner.store.jobs.decide_held_deletes(job_id, decision).await?;
         tracing::info!(job = %job_id, by = %by, decision, count = pending.len(), "held deletes decided");
         if !approve {
             return Ok(json!({"decision": decision, "count": pending.len()}));
         }
-        let source = self.inner.systems.get(&job.source_id)?;
+        let source = self.inner.systems.get(&job.source_id).await?;
         let trace = SourceSettings::from_properties(&source.spec.properties)
             .map(|s| s.trace)
             .unwrap_or_default();
@@ -548,11 +586,11 @@ impl Provisioning {
         }
         let mut deleted = 0u64;
         let mut failed = 0u64;
-        let mut seq = self.inner.store.last_log_seq(job_id)?;
+        let mut seq = self.inner.store.jobs.last_log_seq(job_id).await?;
         let never = StopSignal::new();
         for ((target_id, kind_name), candidates) in by_target {
             let kind: EntityKind = kind_name.parse().map_err(JobError::Invalid)?;
-            let target = self.inner.systems.get(&target_id)?;
+            let target = self.inner.systems.get(&target_id).await?;
             let ctx = self.target_context(target, trace).map_err(JobError::Invalid)?;
             let scope = LinkScope {
                 source: job.source_id.clone(),
@@ -560,26 +598,26 @@ impl Provisioning {
                 kind,
             };
             // Only what is still linked as it was: a later run may have seen the entity again.
-            let links = self.inner.store.links(&scope)?;
+            let links = self.inner.store.links.all(&scope).await?;
             let still: Vec<(String, String)> = candidates
                 .into_iter()
                 .filter(|(s, t)| links.get(s).and_then(|l| l.target_entity.as_deref()) == Some(t.as_str()))
                 .collect();
-            let (changes, mut log, counts, _) =
-                run::execute_deletes(&ctx, kind, &still, false, &never, &self.inner.store).await;
-            self.inner.store.apply_links(&scope, &changes)?;
+            let (changes, mut log, counts, _) = run::execute_deletes(&ctx, kind, &still, false, &never).await;
+            self.inner.store.links.apply(&scope, changes).await?;
             for entry in &mut log {
                 entry.reason = Some(match entry.reason.take() {
                     Some(r) => format!("approved by {by}; {r}"),
                     None => format!("approved by {by}"),
                 });
             }
-            self.inner.store.append_entity_log(job_id, seq + 1, &log)?;
-            seq += log.len() as i64;
+            let logged = log.len() as i64;
+            self.inner.store.jobs.append_log(job_id, seq + 1, log).await?;
+            seq += logged;
             deleted += counts.deleted;
             failed += counts.failed;
             // Reflect the deletes in the run's statistics.
-            let mut summary = self.job(job_id)?.summary;
+            let mut summary = self.job(job_id).await?.summary;
             if let Some(rows) = summary["statistics"].as_array_mut() {
                 for row in rows {
                     if row["targetId"] == json!(target_id) && row["entityType"] == json!(kind_name) {
@@ -591,25 +629,27 @@ impl Provisioning {
                     }
                 }
             }
-            let current = self.job(job_id)?;
+            let current = self.job(job_id).await?;
             self.inner
                 .store
-                .update_job(job_id, current.status, &current.read_mode, &summary)?;
+                .jobs
+                .update(job_id, current.status, &current.read_mode, &summary)
+                .await?;
         }
         Ok(json!({"decision": decision, "deleted": deleted, "failed": failed}))
     }
 
     /// Forgets every link of a source (SAP's *Reset*): targets keep their entities, which afterwards look
     /// like they existed before.
-    pub fn reset(&self, source_id: &str) -> Result<usize, JobError> {
-        let source = self.inner.systems.get(source_id)?;
+    pub async fn reset(&self, source_id: &str) -> Result<usize, JobError> {
+        let source = self.inner.systems.get(source_id).await?;
         if self.active().contains_key(source_id) {
             return Err(JobError::Conflict(format!(
                 "a run of {} is going; stop it before resetting",
                 source.spec.name
             )));
         }
-        Ok(self.inner.store.reset_links(source_id)?)
+        Ok(self.inner.store.links.reset(source_id).await?)
     }
 
     /// Single-entity provisioning (Entra's *provision on demand*); see [`one`].
@@ -623,9 +663,17 @@ impl Provisioning {
         one::provision_one(self, source_id, kind, entity_id, simulate).await
     }
 
-    fn link_changes(&self, scope: &LinkScope, changes: &[LinkChange]) -> Result<(), JobError> {
-        Ok(self.inner.store.apply_links(scope, changes)?)
+    async fn link_changes(&self, scope: &LinkScope, changes: Vec<LinkChange>) -> Result<(), JobError> {
+        Ok(self.inner.store.links.apply(scope, changes).await?)
     }
+}
+
+/// Why a run that has ended cannot be stopped.
+fn nothing_to_stop(job: &JobRecord) -> JobError {
+    JobError::Conflict(format!(
+        "the run has ended ({}); there is nothing to stop",
+        job.status.as_str()
+    ))
 }
 
 /// Aborts a run's task when its supervisor goes away (so that no run goes on unsupervised).
@@ -654,16 +702,28 @@ impl Drop for SourceGuard {
         let Some(slot) = slot else { return };
         tracing::error!(source = %self.source_id, job = %slot.running, "the loop driving a source's runs ended abnormally; the source is freed");
         slot.stop.request();
-        self.service.finish_abnormally(
-            &slot.running,
-            "The run ended abnormally (its supervisor went away); nothing was deleted after that. The source is free for the next run.",
-        );
-        for (queued, _) in slot.queue {
-            self.service.finish_abnormally(
-                &queued,
-                "The run never started: the runs of its source were interrupted. Start it again.",
-            );
-        }
+        // Recorded on a task of its own: a destructor cannot wait for the store.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(job = %slot.running, "no runtime left to record the abnormal end; the next start marks it interrupted");
+            return;
+        };
+        let service = self.service.clone();
+        runtime.spawn(async move {
+            service
+                .finish_abnormally(
+                    &slot.running,
+                    "The run ended abnormally (its supervisor went away); nothing was deleted after that. The source is free for the next run.",
+                )
+                .await;
+            for (queued, _) in slot.queue {
+                service
+                    .finish_abnormally(
+                        &queued,
+                        "The run never started: the runs of its source were interrupted. Start it again.",
+                    )
+                    .await;
+            }
+        });
     }
 }
 
@@ -702,11 +762,13 @@ mod tests {
     use super::*;
 
     /// The service, and a source system whose connector is not loaded.
-    fn service() -> (Provisioning, String) {
-        let store =
-            crate::store::Store::in_memory(crate::secrets::SecretBox::from_key([1; 32])).expect("in-memory store");
+    async fn service() -> (Provisioning, String) {
+        let store = provisio_store_sqlite::SqliteStore::in_memory(crate::secrets::SecretBox::from_key([1; 32]))
+            .expect("in-memory store")
+            .stores();
         let source = store
-            .create_system(crate::store::systems::SystemSpec {
+            .systems
+            .create(crate::store::systems::SystemSpec {
                 name: "source".into(),
                 connector: "nothing".into(),
                 connector_version: None,
@@ -716,6 +778,7 @@ mod tests {
                 sources: vec![],
                 transformation: None,
             })
+            .await
             .expect("system");
         let outbound = crate::outbound::Outbound::new(crate::outbound::OutboundLimits::default()).expect("outbound");
         let runtime = crate::runtime::Runtime::new(crate::runtime::CallLimits::default(), Arc::new(outbound), None)
@@ -735,22 +798,22 @@ mod tests {
 
     async fn ended(service: &Provisioning, id: &str) -> JobRecord {
         for _ in 0..500 {
-            let job = service.job(id).expect("job");
+            let job = service.job(id).await.expect("job");
             if job.status.is_final() {
                 return job;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("job {id} did not end: {:?}", service.job(id).expect("job"));
+        panic!("job {id} did not end: {:?}", service.job(id).await.expect("job"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_whose_task_panics_ends_failed_and_frees_its_source() {
-        let (service, source) = service();
+        let (service, source) = service().await;
         service.inner.panic_next_run.store(true, Ordering::SeqCst);
-        let first = service.start(&source, manual()).expect("start");
+        let first = service.start(&source, manual()).await.expect("start");
         // Queued behind the one that panics: it must still run.
-        let queued = service.start(&source, manual()).expect("queue");
+        let queued = service.start(&source, manual()).await.expect("queue");
         assert_eq!(queued.status, JobStatus::Queued);
         let first = ended(&service, &first.id).await;
         assert_eq!(first.status, JobStatus::FinishedWithError, "{first:?}");
@@ -768,10 +831,13 @@ mod tests {
             "{queued:?}"
         );
         // And the source is free: a further run starts at once, not queued.
-        let third = service.start(&source, manual()).expect("start again");
+        let third = service.start(&source, manual()).await.expect("start again");
         assert_eq!(third.status, JobStatus::Running);
         ended(&service, &third.id).await;
         assert!(service.active().is_empty(), "no run holds the source");
-        assert!(service.stop(&third.id).is_err(), "an ended run has nothing to stop");
+        assert!(
+            service.stop(&third.id).await.is_err(),
+            "an ended run has nothing to stop"
+        );
     }
 }

@@ -21,7 +21,7 @@ pub(super) async fn provision_one(
     entity_id: &str,
     simulate: bool,
 ) -> Result<Value, JobError> {
-    let (reader, targets) = service.prepare(source_id).map_err(JobError::Invalid)?;
+    let (reader, targets) = service.prepare(source_id).await.map_err(JobError::Invalid)?;
     let mut steps = Vec::new();
     let read = reader.runtime.get(&reader.plugin, &reader.call, kind, entity_id);
     let native = match super::retry::guarded(&reader.plugin.label(), read).await {
@@ -67,8 +67,8 @@ pub(super) async fn provision_one(
             target: ctx.system.id.clone(),
             kind: k,
         };
-        let users = store.links(&scope(EntityKind::User))?;
-        let groups = store.links(&scope(EntityKind::Group))?;
+        let users = store.links.all(&scope(EntityKind::User)).await?;
+        let groups = store.links.all(&scope(EntityKind::Group)).await?;
         let resolver = LinkResolver {
             users: &users,
             groups: &groups,
@@ -138,7 +138,7 @@ pub(super) async fn provision_one(
             continue;
         }
         if let Some(intent) = sync::intent(&planned) {
-            service.link_changes(&scope(kind), &[intent])?;
+            service.link_changes(&scope(kind), vec![intent]).await?;
         }
         let written = ctx.execute(kind, &planned.plan).await;
         let settled = sync::settle(&planned, link.as_ref(), written, |target_id| {
@@ -158,7 +158,7 @@ pub(super) async fn provision_one(
             _ => {}
         }
         if let Some(change) = settled.link {
-            service.link_changes(&scope(kind), &[change])?;
+            service.link_changes(&scope(kind), vec![change]).await?;
         }
         results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));
     }

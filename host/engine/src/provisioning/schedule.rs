@@ -62,7 +62,7 @@ pub async fn run_scheduler(service: Provisioning) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticker.tick().await;
-        let records = match service.store().schedules() {
+        let records = match service.store().jobs.schedules().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read schedules");
@@ -98,7 +98,7 @@ pub async fn run_scheduler(service: Provisioning) {
                 trigger: Trigger::Schedule,
                 started_by: "scheduler".into(),
             };
-            match service.start(&record.source_id, options) {
+            match service.start(&record.source_id, options).await {
                 Ok(job) => tracing::info!(job = %job.id, source = %record.source_id, "scheduled run started"),
                 Err(JobError::Conflict(m)) => tracing::info!(source = %record.source_id, "{m}"),
                 Err(e) => tracing::warn!(source = %record.source_id, error = %e, "scheduled run could not start"),

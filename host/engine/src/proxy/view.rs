@@ -179,7 +179,7 @@ impl Proxy {
     /// Proxy system `id`, from the cache while the system and its plugin are unchanged; `base` is the URL
     /// prefix the client used (for `meta.location`).
     pub async fn load(state: &Engine, id: &str, base: String) -> Result<Proxy, ScimError> {
-        let generation = state.store.systems_generation();
+        let generation = state.stores.systems.generation();
         if let Some(view) = state.proxy.views.get(id, generation)
             && state.systems.runs_on(&view.system, &view.plugin)
             && view.rediscover_at.is_none_or(|at| std::time::Instant::now() < at)
@@ -209,7 +209,7 @@ impl Proxy {
 impl View {
     pub(super) async fn load(state: &Engine, id: &str) -> Result<View, ScimError> {
         let missing = || ScimError::not_found(format!("no proxy system with id {id}"));
-        let system = state.systems.get(id).map_err(|_| missing())?;
+        let system = state.systems.get(id).await.map_err(|_| missing())?;
         if system.spec.role != Role::Proxy {
             return Err(missing());
         }

@@ -22,11 +22,11 @@ use crate::provisioning::retry::backoff;
 use crate::provisioning::run::SourceReader;
 use crate::provisioning::sync::{self, Outcome};
 use crate::provisioning::target::{DeleteOutcome, TargetContext};
-use crate::store::Store;
 use crate::store::generation::ByGeneration;
 use crate::store::links::LinkScope;
-use crate::store::realtime::{Appender, EventRecord, NewEvent};
+use crate::store::realtime::{EventRecord, NewEvent};
 use crate::store::systems::System;
+use crate::store::{StoreError, Stores};
 
 /// Events worked on at once.
 const MAX_IN_FLIGHT: usize = 32;
@@ -49,9 +49,8 @@ pub struct Realtime {
 }
 
 struct Inner {
-    store: Store,
+    store: Stores,
     provisioning: Provisioning,
-    appender: Option<Appender>,
     wake: Notify,
     in_flight: Mutex<HashSet<(String, String, String)>>,
     retry_base: Duration,
@@ -62,27 +61,18 @@ struct Inner {
 /// Why an event was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum RealtimeError {
-    /// The outbox cannot take events (in-memory store, writer stopped).
+    /// The outbox cannot take events (the store failed, its writer stopped).
     #[error("{0}")]
     Unavailable(String),
 }
 
 impl Realtime {
-    /// Wires the service. Without a database file (tests with an in-memory store) events cannot be
-    /// acknowledged durably, and pushes are refused.
-    pub fn new(store: Store, provisioning: Provisioning) -> Self {
-        let appender = store.path().and_then(|p| match Appender::open(p) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                tracing::error!(error = %e, "the real-time outbox cannot be opened; pushes are refused");
-                None
-            }
-        });
+    /// Wires the service.
+    pub fn new(store: Stores, provisioning: Provisioning) -> Self {
         Realtime {
             inner: Arc::new(Inner {
                 store,
                 provisioning,
-                appender,
                 wake: Notify::new(),
                 in_flight: Mutex::new(HashSet::new()),
                 retry_base: Duration::from_secs(1),
@@ -94,24 +84,25 @@ impl Realtime {
 
     /// Stores an event durably; returns once it is committed, and wakes the dispatcher.
     pub async fn accept(&self, event: NewEvent) -> Result<EventRecord, RealtimeError> {
-        let appender = self
+        let record = self
             .inner
-            .appender
-            .as_ref()
-            .ok_or_else(|| RealtimeError::Unavailable("the real-time outbox is not available".into()))?;
-        let record = appender.append(event).await.map_err(RealtimeError::Unavailable)?;
+            .store
+            .events
+            .append(event)
+            .await
+            .map_err(|e| RealtimeError::Unavailable(format!("the real-time outbox cannot take the event: {e}")))?;
         self.inner.wake.notify_one();
         Ok(record)
     }
 
     /// The system a push names, cached per systems generation (every push asks; unknown ids are not
     /// cached, so they cannot grow the cache).
-    pub fn source_system(&self, id: &str) -> Result<Option<Arc<System>>, crate::store::StoreError> {
-        let generation = self.inner.store.systems_generation();
+    pub async fn source_system(&self, id: &str) -> Result<Option<Arc<System>>, StoreError> {
+        let generation = self.inner.store.systems.generation();
         if let Some(system) = self.inner.systems.get(id, generation) {
             return Ok(Some(system));
         }
-        let Some(system) = self.inner.store.get_system(id)? else {
+        let Some(system) = self.inner.store.systems.get(id).await? else {
             return Ok(None);
         };
         let system = Arc::new(system);
@@ -120,13 +111,13 @@ impl Realtime {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Stores {
         &self.inner.store
     }
 
     /// Puts a parked or failed event back in the queue.
-    pub fn redrive(&self, seq: i64) -> Result<bool, crate::store::StoreError> {
-        let ok = self.inner.store.redrive_event(seq)?;
+    pub async fn redrive(&self, seq: i64) -> Result<bool, StoreError> {
+        let ok = self.inner.store.events.redrive(seq).await?;
         if ok {
             self.inner.wake.notify_one();
         }
@@ -140,10 +131,10 @@ impl Realtime {
         let mut last_prune: Option<std::time::Instant> = None;
         loop {
             if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
-                self.prune();
+                self.prune().await;
                 last_prune = Some(std::time::Instant::now());
             }
-            self.dispatch_ready(&done_tx);
+            self.dispatch_ready(&done_tx).await;
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = done_rx.recv() => {}
@@ -155,11 +146,11 @@ impl Realtime {
         }
     }
 
-    fn prune(&self) {
+    async fn prune(&self) {
         let before = crate::store::timestamp(
             chrono::Utc::now() - chrono::Duration::days(self.inner.provisioning.retention_days()),
         );
-        match self.inner.store.prune_events(&before) {
+        match self.inner.store.events.prune(&before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned real-time events past their retention"),
             Err(e) => tracing::warn!(error = %e, "cannot prune real-time events"),
@@ -172,12 +163,12 @@ impl Realtime {
 
     /// Starts every pending event that may run now: the first pending event of each entity that has none in
     /// flight, whose retry time has come.
-    fn dispatch_ready(&self, done: &tokio::sync::mpsc::UnboundedSender<()>) {
+    async fn dispatch_ready(&self, done: &tokio::sync::mpsc::UnboundedSender<()>) {
         let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight().len());
         if room == 0 {
             return;
         }
-        let pending = match self.inner.store.pending_events(SCAN) {
+        let pending = match self.inner.store.events.pending(SCAN).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the real-time outbox");
@@ -223,7 +214,7 @@ impl Realtime {
 
     /// One attempt at one event: every target, then the outcome recorded.
     async fn work(&self, event: EventRecord) {
-        let event = match self.inner.store.event(event.seq) {
+        let event = match self.inner.store.events.get(event.seq).await {
             // A scan may list an event that finished between its read and this start: it is not worked twice.
             Ok(Some(full)) if full.state == "pending" => full,
             Ok(_) => return,
@@ -248,7 +239,9 @@ impl Realtime {
         if let Err(e) = self
             .inner
             .store
-            .finish_event(event.seq, state, &results, next.as_deref())
+            .events
+            .finish(event.seq, state, &results, next.as_deref())
+            .await
         {
             tracing::error!(seq = event.seq, error = %e, "cannot record a real-time event's outcome");
         }
@@ -263,14 +256,14 @@ impl Realtime {
             Err(e) => return fail(e),
         };
         let store = &self.inner.store;
-        let prepared = match self.prepared(&event.source_id) {
+        let prepared = match self.prepared(&event.source_id).await {
             Ok(p) => p,
             Err(e) => return fail(e),
         };
         let (reader, targets) = (&prepared.reader, &prepared.targets);
         // The loop guard: this system received the entity from Provisio a moment ago.
         let since = crate::store::timestamp(chrono::Utc::now() - ECHO_WINDOW);
-        if self.echo(&prepared.same_tenant, event, kind, &since) {
+        if self.echo(&prepared.same_tenant, event, kind, &since).await {
             return (
                 Attempt::Done,
                 json!([{"state": "Skipped", "reason": "an echo of a change Provisio wrote into this system; not provisioned again"}]),
@@ -280,7 +273,11 @@ impl Realtime {
         let native = match event.operation.as_str() {
             "delete" => None,
             "patch" => {
-                let base = match store.pushed_entity(&event.source_id, kind.as_str(), &event.entity_id) {
+                let base = match store
+                    .events
+                    .pushed_entity(&event.source_id, kind.as_str(), &event.entity_id)
+                    .await
+                {
                     Ok(Some(b)) => Some(b),
                     _ => reader
                         .runtime
@@ -303,7 +300,11 @@ impl Realtime {
             }
             _ => event.body.clone(),
         };
-        if let Err(e) = store.set_pushed_entity(&event.source_id, kind.as_str(), &event.entity_id, native.as_ref()) {
+        if let Err(e) = store
+            .events
+            .set_pushed_entity(&event.source_id, kind.as_str(), &event.entity_id, native.as_ref())
+            .await
+        {
             return (Attempt::Retry, json!([{"state": "Failed", "reason": e.to_string()}]));
         }
         let intermediate = match &native {
@@ -336,23 +337,25 @@ impl Realtime {
     /// Whether Provisio wrote this entity into the pushing system a moment ago. The pushing system may be
     /// registered twice — as this source and as a target of another source — so every system with the same
     /// `URL` counts as the same tenant.
-    fn echo(&self, same_tenant: &[String], event: &EventRecord, kind: EntityKind, since: &str) -> bool {
-        same_tenant.iter().any(|id| {
-            matches!(
-                self.inner
-                    .store
-                    .written_by_provisio_since(id, kind.as_str(), &event.entity_id, since),
+    async fn echo(&self, same_tenant: &[String], event: &EventRecord, kind: EntityKind, since: &str) -> bool {
+        for id in same_tenant {
+            let links = &self.inner.store.links;
+            if matches!(
+                links.written_since(id, kind.as_str(), &event.entity_id, since).await,
                 Ok(true)
-            )
-        })
+            ) {
+                return true;
+            }
+        }
+        false
     }
 
     /// A source's systems as events need them, cached until a system or the plugin one of them uses
     /// changes: decrypting credentials and parsing transformations would otherwise dominate each event.
-    fn prepared(&self, source_id: &str) -> Result<Arc<Prepared>, String> {
+    async fn prepared(&self, source_id: &str) -> Result<Arc<Prepared>, String> {
         let store = &self.inner.store;
         let provisioning = &self.inner.provisioning;
-        let generation = store.systems_generation();
+        let generation = store.systems.generation();
         let systems = provisioning.systems();
         if let Some(p) = self.inner.prepared.get(source_id, generation)
             && systems.runs_on(&p.reader.system, &p.reader.plugin)
@@ -360,7 +363,7 @@ impl Realtime {
         {
             return Ok(p);
         }
-        let (reader, contexts) = provisioning.prepare(source_id)?;
+        let (reader, contexts) = provisioning.prepare(source_id).await?;
         let targets = contexts
             .into_iter()
             .map(|mut ctx| {
@@ -380,7 +383,9 @@ impl Realtime {
         };
         let tenant = url(&reader.system);
         let same_tenant = store
-            .list_systems()
+            .systems
+            .list()
+            .await
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|s| s.id == reader.system.id || (tenant.is_some() && url(s) == tenant))
@@ -422,28 +427,73 @@ impl Attempt {
     }
 }
 
-/// `resolveEntityIds` through the link store, one lookup at a time (a real-time event touches few ids).
-struct StoreResolver<'a> {
-    store: &'a Store,
+/// `resolveEntityIds` for one event from links read ahead of the transformation, which is synchronous and
+/// cannot wait for the store: a pass answers what is known and notes what was asked; [`Prefetched::fetch`]
+/// reads those links; passes repeat until nothing new is asked (a real-time event touches few ids).
+struct Prefetched<'a> {
+    store: &'a Stores,
     source: &'a str,
     target: &'a str,
+    known: Mutex<std::collections::HashMap<(EntityKind, String), Option<String>>>,
+    asked: Mutex<Vec<(EntityKind, String)>>,
 }
 
-impl EntityIdResolver for StoreResolver<'_> {
+/// Passes at most: each fetches at least one new id, and a transformation asks for few.
+const MAX_PREFETCH_PASSES: usize = 8;
+
+impl<'a> Prefetched<'a> {
+    fn new(store: &'a Stores, source: &'a str, target: &'a str) -> Self {
+        Prefetched {
+            store,
+            source,
+            target,
+            known: Mutex::default(),
+            asked: Mutex::default(),
+        }
+    }
+
+    /// Reads the links asked for since the last fetch; whether there were any.
+    async fn fetch(&self) -> Result<bool, StoreError> {
+        let asked = std::mem::take(&mut *self.asked.lock().unwrap_or_else(|e| e.into_inner()));
+        if asked.is_empty() {
+            return Ok(false);
+        }
+        for (kind, source_id) in asked {
+            let scope = LinkScope {
+                source: self.source.to_string(),
+                target: self.target.to_string(),
+                kind,
+            };
+            let target_id = self
+                .store
+                .links
+                .get(&scope, &source_id)
+                .await?
+                .and_then(|l| l.target_entity);
+            self.known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((kind, source_id), target_id);
+        }
+        Ok(true)
+    }
+}
+
+impl EntityIdResolver for Prefetched<'_> {
     fn resolve(&self, entity_type: &str, source_id: &str, _: Option<&str>, _: Option<&str>) -> Option<String> {
-        let kind = entity_type.parse().ok()?;
-        let scope = LinkScope {
-            source: self.source.to_string(),
-            target: self.target.to_string(),
-            kind,
-        };
-        self.store.link(&scope, source_id).ok()??.target_entity
+        let kind: EntityKind = entity_type.parse().ok()?;
+        let key = (kind, source_id.to_string());
+        if let Some(known) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return known.clone();
+        }
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+        None
     }
 }
 
 /// One event in one target: the state SAP's real-time log shows, and whether to retry.
 async fn provision_target(
-    store: &Store,
+    store: &Stores,
     source: &str,
     entity_id: &str,
     kind: EntityKind,
@@ -469,7 +519,7 @@ async fn provision_target(
         set("Skipped", Some(format!("the target takes no {}s", kind.as_str())), None);
         return (result, Attempt::Done);
     }
-    let link = match store.link(&scope, entity_id) {
+    let link = match store.links.get(&scope, entity_id).await {
         Ok(l) => l,
         Err(e) => {
             set("Failed", Some(e.to_string()), None);
@@ -496,7 +546,7 @@ async fn provision_target(
         }
         let outcome = ctx.delete(kind, entity_id, &target_id, false).await;
         if let Some(change) = sync::settle_delete(entity_id, &outcome)
-            && let Err(e) = store.apply_links(&scope, &[change])
+            && let Err(e) = store.links.apply(&scope, vec![change]).await
         {
             set(
                 "Failed",
@@ -528,14 +578,24 @@ async fn provision_target(
             }
         };
     };
-    let resolver = StoreResolver {
-        store,
-        source,
-        target: &ctx.system.id,
+    let resolver = Prefetched::new(store, source, &ctx.system.id);
+    let mut passes = 0;
+    let planned = loop {
+        let planned = ctx.plan(kind, entity_id, intermediate, link.as_ref(), &resolver, false);
+        // The update form written after a create asks too (a condition may depend on the operation).
+        let _ = ctx.update_form(kind, entity_id, intermediate, "", &resolver);
+        passes += 1;
+        match resolver.fetch().await {
+            Ok(true) if passes < MAX_PREFETCH_PASSES => {}
+            Ok(_) => break planned,
+            Err(e) => {
+                set("Failed", Some(e.to_string()), None);
+                return (result, Attempt::Retry);
+            }
+        }
     };
-    let planned = ctx.plan(kind, entity_id, intermediate, link.as_ref(), &resolver, false);
     if let Some(intent) = sync::intent(&planned)
-        && let Err(e) = store.apply_links(&scope, &[intent])
+        && let Err(e) = store.links.apply(&scope, vec![intent]).await
     {
         set(
             "Failed",
@@ -550,7 +610,7 @@ async fn provision_target(
         ctx.update_form(kind, entity_id, intermediate, target_id, &resolver)
     });
     if let Some(change) = &settled.link
-        && let Err(e) = store.apply_links(&scope, std::slice::from_ref(change))
+        && let Err(e) = store.links.apply(&scope, vec![change.clone()]).await
     {
         // Written, but not linked: the retry finds the entity by the create intent's lookup.
         set(

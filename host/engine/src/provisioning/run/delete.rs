@@ -51,7 +51,7 @@ impl JobRun {
                 .collect();
             self.count(&target_id, kind).skipped += protected.len() as u64;
             if candidates.is_empty() {
-                self.append_log(log)?;
+                self.append_log(log).await?;
                 continue;
             }
             let (threshold, explicit) = self.targets[index].ctx.settings.threshold(kind);
@@ -76,7 +76,7 @@ impl JobRun {
                     })
                     .collect();
                 if !self.options.simulate {
-                    self.store.hold_deletes(&self.id, &held)?;
+                    self.store.jobs.hold_deletes(&self.id, held).await?;
                 }
                 log.extend(candidates.iter().map(|(s, t)| EntityLogEntry {
                     target_id: Some(target_id.clone()),
@@ -90,20 +90,13 @@ impl JobRun {
                 }));
                 self.held += candidates.len() as u64;
                 self.count(&target_id, kind).held += candidates.len() as u64;
-                self.append_log(log)?;
+                self.append_log(log).await?;
                 continue;
             }
             let simulate = self.options.simulate;
             let stop = self.stop.clone();
-            let (changes, entries, counts, failed) = execute_deletes(
-                &self.targets[index].ctx,
-                kind,
-                &candidates,
-                simulate,
-                &stop,
-                &self.store,
-            )
-            .await;
+            let (changes, entries, counts, failed) =
+                execute_deletes(&self.targets[index].ctx, kind, &candidates, simulate, &stop).await;
             if failed {
                 self.any_failed = true;
             }
@@ -118,14 +111,14 @@ impl JobRun {
                     target: target_id.clone(),
                     kind,
                 };
-                self.store.apply_links(&scope, &changes)?;
+                self.store.links.apply(&scope, changes.clone()).await?;
                 let links = self.targets[index].links_mut(kind);
                 for change in &changes {
                     sync::apply_in_memory(links, change);
                 }
             }
-            self.append_log(log)?;
-            self.flush(false)?;
+            self.append_log(log).await?;
+            self.flush(false).await?;
         }
         Ok(())
     }
@@ -138,7 +131,6 @@ pub async fn execute_deletes(
     candidates: &[(String, String)],
     simulate: bool,
     stop: &StopSignal,
-    _store: &Store,
 ) -> (Vec<LinkChange>, Vec<EntityLogEntry>, Counts, bool) {
     let deletes: Vec<_> = candidates
         .iter()

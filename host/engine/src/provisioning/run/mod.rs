@@ -23,7 +23,7 @@ use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
 use crate::store::jobs::{DeltaState, EntityLogEntry, HeldDelete, JobStatus};
 use crate::store::links::{Link, LinkChange, LinkScope};
 use crate::store::systems::System;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, Stores};
 
 mod delete;
 mod source;
@@ -70,7 +70,7 @@ pub struct JobRun {
     /// The run's id.
     pub id: String,
     /// The store.
-    pub store: Store,
+    pub store: Stores,
     /// What was asked for.
     pub options: JobOptions,
     /// The source (shared with the task that reads the next page).
@@ -101,7 +101,7 @@ impl JobRun {
     /// Prepares a run.
     pub fn new(
         id: String,
-        store: Store,
+        store: Stores,
         options: JobOptions,
         reader: SourceReader,
         targets: Vec<TargetRun>,
@@ -185,18 +185,23 @@ impl JobRun {
         })
     }
 
-    fn flush(&mut self, force: bool) -> Result<(), StoreError> {
+    async fn flush(&mut self, force: bool) -> Result<(), StoreError> {
         if force || self.last_flush.elapsed() >= Duration::from_millis(500) {
             self.store
-                .update_job(&self.id, self.status(), self.read_mode(), &self.summary())?;
+                .jobs
+                .update(&self.id, self.status(), self.read_mode(), &self.summary())
+                .await?;
             self.last_flush = Instant::now();
         }
         Ok(())
     }
 
-    fn append_log(&mut self, entries: Vec<EntityLogEntry>) -> Result<(), StoreError> {
+    async fn append_log(&mut self, entries: Vec<EntityLogEntry>) -> Result<(), StoreError> {
         for chunk in entries.chunks(LOG_BATCH) {
-            self.store.append_entity_log(&self.id, self.log_seq + 1, chunk)?;
+            self.store
+                .jobs
+                .append_log(&self.id, self.log_seq + 1, chunk.to_vec())
+                .await?;
             self.log_seq += chunk.len() as i64;
         }
         Ok(())
@@ -218,7 +223,9 @@ impl JobRun {
         self.progress = json!({"phase": "done"});
         if let Err(e) = self
             .store
-            .update_job(&self.id, status, self.read_mode(), &self.summary())
+            .jobs
+            .update(&self.id, status, self.read_mode(), &self.summary())
+            .await
         {
             tracing::error!(job = %self.id, error = %e, "cannot record the end of a job");
         }
@@ -226,7 +233,7 @@ impl JobRun {
     }
 
     async fn run_inner(&mut self) -> Result<JobStatus, StoreError> {
-        let mut delta_state = self.store.delta_state(&self.reader.system.id)?;
+        let mut delta_state = self.store.jobs.delta_state(&self.reader.system.id).await?;
         let (delta_wanted, delta_note) = self.delta_decision(&delta_state);
         if let Some(note) = delta_note {
             self.outcome.push(note);
@@ -245,7 +252,7 @@ impl JobRun {
                         target: t.ctx.system.id.clone(),
                         kind,
                     };
-                    *t.links_mut(kind) = self.store.links(&scope)?;
+                    *t.links_mut(kind) = self.store.links.all(&scope).await?;
                 }
             }
             let since = if delta_wanted {
@@ -302,7 +309,10 @@ impl JobRun {
             } else if !full && self.options.trigger == Trigger::Schedule {
                 delta_state.scheduled_deltas += 1;
             }
-            self.store.set_delta_state(&self.reader.system.id, &delta_state)?;
+            self.store
+                .jobs
+                .set_delta_state(&self.reader.system.id, &delta_state)
+                .await?;
         }
 
         Ok(if self.stopped() {
@@ -382,14 +392,14 @@ impl JobRun {
                     }
                     if self.stopped() {
                         // A call given up on because of the stop is not a failure of the source.
-                        self.flush(false)?;
+                        self.flush(false).await?;
                         return Ok(false);
                     }
                     let outcome = format!(
                         "Reading {}s from the source failed after {pages} pages: {e}",
                         kind.as_str()
                     );
-                    return self.fail_read(kind, outcome, e);
+                    return self.fail_read(kind, outcome, e).await;
                 }
             };
             pages += 1;
@@ -440,18 +450,18 @@ impl JobRun {
             if overlaps && let Some(previous) = in_flight.take() {
                 self.finish_page(previous).await?;
             }
-            let planned = self.plan_page(kind, source, items, log)?;
+            let planned = self.plan_page(kind, source, items, log).await?;
             if let Some(previous) = in_flight.replace(planned) {
                 self.finish_page(previous).await?;
             }
-            self.flush(false)?;
+            self.flush(false).await?;
             if let Some(outcome) = failure {
                 drop(next_read);
                 if let Some(last) = in_flight.take() {
                     self.finish_page(last).await?;
                 }
                 let reason = outcome.clone();
-                return self.fail_read(kind, outcome, reason);
+                return self.fail_read(kind, outcome, reason).await;
             }
             let stop = self.stop.clone();
             let next = match next_read {
@@ -471,7 +481,7 @@ impl JobRun {
                     if let Some(last) = in_flight.take() {
                         self.finish_page(last).await?;
                     }
-                    self.flush(false)?;
+                    self.flush(false).await?;
                     return Ok(!self.stopped());
                 }
             }
@@ -517,7 +527,7 @@ impl JobRun {
 
     /// Ends a kind's read as failed: the outcome says why, the log has a failed read line, and nothing is
     /// deleted afterwards.
-    fn fail_read(&mut self, kind: EntityKind, outcome: String, reason: String) -> Result<bool, StoreError> {
+    async fn fail_read(&mut self, kind: EntityKind, outcome: String, reason: String) -> Result<bool, StoreError> {
         self.read_failed = true;
         self.any_failed = true;
         self.outcome.push(outcome);
@@ -527,12 +537,13 @@ impl JobRun {
             outcome: "failed".into(),
             reason: Some(reason),
             ..Default::default()
-        }])?;
-        self.flush(true)?;
+        }])
+        .await?;
+        self.flush(true).await?;
         Ok(false)
     }
 
-    fn merge(
+    async fn merge(
         &mut self,
         kind: EntityKind,
         source: SourcePageResult,
@@ -551,7 +562,7 @@ impl JobRun {
         self.seen.entry(kind).or_default().extend(source.ids);
         self.progress["phase"] = json!(format!("{}s", kind.as_str()));
         self.progress["read"] = json!(read);
-        self.append_log(source_log)?;
+        self.append_log(source_log).await?;
         for (target, r) in results {
             if r.failed {
                 self.any_failed = true;
@@ -563,7 +574,7 @@ impl JobRun {
             c.skipped += r.counts.skipped;
             c.failed += r.counts.failed;
             c.unchanged += r.counts.unchanged;
-            self.append_log(r.log)?;
+            self.append_log(r.log).await?;
         }
         Ok(())
     }
@@ -607,7 +618,7 @@ impl JobRun {
     }
 
     /// Plans a transformed page for every target and starts its writes.
-    fn plan_page(
+    async fn plan_page(
         &mut self,
         kind: EntityKind,
         source: SourcePageResult,
@@ -617,15 +628,18 @@ impl JobRun {
         let items = Arc::new(items);
         let mut targets = Vec::new();
         for t in self.targets.iter().filter(|t| t.ctx.handles(kind)) {
-            targets.push(plan_target(
-                &self.store,
-                &self.options,
-                &self.stop,
-                &self.reader.system.id,
-                t,
-                kind,
-                &items,
-            )?);
+            targets.push(
+                plan_target(
+                    &self.store,
+                    &self.options,
+                    &self.stop,
+                    &self.reader.system.id,
+                    t,
+                    kind,
+                    &items,
+                )
+                .await?,
+            );
         }
         Ok(PageInFlight {
             kind,
@@ -649,7 +663,7 @@ impl JobRun {
             };
             results.push(finish_target(&self.store, self.options.simulate, t, planned).await?);
         }
-        self.merge(page.kind, page.source, results, page.log)
+        self.merge(page.kind, page.source, results, page.log).await
     }
 }
 

@@ -56,8 +56,8 @@ type WriteDone = (usize, Planned, Option<Written>, Vec<String>);
 
 /// Plans a page for one target, records create intents (durably, before any create is sent), and starts
 /// the writes on tasks of their own; the target's permits bound how many run at once.
-pub(super) fn plan_target(
-    store: &Store,
+pub(super) async fn plan_target(
+    store: &Stores,
     options: &JobOptions,
     stop: &StopSignal,
     source_id: &str,
@@ -82,14 +82,23 @@ pub(super) fn plan_target(
             .map(|(id, entity)| t.ctx.plan(kind, id, entity, links.get(id), &resolver, rewrite))
             .collect()
     };
-    let mut olds = HashMap::new();
-    for (i, p) in plans.iter().enumerate() {
-        if matches!(p.plan, Plan::Update { .. })
-            && let Some(old) = store.link_content(&scope, &p.source_id)?
-        {
-            olds.insert(i, old);
-        }
-    }
+    // The old side of each update's diff, read in one go.
+    let updates: Vec<String> = plans
+        .iter()
+        .filter(|p| matches!(p.plan, Plan::Update { .. }))
+        .map(|p| p.source_id.clone())
+        .collect();
+    let mut contents = if updates.is_empty() {
+        HashMap::new()
+    } else {
+        store.links.contents(&scope, updates).await?
+    };
+    let olds: HashMap<usize, Value> = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p.plan, Plan::Update { .. }))
+        .filter_map(|(i, p)| contents.remove(&p.source_id).map(|old| (i, old)))
+        .collect();
     let mut page = TargetPage {
         scope,
         items: items.clone(),
@@ -102,7 +111,7 @@ pub(super) fn plan_target(
         return Ok(page);
     }
     let intents: Vec<LinkChange> = plans.iter().filter_map(sync::intent).collect();
-    store.apply_links(&page.scope, &intents)?;
+    store.links.apply(&page.scope, intents).await?;
     for (i, p) in plans.into_iter().enumerate() {
         if !matches!(p.plan, Plan::Create { .. } | Plan::Update { .. }) {
             page.kept.push((i, p));
@@ -147,7 +156,7 @@ pub(super) fn plan_target(
 /// Waits for a target page's writes and records their outcomes: links (in memory and in the store),
 /// counts and log lines.
 pub(super) async fn finish_target(
-    store: &Store,
+    store: &Stores,
     simulate: bool,
     t: &mut TargetRun,
     page: TargetPage,
@@ -314,7 +323,7 @@ pub(super) async fn finish_target(
         result.log.push(entry);
     }
     if !simulate {
-        store.apply_links(&page.scope, &changes)?;
+        store.links.apply(&page.scope, changes).await?;
     }
     Ok((target_system, result))
 }

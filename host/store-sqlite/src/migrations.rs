@@ -148,11 +148,16 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX links_by_target_entity;
     "#,
     // 5: the names of a system's secret properties beside their sealed values, so that reading a system
-    // opens nothing (filled from the sealed values when the store opens, see `Store::init`).
+    // opens nothing (filled from the sealed values when the store opens, see `SqliteStore::open`).
     r#"
     ALTER TABLE systems ADD COLUMN secret_names TEXT;
     "#,
 ];
+
+/// The schema version this Provisio knows.
+pub fn known() -> i64 {
+    MIGRATIONS.len() as i64
+}
 
 /// Brings the schema up to date, each migration in its own transaction.
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {

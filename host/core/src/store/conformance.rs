@@ -1,0 +1,593 @@
+//! What every store backend must do, as async checks over [`Stores`]: each backend's tests call every
+//! function here with a fresh, empty store of its own (`provisio-store-sqlite` does, in memory). The checks
+//! go through the aggregate interfaces only, so that two backends that pass them behave alike for the
+//! engine. They panic on the first difference.
+
+use serde_json::json;
+
+use super::jobs::{DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, ScheduleRecord};
+use super::links::{LinkChange, LinkScope};
+use super::plugins::PluginRecord;
+use super::principals::{Permission, PrincipalKind};
+use super::realtime::NewEvent;
+use super::systems::{Role, SystemSpec};
+use super::{StoreError, Stores};
+use crate::connector::EntityKind;
+use crate::secrets::SystemSecrets;
+
+/// Every check, one after another, each on a store from `fresh`.
+pub async fn all<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Stores>,
+{
+    systems(fresh().await).await;
+    principals(fresh().await).await;
+    plugins(fresh().await).await;
+    jobs(fresh().await).await;
+    job_logs_and_held_deletes(fresh().await).await;
+    links(fresh().await).await;
+    events(fresh().await).await;
+}
+
+fn spec(name: &str, role: Role, sources: Vec<String>) -> SystemSpec {
+    SystemSpec {
+        name: name.into(),
+        connector: "scim".into(),
+        connector_version: None,
+        role,
+        properties: [("URL".to_string(), format!("http://{name}.example"))].into(),
+        secrets: SystemSecrets::entered([("Password".to_string(), format!("{name}-s3cret"))]),
+        sources,
+        transformation: Some(json!({"user": {"mappings": []}})),
+    }
+}
+
+/// A source and a target that receives from it; their ids.
+async fn pair(stores: &Stores) -> (String, String) {
+    let source = stores
+        .systems
+        .create(spec("Source", Role::Source, vec![]))
+        .await
+        .expect("source");
+    let target = stores
+        .systems
+        .create(spec("Target", Role::Target, vec![source.id.clone()]))
+        .await
+        .expect("target");
+    (source.id, target.id)
+}
+
+/// Systems: sealed secrets, unique names, transformation versions, the generation, sources, deletion.
+pub async fn systems(stores: Stores) {
+    let systems = &stores.systems;
+    let generation = systems.generation();
+    let source = systems
+        .create(spec("Source", Role::Source, vec![]))
+        .await
+        .expect("create");
+    assert!(systems.generation() > generation, "a create moves the generation");
+    assert!(!format!("{source:?}").contains("Source-s3cret"), "read back sealed");
+    let opened = stores.open_secrets(&source.spec.secrets).expect("open");
+    assert_eq!(opened["Password"].expose(), "Source-s3cret");
+    assert_eq!(source.transformation_version, Some(1));
+    assert!(matches!(
+        systems.create(spec("SOURCE", Role::Source, vec![])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let target = systems
+        .create(spec("Target", Role::Target, vec![source.id.clone()]))
+        .await
+        .expect("target");
+    let targets = systems.targets_of(&source.id).await.expect("targets");
+    assert_eq!(
+        targets.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        [target.id.as_str()]
+    );
+
+    // A replace that keeps the sealed secrets keeps their values; a new transformation is a new version.
+    let mut changed = source.spec.clone();
+    changed.transformation = Some(json!({"user": {"mappings": [{"constant": 1, "targetPath": "$.x"}]}}));
+    changed.properties.insert("ips.trace".into(), "true".into());
+    let generation = systems.generation();
+    let replaced = systems.replace(&source.id, changed).await.expect("replace");
+    assert!(systems.generation() > generation, "a replace moves the generation");
+    assert_eq!(replaced.transformation_version, Some(2));
+    assert_eq!(replaced.spec.properties["ips.trace"], "true");
+    let opened = stores.open_secrets(&replaced.spec.secrets).expect("open");
+    assert_eq!(opened["Password"].expose(), "Source-s3cret");
+    let unchanged = systems.replace(&source.id, replaced.spec.clone()).await.expect("same");
+    assert_eq!(
+        unchanged.transformation_version,
+        Some(2),
+        "the same document is no new version"
+    );
+    let mut renamed = replaced.spec.clone();
+    renamed.name = "target".into();
+    assert!(matches!(
+        systems.replace(&source.id, renamed).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        systems.replace("no-such-id", replaced.spec.clone()).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let listed = systems.list().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>(),
+        ["Source", "Target"]
+    );
+    let got = systems.get(&target.id).await.expect("get").expect("present");
+    assert_eq!(
+        (got.spec.role, got.spec.sources.clone()),
+        (Role::Target, vec![source.id.clone()])
+    );
+
+    systems.delete(&target.id).await.expect("delete");
+    assert!(systems.get(&target.id).await.expect("get").is_none());
+    assert!(matches!(systems.delete(&target.id).await, Err(StoreError::NotFound(_))));
+}
+
+/// Principals: unique names whatever their case, password checks, the cache forgets deleted principals.
+pub async fn principals(stores: Stores) {
+    let principals = &stores.principals;
+    assert!(!principals.has_admin().await.expect("has admin"));
+    principals
+        .create("admin", "pw-1", PrincipalKind::Admin, &[])
+        .await
+        .expect("admin");
+    assert!(principals.has_admin().await.expect("has admin"));
+    let pusher = principals
+        .create(
+            "ias-push",
+            "pw-2",
+            PrincipalKind::Technical,
+            &[Permission::RealtimeApi, Permission::RealtimeApi],
+        )
+        .await
+        .expect("technical");
+    assert_eq!(pusher.permissions, [Permission::RealtimeApi], "deduplicated");
+    assert!(matches!(
+        principals.create("IAS-PUSH", "x", PrincipalKind::Technical, &[]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let verified = principals
+        .verify("ias-push", "pw-2")
+        .await
+        .expect("verify")
+        .expect("valid");
+    assert_eq!(verified.id, pusher.id);
+    assert!(verified.may(Permission::RealtimeApi) && !verified.may(Permission::ManageSystems));
+    assert_eq!(
+        principals.recently_verified("ias-push", "pw-2").map(|p| p.id),
+        Some(pusher.id.clone())
+    );
+    assert!(principals.verify("ias-push", "wrong").await.expect("verify").is_none());
+    assert!(principals.verify("nobody", "pw-2").await.expect("verify").is_none());
+    let admin = principals
+        .verify("admin", "pw-1")
+        .await
+        .expect("verify")
+        .expect("admin");
+    assert!(Permission::ALL.iter().all(|p| admin.may(*p)));
+    let found = principals.by_name("IAS-Push").await.expect("by name").expect("found");
+    assert_eq!(
+        (found.id.as_str(), found.name.as_str()),
+        (pusher.id.as_str(), "ias-push")
+    );
+    assert!(principals.by_name("nobody").await.expect("by name").is_none());
+    assert_eq!(principals.list().await.expect("list").len(), 2);
+    principals.delete(&pusher.id).await.expect("delete");
+    assert!(principals.recently_verified("ias-push", "pw-2").is_none());
+    assert!(principals.verify("ias-push", "pw-2").await.expect("verify").is_none());
+    assert!(matches!(
+        principals.delete(&pusher.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// The plugin registry: the same component again is nothing, another with the same version a conflict
+/// (unless bundled, which replaces it).
+pub async fn plugins(stores: Stores) {
+    let plugins = &stores.plugins;
+    let record = |digest: &str, version: &str, bundled: bool| PluginRecord {
+        digest: digest.into(),
+        name: "scim".into(),
+        version: version.into(),
+        contract: "0.2.0".into(),
+        size: 1000,
+        bundled,
+        added_at: String::new(),
+    };
+    plugins.record(&record("d1", "1.0.0", false)).await.expect("record");
+    plugins.record(&record("d1", "1.0.0", false)).await.expect("again");
+    assert!(matches!(
+        plugins.record(&record("d2", "1.0.0", false)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    plugins.record(&record("d3", "2.0.0", true)).await.expect("bundled");
+    plugins
+        .record(&record("d4", "2.0.0", true))
+        .await
+        .expect("rebuilt bundled");
+    let listed = plugins.list().await.expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|p| (p.digest.as_str(), p.version.as_str()))
+            .collect::<Vec<_>>(),
+        [("d1", "1.0.0"), ("d4", "2.0.0")]
+    );
+    assert!(!listed[0].added_at.is_empty(), "the store stamps when it was added");
+    plugins.delete("scim", "1.0.0").await.expect("delete");
+    assert_eq!(plugins.list().await.expect("list").len(), 1);
+}
+
+fn job(id: &str, source: &str, status: JobStatus) -> JobRecord {
+    JobRecord {
+        id: id.into(),
+        source_id: source.into(),
+        job_type: "read".into(),
+        read_mode: "full".into(),
+        trigger: "manual".into(),
+        started_by: "admin".into(),
+        status,
+        summary: json!({"statistics": []}),
+        started_at: super::now(),
+        ended_at: None,
+    }
+}
+
+/// Runs: status changes, the end of a final status, interrupted runs, listing, pruning, delta state and
+/// schedules.
+pub async fn jobs(stores: Stores) {
+    let (source, _) = pair(&stores).await;
+    let jobs = &stores.jobs;
+    jobs.insert(&job("j1", &source, JobStatus::Running))
+        .await
+        .expect("insert");
+    jobs.insert(&job("j2", &source, JobStatus::Queued))
+        .await
+        .expect("insert");
+    jobs.start("j2").await.expect("start");
+    assert_eq!(
+        jobs.get("j2").await.expect("get").expect("j2").status,
+        JobStatus::Running
+    );
+    jobs.update("j1", JobStatus::Success, "delta", &json!({"statistics": [1]}))
+        .await
+        .expect("update");
+    let j1 = jobs.get("j1").await.expect("get").expect("j1");
+    assert_eq!((j1.status, j1.read_mode.as_str()), (JobStatus::Success, "delta"));
+    assert_eq!(j1.summary, json!({"statistics": [1]}));
+    assert!(j1.ended_at.is_some(), "a final status ends the run");
+    assert!(jobs.get("nothing").await.expect("get").is_none());
+
+    assert_eq!(jobs.interrupt_unfinished().await.expect("interrupt"), ["j2"]);
+    let j2 = jobs.get("j2").await.expect("get").expect("j2");
+    assert_eq!(j2.status, JobStatus::FinishedWithError);
+    assert_eq!(j2.summary["interrupted"], json!(true));
+    assert!(j2.ended_at.is_some());
+    assert!(jobs.interrupt_unfinished().await.expect("again").is_empty());
+
+    let listed = jobs.list(Some(&source), 10).await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(jobs.list(Some("other"), 10).await.expect("list").len(), 0);
+    assert_eq!(jobs.list(None, 1).await.expect("list").len(), 1);
+    assert_eq!(jobs.prune("2000-01-01T00:00:00.000Z").await.expect("prune"), 0);
+    assert_eq!(jobs.prune("9999-01-01T00:00:00.000Z").await.expect("prune"), 2);
+    assert!(jobs.get("j1").await.expect("get").is_none());
+
+    assert_eq!(jobs.delta_state(&source).await.expect("delta"), DeltaState::default());
+    let delta = DeltaState {
+        user_watermark: Some("2025-01-01T00:00:00Z".into()),
+        group_watermark: None,
+        scheduled_deltas: 3,
+    };
+    jobs.set_delta_state(&source, &delta).await.expect("set delta");
+    assert_eq!(jobs.delta_state(&source).await.expect("delta"), delta);
+
+    let schedule = ScheduleRecord {
+        source_id: source.clone(),
+        job_type: "read".into(),
+        every_seconds: Some(3600),
+        cron: None,
+        enabled: true,
+    };
+    jobs.set_schedule(&schedule).await.expect("schedule");
+    let mut changed = schedule.clone();
+    changed.every_seconds = Some(60);
+    jobs.set_schedule(&changed).await.expect("replace schedule");
+    assert_eq!(jobs.schedules().await.expect("schedules"), [changed]);
+    assert!(jobs.delete_schedule(&source).await.expect("delete"));
+    assert!(!jobs.delete_schedule(&source).await.expect("delete again"));
+    assert!(jobs.schedules().await.expect("schedules").is_empty());
+}
+
+/// A run's entity log (numbered, paged, filtered) and its held deletes (decided once).
+pub async fn job_logs_and_held_deletes(stores: Stores) {
+    let (source, target) = pair(&stores).await;
+    let jobs = &stores.jobs;
+    jobs.insert(&job("j1", &source, JobStatus::Running))
+        .await
+        .expect("insert");
+    let entry = |outcome: &str| EntityLogEntry {
+        target_id: Some(target.clone()),
+        entity_type: "user".into(),
+        source_id: Some("u1".into()),
+        operation: "create".into(),
+        outcome: outcome.into(),
+        changes: Some(json!([{"path": "userName"}])),
+        ..Default::default()
+    };
+    assert_eq!(jobs.last_log_seq("j1").await.expect("seq"), 0);
+    jobs.append_log("j1", 1, vec![entry("success"), entry("failed"), entry("success")])
+        .await
+        .expect("append");
+    jobs.append_log("j1", 4, vec![]).await.expect("nothing to append");
+    assert_eq!(jobs.last_log_seq("j1").await.expect("seq"), 3);
+    let all = jobs.log("j1", None, 0, 10).await.expect("all");
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all[0].changes, Some(json!([{"path": "userName"}])));
+    assert!(!all[0].at.is_empty());
+    assert_eq!(jobs.log("j1", None, 1, 1).await.expect("page")[0].seq, 2);
+    let failed = jobs.log("j1", Some("failed"), 0, 10).await.expect("failed");
+    assert_eq!(failed.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+
+    let held = |id: &str| HeldDelete {
+        target_id: target.clone(),
+        entity_type: "user".into(),
+        source_id: id.into(),
+        target_entity_id: format!("T-{id}"),
+        decision: None,
+    };
+    jobs.hold_deletes("j1", vec![held("a"), held("b")]).await.expect("hold");
+    assert_eq!(jobs.held_deletes("j1").await.expect("held").len(), 2);
+    assert_eq!(jobs.decide_held_deletes("j1", "approved").await.expect("decide"), 2);
+    assert_eq!(jobs.decide_held_deletes("j1", "rejected").await.expect("again"), 0);
+    let decided = jobs.held_deletes("j1").await.expect("held");
+    assert!(decided.iter().all(|h| h.decision.as_deref() == Some("approved")));
+}
+
+/// Links: an intent, then the written entity with its content, stale, removed; reset; the loop guard;
+/// deleting a system drops its links.
+pub async fn links(stores: Stores) {
+    let (source, target) = pair(&stores).await;
+    let links = &stores.links;
+    let scope = LinkScope {
+        source: source.clone(),
+        target: target.clone(),
+        kind: EntityKind::User,
+    };
+    let groups = LinkScope {
+        kind: EntityKind::Group,
+        ..scope.clone()
+    };
+    links
+        .apply(
+            &scope,
+            vec![LinkChange::Intent {
+                source_entity: "a".into(),
+            }],
+        )
+        .await
+        .expect("intent");
+    let all = links.all(&scope).await.expect("all");
+    assert!(all["a"].creating && all["a"].target_entity.is_none());
+    assert!(links.all(&groups).await.expect("groups").is_empty(), "scoped by kind");
+
+    let written = LinkChange::Written {
+        source_entity: "a".into(),
+        target_entity: "T-a".into(),
+        digest: "d1".into(),
+        content: json!({"userName": "a"}),
+        existed_before: true,
+    };
+    let since = super::now();
+    links.apply(&scope, vec![written]).await.expect("written");
+    let link = links.get(&scope, "a").await.expect("get").expect("present");
+    assert_eq!(link.target_entity.as_deref(), Some("T-a"));
+    assert_eq!(link.digest.as_deref(), Some("d1"));
+    assert!(link.existed_before && !link.creating);
+    let contents = links
+        .contents(&scope, vec!["a".into(), "b".into()])
+        .await
+        .expect("contents");
+    assert_eq!(contents.len(), 1, "only linked entities have content");
+    assert_eq!(contents["a"], json!({"userName": "a"}));
+    assert!(
+        links
+            .written_since(&target, "user", "T-a", &since)
+            .await
+            .expect("guard")
+    );
+    assert!(
+        !links
+            .written_since(&target, "group", "T-a", &since)
+            .await
+            .expect("guard")
+    );
+    assert!(
+        !links
+            .written_since(&target, "user", "T-a", "9999-01-01T00:00:00.000Z")
+            .await
+            .expect("guard")
+    );
+
+    links
+        .apply(
+            &scope,
+            vec![LinkChange::Stale {
+                source_entity: "a".into(),
+            }],
+        )
+        .await
+        .expect("stale");
+    let stale = links.get(&scope, "a").await.expect("get").expect("present");
+    assert_eq!(stale.target_entity.as_deref(), Some("T-a"), "still linked");
+    assert_ne!(stale.digest.as_deref(), Some("d1"), "but written again next time");
+
+    // Applied in order, all together.
+    let many: Vec<LinkChange> = (0..3)
+        .flat_map(|i| {
+            [
+                LinkChange::Intent {
+                    source_entity: format!("u{i}"),
+                },
+                LinkChange::Written {
+                    source_entity: format!("u{i}"),
+                    target_entity: format!("T-u{i}"),
+                    digest: format!("d{i}"),
+                    content: json!({"i": i}),
+                    existed_before: false,
+                },
+            ]
+        })
+        .collect();
+    links.apply(&scope, many).await.expect("batch");
+    assert_eq!(links.all(&scope).await.expect("all").len(), 4);
+    links
+        .apply(
+            &scope,
+            vec![LinkChange::Removed {
+                source_entity: "a".into(),
+            }],
+        )
+        .await
+        .expect("removed");
+    assert!(links.get(&scope, "a").await.expect("get").is_none());
+    assert_eq!(links.reset(&source).await.expect("reset"), 3);
+    assert!(links.all(&scope).await.expect("all").is_empty());
+
+    links
+        .apply(
+            &scope,
+            vec![LinkChange::Intent {
+                source_entity: "b".into(),
+            }],
+        )
+        .await
+        .expect("intent");
+    stores.systems.delete(&target).await.expect("delete the target");
+    assert!(
+        links.all(&scope).await.expect("all").is_empty(),
+        "its links went with it"
+    );
+}
+
+/// The real-time outbox: appended in order, worked off, parked and re-driven, listed, pruned; the last
+/// pushed entity per id.
+pub async fn events(stores: Stores) {
+    let (source, _) = pair(&stores).await;
+    let events = &stores.events;
+    let event = |id: &str, operation: &str| NewEvent {
+        source_id: source.clone(),
+        kind: "user".into(),
+        entity_id: id.into(),
+        operation: operation.into(),
+        body: Some(json!({"userName": id})),
+        received_by: "pusher".into(),
+    };
+    let appended = futures::future::join_all((0..20).map(|i| events.append(event(&format!("u{i}"), "create")))).await;
+    let mut seqs: Vec<i64> = appended.into_iter().map(|r| r.expect("appended").seq).collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 20, "every event has its own number");
+    let pending = events.pending(100).await.expect("pending");
+    assert_eq!(
+        pending.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        seqs,
+        "in order of arrival"
+    );
+    assert!(pending[0].body.is_none(), "listed without bodies");
+    let first = events.get(seqs[0]).await.expect("get").expect("present");
+    assert_eq!(first.body, Some(json!({"userName": first.entity_id})));
+    assert_eq!((first.state.as_str(), first.attempts), ("pending", 0));
+    assert_eq!(events.pending(5).await.expect("pending").len(), 5);
+
+    let later = "2999-01-01T00:00:00.000Z";
+    events
+        .finish(seqs[1], "pending", &json!([]), Some(later))
+        .await
+        .expect("retry later");
+    let retried = events.get(seqs[1]).await.expect("get").expect("present");
+    assert_eq!((retried.attempts, retried.next_attempt_at.as_deref()), (1, Some(later)));
+    assert!(retried.finished_at.is_none());
+
+    events
+        .finish(seqs[0], "parked", &json!([{"state": "Failed"}]), None)
+        .await
+        .expect("park");
+    let parked = events.get(seqs[0]).await.expect("get").expect("present");
+    assert_eq!(parked.state, "parked");
+    assert_eq!(parked.results, Some(json!([{"state": "Failed"}])));
+    assert!(parked.finished_at.is_some());
+    assert_eq!(events.pending(100).await.expect("pending").len(), 19);
+    assert!(events.redrive(seqs[0]).await.expect("redrive"));
+    assert!(!events.redrive(seqs[0]).await.expect("not twice"));
+    assert_eq!(events.get(seqs[0]).await.expect("get").expect("present").attempts, 0);
+    for seq in &seqs[2..] {
+        events.finish(*seq, "done", &json!([]), None).await.expect("done");
+    }
+
+    let newest = events.list(Some(&source), None, None, 10).await.expect("list");
+    assert_eq!(newest.len(), 10);
+    assert!(newest.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    let older = events
+        .list(Some(&source), None, Some(newest[9].seq), 100)
+        .await
+        .expect("older");
+    assert_eq!(older.len(), 10);
+    assert_eq!(
+        events
+            .list(None, Some("pending"), None, 100)
+            .await
+            .expect("pending")
+            .len(),
+        2
+    );
+    assert!(
+        events
+            .list(Some("other"), None, None, 100)
+            .await
+            .expect("other")
+            .is_empty()
+    );
+    assert_eq!(
+        events.prune("9999-01-01T00:00:00.000Z").await.expect("prune"),
+        18,
+        "only ended events"
+    );
+    assert_eq!(events.list(None, None, None, 100).await.expect("left").len(), 2);
+
+    let none = events.pushed_entity(&source, "user", "u1").await.expect("pushed");
+    assert!(none.is_none());
+    let body = json!({"userName": "u1", "active": true});
+    events
+        .set_pushed_entity(&source, "user", "u1", Some(&body))
+        .await
+        .expect("remember");
+    assert_eq!(
+        events.pushed_entity(&source, "user", "u1").await.expect("pushed"),
+        Some(body)
+    );
+    assert!(
+        events
+            .pushed_entity(&source, "group", "u1")
+            .await
+            .expect("pushed")
+            .is_none()
+    );
+    events
+        .set_pushed_entity(&source, "user", "u1", None)
+        .await
+        .expect("forget");
+    assert!(
+        events
+            .pushed_entity(&source, "user", "u1")
+            .await
+            .expect("pushed")
+            .is_none()
+    );
+}

@@ -1,0 +1,370 @@
+//! Job runs on PostgreSQL: runs, their per-entity log, held deletes, the delta-read state of sources and
+//! schedules, in the same rows as on SQLite.
+
+use provisio_core::store::StoreError;
+use provisio_core::store::jobs::{
+    DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord,
+};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::{Error, PostgresStore, now};
+
+const JOB_COLUMNS: &str = "id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at";
+
+fn job(r: &PgRow) -> Result<JobRecord, Error> {
+    let status: String = r.try_get(6)?;
+    let summary: String = r.try_get(7)?;
+    Ok(JobRecord {
+        id: r.try_get(0)?,
+        source_id: r.try_get(1)?,
+        job_type: r.try_get(2)?,
+        read_mode: r.try_get(3)?,
+        trigger: r.try_get(4)?,
+        started_by: r.try_get(5)?,
+        status: JobStatus::parse(&status),
+        summary: serde_json::from_str(&summary).unwrap_or(Value::Null),
+        started_at: r.try_get(8)?,
+        ended_at: r.try_get(9)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl JobStore for PostgresStore {
+    async fn insert(&self, job: &JobRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO jobs (id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&job.id)
+        .bind(&job.source_id)
+        .bind(&job.job_type)
+        .bind(&job.read_mode)
+        .bind(&job.trigger)
+        .bind(&job.started_by)
+        .bind(job.status.as_str())
+        .bind(job.summary.to_string())
+        .bind(&job.started_at)
+        .bind(&job.ended_at)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn update(&self, id: &str, status: JobStatus, read_mode: &str, summary: &Value) -> Result<(), StoreError> {
+        let ended = status.is_final().then(now);
+        sqlx::query(
+            "UPDATE jobs SET status = $2, read_mode = $3, summary = $4, ended_at = COALESCE($5, ended_at) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(read_mode)
+        .bind(summary.to_string())
+        .bind(ended)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn start(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET status = 'Running', started_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(row.as_ref().map(job).transpose()?)
+    }
+
+    async fn list(&self, source: Option<&str>, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR source_id = $1) ORDER BY started_at DESC LIMIT $2"
+        ))
+        .bind(source)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
+    }
+
+    async fn interrupt_unfinished(&self) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let rows = sqlx::query(
+            "SELECT id, summary FROM jobs WHERE status IN ('Queued', 'Running', 'Running with Error') FOR UPDATE",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.try_get(0).map_err(Error::from)?;
+            let summary: String = r.try_get(1).map_err(Error::from)?;
+            let mut summary: Value =
+                serde_json::from_str(&summary).unwrap_or_else(|_| Value::Object(Default::default()));
+            if let Some(object) = summary.as_object_mut() {
+                object.insert("interrupted".into(), Value::Bool(true));
+                let outcome = object.entry("outcome").or_insert_with(|| Value::Array(vec![]));
+                if let Some(list) = outcome.as_array_mut() {
+                    list.push(Value::String(
+                        "The service stopped during this run. The next run continues from what was recorded; nothing is written twice.".into(),
+                    ));
+                }
+            }
+            sqlx::query("UPDATE jobs SET status = 'Finished with Error', summary = $2, ended_at = $3 WHERE id = $1")
+                .bind(&id)
+                .bind(summary.to_string())
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::from)?;
+            ids.push(id);
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(ids)
+    }
+
+    async fn prune(&self, before: &str) -> Result<usize, StoreError> {
+        let n = sqlx::query("DELETE FROM jobs WHERE ended_at IS NOT NULL AND ended_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        Ok(n as usize)
+    }
+
+    async fn append_log(&self, job: &str, first_seq: i64, entries: Vec<EntityLogEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut c: (
+            Vec<i64>,
+            Vec<Option<String>>,
+            Vec<String>,
+            Vec<Option<String>>,
+            Vec<Option<String>>,
+        ) = Default::default();
+        let mut d: (Vec<String>, Vec<String>, Vec<Option<String>>, Vec<Option<String>>) = Default::default();
+        for (i, e) in entries.into_iter().enumerate() {
+            c.0.push(first_seq + i as i64);
+            c.1.push(e.target_id);
+            c.2.push(e.entity_type);
+            c.3.push(e.source_id);
+            c.4.push(e.target_entity_id);
+            d.0.push(e.operation);
+            d.1.push(e.outcome);
+            d.2.push(e.reason);
+            d.3.push(e.changes.as_ref().map(Value::to_string));
+        }
+        sqlx::query(
+            "INSERT INTO job_entities (job_id, seq, at, target_id, kind, source_entity, target_entity, operation, outcome, reason, changes)
+             SELECT $1, l.seq, $2, l.t, l.k, l.s, l.te, l.op, l.o, l.r, l.c
+             FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+               AS l(seq, t, k, s, te, op, o, r, c)",
+        )
+        .bind(job)
+        .bind(now())
+        .bind(&c.0)
+        .bind(&c.1)
+        .bind(&c.2)
+        .bind(&c.3)
+        .bind(&c.4)
+        .bind(&d.0)
+        .bind(&d.1)
+        .bind(&d.2)
+        .bind(&d.3)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn last_log_seq(&self, job: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM job_entities WHERE job_id = $1")
+            .bind(job)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(row.try_get(0).map_err(Error::from)?)
+    }
+
+    async fn log(
+        &self,
+        job: &str,
+        outcome: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<EntityLogEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, target_id, kind, source_entity, target_entity, operation, outcome, reason, changes
+             FROM job_entities WHERE job_id = $1 AND seq > $2 AND ($3::text IS NULL OR outcome = $3) ORDER BY seq LIMIT $4",
+        )
+        .bind(job)
+        .bind(after_seq)
+        .bind(outcome)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let entry = |r: &PgRow| -> Result<EntityLogEntry, Error> {
+            let changes: Option<String> = r.try_get(9)?;
+            Ok(EntityLogEntry {
+                seq: r.try_get(0)?,
+                at: r.try_get(1)?,
+                target_id: r.try_get(2)?,
+                entity_type: r.try_get(3)?,
+                source_id: r.try_get(4)?,
+                target_entity_id: r.try_get(5)?,
+                operation: r.try_get(6)?,
+                outcome: r.try_get(7)?,
+                reason: r.try_get(8)?,
+                changes: changes.and_then(|c| serde_json::from_str(&c).ok()),
+            })
+        };
+        Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
+    }
+
+    async fn hold_deletes(&self, job: &str, held: Vec<HeldDelete>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        for h in held {
+            sqlx::query(
+                "INSERT INTO held_deletes (job_id, target_id, kind, source_entity, target_entity, decision)
+                 VALUES ($1, $2, $3, $4, $5, NULL)
+                 ON CONFLICT (job_id, target_id, kind, source_entity) DO UPDATE SET target_entity = $5, decision = NULL",
+            )
+            .bind(job)
+            .bind(&h.target_id)
+            .bind(&h.entity_type)
+            .bind(&h.source_id)
+            .bind(&h.target_entity_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn held_deletes(&self, job: &str) -> Result<Vec<HeldDelete>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT target_id, kind, source_entity, target_entity, decision FROM held_deletes WHERE job_id = $1
+             ORDER BY target_id, kind DESC, source_entity",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let held = |r: &PgRow| -> Result<HeldDelete, Error> {
+            Ok(HeldDelete {
+                target_id: r.try_get(0)?,
+                entity_type: r.try_get(1)?,
+                source_id: r.try_get(2)?,
+                target_entity_id: r.try_get(3)?,
+                decision: r.try_get(4)?,
+            })
+        };
+        Ok(rows.iter().map(held).collect::<Result<_, _>>()?)
+    }
+
+    async fn decide_held_deletes(&self, job: &str, decision: &str) -> Result<usize, StoreError> {
+        let n = sqlx::query("UPDATE held_deletes SET decision = $2 WHERE job_id = $1 AND decision IS NULL")
+            .bind(job)
+            .bind(decision)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        Ok(n as usize)
+    }
+
+    async fn delta_state(&self, source: &str) -> Result<DeltaState, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_watermark, group_watermark, scheduled_deltas FROM source_state WHERE source_id = $1",
+        )
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let state = |r: PgRow| -> Result<DeltaState, Error> {
+            Ok(DeltaState {
+                user_watermark: r.try_get(0)?,
+                group_watermark: r.try_get(1)?,
+                scheduled_deltas: r.try_get(2)?,
+            })
+        };
+        Ok(row.map(state).transpose()?.unwrap_or_default())
+    }
+
+    async fn set_delta_state(&self, source: &str, state: &DeltaState) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO source_state (source_id, user_watermark, group_watermark, scheduled_deltas) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (source_id) DO UPDATE SET user_watermark = $2, group_watermark = $3, scheduled_deltas = $4",
+        )
+        .bind(source)
+        .bind(&state.user_watermark)
+        .bind(&state.group_watermark)
+        .bind(state.scheduled_deltas)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn set_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO schedules (source_id, job_type, every_secs, cron, enabled, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (source_id) DO UPDATE SET job_type = $2, every_secs = $3, cron = $4, enabled = $5, updated_at = $6",
+        )
+        .bind(&s.source_id)
+        .bind(&s.job_type)
+        .bind(s.every_seconds)
+        .bind(&s.cron)
+        .bind(s.enabled)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn delete_schedule(&self, source: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM schedules WHERE source_id = $1")
+            .bind(source)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT source_id, job_type, every_secs, cron, enabled FROM schedules ORDER BY source_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Error::from)?;
+        let schedule = |r: &PgRow| -> Result<ScheduleRecord, Error> {
+            Ok(ScheduleRecord {
+                source_id: r.try_get(0)?,
+                job_type: r.try_get(1)?,
+                every_seconds: r.try_get(2)?,
+                cron: r.try_get(3)?,
+                enabled: r.try_get(4)?,
+            })
+        };
+        Ok(rows.iter().map(schedule).collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,293 @@
+//! Provisio's store on PostgreSQL (14 or newer): every aggregate's interface of [`provisio_core::store`] on
+//! one database that several replicas share. [`PostgresStore::connect`] migrates the schema (one replica at
+//! a time), refuses a schema newer than it knows, and refuses a master key other than the one the database
+//! was first opened with — before it touches anything else.
+//!
+//! Writes to systems are announced with `NOTIFY` in their own transaction; every replica listens and moves
+//! its systems generation, so the views it cached from them are rebuilt (a reconnect of the listener moves it
+//! too, since notifications may have been missed meanwhile).
+
+mod jobs;
+mod links;
+mod migrations;
+mod plugins;
+mod principals;
+mod realtime;
+mod systems;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use provisio_core::secrets::SecretBox;
+use provisio_core::store::{StoreError, Stores};
+pub use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+/// The channel on which writes to systems are announced.
+const SYSTEMS_CHANGED: &str = "provisio_systems";
+
+/// Connections in the pool.
+const POOL_SIZE: u32 = 16;
+
+/// Errors inside this crate: the driver's own, or one of the store's.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("{0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl From<Error> for StoreError {
+    fn from(e: Error) -> StoreError {
+        match e {
+            Error::Sql(e) => StoreError::Backend(e.to_string()),
+            Error::Conflict(m) => StoreError::Conflict(m),
+            Error::Corrupt(m) => StoreError::Corrupt(m),
+        }
+    }
+}
+
+/// Whether a driver error is a broken uniqueness rule.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The PostgreSQL store; cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    secrets: SecretBox,
+    /// Moved by every write to a system here or, through `NOTIFY`, on another replica.
+    systems_generation: Arc<AtomicU64>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`), migrates, checks the master key, and starts listening for changes
+    /// other replicas make.
+    pub async fn connect(url: &str, secrets: SecretBox) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+        Self::connect_with(options, secrets).await
+    }
+
+    /// As [`PostgresStore::connect`], with connection options built in code (a schema of its own through
+    /// `search_path`, say).
+    pub async fn connect_with(options: PgConnectOptions, secrets: SecretBox) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        migrations::run(&pool).await?;
+        check_key(&pool, &secrets).await?;
+        let store = PostgresStore {
+            pool,
+            secrets,
+            systems_generation: Arc::default(),
+        };
+        store.listen().await?;
+        Ok(store)
+    }
+
+    /// Every aggregate's interface, backed by this store.
+    pub fn stores(&self) -> Stores {
+        Stores::new(Arc::new(self.clone()), self.secrets.clone())
+    }
+
+    /// The schema version recorded in the database.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(migrations::version(&self.pool).await?)
+    }
+
+    fn bump_systems(&self) {
+        self.systems_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Follows `NOTIFY` of system writes on a connection of its own, reconnecting when it drops.
+    async fn listen(&self) -> Result<(), StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(Error::from)?;
+        listener.listen(SYSTEMS_CHANGED).await.map_err(Error::from)?;
+        let generation = Arc::downgrade(&self.systems_generation);
+        tokio::spawn(async move {
+            loop {
+                // `try_recv` reconnects by itself and answers `None` after a reconnect.
+                let received = listener.try_recv().await;
+                let Some(generation) = generation.upgrade() else { return };
+                match received {
+                    Ok(_) => {
+                        generation.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(e) => {
+                        generation.fetch_add(1, Ordering::AcqRel);
+                        tracing::warn!(error = %e, "lost the PostgreSQL change feed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl provisio_core::store::Readiness for PostgresStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        let version = self.schema_version().await?;
+        let known = migrations::MIGRATIONS.len() as i64;
+        if version != known {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {version}, this Provisio knows {known}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A value sealed with the master key at the first start; opening it on every later start proves the key is
+/// the same. Another key stops the start before anything is written.
+async fn check_key(pool: &PgPool, secrets: &SecretBox) -> Result<(), Error> {
+    const CONTEXT: &str = "provisio key check";
+    const PLAIN: &[u8] = b"provisio";
+    let stored: Option<Vec<u8>> = sqlx::query("SELECT sealed FROM key_check WHERE id = 1")
+        .fetch_optional(pool)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    match stored {
+        Some(sealed) => match secrets.open_sealed(CONTEXT, &sealed) {
+            Ok(plain) if plain == PLAIN => Ok(()),
+            _ => Err(Error::Corrupt(
+                "the master key differs from the one this database was first opened with; start every replica \
+                 with the same key (PROVISIO_MASTER_KEY or master.key)"
+                    .into(),
+            )),
+        },
+        None => {
+            sqlx::query("INSERT INTO key_check (id, sealed) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+                .bind(secrets.seal(CONTEXT, PLAIN))
+                .execute(pool)
+                .await?;
+            // Another replica may have won the race with another key.
+            Box::pin(check_key(pool, secrets)).await
+        }
+    }
+}
+
+/// Now, in the store's text form.
+fn now() -> String {
+    provisio_core::store::now()
+}
+
+/// JSON text of a value (the columns hold JSON as text, as the SQLite backend's do).
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, Error> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// The database the tests use: `PROVISIO_TEST_DATABASE_URL`, else the local server's `test` database.
+pub fn test_database_url() -> String {
+    std::env::var("PROVISIO_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use provisio_core::secrets::SecretBox;
+    use provisio_core::store::conformance;
+    use sqlx::Connection;
+
+    use super::*;
+
+    /// A store in a schema of its own, created for the caller.
+    async fn fresh(key: [u8; 32]) -> PostgresStore {
+        let url = test_database_url();
+        let schema = format!("provisio_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {url} (set PROVISIO_TEST_DATABASE_URL): {e}"));
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin)
+            .await
+            .expect("schema");
+        let options: PgConnectOptions = url.parse().expect("url");
+        PostgresStore::connect_with(
+            options.options([("search_path", schema.as_str())]),
+            SecretBox::from_key(key),
+        )
+        .await
+        .expect("connect")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms_to_the_store_interfaces() {
+        conformance::all(|| async { fresh([4; 32]).await.stores() }).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_start_migrates_nothing_and_a_newer_schema_or_another_key_is_refused() {
+        let store = fresh([5; 32]).await;
+        let known = migrations::MIGRATIONS.len() as i64;
+        assert_eq!(store.schema_version().await.expect("version"), known);
+        provisio_core::store::Readiness::ready(&store).await.expect("ready");
+        let options = store.pool.connect_options().as_ref().clone();
+        // Started again, with the same key: nothing to do.
+        PostgresStore::connect_with(options.clone(), SecretBox::from_key([5; 32]))
+            .await
+            .expect("the same key opens it again");
+        // Another key: refused, before anything is written.
+        let refused = PostgresStore::connect_with(options.clone(), SecretBox::from_key([6; 32])).await;
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("master key differs"), "{message}");
+        // A newer Provisio migrated it further: refused, saying so.
+        sqlx::query("INSERT INTO provisio_schema (version) VALUES ($1)")
+            .bind(known + 1)
+            .execute(&store.pool)
+            .await
+            .expect("pretend a newer schema");
+        let refused = PostgresStore::connect_with(options, SecretBox::from_key([5; 32])).await;
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("newer than this Provisio knows"), "{message}");
+        assert!(
+            provisio_core::store::Readiness::ready(&store).await.is_err(),
+            "not ready on a schema it does not know"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_system_written_through_one_replica_moves_the_generation_of_another() {
+        use provisio_core::store::SystemStore;
+        let a = fresh([7; 32]).await;
+        let options = a.pool.connect_options().as_ref().clone();
+        let b = PostgresStore::connect_with(options, SecretBox::from_key([7; 32]))
+            .await
+            .expect("second replica");
+        let before = SystemStore::generation(&b);
+        let spec = provisio_core::store::systems::SystemSpec {
+            name: "on a".into(),
+            connector: "scim".into(),
+            connector_version: None,
+            role: provisio_core::store::systems::Role::Source,
+            properties: Default::default(),
+            secrets: Default::default(),
+            sources: vec![],
+            transformation: None,
+        };
+        let created = SystemStore::create(&a, spec).await.expect("create on a");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while SystemStore::generation(&b) == before {
+            assert!(std::time::Instant::now() < deadline, "b never heard of the change");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let seen = SystemStore::get(&b, &created.id).await.expect("get on b");
+        assert_eq!(seen.map(|s| s.spec.name), Some("on a".to_string()));
+    }
+}

@@ -1,0 +1,191 @@
+//! Schema migrations, applied in order by one replica at a time (a transaction-scoped advisory lock) and
+//! recorded in `provisio_schema`. Released migrations are never edited; a change is a new entry. Instants are
+//! RFC 3339 text in the "C" collation, so that they sort as the SQLite backend's do.
+
+use sqlx::{PgPool, Row};
+
+use crate::Error;
+
+/// The advisory lock key of migrations ("provisio" in ASCII, as a number).
+const MIGRATION_LOCK: i64 = 0x70726f7669736f;
+
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: everything the SQLite backend's migrations 1 to 5 hold, in PostgreSQL's types.
+    r#"
+    CREATE TABLE principals (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        kind          TEXT NOT NULL CHECK (kind IN ('admin', 'technical')),
+        password_hash TEXT NOT NULL,
+        permissions   TEXT NOT NULL,
+        created_at    TEXT COLLATE "C" NOT NULL
+    );
+    CREATE UNIQUE INDEX principals_by_name ON principals (lower(name));
+    CREATE TABLE systems (
+        id                TEXT PRIMARY KEY,
+        name              TEXT NOT NULL,
+        connector         TEXT NOT NULL,
+        connector_version TEXT,
+        role              TEXT NOT NULL CHECK (role IN ('source', 'target', 'proxy')),
+        properties        TEXT NOT NULL,
+        secrets           BYTEA NOT NULL,
+        secret_names      TEXT NOT NULL,
+        sources           TEXT NOT NULL,
+        created_at        TEXT COLLATE "C" NOT NULL,
+        updated_at        TEXT COLLATE "C" NOT NULL
+    );
+    CREATE UNIQUE INDEX systems_by_name ON systems (lower(name));
+    CREATE TABLE transformations (
+        system_id   TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        version     BIGINT NOT NULL,
+        document    TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_at  TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (system_id, version)
+    );
+    CREATE TABLE plugins (
+        digest     TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        version    TEXT NOT NULL,
+        contract   TEXT NOT NULL,
+        size       BIGINT NOT NULL,
+        bundled    BOOLEAN NOT NULL,
+        added_at   TEXT COLLATE "C" NOT NULL,
+        UNIQUE (name, version)
+    );
+    CREATE TABLE links (
+        source_id      TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        target_id      TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind           TEXT NOT NULL,
+        source_entity  TEXT NOT NULL,
+        target_entity  TEXT,
+        digest         TEXT,
+        content        TEXT,
+        existed_before BOOLEAN NOT NULL DEFAULT FALSE,
+        creating       BOOLEAN NOT NULL DEFAULT FALSE,
+        updated_at     TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (source_id, target_id, kind, source_entity)
+    );
+    CREATE INDEX links_recent_writes ON links (target_id, kind, target_entity, updated_at);
+    CREATE TABLE jobs (
+        id          TEXT PRIMARY KEY,
+        source_id   TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        type        TEXT NOT NULL,
+        read_mode   TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        started_by  TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        summary     TEXT NOT NULL,
+        started_at  TEXT COLLATE "C" NOT NULL,
+        ended_at    TEXT COLLATE "C"
+    );
+    CREATE INDEX jobs_by_source ON jobs (source_id, started_at);
+    CREATE TABLE job_entities (
+        job_id        TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        seq           BIGINT NOT NULL,
+        at            TEXT COLLATE "C" NOT NULL,
+        target_id     TEXT,
+        kind          TEXT NOT NULL,
+        source_entity TEXT,
+        target_entity TEXT,
+        operation     TEXT NOT NULL,
+        outcome       TEXT NOT NULL,
+        reason        TEXT,
+        changes       TEXT,
+        PRIMARY KEY (job_id, seq)
+    );
+    CREATE TABLE held_deletes (
+        job_id        TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        target_id     TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        source_entity TEXT NOT NULL,
+        target_entity TEXT NOT NULL,
+        decision      TEXT,
+        PRIMARY KEY (job_id, target_id, kind, source_entity)
+    );
+    CREATE TABLE source_state (
+        source_id        TEXT PRIMARY KEY REFERENCES systems(id) ON DELETE CASCADE,
+        user_watermark   TEXT,
+        group_watermark  TEXT,
+        scheduled_deltas BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE schedules (
+        source_id  TEXT PRIMARY KEY REFERENCES systems(id) ON DELETE CASCADE,
+        job_type   TEXT NOT NULL,
+        every_secs BIGINT,
+        cron       TEXT,
+        enabled    BOOLEAN NOT NULL,
+        updated_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE realtime_events (
+        seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        source_id       TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind            TEXT NOT NULL,
+        entity_id       TEXT NOT NULL,
+        operation       TEXT NOT NULL,
+        body            TEXT,
+        received_at     TEXT COLLATE "C" NOT NULL,
+        received_by     TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at TEXT COLLATE "C",
+        results         TEXT,
+        finished_at     TEXT COLLATE "C"
+    );
+    CREATE INDEX realtime_by_state ON realtime_events (state, seq);
+    CREATE INDEX realtime_by_entity ON realtime_events (source_id, kind, entity_id, seq);
+    CREATE TABLE realtime_entities (
+        source_id  TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind       TEXT NOT NULL,
+        entity_id  TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        updated_at TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (source_id, kind, entity_id)
+    );
+    -- A value sealed with the master key at the first start: a replica with another key cannot open it.
+    CREATE TABLE key_check (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        sealed BYTEA NOT NULL
+    );
+    "#,
+];
+
+/// Brings the schema up to date; refuses a schema newer than this Provisio knows.
+pub(crate) async fn run(pool: &PgPool) -> Result<(), Error> {
+    let mut tx = pool.begin().await?;
+    // One replica at a time; released with the transaction.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS provisio_schema (version BIGINT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .execute(&mut *tx)
+        .await?;
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM provisio_schema")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(Error::Corrupt(format!(
+            "the database has schema version {current}, newer than this Provisio knows ({known}); upgrade Provisio"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO provisio_schema (version) VALUES ($1)")
+            .bind(index as i64 + 1)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The schema version recorded in the database.
+pub(crate) async fn version(pool: &PgPool) -> Result<i64, Error> {
+    Ok(sqlx::query("SELECT COALESCE(MAX(version), 0) FROM provisio_schema")
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?)
+}

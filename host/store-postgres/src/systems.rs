@@ -1,0 +1,212 @@
+//! Systems on PostgreSQL: as on SQLite, one row per system with the sealed secrets as one value and their
+//! names apart, and every transformation version in its own table. Every write announces itself (`NOTIFY`)
+//! in its transaction.
+
+use std::collections::BTreeSet;
+
+use provisio_core::secrets::SystemSecrets;
+use provisio_core::store::StoreError;
+use provisio_core::store::systems::{Role, System, SystemSpec, SystemStore};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::{Error, PostgresStore, SYSTEMS_CHANGED, from_json, is_unique_violation, now, to_json};
+
+const SELECT: &str =
+    "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
+    s.created_at, s.updated_at, t.document, t.version, s.secret_names
+    FROM systems s LEFT JOIN transformations t
+      ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
+
+#[async_trait::async_trait]
+impl SystemStore for PostgresStore {
+    fn generation(&self) -> u64 {
+        self.systems_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn create(&self, spec: SystemSpec) -> Result<System, StoreError> {
+        let id = new_id();
+        let sealed = self.seal(&id, &spec.secrets)?;
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let at = now();
+        let inserted = sqlx::query(
+            "INSERT INTO systems (id, name, connector, connector_version, role, properties, secrets, secret_names, sources, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(&id)
+        .bind(&spec.name)
+        .bind(&spec.connector)
+        .bind(&spec.connector_version)
+        .bind(spec.role.as_str())
+        .bind(to_json(&spec.properties)?)
+        .bind(sealed)
+        .bind(secret_names(&spec.secrets)?)
+        .bind(to_json(&spec.sources)?)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await;
+        conflict_on_name(inserted, &spec.name)?;
+        if let Some(doc) = &spec.transformation {
+            insert_transformation(&mut tx, &id, doc, "created").await?;
+        }
+        announce(&mut tx).await?;
+        tx.commit().await.map_err(Error::from)?;
+        self.bump_systems();
+        self.get(&id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))
+    }
+
+    async fn replace(&self, id: &str, spec: SystemSpec) -> Result<System, StoreError> {
+        let current = self
+            .get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))?;
+        let sealed = self.seal(id, &spec.secrets)?;
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let updated = sqlx::query(
+            "UPDATE systems SET name = $2, connector = $3, connector_version = $4, role = $5, properties = $6,
+             secrets = $7, sources = $8, updated_at = $9, secret_names = $10 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&spec.name)
+        .bind(&spec.connector)
+        .bind(&spec.connector_version)
+        .bind(spec.role.as_str())
+        .bind(to_json(&spec.properties)?)
+        .bind(sealed)
+        .bind(to_json(&spec.sources)?)
+        .bind(now())
+        .bind(secret_names(&spec.secrets)?)
+        .execute(&mut *tx)
+        .await;
+        conflict_on_name(updated, &spec.name)?;
+        if spec.transformation != current.spec.transformation {
+            match &spec.transformation {
+                Some(doc) => insert_transformation(&mut tx, id, doc, "replaced").await?,
+                None => {
+                    sqlx::query("DELETE FROM transformations WHERE system_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::from)?;
+                }
+            }
+        }
+        announce(&mut tx).await?;
+        tx.commit().await.map_err(Error::from)?;
+        self.bump_systems();
+        self.get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let n = sqlx::query("DELETE FROM systems WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        announce(&mut tx).await?;
+        tx.commit().await.map_err(Error::from)?;
+        self.bump_systems();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no system with id {id}")));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<System>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT} WHERE s.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(row.map(|r| decode(&r)).transpose()?)
+    }
+
+    async fn list(&self) -> Result<Vec<System>, StoreError> {
+        let rows = sqlx::query(&format!("{SELECT} ORDER BY lower(s.name)"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    }
+}
+
+impl PostgresStore {
+    fn seal(&self, id: &str, secrets: &SystemSecrets) -> Result<Vec<u8>, Error> {
+        self.secrets
+            .seal_secrets(id, secrets)
+            .map_err(|e| Error::Corrupt(e.to_string()))
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn conflict_on_name(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>, name: &str) -> Result<(), Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!("a system named {name:?} already exists"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Tells every replica that systems changed, when the transaction commits.
+async fn announce(tx: &mut Transaction<'_, Postgres>) -> Result<(), Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(SYSTEMS_CHANGED)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_transformation(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    doc: &serde_json::Value,
+    description: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO transformations (system_id, version, document, description, created_at)
+         VALUES ($1, COALESCE((SELECT MAX(version) FROM transformations WHERE system_id = $1), 0) + 1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(doc.to_string())
+    .bind(description)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn secret_names(secrets: &SystemSecrets) -> Result<String, Error> {
+    to_json(&secrets.names().collect::<Vec<_>>())
+}
+
+fn decode(r: &PgRow) -> Result<System, Error> {
+    let id: String = r.try_get(0)?;
+    let names: BTreeSet<String> = from_json(&r.try_get::<String, _>(12)?)?;
+    let secrets = SystemSecrets::stored(&id, names, r.try_get(6)?);
+    let transformation: Option<String> = r.try_get(10)?;
+    Ok(System {
+        spec: SystemSpec {
+            name: r.try_get(1)?,
+            connector: r.try_get(2)?,
+            connector_version: r.try_get(3)?,
+            role: Role::parse(&r.try_get::<String, _>(4)?),
+            properties: from_json(&r.try_get::<String, _>(5)?)?,
+            secrets,
+            sources: from_json(&r.try_get::<String, _>(7)?)?,
+            transformation: transformation.as_deref().map(from_json).transpose()?,
+        },
+        id,
+        transformation_version: r.try_get(11)?,
+        created_at: r.try_get(8)?,
+        updated_at: r.try_get(9)?,
+    })
+}

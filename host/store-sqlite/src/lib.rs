@@ -1,0 +1,217 @@
+//! The embedded store: one SQLite file (WAL) in the data directory, with migrations. It implements every
+//! aggregate's interface of [`provisio_core::store`]; [`SqliteStore::stores`] hands them out as [`Stores`].
+//!
+//! The connection is shared behind a mutex and every query runs on tokio's blocking pool, never on a worker
+//! thread: a commit's fsync or a large read must not stall the requests being served meanwhile. Real-time
+//! events are appended by a thread of their own with group commit ([`realtime`]); a second thread
+//! checkpoints the write-ahead log.
+
+mod jobs;
+mod links;
+mod migrations;
+mod plugins;
+mod principals;
+mod realtime;
+mod systems;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use provisio_core::secrets::SecretBox;
+use provisio_core::store::{StoreError, Stores};
+use rusqlite::Connection;
+
+/// Errors inside this crate: SQLite's own, or one of the store's.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("{0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl From<Error> for StoreError {
+    fn from(e: Error) -> StoreError {
+        match e {
+            Error::Sql(e) => StoreError::Backend(e.to_string()),
+            Error::Conflict(m) => StoreError::Conflict(m),
+            Error::NotFound(m) => StoreError::NotFound(m),
+            Error::Corrupt(m) => StoreError::Corrupt(m),
+        }
+    }
+}
+
+/// The SQLite store; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    secrets: SecretBox,
+    path: Option<PathBuf>,
+    /// Appends real-time events with group commit; `None` in memory (appends use the shared connection).
+    appender: Option<realtime::Appender>,
+    /// Bumped on every change to a system or its transformation.
+    systems_generation: Arc<AtomicU64>,
+}
+
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Checkpoints the write-ahead log on a thread with its own connection while the store lives. SQLite would
+/// otherwise run a checkpoint — a copy of the log and an fsync — inside whichever commit crosses 1,000 pages,
+/// and every request waiting for the store's connection would wait for it too. PASSIVE never blocks writers.
+fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) -> Result<(), Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    std::thread::Builder::new()
+        .name("provisio-checkpoint".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "cannot checkpoint the database's write-ahead log");
+                }
+            }
+        })
+        .map_err(|e| Error::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database file at `path`.
+    pub fn open(path: &Path, secrets: SecretBox) -> Result<Self, StoreError> {
+        let open = || -> Result<Self, Error> {
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // Checkpoints run on a thread of their own (below), not inside a request's commit.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            let mut store = Self::init(conn, secrets)?;
+            store.path = Some(path.to_path_buf());
+            store.appender = Some(realtime::Appender::open(path)?);
+            spawn_checkpointer(path, Arc::downgrade(&store.conn))?;
+            Ok(store)
+        };
+        Ok(open()?)
+    }
+
+    /// An in-memory store (tests).
+    pub fn in_memory(secrets: SecretBox) -> Result<Self, StoreError> {
+        let open = || Self::init(Connection::open_in_memory()?, secrets);
+        Ok(open()?)
+    }
+
+    fn init(mut conn: Connection, secrets: SecretBox) -> Result<Self, Error> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // 32 MiB of page cache (the default is 2 MiB): a job's link upserts land on random pages of a table
+        // that grows by a few hundred bytes per entity.
+        conn.pragma_update(None, "cache_size", -32768)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::run(&mut conn)?;
+        systems::name_sealed_secrets(&conn, &secrets)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            secrets,
+            path: None,
+            appender: None,
+            systems_generation: Arc::default(),
+        })
+    }
+
+    /// Every aggregate's interface, backed by this store.
+    pub fn stores(&self) -> Stores {
+        Stores::new(Arc::new(self.clone()), self.secrets.clone())
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `work` on the blocking pool: queries never hold a tokio worker.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteStore) -> Result<T, Error> + Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || work(&store)).await {
+            Ok(result) => Ok(result?),
+            // A panic is this query's error, as a panic in a plugin call is that call's.
+            Err(e) => Err(StoreError::Backend(format!("the query did not finish: {e}"))),
+        }
+    }
+
+    /// The database file; `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The current schema version.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let version = || -> Result<i64, Error> { Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?) };
+        Ok(version()?)
+    }
+}
+
+#[async_trait::async_trait]
+impl provisio_core::store::Readiness for SqliteStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        let known = migrations::known();
+        let version = self
+            .blocking(|s| Ok(s.conn().query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?))
+            .await?;
+        if version != known {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {version}, this Provisio knows {known}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Now, in the store's text form.
+fn now() -> String {
+    provisio_core::store::now()
+}
+
+#[cfg(test)]
+pub(crate) fn test_store() -> SqliteStore {
+    SqliteStore::in_memory(SecretBox::from_key([1; 32])).expect("in-memory store")
+}
+
+#[cfg(test)]
+mod tests {
+    use provisio_core::secrets::SecretBox;
+    use provisio_core::store::conformance;
+
+    use super::SqliteStore;
+
+    #[test]
+    fn migrates() {
+        let s = super::test_store();
+        assert!(s.schema_version().expect("version") >= 1);
+    }
+
+    /// Every aggregate behaves as the store's interfaces say, in memory and on a file (where real-time
+    /// events are appended by their own writer thread).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms_to_the_store_interfaces() {
+        conformance::all(|| async { super::test_store().stores() }).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        conformance::all(|| async {
+            let file = dir
+                .path()
+                .join(format!("{}.db", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+            SqliteStore::open(&file, SecretBox::from_key([2; 32]))
+                .expect("open")
+                .stores()
+        })
+        .await;
+    }
+}

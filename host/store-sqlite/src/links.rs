@@ -1,0 +1,201 @@
+//! Links on SQLite: one row per (source, target, kind, source entity) with the target id, the digest and the
+//! content last written, and whether the target entity existed before Provisio matched it.
+
+use std::collections::HashMap;
+
+use provisio_core::store::StoreError;
+use provisio_core::store::links::{Link, LinkChange, LinkScope, LinkStore};
+use rusqlite::{OptionalExtension, params};
+use serde_json::Value;
+
+use crate::{Error, SqliteStore, now};
+
+#[async_trait::async_trait]
+impl LinkStore for SqliteStore {
+    async fn all(&self, scope: &LinkScope) -> Result<HashMap<String, Link>, StoreError> {
+        let scope = scope.clone();
+        self.blocking(move |s| s.links(&scope)).await
+    }
+
+    async fn get(&self, scope: &LinkScope, source_entity: &str) -> Result<Option<Link>, StoreError> {
+        let (scope, entity) = (scope.clone(), source_entity.to_owned());
+        self.blocking(move |s| s.link(&scope, &entity)).await
+    }
+
+    async fn contents(
+        &self,
+        scope: &LinkScope,
+        source_entities: Vec<String>,
+    ) -> Result<HashMap<String, Value>, StoreError> {
+        let scope = scope.clone();
+        self.blocking(move |s| s.link_contents(&scope, &source_entities)).await
+    }
+
+    async fn apply(&self, scope: &LinkScope, changes: Vec<LinkChange>) -> Result<(), StoreError> {
+        let scope = scope.clone();
+        self.blocking(move |s| s.apply_links(&scope, &changes)).await
+    }
+
+    async fn reset(&self, source: &str) -> Result<usize, StoreError> {
+        let source = source.to_owned();
+        self.blocking(move |s| s.reset_links(&source)).await
+    }
+
+    async fn written_since(&self, system: &str, kind: &str, entity: &str, since: &str) -> Result<bool, StoreError> {
+        let (system, kind, entity, since) = (system.to_owned(), kind.to_owned(), entity.to_owned(), since.to_owned());
+        self.blocking(move |s| s.written_by_provisio_since(&system, &kind, &entity, &since))
+            .await
+    }
+}
+
+impl SqliteStore {
+    /// Every link of a scope, keyed by source entity id.
+    fn links(&self, scope: &LinkScope) -> Result<HashMap<String, Link>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT source_entity, target_entity, digest, existed_before, creating FROM links
+             WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3",
+        )?;
+        let rows = stmt.query_map(params![scope.source, scope.target, scope.kind.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Link {
+                    target_entity: r.get(1)?,
+                    digest: r.get(2)?,
+                    existed_before: r.get(3)?,
+                    creating: r.get(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One link, or `None`.
+    fn link(&self, scope: &LinkScope, source_entity: &str) -> Result<Option<Link>, Error> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT target_entity, digest, existed_before, creating FROM links
+                 WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
+                params![scope.source, scope.target, scope.kind.as_str(), source_entity],
+                |r| {
+                    Ok(Link {
+                        target_entity: r.get(0)?,
+                        digest: r.get(1)?,
+                        existed_before: r.get(2)?,
+                        creating: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The content last written for a source entity (for the old → new diff).
+    fn link_contents(&self, scope: &LinkScope, source_entities: &[String]) -> Result<HashMap<String, Value>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT content FROM links WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
+        )?;
+        let mut contents = HashMap::with_capacity(source_entities.len());
+        for entity in source_entities {
+            let text: Option<Option<String>> = stmt
+                .query_row(params![scope.source, scope.target, scope.kind.as_str(), entity], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(content) = text.flatten().and_then(|t| serde_json::from_str(&t).ok()) {
+                contents.insert(entity.clone(), content);
+            }
+        }
+        Ok(contents)
+    }
+
+    /// Applies a batch of changes in one transaction.
+    fn apply_links(&self, scope: &LinkScope, changes: &[LinkChange]) -> Result<(), Error> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let at = now();
+        {
+            let mut intent = tx.prepare_cached(
+                "INSERT INTO links (source_id, target_id, kind, source_entity, creating, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                 ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET creating = 1, updated_at = ?5",
+            )?;
+            let mut written = tx.prepare_cached(
+                "INSERT INTO links (source_id, target_id, kind, source_entity, target_entity, digest, content,
+                                    existed_before, creating, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)
+                 ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET
+                     target_entity = ?5, digest = ?6, content = ?7, existed_before = ?8, creating = 0, updated_at = ?9",
+            )?;
+            let mut stale = tx.prepare_cached(
+                "UPDATE links SET digest = NULL, updated_at = ?5
+                 WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
+            )?;
+            let mut removed = tx.prepare_cached(
+                "DELETE FROM links WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
+            )?;
+            let (s, t, k) = (&scope.source, &scope.target, scope.kind.as_str());
+            for change in changes {
+                match change {
+                    LinkChange::Intent { source_entity } => {
+                        intent.execute(params![s, t, k, source_entity, at])?;
+                    }
+                    LinkChange::Written {
+                        source_entity,
+                        target_entity,
+                        digest,
+                        content,
+                        existed_before,
+                    } => {
+                        written.execute(params![
+                            s,
+                            t,
+                            k,
+                            source_entity,
+                            target_entity,
+                            digest,
+                            content.to_string(),
+                            existed_before,
+                            at
+                        ])?;
+                    }
+                    LinkChange::Stale { source_entity } => {
+                        stale.execute(params![s, t, k, source_entity, at])?;
+                    }
+                    LinkChange::Removed { source_entity } => {
+                        removed.execute(params![s, t, k, source_entity])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets every link of a source (SAP's *Reset system*): afterwards everything in its targets looks
+    /// like it existed before.
+    fn reset_links(&self, source: &str) -> Result<usize, Error> {
+        let conn = self.conn();
+        let n = conn.execute("DELETE FROM links WHERE source_id = ?1", params![source])?;
+        conn.execute("DELETE FROM source_state WHERE source_id = ?1", params![source])?;
+        Ok(n)
+    }
+
+    /// Whether Provisio itself wrote this entity into `system` since `since` (the loop guard: a system that
+    /// is a target and also pushes changes must not echo Provisio's own writes back).
+    fn written_by_provisio_since(&self, system: &str, kind: &str, entity: &str, since: &str) -> Result<bool, Error> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM links WHERE target_id = ?1 AND kind = ?2 AND target_entity = ?3 AND updated_at >= ?4 LIMIT 1",
+                params![system, kind, entity, since],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}

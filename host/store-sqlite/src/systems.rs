@@ -1,0 +1,339 @@
+//! Systems on SQLite: one row per system with the sealed secrets as one blob and their names apart (the plain
+//! `properties` column never holds a secret), and every transformation version in its own table.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use provisio_core::secrets::{SecretBox, SystemSecrets};
+use provisio_core::store::StoreError;
+use provisio_core::store::systems::{Role, System, SystemSpec, SystemStore};
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use crate::{Error, SqliteStore, now};
+
+#[async_trait::async_trait]
+impl SystemStore for SqliteStore {
+    fn generation(&self) -> u64 {
+        self.systems_generation()
+    }
+
+    async fn create(&self, spec: SystemSpec) -> Result<System, StoreError> {
+        self.blocking(move |s| s.create_system(spec)).await
+    }
+
+    async fn replace(&self, id: &str, spec: SystemSpec) -> Result<System, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.replace_system(&id, spec)).await
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.delete_system(&id)).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<System>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.get_system(&id)).await
+    }
+
+    async fn list(&self) -> Result<Vec<System>, StoreError> {
+        self.blocking(|s| s.list_systems()).await
+    }
+}
+
+impl SqliteStore {
+    /// Changes with every write of a system or its transformation (create, replace, delete).
+    fn systems_generation(&self) -> u64 {
+        self.systems_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_systems(&self) {
+        self.systems_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Stores a new system and returns it.
+    fn create_system(&self, spec: SystemSpec) -> Result<System, Error> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let at = now();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO systems (id, name, connector, connector_version, role, properties, secrets, sources, created_at, updated_at, secret_names)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+            params![
+                id,
+                spec.name,
+                spec.connector,
+                spec.connector_version,
+                spec.role.as_str(),
+                to_json(&spec.properties)?,
+                self.seal_secrets(&id, &spec.secrets)?,
+                to_json(&spec.sources)?,
+                at,
+                secret_names(&spec.secrets)?
+            ],
+        );
+        if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
+            && e.code == rusqlite::ErrorCode::ConstraintViolation
+        {
+            return Err(Error::Conflict(format!(
+                "a system named {:?} already exists",
+                spec.name
+            )));
+        }
+        inserted?;
+        if let Some(doc) = &spec.transformation {
+            insert_transformation(&tx, &id, doc, "initial")?;
+        }
+        tx.commit()?;
+        drop(conn);
+        self.bump_systems();
+        self.get_system(&id)?
+            .ok_or_else(|| Error::NotFound(format!("system {id} vanished")))
+    }
+
+    /// Replaces a system's definition. A changed transformation becomes a new version.
+    fn replace_system(&self, id: &str, spec: SystemSpec) -> Result<System, Error> {
+        let current = self
+            .get_system(id)?
+            .ok_or_else(|| Error::NotFound(format!("no system with id {id}")))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let updated = tx.execute(
+            "UPDATE systems SET name = ?2, connector = ?3, connector_version = ?4, role = ?5, properties = ?6, secrets = ?7,
+             sources = ?8, updated_at = ?9, secret_names = ?10 WHERE id = ?1",
+            params![
+                id,
+                spec.name,
+                spec.connector,
+                spec.connector_version,
+                spec.role.as_str(),
+                to_json(&spec.properties)?,
+                self.seal_secrets(id, &spec.secrets)?,
+                to_json(&spec.sources)?,
+                now(),
+                secret_names(&spec.secrets)?
+            ],
+        );
+        if let Err(rusqlite::Error::SqliteFailure(e, _)) = &updated
+            && e.code == rusqlite::ErrorCode::ConstraintViolation
+        {
+            return Err(Error::Conflict(format!(
+                "a system named {:?} already exists",
+                spec.name
+            )));
+        }
+        updated?;
+        if spec.transformation != current.spec.transformation {
+            match &spec.transformation {
+                Some(doc) => insert_transformation(&tx, id, doc, "replaced")?,
+                None => {
+                    tx.execute("DELETE FROM transformations WHERE system_id = ?1", params![id])?;
+                }
+            }
+        }
+        tx.commit()?;
+        drop(conn);
+        self.bump_systems();
+        self.get_system(id)?
+            .ok_or_else(|| Error::NotFound(format!("no system with id {id}")))
+    }
+
+    /// Deletes a system and its transformation versions.
+    fn delete_system(&self, id: &str) -> Result<(), Error> {
+        let n = self.conn().execute("DELETE FROM systems WHERE id = ?1", params![id])?;
+        self.bump_systems();
+        if n == 0 {
+            return Err(Error::NotFound(format!("no system with id {id}")));
+        }
+        Ok(())
+    }
+
+    /// One system by id.
+    fn get_system(&self, id: &str) -> Result<Option<System>, Error> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(&format!("{SELECT} WHERE s.id = ?1"), params![id], raw_system)
+            .optional()?;
+        drop(conn);
+        row.map(|r| self.decode(r)).transpose()
+    }
+
+    /// All systems, by name.
+    fn list_systems(&self) -> Result<Vec<System>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY s.name"))?;
+        let raws: Vec<RawSystem> = stmt.query_map([], raw_system)?.collect::<Result<_, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    fn seal_secrets(&self, id: &str, secrets: &SystemSecrets) -> Result<Vec<u8>, Error> {
+        self.secrets
+            .seal_secrets(id, secrets)
+            .map_err(|e| Error::Corrupt(e.to_string()))
+    }
+
+    fn decode(&self, r: RawSystem) -> Result<System, Error> {
+        let names: BTreeSet<String> = match &r.secret_names {
+            Some(names) => from_json(names)?,
+            None => return Err(Error::Corrupt(format!("system {} has no secret names", r.id))),
+        };
+        let secrets = SystemSecrets::stored(&r.id, names, r.secrets);
+        Ok(System {
+            spec: SystemSpec {
+                name: r.name,
+                connector: r.connector,
+                connector_version: r.connector_version,
+                role: Role::parse(&r.role),
+                properties: from_json(&r.properties)?,
+                secrets,
+                sources: from_json(&r.sources)?,
+                transformation: r.transformation.as_deref().map(from_json).transpose()?,
+            },
+            id: r.id,
+            transformation_version: r.transformation_version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+const SELECT: &str =
+    "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
+    s.created_at, s.updated_at, t.document, t.version, s.secret_names
+    FROM systems s LEFT JOIN transformations t
+      ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
+
+struct RawSystem {
+    id: String,
+    name: String,
+    connector: String,
+    connector_version: Option<String>,
+    role: String,
+    properties: String,
+    secrets: Vec<u8>,
+    sources: String,
+    created_at: String,
+    updated_at: String,
+    transformation: Option<String>,
+    transformation_version: Option<i64>,
+    secret_names: Option<String>,
+}
+
+fn raw_system(r: &Row<'_>) -> rusqlite::Result<RawSystem> {
+    Ok(RawSystem {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        connector: r.get(2)?,
+        connector_version: r.get(3)?,
+        role: r.get(4)?,
+        properties: r.get(5)?,
+        secrets: r.get(6)?,
+        sources: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        transformation: r.get(10)?,
+        transformation_version: r.get(11)?,
+        secret_names: r.get(12)?,
+    })
+}
+
+fn secret_names(secrets: &SystemSecrets) -> Result<String, Error> {
+    to_json(&secrets.names().collect::<Vec<_>>())
+}
+
+/// Fills in the names of systems stored before they were kept beside the sealed values (migration 5).
+pub(super) fn name_sealed_secrets(conn: &rusqlite::Connection, secret_box: &SecretBox) -> Result<(), Error> {
+    let mut stmt = conn.prepare("SELECT id, secrets FROM systems WHERE secret_names IS NULL")?;
+    let unnamed: Vec<(String, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, sealed) in unnamed {
+        let plain = secret_box
+            .open_sealed(&id, &sealed)
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let values: BTreeMap<String, String> =
+            serde_json::from_slice(&plain).map_err(|e| Error::Corrupt(e.to_string()))?;
+        conn.execute(
+            "UPDATE systems SET secret_names = ?2 WHERE id = ?1",
+            params![id, to_json(&values.keys().collect::<Vec<_>>())?],
+        )?;
+    }
+    Ok(())
+}
+
+fn insert_transformation(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    doc: &serde_json::Value,
+    description: &str,
+) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO transformations (system_id, version, document, description, created_at)
+         VALUES (?1, COALESCE((SELECT MAX(version) FROM transformations WHERE system_id = ?1), 0) + 1, ?2, ?3, ?4)",
+        params![id, doc.to_string(), description, now()],
+    )?;
+    Ok(())
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, Error> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, Error> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> SystemSpec {
+        SystemSpec {
+            name: name.into(),
+            connector: "scim".into(),
+            connector_version: None,
+            role: Role::Target,
+            properties: [("URL".to_string(), "http://x".to_string())].into(),
+            secrets: SystemSecrets::entered([("Password".to_string(), "s3cret-value".to_string())]),
+            sources: vec![],
+            transformation: Some(serde_json::json!({"user": {"mappings": []}})),
+        }
+    }
+
+    #[test]
+    fn crud_with_sealed_secrets_and_versions() {
+        let s = crate::test_store();
+        let created = s.create_system(spec("Target A")).unwrap();
+        assert!(!format!("{created:?}").contains("s3cret-value"));
+        assert_eq!(
+            s.secrets.open_secrets(&created.spec.secrets).unwrap()["Password"].expose(),
+            "s3cret-value"
+        );
+        assert_eq!(created.transformation_version, Some(1));
+        assert!(matches!(s.create_system(spec("target a")), Err(Error::Conflict(_))));
+        let mut changed = spec("Target A");
+        changed.transformation =
+            Some(serde_json::json!({"user": {"mappings": [{"constant": 1, "targetPath": "$.x"}]}}));
+        let replaced = s.replace_system(&created.id, changed).unwrap();
+        assert_eq!(replaced.transformation_version, Some(2));
+        assert_eq!(s.list_systems().unwrap().len(), 1);
+        let raw: Vec<u8> = s
+            .conn()
+            .query_row("SELECT secrets FROM systems", [], |r| r.get(0))
+            .unwrap();
+        assert!(!raw.windows(12).any(|w| w == b"s3cret-value"));
+        // A database from before secret names were stored: the names are filled in from the sealed values.
+        s.conn().execute("UPDATE systems SET secret_names = NULL", []).unwrap();
+        assert!(matches!(s.get_system(&created.id), Err(Error::Corrupt(_))));
+        name_sealed_secrets(&s.conn(), &s.secrets).unwrap();
+        let named = s.get_system(&created.id).unwrap().unwrap();
+        assert_eq!(named.spec.secrets.names().collect::<Vec<_>>(), ["Password"]);
+        s.delete_system(&created.id).unwrap();
+        assert!(s.get_system(&created.id).unwrap().is_none());
+        assert!(matches!(s.delete_system(&created.id), Err(Error::NotFound(_))));
+    }
+}
