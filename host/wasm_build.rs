@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Builds `packages` in release mode for `wasm32-wasip2` and returns the path of each `.wasm` file.
+/// Builds `packages` for `wasm32-wasip2` with the workspace's `wasm` profile (release, with LTO; see the root
+/// `Cargo.toml`) and returns the path of each `.wasm` file.
 pub fn build_components(workspace: &Path, packages: &[String]) -> Vec<PathBuf> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out; components go to <target>/wasm.
@@ -18,7 +19,8 @@ pub fn build_components(workspace: &Path, packages: &[String]) -> Vec<PathBuf> {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
         .arg(&target_dir);
     for package in packages {
         command.args(["-p", package]);
@@ -44,7 +46,7 @@ pub fn build_components(workspace: &Path, packages: &[String]) -> Vec<PathBuf> {
         .iter()
         .map(|p| {
             target_dir
-                .join("wasm32-wasip2/release")
+                .join("wasm32-wasip2/wasm")
                 .join(format!("{}.wasm", p.replace('-', "_")))
         })
         .collect()

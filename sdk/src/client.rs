@@ -260,11 +260,7 @@ impl<'a> ScimClient<'a> {
 
     /// The system's name in messages, starting with a capital (`The system`).
     fn subject(&self) -> String {
-        let mut chars = self.name.chars();
-        chars
-            .next()
-            .map(|c| c.to_uppercase().chain(chars).collect())
-            .unwrap_or_default()
+        capitalize(self.name)
     }
 
     /// `Users` or `Groups` under the SCIM root.
