@@ -1,4 +1,4 @@
-//! The state every handler can reach: the engine's services and the issued bearer tokens. Built once, by
+//! The state every handler can reach: the engine's services (bearer tokens are in its stores). Built once, by
 //! [`crate::server::boot`] (or a test), and shared by the admin API, the proxy and the real-time API.
 
 use std::ops::{Deref, DerefMut};
@@ -6,17 +6,14 @@ use std::sync::Arc;
 
 use provisio_engine::Engine;
 
-use crate::api::auth::TokenIssuer;
 use crate::plugins::Plugins;
 use crate::store::Stores;
 
-/// The engine's services, plus what only the HTTP layer keeps (bearer tokens).
+/// The engine's services, as the HTTP layer reaches them.
 #[derive(Clone)]
 pub struct AppState {
     /// Systems, plugins, jobs, real-time and the proxy's logic, over the store.
     pub engine: Engine,
-    /// Issued bearer tokens.
-    pub tokens: Arc<TokenIssuer>,
 }
 
 impl AppState {
@@ -25,7 +22,6 @@ impl AppState {
     pub fn new(store: Stores, plugins: Arc<Plugins>, retention_days: i64) -> Self {
         AppState {
             engine: Engine::new(store, plugins, retention_days),
-            tokens: Arc::new(TokenIssuer::default()),
         }
     }
 }

@@ -13,6 +13,7 @@ mod provisioning;
 mod proxy;
 mod proxy_limits;
 mod realtime;
+mod replicas;
 mod round_trip;
 mod runaway_reads;
 mod sandbox;

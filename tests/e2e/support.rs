@@ -36,19 +36,37 @@ impl Service {
         Self::start_with(Settings::default()).await
     }
 
-    pub async fn start_with(mut settings: Settings) -> Service {
+    pub async fn start_with(settings: Settings) -> Service {
+        Self::start_keyed(settings, None).await
+    }
+
+    /// Another replica beside `other`: the same master key (copied into its own data directory) and
+    /// `settings` (the same `database_url`, say).
+    pub async fn start_beside(other: &Service, settings: Settings) -> Service {
+        let key = std::fs::read(other.data_dir().join("master.key")).expect("the other replica's key");
+        Self::start_keyed(settings, Some(key)).await
+    }
+
+    async fn start_keyed(mut settings: Settings, master_key: Option<Vec<u8>>) -> Service {
         // Compile each component once for the whole test run, not once per service.
         settings
             .artifact_cache
             .get_or_insert_with(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifact-cache"));
         let data = tempfile::tempdir().expect("temp dir");
+        if let Some(key) = master_key {
+            std::fs::write(data.path().join("master.key"), key).expect("the master key");
+        }
         let state = provisio::server::boot(data.path(), settings).await.expect("boot");
-        state
+        // A replica beside another finds the admin there already.
+        match state
             .stores
             .principals
             .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
             .await
-            .expect("admin");
+        {
+            Ok(_) | Err(provisio::store::StoreError::Conflict(_)) => {}
+            Err(e) => panic!("admin: {e}"),
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = provisio::api::router(state.clone());

@@ -3,9 +3,7 @@
 //! and secret), and X.509 client certificates verified by the service's own TLS (the subject CN names a
 //! technical user).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
@@ -13,10 +11,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use base64::Engine as _;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
@@ -25,47 +21,6 @@ use crate::tls::{ClientCertificate, MAX_CN_CHARS};
 
 /// Lifetime of issued access tokens.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-
-/// Access tokens issued by this process, stored by their SHA-256 (a memory dump shows no usable token).
-#[derive(Default)]
-pub struct TokenIssuer {
-    tokens: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
-}
-
-impl TokenIssuer {
-    /// Issues a token for `principal`.
-    pub fn issue(&self, principal: Principal) -> String {
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        tokens.retain(|_, (_, expires)| *expires > now);
-        tokens.insert(
-            Sha256::digest(token.as_bytes()).into(),
-            (principal, now + TOKEN_LIFETIME),
-        );
-        token
-    }
-
-    /// Invalidates every token of a principal (it was deleted).
-    pub fn revoke(&self, principal_id: &str) {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (p, _)| p.id != principal_id);
-    }
-
-    /// The principal of a valid token.
-    pub fn lookup(&self, token: &str) -> Option<Principal> {
-        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        tokens
-            .get(&key)
-            .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(p, _)| p.clone())
-    }
-}
 
 /// Why a request is not authenticated.
 #[derive(Debug, PartialEq)]
@@ -164,10 +119,14 @@ pub async fn authenticate(
         .to_str()
         .map_err(|_| AuthFailure::Invalid("malformed Authorization header".into()))?;
     if let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
-        return state
-            .tokens
-            .lookup(token.trim())
-            .ok_or_else(|| AuthFailure::Invalid("invalid or expired bearer token".into()));
+        return match state.stores.tokens.principal(token.trim()).await {
+            Ok(Some(principal)) => Ok(principal),
+            Ok(None) => Err(AuthFailure::Invalid("invalid or expired bearer token".into())),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check a bearer token");
+                Err(AuthFailure::Invalid("authentication failed".into()))
+            }
+        };
     }
     let (user, password) = decode_basic(value)
         .ok_or_else(|| AuthFailure::Invalid("unsupported or malformed Authorization header".into()))?;
@@ -267,11 +226,20 @@ pub async fn token(
         );
     };
     match verify(&state, id, secret).await {
-        Ok(principal) => {
-            let token = state.tokens.issue(principal);
-            Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME.as_secs() }))
-                .into_response()
-        }
+        Ok(principal) => match state.stores.tokens.issue(&principal, TOKEN_LIFETIME).await {
+            Ok(token) => {
+                Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME.as_secs() }))
+                    .into_response()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store an issued token");
+                oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the token could not be stored; try again",
+                )
+            }
+        },
         Err(_) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials"),
     }
 }

@@ -111,7 +111,7 @@ pub async fn delete_technical_user(
         }
     }
     state.stores.principals.delete(&id).await?;
-    state.tokens.revoke(&id);
+    state.stores.tokens.forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -367,4 +367,20 @@ impl JobStore for PostgresStore {
         };
         Ok(rows.iter().map(schedule).collect::<Result<_, _>>()?)
     }
+
+    async fn claim_schedule_slot(&self, source: &str, slot: &str, unless_since: &str) -> Result<bool, StoreError> {
+        // One row update: concurrent claims of one slot serialise on the row, and one of them wins.
+        let n = sqlx::query(
+            "UPDATE schedules SET last_fired_at = $2
+             WHERE source_id = $1 AND (last_fired_at IS NULL OR last_fired_at < $3)",
+        )
+        .bind(source)
+        .bind(slot)
+        .bind(unless_since)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        Ok(n == 1)
+    }
 }

@@ -14,6 +14,7 @@ mod plugins;
 mod principals;
 mod realtime;
 mod systems;
+mod tokens;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

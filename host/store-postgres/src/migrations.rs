@@ -148,6 +148,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         sealed BYTEA NOT NULL
     );
     "#,
+    // 2: bearer tokens by their SHA-256, valid on every replica and across restarts; they go with their
+    // principal.
+    r#"
+    CREATE TABLE tokens (
+        hash         TEXT PRIMARY KEY,
+        principal_id TEXT NOT NULL REFERENCES principals(id) ON DELETE CASCADE,
+        expires_at   TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX tokens_by_expiry ON tokens (expires_at);
+    "#,
+    // 3: the schedule slot last fired, so that the replicas fire a schedule once per period.
+    r#"
+    ALTER TABLE schedules ADD COLUMN last_fired_at TEXT COLLATE "C";
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 
 use crate::{Error, PostgresStore, from_json, is_unique_violation, now, to_json};
 
-fn principal(r: &PgRow) -> Result<Principal, Error> {
+pub(crate) fn principal(r: &PgRow) -> Result<Principal, Error> {
     let kind: String = r.try_get(2)?;
     Ok(Principal {
         id: r.try_get(0)?,

@@ -108,6 +108,18 @@ impl JobStore for SqliteStore {
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         self.blocking(|s| s.schedules()).await
     }
+
+    async fn claim_schedule_slot(&self, source: &str, slot: &str, unless_since: &str) -> Result<bool, StoreError> {
+        let (source, slot, since) = (source.to_owned(), slot.to_owned(), unless_since.to_owned());
+        self.blocking(move |s| {
+            Ok(s.conn().execute(
+                "UPDATE schedules SET last_fired_at = ?2
+                 WHERE source_id = ?1 AND (last_fired_at IS NULL OR last_fired_at < ?3)",
+                params![source, slot, since],
+            )? == 1)
+        })
+        .await
+    }
 }
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {

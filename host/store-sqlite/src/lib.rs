@@ -13,6 +13,7 @@ mod plugins;
 mod principals;
 mod realtime;
 mod systems;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;

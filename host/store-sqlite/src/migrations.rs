@@ -152,6 +152,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE systems ADD COLUMN secret_names TEXT;
     "#,
+    // 6: bearer tokens by their SHA-256, so that they outlive a restart; they go with their principal.
+    r#"
+    CREATE TABLE tokens (
+        hash         TEXT PRIMARY KEY,
+        principal_id TEXT NOT NULL REFERENCES principals(id) ON DELETE CASCADE,
+        expires_at   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tokens_by_expiry ON tokens (expires_at);
+    "#,
+    // 7: the schedule slot last fired, so that several processes fire a schedule once per period.
+    r#"
+    ALTER TABLE schedules ADD COLUMN last_fired_at TEXT;
+    "#,
 ];
 
 /// The schema version this Provisio knows.

@@ -88,14 +88,14 @@ impl SqliteStore {
 }
 
 /// A principal's columns as stored.
-struct RawPrincipal {
+pub(crate) struct RawPrincipal {
     id: String,
     name: String,
     kind: String,
     permissions: String,
 }
 
-fn raw_principal(r: &Row<'_>) -> rusqlite::Result<RawPrincipal> {
+pub(crate) fn raw_principal(r: &Row<'_>) -> rusqlite::Result<RawPrincipal> {
     Ok(RawPrincipal {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -105,7 +105,7 @@ fn raw_principal(r: &Row<'_>) -> rusqlite::Result<RawPrincipal> {
 }
 
 impl RawPrincipal {
-    fn decode(self) -> Result<Principal, Error> {
+    pub(crate) fn decode(self) -> Result<Principal, Error> {
         let kind = match self.kind.as_str() {
             "admin" => PrincipalKind::Admin,
             _ => PrincipalKind::Technical,

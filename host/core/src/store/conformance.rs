@@ -28,6 +28,7 @@ where
     job_logs_and_held_deletes(fresh().await).await;
     links(fresh().await).await;
     events(fresh().await).await;
+    tokens(fresh().await).await;
 }
 
 fn spec(name: &str, role: Role, sources: Vec<String>) -> SystemSpec {
@@ -300,6 +301,39 @@ pub async fn jobs(stores: Stores) {
     changed.every_seconds = Some(60);
     jobs.set_schedule(&changed).await.expect("replace schedule");
     assert_eq!(jobs.schedules().await.expect("schedules"), [changed]);
+    // A slot fires once: the first claim wins, a second claim of the same period loses, the next period wins.
+    let claim = |slot: &'static str, since: &'static str| jobs.claim_schedule_slot(&source, slot, since);
+    assert!(
+        claim("2030-01-01T00:01:00.000Z", "2030-01-01T00:00:30.000Z")
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !claim("2030-01-01T00:01:00.000Z", "2030-01-01T00:01:00.000Z")
+            .await
+            .expect("the same slot")
+    );
+    assert!(
+        !claim("2030-01-01T00:01:20.000Z", "2030-01-01T00:00:50.000Z")
+            .await
+            .expect("the same period")
+    );
+    assert!(
+        claim("2030-01-01T00:02:00.000Z", "2030-01-01T00:01:30.000Z")
+            .await
+            .expect("the next period")
+    );
+    assert!(
+        !claim("2030-01-01T00:02:00.000Z", "2030-01-01T00:02:00.000Z")
+            .await
+            .expect("once")
+    );
+    assert!(
+        !jobs
+            .claim_schedule_slot("no-such-source", "2030-01-01T00:03:00.000Z", "2030-01-01T00:02:30.000Z")
+            .await
+            .expect("none")
+    );
     assert!(jobs.delete_schedule(&source).await.expect("delete"));
     assert!(!jobs.delete_schedule(&source).await.expect("delete again"));
     assert!(jobs.schedules().await.expect("schedules").is_empty());
@@ -589,5 +623,63 @@ pub async fn events(stores: Stores) {
             .await
             .expect("pushed")
             .is_none()
+    );
+}
+
+/// Bearer tokens: issued for a principal, found by the token only while valid, gone with the principal.
+pub async fn tokens(stores: Stores) {
+    let principals = &stores.principals;
+    let user = principals
+        .create("client", "pw-1", PrincipalKind::Technical, &[Permission::ProxyApi])
+        .await
+        .expect("principal");
+    let other = principals
+        .create("other", "pw-2", PrincipalKind::Technical, &[])
+        .await
+        .expect("principal");
+    let token = stores
+        .tokens
+        .issue(&user, std::time::Duration::from_secs(60))
+        .await
+        .expect("issue");
+    let kept = stores
+        .tokens
+        .issue(&other, std::time::Duration::from_secs(60))
+        .await
+        .expect("issue");
+    assert_ne!(token, kept);
+    let found = stores.tokens.principal(&token).await.expect("lookup").expect("valid");
+    assert_eq!(
+        (found.id.as_str(), found.permissions.as_slice()),
+        (user.id.as_str(), &[Permission::ProxyApi][..])
+    );
+    assert!(stores.tokens.principal("not-a-token").await.expect("lookup").is_none());
+
+    // Expired ones are not found, and pruning removes them only.
+    let short = stores
+        .tokens
+        .issue(&user, std::time::Duration::from_millis(1))
+        .await
+        .expect("issue");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(
+        stores.tokens.principal(&short).await.expect("lookup").is_none(),
+        "expired"
+    );
+    assert_eq!(
+        stores.tokens.principal(&token).await.expect("lookup").map(|p| p.id),
+        Some(user.id.clone())
+    );
+
+    // Deleting the principal ends its tokens, for every reader once it revalidates.
+    principals.delete(&user.id).await.expect("delete");
+    tokio::time::sleep(super::tokens::REVALIDATE_AFTER).await;
+    assert!(
+        stores.tokens.principal(&token).await.expect("lookup").is_none(),
+        "gone with its principal"
+    );
+    assert!(
+        stores.tokens.principal(&kept).await.expect("lookup").is_some(),
+        "others stay"
     );
 }

@@ -216,4 +216,8 @@ pub trait JobStore: Send + Sync {
     async fn delete_schedule(&self, source: &str) -> Result<bool, StoreError>;
     /// Every schedule.
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError>;
+    /// Claims a source's schedule slot `slot` for this replica: true when no slot was fired at or after
+    /// `unless_since` (then `slot` is recorded as fired), false when another replica fired this period
+    /// already. The same for all replicas, so that a schedule fires once per period across the cluster.
+    async fn claim_schedule_slot(&self, source: &str, slot: &str, unless_since: &str) -> Result<bool, StoreError>;
 }

@@ -1,10 +1,10 @@
 //! The store's interfaces: one narrow, async interface per aggregate — [`SystemStore`], [`PrincipalStore`],
-//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`] — and the records they keep. The engine talks
+//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`] — and the records they keep. The engine talks
 //! to these and never to SQL or a connection; a backend (`provisio-store-sqlite`, the embedded default)
 //! implements them all and hands them out bundled as [`Stores`], built in the composition root.
 //!
 //! What is the same for every backend lives here, above them: password hashing and the verified-login cache
-//! ([`Principals`]), opening sealed secrets ([`Stores::open_secrets`]), and the text form of instants.
+//! ([`Principals`]), issuing and checking bearer tokens ([`Tokens`]), opening sealed secrets ([`Stores::open_secrets`]), and the text form of instants.
 
 pub mod conformance;
 pub mod generation;
@@ -14,6 +14,7 @@ pub mod plugins;
 pub mod principals;
 pub mod realtime;
 pub mod systems;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use plugins::PluginStore;
 pub use principals::{PrincipalStore, Principals};
 pub use realtime::EventStore;
 pub use systems::SystemStore;
+pub use tokens::{TokenStore, Tokens};
 
 use crate::secrets::{Secret, SecretBox, SystemSecrets};
 
@@ -59,6 +61,8 @@ pub struct Stores {
     pub links: Arc<dyn LinkStore>,
     /// The real-time outbox and log.
     pub events: Arc<dyn EventStore>,
+    /// Bearer tokens, valid on every replica.
+    pub tokens: Tokens,
     readiness: Arc<dyn Readiness>,
     secrets: SecretBox,
 }
@@ -74,7 +78,15 @@ impl Stores {
     /// Bundles one backend that implements every aggregate's interface; `secrets` opens what it sealed.
     pub fn new<B>(backend: Arc<B>, secrets: SecretBox) -> Stores
     where
-        B: SystemStore + PrincipalStore + PluginStore + JobStore + LinkStore + EventStore + Readiness + 'static,
+        B: SystemStore
+            + PrincipalStore
+            + PluginStore
+            + JobStore
+            + LinkStore
+            + EventStore
+            + TokenStore
+            + Readiness
+            + 'static,
     {
         Stores {
             systems: backend.clone(),
@@ -83,6 +95,7 @@ impl Stores {
             jobs: backend.clone(),
             links: backend.clone(),
             events: backend.clone(),
+            tokens: Tokens::new(backend.clone()),
             readiness: backend,
             secrets,
         }

@@ -46,6 +46,32 @@ impl Schedule {
         }
     }
 
+    /// Where the period of the slot `due` begins for claiming it: a slot fired at or after this instant (by any
+    /// replica) is this period's, so two runs are never closer than that. Cron slots are the same instants on
+    /// every replica; interval slots are counted from when each replica first saw the schedule, so a period
+    /// (less a tenth, at most a second, for the scheduler's tick) back from the slot.
+    pub fn claim_window_start(&self, due: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Schedule::Every(d) => {
+                let slack = (*d / 10).min(Duration::from_secs(1));
+                chrono::Duration::from_std(*d - slack).map_or(due, |period| due - period)
+            }
+            Schedule::Cron(_) => due,
+        }
+    }
+
+    /// The slot after `due`, which fired at `now`: intervals keep their phase (so that the replica that fired
+    /// keeps firing first), unless slots were missed; cron takes its next time.
+    pub fn following(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Every(d) => {
+                let next = due + chrono::Duration::from_std(*d).ok()?;
+                if next > now { Some(next) } else { self.next_after(now) }
+            }
+            Schedule::Cron(_) => self.next_after(now),
+        }
+    }
+
     /// The first slot after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
@@ -92,6 +118,28 @@ pub async fn run_scheduler(service: Provisioning) {
             if due > now {
                 continue;
             }
+            if let Some(next_due) = schedule.following(due, now) {
+                next.insert(record.source_id.clone(), (record.clone(), next_due));
+            }
+            // Several replicas: the one that claims the slot starts the run, the others skip it.
+            let slot = crate::store::timestamp(due);
+            let unless_since = crate::store::timestamp(schedule.claim_window_start(due));
+            match service
+                .store()
+                .jobs
+                .claim_schedule_slot(&record.source_id, &slot, &unless_since)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(source = %record.source_id, %slot, "another replica fired this slot");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(source = %record.source_id, error = %e, "cannot claim a schedule slot; skipped");
+                    continue;
+                }
+            }
             let options = JobOptions {
                 job_type: JobType::from_str(&record.job_type).unwrap_or(JobType::Read),
                 simulate: false,
@@ -102,9 +150,6 @@ pub async fn run_scheduler(service: Provisioning) {
                 Ok(job) => tracing::info!(job = %job.id, source = %record.source_id, "scheduled run started"),
                 Err(JobError::Conflict(m)) => tracing::info!(source = %record.source_id, "{m}"),
                 Err(e) => tracing::warn!(source = %record.source_id, error = %e, "scheduled run could not start"),
-            }
-            if let Some(due) = schedule.next_after(now) {
-                next.insert(record.source_id.clone(), (record, due));
             }
         }
     }
@@ -154,5 +199,32 @@ mod tests {
         assert!(Schedule::parse(&record(Some(0), None)).is_err());
         assert!(Schedule::parse(&record(Some(60), Some("* * * * *"))).is_err());
         assert!(Schedule::parse(&record(None, None)).is_err());
+    }
+
+    #[test]
+    fn intervals_keep_their_phase_and_claim_a_period_back() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc);
+        let every = Schedule::parse(&record(Some(60), None)).expect("interval");
+        let due = at("2026-11-23T10:00:00Z");
+        // Fired a moment late: the next slot keeps the phase.
+        assert_eq!(
+            every.following(due, at("2026-11-23T10:00:00.900Z")),
+            Some(at("2026-11-23T10:01:00Z"))
+        );
+        // Slots missed (the process slept): one period from now, not a burst.
+        assert_eq!(
+            every.following(due, at("2026-11-23T10:05:30Z")),
+            Some(at("2026-11-23T10:06:30Z"))
+        );
+        // A run claimed within the last 59 s (a period less a second) is this period's.
+        assert_eq!(every.claim_window_start(due), at("2026-11-23T09:59:01Z"));
+        let short = Schedule::parse(&record(Some(2), None)).expect("interval");
+        assert_eq!(short.claim_window_start(due), at("2026-11-23T09:59:58.200Z"));
+        let cron = Schedule::parse(&record(None, Some("0 * * * *"))).expect("cron");
+        assert_eq!(
+            cron.claim_window_start(due),
+            due,
+            "cron slots are the same on every replica"
+        );
     }
 }
