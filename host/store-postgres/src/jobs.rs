@@ -3,7 +3,7 @@
 
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::{
-    DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord,
+    DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord, interrupted_summary,
 };
 use serde_json::Value;
 use sqlx::Row;
@@ -112,17 +112,7 @@ impl JobStore for PostgresStore {
         for r in rows {
             let id: String = r.try_get(0).map_err(Error::from)?;
             let summary: String = r.try_get(1).map_err(Error::from)?;
-            let mut summary: Value =
-                serde_json::from_str(&summary).unwrap_or_else(|_| Value::Object(Default::default()));
-            if let Some(object) = summary.as_object_mut() {
-                object.insert("interrupted".into(), Value::Bool(true));
-                let outcome = object.entry("outcome").or_insert_with(|| Value::Array(vec![]));
-                if let Some(list) = outcome.as_array_mut() {
-                    list.push(Value::String(
-                        "The service stopped during this run. The next run continues from what was recorded; nothing is written twice.".into(),
-                    ));
-                }
-            }
+            let summary = interrupted_summary(&summary);
             sqlx::query("UPDATE jobs SET status = 'Finished with Error', summary = $2, ended_at = $3 WHERE id = $1")
                 .bind(&id)
                 .bind(summary.to_string())

@@ -3,7 +3,7 @@
 
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::{
-    DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord,
+    DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord, interrupted_summary,
 };
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
@@ -215,17 +215,7 @@ impl SqliteStore {
         for id in &ids {
             let summary: String =
                 conn.query_row("SELECT summary FROM jobs WHERE id = ?1", params![id], |r| r.get(0))?;
-            let mut summary: Value =
-                serde_json::from_str(&summary).unwrap_or_else(|_| Value::Object(Default::default()));
-            if let Some(object) = summary.as_object_mut() {
-                object.insert("interrupted".into(), Value::Bool(true));
-                let outcome = object.entry("outcome").or_insert_with(|| Value::Array(vec![]));
-                if let Some(list) = outcome.as_array_mut() {
-                    list.push(Value::String(
-                        "The service stopped during this run. The next run continues from what was recorded; nothing is written twice.".into(),
-                    ));
-                }
-            }
+            let summary = interrupted_summary(&summary);
             conn.execute(
                 "UPDATE jobs SET status = 'Finished with Error', summary = ?2, ended_at = ?3 WHERE id = ?1",
                 params![id, summary.to_string(), now()],

@@ -171,6 +171,22 @@ fn yes() -> bool {
     true
 }
 
+/// The summary of a run the process died in, from its stored text: marked interrupted, with an outcome that
+/// says so (every backend's [`JobStore::interrupt_unfinished`] writes this).
+pub fn interrupted_summary(stored: &str) -> Value {
+    let mut summary: Value = serde_json::from_str(stored).unwrap_or_else(|_| Value::Object(Default::default()));
+    if let Some(object) = summary.as_object_mut() {
+        object.insert("interrupted".into(), Value::Bool(true));
+        let outcome = object.entry("outcome").or_insert_with(|| Value::Array(vec![]));
+        if let Some(list) = outcome.as_array_mut() {
+            list.push(Value::String(
+                "The service stopped during this run. The next run continues from what was recorded; nothing is written twice.".into(),
+            ));
+        }
+    }
+    summary
+}
+
 /// The jobs aggregate: runs, their entity logs, held deletes, the delta-read state of sources, schedules.
 #[async_trait::async_trait]
 pub trait JobStore: Send + Sync {
