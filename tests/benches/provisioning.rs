@@ -576,8 +576,17 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
         summary: json!({}),
         started_at: "2025-01-01T00:00:00.000Z".into(),
         ended_at: None,
+        node: Some("bench".into()),
+        attempt: 1,
     };
-    state.stores.jobs.insert(&job).await.expect("insert a job");
+    state
+        .stores
+        .jobs
+        .insert(&job, provisio::store::jobs::LEASE)
+        .await
+        .expect("insert a job");
+    // A run's writes are fenced by its claim; so are these.
+    let claim = job.claim();
     let scope = LinkScope {
         source: source_id.clone(),
         target: target_id.clone(),
@@ -591,7 +600,12 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
                 source_entity: id.clone(),
             })
             .collect();
-        state.stores.links.apply(&scope, intents).await.expect("intents");
+        state
+            .stores
+            .links
+            .apply(&scope, intents, Some(&claim))
+            .await
+            .expect("intents");
         let written: Vec<LinkChange> = chunk
             .iter()
             .enumerate()
@@ -603,7 +617,12 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
                 existed_before: false,
             })
             .collect();
-        state.stores.links.apply(&scope, written).await.expect("links");
+        state
+            .stores
+            .links
+            .apply(&scope, written, Some(&claim))
+            .await
+            .expect("links");
         let log: Vec<EntityLogEntry> = chunk
             .iter()
             .map(|(id, entity, _)| EntityLogEntry {
@@ -620,7 +639,7 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
         state
             .stores
             .jobs
-            .append_log(&job.id, (page_no * PAGE) as i64 + 1, log)
+            .append_log(&job.id, Some(&claim), (page_no * PAGE) as i64 + 1, log)
             .await
             .expect("log");
     }

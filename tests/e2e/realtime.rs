@@ -1249,3 +1249,127 @@ async fn on_postgresql_pushes_are_provisioned_and_a_restart_finds_everything() {
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("master key differs"), "{message}");
 }
+
+/// PostgreSQL goes away for 10 s under a running replica (the connection is cut, new ones refused): `/readyz`
+/// answers 503 and so does every push (none is acknowledged, none is stored); when the database is back the
+/// replica serves again by itself, and what is pushed then is provisioned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_lost_database_refuses_pushes_and_work_resumes_when_it_is_back() {
+    let database = crate::support::fresh_postgres().await;
+    let mut url = reqwest::Url::parse(&database).expect("database url");
+    let server = format!(
+        "{}:{}",
+        url.host_str().expect("host"),
+        url.port_or_known_default().expect("port")
+    );
+    let link = crate::support::CuttableLink::to(server).await;
+    url.set_port(Some(link.port)).expect("port");
+    let service = Service::start_with(provisio::server::Settings {
+        database_url: Some(url.to_string()),
+        ..Default::default()
+    })
+    .await;
+    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = ias_source(&service, &ias_sim, "2").await;
+    service
+        .create_system(
+            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": fast(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+        )
+        .await;
+    let path = format!("systems/{source}/entities/user");
+    let (status, body) = push(
+        &service,
+        Method::POST,
+        &path,
+        Some(ias_user("O1", "before.outage", "Ann")),
+        Some(PUSHER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    until("the first user in UAA", || {
+        uaa_sim.user_by_name("before.outage").is_some()
+    })
+    .await;
+    let readyz = || async {
+        service
+            .http
+            .get(format!("{}/readyz", service.url))
+            .send()
+            .await
+            .expect("readyz")
+            .status()
+    };
+    assert_eq!(readyz().await, StatusCode::OK);
+
+    link.cut();
+    let cut = Instant::now();
+    while readyz().await != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(cut.elapsed() < Duration::from_secs(10), "/readyz still answers 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut refused = 0;
+    while cut.elapsed() < Duration::from_secs(10) {
+        let name = format!("during.outage{refused}");
+        let (status, body) = push(
+            &service,
+            Method::POST,
+            &path,
+            Some(ias_user(&format!("D{refused}"), &name, "Dee")),
+            Some(PUSHER),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a push while the database is away: {body}"
+        );
+        assert_eq!(body["status"], "503", "an RFC 7644 error body: {body}");
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(refused >= 5);
+
+    link.restore();
+    let restored = Instant::now();
+    while readyz().await != StatusCode::OK {
+        assert!(restored.elapsed() < Duration::from_secs(20), "/readyz does not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = push(
+        &service,
+        Method::POST,
+        &path,
+        Some(ias_user("O2", "after.outage", "Bo")),
+        Some(PUSHER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    until("the user pushed after the outage in UAA", || {
+        uaa_sim.user_by_name("after.outage").is_some()
+    })
+    .await;
+    eprintln!(
+        "{refused} pushes refused in the outage; ready again {:?} after it",
+        restored.elapsed()
+    );
+    // Nothing of the refused pushes was stored or provisioned.
+    until_logged(&service, &source, "two events done", |log| {
+        log.len() == 2 && log.iter().all(|e| e.state == "done")
+    })
+    .await;
+    assert!((0..refused).all(|i| uaa_sim.user_by_name(&format!("during.outage{i}")).is_none()));
+    // Jobs work again too.
+    let (status, job) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+}

@@ -1,6 +1,6 @@
 //! Several replicas on one PostgreSQL: what one writes, the others see at once; a bearer token from one works
 //! on the others and after a restart of all of them, and stops working everywhere within a second of its
-//! technical user's deletion.
+//! technical user's deletion; schedules fire once per period; a killed replica's run is taken over.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +8,10 @@ use provisio::server::Settings;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use futures::StreamExt as _;
+use provisio_tests::sim::{ias, uaa};
+
+use crate::provisioning::{ServiceProcess, props};
 use crate::support::{ADMIN, Service, fresh_postgres};
 
 fn on(database: &str) -> Settings {
@@ -157,4 +161,279 @@ async fn a_schedule_fires_once_per_period_across_replicas() {
             "two runs {gap} apart: {started:?}"
         );
     }
+}
+
+/// Three replicas (`provisio serve` processes) on one PostgreSQL; a Read of 5,000 users from IAS into the UAA
+/// simulator; the replica running it is killed with SIGKILL at about a third. Another replica takes the run
+/// over once its claim has expired and finishes it within 30 s: every user is in UAA once, no user was sent
+/// twice (UAA answers a second create of a userName with 409), and the run shows the takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_read_is_taken_over_without_a_second_create() {
+    const USERS: usize = 5000;
+    let database = fresh_postgres().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: USERS,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("data dir")).collect();
+    let names = ["replica-a", "replica-b", "replica-c"];
+    let mut replicas = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        if i > 0 {
+            // Every replica has the same master key.
+            std::fs::copy(dirs[0].path().join("master.key"), dir.path().join("master.key")).expect("master key");
+        }
+        let port = crate::support::free_port();
+        replicas.push(ServiceProcess::start_node(dir.path(), port, Some(&database), Some(names[i])).await);
+    }
+    let source = replicas[0]
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(json!({"name": "IAS", "type": "ias", "role": "source",
+                "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                    "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("source id")
+        .to_string();
+    let target = replicas[1]
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(
+                json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+                "properties": props(json!({"URL": uaa_sim.base_url,
+                    "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                    "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+            ),
+        )
+        .await["id"]
+        .as_str()
+        .expect("target id")
+        .to_string();
+    let job = replicas[0]
+        .call(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    let id = job["id"].as_str().expect("job id").to_string();
+    assert_eq!(job["node"], names[0], "{job}");
+    let started = Instant::now();
+    while uaa_sim.user_count() < USERS / 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the run makes no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replicas[0].kill();
+    let killed = Instant::now();
+    let written_before_kill = uaa_sim.user_count();
+    assert!(written_before_kill < USERS, "killed in the middle");
+
+    let job = loop {
+        let job = replicas[2].call(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+        if matches!(
+            job["status"].as_str(),
+            Some("Success" | "Finished with Error" | "Manually Terminated")
+        ) {
+            break job;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(120), "not finished: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let finished_after = killed.elapsed();
+    eprintln!(
+        "killed at {written_before_kill} users; finished by {} {finished_after:?} after the kill",
+        job["node"]
+    );
+    assert_eq!(job["status"], "Success", "{job}");
+    assert!(job["node"] == names[1] || job["node"] == names[2], "{job}");
+    assert_eq!(job["attempt"], 2, "{job}");
+    let outcome = job["outcome"].to_string();
+    assert!(outcome.contains("Taken over by replica-"), "{job}");
+    assert!(job["previousAttempts"][0]["statistics"].is_array(), "{job}");
+    assert!(
+        finished_after <= Duration::from_secs(30),
+        "finished {finished_after:?} after the kill"
+    );
+
+    // Every user once; no create sent twice.
+    let users = uaa_sim.users();
+    let names_in_uaa: std::collections::BTreeSet<String> = users
+        .iter()
+        .filter_map(|u| u["userName"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(users.len(), USERS);
+    assert_eq!(names_in_uaa.len(), USERS);
+    let log = uaa_sim.stats().log();
+    assert!(
+        log.len() < provisio_tests::sim::Stats::LOG_CAPACITY,
+        "the log kept every request"
+    );
+    let creates = |status: u16| {
+        log.iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/Users") && r.status == status)
+            .count()
+    };
+    assert_eq!(creates(201), USERS, "one create per user");
+    assert_eq!(creates(409), 0, "a user was created twice");
+    let _ = target;
+}
+
+/// Three replicas (processes) on one PostgreSQL, fed round-robin: 200 users, each created and then replaced
+/// four times (1,000 events in about 5 s, one entity's events one after another), and one replica killed with
+/// SIGKILL in the middle. Every acknowledged event reaches UAA: each user ends as its last acknowledged event
+/// says, and none was created twice. A push the dead replica did not acknowledge goes to the next one, as a
+/// load balancer would send it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_through_three_replicas_survive_a_killed_one() {
+    const USERS: usize = 200;
+    const ROUNDS: usize = 5;
+    let database = fresh_postgres().await;
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("data dir")).collect();
+    let mut replicas = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        if i > 0 {
+            std::fs::copy(dirs[0].path().join("master.key"), dir.path().join("master.key")).expect("master key");
+        }
+        let port = crate::support::free_port();
+        let node = format!("replica-{i}");
+        replicas.push(ServiceProcess::start_node(dir.path(), port, Some(&database), Some(&node)).await);
+    }
+    let pusher = ("pusher", "pusher-password-1");
+    let created = replicas[0]
+        .call(
+            Method::POST,
+            "/api/v1/technical-users",
+            Some(json!({"name": pusher.0, "password": pusher.1, "permissions": ["realtime-api"]})),
+        )
+        .await;
+    assert!(created["id"].is_string(), "{created}");
+    let source = replicas[1]
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(json!({"name": "IAS", "type": "ias", "role": "source",
+                "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                    "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("source id")
+        .to_string();
+    let target = replicas[2]
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(
+                json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+                "properties": props(json!({"URL": uaa_sim.base_url,
+                    "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                    "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+            ),
+        )
+        .await;
+    assert!(target["id"].is_string(), "{target}");
+
+    let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+    let http = reqwest::Client::new();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    // Pushes one event round-robin; a replica that does not answer is skipped. Whether it was acknowledged.
+    let push = |user: usize, round: usize| {
+        let (http, urls, next, source) = (&http, &urls, &next, &source);
+        async move {
+            let id = format!("P{user}");
+            let body = json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:sap:2.0:User"],
+                "id": id, "userName": format!("rr.user{user}"),
+                "urn:ietf:params:scim:schemas:extension:sap:2.0:User": {"userId": id, "userUuid": format!("uuid-{id}")},
+                "name": {"givenName": format!("v{round}"), "familyName": "Pushed"},
+                "emails": [{"value": format!("rr.user{user}@example.com"), "primary": true}],
+                "active": true
+            });
+            let first = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for k in 0..urls.len() {
+                let url = &urls[(first + k) % urls.len()];
+                let base = format!("{url}/ipsproxy/api/v1/systems/{source}/entities/user");
+                let request = if round == 0 {
+                    http.post(base)
+                } else {
+                    http.put(format!("{base}/{id}"))
+                };
+                match request.basic_auth(pusher.0, Some(pusher.1)).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => return true,
+                    Ok(r) => panic!("push refused: {} {:?}", r.status(), r.text().await),
+                    Err(_) => continue,
+                }
+            }
+            false
+        }
+    };
+    let mut last_acknowledged: Vec<Option<usize>> = vec![None; USERS];
+    let started = Instant::now();
+    for round in 0..ROUNDS {
+        if round == 2 {
+            // In the middle of the stream: events it acknowledged may still be queued or in its hands.
+            replicas[1].kill();
+        }
+        let acks = futures::stream::iter((0..USERS).map(|u| push(u, round)))
+            .buffered(40)
+            .collect::<Vec<bool>>()
+            .await;
+        for (user, acked) in acks.into_iter().enumerate() {
+            if acked {
+                last_acknowledged[user] = Some(round);
+            }
+        }
+        // About a second per round.
+        let due = Duration::from_secs(round as u64 + 1);
+        if let Some(rest) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    let pushed = started.elapsed();
+    assert!(
+        last_acknowledged.iter().all(|r| *r == Some(ROUNDS - 1)),
+        "the live replicas took every last push"
+    );
+
+    // Everything arrives, as its last event says, within the lease of the dead replica's claims and some.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let settled = (0..USERS).all(|u| {
+            uaa_sim
+                .user_by_name(&format!("rr.user{u}"))
+                .is_some_and(|x| x["name"]["givenName"] == format!("v{}", ROUNDS - 1))
+        });
+        if settled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every acknowledged event reached UAA");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "{} events pushed in {pushed:?}; settled {:?} after the start",
+        USERS * ROUNDS,
+        started.elapsed()
+    );
+    assert_eq!(uaa_sim.user_count(), USERS);
+    let log = uaa_sim.stats().log();
+    let creates = |status: u16| {
+        log.iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/Users") && r.status == status)
+            .count()
+    };
+    assert_eq!(creates(201), USERS, "one create per user");
+    assert_eq!(creates(409), 0, "a user was created twice");
 }

@@ -170,7 +170,6 @@ pub fn hostile_version(version: &str) -> Vec<u8> {
     bytes
 }
 
-/// A free local port.
 /// A PostgreSQL database URL whose `search_path` is a fresh, empty schema of the test database
 /// (`PROVISIO_TEST_DATABASE_URL`, else the local server's `test` database).
 pub async fn fresh_postgres() -> String {
@@ -188,6 +187,60 @@ pub async fn fresh_postgres() -> String {
     format!("{url}{separator}options=-c%20search_path%3D{schema}")
 }
 
+/// A TCP link to a server that a test can cut, as when the database goes away: [`CuttableLink::cut`] closes
+/// every open connection and refuses new ones until [`CuttableLink::restore`].
+pub struct CuttableLink {
+    /// The local port that leads to the server.
+    pub port: u16,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableLink {
+    /// A link to `server` (`host:port`).
+    pub async fn to(server: String) -> CuttableLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let up = std::sync::Arc::new(tokio::sync::watch::channel(true).0);
+        let link = up.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*link.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let (server, mut down) = (server.clone(), link.subscribe());
+                tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&server).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        CuttableLink { port, up, task }
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+impl Drop for CuttableLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A free local port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

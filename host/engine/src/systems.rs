@@ -40,6 +40,9 @@ pub enum SystemError {
     /// Storage failed.
     #[error("{0}")]
     Internal(String),
+    /// The database does not answer (for now: try again).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<StoreError> for SystemError {
@@ -47,6 +50,7 @@ impl From<StoreError> for SystemError {
         match e {
             StoreError::Conflict(m) => SystemError::Conflict(m),
             StoreError::NotFound(m) => SystemError::NotFound(m),
+            e @ StoreError::Backend(_) => SystemError::Unavailable(e.to_string()),
             other => SystemError::Internal(other.to_string()),
         }
     }

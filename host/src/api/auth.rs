@@ -29,6 +29,8 @@ pub enum AuthFailure {
     Missing,
     /// Credentials were sent and are wrong, or in a form we do not take.
     Invalid(String),
+    /// The credentials could not be checked: the store does not answer (503, try again).
+    Unavailable,
 }
 
 impl AuthFailure {
@@ -39,6 +41,15 @@ impl AuthFailure {
                 "authentication required: send HTTP Basic credentials, a bearer token from /oauth2/token or a client certificate".into()
             }
             AuthFailure::Invalid(m) => m.clone(),
+            AuthFailure::Unavailable => "the credentials cannot be checked now: the database does not answer; try again shortly".into(),
+        }
+    }
+
+    /// The HTTP status to answer: 401, or 503 when the credentials could not be checked.
+    pub fn status(&self) -> axum::http::StatusCode {
+        match self {
+            AuthFailure::Unavailable => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => axum::http::StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -73,7 +84,7 @@ async fn verify(state: &AppState, user: String, password: String) -> Result<Prin
         Ok(None) => Err(AuthFailure::Invalid("invalid user name or password".into())),
         Err(e) => {
             tracing::error!(error = %e, "cannot verify credentials");
-            Err(AuthFailure::Invalid("authentication failed".into()))
+            Err(AuthFailure::Unavailable)
         }
     }
 }
@@ -96,7 +107,7 @@ async fn by_certificate(state: &AppState, cert: &ClientCertificate) -> Result<Pr
         ))),
         Err(e) => {
             tracing::error!(error = %e, "cannot look up the user of a client certificate");
-            Err(AuthFailure::Invalid("authentication failed".into()))
+            Err(AuthFailure::Unavailable)
         }
     }
 }
@@ -124,7 +135,7 @@ pub async fn authenticate(
             Ok(None) => Err(AuthFailure::Invalid("invalid or expired bearer token".into())),
             Err(e) => {
                 tracing::error!(error = %e, "cannot check a bearer token");
-                Err(AuthFailure::Invalid("authentication failed".into()))
+                Err(AuthFailure::Unavailable)
             }
         };
     }
@@ -162,7 +173,10 @@ impl FromRequestParts<AppState> for Caller {
         authenticate(state, &parts.headers, cert)
             .await
             .map(Caller)
-            .map_err(|f| ApiError::unauthorized(f.message()))
+            .map_err(|f| match f {
+                AuthFailure::Unavailable => ApiError::new(f.status(), f.message()),
+                _ => ApiError::unauthorized(f.message()),
+            })
     }
 }
 
@@ -240,6 +254,11 @@ pub async fn token(
                 )
             }
         },
+        Err(AuthFailure::Unavailable) => oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the credentials cannot be checked now; try again",
+        ),
         Err(_) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials"),
     }
 }

@@ -74,6 +74,14 @@ impl From<SystemError> for ApiError {
             SystemError::NotFound(m) => ApiError::not_found(m),
             SystemError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             SystemError::Internal(m) => ApiError::internal(m),
+            // The database does not answer: a client (or a load balancer) tries again, here or elsewhere.
+            SystemError::Unavailable(m) => {
+                tracing::warn!(error = %m, "the store does not answer");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database does not answer; try again shortly",
+                )
+            }
         }
     }
 }

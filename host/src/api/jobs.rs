@@ -29,6 +29,8 @@ pub fn job_view(job: &JobRecord) -> Value {
         "status": job.status,
         "startedAt": job.started_at,
         "endedAt": job.ended_at,
+        "node": job.node,
+        "attempt": job.attempt,
     });
     if let (Some(view), Some(summary)) = (view.as_object_mut(), job.summary.as_object()) {
         for (k, v) in summary {

@@ -41,7 +41,7 @@ fn refused(r: Refusal) -> Response {
 async fn pusher(state: &AppState, headers: &HeaderMap, peer: &PeerCertificate) -> Result<Principal, Response> {
     let principal = authenticate(state, headers, peer.0.as_ref())
         .await
-        .map_err(|f| scim_error(StatusCode::UNAUTHORIZED, None, f.message()))?;
+        .map_err(|f| scim_error(f.status(), None, f.message()))?;
     if !principal.may(Permission::RealtimeApi) {
         return Err(scim_error(
             StatusCode::FORBIDDEN,
@@ -63,7 +63,14 @@ async fn push_source(state: &AppState, source: &str) -> Result<bool, Response> {
                 format!("no source system with id {source}"),
             ));
         }
-        Err(e) => return Err(ApiError::from(e).into_response()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look up the source of a push");
+            return Err(scim_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the source system cannot be looked up now: the database does not answer; try again",
+            ));
+        }
     };
     if system.spec.role != Role::Source {
         return Err(scim_error(

@@ -123,7 +123,7 @@ async fn open(
 ) -> Result<Proxy> {
     let principal = authenticate(state, headers, peer.0.as_ref())
         .await
-        .map_err(|f| ScimReply(ScimError::unauthorized(f.message())))?;
+        .map_err(|f| ScimReply(ScimError::new(f.status(), None, f.message())))?;
     if !principal.may(Permission::ProxyApi) {
         return Err(ScimReply(ScimError::forbidden(format!(
             "{} lacks the permission proxy-api (Access Proxy System API)",

@@ -2,16 +2,46 @@
 //! schedules, in the same rows as on SQLite.
 
 use provisio_core::store::StoreError;
+use std::time::Duration;
+
 use provisio_core::store::jobs::{
-    DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord, interrupted_summary,
+    Claim, DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord, interrupted_summary,
 };
 use serde_json::Value;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 
 use crate::{Error, PostgresStore, now};
 
-const JOB_COLUMNS: &str = "id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at";
+const JOB_COLUMNS: &str =
+    "id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at, node, attempt";
+
+/// Holds `claim`'s run row shared until the transaction ends, or fails with `Fenced` when the claim is no
+/// longer the run's: a takeover (which updates the row) then waits for this transaction, and this
+/// transaction's writes never land after it.
+pub(crate) async fn fence(conn: &mut PgConnection, claim: &Claim) -> Result<(), Error> {
+    let held = sqlx::query("SELECT 1 FROM jobs WHERE id = $1 AND node = $2 AND attempt = $3 FOR SHARE")
+        .bind(&claim.job)
+        .bind(&claim.node)
+        .bind(claim.attempt)
+        .fetch_optional(conn)
+        .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(fenced(claim)),
+    }
+}
+
+fn fenced(claim: &Claim) -> Error {
+    Error::Fenced(format!(
+        "run {} is no longer held by {} (attempt {})",
+        claim.job, claim.node, claim.attempt
+    ))
+}
+
+fn seconds(lease: Duration) -> f64 {
+    lease.as_secs_f64()
+}
 
 fn job(r: &PgRow) -> Result<JobRecord, Error> {
     let status: String = r.try_get(6)?;
@@ -27,15 +57,18 @@ fn job(r: &PgRow) -> Result<JobRecord, Error> {
         summary: serde_json::from_str(&summary).unwrap_or(Value::Null),
         started_at: r.try_get(8)?,
         ended_at: r.try_get(9)?,
+        node: r.try_get(10)?,
+        attempt: r.try_get(11)?,
     })
 }
 
 #[async_trait::async_trait]
 impl JobStore for PostgresStore {
-    async fn insert(&self, job: &JobRecord) -> Result<(), StoreError> {
+    async fn insert(&self, job: &JobRecord, lease: Duration) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO jobs (id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO jobs (id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at,
+                               node, attempt, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13))",
         )
         .bind(&job.id)
         .bind(&job.source_id)
@@ -47,36 +80,95 @@ impl JobStore for PostgresStore {
         .bind(job.summary.to_string())
         .bind(&job.started_at)
         .bind(&job.ended_at)
+        .bind(&job.node)
+        .bind(job.attempt)
+        .bind(seconds(lease))
         .execute(&self.pool)
         .await
         .map_err(Error::from)?;
         Ok(())
     }
 
-    async fn update(&self, id: &str, status: JobStatus, read_mode: &str, summary: &Value) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        claim: &Claim,
+        status: JobStatus,
+        read_mode: &str,
+        summary: &Value,
+    ) -> Result<(), StoreError> {
         let ended = status.is_final().then(now);
-        sqlx::query(
-            "UPDATE jobs SET status = $2, read_mode = $3, summary = $4, ended_at = COALESCE($5, ended_at) WHERE id = $1",
+        let n = sqlx::query(
+            "UPDATE jobs SET status = $4, read_mode = $5, summary = $6, ended_at = COALESCE($7, ended_at)
+             WHERE id = $1 AND node = $2 AND attempt = $3",
         )
-        .bind(id)
+        .bind(&claim.job)
+        .bind(&claim.node)
+        .bind(claim.attempt)
         .bind(status.as_str())
         .bind(read_mode)
         .bind(summary.to_string())
         .bind(ended)
         .execute(&self.pool)
         .await
-        .map_err(Error::from)?;
+        .map_err(Error::from)?
+        .rows_affected();
+        if n == 0 {
+            return Err(fenced(claim).into());
+        }
         Ok(())
     }
 
-    async fn start(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET status = 'Running', started_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(Error::from)?;
+    async fn start(&self, claim: &Claim) -> Result<(), StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET status = 'Running', started_at = $4 WHERE id = $1 AND node = $2 AND attempt = $3",
+        )
+        .bind(&claim.job)
+        .bind(&claim.node)
+        .bind(claim.attempt)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        if n == 0 {
+            return Err(fenced(claim).into());
+        }
         Ok(())
+    }
+
+    async fn renew(&self, node: &str, jobs: &[String], lease: Duration) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET lease_until = now() + make_interval(secs => $3)
+             WHERE node = $1 AND id = ANY($2) AND status IN ('Queued', 'Running', 'Running with Error')",
+        )
+        .bind(node)
+        .bind(jobs)
+        .bind(seconds(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn take_over(&self, node: &str, lease: Duration, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
+        // SKIP LOCKED: replicas looking at the same time each claim different runs, and none waits for a run
+        // whose old holder is still writing (its fence holds the row).
+        let rows = sqlx::query(&format!(
+            "UPDATE jobs SET node = $1, attempt = attempt + 1, lease_until = now() + make_interval(secs => $2)
+             WHERE id IN (SELECT id FROM jobs
+                          WHERE status IN ('Queued', 'Running', 'Running with Error')
+                            AND (lease_until IS NULL OR lease_until < now())
+                          ORDER BY started_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(node)
+        .bind(seconds(lease))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -136,9 +228,19 @@ impl JobStore for PostgresStore {
         Ok(n as usize)
     }
 
-    async fn append_log(&self, job: &str, first_seq: i64, entries: Vec<EntityLogEntry>) -> Result<(), StoreError> {
+    async fn append_log(
+        &self,
+        job: &str,
+        fence: Option<&Claim>,
+        first_seq: i64,
+        entries: Vec<EntityLogEntry>,
+    ) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        if let Some(claim) = fence {
+            self::fence(&mut tx, claim).await?;
         }
         let mut c: (
             Vec<i64>,
@@ -176,9 +278,10 @@ impl JobStore for PostgresStore {
         .bind(&d.1)
         .bind(&d.2)
         .bind(&d.3)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
         Ok(())
     }
 
@@ -227,8 +330,10 @@ impl JobStore for PostgresStore {
         Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
     }
 
-    async fn hold_deletes(&self, job: &str, held: Vec<HeldDelete>) -> Result<(), StoreError> {
+    async fn hold_deletes(&self, claim: &Claim, held: Vec<HeldDelete>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        fence(&mut tx, claim).await?;
+        let job = &claim.job;
         for h in held {
             sqlx::query(
                 "INSERT INTO held_deletes (job_id, target_id, kind, source_entity, target_entity, decision)
@@ -298,7 +403,11 @@ impl JobStore for PostgresStore {
         Ok(row.map(state).transpose()?.unwrap_or_default())
     }
 
-    async fn set_delta_state(&self, source: &str, state: &DeltaState) -> Result<(), StoreError> {
+    async fn set_delta_state(&self, source: &str, state: &DeltaState, fence: Option<&Claim>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        if let Some(claim) = fence {
+            self::fence(&mut tx, claim).await?;
+        }
         sqlx::query(
             "INSERT INTO source_state (source_id, user_watermark, group_watermark, scheduled_deltas) VALUES ($1, $2, $3, $4)
              ON CONFLICT (source_id) DO UPDATE SET user_watermark = $2, group_watermark = $3, scheduled_deltas = $4",
@@ -307,9 +416,10 @@ impl JobStore for PostgresStore {
         .bind(&state.user_watermark)
         .bind(&state.group_watermark)
         .bind(state.scheduled_deltas)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
         Ok(())
     }
 

@@ -41,6 +41,8 @@ enum Error {
     Conflict(String),
     #[error("{0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl From<Error> for StoreError {
@@ -49,6 +51,7 @@ impl From<Error> for StoreError {
             Error::Sql(e) => StoreError::Backend(e.to_string()),
             Error::Conflict(m) => StoreError::Conflict(m),
             Error::Corrupt(m) => StoreError::Corrupt(m),
+            Error::Fenced(m) => StoreError::Fenced(m),
         }
     }
 }
@@ -99,7 +102,7 @@ impl PostgresStore {
 
     /// Every aggregate's interface, backed by this store.
     pub fn stores(&self) -> Stores {
-        Stores::new(Arc::new(self.clone()), self.secrets.clone())
+        Stores::new(Arc::new(self.clone()), self.secrets.clone()).shared_by_replicas()
     }
 
     /// The schema version recorded in the database.

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use provisio_core::store::StoreError;
+use provisio_core::store::jobs::Claim;
 use provisio_core::store::links::{Link, LinkChange, LinkScope, LinkStore};
 use serde_json::Value;
 use sqlx::{Postgres, Row, Transaction};
@@ -88,11 +89,19 @@ impl LinkStore for PostgresStore {
         Ok(contents)
     }
 
-    async fn apply(&self, scope: &LinkScope, changes: Vec<LinkChange>) -> Result<(), StoreError> {
+    async fn apply(
+        &self,
+        scope: &LinkScope,
+        changes: Vec<LinkChange>,
+        fence: Option<&Claim>,
+    ) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        if let Some(claim) = fence {
+            crate::jobs::fence(&mut tx, claim).await?;
+        }
         let at = now();
         let mut rest = changes.as_slice();
         while let Some(first) = rest.first() {

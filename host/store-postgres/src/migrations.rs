@@ -162,6 +162,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE schedules ADD COLUMN last_fired_at TEXT COLLATE "C";
     "#,
+    // 4: a run is claimed by one replica with a lease (by the database's clock); `attempt` fences the writes
+    // of a replica whose run was taken over. Real-time events are claimed the same way.
+    r#"
+    ALTER TABLE jobs ADD COLUMN node TEXT;
+    ALTER TABLE jobs ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN lease_until TIMESTAMPTZ;
+    CREATE INDEX jobs_unfinished ON jobs (lease_until) WHERE status IN ('Queued', 'Running', 'Running with Error');
+    -- The real-time outbox is consumed by every replica: an event is worked by the one that claimed it.
+    ALTER TABLE realtime_events ADD COLUMN claimed_by TEXT;
+    ALTER TABLE realtime_events ADD COLUMN claimed_until TIMESTAMPTZ;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

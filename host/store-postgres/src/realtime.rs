@@ -1,6 +1,8 @@
 //! The real-time outbox on PostgreSQL. An append is committed (`synchronous_commit` as the server has it;
 //! `docs/scale-out.md` says which settings lose nothing on a failover) before it returns.
 
+use std::time::Duration;
+
 use provisio_core::store::StoreError;
 use provisio_core::store::realtime::{EventRecord, EventStore, NewEvent};
 use serde_json::Value;
@@ -80,32 +82,80 @@ impl EventStore for PostgresStore {
         Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
     }
 
+    async fn claim(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<Vec<i64>, StoreError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement: of replicas claiming the same event at once, the row lock lets one win.
+        let rows = sqlx::query(
+            "UPDATE realtime_events SET claimed_by = $1, claimed_until = now() + make_interval(secs => $3)
+             WHERE seq = ANY($2) AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < now())
+             RETURNING seq",
+        )
+        .bind(node)
+        .bind(seqs)
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(Error::from)?)
+    }
+
+    async fn renew_claims(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "UPDATE realtime_events SET claimed_until = now() + make_interval(secs => $3)
+             WHERE seq = ANY($2) AND claimed_by = $1 AND state = 'pending'",
+        )
+        .bind(node)
+        .bind(seqs)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        Ok(n)
+    }
+
     async fn finish(
         &self,
         seq: i64,
+        fence: Option<&str>,
         state: &str,
         results: &Value,
         next_attempt_at: Option<&str>,
     ) -> Result<(), StoreError> {
         let finished = (state != "pending").then(now);
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE realtime_events SET state = $2, results = $3, attempts = attempts + 1, next_attempt_at = $4,
-                    finished_at = $5 WHERE seq = $1",
+                    finished_at = $5, claimed_by = NULL, claimed_until = NULL
+             WHERE seq = $1 AND ($6::text IS NULL OR claimed_by = $6)",
         )
         .bind(seq)
         .bind(state)
         .bind(results.to_string())
         .bind(next_attempt_at)
         .bind(finished)
+        .bind(fence)
         .execute(&self.pool)
         .await
-        .map_err(Error::from)?;
+        .map_err(Error::from)?
+        .rows_affected();
+        if n == 0 && fence.is_some() {
+            return Err(StoreError::Fenced(format!(
+                "real-time event {seq} is claimed by another replica"
+            )));
+        }
         Ok(())
     }
 
     async fn redrive(&self, seq: i64) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE realtime_events SET state = 'pending', attempts = 0, next_attempt_at = NULL, finished_at = NULL
+            "UPDATE realtime_events SET state = 'pending', attempts = 0, next_attempt_at = NULL, finished_at = NULL,
+                    claimed_by = NULL, claimed_until = NULL
              WHERE seq = $1 AND state IN ('parked', 'failed')",
         )
         .bind(seq)

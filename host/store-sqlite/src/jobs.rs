@@ -1,31 +1,62 @@
 //! Job runs on SQLite: runs, their per-entity log, deletes held for approval, the delta-read state of sources,
 //! and schedules.
 
+use std::time::Duration;
+
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::{
-    DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord, interrupted_summary,
+    Claim, DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord, interrupted_summary,
 };
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use crate::{Error, SqliteStore, now};
+use crate::{Error, SqliteStore, millis_after, now};
 
 #[async_trait::async_trait]
 impl JobStore for SqliteStore {
-    async fn insert(&self, job: &JobRecord) -> Result<(), StoreError> {
+    async fn insert(&self, job: &JobRecord, lease: Duration) -> Result<(), StoreError> {
         let job = job.clone();
-        self.blocking(move |s| s.insert_job(&job)).await
+        self.blocking(move |s| s.insert_job(&job, lease)).await
     }
 
-    async fn update(&self, id: &str, status: JobStatus, read_mode: &str, summary: &Value) -> Result<(), StoreError> {
-        let (id, read_mode, summary) = (id.to_owned(), read_mode.to_owned(), summary.clone());
-        self.blocking(move |s| s.update_job(&id, status, &read_mode, &summary))
+    async fn update(
+        &self,
+        claim: &Claim,
+        status: JobStatus,
+        read_mode: &str,
+        summary: &Value,
+    ) -> Result<(), StoreError> {
+        let (claim, read_mode, summary) = (claim.clone(), read_mode.to_owned(), summary.clone());
+        self.blocking(move |s| s.update_job(&claim, status, &read_mode, &summary))
             .await
     }
 
-    async fn start(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_owned();
-        self.blocking(move |s| s.start_job(&id)).await
+    async fn start(&self, claim: &Claim) -> Result<(), StoreError> {
+        let claim = claim.clone();
+        self.blocking(move |s| s.start_job(&claim)).await
+    }
+
+    async fn renew(&self, node: &str, jobs: &[String], lease: Duration) -> Result<u64, StoreError> {
+        let (node, jobs) = (node.to_owned(), jobs.to_vec());
+        self.blocking(move |s| {
+            let conn = s.conn();
+            let mut stmt = conn.prepare_cached(
+                "UPDATE jobs SET lease_until = ?3
+                 WHERE node = ?1 AND id = ?2 AND status IN ('Queued', 'Running', 'Running with Error')",
+            )?;
+            let until = millis_after(lease);
+            let mut n = 0;
+            for job in &jobs {
+                n += stmt.execute(params![node, job, until])? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn take_over(&self, node: &str, lease: Duration, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
+        let node = node.to_owned();
+        self.blocking(move |s| s.take_over_jobs(&node, lease, limit)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -47,9 +78,15 @@ impl JobStore for SqliteStore {
         self.blocking(move |s| s.prune_jobs(&before)).await
     }
 
-    async fn append_log(&self, job: &str, first_seq: i64, entries: Vec<EntityLogEntry>) -> Result<(), StoreError> {
-        let job = job.to_owned();
-        self.blocking(move |s| s.append_entity_log(&job, first_seq, &entries))
+    async fn append_log(
+        &self,
+        job: &str,
+        fence: Option<&Claim>,
+        first_seq: i64,
+        entries: Vec<EntityLogEntry>,
+    ) -> Result<(), StoreError> {
+        let (job, fence) = (job.to_owned(), fence.cloned());
+        self.blocking(move |s| s.append_entity_log(&job, fence.as_ref(), first_seq, &entries))
             .await
     }
 
@@ -70,9 +107,9 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn hold_deletes(&self, job: &str, held: Vec<HeldDelete>) -> Result<(), StoreError> {
-        let job = job.to_owned();
-        self.blocking(move |s| s.hold_deletes(&job, &held)).await
+    async fn hold_deletes(&self, claim: &Claim, held: Vec<HeldDelete>) -> Result<(), StoreError> {
+        let claim = claim.clone();
+        self.blocking(move |s| s.hold_deletes(&claim, &held)).await
     }
 
     async fn held_deletes(&self, job: &str) -> Result<Vec<HeldDelete>, StoreError> {
@@ -90,9 +127,10 @@ impl JobStore for SqliteStore {
         self.blocking(move |s| s.delta_state(&source)).await
     }
 
-    async fn set_delta_state(&self, source: &str, state: &DeltaState) -> Result<(), StoreError> {
-        let (source, state) = (source.to_owned(), state.clone());
-        self.blocking(move |s| s.set_delta_state(&source, &state)).await
+    async fn set_delta_state(&self, source: &str, state: &DeltaState, fence: Option<&Claim>) -> Result<(), StoreError> {
+        let (source, state, fence) = (source.to_owned(), state.clone(), fence.cloned());
+        self.blocking(move |s| s.set_delta_state(&source, &state, fence.as_ref()))
+            .await
     }
 
     async fn set_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
@@ -136,17 +174,40 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         summary: serde_json::from_str(&summary).unwrap_or(Value::Null),
         started_at: r.get(8)?,
         ended_at: r.get(9)?,
+        node: r.get(10)?,
+        attempt: r.get(11)?,
     })
 }
 
-const JOB_COLUMNS: &str = "id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at";
+const JOB_COLUMNS: &str =
+    "id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at, node, attempt";
+
+/// Fails with `Fenced` unless `claim` still holds its run (checked inside the writing transaction).
+pub(crate) fn fence(conn: &Connection, claim: &Claim) -> Result<(), Error> {
+    let held = conn
+        .query_row(
+            "SELECT 1 FROM jobs WHERE id = ?1 AND node IS ?2 AND attempt = ?3",
+            params![claim.job, claim.node, claim.attempt],
+            |_| Ok(()),
+        )
+        .optional()?;
+    held.ok_or_else(|| fenced(claim))
+}
+
+fn fenced(claim: &Claim) -> Error {
+    Error::Fenced(format!(
+        "run {} is no longer held by {} (attempt {})",
+        claim.job, claim.node, claim.attempt
+    ))
+}
 
 impl SqliteStore {
     /// Records a new job run.
-    fn insert_job(&self, job: &JobRecord) -> Result<(), Error> {
+    fn insert_job(&self, job: &JobRecord, lease: Duration) -> Result<(), Error> {
         self.conn().execute(
-            "INSERT INTO jobs (id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO jobs (id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at,
+                               node, attempt, lease_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 job.id,
                 job.source_id,
@@ -157,29 +218,75 @@ impl SqliteStore {
                 job.status.as_str(),
                 job.summary.to_string(),
                 job.started_at,
-                job.ended_at
+                job.ended_at,
+                job.node,
+                job.attempt,
+                millis_after(lease)
             ],
         )?;
         Ok(())
     }
 
     /// Updates a run's status, mode and summary; a final status sets the end time.
-    fn update_job(&self, id: &str, status: JobStatus, read_mode: &str, summary: &Value) -> Result<(), Error> {
+    fn update_job(&self, claim: &Claim, status: JobStatus, read_mode: &str, summary: &Value) -> Result<(), Error> {
         let ended = status.is_final().then(now);
-        self.conn().execute(
-            "UPDATE jobs SET status = ?2, read_mode = ?3, summary = ?4, ended_at = COALESCE(?5, ended_at) WHERE id = ?1",
-            params![id, status.as_str(), read_mode, summary.to_string(), ended],
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = ?4, read_mode = ?5, summary = ?6, ended_at = COALESCE(?7, ended_at)
+             WHERE id = ?1 AND node IS ?2 AND attempt = ?3",
+            params![
+                claim.job,
+                claim.node,
+                claim.attempt,
+                status.as_str(),
+                read_mode,
+                summary.to_string(),
+                ended
+            ],
         )?;
+        if n == 0 {
+            return Err(fenced(claim));
+        }
         Ok(())
     }
 
     /// Marks a queued run as started.
-    fn start_job(&self, id: &str) -> Result<(), Error> {
-        self.conn().execute(
-            "UPDATE jobs SET status = 'Running', started_at = ?2 WHERE id = ?1",
-            params![id, now()],
+    fn start_job(&self, claim: &Claim) -> Result<(), Error> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = 'Running', started_at = ?4 WHERE id = ?1 AND node IS ?2 AND attempt = ?3",
+            params![claim.job, claim.node, claim.attempt, now()],
         )?;
+        if n == 0 {
+            return Err(fenced(claim));
+        }
         Ok(())
+    }
+
+    /// Claims unfinished runs whose lease ended, for `node`, each with its attempt raised.
+    fn take_over_jobs(&self, node: &str, lease: Duration, limit: i64) -> Result<Vec<JobRecord>, Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let ids: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT id FROM jobs WHERE status IN ('Queued', 'Running', 'Running with Error')
+                   AND (lease_until IS NULL OR lease_until < ?1) ORDER BY started_at LIMIT ?2",
+            )?;
+            stmt.query_map(params![millis_after(Duration::ZERO), limit], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            tx.execute(
+                "UPDATE jobs SET node = ?2, attempt = attempt + 1, lease_until = ?3 WHERE id = ?1",
+                params![id, node, millis_after(lease)],
+            )?;
+            claimed.push(tx.query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                params![id],
+                job_from_row,
+            )?);
+        }
+        tx.commit()?;
+        Ok(claimed)
     }
 
     /// One run.
@@ -233,12 +340,21 @@ impl SqliteStore {
     }
 
     /// Appends lines to a run's log; `seq` numbers continue from `first_seq`.
-    fn append_entity_log(&self, job: &str, first_seq: i64, entries: &[EntityLogEntry]) -> Result<(), Error> {
+    fn append_entity_log(
+        &self,
+        job: &str,
+        fence: Option<&Claim>,
+        first_seq: i64,
+        entries: &[EntityLogEntry],
+    ) -> Result<(), Error> {
         if entries.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        if let Some(claim) = fence {
+            self::fence(&tx, claim)?;
+        }
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO job_entities (job_id, seq, at, target_id, kind, source_entity, target_entity, operation, outcome, reason, changes)
@@ -306,9 +422,11 @@ impl SqliteStore {
     }
 
     /// Records deletes held back by a threshold.
-    fn hold_deletes(&self, job: &str, held: &[HeldDelete]) -> Result<(), Error> {
+    fn hold_deletes(&self, claim: &Claim, held: &[HeldDelete]) -> Result<(), Error> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        fence(&tx, claim)?;
+        let job = &claim.job;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO held_deletes (job_id, target_id, kind, source_entity, target_entity, decision)
@@ -375,8 +493,12 @@ impl SqliteStore {
     }
 
     /// Stores the delta-read state of a source.
-    fn set_delta_state(&self, source: &str, state: &DeltaState) -> Result<(), Error> {
-        self.conn().execute(
+    fn set_delta_state(&self, source: &str, state: &DeltaState, fence: Option<&Claim>) -> Result<(), Error> {
+        let conn = self.conn();
+        if let Some(claim) = fence {
+            self::fence(&conn, claim)?;
+        }
+        conn.execute(
             "INSERT INTO source_state (source_id, user_watermark, group_watermark, scheduled_deltas) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (source_id) DO UPDATE SET user_watermark = ?2, group_watermark = ?3, scheduled_deltas = ?4",
             params![source, state.user_watermark, state.group_watermark, state.scheduled_deltas],

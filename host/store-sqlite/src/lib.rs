@@ -35,6 +35,8 @@ enum Error {
     NotFound(String),
     #[error("{0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl From<Error> for StoreError {
@@ -44,6 +46,7 @@ impl From<Error> for StoreError {
             Error::Conflict(m) => StoreError::Conflict(m),
             Error::NotFound(m) => StoreError::NotFound(m),
             Error::Corrupt(m) => StoreError::Corrupt(m),
+            Error::Fenced(m) => StoreError::Fenced(m),
         }
     }
 }
@@ -182,6 +185,14 @@ impl provisio_core::store::Readiness for SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Unix milliseconds `lease` from now (the end of a claim's lease; claims only matter to this process here).
+pub(crate) fn millis_after(lease: std::time::Duration) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now + lease).as_millis() as i64
 }
 
 /// Now, in the store's text form.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use provisio_core::store::StoreError;
+use provisio_core::store::jobs::Claim;
 use provisio_core::store::links::{Link, LinkChange, LinkScope, LinkStore};
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
@@ -31,9 +32,15 @@ impl LinkStore for SqliteStore {
         self.blocking(move |s| s.link_contents(&scope, &source_entities)).await
     }
 
-    async fn apply(&self, scope: &LinkScope, changes: Vec<LinkChange>) -> Result<(), StoreError> {
-        let scope = scope.clone();
-        self.blocking(move |s| s.apply_links(&scope, &changes)).await
+    async fn apply(
+        &self,
+        scope: &LinkScope,
+        changes: Vec<LinkChange>,
+        fence: Option<&Claim>,
+    ) -> Result<(), StoreError> {
+        let (scope, fence) = (scope.clone(), fence.cloned());
+        self.blocking(move |s| s.apply_links(&scope, &changes, fence.as_ref()))
+            .await
     }
 
     async fn reset(&self, source: &str) -> Result<usize, StoreError> {
@@ -111,12 +118,15 @@ impl SqliteStore {
     }
 
     /// Applies a batch of changes in one transaction.
-    fn apply_links(&self, scope: &LinkScope, changes: &[LinkChange]) -> Result<(), Error> {
+    fn apply_links(&self, scope: &LinkScope, changes: &[LinkChange], fence: Option<&Claim>) -> Result<(), Error> {
         if changes.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        if let Some(claim) = fence {
+            crate::jobs::fence(&tx, claim)?;
+        }
         let at = now();
         {
             let mut intent = tx.prepare_cached(

@@ -165,6 +165,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE schedules ADD COLUMN last_fired_at TEXT;
     "#,
+    // 8: a run's claim and a real-time event's (the same columns as on PostgreSQL; one process holds every
+    // claim here), with their leases as Unix milliseconds.
+    r#"
+    ALTER TABLE jobs ADD COLUMN node TEXT;
+    ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN lease_until INTEGER;
+    ALTER TABLE realtime_events ADD COLUMN claimed_by TEXT;
+    ALTER TABLE realtime_events ADD COLUMN claimed_until INTEGER;
+    "#,
 ];
 
 /// The schema version this Provisio knows.

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use provisio_core::store::StoreError;
 use provisio_core::store::realtime::{EventRecord, EventStore, NewEvent};
@@ -38,15 +39,54 @@ impl EventStore for SqliteStore {
         self.blocking(move |s| s.pending_events(limit)).await
     }
 
+    async fn claim(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<Vec<i64>, StoreError> {
+        let (node, seqs) = (node.to_owned(), seqs.to_vec());
+        self.blocking(move |s| {
+            let conn = s.conn();
+            let mut stmt = conn.prepare_cached(
+                "UPDATE realtime_events SET claimed_by = ?2, claimed_until = ?3
+                 WHERE seq = ?1 AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < ?4)",
+            )?;
+            let (until, now) = (crate::millis_after(lease), crate::millis_after(Duration::ZERO));
+            let mut claimed = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                if stmt.execute(params![seq, node, until, now])? == 1 {
+                    claimed.push(seq);
+                }
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn renew_claims(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<u64, StoreError> {
+        let (node, seqs) = (node.to_owned(), seqs.to_vec());
+        self.blocking(move |s| {
+            let conn = s.conn();
+            let mut stmt = conn.prepare_cached(
+                "UPDATE realtime_events SET claimed_until = ?3 WHERE seq = ?1 AND claimed_by = ?2 AND state = 'pending'",
+            )?;
+            let until = crate::millis_after(lease);
+            let mut n = 0;
+            for seq in seqs {
+                n += stmt.execute(params![seq, node, until])? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn finish(
         &self,
         seq: i64,
+        fence: Option<&str>,
         state: &str,
         results: &Value,
         next_attempt_at: Option<&str>,
     ) -> Result<(), StoreError> {
         let (state, results, next) = (state.to_owned(), results.clone(), next_attempt_at.map(str::to_owned));
-        self.blocking(move |s| s.finish_event(seq, &state, &results, next.as_deref()))
+        let fence = fence.map(str::to_owned);
+        self.blocking(move |s| s.finish_event(seq, fence.as_deref(), &state, &results, next.as_deref()))
             .await
     }
 
@@ -239,20 +279,34 @@ impl SqliteStore {
     }
 
     /// Records the outcome of an attempt: a final state, or `pending` with the time of the next attempt.
-    fn finish_event(&self, seq: i64, state: &str, results: &Value, next_attempt_at: Option<&str>) -> Result<(), Error> {
+    fn finish_event(
+        &self,
+        seq: i64,
+        fence: Option<&str>,
+        state: &str,
+        results: &Value,
+        next_attempt_at: Option<&str>,
+    ) -> Result<(), Error> {
         let finished = (state != "pending").then(now);
-        self.conn().execute(
+        let n = self.conn().execute(
             "UPDATE realtime_events SET state = ?2, results = ?3, attempts = attempts + 1, next_attempt_at = ?4,
-                    finished_at = ?5 WHERE seq = ?1",
-            params![seq, state, results.to_string(), next_attempt_at, finished],
+                    finished_at = ?5, claimed_by = NULL, claimed_until = NULL
+             WHERE seq = ?1 AND (?6 IS NULL OR claimed_by = ?6)",
+            params![seq, state, results.to_string(), next_attempt_at, finished, fence],
         )?;
+        if n == 0 && fence.is_some() {
+            return Err(Error::Fenced(format!(
+                "real-time event {seq} is claimed by another replica"
+            )));
+        }
         Ok(())
     }
 
     /// Puts a parked or failed event back in the queue; whether it was.
     fn redrive_event(&self, seq: i64) -> Result<bool, Error> {
         Ok(self.conn().execute(
-            "UPDATE realtime_events SET state = 'pending', attempts = 0, next_attempt_at = NULL, finished_at = NULL
+            "UPDATE realtime_events SET state = 'pending', attempts = 0, next_attempt_at = NULL, finished_at = NULL,
+                    claimed_by = NULL, claimed_until = NULL
              WHERE seq = ?1 AND state IN ('parked', 'failed')",
             params![seq],
         )? > 0)

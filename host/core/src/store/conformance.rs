@@ -5,7 +5,9 @@
 
 use serde_json::json;
 
-use super::jobs::{DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, ScheduleRecord};
+use std::time::Duration;
+
+use super::jobs::{Claim, DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, LEASE, ScheduleRecord};
 use super::links::{LinkChange, LinkScope};
 use super::plugins::PluginRecord;
 use super::principals::{Permission, PrincipalKind};
@@ -25,9 +27,11 @@ where
     principals(fresh().await).await;
     plugins(fresh().await).await;
     jobs(fresh().await).await;
+    claims(fresh().await).await;
     job_logs_and_held_deletes(fresh().await).await;
     links(fresh().await).await;
     events(fresh().await).await;
+    event_claims(fresh().await).await;
     tokens(fresh().await).await;
 }
 
@@ -237,6 +241,16 @@ fn job(id: &str, source: &str, status: JobStatus) -> JobRecord {
         summary: json!({"statistics": []}),
         started_at: super::now(),
         ended_at: None,
+        node: Some("node-a".into()),
+        attempt: 1,
+    }
+}
+
+fn claim(job: &str) -> Claim {
+    Claim {
+        job: job.into(),
+        node: "node-a".into(),
+        attempt: 1,
     }
 }
 
@@ -245,24 +259,25 @@ fn job(id: &str, source: &str, status: JobStatus) -> JobRecord {
 pub async fn jobs(stores: Stores) {
     let (source, _) = pair(&stores).await;
     let jobs = &stores.jobs;
-    jobs.insert(&job("j1", &source, JobStatus::Running))
+    jobs.insert(&job("j1", &source, JobStatus::Running), LEASE)
         .await
         .expect("insert");
-    jobs.insert(&job("j2", &source, JobStatus::Queued))
+    jobs.insert(&job("j2", &source, JobStatus::Queued), LEASE)
         .await
         .expect("insert");
-    jobs.start("j2").await.expect("start");
+    jobs.start(&claim("j2")).await.expect("start");
     assert_eq!(
         jobs.get("j2").await.expect("get").expect("j2").status,
         JobStatus::Running
     );
-    jobs.update("j1", JobStatus::Success, "delta", &json!({"statistics": [1]}))
+    jobs.update(&claim("j1"), JobStatus::Success, "delta", &json!({"statistics": [1]}))
         .await
         .expect("update");
     let j1 = jobs.get("j1").await.expect("get").expect("j1");
     assert_eq!((j1.status, j1.read_mode.as_str()), (JobStatus::Success, "delta"));
     assert_eq!(j1.summary, json!({"statistics": [1]}));
     assert!(j1.ended_at.is_some(), "a final status ends the run");
+    assert_eq!((j1.node.as_deref(), j1.attempt), (Some("node-a"), 1));
     assert!(jobs.get("nothing").await.expect("get").is_none());
 
     assert_eq!(jobs.interrupt_unfinished().await.expect("interrupt"), ["j2"]);
@@ -286,7 +301,7 @@ pub async fn jobs(stores: Stores) {
         group_watermark: None,
         scheduled_deltas: 3,
     };
-    jobs.set_delta_state(&source, &delta).await.expect("set delta");
+    jobs.set_delta_state(&source, &delta, None).await.expect("set delta");
     assert_eq!(jobs.delta_state(&source).await.expect("delta"), delta);
 
     let schedule = ScheduleRecord {
@@ -339,11 +354,115 @@ pub async fn jobs(stores: Stores) {
     assert!(jobs.schedules().await.expect("schedules").is_empty());
 }
 
+/// Claims: renewed by their node, taken over by another once expired (never by two), and the old holder's
+/// writes fenced from then on — the run's status, its log, its links, held deletes and delta state.
+pub async fn claims(stores: Stores) {
+    let (source, target) = pair(&stores).await;
+    let jobs = &stores.jobs;
+    jobs.insert(&job("live", &source, JobStatus::Running), LEASE)
+        .await
+        .expect("insert");
+    // A lease of zero has expired at once: as if its replica died.
+    jobs.insert(&job("dead", &source, JobStatus::Running), Duration::ZERO)
+        .await
+        .expect("insert");
+    jobs.insert(&job("done", &source, JobStatus::Running), Duration::ZERO)
+        .await
+        .expect("insert");
+    jobs.update(&claim("done"), JobStatus::Success, "full", &json!({}))
+        .await
+        .expect("finish");
+    assert_eq!(
+        jobs.renew("node-a", &["live".into(), "done".into()], LEASE)
+            .await
+            .expect("renew"),
+        1,
+        "only unfinished runs are renewed"
+    );
+    assert_eq!(jobs.renew("node-b", &["live".into()], LEASE).await.expect("renew"), 0);
+
+    // A lease of zero runs out with the clock's next tick.
+    std::thread::sleep(Duration::from_millis(20));
+    let taken = jobs.take_over("node-b", LEASE, 10).await.expect("take over");
+    assert_eq!(taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["dead"]);
+    assert_eq!((taken[0].node.as_deref(), taken[0].attempt), (Some("node-b"), 2));
+    assert!(
+        jobs.take_over("node-c", LEASE, 10).await.expect("again").is_empty(),
+        "claimed once"
+    );
+    let new = taken[0].claim();
+    let old = claim("dead");
+
+    let fenced = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Fenced(_)));
+    assert!(fenced(
+        jobs.update(&old, JobStatus::Success, "full", &json!({"late": true}))
+            .await
+    ));
+    assert!(fenced(jobs.start(&old).await));
+    let entry = EntityLogEntry {
+        entity_type: "user".into(),
+        operation: "create".into(),
+        outcome: "success".into(),
+        ..Default::default()
+    };
+    assert!(fenced(
+        jobs.append_log("dead", Some(&old), 1, vec![entry.clone()]).await
+    ));
+    let held = HeldDelete {
+        target_id: target.clone(),
+        entity_type: "user".into(),
+        source_id: "u1".into(),
+        target_entity_id: "T1".into(),
+        decision: None,
+    };
+    assert!(fenced(jobs.hold_deletes(&old, vec![held.clone()]).await));
+    let delta = DeltaState {
+        user_watermark: Some("2025-01-01T00:00:00Z".into()),
+        ..Default::default()
+    };
+    assert!(fenced(jobs.set_delta_state(&source, &delta, Some(&old)).await));
+    let scope = LinkScope {
+        source: source.clone(),
+        target: target.clone(),
+        kind: EntityKind::User,
+    };
+    let intent = || {
+        vec![LinkChange::Intent {
+            source_entity: "u1".into(),
+        }]
+    };
+    assert!(fenced(stores.links.apply(&scope, intent(), Some(&old)).await));
+    assert!(
+        stores.links.all(&scope).await.expect("links").is_empty(),
+        "nothing of a fenced write"
+    );
+    assert_eq!(jobs.last_log_seq("dead").await.expect("seq"), 0);
+    assert!(jobs.held_deletes("dead").await.expect("held").is_empty());
+    assert_eq!(jobs.delta_state(&source).await.expect("delta"), DeltaState::default());
+    let dead = jobs.get("dead").await.expect("get").expect("dead");
+    assert_eq!(dead.status, JobStatus::Running, "the late write changed nothing");
+
+    // The new holder writes.
+    jobs.append_log("dead", Some(&new), 1, vec![entry])
+        .await
+        .expect("append");
+    jobs.hold_deletes(&new, vec![held]).await.expect("hold");
+    jobs.set_delta_state(&source, &delta, Some(&new)).await.expect("delta");
+    stores.links.apply(&scope, intent(), Some(&new)).await.expect("links");
+    jobs.update(&new, JobStatus::Success, "full", &json!({}))
+        .await
+        .expect("finish");
+    assert_eq!(
+        jobs.get("dead").await.expect("get").expect("dead").status,
+        JobStatus::Success
+    );
+}
+
 /// A run's entity log (numbered, paged, filtered) and its held deletes (decided once).
 pub async fn job_logs_and_held_deletes(stores: Stores) {
     let (source, target) = pair(&stores).await;
     let jobs = &stores.jobs;
-    jobs.insert(&job("j1", &source, JobStatus::Running))
+    jobs.insert(&job("j1", &source, JobStatus::Running), LEASE)
         .await
         .expect("insert");
     let entry = |outcome: &str| EntityLogEntry {
@@ -356,10 +475,15 @@ pub async fn job_logs_and_held_deletes(stores: Stores) {
         ..Default::default()
     };
     assert_eq!(jobs.last_log_seq("j1").await.expect("seq"), 0);
-    jobs.append_log("j1", 1, vec![entry("success"), entry("failed"), entry("success")])
-        .await
-        .expect("append");
-    jobs.append_log("j1", 4, vec![]).await.expect("nothing to append");
+    jobs.append_log(
+        "j1",
+        Some(&claim("j1")),
+        1,
+        vec![entry("success"), entry("failed"), entry("success")],
+    )
+    .await
+    .expect("append");
+    jobs.append_log("j1", None, 4, vec![]).await.expect("nothing to append");
     assert_eq!(jobs.last_log_seq("j1").await.expect("seq"), 3);
     let all = jobs.log("j1", None, 0, 10).await.expect("all");
     assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
@@ -376,7 +500,9 @@ pub async fn job_logs_and_held_deletes(stores: Stores) {
         target_entity_id: format!("T-{id}"),
         decision: None,
     };
-    jobs.hold_deletes("j1", vec![held("a"), held("b")]).await.expect("hold");
+    jobs.hold_deletes(&claim("j1"), vec![held("a"), held("b")])
+        .await
+        .expect("hold");
     assert_eq!(jobs.held_deletes("j1").await.expect("held").len(), 2);
     assert_eq!(jobs.decide_held_deletes("j1", "approved").await.expect("decide"), 2);
     assert_eq!(jobs.decide_held_deletes("j1", "rejected").await.expect("again"), 0);
@@ -404,6 +530,7 @@ pub async fn links(stores: Stores) {
             vec![LinkChange::Intent {
                 source_entity: "a".into(),
             }],
+            None,
         )
         .await
         .expect("intent");
@@ -419,7 +546,7 @@ pub async fn links(stores: Stores) {
         existed_before: true,
     };
     let since = super::now();
-    links.apply(&scope, vec![written]).await.expect("written");
+    links.apply(&scope, vec![written], None).await.expect("written");
     let link = links.get(&scope, "a").await.expect("get").expect("present");
     assert_eq!(link.target_entity.as_deref(), Some("T-a"));
     assert_eq!(link.digest.as_deref(), Some("d1"));
@@ -455,6 +582,7 @@ pub async fn links(stores: Stores) {
             vec![LinkChange::Stale {
                 source_entity: "a".into(),
             }],
+            None,
         )
         .await
         .expect("stale");
@@ -479,7 +607,7 @@ pub async fn links(stores: Stores) {
             ]
         })
         .collect();
-    links.apply(&scope, many).await.expect("batch");
+    links.apply(&scope, many, None).await.expect("batch");
     assert_eq!(links.all(&scope).await.expect("all").len(), 4);
     links
         .apply(
@@ -487,6 +615,7 @@ pub async fn links(stores: Stores) {
             vec![LinkChange::Removed {
                 source_entity: "a".into(),
             }],
+            None,
         )
         .await
         .expect("removed");
@@ -500,6 +629,7 @@ pub async fn links(stores: Stores) {
             vec![LinkChange::Intent {
                 source_entity: "b".into(),
             }],
+            None,
         )
         .await
         .expect("intent");
@@ -507,6 +637,77 @@ pub async fn links(stores: Stores) {
     assert!(
         links.all(&scope).await.expect("all").is_empty(),
         "its links went with it"
+    );
+}
+
+/// Claims on real-time events: one replica wins each, a live claim keeps the others off, an expired one does
+/// not; only the holder finishes the event, which ends the claim; a re-driven event is free.
+pub async fn event_claims(stores: Stores) {
+    let (source, _) = pair(&stores).await;
+    let events = &stores.events;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let appended = events
+            .append(NewEvent {
+                source_id: source.clone(),
+                kind: "user".into(),
+                entity_id: format!("u{i}"),
+                operation: "create".into(),
+                body: Some(json!({"userName": format!("u{i}")})),
+                received_by: "pusher".into(),
+            })
+            .await
+            .expect("appended");
+        seqs.push(appended.seq);
+    }
+    assert_eq!(events.claim("a", &seqs[..2], LEASE).await.expect("claim"), seqs[..2]);
+    assert_eq!(
+        events.claim("b", &seqs, LEASE).await.expect("claim"),
+        seqs[2..],
+        "a holds the first two"
+    );
+    assert_eq!(events.renew_claims("a", &seqs, LEASE).await.expect("renew"), 2);
+    let fenced = events.finish(seqs[0], Some("b"), "done", &json!([]), None).await;
+    assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
+    events
+        .finish(seqs[0], Some("a"), "done", &json!([]), None)
+        .await
+        .expect("the holder finishes");
+    assert!(
+        events.claim("b", &seqs[..1], LEASE).await.expect("claim").is_empty(),
+        "done is not pending"
+    );
+    // An attempt to retry later ends the claim: the next attempt may go to any replica.
+    events
+        .finish(
+            seqs[1],
+            Some("a"),
+            "pending",
+            &json!([]),
+            Some("2000-01-01T00:00:00.000Z"),
+        )
+        .await
+        .expect("retry");
+    assert_eq!(events.claim("b", &seqs[1..2], LEASE).await.expect("claim"), seqs[1..2]);
+    // An expired claim (a dead replica's) is claimed again.
+    assert_eq!(
+        events.claim("c", &seqs[2..], LEASE).await.expect("claim"),
+        Vec::<i64>::new()
+    );
+    events
+        .finish(seqs[2], Some("b"), "parked", &json!([]), None)
+        .await
+        .expect("park");
+    assert!(events.redrive(seqs[2]).await.expect("redrive"));
+    assert_eq!(
+        events.claim("c", &seqs[2..], Duration::ZERO).await.expect("claim"),
+        seqs[2..]
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        events.claim("a", &seqs[2..], LEASE).await.expect("claim"),
+        seqs[2..],
+        "c's lease ran out"
     );
 }
 
@@ -542,7 +743,7 @@ pub async fn events(stores: Stores) {
 
     let later = "2999-01-01T00:00:00.000Z";
     events
-        .finish(seqs[1], "pending", &json!([]), Some(later))
+        .finish(seqs[1], None, "pending", &json!([]), Some(later))
         .await
         .expect("retry later");
     let retried = events.get(seqs[1]).await.expect("get").expect("present");
@@ -550,7 +751,7 @@ pub async fn events(stores: Stores) {
     assert!(retried.finished_at.is_none());
 
     events
-        .finish(seqs[0], "parked", &json!([{"state": "Failed"}]), None)
+        .finish(seqs[0], None, "parked", &json!([{"state": "Failed"}]), None)
         .await
         .expect("park");
     let parked = events.get(seqs[0]).await.expect("get").expect("present");
@@ -562,7 +763,7 @@ pub async fn events(stores: Stores) {
     assert!(!events.redrive(seqs[0]).await.expect("not twice"));
     assert_eq!(events.get(seqs[0]).await.expect("get").expect("present").attempts, 0);
     for seq in &seqs[2..] {
-        events.finish(*seq, "done", &json!([]), None).await.expect("done");
+        events.finish(*seq, None, "done", &json!([]), None).await.expect("done");
     }
 
     let newest = events.list(Some(&source), None, None, 10).await.expect("list");

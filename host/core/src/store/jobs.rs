@@ -1,6 +1,8 @@
 //! Job runs, their per-entity log, deletes held for approval, the delta-read state of sources, and
 //! schedules.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -85,7 +87,43 @@ pub struct JobRecord {
     pub started_at: String,
     /// End time.
     pub ended_at: Option<String>,
+    /// The replica (node) that runs it, or ran it last.
+    pub node: Option<String>,
+    /// How many replicas have held it: 1, plus one per takeover.
+    pub attempt: i64,
 }
+
+impl JobRecord {
+    /// The claim this record's node holds on it.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            job: self.id.clone(),
+            node: self.node.clone().unwrap_or_default(),
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// A replica's claim on a run. Every write the run makes is fenced by it: once another replica has taken
+/// the run over (a higher attempt), the old claim's writes fail with [`StoreError::Fenced`], so a replica
+/// that stalled and came back cannot write over its successor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The run.
+    pub job: String,
+    /// The replica holding it.
+    pub node: String,
+    /// Which holder this is (1 for the replica that started it).
+    pub attempt: i64,
+}
+
+/// How long a claim holds without being renewed; after that another replica takes the run over.
+pub const LEASE: Duration = Duration::from_secs(10);
+
+/// How often a replica renews its claims and looks for runs whose claim expired. A run whose replica died is
+/// taken over within `LEASE + HEARTBEAT` (12.5 s); a replica would have to miss four beats in a row to lose a
+/// run it is still working on.
+pub const HEARTBEAT: Duration = Duration::from_millis(2500);
 
 /// One line of a job's per-entity log.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -190,22 +228,44 @@ pub fn interrupted_summary(stored: &str) -> Value {
 /// The jobs aggregate: runs, their entity logs, held deletes, the delta-read state of sources, schedules.
 #[async_trait::async_trait]
 pub trait JobStore: Send + Sync {
-    /// Records a new run.
-    async fn insert(&self, job: &JobRecord) -> Result<(), StoreError>;
-    /// Sets a run's status, read mode and summary (a final status also sets its end).
-    async fn update(&self, id: &str, status: JobStatus, read_mode: &str, summary: &Value) -> Result<(), StoreError>;
-    /// Marks a queued run as running.
-    async fn start(&self, id: &str) -> Result<(), StoreError>;
+    /// Records a new run, claimed by its `node` (attempt 1) for `lease`.
+    async fn insert(&self, job: &JobRecord, lease: Duration) -> Result<(), StoreError>;
+    /// Sets a run's status, read mode and summary (a final status also sets its end); fenced by `claim`.
+    async fn update(
+        &self,
+        claim: &Claim,
+        status: JobStatus,
+        read_mode: &str,
+        summary: &Value,
+    ) -> Result<(), StoreError>;
+    /// Marks a queued run as running; fenced by `claim`.
+    async fn start(&self, claim: &Claim) -> Result<(), StoreError>;
+    /// Renews, for `lease` from now by the database's clock, `node`'s claims on these unfinished runs (the
+    /// ones it is running or has queued: a run it no longer works on expires and is taken over); how many.
+    async fn renew(&self, node: &str, jobs: &[String], lease: Duration) -> Result<u64, StoreError>;
+    /// Claims for `node` (for `lease`) up to `limit` unfinished runs whose claim has expired, each with its
+    /// attempt raised by one: the old holder's writes are fenced from then on. Returns them as claimed now;
+    /// two replicas never claim the same run.
+    async fn take_over(&self, node: &str, lease: Duration, limit: i64) -> Result<Vec<JobRecord>, StoreError>;
     /// One run.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// The newest runs, optionally of one source.
     async fn list(&self, source: Option<&str>, limit: i64) -> Result<Vec<JobRecord>, StoreError>;
     /// Runs that were going when the process died: finished with an error that says so; returns their ids.
+    /// Only for a store one process owns (on a shared store, other replicas' runs are alive, and a dead
+    /// replica's runs are taken over instead).
     async fn interrupt_unfinished(&self) -> Result<Vec<String>, StoreError>;
     /// Deletes runs (and their logs) that ended before `before`; how many.
     async fn prune(&self, before: &str) -> Result<usize, StoreError>;
-    /// Appends lines to a run's log, numbered on from `first_seq`.
-    async fn append_log(&self, job: &str, first_seq: i64, entries: Vec<EntityLogEntry>) -> Result<(), StoreError>;
+    /// Appends lines to a run's log, numbered on from `first_seq`; fenced by `fence` when the run writes them
+    /// (an admin's decision on a finished run has none).
+    async fn append_log(
+        &self,
+        job: &str,
+        fence: Option<&Claim>,
+        first_seq: i64,
+        entries: Vec<EntityLogEntry>,
+    ) -> Result<(), StoreError>;
     /// The last sequence number of a run's log (0 when empty).
     async fn last_log_seq(&self, job: &str) -> Result<i64, StoreError>;
     /// A page of a run's log after `after_seq`, optionally of one outcome.
@@ -216,16 +276,16 @@ pub trait JobStore: Send + Sync {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<EntityLogEntry>, StoreError>;
-    /// Holds deletes back for the admin's decision.
-    async fn hold_deletes(&self, job: &str, held: Vec<HeldDelete>) -> Result<(), StoreError>;
+    /// Holds deletes back for the admin's decision; fenced by the run's claim.
+    async fn hold_deletes(&self, claim: &Claim, held: Vec<HeldDelete>) -> Result<(), StoreError>;
     /// A run's held deletes.
     async fn held_deletes(&self, job: &str) -> Result<Vec<HeldDelete>, StoreError>;
     /// Approves or rejects a run's undecided held deletes; how many.
     async fn decide_held_deletes(&self, job: &str, decision: &str) -> Result<usize, StoreError>;
     /// A source's delta-read state.
     async fn delta_state(&self, source: &str) -> Result<DeltaState, StoreError>;
-    /// Stores a source's delta-read state.
-    async fn set_delta_state(&self, source: &str, state: &DeltaState) -> Result<(), StoreError>;
+    /// Stores a source's delta-read state; fenced by the claim of the run that read it.
+    async fn set_delta_state(&self, source: &str, state: &DeltaState, fence: Option<&Claim>) -> Result<(), StoreError>;
     /// Creates or replaces a source's schedule.
     async fn set_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError>;
     /// Removes a source's schedule; whether there was one.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::StoreError;
+use super::jobs::Claim;
 use crate::connector::EntityKind;
 
 /// Which link set: the pair of systems and the entity kind.
@@ -85,8 +86,10 @@ pub trait LinkStore: Send + Sync {
         scope: &LinkScope,
         source_entities: Vec<String>,
     ) -> Result<HashMap<String, Value>, StoreError>;
-    /// Applies changes in order, all or none.
-    async fn apply(&self, scope: &LinkScope, changes: Vec<LinkChange>) -> Result<(), StoreError>;
+    /// Applies changes in order, all or none; when a job run writes them, fenced by its claim (in the same
+    /// transaction: none is applied once another replica has taken the run over).
+    async fn apply(&self, scope: &LinkScope, changes: Vec<LinkChange>, fence: Option<&Claim>)
+    -> Result<(), StoreError>;
     /// Forgets every link of a source (a full resync writes everything again); how many.
     async fn reset(&self, source: &str) -> Result<usize, StoreError>;
     /// Whether Provisio itself wrote this entity into `system` at or after `since` (the loop guard: a system

@@ -44,6 +44,9 @@ pub enum StoreError {
     /// A stored value could not be decoded or decrypted.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// A job run's write was refused: another replica has taken the run over (or it is gone).
+    #[error("another replica took this run over: {0}")]
+    Fenced(String),
 }
 
 /// Every aggregate's store, as one backend implements them; cheap to clone.
@@ -65,6 +68,7 @@ pub struct Stores {
     pub tokens: Tokens,
     readiness: Arc<dyn Readiness>,
     secrets: SecretBox,
+    shared: bool,
 }
 
 /// Whether a backend can serve: its database answers and holds the schema this Provisio knows.
@@ -98,7 +102,20 @@ impl Stores {
             tokens: Tokens::new(backend.clone()),
             readiness: backend,
             secrets,
+            shared: false,
         }
+    }
+
+    /// Marks the store as shared by several replicas (PostgreSQL): runs are then claimed with leases and
+    /// taken over when their replica dies, rather than marked interrupted at start.
+    pub fn shared_by_replicas(mut self) -> Stores {
+        self.shared = true;
+        self
+    }
+
+    /// Whether several replicas may use the store at once.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// Whether the store can serve (`/readyz`).

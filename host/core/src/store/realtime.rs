@@ -4,6 +4,8 @@
 //! An appended event is durable when [`EventStore::append`] returns: the caller acknowledges the push only
 //! then.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -67,10 +69,19 @@ pub trait EventStore: Send + Sync {
     /// Pending events in order of arrival, without their bodies (the dispatcher decides which may run and
     /// loads the body of those with [`EventStore::get`]).
     async fn pending(&self, limit: i64) -> Result<Vec<EventRecord>, StoreError>;
-    /// Records the outcome of an attempt: a final state, or `pending` with the time of the next attempt.
+    /// Claims these pending events for `node` for `lease` (by the database's clock), skipping those another
+    /// replica holds under a live claim and those that are no longer pending; returns the ones claimed. So
+    /// several replicas consume one outbox, each event worked by one replica at a time; a dead replica's
+    /// claims expire and its events are claimed again.
+    async fn claim(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<Vec<i64>, StoreError>;
+    /// Renews `node`'s claims on these events (the ones it is still working on); how many.
+    async fn renew_claims(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<u64, StoreError>;
+    /// Records the outcome of an attempt: a final state, or `pending` with the time of the next attempt; the
+    /// claim ends. With `fence`, only while that node holds the claim (else [`StoreError::Fenced`]).
     async fn finish(
         &self,
         seq: i64,
+        fence: Option<&str>,
         state: &str,
         results: &Value,
         next_attempt_at: Option<&str>,

@@ -5,6 +5,12 @@
 //! a scheduled one is skipped (SAP's overlapping slot). A run that a crash interrupted is marked at the next
 //! start; the next run converges because create intents are recorded before creates are sent.
 //!
+//! On a store several replicas share, each run is claimed by the replica (node) that runs it, with a lease
+//! it renews every [`HEARTBEAT`]; every write of the run is fenced by the claim. When a replica dies, another
+//! takes its runs over once their lease has expired and runs them again under the same id, from their
+//! durable intents and links: what was written is not written again, and a create whose outcome is unknown is
+//! first looked up in the target.
+//!
 //! Each run goes on a task of its own, supervised: however that task ends — a panic, a cancel — the run is
 //! finished with a status and an outcome, and its source is free for the next run.
 
@@ -33,7 +39,7 @@ use self::stop::StopSignal;
 use self::target::TargetContext;
 use crate::connector::EntityKind;
 use crate::plugins::Plugins;
-use crate::store::jobs::{JobRecord, JobStatus};
+use crate::store::jobs::{Claim, HEARTBEAT, JobRecord, JobStatus, LEASE};
 use crate::store::links::{LinkChange, LinkScope};
 use crate::store::systems::{Role, System};
 use crate::store::{StoreError, Stores};
@@ -50,6 +56,14 @@ pub enum JobType {
 }
 
 impl JobType {
+    /// The type of a stored run (`read`, `resync`, or either with `simulate-` before it).
+    fn of_record(job_type: &str) -> JobType {
+        match job_type.trim_start_matches("simulate-") {
+            "resync" => JobType::Resync,
+            _ => JobType::Read,
+        }
+    }
+
     /// `read` or `resync`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,6 +96,38 @@ pub struct JobOptions {
     pub started_by: String,
 }
 
+impl JobOptions {
+    /// What a stored run was asked to do (a run taken over from another replica goes on with it).
+    fn of_record(job: &JobRecord) -> JobOptions {
+        JobOptions {
+            job_type: JobType::of_record(&job.job_type),
+            simulate: job.job_type.starts_with("simulate-"),
+            trigger: if job.trigger == "schedule" {
+                Trigger::Schedule
+            } else {
+                Trigger::Manual
+            },
+            started_by: job.started_by.clone(),
+        }
+    }
+}
+
+/// This replica's name in the claims it holds: `PROVISIO_NODE`, else the host's name and the process id.
+pub fn this_node() -> String {
+    if let Ok(node) = std::env::var("PROVISIO_NODE")
+        && !node.trim().is_empty()
+    {
+        return node.trim().to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "provisio".into());
+    format!("{host}:{}", std::process::id())
+}
+
 /// Errors of job management, each with a message for the admin.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -107,15 +153,16 @@ impl From<crate::systems::SystemError> for JobError {
             S::NotFound(m) => JobError::NotFound(m),
             S::Conflict(m) => JobError::Conflict(m),
             S::Internal(m) => JobError::Store(StoreError::Corrupt(m)),
+            S::Unavailable(m) => JobError::Store(StoreError::Backend(m)),
         }
     }
 }
 
 /// The run going on for a source, and those queued behind it.
 struct SourceSlot {
-    running: String,
+    running: Claim,
     stop: StopSignal,
-    queue: VecDeque<(String, JobOptions)>,
+    queue: VecDeque<(Claim, JobOptions)>,
 }
 
 struct Inner {
@@ -124,6 +171,8 @@ struct Inner {
     plugins: Arc<Plugins>,
     active: Mutex<HashMap<String, SourceSlot>>,
     retention_days: i64,
+    /// This replica's name in its claims.
+    node: String,
     /// Tests: the next run panics before it starts, as a bug in the run would.
     #[cfg(test)]
     panic_next_run: std::sync::atomic::AtomicBool,
@@ -149,6 +198,7 @@ impl Provisioning {
                 plugins,
                 active: Mutex::new(HashMap::new()),
                 retention_days: retention_days.max(1),
+                node: this_node(),
                 #[cfg(test)]
                 panic_next_run: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -159,14 +209,105 @@ impl Provisioning {
         self.inner.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// At start: marks runs a crash interrupted, and prunes old runs. Returns the interrupted run ids.
+    /// At start: on a store this process owns, marks runs a crash interrupted (returns their ids); on a
+    /// shared store, starts keeping this replica's claims and taking over those of dead replicas (see
+    /// [`Provisioning::keep_leases`]). Prunes old runs.
     pub async fn recover(&self) -> Result<Vec<String>, JobError> {
-        let ids = self.inner.store.jobs.interrupt_unfinished().await?;
+        let ids = if self.inner.store.is_shared() {
+            self.keep_leases();
+            Vec::new()
+        } else {
+            self.inner.store.jobs.interrupt_unfinished().await?
+        };
         for id in &ids {
             tracing::warn!(job = %id, "a job run was interrupted by a restart; the next run converges");
         }
         self.prune().await?;
         Ok(ids)
+    }
+
+    /// This replica's name in the claims it holds.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Every [`HEARTBEAT`]: renews the claims on the runs this replica holds, and takes over runs whose
+    /// replica stopped renewing theirs. A database that does not answer is tried again at the next beat
+    /// (nothing is claimed meanwhile).
+    pub fn keep_leases(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut beat = tokio::time::interval(HEARTBEAT);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                beat.tick().await;
+                if let Err(e) = this.tend_leases().await {
+                    tracing::warn!(error = %e, "cannot renew or take over job claims; trying again");
+                }
+            }
+        });
+    }
+
+    /// One beat of [`Provisioning::keep_leases`].
+    pub async fn tend_leases(&self) -> Result<(), JobError> {
+        let held: Vec<String> = self
+            .active()
+            .values()
+            .flat_map(|slot| std::iter::once(&slot.running).chain(slot.queue.iter().map(|(c, _)| c)))
+            .map(|claim| claim.job.clone())
+            .collect();
+        let jobs = &self.inner.store.jobs;
+        if !held.is_empty() {
+            jobs.renew(&self.inner.node, &held, LEASE).await?;
+        }
+        for record in jobs.take_over(&self.inner.node, LEASE, 8).await? {
+            self.adopt(record).await;
+        }
+        Ok(())
+    }
+
+    /// Goes on with a run taken over from a replica that died: it runs again, under its id and this claim.
+    async fn adopt(&self, record: JobRecord) {
+        let claim = record.claim();
+        tracing::warn!(job = %claim.job, source = %record.source_id, node = %claim.node, attempt = claim.attempt,
+            "took over a job run whose replica stopped renewing its claim");
+        let options = JobOptions::of_record(&record);
+        let stop = StopSignal::new();
+        let starts = {
+            let mut active = self.active();
+            match active.get_mut(&record.source_id) {
+                Some(slot) => {
+                    slot.queue.push_back((claim.clone(), options));
+                    None
+                }
+                None => {
+                    let slot = SourceSlot {
+                        running: claim.clone(),
+                        stop: stop.clone(),
+                        queue: VecDeque::new(),
+                    };
+                    active.insert(record.source_id.clone(), slot);
+                    Some(options)
+                }
+            }
+        };
+        let jobs = &self.inner.store.jobs;
+        let Some(options) = starts else {
+            if let Err(e) = jobs
+                .update(&claim, JobStatus::Queued, &record.read_mode, &record.summary)
+                .await
+            {
+                tracing::error!(job = %claim.job, error = %e, "cannot queue a run taken over");
+            }
+            return;
+        };
+        if record.status == JobStatus::Queued
+            && let Err(e) = jobs.start(&claim).await
+        {
+            tracing::error!(job = %claim.job, error = %e, "cannot start a run taken over");
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.drive(record.source_id, claim, options, stop).await });
     }
 
     async fn prune(&self) -> Result<(), JobError> {
@@ -214,20 +355,23 @@ impl Provisioning {
             summary: json!({"sourceName": source.spec.name, "simulate": options.simulate, "statistics": [], "outcome": []}),
             started_at: crate::store::now(),
             ended_at: None,
+            node: Some(self.inner.node.clone()),
+            attempt: 1,
         };
-        self.inner.store.jobs.insert(&record).await?;
+        self.inner.store.jobs.insert(&record, LEASE).await?;
+        let claim = record.claim();
         let stop = StopSignal::new();
         // The options of a run that starts now; `None` when it was queued behind the running one.
         let starting = {
             let mut active = self.active();
             match active.get_mut(source_id) {
                 Some(slot) => {
-                    slot.queue.push_back((record.id.clone(), options));
+                    slot.queue.push_back((claim.clone(), options));
                     None
                 }
                 None => {
                     let slot = SourceSlot {
-                        running: record.id.clone(),
+                        running: claim.clone(),
                         stop: stop.clone(),
                         queue: VecDeque::new(),
                     };
@@ -243,25 +387,25 @@ impl Provisioning {
                 // A run started while this one was being recorded.
                 record.status = JobStatus::Queued;
                 let jobs = &self.inner.store.jobs;
-                jobs.update(&record.id, record.status, &record.read_mode, &record.summary)
+                jobs.update(&claim, record.status, &record.read_mode, &record.summary)
                     .await?;
             }
             return Ok(record);
         };
         if busy {
             // The run it was queued behind ended while it was being recorded.
-            self.inner.store.jobs.start(&record.id).await?;
+            self.inner.store.jobs.start(&claim).await?;
             record.status = JobStatus::Running;
         }
         let this = self.clone();
-        let (job_id, source_id) = (record.id.clone(), source_id.to_string());
-        tokio::spawn(async move { this.drive(source_id, job_id, options, stop).await });
+        let source_id = source_id.to_string();
+        tokio::spawn(async move { this.drive(source_id, claim, options, stop).await });
         Ok(record)
     }
 
     /// Runs a source's jobs one after another until its queue is empty. Each run goes on a task of its own;
     /// a run whose task dies is finished here, and the source is freed however this loop ends.
-    async fn drive(self, source_id: String, mut job_id: String, mut options: JobOptions, mut stop: StopSignal) {
+    async fn drive(self, source_id: String, mut claim: Claim, mut options: JobOptions, mut stop: StopSignal) {
         let mut guard = SourceGuard {
             service: self.clone(),
             source_id: source_id.clone(),
@@ -269,8 +413,8 @@ impl Provisioning {
         };
         loop {
             let started = std::time::Instant::now();
-            let status = self.supervise(&source_id, &job_id, &options, &stop).await;
-            tracing::info!(job = %job_id, source = %source_id, status = status.as_str(),
+            let status = self.supervise(&source_id, &claim, &options, &stop).await;
+            tracing::info!(job = %claim.job, source = %source_id, status = status.as_str(),
                 seconds = started.elapsed().as_secs_f64(), "job run ended");
             let next = {
                 let mut active = self.active();
@@ -289,18 +433,19 @@ impl Provisioning {
                 guard.armed = false;
                 return;
             };
-            (job_id, options, stop) = (next, next_options, next_stop);
-            if let Err(e) = self.inner.store.jobs.start(&job_id).await {
-                tracing::error!(job = %job_id, error = %e, "cannot start a queued job");
+            (claim, options, stop) = (next, next_options, next_stop);
+            if let Err(e) = self.inner.store.jobs.start(&claim).await {
+                tracing::error!(job = %claim.job, error = %e, "cannot start a queued job");
             }
         }
     }
 
     /// Runs one job on a task of its own and waits for it. A task that ends without a status (it panicked,
     /// or was cancelled) leaves the run finished with an error that says so.
-    async fn supervise(&self, source_id: &str, job_id: &str, options: &JobOptions, stop: &StopSignal) -> JobStatus {
+    async fn supervise(&self, source_id: &str, claim: &Claim, options: &JobOptions, stop: &StopSignal) -> JobStatus {
         let this = self.clone();
-        let (source, job, opts, signal) = (source_id.to_string(), job_id.to_string(), options.clone(), stop.clone());
+        let job_id = &claim.job;
+        let (source, job, opts, signal) = (source_id.to_string(), claim.clone(), options.clone(), stop.clone());
         let task = AbortOnDrop(tokio::spawn(
             async move { this.run_one(&source, &job, &opts, signal).await },
         ));
@@ -313,7 +458,7 @@ impl Provisioning {
             Err(e) => {
                 let why = join_error_message(e);
                 tracing::error!(job = %job_id, source = %source_id, why = %why, "a job run ended abnormally");
-                self.finish_abnormally(job_id, &format!("The run ended abnormally ({why}); nothing was deleted after that. The source is free for the next run.")).await;
+                self.finish_abnormally(claim, &format!("The run ended abnormally ({why}); nothing was deleted after that. The source is free for the next run.")).await;
                 JobStatus::FinishedWithError
             }
         }
@@ -321,7 +466,8 @@ impl Provisioning {
 
     /// Finishes a run that cannot finish itself: its last recorded statistics, the reason in its outcome,
     /// *Finished with Error*. A run that has ended already is left as it is.
-    async fn finish_abnormally(&self, job_id: &str, reason: &str) {
+    async fn finish_abnormally(&self, claim: &Claim, reason: &str) {
+        let job_id = &claim.job;
         let job = match self.inner.store.jobs.get(job_id).await {
             Ok(Some(job)) if !job.status.is_final() => job,
             Ok(_) => return,
@@ -342,14 +488,15 @@ impl Provisioning {
             .inner
             .store
             .jobs
-            .update(job_id, JobStatus::FinishedWithError, &job.read_mode, &summary)
+            .update(claim, JobStatus::FinishedWithError, &job.read_mode, &summary)
             .await
         {
             tracing::error!(job = %job_id, error = %e, "cannot record the end of a job that ended abnormally");
         }
     }
 
-    async fn run_one(&self, source_id: &str, job_id: &str, options: &JobOptions, stop: StopSignal) -> JobStatus {
+    async fn run_one(&self, source_id: &str, claim: &Claim, options: &JobOptions, stop: StopSignal) -> JobStatus {
+        let job_id = &claim.job;
         #[cfg(test)]
         if self
             .inner
@@ -374,7 +521,7 @@ impl Provisioning {
                     })
                     .collect();
                 let run = JobRun::new(
-                    job_id.to_string(),
+                    claim.clone(),
                     self.inner.store.clone(),
                     options.clone(),
                     reader,
@@ -389,7 +536,7 @@ impl Provisioning {
                     .inner
                     .store
                     .jobs
-                    .update(job_id, JobStatus::FinishedWithError, "full", &summary)
+                    .update(claim, JobStatus::FinishedWithError, "full", &summary)
                     .await
                 {
                     tracing::error!(job = %job_id, error = %e, "cannot record a job that could not start");
@@ -499,11 +646,11 @@ impl Provisioning {
         let taken_off_queue = {
             let mut active = self.active();
             match active.get_mut(&job.source_id) {
-                Some(slot) if slot.running == job_id => {
+                Some(slot) if slot.running.job == job_id => {
                     slot.stop.request();
                     false
                 }
-                Some(slot) => match slot.queue.iter().position(|(id, _)| id == job_id) {
+                Some(slot) => match slot.queue.iter().position(|(claim, _)| claim.job == job_id) {
                     Some(pos) => {
                         slot.queue.remove(pos);
                         true
@@ -522,7 +669,7 @@ impl Provisioning {
         self.inner
             .store
             .jobs
-            .update(job_id, JobStatus::ManuallyTerminated, &job.read_mode, &summary)
+            .update(&job.claim(), JobStatus::ManuallyTerminated, &job.read_mode, &summary)
             .await?;
         self.job(job_id).await
     }
@@ -604,7 +751,7 @@ impl Provisioning {
                 .filter(|(s, t)| links.get(s).and_then(|l| l.target_entity.as_deref()) == Some(t.as_str()))
                 .collect();
             let (changes, mut log, counts, _) = run::execute_deletes(&ctx, kind, &still, false, &never).await;
-            self.inner.store.links.apply(&scope, changes).await?;
+            self.inner.store.links.apply(&scope, changes, None).await?;
             for entry in &mut log {
                 entry.reason = Some(match entry.reason.take() {
                     Some(r) => format!("approved by {by}; {r}"),
@@ -612,7 +759,7 @@ impl Provisioning {
                 });
             }
             let logged = log.len() as i64;
-            self.inner.store.jobs.append_log(job_id, seq + 1, log).await?;
+            self.inner.store.jobs.append_log(job_id, None, seq + 1, log).await?;
             seq += logged;
             deleted += counts.deleted;
             failed += counts.failed;
@@ -633,7 +780,7 @@ impl Provisioning {
             self.inner
                 .store
                 .jobs
-                .update(job_id, current.status, &current.read_mode, &summary)
+                .update(&current.claim(), current.status, &current.read_mode, &summary)
                 .await?;
         }
         Ok(json!({"decision": decision, "deleted": deleted, "failed": failed}))
@@ -664,7 +811,7 @@ impl Provisioning {
     }
 
     async fn link_changes(&self, scope: &LinkScope, changes: Vec<LinkChange>) -> Result<(), JobError> {
-        Ok(self.inner.store.links.apply(scope, changes).await?)
+        Ok(self.inner.store.links.apply(scope, changes, None).await?)
     }
 }
 
@@ -700,11 +847,11 @@ impl Drop for SourceGuard {
         }
         let slot = self.service.active().remove(&self.source_id);
         let Some(slot) = slot else { return };
-        tracing::error!(source = %self.source_id, job = %slot.running, "the loop driving a source's runs ended abnormally; the source is freed");
+        tracing::error!(source = %self.source_id, job = %slot.running.job, "the loop driving a source's runs ended abnormally; the source is freed");
         slot.stop.request();
         // Recorded on a task of its own: a destructor cannot wait for the store.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(job = %slot.running, "no runtime left to record the abnormal end; the next start marks it interrupted");
+            tracing::error!(job = %slot.running.job, "no runtime left to record the abnormal end; the next start marks it interrupted");
             return;
         };
         let service = self.service.clone();

@@ -4,10 +4,15 @@
 //! across entities — with the job engine's pieces: the read and write transformations, the link store,
 //! matching and deletes. A target that is down gets retries with backoff; after the retry budget the event
 //! is parked, visible in the real-time log and re-drivable.
+//!
+//! On a store several replicas share, every replica consumes the one outbox: an event is worked only by the
+//! replica that claimed it (a lease it renews while working, by the database's clock), and an entity's next
+//! event is not claimed while an earlier one is pending, so per-entity order holds across replicas. A dead
+//! replica's claims expire after [`LEASE`] and its events are claimed again.
 
 pub mod events;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +28,7 @@ use crate::provisioning::run::SourceReader;
 use crate::provisioning::sync::{self, Outcome};
 use crate::provisioning::target::{DeleteOutcome, TargetContext};
 use crate::store::generation::ByGeneration;
+use crate::store::jobs::{HEARTBEAT, LEASE};
 use crate::store::links::LinkScope;
 use crate::store::realtime::{EventRecord, NewEvent};
 use crate::store::systems::System;
@@ -52,7 +58,8 @@ struct Inner {
     store: Stores,
     provisioning: Provisioning,
     wake: Notify,
-    in_flight: Mutex<HashSet<(String, String, String)>>,
+    /// Entities with an event being worked here, and that event.
+    in_flight: Mutex<HashMap<(String, String, String), i64>>,
     retry_base: Duration,
     prepared: ByGeneration<Prepared>,
     systems: ByGeneration<System>,
@@ -74,7 +81,7 @@ impl Realtime {
                 store,
                 provisioning,
                 wake: Notify::new(),
-                in_flight: Mutex::new(HashSet::new()),
+                in_flight: Mutex::new(HashMap::new()),
                 retry_base: Duration::from_secs(1),
                 prepared: ByGeneration::default(),
                 systems: ByGeneration::default(),
@@ -129,10 +136,15 @@ impl Realtime {
     pub async fn run_dispatcher(self) {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut last_prune: Option<std::time::Instant> = None;
+        let mut last_renewal = std::time::Instant::now();
         loop {
             if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
                 self.prune().await;
                 last_prune = Some(std::time::Instant::now());
+            }
+            if self.inner.store.is_shared() && last_renewal.elapsed() >= HEARTBEAT {
+                self.renew_claims().await;
+                last_renewal = std::time::Instant::now();
             }
             self.dispatch_ready(&done_tx).await;
             tokio::select! {
@@ -157,8 +169,25 @@ impl Realtime {
         }
     }
 
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String, String)>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), i64>> {
         self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The replica name claims are held under, on a shared store; `None` on a store this process owns.
+    fn claimant(&self) -> Option<&str> {
+        self.inner.store.is_shared().then(|| self.inner.provisioning.node())
+    }
+
+    /// Renews the claims on the events being worked here.
+    async fn renew_claims(&self) {
+        let Some(node) = self.claimant() else { return };
+        let seqs: Vec<i64> = self.in_flight().values().copied().collect();
+        if seqs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.inner.store.events.renew_claims(node, &seqs, LEASE).await {
+            tracing::warn!(error = %e, "cannot renew the claims on real-time events");
+        }
     }
 
     /// Starts every pending event that may run now: the first pending event of each entity that has none in
@@ -177,7 +206,7 @@ impl Realtime {
         };
         let now = crate::store::now();
         let mut blocked: HashSet<(String, String, String)> = HashSet::new();
-        let mut started = 0;
+        let mut ready = Vec::new();
         for event in pending {
             let key = (
                 event.source_id.clone(),
@@ -194,10 +223,36 @@ impl Realtime {
             }
             {
                 let mut in_flight = self.in_flight();
-                if !in_flight.insert(key.clone()) {
+                if in_flight.contains_key(&key) {
                     continue;
                 }
+                in_flight.insert(key.clone(), event.seq);
             }
+            ready.push((key, event));
+            if ready.len() >= room {
+                break;
+            }
+        }
+        // With other replicas: only what this one claimed (another may hold an entity's first event).
+        if let Some(node) = self.claimant() {
+            let seqs: Vec<i64> = ready.iter().map(|(_, e)| e.seq).collect();
+            let claimed: HashSet<i64> = match self.inner.store.events.claim(node, &seqs, LEASE).await {
+                Ok(claimed) => claimed.into_iter().collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim real-time events");
+                    HashSet::new()
+                }
+            };
+            let mut in_flight = self.in_flight();
+            ready.retain(|(key, event)| {
+                let mine = claimed.contains(&event.seq);
+                if !mine {
+                    in_flight.remove(key);
+                }
+                mine
+            });
+        }
+        for (key, event) in ready {
             let this = self.clone();
             let done = done.clone();
             tokio::spawn(async move {
@@ -205,10 +260,6 @@ impl Realtime {
                 this.in_flight().remove(&key);
                 let _ = done.send(());
             });
-            started += 1;
-            if started >= room {
-                break;
-            }
         }
     }
 
@@ -240,7 +291,7 @@ impl Realtime {
             .inner
             .store
             .events
-            .finish(event.seq, state, &results, next.as_deref())
+            .finish(event.seq, self.claimant(), state, &results, next.as_deref())
             .await
         {
             tracing::error!(seq = event.seq, error = %e, "cannot record a real-time event's outcome");
@@ -546,7 +597,7 @@ async fn provision_target(
         }
         let outcome = ctx.delete(kind, entity_id, &target_id, false).await;
         if let Some(change) = sync::settle_delete(entity_id, &outcome)
-            && let Err(e) = store.links.apply(&scope, vec![change]).await
+            && let Err(e) = store.links.apply(&scope, vec![change], None).await
         {
             set(
                 "Failed",
@@ -595,7 +646,7 @@ async fn provision_target(
         }
     };
     if let Some(intent) = sync::intent(&planned)
-        && let Err(e) = store.links.apply(&scope, vec![intent]).await
+        && let Err(e) = store.links.apply(&scope, vec![intent], None).await
     {
         set(
             "Failed",
@@ -610,7 +661,7 @@ async fn provision_target(
         ctx.update_form(kind, entity_id, intermediate, target_id, &resolver)
     });
     if let Some(change) = &settled.link
-        && let Err(e) = store.links.apply(&scope, vec![change.clone()]).await
+        && let Err(e) = store.links.apply(&scope, vec![change.clone()], None).await
     {
         // Written, but not linked: the retry finds the entity by the create intent's lookup.
         set(

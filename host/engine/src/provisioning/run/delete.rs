@@ -76,7 +76,7 @@ impl JobRun {
                     })
                     .collect();
                 if !self.options.simulate {
-                    self.store.jobs.hold_deletes(&self.id, held).await?;
+                    self.store.jobs.hold_deletes(&self.claim, held).await?;
                 }
                 log.extend(candidates.iter().map(|(s, t)| EntityLogEntry {
                     target_id: Some(target_id.clone()),
@@ -111,7 +111,10 @@ impl JobRun {
                     target: target_id.clone(),
                     kind,
                 };
-                self.store.links.apply(&scope, changes.clone()).await?;
+                self.store
+                    .links
+                    .apply(&scope, changes.clone(), Some(&self.claim))
+                    .await?;
                 let links = self.targets[index].links_mut(kind);
                 for change in &changes {
                     sync::apply_in_memory(links, change);

@@ -20,7 +20,7 @@ use super::target::{DeleteOutcome, LinkResolver, Plan, Planned, TargetContext, W
 use super::{JobOptions, JobType, Trigger};
 use crate::connector::{ConnectorError, EntityKind, Page, PageRequest};
 use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
-use crate::store::jobs::{DeltaState, EntityLogEntry, HeldDelete, JobStatus};
+use crate::store::jobs::{Claim, DeltaState, EntityLogEntry, HeldDelete, JobStatus};
 use crate::store::links::{Link, LinkChange, LinkScope};
 use crate::store::systems::System;
 use crate::store::{StoreError, Stores};
@@ -69,6 +69,8 @@ struct PageResult {
 pub struct JobRun {
     /// The run's id.
     pub id: String,
+    /// This replica's claim on it, which fences every write.
+    pub claim: Claim,
     /// The store.
     pub store: Stores,
     /// What was asked for.
@@ -91,6 +93,7 @@ pub struct JobRun {
     held: u64,
     delta: BTreeMap<EntityKind, bool>,
     progress: Value,
+    previous_attempts: Vec<Value>,
     last_flush: Instant,
 }
 
@@ -100,7 +103,7 @@ const LOG_BATCH: usize = 2000;
 impl JobRun {
     /// Prepares a run.
     pub fn new(
-        id: String,
+        claim: Claim,
         store: Stores,
         options: JobOptions,
         reader: SourceReader,
@@ -108,7 +111,8 @@ impl JobRun {
         stop: StopSignal,
     ) -> Self {
         JobRun {
-            id,
+            id: claim.job.clone(),
+            claim,
             store,
             options,
             reader: Arc::new(reader),
@@ -125,6 +129,7 @@ impl JobRun {
             held: 0,
             delta: BTreeMap::new(),
             progress: json!({}),
+            previous_attempts: Vec::new(),
             last_flush: Instant::now(),
         }
     }
@@ -182,6 +187,7 @@ impl JobRun {
             "heldDeletes": self.held,
             "progress": self.progress,
             "interrupted": false,
+            "previousAttempts": self.previous_attempts,
         })
     }
 
@@ -189,7 +195,7 @@ impl JobRun {
         if force || self.last_flush.elapsed() >= Duration::from_millis(500) {
             self.store
                 .jobs
-                .update(&self.id, self.status(), self.read_mode(), &self.summary())
+                .update(&self.claim, self.status(), self.read_mode(), &self.summary())
                 .await?;
             self.last_flush = Instant::now();
         }
@@ -200,7 +206,7 @@ impl JobRun {
         for chunk in entries.chunks(LOG_BATCH) {
             self.store
                 .jobs
-                .append_log(&self.id, self.log_seq + 1, chunk.to_vec())
+                .append_log(&self.id, Some(&self.claim), self.log_seq + 1, chunk.to_vec())
                 .await?;
             self.log_seq += chunk.len() as i64;
         }
@@ -215,6 +221,11 @@ impl JobRun {
     pub async fn run(mut self) -> JobStatus {
         let status = match self.run_inner().await {
             Ok(status) => status,
+            Err(StoreError::Fenced(why)) => {
+                // Another replica holds the run now: it records the outcome, not this one.
+                tracing::warn!(job = %self.id, why = %why, "the run was taken over by another replica; this one stops");
+                return JobStatus::FinishedWithError;
+            }
             Err(e) => {
                 self.outcome.push(format!("The run stopped: the job store failed: {e}"));
                 JobStatus::FinishedWithError
@@ -224,7 +235,7 @@ impl JobRun {
         if let Err(e) = self
             .store
             .jobs
-            .update(&self.id, status, self.read_mode(), &self.summary())
+            .update(&self.claim, status, self.read_mode(), &self.summary())
             .await
         {
             tracing::error!(job = %self.id, error = %e, "cannot record the end of a job");
@@ -233,6 +244,11 @@ impl JobRun {
     }
 
     async fn run_inner(&mut self) -> Result<JobStatus, StoreError> {
+        // A run taken over goes on with the log its first holder wrote, and keeps that holder's figures.
+        self.log_seq = self.store.jobs.last_log_seq(&self.id).await?;
+        if self.claim.attempt > 1 {
+            self.continue_attempt().await?;
+        }
         let mut delta_state = self.store.jobs.delta_state(&self.reader.system.id).await?;
         let (delta_wanted, delta_note) = self.delta_decision(&delta_state);
         if let Some(note) = delta_note {
@@ -311,7 +327,7 @@ impl JobRun {
             }
             self.store
                 .jobs
-                .set_delta_state(&self.reader.system.id, &delta_state)
+                .set_delta_state(&self.reader.system.id, &delta_state, Some(&self.claim))
                 .await?;
         }
 
@@ -322,6 +338,35 @@ impl JobRun {
         } else {
             JobStatus::Success
         })
+    }
+
+    /// Takes over what the run's previous holder recorded: its outcome, and its figures as a previous attempt
+    /// (this attempt reads everything again: what was written then counts as unchanged now).
+    async fn continue_attempt(&mut self) -> Result<(), StoreError> {
+        let previous = self
+            .store
+            .jobs
+            .get(&self.id)
+            .await?
+            .map(|j| j.summary)
+            .unwrap_or_default();
+        if let Some(earlier) = previous["previousAttempts"].as_array() {
+            self.previous_attempts.extend(earlier.iter().cloned());
+        }
+        self.previous_attempts.push(json!({
+            "attempt": self.claim.attempt - 1,
+            "statistics": previous["statistics"],
+            "source": previous["source"],
+        }));
+        if let Some(outcome) = previous["outcome"].as_array() {
+            self.outcome
+                .extend(outcome.iter().filter_map(|o| o.as_str().map(str::to_string)));
+        }
+        self.outcome.push(format!(
+            "Taken over by {} (attempt {}): the replica running it stopped renewing its claim. The run goes on from what was recorded; nothing written before is written twice.",
+            self.claim.node, self.claim.attempt
+        ));
+        self.flush(true).await
     }
 
     /// Whether this run reads deltas, and a note for the outcome.
@@ -630,7 +675,7 @@ impl JobRun {
         for t in self.targets.iter().filter(|t| t.ctx.handles(kind)) {
             targets.push(
                 plan_target(
-                    &self.store,
+                    (&self.store, &self.claim),
                     &self.options,
                     &self.stop,
                     &self.reader.system.id,
@@ -661,7 +706,7 @@ impl JobRun {
             else {
                 continue;
             };
-            results.push(finish_target(&self.store, self.options.simulate, t, planned).await?);
+            results.push(finish_target((&self.store, &self.claim), self.options.simulate, t, planned).await?);
         }
         self.merge(page.kind, page.source, results, page.log).await
     }

@@ -57,7 +57,7 @@ type WriteDone = (usize, Planned, Option<Written>, Vec<String>);
 /// Plans a page for one target, records create intents (durably, before any create is sent), and starts
 /// the writes on tasks of their own; the target's permits bound how many run at once.
 pub(super) async fn plan_target(
-    store: &Stores,
+    (store, claim): (&Stores, &Claim),
     options: &JobOptions,
     stop: &StopSignal,
     source_id: &str,
@@ -111,7 +111,7 @@ pub(super) async fn plan_target(
         return Ok(page);
     }
     let intents: Vec<LinkChange> = plans.iter().filter_map(sync::intent).collect();
-    store.links.apply(&page.scope, intents).await?;
+    store.links.apply(&page.scope, intents, Some(claim)).await?;
     for (i, p) in plans.into_iter().enumerate() {
         if !matches!(p.plan, Plan::Create { .. } | Plan::Update { .. }) {
             page.kept.push((i, p));
@@ -156,7 +156,7 @@ pub(super) async fn plan_target(
 /// Waits for a target page's writes and records their outcomes: links (in memory and in the store),
 /// counts and log lines.
 pub(super) async fn finish_target(
-    store: &Stores,
+    (store, claim): (&Stores, &Claim),
     simulate: bool,
     t: &mut TargetRun,
     page: TargetPage,
@@ -323,7 +323,7 @@ pub(super) async fn finish_target(
         result.log.push(entry);
     }
     if !simulate {
-        store.links.apply(&page.scope, changes).await?;
+        store.links.apply(&page.scope, changes, Some(claim)).await?;
     }
     Ok((target_system, result))
 }
