@@ -110,7 +110,7 @@ async fn replicas_share_systems_and_tokens_and_a_deletion_ends_a_token_everywher
     assert_eq!(status, StatusCode::OK, "{} still works", ADMIN.0);
 }
 
-/// A schedule every 2 s on three replicas for about 10 s: one run per period across them, never two close
+/// A schedule every 2 s on three replicas for 20 s: 10 ± 1 runs across them (one per period), never two close
 /// together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_fires_once_per_period_across_replicas() {
@@ -131,7 +131,7 @@ async fn a_schedule_fires_once_per_period_across_replicas() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
     let (status, _) = c
         .admin(Method::DELETE, &format!("/api/v1/systems/{source}/schedule"), None)
         .await;
@@ -152,7 +152,7 @@ async fn a_schedule_fires_once_per_period_across_replicas() {
         .collect();
     started.sort();
     // The first slot is one period after the schedule was seen, the last may fall after the deletion.
-    assert!((4..=6).contains(&started.len()), "{} runs: {started:?}", started.len());
+    assert!((9..=11).contains(&started.len()), "{} runs: {started:?}", started.len());
     // Claimed slots are at least 1.8 s apart; a run starts at the scheduler's next tick (1 s) after its slot.
     for pair in started.windows(2) {
         let gap = pair[1] - pair[0];
