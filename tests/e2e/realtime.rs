@@ -541,18 +541,7 @@ async fn ias_call(sim: &ias::Simulator, method: Method, path: &str, body: Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_authentication_pushes_and_provisio_does_not_echo() {
     let service = Service::start().await;
-    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
-    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
-    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
-    let source = ias_source(&service, &ias_sim, "2").await;
-    service
-        .create_system(
-            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
-            "properties": fast(json!({"URL": uaa_sim.base_url,
-                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
-                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
-        )
-        .await;
+    let (ias_sim, uaa_sim, source) = pushed_from_ias_to_uaa(&service).await;
     // IAS's Real-Time Provisioning target: Provisio, as the IAS console takes the SCIM URL.
     ias_sim
         .add_realtime_target(ias::RealtimeTarget::identity_provisioning(
@@ -1165,18 +1154,7 @@ async fn on_postgresql_pushes_are_provisioned_and_a_restart_finds_everything() {
         .await
         .expect("readyz");
     assert_eq!(ready.status(), StatusCode::OK);
-    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
-    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
-    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
-    let source = ias_source(&service, &ias_sim, "2").await;
-    service
-        .create_system(
-            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
-            "properties": fast(json!({"URL": uaa_sim.base_url,
-                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
-                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
-        )
-        .await;
+    let (_ias_sim, uaa_sim, source) = pushed_from_ias_to_uaa(&service).await;
     let path = format!("systems/{source}/entities/user");
     let (status, body) = push(
         &service,
@@ -1269,18 +1247,7 @@ async fn on_postgresql_a_lost_database_refuses_pushes_and_work_resumes_when_it_i
         ..Default::default()
     })
     .await;
-    technical_user(&service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
-    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
-    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
-    let source = ias_source(&service, &ias_sim, "2").await;
-    service
-        .create_system(
-            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
-            "properties": fast(json!({"URL": uaa_sim.base_url,
-                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
-                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
-        )
-        .await;
+    let (_ias_sim, uaa_sim, source) = pushed_from_ias_to_uaa(&service).await;
     let path = format!("systems/{source}/entities/user");
     let (status, body) = push(
         &service,
@@ -1372,4 +1339,21 @@ async fn on_postgresql_a_lost_database_refuses_pushes_and_work_resumes_when_it_i
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+}
+
+/// The pusher, an IAS source (SCIM 2.0 pushes) and a UAA target it feeds; the simulators and the source's id.
+async fn pushed_from_ias_to_uaa(service: &Service) -> (ias::Simulator, uaa::Simulator, String) {
+    technical_user(service, PUSHER.0, PUSHER.1, json!(["realtime-api"])).await;
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = ias_source(service, &ias_sim, "2").await;
+    service
+        .create_system(
+            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": fast(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+        )
+        .await;
+    (ias_sim, uaa_sim, source)
 }

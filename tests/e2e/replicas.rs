@@ -178,44 +178,9 @@ async fn a_killed_replicas_read_is_taken_over_without_a_second_create() {
     .await
     .expect("ias");
     let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("data dir")).collect();
     let names = ["replica-a", "replica-b", "replica-c"];
-    let mut replicas = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        if i > 0 {
-            // Every replica has the same master key.
-            std::fs::copy(dirs[0].path().join("master.key"), dir.path().join("master.key")).expect("master key");
-        }
-        let port = crate::support::free_port();
-        replicas.push(ServiceProcess::start_node(dir.path(), port, Some(&database), Some(names[i])).await);
-    }
-    let source = replicas[0]
-        .call(
-            Method::POST,
-            "/api/v1/systems",
-            Some(json!({"name": "IAS", "type": "ias", "role": "source",
-                "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
-                    "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))})),
-        )
-        .await["id"]
-        .as_str()
-        .expect("source id")
-        .to_string();
-    let target = replicas[1]
-        .call(
-            Method::POST,
-            "/api/v1/systems",
-            Some(
-                json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
-                "properties": props(json!({"URL": uaa_sim.base_url,
-                    "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
-                    "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
-            ),
-        )
-        .await["id"]
-        .as_str()
-        .expect("target id")
-        .to_string();
+    let (_dirs, mut replicas) = three_replicas(&database, names).await;
+    let source = ias_to_uaa(&replicas[0], &replicas[1], &ias_sim, &uaa_sim).await;
     let job = replicas[0]
         .call(
             Method::POST,
@@ -285,7 +250,6 @@ async fn a_killed_replicas_read_is_taken_over_without_a_second_create() {
     };
     assert_eq!(creates(201), USERS, "one create per user");
     assert_eq!(creates(409), 0, "a user was created twice");
-    let _ = target;
 }
 
 /// Three replicas (processes) on one PostgreSQL, fed round-robin: 200 users, each created and then replaced
@@ -300,16 +264,7 @@ async fn pushes_through_three_replicas_survive_a_killed_one() {
     let database = fresh_postgres().await;
     let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
     let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("data dir")).collect();
-    let mut replicas = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        if i > 0 {
-            std::fs::copy(dirs[0].path().join("master.key"), dir.path().join("master.key")).expect("master key");
-        }
-        let port = crate::support::free_port();
-        let node = format!("replica-{i}");
-        replicas.push(ServiceProcess::start_node(dir.path(), port, Some(&database), Some(&node)).await);
-    }
+    let (_dirs, mut replicas) = three_replicas(&database, ["replica-0", "replica-1", "replica-2"]).await;
     let pusher = ("pusher", "pusher-password-1");
     let created = replicas[0]
         .call(
@@ -319,31 +274,7 @@ async fn pushes_through_three_replicas_survive_a_killed_one() {
         )
         .await;
     assert!(created["id"].is_string(), "{created}");
-    let source = replicas[1]
-        .call(
-            Method::POST,
-            "/api/v1/systems",
-            Some(json!({"name": "IAS", "type": "ias", "role": "source",
-                "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
-                    "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))})),
-        )
-        .await["id"]
-        .as_str()
-        .expect("source id")
-        .to_string();
-    let target = replicas[2]
-        .call(
-            Method::POST,
-            "/api/v1/systems",
-            Some(
-                json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
-                "properties": props(json!({"URL": uaa_sim.base_url,
-                    "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
-                    "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
-            ),
-        )
-        .await;
-    assert!(target["id"].is_string(), "{target}");
+    let source = ias_to_uaa(&replicas[1], &replicas[2], &ias_sim, &uaa_sim).await;
 
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
     let http = reqwest::Client::new();
@@ -436,4 +367,54 @@ async fn pushes_through_three_replicas_survive_a_killed_one() {
     };
     assert_eq!(creates(201), USERS, "one create per user");
     assert_eq!(creates(409), 0, "a user was created twice");
+}
+
+/// Three `provisio serve` processes on `database`, named `names`, with one master key (the first's, copied
+/// into the others' data directories, which are returned to live as long as the processes).
+async fn three_replicas(database: &str, names: [&str; 3]) -> (Vec<tempfile::TempDir>, Vec<ServiceProcess>) {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("data dir")).collect();
+    let mut replicas = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        if i > 0 {
+            std::fs::copy(dirs[0].path().join("master.key"), dir.path().join("master.key")).expect("master key");
+        }
+        let port = crate::support::free_port();
+        replicas.push(ServiceProcess::start_node(dir.path(), port, Some(database), Some(names[i])).await);
+    }
+    (dirs, replicas)
+}
+
+/// An IAS source created through `a` and a UAA target it feeds created through `b`; the source's id.
+async fn ias_to_uaa(
+    a: &ServiceProcess,
+    b: &ServiceProcess,
+    ias_sim: &ias::Simulator,
+    uaa_sim: &uaa::Simulator,
+) -> String {
+    let source = a
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(json!({"name": "IAS", "type": "ias", "role": "source",
+                "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                    "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("source id")
+        .to_string();
+    let target = b
+        .call(
+            Method::POST,
+            "/api/v1/systems",
+            Some(
+                json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+                "properties": props(json!({"URL": uaa_sim.base_url,
+                    "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                    "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+            ),
+        )
+        .await;
+    assert!(target["id"].is_string(), "{target}");
+    source
 }
