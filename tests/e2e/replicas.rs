@@ -418,3 +418,54 @@ async fn ias_to_uaa(
     assert!(target["id"].is_string(), "{target}");
     source
 }
+
+/// Behind a load balancer a Stop lands on any replica: asked of B, a run that A holds stops at A's next beat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stops_when_another_replica_is_asked() {
+    let database = fresh_postgres().await;
+    let a = Service::start_with(on(&database)).await;
+    let b = Service::start_beside(&a, on(&database)).await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 2000,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = a
+        .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
+        .await;
+    let mut slow = props(json!({"URL": uaa_sim.base_url,
+        "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+        "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}));
+    slow["provisio.rate.limit"] = json!("50");
+    a.create_system(json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source], "properties": slow}))
+        .await;
+    let (status, job) = a
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    while uaa_sim.user_count() < 20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, asked) = b.admin(Method::POST, &format!("/api/v1/jobs/{id}/stop"), None).await;
+    assert!(status.is_success(), "{status} {asked}");
+    let asked_at = Instant::now();
+    let job = loop {
+        let (_, job) = b.admin(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+        if job["status"] == "Manually Terminated" {
+            break job;
+        }
+        assert!(asked_at.elapsed() < Duration::from_secs(15), "not stopped: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(uaa_sim.user_count() < 2000, "{job}");
+    eprintln!("stopped {:?} after B was asked", asked_at.elapsed());
+}

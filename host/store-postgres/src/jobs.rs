@@ -151,6 +151,31 @@ impl JobStore for PostgresStore {
         Ok(n)
     }
 
+    async fn request_stop(&self, id: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET stop_requested = TRUE WHERE id = $1 AND status IN ('Queued', 'Running', 'Running with Error')",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn stops_requested(&self, jobs: &[String]) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE id = ANY($1) AND stop_requested")
+            .bind(jobs)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(Error::from)?)
+    }
+
     async fn take_over(&self, node: &str, lease: Duration, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
         // SKIP LOCKED: replicas looking at the same time each claim different runs, and none waits for a run
         // whose old holder is still writing (its fence holds the row).

@@ -168,6 +168,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN node TEXT;
     ALTER TABLE jobs ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE jobs ADD COLUMN lease_until TIMESTAMPTZ;
+    ALTER TABLE jobs ADD COLUMN stop_requested BOOLEAN NOT NULL DEFAULT FALSE;
     CREATE INDEX jobs_unfinished ON jobs (lease_until) WHERE status IN ('Queued', 'Running', 'Running with Error');
     -- The real-time outbox is consumed by every replica: an event is worked by the one that claimed it.
     ALTER TABLE realtime_events ADD COLUMN claimed_by TEXT;

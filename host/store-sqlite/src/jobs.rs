@@ -54,6 +54,33 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn request_stop(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| {
+            Ok(s.conn().execute(
+                "UPDATE jobs SET stop_requested = 1 WHERE id = ?1 AND status IN ('Queued', 'Running', 'Running with Error')",
+                params![id],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn stops_requested(&self, jobs: &[String]) -> Result<Vec<String>, StoreError> {
+        let jobs = jobs.to_vec();
+        self.blocking(move |s| {
+            let conn = s.conn();
+            let mut stmt = conn.prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND stop_requested = 1")?;
+            let mut asked = Vec::new();
+            for job in jobs {
+                if stmt.exists(params![job])? {
+                    asked.push(job);
+                }
+            }
+            Ok(asked)
+        })
+        .await
+    }
+
     async fn take_over(&self, node: &str, lease: Duration, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
         let node = node.to_owned();
         self.blocking(move |s| s.take_over_jobs(&node, lease, limit)).await

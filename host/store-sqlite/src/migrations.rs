@@ -171,6 +171,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN node TEXT;
     ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE jobs ADD COLUMN lease_until INTEGER;
+    ALTER TABLE jobs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE realtime_events ADD COLUMN claimed_by TEXT;
     ALTER TABLE realtime_events ADD COLUMN claimed_until INTEGER;
     "#,

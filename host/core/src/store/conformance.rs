@@ -383,6 +383,18 @@ pub async fn claims(stores: Stores) {
 
     // A lease of zero runs out with the clock's next tick.
     std::thread::sleep(Duration::from_millis(20));
+    assert!(jobs.stops_requested(&["live".into()]).await.expect("asked").is_empty());
+    assert!(jobs.request_stop("live").await.expect("ask"));
+    assert!(
+        !jobs.request_stop("done").await.expect("ask"),
+        "a finished run has nothing to stop"
+    );
+    assert_eq!(
+        jobs.stops_requested(&["live".into(), "done".into()])
+            .await
+            .expect("asked"),
+        ["live"]
+    );
     let taken = jobs.take_over("node-b", LEASE, 10).await.expect("take over");
     assert_eq!(taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["dead"]);
     assert_eq!((taken[0].node.as_deref(), taken[0].attempt), (Some("node-b"), 2));

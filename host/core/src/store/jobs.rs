@@ -251,6 +251,11 @@ pub trait JobStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// The newest runs, optionally of one source.
     async fn list(&self, source: Option<&str>, limit: i64) -> Result<Vec<JobRecord>, StoreError>;
+    /// Asks the replica holding an unfinished run to stop it (a stop that reached another replica); whether
+    /// the run was unfinished.
+    async fn request_stop(&self, id: &str) -> Result<bool, StoreError>;
+    /// Of these runs, those whose stop was asked through [`JobStore::request_stop`].
+    async fn stops_requested(&self, jobs: &[String]) -> Result<Vec<String>, StoreError>;
     /// Runs that were going when the process died: finished with an error that says so; returns their ids.
     /// Only for a store one process owns (on a shared store, other replicas' runs are alive, and a dead
     /// replica's runs are taken over instead).

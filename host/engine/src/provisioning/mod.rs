@@ -112,7 +112,8 @@ impl JobOptions {
     }
 }
 
-/// This replica's name in the claims it holds: `PROVISIO_NODE`, else the host's name and the process id.
+/// This replica's name in the claims it holds: `PROVISIO_NODE`, else the host's name, the process id and a
+/// short random tag (two services in one process are two replicas).
 pub fn this_node() -> String {
     if let Ok(node) = std::env::var("PROVISIO_NODE")
         && !node.trim().is_empty()
@@ -125,7 +126,8 @@ pub fn this_node() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "provisio".into());
-    format!("{host}:{}", std::process::id())
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}-{}", std::process::id(), &tag[..4])
 }
 
 /// Errors of job management, each with a message for the admin.
@@ -259,6 +261,13 @@ impl Provisioning {
         let jobs = &self.inner.store.jobs;
         if !held.is_empty() {
             jobs.renew(&self.inner.node, &held, LEASE).await?;
+            // Stops asked of other replicas for runs held here.
+            for id in jobs.stops_requested(&held).await? {
+                let job = self.job(&id).await?;
+                if let Err(e) = self.stop_here(job).await {
+                    tracing::warn!(job = %id, error = %e, "cannot stop a run as another replica asked");
+                }
+            }
         }
         for record in jobs.take_over(&self.inner.node, LEASE, 8).await? {
             self.adopt(record).await;
@@ -640,9 +649,26 @@ impl Provisioning {
         })
     }
 
-    /// Asks a run to stop at the next entity boundary, or takes a queued run off the queue.
+    /// Asks a run to stop at the next entity boundary, or takes a queued run off the queue. A run another
+    /// replica holds is asked through the store: its holder sees the request at its next beat.
     pub async fn stop(&self, job_id: &str) -> Result<JobRecord, JobError> {
         let job = self.job(job_id).await?;
+        let held_elsewhere = self.inner.store.is_shared()
+            && !job.status.is_final()
+            && job.node.as_deref() != Some(self.inner.node.as_str());
+        if held_elsewhere {
+            if !self.inner.store.jobs.request_stop(job_id).await? {
+                return Err(nothing_to_stop(&self.job(job_id).await?));
+            }
+            tracing::info!(job = %job_id, node = ?job.node, "stop requested of the replica running it");
+            return self.job(job_id).await;
+        }
+        self.stop_here(job).await
+    }
+
+    /// Stops a run this replica holds (see [`Provisioning::stop`]).
+    async fn stop_here(&self, job: JobRecord) -> Result<JobRecord, JobError> {
+        let job_id = job.id.as_str();
         let taken_off_queue = {
             let mut active = self.active();
             match active.get_mut(&job.source_id) {
