@@ -104,6 +104,10 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         .load_installed(&store)
         .await
         .map_err(|e| BootError::Other(format!("cannot load the bundled connectors: {e}")))?;
+    if store.is_shared() {
+        // Every replica follows the plugin versions the others receive, select and remove.
+        tokio::spawn(plugins.clone().watch_registry(crate::plugins::REGISTRY_POLL_INTERVAL));
+    }
     let retention = settings
         .job_retention_days
         .unwrap_or(crate::provisioning::DEFAULT_RETENTION_DAYS);

@@ -469,3 +469,165 @@ async fn a_run_stops_when_another_replica_is_asked() {
     assert!(uaa_sim.user_count() < 2000, "{job}");
     eprintln!("stopped {:?} after B was asked", asked_at.elapsed());
 }
+
+/// A plugin version uploaded on A runs for a system called through C within 10 s (C loads and compiles it
+/// from the store); an upgrade, a rollback and a removal on A reach C the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_versions_uploaded_on_one_replica_run_on_the_others() {
+    let database = fresh_postgres().await;
+    let a = Service::start_with(on(&database)).await;
+    let c = Service::start_beside(&a, on(&database)).await;
+    // What C's follower runs now, as the plugin itself answers (the hostile plugin's `version` mode).
+    let runs_on_c = |id: String| {
+        let c = &c;
+        async move {
+            match c.state.systems.get(&id).await {
+                Ok(system) => c
+                    .state
+                    .systems
+                    .plugin_for(&system)
+                    .map(|p| p.descriptor.version.clone())
+                    .ok(),
+                Err(_) => None,
+            }
+        }
+    };
+    let until_c = |id: String, version: &'static str, what: &'static str| {
+        let runs_on_c = &runs_on_c;
+        async move {
+            let started = Instant::now();
+            while runs_on_c(id.clone()).await.as_deref() != Some(version) {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "{what}: C does not run {version}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            started.elapsed()
+        }
+    };
+
+    let (status, body) = a.upload_plugin(crate::support::hostile_version("1.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let follower = a
+        .create_system(json!({"name": "follows", "type": "hostile", "role": "target",
+            "properties": {"URL": "http://127.0.0.1:9/api", "mode": "version"}}))
+        .await;
+    let uploaded = until_c(follower.clone(), "1.0.0", "upload").await;
+    // C can call it: the component was compiled there.
+    let connector = c.connector(&follower).await;
+    assert_eq!(connector.plugin.descriptor.version, "1.0.0");
+
+    let (status, body) = a.upload_plugin(crate::support::hostile_version("2.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let upgraded = until_c(follower.clone(), "2.0.0", "upgrade").await;
+
+    let (status, body) = a.admin(Method::POST, "/api/v1/plugins/hostile/rollback", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rolled_back = until_c(follower.clone(), "1.0.0", "rollback").await;
+
+    let (status, body) = a.admin(Method::DELETE, "/api/v1/plugins/hostile/2.0.0", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let removed = Instant::now();
+    while c.state.plugins.resolve("hostile", Some("2.0.0")).is_some() {
+        assert!(removed.elapsed() < Duration::from_secs(10), "C still has hostile@2.0.0");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "on C after: upload {uploaded:?}, upgrade {upgraded:?}, rollback {rolled_back:?}, removal {:?}",
+        removed.elapsed()
+    );
+    // A replica started later loads everything from the store, selection included.
+    let d = Service::start_beside(&a, on(&database)).await;
+    let system = d.state.systems.get(&follower).await.expect("system");
+    let plugin = d.state.systems.plugin_for(&system).expect("plugin");
+    assert_eq!(plugin.descriptor.version, "1.0.0");
+}
+
+/// A 3 requests/s target fed by three replicas (real-time pushes through all of them): together they keep to
+/// the limit — no 5 s window above it (plus one burst) — and use at least 90 % of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keep_to_a_targets_rate_limit_together() {
+    const USERS: usize = 75;
+    let database = fresh_postgres().await;
+    let a = Service::start_with(on(&database)).await;
+    let b = Service::start_beside(&a, on(&database)).await;
+    let c = Service::start_beside(&a, on(&database)).await;
+    let (status, body) = a
+        .admin(
+            Method::POST,
+            "/api/v1/technical-users",
+            Some(json!({"name": "pusher", "password": "pusher-password-1", "permissions": ["realtime-api"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ias_sim = ias::spawn(ias::Options::default()).await.expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = a
+        .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
+        .await;
+    let mut limited = props(json!({"URL": uaa_sim.base_url,
+        "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+        "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}));
+    limited["provisio.rate.limit"] = json!("3");
+    a.create_system(
+        json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source], "properties": limited}),
+    )
+    .await;
+    // Every replica has counted the three (they beat every 2.5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let replicas = [&a, &b, &c];
+    let started = Instant::now();
+    let pushes = (0..USERS).map(|u| {
+        let service = replicas[u % 3];
+        service
+            .http
+            .post(format!(
+                "{}/ipsproxy/api/v1/systems/{source}/entities/user",
+                service.url
+            ))
+            .basic_auth("pusher", Some("pusher-password-1"))
+            .json(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:sap:2.0:User"],
+                "id": format!("R{u}"), "userName": format!("limited{u}"),
+                "urn:ietf:params:scim:schemas:extension:sap:2.0:User": {"userId": format!("R{u}"), "userUuid": format!("uuid-R{u}")},
+                "name": {"givenName": "Rate", "familyName": "Limited"},
+                "emails": [{"value": format!("limited{u}@example.com"), "primary": true}], "active": true}))
+            .send()
+    });
+    for response in futures::future::join_all(pushes).await {
+        let status = response.expect("push").status();
+        assert!(status.is_success(), "{status}");
+    }
+    // Users in UAA, sampled every 100 ms.
+    let mut samples: Vec<(Duration, usize)> = Vec::new();
+    loop {
+        let n = uaa_sim.user_count();
+        samples.push((started.elapsed(), n));
+        if n >= USERS {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let (_, log) = a.admin(Method::GET, "/api/v1/realtime/events?limit=3", None).await;
+            panic!("only {n} users after 90 s: {log}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    // No 5 s window with more creates than 5 s of the limit plus one burst of each replica's share.
+    let at = |t: Duration| samples.iter().rev().find(|(s, _)| *s <= t).map_or(0, |(_, n)| *n);
+    let mut worst = 0;
+    let mut t = Duration::ZERO;
+    while t + Duration::from_secs(5) <= samples.last().expect("samples").0 {
+        worst = worst.max(at(t + Duration::from_secs(5)) - at(t));
+        t += Duration::from_millis(100);
+    }
+    let rate = USERS as f64 / took;
+    eprintln!("{USERS} creates in {took:.1} s: {rate:.2}/s; the busiest 5 s window had {worst}");
+    // 5 s of the limit, plus one burst (a second's worth), plus one for completions sampled every 100 ms.
+    assert!(worst <= 15 + 3 + 1, "{worst} creates in one 5 s window, limit 3/s");
+    assert!(rate >= 0.9 * 3.0 * 0.95, "{rate:.2}/s uses too little of 3/s");
+}

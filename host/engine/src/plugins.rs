@@ -12,8 +12,12 @@
 //!
 //! Components dropped into `plugins/inbox/` are loaded by [`Plugins::watch_inbox`]: loaded ones leave the
 //! inbox, refused ones move to `plugins/rejected/` with a `.reason.txt` beside them.
+//!
+//! On a store several replicas share, an uploaded component's bytes and the selection are kept in the store
+//! too, and [`Plugins::watch_registry`] brings every replica to what the store records within a second: it
+//! loads (and compiles) versions another replica received, unloads removed ones and applies the selection.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -140,6 +144,9 @@ pub struct Switched {
 /// interval (a copy may still be in progress).
 pub const INBOX_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a replica of a shared store compares its loaded plugins with the store's registry.
+pub const REGISTRY_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The registry of loaded plugins.
 pub struct Plugins {
     runtime: Arc<Runtime>,
@@ -155,6 +162,8 @@ pub struct Plugins {
     inbox_seen: Mutex<HashMap<String, (u64, Option<SystemTime>)>>,
     /// The connectors built into the binary, loaded first by [`Plugins::load_installed`].
     bundled: Bundled,
+    /// The store, when several replicas share it: uploads and selections go there too.
+    shared: std::sync::OnceLock<Stores>,
 }
 
 /// Connectors built into a binary: (connector directory name, component bytes).
@@ -181,6 +190,7 @@ impl Plugins {
             pins: tokio::sync::RwLock::new(()),
             inbox_seen: Mutex::new(HashMap::new()),
             bundled: &[],
+            shared: std::sync::OnceLock::new(),
         }
     }
 
@@ -204,6 +214,9 @@ impl Plugins {
     /// Loads the connectors built into the binary, then the uploaded ones stored in the data directory, then
     /// applies the versions admins selected.
     pub async fn load_installed(&self, store: &Stores) -> Result<(), PluginError> {
+        if store.is_shared() {
+            let _ = self.shared.set(store.clone());
+        }
         for (_, bytes) in self.bundled {
             self.add(store, bytes.to_vec(), true).await?;
         }
@@ -213,19 +226,25 @@ impl Plugins {
             .await
             .map_err(|e| PluginError::Storage(e.to_string()))?;
         for record in stored.into_iter().filter(|r| !r.bundled) {
-            let Some(dir) = &self.dir else { break };
-            match dir.read(format!("{}.wasm", record.digest)) {
-                Ok(bytes) => {
+            match self.component_bytes(store, &record.digest).await {
+                Some(bytes) => {
                     if let Err(e) = self.add(store, bytes, false).await {
                         tracing::error!(plugin = %record.name, version = %record.version, error = %e, "stored plugin no longer loads");
                     }
                 }
-                Err(e) => {
-                    tracing::error!(plugin = %record.name, error = %e, "stored plugin file is missing")
+                None => {
+                    tracing::error!(plugin = %record.name, version = %record.version, "stored plugin component is missing")
                 }
             }
         }
-        let selected = self.read_selection();
+        let selected = match self.shared.get() {
+            Some(store) => store
+                .plugins
+                .selection()
+                .await
+                .map_err(|e| PluginError::Storage(e.to_string()))?,
+            None => self.read_selection(),
+        };
         self.loaded.rcu(|current| {
             let mut next = (**current).clone();
             for (name, versions) in next.iter_mut() {
@@ -251,7 +270,7 @@ impl Plugins {
     /// Validates and loads a component, records it, and makes it available. It becomes the connector's
     /// active version when it is higher than every loaded version of that connector.
     pub async fn add(&self, store: &Stores, bytes: Vec<u8>, bundled: bool) -> Result<Added, PluginError> {
-        let copy = (!bundled && self.dir.is_some()).then(|| bytes.clone());
+        let copy = (!bundled && (self.dir.is_some() || store.is_shared())).then(|| bytes.clone());
         let plugin = Arc::new(self.runtime.load(bytes).await?);
         let _guard = self.changes.lock().await;
         let name = plugin.descriptor.name.clone();
@@ -281,6 +300,14 @@ impl Plugins {
             bundled,
             added_at: String::new(),
         };
+        // The bytes before the record: a replica that sees the record finds them.
+        if let (true, Some(bytes)) = (store.is_shared(), &copy) {
+            store
+                .plugins
+                .put_component(&plugin.digest, bytes)
+                .await
+                .map_err(|e| PluginError::Storage(e.to_string()))?;
+        }
         store.plugins.record(&record).await.map_err(|e| match e {
             crate::store::StoreError::Conflict(m) => PluginError::Conflict(m),
             other => PluginError::Storage(other.to_string()),
@@ -323,7 +350,7 @@ impl Plugins {
             next
         });
         if selection_cleared {
-            self.write_selection().map_err(PluginError::Storage)?;
+            self.persist_selection().await?;
         }
         let after = self
             .loaded
@@ -450,7 +477,7 @@ impl Plugins {
             next
         });
         if selection_changed {
-            self.write_selection().map_err(PluginError::Storage)?;
+            self.persist_selection().await?;
         }
         if let Some(dir) = &self.dir {
             let _ = dir.remove_file(format!("{digest}.wasm"));
@@ -482,7 +509,7 @@ impl Plugins {
                 ))
             })?;
         drop(loaded);
-        self.select(name, &previous)?;
+        self.select(name, &previous).await?;
         tracing::warn!(connector = %name, from = %active, to = %previous, "rolled back");
         Ok(Switched {
             name: name.to_string(),
@@ -514,7 +541,7 @@ impl Plugins {
             .map(|e| e.plugin.descriptor.version.clone())
             .unwrap_or_default();
         drop(loaded);
-        self.select(name, version)?;
+        self.select(name, version).await?;
         tracing::info!(connector = %name, from = %from, to = %version, "active version changed");
         Ok(Switched {
             name: name.to_string(),
@@ -524,12 +551,145 @@ impl Plugins {
     }
 
     /// Selects a loaded version for unpinned systems; selecting the highest clears the selection.
-    fn select(&self, name: &str, version: &str) -> Result<(), PluginError> {
+    async fn select(&self, name: &str, version: &str) -> Result<(), PluginError> {
         self.loaded.rcu(|current| {
             let mut next = (**current).clone();
             if let Some(v) = next.get_mut(name) {
                 let highest = v.entries.last().map(|e| e.plugin.descriptor.version.clone());
                 v.selected = (highest.as_deref() != Some(version)).then(|| version.to_string());
+            }
+            next
+        });
+        self.persist_selection().await
+    }
+
+    /// Keeps the selection in `plugins/active.json`, and in the store when replicas share it.
+    async fn persist_selection(&self) -> Result<(), PluginError> {
+        self.write_selection().map_err(PluginError::Storage)?;
+        if let Some(store) = self.shared.get() {
+            store
+                .plugins
+                .set_selection(&self.selection())
+                .await
+                .map_err(|e| PluginError::Storage(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The versions selected per connector.
+    fn selection(&self) -> BTreeMap<String, String> {
+        self.loaded
+            .load()
+            .iter()
+            .filter_map(|(n, v)| v.selected.clone().map(|s| (n.clone(), s)))
+            .collect()
+    }
+
+    /// A stored component's bytes: the file in the plugins folder, else the store's copy (kept as a file
+    /// from then on).
+    async fn component_bytes(&self, store: &Stores, digest: &str) -> Option<Vec<u8>> {
+        let file = format!("{digest}.wasm");
+        if let Some(bytes) = self.dir.as_ref().and_then(|dir| dir.read(&file).ok()) {
+            return Some(bytes);
+        }
+        let bytes = match store.plugins.component(digest).await {
+            Ok(bytes) => bytes?,
+            Err(e) => {
+                tracing::warn!(digest, error = %e, "cannot read a plugin component from the store");
+                return None;
+            }
+        };
+        if let Some(dir) = &self.dir
+            && let Err(e) = write_atomically(dir, &file, &bytes)
+        {
+            tracing::warn!(digest, error = %e, "cannot keep a plugin component in the plugins folder");
+        }
+        Some(bytes)
+    }
+
+    /// Every `interval`, brings this replica to what the shared store records (see [`Plugins::sync`]).
+    pub async fn watch_registry(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.sync().await {
+                tracing::warn!(error = %e, "cannot follow the plugin registry; trying again");
+            }
+        }
+    }
+
+    /// On a shared store: loads the versions another replica received, unloads the ones removed, and applies
+    /// the selection. Calls in flight finish on the version they resolved.
+    pub async fn sync(&self) -> Result<(), PluginError> {
+        let Some(store) = self.shared.get() else { return Ok(()) };
+        let storage = |e: crate::store::StoreError| PluginError::Storage(e.to_string());
+        let _guard = self.changes.lock().await;
+        // Read under the lock: a change made here meanwhile is in the store before this reads it.
+        let records = store.plugins.list().await.map_err(storage)?;
+        let selection = store.plugins.selection().await.map_err(storage)?;
+        for record in records.iter().filter(|r| !r.bundled) {
+            let present = self
+                .loaded
+                .load()
+                .get(&record.name)
+                .and_then(|v| v.find(&record.version))
+                .is_some_and(|e| e.plugin.digest == record.digest);
+            if present {
+                continue;
+            }
+            let Some(bytes) = self.component_bytes(store, &record.digest).await else {
+                continue;
+            };
+            let plugin = match self.runtime.load(bytes).await {
+                Ok(plugin) => Arc::new(plugin),
+                Err(e) => {
+                    tracing::error!(plugin = %record.name, version = %record.version, error = %e, "a plugin another replica loaded does not load here");
+                    continue;
+                }
+            };
+            tracing::info!(plugin = %plugin.label(), digest = %plugin.digest, "plugin loaded (added on another replica)");
+            self.loaded.rcu(|current| {
+                let mut next = (**current).clone();
+                let versions = next.entry(record.name.clone()).or_default();
+                versions
+                    .entries
+                    .retain(|e| e.plugin.descriptor.version != record.version);
+                versions.entries.push(Entry {
+                    plugin: plugin.clone(),
+                    bundled: false,
+                });
+                versions.sort();
+                next
+            });
+        }
+        let recorded: HashSet<&str> = records.iter().map(|r| r.digest.as_str()).collect();
+        let gone: Vec<Arc<LoadedPlugin>> = self
+            .loaded
+            .load()
+            .values()
+            .flat_map(|v| v.entries.iter())
+            .filter(|e| !e.bundled && !recorded.contains(e.plugin.digest.as_str()))
+            .map(|e| e.plugin.clone())
+            .collect();
+        for plugin in &gone {
+            tracing::info!(plugin = %plugin.label(), "plugin version removed (on another replica)");
+            self.runtime.forget(plugin);
+        }
+        let current_selection = self.selection();
+        if gone.is_empty() && current_selection == selection {
+            return Ok(());
+        }
+        self.loaded.rcu(|current| {
+            let mut next = (**current).clone();
+            for versions in next.values_mut() {
+                versions
+                    .entries
+                    .retain(|e| e.bundled || recorded.contains(e.plugin.digest.as_str()));
+            }
+            next.retain(|_, v| !v.entries.is_empty());
+            for (name, versions) in next.iter_mut() {
+                versions.selected = selection.get(name).filter(|v| versions.find(v).is_some()).cloned();
             }
             next
         });
@@ -551,12 +711,7 @@ impl Plugins {
 
     fn write_selection(&self) -> Result<(), String> {
         let Some(dir) = &self.dir else { return Ok(()) };
-        let owned: BTreeMap<String, String> = self
-            .loaded
-            .load()
-            .iter()
-            .filter_map(|(n, v)| v.selected.clone().map(|s| (n.clone(), s)))
-            .collect();
+        let owned = self.selection();
         let text = serde_json::to_string_pretty(&owned).map_err(|e| e.to_string())?;
         write_atomically(dir, ACTIVE_FILE, text.as_bytes())
     }

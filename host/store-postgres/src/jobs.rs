@@ -151,6 +151,31 @@ impl JobStore for PostgresStore {
         Ok(n)
     }
 
+    async fn beat(&self, node: &str, within: Duration) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        sqlx::query(
+            "INSERT INTO nodes (name, last_seen) VALUES ($1, now()) ON CONFLICT (name) DO UPDATE SET last_seen = now()",
+        )
+        .bind(node)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        let live: i64 = sqlx::query("SELECT count(*) FROM nodes WHERE last_seen > now() - make_interval(secs => $1)")
+            .bind(seconds(within))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::from)?
+            .try_get(0)
+            .map_err(Error::from)?;
+        // Replicas gone for a day are forgotten.
+        sqlx::query("DELETE FROM nodes WHERE last_seen < now() - interval '1 day'")
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(live.max(1) as u64)
+    }
+
     async fn request_stop(&self, id: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "UPDATE jobs SET stop_requested = TRUE WHERE id = $1 AND status IN ('Queued', 'Running', 'Running with Error')",

@@ -147,6 +147,19 @@ impl LinkStore for PostgresStore {
         .map_err(Error::from)?;
         Ok(row.is_some())
     }
+
+    async fn creating_since(&self, system: &str, kind: &str, since: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM links WHERE target_id = $1 AND kind = $2 AND creating AND updated_at >= $3 LIMIT 1",
+        )
+        .bind(system)
+        .bind(kind)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(row.is_some())
+    }
 }
 
 /// The last change per source entity of a run, in first-seen order (one statement cannot change a row twice).

@@ -174,6 +174,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE realtime_events ADD COLUMN claimed_by TEXT;
     ALTER TABLE realtime_events ADD COLUMN claimed_until TIMESTAMPTZ;
     "#,
+    // 5: plugin components by digest and the versions admins selected, so that every replica loads what one
+    // of them received.
+    r#"
+    CREATE TABLE plugin_components (
+        digest TEXT PRIMARY KEY,
+        bytes  BYTEA NOT NULL
+    );
+    CREATE TABLE plugin_selection (
+        name    TEXT PRIMARY KEY,
+        version TEXT NOT NULL
+    );
+    -- The replicas, by their last beat: each sends its share of a target's rate limit.
+    CREATE TABLE nodes (
+        name      TEXT PRIMARY KEY,
+        last_seen TIMESTAMPTZ NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

@@ -1,5 +1,7 @@
 //! The plugin registry on PostgreSQL.
 
+use std::collections::BTreeMap;
+
 use provisio_core::store::StoreError;
 use provisio_core::store::plugins::{PluginRecord, PluginStore};
 use sqlx::Row;
@@ -86,5 +88,54 @@ impl PluginStore for PostgresStore {
             })
         };
         Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+    }
+
+    async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO plugin_components (digest, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(digest)
+            .bind(bytes)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT bytes FROM plugin_components WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(row.map(|r| r.try_get(0)).transpose().map_err(Error::from)?)
+    }
+
+    async fn selection(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let rows = sqlx::query("SELECT name, version FROM plugin_selection")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        let mut selection = BTreeMap::new();
+        for r in rows {
+            selection.insert(r.try_get(0).map_err(Error::from)?, r.try_get(1).map_err(Error::from)?);
+        }
+        Ok(selection)
+    }
+
+    async fn set_selection(&self, selection: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        sqlx::query("DELETE FROM plugin_selection")
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        for (name, version) in selection {
+            sqlx::query("INSERT INTO plugin_selection (name, version) VALUES ($1, $2)")
+                .bind(name)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::from)?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(())
     }
 }

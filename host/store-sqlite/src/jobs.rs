@@ -54,6 +54,25 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn beat(&self, node: &str, within: Duration) -> Result<u64, StoreError> {
+        let node = node.to_owned();
+        self.blocking(move |s| {
+            let conn = s.conn();
+            let now = millis_after(Duration::ZERO);
+            conn.execute(
+                "INSERT INTO nodes (name, last_seen) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET last_seen = ?2",
+                params![node, now],
+            )?;
+            let live: i64 = conn.query_row(
+                "SELECT count(*) FROM nodes WHERE last_seen > ?1",
+                params![now - within.as_millis() as i64],
+                |r| r.get(0),
+            )?;
+            Ok(live.max(1) as u64)
+        })
+        .await
+    }
+
     async fn request_stop(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.blocking(move |s| {

@@ -53,6 +53,21 @@ impl LinkStore for SqliteStore {
         self.blocking(move |s| s.written_by_provisio_since(&system, &kind, &entity, &since))
             .await
     }
+
+    async fn creating_since(&self, system: &str, kind: &str, since: &str) -> Result<bool, StoreError> {
+        let (system, kind, since) = (system.to_owned(), kind.to_owned(), since.to_owned());
+        self.blocking(move |s| {
+            Ok(s.conn()
+                .query_row(
+                    "SELECT 1 FROM links WHERE target_id = ?1 AND kind = ?2 AND creating = 1 AND updated_at >= ?3 LIMIT 1",
+                    params![system, kind, since],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
 }
 
 impl SqliteStore {

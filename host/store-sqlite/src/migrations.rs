@@ -175,6 +175,21 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE realtime_events ADD COLUMN claimed_by TEXT;
     ALTER TABLE realtime_events ADD COLUMN claimed_until INTEGER;
     "#,
+    // 9: plugin components by digest and the selected versions (as on PostgreSQL).
+    r#"
+    CREATE TABLE plugin_components (
+        digest TEXT PRIMARY KEY,
+        bytes  BLOB NOT NULL
+    );
+    CREATE TABLE plugin_selection (
+        name    TEXT PRIMARY KEY,
+        version TEXT NOT NULL
+    );
+    CREATE TABLE nodes (
+        name      TEXT PRIMARY KEY,
+        last_seen INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this Provisio knows.

@@ -1,5 +1,7 @@
 //! The plugin registry on SQLite.
 
+use std::collections::BTreeMap;
+
 use provisio_core::store::StoreError;
 use provisio_core::store::plugins::{PluginRecord, PluginStore};
 use rusqlite::{OptionalExtension, params};
@@ -20,6 +22,60 @@ impl PluginStore for SqliteStore {
 
     async fn list(&self) -> Result<Vec<PluginRecord>, StoreError> {
         self.blocking(|s| s.list_plugins()).await
+    }
+
+    async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (digest, bytes) = (digest.to_owned(), bytes.to_vec());
+        self.blocking(move |s| {
+            s.conn().execute(
+                "INSERT OR IGNORE INTO plugin_components (digest, bytes) VALUES (?1, ?2)",
+                params![digest, bytes],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let digest = digest.to_owned();
+        self.blocking(move |s| {
+            Ok(s.conn()
+                .query_row(
+                    "SELECT bytes FROM plugin_components WHERE digest = ?1",
+                    params![digest],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn selection(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        self.blocking(|s| {
+            let conn = s.conn();
+            let mut stmt = conn.prepare_cached("SELECT name, version FROM plugin_selection")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn set_selection(&self, selection: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let selection = selection.clone();
+        self.blocking(move |s| {
+            let mut conn = s.conn();
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM plugin_selection", [])?;
+            for (name, version) in &selection {
+                tx.execute(
+                    "INSERT INTO plugin_selection (name, version) VALUES (?1, ?2)",
+                    params![name, version],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 }
 

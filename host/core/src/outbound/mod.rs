@@ -134,6 +134,9 @@ pub struct Outbound {
     tokens: auth::TokenCache,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
     limits: OutboundLimits,
+    /// Live replicas sending to the same systems: each sends its share of a system's rate limit, so that
+    /// together they keep to it (1 on a store of its own).
+    replicas: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
@@ -169,11 +172,20 @@ impl Outbound {
             tokens: auth::TokenCache::default(),
             limiters: Mutex::new(HashMap::new()),
             limits,
+            replicas: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
+    /// Tells how many live replicas send to the same systems (at least 1): from then on this one sends its
+    /// share of each system's rate limit.
+    pub fn set_replicas(&self, replicas: u64) {
+        self.replicas
+            .store(replicas.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn limiter(&self, endpoint: &SystemEndpoint) -> Option<Arc<RateLimiter>> {
-        let rate = endpoint.rate_per_second?;
+        let replicas = self.replicas.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        let rate = endpoint.rate_per_second? / replicas as f64;
         let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
         let limiter = limiters
             .entry(endpoint.system_id.clone())

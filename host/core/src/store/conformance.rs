@@ -227,6 +227,28 @@ pub async fn plugins(stores: Stores) {
     assert!(!listed[0].added_at.is_empty(), "the store stamps when it was added");
     plugins.delete("scim", "1.0.0").await.expect("delete");
     assert_eq!(plugins.list().await.expect("list").len(), 1);
+
+    // Component bytes by digest, and the selection.
+    assert_eq!(plugins.component("d1").await.expect("component"), None);
+    plugins.put_component("d1", &[0, 97, 115, 109, 255]).await.expect("put");
+    plugins
+        .put_component("d1", &[0, 97, 115, 109, 255])
+        .await
+        .expect("again");
+    assert_eq!(
+        plugins.component("d1").await.expect("component"),
+        Some(vec![0, 97, 115, 109, 255])
+    );
+    assert!(plugins.selection().await.expect("selection").is_empty());
+    let selected: std::collections::BTreeMap<String, String> = [
+        ("scim".to_string(), "1.0.0".to_string()),
+        ("jam".to_string(), "2.0.0".to_string()),
+    ]
+    .into();
+    plugins.set_selection(&selected).await.expect("select");
+    assert_eq!(plugins.selection().await.expect("selection"), selected);
+    plugins.set_selection(&Default::default()).await.expect("clear");
+    assert!(plugins.selection().await.expect("selection").is_empty());
 }
 
 fn job(id: &str, source: &str, status: JobStatus) -> JobRecord {
@@ -383,6 +405,19 @@ pub async fn claims(stores: Stores) {
 
     // A lease of zero runs out with the clock's next tick.
     std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(jobs.beat("node-a", LEASE).await.expect("beat"), 1);
+    assert_eq!(jobs.beat("node-b", LEASE).await.expect("beat"), 2);
+    assert_eq!(
+        jobs.beat("node-a", LEASE).await.expect("beat"),
+        2,
+        "a replica counts once"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        jobs.beat("node-a", Duration::from_millis(10)).await.expect("beat"),
+        1,
+        "b's beat is old"
+    );
     assert!(jobs.stops_requested(&["live".into()]).await.expect("asked").is_empty());
     assert!(jobs.request_stop("live").await.expect("ask"));
     assert!(
@@ -548,6 +583,24 @@ pub async fn links(stores: Stores) {
         .expect("intent");
     let all = links.all(&scope).await.expect("all");
     assert!(all["a"].creating && all["a"].target_entity.is_none());
+    let long_ago = "2000-01-01T00:00:00.000Z";
+    assert!(
+        links.creating_since(&target, "user", long_ago).await.expect("creating"),
+        "a create in flight"
+    );
+    assert!(
+        !links
+            .creating_since(&target, "group", long_ago)
+            .await
+            .expect("creating")
+    );
+    assert!(
+        !links
+            .creating_since(&target, "user", "9999-01-01T00:00:00.000Z")
+            .await
+            .expect("creating"),
+        "an old intent is not"
+    );
     assert!(links.all(&groups).await.expect("groups").is_empty(), "scoped by kind");
 
     let written = LinkChange::Written {
@@ -563,6 +616,13 @@ pub async fn links(stores: Stores) {
     assert_eq!(link.target_entity.as_deref(), Some("T-a"));
     assert_eq!(link.digest.as_deref(), Some("d1"));
     assert!(link.existed_before && !link.creating);
+    assert!(
+        !links
+            .creating_since(&target, "user", "2000-01-01T00:00:00.000Z")
+            .await
+            .expect("creating"),
+        "written: no longer in flight"
+    );
     let contents = links
         .contents(&scope, vec!["a".into(), "b".into()])
         .await

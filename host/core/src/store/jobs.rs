@@ -251,6 +251,9 @@ pub trait JobStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// The newest runs, optionally of one source.
     async fn list(&self, source: Option<&str>, limit: i64) -> Result<Vec<JobRecord>, StoreError>;
+    /// Records that `node` is alive now (by the database's clock) and answers how many replicas were seen
+    /// within `within` (itself included): each sends its share of a target's rate limit.
+    async fn beat(&self, node: &str, within: Duration) -> Result<u64, StoreError>;
     /// Asks the replica holding an unfinished run to stop it (a stop that reached another replica); whether
     /// the run was unfinished.
     async fn request_stop(&self, id: &str) -> Result<bool, StoreError>;

@@ -95,4 +95,7 @@ pub trait LinkStore: Send + Sync {
     /// Whether Provisio itself wrote this entity into `system` at or after `since` (the loop guard: a system
     /// that is a target and also pushes changes must not echo Provisio's own writes back).
     async fn written_since(&self, system: &str, kind: &str, entity: &str, since: &str) -> Result<bool, StoreError>;
+    /// Whether Provisio has a create into `system` in flight: an intent recorded at or after `since` whose
+    /// outcome is not recorded yet (a push from that system may be the echo of it, not yet linked).
+    async fn creating_since(&self, system: &str, kind: &str, since: &str) -> Result<bool, StoreError>;
 }

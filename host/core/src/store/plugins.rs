@@ -1,5 +1,9 @@
-//! The registry of plugin versions: which components are stored, by digest, with name and version.
-//! The component bytes live as files in the data directory's `plugins/` folder.
+//! The registry of plugin versions: which components are stored, by digest, with name and version; the
+//! component bytes by digest (so that every replica of a shared store can load what one of them received;
+//! each keeps a file copy in its data directory's `plugins/` folder and compiles its own artifact); and the
+//! versions admins selected per connector.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -34,4 +38,12 @@ pub trait PluginStore: Send + Sync {
     async fn delete(&self, name: &str, version: &str) -> Result<(), StoreError>;
     /// Every recorded plugin version, by name and age.
     async fn list(&self) -> Result<Vec<PluginRecord>, StoreError>;
+    /// Keeps a component's bytes under its digest (the same digest again is a no-op).
+    async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// A component's bytes, if kept.
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The version admins selected per connector (a connector without one follows its highest version).
+    async fn selection(&self) -> Result<BTreeMap<String, String>, StoreError>;
+    /// Replaces the selection.
+    async fn set_selection(&self, selection: &BTreeMap<String, String>) -> Result<(), StoreError>;
 }

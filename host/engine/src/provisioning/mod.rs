@@ -259,6 +259,9 @@ impl Provisioning {
             .map(|claim| claim.job.clone())
             .collect();
         let jobs = &self.inner.store.jobs;
+        // Each live replica sends its share of a target's rate limit.
+        let replicas = jobs.beat(&self.inner.node, 3 * HEARTBEAT).await?;
+        self.inner.plugins.runtime().outbound().set_replicas(replicas);
         if !held.is_empty() {
             jobs.renew(&self.inner.node, &held, LEASE).await?;
             // Stops asked of other replicas for runs held here.

@@ -44,6 +44,10 @@ const SCAN: i64 = 128;
 /// Attempts before an event whose targets keep failing transiently is parked.
 pub const MAX_ATTEMPTS: i64 = 20;
 
+/// Attempts an event from a system that Provisio is creating entities in waits for those creates' outcome
+/// (it may be the echo of one of them).
+const ECHO_WAITS: i64 = 3;
+
 /// How long after Provisio wrote an entity into a system a push of that entity from the same system is taken
 /// as the echo of that write.
 const ECHO_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
@@ -320,6 +324,17 @@ impl Realtime {
                 json!([{"state": "Skipped", "reason": "an echo of a change Provisio wrote into this system; not provisioned again"}]),
             );
         }
+        // A system may push a create back before Provisio has recorded it: while creates into it are in flight,
+        // an unknown entity waits for their outcome (a few attempts, then it is provisioned as any other).
+        if event.attempts < ECHO_WAITS
+            && event.operation != "delete"
+            && self.creating_into(&prepared.same_tenant, kind, &since).await
+        {
+            return (
+                Attempt::Retry,
+                json!([{"state": "Waiting", "reason": "Provisio is creating entities in this system; this push may be the echo of one, so it waits for their outcome"}]),
+            );
+        }
         // The full entity after this event.
         let native = match event.operation.as_str() {
             "delete" => None,
@@ -388,6 +403,19 @@ impl Realtime {
     /// Whether Provisio wrote this entity into the pushing system a moment ago. The pushing system may be
     /// registered twice — as this source and as a target of another source — so every system with the same
     /// `URL` counts as the same tenant.
+    /// Whether Provisio has creates into one of these systems in flight.
+    async fn creating_into(&self, same_tenant: &[String], kind: EntityKind, since: &str) -> bool {
+        for id in same_tenant {
+            if matches!(
+                self.inner.store.links.creating_since(id, kind.as_str(), since).await,
+                Ok(true)
+            ) {
+                return true;
+            }
+        }
+        false
+    }
+
     async fn echo(&self, same_tenant: &[String], event: &EventRecord, kind: EntityKind, since: &str) -> bool {
         for id in same_tenant {
             let links = &self.inner.store.links;
