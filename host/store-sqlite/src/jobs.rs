@@ -310,7 +310,9 @@ impl SqliteStore {
     /// Claims unfinished runs whose lease ended, for `node`, each with its attempt raised.
     fn take_over_jobs(&self, node: &str, lease: Duration, limit: i64) -> Result<Vec<JobRecord>, Error> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: the fence reads before it writes, and a deferred transaction that another connection wrote
+        // under meanwhile fails at once with "database is locked" instead of waiting for the lock.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let ids: Vec<String> = {
             let mut stmt = tx.prepare(
                 "SELECT id FROM jobs WHERE status IN ('Queued', 'Running', 'Running with Error')
@@ -397,7 +399,9 @@ impl SqliteStore {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: the fence reads before it writes, and a deferred transaction that another connection wrote
+        // under meanwhile fails at once with "database is locked" instead of waiting for the lock.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if let Some(claim) = fence {
             self::fence(&tx, claim)?;
         }
@@ -470,7 +474,9 @@ impl SqliteStore {
     /// Records deletes held back by a threshold.
     fn hold_deletes(&self, claim: &Claim, held: &[HeldDelete]) -> Result<(), Error> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: the fence reads before it writes, and a deferred transaction that another connection wrote
+        // under meanwhile fails at once with "database is locked" instead of waiting for the lock.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         fence(&tx, claim)?;
         let job = &claim.job;
         {

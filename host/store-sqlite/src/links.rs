@@ -138,7 +138,9 @@ impl SqliteStore {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: the fence reads before it writes, and a deferred transaction that another connection wrote
+        // under meanwhile fails at once with "database is locked" instead of waiting for the lock.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if let Some(claim) = fence {
             crate::jobs::fence(&tx, claim)?;
         }
