@@ -1033,6 +1033,11 @@ async fn an_initial_read_then_real_time_updates_the_same_users() {
     })
     .await;
     assert_eq!(uaa_sim.user_count(), 10, "updated, not created again");
+    // The outcome is recorded just after the target's write.
+    until_logged(&service, &source, "the event done", |log| {
+        log.first().is_some_and(|e| e.state == "done")
+    })
+    .await;
     let log = events(&service, &source).await;
     assert_eq!(log[0]["results"][0]["state"], "Updated", "{log:?}");
 }
