@@ -278,6 +278,27 @@ impl Provisioning {
         Ok(())
     }
 
+    /// Makes a claimed run the source's running one (stopped by `stop`) and answers its options, or queues it
+    /// behind the source's running run and answers `None`.
+    fn enter(&self, source_id: &str, claim: &Claim, options: JobOptions, stop: &StopSignal) -> Option<JobOptions> {
+        let mut active = self.active();
+        match active.get_mut(source_id) {
+            Some(slot) => {
+                slot.queue.push_back((claim.clone(), options));
+                None
+            }
+            None => {
+                let slot = SourceSlot {
+                    running: claim.clone(),
+                    stop: stop.clone(),
+                    queue: VecDeque::new(),
+                };
+                active.insert(source_id.to_string(), slot);
+                Some(options)
+            }
+        }
+    }
+
     /// Goes on with a run taken over from a replica that died: it runs again, under its id and this claim.
     async fn adopt(&self, record: JobRecord) {
         let claim = record.claim();
@@ -285,24 +306,7 @@ impl Provisioning {
             "took over a job run whose replica stopped renewing its claim");
         let options = JobOptions::of_record(&record);
         let stop = StopSignal::new();
-        let starts = {
-            let mut active = self.active();
-            match active.get_mut(&record.source_id) {
-                Some(slot) => {
-                    slot.queue.push_back((claim.clone(), options));
-                    None
-                }
-                None => {
-                    let slot = SourceSlot {
-                        running: claim.clone(),
-                        stop: stop.clone(),
-                        queue: VecDeque::new(),
-                    };
-                    active.insert(record.source_id.clone(), slot);
-                    Some(options)
-                }
-            }
-        };
+        let starts = self.enter(&record.source_id, &claim, options, &stop);
         let jobs = &self.inner.store.jobs;
         let Some(options) = starts else {
             if let Err(e) = jobs
@@ -373,25 +377,7 @@ impl Provisioning {
         self.inner.store.jobs.insert(&record, LEASE).await?;
         let claim = record.claim();
         let stop = StopSignal::new();
-        // The options of a run that starts now; `None` when it was queued behind the running one.
-        let starting = {
-            let mut active = self.active();
-            match active.get_mut(source_id) {
-                Some(slot) => {
-                    slot.queue.push_back((claim.clone(), options));
-                    None
-                }
-                None => {
-                    let slot = SourceSlot {
-                        running: claim.clone(),
-                        stop: stop.clone(),
-                        queue: VecDeque::new(),
-                    };
-                    active.insert(source_id.to_string(), slot);
-                    Some(options)
-                }
-            }
-        };
+        let starting = self.enter(source_id, &claim, options, &stop);
         let mut record = record;
         let Some(options) = starting else {
             tracing::info!(job = %record.id, source = %source_id, "job queued behind the running one");
