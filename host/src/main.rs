@@ -42,7 +42,9 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await?;
                 provisio::server::ensure_admin(&state.stores).await?;
-                provisio::server::serve_with(args.listen, state, tls).await?;
+                let grace = std::time::Duration::try_from_secs_f64(args.shutdown_grace.max(0.0))
+                    .map_err(|e| anyhow::anyhow!("--shutdown-grace: {e}"))?;
+                provisio::server::serve_until_signal(args.listen, state, tls, grace).await?;
                 Ok(())
             });
         }

@@ -61,6 +61,9 @@ pub struct Settings {
     pub proxy_max_in_flight: Option<usize>,
 }
 
+/// How often a replica reads the pauses other replicas recorded for systems that answered 429.
+const PAUSE_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Opens (creating) the data directory and everything in it, loads the plugins, and returns the state
 /// the HTTP surface serves.
 pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootError> {
@@ -97,6 +100,11 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
             .stores(),
     };
     let outbound = Arc::new(Outbound::new(settings.outbound_limits).map_err(BootError::Other)?);
+    if store.is_shared() {
+        // Rate limits and 429 pauses hold for the replicas together.
+        outbound.share_limits(store.limits.clone());
+        tokio::spawn(outbound.clone().follow_pauses(PAUSE_POLL_INTERVAL));
+    }
     let runtime =
         Arc::new(Runtime::new(settings.call_limits, outbound, Some(open_sub("cache")?)).map_err(BootError::Other)?);
     let plugins = Arc::new(Plugins::new(runtime, Some(open_sub("plugins")?)).with_bundled(crate::bundled::BUNDLED));
@@ -190,8 +198,57 @@ pub async fn serve(listen: SocketAddr, state: AppState) -> Result<(), BootError>
 }
 
 /// Serves until Ctrl-C or SIGTERM: HTTPS with `tls` (and client certificates when it names a client CA),
-/// plain HTTP without.
+/// plain HTTP without; work in progress gets [`DEFAULT_SHUTDOWN_GRACE`] to finish.
 pub async fn serve_with(listen: SocketAddr, state: AppState, tls: Option<TlsSettings>) -> Result<(), BootError> {
+    serve_until_signal(listen, state, tls, DEFAULT_SHUTDOWN_GRACE).await
+}
+
+/// How long job runs and real-time events in progress may take to finish after SIGTERM by default (below
+/// Kubernetes' default termination grace of 30 s).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Serves until Ctrl-C or SIGTERM (see [`serve_with`]). At the signal the listener stops taking
+/// connections while the requests in progress finish, and at the same time the engine stops claiming
+/// work, gives the job runs and real-time events in progress up to `grace` to finish, and (on a shared
+/// store) hands the rest back to the other replicas; then this returns.
+pub async fn serve_until_signal(
+    listen: SocketAddr,
+    state: AppState,
+    tls: Option<TlsSettings>,
+    grace: Duration,
+) -> Result<(), BootError> {
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel();
+    let engine = state.engine.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            "shutting down: finishing the work in progress"
+        );
+        let drain = tokio::spawn(async move { engine.drain(grace).await });
+        let _ = drain_tx.send(drain);
+    };
+    let served = serve_until(listen, state, tls, shutdown).await;
+    // Only when the signal came (else the sender went with the server's future).
+    if let Ok(drain) = drain_rx.await {
+        match drain.await {
+            Ok((runs, events)) => tracing::info!(
+                job_runs_handed_back = runs,
+                events_handed_back = events,
+                "work in progress finished or handed back; exiting"
+            ),
+            Err(e) => tracing::error!(error = %e, "the shutdown's drain ended abnormally"),
+        }
+    }
+    served
+}
+
+async fn serve_until(
+    listen: SocketAddr,
+    state: AppState,
+    tls: Option<TlsSettings>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BootError> {
     // Unusable TLS material fails the start before anything listens.
     let config = tls.as_ref().map(crate::tls::server_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -216,11 +273,11 @@ pub async fn serve_with(listen: SocketAddr, state: AppState, tls: Option<TlsSett
     );
     match config {
         Some(config) => {
-            serve_tls_with_config(listener, api::router(state), config, shutdown_signal()).await;
+            serve_tls_with_config(listener, api::router(state), config, shutdown).await;
             Ok(())
         }
         None => axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await
             .map_err(|e| BootError::Other(e.to_string())),
     }

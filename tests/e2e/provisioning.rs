@@ -319,6 +319,24 @@ async fn read_fans_out_converges_and_resyncs() {
         assert_eq!(counts(&job, t, "user"), (USERS as u64, 0, 0, 0), "{t}: {job}");
         assert_eq!(counts(&job, t, "group"), (GROUPS as u64, 0, 0, 0), "{t}: {job}");
     }
+    // The run records the connector version, by its component's digest, each system ran on.
+    let ran: BTreeMap<&str, (&str, &str)> = job["summary"]["plugins"]
+        .as_array()
+        .expect("plugins in the summary")
+        .iter()
+        .map(|p| {
+            let field = |k: &str| p[k].as_str().unwrap_or_default();
+            (field("systemId"), (field("role"), field("digest")))
+        })
+        .collect();
+    assert_eq!(ran.len(), 4, "{job}");
+    assert_eq!(ran[source.as_str()].0, "source");
+    assert_eq!(ran[uaa.as_str()], ("target", xsuaa_plugin.digest.as_str()));
+    assert_eq!(
+        ran[scim.as_str()].1,
+        ran[source.as_str()].1,
+        "both SCIM systems run the same component"
+    );
     let check_targets = |expected_users: &BTreeSet<String>, expected_groups: &BTreeMap<String, BTreeSet<String>>| {
         assert_eq!(&user_names(&uaa_sim.users()), expected_users, "UAA users");
         assert_eq!(&user_names(&ias_sim.users()), expected_users, "IAS users");
@@ -964,7 +982,19 @@ impl ServiceProcess {
         database: Option<&str>,
         node: Option<&str>,
     ) -> ServiceProcess {
+        Self::start_node_with(data_dir, port, database, node, &[]).await
+    }
+
+    /// As [`ServiceProcess::start_node`], with more environment variables.
+    pub(crate) async fn start_node_with(
+        data_dir: &std::path::Path,
+        port: u16,
+        database: Option<&str>,
+        node: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> ServiceProcess {
         let mut command = std::process::Command::new(provisio_binary());
+        command.envs(env.iter().copied());
         if let Some(node) = node {
             command.env("PROVISIO_NODE", node);
         }
@@ -1002,6 +1032,24 @@ impl ServiceProcess {
         }
         let response = request.send().await.expect("request");
         response.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the replica does, and waits up to `within` for it to exit;
+    /// answers how long it took.
+    pub(crate) async fn terminate(&mut self, within: Duration) -> Duration {
+        let asked = Instant::now();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        loop {
+            if self.child.try_wait().expect("wait").is_some() {
+                return asked.elapsed();
+            }
+            assert!(asked.elapsed() < within, "still running {within:?} after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub(crate) fn kill(&mut self) {

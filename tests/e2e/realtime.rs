@@ -1040,6 +1040,10 @@ async fn an_initial_read_then_real_time_updates_the_same_users() {
     .await;
     let log = events(&service, &source).await;
     assert_eq!(log[0]["results"][0]["state"], "Updated", "{log:?}");
+    // The event's log names the connector version that wrote it, by its component's digest.
+    let xsuaa = service.state.plugins.resolve("xsuaa", None).expect("xsuaa");
+    assert_eq!(log[0]["results"][0]["pluginDigest"], xsuaa.digest.as_str(), "{log:?}");
+    assert_eq!(log[0]["results"][0]["plugin"], xsuaa.label(), "{log:?}");
 }
 
 /// A real-time PATCH and a proxy PATCH of the same operations on the same user give the same user: one

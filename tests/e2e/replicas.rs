@@ -636,3 +636,219 @@ async fn three_replicas_keep_to_a_targets_rate_limit_together() {
         "{rate:.2}/s: not even the replicas together use more than one share of 3/s"
     );
 }
+
+/// SIGTERM, as an orchestrator stops a replica: the replica running a Read stops claiming work, gives the
+/// run its grace (`PROVISIO_SHUTDOWN_GRACE`, 1 s here) to finish, hands it back and exits; another replica
+/// takes it over at its next beat — well before the 10 s lease would have run out — and finishes it with
+/// every user created once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_replica_hands_its_run_back_at_once() {
+    const USERS: usize = 4000;
+    let database = fresh_postgres().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: USERS,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("data dir")).collect();
+    let mut a = ServiceProcess::start_node_with(
+        dirs[0].path(),
+        crate::support::free_port(),
+        Some(&database),
+        Some("replica-a"),
+        &[("PROVISIO_SHUTDOWN_GRACE", "1")],
+    )
+    .await;
+    std::fs::copy(dirs[0].path().join("master.key"), dirs[1].path().join("master.key")).expect("master key");
+    let b = ServiceProcess::start_node(
+        dirs[1].path(),
+        crate::support::free_port(),
+        Some(&database),
+        Some("replica-b"),
+    )
+    .await;
+    let source = ias_to_uaa(&a, &b, &ias_sim, &uaa_sim).await;
+    let job = a
+        .call(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    let id = job["id"].as_str().expect("job id").to_string();
+    let started = Instant::now();
+    while uaa_sim.user_count() < USERS / 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the run makes no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let exited_after = a.terminate(Duration::from_secs(15)).await;
+    let exited = Instant::now();
+    let written = uaa_sim.user_count();
+    assert!(written < USERS, "terminated in the middle ({written} users written)");
+    eprintln!("replica-a exited {exited_after:?} after SIGTERM, at {written} users");
+    assert!(
+        exited_after < Duration::from_secs(6),
+        "the grace is 1 s: {exited_after:?}"
+    );
+
+    let taken_over = loop {
+        let job = b.call(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+        if job["node"] == "replica-b" {
+            break exited.elapsed();
+        }
+        assert!(exited.elapsed() < Duration::from_secs(30), "not taken over: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("replica-b took the run over {taken_over:?} after replica-a exited");
+    // Its next beat (every 2.5 s), not the end of the 10 s lease.
+    assert!(taken_over < Duration::from_secs(5), "{taken_over:?}");
+    let job = loop {
+        let job = b.call(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
+        if matches!(
+            job["status"].as_str(),
+            Some("Success" | "Finished with Error" | "Manually Terminated")
+        ) {
+            break job;
+        }
+        assert!(exited.elapsed() < Duration::from_secs(120), "not finished: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(job["attempt"], 2, "{job}");
+    let users = uaa_sim.users();
+    assert_eq!(users.len(), USERS);
+    let creates = uaa_sim
+        .stats()
+        .log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/Users") && r.status == 201)
+        .count();
+    assert_eq!(creates, USERS, "one create per user");
+}
+
+/// One running run per source across the replicas: a Read started on B while A runs one of the same source
+/// waits (Queued) and starts when A's has ended, never beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_runs_once_at_a_time_across_replicas() {
+    let database = fresh_postgres().await;
+    let a = Service::start_with(on(&database)).await;
+    let b = Service::start_beside(&a, on(&database)).await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 150,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = a
+        .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
+        .await;
+    let mut slow = props(json!({"URL": uaa_sim.base_url,
+        "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+        "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}));
+    slow["provisio.rate.limit"] = json!("100");
+    a.create_system(json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source], "properties": slow}))
+        .await;
+    let first = start_read(&a, &source).await;
+    assert_eq!(first["status"], "Running", "{first}");
+    let second = start_read(&b, &source).await;
+    assert_eq!(second["status"], "Queued", "A runs the source: {second}");
+    let (first_path, second_path) = [&first, &second]
+        .map(|job| format!("/api/v1/jobs/{}", job["id"].as_str().expect("id")))
+        .into();
+    let running = |job: &Value| matches!(job["status"].as_str(), Some("Running" | "Running with Error"));
+    let clock = Instant::now();
+    let (first, second) = loop {
+        let first = a.admin(Method::GET, &first_path, None).await.1;
+        let second = b.admin(Method::GET, &second_path, None).await.1;
+        assert!(
+            !(running(&first) && running(&second)),
+            "two runs of one source: {first} {second}"
+        );
+        if second["status"] == "Success" {
+            break (first, second);
+        }
+        assert!(clock.elapsed() < Duration::from_secs(60), "{first} {second}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(first["status"], "Success", "{first}");
+    assert_eq!(second["node"], b.state.provisioning.node(), "{second}");
+    assert!(
+        second["startedAt"].as_str() >= first["endedAt"].as_str(),
+        "B's run started after A's ended: {first} {second}"
+    );
+    assert_eq!(uaa_sim.user_count(), 150);
+}
+
+/// A target's `429 Retry-After` pauses it for every replica: once IAS has blocked A's writes (429 for 4 s),
+/// a Read that B starts meanwhile sends IAS nothing until the block ends — B answers its own calls with the
+/// 429 (and the time left) instead of provoking more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targets_retry_after_pauses_it_for_every_replica() {
+    const BLOCK: Duration = Duration::from_secs(4);
+    let database = fresh_postgres().await;
+    let a = Service::start_with(on(&database)).await;
+    let b = Service::start_beside(&a, on(&database)).await;
+    let ias_source = |users| {
+        ias::spawn(ias::Options {
+            users,
+            ..Default::default()
+        })
+    };
+    let (first_sim, second_sim) = (ias_source(300).await.expect("ias"), ias_source(300).await.expect("ias"));
+    let target_sim = ias::spawn(ias::Options {
+        rate_limit_per_minute: Some(60),
+        throttle_hard_limit_per_minute: Some(60),
+        throttle_block: BLOCK,
+        ..Default::default()
+    })
+    .await
+    .expect("ias target");
+    let ias_props = |sim: &ias::Simulator| {
+        props(json!({"URL": sim.base_url, "Authentication": "BasicAuthentication",
+            "User": sim.options().client_id, "Password": sim.options().client_secret}))
+    };
+    let first = a
+        .create_system(json!({"name": "IAS one", "type": "ias", "role": "source", "properties": ias_props(&first_sim)}))
+        .await;
+    let second = a
+        .create_system(
+            json!({"name": "IAS two", "type": "ias", "role": "source", "properties": ias_props(&second_sim)}),
+        )
+        .await;
+    a.create_system(
+        json!({"name": "IAS target", "type": "ias", "role": "target", "sources": [first, second],
+        "properties": ias_props(&target_sim)}),
+    )
+    .await;
+    start_read(&a, &first).await;
+    let clock = Instant::now();
+    while target_sim.stats().throttled() == 0 {
+        assert!(clock.elapsed() < Duration::from_secs(60), "IAS never blocked A");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let blocked = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    start_read(&b, &second).await;
+    // What A and B had in flight when the block began has been answered by now.
+    tokio::time::sleep_until((blocked + Duration::from_millis(800)).into()).await;
+    let before = target_sim.stats().requests();
+    tokio::time::sleep_until((blocked + BLOCK - Duration::from_millis(300)).into()).await;
+    let during = target_sim.stats().requests() - before;
+    assert_eq!(during, 0, "requests reached IAS while it had asked for a pause");
+}
+
+/// Starts a Read of `source` through `service`; the run as answered.
+async fn start_read(service: &Service, source: &str) -> Value {
+    let path = format!("/api/v1/systems/{source}/jobs");
+    let (status, job) = service.admin(Method::POST, &path, Some(json!({"type": "read"}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    job
+}

@@ -55,4 +55,14 @@ impl Engine {
             proxy: Arc::default(),
         }
     }
+
+    /// Shuts the work down for an exit (SIGTERM): nothing new is claimed, taken over or scheduled; job
+    /// runs and real-time events being worked get up to `grace` to finish; on a shared store what is still
+    /// held is handed back for another replica to take over at once. Answers the job runs and events handed
+    /// back.
+    pub async fn drain(&self, grace: std::time::Duration) -> (usize, u64) {
+        // The job side's drain marks the replica as draining when first polled, which stops the real-time
+        // dispatcher claiming too.
+        tokio::join!(self.provisioning.drain(grace), self.realtime.drain(grace))
+    }
 }

@@ -69,6 +69,11 @@ pub struct ServeArgs {
     /// client waiting on a slow backend cannot hold every plugin call); over it they get 429 with Retry-After.
     #[arg(long, default_value_t = provisio::proxy::limit::DEFAULT_MAX_IN_FLIGHT, env = "PROVISIO_PROXY_MAX_IN_FLIGHT")]
     pub proxy_max_in_flight: usize,
+    /// Seconds job runs and real-time events in progress may take to finish after SIGTERM (or Ctrl-C);
+    /// meanwhile nothing new is claimed. On PostgreSQL what is still held then is handed back to the other
+    /// replicas, which take it over at once.
+    #[arg(long, default_value_t = provisio::server::DEFAULT_SHUTDOWN_GRACE.as_secs_f64(), env = "PROVISIO_SHUTDOWN_GRACE")]
+    pub shutdown_grace: f64,
 }
 
 impl ServeArgs {

@@ -118,21 +118,74 @@ impl JobStore for PostgresStore {
         Ok(())
     }
 
-    async fn start(&self, claim: &Claim) -> Result<(), StoreError> {
-        let n = sqlx::query(
-            "UPDATE jobs SET status = 'Running', started_at = $4 WHERE id = $1 AND node = $2 AND attempt = $3",
+    async fn start(&self, claim: &Claim) -> Result<bool, StoreError> {
+        // Only while no other run of the source is running; the unique index on running runs per source
+        // settles two replicas starting at the same instant (one of them meets a unique violation).
+        let started = sqlx::query(
+            "UPDATE jobs SET status = 'Running', started_at = CASE WHEN status = 'Queued' THEN $4 ELSE started_at END
+             WHERE id = $1 AND node = $2 AND attempt = $3
+               AND NOT EXISTS (SELECT 1 FROM jobs other WHERE other.source_id = jobs.source_id AND other.id <> jobs.id
+                                 AND other.status IN ('Running', 'Running with Error'))",
         )
         .bind(&claim.job)
         .bind(&claim.node)
         .bind(claim.attempt)
         .bind(now())
         .execute(&self.pool)
+        .await;
+        match started {
+            Ok(done) if done.rows_affected() > 0 => return Ok(true),
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+            Err(e) => return Err(Error::from(e).into()),
+        }
+        // Not started: because another run holds the source, or because the claim is gone.
+        let held: Option<String> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 AND node = $2 AND attempt = $3")
+                .bind(&claim.job)
+                .bind(&claim.node)
+                .bind(claim.attempt)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Error::from)?;
+        match held.as_deref() {
+            Some("Running" | "Running with Error") => Ok(true),
+            Some("Queued") => Ok(false),
+            _ => Err(fenced(claim).into()),
+        }
+    }
+
+    async fn busy(&self, source: &str) -> Result<bool, StoreError> {
+        let busy: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE source_id = $1 AND status IN ('Running', 'Running with Error'))",
+        )
+        .bind(source)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(busy)
+    }
+
+    async fn release(&self, node: &str, jobs: &[String]) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET lease_until = now() - interval '1 second'
+             WHERE node = $1 AND id = ANY($2) AND status IN ('Queued', 'Running', 'Running with Error')",
+        )
+        .bind(node)
+        .bind(jobs)
+        .execute(&self.pool)
         .await
         .map_err(Error::from)?
         .rows_affected();
-        if n == 0 {
-            return Err(fenced(claim).into());
-        }
+        Ok(n)
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM nodes WHERE name = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 //! too, since notifications may have been missed meanwhile).
 
 mod jobs;
+mod limits;
 mod links;
 mod migrations;
 mod plugins;

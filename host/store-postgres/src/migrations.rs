@@ -191,6 +191,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         last_seen TIMESTAMPTZ NOT NULL
     );
     "#,
+    // 6: one running run per source across the replicas, and targets' rate schedules and pauses shared by
+    // them. Runs that a replica started beside another's before this (the index needs one) wait again.
+    r#"
+    UPDATE jobs SET status = 'Queued' WHERE status IN ('Running', 'Running with Error') AND id NOT IN (
+        SELECT DISTINCT ON (source_id) id FROM jobs WHERE status IN ('Running', 'Running with Error')
+        ORDER BY source_id, started_at
+    );
+    CREATE UNIQUE INDEX jobs_one_running_per_source ON jobs (source_id)
+        WHERE status IN ('Running', 'Running with Error');
+    CREATE TABLE target_limits (
+        target       TEXT PRIMARY KEY,
+        tat          TIMESTAMPTZ NOT NULL,
+        paused_until TIMESTAMPTZ
+    );
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

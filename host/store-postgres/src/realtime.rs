@@ -120,6 +120,18 @@ impl EventStore for PostgresStore {
         Ok(n)
     }
 
+    async fn release_claims(&self, node: &str) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "UPDATE realtime_events SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND state = 'pending'",
+        )
+        .bind(node)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        Ok(n)
+    }
+
     async fn finish(
         &self,
         seq: i64,

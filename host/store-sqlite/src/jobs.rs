@@ -31,9 +31,48 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn start(&self, claim: &Claim) -> Result<(), StoreError> {
+    async fn start(&self, claim: &Claim) -> Result<bool, StoreError> {
         let claim = claim.clone();
         self.blocking(move |s| s.start_job(&claim)).await
+    }
+
+    async fn busy(&self, source: &str) -> Result<bool, StoreError> {
+        let source = source.to_owned();
+        self.blocking(move |s| {
+            Ok(s.conn().query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE source_id = ?1 AND status IN ('Running', 'Running with Error'))",
+                params![source],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn release(&self, node: &str, jobs: &[String]) -> Result<u64, StoreError> {
+        let (node, jobs) = (node.to_owned(), jobs.to_vec());
+        self.blocking(move |s| {
+            let conn = s.conn();
+            let mut stmt = conn.prepare_cached(
+                "UPDATE jobs SET lease_until = ?3
+                 WHERE node = ?1 AND id = ?2 AND status IN ('Queued', 'Running', 'Running with Error')",
+            )?;
+            let ended = millis_after(Duration::ZERO) - 1000;
+            let mut n = 0;
+            for job in &jobs {
+                n += stmt.execute(params![node, job, ended])? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        self.blocking(move |s| {
+            s.conn().execute("DELETE FROM nodes WHERE name = ?1", params![node])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn renew(&self, node: &str, jobs: &[String], lease: Duration) -> Result<u64, StoreError> {
@@ -296,15 +335,31 @@ impl SqliteStore {
     }
 
     /// Marks a queued run as started.
-    fn start_job(&self, claim: &Claim) -> Result<(), Error> {
-        let n = self.conn().execute(
-            "UPDATE jobs SET status = 'Running', started_at = ?4 WHERE id = ?1 AND node IS ?2 AND attempt = ?3",
+    fn start_job(&self, claim: &Claim) -> Result<bool, Error> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE jobs SET status = 'Running', started_at = CASE WHEN status = 'Queued' THEN ?4 ELSE started_at END
+             WHERE id = ?1 AND node IS ?2 AND attempt = ?3
+               AND NOT EXISTS (SELECT 1 FROM jobs other WHERE other.source_id = jobs.source_id AND other.id <> jobs.id
+                                 AND other.status IN ('Running', 'Running with Error'))",
             params![claim.job, claim.node, claim.attempt, now()],
         )?;
-        if n == 0 {
-            return Err(fenced(claim));
+        if n > 0 {
+            return Ok(true);
         }
-        Ok(())
+        // Not started: because another run holds the source, or because the claim is gone.
+        let held: Option<String> = conn
+            .query_row(
+                "SELECT status FROM jobs WHERE id = ?1 AND node IS ?2 AND attempt = ?3",
+                params![claim.job, claim.node, claim.attempt],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match held.as_deref() {
+            Some("Running" | "Running with Error") => Ok(true),
+            Some("Queued") => Ok(false),
+            _ => Err(fenced(claim)),
+        }
     }
 
     /// Claims unfinished runs whose lease ended, for `node`, each with its attempt raised.

@@ -8,6 +8,7 @@
 //! checkpoints the write-ahead log.
 
 mod jobs;
+mod limits;
 mod links;
 mod migrations;
 mod plugins;

@@ -190,6 +190,14 @@ const MIGRATIONS: &[&str] = &[
         last_seen INTEGER NOT NULL
     );
     "#,
+    // 10: targets' rate schedules and pauses (as on PostgreSQL; times in Unix milliseconds).
+    r#"
+    CREATE TABLE target_limits (
+        target       TEXT PRIMARY KEY,
+        tat          INTEGER NOT NULL,
+        paused_until INTEGER
+    );
+    "#,
 ];
 
 /// The schema version this Provisio knows.

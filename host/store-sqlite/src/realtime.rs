@@ -76,6 +76,17 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn release_claims(&self, node: &str) -> Result<u64, StoreError> {
+        let node = node.to_owned();
+        self.blocking(move |s| {
+            Ok(s.conn().execute(
+                "UPDATE realtime_events SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?1 AND state = 'pending'",
+                params![node],
+            )? as u64)
+        })
+        .await
+    }
+
     async fn finish(
         &self,
         seq: i64,

@@ -1,8 +1,9 @@
 //! The outbound HTTP capability: the only way a connector reaches the network.
 //!
 //! A connector names an upstream and a relative path; the host joins the path to the system's configured
-//! base URL (refusing anything outside it), attaches credentials, waits for the system's rate limit, and
-//! enforces timeouts and a body-size cap. Redirects are followed by hand, and only within the upstream.
+//! base URL (refusing anything outside it), attaches credentials, waits for the system's rate limit (its
+//! schedule in the store when several replicas share it) and for a pause its `429 Retry-After` asked for,
+//! and enforces timeouts and a body-size cap. Redirects are followed by hand, and only within the upstream.
 //!
 //! Everything a guest hands over is checked before the host builds anything from it: the method (ordinary
 //! methods only), the number and size of headers, the path's length and the body's size. The credentials
@@ -10,6 +11,7 @@
 
 pub mod auth;
 pub mod path;
+pub mod pause;
 pub mod rate;
 pub mod scrub;
 
@@ -19,7 +21,10 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::store::LimitStore;
+
 pub use auth::Credentials;
+use pause::Pauses;
 use rate::RateLimiter;
 pub use scrub::Secrets;
 
@@ -134,9 +139,13 @@ pub struct Outbound {
     tokens: auth::TokenCache,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
     limits: OutboundLimits,
-    /// Live replicas sending to the same systems: each sends its share of a system's rate limit, so that
-    /// together they keep to it (1 on a store of its own).
+    /// Live replicas sending to the same systems: when the shared schedule cannot be reached, each sends its
+    /// share of a system's rate limit, so that together they keep to it (1 on a store of its own).
     replicas: std::sync::atomic::AtomicU64,
+    /// Systems paused by their `429 Retry-After`.
+    pauses: Pauses,
+    /// The schedules and pauses several replicas share (set on a shared store).
+    shared: std::sync::OnceLock<Arc<dyn LimitStore>>,
 }
 
 pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
@@ -173,11 +182,40 @@ impl Outbound {
             limiters: Mutex::new(HashMap::new()),
             limits,
             replicas: std::sync::atomic::AtomicU64::new(1),
+            pauses: Pauses::default(),
+            shared: std::sync::OnceLock::new(),
         })
     }
 
-    /// Tells how many live replicas send to the same systems (at least 1): from then on this one sends its
-    /// share of each system's rate limit.
+    /// Shares rate limits and pauses with the other replicas through `store`: every request to a
+    /// rate-limited system takes its turn from the system's one schedule, and a pause one replica is told of
+    /// is recorded there. Call [`Outbound::follow_pauses`] too.
+    pub fn share_limits(&self, store: Arc<dyn LimitStore>) {
+        let _ = self.shared.set(store);
+    }
+
+    /// Follows the pauses other replicas recorded, every `every`, for as long as it runs.
+    pub async fn follow_pauses(self: Arc<Self>, every: Duration) {
+        let Some(shared) = self.shared.get().cloned() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match shared.pauses().await {
+                Ok(paused) => {
+                    for (system, left) in paused {
+                        self.pauses.pause(&system, left);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot read the systems other replicas paused"),
+            }
+        }
+    }
+
+    /// Tells how many live replicas send to the same systems (at least 1): when the shared schedule cannot
+    /// be reached, this one sends its share of each system's rate limit.
     pub fn set_replicas(&self, replicas: u64) {
         self.replicas
             .store(replicas.max(1), std::sync::atomic::Ordering::Relaxed);
@@ -194,6 +232,42 @@ impl Outbound {
             *limiter = Arc::new(RateLimiter::new(rate));
         }
         Some(limiter.clone())
+    }
+
+    /// Waits for the system's rate limit: its turn in the shared schedule, or in this replica's own limiter
+    /// (its share of the limit) on a store of its own or while the shared one does not answer.
+    async fn take_turn(&self, endpoint: &SystemEndpoint) {
+        let Some(rate) = endpoint.rate_per_second else {
+            return;
+        };
+        if let Some(shared) = self.shared.get() {
+            // Bursts as the local limiter allows them: one second's worth.
+            match shared.reserve(&endpoint.system_id, rate, rate.max(1.0)).await {
+                Ok(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(system = %endpoint.system_id, error = %e,
+                    "cannot take a turn in the shared rate limit; sending this replica's share"),
+            }
+        }
+        if let Some(limiter) = self.limiter(endpoint) {
+            limiter.acquire().await;
+        }
+    }
+
+    /// Pauses a system that answered 429 with `Retry-After`, here and, on a shared store, for every replica.
+    async fn pause(&self, endpoint: &SystemEndpoint, pause: std::time::Duration) {
+        tracing::info!(system = %endpoint.system_id, seconds = pause.as_secs_f64(),
+            "the system asked for a pause (429 Retry-After); nothing is sent to it meanwhile");
+        self.pauses.pause(&endpoint.system_id, pause);
+        if let Some(shared) = self.shared.get()
+            && let Err(e) = shared.pause(&endpoint.system_id, pause).await
+        {
+            tracing::warn!(system = %endpoint.system_id, error = %e, "cannot record a pause for the other replicas");
+        }
     }
 
     /// The limits every request is checked against.
@@ -384,9 +458,13 @@ impl Outbound {
         let mut method = method.clone();
         let mut body = body.clone();
         for _ in 0..=self.limits.max_redirects {
-            if let Some(limiter) = self.limiter(endpoint) {
-                limiter.acquire().await;
+            if let Some(left) = self.pauses.remaining(&endpoint.system_id) {
+                if left > pause::WAIT_IN_CALL {
+                    return Ok((pause::paused_response(left), None));
+                }
+                tokio::time::sleep(left).await;
             }
+            self.take_turn(endpoint).await;
             let mut builder = self
                 .client
                 .request(method.clone(), url.clone())
@@ -404,6 +482,11 @@ impl Outbound {
             }
             let response = builder.send().await.map_err(|e| classify(&e, &url))?;
             let status = response.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                && let Some(pause) = pause::retry_after(response.headers())
+            {
+                self.pause(endpoint, pause).await;
+            }
             if status.is_redirection()
                 && let Some(location) = response.headers().get("location")
             {

@@ -33,6 +33,7 @@ where
     events(fresh().await).await;
     event_claims(fresh().await).await;
     tokens(fresh().await).await;
+    limits(fresh().await).await;
 }
 
 fn spec(name: &str, role: Role, sources: Vec<String>) -> SystemSpec {
@@ -183,6 +184,10 @@ pub async fn principals(stores: Stores) {
     );
     assert!(principals.by_name("nobody").await.expect("by name").is_none());
     assert_eq!(principals.list().await.expect("list").len(), 2);
+    // Another replica remembers the login; a deletion here ends it there within a recheck.
+    let other = principals.beside();
+    assert!(other.verify("ias-push", "pw-2").await.expect("verify").is_some());
+    assert!(other.recently_verified("ias-push", "pw-2").is_some());
     principals.delete(&pusher.id).await.expect("delete");
     assert!(principals.recently_verified("ias-push", "pw-2").is_none());
     assert!(principals.verify("ias-push", "pw-2").await.expect("verify").is_none());
@@ -190,6 +195,15 @@ pub async fn principals(stores: Stores) {
         principals.delete(&pusher.id).await,
         Err(StoreError::NotFound(_))
     ));
+    tokio::time::sleep(super::principals::RECHECK_AFTER).await;
+    assert!(
+        other.recently_verified("ias-push", "pw-2").is_none(),
+        "due for a recheck"
+    );
+    assert!(
+        other.verify("ias-push", "pw-2").await.expect("verify").is_none(),
+        "deleted on another replica"
+    );
 }
 
 /// The plugin registry: the same component again is nothing, another with the same version a conflict
@@ -287,14 +301,27 @@ pub async fn jobs(stores: Stores) {
     jobs.insert(&job("j2", &source, JobStatus::Queued), LEASE)
         .await
         .expect("insert");
-    jobs.start(&claim("j2")).await.expect("start");
+    // One running run per source, whichever replica holds it: j2 waits for j1.
+    assert!(jobs.busy(&source).await.expect("busy"));
+    assert!(!jobs.start(&claim("j2")).await.expect("start"), "j1 holds the source");
     assert_eq!(
         jobs.get("j2").await.expect("get").expect("j2").status,
-        JobStatus::Running
+        JobStatus::Queued
+    );
+    assert!(
+        jobs.start(&claim("j1")).await.expect("start"),
+        "a running run starts again"
     );
     jobs.update(&claim("j1"), JobStatus::Success, "delta", &json!({"statistics": [1]}))
         .await
         .expect("update");
+    assert!(!jobs.busy(&source).await.expect("busy"));
+    assert!(jobs.start(&claim("j2")).await.expect("start"), "the source is free");
+    assert_eq!(
+        jobs.get("j2").await.expect("get").expect("j2").status,
+        JobStatus::Running
+    );
+    assert!(jobs.busy(&source).await.expect("busy"));
     let j1 = jobs.get("j1").await.expect("get").expect("j1");
     assert_eq!((j1.status, j1.read_mode.as_str()), (JobStatus::Success, "delta"));
     assert_eq!(j1.summary, json!({"statistics": [1]}));
@@ -380,15 +407,27 @@ pub async fn jobs(stores: Stores) {
 /// writes fenced from then on — the run's status, its log, its links, held deletes and delta state.
 pub async fn claims(stores: Stores) {
     let (source, target) = pair(&stores).await;
+    // Each run of its own source: one running run per source.
+    let other = |name: &'static str| {
+        let systems = stores.systems.clone();
+        async move {
+            systems
+                .create(spec(name, Role::Source, vec![]))
+                .await
+                .expect("source")
+                .id
+        }
+    };
+    let (live_source, done_source) = (other("Live").await, other("Done").await);
     let jobs = &stores.jobs;
-    jobs.insert(&job("live", &source, JobStatus::Running), LEASE)
+    jobs.insert(&job("live", &live_source, JobStatus::Running), LEASE)
         .await
         .expect("insert");
     // A lease of zero has expired at once: as if its replica died.
     jobs.insert(&job("dead", &source, JobStatus::Running), Duration::ZERO)
         .await
         .expect("insert");
-    jobs.insert(&job("done", &source, JobStatus::Running), Duration::ZERO)
+    jobs.insert(&job("done", &done_source, JobStatus::Running), Duration::ZERO)
         .await
         .expect("insert");
     jobs.update(&claim("done"), JobStatus::Success, "full", &json!({}))
@@ -445,7 +484,7 @@ pub async fn claims(stores: Stores) {
         jobs.update(&old, JobStatus::Success, "full", &json!({"late": true}))
             .await
     ));
-    assert!(fenced(jobs.start(&old).await));
+    assert!(matches!(jobs.start(&old).await, Err(StoreError::Fenced(_))));
     let entry = EntityLogEntry {
         entity_type: "user".into(),
         operation: "create".into(),
@@ -503,6 +542,26 @@ pub async fn claims(stores: Stores) {
         jobs.get("dead").await.expect("get").expect("dead").status,
         JobStatus::Success
     );
+
+    // A replica shutting down hands its claims back: taken over at once, not after the lease.
+    assert!(jobs.take_over("node-b", LEASE, 10).await.expect("none").is_empty());
+    assert_eq!(
+        jobs.release("node-b", &["live".into()]).await.expect("release"),
+        0,
+        "not b's"
+    );
+    assert_eq!(
+        jobs.release("node-a", &["live".into(), "done".into()])
+            .await
+            .expect("release"),
+        1
+    );
+    let taken = jobs.take_over("node-b", LEASE, 10).await.expect("take over");
+    assert_eq!(taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["live"]);
+    // It leaves the live replicas too.
+    assert_eq!(jobs.beat("node-b", LEASE).await.expect("beat"), 2);
+    jobs.leave("node-a").await.expect("leave");
+    assert_eq!(jobs.beat("node-b", LEASE).await.expect("beat"), 1);
 }
 
 /// A run's entity log (numbered, paged, filtered) and its held deletes (decided once).
@@ -780,6 +839,71 @@ pub async fn event_claims(stores: Stores) {
         events.claim("a", &seqs[2..], LEASE).await.expect("claim"),
         seqs[2..],
         "c's lease ran out"
+    );
+    // A replica shutting down hands its claims back: another claims them at once.
+    assert_eq!(
+        events.release_claims("c").await.expect("release"),
+        0,
+        "c's claim is gone"
+    );
+    assert_eq!(
+        events.release_claims("b").await.expect("release"),
+        1,
+        "the retry b claimed"
+    );
+    assert_eq!(events.release_claims("a").await.expect("release"), 1);
+    assert_eq!(events.claim("c", &seqs[1..], LEASE).await.expect("claim"), seqs[1..]);
+}
+
+/// Targets' shared limits: turns spaced by the rate after a burst, by one schedule whoever asks; a pause
+/// holds every turn until it ends and is followed by no burst; pauses listed while they last.
+pub async fn limits(stores: Stores) {
+    let limits = &stores.limits;
+    let turns = |n: usize| async move {
+        let mut waits = Vec::new();
+        for _ in 0..n {
+            waits.push(limits.reserve("uaa", 10.0, 3.0).await.expect("reserve"));
+        }
+        waits
+    };
+    let waits = turns(6).await;
+    assert!(waits[..3].iter().all(|w| w.is_zero()), "a burst of 3: {waits:?}");
+    // Then one every 100 ms (each asked a moment after the last; a little slack for the clock).
+    for (k, wait) in waits[3..].iter().enumerate() {
+        let expected = 100.0 * (k + 1) as f64;
+        assert!(
+            (wait.as_secs_f64() * 1000.0 - expected).abs() < 40.0,
+            "turn {} waits {wait:?}, not about {expected} ms: {waits:?}",
+            k + 4
+        );
+    }
+    assert!(
+        limits.reserve("other", 10.0, 3.0).await.expect("reserve").is_zero(),
+        "per target"
+    );
+    assert!(limits.pauses().await.expect("pauses").is_empty());
+
+    limits.pause("ias", Duration::from_secs(2)).await.expect("pause");
+    limits
+        .pause("ias", Duration::from_millis(500))
+        .await
+        .expect("a shorter pause");
+    let paused = limits.pauses().await.expect("pauses");
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(paused[0].0, "ias");
+    assert!(
+        paused[0].1 > Duration::from_millis(1500),
+        "the longer pause holds: {paused:?}"
+    );
+    let first = limits.reserve("ias", 10.0, 3.0).await.expect("reserve");
+    let second = limits.reserve("ias", 10.0, 3.0).await.expect("reserve");
+    assert!(
+        first > Duration::from_millis(1500) && first <= Duration::from_secs(2),
+        "{first:?}"
+    );
+    assert!(
+        second >= first + Duration::from_millis(60),
+        "no burst after a pause: {first:?} then {second:?}"
     );
 }
 

@@ -238,8 +238,18 @@ pub trait JobStore: Send + Sync {
         read_mode: &str,
         summary: &Value,
     ) -> Result<(), StoreError>;
-    /// Marks a queued run as running; fenced by `claim`.
-    async fn start(&self, claim: &Claim) -> Result<(), StoreError>;
+    /// Makes a claimed run its source's running one, unless another run of the same source is running (on
+    /// any replica): `false` then, and the run stays queued. Fenced by `claim`; a run that is running already
+    /// answers `true`.
+    async fn start(&self, claim: &Claim) -> Result<bool, StoreError>;
+    /// Whether a run of `source` is running, on any replica.
+    async fn busy(&self, source: &str) -> Result<bool, StoreError>;
+    /// Hands `node`'s claims on these unfinished runs back (a replica shutting down): their leases end now,
+    /// so that another replica takes them over at its next beat rather than after the lease; how many.
+    async fn release(&self, node: &str, jobs: &[String]) -> Result<u64, StoreError>;
+    /// Forgets `node` among the live replicas (it is shutting down): the others' shares of rate limits grow
+    /// at their next beat.
+    async fn leave(&self, node: &str) -> Result<(), StoreError>;
     /// Renews, for `lease` from now by the database's clock, `node`'s claims on these unfinished runs (the
     /// ones it is running or has queued: a run it no longer works on expires and is taken over); how many.
     async fn renew(&self, node: &str, jobs: &[String], lease: Duration) -> Result<u64, StoreError>;

@@ -1,5 +1,5 @@
 //! The store's interfaces: one narrow, async interface per aggregate — [`SystemStore`], [`PrincipalStore`],
-//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`] — and the records they keep. The engine talks
+//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`] — and the records they keep. The engine talks
 //! to these and never to SQL or a connection; a backend (`provisio-store-sqlite`, the embedded default)
 //! implements them all and hands them out bundled as [`Stores`], built in the composition root.
 //!
@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod generation;
 pub mod jobs;
+pub mod limits;
 pub mod links;
 pub mod plugins;
 pub mod principals;
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use jobs::JobStore;
+pub use limits::LimitStore;
 pub use links::LinkStore;
 pub use plugins::PluginStore;
 pub use principals::{PrincipalStore, Principals};
@@ -66,6 +68,8 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     /// Bearer tokens, valid on every replica.
     pub tokens: Tokens,
+    /// Targets' rate-limit schedules and pauses, shared by the replicas.
+    pub limits: Arc<dyn LimitStore>,
     readiness: Arc<dyn Readiness>,
     secrets: SecretBox,
     shared: bool,
@@ -89,6 +93,7 @@ impl Stores {
             + LinkStore
             + EventStore
             + TokenStore
+            + LimitStore
             + Readiness
             + 'static,
     {
@@ -100,6 +105,7 @@ impl Stores {
             links: backend.clone(),
             events: backend.clone(),
             tokens: Tokens::new(backend.clone()),
+            limits: backend.clone(),
             readiness: backend,
             secrets,
             shared: false,

@@ -78,6 +78,11 @@ impl Principal {
 /// How long a successful verification is remembered.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
+/// How long a remembered verification is trusted without asking the store whether the principal is still
+/// there with the same password: a principal deleted (or its password changed) on another replica stops
+/// authenticating here within this.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
 /// The principals aggregate as a backend stores it: principals with their password hashes.
 #[async_trait::async_trait]
 pub trait PrincipalStore: Send + Sync {
@@ -95,8 +100,16 @@ pub trait PrincipalStore: Send + Sync {
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
 }
 
-/// Successful verifications by SHA-256 of name and password: the principal and when.
-type Verified = HashMap<[u8; 32], (Principal, Instant)>;
+/// Successful verifications by SHA-256 of name and password: the principal, the hash it was verified
+/// against, when it was verified, and when the store last confirmed it.
+type Verified = HashMap<[u8; 32], Remembered>;
+
+struct Remembered {
+    principal: Principal,
+    hash: String,
+    verified_at: Instant,
+    confirmed_at: Instant,
+}
 
 /// Principals with their passwords checked above the backend: hashing, verifying and the cache of recent
 /// verifications are the same whatever stores the hashes. Hashing runs on the blocking pool.
@@ -114,6 +127,11 @@ impl Principals {
             store,
             verified: Arc::default(),
         }
+    }
+
+    /// The same principals as another replica sees them: the same store, a cache of its own.
+    pub fn beside(&self) -> Principals {
+        Principals::new(self.store.clone())
     }
 
     fn verified(&self) -> MutexGuard<'_, Verified> {
@@ -161,41 +179,71 @@ impl Principals {
     /// Deletes a principal by id; its remembered verifications go with it.
     pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let deleted = self.store.delete(id).await;
-        self.verified().retain(|_, (p, _)| p.id != id);
+        self.verified().retain(|_, r| r.principal.id != id);
         deleted
     }
 
-    /// The principal when these credentials were verified a moment ago (no hashing, no database).
+    /// The principal when these credentials were verified and confirmed by the store a moment ago (no
+    /// hashing, no database).
     pub fn recently_verified(&self, name: &str, password: &str) -> Option<Principal> {
         self.verified()
             .get(&cache_key(name, password))
-            .filter(|(_, at)| at.elapsed() < VERIFIED_FOR)
-            .map(|(p, _)| p.clone())
+            .filter(|r| r.verified_at.elapsed() < VERIFIED_FOR && r.confirmed_at.elapsed() < RECHECK_AFTER)
+            .map(|r| r.principal.clone())
     }
 
-    /// Checks a name and password; `None` when they do not match a principal.
+    /// Checks a name and password; `None` when they do not match a principal. A verification remembered
+    /// from the last minutes is confirmed against the store (the principal is there, with the same password
+    /// hash and its current permissions) at most every [`RECHECK_AFTER`], without hashing again.
     pub async fn verify(&self, name: &str, password: &str) -> Result<Option<Principal>, StoreError> {
         let key = cache_key(name, password);
-        {
+        let remembered = {
             let mut verified = self.verified();
-            if let Some((p, at)) = verified.get(&key) {
-                if at.elapsed() < VERIFIED_FOR {
-                    return Ok(Some(p.clone()));
+            match verified.get(&key) {
+                Some(r) if r.verified_at.elapsed() >= VERIFIED_FOR => {
+                    verified.remove(&key);
+                    None
                 }
-                verified.remove(&key);
+                Some(r) if r.confirmed_at.elapsed() < RECHECK_AFTER => return Ok(Some(r.principal.clone())),
+                Some(r) => Some(r.hash.clone()),
+                None => None,
             }
+        };
+        let stored = self.store.credentials(name).await?;
+        if let (Some(remembered), Some((principal, hash))) = (&remembered, &stored)
+            && remembered == hash
+        {
+            if let Some(r) = self.verified().get_mut(&key) {
+                r.principal = principal.clone();
+                r.confirmed_at = Instant::now();
+            }
+            return Ok(Some(principal.clone()));
+        }
+        if remembered.is_some() {
+            // Deleted, or its password changed, perhaps on another replica.
+            self.verified().remove(&key);
         }
         let password = password.to_owned();
-        let Some((principal, hash)) = self.store.credentials(name).await? else {
+        let Some((principal, hash)) = stored else {
             // Spend the same time as a real check, so names cannot be probed by timing.
             let _ = blocking(move || hash_password(&password)).await;
             return Ok(None);
         };
-        let matches = blocking(move || check_password(&password, &hash)).await??;
+        let checked = hash.clone();
+        let matches = blocking(move || check_password(&password, &checked)).await??;
         if !matches {
             return Ok(None);
         }
-        self.verified().insert(key, (principal.clone(), Instant::now()));
+        let now = Instant::now();
+        self.verified().insert(
+            key,
+            Remembered {
+                principal: principal.clone(),
+                hash,
+                verified_at: now,
+                confirmed_at: now,
+            },
+        );
         Ok(Some(principal))
     }
 }

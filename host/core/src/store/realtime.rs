@@ -76,6 +76,9 @@ pub trait EventStore: Send + Sync {
     async fn claim(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<Vec<i64>, StoreError>;
     /// Renews `node`'s claims on these events (the ones it is still working on); how many.
     async fn renew_claims(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<u64, StoreError>;
+    /// Hands back every claim `node` holds (a replica shutting down): its events may be claimed by another
+    /// replica at once; how many.
+    async fn release_claims(&self, node: &str) -> Result<u64, StoreError>;
     /// Records the outcome of an attempt: a final state, or `pending` with the time of the next attempt; the
     /// claim ends. With `fence`, only while that node holds the claim (else [`StoreError::Fenced`]).
     async fn finish(

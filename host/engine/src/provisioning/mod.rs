@@ -175,6 +175,10 @@ struct Inner {
     retention_days: i64,
     /// This replica's name in its claims.
     node: String,
+    /// Shutting down: no new work is claimed, taken over, scheduled or started.
+    draining: std::sync::atomic::AtomicBool,
+    /// Runs executing here now (not those waiting for their source).
+    executing: std::sync::atomic::AtomicUsize,
     /// Tests: the next run panics before it starts, as a bug in the run would.
     #[cfg(test)]
     panic_next_run: std::sync::atomic::AtomicBool,
@@ -185,6 +189,9 @@ struct Inner {
 pub struct Provisioning {
     inner: Arc<Inner>,
 }
+
+/// How often a run queued behind another replica's run of its source asks whether the source is free.
+const SOURCE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Default number of days job runs and their logs are kept.
 pub const DEFAULT_RETENTION_DAYS: i64 = 30;
@@ -201,6 +208,8 @@ impl Provisioning {
                 active: Mutex::new(HashMap::new()),
                 retention_days: retention_days.max(1),
                 node: this_node(),
+                draining: std::sync::atomic::AtomicBool::new(false),
+                executing: std::sync::atomic::AtomicUsize::new(0),
                 #[cfg(test)]
                 panic_next_run: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -233,6 +242,55 @@ impl Provisioning {
         &self.inner.node
     }
 
+    /// Whether this replica is shutting down (see [`Provisioning::drain`]).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Shuts the job side down (SIGTERM): from now on nothing is taken over, scheduled or started here; the
+    /// runs executing here get up to `grace` to finish; then, on a shared store, the claims on the runs still
+    /// held here (executing or queued) are handed back, so that another replica takes them over at its next
+    /// beat, and this replica leaves the live ones. On a store of its own, runs still going are marked
+    /// interrupted at the next start. Answers how many runs were handed back.
+    pub async fn drain(&self, grace: std::time::Duration) -> usize {
+        self.inner.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.inner.executing.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if !self.inner.store.is_shared() {
+            return 0;
+        }
+        let held = self.held();
+        let jobs = &self.inner.store.jobs;
+        let handed = if held.is_empty() {
+            0
+        } else {
+            match jobs.release(&self.inner.node, &held).await {
+                Ok(n) => n as usize,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hand job runs back; they are taken over when their lease ends");
+                    0
+                }
+            }
+        };
+        if let Err(e) = jobs.leave(&self.inner.node).await {
+            tracing::warn!(error = %e, "cannot leave the live replicas; the others see it gone after three beats");
+        }
+        handed
+    }
+
+    /// The runs this replica holds: executing, waiting for their source, or queued.
+    fn held(&self) -> Vec<String> {
+        self.active()
+            .values()
+            .flat_map(|slot| std::iter::once(&slot.running).chain(slot.queue.iter().map(|(c, _)| c)))
+            .map(|claim| claim.job.clone())
+            .collect()
+    }
+
     /// Every [`HEARTBEAT`]: renews the claims on the runs this replica holds, and takes over runs whose
     /// replica stopped renewing theirs. A database that does not answer is tried again at the next beat
     /// (nothing is claimed meanwhile).
@@ -252,12 +310,11 @@ impl Provisioning {
 
     /// One beat of [`Provisioning::keep_leases`].
     pub async fn tend_leases(&self) -> Result<(), JobError> {
-        let held: Vec<String> = self
-            .active()
-            .values()
-            .flat_map(|slot| std::iter::once(&slot.running).chain(slot.queue.iter().map(|(c, _)| c)))
-            .map(|claim| claim.job.clone())
-            .collect();
+        if self.is_draining() {
+            // The claims are handed back by `drain`; renewing them now would hold them from the others.
+            return Ok(());
+        }
+        let held = self.held();
         let jobs = &self.inner.store.jobs;
         // Each live replica sends its share of a target's rate limit.
         let replicas = jobs.beat(&self.inner.node, 3 * HEARTBEAT).await?;
@@ -317,11 +374,7 @@ impl Provisioning {
             }
             return;
         };
-        if record.status == JobStatus::Queued
-            && let Err(e) = jobs.start(&claim).await
-        {
-            tracing::error!(job = %claim.job, error = %e, "cannot start a run taken over");
-        }
+        // A queued run starts once its source is free (see `drive`).
         let this = self.clone();
         tokio::spawn(async move { this.drive(record.source_id, claim, options, stop).await });
     }
@@ -345,8 +398,16 @@ impl Provisioning {
                 source.spec.name, source.spec.role
             )));
         }
+        if self.is_draining() {
+            return Err(JobError::Store(StoreError::Backend(
+                "this replica is shutting down; start the run on another one".into(),
+            )));
+        }
         let busy = self.active().contains_key(source_id);
-        if busy && options.trigger == Trigger::Schedule {
+        // Another replica's run counts too (one running run per source, whichever replica holds it).
+        let skip = options.trigger == Trigger::Schedule
+            && (busy || (self.inner.store.is_shared() && self.inner.store.jobs.busy(source_id).await?));
+        if skip {
             return Err(JobError::Conflict(format!(
                 "a run of {} is still going; this scheduled run is skipped",
                 source.spec.name
@@ -367,7 +428,8 @@ impl Provisioning {
             }
             .into(),
             started_by: options.started_by.clone(),
-            status: if busy { JobStatus::Queued } else { JobStatus::Running },
+            // Queued until the store makes it the source's running run (below, or in `drive`).
+            status: JobStatus::Queued,
             summary: json!({"sourceName": source.spec.name, "simulate": options.simulate, "statistics": [], "outcome": []}),
             started_at: crate::store::now(),
             ended_at: None,
@@ -381,19 +443,16 @@ impl Provisioning {
         let mut record = record;
         let Some(options) = starting else {
             tracing::info!(job = %record.id, source = %source_id, "job queued behind the running one");
-            if !busy {
-                // A run started while this one was being recorded.
-                record.status = JobStatus::Queued;
-                let jobs = &self.inner.store.jobs;
-                jobs.update(&claim, record.status, &record.read_mode, &record.summary)
-                    .await?;
-            }
             return Ok(record);
         };
-        if busy {
-            // The run it was queued behind ended while it was being recorded.
-            self.inner.store.jobs.start(&claim).await?;
-            record.status = JobStatus::Running;
+        // It goes first here; another replica may still be running the source (then `drive` waits for it).
+        match self.inner.store.jobs.start(&claim).await {
+            Ok(true) => record.status = JobStatus::Running,
+            Ok(false) => {
+                tracing::info!(job = %record.id, source = %source_id, "job queued behind another replica's run")
+            }
+            // `drive` asks again.
+            Err(e) => tracing::warn!(job = %record.id, error = %e, "cannot start the run yet; trying again"),
         }
         let this = self.clone();
         let source_id = source_id.to_string();
@@ -411,7 +470,20 @@ impl Provisioning {
         };
         loop {
             let started = std::time::Instant::now();
-            let status = self.supervise(&source_id, &claim, &options, &stop).await;
+            if self.is_draining() {
+                // Left held, to be handed back by `drain`.
+                guard.armed = false;
+                return;
+            }
+            let status = if self.take_source(&claim, &stop).await {
+                use std::sync::atomic::Ordering::SeqCst;
+                self.inner.executing.fetch_add(1, SeqCst);
+                let status = self.supervise(&source_id, &claim, &options, &stop).await;
+                self.inner.executing.fetch_sub(1, SeqCst);
+                status
+            } else {
+                JobStatus::ManuallyTerminated
+            };
             tracing::info!(job = %claim.job, source = %source_id, status = status.as_str(),
                 seconds = started.elapsed().as_secs_f64(), "job run ended");
             let next = {
@@ -432,8 +504,41 @@ impl Provisioning {
                 return;
             };
             (claim, options, stop) = (next, next_options, next_stop);
-            if let Err(e) = self.inner.store.jobs.start(&claim).await {
-                tracing::error!(job = %claim.job, error = %e, "cannot start a queued job");
+        }
+    }
+
+    /// Waits until the store makes this run its source's running one — at once, unless another replica is
+    /// running the source — and answers `true`; `false` when it was stopped meanwhile (recorded so) or its
+    /// claim is gone. A store that does not answer is asked again.
+    async fn take_source(&self, claim: &Claim, stop: &StopSignal) -> bool {
+        let jobs = &self.inner.store.jobs;
+        let mut waiting = false;
+        loop {
+            if self.is_draining() {
+                return false;
+            }
+            match jobs.start(claim).await {
+                Ok(true) => return true,
+                Ok(false) if !waiting => {
+                    waiting = true;
+                    tracing::info!(job = %claim.job, "waiting for another replica's run of the same source");
+                }
+                Ok(false) => {}
+                Err(StoreError::Fenced(m)) => {
+                    tracing::warn!(job = %claim.job, "{m}");
+                    return false;
+                }
+                Err(e) => tracing::warn!(job = %claim.job, error = %e, "cannot start a queued run; trying again"),
+            }
+            if !stop.sleep(SOURCE_POLL).await {
+                let summary = json!({"statistics": [], "outcome": ["Stopped by an admin before it started."]});
+                if let Err(e) = jobs
+                    .update(claim, JobStatus::ManuallyTerminated, "full", &summary)
+                    .await
+                {
+                    tracing::error!(job = %claim.job, error = %e, "cannot record a run stopped before it started");
+                }
+                return false;
             }
         }
     }

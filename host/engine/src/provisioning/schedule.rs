@@ -88,6 +88,10 @@ pub async fn run_scheduler(service: Provisioning) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticker.tick().await;
+        if service.is_draining() {
+            // Shutting down: the other replicas fire the schedules.
+            return;
+        }
         let records = match service.store().jobs.schedules().await {
             Ok(r) => r,
             Err(e) => {

@@ -162,6 +162,24 @@ impl Realtime {
         }
     }
 
+    /// Shuts the real-time side down (SIGTERM; call after [`Provisioning::drain`] has begun, which stops the
+    /// dispatcher claiming): the events being worked here get up to `grace` to finish, then the claims on
+    /// any still held here are handed back so that another replica works them at once. Answers how many.
+    pub async fn drain(&self, grace: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.in_flight().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let Some(node) = self.claimant() else { return 0 };
+        match self.inner.store.events.release_claims(node).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand real-time events back; they are claimed again when their lease ends");
+                0
+            }
+        }
+    }
+
     async fn prune(&self) {
         let before = crate::store::timestamp(
             chrono::Utc::now() - chrono::Duration::days(self.inner.provisioning.retention_days()),
@@ -197,6 +215,10 @@ impl Realtime {
     /// Starts every pending event that may run now: the first pending event of each entity that has none in
     /// flight, whose retry time has come.
     async fn dispatch_ready(&self, done: &tokio::sync::mpsc::UnboundedSender<()>) {
+        if self.inner.provisioning.is_draining() {
+            // Shutting down: nothing new is claimed here (see `drain`).
+            return;
+        }
         let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight().len());
         if room == 0 {
             return;
@@ -584,7 +606,9 @@ async fn provision_target(
         target: ctx.system.id.clone(),
         kind,
     };
-    let mut result = json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name});
+    // The connector version that worked the event, for the event's log.
+    let mut result = json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name,
+        "plugin": ctx.plugin.label(), "pluginDigest": ctx.plugin.digest});
     let mut set = |state: &str, reason: Option<String>, target_entity: Option<&str>| {
         result["state"] = json!(state);
         if let Some(r) = reason {

@@ -188,7 +188,22 @@ impl JobRun {
             "progress": self.progress,
             "interrupted": false,
             "previousAttempts": self.previous_attempts,
+            "plugins": self.plugins(),
         })
+    }
+
+    /// The connector version (and its component's sha256) each system of the run ran on: a run keeps the
+    /// versions it started with, whatever is activated meanwhile.
+    fn plugins(&self) -> Value {
+        let source = (&self.reader.system, &self.reader.plugin, "source");
+        let targets = self.targets.iter().map(|t| (&t.ctx.system, &t.ctx.plugin, "target"));
+        std::iter::once(source)
+            .chain(targets)
+            .map(|(system, plugin, role)| {
+                json!({"systemId": system.id, "systemName": system.spec.name, "role": role,
+                    "plugin": plugin.label(), "digest": plugin.digest})
+            })
+            .collect()
     }
 
     async fn flush(&mut self, force: bool) -> Result<(), StoreError> {
