@@ -1097,7 +1097,16 @@ mod tests {
             !queued.summary["outcome"].to_string().contains("abnormally"),
             "{queued:?}"
         );
-        // And the source is free: a further run starts at once, not queued.
+        // And the source is free (its slot is let go just after the run's end is recorded): a further run
+        // starts at once, not queued.
+        let freed = std::time::Instant::now();
+        while !service.active().is_empty() {
+            assert!(
+                freed.elapsed() < std::time::Duration::from_secs(5),
+                "the source stays held"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let third = service.start(&source, manual()).await.expect("start again");
         assert_eq!(third.status, JobStatus::Running);
         ended(&service, &third.id).await;
