@@ -320,7 +320,7 @@ async fn read_fans_out_converges_and_resyncs() {
         assert_eq!(counts(&job, t, "group"), (GROUPS as u64, 0, 0, 0), "{t}: {job}");
     }
     // The run records the connector version, by its component's digest, each system ran on.
-    let ran: BTreeMap<&str, (&str, &str)> = job["summary"]["plugins"]
+    let ran: BTreeMap<&str, (&str, &str)> = job["plugins"]
         .as_array()
         .expect("plugins in the summary")
         .iter()
