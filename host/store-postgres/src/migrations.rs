@@ -206,6 +206,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         paused_until TIMESTAMPTZ
     );
     "#,
+    // 7: links looked up by the target entity a write landed on (the loop guard) and the creates in flight,
+    // by indexes that do not also fit a lookup by source entity: without statistics (a new database)
+    // PostgreSQL answered `links.get` through the old index and read every link of the target. Analysed
+    // sooner than by default, as these tables grow from empty.
+    r#"
+    DROP INDEX links_recent_writes;
+    CREATE INDEX links_written_by_target_entity ON links (target_entity, target_id, kind, updated_at);
+    CREATE INDEX links_creating ON links (target_id, kind, updated_at) WHERE creating;
+    ALTER TABLE links SET (autovacuum_analyze_scale_factor = 0.02, autovacuum_analyze_threshold = 1000);
+    ALTER TABLE realtime_events SET (autovacuum_analyze_scale_factor = 0.02, autovacuum_analyze_threshold = 1000);
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

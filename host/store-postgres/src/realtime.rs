@@ -73,7 +73,11 @@ impl EventStore for PostgresStore {
         let rows = sqlx::query(
             "SELECT seq, source_id, kind, entity_id, operation, received_at, received_by, state, attempts,
                     next_attempt_at, NULL::text, NULL::text, NULL::text
-             FROM realtime_events WHERE state = 'pending' ORDER BY seq LIMIT $1",
+             FROM realtime_events e WHERE state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM realtime_events o
+                               WHERE o.source_id = e.source_id AND o.kind = e.kind AND o.entity_id = e.entity_id
+                                 AND o.state = 'pending' AND o.claimed_until > now())
+             ORDER BY seq LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)

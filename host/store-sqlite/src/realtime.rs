@@ -283,9 +283,13 @@ impl SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT seq, source_id, kind, entity_id, operation, received_at, received_by, state, attempts,
                     next_attempt_at, NULL, NULL, NULL
-             FROM realtime_events WHERE state = 'pending' ORDER BY seq LIMIT ?1",
+             FROM realtime_events e WHERE state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM realtime_events o
+                               WHERE o.source_id = e.source_id AND o.kind = e.kind AND o.entity_id = e.entity_id
+                                 AND o.state = 'pending' AND o.claimed_until > ?2)
+             ORDER BY seq LIMIT ?1",
         )?;
-        let rows = stmt.query_map(params![limit], record)?;
+        let rows = stmt.query_map(params![limit, crate::millis_after(std::time::Duration::ZERO)], record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

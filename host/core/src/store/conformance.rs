@@ -792,6 +792,20 @@ pub async fn event_claims(stores: Stores) {
         seqs.push(appended.seq);
     }
     assert_eq!(events.claim("a", &seqs[..2], LEASE).await.expect("claim"), seqs[..2]);
+    // What is being worked is left out of what the replicas scan for work, with the entity's next events.
+    let next = events
+        .append(NewEvent {
+            source_id: source.clone(),
+            kind: "user".into(),
+            entity_id: "u0".into(),
+            operation: "replace".into(),
+            body: Some(json!({"userName": "u0"})),
+            received_by: "pusher".into(),
+        })
+        .await
+        .expect("appended");
+    let free: Vec<i64> = events.pending(10).await.expect("pending").iter().map(|e| e.seq).collect();
+    assert_eq!(free, seqs[2..], "u0 and u1 are being worked");
     assert_eq!(
         events.claim("b", &seqs, LEASE).await.expect("claim"),
         seqs[2..],
@@ -853,6 +867,11 @@ pub async fn event_claims(stores: Stores) {
     );
     assert_eq!(events.release_claims("a").await.expect("release"), 1);
     assert_eq!(events.claim("c", &seqs[1..], LEASE).await.expect("claim"), seqs[1..]);
+    // u0's first event is done: its next one is free.
+    assert_eq!(
+        events.pending(10).await.expect("pending").iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [next.seq]
+    );
 }
 
 /// Targets' shared limits: turns spaced by the rate after a burst, by one schedule whoever asks; a pause

@@ -67,7 +67,9 @@ pub trait EventStore: Send + Sync {
     /// Stores an event durably (committed when this returns) as `pending`.
     async fn append(&self, event: NewEvent) -> Result<EventRecord, StoreError>;
     /// Pending events in order of arrival, without their bodies (the dispatcher decides which may run and
-    /// loads the body of those with [`EventStore::get`]).
+    /// loads the body of those with [`EventStore::get`]). The events of an entity whose event is held under
+    /// a live claim (being worked by a replica) are left out: several replicas each see the work that is
+    /// free, rather than all scanning the same head of the outbox.
     async fn pending(&self, limit: i64) -> Result<Vec<EventRecord>, StoreError>;
     /// Claims these pending events for `node` for `lease` (by the database's clock), skipping those another
     /// replica holds under a live claim and those that are no longer pending; returns the ones claimed. So
