@@ -15,6 +15,11 @@
 //! Each phase also prints the CPU time of the service and of the simulators, and the plugin calls' count,
 //! average duration and average number in flight (from the service's metrics).
 //!
+//! With `BENCH_DATABASE_URL=postgres://…` (e.g. `postgres://postgres@127.0.0.1:5432/test`), phases 1 and 2
+//! run again on PostgreSQL after SQLite's, in the same process with fresh simulators: a second service on a
+//! fresh schema of that database (dropped at the end), the first Read's rate as a share of SQLite's (target
+//! ≥ 70 %). Without it, only SQLite, as before.
+//!
 //! Run: `cargo bench -p provisio-tests --bench provisioning` (`BENCH_USERS=10000` for a quick run).
 //! Prints PASS/FAIL per target and always exits 0.
 
@@ -39,7 +44,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 mod common;
-use common::{plugin_time, serve};
+use common::{Schema, bench_database_url, plugin_time, serve};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 /// High enough that the host's own limiter never throttles the unlimited phases.
@@ -334,9 +339,14 @@ impl Drop for Service {
 }
 
 impl Service {
-    async fn start() -> Service {
+    /// A service on SQLite in a fresh data directory, or on the PostgreSQL database at `database_url`.
+    async fn start(database_url: Option<String>) -> Service {
         let data = tempfile::tempdir().expect("temp dir");
-        let state = provisio::server::boot(data.path(), Settings::default())
+        let settings = Settings {
+            database_url,
+            ..Default::default()
+        };
+        let state = provisio::server::boot(data.path(), settings)
             .await
             .expect("boot the service");
         state
@@ -727,6 +737,94 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
     sims.drop_sim(&target_sim).await;
 }
 
+/// Phases (a) and (b) again on PostgreSQL: a second service in this process on a fresh schema of `database`
+/// (dropped at the end), with fresh simulators. The first Read's rate is compared with SQLite's.
+async fn on_postgres(
+    database: &str,
+    sims: &mut Simulators,
+    users: usize,
+    sqlite: (f64, f64),
+    figures: &mut Vec<Figure>,
+) {
+    let schema = match Schema::create(database, "provisioning").await {
+        Ok(schema) => schema,
+        Err(e) => {
+            println!("\nPostgreSQL phases skipped: {e}");
+            figures.push(Figure {
+                what: "PostgreSQL phases".into(),
+                value: e,
+                target: "BENCH_DATABASE_URL reachable".into(),
+                pass: false,
+            });
+            return;
+        }
+    };
+    println!("\nbooting a second service on PostgreSQL (schema {}) …", schema.name());
+    let service = Service::start(Some(schema.url.clone())).await;
+    let source_sim = sims.spawn(users, None, 1).await;
+    let target_sim = sims.spawn(0, None, 1).await;
+    let (source, _) = service
+        .pair("UAA on PostgreSQL", &source_sim, &target_sim, UNLIMITED_RATE)
+        .await;
+
+    println!("\n(a) on PostgreSQL: first Read of {users} users …");
+    let before = sims.usage();
+    let (job, wall) = service.read_job(&source).await;
+    let row = user_row(&job);
+    let rate = n(&row, "read") as f64 / wall.as_secs_f64();
+    let in_target = sims.users(&target_sim).await;
+    println!(
+        "  {}; {rate:.0} entities/s; the target holds {in_target} users",
+        describe(&job, wall)
+    );
+    sims.report_usage("first Read on PostgreSQL", &before, wall, n(&row, "read"));
+    let (sqlite_first_rate, sqlite_second_rate) = sqlite;
+    let share = rate / sqlite_first_rate;
+    figures.push(Figure {
+        what: format!("PostgreSQL: first Read, {users} users"),
+        value: format!(
+            "{rate:.0} entities/s ({:.1} s; {in_target} users in the target; {} failed)",
+            wall.as_secs_f64(),
+            n(&row, "failed")
+        ),
+        target: "all created".into(),
+        pass: in_target == users as u64 && n(&row, "created") == users as u64,
+    });
+    figures.push(Figure {
+        what: "PostgreSQL first Read ÷ SQLite first Read".into(),
+        value: format!(
+            "{:.0} % ({rate:.0} vs {sqlite_first_rate:.0} entities/s)",
+            share * 100.0
+        ),
+        target: "≥ 70 %".into(),
+        pass: share >= 0.7,
+    });
+
+    println!("\n(b) on PostgreSQL: Read again, nothing changed in the source …");
+    let before = sims.usage();
+    let (job, wall) = service.read_job(&source).await;
+    let row = user_row(&job);
+    let rate = n(&row, "read") as f64 / wall.as_secs_f64();
+    let (created, updated) = (n(&row, "created"), n(&row, "updated"));
+    println!("  {}; {rate:.0} entities/s", describe(&job, wall));
+    sims.report_usage("second Read on PostgreSQL", &before, wall, n(&row, "read"));
+    figures.push(Figure {
+        what: "PostgreSQL: second Read, source unchanged".into(),
+        value: format!(
+            "{rate:.0} entities/s ({:.2} s; created {created}, updated {updated}; {:.0} % of SQLite's)",
+            wall.as_secs_f64(),
+            rate * 100.0 / sqlite_second_rate
+        ),
+        target: "nothing written".into(),
+        pass: created == 0 && updated == 0,
+    });
+    println!("  peak RSS of this process (both services): {:.0} MiB", peak_rss());
+    sims.drop_sim(&source_sim).await;
+    sims.drop_sim(&target_sim).await;
+    drop(service);
+    schema.drop_all().await;
+}
+
 // ----- the run -------------------------------------------------------------------------------------
 
 async fn run() {
@@ -736,7 +834,7 @@ async fn run() {
     let mut figures: Vec<Figure> = Vec::new();
 
     println!("booting the service …");
-    let service = Service::start().await;
+    let service = Service::start(None).await;
     let mut sims = Simulators::start();
     println!("  peak RSS after boot: {:.0} MiB", peak_rss());
 
@@ -772,6 +870,7 @@ async fn run() {
         memory_mib("self", "VmRSS:"),
         memory_mib(&sims.pid(), "VmHWM:")
     );
+    let sqlite_first_rate = rate;
     figures.push(Figure {
         what: format!("first Read, {users} users"),
         value: format!(
@@ -799,6 +898,7 @@ async fn run() {
         sims.requests(&target_sim).await - target_requests
     );
     println!("  peak RSS of the service: {:.0} MiB", peak_rss());
+    let sqlite_second_rate = rate;
     figures.push(Figure {
         what: "second Read, source unchanged".into(),
         value: format!(
@@ -847,6 +947,18 @@ async fn run() {
     });
     sims.drop_sim(&source_sim).await;
     sims.drop_sim(&target_sim).await;
+
+    // (a, b) on PostgreSQL, when a database is given.
+    if let Some(database) = bench_database_url() {
+        on_postgres(
+            &database,
+            &mut sims,
+            users,
+            (sqlite_first_rate, sqlite_second_rate),
+            &mut figures,
+        )
+        .await;
+    }
 
     // (d) A rate-limited target.
     println!("\n(d) Read of {limited_users} users to a target limited to {LIMIT_PER_SECOND} requests/s …");

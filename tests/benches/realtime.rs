@@ -6,6 +6,11 @@
 //! 2. Throughput: `BENCH_EVENTS` creates (default 20,000) pushed by 64 concurrent clients as fast as they are
 //!    acknowledged (each acknowledgement means committed with `synchronous=FULL`): events/s.
 //!
+//! With `BENCH_DATABASE_URL=postgres://…` (e.g. `postgres://postgres@127.0.0.1:5432/test`), all of it runs
+//! again on PostgreSQL after SQLite, in the same process: a second service (one replica) on a fresh schema of
+//! that database, dropped at the end; its durable acknowledgements have the same target (≥ 2,000/s). Without
+//! it, only SQLite, as before.
+//!
 //! Run: `cargo bench -p provisio-tests --bench realtime`. Prints PASS/FAIL per target and exits 0.
 
 use std::time::{Duration, Instant};
@@ -17,7 +22,7 @@ use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
 mod common;
-use common::{percentile, serve};
+use common::{Schema, bench_database_url, percentile, serve};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const PUSHER: (&str, &str) = ("pusher", "pusher-password-1");
@@ -64,11 +69,97 @@ fn millis(t: &str) -> Option<f64> {
         .map(|d| d.timestamp_millis() as f64)
 }
 
+/// What one run of the phases measured.
+struct Measured {
+    offered: f64,
+    total: u64,
+    p50: f64,
+    p99: f64,
+    events: u64,
+    ack_rate: f64,
+    acked: usize,
+    lone_rate: f64,
+    lone_acked: usize,
+    worked_rate: f64,
+    drained: usize,
+}
+
 async fn run() {
+    let sqlite = measure(None).await;
+    print_table(
+        "Real-time figures (2 worker threads, UAA simulator target, one target)",
+        &sqlite,
+    );
+    let Some(database) = bench_database_url() else {
+        return;
+    };
+    let schema = match Schema::create(&database, "realtime").await {
+        Ok(schema) => schema,
+        Err(e) => {
+            println!("\nPostgreSQL phases skipped: {e} (FAIL)");
+            return;
+        }
+    };
+    println!("\nthe same on PostgreSQL (one replica, schema {}) …", schema.name());
+    let postgres = measure(Some(schema.url.clone())).await;
+    print_table(
+        "Real-time figures on PostgreSQL (one replica, 2 worker threads, UAA simulator target, one target)",
+        &postgres,
+    );
+    println!(
+        "PostgreSQL ÷ SQLite in this run: durable acknowledgements with provisioning {:.0} %, alone {:.0} %; provisioned to UAA {:.0} %",
+        postgres.ack_rate * 100.0 / sqlite.ack_rate,
+        postgres.lone_rate * 100.0 / sqlite.lone_rate,
+        postgres.worked_rate * 100.0 / sqlite.worked_rate
+    );
+    schema.drop_all().await;
+}
+
+fn print_table(title: &str, m: &Measured) {
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    let Measured {
+        offered,
+        total,
+        p50,
+        p99,
+        events,
+        ack_rate,
+        acked,
+        lone_rate,
+        lone_acked,
+        worked_rate,
+        drained,
+    } = m;
+    println!("\n{title}");
+    println!("| what | figure | target |");
+    println!("|---|---|---|");
+    println!(
+        "| acknowledged → written in the target at {offered:.0} events/s ({total} events) | p50 {p50:.0} ms, p99 {p99:.0} ms | p50 < 10 ms {}, p99 < 50 ms {} |",
+        verdict(*p50 < 10.0),
+        verdict(*p99 < 50.0)
+    );
+    println!(
+        "| durable acknowledgements, 64 concurrent pushers | {ack_rate:.0} events/s ({acked} of {events}) | ≥ 2,000/s {} |",
+        verdict(*ack_rate >= 2000.0)
+    );
+    println!(
+        "| durable acknowledgements alone (a source without targets), 64 concurrent pushers | {lone_rate:.0} events/s ({lone_acked} of {events}) | ≥ 2,000/s {} |",
+        verdict(*lone_rate >= 2000.0)
+    );
+    println!(
+        "| the same events provisioned to UAA (push start → last written) | {worked_rate:.0} events/s ({drained} users in UAA) | — |"
+    );
+}
+
+/// Every phase on a service of its own: on SQLite in a fresh data directory, or on the PostgreSQL database at
+/// `database_url`.
+async fn measure(database_url: Option<String>) -> Measured {
     let data = tempfile::tempdir().expect("data dir");
-    let state = provisio::server::boot(data.path(), Settings::default())
-        .await
-        .expect("boot");
+    let settings = Settings {
+        database_url,
+        ..Default::default()
+    };
+    let state = provisio::server::boot(data.path(), settings).await.expect("boot");
     state
         .stores
         .principals
@@ -257,24 +348,17 @@ async fn run() {
         .await;
     let lone_rate = lone_acked as f64 / started.elapsed().as_secs_f64();
 
-    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
-    println!("\nReal-time figures (2 worker threads, UAA simulator target, one target)");
-    println!("| what | figure | target |");
-    println!("|---|---|---|");
-    println!(
-        "| acknowledged → written in the target at {offered:.0} events/s ({total} events) | p50 {p50:.0} ms, p99 {p99:.0} ms | p50 < 10 ms {}, p99 < 50 ms {} |",
-        verdict(p50 < 10.0),
-        verdict(p99 < 50.0)
-    );
-    println!(
-        "| durable acknowledgements, 64 concurrent pushers | {ack_rate:.0} events/s ({acked} of {events}) | ≥ 2,000/s {} |",
-        verdict(ack_rate >= 2000.0)
-    );
-    println!(
-        "| durable acknowledgements alone (a source without targets), 64 concurrent pushers | {lone_rate:.0} events/s ({lone_acked} of {events}) | ≥ 2,000/s {} |",
-        verdict(lone_rate >= 2000.0)
-    );
-    println!(
-        "| the same events provisioned to UAA (push start → last written) | {worked_rate:.0} events/s ({drained} users in UAA) | — |"
-    );
+    Measured {
+        offered,
+        total,
+        p50,
+        p99,
+        events,
+        ack_rate,
+        acked,
+        lone_rate,
+        lone_acked,
+        worked_rate,
+        drained,
+    }
 }

@@ -40,3 +40,62 @@ pub async fn serve(router: axum::Router) -> (SocketAddr, tokio::task::JoinHandle
     });
     (addr, server)
 }
+
+/// `BENCH_DATABASE_URL`: the PostgreSQL database (`postgres://…`) that the benchmarks run on beside SQLite,
+/// each run in a fresh schema of its own that is dropped after it; `None` when unset or empty.
+pub fn bench_database_url() -> Option<String> {
+    std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A fresh, empty schema in a PostgreSQL database, for one run of the service.
+pub struct Schema {
+    /// The database URL with the schema as its `search_path`: the service's `--database-url`.
+    pub url: String,
+    name: String,
+    database: String,
+}
+
+impl Schema {
+    /// Creates a schema named after `label` and a random tag in the database at `database`.
+    pub async fn create(database: &str, label: &str) -> Result<Schema, String> {
+        use sqlx::Connection as _;
+        let name = format!("provisio_bench_{label}_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(database)
+            .await
+            .map_err(|e| format!("cannot connect to BENCH_DATABASE_URL: {e}"))?;
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| format!("cannot create schema {name}: {e}"))?;
+        let _ = admin.close().await;
+        let separator = if database.contains('?') { '&' } else { '?' };
+        Ok(Schema {
+            url: format!("{database}{separator}options=-c%20search_path%3D{name}"),
+            name,
+            database: database.to_string(),
+        })
+    }
+
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drops the schema and everything in it; says so on stderr when it cannot.
+    pub async fn drop_all(self) {
+        use sqlx::Connection as _;
+        let dropped = async {
+            let mut admin = sqlx::PgConnection::connect(&self.database).await?;
+            sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await
+        };
+        if let Err(e) = dropped.await {
+            eprintln!("cannot drop schema {} (drop it by hand): {e}", self.name);
+        }
+    }
+}

@@ -39,6 +39,9 @@ struct Args {
     /// uaa only: requests above the rate that queue (BTP queues before answering 429).
     #[arg(long, default_value_t = 0)]
     rate_limit_queue: usize,
+    /// uaa only: milliseconds every write (create, replace, patch, delete, member change) takes.
+    #[arg(long, default_value_t = 0)]
+    write_latency_ms: u64,
     /// uaa only: BTP XSUAA flavour, groups (role collections) addressed by name.
     #[arg(long)]
     xsuaa: bool,
@@ -82,6 +85,7 @@ async fn main() -> std::io::Result<()> {
                 client_id: a.client_id.unwrap_or(d.client_id.clone()),
                 client_secret: a.client_secret.unwrap_or(d.client_secret.clone()),
                 seed: a.seed,
+                write_latency: std::time::Duration::from_millis(a.write_latency_ms),
                 ..d
             };
             let sim = uaa::spawn_on(o.clone(), a.listen).await?;
@@ -100,6 +104,9 @@ async fn main() -> std::io::Result<()> {
             println!("  scopes                = {}", o.scopes.join(" "));
             if let Some(r) = o.rate_limit_per_second {
                 println!("  rate limit            = {r} requests/s on /Users and /Groups");
+            }
+            if !o.write_latency.is_zero() {
+                println!("  write latency         = {} ms", o.write_latency.as_millis());
             }
             wait().await;
             sim.shutdown().await;

@@ -35,6 +35,8 @@
 //! * Optional rate limit on `/Users` and `/Groups` (BTP: 3 requests/s per subaccount,
 //!   [`BTP_RATE_LIMIT_PER_SECOND`]): requests above it wait in a queue of
 //!   [`Options::rate_limit_queue`], beyond that 429 with `Retry-After`.
+//! * Optional latency of writes ([`Options::write_latency`]): a slow target, each write answered that
+//!   much later, writes side by side.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -101,6 +103,11 @@ pub struct Options {
     pub max_count: usize,
     /// Seed of the generated data.
     pub seed: u64,
+    /// How long every write (a user's or group's create, replace, patch or delete, a member added or
+    /// removed) takes before it is answered, as a real system's database and replication take (tens of
+    /// milliseconds behind BTP). Writes wait side by side, as on a real server, outside the simulator's
+    /// lock; an unauthorized or rate-limited write is answered at once. Zero by default.
+    pub write_latency: Duration,
 }
 
 impl Default for Options {
@@ -122,6 +129,7 @@ impl Default for Options {
             xsuaa_group_ids: false,
             max_count: 500,
             seed: 1,
+            write_latency: Duration::ZERO,
         }
     }
 }
@@ -603,6 +611,14 @@ impl State {
     }
 
     // ----- request plumbing -------------------------------------------------------------------
+
+    /// [`Options::write_latency`]: the time a write takes before the simulator does it.
+    async fn write_pause(&self) {
+        let latency = self.0.options.write_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
 
     fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<Issued, Response> {
         if let Some(zone) = h::header_str(headers, "x-identity-zone-id")
@@ -1249,6 +1265,7 @@ async fn list_users(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) -
 
 async fn create_user_h(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
     st.authorize(&headers, Need::Write)?;
+    st.write_pause().await;
     let body = h::parse_json(&body).map_err(bad_json)?;
     let mut s = st.store();
     let user = create_user(&mut s, &st.0.options, &body).map_err(|(r, _)| r)?;
@@ -1264,6 +1281,7 @@ async fn get_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) ->
 
 async fn update_user(st: State, headers: HeaderMap, id: String, body: Bytes, partial: bool) -> Answer {
     st.authorize(&headers, Need::Write)?;
+    st.write_pause().await;
     let mut s = st.store();
     if let Some(change) = s.concurrent_changes.remove(&id)
         && let Some(mut other) = s.users.get(&id).cloned()
@@ -1313,6 +1331,7 @@ async fn patch_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>, 
 
 async fn delete_user_h(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -> Answer {
     st.authorize(&headers, Need::Write)?;
+    st.write_pause().await;
     let mut s = st.store();
     let current = s.users.get(&id).map(|u| u.version).ok_or_else(|| missing_user(&id))?;
     if headers.contains_key("if-match") {
@@ -1334,6 +1353,7 @@ async fn list_groups(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) 
 
 async fn create_group_h(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answer {
     st.authorize(&headers, Need::Write)?;
+    st.write_pause().await;
     let body = h::parse_json(&body).map_err(bad_json)?;
     let mut s = st.store();
     let g = create_group(&mut s, &st.0.options, &body).map_err(|(r, _)| r)?;
@@ -1349,6 +1369,7 @@ async fn get_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -
 
 async fn update_group(st: State, headers: HeaderMap, id: String, body: Bytes, partial: bool) -> Answer {
     st.authorize(&headers, Need::Write)?;
+    st.write_pause().await;
     let mut s = st.store();
     let current = s.groups.get(&id).cloned().ok_or_else(|| missing_group(&id))?;
     let expected = st.expected_version(&headers, current.version, if partial { "PATCH" } else { "PUT" })?;
@@ -1449,6 +1470,7 @@ async fn patch_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>,
 
 async fn delete_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -> Answer {
     st.authorize(&headers, Need::Write)?;
+    st.write_pause().await;
     let mut s = st.store();
     let current = s.groups.get(&id).map(|g| g.version).ok_or_else(|| missing_group(&id))?;
     if headers.contains_key("if-match") {
@@ -1514,6 +1536,7 @@ async fn get_member(AxState(st): S, headers: HeaderMap, Path((gid, mid)): Path<(
 
 async fn add_member(AxState(st): S, headers: HeaderMap, Path(gid): Path<String>, body: Bytes) -> Answer {
     st.authorize(&headers, Need::Members)?;
+    st.write_pause().await;
     let body = h::parse_json(&body).map_err(bad_json)?;
     let wrapped = json!({"members": [body]});
     let (member, _) = parse_members(&wrapped)?
@@ -1549,6 +1572,7 @@ async fn add_member(AxState(st): S, headers: HeaderMap, Path(gid): Path<String>,
 
 async fn remove_member(AxState(st): S, headers: HeaderMap, Path((gid, mid)): Path<(String, String)>) -> Answer {
     st.authorize(&headers, Need::Members)?;
+    st.write_pause().await;
     let mut s = st.store();
     let g = s.groups.get_mut(&gid).ok_or_else(|| missing_group(&gid))?;
     let pos = g
@@ -2471,6 +2495,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn writes_take_the_write_latency_side_by_side() {
+        const WRITES: u32 = 8;
+        let latency = Duration::from_millis(150);
+        let (sim, c, t) = setup(Options {
+            write_latency: latency,
+            ..Default::default()
+        })
+        .await;
+        let users = format!("{}/Users", sim.base_url);
+        let started = std::time::Instant::now();
+        let creates = (0..WRITES).map(|i| {
+            let body = json!({"userName": format!("slow{i}"), "emails": [{"value": format!("slow{i}@example.com")}]});
+            call(&c, M::POST, users.clone(), &t, Some(body), None)
+        });
+        for (status, _, _) in futures::future::join_all(creates).await {
+            assert_eq!(status, 201);
+        }
+        let took = started.elapsed();
+        assert!(took >= latency, "{took:?}");
+        // One after another they would take WRITES × the latency.
+        assert!(took < WRITES * latency, "the writes waited one after another: {took:?}");
+        assert_eq!(sim.user_count(), WRITES as usize);
     }
 
     #[tokio::test]
