@@ -31,8 +31,7 @@
 //! outrun one while one replica's limit is its own (its 32 events in flight, a run's writes in flight), not
 //! the machine's. The real-time phase also prints the live claims per replica (sampled every 100 ms) and,
 //! per event, the transactions committed and the rows PostgreSQL fetched per table of the schema
-//! (`pg_stat_user_tables`). `BENCH_LINKS_INDEXES=1` replaces an index of the links after the migrations (see
-//! [`links_indexes`]), to show what that store change would give.
+//! (`pg_stat_user_tables`).
 //!
 //! Run: `BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p provisio-tests --bench replicas`.
 //! Prints PASS/FAIL per target and always exits 0.
@@ -827,32 +826,6 @@ async fn takeover(
     }
 }
 
-/// `BENCH_LINKS_INDEXES` (a diagnostic): the links indexes a change of the store would make, put in place of
-/// `links_recent_writes` after the migrations. Without statistics (a fresh schema that autovacuum has not
-/// analysed yet) PostgreSQL answers `links.get` through `links_recent_writes (target_id, kind, target_entity,
-/// updated_at)` and reads every link of the target; with `target_entity` first and a partial index of the
-/// links still being created, the primary key is the only index that fits `links.get`.
-async fn links_indexes(database: &str) {
-    use sqlx::Connection as _;
-    let changed = async {
-        let mut db = sqlx::PgConnection::connect(database).await?;
-        for statement in [
-            "DROP INDEX links_recent_writes",
-            "CREATE INDEX links_written_by_target_entity ON links (target_entity, target_id, kind, updated_at)",
-            "CREATE INDEX links_creating ON links (target_id, kind, updated_at) WHERE creating",
-        ] {
-            sqlx::query(statement).execute(&mut db).await?;
-        }
-        db.close().await
-    };
-    match changed.await {
-        Ok(()) => println!(
-            "  (BENCH_LINKS_INDEXES: links_recent_writes replaced by the two indexes a store change would make)"
-        ),
-        Err(e) => println!("  BENCH_LINKS_INDEXES failed: {e}"),
-    }
-}
-
 // ----- the run ----------------------------------------------------------------------------------------
 
 async fn run() {
@@ -901,9 +874,6 @@ async fn run() {
     // Warm up: a token, connections, the prepared systems.
     Pusher::new(&[&a], &rt_source).push(user(0, "warm")).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    if std::env::var_os("BENCH_LINKS_INDEXES").is_some() {
-        links_indexes(&schema.url).await;
-    }
 
     println!("\n(1) real-time, one replica: {events} creates pushed by 64 clients, target writes take 20 ms …");
     let one_rt = realtime_throughput(&[&a], &rt_source, &rt_target, events, "one", &schema.url).await;

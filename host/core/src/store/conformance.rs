@@ -804,7 +804,13 @@ pub async fn event_claims(stores: Stores) {
         })
         .await
         .expect("appended");
-    let free: Vec<i64> = events.pending(10).await.expect("pending").iter().map(|e| e.seq).collect();
+    let free: Vec<i64> = events
+        .pending(10)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(free, seqs[2..], "u0 and u1 are being worked");
     assert_eq!(
         events.claim("b", &seqs, LEASE).await.expect("claim"),
@@ -869,7 +875,13 @@ pub async fn event_claims(stores: Stores) {
     assert_eq!(events.claim("c", &seqs[1..], LEASE).await.expect("claim"), seqs[1..]);
     // u0's first event is done: its next one is free.
     assert_eq!(
-        events.pending(10).await.expect("pending").iter().map(|e| e.seq).collect::<Vec<_>>(),
+        events
+            .pending(10)
+            .await
+            .expect("pending")
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
         [next.seq]
     );
 }
