@@ -260,7 +260,11 @@ async fn pushed_changes_reach_every_target_at_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // The real-time log: per event and target, the state.
+    // The real-time log: per event and target, the state (each recorded just after its last write).
+    until_logged(&service, &source, "every event done", |log| {
+        log.iter().all(|e| e.state == "done")
+    })
+    .await;
     let log = events(&service, &source).await;
     let states = |op: &str| -> Vec<String> {
         log.iter()
