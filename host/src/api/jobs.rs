@@ -11,9 +11,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody};
-use crate::connector::EntityKind;
+use super::ops;
 use crate::provisioning::schedule::Schedule;
-use crate::provisioning::{JobOptions, JobType, Trigger};
 use crate::store::jobs::{JobRecord, ScheduleRecord};
 use crate::store::principals::Permission;
 
@@ -59,24 +58,7 @@ pub async fn start_job(
     Path(source): Path<String>,
     JsonBody(input): JsonBody<StartJob>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let (job_type, simulate) = match input.job_type.to_ascii_lowercase().as_str() {
-        "simulate" => (JobType::Read, true),
-        other => (other.parse::<JobType>().map_err(ApiError::bad_request)?, input.simulate),
-    };
-    let job = state
-        .provisioning
-        .start(
-            &source,
-            JobOptions {
-                job_type,
-                simulate,
-                trigger: Trigger::Manual,
-                started_by: caller.0.name.clone(),
-            },
-        )
-        .await?;
-    tracing::info!(job = %job.id, source = %source, by = %caller.0.name, "job started");
+    let job = ops::start_job(&state, &caller, &source, &input.job_type, input.simulate).await?;
     Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
 }
 
@@ -92,22 +74,8 @@ pub async fn list_jobs(
     Path(source): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    state.systems.get(&source).await?;
-    let jobs = state
-        .stores
-        .jobs
-        .list(Some(&source), q.limit.unwrap_or(50).clamp(1, 1000))
-        .await?;
+    let jobs = ops::jobs(&state, &caller, Some(&source), q.limit.unwrap_or(50)).await?;
     Ok(Json(Value::Array(jobs.iter().map(job_view).collect())))
-}
-
-fn require_logs(caller: &Caller) -> Result<(), ApiError> {
-    if caller.0.may(Permission::ReadLogs) || caller.0.may(Permission::RunJobs) {
-        Ok(())
-    } else {
-        caller.require(Permission::ReadLogs)
-    }
 }
 
 pub async fn get_job(
@@ -115,8 +83,7 @@ pub async fn get_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    Ok(Json(job_view(&state.provisioning.job(&id).await?)))
+    Ok(Json(job_view(&ops::job(&state, &caller, &id).await?)))
 }
 
 pub async fn stop_job(
@@ -124,9 +91,7 @@ pub async fn stop_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let job = state.provisioning.stop(&id).await?;
-    tracing::info!(job = %id, by = %caller.0.name, "job stop requested");
+    let job = ops::stop_job(&state, &caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
 }
 
@@ -147,14 +112,8 @@ pub async fn job_entities(
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    state.provisioning.job(&id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let entries = state
-        .stores
-        .jobs
-        .log(&id, q.outcome.as_deref(), q.after.unwrap_or(0), limit)
-        .await?;
+    let entries = ops::job_log(&state, &caller, &id, q.outcome.as_deref(), q.after.unwrap_or(0), limit).await?;
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
@@ -166,9 +125,7 @@ pub async fn held_deletes(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    state.provisioning.job(&id).await?;
-    Ok(Json(json!(state.stores.jobs.held_deletes(&id).await?)))
+    Ok(Json(json!(ops::held_deletes(&state, &caller, &id).await?)))
 }
 
 /// `POST /api/v1/jobs/{id}/held-deletes/approve|reject`.
@@ -177,22 +134,7 @@ pub async fn decide_deletes(
     caller: Caller,
     Path((id, decision)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let approve = match decision.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return Err(ApiError::not_found(format!(
-                "unknown decision {other:?}; use approve or reject"
-            )));
-        }
-    };
-    Ok(Json(
-        state
-            .provisioning
-            .decide_held_deletes(&id, approve, &caller.0.name)
-            .await?,
-    ))
+    Ok(Json(ops::decide_deletes(&state, &caller, &id, &decision).await?))
 }
 
 pub async fn put_schedule(
@@ -222,7 +164,7 @@ pub async fn get_schedule(
     caller: Caller,
     Path(source): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
+    ops::require_logs(&caller)?;
     state
         .stores
         .jobs
@@ -267,16 +209,8 @@ pub async fn provision_one(
     Path(source): Path<String>,
     JsonBody(input): JsonBody<ProvisionOne>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let kind: EntityKind = input.entity_type.parse().map_err(ApiError::bad_request)?;
-    if input.id.trim().is_empty() {
-        return Err(ApiError::bad_request("id must name the source entity"));
-    }
     Ok(Json(
-        state
-            .provisioning
-            .provision_one(&source, kind, input.id.trim(), input.simulate)
-            .await?,
+        ops::provision_one(&state, &caller, &source, &input.entity_type, &input.id, input.simulate).await?,
     ))
 }
 
