@@ -99,13 +99,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/plugins/{name}/activate", post(plugins::activate))
         .route("/console/plugins/{name}/rollback", post(plugins::rollback))
         .route("/console/plugins/{name}/{version}/delete", post(plugins::remove))
-        .layer(middleware::from_fn_with_state(state, session::require));
+        // `route_layer`: the session check runs for these routes only, never for the service's fallback.
+        .route_layer(middleware::from_fn_with_state(state, session::require));
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console/login", get(login_page).post(login))
         .route("/console/assets/{name}", get(asset))
         .merge(signed_in)
-        .layer(middleware::from_fn(security_headers))
+        .route_layer(middleware::from_fn(security_headers))
 }
 
 /// Adds the console's security headers to every response.

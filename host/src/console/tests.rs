@@ -278,7 +278,8 @@ async fn state_changing_requests_without_the_csrf_token_are_refused() {
     let refused = send(&state, post_form("/console/users", Some(&cookie), &form)).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.body.contains("security token"), "{}", refused.body);
-    let wrong = [("_csrf", "0".repeat(64).as_str()), form[0], form[1], form[2]];
+    let zeros = "0".repeat(64);
+    let wrong = [("_csrf", zeros.as_str()), form[0], form[1], form[2]];
     let refused = send(&state, post_form("/console/users", Some(&cookie), &wrong)).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(
@@ -457,7 +458,7 @@ async fn a_hostile_system_name_is_escaped_everywhere() {
         let answer = send(&state, get(&page, Some(&cookie))).await;
         assert_eq!(answer.status, StatusCode::OK, "{page}: {}", answer.body);
         assert!(
-            answer.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            answer.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
             "{page}: {}",
             answer.body
         );
@@ -525,7 +526,7 @@ async fn a_hostile_log_reason_and_entity_id_are_escaped() {
         get("/console/jobs/job-1/log?outcome=failed&q=target%20said", Some(&cookie)),
     )
     .await;
-    assert!(log.body.contains("the target said &lt;script&gt;"), "{}", log.body);
+    assert!(log.body.contains("the target said &#60;script&#62;"), "{}", log.body);
     let csv = send(&state, get("/console/jobs/job-1/log.csv", Some(&cookie))).await;
     assert_eq!(csv.status, StatusCode::OK);
     assert!(csv.headers.get(header::CONTENT_DISPOSITION).is_some());
