@@ -32,7 +32,7 @@ const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const ADMIN = { name: 'admin', password: 'browser-admin-password' };
 const READER = { name: 'log-reader', password: 'reader-password-1' };
 const SIM = { id: 'browser-client', secret: 'browser-secret-1' };
-const USERS = 400;
+const USERS = 1500;
 
 const children = [];
 let dataDir;
@@ -65,7 +65,7 @@ function start(bin, args, env = {}) {
 }
 
 async function waitFor(url, child, what) {
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 180_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${what} exited: ${child.output()}`);
     try {
@@ -149,6 +149,11 @@ async function check(page, name) {
   assert.deepEqual(page.problems, [], `${name}: the page logged CSP violations or errors`);
 }
 
+/** Clicks a submit button and waits for the page it leads to. */
+async function submit(page, selector) {
+  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click(selector)]);
+}
+
 async function login(page, who) {
   await page.goto(`${base}/console/login`);
   await page.fill('#name', who.name);
@@ -176,12 +181,12 @@ async function addSystem(page, { name, role, url, sources = [] }) {
   await property(page, 'Authentication', 'BasicAuthentication');
   await property(page, 'User', SIM.id);
   await property(page, 'Password', SIM.secret);
-  for (const s of sources) await page.check(`label:has-text("${s}") >> xpath=preceding-sibling::input`);
+  for (const s of sources) await page.getByLabel(s, { exact: true }).check();
   await check(page, `system-form-${role}`);
   await Promise.all([page.waitForURL(/\/console\/systems\/[^/]+$/), page.click('button:has-text("Create")')]);
   await page.waitForSelector('.notice.ok');
   const id = page.url().split('/').pop();
-  await Promise.all([page.waitForLoadState('load'), page.click('button:has-text("Test Connection")')]);
+  await submit(page, 'button:has-text("Test Connection")');
   const notice = await page.locator('.notice').first().innerText();
   assert.match(notice, /established successfully/, `Test Connection of ${name}: ${notice}`);
   await check(page, `system-${role}`);
@@ -221,10 +226,17 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   await page.selectOption('#start-source', sourceId);
   await page.selectOption('#start-type', 'read');
   await Promise.all([page.waitForURL(/\/console\/jobs\/[^/]+$/), page.click('button:has-text("Start")')]);
-  // The page is not reloaded: the progress arrives by server-sent events until the run ends.
-  await page.evaluate(() => { window.sameDocument = true; });
+  // The run is going when its page opens; the progress arrives by server-sent events until the run ends,
+  // without a reload.
+  assert.equal(await page.locator('section[aria-label=Progress]').count(), 1, 'the run ended before its page opened');
+  await page.evaluate(() => {
+    window.sameDocument = true;
+    window.sseMessages = 0;
+    document.body.addEventListener('htmx:sseMessage', () => { window.sseMessages += 1; });
+  });
   await page.waitForFunction(() => /Success|Finished with Error/.test(document.querySelector('#progress')?.textContent || ''), null, { timeout: 120_000 });
   assert.equal(await page.evaluate(() => window.sameDocument), true, 'the page was reloaded');
+  assert.ok(await page.evaluate(() => window.sseMessages) > 0, 'no progress arrived by server-sent events');
   const progress = await page.locator('#progress').innerText();
   assert.match(progress, /Success/, progress);
   assert.match(await page.locator('[data-testid=read]').innerText(), new RegExp(`^${USERS}`));
@@ -234,7 +246,7 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   await page.click('a:has-text("Per-entity log")');
   await page.waitForSelector('table');
   await page.selectOption('#f-operation', 'create');
-  await Promise.all([page.waitForLoadState('load'), page.click('button:has-text("Filter")')]);
+  await submit(page, 'button:has-text("Filter")');
   const rows = await page.locator('tbody tr').count();
   assert.ok(rows > 0, 'created entities are in the log');
   await check(page, 'job-log');
@@ -253,9 +265,9 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   await page.fill('#u-name', 'scim-client');
   await page.fill('#u-password', 'scim-client-password');
   await page.check('#perm-proxy-api');
-  await Promise.all([page.waitForLoadState('load'), page.click('button:has-text("Create")')]);
+  await submit(page, 'button:has-text("Create")');
   assert.match(await page.locator('.notice').innerText(), /scim-client created/);
-  await Promise.all([page.waitForLoadState('load'), page.click('button[aria-label="Delete scim-client"]')]);
+  await submit(page, 'button[aria-label="Delete scim-client"]');
   assert.match(await page.locator('.notice').innerText(), /deleted/);
 
   // Logout ends the session.

@@ -12,7 +12,6 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody};
 use super::ops;
-use crate::provisioning::schedule::Schedule;
 use crate::store::jobs::{JobRecord, ScheduleRecord};
 use crate::store::principals::Permission;
 
@@ -141,22 +140,10 @@ pub async fn put_schedule(
     State(state): State<AppState>,
     caller: Caller,
     Path(source): Path<String>,
-    JsonBody(mut input): JsonBody<ScheduleRecord>,
+    JsonBody(input): JsonBody<ScheduleRecord>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let system = state.systems.get(&source).await?;
-    if system.spec.role != crate::store::systems::Role::Source {
-        return Err(ApiError::bad_request("only source systems have schedules"));
-    }
-    input.source_id = source;
-    let schedule = Schedule::parse(&input).map_err(ApiError::bad_request)?;
-    state.stores.jobs.set_schedule(&input).await?;
-    let next = input
-        .enabled
-        .then(|| schedule.next_after(chrono::Utc::now()))
-        .flatten()
-        .map(|t| t.to_rfc3339());
-    Ok(Json(json!({"schedule": input, "nextRun": next})))
+    let (schedule, next) = ops::set_schedule(&state, &caller, &source, input).await?;
+    Ok(Json(json!({"schedule": schedule, "nextRun": next})))
 }
 
 pub async fn get_schedule(
@@ -164,14 +151,8 @@ pub async fn get_schedule(
     caller: Caller,
     Path(source): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    ops::require_logs(&caller)?;
-    state
-        .stores
-        .jobs
-        .schedules()
+    ops::schedule(&state, &caller, &source)
         .await?
-        .into_iter()
-        .find(|s| s.source_id == source)
         .map(|s| Json(json!(s)))
         .ok_or_else(|| ApiError::not_found("this system has no schedule"))
 }
@@ -181,12 +162,8 @@ pub async fn delete_schedule(
     caller: Caller,
     Path(source): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    if state.stores.jobs.delete_schedule(&source).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("this system has no schedule"))
-    }
+    ops::delete_schedule(&state, &caller, &source).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

@@ -5,8 +5,9 @@
 
 use crate::connector::EntityKind;
 use crate::plugins::PluginError;
+use crate::provisioning::schedule::Schedule;
 use crate::provisioning::{JobOptions, JobType, Trigger};
-use crate::store::jobs::{EntityLogEntry, HeldDelete, JobRecord};
+use crate::store::jobs::{EntityLogEntry, HeldDelete, JobRecord, ScheduleRecord};
 use crate::store::principals::{Permission, Principal, PrincipalKind};
 use crate::store::realtime::EventRecord;
 use crate::store::systems::System;
@@ -392,4 +393,73 @@ pub fn require_manage(caller: &Caller) -> Result<(), ApiError> {
 pub async fn principals(state: &AppState, caller: &Caller) -> Result<Vec<Principal>, ApiError> {
     require_manage(caller)?;
     Ok(state.stores.principals.list().await?)
+}
+
+/// A source's schedule, if it has one (`read-logs` or `run-jobs`).
+pub async fn schedule(state: &AppState, caller: &Caller, source: &str) -> Result<Option<ScheduleRecord>, ApiError> {
+    require_logs(caller)?;
+    Ok(state
+        .stores
+        .jobs
+        .schedules()
+        .await?
+        .into_iter()
+        .find(|s| s.source_id == source))
+}
+
+/// The next `n` times a schedule fires after `after` (none when it is disabled or cannot be parsed).
+pub fn next_runs(record: &ScheduleRecord, after: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<String> {
+    let Ok(schedule) = Schedule::parse(record) else {
+        return Vec::new();
+    };
+    if !record.enabled {
+        return Vec::new();
+    }
+    let mut times = Vec::new();
+    let mut t = after;
+    while times.len() < n {
+        match schedule.next_after(t) {
+            Some(next) if next > t => {
+                times.push(next.to_rfc3339());
+                t = next;
+            }
+            _ => break,
+        }
+    }
+    times
+}
+
+/// Sets a source's schedule (`run-jobs`; sources only); the stored record and its next run.
+pub async fn set_schedule(
+    state: &AppState,
+    caller: &Caller,
+    source: &str,
+    mut record: ScheduleRecord,
+) -> Result<(ScheduleRecord, Option<String>), ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let system = state.systems.get(source).await?;
+    if system.spec.role != crate::store::systems::Role::Source {
+        return Err(ApiError::bad_request("only source systems have schedules"));
+    }
+    record.source_id = source.to_string();
+    let schedule = Schedule::parse(&record).map_err(ApiError::bad_request)?;
+    state.stores.jobs.set_schedule(&record).await?;
+    let next = record
+        .enabled
+        .then(|| schedule.next_after(chrono::Utc::now()))
+        .flatten()
+        .map(|t| t.to_rfc3339());
+    tracing::info!(source = %source, by = %caller.0.name, "schedule set");
+    Ok((record, next))
+}
+
+/// Removes a source's schedule (`run-jobs`); 404 when it has none.
+pub async fn delete_schedule(state: &AppState, caller: &Caller, source: &str) -> Result<(), ApiError> {
+    caller.require(Permission::RunJobs)?;
+    if state.stores.jobs.delete_schedule(source).await? {
+        tracing::info!(source = %source, by = %caller.0.name, "schedule removed");
+        Ok(())
+    } else {
+        Err(ApiError::not_found("this system has no schedule"))
+    }
 }

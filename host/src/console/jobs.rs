@@ -19,7 +19,7 @@ use super::{ConsoleResult, Frame, Session, outcome, page_with_notice, render, ta
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::ops;
-use crate::store::jobs::{EntityLogEntry, JobRecord, JobStatus};
+use crate::store::jobs::{EntityLogEntry, JobRecord, JobStatus, ScheduleRecord};
 use crate::store::principals::Permission;
 use crate::store::systems::Role;
 
@@ -266,6 +266,24 @@ struct JobsPage {
     sources: Vec<SourceOption>,
     source_filter: String,
     can_list_sources: bool,
+    /// The filtered source's schedule: how it fires, and its next times.
+    schedule: Option<ScheduleView>,
+}
+
+/// A source's schedule as the jobs page shows it.
+pub struct ScheduleView {
+    /// `read` or `resync`.
+    pub job_type: String,
+    /// Seconds between runs, when it fires by interval.
+    pub every_seconds: String,
+    /// The cron expression, when it fires by one.
+    pub cron: String,
+    /// Whether the scheduler runs it.
+    pub enabled: bool,
+    /// Whether one is stored.
+    pub stored: bool,
+    /// The next fire times (UTC).
+    pub next: Vec<String>,
 }
 
 /// The runs list's filter.
@@ -301,12 +319,40 @@ pub async fn list(
 ) -> ConsoleResult {
     let source = q.source.filter(|s| !s.is_empty());
     let runs = ops::jobs(&state, &session.caller(), source.as_deref(), 100).await?;
+    let schedule = match &source {
+        Some(source) => {
+            let record = ops::schedule(&state, &session.caller(), source).await?;
+            Some(match record {
+                Some(r) => ScheduleView {
+                    next: ops::next_runs(&r, chrono::Utc::now(), 3)
+                        .iter()
+                        .map(|t| when(t))
+                        .collect(),
+                    job_type: r.job_type,
+                    every_seconds: r.every_seconds.map(|s| s.to_string()).unwrap_or_default(),
+                    cron: r.cron.unwrap_or_default(),
+                    enabled: r.enabled,
+                    stored: true,
+                },
+                None => ScheduleView {
+                    job_type: "read".into(),
+                    every_seconds: String::new(),
+                    cron: String::new(),
+                    enabled: true,
+                    stored: false,
+                    next: Vec::new(),
+                },
+            })
+        }
+        None => None,
+    };
     let page = JobsPage {
         frame: Frame::new(&session, "jobs", take_notice(&headers)),
         runs: runs.iter().map(RunView::of).collect(),
         sources: sources(&state, &session).await?,
         source_filter: source.unwrap_or_default(),
         can_list_sources: session.principal.may(Permission::ManageSystems),
+        schedule,
     };
     Ok(page_with_notice(&headers, &session, render(&page)))
 }
@@ -413,6 +459,71 @@ pub async fn events(State(state): State<AppState>, session: Session, Path(id): P
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// The schedule form.
+#[derive(Deserialize)]
+pub struct ScheduleForm {
+    /// The source's id.
+    source: String,
+    /// `read` or `resync`.
+    #[serde(rename = "type", default)]
+    kind: String,
+    /// Seconds between runs (or empty).
+    #[serde(default)]
+    every_seconds: String,
+    /// A cron expression (or empty).
+    #[serde(default)]
+    cron: String,
+    /// Present when checked.
+    #[serde(default)]
+    enabled: Option<String>,
+}
+
+/// `POST /console/jobs/schedule`: sets a source's schedule (interval or cron).
+pub async fn set_schedule(State(state): State<AppState>, session: Session, Form(form): Form<ScheduleForm>) -> Response {
+    let to = format!(
+        "/console/jobs?source={}",
+        percent_encoding::utf8_percent_encode(&form.source, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let every = form.every_seconds.trim();
+    let every_seconds = if every.is_empty() {
+        None
+    } else {
+        match every.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return super::redirect_with(&session, &to, false, "The interval must be a whole number of seconds.");
+            }
+        }
+    };
+    let record = ScheduleRecord {
+        source_id: form.source.clone(),
+        job_type: if form.kind.is_empty() { "read".into() } else { form.kind },
+        every_seconds,
+        cron: Some(form.cron.trim().to_string()).filter(|c| !c.is_empty()),
+        enabled: form.enabled.is_some(),
+    };
+    let result = ops::set_schedule(&state, &session.caller(), &form.source, record).await;
+    outcome(&session, &to, result, |(_, next)| match next {
+        Some(next) => format!("Schedule saved; next run {}.", when(&next)),
+        None => "Schedule saved; it is off.".into(),
+    })
+}
+
+/// `POST /console/jobs/schedule/delete` (`source` in the form).
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let source = form.get("source").cloned().unwrap_or_default();
+    let to = format!(
+        "/console/jobs?source={}",
+        percent_encoding::utf8_percent_encode(&source, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let result = ops::delete_schedule(&state, &session.caller(), &source).await;
+    outcome(&session, &to, result, |()| "Schedule removed.".into())
 }
 
 /// The CSRF token a run's stop button carries, when the caller may stop runs.

@@ -8,6 +8,7 @@
 //!   plugins.
 //! - [`jobs`]: start, watch (server-sent events), stop, statistics, the per-entity log and its download.
 //! - [`held`]: deletes a threshold held back, approve or reject.
+//! - [`ondemand`]: one source entity through every step, simulated or for real.
 //! - [`systems`]: systems by role, add and edit with the connector's properties, Test Connection, delete.
 //! - [`users`]: technical users.
 //! - [`realtime`]: the real-time log, an event's results, retry.
@@ -18,6 +19,7 @@
 
 pub mod held;
 pub mod jobs;
+pub mod ondemand;
 pub mod overview;
 pub mod plugins;
 pub mod realtime;
@@ -67,6 +69,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/overview/events", get(overview::events))
         .route("/console/logout", post(logout))
         .route("/console/jobs", get(jobs::list).post(jobs::start))
+        .route("/console/jobs/schedule", post(jobs::set_schedule))
+        .route("/console/jobs/schedule/delete", post(jobs::delete_schedule))
         .route("/console/jobs/{id}", get(jobs::page))
         .route("/console/jobs/{id}/events", get(jobs::events))
         .route("/console/jobs/{id}/stop", post(jobs::stop))
@@ -84,6 +88,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/console/systems/{id}/delete",
             get(systems::confirm_delete).post(systems::delete),
+        )
+        .route(
+            "/console/systems/{id}/provision-one",
+            get(ondemand::form).post(ondemand::run),
         )
         .route("/console/users", get(users::list).post(users::create))
         .route("/console/users/{id}/delete", post(users::delete))
@@ -119,7 +127,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
     );
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -353,8 +361,18 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn login_form(secure: bool, next: String, name: String, error: Option<String>, status: StatusCode) -> Response {
-    let csrf = session::random(24);
+fn login_form(
+    headers: &HeaderMap,
+    secure: bool,
+    next: String,
+    name: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    // One token per browser while its login cookie lasts: several login pages (tabs, reloads) stay valid.
+    let csrf = session::cookie(headers, session::LOGIN_COOKIE)
+        .filter(|c| c.len() >= 32 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or_else(|| session::random(24));
     let mut response = render_with(
         status,
         &LoginPage {
@@ -373,6 +391,7 @@ fn login_form(secure: bool, next: String, name: String, error: Option<String>, s
 
 async fn login_page(Query(q): Query<LoginQuery>, request: Request) -> Response {
     login_form(
+        request.headers(),
         session::secure(&request),
         safe_next(q.next.as_deref()),
         String::new(),
@@ -403,6 +422,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         Ok(f) => f,
         Err(_) => {
             return login_form(
+                &parts.headers,
                 secure,
                 "/console".into(),
                 String::new(),
@@ -416,6 +436,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     let expected = session::cookie(&parts.headers, session::LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !session::same(&form.csrf, &expected) {
         return login_form(
+            &parts.headers,
             secure,
             next,
             form.name,
@@ -431,6 +452,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         }
         Err(_) => {
             return login_form(
+                &parts.headers,
                 secure,
                 next,
                 form.name,
@@ -444,6 +466,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         Ok(p) => p,
         Err(crate::api::auth::AuthFailure::Unavailable) => {
             return login_form(
+                &parts.headers,
                 secure,
                 next,
                 form.name,
@@ -454,6 +477,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         Err(_) => {
             tracing::info!(user = %form.name, "console login refused");
             return login_form(
+                &parts.headers,
                 secure,
                 next,
                 form.name,
@@ -473,7 +497,14 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
             );
             response
         }
-        Err(message) => login_form(secure, next, form.name, Some(message), StatusCode::SERVICE_UNAVAILABLE),
+        Err(message) => login_form(
+            &parts.headers,
+            secure,
+            next,
+            form.name,
+            Some(message),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
     }
 }
 

@@ -181,7 +181,8 @@ fn cross_site(headers: &HeaderMap) -> bool {
         headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
         headers.get(header::HOST).and_then(|v| v.to_str().ok()),
     ) {
-        (Some("null"), _) => true,
+        // `null` (a page with a no-referrer policy, a sandboxed frame) says nothing; Sec-Fetch-Site decides.
+        (Some("null"), _) => false,
         (Some(origin), Some(host)) => {
             let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
             !origin_host.eq_ignore_ascii_case(host)

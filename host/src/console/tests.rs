@@ -454,6 +454,8 @@ async fn a_hostile_system_name_is_escaped_everywhere() {
         "/console/systems".to_string(),
         format!("/console/systems/{id}"),
         format!("/console/systems/{id}/delete"),
+        format!("/console/systems/{id}/edit"),
+        format!("/console/systems?q={}", "%3Cscript"),
     ] {
         let answer = send(&state, get(&page, Some(&cookie))).await;
         assert_eq!(answer.status, StatusCode::OK, "{page}: {}", answer.body);
@@ -574,4 +576,114 @@ fn vendored_assets_match_their_recorded_digests() {
             .expect("the file is in the README");
         assert!(line.contains(&digest), "{file}: {digest} is not the recorded digest");
     }
+}
+
+#[tokio::test]
+async fn a_hostile_real_time_event_is_escaped_and_retry_needs_run_jobs() {
+    let state = state().await;
+    let source = hostile_system(&state).await;
+    let event = state
+        .stores
+        .events
+        .append(crate::store::realtime::NewEvent {
+            source_id: source,
+            kind: "user".into(),
+            entity_id: HOSTILE.into(),
+            operation: "create".into(),
+            body: Some(serde_json::json!({"userName": HOSTILE})),
+            received_by: HOSTILE.into(),
+        })
+        .await
+        .expect("event");
+    let cookie = login(&state, READER).await;
+    for page in [
+        "/console/realtime".to_string(),
+        format!("/console/realtime/{}", event.seq),
+        format!("/console/realtime?entity={}", "%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+    ] {
+        let answer = send(&state, get(&page, Some(&cookie))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{page}: {}", answer.body);
+        assert!(answer.body.contains("&#60;script&#62;"), "{page}: {}", answer.body);
+        assert!(!answer.body.contains(HOSTILE), "{page} has the raw text");
+    }
+    let csrf = token(&state, &cookie).await;
+    let retry = send(
+        &state,
+        post_form(
+            &format!("/console/realtime/{}/retry", event.seq),
+            Some(&cookie),
+            &[("_csrf", &csrf)],
+        ),
+    )
+    .await;
+    assert_eq!(retry.status, StatusCode::SEE_OTHER);
+    let flash = retry.cookie("provisio_flash").expect("a notice");
+    let next = send(
+        &state,
+        get(
+            &format!("/console/realtime/{}", event.seq),
+            Some(&format!("{cookie}; provisio_flash={flash}")),
+        ),
+    )
+    .await;
+    assert!(next.body.contains("lacks the permission run-jobs"), "{}", next.body);
+    assert!(next.body.contains("Retrying needs the permission run-jobs") || !next.body.contains("Retry</button>"));
+}
+
+#[tokio::test]
+async fn schedules_and_provision_on_demand_keep_the_api_rules() {
+    let state = state().await;
+    let source = hostile_system(&state).await;
+    let admin = login(&state, ADMIN).await;
+    let csrf = token(&state, &admin).await;
+    let saved = send(
+        &state,
+        post_form(
+            "/console/jobs/schedule",
+            Some(&admin),
+            &[
+                ("_csrf", &csrf),
+                ("source", &source),
+                ("type", "read"),
+                ("every_seconds", "3600"),
+                ("enabled", "1"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let stored = state.stores.jobs.schedules().await.expect("schedules");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].every_seconds, Some(3600));
+    let page = send(&state, get(&format!("/console/jobs?source={source}"), Some(&admin))).await;
+    assert!(page.body.contains("every 3600 s"), "{}", page.body);
+    assert!(page.body.contains("Next: "), "the next fire times: {}", page.body);
+    // Refused as by the API: both fields, or neither.
+    let bad = send(
+        &state,
+        post_form(
+            "/console/jobs/schedule",
+            Some(&admin),
+            &[
+                ("_csrf", &csrf),
+                ("source", &source),
+                ("every_seconds", "60"),
+                ("cron", "* * * * *"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        state.stores.jobs.schedules().await.expect("schedules")[0].every_seconds,
+        Some(3600)
+    );
+    let reader = login(&state, READER).await;
+    let form = send(
+        &state,
+        get(&format!("/console/systems/{source}/provision-one"), Some(&reader)),
+    )
+    .await;
+    assert_eq!(form.status, StatusCode::FORBIDDEN);
+    assert!(form.body.contains("lacks the permission run-jobs"));
 }
