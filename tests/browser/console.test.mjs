@@ -53,6 +53,11 @@ function freePort() {
   });
 }
 
+// Whatever ends this process, the service and the simulators go with it.
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
 function start(bin, args, env = {}) {
   assert.ok(existsSync(bin), `${bin} is missing: build it first (cargo build --workspace)`);
   const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -181,6 +186,7 @@ async function addSystem(page, { name, role, url, sources = [] }) {
   await property(page, 'Authentication', 'BasicAuthentication');
   await property(page, 'User', SIM.id);
   await property(page, 'Password', SIM.secret);
+  await property(page, 'provisio.rate.limit', '1000');
   for (const s of sources) await page.getByLabel(s, { exact: true }).check();
   await check(page, `system-form-${role}`);
   await Promise.all([page.waitForURL(/\/console\/systems\/[^/]+$/), page.click('button:has-text("Create")')]);

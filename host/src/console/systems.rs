@@ -140,6 +140,8 @@ struct SystemPage {
     sources: Vec<(String, String)>,
     feeds: Vec<(String, String)>,
     transformation: String,
+    created: String,
+    changed: String,
 }
 
 /// `GET /console/systems/{id}`.
@@ -166,6 +168,8 @@ pub async fn page(
             .map(|(i, n)| (i.clone(), n))
             .collect(),
         feeds: fed_by(&all, &system.id),
+        created: when(&system.created_at),
+        changed: when(&system.updated_at),
         transformation: view
             .transformation
             .as_ref()
