@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
@@ -179,14 +179,14 @@ async function property(page, name, value) {
   }
 }
 
-async function addSystem(page, { name, role, url, sources = [] }) {
+async function addSystem(page, { name, role, url, sources = [], extra = {} }) {
   await page.goto(`${base}/console/systems/new?role=${role}&connector=ias`);
   await page.fill('#s-name', name);
   await property(page, 'URL', url);
   await property(page, 'Authentication', 'BasicAuthentication');
   await property(page, 'User', SIM.id);
   await property(page, 'Password', SIM.secret);
-  await property(page, 'provisio.rate.limit', '1000');
+  for (const [k, v] of Object.entries({ 'provisio.rate.limit': '1000', ...extra })) await property(page, k, v);
   for (const s of sources) await page.getByLabel(s, { exact: true }).check();
   await check(page, `system-form-${role}`);
   await Promise.all([page.waitForURL(/\/console\/systems\/[^/]+$/), page.click('button:has-text("Create")')]);
@@ -220,7 +220,12 @@ test('a keyboard-only login reaches the overview', async () => {
 test('an admin adds systems, runs a Read with live progress to the end, and reads its log', async () => {
   const page = await newPage();
   await login(page, ADMIN);
-  const sourceId = await addSystem(page, { name: 'IAS source', role: 'source', url: source });
+  // The source is read in pages of 100 at 2 requests a second: the Read lasts several seconds, whatever the
+  // machine, so its page opens while it goes.
+  const sourceId = await addSystem(page, {
+    name: 'IAS source', role: 'source', url: source,
+    extra: { 'provisio.rate.limit': '2', 'provisio.read.page.size': '100' },
+  });
   await addSystem(page, { name: 'IAS target', role: 'target', url: target, sources: ['IAS source'] });
 
   await page.goto(`${base}/console/systems`);
@@ -260,6 +265,33 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   assert.equal(csv.status(), 200);
   assert.ok((await csv.text()).split('\r\n').length > 2);
 
+  // 400 of the 1,500 users leave the source: more than the default threshold (20 %), so the next Read holds
+  // the deletes for a decision.
+  const auth = { authorization: `Basic ${Buffer.from(`${SIM.id}:${SIM.secret}`).toString('base64')}` };
+  let gone = 0;
+  while (gone < 400) {
+    const list = await (await fetch(`${source}/scim/Users?startIndex=1&count=100`, { headers: auth })).json();
+    assert.ok(list.Resources?.length, JSON.stringify(list).slice(0, 300));
+    for (const user of list.Resources) {
+      const r = await fetch(`${source}/scim/Users/${user.id}`, { method: 'DELETE', headers: auth });
+      assert.ok(r.status < 300, `delete in the simulator: ${r.status}`);
+      gone += 1;
+    }
+  }
+  await page.goto(`${base}/console/jobs?source=${sourceId}`);
+  await Promise.all([page.waitForURL(/\/console\/jobs\/[^/?]+$/), page.click('button:has-text("Start")')]);
+  await page.waitForFunction(() => /Success|Finished with Error/.test(document.querySelector('#progress')?.textContent || ''), null, { timeout: 120_000 });
+  assert.match(await page.locator('#progress').innerText(), /Held deletes\s+400/);
+  await page.click('#progress a:has-text("400")');
+  await page.waitForURL(/\/held$/);
+  assert.equal(await page.locator('tbody tr').count(), 400);
+  await check(page, 'held-run');
+  await submit(page, 'button:has-text("Approve")');
+  assert.match(await page.locator('.notice').innerText(), /Approved/);
+  assert.equal(await page.locator('td:has-text("approved")').count(), 400);
+  const left = await (await fetch(`${target}/scim/Users?startIndex=1&count=1`, { headers: auth })).json();
+  assert.equal(left.totalResults, USERS - 400, 'the approved deletes reached the target');
+
   for (const [url, name] of [['/console', 'overview'], ['/console/held', 'held'], ['/console/realtime', 'realtime'],
     ['/console/plugins', 'plugins'], ['/console/users', 'users']]) {
     await page.goto(`${base}${url}`);
@@ -280,6 +312,41 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   await Promise.all([page.waitForURL(/\/console\/login/), page.click('button:has-text("Log out")')]);
   await page.goto(`${base}/console`);
   assert.match(page.url(), /\/console\/login/);
+  await page.context().close();
+});
+
+test('an admin uploads plugin versions, rolls back, removes one, and sees a refusal explained', async () => {
+  const page = await newPage();
+  await login(page, ADMIN);
+  const dir = path.join(targetDir, 'wasm', 'wasm32-wasip2', 'wasm');
+  const hostile = readFileSync(path.join(dir, 'provisio_plugin_hostile.wasm'));
+  // A second version of the same component: its version text occurs once, so a same-length replacement
+  // makes another valid component (as tests/e2e/support.rs does).
+  const at = hostile.indexOf('1.0.0');
+  assert.ok(at >= 0 && hostile.indexOf('1.0.0', at + 1) < 0, 'the version occurs once');
+  const next = Buffer.from(hostile);
+  next.write('1.0.1', at, 'latin1');
+  const files = path.join(screens, 'upload');
+  mkdirSync(files, { recursive: true });
+  writeFileSync(path.join(files, 'hostile-1.0.0.wasm'), hostile);
+  writeFileSync(path.join(files, 'hostile-1.0.1.wasm'), next);
+  for (const version of ['1.0.0', '1.0.1']) {
+    await page.goto(`${base}/console/plugins`);
+    await page.setInputFiles('#component', path.join(files, `hostile-${version}.wasm`));
+    await submit(page, 'button:has-text("Upload")');
+    assert.match(await page.locator('.notice').innerText(), new RegExp(`Loaded hostile@${version.replaceAll('.', '\\.')}`));
+  }
+  await check(page, 'plugins-uploaded');
+  await submit(page, 'button[aria-label="Roll back hostile to the version below 1.0.1"]');
+  assert.match(await page.locator('.notice').innerText(), /run 1\.0\.0 instead of 1\.0\.1/);
+  await submit(page, 'button[aria-label="Remove hostile 1.0.1"]');
+  assert.match(await page.locator('.notice').innerText(), /Removed hostile@1\.0\.1/);
+  // A component the host refuses: the reason is shown.
+  await page.setInputFiles('#component', path.join(dir, 'provisio_plugin_bloated.wasm'));
+  await submit(page, 'button:has-text("Upload")');
+  const refusal = await page.locator('.notice.bad').innerText();
+  assert.ok(refusal.length > 10, refusal);
+  await check(page, 'plugins-refused');
   await page.context().close();
 });
 
