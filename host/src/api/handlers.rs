@@ -262,7 +262,6 @@ pub async fn test_transformation(
     caller: Caller,
     JsonBody(input): JsonBody<TransformationTest>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::ManageSystems)?;
     let run = crate::transform_test::TransformTest {
         transformation: input.transformation,
         entity: input.entity,
@@ -271,6 +270,6 @@ pub async fn test_transformation(
         operation: input.operation,
         trace: input.trace,
     };
-    let outcome = run.run().map_err(ApiError::bad_request)?;
+    let outcome = ops::test_transformation(&caller, &run)?;
     Ok(Json(outcome).into_response())
 }

@@ -463,3 +463,12 @@ pub async fn delete_schedule(state: &AppState, caller: &Caller, source: &str) ->
         Err(ApiError::not_found("this system has no schedule"))
     }
 }
+
+/// Runs a transformation on a sample entity (`manage-systems`); an invalid document or operation is a 400.
+pub fn test_transformation(
+    caller: &Caller,
+    run: &crate::transform_test::TransformTest,
+) -> Result<provisio_transform::Outcome, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    run.run().map_err(ApiError::bad_request)
+}

@@ -10,6 +10,7 @@
 //! - [`held`]: deletes a threshold held back, approve or reject.
 //! - [`ondemand`]: one source entity through every step, simulated or for real.
 //! - [`systems`]: systems by role, add and edit with the connector's properties, Test Connection, delete.
+//! - [`transform`]: a system's transformation — JSON editor, reset, and a playground with the trace.
 //! - [`users`]: technical users.
 //! - [`realtime`]: the real-time log, an event's results, retry.
 //! - [`plugins`]: plugin versions, upload, activate, roll back, remove.
@@ -27,6 +28,7 @@ pub mod session;
 pub mod systems;
 #[cfg(test)]
 mod tests;
+pub mod transform;
 pub mod users;
 
 use std::time::Duration;
@@ -85,6 +87,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/systems/{id}", get(systems::page).post(systems::update))
         .route("/console/systems/{id}/edit", get(systems::edit_form))
         .route("/console/systems/{id}/test", post(systems::test))
+        .route(
+            "/console/systems/{id}/transformation",
+            get(transform::page).post(transform::save),
+        )
+        .route("/console/systems/{id}/transformation/reset", post(transform::reset))
+        .route("/console/systems/{id}/transformation/try", post(transform::try_it))
         .route(
             "/console/systems/{id}/delete",
             get(systems::confirm_delete).post(systems::delete),
