@@ -228,6 +228,20 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   });
   await addSystem(page, { name: 'IAS target', role: 'target', url: target, sources: ['IAS source'] });
 
+  // The source's transformation: a broken edit is refused with the reason, the playground traces a try.
+  await page.goto(`${base}/console/systems/${sourceId}/transformation`);
+  const original = await page.inputValue('#t-doc');
+  assert.ok(original.includes('mappings'), 'the connector default is in the editor');
+  await page.fill('#t-doc', original.replace('"mappings"', '"mapings"'));
+  await submit(page, 'button:has-text("Validate and save")');
+  assert.match(await page.locator('#transform-error').innerText(), /invalid|unknown|mapings/i);
+  await check(page, 'transformation-invalid');
+  await page.fill('#t-doc', original);
+  await submit(page, 'button:has-text("Try it on the entity below")');
+  assert.ok(await page.locator('h2:has-text("Result")').count(), 'the playground ran');
+  assert.ok(await page.locator('tbody tr').count() > 0, 'the trace has steps');
+  await check(page, 'transformation-playground');
+
   await page.goto(`${base}/console/systems`);
   assert.ok(await page.locator('td:has-text("IAS target")').count());
   await check(page, 'systems');

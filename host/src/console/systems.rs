@@ -118,7 +118,7 @@ pub async fn list(
             updated_at: when(&s.updated_at),
         })
         .collect();
-    rows.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    rows.sort_by_key(|a| a.name.to_lowercase());
     let page = ListPage {
         frame: Frame::new(&session, "systems", take_notice(&headers)),
         total: all.len(),

@@ -693,7 +693,11 @@ async fn the_playground_traces_a_transformation_and_the_editor_refuses_an_invali
     let state = state().await;
     let id = hostile_system(&state).await;
     let admin = login(&state, ADMIN).await;
-    let page = send(&state, get(&format!("/console/systems/{id}/transformation"), Some(&admin))).await;
+    let page = send(
+        &state,
+        get(&format!("/console/systems/{id}/transformation"), Some(&admin)),
+    )
+    .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let csrf = csrf_of(&page.body);
     let doc = r#"{"user": {"mappings": [{"sourcePath": "$.userName", "targetPath": "$.login"}]}}"#;
@@ -703,13 +707,23 @@ async fn the_playground_traces_a_transformation_and_the_editor_refuses_an_invali
         post_form(
             &format!("/console/systems/{id}/transformation/try"),
             Some(&admin),
-            &[("_csrf", &csrf), ("transformation", doc), ("entity", &entity), ("entity_type", "user"), ("operation", "create")],
+            &[
+                ("_csrf", &csrf),
+                ("transformation", doc),
+                ("entity", &entity),
+                ("entity_type", "user"),
+                ("operation", "create"),
+            ],
         ),
     )
     .await;
     assert_eq!(tried.status, StatusCode::OK, "{}", tried.body);
     assert!(tried.body.contains("Transformed."), "{}", tried.body);
-    assert!(tried.body.contains("$.login"), "the trace names the mapping: {}", tried.body);
+    assert!(
+        tried.body.contains("$.login"),
+        "the trace names the mapping: {}",
+        tried.body
+    );
     assert!(!tried.body.contains(HOSTILE), "the entity's value is escaped");
     let broken = send(
         &state,
@@ -724,6 +738,10 @@ async fn the_playground_traces_a_transformation_and_the_editor_refuses_an_invali
     assert!(broken.body.contains("is not JSON"), "{}", broken.body);
     // The reader may not.
     let reader = login(&state, READER).await;
-    let refused = send(&state, get(&format!("/console/systems/{id}/transformation"), Some(&reader))).await;
+    let refused = send(
+        &state,
+        get(&format!("/console/systems/{id}/transformation"), Some(&reader)),
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }

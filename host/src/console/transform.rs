@@ -119,7 +119,11 @@ fn same_with(system: &System, transformation: Option<Value>) -> SystemInput {
         connector: view.connector,
         version: view.version,
         role: view.role,
-        properties: view.properties.into_iter().map(|(k, v)| (k, Value::String(v))).collect(),
+        properties: view
+            .properties
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
         sources: view.sources,
         transformation,
         declassify: Vec::new(),
@@ -132,7 +136,13 @@ fn fields(body: &[u8]) -> BTreeMap<String, String> {
 
 /// A JSON text, or where it is not JSON.
 fn json(label: &str, text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("The {label} is not JSON: {e} (line {}, column {}).", e.line(), e.column()))
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            "The {label} is not JSON: {e} (line {}, column {}).",
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// `POST /console/systems/{id}/transformation`: saves the editor's document (validated as by the API).
@@ -176,7 +186,9 @@ pub async fn reset(State(state): State<AppState>, session: Session, Path(id): Pa
         Ok(system) => ops::replace_system(&state, &caller, &id, same_with(&system, None)).await,
         Err(e) => Err(e),
     };
-    super::outcome(&session, &to, result, |_| "The connector's default transformation applies again.".into())
+    super::outcome(&session, &to, result, |_| {
+        "The connector's default transformation applies again.".into()
+    })
 }
 
 /// `POST /console/systems/{id}/transformation/try`: runs the editor's document on the pasted entity.
@@ -235,7 +247,9 @@ pub async fn try_it(State(state): State<AppState>, session: Session, Path(id): P
                 } => (
                     format!(
                         "Failed{}{}: {reason}",
-                        mapping_index.map(|i| format!(" at mapping {}", i + 1)).unwrap_or_default(),
+                        mapping_index
+                            .map(|i| format!(" at mapping {}", i + 1))
+                            .unwrap_or_default(),
                         path.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
                     ),
                     "bad",
@@ -254,7 +268,11 @@ pub async fn try_it(State(state): State<AppState>, session: Session, Path(id): P
                     TraceRow {
                         mapping: t.mapping.map(|m| (m + 1).to_string()).unwrap_or_default(),
                         action: text("action"),
-                        target: t.target_path.clone().or_else(|| t.target_variable.clone()).unwrap_or_default(),
+                        target: t
+                            .target_path
+                            .clone()
+                            .or_else(|| t.target_variable.clone())
+                            .unwrap_or_default(),
                         value: t.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
                         detail: t.detail.clone().unwrap_or_default(),
                     }
