@@ -79,5 +79,5 @@ step "The SAP transformation language: the XSUAA proxy write transformation (SAP
 $BIN/provisio transform test --transformation host/transform/tests/fixtures/xsuaa-proxy-write.json \
   --entity host/transform/tests/fixtures/scim-user.json --property xsuaa.origin=sap.custom --operation create
 
-step "Provisio is running at $PROVISIO_URL (admin / demo-password-1). Ctrl-C stops it."
+step "Provisio is running. Web console: $PROVISIO_URL/console — log in as admin / demo-password-1. Ctrl-C stops it."
 wait

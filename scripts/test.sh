@@ -2,7 +2,8 @@
 # Runs every test of the workspace on a fresh machine with the stock Rust toolchain: installs the
 # wasm32-wasip2 target (the connector components are built from build scripts) and a Python venv with
 # the third-party SCIM programs the end-to-end tests run against, then checks formatting and lints (clippy,
-# warnings are errors), builds every member, and runs `cargo test --workspace` (unit tests, the transformation golden tests,
+# warnings are errors), builds every member, runs the console's browser tests (installing chromium and Node
+# when missing), and runs `cargo test --workspace` (unit tests, the transformation golden tests,
 # simulators, and the end-to-end tests through the real wasm runtime). The PostgreSQL store's tests and the
 # end-to-end tests on PostgreSQL need a server: `scripts/postgres.sh` finds one (PROVISIO_TEST_DATABASE_URL,
 # else the local server's `test` database) or installs and starts one.
@@ -22,4 +23,14 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Builds every member as `cargo build --release` does (the test plugins' native cdylibs must link too).
 cargo build --workspace
+
+# The web console's browser tests (tests/browser): headless Debian chromium driven by playwright-core, against
+# the `provisio` and `provisio-sim` binaries just built. Installs chromium and Node when missing.
+if [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm
+fi
+(cd tests/browser && npm ci --no-audit --no-fund && npm test)
 cargo test --workspace

@@ -2,7 +2,8 @@
 //!
 //! Three crates, dependencies pointing one way:
 //!
-//! - `provisio` (this crate, the HTTP layer and the composition root): the admin API ([`api`]), the SCIM
+//! - `provisio` (this crate, the HTTP layer and the composition root): the admin API ([`api`]), the web
+//!   console ([`console`]), the SCIM
 //!   proxy's and the real-time API's HTTP surfaces ([`proxy`]), server start-up and the state bundle
 //!   ([`server`]), TLS ([`tls`]), and the bundled connectors ([`bundled`]); the CLI is the binary's (`src/main.rs`, `src/cli/`). It depends on
 //!   neither `wasmtime` nor the SQL driver.
@@ -25,6 +26,7 @@ pub use provisio_engine::{
 
 pub mod api;
 pub mod bundled;
+pub mod console;
 pub mod proxy;
 pub mod server;
 pub mod state;

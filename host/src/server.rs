@@ -343,6 +343,7 @@ async fn serve_tls_with_config(
             let cert = crate::tls::peer_certificate(stream.get_ref().1);
             let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 // Set by this code only: a client cannot smuggle it in, extensions do not come off the wire.
+                request.extensions_mut().insert(crate::tls::ServedOverTls);
                 if let Some(cert) = &cert {
                     request.extensions_mut().insert(cert.clone());
                 }

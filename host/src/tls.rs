@@ -96,6 +96,11 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(config))
 }
 
+/// Marks a request that came over the service's own TLS (an extension set by the connection code, never
+/// from the wire): the console then marks its cookies `Secure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServedOverTls;
+
 /// A client certificate the TLS layer verified, put into each request's extensions by the connection
 /// code. Authentication reads it when a request has no `Authorization` header.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody};
-use crate::plugins::PluginError;
-use crate::store::principals::{Permission, PrincipalKind};
+use super::ops::{self, plugin_error};
+use crate::store::principals::Permission;
 use crate::systems::{SystemInput, SystemView};
 
 pub async fn healthz() -> &'static str {
@@ -52,29 +52,8 @@ pub async fn create_technical_user(
     caller: Caller,
     JsonBody(input): JsonBody<TechnicalUserInput>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    if input.name.trim().is_empty() || input.name.contains(':') {
-        return Err(ApiError::bad_request("name must be non-empty and contain no ':'"));
-    }
-    if input.password.len() < 8 {
-        return Err(ApiError::bad_request("password must be at least 8 characters"));
-    }
-    // Nobody grants what they do not hold themselves.
-    if let Some(p) = input.permissions.iter().find(|p| !caller.0.may(**p)) {
-        return Err(ApiError::forbidden(format!(
-            "you cannot grant {p:?}, which you do not have"
-        )));
-    }
-    let principal = state
-        .stores
-        .principals
-        .create(
-            input.name.trim(),
-            &input.password,
-            PrincipalKind::Technical,
-            &input.permissions,
-        )
-        .await?;
+    let principal =
+        ops::create_technical_user(&state, &caller, &input.name, &input.password, &input.permissions).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": principal.id, "name": principal.name, "permissions": principal.permissions })),
@@ -83,8 +62,7 @@ pub async fn create_technical_user(
 }
 
 pub async fn list_technical_users(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    Ok(Json(json!(state.stores.principals.list().await?)))
+    Ok(Json(json!(ops::principals(&state, &caller).await?)))
 }
 
 pub async fn delete_technical_user(
@@ -92,26 +70,7 @@ pub async fn delete_technical_user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    if id == caller.0.id {
-        return Err(ApiError::bad_request("you cannot delete yourself"));
-    }
-    let principals = state.stores.principals.list().await?;
-    let target = principals
-        .iter()
-        .find(|p| p.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
-    // Admins are managed by admins only, and the last one stays.
-    if target.kind == PrincipalKind::Admin {
-        if caller.0.kind != PrincipalKind::Admin {
-            return Err(ApiError::forbidden("only an admin can delete an admin"));
-        }
-        if principals.iter().filter(|p| p.kind == PrincipalKind::Admin).count() <= 1 {
-            return Err(ApiError::bad_request("the last admin cannot be deleted"));
-        }
-    }
-    state.stores.principals.delete(&id).await?;
-    state.stores.tokens.forget(&id);
+    ops::delete_technical_user(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -149,12 +108,7 @@ fn version_json(info: &crate::plugins::VersionInfo) -> Value {
 /// statistics, for those who manage systems or plugins. Others (a proxy-only technical user) get 403: a
 /// plugin's internals are no business of theirs, and the answer is only as small as the describe() limits.
 pub async fn list_connectors(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    if !(caller.0.may(Permission::ManagePlugins) || caller.0.may(Permission::ManageSystems)) {
-        return Err(ApiError::forbidden(format!(
-            "{} lacks the permission manage-plugins or manage-systems",
-            caller.0.name
-        )));
-    }
+    ops::require_connectors(&caller)?;
     let overview = state.plugins.overview(&state.stores).await.map_err(plugin_error)?;
     Ok(Json(Value::Array(overview.iter().map(version_json).collect())))
 }
@@ -162,32 +116,12 @@ pub async fn list_connectors(State(state): State<AppState>, caller: Caller) -> R
 /// `GET /api/v1/plugins`: every loaded version, with whether it is bundled or active, the systems on it, and
 /// its call statistics.
 pub async fn list_plugins(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ManagePlugins)?;
-    let overview = state.plugins.overview(&state.stores).await.map_err(plugin_error)?;
+    let overview = ops::plugins(&state, &caller).await?;
     Ok(Json(Value::Array(overview.iter().map(version_json).collect())))
 }
 
-fn plugin_error(e: PluginError) -> ApiError {
-    match e {
-        PluginError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        PluginError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-        e @ PluginError::InUse { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        PluginError::NotFound(m) => ApiError::not_found(m),
-        PluginError::Invalid(m) => ApiError::bad_request(m),
-        PluginError::Storage(m) => ApiError::internal(m),
-    }
-}
-
 pub async fn upload_plugin(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
-    caller.require(Permission::ManagePlugins)?;
-    if body.is_empty() {
-        return Err(ApiError::bad_request("send the component (.wasm) as the request body"));
-    }
-    let added = state
-        .plugins
-        .add(&state.stores, body.to_vec(), false)
-        .await
-        .map_err(plugin_error)?;
+    let added = ops::upload_plugin(&state, &caller, body.to_vec()).await?;
     let mut answer = plugin_json(&added.plugin);
     if let Some(o) = answer.as_object_mut() {
         o.insert("active".into(), json!(added.active));
@@ -207,12 +141,7 @@ pub async fn delete_plugin(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Permission::ManagePlugins)?;
-    state
-        .plugins
-        .remove(&state.stores, &name, &version)
-        .await
-        .map_err(plugin_error)?;
+    ops::remove_plugin(&state, &caller, &name, &version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -223,8 +152,7 @@ pub async fn rollback_plugin(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ManagePlugins)?;
-    let switched = state.plugins.rollback(&name).await.map_err(plugin_error)?;
+    let switched = ops::rollback_plugin(&state, &caller, &name).await?;
     Ok(Json(json!(switched)))
 }
 
@@ -241,12 +169,7 @@ pub async fn activate_plugin(
     Path(name): Path<String>,
     JsonBody(input): JsonBody<ActivateInput>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ManagePlugins)?;
-    let switched = state
-        .plugins
-        .activate(&name, &input.version)
-        .await
-        .map_err(plugin_error)?;
+    let switched = ops::activate_plugin(&state, &caller, &name, &input.version).await?;
     Ok(Json(json!(switched)))
 }
 
@@ -267,15 +190,16 @@ pub async fn create_system(
     caller: Caller,
     JsonBody(input): JsonBody<SystemInput>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    let system = state.systems.create(input).await?;
-    tracing::info!(system = %system.id, name = %system.spec.name, by = %caller.0.name, "system created");
+    let system = ops::create_system(&state, &caller, input).await?;
     Ok(saved(&system, StatusCode::CREATED))
 }
 
 pub async fn list_systems(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    let views: Vec<SystemView> = state.systems.list().await?.iter().map(SystemView::from).collect();
+    let views: Vec<SystemView> = ops::systems(&state, &caller)
+        .await?
+        .iter()
+        .map(SystemView::from)
+        .collect();
     Ok(Json(json!(views)))
 }
 
@@ -284,8 +208,7 @@ pub async fn get_system(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<SystemView>, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    Ok(Json(SystemView::from(&state.systems.get(&id).await?)))
+    Ok(Json(SystemView::from(&ops::system(&state, &caller, &id).await?)))
 }
 
 pub async fn replace_system(
@@ -294,9 +217,7 @@ pub async fn replace_system(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<SystemInput>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    let system = state.systems.replace(&id, input).await?;
-    tracing::info!(system = %system.id, by = %caller.0.name, "system replaced");
+    let system = ops::replace_system(&state, &caller, &id, input).await?;
     Ok(saved(&system, StatusCode::OK))
 }
 
@@ -305,9 +226,7 @@ pub async fn delete_system(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    state.systems.delete(&id).await?;
-    tracing::info!(system = %id, by = %caller.0.name, "system deleted");
+    ops::delete_system(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,8 +235,7 @@ pub async fn test_connection(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    let check = state.systems.test_connection(&id).await?;
+    let check = ops::test_connection(&state, &caller, &id).await?;
     Ok(Json(json!(check)))
 }
 
@@ -344,7 +262,6 @@ pub async fn test_transformation(
     caller: Caller,
     JsonBody(input): JsonBody<TransformationTest>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::ManageSystems)?;
     let run = crate::transform_test::TransformTest {
         transformation: input.transformation,
         entity: input.entity,
@@ -353,6 +270,6 @@ pub async fn test_transformation(
         operation: input.operation,
         trace: input.trace,
     };
-    let outcome = run.run().map_err(ApiError::bad_request)?;
+    let outcome = ops::test_transformation(&caller, &run)?;
     Ok(Json(outcome).into_response())
 }

@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody};
-use crate::connector::EntityKind;
-use crate::provisioning::schedule::Schedule;
-use crate::provisioning::{JobOptions, JobType, Trigger};
+use super::ops;
 use crate::store::jobs::{JobRecord, ScheduleRecord};
 use crate::store::principals::Permission;
 
@@ -59,24 +57,7 @@ pub async fn start_job(
     Path(source): Path<String>,
     JsonBody(input): JsonBody<StartJob>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let (job_type, simulate) = match input.job_type.to_ascii_lowercase().as_str() {
-        "simulate" => (JobType::Read, true),
-        other => (other.parse::<JobType>().map_err(ApiError::bad_request)?, input.simulate),
-    };
-    let job = state
-        .provisioning
-        .start(
-            &source,
-            JobOptions {
-                job_type,
-                simulate,
-                trigger: Trigger::Manual,
-                started_by: caller.0.name.clone(),
-            },
-        )
-        .await?;
-    tracing::info!(job = %job.id, source = %source, by = %caller.0.name, "job started");
+    let job = ops::start_job(&state, &caller, &source, &input.job_type, input.simulate).await?;
     Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
 }
 
@@ -92,22 +73,8 @@ pub async fn list_jobs(
     Path(source): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    state.systems.get(&source).await?;
-    let jobs = state
-        .stores
-        .jobs
-        .list(Some(&source), q.limit.unwrap_or(50).clamp(1, 1000))
-        .await?;
+    let jobs = ops::jobs(&state, &caller, Some(&source), q.limit.unwrap_or(50)).await?;
     Ok(Json(Value::Array(jobs.iter().map(job_view).collect())))
-}
-
-fn require_logs(caller: &Caller) -> Result<(), ApiError> {
-    if caller.0.may(Permission::ReadLogs) || caller.0.may(Permission::RunJobs) {
-        Ok(())
-    } else {
-        caller.require(Permission::ReadLogs)
-    }
 }
 
 pub async fn get_job(
@@ -115,8 +82,7 @@ pub async fn get_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    Ok(Json(job_view(&state.provisioning.job(&id).await?)))
+    Ok(Json(job_view(&ops::job(&state, &caller, &id).await?)))
 }
 
 pub async fn stop_job(
@@ -124,9 +90,7 @@ pub async fn stop_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let job = state.provisioning.stop(&id).await?;
-    tracing::info!(job = %id, by = %caller.0.name, "job stop requested");
+    let job = ops::stop_job(&state, &caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
 }
 
@@ -147,14 +111,8 @@ pub async fn job_entities(
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    state.provisioning.job(&id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let entries = state
-        .stores
-        .jobs
-        .log(&id, q.outcome.as_deref(), q.after.unwrap_or(0), limit)
-        .await?;
+    let entries = ops::job_log(&state, &caller, &id, q.outcome.as_deref(), q.after.unwrap_or(0), limit).await?;
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
@@ -166,9 +124,7 @@ pub async fn held_deletes(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    state.provisioning.job(&id).await?;
-    Ok(Json(json!(state.stores.jobs.held_deletes(&id).await?)))
+    Ok(Json(json!(ops::held_deletes(&state, &caller, &id).await?)))
 }
 
 /// `POST /api/v1/jobs/{id}/held-deletes/approve|reject`.
@@ -177,44 +133,17 @@ pub async fn decide_deletes(
     caller: Caller,
     Path((id, decision)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let approve = match decision.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return Err(ApiError::not_found(format!(
-                "unknown decision {other:?}; use approve or reject"
-            )));
-        }
-    };
-    Ok(Json(
-        state
-            .provisioning
-            .decide_held_deletes(&id, approve, &caller.0.name)
-            .await?,
-    ))
+    Ok(Json(ops::decide_deletes(&state, &caller, &id, &decision).await?))
 }
 
 pub async fn put_schedule(
     State(state): State<AppState>,
     caller: Caller,
     Path(source): Path<String>,
-    JsonBody(mut input): JsonBody<ScheduleRecord>,
+    JsonBody(input): JsonBody<ScheduleRecord>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let system = state.systems.get(&source).await?;
-    if system.spec.role != crate::store::systems::Role::Source {
-        return Err(ApiError::bad_request("only source systems have schedules"));
-    }
-    input.source_id = source;
-    let schedule = Schedule::parse(&input).map_err(ApiError::bad_request)?;
-    state.stores.jobs.set_schedule(&input).await?;
-    let next = input
-        .enabled
-        .then(|| schedule.next_after(chrono::Utc::now()))
-        .flatten()
-        .map(|t| t.to_rfc3339());
-    Ok(Json(json!({"schedule": input, "nextRun": next})))
+    let (schedule, next) = ops::set_schedule(&state, &caller, &source, input).await?;
+    Ok(Json(json!({"schedule": schedule, "nextRun": next})))
 }
 
 pub async fn get_schedule(
@@ -222,14 +151,8 @@ pub async fn get_schedule(
     caller: Caller,
     Path(source): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_logs(&caller)?;
-    state
-        .stores
-        .jobs
-        .schedules()
+    ops::schedule(&state, &caller, &source)
         .await?
-        .into_iter()
-        .find(|s| s.source_id == source)
         .map(|s| Json(json!(s)))
         .ok_or_else(|| ApiError::not_found("this system has no schedule"))
 }
@@ -239,12 +162,8 @@ pub async fn delete_schedule(
     caller: Caller,
     Path(source): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    if state.stores.jobs.delete_schedule(&source).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("this system has no schedule"))
-    }
+    ops::delete_schedule(&state, &caller, &source).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -267,16 +186,8 @@ pub async fn provision_one(
     Path(source): Path<String>,
     JsonBody(input): JsonBody<ProvisionOne>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    let kind: EntityKind = input.entity_type.parse().map_err(ApiError::bad_request)?;
-    if input.id.trim().is_empty() {
-        return Err(ApiError::bad_request("id must name the source entity"));
-    }
     Ok(Json(
-        state
-            .provisioning
-            .provision_one(&source, kind, input.id.trim(), input.simulate)
-            .await?,
+        ops::provision_one(&state, &caller, &source, &input.entity_type, &input.id, input.simulate).await?,
     ))
 }
 

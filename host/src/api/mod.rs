@@ -1,10 +1,12 @@
-//! The HTTP surface: the admin API under `/api/v1`, `/oauth2/token`, `/healthz`, `/readyz` and `/metrics`.
+//! The HTTP surface: the admin API under `/api/v1`, `/oauth2/token`, `/healthz`, `/readyz` and `/metrics`, and
+//! the web console under `/console` ([`crate::console`]).
 //! Handlers are thin: they authenticate, check a permission, and call the domain modules.
 
 pub mod auth;
 pub mod error;
 mod handlers;
 mod jobs;
+pub mod ops;
 pub mod realtime;
 #[cfg(test)]
 mod tests;
@@ -89,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(metrics))
+        // The web console (`/` leads to it), on the same operations as the API.
+        .merge(crate::console::router(state.clone()))
         .layer(middleware::from_fn(observe))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,

@@ -273,17 +273,15 @@ pub async fn list_events(
     caller: Caller,
     Query(q): Query<EventQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ReadLogs)?;
-    let events = state
-        .stores
-        .events
-        .list(
-            q.source.as_deref(),
-            q.state.as_deref(),
-            q.before,
-            q.limit.unwrap_or(100).clamp(1, 5000),
-        )
-        .await?;
+    let events = super::ops::events(
+        &state,
+        &caller,
+        q.source.as_deref(),
+        q.state.as_deref(),
+        q.before,
+        q.limit.unwrap_or(100),
+    )
+    .await?;
     Ok(Json(json!(events)))
 }
 
@@ -293,14 +291,7 @@ pub async fn get_event(
     caller: Caller,
     Path(seq): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ReadLogs)?;
-    state
-        .stores
-        .events
-        .get(seq)
-        .await?
-        .map(|e| Json(json!(e)))
-        .ok_or_else(|| ApiError::not_found(format!("no real-time event {seq}")))
+    Ok(Json(json!(super::ops::event(&state, &caller, seq).await?)))
 }
 
 /// `POST /api/v1/realtime/events/{seq}/retry`: re-drives a parked or failed event.
@@ -309,13 +300,6 @@ pub async fn retry_event(
     caller: Caller,
     Path(seq): Path<i64>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::RunJobs)?;
-    if state.realtime.redrive(seq).await? {
-        Ok(StatusCode::ACCEPTED.into_response())
-    } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("event {seq} is not parked or failed"),
-        ))
-    }
+    super::ops::retry_event(&state, &caller, seq).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -42,4 +42,13 @@ impl TokenStore for PostgresStore {
             .rows_affected();
         Ok(n as usize)
     }
+
+    async fn revoke(&self, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(())
+    }
 }

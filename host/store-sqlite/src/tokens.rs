@@ -47,4 +47,13 @@ impl TokenStore for SqliteStore {
         })
         .await
     }
+
+    async fn revoke(&self, hash: &str) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.blocking(move |s| {
+            s.conn().execute("DELETE FROM tokens WHERE hash = ?1", params![hash])?;
+            Ok(())
+        })
+        .await
+    }
 }

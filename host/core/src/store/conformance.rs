@@ -1054,7 +1054,8 @@ pub async fn events(stores: Stores) {
     );
 }
 
-/// Bearer tokens: issued for a principal, found by the token only while valid, gone with the principal.
+/// Bearer tokens: issued for a principal, found by the token only while valid, gone with the principal or when
+/// revoked.
 pub async fn tokens(stores: Stores) {
     let principals = &stores.principals;
     let user = principals
@@ -1110,4 +1111,25 @@ pub async fn tokens(stores: Stores) {
         stores.tokens.principal(&kept).await.expect("lookup").is_some(),
         "others stay"
     );
+
+    // Revoking one token (a console logout) ends it at once, and only it; revoking an unknown one is no error.
+    let second = stores
+        .tokens
+        .issue(&other, std::time::Duration::from_secs(60))
+        .await
+        .expect("issue");
+    stores.tokens.revoke(&kept).await.expect("revoke");
+    assert!(
+        stores.tokens.principal(&kept).await.expect("lookup").is_none(),
+        "revoked"
+    );
+    assert!(
+        stores.tokens.principal(&second).await.expect("lookup").is_some(),
+        "the other token stays"
+    );
+    stores
+        .tokens
+        .revoke("not-a-token")
+        .await
+        .expect("revoking an unknown token");
 }

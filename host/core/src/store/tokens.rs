@@ -29,6 +29,8 @@ pub trait TokenStore: Send + Sync {
     async fn principal(&self, hash: &str, now: &str) -> Result<Option<Principal>, StoreError>;
     /// Removes the tokens that expired before `now`; how many.
     async fn prune(&self, now: &str) -> Result<usize, StoreError>;
+    /// Removes one token by its hash (a console logout); nothing when there is none.
+    async fn revoke(&self, hash: &str) -> Result<(), StoreError>;
 }
 
 /// Issues and checks bearer tokens over a [`TokenStore`], with a short-lived cache of what was read.
@@ -88,6 +90,14 @@ impl Tokens {
             }
         }
         Ok(found)
+    }
+
+    /// Ends a token at once on every replica (within [`REVALIDATE_AFTER`] on the others): the console's
+    /// logout.
+    pub async fn revoke(&self, token: &str) -> Result<(), StoreError> {
+        let key = hash(token);
+        self.read().remove(&key);
+        self.store.revoke(&key).await
     }
 
     /// Forgets what this replica read about a principal's tokens (it was deleted; the store dropped them).

@@ -1,0 +1,474 @@
+//! The admin operations behind both HTTP faces — the JSON API ([`super::handlers`], [`super::jobs`],
+//! [`super::realtime`]) and the web console ([`crate::console`]): each checks the caller's permission and the
+//! rule of the operation once, here, and calls the engine. A handler only decodes its request and encodes
+//! the answer.
+
+use crate::connector::EntityKind;
+use crate::plugins::PluginError;
+use crate::provisioning::schedule::Schedule;
+use crate::provisioning::{JobOptions, JobType, Trigger};
+use crate::store::jobs::{EntityLogEntry, HeldDelete, JobRecord, ScheduleRecord};
+use crate::store::principals::{Permission, Principal, PrincipalKind};
+use crate::store::realtime::EventRecord;
+use crate::store::systems::System;
+use crate::systems::{ConnectionCheck, SystemInput};
+use axum::http::StatusCode;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+
+/// Fails with 403 unless the caller may read job and real-time logs (`read-logs`, or `run-jobs`: who starts
+/// runs sees them).
+pub fn require_logs(caller: &Caller) -> Result<(), ApiError> {
+    if caller.0.may(Permission::ReadLogs) || caller.0.may(Permission::RunJobs) {
+        Ok(())
+    } else {
+        caller.require(Permission::ReadLogs)
+    }
+}
+
+/// Fails with 403 unless the caller may see the loaded connectors (`manage-plugins` or `manage-systems`).
+pub fn require_connectors(caller: &Caller) -> Result<(), ApiError> {
+    if caller.0.may(Permission::ManagePlugins) || caller.0.may(Permission::ManageSystems) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "{} lacks the permission manage-plugins or manage-systems",
+            caller.0.name
+        )))
+    }
+}
+
+/// Creates a technical user: `manage-systems`, a non-empty name without `:`, a password of 8 characters or
+/// more, and only permissions the caller holds itself.
+pub async fn create_technical_user(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    password: &str,
+    permissions: &[Permission],
+) -> Result<Principal, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    if name.trim().is_empty() || name.contains(':') {
+        return Err(ApiError::bad_request("name must be non-empty and contain no ':'"));
+    }
+    if password.len() < 8 {
+        return Err(ApiError::bad_request("password must be at least 8 characters"));
+    }
+    // Nobody grants what they do not hold themselves.
+    if let Some(p) = permissions.iter().find(|p| !caller.0.may(**p)) {
+        return Err(ApiError::forbidden(format!(
+            "you cannot grant {p:?}, which you do not have"
+        )));
+    }
+    Ok(state
+        .stores
+        .principals
+        .create(name.trim(), password, PrincipalKind::Technical, permissions)
+        .await?)
+}
+
+/// Deletes a user by id: `manage-systems`; never oneself; admins only by an admin, and never the last one.
+/// Its tokens (and console sessions) stop working at once.
+pub async fn delete_technical_user(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    if id == caller.0.id {
+        return Err(ApiError::bad_request("you cannot delete yourself"));
+    }
+    let principals = state.stores.principals.list().await?;
+    let target = principals
+        .iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
+    // Admins are managed by admins only, and the last one stays.
+    if target.kind == PrincipalKind::Admin {
+        if caller.0.kind != PrincipalKind::Admin {
+            return Err(ApiError::forbidden("only an admin can delete an admin"));
+        }
+        if principals.iter().filter(|p| p.kind == PrincipalKind::Admin).count() <= 1 {
+            return Err(ApiError::bad_request("the last admin cannot be deleted"));
+        }
+    }
+    state.stores.principals.delete(id).await?;
+    state.stores.tokens.forget(id);
+    Ok(())
+}
+
+/// Starts a run on a source (`run-jobs`): `kind` is `read`, `resync` or `simulate` (a simulated read);
+/// `simulate` makes a read or resync a dry run.
+pub async fn start_job(
+    state: &AppState,
+    caller: &Caller,
+    source: &str,
+    kind: &str,
+    simulate: bool,
+) -> Result<JobRecord, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let (job_type, simulate) = match kind.to_ascii_lowercase().as_str() {
+        "simulate" => (JobType::Read, true),
+        other => (other.parse::<JobType>().map_err(ApiError::bad_request)?, simulate),
+    };
+    let job = state
+        .provisioning
+        .start(
+            source,
+            JobOptions {
+                job_type,
+                simulate,
+                trigger: Trigger::Manual,
+                started_by: caller.0.name.clone(),
+            },
+        )
+        .await?;
+    tracing::info!(job = %job.id, source = %source, by = %caller.0.name, "job started");
+    Ok(job)
+}
+
+/// Asks a run to stop at the next entity boundary (`run-jobs`).
+pub async fn stop_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let job = state.provisioning.stop(id).await?;
+    tracing::info!(job = %id, by = %caller.0.name, "job stop requested");
+    Ok(job)
+}
+
+/// One run (`read-logs` or `run-jobs`).
+pub async fn job(state: &AppState, caller: &Caller, id: &str) -> Result<JobRecord, ApiError> {
+    require_logs(caller)?;
+    Ok(state.provisioning.job(id).await?)
+}
+
+/// A page of a run's per-entity log (`read-logs` or `run-jobs`): entries after `after`, of one outcome if
+/// given, at most `limit` (clamped to 1..=10,000).
+pub async fn job_log(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    outcome: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EntityLogEntry>, ApiError> {
+    require_logs(caller)?;
+    state.provisioning.job(id).await?;
+    Ok(state
+        .stores
+        .jobs
+        .log(id, outcome, after, limit.clamp(1, 10_000))
+        .await?)
+}
+
+/// The deletes a threshold held in a run (`read-logs` or `run-jobs`).
+pub async fn held_deletes(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<HeldDelete>, ApiError> {
+    require_logs(caller)?;
+    state.provisioning.job(id).await?;
+    Ok(state.stores.jobs.held_deletes(id).await?)
+}
+
+/// Approves or rejects the deletes held in an ended run (`run-jobs`); `decision` is `approve` or `reject`.
+pub async fn decide_deletes(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    decision: &str,
+) -> Result<serde_json::Value, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let approve = match decision {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown decision {other:?}; use approve or reject"
+            )));
+        }
+    };
+    let outcome = state
+        .provisioning
+        .decide_held_deletes(id, approve, &caller.0.name)
+        .await?;
+    tracing::info!(job = %id, by = %caller.0.name, approve, "held deletes decided");
+    Ok(outcome)
+}
+
+/// Provisions one source entity now (`run-jobs`), as a simulation or for real.
+pub async fn provision_one(
+    state: &AppState,
+    caller: &Caller,
+    source: &str,
+    entity_type: &str,
+    id: &str,
+    simulate: bool,
+) -> Result<serde_json::Value, ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let kind: EntityKind = entity_type.parse().map_err(ApiError::bad_request)?;
+    if id.trim().is_empty() {
+        return Err(ApiError::bad_request("id must name the source entity"));
+    }
+    Ok(state
+        .provisioning
+        .provision_one(source, kind, id.trim(), simulate)
+        .await?)
+}
+
+/// Re-drives a parked or failed real-time event (`run-jobs`); 409 when it is neither.
+pub async fn retry_event(state: &AppState, caller: &Caller, seq: i64) -> Result<(), ApiError> {
+    caller.require(Permission::RunJobs)?;
+    if state.realtime.redrive(seq).await? {
+        tracing::info!(event = seq, by = %caller.0.name, "real-time event re-driven");
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("event {seq} is not parked or failed"),
+        ))
+    }
+}
+
+/// A plugin registry error as an API error.
+pub fn plugin_error(e: PluginError) -> ApiError {
+    match e {
+        PluginError::Load(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        PluginError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+        e @ PluginError::InUse { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        PluginError::NotFound(m) => ApiError::not_found(m),
+        PluginError::Invalid(m) => ApiError::bad_request(m),
+        PluginError::Storage(m) => ApiError::internal(m),
+    }
+}
+
+/// Validates and loads an uploaded component (`manage-plugins`).
+pub async fn upload_plugin(
+    state: &AppState,
+    caller: &Caller,
+    bytes: Vec<u8>,
+) -> Result<crate::plugins::Added, ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("send the component (.wasm) as the request body"));
+    }
+    let added = state
+        .plugins
+        .add(&state.stores, bytes, false)
+        .await
+        .map_err(plugin_error)?;
+    tracing::info!(plugin = %added.plugin.descriptor.name, version = %added.plugin.descriptor.version, by = %caller.0.name, "plugin uploaded");
+    Ok(added)
+}
+
+/// Removes an uploaded version (`manage-plugins`); refused while systems run on it.
+pub async fn remove_plugin(state: &AppState, caller: &Caller, name: &str, version: &str) -> Result<(), ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    state
+        .plugins
+        .remove(&state.stores, name, version)
+        .await
+        .map_err(plugin_error)?;
+    tracing::info!(plugin = %name, version = %version, by = %caller.0.name, "plugin version removed");
+    Ok(())
+}
+
+/// Systems that follow a connector run the version below the active one (`manage-plugins`).
+pub async fn rollback_plugin(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<crate::plugins::Switched, ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    state.plugins.rollback(name).await.map_err(plugin_error)
+}
+
+/// Systems that follow a connector run this version (`manage-plugins`).
+pub async fn activate_plugin(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    version: &str,
+) -> Result<crate::plugins::Switched, ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    state.plugins.activate(name, version).await.map_err(plugin_error)
+}
+
+/// Every loaded plugin version with its systems and statistics (`manage-plugins`).
+pub async fn plugins(state: &AppState, caller: &Caller) -> Result<Vec<crate::plugins::VersionInfo>, ApiError> {
+    caller.require(Permission::ManagePlugins)?;
+    state.plugins.overview(&state.stores).await.map_err(plugin_error)
+}
+
+/// Every system (`manage-systems`).
+pub async fn systems(state: &AppState, caller: &Caller) -> Result<Vec<System>, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    Ok(state.systems.list().await?)
+}
+
+/// One system (`manage-systems`).
+pub async fn system(state: &AppState, caller: &Caller, id: &str) -> Result<System, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    Ok(state.systems.get(id).await?)
+}
+
+/// Registers a system (`manage-systems`), validated against its connector.
+pub async fn create_system(state: &AppState, caller: &Caller, input: SystemInput) -> Result<System, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    let system = state.systems.create(input).await?;
+    tracing::info!(system = %system.id, name = %system.spec.name, by = %caller.0.name, "system created");
+    Ok(system)
+}
+
+/// Replaces a system's definition (`manage-systems`); masked secrets keep their sealed values.
+pub async fn replace_system(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    input: SystemInput,
+) -> Result<System, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    let system = state.systems.replace(id, input).await?;
+    tracing::info!(system = %system.id, by = %caller.0.name, "system replaced");
+    Ok(system)
+}
+
+/// Deletes a system (`manage-systems`).
+pub async fn delete_system(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    state.systems.delete(id).await?;
+    tracing::info!(system = %id, by = %caller.0.name, "system deleted");
+    Ok(())
+}
+
+/// Test Connection (`manage-systems`).
+pub async fn test_connection(state: &AppState, caller: &Caller, id: &str) -> Result<ConnectionCheck, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    Ok(state.systems.test_connection(id).await?)
+}
+
+/// The newest runs, of one source (which must exist) or of all, at most `limit` (clamped to 1..=1000)
+/// (`read-logs` or `run-jobs`).
+pub async fn jobs(
+    state: &AppState,
+    caller: &Caller,
+    source: Option<&str>,
+    limit: i64,
+) -> Result<Vec<JobRecord>, ApiError> {
+    require_logs(caller)?;
+    if let Some(source) = source {
+        state.systems.get(source).await?;
+    }
+    Ok(state.stores.jobs.list(source, limit.clamp(1, 1000)).await?)
+}
+
+/// The real-time log, newest first (`read-logs`).
+pub async fn events(
+    state: &AppState,
+    caller: &Caller,
+    source: Option<&str>,
+    event_state: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRecord>, ApiError> {
+    caller.require(Permission::ReadLogs)?;
+    Ok(state
+        .stores
+        .events
+        .list(source, event_state, before, limit.clamp(1, 5000))
+        .await?)
+}
+
+/// One real-time event (`read-logs`).
+pub async fn event(state: &AppState, caller: &Caller, seq: i64) -> Result<EventRecord, ApiError> {
+    caller.require(Permission::ReadLogs)?;
+    state
+        .stores
+        .events
+        .get(seq)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no real-time event {seq}")))
+}
+
+/// Fails with 403 unless the caller may manage systems and technical users (`manage-systems`).
+pub fn require_manage(caller: &Caller) -> Result<(), ApiError> {
+    caller.require(Permission::ManageSystems)
+}
+
+/// Admins and technical users, without password hashes (`manage-systems`).
+pub async fn principals(state: &AppState, caller: &Caller) -> Result<Vec<Principal>, ApiError> {
+    require_manage(caller)?;
+    Ok(state.stores.principals.list().await?)
+}
+
+/// A source's schedule, if it has one (`read-logs` or `run-jobs`).
+pub async fn schedule(state: &AppState, caller: &Caller, source: &str) -> Result<Option<ScheduleRecord>, ApiError> {
+    require_logs(caller)?;
+    Ok(state
+        .stores
+        .jobs
+        .schedules()
+        .await?
+        .into_iter()
+        .find(|s| s.source_id == source))
+}
+
+/// The next `n` times a schedule fires after `after` (none when it is disabled or cannot be parsed).
+pub fn next_runs(record: &ScheduleRecord, after: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<String> {
+    let Ok(schedule) = Schedule::parse(record) else {
+        return Vec::new();
+    };
+    if !record.enabled {
+        return Vec::new();
+    }
+    let mut times = Vec::new();
+    let mut t = after;
+    while times.len() < n {
+        match schedule.next_after(t) {
+            Some(next) if next > t => {
+                times.push(next.to_rfc3339());
+                t = next;
+            }
+            _ => break,
+        }
+    }
+    times
+}
+
+/// Sets a source's schedule (`run-jobs`; sources only); the stored record and its next run.
+pub async fn set_schedule(
+    state: &AppState,
+    caller: &Caller,
+    source: &str,
+    mut record: ScheduleRecord,
+) -> Result<(ScheduleRecord, Option<String>), ApiError> {
+    caller.require(Permission::RunJobs)?;
+    let system = state.systems.get(source).await?;
+    if system.spec.role != crate::store::systems::Role::Source {
+        return Err(ApiError::bad_request("only source systems have schedules"));
+    }
+    record.source_id = source.to_string();
+    let schedule = Schedule::parse(&record).map_err(ApiError::bad_request)?;
+    state.stores.jobs.set_schedule(&record).await?;
+    let next = record
+        .enabled
+        .then(|| schedule.next_after(chrono::Utc::now()))
+        .flatten()
+        .map(|t| t.to_rfc3339());
+    tracing::info!(source = %source, by = %caller.0.name, "schedule set");
+    Ok((record, next))
+}
+
+/// Removes a source's schedule (`run-jobs`); 404 when it has none.
+pub async fn delete_schedule(state: &AppState, caller: &Caller, source: &str) -> Result<(), ApiError> {
+    caller.require(Permission::RunJobs)?;
+    if state.stores.jobs.delete_schedule(source).await? {
+        tracing::info!(source = %source, by = %caller.0.name, "schedule removed");
+        Ok(())
+    } else {
+        Err(ApiError::not_found("this system has no schedule"))
+    }
+}
+
+/// Runs a transformation on a sample entity (`manage-systems`); an invalid document or operation is a 400.
+pub fn test_transformation(
+    caller: &Caller,
+    run: &crate::transform_test::TransformTest,
+) -> Result<provisio_transform::Outcome, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    run.run().map_err(ApiError::bad_request)
+}

@@ -1,0 +1,146 @@
+//! Held deletes: the entities a deletion threshold held back in a run, reviewed, then approved (deleted now)
+//! or rejected (kept, with their links).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::jobs::RunView;
+use super::{ConsoleResult, Frame, Session, outcome, page_with_notice, render, take_notice};
+use crate::api::AppState;
+use crate::api::ops;
+use crate::store::jobs::HeldDelete;
+
+/// Runs looked at for held deletes.
+const RECENT_RUNS: i64 = 500;
+
+/// A run with held deletes.
+pub struct HeldRun {
+    /// The run.
+    pub run: RunView,
+    /// Undecided.
+    pub pending: usize,
+    /// Approved.
+    pub approved: usize,
+    /// Rejected.
+    pub rejected: usize,
+}
+
+#[derive(Template)]
+#[template(path = "console/held_list.html")]
+struct ListPage {
+    frame: Frame,
+    runs: Vec<HeldRun>,
+}
+
+fn tally(deletes: &[HeldDelete]) -> (usize, usize, usize) {
+    let count = |d: Option<&str>| deletes.iter().filter(|h| h.decision.as_deref() == d).count();
+    (count(None), count(Some("approved")), count(Some("rejected")))
+}
+
+/// `GET /console/held`: the recent runs that held deletes, undecided first.
+pub async fn list(State(state): State<AppState>, session: Session, headers: HeaderMap) -> ConsoleResult {
+    let caller = session.caller();
+    let mut runs = Vec::new();
+    for job in ops::jobs(&state, &caller, None, RECENT_RUNS).await? {
+        if job.summary.get("heldDeletes").and_then(|v| v.as_u64()).unwrap_or(0) == 0 {
+            continue;
+        }
+        let deletes = ops::held_deletes(&state, &caller, &job.id).await?;
+        let (pending, approved, rejected) = tally(&deletes);
+        runs.push(HeldRun {
+            run: RunView::of(&job),
+            pending,
+            approved,
+            rejected,
+        });
+    }
+    runs.sort_by_key(|r| r.pending == 0);
+    let page = ListPage {
+        frame: Frame::new(&session, "held", take_notice(&headers)),
+        runs,
+    };
+    Ok(page_with_notice(&headers, &session, render(&page)))
+}
+
+/// A held delete as the page shows it.
+pub struct HeldRow {
+    /// Target name.
+    pub target: String,
+    /// `user` or `group`.
+    pub entity_type: String,
+    /// Source entity id.
+    pub source_id: String,
+    /// Target entity id.
+    pub target_entity_id: String,
+    /// `approved`, `rejected` or `waiting`.
+    pub decision: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/held.html")]
+struct RunPage {
+    frame: Frame,
+    run: RunView,
+    rows: Vec<HeldRow>,
+    pending: usize,
+}
+
+/// `GET /console/jobs/{id}/held`: a run's held deletes, one by one, and the decision.
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ConsoleResult {
+    let caller = session.caller();
+    let job = ops::job(&state, &caller, &id).await?;
+    let run = RunView::of(&job);
+    let deletes = ops::held_deletes(&state, &caller, &id).await?;
+    let (pending, _, _) = tally(&deletes);
+    let name = |target: &str| {
+        run.statistics
+            .iter()
+            .find(|s| s.target_id == target && !s.target_name.is_empty())
+            .map(|s| s.target_name.clone())
+            .unwrap_or_else(|| target.to_string())
+    };
+    let rows = deletes
+        .into_iter()
+        .map(|d| HeldRow {
+            target: name(&d.target_id),
+            entity_type: d.entity_type,
+            source_id: d.source_id,
+            target_entity_id: d.target_entity_id,
+            decision: d.decision.unwrap_or_else(|| "waiting".into()),
+        })
+        .collect();
+    let page = RunPage {
+        frame: Frame::new(&session, "held", take_notice(&headers)),
+        run,
+        rows,
+        pending,
+    };
+    Ok(page_with_notice(&headers, &session, render(&page)))
+}
+
+/// `POST /console/jobs/{id}/held/{approve|reject}`.
+pub async fn decide(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, decision)): Path<(String, String)>,
+) -> Response {
+    let to = format!("/console/jobs/{id}/held");
+    let result = ops::decide_deletes(&state, &session.caller(), &id, &decision).await;
+    outcome(&session, &to, result, |v| {
+        let verb = if decision == "approve" { "Approved" } else { "Rejected" };
+        match v.as_object() {
+            Some(o) if !o.is_empty() => format!(
+                "{verb}: {}",
+                o.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            ),
+            _ => format!("{verb}."),
+        }
+    })
+}

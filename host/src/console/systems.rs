@@ -1,0 +1,550 @@
+//! Systems by role: list with search, a system's page (properties with secrets masked, sources and the
+//! targets a source feeds), add and edit with the connector's declared properties as a form (their docs and
+//! defaults; secrets write-only), Test Connection, delete with confirmation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    ConsoleResult, Frame, Session, outcome, page_with_notice, redirect_with, render, render_with, take_notice, when,
+};
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::api::ops;
+use crate::store::systems::{Role, System};
+use crate::systems::{MASK, SystemInput, SystemView};
+
+/// A system in the list.
+pub struct SystemRow {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `source`, `target`, `proxy`.
+    pub role: &'static str,
+    /// Connector, with the pinned version if any.
+    pub connector: String,
+    /// For a target, its sources; for a source, the targets it feeds (names).
+    pub linked: Vec<String>,
+    /// Last change.
+    pub updated_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/systems.html")]
+struct ListPage {
+    frame: Frame,
+    rows: Vec<SystemRow>,
+    role: String,
+    q: String,
+    total: usize,
+}
+
+/// The list's filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    /// `source`, `target`, `proxy`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Text in the name, connector or id.
+    #[serde(default)]
+    pub q: Option<String>,
+}
+
+fn connector_label(s: &System) -> String {
+    match &s.spec.connector_version {
+        Some(v) => format!("{}@{v}", s.spec.connector),
+        None => s.spec.connector.clone(),
+    }
+}
+
+/// The names of the systems `ids`, in order (ids of deleted systems as they are).
+fn names_of(all: &[System], ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            all.iter()
+                .find(|s| &s.id == id)
+                .map(|s| s.spec.name.clone())
+                .unwrap_or_else(|| id.clone())
+        })
+        .collect()
+}
+
+/// The targets that receive from a source.
+fn fed_by(all: &[System], source: &str) -> Vec<(String, String)> {
+    all.iter()
+        .filter(|s| s.spec.role == Role::Target && s.spec.sources.iter().any(|x| x == source))
+        .map(|s| (s.id.clone(), s.spec.name.clone()))
+        .collect()
+}
+
+/// `GET /console/systems`.
+pub async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(f): Query<ListQuery>,
+) -> ConsoleResult {
+    let all = ops::systems(&state, &session.caller()).await?;
+    let role = f.role.unwrap_or_default();
+    let q = f.q.unwrap_or_default().trim().to_string();
+    let needle = q.to_lowercase();
+    let mut rows: Vec<SystemRow> = all
+        .iter()
+        .filter(|s| role.is_empty() || s.spec.role.as_str() == role)
+        .filter(|s| {
+            needle.is_empty()
+                || s.spec.name.to_lowercase().contains(&needle)
+                || s.spec.connector.to_lowercase().contains(&needle)
+                || s.id.contains(&needle)
+        })
+        .map(|s| SystemRow {
+            id: s.id.clone(),
+            name: s.spec.name.clone(),
+            role: s.spec.role.as_str(),
+            connector: connector_label(s),
+            linked: match s.spec.role {
+                Role::Target => names_of(&all, &s.spec.sources),
+                Role::Source => fed_by(&all, &s.id).into_iter().map(|(_, n)| n).collect(),
+                Role::Proxy => Vec::new(),
+            },
+            updated_at: when(&s.updated_at),
+        })
+        .collect();
+    rows.sort_by_key(|a| a.name.to_lowercase());
+    let page = ListPage {
+        frame: Frame::new(&session, "systems", take_notice(&headers)),
+        total: all.len(),
+        rows,
+        role,
+        q,
+    };
+    Ok(page_with_notice(&headers, &session, render(&page)))
+}
+
+#[derive(Template)]
+#[template(path = "console/system.html")]
+struct SystemPage {
+    frame: Frame,
+    view: SystemView,
+    role: &'static str,
+    connector: String,
+    secret_names: BTreeSet<String>,
+    sources: Vec<(String, String)>,
+    feeds: Vec<(String, String)>,
+    transformation: String,
+    created: String,
+    changed: String,
+}
+
+/// `GET /console/systems/{id}`.
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ConsoleResult {
+    let caller = session.caller();
+    let all = ops::systems(&state, &caller).await?;
+    let system = ops::system(&state, &caller, &id).await?;
+    let view = SystemView::from(&system);
+    let page = SystemPage {
+        frame: Frame::new(&session, "systems", take_notice(&headers)),
+        role: system.spec.role.as_str(),
+        connector: connector_label(&system),
+        secret_names: system.spec.secrets.names().map(String::from).collect(),
+        sources: system
+            .spec
+            .sources
+            .iter()
+            .zip(names_of(&all, &system.spec.sources))
+            .map(|(i, n)| (i.clone(), n))
+            .collect(),
+        feeds: fed_by(&all, &system.id),
+        created: when(&system.created_at),
+        changed: when(&system.updated_at),
+        transformation: view
+            .transformation
+            .as_ref()
+            .and_then(|t| serde_json::to_string_pretty(t).ok())
+            .unwrap_or_default(),
+        view,
+    };
+    Ok(page_with_notice(&headers, &session, render(&page)))
+}
+
+/// A property field of the form.
+pub struct PropField {
+    /// Name.
+    pub name: String,
+    /// The connector's one line about it.
+    pub doc: String,
+    /// Whether a system needs it.
+    pub required: bool,
+    /// Write-only.
+    pub secret: bool,
+    /// The default.
+    pub default: String,
+    /// The value shown (never a secret's).
+    pub value: String,
+    /// For a secret: whether a value is stored (left empty, it stays).
+    pub stored: bool,
+    /// The field's id in the page.
+    pub field_id: String,
+}
+
+/// A source a target can receive from.
+pub struct SourceChoice {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Chosen.
+    pub checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/system_form.html")]
+struct FormPage {
+    frame: Frame,
+    /// The system edited; `None` for a new one.
+    editing: Option<String>,
+    name: String,
+    role: String,
+    connector: String,
+    version: String,
+    connectors: Vec<String>,
+    versions: Vec<String>,
+    props: Vec<PropField>,
+    extra: String,
+    sources: Vec<SourceChoice>,
+    error: Option<String>,
+}
+
+/// What the form was filled with.
+#[derive(Default)]
+struct Filled {
+    name: String,
+    role: String,
+    connector: String,
+    version: String,
+    props: BTreeMap<String, String>,
+    extra: String,
+    sources: Vec<String>,
+}
+
+impl Filled {
+    fn parse(body: &[u8]) -> Filled {
+        let mut f = Filled::default();
+        for (k, v) in url::form_urlencoded::parse(body) {
+            let v = v.into_owned();
+            match k.as_ref() {
+                "name" => f.name = v,
+                "role" => f.role = v,
+                "connector" => f.connector = v,
+                "version" => f.version = v,
+                "extra" => f.extra = v,
+                "sources" => f.sources.push(v),
+                k => {
+                    if let Some(p) = k.strip_prefix("p.") {
+                        f.props.insert(p.to_string(), v);
+                    }
+                }
+            }
+        }
+        f
+    }
+}
+
+fn parse_role(role: &str) -> Result<Role, ApiError> {
+    match role {
+        "source" => Ok(Role::Source),
+        "target" => Ok(Role::Target),
+        "proxy" => Ok(Role::Proxy),
+        _ => Err(ApiError::bad_request("choose the role: source, target or proxy")),
+    }
+}
+
+/// Builds the form for `filled` (over `existing` when editing), with an error to show.
+async fn form(
+    state: &AppState,
+    session: &Session,
+    existing: Option<&System>,
+    filled: Filled,
+    error: Option<String>,
+) -> Result<FormPage, ApiError> {
+    let caller = session.caller();
+    let all = ops::systems(state, &caller).await?;
+    let loaded = state.plugins.list();
+    let mut connectors: Vec<String> = loaded.iter().map(|p| p.descriptor.name.clone()).collect();
+    connectors.sort();
+    connectors.dedup();
+    let mut versions: Vec<String> = loaded
+        .iter()
+        .filter(|p| p.descriptor.name == filled.connector)
+        .map(|p| p.descriptor.version.clone())
+        .collect();
+    versions.sort_by(|a, b| crate::plugins::compare_versions(a, b));
+    let pinned = (!filled.version.is_empty()).then_some(filled.version.as_str());
+    let plugin = (!filled.connector.is_empty())
+        .then(|| state.plugins.resolve(&filled.connector, pinned))
+        .flatten();
+    let stored_secrets: BTreeSet<String> = existing
+        .map(|s| s.spec.secrets.names().map(String::from).collect())
+        .unwrap_or_default();
+    let mut declared = BTreeSet::new();
+    let props: Vec<PropField> = plugin
+        .iter()
+        .flat_map(|p| p.descriptor.properties.iter().map(move |d| (p.clone(), d)))
+        .enumerate()
+        .map(|(i, (p, d))| {
+            declared.insert(d.name.clone());
+            let secret = p.descriptor.is_secret(&d.name) || stored_secrets.contains(&d.name);
+            PropField {
+                name: d.name.clone(),
+                doc: d.doc.clone(),
+                required: d.required,
+                secret,
+                default: d.default_value.clone().unwrap_or_default(),
+                value: if secret {
+                    String::new()
+                } else {
+                    filled.props.get(&d.name).cloned().unwrap_or_default()
+                },
+                stored: stored_secrets.contains(&d.name),
+                field_id: format!("prop-{i}"),
+            }
+        })
+        .collect();
+    // Properties the connector does not declare go in the free-form field; stored secrets as the mask.
+    let mut extra = filled.extra.clone();
+    if extra.is_empty()
+        && let Some(system) = existing
+    {
+        let view = SystemView::from(system);
+        extra = view
+            .properties
+            .iter()
+            .filter(|(k, _)| !declared.contains(*k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let sources = all
+        .iter()
+        .filter(|s| s.spec.role == Role::Source && existing.is_none_or(|e| e.id != s.id))
+        .map(|s| SourceChoice {
+            checked: filled.sources.contains(&s.id),
+            id: s.id.clone(),
+            name: s.spec.name.clone(),
+        })
+        .collect();
+    Ok(FormPage {
+        frame: Frame::new(session, "systems", None),
+        editing: existing.map(|s| s.id.clone()),
+        name: filled.name,
+        role: filled.role,
+        connector: filled.connector,
+        version: filled.version,
+        connectors,
+        versions,
+        props,
+        extra,
+        sources,
+        error,
+    })
+}
+
+/// The query of the add form: the role and connector chosen so far.
+#[derive(Debug, Default, Deserialize)]
+pub struct NewQuery {
+    /// Role.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Connector.
+    #[serde(default)]
+    pub connector: Option<String>,
+    /// Pinned version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Name typed so far.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `GET /console/systems/new`: choose role and connector; then the connector's properties.
+pub async fn new_form(State(state): State<AppState>, session: Session, Query(q): Query<NewQuery>) -> ConsoleResult {
+    ops::require_manage(&session.caller())?;
+    let filled = Filled {
+        name: q.name.unwrap_or_default(),
+        role: q.role.unwrap_or_else(|| "source".into()),
+        connector: q.connector.unwrap_or_default(),
+        version: q.version.unwrap_or_default(),
+        ..Filled::default()
+    };
+    Ok(render(&form(&state, &session, None, filled, None).await?))
+}
+
+/// `GET /console/systems/{id}/edit`.
+pub async fn edit_form(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> ConsoleResult {
+    let system = ops::system(&state, &session.caller(), &id).await?;
+    let filled = Filled {
+        name: system.spec.name.clone(),
+        role: system.spec.role.as_str().into(),
+        connector: system.spec.connector.clone(),
+        version: system.spec.connector_version.clone().unwrap_or_default(),
+        props: system.spec.properties.clone(),
+        extra: String::new(),
+        sources: system.spec.sources.clone(),
+    };
+    Ok(render(&form(&state, &session, Some(&system), filled, None).await?))
+}
+
+/// The definition the form describes. A secret left empty keeps its stored value (sent as the mask, as the
+/// API takes it); other empty fields are left out (the connector's default applies).
+fn input(filled: &Filled, existing: Option<&System>) -> Result<SystemInput, ApiError> {
+    let role = parse_role(&filled.role)?;
+    let mut properties = BTreeMap::new();
+    for (k, v) in &filled.props {
+        let stored = existing.is_some_and(|s| s.spec.secrets.contains(k));
+        if v.is_empty() {
+            if stored {
+                properties.insert(k.clone(), Value::String(MASK.into()));
+            }
+            continue;
+        }
+        properties.insert(k.clone(), Value::String(v.clone()));
+    }
+    for (n, line) in filled.extra.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            ApiError::bad_request(format!("line {} of the further properties must read name=value", n + 1))
+        })?;
+        let k = k.trim();
+        if properties.contains_key(k) {
+            return Err(ApiError::bad_request(format!(
+                "the property {k} is given twice (in its field and among the further properties)"
+            )));
+        }
+        properties.insert(k.to_string(), Value::String(v.trim().to_string()));
+    }
+    Ok(SystemInput {
+        name: filled.name.trim().to_string(),
+        connector: filled.connector.clone(),
+        version: (!filled.version.is_empty()).then(|| filled.version.clone()),
+        role,
+        properties,
+        sources: if role == Role::Target {
+            filled.sources.clone()
+        } else {
+            Vec::new()
+        },
+        transformation: existing.and_then(|s| s.spec.transformation.clone()),
+        declassify: Vec::new(),
+    })
+}
+
+async fn refill(
+    state: &AppState,
+    session: &Session,
+    existing: Option<&System>,
+    filled: Filled,
+    e: ApiError,
+) -> Response {
+    let status = e.status;
+    match form(state, session, existing, filled, Some(e.message)).await {
+        Ok(page) => render_with(status, &page),
+        Err(e) => super::ConsoleError(e).into_response_page(),
+    }
+}
+
+/// `POST /console/systems`: creates the system from the form.
+pub async fn create(State(state): State<AppState>, session: Session, body: Bytes) -> Response {
+    let filled = Filled::parse(&body);
+    let result = match input(&filled, None) {
+        Ok(input) => ops::create_system(&state, &session.caller(), input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(system) => redirect_with(
+            &session,
+            &format!("/console/systems/{}", system.id),
+            true,
+            &format!("System {} created.", system.spec.name),
+        ),
+        Err(e) => refill(&state, &session, None, filled, e).await,
+    }
+}
+
+/// `POST /console/systems/{id}`: saves the edit form.
+pub async fn update(State(state): State<AppState>, session: Session, Path(id): Path<String>, body: Bytes) -> Response {
+    let caller = session.caller();
+    let existing = match ops::system(&state, &caller, &id).await {
+        Ok(s) => s,
+        Err(e) => return super::ConsoleError(e).into_response_page(),
+    };
+    let filled = Filled::parse(&body);
+    let result = match input(&filled, Some(&existing)) {
+        Ok(input) => ops::replace_system(&state, &caller, &id, input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(system) => redirect_with(
+            &session,
+            &format!("/console/systems/{}", system.id),
+            true,
+            &format!("System {} configuration updated.", system.spec.name),
+        ),
+        Err(e) => refill(&state, &session, Some(&existing), filled, e).await,
+    }
+}
+
+/// `POST /console/systems/{id}/test`: Test Connection, its message shown on the system's page.
+pub async fn test(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    let to = format!("/console/systems/{id}");
+    match ops::test_connection(&state, &session.caller(), &id).await {
+        Ok(check) => redirect_with(&session, &to, check.ok, &check.message),
+        Err(e) => redirect_with(&session, &to, false, &e.message),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/system_delete.html")]
+struct DeletePage {
+    frame: Frame,
+    id: String,
+    name: String,
+    feeds: Vec<(String, String)>,
+}
+
+/// `GET /console/systems/{id}/delete`: asks for confirmation.
+pub async fn confirm_delete(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> ConsoleResult {
+    let caller = session.caller();
+    let system = ops::system(&state, &caller, &id).await?;
+    let all = ops::systems(&state, &caller).await?;
+    Ok(render(&DeletePage {
+        frame: Frame::new(&session, "systems", None),
+        feeds: fed_by(&all, &id),
+        id: system.id,
+        name: system.spec.name,
+    }))
+}
+
+/// `POST /console/systems/{id}/delete`.
+pub async fn delete(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    let result = ops::delete_system(&state, &session.caller(), &id).await;
+    match result {
+        Ok(()) => redirect_with(&session, "/console/systems", true, "System deleted."),
+        Err(e) => outcome::<()>(&session, &format!("/console/systems/{id}"), Err(e), |_| String::new()),
+    }
+}

@@ -1,0 +1,289 @@
+//! A system's transformation: the JSON editor (saved through the same validation as the API's `PUT`, the
+//! error shown with the editor), reset to the connector's default, and a playground that runs the document
+//! in the editor on a pasted entity and shows the output and the trace of every mapping.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::Value;
+
+use super::{ConsoleError, ConsoleResult, Frame, Session, redirect_with, render_with};
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::api::ops;
+use crate::store::systems::{Role, System};
+use crate::systems::{SystemInput, SystemView};
+use crate::transform_test::TransformTest;
+
+/// A trace step as the playground shows it.
+pub struct TraceRow {
+    /// Mapping index (1-based), or empty for the entity.
+    pub mapping: String,
+    /// What happened.
+    pub action: String,
+    /// Target path or variable.
+    pub target: String,
+    /// The value written, JSON.
+    pub value: String,
+    /// Why.
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/transform.html")]
+struct TransformPage {
+    frame: Frame,
+    id: String,
+    name: String,
+    origin: String,
+    document: String,
+    error: Option<String>,
+    entity: String,
+    entity_type: String,
+    operation: String,
+    tried: bool,
+    verdict: String,
+    verdict_class: &'static str,
+    output: String,
+    trace: Vec<TraceRow>,
+}
+
+/// The connector's default document for the system's role (proxies: `{"read", "write"}`).
+fn default_document(state: &AppState, system: &System) -> Option<Value> {
+    let plugin = state.systems.plugin_for(system).ok()?;
+    let parse = |t: &Option<String>| t.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
+    match system.spec.role {
+        Role::Source => parse(&plugin.descriptor.default_read_transformation),
+        Role::Target => parse(&plugin.descriptor.default_write_transformation),
+        Role::Proxy => {
+            let mut doc = serde_json::Map::new();
+            if let Some(r) = parse(&plugin.extensions.default_proxy_read_transformation) {
+                doc.insert("read".into(), r);
+            }
+            if let Some(w) = parse(&plugin.extensions.default_proxy_write_transformation) {
+                doc.insert("write".into(), w);
+            }
+            (!doc.is_empty()).then_some(Value::Object(doc))
+        }
+    }
+}
+
+fn page_for(state: &AppState, session: &Session, system: &System) -> TransformPage {
+    let (origin, document) = match &system.spec.transformation {
+        Some(doc) => (
+            format!("Stored, version {}.", system.transformation_version.unwrap_or(1)),
+            doc.clone(),
+        ),
+        None => (
+            "The connector's default (not stored; saving stores it as the system's own).".into(),
+            default_document(state, system).unwrap_or(Value::Null),
+        ),
+    };
+    TransformPage {
+        frame: Frame::new(session, "systems", None),
+        id: system.id.clone(),
+        name: system.spec.name.clone(),
+        origin,
+        document: if document.is_null() {
+            String::new()
+        } else {
+            serde_json::to_string_pretty(&document).unwrap_or_default()
+        },
+        error: None,
+        entity: String::from("{\n  \"userName\": \"jdoe\",\n  \"emails\": [{\"value\": \"jdoe@example.com\"}]\n}"),
+        entity_type: "user".into(),
+        operation: "create".into(),
+        tried: false,
+        verdict: String::new(),
+        verdict_class: "going",
+        output: String::new(),
+        trace: Vec::new(),
+    }
+}
+
+/// `GET /console/systems/{id}/transformation`.
+pub async fn page(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> ConsoleResult {
+    let system = ops::system(&state, &session.caller(), &id).await?;
+    Ok(render_with(StatusCode::OK, &page_for(&state, &session, &system)))
+}
+
+/// The system as it is, with another transformation (secrets kept by their mask, as the API's GET-then-PUT).
+fn same_with(system: &System, transformation: Option<Value>) -> SystemInput {
+    let view = SystemView::from(system);
+    SystemInput {
+        name: view.name,
+        connector: view.connector,
+        version: view.version,
+        role: view.role,
+        properties: view
+            .properties
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+        sources: view.sources,
+        transformation,
+        declassify: Vec::new(),
+    }
+}
+
+fn fields(body: &[u8]) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// A JSON text, or where it is not JSON.
+fn json(label: &str, text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            "The {label} is not JSON: {e} (line {}, column {}).",
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// `POST /console/systems/{id}/transformation`: saves the editor's document (validated as by the API).
+pub async fn save(State(state): State<AppState>, session: Session, Path(id): Path<String>, body: Bytes) -> Response {
+    let caller = session.caller();
+    let system = match ops::system(&state, &caller, &id).await {
+        Ok(s) => s,
+        Err(e) => return ConsoleError(e).into_response_page(),
+    };
+    let f = fields(&body);
+    let text = f.get("transformation").cloned().unwrap_or_default();
+    let result = match json("transformation", &text) {
+        Ok(doc) => ops::replace_system(&state, &caller, &id, same_with(&system, Some(doc))).await,
+        Err(m) => Err(ApiError::bad_request(m)),
+    };
+    match result {
+        Ok(saved) => redirect_with(
+            &session,
+            &format!("/console/systems/{id}/transformation"),
+            true,
+            &format!(
+                "Transformation saved as version {}.",
+                saved.transformation_version.unwrap_or(1)
+            ),
+        ),
+        Err(e) => {
+            let mut page = page_for(&state, &session, &system);
+            page.document = text;
+            let status = e.status;
+            page.error = Some(e.message);
+            render_with(status, &page)
+        }
+    }
+}
+
+/// `POST /console/systems/{id}/transformation/reset`: back to the connector's default.
+pub async fn reset(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    let caller = session.caller();
+    let to = format!("/console/systems/{id}/transformation");
+    let result = match ops::system(&state, &caller, &id).await {
+        Ok(system) => ops::replace_system(&state, &caller, &id, same_with(&system, None)).await,
+        Err(e) => Err(e),
+    };
+    super::outcome(&session, &to, result, |_| {
+        "The connector's default transformation applies again.".into()
+    })
+}
+
+/// `POST /console/systems/{id}/transformation/try`: runs the editor's document on the pasted entity.
+pub async fn try_it(State(state): State<AppState>, session: Session, Path(id): Path<String>, body: Bytes) -> Response {
+    let caller = session.caller();
+    let system = match ops::system(&state, &caller, &id).await {
+        Ok(s) => s,
+        Err(e) => return ConsoleError(e).into_response_page(),
+    };
+    let f = fields(&body);
+    let mut page = page_for(&state, &session, &system);
+    page.document = f.get("transformation").cloned().unwrap_or_default();
+    page.entity = f.get("entity").cloned().unwrap_or_default();
+    page.entity_type = f.get("entity_type").cloned().unwrap_or_else(|| "user".into());
+    page.operation = f.get("operation").cloned().unwrap_or_else(|| "create".into());
+    let mut doc = match json("transformation", &page.document) {
+        Ok(d) => d,
+        Err(m) => {
+            page.error = Some(m);
+            return render_with(StatusCode::BAD_REQUEST, &page);
+        }
+    };
+    // A proxy's document holds both directions; the playground runs the write one (else the read one).
+    if system.spec.role == Role::Proxy
+        && let Some(part) = doc.get("write").or_else(|| doc.get("read")).cloned()
+    {
+        doc = part;
+    }
+    let entity = match json("entity", &page.entity) {
+        Ok(e) => e,
+        Err(m) => {
+            page.error = Some(m);
+            return render_with(StatusCode::BAD_REQUEST, &page);
+        }
+    };
+    let run = TransformTest {
+        transformation: doc,
+        entity,
+        entity_type: page.entity_type.clone(),
+        properties: system.spec.properties.clone(),
+        operation: Some(page.operation.clone()),
+        trace: true,
+    };
+    match ops::test_transformation(&caller, &run) {
+        Ok(outcome) => {
+            use provisio_transform::Outcome;
+            page.tried = true;
+            (page.verdict, page.verdict_class) = match &outcome {
+                Outcome::Transformed { .. } => ("Transformed.".to_string(), "good"),
+                Outcome::Skipped { reason, .. } => (format!("Skipped: {reason}"), "going"),
+                Outcome::Failed {
+                    reason,
+                    mapping_index,
+                    path,
+                    ..
+                } => (
+                    format!(
+                        "Failed{}{}: {reason}",
+                        mapping_index
+                            .map(|i| format!(" at mapping {}", i + 1))
+                            .unwrap_or_default(),
+                        path.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+                    ),
+                    "bad",
+                ),
+            };
+            page.output = outcome
+                .output()
+                .and_then(|o| serde_json::to_string_pretty(o).ok())
+                .unwrap_or_default();
+            page.trace = outcome
+                .trace()
+                .iter()
+                .map(|t| {
+                    let v = serde_json::to_value(t).unwrap_or(Value::Null);
+                    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    TraceRow {
+                        mapping: t.mapping.map(|m| (m + 1).to_string()).unwrap_or_default(),
+                        action: text("action"),
+                        target: t
+                            .target_path
+                            .clone()
+                            .or_else(|| t.target_variable.clone())
+                            .unwrap_or_default(),
+                        value: t.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                        detail: t.detail.clone().unwrap_or_default(),
+                    }
+                })
+                .collect();
+            render_with(StatusCode::OK, &page)
+        }
+        Err(e) => {
+            let status = e.status;
+            page.error = Some(e.message);
+            render_with(status, &page)
+        }
+    }
+}
