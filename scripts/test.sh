@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A clean run gains nothing from incremental caches, and they double the target directory on disk.
+export CARGO_INCREMENTAL=0
+
 rustup target add wasm32-wasip2
 if [ ! -x .venv-scim/bin/python ]; then
   python3 -m venv .venv-scim
