@@ -29,11 +29,18 @@ cargo build --workspace
 
 # The web console's browser tests (tests/browser): headless Debian chromium driven by playwright-core, against
 # the `provisio` and `provisio-sim` binaries just built. Installs chromium and Node when missing.
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+# Node and npm come from Debian only when the machine has none (Debian's npm conflicts with NodeSource's
+# nodejs, which carries its own npm).
 if [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+if ! command -v npm >/dev/null; then
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
 (cd tests/browser && npm ci --no-audit --no-fund && npm test)
 cargo test --workspace
