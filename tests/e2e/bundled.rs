@@ -69,3 +69,34 @@ async fn plugin_calls_are_counted_in_metrics() {
     assert!(text.contains("provisio_plugin_calls_total{plugin=\"scim@"), "{text}");
     assert!(text.contains("provisio_http_requests_total"), "{text}");
 }
+
+/// A fresh `provisio serve` counts the bundled connectors' describe calls under their names and versions,
+/// not under the digest they are known by before describe answers (`upload-<digest>@unknown`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundled_describe_calls_are_counted_under_name_and_version() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let process = crate::provisioning::ServiceProcess::start(dir.path(), crate::support::free_port()).await;
+    let text = reqwest::get(format!("{}/metrics", process.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let bundled =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/bundled.txt")).expect("list");
+    for name in bundled
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let counted = text.lines().any(|l| {
+            l.starts_with("provisio_plugin_calls_total{")
+                && l.contains(&format!("plugin=\"{name}@"))
+                && l.contains("outcome=\"ok\"")
+                && !l.ends_with(" 0")
+        });
+        assert!(counted, "no describe call of {name} counted: {text}");
+    }
+    assert!(!text.contains("upload-"), "counted under a digest: {text}");
+    assert!(!text.contains("@unknown"), "counted without a version: {text}");
+}

@@ -1185,3 +1185,103 @@ async fn killed_read_converges(database: Option<&str>) {
         .count() as u64;
     assert_eq!(recovered, written_before_kill as u64 - linked_by_killed_run, "{job}");
 }
+
+/// Held deletes decided one by one (API body), and a rejected delete is not proposed again by the next
+/// Read — until the source has the entity again, after which its disappearance is a delete as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_deletes_are_not_proposed_again() {
+    let service = Service::start().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 20,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = service
+        .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
+        .await;
+    let target = service
+        .create_system(
+            json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": props(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret,
+                "xsuaa.origin": "sap.custom", "ips.delete.threshold.users": "3"}))}),
+        )
+        .await;
+    let t = target.as_str();
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(counts(&job, t, "user"), (20, 0, 0, 0), "{job}");
+    let ids: Vec<String> = ias_sim
+        .users()
+        .iter()
+        .map(|u| u["id"].as_str().expect("id").to_string())
+        .collect();
+
+    // Five leave the source: above the threshold of 3, held.
+    let mut taken: HashMap<String, ias::TakenUser> = HashMap::new();
+    for id in &ids[..5] {
+        taken.insert(id.clone(), ias_sim.take_user(id).expect("take"));
+    }
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(stats(&job, t, "user")["held"], 5, "{job}");
+    let job_id = job["id"].as_str().expect("id").to_string();
+    let decide = |decision: &'static str, body: Option<Value>| {
+        let service = &service;
+        let path = format!("/api/v1/jobs/{job_id}/held-deletes/{decision}");
+        async move { service.admin(Method::POST, &path, body).await }
+    };
+    let key = |id: &str| json!({"targetId": t, "entityType": "user", "sourceId": id});
+
+    // Bad selections change nothing.
+    let (status, e) = decide("reject", Some(json!({"entities": [key("not-held")]}))).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{e}");
+    let (status, e) = decide("reject", Some(json!({"entitys": []}))).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{e}");
+
+    // One approved (deleted now), two rejected by name, then the rest rejected without a body.
+    let (status, d) = decide("approve", Some(json!({"entities": [key(&ids[0])]}))).await;
+    assert_eq!(
+        (status, d["deleted"].clone()),
+        (reqwest::StatusCode::OK, json!(1)),
+        "{d}"
+    );
+    assert_eq!(uaa_sim.user_count(), 19);
+    let (status, d) = decide("reject", Some(json!({"entities": [key(&ids[1]), key(&ids[2])]}))).await;
+    assert_eq!((status, d["count"].clone()), (reqwest::StatusCode::OK, json!(2)), "{d}");
+    let (status, d) = decide("reject", Some(json!({"entities": [key(&ids[1])]}))).await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "decided already: {d}");
+    let (status, d) = decide("reject", None).await;
+    assert_eq!((status, d["count"].clone()), (reqwest::StatusCode::OK, json!(2)), "{d}");
+    let (status, _) = decide("approve", None).await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "nothing left held");
+
+    // The next Read neither holds nor deletes the four rejected ones.
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    let s = stats(&job, t, "user");
+    assert_eq!((s["held"], s["deleted"], s["skipped"]), (0, 0, 4), "{job}");
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(uaa_sim.user_count(), 19);
+    let (_, log) = service
+        .admin(
+            Method::GET,
+            &format!("/api/v1/jobs/{}/entities", job["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert!(log.to_string().contains("rejected this delete"), "{log}");
+
+    // One comes back to the source: its rejection lapses; when it leaves again, it is deleted as any other.
+    let back = ids[1].clone();
+    ias_sim.put_back_user(taken.remove(&back).expect("taken"));
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(stats(&job, t, "user")["skipped"], 3, "{job}");
+    taken.insert(back.clone(), ias_sim.take_user(&back).expect("take"));
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    let s = stats(&job, t, "user");
+    assert_eq!((s["held"], s["deleted"], s["skipped"]), (0, 1, 3), "{job}");
+    assert_eq!(uaa_sim.user_count(), 18);
+}

@@ -189,16 +189,9 @@ impl Systems {
         Ok(self.store.systems.list().await?)
     }
 
-    /// Deletes a system; refused while targets still receive from it.
+    /// Deletes a system in one store transaction; refused (409) while targets still receive from it or a
+    /// run of it is under way — the store checks that in the same transaction.
     pub async fn delete(&self, id: &str) -> Result<(), SystemError> {
-        let targets = self.store.systems.targets_of(id).await?;
-        if !targets.is_empty() {
-            let names: Vec<_> = targets.iter().map(|t| t.spec.name.as_str()).collect();
-            return Err(SystemError::Conflict(format!(
-                "the system is the source of {}; remove it from their sources first",
-                names.join(", ")
-            )));
-        }
         Ok(self.store.systems.delete(id).await?)
     }
 

@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody};
 use super::ops;
-use crate::store::jobs::{JobRecord, ScheduleRecord};
+use crate::store::jobs::{HeldKey, JobRecord, ScheduleRecord};
 use crate::store::principals::Permission;
 
 /// A run as the API shows it: the record with its summary (statistics, outcome, progress) spread out.
@@ -127,13 +127,37 @@ pub async fn held_deletes(
     Ok(Json(json!(ops::held_deletes(&state, &caller, &id).await?)))
 }
 
-/// `POST /api/v1/jobs/{id}/held-deletes/approve|reject`.
+/// Which held deletes a decision is about: `{"entities": [{"targetId", "entityType", "sourceId"}, …]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldSelection {
+    pub entities: Vec<HeldKey>,
+}
+
+/// The selection in a decision's body: `None` (every pending delete) when the body is empty.
+pub fn held_selection(body: &[u8]) -> Result<Option<Vec<HeldKey>>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let selection: HeldSelection = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid JSON body: {e}; expected {{\"entities\": [{{\"targetId\": …, \"entityType\": …, \"sourceId\": …}}]}}"
+        ))
+    })?;
+    Ok(Some(selection.entities))
+}
+
+/// `POST /api/v1/jobs/{id}/held-deletes/approve|reject`, with an optional body naming the entities.
 pub async fn decide_deletes(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, decision)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(ops::decide_deletes(&state, &caller, &id, &decision).await?))
+    let only = held_selection(&body)?;
+    Ok(Json(
+        ops::decide_deletes(&state, &caller, &id, &decision, only.as_deref()).await?,
+    ))
 }
 
 pub async fn put_schedule(

@@ -9,7 +9,7 @@ mod jobs;
 pub mod ops;
 pub mod realtime;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::time::Duration;
 

@@ -171,6 +171,7 @@ pub async fn decide_deletes(
     caller: &Caller,
     id: &str,
     decision: &str,
+    only: Option<&[crate::store::jobs::HeldKey]>,
 ) -> Result<serde_json::Value, ApiError> {
     caller.require(Permission::RunJobs)?;
     let approve = match decision {
@@ -184,7 +185,7 @@ pub async fn decide_deletes(
     };
     let outcome = state
         .provisioning
-        .decide_held_deletes(id, approve, &caller.0.name)
+        .decide_held_deletes(id, approve, &caller.0.name, only)
         .await?;
     tracing::info!(job = %id, by = %caller.0.name, approve, "held deletes decided");
     Ok(outcome)

@@ -214,3 +214,161 @@ async fn a_plugin_upload_that_is_no_component_is_refused() {
     assert_error(status, &body, status);
     assert!(state.plugins.list().is_empty(), "nothing was loaded");
 }
+
+/// A source and target (straight into the store: no connector is loaded here) and an ended run of the
+/// source that held three user deletes; answers the target's id.
+pub(crate) async fn run_with_held_deletes(state: &AppState, job_id: &str) -> String {
+    use crate::store::jobs::{Claim, HeldDelete, JobRecord, JobStatus};
+    use crate::store::systems::{Role, SystemSpec};
+    let spec = |name: &str, role: Role, sources: Vec<String>| SystemSpec {
+        name: name.into(),
+        connector: "scim".into(),
+        connector_version: None,
+        role,
+        properties: [("URL".to_string(), format!("https://{name}.example"))].into(),
+        secrets: Default::default(),
+        sources,
+        transformation: None,
+    };
+    let systems = &state.stores.systems;
+    let source = systems.create(spec("Src", Role::Source, vec![])).await.expect("source");
+    let target = systems
+        .create(spec("Tgt", Role::Target, vec![source.id.clone()]))
+        .await
+        .expect("target");
+    let node = crate::provisioning::this_node();
+    let job = JobRecord {
+        id: job_id.into(),
+        source_id: source.id.clone(),
+        job_type: "read".into(),
+        read_mode: "full".into(),
+        trigger: "manual".into(),
+        started_by: "admin".into(),
+        status: JobStatus::Running,
+        summary: serde_json::json!({"statistics": [], "heldDeletes": 3}),
+        started_at: crate::store::now(),
+        ended_at: None,
+        node: Some(node.clone()),
+        attempt: 1,
+    };
+    let jobs = &state.stores.jobs;
+    jobs.insert(&job, std::time::Duration::from_secs(60))
+        .await
+        .expect("job");
+    let claim = Claim {
+        job: job_id.into(),
+        node,
+        attempt: 1,
+    };
+    let held = ["u1", "u2", "u3"]
+        .iter()
+        .map(|id| HeldDelete {
+            target_id: target.id.clone(),
+            entity_type: "user".into(),
+            source_id: (*id).into(),
+            target_entity_id: format!("T-{id}"),
+            decision: None,
+        })
+        .collect();
+    jobs.hold_deletes(&claim, held).await.expect("hold");
+    jobs.update(&claim, JobStatus::FinishedWithError, "full", &job.summary)
+        .await
+        .expect("end");
+    target.id
+}
+
+#[tokio::test]
+async fn held_deletes_are_decided_all_or_by_entity() {
+    let state = state().await;
+    let target = run_with_held_deletes(&state, "job-h").await;
+    let uri = "/api/v1/jobs/job-h/held-deletes/reject";
+    let entity = |id: &str| format!(r#"{{"targetId":"{target}","entityType":"user","sourceId":"{id}"}}"#);
+    let json = Some("application/json");
+    // Malformed bodies, unknown fields and entities the run did not hold: 400, nothing decided.
+    for body in [
+        "{not json".to_string(),
+        r#"{"entities":"u1"}"#.to_string(),
+        r#"{"entities":[],"extra":1}"#.to_string(),
+        r#"{"entities":[]}"#.to_string(),
+        format!(r#"{{"entities":[{}]}}"#, entity("nobody")),
+        format!(r#"{{"entities":[{{"targetId":"{target}","entityType":"user"}}]}}"#),
+    ] {
+        let (status, _, answer) = send(&state, Method::POST, uri, Some(ADMIN), json, body.as_bytes()).await;
+        assert_error(status, &answer, StatusCode::BAD_REQUEST);
+    }
+    let (status, _, answer) = send(
+        &state,
+        Method::POST,
+        "/api/v1/jobs/job-h/held-deletes/maybe",
+        Some(ADMIN),
+        None,
+        b"",
+    )
+    .await;
+    assert_error(status, &answer, StatusCode::NOT_FOUND);
+    let decisions = || async {
+        let (_, _, held) = send(
+            &state,
+            Method::GET,
+            "/api/v1/jobs/job-h/held-deletes",
+            Some(ADMIN),
+            None,
+            b"",
+        )
+        .await;
+        held.as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| h["decision"].as_str().unwrap_or("waiting").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(decisions().await, ["waiting", "waiting", "waiting"]);
+
+    // One by name: only it.
+    let body = format!(r#"{{"entities":[{}]}}"#, entity("u2"));
+    let (status, _, answer) = send(&state, Method::POST, uri, Some(ADMIN), json, body.as_bytes()).await;
+    assert_eq!(
+        (status, answer["count"].clone()),
+        (StatusCode::OK, serde_json::json!(1)),
+        "{answer}"
+    );
+    assert_eq!(decisions().await, ["waiting", "rejected", "waiting"]);
+    // Decided already: 409.
+    let (status, _, answer) = send(&state, Method::POST, uri, Some(ADMIN), json, body.as_bytes()).await;
+    assert_error(status, &answer, StatusCode::CONFLICT);
+    // Without a body (or an empty one): the rest.
+    let (status, _, answer) = send(&state, Method::POST, uri, Some(ADMIN), None, b"").await;
+    assert_eq!(
+        (status, answer["count"].clone()),
+        (StatusCode::OK, serde_json::json!(2)),
+        "{answer}"
+    );
+    assert_eq!(decisions().await, ["rejected", "rejected", "rejected"]);
+    // None held any more: 409.
+    let (status, _, answer) = send(&state, Method::POST, uri, Some(ADMIN), None, b"").await;
+    assert_error(status, &answer, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_source_in_use_is_not_deleted() {
+    let state = state().await;
+    let target = run_with_held_deletes(&state, "job-d").await;
+    let target = state.stores.systems.get(&target).await.expect("get").expect("target");
+    let source = target.spec.sources[0].clone();
+    let (status, _, body) = send(
+        &state,
+        Method::DELETE,
+        &format!("/api/v1/systems/{source}"),
+        Some(ADMIN),
+        None,
+        b"",
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT);
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("Tgt")), "{body}");
+    assert!(state.stores.systems.get(&source).await.expect("get").is_some());
+    assert!(
+        state.stores.jobs.get("job-d").await.expect("get").is_some(),
+        "nothing half-deleted"
+    );
+}

@@ -9,8 +9,9 @@ use axum::response::Response;
 use super::jobs::RunView;
 use super::{ConsoleResult, Frame, Session, outcome, page_with_notice, render, take_notice};
 use crate::api::AppState;
+use crate::api::error::ApiError;
 use crate::api::ops;
-use crate::store::jobs::HeldDelete;
+use crate::store::jobs::{HeldDelete, HeldKey};
 
 /// Runs looked at for held deletes.
 const RECENT_RUNS: i64 = 500;
@@ -76,6 +77,35 @@ pub struct HeldRow {
     pub target_entity_id: String,
     /// `approved`, `rejected` or `waiting`.
     pub decision: String,
+    /// The checkbox value naming it (see [`selection_value`]).
+    pub key: String,
+}
+
+/// The value of an entity's checkbox: `targetId:entityType:sourceId` (the source id last: it may hold `:`).
+pub fn selection_value(h: &HeldDelete) -> String {
+    format!("{}:{}:{}", h.target_id, h.entity_type, h.source_id)
+}
+
+/// The entities checked in a decision form (`entity` fields); `None` when the form decides them all.
+fn selection(body: &[u8]) -> Result<Option<Vec<HeldKey>>, ApiError> {
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let selected = fields.iter().any(|(k, v)| k == "scope" && v == "selected");
+    let mut keys = Vec::new();
+    for (_, value) in fields.iter().filter(|(k, _)| k == "entity") {
+        let mut parts = value.splitn(3, ':');
+        let (Some(target_id), Some(entity_type), Some(source_id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(ApiError::bad_request(format!("{value:?} names no held delete")));
+        };
+        keys.push(HeldKey {
+            target_id: target_id.into(),
+            entity_type: entity_type.into(),
+            source_id: source_id.into(),
+        });
+    }
+    if selected && keys.is_empty() {
+        return Err(ApiError::bad_request("Select at least one entity first."));
+    }
+    Ok(selected.then_some(keys))
 }
 
 #[derive(Template)]
@@ -109,6 +139,7 @@ pub async fn page(
     let rows = deletes
         .into_iter()
         .map(|d| HeldRow {
+            key: selection_value(&d),
             target: name(&d.target_id),
             entity_type: d.entity_type,
             source_id: d.source_id,
@@ -125,14 +156,19 @@ pub async fn page(
     Ok(page_with_notice(&headers, &session, render(&page)))
 }
 
-/// `POST /console/jobs/{id}/held/{approve|reject}`.
+/// `POST /console/jobs/{id}/held/{approve|reject}`: every pending delete, or with `scope=selected` only the
+/// checked `entity` fields.
 pub async fn decide(
     State(state): State<AppState>,
     session: Session,
     Path((id, decision)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     let to = format!("/console/jobs/{id}/held");
-    let result = ops::decide_deletes(&state, &session.caller(), &id, &decision).await;
+    let result = match selection(&body) {
+        Ok(only) => ops::decide_deletes(&state, &session.caller(), &id, &decision, only.as_deref()).await,
+        Err(e) => Err(e),
+    };
     outcome(&session, &to, result, |v| {
         let verb = if decision == "approve" { "Approved" } else { "Rejected" };
         match v.as_object() {

@@ -745,3 +745,86 @@ async fn the_playground_traces_a_transformation_and_the_editor_refuses_an_invali
     .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn held_deletes_are_decided_by_checkbox_or_all_at_once() {
+    let state = state().await;
+    let target = crate::api::tests::run_with_held_deletes(&state, "job-h").await;
+    let cookie = login(&state, ADMIN).await;
+    let page = send(&state, get("/console/jobs/job-h/held", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(
+        page.body.matches("type=\"checkbox\" name=\"entity\"").count(),
+        3,
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Reject selected") && page.body.contains("Approve selected"));
+    assert!(page.body.contains("Reject: keep them"), "the all-buttons stay");
+    let csrf = csrf_of(&page.body);
+    let key = |id: &str| format!("{target}:user:{id}");
+    let decisions = || async {
+        let held = state.stores.jobs.held_deletes("job-h").await.expect("held");
+        held.into_iter()
+            .map(|h| h.decision.unwrap_or_else(|| "waiting".into()))
+            .collect::<Vec<_>>()
+    };
+
+    // Without the form's token: refused, nothing decided.
+    let answer = send(
+        &state,
+        post_form(
+            "/console/jobs/job-h/held/reject",
+            Some(&cookie),
+            &[("scope", "selected"), ("entity", &key("u1"))],
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    // "Reject selected" with nothing checked: a notice, nothing decided.
+    let answer = send(
+        &state,
+        post_form(
+            "/console/jobs/job-h/held/reject",
+            Some(&cookie),
+            &[("_csrf", &csrf), ("scope", "selected")],
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(decisions().await, ["waiting", "waiting", "waiting"]);
+
+    // Two checked: those two.
+    let answer = send(
+        &state,
+        post_form(
+            "/console/jobs/job-h/held/reject",
+            Some(&cookie),
+            &[
+                ("_csrf", &csrf),
+                ("scope", "selected"),
+                ("entity", &key("u1")),
+                ("entity", &key("u3")),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(answer.location(), "/console/jobs/job-h/held");
+    assert_eq!(decisions().await, ["rejected", "waiting", "rejected"]);
+    let page = send(&state, get("/console/jobs/job-h/held", Some(&cookie))).await;
+    assert_eq!(
+        page.body.matches("type=\"checkbox\" name=\"entity\"").count(),
+        1,
+        "only the waiting one"
+    );
+
+    // The all-button decides the rest.
+    let answer = send(
+        &state,
+        post_form("/console/jobs/job-h/held/reject", Some(&cookie), &[("_csrf", &csrf)]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(decisions().await, ["rejected", "rejected", "rejected"]);
+}

@@ -5,7 +5,8 @@ use provisio_core::store::StoreError;
 use std::time::Duration;
 
 use provisio_core::store::jobs::{
-    Claim, DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord, interrupted_summary,
+    Claim, DeltaState, EntityLogEntry, HeldDelete, HeldKey, JobRecord, JobStatus, JobStore, RejectedDelete,
+    ScheduleRecord, interrupted_summary,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -477,14 +478,117 @@ impl JobStore for PostgresStore {
         Ok(rows.iter().map(held).collect::<Result<_, _>>()?)
     }
 
-    async fn decide_held_deletes(&self, job: &str, decision: &str) -> Result<usize, StoreError> {
-        let n = sqlx::query("UPDATE held_deletes SET decision = $2 WHERE job_id = $1 AND decision IS NULL")
-            .bind(job)
-            .bind(decision)
-            .execute(&self.pool)
+    async fn decide_held_deletes(
+        &self,
+        job: &str,
+        decision: &str,
+        only: Option<&[HeldKey]>,
+    ) -> Result<usize, StoreError> {
+        let Some(only) = only else {
+            let n = sqlx::query("UPDATE held_deletes SET decision = $2 WHERE job_id = $1 AND decision IS NULL")
+                .bind(job)
+                .bind(decision)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::from)?
+                .rows_affected();
+            return Ok(n as usize);
+        };
+        let targets: Vec<&str> = only.iter().map(|k| k.target_id.as_str()).collect();
+        let kinds: Vec<&str> = only.iter().map(|k| k.entity_type.as_str()).collect();
+        let entities: Vec<&str> = only.iter().map(|k| k.source_id.as_str()).collect();
+        let n = sqlx::query(
+            "UPDATE held_deletes h SET decision = $2 FROM UNNEST($3::text[], $4::text[], $5::text[]) AS k(t, kind, s)
+             WHERE h.job_id = $1 AND h.decision IS NULL AND h.target_id = k.t AND h.kind = k.kind AND h.source_entity = k.s",
+        )
+        .bind(job)
+        .bind(decision)
+        .bind(&targets)
+        .bind(&kinds)
+        .bind(&entities)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        Ok(n as usize)
+    }
+
+    async fn reject_deletes(&self, rejected: Vec<RejectedDelete>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        for r in &rejected {
+            sqlx::query(
+                "INSERT INTO rejected_deletes
+                 (target_id, kind, target_entity, source_system, source_entity, digest, rejected_by, rejected_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (target_id, kind, target_entity) DO UPDATE SET source_system = EXCLUDED.source_system,
+                 source_entity = EXCLUDED.source_entity, digest = EXCLUDED.digest,
+                 rejected_by = EXCLUDED.rejected_by, rejected_at = EXCLUDED.rejected_at",
+            )
+            .bind(&r.target_id)
+            .bind(&r.entity_type)
+            .bind(&r.target_entity_id)
+            .bind(&r.source_system)
+            .bind(&r.source_id)
+            .bind(&r.digest)
+            .bind(&r.rejected_by)
+            .bind(&r.rejected_at)
+            .execute(&mut *tx)
             .await
-            .map_err(Error::from)?
-            .rows_affected();
+            .map_err(Error::from)?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn rejected_deletes(
+        &self,
+        source_system: &str,
+        target: &str,
+        entity_type: &str,
+    ) -> Result<Vec<RejectedDelete>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source_system, target_id, kind, source_entity, target_entity, digest, rejected_by, rejected_at
+             FROM rejected_deletes WHERE source_system = $1 AND target_id = $2 AND kind = $3",
+        )
+        .bind(source_system)
+        .bind(target)
+        .bind(entity_type)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let rejected = |r: &PgRow| -> Result<RejectedDelete, Error> {
+            Ok(RejectedDelete {
+                source_system: r.try_get(0)?,
+                target_id: r.try_get(1)?,
+                entity_type: r.try_get(2)?,
+                source_id: r.try_get(3)?,
+                target_entity_id: r.try_get(4)?,
+                digest: r.try_get(5)?,
+                rejected_by: r.try_get(6)?,
+                rejected_at: r.try_get(7)?,
+            })
+        };
+        Ok(rows.iter().map(rejected).collect::<Result<_, _>>()?)
+    }
+
+    async fn lapse_rejected_deletes(
+        &self,
+        target: &str,
+        entity_type: &str,
+        target_entities: Vec<String>,
+    ) -> Result<usize, StoreError> {
+        if target_entities.is_empty() {
+            return Ok(0);
+        }
+        let n =
+            sqlx::query("DELETE FROM rejected_deletes WHERE target_id = $1 AND kind = $2 AND target_entity = ANY($3)")
+                .bind(target)
+                .bind(entity_type)
+                .bind(&target_entities)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::from)?
+                .rows_affected();
         Ok(n as usize)
     }
 

@@ -46,6 +46,7 @@ impl SystemStore for PostgresStore {
         .execute(&mut *tx)
         .await;
         conflict_on_name(inserted, &spec.name)?;
+        check_sources(&mut tx, &spec.sources).await?;
         if let Some(doc) = &spec.transformation {
             insert_transformation(&mut tx, &id, doc, "created").await?;
         }
@@ -81,6 +82,7 @@ impl SystemStore for PostgresStore {
         .execute(&mut *tx)
         .await;
         conflict_on_name(updated, &spec.name)?;
+        check_sources(&mut tx, &spec.sources).await?;
         if spec.transformation != current.spec.transformation {
             match &spec.transformation {
                 Some(doc) => insert_transformation(&mut tx, id, doc, "replaced").await?,
@@ -103,18 +105,53 @@ impl SystemStore for PostgresStore {
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let n = sqlx::query("DELETE FROM systems WHERE id = $1")
+        // The row lock orders this delete with a create or replace of a target naming it as a source (they
+        // lock their sources FOR SHARE): whichever comes second sees what the first committed.
+        let found = sqlx::query("SELECT 1 FROM systems WHERE id = $1 FOR UPDATE")
             .bind(id)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(Error::from)?
-            .rows_affected();
+            .map_err(Error::from)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound(format!("no system with id {id}")));
+        }
+        let rows = sqlx::query("SELECT name, sources FROM systems WHERE id <> $1 ORDER BY lower(name)")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        let mut receivers = Vec::new();
+        for row in &rows {
+            let sources: Vec<String> = from_json(&row.try_get::<String, _>(1).map_err(Error::from)?)?;
+            if sources.iter().any(|s| s == id) {
+                receivers.push(row.try_get::<String, _>(0).map_err(Error::from)?);
+            }
+        }
+        if !receivers.is_empty() {
+            return Err(StoreError::Conflict(provisio_core::store::systems::still_a_source(
+                &receivers,
+            )));
+        }
+        let running: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE source_id = $1 AND status IN ('Queued', 'Running', 'Running with Error') LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        if let Some(job) = running {
+            return Err(StoreError::Conflict(provisio_core::store::systems::run_under_way(&job)));
+        }
+        for sql in [
+            "DELETE FROM held_deletes WHERE target_id = $1",
+            "DELETE FROM target_limits WHERE target = $1",
+            "DELETE FROM systems WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(Error::from)?;
+        }
         announce(&mut tx).await?;
         tx.commit().await.map_err(Error::from)?;
         self.bump_systems();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("no system with id {id}")));
-        }
         Ok(())
     }
 
@@ -154,6 +191,23 @@ fn conflict_on_name(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>, 
         Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!("a system named {name:?} already exists"))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Refuses sources that are gone (deleted since the definition was validated) or are no source systems;
+/// locks them FOR SHARE until the transaction ends, so that none is deleted meanwhile.
+async fn check_sources(tx: &mut Transaction<'_, Postgres>, sources: &[String]) -> Result<(), Error> {
+    for source in sources {
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM systems WHERE id = $1 FOR SHARE")
+            .bind(source)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if role.as_deref() != Some("source") {
+            return Err(Error::Conflict(format!(
+                "source system {source} does not exist (any more)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Tells every replica that systems changed, when the transaction commits.

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::{
-    Claim, DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, JobStore, ScheduleRecord, interrupted_summary,
+    Claim, DeltaState, EntityLogEntry, HeldDelete, HeldKey, JobRecord, JobStatus, JobStore, RejectedDelete,
+    ScheduleRecord, interrupted_summary,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -202,9 +203,41 @@ impl JobStore for SqliteStore {
         self.blocking(move |s| s.held_deletes(&job)).await
     }
 
-    async fn decide_held_deletes(&self, job: &str, decision: &str) -> Result<usize, StoreError> {
-        let (job, decision) = (job.to_owned(), decision.to_owned());
-        self.blocking(move |s| s.decide_held_deletes(&job, &decision)).await
+    async fn decide_held_deletes(
+        &self,
+        job: &str,
+        decision: &str,
+        only: Option<&[HeldKey]>,
+    ) -> Result<usize, StoreError> {
+        let (job, decision, only) = (job.to_owned(), decision.to_owned(), only.map(<[HeldKey]>::to_vec));
+        self.blocking(move |s| s.decide_held_deletes(&job, &decision, only.as_deref()))
+            .await
+    }
+
+    async fn reject_deletes(&self, rejected: Vec<RejectedDelete>) -> Result<(), StoreError> {
+        self.blocking(move |s| s.reject_deletes(&rejected)).await
+    }
+
+    async fn rejected_deletes(
+        &self,
+        source_system: &str,
+        target: &str,
+        entity_type: &str,
+    ) -> Result<Vec<RejectedDelete>, StoreError> {
+        let (source, target, kind) = (source_system.to_owned(), target.to_owned(), entity_type.to_owned());
+        self.blocking(move |s| s.rejected_deletes(&source, &target, &kind))
+            .await
+    }
+
+    async fn lapse_rejected_deletes(
+        &self,
+        target: &str,
+        entity_type: &str,
+        target_entities: Vec<String>,
+    ) -> Result<usize, StoreError> {
+        let (target, kind) = (target.to_owned(), entity_type.to_owned());
+        self.blocking(move |s| s.lapse_rejected_deletes(&target, &kind, &target_entities))
+            .await
     }
 
     async fn delta_state(&self, source: &str) -> Result<DeltaState, StoreError> {
@@ -573,11 +606,96 @@ impl SqliteStore {
     }
 
     /// Records the admin's decision on every pending held delete of a run; returns how many were pending.
-    fn decide_held_deletes(&self, job: &str, decision: &str) -> Result<usize, Error> {
-        Ok(self.conn().execute(
-            "UPDATE held_deletes SET decision = ?2 WHERE job_id = ?1 AND decision IS NULL",
-            params![job, decision],
-        )?)
+    fn decide_held_deletes(&self, job: &str, decision: &str, only: Option<&[HeldKey]>) -> Result<usize, Error> {
+        let Some(only) = only else {
+            return Ok(self.conn().execute(
+                "UPDATE held_deletes SET decision = ?2 WHERE job_id = ?1 AND decision IS NULL",
+                params![job, decision],
+            )?);
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE held_deletes SET decision = ?2 WHERE job_id = ?1 AND decision IS NULL
+                 AND target_id = ?3 AND kind = ?4 AND source_entity = ?5",
+            )?;
+            for key in only {
+                n += stmt.execute(params![job, decision, key.target_id, key.entity_type, key.source_id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Remembers rejected deletes, replacing earlier rejections of the same target entities.
+    fn reject_deletes(&self, rejected: &[RejectedDelete]) -> Result<(), Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO rejected_deletes
+                 (target_id, kind, target_entity, source_system, source_entity, digest, rejected_by, rejected_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for r in rejected {
+                stmt.execute(params![
+                    r.target_id,
+                    r.entity_type,
+                    r.target_entity_id,
+                    r.source_system,
+                    r.source_id,
+                    r.digest,
+                    r.rejected_by,
+                    r.rejected_at
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The rejected deletes of a source's entities of one type in a target.
+    fn rejected_deletes(&self, source: &str, target: &str, kind: &str) -> Result<Vec<RejectedDelete>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT source_system, target_id, kind, source_entity, target_entity, digest, rejected_by, rejected_at
+             FROM rejected_deletes WHERE source_system = ?1 AND target_id = ?2 AND kind = ?3",
+        )?;
+        let rows = stmt.query_map(params![source, target, kind], |r| {
+            Ok(RejectedDelete {
+                source_system: r.get(0)?,
+                target_id: r.get(1)?,
+                entity_type: r.get(2)?,
+                source_id: r.get(3)?,
+                target_entity_id: r.get(4)?,
+                digest: r.get(5)?,
+                rejected_by: r.get(6)?,
+                rejected_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets the rejections of these target entities; how many.
+    fn lapse_rejected_deletes(&self, target: &str, kind: &str, entities: &[String]) -> Result<usize, Error> {
+        if entities.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM rejected_deletes WHERE target_id = ?1 AND kind = ?2 AND target_entity = ?3",
+            )?;
+            for entity in entities {
+                n += stmt.execute(params![target, kind, entity])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// The delta-read state of a source.

@@ -198,6 +198,22 @@ const MIGRATIONS: &[&str] = &[
         paused_until INTEGER
     );
     "#,
+    // Deletes an admin rejected, per target entity with the link's digest at the time: the next runs neither
+    // hold nor delete the entity while its link stays so (issue 19).
+    r#"
+    CREATE TABLE rejected_deletes (
+        target_id     TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind          TEXT NOT NULL,
+        target_entity TEXT NOT NULL,
+        source_system TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        source_entity TEXT NOT NULL,
+        digest        TEXT,
+        rejected_by   TEXT NOT NULL,
+        rejected_at   TEXT NOT NULL,
+        PRIMARY KEY (target_id, kind, target_entity)
+    ) WITHOUT ROWID;
+    CREATE INDEX rejected_deletes_by_source ON rejected_deletes (source_system, target_id, kind);
+    "#,
 ];
 
 /// The schema version this Provisio knows.

@@ -83,6 +83,7 @@ impl SqliteStore {
             )));
         }
         inserted?;
+        check_sources(&tx, &spec.sources)?;
         if let Some(doc) = &spec.transformation {
             insert_transformation(&tx, &id, doc, "initial")?;
         }
@@ -125,6 +126,7 @@ impl SqliteStore {
             )));
         }
         updated?;
+        check_sources(&tx, &spec.sources)?;
         if spec.transformation != current.spec.transformation {
             match &spec.transformation {
                 Some(doc) => insert_transformation(&tx, id, doc, "replaced")?,
@@ -140,13 +142,51 @@ impl SqliteStore {
             .ok_or_else(|| Error::NotFound(format!("no system with id {id}")))
     }
 
-    /// Deletes a system and its transformation versions.
+    /// Deletes a system with its transformation versions, links, runs and rate state, in one transaction that
+    /// first checks, in it, that no target receives from it and no run of it is under way.
     fn delete_system(&self, id: &str) -> Result<(), Error> {
-        let n = self.conn().execute("DELETE FROM systems WHERE id = ?1", params![id])?;
-        self.bump_systems();
-        if n == 0 {
+        let mut conn = self.conn();
+        // Immediate: the checks and the delete see the same database, and no other write slips in between.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found = tx
+            .query_row("SELECT 1 FROM systems WHERE id = ?1", params![id], |_| Ok(()))
+            .optional()?;
+        if found.is_none() {
             return Err(Error::NotFound(format!("no system with id {id}")));
         }
+        let mut receivers = Vec::new();
+        {
+            let mut stmt = tx.prepare("SELECT name, sources FROM systems WHERE id <> ?1 ORDER BY name")?;
+            let rows = stmt.query_map(params![id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (name, sources) = row?;
+                let sources: Vec<String> = from_json(&sources)?;
+                if sources.iter().any(|s| s == id) {
+                    receivers.push(name);
+                }
+            }
+        }
+        if !receivers.is_empty() {
+            return Err(Error::Conflict(provisio_core::store::systems::still_a_source(
+                &receivers,
+            )));
+        }
+        let running: Option<String> = tx
+            .query_row(
+                "SELECT id FROM jobs WHERE source_id = ?1 AND status IN ('Queued', 'Running', 'Running with Error') LIMIT 1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(job) = running {
+            return Err(Error::Conflict(provisio_core::store::systems::run_under_way(&job)));
+        }
+        tx.execute("DELETE FROM held_deletes WHERE target_id = ?1", params![id])?;
+        tx.execute("DELETE FROM target_limits WHERE target = ?1", params![id])?;
+        tx.execute("DELETE FROM systems WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        drop(conn);
+        self.bump_systems();
         Ok(())
     }
 
@@ -199,6 +239,21 @@ impl SqliteStore {
             updated_at: r.updated_at,
         })
     }
+}
+
+/// Refuses sources that are gone (deleted since the definition was validated) or are no source systems.
+fn check_sources(tx: &rusqlite::Transaction<'_>, sources: &[String]) -> Result<(), Error> {
+    for source in sources {
+        let role: Option<String> = tx
+            .query_row("SELECT role FROM systems WHERE id = ?1", params![source], |r| r.get(0))
+            .optional()?;
+        if role.as_deref() != Some("source") {
+            return Err(Error::Conflict(format!(
+                "source system {source} does not exist (any more)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 const SELECT: &str =

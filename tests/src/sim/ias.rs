@@ -179,6 +179,9 @@ struct Group {
 type Memberships<'a> = HashMap<&'a str, Vec<&'a Group>>;
 
 #[derive(Debug, Default)]
+/// A user taken out of the tenant for a while ([`State::take_user`]).
+pub struct TakenUser(User);
+
 struct Store {
     users: Table<User>,
     user_names: HashMap<String, String>,
@@ -747,6 +750,24 @@ impl State {
             }
             None => false,
         }
+    }
+
+    /// Takes a user out of the tenant without a push (reads no longer list it), to be put back under the
+    /// same id by [`State::put_back_user`]: a user that leaves the source for a while.
+    pub fn take_user(&self, id: &str) -> Option<TakenUser> {
+        let mut s = self.store();
+        let uuid = s.resolve_user(id)?;
+        delete_user(&mut s, &uuid).map(TakenUser)
+    }
+
+    /// Puts a user taken by [`State::take_user`] back, with its id.
+    pub fn put_back_user(&self, taken: TakenUser) {
+        let mut s = self.store();
+        let mut u = taken.0;
+        u.last_modified = now_millis();
+        s.index_user(&u);
+        s.user_legacy.insert(u.legacy.clone(), u.uuid.clone());
+        s.users.insert(u.uuid.clone(), u);
     }
 
     /// All groups (v2 representation).

@@ -124,6 +124,9 @@ pub struct LoadedPlugin {
     /// Calls, failures, traps, limit hits and time spent, since it was loaded.
     pub stats: PluginStats,
     bindings: Bindings,
+    /// While `describe()` runs at load time: the plugin's name is not known yet, so the call is counted in
+    /// `/metrics` by [`Runtime::load`] under the name it declares, not under the digest.
+    describing: bool,
 }
 
 impl LoadedPlugin {
@@ -316,12 +319,28 @@ impl Runtime {
             from_cache,
             stats: PluginStats::default(),
             bindings,
+            describing: true,
         };
-        let (descriptor, extensions) = match self.invoke(&plugin, None, Request::Describe).await {
+        let describing = Instant::now();
+        let described = self.invoke(&plugin, None, Request::Describe).await;
+        let (descriptor, extensions) = match described {
             Ok(Response::Describe(d, x)) => (d, x),
-            Ok(_) => return Err(LoadError::Describe("internal error: mismatched response kind".into())),
-            Err(e) => return Err(LoadError::Describe(e.to_string())),
+            Ok(_) => {
+                crate::metrics::plugin_call(&plugin.label(), "connector-error", describing.elapsed());
+                return Err(LoadError::Describe("internal error: mismatched response kind".into()));
+            }
+            Err(e) => {
+                crate::metrics::plugin_call(&plugin.label(), e.kind(), describing.elapsed());
+                return Err(LoadError::Describe(e.to_string()));
+            }
         };
+        // Counted under the name and version it declares (not `upload-<digest>@unknown`).
+        crate::metrics::plugin_call(
+            &format!("{}@{}", descriptor.name, descriptor.version),
+            "ok",
+            describing.elapsed(),
+        );
+        plugin.describing = false;
         validate_descriptor(&descriptor, &extensions).map_err(LoadError::Describe)?;
         validate_default_transformations(&descriptor, &extensions)?;
         plugin.descriptor = descriptor;
@@ -652,9 +671,11 @@ impl Runtime {
             Err(e) => e.kind(),
         };
         let elapsed = started.elapsed();
-        crate::metrics::plugin_call(&label, kind, elapsed);
+        if !plugin.describing {
+            crate::metrics::plugin_call(&label, kind, elapsed);
+        }
         let state = store.data();
-        if state.denied > 0 {
+        if state.denied > 0 && !plugin.describing {
             crate::metrics::plugin_denied_requests(&label, u64::from(state.denied));
         }
         plugin
@@ -700,7 +721,9 @@ impl Runtime {
     ) -> Result<Response, CallError> {
         let elapsed = started.elapsed();
         let kind = error.kind();
-        crate::metrics::plugin_call(label, kind, elapsed);
+        if !plugin.describing {
+            crate::metrics::plugin_call(label, kind, elapsed);
+        }
         plugin.stats.record(&Err(&error), elapsed, None);
         let system = target.map_or("", |t| t.endpoint.system_id.as_str());
         if Self::earns_probation(&error) {

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use std::time::Duration;
 
-use super::jobs::{Claim, DeltaState, EntityLogEntry, HeldDelete, JobRecord, JobStatus, LEASE, ScheduleRecord};
+use super::jobs::{
+    Claim, DeltaState, EntityLogEntry, HeldDelete, HeldKey, JobRecord, JobStatus, LEASE, RejectedDelete, ScheduleRecord,
+};
 use super::links::{LinkChange, LinkScope};
 use super::plugins::PluginRecord;
 use super::principals::{Permission, PrincipalKind};
@@ -130,9 +132,51 @@ pub async fn systems(stores: Stores) {
         (Role::Target, vec![source.id.clone()])
     );
 
+    // A source that a target receives from is not deleted, nor anything of it.
+    match systems.delete(&source.id).await {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("Target"), "names the target: {m}"),
+        other => panic!("deleting a source in use: {other:?}"),
+    }
+    assert!(
+        systems.get(&source.id).await.expect("get").is_some(),
+        "nothing half-deleted"
+    );
+
     systems.delete(&target.id).await.expect("delete");
     assert!(systems.get(&target.id).await.expect("get").is_none());
     assert!(matches!(systems.delete(&target.id).await, Err(StoreError::NotFound(_))));
+    // A target naming a source that is gone is refused in the store's transaction too.
+    let mut orphan = spec("Orphan", Role::Target, vec!["no-such-source".into()]);
+    assert!(matches!(
+        systems.create(orphan.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    orphan.sources = vec![];
+    systems
+        .delete(&systems.create(orphan).await.expect("orphan").id)
+        .await
+        .expect("delete");
+
+    // A source with a run under way is not deleted; once the run has ended it is, with its runs.
+    stores
+        .jobs
+        .insert(&job("j-del", &source.id, JobStatus::Running), LEASE)
+        .await
+        .expect("insert");
+    match systems.delete(&source.id).await {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("j-del"), "names the run: {m}"),
+        other => panic!("deleting a source with a run: {other:?}"),
+    }
+    stores
+        .jobs
+        .update(&claim("j-del"), JobStatus::Success, "full", &json!({}))
+        .await
+        .expect("end");
+    systems.delete(&source.id).await.expect("delete the source");
+    assert!(
+        stores.jobs.get("j-del").await.expect("get").is_none(),
+        "its runs go with it"
+    );
 }
 
 /// Principals: unique names whatever their case, password checks, the cache forgets deleted principals.
@@ -610,10 +654,114 @@ pub async fn job_logs_and_held_deletes(stores: Stores) {
         .await
         .expect("hold");
     assert_eq!(jobs.held_deletes("j1").await.expect("held").len(), 2);
-    assert_eq!(jobs.decide_held_deletes("j1", "approved").await.expect("decide"), 2);
-    assert_eq!(jobs.decide_held_deletes("j1", "rejected").await.expect("again"), 0);
+    assert_eq!(
+        jobs.decide_held_deletes("j1", "approved", None).await.expect("decide"),
+        2
+    );
+    assert_eq!(
+        jobs.decide_held_deletes("j1", "rejected", None).await.expect("again"),
+        0
+    );
     let decided = jobs.held_deletes("j1").await.expect("held");
     assert!(decided.iter().all(|h| h.decision.as_deref() == Some("approved")));
+
+    // Deciding some: only those named, each once.
+    jobs.insert(&job("j2", &source, JobStatus::Running), LEASE)
+        .await
+        .expect("insert");
+    jobs.hold_deletes(&claim("j2"), vec![held("a"), held("b"), held("c")])
+        .await
+        .expect("hold");
+    let key = |id: &str| HeldKey {
+        target_id: target.clone(),
+        entity_type: "user".into(),
+        source_id: id.into(),
+    };
+    let some = [key("a"), key("c"), key("zz")];
+    assert_eq!(
+        jobs.decide_held_deletes("j2", "rejected", Some(&some))
+            .await
+            .expect("some"),
+        2
+    );
+    assert_eq!(
+        jobs.decide_held_deletes("j2", "approved", Some(&some))
+            .await
+            .expect("again"),
+        0
+    );
+    let decided = jobs.held_deletes("j2").await.expect("held");
+    let decision = |id: &str| {
+        decided
+            .iter()
+            .find(|h| h.source_id == id)
+            .and_then(|h| h.decision.clone())
+    };
+    assert_eq!(
+        (decision("a"), decision("b"), decision("c")),
+        (Some("rejected".into()), None, Some("rejected".into()))
+    );
+    assert_eq!(jobs.decide_held_deletes("j2", "approved", None).await.expect("rest"), 1);
+
+    // Rejections: kept per target entity (a newer one replaces), listed per source, target and type,
+    // lapsed one by one, and gone with the target system.
+    let rejected = |id: &str, digest: &str| RejectedDelete {
+        source_system: source.clone(),
+        target_id: target.clone(),
+        entity_type: "user".into(),
+        source_id: id.into(),
+        target_entity_id: format!("T-{id}"),
+        digest: Some(digest.into()),
+        rejected_by: "admin".into(),
+        rejected_at: super::now(),
+    };
+    jobs.reject_deletes(vec![rejected("a", "d1"), rejected("c", "d1")])
+        .await
+        .expect("reject");
+    jobs.reject_deletes(vec![rejected("a", "d2")]).await.expect("again");
+    let mut listed = jobs.rejected_deletes(&source, &target, "user").await.expect("list");
+    listed.sort_by(|x, y| x.source_id.cmp(&y.source_id));
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.source_id.as_str(), r.digest.as_deref()))
+            .collect::<Vec<_>>(),
+        [("a", Some("d2")), ("c", Some("d1"))]
+    );
+    assert_eq!(listed[0], rejected("a", "d2").with_time(&listed[0].rejected_at));
+    assert!(
+        jobs.rejected_deletes(&source, &target, "group")
+            .await
+            .expect("groups")
+            .is_empty()
+    );
+    assert_eq!(
+        jobs.lapse_rejected_deletes(&target, "user", vec!["T-a".into(), "T-x".into()])
+            .await
+            .expect("lapse"),
+        1
+    );
+    assert_eq!(
+        jobs.rejected_deletes(&source, &target, "user")
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    stores.systems.delete(&target).await.expect("delete the target");
+    assert!(
+        jobs.rejected_deletes(&source, &target, "user")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+impl RejectedDelete {
+    fn with_time(mut self, at: &str) -> Self {
+        self.rejected_at = at.into();
+        self
+    }
 }
 
 /// Links: an intent, then the written entity with its content, stale, removed; reset; the loop guard;

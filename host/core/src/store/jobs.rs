@@ -169,6 +169,48 @@ pub struct HeldDelete {
     pub decision: Option<String>,
 }
 
+/// One held delete of a run, as a decision names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeldKey {
+    /// The target system.
+    pub target_id: String,
+    /// `user` or `group`.
+    pub entity_type: String,
+    /// The source entity id.
+    pub source_id: String,
+}
+
+impl HeldDelete {
+    /// Whether `key` names this held delete.
+    pub fn is(&self, key: &HeldKey) -> bool {
+        self.target_id == key.target_id && self.entity_type == key.entity_type && self.source_id == key.source_id
+    }
+}
+
+/// A delete an admin rejected: the next runs neither hold nor delete the entity while its link stays as it
+/// was when rejected. Kept per target entity (target system, entity type, target entity id).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedDelete {
+    /// The source system whose run held it.
+    pub source_system: String,
+    /// The target system.
+    pub target_id: String,
+    /// `user` or `group`.
+    pub entity_type: String,
+    /// The source entity id.
+    pub source_id: String,
+    /// The target entity id.
+    pub target_entity_id: String,
+    /// The link's digest when it was rejected (a change of it lapses the rejection).
+    pub digest: Option<String>,
+    /// Who rejected it.
+    pub rejected_by: String,
+    /// When.
+    pub rejected_at: String,
+}
+
 /// What a delta read of a source needs to remember between runs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeltaState {
@@ -298,8 +340,31 @@ pub trait JobStore: Send + Sync {
     async fn hold_deletes(&self, claim: &Claim, held: Vec<HeldDelete>) -> Result<(), StoreError>;
     /// A run's held deletes.
     async fn held_deletes(&self, job: &str) -> Result<Vec<HeldDelete>, StoreError>;
-    /// Approves or rejects a run's undecided held deletes; how many.
-    async fn decide_held_deletes(&self, job: &str, decision: &str) -> Result<usize, StoreError>;
+    /// Approves or rejects a run's undecided held deletes — all of them, or only those `only` names; how many
+    /// were decided.
+    async fn decide_held_deletes(
+        &self,
+        job: &str,
+        decision: &str,
+        only: Option<&[HeldKey]>,
+    ) -> Result<usize, StoreError>;
+    /// Remembers rejected deletes (replacing an earlier rejection of the same target entity).
+    async fn reject_deletes(&self, rejected: Vec<RejectedDelete>) -> Result<(), StoreError>;
+    /// The rejected deletes of a source's entities of one type in a target.
+    async fn rejected_deletes(
+        &self,
+        source_system: &str,
+        target: &str,
+        entity_type: &str,
+    ) -> Result<Vec<RejectedDelete>, StoreError>;
+    /// Forgets the rejections of these target entities (their link changed, or the source has them again);
+    /// how many.
+    async fn lapse_rejected_deletes(
+        &self,
+        target: &str,
+        entity_type: &str,
+        target_entities: Vec<String>,
+    ) -> Result<usize, StoreError>;
     /// A source's delta-read state.
     async fn delta_state(&self, source: &str) -> Result<DeltaState, StoreError>;
     /// Stores a source's delta-read state; fenced by the claim of the run that read it.

@@ -91,7 +91,10 @@ pub trait SystemStore: Send + Sync {
     /// Replaces a system's definition; a changed transformation becomes a new version. Secrets left sealed in
     /// `spec` keep their values.
     async fn replace(&self, id: &str, spec: SystemSpec) -> Result<System, StoreError>;
-    /// Deletes a system with its transformations and links.
+    /// Deletes a system with its transformations, links, runs and rate state, all or nothing. Refused with
+    /// [`StoreError::Conflict`] (message from [`still_a_source`] or [`run_under_way`]) while a target receives
+    /// from it or a run of it is queued or running, checked in the same transaction. Creating or replacing a
+    /// target checks its sources in its transaction too, so neither can slip past the other.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
     /// One system.
     async fn get(&self, id: &str) -> Result<Option<System>, StoreError>;
@@ -106,4 +109,17 @@ pub trait SystemStore: Send + Sync {
             .filter(|s| s.spec.sources.iter().any(|x| x == source_id))
             .collect())
     }
+}
+
+/// Why a system that targets receive from cannot be deleted.
+pub fn still_a_source(targets: &[String]) -> String {
+    format!(
+        "the system is the source of {}; remove it from their sources first",
+        targets.join(", ")
+    )
+}
+
+/// Why a system with a run under way cannot be deleted.
+pub fn run_under_way(job: &str) -> String {
+    format!("a run of the system is queued or running (job {job}); stop it or let it end first")
 }

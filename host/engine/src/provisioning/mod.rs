@@ -39,7 +39,7 @@ use self::stop::StopSignal;
 use self::target::TargetContext;
 use crate::connector::EntityKind;
 use crate::plugins::Plugins;
-use crate::store::jobs::{Claim, HEARTBEAT, JobRecord, JobStatus, LEASE};
+use crate::store::jobs::{Claim, HEARTBEAT, HeldDelete, HeldKey, JobRecord, JobStatus, LEASE, RejectedDelete};
 use crate::store::links::{LinkChange, LinkScope};
 use crate::store::systems::{Role, System};
 use crate::store::{StoreError, Stores};
@@ -814,30 +814,67 @@ impl Provisioning {
     }
 
     /// Approves (deletes them now) or rejects (keeps the entities and their links) the deletes a threshold
-    /// held in a run. Returns the counts.
-    pub async fn decide_held_deletes(&self, job_id: &str, approve: bool, by: &str) -> Result<Value, JobError> {
+    /// held in a run: all pending ones, or only those `only` names (each must be a held delete of the run,
+    /// else [`JobError::Invalid`]). A rejection is remembered: the next runs neither hold nor delete the
+    /// entity while its link stays as it was. Returns the counts.
+    pub async fn decide_held_deletes(
+        &self,
+        job_id: &str,
+        approve: bool,
+        by: &str,
+        only: Option<&[HeldKey]>,
+    ) -> Result<Value, JobError> {
         let job = self.job(job_id).await?;
         if !job.status.is_final() {
             return Err(JobError::Conflict(
                 "the run is still going; decide when it has ended".into(),
             ));
         }
-        let pending: Vec<_> = self
-            .inner
-            .store
-            .jobs
-            .held_deletes(job_id)
-            .await?
+        let held = self.inner.store.jobs.held_deletes(job_id).await?;
+        if let Some(only) = only {
+            if only.is_empty() {
+                return Err(JobError::Invalid("\"entities\" names no held delete".into()));
+            }
+            if let Some(unknown) = only.iter().find(|k| !held.iter().any(|h| h.is(k))) {
+                return Err(JobError::Invalid(format!(
+                    "the run held no delete of {} {} in target {}",
+                    unknown.entity_type, unknown.source_id, unknown.target_id
+                )));
+            }
+            if let Some(decided) = only
+                .iter()
+                .find_map(|k| held.iter().find(|h| h.is(k) && h.decision.is_some()))
+            {
+                return Err(JobError::Conflict(format!(
+                    "the delete of {} {} was {} already",
+                    decided.entity_type,
+                    decided.source_id,
+                    decided.decision.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        let pending: Vec<_> = held
             .into_iter()
             .filter(|h| h.decision.is_none())
+            .filter(|h| only.is_none_or(|only| only.iter().any(|k| h.is(k))))
             .collect();
         if pending.is_empty() {
             return Err(JobError::Conflict("this run holds no pending deletes".into()));
         }
         let decision = if approve { "approved" } else { "rejected" };
-        self.inner.store.jobs.decide_held_deletes(job_id, decision).await?;
+        let count = self
+            .inner
+            .store
+            .jobs
+            .decide_held_deletes(job_id, decision, only)
+            .await?;
+        if count == 0 {
+            // Another admin (or replica) decided them between the read and the update.
+            return Err(JobError::Conflict("these deletes were decided meanwhile".into()));
+        }
         tracing::info!(job = %job_id, by = %by, decision, count = pending.len(), "held deletes decided");
         if !approve {
+            self.remember_rejections(&job.source_id, &pending, by).await?;
             return Ok(json!({"decision": decision, "count": pending.len()}));
         }
         let source = self.inner.systems.get(&job.source_id).await?;
@@ -904,6 +941,49 @@ impl Provisioning {
                 .await?;
         }
         Ok(json!({"decision": decision, "deleted": deleted, "failed": failed}))
+    }
+
+    /// Remembers rejected deletes with the link each had, so that the next runs leave the entity alone until
+    /// its link changes or the source has it again.
+    async fn remember_rejections(&self, source: &str, rejected: &[HeldDelete], by: &str) -> Result<(), JobError> {
+        let mut by_scope: BTreeMap<(String, String), Vec<&HeldDelete>> = BTreeMap::new();
+        for h in rejected {
+            by_scope
+                .entry((h.target_id.clone(), h.entity_type.clone()))
+                .or_default()
+                .push(h);
+        }
+        let at = crate::store::now();
+        let mut remembered = Vec::new();
+        for ((target, kind_name), held) in by_scope {
+            let kind: EntityKind = kind_name.parse().map_err(JobError::Invalid)?;
+            let scope = LinkScope {
+                source: source.to_string(),
+                target: target.clone(),
+                kind,
+            };
+            let links = self.inner.store.links.all(&scope).await?;
+            for h in held {
+                // Only what is still linked as it was held: anything else is proposed afresh anyway.
+                let Some(link) = links
+                    .get(&h.source_id)
+                    .filter(|l| l.target_entity.as_deref() == Some(h.target_entity_id.as_str()))
+                else {
+                    continue;
+                };
+                remembered.push(RejectedDelete {
+                    source_system: source.to_string(),
+                    target_id: target.clone(),
+                    entity_type: kind_name.clone(),
+                    source_id: h.source_id.clone(),
+                    target_entity_id: h.target_entity_id.clone(),
+                    digest: link.digest.clone(),
+                    rejected_by: by.to_string(),
+                    rejected_at: at.clone(),
+                });
+            }
+        }
+        Ok(self.inner.store.jobs.reject_deletes(remembered).await?)
     }
 
     /// Forgets every link of a source (SAP's *Reset*): targets keep their entities, which afterwards look

@@ -12,7 +12,7 @@ impl JobRun {
             if !self.targets[index].ctx.handles(kind) {
                 continue;
             }
-            let (candidates, protected) = {
+            let (mut candidates, protected) = {
                 let t = &self.targets[index];
                 let mut candidates = Vec::new();
                 let mut protected = Vec::new();
@@ -50,6 +50,53 @@ impl JobRun {
                 })
                 .collect();
             self.count(&target_id, kind).skipped += protected.len() as u64;
+            // Deletes an admin rejected stay rejected while the link is as it was and the source still lacks the
+            // entity; otherwise the rejection lapses and the entity is treated as any other.
+            let rejected = self
+                .store
+                .jobs
+                .rejected_deletes(&self.reader.system.id, &target_id, kind.as_str())
+                .await?;
+            if !rejected.is_empty() {
+                let links = self.targets[index].links(kind);
+                let mut lapsed = Vec::new();
+                let mut kept = HashMap::new();
+                for r in rejected {
+                    let unchanged = links.get(&r.source_id).is_some_and(|l| {
+                        l.target_entity.as_deref() == Some(r.target_entity_id.as_str()) && l.digest == r.digest
+                    });
+                    if unchanged && !seen.contains(&r.source_id) {
+                        kept.insert(r.source_id.clone(), r);
+                    } else {
+                        lapsed.push(r.target_entity_id);
+                    }
+                }
+                if !self.options.simulate && !lapsed.is_empty() {
+                    self.store
+                        .jobs
+                        .lapse_rejected_deletes(&target_id, kind.as_str(), lapsed)
+                        .await?;
+                }
+                let before = candidates.len();
+                candidates.retain(|(s, t)| {
+                    let Some(r) = kept.get(s) else { return true };
+                    log.push(EntityLogEntry {
+                        target_id: Some(target_id.clone()),
+                        entity_type: kind.as_str().into(),
+                        source_id: Some(s.clone()),
+                        target_entity_id: Some(t.clone()),
+                        operation: "delete".into(),
+                        outcome: "skipped".into(),
+                        reason: Some(format!(
+                            "{} rejected this delete at {}; it is kept until the source has the entity again or its link changes",
+                            r.rejected_by, r.rejected_at
+                        )),
+                        ..Default::default()
+                    });
+                    false
+                });
+                self.count(&target_id, kind).skipped += (before - candidates.len()) as u64;
+            }
             if candidates.is_empty() {
                 self.append_log(log).await?;
                 continue;
