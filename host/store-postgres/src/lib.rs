@@ -69,6 +69,8 @@ pub struct PostgresStore {
     secrets: SecretBox,
     /// Moved by every write to a system here or, through `NOTIFY`, on another replica.
     systems_generation: Arc<AtomicU64>,
+    /// The writer task that commits pushed events in groups.
+    appender: realtime::Appender,
 }
 
 impl PostgresStore {
@@ -93,6 +95,7 @@ impl PostgresStore {
         migrations::run(&pool).await?;
         check_key(&pool, &secrets).await?;
         let store = PostgresStore {
+            appender: realtime::Appender::start(pool.clone()),
             pool,
             secrets,
             systems_generation: Arc::default(),

@@ -185,7 +185,7 @@ fn last_per_entity(run: &[LinkChange]) -> Vec<&LinkChange> {
 }
 
 /// Applies changes that are all of one kind.
-async fn apply_run(
+pub(crate) async fn apply_run(
     tx: &mut Transaction<'_, Postgres>,
     scope: &LinkScope,
     run: &[LinkChange],

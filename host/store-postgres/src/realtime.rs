@@ -1,13 +1,21 @@
 //! The real-time outbox on PostgreSQL. An append is committed (`synchronous_commit` as the server has it;
 //! `docs/scale-out.md` says which settings lose nothing on a failover) before it returns.
+//!
+//! Appends go through [`Appender`]: one task per replica that inserts whatever pushes arrived meanwhile in
+//! one statement (one commit, one WAL flush), then answers each — a push is acknowledged only after its row
+//! is committed. Ended attempts are recorded the same way, many in one transaction
+//! ([`EventStore::finish_batch`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use provisio_core::store::StoreError;
-use provisio_core::store::realtime::{EventRecord, EventStore, NewEvent};
+use provisio_core::store::links::{LinkChange, LinkScope};
+use provisio_core::store::realtime::{EventRecord, EventStore, Finished, NewEvent};
 use serde_json::Value;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{Error, PostgresStore, now};
 
@@ -37,36 +45,7 @@ fn record(r: &PgRow) -> Result<EventRecord, Error> {
 #[async_trait::async_trait]
 impl EventStore for PostgresStore {
     async fn append(&self, e: NewEvent) -> Result<EventRecord, StoreError> {
-        let at = now();
-        let row = sqlx::query(
-            "INSERT INTO realtime_events (source_id, kind, entity_id, operation, body, received_at, received_by, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') RETURNING seq",
-        )
-        .bind(&e.source_id)
-        .bind(&e.kind)
-        .bind(&e.entity_id)
-        .bind(&e.operation)
-        .bind(e.body.as_ref().map(Value::to_string))
-        .bind(&at)
-        .bind(&e.received_by)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(Error::from)?;
-        Ok(EventRecord {
-            seq: row.try_get(0).map_err(Error::from)?,
-            source_id: e.source_id,
-            entity_type: e.kind,
-            entity_id: e.entity_id,
-            operation: e.operation,
-            received_at: at,
-            received_by: e.received_by,
-            state: "pending".into(),
-            attempts: 0,
-            next_attempt_at: None,
-            results: None,
-            finished_at: None,
-            body: e.body,
-        })
+        self.appender.append(e).await
     }
 
     async fn pending(&self, limit: i64) -> Result<Vec<EventRecord>, StoreError> {
@@ -168,6 +147,124 @@ impl EventStore for PostgresStore {
         Ok(())
     }
 
+    async fn finish_batch(&self, batch: Vec<Finished>) -> Result<Vec<i64>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = now();
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        // The outcomes in one statement; an event whose fence no longer holds its claim is not updated.
+        let (mut seqs, mut states, mut results, mut nexts, mut fences) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for f in &batch {
+            seqs.push(f.seq);
+            states.push(f.state.as_str());
+            results.push(f.results.to_string());
+            nexts.push(f.next_attempt_at.as_deref());
+            fences.push(f.fence.as_deref());
+        }
+        let rows = sqlx::query(
+            "UPDATE realtime_events e SET state = u.state, results = u.results, attempts = e.attempts + 1,
+                    next_attempt_at = u.next, finished_at = CASE WHEN u.state = 'pending' THEN NULL ELSE $6 END,
+                    claimed_by = NULL, claimed_until = NULL
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(seq, state, results, next, fence)
+             WHERE e.seq = u.seq AND (u.fence IS NULL OR e.claimed_by = u.fence)
+             RETURNING e.seq",
+        )
+        .bind(&seqs)
+        .bind(&states)
+        .bind(&results)
+        .bind(&nexts)
+        .bind(&fences)
+        .bind(&at)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        let mut recorded = std::collections::HashSet::with_capacity(rows.len());
+        for r in &rows {
+            recorded.insert(r.try_get::<i64, _>(0).map_err(Error::from)?);
+        }
+        let kept = |f: &&Finished| f.fence.is_none() || recorded.contains(&f.seq);
+        let fenced: Vec<i64> = batch
+            .iter()
+            .filter(|f| f.fence.is_some() && !recorded.contains(&f.seq))
+            .map(|f| f.seq)
+            .collect();
+        // The entities they leave behind: the last per id (one statement cannot change a row twice).
+        let mut pushed: HashMap<(&str, &str, &str), Option<String>> = HashMap::new();
+        for f in batch.iter().filter(kept) {
+            if let Some(p) = &f.pushed {
+                pushed.insert(
+                    (&p.source_id, &p.kind, &p.entity_id),
+                    p.body.as_ref().map(Value::to_string),
+                );
+            }
+        }
+        let (mut kept_ids, mut gone_ids): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+        for (id, body) in pushed {
+            match body {
+                Some(body) => kept_ids.push((id, body)),
+                None => gone_ids.push(id),
+            }
+        }
+        if !kept_ids.is_empty() {
+            let (mut sources, mut kinds, mut ids, mut bodies) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for ((source, kind, id), body) in kept_ids {
+                sources.push(source);
+                kinds.push(kind);
+                ids.push(id);
+                bodies.push(body);
+            }
+            sqlx::query(
+                "INSERT INTO realtime_entities (source_id, kind, entity_id, body, updated_at)
+                 SELECT s, k, i, b, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(s, k, i, b)
+                 ON CONFLICT (source_id, kind, entity_id) DO UPDATE SET body = EXCLUDED.body, updated_at = $5",
+            )
+            .bind(&sources)
+            .bind(&kinds)
+            .bind(&ids)
+            .bind(&bodies)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        }
+        if !gone_ids.is_empty() {
+            let (mut sources, mut kinds, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+            for (source, kind, id) in gone_ids {
+                sources.push(source);
+                kinds.push(kind);
+                ids.push(id);
+            }
+            sqlx::query(
+                "DELETE FROM realtime_entities r USING UNNEST($1::text[], $2::text[], $3::text[]) AS u(s, k, i)
+                 WHERE r.source_id = u.s AND r.kind = u.k AND r.entity_id = u.i",
+            )
+            .bind(&sources)
+            .bind(&kinds)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        }
+        // The links, per scope and kind of change, each run as one statement over arrays.
+        let mut runs: Vec<((&LinkScope, std::mem::Discriminant<LinkChange>), Vec<LinkChange>)> = Vec::new();
+        for f in batch.iter().filter(kept) {
+            for (scope, change) in &f.links {
+                let key = (scope, std::mem::discriminant(change));
+                match runs.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, run)) => run.push(change.clone()),
+                    None => runs.push((key, vec![change.clone()])),
+                }
+            }
+        }
+        for ((scope, _), run) in &runs {
+            crate::links::apply_run(&mut tx, scope, run, &at).await?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(fenced)
+    }
+
     async fn redrive(&self, seq: i64) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "UPDATE realtime_events SET state = 'pending', attempts = 0, next_attempt_at = NULL, finished_at = NULL,
@@ -262,4 +359,127 @@ impl EventStore for PostgresStore {
         query.execute(&self.pool).await.map_err(Error::from)?;
         Ok(())
     }
+}
+
+type Reply = oneshot::Sender<Result<EventRecord, StoreError>>;
+
+/// Appends pushed events with group commit: one writer task per replica.
+#[derive(Clone)]
+pub(crate) struct Appender {
+    tx: mpsc::UnboundedSender<(NewEvent, Reply)>,
+}
+
+/// Events inserted in one statement at most.
+const MAX_BATCH: usize = 512;
+
+impl Appender {
+    /// Starts the writer task; it ends when the last handle is dropped.
+    pub(crate) fn start(pool: PgPool) -> Appender {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(pool, rx));
+        Appender { tx }
+    }
+
+    /// Appends one event; resolves once it is committed.
+    async fn append(&self, event: NewEvent) -> Result<EventRecord, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Backend("the outbox writer has stopped".into());
+        self.tx.send((event, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn write_loop(pool: PgPool, mut rx: mpsc::UnboundedReceiver<(NewEvent, Reply)>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let events: Vec<&NewEvent> = batch.iter().map(|(e, _)| e).collect();
+        match insert_events(&pool, &events).await {
+            Ok(records) => {
+                for ((_, reply), record) in batch.drain(..).zip(records) {
+                    let _ = reply.send(Ok(record));
+                }
+            }
+            // One bad event (its source deleted meanwhile) must not refuse the others: alone, each gets its
+            // own answer.
+            Err(_) if batch.len() > 1 => {
+                for (event, reply) in batch.drain(..) {
+                    let answer = insert_events(&pool, &[&event])
+                        .await
+                        .map_err(StoreError::from)
+                        .and_then(|mut r| {
+                            r.pop()
+                                .ok_or_else(|| StoreError::Corrupt("the event was not stored".into()))
+                        });
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                let e = StoreError::from(e);
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Inserts events in one statement (one transaction); their records, in the order given.
+async fn insert_events(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<EventRecord>, Error> {
+    let at = now();
+    let (mut sources, mut kinds, mut ids, mut operations, mut bodies, mut by) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in events {
+        sources.push(e.source_id.as_str());
+        kinds.push(e.kind.as_str());
+        ids.push(e.entity_id.as_str());
+        operations.push(e.operation.as_str());
+        bodies.push(e.body.as_ref().map(Value::to_string));
+        by.push(e.received_by.as_str());
+    }
+    // Rows are inserted in the order of the select, each taking the next value of the identity: the seqs,
+    // sorted, are the events' in the order given.
+    let rows = sqlx::query(
+        "INSERT INTO realtime_events (source_id, kind, entity_id, operation, body, received_at, received_by, state)
+         SELECT s, k, i, o, b, $7, r, 'pending'
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
+              AS u(s, k, i, o, b, r, n)
+         ORDER BY n
+         RETURNING seq",
+    )
+    .bind(&sources)
+    .bind(&kinds)
+    .bind(&ids)
+    .bind(&operations)
+    .bind(&bodies)
+    .bind(&by)
+    .bind(&at)
+    .fetch_all(pool)
+    .await?;
+    let mut seqs = rows
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    if seqs.len() != events.len() {
+        return Err(Error::Corrupt("the events were not all stored".into()));
+    }
+    seqs.sort_unstable();
+    Ok(events
+        .iter()
+        .zip(seqs)
+        .map(|(e, seq)| EventRecord {
+            seq,
+            source_id: e.source_id.clone(),
+            entity_type: e.kind.clone(),
+            entity_id: e.entity_id.clone(),
+            operation: e.operation.clone(),
+            received_at: at.clone(),
+            received_by: e.received_by.clone(),
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: None,
+            results: None,
+            finished_at: None,
+            body: e.body.clone(),
+        })
+        .collect())
 }

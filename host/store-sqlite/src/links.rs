@@ -144,61 +144,7 @@ impl SqliteStore {
         if let Some(claim) = fence {
             crate::jobs::fence(&tx, claim)?;
         }
-        let at = now();
-        {
-            let mut intent = tx.prepare_cached(
-                "INSERT INTO links (source_id, target_id, kind, source_entity, creating, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5)
-                 ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET creating = 1, updated_at = ?5",
-            )?;
-            let mut written = tx.prepare_cached(
-                "INSERT INTO links (source_id, target_id, kind, source_entity, target_entity, digest, content,
-                                    existed_before, creating, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)
-                 ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET
-                     target_entity = ?5, digest = ?6, content = ?7, existed_before = ?8, creating = 0, updated_at = ?9",
-            )?;
-            let mut stale = tx.prepare_cached(
-                "UPDATE links SET digest = NULL, updated_at = ?5
-                 WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
-            )?;
-            let mut removed = tx.prepare_cached(
-                "DELETE FROM links WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
-            )?;
-            let (s, t, k) = (&scope.source, &scope.target, scope.kind.as_str());
-            for change in changes {
-                match change {
-                    LinkChange::Intent { source_entity } => {
-                        intent.execute(params![s, t, k, source_entity, at])?;
-                    }
-                    LinkChange::Written {
-                        source_entity,
-                        target_entity,
-                        digest,
-                        content,
-                        existed_before,
-                    } => {
-                        written.execute(params![
-                            s,
-                            t,
-                            k,
-                            source_entity,
-                            target_entity,
-                            digest,
-                            content.to_string(),
-                            existed_before,
-                            at
-                        ])?;
-                    }
-                    LinkChange::Stale { source_entity } => {
-                        stale.execute(params![s, t, k, source_entity, at])?;
-                    }
-                    LinkChange::Removed { source_entity } => {
-                        removed.execute(params![s, t, k, source_entity])?;
-                    }
-                }
-            }
-        }
+        write_links(&tx, scope, changes, &now())?;
         tx.commit()?;
         Ok(())
     }
@@ -225,4 +171,69 @@ impl SqliteStore {
             .optional()?
             .is_some())
     }
+}
+
+/// Applies link changes inside the caller's transaction (a batch of a job, or the outcomes of real-time
+/// events committed together).
+pub(crate) fn write_links(
+    tx: &rusqlite::Connection,
+    scope: &LinkScope,
+    changes: &[LinkChange],
+    at: &str,
+) -> Result<(), Error> {
+    {
+        let mut intent = tx.prepare_cached(
+            "INSERT INTO links (source_id, target_id, kind, source_entity, creating, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)
+             ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET creating = 1, updated_at = ?5",
+        )?;
+        let mut written = tx.prepare_cached(
+            "INSERT INTO links (source_id, target_id, kind, source_entity, target_entity, digest, content,
+                                existed_before, creating, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)
+             ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET
+                 target_entity = ?5, digest = ?6, content = ?7, existed_before = ?8, creating = 0, updated_at = ?9",
+        )?;
+        let mut stale = tx.prepare_cached(
+            "UPDATE links SET digest = NULL, updated_at = ?5
+             WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
+        )?;
+        let mut removed = tx.prepare_cached(
+            "DELETE FROM links WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
+        )?;
+        let (s, t, k) = (&scope.source, &scope.target, scope.kind.as_str());
+        for change in changes {
+            match change {
+                LinkChange::Intent { source_entity } => {
+                    intent.execute(params![s, t, k, source_entity, at])?;
+                }
+                LinkChange::Written {
+                    source_entity,
+                    target_entity,
+                    digest,
+                    content,
+                    existed_before,
+                } => {
+                    written.execute(params![
+                        s,
+                        t,
+                        k,
+                        source_entity,
+                        target_entity,
+                        digest,
+                        content.to_string(),
+                        existed_before,
+                        at
+                    ])?;
+                }
+                LinkChange::Stale { source_entity } => {
+                    stale.execute(params![s, t, k, source_entity, at])?;
+                }
+                LinkChange::Removed { source_entity } => {
+                    removed.execute(params![s, t, k, source_entity])?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

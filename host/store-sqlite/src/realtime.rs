@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use provisio_core::store::StoreError;
-use provisio_core::store::realtime::{EventRecord, EventStore, NewEvent};
+use provisio_core::store::realtime::{EventRecord, EventStore, Finished, NewEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -99,6 +99,13 @@ impl EventStore for SqliteStore {
         let fence = fence.map(str::to_owned);
         self.blocking(move |s| s.finish_event(seq, fence.as_deref(), &state, &results, next.as_deref()))
             .await
+    }
+
+    async fn finish_batch(&self, batch: Vec<Finished>) -> Result<Vec<i64>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.blocking(move |s| s.finish_events(&batch)).await
     }
 
     async fn redrive(&self, seq: i64) -> Result<bool, StoreError> {
@@ -302,19 +309,42 @@ impl SqliteStore {
         results: &Value,
         next_attempt_at: Option<&str>,
     ) -> Result<(), Error> {
-        let finished = (state != "pending").then(now);
-        let n = self.conn().execute(
-            "UPDATE realtime_events SET state = ?2, results = ?3, attempts = attempts + 1, next_attempt_at = ?4,
-                    finished_at = ?5, claimed_by = NULL, claimed_until = NULL
-             WHERE seq = ?1 AND (?6 IS NULL OR claimed_by = ?6)",
-            params![seq, state, results.to_string(), next_attempt_at, finished, fence],
-        )?;
-        if n == 0 && fence.is_some() {
+        if !record_outcome(&self.conn(), seq, fence, state, results, next_attempt_at, &now())? {
             return Err(Error::Fenced(format!(
                 "real-time event {seq} is claimed by another replica"
             )));
         }
         Ok(())
+    }
+
+    /// Records ended attempts with their writes in one transaction; the seqs of those fenced out.
+    fn finish_events(&self, batch: &[Finished]) -> Result<Vec<i64>, Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let at = now();
+        let mut fenced = Vec::new();
+        for f in batch {
+            if !record_outcome(
+                &tx,
+                f.seq,
+                f.fence.as_deref(),
+                &f.state,
+                &f.results,
+                f.next_attempt_at.as_deref(),
+                &at,
+            )? {
+                fenced.push(f.seq);
+                continue;
+            }
+            if let Some(p) = &f.pushed {
+                write_pushed_entity(&tx, &p.source_id, &p.kind, &p.entity_id, p.body.as_ref(), &at)?;
+            }
+            for (scope, change) in &f.links {
+                crate::links::write_links(&tx, scope, std::slice::from_ref(change), &at)?;
+            }
+        }
+        tx.commit()?;
+        Ok(fenced)
     }
 
     /// Puts a parked or failed event back in the queue; whether it was.
@@ -380,20 +410,59 @@ impl SqliteStore {
 
     /// Remembers (or, with `None`, forgets) the full entity of an id.
     fn set_pushed_entity(&self, source: &str, kind: &str, id: &str, body: Option<&Value>) -> Result<(), Error> {
-        let conn = self.conn();
-        match body {
-            Some(b) => conn.execute(
+        write_pushed_entity(&self.conn(), source, kind, id, body, &now())
+    }
+}
+
+/// Records an attempt's outcome and ends its claim; false when `fence` does not hold the claim (nothing
+/// recorded).
+fn record_outcome(
+    conn: &Connection,
+    seq: i64,
+    fence: Option<&str>,
+    state: &str,
+    results: &Value,
+    next_attempt_at: Option<&str>,
+    at: &str,
+) -> Result<bool, Error> {
+    let finished = (state != "pending").then_some(at);
+    let n = conn
+        .prepare_cached(
+            "UPDATE realtime_events SET state = ?2, results = ?3, attempts = attempts + 1, next_attempt_at = ?4,
+                    finished_at = ?5, claimed_by = NULL, claimed_until = NULL
+             WHERE seq = ?1 AND (?6 IS NULL OR claimed_by = ?6)",
+        )?
+        .execute(params![
+            seq,
+            state,
+            results.to_string(),
+            next_attempt_at,
+            finished,
+            fence
+        ])?;
+    Ok(n > 0 || fence.is_none())
+}
+
+fn write_pushed_entity(
+    conn: &Connection,
+    source: &str,
+    kind: &str,
+    id: &str,
+    body: Option<&Value>,
+    at: &str,
+) -> Result<(), Error> {
+    match body {
+        Some(b) => conn
+            .prepare_cached(
                 "INSERT INTO realtime_entities (source_id, kind, entity_id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (source_id, kind, entity_id) DO UPDATE SET body = ?4, updated_at = ?5",
-                params![source, kind, id, b.to_string(), now()],
-            )?,
-            None => conn.execute(
-                "DELETE FROM realtime_entities WHERE source_id = ?1 AND kind = ?2 AND entity_id = ?3",
-                params![source, kind, id],
-            )?,
-        };
-        Ok(())
-    }
+            )?
+            .execute(params![source, kind, id, b.to_string(), at])?,
+        None => conn
+            .prepare_cached("DELETE FROM realtime_entities WHERE source_id = ?1 AND kind = ?2 AND entity_id = ?3")?
+            .execute(params![source, kind, id])?,
+    };
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::jobs::{
 use super::links::{LinkChange, LinkScope};
 use super::plugins::PluginRecord;
 use super::principals::{Permission, PrincipalKind};
-use super::realtime::NewEvent;
+use super::realtime::{Finished, NewEvent, PushedEntity};
 use super::systems::{Role, SystemSpec};
 use super::{StoreError, Stores};
 use crate::connector::EntityKind;
@@ -34,6 +34,7 @@ where
     links(fresh().await).await;
     events(fresh().await).await;
     event_claims(fresh().await).await;
+    event_batches(fresh().await).await;
     tokens(fresh().await).await;
     limits(fresh().await).await;
 }
@@ -1032,6 +1033,129 @@ pub async fn event_claims(stores: Stores) {
             .collect::<Vec<_>>(),
         [next.seq]
     );
+}
+
+/// Ended attempts recorded together: each outcome with its pushed entity and link changes in one
+/// transaction; an event whose claim another replica holds is returned and left as it is, its writes too.
+pub async fn event_batches(stores: Stores) {
+    let (source, target) = pair(&stores).await;
+    let events = &stores.events;
+    let mut seqs = Vec::new();
+    for i in 0..4 {
+        let appended = events
+            .append(NewEvent {
+                source_id: source.clone(),
+                kind: "user".into(),
+                entity_id: format!("u{i}"),
+                operation: "create".into(),
+                body: Some(json!({"userName": format!("u{i}")})),
+                received_by: "pusher".into(),
+            })
+            .await
+            .expect("appended");
+        seqs.push(appended.seq);
+    }
+    assert!(events.finish_batch(vec![]).await.expect("empty").is_empty());
+    assert_eq!(events.claim("a", &seqs[..3], LEASE).await.expect("claim"), seqs[..3]);
+    assert_eq!(events.claim("b", &seqs[3..], LEASE).await.expect("claim"), seqs[3..]);
+    let scope = LinkScope {
+        source: source.clone(),
+        target: target.clone(),
+        kind: EntityKind::User,
+    };
+    stores
+        .events
+        .set_pushed_entity(&source, "user", "u2", Some(&json!({"userName": "old"})))
+        .await
+        .expect("pushed");
+    let ended = |i: usize, state: &str, body: Option<serde_json::Value>, change: Option<LinkChange>| Finished {
+        seq: seqs[i],
+        fence: Some("a".into()),
+        state: state.into(),
+        results: json!([{"state": state, "n": i}]),
+        next_attempt_at: (state == "pending").then(|| "2000-01-01T00:00:00.000Z".to_string()),
+        pushed: Some(PushedEntity {
+            source_id: source.clone(),
+            kind: "user".into(),
+            entity_id: format!("u{i}"),
+            body,
+        }),
+        links: change.map(|c| (scope.clone(), c)).into_iter().collect(),
+    };
+    let written = |i: usize| LinkChange::Written {
+        source_entity: format!("u{i}"),
+        target_entity: format!("T-u{i}"),
+        digest: format!("d{i}"),
+        content: json!({"userName": format!("u{i}")}),
+        existed_before: false,
+    };
+    let fenced = events
+        .finish_batch(vec![
+            ended(0, "done", Some(json!({"userName": "u0"})), Some(written(0))),
+            ended(1, "pending", Some(json!({"userName": "u1"})), Some(written(1))),
+            // u2 was deleted: its pushed entity is forgotten, its link removed.
+            ended(
+                2,
+                "done",
+                None,
+                Some(LinkChange::Removed {
+                    source_entity: "u2".into(),
+                }),
+            ),
+            // b holds u3's claim: a's outcome and writes are not recorded.
+            ended(3, "done", Some(json!({"userName": "u3"})), Some(written(3))),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(fenced, vec![seqs[3]]);
+    let e0 = events.get(seqs[0]).await.expect("get").expect("present");
+    assert_eq!((e0.state.as_str(), e0.attempts), ("done", 1));
+    assert!(e0.finished_at.is_some());
+    assert_eq!(e0.results, Some(json!([{"state": "done", "n": 0}])));
+    let e1 = events.get(seqs[1]).await.expect("get").expect("present");
+    assert_eq!(e1.state, "pending");
+    assert_eq!(e1.next_attempt_at.as_deref(), Some("2000-01-01T00:00:00.000Z"));
+    assert!(e1.finished_at.is_none());
+    assert_eq!(events.get(seqs[2]).await.expect("get").expect("present").state, "done");
+    let e3 = events.get(seqs[3]).await.expect("get").expect("present");
+    assert_eq!((e3.state.as_str(), e3.attempts), ("pending", 0), "fenced out");
+    assert_eq!(
+        events.pushed_entity(&source, "user", "u0").await.expect("pushed"),
+        Some(json!({"userName": "u0"}))
+    );
+    assert_eq!(events.pushed_entity(&source, "user", "u2").await.expect("pushed"), None);
+    assert_eq!(events.pushed_entity(&source, "user", "u3").await.expect("pushed"), None);
+    let links = stores.links.all(&scope).await.expect("links");
+    assert_eq!(links["u0"].target_entity.as_deref(), Some("T-u0"));
+    assert_eq!(links["u1"].digest.as_deref(), Some("d1"));
+    assert!(!links.contains_key("u3"), "a fenced event's link is not written");
+    // The claims of the recorded events ended: the retry may go to any replica.
+    assert_eq!(events.claim("b", &seqs[1..2], LEASE).await.expect("claim"), seqs[1..2]);
+    // Without a fence (a store of one node) the outcome is recorded whoever claimed.
+    let fenced = events
+        .finish_batch(vec![Finished {
+            fence: None,
+            ..ended(3, "failed", Some(json!({"userName": "u3"})), None)
+        }])
+        .await
+        .expect("batch");
+    assert!(fenced.is_empty());
+    assert_eq!(
+        events.get(seqs[3]).await.expect("get").expect("present").state,
+        "failed"
+    );
+    // The pending one, retried and done by b.
+    let fenced = events
+        .finish_batch(vec![Finished {
+            fence: Some("b".into()),
+            ..ended(1, "done", Some(json!({"userName": "u1"})), None)
+        }])
+        .await
+        .expect("batch");
+    assert!(fenced.is_empty());
+    let e1 = events.get(seqs[1]).await.expect("get").expect("present");
+    assert_eq!((e1.state.as_str(), e1.attempts), ("done", 2));
+    assert!(events.pending(10).await.expect("pending").is_empty());
 }
 
 /// Targets' shared limits: turns spaced by the rate after a burst, by one schedule whoever asks; a pause

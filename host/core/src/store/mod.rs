@@ -32,7 +32,7 @@ pub use tokens::{TokenStore, Tokens};
 use crate::secrets::{Secret, SecretBox, SystemSecrets};
 
 /// Errors of the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database failed (the backend's own message).
     #[error("database: {0}")]

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::StoreError;
+use super::links::{LinkChange, LinkScope};
 
 /// An event to append.
 #[derive(Clone, Debug)]
@@ -61,6 +62,40 @@ pub struct EventRecord {
     pub body: Option<Value>,
 }
 
+/// The full entity an event leaves behind for an id (the base of the next PATCH): `body` `None` forgets it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushedEntity {
+    /// The pushing source system.
+    pub source_id: String,
+    /// `user` or `group`.
+    pub kind: String,
+    /// The entity's id in the source.
+    pub entity_id: String,
+    /// The entity after the event, or `None` (deleted).
+    pub body: Option<Value>,
+}
+
+/// An attempt at an event that has ended: its outcome and the writes it made, recorded together by
+/// [`EventStore::finish_batch`].
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// The event.
+    pub seq: i64,
+    /// Recorded only while this node holds the event's claim (a shared store), as [`EventStore::finish`].
+    pub fence: Option<String>,
+    /// A final state, or `pending` with `next_attempt_at`.
+    pub state: String,
+    /// Per target: operation, state, reason.
+    pub results: Value,
+    /// The next attempt of an event that is retried.
+    pub next_attempt_at: Option<String>,
+    /// The entity the event leaves behind, when it changed it.
+    pub pushed: Option<PushedEntity>,
+    /// The link changes of its targets (the outcomes of the writes; create intents are stored before the
+    /// write, on their own).
+    pub links: Vec<(LinkScope, LinkChange)>,
+}
+
 /// The real-time events aggregate: the outbox, the log, and the last full entity pushed per id.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync {
@@ -91,6 +126,11 @@ pub trait EventStore: Send + Sync {
         results: &Value,
         next_attempt_at: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Records several ended attempts in one transaction (group commit): each one's outcome as
+    /// [`EventStore::finish`], with its pushed entity and link changes. An event whose fence no longer holds
+    /// its claim is left as it is, its writes too; their seqs are returned. Either everything else is
+    /// committed or nothing is.
+    async fn finish_batch(&self, batch: Vec<Finished>) -> Result<Vec<i64>, StoreError>;
     /// Puts a parked or failed event back in the queue; whether it was one.
     async fn redrive(&self, seq: i64) -> Result<bool, StoreError>;
     /// One event, with its body.

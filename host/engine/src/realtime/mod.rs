@@ -29,8 +29,8 @@ use crate::provisioning::sync::{self, Outcome};
 use crate::provisioning::target::{DeleteOutcome, TargetContext};
 use crate::store::generation::ByGeneration;
 use crate::store::jobs::{HEARTBEAT, LEASE};
-use crate::store::links::LinkScope;
-use crate::store::realtime::{EventRecord, NewEvent};
+use crate::store::links::{LinkChange, LinkScope};
+use crate::store::realtime::{EventRecord, Finished, NewEvent, PushedEntity};
 use crate::store::systems::System;
 use crate::store::{StoreError, Stores};
 
@@ -40,6 +40,12 @@ const MAX_IN_FLIGHT: usize = 32;
 /// Pending events looked at per scan: enough to find work for every free slot in the usual case, few enough
 /// that a long backlog does not make each scan expensive.
 const SCAN: i64 = 128;
+
+/// Ended attempts recorded in one transaction at most.
+const MAX_COMMIT: usize = 256;
+
+/// Where an ended attempt goes to be recorded, and the answer: recorded (true), or fenced out (false).
+type Commits = tokio::sync::mpsc::UnboundedSender<(Finished, tokio::sync::oneshot::Sender<Result<bool, StoreError>>)>;
 
 /// Attempts before an event whose targets keep failing transiently is parked.
 pub const MAX_ATTEMPTS: i64 = 20;
@@ -139,6 +145,8 @@ impl Realtime {
     /// events past the retention.
     pub async fn run_dispatcher(self) {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let (commits, to_commit) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(commit_loop(self.inner.store.clone(), to_commit));
         let mut last_prune: Option<std::time::Instant> = None;
         let mut last_renewal = std::time::Instant::now();
         loop {
@@ -150,7 +158,7 @@ impl Realtime {
                 self.renew_claims().await;
                 last_renewal = std::time::Instant::now();
             }
-            self.dispatch_ready(&done_tx).await;
+            self.dispatch_ready(&done_tx, &commits).await;
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = done_rx.recv() => {}
@@ -214,7 +222,7 @@ impl Realtime {
 
     /// Starts every pending event that may run now: the first pending event of each entity that has none in
     /// flight, whose retry time has come.
-    async fn dispatch_ready(&self, done: &tokio::sync::mpsc::UnboundedSender<()>) {
+    async fn dispatch_ready(&self, done: &tokio::sync::mpsc::UnboundedSender<()>, commits: &Commits) {
         if self.inner.provisioning.is_draining() {
             // Shutting down: nothing new is claimed here (see `drain`).
             return;
@@ -289,17 +297,19 @@ impl Realtime {
         }
         for (key, event) in ready {
             let this = self.clone();
-            let done = done.clone();
+            let (done, commits) = (done.clone(), commits.clone());
             tokio::spawn(async move {
-                this.work(event).await;
+                this.work(event, &commits).await;
                 this.in_flight().remove(&key);
                 let _ = done.send(());
             });
         }
     }
 
-    /// One attempt at one event: every target, then the outcome recorded.
-    async fn work(&self, event: EventRecord) {
+    /// One attempt at one event: every target, then the outcome recorded with the writes it made, in a
+    /// group commit with the other events that ended meanwhile; returns once it is committed (the entity's
+    /// next event may start only then).
+    async fn work(&self, event: EventRecord, commits: &Commits) {
         let event = match self.inner.store.events.get(event.seq).await {
             // A scan may list an event that finished between its read and this start: it is not worked twice.
             Ok(Some(full)) if full.state == "pending" => full,
@@ -309,8 +319,9 @@ impl Realtime {
                 return;
             }
         };
-        let (state, results) = self.provision(&event).await;
+        let (state, results, writes) = self.provision(&event).await;
         let attempts = event.attempts + 1;
+        let retried = state == Attempt::Retry;
         let (state, next) = match state {
             Attempt::Retry if attempts >= MAX_ATTEMPTS => ("parked", None),
             Attempt::Retry => {
@@ -322,21 +333,83 @@ impl Realtime {
             Attempt::Failed => ("failed", None),
             Attempt::Done => ("done", None),
         };
-        if let Err(e) = self
-            .inner
-            .store
-            .events
-            .finish(event.seq, self.claimant(), state, &results, next.as_deref())
-            .await
-        {
-            tracing::error!(seq = event.seq, error = %e, "cannot record a real-time event's outcome");
+        let linked_targets: Vec<String> = writes.links.iter().map(|(scope, _)| scope.target.clone()).collect();
+        let finished = Finished {
+            seq: event.seq,
+            fence: self.claimant().map(str::to_owned),
+            state: state.to_owned(),
+            results: results.clone(),
+            next_attempt_at: next,
+            // A retried PATCH applies again to the entity as it was before it.
+            pushed: if retried { None } else { writes.pushed },
+            links: writes.links,
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let outcome = match commits.send((finished, reply)) {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Backend("the real-time committer has stopped".into()))),
+            Err(_) => Err(StoreError::Backend("the real-time committer has stopped".into())),
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    seq = event.seq,
+                    "a real-time event's claim passed to another replica; its outcome here is not recorded"
+                );
+                return;
+            }
+            Err(e) => {
+                // Written to the targets, but the links (or the pushed entity) cannot be stored: the attempt is
+                // recorded without them as one to retry, saying why; the retry finds what it created by the
+                // create intent's lookup.
+                tracing::warn!(seq = event.seq, error = %e, "cannot record a real-time event's writes; it will be retried");
+                let mut results = results;
+                if let Value::Array(items) = &mut results {
+                    for item in items.iter_mut() {
+                        let target = item.get("targetId").and_then(Value::as_str).unwrap_or_default();
+                        if linked_targets.iter().any(|t| t == target) {
+                            item["state"] = json!("Failed");
+                            item["reason"] =
+                                json!(format!("written to the target, but its link could not be stored: {e}"));
+                        }
+                    }
+                    if linked_targets.is_empty() {
+                        items.push(json!({"state": "Failed", "reason": format!("the event's outcome could not be stored: {e}")}));
+                    }
+                }
+                let (state, next) = if attempts >= MAX_ATTEMPTS {
+                    ("parked", None)
+                } else {
+                    let wait = backoff(self.inner.retry_base, attempts as u32).min(Duration::from_secs(30));
+                    let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    ("pending", Some(crate::store::timestamp(at)))
+                };
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .events
+                    .finish(event.seq, self.claimant(), state, &results, next.as_deref())
+                    .await
+                {
+                    tracing::error!(seq = event.seq, error = %e, "cannot record a real-time event's outcome");
+                }
+                return;
+            }
         }
         crate::metrics::job_entities(&format!("realtime-{}", event.operation), state, 1);
         tracing::debug!(seq = event.seq, state, "real-time event worked");
     }
 
-    async fn provision(&self, event: &EventRecord) -> (Attempt, Value) {
-        let fail = |reason: String| (Attempt::Failed, json!([{"state": "Failed", "reason": reason}]));
+    async fn provision(&self, event: &EventRecord) -> (Attempt, Value, Writes) {
+        let fail = |reason: String| {
+            (
+                Attempt::Failed,
+                json!([{"state": "Failed", "reason": reason}]),
+                Writes::default(),
+            )
+        };
         let kind: EntityKind = match event.entity_type.parse() {
             Ok(k) => k,
             Err(e) => return fail(e),
@@ -353,6 +426,7 @@ impl Realtime {
             return (
                 Attempt::Done,
                 json!([{"state": "Skipped", "reason": "an echo of a change Provisio wrote into this system; not provisioned again"}]),
+                Writes::default(),
             );
         }
         // A system may push a create back before Provisio has recorded it: while creates into it are in flight,
@@ -364,6 +438,7 @@ impl Realtime {
             return (
                 Attempt::Retry,
                 json!([{"state": "Waiting", "reason": "Provisio is creating entities in this system; this push may be the echo of one, so it waits for their outcome"}]),
+                Writes::default(),
             );
         }
         // The full entity after this event.
@@ -397,22 +472,28 @@ impl Realtime {
             }
             _ => event.body.clone(),
         };
-        if let Err(e) = store
-            .events
-            .set_pushed_entity(&event.source_id, kind.as_str(), &event.entity_id, native.as_ref())
-            .await
-        {
-            return (Attempt::Retry, json!([{"state": "Failed", "reason": e.to_string()}]));
-        }
+        // Remembered with the event's outcome (the base of the entity's next PATCH).
+        let mut writes = Writes {
+            pushed: Some(PushedEntity {
+                source_id: event.source_id.clone(),
+                kind: kind.as_str().to_owned(),
+                entity_id: event.entity_id.clone(),
+                body: native.clone(),
+            }),
+            links: Vec::new(),
+        };
         let intermediate = match &native {
             None => None,
             Some(native) => match reader.transform(kind, native) {
                 Ok((_, intermediate)) => Some(intermediate),
                 Err((reason, Some(_))) => {
                     // Out of scope by a condition: nothing to write (SAP: Skipped).
-                    return (Attempt::Done, json!([{"state": "Skipped", "reason": reason}]));
+                    return (Attempt::Done, json!([{"state": "Skipped", "reason": reason}]), writes);
                 }
-                Err((reason, None)) => return fail(reason),
+                Err((reason, None)) => {
+                    let (attempt, results, _) = fail(reason);
+                    return (attempt, results, writes);
+                }
             },
         };
         let futures = targets.iter().map(|t| {
@@ -422,11 +503,12 @@ impl Realtime {
         let outcomes = futures::future::join_all(futures).await;
         let mut attempt = Attempt::Done;
         let mut results = Vec::new();
-        for (outcome, retry) in outcomes {
+        for (outcome, retry, link) in outcomes {
             attempt = attempt.worst(retry);
             results.push(outcome);
+            writes.links.extend(link);
         }
-        (attempt, Value::Array(results))
+        (attempt, Value::Array(results), writes)
     }
 }
 
@@ -508,6 +590,50 @@ impl Realtime {
         });
         self.inner.prepared.insert(source_id, generation, prepared.clone());
         Ok(prepared)
+    }
+}
+
+/// What an attempt wrote besides its outcome, recorded with it.
+#[derive(Default)]
+struct Writes {
+    pushed: Option<PushedEntity>,
+    links: Vec<(LinkScope, LinkChange)>,
+}
+
+/// Records ended attempts as they come, those that came meanwhile in one transaction, and answers each.
+async fn commit_loop(
+    store: Stores,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(Finished, tokio::sync::oneshot::Sender<Result<bool, StoreError>>)>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, MAX_COMMIT).await > 0 {
+        let (finished, replies): (Vec<Finished>, Vec<_>) = batch.drain(..).unzip();
+        let seqs: Vec<i64> = finished.iter().map(|f| f.seq).collect();
+        match store.events.finish_batch(finished.clone()).await {
+            Ok(fenced) => {
+                for (seq, reply) in seqs.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(!fenced.contains(&seq)));
+                }
+            }
+            // One event's writes may fail where the others' would not (its system deleted meanwhile): alone,
+            // each gets its own answer.
+            Err(_) if finished.len() > 1 => {
+                for (f, reply) in finished.into_iter().zip(replies) {
+                    let seq = f.seq;
+                    let answer = store
+                        .events
+                        .finish_batch(vec![f])
+                        .await
+                        .map(|fenced| !fenced.contains(&seq));
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -601,7 +727,8 @@ impl EntityIdResolver for Prefetched<'_> {
     }
 }
 
-/// One event in one target: the state SAP's real-time log shows, and whether to retry.
+/// One event in one target: the state SAP's real-time log shows, whether to retry, and the link change to
+/// record with the event's outcome.
 async fn provision_target(
     store: &Stores,
     source: &str,
@@ -609,7 +736,7 @@ async fn provision_target(
     kind: EntityKind,
     intermediate: Option<&Value>,
     ctx: &TargetContext,
-) -> (Value, Attempt) {
+) -> (Value, Attempt, Option<(LinkScope, LinkChange)>) {
     let scope = LinkScope {
         source: source.to_string(),
         target: ctx.system.id.clone(),
@@ -629,13 +756,13 @@ async fn provision_target(
     };
     if !ctx.handles(kind) {
         set("Skipped", Some(format!("the target takes no {}s", kind.as_str())), None);
-        return (result, Attempt::Done);
+        return (result, Attempt::Done, None);
     }
     let link = match store.links.get(&scope, entity_id).await {
         Ok(l) => l,
         Err(e) => {
             set("Failed", Some(e.to_string()), None);
-            return (result, Attempt::Retry);
+            return (result, Attempt::Retry, None);
         }
     };
     let Some(intermediate) = intermediate else {
@@ -646,7 +773,7 @@ async fn provision_target(
                 Some("the entity was never provisioned to this target".into()),
                 None,
             );
-            return (result, Attempt::Done);
+            return (result, Attempt::Done, None);
         };
         if link.as_ref().is_some_and(|l| l.existed_before) && !ctx.settings.delete_existed_before {
             set(
@@ -654,23 +781,15 @@ async fn provision_target(
                 Some("it existed in the target before Provisio matched it (ips.delete.existedbefore.entities)".into()),
                 Some(&target_id),
             );
-            return (result, Attempt::Done);
+            return (result, Attempt::Done, None);
         }
         let outcome = ctx.delete(kind, entity_id, &target_id, false).await;
-        if let Some(change) = sync::settle_delete(entity_id, &outcome)
-            && let Err(e) = store.links.apply(&scope, vec![change], None).await
-        {
-            set(
-                "Failed",
-                Some(format!("deleted in the target, but its link could not be updated: {e}")),
-                Some(&target_id),
-            );
-            return (result, Attempt::Retry);
-        }
-        return match outcome {
+        // The link's change is recorded with the event's outcome.
+        let change = sync::settle_delete(entity_id, &outcome).map(|c| (scope.clone(), c));
+        let attempt = match outcome {
             DeleteOutcome::Deleted(_) => {
                 set("Deleted", None, Some(&target_id));
-                (result, Attempt::Done)
+                Attempt::Done
             }
             DeleteOutcome::Deactivated(_) => {
                 set(
@@ -678,17 +797,18 @@ async fn provision_target(
                     Some("deleteEntity mappings update it instead of deleting it".into()),
                     Some(&target_id),
                 );
-                (result, Attempt::Done)
+                Attempt::Done
             }
             DeleteOutcome::Skipped(reason) => {
                 set("Skipped", Some(reason), Some(&target_id));
-                (result, Attempt::Done)
+                Attempt::Done
             }
             DeleteOutcome::Failed(reason) => {
                 set("Failed", Some(reason), Some(&target_id));
-                (result, Attempt::Retry)
+                Attempt::Retry
             }
         };
+        return (result, attempt, change);
     };
     let resolver = Prefetched::new(store, source, &ctx.system.id);
     let mut passes = 0;
@@ -702,7 +822,7 @@ async fn provision_target(
             Ok(_) => break planned,
             Err(e) => {
                 set("Failed", Some(e.to_string()), None);
-                return (result, Attempt::Retry);
+                return (result, Attempt::Retry, None);
             }
         }
     };
@@ -714,25 +834,17 @@ async fn provision_target(
             Some(format!("the create intent could not be stored: {e}")),
             None,
         );
-        return (result, Attempt::Retry);
+        return (result, Attempt::Retry, None);
     }
     // Only creates and updates have something to execute.
     let written = ctx.execute(kind, &planned.plan).await;
     let settled = sync::settle(&planned, link.as_ref(), written, |target_id| {
         ctx.update_form(kind, entity_id, intermediate, target_id, &resolver)
     });
-    if let Some(change) = &settled.link
-        && let Err(e) = store.links.apply(&scope, vec![change.clone()], None).await
-    {
-        // Written, but not linked: the retry finds the entity by the create intent's lookup.
-        set(
-            "Failed",
-            Some(format!("written to the target, but its link could not be stored: {e}")),
-            settled.outcome.target_id(),
-        );
-        return (result, Attempt::Retry);
-    }
-    match settled.outcome {
+    // Written, and linked with the event's outcome (if that commit fails, the retry finds the entity by the
+    // create intent's lookup).
+    let linked = settled.link.clone().map(|change| (scope.clone(), change));
+    let (result, attempt) = match settled.outcome {
         Outcome::Unchanged => {
             set(
                 "Already Provisioned",
@@ -762,7 +874,8 @@ async fn provision_target(
             (result, if retryable { Attempt::Retry } else { Attempt::Failed })
         }
         Outcome::NotSent => (result, Attempt::Done),
-    }
+    };
+    (result, attempt, linked)
 }
 
 /// Applies a pushed PatchOp document to the entity Provisio last received: the same engine as a proxy
