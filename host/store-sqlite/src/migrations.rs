@@ -198,6 +198,19 @@ const MIGRATIONS: &[&str] = &[
         paused_until INTEGER
     );
     "#,
+    // Failed logins and login locks (times in Unix milliseconds), counted per principal and per address.
+    r#"
+    CREATE TABLE login_failures (
+        key TEXT NOT NULL,
+        at  INTEGER NOT NULL
+    );
+    CREATE INDEX login_failures_by_key ON login_failures (key, at);
+    CREATE INDEX login_failures_by_age ON login_failures (at);
+    CREATE TABLE login_locks (
+        key   TEXT PRIMARY KEY,
+        until INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this Provisio knows.
