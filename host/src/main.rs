@@ -3,8 +3,7 @@
 
 mod cli;
 
-use clap::Parser;
-use cli::{Cli, Command};
+use cli::Command;
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -19,11 +18,23 @@ fn init_tracing(json: bool) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = match cli::config::parse_command_line(std::env::args_os()) {
+        cli::config::Parsed::Run(cli) => *cli,
+        cli::config::Parsed::BadConfig(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            std::process::exit(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format == "json");
+            if let Err(e) = args.check() {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
             let tls = args.tls();
             // Unusable TLS material fails the start before the data directory is touched.
             if let Some(tls) = &tls {
@@ -49,9 +60,12 @@ fn main() -> anyhow::Result<()> {
             });
         }
         Command::Transform(command) => cli::transform_test(command),
+        Command::Config(command) => cli::config_check(command),
         Command::System(command) => runtime.block_on(cli::system(command)),
         Command::Plugin(command) => runtime.block_on(cli::plugin(command)),
         Command::Job(command) => runtime.block_on(cli::job(command)),
+        Command::User(command) => runtime.block_on(cli::user(command)),
+        Command::Realtime(command) => runtime.block_on(cli::realtime(command)),
     };
     if let Err(e) = result {
         eprintln!("{}", e.message);

@@ -59,6 +59,9 @@ pub struct Settings {
     /// Requests each technical user may have in flight at once on the proxy endpoints;
     /// [`crate::proxy::limit::DEFAULT_MAX_IN_FLIGHT`] when `None`. Over it, 429 with `Retry-After`.
     pub proxy_max_in_flight: Option<usize>,
+    /// The brute-force protection of password checks; [`crate::api::login_guard::LoginPolicy::default`]
+    /// when `None`.
+    pub login_policy: Option<crate::api::login_guard::LoginPolicy>,
 }
 
 /// How often a replica reads the pauses other replicas recorded for systems that answered 429.
@@ -126,6 +129,9 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
             .proxy_max_in_flight
             .unwrap_or(crate::proxy::limit::DEFAULT_MAX_IN_FLIGHT),
     ));
+    if let Some(policy) = settings.login_policy {
+        state.logins = Arc::new(crate::api::login_guard::LoginGuard::new(policy));
+    }
     state
         .provisioning
         .recover()
@@ -276,10 +282,14 @@ async fn serve_until(
             serve_tls_with_config(listener, api::router(state), config, shutdown).await;
             Ok(())
         }
-        None => axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| BootError::Other(e.to_string())),
+        // The client's address reaches the handlers (login throttling per address) as `ConnectInfo`.
+        None => axum::serve(
+            listener,
+            api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| BootError::Other(e.to_string())),
     }
 }
 
@@ -344,6 +354,7 @@ async fn serve_tls_with_config(
             let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 // Set by this code only: a client cannot smuggle it in, extensions do not come off the wire.
                 request.extensions_mut().insert(crate::tls::ServedOverTls);
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 if let Some(cert) = &cert {
                     request.extensions_mut().insert(cert.clone());
                 }

@@ -14,6 +14,8 @@ use crate::store::Stores;
 pub struct AppState {
     /// Systems, plugins, jobs, real-time and the proxy's logic, over the store.
     pub engine: Engine,
+    /// Brute-force protection of password checks.
+    pub logins: Arc<crate::api::login_guard::LoginGuard>,
 }
 
 impl AppState {
@@ -22,6 +24,7 @@ impl AppState {
     pub fn new(store: Stores, plugins: Arc<Plugins>, retention_days: i64) -> Self {
         AppState {
             engine: Engine::new(store, plugins, retention_days),
+            logins: Arc::default(),
         }
     }
 }

@@ -256,3 +256,334 @@ fn system_add_list_and_test_against_a_running_service() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts `provisio serve` with these arguments and environment and waits until `port` answers.
+fn serve_on(args: &[&str], env: &[(&str, &str)], port: u16) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provisio"));
+    command
+        .arg("serve")
+        .args(args)
+        .env("PROVISIO_BOOTSTRAP_ADMIN", "admin:cli-test-password")
+        .env_remove("PROVISIO_LISTEN")
+        .env_remove("PROVISIO_DATA_DIR")
+        .env_remove("PROVISIO_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start provisio serve");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            use std::io::Read as _;
+            let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut stderr));
+            panic!("provisio serve ended ({status}) without listening on {port}: {stderr}");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "provisio serve did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child
+}
+
+#[test]
+fn serve_takes_its_settings_from_the_config_file_under_the_environment_and_the_flags() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let (from_file, from_env, from_flag) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("provisio.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# where it listens and keeps its data\nlisten = \"127.0.0.1:{from_file}\"\ndata-dir = {:?}\nlog-format = \"json\"\njob-retention-days = 7\n",
+            data.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    let config = config.to_str().expect("utf-8").to_string();
+
+    // The file's address and data directory.
+    let mut child = serve_on(&["--config", &config], &[], from_file);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(data.exists(), "the file's data-dir is used");
+
+    // PROVISIO_CONFIG names the file too; the environment beats the file.
+    let listen_env = format!("127.0.0.1:{from_env}");
+    let mut child = serve_on(
+        &[],
+        &[("PROVISIO_CONFIG", &config), ("PROVISIO_LISTEN", &listen_env)],
+        from_env,
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", from_file)).is_err());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A flag beats both.
+    let listen_flag = format!("127.0.0.1:{from_flag}");
+    let mut child = serve_on(
+        &["--config", &config, "--listen", &listen_flag],
+        &[("PROVISIO_LISTEN", &listen_env)],
+        from_flag,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_bad_config_file_stops_the_start_and_config_check_names_key_and_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "listen = \"127.0.0.1:8080\"\nproxy-rate-limit = 5\n").expect("write");
+    let out = provisio(&["config", "check", good.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+
+    let bad = dir.path().join("bad.toml");
+    let bad_path = bad.to_str().expect("utf-8").to_string();
+    std::fs::write(
+        &bad,
+        "listen = \"127.0.0.1:8080\"\nlisten-port = 80\nshutdown-grace = \"soon\"\n",
+    )
+    .expect("write");
+    let out = provisio(&["config", "check", &bad_path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{bad_path}:2: listen-port: unknown key")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{bad_path}:3: shutdown-grace: \"soon\"")),
+        "{stderr}"
+    );
+
+    // `serve` refuses to start on it, with the same messages, before touching anything.
+    let data = dir.path().join("never");
+    let out = Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .args([
+            "serve",
+            "--config",
+            &bad_path,
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{bad_path}:2: listen-port: unknown key")),
+        "{stderr}"
+    );
+    assert!(!data.exists());
+    let out = provisio(&[
+        "config",
+        "check",
+        &dir.path().join("missing.toml").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
+}
+
+/// Runs an admin command against `served` with `stdin` written to it.
+fn admin_with_stdin(served: &Served, user: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provisio"))
+        .args(args)
+        .env("PROVISIO_URL", &served.url)
+        .env("PROVISIO_USER", user)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run provisio");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait")
+}
+
+fn json_out(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn users_systems_and_realtime_from_the_command_line_with_json_and_exit_codes() {
+    let served = serve();
+    const ADMIN: &str = "admin:cli-test-password";
+    let admin = |args: &[&str]| admin_with_stdin(&served, ADMIN, args, None);
+
+    // Users: the password from stdin, never argv; a terminal is needed to be asked.
+    let out = admin_with_stdin(
+        &served,
+        ADMIN,
+        &["user", "add", "ci-bot", "--permission", "proxy-api", "--password-stdin"],
+        Some("bot-password-1\n"),
+    );
+    let created = json_out(&out);
+    assert_eq!(created["name"], "ci-bot");
+    let listed = json_out(&admin(&["user", "list", "--output", "json"]));
+    assert!(
+        listed.as_array().expect("array").iter().any(|u| u["name"] == "ci-bot"),
+        "{listed}"
+    );
+    let text = admin(&["user", "list"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("ci-bot"));
+    let out = admin(&["user", "passwd", "ci-bot"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no terminal, no --password-stdin: a usage error"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-stdin"));
+    let out = admin_with_stdin(
+        &served,
+        ADMIN,
+        &["user", "passwd", "CI-BOT", "--password-stdin"],
+        Some("bot-password-2\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The new password authenticates (403: no permission to list systems), the old one does not (401).
+    let out = admin_with_stdin(&served, "ci-bot:bot-password-2", &["system", "list"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 403"));
+    let out = admin_with_stdin(&served, "ci-bot:bot-password-1", &["system", "list"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+    let out = admin_with_stdin(
+        &served,
+        ADMIN,
+        &["user", "passwd", "ci-bot", "--password-stdin"],
+        Some("short\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "the service refuses a weak password");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 400"));
+    assert!(admin(&["user", "remove", "ci-bot"]).status.success());
+    let listed = json_out(&admin(&["user", "list", "--output", "json"]));
+    assert!(!listed.to_string().contains("ci-bot"));
+    assert_eq!(admin(&["user", "remove", "ci-bot"]).status.code(), Some(1));
+
+    // Systems: add, get by name, update, export, remove, import back.
+    let url = format!("URL=http://127.0.0.1:{}/scim", free_port());
+    let source = [
+        "system",
+        "add",
+        "--name",
+        "HR Source",
+        "--type",
+        "scim",
+        "--role",
+        "source",
+        "-p",
+        &url,
+        "-p",
+        "Authentication=BearerToken",
+        "-p",
+        "Password=src-secret-value",
+    ];
+    json_out(&admin(&source));
+    let target = [
+        "system",
+        "add",
+        "--name",
+        "Cloud Target",
+        "--type",
+        "scim",
+        "--role",
+        "target",
+        "-p",
+        &url,
+        "-p",
+        "Authentication=BearerToken",
+        "-p",
+        "Password=tgt-secret-value",
+        "--source",
+        "hr source",
+    ];
+    let out = admin(&target);
+    // `system add --source` takes ids; by name the service refuses it, and says so with exit code 1.
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1));
+        let src = json_out(&admin(&["system", "get", "hr source"]));
+        let id = src["id"].as_str().expect("id").to_string();
+        let mut by_id = target.to_vec();
+        let last = by_id.len() - 1;
+        by_id[last] = &id;
+        json_out(&admin(&by_id));
+    }
+    let got = json_out(&admin(&["system", "get", "cloud target"]));
+    assert_eq!(got["properties"]["Password"], "********");
+    let updated = json_out(&admin(&[
+        "system",
+        "update",
+        "Cloud Target",
+        "-p",
+        "Description=updated by the CLI",
+    ]));
+    assert_eq!(updated["properties"]["Description"], "updated by the CLI");
+    assert_eq!(updated["properties"]["Password"], "********", "the secret stays");
+    let listed = json_out(&admin(&["system", "list", "--output", "json"]));
+    assert_eq!(listed.as_array().expect("array").len(), 2);
+    let exported = json_out(&admin(&["system", "export"]));
+    assert!(!exported.to_string().contains("secret-value"), "{exported}");
+    assert_eq!(exported["systems"][0]["name"], "HR Source", "sources first");
+    assert_eq!(exported["systems"][1]["sources"][0], "HR Source", "sources by name");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("systems.json");
+    std::fs::write(&file, exported.to_string()).expect("write");
+    let file = file.to_str().expect("utf-8");
+    // Importing onto itself updates both (masked secrets keep their values).
+    let out = admin(&["system", "import", file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("updated ").count(), 2);
+    assert!(admin(&["system", "remove", "cloud target"]).status.success());
+    assert_eq!(admin(&["system", "get", "cloud target"]).status.code(), Some(1));
+    // A new system from a document needs its secret: the mask is refused with exit code 1.
+    let out = admin(&["system", "import", file]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Cloud Target"));
+    let with_secret = exported.to_string().replace("\"********\"", "\"a-new-secret\"");
+    std::fs::write(dir.path().join("systems.json"), with_secret).expect("write");
+    let out = admin(&["system", "import", file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created "));
+    let out = admin(&[
+        "system",
+        "import",
+        &dir.path().join("missing.json").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "an unreadable file is a usage error");
+
+    // Real-time: an empty log as JSON; retrying an unknown event is the service's 404.
+    let events = json_out(&admin(&["realtime", "events", "--output", "json"]));
+    assert_eq!(events, serde_json::json!([]));
+    let out = admin(&["realtime", "retry", "99999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 404"));
+    json_out(&admin(&["plugin", "list", "--output", "json"]));
+
+    // Usage errors: exit code 2.
+    assert_eq!(admin(&["user", "add"]).status.code(), Some(2));
+    assert_eq!(admin(&["system", "list", "--output", "yaml"]).status.code(), Some(2));
+}

@@ -79,7 +79,11 @@ impl Service {
             );
         });
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
         Service {
             url: format!("http://{addr}"),

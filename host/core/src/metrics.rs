@@ -39,8 +39,20 @@ struct RetryLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    scope: String,
+}
+
 struct Metrics {
     registry: Registry,
+    login_failures: Family<OutcomeLabels, Counter>,
+    login_locks: Family<ScopeLabels, Counter>,
     job_entities: Family<JobEntityLabels, Counter>,
     job_retries: Family<RetryLabels, Counter>,
     http: Family<HttpLabels, Counter>,
@@ -91,8 +103,22 @@ fn metrics() -> &'static Metrics {
             "Plugin calls of jobs retried, by reason (transient, throttled)",
             job_retries.clone(),
         );
+        let login_failures = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "login_failures",
+            "Refused password checks, by outcome (invalid: wrong name or password; locked: refused during a lock)",
+            login_failures.clone(),
+        );
+        let login_locks = Family::<ScopeLabels, Counter>::default();
+        registry.register(
+            "login_locks",
+            "Login locks started after repeated failures, by scope (principal, address)",
+            login_locks.clone(),
+        );
         Metrics {
             registry,
+            login_failures,
+            login_locks,
             job_entities,
             job_retries,
             http,
@@ -158,6 +184,26 @@ pub fn job_retry(reason: &str) {
         .job_retries
         .get_or_create(&RetryLabels {
             reason: reason.to_string(),
+        })
+        .inc();
+}
+
+/// Counts one refused password check (`invalid` or `locked`).
+pub fn login_failure(outcome: &str) {
+    metrics()
+        .login_failures
+        .get_or_create(&OutcomeLabels {
+            outcome: outcome.to_string(),
+        })
+        .inc();
+}
+
+/// Counts one login lock started (`principal` or `address`).
+pub fn login_lock(scope: &str) {
+    metrics()
+        .login_locks
+        .get_or_create(&ScopeLabels {
+            scope: scope.to_string(),
         })
         .inc();
 }

@@ -3,7 +3,10 @@
 //! and secret), and X.509 client certificates verified by the service's own TLS (the subject CN names a
 //! technical user).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+use axum::extract::ConnectInfo;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
@@ -31,6 +34,9 @@ pub enum AuthFailure {
     Invalid(String),
     /// The credentials could not be checked: the store does not answer (503, try again).
     Unavailable,
+    /// Too many failed logins of the principal or from the address: locked for this long still (429 with
+    /// `Retry-After`), whatever the password.
+    Locked(Duration),
 }
 
 impl AuthFailure {
@@ -42,13 +48,26 @@ impl AuthFailure {
             }
             AuthFailure::Invalid(m) => m.clone(),
             AuthFailure::Unavailable => "the credentials cannot be checked now: the database does not answer; try again shortly".into(),
+            AuthFailure::Locked(left) => format!(
+                "too many failed logins: try again in {}",
+                super::login_guard::minutes(*left)
+            ),
         }
     }
 
-    /// The HTTP status to answer: 401, or 503 when the credentials could not be checked.
+    /// Seconds for `Retry-After`, when the failure is a lock.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AuthFailure::Locked(left) => Some(left.as_secs_f64().ceil().max(1.0) as u64),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status to answer: 401, 429 during a lock, or 503 when the credentials could not be checked.
     pub fn status(&self) -> axum::http::StatusCode {
         match self {
             AuthFailure::Unavailable => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            AuthFailure::Locked(_) => axum::http::StatusCode::TOO_MANY_REQUESTS,
             _ => axum::http::StatusCode::UNAUTHORIZED,
         }
     }
@@ -69,19 +88,43 @@ fn verification_slots() -> &'static tokio::sync::Semaphore {
     SLOTS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
 }
 
-async fn verify(state: &AppState, user: String, password: String) -> Result<Principal, AuthFailure> {
+/// Checks a name and password, under the brute-force protection ([`super::login_guard`]): refused with
+/// [`AuthFailure::Locked`] during a lock before the password is looked at; a failure counted and answered
+/// after the growing delay.
+async fn verify(
+    state: &AppState,
+    user: String,
+    password: String,
+    address: Option<IpAddr>,
+) -> Result<Principal, AuthFailure> {
+    use super::login_guard::Refusal;
+    match state.logins.admit(&state.stores, &user, address).await {
+        Ok(()) => {}
+        Err(Refusal::Locked(left)) => return Err(AuthFailure::Locked(left)),
+        Err(Refusal::Unavailable) => return Err(AuthFailure::Unavailable),
+    }
     // The common case — a client that authenticates on every request — needs neither a slot nor a thread.
     if let Some(p) = state.stores.principals.recently_verified(&user, &password) {
         return Ok(p);
     }
-    let _slot = verification_slots()
-        .acquire()
-        .await
-        .map_err(|_| AuthFailure::Invalid("authentication failed".into()))?;
-    // Argon2 is slow on purpose: `verify` runs it off the async workers.
-    match state.stores.principals.verify(&user, &password).await {
-        Ok(Some(p)) => Ok(p),
-        Ok(None) => Err(AuthFailure::Invalid("invalid user name or password".into())),
+    let checked = {
+        let _slot = verification_slots()
+            .acquire()
+            .await
+            .map_err(|_| AuthFailure::Invalid("authentication failed".into()))?;
+        // Argon2 is slow on purpose: `verify` runs it off the async workers.
+        state.stores.principals.verify(&user, &password).await
+    };
+    match checked {
+        Ok(Some(p)) => {
+            state.logins.succeeded(&state.stores, &user).await;
+            Ok(p)
+        }
+        // The delay is waited without holding a verification slot.
+        Ok(None) => match state.logins.failed(&state.stores, &user, address).await {
+            Some(lock) => Err(AuthFailure::Locked(lock)),
+            None => Err(AuthFailure::Invalid("invalid user name or password".into())),
+        },
         Err(e) => {
             tracing::error!(error = %e, "cannot verify credentials");
             Err(AuthFailure::Unavailable)
@@ -114,11 +157,22 @@ async fn by_certificate(state: &AppState, cert: &ClientCertificate) -> Result<Pr
 
 /// Authenticates a request by its `Authorization` header or, without one, by the verified client
 /// certificate of its TLS connection. Shared by the admin API and the SCIM surfaces, which differ only
-/// in how they answer a failure.
+/// in how they answer a failure. Without the client's address, failed passwords are throttled per
+/// principal only: callers that have the request pass it to [`authenticate_at`].
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     cert: Option<&ClientCertificate>,
+) -> Result<Principal, AuthFailure> {
+    authenticate_at(state, headers, cert, None).await
+}
+
+/// [`authenticate`], with failed passwords throttled per client address too.
+pub async fn authenticate_at(
+    state: &AppState,
+    headers: &HeaderMap,
+    cert: Option<&ClientCertificate>,
+    address: Option<IpAddr>,
 ) -> Result<Principal, AuthFailure> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return match cert {
@@ -141,7 +195,13 @@ pub async fn authenticate(
     }
     let (user, password) = decode_basic(value)
         .ok_or_else(|| AuthFailure::Invalid("unsupported or malformed Authorization header".into()))?;
-    verify(state, user, password).await
+    verify(state, user, password, address).await
+}
+
+/// The client's address of a request: the TCP peer (`ConnectInfo`, set by the server), `None` where the
+/// router is served without it (tests calling it directly). A reverse proxy in front is the peer.
+pub fn client_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
 /// The authenticated caller of an admin API request.
@@ -170,24 +230,31 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let cert = parts.extensions.get::<ClientCertificate>();
-        authenticate(state, &parts.headers, cert)
+        authenticate_at(state, &parts.headers, cert, client_address(&parts.extensions))
             .await
             .map(Caller)
             .map_err(|f| match f {
                 AuthFailure::Unavailable => ApiError::new(f.status(), f.message()),
+                AuthFailure::Locked(_) => {
+                    ApiError::new(f.status(), f.message()).retry_after(f.retry_after().unwrap_or(1))
+                }
                 _ => ApiError::unauthorized(f.message()),
             })
     }
 }
 
-/// The verified client certificate of the request's connection, if any (an extractor that never fails).
-pub struct PeerCertificate(pub Option<ClientCertificate>);
+/// The verified client certificate of the request's connection, if any, and the client's address (an
+/// extractor that never fails).
+pub struct PeerCertificate(pub Option<ClientCertificate>, pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for PeerCertificate {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerCertificate(parts.extensions.get::<ClientCertificate>().cloned()))
+        Ok(PeerCertificate(
+            parts.extensions.get::<ClientCertificate>().cloned(),
+            client_address(&parts.extensions),
+        ))
     }
 }
 
@@ -210,6 +277,7 @@ fn oauth_error(status: axum::http::StatusCode, error: &str, description: &str) -
 /// `POST /oauth2/token`: client credentials → a bearer token.
 pub async fn token(
     State(state): State<AppState>,
+    peer: PeerCertificate,
     headers: HeaderMap,
     form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -239,7 +307,7 @@ pub async fn token(
             "client authentication is required",
         );
     };
-    match verify(&state, id, secret).await {
+    match verify(&state, id, secret, peer.1).await {
         Ok(principal) => match state.stores.tokens.issue(&principal, TOKEN_LIFETIME).await {
             Ok(token) => {
                 Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME.as_secs() }))
@@ -259,6 +327,15 @@ pub async fn token(
             "temporarily_unavailable",
             "the credentials cannot be checked now; try again",
         ),
+        Err(f @ AuthFailure::Locked(_)) => {
+            let mut response = oauth_error(StatusCode::TOO_MANY_REQUESTS, "invalid_client", &f.message());
+            if let Some(secs) = f.retry_after() {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            }
+            response
+        }
         Err(_) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Bad credentials"),
     }
 }

@@ -6,10 +6,14 @@ pub mod auth;
 pub mod error;
 mod handlers;
 mod jobs;
+pub mod login_guard;
+#[cfg(test)]
+mod login_tests;
 pub mod ops;
 pub mod realtime;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod users;
 
 use std::time::Duration;
 
@@ -33,6 +37,10 @@ pub fn router(state: AppState) -> Router {
             post(create_technical_user).get(list_technical_users),
         )
         .route("/technical-users/{id}", axum::routing::delete(delete_technical_user))
+        .route(
+            "/technical-users/{id}/password",
+            axum::routing::put(users::set_password),
+        )
         .route("/connectors", get(list_connectors))
         .route(
             "/plugins",

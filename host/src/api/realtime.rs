@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{Caller, PeerCertificate, authenticate};
+use super::auth::{Caller, PeerCertificate, authenticate_at};
 use super::error::ApiError;
 use crate::connector::EntityKind;
 use crate::proxy::error::ScimError;
@@ -39,9 +39,13 @@ fn refused(r: Refusal) -> Response {
 
 /// The pushing technical user, with the real-time permission.
 async fn pusher(state: &AppState, headers: &HeaderMap, peer: &PeerCertificate) -> Result<Principal, Response> {
-    let principal = authenticate(state, headers, peer.0.as_ref())
+    let principal = authenticate_at(state, headers, peer.0.as_ref(), peer.1)
         .await
-        .map_err(|f| scim_error(f.status(), None, f.message()))?;
+        .map_err(|f| {
+            let mut e = ScimError::new(f.status(), None, f.message());
+            e.retry_after = f.retry_after();
+            e.into_http().into_response()
+        })?;
     if !principal.may(Permission::RealtimeApi) {
         return Err(scim_error(
             StatusCode::FORBIDDEN,

@@ -25,14 +25,37 @@ pub enum Command {
     /// Run, watch and stop provisioning jobs on a running service.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Manage technical users on a running service.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Read the real-time log and re-drive events on a running service.
+    #[command(subcommand)]
+    Realtime(RealtimeCommand),
     /// Work with transformations (no server needed).
     #[command(subcommand)]
     Transform(TransformCommand),
+    /// Check a configuration file for `serve --config` (no server needed).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `provisio config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file: print "ok", or each problem as `FILE:LINE: KEY: reason` with exit code 1.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
 }
 
 /// `provisio serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file, whose keys are the long options below (`listen = "0.0.0.0:8080"`).
+    /// A flag beats its environment variable, which beats the file, which beats the default.
+    #[arg(long, env = "PROVISIO_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "PROVISIO_LISTEN")]
     pub listen: SocketAddr,
@@ -77,6 +100,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The checks clap cannot make once options may come from a file: TLS options come in pairs.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key, &self.client_ca) {
+            (Some(_), None, _) => Err("--tls-cert (tls-cert) needs --tls-key (tls-key)".into()),
+            (None, Some(_), _) => Err("--tls-key (tls-key) needs --tls-cert (tls-cert)".into()),
+            (None, None, Some(_)) => Err("--client-ca (client-ca) needs --tls-cert and --tls-key".into()),
+            _ => Ok(()),
+        }
+    }
+
     /// The TLS settings, when HTTPS was asked for.
     pub fn tls(&self) -> Option<provisio::tls::TlsSettings> {
         Some(provisio::tls::TlsSettings {
@@ -96,6 +129,16 @@ pub struct Connection {
     /// Admin credentials, `user:password`.
     #[arg(long, global = true, env = "PROVISIO_USER", hide_env_values = true)]
     pub user: Option<String>,
+}
+
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    /// Columns for people.
+    #[default]
+    Text,
+    /// The service's JSON, for scripts.
+    Json,
 }
 
 /// `provisio system …`.
@@ -130,6 +173,67 @@ pub enum SystemCommand {
     },
     /// List systems.
     List {
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print a system (JSON, secrets masked).
+    Get {
+        /// The system: its id or its name (case-insensitive).
+        system: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Change a system: what is given replaces what it had, the rest stays (secrets too).
+    Update {
+        /// The system: its id or its name (case-insensitive).
+        system: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Set a property, `name=value`; repeat for more.
+        #[arg(long = "property", short = 'p', value_parser = parse_key_value)]
+        properties: Vec<(String, String)>,
+        /// Remove a property; repeat for more.
+        #[arg(long = "unset-property")]
+        unset: Vec<String>,
+        /// For targets: the sources (ids or names), replacing the current ones; repeat for more.
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// A new transformation file (JSON).
+        #[arg(long)]
+        transformation: Option<PathBuf>,
+        /// Pin this connector version (`latest`: follow the connector's active version again).
+        #[arg(long = "connector-version")]
+        connector_version: Option<String>,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete a system.
+    Remove {
+        /// The system: its id or its name (case-insensitive).
+        system: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print every system's configuration as one JSON document (secrets masked, sources by name), for
+    /// `system import` here or on another service.
+    Export {
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Create or update (by name) the systems of a `system export` document; sources before their targets.
+    /// Masked secrets keep the value a system has; a new system needs them entered.
+    Import {
+        /// The document (JSON).
+        file: PathBuf,
         /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
@@ -166,6 +270,9 @@ pub enum PluginCommand {
     },
     /// List the loaded versions: which one systems follow, the systems on each, call statistics.
     List {
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
         /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
@@ -262,6 +369,91 @@ pub enum JobCommand {
         /// Only entries with this outcome (success, failed, skipped, held, planned).
         #[arg(long)]
         outcome: Option<String>,
+        /// text (one line an entry) or json (one array of every entry).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `provisio user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a technical user; the password is asked for (or read from stdin), never taken from argv.
+    Add {
+        /// The login name.
+        name: String,
+        /// A permission (manage-systems, run-jobs, read-logs, proxy-api, realtime-api, manage-plugins);
+        /// repeat for more.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// Read the password from the first line of stdin instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List admins and technical users.
+    List {
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete a user; its tokens stop working at once.
+    Remove {
+        /// The user: its id or its name (case-insensitive).
+        user: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Set a user's password; its bearer tokens and console sessions end.
+    Passwd {
+        /// The user: its id or its name (case-insensitive).
+        user: String,
+        /// Read the password from the first line of stdin instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// `provisio realtime …`.
+#[derive(Debug, Subcommand)]
+pub enum RealtimeCommand {
+    /// The real-time log, newest first.
+    Events {
+        /// Only events of this source system (its id or name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events in this state (pending, done, failed, parked).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only events older than this sequence number (the next page).
+        #[arg(long)]
+        before: Option<i64>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Re-drive a parked or failed event.
+    Retry {
+        /// The event's sequence number.
+        seq: i64,
         /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,

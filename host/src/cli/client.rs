@@ -17,7 +17,7 @@ impl Client {
             .map(|u| {
                 u.split_once(':')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| CliError::new("PROVISIO_USER (or --user) must be user:password"))
+                    .ok_or_else(|| CliError::usage("PROVISIO_USER (or --user) must be user:password"))
             })
             .transpose()?;
         Ok(Client {

@@ -10,8 +10,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+mod admin;
 mod args;
 mod client;
+pub mod config;
 mod output;
 pub mod scaffold;
 
@@ -29,18 +31,30 @@ pub struct CliError {
 }
 
 impl CliError {
+    /// The service refused or failed (or could not be reached): exit code 1.
     fn new(message: impl Into<String>) -> Self {
         CliError {
             message: message.into(),
             code: 1,
         }
     }
+
+    /// The command itself is unusable (its input, a file it reads, missing credentials' form): exit code
+    /// 2, as clap's own usage errors.
+    fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: 2,
+        }
+    }
 }
+
+pub use admin::{realtime, user};
 
 fn read_json(path: &PathBuf) -> Result<Value, CliError> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))
+        std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| CliError::usage(format!("{} is not valid JSON: {e}", path.display())))
 }
 
 /// Runs `transform test`: the output JSON on stdout; a skip or failure on stderr with exit code 2.
@@ -96,6 +110,20 @@ pub fn transform_test(command: TransformCommand) -> Result<(), CliError> {
     }
 }
 
+/// Runs `config check FILE`: "ok", or every problem on stderr and exit code 1.
+pub fn config_check(command: ConfigCommand) -> Result<(), CliError> {
+    let ConfigCommand::Check { file } = command;
+    match config::load(&file) {
+        Ok(_) => {
+            println!("ok");
+            Ok(())
+        }
+        Err(errors) => Err(CliError::new(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+        )),
+    }
+}
+
 fn print(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
@@ -129,10 +157,14 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
                 .await?;
             print(&created);
         }
-        SystemCommand::List { connection } => {
+        SystemCommand::List { output, connection } => {
             let list = Client::new(&connection)?
                 .call(reqwest::Method::GET, "/api/v1/systems", None, true)
                 .await?;
+            if output == Output::Json {
+                print(&list);
+                return Ok(());
+            }
             for s in list.as_array().into_iter().flatten() {
                 println!(
                     "{}  {:<8} {:<10} {}",
@@ -143,6 +175,11 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
                 );
             }
         }
+        SystemCommand::Get { system, connection } => return admin::system_get(&system, &connection).await,
+        update @ SystemCommand::Update { .. } => return admin::system_update(update).await,
+        SystemCommand::Remove { system, connection } => return admin::system_remove(&system, &connection).await,
+        SystemCommand::Export { connection } => return admin::system_export(&connection).await,
+        SystemCommand::Import { file, connection } => return admin::system_import(&file, &connection).await,
         SystemCommand::Test { id, connection } => {
             let result = Client::new(&connection)?
                 .call(
@@ -205,10 +242,14 @@ pub async fn plugin(command: PluginCommand) -> Result<(), CliError> {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             println!("{}", scaffold::create(&name, &dir, &sdk).map_err(CliError::new)?);
         }
-        PluginCommand::List { connection } => {
+        PluginCommand::List { output, connection } => {
             let list = Client::new(&connection)?
                 .call(reqwest::Method::GET, "/api/v1/plugins", None, true)
                 .await?;
+            if output == Output::Json {
+                print(&list);
+                return Ok(());
+            }
             println!(
                 "{:<16} {:<12} {:<8} {:<7} {:>8} {:>7} {:>6} {:>6}  used by",
                 "CONNECTOR", "VERSION", "CONTRACT", "ACTIVE", "CALLS", "ERRORS", "TRAPS", "LIMITS"
@@ -556,8 +597,10 @@ pub async fn job(command: JobCommand) -> Result<(), CliError> {
         JobCommand::Log {
             job_id,
             outcome,
+            output,
             connection,
         } => {
+            let mut all = Vec::new();
             let client = Client::new(&connection)?;
             let filter = outcome.map(|o| format!("&outcome={}", encode(&o))).unwrap_or_default();
             // The log comes in pages; `nextAfter` is set while there may be more.
@@ -572,12 +615,18 @@ pub async fn job(command: JobCommand) -> Result<(), CliError> {
                     )
                     .await?;
                 for entry in page["entries"].as_array().into_iter().flatten() {
-                    println!("{}", log_line(entry));
+                    match output {
+                        Output::Text => println!("{}", log_line(entry)),
+                        Output::Json => all.push(entry.clone()),
+                    }
                 }
                 match page["nextAfter"].as_i64() {
                     Some(next) if next > after => after = next,
                     _ => break,
                 }
+            }
+            if output == Output::Json {
+                print(&Value::Array(all));
             }
         }
     }

@@ -470,8 +470,23 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         }
     }
     // The admin API's own password check (Argon2 off the async workers, the same slots and cache).
-    let principal = match crate::api::auth::authenticate(&state, &headers, None).await {
+    let address = crate::api::auth::client_address(&parts.extensions);
+    let principal = match crate::api::auth::authenticate_at(&state, &headers, None, address).await {
         Ok(p) => p,
+        Err(f @ crate::api::auth::AuthFailure::Locked(left)) => {
+            tracing::info!(user = %form.name, "console login refused: locked after repeated failures");
+            let mut page = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Too many failed login attempts. Try again in {}.",
+                    crate::api::login_guard::minutes(left)
+                ),
+            );
+            if let Some(secs) = f.retry_after() {
+                page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            return page;
+        }
         Err(crate::api::auth::AuthFailure::Unavailable) => {
             return login_form(
                 &parts.headers,

@@ -15,7 +15,7 @@ use super::query::ListQuery;
 use super::schema;
 use super::{Proxy, SCIM_JSON, ScimReply};
 use crate::api::AppState;
-use crate::api::auth::{PeerCertificate, authenticate};
+use crate::api::auth::{PeerCertificate, authenticate_at};
 use crate::connector::EntityKind;
 use crate::store::principals::Permission;
 
@@ -121,9 +121,13 @@ async fn open(
     uri: &OriginalUri,
     system: &str,
 ) -> Result<Proxy> {
-    let principal = authenticate(state, headers, peer.0.as_ref())
+    let principal = authenticate_at(state, headers, peer.0.as_ref(), peer.1)
         .await
-        .map_err(|f| ScimReply(ScimError::new(f.status(), None, f.message())))?;
+        .map_err(|f| {
+            let mut e = ScimError::new(f.status(), None, f.message());
+            e.retry_after = f.retry_after();
+            ScimReply(e)
+        })?;
     if !principal.may(Permission::ProxyApi) {
         return Err(ScimReply(ScimError::forbidden(format!(
             "{} lacks the permission proxy-api (Access Proxy System API)",

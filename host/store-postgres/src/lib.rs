@@ -10,6 +10,7 @@
 mod jobs;
 mod limits;
 mod links;
+mod logins;
 mod migrations;
 mod plugins;
 mod principals;

@@ -233,6 +233,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX rejected_deletes_by_source ON rejected_deletes (source_system, target_id, kind);
     "#,
+    // Failed logins and login locks, counted per principal and per address on the database's clock.
+    r#"
+    CREATE TABLE login_failures (
+        key TEXT NOT NULL,
+        at  TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX login_failures_by_key ON login_failures (key, at);
+    CREATE INDEX login_failures_by_age ON login_failures (at);
+    CREATE TABLE login_locks (
+        key   TEXT PRIMARY KEY,
+        until TIMESTAMPTZ NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

@@ -92,4 +92,18 @@ impl PrincipalStore for PostgresStore {
         }
         Ok(())
     }
+
+    async fn set_password_hash(&self, id: &str, password_hash: &str) -> Result<(), StoreError> {
+        let n = sqlx::query("UPDATE principals SET password_hash = $2 WHERE id = $1")
+            .bind(id)
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no user with id {id}")));
+        }
+        Ok(())
+    }
 }

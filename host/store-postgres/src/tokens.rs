@@ -51,4 +51,13 @@ impl TokenStore for PostgresStore {
             .map_err(Error::from)?;
         Ok(())
     }
+
+    async fn revoke_all(&self, principal_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tokens WHERE principal_id = $1")
+            .bind(principal_id)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)?;
+        Ok(())
+    }
 }

@@ -214,6 +214,19 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX rejected_deletes_by_source ON rejected_deletes (source_system, target_id, kind);
     "#,
+    // Failed logins and login locks (times in Unix milliseconds), counted per principal and per address.
+    r#"
+    CREATE TABLE login_failures (
+        key TEXT NOT NULL,
+        at  INTEGER NOT NULL
+    );
+    CREATE INDEX login_failures_by_key ON login_failures (key, at);
+    CREATE INDEX login_failures_by_age ON login_failures (at);
+    CREATE TABLE login_locks (
+        key   TEXT PRIMARY KEY,
+        until INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this Provisio knows.

@@ -64,6 +64,21 @@ impl PrincipalStore for SqliteStore {
         })
         .await
     }
+
+    async fn set_password_hash(&self, id: &str, password_hash: &str) -> Result<(), StoreError> {
+        let (id, hash) = (id.to_owned(), password_hash.to_owned());
+        self.blocking(move |s| {
+            if s.conn().execute(
+                "UPDATE principals SET password_hash = ?2 WHERE id = ?1",
+                params![id, hash],
+            )? == 0
+            {
+                return Err(Error::NotFound(format!("no user with id {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 impl SqliteStore {

@@ -56,4 +56,14 @@ impl TokenStore for SqliteStore {
         })
         .await
     }
+
+    async fn revoke_all(&self, principal_id: &str) -> Result<(), StoreError> {
+        let id = principal_id.to_owned();
+        self.blocking(move |s| {
+            s.conn()
+                .execute("DELETE FROM tokens WHERE principal_id = ?1", params![id])?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -37,6 +37,8 @@ where
     event_batches(fresh().await).await;
     tokens(fresh().await).await;
     limits(fresh().await).await;
+    logins(fresh().await).await;
+    passwords(fresh().await).await;
 }
 
 fn spec(name: &str, role: Role, sources: Vec<String>) -> SystemSpec {
@@ -1404,4 +1406,129 @@ pub async fn tokens(stores: Stores) {
         .revoke("not-a-token")
         .await
         .expect("revoking an unknown token");
+}
+
+/// Failed logins counted per key within a window, forgotten after it or on request; locks that hold for
+/// their time, the longer one winning, and end by themselves.
+pub async fn logins(stores: Stores) {
+    let logins = &stores.logins;
+    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let window = Duration::from_secs(900);
+    let both = keys(&["principal:alice", "address:10.0.0.1"]);
+    assert_eq!(logins.record_failure(&both, window).await.expect("record"), vec![1, 1]);
+    assert_eq!(logins.record_failure(&both, window).await.expect("record"), vec![2, 2]);
+    let other = keys(&["principal:bob", "address:10.0.0.1"]);
+    assert_eq!(
+        logins.record_failure(&other, window).await.expect("record"),
+        vec![1, 3],
+        "counted per key"
+    );
+    // A correct password forgets the principal's failures, not the address's.
+    logins.forget_failures("principal:alice").await.expect("forget");
+    assert_eq!(logins.record_failure(&both, window).await.expect("record"), vec![1, 4]);
+    // Failures older than the window no longer count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        logins
+            .record_failure(&both, Duration::from_millis(200))
+            .await
+            .expect("record"),
+        vec![1, 1]
+    );
+
+    assert_eq!(logins.locked(&both).await.expect("locked"), None);
+    logins
+        .lock("principal:alice", Duration::from_secs(2))
+        .await
+        .expect("lock");
+    logins
+        .lock("principal:alice", Duration::from_millis(100))
+        .await
+        .expect("a shorter lock");
+    let left = logins.locked(&both).await.expect("locked").expect("alice is locked");
+    assert!(
+        left > Duration::from_millis(1500) && left <= Duration::from_secs(2),
+        "the longer lock holds: {left:?}"
+    );
+    assert_eq!(
+        logins.locked(&keys(&["principal:bob"])).await.expect("locked"),
+        None,
+        "per key"
+    );
+    logins
+        .lock("address:10.0.0.2", Duration::from_millis(200))
+        .await
+        .expect("lock");
+    let two = keys(&["principal:carol", "address:10.0.0.2"]);
+    assert!(logins.locked(&two).await.expect("locked").is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        logins.locked(&two).await.expect("locked"),
+        None,
+        "a lock ends by itself"
+    );
+    assert_eq!(logins.locked(&[]).await.expect("no keys"), None);
+}
+
+/// A new password replaces the old one at once (the verification cache too), and ends the principal's
+/// tokens only; an unknown id is not found.
+pub async fn passwords(stores: Stores) {
+    let principals = &stores.principals;
+    let user = principals
+        .create(
+            "rotating",
+            "old-password-1",
+            PrincipalKind::Technical,
+            &[Permission::ProxyApi],
+        )
+        .await
+        .expect("principal");
+    let other = principals
+        .create("steady", "steady-password-1", PrincipalKind::Technical, &[])
+        .await
+        .expect("principal");
+    assert!(
+        principals
+            .verify("rotating", "old-password-1")
+            .await
+            .expect("verify")
+            .is_some()
+    );
+    let token = stores
+        .tokens
+        .issue(&user, Duration::from_secs(60))
+        .await
+        .expect("issue");
+    let kept = stores
+        .tokens
+        .issue(&other, Duration::from_secs(60))
+        .await
+        .expect("issue");
+    assert!(stores.tokens.principal(&token).await.expect("lookup").is_some());
+
+    principals.set_password(&user.id, "new-password-2").await.expect("set");
+    stores.tokens.revoke_all(&user.id).await.expect("revoke");
+    assert!(principals.recently_verified("rotating", "old-password-1").is_none());
+    assert!(
+        principals
+            .verify("rotating", "old-password-1")
+            .await
+            .expect("verify")
+            .is_none()
+    );
+    let verified = principals.verify("rotating", "new-password-2").await.expect("verify");
+    assert_eq!(verified.map(|p| p.id), Some(user.id.clone()));
+    assert!(
+        stores.tokens.principal(&token).await.expect("lookup").is_none(),
+        "ended"
+    );
+    assert!(
+        stores.tokens.principal(&kept).await.expect("lookup").is_some(),
+        "only its own"
+    );
+    assert!(matches!(
+        principals.set_password("no-such-id", "whatever-1").await,
+        Err(StoreError::NotFound(_))
+    ));
+    stores.tokens.revoke_all("no-such-id").await.expect("nothing to end");
 }

@@ -1,5 +1,5 @@
 //! The store's interfaces: one narrow, async interface per aggregate — [`SystemStore`], [`PrincipalStore`],
-//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`] — and the records they keep. The engine talks
+//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`], [`LoginStore`] — and the records they keep. The engine talks
 //! to these and never to SQL or a connection; a backend (`provisio-store-sqlite`, the embedded default)
 //! implements them all and hands them out bundled as [`Stores`], built in the composition root.
 //!
@@ -11,6 +11,7 @@ pub mod generation;
 pub mod jobs;
 pub mod limits;
 pub mod links;
+pub mod logins;
 pub mod plugins;
 pub mod principals;
 pub mod realtime;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 pub use jobs::JobStore;
 pub use limits::LimitStore;
 pub use links::LinkStore;
+pub use logins::LoginStore;
 pub use plugins::PluginStore;
 pub use principals::{PrincipalStore, Principals};
 pub use realtime::EventStore;
@@ -70,6 +72,8 @@ pub struct Stores {
     pub tokens: Tokens,
     /// Targets' rate-limit schedules and pauses, shared by the replicas.
     pub limits: Arc<dyn LimitStore>,
+    /// Failed logins and login locks, shared by the replicas.
+    pub logins: Arc<dyn LoginStore>,
     readiness: Arc<dyn Readiness>,
     secrets: SecretBox,
     shared: bool,
@@ -94,6 +98,7 @@ impl Stores {
             + EventStore
             + TokenStore
             + LimitStore
+            + LoginStore
             + Readiness
             + 'static,
     {
@@ -106,6 +111,7 @@ impl Stores {
             events: backend.clone(),
             tokens: Tokens::new(backend.clone()),
             limits: backend.clone(),
+            logins: backend.clone(),
             readiness: backend,
             secrets,
             shared: false,

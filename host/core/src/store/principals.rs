@@ -98,6 +98,8 @@ pub trait PrincipalStore: Send + Sync {
     async fn credentials(&self, name: &str) -> Result<Option<(Principal, String)>, StoreError>;
     /// Deletes a principal by id (not found when there is none).
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
+    /// Replaces a principal's password hash (not found when there is no principal with this id).
+    async fn set_password_hash(&self, id: &str, password_hash: &str) -> Result<(), StoreError>;
 }
 
 /// Successful verifications by SHA-256 of name and password: the principal, the hash it was verified
@@ -181,6 +183,15 @@ impl Principals {
         let deleted = self.store.delete(id).await;
         self.verified().retain(|_, r| r.principal.id != id);
         deleted
+    }
+
+    /// Sets a principal's password; its remembered verifications (of the old password) go.
+    pub async fn set_password(&self, id: &str, password: &str) -> Result<(), StoreError> {
+        let password = password.to_owned();
+        let hash = blocking(move || hash_password(&password)).await??;
+        let set = self.store.set_password_hash(id, &hash).await;
+        self.verified().retain(|_, r| r.principal.id != id);
+        set
     }
 
     /// The principal when these credentials were verified and confirmed by the store a moment ago (no

@@ -31,6 +31,8 @@ pub trait TokenStore: Send + Sync {
     async fn prune(&self, now: &str) -> Result<usize, StoreError>;
     /// Removes one token by its hash (a console logout); nothing when there is none.
     async fn revoke(&self, hash: &str) -> Result<(), StoreError>;
+    /// Removes every token of a principal (its password changed); nothing when there is none.
+    async fn revoke_all(&self, principal_id: &str) -> Result<(), StoreError>;
 }
 
 /// Issues and checks bearer tokens over a [`TokenStore`], with a short-lived cache of what was read.
@@ -98,6 +100,13 @@ impl Tokens {
         let key = hash(token);
         self.read().remove(&key);
         self.store.revoke(&key).await
+    }
+
+    /// Ends every token of a principal (bearer tokens and console sessions) at once on this replica, within
+    /// [`REVALIDATE_AFTER`] on the others.
+    pub async fn revoke_all(&self, principal_id: &str) -> Result<(), StoreError> {
+        self.forget(principal_id);
+        self.store.revoke_all(principal_id).await
     }
 
     /// Forgets what this replica read about a principal's tokens (it was deleted; the store dropped them).

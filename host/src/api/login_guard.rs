@@ -1,0 +1,237 @@
+//! Brute-force protection of every password check (HTTP Basic on the admin API, the proxy and the
+//! real-time API, `POST /oauth2/token`, the console's login form): failures are counted per principal (the
+//! name given, whether it exists or not) and per client address in the store, so that every replica sees
+//! them. Each failure is answered after a growing delay (100 ms, doubling, up to 3 s); 10 failures of a
+//! principal within 15 minutes, or 50 of an address, lock it for 15 minutes. During a lock every attempt —
+//! a correct password too — gets the same 429 with `Retry-After`, before any password is checked, so a lock
+//! reveals nothing about the password.
+//!
+//! Audit: when the audit log exists, failed logins and locks are recorded where [`LoginGuard::failed`]
+//! counts them (the principal's name, the client address, the outcome).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::store::Stores;
+
+/// How failures are counted and punished.
+#[derive(Clone, Debug)]
+pub struct LoginPolicy {
+    /// Delay after the first failure; each further failure in the window doubles it.
+    pub first_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+    /// How long a failure counts.
+    pub window: Duration,
+    /// Failures of one principal within the window that lock it.
+    pub principal_failures: u32,
+    /// Failures from one client address within the window that lock it.
+    pub address_failures: u32,
+    /// How long a lock lasts.
+    pub lock: Duration,
+    /// How long this replica trusts that a key is not locked before asking the store again (locks set by
+    /// this replica hold at once; another replica's after at most this long).
+    pub recheck: Duration,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        LoginPolicy {
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(3),
+            window: Duration::from_secs(15 * 60),
+            principal_failures: 10,
+            address_failures: 50,
+            lock: Duration::from_secs(15 * 60),
+            recheck: Duration::from_secs(1),
+        }
+    }
+}
+
+impl LoginPolicy {
+    /// The delay answering the `failures`-th failure in the window (1-based).
+    pub fn delay(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32.checked_shl(failures.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
+        self.first_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// Why a login is refused before its password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The principal or the address is locked for this long still.
+    Locked(Duration),
+    /// The store cannot say.
+    Unavailable,
+}
+
+/// The guard of password checks; one per process, its state in the store.
+pub struct LoginGuard {
+    policy: LoginPolicy,
+    /// Keys this replica found unlocked, and when it asked.
+    unlocked: Mutex<HashMap<String, Instant>>,
+}
+
+fn principal_key(name: &str) -> String {
+    format!("principal:{}", name.trim().to_lowercase())
+}
+
+fn address_key(address: IpAddr) -> String {
+    // An IPv4 client on a dual-stack socket counts as the same address as over IPv4.
+    let address = match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    format!("address:{address}")
+}
+
+impl LoginGuard {
+    /// A guard with this policy.
+    pub fn new(policy: LoginPolicy) -> Self {
+        LoginGuard {
+            policy,
+            unlocked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &LoginPolicy {
+        &self.policy
+    }
+
+    fn keys(name: &str, address: Option<IpAddr>) -> Vec<String> {
+        let mut keys = vec![principal_key(name)];
+        keys.extend(address.map(address_key));
+        keys
+    }
+
+    /// Before a password is checked: refused while the principal or the address is locked.
+    pub async fn admit(&self, stores: &Stores, name: &str, address: Option<IpAddr>) -> Result<(), Refusal> {
+        let keys = Self::keys(name, address);
+        let now = Instant::now();
+        {
+            let unlocked = self.unlocked.lock().unwrap_or_else(|e| e.into_inner());
+            if keys.iter().all(|k| {
+                unlocked
+                    .get(k)
+                    .is_some_and(|at| now.duration_since(*at) < self.policy.recheck)
+            }) {
+                return Ok(());
+            }
+        }
+        match stores.logins.locked(&keys).await {
+            Ok(Some(left)) => {
+                crate::metrics::login_failure("locked");
+                Err(Refusal::Locked(left))
+            }
+            Ok(None) => {
+                let mut unlocked = self.unlocked.lock().unwrap_or_else(|e| e.into_inner());
+                if unlocked.len() > 10_000 {
+                    unlocked.clear();
+                }
+                for k in keys {
+                    unlocked.insert(k, now);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check login locks");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+
+    /// After a wrong password (or an unknown name): counts the failure, locks what went over its limit,
+    /// and waits the growing delay. `Some` when this failure started a lock (answer it as locked).
+    pub async fn failed(&self, stores: &Stores, name: &str, address: Option<IpAddr>) -> Option<Duration> {
+        crate::metrics::login_failure("invalid");
+        let keys = Self::keys(name, address);
+        let counts = match stores.logins.record_failure(&keys, self.policy.window).await {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a failed login");
+                tokio::time::sleep(self.policy.max_delay).await;
+                return None;
+            }
+        };
+        let mut locked = None;
+        for ((key, count), (scope, limit)) in keys.iter().zip(&counts).zip([
+            ("principal", self.policy.principal_failures),
+            ("address", self.policy.address_failures),
+        ]) {
+            if *count >= limit {
+                match stores.logins.lock(key, self.policy.lock).await {
+                    Ok(()) => {
+                        tracing::warn!(key = %key, failures = count, lock_secs = self.policy.lock.as_secs(), "login locked after repeated failures");
+                        crate::metrics::login_lock(scope);
+                        locked = Some(self.policy.lock);
+                    }
+                    Err(e) => tracing::error!(error = %e, key = %key, "cannot lock a login"),
+                }
+                self.unlocked.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+            }
+        }
+        // Audit hook: a failed login (name, address, count, lock) is an audit event once the audit log exists.
+        if locked.is_none() {
+            let worst = counts.iter().copied().max().unwrap_or(1);
+            tokio::time::sleep(self.policy.delay(worst)).await;
+        }
+        locked
+    }
+
+    /// After a correct password: the principal's failures are forgotten (the address's stay, so that one
+    /// valid account does not reset an address that tries many names).
+    pub async fn succeeded(&self, stores: &Stores, name: &str) {
+        if let Err(e) = stores.logins.forget_failures(&principal_key(name)).await {
+            tracing::warn!(error = %e, "cannot reset the failed logins of a principal");
+        }
+    }
+}
+
+impl Default for LoginGuard {
+    fn default() -> Self {
+        LoginGuard::new(LoginPolicy::default())
+    }
+}
+
+/// Minutes for people, rounded up: "1 minute", "15 minutes".
+pub fn minutes(d: Duration) -> String {
+    let m = d.as_secs().div_ceil(60).max(1);
+    if m == 1 {
+        "1 minute".into()
+    } else {
+        format!("{m} minutes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_doubles_from_100_ms_up_to_3_s() {
+        let p = LoginPolicy::default();
+        let delays: Vec<u128> = (0..8).map(|n| p.delay(n).as_millis()).collect();
+        assert_eq!(delays, vec![0, 100, 200, 400, 800, 1600, 3000, 3000]);
+        assert_eq!(p.delay(u32::MAX), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn keys_fold_case_and_mapped_addresses() {
+        let v4: IpAddr = "10.1.2.3".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().expect("ip");
+        assert_eq!(
+            LoginGuard::keys(" Admin ", Some(mapped)),
+            vec!["principal:admin".to_string(), "address:10.1.2.3".to_string()]
+        );
+        assert_eq!(LoginGuard::keys("admin", Some(v4))[1], "address:10.1.2.3");
+        assert_eq!(LoginGuard::keys("admin", None).len(), 1);
+        assert_eq!(minutes(Duration::from_secs(899)), "15 minutes");
+        assert_eq!(minutes(Duration::from_secs(5)), "1 minute");
+    }
+}
