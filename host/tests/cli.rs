@@ -575,12 +575,16 @@ fn users_systems_and_realtime_from_the_command_line_with_json_and_exit_codes() {
     ]);
     assert_eq!(out.status.code(), Some(2), "an unreadable file is a usage error");
 
-    // Real-time: an empty log as JSON; retrying an unknown event is the service's 404.
+    // Real-time: an empty log as JSON; an event that is not parked or failed is not re-driven (409).
     let events = json_out(&admin(&["realtime", "events", "--output", "json"]));
     assert_eq!(events, serde_json::json!([]));
     let out = admin(&["realtime", "retry", "99999"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 404"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HTTP 409") && stderr.contains("not parked or failed"),
+        "{stderr}"
+    );
     json_out(&admin(&["plugin", "list", "--output", "json"]));
 
     // Usage errors: exit code 2.

@@ -316,9 +316,9 @@ pub async fn user(command: UserCommand) -> Result<(), CliError> {
                 );
             }
         }
-        UserCommand::Remove { user, connection } => {
+        UserCommand::Remove { who, connection } => {
             let client = Client::new(&connection)?;
-            let id = user_id(&client, &user).await?;
+            let id = user_id(&client, &who).await?;
             client
                 .call(
                     reqwest::Method::DELETE,
@@ -327,16 +327,16 @@ pub async fn user(command: UserCommand) -> Result<(), CliError> {
                     true,
                 )
                 .await?;
-            println!("removed {}", terminal(&user));
+            println!("removed {}", terminal(&who));
         }
         UserCommand::Passwd {
-            user,
+            who,
             password_stdin,
             connection,
         } => {
             let client = Client::new(&connection)?;
             let password = read_password(password_stdin)?;
-            let id = user_id(&client, &user).await?;
+            let id = user_id(&client, &who).await?;
             client
                 .call(
                     reqwest::Method::PUT,
@@ -345,7 +345,7 @@ pub async fn user(command: UserCommand) -> Result<(), CliError> {
                     true,
                 )
                 .await?;
-            println!("password of {} set; its tokens and sessions ended", terminal(&user));
+            println!("password of {} set; its tokens and sessions ended", terminal(&who));
         }
     }
     Ok(())

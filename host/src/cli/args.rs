@@ -408,7 +408,8 @@ pub enum UserCommand {
     /// Delete a user; its tokens stop working at once.
     Remove {
         /// The user: its id or its name (case-insensitive).
-        user: String,
+        #[arg(value_name = "USER")]
+        who: String,
         /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,
@@ -416,7 +417,8 @@ pub enum UserCommand {
     /// Set a user's password; its bearer tokens and console sessions end.
     Passwd {
         /// The user: its id or its name (case-insensitive).
-        user: String,
+        #[arg(value_name = "USER")]
+        who: String,
         /// Read the password from the first line of stdin instead of asking.
         #[arg(long)]
         password_stdin: bool,

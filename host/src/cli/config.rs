@@ -249,6 +249,13 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_grammar_is_consistent() {
+        // clap's own checks of every command (unique argument names, valid requirements), which otherwise
+        // run only when that command is used.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn every_serve_option_is_a_key() {
         let keys = known_keys();
         for key in [
