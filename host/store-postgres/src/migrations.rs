@@ -233,6 +233,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX rejected_deletes_by_source ON rejected_deletes (source_system, target_id, kind);
     "#,
+    // Systems can be disabled: skipped by runs, schedules and real-time events (issue 18).
+    r#"
+    ALTER TABLE systems ADD COLUMN enabled BOOLEAN NOT NULL DEFAULT TRUE;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

@@ -214,6 +214,10 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX rejected_deletes_by_source ON rejected_deletes (source_system, target_id, kind);
     "#,
+    // Systems can be disabled: skipped by runs, schedules and real-time events (issue 18).
+    r#"
+    ALTER TABLE systems ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];
 
 /// The schema version this Provisio knows.
