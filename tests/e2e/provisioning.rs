@@ -1285,3 +1285,80 @@ async fn rejected_deletes_are_not_proposed_again() {
     assert_eq!((s["held"], s["deleted"], s["skipped"]), (0, 1, 3), "{job}");
     assert_eq!(uaa_sim.user_count(), 18);
 }
+
+/// A disabled target is skipped by runs (and said so in the run), a disabled source runs nothing; enabled
+/// again, both take part as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_systems_are_skipped() {
+    let service = Service::start().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 5,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let uaa_a = uaa::spawn(uaa::Options::default()).await.expect("uaa a");
+    let uaa_b = uaa::spawn(uaa::Options::default()).await.expect("uaa b");
+    let source = service
+        .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
+        .await;
+    let target = |name: &str, sim: &uaa::Simulator| {
+        json!({"name": name, "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": props(json!({"URL": sim.base_url,
+                "OAuth2TokenServiceURL": sim.token_url.clone().expect("token url"),
+                "User": sim.options().client_id, "Password": sim.options().client_secret,
+                "xsuaa.origin": "sap.custom"}))})
+    };
+    let a = service.create_system(target("UAA A", &uaa_a)).await;
+    let b = service.create_system(target("UAA B", &uaa_b)).await;
+    let (status, body) = service
+        .admin(Method::POST, &format!("/api/v1/systems/{b}/disable"), None)
+        .await;
+    assert_eq!(
+        (status, body["enabled"].clone()),
+        (reqwest::StatusCode::OK, json!(false)),
+        "{body}"
+    );
+
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!(counts(&job, &a, "user").0, 5, "{job}");
+    assert_eq!((uaa_a.user_count(), uaa_b.user_count()), (5, 0));
+    assert!(job["outcome"].to_string().contains("UAA B is disabled"), "{job}");
+    assert_eq!(job["skippedTargets"][0]["targetId"], b.as_str(), "{job}");
+
+    // Every target disabled: the run says so and writes nothing.
+    service
+        .admin(Method::POST, &format!("/api/v1/systems/{a}/disable"), None)
+        .await;
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(job["status"], "Finished with Error", "{job}");
+    assert!(job["outcome"].to_string().contains("disabled"), "{job}");
+
+    // A disabled source starts no run.
+    service
+        .admin(Method::POST, &format!("/api/v1/systems/{source}/disable"), None)
+        .await;
+    let (status, body) = service
+        .admin(
+            Method::POST,
+            &format!("/api/v1/systems/{source}/jobs"),
+            Some(json!({"type": "read"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
+
+    // Enabled again: B catches up.
+    for id in [&source, &a, &b] {
+        let (status, _) = service
+            .admin(Method::POST, &format!("/api/v1/systems/{id}/enable"), None)
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK);
+    }
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(job["status"], "Success", "{job}");
+    assert_eq!((uaa_a.user_count(), uaa_b.user_count()), (5, 5));
+    assert_eq!(job["skippedTargets"], json!([]), "{job}");
+}

@@ -112,6 +112,8 @@ pub struct SystemView {
     pub created_at: String,
     /// Last changed.
     pub updated_at: String,
+    /// Whether it takes part in provisioning.
+    pub enabled: bool,
 }
 
 impl From<&System> for SystemView {
@@ -132,6 +134,7 @@ impl From<&System> for SystemView {
             transformation_version: s.transformation_version,
             created_at: s.created_at.clone(),
             updated_at: s.updated_at.clone(),
+            enabled: s.enabled,
         }
     }
 }
@@ -193,6 +196,11 @@ impl Systems {
     /// run of it is under way — the store checks that in the same transaction.
     pub async fn delete(&self, id: &str) -> Result<(), SystemError> {
         Ok(self.store.systems.delete(id).await?)
+    }
+
+    /// Enables or disables a system (`POST /api/v1/systems/{id}/enable|disable`).
+    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<System, SystemError> {
+        Ok(self.store.systems.set_enabled(id, enabled).await?)
     }
 
     /// The plugin a system runs on.
@@ -425,6 +433,7 @@ impl Systems {
             transformation_version: None,
             created_at: String::new(),
             updated_at: String::new(),
+            enabled: true,
         };
         // URLs and credentials are checked now, not at the first job.
         self.call_target(&probe, descriptor)?;

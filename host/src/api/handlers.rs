@@ -230,6 +230,26 @@ pub async fn delete_system(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/v1/systems/{id}/enable`: the system as it is now.
+pub async fn enable_system(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let system = ops::set_system_enabled(&state, &caller, &id, true).await?;
+    Ok(saved(&system, StatusCode::OK))
+}
+
+/// `POST /api/v1/systems/{id}/disable`: the system as it is now.
+pub async fn disable_system(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let system = ops::set_system_enabled(&state, &caller, &id, false).await?;
+    Ok(saved(&system, StatusCode::OK))
+}
+
 pub async fn test_connection(
     State(state): State<AppState>,
     caller: Caller,

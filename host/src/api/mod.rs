@@ -57,6 +57,8 @@ pub fn router(state: AppState) -> Router {
             get(get_system).put(replace_system).delete(delete_system),
         )
         .route("/systems/{id}/test-connection", post(test_connection))
+        .route("/systems/{id}/enable", post(handlers::enable_system))
+        .route("/systems/{id}/disable", post(handlers::disable_system))
         .route("/systems/{id}/jobs", post(jobs::start_job).get(jobs::list_jobs))
         .route(
             "/systems/{id}/schedule",

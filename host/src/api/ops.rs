@@ -336,6 +336,19 @@ pub async fn delete_system(state: &AppState, caller: &Caller, id: &str) -> Resul
     Ok(())
 }
 
+/// Enables or disables a system (`manage-systems`).
+pub async fn set_system_enabled(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    enabled: bool,
+) -> Result<crate::store::systems::System, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    let system = state.systems.set_enabled(id, enabled).await?;
+    tracing::info!(system = %id, by = %caller.0.name, enabled, "system enabled or disabled");
+    Ok(system)
+}
+
 /// Test Connection (`manage-systems`).
 pub async fn test_connection(state: &AppState, caller: &Caller, id: &str) -> Result<ConnectionCheck, ApiError> {
     caller.require(Permission::ManageSystems)?;

@@ -83,6 +83,16 @@ async fn push_source(state: &AppState, source: &str) -> Result<bool, Response> {
             format!("{} is not a source system", system.spec.name),
         ));
     }
+    if !system.enabled {
+        return Err(scim_error(
+            StatusCode::CONFLICT,
+            None,
+            format!(
+                "{} is disabled; enable it (POST /api/v1/systems/{source}/enable) to push changes",
+                system.spec.name
+            ),
+        ));
+    }
     let props = &system.spec.properties;
     if props
         .get("ips.realtime.enabled")

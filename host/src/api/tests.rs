@@ -372,3 +372,137 @@ async fn a_source_in_use_is_not_deleted() {
         "nothing half-deleted"
     );
 }
+
+#[tokio::test]
+async fn systems_are_enabled_and_disabled() {
+    let state = state().await;
+    let target = run_with_held_deletes(&state, "job-e").await;
+    let source = state
+        .stores
+        .systems
+        .get(&target)
+        .await
+        .expect("get")
+        .expect("target")
+        .spec
+        .sources[0]
+        .clone();
+    let (status, _, body) = send(
+        &state,
+        Method::GET,
+        &format!("/api/v1/systems/{source}"),
+        Some(ADMIN),
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, body["enabled"].clone()),
+        (StatusCode::OK, serde_json::json!(true)),
+        "{body}"
+    );
+
+    let (status, _, body) = send(
+        &state,
+        Method::POST,
+        &format!("/api/v1/systems/{source}/disable"),
+        Some(ADMIN),
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, body["enabled"].clone()),
+        (StatusCode::OK, serde_json::json!(false)),
+        "{body}"
+    );
+    let (_, _, listed) = send(&state, Method::GET, "/api/v1/systems", Some(ADMIN), None, b"").await;
+    let row = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["id"] == source.as_str())
+        .cloned();
+    assert_eq!(row.map(|r| r["enabled"].clone()), Some(serde_json::json!(false)));
+
+    // A disabled source runs no job: 409 naming it.
+    let (status, _, body) = send(
+        &state,
+        Method::POST,
+        &format!("/api/v1/systems/{source}/jobs"),
+        Some(ADMIN),
+        Some("application/json"),
+        br#"{"type":"read"}"#,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT);
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("disabled")),
+        "{body}"
+    );
+
+    // Nor takes pushes: 409 with an RFC 7644 error body.
+    state
+        .stores
+        .principals
+        .create(
+            "pusher",
+            "pusher-password-1",
+            PrincipalKind::Technical,
+            &[Permission::RealtimeApi],
+        )
+        .await
+        .expect("pusher");
+    let (status, _, body) = send(
+        &state,
+        Method::POST,
+        &format!("/ipsproxy/api/v1/systems/{source}/entities/user"),
+        Some(("pusher", "pusher-password-1")),
+        Some("application/scim+json"),
+        br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"u1","userName":"u1"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["status"] == "409" || body["status"] == 409, "{body}");
+    assert!(
+        body["schemas"]
+            .to_string()
+            .contains("urn:ietf:params:scim:api:messages:2.0:Error"),
+        "{body}"
+    );
+
+    let (status, _, body) = send(
+        &state,
+        Method::POST,
+        &format!("/api/v1/systems/{source}/enable"),
+        Some(ADMIN),
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, body["enabled"].clone()),
+        (StatusCode::OK, serde_json::json!(true)),
+        "{body}"
+    );
+    let (status, _, body) = send(
+        &state,
+        Method::POST,
+        "/api/v1/systems/nope/disable",
+        Some(ADMIN),
+        None,
+        b"",
+    )
+    .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND);
+    let (status, _, body) = send(
+        &state,
+        Method::POST,
+        &format!("/api/v1/systems/{source}/disable"),
+        Some(PROXY_CLIENT),
+        None,
+        b"",
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN);
+}

@@ -518,6 +518,31 @@ pub async fn test(State(state): State<AppState>, session: Session, Path(id): Pat
     }
 }
 
+/// `POST /console/systems/{id}/enable|disable`.
+pub async fn set_enabled(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let to = format!("/console/systems/{id}");
+    let result = match action.as_str() {
+        "enable" | "disable" => ops::set_system_enabled(&state, &session.caller(), &id, action == "enable").await,
+        other => Err(crate::api::error::ApiError::not_found(format!(
+            "unknown action {other:?}; use enable or disable"
+        ))),
+    };
+    outcome(&session, &to, result, |s| {
+        if s.enabled {
+            format!("{} is enabled.", s.spec.name)
+        } else {
+            format!(
+                "{} is disabled: runs, schedules and real-time events skip it.",
+                s.spec.name
+            )
+        }
+    })
+}
+
 #[derive(Template)]
 #[template(path = "console/system_delete.html")]
 struct DeletePage {

@@ -246,6 +246,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         until TIMESTAMPTZ NOT NULL
     );
     "#,
+    // Systems can be disabled: skipped by runs, schedules and real-time events (issue 18).
+    r#"
+    ALTER TABLE systems ADD COLUMN enabled BOOLEAN NOT NULL DEFAULT TRUE;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

@@ -14,7 +14,7 @@ use crate::{Error, PostgresStore, SYSTEMS_CHANGED, from_json, is_unique_violatio
 
 const SELECT: &str =
     "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
-    s.created_at, s.updated_at, t.document, t.version, s.secret_names
+    s.created_at, s.updated_at, t.document, t.version, s.secret_names, s.enabled
     FROM systems s LEFT JOIN transformations t
       ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
 
@@ -155,6 +155,27 @@ impl SystemStore for PostgresStore {
         Ok(())
     }
 
+    async fn set_enabled(&self, id: &str, enabled: bool) -> Result<System, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let n = sqlx::query("UPDATE systems SET enabled = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(enabled)
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        announce(&mut tx).await?;
+        tx.commit().await.map_err(Error::from)?;
+        self.bump_systems();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no system with id {id}")));
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))
+    }
+
     async fn get(&self, id: &str) -> Result<Option<System>, StoreError> {
         let row = sqlx::query(&format!("{SELECT} WHERE s.id = $1"))
             .bind(id)
@@ -262,5 +283,6 @@ fn decode(r: &PgRow) -> Result<System, Error> {
         transformation_version: r.try_get(11)?,
         created_at: r.try_get(8)?,
         updated_at: r.try_get(9)?,
+        enabled: r.try_get(13)?,
     })
 }

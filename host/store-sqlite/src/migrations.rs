@@ -227,6 +227,10 @@ const MIGRATIONS: &[&str] = &[
         until INTEGER NOT NULL
     );
     "#,
+    // Systems can be disabled: skipped by runs, schedules and real-time events (issue 18).
+    r#"
+    ALTER TABLE systems ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];
 
 /// The schema version this Provisio knows.

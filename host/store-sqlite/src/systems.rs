@@ -31,6 +31,11 @@ impl SystemStore for SqliteStore {
         self.blocking(move |s| s.delete_system(&id)).await
     }
 
+    async fn set_enabled(&self, id: &str, enabled: bool) -> Result<System, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.set_system_enabled(&id, enabled)).await
+    }
+
     async fn get(&self, id: &str) -> Result<Option<System>, StoreError> {
         let id = id.to_owned();
         self.blocking(move |s| s.get_system(&id)).await
@@ -190,6 +195,20 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Enables or disables a system.
+    fn set_system_enabled(&self, id: &str, enabled: bool) -> Result<System, Error> {
+        let n = self.conn().execute(
+            "UPDATE systems SET enabled = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, enabled, now()],
+        )?;
+        self.bump_systems();
+        if n == 0 {
+            return Err(Error::NotFound(format!("no system with id {id}")));
+        }
+        self.get_system(id)?
+            .ok_or_else(|| Error::NotFound(format!("no system with id {id}")))
+    }
+
     /// One system by id.
     fn get_system(&self, id: &str) -> Result<Option<System>, Error> {
         let conn = self.conn();
@@ -237,6 +256,7 @@ impl SqliteStore {
             transformation_version: r.transformation_version,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            enabled: r.enabled,
         })
     }
 }
@@ -258,7 +278,7 @@ fn check_sources(tx: &rusqlite::Transaction<'_>, sources: &[String]) -> Result<(
 
 const SELECT: &str =
     "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
-    s.created_at, s.updated_at, t.document, t.version, s.secret_names
+    s.created_at, s.updated_at, t.document, t.version, s.secret_names, s.enabled
     FROM systems s LEFT JOIN transformations t
       ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
 
@@ -276,6 +296,7 @@ struct RawSystem {
     transformation: Option<String>,
     transformation_version: Option<i64>,
     secret_names: Option<String>,
+    enabled: bool,
 }
 
 fn raw_system(r: &Row<'_>) -> rusqlite::Result<RawSystem> {
@@ -293,6 +314,7 @@ fn raw_system(r: &Row<'_>) -> rusqlite::Result<RawSystem> {
         transformation: r.get(10)?,
         transformation_version: r.get(11)?,
         secret_names: r.get(12)?,
+        enabled: r.get(13)?,
     })
 }
 

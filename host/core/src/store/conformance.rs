@@ -135,6 +135,24 @@ pub async fn systems(stores: Stores) {
         (Role::Target, vec![source.id.clone()])
     );
 
+    // Enabled when created; disabled and enabled again, each a change the generation shows.
+    assert!(source.enabled && target.enabled);
+    let generation = systems.generation();
+    let disabled = systems.set_enabled(&target.id, false).await.expect("disable");
+    assert!(!disabled.enabled);
+    assert!(systems.generation() > generation, "disabling moves the generation");
+    assert!(!systems.get(&target.id).await.expect("get").expect("target").enabled);
+    let replaced = systems
+        .replace(&target.id, disabled.spec.clone())
+        .await
+        .expect("replace");
+    assert!(!replaced.enabled, "a replace keeps the system disabled");
+    assert!(systems.set_enabled(&target.id, true).await.expect("enable").enabled);
+    assert!(matches!(
+        systems.set_enabled("no-such-id", true).await,
+        Err(StoreError::NotFound(_))
+    ));
+
     // A source that a target receives from is not deleted, nor anything of it.
     match systems.delete(&source.id).await {
         Err(StoreError::Conflict(m)) => assert!(m.contains("Target"), "names the target: {m}"),
@@ -668,7 +686,10 @@ pub async fn job_logs_and_held_deletes(stores: Stores) {
     let decided = jobs.held_deletes("j1").await.expect("held");
     assert!(decided.iter().all(|h| h.decision.as_deref() == Some("approved")));
 
-    // Deciding some: only those named, each once.
+    // Deciding some: only those named, each once (j1 ends first: one running run per source).
+    jobs.update(&claim("j1"), JobStatus::FinishedWithError, "full", &json!({}))
+        .await
+        .expect("end j1");
     jobs.insert(&job("j2", &source, JobStatus::Running), LEASE)
         .await
         .expect("insert");

@@ -78,6 +78,9 @@ pub struct System {
     pub created_at: String,
     /// Last change.
     pub updated_at: String,
+    /// Whether the system takes part in provisioning (a disabled source runs no jobs and takes no pushes; a
+    /// disabled target is skipped by runs and real-time events). New systems are enabled.
+    pub enabled: bool,
 }
 
 /// The systems aggregate.
@@ -96,6 +99,8 @@ pub trait SystemStore: Send + Sync {
     /// from it or a run of it is queued or running, checked in the same transaction. Creating or replacing a
     /// target checks its sources in its transaction too, so neither can slip past the other.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
+    /// Enables or disables a system; answers it as stored. Moves the generation.
+    async fn set_enabled(&self, id: &str, enabled: bool) -> Result<System, StoreError>;
     /// One system.
     async fn get(&self, id: &str) -> Result<Option<System>, StoreError>;
     /// Every system, by name.

@@ -398,6 +398,12 @@ impl Provisioning {
                 source.spec.name, source.spec.role
             )));
         }
+        if !source.enabled {
+            return Err(JobError::Conflict(format!(
+                "{} is disabled; enable it (POST /api/v1/systems/{source_id}/enable) to run jobs",
+                source.spec.name
+            )));
+        }
         if self.is_draining() {
             return Err(JobError::Store(StoreError::Backend(
                 "this replica is shutting down; start the run on another one".into(),
@@ -623,7 +629,7 @@ impl Provisioning {
                         TargetRun::new(ctx)
                     })
                     .collect();
-                let run = JobRun::new(
+                let mut run = JobRun::new(
                     claim.clone(),
                     self.inner.store.clone(),
                     options.clone(),
@@ -631,6 +637,7 @@ impl Provisioning {
                     targets,
                     stop,
                 );
+                run.skip_targets(self.skipped_targets(source_id).await);
                 run.run().await
             }
             Err(message) => {
@@ -672,6 +679,15 @@ impl Provisioning {
                 reader.system.spec.name
             ));
         }
+        let (targets, skipped): (Vec<System>, Vec<System>) = targets.into_iter().partition(|t| t.enabled);
+        if targets.is_empty() {
+            let names: Vec<&str> = skipped.iter().map(|t| t.spec.name.as_str()).collect();
+            return Err(format!(
+                "every target of {} is disabled ({}); enable one to provision",
+                reader.system.spec.name,
+                names.join(", ")
+            ));
+        }
         let mut contexts = Vec::new();
         for target in targets {
             let name = target.spec.name.clone();
@@ -681,6 +697,21 @@ impl Provisioning {
             contexts.push(ctx);
         }
         Ok((reader, contexts))
+    }
+
+    /// The targets of a source that runs and real-time events skip, with why (for the run's outcome).
+    pub(crate) async fn skipped_targets(&self, source_id: &str) -> Vec<Value> {
+        match self.inner.store.systems.targets_of(source_id).await {
+            Ok(targets) => targets
+                .into_iter()
+                .filter(|t| !t.enabled)
+                .map(|t| json!({"targetId": t.id, "targetName": t.spec.name, "reason": "disabled"}))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(source = %source_id, error = %e, "cannot list the targets a run skips");
+                Vec::new()
+            }
+        }
     }
 
     /// The source side of a run.

@@ -125,6 +125,14 @@ pub async fn run_scheduler(service: Provisioning) {
             if let Some(next_due) = schedule.following(due, now) {
                 next.insert(record.source_id.clone(), (record.clone(), next_due));
             }
+            // A disabled source's schedule is kept but not fired.
+            match service.systems().get(&record.source_id).await {
+                Ok(system) if !system.enabled => {
+                    tracing::debug!(source = %record.source_id, "the source is disabled; its scheduled run is skipped");
+                    continue;
+                }
+                _ => {}
+            }
             // Several replicas: the one that claims the slot starts the run, the others skip it.
             let slot = crate::store::timestamp(due);
             let unless_since = crate::store::timestamp(schedule.claim_window_start(due));

@@ -95,6 +95,7 @@ pub struct JobRun {
     progress: Value,
     previous_attempts: Vec<Value>,
     last_flush: Instant,
+    skipped_targets: Vec<Value>,
 }
 
 /// Rows in one log append; keeps transactions short.
@@ -131,7 +132,21 @@ impl JobRun {
             progress: json!({}),
             previous_attempts: Vec::new(),
             last_flush: Instant::now(),
+            skipped_targets: Vec::new(),
         }
+    }
+
+    /// Targets of the source this run leaves out (`{"targetId", "targetName", "reason"}`): shown in the
+    /// summary (`skippedTargets`) and, in words, in the outcome.
+    pub fn skip_targets(&mut self, skipped: Vec<Value>) {
+        for t in &skipped {
+            let name = t["targetName"].as_str().unwrap_or_default();
+            self.outcome.push(match t["reason"].as_str().unwrap_or_default() {
+                "disabled" => format!("Target {name} is disabled; this run skipped it."),
+                other => format!("Target {name} was skipped: {other}."),
+            });
+        }
+        self.skipped_targets = skipped;
     }
 
     fn stopped(&self) -> bool {
@@ -189,6 +204,7 @@ impl JobRun {
             "interrupted": false,
             "previousAttempts": self.previous_attempts,
             "plugins": self.plugins(),
+            "skippedTargets": self.skipped_targets,
         })
     }
 
