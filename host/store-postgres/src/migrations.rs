@@ -217,6 +217,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE links SET (autovacuum_analyze_scale_factor = 0.02, autovacuum_analyze_threshold = 1000);
     ALTER TABLE realtime_events SET (autovacuum_analyze_scale_factor = 0.02, autovacuum_analyze_threshold = 1000);
     "#,
+    // Transformation history: each version's author, and resets to the connector's default as versions
+    // (their document is `null`); the descriptions the store used to write itself go.
+    r#"
+    ALTER TABLE transformations ADD COLUMN author TEXT NOT NULL DEFAULT '';
+    ALTER TABLE transformations ADD COLUMN reset BOOLEAN NOT NULL DEFAULT FALSE;
+    UPDATE transformations SET description = '' WHERE description IN ('initial', 'created', 'replaced');
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.
