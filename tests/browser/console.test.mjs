@@ -242,6 +242,42 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   assert.ok(await page.locator('tbody tr').count() > 0, 'the trace has steps');
   await check(page, 'transformation-playground');
 
+  // A real entity read live from the source, by its userName: it fills the entity and the playground runs.
+  const auth0 = { authorization: `Basic ${Buffer.from(`${SIM.id}:${SIM.secret}`).toString('base64')}` };
+  const someone = (await (await fetch(`${source}/scim/Users?startIndex=1&count=1`, { headers: auth0 })).json()).Resources[0];
+  await page.fill('#t-key', someone.userName);
+  await submit(page, 'button:has-text("Read it and try")');
+  assert.match(await page.locator('[role=status]:has-text("Read from")').innerText(), /IAS source \(found by (id|userName)\)/);
+  assert.ok((await page.inputValue('#t-entity')).includes(someone.userName), 'the entity read is in the playground');
+  assert.ok(await page.locator('h2:has-text("Result")').count(), 'the playground ran on the real entity');
+  await check(page, 'transformation-real-entity');
+
+  // Two saved versions with descriptions, their history, a diff and a rollback to the first.
+  await page.fill('#t-doc', original);
+  await page.fill('#t-desc', 'the default, stored');
+  await submit(page, 'button:has-text("Validate and save")');
+  assert.match(await page.locator('.notice.ok').innerText(), /saved as version 1/);
+  const changed = JSON.parse(original);
+  changed.user.mappings.push({ constant: 'Browser', targetPath: '$.title' });
+  await page.fill('#t-doc', JSON.stringify(changed, null, 2));
+  await page.fill('#t-desc', 'a title for everyone');
+  await submit(page, 'button:has-text("Validate and save")');
+  assert.match(await page.locator('.notice.ok').innerText(), /saved as version 2/);
+  await page.click('a:has-text("Version history")');
+  await page.waitForURL(/\/transformation\/history$/);
+  assert.ok(await page.locator('td:has-text("a title for everyone")').count(), 'the description is listed');
+  assert.ok(await page.locator(`td:has-text("${ADMIN.name}")`).count(), 'the author is listed');
+  await check(page, 'transformation-history');
+  await submit(page, 'button:has-text("Show the differences")');
+  assert.match(await page.locator('#diff-summary').innerText(), /1 line added/);
+  assert.ok(await page.locator('tr.diff-insert:has-text("$.title")').count(), 'the added mapping is marked');
+  await check(page, 'transformation-diff');
+  await page.goto(`${base}/console/systems/${sourceId}/transformation/history/1`);
+  await check(page, 'transformation-version');
+  await submit(page, 'button:has-text("Roll back to version 1")');
+  assert.match(await page.locator('.notice.ok').innerText(), /Rolled back to version 1: saved as version 3/);
+  assert.ok(await page.locator('td:has-text("Rollback to version 1")').count());
+
   await page.goto(`${base}/console/systems`);
   assert.ok(await page.locator('td:has-text("IAS target")').count());
   await check(page, 'systems');
@@ -319,6 +355,14 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   await page.check('#perm-proxy-api');
   await submit(page, 'button:has-text("Create")');
   assert.match(await page.locator('.notice').innerText(), /scim-client created/);
+  // Its password changed (typed twice): its sessions and tokens end.
+  await page.click('summary:has-text("Change password of scim-client")');
+  const row = page.locator('tr', { has: page.locator('td', { hasText: 'scim-client' }) });
+  await row.getByLabel('New password').fill('another-password-1');
+  await row.getByLabel('Repeat it').fill('another-password-1');
+  await check(page, 'users-password');
+  await submit(page, 'tr:has-text("scim-client") button:has-text("Change the password")');
+  assert.match(await page.locator('.notice').innerText(), /password of scim-client changed/);
   await submit(page, 'button[aria-label="Delete scim-client"]');
   assert.match(await page.locator('.notice').innerText(), /deleted/);
 

@@ -13,7 +13,7 @@ use crate::outbound::{Credentials, SystemEndpoint};
 use crate::plugins::Plugins;
 use crate::runtime::{CallError, CallTarget, LoadedPlugin};
 use crate::secrets::{Secret, SystemSecrets};
-use crate::store::systems::{Role, System, SystemSpec};
+use crate::store::systems::{Role, System, SystemSpec, VersionNote};
 use crate::store::{StoreError, Stores};
 
 /// What replaces a secret in every answer.
@@ -83,6 +83,9 @@ pub struct SystemInput {
     /// entered in clear). Without it a sealed value stays sealed, whatever the connector declares now.
     #[serde(default)]
     pub declassify: Vec<String>,
+    /// Why the transformation changes: the description of the new transformation version, if it makes one.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// A system as the admin API answers it: secrets masked.
@@ -163,19 +166,32 @@ impl Systems {
 
     /// Validates and stores a new system.
     pub async fn create(&self, input: SystemInput) -> Result<System, SystemError> {
+        self.create_by(input, "").await
+    }
+
+    /// [`create`](Self::create) by `author`, recorded with the first transformation version.
+    pub async fn create_by(&self, input: SystemInput, author: &str) -> Result<System, SystemError> {
+        let note = version_note(&input, author)?;
         // The version checked in `validate` cannot be removed before the system is stored.
         let _pinning = self.plugins.pinning().await;
         let spec = self.validate(input, None).await?;
-        Ok(self.store.systems.create(spec).await?)
+        Ok(self.store.systems.create_noted(spec, &note).await?)
     }
 
     /// Validates and replaces a system. Secrets sent back masked keep their stored value.
     pub async fn replace(&self, id: &str, input: SystemInput) -> Result<System, SystemError> {
+        self.replace_by(id, input, "").await
+    }
+
+    /// [`replace`](Self::replace) by `author`, recorded with a new transformation version (with the input's
+    /// description) when the transformation changes.
+    pub async fn replace_by(&self, id: &str, input: SystemInput, author: &str) -> Result<System, SystemError> {
+        let note = version_note(&input, author)?;
         let current = self.get(id).await?;
         // As in `create`: the version checked cannot be removed before the system is stored.
         let _pinning = self.plugins.pinning().await;
         let spec = self.validate(input, Some(&current)).await?;
-        Ok(self.store.systems.replace(id, spec).await?)
+        Ok(self.store.systems.replace_noted(id, spec, &note).await?)
     }
 
     /// One system.
@@ -492,6 +508,31 @@ fn secret_headers(
             Ok((header, value))
         })
         .collect()
+}
+
+/// Longest description of a transformation version.
+pub const MAX_DESCRIPTION: usize = 1000;
+
+/// The note of the transformation version an input may make: its author and trimmed description.
+fn version_note(input: &SystemInput, author: &str) -> Result<VersionNote, SystemError> {
+    let description = input
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
+    {
+        return Err(SystemError::Invalid(format!(
+            "the description is longer than {MAX_DESCRIPTION} characters"
+        )));
+    }
+    Ok(VersionNote {
+        author: author.to_string(),
+        description,
+    })
 }
 
 /// Whether a replacement sends the system's secrets somewhere else than before.

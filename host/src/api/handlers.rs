@@ -74,6 +74,25 @@ pub async fn delete_technical_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordInput {
+    password: String,
+}
+
+/// `PUT /api/v1/technical-users/{id}/password`: 200 with the user; its tokens and sessions end.
+pub async fn set_technical_user_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<PasswordInput>,
+) -> Result<Json<Value>, ApiError> {
+    let principal = ops::set_technical_user_password(&state, &caller, &id, &input.password).await?;
+    Ok(Json(
+        json!({ "id": principal.id, "name": principal.name, "permissions": principal.permissions }),
+    ))
+}
+
 fn plugin_json(p: &crate::runtime::LoadedPlugin) -> Value {
     json!({
         "name": p.descriptor.name,

@@ -3,17 +3,22 @@
 //! Handlers are thin: they authenticate, check a permission, and call the domain modules.
 
 pub mod auth;
+pub mod checks;
 pub mod error;
 mod handlers;
+pub mod history;
+#[cfg(test)]
+pub(crate) mod history_tests;
 mod jobs;
 pub mod login_guard;
 #[cfg(test)]
 mod login_tests;
 pub mod ops;
+#[cfg(test)]
+mod password_tests;
 pub mod realtime;
 #[cfg(test)]
 pub(crate) mod tests;
-pub mod users;
 
 use std::time::Duration;
 
@@ -39,7 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/technical-users/{id}", axum::routing::delete(delete_technical_user))
         .route(
             "/technical-users/{id}/password",
-            axum::routing::put(users::set_password),
+            axum::routing::put(set_technical_user_password),
         )
         .route("/connectors", get(list_connectors))
         .route(
@@ -74,7 +79,14 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/entities", get(jobs::job_entities))
         .route("/jobs/{id}/held-deletes", get(jobs::held_deletes))
         .route("/jobs/{id}/held-deletes/{decision}", post(jobs::decide_deletes))
-        .route("/transformations/test", post(test_transformation));
+        .route("/transformations/test", post(test_transformation))
+        .route("/systems/{id}/transformation/versions", get(history::list_versions))
+        .route("/systems/{id}/transformation/versions/{n}", get(history::get_version))
+        .route(
+            "/systems/{id}/transformation/versions/{n}/rollback",
+            post(history::post_rollback),
+        )
+        .route("/systems/{id}/transformation/diff", get(history::get_diff));
     // The real-time API at SAP's paths, with and without `/service`.
     let realtime_api = Router::new()
         .route(

@@ -95,6 +95,76 @@ pub async fn delete_technical_user(state: &AppState, caller: &Caller, id: &str) 
     Ok(())
 }
 
+/// Changes a user's password (`manage-systems`), by the creation's rule (8 characters or more). Admins'
+/// passwords only by an admin; nobody changes the password of a user holding a permission they lack (they
+/// could then act with it). The user's bearer tokens and console sessions end at once.
+pub async fn set_technical_user_password(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    password: &str,
+) -> Result<Principal, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    let target = state
+        .stores
+        .principals
+        .list()
+        .await?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
+    if password.is_empty() {
+        return Err(ApiError::bad_request("password must not be empty"));
+    }
+    if password.len() < 8 {
+        return Err(ApiError::bad_request("password must be at least 8 characters"));
+    }
+    if target.kind == PrincipalKind::Admin && caller.0.kind != PrincipalKind::Admin {
+        return Err(ApiError::forbidden("only an admin can change an admin's password"));
+    }
+    if caller.0.kind != PrincipalKind::Admin
+        && let Some(p) = target.permissions.iter().find(|p| !caller.0.may(**p))
+    {
+        return Err(ApiError::forbidden(format!(
+            "you cannot change the password of a user who holds {p:?}, which you do not have"
+        )));
+    }
+    state.stores.principals.set_password(id, password).await?;
+    state.stores.tokens.forget(id);
+    tracing::info!(user = %target.name, by = %caller.0.name, "password changed; the user's tokens and sessions end");
+    Ok(target)
+}
+
+/// One entity read live from a source for a system's transformation playground (`manage-systems`): from the
+/// system itself when it is a source, else from one of the sources a target receives from. `key` is the
+/// entity's id, or its `userName` (`displayName` for groups).
+pub async fn sample_entity(
+    state: &AppState,
+    caller: &Caller,
+    system_id: &str,
+    source_id: &str,
+    entity_type: &str,
+    key: &str,
+) -> Result<crate::provisioning::one::SampleEntity, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    let kind: EntityKind = entity_type.parse().map_err(ApiError::bad_request)?;
+    let system = state.systems.get(system_id).await?;
+    let allowed = match system.spec.role {
+        crate::store::systems::Role::Source => source_id == system.id,
+        crate::store::systems::Role::Target => system.spec.sources.iter().any(|s| s == source_id),
+        crate::store::systems::Role::Proxy => false,
+    };
+    if !allowed {
+        return Err(ApiError::bad_request(
+            "pick the entity from the system itself (a source) or from a source the target receives from",
+        ));
+    }
+    if key.trim().is_empty() {
+        return Err(ApiError::bad_request("give the entity's id or name"));
+    }
+    Ok(state.provisioning.sample_entity(source_id, kind, key.trim()).await?)
+}
+
 /// Starts a run on a source (`run-jobs`): `kind` is `read`, `resync` or `simulate` (a simulated read);
 /// `simulate` makes a read or resync a dry run.
 pub async fn start_job(
@@ -310,7 +380,7 @@ pub async fn system(state: &AppState, caller: &Caller, id: &str) -> Result<Syste
 /// Registers a system (`manage-systems`), validated against its connector.
 pub async fn create_system(state: &AppState, caller: &Caller, input: SystemInput) -> Result<System, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    let system = state.systems.create(input).await?;
+    let system = state.systems.create_by(input, &caller.0.name).await?;
     tracing::info!(system = %system.id, name = %system.spec.name, by = %caller.0.name, "system created");
     Ok(system)
 }
@@ -323,7 +393,7 @@ pub async fn replace_system(
     input: SystemInput,
 ) -> Result<System, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    let system = state.systems.replace(id, input).await?;
+    let system = state.systems.replace_by(id, input, &caller.0.name).await?;
     tracing::info!(system = %system.id, by = %caller.0.name, "system replaced");
     Ok(system)
 }
@@ -332,6 +402,7 @@ pub async fn replace_system(
 pub async fn delete_system(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require(Permission::ManageSystems)?;
     state.systems.delete(id).await?;
+    super::checks::forget(id);
     tracing::info!(system = %id, by = %caller.0.name, "system deleted");
     Ok(())
 }
@@ -352,7 +423,9 @@ pub async fn set_system_enabled(
 /// Test Connection (`manage-systems`).
 pub async fn test_connection(state: &AppState, caller: &Caller, id: &str) -> Result<ConnectionCheck, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    Ok(state.systems.test_connection(id).await?)
+    let check = state.systems.test_connection(id).await?;
+    super::checks::record(id, &check);
+    Ok(check)
 }
 
 /// The newest runs, of one source (which must exist) or of all, at most `limit` (clamped to 1..=1000)

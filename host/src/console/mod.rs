@@ -11,6 +11,7 @@
 //! - [`ondemand`]: one source entity through every step, simulated or for real.
 //! - [`systems`]: systems by role, add and edit with the connector's properties, Test Connection, delete.
 //! - [`transform`]: a system's transformation — JSON editor, reset, and a playground with the trace.
+//! - [`history`]: the transformation's versions, a diff between two, rollback.
 //! - [`users`]: technical users.
 //! - [`realtime`]: the real-time log, an event's results, retry.
 //! - [`plugins`]: plugin versions, upload, activate, roll back, remove.
@@ -19,6 +20,7 @@
 //! and `Cache-Control: no-store`.
 
 pub mod held;
+pub mod history;
 pub mod jobs;
 pub mod ondemand;
 pub mod overview;
@@ -28,6 +30,8 @@ pub mod session;
 pub mod systems;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_more;
 pub mod transform;
 pub mod users;
 
@@ -62,6 +66,8 @@ const HTMX_JS: &str = include_str!("../../static/console/vendor/htmx-2.0.11.min.
 const HTMX_SSE_JS: &str = include_str!("../../static/console/vendor/htmx-ext-sse-2.2.4.min.js");
 /// The console's style sheet (light and dark).
 const CONSOLE_CSS: &str = include_str!("../../static/console/console.css");
+/// The console's own script (copy buttons), loaded as a file: the CSP allows no inline script.
+const CONSOLE_JS: &str = include_str!("../../static/console/console.js");
 
 /// The console's routes, to be merged into the service's router.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -84,6 +90,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/jobs/{id}/held/{decision}", post(held::decide))
         .route("/console/systems", get(systems::list).post(systems::create))
         .route("/console/systems/new", get(systems::new_form))
+        .route(
+            "/console/systems/import",
+            get(systems::import_form).post(systems::import),
+        )
+        .route("/console/systems/{id}/export.json", get(systems::export))
+        .route("/console/systems/{id}/idm.csv", get(systems::idm_csv))
         .route("/console/systems/{id}", get(systems::page).post(systems::update))
         .route("/console/systems/{id}/edit", get(systems::edit_form))
         .route("/console/systems/{id}/test", post(systems::test))
@@ -94,6 +106,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/console/systems/{id}/transformation/reset", post(transform::reset))
         .route("/console/systems/{id}/transformation/try", post(transform::try_it))
+        .route("/console/systems/{id}/transformation/sample", post(transform::sample))
+        .route("/console/systems/{id}/transformation/history", get(history::page))
+        .route(
+            "/console/systems/{id}/transformation/history/{n}",
+            get(history::version),
+        )
+        .route(
+            "/console/systems/{id}/transformation/history/{n}/rollback",
+            post(history::rollback),
+        )
+        .route("/console/systems/{id}/transformation/diff", get(history::diff))
         .route(
             "/console/systems/{id}/delete",
             get(systems::confirm_delete).post(systems::delete),
@@ -104,6 +127,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/console/users", get(users::list).post(users::create))
         .route("/console/users/{id}/delete", post(users::delete))
+        .route("/console/users/{id}/password", post(users::set_password))
         .route("/console/realtime", get(realtime::list))
         .route("/console/realtime/{seq}", get(realtime::page))
         .route("/console/realtime/{seq}/retry", post(realtime::retry))
@@ -148,6 +172,7 @@ async fn asset(Path(name): Path<String>) -> Response {
         "htmx-2.0.11.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
         "htmx-ext-sse-2.2.4.min.js" => (HTMX_SSE_JS, "text/javascript; charset=utf-8"),
         "console.css" => (CONSOLE_CSS, "text/css; charset=utf-8"),
+        "console.js" => (CONSOLE_JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
     (

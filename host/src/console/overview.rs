@@ -104,6 +104,8 @@ struct OverviewPage {
     backlog: Option<(Count, Count, Count)>,
     plugins: Vec<PluginHealth>,
     system_count: Option<usize>,
+    /// Systems whose last Test Connection (in this process) failed: id, name, message, when.
+    failing_checks: Vec<(String, String, String, String)>,
 }
 
 /// `GET /console`.
@@ -179,10 +181,19 @@ pub async fn page(State(state): State<AppState>, session: Session, headers: Head
     } else {
         Vec::new()
     };
-    let system_count = if p.may(Permission::ManageSystems) {
-        Some(ops::systems(&state, &caller).await?.len())
+    let (system_count, failing_checks) = if p.may(Permission::ManageSystems) {
+        let systems = ops::systems(&state, &caller).await?;
+        let failing = systems
+            .iter()
+            .filter_map(|s| {
+                crate::api::checks::last(&s.id)
+                    .filter(|c| !c.ok)
+                    .map(|c| (s.id.clone(), s.spec.name.clone(), c.message, super::when(&c.at)))
+            })
+            .collect();
+        (Some(systems.len()), failing)
     } else {
-        None
+        (None, Vec::new())
     };
     let page = OverviewPage {
         frame: Frame::new(&session, "overview", take_notice(&headers)),
@@ -192,6 +203,7 @@ pub async fn page(State(state): State<AppState>, session: Session, headers: Head
         backlog,
         plugins,
         system_count,
+        failing_checks,
     };
     Ok(page_with_notice(&headers, &session, render(&page)))
 }

@@ -1,5 +1,6 @@
 //! Plugins: every loaded version with the systems on it and its call statistics; upload (validated before it
-//! is stored, the reason shown when refused), activate, roll back, remove.
+//! is stored, the reason shown when refused), activate, roll back, remove; per version the p50/p95 call time
+//! and a small chart of call durations, drawn by the server as inline SVG (no script).
 
 use askama::Template;
 use axum::extract::{Multipart, Path, State};
@@ -42,6 +43,76 @@ pub struct VersionRow {
     pub mean_ms: String,
     /// The last incident, if any.
     pub incident: String,
+    /// Median call time, ms (`–` before any call).
+    pub p50_ms: String,
+    /// 95th percentile call time, ms.
+    pub p95_ms: String,
+    /// The chart of call durations (empty before any call).
+    pub chart: Vec<Bar>,
+}
+
+/// One bar of a version's chart of call durations, in SVG user units.
+pub struct Bar {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height (at least 1 when the bucket has calls).
+    pub h: u32,
+    /// The bucket, for people: `≤ 5 ms`, `> 30000 ms`.
+    pub label: String,
+    /// Calls in it.
+    pub count: u64,
+}
+
+/// Height of the chart's bars area.
+pub const CHART_HEIGHT: u32 = 48;
+/// Width of one bar with its gap.
+pub const BAR_STEP: u32 = 14;
+
+/// The bars of a histogram of call durations: one per bucket, scaled to the fullest.
+pub fn chart(buckets: &[crate::runtime::DurationBucket]) -> Vec<Bar> {
+    let max = buckets.iter().map(|b| b.count).max().unwrap_or(0);
+    if max == 0 {
+        return Vec::new();
+    }
+    let mut lower = 0.0;
+    buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let h = if b.count == 0 {
+                0
+            } else {
+                ((b.count as f64 / max as f64) * CHART_HEIGHT as f64).round().max(1.0) as u32
+            };
+            let label = match b.le_ms {
+                Some(upper) => format!("{lower}–{upper} ms"),
+                None => format!("over {lower} ms"),
+            };
+            if let Some(upper) = b.le_ms {
+                lower = upper;
+            }
+            Bar {
+                x: i as u32 * BAR_STEP,
+                y: CHART_HEIGHT - h,
+                w: BAR_STEP - 3,
+                h,
+                label,
+                count: b.count,
+            }
+        })
+        .collect()
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v < 10.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.0}"),
+        None => "–".into(),
+    }
 }
 
 #[derive(Template)]
@@ -50,6 +121,8 @@ struct PluginsPage {
     frame: Frame,
     versions: Vec<VersionRow>,
     max_mib: usize,
+    chart_height: u32,
+    chart_width: u32,
 }
 
 /// `GET /console/plugins`.
@@ -83,6 +156,9 @@ pub async fn list(State(state): State<AppState>, session: Session, headers: Head
                 } else {
                     "–".into()
                 },
+                p50_ms: ms(stats.p50_ms),
+                p95_ms: ms(stats.p95_ms),
+                chart: chart(&stats.duration_buckets),
                 incident: stats
                     .last_incident
                     .as_ref()
@@ -96,6 +172,8 @@ pub async fn list(State(state): State<AppState>, session: Session, headers: Head
         frame: Frame::new(&session, "plugins", take_notice(&headers)),
         versions,
         max_mib: crate::plugins::MAX_PLUGIN_BYTES / (1024 * 1024),
+        chart_height: CHART_HEIGHT,
+        chart_width: (crate::runtime::stats_buckets() as u32) * BAR_STEP,
     };
     Ok(page_with_notice(&headers, &session, render(&page)))
 }
@@ -178,4 +256,36 @@ pub async fn remove(
     outcome(&session, "/console/plugins", result, |()| {
         format!("Removed {name}@{version}.")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::DurationBucket;
+
+    #[test]
+    fn the_chart_scales_bars_to_the_fullest_bucket() {
+        assert!(
+            chart(&[DurationBucket {
+                le_ms: Some(1.0),
+                count: 0
+            }])
+            .is_empty()
+        );
+        let bars = chart(&[
+            DurationBucket {
+                le_ms: Some(1.0),
+                count: 10,
+            },
+            DurationBucket {
+                le_ms: Some(2.0),
+                count: 1,
+            },
+            DurationBucket { le_ms: None, count: 0 },
+        ]);
+        assert_eq!(bars.iter().map(|b| b.h).collect::<Vec<_>>(), [CHART_HEIGHT, 5, 0]);
+        assert_eq!(bars[1].y + bars[1].h, CHART_HEIGHT);
+        assert_eq!(bars[2].label, "over 2 ms");
+        assert_eq!(bars[0].label, "0–1 ms");
+    }
 }

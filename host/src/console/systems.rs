@@ -1,6 +1,7 @@
 //! Systems by role: list with search, a system's page (properties with secrets masked, sources and the
 //! targets a source feeds), add and edit with the connector's declared properties as a form (their docs and
-//! defaults; secrets write-only), Test Connection, delete with confirmation.
+//! defaults; secrets write-only), Test Connection, delete with confirmation, export as JSON (no secrets) and
+//! import, a proxy's SCIM endpoint to copy and its SAP IdM CSV.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -142,6 +143,18 @@ struct SystemPage {
     transformation: String,
     created: String,
     changed: String,
+    /// For a proxy: its SCIM endpoint as this request reached the service.
+    scim_url: String,
+}
+
+/// The service's own address as the browser reached it (`Host`, the scheme of the session's connection).
+fn own_base(session: &Session, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .unwrap_or("localhost");
+    format!("{}://{host}", if session.secure { "https" } else { "http" })
 }
 
 /// `GET /console/systems/{id}`.
@@ -170,6 +183,11 @@ pub async fn page(
         feeds: fed_by(&all, &system.id),
         created: when(&system.created_at),
         changed: when(&system.updated_at),
+        scim_url: if system.spec.role == Role::Proxy {
+            format!("{}/ipsproxy/api/v1/scim/{}", own_base(&session, &headers), system.id)
+        } else {
+            String::new()
+        },
         transformation: view
             .transformation
             .as_ref()
@@ -451,6 +469,7 @@ fn input(filled: &Filled, existing: Option<&System>) -> Result<SystemInput, ApiE
         },
         transformation: existing.and_then(|s| s.spec.transformation.clone()),
         declassify: Vec::new(),
+        description: None,
     })
 }
 
@@ -571,5 +590,169 @@ pub async fn delete(State(state): State<AppState>, session: Session, Path(id): P
     match result {
         Ok(()) => redirect_with(&session, "/console/systems", true, "System deleted."),
         Err(e) => outcome::<()>(&session, &format!("/console/systems/{id}"), Err(e), |_| String::new()),
+    }
+}
+
+/// A system as an importable JSON document: the admin API's export (`GET /api/v1/systems/{id}/export`),
+/// which `POST /api/v1/systems` takes as it is, without any secret — the system's secret properties (and any
+/// whose name looks secret) are left out, not masked.
+pub fn export_document(system: &System) -> Value {
+    let mut doc = crate::proxy::export::system_json(system);
+    if let Some(props) = doc.get_mut("properties").and_then(Value::as_object_mut) {
+        for name in system.spec.secrets.names() {
+            props.remove(name);
+        }
+    }
+    doc
+}
+
+/// `GET /console/systems/{id}/idm.csv`: a proxy as an SAP Identity Management SCIM repository (the admin
+/// API's CSV export, with the address the browser reached).
+pub async fn idm_csv(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ConsoleResult {
+    let system = ops::system(&state, &session.caller(), &id).await?;
+    if system.spec.role != Role::Proxy {
+        return Err(ApiError::bad_request("only proxy systems export as an SAP Identity Management repository").into());
+    }
+    let base = own_base(&session, &headers);
+    let csv = crate::proxy::export::idm_csv(
+        &system,
+        &format!("{base}/ipsproxy/api/v1/scim/{}", system.id),
+        &format!("{base}/oauth2/token"),
+    );
+    let mut response = axum::response::IntoResponse::into_response((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        csv,
+    ));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}.csv\"",
+        file_name(&system.spec.name)
+    )) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+fn file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `GET /console/systems/{id}/export.json`: the system as a JSON file (no secrets).
+pub async fn export(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> ConsoleResult {
+    let system = ops::system(&state, &session.caller(), &id).await?;
+    let body = serde_json::to_string_pretty(&export_document(&system)).unwrap_or_default();
+    let disposition = format!("attachment; filename=\"system-{}.json\"", file_name(&system.spec.name));
+    let mut response = axum::response::IntoResponse::into_response((
+        [(axum::http::header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    ));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "console/system_import.html")]
+struct ImportPage {
+    frame: Frame,
+    text: String,
+    error: Option<String>,
+}
+
+/// `GET /console/systems/import`.
+pub async fn import_form(State(state): State<AppState>, session: Session) -> ConsoleResult {
+    ops::systems(&state, &session.caller()).await?;
+    Ok(render(&ImportPage {
+        frame: Frame::new(&session, "systems", None),
+        text: String::new(),
+        error: None,
+    }))
+}
+
+/// Largest system document imported.
+const MAX_IMPORT_BYTES: usize = 1 << 20;
+
+/// `POST /console/systems/import` (multipart: a `file`, or the `json` text): creates the system through the
+/// API's validation; the page shows the reason when it is refused.
+pub async fn import(State(state): State<AppState>, session: Session, mut form: axum::extract::Multipart) -> Response {
+    let caller = session.caller();
+    let (mut file, mut text) = (Vec::new(), String::new());
+    let mut refused = None;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_string();
+                match field.bytes().await {
+                    Ok(bytes) if bytes.len() > MAX_IMPORT_BYTES => {
+                        refused = Some(format!("The document is larger than {} KiB.", MAX_IMPORT_BYTES / 1024));
+                    }
+                    Ok(bytes) if name == "file" => file = bytes.to_vec(),
+                    Ok(bytes) if name == "json" => text = String::from_utf8_lossy(&bytes).into_owned(),
+                    Ok(_) => {}
+                    Err(e) => refused = Some(format!("The form could not be read: {e}")),
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                refused = Some(format!("The form could not be read: {e}"));
+                break;
+            }
+        }
+    }
+    if !file.is_empty() {
+        match String::from_utf8(file) {
+            Ok(t) => text = t,
+            Err(_) => refused = Some("The file is not UTF-8 text.".into()),
+        }
+    }
+    let result = match refused {
+        Some(m) => Err(ApiError::bad_request(m)),
+        None if text.trim().is_empty() => Err(ApiError::bad_request(
+            "Choose a file or paste a system's JSON document.",
+        )),
+        None => match serde_json::from_str::<SystemInput>(&text) {
+            Ok(input) => ops::create_system(&state, &caller, input).await,
+            Err(e) => Err(ApiError::bad_request(format!(
+                "The document is not a system: {e} (line {}, column {}).",
+                e.line(),
+                e.column()
+            ))),
+        },
+    };
+    match result {
+        Ok(system) => redirect_with(
+            &session,
+            &format!("/console/systems/{}", system.id),
+            true,
+            &format!("System {} imported.", system.spec.name),
+        ),
+        Err(e) => {
+            let status = e.status;
+            render_with(
+                status,
+                &ImportPage {
+                    frame: Frame::new(&session, "systems", None),
+                    text,
+                    error: Some(e.message),
+                },
+            )
+        }
     }
 }

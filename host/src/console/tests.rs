@@ -17,11 +17,11 @@ use crate::store::jobs::{EntityLogEntry, JobRecord, JobStatus};
 use crate::store::principals::{Permission, PrincipalKind};
 use crate::store::systems::{Role, SystemSpec};
 
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
-const READER: (&str, &str) = ("reader", "reader-password-1");
-const HOSTILE: &str = "<script>alert(1)</script>";
+pub(super) const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+pub(super) const READER: (&str, &str) = ("reader", "reader-password-1");
+pub(super) const HOSTILE: &str = "<script>alert(1)</script>";
 
-async fn state() -> AppState {
+pub(super) async fn state() -> AppState {
     let store = provisio_store_sqlite::SqliteStore::in_memory(SecretBox::from_key([5; 32]))
         .expect("store")
         .stores();
@@ -40,14 +40,14 @@ async fn state() -> AppState {
     AppState::new(store, Arc::new(Plugins::new(runtime, None)), 30)
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) body: String,
 }
 
 impl Answer {
-    fn location(&self) -> &str {
+    pub(super) fn location(&self) -> &str {
         self.headers
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
@@ -63,7 +63,7 @@ impl Answer {
     }
 
     /// The value of a cookie the answer sets.
-    fn cookie(&self, name: &str) -> Option<String> {
+    pub(super) fn cookie(&self, name: &str) -> Option<String> {
         self.set_cookies().iter().find_map(|c| {
             c.split(';')
                 .next()
@@ -74,7 +74,7 @@ impl Answer {
     }
 }
 
-async fn send(state: &AppState, request: Request<Body>) -> Answer {
+pub(super) async fn send(state: &AppState, request: Request<Body>) -> Answer {
     let response = router(state.clone())
         .oneshot(request)
         .await
@@ -89,7 +89,7 @@ async fn send(state: &AppState, request: Request<Body>) -> Answer {
     }
 }
 
-fn get(uri: &str, cookie: Option<&str>) -> Request<Body> {
+pub(super) fn get(uri: &str, cookie: Option<&str>) -> Request<Body> {
     let mut r = Request::builder().method(Method::GET).uri(uri);
     if let Some(c) = cookie {
         r = r.header(header::COOKIE, c);
@@ -97,7 +97,7 @@ fn get(uri: &str, cookie: Option<&str>) -> Request<Body> {
     r.body(Body::empty()).expect("request")
 }
 
-fn post_form(uri: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Request<Body> {
+pub(super) fn post_form(uri: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Request<Body> {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.iter())
         .finish();
@@ -112,13 +112,13 @@ fn post_form(uri: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Request<
 }
 
 /// The value of the first hidden `_csrf` field of a page.
-fn csrf_of(page: &str) -> String {
+pub(super) fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"_csrf\" value=\"").expect("a CSRF field") + "name=\"_csrf\" value=\"".len();
     page[at..].split('"').next().expect("its value").to_string()
 }
 
 /// Logs in through the form; answers the `Cookie` header of the session.
-async fn login(state: &AppState, (user, password): (&str, &str)) -> String {
+pub(super) async fn login(state: &AppState, (user, password): (&str, &str)) -> String {
     let page = send(state, get("/console/login", None)).await;
     assert_eq!(page.status, StatusCode::OK);
     let login_cookie = page.cookie("provisio_login").expect("the login form's cookie");
@@ -143,7 +143,7 @@ async fn login(state: &AppState, (user, password): (&str, &str)) -> String {
 }
 
 /// A page's CSRF token, for a session.
-async fn token(state: &AppState, cookie: &str) -> String {
+pub(super) async fn token(state: &AppState, cookie: &str) -> String {
     let page = send(state, get("/console", Some(cookie))).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     csrf_of(&page.body)
@@ -431,7 +431,7 @@ async fn a_user_with_read_logs_only_sees_logs_and_is_told_what_is_missing() {
     assert!(state.stores.principals.by_name("x").await.expect("lookup").is_none());
 }
 
-async fn hostile_system(state: &AppState) -> String {
+pub(super) async fn hostile_system(state: &AppState) -> String {
     let spec = SystemSpec {
         name: HOSTILE.into(),
         connector: "scim".into(),

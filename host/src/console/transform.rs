@@ -16,7 +16,7 @@ use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::ops;
 use crate::store::systems::{Role, System};
-use crate::systems::{SystemInput, SystemView};
+use crate::systems::SystemInput;
 use crate::transform_test::TransformTest;
 
 /// A trace step as the playground shows it.
@@ -50,6 +50,15 @@ struct TransformPage {
     verdict_class: &'static str,
     output: String,
     trace: Vec<TraceRow>,
+    /// Where a real entity can be read from: id, name (the system itself for a source, its sources for a
+    /// target; none for a proxy).
+    sources: Vec<(String, String)>,
+    /// The source picked.
+    sample_source: String,
+    /// The id or name searched.
+    sample_key: String,
+    /// What the read found, for people.
+    sample_note: String,
 }
 
 /// The connector's default document for the system's role (proxies: `{"read", "write"}`).
@@ -102,32 +111,41 @@ fn page_for(state: &AppState, session: &Session, system: &System) -> TransformPa
         verdict_class: "going",
         output: String::new(),
         trace: Vec::new(),
+        sources: Vec::new(),
+        sample_source: String::new(),
+        sample_key: String::new(),
+        sample_note: String::new(),
+    }
+}
+
+/// The systems a real entity can be picked from for the playground of `system`.
+async fn sample_sources(state: &AppState, system: &System) -> Vec<(String, String)> {
+    match system.spec.role {
+        Role::Source => vec![(system.id.clone(), system.spec.name.clone())],
+        Role::Target => {
+            let mut out = Vec::new();
+            for id in &system.spec.sources {
+                if let Ok(s) = state.systems.get(id).await {
+                    out.push((s.id, s.spec.name));
+                }
+            }
+            out
+        }
+        Role::Proxy => Vec::new(),
     }
 }
 
 /// `GET /console/systems/{id}/transformation`.
 pub async fn page(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> ConsoleResult {
     let system = ops::system(&state, &session.caller(), &id).await?;
-    Ok(render_with(StatusCode::OK, &page_for(&state, &session, &system)))
+    let mut page = page_for(&state, &session, &system);
+    page.sources = sample_sources(&state, &system).await;
+    page.sample_source = page.sources.first().map(|s| s.0.clone()).unwrap_or_default();
+    Ok(render_with(StatusCode::OK, &page))
 }
 
-/// The system as it is, with another transformation (secrets kept by their mask, as the API's GET-then-PUT).
-fn same_with(system: &System, transformation: Option<Value>) -> SystemInput {
-    let view = SystemView::from(system);
-    SystemInput {
-        name: view.name,
-        connector: view.connector,
-        version: view.version,
-        role: view.role,
-        properties: view
-            .properties
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-        sources: view.sources,
-        transformation,
-        declassify: Vec::new(),
-    }
+fn same_with(system: &System, transformation: Option<Value>, description: Option<String>) -> SystemInput {
+    crate::api::history::same_with(system, transformation, description)
 }
 
 fn fields(body: &[u8]) -> BTreeMap<String, String> {
@@ -155,7 +173,10 @@ pub async fn save(State(state): State<AppState>, session: Session, Path(id): Pat
     let f = fields(&body);
     let text = f.get("transformation").cloned().unwrap_or_default();
     let result = match json("transformation", &text) {
-        Ok(doc) => ops::replace_system(&state, &caller, &id, same_with(&system, Some(doc))).await,
+        Ok(doc) => {
+            let description = f.get("description").cloned();
+            ops::replace_system(&state, &caller, &id, same_with(&system, Some(doc), description)).await
+        }
         Err(m) => Err(ApiError::bad_request(m)),
     };
     match result {
@@ -179,11 +200,16 @@ pub async fn save(State(state): State<AppState>, session: Session, Path(id): Pat
 }
 
 /// `POST /console/systems/{id}/transformation/reset`: back to the connector's default.
-pub async fn reset(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+pub async fn reset(State(state): State<AppState>, session: Session, Path(id): Path<String>, body: Bytes) -> Response {
     let caller = session.caller();
     let to = format!("/console/systems/{id}/transformation");
+    let description = fields(&body).get("description").cloned();
     let result = match ops::system(&state, &caller, &id).await {
-        Ok(system) => ops::replace_system(&state, &caller, &id, same_with(&system, None)).await,
+        Ok(system) if system.spec.transformation.is_none() => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "The connector's default transformation applies already.",
+        )),
+        Ok(system) => ops::replace_system(&state, &caller, &id, same_with(&system, None, description)).await,
         Err(e) => Err(e),
     };
     super::outcome(&session, &to, result, |_| {
@@ -193,6 +219,17 @@ pub async fn reset(State(state): State<AppState>, session: Session, Path(id): Pa
 
 /// `POST /console/systems/{id}/transformation/try`: runs the editor's document on the pasted entity.
 pub async fn try_it(State(state): State<AppState>, session: Session, Path(id): Path<String>, body: Bytes) -> Response {
+    playground(state, session, id, body, false).await
+}
+
+/// `POST /console/systems/{id}/transformation/sample`: reads a real entity from the source picked (by id or
+/// name, live through its connector), puts it in the entity field and runs the editor's document on it — for
+/// a target, on the entity as the source's read transformation hands it over.
+pub async fn sample(State(state): State<AppState>, session: Session, Path(id): Path<String>, body: Bytes) -> Response {
+    playground(state, session, id, body, true).await
+}
+
+async fn playground(state: AppState, session: Session, id: String, body: Bytes, read_live: bool) -> Response {
     let caller = session.caller();
     let system = match ops::system(&state, &caller, &id).await {
         Ok(s) => s,
@@ -200,10 +237,64 @@ pub async fn try_it(State(state): State<AppState>, session: Session, Path(id): P
     };
     let f = fields(&body);
     let mut page = page_for(&state, &session, &system);
+    page.sources = sample_sources(&state, &system).await;
     page.document = f.get("transformation").cloned().unwrap_or_default();
     page.entity = f.get("entity").cloned().unwrap_or_default();
     page.entity_type = f.get("entity_type").cloned().unwrap_or_else(|| "user".into());
     page.operation = f.get("operation").cloned().unwrap_or_else(|| "create".into());
+    page.sample_source = f
+        .get("sample_source")
+        .cloned()
+        .or_else(|| page.sources.first().map(|s| s.0.clone()))
+        .unwrap_or_default();
+    page.sample_key = f.get("sample_key").cloned().unwrap_or_default();
+    if read_live {
+        let read = ops::sample_entity(
+            &state,
+            &caller,
+            &system.id,
+            &page.sample_source,
+            &page.entity_type,
+            &page.sample_key,
+        )
+        .await;
+        let sample = match read {
+            Ok(s) => s,
+            Err(e) => {
+                let status = e.status;
+                page.error = Some(e.message);
+                return render_with(status, &page);
+            }
+        };
+        let source_name = page
+            .sources
+            .iter()
+            .find(|s| s.0 == page.sample_source)
+            .map(|s| s.1.clone())
+            .unwrap_or_default();
+        let shown = if system.spec.role == Role::Source {
+            page.sample_note = format!("Read from {source_name} (found by {}).", sample.found_by);
+            sample.native
+        } else {
+            match sample.intermediate {
+                Ok(entity) => {
+                    page.sample_note = format!(
+                        "Read from {source_name} (found by {}) and passed through its read transformation.",
+                        sample.found_by
+                    );
+                    entity
+                }
+                Err(reason) => {
+                    page.entity = serde_json::to_string_pretty(&sample.native).unwrap_or_default();
+                    page.error = Some(format!(
+                        "The entity was read, but the source's own transformation does not hand it to targets: {reason}"
+                    ));
+                    return render_with(StatusCode::OK, &page);
+                }
+            }
+        };
+        page.entity = serde_json::to_string_pretty(&shown).unwrap_or_default();
+    }
     let mut doc = match json("transformation", &page.document) {
         Ok(d) => d,
         Err(m) => {

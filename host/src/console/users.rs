@@ -1,4 +1,4 @@
-//! Technical users (and the admins, listed): create with permissions, delete.
+//! Technical users (and the admins, listed): create with permissions, change a password, delete.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -127,4 +127,47 @@ pub async fn delete(State(state): State<AppState>, session: Session, Path(id): P
     outcome(&session, "/console/users", result, |()| {
         "User deleted; its tokens and sessions stopped working.".into()
     })
+}
+
+/// `POST /console/users/{id}/password`: `password` and its repetition `confirm`. The user's tokens and
+/// sessions end (one's own too: then the login page follows).
+pub async fn set_password(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (mut password, mut confirm) = (String::new(), String::new());
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "password" => password = v.into_owned(),
+            "confirm" => confirm = v.into_owned(),
+            _ => {}
+        }
+    }
+    if password != confirm {
+        return super::redirect_with(
+            &session,
+            "/console/users",
+            false,
+            "The two passwords differ; the password is unchanged.",
+        );
+    }
+    let result = ops::set_technical_user_password(&state, &session.caller(), &id, &password).await;
+    let me = id == session.principal.id;
+    outcome(
+        &session,
+        if me { "/console/login" } else { "/console/users" },
+        result,
+        |p| {
+            if me {
+                "Your password changed; sign in with the new one.".into()
+            } else {
+                format!(
+                    "The password of {} changed; its tokens and sessions stopped working.",
+                    p.name
+                )
+            }
+        },
+    )
 }

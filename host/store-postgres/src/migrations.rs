@@ -250,6 +250,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE systems ADD COLUMN enabled BOOLEAN NOT NULL DEFAULT TRUE;
     "#,
+    // Transformation history: each version's author, and resets to the connector's default as versions
+    // (their document is `null`); the descriptions the store used to write itself go.
+    r#"
+    ALTER TABLE transformations ADD COLUMN author TEXT NOT NULL DEFAULT '';
+    ALTER TABLE transformations ADD COLUMN reset BOOLEAN NOT NULL DEFAULT FALSE;
+    UPDATE transformations SET description = '' WHERE description IN ('initial', 'created', 'replaced');
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

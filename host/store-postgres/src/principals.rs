@@ -94,16 +94,23 @@ impl PrincipalStore for PostgresStore {
     }
 
     async fn set_password_hash(&self, id: &str, password_hash: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let n = sqlx::query("UPDATE principals SET password_hash = $2 WHERE id = $1")
             .bind(id)
             .bind(password_hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(Error::from)?
             .rows_affected();
         if n == 0 {
             return Err(StoreError::NotFound(format!("no user with id {id}")));
         }
+        sqlx::query("DELETE FROM tokens WHERE principal_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
         Ok(())
     }
 }

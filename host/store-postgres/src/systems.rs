@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use provisio_core::secrets::SystemSecrets;
 use provisio_core::store::StoreError;
-use provisio_core::store::systems::{Role, System, SystemSpec, SystemStore};
+use provisio_core::store::systems::{Role, System, SystemSpec, SystemStore, TransformationVersion, VersionNote};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -14,7 +14,8 @@ use crate::{Error, PostgresStore, SYSTEMS_CHANGED, from_json, is_unique_violatio
 
 const SELECT: &str =
     "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
-    s.created_at, s.updated_at, t.document, t.version, s.secret_names, s.enabled
+    s.created_at, s.updated_at, CASE WHEN t.reset THEN NULL ELSE t.document END,
+    CASE WHEN t.reset THEN NULL ELSE t.version END, s.secret_names, s.enabled
     FROM systems s LEFT JOIN transformations t
       ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
 
@@ -24,7 +25,7 @@ impl SystemStore for PostgresStore {
         self.systems_generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    async fn create(&self, spec: SystemSpec) -> Result<System, StoreError> {
+    async fn create_noted(&self, spec: SystemSpec, note: &VersionNote) -> Result<System, StoreError> {
         let id = new_id();
         let sealed = self.seal(&id, &spec.secrets)?;
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
@@ -48,7 +49,7 @@ impl SystemStore for PostgresStore {
         conflict_on_name(inserted, &spec.name)?;
         check_sources(&mut tx, &spec.sources).await?;
         if let Some(doc) = &spec.transformation {
-            insert_transformation(&mut tx, &id, doc, "created").await?;
+            insert_transformation(&mut tx, &id, Some(doc), note).await?;
         }
         announce(&mut tx).await?;
         tx.commit().await.map_err(Error::from)?;
@@ -58,7 +59,7 @@ impl SystemStore for PostgresStore {
             .ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))
     }
 
-    async fn replace(&self, id: &str, spec: SystemSpec) -> Result<System, StoreError> {
+    async fn replace_noted(&self, id: &str, spec: SystemSpec, note: &VersionNote) -> Result<System, StoreError> {
         let current = self
             .get(id)
             .await?
@@ -84,16 +85,7 @@ impl SystemStore for PostgresStore {
         conflict_on_name(updated, &spec.name)?;
         check_sources(&mut tx, &spec.sources).await?;
         if spec.transformation != current.spec.transformation {
-            match &spec.transformation {
-                Some(doc) => insert_transformation(&mut tx, id, doc, "replaced").await?,
-                None => {
-                    sqlx::query("DELETE FROM transformations WHERE system_id = $1")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(Error::from)?;
-                }
-            }
+            insert_transformation(&mut tx, id, spec.transformation.as_ref(), note).await?;
         }
         announce(&mut tx).await?;
         tx.commit().await.map_err(Error::from)?;
@@ -192,9 +184,51 @@ impl SystemStore for PostgresStore {
             .map_err(Error::from)?;
         Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
+
+    async fn transformation_versions(&self, id: &str) -> Result<Vec<TransformationVersion>, StoreError> {
+        self.versions(id, None).await
+    }
+
+    async fn transformation_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<TransformationVersion>, StoreError> {
+        Ok(self.versions(id, Some(version)).await?.pop())
+    }
 }
 
 impl PostgresStore {
+    /// A system's transformation versions, newest first (or the one numbered `only`).
+    async fn versions(&self, id: &str, only: Option<i64>) -> Result<Vec<TransformationVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, author, created_at, description, reset, document FROM transformations
+             WHERE system_id = $1 AND ($2::BIGINT IS NULL OR version = $2) ORDER BY version DESC",
+        )
+        .bind(id)
+        .bind(only)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let decode = |r: &PgRow| -> Result<TransformationVersion, Error> {
+            let description: String = r.try_get(3)?;
+            let reset: bool = r.try_get(4)?;
+            Ok(TransformationVersion {
+                version: r.try_get(0)?,
+                author: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+                description: (!description.is_empty()).then_some(description),
+                reset,
+                document: if reset {
+                    None
+                } else {
+                    Some(from_json(&r.try_get::<String, _>(5)?)?)
+                },
+            })
+        };
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    }
+
     fn seal(&self, id: &str, secrets: &SystemSecrets) -> Result<Vec<u8>, Error> {
         self.secrets
             .seal_secrets(id, secrets)
@@ -240,20 +274,23 @@ async fn announce(tx: &mut Transaction<'_, Postgres>) -> Result<(), Error> {
     Ok(())
 }
 
+/// A new transformation version: `doc`, or a reset to the connector's default when `None`.
 async fn insert_transformation(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
-    doc: &serde_json::Value,
-    description: &str,
+    doc: Option<&serde_json::Value>,
+    note: &VersionNote,
 ) -> Result<(), Error> {
     sqlx::query(
-        "INSERT INTO transformations (system_id, version, document, description, created_at)
-         VALUES ($1, COALESCE((SELECT MAX(version) FROM transformations WHERE system_id = $1), 0) + 1, $2, $3, $4)",
+        "INSERT INTO transformations (system_id, version, document, description, created_at, author, reset)
+         VALUES ($1, COALESCE((SELECT MAX(version) FROM transformations WHERE system_id = $1), 0) + 1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
-    .bind(doc.to_string())
-    .bind(description)
+    .bind(doc.map(|d| d.to_string()).unwrap_or_else(|| "null".into()))
+    .bind(note.description.as_deref().unwrap_or(""))
     .bind(now())
+    .bind(&note.author)
+    .bind(doc.is_none())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -231,6 +231,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE systems ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;
     "#,
+    // Transformation history: each version's author, and resets to the connector's default as versions
+    // (their document is `null`); the descriptions the store used to write itself go.
+    r#"
+    ALTER TABLE transformations ADD COLUMN author TEXT NOT NULL DEFAULT '';
+    ALTER TABLE transformations ADD COLUMN reset INTEGER NOT NULL DEFAULT 0;
+    UPDATE transformations SET description = '' WHERE description IN ('initial', 'created', 'replaced');
+    "#,
 ];
 
 /// The schema version this Provisio knows.

@@ -68,13 +68,17 @@ impl PrincipalStore for SqliteStore {
     async fn set_password_hash(&self, id: &str, password_hash: &str) -> Result<(), StoreError> {
         let (id, hash) = (id.to_owned(), password_hash.to_owned());
         self.blocking(move |s| {
-            if s.conn().execute(
+            let mut conn = s.conn();
+            let tx = conn.transaction()?;
+            if tx.execute(
                 "UPDATE principals SET password_hash = ?2 WHERE id = ?1",
                 params![id, hash],
             )? == 0
             {
                 return Err(Error::NotFound(format!("no user with id {id}")));
             }
+            tx.execute("DELETE FROM tokens WHERE principal_id = ?1", params![id])?;
+            tx.commit()?;
             Ok(())
         })
         .await

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use provisio_core::secrets::{SecretBox, SystemSecrets};
 use provisio_core::store::StoreError;
-use provisio_core::store::systems::{Role, System, SystemSpec, SystemStore};
+use provisio_core::store::systems::{Role, System, SystemSpec, SystemStore, TransformationVersion, VersionNote};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -17,13 +17,30 @@ impl SystemStore for SqliteStore {
         self.systems_generation()
     }
 
-    async fn create(&self, spec: SystemSpec) -> Result<System, StoreError> {
-        self.blocking(move |s| s.create_system(spec)).await
+    async fn create_noted(&self, spec: SystemSpec, note: &VersionNote) -> Result<System, StoreError> {
+        let note = note.clone();
+        self.blocking(move |s| s.create_system(spec, &note)).await
     }
 
-    async fn replace(&self, id: &str, spec: SystemSpec) -> Result<System, StoreError> {
+    async fn replace_noted(&self, id: &str, spec: SystemSpec, note: &VersionNote) -> Result<System, StoreError> {
         let id = id.to_owned();
-        self.blocking(move |s| s.replace_system(&id, spec)).await
+        let note = note.clone();
+        self.blocking(move |s| s.replace_system(&id, spec, &note)).await
+    }
+
+    async fn transformation_versions(&self, id: &str) -> Result<Vec<TransformationVersion>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.transformation_versions(&id, None)).await
+    }
+
+    async fn transformation_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<TransformationVersion>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| Ok(s.transformation_versions(&id, Some(version))?.pop()))
+            .await
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
@@ -58,7 +75,7 @@ impl SqliteStore {
     }
 
     /// Stores a new system and returns it.
-    fn create_system(&self, spec: SystemSpec) -> Result<System, Error> {
+    fn create_system(&self, spec: SystemSpec, note: &VersionNote) -> Result<System, Error> {
         let id = uuid::Uuid::new_v4().to_string();
         let at = now();
         let mut conn = self.conn();
@@ -90,7 +107,7 @@ impl SqliteStore {
         inserted?;
         check_sources(&tx, &spec.sources)?;
         if let Some(doc) = &spec.transformation {
-            insert_transformation(&tx, &id, doc, "initial")?;
+            insert_transformation(&tx, &id, Some(doc), note)?;
         }
         tx.commit()?;
         drop(conn);
@@ -100,7 +117,7 @@ impl SqliteStore {
     }
 
     /// Replaces a system's definition. A changed transformation becomes a new version.
-    fn replace_system(&self, id: &str, spec: SystemSpec) -> Result<System, Error> {
+    fn replace_system(&self, id: &str, spec: SystemSpec, note: &VersionNote) -> Result<System, Error> {
         let current = self
             .get_system(id)?
             .ok_or_else(|| Error::NotFound(format!("no system with id {id}")))?;
@@ -133,12 +150,7 @@ impl SqliteStore {
         updated?;
         check_sources(&tx, &spec.sources)?;
         if spec.transformation != current.spec.transformation {
-            match &spec.transformation {
-                Some(doc) => insert_transformation(&tx, id, doc, "replaced")?,
-                None => {
-                    tx.execute("DELETE FROM transformations WHERE system_id = ?1", params![id])?;
-                }
-            }
+            insert_transformation(&tx, id, spec.transformation.as_ref(), note)?;
         }
         tx.commit()?;
         drop(conn);
@@ -229,6 +241,32 @@ impl SqliteStore {
         raws.into_iter().map(|r| self.decode(r)).collect()
     }
 
+    /// A system's transformation versions, newest first (or the one numbered `only`).
+    fn transformation_versions(&self, id: &str, only: Option<i64>) -> Result<Vec<TransformationVersion>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT version, author, created_at, description, reset, document FROM transformations
+             WHERE system_id = ?1 AND (?2 IS NULL OR version = ?2) ORDER BY version DESC",
+        )?;
+        let rows: Vec<(i64, String, String, String, bool, String)> = stmt
+            .query_map(params![id, only], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(version, author, created_at, description, reset, document)| {
+                Ok(TransformationVersion {
+                    version,
+                    author,
+                    created_at,
+                    description: (!description.is_empty()).then_some(description),
+                    reset,
+                    document: if reset { None } else { Some(from_json(&document)?) },
+                })
+            })
+            .collect()
+    }
+
     fn seal_secrets(&self, id: &str, secrets: &SystemSecrets) -> Result<Vec<u8>, Error> {
         self.secrets
             .seal_secrets(id, secrets)
@@ -278,7 +316,8 @@ fn check_sources(tx: &rusqlite::Transaction<'_>, sources: &[String]) -> Result<(
 
 const SELECT: &str =
     "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
-    s.created_at, s.updated_at, t.document, t.version, s.secret_names, s.enabled
+    s.created_at, s.updated_at, CASE WHEN t.reset = 1 THEN NULL ELSE t.document END,
+    CASE WHEN t.reset = 1 THEN NULL ELSE t.version END, s.secret_names, s.enabled
     FROM systems s LEFT JOIN transformations t
       ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
 
@@ -342,16 +381,24 @@ pub(super) fn name_sealed_secrets(conn: &rusqlite::Connection, secret_box: &Secr
     Ok(())
 }
 
+/// A new transformation version: `doc`, or a reset to the connector's default when `None`.
 fn insert_transformation(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
-    doc: &serde_json::Value,
-    description: &str,
+    doc: Option<&serde_json::Value>,
+    note: &VersionNote,
 ) -> Result<(), Error> {
     tx.execute(
-        "INSERT INTO transformations (system_id, version, document, description, created_at)
-         VALUES (?1, COALESCE((SELECT MAX(version) FROM transformations WHERE system_id = ?1), 0) + 1, ?2, ?3, ?4)",
-        params![id, doc.to_string(), description, now()],
+        "INSERT INTO transformations (system_id, version, document, description, created_at, author, reset)
+         VALUES (?1, COALESCE((SELECT MAX(version) FROM transformations WHERE system_id = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            id,
+            doc.map(|d| d.to_string()).unwrap_or_else(|| "null".into()),
+            note.description.as_deref().unwrap_or(""),
+            now(),
+            note.author,
+            doc.is_none()
+        ],
     )?;
     Ok(())
 }
@@ -384,18 +431,21 @@ mod tests {
     #[test]
     fn crud_with_sealed_secrets_and_versions() {
         let s = crate::test_store();
-        let created = s.create_system(spec("Target A")).unwrap();
+        let created = s.create_system(spec("Target A"), &VersionNote::default()).unwrap();
         assert!(!format!("{created:?}").contains("s3cret-value"));
         assert_eq!(
             s.secrets.open_secrets(&created.spec.secrets).unwrap()["Password"].expose(),
             "s3cret-value"
         );
         assert_eq!(created.transformation_version, Some(1));
-        assert!(matches!(s.create_system(spec("target a")), Err(Error::Conflict(_))));
+        assert!(matches!(
+            s.create_system(spec("target a"), &VersionNote::default()),
+            Err(Error::Conflict(_))
+        ));
         let mut changed = spec("Target A");
         changed.transformation =
             Some(serde_json::json!({"user": {"mappings": [{"constant": 1, "targetPath": "$.x"}]}}));
-        let replaced = s.replace_system(&created.id, changed).unwrap();
+        let replaced = s.replace_system(&created.id, changed, &VersionNote::default()).unwrap();
         assert_eq!(replaced.transformation_version, Some(2));
         assert_eq!(s.list_systems().unwrap().len(), 1);
         let raw: Vec<u8> = s

@@ -178,10 +178,11 @@ struct Group {
 
 type Memberships<'a> = HashMap<&'a str, Vec<&'a Group>>;
 
-#[derive(Debug, Default)]
 /// A user taken out of the tenant for a while ([`State::take_user`]).
+#[derive(Debug)]
 pub struct TakenUser(User);
 
+#[derive(Debug, Default)]
 struct Store {
     users: Table<User>,
     user_names: HashMap<String, String>,

@@ -46,7 +46,12 @@ use crate::connector::{ConnectorError, Descriptor, DescriptorExtensions, EntityK
 use crate::outbound::{HttpError, HttpRequest, HttpResponse, Outbound, Secrets, SystemEndpoint};
 use bindings::{Bindings, Instance};
 use state::CallState;
-pub use stats::{Incident, PluginStats, StatsSnapshot};
+pub use stats::{DURATION_BUCKETS_MS, DurationBucket, Incident, PluginStats, StatsSnapshot};
+
+/// How many buckets a version's call durations are counted in (the last one unbounded).
+pub fn stats_buckets() -> usize {
+    DURATION_BUCKETS_MS.len() + 1
+}
 
 /// Limits applied to every plugin call.
 #[derive(Clone, Debug)]

@@ -23,7 +23,25 @@ pub struct PluginStats {
     throttled: AtomicU64,
     demoted: AtomicU64,
     nanos: AtomicU64,
+    /// Calls by duration, one counter per bucket of [`DURATION_BUCKETS_MS`] and one past the last.
+    durations: [AtomicU64; DURATION_BUCKETS_MS.len() + 1],
     last_incident: Mutex<Option<Incident>>,
+}
+
+/// The upper bounds, in milliseconds, of the buckets calls are counted in by duration (a last bucket takes
+/// the longer ones).
+pub const DURATION_BUCKETS_MS: [f64; 14] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0,
+];
+
+/// Calls whose duration fell in one bucket.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DurationBucket {
+    /// The bucket's upper bound in milliseconds (inclusive); `None` for the last, unbounded one.
+    pub le_ms: Option<f64>,
+    /// Calls in this bucket (not cumulative).
+    pub count: u64,
 }
 
 /// A call the sandbox stopped or a request it refused.
@@ -62,6 +80,37 @@ pub struct StatsSnapshot {
     pub time_ms: f64,
     /// The most recent trap, limit hit or refused request.
     pub last_incident: Option<Incident>,
+    /// Calls by duration.
+    pub duration_buckets: Vec<DurationBucket>,
+    /// The median call duration in milliseconds, estimated from the buckets (`None` before any call).
+    pub p50_ms: Option<f64>,
+    /// The 95th percentile call duration in milliseconds, estimated from the buckets.
+    pub p95_ms: Option<f64>,
+}
+
+/// The duration below which a share `q` of the counted calls fall, interpolated linearly inside the bucket
+/// that holds it (the unbounded last bucket answers its lower bound).
+pub fn quantile(buckets: &[DurationBucket], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().map(|b| b.count).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+    let (mut seen, mut lower) = (0u64, 0.0);
+    for b in buckets {
+        let before = seen as f64;
+        seen += b.count;
+        if b.count > 0 && seen as f64 >= rank {
+            return Some(match b.le_ms {
+                Some(upper) => lower + (upper - lower) * ((rank - before) / b.count as f64),
+                None => lower,
+            });
+        }
+        if let Some(upper) = b.le_ms {
+            lower = upper;
+        }
+    }
+    Some(lower)
 }
 
 impl PluginStats {
@@ -73,6 +122,12 @@ impl PluginStats {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.nanos
             .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let bucket = DURATION_BUCKETS_MS
+            .iter()
+            .position(|upper| ms <= *upper)
+            .unwrap_or(DURATION_BUCKETS_MS.len());
+        self.durations[bucket].fetch_add(1, Ordering::Relaxed);
         let mut incident = None;
         match outcome {
             Ok("connector-error") => {
@@ -139,7 +194,19 @@ impl PluginStats {
 
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let duration_buckets: Vec<DurationBucket> = self
+            .durations
+            .iter()
+            .enumerate()
+            .map(|(i, count)| DurationBucket {
+                le_ms: DURATION_BUCKETS_MS.get(i).copied(),
+                count: count.load(Ordering::Relaxed),
+            })
+            .collect();
         StatsSnapshot {
+            p50_ms: quantile(&duration_buckets, 0.5),
+            p95_ms: quantile(&duration_buckets, 0.95),
+            duration_buckets,
             calls: self.calls.load(Ordering::Relaxed),
             connector_errors: self.connector_errors.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
@@ -151,5 +218,66 @@ impl PluginStats {
             time_ms: self.nanos.load(Ordering::Relaxed) as f64 / 1e6,
             last_incident: self.last_incident.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_fall_in_buckets_and_give_percentiles() {
+        let stats = PluginStats::default();
+        assert_eq!(stats.snapshot().p50_ms, None);
+        // 90 calls of 3 ms (the 2–5 ms bucket), 10 of 150 ms (100–200 ms).
+        for _ in 0..90 {
+            stats.record(&Ok("ok"), Duration::from_millis(3), None);
+        }
+        for _ in 0..10 {
+            stats.record(&Ok("ok"), Duration::from_millis(150), None);
+        }
+        let s = stats.snapshot();
+        assert_eq!(s.duration_buckets.len(), DURATION_BUCKETS_MS.len() + 1);
+        assert_eq!(s.duration_buckets.iter().map(|b| b.count).sum::<u64>(), 100);
+        assert_eq!(
+            s.duration_buckets[2],
+            DurationBucket {
+                le_ms: Some(5.0),
+                count: 90
+            }
+        );
+        assert_eq!(s.duration_buckets[7].count, 10);
+        let p50 = s.p50_ms.expect("p50");
+        assert!((2.0..=5.0).contains(&p50), "{p50}");
+        let p95 = s.p95_ms.expect("p95");
+        assert!((100.0..=200.0).contains(&p95), "{p95}");
+        // A call past the last bound counts in the unbounded bucket.
+        stats.record(&Ok("ok"), Duration::from_secs(40), None);
+        assert_eq!(
+            stats.snapshot().duration_buckets.last().map(|b| (b.le_ms, b.count)),
+            Some((None, 1))
+        );
+        let json = serde_json::to_value(stats.snapshot()).expect("json");
+        assert!(
+            json.get("durationBuckets").is_some() && json.get("p95Ms").is_some(),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn quantiles_of_one_bucket() {
+        let buckets = [
+            DurationBucket {
+                le_ms: Some(10.0),
+                count: 0,
+            },
+            DurationBucket {
+                le_ms: Some(20.0),
+                count: 4,
+            },
+            DurationBucket { le_ms: None, count: 0 },
+        ];
+        assert_eq!(quantile(&buckets, 0.5), Some(15.0));
+        assert_eq!(quantile(&buckets, 1.0), Some(20.0));
     }
 }

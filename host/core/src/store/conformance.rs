@@ -14,7 +14,7 @@ use super::links::{LinkChange, LinkScope};
 use super::plugins::PluginRecord;
 use super::principals::{Permission, PrincipalKind};
 use super::realtime::{Finished, NewEvent, PushedEntity};
-use super::systems::{Role, SystemSpec};
+use super::systems::{Role, SystemSpec, VersionNote};
 use super::{StoreError, Stores};
 use crate::connector::EntityKind;
 use crate::secrets::SystemSecrets;
@@ -26,6 +26,7 @@ where
     Fut: std::future::Future<Output = Stores>,
 {
     systems(fresh().await).await;
+    transformation_history(fresh().await).await;
     principals(fresh().await).await;
     plugins(fresh().await).await;
     jobs(fresh().await).await;
@@ -36,6 +37,7 @@ where
     event_claims(fresh().await).await;
     event_batches(fresh().await).await;
     tokens(fresh().await).await;
+    password_change(fresh().await).await;
     limits(fresh().await).await;
     logins(fresh().await).await;
     passwords(fresh().await).await;
@@ -197,6 +199,88 @@ pub async fn systems(stores: Stores) {
     assert!(
         stores.jobs.get("j-del").await.expect("get").is_none(),
         "its runs go with it"
+    );
+}
+
+/// Transformation history: every version with its author and description, newest first; a reset to the
+/// connector's default is a version without a document; one version by number.
+pub async fn transformation_history(stores: Stores) {
+    let systems = &stores.systems;
+    let note = |author: &str, description: Option<&str>| VersionNote {
+        author: author.into(),
+        description: description.map(str::to_string),
+    };
+    let created = systems
+        .create_noted(spec("Source", Role::Source, vec![]), &note("admin", Some("first")))
+        .await
+        .expect("create");
+    let mut changed = created.spec.clone();
+    changed.transformation = Some(json!({"user": {"mappings": [{"constant": 1, "targetPath": "$.x"}]}}));
+    let second = systems
+        .replace_noted(&created.id, changed.clone(), &note("alice", None))
+        .await
+        .expect("replace");
+    assert_eq!(second.transformation_version, Some(2));
+    let mut reset = changed.clone();
+    reset.transformation = None;
+    let after_reset = systems
+        .replace_noted(&created.id, reset, &note("bob", Some("back to the default")))
+        .await
+        .expect("reset");
+    assert_eq!(
+        after_reset.spec.transformation, None,
+        "a reset leaves no document in force"
+    );
+    assert_eq!(after_reset.transformation_version, None);
+    let versions = systems.transformation_versions(&created.id).await.expect("versions");
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 2, 1]);
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.author.as_str(), v.description.as_deref(), v.reset))
+            .collect::<Vec<_>>(),
+        [
+            ("bob", Some("back to the default"), true),
+            ("alice", None, false),
+            ("admin", Some("first"), false)
+        ]
+    );
+    assert_eq!(versions[0].document, None);
+    assert_eq!(versions[1].document, changed.transformation);
+    assert!(!versions[2].created_at.is_empty());
+    let one = systems
+        .transformation_version(&created.id, 2)
+        .await
+        .expect("one")
+        .expect("present");
+    assert_eq!(one, versions[1]);
+    assert!(
+        systems
+            .transformation_version(&created.id, 9)
+            .await
+            .expect("none")
+            .is_none()
+    );
+    // After a reset, a saved document is a new version again.
+    let again = systems
+        .replace_noted(&created.id, changed, &note("carol", None))
+        .await
+        .expect("again");
+    assert_eq!(again.transformation_version, Some(4));
+    assert!(
+        systems
+            .transformation_versions("no-such-id")
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    systems.delete(&created.id).await.expect("delete");
+    assert!(
+        systems
+            .transformation_versions(&created.id)
+            .await
+            .expect("gone")
+            .is_empty()
     );
 }
 
@@ -1347,6 +1431,67 @@ pub async fn events(stores: Stores) {
             .expect("pushed")
             .is_none()
     );
+}
+
+/// A password change: the new password works, the old one no more, and every token of that principal (and
+/// only of it) ends; an unknown id is not found.
+pub async fn password_change(stores: Stores) {
+    let principals = &stores.principals;
+    let user = principals
+        .create(
+            "client",
+            "old-password",
+            PrincipalKind::Technical,
+            &[Permission::ProxyApi],
+        )
+        .await
+        .expect("principal");
+    let other = principals
+        .create("other", "other-password", PrincipalKind::Technical, &[])
+        .await
+        .expect("principal");
+    let lifetime = Duration::from_secs(600);
+    let token = stores.tokens.issue(&user, lifetime).await.expect("issue");
+    let kept = stores.tokens.issue(&other, lifetime).await.expect("issue");
+    assert!(
+        principals
+            .verify("client", "old-password")
+            .await
+            .expect("verify")
+            .is_some()
+    );
+    principals
+        .set_password(&user.id, "new-password")
+        .await
+        .expect("set password");
+    stores.tokens.forget(&user.id);
+    assert!(
+        principals
+            .verify("client", "old-password")
+            .await
+            .expect("verify")
+            .is_none()
+    );
+    assert_eq!(
+        principals
+            .verify("client", "new-password")
+            .await
+            .expect("verify")
+            .map(|p| p.id),
+        Some(user.id.clone())
+    );
+    assert!(
+        stores.tokens.principal(&token).await.expect("token").is_none(),
+        "its tokens end"
+    );
+    assert!(
+        stores.tokens.principal(&kept).await.expect("token").is_some(),
+        "others' stay"
+    );
+    assert!(matches!(
+        principals.set_password("no-such-id", "whatever-1").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// Bearer tokens: issued for a principal, found by the token only while valid, gone with the principal or when

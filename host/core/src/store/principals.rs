@@ -98,7 +98,8 @@ pub trait PrincipalStore: Send + Sync {
     async fn credentials(&self, name: &str) -> Result<Option<(Principal, String)>, StoreError>;
     /// Deletes a principal by id (not found when there is none).
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
-    /// Replaces a principal's password hash (not found when there is no principal with this id).
+    /// Replaces a principal's password hash and, in the same transaction, removes every bearer token (and
+    /// console session) it holds (not found when there is no such principal).
     async fn set_password_hash(&self, id: &str, password_hash: &str) -> Result<(), StoreError>;
 }
 
@@ -185,13 +186,15 @@ impl Principals {
         deleted
     }
 
-    /// Sets a principal's password; its remembered verifications (of the old password) go.
+    /// Changes a principal's password: its tokens and console sessions end (the store drops them; the
+    /// caller also tells [`Tokens::forget`](super::tokens::Tokens::forget)), and so do its remembered
+    /// verifications here (other replicas re-check within [`RECHECK_AFTER`]).
     pub async fn set_password(&self, id: &str, password: &str) -> Result<(), StoreError> {
         let password = password.to_owned();
         let hash = blocking(move || hash_password(&password)).await??;
-        let set = self.store.set_password_hash(id, &hash).await;
+        let changed = self.store.set_password_hash(id, &hash).await;
         self.verified().retain(|_, r| r.principal.id != id);
-        set
+        changed
     }
 
     /// The principal when these credentials were verified and confirmed by the store a moment ago (no

@@ -83,6 +83,32 @@ pub struct System {
     pub enabled: bool,
 }
 
+/// Who made a transformation version and why (the store adds the number and the date).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VersionNote {
+    /// The principal's name; empty when the change came from no one in particular.
+    pub author: String,
+    /// The admin's description, if any.
+    pub description: Option<String>,
+}
+
+/// One version of a system's transformation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformationVersion {
+    /// Number, from 1, per system.
+    pub version: i64,
+    /// Who saved it (empty when unknown, as for versions stored before authors were kept).
+    pub author: String,
+    /// When.
+    pub created_at: String,
+    /// The admin's description, if any.
+    pub description: Option<String>,
+    /// Whether it is a reset to the connector's default (then it has no document).
+    pub reset: bool,
+    /// The document; `None` for a reset.
+    pub document: Option<serde_json::Value>,
+}
+
 /// The systems aggregate.
 #[async_trait::async_trait]
 pub trait SystemStore: Send + Sync {
@@ -90,10 +116,33 @@ pub trait SystemStore: Send + Sync {
     /// from them know they are stale.
     fn generation(&self) -> u64;
     /// Stores a new system (names are unique) with its first transformation version, and returns it.
-    async fn create(&self, spec: SystemSpec) -> Result<System, StoreError>;
-    /// Replaces a system's definition; a changed transformation becomes a new version. Secrets left sealed in
-    /// `spec` keep their values.
-    async fn replace(&self, id: &str, spec: SystemSpec) -> Result<System, StoreError>;
+    async fn create(&self, spec: SystemSpec) -> Result<System, StoreError> {
+        self.create_noted(spec, &VersionNote::default()).await
+    }
+    /// [`create`](Self::create), the first transformation version carrying `note`.
+    async fn create_noted(&self, spec: SystemSpec, note: &VersionNote) -> Result<System, StoreError>;
+    /// Replaces a system's definition; a changed transformation becomes a new version (a change back to the
+    /// connector's default, `None`, a reset version without a document). Secrets left sealed in `spec` keep
+    /// their values.
+    async fn replace(&self, id: &str, spec: SystemSpec) -> Result<System, StoreError> {
+        self.replace_noted(id, spec, &VersionNote::default()).await
+    }
+    /// [`replace`](Self::replace), a new transformation version carrying `note`.
+    async fn replace_noted(&self, id: &str, spec: SystemSpec, note: &VersionNote) -> Result<System, StoreError>;
+    /// A system's transformation versions, newest first (documents included).
+    async fn transformation_versions(&self, id: &str) -> Result<Vec<TransformationVersion>, StoreError>;
+    /// One transformation version of a system.
+    async fn transformation_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<TransformationVersion>, StoreError> {
+        Ok(self
+            .transformation_versions(id)
+            .await?
+            .into_iter()
+            .find(|v| v.version == version))
+    }
     /// Deletes a system with its transformations, links, runs and rate state, all or nothing. Refused with
     /// [`StoreError::Conflict`] (message from [`still_a_source`] or [`run_under_way`]) while a target receives
     /// from it or a run of it is queued or running, checked in the same transaction. Creating or replacing a

@@ -16,7 +16,7 @@
 
 pub mod diff;
 pub mod matching;
-mod one;
+pub mod one;
 pub mod retry;
 pub mod run;
 pub mod schedule;
@@ -1039,6 +1039,17 @@ impl Provisioning {
         simulate: bool,
     ) -> Result<Value, JobError> {
         one::provision_one(self, source_id, kind, entity_id, simulate).await
+    }
+
+    /// One entity read live from a source for the transformation playground, by id or name; see
+    /// [`one::sample_entity`].
+    pub async fn sample_entity(
+        &self,
+        source_id: &str,
+        kind: EntityKind,
+        key: &str,
+    ) -> Result<one::SampleEntity, JobError> {
+        one::sample_entity(self, source_id, kind, key).await
     }
 
     async fn link_changes(&self, scope: &LinkScope, changes: Vec<LinkChange>) -> Result<(), JobError> {

@@ -166,3 +166,91 @@ pub(super) async fn provision_one(
         json!({"simulate": simulate, "entityType": kind.as_str(), "sourceId": source_entity, "steps": steps, "targets": results}),
     )
 }
+
+/// A source entity read live for the transformation playground.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleEntity {
+    /// How it was found: `id` or the attribute searched (`userName`, `displayName`).
+    pub found_by: String,
+    /// The entity as the source's connector answers it.
+    pub native: Value,
+    /// The entity after the source's read transformation (what targets' transformations get), or why there
+    /// is none (skipped, failed).
+    pub intermediate: Result<Value, String>,
+}
+
+/// The SCIM filter that finds an entity by its name: `userName` for users, `displayName` for groups.
+fn name_filter(kind: EntityKind, key: &str) -> (String, &'static str) {
+    let attribute = match kind {
+        EntityKind::User => "userName",
+        EntityKind::Group => "displayName",
+    };
+    let quoted = key.replace('\\', "\\\\").replace('"', "\\\"");
+    (format!("{attribute} eq \"{quoted}\""), attribute)
+}
+
+/// Reads one entity from a source, by id, else by `userName` (users) or `displayName` (groups), and runs the
+/// source's read transformation on it. Nothing is stored or written.
+pub(super) async fn sample_entity(
+    service: &Provisioning,
+    source_id: &str,
+    kind: EntityKind,
+    key: &str,
+) -> Result<SampleEntity, JobError> {
+    let (reader, _) = service.prepare(source_id).await.map_err(JobError::Invalid)?;
+    let label = reader.plugin.label();
+    let read = reader.runtime.get(&reader.plugin, &reader.call, kind, key);
+    let (native, found_by) = match super::retry::guarded(&label, read).await {
+        Ok(native) if !native.is_null() => (native, "id".to_string()),
+        by_id => {
+            let (filter, attribute) = name_filter(kind, key);
+            let request = crate::connector::PageRequest {
+                filter: Some(filter),
+                ..crate::connector::PageRequest::first(kind, 2)
+            };
+            let search = reader.runtime.read(&reader.plugin, &reader.call, &request);
+            match super::retry::guarded(&label, search).await {
+                Ok(page) if !page.entities.is_empty() => (
+                    page.entities.into_iter().next().unwrap_or(Value::Null),
+                    attribute.to_string(),
+                ),
+                Ok(_) => {
+                    let why = by_id.err().map(|e| format!(" (by id: {e})")).unwrap_or_default();
+                    return Err(JobError::NotFound(format!(
+                        "the source has no {} with the id or {attribute} {key:?}{why}",
+                        kind.as_str()
+                    )));
+                }
+                Err(e) => {
+                    return Err(JobError::Invalid(format!(
+                        "the source could not be read: {}",
+                        by_id.err().map(|e| e.to_string()).unwrap_or_else(|| e.to_string())
+                    )));
+                }
+            }
+        }
+    };
+    let intermediate = reader
+        .transform(kind, &native)
+        .map(|(_, entity)| entity)
+        .map_err(|(reason, _)| reason);
+    Ok(SampleEntity {
+        found_by,
+        native,
+        intermediate,
+    })
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_searched_with_a_quoted_filter() {
+        assert_eq!(name_filter(EntityKind::User, "jdoe").0, r#"userName eq "jdoe""#);
+        assert_eq!(
+            name_filter(EntityKind::Group, r#"a"b\c"#).0,
+            r#"displayName eq "a\"b\\c""#
+        );
+    }
+}
