@@ -5,10 +5,11 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{ConsoleError, ConsoleResult, Frame, Session, render};
+use super::{ConsoleError, ConsoleResult, Frame, Session, page_with_notice, render, take_notice};
 use crate::api::AppState;
 use crate::api::history::{self, DiffLine, number};
 use crate::api::ops;
@@ -88,18 +89,25 @@ async fn rows(state: &AppState, session: &Session, id: &str) -> Result<(String, 
 }
 
 /// `GET /console/systems/{id}/transformation/history`.
-pub async fn page(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> ConsoleResult {
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ConsoleResult {
     let (name, versions) = rows(&state, &session, &id).await?;
     let to = versions.first().map(|v| v.number).unwrap_or(0);
     let from = versions.get(1).map(|v| v.number).unwrap_or(to);
-    Ok(render(&HistoryPage {
-        frame: Frame::new(&session, "systems", None),
+    let page = HistoryPage {
+        // The notice of the rollback that led here.
+        frame: Frame::new(&session, "systems", take_notice(&headers)),
         id,
         name,
         versions,
         from,
         to,
-    }))
+    };
+    Ok(page_with_notice(&headers, &session, render(&page)))
 }
 
 /// `GET /console/systems/{id}/transformation/history/{n}`: the document, and the rollback form.

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::{ConsoleError, ConsoleResult, Frame, Session, redirect_with, render_with};
+use super::{ConsoleError, ConsoleResult, Frame, Session, page_with_notice, redirect_with, render_with, take_notice};
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::ops;
@@ -136,12 +136,19 @@ async fn sample_sources(state: &AppState, system: &System) -> Vec<(String, Strin
 }
 
 /// `GET /console/systems/{id}/transformation`.
-pub async fn page(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> ConsoleResult {
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ConsoleResult {
     let system = ops::system(&state, &session.caller(), &id).await?;
     let mut page = page_for(&state, &session, &system);
+    // The notice of the save, rollback or reset that led here.
+    page.frame.notice = take_notice(&headers);
     page.sources = sample_sources(&state, &system).await;
     page.sample_source = page.sources.first().map(|s| s.0.clone()).unwrap_or_default();
-    Ok(render_with(StatusCode::OK, &page))
+    Ok(page_with_notice(&headers, &session, render_with(StatusCode::OK, &page)))
 }
 
 fn same_with(system: &System, transformation: Option<Value>, description: Option<String>) -> SystemInput {
