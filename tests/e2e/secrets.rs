@@ -109,6 +109,12 @@ async fn a_sealed_value_stays_sealed_across_a_declassifying_upgrade_until_the_ad
     // Re-saving with the mask keeps the sealed value (it does not store the mask) ...
     let (status, saved) = resave(&service, &id, json!({}), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{saved}");
+    // The system's JSON as read carries `enabled`, which a PUT applies (and keeps when absent).
+    assert_eq!(saved["enabled"], json!(true), "{saved}");
+    let (status, saved) = resave(&service, &id, json!({}), json!({"enabled": false})).await;
+    assert_eq!((status, &saved["enabled"]), (StatusCode::OK, &json!(false)), "{saved}");
+    let (status, saved) = resave(&service, &id, json!({}), json!({"enabled": true})).await;
+    assert_eq!((status, &saved["enabled"]), (StatusCode::OK, &json!(true)), "{saved}");
     let stored = service
         .state
         .stores

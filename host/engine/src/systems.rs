@@ -86,6 +86,10 @@ pub struct SystemInput {
     /// Why the transformation changes: the description of the new transformation version, if it makes one.
     #[serde(default)]
     pub description: Option<String>,
+    /// Whether the system takes part in provisioning (as in its JSON, so that a GET can be PUT back); left
+    /// as it is when absent, new systems are enabled.
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 /// A system as the admin API answers it: secrets masked.
@@ -174,8 +178,10 @@ impl Systems {
         let note = version_note(&input, author)?;
         // The version checked in `validate` cannot be removed before the system is stored.
         let _pinning = self.plugins.pinning().await;
+        let enabled = input.enabled;
         let spec = self.validate(input, None).await?;
-        Ok(self.store.systems.create_noted(spec, &note).await?)
+        let created = self.store.systems.create_noted(spec, &note).await?;
+        self.apply_enabled(created, enabled).await
     }
 
     /// Validates and replaces a system. Secrets sent back masked keep their stored value.
@@ -190,8 +196,18 @@ impl Systems {
         let current = self.get(id).await?;
         // As in `create`: the version checked cannot be removed before the system is stored.
         let _pinning = self.plugins.pinning().await;
+        let enabled = input.enabled;
         let spec = self.validate(input, Some(&current)).await?;
-        Ok(self.store.systems.replace_noted(id, spec, &note).await?)
+        let replaced = self.store.systems.replace_noted(id, spec, &note).await?;
+        self.apply_enabled(replaced, enabled).await
+    }
+
+    /// Sets the state an input asked for, when it differs from the stored one.
+    async fn apply_enabled(&self, system: System, enabled: Option<bool>) -> Result<System, SystemError> {
+        match enabled {
+            Some(enabled) if enabled != system.enabled => self.set_enabled(&system.id, enabled).await,
+            _ => Ok(system),
+        }
     }
 
     /// One system.

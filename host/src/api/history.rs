@@ -206,6 +206,7 @@ pub fn same_with(system: &System, transformation: Option<Value>, description: Op
         transformation,
         declassify: Vec::new(),
         description,
+        enabled: None,
     }
 }
 

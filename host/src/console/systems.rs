@@ -470,6 +470,7 @@ fn input(filled: &Filled, existing: Option<&System>) -> Result<SystemInput, ApiE
         transformation: existing.and_then(|s| s.spec.transformation.clone()),
         declassify: Vec::new(),
         description: None,
+        enabled: None,
     })
 }
 
