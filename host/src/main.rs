@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
                         proxy_rate_limit: Some(args.proxy_rate_limit).filter(|r| *r > 0.0),
                         proxy_max_in_flight: Some(args.proxy_max_in_flight),
                         database_url: args.database_url.clone(),
+                        login_policy: Some(args.login_policy()),
                         ..Default::default()
                     },
                 )

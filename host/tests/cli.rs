@@ -591,3 +591,81 @@ fn users_systems_and_realtime_from_the_command_line_with_json_and_exit_codes() {
     assert_eq!(admin(&["user", "add"]).status.code(), Some(2));
     assert_eq!(admin(&["system", "list", "--output", "yaml"]).status.code(), Some(2));
 }
+
+#[test]
+fn login_thresholds_from_the_options_and_an_admin_unlock_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    // The child is stopped and the data directory removed when `served` is dropped.
+    let served = Served {
+        child: serve_on(
+            &[
+                "--listen",
+                &listen,
+                "--data-dir",
+                data.to_str().expect("utf-8"),
+                "--login-max-failures",
+                "2",
+                "--login-lock-minutes",
+                "3",
+            ],
+            &[],
+            port,
+        ),
+        url: format!("http://{listen}"),
+        data,
+    };
+    const ADMIN: &str = "admin:cli-test-password";
+    let admin = |args: &[&str]| admin_with_stdin(&served, ADMIN, args, None);
+    let out = admin_with_stdin(
+        &served,
+        ADMIN,
+        &[
+            "user",
+            "add",
+            "guessed",
+            "--permission",
+            "read-logs",
+            "--password-stdin",
+        ],
+        Some("guessed-password-1\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Two failures lock the user (the option, not the default of 10); the right password is refused then.
+    for _ in 0..2 {
+        let out = admin_with_stdin(&served, "guessed:wrong-password", &["realtime", "events"], None);
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = admin_with_stdin(&served, "guessed:guessed-password-1", &["realtime", "events"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too many failed logins"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let locks = json_out(&admin(&["user", "locks", "--output", "json"]));
+    let lock = locks
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["subject"] == "guessed"))
+        .unwrap_or_else(|| panic!("the lock is listed: {locks}"));
+    assert_eq!(lock["scope"], "principal");
+    let left = lock["retryAfterSeconds"].as_u64().expect("seconds");
+    assert!((150..=180).contains(&left), "--login-lock-minutes 3: {left}");
+
+    let out = admin(&["user", "unlock", "guessed"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = admin_with_stdin(&served, "guessed:guessed-password-1", &["realtime", "events"], None);
+    assert!(
+        out.status.success(),
+        "signed in again: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not locked any more: exit code 1 and a message.
+    let out = admin(&["user", "unlock", "guessed"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not locked"));
+}

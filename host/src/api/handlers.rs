@@ -74,6 +74,22 @@ pub async fn delete_technical_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /api/v1/login-locks`: the login locks still running (admins only).
+pub async fn list_login_locks(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(ops::login_locks(&state, &caller).await?)))
+}
+
+/// `DELETE /api/v1/login-locks/{scope}/{subject}` (`principal/NAME` or `address/IP`): 204 when a lock ended,
+/// 404 when none was running.
+pub async fn unlock_login(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((scope, subject)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    ops::unlock_login(&state, &caller, &scope, &subject).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordInput {

@@ -193,6 +193,72 @@ impl LoginGuard {
     }
 }
 
+/// A running lock, as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginLock {
+    /// `principal` or `address`.
+    pub scope: String,
+    /// The principal's name (as typed, lower-cased) or the client address.
+    pub subject: String,
+    /// Seconds the lock lasts still (rounded up).
+    pub retry_after_seconds: u64,
+}
+
+/// What an admin unlocks: a principal by name, or a client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockSubject {
+    /// A principal's name.
+    Principal(String),
+    /// A client address.
+    Address(IpAddr),
+}
+
+impl LockSubject {
+    /// From the `{scope}/{subject}` of a request; `None` for an unknown scope or an address that is none.
+    pub fn parse(scope: &str, subject: &str) -> Option<Self> {
+        match scope {
+            "principal" if !subject.trim().is_empty() => Some(LockSubject::Principal(subject.to_owned())),
+            "address" => subject.parse().ok().map(LockSubject::Address),
+            _ => None,
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            LockSubject::Principal(name) => principal_key(name),
+            LockSubject::Address(address) => address_key(*address),
+        }
+    }
+}
+
+impl LoginGuard {
+    /// The locks still running, longest first.
+    pub async fn locks(&self, stores: &Stores) -> Result<Vec<LoginLock>, crate::store::StoreError> {
+        Ok(stores
+            .logins
+            .locks()
+            .await?
+            .into_iter()
+            .filter_map(|(key, left)| {
+                let (scope, subject) = key.split_once(':')?;
+                Some(LoginLock {
+                    scope: scope.to_owned(),
+                    subject: subject.to_owned(),
+                    retry_after_seconds: left.as_secs() + u64::from(left.subsec_nanos() > 0),
+                })
+            })
+            .collect())
+    }
+
+    /// An admin's unlock: the lock ends at once on every replica (they ask the store before each password
+    /// check of a key they have not seen unlocked within a second) and the subject's failures are forgotten,
+    /// so its next failure starts from the first delay. `false` when no lock was running.
+    pub async fn unlock(&self, stores: &Stores, subject: &LockSubject) -> Result<bool, crate::store::StoreError> {
+        stores.logins.unlock(&subject.key()).await
+    }
+}
+
 impl Default for LoginGuard {
     fn default() -> Self {
         LoginGuard::new(LoginPolicy::default())

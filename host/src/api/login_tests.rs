@@ -362,3 +362,94 @@ async fn the_console_login_shows_a_429_page_during_a_lock() {
         );
     }
 }
+
+fn admin_request(method: Method, uri: &str) -> Request<Body> {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ADMIN.0, ADMIN.1));
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Basic {basic}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn an_admin_sees_the_locks_and_ends_one_at_once() {
+    let state = state(quick()).await;
+    // The technical user is locked after 4 failures; the address that tried is not (6 would lock it).
+    for _ in 0..4 {
+        send(&state, systems((CLIENT.0, "wrong")), "10.4.0.1").await;
+    }
+    let locked = send(&state, systems(CLIENT), "10.4.0.2").await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{}", locked.body);
+
+    let list = send(&state, admin_request(Method::GET, "/api/v1/login-locks"), "10.4.0.9").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let locks = list.json();
+    let locks = locks.as_array().expect("a list");
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(locks[0]["scope"], "principal");
+    assert_eq!(locks[0]["subject"], CLIENT.0);
+    let left = locks[0]["retryAfterSeconds"].as_u64().expect("seconds");
+    assert!((100..=120).contains(&left), "{left}");
+
+    // Only admins: the technical user (once it may sign in) is refused.
+    let end = send(
+        &state,
+        admin_request(Method::DELETE, "/api/v1/login-locks/principal/scim-client"),
+        "10.4.0.9",
+    )
+    .await;
+    assert_eq!(end.status, StatusCode::NO_CONTENT, "{}", end.body);
+    let back = send(&state, systems(CLIENT), "10.4.0.2").await;
+    assert_eq!(
+        back.status,
+        StatusCode::FORBIDDEN,
+        "signed in again (refused by permission only): {}",
+        back.body
+    );
+    let mut by_client = admin_request(Method::GET, "/api/v1/login-locks");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", CLIENT.0, CLIENT.1));
+    by_client
+        .headers_mut()
+        .insert(header::AUTHORIZATION, format!("Basic {basic}").parse().expect("header"));
+    assert_eq!(send(&state, by_client, "10.4.0.2").await.status, StatusCode::FORBIDDEN);
+    // The failures went with the lock: one more failure is the first again, not a new lock.
+    let again = send(&state, systems((CLIENT.0, "wrong")), "10.4.0.3").await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+
+    // Nothing left to end; a scope that is none.
+    let twice = send(
+        &state,
+        admin_request(Method::DELETE, "/api/v1/login-locks/principal/scim-client"),
+        "10.4.0.9",
+    )
+    .await;
+    assert_eq!(twice.status, StatusCode::NOT_FOUND, "{}", twice.body);
+    let bad = send(
+        &state,
+        admin_request(Method::DELETE, "/api/v1/login-locks/address/not-an-ip"),
+        "10.4.0.9",
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+}
+
+#[tokio::test]
+async fn an_admin_ends_an_address_lock() {
+    let state = state(quick()).await;
+    for n in 0..6 {
+        send(&state, systems((&format!("nobody-{n}"), "wrong")), "10.5.0.1").await;
+    }
+    let locked = send(&state, systems(CLIENT), "10.5.0.1").await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{}", locked.body);
+    let end = send(
+        &state,
+        admin_request(Method::DELETE, "/api/v1/login-locks/address/10.5.0.1"),
+        "10.5.0.9",
+    )
+    .await;
+    assert_eq!(end.status, StatusCode::NO_CONTENT, "{}", end.body);
+    let back = send(&state, systems(CLIENT), "10.5.0.1").await;
+    assert_eq!(back.status, StatusCode::FORBIDDEN, "{}", back.body);
+}

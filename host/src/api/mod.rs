@@ -46,6 +46,8 @@ pub fn router(state: AppState) -> Router {
             "/technical-users/{id}/password",
             axum::routing::put(set_technical_user_password),
         )
+        .route("/login-locks", get(list_login_locks))
+        .route("/login-locks/{scope}/{subject}", axum::routing::delete(unlock_login))
         .route("/connectors", get(list_connectors))
         .route(
             "/plugins",

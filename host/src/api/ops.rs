@@ -559,3 +559,33 @@ pub fn test_transformation(
     caller.require(Permission::ManageSystems)?;
     run.run().map_err(ApiError::bad_request)
 }
+
+/// The login locks still running (admins only: a lock names who was being guessed at).
+pub async fn login_locks(state: &AppState, caller: &Caller) -> Result<Vec<super::login_guard::LoginLock>, ApiError> {
+    require_admin(caller)?;
+    Ok(state.logins.locks(&state.stores).await?)
+}
+
+/// Ends a login lock at once (admins only); 404 when none was running.
+pub async fn unlock_login(state: &AppState, caller: &Caller, scope: &str, subject: &str) -> Result<(), ApiError> {
+    require_admin(caller)?;
+    let parsed = super::login_guard::LockSubject::parse(scope, subject).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unlock what: `principal/NAME` or `address/IP`, not `{scope}/{subject}`"
+        ))
+    })?;
+    if state.logins.unlock(&state.stores, &parsed).await? {
+        tracing::warn!(by = %caller.0.name, scope, subject, "login lock ended by an admin");
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("{scope} {subject} is not locked")))
+    }
+}
+
+fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+    if caller.0.kind == PrincipalKind::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("{} is not an admin", caller.0.name)))
+    }
+}

@@ -347,6 +347,40 @@ pub async fn user(command: UserCommand) -> Result<(), CliError> {
                 .await?;
             println!("password of {} set; its tokens and sessions ended", terminal(&who));
         }
+        UserCommand::Locks { output, connection } => {
+            let locks = Client::new(&connection)?
+                .call(reqwest::Method::GET, "/api/v1/login-locks", None, true)
+                .await?;
+            if output == Output::Json {
+                print(&locks);
+                return Ok(());
+            }
+            println!("{:<10} {:<40} SECONDS LEFT", "SCOPE", "SUBJECT");
+            for lock in locks.as_array().into_iter().flatten() {
+                println!(
+                    "{:<10} {:<40} {}",
+                    shown(lock, "scope"),
+                    shown(lock, "subject"),
+                    lock["retryAfterSeconds"]
+                );
+            }
+        }
+        UserCommand::Unlock {
+            subject,
+            address,
+            connection,
+        } => {
+            let scope = if address { "address" } else { "principal" };
+            Client::new(&connection)?
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/login-locks/{scope}/{}", encode(&subject)),
+                    None,
+                    true,
+                )
+                .await?;
+            println!("unlocked {scope} {}", terminal(&subject));
+        }
     }
     Ok(())
 }

@@ -97,6 +97,19 @@ pub struct ServeArgs {
     /// replicas, which take it over at once.
     #[arg(long, default_value_t = provisio::server::DEFAULT_SHUTDOWN_GRACE.as_secs_f64(), env = "PROVISIO_SHUTDOWN_GRACE")]
     pub shutdown_grace: f64,
+    /// Failed logins of one principal within 15 minutes that lock it (every password check: the admin API,
+    /// `/oauth2/token`, the proxy, the real-time API, the console).
+    #[arg(long, default_value_t = 10, env = "PROVISIO_LOGIN_MAX_FAILURES",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_max_failures: u32,
+    /// Failed logins from one client address within 15 minutes that lock the address.
+    #[arg(long, default_value_t = 50, env = "PROVISIO_LOGIN_MAX_FAILURES_PER_ADDRESS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_max_failures_per_address: u32,
+    /// Minutes a login lock lasts (an admin ends one earlier with `provisio user unlock`).
+    #[arg(long, default_value_t = 15, env = "PROVISIO_LOGIN_LOCK_MINUTES",
+          value_parser = clap::value_parser!(u64).range(1..=10_080))]
+    pub login_lock_minutes: u64,
 }
 
 impl ServeArgs {
@@ -107,6 +120,16 @@ impl ServeArgs {
             (None, Some(_), _) => Err("--tls-key (tls-key) needs --tls-cert (tls-cert)".into()),
             (None, None, Some(_)) => Err("--client-ca (client-ca) needs --tls-cert and --tls-key".into()),
             _ => Ok(()),
+        }
+    }
+
+    /// The brute-force protection these options ask for (the delays and the window stay as documented).
+    pub fn login_policy(&self) -> provisio::api::login_guard::LoginPolicy {
+        provisio::api::login_guard::LoginPolicy {
+            principal_failures: self.login_max_failures,
+            address_failures: self.login_max_failures_per_address,
+            lock: std::time::Duration::from_secs(self.login_lock_minutes * 60),
+            ..Default::default()
         }
     }
 
@@ -422,6 +445,27 @@ pub enum UserCommand {
         /// Read the password from the first line of stdin instead of asking.
         #[arg(long)]
         password_stdin: bool,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List the login locks still running (principals and client addresses locked after failed logins).
+    Locks {
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// End a login lock at once: a user's (by the name it signs in with) or, with --address, a client
+    /// address's. Exit code 1 when it was not locked.
+    Unlock {
+        /// The login name, or the client address with --address.
+        subject: String,
+        /// SUBJECT is a client address (IPv4 or IPv6).
+        #[arg(long)]
+        address: bool,
         /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,

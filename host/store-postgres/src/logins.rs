@@ -83,4 +83,44 @@ impl LoginStore for PostgresStore {
             .map_err(Error::from)?;
         Ok(())
     }
+
+    async fn locks(&self) -> Result<Vec<(String, Duration)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, extract(epoch FROM until - now())::float8 FROM login_locks
+             WHERE until > now() ORDER BY until DESC, key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        rows.iter()
+            .map(|r| {
+                let key: String = r.try_get(0)?;
+                let left: f64 = r.try_get(1)?;
+                Ok((key, Duration::from_secs_f64(left.max(0.0))))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| Error::from(e).into())
+    }
+
+    async fn unlock(&self, key: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let ended = sqlx::query("DELETE FROM login_locks WHERE key = $1 AND until > now()")
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        sqlx::query("DELETE FROM login_locks WHERE key = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(ended > 0)
+    }
 }

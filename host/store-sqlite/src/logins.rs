@@ -91,4 +91,40 @@ impl LoginStore for SqliteStore {
         })
         .await
     }
+
+    async fn locks(&self) -> Result<Vec<(String, Duration)>, StoreError> {
+        self.blocking(move |s| {
+            let now = millis_after(Duration::ZERO);
+            let conn = s.conn();
+            let mut stmt =
+                conn.prepare_cached("SELECT key, until FROM login_locks WHERE until > ?1 ORDER BY until DESC, key")?;
+            let rows = stmt.query_map(params![now], |r| {
+                let until: i64 = r.get(1)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Duration::from_millis((until - now).max(0) as u64),
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn unlock(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |s| {
+            let now = millis_after(Duration::ZERO);
+            let mut conn = s.conn();
+            let tx = conn.transaction()?;
+            let ended = tx.execute(
+                "DELETE FROM login_locks WHERE key = ?1 AND until > ?2",
+                params![key, now],
+            )?;
+            tx.execute("DELETE FROM login_locks WHERE key = ?1", params![key])?;
+            tx.execute("DELETE FROM login_failures WHERE key = ?1", params![key])?;
+            tx.commit()?;
+            Ok(ended > 0)
+        })
+        .await
+    }
 }

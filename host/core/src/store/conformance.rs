@@ -1269,21 +1269,30 @@ pub async fn event_batches(stores: Stores) {
 /// holds every turn until it ends and is followed by no burst; pauses listed while they last.
 pub async fn limits(stores: Stores) {
     let limits = &stores.limits;
+    // Each turn with the instants around its call: the store's clock read it somewhere in between.
     let turns = |n: usize| async move {
         let mut waits = Vec::new();
         for _ in 0..n {
-            waits.push(limits.reserve("uaa", 10.0, 3.0).await.expect("reserve"));
+            let before = std::time::Instant::now();
+            let wait = limits.reserve("uaa", 10.0, 3.0).await.expect("reserve");
+            waits.push((before, wait, std::time::Instant::now()));
         }
         waits
     };
-    let waits = turns(6).await;
+    let turns = turns(6).await;
+    let waits: Vec<Duration> = turns.iter().map(|t| t.1).collect();
     assert!(waits[..3].iter().all(|w| w.is_zero()), "a burst of 3: {waits:?}");
-    // Then one every 100 ms (each asked a moment after the last; a little slack for the clock).
-    for (k, wait) in waits[3..].iter().enumerate() {
+    // Then one every 100 ms after the first: each turn's slot, measured from the first call, lies between
+    // what the earliest and the latest reading of the clocks allow (so a slow machine cannot fail this),
+    // give or take 40 ms.
+    let (first_before, _, first_after) = turns[0];
+    for (k, (before, wait, after)) in turns[3..].iter().enumerate() {
         let expected = 100.0 * (k + 1) as f64;
+        let earliest = (before.duration_since(first_after) + *wait).as_secs_f64() * 1000.0;
+        let latest = (after.duration_since(first_before) + *wait).as_secs_f64() * 1000.0;
         assert!(
-            (wait.as_secs_f64() * 1000.0 - expected).abs() < 40.0,
-            "turn {} waits {wait:?}, not about {expected} ms: {waits:?}",
+            earliest - 40.0 <= expected && expected <= latest + 40.0,
+            "turn {} is due {earliest:.0}–{latest:.0} ms after the first, not about {expected} ms: {waits:?}",
             k + 4
         );
     }
@@ -1634,6 +1643,51 @@ pub async fn logins(stores: Stores) {
         "a lock ends by itself"
     );
     assert_eq!(logins.locked(&[]).await.expect("no keys"), None);
+
+    // An admin's unlock ends a running lock at once, with the key's failures; other locks stay.
+    let dave = keys(&["principal:dave"]);
+    logins.record_failure(&dave, window).await.expect("record");
+    logins
+        .lock("principal:dave", Duration::from_secs(60))
+        .await
+        .expect("lock");
+    logins
+        .lock("principal:erin", Duration::from_secs(30))
+        .await
+        .expect("lock");
+    // Alice's 2-second lock from above may still run; the 200-ms lock of 10.0.0.2 has ended.
+    logins.unlock("principal:alice").await.expect("unlock");
+    let running = logins.locks().await.expect("locks");
+    let names: Vec<&str> = running.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["principal:dave", "principal:erin"],
+        "longest first, ended ones left out"
+    );
+    assert!(running[0].1 > Duration::from_secs(55) && running[0].1 <= Duration::from_secs(60));
+    assert!(
+        logins.unlock("principal:dave").await.expect("unlock"),
+        "a lock was running"
+    );
+    assert_eq!(logins.locked(&dave).await.expect("locked"), None);
+    assert_eq!(
+        logins.record_failure(&dave, window).await.expect("record"),
+        vec![1],
+        "the failures before the unlock are forgotten"
+    );
+    assert!(
+        !logins.unlock("principal:dave").await.expect("unlock"),
+        "nothing left to end"
+    );
+    assert!(
+        logins
+            .locked(&keys(&["principal:erin"]))
+            .await
+            .expect("locked")
+            .is_some()
+    );
+    assert!(logins.unlock("principal:erin").await.expect("unlock"));
+    assert!(logins.locks().await.expect("locks").is_empty());
 }
 
 /// A new password replaces the old one at once (the verification cache too), and ends the principal's

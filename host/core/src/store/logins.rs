@@ -21,4 +21,9 @@ pub trait LoginStore: Send + Sync {
     async fn locked(&self, keys: &[String]) -> Result<Option<Duration>, StoreError>;
     /// Forgets the failures of `key` (after a correct password); its lock, if any, stays.
     async fn forget_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// The locks still running, longest first: each key and how long it lasts still.
+    async fn locks(&self) -> Result<Vec<(String, Duration)>, StoreError>;
+    /// Ends the lock of `key` at once and forgets its failures (an admin's unlock); `true` when a lock was
+    /// running.
+    async fn unlock(&self, key: &str) -> Result<bool, StoreError>;
 }
