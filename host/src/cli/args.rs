@@ -97,6 +97,10 @@ pub struct ServeArgs {
     /// replicas, which take it over at once.
     #[arg(long, default_value_t = provisio::server::DEFAULT_SHUTDOWN_GRACE.as_secs_f64(), env = "PROVISIO_SHUTDOWN_GRACE")]
     pub shutdown_grace: f64,
+    /// Seconds before the first probe (Test Connection) of a quarantined target; each next probe waits
+    /// twice as long, up to an hour. A successful probe releases the target.
+    #[arg(long, default_value_t = provisio::quarantine::DEFAULT_PROBE_INTERVAL.as_secs_f64(), env = "PROVISIO_QUARANTINE_PROBE_SECONDS")]
+    pub quarantine_probe_seconds: f64,
 }
 
 impl ServeArgs {
