@@ -147,9 +147,11 @@ async fn revoked_credentials_quarantine_a_target_until_the_probe_finds_them_rest
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let pushed = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:sap:2.0:User"],
         "id": "P900", "userName": "rt.parked",
+        "urn:ietf:params:scim:schemas:extension:sap:2.0:User": {"userId": "P900", "userUuid": "uuid-P900"},
         "name": {"givenName": "Parked", "familyName": "Pushed"},
+        "displayName": "Parked Pushed",
         "emails": [{"value": "rt.parked@example.com", "primary": true, "type": "work"}],
         "active": true
     });
