@@ -49,6 +49,14 @@ fn main() -> anyhow::Result<()> {
                         proxy_max_in_flight: Some(args.proxy_max_in_flight),
                         database_url: args.database_url.clone(),
                         login_policy: Some(args.login_policy()),
+                        quarantine_probe: Some(
+                            std::time::Duration::try_from_secs_f64(args.quarantine_probe_seconds)
+                                .ok()
+                                .filter(|d| !d.is_zero())
+                                .ok_or_else(|| {
+                                    anyhow::anyhow!("--quarantine-probe-seconds must be a positive number of seconds")
+                                })?,
+                        ),
                         ..Default::default()
                     },
                 )

@@ -62,6 +62,9 @@ pub struct Settings {
     /// The brute-force protection of password checks; [`crate::api::login_guard::LoginPolicy::default`]
     /// when `None`.
     pub login_policy: Option<crate::api::login_guard::LoginPolicy>,
+    /// The first probe's delay for a quarantined target (doubling up to an hour);
+    /// [`crate::quarantine::DEFAULT_PROBE_INTERVAL`] when `None`.
+    pub quarantine_probe: Option<Duration>,
 }
 
 /// How often a replica reads the pauses other replicas recorded for systems that answered 429.
@@ -129,6 +132,9 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
             .proxy_max_in_flight
             .unwrap_or(crate::proxy::limit::DEFAULT_MAX_IN_FLIGHT),
     ));
+    if let Some(base) = settings.quarantine_probe {
+        state.quarantine.set_probe_interval(base);
+    }
     if let Some(policy) = settings.login_policy {
         state.logins = Arc::new(crate::api::login_guard::LoginGuard::new(policy));
     }
@@ -263,6 +269,7 @@ async fn serve_until(
     let local = listener.local_addr().map_err(|e| BootError::Other(e.to_string()))?;
     tokio::spawn(crate::provisioning::schedule::run_scheduler(state.provisioning.clone()));
     tokio::spawn(state.realtime.clone().run_dispatcher());
+    tokio::spawn(state.quarantine.clone().run_probes());
     tokio::spawn(
         state
             .plugins

@@ -12,6 +12,7 @@ mod plugins;
 mod provisioning;
 mod proxy;
 mod proxy_limits;
+mod quarantine;
 mod realtime;
 mod replicas;
 mod round_trip;

@@ -72,10 +72,12 @@ impl Service {
         let router = provisio::api::router(state.clone());
         let provisioning = state.provisioning.clone();
         let realtime = state.realtime.clone();
+        let quarantine = state.quarantine.clone();
         let scheduler = tokio::spawn(async move {
             tokio::join!(
                 provisio::provisioning::schedule::run_scheduler(provisioning),
-                realtime.run_dispatcher()
+                realtime.run_dispatcher(),
+                quarantine.run_probes()
             );
         });
         let server = tokio::spawn(async move {

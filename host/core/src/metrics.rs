@@ -7,6 +7,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -49,8 +50,15 @@ struct ScopeLabels {
     scope: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
 struct Metrics {
     registry: Registry,
+    quarantines: Family<ReasonLabels, Counter>,
+    quarantined_targets: Gauge,
     login_failures: Family<OutcomeLabels, Counter>,
     login_locks: Family<ScopeLabels, Counter>,
     job_entities: Family<JobEntityLabels, Counter>,
@@ -115,8 +123,22 @@ fn metrics() -> &'static Metrics {
             "Login locks started after repeated failures, by scope (principal, address)",
             login_locks.clone(),
         );
+        let quarantines = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "quarantine",
+            "Targets quarantined, by reason (credentials, not-found, failed-runs, failure-rate)",
+            quarantines.clone(),
+        );
+        let quarantined_targets = Gauge::default();
+        registry.register(
+            "quarantined_targets",
+            "Targets quarantined now (every replica's, as the store has them)",
+            quarantined_targets.clone(),
+        );
         Metrics {
             registry,
+            quarantines,
+            quarantined_targets,
             login_failures,
             login_locks,
             job_entities,
@@ -206,6 +228,21 @@ pub fn login_lock(scope: &str) {
             scope: scope.to_string(),
         })
         .inc();
+}
+
+/// Counts one target quarantined, by reason.
+pub fn quarantined(reason: &str) {
+    metrics()
+        .quarantines
+        .get_or_create(&ReasonLabels {
+            reason: reason.to_string(),
+        })
+        .inc();
+}
+
+/// Sets how many targets are quarantined now.
+pub fn set_quarantined_targets(n: i64) {
+    metrics().quarantined_targets.set(n);
 }
 
 /// The Prometheus text exposition of every metric.

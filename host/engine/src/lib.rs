@@ -4,6 +4,8 @@
 //! - [`plugins`]: the loaded plugin versions (pinned or active, rollback, removal), the inbox.
 //! - [`provisioning`]: jobs (read → transform → write to every target), the sync engine, deletes, schedules.
 //! - [`realtime`]: pushed events through the durable outbox to every target.
+//! - [`quarantine`]: targets whose writes all fail held out of runs and real-time until a probe or an
+//!   admin releases them.
 //! - [`proxy`]: a system served as SCIM 2.0 — views, schemas, queries and writes; the HTTP handlers are the
 //!   service crate's.
 //! - [`transform_test`]: running a transformation on sample input for the admin API.
@@ -16,6 +18,7 @@ pub use provisio_core::{connector, metrics, outbound, runtime, secrets, store};
 pub mod plugins;
 pub mod provisioning;
 pub mod proxy;
+pub mod quarantine;
 pub mod realtime;
 pub mod systems;
 pub mod transform_test;
@@ -35,6 +38,9 @@ pub struct Engine {
     pub provisioning: provisioning::Provisioning,
     /// Real-time provisioning.
     pub realtime: realtime::Realtime,
+    /// Quarantine of failing targets, its probes, and the hook notifications listen on
+    /// ([`quarantine::Quarantines::subscribe`]).
+    pub quarantine: quarantine::Quarantines,
     /// The proxy's cached system views and per-client limits.
     pub proxy: Arc<proxy::ProxyState>,
 }
@@ -46,7 +52,9 @@ impl Engine {
         let systems = systems::Systems::new(stores.clone(), plugins.clone());
         let provisioning = provisioning::Provisioning::new(stores.clone(), plugins.clone(), retention_days);
         let realtime = realtime::Realtime::new(stores.clone(), provisioning.clone());
+        let quarantine = provisioning.quarantines().clone();
         Engine {
+            quarantine,
             stores,
             plugins,
             systems,

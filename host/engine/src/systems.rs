@@ -90,6 +90,13 @@ pub struct SystemInput {
     /// as it is when absent, new systems are enabled.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Read-only state a system's JSON shows (its quarantine, its last Test Connection): accepted so that a
+    /// GET can be PUT back, and ignored.
+    #[serde(default, rename = "quarantine")]
+    pub read_only_quarantine: Option<Value>,
+    /// See [`SystemInput::read_only_quarantine`].
+    #[serde(default, rename = "lastConnectionTest")]
+    pub read_only_last_test: Option<Value>,
 }
 
 /// A system as the admin API answers it: secrets masked.
@@ -121,6 +128,10 @@ pub struct SystemView {
     pub updated_at: String,
     /// Whether it takes part in provisioning.
     pub enabled: bool,
+    /// Its quarantine (`{"since", "reason", "message", "nextProbeAt", "probes"}`), `null` when it has none.
+    pub quarantine: Option<crate::store::systems::Quarantine>,
+    /// Its last Test Connection (`{"ok", "message", "at"}`), `null` when it was never tested.
+    pub last_connection_test: Option<crate::store::systems::ConnectionTest>,
 }
 
 impl From<&System> for SystemView {
@@ -142,6 +153,8 @@ impl From<&System> for SystemView {
             created_at: s.created_at.clone(),
             updated_at: s.updated_at.clone(),
             enabled: s.enabled,
+            quarantine: s.health.quarantine.clone(),
+            last_connection_test: s.health.last_test.clone(),
         }
     }
 }
@@ -303,8 +316,19 @@ impl Systems {
         Ok(CallTarget { properties, endpoint })
     }
 
-    /// Test Connection: reachability and credentials, as the connector checks them.
+    /// Test Connection: reachability and credentials, as the connector checks them. The outcome is kept in
+    /// the store (the system's `health.last_test`), for every replica and past a restart.
     pub async fn test_connection(&self, id: &str) -> Result<ConnectionCheck, SystemError> {
+        let check = self.check_connection(id).await?;
+        let test = crate::quarantine::connection_test(check.ok, &check.message);
+        if let Err(e) = self.store.systems.record_connection_test(id, &test).await {
+            tracing::warn!(system = %id, error = %e, "cannot keep the outcome of a Test Connection");
+        }
+        Ok(check)
+    }
+
+    /// Test Connection without keeping its outcome.
+    async fn check_connection(&self, id: &str) -> Result<ConnectionCheck, SystemError> {
         let system = self.get(id).await?;
         let plugin = match self.plugin_for(&system) {
             Ok(p) => p,
@@ -466,6 +490,7 @@ impl Systems {
             created_at: String::new(),
             updated_at: String::new(),
             enabled: true,
+            health: Default::default(),
         };
         // URLs and credentials are checked now, not at the first job.
         self.call_target(&probe, descriptor)?;

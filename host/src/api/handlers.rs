@@ -285,6 +285,25 @@ pub async fn disable_system(
     Ok(saved(&system, StatusCode::OK))
 }
 
+/// `POST /api/v1/systems/{id}/release`: ends the target's quarantine; the system as it is now, with the
+/// quarantine that ended as `released`.
+pub async fn release_system(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (system, ended) = ops::release_system(&state, &caller, &id).await?;
+    let mut body = serde_json::to_value(SystemView::from(&system)).unwrap_or(Value::Null);
+    if let Some(object) = body.as_object_mut() {
+        object.insert("released".into(), json!(ended));
+        object.insert(
+            "message".into(),
+            json!(format!("System {} was released from quarantine.", system.spec.name)),
+        );
+    }
+    Ok(Json(body))
+}
+
 pub async fn test_connection(
     State(state): State<AppState>,
     caller: Caller,

@@ -205,6 +205,8 @@ pub fn same_with(system: &System, transformation: Option<Value>, description: Op
         sources: view.sources,
         transformation,
         declassify: Vec::new(),
+        read_only_quarantine: None,
+        read_only_last_test: None,
         description,
         enabled: None,
     }

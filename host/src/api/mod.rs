@@ -3,7 +3,6 @@
 //! Handlers are thin: they authenticate, check a permission, and call the domain modules.
 
 pub mod auth;
-pub mod checks;
 pub mod error;
 mod handlers;
 pub mod history;
@@ -64,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             get(get_system).put(replace_system).delete(delete_system),
         )
         .route("/systems/{id}/test-connection", post(test_connection))
+        .route("/systems/{id}/release", post(release_system))
         .route("/systems/{id}/enable", post(handlers::enable_system))
         .route("/systems/{id}/disable", post(handlers::disable_system))
         .route("/systems/{id}/jobs", post(jobs::start_job).get(jobs::list_jobs))

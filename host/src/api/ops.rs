@@ -402,7 +402,6 @@ pub async fn replace_system(
 pub async fn delete_system(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require(Permission::ManageSystems)?;
     state.systems.delete(id).await?;
-    super::checks::forget(id);
     tracing::info!(system = %id, by = %caller.0.name, "system deleted");
     Ok(())
 }
@@ -420,12 +419,30 @@ pub async fn set_system_enabled(
     Ok(system)
 }
 
-/// Test Connection (`manage-systems`).
+/// Test Connection (`manage-systems`); its outcome is kept with the system (`lastConnectionTest`).
 pub async fn test_connection(state: &AppState, caller: &Caller, id: &str) -> Result<ConnectionCheck, ApiError> {
     caller.require(Permission::ManageSystems)?;
-    let check = state.systems.test_connection(id).await?;
-    super::checks::record(id, &check);
-    Ok(check)
+    Ok(state.systems.test_connection(id).await?)
+}
+
+/// Ends a target's quarantine (`manage-systems`): 404 for an unknown system, 409 when it is not
+/// quarantined. Its parked real-time events resume; answers the system as it is now and the quarantine
+/// that ended.
+pub async fn release_system(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(System, crate::store::systems::Quarantine), ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    let system = state.systems.get(id).await?;
+    let Some(ended) = state.quarantine.release(id, &caller.0.name).await? else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{} is not quarantined; there is nothing to release", system.spec.name),
+        ));
+    };
+    tracing::info!(system = %id, by = %caller.0.name, "quarantine released by an admin");
+    Ok((state.systems.get(id).await?, ended))
 }
 
 /// The newest runs, of one source (which must exist) or of all, at most `limit` (clamped to 1..=1000)

@@ -506,3 +506,94 @@ async fn systems_are_enabled_and_disabled() {
     .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_quarantined_target_shows_its_quarantine_and_an_admin_releases_it() {
+    let state = state().await;
+    let target = run_with_held_deletes(&state, "job-q").await;
+    let get = |id: String| {
+        let state = state.clone();
+        async move {
+            send(
+                &state,
+                Method::GET,
+                &format!("/api/v1/systems/{id}"),
+                Some(ADMIN),
+                None,
+                b"",
+            )
+            .await
+        }
+    };
+    let (status, _, body) = get(target.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&body["quarantine"], &body["lastConnectionTest"]),
+        (&Value::Null, &Value::Null),
+        "{body}"
+    );
+    let release = format!("/api/v1/systems/{target}/release");
+    let (status, _, body) = send(&state, Method::POST, &release, Some(ADMIN), None, b"").await;
+    assert_error(status, &body, StatusCode::CONFLICT);
+
+    let system = state.systems.get(&target).await.expect("target");
+    assert!(
+        state
+            .quarantine
+            .quarantine(&system, crate::quarantine::Reason::NotFound, "the URL answered 404")
+            .await
+            .expect("quarantine")
+    );
+    let (_, _, body) = get(target.clone()).await;
+    assert_eq!(body["quarantine"]["reason"], "not-found", "{body}");
+    assert_eq!(body["quarantine"]["message"], "the URL answered 404", "{body}");
+    assert_eq!(body["quarantine"]["probes"], 0, "{body}");
+    assert!(body["quarantine"]["since"].is_string() && body["quarantine"]["nextProbeAt"].is_string());
+    // The JSON as read can be PUT back: the read-only state is ignored.
+    let mut back = body.clone();
+    if let Some(o) = back.as_object_mut() {
+        for key in ["id", "createdAt", "updatedAt", "transformationVersion"] {
+            o.remove(key);
+        }
+        if o.get("transformation").is_some_and(Value::is_null) {
+            o.remove("transformation");
+        }
+    }
+    let (status, _, put) = send(
+        &state,
+        Method::PUT,
+        &format!("/api/v1/systems/{target}"),
+        Some(ADMIN),
+        Some("application/json"),
+        back.to_string().as_bytes(),
+    )
+    .await;
+    // The connector is not loaded in this state: the PUT is refused for that, not for the fields.
+    assert!(!put.to_string().contains("unknown field"), "{put}");
+    assert!(status != StatusCode::INTERNAL_SERVER_ERROR, "{put}");
+
+    let (status, _, body) = send(&state, Method::POST, &release, Some(PROXY_CLIENT), None, b"").await;
+    assert_error(status, &body, StatusCode::FORBIDDEN);
+    let (status, _, body) = send(&state, Method::POST, &release, Some(ADMIN), None, b"").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["quarantine"], Value::Null, "{body}");
+    assert_eq!(body["released"]["reason"], "not-found", "{body}");
+    let (status, _, body) = send(&state, Method::POST, &release, Some(ADMIN), None, b"").await;
+    assert_error(status, &body, StatusCode::CONFLICT);
+    let (status, _, body) = send(
+        &state,
+        Method::POST,
+        "/api/v1/systems/nope/release",
+        Some(ADMIN),
+        None,
+        b"",
+    )
+    .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND);
+    let metrics = crate::metrics::render();
+    assert!(
+        metrics.contains("provisio_quarantine_total{reason=\"not-found\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("provisio_quarantined_targets"), "{metrics}");
+}

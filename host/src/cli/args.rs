@@ -110,6 +110,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 15, env = "PROVISIO_LOGIN_LOCK_MINUTES",
           value_parser = clap::value_parser!(u64).range(1..=10_080))]
     pub login_lock_minutes: u64,
+    /// Seconds before the first probe (Test Connection) of a quarantined target; each next probe waits
+    /// twice as long, up to an hour. A successful probe releases the target.
+    #[arg(long, default_value_t = provisio::quarantine::DEFAULT_PROBE_INTERVAL.as_secs_f64(), env = "PROVISIO_QUARANTINE_PROBE_SECONDS")]
+    pub quarantine_probe_seconds: f64,
 }
 
 impl ServeArgs {

@@ -270,6 +270,7 @@ mod tests {
             "proxy-rate-limit",
             "proxy-max-in-flight",
             "shutdown-grace",
+            "quarantine-probe-seconds",
         ] {
             assert!(keys.contains(&key.to_string()), "{key} missing from {keys:?}");
         }
@@ -292,6 +293,15 @@ mod tests {
                 ("proxy-rate-limit", "2.5", 5),
             ]
         );
+    }
+
+    #[test]
+    fn the_quarantine_probe_interval_comes_from_the_file() {
+        let settings = parse("p.toml", "quarantine-probe-seconds = 1\n").expect("valid");
+        assert_eq!(settings[0].key, "quarantine-probe-seconds");
+        assert_eq!(settings[0].value, "1");
+        let errors = parse("p.toml", "quarantine-probe-seconds = \"soon\"\n").unwrap_err();
+        assert_eq!(errors[0].key.as_deref(), Some("quarantine-probe-seconds"));
     }
 
     #[test]

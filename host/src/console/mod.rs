@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/systems/{id}", get(systems::page).post(systems::update))
         .route("/console/systems/{id}/edit", get(systems::edit_form))
         .route("/console/systems/{id}/test", post(systems::test))
+        .route("/console/systems/{id}/release", post(systems::release))
         .route("/console/systems/{id}/state/{action}", post(systems::set_enabled))
         .route(
             "/console/systems/{id}/transformation",

@@ -34,6 +34,24 @@ pub struct Trouble {
     pub run: RunView,
 }
 
+/// A quarantined target as the overview and the system page show it.
+pub struct QuarantinedView {
+    /// The system's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Since when.
+    pub since: String,
+    /// The reason's code.
+    pub reason: String,
+    /// The reason in words.
+    pub message: String,
+    /// When the next probe is due.
+    pub next_probe: String,
+    /// Probes so far.
+    pub probes: i64,
+}
+
 /// A run whose held deletes wait for a decision.
 pub struct Waiting {
     /// The run.
@@ -104,8 +122,10 @@ struct OverviewPage {
     backlog: Option<(Count, Count, Count)>,
     plugins: Vec<PluginHealth>,
     system_count: Option<usize>,
-    /// Systems whose last Test Connection (in this process) failed: id, name, message, when.
+    /// Systems whose last Test Connection failed (as the store keeps it): id, name, message, when.
     failing_checks: Vec<(String, String, String, String)>,
+    /// Quarantined targets.
+    quarantined: Vec<QuarantinedView>,
 }
 
 /// `GET /console`.
@@ -181,19 +201,36 @@ pub async fn page(State(state): State<AppState>, session: Session, headers: Head
     } else {
         Vec::new()
     };
-    let (system_count, failing_checks) = if p.may(Permission::ManageSystems) {
+    let (system_count, failing_checks, quarantined) = if p.may(Permission::ManageSystems) {
         let systems = ops::systems(&state, &caller).await?;
         let failing = systems
             .iter()
             .filter_map(|s| {
-                crate::api::checks::last(&s.id)
+                s.health
+                    .last_test
+                    .as_ref()
                     .filter(|c| !c.ok)
-                    .map(|c| (s.id.clone(), s.spec.name.clone(), c.message, super::when(&c.at)))
+                    .map(|c| (s.id.clone(), s.spec.name.clone(), c.message.clone(), super::when(&c.at)))
             })
             .collect();
-        (Some(systems.len()), failing)
+        let quarantined = systems
+            .iter()
+            .filter_map(|s| {
+                let q = s.health.quarantine.as_ref()?;
+                Some(QuarantinedView {
+                    id: s.id.clone(),
+                    name: s.spec.name.clone(),
+                    since: super::when(&q.since),
+                    reason: q.reason.clone(),
+                    message: q.message.clone(),
+                    next_probe: super::when(&q.next_probe_at),
+                    probes: q.probes,
+                })
+            })
+            .collect();
+        (Some(systems.len()), failing, quarantined)
     } else {
-        (None, Vec::new())
+        (None, Vec::new(), Vec::new())
     };
     let page = OverviewPage {
         frame: Frame::new(&session, "overview", take_notice(&headers)),
@@ -204,6 +241,7 @@ pub async fn page(State(state): State<AppState>, session: Session, headers: Head
         plugins,
         system_count,
         failing_checks,
+        quarantined,
     };
     Ok(page_with_notice(&headers, &session, render(&page)))
 }

@@ -145,6 +145,10 @@ struct SystemPage {
     changed: String,
     /// For a proxy: its SCIM endpoint as this request reached the service.
     scim_url: String,
+    /// Its quarantine, if any.
+    quarantine: Option<super::overview::QuarantinedView>,
+    /// Its last Test Connection: ok, message, when.
+    last_test: Option<(bool, String, String)>,
 }
 
 /// The service's own address as the browser reached it (`Host`, the scheme of the session's connection).
@@ -169,6 +173,24 @@ pub async fn page(
     let system = ops::system(&state, &caller, &id).await?;
     let view = SystemView::from(&system);
     let page = SystemPage {
+        quarantine: system
+            .health
+            .quarantine
+            .as_ref()
+            .map(|q| super::overview::QuarantinedView {
+                id: system.id.clone(),
+                name: system.spec.name.clone(),
+                since: when(&q.since),
+                reason: q.reason.clone(),
+                message: q.message.clone(),
+                next_probe: when(&q.next_probe_at),
+                probes: q.probes,
+            }),
+        last_test: system
+            .health
+            .last_test
+            .as_ref()
+            .map(|t| (t.ok, t.message.clone(), when(&t.at))),
         frame: Frame::new(&session, "systems", take_notice(&headers)),
         role: system.spec.role.as_str(),
         connector: connector_label(&system),
@@ -469,6 +491,8 @@ fn input(filled: &Filled, existing: Option<&System>) -> Result<SystemInput, ApiE
         },
         transformation: existing.and_then(|s| s.spec.transformation.clone()),
         declassify: Vec::new(),
+        read_only_quarantine: None,
+        read_only_last_test: None,
         description: None,
         enabled: None,
     })
@@ -536,6 +560,18 @@ pub async fn test(State(state): State<AppState>, session: Session, Path(id): Pat
         Ok(check) => redirect_with(&session, &to, check.ok, &check.message),
         Err(e) => redirect_with(&session, &to, false, &e.message),
     }
+}
+
+/// `POST /console/systems/{id}/release`: ends the target's quarantine.
+pub async fn release(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    let to = format!("/console/systems/{id}");
+    let result = ops::release_system(&state, &session.caller(), &id).await;
+    outcome(&session, &to, result, |(s, _)| {
+        format!(
+            "{} is released from quarantine: runs write to it again and its parked real-time events resume.",
+            s.spec.name
+        )
+    })
 }
 
 /// `POST /console/systems/{id}/enable|disable`.

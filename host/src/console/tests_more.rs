@@ -497,24 +497,108 @@ async fn a_proxy_shows_its_scim_endpoint_to_copy_and_its_idm_csv() {
 async fn the_overview_lists_systems_whose_last_test_connection_failed() {
     let state = state().await;
     let id = hostile_system(&state).await;
-    crate::api::checks::record(
-        &id,
-        &crate::systems::ConnectionCheck {
-            ok: false,
-            message: format!("refused: {HOSTILE}"),
-        },
-    );
+    // Kept in the store: every replica (and a restart) sees it.
+    state
+        .stores
+        .systems
+        .record_connection_test(
+            &id,
+            &crate::store::systems::ConnectionTest {
+                ok: false,
+                message: format!("refused: {HOSTILE}"),
+                at: crate::store::now(),
+            },
+        )
+        .await
+        .expect("record");
     let admin = login(&state, ADMIN).await;
     let page = send(&state, get("/console", Some(&admin))).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Test Connection failing"), "{}", page.body);
     assert!(page.body.contains(&format!("refused: {ESCAPED}")), "{}", page.body);
     assert!(!page.body.contains(HOSTILE));
+    let system = send(&state, get(&format!("/console/systems/{id}"), Some(&admin))).await;
+    assert!(
+        system.body.contains("Last Test Connection") && system.body.contains(&format!("refused: {ESCAPED}")),
+        "{}",
+        system.body
+    );
     // The reader does not see systems.
     let reader = login(&state, READER).await;
     let page = send(&state, get("/console", Some(&reader))).await;
     assert!(!page.body.contains("Test Connection failing"));
-    crate::api::checks::forget(&id);
+}
+
+#[tokio::test]
+async fn the_overview_and_the_system_page_show_a_quarantine_which_an_admin_releases() {
+    let state = state().await;
+    let id = hostile_system(&state).await;
+    let system = state.systems.get(&id).await.expect("system");
+    assert!(
+        state
+            .quarantine
+            .quarantine(
+                &system,
+                crate::quarantine::Reason::Credentials,
+                &format!("refused: {HOSTILE}")
+            )
+            .await
+            .expect("quarantine")
+    );
+    let admin = login(&state, ADMIN).await;
+    let page = send(&state, get("/console", Some(&admin))).await;
+    assert!(
+        page.body.contains("Quarantined") && page.body.contains("credentials"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(HOSTILE));
+    let page = send(&state, get(&format!("/console/systems/{id}"), Some(&admin))).await;
+    assert!(
+        page.body.contains(&format!("/console/systems/{id}/release")),
+        "{}",
+        page.body
+    );
+    // Without the CSRF token the release is refused, and the quarantine stays.
+    let refused = send(
+        &state,
+        post_form(&format!("/console/systems/{id}/release"), Some(&admin), &[]),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        state
+            .systems
+            .get(&id)
+            .await
+            .expect("system")
+            .health
+            .quarantine
+            .is_some()
+    );
+    let csrf = token(&state, &admin).await;
+    let released = send(
+        &state,
+        post_form(
+            &format!("/console/systems/{id}/release"),
+            Some(&admin),
+            &[("_csrf", &csrf)],
+        ),
+    )
+    .await;
+    assert_eq!(released.status, StatusCode::SEE_OTHER, "{}", released.body);
+    assert!(
+        state
+            .systems
+            .get(&id)
+            .await
+            .expect("system")
+            .health
+            .quarantine
+            .is_none()
+    );
+    let page = send(&state, get("/console", Some(&admin))).await;
+    assert!(page.body.contains("No target is quarantined"), "{}", page.body);
 }
 
 #[tokio::test]

@@ -257,6 +257,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE transformations ADD COLUMN reset BOOLEAN NOT NULL DEFAULT FALSE;
     UPDATE transformations SET description = '' WHERE description IN ('initial', 'created', 'replaced');
     "#,
+    // A system's health for every replica: its quarantine (with the next probe, claimed by one replica by
+    // an UPDATE … WHERE next_probe_at <= now), its consecutive failed runs, and its last Test Connection
+    // (issues 18 and 19).
+    r#"
+    CREATE TABLE system_health (
+        system_id          TEXT PRIMARY KEY REFERENCES systems(id) ON DELETE CASCADE,
+        quarantined_since  TEXT COLLATE "C",
+        quarantine_reason  TEXT,
+        quarantine_message TEXT,
+        next_probe_at      TEXT COLLATE "C",
+        probes             BIGINT NOT NULL DEFAULT 0,
+        failed_runs        BIGINT NOT NULL DEFAULT 0,
+        test_ok            BOOLEAN,
+        test_message       TEXT,
+        test_at            TEXT COLLATE "C"
+    );
+    CREATE INDEX system_health_quarantined ON system_health (next_probe_at) WHERE quarantined_since IS NOT NULL;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

@@ -279,6 +279,23 @@ impl EventStore for PostgresStore {
         Ok(n > 0)
     }
 
+    async fn redrive_many(&self, seqs: &[i64]) -> Result<u64, StoreError> {
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let n = sqlx::query(
+            "UPDATE realtime_events SET state = 'pending', attempts = 0, next_attempt_at = NULL, finished_at = NULL,
+                    claimed_by = NULL, claimed_until = NULL
+             WHERE seq = ANY($1) AND state IN ('parked', 'failed')",
+        )
+        .bind(seqs)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        Ok(n)
+    }
+
     async fn get(&self, seq: i64) -> Result<Option<EventRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM realtime_events WHERE seq = $1"))
             .bind(seq)
@@ -312,12 +329,14 @@ impl EventStore for PostgresStore {
     }
 
     async fn prune(&self, before: &str) -> Result<usize, StoreError> {
-        let n = sqlx::query("DELETE FROM realtime_events WHERE finished_at IS NOT NULL AND finished_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(Error::from)?
-            .rows_affected();
+        let n = sqlx::query(
+            "DELETE FROM realtime_events WHERE finished_at IS NOT NULL AND finished_at < $1 AND state <> 'parked'",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
         Ok(n as usize)
     }
 

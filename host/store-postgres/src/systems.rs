@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use provisio_core::secrets::SystemSecrets;
 use provisio_core::store::StoreError;
-use provisio_core::store::systems::{Role, System, SystemSpec, SystemStore, TransformationVersion, VersionNote};
+use provisio_core::store::systems::{
+    ConnectionTest, Health, Quarantine, Role, System, SystemSpec, SystemStore, TransformationVersion, VersionNote,
+};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -15,9 +17,15 @@ use crate::{Error, PostgresStore, SYSTEMS_CHANGED, from_json, is_unique_violatio
 const SELECT: &str =
     "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
     s.created_at, s.updated_at, CASE WHEN t.reset THEN NULL ELSE t.document END,
-    CASE WHEN t.reset THEN NULL ELSE t.version END, s.secret_names, s.enabled
+    CASE WHEN t.reset THEN NULL ELSE t.version END, s.secret_names, s.enabled,
+    h.quarantined_since, h.quarantine_reason, h.quarantine_message, h.next_probe_at, h.probes,
+    h.failed_runs, h.test_ok, h.test_message, h.test_at
     FROM systems s LEFT JOIN transformations t
-      ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
+      ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)
+    LEFT JOIN system_health h ON h.system_id = s.id";
+
+/// The columns of a quarantine, in the order [`quarantine_at`] reads them.
+const QUARANTINE: &str = "quarantined_since, quarantine_reason, quarantine_message, next_probe_at, probes";
 
 #[async_trait::async_trait]
 impl SystemStore for PostgresStore {
@@ -189,6 +197,132 @@ impl SystemStore for PostgresStore {
         self.versions(id, None).await
     }
 
+    async fn record_connection_test(&self, id: &str, test: &ConnectionTest) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO system_health (system_id, test_ok, test_message, test_at)
+             SELECT id, $2, $3, $4 FROM systems WHERE id = $1
+             ON CONFLICT (system_id) DO UPDATE SET test_ok = excluded.test_ok, test_message = excluded.test_message,
+                test_at = excluded.test_at",
+        )
+        .bind(id)
+        .bind(test.ok)
+        .bind(&test.message)
+        .bind(&test.at)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn quarantine(&self, id: &str, reason: &str, message: &str, next_probe_at: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let found = sqlx::query("SELECT 1 FROM systems WHERE id = $1 FOR SHARE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound(format!("no system with id {id}")));
+        }
+        let n = sqlx::query(
+            "INSERT INTO system_health (system_id, quarantined_since, quarantine_reason, quarantine_message, next_probe_at, probes, failed_runs)
+             VALUES ($1, $2, $3, $4, $5, 0, 0)
+             ON CONFLICT (system_id) DO UPDATE SET quarantined_since = excluded.quarantined_since,
+                quarantine_reason = excluded.quarantine_reason, quarantine_message = excluded.quarantine_message,
+                next_probe_at = excluded.next_probe_at, probes = 0, failed_runs = 0
+             WHERE system_health.quarantined_since IS NULL",
+        )
+        .bind(id)
+        .bind(now())
+        .bind(reason)
+        .bind(message)
+        .bind(next_probe_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        if n > 0 {
+            announce(&mut tx).await?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        if n > 0 {
+            self.bump_systems();
+        }
+        Ok(n > 0)
+    }
+
+    async fn release(&self, id: &str) -> Result<Option<Quarantine>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let row = sqlx::query(&format!(
+            "SELECT {QUARANTINE} FROM system_health WHERE system_id = $1 AND quarantined_since IS NOT NULL FOR UPDATE"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::from)?;
+        let current = row.map(|r| quarantine_at(&r, 0)).transpose()?;
+        if current.is_some() {
+            sqlx::query(
+                "UPDATE system_health SET quarantined_since = NULL, quarantine_reason = NULL, quarantine_message = NULL,
+                    next_probe_at = NULL, probes = 0, failed_runs = 0 WHERE system_id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+            announce(&mut tx).await?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        if current.is_some() {
+            self.bump_systems();
+        }
+        Ok(current)
+    }
+
+    async fn count_run(&self, id: &str, failed: bool) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO system_health (system_id, failed_runs) SELECT id, CASE WHEN $2 THEN 1 ELSE 0 END FROM systems WHERE id = $1
+             ON CONFLICT (system_id) DO UPDATE SET
+                failed_runs = CASE WHEN $2 THEN system_health.failed_runs + 1 ELSE 0 END
+             RETURNING failed_runs",
+        )
+        .bind(id)
+        .bind(failed)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        n.ok_or_else(|| StoreError::NotFound(format!("no system with id {id}")))
+    }
+
+    async fn claim_probe(&self, id: &str, now: &str, next_probe_at: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE system_health SET next_probe_at = $3, probes = probes + 1
+             WHERE system_id = $1 AND quarantined_since IS NOT NULL AND next_probe_at <= $2",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(next_probe_at)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected()
+            > 0)
+    }
+
+    async fn quarantined(&self) -> Result<Vec<(String, Quarantine)>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {QUARANTINE}, system_id FROM system_health WHERE quarantined_since IS NOT NULL
+             ORDER BY quarantined_since, system_id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(5)?, quarantine_at(r, 0)?)))
+            .collect::<Result<_, Error>>()?)
+    }
+
     async fn transformation_version(
         &self,
         id: &str,
@@ -321,5 +455,31 @@ fn decode(r: &PgRow) -> Result<System, Error> {
         created_at: r.try_get(8)?,
         updated_at: r.try_get(9)?,
         enabled: r.try_get(13)?,
+        health: Health {
+            quarantine: match r.try_get::<Option<String>, _>(14)? {
+                Some(_) => Some(quarantine_at(r, 14)?),
+                None => None,
+            },
+            failed_runs: r.try_get::<Option<i64>, _>(19)?.unwrap_or(0),
+            last_test: match (r.try_get::<Option<bool>, _>(20)?, r.try_get::<Option<String>, _>(22)?) {
+                (Some(ok), Some(at)) => Some(ConnectionTest {
+                    ok,
+                    message: r.try_get::<Option<String>, _>(21)?.unwrap_or_default(),
+                    at,
+                }),
+                _ => None,
+            },
+        },
+    })
+}
+
+/// A quarantine from the [`QUARANTINE`] columns starting at `at`.
+fn quarantine_at(r: &PgRow, at: usize) -> Result<Quarantine, Error> {
+    Ok(Quarantine {
+        since: r.try_get(at)?,
+        reason: r.try_get::<Option<String>, _>(at + 1)?.unwrap_or_default(),
+        message: r.try_get::<Option<String>, _>(at + 2)?.unwrap_or_default(),
+        next_probe_at: r.try_get::<Option<String>, _>(at + 3)?.unwrap_or_default(),
+        probes: r.try_get(at + 4)?,
     })
 }

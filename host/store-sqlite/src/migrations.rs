@@ -238,6 +238,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE transformations ADD COLUMN reset INTEGER NOT NULL DEFAULT 0;
     UPDATE transformations SET description = '' WHERE description IN ('initial', 'created', 'replaced');
     "#,
+    // A system's health for every replica: its quarantine (with the next probe, claimed by one replica by
+    // an UPDATE … WHERE next_probe_at <= now), its consecutive failed runs, and its last Test Connection
+    // (issues 18 and 19).
+    r#"
+    CREATE TABLE system_health (
+        system_id          TEXT PRIMARY KEY REFERENCES systems(id) ON DELETE CASCADE,
+        quarantined_since  TEXT,
+        quarantine_reason  TEXT,
+        quarantine_message TEXT,
+        next_probe_at      TEXT,
+        probes             INTEGER NOT NULL DEFAULT 0,
+        failed_runs        INTEGER NOT NULL DEFAULT 0,
+        test_ok            INTEGER,
+        test_message       TEXT,
+        test_at            TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX system_health_quarantined ON system_health (next_probe_at) WHERE quarantined_since IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this Provisio knows.

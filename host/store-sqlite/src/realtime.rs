@@ -112,6 +112,28 @@ impl EventStore for SqliteStore {
         self.blocking(move |s| s.redrive_event(seq)).await
     }
 
+    async fn redrive_many(&self, seqs: &[i64]) -> Result<u64, StoreError> {
+        let seqs = seqs.to_vec();
+        self.blocking(move |s| {
+            let mut conn = s.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut n = 0u64;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE realtime_events SET state = 'pending', attempts = 0, next_attempt_at = NULL, finished_at = NULL,
+                            claimed_by = NULL, claimed_until = NULL
+                     WHERE seq = ?1 AND state IN ('parked', 'failed')",
+                )?;
+                for seq in &seqs {
+                    n += stmt.execute(params![seq])? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
     async fn get(&self, seq: i64) -> Result<Option<EventRecord>, StoreError> {
         self.blocking(move |s| s.event(seq)).await
     }
@@ -390,7 +412,7 @@ impl SqliteStore {
     /// Drops ended events older than `before`.
     fn prune_events(&self, before: &str) -> Result<usize, Error> {
         Ok(self.conn().execute(
-            "DELETE FROM realtime_events WHERE finished_at IS NOT NULL AND finished_at < ?1",
+            "DELETE FROM realtime_events WHERE finished_at IS NOT NULL AND finished_at < ?1 AND state <> 'parked'",
             params![before],
         )?)
     }

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use provisio_core::secrets::{SecretBox, SystemSecrets};
 use provisio_core::store::StoreError;
-use provisio_core::store::systems::{Role, System, SystemSpec, SystemStore, TransformationVersion, VersionNote};
+use provisio_core::store::systems::{
+    ConnectionTest, Health, Quarantine, Role, System, SystemSpec, SystemStore, TransformationVersion, VersionNote,
+};
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -61,6 +63,148 @@ impl SystemStore for SqliteStore {
     async fn list(&self) -> Result<Vec<System>, StoreError> {
         self.blocking(|s| s.list_systems()).await
     }
+
+    async fn record_connection_test(&self, id: &str, test: &ConnectionTest) -> Result<(), StoreError> {
+        let (id, test) = (id.to_owned(), test.clone());
+        self.blocking(move |s| {
+            s.conn().execute(
+                "INSERT INTO system_health (system_id, test_ok, test_message, test_at)
+                 SELECT id, ?2, ?3, ?4 FROM systems WHERE id = ?1
+                 ON CONFLICT (system_id) DO UPDATE SET test_ok = excluded.test_ok, test_message = excluded.test_message,
+                    test_at = excluded.test_at",
+                params![id, test.ok, test.message, test.at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn quarantine(&self, id: &str, reason: &str, message: &str, next_probe_at: &str) -> Result<bool, StoreError> {
+        let (id, reason, message, next) = (
+            id.to_owned(),
+            reason.to_owned(),
+            message.to_owned(),
+            next_probe_at.to_owned(),
+        );
+        self.blocking(move |s| {
+            let mut conn = s.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let found = tx
+                .query_row("SELECT 1 FROM systems WHERE id = ?1", params![id], |_| Ok(()))
+                .optional()?;
+            if found.is_none() {
+                return Err(Error::NotFound(format!("no system with id {id}")));
+            }
+            let n = tx.execute(
+                "INSERT INTO system_health (system_id, quarantined_since, quarantine_reason, quarantine_message, next_probe_at, probes, failed_runs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)
+                 ON CONFLICT (system_id) DO UPDATE SET quarantined_since = excluded.quarantined_since,
+                    quarantine_reason = excluded.quarantine_reason, quarantine_message = excluded.quarantine_message,
+                    next_probe_at = excluded.next_probe_at, probes = 0, failed_runs = 0
+                 WHERE system_health.quarantined_since IS NULL",
+                params![id, now(), reason, message, next],
+            )?;
+            tx.commit()?;
+            drop(conn);
+            s.bump_systems();
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn release(&self, id: &str) -> Result<Option<Quarantine>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| {
+            let mut conn = s.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = tx
+                .query_row(
+                    &format!("SELECT {QUARANTINE} FROM system_health WHERE system_id = ?1 AND quarantined_since IS NOT NULL"),
+                    params![id],
+                    quarantine_row,
+                )
+                .optional()?;
+            if current.is_some() {
+                tx.execute(
+                    "UPDATE system_health SET quarantined_since = NULL, quarantine_reason = NULL, quarantine_message = NULL,
+                        next_probe_at = NULL, probes = 0, failed_runs = 0 WHERE system_id = ?1",
+                    params![id],
+                )?;
+            }
+            tx.commit()?;
+            drop(conn);
+            if current.is_some() {
+                s.bump_systems();
+            }
+            Ok(current)
+        })
+        .await
+    }
+
+    async fn count_run(&self, id: &str, failed: bool) -> Result<i64, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| {
+            let n = s
+                .conn()
+                .query_row(
+                    "INSERT INTO system_health (system_id, failed_runs) SELECT id, ?2 FROM systems WHERE id = ?1
+                     ON CONFLICT (system_id) DO UPDATE SET
+                        failed_runs = CASE WHEN ?2 = 1 THEN system_health.failed_runs + 1 ELSE 0 END
+                     RETURNING failed_runs",
+                    params![id, i64::from(failed)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            n.ok_or_else(|| Error::NotFound(format!("no system with id {id}")))
+        })
+        .await
+    }
+
+    async fn claim_probe(&self, id: &str, now: &str, next_probe_at: &str) -> Result<bool, StoreError> {
+        let (id, now, next) = (id.to_owned(), now.to_owned(), next_probe_at.to_owned());
+        self.blocking(move |s| {
+            Ok(s.conn().execute(
+                "UPDATE system_health SET next_probe_at = ?3, probes = probes + 1
+                 WHERE system_id = ?1 AND quarantined_since IS NOT NULL AND next_probe_at <= ?2",
+                params![id, now, next],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn quarantined(&self) -> Result<Vec<(String, Quarantine)>, StoreError> {
+        self.blocking(|s| {
+            let conn = s.conn();
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT system_id, {QUARANTINE} FROM system_health WHERE quarantined_since IS NOT NULL
+                 ORDER BY quarantined_since, system_id"
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                let id: String = r.get(0)?;
+                Ok((id, quarantine_at(r, 1)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+/// The columns of a quarantine, in the order [`quarantine_at`] reads them.
+const QUARANTINE: &str = "quarantined_since, quarantine_reason, quarantine_message, next_probe_at, probes";
+
+fn quarantine_row(r: &Row<'_>) -> rusqlite::Result<Quarantine> {
+    quarantine_at(r, 0)
+}
+
+/// A quarantine from the [`QUARANTINE`] columns starting at `at`.
+fn quarantine_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Quarantine> {
+    Ok(Quarantine {
+        since: r.get(at)?,
+        reason: r.get::<_, Option<String>>(at + 1)?.unwrap_or_default(),
+        message: r.get::<_, Option<String>>(at + 2)?.unwrap_or_default(),
+        next_probe_at: r.get::<_, Option<String>>(at + 3)?.unwrap_or_default(),
+        probes: r.get(at + 4)?,
+    })
 }
 
 impl SqliteStore {
@@ -295,6 +439,7 @@ impl SqliteStore {
             created_at: r.created_at,
             updated_at: r.updated_at,
             enabled: r.enabled,
+            health: r.health,
         })
     }
 }
@@ -317,9 +462,12 @@ fn check_sources(tx: &rusqlite::Transaction<'_>, sources: &[String]) -> Result<(
 const SELECT: &str =
     "SELECT s.id, s.name, s.connector, s.connector_version, s.role, s.properties, s.secrets, s.sources,
     s.created_at, s.updated_at, CASE WHEN t.reset = 1 THEN NULL ELSE t.document END,
-    CASE WHEN t.reset = 1 THEN NULL ELSE t.version END, s.secret_names, s.enabled
+    CASE WHEN t.reset = 1 THEN NULL ELSE t.version END, s.secret_names, s.enabled,
+    h.quarantined_since, h.quarantine_reason, h.quarantine_message, h.next_probe_at, h.probes,
+    h.failed_runs, h.test_ok, h.test_message, h.test_at
     FROM systems s LEFT JOIN transformations t
-      ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)";
+      ON t.system_id = s.id AND t.version = (SELECT MAX(version) FROM transformations WHERE system_id = s.id)
+    LEFT JOIN system_health h ON h.system_id = s.id";
 
 struct RawSystem {
     id: String,
@@ -336,6 +484,7 @@ struct RawSystem {
     transformation_version: Option<i64>,
     secret_names: Option<String>,
     enabled: bool,
+    health: Health,
 }
 
 fn raw_system(r: &Row<'_>) -> rusqlite::Result<RawSystem> {
@@ -354,6 +503,21 @@ fn raw_system(r: &Row<'_>) -> rusqlite::Result<RawSystem> {
         transformation_version: r.get(11)?,
         secret_names: r.get(12)?,
         enabled: r.get(13)?,
+        health: Health {
+            quarantine: match r.get::<_, Option<String>>(14)? {
+                Some(_) => Some(quarantine_at(r, 14)?),
+                None => None,
+            },
+            failed_runs: r.get::<_, Option<i64>>(19)?.unwrap_or(0),
+            last_test: match (r.get::<_, Option<bool>>(20)?, r.get::<_, Option<String>>(22)?) {
+                (Some(ok), Some(at)) => Some(ConnectionTest {
+                    ok,
+                    message: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
+                    at,
+                }),
+                _ => None,
+            },
+        },
     })
 }
 

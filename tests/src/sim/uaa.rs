@@ -201,6 +201,9 @@ struct Inner {
     tokens: Tokens,
     stats: Arc<Stats>,
     issuer: Mutex<String>,
+    /// The client's credentials are revoked: the token endpoint refuses them (see
+    /// [`State::set_credentials_revoked`]).
+    revoked: std::sync::atomic::AtomicBool,
 }
 
 /// The simulator's shared state; cheap to clone. Its methods inspect and change the data
@@ -467,6 +470,7 @@ impl State {
             tokens: Tokens::new(),
             stats: Arc::new(Stats::default()),
             issuer: Mutex::new("http://localhost:8080/uaa/oauth/token".into()),
+            revoked: std::sync::atomic::AtomicBool::new(false),
             options,
         }));
         st.seed();
@@ -608,6 +612,15 @@ impl State {
     /// Invalidates every issued token (clients must fetch a new one).
     pub fn revoke_tokens(&self) {
         self.0.tokens.revoke_all();
+    }
+
+    /// Revokes the client's credentials (every issued token ends and the token endpoint answers 401 Bad
+    /// credentials), or, with `false`, restores them.
+    pub fn set_credentials_revoked(&self, revoked: bool) {
+        self.0.revoked.store(revoked, std::sync::atomic::Ordering::SeqCst);
+        if revoked {
+            self.0.tokens.revoke_all();
+        }
     }
 
     // ----- request plumbing -------------------------------------------------------------------
@@ -1171,7 +1184,10 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
             "Full authentication is required to access this resource",
         ));
     };
-    if client.client_id != o.client_id || client.client_secret != o.client_secret {
+    if client.client_id != o.client_id
+        || client.client_secret != o.client_secret
+        || st.0.revoked.load(std::sync::atomic::Ordering::SeqCst)
+    {
         return Err(uaa_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad credentials"));
     }
     match form.get("grant_type") {

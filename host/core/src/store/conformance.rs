@@ -14,7 +14,7 @@ use super::links::{LinkChange, LinkScope};
 use super::plugins::PluginRecord;
 use super::principals::{Permission, PrincipalKind};
 use super::realtime::{Finished, NewEvent, PushedEntity};
-use super::systems::{Role, SystemSpec, VersionNote};
+use super::systems::{ConnectionTest, Role, SystemSpec, VersionNote};
 use super::{StoreError, Stores};
 use crate::connector::EntityKind;
 use crate::secrets::SystemSecrets;
@@ -41,6 +41,8 @@ where
     limits(fresh().await).await;
     logins(fresh().await).await;
     passwords(fresh().await).await;
+    health(fresh().await).await;
+    parked_events(fresh().await).await;
 }
 
 fn spec(name: &str, role: Role, sources: Vec<String>) -> SystemSpec {
@@ -1751,4 +1753,225 @@ pub async fn passwords(stores: Stores) {
         Err(StoreError::NotFound(_))
     ));
     stores.tokens.revoke_all("no-such-id").await.expect("nothing to end");
+}
+
+/// A system's health: the last Test Connection, quarantine with its probes claimed once, release answered
+/// once, consecutive failed runs, and all of it gone with the system.
+pub async fn health(stores: Stores) {
+    let (source, target) = pair(&stores).await;
+    let systems = &stores.systems;
+    let fresh = systems.get(&target).await.expect("get").expect("target");
+    assert_eq!(fresh.health, Default::default(), "a new system is healthy and untested");
+
+    let test = ConnectionTest {
+        ok: false,
+        message: "refused".into(),
+        at: "2026-01-01T00:00:00.000Z".into(),
+    };
+    systems.record_connection_test(&target, &test).await.expect("record");
+    assert_eq!(
+        systems.get(&target).await.expect("get").expect("t").health.last_test,
+        Some(test)
+    );
+    let ok = ConnectionTest {
+        ok: true,
+        message: "fine".into(),
+        at: "2026-01-01T00:01:00.000Z".into(),
+    };
+    systems.record_connection_test(&target, &ok).await.expect("record");
+    let listed = systems.list().await.expect("list");
+    let listed = listed.iter().find(|s| s.id == target).expect("listed");
+    assert_eq!(
+        listed.health.last_test,
+        Some(ok.clone()),
+        "the last test wins, in lists too"
+    );
+    systems
+        .record_connection_test("no-such-system", &ok)
+        .await
+        .expect("a test of a system deleted meanwhile is dropped");
+
+    assert_eq!(systems.count_run(&target, true).await.expect("count"), 1);
+    assert_eq!(systems.count_run(&target, true).await.expect("count"), 2);
+    assert_eq!(
+        systems.get(&target).await.expect("get").expect("t").health.failed_runs,
+        2
+    );
+    assert_eq!(
+        systems.count_run(&target, false).await.expect("count"),
+        0,
+        "a good run resets"
+    );
+    assert_eq!(systems.count_run(&source, true).await.expect("count"), 1, "per system");
+    assert!(matches!(
+        systems.count_run("no-such-system", true).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    assert!(systems.quarantined().await.expect("none").is_empty());
+    let generation = systems.generation();
+    let due = "2026-01-01T00:00:00.000Z";
+    assert!(
+        systems
+            .quarantine(&target, "credentials", "the token endpoint refused", due)
+            .await
+            .expect("quarantine")
+    );
+    assert_ne!(systems.generation(), generation, "a quarantine moves the generation");
+    assert!(
+        !systems
+            .quarantine(&target, "failure-rate", "again", due)
+            .await
+            .expect("twice"),
+        "a quarantined system is not quarantined again"
+    );
+    assert!(matches!(
+        systems.quarantine("no-such-system", "credentials", "x", due).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let q = systems
+        .get(&target)
+        .await
+        .expect("get")
+        .expect("t")
+        .health
+        .quarantine
+        .expect("quarantined");
+    assert_eq!(
+        (
+            q.reason.as_str(),
+            q.message.as_str(),
+            q.next_probe_at.as_str(),
+            q.probes
+        ),
+        ("credentials", "the token endpoint refused", due, 0),
+        "the first quarantine stays"
+    );
+    assert!(q.since.ends_with('Z'));
+    let listed = systems.quarantined().await.expect("quarantined");
+    assert_eq!(listed, vec![(target.clone(), q.clone())]);
+
+    // A probe not yet due is not claimed; a due one by one caller only.
+    let next = "2026-01-01T00:01:00.000Z";
+    assert!(
+        !systems
+            .claim_probe(&target, "2025-12-31T23:59:59.000Z", next)
+            .await
+            .expect("early")
+    );
+    let now = "2026-01-01T00:00:30.000Z";
+    let claims = futures::future::join_all((0..4).map(|_| systems.claim_probe(&target, now, next))).await;
+    assert_eq!(claims.iter().filter(|c| matches!(c, Ok(true))).count(), 1, "{claims:?}");
+    assert!(!systems.claim_probe(&source, now, next).await.expect("not quarantined"));
+    let q = systems
+        .get(&target)
+        .await
+        .expect("get")
+        .expect("t")
+        .health
+        .quarantine
+        .expect("still");
+    assert_eq!((q.next_probe_at.as_str(), q.probes), (next, 1));
+
+    // Released once; the failed runs start again.
+    let generation = systems.generation();
+    let releases = futures::future::join_all((0..3).map(|_| systems.release(&target))).await;
+    let released: Vec<_> = releases.into_iter().filter_map(|r| r.expect("release")).collect();
+    assert_eq!(released.len(), 1, "one release ends it");
+    assert_eq!(released[0].reason, "credentials");
+    assert_ne!(systems.generation(), generation, "a release moves the generation");
+    let health = systems.get(&target).await.expect("get").expect("t").health;
+    assert_eq!((health.quarantine, health.failed_runs), (None, 0));
+    assert_eq!(health.last_test, Some(ok), "the last test stays");
+    assert!(systems.release(&target).await.expect("again").is_none());
+    assert!(systems.release("no-such-system").await.expect("unknown").is_none());
+    assert!(systems.quarantined().await.expect("none").is_empty());
+
+    // Quarantined again later: a new quarantine, probes from 0.
+    assert!(
+        systems
+            .quarantine(&target, "failed-runs", "3 runs", next)
+            .await
+            .expect("again")
+    );
+    let q = systems
+        .get(&target)
+        .await
+        .expect("get")
+        .expect("t")
+        .health
+        .quarantine
+        .expect("q");
+    assert_eq!((q.reason.as_str(), q.probes), ("failed-runs", 0));
+    // Gone with the system.
+    systems.delete(&target).await.expect("delete");
+    assert!(systems.quarantined().await.expect("none").is_empty());
+}
+
+/// Parked events are put back in the queue together, and retention leaves them alone.
+pub async fn parked_events(stores: Stores) {
+    let (source, _) = pair(&stores).await;
+    let events = &stores.events;
+    let mut seqs = Vec::new();
+    for i in 0..4 {
+        let e = events
+            .append(NewEvent {
+                source_id: source.clone(),
+                kind: "user".into(),
+                entity_id: format!("u{i}"),
+                operation: "create".into(),
+                body: Some(json!({"userName": i})),
+                received_by: "pusher".into(),
+            })
+            .await
+            .expect("append");
+        seqs.push(e.seq);
+    }
+    for seq in &seqs[..3] {
+        events
+            .finish(
+                *seq,
+                None,
+                "parked",
+                &json!([{"state": "Parked", "quarantined": true}]),
+                None,
+            )
+            .await
+            .expect("park");
+    }
+    events
+        .finish(seqs[3], None, "done", &json!([]), None)
+        .await
+        .expect("done");
+    assert_eq!(
+        events.prune("9999-01-01T00:00:00.000Z").await.expect("prune"),
+        1,
+        "only the done event goes"
+    );
+    assert_eq!(events.redrive_many(&[]).await.expect("nothing"), 0);
+    assert_eq!(
+        events
+            .redrive_many(&[seqs[0], seqs[1], seqs[3]])
+            .await
+            .expect("redrive"),
+        2,
+        "the parked ones named (the pruned one is gone)"
+    );
+    let pending: Vec<i64> = events
+        .pending(10)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(pending, vec![seqs[0], seqs[1]]);
+    let back = events.get(seqs[0]).await.expect("get").expect("present");
+    assert_eq!(
+        (back.state.as_str(), back.attempts, back.finished_at),
+        ("pending", 0, None)
+    );
+    assert_eq!(
+        events.get(seqs[2]).await.expect("get").expect("present").state,
+        "parked"
+    );
 }

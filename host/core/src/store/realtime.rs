@@ -133,6 +133,9 @@ pub trait EventStore: Send + Sync {
     async fn finish_batch(&self, batch: Vec<Finished>) -> Result<Vec<i64>, StoreError>;
     /// Puts a parked or failed event back in the queue; whether it was one.
     async fn redrive(&self, seq: i64) -> Result<bool, StoreError>;
+    /// Puts these parked or failed events back in the queue in one transaction (so that they keep their
+    /// order among an entity's events); how many were.
+    async fn redrive_many(&self, seqs: &[i64]) -> Result<u64, StoreError>;
     /// One event, with its body.
     async fn get(&self, seq: i64) -> Result<Option<EventRecord>, StoreError>;
     /// The log, newest first, optionally of one source and one state, before `before_seq`.
@@ -143,7 +146,7 @@ pub trait EventStore: Send + Sync {
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<EventRecord>, StoreError>;
-    /// Drops ended events older than `before`; how many.
+    /// Drops ended events older than `before` — not parked ones, which wait for a re-drive; how many.
     async fn prune(&self, before: &str) -> Result<usize, StoreError>;
     /// The last full entity pushed for an id (the base of a PATCH).
     async fn pushed_entity(&self, source: &str, kind: &str, id: &str) -> Result<Option<Value>, StoreError>;

@@ -81,6 +81,47 @@ pub struct System {
     /// Whether the system takes part in provisioning (a disabled source runs no jobs and takes no pushes; a
     /// disabled target is skipped by runs and real-time events). New systems are enabled.
     pub enabled: bool,
+    /// Its quarantine and last Test Connection, as every replica sees them.
+    pub health: Health,
+}
+
+/// A system's health as the store keeps it for every replica: its quarantine, its consecutive failed runs,
+/// and the outcome of its last Test Connection.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Health {
+    /// Set while the system is quarantined.
+    pub quarantine: Option<Quarantine>,
+    /// Job runs in a row in which every write to it failed (reset by a run with a successful write).
+    pub failed_runs: i64,
+    /// The last Test Connection (by an admin or a quarantine probe).
+    pub last_test: Option<ConnectionTest>,
+}
+
+/// A target held out of provisioning because its writes fail for a reason retrying cannot fix.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quarantine {
+    /// When it began.
+    pub since: String,
+    /// Why, as a code: `credentials`, `not-found`, `failed-runs` or `failure-rate`.
+    pub reason: String,
+    /// Why, in words for the admin.
+    pub message: String,
+    /// When the next probe (Test Connection) is due.
+    pub next_probe_at: String,
+    /// Probes made since it began.
+    pub probes: i64,
+}
+
+/// The outcome of a Test Connection, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConnectionTest {
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The connector's message.
+    pub message: String,
+    /// When (the store's text form of instants).
+    pub at: String,
 }
 
 /// Who made a transformation version and why (the store adds the number and the date).
@@ -154,6 +195,24 @@ pub trait SystemStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<System>, StoreError>;
     /// Every system, by name.
     async fn list(&self) -> Result<Vec<System>, StoreError>;
+    /// Keeps the outcome of a system's Test Connection (the last one is what every replica shows).
+    async fn record_connection_test(&self, id: &str, test: &ConnectionTest) -> Result<(), StoreError>;
+    /// Quarantines a system (its failed runs start again from 0) with its first probe due at
+    /// `next_probe_at`, unless it is quarantined already: answers whether this call quarantined it.
+    /// [`StoreError::NotFound`] when there is no such system. Moves the generation.
+    async fn quarantine(&self, id: &str, reason: &str, message: &str, next_probe_at: &str) -> Result<bool, StoreError>;
+    /// Ends a system's quarantine; answers the quarantine this call ended, `None` when it was not
+    /// quarantined (so of two concurrent releases one gets it). Moves the generation.
+    async fn release(&self, id: &str) -> Result<Option<Quarantine>, StoreError>;
+    /// Counts a job run for a target: a failed run adds one to its consecutive failed runs, any other run
+    /// resets them; answers the count after this run.
+    async fn count_run(&self, id: &str, failed: bool) -> Result<i64, StoreError>;
+    /// Claims the probe of a quarantined system when it is due at `now`: moves its next probe to
+    /// `next_probe_at` and counts the probe, in one statement, so that of several replicas one probes.
+    /// Answers whether this caller claimed it.
+    async fn claim_probe(&self, id: &str, now: &str, next_probe_at: &str) -> Result<bool, StoreError>;
+    /// Every quarantined system's id with its quarantine, oldest first.
+    async fn quarantined(&self) -> Result<Vec<(String, Quarantine)>, StoreError>;
     /// The targets that receive from `source_id`.
     async fn targets_of(&self, source_id: &str) -> Result<Vec<System>, StoreError> {
         Ok(self

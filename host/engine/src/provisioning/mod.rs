@@ -179,6 +179,8 @@ struct Inner {
     draining: std::sync::atomic::AtomicBool,
     /// Runs executing here now (not those waiting for their source).
     executing: std::sync::atomic::AtomicUsize,
+    /// Quarantine of the targets runs write to.
+    quarantines: crate::quarantine::Quarantines,
     /// Tests: the next run panics before it starts, as a bug in the run would.
     #[cfg(test)]
     panic_next_run: std::sync::atomic::AtomicBool,
@@ -200,8 +202,10 @@ impl Provisioning {
     /// Wires the service. `retention_days` bounds how long ended runs are kept.
     pub fn new(store: Stores, plugins: Arc<Plugins>, retention_days: i64) -> Self {
         let systems = Systems::new(store.clone(), plugins.clone());
+        let quarantines = crate::quarantine::Quarantines::new(store.clone(), systems.clone());
         Provisioning {
             inner: Arc::new(Inner {
+                quarantines,
                 store,
                 systems,
                 plugins,
@@ -235,6 +239,11 @@ impl Provisioning {
         }
         self.prune().await?;
         Ok(ids)
+    }
+
+    /// Quarantine of targets (see [`crate::quarantine`]).
+    pub fn quarantines(&self) -> &crate::quarantine::Quarantines {
+        &self.inner.quarantines
     }
 
     /// This replica's name in the claims it holds.
@@ -617,8 +626,27 @@ impl Provisioning {
         if let Err(e) = self.prune().await {
             tracing::warn!(error = %e, "cannot prune old job runs");
         }
-        match self.prepare(source_id).await {
-            Ok((mut reader, targets)) => {
+        let prepared = self
+            .prepare(source_id)
+            .await
+            .map_err(|message| (vec![message], Vec::new()))
+            .and_then(|(reader, targets)| {
+                // Quarantined targets are skipped, each saying why; a run with none left fails saying so.
+                let (quarantined, targets): (Vec<_>, Vec<_>) =
+                    targets.into_iter().partition(|t| t.system.health.quarantine.is_some());
+                let skips: Vec<Value> = quarantined.iter().map(|t| quarantined_skip(&t.system)).collect();
+                if targets.is_empty() {
+                    let mut outcome: Vec<String> = skips.iter().map(run::skip_line).collect();
+                    outcome.push(format!(
+                        "Every enabled target of {} is quarantined; nothing was provisioned.",
+                        reader.system.spec.name
+                    ));
+                    return Err((outcome, skips));
+                }
+                Ok((reader, targets, skips))
+            });
+        match prepared {
+            Ok((mut reader, targets, quarantined)) => {
                 // Every retry of the run races its stop and pays from its budget of waiting.
                 let scope = RetryScope::for_run(stop.clone(), reader.settings.limits.max_retry_wait);
                 reader.retry_scope = scope.clone();
@@ -637,11 +665,17 @@ impl Provisioning {
                     targets,
                     stop,
                 );
-                run.skip_targets(self.skipped_targets(source_id).await);
+                let mut skipped = self.skipped_targets(source_id).await;
+                skipped.extend(quarantined);
+                run.skip_targets(skipped);
+                run.assess_targets(self.inner.quarantines.clone());
                 run.run().await
             }
-            Err(message) => {
-                let summary = json!({"statistics": [], "outcome": [message], "simulate": options.simulate});
+            Err((outcome, quarantined)) => {
+                let mut skipped = self.skipped_targets(source_id).await;
+                skipped.extend(quarantined);
+                let summary = json!({"statistics": [], "outcome": outcome, "simulate": options.simulate,
+                    "skippedTargets": skipped, "quarantinedTargets": []});
                 if let Err(e) = self
                     .inner
                     .store
@@ -699,7 +733,8 @@ impl Provisioning {
         Ok((reader, contexts))
     }
 
-    /// The targets of a source that runs and real-time events skip, with why (for the run's outcome).
+    /// The targets of a source that runs and real-time events skip for being disabled, with why (for the
+    /// run's outcome; quarantined ones are added by the run, see [`quarantined_skip`]).
     pub(crate) async fn skipped_targets(&self, source_id: &str) -> Vec<Value> {
         match self.inner.store.systems.targets_of(source_id).await {
             Ok(targets) => targets
@@ -1055,6 +1090,12 @@ impl Provisioning {
     async fn link_changes(&self, scope: &LinkScope, changes: Vec<LinkChange>) -> Result<(), JobError> {
         Ok(self.inner.store.links.apply(scope, changes, None).await?)
     }
+}
+
+/// A quarantined target as a run's `skippedTargets` lists it: `"reason": "quarantined"`, with the quarantine.
+pub fn quarantined_skip(target: &System) -> Value {
+    json!({"targetId": target.id, "targetName": target.spec.name, "reason": "quarantined",
+        "quarantine": target.health.quarantine})
 }
 
 /// Why a run that has ended cannot be stopped.

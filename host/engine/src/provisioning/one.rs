@@ -53,6 +53,18 @@ pub(super) async fn provision_one(
     let mut results = Vec::new();
     for ctx in &targets {
         let mut tsteps = Vec::new();
+        if let Some(q) = ctx.system.health.quarantine.as_ref().filter(|_| !simulate) {
+            tsteps.push(step(
+                "quarantine",
+                "skipped",
+                format!(
+                    "the target is quarantined since {} ({}: {}); release it first",
+                    q.since, q.reason, q.message
+                ),
+            ));
+            results.push(json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "steps": tsteps}));
+            continue;
+        }
         if !ctx.handles(kind) {
             tsteps.push(step(
                 "scope",

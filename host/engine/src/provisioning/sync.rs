@@ -121,6 +121,7 @@ pub fn settle(
             reason,
             drop_intent,
             retryable,
+            ..
         } => {
             let link = (drop_intent && !linked).then_some(LinkChange::Removed { source_entity });
             return settled(Outcome::Failed { reason, retryable }, link);
@@ -385,6 +386,7 @@ mod tests {
             reason: "409".into(),
             drop_intent,
             retryable: false,
+            cause: crate::provisioning::target::FailureCause::Entity,
         };
         let s = settle(&create(), None, Some(failed(true)), no_form);
         assert!(matches!(s.outcome, Outcome::Failed { retryable: false, .. }));

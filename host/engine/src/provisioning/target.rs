@@ -111,7 +111,47 @@ pub enum Written {
         drop_intent: bool,
         /// Whether a later attempt may succeed (transient failure, throttling).
         retryable: bool,
+        /// What it says about the target (the quarantine rules look at it).
+        cause: FailureCause,
     },
+}
+
+/// What a failed write says about its target, for the quarantine rules ([`crate::quarantine`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The target (or its token endpoint) refused the credentials (401, 403).
+    Credentials,
+    /// A create found no endpoint (404): the base URL is wrong or gone.
+    NotFound,
+    /// The target or its connector failed (5xx, unreachable, timeouts, throttling, traps): not the entity's
+    /// fault, but perhaps passing.
+    Target,
+    /// The entity was refused (its data, a conflict, a stale version): says nothing about the target.
+    Entity,
+}
+
+impl FailureCause {
+    /// The cause of a call error; `creating`: the call was a create, where a 404 can only mean the endpoint.
+    pub fn of(e: &CallError, creating: bool) -> FailureCause {
+        match e {
+            CallError::Connector(ConnectorError::Unauthorized { message }) => {
+                // The SDK reports an unreachable token endpoint as refused authentication too.
+                if message.contains("could not be reached") {
+                    FailureCause::Target
+                } else {
+                    FailureCause::Credentials
+                }
+            }
+            CallError::Connector(ConnectorError::NotFound { .. }) if creating => FailureCause::NotFound,
+            CallError::Connector(
+                ConnectorError::Transient { .. }
+                | ConnectorError::Throttled { .. }
+                | ConnectorError::InvalidConfig { .. },
+            ) => FailureCause::Target,
+            CallError::Connector(_) => FailureCause::Entity,
+            _ => FailureCause::Target,
+        }
+    }
 }
 
 impl Written {
@@ -131,7 +171,17 @@ impl Written {
             reason,
             drop_intent,
             retryable: !matches!(super::retry::classify(e), super::retry::Retry::Never),
+            cause: FailureCause::of(e, false),
         }
+    }
+
+    /// [`Written::from_error`] of a create (where a 404 means the endpoint is missing).
+    fn from_create_error(e: &CallError, reason: String, drop_intent: bool) -> Written {
+        let mut written = Written::from_error(e, reason, drop_intent);
+        if let Written::Failed { cause, .. } = &mut written {
+            *cause = FailureCause::of(e, true);
+        }
+        written
     }
 }
 
@@ -347,6 +397,7 @@ impl TargetContext {
             reason,
             drop_intent: true,
             retryable: false,
+            cause: FailureCause::Entity,
         };
         // An earlier create may have happened (crash, timeout): find it before creating a duplicate.
         if lookup_first {
@@ -402,6 +453,7 @@ impl TargetContext {
                         reason: "the target answered the create without an id".into(),
                         drop_intent: false,
                         retryable: false,
+                        cause: FailureCause::Target,
                     },
                 }
             }
@@ -430,7 +482,7 @@ impl TargetContext {
                     ),
                 }
             }
-            Err(e) => Written::from_error(&e, e.to_string(), true),
+            Err(e) => Written::from_create_error(&e, e.to_string(), true),
         }
     }
 

@@ -331,6 +331,8 @@ impl Realtime {
                 ("pending", Some(crate::store::timestamp(at)))
             }
             Attempt::Failed => ("failed", None),
+            // Re-driven when the target is released (see `crate::quarantine`).
+            Attempt::Parked => ("parked", None),
             Attempt::Done => ("done", None),
         };
         let linked_targets: Vec<String> = writes.links.iter().map(|(scope, _)| scope.target.clone()).collect();
@@ -496,9 +498,44 @@ impl Realtime {
                 }
             },
         };
+        // A replay of an event parked for a quarantine (re-driven: its attempts start again from 0): the
+        // targets it reached then keep that outcome (writing them again could put back an older state than a
+        // later event wrote), and its pushed entity was kept then.
+        let before: Vec<Value> = event
+            .results
+            .as_ref()
+            .filter(|_| event.attempts == 0)
+            .and_then(Value::as_array)
+            .filter(|items| items.iter().any(|r| r["quarantined"] == json!(true)))
+            .cloned()
+            .unwrap_or_default();
+        if !before.is_empty() {
+            writes.pushed = None;
+        }
+        let reached = |target: &str| {
+            before
+                .iter()
+                .find(|r| r["targetId"] == json!(target) && r["quarantined"] != json!(true))
+                .filter(|r| {
+                    matches!(
+                        r["state"].as_str(),
+                        Some("Created" | "Updated" | "Deleted" | "Already Provisioned" | "Skipped" | "Not Provisioned")
+                    )
+                })
+                .cloned()
+        };
         let futures = targets.iter().map(|t| {
             let intermediate = intermediate.as_ref();
-            async move { provision_target(store, &event.source_id, &event.entity_id, kind, intermediate, t).await }
+            let earlier = reached(&t.system.id);
+            async move {
+                if let Some(earlier) = earlier {
+                    return (earlier, Attempt::Done, None);
+                }
+                if let Some(q) = &t.system.health.quarantine {
+                    return (parked(t, q), Attempt::Parked, None);
+                }
+                provision_target(store, &event.source_id, &event.entity_id, kind, intermediate, t).await
+            }
         });
         let outcomes = futures::future::join_all(futures).await;
         let mut attempt = Attempt::Done;
@@ -650,6 +687,8 @@ struct Prepared {
 enum Attempt {
     Done,
     Failed,
+    /// A target is quarantined: the event waits, parked, for its release.
+    Parked,
     Retry,
 }
 
@@ -657,10 +696,19 @@ impl Attempt {
     fn worst(self, other: Attempt) -> Attempt {
         match (self, other) {
             (Attempt::Retry, _) | (_, Attempt::Retry) => Attempt::Retry,
+            (Attempt::Parked, _) | (_, Attempt::Parked) => Attempt::Parked,
             (Attempt::Failed, _) | (_, Attempt::Failed) => Attempt::Failed,
             _ => Attempt::Done,
         }
     }
+}
+
+/// The result of an event for a quarantined target: parked, marked `quarantined` so that its release
+/// re-drives it.
+fn parked(ctx: &TargetContext, q: &crate::store::systems::Quarantine) -> Value {
+    json!({"targetId": ctx.system.id, "targetName": ctx.system.spec.name, "state": "Parked", "quarantined": true,
+        "reason": format!("the target is quarantined since {} ({}: {}); the event resumes when it is released",
+            q.since, q.reason, q.message)})
 }
 
 /// `resolveEntityIds` for one event from links read ahead of the transformation, which is synchronous and

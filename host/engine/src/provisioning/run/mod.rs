@@ -96,6 +96,8 @@ pub struct JobRun {
     previous_attempts: Vec<Value>,
     last_flush: Instant,
     skipped_targets: Vec<Value>,
+    quarantines: Option<crate::quarantine::Quarantines>,
+    quarantined: Vec<Value>,
 }
 
 /// Rows in one log append; keeps transactions short.
@@ -133,20 +135,45 @@ impl JobRun {
             previous_attempts: Vec::new(),
             last_flush: Instant::now(),
             skipped_targets: Vec::new(),
+            quarantines: None,
+            quarantined: Vec::new(),
         }
+    }
+
+    /// At its end the run applies the quarantine rules to each target it wrote to (not when simulating).
+    pub fn assess_targets(&mut self, quarantines: crate::quarantine::Quarantines) {
+        self.quarantines = Some(quarantines);
     }
 
     /// Targets of the source this run leaves out (`{"targetId", "targetName", "reason"}`): shown in the
     /// summary (`skippedTargets`) and, in words, in the outcome.
     pub fn skip_targets(&mut self, skipped: Vec<Value>) {
-        for t in &skipped {
-            let name = t["targetName"].as_str().unwrap_or_default();
-            self.outcome.push(match t["reason"].as_str().unwrap_or_default() {
-                "disabled" => format!("Target {name} is disabled; this run skipped it."),
-                other => format!("Target {name} was skipped: {other}."),
-            });
-        }
+        self.outcome.extend(skipped.iter().map(skip_line));
         self.skipped_targets = skipped;
+    }
+
+    /// Quarantines the targets whose writes in this run call for it (see [`crate::quarantine`]), saying so
+    /// in the outcome and in `quarantinedTargets`.
+    async fn assess(&mut self) {
+        let Some(quarantines) = self.quarantines.clone() else {
+            return;
+        };
+        if self.options.simulate {
+            return;
+        }
+        for t in &self.targets {
+            let Some((reason, message)) = quarantines.assess(&t.ctx.system, &t.tally).await else {
+                continue;
+            };
+            let name = &t.ctx.system.spec.name;
+            self.outcome.push(format!(
+                "Target {name} was quarantined ({}): {message}. Runs skip it and its real-time events are parked until a probe finds it healthy or an admin releases it.",
+                reason.as_str()
+            ));
+            self.quarantined
+                .push(json!({"targetId": t.ctx.system.id, "targetName": name,
+                "reason": reason.as_str(), "message": message}));
+        }
     }
 
     fn stopped(&self) -> bool {
@@ -205,6 +232,7 @@ impl JobRun {
             "previousAttempts": self.previous_attempts,
             "plugins": self.plugins(),
             "skippedTargets": self.skipped_targets,
+            "quarantinedTargets": self.quarantined,
         })
     }
 
@@ -262,6 +290,7 @@ impl JobRun {
                 JobStatus::FinishedWithError
             }
         };
+        self.assess().await;
         self.progress = json!({"phase": "done"});
         if let Err(e) = self
             .store
@@ -740,6 +769,23 @@ impl JobRun {
             results.push(finish_target((&self.store, &self.claim), self.options.simulate, t, planned).await?);
         }
         self.merge(page.kind, page.source, results, page.log).await
+    }
+}
+
+/// A skipped target (`{"targetId", "targetName", "reason", "quarantine"?}`) in the words of a run's outcome.
+pub fn skip_line(t: &Value) -> String {
+    let name = t["targetName"].as_str().unwrap_or_default();
+    match t["reason"].as_str().unwrap_or_default() {
+        "disabled" => format!("Target {name} is disabled; this run skipped it."),
+        "quarantined" => format!(
+            "Target {name} is quarantined since {} ({}: {}); this run skipped it. A probe re-tests it (next at {}); an admin can release it (POST /api/v1/systems/{}/release).",
+            t["quarantine"]["since"].as_str().unwrap_or("?"),
+            t["quarantine"]["reason"].as_str().unwrap_or("?"),
+            t["quarantine"]["message"].as_str().unwrap_or(""),
+            t["quarantine"]["nextProbeAt"].as_str().unwrap_or("?"),
+            t["targetId"].as_str().unwrap_or_default(),
+        ),
+        other => format!("Target {name} was skipped: {other}."),
     }
 }
 

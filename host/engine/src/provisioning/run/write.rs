@@ -11,6 +11,8 @@ pub struct TargetRun {
     permits: Arc<tokio::sync::Semaphore>,
     users: HashMap<String, Link>,
     groups: HashMap<String, Link>,
+    /// How its writes went in this run (the quarantine rules look at it).
+    pub tally: crate::quarantine::WriteTally,
 }
 
 impl TargetRun {
@@ -21,6 +23,7 @@ impl TargetRun {
             ctx: Arc::new(ctx),
             users: HashMap::new(),
             groups: HashMap::new(),
+            tally: Default::default(),
         }
     }
 
@@ -178,6 +181,8 @@ pub(super) async fn finish_target(
                 tracing::error!(source_entity = %source_entity, reason = %reason, "a write task ended abnormally");
                 result.counts.failed += 1;
                 result.failed = true;
+                t.tally
+                    .note_failure(crate::provisioning::target::FailureCause::Target, &reason);
                 crate::metrics::job_entities("write", "failed", 1);
                 result.log.push(EntityLogEntry {
                     target_id: Some(t.ctx.system.id.clone()),
@@ -243,6 +248,9 @@ pub(super) async fn finish_target(
                 link.target_entity = Some(target_id);
             }
             Plan::Create { .. } | Plan::Update { .. } => {
+                if let Some(w) = &written {
+                    t.tally.note(w);
+                }
                 let settled = {
                     let resolver = LinkResolver {
                         users: &t.users,
