@@ -49,8 +49,14 @@ struct ScopeLabels {
     scope: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
 struct Metrics {
     registry: Registry,
+    pruned_rows: Family<KindLabels, Counter>,
     login_failures: Family<OutcomeLabels, Counter>,
     login_locks: Family<ScopeLabels, Counter>,
     job_entities: Family<JobEntityLabels, Counter>,
@@ -115,8 +121,15 @@ fn metrics() -> &'static Metrics {
             "Login locks started after repeated failures, by scope (principal, address)",
             login_locks.clone(),
         );
+        let pruned_rows = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "pruned_rows",
+            "Rows deleted past their retention, by kind (job_logs, events, audit)",
+            pruned_rows.clone(),
+        );
         Metrics {
             registry,
+            pruned_rows,
             login_failures,
             login_locks,
             job_entities,
@@ -206,6 +219,14 @@ pub fn login_lock(scope: &str) {
             scope: scope.to_string(),
         })
         .inc();
+}
+
+/// Counts rows pruned past their retention (`job_logs`, `events` or `audit`).
+pub fn pruned_rows(kind: &str, n: u64) {
+    metrics()
+        .pruned_rows
+        .get_or_create(&KindLabels { kind: kind.to_string() })
+        .inc_by(n);
 }
 
 /// The Prometheus text exposition of every metric.
