@@ -41,7 +41,8 @@ async fn raw(state: &super::AppState, uri: &str) -> (StatusCode, String) {
 async fn every_kind_of_change_is_audited_once_with_before_and_after_and_never_a_secret() {
     let state = state_with_scim().await;
     let system = json!({"name": "Target", "type": "scim", "role": "target",
-        "properties": {"URL": "http://scim.example/scim", "Password": FIRST_SECRET}});
+        "properties": {"URL": "http://scim.example/scim", "Password": FIRST_SECRET},
+        "transformation": {"user": {"mappings": [{"sourcePath": "$.id", "targetPath": "$.userName"}]}}});
     let (status, created) = call(&state, Method::POST, "/api/v1/systems", OPERATOR, Some(system)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().expect("id").to_string();
@@ -391,7 +392,7 @@ async fn schedules_resets_and_job_starts_are_audited() {
     assert_eq!(
         (
             started["objectType"].as_str(),
-            started["objectId"],
+            started["objectId"].clone(),
             started["objectName"].as_str()
         ),
         (Some("job"), job["id"].clone(), Some(id.as_str()))
