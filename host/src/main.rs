@@ -44,7 +44,9 @@ fn main() -> anyhow::Result<()> {
                 let state = provisio::server::boot(
                     &args.data_dir,
                     provisio::server::Settings {
-                        job_retention_days: Some(args.job_retention_days),
+                        job_retention_days: args.retention_job_logs_days.or(args.job_retention_days),
+                        events_retention_days: Some(args.retention_events_days),
+                        audit_retention_days: Some(args.retention_audit_days),
                         proxy_rate_limit: Some(args.proxy_rate_limit).filter(|r| *r > 0.0),
                         proxy_max_in_flight: Some(args.proxy_max_in_flight),
                         database_url: args.database_url.clone(),
@@ -75,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         Command::Job(command) => runtime.block_on(cli::job(command)),
         Command::User(command) => runtime.block_on(cli::user(command)),
         Command::Realtime(command) => runtime.block_on(cli::realtime(command)),
+        Command::Audit(command) => runtime.block_on(cli::audit(command)),
     };
     if let Err(e) = result {
         eprintln!("{}", e.message);

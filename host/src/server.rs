@@ -47,6 +47,10 @@ pub struct Settings {
     pub outbound_limits: OutboundLimits,
     /// Days ended job runs and their logs are kept; [`crate::provisioning::DEFAULT_RETENTION_DAYS`] when `None`.
     pub job_retention_days: Option<i64>,
+    /// Days ended real-time events are kept; [`crate::retention::DEFAULT_EVENTS_DAYS`] when `None`.
+    pub events_retention_days: Option<i64>,
+    /// Days audit entries are kept; [`crate::retention::DEFAULT_AUDIT_DAYS`] when `None`.
+    pub audit_retention_days: Option<i64>,
     /// Where precompiled components are cached; `cache/` in the data directory when `None`. Several
     /// services on one machine (tests) can share one.
     pub artifact_cache: Option<std::path::PathBuf>,
@@ -126,6 +130,12 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         .job_retention_days
         .unwrap_or(crate::provisioning::DEFAULT_RETENTION_DAYS);
     let mut state = AppState::new(store, plugins, retention);
+    if let Some(days) = settings.events_retention_days {
+        state.retention.events_days = days;
+    }
+    if let Some(days) = settings.audit_retention_days {
+        state.retention.audit_days = days;
+    }
     state.proxy = Arc::new(crate::proxy::ProxyState::new(
         settings.proxy_rate_limit,
         settings
@@ -270,6 +280,8 @@ async fn serve_until(
     tokio::spawn(crate::provisioning::schedule::run_scheduler(state.provisioning.clone()));
     tokio::spawn(state.realtime.clone().run_dispatcher());
     tokio::spawn(state.quarantine.clone().run_probes());
+    // Job logs, ended real-time events and the audit log past their retention, in small batches.
+    tokio::spawn(state.pruner().run());
     tokio::spawn(
         state
             .plugins

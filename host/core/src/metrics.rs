@@ -55,10 +55,16 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
 struct Metrics {
     registry: Registry,
     quarantines: Family<ReasonLabels, Counter>,
     quarantined_targets: Gauge,
+    pruned_rows: Family<KindLabels, Counter>,
     login_failures: Family<OutcomeLabels, Counter>,
     login_locks: Family<ScopeLabels, Counter>,
     job_entities: Family<JobEntityLabels, Counter>,
@@ -135,10 +141,17 @@ fn metrics() -> &'static Metrics {
             "Targets quarantined now (every replica's, as the store has them)",
             quarantined_targets.clone(),
         );
+        let pruned_rows = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "pruned_rows",
+            "Rows deleted past their retention, by kind (job_logs, events, audit)",
+            pruned_rows.clone(),
+        );
         Metrics {
             registry,
             quarantines,
             quarantined_targets,
+            pruned_rows,
             login_failures,
             login_locks,
             job_entities,
@@ -243,6 +256,14 @@ pub fn quarantined(reason: &str) {
 /// Sets how many targets are quarantined now.
 pub fn set_quarantined_targets(n: i64) {
     metrics().quarantined_targets.set(n);
+}
+
+/// Counts rows pruned past their retention (`job_logs`, `events` or `audit`).
+pub fn pruned_rows(kind: &str, n: u64) {
+    metrics()
+        .pruned_rows
+        .get_or_create(&KindLabels { kind: kind.to_string() })
+        .inc_by(n);
 }
 
 /// The Prometheus text exposition of every metric.

@@ -15,11 +15,13 @@
 
 pub use provisio_core::{connector, metrics, outbound, runtime, secrets, store};
 
+pub mod audit;
 pub mod plugins;
 pub mod provisioning;
 pub mod proxy;
 pub mod quarantine;
 pub mod realtime;
+pub mod retention;
 pub mod systems;
 pub mod transform_test;
 
@@ -43,11 +45,15 @@ pub struct Engine {
     pub quarantine: quarantine::Quarantines,
     /// The proxy's cached system views and per-client limits.
     pub proxy: Arc<proxy::ProxyState>,
+    /// The audit log.
+    pub audit: audit::Audit,
+    /// How long job logs, real-time events and the audit log are kept.
+    pub retention: retention::RetentionPolicy,
 }
 
 impl Engine {
-    /// Wires the services over the stores and a plugin registry; job runs and real-time events are kept
-    /// `retention_days`.
+    /// Wires the services over the stores and a plugin registry; the logs of job runs are kept
+    /// `retention_days` (the rest of [`Engine::retention`] has its defaults).
     pub fn new(stores: store::Stores, plugins: Arc<plugins::Plugins>, retention_days: i64) -> Self {
         let systems = systems::Systems::new(stores.clone(), plugins.clone());
         let provisioning = provisioning::Provisioning::new(stores.clone(), plugins.clone(), retention_days);
@@ -55,6 +61,11 @@ impl Engine {
         let quarantine = provisioning.quarantines().clone();
         Engine {
             quarantine,
+            audit: audit::Audit::new(stores.clone()),
+            retention: retention::RetentionPolicy {
+                job_logs_days: retention_days,
+                ..Default::default()
+            },
             stores,
             plugins,
             systems,
@@ -62,6 +73,11 @@ impl Engine {
             realtime,
             proxy: Arc::default(),
         }
+    }
+
+    /// The background pruner of what is past [`Engine::retention`].
+    pub fn pruner(&self) -> retention::Pruner {
+        retention::Pruner::new(self.stores.clone(), self.retention.clone())
     }
 
     /// Shuts the work down for an exit (SIGTERM): nothing new is claimed, taken over or scheduled; job

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::audit::{Actor, Channel, Object};
 use crate::store::principals::{Permission, Principal, PrincipalKind};
 use crate::tls::{ClientCertificate, MAX_CN_CHARS};
 
@@ -96,6 +97,7 @@ async fn verify(
     user: String,
     password: String,
     address: Option<IpAddr>,
+    channel: Channel,
 ) -> Result<Principal, AuthFailure> {
     use super::login_guard::Refusal;
     match state.logins.admit(&state.stores, &user, address).await {
@@ -121,14 +123,35 @@ async fn verify(
             Ok(p)
         }
         // The delay is waited without holding a verification slot.
-        Ok(None) => match state.logins.failed(&state.stores, &user, address).await {
-            Some(lock) => Err(AuthFailure::Locked(lock)),
-            None => Err(AuthFailure::Invalid("invalid user name or password".into())),
-        },
+        Ok(None) => {
+            let locked = state.logins.failed(&state.stores, &user, address).await;
+            audit_failed_login(state, &user, address, channel, locked).await;
+            match locked {
+                Some(lock) => Err(AuthFailure::Locked(lock)),
+                None => Err(AuthFailure::Invalid("invalid user name or password".into())),
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot verify credentials");
             Err(AuthFailure::Unavailable)
         }
+    }
+}
+
+/// Records a failed login in the audit log, and the lock it started, if any.
+async fn audit_failed_login(
+    state: &AppState,
+    user: &str,
+    address: Option<IpAddr>,
+    channel: Channel,
+    locked: Option<Duration>,
+) {
+    let actor = Actor::unauthenticated(user, address, channel);
+    let object = || Object::new("principal", "", actor.name.clone());
+    state.audit.record(&actor, "login.failed", object(), vec![]).await;
+    if let Some(lock) = locked {
+        let change = crate::audit::set("lockedSeconds", serde_json::json!(lock.as_secs()));
+        state.audit.record(&actor, "login.locked", object(), vec![change]).await;
     }
 }
 
@@ -174,6 +197,17 @@ pub async fn authenticate_at(
     cert: Option<&ClientCertificate>,
     address: Option<IpAddr>,
 ) -> Result<Principal, AuthFailure> {
+    authenticate_on(state, headers, cert, address, Channel::Api).await
+}
+
+/// [`authenticate_at`] for a request of `channel` (a failed login is audited with it).
+pub async fn authenticate_on(
+    state: &AppState,
+    headers: &HeaderMap,
+    cert: Option<&ClientCertificate>,
+    address: Option<IpAddr>,
+    channel: Channel,
+) -> Result<Principal, AuthFailure> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return match cert {
             Some(cert) => by_certificate(state, cert).await,
@@ -195,7 +229,7 @@ pub async fn authenticate_at(
     }
     let (user, password) = decode_basic(value)
         .ok_or_else(|| AuthFailure::Invalid("unsupported or malformed Authorization header".into()))?;
-    verify(state, user, password, address).await
+    verify(state, user, password, address, channel).await
 }
 
 /// The client's address of a request: the TCP peer (`ConnectInfo`, set by the server), `None` where the
@@ -204,10 +238,43 @@ pub fn client_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
-/// The authenticated caller of an admin API request.
-pub struct Caller(pub Principal);
+/// The authenticated caller of an admin request (API or console), and where it came from (for the audit
+/// log).
+pub struct Caller(pub Principal, pub Origin);
+
+/// Where a request came from: the client's address and the channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address, when known.
+    pub address: Option<IpAddr>,
+    /// The admin API or the console.
+    pub channel: Channel,
+}
+
+impl Origin {
+    /// A request of the admin API from `address`.
+    pub fn api(address: Option<IpAddr>) -> Origin {
+        Origin {
+            address,
+            channel: Channel::Api,
+        }
+    }
+
+    /// A request of the console from `address`.
+    pub fn console(address: Option<IpAddr>) -> Origin {
+        Origin {
+            address,
+            channel: Channel::Console,
+        }
+    }
+}
 
 impl Caller {
+    /// Who acts, as the audit log records it.
+    pub fn actor(&self) -> Actor {
+        Actor::of(&self.0, self.1.address, self.1.channel)
+    }
+
     /// Fails with 403 unless the caller has `permission`.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.0.may(permission) {
@@ -230,9 +297,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let cert = parts.extensions.get::<ClientCertificate>();
-        authenticate_at(state, &parts.headers, cert, client_address(&parts.extensions))
+        let address = client_address(&parts.extensions);
+        authenticate_at(state, &parts.headers, cert, address)
             .await
-            .map(Caller)
+            .map(|p| Caller(p, Origin::api(address)))
             .map_err(|f| match f {
                 AuthFailure::Unavailable => ApiError::new(f.status(), f.message()),
                 AuthFailure::Locked(_) => {
@@ -307,7 +375,7 @@ pub async fn token(
             "client authentication is required",
         );
     };
-    match verify(&state, id, secret, peer.1).await {
+    match verify(&state, id, secret, peer.1, Channel::Api).await {
         Ok(principal) => match state.stores.tokens.issue(&principal, TOKEN_LIFETIME).await {
             Ok(token) => {
                 Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME.as_secs() }))

@@ -232,7 +232,8 @@ pub async fn rollback(
     let description = description
         .filter(|d| !d.trim().is_empty())
         .unwrap_or_else(|| format!("Rollback to version {n}"));
-    let saved = ops::replace_system(state, caller, id, same_with(&system, old.document, Some(description))).await?;
+    let input = same_with(&system, old.document, Some(description));
+    let saved = ops::replace_system_as(state, caller, id, input, Some("transformation.rollback")).await?;
     tracing::info!(system = %id, version = n, by = %caller.0.name, "transformation rolled back");
     Ok(saved)
 }

@@ -13,7 +13,6 @@ use super::auth::Caller;
 use super::error::{ApiError, JsonBody};
 use super::ops;
 use crate::store::jobs::{HeldKey, JobRecord, ScheduleRecord};
-use crate::store::principals::Permission;
 
 /// A run as the API shows it: the record with its summary (statistics, outcome, progress) spread out.
 pub fn job_view(job: &JobRecord) -> Value {
@@ -220,8 +219,6 @@ pub async fn reset_source(
     caller: Caller,
     Path(source): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::ManageSystems)?;
-    let n = state.provisioning.reset(&source).await?;
-    tracing::info!(source = %source, by = %caller.0.name, links = n, "source reset");
+    let n = ops::reset_source(&state, &caller, &source).await?;
     Ok(Json(json!({"linksRemoved": n})))
 }

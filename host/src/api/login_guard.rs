@@ -6,8 +6,10 @@
 //! a correct password too — gets the same 429 with `Retry-After`, before any password is checked, so a lock
 //! reveals nothing about the password.
 //!
-//! Audit: when the audit log exists, failed logins and locks are recorded where [`LoginGuard::failed`]
-//! counts them (the principal's name, the client address, the outcome).
+//! Audit: every failed login (`login.failed`) and every lock it starts (`login.locked`) is recorded in the
+//! audit log by the password check that called [`LoginGuard::failed`] (`api::auth`), with the name tried, the
+//! client's address and the channel. Attempts refused during a lock are counted in the metrics only (they
+//! check no password, and an attacker could otherwise fill the log at no cost).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -176,7 +178,6 @@ impl LoginGuard {
                 self.unlocked.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
             }
         }
-        // Audit hook: a failed login (name, address, count, lock) is an audit event once the audit log exists.
         if locked.is_none() {
             let worst = counts.iter().copied().max().unwrap_or(1);
             tokio::time::sleep(self.policy.delay(worst)).await;

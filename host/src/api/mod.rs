@@ -2,6 +2,9 @@
 //! the web console under `/console` ([`crate::console`]).
 //! Handlers are thin: they authenticate, check a permission, and call the domain modules.
 
+pub mod audit;
+#[cfg(test)]
+mod audit_tests;
 pub mod auth;
 pub mod error;
 mod handlers;
@@ -88,7 +91,9 @@ pub fn router(state: AppState) -> Router {
             "/systems/{id}/transformation/versions/{n}/rollback",
             post(history::post_rollback),
         )
-        .route("/systems/{id}/transformation/diff", get(history::get_diff));
+        .route("/systems/{id}/transformation/diff", get(history::get_diff))
+        .route("/audit", get(audit::list))
+        .route("/audit/export", get(audit::export));
     // The real-time API at SAP's paths, with and without `/service`.
     let realtime_api = Router::new()
         .route(

@@ -3,6 +3,7 @@
 //! rule of the operation once, here, and calls the engine. A handler only decodes its request and encodes
 //! the answer.
 
+use crate::audit::{self, FieldChange, Object, SECRET_CHANGED};
 use crate::connector::EntityKind;
 use crate::plugins::PluginError;
 use crate::provisioning::schedule::Schedule;
@@ -13,10 +14,26 @@ use crate::store::realtime::EventRecord;
 use crate::store::systems::System;
 use crate::systems::{ConnectionCheck, SystemInput};
 use axum::http::StatusCode;
+use serde_json::json;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+
+/// Records a change by the caller in the audit log (one entry per change, whichever face it came through).
+async fn record(state: &AppState, caller: &Caller, action: &str, object: Object, changes: Vec<FieldChange>) {
+    state.audit.record(&caller.actor(), action, object, changes).await;
+}
+
+/// [`record`], under a name that no local variable hides.
+async fn record_change(state: &AppState, caller: &Caller, action: &str, object: Object, changes: Vec<FieldChange>) {
+    record(state, caller, action, object, changes).await;
+}
+
+/// A principal as an audited object.
+fn principal_object(p: &Principal) -> Object {
+    Object::new("principal", p.id.clone(), p.name.clone())
+}
 
 /// Fails with 403 unless the caller may read job and real-time logs (`read-logs`, or `run-jobs`: who starts
 /// runs sees them).
@@ -62,11 +79,19 @@ pub async fn create_technical_user(
             "you cannot grant {p:?}, which you do not have"
         )));
     }
-    Ok(state
+    let created = state
         .stores
         .principals
         .create(name.trim(), password, PrincipalKind::Technical, permissions)
-        .await?)
+        .await?;
+    let changes = vec![
+        audit::set("name", json!(created.name)),
+        audit::set("kind", json!(created.kind)),
+        audit::set("permissions", json!(created.permissions)),
+        audit::set("password", json!(SECRET_CHANGED)),
+    ];
+    record(state, caller, "principal.create", principal_object(&created), changes).await;
+    Ok(created)
 }
 
 /// Deletes a user by id: `manage-systems`; never oneself; admins only by an admin, and never the last one.
@@ -92,6 +117,11 @@ pub async fn delete_technical_user(state: &AppState, caller: &Caller, id: &str) 
     }
     state.stores.principals.delete(id).await?;
     state.stores.tokens.forget(id);
+    let changes = vec![
+        audit::changed("kind", json!(target.kind), serde_json::Value::Null),
+        audit::changed("permissions", json!(target.permissions), serde_json::Value::Null),
+    ];
+    record(state, caller, "principal.delete", principal_object(target), changes).await;
     Ok(())
 }
 
@@ -131,6 +161,15 @@ pub async fn set_technical_user_password(
     }
     state.stores.principals.set_password(id, password).await?;
     state.stores.tokens.forget(id);
+    let change = audit::changed("password", json!(SECRET_CHANGED), json!(SECRET_CHANGED));
+    record(
+        state,
+        caller,
+        "principal.password",
+        principal_object(&target),
+        vec![change],
+    )
+    .await;
     tracing::info!(user = %target.name, by = %caller.0.name, "password changed; the user's tokens and sessions end");
     Ok(target)
 }
@@ -192,6 +231,19 @@ pub async fn start_job(
         )
         .await?;
     tracing::info!(job = %job.id, source = %source, by = %caller.0.name, "job started");
+    let changes = vec![
+        audit::set("source", json!(source)),
+        audit::set("type", json!(job.job_type)),
+        audit::set("simulate", json!(simulate)),
+    ];
+    record(
+        state,
+        caller,
+        "job.start",
+        Object::new("job", job.id.clone(), source),
+        changes,
+    )
+    .await;
     Ok(job)
 }
 
@@ -200,6 +252,15 @@ pub async fn stop_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job
     caller.require(Permission::RunJobs)?;
     let job = state.provisioning.stop(id).await?;
     tracing::info!(job = %id, by = %caller.0.name, "job stop requested");
+    let object = Object::new("job", id, job.source_id.clone());
+    record(
+        state,
+        caller,
+        "job.stop",
+        object,
+        vec![audit::set("status", json!(job.status))],
+    )
+    .await;
     Ok(job)
 }
 
@@ -258,6 +319,17 @@ pub async fn decide_deletes(
         .decide_held_deletes(id, approve, &caller.0.name, only)
         .await?;
     tracing::info!(job = %id, by = %caller.0.name, approve, "held deletes decided");
+    let mut changes = vec![audit::set("decision", json!(decision))];
+    if let Some(only) = only {
+        changes.push(audit::set("selected", json!(only)));
+    }
+    changes.push(audit::set("outcome", outcome.clone()));
+    let action = if approve {
+        "held-deletes.approve"
+    } else {
+        "held-deletes.reject"
+    };
+    record(state, caller, action, Object::new("job", id, ""), changes).await;
     Ok(outcome)
 }
 
@@ -275,10 +347,22 @@ pub async fn provision_one(
     if id.trim().is_empty() {
         return Err(ApiError::bad_request("id must name the source entity"));
     }
-    Ok(state
+    let outcome = state
         .provisioning
         .provision_one(source, kind, id.trim(), simulate)
-        .await?)
+        .await?;
+    if !simulate {
+        let object = Object::new("entity", format!("{source}/{entity_type}/{}", id.trim()), id.trim());
+        record(
+            state,
+            caller,
+            "job.provision-one",
+            object,
+            vec![audit::set("source", json!(source))],
+        )
+        .await;
+    }
+    Ok(outcome)
 }
 
 /// Re-drives a parked or failed real-time event (`run-jobs`); 409 when it is neither.
@@ -286,6 +370,14 @@ pub async fn retry_event(state: &AppState, caller: &Caller, seq: i64) -> Result<
     caller.require(Permission::RunJobs)?;
     if state.realtime.redrive(seq).await? {
         tracing::info!(event = seq, by = %caller.0.name, "real-time event re-driven");
+        record(
+            state,
+            caller,
+            "realtime.retry",
+            Object::new("realtime-event", seq.to_string(), ""),
+            vec![],
+        )
+        .await;
         Ok(())
     } else {
         Err(ApiError::new(
@@ -323,6 +415,19 @@ pub async fn upload_plugin(
         .await
         .map_err(plugin_error)?;
     tracing::info!(plugin = %added.plugin.descriptor.name, version = %added.plugin.descriptor.version, by = %caller.0.name, "plugin uploaded");
+    if !added.unchanged {
+        let d = &added.plugin.descriptor;
+        let object = Object::new("plugin", format!("{}@{}", d.name, d.version), d.name.clone());
+        let mut changes = vec![
+            audit::set("version", json!(d.version)),
+            audit::set("digest", json!(added.plugin.digest)),
+            audit::set("active", json!(added.active)),
+        ];
+        if let Some(replaced) = &added.replaced {
+            changes.push(audit::changed("activeVersion", json!(replaced), json!(d.version)));
+        }
+        record(state, caller, "plugin.upload", object, changes).await;
+    }
     Ok(added)
 }
 
@@ -335,6 +440,8 @@ pub async fn remove_plugin(state: &AppState, caller: &Caller, name: &str, versio
         .await
         .map_err(plugin_error)?;
     tracing::info!(plugin = %name, version = %version, by = %caller.0.name, "plugin version removed");
+    let object = Object::new("plugin", format!("{name}@{version}"), name);
+    record(state, caller, "plugin.remove", object, vec![]).await;
     Ok(())
 }
 
@@ -345,7 +452,15 @@ pub async fn rollback_plugin(
     name: &str,
 ) -> Result<crate::plugins::Switched, ApiError> {
     caller.require(Permission::ManagePlugins)?;
-    state.plugins.rollback(name).await.map_err(plugin_error)
+    let switched = state.plugins.rollback(name).await.map_err(plugin_error)?;
+    record_switch(state, caller, "plugin.rollback", &switched).await;
+    Ok(switched)
+}
+
+async fn record_switch(state: &AppState, caller: &Caller, action: &str, s: &crate::plugins::Switched) {
+    let object = Object::new("plugin", format!("{}@{}", s.name, s.to), s.name.clone());
+    let change = audit::changed("activeVersion", json!(s.from), json!(s.to));
+    record(state, caller, action, object, vec![change]).await;
 }
 
 /// Systems that follow a connector run this version (`manage-plugins`).
@@ -356,7 +471,9 @@ pub async fn activate_plugin(
     version: &str,
 ) -> Result<crate::plugins::Switched, ApiError> {
     caller.require(Permission::ManagePlugins)?;
-    state.plugins.activate(name, version).await.map_err(plugin_error)
+    let switched = state.plugins.activate(name, version).await.map_err(plugin_error)?;
+    record_switch(state, caller, "plugin.activate", &switched).await;
+    Ok(switched)
 }
 
 /// Every loaded plugin version with its systems and statistics (`manage-plugins`).
@@ -380,8 +497,11 @@ pub async fn system(state: &AppState, caller: &Caller, id: &str) -> Result<Syste
 /// Registers a system (`manage-systems`), validated against its connector.
 pub async fn create_system(state: &AppState, caller: &Caller, input: SystemInput) -> Result<System, ApiError> {
     caller.require(Permission::ManageSystems)?;
+    let entered = values_entered(&input);
     let system = state.systems.create_by(input, &caller.0.name).await?;
     tracing::info!(system = %system.id, name = %system.spec.name, by = %caller.0.name, "system created");
+    let changes = audit::system_changes(None, Some(&system), &entered);
+    record(state, caller, "system.create", system_object(&system), changes).await;
     Ok(system)
 }
 
@@ -392,17 +512,65 @@ pub async fn replace_system(
     id: &str,
     input: SystemInput,
 ) -> Result<System, ApiError> {
+    replace_system_as(state, caller, id, input, None).await
+}
+
+/// A system as an audited object.
+fn system_object(system: &System) -> Object {
+    Object::new("system", system.id.clone(), system.spec.name.clone())
+}
+
+/// The properties an input gives a value (not the mask of a kept secret).
+fn values_entered(input: &SystemInput) -> Vec<String> {
+    input
+        .properties
+        .iter()
+        .filter(|(_, v)| v.as_str() != Some(crate::systems::MASK))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// [`replace_system`], audited as `action` when given; else as `system.update`, or as
+/// `transformation.save` (`transformation.reset` to the connector's default) when only the transformation
+/// changed.
+pub async fn replace_system_as(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    input: SystemInput,
+    action: Option<&str>,
+) -> Result<System, ApiError> {
     caller.require(Permission::ManageSystems)?;
+    let before = state.systems.get(id).await?;
+    let entered = values_entered(&input);
     let system = state.systems.replace_by(id, input, &caller.0.name).await?;
     tracing::info!(system = %system.id, by = %caller.0.name, "system replaced");
+    let changes = audit::system_changes(Some(&before), Some(&system), &entered);
+    let only_transformation = !changes.is_empty()
+        && changes
+            .iter()
+            .all(|c| c.field == "transformation" || c.field == "transformationVersion");
+    let (action, kind) = match action {
+        Some(a) => (a, "transformation"),
+        None if only_transformation && system.spec.transformation.is_none() => {
+            ("transformation.reset", "transformation")
+        }
+        None if only_transformation => ("transformation.save", "transformation"),
+        None => ("system.update", "system"),
+    };
+    let object = Object::new(kind, system.id.clone(), system.spec.name.clone());
+    record(state, caller, action, object, changes).await;
     Ok(system)
 }
 
 /// Deletes a system (`manage-systems`).
 pub async fn delete_system(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require(Permission::ManageSystems)?;
+    let before = state.systems.get(id).await?;
     state.systems.delete(id).await?;
     tracing::info!(system = %id, by = %caller.0.name, "system deleted");
+    let changes = audit::system_changes(Some(&before), None, &[]);
+    record(state, caller, "system.delete", system_object(&before), changes).await;
     Ok(())
 }
 
@@ -414,8 +582,12 @@ pub async fn set_system_enabled(
     enabled: bool,
 ) -> Result<crate::store::systems::System, ApiError> {
     caller.require(Permission::ManageSystems)?;
+    let before = state.systems.get(id).await?;
     let system = state.systems.set_enabled(id, enabled).await?;
     tracing::info!(system = %id, by = %caller.0.name, enabled, "system enabled or disabled");
+    let changes = audit::system_changes(Some(&before), Some(&system), &[]);
+    let action = if enabled { "system.enable" } else { "system.disable" };
+    record(state, caller, action, system_object(&system), changes).await;
     Ok(system)
 }
 
@@ -547,7 +719,23 @@ pub async fn set_schedule(
     }
     record.source_id = source.to_string();
     let schedule = Schedule::parse(&record).map_err(ApiError::bad_request)?;
+    let before = state
+        .stores
+        .jobs
+        .schedules()
+        .await?
+        .into_iter()
+        .find(|s| s.source_id == source);
     state.stores.jobs.set_schedule(&record).await?;
+    let changes = audit::value_changes(before.map(|b| json!(b)).as_ref(), Some(&json!(record)));
+    record_change(
+        state,
+        caller,
+        "schedule.set",
+        Object::new("schedule", source, system.spec.name.clone()),
+        changes,
+    )
+    .await;
     let next = record
         .enabled
         .then(|| schedule.next_after(chrono::Utc::now()))
@@ -560,8 +748,24 @@ pub async fn set_schedule(
 /// Removes a source's schedule (`run-jobs`); 404 when it has none.
 pub async fn delete_schedule(state: &AppState, caller: &Caller, source: &str) -> Result<(), ApiError> {
     caller.require(Permission::RunJobs)?;
+    let before = state
+        .stores
+        .jobs
+        .schedules()
+        .await?
+        .into_iter()
+        .find(|s| s.source_id == source);
     if state.stores.jobs.delete_schedule(source).await? {
         tracing::info!(source = %source, by = %caller.0.name, "schedule removed");
+        let changes = audit::value_changes(before.map(|b| json!(b)).as_ref(), None);
+        record(
+            state,
+            caller,
+            "schedule.delete",
+            Object::new("schedule", source, ""),
+            changes,
+        )
+        .await;
         Ok(())
     } else {
         Err(ApiError::not_found("this system has no schedule"))
@@ -605,4 +809,23 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     } else {
         Err(ApiError::forbidden(format!("{} is not an admin", caller.0.name)))
     }
+}
+
+/// Resets a source (`manage-systems`): forgets its links, so that the next run provisions everything anew;
+/// how many links went.
+pub async fn reset_source(state: &AppState, caller: &Caller, source: &str) -> Result<usize, ApiError> {
+    caller.require(Permission::ManageSystems)?;
+    let n = state.provisioning.reset(source).await?;
+    tracing::info!(source = %source, by = %caller.0.name, links = n, "source reset");
+    let name = state.systems.get(source).await.map(|s| s.spec.name).unwrap_or_default();
+    let change = audit::set("linksRemoved", json!(n));
+    record(
+        state,
+        caller,
+        "system.reset",
+        Object::new("system", source, name),
+        vec![change],
+    )
+    .await;
+    Ok(n)
 }

@@ -451,3 +451,47 @@ pub async fn realtime(command: RealtimeCommand) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// Runs `audit …`.
+pub async fn audit(command: AuditCommand) -> Result<(), CliError> {
+    match command {
+        AuditCommand::Export {
+            format,
+            from,
+            to,
+            principal,
+            action,
+            output,
+            connection,
+        } => {
+            let client = Client::new(&connection)?;
+            let mut query = format!(
+                "format={}",
+                match format {
+                    ExportFormat::Csv => "csv",
+                    ExportFormat::Json => "json",
+                }
+            );
+            for (key, value) in [("from", from), ("to", to), ("principal", principal), ("action", action)] {
+                if let Some(v) = value {
+                    query.push_str(&format!("&{key}={}", encode(&v)));
+                }
+            }
+            let body = client.get_text(&format!("/api/v1/audit/export?{query}")).await?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, body.as_bytes())
+                        .map_err(|e| CliError::usage(format!("cannot write {}: {e}", path.display())))?;
+                    eprintln!("audit log written to {}", path.display());
+                }
+                None => {
+                    use std::io::Write as _;
+                    std::io::stdout()
+                        .write_all(body.as_bytes())
+                        .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

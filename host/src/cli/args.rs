@@ -31,6 +31,9 @@ pub enum Command {
     /// Read the real-time log and re-drive events on a running service.
     #[command(subcommand)]
     Realtime(RealtimeCommand),
+    /// Export the audit log of a running service.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Work with transformations (no server needed).
     #[command(subcommand)]
     Transform(TransformCommand),
@@ -70,9 +73,19 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Days ended job runs and their per-entity logs are kept.
-    #[arg(long, default_value_t = provisio::provisioning::DEFAULT_RETENTION_DAYS, env = "PROVISIO_JOB_RETENTION_DAYS")]
-    pub job_retention_days: i64,
+    /// Days the per-entity logs of ended job runs (and the runs) are kept [default: 30]. Pruned in the
+    /// background in small batches.
+    #[arg(long, env = "PROVISIO_RETENTION_JOB_LOGS_DAYS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub retention_job_logs_days: Option<i64>,
+    /// The former name of --retention-job-logs-days (which wins when both are given).
+    #[arg(long, env = "PROVISIO_JOB_RETENTION_DAYS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub job_retention_days: Option<i64>,
+    /// Days real-time events that ended (done, parked or failed) are kept.
+    #[arg(long, default_value_t = provisio::retention::DEFAULT_EVENTS_DAYS, env = "PROVISIO_RETENTION_EVENTS_DAYS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub retention_events_days: i64,
+    /// Days audit log entries are kept (24 months by default, as SAP keeps its change log).
+    #[arg(long, default_value_t = provisio::retention::DEFAULT_AUDIT_DAYS, env = "PROVISIO_RETENTION_AUDIT_DAYS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub retention_audit_days: i64,
     /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
     #[arg(long, env = "PROVISIO_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -412,7 +425,7 @@ pub enum UserCommand {
     Add {
         /// The login name.
         name: String,
-        /// A permission (manage-systems, run-jobs, read-logs, proxy-api, realtime-api, manage-plugins);
+        /// A permission (manage-systems, run-jobs, read-logs, proxy-api, realtime-api, manage-plugins, read-audit);
         /// repeat for more.
         #[arg(long = "permission")]
         permissions: Vec<String>,
@@ -504,6 +517,45 @@ pub enum RealtimeCommand {
     Retry {
         /// The event's sequence number.
         seq: i64,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// The form of an audit export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// CSV in the columns of SAP's change log, then the value before and Provisio's own columns.
+    #[default]
+    Csv,
+    /// The entries as the API answers them.
+    Json,
+}
+
+/// `provisio audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Every audit entry (newest first), or those of a time span, principal or action; to stdout or a file.
+    Export {
+        /// csv or json.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Entries at or after this instant (RFC 3339, `2026-01-31T00:00:00Z`).
+        #[arg(long)]
+        from: Option<String>,
+        /// Entries before this instant (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only the changes of this principal (its name).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only this action (`system.update`, `login.failed`, …).
+        #[arg(long)]
+        action: Option<String>,
+        /// Write the export to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
         /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,

@@ -249,6 +249,33 @@ mod tests {
     }
 
     #[test]
+    fn retention_keys_and_the_old_name_of_the_job_logs_one() {
+        let settings = parse("p.toml", "job-retention-days = 7\nretention-audit-days = 365\n").expect("valid");
+        let args = serve_args(&settings, &[]);
+        assert_eq!(args.job_retention_days, Some(7));
+        assert_eq!(args.retention_job_logs_days, None);
+        assert_eq!((args.retention_events_days, args.retention_audit_days), (30, 365));
+        let args = serve_args(
+            &settings,
+            &["--retention-job-logs-days", "9", "--retention-events-days", "3"],
+        );
+        assert_eq!(
+            args.retention_job_logs_days.or(args.job_retention_days),
+            Some(9),
+            "the new name wins"
+        );
+        assert_eq!(args.retention_events_days, 3);
+        let errors = parse("p.toml", "retention-events-days = 0\n").unwrap_err();
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("p.toml:1: retention-events-days: \"0\": "),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
     fn the_whole_grammar_is_consistent() {
         // clap's own checks of every command (unique argument names, valid requirements), which otherwise
         // run only when that command is used.
@@ -264,6 +291,9 @@ mod tests {
             "database-url",
             "log-format",
             "job-retention-days",
+            "retention-job-logs-days",
+            "retention-events-days",
+            "retention-audit-days",
             "tls-cert",
             "tls-key",
             "client-ca",

@@ -49,7 +49,7 @@ impl CliError {
     }
 }
 
-pub use admin::{realtime, user};
+pub use admin::{audit, realtime, user};
 
 fn read_json(path: &PathBuf) -> Result<Value, CliError> {
     let text =

@@ -432,7 +432,13 @@ pub async fn events(State(state): State<AppState>, session: Session, Path(id): P
                 if last.is_some() {
                     tokio::time::sleep(POLL).await;
                 }
-                let job = match ops::job(&state, &crate::api::auth::Caller(caller.clone()), &id).await {
+                let job = match ops::job(
+                    &state,
+                    &crate::api::auth::Caller(caller.clone(), crate::api::auth::Origin::console(None)),
+                    &id,
+                )
+                .await
+                {
                     Ok(job) => job,
                     Err(e) => return Some((Ok(Event::default().event("done").data(e.message)), Step::End)),
                 };

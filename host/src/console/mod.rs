@@ -15,10 +15,12 @@
 //! - [`users`]: technical users.
 //! - [`realtime`]: the real-time log, an event's results, retry.
 //! - [`plugins`]: plugin versions, upload, activate, roll back, remove.
+//! - [`audit`]: the audit log, filtered, and its CSV download.
 //!
 //! Every response carries a strict Content-Security-Policy (`default-src 'self'`, no inline script or style)
 //! and `Cache-Control: no-store`.
 
+pub mod audit;
 pub mod held;
 pub mod history;
 pub mod jobs;
@@ -139,6 +141,8 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(crate::plugins::MAX_PLUGIN_BYTES + 64 * 1024)),
         )
         .route("/console/plugins/{name}/activate", post(plugins::activate))
+        .route("/console/audit", get(audit::list))
+        .route("/console/audit/export.csv", get(audit::export))
         .route("/console/plugins/{name}/rollback", post(plugins::rollback))
         .route("/console/plugins/{name}/{version}/delete", post(plugins::remove))
         // `route_layer`: the session check runs for these routes only, never for the service's fallback.
@@ -217,6 +221,8 @@ pub struct Frame {
     pub can_logs: bool,
     /// `manage-plugins`.
     pub can_plugins: bool,
+    /// `read-audit` (admins).
+    pub can_audit: bool,
     /// A notice from the previous action.
     pub notice: Option<Notice>,
 }
@@ -235,6 +241,7 @@ impl Frame {
             can_job_logs: p.may(Permission::ReadLogs) || p.may(Permission::RunJobs),
             can_logs: p.may(Permission::ReadLogs),
             can_plugins: p.may(Permission::ManagePlugins),
+            can_audit: p.may(Permission::ReadAudit),
             notice,
         }
     }
@@ -498,7 +505,15 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     }
     // The admin API's own password check (Argon2 off the async workers, the same slots and cache).
     let address = crate::api::auth::client_address(&parts.extensions);
-    let principal = match crate::api::auth::authenticate_at(&state, &headers, None, address).await {
+    let principal = match crate::api::auth::authenticate_on(
+        &state,
+        &headers,
+        None,
+        address,
+        crate::audit::Channel::Console,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(f @ crate::api::auth::AuthFailure::Locked(left)) => {
             tracing::info!(user = %form.name, "console login refused: locked after repeated failures");
@@ -575,6 +590,7 @@ pub fn permission_name(p: Permission) -> &'static str {
         Permission::ProxyApi => "proxy-api",
         Permission::RealtimeApi => "realtime-api",
         Permission::ManagePlugins => "manage-plugins",
+        Permission::ReadAudit => "read-audit",
     }
 }
 

@@ -252,7 +252,7 @@ pub async fn events(State(state): State<AppState>, session: Session) -> ConsoleR
     let caller = session.caller();
     ops::require_logs(&caller)?;
     let stream = futures_util::stream::unfold(None::<String>, move |last| {
-        let (state, caller) = (state.clone(), Caller(caller.0.clone()));
+        let (state, caller) = (state.clone(), Caller(caller.0.clone(), caller.1));
         async move {
             let mut last = last;
             loop {

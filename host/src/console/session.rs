@@ -52,12 +52,14 @@ pub struct Session {
     pub csrf: String,
     /// Whether the request came over TLS (cookies are then `Secure`).
     pub secure: bool,
+    /// The client's address, when known (for the audit log).
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl Session {
     /// The caller as the admin operations take it.
     pub fn caller(&self) -> Caller {
-        Caller(self.principal.clone())
+        Caller(self.principal.clone(), crate::api::auth::Origin::console(self.address))
     }
 }
 
@@ -269,10 +271,12 @@ pub async fn require(State(state): State<AppState>, request: Request, next: Next
         Err(refusal) => return refusal,
     };
     let renew = now_secs().saturating_sub(value.issued) >= RENEW_AFTER.as_secs() as i64;
+    let address = crate::api::auth::client_address(request.extensions());
     request.extensions_mut().insert(Session {
         principal: principal.clone(),
         csrf,
         secure,
+        address,
     });
     let mut response = next.run(request).await;
     if renew {

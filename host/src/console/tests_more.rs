@@ -613,3 +613,91 @@ async fn the_plugins_page_shows_percentiles_per_version() {
         page.body
     );
 }
+
+/// A change made in the console is audited once, with the console as its channel and without the password;
+/// the Audit log page lists it for admins (with the nav link), filters, downloads as CSV, and is refused to
+/// others. A failed console login is audited too.
+#[tokio::test]
+async fn console_changes_are_audited_and_the_audit_page_shows_them_to_admins_only() {
+    let state = state().await;
+    let admin = login(&state, ADMIN).await;
+    let csrf = token(&state, &admin).await;
+    let done = send(
+        &state,
+        post_form(
+            "/console/users",
+            Some(&admin),
+            &[
+                ("_csrf", &csrf),
+                ("name", "robot"),
+                ("password", "robot-secret-pa55"),
+                ("permission", "read-logs"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let entries = state.audit.list(&Default::default(), None, 10).await.expect("audit");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(
+        (entry.action.as_str(), entry.channel.as_str(), entry.principal.as_str()),
+        ("principal.create", "console", "admin")
+    );
+    assert_eq!(entry.object_name, "robot");
+
+    let page = send(&state, get("/console/audit", Some(&admin))).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("href=\"/console/audit\""), "the nav links it");
+    assert!(page.body.contains("principal.create") && page.body.contains("robot"));
+    assert!(!page.body.contains("robot-secret-pa55"));
+    let filtered = send(
+        &state,
+        get("/console/audit?action=system.create&from=2026-01-01", Some(&admin)),
+    )
+    .await;
+    assert_eq!(filtered.status, StatusCode::OK);
+    assert!(filtered.body.contains("No entries match."), "{}", filtered.body);
+    let bad = send(&state, get("/console/audit?from=not-a-day", Some(&admin))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let csv = send(&state, get("/console/audit/export.csv", Some(&admin))).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.body.starts_with("\"Date\",\"Administrator's ID\""), "{}", csv.body);
+    assert!(csv.body.contains("\"principal.create\"") && !csv.body.contains("robot-secret-pa55"));
+
+    let reader = login(&state, READER).await;
+    let page = send(&state, get("/console", Some(&reader))).await;
+    assert!(
+        !page.body.contains("href=\"/console/audit\""),
+        "no link for those who may not read it"
+    );
+    let refused = send(&state, get("/console/audit", Some(&reader))).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    // A failed console login.
+    let page = send(&state, get("/console/login", None)).await;
+    let login_cookie = page.cookie("provisio_login").expect("cookie");
+    let failed = send(
+        &state,
+        post_form(
+            "/console/login",
+            Some(&format!("provisio_login={login_cookie}")),
+            &[
+                ("name", "admin"),
+                ("password", "guessed-wrong"),
+                ("_csrf", &csrf_of(&page.body)),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    let newest = state.audit.list(&Default::default(), None, 1).await.expect("audit");
+    assert_eq!(
+        (
+            newest[0].action.as_str(),
+            newest[0].channel.as_str(),
+            newest[0].principal_kind.as_str()
+        ),
+        ("login.failed", "console", "unknown")
+    );
+}

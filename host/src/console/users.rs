@@ -48,6 +48,7 @@ fn doc(p: Permission) -> &'static str {
         Permission::ProxyApi => "use the proxy systems' SCIM API",
         Permission::RealtimeApi => "push to the real-time provisioning API",
         Permission::ManagePlugins => "upload, activate, roll back and remove plugins",
+        Permission::ReadAudit => "read and export the audit log",
     }
 }
 

@@ -322,16 +322,6 @@ impl JobStore for PostgresStore {
         Ok(ids)
     }
 
-    async fn prune(&self, before: &str) -> Result<usize, StoreError> {
-        let n = sqlx::query("DELETE FROM jobs WHERE ended_at IS NOT NULL AND ended_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(Error::from)?
-            .rows_affected();
-        Ok(n as usize)
-    }
-
     async fn append_log(
         &self,
         job: &str,

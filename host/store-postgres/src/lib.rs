@@ -7,6 +7,7 @@
 //! its systems generation, so the views it cached from them are rebuilt (a reconnect of the listener moves it
 //! too, since notifications may have been missed meanwhile).
 
+mod audit;
 mod jobs;
 mod limits;
 mod links;

@@ -328,18 +328,6 @@ impl EventStore for PostgresStore {
         Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
     }
 
-    async fn prune(&self, before: &str) -> Result<usize, StoreError> {
-        let n = sqlx::query(
-            "DELETE FROM realtime_events WHERE finished_at IS NOT NULL AND finished_at < $1 AND state <> 'parked'",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await
-        .map_err(Error::from)?
-        .rows_affected();
-        Ok(n as usize)
-    }
-
     async fn pushed_entity(&self, source: &str, kind: &str, id: &str) -> Result<Option<Value>, StoreError> {
         let row =
             sqlx::query("SELECT body FROM realtime_entities WHERE source_id = $1 AND kind = $2 AND entity_id = $3")

@@ -159,11 +159,6 @@ impl JobStore for SqliteStore {
         self.blocking(|s| s.interrupt_unfinished_jobs()).await
     }
 
-    async fn prune(&self, before: &str) -> Result<usize, StoreError> {
-        let before = before.to_owned();
-        self.blocking(move |s| s.prune_jobs(&before)).await
-    }
-
     async fn append_log(
         &self,
         job: &str,
@@ -465,14 +460,6 @@ impl SqliteStore {
             )?;
         }
         Ok(ids)
-    }
-
-    /// Deletes runs (and their logs) that ended before `before` (RFC 3339).
-    fn prune_jobs(&self, before: &str) -> Result<usize, Error> {
-        Ok(self.conn().execute(
-            "DELETE FROM jobs WHERE ended_at IS NOT NULL AND ended_at < ?1",
-            params![before],
-        )?)
     }
 
     /// Appends lines to a run's log; `seq` numbers continue from `first_seq`.

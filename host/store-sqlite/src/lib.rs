@@ -7,6 +7,7 @@
 //! events are appended by a thread of their own with group commit ([`realtime`]); a second thread
 //! checkpoints the write-ahead log.
 
+mod audit;
 mod jobs;
 mod limits;
 mod links;

@@ -256,6 +256,27 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX system_health_quarantined ON system_health (next_probe_at) WHERE quarantined_since IS NOT NULL;
     "#,
+    // The audit log (issue 19), and indexes by age for the batched pruning of ended runs and events.
+    r#"
+    CREATE TABLE audit_log (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at             TEXT NOT NULL,
+        principal      TEXT NOT NULL,
+        principal_id   TEXT NOT NULL,
+        principal_kind TEXT NOT NULL,
+        address        TEXT,
+        channel        TEXT NOT NULL,
+        action         TEXT NOT NULL,
+        object_type    TEXT NOT NULL,
+        object_id      TEXT NOT NULL,
+        object_name    TEXT NOT NULL,
+        changes        TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_age ON audit_log (at);
+    CREATE INDEX audit_by_object ON audit_log (object_type, object_id, id);
+    CREATE INDEX jobs_by_end ON jobs (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE INDEX realtime_by_finish ON realtime_events (finished_at) WHERE finished_at IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this Provisio knows.

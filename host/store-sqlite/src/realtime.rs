@@ -150,11 +150,6 @@ impl EventStore for SqliteStore {
             .await
     }
 
-    async fn prune(&self, before: &str) -> Result<usize, StoreError> {
-        let before = before.to_owned();
-        self.blocking(move |s| s.prune_events(&before)).await
-    }
-
     async fn pushed_entity(&self, source: &str, kind: &str, id: &str) -> Result<Option<Value>, StoreError> {
         let (source, kind, id) = (source.to_owned(), kind.to_owned(), id.to_owned());
         self.blocking(move |s| s.pushed_entity(&source, &kind, &id)).await
@@ -407,14 +402,6 @@ impl SqliteStore {
         ))?;
         let rows = stmt.query_map(params![source, state, before_seq, limit], record)?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Drops ended events older than `before`.
-    fn prune_events(&self, before: &str) -> Result<usize, Error> {
-        Ok(self.conn().execute(
-            "DELETE FROM realtime_events WHERE finished_at IS NOT NULL AND finished_at < ?1 AND state <> 'parked'",
-            params![before],
-        )?)
     }
 
     /// The last full entity pushed for an id (the base of a PATCH).

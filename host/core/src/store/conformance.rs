@@ -7,6 +7,7 @@ use serde_json::json;
 
 use std::time::Duration;
 
+use super::audit::{AuditEntry, AuditFilter, FieldChange};
 use super::jobs::{
     Claim, DeltaState, EntityLogEntry, HeldDelete, HeldKey, JobRecord, JobStatus, LEASE, RejectedDelete, ScheduleRecord,
 };
@@ -43,6 +44,8 @@ where
     passwords(fresh().await).await;
     health(fresh().await).await;
     parked_events(fresh().await).await;
+    audit(fresh().await).await;
+    retention(fresh().await).await;
 }
 
 fn spec(name: &str, role: Role, sources: Vec<String>) -> SystemSpec {
@@ -491,8 +494,21 @@ pub async fn jobs(stores: Stores) {
     assert_eq!(listed.len(), 2);
     assert_eq!(jobs.list(Some("other"), 10).await.expect("list").len(), 0);
     assert_eq!(jobs.list(None, 1).await.expect("list").len(), 1);
-    assert_eq!(jobs.prune("2000-01-01T00:00:00.000Z").await.expect("prune"), 0);
-    assert_eq!(jobs.prune("9999-01-01T00:00:00.000Z").await.expect("prune"), 2);
+    let retention = &stores.retention;
+    assert_eq!(
+        retention
+            .prune_job_logs("2000-01-01T00:00:00.000Z", 100)
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        retention
+            .prune_job_logs("9999-01-01T00:00:00.000Z", 100)
+            .await
+            .expect("prune"),
+        2
+    );
     assert!(jobs.get("j1").await.expect("get").is_none());
 
     assert_eq!(jobs.delta_state(&source).await.expect("delta"), DeltaState::default());
@@ -1407,7 +1423,11 @@ pub async fn events(stores: Stores) {
             .is_empty()
     );
     assert_eq!(
-        events.prune("9999-01-01T00:00:00.000Z").await.expect("prune"),
+        stores
+            .retention
+            .prune_events("9999-01-01T00:00:00.000Z", 1000)
+            .await
+            .expect("prune"),
         18,
         "only ended events"
     );
@@ -1944,7 +1964,11 @@ pub async fn parked_events(stores: Stores) {
         .await
         .expect("done");
     assert_eq!(
-        events.prune("9999-01-01T00:00:00.000Z").await.expect("prune"),
+        stores
+            .retention
+            .prune_events("9999-01-01T00:00:00.000Z", 1000)
+            .await
+            .expect("prune"),
         1,
         "only the done event goes"
     );
@@ -1974,4 +1998,233 @@ pub async fn parked_events(stores: Stores) {
         events.get(seqs[2]).await.expect("get").expect("present").state,
         "parked"
     );
+}
+
+fn audit_entry(at: &str, principal: &str, action: &str, object_type: &str, object_id: &str) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at: at.into(),
+        principal: principal.into(),
+        principal_id: format!("id-{principal}"),
+        principal_kind: "admin".into(),
+        address: Some("192.0.2.7".into()),
+        channel: "api".into(),
+        action: action.into(),
+        object_type: object_type.into(),
+        object_id: object_id.into(),
+        object_name: format!("name of {object_id}"),
+        changes: vec![FieldChange {
+            field: "enabled".into(),
+            before: Some(json!(true)),
+            after: Some(json!(false)),
+        }],
+    }
+}
+
+/// The audit log: appended in order, listed newest first, filtered by each field and by time, paged.
+pub async fn audit(stores: Stores) {
+    let audit = &stores.audit;
+    assert!(
+        audit
+            .list(&AuditFilter::default(), None, 10)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    let entries = [
+        audit_entry("2026-01-01T00:00:00.000Z", "alice", "system.create", "system", "s1"),
+        audit_entry("2026-01-02T00:00:00.000Z", "Bob", "system.update", "system", "s1"),
+        audit_entry(
+            "2026-01-03T00:00:00.000Z",
+            "alice",
+            "plugin.upload",
+            "plugin",
+            "scim@1.0.0",
+        ),
+        audit_entry("2026-01-04T00:00:00.000Z", "alice", "system.delete", "system", "s2"),
+    ];
+    let mut ids = Vec::new();
+    for e in &entries {
+        ids.push(audit.append(e).await.expect("append"));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "numbers ascend: {ids:?}");
+    let all = audit.list(&AuditFilter::default(), None, 10).await.expect("all");
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].id, ids[3], "newest first");
+    let mut expected = entries[3].clone();
+    expected.id = ids[3];
+    assert_eq!(all[0], expected, "every field round-trips");
+    let shared = &stores;
+    let by = |f: AuditFilter| async move {
+        shared
+            .audit
+            .list(&f, None, 10)
+            .await
+            .expect("list")
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    let principal = AuditFilter {
+        principal: Some("bob".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(principal).await, [ids[1]], "the principal, case-insensitively");
+    let action = AuditFilter {
+        action: Some("system.create".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(action).await, [ids[0]]);
+    let object = AuditFilter {
+        object_type: Some("system".into()),
+        object_id: Some("s1".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(object).await, [ids[1], ids[0]]);
+    let window = AuditFilter {
+        from: Some("2026-01-02T00:00:00.000Z".into()),
+        to: Some("2026-01-04T00:00:00.000Z".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(window).await, [ids[2], ids[1]], "from inclusive, to exclusive");
+    let page = audit.list(&AuditFilter::default(), None, 2).await.expect("page");
+    assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[3], ids[2]]);
+    let next = audit
+        .list(&AuditFilter::default(), Some(page[1].id), 2)
+        .await
+        .expect("next");
+    assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[1], ids[0]]);
+}
+
+/// Pruning in batches: at most a batch per call, only what is past the cut-off, runs after their logs;
+/// one replica leads at a time on a shared store.
+pub async fn retention(stores: Stores) {
+    let (source, target) = pair(&stores).await;
+    let (jobs, retention) = (&stores.jobs, &stores.retention);
+    let entry = || EntityLogEntry {
+        target_id: Some(target.clone()),
+        entity_type: "user".into(),
+        source_id: Some("u1".into()),
+        operation: "create".into(),
+        outcome: "success".into(),
+        ..Default::default()
+    };
+    jobs.insert(&job("old", &source, JobStatus::Running), LEASE)
+        .await
+        .expect("insert");
+    jobs.append_log("old", Some(&claim("old")), 1, (0..7).map(|_| entry()).collect())
+        .await
+        .expect("append");
+    jobs.update(&claim("old"), JobStatus::Success, "full", &json!({}))
+        .await
+        .expect("end");
+    jobs.insert(&job("going", &source, JobStatus::Running), LEASE)
+        .await
+        .expect("insert");
+    jobs.append_log("going", Some(&claim("going")), 1, (0..3).map(|_| entry()).collect())
+        .await
+        .expect("append");
+    let past = "2000-01-01T00:00:00.000Z";
+    let future = "9999-01-01T00:00:00.000Z";
+    assert_eq!(
+        retention.prune_job_logs(past, 5).await.expect("prune"),
+        0,
+        "nothing ended before 2000"
+    );
+    assert_eq!(
+        retention.prune_job_logs(future, 5).await.expect("prune"),
+        5,
+        "one batch"
+    );
+    assert!(
+        jobs.get("old").await.expect("get").is_some(),
+        "the run stays while it has logs"
+    );
+    assert_eq!(
+        retention.prune_job_logs(future, 5).await.expect("prune"),
+        3,
+        "the last two log rows, then the run"
+    );
+    assert!(jobs.get("old").await.expect("get").is_none());
+    assert_eq!(retention.prune_job_logs(future, 5).await.expect("prune"), 0);
+    assert_eq!(
+        jobs.log("going", None, 0, 10).await.expect("log").len(),
+        3,
+        "a run going on keeps its log"
+    );
+
+    let events = &stores.events;
+    let mut seqs = Vec::new();
+    for i in 0..4 {
+        let appended = events
+            .append(NewEvent {
+                source_id: source.clone(),
+                kind: "user".into(),
+                entity_id: format!("u{i}"),
+                operation: "create".into(),
+                body: None,
+                received_by: "pusher".into(),
+            })
+            .await
+            .expect("append");
+        seqs.push(appended.seq);
+    }
+    for seq in &seqs[..3] {
+        events.finish(*seq, None, "done", &json!([]), None).await.expect("done");
+    }
+    assert_eq!(retention.prune_events(past, 10).await.expect("prune"), 0);
+    assert_eq!(retention.prune_events(future, 2).await.expect("prune"), 2);
+    assert_eq!(retention.prune_events(future, 2).await.expect("prune"), 1);
+    assert_eq!(retention.prune_events(future, 2).await.expect("prune"), 0);
+    assert!(
+        events.get(seqs[3]).await.expect("get").is_some(),
+        "a pending event stays"
+    );
+
+    for at in [
+        "2020-01-01T00:00:00.000Z",
+        "2021-01-01T00:00:00.000Z",
+        "2030-01-01T00:00:00.000Z",
+    ] {
+        stores
+            .audit
+            .append(&audit_entry(at, "alice", "system.update", "system", "s1"))
+            .await
+            .expect("append");
+    }
+    let cut = "2025-01-01T00:00:00.000Z";
+    assert_eq!(retention.prune_audit(cut, 1).await.expect("prune"), 1);
+    assert_eq!(retention.prune_audit(cut, 1).await.expect("prune"), 1);
+    assert_eq!(retention.prune_audit(cut, 1).await.expect("prune"), 0);
+    let left = stores
+        .audit
+        .list(&AuditFilter::default(), None, 10)
+        .await
+        .expect("left");
+    assert_eq!(
+        left.iter().map(|e| e.at.as_str()).collect::<Vec<_>>(),
+        ["2030-01-01T00:00:00.000Z"]
+    );
+
+    let lease = retention
+        .lead_pruning()
+        .await
+        .expect("lead")
+        .expect("nobody else leads");
+    if stores.is_shared() {
+        assert!(
+            retention.lead_pruning().await.expect("lead").is_none(),
+            "one replica prunes at a time"
+        );
+    }
+    drop(lease);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(lease) = retention.lead_pruning().await.expect("lead") {
+            drop(lease);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lease was never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -315,8 +315,6 @@ pub trait JobStore: Send + Sync {
     /// Only for a store one process owns (on a shared store, other replicas' runs are alive, and a dead
     /// replica's runs are taken over instead).
     async fn interrupt_unfinished(&self) -> Result<Vec<String>, StoreError>;
-    /// Deletes runs (and their logs) that ended before `before`; how many.
-    async fn prune(&self, before: &str) -> Result<usize, StoreError>;
     /// Appends lines to a run's log, numbered on from `first_seq`; fenced by `fence` when the run writes them
     /// (an admin's decision on a finished run has none).
     async fn append_log(

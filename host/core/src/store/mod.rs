@@ -1,11 +1,12 @@
 //! The store's interfaces: one narrow, async interface per aggregate — [`SystemStore`], [`PrincipalStore`],
-//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`], [`LoginStore`] — and the records they keep. The engine talks
+//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`], [`LoginStore`], [`AuditStore`], [`RetentionStore`] — and the records they keep. The engine talks
 //! to these and never to SQL or a connection; a backend (`provisio-store-sqlite`, the embedded default)
 //! implements them all and hands them out bundled as [`Stores`], built in the composition root.
 //!
 //! What is the same for every backend lives here, above them: password hashing and the verified-login cache
 //! ([`Principals`]), issuing and checking bearer tokens ([`Tokens`]), opening sealed secrets ([`Stores::open_secrets`]), and the text form of instants.
 
+pub mod audit;
 pub mod conformance;
 pub mod generation;
 pub mod jobs;
@@ -15,12 +16,14 @@ pub mod logins;
 pub mod plugins;
 pub mod principals;
 pub mod realtime;
+pub mod retention;
 pub mod systems;
 pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use audit::AuditStore;
 pub use jobs::JobStore;
 pub use limits::LimitStore;
 pub use links::LinkStore;
@@ -28,6 +31,7 @@ pub use logins::LoginStore;
 pub use plugins::PluginStore;
 pub use principals::{PrincipalStore, Principals};
 pub use realtime::EventStore;
+pub use retention::RetentionStore;
 pub use systems::SystemStore;
 pub use tokens::{TokenStore, Tokens};
 
@@ -74,6 +78,10 @@ pub struct Stores {
     pub limits: Arc<dyn LimitStore>,
     /// Failed logins and login locks, shared by the replicas.
     pub logins: Arc<dyn LoginStore>,
+    /// The audit log of admins' and technical users' changes.
+    pub audit: Arc<dyn AuditStore>,
+    /// Pruning past the retention, in batches.
+    pub retention: Arc<dyn RetentionStore>,
     readiness: Arc<dyn Readiness>,
     secrets: SecretBox,
     shared: bool,
@@ -99,6 +107,8 @@ impl Stores {
             + TokenStore
             + LimitStore
             + LoginStore
+            + AuditStore
+            + RetentionStore
             + Readiness
             + 'static,
     {
@@ -112,6 +122,8 @@ impl Stores {
             tokens: Tokens::new(backend.clone()),
             limits: backend.clone(),
             logins: backend.clone(),
+            audit: backend.clone(),
+            retention: backend.clone(),
             readiness: backend,
             secrets,
             shared: false,

@@ -31,17 +31,20 @@ pub enum Permission {
     RealtimeApi,
     /// Upload and remove plugins.
     ManagePlugins,
+    /// Read and export the audit log.
+    ReadAudit,
 }
 
 impl Permission {
     /// Every permission (what an admin has).
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::ManageSystems,
         Permission::RunJobs,
         Permission::ReadLogs,
         Permission::ProxyApi,
         Permission::RealtimeApi,
         Permission::ManagePlugins,
+        Permission::ReadAudit,
     ];
 }
 

@@ -146,8 +146,6 @@ pub trait EventStore: Send + Sync {
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<EventRecord>, StoreError>;
-    /// Drops ended events older than `before` — not parked ones, which wait for a re-drive; how many.
-    async fn prune(&self, before: &str) -> Result<usize, StoreError>;
     /// The last full entity pushed for an id (the base of a PATCH).
     async fn pushed_entity(&self, source: &str, kind: &str, id: &str) -> Result<Option<Value>, StoreError>;
     /// Remembers (or, with `None`, forgets) the full entity of an id.

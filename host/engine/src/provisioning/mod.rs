@@ -196,7 +196,7 @@ pub struct Provisioning {
 const SOURCE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Default number of days job runs and their logs are kept.
-pub const DEFAULT_RETENTION_DAYS: i64 = 30;
+pub const DEFAULT_RETENTION_DAYS: i64 = crate::retention::DEFAULT_JOB_LOGS_DAYS;
 
 impl Provisioning {
     /// Wires the service. `retention_days` bounds how long ended runs are kept.
@@ -226,7 +226,7 @@ impl Provisioning {
 
     /// At start: on a store this process owns, marks runs a crash interrupted (returns their ids); on a
     /// shared store, starts keeping this replica's claims and taking over those of dead replicas (see
-    /// [`Provisioning::keep_leases`]). Prunes old runs.
+    /// [`Provisioning::keep_leases`]). Old runs are pruned by [`crate::retention::Pruner`].
     pub async fn recover(&self) -> Result<Vec<String>, JobError> {
         let ids = if self.inner.store.is_shared() {
             self.keep_leases();
@@ -237,7 +237,6 @@ impl Provisioning {
         for id in &ids {
             tracing::warn!(job = %id, "a job run was interrupted by a restart; the next run converges");
         }
-        self.prune().await?;
         Ok(ids)
     }
 
@@ -386,15 +385,6 @@ impl Provisioning {
         // A queued run starts once its source is free (see `drive`).
         let this = self.clone();
         tokio::spawn(async move { this.drive(record.source_id, claim, options, stop).await });
-    }
-
-    async fn prune(&self) -> Result<(), JobError> {
-        let before = crate::store::timestamp(chrono::Utc::now() - chrono::Duration::days(self.inner.retention_days));
-        let n = self.inner.store.jobs.prune(&before).await?;
-        if n > 0 {
-            tracing::info!(runs = n, "pruned job runs past their retention");
-        }
-        Ok(())
     }
 
     /// Starts a run on a source, or queues it behind the running one. A scheduled run while one runs is
@@ -622,9 +612,6 @@ impl Provisioning {
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
             panic!("a bug in the run (injected by a test)");
-        }
-        if let Err(e) = self.prune().await {
-            tracing::warn!(error = %e, "cannot prune old job runs");
         }
         let prepared = self
             .prepare(source_id)

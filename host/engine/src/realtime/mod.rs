@@ -141,19 +141,14 @@ impl Realtime {
         Ok(ok)
     }
 
-    /// Works off the outbox until the process ends: resumes what a crash left pending, and drops ended
-    /// events past the retention.
+    /// Works off the outbox until the process ends: resumes what a crash left pending (ended events past
+    /// the retention are dropped by [`crate::retention::Pruner`]).
     pub async fn run_dispatcher(self) {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let (commits, to_commit) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(commit_loop(self.inner.store.clone(), to_commit));
-        let mut last_prune: Option<std::time::Instant> = None;
         let mut last_renewal = std::time::Instant::now();
         loop {
-            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
-                self.prune().await;
-                last_prune = Some(std::time::Instant::now());
-            }
             if self.inner.store.is_shared() && last_renewal.elapsed() >= HEARTBEAT {
                 self.renew_claims().await;
                 last_renewal = std::time::Instant::now();
@@ -185,17 +180,6 @@ impl Realtime {
                 tracing::warn!(error = %e, "cannot hand real-time events back; they are claimed again when their lease ends");
                 0
             }
-        }
-    }
-
-    async fn prune(&self) {
-        let before = crate::store::timestamp(
-            chrono::Utc::now() - chrono::Duration::days(self.inner.provisioning.retention_days()),
-        );
-        match self.inner.store.events.prune(&before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "pruned real-time events past their retention"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune real-time events"),
         }
     }
 
