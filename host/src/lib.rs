@@ -21,7 +21,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use provisio_engine::{
-    connector, metrics, outbound, plugins, provisioning, realtime, runtime, secrets, store, systems, transform_test,
+    connector, metrics, notify, outbound, plugins, provisioning, realtime, runtime, secrets, store, systems,
+    transform_test,
 };
 
 pub mod api;

@@ -48,6 +48,11 @@ fn main() -> anyhow::Result<()> {
                         proxy_rate_limit: Some(args.proxy_rate_limit).filter(|r| *r > 0.0),
                         proxy_max_in_flight: Some(args.proxy_max_in_flight),
                         database_url: args.database_url.clone(),
+                        notifications: provisio::notify::NotifySettings {
+                            smtp_url: args.smtp_url.clone(),
+                            smtp_from: args.smtp_from.clone(),
+                            ..Default::default()
+                        },
                         ..Default::default()
                     },
                 )
@@ -66,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Job(command) => runtime.block_on(cli::job(command)),
         Command::User(command) => runtime.block_on(cli::user(command)),
         Command::Realtime(command) => runtime.block_on(cli::realtime(command)),
+        Command::Notify(command) => runtime.block_on(cli::notify(command)),
     };
     if let Err(e) = result {
         eprintln!("{}", e.message);

@@ -62,6 +62,8 @@ pub struct Settings {
     /// The brute-force protection of password checks; [`crate::api::login_guard::LoginPolicy::default`]
     /// when `None`.
     pub login_policy: Option<crate::api::login_guard::LoginPolicy>,
+    /// How notifications are sent (SMTP server, retries, collapsing window).
+    pub notifications: crate::notify::NotifySettings,
 }
 
 /// How often a replica reads the pauses other replicas recorded for systems that answered 429.
@@ -137,6 +139,9 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         .recover()
         .await
         .map_err(|e| BootError::Other(format!("cannot recover job runs: {e}")))?;
+    // Deliveries left in the outbox by an earlier start (or another replica) go on at once.
+    state.notifier.configure(settings.notifications.clone());
+    tokio::spawn(state.notifier.clone().run());
     Ok(state)
 }
 

@@ -49,8 +49,21 @@ struct ScopeLabels {
     scope: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    channel: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+}
+
 struct Metrics {
     registry: Registry,
+    notification_attempts: Family<NotificationLabels, Counter>,
+    notifications_suppressed: Family<ChannelLabels, Counter>,
     login_failures: Family<OutcomeLabels, Counter>,
     login_locks: Family<ScopeLabels, Counter>,
     job_entities: Family<JobEntityLabels, Counter>,
@@ -115,8 +128,22 @@ fn metrics() -> &'static Metrics {
             "Login locks started after repeated failures, by scope (principal, address)",
             login_locks.clone(),
         );
+        let notification_attempts = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notification_attempts",
+            "Attempts at notification deliveries, by channel (webhook, email) and outcome (delivered, retry, failed)",
+            notification_attempts.clone(),
+        );
+        let notifications_suppressed = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "notifications_suppressed",
+            "Notifications collapsed into an earlier one of the same subscription, kind and system, by channel",
+            notifications_suppressed.clone(),
+        );
         Metrics {
             registry,
+            notification_attempts,
+            notifications_suppressed,
             login_failures,
             login_locks,
             job_entities,
@@ -204,6 +231,27 @@ pub fn login_lock(scope: &str) {
         .login_locks
         .get_or_create(&ScopeLabels {
             scope: scope.to_string(),
+        })
+        .inc();
+}
+
+/// Counts one attempt at a notification delivery (`delivered`, `retry`, `failed`).
+pub fn notification_attempt(channel: &str, outcome: &str) {
+    metrics()
+        .notification_attempts
+        .get_or_create(&NotificationLabels {
+            channel: channel.to_string(),
+            outcome: outcome.to_string(),
+        })
+        .inc();
+}
+
+/// Counts one notification collapsed into an earlier one.
+pub fn notification_suppressed(channel: &str) {
+    metrics()
+        .notifications_suppressed
+        .get_or_create(&ChannelLabels {
+            channel: channel.to_string(),
         })
         .inc();
 }

@@ -6,6 +6,7 @@
 //! - [`realtime`]: pushed events through the durable outbox to every target.
 //! - [`proxy`]: a system served as SCIM 2.0 — views, schemas, queries and writes; the HTTP handlers are the
 //!   service crate's.
+//! - [`notify`]: notifications to subscribers by webhook and e-mail, and their producers.
 //! - [`transform_test`]: running a transformation on sample input for the admin API.
 //!
 //! It stands on `provisio-core` (runtime, outbound, store, secrets), which it re-exports under the same
@@ -13,6 +14,7 @@
 
 pub use provisio_core::{connector, metrics, outbound, runtime, secrets, store};
 
+pub mod notify;
 pub mod plugins;
 pub mod provisioning;
 pub mod proxy;
@@ -37,6 +39,8 @@ pub struct Engine {
     pub realtime: realtime::Realtime,
     /// The proxy's cached system views and per-client limits.
     pub proxy: Arc<proxy::ProxyState>,
+    /// Notifications: subscriptions' deliveries by webhook and e-mail.
+    pub notifier: notify::Notifier,
 }
 
 impl Engine {
@@ -46,7 +50,9 @@ impl Engine {
         let systems = systems::Systems::new(stores.clone(), plugins.clone());
         let provisioning = provisioning::Provisioning::new(stores.clone(), plugins.clone(), retention_days);
         let realtime = realtime::Realtime::new(stores.clone(), provisioning.clone());
+        let notifier = provisioning.notifier().clone();
         Engine {
+            notifier,
             stores,
             plugins,
             systems,

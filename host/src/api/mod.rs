@@ -13,6 +13,7 @@ mod jobs;
 pub mod login_guard;
 #[cfg(test)]
 mod login_tests;
+pub mod notify;
 pub mod ops;
 #[cfg(test)]
 mod password_tests;
@@ -86,7 +87,22 @@ pub fn router(state: AppState) -> Router {
             "/systems/{id}/transformation/versions/{n}/rollback",
             post(history::post_rollback),
         )
-        .route("/systems/{id}/transformation/diff", get(history::get_diff));
+        .route("/systems/{id}/transformation/diff", get(history::get_diff))
+        .route(
+            "/notifications/subscriptions",
+            post(notify::create_subscription).get(notify::list_subscriptions),
+        )
+        .route(
+            "/notifications/subscriptions/{id}",
+            get(notify::get_subscription)
+                .put(notify::replace_subscription)
+                .delete(notify::delete_subscription),
+        )
+        .route(
+            "/notifications/subscriptions/{id}/test",
+            post(notify::test_subscription),
+        )
+        .route("/notifications/deliveries", get(notify::list_deliveries));
     // The real-time API at SAP's paths, with and without `/service`.
     let realtime_api = Router::new()
         .route(

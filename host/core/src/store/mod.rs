@@ -1,5 +1,5 @@
 //! The store's interfaces: one narrow, async interface per aggregate — [`SystemStore`], [`PrincipalStore`],
-//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`], [`LoginStore`] — and the records they keep. The engine talks
+//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`], [`LoginStore`], [`NotificationStore`] — and the records they keep. The engine talks
 //! to these and never to SQL or a connection; a backend (`provisio-store-sqlite`, the embedded default)
 //! implements them all and hands them out bundled as [`Stores`], built in the composition root.
 //!
@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod limits;
 pub mod links;
 pub mod logins;
+pub mod notifications;
 pub mod plugins;
 pub mod principals;
 pub mod realtime;
@@ -25,6 +26,7 @@ pub use jobs::JobStore;
 pub use limits::LimitStore;
 pub use links::LinkStore;
 pub use logins::LoginStore;
+pub use notifications::NotificationStore;
 pub use plugins::PluginStore;
 pub use principals::{PrincipalStore, Principals};
 pub use realtime::EventStore;
@@ -74,6 +76,8 @@ pub struct Stores {
     pub limits: Arc<dyn LimitStore>,
     /// Failed logins and login locks, shared by the replicas.
     pub logins: Arc<dyn LoginStore>,
+    /// Notification subscriptions and their delivery outbox.
+    pub notifications: Arc<dyn NotificationStore>,
     readiness: Arc<dyn Readiness>,
     secrets: SecretBox,
     shared: bool,
@@ -99,6 +103,7 @@ impl Stores {
             + TokenStore
             + LimitStore
             + LoginStore
+            + NotificationStore
             + Readiness
             + 'static,
     {
@@ -112,6 +117,7 @@ impl Stores {
             tokens: Tokens::new(backend.clone()),
             limits: backend.clone(),
             logins: backend.clone(),
+            notifications: backend.clone(),
             readiness: backend,
             secrets,
             shared: false,

@@ -179,6 +179,8 @@ struct Inner {
     draining: std::sync::atomic::AtomicBool,
     /// Runs executing here now (not those waiting for their source).
     executing: std::sync::atomic::AtomicUsize,
+    /// Told how each run ended.
+    notifier: crate::notify::Notifier,
     /// Tests: the next run panics before it starts, as a bug in the run would.
     #[cfg(test)]
     panic_next_run: std::sync::atomic::AtomicBool,
@@ -200,6 +202,8 @@ impl Provisioning {
     /// Wires the service. `retention_days` bounds how long ended runs are kept.
     pub fn new(store: Stores, plugins: Arc<Plugins>, retention_days: i64) -> Self {
         let systems = Systems::new(store.clone(), plugins.clone());
+        let node = this_node();
+        let notifier = crate::notify::Notifier::new(store.clone(), plugins.clone(), node.clone());
         Provisioning {
             inner: Arc::new(Inner {
                 store,
@@ -207,7 +211,8 @@ impl Provisioning {
                 plugins,
                 active: Mutex::new(HashMap::new()),
                 retention_days: retention_days.max(1),
-                node: this_node(),
+                node,
+                notifier,
                 draining: std::sync::atomic::AtomicBool::new(false),
                 executing: std::sync::atomic::AtomicUsize::new(0),
                 #[cfg(test)]
@@ -235,6 +240,11 @@ impl Provisioning {
         }
         self.prune().await?;
         Ok(ids)
+    }
+
+    /// The notification service, told how each run ends.
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.inner.notifier
     }
 
     /// This replica's name in the claims it holds.
@@ -486,6 +496,7 @@ impl Provisioning {
                 self.inner.executing.fetch_add(1, SeqCst);
                 let status = self.supervise(&source_id, &claim, &options, &stop).await;
                 self.inner.executing.fetch_sub(1, SeqCst);
+                self.inner.notifier.job_ended(&claim.job, claim.attempt).await;
                 status
             } else {
                 JobStatus::ManuallyTerminated
