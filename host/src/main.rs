@@ -59,6 +59,11 @@ fn main() -> anyhow::Result<()> {
                                     anyhow::anyhow!("--quarantine-probe-seconds must be a positive number of seconds")
                                 })?,
                         ),
+                        notifications: provisio::notify::NotifySettings {
+                            smtp_url: args.smtp_url.clone(),
+                            smtp_from: args.smtp_from.clone(),
+                            ..Default::default()
+                        },
                         ..Default::default()
                     },
                 )
@@ -78,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         Command::User(command) => runtime.block_on(cli::user(command)),
         Command::Realtime(command) => runtime.block_on(cli::realtime(command)),
         Command::Audit(command) => runtime.block_on(cli::audit(command)),
+        Command::Notify(command) => runtime.block_on(cli::notify(command)),
     };
     if let Err(e) = result {
         eprintln!("{}", e.message);

@@ -69,6 +69,8 @@ pub struct Settings {
     /// The first probe's delay for a quarantined target (doubling up to an hour);
     /// [`crate::quarantine::DEFAULT_PROBE_INTERVAL`] when `None`.
     pub quarantine_probe: Option<Duration>,
+    /// How notifications are sent (SMTP server, retries, collapsing window).
+    pub notifications: crate::notify::NotifySettings,
 }
 
 /// How often a replica reads the pauses other replicas recorded for systems that answered 429.
@@ -153,6 +155,9 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
         .recover()
         .await
         .map_err(|e| BootError::Other(format!("cannot recover job runs: {e}")))?;
+    // Deliveries left in the outbox by an earlier start (or another replica) go on at once.
+    state.notifier.configure(settings.notifications.clone());
+    tokio::spawn(state.notifier.clone().run());
     Ok(state)
 }
 

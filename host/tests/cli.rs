@@ -750,3 +750,112 @@ fn audit_export_as_csv_and_json_to_stdout_or_a_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 403"));
 }
+
+#[test]
+fn notify_add_list_test_deliveries_and_remove_with_json_and_exit_codes() {
+    let served = serve();
+    const ADMIN: &str = "admin:cli-test-password";
+    let admin = |args: &[&str]| admin_with_stdin(&served, ADMIN, args, None);
+
+    // An unknown kind is the service's 400: exit code 1, the reason on stderr.
+    let out = admin(&[
+        "notify",
+        "add",
+        "--kind",
+        "job.exploded",
+        "--recipient",
+        "ops@example.com",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("job.exploded"));
+    // Neither a URL nor a recipient: a usage error.
+    let out = admin(&["notify", "add", "--kind", "job.failed"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A webhook with its secret from stdin (never argv), to a port nothing listens on.
+    let closed = free_port();
+    let out = admin_with_stdin(
+        &served,
+        ADMIN,
+        &[
+            "notify",
+            "add",
+            "--kind",
+            "job.failed",
+            "--kind",
+            "job.recovered",
+            "--url",
+            &format!("http://127.0.0.1:{closed}/hook"),
+            "--secret-stdin",
+            "--output",
+            "json",
+        ],
+        Some("a-secret-of-at-least-16\n"),
+    );
+    let hook = json_out(&out);
+    assert_eq!(hook["hasSecret"], true);
+    assert!(hook.get("secret").is_none(), "{hook}");
+    let hook_id = hook["id"].as_str().expect("id").to_string();
+    // Mail without an SMTP server configured.
+    let mail = json_out(&admin(&[
+        "notify",
+        "add",
+        "--kind",
+        "realtime.backlog",
+        "--backlog-minutes",
+        "30",
+        "--recipient",
+        "ops@example.com",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(mail["backlogMinutes"], 30);
+    let listed = json_out(&admin(&["notify", "list", "--output", "json"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert!(!listed.to_string().contains("a-secret-of-at-least-16"));
+    let text = String::from_utf8_lossy(&admin(&["notify", "list"]).stdout).to_string();
+    assert!(text.contains("ops@example.com") && text.contains(&hook_id), "{text}");
+
+    // Tests that cannot be delivered: exit code 1, and the delivery log says why.
+    let out = admin(&["notify", "test", &hook_id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not delivered"));
+    let out = admin(&["notify", "test", mail["id"].as_str().expect("id"), "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let delivery: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(delivery["status"], "failed");
+    assert!(
+        delivery["attempts"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no SMTP server")),
+        "{delivery}"
+    );
+    let log = json_out(&admin(&[
+        "notify",
+        "deliveries",
+        "--subscription",
+        &hook_id,
+        "--output",
+        "json",
+    ]));
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log}");
+    assert_eq!(log[0]["kind"], "test");
+    assert_eq!(log[0]["status"], "failed");
+    assert!(
+        log[0]["attempts"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot reach"))
+    );
+    let text = String::from_utf8_lossy(&admin(&["notify", "deliveries"]).stdout).to_string();
+    assert!(text.contains("failed") && text.contains("test"), "{text}");
+
+    // Removed; removing again is the service's 404: exit code 1.
+    assert!(admin(&["notify", "remove", &hook_id]).status.success());
+    assert_eq!(admin(&["notify", "remove", &hook_id]).status.code(), Some(1));
+    assert_eq!(
+        json_out(&admin(&["notify", "list", "--output", "json"]))
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}

@@ -60,11 +60,24 @@ struct KindLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    channel: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+}
+
 struct Metrics {
     registry: Registry,
     quarantines: Family<ReasonLabels, Counter>,
     quarantined_targets: Gauge,
     pruned_rows: Family<KindLabels, Counter>,
+    notification_attempts: Family<NotificationLabels, Counter>,
+    notifications_suppressed: Family<ChannelLabels, Counter>,
     login_failures: Family<OutcomeLabels, Counter>,
     login_locks: Family<ScopeLabels, Counter>,
     job_entities: Family<JobEntityLabels, Counter>,
@@ -147,11 +160,25 @@ fn metrics() -> &'static Metrics {
             "Rows deleted past their retention, by kind (job_logs, events, audit)",
             pruned_rows.clone(),
         );
+        let notification_attempts = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notification_attempts",
+            "Attempts at notification deliveries, by channel (webhook, email) and outcome (delivered, retry, failed)",
+            notification_attempts.clone(),
+        );
+        let notifications_suppressed = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "notifications_suppressed",
+            "Notifications collapsed into an earlier one of the same subscription, kind and system, by channel",
+            notifications_suppressed.clone(),
+        );
         Metrics {
             registry,
             quarantines,
             quarantined_targets,
             pruned_rows,
+            notification_attempts,
+            notifications_suppressed,
             login_failures,
             login_locks,
             job_entities,
@@ -249,6 +276,15 @@ pub fn quarantined(reason: &str) {
         .quarantines
         .get_or_create(&ReasonLabels {
             reason: reason.to_string(),
+}
+
+/// Counts one attempt at a notification delivery (`delivered`, `retry`, `failed`).
+pub fn notification_attempt(channel: &str, outcome: &str) {
+    metrics()
+        .notification_attempts
+        .get_or_create(&NotificationLabels {
+            channel: channel.to_string(),
+            outcome: outcome.to_string(),
         })
         .inc();
 }
@@ -264,6 +300,16 @@ pub fn pruned_rows(kind: &str, n: u64) {
         .pruned_rows
         .get_or_create(&KindLabels { kind: kind.to_string() })
         .inc_by(n);
+}
+
+/// Counts one notification collapsed into an earlier one.
+pub fn notification_suppressed(channel: &str) {
+    metrics()
+        .notifications_suppressed
+        .get_or_create(&ChannelLabels {
+            channel: channel.to_string(),
+        })
+        .inc();
 }
 
 /// The Prometheus text exposition of every metric.

@@ -8,6 +8,7 @@
 //!   admin releases them.
 //! - [`proxy`]: a system served as SCIM 2.0 — views, schemas, queries and writes; the HTTP handlers are the
 //!   service crate's.
+//! - [`notify`]: notifications to subscribers by webhook and e-mail, and their producers.
 //! - [`transform_test`]: running a transformation on sample input for the admin API.
 //!
 //! It stands on `provisio-core` (runtime, outbound, store, secrets), which it re-exports under the same
@@ -16,6 +17,7 @@
 pub use provisio_core::{connector, metrics, outbound, runtime, secrets, store};
 
 pub mod audit;
+pub mod notify;
 pub mod plugins;
 pub mod provisioning;
 pub mod proxy;
@@ -49,6 +51,8 @@ pub struct Engine {
     pub audit: audit::Audit,
     /// How long job logs, real-time events and the audit log are kept.
     pub retention: retention::RetentionPolicy,
+    /// Notifications: subscriptions' deliveries by webhook and e-mail.
+    pub notifier: notify::Notifier,
 }
 
 impl Engine {
@@ -59,6 +63,7 @@ impl Engine {
         let provisioning = provisioning::Provisioning::new(stores.clone(), plugins.clone(), retention_days);
         let realtime = realtime::Realtime::new(stores.clone(), provisioning.clone());
         let quarantine = provisioning.quarantines().clone();
+        let notifier = provisioning.notifier().clone();
         Engine {
             quarantine,
             audit: audit::Audit::new(stores.clone()),
@@ -66,6 +71,7 @@ impl Engine {
                 job_logs_days: retention_days,
                 ..Default::default()
             },
+            notifier,
             stores,
             plugins,
             systems,

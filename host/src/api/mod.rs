@@ -15,6 +15,7 @@ mod jobs;
 pub mod login_guard;
 #[cfg(test)]
 mod login_tests;
+pub mod notify;
 pub mod ops;
 #[cfg(test)]
 mod password_tests;
@@ -93,7 +94,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/systems/{id}/transformation/diff", get(history::get_diff))
         .route("/audit", get(audit::list))
-        .route("/audit/export", get(audit::export));
+        .route("/audit/export", get(audit::export))
+        .route(
+            "/notifications/subscriptions",
+            post(notify::create_subscription).get(notify::list_subscriptions),
+        )
+        .route(
+            "/notifications/subscriptions/{id}",
+            get(notify::get_subscription)
+                .put(notify::replace_subscription)
+                .delete(notify::delete_subscription),
+        )
+        .route(
+            "/notifications/subscriptions/{id}/test",
+            post(notify::test_subscription),
+        )
+        .route("/notifications/deliveries", get(notify::list_deliveries));
     // The real-time API at SAP's paths, with and without `/service`.
     let realtime_api = Router::new()
         .route(

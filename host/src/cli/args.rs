@@ -34,6 +34,9 @@ pub enum Command {
     /// Export the audit log of a running service.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage notification subscriptions (webhooks, e-mail) and read the delivery log on a running service.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Work with transformations (no server needed).
     #[command(subcommand)]
     Transform(TransformCommand),
@@ -127,6 +130,24 @@ pub struct ServeArgs {
     /// twice as long, up to an hour. A successful probe releases the target.
     #[arg(long, default_value_t = provisio::quarantine::DEFAULT_PROBE_INTERVAL.as_secs_f64(), env = "PROVISIO_QUARANTINE_PROBE_SECONDS")]
     pub quarantine_probe_seconds: f64,
+    /// The SMTP server e-mail notifications go through: `smtp://[user:password@]host[:port]` (STARTTLS when
+    /// the server offers it; `?tls=required` insists on it, `?tls=none` never starts it) or
+    /// `smtps://…` (TLS from the start). Without it e-mail notifications fail, saying so.
+    #[arg(long, env = "PROVISIO_SMTP_URL", hide_env_values = true, value_parser = parse_smtp_url)]
+    pub smtp_url: Option<String>,
+    /// The sender of notification mails (`Provisio <provisio@example.com>`).
+    #[arg(long, env = "PROVISIO_SMTP_FROM", value_parser = parse_mailbox)]
+    pub smtp_from: Option<String>,
+}
+
+fn parse_smtp_url(s: &str) -> Result<String, String> {
+    provisio::notify::email::check_url(s)?;
+    Ok(s.to_string())
+}
+
+fn parse_mailbox(s: &str) -> Result<String, String> {
+    provisio::notify::email::check_mailbox(s)?;
+    Ok(s.to_string())
 }
 
 impl ServeArgs {
@@ -592,4 +613,84 @@ pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected name=value, got {s:?}"))
+}
+
+/// `provisio notify …`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// The subscriptions.
+    List {
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Subscribe a webhook (`--url`) or e-mail recipients (`--recipient`) to event kinds.
+    Add {
+        /// An event kind (job.failed, job.finished_with_errors, job.recovered, deletes.held,
+        /// target.quarantined, plugin.trapping, realtime.backlog); repeat for more.
+        #[arg(long = "kind", required = true)]
+        kinds: Vec<String>,
+        /// Only events of this system (its id or name); every system's without it.
+        #[arg(long)]
+        system: Option<String>,
+        /// POST the notifications to this URL (a webhook).
+        #[arg(long, conflicts_with = "recipients")]
+        url: Option<String>,
+        /// Mail the notifications to this address; repeat for more.
+        #[arg(long = "recipient")]
+        recipients: Vec<String>,
+        /// Read the webhook's signing secret from the first line of stdin; without it the service generates
+        /// one and it is printed once.
+        #[arg(long, requires = "url")]
+        secret_stdin: bool,
+        /// realtime.backlog: the age in minutes of the oldest pending event worth a notification.
+        #[arg(long)]
+        backlog_minutes: Option<u32>,
+        /// A note for the admins.
+        #[arg(long)]
+        description: Option<String>,
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Remove a subscription (and its delivery log).
+    Remove {
+        /// The subscription's id.
+        id: String,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Send a test notification to a subscription now; exit code 1 when it was not delivered.
+    Test {
+        /// The subscription's id.
+        id: String,
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The delivery log, newest first, with every attempt.
+    Deliveries {
+        /// Only the deliveries of this subscription.
+        #[arg(long)]
+        subscription: Option<String>,
+        /// At most this many deliveries.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// text or json.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
 }

@@ -402,6 +402,40 @@ mod tests {
     }
 
     #[test]
+    fn the_smtp_server_and_sender_come_from_the_file_and_bad_ones_are_refused() {
+        let settings = parse(
+            "p.toml",
+            "smtp-url = \"smtp://u:p@mail.example.com:587\"\nsmtp-from = \"Provisio <p@example.com>\"\n",
+        )
+        .expect("valid");
+        let args = serve_args(&settings, &[]);
+        assert_eq!(args.smtp_url.as_deref(), Some("smtp://u:p@mail.example.com:587"));
+        assert_eq!(args.smtp_from.as_deref(), Some("Provisio <p@example.com>"));
+        let errors = parse(
+            "p.toml",
+            "smtp-url = \"http://mail.example.com\"\nsmtp-from = \"not an address\"\nsmtp-url-x = 1\n",
+        )
+        .unwrap_err();
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("p.toml:1: smtp-url: ") && l.contains("smtp or smtps")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("p.toml:2: smtp-from: ")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("p.toml:3: smtp-url-x: unknown key")),
+            "{lines:?}"
+        );
+        let errors = parse("p.toml", "smtp-url = \"smtp://m.example.com?tls=sometimes\"\n").unwrap_err();
+        assert!(errors[0].to_string().contains("tls=sometimes"), "{}", errors[0]);
+    }
+
+    #[test]
     fn tls_pairs_may_be_split_between_the_file_and_a_flag() {
         let settings = parse("p.toml", "tls-cert = \"/c.pem\"\n").expect("valid");
         let args = serve_args(&settings, &["--tls-key", "/k.pem"]);

@@ -14,6 +14,7 @@ mod admin;
 mod args;
 mod client;
 pub mod config;
+mod notify;
 mod output;
 pub mod scaffold;
 
@@ -50,6 +51,7 @@ impl CliError {
 }
 
 pub use admin::{audit, realtime, user};
+pub use notify::notify;
 
 fn read_json(path: &PathBuf) -> Result<Value, CliError> {
     let text =

@@ -296,6 +296,51 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_by_end ON jobs (ended_at) WHERE ended_at IS NOT NULL;
     CREATE INDEX realtime_by_finish ON realtime_events (finished_at) WHERE finished_at IS NOT NULL;
     "#,
+    // Notifications (issue 19): subscriptions (the webhook secret sealed), the durable outbox of their
+    // deliveries with every attempt, and the windows that collapse storms.
+    r#"
+    CREATE TABLE notification_subscriptions (
+        id              TEXT PRIMARY KEY,
+        system_id       TEXT REFERENCES systems(id) ON DELETE CASCADE,
+        kinds           TEXT NOT NULL,
+        channel         TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        secret          BYTEA,
+        backlog_minutes BIGINT NOT NULL,
+        description     TEXT NOT NULL DEFAULT '',
+        created_at      TEXT COLLATE "C" NOT NULL,
+        updated_at      TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE notification_deliveries (
+        id              TEXT PRIMARY KEY,
+        subscription_id TEXT NOT NULL REFERENCES notification_subscriptions(id) ON DELETE CASCADE,
+        channel         TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        created_at      TEXT COLLATE "C" NOT NULL,
+        next_attempt_at TEXT COLLATE "C",
+        finished_at     TEXT COLLATE "C",
+        claimed_by      TEXT,
+        claim_until     TEXT COLLATE "C"
+    );
+    CREATE INDEX notification_deliveries_due ON notification_deliveries (status, next_attempt_at);
+    CREATE INDEX notification_deliveries_by_subscription ON notification_deliveries (subscription_id, created_at);
+    CREATE TABLE notification_attempts (
+        delivery_id   TEXT NOT NULL REFERENCES notification_deliveries(id) ON DELETE CASCADE,
+        number        BIGINT NOT NULL,
+        at            TEXT COLLATE "C" NOT NULL,
+        status        TEXT NOT NULL,
+        response_code BIGINT,
+        error         TEXT,
+        PRIMARY KEY (delivery_id, number)
+    );
+    CREATE TABLE notification_windows (
+        key        TEXT PRIMARY KEY,
+        last_sent  TEXT COLLATE "C" NOT NULL,
+        suppressed BIGINT NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

@@ -13,6 +13,7 @@ mod limits;
 mod links;
 mod logins;
 mod migrations;
+mod notifications;
 mod plugins;
 mod principals;
 mod realtime;

@@ -277,6 +277,51 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_by_end ON jobs (ended_at) WHERE ended_at IS NOT NULL;
     CREATE INDEX realtime_by_finish ON realtime_events (finished_at) WHERE finished_at IS NOT NULL;
     "#,
+    // Notifications (issue 19): subscriptions (the webhook secret sealed), the durable outbox of their
+    // deliveries with every attempt, and the windows that collapse storms.
+    r#"
+    CREATE TABLE notification_subscriptions (
+        id              TEXT PRIMARY KEY,
+        system_id       TEXT REFERENCES systems(id) ON DELETE CASCADE,
+        kinds           TEXT NOT NULL,
+        channel         TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        secret          BLOB,
+        backlog_minutes INTEGER NOT NULL,
+        description     TEXT NOT NULL DEFAULT '',
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE TABLE notification_deliveries (
+        id              TEXT PRIMARY KEY,
+        subscription_id TEXT NOT NULL REFERENCES notification_subscriptions(id) ON DELETE CASCADE,
+        channel         TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        next_attempt_at TEXT,
+        finished_at     TEXT,
+        claimed_by      TEXT,
+        claim_until     TEXT
+    );
+    CREATE INDEX notification_deliveries_due ON notification_deliveries (status, next_attempt_at);
+    CREATE INDEX notification_deliveries_by_subscription ON notification_deliveries (subscription_id, created_at);
+    CREATE TABLE notification_attempts (
+        delivery_id   TEXT NOT NULL REFERENCES notification_deliveries(id) ON DELETE CASCADE,
+        number        INTEGER NOT NULL,
+        at            TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        response_code INTEGER,
+        error         TEXT,
+        PRIMARY KEY (delivery_id, number)
+    );
+    CREATE TABLE notification_windows (
+        key        TEXT PRIMARY KEY,
+        last_sent  TEXT NOT NULL,
+        suppressed INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// The schema version this Provisio knows.

@@ -46,6 +46,8 @@ where
     parked_events(fresh().await).await;
     audit(fresh().await).await;
     retention(fresh().await).await;
+    notifications(fresh().await).await;
+    notification_deliveries(fresh().await).await;
 }
 
 fn spec(name: &str, role: Role, sources: Vec<String>) -> SystemSpec {
@@ -2227,4 +2229,244 @@ pub async fn retention(stores: Stores) {
         assert!(std::time::Instant::now() < deadline, "the lease was never released");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Subscriptions: created with a sealed secret that only [`NotificationStore::subscription_secret`] opens,
+/// replaced (keeping the secret unless a new one is given), per system or for all, removed with the system
+/// they name; storms collapse within a window.
+///
+/// [`NotificationStore::subscription_secret`]: super::NotificationStore::subscription_secret
+pub async fn notifications(stores: Stores) {
+    use super::notifications::{Channel, SubscriptionSpec};
+    let (source, target) = pair(&stores).await;
+    let n = &stores.notifications;
+    let hook = SubscriptionSpec {
+        system_id: Some(source.clone()),
+        kinds: vec!["job.failed".into(), "job.recovered".into()],
+        channel: Channel::Webhook {
+            url: "https://hooks.example/in".into(),
+        },
+        backlog_minutes: 15,
+        description: "ops".into(),
+    };
+    let created = n.create_subscription(&hook, Some("s3cret")).await.expect("create");
+    assert_eq!(created.spec, hook);
+    assert!(created.has_secret);
+    let mail = SubscriptionSpec {
+        system_id: None,
+        kinds: vec!["realtime.backlog".into()],
+        channel: Channel::Email {
+            recipients: vec!["ops@example.com".into(), "oncall@example.com".into()],
+        },
+        backlog_minutes: 5,
+        description: String::new(),
+    };
+    let all = n.create_subscription(&mail, None).await.expect("create mail");
+    assert!(!all.has_secret);
+    assert_eq!(n.subscription_secret(&all.id).await.expect("no secret"), None);
+    assert_eq!(
+        n.subscription_secret(&created.id).await.expect("secret").as_deref(),
+        Some("s3cret")
+    );
+    let listed = n.subscriptions().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        n.subscription(&all.id).await.expect("get").map(|s| s.spec),
+        Some(mail.clone())
+    );
+    assert!(n.subscription("nope").await.expect("get").is_none());
+    // An unknown system is refused as not found.
+    let mut stray = hook.clone();
+    stray.system_id = Some("no-such-system".into());
+    assert!(matches!(
+        n.create_subscription(&stray, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Replaced without a secret: the secret stays; with one: it changes.
+    let mut changed = hook.clone();
+    changed.kinds = vec!["deletes.held".into()];
+    let updated = n
+        .update_subscription(&created.id, &changed, None)
+        .await
+        .expect("update")
+        .expect("found");
+    assert_eq!(updated.spec.kinds, vec!["deletes.held".to_string()]);
+    assert!(updated.has_secret);
+    assert_eq!(
+        n.subscription_secret(&created.id).await.expect("secret").as_deref(),
+        Some("s3cret")
+    );
+    n.update_subscription(&created.id, &changed, Some("other"))
+        .await
+        .expect("update")
+        .expect("found");
+    assert_eq!(
+        n.subscription_secret(&created.id).await.expect("secret").as_deref(),
+        Some("other")
+    );
+    assert!(
+        n.update_subscription("nope", &changed, None)
+            .await
+            .expect("update")
+            .is_none()
+    );
+
+    // Storms collapse: one goes, the rest within the window are counted, and the next one after the window
+    // carries the count.
+    let window = Duration::from_millis(400);
+    assert_eq!(n.collapse("k", window).await.expect("first"), Some(0));
+    assert_eq!(n.collapse("k", window).await.expect("second"), None);
+    assert_eq!(n.collapse("k", window).await.expect("third"), None);
+    assert_eq!(n.collapse("other", window).await.expect("other key"), Some(0));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(n.collapse("k", window).await.expect("after the window"), Some(2));
+    assert_eq!(n.collapse("k", window).await.expect("again"), None);
+
+    // Removing the system removes its subscriptions; removing a subscription answers whether there was one.
+    stores.systems.delete(&target).await.expect("delete target");
+    stores.systems.delete(&source).await.expect("delete source");
+    assert!(n.subscription(&created.id).await.expect("get").is_none());
+    assert!(n.delete_subscription(&all.id).await.expect("delete"));
+    assert!(!n.delete_subscription(&all.id).await.expect("delete again"));
+}
+
+/// The delivery outbox: claimed by one node at a time, attempts recorded only by the claim's holder, retried
+/// when due, ended as delivered or failed, listed newest first with their attempts; the oldest pending
+/// real-time event per source.
+pub async fn notification_deliveries(stores: Stores) {
+    use super::notifications::{AfterAttempt, Attempt, Channel, NewDelivery, SubscriptionSpec};
+    let (source, _) = pair(&stores).await;
+    let n = &stores.notifications;
+    let spec = SubscriptionSpec {
+        system_id: None,
+        kinds: vec!["job.failed".into()],
+        channel: Channel::Webhook {
+            url: "http://127.0.0.1:9/hook".into(),
+        },
+        backlog_minutes: 15,
+        description: String::new(),
+    };
+    let sub = n.create_subscription(&spec, Some("k")).await.expect("create");
+    let other = n.create_subscription(&spec, None).await.expect("create other");
+    let new = |id: &str, sub: &str| NewDelivery {
+        id: id.into(),
+        subscription_id: sub.into(),
+        channel: "webhook".into(),
+        kind: "job.failed".into(),
+        payload: json!({"id": id, "kind": "job.failed"}),
+    };
+    n.enqueue(vec![new("d1", &sub.id), new("d2", &sub.id), new("d3", &other.id)])
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_secs(30);
+    let only = n.claim_deliveries("a", lease, 10, Some("d2")).await.expect("claim one");
+    assert_eq!(only.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d2"]);
+    let rest = n.claim_deliveries("b", lease, 10, None).await.expect("claim the rest");
+    let mut ids: Vec<&str> = rest.iter().map(|d| d.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["d1", "d3"], "d2 is a's");
+    assert_eq!(rest[0].payload["kind"], "job.failed");
+    assert!(
+        n.claim_deliveries("c", lease, 10, None)
+            .await
+            .expect("nothing")
+            .is_empty()
+    );
+
+    let attempt = |number: i64, status: &str, code: Option<i64>| Attempt {
+        number,
+        at: super::now(),
+        status: status.into(),
+        response_code: code,
+        error: code.filter(|c| *c >= 500).map(|c| format!("HTTP {c}")),
+    };
+    // Only the holder records.
+    assert!(matches!(
+        n.record_attempt("d2", "b", &attempt(1, "delivered", Some(200)), &AfterAttempt::Delivered)
+            .await,
+        Err(StoreError::Fenced(_))
+    ));
+    n.record_attempt(
+        "d2",
+        "a",
+        &attempt(1, "retry", Some(500)),
+        &AfterAttempt::RetryAt(super::now()),
+    )
+    .await
+    .expect("retry");
+    n.record_attempt("d1", "b", &attempt(1, "delivered", Some(204)), &AfterAttempt::Delivered)
+        .await
+        .expect("delivered");
+    n.record_attempt("d3", "b", &attempt(1, "failed", Some(410)), &AfterAttempt::Failed)
+        .await
+        .expect("failed");
+    // The retry is due again, with its first attempt.
+    let again = n.claim_deliveries("b", lease, 10, None).await.expect("claim the retry");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, "d2");
+    assert_eq!(again[0].attempts.len(), 1);
+    assert_eq!(again[0].attempts[0].response_code, Some(500));
+    n.record_attempt("d2", "b", &attempt(2, "delivered", Some(200)), &AfterAttempt::Delivered)
+        .await
+        .expect("delivered at last");
+    // A retry later than now is not due.
+    n.enqueue(vec![new("d4", &sub.id)]).await.expect("enqueue");
+    n.claim_deliveries("a", lease, 10, Some("d4")).await.expect("claim");
+    let later = super::timestamp(chrono::Utc::now() + chrono::Duration::seconds(60));
+    n.record_attempt("d4", "a", &attempt(1, "retry", None), &AfterAttempt::RetryAt(later))
+        .await
+        .expect("retry later");
+    assert!(
+        n.claim_deliveries("a", lease, 10, None)
+            .await
+            .expect("none due")
+            .is_empty()
+    );
+
+    let log = n.deliveries(Some(&sub.id), 10).await.expect("log");
+    let mut by_id: Vec<(String, String, usize)> = log
+        .iter()
+        .map(|d| (d.id.clone(), d.status.clone(), d.attempts.len()))
+        .collect();
+    by_id.sort();
+    assert_eq!(
+        by_id,
+        vec![
+            ("d1".to_string(), "delivered".to_string(), 1),
+            ("d2".to_string(), "delivered".to_string(), 2),
+            ("d4".to_string(), "pending".to_string(), 1),
+        ]
+    );
+    let d2 = n.delivery("d2").await.expect("get").expect("found");
+    assert_eq!(
+        d2.attempts.iter().map(|a| a.status.as_str()).collect::<Vec<_>>(),
+        ["retry", "delivered"]
+    );
+    assert!(d2.finished_at.is_some());
+    assert_eq!(
+        n.delivery("d3").await.expect("get").map(|d| d.status),
+        Some("failed".to_string())
+    );
+    assert_eq!(n.deliveries(None, 10).await.expect("all").len(), 4);
+    assert_eq!(n.deliveries(None, 2).await.expect("limited").len(), 2);
+
+    // A subscription's deliveries go with it.
+    assert!(n.delete_subscription(&other.id).await.expect("delete"));
+    assert!(n.delivery("d3").await.expect("get").is_none());
+
+    // The oldest pending real-time event per source.
+    assert!(n.oldest_pending_events().await.expect("none").is_empty());
+    let push = |id: &str| NewEvent {
+        source_id: source.clone(),
+        kind: "user".into(),
+        entity_id: id.into(),
+        operation: "create".into(),
+        body: Some(json!({"id": id})),
+        received_by: "pusher".into(),
+    };
+    let first = stores.events.append(push("u1")).await.expect("append");
+    stores.events.append(push("u2")).await.expect("append");
+    let oldest = n.oldest_pending_events().await.expect("oldest");
+    assert_eq!(oldest, vec![(source.clone(), first.received_at.clone())]);
 }

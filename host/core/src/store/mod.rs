@@ -1,5 +1,5 @@
 //! The store's interfaces: one narrow, async interface per aggregate — [`SystemStore`], [`PrincipalStore`],
-//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`], [`LoginStore`], [`AuditStore`], [`RetentionStore`] — and the records they keep. The engine talks
+//! [`PluginStore`], [`JobStore`], [`LinkStore`], [`EventStore`], [`TokenStore`], [`LimitStore`], [`LoginStore`], [`AuditStore`], [`RetentionStore`], [`NotificationStore`] — and the records they keep. The engine talks
 //! to these and never to SQL or a connection; a backend (`provisio-store-sqlite`, the embedded default)
 //! implements them all and hands them out bundled as [`Stores`], built in the composition root.
 //!
@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod limits;
 pub mod links;
 pub mod logins;
+pub mod notifications;
 pub mod plugins;
 pub mod principals;
 pub mod realtime;
@@ -28,6 +29,7 @@ pub use jobs::JobStore;
 pub use limits::LimitStore;
 pub use links::LinkStore;
 pub use logins::LoginStore;
+pub use notifications::NotificationStore;
 pub use plugins::PluginStore;
 pub use principals::{PrincipalStore, Principals};
 pub use realtime::EventStore;
@@ -82,6 +84,8 @@ pub struct Stores {
     pub audit: Arc<dyn AuditStore>,
     /// Pruning past the retention, in batches.
     pub retention: Arc<dyn RetentionStore>,
+    /// Notification subscriptions and their delivery outbox.
+    pub notifications: Arc<dyn NotificationStore>,
     readiness: Arc<dyn Readiness>,
     secrets: SecretBox,
     shared: bool,
@@ -109,6 +113,7 @@ impl Stores {
             + LoginStore
             + AuditStore
             + RetentionStore
+            + NotificationStore
             + Readiness
             + 'static,
     {
@@ -124,6 +129,7 @@ impl Stores {
             logins: backend.clone(),
             audit: backend.clone(),
             retention: backend.clone(),
+            notifications: backend.clone(),
             readiness: backend,
             secrets,
             shared: false,

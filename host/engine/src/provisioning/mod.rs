@@ -181,6 +181,8 @@ struct Inner {
     executing: std::sync::atomic::AtomicUsize,
     /// Quarantine of the targets runs write to.
     quarantines: crate::quarantine::Quarantines,
+    /// Told how each run ended.
+    notifier: crate::notify::Notifier,
     /// Tests: the next run panics before it starts, as a bug in the run would.
     #[cfg(test)]
     panic_next_run: std::sync::atomic::AtomicBool,
@@ -203,6 +205,8 @@ impl Provisioning {
     pub fn new(store: Stores, plugins: Arc<Plugins>, retention_days: i64) -> Self {
         let systems = Systems::new(store.clone(), plugins.clone());
         let quarantines = crate::quarantine::Quarantines::new(store.clone(), systems.clone());
+        let node = this_node();
+        let notifier = crate::notify::Notifier::new(store.clone(), plugins.clone(), node.clone());
         Provisioning {
             inner: Arc::new(Inner {
                 quarantines,
@@ -211,7 +215,8 @@ impl Provisioning {
                 plugins,
                 active: Mutex::new(HashMap::new()),
                 retention_days: retention_days.max(1),
-                node: this_node(),
+                node,
+                notifier,
                 draining: std::sync::atomic::AtomicBool::new(false),
                 executing: std::sync::atomic::AtomicUsize::new(0),
                 #[cfg(test)]
@@ -243,6 +248,11 @@ impl Provisioning {
     /// Quarantine of targets (see [`crate::quarantine`]).
     pub fn quarantines(&self) -> &crate::quarantine::Quarantines {
         &self.inner.quarantines
+    }
+
+    /// The notification service, told how each run ends.
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.inner.notifier
     }
 
     /// This replica's name in the claims it holds.
@@ -485,6 +495,7 @@ impl Provisioning {
                 self.inner.executing.fetch_add(1, SeqCst);
                 let status = self.supervise(&source_id, &claim, &options, &stop).await;
                 self.inner.executing.fetch_sub(1, SeqCst);
+                self.inner.notifier.job_ended(&claim.job, claim.attempt).await;
                 status
             } else {
                 JobStatus::ManuallyTerminated

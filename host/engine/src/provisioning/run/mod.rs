@@ -227,6 +227,7 @@ impl JobRun {
             "source": source,
             "outcome": self.outcome,
             "heldDeletes": self.held,
+            "readFailed": self.read_failed,
             "progress": self.progress,
             "interrupted": false,
             "previousAttempts": self.previous_attempts,
