@@ -169,12 +169,12 @@ pub fn message(settings: &NotifySettings, recipients: &[String], delivery: &Deli
     let p = &delivery.payload;
     let summary = p["summary"].as_str().unwrap_or("Provisio notification");
     let subject: String = format!("[Provisio] {summary}").chars().take(200).collect();
-    Ok(builder
+    builder
         .subject(subject)
         .header(ContentType::TEXT_PLAIN)
         .message_id(Some(format!("<{}@provisio>", delivery.id)))
         .body(body(p))
-        .map_err(|e| format!("cannot build the mail: {e}"))?)
+        .map_err(|e| format!("cannot build the mail: {e}"))
 }
 
 /// The plain-text body of a notification.
