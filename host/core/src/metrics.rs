@@ -276,6 +276,8 @@ pub fn quarantined(reason: &str) {
         .quarantines
         .get_or_create(&ReasonLabels {
             reason: reason.to_string(),
+        })
+        .inc();
 }
 
 /// Counts one attempt at a notification delivery (`delivered`, `retry`, `failed`).
