@@ -158,6 +158,7 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
     // Deliveries left in the outbox by an earlier start (or another replica) go on at once.
     state.notifier.configure(settings.notifications.clone());
     tokio::spawn(state.notifier.clone().run());
+    tokio::spawn(state.notifier.clone().follow_quarantines(state.quarantine.subscribe()));
     Ok(state)
 }
 

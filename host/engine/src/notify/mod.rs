@@ -200,6 +200,48 @@ impl Notifier {
         self.publish_to(&wanting, &notification).await
     }
 
+    /// Tells subscribers of `target.quarantined` about every target this replica quarantines (the replica
+    /// that decides is the one that tells, so each quarantine is told once across replicas). Runs until the
+    /// quarantine service is gone.
+    pub async fn follow_quarantines(
+        self,
+        mut changes: tokio::sync::broadcast::Receiver<crate::quarantine::QuarantineChange>,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let change = match changes.recv().await {
+                Ok(change) => change,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "quarantine notifications fell behind");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let crate::quarantine::QuarantineChange::Quarantined {
+                system_id,
+                system_name,
+                reason,
+                message,
+            } = change
+            else {
+                continue;
+            };
+            let notification = Notification {
+                kind: "target.quarantined".into(),
+                system: Some(SystemRef {
+                    id: system_id.clone(),
+                    name: system_name.clone(),
+                    role: "target".into(),
+                }),
+                summary: format!("Target {system_name} is quarantined ({reason}): {message}"),
+                details: serde_json::json!({ "reason": reason, "message": message }),
+            };
+            if let Err(e) = self.publish(notification).await {
+                tracing::warn!(error = %e, system = %system_id, "cannot queue the quarantine notification");
+            }
+        }
+    }
+
     /// Queues `notification` for these subscriptions (which want it).
     pub(crate) async fn publish_to(
         &self,
