@@ -21,9 +21,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use provisio_engine::{
-    audit, connector, metrics, outbound, plugins, provisioning, quarantine, realtime, retention, runtime, secrets, store,
-    systems,
-    transform_test,
+    audit, connector, metrics, outbound, plugins, provisioning, quarantine, realtime, retention, runtime, secrets,
+    store, systems, transform_test,
 };
 
 pub mod api;
