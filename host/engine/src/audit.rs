@@ -253,6 +253,7 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
             enabled: true,
+            health: Default::default(),
         }
     }
 
