@@ -32,3 +32,6 @@ pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod tls;
+
+#[cfg(test)]
+pub(crate) mod test_state;

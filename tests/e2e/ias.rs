@@ -599,27 +599,10 @@ async fn users_land_in_a_strict_scim_target_with_default_transformations() {
             "properties": {"URL": scim.base_url, "Authentication": "BearerToken", "Password": scim.token}}),
         )
         .await;
-    let (status, job) = service
-        .admin(
-            Method::POST,
-            &format!("/api/v1/systems/{source}/jobs"),
-            Some(json!({"type": "read"})),
-        )
+    let job = service
+        .run_job(&source, json!({"type": "read"}), std::time::Duration::from_secs(300))
         .await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{job}");
     let id = job["id"].as_str().expect("job id").to_string();
-    let started = std::time::Instant::now();
-    let job = loop {
-        let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
-        if matches!(
-            job["status"].as_str(),
-            Some("Success" | "Finished with Error" | "Manually Terminated")
-        ) {
-            break job;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(300), "{job}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
     let (_, log) = service
         .admin(Method::GET, &format!("/api/v1/jobs/{id}/entities"), None)
         .await;

@@ -38,30 +38,9 @@ fn settings(smtp: &SmtpSink) -> Settings {
 }
 
 async fn run_job(service: &Service, source: &str) -> Value {
-    let (status, job) = service
-        .admin(
-            Method::POST,
-            &format!("/api/v1/systems/{source}/jobs"),
-            Some(json!({"type": "read"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    let id = job["id"].as_str().expect("job id").to_string();
-    let started = std::time::Instant::now();
-    loop {
-        let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
-        if matches!(
-            job["status"].as_str(),
-            Some("Success" | "Finished with Error" | "Manually Terminated")
-        ) {
-            return job;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "job {id} did not end: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    service
+        .run_job(source, json!({"type": "read"}), Duration::from_secs(120))
+        .await
 }
 
 /// The source's definition with this password.

@@ -120,27 +120,11 @@ fn user(i: usize, title: &str) -> Value {
 
 /// Starts a job and waits for its end.
 async fn run(service: &Service, source: &str, body: Value) -> Value {
-    let (status, job) = service
-        .admin(Method::POST, &format!("/api/v1/systems/{source}/jobs"), Some(body))
-        .await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{job}");
-    wait(service, job["id"].as_str().expect("job id")).await
+    service.run_job(source, body, Duration::from_secs(600)).await
 }
 
 async fn wait(service: &Service, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
-        let status = job["status"].as_str().unwrap_or("");
-        if matches!(status, "Success" | "Finished with Error" | "Manually Terminated") {
-            return job;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "job {id} did not end: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    service.wait_job(id, Duration::from_secs(600)).await
 }
 
 /// The statistics row of a target and entity type.

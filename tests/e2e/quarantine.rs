@@ -15,30 +15,9 @@ use crate::support::Service;
 const PUSHER: (&str, &str) = ("ias-pusher", "pusher-password-1");
 
 async fn run(service: &Service, source: &str) -> Value {
-    let (status, job) = service
-        .admin(
-            Method::POST,
-            &format!("/api/v1/systems/{source}/jobs"),
-            Some(json!({"type": "read"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    let id = job["id"].as_str().expect("job id").to_string();
-    let started = Instant::now();
-    loop {
-        let (_, job) = service.admin(Method::GET, &format!("/api/v1/jobs/{id}"), None).await;
-        if matches!(
-            job["status"].as_str(),
-            Some("Success" | "Finished with Error" | "Manually Terminated")
-        ) {
-            return job;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "job {id} did not end: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    service
+        .run_job(source, json!({"type": "read"}), Duration::from_secs(120))
+        .await
 }
 
 async fn system(service: &Service, id: &str) -> Value {

@@ -150,6 +150,40 @@ impl Service {
         )
     }
 
+    /// Starts a job (`body`: `{"type": "read"}`, …) on a source and waits (at most `limit`) for its end.
+    pub async fn run_job(&self, source: &str, body: Value, limit: Duration) -> Value {
+        let (status, job) = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/systems/{source}/jobs"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        self.wait_job(job["id"].as_str().expect("job id"), limit).await
+    }
+
+    /// Waits (at most `limit`) for a job to end; answers it.
+    pub async fn wait_job(&self, id: &str, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let (_, job) = self
+                .admin(reqwest::Method::GET, &format!("/api/v1/jobs/{id}"), None)
+                .await;
+            if matches!(
+                job["status"].as_str(),
+                Some("Success" | "Finished with Error" | "Manually Terminated")
+            ) {
+                return job;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "job {id} did not end within {limit:?}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn healthy(&self) -> bool {
         matches!(self.http.get(format!("{}/healthz", self.url)).send().await, Ok(r) if r.status() == StatusCode::OK)
     }

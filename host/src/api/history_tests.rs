@@ -1,8 +1,6 @@
 //! The transformation history through the whole router (`oneshot`), with the bundled SCIM connector loaded so
 //! that saves and rollbacks are validated as in the service.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
@@ -10,10 +8,6 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::{AppState, router};
-use crate::outbound::{Outbound, OutboundLimits};
-use crate::plugins::Plugins;
-use crate::runtime::{CallLimits, Runtime};
-use crate::secrets::SecretBox;
 use crate::store::principals::{Permission, PrincipalKind};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
@@ -23,53 +17,24 @@ const READER: (&str, &str) = ("reader", "reader-password-1");
 /// A service without connectors: an admin, a technical user with `manage-systems` and one with `read-logs`
 /// only.
 pub(crate) async fn plain_state() -> AppState {
-    let (store, plugins) = stores_and_plugins(false).await;
-    AppState::new(store, Arc::new(plugins), 30)
+    crate::test_state::state(PRINCIPALS).await
 }
 
 /// A service with the bundled SCIM connector, and the principals of [`plain_state`].
 pub(crate) async fn state_with_scim() -> AppState {
-    let (store, plugins) = stores_and_plugins(true).await;
-    AppState::new(store, Arc::new(plugins), 30)
+    crate::test_state::state_with_scim(PRINCIPALS).await
 }
 
-async fn stores_and_plugins(scim: bool) -> (crate::store::Stores, Plugins) {
-    let store = provisio_store_sqlite::SqliteStore::in_memory(SecretBox::from_key([7; 32]))
-        .expect("store")
-        .stores();
-    let principals = &store.principals;
-    principals
-        .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL)
-        .await
-        .expect("admin");
-    principals
-        .create(
-            OPERATOR.0,
-            OPERATOR.1,
-            PrincipalKind::Technical,
-            &[Permission::ManageSystems],
-        )
-        .await
-        .expect("operator");
-    principals
-        .create(READER.0, READER.1, PrincipalKind::Technical, &[Permission::ReadLogs])
-        .await
-        .expect("reader");
-    let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("outbound"));
-    let runtime = Arc::new(Runtime::new(CallLimits::default(), outbound, None).expect("runtime"));
-    let mut plugins = Plugins::new(runtime, None);
-    if scim {
-        let bundled: Vec<(&'static str, &'static [u8])> = crate::bundled::BUNDLED
-            .iter()
-            .filter(|(name, _)| *name == "scim")
-            .copied()
-            .collect();
-        assert_eq!(bundled.len(), 1, "the SCIM connector is bundled");
-        plugins = plugins.with_bundled(Box::leak(bundled.into_boxed_slice()));
-        plugins.load_installed(&store).await.expect("the SCIM connector loads");
-    }
-    (store, plugins)
-}
+const PRINCIPALS: &[crate::test_state::TestPrincipal<'static>] = &[
+    (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL),
+    (
+        OPERATOR.0,
+        OPERATOR.1,
+        PrincipalKind::Technical,
+        &[Permission::ManageSystems],
+    ),
+    (READER.0, READER.1, PrincipalKind::Technical, &[Permission::ReadLogs]),
+];
 
 pub(crate) async fn call(
     state: &AppState,

@@ -15,32 +15,17 @@ use tower::ServiceExt as _;
 
 use super::login_guard::{LoginGuard, LoginPolicy};
 use super::{AppState, router};
-use crate::outbound::{Outbound, OutboundLimits};
-use crate::plugins::Plugins;
-use crate::runtime::{CallLimits, Runtime};
-use crate::secrets::SecretBox;
 use crate::store::principals::{Permission, PrincipalKind};
 
 pub(super) const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 pub(super) const CLIENT: (&str, &str) = ("scim-client", "client-password-1");
 
 pub(super) async fn state(policy: LoginPolicy) -> AppState {
-    let store = provisio_store_sqlite::SqliteStore::in_memory(SecretBox::from_key([7; 32]))
-        .expect("store")
-        .stores();
-    store
-        .principals
-        .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL)
-        .await
-        .expect("admin");
-    store
-        .principals
-        .create(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
-        .await
-        .expect("technical user");
-    let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("outbound"));
-    let runtime = Arc::new(Runtime::new(CallLimits::default(), outbound, None).expect("runtime"));
-    let mut state = AppState::new(store, Arc::new(Plugins::new(runtime, None)), 30);
+    let mut state = crate::test_state::state(&[
+        (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL),
+        (CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi]),
+    ])
+    .await;
     state.logins = Arc::new(LoginGuard::new(policy));
     state
 }

@@ -1,8 +1,6 @@
 //! The admin API's error paths, through the whole router with `tower::ServiceExt::oneshot`: every refusal
 //! is a JSON answer `{"error", "message"}` with the right status, never a panic or a 500.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
@@ -10,36 +8,22 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use super::{AppState, router};
-use crate::outbound::{Outbound, OutboundLimits};
-use crate::plugins::Plugins;
-use crate::runtime::{CallLimits, Runtime};
-use crate::secrets::SecretBox;
 use crate::store::principals::{Permission, PrincipalKind};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const PROXY_CLIENT: (&str, &str) = ("proxy-client", "proxy-password-1");
 
 async fn state() -> AppState {
-    let store = provisio_store_sqlite::SqliteStore::in_memory(SecretBox::from_key([3; 32]))
-        .expect("store")
-        .stores();
-    let principals = &store.principals;
-    principals
-        .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL)
-        .await
-        .expect("admin");
-    principals
-        .create(
+    crate::test_state::state(&[
+        (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL),
+        (
             PROXY_CLIENT.0,
             PROXY_CLIENT.1,
             PrincipalKind::Technical,
             &[Permission::ProxyApi],
-        )
-        .await
-        .expect("technical user");
-    let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("outbound"));
-    let runtime = Arc::new(Runtime::new(CallLimits::default(), outbound, None).expect("runtime"));
-    AppState::new(store, Arc::new(Plugins::new(runtime, None)), 30)
+        ),
+    ])
+    .await
 }
 
 fn basic((user, password): (&str, &str)) -> String {

@@ -29,9 +29,47 @@ impl Client {
 
     /// `GET path`, the answer's body as text (an export).
     pub(super) async fn get_text(&self, path: &str) -> Result<String, CliError> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
+        let (status, text) = self.send(reqwest::Method::GET, path, None, false).await?;
+        if !status.is_success() {
+            return Err(self.refusal(status, &text, " (admins, or read-audit)"));
+        }
+        Ok(text)
+    }
+
+    pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        json_body: bool,
+    ) -> Result<Value, CliError> {
+        let (status, text) = self.send(method, path, body, json_body).await?;
+        if !status.is_success() {
+            return Err(self.refusal(status, &text, ""));
+        }
+        // A success without a JSON body (204) reads as null.
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Sends one request with the credentials; the answer's status and body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        json_body: bool,
+    ) -> Result<(reqwest::StatusCode, String), CliError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some((u, p)) = &self.user {
             request = request.basic_auth(u, Some(p));
+        }
+        if let Some(body) = body {
+            let content_type = if json_body {
+                "application/json"
+            } else {
+                "application/wasm"
+            };
+            request = request.header("content-type", content_type).body(body);
         }
         let response = request.send().await.map_err(|e| {
             CliError::new(format!(
@@ -44,69 +82,19 @@ impl Client {
             .text()
             .await
             .map_err(|e| CliError::new(format!("the answer was cut off: {e}")))?;
-        if !status.is_success() {
-            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
-            let hint = match (status.as_u16(), &self.user) {
-                (401, None) => "; no credentials were given: set PROVISIO_USER=user:password (or pass --user)",
-                (401, Some(_)) => "; the credentials in PROVISIO_USER (or --user) were refused",
-                (403, _) => "; the user in PROVISIO_USER (or --user) lacks the permission (admins, or read-audit)",
-                _ => "",
-            };
-            return Err(CliError::new(format!(
-                "HTTP {}: {}{hint}",
-                status.as_u16(),
-                terminal(message)
-            )));
-        }
-        Ok(text)
+        Ok((status, text))
     }
 
-    pub(super) async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<reqwest::Body>,
-        json_body: bool,
-    ) -> Result<Value, CliError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some((u, p)) = &self.user {
-            request = request.basic_auth(u, Some(p));
-        }
-        if let Some(body) = body {
-            request = request
-                .header(
-                    "content-type",
-                    if json_body {
-                        "application/json"
-                    } else {
-                        "application/wasm"
-                    },
-                )
-                .body(body);
-        }
-        let response = request.send().await.map_err(|e| {
-            CliError::new(format!(
-                "cannot reach the service at {} (PROVISIO_URL or --server): {e}",
-                self.base
-            ))
-        })?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
-            let hint = match (status.as_u16(), &self.user) {
-                (401, None) => "; no credentials were given: set PROVISIO_USER=user:password (or pass --user)",
-                (401, Some(_)) => "; the credentials in PROVISIO_USER (or --user) were refused",
-                (403, _) => "; the user in PROVISIO_USER (or --user) lacks the permission",
-                _ => "",
-            };
-            return Err(CliError::new(format!(
-                "HTTP {}: {}{hint}",
-                status.as_u16(),
-                terminal(message)
-            )));
-        }
-        Ok(value)
+    /// The error of a refused request: the service's message and which setting to fix.
+    fn refusal(&self, status: reqwest::StatusCode, body: &str, permission_hint: &str) -> CliError {
+        let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let message = value.get("message").and_then(Value::as_str).unwrap_or("no details");
+        let hint = match (status.as_u16(), &self.user) {
+            (401, None) => "; no credentials were given: set PROVISIO_USER=user:password (or pass --user)".to_string(),
+            (401, Some(_)) => "; the credentials in PROVISIO_USER (or --user) were refused".to_string(),
+            (403, _) => format!("; the user in PROVISIO_USER (or --user) lacks the permission{permission_hint}"),
+            _ => String::new(),
+        };
+        CliError::new(format!("HTTP {}: {}{hint}", status.as_u16(), terminal(message)))
     }
 }

@@ -1,18 +1,12 @@
 //! The console through the whole router with `tower::ServiceExt::oneshot`: login and sessions, CSRF refusal,
 //! permissions as the API has them, the security headers, and escaping of what came from systems and users.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use sha2::Digest as _;
 use tower::ServiceExt as _;
 
 use crate::api::{AppState, router};
-use crate::outbound::{Outbound, OutboundLimits};
-use crate::plugins::Plugins;
-use crate::runtime::{CallLimits, Runtime};
-use crate::secrets::SecretBox;
 use crate::store::jobs::{EntityLogEntry, JobRecord, JobStatus};
 use crate::store::principals::{Permission, PrincipalKind};
 use crate::store::systems::{Role, SystemSpec};
@@ -22,22 +16,11 @@ pub(super) const READER: (&str, &str) = ("reader", "reader-password-1");
 pub(super) const HOSTILE: &str = "<script>alert(1)</script>";
 
 pub(super) async fn state() -> AppState {
-    let store = provisio_store_sqlite::SqliteStore::in_memory(SecretBox::from_key([5; 32]))
-        .expect("store")
-        .stores();
-    store
-        .principals
-        .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL)
-        .await
-        .expect("admin");
-    store
-        .principals
-        .create(READER.0, READER.1, PrincipalKind::Technical, &[Permission::ReadLogs])
-        .await
-        .expect("reader");
-    let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("outbound"));
-    let runtime = Arc::new(Runtime::new(CallLimits::default(), outbound, None).expect("runtime"));
-    AppState::new(store, Arc::new(Plugins::new(runtime, None)), 30)
+    crate::test_state::state(&[
+        (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL),
+        (READER.0, READER.1, PrincipalKind::Technical, &[Permission::ReadLogs]),
+    ])
+    .await
 }
 
 pub(super) struct Answer {

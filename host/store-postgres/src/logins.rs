@@ -104,23 +104,19 @@ impl LoginStore for PostgresStore {
 
     async fn unlock(&self, key: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let ended = sqlx::query("DELETE FROM login_locks WHERE key = $1 AND until > now()")
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?
-            .rows_affected();
-        sqlx::query("DELETE FROM login_locks WHERE key = $1")
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+        // One statement ends the lock and tells whether it was still running (an ended one is swept too).
+        let running: Option<bool> =
+            sqlx::query_scalar("DELETE FROM login_locks WHERE key = $1 RETURNING until > now()")
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Error::from)?;
         sqlx::query("DELETE FROM login_failures WHERE key = $1")
             .bind(key)
             .execute(&mut *tx)
             .await
             .map_err(Error::from)?;
         tx.commit().await.map_err(Error::from)?;
-        Ok(ended > 0)
+        Ok(running == Some(true))
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use provisio_core::store::StoreError;
 use provisio_core::store::logins::LoginStore;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::{SqliteStore, millis_after};
 
@@ -116,14 +116,17 @@ impl LoginStore for SqliteStore {
             let now = millis_after(Duration::ZERO);
             let mut conn = s.conn();
             let tx = conn.transaction()?;
-            let ended = tx.execute(
-                "DELETE FROM login_locks WHERE key = ?1 AND until > ?2",
-                params![key, now],
-            )?;
-            tx.execute("DELETE FROM login_locks WHERE key = ?1", params![key])?;
+            // One statement ends the lock and tells whether it was still running (an ended one is swept too).
+            let running: Option<bool> = tx
+                .query_row(
+                    "DELETE FROM login_locks WHERE key = ?1 RETURNING until > ?2",
+                    params![key, now],
+                    |row| row.get(0),
+                )
+                .optional()?;
             tx.execute("DELETE FROM login_failures WHERE key = ?1", params![key])?;
             tx.commit()?;
-            Ok(ended > 0)
+            Ok(running == Some(true))
         })
         .await
     }
