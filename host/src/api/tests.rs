@@ -16,10 +16,10 @@ use crate::runtime::{CallLimits, Runtime};
 use crate::secrets::SecretBox;
 use crate::store::principals::{Permission, PrincipalKind};
 
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+pub(crate) const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const PROXY_CLIENT: (&str, &str) = ("proxy-client", "proxy-password-1");
 
-async fn state() -> AppState {
+pub(crate) async fn state() -> AppState {
     let store = provisio_store_sqlite::SqliteStore::in_memory(SecretBox::from_key([3; 32]))
         .expect("store")
         .stores();
@@ -50,7 +50,7 @@ fn basic((user, password): (&str, &str)) -> String {
 }
 
 /// Sends one request through the router; answers the status, the headers and the body as JSON.
-async fn send(
+pub(crate) async fn send(
     state: &AppState,
     method: Method,
     uri: &str,
