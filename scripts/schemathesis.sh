@@ -61,16 +61,21 @@ TARGET=$(api "$URL/api/v1/systems" -d "{\"name\": \"Seed target\", \"type\": \"s
   \"sources\": [\"$SOURCE\"], \"properties\": {\"URL\": \"http://127.0.0.1:9/scim\",
   \"Authentication\": \"BasicAuthentication\", \"User\": \"seed\", \"Password\": \"seed-password\"}}" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-api "$URL/api/v1/systems/$SOURCE/jobs" -d '{"type": "read"}' >/dev/null
+JOB=$(api "$URL/api/v1/systems/$SOURCE/jobs" -d '{"type": "read"}' |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 TOKEN=$(curl -sf -u "$ADMIN" "$URL/oauth2/token" -d grant_type=client_credentials |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-export SEED_SOURCE="$SOURCE" SEED_TARGET="$TARGET"
+export SEED_SOURCE="$SOURCE" SEED_TARGET="$TARGET" SEED_JOB="$JOB"
 
 started=$(date +%s)
 status=0
-.venv-schemathesis/bin/schemathesis run "$URL/api/v1/openapi.json" \
+SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=scripts \
+  .venv-schemathesis/bin/schemathesis run "$URL/api/v1/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
   --checks all \
+  `# positive_data_acceptance is off: schema-valid requests are refused for rules no schema states (a target` \
+  `# has no schedule, a bundled plugin stays, an admin cannot delete itself); those answers are documented.` \
+  --exclude-checks positive_data_acceptance \
   --max-examples "$EXAMPLES" \
   --seed 19 \
   --workers 2 \

@@ -155,10 +155,10 @@ fn query(q: Result<Query<AuditQuery>, QueryRejection>) -> Result<AuditQuery, Api
         ("action" = Option<String>, Query, description = "The action (`system.create`, `login.failed`, …)"),
         ("objectType" = Option<String>, Query, description = "The kind of object (`system`, `principal`, …)"),
         ("objectId" = Option<String>, Query, description = "The object's id"),
-        ("from" = Option<String>, Query, format = DateTime, description = "At or after this RFC 3339 instant"),
-        ("to" = Option<String>, Query, format = DateTime, description = "Before this RFC 3339 instant"),
+        ("from" = Option<String>, Query, description = "At or after this RFC 3339 instant (empty: no bound)"),
+        ("to" = Option<String>, Query, description = "Before this RFC 3339 instant (empty: no bound)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Entries per page (100 when absent)"),
-        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the page before")),
+        ("cursor" = Option<i64>, Query, minimum = 1, description = "The `nextCursor` of the page before")),
     responses((status = 200, description = "A page of the audit log, newest first", body = schemas::AuditPage)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -182,9 +182,9 @@ pub async fn list(
         ("action" = Option<String>, Query, description = "The action (`system.create`, `login.failed`, …)"),
         ("objectType" = Option<String>, Query, description = "The kind of object (`system`, `principal`, …)"),
         ("objectId" = Option<String>, Query, description = "The object's id"),
-        ("from" = Option<String>, Query, format = DateTime, description = "At or after this RFC 3339 instant"),
-        ("to" = Option<String>, Query, format = DateTime, description = "Before this RFC 3339 instant"),
-        ("format" = Option<String>, Query, description = "`csv` (SAP's change-log columns; the default) or `json`")),
+        ("from" = Option<String>, Query, description = "At or after this RFC 3339 instant (empty: no bound)"),
+        ("to" = Option<String>, Query, description = "Before this RFC 3339 instant (empty: no bound)"),
+        ("format" = Option<schemas::ExportFormat>, Query, description = "`csv` (SAP's change-log columns; the default) or `json`")),
     responses((status = 200, description = "Every matching entry, as a download", content(
         (String = "text/csv"), (Vec<schemas::AuditEntry> = "application/json")))))]
 pub async fn export(

@@ -168,9 +168,18 @@ pub struct QueryParams<T>(pub T);
 pub struct PathParams<T>(pub T);
 
 /// A raw body whose rejection (too large, cut short) is an [`ApiError`].
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::body::Bytes), rejection(ApiError))]
 pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(RawBody)
+            .map_err(ApiError::from)
+    }
+}
 
 /// The answer to a path under `/api/v1` that names no operation.
 pub async fn no_such_path(uri: axum::http::Uri) -> ApiError {

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody, PathParams, RawBody};
-use super::schemas::{self, ErrorBody};
 use super::ops::{self, plugin_error};
+use super::schemas::{self, ErrorBody};
 use crate::store::principals::Permission;
 use crate::systems::{SystemInput, SystemView};
 
@@ -50,7 +50,11 @@ pub async fn metrics() -> Response {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TechnicalUserInput {
+    /// Unique; no `:`.
+    #[schema(min_length = 1, pattern = "^[^:]+$")]
     name: String,
+    /// 8 characters or more.
+    #[schema(min_length = 8)]
     password: String,
     #[serde(default)]
     #[schema(value_type = Vec<schemas::Permission>)]
@@ -102,7 +106,7 @@ pub async fn list_login_locks(State(state): State<AppState>, caller: Caller) -> 
 /// `DELETE /api/v1/login-locks/{scope}/{subject}` (`principal/NAME` or `address/IP`): 204 when a lock ended,
 /// 404 when none was running.
 #[utoipa::path(delete, path = "/login-locks/{scope}/{subject}", tag = "users",
-    params(("scope" = String, Path, description = "`principal` or `address`"),
+    params(("scope" = schemas::LockScope, Path, description = "`principal` or `address`"),
         ("subject" = String, Path, description = "The principal's name or the client address")),
     responses((status = 204, description = "The lock ended")))]
 pub async fn unlock_login(
@@ -117,6 +121,8 @@ pub async fn unlock_login(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordInput {
+    /// 8 characters or more.
+    #[schema(min_length = 8)]
     password: String,
 }
 
@@ -187,13 +193,18 @@ pub async fn list_plugins(State(state): State<AppState>, caller: Caller) -> Resu
 }
 
 #[utoipa::path(post, path = "/plugins", tag = "plugins",
-    request_body(description = "The `.wasm` component", content = Vec<u8>, content_type = "application/wasm"),
+    request_body(description = "The `.wasm` component (any content type; the CLI sends `application/wasm`)",
+        content((schemas::WasmComponent = "application/wasm"), (schemas::WasmComponent = "application/octet-stream"))),
     responses((status = 200, description = "This version was loaded already", body = schemas::Plugin),
         (status = 201, description = "Loaded", body = schemas::Plugin),
         (status = 409, description = "Another component with this name and version is loaded", body = ErrorBody),
         (status = 413, description = "Larger than the limit", body = ErrorBody),
         (status = 422, description = "Not a valid connector component, and why", body = ErrorBody)))]
-pub async fn upload_plugin(State(state): State<AppState>, caller: Caller, RawBody(body): RawBody) -> Result<Response, ApiError> {
+pub async fn upload_plugin(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let added = ops::upload_plugin(&state, &caller, body.to_vec()).await?;
     let mut answer = plugin_json(&added.plugin);
     if let Some(o) = answer.as_object_mut() {
@@ -355,7 +366,8 @@ pub async fn disable_system(
 /// `POST /api/v1/systems/{id}/release`: ends the target's quarantine; the system as it is now, with the
 /// quarantine that ended as `released`.
 #[utoipa::path(post, path = "/systems/{id}/release", tag = "systems", params(("id" = String, Path, description = "The system's id")),
-    responses((status = 200, description = "The system as it is now, with the quarantine that ended as `released`", body = schemas::System)))]
+    responses((status = 200, description = "The system as it is now, with the quarantine that ended as `released`", body = schemas::System),
+        (status = 409, description = "The system is not quarantined", body = ErrorBody)))]
 pub async fn release_system(
     State(state): State<AppState>,
     caller: Caller,
@@ -387,8 +399,13 @@ pub async fn test_connection(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TransformationTest {
+    /// The transformation document (SAP's JSON mapping language).
+    #[schema(value_type = Object)]
     transformation: Value,
+    /// The entity it runs on.
+    #[schema(value_type = Object)]
     entity: Value,
+    /// The entity type in the transformation (`user` when absent).
     #[serde(default = "default_entity_type")]
     entity_type: String,
     #[serde(default)]
@@ -409,6 +426,10 @@ pub async fn test_transformation(
     caller: Caller,
     JsonBody(input): JsonBody<TransformationTest>,
 ) -> Result<Response, ApiError> {
+    // A transformation maps the attributes of an entity: anything else is a mistake, not an empty entity.
+    if !input.entity.is_object() {
+        return Err(ApiError::bad_request("entity must be a JSON object"));
+    }
     let run = crate::transform_test::TransformTest {
         transformation: input.transformation,
         entity: input.entity,

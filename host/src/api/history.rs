@@ -16,8 +16,8 @@ use similar::{ChangeTag, TextDiff};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, PathParams, QueryParams, RawBody};
-use super::schemas;
 use super::ops;
+use super::schemas;
 use crate::store::systems::{System, TransformationVersion};
 use crate::systems::{SystemInput, SystemView};
 
@@ -286,7 +286,8 @@ pub async fn post_rollback(
     RawBody(body): RawBody,
 ) -> Result<Json<SystemView>, ApiError> {
     let n = number(&n)?;
-    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+    // An empty body, or `null`, asks for the default description.
+    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         RollbackBody::default()
     } else {
         serde_json::from_slice(&body)

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody, PathParams, QueryParams, RawBody};
-use super::schemas::{self, ErrorBody};
 use super::ops;
+use super::schemas::{self, ErrorBody};
 use crate::store::jobs::{HeldKey, JobRecord, ScheduleRecord};
 
 /// A run as the API shows it: the record with its summary (statistics, outcome, progress) spread out.
@@ -43,7 +43,7 @@ pub fn job_view(job: &JobRecord) -> Value {
 pub struct StartJob {
     /// `read` or `resync`.
     #[serde(rename = "type", default = "read")]
-    #[schema(default = "read")]
+    #[schema(value_type = schemas::JobType)]
     job_type: String,
     #[serde(default)]
     simulate: bool,
@@ -156,7 +156,8 @@ pub struct HeldSelection {
 
 /// The selection in a decision's body: `None` (every pending delete) when the body is empty.
 pub fn held_selection(body: &[u8]) -> Result<Option<Vec<HeldKey>>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // An empty body, or `null`, decides on every pending delete.
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(None);
     }
     let selection: HeldSelection = serde_json::from_slice(body).map_err(|e| {
@@ -169,7 +170,7 @@ pub fn held_selection(body: &[u8]) -> Result<Option<Vec<HeldKey>>, ApiError> {
 
 /// `POST /api/v1/jobs/{id}/held-deletes/approve|reject`, with an optional body naming the entities.
 #[utoipa::path(post, path = "/jobs/{id}/held-deletes/{decision}", tag = "jobs",
-    params(("id" = String, Path, description = "The run's id"), ("decision" = String, Path, description = "`approve` or `reject`")),
+    params(("id" = String, Path, description = "The run's id"), ("decision" = schemas::Decision, Path, description = "`approve` or `reject`")),
     request_body(description = "The entities decided; all held deletes of the run when empty",
         content = Option<schemas::HeldSelection>),
     responses((status = 200, description = "What was decided and done", body = Value),
@@ -226,6 +227,7 @@ pub async fn delete_schedule(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProvisionOne {
     #[serde(default = "user")]
+    #[schema(value_type = schemas::EntityType)]
     entity_type: String,
     id: String,
     #[serde(default)]

@@ -14,11 +14,11 @@ pub(crate) mod history_tests;
 mod jobs;
 pub mod login_guard;
 #[cfg(test)]
-mod openapi_tests;
-#[cfg(test)]
 mod login_tests;
 pub mod notify;
 pub mod openapi;
+#[cfg(test)]
+mod openapi_tests;
 pub mod ops;
 #[cfg(test)]
 mod password_tests;

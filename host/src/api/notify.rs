@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody, PathParams, QueryParams};
-use super::schemas::{self, ErrorBody};
+use super::schemas;
 use crate::notify::{EVENT_KINDS, NotifyError};
 use crate::store::notifications::{Channel, Delivery, Subscription, SubscriptionSpec};
 use crate::store::principals::PrincipalKind;
@@ -86,8 +86,10 @@ pub struct SubscriptionBody {
     /// The event kinds (at least one): `job.failed`, `job.finished_with_errors`, `job.recovered`, `deletes.held`,
     /// `target.quarantined`, `plugin.trapping`, `realtime.backlog`.
     #[serde(default)]
+    #[schema(value_type = Vec<schemas::EventKind>, min_items = 1)]
     kinds: Vec<String>,
     /// `webhook` or `email`.
+    #[schema(value_type = schemas::ChannelName)]
     channel: String,
     /// A webhook's http(s) URL.
     #[serde(default)]

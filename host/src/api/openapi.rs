@@ -31,7 +31,13 @@ use super::schemas;
             `{\"error\": \"<reason>\", \"message\": \"…\"}`. This document itself needs no authentication.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    components(schemas(schemas::ErrorBody)),
+    components(schemas(
+        schemas::ErrorBody,
+        // Path and query parameters refer to these; bodies bring their own schemas in.
+        schemas::LockScope,
+        schemas::Decision,
+        schemas::ExportFormat
+    )),
     tags(
         (name = "systems", description = "Source, target and proxy systems"),
         (name = "transformations", description = "A system's transformation versions"),

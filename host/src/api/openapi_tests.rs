@@ -92,7 +92,13 @@ fn documented(doc: &Value) -> BTreeSet<String> {
 fn shape(path: &str) -> String {
     let path = path.split('?').next().unwrap_or_default();
     path.split('/')
-        .map(|s| if s.starts_with('{') && s.ends_with('}') { "{}" } else { s })
+        .map(|s| {
+            if s.starts_with('{') && s.ends_with('}') {
+                "{}"
+            } else {
+                s
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -148,7 +154,9 @@ async fn every_documented_operation_is_routed() {
         // (401 for the operations that need credentials).
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{op}: {body}");
         assert!(
-            !body["message"].as_str().is_some_and(|m| m.starts_with("no such operation")),
+            !body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("no such operation")),
             "{op}: {body}"
         );
         if path.starts_with("/api/v1/") && path != "/api/v1/openapi.json" {
@@ -186,7 +194,10 @@ fn every_path_the_cli_calls_is_documented() {
     }
     assert!(called.len() >= 15, "the CLI's paths were not found: {called:?}");
     let undocumented: Vec<_> = called.iter().filter(|p| !paths.contains(*p)).collect();
-    assert!(undocumented.is_empty(), "the CLI calls paths the document lacks: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "the CLI calls paths the document lacks: {undocumented:?}"
+    );
 }
 
 #[test]
@@ -233,17 +244,59 @@ async fn axum_refusals_come_in_the_error_shape() {
     let state = state().await;
     let cases: &[(Method, &str, Option<&str>, &[u8], StatusCode)] = &[
         // A query parameter of the wrong type.
-        (Method::GET, "/api/v1/realtime/events?limit=many", None, b"", StatusCode::BAD_REQUEST),
-        (Method::GET, "/api/v1/notifications/deliveries?limit=x", None, b"", StatusCode::BAD_REQUEST),
-        (Method::GET, "/api/v1/jobs/j/entities?after=x", None, b"", StatusCode::BAD_REQUEST),
+        (
+            Method::GET,
+            "/api/v1/realtime/events?limit=many",
+            None,
+            b"",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/v1/notifications/deliveries?limit=x",
+            None,
+            b"",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/v1/jobs/j/entities?after=x",
+            None,
+            b"",
+            StatusCode::BAD_REQUEST,
+        ),
         // A path segment of the wrong type.
-        (Method::GET, "/api/v1/realtime/events/seven", None, b"", StatusCode::BAD_REQUEST),
+        (
+            Method::GET,
+            "/api/v1/realtime/events/seven",
+            None,
+            b"",
+            StatusCode::BAD_REQUEST,
+        ),
         // A path that names no operation, and a method a path does not take.
         (Method::GET, "/api/v1/nothing-here", None, b"", StatusCode::NOT_FOUND),
-        (Method::PATCH, "/api/v1/systems", None, b"", StatusCode::METHOD_NOT_ALLOWED),
+        (
+            Method::PATCH,
+            "/api/v1/systems",
+            None,
+            b"",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
         // A body of another content type.
-        (Method::POST, "/api/v1/systems", Some("text/plain"), b"{}", StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (Method::POST, "/api/v1/systems", Some("application/json"), b"{", StatusCode::BAD_REQUEST),
+        (
+            Method::POST,
+            "/api/v1/systems",
+            Some("text/plain"),
+            b"{}",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Method::POST,
+            "/api/v1/systems",
+            Some("application/json"),
+            b"{",
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (method, uri, content_type, body, expected) in cases {
         let (status, headers, answer) = send(&state, method.clone(), uri, Some(ADMIN), *content_type, body).await;

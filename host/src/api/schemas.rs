@@ -6,6 +6,9 @@
 
 // These types are only described, never built: the handlers answer the real types.
 #![allow(dead_code)]
+// Each field is named as in the JSON; where a name does not say enough, its doc comment becomes the
+// description in the document.
+#![allow(missing_docs)]
 
 use std::collections::BTreeMap;
 
@@ -44,8 +47,7 @@ pub struct TokenAnswer {
 /// The client-credentials form of `POST /oauth2/token` (the credentials may come as HTTP Basic instead).
 #[derive(ToSchema)]
 pub struct TokenForm {
-    /// `client_credentials`.
-    pub grant_type: String,
+    pub grant_type: GrantType,
     /// The technical user's (or admin's) name.
     pub client_id: Option<String>,
     /// Its password.
@@ -63,6 +65,80 @@ pub enum Permission {
     RealtimeApi,
     ManagePlugins,
     ReadAudit,
+}
+
+/// An entity type.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum EntityType {
+    User,
+    Group,
+}
+
+/// A job type.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum JobType {
+    Read,
+    Resync,
+}
+
+/// A decision on held deletes.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// What a login lock is on.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum LockScope {
+    Principal,
+    Address,
+}
+
+/// The form of an export.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Json,
+    Csv,
+}
+
+/// A notification channel.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ChannelName {
+    Webhook,
+    Email,
+}
+
+/// A kind of notification event.
+#[derive(ToSchema)]
+pub enum EventKind {
+    #[schema(rename = "job.failed")]
+    JobFailed,
+    #[schema(rename = "job.finished_with_errors")]
+    JobFinishedWithErrors,
+    #[schema(rename = "job.recovered")]
+    JobRecovered,
+    #[schema(rename = "deletes.held")]
+    DeletesHeld,
+    #[schema(rename = "target.quarantined")]
+    TargetQuarantined,
+    #[schema(rename = "plugin.trapping")]
+    PluginTrapping,
+    #[schema(rename = "realtime.backlog")]
+    RealtimeBacklog,
+}
+
+/// The grant of `POST /oauth2/token`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum GrantType {
+    ClientCredentials,
 }
 
 /// What a system is for.
@@ -116,13 +192,16 @@ pub struct SystemInput {
     pub version: Option<String>,
     pub role: Role,
     /// SAP's property names; scalar values are taken as text; a secret sent back as `********` keeps its value.
-    pub properties: Option<BTreeMap<String, Value>>,
+    #[schema(required = false)]
+    pub properties: BTreeMap<String, Value>,
     /// For targets: ids of the sources it receives from.
-    pub sources: Option<Vec<String>>,
+    #[schema(required = false)]
+    pub sources: Vec<String>,
     /// The transformation; the connector's default when absent. For proxies `{"read": …, "write": …}`.
     pub transformation: Option<Value>,
     /// Properties to turn from sealed secrets into plain values (their value given in clear).
-    pub declassify: Option<Vec<String>>,
+    #[schema(required = false)]
+    pub declassify: Vec<String>,
     /// The description of the transformation version this change makes, if it makes one.
     pub description: Option<String>,
     /// Whether it takes part in provisioning; unchanged when absent, new systems are enabled.
@@ -363,9 +442,8 @@ pub struct HeldSelection {
 pub struct Schedule {
     #[schema(required = false)]
     pub source_id: String,
-    /// `read` or `resync`.
     #[schema(required = false)]
-    pub job_type: String,
+    pub job_type: JobType,
     pub every_seconds: Option<i64>,
     /// A cron expression (UTC).
     pub cron: Option<String>,
@@ -536,3 +614,8 @@ pub struct VersionDiff {
 pub struct RollbackInput {
     pub description: Option<String>,
 }
+
+/// A connector component's bytes (`.wasm`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct WasmComponent(Vec<u8>);

@@ -86,7 +86,7 @@ pub fn idm_csv(system: &System, scim_url: &str, token_url: &str) -> String {
 /// The handler.
 #[utoipa::path(get, path = "/systems/{id}/export", tag = "systems",
     params(("id" = String, Path, description = "The system's id"),
-        ("format" = Option<String>, Query, description = "`json` (the default; the shape `POST /api/v1/systems` takes, \
+        ("format" = Option<crate::api::schemas::ExportFormat>, Query, description = "`json` (the default; the shape `POST /api/v1/systems` takes, \
             without secrets) or `csv` (a proxy as an SAP IdM SCIM repository)")),
     responses((status = 200, description = "The export, as a download", content(
         (crate::api::schemas::SystemInput = "application/json"), (String = "text/csv")))))]
