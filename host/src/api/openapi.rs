@@ -57,8 +57,11 @@ pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// A header an error answer carries, and its type.
+type ErrorHeader = Option<(&'static str, Type)>;
+
 /// The reusable error answers, by name: (status, name, description, header it carries).
-const ERRORS: [(&str, &str, &str, Option<(&str, Type)>); 6] = [
+const ERRORS: [(&str, &str, &str, ErrorHeader); 6] = [
     (
         "400",
         "BadRequest",

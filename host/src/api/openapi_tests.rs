@@ -242,7 +242,9 @@ async fn the_document_is_served_without_credentials() {
 #[tokio::test]
 async fn axum_refusals_come_in_the_error_shape() {
     let state = state().await;
-    let cases: &[(Method, &str, Option<&str>, &[u8], StatusCode)] = &[
+    // (method, uri, content type, body, the status expected)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, &'a [u8], StatusCode);
+    let cases: &[Case] = &[
         // A query parameter of the wrong type.
         (
             Method::GET,
