@@ -313,3 +313,63 @@ async fn axum_refusals_come_in_the_error_shape() {
         }
     }
 }
+
+/// What Schemathesis found, kept: the document's `minLength` counts characters and so does the service; a
+/// transformation test's entity is an object; `null` is an empty selection where an empty body is one.
+#[tokio::test]
+async fn the_service_refuses_what_the_document_refuses() {
+    let state = state().await;
+    let json = Some("application/json");
+    // Eight bytes, four characters.
+    let body = serde_json::json!({"name": "short-pw", "password": "éééé"}).to_string();
+    let (status, _, answer) = send(
+        &state,
+        Method::POST,
+        "/api/v1/technical-users",
+        Some(ADMIN),
+        json,
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"].as_str().is_some_and(|m| m.contains("8 characters")),
+        "{answer}"
+    );
+    let body = serde_json::json!({"name": "long-pw", "password": "éééééééé"}).to_string();
+    let (status, _, answer) = send(
+        &state,
+        Method::POST,
+        "/api/v1/technical-users",
+        Some(ADMIN),
+        json,
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let body = serde_json::json!({"transformation": {}, "entity": [1, 2]}).to_string();
+    let (status, _, answer) = send(
+        &state,
+        Method::POST,
+        "/api/v1/transformations/test",
+        Some(ADMIN),
+        json,
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("entity must be a JSON object")),
+        "{answer}"
+    );
+
+    // `null` passes the body check and reaches the run, which does not exist.
+    let uri = "/api/v1/jobs/no-such-run/held-deletes/approve";
+    let (status, _, answer) = send(&state, Method::POST, uri, Some(ADMIN), json, b"null").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let (status, _, answer) = send(&state, Method::POST, uri, Some(ADMIN), json, b"[]").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+}
