@@ -39,7 +39,7 @@ ADMIN="admin:schemathesis-password-1"
 # Schemathesis sends requests without credentials and with wrong ones on purpose: the login throttle must not
 # lock the address it runs from (its delays and locks are tested elsewhere).
 PROVISIO_BOOTSTRAP_ADMIN="$ADMIN" \
-  PROVISIO_LOGIN_MAX_FAILURES=1000000 PROVISIO_LOGIN_MAX_FAILURES_PER_ADDRESS=1000000 \
+  PROVISIO_LOGIN_MAX_FAILURES=1000000 PROVISIO_LOGIN_MAX_FAILURES_PER_ADDRESS=1000000 PROVISIO_SHUTDOWN_GRACE=1 \
   "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$DATA/serve.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 300); do
