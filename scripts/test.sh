@@ -3,7 +3,8 @@
 # wasm32-wasip2 target (the connector components are built from build scripts) and a Python venv with
 # the third-party SCIM programs the end-to-end tests run against, then checks formatting and lints (clippy,
 # warnings are errors), builds every member, runs the console's browser tests (installing chromium and Node
-# when missing), and runs `cargo test --workspace` (unit tests, the transformation golden tests,
+# when missing), runs Schemathesis against the admin API's OpenAPI document on a live service, and runs
+# `cargo test --workspace` (unit tests, the transformation golden tests,
 # simulators, and the end-to-end tests through the real wasm runtime). The PostgreSQL store's tests and the
 # end-to-end tests on PostgreSQL need a server: `scripts/postgres.sh` finds one (PROVISIO_TEST_DATABASE_URL,
 # else the local server's `test` database) or installs and starts one.
@@ -43,4 +44,6 @@ if ! command -v npm >/dev/null; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
 (cd tests/browser && npm ci --no-audit --no-fund && npm test)
+# Schemathesis against a live service over every operation of /api/v1/openapi.json (the debug build above).
+bash scripts/schemathesis.sh
 cargo test --workspace

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::schemas;
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::store::principals::Permission;
 
@@ -149,6 +150,16 @@ fn query(q: Result<Query<AuditQuery>, QueryRejection>) -> Result<AuditQuery, Api
 }
 
 /// `GET /api/v1/audit`: `{"entries": [...], "nextCursor": "…"|null}`, newest first.
+#[utoipa::path(get, path = "/audit", tag = "audit",
+    params(("principal" = Option<String>, Query, description = "The principal's name (exact, case-insensitive)"),
+        ("action" = Option<String>, Query, description = "The action (`system.create`, `login.failed`, …)"),
+        ("objectType" = Option<String>, Query, description = "The kind of object (`system`, `principal`, …)"),
+        ("objectId" = Option<String>, Query, description = "The object's id"),
+        ("from" = Option<String>, Query, description = "At or after this RFC 3339 instant (empty: no bound)"),
+        ("to" = Option<String>, Query, description = "Before this RFC 3339 instant (empty: no bound)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Entries per page (100 when absent)"),
+        ("cursor" = Option<i64>, Query, minimum = 1, description = "The `nextCursor` of the page before")),
+    responses((status = 200, description = "A page of the audit log, newest first", body = schemas::AuditPage)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,6 +177,16 @@ pub async fn list(
 }
 
 /// `GET /api/v1/audit/export?format=csv|json`: every matching entry as a download.
+#[utoipa::path(get, path = "/audit/export", tag = "audit",
+    params(("principal" = Option<String>, Query, description = "The principal's name (exact, case-insensitive)"),
+        ("action" = Option<String>, Query, description = "The action (`system.create`, `login.failed`, …)"),
+        ("objectType" = Option<String>, Query, description = "The kind of object (`system`, `principal`, …)"),
+        ("objectId" = Option<String>, Query, description = "The object's id"),
+        ("from" = Option<String>, Query, description = "At or after this RFC 3339 instant (empty: no bound)"),
+        ("to" = Option<String>, Query, description = "Before this RFC 3339 instant (empty: no bound)"),
+        ("format" = Option<schemas::ExportFormat>, Query, description = "`csv` (SAP's change-log columns; the default) or `json`")),
+    responses((status = 200, description = "Every matching entry, as a download", content(
+        (String = "text/csv"), (Vec<schemas::AuditEntry> = "application/json")))))]
 pub async fn export(
     State(state): State<AppState>,
     caller: Caller,

@@ -343,6 +343,16 @@ fn oauth_error(status: axum::http::StatusCode, error: &str, description: &str) -
 }
 
 /// `POST /oauth2/token`: client credentials → a bearer token.
+#[utoipa::path(post, path = "/oauth2/token", tag = "service", security((), ("basic" = [])),
+    request_body(content = super::schemas::TokenForm, content_type = "application/x-www-form-urlencoded",
+        description = "The credentials as `client_id`/`client_secret`, or as HTTP Basic"),
+    responses(
+        (status = 200, description = "A bearer token for the admin API", body = super::schemas::TokenAnswer),
+        (status = 400, description = "Not a client-credentials request", body = super::schemas::OAuthError),
+        (status = 401, description = "Bad or missing credentials", body = super::schemas::OAuthError),
+        (status = 429, description = "Locked after repeated failures (`Retry-After`)", body = super::schemas::OAuthError),
+        (status = 503, description = "The credentials cannot be checked now", body = super::schemas::OAuthError),
+    ))]
 pub async fn token(
     State(state): State<AppState>,
     peer: PeerCertificate,

@@ -1,7 +1,7 @@
 //! Errors of the admin API as JSON answers: `{"error": "<reason>", "message": "<what to do>"}`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -133,3 +133,69 @@ impl From<JsonRejection> for ApiError {
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct JsonBody<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::bad_request(format!("invalid query: {}", e.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        // A segment that does not parse (a sequence number that is not one) is the caller's mistake: 400.
+        let status = match e.status() {
+            s if s.is_server_error() => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        ApiError::new(status, format!("invalid path: {}", e.body_text()))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        ApiError::new(e.status(), format!("cannot read the body: {}", e.body_text()))
+    }
+}
+
+/// A query string whose rejection is an [`ApiError`] (400 in the API's error shape, not axum's plain text).
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct QueryParams<T>(pub T);
+
+/// Path parameters whose rejection is an [`ApiError`].
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct PathParams<T>(pub T);
+
+/// A raw body whose rejection (too large, cut short) is an [`ApiError`].
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(RawBody)
+            .map_err(ApiError::from)
+    }
+}
+
+/// The answer to a path under `/api/v1` that names no operation.
+pub async fn no_such_path(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no such operation: {}; the operations are listed in /api/v1/openapi.json",
+        uri.path()
+    ))
+}
+
+/// The answer to a method a path of the API does not take (axum adds the `Allow` header).
+pub async fn no_such_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not an operation of {}; see /api/v1/openapi.json",
+            uri.path()
+        ),
+    )
+}

@@ -8,16 +8,16 @@
 //! - `GET /api/v1/systems/{id}/transformation/diff?from=N&to=M`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, PathParams, QueryParams, RawBody};
 use super::ops;
+use super::schemas;
 use crate::store::systems::{System, TransformationVersion};
 use crate::systems::{SystemInput, SystemView};
 
@@ -239,10 +239,12 @@ pub async fn rollback(
 }
 
 /// `GET /api/v1/systems/{id}/transformation/versions`.
+#[utoipa::path(get, path = "/systems/{id}/transformation/versions", tag = "transformations", params(("id" = String, Path, description = "The system's id")),
+    responses((status = 200, description = "The versions, without their documents", body = Vec<schemas::TransformationVersion>)))]
 pub async fn list_versions(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Vec<VersionView>>, ApiError> {
     Ok(Json(
         versions(&state, &caller, &id)
@@ -254,10 +256,12 @@ pub async fn list_versions(
 }
 
 /// `GET /api/v1/systems/{id}/transformation/versions/{n}`.
+#[utoipa::path(get, path = "/systems/{id}/transformation/versions/{n}", tag = "transformations", params(("id" = String, Path, description = "The system's id"), ("n" = i64, Path, minimum = 1, description = "The version number (1, 2, …)")),
+    responses((status = 200, description = "The version with its document", body = schemas::TransformationVersion)))]
 pub async fn get_version(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, n)): Path<(String, String)>,
+    PathParams((id, n)): PathParams<(String, String)>,
 ) -> Result<Json<VersionView>, ApiError> {
     let n = number(&n)?;
     Ok(Json(VersionView::full(&version(&state, &caller, &id, n).await?)))
@@ -271,14 +275,19 @@ struct RollbackBody {
 }
 
 /// `POST /api/v1/systems/{id}/transformation/versions/{n}/rollback`: 200 with the system.
+#[utoipa::path(post, path = "/systems/{id}/transformation/versions/{n}/rollback", tag = "transformations",
+    params(("id" = String, Path, description = "The system's id"), ("n" = i64, Path, minimum = 1, description = "The version number (1, 2, …)")),
+    request_body(description = "A description of the new version; the body may be empty", content = Option<schemas::RollbackInput>),
+    responses((status = 200, description = "The system with the new version (equal to n)", body = schemas::System), (status = 409, description = "That version is the transformation in force already", body = schemas::ErrorBody)))]
 pub async fn post_rollback(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, n)): Path<(String, String)>,
-    body: Bytes,
+    PathParams((id, n)): PathParams<(String, String)>,
+    RawBody(body): RawBody,
 ) -> Result<Json<SystemView>, ApiError> {
     let n = number(&n)?;
-    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+    // An empty body, or `null`, asks for the default description.
+    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         RollbackBody::default()
     } else {
         serde_json::from_slice(&body)
@@ -289,18 +298,25 @@ pub async fn post_rollback(
 }
 
 /// The versions a diff compares (`?from=N&to=M`).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DiffQuery {
+    /// The older version (required).
+    #[param(value_type = i64, required = true, minimum = 1)]
     from: Option<String>,
+    /// The newer version (required).
+    #[param(value_type = i64, required = true, minimum = 1)]
     to: Option<String>,
 }
 
 /// `GET /api/v1/systems/{id}/transformation/diff?from=N&to=M`.
+#[utoipa::path(get, path = "/systems/{id}/transformation/diff", tag = "transformations", params(("id" = String, Path, description = "The system's id"), DiffQuery),
+    responses((status = 200, description = "A line diff", body = schemas::VersionDiff)))]
 pub async fn get_diff(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<DiffQuery>,
+    PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<DiffQuery>,
 ) -> Result<Json<VersionDiff>, ApiError> {
     let (Some(from), Some(to)) = (q.from.as_deref(), q.to.as_deref()) else {
         return Err(ApiError::bad_request("give the versions to compare: ?from=N&to=M"));

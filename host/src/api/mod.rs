@@ -16,10 +16,14 @@ pub mod login_guard;
 #[cfg(test)]
 mod login_tests;
 pub mod notify;
+pub mod openapi;
+#[cfg(test)]
+mod openapi_tests;
 pub mod ops;
 #[cfg(test)]
 mod password_tests;
 pub mod realtime;
+pub mod schemas;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -29,87 +33,80 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, post};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use crate::state::AppState;
 
 /// Largest plugin component accepted by upload.
 pub use crate::plugins::MAX_PLUGIN_BYTES;
 
+/// Every operation of the admin API (`/api/v1`), and `/oauth2/token`, `/healthz`, `/readyz`, `/metrics`: the one
+/// list both the router and the OpenAPI document ([`openapi`]) are made from.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    use handlers::*;
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(create_technical_user, list_technical_users))
+        .routes(routes!(delete_technical_user))
+        .routes(routes!(set_technical_user_password))
+        .routes(routes!(list_login_locks))
+        .routes(routes!(unlock_login))
+        .routes(routes!(list_connectors))
+        .routes(routes!(list_plugins, upload_plugin).layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)))
+        .routes(routes!(rollback_plugin))
+        .routes(routes!(activate_plugin))
+        .routes(routes!(delete_plugin))
+        .routes(routes!(create_system, list_systems))
+        .routes(routes!(get_system, replace_system, delete_system))
+        .routes(routes!(test_connection))
+        .routes(routes!(release_system))
+        .routes(routes!(enable_system))
+        .routes(routes!(disable_system))
+        .routes(routes!(jobs::start_job, jobs::list_jobs))
+        .routes(routes!(jobs::get_schedule, jobs::put_schedule, jobs::delete_schedule))
+        .routes(routes!(jobs::provision_one))
+        .routes(routes!(jobs::reset_source))
+        .routes(routes!(crate::proxy::export::export))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::stop_job))
+        .routes(routes!(jobs::job_entities))
+        .routes(routes!(jobs::held_deletes))
+        .routes(routes!(jobs::decide_deletes))
+        .routes(routes!(test_transformation))
+        .routes(routes!(history::list_versions))
+        .routes(routes!(history::get_version))
+        .routes(routes!(history::post_rollback))
+        .routes(routes!(history::get_diff))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
+        .routes(routes!(notify::create_subscription, notify::list_subscriptions))
+        .routes(routes!(
+            notify::get_subscription,
+            notify::replace_subscription,
+            notify::delete_subscription
+        ))
+        .routes(routes!(notify::test_subscription))
+        .routes(routes!(notify::list_deliveries))
+        .routes(routes!(realtime::list_events))
+        .routes(routes!(realtime::get_event))
+        .routes(routes!(realtime::retry_event))
+        .routes(routes!(openapi::openapi_json));
+    OpenApiRouter::with_openapi(openapi::base())
+        .nest("/api/v1", v1)
+        .routes(routes!(auth::token))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
 /// The router of the whole service.
 pub fn router(state: AppState) -> Router {
-    use handlers::*;
-    let api = Router::new()
-        .route(
-            "/technical-users",
-            post(create_technical_user).get(list_technical_users),
-        )
-        .route("/technical-users/{id}", axum::routing::delete(delete_technical_user))
-        .route(
-            "/technical-users/{id}/password",
-            axum::routing::put(set_technical_user_password),
-        )
-        .route("/login-locks", get(list_login_locks))
-        .route("/login-locks/{scope}/{subject}", axum::routing::delete(unlock_login))
-        .route("/connectors", get(list_connectors))
-        .route(
-            "/plugins",
-            get(list_plugins)
-                .post(upload_plugin)
-                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
-        )
-        .route("/plugins/{name}/rollback", post(rollback_plugin))
-        .route("/plugins/{name}/activate", post(activate_plugin))
-        .route("/plugins/{name}/{version}", axum::routing::delete(delete_plugin))
-        .route("/systems", post(create_system).get(list_systems))
-        .route(
-            "/systems/{id}",
-            get(get_system).put(replace_system).delete(delete_system),
-        )
-        .route("/systems/{id}/test-connection", post(test_connection))
-        .route("/systems/{id}/release", post(release_system))
-        .route("/systems/{id}/enable", post(handlers::enable_system))
-        .route("/systems/{id}/disable", post(handlers::disable_system))
-        .route("/systems/{id}/jobs", post(jobs::start_job).get(jobs::list_jobs))
-        .route(
-            "/systems/{id}/schedule",
-            get(jobs::get_schedule)
-                .put(jobs::put_schedule)
-                .delete(jobs::delete_schedule),
-        )
-        .route("/systems/{id}/provision-one", post(jobs::provision_one))
-        .route("/systems/{id}/reset", post(jobs::reset_source))
-        .route("/systems/{id}/export", get(crate::proxy::export::export))
-        .route("/jobs/{id}", get(jobs::get_job))
-        .route("/jobs/{id}/stop", post(jobs::stop_job))
-        .route("/jobs/{id}/entities", get(jobs::job_entities))
-        .route("/jobs/{id}/held-deletes", get(jobs::held_deletes))
-        .route("/jobs/{id}/held-deletes/{decision}", post(jobs::decide_deletes))
-        .route("/transformations/test", post(test_transformation))
-        .route("/systems/{id}/transformation/versions", get(history::list_versions))
-        .route("/systems/{id}/transformation/versions/{n}", get(history::get_version))
-        .route(
-            "/systems/{id}/transformation/versions/{n}/rollback",
-            post(history::post_rollback),
-        )
-        .route("/systems/{id}/transformation/diff", get(history::get_diff))
-        .route("/audit", get(audit::list))
-        .route("/audit/export", get(audit::export))
-        .route(
-            "/notifications/subscriptions",
-            post(notify::create_subscription).get(notify::list_subscriptions),
-        )
-        .route(
-            "/notifications/subscriptions/{id}",
-            get(notify::get_subscription)
-                .put(notify::replace_subscription)
-                .delete(notify::delete_subscription),
-        )
-        .route(
-            "/notifications/subscriptions/{id}/test",
-            post(notify::test_subscription),
-        )
-        .route("/notifications/deliveries", get(notify::list_deliveries));
+    // Methods a path of the API does not take, and paths under /api/v1 that name no operation, are answered
+    // in the API's error shape (axum's own answers are empty or plain text).
+    let api = Router::from(api_routes())
+        .route("/api/v1/{*rest}", any(error::no_such_path))
+        .method_not_allowed_fallback(error::no_such_method);
     // The real-time API at SAP's paths, with and without `/service`.
     let realtime_api = Router::new()
         .route(
@@ -122,20 +119,10 @@ pub fn router(state: AppState) -> Router {
                 .patch(realtime::patch)
                 .delete(realtime::delete),
         );
-    let api = api
-        .route("/realtime/events", get(realtime::list_events))
-        .route("/realtime/events/{seq}", get(realtime::get_event))
-        .route("/realtime/events/{seq}/retry", post(realtime::retry_event));
-    Router::new()
-        .nest("/api/v1", api)
-        .nest("/ipsproxy/api/v1/scim", crate::proxy::router())
+    api.nest("/ipsproxy/api/v1/scim", crate::proxy::router())
         .nest("/ipsproxy/service/api/v1/scim", crate::proxy::router())
         .nest("/ipsproxy/api/v1", realtime_api.clone())
         .nest("/ipsproxy/service/api/v1", realtime_api)
-        .route("/oauth2/token", post(auth::token))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(metrics))
         // The web console (`/` leads to it), on the same operations as the API.
         .merge(crate::console::router(state.clone()))
         .layer(middleware::from_fn(observe))

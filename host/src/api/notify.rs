@@ -6,7 +6,7 @@
 //! POST's answer (`secret`).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, JsonBody, PathParams, QueryParams};
+use super::schemas;
 use crate::notify::{EVENT_KINDS, NotifyError};
 use crate::store::notifications::{Channel, Delivery, Subscription, SubscriptionSpec};
 use crate::store::principals::PrincipalKind;
@@ -76,22 +77,34 @@ pub fn delivery_view(d: &Delivery) -> Value {
 }
 
 /// The body of POST and PUT.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionBody {
+    /// The source system it is about; every system when absent.
     #[serde(default)]
     system_id: Option<String>,
+    /// The event kinds (at least one): `job.failed`, `job.finished_with_errors`, `job.recovered`, `deletes.held`,
+    /// `target.quarantined`, `plugin.trapping`, `realtime.backlog`.
     #[serde(default)]
+    #[schema(value_type = Vec<schemas::EventKind>, min_items = 1)]
     kinds: Vec<String>,
+    /// `webhook` or `email`.
+    #[schema(value_type = schemas::ChannelName)]
     channel: String,
+    /// A webhook's http(s) URL.
     #[serde(default)]
     url: Option<String>,
+    /// An e-mail subscription's recipients.
     #[serde(default)]
     recipients: Option<Vec<String>>,
+    /// A webhook's HMAC secret (16 characters or more; write-only).
     #[serde(default)]
     secret: Option<String>,
+    /// For `realtime.backlog`: how old the backlog may grow, in minutes (15 when absent).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10080)]
     backlog_minutes: Option<u32>,
+    /// Free text.
     #[serde(default)]
     description: Option<String>,
 }
@@ -189,6 +202,8 @@ fn generated_secret() -> String {
 }
 
 /// `POST /api/v1/notifications/subscriptions`: 201 with the subscription (and the generated secret, once).
+#[utoipa::path(post, path = "/notifications/subscriptions", tag = "notifications", request_body = SubscriptionBody,
+    responses((status = 201, description = "Created (a webhook given no secret answers a generated one, once)", body = schemas::Subscription)))]
 pub async fn create_subscription(
     State(state): State<AppState>,
     caller: Caller,
@@ -222,6 +237,8 @@ fn not_found_is_bad_request(e: crate::store::StoreError) -> ApiError {
 }
 
 /// `GET /api/v1/notifications/subscriptions`.
+#[utoipa::path(get, path = "/notifications/subscriptions", tag = "notifications",
+    responses((status = 200, description = "Every subscription", body = Vec<schemas::Subscription>)))]
 pub async fn list_subscriptions(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let all = state.stores.notifications.subscriptions().await?;
@@ -229,10 +246,12 @@ pub async fn list_subscriptions(State(state): State<AppState>, caller: Caller) -
 }
 
 /// `GET /api/v1/notifications/subscriptions/{id}`.
+#[utoipa::path(get, path = "/notifications/subscriptions/{id}", tag = "notifications", params(("id" = String, Path, description = "The subscription's id")),
+    responses((status = 200, description = "The subscription", body = schemas::Subscription)))]
 pub async fn get_subscription(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let found = state
@@ -245,10 +264,12 @@ pub async fn get_subscription(
 }
 
 /// `PUT /api/v1/notifications/subscriptions/{id}`: replaces its settings; without `secret` the secret stays.
+#[utoipa::path(put, path = "/notifications/subscriptions/{id}", tag = "notifications", request_body = SubscriptionBody, params(("id" = String, Path, description = "The subscription's id")),
+    responses((status = 200, description = "Saved (a webhook given no secret keeps its own)", body = schemas::Subscription)))]
 pub async fn replace_subscription(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<SubscriptionBody>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
@@ -275,10 +296,12 @@ pub async fn replace_subscription(
 }
 
 /// `DELETE /api/v1/notifications/subscriptions/{id}`: 204; its deliveries go with it.
+#[utoipa::path(delete, path = "/notifications/subscriptions/{id}", tag = "notifications", params(("id" = String, Path, description = "The subscription's id")),
+    responses((status = 204, description = "Removed")))]
 pub async fn delete_subscription(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&caller)?;
     if state.stores.notifications.delete_subscription(&id).await? {
@@ -290,10 +313,12 @@ pub async fn delete_subscription(
 
 /// `POST /api/v1/notifications/subscriptions/{id}/test`: sends a test notification now (one attempt) and
 /// answers its delivery: `status` `delivered` or `failed`, with the attempt's response code and error.
+#[utoipa::path(post, path = "/notifications/subscriptions/{id}/test", tag = "notifications", params(("id" = String, Path, description = "The subscription's id")),
+    responses((status = 200, description = "The test delivery, sent", body = schemas::Delivery)))]
 pub async fn test_subscription(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let delivery = state.notifier.test(&id).await.map_err(|e| match e {
@@ -304,17 +329,23 @@ pub async fn test_subscription(
 }
 
 /// The filters of the delivery log.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// Only this subscription's deliveries.
     subscription: Option<String>,
+    /// At most this many (100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
 /// `GET /api/v1/notifications/deliveries?subscription=..&limit=..`: newest first, with every attempt.
+#[utoipa::path(get, path = "/notifications/deliveries", tag = "notifications", params(DeliveryQuery),
+    responses((status = 200, description = "The delivery log, newest first", body = Vec<schemas::Delivery>)))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<DeliveryQuery>,
+    QueryParams(q): QueryParams<DeliveryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let limit = q.limit.unwrap_or(100);

@@ -70,7 +70,8 @@ pub async fn create_technical_user(
     if name.trim().is_empty() || name.contains(':') {
         return Err(ApiError::bad_request("name must be non-empty and contain no ':'"));
     }
-    if password.len() < 8 {
+    // Characters, not bytes: "é" is one character of the eight.
+    if password.chars().count() < 8 {
         return Err(ApiError::bad_request("password must be at least 8 characters"));
     }
     // Nobody grants what they do not hold themselves.
@@ -146,7 +147,8 @@ pub async fn set_technical_user_password(
     if password.is_empty() {
         return Err(ApiError::bad_request("password must not be empty"));
     }
-    if password.len() < 8 {
+    // Characters, not bytes: "é" is one character of the eight.
+    if password.chars().count() < 8 {
         return Err(ApiError::bad_request("password must be at least 8 characters"));
     }
     if target.kind == PrincipalKind::Admin && caller.0.kind != PrincipalKind::Admin {

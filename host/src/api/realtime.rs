@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{Caller, PeerCertificate, authenticate_at};
-use super::error::ApiError;
+use super::error::{ApiError, PathParams, QueryParams};
+use super::schemas;
 use crate::connector::EntityKind;
 use crate::proxy::error::ScimError;
 use crate::realtime::events::{self, Refusal};
@@ -273,19 +274,26 @@ pub async fn probe(
 }
 
 /// The filters of `GET /api/v1/realtime/events`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
+    /// Only this source's events.
     source: Option<String>,
+    /// Only events in this state (`pending`, `done`, `failed`, `parked`).
     state: Option<String>,
+    /// Events before this sequence number (paging).
     before: Option<i64>,
+    /// At most this many (100 when absent).
     limit: Option<i64>,
 }
 
 /// `GET /api/v1/realtime/events`: the real-time log, newest first.
+#[utoipa::path(get, path = "/realtime/events", tag = "realtime", params(EventQuery),
+    responses((status = 200, description = "The real-time log, newest first", body = Vec<schemas::Event>)))]
 pub async fn list_events(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<EventQuery>,
+    QueryParams(q): QueryParams<EventQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let events = super::ops::events(
         &state,
@@ -300,19 +308,24 @@ pub async fn list_events(
 }
 
 /// `GET /api/v1/realtime/events/{seq}`.
+#[utoipa::path(get, path = "/realtime/events/{seq}", tag = "realtime", params(("seq" = i64, Path, description = "The event's sequence number")),
+    responses((status = 200, description = "The event with its results per target", body = schemas::Event)))]
 pub async fn get_event(
     State(state): State<AppState>,
     caller: Caller,
-    Path(seq): Path<i64>,
+    PathParams(seq): PathParams<i64>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(super::ops::event(&state, &caller, seq).await?)))
 }
 
 /// `POST /api/v1/realtime/events/{seq}/retry`: re-drives a parked or failed event.
+#[utoipa::path(post, path = "/realtime/events/{seq}/retry", tag = "realtime", params(("seq" = i64, Path, description = "The event's sequence number")),
+    responses((status = 202, description = "Queued again"),
+        (status = 409, description = "The event is not parked or failed", body = schemas::ErrorBody)))]
 pub async fn retry_event(
     State(state): State<AppState>,
     caller: Caller,
-    Path(seq): Path<i64>,
+    PathParams(seq): PathParams<i64>,
 ) -> Result<Response, ApiError> {
     super::ops::retry_event(&state, &caller, seq).await?;
     Ok(StatusCode::ACCEPTED.into_response())

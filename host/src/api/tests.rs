@@ -10,10 +10,10 @@ use tower::ServiceExt as _;
 use super::{AppState, router};
 use crate::store::principals::{Permission, PrincipalKind};
 
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+pub(crate) const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const PROXY_CLIENT: (&str, &str) = ("proxy-client", "proxy-password-1");
 
-async fn state() -> AppState {
+pub(crate) async fn state() -> AppState {
     crate::test_state::state(&[
         (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &Permission::ALL),
         (
@@ -34,7 +34,7 @@ fn basic((user, password): (&str, &str)) -> String {
 }
 
 /// Sends one request through the router; answers the status, the headers and the body as JSON.
-async fn send(
+pub(crate) async fn send(
     state: &AppState,
     method: Method,
     uri: &str,

@@ -9,14 +9,14 @@
 //! documented; the constant names follow SAP IdM's SCIM connector. `AUTH_USER`/`AUTH_PASSWORD` stay empty
 //! for the admin to fill in, and `SCIM_ASSIGNMENT_METHOD` is `PUT`, as SAP's proxy docs advise.
 
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::api::AppState;
 use crate::api::auth::Caller;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, PathParams};
 use crate::store::principals::Permission;
 use crate::store::systems::{Role, System};
 
@@ -84,12 +84,18 @@ pub fn idm_csv(system: &System, scim_url: &str, token_url: &str) -> String {
 }
 
 /// The handler.
+#[utoipa::path(get, path = "/systems/{id}/export", tag = "systems",
+    params(("id" = String, Path, description = "The system's id"),
+        ("format" = Option<crate::api::schemas::ExportFormat>, Query, description = "`json` (the default; the shape `POST /api/v1/systems` takes, \
+            without secrets) or `csv` (a proxy as an SAP IdM SCIM repository)")),
+    responses((status = 200, description = "The export, as a download", content(
+        (crate::api::schemas::SystemInput = "application/json"), (String = "text/csv")))))]
 pub async fn export(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     _uri: OriginalUri,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ManageSystems)?;
