@@ -400,7 +400,7 @@ struct FormPage {
 
 async fn form_page(state: &AppState, session: &Session, filled: Filled, error: Option<String>) -> ConsoleResult {
     // The list answers 403 to a caller who may not manage notifications: the form says so, too.
-    api::list_subscriptions(State(state.clone()), session.caller()).await?;
+    let _ = api::list_subscriptions(State(state.clone()), session.caller()).await?;
     let systems = ops::systems(state, &session.caller()).await?;
     let choice = |s: &crate::store::systems::System| SystemChoice {
         id: s.id.clone(),

@@ -181,6 +181,15 @@ async fn a_planted_script_in_a_description_and_a_url_is_escaped() {
     )
     .await;
     assert_eq!(tested.status, StatusCode::SEE_OTHER);
+    let log = state.stores.notifications.deliveries(Some(&id), 10).await.expect("log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, "failed");
+    let listed = send(&state, get("/console/notifications", Some(&cookie))).await;
+    assert!(
+        listed.body.contains(">failed</span>"),
+        "the failed test in the log: {}",
+        listed.body
+    );
     for uri in [
         "/console/notifications".to_string(),
         format!("/console/notifications?subscription={id}"),
@@ -189,6 +198,7 @@ async fn a_planted_script_in_a_description_and_a_url_is_escaped() {
         let page = send(&state, get(&uri, Some(&cookie))).await;
         assert_eq!(page.status, StatusCode::OK, "{uri}: {}", page.body);
         assert!(!page.body.contains(HOSTILE), "{uri}: {}", page.body);
+        assert!(!page.body.contains("<script>"), "{uri}: {}", page.body);
         assert!(
             page.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
             "{uri}: {}",
