@@ -158,13 +158,26 @@ fn decode<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::internal(format!("unexpected notification answer: {e}")))
 }
 
-/// The names of the systems by id.
-async fn system_names(state: &AppState, session: &Session) -> Result<HashMap<String, String>, ApiError> {
-    Ok(ops::systems(state, &session.caller())
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s.spec.name))
-        .collect())
+/// The names of the systems the subscriptions name, by id: those only, not every system (a store may hold
+/// a thousand, and the list is rendered often).
+async fn system_names(
+    state: &AppState,
+    session: &Session,
+    views: &[View],
+) -> Result<HashMap<String, String>, ApiError> {
+    let mut names = HashMap::new();
+    for id in views.iter().filter_map(|v| v.system_id.as_deref()) {
+        if names.contains_key(id) {
+            continue;
+        }
+        match ops::system(state, &session.caller(), id).await {
+            Ok(s) => names.insert(s.id, s.spec.name),
+            // Removed meanwhile: the page shows the id.
+            Err(e) if e.status == StatusCode::NOT_FOUND => names.insert(id.to_string(), id.to_string()),
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(names)
 }
 
 /// How a subscription is named in the log and the confirmations: its description, else its channel's target.
@@ -206,7 +219,7 @@ pub async fn list(
     let query = decode(json!({"subscription": filter_id, "limit": LOG_LIMIT}))?;
     let axum::Json(log) = api::list_deliveries(State(state.clone()), session.caller(), Query(query)).await?;
     let log: Vec<DeliveryView> = decode(log)?;
-    let names = system_names(&state, &session).await?;
+    let names = system_names(&state, &session, &views).await?;
     let labels: HashMap<&str, String> = views.iter().map(|v| (v.id.as_str(), label(v))).collect();
     let deliveries = log
         .into_iter()
