@@ -234,9 +234,9 @@ fn main() {
         }
         // 20 notification subscriptions (half per source, half for everything) and 1,000 deliveries.
         let mut subscriptions = Vec::new();
-        for n in 0..20 {
+        for (n, source) in sources.iter().enumerate().take(20) {
             let spec = SubscriptionSpec {
-                system_id: (n % 2 == 0).then(|| sources[n].clone()),
+                system_id: (n % 2 == 0).then(|| source.clone()),
                 kinds: vec!["job.failed".into(), "job.recovered".into()],
                 channel: Channel::Webhook {
                     url: format!("https://hooks-{n}.example/provisio"),
