@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, header};
 use provisio::server::Settings;
 use provisio::store::jobs::{EntityLogEntry, JobRecord, JobStatus};
+use provisio::store::notifications::{Channel, NewDelivery, SubscriptionSpec};
 use provisio::store::principals::PrincipalKind;
 use provisio::store::systems::{Role, SystemSpec, VersionNote};
 use tower::ServiceExt as _;
@@ -231,6 +232,41 @@ fn main() {
             }
             last_job = job.id.clone();
         }
+        // 20 notification subscriptions (half per source, half for everything) and 1,000 deliveries.
+        let mut subscriptions = Vec::new();
+        for (n, source) in sources.iter().enumerate().take(20) {
+            let spec = SubscriptionSpec {
+                system_id: (n % 2 == 0).then(|| source.clone()),
+                kinds: vec!["job.failed".into(), "job.recovered".into()],
+                channel: Channel::Webhook {
+                    url: format!("https://hooks-{n}.example/provisio"),
+                },
+                backlog_minutes: 15,
+                description: format!("subscription {n}"),
+            };
+            let created = state
+                .stores
+                .notifications
+                .create_subscription(&spec, Some("a-webhook-secret-of-32-characters"))
+                .await
+                .expect("subscription");
+            subscriptions.push(created.id);
+        }
+        let deliveries = (0..1000)
+            .map(|i| NewDelivery {
+                id: format!("delivery-{i}"),
+                subscription_id: subscriptions[i % subscriptions.len()].clone(),
+                channel: "webhook".into(),
+                kind: "job.failed".into(),
+                payload: serde_json::json!({"kind": "job.failed", "summary": format!("Job {i} failed")}),
+            })
+            .collect();
+        state
+            .stores
+            .notifications
+            .enqueue(deliveries)
+            .await
+            .expect("deliveries");
         println!(
             "seeded {SYSTEMS} systems and {LOG_ENTRIES} log entries in {:.1} s",
             seeded.elapsed().as_secs_f64()
@@ -254,6 +290,10 @@ fn main() {
             "/console/realtime".to_string(),
             "/console/plugins".to_string(),
             "/console/users".to_string(),
+            "/console/audit".to_string(),
+            "/console/notifications".to_string(),
+            format!("/console/notifications?subscription={}", subscriptions[0]),
+            "/console/notifications/new".to_string(),
         ];
         let mut asset_sizes = std::collections::BTreeMap::new();
         println!(

@@ -367,6 +367,18 @@ test('an admin adds systems, runs a Read with live progress to the end, and read
   await submit(page, 'button[aria-label="Delete scim-client"]');
   assert.match(await page.locator('.notice').innerText(), /deleted/);
 
+  // A webhook subscription for the source's failures, added through the form and listed.
+  await page.goto(`${base}/console/notifications/new`);
+  await page.selectOption('#n-system', sourceId);
+  await page.check('input[name=kind][value="job.failed"]');
+  await page.fill('#n-url', 'https://hooks.example/provisio');
+  await page.fill('#n-secret', 'a-webhook-secret-of-32-characters');
+  await check(page, 'notifications-new');
+  await submit(page, 'button:has-text("Add the subscription")');
+  assert.match(await page.locator('.notice').innerText(), /added/);
+  assert.match(await page.locator('main table').first().innerText(), /hooks\.example\/provisio/);
+  await check(page, 'notifications');
+
   // Logout ends the session.
   await Promise.all([page.waitForURL(/\/console\/login/), page.click('button:has-text("Log out")')]);
   await page.goto(`${base}/console`);

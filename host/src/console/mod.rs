@@ -16,6 +16,7 @@
 //! - [`realtime`]: the real-time log, an event's results, retry.
 //! - [`plugins`]: plugin versions, upload, activate, roll back, remove.
 //! - [`audit`]: the audit log, filtered, and its CSV download.
+//! - [`notify`]: notification subscriptions, a test send, the delivery log.
 //!
 //! Every response carries a strict Content-Security-Policy (`default-src 'self'`, no inline script or style)
 //! and `Cache-Control: no-store`.
@@ -24,6 +25,7 @@ pub mod audit;
 pub mod held;
 pub mod history;
 pub mod jobs;
+pub mod notify;
 pub mod ondemand;
 pub mod overview;
 pub mod plugins;
@@ -34,6 +36,8 @@ pub mod systems;
 mod tests;
 #[cfg(test)]
 mod tests_more;
+#[cfg(test)]
+mod tests_notify;
 pub mod transform;
 pub mod users;
 
@@ -143,6 +147,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/plugins/{name}/activate", post(plugins::activate))
         .route("/console/audit", get(audit::list))
         .route("/console/audit/export.csv", get(audit::export))
+        .route("/console/notifications", get(notify::list).post(notify::create))
+        .route("/console/notifications/new", get(notify::new_form))
+        .route(
+            "/console/notifications/{id}/delete",
+            get(notify::confirm_delete).post(notify::delete),
+        )
+        .route("/console/notifications/{id}/test", post(notify::test))
         .route("/console/plugins/{name}/rollback", post(plugins::rollback))
         .route("/console/plugins/{name}/{version}/delete", post(plugins::remove))
         // `route_layer`: the session check runs for these routes only, never for the service's fallback.
@@ -223,6 +234,8 @@ pub struct Frame {
     pub can_plugins: bool,
     /// `read-audit` (admins).
     pub can_audit: bool,
+    /// Notifications (admins, as the API's notification endpoints).
+    pub can_notify: bool,
     /// A notice from the previous action.
     pub notice: Option<Notice>,
 }
@@ -242,6 +255,7 @@ impl Frame {
             can_logs: p.may(Permission::ReadLogs),
             can_plugins: p.may(Permission::ManagePlugins),
             can_audit: p.may(Permission::ReadAudit),
+            can_notify: p.kind == PrincipalKind::Admin,
             notice,
         }
     }
