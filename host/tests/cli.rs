@@ -970,7 +970,10 @@ fn system_release_ends_a_quarantine_with_json_and_exit_codes() {
     let out = admin(&["system", "release", &target_id]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("HTTP 409") && stderr.contains("not quarantined"), "{stderr}");
+    assert!(
+        stderr.contains("HTTP 409") && stderr.contains("not quarantined"),
+        "{stderr}"
+    );
 
     let out = admin(&["job", "run", "Release Source", "--follow"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -985,7 +988,10 @@ fn system_release_ends_a_quarantine_with_json_and_exit_codes() {
     assert_eq!(released["id"], target_id.as_str());
     assert_eq!(released["quarantine"], serde_json::Value::Null, "{released}");
     assert_eq!(released["released"]["reason"], "failed-runs", "{released}");
-    assert_eq!(released["message"], "System Release Target was released from quarantine.");
+    assert_eq!(
+        released["message"],
+        "System Release Target was released from quarantine."
+    );
     let after = json_out(&admin(&["system", "get", &target_id]));
     assert_eq!(after["quarantine"], serde_json::Value::Null, "{after}");
 

@@ -94,7 +94,10 @@ struct Latency {
 
 async fn run() {
     let sqlite = measure(None).await;
-    print_table("Retention figures on SQLite (2 worker threads, UAA simulator target)", &sqlite);
+    print_table(
+        "Retention figures on SQLite (2 worker threads, UAA simulator target)",
+        &sqlite,
+    );
     let Some(database) = bench_database_url() else {
         return;
     };
@@ -154,8 +157,7 @@ fn print_table(title: &str, m: &Measured) {
 
 /// The rows of the seeded runs still in the database: their log rows and the runs.
 async fn seeded_left(data: &std::path::Path, database_url: Option<&str>) -> u64 {
-    const COUNT: &str =
-        "SELECT (SELECT COUNT(*) FROM job_entities WHERE job_id LIKE 'old-%') + (SELECT COUNT(*) FROM jobs WHERE id LIKE 'old-%')";
+    const COUNT: &str = "SELECT (SELECT COUNT(*) FROM job_entities WHERE job_id LIKE 'old-%') + (SELECT COUNT(*) FROM jobs WHERE id LIKE 'old-%')";
     match database_url {
         None => {
             let conn = rusqlite::Connection::open(data.join("provisio.db")).expect("open the database");
@@ -288,10 +290,12 @@ async fn measure(database_url: Option<String>) -> Measured {
     .await
     .expect("json");
     let source = source["id"].as_str().expect("source id").to_string();
-    let target: Value = admin(json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
+    let target: Value = admin(
+        json!({"name": "UAA", "type": "xsuaa", "role": "target", "sources": [source],
             "properties": {"URL": uaa_sim.base_url, "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token"),
                 "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret,
-                "provisio.rate.limit": "100000"}}))
+                "provisio.rate.limit": "100000"}}),
+    )
     .await
     .expect("target")
     .json()
@@ -363,7 +367,12 @@ async fn measure(database_url: Option<String>) -> Measured {
             .list(Some(&source), None, None, (base_total + during_total + 100) as i64)
             .await
             .expect("events");
-        let of = |prefix: &str| events.iter().filter(|e| e.entity_id.starts_with(prefix)).collect::<Vec<_>>();
+        let of = |prefix: &str| {
+            events
+                .iter()
+                .filter(|e| e.entity_id.starts_with(prefix))
+                .collect::<Vec<_>>()
+        };
         let (b, d) = (of("base"), of("prune"));
         let done = |v: &[&provisio::store::realtime::EventRecord]| v.iter().all(|e| e.state != "pending");
         if b.len() as u64 == base_total && d.len() as u64 == during_total && done(&b) && done(&d) {

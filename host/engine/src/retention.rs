@@ -284,7 +284,9 @@ mod tests {
             ("given-up", "failed", AfterAttempt::Failed),
             ("retrying", "retry", AfterAttempt::RetryAt(next)),
         ] {
-            n.record_attempt(id, "me", &attempt(status), &after).await.expect("attempt");
+            n.record_attempt(id, "me", &attempt(status), &after)
+                .await
+                .expect("attempt");
         }
         let pruner = Pruner::new(
             stores.clone(),
@@ -298,14 +300,22 @@ mod tests {
         let before = counted("deliveries");
         let soon = chrono::Utc::now() + chrono::Duration::days(29);
         assert_eq!(
-            pruner.sweep_as_of(soon).await.expect("sweep").expect("leads").deliveries,
+            pruner
+                .sweep_as_of(soon)
+                .await
+                .expect("sweep")
+                .expect("leads")
+                .deliveries,
             0,
             "within the retention"
         );
         let later = chrono::Utc::now() + chrono::Duration::days(365);
         let pruned = pruner.sweep_as_of(later).await.expect("sweep").expect("leads");
         assert_eq!(pruned.deliveries, 2);
-        assert!(counted("deliveries") >= before + 2, "counted in provisio_pruned_rows_total");
+        assert!(
+            counted("deliveries") >= before + 2,
+            "counted in provisio_pruned_rows_total"
+        );
         let mut left: Vec<(String, String)> = n
             .deliveries(None, 10)
             .await

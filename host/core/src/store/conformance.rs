@@ -2525,7 +2525,11 @@ pub async fn delivery_retention(stores: Stores) {
         0,
         "nothing finished before 2000"
     );
-    assert_eq!(retention.prune_deliveries(future, 1).await.expect("prune"), 1, "one batch");
+    assert_eq!(
+        retention.prune_deliveries(future, 1).await.expect("prune"),
+        1,
+        "one batch"
+    );
     assert_eq!(retention.prune_deliveries(future, 1).await.expect("prune"), 1);
     assert_eq!(
         retention.prune_deliveries(future, 10).await.expect("prune"),
@@ -2536,6 +2540,9 @@ pub async fn delivery_retention(stores: Stores) {
     assert!(n.delivery("failed").await.expect("get").is_none());
     let retrying = n.delivery("retrying").await.expect("get").expect("a retry stays");
     assert_eq!((retrying.status.as_str(), retrying.attempts.len()), ("pending", 1));
-    assert!(n.delivery("waiting").await.expect("get").is_some(), "a delivery not tried yet stays");
+    assert!(
+        n.delivery("waiting").await.expect("get").is_some(),
+        "a delivery not tried yet stays"
+    );
     assert_eq!(n.deliveries(None, 10).await.expect("log").len(), 2);
 }
