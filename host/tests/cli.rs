@@ -961,6 +961,9 @@ fn system_release_ends_a_quarantine_with_json_and_exit_codes() {
         "Password=tgt-token",
         "-p",
         "provisio.quarantine.failed.runs=1",
+        // No retries: the run fails at once instead of after the default 30 s backoffs.
+        "-p",
+        "ips.failed.request.retry.attempts=0",
         "--source",
         &source_id,
     ]));
