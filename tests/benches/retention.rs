@@ -184,7 +184,7 @@ async fn seed(data: &std::path::Path, database_url: Option<&str>, source: &str, 
     let jobs = env_or("BENCH_JOBS", 100).clamp(1, rows);
     let per = rows.div_ceil(jobs);
     // Our own numbers only go into the text; the ids are bound.
-    let runs = |series: &str| {
+    let runs = move |series: &str| {
         format!(
             "INSERT INTO jobs (id, source_id, type, read_mode, trigger, started_by, status, summary, started_at, ended_at)
              SELECT 'old-' || i, $1, 'read', 'full', 'manual', 'admin', 'Success', '{{}}',
@@ -192,7 +192,7 @@ async fn seed(data: &std::path::Path, database_url: Option<&str>, source: &str, 
              FROM {series}"
         )
     };
-    let logs = |series: &str| {
+    let logs = move |series: &str| {
         format!(
             "INSERT INTO job_entities (job_id, seq, at, target_id, kind, source_entity, target_entity, operation,
                                        outcome, reason, changes)
