@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
                         job_retention_days: args.retention_job_logs_days.or(args.job_retention_days),
                         events_retention_days: Some(args.retention_events_days),
                         audit_retention_days: Some(args.retention_audit_days),
+                        deliveries_retention_days: Some(args.retention_deliveries_days),
                         proxy_rate_limit: Some(args.proxy_rate_limit).filter(|r| *r > 0.0),
                         proxy_max_in_flight: Some(args.proxy_max_in_flight),
                         database_url: args.database_url.clone(),

@@ -51,6 +51,9 @@ pub struct Settings {
     pub events_retention_days: Option<i64>,
     /// Days audit entries are kept; [`crate::retention::DEFAULT_AUDIT_DAYS`] when `None`.
     pub audit_retention_days: Option<i64>,
+    /// Days finished notification deliveries are kept; [`crate::retention::DEFAULT_DELIVERIES_DAYS`] when
+    /// `None`.
+    pub deliveries_retention_days: Option<i64>,
     /// Where precompiled components are cached; `cache/` in the data directory when `None`. Several
     /// services on one machine (tests) can share one.
     pub artifact_cache: Option<std::path::PathBuf>,
@@ -137,6 +140,9 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
     }
     if let Some(days) = settings.audit_retention_days {
         state.retention.audit_days = days;
+    }
+    if let Some(days) = settings.deliveries_retention_days {
+        state.retention.deliveries_days = days;
     }
     state.proxy = Arc::new(crate::proxy::ProxyState::new(
         settings.proxy_rate_limit,
@@ -286,7 +292,8 @@ async fn serve_until(
     tokio::spawn(crate::provisioning::schedule::run_scheduler(state.provisioning.clone()));
     tokio::spawn(state.realtime.clone().run_dispatcher());
     tokio::spawn(state.quarantine.clone().run_probes());
-    // Job logs, ended real-time events and the audit log past their retention, in small batches.
+    // Job logs, ended real-time events, the audit log and finished notification deliveries past their
+    // retention, in small batches.
     tokio::spawn(state.pruner().run());
     tokio::spawn(
         state

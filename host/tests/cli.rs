@@ -859,3 +859,163 @@ fn notify_add_list_test_deliveries_and_remove_with_json_and_exit_codes() {
         Some(1)
     );
 }
+
+/// A SCIM service on a free port that lists one user under `Users` and no groups (enough to be a run's
+/// source), answering each request on a thread of its own until the process ends; its base URL.
+fn one_user_scim_source() -> String {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/scim", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                // The headers, up to the blank line (the GETs have no body).
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if line == "\r\n" || line == "\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("");
+                let first_page = !path.contains("startIndex=") || path.contains("startIndex=1&");
+                let resources = if path.contains("/Users") && first_page {
+                    serde_json::json!([{
+                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                        "id": "u1", "userName": "jdoe", "active": true,
+                        "name": {"givenName": "Jane", "familyName": "Doe"},
+                        "emails": [{"value": "jdoe@example.com", "primary": true}],
+                        "meta": {"resourceType": "User", "lastModified": "2026-01-01T00:00:00Z", "version": "W/\"1\""}
+                    }])
+                } else {
+                    serde_json::json!([])
+                };
+                let (status, body) = if path.contains("/Users") || path.contains("/Groups") {
+                    let n = resources.as_array().map_or(0, Vec::len);
+                    let body = serde_json::json!({
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                        "totalResults": n, "startIndex": 1, "itemsPerPage": n, "Resources": resources,
+                    });
+                    ("200 OK", body.to_string())
+                } else {
+                    ("404 Not Found", r#"{"detail":"not here"}"#.to_string())
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn system_release_ends_a_quarantine_with_json_and_exit_codes() {
+    let served = serve();
+    const ADMIN: &str = "admin:cli-test-password";
+    let admin = |args: &[&str]| admin_with_stdin(&served, ADMIN, args, None);
+    let source_url = format!("URL={}", one_user_scim_source());
+    json_out(&admin(&[
+        "system",
+        "add",
+        "--name",
+        "Release Source",
+        "--type",
+        "scim",
+        "--role",
+        "source",
+        "-p",
+        &source_url,
+        "-p",
+        "Authentication=BearerToken",
+        "-p",
+        "Password=src-token",
+    ]));
+    let source = json_out(&admin(&["system", "get", "release source"]));
+    let source_id = source["id"].as_str().expect("id").to_string();
+    // A target nothing listens on, quarantined after one run whose writes all fail.
+    let unreachable = format!("URL=http://127.0.0.1:{}/scim", free_port());
+    let target = json_out(&admin(&[
+        "system",
+        "add",
+        "--name",
+        "Release Target",
+        "--type",
+        "scim",
+        "--role",
+        "target",
+        "-p",
+        &unreachable,
+        "-p",
+        "Authentication=BearerToken",
+        "-p",
+        "Password=tgt-token",
+        "-p",
+        "provisio.quarantine.failed.runs=1",
+        // No retries: the run fails at once instead of after the default 30 s backoffs.
+        "-p",
+        "ips.failed.request.retry.attempts=0",
+        "--source",
+        &source_id,
+    ]));
+    let target_id = target["id"].as_str().expect("id").to_string();
+
+    // Not quarantined yet: the service's 409, exit code 1.
+    let out = admin(&["system", "release", &target_id]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HTTP 409") && stderr.contains("not quarantined"),
+        "{stderr}"
+    );
+
+    let out = admin(&["job", "run", "Release Source", "--follow"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let quarantined = json_out(&admin(&["system", "get", &target_id]));
+    assert_eq!(
+        quarantined["quarantine"]["reason"], "failed-runs",
+        "{quarantined}\nthe run: {stdout}"
+    );
+
+    // Released by name, as JSON: the system as it is now, with the quarantine that ended.
+    let released = json_out(&admin(&["system", "release", "release target", "--output", "json"]));
+    assert_eq!(released["id"], target_id.as_str());
+    assert_eq!(released["quarantine"], serde_json::Value::Null, "{released}");
+    assert_eq!(released["released"]["reason"], "failed-runs", "{released}");
+    assert_eq!(
+        released["message"],
+        "System Release Target was released from quarantine."
+    );
+    let after = json_out(&admin(&["system", "get", &target_id]));
+    assert_eq!(after["quarantine"], serde_json::Value::Null, "{after}");
+
+    // Again: nothing to release. Text output of a release says so on stdout.
+    let out = admin(&["system", "release", &target_id, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    admin(&["job", "run", "Release Source", "--follow"]);
+    let out = admin(&["system", "release", &target_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("was released from quarantine") && text.contains("reason: failed-runs"),
+        "{text}"
+    );
+
+    // An unknown system (exit code 1); no system at all is a usage error (2); refused credentials (1).
+    let out = admin(&["system", "release", "no-such-system"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-system"));
+    assert_eq!(admin(&["system", "release"]).status.code(), Some(2));
+    let out = admin(&["system", "release", &target_id, "--user", "admin:wrong-password"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+}

@@ -157,7 +157,7 @@ fn metrics() -> &'static Metrics {
         let pruned_rows = Family::<KindLabels, Counter>::default();
         registry.register(
             "pruned_rows",
-            "Rows deleted past their retention, by kind (job_logs, events, audit)",
+            "Rows deleted past their retention, by kind (job_logs, events, audit, deliveries)",
             pruned_rows.clone(),
         );
         let notification_attempts = Family::<NotificationLabels, Counter>::default();
@@ -296,7 +296,7 @@ pub fn set_quarantined_targets(n: i64) {
     metrics().quarantined_targets.set(n);
 }
 
-/// Counts rows pruned past their retention (`job_logs`, `events` or `audit`).
+/// Counts rows pruned past their retention (`job_logs`, `events`, `audit` or `deliveries`).
 pub fn pruned_rows(kind: &str, n: u64) {
     metrics()
         .pruned_rows

@@ -1,4 +1,4 @@
-//! The admin commands beyond running jobs: `system get|update|remove|export|import`, `user …` and
+//! The admin commands beyond running jobs: `system get|update|remove|export|import|release`, `user …` and
 //! `realtime …`, each on the admin API only.
 
 use std::io::{BufRead as _, IsTerminal as _};
@@ -153,6 +153,35 @@ pub(super) async fn system_remove(system: &str, connection: &Connection) -> Resu
         )
         .await?;
     println!("removed {}", terminal(&id));
+    Ok(())
+}
+
+/// `system release`: `POST /api/v1/systems/{id}/release`.
+pub(super) async fn system_release(system: &str, output: Output, connection: &Connection) -> Result<(), CliError> {
+    let client = Client::new(connection)?;
+    let id = resolve_system(&client, system).await?;
+    let released = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/systems/{}/release", encode(&id)),
+            None,
+            true,
+        )
+        .await?;
+    match output {
+        Output::Json => print(&released),
+        Output::Text => {
+            println!("{}", shown(&released, "message"));
+            if released["released"].is_object() {
+                println!(
+                    "quarantined since {} (reason: {}): {}",
+                    shown(&released["released"], "since"),
+                    shown(&released["released"], "reason"),
+                    shown(&released["released"], "message")
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// Days audit log entries are kept (24 months by default, as SAP keeps its change log).
     #[arg(long, default_value_t = provisio::retention::DEFAULT_AUDIT_DAYS, env = "PROVISIO_RETENTION_AUDIT_DAYS", value_parser = clap::value_parser!(i64).range(1..))]
     pub retention_audit_days: i64,
+    /// Days notification deliveries that finished (delivered, or failed after their last attempt) are kept,
+    /// with their attempts; pending ones are never pruned.
+    #[arg(long, default_value_t = provisio::retention::DEFAULT_DELIVERIES_DAYS, env = "PROVISIO_RETENTION_DELIVERIES_DAYS", value_parser = clap::value_parser!(i64).range(1..))]
+    pub retention_deliveries_days: i64,
     /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
     #[arg(long, env = "PROVISIO_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -295,6 +299,19 @@ pub enum SystemCommand {
     Import {
         /// The document (JSON).
         file: PathBuf,
+        /// Where the service is and who calls it.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// End a target's quarantine now, without waiting for its probe: its parked real-time events resume
+    /// and its sources' next runs read everything. Exit code 1 when it is not quarantined (HTTP 409).
+    Release {
+        /// The system: its id or its name (case-insensitive).
+        system: String,
+        /// text (the message) or json (the system as it is now, with the quarantine that ended as
+        /// `released`).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
         /// Where the service is and who calls it.
         #[command(flatten)]
         connection: Connection,

@@ -250,11 +250,18 @@ mod tests {
 
     #[test]
     fn retention_keys_and_the_old_name_of_the_job_logs_one() {
-        let settings = parse("p.toml", "job-retention-days = 7\nretention-audit-days = 365\n").expect("valid");
+        let settings = parse(
+            "p.toml",
+            "job-retention-days = 7\nretention-audit-days = 365\nretention-deliveries-days = 14\n",
+        )
+        .expect("valid");
         let args = serve_args(&settings, &[]);
         assert_eq!(args.job_retention_days, Some(7));
         assert_eq!(args.retention_job_logs_days, None);
         assert_eq!((args.retention_events_days, args.retention_audit_days), (30, 365));
+        assert_eq!(args.retention_deliveries_days, 14);
+        let defaults = serve_args(&[], &[]);
+        assert_eq!(defaults.retention_deliveries_days, 30);
         let args = serve_args(
             &settings,
             &["--retention-job-logs-days", "9", "--retention-events-days", "3"],
@@ -265,6 +272,16 @@ mod tests {
             "the new name wins"
         );
         assert_eq!(args.retention_events_days, 3);
+        let args = serve_args(&settings, &["--retention-deliveries-days", "2"]);
+        assert_eq!(args.retention_deliveries_days, 2, "the flag beats the file");
+        let errors = parse("p.toml", "retention-deliveries-days = 0\n").unwrap_err();
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("p.toml:1: retention-deliveries-days: \"0\": "),
+            "{}",
+            errors[0]
+        );
         let errors = parse("p.toml", "retention-events-days = 0\n").unwrap_err();
         assert!(
             errors[0]
@@ -294,6 +311,7 @@ mod tests {
             "retention-job-logs-days",
             "retention-events-days",
             "retention-audit-days",
+            "retention-deliveries-days",
             "tls-cert",
             "tls-key",
             "client-ca",

@@ -182,6 +182,11 @@ pub async fn system(command: SystemCommand) -> Result<(), CliError> {
         SystemCommand::Remove { system, connection } => return admin::system_remove(&system, &connection).await,
         SystemCommand::Export { connection } => return admin::system_export(&connection).await,
         SystemCommand::Import { file, connection } => return admin::system_import(&file, &connection).await,
+        SystemCommand::Release {
+            system,
+            output,
+            connection,
+        } => return admin::system_release(&system, output, &connection).await,
         SystemCommand::Test { id, connection } => {
             let result = Client::new(&connection)?
                 .call(

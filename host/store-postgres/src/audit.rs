@@ -174,6 +174,22 @@ impl RetentionStore for PostgresStore {
         Ok(n as usize)
     }
 
+    async fn prune_deliveries(&self, before: &str, batch: usize) -> Result<usize, StoreError> {
+        // Attempts go with their delivery (ON DELETE CASCADE). A pending delivery has no finished_at.
+        let n = sqlx::query(
+            "DELETE FROM notification_deliveries WHERE id IN (
+                 SELECT id FROM notification_deliveries
+                 WHERE finished_at IS NOT NULL AND finished_at < $1 AND status <> 'pending' LIMIT $2)",
+        )
+        .bind(before)
+        .bind(batch.max(1) as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
+        Ok(n as usize)
+    }
+
     async fn lead_pruning(&self) -> Result<Option<PruneLease>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")

@@ -341,6 +341,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         suppressed BIGINT NOT NULL DEFAULT 0
     );
     "#,
+    // Finished notification deliveries are pruned by age (issue 19): an index on when they finished.
+    r#"
+    CREATE INDEX notification_deliveries_by_finish ON notification_deliveries (finished_at) WHERE finished_at IS NOT NULL;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

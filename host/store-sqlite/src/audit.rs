@@ -155,6 +155,21 @@ impl RetentionStore for SqliteStore {
         .await
     }
 
+    async fn prune_deliveries(&self, before: &str, batch: usize) -> Result<usize, StoreError> {
+        let before = before.to_owned();
+        let batch = batch.max(1) as i64;
+        self.blocking(move |s| {
+            // Attempts go with their delivery (ON DELETE CASCADE). A pending delivery has no finished_at.
+            Ok(s.conn().execute(
+                "DELETE FROM notification_deliveries WHERE id IN (
+                     SELECT id FROM notification_deliveries
+                     WHERE finished_at IS NOT NULL AND finished_at < ?1 AND status <> 'pending' LIMIT ?2)",
+                params![before, batch],
+            )?)
+        })
+        .await
+    }
+
     async fn lead_pruning(&self) -> Result<Option<PruneLease>, StoreError> {
         // One process owns the file.
         Ok(Some(PruneLease::local()))

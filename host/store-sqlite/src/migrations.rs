@@ -322,6 +322,10 @@ const MIGRATIONS: &[&str] = &[
         suppressed INTEGER NOT NULL DEFAULT 0
     );
     "#,
+    // Finished notification deliveries are pruned by age (issue 19): an index on when they finished.
+    r#"
+    CREATE INDEX notification_deliveries_by_finish ON notification_deliveries (finished_at) WHERE finished_at IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this Provisio knows.

@@ -48,6 +48,7 @@ where
     retention(fresh().await).await;
     notifications(fresh().await).await;
     notification_deliveries(fresh().await).await;
+    delivery_retention(fresh().await).await;
 }
 
 fn spec(name: &str, role: Role, sources: Vec<String>) -> SystemSpec {
@@ -2469,4 +2470,79 @@ pub async fn notification_deliveries(stores: Stores) {
     stores.events.append(push("u2")).await.expect("append");
     let oldest = n.oldest_pending_events().await.expect("oldest");
     assert_eq!(oldest, vec![(source.clone(), first.received_at.clone())]);
+}
+
+/// Finished deliveries (delivered or failed) are pruned in batches with their attempts once past the
+/// cut-off; pending ones stay, with or without attempts, whatever their age.
+pub async fn delivery_retention(stores: Stores) {
+    use super::notifications::{AfterAttempt, Attempt, Channel, NewDelivery, SubscriptionSpec};
+    let n = &stores.notifications;
+    let spec = SubscriptionSpec {
+        system_id: None,
+        kinds: vec!["job.failed".into()],
+        channel: Channel::Webhook {
+            url: "http://127.0.0.1:9/hook".into(),
+        },
+        backlog_minutes: 15,
+        description: String::new(),
+    };
+    let sub = n.create_subscription(&spec, None).await.expect("create");
+    let new = |id: &str| NewDelivery {
+        id: id.into(),
+        subscription_id: sub.id.clone(),
+        channel: "webhook".into(),
+        kind: "job.failed".into(),
+        payload: json!({"id": id}),
+    };
+    n.enqueue(["delivered", "failed", "retrying", "waiting"].map(new).to_vec())
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_secs(30);
+    assert_eq!(n.claim_deliveries("a", lease, 10, None).await.expect("claim").len(), 4);
+    let attempt = |status: &str| Attempt {
+        number: 1,
+        at: super::now(),
+        status: status.into(),
+        response_code: Some(500),
+        error: None,
+    };
+    n.record_attempt("delivered", "a", &attempt("delivered"), &AfterAttempt::Delivered)
+        .await
+        .expect("delivered");
+    n.record_attempt("failed", "a", &attempt("failed"), &AfterAttempt::Failed)
+        .await
+        .expect("failed");
+    let later = super::timestamp(chrono::Utc::now() + chrono::Duration::hours(1));
+    n.record_attempt("retrying", "a", &attempt("retry"), &AfterAttempt::RetryAt(later))
+        .await
+        .expect("retry");
+
+    let retention = &stores.retention;
+    let past = "2000-01-01T00:00:00.000Z";
+    let future = "9999-01-01T00:00:00.000Z";
+    assert_eq!(
+        retention.prune_deliveries(past, 10).await.expect("prune"),
+        0,
+        "nothing finished before 2000"
+    );
+    assert_eq!(
+        retention.prune_deliveries(future, 1).await.expect("prune"),
+        1,
+        "one batch"
+    );
+    assert_eq!(retention.prune_deliveries(future, 1).await.expect("prune"), 1);
+    assert_eq!(
+        retention.prune_deliveries(future, 10).await.expect("prune"),
+        0,
+        "pending deliveries are never pruned"
+    );
+    assert!(n.delivery("delivered").await.expect("get").is_none());
+    assert!(n.delivery("failed").await.expect("get").is_none());
+    let retrying = n.delivery("retrying").await.expect("get").expect("a retry stays");
+    assert_eq!((retrying.status.as_str(), retrying.attempts.len()), ("pending", 1));
+    assert!(
+        n.delivery("waiting").await.expect("get").is_some(),
+        "a delivery not tried yet stays"
+    );
+    assert_eq!(n.deliveries(None, 10).await.expect("log").len(), 2);
 }

@@ -33,6 +33,9 @@ pub trait RetentionStore: Send + Sync {
     async fn prune_events(&self, before: &str, batch: usize) -> Result<usize, StoreError>;
     /// Deletes at most `batch` audit entries recorded before `before`.
     async fn prune_audit(&self, before: &str, batch: usize) -> Result<usize, StoreError>;
+    /// Deletes at most `batch` notification deliveries that finished (delivered or failed) before `before`,
+    /// with their attempts; a pending delivery stays whatever its age. Answers the deliveries deleted.
+    async fn prune_deliveries(&self, before: &str, batch: usize) -> Result<usize, StoreError>;
     /// The right to prune now: `None` while another replica holds it.
     async fn lead_pruning(&self) -> Result<Option<PruneLease>, StoreError>;
 }
