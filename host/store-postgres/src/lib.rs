@@ -36,6 +36,14 @@ const SYSTEMS_CHANGED: &str = "provisio_systems";
 /// Connections in the pool.
 const POOL_SIZE: u32 = 16;
 
+/// Tables whose plans go wrong without statistics (a new database answered `links.get` by reading every link
+/// of the target): the store analyses them itself once they changed by a good part since their last
+/// analysis, so no plan waits for autovacuum, which visits a database once a minute by default.
+const ANALYSED: &[&str] = &["links", "realtime_events"];
+
+/// How often the store looks whether [`ANALYSED`] tables are due.
+const ANALYSE_CHECK: Duration = Duration::from_secs(5);
+
 /// Errors inside this crate: the driver's own, or one of the store's.
 #[derive(Debug, thiserror::Error)]
 enum Error {
@@ -104,6 +112,10 @@ impl PostgresStore {
             systems_generation: Arc::default(),
         };
         store.listen().await?;
+        tokio::spawn(keep_statistics(
+            store.pool.clone(),
+            Arc::downgrade(&store.systems_generation),
+        ));
         Ok(store)
     }
 
@@ -158,6 +170,39 @@ impl provisio_core::store::Readiness for PostgresStore {
             )));
         }
         Ok(())
+    }
+}
+
+/// Analyses the [`ANALYSED`] tables of this schema that changed by 1,000 rows and a fifth of their size since
+/// their last analysis (by this store, another replica's, or autovacuum), until the store is dropped.
+async fn keep_statistics(pool: PgPool, alive: std::sync::Weak<AtomicU64>) {
+    loop {
+        tokio::time::sleep(ANALYSE_CHECK).await;
+        if alive.upgrade().is_none() {
+            return;
+        }
+        let due: Vec<String> = match sqlx::query_scalar(
+            "SELECT relname::text FROM pg_stat_user_tables
+             WHERE schemaname = current_schema() AND relname = ANY($1)
+               AND n_mod_since_analyze >= 1000 + 0.2 * n_live_tup",
+        )
+        .bind(ANALYSED)
+        .fetch_all(&pool)
+        .await
+        {
+            Ok(due) => due,
+            // The database is away: the readiness check says so; statistics wait.
+            Err(_) => continue,
+        };
+        for table in ANALYSED.iter().filter(|t| due.iter().any(|d| d == *t)) {
+            // SKIP_LOCKED: a replica analysing it at the same moment does it for all.
+            if let Err(e) = sqlx::query(&format!("ANALYZE (SKIP_LOCKED) {table}"))
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(table, error = %e, "cannot analyse a table");
+            }
+        }
     }
 }
 
@@ -241,6 +286,66 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conforms_to_the_store_interfaces() {
         conformance::all(|| async { fresh([4; 32]).await.stores() }).await;
+    }
+
+    /// A new schema's outbox is analysed by the store once it has grown, not a minute later by autovacuum.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_growing_outbox_is_analysed_by_the_store() {
+        use provisio_core::store::realtime::{EventStore, NewEvent};
+        let store = fresh([8; 32]).await;
+        let stores = store.stores();
+        let source = stores
+            .systems
+            .create(provisio_core::store::systems::SystemSpec {
+                name: "pushing".into(),
+                connector: "scim".into(),
+                connector_version: None,
+                role: provisio_core::store::systems::Role::Source,
+                properties: Default::default(),
+                secrets: Default::default(),
+                sources: vec![],
+                transformation: None,
+            })
+            .await
+            .expect("source");
+        let analysed = || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables
+                 WHERE schemaname = current_schema() AND relname = 'realtime_events'",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .expect("statistics")
+        };
+        assert!(!analysed().await, "a new table has not been analysed");
+        // Pushed at once, as clients do: the writer commits them in groups.
+        let mut appends = tokio::task::JoinSet::new();
+        for i in 0..1_500 {
+            let (store, source) = (store.clone(), source.id.clone());
+            appends.spawn(async move {
+                let event = NewEvent {
+                    source_id: source,
+                    kind: "user".into(),
+                    entity_id: format!("u{i}"),
+                    operation: "create".into(),
+                    body: None,
+                    received_by: "pusher".into(),
+                };
+                EventStore::append(&store, event).await
+            });
+        }
+        while let Some(appended) = appends.join_next().await {
+            appended.expect("joined").expect("appended");
+        }
+        let deadline = std::time::Instant::now() + ANALYSE_CHECK * 3;
+        while !analysed().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not analysed within {:?}",
+                ANALYSE_CHECK * 3
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

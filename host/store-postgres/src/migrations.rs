@@ -345,6 +345,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX notification_deliveries_by_finish ON notification_deliveries (finished_at) WHERE finished_at IS NOT NULL;
     "#,
+    // The claim of the next real-time events asks, for each candidate, whether an earlier event of its
+    // entity is still pending: answered from the pending events alone, whatever the statistics say of how
+    // many are pending (the entity's past events are not read).
+    r#"
+    CREATE INDEX realtime_pending_by_entity ON realtime_events (source_id, kind, entity_id, seq)
+        WHERE state = 'pending';
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

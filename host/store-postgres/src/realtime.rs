@@ -88,6 +88,45 @@ impl EventStore for PostgresStore {
             .map_err(Error::from)?)
     }
 
+    async fn claim_next(&self, node: &str, room: i64, lease: Duration) -> Result<Vec<EventRecord>, StoreError> {
+        if room <= 0 {
+            return Ok(Vec::new());
+        }
+        // Rows another replica is claiming right now are skipped, not waited for: each replica takes the next
+        // free ones. A row claimed and committed meanwhile is checked again after its lock (a live claim now:
+        // left out). An entity's later event never qualifies while an earlier one is pending in this
+        // statement's snapshot, and one that finished after it stays out until the next call.
+        // `OFFSET 0` keeps the earlier-event test a lookup per candidate by its entity
+        // (`realtime_pending_by_entity`): as a join, statistics taken while few events were pending made
+        // PostgreSQL compare every candidate with every pending event (75 ms for a burst of 10,000, 1 ms so).
+        let rows = sqlx::query(
+            "WITH free AS (
+                 SELECT seq FROM realtime_events e
+                 WHERE state = 'pending' AND (claimed_until IS NULL OR claimed_until < now())
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= $3)
+                   AND NOT EXISTS (SELECT 1 FROM realtime_events o
+                                   WHERE o.source_id = e.source_id AND o.kind = e.kind
+                                     AND o.entity_id = e.entity_id AND o.seq < e.seq AND o.state = 'pending'
+                                   OFFSET 0)
+                 ORDER BY seq LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE realtime_events r SET claimed_by = $1, claimed_until = now() + make_interval(secs => $4)
+             FROM free WHERE r.seq = free.seq
+             RETURNING r.seq, r.source_id, r.kind, r.entity_id, r.operation, r.received_at, r.received_by, r.state,
+                       r.attempts, r.next_attempt_at, r.results, r.finished_at, r.body",
+        )
+        .bind(node)
+        .bind(room)
+        .bind(now())
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        let mut claimed = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_unstable_by_key(|e| e.seq);
+        Ok(claimed)
+    }
+
     async fn renew_claims(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<u64, StoreError> {
         let n = sqlx::query(
             "UPDATE realtime_events SET claimed_until = now() + make_interval(secs => $3)

@@ -59,6 +59,14 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn claim_next(&self, node: &str, room: i64, lease: Duration) -> Result<Vec<EventRecord>, StoreError> {
+        if room <= 0 {
+            return Ok(Vec::new());
+        }
+        let node = node.to_owned();
+        self.blocking(move |s| s.claim_next_events(&node, room, lease)).await
+    }
+
     async fn renew_claims(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<u64, StoreError> {
         let (node, seqs) = (node.to_owned(), seqs.to_vec());
         self.blocking(move |s| {
@@ -315,6 +323,36 @@ impl SqliteStore {
         )?;
         let rows = stmt.query_map(params![limit, crate::millis_after(std::time::Duration::ZERO)], record)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Claims the next events that may be worked (see `EventStore::claim_next`): found and claimed in one
+    /// write transaction, so two claimers never take the same event or two events of one entity.
+    fn claim_next_events(&self, node: &str, room: i64, lease: std::time::Duration) -> Result<Vec<EventRecord>, Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let claimed = {
+            let mut free = tx.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM realtime_events e
+                 WHERE state = 'pending' AND (claimed_until IS NULL OR claimed_until < ?2)
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
+                   AND NOT EXISTS (SELECT 1 FROM realtime_events o
+                                   WHERE o.source_id = e.source_id AND o.kind = e.kind
+                                     AND o.entity_id = e.entity_id AND o.seq < e.seq AND o.state = 'pending')
+                 ORDER BY seq LIMIT ?1"
+            ))?;
+            let claimed = free
+                .query_map(params![room, crate::millis_after(Duration::ZERO), now()], record)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut claim =
+                tx.prepare_cached("UPDATE realtime_events SET claimed_by = ?2, claimed_until = ?3 WHERE seq = ?1")?;
+            let until = crate::millis_after(lease);
+            for event in &claimed {
+                claim.execute(params![event.seq, node, until])?;
+            }
+            claimed
+        };
+        tx.commit()?;
+        Ok(claimed)
     }
 
     /// Records the outcome of an attempt: a final state, or `pending` with the time of the next attempt.

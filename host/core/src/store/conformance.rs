@@ -36,6 +36,7 @@ where
     links(fresh().await).await;
     events(fresh().await).await;
     event_claims(fresh().await).await;
+    event_claimers(fresh().await).await;
     event_batches(fresh().await).await;
     tokens(fresh().await).await;
     password_change(fresh().await).await;
@@ -1161,6 +1162,151 @@ pub async fn event_claims(stores: Stores) {
             .collect::<Vec<_>>(),
         [next.seq]
     );
+}
+
+fn event(source: &str, entity: &str, operation: &str) -> NewEvent {
+    NewEvent {
+        source_id: source.into(),
+        kind: "user".into(),
+        entity_id: entity.into(),
+        operation: operation.into(),
+        body: Some(json!({"userName": entity})),
+        received_by: "pusher".into(),
+    }
+}
+
+/// Replicas claiming the next events at once: each gets events of its own, together they fill both rooms,
+/// and no two events of one entity are ever claimed at once, nor an entity's event before its earlier ones
+/// are done.
+pub async fn event_claimers(stores: Stores) {
+    let (source, _) = pair(&stores).await;
+    let events = &stores.events;
+    let append = |entity: &str, operation: &str| events.append(event(&source, entity, operation));
+    let u0 = append("u0", "create").await.expect("appended");
+    let u0_next = append("u0", "replace").await.expect("appended");
+    for i in 1..8 {
+        append(&format!("u{i}"), "create").await.expect("appended");
+    }
+    // Two claimers at once, 3 slots each: 6 events, each an entity's first, none claimed twice.
+    let (a, b) = futures::future::join(events.claim_next("a", 3, LEASE), events.claim_next("b", 3, LEASE)).await;
+    let (a, b) = (a.expect("a claims"), b.expect("b claims"));
+    assert_eq!((a.len(), b.len()), (3, 3), "both rooms filled: {a:?} {b:?}");
+    assert!(a.iter().all(|e| e.body.is_some()), "claimed with their bodies");
+    let mut entities: Vec<&str> = a.iter().chain(&b).map(|e| e.entity_id.as_str()).collect();
+    entities.sort_unstable();
+    entities.dedup();
+    assert_eq!(entities.len(), 6, "six entities: {a:?} {b:?}");
+    assert!(
+        a.iter().chain(&b).all(|e| e.seq != u0_next.seq),
+        "u0's second waits for its first"
+    );
+    assert!(
+        a.iter().chain(&b).any(|e| e.seq == u0.seq),
+        "the oldest free event is claimed"
+    );
+    // The rest: the two entities left, not u0's second while its first is held.
+    let c = events.claim_next("c", 10, LEASE).await.expect("c claims");
+    assert_eq!(
+        c.iter().map(|e| e.entity_id.as_str()).collect::<Vec<_>>(),
+        ["u6", "u7"],
+        "{c:?}"
+    );
+    assert!(events.claim_next("c", 10, LEASE).await.expect("c claims").is_empty());
+    // u0's first done: its second is free.
+    let holder = if a.iter().any(|e| e.seq == u0.seq) { "a" } else { "b" };
+    events
+        .finish(u0.seq, Some(holder), "done", &json!([]), None)
+        .await
+        .expect("done");
+    let next = events.claim_next("c", 10, LEASE).await.expect("c claims");
+    assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), [u0_next.seq]);
+    // A retry later holds the entity: neither it nor the entity's later events are claimed before its time.
+    events
+        .finish(
+            u0_next.seq,
+            Some("c"),
+            "pending",
+            &json!([]),
+            Some("9999-01-01T00:00:00.000Z"),
+        )
+        .await
+        .expect("retry later");
+    append("u0", "delete").await.expect("appended");
+    assert!(events.claim_next("a", 10, LEASE).await.expect("a claims").is_empty());
+    // A dead claimer's events are claimed again once its lease ran out.
+    let u8 = append("u8", "create").await.expect("appended");
+    let dead = events.claim_next("dead", 10, Duration::ZERO).await.expect("claims");
+    assert_eq!(dead.iter().map(|e| e.seq).collect::<Vec<_>>(), [u8.seq]);
+    std::thread::sleep(Duration::from_millis(20));
+    let again = events.claim_next("a", 10, LEASE).await.expect("a claims");
+    assert_eq!(again.iter().map(|e| e.seq).collect::<Vec<_>>(), [u8.seq]);
+    assert!(events.claim_next("b", 0, LEASE).await.expect("no room").is_empty());
+
+    // Two claimers working off a queue of several events per entity, at once: at any moment at most one
+    // event of an entity is held, and each entity's events are done in the order they arrived.
+    let (source, _) = {
+        let s = stores
+            .systems
+            .create(spec("Busy source", Role::Source, vec![]))
+            .await
+            .expect("source");
+        (s.id, ())
+    };
+    let mut appended = 0;
+    for round in 0..8 {
+        for i in 0..6 {
+            let op = if round == 0 { "create" } else { "replace" };
+            events
+                .append(event(&source, &format!("busy{i}"), op))
+                .await
+                .expect("appended");
+            appended += 1;
+        }
+    }
+    let held: std::sync::Mutex<std::collections::HashMap<String, i64>> = Default::default();
+    let last_done: std::sync::Mutex<std::collections::HashMap<String, i64>> = Default::default();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let claimer = |node: &'static str| {
+        let (held, last_done, done, source) = (&held, &last_done, &done, &source);
+        async move {
+            let mut idle = 0;
+            while done.load(std::sync::atomic::Ordering::SeqCst) < appended && idle < 200 {
+                let claimed = events.claim_next(node, 3, LEASE).await.expect("claims");
+                let claimed: Vec<_> = claimed.into_iter().filter(|e| &e.source_id == source).collect();
+                if claimed.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                }
+                idle = 0;
+                for e in &claimed {
+                    let mut held = held.lock().expect("held");
+                    assert!(
+                        held.insert(e.entity_id.clone(), e.seq).is_none(),
+                        "{node} claimed {} of {} while another of its events is held",
+                        e.seq,
+                        e.entity_id
+                    );
+                    let last = last_done.lock().expect("done").get(&e.entity_id).copied().unwrap_or(0);
+                    assert!(e.seq > last, "{} of {} claimed after {last}", e.seq, e.entity_id);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                for e in claimed {
+                    // Let go here before the outcome is committed: a claim of the entity's next event can
+                    // only come after that commit.
+                    held.lock().expect("held").remove(&e.entity_id);
+                    last_done.lock().expect("done").insert(e.entity_id.clone(), e.seq);
+                    events
+                        .finish(e.seq, Some(node), "done", &json!([]), None)
+                        .await
+                        .expect("the holder finishes");
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    };
+    futures::future::join(claimer("a"), claimer("b")).await;
+    assert_eq!(done.into_inner(), appended, "every event worked once");
 }
 
 /// Ended attempts recorded together: each outcome with its pushed entity and link changes in one

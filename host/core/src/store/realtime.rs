@@ -111,6 +111,13 @@ pub trait EventStore: Send + Sync {
     /// several replicas consume one outbox, each event worked by one replica at a time; a dead replica's
     /// claims expire and its events are claimed again.
     async fn claim(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<Vec<i64>, StoreError>;
+    /// Claims for `node`, for `lease` (by the database's clock), up to `room` events that may be worked now,
+    /// in order of arrival and with their bodies: pending, under no live claim, their retry time come, and
+    /// each the first pending event of its entity (an entity's later event waits while an earlier one is
+    /// pending, claimed or not, so per-entity order holds across replicas). Replicas that call this at once
+    /// each get events of their own (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so together they fill their
+    /// rooms instead of contending for the same head of the outbox.
+    async fn claim_next(&self, node: &str, room: i64, lease: Duration) -> Result<Vec<EventRecord>, StoreError>;
     /// Renews `node`'s claims on these events (the ones it is still working on); how many.
     async fn renew_claims(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<u64, StoreError>;
     /// Hands back every claim `node` holds (a replica shutting down): its events may be claimed by another

@@ -215,20 +215,63 @@ impl Realtime {
         if room == 0 {
             return;
         }
-        // On a shared store the scan leaves out entities being worked (here or on another replica), so its
-        // head is free work and a window a few times the room suffices; it is read after every event, and
-        // reading 128 rows each time was most of what an event cost PostgreSQL. A store of its own lists
-        // an entity's queued events behind the one in flight, so it looks further.
-        let scan = if self.claimant().is_some() {
-            (room as i64 * 4).clamp(16, SCAN)
-        } else {
-            SCAN
+        let ready = match self.claimant() {
+            Some(node) => self.claim_ready(node, room).await,
+            None => self.scan_ready(room).await,
         };
-        let pending = match self.inner.store.events.pending(scan).await {
+        for (key, event) in ready {
+            let this = self.clone();
+            let (done, commits) = (done.clone(), commits.clone());
+            tokio::spawn(async move {
+                this.work(event, &commits).await;
+                this.in_flight().remove(&key);
+                let _ = done.send(());
+            });
+        }
+    }
+
+    /// On a store several replicas share: the next events this replica may work, claimed by it in one
+    /// statement that skips what other replicas hold or are claiming (each fills its own slots), with their
+    /// bodies. The store keeps per-entity order; what is in flight here is left alone all the same.
+    async fn claim_ready(&self, node: &str, room: usize) -> Vec<((String, String, String), EventRecord)> {
+        let claimed = match self.inner.store.events.claim_next(node, room as i64, LEASE).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim real-time events");
+                return Vec::new();
+            }
+        };
+        let mut in_flight = self.in_flight();
+        claimed
+            .into_iter()
+            .filter_map(|event| {
+                let key = (
+                    event.source_id.clone(),
+                    event.entity_type.clone(),
+                    event.entity_id.clone(),
+                );
+                // Only when this replica's claim on the entity's event ran out while it was still working on
+                // it (the lease not renewed in time): that attempt ends first; this claim then expires and
+                // the event is claimed again.
+                if in_flight.contains_key(&key) {
+                    return None;
+                }
+                in_flight.insert(key.clone(), event.seq);
+                Some((key, event))
+            })
+            .collect()
+    }
+
+    /// On a store of its own: the first pending event of each entity with none in flight here, whose retry
+    /// time has come (bodies loaded when each starts).
+    async fn scan_ready(&self, room: usize) -> Vec<((String, String, String), EventRecord)> {
+        // Entities with an event in flight list their queued events behind it, so the scan looks further
+        // than the room.
+        let pending = match self.inner.store.events.pending(SCAN).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the real-time outbox");
-                return;
+                return Vec::new();
             }
         };
         let now = crate::store::now();
@@ -260,47 +303,26 @@ impl Realtime {
                 break;
             }
         }
-        // With other replicas: only what this one claimed (another may hold an entity's first event).
-        if let Some(node) = self.claimant() {
-            let seqs: Vec<i64> = ready.iter().map(|(_, e)| e.seq).collect();
-            let claimed: HashSet<i64> = match self.inner.store.events.claim(node, &seqs, LEASE).await {
-                Ok(claimed) => claimed.into_iter().collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim real-time events");
-                    HashSet::new()
-                }
-            };
-            let mut in_flight = self.in_flight();
-            ready.retain(|(key, event)| {
-                let mine = claimed.contains(&event.seq);
-                if !mine {
-                    in_flight.remove(key);
-                }
-                mine
-            });
-        }
-        for (key, event) in ready {
-            let this = self.clone();
-            let (done, commits) = (done.clone(), commits.clone());
-            tokio::spawn(async move {
-                this.work(event, &commits).await;
-                this.in_flight().remove(&key);
-                let _ = done.send(());
-            });
-        }
+        ready
     }
 
     /// One attempt at one event: every target, then the outcome recorded with the writes it made, in a
     /// group commit with the other events that ended meanwhile; returns once it is committed (the entity's
     /// next event may start only then).
     async fn work(&self, event: EventRecord, commits: &Commits) {
-        let event = match self.inner.store.events.get(event.seq).await {
-            // A scan may list an event that finished between its read and this start: it is not worked twice.
-            Ok(Some(full)) if full.state == "pending" => full,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(seq = event.seq, error = %e, "cannot load a real-time event");
-                return;
+        let event = if self.claimant().is_some() {
+            // Claimed with its body: pending, and this replica's until its lease runs out.
+            event
+        } else {
+            match self.inner.store.events.get(event.seq).await {
+                // A scan may list an event that finished between its read and this start: it is not worked
+                // twice.
+                Ok(Some(full)) if full.state == "pending" => full,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(seq = event.seq, error = %e, "cannot load a real-time event");
+                    return;
+                }
             }
         };
         let (state, results, writes) = self.provision(&event).await;
