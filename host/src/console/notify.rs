@@ -20,7 +20,7 @@ use super::{
     when,
 };
 use crate::api::AppState;
-use crate::api::error::{ApiError, JsonBody};
+use crate::api::error::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::api::{notify as api, ops};
 use crate::notify::EVENT_KINDS;
 use crate::store::systems::Role;
@@ -217,7 +217,7 @@ pub async fn list(
     let views: Vec<View> = decode(all)?;
     let filter_id = Some(filter.subscription.trim().to_string()).filter(|s| !s.is_empty());
     let query = decode(json!({"subscription": filter_id, "limit": LOG_LIMIT}))?;
-    let axum::Json(log) = api::list_deliveries(State(state.clone()), session.caller(), Query(query)).await?;
+    let axum::Json(log) = api::list_deliveries(State(state.clone()), session.caller(), QueryParams(query)).await?;
     let log: Vec<DeliveryView> = decode(log)?;
     let names = system_names(&state, &session, &views).await?;
     let labels: HashMap<&str, String> = views.iter().map(|v| (v.id.as_str(), label(v))).collect();
@@ -525,7 +525,7 @@ struct DeletePage {
 
 /// `GET /console/notifications/{id}/delete`: the confirmation.
 pub async fn confirm_delete(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> ConsoleResult {
-    let axum::Json(view) = api::get_subscription(State(state), session.caller(), Path(id)).await?;
+    let axum::Json(view) = api::get_subscription(State(state), session.caller(), PathParams(id)).await?;
     let view: View = decode(view)?;
     Ok(render(&DeletePage {
         frame: Frame::new(&session, "notifications", None),
@@ -536,7 +536,7 @@ pub async fn confirm_delete(State(state): State<AppState>, session: Session, Pat
 
 /// `POST /console/notifications/{id}/delete`: removes it and its deliveries.
 pub async fn delete(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
-    match api::delete_subscription(State(state), session.caller(), Path(id)).await {
+    match api::delete_subscription(State(state), session.caller(), PathParams(id)).await {
         Ok(_) => redirect_with(
             &session,
             "/console/notifications",
@@ -559,7 +559,7 @@ pub async fn test(State(state): State<AppState>, session: Session, Path(id): Pat
             .append_pair("subscription", &id)
             .finish()
     );
-    let delivery = match api::test_subscription(State(state), session.caller(), Path(id)).await {
+    let delivery = match api::test_subscription(State(state), session.caller(), PathParams(id)).await {
         Ok(axum::Json(d)) => decode::<DeliveryView>(d),
         Err(e) => Err(e),
     };
