@@ -127,7 +127,11 @@ async fn hostile_system(service: &Service, upstream: &Upstream, mode: &str) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_plugin_is_contained() {
-    let service = Service::start_with(strict_limits()).await;
+    // A longer time limit than the other tests': under a loaded test run the memory hoarders must reach their
+    // memory limit before the clock stops them (seen once: "exceeded its time limit" at 2 s).
+    let mut settings = strict_limits();
+    settings.call_limits.timeout = Duration::from_secs(6);
+    let service = Service::start_with(settings).await;
     let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
     assert_eq!(status, 201, "{loaded}");
     assert_eq!(loaded["name"], "hostile");
