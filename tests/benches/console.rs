@@ -20,20 +20,13 @@ use provisio::store::systems::{Role, SystemSpec, VersionNote};
 use tower::ServiceExt as _;
 
 mod common;
-use common::percentile;
+use common::{env_or, percentile};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const SYSTEMS: usize = 1000;
 const LOG_ENTRIES: usize = 100_000;
 const P95_TARGET_MS: f64 = 50.0;
 const WEIGHT_TARGET: usize = 150 * 1024;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
 
 struct Answer {
     status: u16,

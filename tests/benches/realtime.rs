@@ -22,51 +22,13 @@ use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Schema, bench_database_url, percentile, serve};
+use common::{Schema, bench_database_url, env_or, millis, percentile, pushed_user, run_on_two_workers, serve};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const PUSHER: (&str, &str) = ("pusher", "pusher-password-1");
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    // Why an event needed another attempt goes to stderr (RUST_LOG, default: the real-time module's info).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("provisio::realtime=info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(run());
-}
-
-fn user(i: u64, prefix: &str) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:sap:2.0:User"],
-        "id": format!("{prefix}{i}"),
-        "userName": format!("{prefix}.user{i}"),
-        "name": {"givenName": "Bench", "familyName": format!("User{i}")},
-        "emails": [{"value": format!("{prefix}.user{i}@example.com"), "primary": true}],
-        "active": true,
-        "urn:ietf:params:scim:schemas:extension:sap:2.0:User": {"userId": format!("{prefix}{i}"), "userUuid": format!("uuid-{prefix}-{i}")}
-    })
-}
-
-fn millis(t: &str) -> Option<f64> {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .ok()
-        .map(|d| d.timestamp_millis() as f64)
+    run_on_two_workers(run());
 }
 
 /// What one run of the phases measured.
@@ -214,7 +176,7 @@ async fn measure(database_url: Option<String>) -> Measured {
             .send()
     };
     // Warm up: the first call compiles nothing (cached) but opens connections and fetches a token.
-    push(user(0, "warm")).await.expect("warm-up");
+    push(pushed_user(0, "warm")).await.expect("warm-up");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // 1. Latency at a steady rate.
@@ -226,7 +188,7 @@ async fn measure(database_url: Option<String>) -> Measured {
     let mut pending = futures::stream::FuturesUnordered::new();
     for i in 0..total {
         tick.tick().await;
-        pending.push(push(user(i, "lat")));
+        pending.push(push(pushed_user(i, "lat")));
         while let Some(Some(_)) = futures::FutureExt::now_or_never(pending.next()) {}
     }
     while pending.next().await.is_some() {}
@@ -301,7 +263,7 @@ async fn measure(database_url: Option<String>) -> Measured {
     let events = env_or("BENCH_EVENTS", 20_000);
     let started = Instant::now();
     let acked = futures::stream::iter(0..events)
-        .map(|i| push(user(i, "tp")))
+        .map(|i| push(pushed_user(i, "tp")))
         .buffer_unordered(64)
         .filter(|r| std::future::ready(r.as_ref().is_ok_and(|r| r.status() == 201)))
         .count()
@@ -339,7 +301,7 @@ async fn measure(database_url: Option<String>) -> Measured {
             http.post(&lone_url)
                 .basic_auth(PUSHER.0, Some(PUSHER.1))
                 .header("Content-Type", "application/scim+json")
-                .body(user(i, "alone").to_string())
+                .body(pushed_user(i, "alone").to_string())
                 .send()
         })
         .buffer_unordered(64)

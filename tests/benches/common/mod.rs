@@ -99,3 +99,49 @@ impl Schema {
         }
     }
 }
+
+/// A number from the environment (`BENCH_…`), or `default` when unset or not a number.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs a benchmark on 2 runtime workers, with the real-time module's log (why an event needed another
+/// attempt) on stderr (`RUST_LOG` overrides it).
+pub fn run_on_two_workers(benchmark: impl std::future::Future<Output = ()>) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("provisio::realtime=info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(benchmark);
+}
+
+/// The `i`th SCIM user a source pushes (ids and names prefixed, so runs do not collide).
+pub fn pushed_user(i: u64, prefix: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:sap:2.0:User"],
+        "id": format!("{prefix}{i}"),
+        "userName": format!("{prefix}.user{i}"),
+        "name": {"givenName": "Bench", "familyName": format!("User{i}")},
+        "emails": [{"value": format!("{prefix}.user{i}@example.com"), "primary": true}],
+        "active": true,
+        "urn:ietf:params:scim:schemas:extension:sap:2.0:User": {"userId": format!("{prefix}{i}"), "userUuid": format!("uuid-{prefix}-{i}")}
+    })
+}
+
+/// Milliseconds since the epoch of an RFC 3339 instant.
+pub fn millis(t: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp_millis() as f64)
+}
