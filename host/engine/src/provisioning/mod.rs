@@ -1235,6 +1235,19 @@ mod tests {
         panic!("job {id} did not end: {:?}", service.job(id).await.expect("job"));
     }
 
+    /// Waits until no run holds a source: a run's slot is let go just after its end is recorded, so an ended
+    /// job may still hold it for a moment.
+    async fn freed(service: &Provisioning) {
+        let since = std::time::Instant::now();
+        while !service.active().is_empty() {
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(5),
+                "the source stays held"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_whose_task_panics_ends_failed_and_frees_its_source() {
         let (service, source) = service().await;
@@ -1260,18 +1273,11 @@ mod tests {
         );
         // And the source is free (its slot is let go just after the run's end is recorded): a further run
         // starts at once, not queued.
-        let freed = std::time::Instant::now();
-        while !service.active().is_empty() {
-            assert!(
-                freed.elapsed() < std::time::Duration::from_secs(5),
-                "the source stays held"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        freed(&service).await;
         let third = service.start(&source, manual()).await.expect("start again");
         assert_eq!(third.status, JobStatus::Running);
         ended(&service, &third.id).await;
-        assert!(service.active().is_empty(), "no run holds the source");
+        freed(&service).await;
         assert!(
             service.stop(&third.id).await.is_err(),
             "an ended run has nothing to stop"
