@@ -3,8 +3,8 @@
 //! warm-up; measured around the router's handling, the body included) and each page's weight with the
 //! assets it loads (style sheet and scripts). Targets: p95 < 50 ms, page + assets < 150 KB.
 //!
-//! Long lists are paged by the console (the per-entity log 50 entries a page; the systems list shows every
-//! system, which is the heaviest page here).
+//! Long lists are paged by the console (the per-entity log 50 entries a page, the systems list 100 systems a
+//! page; the plugins page names ten systems per version).
 //!
 //! Run: `cargo bench -p provisio-tests --bench console`. Prints a table and PASS/FAIL per page, exits 0.
 
@@ -269,6 +269,8 @@ fn main() {
         let pages = [
             "/console".to_string(),
             "/console/systems".to_string(),
+            "/console/systems?page=10".to_string(),
+            "/console/systems?connector=scim&page=5".to_string(),
             "/console/systems?role=target&q=target%2004".to_string(),
             format!("/console/systems/{source}"),
             format!("/console/systems/{source}/edit"),

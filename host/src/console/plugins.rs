@@ -23,8 +23,12 @@ pub struct VersionRow {
     pub bundled: bool,
     /// What systems that follow the connector run.
     pub active: bool,
-    /// Systems on it: name, pinned.
+    /// The first systems on it (by name): id, name, pinned.
     pub systems: Vec<(String, String, bool)>,
+    /// How many more systems run it than are shown (the systems list, filtered by connector, has them all).
+    pub systems_more: usize,
+    /// The systems list's filter for this version: the connector when it is active, else `name@version`.
+    pub systems_filter: String,
     /// Size in KiB.
     pub size_kib: u64,
     /// Digest (short).
@@ -125,6 +129,9 @@ struct PluginsPage {
     chart_width: u32,
 }
 
+/// Systems named per version; a connector that a thousand systems follow would otherwise make the page heavy.
+const SYSTEMS_SHOWN: usize = 10;
+
 /// `GET /console/plugins`.
 pub async fn list(State(state): State<AppState>, session: Session, headers: HeaderMap) -> ConsoleResult {
     let versions = ops::plugins(&state, &session.caller())
@@ -139,11 +146,20 @@ pub async fn list(State(state): State<AppState>, session: Session, headers: Head
                 contract: v.plugin.contract.to_string(),
                 bundled: v.bundled,
                 active: v.active,
-                systems: v
-                    .used_by
-                    .iter()
-                    .map(|s| (s.id.clone(), s.name.clone(), s.pinned))
-                    .collect(),
+                systems: {
+                    let mut on = v.used_by.iter().collect::<Vec<_>>();
+                    on.sort_by_cached_key(|s| s.name.to_lowercase());
+                    on.iter()
+                        .take(SYSTEMS_SHOWN)
+                        .map(|s| (s.id.clone(), s.name.clone(), s.pinned))
+                        .collect()
+                },
+                systems_more: v.used_by.len().saturating_sub(SYSTEMS_SHOWN),
+                systems_filter: if v.active {
+                    d.name.clone()
+                } else {
+                    format!("{}@{}", d.name, d.version)
+                },
                 size_kib: (v.plugin.size as u64).div_ceil(1024),
                 digest: v.plugin.digest.chars().take(19).collect(),
                 calls: stats.calls,

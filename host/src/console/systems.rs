@@ -3,7 +3,7 @@
 //! defaults; secrets write-only), Test Connection, delete with confirmation, export as JSON (no secrets) and
 //! import, a proxy's SCIM endpoint to copy and its SAP IdM CSV.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use askama::Template;
 use axum::body::Bytes;
@@ -45,8 +45,21 @@ struct ListPage {
     rows: Vec<SystemRow>,
     role: String,
     q: String,
+    connector: String,
+    /// Systems in the store.
     total: usize,
+    /// Systems the filters match (all pages).
+    matching: usize,
+    /// The 1-based positions of the first and last row shown.
+    first: usize,
+    last: usize,
+    /// Links to the neighbouring pages, when there are any.
+    previous: Option<String>,
+    next: Option<String>,
 }
+
+/// Systems shown on one page of the list: a thousand systems fit in ten pages that each stay light.
+pub const SYSTEMS_PAGE: usize = 100;
 
 /// The list's filters.
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +70,26 @@ pub struct ListQuery {
     /// Text in the name, connector or id.
     #[serde(default)]
     pub q: Option<String>,
+    /// Systems on this connector (`scim`) or on this pinned version of it (`scim@1.2.0`).
+    #[serde(default)]
+    pub connector: Option<String>,
+    /// The page, from 1 (anything else shows the first).
+    #[serde(default)]
+    pub page: Option<String>,
+}
+
+impl ListQuery {
+    /// The filters and `page` as a query string, for the links to the other pages.
+    fn link(&self, page: usize) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [("role", &self.role), ("q", &self.q), ("connector", &self.connector)] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                query.append_pair(key, value);
+            }
+        }
+        query.append_pair("page", &page.to_string());
+        format!("/console/systems?{}", query.finish())
+    }
 }
 
 fn connector_label(s: &System) -> String {
@@ -86,7 +119,8 @@ fn fed_by(all: &[System], source: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `GET /console/systems`.
+/// `GET /console/systems`: the systems the filters match, sorted by name, a page at a time (the linked
+/// systems' names are looked up only for the rows shown).
 pub async fn list(
     State(state): State<AppState>,
     session: Session,
@@ -94,38 +128,64 @@ pub async fn list(
     Query(f): Query<ListQuery>,
 ) -> ConsoleResult {
     let all = ops::systems(&state, &session.caller()).await?;
-    let role = f.role.unwrap_or_default();
-    let q = f.q.unwrap_or_default().trim().to_string();
+    let role = f.role.clone().unwrap_or_default();
+    let q = f.q.clone().unwrap_or_default().trim().to_string();
+    let connector = f.connector.clone().unwrap_or_default().trim().to_string();
     let needle = q.to_lowercase();
-    let mut rows: Vec<SystemRow> = all
+    let mut matching: Vec<&System> = all
         .iter()
         .filter(|s| role.is_empty() || s.spec.role.as_str() == role)
+        .filter(|s| connector.is_empty() || s.spec.connector == connector || connector_label(s) == connector)
         .filter(|s| {
             needle.is_empty()
                 || s.spec.name.to_lowercase().contains(&needle)
-                || s.spec.connector.to_lowercase().contains(&needle)
+                || connector_label(s).to_lowercase().contains(&needle)
                 || s.id.contains(&needle)
         })
+        .collect();
+    matching.sort_by_cached_key(|s| s.spec.name.to_lowercase());
+    let pages = matching.len().div_ceil(SYSTEMS_PAGE).max(1);
+    let page = f
+        .page
+        .as_deref()
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let start = (page - 1) * SYSTEMS_PAGE;
+    let shown = &matching[start.min(matching.len())..(start + SYSTEMS_PAGE).min(matching.len())];
+    let names: HashMap<&str, &str> = all.iter().map(|s| (s.id.as_str(), s.spec.name.as_str())).collect();
+    let rows = shown
+        .iter()
         .map(|s| SystemRow {
             id: s.id.clone(),
             name: s.spec.name.clone(),
             role: s.spec.role.as_str(),
             connector: connector_label(s),
             linked: match s.spec.role {
-                Role::Target => names_of(&all, &s.spec.sources),
+                Role::Target => s
+                    .spec
+                    .sources
+                    .iter()
+                    .map(|id| names.get(id.as_str()).map_or_else(|| id.clone(), |n| n.to_string()))
+                    .collect(),
                 Role::Source => fed_by(&all, &s.id).into_iter().map(|(_, n)| n).collect(),
                 Role::Proxy => Vec::new(),
             },
             updated_at: when(&s.updated_at),
         })
-        .collect();
-    rows.sort_by_key(|a| a.name.to_lowercase());
+        .collect::<Vec<_>>();
     let page = ListPage {
         frame: Frame::new(&session, "systems", take_notice(&headers)),
         total: all.len(),
+        matching: matching.len(),
+        first: if rows.is_empty() { 0 } else { start + 1 },
+        last: start + rows.len(),
+        previous: (page > 1).then(|| f.link(page - 1)),
+        next: (page < pages).then(|| f.link(page + 1)),
         rows,
         role,
         q,
+        connector,
     };
     Ok(page_with_notice(&headers, &session, render(&page)))
 }
