@@ -9,6 +9,11 @@
 //!    least any proxy can take.
 //! 2. Throughput of `GET /Users/{id}` with `BENCH_CONCURRENCY` requests in flight (default 64) for
 //!    `BENCH_SECONDS` (default 5) per case: requests/s, direct and through the proxy.
+//! 3. The peers the targets are stated against (issue 20), measured in the same run: nginx with `proxy_pass`
+//!    and kept-alive upstream connections in front of the same simulator (one request at a time and with
+//!    `BENCH_CONCURRENCY` in flight; skipped, saying so, where `nginx` is not installed — Debian's
+//!    `nginx-light`), and a second simulator whose reads take `BENCH_BACKEND_MS` (default 5 ms), called
+//!    directly and through a proxy system of its own.
 //!
 //! The service runs on 2 worker threads as `provisio serve` does on this machine; the simulator and the load
 //! generator run in this process on runtimes of their own (the three share the machine's 2 cores).
@@ -48,20 +53,32 @@ fn main() {
             })
             .await
             .expect("uaa simulator");
-            let _ = sim_tx.send((
-                sim.base_url.clone(),
-                sim.token_url.clone().expect("token url"),
-                sim.options().client_id.clone(),
-                sim.options().client_secret.clone(),
-                sim.users()
-                    .iter()
-                    .filter_map(|u| u["id"].as_str().map(String::from))
-                    .collect::<Vec<_>>(),
-            ));
+            let slow = uaa::spawn(uaa::Options {
+                users: 100,
+                read_latency: Duration::from_millis(env_or("BENCH_BACKEND_MS", 5)),
+                ..uaa::Options::default()
+            })
+            .await
+            .expect("slow uaa simulator");
+            let described = |sim: &uaa::Simulator| {
+                (
+                    sim.base_url.clone(),
+                    sim.token_url.clone().expect("token url"),
+                    sim.options().client_id.clone(),
+                    sim.options().client_secret.clone(),
+                    sim.users()
+                        .iter()
+                        .filter_map(|u| u["id"].as_str().map(String::from))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let _ = sim_tx.send((described(&sim), described(&slow)));
             std::future::pending::<()>().await;
         });
     });
-    let sim = sim_rx.recv().expect("simulator started");
+    let (sim, slow) = sim_rx.recv().expect("simulator started");
+    // nginx in front of the same simulator (a process of its own, as nginx runs), when it is installed.
+    let nginx = Nginx::start(&sim.0);
 
     let service_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -97,8 +114,76 @@ fn main() {
         .enable_all()
         .build()
         .expect("client runtime");
-    client_rt.block_on(run(url, floor, sim));
+    client_rt.block_on(run(url, floor, sim, slow, nginx.as_ref().map(|n| n.url.clone())));
     drop(service_rt);
+    drop(nginx);
+}
+
+/// nginx as a reverse proxy (`proxy_pass`, HTTP/1.1 with kept-alive upstream connections, no access log) in
+/// a temporary prefix; stopped when dropped.
+struct Nginx {
+    url: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(upstream: &str) -> Option<Nginx> {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(binary) = binary else {
+            println!("nginx is not installed (apt-get install nginx-light): the comparison with it is skipped");
+            return None;
+        };
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("nginx prefix");
+        let d = dir.path().display();
+        let conf = format!(
+            "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+             upstream simulator {{ server {upstream}; keepalive 256; }}\n  \
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://simulator; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let child = std::process::Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Nginx {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers too (a SIGKILL would leave them running).
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 type Sim = (String, String, String, String, Vec<String>);
@@ -234,17 +319,14 @@ async fn throughput(
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn run(url: String, floor: String, sim: Sim) {
-    let (sim_url, token_url, client_id, client_secret, ids) = sim;
-    let ids = Arc::new(ids);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .expect("http client");
+/// Adds an xsuaa proxy system in front of a simulator; returns its SCIM base URL and a bearer token for
+/// calling the simulator directly.
+async fn proxy_for(http: &reqwest::Client, url: &str, name: &str, sim: &Sim) -> (String, Auth) {
+    let (sim_url, token_url, client_id, client_secret, _) = sim;
     let system: Value = http
         .post(format!("{url}/api/v1/systems"))
         .basic_auth(ADMIN.0, Some(ADMIN.1))
-        .json(&json!({"name": "UAA proxy", "type": "xsuaa", "role": "proxy",
+        .json(&json!({"name": name, "type": "xsuaa", "role": "proxy",
             "properties": {"URL": sim_url, "OAuth2TokenServiceURL": token_url, "User": client_id,
                 "Password": client_secret, "provisio.rate.limit": "1000000"}}))
         .send()
@@ -255,8 +337,8 @@ async fn run(url: String, floor: String, sim: Sim) {
         .expect("system json");
     let system = system["id"].as_str().expect("system id").to_string();
     let direct_token: Value = http
-        .post(&token_url)
-        .basic_auth(&client_id, Some(&client_secret))
+        .post(token_url)
+        .basic_auth(client_id, Some(client_secret))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await
@@ -265,6 +347,18 @@ async fn run(url: String, floor: String, sim: Sim) {
         .await
         .expect("token json");
     let direct = Auth::Bearer(direct_token["access_token"].as_str().expect("token").to_string());
+    (format!("{url}/ipsproxy/api/v1/scim/{system}"), direct)
+}
+
+async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<String>) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("http client");
+    let (proxy_base, direct) = proxy_for(&http, &url, "UAA proxy", &sim).await;
+    let (slow_proxy, slow_direct) = proxy_for(&http, &url, "UAA proxy, slow backend", &slow).await;
+    let (sim_url, _, _, _, ids) = sim;
+    let ids = Arc::new(ids);
     let proxy_token: Value = http
         .post(format!("{url}/oauth2/token"))
         .basic_auth(CLIENT.0, Some(CLIENT.1))
@@ -276,13 +370,11 @@ async fn run(url: String, floor: String, sim: Sim) {
         .await
         .expect("token json");
     let bearer = Auth::Bearer(proxy_token["access_token"].as_str().expect("token").to_string());
-    let proxy_base = format!("{url}/ipsproxy/api/v1/scim/{system}");
 
     let n = env_or("BENCH_REQUESTS", 2000);
     let users = ids.len() as u64;
     let pages = (users / 100).max(1);
-    let by_id = |base: String| {
-        let ids = ids.clone();
+    let by_id_in = |ids: Arc<Vec<String>>, base: String| {
         move |i: u64| {
             format!(
                 "{base}/Users/{}",
@@ -290,6 +382,8 @@ async fn run(url: String, floor: String, sim: Sim) {
             )
         }
     };
+    let by_id = |base: String| by_id_in(ids.clone(), base);
+    let slow_ids = Arc::new(slow.4.clone());
     let page = |base: String| move |i: u64| format!("{base}/Users?startIndex={}&count=100", (i % pages) * 100 + 1);
 
     // A proxy page carries what the simulator's does (100 users, totalResults).
@@ -318,6 +412,14 @@ async fn run(url: String, floor: String, sim: Sim) {
     let (p_list, list_call, list_calls) =
         with_calls(latency(&http, &Auth::Basic, n / 4, page(proxy_base.clone()))).await;
     let b_list = latency(&http, &bearer, n / 4, page(proxy_base.clone())).await;
+    // The peers of issue 20: nginx in front of the same simulator, and a backend that takes its time.
+    let nginx_get = match &nginx {
+        Some(nginx) => Some(latency(&http, &direct, n, by_id(nginx.clone())).await),
+        None => None,
+    };
+    let slow_n = (n / 8).max(50);
+    let s_direct = latency(&http, &slow_direct, slow_n, by_id_in(slow_ids.clone(), slow.0.clone())).await;
+    let s_proxy = latency(&http, &Auth::Basic, slow_n, by_id_in(slow_ids.clone(), slow_proxy.clone())).await;
 
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let seconds = env_or("BENCH_SECONDS", 5);
@@ -343,10 +445,49 @@ async fn run(url: String, floor: String, sim: Sim) {
     )
     .await;
     let cpu3 = process_cpu();
+    let nginx_rate = match &nginx {
+        Some(nginx) => Some(throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(nginx.clone()))).await),
+        None => None,
+    };
     let cpu_per = |cpu: f64, rate: f64| cpu / (rate * seconds as f64) * 1e6;
 
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
     let ratio = |p: (f64, f64), d: (f64, f64)| p.0 / d.0;
+    println!("\nIssue 20 targets, each against its peer measured in this run");
+    println!("| figure | ours | peer | ratio | target |");
+    println!("|---|---|---|---|---|");
+    match (nginx_get, nginx_rate) {
+        (Some(ng), Some(nr)) => {
+            println!(
+                "| `GET /Users/{{id}}` p50, one at a time, ours (Basic) ÷ nginx `proxy_pass` | {:.0} µs | {:.0} µs | {:.2}× | ≤ 1.3×: {} |",
+                p_get.0,
+                ng.0,
+                ratio(p_get, ng),
+                verdict(ratio(p_get, ng) <= 1.3)
+            );
+            println!(
+                "| the same, {concurrency} in flight, requests/s ours ÷ nginx | {p_rate:.0}/s | {nr:.0}/s | {:.0} % | ≥ 50 %: {} |",
+                p_rate / nr * 100.0,
+                verdict(p_rate / nr >= 0.5)
+            );
+        }
+        _ => println!("| `GET /Users/{{id}}` ours ÷ nginx | {:.0} µs | nginx not installed | – | skipped |", p_get.0),
+    }
+    println!(
+        "| the same against a backend whose reads take {} ms, p50 ours ÷ direct | {:.0} µs | {:.0} µs | {:.3}× | ≤ 1.05×: {} |",
+        env_or("BENCH_BACKEND_MS", 5),
+        s_proxy.0,
+        s_direct.0,
+        ratio(s_proxy, s_direct),
+        verdict(ratio(s_proxy, s_direct) <= 1.05)
+    );
+    println!(
+        "| 100-user page p50, ours ÷ direct | {:.0} µs | {:.0} µs | {:.2}× | ≤ 1.6×: {} |",
+        p_list.0,
+        d_list.0,
+        ratio(p_list, d_list),
+        verdict(ratio(p_list, d_list) <= 1.6)
+    );
     println!(
         "\nProxy figures (service on 2 worker threads; UAA simulator with {users} users and the load generator in the same process)"
     );

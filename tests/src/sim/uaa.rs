@@ -108,6 +108,10 @@ pub struct Options {
     /// milliseconds behind BTP). Writes wait side by side, as on a real server, outside the simulator's
     /// lock; an unauthorized or rate-limited write is answered at once. Zero by default.
     pub write_latency: Duration,
+    /// How long every read of users or groups (one by id or a page) takes before it is answered, as a
+    /// backend across a network takes: what a proxy adds is then measured against a realistic call.
+    /// Reads wait side by side, outside the simulator's lock. Zero by default.
+    pub read_latency: Duration,
 }
 
 impl Default for Options {
@@ -130,6 +134,7 @@ impl Default for Options {
             max_count: 500,
             seed: 1,
             write_latency: Duration::ZERO,
+            read_latency: Duration::ZERO,
         }
     }
 }
@@ -628,6 +633,14 @@ impl State {
     /// [`Options::write_latency`]: the time a write takes before the simulator does it.
     async fn write_pause(&self) {
         let latency = self.0.options.write_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    /// [`Options::read_latency`]: the time a read takes before the simulator answers it.
+    async fn read_pause(&self) {
+        let latency = self.0.options.read_latency;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -1246,6 +1259,7 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
 
 async fn list_users(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) -> Answer {
     st.authorize(&headers, Need::Read)?;
+    st.read_pause().await;
     let params = Params::parse(q.as_deref());
     let query = list_query(&params, &st.0.options, user_attr)?;
     let s = st.store();
@@ -1290,6 +1304,7 @@ async fn create_user_h(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answe
 
 async fn get_user(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -> Answer {
     st.authorize(&headers, Need::Read)?;
+    st.read_pause().await;
     let s = st.store();
     let u = s.users.get(&id).ok_or_else(|| missing_user(&id))?;
     Ok(with_etag(h::json(StatusCode::OK, CT, &s.user_json(u)), u.version))
@@ -1362,6 +1377,7 @@ async fn delete_user_h(AxState(st): S, headers: HeaderMap, Path(id): Path<String
 
 async fn list_groups(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) -> Answer {
     st.authorize(&headers, Need::Read)?;
+    st.read_pause().await;
     let params = Params::parse(q.as_deref());
     let query = list_query(&params, &st.0.options, group_attr)?;
     Ok(list_response(st.groups(), &query, |v| v))
@@ -1378,6 +1394,7 @@ async fn create_group_h(AxState(st): S, headers: HeaderMap, body: Bytes) -> Answ
 
 async fn get_group(AxState(st): S, headers: HeaderMap, Path(id): Path<String>) -> Answer {
     st.authorize(&headers, Need::Read)?;
+    st.read_pause().await;
     let s = st.store();
     let g = s.groups.get(&id).ok_or_else(|| missing_group(&id))?;
     Ok(with_etag(h::json(StatusCode::OK, CT, &g.to_json()), g.version))
@@ -2536,6 +2553,29 @@ mod tests {
         // One after another they would take WRITES × the latency.
         assert!(took < WRITES * latency, "the writes waited one after another: {took:?}");
         assert_eq!(sim.user_count(), WRITES as usize);
+    }
+
+    #[tokio::test]
+    async fn reads_take_the_read_latency_and_writes_do_not() {
+        let latency = Duration::from_millis(40);
+        let (sim, c, t) = setup(Options {
+            users: 1,
+            read_latency: latency,
+            ..Default::default()
+        })
+        .await;
+        let id = sim.users()[0]["id"].as_str().expect("id").to_string();
+        for url in [format!("{}/Users/{id}", sim.base_url), format!("{}/Users", sim.base_url)] {
+            let started = std::time::Instant::now();
+            let (status, _, _) = call(&c, M::GET, url.clone(), &t, None, None).await;
+            assert_eq!(status, 200, "{url}");
+            assert!(started.elapsed() >= latency, "{url} answered before the read latency");
+        }
+        let started = std::time::Instant::now();
+        let body = json!({"userName": "fast", "emails": [{"value": "fast@example.com"}]});
+        let (status, _, _) = call(&c, M::POST, format!("{}/Users", sim.base_url), &t, Some(body), None).await;
+        assert_eq!(status, 201);
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
