@@ -419,7 +419,13 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
     };
     let slow_n = (n / 8).max(50);
     let s_direct = latency(&http, &slow_direct, slow_n, by_id_in(slow_ids.clone(), slow.0.clone())).await;
-    let s_proxy = latency(&http, &Auth::Basic, slow_n, by_id_in(slow_ids.clone(), slow_proxy.clone())).await;
+    let s_proxy = latency(
+        &http,
+        &Auth::Basic,
+        slow_n,
+        by_id_in(slow_ids.clone(), slow_proxy.clone()),
+    )
+    .await;
 
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let seconds = env_or("BENCH_SECONDS", 5);
@@ -471,7 +477,10 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
                 verdict(p_rate / nr >= 0.5)
             );
         }
-        _ => println!("| `GET /Users/{{id}}` ours ÷ nginx | {:.0} µs | nginx not installed | – | skipped |", p_get.0),
+        _ => println!(
+            "| `GET /Users/{{id}}` ours ÷ nginx | {:.0} µs | nginx not installed | – | skipped |",
+            p_get.0
+        ),
     }
     println!(
         "| the same against a backend whose reads take {} ms, p50 ours ÷ direct | {:.0} µs | {:.0} µs | {:.3}× | ≤ 1.05×: {} |",

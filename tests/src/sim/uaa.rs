@@ -2565,7 +2565,10 @@ mod tests {
         })
         .await;
         let id = sim.users()[0]["id"].as_str().expect("id").to_string();
-        for url in [format!("{}/Users/{id}", sim.base_url), format!("{}/Users", sim.base_url)] {
+        for url in [
+            format!("{}/Users/{id}", sim.base_url),
+            format!("{}/Users", sim.base_url),
+        ] {
             let started = std::time::Instant::now();
             let (status, _, _) = call(&c, M::GET, url.clone(), &t, None, None).await;
             assert_eq!(status, 200, "{url}");
