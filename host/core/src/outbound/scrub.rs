@@ -21,7 +21,24 @@ pub const MIN_SCRUBBED_LEN: usize = 8;
 /// The secrets of one call, longest first (so a secret containing another is replaced whole).
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
-    values: Vec<String>,
+    values: Vec<Secret>,
+}
+
+/// A secret with its searcher, built once: every header and body of a call is searched for every secret,
+/// and building a `memmem` searcher per search was the largest of the proxy's own costs.
+#[derive(Clone, Debug)]
+struct Secret {
+    text: String,
+    finder: memmem::Finder<'static>,
+}
+
+impl Secret {
+    fn new(text: &str) -> Secret {
+        Secret {
+            text: text.to_string(),
+            finder: memmem::Finder::new(text.as_bytes()).into_owned(),
+        }
+    }
 }
 
 impl Secrets {
@@ -68,9 +85,9 @@ impl Secrets {
 
     /// Adds an `Authorization` value the host attached, and the token in it.
     pub fn add_header_value(&mut self, value: &str) {
-        if !value.is_empty() && !self.values.iter().any(|v| v == value) {
-            self.values.push(value.to_string());
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        if !value.is_empty() && !self.values.iter().any(|v| v.text == value) {
+            self.values.push(Secret::new(value));
+            self.values.sort_by_key(|v| std::cmp::Reverse(v.text.len()));
         }
         if let Some((_, token)) = value.split_once(' ') {
             self.add(token.trim());
@@ -79,20 +96,20 @@ impl Secrets {
 
     /// Adds a raw secret, when it is long enough to be told apart from ordinary data.
     pub fn add(&mut self, value: &str) {
-        if value.len() >= MIN_SCRUBBED_LEN && !self.values.iter().any(|v| v == value) {
-            self.values.push(value.to_string());
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        if value.len() >= MIN_SCRUBBED_LEN && !self.values.iter().any(|v| v.text == value) {
+            self.values.push(Secret::new(value));
+            self.values.sort_by_key(|v| std::cmp::Reverse(v.text.len()));
         }
     }
 
     /// Adds all of `other`.
     pub fn extend(&mut self, other: &Secrets) {
         for v in &other.values {
-            if !self.values.contains(v) {
+            if !self.values.iter().any(|mine| mine.text == v.text) {
                 self.values.push(v.clone());
             }
         }
-        self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        self.values.sort_by_key(|v| std::cmp::Reverse(v.text.len()));
     }
 
     /// Whether there is nothing to scrub.
@@ -101,24 +118,24 @@ impl Secrets {
     }
 
     /// Replaces every secret in `bytes`; answers whether anything was replaced. Costs one `memmem` scan
-    /// per secret, and nothing when there are none.
+    /// per secret (with its searcher built when the secret was added), and nothing when there are none.
     pub fn scrub_bytes(&self, bytes: &mut Vec<u8>) -> bool {
         let mut replaced = false;
         for secret in &self.values {
-            if memmem::find(bytes, secret.as_bytes()).is_none() {
+            if secret.finder.find(bytes).is_none() {
                 continue;
             }
             replaced = true;
             let mut out = Vec::with_capacity(bytes.len());
             let mut rest = 0;
-            for at in memmem::find_iter(bytes, secret.as_bytes()) {
+            for at in secret.finder.find_iter(bytes) {
                 // Overlapping matches: the earlier one already covered this one.
                 if at < rest {
                     continue;
                 }
                 out.extend_from_slice(&bytes[rest..at]);
                 out.extend_from_slice(MASK.as_bytes());
-                rest = at + secret.len();
+                rest = at + secret.text.len();
             }
             out.extend_from_slice(&bytes[rest..]);
             *bytes = out;
@@ -128,7 +145,8 @@ impl Secrets {
 
     /// Replaces every secret in `text`.
     pub fn scrub_string(&self, text: &mut String) {
-        if self.values.is_empty() {
+        // Most texts hold no secret: leave them without the copy and the UTF-8 check below.
+        if !self.values.iter().any(|s| s.finder.find(text.as_bytes()).is_some()) {
             return;
         }
         let mut bytes = std::mem::take(text).into_bytes();
