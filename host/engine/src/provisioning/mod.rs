@@ -826,6 +826,10 @@ impl Provisioning {
 
     /// Stops a run this replica holds (see [`Provisioning::stop`]).
     async fn stop_here(&self, job: JobRecord) -> Result<JobRecord, JobError> {
+        // A run whose end is recorded holds its source's slot a moment longer: it has nothing left to stop.
+        if job.status.is_final() {
+            return Err(nothing_to_stop(&job));
+        }
         let job_id = job.id.as_str();
         let taken_off_queue = {
             let mut active = self.active();
