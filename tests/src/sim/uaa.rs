@@ -632,18 +632,12 @@ impl State {
 
     /// [`Options::write_latency`]: the time a write takes before the simulator does it.
     async fn write_pause(&self) {
-        let latency = self.0.options.write_latency;
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        pause(self.0.options.write_latency).await;
     }
 
     /// [`Options::read_latency`]: the time a read takes before the simulator answers it.
     async fn read_pause(&self) {
-        let latency = self.0.options.read_latency;
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        pause(self.0.options.read_latency).await;
     }
 
     fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<Issued, Response> {
@@ -1255,6 +1249,13 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
     );
     let resp = h::with_header(resp, "cache-control", "no-store");
     Ok(h::with_header(resp, "pragma", "no-cache"))
+}
+
+/// Waits `latency` (nothing when it is zero), outside the simulator's lock, so requests wait side by side.
+async fn pause(latency: Duration) {
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
 }
 
 async fn list_users(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery) -> Answer {
