@@ -186,6 +186,9 @@ struct Inner {
     /// Tests: the next run panics before it starts, as a bug in the run would.
     #[cfg(test)]
     panic_next_run: std::sync::atomic::AtomicBool,
+    /// Tests: the panicking run waits for this, so that a run can be queued behind it first.
+    #[cfg(test)]
+    panic_gate: tokio::sync::Semaphore,
 }
 
 /// The provisioning service; cheap to clone.
@@ -221,6 +224,8 @@ impl Provisioning {
                 executing: std::sync::atomic::AtomicUsize::new(0),
                 #[cfg(test)]
                 panic_next_run: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(test)]
+                panic_gate: tokio::sync::Semaphore::new(0),
             }),
         }
     }
@@ -622,6 +627,7 @@ impl Provisioning {
             .panic_next_run
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
+            let _ = self.inner.panic_gate.acquire().await;
             panic!("a bug in the run (injected by a test)");
         }
         let prepared = self
@@ -1260,6 +1266,7 @@ mod tests {
         // Queued behind the one that panics: it must still run.
         let queued = service.start(&source, manual()).await.expect("queue");
         assert_eq!(queued.status, JobStatus::Queued);
+        service.inner.panic_gate.add_permits(1);
         let first = ended(&service, &first.id).await;
         assert_eq!(first.status, JobStatus::FinishedWithError, "{first:?}");
         let outcome = first.summary["outcome"].to_string();
