@@ -333,6 +333,47 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX links_creating ON links (target_id, kind, updated_at) WHERE creating = 1;
     "#,
+    // Links and the last full entity of pushed ids become rowid tables (issue 20). As WITHOUT ROWID tables
+    // they were b-trees keyed by random entity ids whose rows grow from an intent to a written link with its
+    // content (about 1 KB): every write split and moved neighbouring rows, and every secondary index entry
+    // carried the whole four-column key. In rowid order a page's intents and writes land together; the
+    // key is kept by a unique index. Measured: see docs/performance.md ("links as a rowid table").
+    r#"
+    CREATE TABLE links_by_rowid (
+        source_id      TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        target_id      TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind           TEXT NOT NULL,
+        source_entity  TEXT NOT NULL,
+        target_entity  TEXT,
+        digest         TEXT,
+        content        TEXT,
+        existed_before INTEGER NOT NULL DEFAULT 0,
+        creating       INTEGER NOT NULL DEFAULT 0,
+        updated_at     TEXT NOT NULL,
+        UNIQUE (source_id, target_id, kind, source_entity)
+    );
+    INSERT INTO links_by_rowid (source_id, target_id, kind, source_entity, target_entity, digest, content,
+                                existed_before, creating, updated_at)
+        SELECT source_id, target_id, kind, source_entity, target_entity, digest, content, existed_before, creating,
+               updated_at
+        FROM links;
+    DROP TABLE links;
+    ALTER TABLE links_by_rowid RENAME TO links;
+    CREATE INDEX links_recent_writes ON links (target_id, kind, target_entity, updated_at);
+    CREATE INDEX links_creating ON links (target_id, kind, updated_at) WHERE creating = 1;
+    CREATE TABLE realtime_entities_by_rowid (
+        source_id  TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind       TEXT NOT NULL,
+        entity_id  TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (source_id, kind, entity_id)
+    );
+    INSERT INTO realtime_entities_by_rowid (source_id, kind, entity_id, body, updated_at)
+        SELECT source_id, kind, entity_id, body, updated_at FROM realtime_entities;
+    DROP TABLE realtime_entities;
+    ALTER TABLE realtime_entities_by_rowid RENAME TO realtime_entities;
+    "#,
 ];
 
 /// The schema version this Provisio knows.
@@ -342,6 +383,11 @@ pub fn known() -> i64 {
 
 /// Brings the schema up to date, each migration in its own transaction.
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {
+    run_until(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations up to schema version `last` (a test starts from an older schema this way).
+fn run_until(conn: &mut Connection, last: usize) -> rusqlite::Result<()> {
     let current: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?
         .max(0) as usize;
@@ -352,11 +398,87 @@ pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {
             MIGRATIONS.len()
         )));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(last).skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, params};
+
+    use super::{MIGRATIONS, run, run_until};
+
+    /// Links and pushed entities written under the WITHOUT ROWID schema survive the move to rowid tables,
+    /// and the upserts that address them by their key still update in place.
+    #[test]
+    fn links_and_pushed_entities_keep_their_rows_as_rowid_tables() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        conn.pragma_update(None, "foreign_keys", "ON").expect("fk");
+        run_until(&mut conn, MIGRATIONS.len() - 1).expect("the schema before");
+        for id in ["src", "tgt"] {
+            conn.execute(
+                "INSERT INTO systems (id, name, connector, role, properties, secrets, sources, created_at, updated_at)
+                 VALUES (?1, ?1, 'x', 'source', '{}', x'', '[]', 'now', 'now')",
+                params![id],
+            )
+            .expect("system");
+        }
+        conn.execute(
+            "INSERT INTO links (source_id, target_id, kind, source_entity, target_entity, digest, content,
+                                existed_before, creating, updated_at)
+             VALUES ('src', 'tgt', 'user', 'u1', 't1', 'd1', '{\"userName\":\"ann\"}', 1, 0, 'then')",
+            [],
+        )
+        .expect("link");
+        conn.execute(
+            "INSERT INTO realtime_entities (source_id, kind, entity_id, body, updated_at)
+             VALUES ('src', 'user', 'u1', '{}', 'then')",
+            [],
+        )
+        .expect("pushed entity");
+        run(&mut conn).expect("migrate");
+
+        let link: (String, String, String, bool) = conn
+            .query_row(
+                "SELECT target_entity, digest, content, existed_before FROM links
+                 WHERE source_id = 'src' AND target_id = 'tgt' AND kind = 'user' AND source_entity = 'u1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("the link is kept");
+        assert_eq!(link, ("t1".into(), "d1".into(), r#"{"userName":"ann"}"#.into(), true));
+        conn.execute(
+            "INSERT INTO links (source_id, target_id, kind, source_entity, creating, updated_at)
+             VALUES ('src', 'tgt', 'user', 'u1', 1, 'now')
+             ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET creating = 1, updated_at = 'now'",
+            [],
+        )
+        .expect("upsert by key");
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM links", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, 1, "the key is still unique");
+        let body: String = conn
+            .query_row("SELECT body FROM realtime_entities WHERE entity_id = 'u1'", [], |r| {
+                r.get(0)
+            })
+            .expect("the pushed entity is kept");
+        assert_eq!(body, "{}");
+        // Both still go with their system.
+        conn.execute("DELETE FROM systems WHERE id = 'src'", [])
+            .expect("delete");
+        let left: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM links) + (SELECT count(*) FROM realtime_entities)",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(left, 0);
+    }
 }
