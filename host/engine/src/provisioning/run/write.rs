@@ -80,8 +80,10 @@ pub(super) async fn plan_target(
             groups: &t.groups,
         };
         let links = t.links(kind);
+        // Pure CPU work (the write transformation and a digest per entity): spread over the cores, in order.
         items
-            .iter()
+            .par_iter()
+            .with_min_len(super::PARALLEL_CHUNK)
             .map(|(id, entity)| t.ctx.plan(kind, id, entity, links.get(id), &resolver, rewrite))
             .collect()
     };
