@@ -626,6 +626,8 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
                 digest: digest.clone(),
                 content: entity.clone(),
                 existed_before: false,
+                // As a job writes it: with the native entity's memo digest.
+                source_digest: Some(digest.clone()),
             })
             .collect();
         state

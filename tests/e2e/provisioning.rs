@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use provisio::connector::EntityKind;
-use provisio::store::links::LinkScope;
+use provisio::store::links::{LinkChange, LinkScope};
 use provisio_tests::sim::{ias, uaa};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -1345,4 +1345,144 @@ async fn disabled_systems_are_skipped() {
     assert_eq!(job["status"], "Success", "{job}");
     assert_eq!((uaa_a.user_count(), uaa_b.user_count()), (5, 5));
     assert_eq!(job["skippedTargets"], json!([]), "{job}");
+}
+
+/// Gives every user link of a pair a digest no transformation yields, keeping everything else (its memo
+/// digest too): a run that transforms an entity then sees it changed and updates it; one that trusts the
+/// memo does not transform it. Answers how many links were touched.
+async fn tamper_digests(service: &Service, source: &str, target: &str) -> usize {
+    let stores = &service.state.stores;
+    let scope = LinkScope {
+        source: source.into(),
+        target: target.into(),
+        kind: EntityKind::User,
+    };
+    let all = stores.links.all(&scope).await.expect("links");
+    let mut contents = stores
+        .links
+        .contents(&scope, all.keys().cloned().collect())
+        .await
+        .expect("contents");
+    let changes: Vec<LinkChange> = all
+        .into_iter()
+        .map(|(id, link)| LinkChange::Written {
+            content: contents.remove(&id).expect("a written link has content"),
+            source_entity: id,
+            target_entity: link.target_entity.expect("linked"),
+            digest: "tampered".into(),
+            existed_before: link.existed_before,
+            source_digest: link.source_digest,
+        })
+        .collect();
+    let n = changes.len();
+    stores.links.apply(&scope, changes, None).await.expect("tamper");
+    n
+}
+
+/// Users that were transformed into what their target holds are not transformed again while their native
+/// entity, the transformations and the properties stay the same; any change of the target's transformation
+/// document, and a transformation that is not a function of the entity, transform them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transformation_memo_skips_only_what_it_can_vouch_for() {
+    const USERS: u64 = 30;
+    let service = Service::start().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: USERS as usize,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let default: Value = serde_json::from_str(
+        service
+            .state
+            .plugins
+            .resolve("xsuaa", None)
+            .expect("xsuaa loaded")
+            .descriptor
+            .default_write_transformation
+            .as_deref()
+            .expect("a default"),
+    )
+    .expect("the default parses");
+    // The default plus one ignored mapping that names `tag`: the same output, another document.
+    let with_ignored = |tag: &str| {
+        let mut t = default.clone();
+        t["user"]["mappings"]
+            .as_array_mut()
+            .expect("user mappings")
+            .push(json!({"sourceVariable": tag, "targetPath": "$.nickName", "ignore": true}));
+        t
+    };
+    let source_body = |name: &str| {
+        json!({"name": format!("IAS {name}"), "type": "ias", "role": "source",
+            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))})
+    };
+    let target_body = |name: &str, uaa_sim: &uaa::Simulator, transformation: Value, source_id: &str| {
+        json!({"name": format!("UAA {name}"), "type": "xsuaa", "role": "target", "sources": [source_id],
+            "transformation": transformation,
+            "properties": props(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))})
+    };
+
+    // A pure transformation: the memo serves the second Read.
+    let uaa_a = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = service.create_system(source_body("A")).await;
+    let target = service
+        .create_system(target_body("A", &uaa_a, with_ignored("constant"), &source))
+        .await;
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(counts(&job, &target, "user"), (USERS, 0, 0, 0), "{job}");
+    let scope = LinkScope {
+        source: source.clone(),
+        target: target.clone(),
+        kind: EntityKind::User,
+    };
+    let written = service.state.stores.links.all(&scope).await.expect("links");
+    assert!(
+        written.values().all(|l| l.source_digest.is_some()),
+        "every written user carries its memo digest: {written:?}"
+    );
+    assert_eq!(tamper_digests(&service, &source, &target).await, USERS as usize);
+    let puts = |sim: &uaa::Simulator| sim.stats().log().iter().filter(|r| r.method == "PUT").count();
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(counts(&job, &target, "user"), (0, 0, 0, 0), "{job}");
+    assert_eq!(stats(&job, &target, "user")["unchanged"], USERS, "{job}");
+    assert_eq!(puts(&uaa_a), 0, "nothing was sent");
+
+    // Another document (the same output): transformed again, so the tampered digests show as changes.
+    let (status, body) = service
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/systems/{target}"),
+            Some(target_body("A", &uaa_a, with_ignored("anotherConstant"), &source)),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(counts(&job, &target, "user"), (0, USERS, 0, 0), "{job}");
+    // Written again with the new document's memo digests: served by the memo once more, and a Resync
+    // (which writes everything) does not consult it.
+    assert_eq!(tamper_digests(&service, &source, &target).await, USERS as usize);
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(stats(&job, &target, "user")["unchanged"], USERS, "{job}");
+    let job = run(&service, &source, json!({"type": "resync"})).await;
+    assert_eq!(counts(&job, &target, "user"), (0, USERS, 0, 0), "{job}");
+
+    // A transformation that names `currentDate` is never memoised, even where the mapping is ignored.
+    let uaa_b = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = service.create_system(source_body("B")).await;
+    let target = service
+        .create_system(target_body("B", &uaa_b, with_ignored("currentDate"), &source))
+        .await;
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(counts(&job, &target, "user"), (USERS, 0, 0, 0), "{job}");
+    assert_eq!(tamper_digests(&service, &source, &target).await, USERS as usize);
+    let job = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(
+        counts(&job, &target, "user"),
+        (0, USERS, 0, 0),
+        "transformed, not recalled: {job}"
+    );
 }

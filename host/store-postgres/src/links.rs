@@ -16,7 +16,7 @@ use crate::{Error, PostgresStore, now};
 impl LinkStore for PostgresStore {
     async fn all(&self, scope: &LinkScope) -> Result<HashMap<String, Link>, StoreError> {
         let rows = sqlx::query(
-            "SELECT source_entity, target_entity, digest, existed_before, creating FROM links
+            "SELECT source_entity, target_entity, digest, existed_before, creating, source_digest FROM links
              WHERE source_id = $1 AND target_id = $2 AND kind = $3",
         )
         .bind(&scope.source)
@@ -34,6 +34,7 @@ impl LinkStore for PostgresStore {
                     digest: r.try_get(2).map_err(Error::from)?,
                     existed_before: r.try_get(3).map_err(Error::from)?,
                     creating: r.try_get(4).map_err(Error::from)?,
+                    source_digest: r.try_get(5).map_err(Error::from)?,
                 },
             );
         }
@@ -42,7 +43,7 @@ impl LinkStore for PostgresStore {
 
     async fn get(&self, scope: &LinkScope, source_entity: &str) -> Result<Option<Link>, StoreError> {
         let row = sqlx::query(
-            "SELECT target_entity, digest, existed_before, creating FROM links
+            "SELECT target_entity, digest, existed_before, creating, source_digest FROM links
              WHERE source_id = $1 AND target_id = $2 AND kind = $3 AND source_entity = $4",
         )
         .bind(&scope.source)
@@ -58,6 +59,7 @@ impl LinkStore for PostgresStore {
                 digest: r.try_get(1)?,
                 existed_before: r.try_get(2)?,
                 creating: r.try_get(3)?,
+                source_digest: r.try_get(4)?,
             })
         };
         Ok(row.map(link).transpose()?)
@@ -170,6 +172,7 @@ fn last_per_entity(run: &[LinkChange]) -> Vec<&LinkChange> {
         let entity = match change {
             LinkChange::Intent { source_entity }
             | LinkChange::Written { source_entity, .. }
+            | LinkChange::Remembered { source_entity, .. }
             | LinkChange::Stale { source_entity }
             | LinkChange::Removed { source_entity } => source_entity.as_str(),
         };
@@ -211,8 +214,8 @@ pub(crate) async fn apply_run(
             .await?;
         }
         Some(LinkChange::Written { .. }) => {
-            let (mut entities, mut targets, mut digests, mut contents, mut existed) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut entities, mut targets, mut digests, mut contents, mut existed, mut memos) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for change in &run {
                 if let LinkChange::Written {
                     source_entity,
@@ -220,6 +223,7 @@ pub(crate) async fn apply_run(
                     digest,
                     content,
                     existed_before,
+                    source_digest,
                 } = change
                 {
                     entities.push(source_entity.as_str());
@@ -227,16 +231,19 @@ pub(crate) async fn apply_run(
                     digests.push(digest.as_str());
                     contents.push(content.to_string());
                     existed.push(*existed_before);
+                    memos.push(source_digest.as_deref());
                 }
             }
             sqlx::query(
                 "INSERT INTO links (source_id, target_id, kind, source_entity, target_entity, digest, content,
-                                    existed_before, creating, updated_at)
-                 SELECT $1, $2, $3, w.se, w.te, w.d, w.c, w.eb, FALSE, $9
-                 FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::bool[]) AS w(se, te, d, c, eb)
+                                    existed_before, creating, updated_at, source_digest)
+                 SELECT $1, $2, $3, w.se, w.te, w.d, w.c, w.eb, FALSE, $9, w.sd
+                 FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::bool[], $10::text[])
+                     AS w(se, te, d, c, eb, sd)
                  ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET
                      target_entity = EXCLUDED.target_entity, digest = EXCLUDED.digest, content = EXCLUDED.content,
-                     existed_before = EXCLUDED.existed_before, creating = FALSE, updated_at = $9",
+                     existed_before = EXCLUDED.existed_before, creating = FALSE, updated_at = $9,
+                     source_digest = EXCLUDED.source_digest",
             )
             .bind(s)
             .bind(t)
@@ -247,6 +254,33 @@ pub(crate) async fn apply_run(
             .bind(&contents)
             .bind(&existed)
             .bind(at)
+            .bind(&memos)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Some(LinkChange::Remembered { .. }) => {
+            let (mut entities, mut memos) = (Vec::new(), Vec::new());
+            for change in &run {
+                if let LinkChange::Remembered {
+                    source_entity,
+                    source_digest,
+                } = change
+                {
+                    entities.push(source_entity.as_str());
+                    memos.push(source_digest.as_str());
+                }
+            }
+            // Not a write to the target: `updated_at` (the loop guard's clock) stays.
+            sqlx::query(
+                "UPDATE links SET source_digest = r.sd
+                 FROM UNNEST($4::text[], $5::text[]) AS r(se, sd)
+                 WHERE source_id = $1 AND target_id = $2 AND kind = $3 AND source_entity = r.se",
+            )
+            .bind(s)
+            .bind(t)
+            .bind(k)
+            .bind(&entities)
+            .bind(&memos)
             .execute(&mut **tx)
             .await?;
         }
@@ -285,6 +319,6 @@ fn entity_of(change: &LinkChange) -> Option<&str> {
         LinkChange::Intent { source_entity }
         | LinkChange::Stale { source_entity }
         | LinkChange::Removed { source_entity } => Some(source_entity),
-        LinkChange::Written { .. } => None,
+        LinkChange::Written { .. } | LinkChange::Remembered { .. } => None,
     }
 }

@@ -352,6 +352,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX realtime_pending_by_entity ON realtime_events (source_id, kind, entity_id, seq)
         WHERE state = 'pending';
     "#,
+    // The memo digest of the native entity a link's content came from (issue 20, `provisioning::memo`).
+    r#"
+    ALTER TABLE links ADD COLUMN source_digest TEXT;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this Provisio knows.

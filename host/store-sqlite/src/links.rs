@@ -75,7 +75,7 @@ impl SqliteStore {
     fn links(&self, scope: &LinkScope) -> Result<HashMap<String, Link>, Error> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT source_entity, target_entity, digest, existed_before, creating FROM links
+            "SELECT source_entity, target_entity, digest, existed_before, creating, source_digest FROM links
              WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3",
         )?;
         let rows = stmt.query_map(params![scope.source, scope.target, scope.kind.as_str()], |r| {
@@ -86,6 +86,7 @@ impl SqliteStore {
                     digest: r.get(2)?,
                     existed_before: r.get(3)?,
                     creating: r.get(4)?,
+                    source_digest: r.get(5)?,
                 },
             ))
         })?;
@@ -97,7 +98,7 @@ impl SqliteStore {
         let conn = self.conn();
         Ok(conn
             .query_row(
-                "SELECT target_entity, digest, existed_before, creating FROM links
+                "SELECT target_entity, digest, existed_before, creating, source_digest FROM links
                  WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
                 params![scope.source, scope.target, scope.kind.as_str(), source_entity],
                 |r| {
@@ -106,6 +107,7 @@ impl SqliteStore {
                         digest: r.get(1)?,
                         existed_before: r.get(2)?,
                         creating: r.get(3)?,
+                        source_digest: r.get(4)?,
                     })
                 },
             )
@@ -189,10 +191,16 @@ pub(crate) fn write_links(
         )?;
         let mut written = tx.prepare_cached(
             "INSERT INTO links (source_id, target_id, kind, source_entity, target_entity, digest, content,
-                                existed_before, creating, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)
+                                existed_before, creating, updated_at, source_digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)
              ON CONFLICT (source_id, target_id, kind, source_entity) DO UPDATE SET
-                 target_entity = ?5, digest = ?6, content = ?7, existed_before = ?8, creating = 0, updated_at = ?9",
+                 target_entity = ?5, digest = ?6, content = ?7, existed_before = ?8, creating = 0, updated_at = ?9,
+                 source_digest = ?10",
+        )?;
+        // Not a write to the target: `updated_at` (the loop guard's clock) stays.
+        let mut remembered = tx.prepare_cached(
+            "UPDATE links SET source_digest = ?5
+             WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
         )?;
         let mut stale = tx.prepare_cached(
             "UPDATE links SET digest = NULL, updated_at = ?5
@@ -213,6 +221,7 @@ pub(crate) fn write_links(
                     digest,
                     content,
                     existed_before,
+                    source_digest,
                 } => {
                     written.execute(params![
                         s,
@@ -223,8 +232,15 @@ pub(crate) fn write_links(
                         digest,
                         content.to_string(),
                         existed_before,
-                        at
+                        at,
+                        source_digest
                     ])?;
+                }
+                LinkChange::Remembered {
+                    source_entity,
+                    source_digest,
+                } => {
+                    remembered.execute(params![s, t, k, source_entity, source_digest])?;
                 }
                 LinkChange::Stale { source_entity } => {
                     stale.execute(params![s, t, k, source_entity, at])?;

@@ -337,7 +337,8 @@ const MIGRATIONS: &[&str] = &[
     // they were b-trees keyed by random entity ids whose rows grow from an intent to a written link with its
     // content (about 1 KB): every write split and moved neighbouring rows, and every secondary index entry
     // carried the whole four-column key. In rowid order a page's intents and writes land together; the
-    // key is kept by a unique index. Measured: see docs/performance.md ("links as a rowid table").
+    // key is kept by a unique index. Measured: see docs/performance.md ("links as a rowid table"). Links
+    // also gain the memo digest of the native entity (`source_digest`, see `provisioning::memo`).
     r#"
     CREATE TABLE links_by_rowid (
         source_id      TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
@@ -350,6 +351,7 @@ const MIGRATIONS: &[&str] = &[
         existed_before INTEGER NOT NULL DEFAULT 0,
         creating       INTEGER NOT NULL DEFAULT 0,
         updated_at     TEXT NOT NULL,
+        source_digest  TEXT,
         UNIQUE (source_id, target_id, kind, source_entity)
     );
     INSERT INTO links_by_rowid (source_id, target_id, kind, source_entity, target_entity, digest, content,

@@ -11,7 +11,7 @@ use super::audit::{AuditEntry, AuditFilter, FieldChange};
 use super::jobs::{
     Claim, DeltaState, EntityLogEntry, HeldDelete, HeldKey, JobRecord, JobStatus, LEASE, RejectedDelete, ScheduleRecord,
 };
-use super::links::{LinkChange, LinkScope};
+use super::links::{Link, LinkChange, LinkScope};
 use super::plugins::PluginRecord;
 use super::principals::{Permission, PrincipalKind};
 use super::realtime::{Finished, NewEvent, PushedEntity};
@@ -946,6 +946,7 @@ pub async fn links(stores: Stores) {
         digest: "d1".into(),
         content: json!({"userName": "a"}),
         existed_before: true,
+        source_digest: Some("s1".into()),
     };
     let since = super::now();
     links.apply(&scope, vec![written], None).await.expect("written");
@@ -953,6 +954,43 @@ pub async fn links(stores: Stores) {
     assert_eq!(link.target_entity.as_deref(), Some("T-a"));
     assert_eq!(link.digest.as_deref(), Some("d1"));
     assert!(link.existed_before && !link.creating);
+    assert_eq!(link.source_digest.as_deref(), Some("s1"), "the memo digest is kept");
+    assert_eq!(
+        links.all(&scope).await.expect("all")["a"],
+        link,
+        "all() reads what get() reads"
+    );
+    // A run that found it unchanged remembers a new memo digest, without touching anything else (nor the
+    // loop guard's clock: nothing was written to the target).
+    // (The store's clock counts milliseconds: the write above is strictly before this.)
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let before_memo = super::now();
+    links
+        .apply(
+            &scope,
+            vec![LinkChange::Remembered {
+                source_entity: "a".into(),
+                source_digest: "s2".into(),
+            }],
+            None,
+        )
+        .await
+        .expect("remembered");
+    let remembered = links.get(&scope, "a").await.expect("get").expect("present");
+    assert_eq!(
+        remembered,
+        Link {
+            source_digest: Some("s2".into()),
+            ..link.clone()
+        }
+    );
+    assert!(
+        !links
+            .written_since(&target, "user", "T-a", &before_memo)
+            .await
+            .expect("guard"),
+        "remembering is not a write"
+    );
     assert!(
         !links
             .creating_since(&target, "user", "2000-01-01T00:00:00.000Z")
@@ -1012,6 +1050,7 @@ pub async fn links(stores: Stores) {
                     digest: format!("d{i}"),
                     content: json!({"i": i}),
                     existed_before: false,
+                    source_digest: None,
                 },
             ]
         })
@@ -1362,6 +1401,7 @@ pub async fn event_batches(stores: Stores) {
         digest: format!("d{i}"),
         content: json!({"userName": format!("u{i}")}),
         existed_before: false,
+        source_digest: None,
     };
     let fenced = events
         .finish_batch(vec![

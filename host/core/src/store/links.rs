@@ -36,6 +36,10 @@ pub struct Link {
     pub existed_before: bool,
     /// A create was sent and its outcome is not recorded (a crash in between).
     pub creating: bool,
+    /// Digest of the native entity last found to transform into `digest`'s content, keyed by the
+    /// transformations and properties it went through (see `provisioning::memo`): a run that reads the same
+    /// native entity again skips both transformations. `None`: not known (or not to be trusted).
+    pub source_digest: Option<String>,
 }
 
 /// A change to the link set, applied in batches.
@@ -58,6 +62,16 @@ pub enum LinkChange {
         content: Value,
         /// Matched rather than created.
         existed_before: bool,
+        /// The native entity's memo digest, when `content` is what a later run would compute from it.
+        source_digest: Option<String>,
+    },
+    /// A run found the entity unchanged by transforming it: the native entity's memo digest, so that the next
+    /// run need not transform it again.
+    Remembered {
+        /// The source entity.
+        source_entity: String,
+        /// The memo digest.
+        source_digest: String,
     },
     /// The target entity was changed outside the normal write (deactivated instead of deleted): the next
     /// write must not be skipped as unchanged.

@@ -16,6 +16,7 @@
 
 pub mod diff;
 pub mod matching;
+pub mod memo;
 pub mod one;
 pub mod retry;
 pub mod run;
@@ -771,6 +772,7 @@ impl Provisioning {
         let props = source.spec.properties.clone();
         Ok(SourceReader {
             settings: SourceSettings::from_properties(&props)?,
+            memo_fingerprint: memo::fingerprint("read", &doc, &props),
             system: source,
             plugin,
             call,
@@ -801,7 +803,15 @@ impl Provisioning {
             Transformation::parse(&doc).map_err(|e| format!("the write transformation is invalid: {e}"))?;
         let settings = TargetSettings::from_properties(&target.spec.properties, call.endpoint.rate_per_second)?;
         let trace = source_trace.or(TraceSettings::from_properties(&target.spec.properties));
+        // A user whose update `skipOperations` excludes is skipped, not unchanged: the memo would say otherwise.
+        let updates_users = !transformation
+            .entity(EntityKind::User.as_str())
+            .is_some_and(|e| e.skips(provisio_transform::Operation::Update));
+        let memo_fingerprint = updates_users
+            .then(|| memo::fingerprint("write", &doc, &target.spec.properties))
+            .flatten();
         Ok(TargetContext {
+            memo_fingerprint,
             system: target,
             plugin,
             call,

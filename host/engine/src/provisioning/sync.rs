@@ -175,6 +175,8 @@ pub fn settle(
             digest,
             content,
             existed_before,
+            // The caller adds it when it memoises (see `provisioning::memo`).
+            source_digest: None,
         }),
         left_out,
     }
@@ -203,6 +205,7 @@ pub fn apply_in_memory(links: &mut HashMap<String, Link>, change: &LinkChange) {
             target_entity,
             digest,
             existed_before,
+            source_digest,
             ..
         } => {
             links.insert(
@@ -212,8 +215,17 @@ pub fn apply_in_memory(links: &mut HashMap<String, Link>, change: &LinkChange) {
                     digest: Some(digest.clone()),
                     existed_before: *existed_before,
                     creating: false,
+                    source_digest: source_digest.clone(),
                 },
             );
+        }
+        LinkChange::Remembered {
+            source_entity,
+            source_digest,
+        } => {
+            if let Some(link) = links.get_mut(source_entity) {
+                link.source_digest = Some(source_digest.clone());
+            }
         }
         LinkChange::Stale { source_entity } => {
             if let Some(link) = links.get_mut(source_entity) {
@@ -269,6 +281,7 @@ mod tests {
             digest: None,
             existed_before: false,
             creating: target.is_none(),
+            source_digest: None,
         }
     }
 

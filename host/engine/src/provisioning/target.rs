@@ -36,6 +36,9 @@ pub struct TargetContext {
     pub runtime: Arc<Runtime>,
     /// The stop request and run budget its retries answer to (a job run's; else never stopped).
     pub retry_scope: RetryScope,
+    /// What the write transformation's output depends on besides the entity, for the memo (`None`: not
+    /// memoised; see [`super::memo`]).
+    pub memo_fingerprint: Option<super::memo::Digest>,
 }
 
 /// What to do with one source entity in one target.

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::memo::{self, Memo};
 use super::retry::{RetryScope, join_error_message, with_retries};
 use super::settings::SourceSettings;
 use super::stop::StopSignal;
@@ -335,6 +336,10 @@ impl JobRun {
                         kind,
                     };
                     *t.links_mut(kind) = self.store.links.all(&scope).await?;
+                    if kind == EntityKind::User {
+                        let key = memo::pair_key(self.reader.memo_fingerprint, t.ctx.memo_fingerprint);
+                        t.memo = key.map(|key| Memo::new(key, t.links(kind)));
+                    }
                 }
             }
             let since = if delta_wanted {
@@ -536,12 +541,12 @@ impl JobRun {
                 }
                 _ => None,
             };
-            let (source, items, log) = self.transform_page(kind, &page.entities);
+            let (source, items, log) = self.transform_page(kind, &page.entities, in_flight.as_ref().map(|p| &p.ids));
             // Progress: an entity this run has not read yet (or one whose id is unknown: skipped, failed).
             let fresh = source.read > items.len() as u64
-                || items.iter().any(|(id, _)| {
-                    !self.seen.get(&kind).is_some_and(|s| s.contains(id))
-                        && !in_flight.as_ref().is_some_and(|p| p.ids.contains(id))
+                || items.iter().any(|item| {
+                    !self.seen.get(&kind).is_some_and(|s| s.contains(&item.id))
+                        && !in_flight.as_ref().is_some_and(|p| p.ids.contains(&item.id))
                 });
             without_progress = if fresh { 0 } else { without_progress + 1 };
             if failure.is_none() && page.next_cursor.is_some() && without_progress >= limits.max_pages_without_progress
@@ -557,7 +562,7 @@ impl JobRun {
             // and every group page (members may be groups of the page before), waits for the page before.
             let overlaps = in_flight
                 .as_ref()
-                .is_some_and(|p| kind == EntityKind::Group || items.iter().any(|(id, _)| p.ids.contains(id)));
+                .is_some_and(|p| kind == EntityKind::Group || items.iter().any(|item| p.ids.contains(&item.id)));
             if overlaps && let Some(previous) = in_flight.take() {
                 self.finish_page(previous).await?;
             }
@@ -690,28 +695,108 @@ impl JobRun {
         Ok(())
     }
 
-    /// Applies the source's read transformation to a page.
+    /// The memos of the targets of a kind, when every one of them memoises it (see [`memo`]); else none.
+    fn memos(&self, kind: EntityKind) -> Vec<&Memo> {
+        if kind != EntityKind::User || self.options.job_type == JobType::Resync {
+            return Vec::new();
+        }
+        let handling: Vec<&TargetRun> = self.targets.iter().filter(|t| t.ctx.handles(kind)).collect();
+        let memos: Vec<&Memo> = handling.iter().filter_map(|t| t.memo.as_ref()).collect();
+        if memos.is_empty() || memos.len() != handling.len() {
+            return Vec::new();
+        }
+        memos
+    }
+
+    /// Applies the source's read transformation to a page, except to the entities every target's memo
+    /// finds unchanged. `in_flight`: the ids of the page still being written.
     fn transform_page(
         &self,
         kind: EntityKind,
         entities: &[Value],
-    ) -> (SourcePageResult, Vec<(String, Value)>, Vec<EntityLogEntry>) {
+        in_flight: Option<&HashSet<String>>,
+    ) -> (SourcePageResult, Vec<Item>, Vec<EntityLogEntry>) {
         let mut source = SourcePageResult::default();
         let mut log = Vec::new();
         let mut items = Vec::with_capacity(entities.len());
-        // The transformations are pure CPU work and most of a page's time when nothing changed: spread over
-        // the cores (in order), then tallied here.
-        let transformed: Vec<_> = entities
-            .par_iter()
-            .with_min_len(PARALLEL_CHUNK)
-            .map(|native| self.reader.transform(kind, native))
+        // The transformations (and the memo's digests) are pure CPU work and most of a page's time when
+        // nothing changed: spread over the cores (in order), then tallied here.
+        let memos = self.memos(kind);
+        let mut recalled: Vec<(Option<memo::Digest>, Option<String>)> = if memos.is_empty() {
+            vec![(None, None); entities.len()]
+        } else {
+            entities
+                .par_iter()
+                .with_min_len(PARALLEL_CHUNK)
+                .map(|native| recall(&memos, native))
+                .collect()
+        };
+        // A remembered entity must be new to this run and to its page: a source that names an id twice is
+        // planned against what the run wrote for it first, as without the memo.
+        let seen = self.seen.get(&kind);
+        let mut named: HashMap<&str, usize> = HashMap::new();
+        for id in recalled.iter().filter_map(|(_, id)| id.as_deref()) {
+            *named.entry(id).or_default() += 1;
+        }
+        let again: HashSet<String> = named
+            .into_iter()
+            .filter(|(id, n)| {
+                *n > 1 || seen.is_some_and(|s| s.contains(*id)) || in_flight.is_some_and(|p| p.contains(*id))
+            })
+            .map(|(id, _)| id.to_string())
             .collect();
-        for (native, transformed) in entities.iter().zip(transformed) {
+        for (_, id) in &mut recalled {
+            if id.as_ref().is_some_and(|id| again.contains(id)) {
+                *id = None;
+            }
+        }
+        let mut transformed: Vec<Option<TransformResult>> = entities
+            .par_iter()
+            .zip(&recalled)
+            .with_min_len(PARALLEL_CHUNK)
+            .map(|(native, (_, id))| id.is_none().then(|| self.reader.transform(kind, native)))
+            .collect();
+        // A remembered id that an entity transformed on this page also has: transformed too.
+        let clashes: Vec<usize> = {
+            let fresh: HashSet<&str> = transformed
+                .iter()
+                .flatten()
+                .filter_map(|r| r.as_ref().ok())
+                .map(|(id, _)| id.as_str())
+                .collect();
+            recalled
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, id))| id.as_deref().is_some_and(|id| fresh.contains(id)))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        for i in clashes {
+            recalled[i].1 = None;
+            transformed[i] = Some(self.reader.transform(kind, &entities[i]));
+        }
+        for ((native, (digest, remembered)), transformed) in entities.iter().zip(recalled).zip(transformed) {
             source.read += 1;
-            match transformed {
-                Ok((id, intermediate)) => {
-                    source.ids.push(id.clone());
-                    items.push((id, intermediate));
+            let item = match remembered {
+                Some(id) => Ok(Item {
+                    id,
+                    intermediate: Value::Null,
+                    native: digest,
+                    remembered: true,
+                }),
+                None => transformed
+                    .unwrap_or_else(|| self.reader.transform(kind, native))
+                    .map(|(id, intermediate)| Item {
+                        id,
+                        intermediate,
+                        native: digest,
+                        remembered: false,
+                    }),
+            };
+            match item {
+                Ok(item) => {
+                    source.ids.push(item.id.clone());
+                    items.push(item);
                 }
                 Err((reason, skipped)) => {
                     let id = native.get("id").and_then(scalar);
@@ -740,7 +825,7 @@ impl JobRun {
         &mut self,
         kind: EntityKind,
         source: SourcePageResult,
-        items: Vec<(String, Value)>,
+        items: Vec<Item>,
         log: Vec<EntityLogEntry>,
     ) -> Result<PageInFlight, StoreError> {
         let items = Arc::new(items);
@@ -810,6 +895,35 @@ struct SourcePageResult {
     failures: u64,
     failed: bool,
     ids: Vec<String>,
+}
+
+/// A page's entity after the read transformation.
+pub(super) struct Item {
+    /// The source entity's id.
+    pub(super) id: String,
+    /// The read transformation's output (`Null` when the memo found the entity unchanged: nothing ran).
+    pub(super) intermediate: Value,
+    /// The native entity's digest, when the targets memoise this kind.
+    pub(super) native: Option<memo::Digest>,
+    /// Found unchanged in every target by the memo, without transforming it.
+    pub(super) remembered: bool,
+}
+
+/// What the read transformation made of a native entity (see [`SourceReader::transform`]).
+type TransformResult = Result<(String, Value), (String, Option<String>)>;
+
+/// The memo's answer for a native entity: its digest, and the source entity every target's memo finds it
+/// unchanged as (all must agree).
+fn recall(memos: &[&Memo], native: &Value) -> (Option<memo::Digest>, Option<String>) {
+    let digest = memo::native_digest(native);
+    let mut found: Option<&str> = None;
+    for m in memos {
+        match m.unchanged(&m.digest(&digest)) {
+            Some(id) if found.is_none_or(|f| f == id) => found = Some(id),
+            _ => return (Some(digest), None),
+        }
+    }
+    (Some(digest), found.map(str::to_string))
 }
 
 /// A page on its way: planned for every target, writes running.

@@ -19,6 +19,9 @@ pub struct SourceReader {
     pub runtime: Arc<Runtime>,
     /// The stop request and run budget its retries answer to (a job run's; else never stopped).
     pub retry_scope: RetryScope,
+    /// What the read transformation's output depends on besides the entity, for the memo (`None`: not
+    /// memoised; see [`crate::provisioning::memo`]).
+    pub memo_fingerprint: Option<crate::provisioning::memo::Digest>,
 }
 
 impl SourceReader {

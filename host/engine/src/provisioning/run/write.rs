@@ -11,6 +11,8 @@ pub struct TargetRun {
     permits: Arc<tokio::sync::Semaphore>,
     users: HashMap<String, Link>,
     groups: HashMap<String, Link>,
+    /// Its users' transformation memo for this run (`None`: not memoised).
+    pub(super) memo: Option<Memo>,
     /// How its writes went in this run (the quarantine rules look at it).
     pub tally: crate::quarantine::WriteTally,
 }
@@ -23,6 +25,7 @@ impl TargetRun {
             ctx: Arc::new(ctx),
             users: HashMap::new(),
             groups: HashMap::new(),
+            memo: None,
             tally: Default::default(),
         }
     }
@@ -32,6 +35,26 @@ impl TargetRun {
             EntityKind::User => &self.users,
             EntityKind::Group => &self.groups,
         }
+    }
+
+    /// The memo digest of a page's entity for this target, when it memoises.
+    fn memo_digest(&self, item: &Item) -> Option<String> {
+        let (memo, native) = (self.memo.as_ref()?, item.native.as_ref()?);
+        Some(memo::to_text(&memo.digest(native)))
+    }
+
+    /// What a run that found an entity unchanged by transforming it tells its link: the memo digest, when
+    /// the link does not carry it yet.
+    fn remember(&self, kind: EntityKind, item: &Item) -> Option<LinkChange> {
+        if item.remembered {
+            return None;
+        }
+        let digest = self.memo_digest(item)?;
+        let known = self.links(kind).get(&item.id)?.source_digest.as_deref();
+        (known != Some(digest.as_str())).then(|| LinkChange::Remembered {
+            source_entity: item.id.clone(),
+            source_digest: digest,
+        })
     }
 
     pub(super) fn links_mut(&mut self, kind: EntityKind) -> &mut HashMap<String, Link> {
@@ -45,7 +68,7 @@ impl TargetRun {
 /// One page planned for one target.
 pub(super) struct TargetPage {
     pub(super) scope: LinkScope,
-    items: Arc<Vec<(String, Value)>>,
+    items: Arc<Vec<Item>>,
     /// Plans with nothing to send (unchanged, skipped, failed, or everything when simulating).
     kept: Vec<(usize, Planned)>,
     /// Old contents of updated entities, for the diff.
@@ -66,7 +89,7 @@ pub(super) async fn plan_target(
     source_id: &str,
     t: &TargetRun,
     kind: EntityKind,
-    items: &Arc<Vec<(String, Value)>>,
+    items: &Arc<Vec<Item>>,
 ) -> Result<TargetPage, StoreError> {
     let rewrite = options.job_type == JobType::Resync;
     let scope = LinkScope {
@@ -84,7 +107,24 @@ pub(super) async fn plan_target(
         items
             .par_iter()
             .with_min_len(super::PARALLEL_CHUNK)
-            .map(|(id, entity)| t.ctx.plan(kind, id, entity, links.get(id), &resolver, rewrite))
+            .map(|item| {
+                if item.remembered {
+                    Planned {
+                        source_id: item.id.clone(),
+                        plan: Plan::Unchanged,
+                        digest: None,
+                    }
+                } else {
+                    t.ctx.plan(
+                        kind,
+                        &item.id,
+                        &item.intermediate,
+                        links.get(&item.id),
+                        &resolver,
+                        rewrite,
+                    )
+                }
+            })
             .collect()
     };
     // The old side of each update's diff, read in one go.
@@ -215,6 +255,10 @@ pub(super) async fn finish_target(
         match &p.plan {
             Plan::Unchanged => {
                 result.counts.unchanged += 1;
+                if let Some(change) = t.remember(kind, &items[i]) {
+                    sync::apply_in_memory(t.links_mut(kind), &change);
+                    changes.push(change);
+                }
                 continue;
             }
             Plan::Skip(reason) => {
@@ -258,11 +302,21 @@ pub(super) async fn finish_target(
                         users: &t.users,
                         groups: &t.groups,
                     };
-                    let (source_id, intermediate) = &items[i];
+                    let item = &items[i];
                     let ctx = &t.ctx;
-                    sync::settle(&p, t.links(kind).get(&p.source_id), written, |target_id| {
-                        ctx.update_form(kind, source_id, intermediate, target_id, &resolver)
-                    })
+                    // The memo digest goes with content a later run would compute: the update form.
+                    let mut in_update_form = true;
+                    let mut settled = sync::settle(&p, t.links(kind).get(&p.source_id), written, |target_id| {
+                        let form = ctx.update_form(kind, &item.id, &item.intermediate, target_id, &resolver);
+                        in_update_form = form.is_some();
+                        form
+                    });
+                    if let Some(LinkChange::Written { source_digest, .. }) = &mut settled.link
+                        && in_update_form
+                    {
+                        *source_digest = t.memo_digest(item);
+                    }
+                    settled
                 };
                 if let Some(change) = settled.link {
                     sync::apply_in_memory(t.links_mut(kind), &change);
