@@ -943,24 +943,26 @@ async fn run() {
     if repeats > 0 {
         println!("\n(b3) {repeats} more Reads, nothing changed …");
         let mut rates = Vec::with_capacity(repeats);
+        let mut written = 0;
         for _ in 0..repeats {
             let (job, wall) = service.read_job(&source).await;
             let row = user_row(&job);
             let rate = n(&row, "read") as f64 / wall.as_secs_f64();
             println!("  {}; {rate:.0} entities/s", describe(&job, wall));
             rates.push(rate);
+            written += n(&row, "created") + n(&row, "updated");
         }
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
         figures.push(Figure {
             what: format!("unchanged Read, median of {repeats} more"),
             value: format!(
-                "{median:.0} entities/s (from {:.0} to {:.0})",
+                "{median:.0} entities/s (from {:.0} to {:.0}; {written} written)",
                 rates[0],
                 rates[rates.len() - 1]
             ),
-            target: "≥ 60,000 entities/s (issue 20)".into(),
-            pass: median >= 60_000.0,
+            target: "≥ 60,000 entities/s, nothing written (issue 20)".into(),
+            pass: median >= 60_000.0 && written == 0,
         });
     }
     let peak = peak_rss();

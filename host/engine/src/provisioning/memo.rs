@@ -64,7 +64,7 @@ pub fn native_digest(native: &Value) -> Digest {
 }
 
 /// One target's memo for a run: the memo digests its links carry, and the source entity each belongs to.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Memo {
     key: Digest,
     known: HashMap<Digest, String>,
@@ -110,18 +110,15 @@ mod tests {
 
     use super::*;
 
-    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
     #[test]
     fn a_fingerprint_follows_the_document_the_properties_and_the_role() {
         let doc = json!({"user": {"mappings": [{"sourcePath": "$.userName", "targetPath": "$.userName"}]}});
-        let p = props(&[("URL", "https://a")]);
+        let url = |u: &str| BTreeMap::from([("URL".to_string(), u.to_string())]);
+        let p = url("https://a");
         let f = fingerprint("write", &doc, &p).expect("pure");
         assert_eq!(Some(f), fingerprint("write", &doc.clone(), &p.clone()));
         assert_ne!(Some(f), fingerprint("read", &doc, &p));
-        assert_ne!(Some(f), fingerprint("write", &doc, &props(&[("URL", "https://b")])));
+        assert_ne!(Some(f), fingerprint("write", &doc, &url("https://b")));
         let ignored = json!({"user": {"mappings": [{"sourcePath": "$.userName", "targetPath": "$.userName"},
             {"constant": "x", "targetPath": "$.title", "ignore": true}]}});
         assert_ne!(

@@ -153,7 +153,8 @@ pub(super) async fn provision_one(
             service.link_changes(&scope(kind), vec![intent]).await?;
         }
         let written = ctx.execute(kind, &planned.plan).await;
-        let settled = sync::settle(&planned, link.as_ref(), written, |target_id| {
+        // Provisioning one entity keeps no memo digest: the next Read transforms it again.
+        let settled = sync::settle(&planned, link.as_ref(), written, None, |target_id| {
             ctx.update_form(kind, &source_entity, &intermediate, target_id, &resolver)
         });
         match &settled.outcome {

@@ -84,12 +84,15 @@ pub fn intent(planned: &Planned) -> Option<LinkChange> {
 
 /// Settles an executed plan: its outcome and the link change to store. `prior` is the link the plan was
 /// made from; `written` what [`execute`](super::target::TargetContext::execute) answered (`None`: not
-/// executed); `update_form` computes, for a target id, the content later runs compare with (the update
-/// transformation's output), when the planned entity is not already that form.
+/// executed); `source_digest` the native entity's memo digest (see `provisioning::memo`), kept with the link
+/// only when its content is the update form a later run computes; `update_form` computes, for a target id,
+/// the content later runs compare with (the update transformation's output), when the planned entity is not
+/// already that form.
 pub fn settle(
     planned: &Planned,
     prior: Option<&Link>,
     written: Option<Written>,
+    source_digest: Option<String>,
     update_form: impl FnOnce(&str) -> Option<Value>,
 ) -> Settled {
     let source_entity = planned.source_id.clone();
@@ -159,13 +162,18 @@ pub fn settle(
             existed_before,
         ),
     };
-    let (content, digest) = match planned_for {
-        Some((planned_id, planned_digest)) if *planned_id == target_id => (entity.clone(), planned_digest.clone()),
-        _ => {
-            let content = update_form(&target_id).unwrap_or_else(|| entity.clone());
-            let digest = digest(&content);
-            (content, digest)
+    let (content, digest, source_digest) = match planned_for {
+        Some((planned_id, planned_digest)) if *planned_id == target_id => {
+            (entity.clone(), planned_digest.clone(), source_digest)
         }
+        _ => match update_form(&target_id) {
+            Some(form) => {
+                let digest = digest(&form);
+                (form, digest, source_digest)
+            }
+            // Linked with the planned form, which no later run computes: nothing for the memo to vouch for.
+            None => (entity.clone(), digest(entity), None),
+        },
     };
     Settled {
         outcome,
@@ -175,8 +183,7 @@ pub fn settle(
             digest,
             content,
             existed_before,
-            // The caller adds it when it memoises (see `provisioning::memo`).
-            source_digest: None,
+            source_digest,
         }),
         left_out,
     }
@@ -301,7 +308,7 @@ mod tests {
             recovered: false,
             left_out: vec!["urn:x".into()],
         };
-        let s = settle(&create(), None, Some(written), update_form);
+        let s = settle(&create(), None, Some(written), None, update_form);
         assert_eq!(
             s.outcome,
             Outcome::Created {
@@ -333,7 +340,7 @@ mod tests {
             recovered: false,
             left_out: vec![],
         };
-        let s = settle(&create(), None, Some(matched), update_form);
+        let s = settle(&create(), None, Some(matched), None, update_form);
         assert_eq!(s.outcome, Outcome::Matched { target_id: "t9".into() });
         assert!(matches!(
             s.link,
@@ -349,7 +356,7 @@ mod tests {
             existed_before: true,
             left_out: vec![],
         };
-        let s = settle(&plan, Some(&linked(Some("t1"))), Some(updated), no_form);
+        let s = settle(&plan, Some(&linked(Some("t1"))), Some(updated), None, no_form);
         assert_eq!(s.outcome, Outcome::Updated { target_id: "t1".into() });
         let Some(LinkChange::Written {
             content,
@@ -372,7 +379,13 @@ mod tests {
             recovered: false,
             left_out: vec![],
         };
-        let s = settle(&update("t1"), Some(&linked(Some("t1"))), Some(written), update_form);
+        let s = settle(
+            &update("t1"),
+            Some(&linked(Some("t1"))),
+            Some(written),
+            None,
+            update_form,
+        );
         assert_eq!(s.outcome.target_id(), Some("t2"));
         assert!(matches!(s.link, Some(LinkChange::Written { ref content, .. }) if content["id"] == "t2"));
     }
@@ -387,10 +400,39 @@ mod tests {
             ),
             (Plan::Fail("bad mapping".into()), Outcome::Invalid("bad mapping".into())),
         ] {
-            let s = settle(&planned(plan), None, None, no_form);
+            let s = settle(&planned(plan), None, None, None, no_form);
             assert_eq!(s.outcome, outcome);
             assert!(s.link.is_none());
         }
+    }
+
+    #[test]
+    fn the_memo_digest_stays_only_with_content_in_its_update_form() {
+        let memo_of = |s: &Settled| match &s.link {
+            Some(LinkChange::Written { source_digest, .. }) => source_digest.clone(),
+            other => panic!("{other:?}"),
+        };
+        let created = || Written::Created {
+            target_id: "t1".into(),
+            existed_before: false,
+            recovered: false,
+            left_out: vec![],
+        };
+        let m = || Some("m1".to_string());
+        assert_eq!(
+            memo_of(&settle(&create(), None, Some(created()), m(), update_form)),
+            m()
+        );
+        // The update transformation gave nothing: linked with the create form, which no later run computes.
+        assert_eq!(memo_of(&settle(&create(), None, Some(created()), m(), |_| None)), None);
+        let updated = Written::Updated {
+            target_id: "t1".into(),
+            existed_before: false,
+            left_out: vec![],
+        };
+        let planned = update("t1");
+        let s = settle(&planned, Some(&linked(Some("t1"))), Some(updated), m(), no_form);
+        assert_eq!(memo_of(&s), m(), "an update is planned in its update form");
     }
 
     #[test]
@@ -401,27 +443,41 @@ mod tests {
             retryable: false,
             cause: crate::provisioning::target::FailureCause::Entity,
         };
-        let s = settle(&create(), None, Some(failed(true)), no_form);
+        let s = settle(&create(), None, Some(failed(true)), None, no_form);
         assert!(matches!(s.outcome, Outcome::Failed { retryable: false, .. }));
         assert!(matches!(s.link, Some(LinkChange::Removed { .. })));
         // The outcome of the create is unknown: the intent stays.
-        assert!(settle(&create(), None, Some(failed(false)), no_form).link.is_none());
-        // A linked entity keeps its link whatever an update's failure says.
         assert!(
-            settle(&update("t1"), Some(&linked(Some("t1"))), Some(failed(true)), no_form)
+            settle(&create(), None, Some(failed(false)), None, no_form)
                 .link
                 .is_none()
+        );
+        // A linked entity keeps its link whatever an update's failure says.
+        assert!(
+            settle(
+                &update("t1"),
+                Some(&linked(Some("t1"))),
+                Some(failed(true)),
+                None,
+                no_form
+            )
+            .link
+            .is_none()
         );
     }
 
     #[test]
     fn a_create_not_sent_drops_its_intent_but_not_an_earlier_one() {
-        let s = settle(&create(), None, None, no_form);
+        let s = settle(&create(), None, None, None, no_form);
         assert_eq!(s.outcome, Outcome::NotSent);
         assert!(matches!(s.link, Some(LinkChange::Removed { .. })));
-        assert!(settle(&create(), Some(&linked(None)), None, no_form).link.is_none());
         assert!(
-            settle(&update("t1"), Some(&linked(Some("t1"))), None, no_form)
+            settle(&create(), Some(&linked(None)), None, None, no_form)
+                .link
+                .is_none()
+        );
+        assert!(
+            settle(&update("t1"), Some(&linked(Some("t1"))), None, None, no_form)
                 .link
                 .is_none()
         );
@@ -460,6 +516,7 @@ mod tests {
                 recovered: true,
                 left_out: vec![],
             }),
+            None,
             update_form,
         )
         .link

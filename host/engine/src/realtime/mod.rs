@@ -892,7 +892,8 @@ async fn provision_target(
     }
     // Only creates and updates have something to execute.
     let written = ctx.execute(kind, &planned.plan).await;
-    let settled = sync::settle(&planned, link.as_ref(), written, |target_id| {
+    // Real-time keeps no memo digests: its links are transformed again by the next Read.
+    let settled = sync::settle(&planned, link.as_ref(), written, None, |target_id| {
         ctx.update_form(kind, entity_id, intermediate, target_id, &resolver)
     });
     // Written, and linked with the event's outcome (if that commit fails, the retry finds the entity by the

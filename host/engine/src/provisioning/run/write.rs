@@ -304,19 +304,10 @@ pub(super) async fn finish_target(
                     };
                     let item = &items[i];
                     let ctx = &t.ctx;
-                    // The memo digest goes with content a later run would compute: the update form.
-                    let mut in_update_form = true;
-                    let mut settled = sync::settle(&p, t.links(kind).get(&p.source_id), written, |target_id| {
-                        let form = ctx.update_form(kind, &item.id, &item.intermediate, target_id, &resolver);
-                        in_update_form = form.is_some();
-                        form
-                    });
-                    if let Some(LinkChange::Written { source_digest, .. }) = &mut settled.link
-                        && in_update_form
-                    {
-                        *source_digest = t.memo_digest(item);
-                    }
-                    settled
+                    let prior = t.links(kind).get(&p.source_id);
+                    sync::settle(&p, prior, written, t.memo_digest(item), |target_id| {
+                        ctx.update_form(kind, &item.id, &item.intermediate, target_id, &resolver)
+                    })
                 };
                 if let Some(change) = settled.link {
                     sync::apply_in_memory(t.links_mut(kind), &change);
