@@ -123,8 +123,7 @@ pub async fn boot(data_dir: &Path, settings: Settings) -> Result<AppState, BootE
     let runtime =
         Arc::new(Runtime::new(settings.call_limits, outbound, Some(open_sub("cache")?)).map_err(BootError::Other)?);
     let plugins = Arc::new(Plugins::new(runtime, Some(open_sub("plugins")?)).with_bundled(crate::bundled::BUNDLED));
-    plugins
-        .load_installed(&store)
+    crate::memory::lean(plugins.load_installed(&store))
         .await
         .map_err(|e| BootError::Other(format!("cannot load the bundled connectors: {e}")))?;
     if store.is_shared() {
