@@ -153,7 +153,7 @@ impl Principals {
         permissions: &[Permission],
     ) -> Result<Principal, StoreError> {
         let password = password.to_owned();
-        let hash = blocking(move || hash_password(&password)).await??;
+        let hash = hashed(move || hash_password(&password)).await??;
         let mut permissions = permissions.to_vec();
         permissions.sort();
         permissions.dedup();
@@ -194,7 +194,7 @@ impl Principals {
     /// verifications here (other replicas re-check within [`RECHECK_AFTER`]).
     pub async fn set_password(&self, id: &str, password: &str) -> Result<(), StoreError> {
         let password = password.to_owned();
-        let hash = blocking(move || hash_password(&password)).await??;
+        let hash = hashed(move || hash_password(&password)).await??;
         let changed = self.store.set_password_hash(id, &hash).await;
         self.verified().retain(|_, r| r.principal.id != id);
         changed
@@ -243,11 +243,18 @@ impl Principals {
         let password = password.to_owned();
         let Some((principal, hash)) = stored else {
             // Spend the same time as a real check, so names cannot be probed by timing.
-            let _ = blocking(move || hash_password(&password)).await;
+            let _ = hashed(move || hash_password(&password)).await;
             return Ok(None);
         };
+        let turn = hashing_turn().await?;
+        // A request with the same credentials (a client's parallel first requests) may have verified them
+        // while this one waited for its turn: one hash serves them all.
+        if let Some(r) = self.verified().get(&key).filter(|r| r.hash == hash) {
+            return Ok(Some(r.principal.clone()));
+        }
         let checked = hash.clone();
         let matches = blocking(move || check_password(&password, &checked)).await??;
+        drop(turn);
         if !matches {
             return Ok(None);
         }
@@ -265,8 +272,32 @@ impl Principals {
     }
 }
 
-/// Runs CPU-heavy password work on the blocking pool.
+/// Argon2 hashes computed at once, process-wide. Each takes 19 MiB of memory (Argon2id's default cost) and a
+/// core for tens of milliseconds: a burst of logins (a client opening many connections with Basic
+/// credentials, or someone trying passwords) queues instead of taking memory and CPU without bound.
+pub const MAX_CONCURRENT_HASHES: usize = 2;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+
+/// Waits for a turn to hash (see [`MAX_CONCURRENT_HASHES`]).
+async fn hashing_turn() -> Result<tokio::sync::SemaphorePermit<'static>, StoreError> {
+    HASHING
+        .acquire()
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("password hashing is closed: {e}")))
+}
+
+/// Runs CPU-heavy password work on the blocking pool, in its turn (a caller that already holds one passes
+/// through [`blocking`]).
+async fn hashed<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+    let _turn = hashing_turn().await?;
+    blocking(work).await
+}
+
+/// Runs password work on the blocking pool.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+    #[cfg(test)]
+    let _counted = tests::Hashing::start();
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StoreError::Corrupt(format!("password check did not finish: {e}")))
@@ -291,4 +322,108 @@ fn hash_password(password: &str) -> Result<String, StoreError> {
 fn check_password(password: &str, hash: &str) -> Result<bool, StoreError> {
     let parsed = PasswordHash::new(hash).map_err(|e| StoreError::Corrupt(format!("password hash: {e}")))?;
     Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    static NOW: AtomicUsize = AtomicUsize::new(0);
+    static MOST: AtomicUsize = AtomicUsize::new(0);
+    static TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+    /// Counts the password work running at once (every test of this module shares the counters, so the one
+    /// test that reads them is the only one that hashes).
+    pub(super) struct Hashing;
+
+    impl Hashing {
+        pub(super) fn start() -> Hashing {
+            let now = NOW.fetch_add(1, Ordering::SeqCst) + 1;
+            MOST.fetch_max(now, Ordering::SeqCst);
+            TOTAL.fetch_add(1, Ordering::SeqCst);
+            Hashing
+        }
+    }
+
+    impl Drop for Hashing {
+        fn drop(&mut self) {
+            NOW.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Principals in memory.
+    #[derive(Default)]
+    struct InMemory(Mutex<Vec<(Principal, String)>>);
+
+    #[async_trait::async_trait]
+    impl PrincipalStore for InMemory {
+        async fn insert(&self, principal: &Principal, password_hash: &str) -> Result<(), StoreError> {
+            let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            all.push((principal.clone(), password_hash.to_owned()));
+            Ok(())
+        }
+        async fn has_admin(&self) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn list(&self) -> Result<Vec<Principal>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn by_name(&self, name: &str) -> Result<Option<Principal>, StoreError> {
+            Ok(self.credentials(name).await?.map(|(p, _)| p))
+        }
+        async fn credentials(&self, name: &str) -> Result<Option<(Principal, String)>, StoreError> {
+            let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(all.iter().find(|(p, _)| p.name.eq_ignore_ascii_case(name)).cloned())
+        }
+        async fn delete(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn set_password_hash(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_logins_hashes_a_few_at_a_time_and_once_per_credentials() {
+        let principals = Arc::new(Principals::new(Arc::new(InMemory::default())));
+        principals
+            .create("client", "client-secret-1", PrincipalKind::Technical, &[])
+            .await
+            .expect("created");
+        let before = TOTAL.load(Ordering::SeqCst);
+        // 12 parallel first requests of one client, and 8 wrong passwords tried at the same time.
+        let logins = (0..20).map(|i| {
+            let principals = principals.clone();
+            tokio::spawn(async move {
+                let password = if i < 12 {
+                    "client-secret-1".to_owned()
+                } else {
+                    format!("guess-{i}")
+                };
+                principals
+                    .verify("client", &password)
+                    .await
+                    .expect("verified")
+                    .is_some()
+            })
+        });
+        let accepted: Vec<bool> = futures::future::join_all(logins)
+            .await
+            .into_iter()
+            .map(|r| r.expect("joined"))
+            .collect();
+        assert_eq!(accepted.iter().filter(|a| **a).count(), 12, "{accepted:?}");
+        assert!(accepted[12..].iter().all(|a| !a));
+        assert!(
+            MOST.load(Ordering::SeqCst) <= MAX_CONCURRENT_HASHES,
+            "{} hashes at once",
+            MOST.load(Ordering::SeqCst)
+        );
+        // One hash per wrong password; the right one is hashed by those that got a turn before it was
+        // verified (at most one per turn), and the others find it verified after their wait.
+        let hashes = TOTAL.load(Ordering::SeqCst) - before;
+        assert!((8 + 1..=8 + MAX_CONCURRENT_HASHES).contains(&hashes), "{hashes} hashes");
+    }
 }
