@@ -35,7 +35,7 @@ use provisio::api::AppState;
 use provisio::connector::EntityKind;
 use provisio::server::Settings;
 use provisio::store::jobs::{EntityLogEntry, JobRecord, JobStatus};
-use provisio::store::links::{LinkChange, LinkScope};
+use provisio::store::links::{LinkChange, LinkDigest, LinkScope};
 use provisio::store::principals::PrincipalKind;
 use provisio_tests::sim::uaa;
 use provisio_transform::{Context, Operation, Outcome, Transformation};
@@ -554,7 +554,7 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
     // A create: the write transformation and its digest (the plan), and, once created, the update form and
     // its digest (what the next run compares with).
     let started = Instant::now();
-    let planned: Vec<(String, Value, String)> = intermediates
+    let planned: Vec<(String, Value, LinkDigest)> = intermediates
         .iter()
         .enumerate()
         .map(|(i, (id, intermediate))| {
@@ -623,11 +623,11 @@ async fn breakdown(service: &Service, sims: &mut Simulators, count: usize) {
             .map(|(i, (id, entity, digest))| LinkChange::Written {
                 source_entity: id.clone(),
                 target_entity: format!("t-{page_no}-{i}"),
-                digest: digest.clone(),
+                digest: *digest,
                 content: entity.clone(),
                 existed_before: false,
                 // As a job writes it: with the native entity's memo digest.
-                source_digest: Some(digest.clone()),
+                source_digest: Some(*digest),
             })
             .collect();
         state

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use provisio::connector::EntityKind;
-use provisio::store::links::{LinkChange, LinkScope};
+use provisio::store::links::{LinkChange, LinkDigest, LinkScope};
 use provisio_tests::sim::{ias, uaa};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -1369,7 +1369,7 @@ async fn tamper_digests(service: &Service, source: &str, target: &str) -> usize 
             content: contents.remove(&id).expect("a written link has content"),
             source_entity: id,
             target_entity: link.target_entity.expect("linked"),
-            digest: "tampered".into(),
+            digest: LinkDigest::from([0x7a; 32]),
             existed_before: link.existed_before,
             source_digest: link.source_digest,
         })

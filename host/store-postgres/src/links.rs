@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::Claim;
-use provisio_core::store::links::{Link, LinkChange, LinkScope, LinkStore};
+use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore};
 use serde_json::Value;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -27,16 +27,7 @@ impl LinkStore for PostgresStore {
         .map_err(Error::from)?;
         let mut links = HashMap::with_capacity(rows.len());
         for r in rows {
-            links.insert(
-                r.try_get::<String, _>(0).map_err(Error::from)?,
-                Link {
-                    target_entity: r.try_get(1).map_err(Error::from)?,
-                    digest: r.try_get(2).map_err(Error::from)?,
-                    existed_before: r.try_get(3).map_err(Error::from)?,
-                    creating: r.try_get(4).map_err(Error::from)?,
-                    source_digest: r.try_get(5).map_err(Error::from)?,
-                },
-            );
+            links.insert(r.try_get::<String, _>(0).map_err(Error::from)?, link_at(&r, 1)?);
         }
         Ok(links)
     }
@@ -53,16 +44,7 @@ impl LinkStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(Error::from)?;
-        let link = |r: sqlx::postgres::PgRow| -> Result<Link, Error> {
-            Ok(Link {
-                target_entity: r.try_get(0)?,
-                digest: r.try_get(1)?,
-                existed_before: r.try_get(2)?,
-                creating: r.try_get(3)?,
-                source_digest: r.try_get(4)?,
-            })
-        };
-        Ok(row.map(link).transpose()?)
+        Ok(row.map(|r| link_at(&r, 0)).transpose()?)
     }
 
     async fn contents(
@@ -228,10 +210,10 @@ pub(crate) async fn apply_run(
                 {
                     entities.push(source_entity.as_str());
                     targets.push(target_entity.as_str());
-                    digests.push(digest.as_str());
+                    digests.push(digest.to_hex());
                     contents.push(content.to_string());
                     existed.push(*existed_before);
-                    memos.push(source_digest.as_deref());
+                    memos.push(source_digest.map(|d| d.to_hex()));
                 }
             }
             sqlx::query(
@@ -267,7 +249,7 @@ pub(crate) async fn apply_run(
                 } = change
                 {
                     entities.push(source_entity.as_str());
-                    memos.push(source_digest.as_str());
+                    memos.push(source_digest.to_hex());
                 }
             }
             // Not a write to the target: `updated_at` (the loop guard's clock) stays.
@@ -321,4 +303,18 @@ fn entity_of(change: &LinkChange) -> Option<&str> {
         | LinkChange::Removed { source_entity } => Some(source_entity),
         LinkChange::Written { .. } | LinkChange::Remembered { .. } => None,
     }
+}
+
+/// The link in a row's columns from `first` on: target entity, digest, existed before, creating, memo digest.
+fn link_at(r: &sqlx::postgres::PgRow, first: usize) -> Result<Link, Error> {
+    let digest = |i: usize| -> Result<Option<LinkDigest>, Error> {
+        Ok(r.try_get::<Option<&str>, _>(first + i)?.and_then(LinkDigest::from_hex))
+    };
+    Ok(Link {
+        target_entity: r.try_get(first)?,
+        digest: digest(1)?,
+        existed_before: r.try_get(first + 2)?,
+        creating: r.try_get(first + 3)?,
+        source_digest: digest(4)?,
+    })
 }

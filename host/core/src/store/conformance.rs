@@ -11,7 +11,7 @@ use super::audit::{AuditEntry, AuditFilter, FieldChange};
 use super::jobs::{
     Claim, DeltaState, EntityLogEntry, HeldDelete, HeldKey, JobRecord, JobStatus, LEASE, RejectedDelete, ScheduleRecord,
 };
-use super::links::{Link, LinkChange, LinkScope};
+use super::links::{Link, LinkChange, LinkDigest, LinkScope};
 use super::plugins::PluginRecord;
 use super::principals::{Permission, PrincipalKind};
 use super::realtime::{Finished, NewEvent, PushedEntity};
@@ -19,6 +19,11 @@ use super::systems::{ConnectionTest, Role, SystemSpec, VersionNote};
 use super::{StoreError, Stores};
 use crate::connector::EntityKind;
 use crate::secrets::SystemSecrets;
+
+/// A distinct digest per tag.
+fn tag(tag: u8) -> LinkDigest {
+    LinkDigest::from([tag; 32])
+}
 
 /// Every check, one after another, each on a store from `fresh`.
 pub async fn all<F, Fut>(fresh: F)
@@ -943,18 +948,18 @@ pub async fn links(stores: Stores) {
     let written = LinkChange::Written {
         source_entity: "a".into(),
         target_entity: "T-a".into(),
-        digest: "d1".into(),
+        digest: tag(0xd1),
         content: json!({"userName": "a"}),
         existed_before: true,
-        source_digest: Some("s1".into()),
+        source_digest: Some(tag(0x51)),
     };
     let since = super::now();
     links.apply(&scope, vec![written], None).await.expect("written");
     let link = links.get(&scope, "a").await.expect("get").expect("present");
     assert_eq!(link.target_entity.as_deref(), Some("T-a"));
-    assert_eq!(link.digest.as_deref(), Some("d1"));
+    assert_eq!(link.digest, Some(tag(0xd1)));
     assert!(link.existed_before && !link.creating);
-    assert_eq!(link.source_digest.as_deref(), Some("s1"), "the memo digest is kept");
+    assert_eq!(link.source_digest, Some(tag(0x51)), "the memo digest is kept");
     assert_eq!(
         links.all(&scope).await.expect("all")["a"],
         link,
@@ -970,7 +975,7 @@ pub async fn links(stores: Stores) {
             &scope,
             vec![LinkChange::Remembered {
                 source_entity: "a".into(),
-                source_digest: "s2".into(),
+                source_digest: tag(0x52),
             }],
             None,
         )
@@ -980,7 +985,7 @@ pub async fn links(stores: Stores) {
     assert_eq!(
         remembered,
         Link {
-            source_digest: Some("s2".into()),
+            source_digest: Some(tag(0x52)),
             ..link.clone()
         }
     );
@@ -1035,7 +1040,7 @@ pub async fn links(stores: Stores) {
         .expect("stale");
     let stale = links.get(&scope, "a").await.expect("get").expect("present");
     assert_eq!(stale.target_entity.as_deref(), Some("T-a"), "still linked");
-    assert_ne!(stale.digest.as_deref(), Some("d1"), "but written again next time");
+    assert_ne!(stale.digest, Some(tag(0xd1)), "but written again next time");
 
     // Applied in order, all together.
     let many: Vec<LinkChange> = (0..3)
@@ -1047,7 +1052,7 @@ pub async fn links(stores: Stores) {
                 LinkChange::Written {
                     source_entity: format!("u{i}"),
                     target_entity: format!("T-u{i}"),
-                    digest: format!("d{i}"),
+                    digest: tag(i as u8),
                     content: json!({"i": i}),
                     existed_before: false,
                     source_digest: None,
@@ -1398,7 +1403,7 @@ pub async fn event_batches(stores: Stores) {
     let written = |i: usize| LinkChange::Written {
         source_entity: format!("u{i}"),
         target_entity: format!("T-u{i}"),
-        digest: format!("d{i}"),
+        digest: tag(i as u8),
         content: json!({"userName": format!("u{i}")}),
         existed_before: false,
         source_digest: None,
@@ -1441,7 +1446,7 @@ pub async fn event_batches(stores: Stores) {
     assert_eq!(events.pushed_entity(&source, "user", "u3").await.expect("pushed"), None);
     let links = stores.links.all(&scope).await.expect("links");
     assert_eq!(links["u0"].target_entity.as_deref(), Some("T-u0"));
-    assert_eq!(links["u1"].digest.as_deref(), Some("d1"));
+    assert_eq!(links["u1"].digest, Some(tag(1)));
     assert!(!links.contains_key("u3"), "a fenced event's link is not written");
     // The claims of the recorded events ended: the retry may go to any replica.
     assert_eq!(events.claim("b", &seqs[1..2], LEASE).await.expect("claim"), seqs[1..2]);

@@ -25,13 +25,51 @@ pub struct LinkScope {
     pub kind: EntityKind,
 }
 
+/// A SHA-256 digest as links carry it in memory: 32 bytes, where its 64-character hex text (the form the
+/// stores keep) took a heap allocation of 64 bytes plus a 24-byte `String` — two per link, a third of a
+/// 100,000-user run's links map.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkDigest([u8; 32]);
+
+impl LinkDigest {
+    /// From its stored hex text; `None` when the text is not 64 hex digits (such a link is treated as having
+    /// no digest: written again, not remembered).
+    pub fn from_hex(text: &str) -> Option<LinkDigest> {
+        let mut bytes = [0; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(LinkDigest(bytes))
+    }
+
+    /// The stored form: lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The digest's bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<[u8; 32]> for LinkDigest {
+    fn from(bytes: [u8; 32]) -> Self {
+        LinkDigest(bytes)
+    }
+}
+
+impl std::fmt::Debug for LinkDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
 /// One link as jobs keep it in memory (without the content).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Link {
     /// The target entity's id; `None` while only a create intent is recorded.
     pub target_entity: Option<String>,
     /// Digest of the content last written.
-    pub digest: Option<String>,
+    pub digest: Option<LinkDigest>,
     /// The target entity existed before Provisio matched it.
     pub existed_before: bool,
     /// A create was sent and its outcome is not recorded (a crash in between).
@@ -39,7 +77,7 @@ pub struct Link {
     /// Digest of the native entity last found to transform into `digest`'s content, keyed by the
     /// transformations and properties it went through (see `provisioning::memo`): a run that reads the same
     /// native entity again skips both transformations. `None`: not known (or not to be trusted).
-    pub source_digest: Option<String>,
+    pub source_digest: Option<LinkDigest>,
 }
 
 /// A change to the link set, applied in batches.
@@ -57,13 +95,13 @@ pub enum LinkChange {
         /// Its target id.
         target_entity: String,
         /// Digest of `content`.
-        digest: String,
+        digest: LinkDigest,
         /// What was written.
         content: Value,
         /// Matched rather than created.
         existed_before: bool,
         /// The native entity's memo digest, when `content` is what a later run would compute from it.
-        source_digest: Option<String>,
+        source_digest: Option<LinkDigest>,
     },
     /// A run found the entity unchanged by transforming it: the native entity's memo digest, so that the next
     /// run need not transform it again.
@@ -71,7 +109,7 @@ pub enum LinkChange {
         /// The source entity.
         source_entity: String,
         /// The memo digest.
-        source_digest: String,
+        source_digest: LinkDigest,
     },
     /// The target entity was changed outside the normal write (deactivated instead of deleted): the next
     /// write must not be skipped as unchanged.
@@ -112,4 +150,21 @@ pub trait LinkStore: Send + Sync {
     /// Whether Provisio has a create into `system` in flight: an intent recorded at or after `since` whose
     /// outcome is not recorded yet (a push from that system may be the echo of it, not yet linked).
     async fn creating_since(&self, system: &str, kind: &str, since: &str) -> Result<bool, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_digest_round_trips_its_hex_text_and_refuses_anything_else() {
+        let text = "00ff".repeat(16);
+        let digest = LinkDigest::from_hex(&text).expect("64 hex digits");
+        assert_eq!(digest.to_hex(), text);
+        assert_eq!(digest.bytes()[..2], [0x00, 0xff]);
+        assert_eq!(format!("{digest:?}"), text);
+        for bad in ["", "d1", &"0".repeat(63), &"0".repeat(66), &"g".repeat(64), "tampered"] {
+            assert_eq!(LinkDigest::from_hex(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::connector::EntityKind;
-use crate::store::links::Link;
+use crate::store::links::{Link, LinkDigest};
 
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
@@ -67,7 +67,7 @@ pub fn native_digest(native: &Value) -> Digest {
 #[derive(Debug)]
 pub struct Memo {
     key: Digest,
-    known: HashMap<Digest, String>,
+    known: HashMap<LinkDigest, String>,
 }
 
 impl Memo {
@@ -76,32 +76,23 @@ impl Memo {
         let known = links
             .iter()
             .filter(|(_, l)| l.target_entity.is_some() && l.digest.is_some() && !l.creating)
-            .filter_map(|(id, l)| Some((parse(l.source_digest.as_deref()?)?, id.clone())))
+            .filter_map(|(id, l)| Some((l.source_digest?, id.clone())))
             .collect();
         Memo { key, known }
     }
 
     /// The memo digest of a native entity (by its [`native_digest`]) for this pair.
-    pub fn digest(&self, native: &Digest) -> Digest {
+    pub fn digest(&self, native: &Digest) -> LinkDigest {
         let mut hasher = Sha256::new();
         hasher.update(self.key);
         hasher.update(native);
-        hasher.finalize().into()
+        LinkDigest::from(<[u8; 32]>::from(hasher.finalize()))
     }
 
     /// The source entity whose link says this memo digest's entity is unchanged, if one does.
-    pub fn unchanged(&self, digest: &Digest) -> Option<&str> {
+    pub fn unchanged(&self, digest: &LinkDigest) -> Option<&str> {
         self.known.get(digest).map(String::as_str)
     }
-}
-
-/// A memo digest in its stored form.
-pub fn to_text(digest: &Digest) -> String {
-    hex::encode(digest)
-}
-
-fn parse(text: &str) -> Option<Digest> {
-    hex::decode(text).ok()?.try_into().ok()
 }
 
 #[cfg(test)]
@@ -159,7 +150,7 @@ mod tests {
                 key,
                 known: HashMap::new(),
             };
-            to_text(&m.digest(&native_digest(native)))
+            m.digest(&native_digest(native))
         };
         let (a, b, c, d) = (
             json!({"id": "a"}),
@@ -167,22 +158,24 @@ mod tests {
             json!({"id": "c"}),
             json!({"id": "d"}),
         );
-        let link = |native: &Value, digest: Option<&str>, creating: bool| Link {
+        let link = |native: &Value, digest: Option<LinkDigest>, creating: bool| Link {
             target_entity: Some("t".into()),
-            digest: digest.map(str::to_string),
+            digest,
             existed_before: false,
             creating,
             source_digest: Some(memo_of(native)),
         };
+        let written = Some(LinkDigest::from([0xd; 32]));
         let links: HashMap<String, Link> = [
-            ("a".to_string(), link(&a, Some("d"), false)),
+            ("a".to_string(), link(&a, written, false)),
             ("b".to_string(), link(&b, None, false)),
-            ("c".to_string(), link(&c, Some("d"), true)),
+            ("c".to_string(), link(&c, written, true)),
             (
                 "d".to_string(),
                 Link {
-                    source_digest: Some("not hex".into()),
-                    ..link(&d, Some("d"), false)
+                    // What the stores read from a memo digest that is not 64 hex digits.
+                    source_digest: None,
+                    ..link(&d, written, false)
                 },
             ),
         ]

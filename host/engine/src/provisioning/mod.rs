@@ -1061,7 +1061,7 @@ impl Provisioning {
                     entity_type: kind_name.clone(),
                     source_id: h.source_id.clone(),
                     target_entity_id: h.target_entity_id.clone(),
-                    digest: link.digest.clone(),
+                    digest: link.digest.map(|d| d.to_hex()),
                     rejected_by: by.to_string(),
                     rejected_at: at.clone(),
                 });

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::target::{DeleteOutcome, Plan, Planned, Written, digest};
-use crate::store::links::{Link, LinkChange};
+use crate::store::links::{Link, LinkChange, LinkDigest};
 
 /// How writing one entity to a target ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,7 +92,7 @@ pub fn settle(
     planned: &Planned,
     prior: Option<&Link>,
     written: Option<Written>,
-    source_digest: Option<String>,
+    source_digest: Option<LinkDigest>,
     update_form: impl FnOnce(&str) -> Option<Value>,
 ) -> Settled {
     let source_entity = planned.source_id.clone();
@@ -164,7 +164,7 @@ pub fn settle(
     };
     let (content, digest, source_digest) = match planned_for {
         Some((planned_id, planned_digest)) if *planned_id == target_id => {
-            (entity.clone(), planned_digest.clone(), source_digest)
+            (entity.clone(), *planned_digest, source_digest)
         }
         _ => match update_form(&target_id) {
             Some(form) => {
@@ -219,10 +219,10 @@ pub fn apply_in_memory(links: &mut HashMap<String, Link>, change: &LinkChange) {
                 source_entity.clone(),
                 Link {
                     target_entity: Some(target_entity.clone()),
-                    digest: Some(digest.clone()),
+                    digest: Some(*digest),
                     existed_before: *existed_before,
                     creating: false,
-                    source_digest: source_digest.clone(),
+                    source_digest: *source_digest,
                 },
             );
         }
@@ -231,7 +231,7 @@ pub fn apply_in_memory(links: &mut HashMap<String, Link>, change: &LinkChange) {
             source_digest,
         } => {
             if let Some(link) = links.get_mut(source_entity) {
-                link.source_digest = Some(source_digest.clone());
+                link.source_digest = Some(*source_digest);
             }
         }
         LinkChange::Stale { source_entity } => {
@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn the_memo_digest_stays_only_with_content_in_its_update_form() {
         let memo_of = |s: &Settled| match &s.link {
-            Some(LinkChange::Written { source_digest, .. }) => source_digest.clone(),
+            Some(LinkChange::Written { source_digest, .. }) => *source_digest,
             other => panic!("{other:?}"),
         };
         let created = || Written::Created {
@@ -418,7 +418,7 @@ mod tests {
             recovered: false,
             left_out: vec![],
         };
-        let m = || Some("m1".to_string());
+        let m = || Some(LinkDigest::from([0x31; 32]));
         assert_eq!(
             memo_of(&settle(&create(), None, Some(created()), m(), update_form)),
             m()

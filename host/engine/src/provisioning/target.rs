@@ -15,7 +15,7 @@ use super::retry::{RetryScope, with_retries};
 use super::settings::{TargetSettings, TraceSettings};
 use crate::connector::{ConnectorError, EntityKind};
 use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
-use crate::store::links::Link;
+use crate::store::links::{Link, LinkDigest};
 use crate::store::systems::System;
 
 /// Everything a run needs to write to one target system.
@@ -80,7 +80,7 @@ pub struct Planned {
     /// What to do.
     pub plan: Plan,
     /// Digest of the transformed content.
-    pub digest: Option<String>,
+    pub digest: Option<LinkDigest>,
 }
 
 /// How a write ended.
@@ -232,9 +232,9 @@ impl EntityIdResolver for LinkResolver<'_> {
     }
 }
 
-/// SHA-256 of the canonical JSON text, hex.
-pub fn digest(entity: &Value) -> String {
-    hex::encode(Sha256::digest(entity.to_string().as_bytes()))
+/// SHA-256 of the canonical JSON text.
+pub fn digest(entity: &Value) -> LinkDigest {
+    LinkDigest::from(<[u8; 32]>::from(Sha256::digest(entity.to_string().as_bytes())))
 }
 
 impl TargetContext {
@@ -288,7 +288,7 @@ impl TargetContext {
         let digest = digest(&entity);
         let plan = match (linked_id, link) {
             (Some(target_id), Some(link)) => {
-                if !rewrite && link.digest.as_deref() == Some(digest.as_str()) {
+                if !rewrite && link.digest == Some(digest) {
                     Plan::Unchanged
                 } else {
                     Plan::Update {
@@ -650,7 +650,7 @@ mod tests {
         let a = json!({"userName": "a", "active": true});
         assert_eq!(digest(&a), digest(&a.clone()));
         assert_ne!(digest(&a), digest(&json!({"userName": "a", "active": false})));
-        assert_eq!(digest(&a).len(), 64);
+        assert_eq!(digest(&a).to_hex().len(), 64);
     }
 
     #[test]

@@ -63,7 +63,8 @@ impl JobRun {
                 let mut kept = HashMap::new();
                 for r in rejected {
                     let unchanged = links.get(&r.source_id).is_some_and(|l| {
-                        l.target_entity.as_deref() == Some(r.target_entity_id.as_str()) && l.digest == r.digest
+                        l.target_entity.as_deref() == Some(r.target_entity_id.as_str())
+                            && l.digest.map(|d| d.to_hex()) == r.digest
                     });
                     if unchanged && !seen.contains(&r.source_id) {
                         kept.insert(r.source_id.clone(), r);

@@ -23,7 +23,7 @@ use super::{JobOptions, JobType, Trigger};
 use crate::connector::{ConnectorError, EntityKind, Page, PageRequest};
 use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
 use crate::store::jobs::{Claim, DeltaState, EntityLogEntry, HeldDelete, JobStatus};
-use crate::store::links::{Link, LinkChange, LinkScope};
+use crate::store::links::{Link, LinkChange, LinkDigest, LinkScope};
 use crate::store::systems::System;
 use crate::store::{StoreError, Stores};
 

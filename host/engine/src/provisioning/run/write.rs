@@ -38,9 +38,9 @@ impl TargetRun {
     }
 
     /// The memo digest of a page's entity for this target, when it memoises.
-    fn memo_digest(&self, item: &Item) -> Option<String> {
+    fn memo_digest(&self, item: &Item) -> Option<LinkDigest> {
         let (memo, native) = (self.memo.as_ref()?, item.native.as_ref()?);
-        Some(memo::to_text(&memo.digest(native)))
+        Some(memo.digest(native))
     }
 
     /// What a run that found an entity unchanged by transforming it tells its link: the memo digest, when
@@ -50,8 +50,8 @@ impl TargetRun {
             return None;
         }
         let digest = self.memo_digest(item)?;
-        let known = self.links(kind).get(&item.id)?.source_digest.as_deref();
-        (known != Some(digest.as_str())).then(|| LinkChange::Remembered {
+        let known = self.links(kind).get(&item.id)?.source_digest;
+        (known != Some(digest)).then(|| LinkChange::Remembered {
             source_entity: item.id.clone(),
             source_digest: digest,
         })
@@ -181,7 +181,9 @@ pub(super) async fn plan_target(
                 if stop.is_requested() {
                     return (i, p, None, vec![]);
                 }
-                let written = ctx.execute(kind, &p.plan).await;
+                // Boxed: a page's writes all wait here as tasks, and the connector call's state (kilobytes)
+                // would otherwise be part of every waiting task, not only of the few that hold a permit.
+                let written = Box::pin(ctx.execute(kind, &p.plan)).await;
                 let mut problems = vec![];
                 if kind == EntityKind::User
                     && let (
@@ -189,7 +191,7 @@ pub(super) async fn plan_target(
                         Plan::Create { variables, .. } | Plan::Update { variables, .. },
                     ) = (&written, &p.plan)
                 {
-                    problems = ctx.assignments(target_id, variables, "assignGroup").await;
+                    problems = Box::pin(ctx.assignments(target_id, variables, "assignGroup")).await;
                 }
                 (i, p, written, problems)
             }),
