@@ -44,16 +44,17 @@ impl LinkDigest {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
-
-    /// The digest's bytes.
-    pub fn bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
 }
 
 impl From<[u8; 32]> for LinkDigest {
     fn from(bytes: [u8; 32]) -> Self {
         LinkDigest(bytes)
+    }
+}
+
+impl From<sha2::digest::Output<sha2::Sha256>> for LinkDigest {
+    fn from(output: sha2::digest::Output<sha2::Sha256>) -> Self {
+        LinkDigest(output.into())
     }
 }
 
@@ -161,7 +162,8 @@ mod tests {
         let text = "00ff".repeat(16);
         let digest = LinkDigest::from_hex(&text).expect("64 hex digits");
         assert_eq!(digest.to_hex(), text);
-        assert_eq!(digest.bytes()[..2], [0x00, 0xff]);
+        let bytes: [u8; 32] = std::array::from_fn(|i| if i % 2 == 0 { 0x00 } else { 0xff });
+        assert_eq!(digest, LinkDigest::from(bytes));
         assert_eq!(format!("{digest:?}"), text);
         for bad in ["", "d1", &"0".repeat(63), &"0".repeat(66), &"g".repeat(64), "tampered"] {
             assert_eq!(LinkDigest::from_hex(bad), None, "{bad:?}");

@@ -86,7 +86,7 @@ impl Memo {
         let mut hasher = Sha256::new();
         hasher.update(self.key);
         hasher.update(native);
-        LinkDigest::from(<[u8; 32]>::from(hasher.finalize()))
+        LinkDigest::from(hasher.finalize())
     }
 
     /// The source entity whose link says this memo digest's entity is unchanged, if one does.
