@@ -23,7 +23,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use provisio_engine::{
-    audit, connector, metrics, notify, outbound, plugins, provisioning, quarantine, realtime, retention, runtime,
+    audit, connector, json, metrics, notify, outbound, plugins, provisioning, quarantine, realtime, retention, runtime,
     secrets, store, systems, transform_test,
 };
 

@@ -212,7 +212,7 @@ impl Page {
         total: Option<u64>,
     ) -> Self {
         Page {
-            entities: entities.into_iter().map(|e| e.to_string()).collect(),
+            entities: entities.into_iter().map(|e| crate::json::text(&e)).collect(),
             next_cursor,
             total,
         }

@@ -94,7 +94,7 @@ impl ConfiguredConnector for Ias {
     }
 
     fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
-        fetch(s, kind, id).map(|v| v.to_string())
+        fetch(s, kind, id).map(|v| json::text(&v))
     }
 
     fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {
@@ -137,15 +137,15 @@ impl ConfiguredConnector for Ias {
             ))
         })?;
         match added {
-            Some(v) => Ok(v.to_string()),
-            None => fetch(s, kind, id).map(|v| v.to_string()),
+            Some(v) => Ok(json::text(&v)),
+            None => fetch(s, kind, id).map(|v| json::text(&v)),
         }
     }
 
     fn replace(s: &Settings, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
         let mut entity = Value::Object(json::parse_object(entity, kind.as_str())?);
         remote::declare_schemas(&mut entity, kind);
-        replace_entity(s, kind, id, &entity, version_of(&entity)).map(|v| v.to_string())
+        replace_entity(s, kind, id, &entity, version_of(&entity)).map(|v| json::text(&v))
     }
 
     fn patch(s: &Settings, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
@@ -162,7 +162,7 @@ impl ConfiguredConnector for Ias {
             // Version 1 has no PATCH; and with ias.support.patch.operation false SAP writes users with PUT.
             _ => Some(patch_by_put(s, kind, id, &ops)?),
         };
-        Ok(result.map(|v| v.to_string()))
+        Ok(result.map(|v| json::text(&v)))
     }
 
     fn delete(s: &Settings, kind: EntityKind, id: &str) -> Result<()> {
@@ -325,5 +325,5 @@ fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Er
     if let Some(obj) = entity.as_object_mut() {
         obj.insert("id".into(), Value::String(id.to_string()));
     }
-    replace_entity(s, kind, &id, &entity, version_of(&existing)).map(|v| v.to_string())
+    replace_entity(s, kind, &id, &entity, version_of(&existing)).map(|v| json::text(&v))
 }

@@ -142,7 +142,7 @@ impl ConfiguredConnector for IpsTarget {
         let body = payload::shape(s.version, kind, entity, Some(id));
         let resp = s.request_with("PUT", entity_path(kind, id), &body).send(s.cfg)?;
         let resp = ok_or_not_found(resp, kind, id)?;
-        stored_or_sent(&resp, &body).map(|v| v.to_string())
+        stored_or_sent(&resp, &body).map(|v| json::text(&v))
     }
 
     fn patch(s: &Settings, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
@@ -161,7 +161,7 @@ impl ConfiguredConnector for IpsTarget {
         if resp.is_empty() {
             return Ok(None);
         }
-        resp.json().map(|v| Some(v.to_string()))
+        resp.json().map(|v| Some(json::text(&v)))
     }
 
     fn delete(s: &Settings, kind: EntityKind, id: &str) -> Result<()> {

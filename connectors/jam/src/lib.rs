@@ -89,14 +89,14 @@ impl ConfiguredConnector for Jam {
     }
 
     fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
-        s.fetch(kind, id).map(|v| v.to_string())
+        s.fetch(kind, id).map(|v| json::text(&v))
     }
 
     fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {
         let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
         let resp = s.request_with("POST", s.collection(kind), &entity).send(s.cfg)?;
         match resp.status {
-            200..=299 => s.entity_of(&resp, "created").map(|v| v.to_string()),
+            200..=299 => s.entity_of(&resp, "created").map(|v| json::text(&v)),
             409 => resolve_conflict(s, kind, &entity, status::error_for(&resp)),
             _ => Err(status::error_for(&resp)),
         }
@@ -104,7 +104,7 @@ impl ConfiguredConnector for Jam {
 
     fn replace(s: &Settings, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
         let entity = Value::Object(json::parse_object(entity, kind.as_str())?);
-        put(s, kind, id, &entity).map(|v| v.to_string())
+        put(s, kind, id, &entity).map(|v| json::text(&v))
     }
 
     fn patch(s: &Settings, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
@@ -117,7 +117,7 @@ impl ConfiguredConnector for Jam {
         if resp.is_empty() {
             return Ok(None);
         }
-        s.entity_of(&resp, "patched").map(|v| Some(v.to_string()))
+        s.entity_of(&resp, "patched").map(|v| Some(json::text(&v)))
     }
 
     fn delete(s: &Settings, kind: EntityKind, id: &str) -> Result<()> {
@@ -156,5 +156,5 @@ fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Er
         "{} already exists in SAP Jam as {id}; updating it instead",
         kind.as_str()
     ));
-    put(s, kind, &id, entity).map(|v| v.to_string())
+    put(s, kind, &id, entity).map(|v| json::text(&v))
 }

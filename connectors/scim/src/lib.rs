@@ -64,7 +64,7 @@ impl ConfiguredConnector for Scim {
     }
 
     fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
-        s.fetch(kind, id).map(|v| v.to_string())
+        s.fetch(kind, id).map(|v| json::text(&v))
     }
 
     fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {
@@ -72,7 +72,7 @@ impl ConfiguredConnector for Scim {
         extensions::strip_entity(s, kind, &mut entity);
         let resp = s.request_with("POST", s.collection(kind), &entity).send(s.cfg)?;
         match resp.status {
-            200..=299 => s.entity_of(&resp, "created").map(|v| v.to_string()),
+            200..=299 => s.entity_of(&resp, "created").map(|v| json::text(&v)),
             409 => resolve_conflict(s, kind, &entity, status::error_for(&resp)),
             _ => Err(status::error_for(&resp)),
         }
@@ -83,7 +83,7 @@ impl ConfiguredConnector for Scim {
         extensions::strip_entity(s, kind, &mut entity);
         // A version the entity carries is the caller's precondition: a stale one fails, it is not retried.
         let version = s.version_of(&entity);
-        s.put(kind, id, &entity, version, false).map(|v| v.to_string())
+        s.put(kind, id, &entity, version, false).map(|v| json::text(&v))
     }
 
     fn patch(s: &Settings, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
@@ -97,7 +97,7 @@ impl ConfiguredConnector for Scim {
                 .is_some_and(Vec::is_empty)
         {
             // Nothing the system keeps was to change.
-            return s.fetch(kind, id).map(|v| Some(v.to_string()));
+            return s.fetch(kind, id).map(|v| Some(json::text(&v)));
         }
         let ops = PatchOp::parse(&doc)?;
         if s.patch {
@@ -114,11 +114,11 @@ impl ConfiguredConnector for Scim {
                 if resp.is_empty() {
                     return Ok(None);
                 }
-                return s.entity_of(&resp, "patched").map(|v| Some(v.to_string()));
+                return s.entity_of(&resp, "patched").map(|v| Some(json::text(&v)));
             }
         }
         // No PATCH in this system: read, apply, write back (re-reading once on a stale version).
-        s.patch_by_put(kind, id, &ops).map(|v| Some(v.to_string()))
+        s.patch_by_put(kind, id, &ops).map(|v| Some(json::text(&v)))
     }
 
     fn delete(s: &Settings, kind: EntityKind, id: &str) -> Result<()> {
@@ -152,5 +152,5 @@ fn resolve_conflict(s: &Settings, kind: EntityKind, entity: &Value, conflict: Er
         kind.as_str()
     ));
     s.put(kind, &id, entity, s.version_of(&existing), true)
-        .map(|v| v.to_string())
+        .map(|v| json::text(&v))
 }

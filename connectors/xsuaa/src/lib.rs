@@ -89,7 +89,7 @@ impl ConfiguredConnector for Xsuaa {
     }
 
     fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
-        uaa::fetch(s, kind, id).map(|v| v.to_string())
+        uaa::fetch(s, kind, id).map(|v| json::text(&v))
     }
 
     fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {
@@ -98,7 +98,7 @@ impl ConfiguredConnector for Xsuaa {
             EntityKind::User => users::create(s, entity),
             EntityKind::Group => groups::create(s, entity),
         }
-        .map(|v| v.to_string())
+        .map(|v| json::text(&v))
     }
 
     fn replace(s: &Settings, kind: EntityKind, id: &str, entity: &str) -> Result<String> {
@@ -107,7 +107,7 @@ impl ConfiguredConnector for Xsuaa {
             EntityKind::User => users::replace(s, id, entity),
             EntityKind::Group => groups::replace(s, id, entity),
         }
-        .map(|v| v.to_string())
+        .map(|v| json::text(&v))
     }
 
     fn patch(s: &Settings, kind: EntityKind, id: &str, operations: &str) -> Result<Option<String>> {
@@ -116,7 +116,7 @@ impl ConfiguredConnector for Xsuaa {
             EntityKind::User => users::patch(s, id, &ops).map(Some)?,
             EntityKind::Group => groups::patch(s, id, &ops)?,
         };
-        Ok(patched.map(|v: Value| v.to_string()))
+        Ok(patched.map(|v: Value| json::text(&v)))
     }
 
     fn delete(s: &Settings, kind: EntityKind, id: &str) -> Result<()> {

@@ -8,11 +8,13 @@
 //! - [`store`]: the store's interfaces, one per aggregate (principals, systems, plugins, jobs, links,
 //!   real-time events), bundled as [`store::Stores`]; backends (`provisio-store-sqlite`) implement them.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`json`]: compact JSON text of a value, the fast way.
 //!
 //! Dependencies point one way: `provisio` (HTTP, CLI) → `provisio-engine` → `provisio-core`, and a store
 //! backend → `provisio-core`.
 
 pub mod connector;
+pub mod json;
 pub mod metrics;
 pub mod outbound;
 pub mod runtime;

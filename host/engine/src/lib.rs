@@ -14,7 +14,7 @@
 //! It stands on `provisio-core` (runtime, outbound, store, secrets), which it re-exports under the same
 //! module names, and never on the HTTP layer.
 
-pub use provisio_core::{connector, metrics, outbound, runtime, secrets, store};
+pub use provisio_core::{connector, json, metrics, outbound, runtime, secrets, store};
 
 pub mod audit;
 pub mod notify;
@@ -28,6 +28,10 @@ pub mod systems;
 pub mod transform_test;
 
 use std::sync::Arc;
+
+/// The fewest entities a core takes from a page's transformations (a job's, a proxied list's): below this,
+/// spreading costs more than it saves.
+pub(crate) const PARALLEL_CHUNK: usize = 32;
 
 /// The engine's services, wired once by the composition root (the service's `server::boot`); cheap to clone.
 #[derive(Clone)]

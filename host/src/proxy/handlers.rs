@@ -67,7 +67,7 @@ async fn unknown_endpoint() -> ScimReply {
 
 /// A SCIM JSON answer.
 fn scim(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
+    let mut r = (status, crate::json::text(body)).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     r

@@ -16,7 +16,7 @@ use url::Url;
 use super::HttpError;
 
 /// How the host authenticates a system's outbound requests.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub enum Credentials {
     /// No authorization header.
     None,

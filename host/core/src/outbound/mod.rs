@@ -97,6 +97,13 @@ pub struct SystemEndpoint {
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
+impl SystemEndpoint {
+    /// Whether requests to `other` carry the same credentials and sealed headers (so the same secrets).
+    pub fn attaches_the_same(&self, other: &SystemEndpoint) -> bool {
+        self.credentials == other.credentials && self.headers == other.headers
+    }
+}
+
 /// Limits on every outbound request.
 #[derive(Clone, Debug)]
 pub struct OutboundLimits {

@@ -117,6 +117,11 @@ impl Secrets {
         self.values.is_empty()
     }
 
+    /// How many secrets are scrubbed.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
     /// Replaces every secret in `bytes`; answers whether anything was replaced. Costs one `memmem` scan
     /// per secret (with its searcher built when the secret was added), and nothing when there are none.
     pub fn scrub_bytes(&self, bytes: &mut Vec<u8>) -> bool {

@@ -449,7 +449,7 @@ impl Runtime {
         entity: &serde_json::Value,
     ) -> Result<serde_json::Value, CallError> {
         match self
-            .invoke(plugin, Some(target), Request::Create(kind, entity.to_string()))
+            .invoke(plugin, Some(target), Request::Create(kind, crate::json::text(entity)))
             .await?
         {
             Response::Entity(r) => r.map_err(CallError::from),
@@ -470,7 +470,7 @@ impl Runtime {
             .invoke(
                 plugin,
                 Some(target),
-                Request::Replace(kind, id.to_string(), entity.to_string()),
+                Request::Replace(kind, id.to_string(), crate::json::text(entity)),
             )
             .await?
         {
@@ -492,7 +492,7 @@ impl Runtime {
             .invoke(
                 plugin,
                 Some(target),
-                Request::Patch(kind, id.to_string(), operations.to_string()),
+                Request::Patch(kind, id.to_string(), crate::json::text(operations)),
             )
             .await?
         {
@@ -536,10 +536,13 @@ impl Runtime {
                 state.deadline_hit = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
-            // A tick during which the guest waited on a request is not CPU it burnt.
-            if !std::mem::take(&mut state.waited) {
-                state.ticks += 1;
+            // A tick during which the guest waited on a request is not CPU it burnt, and the task has just
+            // been scheduled again: yielding once more would only add a trip through the run queue to the
+            // call's latency (half the calls to a backend taking 5 ms saw one).
+            if std::mem::take(&mut state.waited) {
+                return Ok(UpdateDeadline::Continue(1));
             }
+            state.ticks += 1;
             if state.ticks > budget_ticks {
                 state.throttled = true;
                 state.demoted.store(true, Ordering::Relaxed);

@@ -17,8 +17,10 @@ use wasmtime::Store;
 use super::bindings::Instance;
 use super::state::CallState;
 
-/// Most instances kept idle across all systems; each holds one slot of the instance pool.
-pub const CAPACITY: usize = 32;
+/// Most instances kept idle across all systems; each holds one slot of the instance pool. As many as one
+/// system may have in flight (`max_calls_per_system`'s default): with fewer, a busy proxy system dropped
+/// (and reset the memory of) an instance after most calls and instantiated another for the next.
+pub const CAPACITY: usize = 64;
 
 /// Calls one instance serves before it is replaced, so that a guest's slow leaks cannot accumulate.
 pub const MAX_USES: u32 = 10_000;

@@ -60,7 +60,7 @@ pub fn pair_key(source: Option<Digest>, target: Option<Digest>) -> Option<Digest
 
 /// The digest of a native entity as read.
 pub fn native_digest(native: &Value) -> Digest {
-    Sha256::digest(native.to_string().as_bytes()).into()
+    Sha256::digest(crate::json::text(native).as_bytes()).into()
 }
 
 /// One target's memo for a run: the memo digests its links carry, and the source entity each belongs to.

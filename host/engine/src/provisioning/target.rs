@@ -234,7 +234,7 @@ impl EntityIdResolver for LinkResolver<'_> {
 
 /// SHA-256 of the canonical JSON text.
 pub fn digest(entity: &Value) -> LinkDigest {
-    LinkDigest::from(Sha256::digest(entity.to_string().as_bytes()))
+    LinkDigest::from(Sha256::digest(crate::json::text(entity).as_bytes()))
 }
 
 impl TargetContext {

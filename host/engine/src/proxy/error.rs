@@ -137,7 +137,7 @@ impl ScimError {
     /// `Retry-After` where a retry is due. The HTTP layer sends it as it is.
     pub fn into_http(self) -> http::Response<String> {
         let body = provisio_scim::error::body(self.status.as_u16(), self.scim_type, &self.detail);
-        let mut response = http::Response::new(body.to_string());
+        let mut response = http::Response::new(crate::json::text(&body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(super::SCIM_JSON));

@@ -173,7 +173,7 @@ pub fn etag(resource: &Value) -> String {
             if let Some(o) = copy.as_object_mut() {
                 o.shift_remove("meta");
             }
-            let digest = Sha256::digest(copy.to_string().as_bytes());
+            let digest = Sha256::digest(crate::json::text(&copy).as_bytes());
             format!("W/\"{}\"", hex::encode(&digest[..8]))
         }
     }

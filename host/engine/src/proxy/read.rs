@@ -105,6 +105,17 @@ impl Proxy {
         Ok(Some(resource))
     }
 
+    /// A page of native entities through [`Proxy::to_scim`], in order, spread over the cores: the
+    /// transformations are most of a proxied page's own CPU.
+    pub(super) fn to_scim_page(&self, kind: EntityKind, natives: &[Value]) -> Vec<Result<Option<Value>, String>> {
+        use rayon::prelude::*;
+        natives
+            .par_iter()
+            .with_min_len(crate::PARALLEL_CHUNK)
+            .map(|native| self.to_scim(kind, native))
+            .collect()
+    }
+
     /// Sub-attributes a backend adds to standard complex attributes (UAA's `members[].origin`) are not
     /// SCIM and strict clients refuse them: only declared sub-attributes are served.
     pub(super) fn drop_undeclared(&self, kind: EntityKind, obj: &mut serde_json::Map<String, Value>) {
@@ -183,8 +194,8 @@ impl Proxy {
                 .read(&self.plugin, &self.call, &request)
                 .await
                 .map_err(ScimError::from_call)?;
-            for native in &page.entities {
-                match self.to_scim(kind, native) {
+            for transformed in self.to_scim_page(kind, &page.entities) {
+                match transformed {
                     Ok(Some(r)) => out.push(r),
                     Ok(None) => {}
                     // One entity the transformation cannot handle must not hide all others.
@@ -285,8 +296,8 @@ impl Proxy {
                     }
                 }
             }
-            for native in &page.entities {
-                match self.to_scim(kind, native) {
+            for transformed in self.to_scim_page(kind, &page.entities) {
+                match transformed {
                     Ok(Some(r)) if (resources.len() as u64) < q.count => resources.push(r),
                     Ok(Some(_)) => {}
                     // Skipped or failed entities shift the window: only a full read pages correctly then.

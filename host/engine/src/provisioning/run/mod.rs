@@ -33,9 +33,7 @@ mod write;
 
 pub use delete::execute_deletes;
 
-/// The fewest entities a core takes from a page's transformations: below this, spreading costs more than
-/// it saves.
-const PARALLEL_CHUNK: usize = 32;
+use crate::PARALLEL_CHUNK;
 pub use source::SourceReader;
 use source::scalar;
 pub use write::TargetRun;

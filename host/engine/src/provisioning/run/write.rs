@@ -106,7 +106,7 @@ pub(super) async fn plan_target(
         // Pure CPU work (the write transformation and a digest per entity): spread over the cores, in order.
         items
             .par_iter()
-            .with_min_len(super::PARALLEL_CHUNK)
+            .with_min_len(crate::PARALLEL_CHUNK)
             .map(|item| {
                 if item.remembered {
                     Planned {
