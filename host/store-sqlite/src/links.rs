@@ -58,11 +58,10 @@ impl LinkStore for SqliteStore {
         let (system, kind, since) = (system.to_owned(), kind.to_owned(), since.to_owned());
         self.blocking(move |s| {
             Ok(s.conn()
-                .query_row(
+                .prepare_cached(
                     "SELECT 1 FROM links WHERE target_id = ?1 AND kind = ?2 AND creating = 1 AND updated_at >= ?3 LIMIT 1",
-                    params![system, kind, since],
-                    |_| Ok(()),
-                )
+                )?
+                .query_row(params![system, kind, since], |_| Ok(()))
                 .optional()?
                 .is_some())
         })
@@ -94,11 +93,13 @@ impl SqliteStore {
 
     /// One link, or `None`.
     fn link(&self, scope: &LinkScope, source_entity: &str) -> Result<Option<Link>, Error> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
+        Ok(self
+            .conn()
+            .prepare_cached(
                 "SELECT target_entity, digest, existed_before, creating, source_digest FROM links
                  WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3 AND source_entity = ?4",
+            )?
+            .query_row(
                 params![scope.source, scope.target, scope.kind.as_str(), source_entity],
                 |r| link_at(r, 0),
             )
@@ -156,11 +157,10 @@ impl SqliteStore {
     fn written_by_provisio_since(&self, system: &str, kind: &str, entity: &str, since: &str) -> Result<bool, Error> {
         Ok(self
             .conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT 1 FROM links WHERE target_id = ?1 AND kind = ?2 AND target_entity = ?3 AND updated_at >= ?4 LIMIT 1",
-                params![system, kind, entity, since],
-                |_| Ok(()),
-            )
+            )?
+            .query_row(params![system, kind, entity, since], |_| Ok(()))
             .optional()?
             .is_some())
     }

@@ -416,11 +416,8 @@ impl SqliteStore {
     fn event(&self, seq: i64) -> Result<Option<EventRecord>, Error> {
         Ok(self
             .conn()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM realtime_events WHERE seq = ?1"),
-                params![seq],
-                record,
-            )
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM realtime_events WHERE seq = ?1"))?
+            .query_row(params![seq], record)
             .optional()?)
     }
 
@@ -482,7 +479,7 @@ fn record_outcome(
         .execute(params![
             seq,
             state,
-            results.to_string(),
+            provisio_core::json::text(results),
             next_attempt_at,
             finished,
             fence
@@ -504,7 +501,7 @@ fn write_pushed_entity(
                 "INSERT INTO realtime_entities (source_id, kind, entity_id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (source_id, kind, entity_id) DO UPDATE SET body = ?4, updated_at = ?5",
             )?
-            .execute(params![source, kind, id, b.to_string(), at])?,
+            .execute(params![source, kind, id, provisio_core::json::text(b), at])?,
         None => conn
             .prepare_cached("DELETE FROM realtime_entities WHERE source_id = ?1 AND kind = ?2 AND entity_id = ?3")?
             .execute(params![source, kind, id])?,
