@@ -67,6 +67,9 @@ pub struct SqliteStore {
     systems_generation: Arc<AtomicU64>,
 }
 
+/// Prepared statements the shared connection keeps compiled.
+const STATEMENT_CACHE: usize = 64;
+
 /// How often the write-ahead log is copied back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -121,6 +124,9 @@ impl SqliteStore {
         // with 31-37 MiB less peak RSS in the 100,000-user Read (docs/performance.md, 2026-12-05).
         conn.pragma_update(None, "cache_size", -8192)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Room for every statement the store caches (about 50): with rusqlite's default of 16, a real-time
+        // event's dozen statements beside a job's evicted each other and were compiled again.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrations::run(&mut conn)?;
         systems::name_sealed_secrets(&conn, &secrets)?;
         Ok(SqliteStore {
