@@ -1,11 +1,11 @@
 //! The embedded store: one SQLite file (WAL) in the data directory, with migrations. It implements every
 //! aggregate's interface of [`provisio_core::store`]; [`SqliteStore::stores`] hands them out as [`Stores`].
 //!
-//! The connection is shared behind a mutex and no query holds a tokio worker: on the multi-threaded runtime a
-//! query runs in `block_in_place` (the worker's other tasks move to another thread first), elsewhere on the
-//! blocking pool; a commit's fsync or a large read must not stall the requests being served meanwhile. Real-time
-//! events are appended by a thread of their own with group commit ([`realtime`]); a second thread
-//! checkpoints the write-ahead log.
+//! Queries run one after the other on a thread of their own that owns the shared connection ([`Queries`]): no
+//! query holds a tokio worker (a commit's fsync or a large read must not stall the requests being served
+//! meanwhile), and under load the thread goes from one query to the next without a hand-over. Real-time
+//! events are appended by a thread of their own with group commit ([`realtime`]); a third thread checkpoints
+//! the write-ahead log.
 
 mod audit;
 mod jobs;
@@ -59,12 +59,39 @@ impl From<Error> for StoreError {
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    queries: Queries,
     secrets: SecretBox,
     path: Option<PathBuf>,
     /// Appends real-time events with group commit; `None` in memory (appends use the shared connection).
     appender: Option<realtime::Appender>,
     /// Bumped on every change to a system or its transformation.
     systems_generation: Arc<AtomicU64>,
+}
+
+/// A query handed to the query thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread that runs every query on the shared connection, in the order they come. Measured against the
+/// connection behind a mutex with each query in `block_in_place` (docs/performance.md, "the query thread"):
+/// with real-time events in flight, about 50 threads waited on the mutex and it stood free 44 % of the time
+/// between one holder and the next being scheduled.
+#[derive(Clone)]
+struct Queries(std::sync::mpsc::Sender<Job>);
+
+impl Queries {
+    /// Starts the thread; it ends when the last store handle is dropped.
+    fn start() -> Result<Queries, Error> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("provisio-sqlite".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .map_err(|e| Error::Corrupt(format!("cannot start the query thread: {e}")))?;
+        Ok(Queries(tx))
+    }
 }
 
 /// Prepared statements the shared connection keeps compiled.
@@ -102,6 +129,13 @@ impl SqliteStore {
             // Checkpoints run on a thread of their own (below), not inside a request's commit.
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
             let mut store = Self::init(conn, secrets)?;
+            // Claims on real-time events matter only to the process that owns the file: those a crash left
+            // would hold their events back until their lease ran out.
+            store.conn().execute(
+                "UPDATE realtime_events SET claimed_by = NULL, claimed_until = NULL
+                 WHERE state = 'pending' AND claimed_by IS NOT NULL",
+                [],
+            )?;
             store.path = Some(path.to_path_buf());
             store.appender = Some(realtime::Appender::open(path)?);
             spawn_checkpointer(path, Arc::downgrade(&store.conn))?;
@@ -131,6 +165,7 @@ impl SqliteStore {
         systems::name_sealed_secrets(&conn, &secrets)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            queries: Queries::start()?,
             secrets,
             path: None,
             appender: None,
@@ -148,25 +183,25 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `work` without holding a tokio worker: in place on the multi-threaded runtime (measured: handing a
-    /// page's batch to the blocking pool and back cost 15 µs per entity of a job), else on the blocking pool.
+    /// Runs `work` on the query thread and waits for it without holding a tokio worker.
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&SqliteStore) -> Result<T, Error> + Send + 'static,
     {
-        // On a multi-threaded runtime the query runs where it is, with the worker's other tasks handed to
-        // another thread first (no copy of the data to another thread, no wake-up); else on the blocking pool.
-        if tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-        {
-            return Ok(tokio::task::block_in_place(|| work(self))?);
-        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
         let store = self.clone();
-        match tokio::task::spawn_blocking(move || work(&store)).await {
+        let job: Job = Box::new(move || {
+            // A panic is this query's error, as a panic in a plugin call is that call's; the thread goes on.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&store)));
+            drop(store);
+            let _ = reply.send(result);
+        });
+        let stopped = || StoreError::Backend("the store's query thread has stopped".into());
+        self.queries.0.send(job).map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())? {
             Ok(result) => Ok(result?),
-            // A panic is this query's error, as a panic in a plugin call is that call's.
-            Err(e) => Err(StoreError::Backend(format!("the query did not finish: {e}"))),
+            Err(_) => Err(StoreError::Backend("the query did not finish: it panicked".into())),
         }
     }
 

@@ -517,7 +517,8 @@ mod tests {
 
     use super::*;
 
-    /// Events appended at once are committed together by the writer thread, and are there after a reopen.
+    /// Events appended at once are committed together by the writer thread, and are there after a reopen,
+    /// free of the claims the process before held.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appended_events_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("dir");
@@ -550,10 +551,23 @@ mod tests {
         for result in appended {
             result.expect("appended");
         }
+        // A process that claimed some and crashed: its claims do not hold the events back after a reopen.
+        let claimed = stores
+            .events
+            .claim_next("crashed", 10, Duration::from_secs(600))
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 10);
         drop(stores);
         let reopened = SqliteStore::open(&path, key).expect("reopen").stores();
         let pending = reopened.events.pending(100).await.expect("pending");
         assert_eq!(pending.len(), 50);
+        let again = reopened
+            .events
+            .claim_next("restarted", 100, Duration::from_secs(600))
+            .await
+            .expect("claim");
+        assert_eq!(again.len(), 50, "every event is free again");
         let first = reopened
             .events
             .get(pending[0].seq)

@@ -101,10 +101,9 @@ pub struct Finished {
 pub trait EventStore: Send + Sync {
     /// Stores an event durably (committed when this returns) as `pending`.
     async fn append(&self, event: NewEvent) -> Result<EventRecord, StoreError>;
-    /// Pending events in order of arrival, without their bodies (the dispatcher decides which may run and
-    /// loads the body of those with [`EventStore::get`]). The events of an entity whose event is held under
-    /// a live claim (being worked by a replica) are left out: several replicas each see the work that is
-    /// free, rather than all scanning the same head of the outbox.
+    /// Pending events in order of arrival, without their bodies (the backlog as an operator sees it; the
+    /// dispatcher takes work with [`EventStore::claim_next`]). The events of an entity whose event is held
+    /// under a live claim (being worked by a replica) are left out.
     async fn pending(&self, limit: i64) -> Result<Vec<EventRecord>, StoreError>;
     /// Claims these pending events for `node` for `lease` (by the database's clock), skipping those another
     /// replica holds under a live claim and those that are no longer pending; returns the ones claimed. So
@@ -116,7 +115,8 @@ pub trait EventStore: Send + Sync {
     /// each the first pending event of its entity (an entity's later event waits while an earlier one is
     /// pending, claimed or not, so per-entity order holds across replicas). Replicas that call this at once
     /// each get events of their own (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so together they fill their
-    /// rooms instead of contending for the same head of the outbox.
+    /// rooms instead of contending for the same head of the outbox. A store one process owns is claimed
+    /// the same way: one transaction per scan hands out the events with their bodies.
     async fn claim_next(&self, node: &str, room: i64, lease: Duration) -> Result<Vec<EventRecord>, StoreError>;
     /// Renews `node`'s claims on these events (the ones it is still working on); how many.
     async fn renew_claims(&self, node: &str, seqs: &[i64], lease: Duration) -> Result<u64, StoreError>;

@@ -12,7 +12,7 @@
 
 pub mod events;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,9 +37,8 @@ use crate::store::{StoreError, Stores};
 /// Events worked on at once.
 const MAX_IN_FLIGHT: usize = 32;
 
-/// Pending events looked at per scan: enough to find work for every free slot in the usual case, few enough
-/// that a long backlog does not make each scan expensive.
-const SCAN: i64 = 128;
+/// How long the dispatcher gathers wakes before it claims again.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// Ended attempts recorded in one transaction at most.
 const MAX_COMMIT: usize = 256;
@@ -149,7 +148,7 @@ impl Realtime {
         tokio::spawn(commit_loop(self.inner.store.clone(), to_commit));
         let mut last_renewal = std::time::Instant::now();
         loop {
-            if self.inner.store.is_shared() && last_renewal.elapsed() >= HEARTBEAT {
+            if last_renewal.elapsed() >= HEARTBEAT {
                 self.renew_claims().await;
                 last_renewal = std::time::Instant::now();
             }
@@ -159,8 +158,9 @@ impl Realtime {
                 _ = done_rx.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
-            // Under load, wakes come by the thousand: one scan serves all that came meanwhile.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Under load, wakes come by the thousand: one claim serves all that came meanwhile. Short, because
+            // a slot freed stays idle until then (5 ms held each of the 32 slots idle a third of the time).
+            tokio::time::sleep(GATHER).await;
             while done_rx.try_recv().is_ok() {}
         }
     }
@@ -173,8 +173,13 @@ impl Realtime {
         while !self.in_flight().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let Some(node) = self.claimant() else { return 0 };
-        match self.inner.store.events.release_claims(node).await {
+        match self
+            .inner
+            .store
+            .events
+            .release_claims(self.inner.provisioning.node())
+            .await
+        {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot hand real-time events back; they are claimed again when their lease ends");
@@ -187,14 +192,15 @@ impl Realtime {
         self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The replica name claims are held under, on a shared store; `None` on a store this process owns.
-    fn claimant(&self) -> Option<&str> {
+    /// The replica whose claims fence the outcomes it records, on a shared store; `None` on a store this
+    /// process owns (no other replica can take an event over).
+    fn fence(&self) -> Option<&str> {
         self.inner.store.is_shared().then(|| self.inner.provisioning.node())
     }
 
     /// Renews the claims on the events being worked here.
     async fn renew_claims(&self) {
-        let Some(node) = self.claimant() else { return };
+        let node = self.inner.provisioning.node();
         let seqs: Vec<i64> = self.in_flight().values().copied().collect();
         if seqs.is_empty() {
             return;
@@ -215,10 +221,7 @@ impl Realtime {
         if room == 0 {
             return;
         }
-        let ready = match self.claimant() {
-            Some(node) => self.claim_ready(node, room).await,
-            None => self.scan_ready(room).await,
-        };
+        let ready = self.claim_ready(self.inner.provisioning.node(), room).await;
         for (key, event) in ready {
             let this = self.clone();
             let (done, commits) = (done.clone(), commits.clone());
@@ -230,9 +233,10 @@ impl Realtime {
         }
     }
 
-    /// On a store several replicas share: the next events this replica may work, claimed by it in one
-    /// statement that skips what other replicas hold or are claiming (each fills its own slots), with their
-    /// bodies. The store keeps per-entity order; what is in flight here is left alone all the same.
+    /// The next events this replica may work, claimed by it with their bodies in one statement that skips
+    /// what other replicas hold or are claiming (each fills its own slots). The store keeps per-entity order;
+    /// what is in flight here is left alone all the same. On a store of its own the claim costs one
+    /// transaction per scan and spares a read per event (the body, and whether it is still pending).
     async fn claim_ready(&self, node: &str, room: usize) -> Vec<((String, String, String), EventRecord)> {
         let claimed = match self.inner.store.events.claim_next(node, room as i64, LEASE).await {
             Ok(claimed) => claimed,
@@ -262,69 +266,11 @@ impl Realtime {
             .collect()
     }
 
-    /// On a store of its own: the first pending event of each entity with none in flight here, whose retry
-    /// time has come (bodies loaded when each starts).
-    async fn scan_ready(&self, room: usize) -> Vec<((String, String, String), EventRecord)> {
-        // Entities with an event in flight list their queued events behind it, so the scan looks further
-        // than the room.
-        let pending = match self.inner.store.events.pending(SCAN).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the real-time outbox");
-                return Vec::new();
-            }
-        };
-        let now = crate::store::now();
-        let mut blocked: HashSet<(String, String, String)> = HashSet::new();
-        let mut ready = Vec::new();
-        for event in pending {
-            let key = (
-                event.source_id.clone(),
-                event.entity_type.clone(),
-                event.entity_id.clone(),
-            );
-            if blocked.contains(&key) {
-                continue;
-            }
-            // Later events of this entity wait behind this one, whatever happens to it now.
-            blocked.insert(key.clone());
-            if event.next_attempt_at.as_deref().is_some_and(|t| t > now.as_str()) {
-                continue;
-            }
-            {
-                let mut in_flight = self.in_flight();
-                if in_flight.contains_key(&key) {
-                    continue;
-                }
-                in_flight.insert(key.clone(), event.seq);
-            }
-            ready.push((key, event));
-            if ready.len() >= room {
-                break;
-            }
-        }
-        ready
-    }
-
     /// One attempt at one event: every target, then the outcome recorded with the writes it made, in a
     /// group commit with the other events that ended meanwhile; returns once it is committed (the entity's
     /// next event may start only then).
+    /// The event comes claimed with its body: pending, and this replica's until its lease runs out.
     async fn work(&self, event: EventRecord, commits: &Commits) {
-        let event = if self.claimant().is_some() {
-            // Claimed with its body: pending, and this replica's until its lease runs out.
-            event
-        } else {
-            match self.inner.store.events.get(event.seq).await {
-                // A scan may list an event that finished between its read and this start: it is not worked
-                // twice.
-                Ok(Some(full)) if full.state == "pending" => full,
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::warn!(seq = event.seq, error = %e, "cannot load a real-time event");
-                    return;
-                }
-            }
-        };
         let (state, results, writes) = self.provision(&event).await;
         let attempts = event.attempts + 1;
         let retried = state == Attempt::Retry;
@@ -344,7 +290,7 @@ impl Realtime {
         let linked_targets: Vec<String> = writes.links.iter().map(|(scope, _)| scope.target.clone()).collect();
         let finished = Finished {
             seq: event.seq,
-            fence: self.claimant().map(str::to_owned),
+            fence: self.fence().map(str::to_owned),
             state: state.to_owned(),
             results: results.clone(),
             next_attempt_at: next,
@@ -398,7 +344,7 @@ impl Realtime {
                     .inner
                     .store
                     .events
-                    .finish(event.seq, self.claimant(), state, &results, next.as_deref())
+                    .finish(event.seq, self.fence(), state, &results, next.as_deref())
                     .await
                 {
                     tracing::error!(seq = event.seq, error = %e, "cannot record a real-time event's outcome");
