@@ -86,15 +86,24 @@ impl LinkStore for PostgresStore {
         if let Some(claim) = fence {
             crate::jobs::fence(&mut tx, claim).await?;
         }
+        apply_changes(&mut tx, scope, &changes, &now()).await?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(())
+    }
+
+    async fn apply_across(&self, changes: Vec<(LinkScope, LinkChange)>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let at = now();
+        // Consecutive changes of one scope go together (one statement per run of a kind of change).
         let mut rest = changes.as_slice();
-        while let Some(first) = rest.first() {
-            let len = rest
-                .iter()
-                .position(|c| std::mem::discriminant(c) != std::mem::discriminant(first))
-                .unwrap_or(rest.len());
-            let (run, next) = rest.split_at(len);
-            apply_run(&mut tx, scope, run, &at).await?;
+        while let Some((scope, _)) = rest.first() {
+            let len = rest.iter().position(|(s, _)| s != scope).unwrap_or(rest.len());
+            let (same, next) = rest.split_at(len);
+            let run: Vec<LinkChange> = same.iter().map(|(_, c)| c.clone()).collect();
+            apply_changes(&mut tx, scope, &run, &at).await?;
             rest = next;
         }
         tx.commit().await.map_err(Error::from)?;
@@ -170,6 +179,26 @@ fn last_per_entity(run: &[LinkChange]) -> Vec<&LinkChange> {
 }
 
 /// Applies changes that are all of one kind.
+/// Applies a scope's changes in order inside the caller's transaction, a run of one kind of change at a time.
+async fn apply_changes(
+    tx: &mut Transaction<'_, Postgres>,
+    scope: &LinkScope,
+    changes: &[LinkChange],
+    at: &str,
+) -> Result<(), Error> {
+    let mut rest = changes;
+    while let Some(first) = rest.first() {
+        let len = rest
+            .iter()
+            .position(|c| std::mem::discriminant(c) != std::mem::discriminant(first))
+            .unwrap_or(rest.len());
+        let (run, next) = rest.split_at(len);
+        apply_run(tx, scope, run, at).await?;
+        rest = next;
+    }
+    Ok(())
+}
+
 pub(crate) async fn apply_run(
     tx: &mut Transaction<'_, Postgres>,
     scope: &LinkScope,

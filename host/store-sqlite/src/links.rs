@@ -43,6 +43,23 @@ impl LinkStore for SqliteStore {
             .await
     }
 
+    async fn apply_across(&self, changes: Vec<(LinkScope, LinkChange)>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |s| {
+            let mut conn = s.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let at = now();
+            for (scope, change) in &changes {
+                write_links(&tx, scope, std::slice::from_ref(change), &at)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn reset(&self, source: &str) -> Result<usize, StoreError> {
         let source = source.to_owned();
         self.blocking(move |s| s.reset_links(&source)).await

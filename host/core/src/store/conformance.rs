@@ -39,6 +39,7 @@ where
     claims(fresh().await).await;
     job_logs_and_held_deletes(fresh().await).await;
     links(fresh().await).await;
+    links_across(fresh().await).await;
     events(fresh().await).await;
     event_claims(fresh().await).await;
     event_claimers(fresh().await).await;
@@ -897,6 +898,67 @@ impl RejectedDelete {
         self.rejected_at = at.into();
         self
     }
+}
+
+/// Links of several scopes in one commit: each applied to its own scope, in order; all or none.
+pub async fn links_across(stores: Stores) {
+    let (source, target) = pair(&stores).await;
+    let links = &stores.links;
+    let users = LinkScope {
+        source: source.clone(),
+        target: target.clone(),
+        kind: EntityKind::User,
+    };
+    let groups = LinkScope {
+        kind: EntityKind::Group,
+        ..users.clone()
+    };
+    let intent = |id: &str| LinkChange::Intent {
+        source_entity: id.into(),
+    };
+    let written = LinkChange::Written {
+        source_entity: "u2".into(),
+        target_entity: "T-u2".into(),
+        digest: tag(0xd2),
+        content: json!({"userName": "u2"}),
+        existed_before: false,
+        source_digest: None,
+    };
+    links
+        .apply_across(vec![
+            (users.clone(), intent("u1")),
+            (groups.clone(), intent("g1")),
+            (users.clone(), intent("u2")),
+            (users.clone(), written),
+        ])
+        .await
+        .expect("applied");
+    let (u, g) = (
+        links.all(&users).await.expect("users"),
+        links.all(&groups).await.expect("groups"),
+    );
+    assert_eq!((u.len(), g.len()), (2, 1), "each in its own scope: {u:?} {g:?}");
+    assert!(u["u1"].creating && g["g1"].creating);
+    assert!(
+        !u["u2"].creating && u["u2"].target_entity.as_deref() == Some("T-u2"),
+        "in order: the intent, then the write"
+    );
+    // A scope whose system does not exist fails the whole commit.
+    let unknown = LinkScope {
+        target: "no-such-system".into(),
+        ..users.clone()
+    };
+    assert!(
+        links
+            .apply_across(vec![(users.clone(), intent("u3")), (unknown, intent("x"))])
+            .await
+            .is_err()
+    );
+    assert!(
+        links.get(&users, "u3").await.expect("get").is_none(),
+        "nothing of a failed commit is applied"
+    );
+    links.apply_across(Vec::new()).await.expect("nothing to apply");
 }
 
 /// Links: an intent, then the written entity with its content, stale, removed; reset; the loop guard;

@@ -143,6 +143,9 @@ pub trait LinkStore: Send + Sync {
     /// transaction: none is applied once another replica has taken the run over).
     async fn apply(&self, scope: &LinkScope, changes: Vec<LinkChange>, fence: Option<&Claim>)
     -> Result<(), StoreError>;
+    /// Applies changes of several scopes in order, all or none, unfenced: the create intents of real-time
+    /// events gathered into one commit.
+    async fn apply_across(&self, changes: Vec<(LinkScope, LinkChange)>) -> Result<(), StoreError>;
     /// Forgets every link of a source (a full resync writes everything again); how many.
     async fn reset(&self, source: &str) -> Result<usize, StoreError>;
     /// Whether Provisio itself wrote this entity into `system` at or after `since` (the loop guard: a system

@@ -43,8 +43,52 @@ const GATHER: Duration = Duration::from_millis(1);
 /// Ended attempts recorded in one transaction at most.
 const MAX_COMMIT: usize = 256;
 
-/// Where an ended attempt goes to be recorded, and the answer: recorded (true), or fenced out (false).
-type Commits = tokio::sync::mpsc::UnboundedSender<(Finished, tokio::sync::oneshot::Sender<Result<bool, StoreError>>)>;
+/// Where something to record goes to be committed with whatever came meanwhile, and how it went.
+type GroupCommit<T, A> = tokio::sync::mpsc::UnboundedSender<(T, tokio::sync::oneshot::Sender<Result<A, StoreError>>)>;
+
+/// The group commits of the events being worked.
+#[derive(Clone)]
+struct Commits {
+    /// An ended attempt with its writes; recorded (true), or fenced out (false).
+    outcomes: GroupCommit<Finished, bool>,
+    /// A create intent, stored before its create is sent.
+    intents: GroupCommit<(LinkScope, LinkChange), ()>,
+}
+
+impl Commits {
+    /// Starts the committers; they end when the last sender is dropped.
+    fn start(store: &Stores) -> Commits {
+        let (outcomes, to_finish) = tokio::sync::mpsc::unbounded_channel();
+        let events = store.clone();
+        tokio::spawn(group_commit(to_finish, move |batch: Vec<Finished>| {
+            let store = events.clone();
+            async move {
+                let seqs: Vec<i64> = batch.iter().map(|f| f.seq).collect();
+                let fenced = store.events.finish_batch(batch).await?;
+                Ok(seqs.iter().map(|seq| !fenced.contains(seq)).collect())
+            }
+        }));
+        let (intents, to_store) = tokio::sync::mpsc::unbounded_channel();
+        let links = store.clone();
+        tokio::spawn(group_commit(to_store, move |batch: Vec<(LinkScope, LinkChange)>| {
+            let store = links.clone();
+            async move {
+                let n = batch.len();
+                store.links.apply_across(batch).await?;
+                Ok(vec![(); n])
+            }
+        }));
+        Commits { outcomes, intents }
+    }
+}
+
+/// Sends `item` to its group commit and waits for its answer.
+async fn committed<T, A>(to: &GroupCommit<T, A>, item: T) -> Result<A, StoreError> {
+    let stopped = || StoreError::Backend("the real-time committer has stopped".into());
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    to.send((item, reply)).map_err(|_| stopped())?;
+    answer.await.unwrap_or_else(|_| Err(stopped()))
+}
 
 /// Attempts before an event whose targets keep failing transiently is parked.
 pub const MAX_ATTEMPTS: i64 = 20;
@@ -144,8 +188,7 @@ impl Realtime {
     /// the retention are dropped by [`crate::retention::Pruner`]).
     pub async fn run_dispatcher(self) {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let (commits, to_commit) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(self.inner.store.clone(), to_commit));
+        let commits = Commits::start(&self.inner.store);
         let mut last_renewal = std::time::Instant::now();
         loop {
             if last_renewal.elapsed() >= HEARTBEAT {
@@ -271,7 +314,7 @@ impl Realtime {
     /// next event may start only then).
     /// The event comes claimed with its body: pending, and this replica's until its lease runs out.
     async fn work(&self, event: EventRecord, commits: &Commits) {
-        let (state, results, writes) = self.provision(&event).await;
+        let (state, results, writes) = self.provision(&event, commits).await;
         let attempts = event.attempts + 1;
         let retried = state == Attempt::Retry;
         let (state, next) = match state {
@@ -298,14 +341,7 @@ impl Realtime {
             pushed: if retried { None } else { writes.pushed },
             links: writes.links,
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let outcome = match commits.send((finished, reply)) {
-            Ok(()) => answer
-                .await
-                .unwrap_or_else(|_| Err(StoreError::Backend("the real-time committer has stopped".into()))),
-            Err(_) => Err(StoreError::Backend("the real-time committer has stopped".into())),
-        };
-        match outcome {
+        match committed(&commits.outcomes, finished).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(
@@ -356,7 +392,7 @@ impl Realtime {
         tracing::debug!(seq = event.seq, state, "real-time event worked");
     }
 
-    async fn provision(&self, event: &EventRecord) -> (Attempt, Value, Writes) {
+    async fn provision(&self, event: &EventRecord, commits: &Commits) -> (Attempt, Value, Writes) {
         let fail = |reason: String| {
             (
                 Attempt::Failed,
@@ -486,7 +522,16 @@ impl Realtime {
                 if let Some(q) = &t.system.health.quarantine {
                     return (parked(t, q), Attempt::Parked, None);
                 }
-                provision_target(store, &event.source_id, &event.entity_id, kind, intermediate, t).await
+                provision_target(
+                    store,
+                    commits,
+                    &event.source_id,
+                    &event.entity_id,
+                    kind,
+                    intermediate,
+                    t,
+                )
+                .await
             }
         });
         let outcomes = futures::future::join_all(futures).await;
@@ -589,31 +634,33 @@ struct Writes {
     links: Vec<(LinkScope, LinkChange)>,
 }
 
-/// Records ended attempts as they come, those that came meanwhile in one transaction, and answers each.
-async fn commit_loop(
-    store: Stores,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(Finished, tokio::sync::oneshot::Sender<Result<bool, StoreError>>)>,
-) {
+/// Commits what comes, whatever came meanwhile in one call of `commit` (one transaction), and answers each.
+/// One item may fail where the others would not (its system deleted meanwhile): a batch that fails is
+/// committed again item by item, so that each gets its own answer.
+async fn group_commit<T, A, F, Fut>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(T, tokio::sync::oneshot::Sender<Result<A, StoreError>>)>,
+    commit: F,
+) where
+    T: Clone,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<Vec<A>, StoreError>>,
+{
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_COMMIT).await > 0 {
-        let (finished, replies): (Vec<Finished>, Vec<_>) = batch.drain(..).unzip();
-        let seqs: Vec<i64> = finished.iter().map(|f| f.seq).collect();
-        match store.events.finish_batch(finished.clone()).await {
-            Ok(fenced) => {
-                for (seq, reply) in seqs.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(!fenced.contains(&seq)));
+        let (items, replies): (Vec<T>, Vec<_>) = batch.drain(..).unzip();
+        match commit(items.clone()).await {
+            Ok(answers) => {
+                for (answer, reply) in answers.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(answer));
                 }
             }
-            // One event's writes may fail where the others' would not (its system deleted meanwhile): alone,
-            // each gets its own answer.
-            Err(_) if finished.len() > 1 => {
-                for (f, reply) in finished.into_iter().zip(replies) {
-                    let seq = f.seq;
-                    let answer = store
-                        .events
-                        .finish_batch(vec![f])
-                        .await
-                        .map(|fenced| !fenced.contains(&seq));
+            Err(_) if items.len() > 1 => {
+                for (item, reply) in items.into_iter().zip(replies) {
+                    let answer = commit(vec![item]).await.and_then(|mut answers| {
+                        answers
+                            .pop()
+                            .ok_or_else(|| StoreError::Backend("the commit gave no answer".into()))
+                    });
                     let _ = reply.send(answer);
                 }
             }
@@ -731,6 +778,7 @@ impl EntityIdResolver for Prefetched<'_> {
 /// record with the event's outcome.
 async fn provision_target(
     store: &Stores,
+    commits: &Commits,
     source: &str,
     entity_id: &str,
     kind: EntityKind,
@@ -826,8 +874,9 @@ async fn provision_target(
             }
         }
     };
+    // Committed with the intents of the other events being worked (their creates wait for it too).
     if let Some(intent) = sync::intent(&planned)
-        && let Err(e) = store.links.apply(&scope, vec![intent], None).await
+        && let Err(e) = committed(&commits.intents, (scope.clone(), intent)).await
     {
         set(
             "Failed",
