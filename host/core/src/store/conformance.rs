@@ -900,10 +900,9 @@ impl RejectedDelete {
     }
 }
 
-/// Links of several scopes in one commit: each applied to its own scope, in order; all or none.
-pub async fn links_across(stores: Stores) {
-    let (source, target) = pair(&stores).await;
-    let links = &stores.links;
+/// A source and a target, and the scopes of their user and group links.
+async fn link_scopes(stores: &Stores) -> (String, String, LinkScope, LinkScope) {
+    let (source, target) = pair(stores).await;
     let users = LinkScope {
         source: source.clone(),
         target: target.clone(),
@@ -913,6 +912,13 @@ pub async fn links_across(stores: Stores) {
         kind: EntityKind::Group,
         ..users.clone()
     };
+    (source, target, users, groups)
+}
+
+/// Links of several scopes in one commit: each applied to its own scope, in order; all or none.
+pub async fn links_across(stores: Stores) {
+    let (_, _, users, groups) = link_scopes(&stores).await;
+    let links = &stores.links;
     let intent = |id: &str| LinkChange::Intent {
         source_entity: id.into(),
     };
@@ -964,17 +970,8 @@ pub async fn links_across(stores: Stores) {
 /// Links: an intent, then the written entity with its content, stale, removed; reset; the loop guard;
 /// deleting a system drops its links.
 pub async fn links(stores: Stores) {
-    let (source, target) = pair(&stores).await;
+    let (source, target, scope, groups) = link_scopes(&stores).await;
     let links = &stores.links;
-    let scope = LinkScope {
-        source: source.clone(),
-        target: target.clone(),
-        kind: EntityKind::User,
-    };
-    let groups = LinkScope {
-        kind: EntityKind::Group,
-        ..scope.clone()
-    };
     links
         .apply(
             &scope,
