@@ -101,9 +101,9 @@ pub struct Finished {
 pub trait EventStore: Send + Sync {
     /// Stores an event durably (committed when this returns) as `pending`.
     async fn append(&self, event: NewEvent) -> Result<EventRecord, StoreError>;
-    /// Pending events in order of arrival, without their bodies (the backlog as an operator sees it; the
-    /// dispatcher takes work with [`EventStore::claim_next`]). The events of an entity whose event is held
-    /// under a live claim (being worked by a replica) are left out.
+    /// Pending events in order of arrival, without their bodies. The events of an entity whose event is held
+    /// under a live claim (being worked by a replica) are left out. The dispatcher takes work with
+    /// [`EventStore::claim_next`]; nothing in the service calls this any more (the conformance suite does).
     async fn pending(&self, limit: i64) -> Result<Vec<EventRecord>, StoreError>;
     /// Claims these pending events for `node` for `lease` (by the database's clock), skipping those another
     /// replica holds under a live claim and those that are no longer pending; returns the ones claimed. So
