@@ -169,7 +169,7 @@ async fn links(service: &Service, source: &str, target: &str, kind: EntityKind) 
         .await
         .expect("links")
         .into_iter()
-        .filter_map(|(s, l)| l.target_entity.map(|t| (s, t)))
+        .filter_map(|(s, l)| l.target_entity.map(|t| (s.to_string(), t)))
         .collect()
 }
 
@@ -1360,14 +1360,14 @@ async fn tamper_digests(service: &Service, source: &str, target: &str) -> usize 
     let all = stores.links.all(&scope).await.expect("links");
     let mut contents = stores
         .links
-        .contents(&scope, all.keys().cloned().collect())
+        .contents(&scope, all.keys().map(|id| id.to_string()).collect())
         .await
         .expect("contents");
     let changes: Vec<LinkChange> = all
         .into_iter()
         .map(|(id, link)| LinkChange::Written {
-            content: contents.remove(&id).expect("a written link has content"),
-            source_entity: id,
+            content: contents.remove(&*id).expect("a written link has content"),
+            source_entity: id.to_string(),
             target_entity: link.target_entity.expect("linked"),
             digest: LinkDigest::from([0x7a; 32]),
             existed_before: link.existed_before,

@@ -215,12 +215,10 @@ pub fn hostile_version(version: &str) -> Vec<u8> {
 pub async fn fresh_postgres() -> String {
     use sqlx::Connection;
     let url = provisio_store_postgres::test_database_url();
-    let schema = format!("provisio_e2e_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {url} (set PROVISIO_TEST_DATABASE_URL): {e}"));
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
+    let schema = provisio_store_postgres::test_schema(&mut admin, "provisio_e2e")
         .await
         .expect("create a schema");
     let separator = if url.contains('?') { '&' } else { '?' };

@@ -255,6 +255,42 @@ pub fn test_database_url() -> String {
     std::env::var("PROVISIO_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// Test schemas older than this are left over from runs that ended (tests drop nothing on the way out).
+const STALE_TEST_SCHEMA: Duration = Duration::from_secs(6 * 3600);
+
+/// A fresh, empty schema of the test database for one test (`{prefix}_{unix seconds}_{uuid}`), created on
+/// `admin`'s connection. Test schemas older than six hours (and those of the old `{prefix}_{uuid}` form,
+/// which carry no time) are dropped first, so the test database does not fill up run after run.
+pub async fn test_schema(admin: &mut sqlx::PgConnection, prefix: &str) -> Result<String, sqlx::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let pattern = format!("{}\\_%", prefix.replace('_', "\\_"));
+    let names: Vec<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1")
+        .bind(&pattern)
+        .fetch_all(&mut *admin)
+        .await?;
+    for name in names {
+        let created = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(secs, _)| secs.parse::<u64>().ok());
+        if created.is_none_or(|secs| now.saturating_sub(secs) > STALE_TEST_SCHEMA.as_secs()) {
+            // Another test may be sweeping the same schema: whoever loses finds it gone.
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+    let schema = format!("{prefix}_{now}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut *admin)
+        .await?;
+    Ok(schema)
+}
+
 #[cfg(test)]
 mod tests {
     use provisio_core::secrets::SecretBox;
@@ -266,14 +302,10 @@ mod tests {
     /// A store in a schema of its own, created for the caller.
     async fn fresh(key: [u8; 32]) -> PostgresStore {
         let url = test_database_url();
-        let schema = format!("provisio_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {url} (set PROVISIO_TEST_DATABASE_URL): {e}"));
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin)
-            .await
-            .expect("schema");
+        let schema = test_schema(&mut admin, "provisio_test").await.expect("schema");
         let options: PgConnectOptions = url.parse().expect("url");
         PostgresStore::connect_with(
             options.options([("search_path", schema.as_str())]),
@@ -286,6 +318,44 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conforms_to_the_store_interfaces() {
         conformance::all(|| async { fresh([4; 32]).await.stores() }).await;
+    }
+
+    /// A test schema is dropped by a later test once it is old (or of the old form without a time); a recent
+    /// one stays, whatever test made it.
+    #[tokio::test]
+    async fn old_test_schemas_are_swept() {
+        let mut admin = sqlx::PgConnection::connect(&test_database_url())
+            .await
+            .expect("PostgreSQL");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let (old, untimed, recent) = (
+            format!("provisio_sweep_{}_old", now - 7 * 3600),
+            "provisio_sweep_0123456789abcdef".to_string(),
+            format!("provisio_sweep_{}_recent", now - 3600),
+        );
+        for name in [&old, &untimed, &recent] {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {name}"))
+                .execute(&mut admin)
+                .await
+                .expect("create");
+        }
+        let fresh = test_schema(&mut admin, "provisio_sweep").await.expect("a fresh schema");
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'provisio\\_sweep\\_%'")
+                .fetch_all(&mut admin)
+                .await
+                .expect("schemas");
+        assert!(left.contains(&recent) && left.contains(&fresh), "{left:?}");
+        assert!(!left.contains(&old) && !left.contains(&untimed), "{left:?}");
+        for name in [&recent, &fresh] {
+            sqlx::query(&format!("DROP SCHEMA {name}"))
+                .execute(&mut admin)
+                .await
+                .expect("drop");
+        }
     }
 
     /// A new schema's outbox is analysed by the store once it has grown, not a minute later by autovacuum.

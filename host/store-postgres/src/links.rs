@@ -3,10 +3,11 @@
 //! round trip per entity).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::Claim;
-use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore};
+use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore, Links};
 use serde_json::Value;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -14,7 +15,7 @@ use crate::{Error, PostgresStore, now};
 
 #[async_trait::async_trait]
 impl LinkStore for PostgresStore {
-    async fn all(&self, scope: &LinkScope) -> Result<HashMap<String, Link>, StoreError> {
+    async fn all(&self, scope: &LinkScope) -> Result<Links, StoreError> {
         let rows = sqlx::query(
             "SELECT source_entity, target_entity, digest, existed_before, creating, source_digest FROM links
              WHERE source_id = $1 AND target_id = $2 AND kind = $3",
@@ -27,7 +28,10 @@ impl LinkStore for PostgresStore {
         .map_err(Error::from)?;
         let mut links = HashMap::with_capacity(rows.len());
         for r in rows {
-            links.insert(r.try_get::<String, _>(0).map_err(Error::from)?, link_at(&r, 1)?);
+            links.insert(
+                Arc::from(r.try_get::<&str, _>(0).map_err(Error::from)?),
+                link_at(&r, 1)?,
+            );
         }
         Ok(links)
     }

@@ -2,10 +2,11 @@
 //! content last written, and whether the target entity existed before Provisio matched it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::Claim;
-use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore};
+use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore, Links};
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::Value;
 
@@ -13,7 +14,7 @@ use crate::{Error, SqliteStore, now};
 
 #[async_trait::async_trait]
 impl LinkStore for SqliteStore {
-    async fn all(&self, scope: &LinkScope) -> Result<HashMap<String, Link>, StoreError> {
+    async fn all(&self, scope: &LinkScope) -> Result<Links, StoreError> {
         let scope = scope.clone();
         self.blocking(move |s| s.links(&scope)).await
     }
@@ -88,7 +89,7 @@ impl LinkStore for SqliteStore {
 
 impl SqliteStore {
     /// Every link of a scope, keyed by source entity id.
-    fn links(&self, scope: &LinkScope) -> Result<HashMap<String, Link>, Error> {
+    fn links(&self, scope: &LinkScope) -> Result<Links, Error> {
         let conn = self.conn();
         let key = params![scope.source, scope.target, scope.kind.as_str()];
         // Sized up front: a map grown by doubling holds its old and new tables at once (7 + 14 MiB at
@@ -103,7 +104,7 @@ impl SqliteStore {
         let mut links = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
         let mut rows = stmt.query(key)?;
         while let Some(r) = rows.next()? {
-            links.insert(r.get::<_, String>(0)?, link_at(r, 1)?);
+            links.insert(r.get::<_, Arc<str>>(0)?, link_at(r, 1)?);
         }
         Ok(links)
     }

@@ -1,5 +1,5 @@
 //! Views built from systems — secrets decrypted, transformations parsed — kept until a system is written.
-//! Each entry remembers the [`Store::systems_generation`](super::Store::systems_generation) it was built
+//! Each entry remembers the [`SystemStore::generation`](super::systems::SystemStore::generation) it was built
 //! at and is stale once the generation has moved on.
 
 use std::collections::HashMap;

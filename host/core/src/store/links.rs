@@ -7,6 +7,7 @@
 //! target id tells the next run to look the entity up in the target before creating it again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -63,6 +64,11 @@ impl std::fmt::Debug for LinkDigest {
         f.write_str(&self.to_hex())
     }
 }
+
+/// Every link of a scope as a run keeps it in memory, by source entity id. The ids are shared: the run's
+/// transformation memo and its set of ids read hold the same allocation as the key, not copies of it (two
+/// `String`s per entity, ≈ 14 MiB at 100,000 users). Looked up by `&str`.
+pub type Links = HashMap<Arc<str>, Link>;
 
 /// One link as jobs keep it in memory (without the content).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -129,7 +135,7 @@ pub enum LinkChange {
 #[async_trait::async_trait]
 pub trait LinkStore: Send + Sync {
     /// Every link of a scope, by source entity (without the content).
-    async fn all(&self, scope: &LinkScope) -> Result<HashMap<String, Link>, StoreError>;
+    async fn all(&self, scope: &LinkScope) -> Result<Links, StoreError>;
     /// One source entity's link.
     async fn get(&self, scope: &LinkScope, source_entity: &str) -> Result<Option<Link>, StoreError>;
     /// What was last written for each of these source entities that has a link with content (the old side

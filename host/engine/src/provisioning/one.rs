@@ -86,8 +86,8 @@ pub(super) async fn provision_one(
             groups: &groups,
         };
         let link = match kind {
-            EntityKind::User => users.get(&source_entity),
-            EntityKind::Group => groups.get(&source_entity),
+            EntityKind::User => users.get(source_entity.as_str()),
+            EntityKind::Group => groups.get(source_entity.as_str()),
         }
         .cloned();
         let mut planned = ctx.plan(kind, &source_entity, &intermediate, link.as_ref(), &resolver, true);

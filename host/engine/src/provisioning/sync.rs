@@ -7,12 +7,12 @@
 //! [`TargetContext::plan`]: super::target::TargetContext::plan
 //! [`TargetContext::execute`]: super::target::TargetContext::execute
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::target::{DeleteOutcome, Plan, Planned, Written, digest};
-use crate::store::links::{Link, LinkChange, LinkDigest};
+use crate::store::links::{Link, LinkChange, LinkDigest, Links};
 
 /// How writing one entity to a target ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,12 +201,18 @@ pub fn settle_delete(source_entity: &str, outcome: &DeleteOutcome) -> Option<Lin
 }
 
 /// Applies a link change to a run's in-memory copy of the links, as the store applies it.
-pub fn apply_in_memory(links: &mut HashMap<String, Link>, change: &LinkChange) {
+pub fn apply_in_memory(links: &mut Links, change: &LinkChange) {
     match change {
-        LinkChange::Intent { source_entity } => {
-            let link = links.entry(source_entity.clone()).or_default();
-            link.creating = true;
-        }
+        LinkChange::Intent { source_entity } => match links.get_mut(source_entity.as_str()) {
+            Some(link) => link.creating = true,
+            None => {
+                let link = Link {
+                    creating: true,
+                    ..Link::default()
+                };
+                links.insert(Arc::from(source_entity.as_str()), link);
+            }
+        },
         LinkChange::Written {
             source_entity,
             target_entity,
@@ -215,32 +221,36 @@ pub fn apply_in_memory(links: &mut HashMap<String, Link>, change: &LinkChange) {
             source_digest,
             ..
         } => {
-            links.insert(
-                source_entity.clone(),
-                Link {
-                    target_entity: Some(target_entity.clone()),
-                    digest: Some(*digest),
-                    existed_before: *existed_before,
-                    creating: false,
-                    source_digest: *source_digest,
-                },
-            );
+            let link = Link {
+                target_entity: Some(target_entity.clone()),
+                digest: Some(*digest),
+                existed_before: *existed_before,
+                creating: false,
+                source_digest: *source_digest,
+            };
+            // The id the map holds already stays (the run's memo and ids read share it).
+            match links.get_mut(source_entity.as_str()) {
+                Some(known) => *known = link,
+                None => {
+                    links.insert(Arc::from(source_entity.as_str()), link);
+                }
+            }
         }
         LinkChange::Remembered {
             source_entity,
             source_digest,
         } => {
-            if let Some(link) = links.get_mut(source_entity) {
+            if let Some(link) = links.get_mut(source_entity.as_str()) {
                 link.source_digest = Some(*source_digest);
             }
         }
         LinkChange::Stale { source_entity } => {
-            if let Some(link) = links.get_mut(source_entity) {
+            if let Some(link) = links.get_mut(source_entity.as_str()) {
                 link.digest = None;
             }
         }
         LinkChange::Removed { source_entity } => {
-            links.remove(source_entity);
+            links.remove(source_entity.as_str());
         }
     }
 }
@@ -499,7 +509,7 @@ mod tests {
 
     #[test]
     fn in_memory_links_follow_the_changes() {
-        let mut links = HashMap::new();
+        let mut links = Links::new();
         apply_in_memory(
             &mut links,
             &LinkChange::Intent {
@@ -507,6 +517,8 @@ mod tests {
             },
         );
         assert!(links["s1"].creating);
+        let key = |links: &Links| links.keys().next().cloned().expect("a key");
+        let id = key(&links);
         let change = settle(
             &create(),
             links.get("s1"),
@@ -524,6 +536,10 @@ mod tests {
         apply_in_memory(&mut links, &change);
         assert_eq!(links["s1"].target_entity.as_deref(), Some("t1"));
         assert!(!links["s1"].creating && links["s1"].digest.is_some());
+        assert!(
+            Arc::ptr_eq(&id, &key(&links)),
+            "the map keeps the id it holds (the run's memo and ids read share it)"
+        );
         apply_in_memory(
             &mut links,
             &LinkChange::Stale {

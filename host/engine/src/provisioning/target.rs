@@ -2,7 +2,7 @@
 //! unchanged), matching of entities that already exist, the write itself with retries, group assignments,
 //! and deletes. A run plans a page of entities synchronously, then executes the plans concurrently.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use provisio_transform::{Context, EntityIdResolver, Operation as TransformOp, Outcome, Transformation};
@@ -15,7 +15,7 @@ use super::retry::{RetryScope, with_retries};
 use super::settings::{TargetSettings, TraceSettings};
 use crate::connector::{ConnectorError, EntityKind};
 use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
-use crate::store::links::{Link, LinkDigest};
+use crate::store::links::{Link, LinkDigest, Links};
 use crate::store::systems::System;
 
 /// Everything a run needs to write to one target system.
@@ -216,9 +216,9 @@ pub type AssignmentFailures = Vec<String>;
 /// Resolves `resolveEntityIds` from the in-memory links of this target.
 pub struct LinkResolver<'a> {
     /// User links of this source/target pair.
-    pub users: &'a HashMap<String, Link>,
+    pub users: &'a Links,
     /// Group links.
-    pub groups: &'a HashMap<String, Link>,
+    pub groups: &'a Links,
 }
 
 impl EntityIdResolver for LinkResolver<'_> {
@@ -655,22 +655,22 @@ mod tests {
 
     #[test]
     fn the_resolver_uses_links_of_the_kind() {
-        let mut users = HashMap::new();
+        let mut users = Links::new();
         users.insert(
-            "s1".to_string(),
+            "s1".into(),
             Link {
                 target_entity: Some("t1".into()),
                 ..Default::default()
             },
         );
         users.insert(
-            "s2".to_string(),
+            "s2".into(),
             Link {
                 creating: true,
                 ..Default::default()
             },
         );
-        let groups = HashMap::new();
+        let groups = Links::new();
         let r = LinkResolver {
             users: &users,
             groups: &groups,

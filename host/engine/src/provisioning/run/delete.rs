@@ -22,9 +22,9 @@ impl JobRun {
                         continue;
                     }
                     if link.existed_before && !t.ctx.settings.delete_existed_before {
-                        protected.push((source_id.clone(), target_id.clone()));
+                        protected.push((source_id.to_string(), target_id.clone()));
                     } else {
-                        candidates.push((source_id.clone(), target_id.clone()));
+                        candidates.push((source_id.to_string(), target_id.clone()));
                     }
                 }
                 candidates.sort();
@@ -62,11 +62,11 @@ impl JobRun {
                 let mut lapsed = Vec::new();
                 let mut kept = HashMap::new();
                 for r in rejected {
-                    let unchanged = links.get(&r.source_id).is_some_and(|l| {
+                    let unchanged = links.get(r.source_id.as_str()).is_some_and(|l| {
                         l.target_entity.as_deref() == Some(r.target_entity_id.as_str())
                             && l.digest.map(|d| d.to_hex()) == r.digest
                     });
-                    if unchanged && !seen.contains(&r.source_id) {
+                    if unchanged && !seen.contains(r.source_id.as_str()) {
                         kept.insert(r.source_id.clone(), r);
                     } else {
                         lapsed.push(r.target_entity_id);

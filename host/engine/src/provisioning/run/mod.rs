@@ -23,7 +23,7 @@ use super::{JobOptions, JobType, Trigger};
 use crate::connector::{ConnectorError, EntityKind, Page, PageRequest};
 use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
 use crate::store::jobs::{Claim, DeltaState, EntityLogEntry, HeldDelete, JobStatus};
-use crate::store::links::{Link, LinkChange, LinkDigest, LinkScope};
+use crate::store::links::{LinkChange, LinkDigest, LinkScope, Links};
 use crate::store::systems::System;
 use crate::store::{StoreError, Stores};
 
@@ -89,7 +89,7 @@ pub struct JobRun {
     started: Instant,
     counts: BTreeMap<(String, EntityKind), Counts>,
     source_counts: BTreeMap<EntityKind, Counts>,
-    seen: HashMap<EntityKind, HashSet<String>>,
+    seen: HashMap<EntityKind, HashSet<Arc<str>>>,
     outcome: Vec<String>,
     log_seq: i64,
     read_failed: bool,
@@ -712,7 +712,7 @@ impl JobRun {
         &self,
         kind: EntityKind,
         entities: &[Value],
-        in_flight: Option<&HashSet<String>>,
+        in_flight: Option<&HashSet<Arc<str>>>,
     ) -> (SourcePageResult, Vec<Item>, Vec<EntityLogEntry>) {
         let mut source = SourcePageResult::default();
         let mut log = Vec::new();
@@ -720,7 +720,7 @@ impl JobRun {
         // The transformations (and the memo's digests) are pure CPU work and most of a page's time when
         // nothing changed: spread over the cores (in order), then tallied here.
         let memos = self.memos(kind);
-        let mut recalled: Vec<(Option<memo::Digest>, Option<String>)> = if memos.is_empty() {
+        let mut recalled: Vec<(Option<memo::Digest>, Option<Arc<str>>)> = if memos.is_empty() {
             vec![(None, None); entities.len()]
         } else {
             entities
@@ -736,12 +736,12 @@ impl JobRun {
         for id in recalled.iter().filter_map(|(_, id)| id.as_deref()) {
             *named.entry(id).or_default() += 1;
         }
-        let again: HashSet<String> = named
+        let again: HashSet<Arc<str>> = named
             .into_iter()
             .filter(|(id, n)| {
                 *n > 1 || seen.is_some_and(|s| s.contains(*id)) || in_flight.is_some_and(|p| p.contains(*id))
             })
-            .map(|(id, _)| id.to_string())
+            .map(|(id, _)| Arc::from(id))
             .collect();
         for (_, id) in &mut recalled {
             if id.as_ref().is_some_and(|id| again.contains(id)) {
@@ -785,7 +785,7 @@ impl JobRun {
                 None => transformed
                     .unwrap_or_else(|| self.reader.transform(kind, native))
                     .map(|(id, intermediate)| Item {
-                        id,
+                        id: id.into(),
                         intermediate,
                         native: digest,
                         remembered: false,
@@ -892,13 +892,13 @@ struct SourcePageResult {
     skipped: u64,
     failures: u64,
     failed: bool,
-    ids: Vec<String>,
+    ids: Vec<Arc<str>>,
 }
 
 /// A page's entity after the read transformation.
 pub(super) struct Item {
-    /// The source entity's id.
-    pub(super) id: String,
+    /// The source entity's id (shared with the run's ids read and, when remembered, its links).
+    pub(super) id: Arc<str>,
     /// The read transformation's output (`Null` when the memo found the entity unchanged: nothing ran).
     pub(super) intermediate: Value,
     /// The native entity's digest, when the targets memoise this kind.
@@ -912,23 +912,23 @@ type TransformResult = Result<(String, Value), (String, Option<String>)>;
 
 /// The memo's answer for a native entity: its digest, and the source entity every target's memo finds it
 /// unchanged as (all must agree).
-fn recall(memos: &[&Memo], native: &Value) -> (Option<memo::Digest>, Option<String>) {
+fn recall(memos: &[&Memo], native: &Value) -> (Option<memo::Digest>, Option<Arc<str>>) {
     let digest = memo::native_digest(native);
-    let mut found: Option<&str> = None;
+    let mut found: Option<&Arc<str>> = None;
     for m in memos {
         match m.unchanged(&m.digest(&digest)) {
             Some(id) if found.is_none_or(|f| f == id) => found = Some(id),
             _ => return (Some(digest), None),
         }
     }
-    (Some(digest), found.map(str::to_string))
+    (Some(digest), found.cloned())
 }
 
 /// A page on its way: planned for every target, writes running.
 struct PageInFlight {
     kind: EntityKind,
     /// The source ids of the page (a later page naming one of them waits for this one).
-    ids: HashSet<String>,
+    ids: HashSet<Arc<str>>,
     source: SourcePageResult,
     log: Vec<EntityLogEntry>,
     targets: Vec<TargetPage>,

@@ -9,8 +9,8 @@ pub struct TargetRun {
     pub ctx: Arc<TargetContext>,
     /// Bounds the writes in flight to it (`provisio.job.concurrency`), across pages.
     permits: Arc<tokio::sync::Semaphore>,
-    users: HashMap<String, Link>,
-    groups: HashMap<String, Link>,
+    users: Links,
+    groups: Links,
     /// Its users' transformation memo for this run (`None`: not memoised).
     pub(super) memo: Option<Memo>,
     /// How its writes went in this run (the quarantine rules look at it).
@@ -23,14 +23,14 @@ impl TargetRun {
         TargetRun {
             permits: Arc::new(tokio::sync::Semaphore::new(ctx.settings.concurrency.max(1))),
             ctx: Arc::new(ctx),
-            users: HashMap::new(),
-            groups: HashMap::new(),
+            users: Links::new(),
+            groups: Links::new(),
             memo: None,
             tally: Default::default(),
         }
     }
 
-    pub(super) fn links(&self, kind: EntityKind) -> &HashMap<String, Link> {
+    pub(super) fn links(&self, kind: EntityKind) -> &Links {
         match kind {
             EntityKind::User => &self.users,
             EntityKind::Group => &self.groups,
@@ -52,12 +52,12 @@ impl TargetRun {
         let digest = self.memo_digest(item)?;
         let known = self.links(kind).get(&item.id)?.source_digest;
         (known != Some(digest)).then(|| LinkChange::Remembered {
-            source_entity: item.id.clone(),
+            source_entity: item.id.to_string(),
             source_digest: digest,
         })
     }
 
-    pub(super) fn links_mut(&mut self, kind: EntityKind) -> &mut HashMap<String, Link> {
+    pub(super) fn links_mut(&mut self, kind: EntityKind) -> &mut Links {
         match kind {
             EntityKind::User => &mut self.users,
             EntityKind::Group => &mut self.groups,
@@ -110,7 +110,7 @@ pub(super) async fn plan_target(
             .map(|item| {
                 if item.remembered {
                     Planned {
-                        source_id: item.id.clone(),
+                        source_id: item.id.to_string(),
                         plan: Plan::Unchanged,
                         digest: None,
                     }
@@ -292,7 +292,7 @@ pub(super) async fn finish_target(
                 entry.target_entity_id = Some(target_id.clone());
                 entry.changes = changes_of(&p.plan);
                 // Later groups resolve their members to the planned users.
-                let link = t.links_mut(kind).entry(p.source_id.clone()).or_default();
+                let link = t.links_mut(kind).entry(Arc::from(p.source_id.as_str())).or_default();
                 link.target_entity = Some(target_id);
             }
             Plan::Create { .. } | Plan::Update { .. } => {
@@ -306,7 +306,7 @@ pub(super) async fn finish_target(
                     };
                     let item = &items[i];
                     let ctx = &t.ctx;
-                    let prior = t.links(kind).get(&p.source_id);
+                    let prior = t.links(kind).get(p.source_id.as_str());
                     sync::settle(&p, prior, written, t.memo_digest(item), |target_id| {
                         ctx.update_form(kind, &item.id, &item.intermediate, target_id, &resolver)
                     })
