@@ -315,13 +315,27 @@ async fn serve_until(
         }
         // The client's address reaches the handlers (login throttling per address) as `ConnectInfo`.
         None => axum::serve(
-            listener,
+            without_nagle(listener),
             api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| BootError::Other(e.to_string())),
     }
+}
+
+/// The listener's connections send each answer at once (`TCP_NODELAY`), as the TLS path's do: Nagle's
+/// algorithm would hold a short write back until the client acknowledged the one before.
+pub fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    fn no_delay(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    }
+    listener.tap_io(no_delay as fn(&mut tokio::net::TcpStream))
 }
 
 /// How long a client may take to complete the TLS handshake.

@@ -36,7 +36,8 @@ pub async fn serve(router: axum::Router) -> (SocketAddr, tokio::task::JoinHandle
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        // As `provisio serve` listens (TCP_NODELAY), for the simulators, the floor and ours alike.
+        let _ = axum::serve(provisio::server::without_nagle(listener), router).await;
     });
     (addr, server)
 }
