@@ -145,26 +145,28 @@ pub fn index_page(resp: &Response, start: u64, page_size: u32) -> Result<Page> {
     }
 }
 
+/// The parts of a list response that index paging needs, read in one pass over the answer: each resource
+/// as the slice of the answer it is, the rest skipped without building anything. Anything unusual (a
+/// field twice, in both spellings, `Resources` not an array) fails, and the general path takes over.
+#[derive(serde::Deserialize)]
+struct RawList<'a> {
+    #[serde(borrow, default, rename = "Resources", alias = "resources")]
+    resources: Option<Vec<&'a serde_json::value::RawValue>>,
+    #[serde(default, rename = "totalResults", alias = "totalresults")]
+    total_results: Option<Value>,
+    #[serde(default, rename = "itemsPerPage", alias = "itemsperpage")]
+    items_per_page: Option<Value>,
+}
+
 fn raw_index_page(body: &[u8], start: u64, page_size: u32) -> Option<Page> {
-    use serde_json::value::RawValue;
     let text = std::str::from_utf8(body).ok()?;
-    let fields: std::collections::HashMap<String, &RawValue> = serde_json::from_str(text).ok()?;
-    let field = |names: &[&str]| names.iter().find_map(|n| fields.get(*n));
-    let resources: Vec<&RawValue> = match field(&["Resources", "resources"]) {
-        None => Vec::new(),
-        Some(raw) => serde_json::from_str::<Option<Vec<&RawValue>>>(raw.get())
-            .ok()?
-            .unwrap_or_default(),
-    };
-    let number = |names: &[&str]| {
-        field(names)
-            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-            .and_then(|v| provisio_scim::list::as_u64(&v))
-    };
-    let total = number(&["totalResults", "totalresults"]);
+    let list: RawList<'_> = serde_json::from_str(text).ok()?;
+    let resources = list.resources.unwrap_or_default();
+    let number = |v: Option<Value>| v.as_ref().and_then(provisio_scim::list::as_u64);
+    let total = number(list.total_results);
     let next = next_index(
         resources.len() as u64,
-        number(&["itemsPerPage", "itemsperpage"]),
+        number(list.items_per_page),
         total,
         start,
         page_size,
@@ -250,6 +252,19 @@ mod tests {
                 2,
             ),
             (r#"{"totalResults":0,"Resources":null}"#, 1, 10),
+            // Both spellings, or a field twice: the general path decides.
+            (
+                r#"{"totalResults":2,"Resources":[{"id":"a"}],"resources":[{"id":"b"}]}"#,
+                1,
+                10,
+            ),
+            (r#"{"totalResults":2,"totalResults":3,"Resources":[{"id":"a"}]}"#, 1, 10),
+            // Fields index paging does not need are skipped, whatever they hold.
+            (
+                r#"{"meta":{"x":[1,{"y":"]"}]},"startIndex":1,"itemsPerPage":1,"totalResults":9,"Resources":[{"id":"a"}]}"#,
+                1,
+                1,
+            ),
             (r#"{"totalResults":0}"#, 1, 10),
         ] {
             let r = response(body);
