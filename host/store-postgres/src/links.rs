@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::TryStreamExt as _;
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::Claim;
 use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore, Links};
@@ -16,18 +17,26 @@ use crate::{Error, PostgresStore, now};
 #[async_trait::async_trait]
 impl LinkStore for PostgresStore {
     async fn all(&self, scope: &LinkScope) -> Result<Links, StoreError> {
-        let rows = sqlx::query(
+        // Sized up front (a map grown by doubling holds its old and new tables at once), then filled row by
+        // row as they arrive: all the rows of 100,000 links held at once came to more than the map itself.
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM links WHERE source_id = $1 AND target_id = $2 AND kind = $3")
+                .bind(&scope.source)
+                .bind(&scope.target)
+                .bind(scope.kind.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Error::from)?;
+        let mut links = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut rows = sqlx::query(
             "SELECT source_entity, target_entity, digest, existed_before, creating, source_digest FROM links
              WHERE source_id = $1 AND target_id = $2 AND kind = $3",
         )
         .bind(&scope.source)
         .bind(&scope.target)
         .bind(scope.kind.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::from)?;
-        let mut links = HashMap::with_capacity(rows.len());
-        for r in rows {
+        .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await.map_err(Error::from)? {
             links.insert(
                 Arc::from(r.try_get::<&str, _>(0).map_err(Error::from)?),
                 link_at(&r, 1)?,
