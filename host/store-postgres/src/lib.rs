@@ -35,6 +35,8 @@ const SYSTEMS_CHANGED: &str = "provisio_systems";
 
 /// Connections in the pool.
 const POOL_SIZE: u32 = 16;
+/// Connections for the rate schedules (one short statement each).
+const LIMITS_POOL_SIZE: u32 = 4;
 
 /// Tables whose plans go wrong without statistics (a new database answered `links.get` by reading every link
 /// of the target): the store analyses them itself once they changed by a good part since their last
@@ -77,6 +79,10 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Connections for the targets' shared rate schedules only (`LimitStore`), which commit without waiting
+    /// for the WAL flush (`synchronous_commit = off`): every request to a rate-limited target takes a turn
+    /// there, and a schedule a crash loses costs one burst, not data.
+    limits: PgPool,
     secrets: SecretBox,
     /// Moved by every write to a system here or, through `NOTIFY`, on another replica.
     systems_generation: Arc<AtomicU64>,
@@ -97,6 +103,10 @@ impl PostgresStore {
     /// As [`PostgresStore::connect`], with connection options built in code (a schema of its own through
     /// `search_path`, say).
     pub async fn connect_with(options: PgConnectOptions, secrets: SecretBox) -> Result<Self, StoreError> {
+        let limits = PgPoolOptions::new()
+            .max_connections(LIMITS_POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
@@ -108,6 +118,7 @@ impl PostgresStore {
         let store = PostgresStore {
             appender: realtime::Appender::start(pool.clone()),
             pool,
+            limits,
             secrets,
             systems_generation: Arc::default(),
         };
@@ -318,6 +329,25 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conforms_to_the_store_interfaces() {
         conformance::all(|| async { fresh([4; 32]).await.stores() }).await;
+    }
+
+    /// Only the rate schedules commit without waiting for the WAL flush; everything else stays durable.
+    #[tokio::test]
+    async fn only_the_rate_schedules_commit_asynchronously() {
+        let store = fresh([9; 32]).await;
+        let setting = |pool: PgPool| async move {
+            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+                .fetch_one(&pool)
+                .await
+                .expect("show")
+        };
+        let server_default = setting(PgPool::connect(&test_database_url()).await.expect("connect")).await;
+        assert_eq!(setting(store.limits.clone()).await, "off");
+        assert_eq!(
+            setting(store.pool.clone()).await,
+            server_default,
+            "the server's own setting"
+        );
     }
 
     /// A test schema is dropped by a later test once it is old (or of the old form without a time); a recent

@@ -26,7 +26,7 @@ impl LimitStore for PostgresStore {
         .bind(target)
         .bind(interval)
         .bind(burst.max(1.0) * interval)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.limits)
         .await
         .map_err(Error::from)?;
         let (turn, paused): (f64, f64) = (
@@ -43,7 +43,7 @@ impl LimitStore for PostgresStore {
         )
         .bind(target)
         .bind(pause.as_secs_f64())
-        .execute(&self.pool)
+        .execute(&self.limits)
         .await
         .map_err(Error::from)?;
         Ok(())
@@ -53,7 +53,7 @@ impl LimitStore for PostgresStore {
         let rows = sqlx::query(
             "SELECT target, extract(epoch FROM paused_until - now())::float8 FROM target_limits WHERE paused_until > now()",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.limits)
         .await
         .map_err(Error::from)?;
         rows.iter()
