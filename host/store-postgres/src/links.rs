@@ -191,7 +191,6 @@ fn last_per_entity(run: &[LinkChange]) -> Vec<&LinkChange> {
     out
 }
 
-/// Applies changes that are all of one kind.
 /// Applies a scope's changes in order inside the caller's transaction, a run of one kind of change at a time.
 async fn apply_changes(
     tx: &mut Transaction<'_, Postgres>,
@@ -212,6 +211,7 @@ async fn apply_changes(
     Ok(())
 }
 
+/// Applies changes that are all of one kind.
 pub(crate) async fn apply_run(
     tx: &mut Transaction<'_, Postgres>,
     scope: &LinkScope,

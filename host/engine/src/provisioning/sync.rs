@@ -200,19 +200,21 @@ pub fn settle_delete(source_entity: &str, outcome: &DeleteOutcome) -> Option<Lin
     }
 }
 
+/// A source entity's link in a run's in-memory links, added empty if it has none. The id the map holds
+/// already stays: the run's memo and its ids read share it.
+pub fn link_mut<'a>(links: &'a mut Links, source_entity: &str) -> &'a mut Link {
+    if !links.contains_key(source_entity) {
+        links.insert(Arc::from(source_entity), Link::default());
+    }
+    links
+        .get_mut(source_entity)
+        .unwrap_or_else(|| unreachable!("inserted just above"))
+}
+
 /// Applies a link change to a run's in-memory copy of the links, as the store applies it.
 pub fn apply_in_memory(links: &mut Links, change: &LinkChange) {
     match change {
-        LinkChange::Intent { source_entity } => match links.get_mut(source_entity.as_str()) {
-            Some(link) => link.creating = true,
-            None => {
-                let link = Link {
-                    creating: true,
-                    ..Link::default()
-                };
-                links.insert(Arc::from(source_entity.as_str()), link);
-            }
-        },
+        LinkChange::Intent { source_entity } => link_mut(links, source_entity).creating = true,
         LinkChange::Written {
             source_entity,
             target_entity,
@@ -221,20 +223,13 @@ pub fn apply_in_memory(links: &mut Links, change: &LinkChange) {
             source_digest,
             ..
         } => {
-            let link = Link {
+            *link_mut(links, source_entity) = Link {
                 target_entity: Some(target_entity.clone()),
                 digest: Some(*digest),
                 existed_before: *existed_before,
                 creating: false,
                 source_digest: *source_digest,
             };
-            // The id the map holds already stays (the run's memo and ids read share it).
-            match links.get_mut(source_entity.as_str()) {
-                Some(known) => *known = link,
-                None => {
-                    links.insert(Arc::from(source_entity.as_str()), link);
-                }
-            }
         }
         LinkChange::Remembered {
             source_entity,

@@ -292,7 +292,7 @@ pub(super) async fn finish_target(
                 entry.target_entity_id = Some(target_id.clone());
                 entry.changes = changes_of(&p.plan);
                 // Later groups resolve their members to the planned users.
-                let link = t.links_mut(kind).entry(Arc::from(p.source_id.as_str())).or_default();
+                let link = sync::link_mut(t.links_mut(kind), &p.source_id);
                 link.target_entity = Some(target_id);
             }
             Plan::Create { .. } | Plan::Update { .. } => {
