@@ -324,18 +324,20 @@ async fn serve_until(
     }
 }
 
-/// The listener's connections send each answer at once (`TCP_NODELAY`), as the TLS path's do: Nagle's
-/// algorithm would hold a short write back until the client acknowledged the one before.
+/// The listener's connections send each answer at once, as the TLS path's do (see [`no_delay`]).
 pub fn without_nagle(
     listener: tokio::net::TcpListener,
 ) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
     use axum::serve::ListenerExt as _;
-    fn no_delay(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    }
     listener.tap_io(no_delay as fn(&mut tokio::net::TcpStream))
+}
+
+/// Sets `TCP_NODELAY` on an accepted connection: Nagle's algorithm would hold a short write back until the
+/// client acknowledged the one before.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+    }
 }
 
 /// How long a client may take to complete the TLS handshake.
@@ -367,7 +369,7 @@ async fn serve_tls_with_config(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (mut tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
@@ -379,7 +381,7 @@ async fn serve_tls_with_config(
             },
             () = &mut shutdown => break,
         };
-        let _ = tcp.set_nodelay(true);
+        no_delay(&mut tcp);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let watcher = graceful.watcher();

@@ -169,7 +169,7 @@ async fn links(service: &Service, source: &str, target: &str, kind: EntityKind) 
         .await
         .expect("links")
         .into_iter()
-        .filter_map(|(s, l)| l.target_entity.map(|t| (s.to_string(), t)))
+        .filter_map(|(s, l)| l.target_entity.map(|t| (s.to_string(), t.to_string())))
         .collect()
 }
 
@@ -1368,7 +1368,7 @@ async fn tamper_digests(service: &Service, source: &str, target: &str) -> usize 
         .map(|(id, link)| LinkChange::Written {
             content: contents.remove(&*id).expect("a written link has content"),
             source_entity: id.to_string(),
-            target_entity: link.target_entity.expect("linked"),
+            target_entity: link.target_entity.expect("linked").to_string(),
             digest: LinkDigest::from([0x7a; 32]),
             existed_before: link.existed_before,
             source_digest: link.source_digest,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::TryStreamExt as _;
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::Claim;
-use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore, Links};
+use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore, Links, TargetId};
 use serde_json::Value;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -353,7 +353,7 @@ fn link_at(r: &sqlx::postgres::PgRow, first: usize) -> Result<Link, Error> {
         Ok(r.try_get::<Option<&str>, _>(first + i)?.and_then(LinkDigest::from_hex))
     };
     Ok(Link {
-        target_entity: r.try_get(first)?,
+        target_entity: r.try_get::<Option<&str>, _>(first)?.map(TargetId::from),
         digest: digest(1)?,
         existed_before: r.try_get(first + 2)?,
         creating: r.try_get(first + 3)?,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use provisio_core::store::StoreError;
 use provisio_core::store::jobs::Claim;
-use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore, Links};
+use provisio_core::store::links::{Link, LinkChange, LinkDigest, LinkScope, LinkStore, Links, TargetId};
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::Value;
 
@@ -269,7 +269,7 @@ fn link_at(r: &Row, first: usize) -> rusqlite::Result<Link> {
         Ok(r.get_ref(first + i)?.as_str_or_null()?.and_then(LinkDigest::from_hex))
     };
     Ok(Link {
-        target_entity: r.get(first)?,
+        target_entity: r.get_ref(first)?.as_str_or_null()?.map(TargetId::from),
         digest: digest(1)?,
         existed_before: r.get(first + 2)?,
         creating: r.get(first + 3)?,

@@ -946,7 +946,7 @@ pub async fn links_across(stores: Stores) {
     assert_eq!((u.len(), g.len()), (2, 1), "each in its own scope: {u:?} {g:?}");
     assert!(u["u1"].creating && g["g1"].creating);
     assert!(
-        !u["u2"].creating && u["u2"].target_entity.as_deref() == Some("T-u2"),
+        !u["u2"].creating && u["u2"].target_entity == Some("T-u2".into()),
         "in order: the intent, then the write"
     );
     // A scope whose system does not exist fails the whole commit.
@@ -1015,7 +1015,7 @@ pub async fn links(stores: Stores) {
     let since = super::now();
     links.apply(&scope, vec![written], None).await.expect("written");
     let link = links.get(&scope, "a").await.expect("get").expect("present");
-    assert_eq!(link.target_entity.as_deref(), Some("T-a"));
+    assert_eq!(link.target_entity, Some("T-a".into()));
     assert_eq!(link.digest, Some(tag(0xd1)));
     assert!(link.existed_before && !link.creating);
     assert_eq!(link.source_digest, Some(tag(0x51)), "the memo digest is kept");
@@ -1024,6 +1024,49 @@ pub async fn links(stores: Stores) {
         link,
         "all() reads what get() reads"
     );
+    // Target ids come back byte for byte, whether a link keeps them as UUIDs or as text.
+    let ids = [
+        "0f3e2b6c-1d2a-4c5b-9e8f-7a6b5c4d3e2f",
+        "0F3E2B6C-1D2A-4C5B-9E8F-7A6B5C4D3E2F",
+        "T-ü",
+    ];
+    let other = LinkScope {
+        kind: EntityKind::Group,
+        ..scope.clone()
+    };
+    let changes = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| LinkChange::Written {
+            source_entity: format!("id{i}"),
+            target_entity: id.to_string(),
+            digest: tag(0xd3),
+            content: json!({}),
+            existed_before: false,
+            source_digest: None,
+        })
+        .collect();
+    links.apply(&other, changes, None).await.expect("ids");
+    let all = links.all(&other).await.expect("all");
+    for (i, id) in ids.iter().enumerate() {
+        let source = format!("id{i}");
+        let read = all[source.as_str()].target_entity.as_ref().map(ToString::to_string);
+        assert_eq!(read.as_deref(), Some(*id));
+        let got = links.get(&other, &source).await.expect("get").expect("linked");
+        assert_eq!(got.target_entity.map(|t| t.to_string()).as_deref(), Some(*id));
+    }
+    links
+        .apply(
+            &other,
+            (0..ids.len())
+                .map(|i| LinkChange::Removed {
+                    source_entity: format!("id{i}"),
+                })
+                .collect(),
+            None,
+        )
+        .await
+        .expect("removed");
     // A run that found it unchanged remembers a new memo digest, without touching anything else (nor the
     // loop guard's clock: nothing was written to the target).
     // (The store's clock counts milliseconds: the write above is strictly before this.)
@@ -1098,7 +1141,7 @@ pub async fn links(stores: Stores) {
         .await
         .expect("stale");
     let stale = links.get(&scope, "a").await.expect("get").expect("present");
-    assert_eq!(stale.target_entity.as_deref(), Some("T-a"), "still linked");
+    assert_eq!(stale.target_entity, Some("T-a".into()), "still linked");
     assert_ne!(stale.digest, Some(tag(0xd1)), "but written again next time");
 
     // Applied in order, all together.
@@ -1504,7 +1547,7 @@ pub async fn event_batches(stores: Stores) {
     assert_eq!(events.pushed_entity(&source, "user", "u2").await.expect("pushed"), None);
     assert_eq!(events.pushed_entity(&source, "user", "u3").await.expect("pushed"), None);
     let links = stores.links.all(&scope).await.expect("links");
-    assert_eq!(links["u0"].target_entity.as_deref(), Some("T-u0"));
+    assert_eq!(links["u0"].target_entity, Some("T-u0".into()));
     assert_eq!(links["u1"].digest, Some(tag(1)));
     assert!(!links.contains_key("u3"), "a fenced event's link is not written");
     // The claims of the recorded events ended: the retry may go to any replica.

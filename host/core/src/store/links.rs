@@ -26,42 +26,120 @@ pub struct LinkScope {
     pub kind: EntityKind,
 }
 
-/// A SHA-256 digest as links carry it in memory: 32 bytes, where its 64-character hex text (the form the
-/// stores keep) took a heap allocation of 64 bytes plus a 24-byte `String` — two per link, a third of a
-/// 100,000-user run's links map.
+/// A link's digest as links carry it: the first 128 bits of a SHA-256 digest, 16 bytes inline. Its 64-character
+/// hex text took a 64-byte allocation plus a 24-byte `String` (two per link, a third of a 100,000-user run's
+/// links map), the full 32 bytes another 16 bytes per digest in every link and memo entry. 128 bits keep
+/// chance collisions out of reach (about 2^64 entities before one is likely); the digest only tells "unchanged"
+/// apart from "write it again", and its input is what the admin's own systems hold.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LinkDigest([u8; 32]);
+pub struct LinkDigest([u8; 16]);
 
 impl LinkDigest {
-    /// From its stored hex text; `None` when the text is not 64 hex digits (such a link is treated as having
-    /// no digest: written again, not remembered).
+    /// From its stored hex text: 32 hex digits, or the 64 of a full SHA-256 digest that stores kept before
+    /// (its first half is the same link digest, so links stored before stay current). `None` for anything
+    /// else (such a link is treated as having no digest: written again, not remembered).
     pub fn from_hex(text: &str) -> Option<LinkDigest> {
-        let mut bytes = [0; 32];
-        hex::decode_to_slice(text, &mut bytes).ok()?;
+        let half = match text.len() {
+            32 => text,
+            64 => text.get(..32)?,
+            _ => return None,
+        };
+        let mut bytes = [0; 16];
+        hex::decode_to_slice(half, &mut bytes).ok()?;
+        // The second half of a full digest must be hex too, or the text is not a digest.
+        if text.len() == 64 && !text.bytes().skip(32).all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
         Some(LinkDigest(bytes))
     }
 
-    /// The stored form: lowercase hex.
+    /// The stored form: 32 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
 }
 
 impl From<[u8; 32]> for LinkDigest {
+    /// A full SHA-256 digest, truncated to its first 128 bits.
     fn from(bytes: [u8; 32]) -> Self {
-        LinkDigest(bytes)
+        let mut half = [0; 16];
+        half.copy_from_slice(&bytes[..16]);
+        LinkDigest(half)
     }
 }
 
 impl From<sha2::digest::Output<sha2::Sha256>> for LinkDigest {
     fn from(output: sha2::digest::Output<sha2::Sha256>) -> Self {
-        LinkDigest(output.into())
+        let full: [u8; 32] = output.into();
+        LinkDigest::from(full)
     }
 }
 
 impl std::fmt::Debug for LinkDigest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_hex())
+    }
+}
+
+/// A target entity's id as a link keeps it in memory. Most targets name their entities by UUIDs: one in its
+/// usual form (lowercase, hyphenated) is kept as its 16 bytes inline, where its text took a 40-byte allocation
+/// beside the link (4 MiB of a 100,000-user run's links map); any other id is kept as its text, byte for byte.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum TargetId {
+    /// A UUID whose text was its lowercase hyphenated form, which [`Display`](std::fmt::Display) gives back.
+    Uuid(uuid::Uuid),
+    /// Any other id. Never a lowercase hyphenated UUID, so each id has one form and equality is the text's.
+    Text(Box<str>),
+}
+
+impl TargetId {
+    /// Whether this is the id whose text is `text`.
+    pub fn is(&self, text: &str) -> bool {
+        match self {
+            TargetId::Uuid(uuid) => uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()) == text,
+            TargetId::Text(own) => **own == *text,
+        }
+    }
+}
+
+impl From<&str> for TargetId {
+    fn from(text: &str) -> Self {
+        // Only the form that prints back as the same text: a parse also takes uppercase, braces and URNs.
+        let canonical = text.len() == uuid::fmt::Hyphenated::LENGTH && !text.bytes().any(|b| b.is_ascii_uppercase());
+        match uuid::Uuid::try_parse(text) {
+            Ok(uuid) if canonical => TargetId::Uuid(uuid),
+            _ => TargetId::Text(text.into()),
+        }
+    }
+}
+
+impl From<String> for TargetId {
+    fn from(text: String) -> Self {
+        match TargetId::from(text.as_str()) {
+            TargetId::Text(_) => TargetId::Text(text.into_boxed_str()),
+            uuid => uuid,
+        }
+    }
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetId::Uuid(uuid) => std::fmt::Display::fmt(&uuid.hyphenated(), f),
+            TargetId::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl std::fmt::Debug for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+impl From<&TargetId> for String {
+    fn from(id: &TargetId) -> Self {
+        id.to_string()
     }
 }
 
@@ -74,7 +152,7 @@ pub type Links = HashMap<Arc<str>, Link>;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Link {
     /// The target entity's id; `None` while only a create intent is recorded.
-    pub target_entity: Option<String>,
+    pub target_entity: Option<TargetId>,
     /// Digest of the content last written.
     pub digest: Option<LinkDigest>,
     /// The target entity existed before Provisio matched it.
@@ -168,14 +246,67 @@ mod tests {
 
     #[test]
     fn a_link_digest_round_trips_its_hex_text_and_refuses_anything_else() {
-        let text = "00ff".repeat(16);
-        let digest = LinkDigest::from_hex(&text).expect("64 hex digits");
+        let text = "00ff".repeat(8);
+        let digest = LinkDigest::from_hex(&text).expect("32 hex digits");
         assert_eq!(digest.to_hex(), text);
         let bytes: [u8; 32] = std::array::from_fn(|i| if i % 2 == 0 { 0x00 } else { 0xff });
-        assert_eq!(digest, LinkDigest::from(bytes));
+        assert_eq!(
+            digest,
+            LinkDigest::from(bytes),
+            "the first 128 bits of a SHA-256 digest"
+        );
         assert_eq!(format!("{digest:?}"), text);
-        for bad in ["", "d1", &"0".repeat(63), &"0".repeat(66), &"g".repeat(64), "tampered"] {
+        // A full digest as stores kept it before reads as its first half: links stored then stay current.
+        let full = format!("{text}{}", "ab".repeat(16));
+        assert_eq!(LinkDigest::from_hex(&full), Some(digest));
+        let with_bad_tail = format!("{text}{}", "zz".repeat(16));
+        for bad in [
+            "",
+            "d1",
+            &"0".repeat(31),
+            &"0".repeat(33),
+            &"0".repeat(63),
+            &"0".repeat(66),
+            &"g".repeat(32),
+        ] {
             assert_eq!(LinkDigest::from_hex(bad), None, "{bad:?}");
         }
+        assert_eq!(LinkDigest::from_hex(&with_bad_tail), None, "tampered");
+        assert_eq!(LinkDigest::from_hex("tampered"), None);
+    }
+
+    #[test]
+    fn a_target_id_keeps_its_text_byte_for_byte() {
+        let uuid = "0f3e2b6c-1d2a-4c5b-9e8f-7a6b5c4d3e2f";
+        let id = TargetId::from(uuid);
+        assert!(matches!(id, TargetId::Uuid(_)), "kept as 16 bytes");
+        assert_eq!(id.to_string(), uuid);
+        assert!(id.is(uuid) && !id.is("0f3e2b6c-1d2a-4c5b-9e8f-7a6b5c4d3e2e"));
+        assert_eq!(id, TargetId::from(uuid.to_string()));
+        // Other spellings of a UUID, and anything else, stay text: they print as they came.
+        for text in [
+            "0F3E2B6C-1D2A-4C5B-9E8F-7A6B5C4D3E2F",
+            "0f3e2b6c1d2a4c5b9e8f7a6b5c4d3e2f",
+            "{0f3e2b6c-1d2a-4c5b-9e8f-7a6b5c4d3e2f}",
+            "urn:uuid:0f3e2b6c-1d2a-4c5b-9e8f-7a6b5c4d3e2f",
+            "T-u1",
+            "",
+            "ümlaut",
+        ] {
+            let id = TargetId::from(text);
+            assert!(matches!(id, TargetId::Text(_)), "{text}");
+            assert_eq!(id.to_string(), text);
+            assert!(id.is(text));
+            assert_eq!(id, TargetId::from(text.to_string()));
+        }
+        assert_ne!(TargetId::from(uuid), TargetId::from(uuid.to_uppercase().as_str()));
+        assert_eq!(format!("{:?}", TargetId::from(uuid)), format!("{uuid:?}"));
+    }
+
+    #[test]
+    fn a_link_stays_small() {
+        // 100,000 links are a run's largest item: keep a link at 64 bytes (with its key, 80 per entry).
+        assert_eq!(std::mem::size_of::<Option<TargetId>>(), 24);
+        assert_eq!(std::mem::size_of::<Link>(), 64);
     }
 }

@@ -180,7 +180,7 @@ mod tests {
             (
                 "d".into(),
                 Link {
-                    // What the stores read from a memo digest that is not 64 hex digits.
+                    // What the stores read from a memo digest that is not 32 (or 64) hex digits.
                     source_digest: None,
                     ..link(&d, written, false)
                 },

@@ -989,7 +989,12 @@ impl Provisioning {
             let links = self.inner.store.links.all(&scope).await?;
             let still: Vec<(String, String)> = candidates
                 .into_iter()
-                .filter(|(s, t)| links.get(s.as_str()).and_then(|l| l.target_entity.as_deref()) == Some(t.as_str()))
+                .filter(|(s, t)| {
+                    links
+                        .get(s.as_str())
+                        .and_then(|l| l.target_entity.as_ref())
+                        .is_some_and(|id| id.is(t))
+                })
                 .collect();
             let (changes, mut log, counts, _) = run::execute_deletes(&ctx, kind, &still, false, &never).await;
             self.inner.store.links.apply(&scope, changes, None).await?;
@@ -1051,7 +1056,7 @@ impl Provisioning {
                 // Only what is still linked as it was held: anything else is proposed afresh anyway.
                 let Some(link) = links
                     .get(h.source_id.as_str())
-                    .filter(|l| l.target_entity.as_deref() == Some(h.target_entity_id.as_str()))
+                    .filter(|l| l.target_entity.as_ref().is_some_and(|id| id.is(&h.target_entity_id)))
                 else {
                     continue;
                 };

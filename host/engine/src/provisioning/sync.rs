@@ -224,7 +224,7 @@ pub fn apply_in_memory(links: &mut Links, change: &LinkChange) {
             ..
         } => {
             *link_mut(links, source_entity) = Link {
-                target_entity: Some(target_entity.clone()),
+                target_entity: Some(target_entity.as_str().into()),
                 digest: Some(*digest),
                 existed_before: *existed_before,
                 creating: false,
@@ -257,6 +257,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::store::links::TargetId;
 
     fn planned(plan: Plan) -> Planned {
         let digest = match &plan {
@@ -289,7 +290,7 @@ mod tests {
 
     fn linked(target: Option<&str>) -> Link {
         Link {
-            target_entity: target.map(str::to_string),
+            target_entity: target.map(TargetId::from),
             digest: None,
             existed_before: false,
             creating: target.is_none(),
@@ -529,7 +530,7 @@ mod tests {
         .link
         .expect("a link");
         apply_in_memory(&mut links, &change);
-        assert_eq!(links["s1"].target_entity.as_deref(), Some("t1"));
+        assert_eq!(links["s1"].target_entity, Some("t1".into()));
         assert!(!links["s1"].creating && links["s1"].digest.is_some());
         assert!(
             Arc::ptr_eq(&id, &key(&links)),

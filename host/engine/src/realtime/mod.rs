@@ -752,7 +752,8 @@ impl<'a> Prefetched<'a> {
                 .links
                 .get(&scope, &source_id)
                 .await?
-                .and_then(|l| l.target_entity);
+                .and_then(|l| l.target_entity)
+                .map(|t| t.to_string());
             self.known
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -815,7 +816,7 @@ async fn provision_target(
     };
     let Some(intermediate) = intermediate else {
         // Delete.
-        let Some(target_id) = link.as_ref().and_then(|l| l.target_entity.clone()) else {
+        let Some(target_id) = link.as_ref().and_then(|l| l.target_entity.as_ref()).map(String::from) else {
             set(
                 "Not Provisioned",
                 Some("the entity was never provisioned to this target".into()),
@@ -896,11 +897,8 @@ async fn provision_target(
     let linked = settled.link.clone().map(|change| (scope.clone(), change));
     let (result, attempt) = match settled.outcome {
         Outcome::Unchanged => {
-            set(
-                "Already Provisioned",
-                None,
-                link.as_ref().and_then(|l| l.target_entity.as_deref()),
-            );
+            let target_entity = link.as_ref().and_then(|l| l.target_entity.as_ref()).map(String::from);
+            set("Already Provisioned", None, target_entity.as_deref());
             (result, Attempt::Done)
         }
         Outcome::Skipped(reason) => {

@@ -22,9 +22,9 @@ impl JobRun {
                         continue;
                     }
                     if link.existed_before && !t.ctx.settings.delete_existed_before {
-                        protected.push((source_id.to_string(), target_id.clone()));
+                        protected.push((source_id.to_string(), target_id.to_string()));
                     } else {
-                        candidates.push((source_id.to_string(), target_id.clone()));
+                        candidates.push((source_id.to_string(), target_id.to_string()));
                     }
                 }
                 candidates.sort();
@@ -63,8 +63,8 @@ impl JobRun {
                 let mut kept = HashMap::new();
                 for r in rejected {
                     let unchanged = links.get(r.source_id.as_str()).is_some_and(|l| {
-                        l.target_entity.as_deref() == Some(r.target_entity_id.as_str())
-                            && l.digest.map(|d| d.to_hex()) == r.digest
+                        l.target_entity.as_ref().is_some_and(|id| id.is(&r.target_entity_id))
+                            && r.digest.as_deref().map(LinkDigest::from_hex) == l.digest.map(Some)
                     });
                     if unchanged && !seen.contains(r.source_id.as_str()) {
                         kept.insert(r.source_id.clone(), r);

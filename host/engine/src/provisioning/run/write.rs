@@ -293,7 +293,7 @@ pub(super) async fn finish_target(
                 entry.changes = changes_of(&p.plan);
                 // Later groups resolve their members to the planned users.
                 let link = sync::link_mut(t.links_mut(kind), &p.source_id);
-                link.target_entity = Some(target_id);
+                link.target_entity = Some(target_id.into());
             }
             Plan::Create { .. } | Plan::Update { .. } => {
                 if let Some(w) = &written {
