@@ -1149,6 +1149,72 @@ async fn unfiltered_pages_are_read_page_by_page() {
     assert_eq!(page["itemsPerPage"], 0);
 }
 
+/// The read memo (`proxy::memo`): a page read again is the same page; an entity the backend changed is
+/// served changed at once; an entity is served under the base URL the client used, whichever it used before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_reads_follow_the_backend_and_the_base_url() {
+    let service = service().await;
+    let sim = uaa::spawn(uaa::Options {
+        users: 5,
+        ..Default::default()
+    })
+    .await
+    .expect("simulator");
+    let system = proxy_on_uaa(&service, &sim, "memo").await;
+    let c = Client::new(&service, &system);
+    let (s, first) = c.call(Method::GET, "/Users?startIndex=1&count=5", None).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let (s, again) = c.call(Method::GET, "/Users?startIndex=1&count=5", None).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(first, again, "the same backend, the same page");
+    let (_, whole) = c.call(Method::GET, "/Users?sortBy=userName", None).await;
+    assert_eq!(whole["totalResults"], 5, "{whole}");
+
+    // Changed in the backend (through the proxy's write path): the next read serves the change.
+    let id = first["Resources"][2]["id"].as_str().expect("id").to_string();
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "name.givenName", "value": "Remembered-Not"}]});
+    let (s, b) = c.call(Method::PATCH, &format!("/Users/{id}"), Some(patch)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, after) = c.call(Method::GET, "/Users?startIndex=1&count=5", None).await;
+    assert_eq!(after["Resources"][2]["id"], json!(id));
+    assert_eq!(after["Resources"][2]["name"]["givenName"], "Remembered-Not", "{after}");
+    assert_eq!(after["Resources"][0], first["Resources"][0], "the others as they were");
+    let (_, sorted) = c.call(Method::GET, "/Users?sortBy=userName", None).await;
+    let changed = sorted["Resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|u| u["id"] == json!(id)))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        changed["name"]["givenName"], "Remembered-Not",
+        "a full read too: {sorted}"
+    );
+
+    // The same entities under the other base path: their locations name the path the client used.
+    let other = format!("{}/ipsproxy/service/api/v1/scim/{system}", service.url);
+    let page: Value = service
+        .http
+        .get(format!("{other}/Users?startIndex=1&count=5"))
+        .basic_auth(CLIENT.0, Some(CLIENT.1))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    for (resource, before) in page["Resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .zip(after["Resources"].as_array().into_iter().flatten())
+    {
+        let location = resource["meta"]["location"].as_str().unwrap_or_default();
+        assert!(location.starts_with(&other), "{location} under {other}");
+        assert_eq!(resource["id"], before["id"]);
+    }
+}
+
 /// The resolved system is cached between requests and dropped when the system changes or goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_changes_reach_the_proxy_at_once() {

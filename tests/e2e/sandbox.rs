@@ -681,6 +681,14 @@ async fn what_a_guest_makes_the_host_hold_is_capped() {
             "{e}"
         );
     }
+    // The same page asked for as texts (the proxy's read): refused the same way, before anything is kept.
+    let e = c
+        .runtime
+        .read_texts(&c.plugin, &c.target, &request)
+        .await
+        .expect_err("refused as texts too");
+    assert_eq!(e.kind(), "invalid-result");
+    assert!(e.to_string().contains("over the page size of 500"), "{e}");
     let mib = |b: u64| b >> 20;
     // Before, the bodies were copied twice more per request and the pages parsed: over a GiB.
     for (attack, peak) in [("body bomb", body_peak), ("page overflow", page_peak)] {

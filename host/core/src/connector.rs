@@ -167,6 +167,19 @@ pub struct Page {
     pub total: Option<u64>,
 }
 
+/// One page of native entities as the connector returned them: JSON texts, not parsed (for a caller that
+/// recognises texts it has seen before, e.g. the proxy's read memo). Not checked to be JSON: the caller
+/// parses what it needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageTexts {
+    /// The entities, each the JSON text of one entity in the remote system's form.
+    pub entities: Vec<String>,
+    /// Where the next page starts, `None` after the last.
+    pub next_cursor: Option<String>,
+    /// Total matching entities, when known.
+    pub total: Option<u64>,
+}
+
 impl ConnectorError {
     /// The message, whatever the kind, to mask what must not reach a caller.
     pub fn message_mut(&mut self) -> &mut String {

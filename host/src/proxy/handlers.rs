@@ -209,7 +209,7 @@ async fn service_provider_config(
 
 fn list_of(items: Vec<Value>) -> Value {
     let total = items.len() as u64;
-    provisio_scim::ListResponse::page(items, total, 1).to_json()
+    provisio_scim::ListResponse::page(items, total, 1).into_json()
 }
 
 async fn schemas(

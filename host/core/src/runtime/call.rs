@@ -30,17 +30,10 @@ impl Request {
 pub(super) enum RawResponse {
     Describe(Descriptor, DescriptorExtensions),
     Text(Result<String, ConnectorError>),
-    Page(Result<RawPage, ConnectorError>),
+    Page(Result<PageTexts, ConnectorError>),
     Entity(Result<String, ConnectorError>),
     MaybeEntity(Result<Option<String>, ConnectorError>),
     Unit(Result<(), ConnectorError>),
-}
-
-/// A page as the guest returned it: entities still JSON text.
-pub(super) struct RawPage {
-    pub(super) entities: Vec<String>,
-    pub(super) next_cursor: Option<String>,
-    pub(super) total: Option<u64>,
 }
 
 /// A call's answer, JSON parsed.
@@ -48,6 +41,8 @@ pub(super) enum Response {
     Describe(Descriptor, DescriptorExtensions),
     Text(Result<String, ConnectorError>),
     Page(Result<Page, ConnectorError>),
+    /// A page left as texts, for [`Runtime::read_texts`](super::Runtime::read_texts).
+    PageTexts(Result<PageTexts, ConnectorError>),
     Entity(Result<serde_json::Value, ConnectorError>),
     MaybeEntity(Result<Option<serde_json::Value>, ConnectorError>),
     Unit(Result<(), ConnectorError>),
@@ -111,7 +106,8 @@ impl RawResponse {
         }
     }
 
-    pub(super) fn parse(self, plugin: &str) -> Result<Response, CallError> {
+    /// The answer with its entities parsed, but a page's left as texts when `page_texts` says so.
+    pub(super) fn parse(self, plugin: &str, page_texts: bool) -> Result<Response, CallError> {
         let json = |text: &str| {
             serde_json::from_str::<serde_json::Value>(text).map_err(|e| CallError::InvalidResult {
                 plugin: plugin.to_string(),
@@ -121,6 +117,7 @@ impl RawResponse {
         Ok(match self {
             RawResponse::Describe(d, x) => Response::Describe(d, x),
             RawResponse::Text(r) => Response::Text(r),
+            RawResponse::Page(r) if page_texts => Response::PageTexts(r),
             RawResponse::Page(Ok(raw)) => Response::Page(Ok(Page {
                 entities: raw.entities.iter().map(|e| json(e)).collect::<Result<_, _>>()?,
                 next_cursor: raw.next_cursor,
@@ -163,7 +160,7 @@ macro_rules! call_guest {
                 guest
                     .call_read(&mut *store, &config, &v::page_request(&r))
                     .await?
-                    .map(|p| RawPage {
+                    .map(|p| PageTexts {
                         entities: p.entities,
                         next_cursor: p.next_cursor,
                         total: p.total,

@@ -42,7 +42,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use crate::connector::{ConnectorError, Descriptor, DescriptorExtensions, EntityKind, Page, PageRequest};
+use crate::connector::{ConnectorError, Descriptor, DescriptorExtensions, EntityKind, Page, PageRequest, PageTexts};
 use crate::outbound::{HttpError, HttpRequest, HttpResponse, Outbound, Secrets, SystemEndpoint};
 use bindings::{Bindings, Instance};
 use state::CallState;
@@ -423,6 +423,23 @@ impl Runtime {
         }
     }
 
+    /// `read`, with the page's entities left as the JSON texts the connector returned (scrubbed of the
+    /// credentials the call attached, within the limits on size and page size, but not parsed).
+    pub async fn read_texts(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+        request: &PageRequest,
+    ) -> Result<PageTexts, CallError> {
+        match self
+            .call(plugin, Some(target), Request::Read(request.clone()), true)
+            .await?
+        {
+            Response::PageTexts(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
     /// `get`.
     pub async fn get(
         &self,
@@ -564,6 +581,17 @@ impl Runtime {
         target: Option<&CallTarget>,
         request: Request,
     ) -> Result<Response, CallError> {
+        self.call(plugin, target, request, false).await
+    }
+
+    /// [`Runtime::invoke`], leaving a page's entities as texts when `page_texts` says so.
+    async fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        target: Option<&CallTarget>,
+        request: Request,
+        page_texts: bool,
+    ) -> Result<Response, CallError> {
         let label = plugin.label();
         let started = Instant::now();
         let argument_size =
@@ -666,11 +694,19 @@ impl Runtime {
                 response
             })
         });
-        let result = Self::conclude(&self.limits, label.clone(), store.data(), outcome, max_entities);
+        let result = Self::conclude(
+            &self.limits,
+            label.clone(),
+            store.data(),
+            outcome,
+            max_entities,
+            page_texts,
+        );
         let kind = match &result {
             Ok(
                 Response::Text(Err(_))
                 | Response::Page(Err(_))
+                | Response::PageTexts(Err(_))
                 | Response::Entity(Err(_))
                 | Response::MaybeEntity(Err(_))
                 | Response::Unit(Err(_)),
@@ -774,6 +810,7 @@ impl Runtime {
         state: &CallState,
         outcome: Result<wasmtime::Result<RawResponse>, tokio::time::error::Elapsed>,
         max_entities: Option<usize>,
+        page_texts: bool,
     ) -> Result<Response, CallError> {
         match outcome {
             Err(_) => Err(CallError::Timeout {
@@ -802,7 +839,7 @@ impl Runtime {
                     });
                 }
                 response.scrub(&state.secrets);
-                response.parse(&label)
+                response.parse(&label, page_texts)
             }
             Ok(Err(trap)) => {
                 if state.deadline_hit {

@@ -33,7 +33,7 @@ const NOT_PURE: [&str; 4] = ["resolveEntityIds", "randomPassword", "manipulateDa
 /// something that is not a function of the entity.
 pub fn fingerprint(role: &str, document: &Value, properties: &BTreeMap<String, String>) -> Option<Digest> {
     let text = document.get(EntityKind::User.as_str())?.to_string();
-    if NOT_PURE.iter().any(|name| text.contains(name)) {
+    if !pure_text(&text) {
         return None;
     }
     let mut hasher = Sha256::new();
@@ -48,6 +48,16 @@ pub fn fingerprint(role: &str, document: &Value, properties: &BTreeMap<String, S
         hasher.update(value.as_bytes());
     }
     Some(hasher.finalize().into())
+}
+
+/// Whether one entity type's part of a transformation document is a function of the entity alone (names
+/// none of [`NOT_PURE`]); the proxy's read memo keys on that too.
+pub fn pure(part: &Value) -> bool {
+    pure_text(&part.to_string())
+}
+
+fn pure_text(text: &str) -> bool {
+    !NOT_PURE.iter().any(|name| text.contains(name))
 }
 
 /// The key of a source/target pair: both sides' fingerprints, when both have one.
@@ -128,9 +138,13 @@ mod tests {
 
     #[test]
     fn transformations_that_are_not_functions_of_the_entity_have_none() {
+        assert!(pure(
+            &json!({"mappings": [{"sourcePath": "$.userName", "targetPath": "$.userName"}]})
+        ));
         for used in NOT_PURE {
             let doc = json!({"user": {"mappings": [{"sourceVariable": used, "targetPath": "$.x"}]}});
             assert_eq!(fingerprint("write", &doc, &BTreeMap::new()), None, "{used}");
+            assert!(!pure(&doc["user"]), "{used}");
         }
         // Groups resolve their members; that does not concern users. A document without users has none.
         let groups_resolve = json!({"user": {"mappings": []},

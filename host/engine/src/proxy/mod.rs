@@ -7,11 +7,14 @@
 //! transformation (`Create` on POST, `Update` on PUT, `Patch` where the mappings are `patchEntity`-scoped),
 //! call the connector, and answer the result through the read transformation. Filters, sorting, paging and
 //! attribute projection run in the host over the transformed resources, so they mean the same for every
-//! backend and `totalResults` is exact. The proxy keeps no state of its own (no tables).
+//! backend and `totalResults` is exact. The proxy keeps no state of its own (no tables); in memory, what each
+//! backend entity's text became through the read transformation (`memo`), so that an unchanged entity is not
+//! parsed and transformed again at every request.
 
 pub mod backend;
 pub mod error;
 pub mod limit;
+pub mod memo;
 pub mod query;
 mod read;
 pub mod schema;

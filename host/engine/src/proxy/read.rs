@@ -105,15 +105,53 @@ impl Proxy {
         Ok(Some(resource))
     }
 
-    /// A page of native entities through [`Proxy::to_scim`], in order, spread over the cores: the
-    /// transformations are most of a proxied page's own CPU.
-    pub(super) fn to_scim_page(&self, kind: EntityKind, natives: &[Value]) -> Vec<Result<Option<Value>, String>> {
+    /// A page of the connector's entity texts through [`Proxy::to_scim`], in order: a text the read
+    /// transformation saw before comes from the memo (see [`super::memo`]), the others are parsed and
+    /// transformed on every core, then remembered. A text that is not JSON fails the page, as a connector's
+    /// invalid result does.
+    pub(super) fn to_scim_texts(
+        &self,
+        kind: EntityKind,
+        texts: Vec<String>,
+    ) -> Result<Vec<Result<Option<Value>, String>>, ScimError> {
         use rayon::prelude::*;
-        natives
+        let recalled: Vec<Option<memo::Remembered>> =
+            texts.iter().map(|t| self.memo.get(kind, &self.base, t)).collect();
+        let missed: Vec<&String> = texts
+            .iter()
+            .zip(&recalled)
+            .filter(|(_, r)| r.is_none())
+            .map(|(t, _)| t)
+            .collect();
+        let fresh: Vec<Result<Option<Value>, String>> = missed
             .par_iter()
             .with_min_len(crate::PARALLEL_CHUNK)
-            .map(|native| self.to_scim(kind, native))
-            .collect()
+            .map(|text| serde_json::from_str::<Value>(text).map(|native| self.to_scim(kind, &native)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                ScimError::from_call(CallError::InvalidResult {
+                    plugin: self.plugin.label(),
+                    message: format!("an entity is not valid JSON: {e}"),
+                })
+            })?;
+        let base: Arc<str> = Arc::from(self.base.as_str());
+        let mut fresh = fresh.into_iter();
+        let mut out = Vec::with_capacity(texts.len());
+        for (text, recalled) in texts.into_iter().zip(recalled) {
+            let transformed = match recalled {
+                Some(remembered) => Ok(Option::clone(&remembered)),
+                None => {
+                    let transformed = fresh.next().unwrap_or_else(|| unreachable!("one per text missed"));
+                    // Failures are not remembered: they are logged each time, as before.
+                    if let Ok(resource) = &transformed {
+                        self.memo.put(kind, &base, text, resource.clone());
+                    }
+                    transformed
+                }
+            };
+            out.push(transformed);
+        }
+        Ok(out)
     }
 
     /// Sub-attributes a backend adds to standard complex attributes (UAA's `members[].origin`) are not
@@ -189,12 +227,13 @@ impl Proxy {
         request.filter = prefilter;
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
-            let page = self
+            let mut page = self
                 .runtime
-                .read(&self.plugin, &self.call, &request)
+                .read_texts(&self.plugin, &self.call, &request)
                 .await
                 .map_err(ScimError::from_call)?;
-            for transformed in self.to_scim_page(kind, &page.entities) {
+            let empty = page.entities.is_empty();
+            for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities))? {
                 match transformed {
                     Ok(Some(r)) => out.push(r),
                     Ok(None) => {}
@@ -205,7 +244,7 @@ impl Proxy {
                 }
             }
             match page.next_cursor {
-                Some(c) if !page.entities.is_empty() => request.cursor = Some(c),
+                Some(c) if !empty => request.cursor = Some(c),
                 _ => return Ok(out),
             }
         }
@@ -275,9 +314,9 @@ impl Proxy {
         let mut first = true;
         while (resources.len() as u64) < q.count {
             request.page_size = (q.count - resources.len() as u64).min(u64::from(READ_PAGE)) as u32;
-            let page = self
+            let mut page = self
                 .runtime
-                .read(&self.plugin, &self.call, &request)
+                .read_texts(&self.plugin, &self.call, &request)
                 .await
                 .map_err(ScimError::from_call)?;
             if first {
@@ -296,7 +335,8 @@ impl Proxy {
                     }
                 }
             }
-            for transformed in self.to_scim_page(kind, &page.entities) {
+            let empty = page.entities.is_empty();
+            for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities))? {
                 match transformed {
                     Ok(Some(r)) if (resources.len() as u64) < q.count => resources.push(r),
                     Ok(Some(_)) => {}
@@ -305,7 +345,7 @@ impl Proxy {
                 }
             }
             match page.next_cursor {
-                Some(c) if !page.entities.is_empty() => request.cursor = Some(c),
+                Some(c) if !empty => request.cursor = Some(c),
                 _ => break,
             }
         }
@@ -313,7 +353,7 @@ impl Proxy {
         for r in &mut resources {
             q.projection.apply(r, &self.served, kind);
         }
-        Ok(Some(ListResponse::page(resources, total, start).to_json()))
+        Ok(Some(ListResponse::page(resources, total, start).into_json()))
     }
 
     /// `POST /.search` at the root: users and groups together.
@@ -364,7 +404,7 @@ impl Proxy {
                 r
             })
             .collect();
-        ListResponse::page(resources, total as u64, q.start_index).to_json()
+        ListResponse::page(resources, total as u64, q.start_index).into_json()
     }
 
     /// A filter the backend can narrow soundly: `id eq` becomes a get; an `eq` on an attribute the read

@@ -152,6 +152,8 @@ pub struct View {
     pub(super) index_cursors: std::sync::atomic::AtomicU8,
     /// When what the backend declared about itself is to be asked again (`None`: never, nothing was asked).
     pub(super) rediscover_at: Option<std::time::Instant>,
+    /// What backend entities' texts became through the read transformation (see [`super::memo`]).
+    pub(super) memo: super::memo::ReadMemo,
 }
 
 /// How long what a SCIM backend declared (its schema extensions) is trusted before it is asked again.
@@ -250,7 +252,14 @@ impl View {
             declared.as_ref(),
         );
         let extra = extra_attributes(&read_doc, &served);
+        let memoised = served
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| read_doc.get(k.as_str()).is_none_or(crate::provisioning::memo::pure))
+            .collect();
         Ok(View {
+            memo: super::memo::ReadMemo::new(memoised),
             read: parse(&read_doc, "read")?,
             write: parse(&write_doc, "write")?,
             pushable: pushable(&read_doc),
