@@ -107,6 +107,26 @@ impl ListResponse {
         out
     }
 
+    /// The compact JSON text of [`ListResponse::page`]`(resources, total, start_index)`, written from borrowed
+    /// resources: the text `into_json` then serialising gives, without owning a copy of each resource (a
+    /// server that keeps its resources shared answers a page without copying them).
+    pub fn page_json<'a>(resources: impl ExactSizeIterator<Item = &'a Value>, total: u64, start_index: u64) -> Vec<u8> {
+        let mut out = format!(
+            r#"{{"schemas":["{LIST_RESPONSE}"],"totalResults":{total},"startIndex":{start_index},"itemsPerPage":{},"Resources":["#,
+            resources.len()
+        )
+        .into_bytes();
+        for (i, resource) in resources.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing a `Value` into memory cannot fail (its keys are strings).
+            let _ = serde_json::to_writer(&mut out, resource);
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+
     /// The cursor of the page after this one under index paging, or `None` when this is the last page: the
     /// page is empty, or `start + itemsPerPage > totalResults`, or (without `totalResults`) the page holds
     /// fewer than `requested` entities.
@@ -190,6 +210,20 @@ pub fn window(total: usize, start_index: u64, count: u64) -> Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_written_from_borrowed_resources_is_the_page_as_json() {
+        let resources = vec![
+            json!({"id": "1", "userName": "ann", "name": {"givenName": "Ann \"A\" ü"}, "emails": []}),
+            json!({"id": "2", "meta": {"resourceType": "User"}, "n": 1.5, "z": null}),
+        ];
+        for (page, total, start) in [(resources.clone(), 7, 3), (vec![], 0, 1)] {
+            let expected =
+                serde_json::to_string(&ListResponse::page(page.clone(), total, start).into_json()).expect("text");
+            let written = ListResponse::page_json(page.iter(), total, start);
+            assert_eq!(String::from_utf8(written).expect("utf-8"), expected);
+        }
+    }
 
     fn users(n: usize) -> Vec<Value> {
         (0..n).map(|i| json!({"id": i.to_string()})).collect()

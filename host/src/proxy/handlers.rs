@@ -67,7 +67,12 @@ async fn unknown_endpoint() -> ScimReply {
 
 /// A SCIM JSON answer.
 fn scim(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, crate::json::text(body)).into_response();
+    scim_text(status, crate::json::text(body).into_bytes())
+}
+
+/// A SCIM JSON answer already written as text.
+fn scim_text(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = (status, body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     r
@@ -277,7 +282,7 @@ async fn list(
     let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource)?;
     let q = ListQuery::from_query(raw.as_deref())?;
-    Ok(scim(StatusCode::OK, &p.list(kind, &q).await?))
+    Ok(scim_text(StatusCode::OK, p.list(kind, &q).await?))
 }
 
 async fn search(
@@ -291,7 +296,7 @@ async fn search(
     let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource)?;
     let q = ListQuery::from_search(&json_body(&headers, body)?)?;
-    Ok(scim(StatusCode::OK, &p.list(kind, &q).await?))
+    Ok(scim_text(StatusCode::OK, p.list(kind, &q).await?))
 }
 
 async fn search_root(

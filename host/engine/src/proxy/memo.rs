@@ -55,14 +55,14 @@ impl ReadMemo {
     }
 
     /// Remembers what a native entity's text became.
-    pub fn put(&self, kind: EntityKind, base: &Arc<str>, native: String, resource: Option<Value>) {
+    pub fn put(&self, kind: EntityKind, base: &Arc<str>, native: String, resource: Remembered) {
         if self.keeps(kind) {
             let key = Key {
                 kind,
                 base: base.clone(),
                 native: native.into_boxed_str(),
             };
-            self.cache.insert(key, Arc::new(resource));
+            self.cache.insert(key, resource);
         }
     }
 
@@ -131,8 +131,13 @@ mod tests {
         let memo = ReadMemo::new(vec![EntityKind::User]);
         let base: Arc<str> = Arc::from("https://p/scim/s1");
         let text = r#"{"id":"1","userName":"ann"}"#;
-        memo.put(EntityKind::User, &base, text.to_string(), Some(json!({"id": "1"})));
-        memo.put(EntityKind::User, &base, r#"{"id":"2"}"#.to_string(), None);
+        memo.put(
+            EntityKind::User,
+            &base,
+            text.to_string(),
+            Arc::new(Some(json!({"id": "1"}))),
+        );
+        memo.put(EntityKind::User, &base, r#"{"id":"2"}"#.to_string(), Arc::new(None));
         assert_eq!(
             memo.get(EntityKind::User, "https://p/scim/s1", text).as_deref(),
             Some(&Some(json!({"id": "1"})))
@@ -152,7 +157,7 @@ mod tests {
                 .is_none()
         );
         assert!(memo.get(EntityKind::User, "https://q/scim/s1", text).is_none());
-        memo.put(EntityKind::Group, &base, text.to_string(), Some(json!({})));
+        memo.put(EntityKind::Group, &base, text.to_string(), Arc::new(Some(json!({}))));
         assert!(
             memo.get(EntityKind::Group, &base, text).is_none(),
             "groups are not kept here"
@@ -171,7 +176,7 @@ mod tests {
                 EntityKind::User,
                 &base,
                 format!(r#"{{"id":"{i}","f":"{filler}"}}"#),
-                None,
+                Arc::new(None),
             );
         }
         let held = memo.cache.weight();

@@ -84,7 +84,8 @@ impl Proxy {
             schemas.retain(|s| s.as_str().is_none_or(|s| !s.eq_ignore_ascii_case(&k)));
         }
         obj.insert("schemas".into(), Value::Array(schemas));
-        obj.shift_remove("password");
+        // In any case, as a projection drops it: a page without projection is served as transformed.
+        provisio_scim::patch::remove_ci(obj, "password");
         self.drop_undeclared(kind, obj);
         if kind == EntityKind::Group {
             self.normalize_members(obj);
@@ -108,12 +109,12 @@ impl Proxy {
     /// A page of the connector's entity texts through [`Proxy::to_scim`], in order: a text the read
     /// transformation saw before comes from the memo (see [`super::memo`]), the others are parsed and
     /// transformed on every core, then remembered. A text that is not JSON fails the page, as a connector's
-    /// invalid result does.
+    /// invalid result does. Resources are shared with the memo, not copied.
     pub(super) fn to_scim_texts(
         &self,
         kind: EntityKind,
         texts: Vec<String>,
-    ) -> Result<Vec<Result<Option<Value>, String>>, ScimError> {
+    ) -> Result<Vec<Result<memo::Remembered, String>>, ScimError> {
         use rayon::prelude::*;
         let recalled: Vec<Option<memo::Remembered>> =
             texts.iter().map(|t| self.memo.get(kind, &self.base, t)).collect();
@@ -139,14 +140,15 @@ impl Proxy {
         let mut out = Vec::with_capacity(texts.len());
         for (text, recalled) in texts.into_iter().zip(recalled) {
             let transformed = match recalled {
-                Some(remembered) => Ok(Option::clone(&remembered)),
+                Some(remembered) => Ok(remembered),
                 None => {
                     let transformed = fresh.next().unwrap_or_else(|| unreachable!("one per text missed"));
                     // Failures are not remembered: they are logged each time, as before.
-                    if let Ok(resource) = &transformed {
+                    transformed.map(|resource| {
+                        let resource = Arc::new(resource);
                         self.memo.put(kind, &base, text, resource.clone());
-                    }
-                    transformed
+                        resource
+                    })
                 }
             };
             out.push(transformed);
@@ -234,8 +236,9 @@ impl Proxy {
                 .map_err(ScimError::from_call)?;
             let empty = page.entities.is_empty();
             for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities))? {
-                match transformed {
-                    Ok(Some(r)) => out.push(r),
+                match transformed.as_deref() {
+                    // Filters, sorting and projection work on a copy; the memo keeps its own.
+                    Ok(Some(r)) => out.push(r.clone()),
                     Ok(None) => {}
                     // One entity the transformation cannot handle must not hide all others.
                     Err(reason) => {
@@ -253,8 +256,8 @@ impl Proxy {
         )))
     }
 
-    /// A list request on one kind: filter, sort, page, project.
-    pub async fn list(&self, kind: EntityKind, q: &ListQuery) -> Result<Value, ScimError> {
+    /// A list request on one kind: filter, sort, page, project. Answers the list response's JSON text.
+    pub async fn list(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<u8>, ScimError> {
         q.projection.validate(&self.served, &[kind], &self.extra)?;
         let mut found = match q.filter.as_ref().and_then(|f| self.shortcut(kind, f)) {
             // `id eq "x"`: one get instead of a full read.
@@ -278,7 +281,7 @@ impl Proxy {
         if let Some(by) = &q.sort_by {
             query::sort(&mut found, by, q.descending, &rules);
         }
-        Ok(self.page(found, q, |r| (r, kind)))
+        Ok(crate::json::text(&self.page(found, q, |r| (r, kind))).into_bytes())
     }
 
     /// A full read narrowed by a native filter; when the backend refuses the filter (400, unsupported),
@@ -295,8 +298,9 @@ impl Proxy {
 
     /// A list without filter or sort is one window of the backend's own order: asked of the backend page by
     /// page instead of reading everything, when the backend reports its total and the read transformation
-    /// keeps every entity. `None` when that does not hold (the caller reads everything).
-    pub(super) async fn backend_page(&self, kind: EntityKind, q: &ListQuery) -> Result<Option<Value>, ScimError> {
+    /// keeps every entity. `None` when that does not hold (the caller reads everything). The answer's JSON text:
+    /// without a projection it is written straight from the resources the memo shares.
+    pub(super) async fn backend_page(&self, kind: EntityKind, q: &ListQuery) -> Result<Option<Vec<u8>>, ScimError> {
         use std::sync::atomic::Ordering;
         if q.filter.is_some() || q.sort_by.is_some() || q.count == 0 {
             return Ok(None);
@@ -338,8 +342,8 @@ impl Proxy {
             let empty = page.entities.is_empty();
             for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities))? {
                 match transformed {
-                    Ok(Some(r)) if (resources.len() as u64) < q.count => resources.push(r),
-                    Ok(Some(_)) => {}
+                    Ok(r) if r.is_some() && (resources.len() as u64) < q.count => resources.push(r),
+                    Ok(r) if r.is_some() => {}
                     // Skipped or failed entities shift the window: only a full read pages correctly then.
                     _ => return Ok(None),
                 }
@@ -350,10 +354,21 @@ impl Proxy {
             }
         }
         let Some(total) = total else { return Ok(None) };
-        for r in &mut resources {
-            q.projection.apply(r, &self.served, kind);
+        let resources: Vec<&Value> = resources.iter().filter_map(|r| r.as_ref().as_ref()).collect();
+        if q.projection.is_empty() {
+            return Ok(Some(ListResponse::page_json(resources.into_iter(), total, start)));
         }
-        Ok(Some(ListResponse::page(resources, total, start).into_json()))
+        let projected = resources
+            .into_iter()
+            .map(|r| {
+                let mut r = r.clone();
+                q.projection.apply(&mut r, &self.served, kind);
+                r
+            })
+            .collect();
+        Ok(Some(
+            crate::json::text(&ListResponse::page(projected, total, start).into_json()).into_bytes(),
+        ))
     }
 
     /// `POST /.search` at the root: users and groups together.
