@@ -39,18 +39,19 @@ impl LinkDigest {
     /// (its first half is the same link digest, so links stored before stay current). `None` for anything
     /// else (such a link is treated as having no digest: written again, not remembered).
     pub fn from_hex(text: &str) -> Option<LinkDigest> {
-        let half = match text.len() {
-            32 => text,
-            64 => text.get(..32)?,
-            _ => return None,
-        };
-        let mut bytes = [0; 16];
-        hex::decode_to_slice(half, &mut bytes).ok()?;
-        // The second half of a full digest must be hex too, or the text is not a digest.
-        if text.len() == 64 && !text.bytes().skip(32).all(|b| b.is_ascii_hexdigit()) {
-            return None;
+        match text.len() {
+            32 => {
+                let mut bytes = [0; 16];
+                hex::decode_to_slice(text, &mut bytes).ok()?;
+                Some(LinkDigest(bytes))
+            }
+            64 => {
+                let mut full = [0; 32];
+                hex::decode_to_slice(text, &mut full).ok()?;
+                Some(LinkDigest::from(full))
+            }
+            _ => None,
         }
-        Some(LinkDigest(bytes))
     }
 
     /// The stored form: 32 lowercase hex digits.
