@@ -1172,6 +1172,12 @@ async fn remembered_reads_follow_the_backend_and_the_base_url() {
 
     // Changed in the backend (through the proxy's write path): the next read serves the change.
     let id = first["Resources"][2]["id"].as_str().expect("id").to_string();
+    // One resource by id goes through the same memo: the page's resource, twice.
+    for _ in 0..2 {
+        let (s, one) = c.call(Method::GET, &format!("/Users/{id}"), None).await;
+        assert_eq!(s, StatusCode::OK, "{one}");
+        assert_eq!(one, first["Resources"][2], "by id as in the page");
+    }
     let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "path": "name.givenName", "value": "Remembered-Not"}]});
     let (s, b) = c.call(Method::PATCH, &format!("/Users/{id}"), Some(patch)).await;
@@ -1180,6 +1186,8 @@ async fn remembered_reads_follow_the_backend_and_the_base_url() {
     assert_eq!(after["Resources"][2]["id"], json!(id));
     assert_eq!(after["Resources"][2]["name"]["givenName"], "Remembered-Not", "{after}");
     assert_eq!(after["Resources"][0], first["Resources"][0], "the others as they were");
+    let (_, one) = c.call(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(one, after["Resources"][2], "by id, the change too");
     let (_, sorted) = c.call(Method::GET, "/Users?sortBy=userName", None).await;
     let changed = sorted["Resources"]
         .as_array()
@@ -1213,6 +1221,21 @@ async fn remembered_reads_follow_the_backend_and_the_base_url() {
         assert!(location.starts_with(&other), "{location} under {other}");
         assert_eq!(resource["id"], before["id"]);
     }
+    let one: Value = service
+        .http
+        .get(format!("{other}/Users/{id}"))
+        .basic_auth(CLIENT.0, Some(CLIENT.1))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        one["meta"]["location"],
+        json!(format!("{other}/Users/{id}")),
+        "by id under the other base path: {one}"
+    );
 }
 
 /// The resolved system is cached between requests and dropped when the system changes or goes.

@@ -80,7 +80,12 @@ fn scim_text(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// A single resource: `ETag` (and `Location` on create).
 fn resource(status: StatusCode, body: &Value) -> Response {
-    let mut r = scim(status, body);
+    resource_written(status, body, crate::json::text(body).into_bytes())
+}
+
+/// [`resource`], its JSON text written already.
+fn resource_written(status: StatusCode, body: &Value, text: Vec<u8>) -> Response {
+    let mut r = scim_text(status, text);
     if let Some(v) = body.pointer("/meta/version").and_then(Value::as_str)
         && let Ok(v) = HeaderValue::from_str(v)
     {
@@ -324,13 +329,21 @@ async fn get_one(
     let kind = kind_of(&p, &resource_name)?;
     let q = ListQuery::from_query(raw.as_deref())?;
     q.projection.validate(&p.served, &[kind], &p.extra)?;
-    let mut r = p.get(kind, &id).await?;
+    let served = p.get(kind, &id).await?;
     // If-None-Match: the client's copy is current.
     if let Some(tag) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
-        && r.pointer("/meta/version").and_then(Value::as_str) == Some(tag.trim())
+        && served.value.pointer("/meta/version").and_then(Value::as_str) == Some(tag.trim())
     {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
+    if q.projection.is_empty() {
+        return Ok(resource_written(
+            StatusCode::OK,
+            &served.value,
+            served.text.as_bytes().to_vec(),
+        ));
+    }
+    let mut r = served.value.clone();
     // The ETag is the full resource's, whatever the projection leaves out.
     let version = r.pointer("/meta/version").and_then(Value::as_str).map(str::to_string);
     q.projection.apply(&mut r, &p.served, kind);

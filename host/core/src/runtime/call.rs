@@ -44,6 +44,8 @@ pub(super) enum Response {
     /// A page left as texts, for [`Runtime::read_texts`](super::Runtime::read_texts).
     PageTexts(Result<PageTexts, ConnectorError>),
     Entity(Result<serde_json::Value, ConnectorError>),
+    /// A `get`'s entity left as its text, for [`Runtime::get_text`](super::Runtime::get_text).
+    EntityText(Result<String, ConnectorError>),
     MaybeEntity(Result<Option<serde_json::Value>, ConnectorError>),
     Unit(Result<(), ConnectorError>),
 }
@@ -106,8 +108,9 @@ impl RawResponse {
         }
     }
 
-    /// The answer with its entities parsed, but a page's left as texts when `page_texts` says so.
-    pub(super) fn parse(self, plugin: &str, page_texts: bool) -> Result<Response, CallError> {
+    /// The answer with its entities parsed, but those of a page or of a `get` left as texts when `texts`
+    /// says so (the caller asked for them that way).
+    pub(super) fn parse(self, plugin: &str, texts: bool) -> Result<Response, CallError> {
         let json = |text: &str| {
             serde_json::from_str::<serde_json::Value>(text).map_err(|e| CallError::InvalidResult {
                 plugin: plugin.to_string(),
@@ -117,7 +120,8 @@ impl RawResponse {
         Ok(match self {
             RawResponse::Describe(d, x) => Response::Describe(d, x),
             RawResponse::Text(r) => Response::Text(r),
-            RawResponse::Page(r) if page_texts => Response::PageTexts(r),
+            RawResponse::Page(r) if texts => Response::PageTexts(r),
+            RawResponse::Entity(r) if texts => Response::EntityText(r),
             RawResponse::Page(Ok(raw)) => Response::Page(Ok(Page {
                 entities: raw.entities.iter().map(|e| json(e)).collect::<Result<_, _>>()?,
                 next_cursor: raw.next_cursor,

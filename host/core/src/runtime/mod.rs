@@ -457,6 +457,24 @@ impl Runtime {
         }
     }
 
+    /// `get`, with the entity left as the JSON text the connector returned (scrubbed of the credentials the
+    /// call attached, within the limit on size, but not parsed).
+    pub async fn get_text(
+        &self,
+        plugin: &LoadedPlugin,
+        target: &CallTarget,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<String, CallError> {
+        match self
+            .call(plugin, Some(target), Request::Get(kind, id.to_string()), true)
+            .await?
+        {
+            Response::EntityText(r) => r.map_err(CallError::from),
+            _ => wrong_response(),
+        }
+    }
+
     /// `create`.
     pub async fn create(
         &self,
@@ -584,13 +602,13 @@ impl Runtime {
         self.call(plugin, target, request, false).await
     }
 
-    /// [`Runtime::invoke`], leaving a page's entities as texts when `page_texts` says so.
+    /// [`Runtime::invoke`], leaving the entities of a page or of a `get` as texts when `texts` says so.
     async fn call(
         &self,
         plugin: &LoadedPlugin,
         target: Option<&CallTarget>,
         request: Request,
-        page_texts: bool,
+        texts: bool,
     ) -> Result<Response, CallError> {
         let label = plugin.label();
         let started = Instant::now();
@@ -694,20 +712,14 @@ impl Runtime {
                 response
             })
         });
-        let result = Self::conclude(
-            &self.limits,
-            label.clone(),
-            store.data(),
-            outcome,
-            max_entities,
-            page_texts,
-        );
+        let result = Self::conclude(&self.limits, label.clone(), store.data(), outcome, max_entities, texts);
         let kind = match &result {
             Ok(
                 Response::Text(Err(_))
                 | Response::Page(Err(_))
                 | Response::PageTexts(Err(_))
                 | Response::Entity(Err(_))
+                | Response::EntityText(Err(_))
                 | Response::MaybeEntity(Err(_))
                 | Response::Unit(Err(_)),
             ) => "connector-error",
@@ -810,7 +822,7 @@ impl Runtime {
         state: &CallState,
         outcome: Result<wasmtime::Result<RawResponse>, tokio::time::error::Elapsed>,
         max_entities: Option<usize>,
-        page_texts: bool,
+        texts: bool,
     ) -> Result<Response, CallError> {
         match outcome {
             Err(_) => Err(CallError::Timeout {
@@ -839,7 +851,7 @@ impl Runtime {
                     });
                 }
                 response.scrub(&state.secrets);
-                response.parse(&label, page_texts)
+                response.parse(&label, texts)
             }
             Ok(Err(trap)) => {
                 if state.deadline_hit {

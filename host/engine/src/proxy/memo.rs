@@ -17,12 +17,30 @@ use serde_json::Value;
 
 use crate::connector::EntityKind;
 
-/// What one system's memo may hold, in estimated bytes: an entity's text and its parsed resource (about
-/// twice the text). 16 MiB keep about 10,000 UAA users of 500 bytes.
+/// What one system's memo may hold, in estimated bytes: an entity's text, its resource's text and the parsed
+/// resource (about twice its text). 16 MiB keep about 8,000 UAA users of 500 bytes.
 pub const WEIGHT: u64 = 16 << 20;
 
+/// A resource as served: the value (filters, sorting and projections work on it) and its compact JSON
+/// text, written once, from which pages and GETs without a projection are answered.
+#[derive(Debug, PartialEq)]
+pub struct Written {
+    /// The resource.
+    pub value: Value,
+    /// `value` as compact JSON.
+    pub text: Box<str>,
+}
+
+impl Written {
+    /// A resource with its text written now.
+    pub fn new(value: Value) -> Written {
+        let text = crate::json::text(&value).into_boxed_str();
+        Written { value, text }
+    }
+}
+
 /// What a remembered text became: the resource, or `None` when the transformation skipped it.
-pub type Remembered = Arc<Option<Value>>;
+pub type Remembered = Option<Arc<Written>>;
 
 /// The memo of one proxy system's reads.
 pub struct ReadMemo {
@@ -110,13 +128,15 @@ impl Equivalent<Key> for Query<'_> {
     }
 }
 
-/// An entry weighs its text three times (the text and the parsed resource) plus the base URL.
+/// An entry weighs the entity's text, and its resource's text three times (the text and the parsed
+/// resource), plus the base URL.
 #[derive(Clone)]
 struct Weight;
 
 impl quick_cache::Weighter<Key, Remembered> for Weight {
-    fn weight(&self, key: &Key, _: &Remembered) -> u64 {
-        (3 * key.native.len() + key.base.len() + 64) as u64
+    fn weight(&self, key: &Key, remembered: &Remembered) -> u64 {
+        let resource = remembered.as_ref().map_or(0, |r| r.text.len());
+        (key.native.len() + 3 * resource + key.base.len() + 64) as u64
     }
 }
 
@@ -135,16 +155,19 @@ mod tests {
             EntityKind::User,
             &base,
             text.to_string(),
-            Arc::new(Some(json!({"id": "1"}))),
+            Some(Arc::new(Written::new(json!({"id": "1"})))),
         );
-        memo.put(EntityKind::User, &base, r#"{"id":"2"}"#.to_string(), Arc::new(None));
+        memo.put(EntityKind::User, &base, r#"{"id":"2"}"#.to_string(), None);
+        let remembered = memo.get(EntityKind::User, "https://p/scim/s1", text).flatten();
+        assert_eq!(remembered.as_ref().map(|r| &r.value), Some(&json!({"id": "1"})));
         assert_eq!(
-            memo.get(EntityKind::User, "https://p/scim/s1", text).as_deref(),
-            Some(&Some(json!({"id": "1"})))
+            remembered.as_ref().map(|r| &*r.text),
+            Some(r#"{"id":"1"}"#),
+            "written once"
         );
         assert_eq!(
-            memo.get(EntityKind::User, &base, r#"{"id":"2"}"#).as_deref(),
-            Some(&None),
+            memo.get(EntityKind::User, &base, r#"{"id":"2"}"#),
+            Some(None),
             "skipped"
         );
         // One byte differs, another base, another kind: not the same entry.
@@ -157,7 +180,12 @@ mod tests {
                 .is_none()
         );
         assert!(memo.get(EntityKind::User, "https://q/scim/s1", text).is_none());
-        memo.put(EntityKind::Group, &base, text.to_string(), Arc::new(Some(json!({}))));
+        memo.put(
+            EntityKind::Group,
+            &base,
+            text.to_string(),
+            Some(Arc::new(Written::new(json!({})))),
+        );
         assert!(
             memo.get(EntityKind::Group, &base, text).is_none(),
             "groups are not kept here"
@@ -170,13 +198,13 @@ mod tests {
         let memo = ReadMemo::new(vec![EntityKind::User]);
         let base: Arc<str> = Arc::from("https://p");
         let filler = "x".repeat(1000);
-        // 40 MiB of weight offered to a memo of 16.
+        // 58 MiB of weight offered to a memo of 16.
         for i in 0..14_000 {
             memo.put(
                 EntityKind::User,
                 &base,
                 format!(r#"{{"id":"{i}","f":"{filler}"}}"#),
-                Arc::new(None),
+                Some(Arc::new(Written::new(json!({"id": i, "f": filler})))),
             );
         }
         let held = memo.cache.weight();

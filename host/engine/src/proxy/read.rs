@@ -145,7 +145,7 @@ impl Proxy {
                     let transformed = fresh.next().unwrap_or_else(|| unreachable!("one per text missed"));
                     // Failures are not remembered: they are logged each time, as before.
                     transformed.map(|resource| {
-                        let resource = Arc::new(resource);
+                        let resource = resource.map(|r| Arc::new(memo::Written::new(r)));
                         self.memo.put(kind, &base, text, resource.clone());
                         resource
                     })
@@ -202,9 +202,20 @@ impl Proxy {
         }
     }
 
-    /// One resource by id.
-    pub async fn get(&self, kind: EntityKind, id: &str) -> Result<Value, ScimError> {
-        Ok(self.read(kind, id).await?.resource)
+    /// One resource by id, through the memo as a page's are: an entity the read transformation saw before
+    /// is served from what it became, with its text.
+    pub async fn get(&self, kind: EntityKind, id: &str) -> Result<Arc<memo::Written>, ScimError> {
+        let text = self
+            .runtime
+            .get_text(&self.plugin, &self.call, kind, id)
+            .await
+            .map_err(ScimError::from_call)?;
+        let transformed = self.to_scim_texts(kind, vec![text])?.pop();
+        match transformed {
+            Some(Ok(Some(resource))) => Ok(resource),
+            Some(Ok(None)) | None => Err(ScimError::not_found(format!("{} {id} not found", kind.as_str()))),
+            Some(Err(reason)) => Err(ScimError::backend(format!("the read transformation failed: {reason}"))),
+        }
     }
 
     /// One resource by id, with the backend's own version of it.
@@ -236,9 +247,9 @@ impl Proxy {
                 .map_err(ScimError::from_call)?;
             let empty = page.entities.is_empty();
             for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities))? {
-                match transformed.as_deref() {
+                match transformed {
                     // Filters, sorting and projection work on a copy; the memo keeps its own.
-                    Ok(Some(r)) => out.push(r.clone()),
+                    Ok(Some(r)) => out.push(r.value.clone()),
                     Ok(None) => {}
                     // One entity the transformation cannot handle must not hide all others.
                     Err(reason) => {
@@ -262,7 +273,7 @@ impl Proxy {
         let mut found = match q.filter.as_ref().and_then(|f| self.shortcut(kind, f)) {
             // `id eq "x"`: one get instead of a full read.
             Some(Shortcut::Id(id)) => match self.get(kind, &id).await {
-                Ok(r) => vec![r],
+                Ok(r) => vec![r.value.clone()],
                 Err(e) if e.status == http::StatusCode::NOT_FOUND => vec![],
                 Err(e) => return Err(e),
             },
@@ -354,14 +365,15 @@ impl Proxy {
             }
         }
         let Some(total) = total else { return Ok(None) };
-        let resources: Vec<&Value> = resources.iter().filter_map(|r| r.as_ref().as_ref()).collect();
+        let resources: Vec<&memo::Written> = resources.iter().filter_map(|r| r.as_deref()).collect();
         if q.projection.is_empty() {
-            return Ok(Some(ListResponse::page_json(resources.into_iter(), total, start)));
+            let texts = resources.iter().map(|r| &*r.text);
+            return Ok(Some(ListResponse::page_json(texts, total, start)));
         }
         let projected = resources
             .into_iter()
             .map(|r| {
-                let mut r = r.clone();
+                let mut r = r.value.clone();
                 q.projection.apply(&mut r, &self.served, kind);
                 r
             })

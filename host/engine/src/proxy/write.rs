@@ -52,7 +52,7 @@ impl Proxy {
             return Ok(r);
         }
         match id {
-            Some(id) => self.get(kind, id).await,
+            Some(id) => Ok(self.get(kind, id).await?.value.clone()),
             None => Err(ScimError::backend("the backend did not return the written entity")),
         }
     }
@@ -200,7 +200,7 @@ impl Proxy {
     /// DELETE. A user's group memberships go with it (some backends keep dangling members).
     pub async fn delete(&self, kind: EntityKind, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
         let current = self.get(kind, id).await?;
-        check_if_match(if_match, &current)?;
+        check_if_match(if_match, &current.value)?;
         self.runtime
             .delete(&self.plugin, &self.call, kind, id)
             .await
