@@ -1201,16 +1201,7 @@ async fn remembered_reads_follow_the_backend_and_the_base_url() {
 
     // The same entities under the other base path: their locations name the path the client used.
     let other = format!("{}/ipsproxy/service/api/v1/scim/{system}", service.url);
-    let page: Value = service
-        .http
-        .get(format!("{other}/Users?startIndex=1&count=5"))
-        .basic_auth(CLIENT.0, Some(CLIENT.1))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let page = get_as_client(&service, &format!("{other}/Users?startIndex=1&count=5")).await;
     for (resource, before) in page["Resources"]
         .as_array()
         .into_iter()
@@ -1221,21 +1212,26 @@ async fn remembered_reads_follow_the_backend_and_the_base_url() {
         assert!(location.starts_with(&other), "{location} under {other}");
         assert_eq!(resource["id"], before["id"]);
     }
-    let one: Value = service
+    let one = get_as_client(&service, &format!("{other}/Users/{id}")).await;
+    assert_eq!(
+        one["meta"]["location"],
+        json!(format!("{other}/Users/{id}")),
+        "by id under the other base path: {one}"
+    );
+}
+
+/// A GET as the proxy's client, at a URL of any base path.
+async fn get_as_client(service: &Service, url: &str) -> Value {
+    service
         .http
-        .get(format!("{other}/Users/{id}"))
+        .get(url)
         .basic_auth(CLIENT.0, Some(CLIENT.1))
         .send()
         .await
         .expect("request")
         .json()
         .await
-        .expect("json");
-    assert_eq!(
-        one["meta"]["location"],
-        json!(format!("{other}/Users/{id}")),
-        "by id under the other base path: {one}"
-    );
+        .expect("json")
 }
 
 /// The resolved system is cached between requests and dropped when the system changes or goes.
