@@ -684,7 +684,7 @@ async fn what_a_guest_makes_the_host_hold_is_capped() {
     // The same page asked for as texts (the proxy's read): refused the same way, before anything is kept.
     let e = c
         .runtime
-        .read_texts(&c.plugin, &c.target, &request)
+        .read_texts(&c.plugin, &c.target, &request, &|_| false)
         .await
         .expect_err("refused as texts too");
     assert_eq!(e.kind(), "invalid-result");
@@ -712,6 +712,56 @@ async fn what_a_guest_makes_the_host_hold_is_capped() {
     assert!(!ok);
     assert!(message.contains("the limit of bytes sent per call"), "{message}");
     assert!(service.healthy().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_texts_that_are_not_json_fail_the_call_and_are_counted() {
+    let service = Service::start().await;
+    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
+    assert_eq!(status, 201, "{loaded}");
+    let upstream = upstream().await;
+    let id = service
+        .create_system(json!({
+            "name": "not json", "type": "hostile", "role": "source",
+            "properties": { "URL": upstream.base, "read-mode": "not-json" }
+        }))
+        .await;
+    let c = service.connector(&id).await;
+    let before = hostile_stats(&service).await;
+    let kind = provisio::connector::EntityKind::User;
+    // The texts the proxy takes without parsing (a page, a get): checked all the same.
+    let request = provisio::connector::PageRequest::first(kind, 10);
+    let page = c.runtime.read_texts(&c.plugin, &c.target, &request, &|_| false).await;
+    let one = c.runtime.get_text(&c.plugin, &c.target, kind, "7", &|_| false).await;
+    for e in [page.map(|_| ()), one.map(|_| ())] {
+        let e = e.expect_err("an entity that is not JSON is an invalid result");
+        assert_eq!(e.kind(), "invalid-result");
+        assert!(e.to_string().contains("an entity is not valid JSON"), "{e}");
+    }
+    // A caller's memo vouches for texts it parsed before: those are not checked again.
+    let vouched = c
+        .runtime
+        .get_text(&c.plugin, &c.target, kind, "7", &|t| t.starts_with("{\"id\":\"7\""))
+        .await
+        .expect("vouched for by the caller");
+    assert_eq!(vouched, "{\"id\":\"7\",\"userName\":");
+    // Both failures are counted against the plugin, as any invalid result is, not as successful calls.
+    let after = hostile_stats(&service).await;
+    let grew = |key: &str| after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
+    assert_eq!(grew("calls"), 3, "{after}");
+    assert_eq!(grew("failures"), 2, "{after}");
+    assert_eq!(after["lastIncident"]["kind"], "invalid-result", "{after}");
+    let metrics = service
+        .http
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let line = "provisio_plugin_calls_total{plugin=\"hostile@1.0.0\",outcome=\"invalid-result\"} 2";
+    assert!(metrics.contains(line), "/metrics lacks {line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

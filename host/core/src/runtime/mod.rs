@@ -48,6 +48,10 @@ use bindings::{Bindings, Instance};
 use state::CallState;
 pub use stats::{DURATION_BUCKETS_MS, DurationBucket, Incident, PluginStats, StatsSnapshot};
 
+/// A caller's word that an entity text is JSON it has seen before (e.g. in a memo of texts it parsed), so
+/// that [`Runtime::read_texts`] and [`Runtime::get_text`] need not check it again; `|_| false` vouches for none.
+pub type KnownText<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
 /// How many buckets a version's call durations are counted in (the last one unbounded).
 pub fn stats_buckets() -> usize {
     DURATION_BUCKETS_MS.len() + 1
@@ -424,15 +428,18 @@ impl Runtime {
     }
 
     /// `read`, with the page's entities left as the JSON texts the connector returned (scrubbed of the
-    /// credentials the call attached, within the limits on size and page size, but not parsed).
+    /// credentials the call attached, within the limits on size and page size, checked to be JSON but not
+    /// parsed). `known` vouches for texts the caller has seen valid before (its memo), which are not checked
+    /// again; a text that is not JSON fails the call as `invalid-result`, counted so.
     pub async fn read_texts(
         &self,
         plugin: &LoadedPlugin,
         target: &CallTarget,
         request: &PageRequest,
+        known: KnownText<'_>,
     ) -> Result<PageTexts, CallError> {
         match self
-            .call(plugin, Some(target), Request::Read(request.clone()), true)
+            .call(plugin, Some(target), Request::Read(request.clone()), Some(known))
             .await?
         {
             Response::PageTexts(r) => r.map_err(CallError::from),
@@ -458,16 +465,17 @@ impl Runtime {
     }
 
     /// `get`, with the entity left as the JSON text the connector returned (scrubbed of the credentials the
-    /// call attached, within the limit on size, but not parsed).
+    /// call attached, within the limit on size, checked as [`Runtime::read_texts`] checks, not parsed).
     pub async fn get_text(
         &self,
         plugin: &LoadedPlugin,
         target: &CallTarget,
         kind: EntityKind,
         id: &str,
+        known: KnownText<'_>,
     ) -> Result<String, CallError> {
         match self
-            .call(plugin, Some(target), Request::Get(kind, id.to_string()), true)
+            .call(plugin, Some(target), Request::Get(kind, id.to_string()), Some(known))
             .await?
         {
             Response::EntityText(r) => r.map_err(CallError::from),
@@ -599,16 +607,17 @@ impl Runtime {
         target: Option<&CallTarget>,
         request: Request,
     ) -> Result<Response, CallError> {
-        self.call(plugin, target, request, false).await
+        self.call(plugin, target, request, None).await
     }
 
-    /// [`Runtime::invoke`], leaving the entities of a page or of a `get` as texts when `texts` says so.
+    /// [`Runtime::invoke`], leaving the entities of a page or of a `get` as (checked) texts when `texts`
+    /// says so.
     async fn call(
         &self,
         plugin: &LoadedPlugin,
         target: Option<&CallTarget>,
         request: Request,
-        texts: bool,
+        texts: Option<KnownText<'_>>,
     ) -> Result<Response, CallError> {
         let label = plugin.label();
         let started = Instant::now();
@@ -822,7 +831,7 @@ impl Runtime {
         state: &CallState,
         outcome: Result<wasmtime::Result<RawResponse>, tokio::time::error::Elapsed>,
         max_entities: Option<usize>,
-        texts: bool,
+        texts: Option<KnownText<'_>>,
     ) -> Result<Response, CallError> {
         match outcome {
             Err(_) => Err(CallError::Timeout {

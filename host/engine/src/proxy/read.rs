@@ -108,16 +108,21 @@ impl Proxy {
 
     /// A page of the connector's entity texts through [`Proxy::to_scim`], in order: a text the read
     /// transformation saw before comes from the memo (see [`super::memo`]), the others are parsed and
-    /// transformed on every core, then remembered. A text that is not JSON fails the page, as a connector's
-    /// invalid result does. Resources are shared with the memo, not copied.
+    /// transformed on every core, then remembered. `recall` holds the memo's answers, asked while the runtime
+    /// checked every text new to the memo to be JSON (a text that is not fails the call there, counted as the
+    /// plugin's invalid result); one that would still not parse here fails the page the same way. Resources
+    /// are shared with the memo, not copied.
     pub(super) fn to_scim_texts(
         &self,
         kind: EntityKind,
         texts: Vec<String>,
+        recall: Recall<'_>,
     ) -> Result<Vec<Result<memo::Remembered, String>>, ScimError> {
         use rayon::prelude::*;
-        let recalled: Vec<Option<memo::Remembered>> =
-            texts.iter().map(|t| self.memo.get(kind, &self.base, t)).collect();
+        let recalled: Vec<Option<memo::Remembered>> = match recall.found(texts.len()) {
+            Some(found) => found,
+            None => texts.iter().map(|t| self.memo.get(kind, &self.base, t)).collect(),
+        };
         let missed: Vec<&String> = texts
             .iter()
             .zip(&recalled)
@@ -205,12 +210,13 @@ impl Proxy {
     /// One resource by id, through the memo as a page's are: an entity the read transformation saw before
     /// is served from what it became, with its text.
     pub async fn get(&self, kind: EntityKind, id: &str) -> Result<Arc<memo::Written>, ScimError> {
+        let recall = Recall::new(self, kind);
         let text = self
             .runtime
-            .get_text(&self.plugin, &self.call, kind, id)
+            .get_text(&self.plugin, &self.call, kind, id, &|t| recall.known(t))
             .await
             .map_err(ScimError::from_call)?;
-        let transformed = self.to_scim_texts(kind, vec![text])?.pop();
+        let transformed = self.to_scim_texts(kind, vec![text], recall)?.pop();
         match transformed {
             Some(Ok(Some(resource))) => Ok(resource),
             Some(Ok(None)) | None => Err(ScimError::not_found(format!("{} {id} not found", kind.as_str()))),
@@ -240,13 +246,14 @@ impl Proxy {
         request.filter = prefilter;
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
+            let recall = Recall::new(self, kind);
             let mut page = self
                 .runtime
-                .read_texts(&self.plugin, &self.call, &request)
+                .read_texts(&self.plugin, &self.call, &request, &|t| recall.known(t))
                 .await
                 .map_err(ScimError::from_call)?;
             let empty = page.entities.is_empty();
-            for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities))? {
+            for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities), recall)? {
                 match transformed {
                     // Filters, sorting and projection work on a copy; the memo keeps its own.
                     Ok(Some(r)) => out.push(r.value.clone()),
@@ -329,9 +336,10 @@ impl Proxy {
         let mut first = true;
         while (resources.len() as u64) < q.count {
             request.page_size = (q.count - resources.len() as u64).min(u64::from(READ_PAGE)) as u32;
+            let recall = Recall::new(self, kind);
             let mut page = self
                 .runtime
-                .read_texts(&self.plugin, &self.call, &request)
+                .read_texts(&self.plugin, &self.call, &request, &|t| recall.known(t))
                 .await
                 .map_err(ScimError::from_call)?;
             if first {
@@ -351,7 +359,7 @@ impl Proxy {
                 }
             }
             let empty = page.entities.is_empty();
-            for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities))? {
+            for transformed in self.to_scim_texts(kind, std::mem::take(&mut page.entities), recall)? {
                 match transformed {
                     Ok(r) if r.is_some() && (resources.len() as u64) < q.count => resources.push(r),
                     Ok(r) if r.is_some() => {}
@@ -572,5 +580,37 @@ pub(super) fn unique_attribute(kind: EntityKind) -> &'static str {
     match kind {
         EntityKind::User => "userName",
         EntityKind::Group => "displayName",
+    }
+}
+
+/// The memo's answers for the texts of one connector call, asked while the runtime checks them: a text the
+/// memo holds is JSON (the runtime need not check it), and [`Proxy::to_scim_texts`] need not look it up again.
+pub(super) struct Recall<'a> {
+    proxy: &'a Proxy,
+    kind: EntityKind,
+    found: std::sync::Mutex<Vec<Option<memo::Remembered>>>,
+}
+
+impl<'a> Recall<'a> {
+    pub(super) fn new(proxy: &'a Proxy, kind: EntityKind) -> Recall<'a> {
+        Recall {
+            proxy,
+            kind,
+            found: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The runtime's question for each text, in order: whether the memo holds it.
+    fn known(&self, text: &str) -> bool {
+        let remembered = self.proxy.memo.get(self.kind, &self.proxy.base, text);
+        let known = remembered.is_some();
+        self.found.lock().unwrap_or_else(|p| p.into_inner()).push(remembered);
+        known
+    }
+
+    /// The answers for `n` texts; `None` unless the runtime asked about exactly that many.
+    fn found(self, n: usize) -> Option<Vec<Option<memo::Remembered>>> {
+        let found = self.found.into_inner().unwrap_or_else(|p| p.into_inner());
+        (found.len() == n).then_some(found)
     }
 }

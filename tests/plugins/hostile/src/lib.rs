@@ -170,7 +170,7 @@ impl Guest for Hostile {
                     required: false,
                     secret: false,
                     default_value: None,
-                    doc: "How read misbehaves: pages, repeat-cursor, ever-new-ids, empty-pages, same-users, throttle-forever (else one entity, one page).".into(),
+                    doc: "How read misbehaves: pages, repeat-cursor, ever-new-ids, empty-pages, same-users, throttle-forever, overflow, not-json (also `get`; else one entity, one page).".into(),
                 },
             ],
             default_read_transformation: None,
@@ -356,6 +356,12 @@ impl Guest for Hostile {
             "empty-pages" => Ok(page(&[], next(page_number))),
             // The same two users on every page, and always a next page.
             "same-users" => Ok(page(&[1, 2], next(page_number))),
+            // A page whose second entity is not JSON (cut off).
+            "not-json" => Ok(Page {
+                entities: vec!["{\"id\":\"1\"}".into(), "{\"id\":\"2\",\"userName\":".into()],
+                next_cursor: None,
+                total: Some(2),
+            }),
             // Come back in 584 million years.
             "throttle-forever" => Err(ConnectorError::Throttled(Throttle {
                 retry_after_ms: Some(u64::MAX),
@@ -369,7 +375,15 @@ impl Guest for Hostile {
         }
     }
 
-    fn get(_config: Config, _kind: EntityKind, _id: String) -> Result<String, ConnectorError> {
+    fn get(config: Config, _kind: EntityKind, id: String) -> Result<String, ConnectorError> {
+        // `read-mode` `not-json`: an entity cut off.
+        if config
+            .properties
+            .iter()
+            .any(|(k, v)| k == "read-mode" && v == "not-json")
+        {
+            return Ok(format!("{{\"id\":\"{id}\",\"userName\":"));
+        }
         Err(ConnectorError::Unsupported("get".into()))
     }
 
