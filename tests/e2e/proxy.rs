@@ -440,6 +440,32 @@ async fn conformance_checklist_on_scim2_server_backend() {
     let (s, h, b) = c.send(Method::GET, &format!("/Users/{uid}"), None, &[]).await;
     assert_eq!(s, StatusCode::OK);
     let tag = h["etag"].to_str().expect("etag").to_string();
+    // If-None-Match: a current copy (its tag, `*`, or in a list, compared weakly) is answered 304 with
+    // the ETag and no body; a stale one gets the resource.
+    let weak = format!("W/\"{}\"", tag.trim_start_matches("W/").trim_matches('"'));
+    for current in [tag.as_str(), "*", &format!("W/\"stale\", {weak}")] {
+        let (s, h, b) = c
+            .send(
+                Method::GET,
+                &format!("/Users/{uid}"),
+                None,
+                &[("if-none-match", current)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_MODIFIED, "{current}: {b}");
+        assert_eq!(h["etag"].to_str().ok(), Some(tag.as_str()), "{current}");
+        assert_eq!(b, Value::Null, "{current}");
+    }
+    let (s, _, fresh) = c
+        .send(
+            Method::GET,
+            &format!("/Users/{uid}"),
+            None,
+            &[("if-none-match", "W/\"stale\"")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(fresh, b);
     let (s, _, _) = c
         .send(
             Method::PUT,

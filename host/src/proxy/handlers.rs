@@ -336,11 +336,17 @@ async fn get_one(
     let q = ListQuery::from_query(raw.as_deref())?;
     q.projection.validate(&p.served, &[kind], &p.extra)?;
     let served = p.get(kind, &id).await?;
-    // If-None-Match: the client's copy is current.
-    if let Some(tag) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
-        && meta(&served.value, "version").and_then(Value::as_str) == Some(tag.trim())
+    // If-None-Match: the client's copy is current; a 304 carries the ETag a 200 would (RFC 9110 §15.4.5).
+    if let Some(tags) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && super::none_match(tags, &served.value)
     {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
+        let mut answer = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(v) = meta(&served.value, "version").and_then(Value::as_str)
+            && let Ok(v) = HeaderValue::from_str(v)
+        {
+            answer.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(answer);
     }
     if q.projection.is_empty() {
         return Ok(resource_written(

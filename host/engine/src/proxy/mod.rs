@@ -202,6 +202,18 @@ pub fn check_if_match(header: Option<&str>, current: &Value) -> Result<(), ScimE
     }
 }
 
+/// `If-None-Match` on a read (RFC 9110 §13.1.2): whether the client's copy is current, so that the answer
+/// is 304 — `*` (the resource exists), or one of the listed tags equals its ETag (weak comparison).
+pub fn none_match(header: &str, current: &Value) -> bool {
+    let header = header.trim();
+    if header == "*" {
+        return true;
+    }
+    let strip = |t: &str| t.trim().trim_start_matches("W/").trim_matches('"').to_string();
+    let now = strip(&etag(current));
+    header.split(',').any(|t| strip(t) == now)
+}
+
 /// Top-level attributes the read transformation writes outside the served schemas.
 fn extra_attributes(read: &Value, served: &Served) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -258,6 +270,20 @@ mod tests {
             Err(http::StatusCode::PRECONDITION_FAILED)
         );
         assert!(check_if_match(None, &current).is_ok());
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_with_any_listed_tag() {
+        let current = json!({"meta": {"version": "W/\"4\""}});
+        for current_copy in ["*", "W/\"4\"", "\"4\"", " W/\"1\" , W/\"4\" "] {
+            assert!(none_match(current_copy, &current), "{current_copy}");
+        }
+        for stale in ["W/\"3\"", "\"44\"", "W/\"1\", \"2\"", ""] {
+            assert!(!none_match(stale, &current), "{stale}");
+        }
+        // Without a backend version, the content's digest is the tag (as for If-Match).
+        let unversioned = json!({"id": "1", "userName": "a"});
+        assert!(none_match(&etag(&unversioned), &unversioned));
     }
 
     #[test]
