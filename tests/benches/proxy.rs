@@ -14,9 +14,13 @@
 //!    `BENCH_CONCURRENCY` in flight; skipped, saying so, where `nginx` is not installed — Debian's
 //!    `nginx-light`), and a second simulator whose reads take `BENCH_BACKEND_MS` (default 5 ms), called
 //!    directly and through a proxy system of its own.
+//!    The throughput of ours and nginx's is also measured with wrk as the load generator (one thread, the
+//!    same connections), as the issue measured nginx; skipped where `wrk` is not installed.
 //!
-//! The service runs on 2 worker threads as `provisio serve` does on this machine; the simulator and the load
-//! generator run in this process on runtimes of their own (the three share the machine's 2 cores).
+//! The service runs on 2 worker threads as `provisio serve` does on this machine, alone in the benchmark's
+//! process; the simulators, the floor and the load generator run in a child process (this binary again) on
+//! runtimes of their own, so that `perf record -p <the service's process>` profiles the service alone (the
+//! processes share the machine's 2 cores). The service's process id is printed first.
 //! `BENCH_USERS` users are seeded (default 1,000).
 //!
 //! Run: `cargo bench -p provisio-tests --bench proxy`. Prints PASS/FAIL per target and exits 0.
@@ -24,29 +28,82 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use provisio::server::Settings;
 use provisio::store::principals::{Permission, PrincipalKind};
 use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
 mod common;
-use common::{env_or, percentile, plugin_time, serve};
+use common::{env_or, percentile, plugin_time_in, serve};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const CLIENT: (&str, &str) = ("idm-client", "idm-client-secret-1");
 
+/// Set in the peers' process (simulators, nginx, the floor and the load generator) to the service's URL.
+const SERVICE_URL: &str = "PROVISIO_BENCH_PROXY_SERVICE";
+
 fn main() {
-    // The simulator on runtime threads of its own, so that the service's 2 workers are the service's.
+    match std::env::var(SERVICE_URL) {
+        Ok(url) => peers(url),
+        Err(_) => service(),
+    }
+}
+
+/// This process: the service alone, on 2 workers as `provisio serve` runs on this machine; everything else
+/// runs in a child process (so `perf record -p` of this process profiles the service and nothing else).
+fn service() {
+    let service_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("service")
+        .enable_all()
+        .build()
+        .expect("service runtime");
+    let data = tempfile::tempdir().expect("data dir");
+    let url = service_rt.block_on(async {
+        let state = provisio::server::boot(data.path(), Settings::default())
+            .await
+            .expect("boot");
+        state
+            .stores
+            .principals
+            .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
+            .await
+            .expect("admin");
+        state
+            .stores
+            .principals
+            .create(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
+            .await
+            .expect("client");
+        let (addr, _server) = serve(provisio::api::router(state)).await;
+        format!("http://{addr}")
+    });
+    println!("service: process {} at {url}", std::process::id());
+    let status = std::process::Command::new(std::env::current_exe().expect("this benchmark's path"))
+        .args(std::env::args_os().skip(1))
+        .env(SERVICE_URL, &url)
+        .status()
+        .expect("the peers' process starts");
+    drop(service_rt);
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// The child process: the simulators, nginx in front of one of them, the bare pass-through floor and the load
+/// generator, each on runtime threads of its own; runs every phase against the service at `url`.
+fn peers(url: String) {
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
     let users = env_or("BENCH_USERS", 1000) as usize;
     let (sim_tx, sim_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("simulator")
-            .enable_all()
-            .build()
-            .expect("simulator runtime");
-        rt.block_on(async move {
+        runtime("simulator").block_on(async move {
             let sim = uaa::spawn(uaa::Options {
                 users,
                 ..uaa::Options::default()
@@ -79,43 +136,11 @@ fn main() {
     let (sim, slow) = sim_rx.recv().expect("simulator started");
     // nginx in front of the same simulator (a process of its own, as nginx runs), when it is installed.
     let nginx = Nginx::start(&sim.0);
-
-    let service_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("service")
-        .enable_all()
-        .build()
-        .expect("service runtime");
-    let data = tempfile::tempdir().expect("data dir");
-    let (url, floor) = service_rt.block_on(async {
-        let state = provisio::server::boot(data.path(), Settings::default())
-            .await
-            .expect("boot");
-        state
-            .stores
-            .principals
-            .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
-            .await
-            .expect("admin");
-        state
-            .stores
-            .principals
-            .create(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
-            .await
-            .expect("client");
-        let (addr, _server) = serve(provisio::api::router(state)).await;
-        let (floor, _server) = serve(pass_through(sim.0.clone())).await;
-        (format!("http://{addr}"), format!("http://{floor}"))
-    });
-
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("load")
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    client_rt.block_on(run(url, floor, sim, slow, nginx.as_ref().map(|n| n.url.clone())));
-    drop(service_rt);
+    // The floor on runtime threads of its own, as the service has.
+    let floor_rt = runtime("floor");
+    let (floor, _server) = floor_rt.block_on(serve(pass_through(sim.0.clone())));
+    let floor = format!("http://{floor}");
+    runtime("load").block_on(run(url, floor, sim, slow, nginx.as_ref().map(|n| n.url.clone())));
     drop(nginx);
 }
 
@@ -188,7 +213,7 @@ impl Drop for Nginx {
 
 type Sim = (String, String, String, String, Vec<String>);
 
-/// The least any HTTP proxy does, on the service's runtime: take the request, send it on to the simulator
+/// The least any HTTP proxy does, on 2 runtime workers as the service has: take the request, send it on to the simulator
 /// over a pooled connection (with the caller's Authorization), hand the answer back. No sandbox, no
 /// transformation, no authentication of its own: the floor for a proxy's latency on this machine.
 fn pass_through(upstream: String) -> axum::Router {
@@ -227,20 +252,43 @@ fn pass_through(upstream: String) -> axum::Router {
     axum::Router::new().fallback(forward).with_state((http, upstream))
 }
 
-/// CPU seconds this process has used (user + system; the service, the simulator and the load generator).
-fn process_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // After the command name in parentheses: utime and stime are fields 14 and 15 (from 1).
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
-    (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
+/// CPU seconds (user + system) the service's process (the parent of this one) and this process (the
+/// simulators, the floor, the load generator) have used.
+fn cpu() -> (f64, f64) {
+    let of = |stat: &str| -> f64 {
+        let stat = std::fs::read_to_string(stat).unwrap_or_default();
+        // After the command name in parentheses: utime and stime are fields 14 and 15 (from 1).
+        let rest = stat.rsplit(')').next().unwrap_or("");
+        let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+        (fields.get(11).copied().unwrap_or(0.0) + fields.get(12).copied().unwrap_or(0.0)) / 100.0
+    };
+    (
+        of(&format!("/proc/{}/stat", std::os::unix::process::parent_id())),
+        of("/proc/self/stat"),
+    )
 }
 
-/// Runs a phase; returns its result, the mean connector call (µs) and the number of calls made.
-async fn with_calls<T>(phase: impl std::future::Future<Output = T>) -> (T, f64, f64) {
-    let (s0, c0) = plugin_time();
+/// Runs a phase; returns its result, the mean connector call (µs) and the number of calls made, from the
+/// service's `/metrics` before and after.
+async fn with_calls<T>(
+    http: &reqwest::Client,
+    service: &str,
+    phase: impl std::future::Future<Output = T>,
+) -> (T, f64, f64) {
+    let plugin_time = || async {
+        let metrics = http
+            .get(format!("{service}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        plugin_time_in(&metrics)
+    };
+    let (s0, c0) = plugin_time().await;
     let out = phase.await;
-    let (s1, c1) = plugin_time();
+    let (s1, c1) = plugin_time().await;
     let calls = c1 - c0;
     (out, if calls > 0.0 { (s1 - s0) / calls * 1e6 } else { 0.0 }, calls)
 }
@@ -317,6 +365,47 @@ async fn throughput(
         total += t.await.expect("worker");
     }
     total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Requests/s of GETs of `urls` (in turn, with this `Authorization`) with `connections` open for `seconds`,
+/// measured by wrk on one thread (C and epoll: the load takes little of the machine's 2 cores); `None`, saying
+/// so, where wrk is not installed (Debian's `wrk`). Panics on any answer but 2xx.
+fn wrk_rate(urls: &[String], authorization: &str, connections: u64, seconds: u64) -> Option<f64> {
+    let binary = ["/usr/bin/wrk", "/usr/local/bin/wrk"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(binary) = binary else {
+        println!("wrk is not installed (apt-get install wrk): the load from wrk is skipped");
+        return None;
+    };
+    // wrk takes the origin; each request's path comes from the script, in turn.
+    let first = urls.first()?;
+    let origin_end = first.match_indices('/').nth(2).map_or(first.len(), |(i, _)| i);
+    let origin = &first[..origin_end];
+    let paths: Vec<String> = urls.iter().map(|u| format!("{:?}", &u[origin_end..])).collect();
+    let script = format!(
+        "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  \
+         return wrk.format(\"GET\", paths[i], {{[\"Authorization\"] = {authorization:?}}})\nend\n",
+        paths.join(",")
+    );
+    let dir = tempfile::tempdir().expect("wrk script dir");
+    let script_path = dir.path().join("requests.lua");
+    std::fs::write(&script_path, script).expect("wrk script");
+    let out = std::process::Command::new(binary)
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "-s"])
+        .arg(&script_path)
+        .arg(origin)
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("Non-2xx"),
+        "wrk against {origin}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Adds an xsuaa proxy system in front of a simulator; returns its SCIM base URL and a bearer token for
@@ -405,12 +494,17 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
     let hop = latency(&http, &direct, n, |_| format!("{url}/healthz")).await;
     let d_get = latency(&http, &direct, n, by_id(sim_url.clone())).await;
     let f_get = latency(&http, &direct, n, by_id(floor.clone())).await;
-    let (p_get, get_call, get_calls) = with_calls(latency(&http, &Auth::Basic, n, by_id(proxy_base.clone()))).await;
+    let (p_get, get_call, get_calls) =
+        with_calls(&http, &url, latency(&http, &Auth::Basic, n, by_id(proxy_base.clone()))).await;
     let b_get = latency(&http, &bearer, n, by_id(proxy_base.clone())).await;
     let d_list = latency(&http, &direct, n / 4, page(sim_url.clone())).await;
     let f_list = latency(&http, &direct, n / 4, page(floor.clone())).await;
-    let (p_list, list_call, list_calls) =
-        with_calls(latency(&http, &Auth::Basic, n / 4, page(proxy_base.clone()))).await;
+    let (p_list, list_call, list_calls) = with_calls(
+        &http,
+        &url,
+        latency(&http, &Auth::Basic, n / 4, page(proxy_base.clone())),
+    )
+    .await;
     let b_list = latency(&http, &bearer, n / 4, page(proxy_base.clone())).await;
     // The peers of issue 20: nginx in front of the same simulator, and a backend that takes its time.
     let nginx_get = match &nginx {
@@ -430,9 +524,9 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let seconds = env_or("BENCH_SECONDS", 5);
     let f_rate = throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(floor.clone()))).await;
-    let cpu0 = process_cpu();
+    let cpu0 = cpu();
     let d_rate = throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(sim_url.clone()))).await;
-    let cpu1 = process_cpu();
+    let cpu1 = cpu();
     let p_rate = throughput(
         &http,
         &Auth::Basic,
@@ -441,7 +535,7 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
         Arc::new(by_id(proxy_base.clone())),
     )
     .await;
-    let cpu2 = process_cpu();
+    let cpu2 = cpu();
     let b_rate = throughput(
         &http,
         &bearer,
@@ -450,12 +544,33 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
         Arc::new(by_id(proxy_base.clone())),
     )
     .await;
-    let cpu3 = process_cpu();
+    let cpu3 = cpu();
     let nginx_rate = match &nginx {
         Some(nginx) => Some(throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(nginx.clone()))).await),
         None => None,
     };
+    // The same with wrk as the load generator, as issue 20 measured nginx: ours and nginx, one after the other.
+    let wrk_rates = match &nginx {
+        Some(nginx) => {
+            let paths = |base: &str| (0..users).map(by_id(base.to_string())).collect::<Vec<_>>();
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", CLIENT.0, CLIENT.1))
+            );
+            let ours = wrk_rate(&paths(&proxy_base), &basic, concurrency, seconds);
+            let Auth::Bearer(token) = &direct else {
+                unreachable!("the simulator takes a bearer token")
+            };
+            let bearer = format!("Bearer {token}");
+            let theirs = wrk_rate(&paths(nginx), &bearer, concurrency, seconds);
+            let floor = wrk_rate(&paths(&floor), &bearer, concurrency, seconds);
+            ours.zip(theirs).zip(floor)
+        }
+        None => None,
+    };
     let cpu_per = |cpu: f64, rate: f64| cpu / (rate * seconds as f64) * 1e6;
+    let service_cpu = |a: (f64, f64), b: (f64, f64)| b.0 - a.0;
+    let peers_cpu = |a: (f64, f64), b: (f64, f64)| b.1 - a.1;
 
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
     let ratio = |p: (f64, f64), d: (f64, f64)| p.0 / d.0;
@@ -476,6 +591,14 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
                 p_rate / nr * 100.0,
                 verdict(p_rate / nr >= 0.5)
             );
+            if let Some(((ours, theirs), floor)) = wrk_rates {
+                println!(
+                    "| the same, {concurrency} connections, load from wrk (issue 20's method), requests/s ours ÷ nginx | {ours:.0}/s | {theirs:.0}/s | {:.0} % (the bare pass-through below: {floor:.0}/s = {:.0} %) | ≥ 50 %: {} |",
+                    ours / theirs * 100.0,
+                    floor / theirs * 100.0,
+                    verdict(ours / theirs >= 0.5)
+                );
+            }
         }
         _ => println!(
             "| `GET /Users/{{id}}` ours ÷ nginx | {:.0} µs | nginx not installed | – | skipped |",
@@ -498,7 +621,7 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
         verdict(ratio(p_list, d_list) <= 1.6)
     );
     println!(
-        "\nProxy figures (service on 2 worker threads; UAA simulator with {users} users and the load generator in the same process)"
+        "\nProxy figures (service on 2 worker threads in a process of its own; UAA simulator with {users} users and the load generator in another)"
     );
     println!("| what | direct to the simulator | through the proxy, Basic | through the proxy, bearer | target |");
     println!("|---|---|---|---|---|");
@@ -534,7 +657,7 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
         verdict(b_rate >= 5000.0)
     );
     println!(
-        "\nThe floor: a bare pass-through proxy (axum + reqwest, no sandbox, no transformation, no authentication) in front of the same simulator, same runtime: \
+        "\nThe floor: a bare pass-through proxy (axum + reqwest, no sandbox, no transformation, no authentication) in front of the same simulator, on 2 worker threads of its own: \
          `GET /Users/{{id}}` p50 {:.0} µs ({:.2}× direct; the proxy above is {:.2}× this floor), 100-user page p50 {:.0} µs ({:.2}× direct; the proxy {:.2}× the floor), {f_rate:.0} requests/s with {concurrency} in flight.",
         f_get.0,
         ratio(f_get, d_get),
@@ -554,9 +677,12 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
     );
     println!(
         "\nWhere the time goes: the connector call (wasm instance, guest, HTTP to the simulator, host parse) averages {get_call:.0} µs of a proxied GET by id ({get_calls:.0} calls) and {list_call:.0} µs of a proxied 100-user page ({list_calls:.0} calls); \
-         the rest of the p50 is the proxy's own work and the extra HTTP hop. CPU per request of this whole process (service, simulator, load generator) at {concurrency} in flight: direct {:.0} µs, proxied with Basic {:.0} µs, with bearer {:.0} µs.",
-        cpu_per(cpu1 - cpu0, d_rate),
-        cpu_per(cpu2 - cpu1, p_rate),
-        cpu_per(cpu3 - cpu2, b_rate)
+         the rest of the p50 is the proxy's own work and the extra HTTP hop. CPU per request at {concurrency} in flight, the service's process: proxied with Basic {:.0} µs, with bearer {:.0} µs; \
+         the peers' process (simulators, load generator): direct {:.0} µs, proxied with Basic {:.0} µs, with bearer {:.0} µs.",
+        cpu_per(service_cpu(cpu1, cpu2), p_rate),
+        cpu_per(service_cpu(cpu2, cpu3), b_rate),
+        cpu_per(peers_cpu(cpu0, cpu1), d_rate),
+        cpu_per(peers_cpu(cpu1, cpu2), p_rate),
+        cpu_per(peers_cpu(cpu2, cpu3), b_rate)
     );
 }

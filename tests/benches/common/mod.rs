@@ -13,9 +13,14 @@ pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
 
 /// Sum (seconds) and count of the service's plugin calls (`provisio_plugin_call_seconds`, all plugins).
 pub fn plugin_time() -> (f64, f64) {
+    plugin_time_in(&provisio::metrics::render())
+}
+
+/// Sum (seconds) and count of the plugin calls in a `/metrics` text.
+pub fn plugin_time_in(metrics: &str) -> (f64, f64) {
     let mut sum = 0.0;
     let mut count = 0.0;
-    for line in provisio::metrics::render().lines() {
+    for line in metrics.lines() {
         let value = || {
             line.rsplit(' ')
                 .next()
