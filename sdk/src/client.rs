@@ -410,6 +410,13 @@ impl<'a> ScimClient<'a> {
         self.ok_or_not_found(resp, kind, id)?.json()
     }
 
+    /// [`Client::fetch`], the entity left as the system's JSON text (checked to be an object, not parsed):
+    /// what a connector's `get` answers.
+    pub fn fetch_text(&self, kind: EntityKind, id: &str) -> Result<String> {
+        let resp = self.request("GET", self.entity_path(kind, id)).send(self.cfg())?;
+        self.ok_or_not_found(resp, kind, id)?.json_object_text()
+    }
+
     /// The `If-Match` value of an entity's `meta.version`, in the dialect's form.
     pub fn version_of(&self, entity: &Value) -> Option<String> {
         (self.dialect.if_match)(entity)

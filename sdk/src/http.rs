@@ -253,6 +253,31 @@ impl Response {
         })
     }
 
+    /// The body as the JSON object text it is: checked to be one JSON object, not parsed into values and
+    /// written again (what a connector's `get` hands on; the host parses it once). [`Error::Rejected`] (with
+    /// this status) when it is not.
+    pub fn json_object_text(&self) -> Result<String> {
+        let raw: &serde_json::value::RawValue = serde_json::from_slice(&self.body).map_err(|e| {
+            Error::rejected(
+                self.status,
+                format!(
+                    "The system's answer is not valid JSON ({e}): {}",
+                    crate::status::shorten(&self.text(), crate::status::DETAIL_MAX)
+                ),
+            )
+        })?;
+        if !raw.get().starts_with('{') {
+            return Err(Error::rejected(
+                self.status,
+                format!(
+                    "The system's answer is not a JSON object: {}",
+                    crate::status::shorten(raw.get(), crate::status::DETAIL_MAX)
+                ),
+            ));
+        }
+        Ok(raw.get().to_owned())
+    }
+
     /// `Ok(self)` for a 2xx status, else the [`Error`] the status means (see [`status::error_for`]).
     ///
     /// [`status::error_for`]: crate::status::error_for
@@ -345,6 +370,28 @@ mod tests {
         }
         for free in ["accept", "content-type", "x-csrf-token", "if-match"] {
             assert!(!is_host_owned_header(free), "{free}");
+        }
+    }
+
+    #[test]
+    fn an_object_answer_is_handed_on_as_its_text() {
+        let answer = |body: &str| Response {
+            status: 200,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        };
+        let text = r#"{"id":"1","name":{"givenName":"\u00e9"},"emails":[]}"#;
+        assert_eq!(answer(&format!(" \n{text}\n ")).json_object_text().as_deref(), Ok(text));
+        for (body, says) in [
+            (r#"{"id":"1""#, "not valid JSON"),
+            (r#"{"id":"1"} {}"#, "not valid JSON"),
+            (r#"[{"id":"1"}]"#, "not a JSON object"),
+            ("\"x\"", "not a JSON object"),
+        ] {
+            match answer(body).json_object_text() {
+                Err(Error::Rejected(r)) if r.status == 200 => assert!(r.detail.contains(says), "{body}: {}", r.detail),
+                other => panic!("{body}: {other:?}"),
+            }
         }
     }
 

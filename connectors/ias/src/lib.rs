@@ -94,7 +94,7 @@ impl ConfiguredConnector for Ias {
     }
 
     fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
-        fetch(s, kind, id).map(|v| json::text(&v))
+        s.client.fetch_text(kind, id)
     }
 
     fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {

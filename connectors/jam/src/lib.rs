@@ -89,7 +89,7 @@ impl ConfiguredConnector for Jam {
     }
 
     fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
-        s.fetch(kind, id).map(|v| json::text(&v))
+        s.fetch_text(kind, id)
     }
 
     fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {

@@ -64,7 +64,7 @@ impl ConfiguredConnector for Scim {
     }
 
     fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
-        s.fetch(kind, id).map(|v| json::text(&v))
+        s.fetch_text(kind, id)
     }
 
     fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {

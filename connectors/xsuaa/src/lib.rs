@@ -89,7 +89,7 @@ impl ConfiguredConnector for Xsuaa {
     }
 
     fn get(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
-        uaa::fetch(s, kind, id).map(|v| json::text(&v))
+        uaa::fetch_text(s, kind, id)
     }
 
     fn create(s: &Settings, kind: EntityKind, entity: &str) -> Result<String> {

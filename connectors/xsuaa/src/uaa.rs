@@ -60,6 +60,19 @@ pub fn fetch(s: &Settings, kind: EntityKind, id: &str) -> Result<Value> {
     entity_of(&ok_or_not_found(resp, kind, id)?, kind.as_str())
 }
 
+/// Reads one entity, left as the system's JSON text (checked to be an object, not parsed): `get`'s answer.
+pub fn fetch_text(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
+    let resp = s.request("GET", entity_path(kind, id)).send(s.cfg)?;
+    let resp = ok_or_not_found(resp, kind, id)?;
+    if resp.is_empty() {
+        return Err(Error::rejected(
+            resp.status,
+            format!("The system answered without the {} entity.", kind.as_str()),
+        ));
+    }
+    resp.json_object_text()
+}
+
 /// Runs a filtered list query and returns the matching resources (first page of up to 100 is plenty for
 /// lookups by unique attributes).
 pub fn search(s: &Settings, kind: EntityKind, filter: &str) -> Result<Vec<Value>> {
