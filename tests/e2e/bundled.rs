@@ -58,14 +58,7 @@ async fn plugin_calls_are_counted_in_metrics() {
         }))
         .await;
     let _ = service.test_connection(&id).await;
-    let metrics = service
-        .http
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(metrics.status(), StatusCode::OK);
-    let text = metrics.text().await.expect("text");
+    let text = service.metrics().await;
     assert!(text.contains("provisio_plugin_calls_total{plugin=\"scim@"), "{text}");
     assert!(text.contains("provisio_http_requests_total"), "{text}");
 }

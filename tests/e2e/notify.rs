@@ -231,18 +231,7 @@ async fn a_failing_job_is_told_once_by_signed_webhook_and_mail_then_back_to_norm
         "the next mail counts the suppressed ones: {}",
         mails[1].data
     );
-    let (_, metrics) = (
-        (),
-        service
-            .http
-            .get(format!("{}/metrics", service.url))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text"),
-    );
+    let (_, metrics) = ((), service.metrics().await);
     assert!(
         metrics.contains("provisio_notification_attempts_total{channel=\"webhook\",outcome=\"retry\"}"),
         "{metrics}"

@@ -96,15 +96,7 @@ async fn revoked_credentials_quarantine_a_target_until_the_probe_finds_them_rest
         }
         other => panic!("no quarantine announced: {other:?}"),
     }
-    let metrics = service
-        .http
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = service.metrics().await;
     assert!(
         metrics.contains("provisio_quarantine_total{reason=\"credentials\"}"),
         "{metrics}"

@@ -199,15 +199,7 @@ async fn hostile_plugin_is_contained() {
     // The endless loops ran past their CPU budget and were throttled before their deadline stopped them.
     assert!(grew("throttledCalls") >= 2, "loop, import-loop: {after}");
     assert!(after["lastIncident"]["message"].as_str().is_some(), "{after}");
-    let metrics = service
-        .http
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = service.metrics().await;
     for outcome in ["timeout", "memory-limit", "stack-overflow", "trap", "result-too-large"] {
         let line = format!("provisio_plugin_calls_total{{plugin=\"hostile@1.0.0\",outcome=\"{outcome}\"}}");
         assert!(metrics.contains(&line), "/metrics lacks {line}");
@@ -510,15 +502,7 @@ async fn a_panic_in_the_host_fails_only_its_call_and_is_counted() {
     assert_eq!(grew("calls"), 6, "{after}");
     assert_eq!(grew("failures"), 3, "{after}");
     assert_eq!(after["lastIncident"]["kind"], "host-panic", "{after}");
-    let metrics = service
-        .http
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = service.metrics().await;
     assert!(
         metrics.contains("provisio_plugin_calls_total{plugin=\"hostile@1.0.0\",outcome=\"host-panic\"} 3"),
         "{metrics}"
@@ -751,15 +735,7 @@ async fn entity_texts_that_are_not_json_fail_the_call_and_are_counted() {
     assert_eq!(grew("calls"), 3, "{after}");
     assert_eq!(grew("failures"), 2, "{after}");
     assert_eq!(after["lastIncident"]["kind"], "invalid-result", "{after}");
-    let metrics = service
-        .http
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = service.metrics().await;
     let line = "provisio_plugin_calls_total{plugin=\"hostile@1.0.0\",outcome=\"invalid-result\"} 2";
     assert!(metrics.contains(line), "/metrics lacks {line}");
 }

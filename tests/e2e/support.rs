@@ -187,6 +187,18 @@ impl Service {
     pub async fn healthy(&self) -> bool {
         matches!(self.http.get(format!("{}/healthz", self.url)).send().await, Ok(r) if r.status() == StatusCode::OK)
     }
+
+    /// The text of `GET /metrics` (which answers 200 without credentials).
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("metrics text")
+    }
 }
 
 /// The hostile test plugin, built by `build.rs`.
