@@ -8,6 +8,7 @@
 //!   ([`ResourceType`]) or from the resource itself ([`Schemaless`]).
 //! - [`list`]: list responses, index and cursor paging (§3.4.2.4).
 //! - [`error`]: the error body (§3.12).
+//! - [`json`]: a JSON text checked as a `Value` parse would check it, without building the value.
 //!
 //! The crate is pure (JSON in, JSON out; no I/O, no async runtime), so it builds for `wasm32-wasip2`: the
 //! SDK re-exports it to connectors as `provisio_sdk::scim`.
@@ -15,6 +16,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod json;
 pub mod list;
 pub mod patch;
 pub mod path;

@@ -253,11 +253,11 @@ impl Response {
         })
     }
 
-    /// The body as the JSON object text it is: checked to be one JSON object, not parsed into values and
-    /// written again (what a connector's `get` hands on; the host parses it once). [`Error::Rejected`] (with
-    /// this status) when it is not.
+    /// The body as the JSON object text it is: checked to be one JSON object as strictly as parsing it would
+    /// (escapes decoded, numbers in range), not built into values and written again (what a connector's `get`
+    /// hands on; the host parses it once). [`Error::Rejected`] (with this status) when it is not.
     pub fn json_object_text(&self) -> Result<String> {
-        let raw: &serde_json::value::RawValue = serde_json::from_slice(&self.body).map_err(|e| {
+        let not_json = |e: &dyn std::fmt::Display| {
             Error::rejected(
                 self.status,
                 format!(
@@ -265,17 +265,20 @@ impl Response {
                     crate::status::shorten(&self.text(), crate::status::DETAIL_MAX)
                 ),
             )
-        })?;
-        if !raw.get().starts_with('{') {
+        };
+        provisio_scim::json::check(&self.body).map_err(|e| not_json(&e))?;
+        // One JSON value with whitespace around it: the value is the text trimmed.
+        let text = std::str::from_utf8(&self.body).map_err(|e| not_json(&e))?.trim();
+        if !text.starts_with('{') {
             return Err(Error::rejected(
                 self.status,
                 format!(
                     "The system's answer is not a JSON object: {}",
-                    crate::status::shorten(raw.get(), crate::status::DETAIL_MAX)
+                    crate::status::shorten(text, crate::status::DETAIL_MAX)
                 ),
             ));
         }
-        Ok(raw.get().to_owned())
+        Ok(text.to_owned())
     }
 
     /// `Ok(self)` for a 2xx status, else the [`Error`] the status means (see [`status::error_for`]).
@@ -387,6 +390,8 @@ mod tests {
             (r#"{"id":"1"} {}"#, "not valid JSON"),
             (r#"[{"id":"1"}]"#, "not a JSON object"),
             ("\"x\"", "not a JSON object"),
+            (r#"{"id":"\ud800"}"#, "not valid JSON"),
+            (r#"{"n":1e400}"#, "not valid JSON"),
         ] {
             match answer(body).json_object_text() {
                 Err(Error::Rejected(r)) if r.status == 200 => assert!(r.detail.contains(says), "{body}: {}", r.detail),

@@ -119,7 +119,7 @@ impl Proxy {
         recall: Recall<'_>,
     ) -> Result<Vec<Result<memo::Remembered, String>>, ScimError> {
         use rayon::prelude::*;
-        let recalled: Vec<Option<memo::Remembered>> = match recall.found(texts.len()) {
+        let recalled: Vec<Option<memo::Remembered>> = match recall.found(&texts) {
             Some(found) => found,
             None => texts.iter().map(|t| self.memo.get(kind, &self.base, t)).collect(),
         };
@@ -585,11 +585,16 @@ pub(super) fn unique_attribute(kind: EntityKind) -> &'static str {
 
 /// The memo's answers for the texts of one connector call, asked while the runtime checks them: a text the
 /// memo holds is JSON (the runtime need not check it), and [`Proxy::to_scim_texts`] need not look it up again.
+/// Each answer is kept with the address and length of the text it was given for, so that it is only ever
+/// used for that same text.
 pub(super) struct Recall<'a> {
     proxy: &'a Proxy,
     kind: EntityKind,
-    found: std::sync::Mutex<Vec<Option<memo::Remembered>>>,
+    found: std::sync::Mutex<Vec<(TextAt, Option<memo::Remembered>)>>,
 }
+
+/// Where a text is: its buffer's address and its length.
+type TextAt = (usize, usize);
 
 impl<'a> Recall<'a> {
     pub(super) fn new(proxy: &'a Proxy, kind: EntityKind) -> Recall<'a> {
@@ -600,17 +605,24 @@ impl<'a> Recall<'a> {
         }
     }
 
-    /// The runtime's question for each text, in order: whether the memo holds it.
+    /// The runtime's question for each text: whether the memo holds it.
     fn known(&self, text: &str) -> bool {
         let remembered = self.proxy.memo.get(self.kind, &self.proxy.base, text);
         let known = remembered.is_some();
-        self.found.lock().unwrap_or_else(|p| p.into_inner()).push(remembered);
+        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        found.push(((text.as_ptr() as usize, text.len()), remembered));
         known
     }
 
-    /// The answers for `n` texts; `None` unless the runtime asked about exactly that many.
-    fn found(self, n: usize) -> Option<Vec<Option<memo::Remembered>>> {
+    /// The answers for `texts`, in order; `None` unless the runtime asked about exactly these texts (the same
+    /// buffers, in the same order).
+    fn found(self, texts: &[String]) -> Option<Vec<Option<memo::Remembered>>> {
         let found = self.found.into_inner().unwrap_or_else(|p| p.into_inner());
-        (found.len() == n).then_some(found)
+        let same = found.len() == texts.len()
+            && found
+                .iter()
+                .zip(texts)
+                .all(|((at, _), t)| *at == (t.as_ptr() as usize, t.len()));
+        same.then(|| found.into_iter().map(|(_, r)| r).collect())
     }
 }
