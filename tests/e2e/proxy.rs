@@ -466,6 +466,16 @@ async fn conformance_checklist_on_scim2_server_backend() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(fresh, b);
+    // The list over two field lines.
+    let (s, _, _) = c
+        .send(
+            Method::GET,
+            &format!("/Users/{uid}"),
+            None,
+            &[("if-none-match", "W/\"stale\""), ("if-none-match", &weak)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_MODIFIED);
     let (s, _, _) = c
         .send(
             Method::PUT,

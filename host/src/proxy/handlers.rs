@@ -336,10 +336,14 @@ async fn get_one(
     let q = ListQuery::from_query(raw.as_deref())?;
     q.projection.validate(&p.served, &[kind], &p.extra)?;
     let served = p.get(kind, &id).await?;
-    // If-None-Match: the client's copy is current; a 304 carries the ETag a 200 would (RFC 9110 §15.4.5).
-    if let Some(tags) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
-        && super::none_match(tags, &served.value)
-    {
+    // If-None-Match (its list may span several field lines): the client's copy is current; a 304 carries the
+    // ETag a 200 would (RFC 9110 §15.4.5).
+    let tags: Vec<&str> = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !tags.is_empty() && super::none_match(&tags.join(","), &served.value) {
         let mut answer = StatusCode::NOT_MODIFIED.into_response();
         if let Some(v) = meta(&served.value, "version").and_then(Value::as_str)
             && let Ok(v) = HeaderValue::from_str(v)
