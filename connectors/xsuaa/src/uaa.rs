@@ -37,12 +37,7 @@ pub fn ok_or_not_found(resp: Response, kind: EntityKind, id: &str) -> Result<Res
 
 /// The JSON entity of a 2xx answer.
 pub fn entity_of(resp: &Response, what: &str) -> Result<Value> {
-    if resp.is_empty() {
-        return Err(Error::rejected(
-            resp.status,
-            format!("The system answered without the {what} entity."),
-        ));
-    }
+    not_empty(resp, what)?;
     let v = resp.json()?;
     if v.is_object() {
         Ok(v)
@@ -64,13 +59,19 @@ pub fn fetch(s: &Settings, kind: EntityKind, id: &str) -> Result<Value> {
 pub fn fetch_text(s: &Settings, kind: EntityKind, id: &str) -> Result<String> {
     let resp = s.request("GET", entity_path(kind, id)).send(s.cfg)?;
     let resp = ok_or_not_found(resp, kind, id)?;
+    not_empty(&resp, kind.as_str())?;
+    resp.json_object_text()
+}
+
+/// A 2xx answer that should carry the `what` entity but has no body is the system's rejection.
+fn not_empty(resp: &Response, what: &str) -> Result<()> {
     if resp.is_empty() {
         return Err(Error::rejected(
             resp.status,
-            format!("The system answered without the {} entity.", kind.as_str()),
+            format!("The system answered without the {what} entity."),
         ));
     }
-    resp.json_object_text()
+    Ok(())
 }
 
 /// Runs a filtered list query and returns the matching resources (first page of up to 100 is plenty for

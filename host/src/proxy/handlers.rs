@@ -86,11 +86,7 @@ fn resource(status: StatusCode, body: &Value) -> Response {
 /// [`resource`], its JSON text written already.
 fn resource_written(status: StatusCode, body: &Value, text: Vec<u8>) -> Response {
     let mut r = scim_text(status, text);
-    if let Some(v) = meta(body, "version").and_then(Value::as_str)
-        && let Ok(v) = HeaderValue::from_str(v)
-    {
-        r.headers_mut().insert(header::ETAG, v);
-    }
+    with_etag(&mut r, body);
     if status == StatusCode::CREATED
         && let Some(l) = meta(body, "location").and_then(Value::as_str)
         && let Ok(l) = HeaderValue::from_str(l)
@@ -98,6 +94,15 @@ fn resource_written(status: StatusCode, body: &Value, text: Vec<u8>) -> Response
         r.headers_mut().insert(header::LOCATION, l);
     }
     r
+}
+
+/// The resource's `meta.version` as the answer's `ETag`, when it has one.
+fn with_etag(answer: &mut Response, body: &Value) {
+    if let Some(v) = meta(body, "version").and_then(Value::as_str)
+        && let Ok(v) = HeaderValue::from_str(v)
+    {
+        answer.headers_mut().insert(header::ETAG, v);
+    }
 }
 
 /// `meta.<key>` of a resource. Not `Value::pointer`: that unescapes each token into a new string, a cost on
@@ -345,11 +350,7 @@ async fn get_one(
         .collect();
     if !tags.is_empty() && super::none_match(&tags.join(","), &served.value) {
         let mut answer = StatusCode::NOT_MODIFIED.into_response();
-        if let Some(v) = meta(&served.value, "version").and_then(Value::as_str)
-            && let Ok(v) = HeaderValue::from_str(v)
-        {
-            answer.headers_mut().insert(header::ETAG, v);
-        }
+        with_etag(&mut answer, &served.value);
         return Ok(answer);
     }
     if q.projection.is_empty() {

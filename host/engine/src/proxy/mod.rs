@@ -187,12 +187,7 @@ pub fn check_if_match(header: Option<&str>, current: &Value) -> Result<(), ScimE
     let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
         return Ok(());
     };
-    if header == "*" {
-        return Ok(());
-    }
-    let strip = |t: &str| t.trim().trim_start_matches("W/").trim_matches('"').to_string();
-    let now = strip(&etag(current));
-    if header.split(',').any(|t| strip(t) == now) {
+    if lists_current(header, current) {
         Ok(())
     } else {
         Err(ScimError::precondition(format!(
@@ -205,6 +200,12 @@ pub fn check_if_match(header: Option<&str>, current: &Value) -> Result<(), ScimE
 /// `If-None-Match` on a read (RFC 9110 §13.1.2): whether the client's copy is current, so that the answer
 /// is 304 — `*` (the resource exists), or one of the listed tags equals its ETag (weak comparison).
 pub fn none_match(header: &str, current: &Value) -> bool {
+    lists_current(header, current)
+}
+
+/// Whether a precondition's list of entity tags (`If-Match`, `If-None-Match`) names the resource as it is:
+/// `*`, or one of the tags equals its ETag (weak comparison).
+fn lists_current(header: &str, current: &Value) -> bool {
     let header = header.trim();
     if header == "*" {
         return true;
