@@ -26,19 +26,163 @@ pub struct Secrets {
 
 /// A secret with its searcher, built once: every header and body of a call is searched for every secret,
 /// and building a `memmem` searcher per search was the largest of the proxy's own costs.
+///
+/// An upstream that echoes a secret in JSON may write it escaped (`\/` for `/` in PHP, `\u002B` for `+` in
+/// .NET, `\u003d` for `=` in Gson, non-ASCII as `\u00e9` in Python), and a guest that parses the answer
+/// reads the secret back. So a secret is found in any JSON spelling of its characters: the searcher looks
+/// for its longest run of characters no serialiser escapes (the anchor), and each hit is widened over the
+/// characters before and after it, each either literal or escaped.
 #[derive(Clone, Debug)]
 struct Secret {
     text: String,
+    anchor: std::ops::Range<usize>,
     finder: memmem::Finder<'static>,
 }
 
 impl Secret {
     fn new(text: &str) -> Secret {
+        let anchor = longest_literal_run(text);
         Secret {
+            finder: memmem::Finder::new(&text.as_bytes()[anchor.clone()]).into_owned(),
             text: text.to_string(),
-            finder: memmem::Finder::new(text.as_bytes()).into_owned(),
+            anchor,
         }
     }
+
+    /// The first occurrence of the secret in `bytes` at or after `from`, literal or JSON-escaped.
+    fn find(&self, bytes: &[u8], from: usize) -> Option<std::ops::Range<usize>> {
+        let (prefix, suffix) = (&self.text[..self.anchor.start], &self.text[self.anchor.end..]);
+        let mut search = from + prefix.len();
+        while search <= bytes.len() {
+            let at = search + self.finder.find(&bytes[search..])?;
+            let anchor_end = at + self.anchor.len();
+            search = at + 1;
+            let Some((start, escaped_before)) = widen_back(bytes, from, at, prefix) else {
+                continue;
+            };
+            let Some((end, escaped_after)) = widen_forward(bytes, anchor_end, suffix) else {
+                continue;
+            };
+            // An escaped spelling counts only where the text is a JSON string's: its first byte must not
+            // itself be escaped by a backslash before it. A literal occurrence is always the secret.
+            if (escaped_before || escaped_after) && escaped_at(bytes, start) {
+                continue;
+            }
+            return Some(start..end);
+        }
+        None
+    }
+}
+
+/// Whether no JSON serialiser in common use writes `c` escaped.
+fn never_escaped(c: char) -> bool {
+    (c.is_ascii_graphic() || c == ' ') && !matches!(c, '"' | '\\' | '/' | '+' | '<' | '>' | '&' | '\'' | '=' | '`')
+}
+
+/// The byte range of the longest run of `text` that no serialiser escapes; all of `text` when it has
+/// none (then only its literal spelling is found).
+fn longest_literal_run(text: &str) -> std::ops::Range<usize> {
+    let mut best = 0..0;
+    let mut start = None;
+    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), '\0'))) {
+        match (never_escaped(c) && i < text.len(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if i - s > best.len() {
+                    best = s..i;
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if best.is_empty() { 0..text.len() } else { best }
+}
+
+/// Whether the byte at `at` is preceded by an odd number of backslashes.
+fn escaped_at(bytes: &[u8], at: usize) -> bool {
+    bytes[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+}
+
+/// Matches `chars` forward from `at`, each escaped or literal; answers the end and whether any was escaped.
+/// An escape is tried first: the literal `"` or `\\` would otherwise take the second byte of `\"` or `\\`.
+fn widen_forward(bytes: &[u8], mut at: usize, chars: &str) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    for c in chars.chars() {
+        if let Some(len) = escape_len(&bytes[at..], c).filter(|_| !escaped_at(bytes, at)) {
+            at += len;
+            escaped = true;
+            continue;
+        }
+        let mut literal = [0u8; 4];
+        let literal = c.encode_utf8(&mut literal).as_bytes();
+        if !bytes[at..].starts_with(literal) {
+            return None;
+        }
+        at += literal.len();
+    }
+    Some((at, escaped))
+}
+
+/// Matches `chars` backward so that they end at `end` and start at `from` or later, each escaped or
+/// literal; answers their start and whether any was escaped.
+fn widen_back(bytes: &[u8], from: usize, mut end: usize, chars: &str) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    for c in chars.chars().rev() {
+        // The escapes of one character are 2, 6 or 12 bytes long.
+        let escape = [2, 6, 12].into_iter().find(|&len| {
+            end >= from + len && escape_len(&bytes[end - len..end], c) == Some(len) && !escaped_at(bytes, end - len)
+        });
+        if let Some(len) = escape {
+            end -= len;
+            escaped = true;
+            continue;
+        }
+        let mut literal = [0u8; 4];
+        let literal = c.encode_utf8(&mut literal).as_bytes();
+        if !bytes[from..end].ends_with(literal) {
+            return None;
+        }
+        end -= literal.len();
+    }
+    Some((end, escaped))
+}
+
+/// The length of a JSON escape of `c` at the start of `bytes` (`\n`, `\/`, `\u00e9`, a surrogate pair).
+fn escape_len(bytes: &[u8], c: char) -> Option<usize> {
+    let short = match c {
+        '"' => Some(b'"'),
+        '\\' => Some(b'\\'),
+        '/' => Some(b'/'),
+        '\u{8}' => Some(b'b'),
+        '\u{c}' => Some(b'f'),
+        '\n' => Some(b'n'),
+        '\r' => Some(b'r'),
+        '\t' => Some(b't'),
+        _ => None,
+    };
+    if short.is_some() && bytes.len() >= 2 && bytes[0] == b'\\' && Some(bytes[1]) == short {
+        return Some(2);
+    }
+    let mut units = [0u16; 2];
+    let units = c.encode_utf16(&mut units);
+    let mut at = 0;
+    for &unit in units.iter() {
+        let escape = bytes.get(at..at + 6)?;
+        if escape[..2] != *b"\\u" || hex4(&escape[2..])? != unit {
+            return None;
+        }
+        at += 6;
+    }
+    Some(at)
+}
+
+/// Four hexadecimal digits, either case.
+fn hex4(digits: &[u8]) -> Option<u16> {
+    let digits = std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    u16::from_str_radix(digits, 16).ok()
 }
 
 impl Secrets {
@@ -85,9 +229,8 @@ impl Secrets {
 
     /// Adds an `Authorization` value the host attached, and the token in it.
     pub fn add_header_value(&mut self, value: &str) {
-        if !value.is_empty() && !self.values.iter().any(|v| v.text == value) {
-            self.values.push(Secret::new(value));
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.text.len()));
+        if !value.is_empty() {
+            self.insert(|| Secret::new(value), value);
         }
         if let Some((_, token)) = value.split_once(' ') {
             self.add(token.trim());
@@ -96,20 +239,24 @@ impl Secrets {
 
     /// Adds a raw secret, when it is long enough to be told apart from ordinary data.
     pub fn add(&mut self, value: &str) {
-        if value.len() >= MIN_SCRUBBED_LEN && !self.values.iter().any(|v| v.text == value) {
-            self.values.push(Secret::new(value));
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.text.len()));
+        if value.len() >= MIN_SCRUBBED_LEN {
+            self.insert(|| Secret::new(value), value);
         }
     }
 
     /// Adds all of `other`.
     pub fn extend(&mut self, other: &Secrets) {
         for v in &other.values {
-            if !self.values.iter().any(|mine| mine.text == v.text) {
-                self.values.push(v.clone());
-            }
+            self.insert(|| v.clone(), &v.text);
         }
-        self.values.sort_by_key(|v| std::cmp::Reverse(v.text.len()));
+    }
+
+    /// Adds a secret not yet held, keeping the longest first.
+    fn insert(&mut self, secret: impl FnOnce() -> Secret, text: &str) {
+        if !self.values.iter().any(|v| v.text == text) {
+            let at = self.values.partition_point(|v| v.text.len() >= text.len());
+            self.values.insert(at, secret());
+        }
     }
 
     /// Whether there is nothing to scrub.
@@ -127,20 +274,21 @@ impl Secrets {
     pub fn scrub_bytes(&self, bytes: &mut Vec<u8>) -> bool {
         let mut replaced = false;
         for secret in &self.values {
-            if secret.finder.find(bytes).is_none() {
+            let Some(mut found) = secret.find(bytes, 0) else {
                 continue;
-            }
+            };
             replaced = true;
             let mut out = Vec::with_capacity(bytes.len());
             let mut rest = 0;
-            for at in secret.finder.find_iter(bytes) {
-                // Overlapping matches: the earlier one already covered this one.
-                if at < rest {
-                    continue;
-                }
-                out.extend_from_slice(&bytes[rest..at]);
+            loop {
+                out.extend_from_slice(&bytes[rest..found.start]);
                 out.extend_from_slice(MASK.as_bytes());
-                rest = at + secret.text.len();
+                rest = found.end;
+                // Overlapping matches: the earlier one already covered this one.
+                match secret.find(bytes, rest) {
+                    Some(next) => found = next,
+                    None => break,
+                }
             }
             out.extend_from_slice(&bytes[rest..]);
             *bytes = out;
@@ -151,7 +299,7 @@ impl Secrets {
     /// Replaces every secret in `text`.
     pub fn scrub_string(&self, text: &mut String) {
         // Most texts hold no secret: leave them without the copy and the UTF-8 check below.
-        if !self.values.iter().any(|s| s.finder.find(text.as_bytes()).is_some()) {
+        if !self.values.iter().any(|s| s.find(text.as_bytes(), 0).is_some()) {
             return;
         }
         let mut bytes = std::mem::take(text).into_bytes();
@@ -217,5 +365,73 @@ mod tests {
         let mut untouched = b"nothing secret here".to_vec();
         assert!(!secrets.scrub_bytes(&mut untouched));
         assert_eq!(untouched, b"nothing secret here");
+    }
+
+    fn scrubbed(secrets: &Secrets, text: &str) -> String {
+        let mut text = text.to_string();
+        secrets.scrub_string(&mut text);
+        text
+    }
+
+    #[test]
+    fn secrets_echoed_in_json_escapes_are_masked() {
+        // A base64 value with `/`, `+` and `=`, as PHP (`\/`), .NET (`\u002B`) and Gson (`\u003d`) write it.
+        let mut secrets = Secrets::default();
+        secrets.add("ab/cd+ef==gh");
+        assert_eq!(
+            scrubbed(&secrets, r#"{"a":"ab\/cd\u002Bef\u003d\u003Dgh"}"#),
+            r#"{"a":"********"}"#
+        );
+        assert_eq!(
+            scrubbed(&secrets, r#"{"a":"ab/cd+ef==gh","b":"ab\/cd+ef==gh"}"#),
+            r#"{"a":"********","b":"********"}"#
+        );
+        // Escapes before the first character and after the last.
+        secrets.add("+starts-and-ends+");
+        assert_eq!(
+            scrubbed(&secrets, r#"["\u002bstarts-and-ends\u002B!"]"#),
+            r#"["********!"]"#
+        );
+        // Quotes, backslashes, non-ASCII (Python's default) and a character beyond the BMP (a surrogate pair).
+        secrets.add(r#"pä"ss\wörd😀x"#);
+        assert_eq!(
+            scrubbed(&secrets, r#"{"p":"p\u00e4\"ss\\w\u00F6rd\ud83d\ude00x"}"#),
+            r#"{"p":"********"}"#
+        );
+    }
+
+    #[test]
+    fn escaped_lookalikes_are_left_alone() {
+        let mut secrets = Secrets::default();
+        secrets.add("ab+cdefgh");
+        // `\\u002B` is a backslash and the letters `u002B`, not a `+`: not the secret.
+        let text = r#"{"a":"ab\\u002Bcdefgh","b":"\ab\u002Bcdefgh","c":"ab\u002Bcdefg"}"#;
+        assert_eq!(scrubbed(&secrets, text), text);
+        // In plain text, the literal secret is masked whatever comes before it.
+        assert_eq!(scrubbed(&secrets, r"x\ab+cdefgh"), r"x\********");
+    }
+
+    #[test]
+    fn the_anchor_is_the_longest_run_no_serialiser_escapes() {
+        assert_eq!(longest_literal_run("ab/cdef+g"), 3..7);
+        assert_eq!(longest_literal_run("plain-token.value"), 0..17);
+        // Nothing safe to anchor on: the whole secret, found literally.
+        assert_eq!(longest_literal_run("+/=+/=+/"), 0..8);
+        let mut secrets = Secrets::default();
+        secrets.add("+/=+/=+/");
+        assert_eq!(scrubbed(&secrets, "a +/=+/=+/ b"), "a ******** b");
+    }
+
+    #[test]
+    fn secrets_are_kept_longest_first_and_once() {
+        let mut secrets = Secrets::default();
+        secrets.add("secret-8");
+        secrets.add_header_value("Bearer secret-8-longer");
+        secrets.add("secret-8");
+        let mut other = Secrets::default();
+        other.add("secret-8-longer");
+        secrets.extend(&other);
+        let texts: Vec<_> = secrets.values.iter().map(|v| v.text.as_str()).collect();
+        assert_eq!(texts, ["Bearer secret-8-longer", "secret-8-longer", "secret-8"]);
     }
 }
