@@ -7,6 +7,9 @@
 //!    `POST /oauth2/token`).
 //!    Also the p50 of the service's `/healthz`, one round trip that does nothing: direct + that hop is the
 //!    least any proxy can take.
+//!    First, 100-user pages with 4 in flight for `BENCH_PAGE_SECONDS` (default `BENCH_SECONDS`): pages/s
+//!    through the proxy and directly, and the service's CPU per page (a line says when it starts, for
+//!    `perf record -p` on the service's process).
 //! 2. Throughput of `GET /Users/{id}` with `BENCH_CONCURRENCY` requests in flight (default 64) for
 //!    `BENCH_SECONDS` (default 5) per case: requests/s, direct and through the proxy.
 //! 3. The peers the targets are stated against (issue 20), measured in the same run: nginx with `proxy_pass`
@@ -39,6 +42,9 @@ use common::{env_or, percentile, plugin_time_in, serve};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const CLIENT: (&str, &str) = ("idm-client", "idm-client-secret-1");
+
+/// Pages in flight in the page throughput phase: enough to keep the service's 2 workers busy.
+const PAGES_IN_FLIGHT: u64 = 4;
 
 /// Set in the peers' process (simulators, nginx, the floor and the load generator) to the service's URL.
 const SERVICE_URL: &str = "PROVISIO_BENCH_PROXY_SERVICE";
@@ -490,6 +496,29 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
     );
     assert_eq!(sample["totalResults"], json!(users));
 
+    // 100-user pages with a few in flight, first, so that `perf record -p` can profile the page alone (the line
+    // says when it starts): pages/s through the proxy and directly, and the service's CPU per page.
+    let page_seconds = env_or("BENCH_PAGE_SECONDS", env_or("BENCH_SECONDS", 5));
+    println!("100-user pages through the proxy, {PAGES_IN_FLIGHT} in flight, for {page_seconds} s from now");
+    let page_cpu0 = cpu();
+    let p_pages = throughput(
+        &http,
+        &Auth::Basic,
+        PAGES_IN_FLIGHT,
+        page_seconds,
+        Arc::new(page(proxy_base.clone())),
+    )
+    .await;
+    let page_cpu1 = cpu();
+    let d_pages = throughput(
+        &http,
+        &direct,
+        PAGES_IN_FLIGHT,
+        page_seconds,
+        Arc::new(page(sim_url.clone())),
+    )
+    .await;
+
     // One HTTP round trip that does nothing (the service's `/healthz`): what a second hop costs by itself.
     let hop = latency(&http, &direct, n, |_| format!("{url}/healthz")).await;
     let d_get = latency(&http, &direct, n, by_id(sim_url.clone())).await;
@@ -678,11 +707,14 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
     println!(
         "\nWhere the time goes: the connector call (wasm instance, guest, HTTP to the simulator, host parse) averages {get_call:.0} µs of a proxied GET by id ({get_calls:.0} calls) and {list_call:.0} µs of a proxied 100-user page ({list_calls:.0} calls); \
          the rest of the p50 is the proxy's own work and the extra HTTP hop. CPU per request at {concurrency} in flight, the service's process: proxied with Basic {:.0} µs, with bearer {:.0} µs; \
-         the peers' process (simulators, load generator): direct {:.0} µs, proxied with Basic {:.0} µs, with bearer {:.0} µs.",
+         the peers' process (simulators, load generator): direct {:.0} µs, proxied with Basic {:.0} µs, with bearer {:.0} µs. \
+         100-user pages with {PAGES_IN_FLIGHT} in flight: {p_pages:.0}/s through the proxy (the service's CPU per page {:.0} µs, the peers' {:.0} µs), {d_pages:.0}/s directly.",
         cpu_per(service_cpu(cpu1, cpu2), p_rate),
         cpu_per(service_cpu(cpu2, cpu3), b_rate),
         cpu_per(peers_cpu(cpu0, cpu1), d_rate),
         cpu_per(peers_cpu(cpu1, cpu2), p_rate),
-        cpu_per(peers_cpu(cpu2, cpu3), b_rate)
+        cpu_per(peers_cpu(cpu2, cpu3), b_rate),
+        service_cpu(page_cpu0, page_cpu1) / (p_pages * page_seconds as f64) * 1e6,
+        peers_cpu(page_cpu0, page_cpu1) / (p_pages * page_seconds as f64) * 1e6,
     );
 }
