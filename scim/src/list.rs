@@ -110,12 +110,20 @@ impl ListResponse {
     /// The compact JSON text of [`ListResponse::page`]`(resources, total, start_index)`, written from each
     /// resource's own compact JSON text: the text `into_json` then serialising gives, without owning or
     /// serialising the resources again (a server that keeps its resources written answers a page by copying).
-    pub fn page_json<'a>(resources: impl ExactSizeIterator<Item = &'a str>, total: u64, start_index: u64) -> Vec<u8> {
-        let mut out = format!(
+    /// The buffer is sized up front (the resources are walked twice): grown by doubling, a 60 KB page
+    /// was copied about four times over.
+    pub fn page_json<'a>(
+        resources: impl ExactSizeIterator<Item = &'a str> + Clone,
+        total: u64,
+        start_index: u64,
+    ) -> Vec<u8> {
+        let head = format!(
             r#"{{"schemas":["{LIST_RESPONSE}"],"totalResults":{total},"startIndex":{start_index},"itemsPerPage":{},"Resources":["#,
             resources.len()
-        )
-        .into_bytes();
+        );
+        let body: usize = resources.clone().map(|r| r.len() + 1).sum();
+        let mut out = Vec::with_capacity(head.len() + body + 2);
+        out.extend_from_slice(head.as_bytes());
         for (i, resource) in resources.enumerate() {
             if i > 0 {
                 out.push(b',');

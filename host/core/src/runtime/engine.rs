@@ -3,13 +3,33 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
 /// How often the epoch advances; the granularity of CPU deadlines and of yielding to tokio.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The most native stack a guest's calls may use; deeper recursion traps with a stack overflow.
 pub const MAX_WASM_STACK: usize = 1 << 20;
+
+/// Set to `perfmap` to have `perf` name the connectors' functions: the engine then writes
+/// `/tmp/perf-<pid>.map` as it compiles or loads them (guest code is otherwise `[unknown]` in a profile).
+/// A diagnostic switch; unset, or any other value, profiles nothing (another value is logged).
+pub const PROFILER_ENV: &str = "PROVISIO_WASM_PROFILER";
+
+/// The profiling agent [`PROFILER_ENV`] (`value`) asks for.
+fn profiler(value: Option<&str>) -> ProfilingStrategy {
+    match value {
+        Some("perfmap") => ProfilingStrategy::PerfMap,
+        Some("") | Some("none") | None => ProfilingStrategy::None,
+        Some(other) => {
+            tracing::warn!(
+                value = other,
+                "{PROFILER_ENV} is not `perfmap` or `none`; not profiling"
+            );
+            ProfilingStrategy::None
+        }
+    }
+}
 
 /// Builds the engine. `max_concurrent_calls` sizes the instance pool; `memory_bytes` is the most linear
 /// memory one instance may have. Returns whether the pooling allocator is in use.
@@ -20,6 +40,7 @@ pub fn build(max_concurrent_calls: u32, memory_bytes: usize) -> Result<(Engine, 
         config.epoch_interruption(true);
         config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
         config.max_wasm_stack(MAX_WASM_STACK);
+        config.profiler(profiler(std::env::var(PROFILER_ENV).ok().as_deref()));
         config
     };
     let mut pooled = base();
@@ -61,5 +82,18 @@ pub fn start_epoch_ticker(engine: &Engine) {
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the epoch ticker; guest deadlines fall back to the wall-clock timeout");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_perfmap_turns_the_profiler_on() {
+        assert_eq!(profiler(Some("perfmap")), ProfilingStrategy::PerfMap);
+        for off in [None, Some(""), Some("none"), Some("PerfMap "), Some("jitdump")] {
+            assert_eq!(profiler(off), ProfilingStrategy::None, "{off:?}");
+        }
     }
 }
