@@ -20,7 +20,7 @@ use provisio::store::systems::{Role, SystemSpec, VersionNote};
 use tower::ServiceExt as _;
 
 mod common;
-use common::{env_or, percentile};
+use common::{boot, env_or, percentile};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const SYSTEMS: usize = 1000;
@@ -140,15 +140,12 @@ fn main() {
         .expect("runtime");
     let data = tempfile::tempdir().expect("data dir");
     rt.block_on(async move {
-        let state = provisio::server::boot(data.path(), Settings::default())
-            .await
-            .expect("boot");
-        state
-            .stores
-            .principals
-            .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
-            .await
-            .expect("admin");
+        let state = boot(
+            data.path(),
+            Settings::default(),
+            &[(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])],
+        )
+        .await;
         let seeded = Instant::now();
         let systems = &state.stores.systems;
         let mut sources = Vec::new();

@@ -45,7 +45,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 mod common;
-use common::{Schema, bench_database_url, plugin_time, serve};
+use common::{Schema, bench_database_url, boot, plugin_time, serve};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 /// High enough that the host's own limiter never throttles the unlimited phases.
@@ -347,15 +347,7 @@ impl Service {
             database_url,
             ..Default::default()
         };
-        let state = provisio::server::boot(data.path(), settings)
-            .await
-            .expect("boot the service");
-        state
-            .stores
-            .principals
-            .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
-            .await
-            .expect("create the admin");
+        let state = boot(data.path(), settings, &[(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])]).await;
         let (addr, server) = serve(provisio::api::router(state.clone())).await;
         Service {
             url: format!("http://{addr}"),

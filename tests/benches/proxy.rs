@@ -38,7 +38,7 @@ use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
 mod common;
-use common::{env_or, percentile, plugin_time_in, serve};
+use common::{boot, env_or, percentile, plugin_time_in, serve};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const CLIENT: (&str, &str) = ("idm-client", "idm-client-secret-1");
@@ -67,21 +67,16 @@ fn service() {
         .expect("service runtime");
     let data = tempfile::tempdir().expect("data dir");
     let url = service_rt.block_on(async {
-        let state = provisio::server::boot(data.path(), Settings::default())
-            .await
-            .expect("boot");
-        state
-            .stores
-            .principals
-            .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
-            .await
-            .expect("admin");
-        state
-            .stores
-            .principals
-            .create(CLIENT.0, CLIENT.1, PrincipalKind::Technical, &[Permission::ProxyApi])
-            .await
-            .expect("client");
+        let principals = [
+            (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[][..]),
+            (
+                CLIENT.0,
+                CLIENT.1,
+                PrincipalKind::Technical,
+                &[Permission::ProxyApi][..],
+            ),
+        ];
+        let state = boot(data.path(), Settings::default(), &principals).await;
         let (addr, _server) = serve(provisio::api::router(state)).await;
         format!("http://{addr}")
     });

@@ -27,7 +27,7 @@ use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Schema, bench_database_url, env_or, millis, percentile, pushed_user, run_on_two_workers, serve};
+use common::{Schema, bench_database_url, boot, env_or, millis, percentile, pushed_user, run_on_two_workers, serve};
 
 const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const PUSHER: (&str, &str) = ("pusher", "pusher-password-1");
@@ -221,19 +221,16 @@ async fn measure(database_url: Option<String>) -> Measured {
         database_url: database_url.clone(),
         ..Default::default()
     };
-    let state = provisio::server::boot(data.path(), settings).await.expect("boot");
-    state
-        .stores
-        .principals
-        .create(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])
-        .await
-        .expect("admin");
-    state
-        .stores
-        .principals
-        .create(PUSHER.0, PUSHER.1, PrincipalKind::Technical, &[Permission::RealtimeApi])
-        .await
-        .expect("pusher");
+    let principals = [
+        (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[][..]),
+        (
+            PUSHER.0,
+            PUSHER.1,
+            PrincipalKind::Technical,
+            &[Permission::RealtimeApi][..],
+        ),
+    ];
+    let state = boot(data.path(), settings, &principals).await;
     tokio::spawn(state.realtime.clone().run_dispatcher());
     let (addr, _server) = serve(provisio::api::router(state.clone())).await;
     let url = format!("http://{addr}");

@@ -1,10 +1,32 @@
-//! What the benchmarks share: percentiles, the service's plugin-call time from its metrics, and serving a
+//! What the benchmarks share: a service booted with its principals, percentiles, the service's plugin-call time from its metrics, and serving a
 //! router on a free local port. (A folder of its own, so that cargo does not take it for a benchmark.)
 
 // Each benchmark uses some of these.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::Path;
+
+use provisio::api::AppState;
+use provisio::server::Settings;
+use provisio::store::principals::{Permission, PrincipalKind};
+
+/// A principal a benchmark signs in with: name, password, kind, and permissions (technical users).
+pub type Principal<'a> = (&'a str, &'a str, PrincipalKind, &'a [Permission]);
+
+/// Boots a service on `data` with `settings` and creates `principals` in it.
+pub async fn boot(data: &Path, settings: Settings, principals: &[Principal<'_>]) -> AppState {
+    let state = provisio::server::boot(data, settings).await.expect("boot the service");
+    for &(name, password, kind, permissions) in principals {
+        state
+            .stores
+            .principals
+            .create(name, password, kind, permissions)
+            .await
+            .unwrap_or_else(|e| panic!("create the principal {name}: {e}"));
+    }
+    state
+}
 
 /// The value at fraction `p` (0 to 1) of sorted samples; `None` without samples.
 pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
