@@ -15,14 +15,12 @@ use axum::http::{Method, Request, header};
 use provisio::server::Settings;
 use provisio::store::jobs::{EntityLogEntry, JobRecord, JobStatus};
 use provisio::store::notifications::{Channel, NewDelivery, SubscriptionSpec};
-use provisio::store::principals::PrincipalKind;
 use provisio::store::systems::{Role, SystemSpec, VersionNote};
 use tower::ServiceExt as _;
 
 mod common;
-use common::{boot, env_or, percentile};
+use common::{ADMIN, ADMIN_PRINCIPAL, boot, env_or, percentile};
 
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const SYSTEMS: usize = 1000;
 const LOG_ENTRIES: usize = 100_000;
 const P95_TARGET_MS: f64 = 50.0;
@@ -140,12 +138,7 @@ fn main() {
         .expect("runtime");
     let data = tempfile::tempdir().expect("data dir");
     rt.block_on(async move {
-        let state = boot(
-            data.path(),
-            Settings::default(),
-            &[(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])],
-        )
-        .await;
+        let state = boot(data.path(), Settings::default(), &[ADMIN_PRINCIPAL]).await;
         let seeded = Instant::now();
         let systems = &state.stores.systems;
         let mut sources = Vec::new();

@@ -36,7 +36,6 @@ use provisio::connector::EntityKind;
 use provisio::server::Settings;
 use provisio::store::jobs::{EntityLogEntry, JobRecord, JobStatus};
 use provisio::store::links::{LinkChange, LinkDigest, LinkScope};
-use provisio::store::principals::PrincipalKind;
 use provisio_tests::sim::uaa;
 use provisio_transform::{Context, Operation, Outcome, Transformation};
 use reqwest::{Method, StatusCode};
@@ -45,9 +44,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 mod common;
-use common::{Schema, bench_database_url, boot, plugin_time, serve};
+use common::{ADMIN, ADMIN_PRINCIPAL, Schema, bench_database_url, boot, plugin_time, serve};
 
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 /// High enough that the host's own limiter never throttles the unlimited phases.
 const UNLIMITED_RATE: &str = "100000";
 const LIMIT_PER_SECOND: f64 = 3.0;
@@ -347,7 +345,7 @@ impl Service {
             database_url,
             ..Default::default()
         };
-        let state = boot(data.path(), settings, &[(ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[])]).await;
+        let state = boot(data.path(), settings, &[ADMIN_PRINCIPAL]).await;
         let (addr, server) = serve(provisio::api::router(state.clone())).await;
         Service {
             url: format!("http://{addr}"),

@@ -38,9 +38,8 @@ use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
 mod common;
-use common::{boot, env_or, percentile, plugin_time_in, serve};
+use common::{ADMIN, ADMIN_PRINCIPAL, boot, env_or, percentile, plugin_time_in, serve};
 
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
 const CLIENT: (&str, &str) = ("idm-client", "idm-client-secret-1");
 
 /// Pages in flight in the page throughput phase: enough to keep the service's 2 workers busy.
@@ -68,7 +67,7 @@ fn service() {
     let data = tempfile::tempdir().expect("data dir");
     let url = service_rt.block_on(async {
         let principals = [
-            (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[][..]),
+            ADMIN_PRINCIPAL,
             (
                 CLIENT.0,
                 CLIENT.1,

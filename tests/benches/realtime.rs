@@ -17,15 +17,14 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use provisio::server::Settings;
-use provisio::store::principals::{Permission, PrincipalKind};
 use provisio_tests::sim::uaa;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Schema, bench_database_url, boot, env_or, millis, percentile, pushed_user, run_on_two_workers, serve};
-
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
-const PUSHER: (&str, &str) = ("pusher", "pusher-password-1");
+use common::{
+    ADMIN, ADMIN_PRINCIPAL, PUSHER, PUSHER_PRINCIPAL, Schema, bench_database_url, boot, env_or, millis, percentile,
+    pushed_user, run_on_two_workers, serve,
+};
 
 fn main() {
     run_on_two_workers(run());
@@ -121,16 +120,7 @@ async fn measure(database_url: Option<String>) -> Measured {
         database_url,
         ..Default::default()
     };
-    let principals = [
-        (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[][..]),
-        (
-            PUSHER.0,
-            PUSHER.1,
-            PrincipalKind::Technical,
-            &[Permission::RealtimeApi][..],
-        ),
-    ];
-    let state = boot(data.path(), settings, &principals).await;
+    let state = boot(data.path(), settings, &[ADMIN_PRINCIPAL, PUSHER_PRINCIPAL]).await;
     tokio::spawn(state.realtime.clone().run_dispatcher());
     let (addr, _server) = serve(provisio::api::router(state.clone())).await;
     let url = format!("http://{addr}");

@@ -49,10 +49,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Schema, bench_database_url};
+use common::{ADMIN, PUSHER, Schema, bench_database_url};
 
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
-const PUSHER: (&str, &str) = ("pusher", "pusher-password-1");
 /// Set in a child process that runs one replica.
 const ROLE_ENV: &str = "PROVISIO_BENCH_REPLICA";
 const DEFAULT_DATABASE: &str = "postgres://postgres@127.0.0.1:5432/test";

@@ -11,6 +11,16 @@ use provisio::api::AppState;
 use provisio::server::Settings;
 use provisio::store::principals::{Permission, PrincipalKind};
 
+/// The admin every benchmark signs in as.
+pub const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+/// The technical user that pushes real-time events (permission `realtime-api`).
+pub const PUSHER: (&str, &str) = ("pusher", "pusher-password-1");
+/// The admin, as a principal to create.
+pub const ADMIN_PRINCIPAL: Principal<'static> = (ADMIN.0, ADMIN.1, PrincipalKind::Admin, &[]);
+/// The pusher, as a principal to create.
+pub const PUSHER_PRINCIPAL: Principal<'static> =
+    (PUSHER.0, PUSHER.1, PrincipalKind::Technical, &[Permission::RealtimeApi]);
+
 /// A principal a benchmark signs in with: name, password, kind, and permissions (technical users).
 pub type Principal<'a> = (&'a str, &'a str, PrincipalKind, &'a [Permission]);
 
