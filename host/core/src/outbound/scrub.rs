@@ -51,26 +51,53 @@ impl Secret {
 
     /// The first occurrence of the secret in `bytes` at or after `from`, literal or JSON-escaped.
     fn find(&self, bytes: &[u8], from: usize) -> Option<std::ops::Range<usize>> {
-        let (prefix, suffix) = (&self.text[..self.anchor.start], &self.text[self.anchor.end..]);
+        let prefix = &self.text[..self.anchor.start];
         let mut search = from + prefix.len();
         while search <= bytes.len() {
             let at = search + self.finder.find(&bytes[search..])?;
             let anchor_end = at + self.anchor.len();
             search = at + 1;
-            let Some((start, escaped_before)) = widen_back(bytes, from, at, prefix) else {
-                continue;
-            };
-            let Some((end, escaped_after)) = widen_forward(bytes, anchor_end, suffix) else {
-                continue;
-            };
-            // An escaped spelling counts only where the text is a JSON string's: its first byte must not
-            // itself be escaped by a backslash before it. A literal occurrence is always the secret.
-            if (escaped_before || escaped_after) && escaped_at(bytes, start) {
-                continue;
+            if let Some(found) = self.widened(bytes, from, at, anchor_end) {
+                return Some(found);
             }
-            return Some(start..end);
+            // Not a JSON spelling: the literal one, as it is (in plain text, `\"` in a secret is a backslash
+            // and a quote, not an escape). A JSON spelling found at the same hit covers it: escapes are
+            // longer than the characters they stand for.
+            let literal = at - prefix.len();
+            if bytes[literal..].starts_with(self.text.as_bytes()) {
+                return Some(literal..literal + self.text.len());
+            }
         }
         None
+    }
+
+    /// The secret around its anchor found at `at`, each character before and after it escaped or literal,
+    /// starting at `from` or later. A spelling with an escape is JSON: it must start where a character of a
+    /// JSON string starts (not after a backslash, not inside a `\uXXXX`), and hold no character JSON never
+    /// leaves raw in a string (a quote, a backslash, a control character).
+    fn widened(&self, bytes: &[u8], from: usize, at: usize, anchor_end: usize) -> Option<std::ops::Range<usize>> {
+        let (prefix, suffix) = (&self.text[..self.anchor.start], &self.text[self.anchor.end..]);
+        let (start, before) = widen_back(bytes, from, at, prefix)?;
+        let (end, after) = widen_forward(bytes, anchor_end, suffix)?;
+        let escaped = before.escaped || after.escaped;
+        if escaped && (before.raw || after.raw || escaped_at(bytes, start) || in_unicode_escape(bytes, start)) {
+            return None;
+        }
+        Some(start..end)
+    }
+}
+
+/// How the characters on one side of an anchor were matched: whether any was escaped, and whether any
+/// matched raw that JSON always escapes.
+#[derive(Clone, Copy, Default)]
+struct Reading {
+    escaped: bool,
+    raw: bool,
+}
+
+impl Reading {
+    fn literal(&mut self, c: char) {
+        self.raw |= matches!(c, '"' | '\\') || c.is_control();
     }
 }
 
@@ -104,14 +131,19 @@ fn escaped_at(bytes: &[u8], at: usize) -> bool {
     bytes[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
 }
 
-/// Matches `chars` forward from `at`, each escaped or literal; answers the end and whether any was escaped.
+/// Whether the byte at `at` is one of the four digits of a `\uXXXX` escape.
+fn in_unicode_escape(bytes: &[u8], at: usize) -> bool {
+    (2..=5).any(|k| at >= k && bytes[at - k] == b'\\' && bytes[at - k + 1] == b'u' && !escaped_at(bytes, at - k))
+}
+
+/// Matches `chars` forward from `at`, each escaped or literal; answers the end and how they matched.
 /// An escape is tried first: the literal `"` or `\\` would otherwise take the second byte of `\"` or `\\`.
-fn widen_forward(bytes: &[u8], mut at: usize, chars: &str) -> Option<(usize, bool)> {
-    let mut escaped = false;
+fn widen_forward(bytes: &[u8], mut at: usize, chars: &str) -> Option<(usize, Reading)> {
+    let mut reading = Reading::default();
     for c in chars.chars() {
         if let Some(len) = escape_len(&bytes[at..], c).filter(|_| !escaped_at(bytes, at)) {
             at += len;
-            escaped = true;
+            reading.escaped = true;
             continue;
         }
         let mut literal = [0u8; 4];
@@ -120,14 +152,15 @@ fn widen_forward(bytes: &[u8], mut at: usize, chars: &str) -> Option<(usize, boo
             return None;
         }
         at += literal.len();
+        reading.literal(c);
     }
-    Some((at, escaped))
+    Some((at, reading))
 }
 
 /// Matches `chars` backward so that they end at `end` and start at `from` or later, each escaped or
-/// literal; answers their start and whether any was escaped.
-fn widen_back(bytes: &[u8], from: usize, mut end: usize, chars: &str) -> Option<(usize, bool)> {
-    let mut escaped = false;
+/// literal; answers their start and how they matched.
+fn widen_back(bytes: &[u8], from: usize, mut end: usize, chars: &str) -> Option<(usize, Reading)> {
+    let mut reading = Reading::default();
     for c in chars.chars().rev() {
         // The escapes of one character are 2, 6 or 12 bytes long.
         let escape = [2, 6, 12].into_iter().find(|&len| {
@@ -135,7 +168,7 @@ fn widen_back(bytes: &[u8], from: usize, mut end: usize, chars: &str) -> Option<
         });
         if let Some(len) = escape {
             end -= len;
-            escaped = true;
+            reading.escaped = true;
             continue;
         }
         let mut literal = [0u8; 4];
@@ -144,8 +177,9 @@ fn widen_back(bytes: &[u8], from: usize, mut end: usize, chars: &str) -> Option<
             return None;
         }
         end -= literal.len();
+        reading.literal(c);
     }
-    Some((end, escaped))
+    Some((end, reading))
 }
 
 /// The length of a JSON escape of `c` at the start of `bytes` (`\n`, `\/`, `\u00e9`, a surrogate pair).
@@ -407,8 +441,26 @@ mod tests {
         // `\\u002B` is a backslash and the letters `u002B`, not a `+`: not the secret.
         let text = r#"{"a":"ab\\u002Bcdefgh","b":"\ab\u002Bcdefgh","c":"ab\u002Bcdefg"}"#;
         assert_eq!(scrubbed(&secrets, text), text);
-        // In plain text, the literal secret is masked whatever comes before it.
+        // In plain text, the literal secret is masked whatever comes before it, even one that holds what
+        // would be an escape in JSON.
         assert_eq!(scrubbed(&secrets, r"x\ab+cdefgh"), r"x\********");
+        secrets.add(r#"pa\"ss/word"#);
+        assert_eq!(scrubbed(&secrets, r#"echo pa\"ss/word!"#), "echo ********!");
+        assert_eq!(scrubbed(&secrets, r#"{"p":"pa\\\"ss\/word"}"#), r#"{"p":"********"}"#);
+        let mut secrets = Secrets::default();
+        secrets.add(r"Abcdefgh\\Ijk");
+        secrets.add(r"ab\/cdefgh");
+        assert_eq!(
+            scrubbed(&secrets, r"1 Abcdefgh\\Ijk 2 ab\/cdefgh"),
+            "1 ******** 2 ********"
+        );
+        // A JSON spelling starts where a character does, not among the digits of a `\u0041`, and ends where
+        // one does, not on the backslash of the next escape: the JSON stays whole.
+        let mut secrets = Secrets::default();
+        secrets.add("41/abcdefgh");
+        secrets.add("ab/cdefgh\\");
+        let text = r#"{"a":"\u0041\/abcdefgh","b":"ab\/cdefgh\"x"}"#;
+        assert_eq!(scrubbed(&secrets, text), text);
     }
 
     #[test]
@@ -433,5 +485,87 @@ mod tests {
         secrets.extend(&other);
         let texts: Vec<_> = secrets.values.iter().map(|v| v.text.as_str()).collect();
         assert_eq!(texts, ["Bearer secret-8-longer", "secret-8-longer", "secret-8"]);
+    }
+
+    /// Random secrets in random text, literal and in every JSON spelling: nothing panics, no literal
+    /// occurrence survives (as with the plain search before), and no JSON string decodes to the secret.
+    #[test]
+    fn random_texts_never_keep_a_secret() {
+        const ALPHABET: [&str; 14] = ["a", "b", "u", "0", "D", "\\", "\"", "/", "+", "=", "é", "😀", "\n", " "];
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        // `\uXXXX` (upper or lower case hex) for every character a serialiser may escape, as the most eager
+        // ones write (.NET: non-ASCII and `+`; Python: non-ASCII; Gson: `=`).
+        let eagerly_escaped = |text: &str, upper: bool| -> String {
+            text.chars()
+                .map(|c| {
+                    if never_escaped(c) {
+                        return c.to_string();
+                    }
+                    let mut units = [0u16; 2];
+                    c.encode_utf16(&mut units)
+                        .iter()
+                        .map(|u| {
+                            if upper {
+                                format!("\\u{u:04X}")
+                            } else {
+                                format!("\\u{u:04x}")
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        for _ in 0..2000 {
+            let secret: String = (0..8 + next(6)).map(|_| ALPHABET[next(ALPHABET.len())]).collect();
+            let mut secrets = Secrets::default();
+            secrets.add(&secret);
+            let json = serde_json::to_string(&secret).expect("json");
+            let forms = [
+                secret.clone(),
+                json[1..json.len() - 1].to_string(),
+                json[1..json.len() - 1].replace('/', "\\/").replace('+', "\\u002B"),
+                eagerly_escaped(&secret, next(2) == 0),
+            ];
+            let mut text = String::new();
+            let mut strings = Vec::new();
+            for _ in 0..6 {
+                match next(3) {
+                    0 => text.push_str(ALPHABET[next(ALPHABET.len())]),
+                    1 => text.push_str(&secret),
+                    _ => {
+                        let form = &forms[next(forms.len())];
+                        strings.push(text.len());
+                        text.push('"');
+                        text.push_str(form);
+                        text.push('"');
+                    }
+                }
+            }
+            let mut out = text.clone();
+            secrets.scrub_string(&mut out);
+            assert!(!out.contains(&secret), "{secret:?} kept in {out:?} (from {text:?})");
+            // A secret with no character every serialiser leaves alone is found only as it is.
+            if !secret.chars().any(never_escaped) {
+                continue;
+            }
+            // Each JSON string written whole, on its own, decodes to something without the secret.
+            let mut alone = String::new();
+            for form in &forms[1..] {
+                alone.clear();
+                alone.push('"');
+                alone.push_str(form);
+                alone.push('"');
+                secrets.scrub_string(&mut alone);
+                let decoded: String =
+                    serde_json::from_str(&alone).unwrap_or_else(|e| panic!("{secret:?} as {form:?}: {alone:?}: {e}"));
+                assert!(!decoded.contains(&secret), "{secret:?} decoded from {alone:?}");
+            }
+        }
     }
 }
