@@ -591,7 +591,8 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
         }
         None => None,
     };
-    let cpu_per = |cpu: f64, rate: f64| cpu / (rate * seconds as f64) * 1e6;
+    // µs of CPU per request of a phase that ran `rate` requests/s for `seconds`.
+    let cpu_per = |cpu: f64, rate: f64, seconds: u64| cpu / (rate * seconds as f64) * 1e6;
     let service_cpu = |a: (f64, f64), b: (f64, f64)| b.0 - a.0;
     let peers_cpu = |a: (f64, f64), b: (f64, f64)| b.1 - a.1;
 
@@ -703,12 +704,12 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
          the rest of the p50 is the proxy's own work and the extra HTTP hop. CPU per request at {concurrency} in flight, the service's process: proxied with Basic {:.0} µs, with bearer {:.0} µs; \
          the peers' process (simulators, load generator): direct {:.0} µs, proxied with Basic {:.0} µs, with bearer {:.0} µs. \
          100-user pages with {PAGES_IN_FLIGHT} in flight: {p_pages:.0}/s through the proxy (the service's CPU per page {:.0} µs, the peers' {:.0} µs), {d_pages:.0}/s directly.",
-        cpu_per(service_cpu(cpu1, cpu2), p_rate),
-        cpu_per(service_cpu(cpu2, cpu3), b_rate),
-        cpu_per(peers_cpu(cpu0, cpu1), d_rate),
-        cpu_per(peers_cpu(cpu1, cpu2), p_rate),
-        cpu_per(peers_cpu(cpu2, cpu3), b_rate),
-        service_cpu(page_cpu0, page_cpu1) / (p_pages * page_seconds as f64) * 1e6,
-        peers_cpu(page_cpu0, page_cpu1) / (p_pages * page_seconds as f64) * 1e6,
+        cpu_per(service_cpu(cpu1, cpu2), p_rate, seconds),
+        cpu_per(service_cpu(cpu2, cpu3), b_rate, seconds),
+        cpu_per(peers_cpu(cpu0, cpu1), d_rate, seconds),
+        cpu_per(peers_cpu(cpu1, cpu2), p_rate, seconds),
+        cpu_per(peers_cpu(cpu2, cpu3), b_rate, seconds),
+        cpu_per(service_cpu(page_cpu0, page_cpu1), p_pages, page_seconds),
+        cpu_per(peers_cpu(page_cpu0, page_cpu1), p_pages, page_seconds),
     );
 }
