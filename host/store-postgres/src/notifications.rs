@@ -327,6 +327,33 @@ impl NotificationStore for PostgresStore {
         Ok(())
     }
 
+    async fn enqueue_claimed(
+        &self,
+        delivery: NewDelivery,
+        node: &str,
+        lease: Duration,
+    ) -> Result<Delivery, StoreError> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO notification_deliveries
+             (id, subscription_id, channel, kind, payload, status, created_at, next_attempt_at,
+              claimed_by, claim_until)
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $7, $8)",
+        )
+        .bind(&delivery.id)
+        .bind(&delivery.subscription_id)
+        .bind(&delivery.channel)
+        .bind(&delivery.kind)
+        .bind(crate::to_json(&delivery.payload)?)
+        .bind(&at)
+        .bind(node)
+        .bind(after(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(Error::from)?;
+        Ok(delivery.queued_at(at))
+    }
+
     async fn claim_deliveries(
         &self,
         node: &str,

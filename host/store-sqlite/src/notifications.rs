@@ -347,6 +347,36 @@ impl NotificationStore for SqliteStore {
         .await
     }
 
+    async fn enqueue_claimed(
+        &self,
+        delivery: NewDelivery,
+        node: &str,
+        lease: Duration,
+    ) -> Result<Delivery, StoreError> {
+        let node = node.to_owned();
+        self.blocking(move |s| {
+            let at = now();
+            s.conn().execute(
+                "INSERT INTO notification_deliveries
+                 (id, subscription_id, channel, kind, payload, status, created_at, next_attempt_at,
+                  claimed_by, claim_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7, ?8)",
+                params![
+                    delivery.id,
+                    delivery.subscription_id,
+                    delivery.channel,
+                    delivery.kind,
+                    serde_json::to_string(&delivery.payload).unwrap_or_else(|_| "null".into()),
+                    at,
+                    node,
+                    after(lease)
+                ],
+            )?;
+            Ok(delivery.queued_at(at))
+        })
+        .await
+    }
+
     async fn claim_deliveries(
         &self,
         node: &str,

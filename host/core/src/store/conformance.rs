@@ -2749,6 +2749,30 @@ pub async fn notification_deliveries(stores: Stores) {
     assert!(n.delete_subscription(&other.id).await.expect("delete"));
     assert!(n.delivery("d3").await.expect("get").is_none());
 
+    // A delivery queued under a claim is its holder's from the start: no worker takes it, the holder records.
+    let claimed = n
+        .enqueue_claimed(new("d5", &sub.id), "a", lease)
+        .await
+        .expect("enqueue claimed");
+    assert_eq!((claimed.id.as_str(), claimed.status.as_str()), ("d5", "pending"));
+    assert!(claimed.attempts.is_empty());
+    assert_eq!(n.delivery("d5").await.expect("get"), Some(claimed));
+    assert!(
+        n.claim_deliveries("b", lease, 10, None)
+            .await
+            .expect("none free")
+            .is_empty(),
+        "d5 is a's"
+    );
+    assert!(matches!(
+        n.record_attempt("d5", "b", &attempt(1, "delivered", Some(200)), &AfterAttempt::Delivered)
+            .await,
+        Err(StoreError::Fenced(_))
+    ));
+    n.record_attempt("d5", "a", &attempt(1, "delivered", Some(200)), &AfterAttempt::Delivered)
+        .await
+        .expect("the holder records");
+
     // The oldest pending real-time event per source.
     assert!(n.oldest_pending_events().await.expect("none").is_empty());
     let push = |id: &str| NewEvent {

@@ -97,6 +97,24 @@ pub struct NewDelivery {
     pub payload: Value,
 }
 
+impl NewDelivery {
+    /// The delivery as stored when queued `at`: pending, due then, no attempt yet.
+    pub fn queued_at(self, at: String) -> Delivery {
+        Delivery {
+            id: self.id,
+            subscription_id: self.subscription_id,
+            channel: self.channel,
+            kind: self.kind,
+            payload: self.payload,
+            status: "pending".into(),
+            next_attempt_at: Some(at.clone()),
+            created_at: at,
+            finished_at: None,
+            attempts: Vec::new(),
+        }
+    }
+}
+
 /// One attempt at a delivery.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -180,6 +198,10 @@ pub trait NotificationStore: Send + Sync {
     async fn collapse(&self, key: &str, window: Duration) -> Result<Option<u64>, StoreError>;
     /// Puts deliveries in the outbox, pending, due now.
     async fn enqueue(&self, deliveries: Vec<NewDelivery>) -> Result<(), StoreError>;
+    /// Puts one delivery in the outbox already claimed by `node` for `lease`, and answers it: a send made
+    /// now (a subscription's test) that no worker may take between its queueing and its attempt.
+    async fn enqueue_claimed(&self, delivery: NewDelivery, node: &str, lease: Duration)
+    -> Result<Delivery, StoreError>;
     /// Claims up to `limit` due pending deliveries (only `only`, when given) for `node` for `lease`; those
     /// another node holds under a live claim are skipped. A dead node's claims expire.
     async fn claim_deliveries(

@@ -328,24 +328,23 @@ impl Notifier {
             "summary": "Test notification from Provisio: this subscription works.",
             "details": {"subscriptionId": subscription.id, "kinds": subscription.spec.kinds},
         });
-        self.stores()
-            .notifications
-            .enqueue(vec![NewDelivery {
-                id: delivery_id.clone(),
-                subscription_id: subscription.id.clone(),
-                channel: subscription.spec.channel.name().to_string(),
-                kind: "test".into(),
-                payload,
-            }])
-            .await?;
-        let claimed = self
+        // Queued under this node's claim, so the worker cannot take it before this attempt.
+        let delivery = self
             .stores()
             .notifications
-            .claim_deliveries(&self.inner.node, LEASE, 1, Some(&delivery_id))
+            .enqueue_claimed(
+                NewDelivery {
+                    id: delivery_id.clone(),
+                    subscription_id: subscription.id.clone(),
+                    channel: subscription.spec.channel.name().to_string(),
+                    kind: "test".into(),
+                    payload,
+                },
+                &self.inner.node,
+                LEASE,
+            )
             .await?;
-        for delivery in claimed {
-            self.attempt(delivery).await;
-        }
+        self.attempt(delivery).await;
         self.stores()
             .notifications
             .delivery(&delivery_id)
@@ -619,4 +618,102 @@ pub struct Outcome {
     pub code: Option<i64>,
     /// What went wrong.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A webhook receiver that answers every request 204 and counts them.
+    async fn receiver() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let received = Arc::new(AtomicUsize::new(0));
+        let count = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(n) = socket.read(&mut buffer).await {
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buffer[..n]);
+                        let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, received)
+    }
+
+    /// A test send is the caller's own attempt: the worker, claiming whatever is due as fast as it can, never
+    /// takes it first (which left the caller answering `pending` with no attempt).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_test_send_is_attempted_by_its_caller_while_the_worker_runs() {
+        let stores = provisio_store_sqlite::SqliteStore::in_memory(crate::secrets::SecretBox::from_key([5; 32]))
+            .expect("store")
+            .stores();
+        let outbound = crate::outbound::Outbound::new(crate::outbound::OutboundLimits::default()).expect("outbound");
+        let runtime = crate::runtime::Runtime::new(crate::runtime::CallLimits::default(), Arc::new(outbound), None)
+            .expect("runtime");
+        let notifier = Notifier::new(
+            stores.clone(),
+            Arc::new(Plugins::new(Arc::new(runtime), None)),
+            "me".into(),
+        );
+        let (url, received) = receiver().await;
+        let subscription = stores
+            .notifications
+            .create_subscription(
+                &crate::store::notifications::SubscriptionSpec {
+                    system_id: None,
+                    kinds: vec!["job.failed".into()],
+                    channel: Channel::Webhook { url },
+                    backlog_minutes: 15,
+                    description: String::new(),
+                },
+                None,
+            )
+            .await
+            .expect("subscription");
+        let worker = {
+            let notifier = notifier.clone();
+            tokio::spawn(async move {
+                loop {
+                    notifier.deliver_due().await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let sends = 40;
+        for _ in 0..sends {
+            let delivery = notifier.test(&subscription.id).await.expect("test send");
+            assert_eq!(delivery.status, "delivered", "{delivery:?}");
+            assert_eq!(delivery.attempts.len(), 1, "{delivery:?}");
+        }
+        worker.abort();
+        assert_eq!(received.load(Ordering::SeqCst), sends, "each test send went once");
+    }
 }
