@@ -214,9 +214,215 @@ pub fn window(total: usize, start_index: u64, count: u64) -> Range<usize> {
     from..to
 }
 
+/// A list answer split by [`split_member`]: the answer without the member's elements, and where each element
+/// stands in the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitList {
+    /// The answer with the member's array emptied (`[]`): the other members as written, in their order.
+    pub rest: Vec<u8>,
+    /// Each element of the array, as its byte range in the answer, in order.
+    pub items: Vec<Range<usize>>,
+}
+
+/// Splits the array of `text`'s top-level member `member` (matched ASCII case-insensitively, as SCIM names
+/// are) off the rest, in one pass that validates the JSON as it goes. `None` unless `text` is one JSON object
+/// with exactly one such member and its value is an array: the caller then handles the answer whole.
+pub fn split_member(text: &str, member: &str) -> Option<SplitList> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+
+    /// A member name, borrowed from the answer unless it holds escapes.
+    struct Name<'a>(Cow<'a, str>);
+    impl<'de> serde::Deserialize<'de> for Name<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Name<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a member name")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                    Ok(Name(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                    Ok(Name(Cow::Owned(v.to_owned())))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    enum Member<'a> {
+        Listed(Vec<&'a RawValue>),
+        Other(&'a RawValue),
+    }
+    struct Split<'m>(&'m str);
+    impl<'de> DeserializeSeed<'de> for Split<'_> {
+        type Value = Vec<(Name<'de>, Member<'de>)>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Split<'_> {
+        type Value = Vec<(Name<'de>, Member<'de>)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut members = Vec::new();
+            let mut listed = false;
+            while let Some(name) = map.next_key::<Name<'de>>()? {
+                let value = if name.0.eq_ignore_ascii_case(self.0) {
+                    if listed {
+                        return Err(serde::de::Error::custom("the listed member twice"));
+                    }
+                    listed = true;
+                    Member::Listed(map.next_value()?)
+                } else {
+                    Member::Other(map.next_value()?)
+                };
+                members.push((name, value));
+            }
+            if !listed {
+                return Err(serde::de::Error::custom("no listed member"));
+            }
+            Ok(members)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    let members = Split(member).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let base = text.as_ptr() as usize;
+    let at = |raw: &RawValue| {
+        let start = raw.get().as_ptr() as usize - base;
+        start..start + raw.get().len()
+    };
+    let mut rest = Vec::with_capacity(256);
+    let mut items = Vec::new();
+    rest.push(b'{');
+    for (i, (name, value)) in members.iter().enumerate() {
+        if i > 0 {
+            rest.push(b',');
+        }
+        serde_json::to_writer(&mut rest, name.0.as_ref()).ok()?;
+        rest.push(b':');
+        match value {
+            Member::Listed(elements) => {
+                rest.extend_from_slice(b"[]");
+                items = elements.iter().map(|e| at(e)).collect();
+            }
+            Member::Other(raw) => rest.extend_from_slice(raw.get().as_bytes()),
+        }
+    }
+    rest.push(b'}');
+    Some(SplitList { rest, items })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What [`split_member`] answers, checked against a full parse: the rest is the answer with the member's
+    /// array emptied, and the items are its elements, as written.
+    fn split_as_parsed(text: &str, member: &str) -> Option<(Value, Vec<String>)> {
+        let split = split_member(text, member)?;
+        let rest: Value = serde_json::from_slice(&split.rest).expect("the rest is JSON");
+        let items: Vec<String> = split.items.iter().map(|r| text[r.clone()].to_string()).collect();
+        let mut whole: Value = serde_json::from_str(text).expect("the answer is JSON");
+        let name = whole
+            .as_object()
+            .and_then(|o| o.keys().find(|k| k.eq_ignore_ascii_case(member)).cloned())
+            .expect("the member");
+        let elements = std::mem::replace(&mut whole[&name], json!([]));
+        assert_eq!(rest, whole, "the rest of {text}");
+        let parsed: Vec<Value> = items
+            .iter()
+            .map(|i| serde_json::from_str(i).expect("an item is JSON"))
+            .collect();
+        assert_eq!(Value::Array(parsed), elements, "the items of {text}");
+        Some((rest, items))
+    }
+
+    #[test]
+    fn a_list_answer_is_split_into_its_elements_and_the_rest() {
+        let text = r#" {"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults" : 3,
+            "Resources": [ {"id":"1","name":{"givenName":"A]"}} , {"id":"2","emails":[{"value":"b@x"}]},
+            {"id":"3","x":"\"]}\u005d"} ], "startIndex":1, "itemsPerPage":3 } "#;
+        let (rest, items) = split_as_parsed(text, "Resources").expect("split");
+        assert_eq!(items[0], r#"{"id":"1","name":{"givenName":"A]"}}"#);
+        assert_eq!(items[2], r#"{"id":"3","x":"\"]}\u005d"}"#);
+        assert_eq!(rest["totalResults"], 3);
+        // SCIM names are case-insensitive; UAA writes `resources`; an escaped name is its text.
+        assert!(split_as_parsed(r#"{"resources":[1,2],"totalResults":2}"#, "Resources").is_some());
+        assert!(split_as_parsed(r#"{"Res\u006furces":[{"a":1}]}"#, "Resources").is_some());
+        assert_eq!(
+            split_as_parsed(r#"{"Resources":[]}"#, "Resources")
+                .expect("empty")
+                .1
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn anything_but_one_object_with_one_array_member_is_left_whole() {
+        for text in [
+            r#"[{"Resources":[1]}]"#,
+            r#"{"totalResults":0}"#,
+            r#"{"Resources":{"id":"1"}}"#,
+            r#"{"Resources":null}"#,
+            r#"{"Resources":[1],"resources":[2]}"#,
+            r#"{"Resources":[1]} {"#,
+            r#"{"Resources":[1,]}"#,
+            r#"{"Resources":[{"id":"1}]}"#,
+            r#"{"Resources":[1],"x":"\q"}"#,
+            r#"{"Resources":[1]"#,
+            "",
+        ] {
+            assert_eq!(split_member(text, "Resources"), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn random_list_answers_split_as_a_full_parse_reads_them() {
+        // A small generator without a dependency: a linear congruential sequence.
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let atoms = [
+            r#""a""#,
+            r#""]}""#,
+            r#""\"\\""#,
+            r#""\u00e9\ud83d\ude00""#,
+            "1",
+            "-2.5e3",
+            "true",
+            "null",
+            "{}",
+            "[]",
+        ];
+        for _ in 0..500 {
+            let element = |next: &mut dyn FnMut(u64) -> u64| {
+                let fields: Vec<String> = (0..next(4))
+                    .map(|f| format!(r#""f{f}" : {}"#, atoms[next(atoms.len() as u64) as usize]))
+                    .collect();
+                format!("{{ {} }}", fields.join(", "))
+            };
+            let elements: Vec<String> = (0..next(6)).map(|_| element(&mut next)).collect();
+            let mut members = vec![format!(r#""Resources" :[ {} ]"#, elements.join(" , "))];
+            for m in 0..next(4) {
+                let at = next(members.len() as u64 + 1) as usize;
+                members.insert(at, format!(r#""m{m}":{}"#, atoms[next(atoms.len() as u64) as usize]));
+            }
+            let text = format!("{{{}}}", members.join(","));
+            let (_, items) = split_as_parsed(&text, "Resources").unwrap_or_else(|| panic!("not split: {text}"));
+            assert_eq!(items.len(), elements.len(), "{text}");
+        }
+    }
 
     #[test]
     fn a_page_written_from_resource_texts_is_the_page_as_json() {

@@ -353,7 +353,13 @@ impl<'a> ScimClient<'a> {
             }
             Paging::Id => request = request.query("startId", scim::start_id(req.cursor.as_deref())),
         }
-        let resp = request.query("count", count).send(self.cfg())?;
+        let request = request.query("count", count);
+        // Under index paging the host keeps the page's resources (contract 0.3.0): they go from the answer
+        // to the page without crossing into the plugin. Cursor paging needs the last resource's id.
+        let (resp, listed) = match self.paging {
+            Paging::Index => request.send_list(self.cfg(), "Resources")?,
+            Paging::Id => (request.send(self.cfg())?, None),
+        };
         if resp.status == 400 && combined.is_some() {
             let detail = status::detail(&resp.body);
             if delta.is_some() {
@@ -371,7 +377,10 @@ impl<'a> ScimClient<'a> {
         }
         let resp = resp.error_for_status()?;
         match self.paging {
-            Paging::Index => scim::index_page(&resp, start, count),
+            Paging::Index => match listed {
+                Some(items) => scim::listed_index_page(&resp, items, start, count),
+                None => scim::index_page(&resp, start, count),
+            },
             Paging::Id => id_page(
                 ListResponse::from_response(&resp)?,
                 req.cursor.as_deref(),

@@ -163,13 +163,7 @@ impl Request {
     /// [`Error::InvalidConfig`] when the host refused to send the request, [`Error::Rejected`] (status 0) when
     /// the answer was larger than the host allows.
     pub fn send(self, cfg: &Config) -> Result<Response> {
-        let wire = HttpRequest {
-            path: self.full_path(),
-            upstream: self.upstream,
-            method: self.method,
-            headers: self.headers,
-            body: self.body,
-        };
+        let wire = self.wire();
         match transport(cfg, &wire) {
             Ok(r) => Ok(Response {
                 status: r.status,
@@ -179,6 +173,65 @@ impl Request {
             Err(e) => Err(host_error(&wire, e)),
         }
     }
+
+    /// [`send`](Self::send) for a list answer whose entities the host may keep (contract 0.3.0): when the
+    /// answer is 2xx and one JSON object with exactly one top-level member named `member` (ASCII
+    /// case-insensitive, e.g. `Resources`) holding an array, the host keeps that array's elements for this
+    /// call's page and answers the rest of the answer (the array emptied) with how many it kept; the page
+    /// then puts the first of them on it with [`Page::listed`](crate::Page::listed), and they never cross into
+    /// the plugin. Any other answer comes whole, with `None`. In the native test harness the answer always
+    /// comes whole.
+    pub fn send_list(self, cfg: &Config, member: &str) -> Result<(Response, Option<u32>)> {
+        let wire = self.wire();
+        match list_transport(cfg, &wire, member) {
+            Ok((r, items)) => Ok((
+                Response {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                },
+                items,
+            )),
+            Err(e) => Err(host_error(&wire, e)),
+        }
+    }
+
+    fn wire(self) -> HttpRequest {
+        HttpRequest {
+            path: self.full_path(),
+            upstream: self.upstream,
+            method: self.method,
+            headers: self.headers,
+            body: self.body,
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn list_transport(
+    cfg: &Config,
+    req: &HttpRequest,
+    member: &str,
+) -> std::result::Result<(HttpResponse, Option<u32>), HostError> {
+    crate::bindings::provisio::connector::host::send_list(cfg, req, member).map(|r| {
+        (
+            HttpResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            },
+            r.items,
+        )
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn list_transport(
+    cfg: &Config,
+    req: &HttpRequest,
+    _member: &str,
+) -> std::result::Result<(HttpResponse, Option<u32>), HostError> {
+    crate::testing::dispatch(cfg, req).map(|r| (r, None))
 }
 
 #[cfg(target_arch = "wasm32")]

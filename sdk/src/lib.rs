@@ -73,10 +73,10 @@ pub use types::HOST_CONFLICT_RESOLUTION;
 
 #[doc(hidden)]
 pub mod bindings {
-    //! The raw bindings of the WIT world `provisio:connector/plugin@0.2.0`. Not part of the public API.
+    //! The raw bindings of the WIT world `provisio:connector/plugin@0.3.0`. Not part of the public API.
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        // A copy of `../wit/since_v0.2.0` that travels with the crate (see the test `the_wit_copy_is_the_current_contract`).
+        // A copy of `../wit/since_v0.3.0` that travels with the crate (see the test `the_wit_copy_is_the_current_contract`).
         path: "wit",
         world: "plugin",
         pub_export_macro: true,
@@ -103,7 +103,7 @@ pub use bindings::provisio::connector::types::{
 /// The result of a connector operation: `Err` carries the [`Error`] variant the host acts on.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The connector contract (`provisio:connector/connector@0.2.0`), one associated function per operation.
+/// The connector contract (`provisio:connector/connector@0.3.0`), one associated function per operation.
 ///
 /// There is no `self`: everything a call needs arrives in its arguments ([`Config`] carries the system's
 /// non-secret properties) and all I/O goes through [`http`].

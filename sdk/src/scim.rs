@@ -145,6 +145,29 @@ pub fn index_page(resp: &Response, start: u64, page_size: u32) -> Result<Page> {
     }
 }
 
+/// A list answer whose `items` resources the host kept ([`Request::send_list`](crate::http::Request::send_list))
+/// as a [`Page`] under index paging: the same page as [`index_page`] on the whole answer, its entities the
+/// first kept ones ([`Page::listed`]); `resp` is the rest of the answer, for the counts.
+pub fn listed_index_page(resp: &Response, items: u32, start: u64, page_size: u32) -> Result<Page> {
+    let number = |v: Option<Value>| v.as_ref().and_then(provisio_scim::list::as_u64);
+    let (total, per_page) = match std::str::from_utf8(&resp.body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<RawList<'_>>(text).ok())
+    {
+        Some(list) => (number(list.total_results), number(list.items_per_page)),
+        None => {
+            let list = ListResponse::from_response(resp)?;
+            (list.total_results, list.items_per_page)
+        }
+    };
+    Ok(Page {
+        listed: items.min(page_size.max(1)),
+        entities: Vec::new(),
+        next_cursor: next_index(u64::from(items), per_page, total, start, page_size),
+        total,
+    })
+}
+
 /// The parts of a list response that index paging needs, read in one pass over the answer: each resource
 /// as the slice of the answer it is, the rest skipped without building anything. Anything unusual (a
 /// field twice, in both spellings, `Resources` not an array) fails, and the general path takes over.
@@ -177,6 +200,7 @@ fn raw_index_page(body: &[u8], start: u64, page_size: u32) -> Option<Page> {
         .map(|raw| raw.get().to_string())
         .collect();
     Some(Page {
+        listed: 0,
         entities,
         next_cursor: next,
         total,

@@ -212,6 +212,7 @@ impl Page {
         total: Option<u64>,
     ) -> Self {
         Page {
+            listed: 0,
             entities: entities.into_iter().map(|e| crate::json::text(&e)).collect(),
             next_cursor,
             total,

@@ -485,7 +485,7 @@ async fn the_plugins_folder_loads_good_components_and_sets_bad_ones_aside() {
     }
     watcher.abort();
     let example = service.state.plugins.resolve("example", None).expect("example");
-    assert_eq!(example.contract, "0.2.0");
+    assert_eq!(example.contract, "0.3.0");
     assert!(
         plugins_dir.join(format!("{}.wasm", example.digest)).exists(),
         "stored by digest"
@@ -499,22 +499,45 @@ async fn the_plugins_folder_loads_good_components_and_sets_bad_ones_aside() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_component_built_for_contract_0_1_0_works_beside_0_2_0() {
+async fn components_built_for_contracts_0_1_0_and_0_2_0_work_beside_0_3_0() {
     let service = Service::start().await;
     let url = upstream().await;
-    // The hostile plugin is built from wit/since_v0.1.0 without the SDK; the example and the bundled
-    // connectors from the SDK, on 0.2.0.
+    // The hostile plugin is built from wit/since_v0.1.0 without the SDK, another from wit/since_v0.2.0; the
+    // example and the bundled connectors from the SDK, on 0.3.0.
     let (status, legacy) = service.upload_plugin(hostile_plugin()).await;
     assert_eq!(status, StatusCode::CREATED, "{legacy}");
     assert_eq!(legacy["contract"], "0.1.0");
     let (status, current) = service.upload_plugin(example_plugin()).await;
     assert_eq!(status, StatusCode::CREATED, "{current}");
-    assert_eq!(current["contract"], "0.2.0");
+    assert_eq!(current["contract"], "0.3.0");
+    let (status, two) = service.upload_plugin(contract_0_2_plugin()).await;
+    assert_eq!(status, StatusCode::CREATED, "{two}");
+    assert_eq!(two["contract"], "0.2.0");
     for p in service.state.plugins.list() {
-        if p.descriptor.name != "hostile" {
-            assert_eq!(p.contract, "0.2.0", "{} is built on the SDK's contract", p.label());
+        if !["hostile", "contract-two"].contains(&p.descriptor.name.as_str()) {
+            assert_eq!(p.contract, "0.3.0", "{} is built on the SDK's contract", p.label());
         }
     }
+    // The 0.2.0 component: test-connection and read through the host's `send`.
+    let id = service
+        .create_system(json!({"name": "two", "type": "contract-two", "role": "source", "properties": {"URL": url}}))
+        .await;
+    let (ok, message) = service.test_connection(&id).await;
+    assert!(ok, "{message}");
+    let c = service.connector(&id).await;
+    let page = c
+        .runtime
+        .read(
+            &c.plugin,
+            &c.target,
+            &provisio::connector::PageRequest::first(provisio::connector::EntityKind::User, 10),
+        )
+        .await
+        .expect("read");
+    assert_eq!(
+        page.entities,
+        vec![json!({"id": "1", "status": 200, "answer": "users"})]
+    );
     // 0.2.0 additions reach the host: xsuaa declares its proxy defaults.
     let xsuaa = service.state.plugins.resolve("xsuaa", None).expect("xsuaa");
     assert!(xsuaa.extensions.default_proxy_read_transformation.is_some());
@@ -539,6 +562,106 @@ async fn a_component_built_for_contract_0_1_0_works_beside_0_2_0() {
         .expect("read");
     assert_eq!(page.entities, vec![json!({"id": "1"})]);
     assert!(c.plugin.extensions == provisio::connector::DescriptorExtensions::default());
+}
+
+/// The 0.2.0 test component (raw wit-bindgen, no SDK).
+fn contract_0_2_plugin() -> Vec<u8> {
+    std::fs::read(env!("PROVISIO_CONTRACT_0_2_WASM")).expect("0.2.0 plugin built by build.rs")
+}
+
+/// A list answer's entities the host kept (`send-list`, contract 0.3.0) reach the page the plugin lists them
+/// on, as the answer spelled them and with the credentials they echo masked; the rest of the answer reaches the
+/// plugin without them; a page that lists more than the host kept is the plugin's invalid result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_lists_the_entities_the_host_kept_from_a_list_answer() {
+    use provisio::connector::{EntityKind, PageRequest};
+    use provisio::runtime::CallError;
+    let service = Service::start().await;
+    let (status, lister) = service
+        .upload_plugin(std::fs::read(env!("PROVISIO_LISTER_WASM")).expect("lister plugin built by build.rs"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lister}");
+    assert_eq!(lister["contract"], "0.3.0");
+    // A SCIM list whose second user echoes the Authorization header, and an empty list.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new()
+        .route(
+            "/api/Users",
+            get(|headers: HeaderMap| async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let body = format!(
+                    r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":3,
+                    "resources" : [ {{"id":"1","userName":"ann","name":{{"givenName":"A\u00e9]"}}}},
+                    {{"id":"2","userName":"echo","note":"{auth}"}}, {{"id":"3","emails":[]}} ],"startIndex":1}}"#
+                );
+                ([("content-type", "application/scim+json")], body)
+            }),
+        )
+        .route("/api/Empty", get(|| async { r#"{"totalResults":0,"Resources":[]}"# }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let url = format!("http://{addr}/api");
+    let read = |mode: &'static str| {
+        let (service, url) = (&service, url.clone());
+        async move {
+            let id = service
+                .create_system(
+                    json!({"name": format!("lister {mode}"), "type": "lister", "role": "source",
+                    "properties": {"URL": url, "read-mode": mode, "User": "me", "Password": "kept-secret-42"}}),
+                )
+                .await;
+            let c = service.connector(&id).await;
+            c.runtime
+                .read(&c.plugin, &c.target, &PageRequest::first(EntityKind::User, 10))
+                .await
+        }
+    };
+
+    let page = read("listed").await.expect("listed");
+    let ids: Vec<&str> = page.entities.iter().map(|e| e["id"].as_str().unwrap_or("?")).collect();
+    assert_eq!(
+        ids,
+        ["1", "2", "3", "own"],
+        "the kept entities first, then the plugin's own"
+    );
+    assert_eq!(page.entities[0]["name"]["givenName"], "Aé]");
+    let echoed = page.entities[1]["note"].as_str().expect("the echo");
+    assert!(!echoed.is_empty(), "the upstream saw credentials");
+    let basic = "bWU6a2VwdC1zZWNyZXQtNDI="; // base64 of me:kept-secret-42
+    assert!(
+        !echoed.contains(basic) && !page.entities[1].to_string().contains(basic),
+        "{echoed}"
+    );
+
+    let page = read("rest").await.expect("rest");
+    let rest = &page.entities[0];
+    assert_eq!(rest["resources"], json!([]), "{rest}");
+    assert_eq!(rest["totalResults"], 3);
+    assert_eq!(rest["startIndex"], 1);
+    assert_eq!(rest["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:ListResponse");
+
+    let page = read("whole").await.expect("whole");
+    assert_eq!(page.entities[0]["kept"], false, "no member `members`: nothing kept");
+    assert!(
+        page.entities[0]["bytes"].as_u64().unwrap_or(0) > 200,
+        "{}",
+        page.entities[0]
+    );
+
+    for (mode, kept) in [("overdraw", 3), ("unsent", 0), ("replaced", 0)] {
+        match read(mode).await {
+            Err(CallError::InvalidResult { message, .. }) => {
+                assert!(message.contains(&format!("send-list kept {kept}")), "{mode}: {message}")
+            }
+            other => panic!("{mode}: {other:?}"),
+        }
+    }
 }
 
 /// `bytes` with every occurrence of `from` replaced by `to` (same length); at least one must occur.
@@ -568,7 +691,7 @@ async fn incompatible_or_invalid_components_are_refused_with_a_useful_message() 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(
         body["message"],
-        "the component was built for connector contract 0.9.0; this host supports 0.1.0, 0.2.0"
+        "the component was built for connector contract 0.9.0; this host supports 0.1.0, 0.2.0, 0.3.0"
     );
     // A default transformation that does not parse is refused at upload, not at the first job.
     let broken = patched(example_plugin(), b"\"scimEntityEndpoint\"", b"\"scimEntityEndpoin\t\"");
@@ -761,7 +884,7 @@ async fn the_sdk_guide_works_command_by_command() {
     assert!(ok, "{out}");
     for expected in [
         "name:         example",
-        "contract:     provisio:connector@0.2.0",
+        "contract:     provisio:connector@0.3.0",
         "capabilities: test-connection, read, get, create, replace, delete",
         "read valid, write valid",
         "URL",

@@ -34,6 +34,8 @@ pub(super) enum RawResponse {
     Entity(Result<String, ConnectorError>),
     MaybeEntity(Result<Option<String>, ConnectorError>),
     Unit(Result<(), ConnectorError>),
+    /// An answer the contract does not allow (a page listing more than the host kept), and why.
+    Invalid(String),
 }
 
 /// A call's answer, JSON parsed.
@@ -72,6 +74,7 @@ impl RawResponse {
             }),
             RawResponse::MaybeEntity(r) => r.as_ref().map_or_else(err, |e| e.as_deref().map_or(0, str::len)),
             RawResponse::Unit(r) => r.as_ref().map_or_else(err, |_| 0),
+            RawResponse::Invalid(m) => m.len(),
         }
     }
 
@@ -83,7 +86,7 @@ impl RawResponse {
         }
         let error = |e: &mut ConnectorError| secrets.scrub_string(e.message_mut());
         match self {
-            RawResponse::Describe(..) => {}
+            RawResponse::Describe(..) | RawResponse::Invalid(_) => {}
             RawResponse::Text(r) | RawResponse::Entity(r) => match r {
                 Ok(text) => secrets.scrub_string(text),
                 Err(e) => error(e),
@@ -150,6 +153,12 @@ impl RawResponse {
             RawResponse::MaybeEntity(Ok(None)) => Response::MaybeEntity(Ok(None)),
             RawResponse::MaybeEntity(Err(e)) => Response::MaybeEntity(Err(e)),
             RawResponse::Unit(r) => Response::Unit(r),
+            RawResponse::Invalid(message) => {
+                return Err(CallError::InvalidResult {
+                    plugin: plugin.to_string(),
+                    message,
+                });
+            }
         })
     }
 }
@@ -176,17 +185,13 @@ macro_rules! call_guest {
             Request::TestConnection => {
                 RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err))
             }
-            Request::Read(r) => RawResponse::Page(
-                guest
-                    .call_read(&mut *store, &config, &v::page_request(&r))
-                    .await?
-                    .map(|p| PageTexts {
-                        entities: p.entities,
-                        next_cursor: p.next_cursor,
-                        total: p.total,
-                    })
-                    .map_err(err),
-            ),
+            Request::Read(r) => match guest.call_read(&mut *store, &config, &v::page_request(&r)).await? {
+                Ok(page) => match v::page(page, store.data_mut()) {
+                    Ok(texts) => RawResponse::Page(Ok(texts)),
+                    Err(message) => RawResponse::Invalid(message),
+                },
+                Err(e) => RawResponse::Page(Err(err(e))),
+            },
             Request::Get(kind, id) => RawResponse::Entity(
                 guest
                     .call_get(&mut *store, &config, kind.into(), &id)
@@ -218,6 +223,8 @@ macro_rules! call_guest {
                     .map_err(err),
             ),
         };
+        // Elements a `send-list` kept that no page took go with the call.
+        store.data_mut().listed = None;
         Ok((response, Instance::$variant(plugin)))
     }};
 }
@@ -263,6 +270,20 @@ pub(super) async fn run(
             properties,
             request,
             bindings::v0_2_0::descriptor
+        ),
+        Bindings::V0_3_0(pre) => call_guest!(
+            bindings::v0_3_0,
+            V0_3_0,
+            pre,
+            match instance {
+                Some(Instance::V0_3_0(kept)) => Some(kept),
+                _ => None,
+            },
+            store,
+            system_id,
+            properties,
+            request,
+            bindings::v0_3_0::descriptor
         ),
     }
 }

@@ -222,6 +222,8 @@ impl Runtime {
         bindings::v0_1_0::add_to_linker(&mut linker).map_err(|e| format!("cannot link the host interface: {e}"))?;
         bindings::v0_2_0::add_to_linker(&mut linker)
             .map_err(|e| format!("cannot link the host interface 0.2.0: {e}"))?;
+        bindings::v0_3_0::add_to_linker(&mut linker)
+            .map_err(|e| format!("cannot link the host interface 0.3.0: {e}"))?;
         engine::start_epoch_ticker(&engine);
         let cache = cache::ArtifactCache::new(&engine, cache_dir);
         let systems = inflight::SystemGates::new(limits.max_calls_per_system, limits.max_waiting_per_system);
@@ -301,6 +303,9 @@ impl Runtime {
             ),
             bindings::v0_2_0::VERSION => Bindings::V0_2_0(
                 bindings::v0_2_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
+            ),
+            bindings::v0_3_0::VERSION => Bindings::V0_3_0(
+                bindings::v0_3_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
             ),
             other => {
                 return Err(LoadError::UnsupportedContract {
@@ -846,6 +851,9 @@ impl Runtime {
                         size,
                         limit: limits.max_result_bytes,
                     });
+                }
+                if let RawResponse::Invalid(message) = response {
+                    return Err(CallError::InvalidResult { plugin: label, message });
                 }
                 // Checked before parsing: parsed entities take several times their text in host memory.
                 if let (Some(max), RawResponse::Page(Ok(page))) = (max_entities, &response)

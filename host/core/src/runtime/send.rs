@@ -18,6 +18,41 @@ impl CallState {
         result
     }
 
+    /// The `send-list` import (contract 0.3.0): sends as [`send_http`](Self::send_http) does, and keeps the
+    /// elements of the array in a 2xx answer's top-level member `member` for the call's page, answering the
+    /// rest of the answer and how many it kept; any other answer is handed back whole. Its body was scrubbed
+    /// of the call's secrets, so the kept elements are too.
+    pub async fn send_list(
+        &mut self,
+        request: HttpRequest,
+        member: &str,
+    ) -> Result<(HttpResponse, Option<u32>), HttpError> {
+        self.listed = None;
+        let mut response = self.send_http(request).await?;
+        if !(200..300).contains(&response.status) {
+            return Ok((response, None));
+        }
+        let text = match String::from_utf8(std::mem::take(&mut response.body)) {
+            Ok(text) => text,
+            Err(e) => {
+                response.body = e.into_bytes();
+                return Ok((response, None));
+            }
+        };
+        match provisio_scim::list::split_member(&text, member) {
+            Some(split) => {
+                let count = u32::try_from(split.items.len()).unwrap_or(u32::MAX);
+                response.body = split.rest;
+                self.listed = Some(super::state::Listed::new(text, split.items));
+                Ok((response, Some(count)))
+            }
+            None => {
+                response.body = text.into_bytes();
+                Ok((response, None))
+            }
+        }
+    }
+
     pub(super) async fn send_checked(&mut self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         self.requests += 1;
         if self.requests > self.limits.max_requests_per_call {

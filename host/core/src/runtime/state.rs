@@ -114,6 +114,32 @@ pub struct CallState {
     pub home: Option<tokio::runtime::Handle>,
     /// The limits of this call.
     pub limits: CallLimits,
+    /// The elements the last `send-list` of this call kept for its page (contract 0.3.0).
+    pub listed: Option<Listed>,
+}
+
+/// A list answer's elements the host kept for the call's page: the answer, and where each element is in it.
+pub struct Listed {
+    text: String,
+    items: Vec<std::ops::Range<usize>>,
+}
+
+impl Listed {
+    /// Keeps `items`, ranges of `text` (on character boundaries, as [`provisio_scim::list::split_member`]
+    /// answers them).
+    pub fn new(text: String, items: Vec<std::ops::Range<usize>>) -> Self {
+        Listed { text, items }
+    }
+
+    /// How many elements are kept.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
 }
 
 impl CallState {
@@ -150,6 +176,7 @@ impl CallState {
             demoted: Arc::new(AtomicBool::new(false)),
             home: tokio::runtime::Handle::try_current().ok(),
             limits: limits.clone(),
+            listed: None,
         }
     }
 
@@ -181,6 +208,27 @@ impl CallState {
         self.throttled = false;
         self.demoted = Arc::new(AtomicBool::new(false));
         self.home = tokio::runtime::Handle::try_current().ok();
+        self.listed = None;
+    }
+
+    /// The first `count` kept elements as texts, for the page a 0.3.0 guest returns; an error when fewer are
+    /// kept. They are kept no longer.
+    pub fn take_listed(&mut self, count: u32) -> Result<Vec<String>, String> {
+        let listed = self.listed.take();
+        let count = count as usize;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let kept = listed.as_ref().map_or(0, Listed::len);
+        let Some(listed) = listed.filter(|l| l.len() >= count) else {
+            return Err(format!(
+                "a page of {count} listed entities, but the call's last send-list kept {kept}"
+            ));
+        };
+        Ok(listed.items[..count]
+            .iter()
+            .map(|range| listed.text.get(range.clone()).unwrap_or_default().to_owned())
+            .collect())
     }
 
     /// Whether the call left nothing behind that the next call of the same guest must not see or inherit.

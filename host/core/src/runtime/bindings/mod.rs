@@ -4,12 +4,13 @@
 
 pub mod v0_1_0;
 pub mod v0_2_0;
+pub mod v0_3_0;
 
 /// Contract versions this host serves, oldest first.
-pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION];
+pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION, v0_3_0::VERSION];
 
 /// The contract version the SDK and the bundled connectors build against.
-pub const CURRENT: &str = v0_2_0::VERSION;
+pub const CURRENT: &str = v0_3_0::VERSION;
 
 /// The interface every connector exports, without its version.
 pub const CONNECTOR_INTERFACE: &str = "provisio:connector/connector";
@@ -21,6 +22,8 @@ pub enum Bindings {
     V0_1_0(v0_1_0::PluginPre<super::state::CallState>),
     /// Built against 0.2.0.
     V0_2_0(v0_2_0::PluginPre<super::state::CallState>),
+    /// Built against 0.3.0.
+    V0_3_0(v0_3_0::PluginPre<super::state::CallState>),
 }
 
 /// An instantiated plugin, by contract version; lives in the store it was instantiated in.
@@ -29,14 +32,38 @@ pub enum Instance {
     V0_1_0(v0_1_0::Plugin),
     /// Built against 0.2.0.
     V0_2_0(v0_2_0::Plugin),
+    /// Built against 0.3.0.
+    V0_3_0(v0_3_0::Plugin),
 }
 
 /// What every contract version has in common, in terms of the generated modules `wit` (types) and
 /// `wit_host` (host imports): the host imports, entity kinds, operations, the call config and page requests.
 /// Expanded inside each version's module.
 macro_rules! common {
-    () => {
+    ($($host_import:item)*) => {
         impl wit::Host for CallState {}
+
+        /// A guest's request in the host's terms.
+        fn http_request(request: wit_host::HttpRequest) -> outbound::HttpRequest {
+            outbound::HttpRequest {
+                upstream: request.upstream,
+                method: request.method,
+                path: request.path,
+                headers: request.headers,
+                body: request.body,
+            }
+        }
+
+        /// Why the host sent no request, in the guest's terms.
+        fn http_error(e: outbound::HttpError) -> wit_host::HttpError {
+            match e {
+                outbound::HttpError::Denied(m) => wit_host::HttpError::Denied(m),
+                outbound::HttpError::Timeout(m) => wit_host::HttpError::Timeout(m),
+                outbound::HttpError::Unreachable(m) => wit_host::HttpError::Unreachable(m),
+                outbound::HttpError::AuthFailed(m) => wit_host::HttpError::AuthFailed(m),
+                outbound::HttpError::TooLarge(m) => wit_host::HttpError::TooLarge(m),
+            }
+        }
 
         impl wit_host::Host for CallState {
             async fn send(
@@ -44,28 +71,17 @@ macro_rules! common {
                 _config: wit::Config,
                 request: wit_host::HttpRequest,
             ) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
-                let request = outbound::HttpRequest {
-                    upstream: request.upstream,
-                    method: request.method,
-                    path: request.path,
-                    headers: request.headers,
-                    body: request.body,
-                };
-                self.send_http(request)
+                self.send_http(http_request(request))
                     .await
                     .map(|r| wit_host::HttpResponse {
                         status: r.status,
                         headers: r.headers,
                         body: r.body,
                     })
-                    .map_err(|e| match e {
-                        outbound::HttpError::Denied(m) => wit_host::HttpError::Denied(m),
-                        outbound::HttpError::Timeout(m) => wit_host::HttpError::Timeout(m),
-                        outbound::HttpError::Unreachable(m) => wit_host::HttpError::Unreachable(m),
-                        outbound::HttpError::AuthFailed(m) => wit_host::HttpError::AuthFailed(m),
-                        outbound::HttpError::TooLarge(m) => wit_host::HttpError::TooLarge(m),
-                    })
+                    .map_err(http_error)
             }
+
+            $($host_import)*
 
             async fn log(&mut self, level: wit_host::LogLevel, message: String) {
                 let level = match level {
@@ -143,3 +159,54 @@ macro_rules! common {
     };
 }
 pub(crate) use common;
+
+/// What 0.2.0 and later versions share: the descriptor with its 0.2.0 extensions, and the connector errors with
+/// `too-large`. Expanded inside each such version's module.
+macro_rules! since_0_2_0 {
+    () => {
+        /// The 0.1.0 descriptor and what 0.2.0 adds to it.
+        pub fn descriptor(d: wit::Descriptor) -> (host_types::Descriptor, host_types::DescriptorExtensions) {
+            (
+                host_types::Descriptor {
+                    name: d.name,
+                    version: d.version,
+                    entity_kinds: d.entity_kinds.into_iter().map(Into::into).collect(),
+                    operations: d.operations.into_iter().map(Into::into).collect(),
+                    properties: d.properties.into_iter().map(property).collect(),
+                    default_read_transformation: d.default_read_transformation,
+                    default_write_transformation: d.default_write_transformation,
+                },
+                host_types::DescriptorExtensions {
+                    default_proxy_read_transformation: d.default_proxy_read_transformation,
+                    default_proxy_write_transformation: d.default_proxy_write_transformation,
+                },
+            )
+        }
+
+        impl From<wit::ConnectorError> for host_types::ConnectorError {
+            fn from(e: wit::ConnectorError) -> Self {
+                use host_types::ConnectorError as E;
+                match e {
+                    wit::ConnectorError::InvalidConfig(message) => E::InvalidConfig { message },
+                    wit::ConnectorError::Unauthorized(message) => E::Unauthorized { message },
+                    wit::ConnectorError::NotFound(message) => E::NotFound { message },
+                    wit::ConnectorError::Conflict(message) => E::Conflict { message },
+                    wit::ConnectorError::Throttled(t) => E::Throttled {
+                        retry_after_ms: t.retry_after_ms,
+                        message: t.detail,
+                    },
+                    wit::ConnectorError::Transient(message) => E::Transient { message },
+                    wit::ConnectorError::Rejected(r) => E::Rejected {
+                        status: r.status,
+                        message: r.detail,
+                    },
+                    wit::ConnectorError::Unsupported(message) => E::Unsupported { message },
+                    // The host's error kinds predate 0.2.0: a payload refused for its size is a rejection with the
+                    // status that says so, which jobs (no retry), the proxy (4xx) and the API already handle.
+                    wit::ConnectorError::TooLarge(message) => E::Rejected { status: 413, message },
+                }
+            }
+        }
+    };
+}
+pub(crate) use since_0_2_0;

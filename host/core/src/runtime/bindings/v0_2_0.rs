@@ -31,46 +31,13 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> was
 
 super::common!();
 
-/// The 0.1.0 descriptor and what 0.2.0 adds to it.
-pub fn descriptor(d: wit::Descriptor) -> (host_types::Descriptor, host_types::DescriptorExtensions) {
-    (
-        host_types::Descriptor {
-            name: d.name,
-            version: d.version,
-            entity_kinds: d.entity_kinds.into_iter().map(Into::into).collect(),
-            operations: d.operations.into_iter().map(Into::into).collect(),
-            properties: d.properties.into_iter().map(property).collect(),
-            default_read_transformation: d.default_read_transformation,
-            default_write_transformation: d.default_write_transformation,
-        },
-        host_types::DescriptorExtensions {
-            default_proxy_read_transformation: d.default_proxy_read_transformation,
-            default_proxy_write_transformation: d.default_proxy_write_transformation,
-        },
-    )
+/// A page's texts (nothing is listed before 0.3.0).
+pub fn page(p: wit::Page, _state: &mut CallState) -> Result<host_types::PageTexts, String> {
+    Ok(host_types::PageTexts {
+        entities: p.entities,
+        next_cursor: p.next_cursor,
+        total: p.total,
+    })
 }
 
-impl From<wit::ConnectorError> for host_types::ConnectorError {
-    fn from(e: wit::ConnectorError) -> Self {
-        use host_types::ConnectorError as E;
-        match e {
-            wit::ConnectorError::InvalidConfig(message) => E::InvalidConfig { message },
-            wit::ConnectorError::Unauthorized(message) => E::Unauthorized { message },
-            wit::ConnectorError::NotFound(message) => E::NotFound { message },
-            wit::ConnectorError::Conflict(message) => E::Conflict { message },
-            wit::ConnectorError::Throttled(t) => E::Throttled {
-                retry_after_ms: t.retry_after_ms,
-                message: t.detail,
-            },
-            wit::ConnectorError::Transient(message) => E::Transient { message },
-            wit::ConnectorError::Rejected(r) => E::Rejected {
-                status: r.status,
-                message: r.detail,
-            },
-            wit::ConnectorError::Unsupported(message) => E::Unsupported { message },
-            // The host's error kinds predate 0.2.0: a payload refused for its size is a rejection with the
-            // status that says so, which jobs (no retry), the proxy (4xx) and the API already handle.
-            wit::ConnectorError::TooLarge(message) => E::Rejected { status: 413, message },
-        }
-    }
-}
+super::since_0_2_0!();
