@@ -218,17 +218,25 @@ pub fn window(total: usize, start_index: u64, count: u64) -> Range<usize> {
 /// stands in the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplitList {
-    /// The answer with the member's array emptied (`[]`): the other members as written, in their order.
+    /// The answer with the member's array emptied (`[]`): the other members in their order, their values as
+    /// written and their names as JSON strings of the same text.
     pub rest: Vec<u8>,
     /// Each element of the array, as its byte range in the answer, in order.
     pub items: Vec<Range<usize>>,
 }
 
+/// The most elements [`split_member`] splits off; a longer array is left whole (a page is far shorter).
+pub const MAX_SPLIT_ITEMS: usize = 65_536;
+
+/// The most top-level members of an answer [`split_member`] splits.
+pub const MAX_SPLIT_MEMBERS: usize = 1_024;
+
 /// Splits the array of `text`'s top-level member `member` (matched ASCII case-insensitively, as SCIM names
 /// are) off the rest, in one pass that validates the JSON as it goes. `None` unless `text` is one JSON object
-/// with exactly one such member and its value is an array: the caller then handles the answer whole.
+/// with exactly one such member, at most [`MAX_SPLIT_MEMBERS`] members, and the member's value is an array of
+/// at most [`MAX_SPLIT_ITEMS`] elements: the caller then handles the answer whole.
 pub fn split_member(text: &str, member: &str) -> Option<SplitList> {
-    use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+    use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
     use serde_json::value::RawValue;
     use std::borrow::Cow;
 
@@ -253,19 +261,48 @@ pub fn split_member(text: &str, member: &str) -> Option<SplitList> {
         }
     }
 
-    enum Member<'a> {
-        Listed(Vec<&'a RawValue>),
-        Other(&'a RawValue),
+    /// The listed array: each element's range recorded as it is read, nothing else kept.
+    struct Elements<'s> {
+        base: usize,
+        items: &'s mut Vec<Range<usize>>,
     }
-    struct Split<'m>(&'m str);
-    impl<'de> DeserializeSeed<'de> for Split<'_> {
-        type Value = Vec<(Name<'de>, Member<'de>)>;
+    impl<'de> DeserializeSeed<'de> for Elements<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Elements<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                if self.items.len() == MAX_SPLIT_ITEMS {
+                    return Err(A::Error::custom("too many elements"));
+                }
+                let start = raw.get().as_ptr() as usize - self.base;
+                self.items.push(start..start + raw.get().len());
+            }
+            Ok(())
+        }
+    }
+
+    /// The top-level object: its members, `None` for the listed one, whose elements go to `items`.
+    struct Members<'s> {
+        member: &'s str,
+        base: usize,
+        items: &'s mut Vec<Range<usize>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Members<'_> {
+        type Value = Vec<(Name<'de>, Option<&'de RawValue>)>;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_map(self)
         }
     }
-    impl<'de> Visitor<'de> for Split<'_> {
-        type Value = Vec<(Name<'de>, Member<'de>)>;
+    impl<'de> Visitor<'de> for Members<'_> {
+        type Value = Vec<(Name<'de>, Option<&'de RawValue>)>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
@@ -273,34 +310,42 @@ pub fn split_member(text: &str, member: &str) -> Option<SplitList> {
             let mut members = Vec::new();
             let mut listed = false;
             while let Some(name) = map.next_key::<Name<'de>>()? {
-                let value = if name.0.eq_ignore_ascii_case(self.0) {
+                if members.len() == MAX_SPLIT_MEMBERS {
+                    return Err(A::Error::custom("too many members"));
+                }
+                let value = if name.0.eq_ignore_ascii_case(self.member) {
                     if listed {
-                        return Err(serde::de::Error::custom("the listed member twice"));
+                        return Err(A::Error::custom("the listed member twice"));
                     }
                     listed = true;
-                    Member::Listed(map.next_value()?)
+                    map.next_value_seed(Elements {
+                        base: self.base,
+                        items: &mut *self.items,
+                    })?;
+                    None
                 } else {
-                    Member::Other(map.next_value()?)
+                    Some(map.next_value()?)
                 };
                 members.push((name, value));
             }
             if !listed {
-                return Err(serde::de::Error::custom("no listed member"));
+                return Err(A::Error::custom("no listed member"));
             }
             Ok(members)
         }
     }
 
-    let mut de = serde_json::Deserializer::from_str(text);
-    let members = Split(member).deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    let base = text.as_ptr() as usize;
-    let at = |raw: &RawValue| {
-        let start = raw.get().as_ptr() as usize - base;
-        start..start + raw.get().len()
-    };
-    let mut rest = Vec::with_capacity(256);
     let mut items = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let members = Members {
+        member,
+        base: text.as_ptr() as usize,
+        items: &mut items,
+    }
+    .deserialize(&mut de)
+    .ok()?;
+    de.end().ok()?;
+    let mut rest = Vec::with_capacity(256);
     rest.push(b'{');
     for (i, (name, value)) in members.iter().enumerate() {
         if i > 0 {
@@ -309,11 +354,8 @@ pub fn split_member(text: &str, member: &str) -> Option<SplitList> {
         serde_json::to_writer(&mut rest, name.0.as_ref()).ok()?;
         rest.push(b':');
         match value {
-            Member::Listed(elements) => {
-                rest.extend_from_slice(b"[]");
-                items = elements.iter().map(|e| at(e)).collect();
-            }
-            Member::Other(raw) => rest.extend_from_slice(raw.get().as_bytes()),
+            None => rest.extend_from_slice(b"[]"),
+            Some(raw) => rest.extend_from_slice(raw.get().as_bytes()),
         }
     }
     rest.push(b'}');
@@ -383,6 +425,23 @@ mod tests {
         ] {
             assert_eq!(split_member(text, "Resources"), None, "{text}");
         }
+    }
+
+    #[test]
+    fn arrays_and_objects_past_the_caps_are_left_whole() {
+        let elements = |n: usize| vec!["0"; n].join(",");
+        let at_cap = format!(r#"{{"Resources":[{}]}}"#, elements(MAX_SPLIT_ITEMS));
+        assert_eq!(
+            split_member(&at_cap, "Resources").map(|s| s.items.len()),
+            Some(MAX_SPLIT_ITEMS)
+        );
+        let over = format!(r#"{{"Resources":[{}]}}"#, elements(MAX_SPLIT_ITEMS + 1));
+        assert_eq!(split_member(&over, "Resources"), None);
+        let members = |n: usize| (0..n).map(|i| format!(r#""m{i}":0"#)).collect::<Vec<_>>().join(",");
+        let at_cap = format!(r#"{{{},"Resources":[]}}"#, members(MAX_SPLIT_MEMBERS - 1));
+        assert!(split_member(&at_cap, "Resources").is_some());
+        let over = format!(r#"{{{},"Resources":[]}}"#, members(MAX_SPLIT_MEMBERS));
+        assert_eq!(split_member(&over, "Resources"), None);
     }
 
     #[test]

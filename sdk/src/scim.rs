@@ -146,8 +146,9 @@ pub fn index_page(resp: &Response, start: u64, page_size: u32) -> Result<Page> {
 }
 
 /// A list answer whose `items` resources the host kept ([`Request::send_list`](crate::http::Request::send_list))
-/// as a [`Page`] under index paging: the same page as [`index_page`] on the whole answer, its entities the
-/// first kept ones ([`Page::listed`]); `resp` is the rest of the answer, for the counts.
+/// as a [`Page`] under index paging: the page [`index_page`] makes of the whole answer, its entities the first
+/// kept ones ([`Page::listed`]); `resp` is the rest of the answer, for the counts. (The host also keeps the
+/// resources of a member spelled in other cases, e.g. `RESOURCES`, which [`index_page`] does not read.)
 pub fn listed_index_page(resp: &Response, items: u32, start: u64, page_size: u32) -> Result<Page> {
     let number = |v: Option<Value>| v.as_ref().and_then(provisio_scim::list::as_u64);
     let (total, per_page) = match std::str::from_utf8(&resp.body)
@@ -302,6 +303,64 @@ mod tests {
             let r = response(body);
             assert_eq!(index_page(&r, 1, 2).is_err(), general(&r, 1, 2).is_err(), "{body}");
             assert!(index_page(&r, 1, 2).is_err(), "{body}");
+        }
+    }
+
+    /// The page a 0.3.0 host's split gives (`send_list`: the host keeps the resources, the plugin reads the
+    /// rest and lists them) is the page the plugin made of the whole answer before.
+    #[test]
+    fn a_page_of_the_resources_the_host_kept_is_the_page_of_the_whole_answer() {
+        let response = |body: &[u8]| Response {
+            status: 200,
+            headers: vec![],
+            body: body.to_vec(),
+        };
+        let parsed = |texts: &[String]| {
+            texts
+                .iter()
+                .map(|e| serde_json::from_str::<Value>(e).expect("an entity"))
+                .collect::<Vec<_>>()
+        };
+        for (body, start, size) in [
+            (
+                r#"{"schemas":["x"],"totalResults":5,"itemsPerPage":2,"startIndex":1,"Resources":[{"id":"a","n":{"b":[1,2]}}, {"id":"b"}]}"#,
+                1,
+                2,
+            ),
+            (
+                r#"{"totalresults":"4","resources":[{"id":"1"},{"id":"2"},{"id":"3"}]}"#,
+                1,
+                2,
+            ),
+            (
+                r#"{"totalResults":9,"itemsPerPage":"3","resources":[{"id":"1"},{"id":"2"}]}"#,
+                4,
+                3,
+            ),
+            (
+                r#"{"totalResults":3,"Resources":[{"id":"1"},{"id":"2"},{"id":"3"}]}"#,
+                1,
+                10,
+            ),
+            (r#"{"totalResults":2,"totalResults":3,"Resources":[{"id":"a"}]}"#, 1, 10),
+            (r#"{"totalResults":0,"Resources":[]}"#, 1, 10),
+            (r#"{"Resources":[{"id":"a"}]}"#, 7, 1),
+        ] {
+            let whole = index_page(&response(body.as_bytes()), start, size).expect("a page");
+            let split = provisio_scim::list::split_member(body, "Resources").expect("the host keeps them");
+            let items = split.items.len() as u32;
+            let listed = listed_index_page(&response(&split.rest), items, start, size).expect("a page");
+            let kept: Vec<String> = split.items[..listed.listed as usize]
+                .iter()
+                .map(|r| body[r.clone()].to_string())
+                .collect();
+            assert!(listed.entities.is_empty());
+            assert_eq!(parsed(&kept), parsed(&whole.entities), "{body}");
+            assert_eq!(
+                (listed.next_cursor, listed.total),
+                (whole.next_cursor, whole.total),
+                "{body}"
+            );
         }
     }
 

@@ -186,7 +186,7 @@ macro_rules! call_guest {
                 RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err))
             }
             Request::Read(r) => match guest.call_read(&mut *store, &config, &v::page_request(&r)).await? {
-                Ok(page) => match v::page(page, store.data_mut()) {
+                Ok(page) => match v::page(page, r.page_size, store.data_mut()) {
                     Ok(texts) => RawResponse::Page(Ok(texts)),
                     Err(message) => RawResponse::Invalid(message),
                 },

@@ -211,10 +211,16 @@ impl CallState {
         self.listed = None;
     }
 
-    /// The first `count` kept elements as texts, for the page a 0.3.0 guest returns; an error when fewer are
-    /// kept. They are kept no longer.
-    pub fn take_listed(&mut self, count: u32) -> Result<Vec<String>, String> {
+    /// The first `count` kept elements as texts, for the page of at most `page_size` entities a 0.3.0 guest
+    /// returns; an error, before anything is copied, when fewer are kept or `count` is over the page size. They
+    /// are kept no longer.
+    pub fn take_listed(&mut self, count: u32, page_size: u32) -> Result<Vec<String>, String> {
         let listed = self.listed.take();
+        if count > page_size {
+            return Err(format!(
+                "a page of {count} listed entities, over the page size of {page_size} asked for (the limit: a page holds at most page-size entities)"
+            ));
+        }
         let count = count as usize;
         if count == 0 {
             return Ok(Vec::new());
@@ -290,6 +296,35 @@ mod tests {
         let mut text = text.to_string();
         state.secrets.scrub_string(&mut text);
         text
+    }
+
+    #[test]
+    fn listed_elements_are_taken_once_within_what_was_kept_and_the_page_size() {
+        let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("client"));
+        let mut state = CallState::new(&CallLimits::default(), outbound, None, "p".into());
+        let text = r#"{"Resources":[{"id":"1"},{"id":"2"},{"id":"3"}]}"#;
+        let keep = |state: &mut CallState| {
+            let split = provisio_scim::list::split_member(text, "Resources").expect("split");
+            state.listed = Some(Listed::new(text.to_string(), split.items));
+        };
+        keep(&mut state);
+        assert_eq!(
+            state.take_listed(2, 10),
+            Ok(vec![r#"{"id":"1"}"#.to_string(), r#"{"id":"2"}"#.to_string()])
+        );
+        assert!(state.listed.is_none(), "taken once");
+        assert_eq!(state.take_listed(0, 10), Ok(vec![]));
+        let refused = state.take_listed(1, 10).expect_err("nothing kept");
+        assert!(refused.contains("kept 0"), "{refused}");
+        keep(&mut state);
+        let refused = state.take_listed(4, 10).expect_err("more than kept");
+        assert!(refused.contains("kept 3"), "{refused}");
+        keep(&mut state);
+        let refused = state.take_listed(3, 2).expect_err("over the page size");
+        assert!(refused.contains("page size of 2"), "{refused}");
+        keep(&mut state);
+        state.begin_next_call(None);
+        assert!(state.listed.is_none(), "a new call keeps nothing of the last");
     }
 
     #[test]

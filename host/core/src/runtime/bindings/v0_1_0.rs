@@ -31,7 +31,7 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> was
 super::common!();
 
 /// A page's texts (nothing is listed before 0.3.0).
-pub fn page(p: wit::Page, _state: &mut CallState) -> Result<host_types::PageTexts, String> {
+pub fn page(p: wit::Page, _page_size: u32, _state: &mut CallState) -> Result<host_types::PageTexts, String> {
     Ok(host_types::PageTexts {
         entities: p.entities,
         next_cursor: p.next_cursor,

@@ -49,9 +49,10 @@ super::common!(
     }
 );
 
-/// A page's texts: the elements the call's last `send-list` kept, as many as the page lists, then its own.
-pub fn page(p: wit::Page, state: &mut CallState) -> Result<host_types::PageTexts, String> {
-    let mut entities = state.take_listed(p.listed)?;
+/// A page's texts: the elements the call's last `send-list` kept, as many as the page lists (at most
+/// `page_size`), then its own.
+pub fn page(p: wit::Page, page_size: u32, state: &mut CallState) -> Result<host_types::PageTexts, String> {
+    let mut entities = state.take_listed(p.listed, page_size)?;
     if entities.is_empty() {
         entities = p.entities;
     } else {
