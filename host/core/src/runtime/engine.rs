@@ -34,13 +34,15 @@ fn profiler(value: Option<&str>) -> ProfilingStrategy {
 /// Builds the engine. `max_concurrent_calls` sizes the instance pool; `memory_bytes` is the most linear
 /// memory one instance may have. Returns whether the pooling allocator is in use.
 pub fn build(max_concurrent_calls: u32, memory_bytes: usize) -> Result<(Engine, bool), String> {
+    // Read once: `base` runs again when the pooling allocator is unavailable.
+    let profiling = profiler(std::env::var(PROFILER_ENV).ok().as_deref());
     let base = || {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
         config.max_wasm_stack(MAX_WASM_STACK);
-        config.profiler(profiler(std::env::var(PROFILER_ENV).ok().as_deref()));
+        config.profiler(profiling);
         config
     };
     let mut pooled = base();
