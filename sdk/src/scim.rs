@@ -249,21 +249,27 @@ mod tests {
         assert!(start_index(Some("x")).is_err());
     }
 
-    #[test]
-    fn index_page_hands_on_the_answer_slices_like_the_general_path() {
-        let response = |body: &str| Response {
+    /// A 200 answer with this body.
+    fn response(body: &[u8]) -> Response {
+        Response {
             status: 200,
             headers: vec![],
-            body: body.as_bytes().to_vec(),
-        };
+            body: body.to_vec(),
+        }
+    }
+
+    /// Entity texts, parsed.
+    fn parsed(texts: &[String]) -> Vec<Value> {
+        texts
+            .iter()
+            .map(|e| serde_json::from_str::<Value>(e).expect("an entity"))
+            .collect()
+    }
+
+    #[test]
+    fn index_page_hands_on_the_answer_slices_like_the_general_path() {
         let general =
             |r: &Response, start, size| ListResponse::from_response(r).map(|l| l.into_index_page(start, size));
-        let parsed = |p: &Page| {
-            p.entities
-                .iter()
-                .map(|e| serde_json::from_str::<Value>(e).expect("an entity"))
-                .collect::<Vec<_>>()
-        };
         for (body, start, size) in [
             (
                 r#"{"schemas":["x"],"totalResults":5,"itemsPerPage":2,"startIndex":1,"Resources":[{"id":"a","n":{"b":[1,2]}}, {"id":"b"}]}"#,
@@ -292,15 +298,15 @@ mod tests {
             ),
             (r#"{"totalResults":0}"#, 1, 10),
         ] {
-            let r = response(body);
+            let r = response(body.as_bytes());
             let fast = index_page(&r, start, size).expect("a page");
             let slow = general(&r, start, size).expect("a page");
-            assert_eq!(parsed(&fast), parsed(&slow), "{body}");
+            assert_eq!(parsed(&fast.entities), parsed(&slow.entities), "{body}");
             assert_eq!((fast.next_cursor, fast.total), (slow.next_cursor, slow.total), "{body}");
         }
         // Not a list answer: the general path's error.
         for body in [r#"[1,2]"#, r#"{"Resources":{"id":"a"}}"#, "not json"] {
-            let r = response(body);
+            let r = response(body.as_bytes());
             assert_eq!(index_page(&r, 1, 2).is_err(), general(&r, 1, 2).is_err(), "{body}");
             assert!(index_page(&r, 1, 2).is_err(), "{body}");
         }
@@ -310,17 +316,6 @@ mod tests {
     /// rest and lists them) is the page the plugin made of the whole answer before.
     #[test]
     fn a_page_of_the_resources_the_host_kept_is_the_page_of_the_whole_answer() {
-        let response = |body: &[u8]| Response {
-            status: 200,
-            headers: vec![],
-            body: body.to_vec(),
-        };
-        let parsed = |texts: &[String]| {
-            texts
-                .iter()
-                .map(|e| serde_json::from_str::<Value>(e).expect("an entity"))
-                .collect::<Vec<_>>()
-        };
         for (body, start, size) in [
             (
                 r#"{"schemas":["x"],"totalResults":5,"itemsPerPage":2,"startIndex":1,"Resources":[{"id":"a","n":{"b":[1,2]}}, {"id":"b"}]}"#,

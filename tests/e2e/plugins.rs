@@ -524,16 +524,7 @@ async fn components_built_for_contracts_0_1_0_and_0_2_0_work_beside_0_3_0() {
         .await;
     let (ok, message) = service.test_connection(&id).await;
     assert!(ok, "{message}");
-    let c = service.connector(&id).await;
-    let page = c
-        .runtime
-        .read(
-            &c.plugin,
-            &c.target,
-            &provisio::connector::PageRequest::first(provisio::connector::EntityKind::User, 10),
-        )
-        .await
-        .expect("read");
+    let page = first_page(&service, &id).await.expect("read");
     assert_eq!(
         page.entities,
         vec![json!({"id": "1", "status": 200, "answer": "users"})]
@@ -550,18 +541,19 @@ async fn components_built_for_contracts_0_1_0_and_0_2_0_work_beside_0_3_0() {
     let id = system(&service, "legacy", &url, "ok", None).await;
     let (ok, message) = service.test_connection(&id).await;
     assert!(ok, "{message}");
-    let c = service.connector(&id).await;
-    let page = c
-        .runtime
-        .read(
-            &c.plugin,
-            &c.target,
-            &provisio::connector::PageRequest::first(provisio::connector::EntityKind::User, 10),
-        )
-        .await
-        .expect("read");
+    let page = first_page(&service, &id).await.expect("read");
     assert_eq!(page.entities, vec![json!({"id": "1"})]);
-    assert!(c.plugin.extensions == provisio::connector::DescriptorExtensions::default());
+    let legacy = service.connector(&id).await;
+    assert!(legacy.plugin.extensions == provisio::connector::DescriptorExtensions::default());
+}
+
+/// The first page of users (up to 10) a system's connector reads.
+async fn first_page(service: &Service, id: &str) -> Result<provisio::connector::Page, provisio::runtime::CallError> {
+    use provisio::connector::{EntityKind, PageRequest};
+    let c = service.connector(id).await;
+    c.runtime
+        .read(&c.plugin, &c.target, &PageRequest::first(EntityKind::User, 10))
+        .await
 }
 
 /// The 0.2.0 test component (raw wit-bindgen, no SDK).
@@ -574,7 +566,6 @@ fn contract_0_2_plugin() -> Vec<u8> {
 /// plugin without them; a page that lists more than the host kept is the plugin's invalid result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_lists_the_entities_the_host_kept_from_a_list_answer() {
-    use provisio::connector::{EntityKind, PageRequest};
     use provisio::runtime::CallError;
     let service = Service::start().await;
     let (status, lister) = service
@@ -616,10 +607,7 @@ async fn a_page_lists_the_entities_the_host_kept_from_a_list_answer() {
                     "properties": {"URL": url, "read-mode": mode, "User": "me", "Password": "kept-secret-42"}}),
                 )
                 .await;
-            let c = service.connector(&id).await;
-            c.runtime
-                .read(&c.plugin, &c.target, &PageRequest::first(EntityKind::User, 10))
-                .await
+            first_page(service, &id).await
         }
     };
 

@@ -5,6 +5,8 @@
 //! Empty on any target but wasm (raw wit-bindgen exports symbols native linkers refuse).
 #![cfg(target_arch = "wasm32")]
 
+include!("../../unsupported.rs");
+
 wit_bindgen::generate!({
     path: "../../../wit/since_v0.2.0",
     world: "plugin",
@@ -67,30 +69,7 @@ impl Guest for Two {
         })
     }
 
-    fn get(_config: Config, _kind: EntityKind, _id: String) -> Result<String, ConnectorError> {
-        Err(ConnectorError::Unsupported("get".into()))
-    }
-
-    fn create(_config: Config, _kind: EntityKind, _entity: String) -> Result<String, ConnectorError> {
-        Err(ConnectorError::Unsupported("create".into()))
-    }
-
-    fn replace(_config: Config, _kind: EntityKind, _id: String, _entity: String) -> Result<String, ConnectorError> {
-        Err(ConnectorError::Unsupported("replace".into()))
-    }
-
-    fn patch(
-        _config: Config,
-        _kind: EntityKind,
-        _id: String,
-        _operations: String,
-    ) -> Result<Option<String>, ConnectorError> {
-        Err(ConnectorError::Unsupported("patch".into()))
-    }
-
-    fn delete(_config: Config, _kind: EntityKind, _id: String) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Unsupported("delete".into()))
-    }
+    unsupported!(get, create, replace, patch, delete);
 }
 
 export!(Two);

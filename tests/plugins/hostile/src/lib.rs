@@ -11,6 +11,8 @@
 //! plain `cargo build` at the workspace root builds every member for the host.
 #![cfg(target_arch = "wasm32")]
 
+include!("../../unsupported.rs");
+
 wit_bindgen::generate!({
     path: "../../../wit/since_v0.1.0",
     world: "plugin",
@@ -387,26 +389,7 @@ impl Guest for Hostile {
         Err(ConnectorError::Unsupported("get".into()))
     }
 
-    fn create(_config: Config, _kind: EntityKind, _entity: String) -> Result<String, ConnectorError> {
-        Err(ConnectorError::Unsupported("create".into()))
-    }
-
-    fn replace(_config: Config, _kind: EntityKind, _id: String, _entity: String) -> Result<String, ConnectorError> {
-        Err(ConnectorError::Unsupported("replace".into()))
-    }
-
-    fn patch(
-        _config: Config,
-        _kind: EntityKind,
-        _id: String,
-        _operations: String,
-    ) -> Result<Option<String>, ConnectorError> {
-        Err(ConnectorError::Unsupported("patch".into()))
-    }
-
-    fn delete(_config: Config, _kind: EntityKind, _id: String) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Unsupported("delete".into()))
-    }
+    unsupported!(create, replace, patch, delete);
 }
 
 export!(Hostile);

@@ -160,51 +160,68 @@ macro_rules! common {
 }
 pub(crate) use common;
 
+/// The host's descriptor from any version's descriptor `d` (the fields 0.1.0 has, which every version keeps),
+/// moved out of `d`. Expanded inside a version's module.
+macro_rules! host_descriptor {
+    ($d:ident) => {
+        host_types::Descriptor {
+            name: $d.name,
+            version: $d.version,
+            entity_kinds: $d.entity_kinds.into_iter().map(Into::into).collect(),
+            operations: $d.operations.into_iter().map(Into::into).collect(),
+            properties: $d.properties.into_iter().map(property).collect(),
+            default_read_transformation: $d.default_read_transformation,
+            default_write_transformation: $d.default_write_transformation,
+        }
+    };
+}
+pub(crate) use host_descriptor;
+
+/// The host's connector error from any version's error `$e`: the cases 0.1.0 has, then the version's own
+/// (`$case => $error`). Expanded inside a version's module.
+macro_rules! host_connector_error {
+    ($e:expr $(, $case:pat => $error:expr)* $(,)?) => {
+        match $e {
+            wit::ConnectorError::InvalidConfig(message) => host_types::ConnectorError::InvalidConfig { message },
+            wit::ConnectorError::Unauthorized(message) => host_types::ConnectorError::Unauthorized { message },
+            wit::ConnectorError::NotFound(message) => host_types::ConnectorError::NotFound { message },
+            wit::ConnectorError::Conflict(message) => host_types::ConnectorError::Conflict { message },
+            wit::ConnectorError::Throttled(t) => host_types::ConnectorError::Throttled {
+                retry_after_ms: t.retry_after_ms,
+                message: t.detail,
+            },
+            wit::ConnectorError::Transient(message) => host_types::ConnectorError::Transient { message },
+            wit::ConnectorError::Rejected(r) => host_types::ConnectorError::Rejected {
+                status: r.status,
+                message: r.detail,
+            },
+            wit::ConnectorError::Unsupported(message) => host_types::ConnectorError::Unsupported { message },
+            $($case => $error,)*
+        }
+    };
+}
+pub(crate) use host_connector_error;
+
 /// What 0.2.0 and later versions share: the descriptor with its 0.2.0 extensions, and the connector errors with
 /// `too-large`. Expanded inside each such version's module.
 macro_rules! since_0_2_0 {
     () => {
         /// The 0.1.0 descriptor and what 0.2.0 adds to it.
         pub fn descriptor(d: wit::Descriptor) -> (host_types::Descriptor, host_types::DescriptorExtensions) {
-            (
-                host_types::Descriptor {
-                    name: d.name,
-                    version: d.version,
-                    entity_kinds: d.entity_kinds.into_iter().map(Into::into).collect(),
-                    operations: d.operations.into_iter().map(Into::into).collect(),
-                    properties: d.properties.into_iter().map(property).collect(),
-                    default_read_transformation: d.default_read_transformation,
-                    default_write_transformation: d.default_write_transformation,
-                },
-                host_types::DescriptorExtensions {
-                    default_proxy_read_transformation: d.default_proxy_read_transformation,
-                    default_proxy_write_transformation: d.default_proxy_write_transformation,
-                },
-            )
+            let extensions = host_types::DescriptorExtensions {
+                default_proxy_read_transformation: d.default_proxy_read_transformation,
+                default_proxy_write_transformation: d.default_proxy_write_transformation,
+            };
+            (super::host_descriptor!(d), extensions)
         }
 
         impl From<wit::ConnectorError> for host_types::ConnectorError {
             fn from(e: wit::ConnectorError) -> Self {
-                use host_types::ConnectorError as E;
-                match e {
-                    wit::ConnectorError::InvalidConfig(message) => E::InvalidConfig { message },
-                    wit::ConnectorError::Unauthorized(message) => E::Unauthorized { message },
-                    wit::ConnectorError::NotFound(message) => E::NotFound { message },
-                    wit::ConnectorError::Conflict(message) => E::Conflict { message },
-                    wit::ConnectorError::Throttled(t) => E::Throttled {
-                        retry_after_ms: t.retry_after_ms,
-                        message: t.detail,
-                    },
-                    wit::ConnectorError::Transient(message) => E::Transient { message },
-                    wit::ConnectorError::Rejected(r) => E::Rejected {
-                        status: r.status,
-                        message: r.detail,
-                    },
-                    wit::ConnectorError::Unsupported(message) => E::Unsupported { message },
-                    // The host's error kinds predate 0.2.0: a payload refused for its size is a rejection with the
-                    // status that says so, which jobs (no retry), the proxy (4xx) and the API already handle.
-                    wit::ConnectorError::TooLarge(message) => E::Rejected { status: 413, message },
-                }
+                super::host_connector_error!(e,
+                    // The host's error kinds predate 0.2.0: a payload refused for its size is a rejection with
+                    // the status that says so, which jobs (no retry), the proxy (4xx) and the API already handle.
+                    wit::ConnectorError::TooLarge(message) => host_types::ConnectorError::Rejected { status: 413, message },
+                )
             }
         }
     };

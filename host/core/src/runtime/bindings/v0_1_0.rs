@@ -41,38 +41,12 @@ pub fn page(p: wit::Page, _page_size: u32, _state: &mut CallState) -> Result<hos
 
 impl From<wit::Descriptor> for host_types::Descriptor {
     fn from(d: wit::Descriptor) -> Self {
-        host_types::Descriptor {
-            name: d.name,
-            version: d.version,
-            entity_kinds: d.entity_kinds.into_iter().map(Into::into).collect(),
-            operations: d.operations.into_iter().map(Into::into).collect(),
-            properties: d.properties.into_iter().map(property).collect(),
-            default_read_transformation: d.default_read_transformation,
-            default_write_transformation: d.default_write_transformation,
-        }
+        super::host_descriptor!(d)
     }
 }
 
 impl From<wit::ConnectorError> for host_types::ConnectorError {
     fn from(e: wit::ConnectorError) -> Self {
-        use host_types::ConnectorError as E;
-        match e {
-            wit::ConnectorError::InvalidConfig(message) => E::InvalidConfig { message },
-            wit::ConnectorError::Unauthorized(message) => E::Unauthorized { message },
-            wit::ConnectorError::NotFound(message) => E::NotFound { message },
-            wit::ConnectorError::Conflict(message) => E::Conflict { message },
-            wit::ConnectorError::Throttled(t) => E::Throttled {
-                retry_after_ms: t.retry_after_ms,
-                message: t.detail,
-            },
-            wit::ConnectorError::Transient(message) => E::Transient { message },
-            wit::ConnectorError::Rejected(r) => E::Rejected {
-                status: r.status,
-                message: r.detail,
-            },
-            wit::ConnectorError::Unsupported(message) => E::Unsupported { message },
-        }
+        super::host_connector_error!(e)
     }
 }
-
-pub use wit::Page as WitPage;
