@@ -128,6 +128,32 @@ impl PostgresStore {
     }
 }
 
+/// Inserts one delivery, pending and due `at`; already claimed when `claim` (node, until) says so.
+async fn insert_delivery(
+    executor: impl sqlx::PgExecutor<'_>,
+    d: &NewDelivery,
+    at: &str,
+    claim: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO notification_deliveries
+         (id, subscription_id, channel, kind, payload, status, created_at, next_attempt_at, claimed_by, claim_until)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $7, $8)",
+    )
+    .bind(&d.id)
+    .bind(&d.subscription_id)
+    .bind(&d.channel)
+    .bind(&d.kind)
+    .bind(crate::to_json(&d.payload)?)
+    .bind(at)
+    .bind(claim.map(|(node, _)| node))
+    .bind(claim.map(|(_, until)| until))
+    .execute(executor)
+    .await
+    .map_err(Error::from)?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl NotificationStore for PostgresStore {
     async fn create_subscription(
@@ -308,20 +334,7 @@ impl NotificationStore for PostgresStore {
         let at = now();
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         for d in &deliveries {
-            sqlx::query(
-                "INSERT INTO notification_deliveries
-                 (id, subscription_id, channel, kind, payload, status, created_at, next_attempt_at)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
-            )
-            .bind(&d.id)
-            .bind(&d.subscription_id)
-            .bind(&d.channel)
-            .bind(&d.kind)
-            .bind(crate::to_json(&d.payload)?)
-            .bind(&at)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+            insert_delivery(&mut *tx, d, &at, None).await?;
         }
         tx.commit().await.map_err(Error::from)?;
         Ok(())
@@ -334,23 +347,7 @@ impl NotificationStore for PostgresStore {
         lease: Duration,
     ) -> Result<Delivery, StoreError> {
         let at = now();
-        sqlx::query(
-            "INSERT INTO notification_deliveries
-             (id, subscription_id, channel, kind, payload, status, created_at, next_attempt_at,
-              claimed_by, claim_until)
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $7, $8)",
-        )
-        .bind(&delivery.id)
-        .bind(&delivery.subscription_id)
-        .bind(&delivery.channel)
-        .bind(&delivery.kind)
-        .bind(crate::to_json(&delivery.payload)?)
-        .bind(&at)
-        .bind(node)
-        .bind(after(lease))
-        .execute(&self.pool)
-        .await
-        .map_err(Error::from)?;
+        insert_delivery(&self.pool, &delivery, &at, Some((node, &after(lease)))).await?;
         Ok(delivery.queued_at(at))
     }
 

@@ -132,6 +132,30 @@ fn complete(conn: &Connection, rows: Vec<(Delivery, String)>) -> Result<Vec<Deli
     Ok(out)
 }
 
+/// Inserts one delivery, pending and due `at`; already claimed when `claim` (node, until) says so.
+fn insert_delivery(
+    conn: &Connection,
+    d: &NewDelivery,
+    at: &str,
+    claim: Option<(&str, &str)>,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT INTO notification_deliveries
+         (id, subscription_id, channel, kind, payload, status, created_at, next_attempt_at, claimed_by, claim_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7, ?8)",
+        params![
+            d.id,
+            d.subscription_id,
+            d.channel,
+            d.kind,
+            serde_json::to_string(&d.payload).unwrap_or_else(|_| "null".into()),
+            at,
+            claim.map(|(node, _)| node),
+            claim.map(|(_, until)| until)
+        ],
+    )
+}
+
 #[async_trait::async_trait]
 impl NotificationStore for SqliteStore {
     async fn create_subscription(
@@ -327,19 +351,7 @@ impl NotificationStore for SqliteStore {
             let mut conn = s.conn();
             let tx = conn.transaction()?;
             for d in &deliveries {
-                tx.execute(
-                    "INSERT INTO notification_deliveries
-                     (id, subscription_id, channel, kind, payload, status, created_at, next_attempt_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
-                    params![
-                        d.id,
-                        d.subscription_id,
-                        d.channel,
-                        d.kind,
-                        serde_json::to_string(&d.payload).unwrap_or_else(|_| "null".into()),
-                        at
-                    ],
-                )?;
+                insert_delivery(&tx, d, &at, None)?;
             }
             tx.commit()?;
             Ok(())
@@ -356,22 +368,7 @@ impl NotificationStore for SqliteStore {
         let node = node.to_owned();
         self.blocking(move |s| {
             let at = now();
-            s.conn().execute(
-                "INSERT INTO notification_deliveries
-                 (id, subscription_id, channel, kind, payload, status, created_at, next_attempt_at,
-                  claimed_by, claim_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7, ?8)",
-                params![
-                    delivery.id,
-                    delivery.subscription_id,
-                    delivery.channel,
-                    delivery.kind,
-                    serde_json::to_string(&delivery.payload).unwrap_or_else(|_| "null".into()),
-                    at,
-                    node,
-                    after(lease)
-                ],
-            )?;
+            insert_delivery(&s.conn(), &delivery, &at, Some((&node, &after(lease))))?;
             Ok(delivery.queued_at(at))
         })
         .await
