@@ -354,12 +354,12 @@ impl<'a> ScimClient<'a> {
             Paging::Id => request = request.query("startId", scim::start_id(req.cursor.as_deref())),
         }
         let request = request.query("count", count);
-        // Under index paging the host keeps the page's resources (contract 0.3.0): they go from the answer
-        // to the page without crossing into the plugin. Cursor paging needs the last resource's id.
-        let (resp, listed) = match self.paging {
-            Paging::Index => request.send_list(self.cfg(), "Resources")?,
-            Paging::Id => (request.send(self.cfg())?, None),
-        };
+        // The host keeps the page's resources (contract 0.3.0): they go from the answer to the page without
+        // crossing into the plugin. Cursor paging reads `nextId` from the rest of the answer; only a server
+        // that answered more than asked needs a resource's id (the first one past the page), so then the
+        // request is sent again for the whole answer.
+        let again = (self.paging == Paging::Id).then(|| request.clone());
+        let (resp, listed) = request.send_list(self.cfg(), "Resources")?;
         if resp.status == 400 && combined.is_some() {
             let detail = status::detail(&resp.body);
             if delta.is_some() {
@@ -381,11 +381,19 @@ impl<'a> ScimClient<'a> {
                 Some(items) => scim::listed_index_page(&resp, items, start, count),
                 None => scim::index_page(&resp, start, count),
             },
-            Paging::Id => id_page(
-                ListResponse::from_response(&resp)?,
-                req.cursor.as_deref(),
-                count as usize,
-            ),
+            Paging::Id => {
+                let cursor = req.cursor.as_deref();
+                if let Some(items) = listed
+                    && let Some(page) = listed_id_page(&resp, items, cursor, count)?
+                {
+                    return Ok(page);
+                }
+                let resp = match (listed, again) {
+                    (Some(_), Some(again)) => again.send(self.cfg())?.error_for_status()?,
+                    _ => resp,
+                };
+                id_page(ListResponse::from_response(&resp)?, cursor, count as usize)
+            }
         }
     }
 
@@ -580,6 +588,31 @@ fn id_page(mut list: ListResponse, cursor: Option<&str>, count: usize) -> Result
     Ok(page)
 }
 
+/// A page under id paging whose `items` resources the host kept: the first of them listed, the next cursor
+/// the rest of the answer's `nextId`. `None` when the server answered more than `count` (the next page starts
+/// at the first resource past this one, whose id only the whole answer has).
+fn listed_id_page(rest: &Response, items: u32, cursor: Option<&str>, count: u32) -> Result<Option<Page>> {
+    if items > count {
+        return Ok(None);
+    }
+    let list = ListResponse::from_response(rest)?;
+    let next = list.next_id.filter(|id| !id.is_empty() && id != "end" && items > 0);
+    if let (Some(next), Some(current)) = (&next, cursor)
+        && next == current
+    {
+        return Err(Error::rejected(
+            200,
+            format!("The system answered startId={current} with the same nextId; paging does not advance."),
+        ));
+    }
+    Ok(Some(Page {
+        listed: items,
+        entities: Vec::new(),
+        next_cursor: next,
+        total: list.total_results,
+    }))
+}
+
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
     chars
@@ -695,5 +728,55 @@ mod tests {
             Some(r#"emails.value eq "a@x""#)
         );
         assert_eq!(eq_clause("x", &json!({})), None);
+    }
+    fn rest(body: Value) -> Response {
+        Response {
+            status: 200,
+            headers: vec![],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    #[test]
+    fn an_id_page_the_host_kept_takes_its_cursor_from_the_rest_of_the_answer() {
+        let kept = |body, items, cursor, count| listed_id_page(&rest(body), items, cursor, count);
+        // The resources stay in the host; `nextId` and the total come from the rest.
+        let page = kept(json!({"Resources": [], "nextId": "u3", "totalResults": 7}), 2, None, 2)
+            .expect("a page")
+            .expect("listed");
+        assert_eq!(
+            (
+                page.listed,
+                page.entities.len(),
+                page.next_cursor.as_deref(),
+                page.total
+            ),
+            (2, 0, Some("u3"), Some(7))
+        );
+        // `end`, an empty id or an empty page end the read, as under the whole answer.
+        for (body, items) in [
+            (json!({"Resources": [], "nextId": "end"}), 1),
+            (json!({"Resources": [], "nextId": ""}), 1),
+            (json!({"Resources": [], "nextId": "u9"}), 0),
+            (json!({"Resources": []}), 1),
+        ] {
+            let page = kept(body.clone(), items, Some("u1"), 10)
+                .expect("a page")
+                .expect("listed");
+            assert_eq!(page.next_cursor, None, "{body}");
+        }
+        // A `nextId` that does not move is refused rather than read forever.
+        assert!(matches!(
+            kept(json!({"Resources": [], "nextId": "u1"}), 1, Some("u1"), 10),
+            Err(Error::Rejected(r)) if r.detail.contains("does not advance")
+        ));
+        // More than asked: the next page starts at a resource only the whole answer has.
+        assert!(
+            kept(json!({"Resources": [], "nextId": "u9"}), 3, None, 2)
+                .expect("no error")
+                .is_none()
+        );
+        // The rest must still be a list response.
+        assert!(kept(json!(["not", "a", "list"]), 1, None, 2).is_err());
     }
 }

@@ -2,7 +2,8 @@
 //! `describe()`; and the throughput of a well-behaved system's reads (the bundled SCIM connector against a
 //! local SCIM server, 4 in flight) alone, then with hostile plugin calls running beside it (2 in flight,
 //! cycling through an endless loop, memory exhaustion, host imports in a tight loop, a stack overflow, a
-//! panic and an oversized result, each stopped by its limit).
+//! panic and an oversized result, each stopped by its limit). Last, the bundled IAS connector's reads under
+//! its default id paging (`startId`/`nextId`, 100 users per page, 4 in flight) against a local answer.
 //!
 //! Run: `cargo bench -p provisio-tests --bench plugins` (`BENCH_SECONDS`, default 10, per phase).
 
@@ -41,6 +42,11 @@ fn ms(d: Duration) -> f64 {
 
 /// A SCIM page of 100 users.
 fn page() -> String {
+    list_page(None)
+}
+
+/// A SCIM page of 100 users, with SAP Identity Authentication's `nextId` when given.
+fn list_page(next_id: Option<&str>) -> String {
     let users: Vec<serde_json::Value> = (0..100)
         .map(|i| {
             serde_json::json!({"id": format!("id-{i}"), "userName": format!("user{i}"),
@@ -48,9 +54,12 @@ fn page() -> String {
                 "emails": [{"value": format!("user{i}@example.com"), "primary": true}], "active": true})
         })
         .collect();
-    serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 100,
-        "startIndex": 1, "itemsPerPage": 100, "Resources": users})
-    .to_string()
+    let mut list = serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 100, "startIndex": 1, "itemsPerPage": 100, "Resources": users});
+    if let Some(next) = next_id {
+        list["nextId"] = next.into();
+    }
+    list.to_string()
 }
 
 fn target(base: &str, properties: Vec<(String, String)>) -> CallTarget {
@@ -255,6 +264,56 @@ async fn run() {
         stats.limit_hits,
         stats.throttled_calls,
         stats.denied_requests
+    );
+
+    // The IAS connector under its default id paging: the page's resources stay in the host (contract 0.3.0)
+    // and the cursor comes from the rest of the answer's `nextId`.
+    let ias = Arc::new(
+        runtime
+            .load(
+                provisio::bundled::BUNDLED
+                    .iter()
+                    .find(|(n, _)| *n == "ias")
+                    .expect("ias")
+                    .1
+                    .to_vec(),
+            )
+            .await
+            .expect("ias"),
+    );
+    let body = list_page(Some("id-100"));
+    let app = Router::new().route(
+        "/scim/Users",
+        get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/scim+json")], body) }
+        }),
+    );
+    let (addr, _ias_server) = serve(app).await;
+    let ias_base = format!("http://{addr}");
+    let ias_target = target(
+        &ias_base,
+        vec![
+            ("URL".into(), ias_base.clone()),
+            ("User".into(), "bench".into()),
+            ("Password".into(), "bench".into()),
+        ],
+    );
+    read_loop(
+        runtime.clone(),
+        ias.clone(),
+        ias_target.clone(),
+        4,
+        Duration::from_secs(1),
+    )
+    .await;
+    let (ias_pages, ias_lat) = read_loop(runtime.clone(), ias.clone(), ias_target, 4, seconds).await;
+    println!(
+        "\n== ias reads (id paging, 100 users per page, 4 in flight), {} s: {:>8.0} pages/s   p50 {:.2} ms   p99 {:.2} ms",
+        seconds.as_secs(),
+        rate(ias_pages),
+        ms(percentile(&ias_lat, 0.5)),
+        ms(percentile(&ias_lat, 0.99))
     );
     let _ = std::fs::remove_dir_all(&cache);
 }

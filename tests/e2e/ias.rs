@@ -679,3 +679,55 @@ async fn users_land_in_a_strict_scim_target_with_default_transformations() {
         "{group}"
     );
 }
+
+/// Under id paging the page's resources stay in the host and the cursor is the rest of the answer's `nextId`;
+/// a server that answers more than asked is read again whole, and the next page starts at the first resource
+/// past this one (ids are served in order).
+#[tokio::test]
+async fn an_id_page_longer_than_asked_is_cut_short_at_the_first_resource_past_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().route(
+        "/scim/Users",
+        axum::routing::get(move |query: axum::extract::RawQuery| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let query = query.0.unwrap_or_default();
+            // Asked for 2 from the start: 3 answered. From u3 on: as asked, and the end.
+            let (ids, next) = if query.contains("startId=initial") {
+                (vec!["u1", "u2", "u3"], "u4")
+            } else {
+                (vec!["u3", "u4"], "end")
+            };
+            let resources: Vec<Value> = ids.iter().map(|id| json!({"id": id, "userName": id})).collect();
+            async move {
+                axum::Json(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                    "totalResults": 4, "Resources": resources, "nextId": next}),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let service = Service::start().await;
+    let id = service
+        .create_system(
+            json!({"name": "ias over-answering", "type": "ias", "role": "source", "properties": {
+            "URL": url, "User": "u", "Password": "p", "provisio.rate.limit": "1000"}}),
+        )
+        .await;
+    let c = service.connector(&id).await;
+    let (ids, pages) = read_all(&c, EntityKind::User, 2).await;
+    assert_eq!(
+        (ids, pages),
+        (vec!["u1".into(), "u2".into(), "u3".into(), "u4".into()], 2)
+    );
+    // The first page twice (its resources kept, then the whole answer for the id past the page), the
+    // second once.
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+}
