@@ -359,23 +359,27 @@ impl<'a> ScimClient<'a> {
         // that answered more than asked needs a resource's id (the first one past the page), so then the
         // request is sent again for the whole answer.
         let again = (self.paging == Paging::Id).then(|| request.clone());
+        // A 400 to a read with filters says which filter the system refused.
+        let refused = |resp: Response| -> Result<Response> {
+            if resp.status == 400 && combined.is_some() {
+                let detail = status::detail(&resp.body);
+                if delta.is_some() {
+                    return Err(Error::Unsupported(format!(
+                        "The system refused the delta-read filter `meta.lastModified gt …`: {detail}"
+                    )));
+                }
+                if req.filter.is_none()
+                    && let Some(property) = filter.property
+                {
+                    return Err(Error::invalid_config(format!(
+                        "The system refused the filter in the property `{property}`: {detail}"
+                    )));
+                }
+            }
+            resp.error_for_status()
+        };
         let (resp, listed) = request.send_list(self.cfg(), "Resources")?;
-        if resp.status == 400 && combined.is_some() {
-            let detail = status::detail(&resp.body);
-            if delta.is_some() {
-                return Err(Error::Unsupported(format!(
-                    "The system refused the delta-read filter `meta.lastModified gt …`: {detail}"
-                )));
-            }
-            if req.filter.is_none()
-                && let Some(property) = filter.property
-            {
-                return Err(Error::invalid_config(format!(
-                    "The system refused the filter in the property `{property}`: {detail}"
-                )));
-            }
-        }
-        let resp = resp.error_for_status()?;
+        let resp = refused(resp)?;
         match self.paging {
             Paging::Index => match listed {
                 Some(items) => scim::listed_index_page(&resp, items, start, count),
@@ -389,7 +393,7 @@ impl<'a> ScimClient<'a> {
                     return Ok(page);
                 }
                 let resp = match (listed, again) {
-                    (Some(_), Some(again)) => again.send(self.cfg())?.error_for_status()?,
+                    (Some(_), Some(again)) => refused(again.send(self.cfg())?)?,
                     _ => resp,
                 };
                 id_page(ListResponse::from_response(&resp)?, cursor, count as usize)
