@@ -62,6 +62,27 @@ fn list_page(next_id: Option<&str>) -> String {
     list.to_string()
 }
 
+/// Serves `body` as the list answer at `path`, whatever the query.
+async fn serve_list(path: &str, body: String) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let app = Router::new().route(
+        path,
+        get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/scim+json")], body) }
+        }),
+    );
+    serve(app).await
+}
+
+/// A bundled connector, loaded.
+async fn bundled(runtime: &Runtime, name: &str) -> Arc<LoadedPlugin> {
+    let (_, bytes) = provisio::bundled::BUNDLED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no bundled {name}"));
+    Arc::new(runtime.load(bytes.to_vec()).await.expect("load"))
+}
+
 fn target(base: &str, properties: Vec<(String, String)>) -> CallTarget {
     CallTarget {
         properties,
@@ -156,19 +177,7 @@ async fn run() {
     }
 
     let runtime = Arc::new(Runtime::new(limits, outbound, Some(dir())).expect("runtime"));
-    let scim = Arc::new(
-        runtime
-            .load(
-                provisio::bundled::BUNDLED
-                    .iter()
-                    .find(|(n, _)| *n == "scim")
-                    .expect("scim")
-                    .1
-                    .to_vec(),
-            )
-            .await
-            .expect("scim"),
-    );
+    let scim = bundled(&runtime, "scim").await;
     let hostile = Arc::new(
         runtime
             .load(std::fs::read(env!("PROVISIO_HOSTILE_WASM")).expect("hostile plugin"))
@@ -188,15 +197,7 @@ async fn run() {
         percentile(&bare, 0.99).as_secs_f64() * 1e6
     );
 
-    let body = page();
-    let app = Router::new().route(
-        "/v2/Users",
-        get(move || {
-            let body = body.clone();
-            async move { ([("content-type", "application/scim+json")], body) }
-        }),
-    );
-    let (addr, _server) = serve(app).await;
+    let (addr, _server) = serve_list("/v2/Users", page()).await;
     let base = format!("http://{addr}/v2");
     let good = target(&base, vec![("URL".into(), base.clone())]);
 
@@ -268,28 +269,8 @@ async fn run() {
 
     // The IAS connector under its default id paging: the page's resources stay in the host (contract 0.3.0)
     // and the cursor comes from the rest of the answer's `nextId`.
-    let ias = Arc::new(
-        runtime
-            .load(
-                provisio::bundled::BUNDLED
-                    .iter()
-                    .find(|(n, _)| *n == "ias")
-                    .expect("ias")
-                    .1
-                    .to_vec(),
-            )
-            .await
-            .expect("ias"),
-    );
-    let body = list_page(Some("id-100"));
-    let app = Router::new().route(
-        "/scim/Users",
-        get(move || {
-            let body = body.clone();
-            async move { ([("content-type", "application/scim+json")], body) }
-        }),
-    );
-    let (addr, _ias_server) = serve(app).await;
+    let ias = bundled(&runtime, "ias").await;
+    let (addr, _ias_server) = serve_list("/scim/Users", list_page(Some("id-100"))).await;
     let ias_base = format!("http://{addr}");
     let ias_target = target(
         &ias_base,
