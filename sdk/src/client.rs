@@ -580,7 +580,12 @@ fn id_page(mut list: ListResponse, cursor: Option<&str>, count: usize) -> Result
         list.resources.truncate(count);
         list.next_id = next.or(Some("end".into()));
     }
-    let page = list.into_cursor_page();
+    advancing(list.into_cursor_page(), cursor)
+}
+
+/// The page, unless its next cursor is the one it was read from: such a read is refused rather than read
+/// forever.
+fn advancing(page: Page, cursor: Option<&str>) -> Result<Page> {
     if let (Some(next), Some(current)) = (&page.next_cursor, cursor)
         && next == current
     {
@@ -600,21 +605,13 @@ fn listed_id_page(rest: &Response, items: u32, cursor: Option<&str>, count: u32)
         return Ok(None);
     }
     let list = ListResponse::from_response(rest)?;
-    let next = list.next_id.filter(|id| !id.is_empty() && id != "end" && items > 0);
-    if let (Some(next), Some(current)) = (&next, cursor)
-        && next == current
-    {
-        return Err(Error::rejected(
-            200,
-            format!("The system answered startId={current} with the same nextId; paging does not advance."),
-        ));
-    }
-    Ok(Some(Page {
+    let page = Page {
         listed: items,
         entities: Vec::new(),
-        next_cursor: next,
+        next_cursor: scim::next_cursor(list.next_id, items > 0),
         total: list.total_results,
-    }))
+    };
+    advancing(page, cursor).map(Some)
 }
 
 fn capitalize(s: &str) -> String {

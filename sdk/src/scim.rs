@@ -126,11 +126,14 @@ impl ListResponse {
     /// This list as a [`Page`] under cursor paging: the next cursor is `nextId`, and there is none when it is
     /// absent, empty or `end`, or when the page is empty.
     pub fn into_cursor_page(self) -> Page {
-        let next = self
-            .next_id
-            .filter(|id| !id.is_empty() && id != "end" && !self.resources.is_empty());
+        let next = next_cursor(self.next_id, !self.resources.is_empty());
         Page::from_values(self.resources, next, self.total_results)
     }
+}
+
+/// The next cursor under cursor paging: `nextId`, unless it is absent, empty or `end`, or the page is empty.
+pub(crate) fn next_cursor(next_id: Option<String>, page_has_entities: bool) -> Option<String> {
+    next_id.filter(|id| !id.is_empty() && id != "end" && page_has_entities)
 }
 
 /// A list answer as a [`Page`] under index paging: the same as
