@@ -14,6 +14,7 @@ pub mod path;
 pub mod pause;
 pub mod rate;
 pub mod scrub;
+mod transport;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -142,7 +143,7 @@ impl Default for OutboundLimits {
 
 /// Shared outbound machinery: one HTTP client (connection pooling), the token cache, rate limiters.
 pub struct Outbound {
-    client: reqwest::Client,
+    transport: transport::Transport,
     tokens: auth::TokenCache,
     limiters: Mutex<HashMap<String, Arc<RateLimiter>>>,
     limits: OutboundLimits,
@@ -175,16 +176,9 @@ pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
 impl Outbound {
     /// Builds the client with the given limits.
     pub fn new(limits: OutboundLimits) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(limits.connect_timeout)
-            .timeout(limits.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("provisio/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let transport = transport::Transport::new(limits.connect_timeout, limits.request_timeout)?;
         Ok(Outbound {
-            client,
+            transport,
             tokens: auth::TokenCache::default(),
             limiters: Mutex::new(HashMap::new()),
             limits,
@@ -472,22 +466,23 @@ impl Outbound {
                 tokio::time::sleep(left).await;
             }
             self.take_turn(endpoint).await;
-            let mut builder = self
-                .client
-                .request(method.clone(), url.clone())
-                .headers(headers.clone());
+            let mut outgoing = transport::Outgoing {
+                method: method.clone(),
+                url: url.clone(),
+                headers: headers.clone(),
+                body: body.clone(),
+            };
             if let Some(auth) = &authorization {
-                builder = builder.header("authorization", auth);
+                let value = reqwest::header::HeaderValue::from_str(auth)
+                    .map_err(|_| HttpError::AuthFailed("the credentials are not a valid header value".into()))?;
+                outgoing.headers.insert(reqwest::header::AUTHORIZATION, value);
             }
             if authenticate {
                 for (name, value) in &endpoint.headers {
-                    builder = builder.header(name, value);
+                    outgoing.headers.append(name, value.clone());
                 }
             }
-            if let Some(b) = &body {
-                builder = builder.body(b.clone());
-            }
-            let response = builder.send().await.map_err(|e| classify(&e, &url))?;
+            let response = self.transport.send(outgoing).await.map_err(|e| classify(&e, &url))?;
             let status = response.status();
             if status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 && let Some(pause) = pause::retry_after(response.headers())
@@ -536,16 +531,21 @@ impl Outbound {
             } => {
                 let token = self
                     .tokens
-                    .token(&self.client, token_url, client_id, client_secret)
+                    .token(&self.transport.proxied, token_url, client_id, client_secret)
                     .await?;
                 Some(format!("Bearer {token}"))
             }
         })
     }
 
-    async fn read_response(&self, mut response: reqwest::Response, url: &Url) -> Result<HttpResponse, HttpError> {
+    async fn read_response(&self, mut response: transport::Answer, url: &Url) -> Result<HttpResponse, HttpError> {
         let max = self.limits.max_response_bytes;
-        if response.content_length().is_some_and(|len| len as usize > max) {
+        let announced = response
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > max as u64) {
             return Err(HttpError::TooLarge(format!(
                 "the response announced more than {max} bytes"
             )));
@@ -588,11 +588,11 @@ pub fn is_host_owned_header(name: &str) -> bool {
         || name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
 }
 
-fn classify(e: &reqwest::Error, url: &Url) -> HttpError {
+fn classify(e: &transport::Failed, url: &Url) -> HttpError {
     let origin = url.origin().ascii_serialization();
-    if e.is_timeout() {
+    if e.timeout {
         HttpError::Timeout(format!("{origin} did not answer in time"))
     } else {
-        HttpError::Unreachable(format!("{origin} could not be reached ({})", describe_reqwest_error(e)))
+        HttpError::Unreachable(format!("{origin} could not be reached ({})", e.text))
     }
 }
