@@ -540,12 +540,7 @@ impl Outbound {
 
     async fn read_response(&self, mut response: transport::Answer, url: &Url) -> Result<HttpResponse, HttpError> {
         let max = self.limits.max_response_bytes;
-        let announced = response
-            .headers()
-            .get(reqwest::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|len| len > max as u64) {
+        if response.content_length().is_some_and(|len| len > max as u64) {
             return Err(HttpError::TooLarge(format!(
                 "the response announced more than {max} bytes"
             )));

@@ -7,6 +7,9 @@
 //! thirteenth session). The host already does what those layers are for: it follows redirects by hand,
 //! within the upstream, and bounds each request's time itself.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +22,38 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The connector, bounded by the connect timeout as reqwest bounds it: name lookup, TCP and the TLS handshake
+/// together (hyper's own connect timeout covers TCP alone).
+#[derive(Clone)]
+struct Timed {
+    inner: Https,
+    limit: Duration,
+}
+
+impl tower_service::Service<Uri> for Timed {
+    type Response = <Https as tower_service::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let (limit, connecting) = (self.limit, self.inner.call(uri));
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {limit:?}"),
+                )) as BoxError),
+            }
+        })
+    }
+}
 
 /// One request, as the host built it: method, absolute URL, headers (credentials attached), body.
 pub(crate) struct Outgoing {
@@ -57,6 +92,15 @@ impl Answer {
         &self.headers
     }
 
+    /// The body's length as announced, where the answer has one: none for a chunked answer, 0 for the answer
+    /// to a HEAD and for a 204 or 304 (whatever their `Content-Length` says, they carry no body).
+    pub fn content_length(&self) -> Option<u64> {
+        match &self.body {
+            AnswerBody::Direct(body) => hyper::body::Body::size_hint(body).exact(),
+            AnswerBody::Proxied(response) => response.content_length(),
+        }
+    }
+
     /// The next piece of the body (`None` at its end), within the request's time limit.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Failed> {
         let deadline = self.deadline;
@@ -71,7 +115,7 @@ impl Answer {
                                 return Ok(Some(data));
                             }
                         }
-                        Some(Err(e)) => return Err(failed(&e, false)),
+                        Some(Err(e)) => return Err(failed(&e, "request failed")),
                     }
                 },
                 AnswerBody::Proxied(response) => response.chunk().await.map_err(|e| Failed {
@@ -91,7 +135,7 @@ impl Answer {
 
 /// The two clients and the environment's proxies, built once.
 pub(crate) struct Transport {
-    direct: Client<Https, Full<Bytes>>,
+    direct: Client<Timed, Full<Bytes>>,
     proxies: Matcher,
     /// For requests a proxy applies to, and the token endpoint's (rare, and its answers are cached).
     pub proxied: reqwest::Client,
@@ -107,10 +151,12 @@ impl Transport {
         Self::with_proxy(connect_timeout, request_timeout, None)
     }
 
-    /// The transport; `proxy` (tests) replaces the environment's proxies with one for every request.
+    /// The transport; `proxy` (tests) replaces the environment's proxies: `Some("")` none, `Some(url)` one
+    /// for every request.
     fn with_proxy(connect_timeout: Duration, request_timeout: Duration, proxy: Option<&str>) -> Result<Self, String> {
         let mut proxied = reqwest::Client::builder();
         let proxies = match proxy {
+            Some("") => Matcher::builder().build(),
             Some(url) => {
                 proxied = proxied.proxy(reqwest::Proxy::all(url).map_err(|e| format!("invalid proxy: {e}"))?);
                 Matcher::builder().all(url.to_string()).build()
@@ -125,26 +171,30 @@ impl Transport {
             .user_agent(USER_AGENT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        // What reqwest's `rustls-tls` feature sets up: the ring provider, the webpki roots, HTTP/1.1 only (the
-        // connector's builder sets the ALPN from `enable_http1`).
+        // What reqwest's `rustls-tls` feature sets up: the ring provider, the webpki roots, HTTP/1.1 offered by
+        // ALPN (some gateways refuse a handshake without it).
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let tls =
+        let mut tls =
             rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .map_err(|e| format!("cannot set up TLS: {e}"))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // reqwest's TCP settings: no Nagle delay, and a peer that vanished from a pooled connection noticed
+        // within about 30 s.
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(15)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
+        http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+        let https = Timed {
+            inner: hyper_rustls::HttpsConnector::from((http, tls)),
+            limit: connect_timeout,
+        };
         let direct = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_timer(TokioTimer::new())
@@ -180,8 +230,12 @@ impl Transport {
         let response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                let connect = e.is_connect();
-                return Err(failed(&e, connect));
+                let what = if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                return Err(failed(&e, what));
             }
             Err(_) => {
                 return Err(Failed {
@@ -220,15 +274,19 @@ impl Transport {
     }
 }
 
-/// An error and its causes, as one line (as reqwest's are described).
-fn failed(e: &(dyn std::error::Error + 'static), connect: bool) -> Failed {
-    let mut text = if connect { "connection failed" } else { "request failed" }.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
+/// An error and its causes, as one line (as reqwest's are described); a timed-out cause (the connect
+/// timeout) makes it a timeout, as reqwest counts it.
+fn failed(e: &(dyn std::error::Error + 'static), what: &str) -> Failed {
+    let (mut text, mut timeout) = (what.to_string(), false);
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        timeout |= c
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        cause = c.source();
     }
-    Failed { timeout: false, text }
+    Failed { timeout, text }
 }
 
 #[cfg(test)]
@@ -267,6 +325,17 @@ mod tests {
         (url, received)
     }
 
+    /// A transport that sends directly, its reqwest client pointed at a proxy that is not there: a request
+    /// that took reqwest's path fails.
+    fn direct(connect: Duration, request: Duration) -> Result<Transport, String> {
+        let mut transport = Transport::with_proxy(connect, request, Some(""))?;
+        transport.proxied = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all("http://127.0.0.1:9").map_err(|e| e.to_string())?)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(transport)
+    }
+
     fn get(url: &str) -> Outgoing {
         Outgoing {
             method: Method::GET,
@@ -289,7 +358,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_goes_out_directly_with_the_agent_and_accept_reqwest_sent() {
         let (url, mut heads) = server(Some(OK)).await;
-        let transport = Transport::with_proxy(Duration::from_secs(5), Duration::from_secs(5), None).expect("transport");
+        let transport = direct(Duration::from_secs(5), Duration::from_secs(5)).expect("transport");
         let mut request = get(&format!("{url}/Users/u1?attributes=id"));
         request.headers.insert("x-trace", HeaderValue::from_static("t1"));
         let answer = transport.send(request).await.expect("answer");
@@ -329,8 +398,7 @@ mod tests {
     #[tokio::test]
     async fn a_backend_that_never_answers_times_out_and_a_closed_port_fails_to_connect() {
         let (url, _heads) = server(None).await;
-        let transport =
-            Transport::with_proxy(Duration::from_secs(5), Duration::from_millis(200), None).expect("transport");
+        let transport = direct(Duration::from_secs(5), Duration::from_millis(200)).expect("transport");
         let started = std::time::Instant::now();
         let failed = transport.send(get(&url)).await.err().expect("no answer");
         assert!(failed.timeout, "{failed:?}");
@@ -352,10 +420,33 @@ mod tests {
     async fn a_body_that_stops_midway_times_out_within_the_request_s_time() {
         const HALF: &str = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"id\":";
         let (url, _heads) = server(Some(HALF)).await;
-        let transport =
-            Transport::with_proxy(Duration::from_secs(5), Duration::from_millis(300), None).expect("transport");
+        let transport = direct(Duration::from_secs(5), Duration::from_millis(300)).expect("transport");
         let answer = transport.send(get(&url)).await.expect("the head arrives");
         let failed = body(answer).await.expect_err("the rest never does");
         assert!(failed.timeout, "{failed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_head_answer_announces_no_body_whatever_its_content_length_says() {
+        const HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-length: 999999999999\r\n\r\n";
+        let (url, _heads) = server(Some(HEAD)).await;
+        let transport = direct(Duration::from_secs(5), Duration::from_secs(5)).expect("transport");
+        let mut request = get(&url);
+        request.method = Method::HEAD;
+        let answer = transport.send(request).await.expect("answer");
+        assert_eq!(answer.content_length(), Some(0));
+        assert_eq!(body(answer).await.expect("body"), b"");
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_that_never_ends_is_a_connect_timeout() {
+        // A server that takes the TCP connection and never answers the TLS client hello.
+        let (url, _heads) = server(None).await;
+        let url = url.replace("http://", "https://");
+        let transport = direct(Duration::from_millis(300), Duration::from_secs(20)).expect("transport");
+        let started = std::time::Instant::now();
+        let failed = transport.send(get(&url)).await.err().expect("no connection");
+        assert!(failed.timeout, "{failed:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     }
 }
