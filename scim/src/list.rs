@@ -45,8 +45,10 @@ impl ListResponse {
                 "The system's answer is not a SCIM list response (not an object).",
             )
         })?;
-        let taken = ["Resources", "resources"].iter().find_map(|n| obj.remove(*n));
-        let field = |names: &[&str]| names.iter().find_map(|n| obj.get(*n));
+        // SCIM attribute names are case-insensitive (RFC 7643 §2.1), as the host's list split reads them.
+        let named = |name: &str| obj.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned();
+        let taken = named("Resources").and_then(|k| obj.remove(&k));
+        let field = |name: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
         let resources = match taken {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a,
@@ -58,15 +60,13 @@ impl ListResponse {
                 ));
             }
         };
-        let number = |names: &[&str]| field(names).and_then(as_u64);
+        let number = |name: &str| field(name).and_then(as_u64);
         Ok(ListResponse {
             resources,
-            total_results: number(&["totalResults", "totalresults"]),
-            items_per_page: number(&["itemsPerPage", "itemsperpage"]),
-            start_index: number(&["startIndex", "startindex"]),
-            next_id: field(&["nextId", "nextid"])
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
+            total_results: number("totalResults"),
+            items_per_page: number("itemsPerPage"),
+            start_index: number("startIndex"),
+            next_id: field("nextId").and_then(|v| v.as_str()).map(str::to_string),
         })
     }
 
@@ -385,6 +385,28 @@ mod tests {
             .collect();
         assert_eq!(Value::Array(parsed), elements, "the items of {text}");
         Some((rest, items))
+    }
+
+    #[test]
+    fn member_names_are_read_whatever_their_case() {
+        let list = ListResponse::from_owned_json(json!({
+            "RESOURCES": [{"id": "1"}, {"id": "2"}],
+            "TotalResults": 7,
+            "ITEMSPERPAGE": 2,
+            "startindex": 3,
+            "NextID": "abc"
+        }))
+        .expect("a list");
+        assert_eq!(list.resources, vec![json!({"id": "1"}), json!({"id": "2"})]);
+        assert_eq!(
+            (
+                list.total_results,
+                list.items_per_page,
+                list.start_index,
+                list.next_id.as_deref()
+            ),
+            (Some(7), Some(2), Some(3), Some("abc"))
+        );
     }
 
     #[test]
