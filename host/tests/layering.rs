@@ -23,6 +23,19 @@ fn dependencies(metadata: &Value, package: &str) -> Vec<String> {
         .collect()
 }
 
+/// The features a workspace package asks of one of its dependencies.
+fn features(metadata: &Value, package: &str, dependency: &str) -> Vec<String> {
+    let packages = metadata["packages"].as_array().expect("packages");
+    packages
+        .iter()
+        .filter(|p| p["name"] == package)
+        .flat_map(|p| p["dependencies"].as_array().into_iter().flatten())
+        .filter(|d| d["name"] == dependency)
+        .flat_map(|d| d["features"].as_array().into_iter().flatten())
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect()
+}
+
 #[test]
 fn dependencies_point_one_way() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -72,16 +85,16 @@ fn dependencies_point_one_way() {
             "the engine depends on {high}: {engine:?}"
         );
     }
-    for high in [
-        "axum",
-        "provisio",
-        "provisio-engine",
-        "hyper",
-        "tower",
-        "rusqlite",
-        "sqlx",
-    ] {
+    for high in ["axum", "provisio", "provisio-engine", "tower", "rusqlite", "sqlx"] {
         assert!(!core.iter().any(|d| d == high), "the core depends on {high}: {core:?}");
+    }
+    // The outbound capability sends on hyper's client (as reqwest does); serving HTTP stays in `provisio`.
+    for client in ["hyper", "hyper-util"] {
+        let asked = features(&metadata, "provisio-core", client);
+        assert!(
+            !asked.iter().any(|f| f.starts_with("server")),
+            "the core serves HTTP through {client}: {asked:?}"
+        );
     }
     // A backend stands on the core's interfaces and nothing above them.
     for (name, backend) in [("SQLite", &sqlite), ("PostgreSQL", &postgres)] {

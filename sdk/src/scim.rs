@@ -150,13 +150,13 @@ pub fn index_page(resp: &Response, start: u64, page_size: u32) -> Result<Page> {
 
 /// A list answer whose `items` resources the host kept ([`Request::send_list`](crate::http::Request::send_list))
 /// as a [`Page`] under index paging: the page [`index_page`] makes of the whole answer, its entities the first
-/// kept ones ([`Page::listed`]); `resp` is the rest of the answer, for the counts. (The host also keeps the
-/// resources of a member spelled in other cases, e.g. `RESOURCES`, which [`index_page`] does not read.)
+/// kept ones ([`Page::listed`]); `resp` is the rest of the answer, for the counts.
 pub fn listed_index_page(resp: &Response, items: u32, start: u64, page_size: u32) -> Result<Page> {
     let number = |v: Option<Value>| v.as_ref().and_then(provisio_scim::list::as_u64);
     let (total, per_page) = match std::str::from_utf8(&resp.body)
         .ok()
         .and_then(|text| serde_json::from_str::<RawList<'_>>(text).ok())
+        .filter(|list| list.total_results.is_some())
     {
         Some(list) => (number(list.total_results), number(list.items_per_page)),
         None => {
@@ -174,7 +174,9 @@ pub fn listed_index_page(resp: &Response, items: u32, start: u64, page_size: u32
 
 /// The parts of a list response that index paging needs, read in one pass over the answer: each resource
 /// as the slice of the answer it is, the rest skipped without building anything. Anything unusual (a
-/// field twice, in both spellings, `Resources` not an array) fails, and the general path takes over.
+/// field twice, in both spellings, `Resources` not an array) fails, and the general path takes over; so does
+/// an answer without `Resources` or `totalResults` in these spellings, since the general path reads member
+/// names in any case (`RESOURCES`, RFC 7643 §2.1).
 #[derive(serde::Deserialize)]
 struct RawList<'a> {
     #[serde(borrow, default, rename = "Resources", alias = "resources")]
@@ -188,7 +190,8 @@ struct RawList<'a> {
 fn raw_index_page(body: &[u8], start: u64, page_size: u32) -> Option<Page> {
     let text = std::str::from_utf8(body).ok()?;
     let list: RawList<'_> = serde_json::from_str(text).ok()?;
-    let resources = list.resources.unwrap_or_default();
+    list.total_results.as_ref()?;
+    let resources = list.resources?;
     let number = |v: Option<Value>| v.as_ref().and_then(provisio_scim::list::as_u64);
     let total = number(list.total_results);
     let next = next_index(
@@ -300,6 +303,12 @@ mod tests {
                 1,
             ),
             (r#"{"totalResults":0}"#, 1, 10),
+            // Member names in any case (RFC 7643 §2.1).
+            (
+                r#"{"TOTALRESULTS":5,"ItemsPerPage":2,"RESOURCES":[{"id":"a"},{"id":"b"}]}"#,
+                1,
+                2,
+            ),
         ] {
             let r = response(body.as_bytes());
             let fast = index_page(&r, start, size).expect("a page");
@@ -343,6 +352,12 @@ mod tests {
             (r#"{"totalResults":2,"totalResults":3,"Resources":[{"id":"a"}]}"#, 1, 10),
             (r#"{"totalResults":0,"Resources":[]}"#, 1, 10),
             (r#"{"Resources":[{"id":"a"}]}"#, 7, 1),
+            // Member names in any case (RFC 7643 §2.1): the host keeps `RESOURCES`, the rest has `TOTALRESULTS`.
+            (
+                r#"{"TOTALRESULTS":5,"ITEMSPERPAGE":2,"RESOURCES":[{"id":"a"},{"id":"b"}]}"#,
+                1,
+                2,
+            ),
         ] {
             let whole = index_page(&response(body.as_bytes()), start, size).expect("a page");
             let split = provisio_scim::list::split_member(body, "Resources").expect("the host keeps them");

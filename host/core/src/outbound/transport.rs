@@ -191,6 +191,9 @@ impl Transport {
         http.set_keepalive_interval(Some(Duration::from_secs(15)));
         http.set_keepalive_retries(Some(3));
         http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+        // As reqwest: the connect timeout is also split across a name's addresses, so that one that drops
+        // packets leaves time to try the next; `Timed` bounds the whole connect.
+        http.set_connect_timeout(Some(connect_timeout));
         let https = Timed {
             inner: hyper_rustls::HttpsConnector::from((http, tls)),
             limit: connect_timeout,
