@@ -7,14 +7,18 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The normal (non-dev) dependencies of a workspace package, by name.
-fn dependencies(metadata: &Value, package: &str) -> Vec<String> {
+/// A workspace package's entry in the metadata.
+fn package<'a>(metadata: &'a Value, name: &str) -> &'a Value {
     let packages = metadata["packages"].as_array().expect("packages");
-    let found = packages
+    packages
         .iter()
-        .find(|p| p["name"] == package)
-        .unwrap_or_else(|| panic!("no package {package}"));
-    found["dependencies"]
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no package {name}"))
+}
+
+/// The normal (non-dev) dependencies of a workspace package, by name.
+fn dependencies(metadata: &Value, name: &str) -> Vec<String> {
+    package(metadata, name)["dependencies"]
         .as_array()
         .expect("dependencies")
         .iter()
@@ -24,12 +28,11 @@ fn dependencies(metadata: &Value, package: &str) -> Vec<String> {
 }
 
 /// The features a workspace package asks of one of its dependencies.
-fn features(metadata: &Value, package: &str, dependency: &str) -> Vec<String> {
-    let packages = metadata["packages"].as_array().expect("packages");
-    packages
-        .iter()
-        .filter(|p| p["name"] == package)
-        .flat_map(|p| p["dependencies"].as_array().into_iter().flatten())
+fn features(metadata: &Value, name: &str, dependency: &str) -> Vec<String> {
+    package(metadata, name)["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter(|d| d["name"] == dependency)
         .flat_map(|d| d["features"].as_array().into_iter().flatten())
         .filter_map(|f| f.as_str().map(String::from))

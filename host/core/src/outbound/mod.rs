@@ -158,19 +158,20 @@ pub struct Outbound {
 
 pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
     use std::error::Error as _;
-    let mut text = if e.is_connect() {
-        "connection failed".to_string()
+    let what = if e.is_connect() {
+        "connection failed"
     } else if e.is_timeout() {
-        "timed out".to_string()
+        "timed out"
     } else {
-        "request failed".to_string()
+        "request failed"
     };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
+    // reqwest's own text ("error sending request for url …") says nothing its causes do not.
+    with_causes(what, e.source())
+}
+
+/// `what`, then each cause from `first` on, as one line: `what: cause: its cause`.
+pub(crate) fn with_causes(what: &str, first: Option<&(dyn std::error::Error + 'static)>) -> String {
+    std::iter::successors(first, |c| c.source()).fold(what.to_string(), |text, c| format!("{text}: {c}"))
 }
 
 impl Outbound {
@@ -540,7 +541,8 @@ impl Outbound {
 
     async fn read_response(&self, mut response: transport::Answer, url: &Url) -> Result<HttpResponse, HttpError> {
         let max = self.limits.max_response_bytes;
-        if response.content_length().is_some_and(|len| len > max as u64) {
+        let announced = response.content_length();
+        if announced.is_some_and(|len| len > max as u64) {
             return Err(HttpError::TooLarge(format!(
                 "the response announced more than {max} bytes"
             )));
@@ -553,8 +555,7 @@ impl Outbound {
             .collect();
         // Sized from the announced length, so that a 60 KB page is not copied again at each doubling (at most
         // 1 MiB up front: an announcement is not a body).
-        let announced = response.content_length().map_or(0, |len| len.min(1 << 20) as usize);
-        let mut body = Vec::with_capacity(announced);
+        let mut body = Vec::with_capacity(announced.map_or(0, |len| len.min(1 << 20) as usize));
         while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, url))? {
             if body.len() + chunk.len() > max {
                 return Err(HttpError::TooLarge(format!("the response body exceeded {max} bytes")));

@@ -70,6 +70,24 @@ pub(crate) struct Failed {
     pub text: String,
 }
 
+impl Failed {
+    /// The request's time limit passed.
+    fn timed_out() -> Failed {
+        Failed {
+            timeout: true,
+            text: "timed out".into(),
+        }
+    }
+
+    /// What reqwest said, on the proxied path.
+    fn of_reqwest(e: &reqwest::Error) -> Failed {
+        Failed {
+            timeout: e.is_timeout(),
+            text: super::describe_reqwest_error(e),
+        }
+    }
+}
+
 /// The answer's head, its body still to be read before the request's deadline.
 pub(crate) struct Answer {
     body: AnswerBody,
@@ -118,18 +136,12 @@ impl Answer {
                         Some(Err(e)) => return Err(failed(&e, "request failed")),
                     }
                 },
-                AnswerBody::Proxied(response) => response.chunk().await.map_err(|e| Failed {
-                    timeout: e.is_timeout(),
-                    text: super::describe_reqwest_error(&e),
-                }),
+                AnswerBody::Proxied(response) => response.chunk().await.map_err(|e| Failed::of_reqwest(&e)),
             }
         };
-        tokio::time::timeout_at(deadline, next).await.unwrap_or_else(|_| {
-            Err(Failed {
-                timeout: true,
-                text: "timed out".into(),
-            })
-        })
+        tokio::time::timeout_at(deadline, next)
+            .await
+            .unwrap_or_else(|_| Err(Failed::timed_out()))
     }
 }
 
@@ -240,12 +252,7 @@ impl Transport {
                 };
                 return Err(failed(&e, what));
             }
-            Err(_) => {
-                return Err(Failed {
-                    timeout: true,
-                    text: "timed out".into(),
-                });
-            }
+            Err(_) => return Err(Failed::timed_out()),
         };
         let (head, body) = response.into_parts();
         Ok(Answer {
@@ -264,10 +271,7 @@ impl Transport {
         if let Some(body) = request.body {
             builder = builder.body(body);
         }
-        let response = builder.send().await.map_err(|e| Failed {
-            timeout: e.is_timeout(),
-            text: super::describe_reqwest_error(&e),
-        })?;
+        let response = builder.send().await.map_err(|e| Failed::of_reqwest(&e))?;
         Ok(Answer {
             status: response.status(),
             headers: response.headers().clone(),
@@ -280,16 +284,14 @@ impl Transport {
 /// An error and its causes, as one line (as reqwest's are described); a timed-out cause (the connect
 /// timeout) makes it a timeout, as reqwest counts it.
 fn failed(e: &(dyn std::error::Error + 'static), what: &str) -> Failed {
-    let (mut text, mut timeout) = (what.to_string(), false);
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        text = format!("{text}: {c}");
-        timeout |= c
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-        cause = c.source();
+    let timeout = std::iter::successors(Some(e), |c| c.source()).any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    Failed {
+        timeout,
+        text: super::with_causes(what, Some(e)),
     }
-    Failed { timeout, text }
 }
 
 #[cfg(test)]
