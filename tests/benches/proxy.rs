@@ -16,7 +16,8 @@
 //!    and kept-alive upstream connections in front of the same simulator (one request at a time and with
 //!    `BENCH_CONCURRENCY` in flight; skipped, saying so, where `nginx` is not installed — Debian's
 //!    `nginx-light`), and a second simulator whose reads take `BENCH_BACKEND_MS` (default 5 ms), called
-//!    directly and through a proxy system of its own.
+//!    directly, through a proxy system of its own, and through nginx and the bare pass-through in front of it
+//!    (what any pass-through adds to a slow backend on this machine: the floor of that target).
 //!    The throughput of ours and nginx's is also measured with wrk as the load generator (one thread, the
 //!    same connections), as the issue measured nginx; skipped where `wrk` is not installed.
 //!
@@ -136,12 +137,21 @@ fn peers(url: String) {
     let (sim, slow) = sim_rx.recv().expect("simulator started");
     // nginx in front of the same simulator (a process of its own, as nginx runs), when it is installed.
     let nginx = Nginx::start(&sim.0);
-    // The floor on runtime threads of its own, as the service has.
+    // And in front of the backend that takes its time: what any pass-through adds to a slow backend here.
+    let slow_nginx = nginx.as_ref().and_then(|_| Nginx::start(&slow.0));
+    // The floor on runtime threads of its own, as the service has (one in front of each backend).
     let floor_rt = runtime("floor");
     let (floor, _server) = floor_rt.block_on(serve(pass_through(sim.0.clone())));
-    let floor = format!("http://{floor}");
-    runtime("load").block_on(run(url, floor, sim, slow, nginx.as_ref().map(|n| n.url.clone())));
+    let (slow_floor, _slow_server) = floor_rt.block_on(serve(pass_through(slow.0.clone())));
+    let peers = Peers {
+        floor: format!("http://{floor}"),
+        slow_floor: format!("http://{slow_floor}"),
+        nginx: nginx.as_ref().map(|n| n.url.clone()),
+        slow_nginx: slow_nginx.as_ref().map(|n| n.url.clone()),
+    };
+    runtime("load").block_on(run(url, peers, sim, slow));
     drop(nginx);
+    drop(slow_nginx);
 }
 
 /// nginx as a reverse proxy (`proxy_pass`, HTTP/1.1 with kept-alive upstream connections, no access log) in
@@ -212,6 +222,16 @@ impl Drop for Nginx {
 }
 
 type Sim = (String, String, String, String, Vec<String>);
+
+/// What the service is measured against, beside the simulators themselves.
+struct Peers {
+    /// The bare pass-through in front of the simulator, and in front of the slow one.
+    floor: String,
+    slow_floor: String,
+    /// nginx in front of each, when it is installed.
+    nginx: Option<String>,
+    slow_nginx: Option<String>,
+}
 
 /// The least any HTTP proxy does, on 2 runtime workers as the service has: take the request, send it on to the simulator
 /// over a pooled connection (with the caller's Authorization), hand the answer back. No sandbox, no
@@ -439,7 +459,13 @@ async fn proxy_for(http: &reqwest::Client, url: &str, name: &str, sim: &Sim) -> 
     (format!("{url}/ipsproxy/api/v1/scim/{system}"), direct)
 }
 
-async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<String>) {
+async fn run(url: String, peers: Peers, sim: Sim, slow: Sim) {
+    let Peers {
+        floor,
+        slow_floor,
+        nginx,
+        slow_nginx,
+    } = peers;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -543,6 +569,18 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
         by_id_in(slow_ids.clone(), slow_proxy.clone()),
     )
     .await;
+    // What a pass-through that does nothing else adds to the slow backend: nginx, and the bare one.
+    let s_nginx = match &slow_nginx {
+        Some(n) => Some(latency(&http, &slow_direct, slow_n, by_id_in(slow_ids.clone(), n.clone())).await),
+        None => None,
+    };
+    let s_floor = latency(
+        &http,
+        &slow_direct,
+        slow_n,
+        by_id_in(slow_ids.clone(), slow_floor.clone()),
+    )
+    .await;
 
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let seconds = env_or("BENCH_SECONDS", 5);
@@ -629,8 +667,19 @@ async fn run(url: String, floor: String, sim: Sim, slow: Sim, nginx: Option<Stri
             p_get.0
         ),
     }
+    let slow_peers = match s_nginx {
+        Some(ng) => format!(
+            " (pass-throughs in front of it: nginx {:.3}×, the bare one {:.3}×)",
+            ratio(ng, s_direct),
+            ratio(s_floor, s_direct)
+        ),
+        None => format!(
+            " (the bare pass-through in front of it: {:.3}×)",
+            ratio(s_floor, s_direct)
+        ),
+    };
     println!(
-        "| the same against a backend whose reads take {} ms, p50 ours ÷ direct | {:.0} µs | {:.0} µs | {:.3}× | ≤ 1.05×: {} |",
+        "| the same against a backend whose reads take {} ms, p50 ours ÷ direct | {:.0} µs | {:.0} µs | {:.3}×{slow_peers} | ≤ 1.05×: {} |",
         env_or("BENCH_BACKEND_MS", 5),
         s_proxy.0,
         s_direct.0,

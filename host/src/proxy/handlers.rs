@@ -80,13 +80,8 @@ fn scim_text(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// A single resource: `ETag` (and `Location` on create).
 fn resource(status: StatusCode, body: &Value) -> Response {
-    resource_written(status, body, crate::json::text(body).into_bytes())
-}
-
-/// [`resource`], its JSON text written already.
-fn resource_written(status: StatusCode, body: &Value, text: Vec<u8>) -> Response {
-    let mut r = scim_text(status, text);
-    with_etag(&mut r, body);
+    let mut r = scim(status, body);
+    with_version(&mut r, meta(body, "version").and_then(Value::as_str));
     if status == StatusCode::CREATED
         && let Some(l) = meta(body, "location").and_then(Value::as_str)
         && let Ok(l) = HeaderValue::from_str(l)
@@ -96,9 +91,9 @@ fn resource_written(status: StatusCode, body: &Value, text: Vec<u8>) -> Response
     r
 }
 
-/// The resource's `meta.version` as the answer's `ETag`, when it has one.
-fn with_etag(answer: &mut Response, body: &Value) {
-    if let Some(v) = meta(body, "version").and_then(Value::as_str)
+/// `version` (a resource's `meta.version`) as the answer's `ETag`, when there is one that a header can carry.
+fn with_version(answer: &mut Response, version: Option<&str>) {
+    if let Some(v) = version
         && let Ok(v) = HeaderValue::from_str(v)
     {
         answer.headers_mut().insert(header::ETAG, v);
@@ -350,26 +345,20 @@ async fn get_one(
         .collect();
     if !tags.is_empty() && super::none_match(&tags.join(","), &served.value) {
         let mut answer = StatusCode::NOT_MODIFIED.into_response();
-        with_etag(&mut answer, &served.value);
+        with_version(&mut answer, served.version.as_deref());
         return Ok(answer);
     }
     if q.projection.is_empty() {
-        return Ok(resource_written(
-            StatusCode::OK,
-            &served.value,
-            served.text.as_bytes().to_vec(),
-        ));
+        let mut answer = scim_text(StatusCode::OK, served.text.as_bytes().to_vec());
+        with_version(&mut answer, served.version.as_deref());
+        return Ok(answer);
     }
     let mut r = served.value.clone();
-    // The ETag is the full resource's, whatever the projection leaves out.
-    let version = meta(&r, "version").and_then(Value::as_str).map(str::to_string);
     q.projection.apply(&mut r, &p.served, kind);
     let mut answer = resource(StatusCode::OK, &r);
-    if meta(&r, "version").is_none()
-        && let Some(v) = version
-        && let Ok(v) = HeaderValue::from_str(&v)
-    {
-        answer.headers_mut().insert(header::ETAG, v);
+    // The ETag is the full resource's, whatever the projection leaves out.
+    if meta(&r, "version").is_none() {
+        with_version(&mut answer, served.version.as_deref());
     }
     Ok(answer)
 }

@@ -22,7 +22,12 @@ pub const MIN_SCRUBBED_LEN: usize = 8;
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
     values: Vec<Secret>,
+    /// Which state of a set this is (see [`Secrets::revision`]).
+    revision: u64,
 }
+
+/// The last revision given to a set of secrets.
+static REVISIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A secret with its searcher, built once: every header and body of a call is searched for every secret,
 /// and building a `memmem` searcher per search was the largest of the proxy's own costs.
@@ -290,7 +295,15 @@ impl Secrets {
         if !self.values.iter().any(|v| v.text == text) {
             let at = self.values.partition_point(|v| v.text.len() >= text.len());
             self.values.insert(at, secret());
+            self.revision = REVISIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         }
+    }
+
+    /// A number that changes whenever a secret is added, never given to two different sets: two sets with
+    /// the same revision hold the same secrets (one is a copy of the other), so a text scrubbed with one
+    /// need not be scrubbed again with the other. An empty set's is 0.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// Whether there is nothing to scrub.
@@ -485,6 +498,28 @@ mod tests {
         secrets.extend(&other);
         let texts: Vec<_> = secrets.values.iter().map(|v| v.text.as_str()).collect();
         assert_eq!(texts, ["Bearer secret-8-longer", "secret-8-longer", "secret-8"]);
+    }
+
+    #[test]
+    fn a_revision_names_one_set_of_secrets() {
+        let mut a = Secrets::default();
+        assert_eq!(a.revision(), 0, "empty");
+        a.add("short"); // too short to be kept: the set is unchanged
+        assert_eq!(a.revision(), 0);
+        a.add("secret-one");
+        let first = a.revision();
+        assert_ne!(first, 0);
+        a.add("secret-one");
+        assert_eq!(a.revision(), first, "held already: unchanged");
+        let copy = a.clone();
+        assert_eq!(copy.revision(), first, "a copy holds the same secrets");
+        a.add("secret-two");
+        assert_ne!(a.revision(), first);
+        // Another set with the same secrets added apart: a revision of its own, never one of `a`'s.
+        let mut b = Secrets::default();
+        b.add("secret-one");
+        assert_ne!(b.revision(), first);
+        assert_ne!(b.revision(), a.revision());
     }
 
     /// Random secrets in random text, literal and in every JSON spelling: nothing panics, no literal

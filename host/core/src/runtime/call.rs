@@ -79,8 +79,9 @@ impl RawResponse {
     }
 
     /// Masks the credentials the host attached in this call wherever the answer holds text; nothing to do
-    /// (and no scan) for a call without credentials.
-    pub(super) fn scrub(&mut self, secrets: &Secrets) {
+    /// (and no scan) for a call without credentials. A page's first `scrubbed` entities are not scanned
+    /// again: they come from an answer already scrubbed with these `secrets` (`CallState::listed_scrubbed`).
+    pub(super) fn scrub(&mut self, secrets: &Secrets, scrubbed: usize) {
         if secrets.is_empty() {
             return;
         }
@@ -93,8 +94,9 @@ impl RawResponse {
             },
             RawResponse::Page(r) => match r {
                 Ok(page) => {
-                    for entity in page.entities.iter_mut().chain(page.next_cursor.as_mut()) {
-                        secrets.scrub_string(entity);
+                    let fresh = page.entities.iter_mut().skip(scrubbed);
+                    for text in fresh.chain(page.next_cursor.as_mut()) {
+                        secrets.scrub_string(text);
                     }
                 }
                 Err(e) => error(e),
@@ -331,5 +333,22 @@ mod tests {
             RawResponse::Entity(Ok(r#"{"a":1}"#.into())).parse("p@1", None),
             Ok(Response::Entity(Ok(_)))
         ));
+    }
+
+    #[test]
+    fn a_page_scrub_skips_only_the_entities_scrubbed_already() {
+        let mut secrets = Secrets::default();
+        secrets.add("a-secret-value");
+        let holding = r#"{"echo":"a-secret-value"}"#;
+        let mut response = page(&[holding, holding, holding]);
+        response.scrub(&secrets, 2);
+        let RawResponse::Page(Ok(scrubbed)) = response else {
+            panic!("a page")
+        };
+        assert_eq!(scrubbed.entities[..2], [holding, holding], "vouched for: not scanned");
+        assert_eq!(scrubbed.entities[2], r#"{"echo":"********"}"#);
+        let mut response = page(&[holding]);
+        response.scrub(&secrets, 0);
+        assert!(matches!(response, RawResponse::Page(Ok(p)) if p.entities[0] == r#"{"echo":"********"}"#));
     }
 }

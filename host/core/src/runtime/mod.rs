@@ -867,7 +867,7 @@ impl Runtime {
                         ),
                     });
                 }
-                response.scrub(&state.secrets);
+                response.scrub(&state.secrets, state.listed_scrubbed);
                 response.parse(&label, texts)
             }
             Ok(Err(trap)) => {

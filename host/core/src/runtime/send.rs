@@ -43,7 +43,8 @@ impl CallState {
             Some(split) => {
                 let count = u32::try_from(split.items.len()).unwrap_or(u32::MAX);
                 response.body = split.rest;
-                self.listed = Some(super::state::Listed::new(text, split.items));
+                // Its body was scrubbed with the secrets as they are now.
+                self.listed = Some(super::state::Listed::new(text, split.items, self.secrets.revision()));
                 Ok((response, Some(count)))
             }
             None => {

@@ -116,19 +116,28 @@ pub struct CallState {
     pub limits: CallLimits,
     /// The elements the last `send-list` of this call kept for its page (contract 0.3.0).
     pub listed: Option<Listed>,
+    /// How many of the first entities of the call's page are kept elements whose answer was scrubbed with the
+    /// call's secrets as they are now: they need no second scan.
+    pub listed_scrubbed: usize,
 }
 
 /// A list answer's elements the host kept for the call's page: the answer, and where each element is in it.
 pub struct Listed {
     text: String,
     items: Vec<std::ops::Range<usize>>,
+    /// The [revision](Secrets::revision) of the secrets `text` was scrubbed with.
+    scrubbed_with: u64,
 }
 
 impl Listed {
     /// Keeps `items`, ranges of `text` (on character boundaries, as [`provisio_scim::list::split_member`]
-    /// answers them).
-    pub fn new(text: String, items: Vec<std::ops::Range<usize>>) -> Self {
-        Listed { text, items }
+    /// answers them), an answer scrubbed with the secrets of revision `scrubbed_with`.
+    pub fn new(text: String, items: Vec<std::ops::Range<usize>>, scrubbed_with: u64) -> Self {
+        Listed {
+            text,
+            items,
+            scrubbed_with,
+        }
     }
 
     /// How many elements are kept.
@@ -177,6 +186,7 @@ impl CallState {
             home: tokio::runtime::Handle::try_current().ok(),
             limits: limits.clone(),
             listed: None,
+            listed_scrubbed: 0,
         }
     }
 
@@ -209,12 +219,15 @@ impl CallState {
         self.demoted = Arc::new(AtomicBool::new(false));
         self.home = tokio::runtime::Handle::try_current().ok();
         self.listed = None;
+        self.listed_scrubbed = 0;
     }
 
     /// The first `count` kept elements as texts, for the page of at most `page_size` entities a 0.3.0 guest
     /// returns; an error, before anything is copied, when fewer are kept or `count` is over the page size. They
-    /// are kept no longer.
+    /// are kept no longer. Sets [`listed_scrubbed`](Self::listed_scrubbed): they need no second scan when
+    /// no secret was added since their answer was scrubbed.
     pub fn take_listed(&mut self, count: u32, page_size: u32) -> Result<Vec<String>, String> {
+        self.listed_scrubbed = 0;
         let listed = self.listed.take();
         if count > page_size {
             return Err(format!(
@@ -231,6 +244,9 @@ impl CallState {
                 "a page of {count} listed entities, but the call's last send-list kept {kept}"
             ));
         };
+        if listed.scrubbed_with == self.secrets.revision() {
+            self.listed_scrubbed = count;
+        }
         Ok(listed.items[..count]
             .iter()
             .map(|range| listed.text.get(range.clone()).unwrap_or_default().to_owned())
@@ -305,7 +321,7 @@ mod tests {
         let text = r#"{"Resources":[{"id":"1"},{"id":"2"},{"id":"3"}]}"#;
         let keep = |state: &mut CallState| {
             let split = provisio_scim::list::split_member(text, "Resources").expect("split");
-            state.listed = Some(Listed::new(text.to_string(), split.items));
+            state.listed = Some(Listed::new(text.to_string(), split.items, state.secrets.revision()));
         };
         keep(&mut state);
         assert_eq!(
@@ -325,6 +341,38 @@ mod tests {
         keep(&mut state);
         state.begin_next_call(None);
         assert!(state.listed.is_none(), "a new call keeps nothing of the last");
+    }
+
+    /// Kept elements skip the page's second scan only while the call's secrets are those their answer was
+    /// scrubbed with: a token attached after the list was read (a refresh) is searched for in them too.
+    #[test]
+    fn kept_elements_are_scanned_again_when_a_secret_was_added_since() {
+        let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("client"));
+        let mut state = CallState::new(
+            &CallLimits::default(),
+            outbound,
+            Some(endpoint("password-1")),
+            "p".into(),
+        );
+        let text = r#"{"Resources":[{"id":"1"},{"id":"2"}]}"#;
+        let keep = |state: &mut CallState| {
+            let split = provisio_scim::list::split_member(text, "Resources").expect("split");
+            state.listed = Some(Listed::new(text.to_string(), split.items, state.secrets.revision()));
+        };
+        keep(&mut state);
+        state.take_listed(2, 10).expect("taken");
+        assert_eq!(state.listed_scrubbed, 2, "scrubbed with the secrets the call has");
+        keep(&mut state);
+        state.secrets.add("a-token-attached-later");
+        state.take_listed(1, 10).expect("taken");
+        assert_eq!(state.listed_scrubbed, 0, "a secret was added since");
+        keep(&mut state);
+        state.take_listed(0, 10).expect("taken");
+        assert_eq!(state.listed_scrubbed, 0, "none taken");
+        keep(&mut state);
+        state.take_listed(2, 10).expect("taken");
+        state.begin_next_call(Some(endpoint("password-1")));
+        assert_eq!(state.listed_scrubbed, 0, "a new call starts with none");
     }
 
     #[test]

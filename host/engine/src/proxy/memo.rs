@@ -29,13 +29,21 @@ pub struct Written {
     pub value: Value,
     /// `value` as compact JSON.
     pub text: Box<str>,
+    /// Its `meta.version` (the answer's `ETag`), read once: a GET answered from the text need not look
+    /// into the value, which is cold by then.
+    pub version: Option<Box<str>>,
 }
 
 impl Written {
     /// A resource with its text written now.
     pub fn new(value: Value) -> Written {
         let text = crate::json::text(&value).into_boxed_str();
-        Written { value, text }
+        let version = value
+            .get("meta")
+            .and_then(|m| m.get("version"))
+            .and_then(Value::as_str)
+            .map(Box::from);
+        Written { value, text, version }
     }
 }
 
@@ -165,6 +173,9 @@ mod tests {
             Some(r#"{"id":"1"}"#),
             "written once"
         );
+        assert_eq!(remembered.as_ref().and_then(|r| r.version.as_deref()), None);
+        let versioned = Written::new(json!({"id": "1", "meta": {"version": "W/\"3\""}}));
+        assert_eq!(versioned.version.as_deref(), Some("W/\"3\""), "read once, as written");
         assert_eq!(
             memo.get(EntityKind::User, &base, r#"{"id":"2"}"#),
             Some(None),
