@@ -90,8 +90,9 @@ fn service() {
     std::process::exit(status.code().unwrap_or(1));
 }
 
-/// The child process: the simulators, nginx in front of one of them, the bare pass-through floor and the load
-/// generator, each on runtime threads of its own; runs every phase against the service at `url`.
+/// The child process: the simulators, nginx and the bare pass-through in front of each, and the load
+/// generator, each on runtime threads of its own (nginx in processes of its own); runs every phase against the
+/// service at `url`.
 fn peers(url: String) {
     let runtime = |name: &str| {
         tokio::runtime::Builder::new_multi_thread()
@@ -286,6 +287,23 @@ fn cpu() -> (f64, f64) {
         of(&format!("/proc/{}/stat", std::os::unix::process::parent_id())),
         of("/proc/self/stat"),
     )
+}
+
+/// CPU seconds the whole machine has spent so far, every process's (`/proc/stat`: user, nice, system, irq,
+/// softirq, steal), for what nginx's processes spend, which neither `cpu()` counts.
+fn machine_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let busy: f64 = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| [0, 1, 2, 5, 6, 7].contains(i))
+        .map(|(_, f)| f.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    busy / 100.0
 }
 
 /// Runs a phase; returns its result, the mean connector call (µs) and the number of calls made, from the
@@ -606,10 +624,12 @@ async fn run(url: String, peers: Peers, sim: Sim, slow: Sim) {
     )
     .await;
     let cpu3 = cpu();
+    let machine3 = machine_cpu();
     let nginx_rate = match &nginx {
         Some(nginx) => Some(throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(nginx.clone()))).await),
         None => None,
     };
+    let (cpu4, machine4) = (cpu(), machine_cpu());
     // The same with wrk as the load generator, as issue 20 measured nginx: ours and nginx, one after the other.
     let wrk_rates = match &nginx {
         Some(nginx) => {
@@ -761,4 +781,14 @@ async fn run(url: String, peers: Peers, sim: Sim, slow: Sim) {
         cpu_per(service_cpu(page_cpu0, page_cpu1), p_pages, page_seconds),
         cpu_per(peers_cpu(page_cpu0, page_cpu1), p_pages, page_seconds),
     );
+    // The same for nginx's phase: its own processes are what the machine spent less the two measured ones.
+    if let Some(nr) = nginx_rate {
+        let peers = peers_cpu(cpu3, cpu4);
+        let nginx_own = (machine4 - machine3) - peers - service_cpu(cpu3, cpu4);
+        println!(
+            "Through nginx at {concurrency} in flight: the peers' process {:.0} µs of CPU per request, nginx's processes about {:.0} µs (the machine's CPU less both processes').",
+            cpu_per(peers, nr, seconds),
+            cpu_per(nginx_own.max(0.0), nr, seconds),
+        );
+    }
 }
