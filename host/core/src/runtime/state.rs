@@ -308,6 +308,12 @@ mod tests {
         }
     }
 
+    /// A fresh call's state for a system with `endpoint`.
+    fn state_for(endpoint: Option<SystemEndpoint>) -> CallState {
+        let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("client"));
+        CallState::new(&CallLimits::default(), outbound, endpoint, "p".into())
+    }
+
     fn scrubbed(state: &CallState, text: &str) -> String {
         let mut text = text.to_string();
         state.secrets.scrub_string(&mut text);
@@ -316,8 +322,7 @@ mod tests {
 
     #[test]
     fn listed_elements_are_taken_once_within_what_was_kept_and_the_page_size() {
-        let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("client"));
-        let mut state = CallState::new(&CallLimits::default(), outbound, None, "p".into());
+        let mut state = state_for(None);
         let text = r#"{"Resources":[{"id":"1"},{"id":"2"},{"id":"3"}]}"#;
         let keep = |state: &mut CallState| {
             let split = provisio_scim::list::split_member(text, "Resources").expect("split");
@@ -347,13 +352,7 @@ mod tests {
     /// scrubbed with: a token attached after the list was read (a refresh) is searched for in them too.
     #[test]
     fn kept_elements_are_scanned_again_when_a_secret_was_added_since() {
-        let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("client"));
-        let mut state = CallState::new(
-            &CallLimits::default(),
-            outbound,
-            Some(endpoint("password-1")),
-            "p".into(),
-        );
+        let mut state = state_for(Some(endpoint("password-1")));
         let text = r#"{"Resources":[{"id":"1"},{"id":"2"}]}"#;
         let keep = |state: &mut CallState| {
             let split = provisio_scim::list::split_member(text, "Resources").expect("split");
@@ -377,13 +376,7 @@ mod tests {
 
     #[test]
     fn a_kept_state_scrubs_what_its_system_attaches_now() {
-        let outbound = Arc::new(Outbound::new(OutboundLimits::default()).expect("client"));
-        let mut state = CallState::new(
-            &CallLimits::default(),
-            outbound,
-            Some(endpoint("first-password")),
-            "p".into(),
-        );
+        let mut state = state_for(Some(endpoint("first-password")));
         state.secrets.add_header_value("Bearer token-of-the-first-call");
         // The same credentials: the secrets stay, tokens attached in earlier calls included.
         state.begin_next_call(Some(endpoint("first-password")));
