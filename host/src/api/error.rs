@@ -129,10 +129,47 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// A JSON body whose rejection is an [`ApiError`] (a clear 400, not axum's plain text).
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body whose rejection is an [`ApiError`] (a clear 400, not axum's plain text).
+///
+/// Every operation's body is an object. serde would also read a struct from an array of its fields in order
+/// (`[]` for one whose fields all have defaults, `["resync", true]` for a job), which the document does not
+/// allow: anything but an object is refused before it is read.
 pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        // As `axum::Json` does: the content type first (415), then the body within its limit (413).
+        if !json_content_type(request.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid JSON body: Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state).await?;
+        // JSON's whitespace only (RFC 8259 §2); anything else before the `{` is refused by the parse below.
+        let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        if first.is_some_and(|b| *b != b'{') {
+            return Err(ApiError::bad_request("invalid JSON body: expected a JSON object"));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// Whether a request says its body is JSON: `application/json` or `application/…+json`, parameters aside.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
 
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
