@@ -160,15 +160,19 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
 
 /// Whether a request says its body is JSON: `application/json` or `application/…+json`, parameters aside.
 fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim();
-    let Some((kind, subtype)) = essence.split_once('/') else {
-        return false;
-    };
-    let subtype = subtype.to_ascii_lowercase();
-    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+    media_type(value)
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| kind == "application" && (subtype == "json" || subtype.ends_with("+json")))
+}
+
+/// A `Content-Type` value's media type, lower-cased and without its parameters (`application/json` of
+/// `Application/JSON; charset=utf-8`); empty when the value is not text.
+pub(crate) fn media_type(value: &HeaderValue) -> String {
+    let value = value.to_str().unwrap_or("");
+    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 impl From<QueryRejection> for ApiError {

@@ -173,8 +173,7 @@ fn kind_of(proxy: &Proxy, resource: &str) -> Result<EntityKind> {
 /// The JSON body of a write: content type checked, size capped, syntax errors located.
 fn json_body(headers: &HeaderMap, body: std::result::Result<Bytes, BytesRejection>) -> Result<Value> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let mime = ct.split(';').next().unwrap_or("").trim();
+        let mime = crate::api::error::media_type(ct);
         if !(mime == SCIM_JSON || mime == "application/json" || mime.ends_with("+json")) {
             return Err(ScimReply(ScimError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -314,6 +314,12 @@ mod tests {
         CallState::new(&CallLimits::default(), outbound, endpoint, "p".into())
     }
 
+    /// Keeps the elements of `text`'s `Resources`, as `send-list` does after scrubbing it with the call's secrets.
+    fn keep(state: &mut CallState, text: &str) {
+        let split = provisio_scim::list::split_member(text, "Resources").expect("split");
+        state.listed = Some(Listed::new(text.to_string(), split.items, state.secrets.revision()));
+    }
+
     fn scrubbed(state: &CallState, text: &str) -> String {
         let mut text = text.to_string();
         state.secrets.scrub_string(&mut text);
@@ -324,11 +330,7 @@ mod tests {
     fn listed_elements_are_taken_once_within_what_was_kept_and_the_page_size() {
         let mut state = state_for(None);
         let text = r#"{"Resources":[{"id":"1"},{"id":"2"},{"id":"3"}]}"#;
-        let keep = |state: &mut CallState| {
-            let split = provisio_scim::list::split_member(text, "Resources").expect("split");
-            state.listed = Some(Listed::new(text.to_string(), split.items, state.secrets.revision()));
-        };
-        keep(&mut state);
+        keep(&mut state, text);
         assert_eq!(
             state.take_listed(2, 10),
             Ok(vec![r#"{"id":"1"}"#.to_string(), r#"{"id":"2"}"#.to_string()])
@@ -337,13 +339,13 @@ mod tests {
         assert_eq!(state.take_listed(0, 10), Ok(vec![]));
         let refused = state.take_listed(1, 10).expect_err("nothing kept");
         assert!(refused.contains("kept 0"), "{refused}");
-        keep(&mut state);
+        keep(&mut state, text);
         let refused = state.take_listed(4, 10).expect_err("more than kept");
         assert!(refused.contains("kept 3"), "{refused}");
-        keep(&mut state);
+        keep(&mut state, text);
         let refused = state.take_listed(3, 2).expect_err("over the page size");
         assert!(refused.contains("page size of 2"), "{refused}");
-        keep(&mut state);
+        keep(&mut state, text);
         state.begin_next_call(None);
         assert!(state.listed.is_none(), "a new call keeps nothing of the last");
     }
@@ -354,21 +356,17 @@ mod tests {
     fn kept_elements_are_scanned_again_when_a_secret_was_added_since() {
         let mut state = state_for(Some(endpoint("password-1")));
         let text = r#"{"Resources":[{"id":"1"},{"id":"2"}]}"#;
-        let keep = |state: &mut CallState| {
-            let split = provisio_scim::list::split_member(text, "Resources").expect("split");
-            state.listed = Some(Listed::new(text.to_string(), split.items, state.secrets.revision()));
-        };
-        keep(&mut state);
+        keep(&mut state, text);
         state.take_listed(2, 10).expect("taken");
         assert_eq!(state.listed_scrubbed, 2, "scrubbed with the secrets the call has");
-        keep(&mut state);
+        keep(&mut state, text);
         state.secrets.add("a-token-attached-later");
         state.take_listed(1, 10).expect("taken");
         assert_eq!(state.listed_scrubbed, 0, "a secret was added since");
-        keep(&mut state);
+        keep(&mut state, text);
         state.take_listed(0, 10).expect("taken");
         assert_eq!(state.listed_scrubbed, 0, "none taken");
-        keep(&mut state);
+        keep(&mut state, text);
         state.take_listed(2, 10).expect("taken");
         state.begin_next_call(Some(endpoint("password-1")));
         assert_eq!(state.listed_scrubbed, 0, "a new call starts with none");
