@@ -463,6 +463,8 @@ pub(crate) struct FlakyProxy {
     pub(crate) url: String,
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// A list answer's second resource is replaced by a copy of its first: the source names an id twice.
+    echo: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -481,6 +483,8 @@ impl FlakyProxy {
         let flag = failing.clone();
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let all_down = down.clone();
+        let echo = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let echoing = echo.clone();
         let upstream = upstream.trim_end_matches('/').to_string();
         let base = reqwest::Url::parse(&upstream).expect("upstream url");
         let prefix = base.path().trim_end_matches('/').to_string();
@@ -488,7 +492,7 @@ impl FlakyProxy {
         let client = reqwest::Client::new();
         let app = axum::Router::new().fallback(move |request: Request| {
             let (flag, client, origin) = (flag.clone(), client.clone(), origin.clone());
-            let all_down = all_down.clone();
+            let (all_down, echoing) = (all_down.clone(), echoing.clone());
             async move {
                 if all_down.load(std::sync::atomic::Ordering::SeqCst) {
                     return Response::builder()
@@ -524,9 +528,16 @@ impl FlakyProxy {
                         response = response.header(name, value);
                     }
                 }
-                response
-                    .body(Body::from(answer.bytes().await.unwrap_or_default()))
-                    .expect("response")
+                let mut body = answer.bytes().await.unwrap_or_default();
+                if echoing.load(std::sync::atomic::Ordering::SeqCst)
+                    && let Ok(mut list) = serde_json::from_slice::<Value>(&body)
+                    && let Some(resources) = list.get_mut("Resources").and_then(Value::as_array_mut)
+                    && resources.len() > 1
+                {
+                    resources[1] = resources[0].clone();
+                    body = serde_json::to_vec(&list).expect("a list").into();
+                }
+                response.body(Body::from(body)).expect("response")
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -538,12 +549,18 @@ impl FlakyProxy {
             url: format!("http://{addr}{prefix}"),
             failing,
             down,
+            echo,
             task,
         }
     }
 
     fn fail_later_pages(&self, on: bool) {
         self.failing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every list answer names its first resource twice (in place of its second).
+    fn echo_first(&self, on: bool) {
+        self.echo.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every request answered 503: the system is down.
@@ -1485,4 +1502,50 @@ async fn the_transformation_memo_skips_only_what_it_can_vouch_for() {
         (0, USERS, 0, 0),
         "transformed, not recalled: {job}"
     );
+}
+
+/// A source that names a user twice on a page. The memo knows both occurrences, but a run plans an id it
+/// meets again against what it wrote for it first, so both are transformed after all: from the text the read
+/// left unparsed for the memo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_named_twice_is_transformed_although_the_memo_knows_it() {
+    let service = Service::start().await;
+    let ias_sim = ias::spawn(ias::Options {
+        users: 30,
+        ..Default::default()
+    })
+    .await
+    .expect("ias");
+    let proxy = FlakyProxy::start(&ias_sim.base_url).await;
+    proxy.echo_first(true);
+    let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
+    let source = service
+        .create_system(json!({"name": "IAS twice", "type": "ias", "role": "source",
+            "properties": props(json!({"URL": proxy.url, "Authentication": "BasicAuthentication",
+                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
+        .await;
+    let target = service
+        .create_system(
+            json!({"name": "UAA twice", "type": "xsuaa", "role": "target", "sources": [source],
+            "properties": props(json!({"URL": uaa_sim.base_url,
+                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
+                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
+        )
+        .await;
+    let first = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(first["status"], "Success", "{first}");
+    let (created, _, _, failed) = counts(&first, &target, "user");
+    assert_eq!((created, failed), (uaa_sim.user_count() as u64, 0), "{first}");
+    assert!(created > 0, "{first}");
+    let writes = |sim: &uaa::Simulator| sim.stats().log().iter().filter(|r| r.method != "GET").count();
+    let before = writes(&uaa_sim);
+    let again = run(&service, &source, json!({"type": "read"})).await;
+    assert_eq!(again["status"], "Success", "{again}");
+    assert_eq!(counts(&again, &target, "user"), (0, 0, 0, 0), "{again}");
+    assert_eq!(
+        stats(&again, &target, "user")["unchanged"],
+        30,
+        "every entity the source names unchanged, the one named twice too: {again}"
+    );
+    assert_eq!(writes(&uaa_sim), before, "nothing was sent");
 }

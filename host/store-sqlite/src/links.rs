@@ -97,9 +97,13 @@ impl SqliteStore {
         let count: i64 = conn
             .prepare_cached("SELECT count(*) FROM links WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3")?
             .query_row(key, |r| r.get(0))?;
+        // Rows in rowid order: the key index lists a scope's links by entity id, which is random, and a row
+        // holds its content (about 1 KB), so reading rows in the index's order fetched a table page per link
+        // (0.4 s for 100,000 links through the page cache). The rowids are collected from the index and
+        // sorted first; the table is then read front to back, each page once.
         let mut stmt = conn.prepare_cached(
             "SELECT source_entity, target_entity, digest, existed_before, creating, source_digest FROM links
-             WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3",
+             WHERE rowid IN (SELECT rowid FROM links WHERE source_id = ?1 AND target_id = ?2 AND kind = ?3)",
         )?;
         let mut links = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
         let mut rows = stmt.query(key)?;

@@ -20,7 +20,7 @@ use super::stop::StopSignal;
 use super::sync;
 use super::target::{DeleteOutcome, LinkResolver, Plan, Planned, TargetContext, Written, plan_changes};
 use super::{JobOptions, JobType, Trigger};
-use crate::connector::{ConnectorError, EntityKind, Page, PageRequest};
+use crate::connector::{ConnectorError, EntityKind, PageRequest};
 use crate::runtime::{CallError, CallTarget, LoadedPlugin, Runtime};
 use crate::store::jobs::{Claim, DeltaState, EntityLogEntry, HeldDelete, JobStatus};
 use crate::store::links::{LinkChange, LinkDigest, LinkScope, Links};
@@ -35,7 +35,7 @@ pub use delete::execute_deletes;
 
 use crate::PARALLEL_CHUNK;
 pub use source::SourceReader;
-use source::scalar;
+use source::{Memos, SourceEntity, SourcePage, scalar};
 pub use write::TargetRun;
 use write::{TargetPage, finish_target, plan_target};
 
@@ -336,7 +336,7 @@ impl JobRun {
                     *t.links_mut(kind) = self.store.links.all(&scope).await?;
                     if kind == EntityKind::User {
                         let key = memo::pair_key(self.reader.memo_fingerprint, t.ctx.memo_fingerprint);
-                        t.memo = key.map(|key| Memo::new(key, t.links(kind)));
+                        t.memo = key.map(|key| Arc::new(Memo::new(key, t.links(kind))));
                     }
                 }
             }
@@ -479,7 +479,8 @@ impl JobRun {
             ..PageRequest::first(kind, self.reader.settings.page_size)
         };
         self.delta.insert(kind, request.delta_since.is_some());
-        let mut result = self.reader.read(&request).await;
+        let memos = self.memos(kind);
+        let mut result = self.reader.read(&request, &memos).await;
         if request.delta_since.is_some()
             && let Err(CallError::Connector(ConnectorError::Unsupported { message })) = &result
         {
@@ -489,7 +490,7 @@ impl JobRun {
             ));
             request.delta_since = None;
             self.delta.insert(kind, false);
-            result = self.reader.read(&request).await;
+            result = self.reader.read(&request, &memos).await;
         }
         let mut result = result.map_err(|e| e.to_string());
         let mut pages = 0u64;
@@ -534,8 +535,8 @@ impl JobRun {
                         cursor: Some(cursor.clone()),
                         ..request.clone()
                     };
-                    let reader = self.reader.clone();
-                    Some(ReadAhead(tokio::spawn(async move { reader.read(&next).await })))
+                    let (reader, memos) = (self.reader.clone(), memos.clone());
+                    Some(ReadAhead(tokio::spawn(async move { reader.read(&next, &memos).await })))
                 }
                 _ => None,
             };
@@ -694,16 +695,16 @@ impl JobRun {
     }
 
     /// The memos of the targets of a kind, when every one of them memoises it (see [`memo`]); else none.
-    fn memos(&self, kind: EntityKind) -> Vec<&Memo> {
+    fn memos(&self, kind: EntityKind) -> Memos {
         if kind != EntityKind::User || self.options.job_type == JobType::Resync {
-            return Vec::new();
+            return Arc::new([]);
         }
         let handling: Vec<&TargetRun> = self.targets.iter().filter(|t| t.ctx.handles(kind)).collect();
-        let memos: Vec<&Memo> = handling.iter().filter_map(|t| t.memo.as_ref()).collect();
+        let memos: Vec<Arc<Memo>> = handling.iter().filter_map(|t| t.memo.clone()).collect();
         if memos.is_empty() || memos.len() != handling.len() {
-            return Vec::new();
+            return Arc::new([]);
         }
-        memos
+        memos.into()
     }
 
     /// Applies the source's read transformation to a page, except to the entities every target's memo
@@ -711,24 +712,15 @@ impl JobRun {
     fn transform_page(
         &self,
         kind: EntityKind,
-        entities: &[Value],
+        entities: &[SourceEntity],
         in_flight: Option<&HashSet<Arc<str>>>,
     ) -> (SourcePageResult, Vec<Item>, Vec<EntityLogEntry>) {
         let mut source = SourcePageResult::default();
         let mut log = Vec::new();
         let mut items = Vec::with_capacity(entities.len());
-        // The transformations (and the memo's digests) are pure CPU work and most of a page's time when
-        // nothing changed: spread over the cores (in order), then tallied here.
-        let memos = self.memos(kind);
-        let mut recalled: Vec<(Option<memo::Digest>, Option<Arc<str>>)> = if memos.is_empty() {
-            vec![(None, None); entities.len()]
-        } else {
-            entities
-                .par_iter()
-                .with_min_len(PARALLEL_CHUNK)
-                .map(|native| recall(&memos, native))
-                .collect()
-        };
+        // The memo's answers came with the page (see `SourceReader::read`).
+        let mut recalled: Vec<(Option<memo::Digest>, Option<Arc<str>>)> =
+            entities.iter().map(|e| (e.digest, e.remembered.clone())).collect();
         // A remembered entity must be new to this run and to its page: a source that names an id twice is
         // planned against what the run wrote for it first, as without the memo.
         let seen = self.seen.get(&kind);
@@ -748,11 +740,13 @@ impl JobRun {
                 *id = None;
             }
         }
+        // The transformations are pure CPU work and most of a page's time: spread over the cores (in order),
+        // then tallied here.
         let mut transformed: Vec<Option<TransformResult>> = entities
             .par_iter()
             .zip(&recalled)
             .with_min_len(PARALLEL_CHUNK)
-            .map(|(native, (_, id))| id.is_none().then(|| self.reader.transform(kind, native)))
+            .map(|(entity, (_, id))| id.is_none().then(|| self.transform(kind, entity)))
             .collect();
         // A remembered id that an entity transformed on this page also has: transformed too.
         let clashes: Vec<usize> = {
@@ -771,9 +765,9 @@ impl JobRun {
         };
         for i in clashes {
             recalled[i].1 = None;
-            transformed[i] = Some(self.reader.transform(kind, &entities[i]));
+            transformed[i] = Some(self.transform(kind, &entities[i]));
         }
-        for ((native, (digest, remembered)), transformed) in entities.iter().zip(recalled).zip(transformed) {
+        for ((entity, (digest, remembered)), transformed) in entities.iter().zip(recalled).zip(transformed) {
             source.read += 1;
             let item = match remembered {
                 Some(id) => Ok(Item {
@@ -783,7 +777,7 @@ impl JobRun {
                     remembered: true,
                 }),
                 None => transformed
-                    .unwrap_or_else(|| self.reader.transform(kind, native))
+                    .unwrap_or_else(|| self.transform(kind, entity))
                     .map(|(id, intermediate)| Item {
                         id: id.into(),
                         intermediate,
@@ -797,7 +791,10 @@ impl JobRun {
                     items.push(item);
                 }
                 Err((reason, skipped)) => {
-                    let id = native.get("id").and_then(scalar);
+                    let id = entity
+                        .native()
+                        .ok()
+                        .and_then(|native| native.get("id").and_then(scalar));
                     if skipped.is_some() {
                         source.skipped += 1;
                     } else {
@@ -816,6 +813,12 @@ impl JobRun {
             }
         }
         (source, items, log)
+    }
+
+    /// The read transformation of one entity of a page (see [`SourceReader::transform`]).
+    fn transform(&self, kind: EntityKind, entity: &SourceEntity) -> TransformResult {
+        let native = entity.native().map_err(|reason| (reason, None))?;
+        self.reader.transform(kind, &native)
     }
 
     /// Plans a transformed page for every target and starts its writes.
@@ -910,20 +913,6 @@ pub(super) struct Item {
 /// What the read transformation made of a native entity (see [`SourceReader::transform`]).
 type TransformResult = Result<(String, Value), (String, Option<String>)>;
 
-/// The memo's answer for a native entity: its digest, and the source entity every target's memo finds it
-/// unchanged as (all must agree).
-fn recall(memos: &[&Memo], native: &Value) -> (Option<memo::Digest>, Option<Arc<str>>) {
-    let digest = memo::native_digest(native);
-    let mut found: Option<&Arc<str>> = None;
-    for m in memos {
-        match m.unchanged(&m.digest(&digest)) {
-            Some(id) if found.is_none_or(|f| f == id) => found = Some(id),
-            _ => return (Some(digest), None),
-        }
-    }
-    (Some(digest), found.cloned())
-}
-
 /// A page on its way: planned for every target, writes running.
 struct PageInFlight {
     kind: EntityKind,
@@ -935,7 +924,7 @@ struct PageInFlight {
 }
 
 /// The read of the next page, on a task of its own; abandoned (aborted) when the run does not wait for it.
-struct ReadAhead(tokio::task::JoinHandle<Result<Page, CallError>>);
+struct ReadAhead(tokio::task::JoinHandle<Result<SourcePage, CallError>>);
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {

@@ -25,12 +25,65 @@ pub struct SourceReader {
 }
 
 impl SourceReader {
-    pub(super) async fn read(&self, request: &PageRequest) -> Result<Page, CallError> {
-        with_retries(self.settings.retry, &self.retry_scope, &self.plugin.label(), |_| {
-            self.runtime.read(&self.plugin, &self.call, request)
+    /// Reads one page. Where every target memoises the kind (`memos`), the entities come as the texts the
+    /// connector returned and each is looked up by its digest: one every memo finds unchanged is left
+    /// unparsed (nothing needs it), the others are parsed here, on the read's own task.
+    pub(super) async fn read(&self, request: &PageRequest, memos: &Memos) -> Result<SourcePage, CallError> {
+        let label = self.plugin.label();
+        if memos.is_empty() {
+            let page = with_retries(self.settings.retry, &self.retry_scope, &label, |_| {
+                self.runtime.read(&self.plugin, &self.call, request)
+            })
+            .await
+            .0?;
+            return Ok(SourcePage {
+                entities: page.entities.into_iter().map(SourceEntity::parsed).collect(),
+                next_cursor: page.next_cursor,
+                total: page.total,
+            });
+        }
+        let (page, answers) = with_retries(self.settings.retry, &self.retry_scope, &label, |_| async move {
+            let recall = Recall::new(memos);
+            let page = self
+                .runtime
+                .read_texts(&self.plugin, &self.call, request, &|text| recall.known(text))
+                .await?;
+            let answers = recall.answers(&page.entities);
+            Ok((page, answers))
         })
         .await
-        .0
+        .0?;
+        let answers = answers.unwrap_or_else(|| page.entities.iter().map(|t| recall(memos, t)).collect());
+        let entities = page
+            .entities
+            .into_iter()
+            .zip(answers)
+            .map(|(text, (digest, remembered))| match remembered {
+                Some(id) => Ok(SourceEntity {
+                    native: None,
+                    text: Some(text),
+                    digest: Some(digest),
+                    remembered: Some(id),
+                }),
+                // Checked to be JSON by the runtime; a parse that still fails is the connector's invalid result.
+                None => serde_json::from_str(&text)
+                    .map(|native| SourceEntity {
+                        native: Some(native),
+                        text: None,
+                        digest: Some(digest),
+                        remembered: None,
+                    })
+                    .map_err(|e| CallError::InvalidResult {
+                        plugin: label.clone(),
+                        message: format!("an entity is not valid JSON: {e}"),
+                    }),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SourcePage {
+            entities,
+            next_cursor: page.next_cursor,
+            total: page.total,
+        })
     }
 
     /// Whether the source delivers a kind.
@@ -71,5 +124,183 @@ pub(super) fn scalar(v: &Value) -> Option<String> {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+/// The memos a read consults: every target's for the kind, when each of them memoises it; else none.
+pub(super) type Memos = Arc<[Arc<Memo>]>;
+
+/// A page as a run reads it.
+pub(super) struct SourcePage {
+    pub(super) entities: Vec<SourceEntity>,
+    pub(super) next_cursor: Option<String>,
+    pub(super) total: Option<u64>,
+}
+
+/// A source entity as a run reads it: parsed, or left as its text while every target's memo finds it
+/// unchanged.
+pub(super) struct SourceEntity {
+    /// The entity, `None` while it is left as its text.
+    native: Option<Value>,
+    /// Its text as the connector returned it, kept while it is not parsed.
+    text: Option<String>,
+    /// Its [`memo::native_digest`], when the kind is memoised.
+    pub(super) digest: Option<memo::Digest>,
+    /// The source entity every target's memo finds it unchanged as.
+    pub(super) remembered: Option<Arc<str>>,
+}
+
+impl SourceEntity {
+    fn parsed(native: Value) -> SourceEntity {
+        SourceEntity {
+            native: Some(native),
+            text: None,
+            digest: None,
+            remembered: None,
+        }
+    }
+
+    /// The entity, parsed from its text when it was left as one (a remembered entity the run must
+    /// transform after all: its id came twice). Its text was parsed by an earlier run, so this does not fail
+    /// but where the memo's digest met a different text; then it is the entity's failure.
+    pub(super) fn native(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
+        match (&self.native, &self.text) {
+            (Some(native), _) => Ok(std::borrow::Cow::Borrowed(native)),
+            (None, Some(text)) => serde_json::from_str(text)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| format!("the entity is not valid JSON: {e}")),
+            (None, None) => Err("the entity was read without its text".into()),
+        }
+    }
+}
+
+/// The memos' answer for an entity's text: its digest, and the source entity every target's memo finds it
+/// unchanged as (all must agree).
+type Answer = (memo::Digest, Option<Arc<str>>);
+
+/// The memos' [`Answer`] for an entity's text.
+pub(super) fn recall(memos: &[Arc<Memo>], text: &str) -> Answer {
+    let digest = memo::native_digest(text);
+    let mut found: Option<&Arc<str>> = None;
+    for m in memos {
+        match m.unchanged(&m.digest(&digest)) {
+            Some(id) if found.is_none_or(|f| f == id) => found = Some(id),
+            _ => return (digest, None),
+        }
+    }
+    (digest, found.cloned())
+}
+
+/// The memos' answers for the texts of one read, given while the runtime checks them: a text every memo
+/// knows is JSON an earlier run parsed (the runtime need not check it), and the read need not digest it
+/// again. Each answer is kept with the address and length of the text it was given for, so that it is only
+/// ever used for that same text.
+struct Recall<'a> {
+    memos: &'a [Arc<Memo>],
+    found: std::sync::Mutex<Vec<(TextAt, Answer)>>,
+}
+
+/// Where a text is: its buffer's address and its length.
+type TextAt = (usize, usize);
+
+impl<'a> Recall<'a> {
+    fn new(memos: &'a [Arc<Memo>]) -> Recall<'a> {
+        Recall {
+            memos,
+            found: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The runtime's question for each text: whether the memos know it.
+    fn known(&self, text: &str) -> bool {
+        let answer = recall(self.memos, text);
+        let known = answer.1.is_some();
+        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        found.push(((text.as_ptr() as usize, text.len()), answer));
+        known
+    }
+
+    /// The answers for `texts`, in order; `None` unless the runtime asked about exactly these texts (the same
+    /// buffers, in the same order).
+    fn answers(self, texts: &[String]) -> Option<Vec<Answer>> {
+        let found = self.found.into_inner().unwrap_or_else(|p| p.into_inner());
+        let same = found.len() == texts.len()
+            && found
+                .iter()
+                .zip(texts)
+                .all(|((at, _), t)| *at == (t.as_ptr() as usize, t.len()));
+        same.then(|| found.into_iter().map(|(_, answer)| answer).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::links::Link;
+
+    /// A memo of the pair `key` that finds each `(id, text)` unchanged.
+    fn memo_knowing(key: memo::Digest, entries: &[(&str, &str)]) -> Arc<Memo> {
+        let probe = Memo::new(key, &Links::new());
+        let links: Links = entries
+            .iter()
+            .map(|(id, text)| {
+                let link = Link {
+                    target_entity: Some("t".into()),
+                    digest: Some(LinkDigest::from([1; 32])),
+                    source_digest: Some(probe.digest(&memo::native_digest(text))),
+                    ..Link::default()
+                };
+                (Arc::from(*id), link)
+            })
+            .collect();
+        Arc::new(Memo::new(key, &links))
+    }
+
+    #[test]
+    fn an_entity_is_remembered_by_its_text_when_every_memo_agrees() {
+        let a = r#"{"id":"a","userName":"ann"}"#;
+        let both = [memo_knowing([1; 32], &[("a", a)]), memo_knowing([2; 32], &[("a", a)])];
+        assert_eq!(recall(&both, a).1.as_deref(), Some("a"));
+        assert_eq!(recall(&both, a).0, memo::native_digest(a));
+        // The same entity written differently is another text: not remembered, so parsed and transformed.
+        assert_eq!(recall(&both, r#"{"id": "a", "userName": "ann"}"#).1, None);
+        let one = [memo_knowing([1; 32], &[("a", a)]), memo_knowing([2; 32], &[])];
+        assert_eq!(recall(&one, a).1, None, "a target that does not know it");
+        let disagree = [memo_knowing([1; 32], &[("a", a)]), memo_knowing([2; 32], &[("b", a)])];
+        assert_eq!(recall(&disagree, a).1, None, "targets that name different entities");
+    }
+
+    #[test]
+    fn answers_serve_only_the_texts_they_were_given_for() {
+        let memos = [memo_knowing([1; 32], &[("a", "{}")])];
+        let texts = vec!["{}".to_string(), "[1]".to_string()];
+        let asked = Recall::new(&memos);
+        assert!(asked.known(&texts[0]));
+        assert!(!asked.known(&texts[1]));
+        let answers = asked.answers(&texts).expect("the same texts");
+        assert_eq!(answers[0].1.as_deref(), Some("a"));
+        assert_eq!(answers[1].1, None);
+        let asked = Recall::new(&memos);
+        for t in &texts {
+            asked.known(t);
+        }
+        assert!(asked.answers(&texts.clone()).is_none(), "equal texts in other buffers");
+        let asked = Recall::new(&memos);
+        asked.known(&texts[0]);
+        assert!(asked.answers(&texts).is_none(), "not asked about every text");
+    }
+
+    #[test]
+    fn a_remembered_entity_is_parsed_from_its_text_when_the_run_needs_it() {
+        let entity = |text: &str| SourceEntity {
+            native: None,
+            text: Some(text.into()),
+            digest: Some(memo::native_digest(text)),
+            remembered: Some("a".into()),
+        };
+        assert_eq!(entity(r#"{"id":"a"}"#).native().expect("parsed")["id"], "a");
+        assert!(entity("{").native().is_err(), "a failure of the entity, not a panic");
+        let parsed = SourceEntity::parsed(serde_json::json!({"id": "b"}));
+        assert!(matches!(parsed.native(), Ok(std::borrow::Cow::Borrowed(v)) if v["id"] == "b"));
     }
 }

@@ -12,7 +12,7 @@ pub struct TargetRun {
     users: Links,
     groups: Links,
     /// Its users' transformation memo for this run (`None`: not memoised).
-    pub(super) memo: Option<Memo>,
+    pub(super) memo: Option<Arc<Memo>>,
     /// How its writes went in this run (the quarantine rules look at it).
     pub tally: crate::quarantine::WriteTally,
 }
