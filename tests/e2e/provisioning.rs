@@ -719,9 +719,20 @@ async fn ias_to_uaa(
     uaa_sim: &uaa::Simulator,
     rate: &str,
 ) -> (String, String) {
+    ias_at_to_uaa(service, &ias_sim.base_url, ias_sim, uaa_sim, rate).await
+}
+
+/// [`ias_to_uaa`] with the source reached at `url` (a proxy in front of the simulator).
+async fn ias_at_to_uaa(
+    service: &Service,
+    url: &str,
+    ias_sim: &ias::Simulator,
+    uaa_sim: &uaa::Simulator,
+    rate: &str,
+) -> (String, String) {
     let source = service
         .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
-            "properties": props(json!({"URL": ias_sim.base_url, "Authentication": "BasicAuthentication",
+            "properties": props(json!({"URL": url, "Authentication": "BasicAuthentication",
                 "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
         .await;
     let mut target_props = props(json!({"URL": uaa_sim.base_url,
@@ -1519,19 +1530,7 @@ async fn an_id_named_twice_is_transformed_although_the_memo_knows_it() {
     let proxy = FlakyProxy::start(&ias_sim.base_url).await;
     proxy.echo_first(true);
     let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
-    let source = service
-        .create_system(json!({"name": "IAS twice", "type": "ias", "role": "source",
-            "properties": props(json!({"URL": proxy.url, "Authentication": "BasicAuthentication",
-                "User": ias_sim.options().client_id, "Password": ias_sim.options().client_secret}))}))
-        .await;
-    let target = service
-        .create_system(
-            json!({"name": "UAA twice", "type": "xsuaa", "role": "target", "sources": [source],
-            "properties": props(json!({"URL": uaa_sim.base_url,
-                "OAuth2TokenServiceURL": uaa_sim.token_url.clone().expect("token url"),
-                "User": uaa_sim.options().client_id, "Password": uaa_sim.options().client_secret}))}),
-        )
-        .await;
+    let (source, target) = ias_at_to_uaa(&service, &proxy.url, &ias_sim, &uaa_sim, "10000").await;
     let first = run(&service, &source, json!({"type": "read"})).await;
     assert_eq!(first["status"], "Success", "{first}");
     let (created, _, _, failed) = counts(&first, &target, "user");

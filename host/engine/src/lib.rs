@@ -25,6 +25,7 @@ pub mod quarantine;
 pub mod realtime;
 pub mod retention;
 pub mod systems;
+mod text_answers;
 pub mod transform_test;
 
 use std::sync::Arc;

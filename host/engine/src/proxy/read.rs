@@ -2,6 +2,7 @@
 //! backend where the read transformation allows), and the cross-type search.
 
 use super::*;
+use crate::text_answers::TextAnswers;
 
 impl Proxy {
     /// Whether this proxy serves a kind.
@@ -585,23 +586,18 @@ pub(super) fn unique_attribute(kind: EntityKind) -> &'static str {
 
 /// The memo's answers for the texts of one connector call, asked while the runtime checks them: a text the
 /// memo holds is JSON (the runtime need not check it), and [`Proxy::to_scim_texts`] need not look it up again.
-/// Each answer is kept with the address and length of the text it was given for, so that it is only ever
-/// used for that same text.
 pub(super) struct Recall<'a> {
     proxy: &'a Proxy,
     kind: EntityKind,
-    found: std::sync::Mutex<Vec<(TextAt, Option<memo::Remembered>)>>,
+    found: TextAnswers<Option<memo::Remembered>>,
 }
-
-/// Where a text is: its buffer's address and its length.
-type TextAt = (usize, usize);
 
 impl<'a> Recall<'a> {
     pub(super) fn new(proxy: &'a Proxy, kind: EntityKind) -> Recall<'a> {
         Recall {
             proxy,
             kind,
-            found: std::sync::Mutex::new(Vec::new()),
+            found: TextAnswers::new(),
         }
     }
 
@@ -609,20 +605,12 @@ impl<'a> Recall<'a> {
     fn known(&self, text: &str) -> bool {
         let remembered = self.proxy.memo.get(self.kind, &self.proxy.base, text);
         let known = remembered.is_some();
-        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
-        found.push(((text.as_ptr() as usize, text.len()), remembered));
+        self.found.keep(text, remembered);
         known
     }
 
-    /// The answers for `texts`, in order; `None` unless the runtime asked about exactly these texts (the same
-    /// buffers, in the same order).
+    /// The answers for `texts`, in order; `None` unless the runtime asked about exactly these texts.
     fn found(self, texts: &[String]) -> Option<Vec<Option<memo::Remembered>>> {
-        let found = self.found.into_inner().unwrap_or_else(|p| p.into_inner());
-        let same = found.len() == texts.len()
-            && found
-                .iter()
-                .zip(texts)
-                .all(|((at, _), t)| *at == (t.as_ptr() as usize, t.len()));
-        same.then(|| found.into_iter().map(|(_, r)| r).collect())
+        self.found.for_texts(texts)
     }
 }

@@ -2,6 +2,7 @@
 //! intermediate form every target starts from.
 
 use super::*;
+use crate::text_answers::TextAnswers;
 
 /// The source side of a run.
 pub struct SourceReader {
@@ -193,21 +194,17 @@ pub(super) fn recall(memos: &[Arc<Memo>], text: &str) -> Answer {
 
 /// The memos' answers for the texts of one read, given while the runtime checks them: a text every memo
 /// knows is JSON an earlier run parsed (the runtime need not check it), and the read need not digest it
-/// again. Each answer is kept with the address and length of the text it was given for, so that it is only
-/// ever used for that same text.
+/// again.
 struct Recall<'a> {
     memos: &'a [Arc<Memo>],
-    found: std::sync::Mutex<Vec<(TextAt, Answer)>>,
+    found: TextAnswers<Answer>,
 }
-
-/// Where a text is: its buffer's address and its length.
-type TextAt = (usize, usize);
 
 impl<'a> Recall<'a> {
     fn new(memos: &'a [Arc<Memo>]) -> Recall<'a> {
         Recall {
             memos,
-            found: std::sync::Mutex::new(Vec::new()),
+            found: TextAnswers::new(),
         }
     }
 
@@ -215,21 +212,13 @@ impl<'a> Recall<'a> {
     fn known(&self, text: &str) -> bool {
         let answer = recall(self.memos, text);
         let known = answer.1.is_some();
-        let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
-        found.push(((text.as_ptr() as usize, text.len()), answer));
+        self.found.keep(text, answer);
         known
     }
 
-    /// The answers for `texts`, in order; `None` unless the runtime asked about exactly these texts (the same
-    /// buffers, in the same order).
+    /// The answers for `texts`, in order; `None` unless the runtime asked about exactly these texts.
     fn answers(self, texts: &[String]) -> Option<Vec<Answer>> {
-        let found = self.found.into_inner().unwrap_or_else(|p| p.into_inner());
-        let same = found.len() == texts.len()
-            && found
-                .iter()
-                .zip(texts)
-                .all(|((at, _), t)| *at == (t.as_ptr() as usize, t.len()));
-        same.then(|| found.into_iter().map(|(_, answer)| answer).collect())
+        self.found.for_texts(texts)
     }
 }
 
@@ -271,23 +260,15 @@ mod tests {
     }
 
     #[test]
-    fn answers_serve_only_the_texts_they_were_given_for() {
+    fn the_read_keeps_the_memos_answers_for_its_texts() {
         let memos = [memo_knowing([1; 32], &[("a", "{}")])];
         let texts = vec!["{}".to_string(), "[1]".to_string()];
         let asked = Recall::new(&memos);
         assert!(asked.known(&texts[0]));
         assert!(!asked.known(&texts[1]));
         let answers = asked.answers(&texts).expect("the same texts");
-        assert_eq!(answers[0].1.as_deref(), Some("a"));
-        assert_eq!(answers[1].1, None);
-        let asked = Recall::new(&memos);
-        for t in &texts {
-            asked.known(t);
-        }
-        assert!(asked.answers(&texts.clone()).is_none(), "equal texts in other buffers");
-        let asked = Recall::new(&memos);
-        asked.known(&texts[0]);
-        assert!(asked.answers(&texts).is_none(), "not asked about every text");
+        assert_eq!(answers[0], (memo::native_digest("{}"), Some("a".into())));
+        assert_eq!(answers[1], (memo::native_digest("[1]"), None));
     }
 
     #[test]
