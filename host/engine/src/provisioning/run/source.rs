@@ -61,16 +61,14 @@ impl SourceReader {
             .zip(answers)
             .map(|(text, (digest, remembered))| match remembered {
                 Some(id) => Ok(SourceEntity {
-                    native: None,
-                    text: Some(text),
+                    body: Body::Text(text),
                     digest: Some(digest),
                     remembered: Some(id),
                 }),
                 // Checked to be JSON by the runtime; a parse that still fails is the connector's invalid result.
                 None => serde_json::from_str(&text)
                     .map(|native| SourceEntity {
-                        native: Some(native),
-                        text: None,
+                        body: Body::Parsed(native),
                         digest: Some(digest),
                         remembered: None,
                     })
@@ -141,21 +139,24 @@ pub(super) struct SourcePage {
 /// A source entity as a run reads it: parsed, or left as its text while every target's memo finds it
 /// unchanged.
 pub(super) struct SourceEntity {
-    /// The entity, `None` while it is left as its text.
-    native: Option<Value>,
-    /// Its text as the connector returned it, kept while it is not parsed.
-    text: Option<String>,
+    body: Body,
     /// Its [`memo::native_digest`], when the kind is memoised.
     pub(super) digest: Option<memo::Digest>,
     /// The source entity every target's memo finds it unchanged as.
     pub(super) remembered: Option<Arc<str>>,
 }
 
+/// A source entity's body.
+enum Body {
+    Parsed(Value),
+    /// Its text as the connector returned it, while nothing needs it parsed.
+    Text(String),
+}
+
 impl SourceEntity {
     fn parsed(native: Value) -> SourceEntity {
         SourceEntity {
-            native: Some(native),
-            text: None,
+            body: Body::Parsed(native),
             digest: None,
             remembered: None,
         }
@@ -165,12 +166,11 @@ impl SourceEntity {
     /// transform after all: its id came twice). Its text was parsed by an earlier run, so this does not fail
     /// but where the memo's digest met a different text; then it is the entity's failure.
     pub(super) fn native(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
-        match (&self.native, &self.text) {
-            (Some(native), _) => Ok(std::borrow::Cow::Borrowed(native)),
-            (None, Some(text)) => serde_json::from_str(text)
+        match &self.body {
+            Body::Parsed(native) => Ok(std::borrow::Cow::Borrowed(native)),
+            Body::Text(text) => serde_json::from_str(text)
                 .map(std::borrow::Cow::Owned)
                 .map_err(|e| format!("the entity is not valid JSON: {e}")),
-            (None, None) => Err("the entity was read without its text".into()),
         }
     }
 }
@@ -274,8 +274,7 @@ mod tests {
     #[test]
     fn a_remembered_entity_is_parsed_from_its_text_when_the_run_needs_it() {
         let entity = |text: &str| SourceEntity {
-            native: None,
-            text: Some(text.into()),
+            body: Body::Text(text.into()),
             digest: Some(memo::native_digest(text)),
             remembered: Some("a".into()),
         };
