@@ -23,8 +23,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use provisio_engine::{
-    audit, connector, json, metrics, notify, outbound, plugins, provisioning, quarantine, realtime, retention, runtime,
-    secrets, store, systems, transform_test,
+    audit, connector, idle, json, metrics, notify, outbound, plugins, provisioning, quarantine, realtime, retention,
+    runtime, secrets, store, systems, transform_test,
 };
 
 pub mod api;

@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = provisio::memory::runtime().build()?;
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_format == "json");

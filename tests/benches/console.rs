@@ -131,11 +131,7 @@ fn assets_of(page: &str) -> Vec<String> {
 
 fn main() {
     let requests = env_or("BENCH_REQUESTS", 50) as usize;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = provisio::memory::runtime().worker_threads(2).build().expect("runtime");
     let data = tempfile::tempdir().expect("data dir");
     rt.block_on(async move {
         let state = boot(data.path(), Settings::default(), &[ADMIN_PRINCIPAL]).await;

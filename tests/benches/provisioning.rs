@@ -55,9 +55,8 @@ const LIMIT_PER_SECOND: f64 = 3.0;
 const ROLE_ENV: &str = "PROVISIO_BENCH_SIMULATORS";
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = provisio::memory::runtime()
         .worker_threads(2)
-        .enable_all()
         .build()
         .expect("tokio runtime");
     if std::env::var_os(ROLE_ENV).is_some() {

@@ -59,10 +59,9 @@ fn main() {
 /// This process: the service alone, on 2 workers as `provisio serve` runs on this machine; everything else
 /// runs in a child process (so `perf record -p` of this process profiles the service and nothing else).
 fn service() {
-    let service_rt = tokio::runtime::Builder::new_multi_thread()
+    let service_rt = provisio::memory::runtime()
         .worker_threads(2)
         .thread_name("service")
-        .enable_all()
         .build()
         .expect("service runtime");
     let data = tempfile::tempdir().expect("data dir");

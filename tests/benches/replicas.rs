@@ -69,10 +69,7 @@ fn main() {
             )
             .with_writer(std::io::stderr)
             .try_init();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = provisio::memory::runtime().build().expect("tokio runtime");
         if let Err(e) = rt.block_on(replica_main()) {
             eprintln!("replica: {e}");
             std::process::exit(1);

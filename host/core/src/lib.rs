@@ -9,11 +9,13 @@
 //!   real-time events), bundled as [`store::Stores`]; backends (`provisio-store-sqlite`) implement them.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`json`]: compact JSON text of a value, the fast way.
+//! - [`idle`]: threads that wait for work hand back the memory they freed.
 //!
 //! Dependencies point one way: `provisio` (HTTP, CLI) → `provisio-engine` → `provisio-core`, and a store
 //! backend → `provisio-core`.
 
 pub mod connector;
+pub mod idle;
 pub mod json;
 pub mod metrics;
 pub mod outbound;

@@ -14,7 +14,7 @@
 //! It stands on `provisio-core` (runtime, outbound, store, secrets), which it re-exports under the same
 //! module names, and never on the HTTP layer.
 
-pub use provisio_core::{connector, json, metrics, outbound, runtime, secrets, store};
+pub use provisio_core::{connector, idle, json, metrics, outbound, runtime, secrets, store};
 
 pub mod audit;
 pub mod notify;

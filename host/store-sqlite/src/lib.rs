@@ -85,7 +85,7 @@ impl Queries {
         std::thread::Builder::new()
             .name("provisio-sqlite".into())
             .spawn(move || {
-                while let Ok(job) = rx.recv() {
+                while let Some(job) = provisio_core::idle::recv(&rx) {
                     job();
                 }
             })

@@ -217,7 +217,7 @@ impl Appender {
 }
 
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<(NewEvent, Reply)>) {
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = provisio_core::idle::recv(&rx) {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {

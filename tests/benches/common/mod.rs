@@ -156,9 +156,8 @@ pub fn run_on_two_workers(benchmark: impl std::future::Future<Output = ()>) {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = provisio::memory::runtime()
         .worker_threads(2)
-        .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(benchmark);
