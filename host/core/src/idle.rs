@@ -4,7 +4,8 @@
 //! OS only when the same thread next allocates or frees. A thread that goes idle after a large piece of work
 //! (a job's links map dropped, a page's transformations) would hold that memory until its next work, and the
 //! next run's peak came on top of it (docs/performance.md, "sixteenth session"). So the threads that wait for
-//! work — the tokio workers as they park, the store's query thread when its queue is empty — call
+//! work — the tokio workers as they park, the SQLite store's query thread and outbox writer when their queues
+//! are empty ([`recv`]) — call
 //! [`thread_idle`], which runs the release function the binary registered at most once per
 //! [`RELEASE_EVERY`] on each thread.
 
