@@ -49,6 +49,7 @@ impl Background {
                     .worker_threads(THREADS)
                     .thread_name("plugin-background")
                     .on_thread_start(lower_priority)
+                    .on_thread_park(crate::idle::thread_idle)
                     .enable_all()
                     .build()
                     .map_err(|e| tracing::error!(error = %e, "cannot start the plugins' background pool"))
