@@ -588,12 +588,7 @@ async fn ias_patch(sim: &ias::Simulator, id: &str, given_name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_safety_delta_reads_and_existing_entities() {
     let service = Service::start().await;
-    let ias_sim = ias::spawn(ias::Options {
-        users: 30,
-        ..Default::default()
-    })
-    .await
-    .expect("ias");
+    let ias_sim = ias_with_users(30).await;
     let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
     let ias_users = ias_sim.users();
     // A user that is already in the target before Provisio ever ran.
@@ -711,6 +706,16 @@ async fn deletion_safety_delta_reads_and_existing_entities() {
     assert_eq!(job["status"], "Success", "{job}");
     assert_eq!(counts(&job, t, "user"), (0, 22, 0, 0), "{job}");
     assert_eq!(stats(&job, t, "user")["skipped"], 1, "the existing user is kept: {job}");
+}
+
+/// An IAS simulator holding `users` users and the rest of its defaults.
+async fn ias_with_users(users: usize) -> ias::Simulator {
+    ias::spawn(ias::Options {
+        users,
+        ..Default::default()
+    })
+    .await
+    .expect("ias")
 }
 
 async fn ias_to_uaa(
@@ -911,12 +916,7 @@ async fn simulate_provision_one_stop_queue_and_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_ends_a_run_at_an_entity_boundary() {
     let service = Service::start().await;
-    let ias_sim = ias::spawn(ias::Options {
-        users: 40,
-        ..Default::default()
-    })
-    .await
-    .expect("ias");
+    let ias_sim = ias_with_users(40).await;
     let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
     // Five writes a second: the run takes eight seconds unless stopped.
     let (source, target) = ias_to_uaa(&service, &ias_sim, &uaa_sim, "5").await;
@@ -1203,12 +1203,7 @@ async fn killed_read_converges(database: Option<&str>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_deletes_are_not_proposed_again() {
     let service = Service::start().await;
-    let ias_sim = ias::spawn(ias::Options {
-        users: 20,
-        ..Default::default()
-    })
-    .await
-    .expect("ias");
+    let ias_sim = ias_with_users(20).await;
     let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
     let source = service
         .create_system(json!({"name": "IAS", "type": "ias", "role": "source",
@@ -1303,12 +1298,7 @@ async fn rejected_deletes_are_not_proposed_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_systems_are_skipped() {
     let service = Service::start().await;
-    let ias_sim = ias::spawn(ias::Options {
-        users: 5,
-        ..Default::default()
-    })
-    .await
-    .expect("ias");
+    let ias_sim = ias_with_users(5).await;
     let uaa_a = uaa::spawn(uaa::Options::default()).await.expect("uaa a");
     let uaa_b = uaa::spawn(uaa::Options::default()).await.expect("uaa b");
     let source = service
@@ -1414,12 +1404,7 @@ async fn tamper_digests(service: &Service, source: &str, target: &str) -> usize 
 async fn the_transformation_memo_skips_only_what_it_can_vouch_for() {
     const USERS: u64 = 30;
     let service = Service::start().await;
-    let ias_sim = ias::spawn(ias::Options {
-        users: USERS as usize,
-        ..Default::default()
-    })
-    .await
-    .expect("ias");
+    let ias_sim = ias_with_users(USERS as usize).await;
     let default: Value = serde_json::from_str(
         service
             .state
@@ -1521,12 +1506,7 @@ async fn the_transformation_memo_skips_only_what_it_can_vouch_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_named_twice_is_transformed_although_the_memo_knows_it() {
     let service = Service::start().await;
-    let ias_sim = ias::spawn(ias::Options {
-        users: 30,
-        ..Default::default()
-    })
-    .await
-    .expect("ias");
+    let ias_sim = ias_with_users(30).await;
     let proxy = FlakyProxy::start(&ias_sim.base_url).await;
     proxy.echo_first(true);
     let uaa_sim = uaa::spawn(uaa::Options::default()).await.expect("uaa");
