@@ -31,7 +31,7 @@ pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
             "path {relative:?} is an absolute URL; connectors send relative paths only"
         ));
     }
-    check_segments(path, relative)?;
+    check_segments(path, || relative.to_string())?;
     let mut joined = base.clone();
     {
         let base_path = base.path().trim_end_matches('/');
@@ -50,24 +50,36 @@ pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
 /// Refuses dot segments in every disguise servers are known to decode: percent-encoded (also twice),
 /// with a `;` parameter (`..;` is `..` to Tomcat), with trailing dots or spaces (`...`, `.. ` to IIS),
 /// and encoded separators hidden inside a segment.
-fn check_segments(path: &str, shown: &str) -> Result<(), String> {
+/// `shown` names the path in a refusal; it is only built when there is one (a path that passes costs no
+/// message: this runs for every request a connector sends).
+fn check_segments(path: &str, shown: impl Fn() -> String) -> Result<(), String> {
     for segment in path.split('/') {
         let once = percent_encoding::percent_decode_str(segment)
             .decode_utf8()
-            .map_err(|_| format!("path {shown:?} has a segment that is not valid UTF-8 once decoded"))?;
-        let lower = once.to_ascii_lowercase();
-        if ["%2e", "%2f", "%5c", "%00"].iter().any(|e| lower.contains(e)) {
-            return Err(format!("path {shown:?} is encoded twice"));
+            .map_err(|_| format!("path {:?} has a segment that is not valid UTF-8 once decoded", shown()))?;
+        if encodes_again(&once) {
+            return Err(format!("path {:?} is encoded twice", shown()));
         }
         if once.contains('/') || once.contains('\\') || once.contains('\0') {
-            return Err(format!("path {shown:?} hides a separator in an encoded segment"));
+            return Err(format!("path {:?} hides a separator in an encoded segment", shown()));
         }
         let bare = once.split(';').next().unwrap_or("");
         if !bare.is_empty() && bare.trim_end_matches([' ', '.']).is_empty() {
-            return Err(format!("path {shown:?} leaves the upstream with a dot segment"));
+            return Err(format!("path {:?} leaves the upstream with a dot segment", shown()));
         }
     }
     Ok(())
+}
+
+/// Whether a segment, decoded once, still holds an encoded dot, slash, backslash or NUL (`%2e`, `%2F`, …).
+fn encodes_again(once: &str) -> bool {
+    once.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                [w[1].to_ascii_lowercase(), w[2].to_ascii_lowercase()],
+                [b'2', b'e'] | [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
+            )
+    })
 }
 
 /// Checks that `url` is on `base`'s origin and under its path: the rule for joined paths and redirects.
@@ -87,13 +99,16 @@ pub fn ensure_within(base: &Url, url: &Url) -> Result<(), String> {
     }
     let base_path = base.path().trim_end_matches('/');
     let path = url.path();
-    if !(path == base_path || path.starts_with(&format!("{base_path}/"))) {
+    let under = path
+        .strip_prefix(base_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !under {
         return Err(format!(
             "{} is outside the configured base path {base_path:?}",
             redact(url)
         ));
     }
-    check_segments(path, &redact(url))
+    check_segments(path, || redact(url))
 }
 
 fn origin(url: &Url) -> String {
@@ -148,6 +163,33 @@ mod tests {
         ] {
             assert!(join(&base(), bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn encoded_twice_in_any_case_is_refused_and_near_misses_pass() {
+        for twice in ["%252e", "%252E", "%252f", "%252F", "%255c", "%255C", "%2500", "a%252Fb"] {
+            let err = join(&base(), &format!("Users/{twice}")).expect_err(twice);
+            assert!(err.contains("encoded twice"), "{twice}: {err}");
+        }
+        // A percent sign that decodes to something else, or ends the segment, is not a second encoding.
+        for fine in ["Users/%2541", "Users/a%25", "Users/%252", "Users/100%25off"] {
+            assert!(join(&base(), fine).is_ok(), "{fine} must pass");
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_path_it_refused() {
+        let err = join(&base(), "Users/%252e").expect_err("refused");
+        assert!(err.contains("Users/%252e"), "{err}");
+        let err = ensure_within(
+            &base(),
+            &Url::parse("https://api.example.com/scim/v2/..%2fadmin?token=x").unwrap(),
+        )
+        .expect_err("refused");
+        assert!(
+            err.contains("https://api.example.com/scim/v2/..%2fadmin") && !err.contains("token"),
+            "{err}"
+        );
     }
 
     #[test]

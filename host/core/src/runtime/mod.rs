@@ -136,12 +136,14 @@ pub struct LoadedPlugin {
     /// While `describe()` runs at load time: the plugin's name is not known yet, so the call is counted in
     /// `/metrics` by [`Runtime::load`] under the name it declares, not under the digest.
     describing: bool,
+    /// `name@version`, built once: every call names its plugin in `/metrics`.
+    label: String,
 }
 
 impl LoadedPlugin {
     /// `name@version`.
     pub fn label(&self) -> String {
-        format!("{}@{}", self.descriptor.name, self.descriptor.version)
+        self.label.clone()
     }
 
     /// The connector's default transformation for a system role (`source`, `target`, `proxy`) and direction
@@ -314,10 +316,12 @@ impl Runtime {
                 });
             }
         };
+        let name = format!("upload-{}", &digest[..12]);
         let mut plugin = LoadedPlugin {
+            label: format!("{name}@unknown"),
             // Until describe() answers, the plugin is known by its digest.
             descriptor: Descriptor {
-                name: format!("upload-{}", &digest[..12]),
+                name,
                 version: "unknown".into(),
                 entity_kinds: vec![],
                 operations: vec![],
@@ -357,6 +361,7 @@ impl Runtime {
         plugin.describing = false;
         validate_descriptor(&descriptor, &extensions).map_err(LoadError::Describe)?;
         validate_default_transformations(&descriptor, &extensions)?;
+        plugin.label = format!("{}@{}", descriptor.name, descriptor.version);
         plugin.descriptor = descriptor;
         plugin.extensions = extensions;
         // describe() at load time is not a call anybody made: the counters start at zero.
@@ -624,17 +629,17 @@ impl Runtime {
         request: Request,
         texts: Option<KnownText<'_>>,
     ) -> Result<Response, CallError> {
-        let label = plugin.label();
+        let label = plugin.label.as_str();
         let started = Instant::now();
         let argument_size =
             request.size() + target.map_or(0, |t| t.properties.iter().map(|(k, v)| k.len() + v.len()).sum());
         if argument_size > self.limits.max_argument_bytes {
             let error = CallError::ArgumentTooLarge {
-                plugin: label.clone(),
+                plugin: label.to_string(),
                 size: argument_size,
                 limit: self.limits.max_argument_bytes,
             };
-            return self.not_run(plugin, &label, target, error, started);
+            return self.not_run(plugin, label, target, error, started);
         }
         // A page may hold at most the entities asked for (`page-size`, at least 1).
         let max_entities = match &request {
@@ -647,18 +652,18 @@ impl Runtime {
                 Ok(permit) => Some(permit),
                 Err(busy) => {
                     let error = CallError::SystemBusy {
-                        plugin: label.clone(),
+                        plugin: label.to_string(),
                         system: t.endpoint.system_id.clone(),
                         in_flight: busy.in_flight,
                         waiting: busy.waiting,
                     };
-                    return self.not_run(plugin, &label, target, error, started);
+                    return self.not_run(plugin, label, target, error, started);
                 }
             },
             None => None,
         };
         let _slot = self.slots.acquire().await.map_err(|e| CallError::Host {
-            plugin: label.clone(),
+            plugin: label.to_string(),
             message: e.to_string(),
         })?;
         // `describe` has no system: it always runs in a fresh instance.
@@ -675,7 +680,7 @@ impl Runtime {
             }
             None => {
                 self.fresh_instances.fetch_add(1, Ordering::Relaxed);
-                (self.new_store(label.clone(), endpoint), None, 0)
+                (self.new_store(label.to_string(), endpoint), None, 0)
             }
         };
         store.set_epoch_deadline(1);
@@ -706,17 +711,17 @@ impl Runtime {
             Ok(Ok(ran)) => ran,
             Ok(Err(panic)) => {
                 let error = CallError::HostPanic {
-                    plugin: label.clone(),
+                    plugin: label.to_string(),
                     message: panic_message(panic.as_ref()),
                 };
-                return self.not_run(plugin, &label, target, error, started);
+                return self.not_run(plugin, label, target, error, started);
             }
             Err(e) => {
                 let error = CallError::Host {
-                    plugin: label.clone(),
+                    plugin: label.to_string(),
                     message: e.to_string(),
                 };
-                return self.not_run(plugin, &label, target, error, started);
+                return self.not_run(plugin, label, target, error, started);
             }
         };
         let mut instance = None;
@@ -726,7 +731,7 @@ impl Runtime {
                 response
             })
         });
-        let result = Self::conclude(&self.limits, label.clone(), store.data(), outcome, max_entities, texts);
+        let result = Self::conclude(&self.limits, label, store.data(), outcome, max_entities, texts);
         let kind = match &result {
             Ok(
                 Response::Text(Err(_))
@@ -742,11 +747,11 @@ impl Runtime {
         };
         let elapsed = started.elapsed();
         if !plugin.describing {
-            crate::metrics::plugin_call(&label, kind, elapsed);
+            crate::metrics::plugin_call(label, kind, elapsed);
         }
         let state = store.data();
         if state.denied > 0 && !plugin.describing {
-            crate::metrics::plugin_denied_requests(&label, u64::from(state.denied));
+            crate::metrics::plugin_denied_requests(label, u64::from(state.denied));
         }
         plugin
             .stats
@@ -832,7 +837,7 @@ impl Runtime {
     /// Turns a call's outcome into its answer, naming the limit that stopped it, if one did.
     fn conclude(
         limits: &CallLimits,
-        label: String,
+        label: &str,
         state: &CallState,
         outcome: Result<wasmtime::Result<RawResponse>, tokio::time::error::Elapsed>,
         max_entities: Option<usize>,
@@ -840,27 +845,30 @@ impl Runtime {
     ) -> Result<Response, CallError> {
         match outcome {
             Err(_) => Err(CallError::Timeout {
-                plugin: label,
+                plugin: label.to_string(),
                 limit: limits.timeout,
             }),
             Ok(Ok(mut response)) => {
                 let size = response.size();
                 if size > limits.max_result_bytes {
                     return Err(CallError::ResultTooLarge {
-                        plugin: label,
+                        plugin: label.to_string(),
                         size,
                         limit: limits.max_result_bytes,
                     });
                 }
                 if let RawResponse::Invalid(message) = response {
-                    return Err(CallError::InvalidResult { plugin: label, message });
+                    return Err(CallError::InvalidResult {
+                        plugin: label.to_string(),
+                        message,
+                    });
                 }
                 // Checked before parsing: parsed entities take several times their text in host memory.
                 if let (Some(max), RawResponse::Page(Ok(page))) = (max_entities, &response)
                     && page.entities.len() > max
                 {
                     return Err(CallError::InvalidResult {
-                        plugin: label,
+                        plugin: label.to_string(),
                         message: format!(
                             "a page of {} entities, over the page size of {max} asked for (the limit: a page holds at most page-size entities)",
                             page.entities.len()
@@ -868,25 +876,25 @@ impl Runtime {
                     });
                 }
                 response.scrub(&state.secrets, state.listed_scrubbed);
-                response.parse(&label, texts)
+                response.parse(label, texts)
             }
             Ok(Err(trap)) => {
                 if state.deadline_hit {
                     return Err(CallError::Timeout {
-                        plugin: label,
+                        plugin: label.to_string(),
                         limit: limits.timeout,
                     });
                 }
                 if let Some(requested) = state.memory.hit {
                     return Err(CallError::MemoryLimit {
-                        plugin: label,
+                        plugin: label.to_string(),
                         limit: limits.memory_bytes,
                         requested,
                     });
                 }
                 if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::StackOverflow) {
                     return Err(CallError::StackOverflow {
-                        plugin: label,
+                        plugin: label.to_string(),
                         limit: engine::MAX_WASM_STACK,
                     });
                 }
@@ -903,7 +911,10 @@ impl Runtime {
                 } else {
                     format!("{trap:#}")
                 };
-                Err(CallError::Trap { plugin: label, message })
+                Err(CallError::Trap {
+                    plugin: label.to_string(),
+                    message,
+                })
             }
         }
     }
