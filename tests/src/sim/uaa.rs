@@ -1252,9 +1252,21 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
 }
 
 /// Waits `latency` (nothing when it is zero), outside the simulator's lock, so requests wait side by side.
+/// Waits `latency`, as a backend across a network takes it: to within the OS's timer slack. Tokio's timers
+/// fire on millisecond ticks, so a 5 ms sleep alone ends 5–6 ms later by where in the tick the request came:
+/// whatever a proxy adds would move the simulator's own wait. The last stretch is slept on a blocking thread.
 async fn pause(latency: Duration) {
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    if latency.is_zero() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + latency;
+    if let Some(coarse) = latency.checked_sub(Duration::from_millis(2)) {
+        tokio::time::sleep(coarse).await;
+    }
+    let rest = deadline.saturating_duration_since(std::time::Instant::now());
+    if !rest.is_zero() {
+        // Only the thread's own end can fail it (a panic in `sleep`): the wait is over either way.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
     }
 }
 
@@ -2554,6 +2566,35 @@ mod tests {
         // One after another they would take WRITES × the latency.
         assert!(took < WRITES * latency, "the writes waited one after another: {took:?}");
         assert_eq!(sim.user_count(), WRITES as usize);
+    }
+
+    #[tokio::test]
+    async fn a_pause_ends_at_its_latency_not_at_the_next_timer_tick() {
+        // Tokio's timers alone end a 5 ms sleep 5–6 ms later, by the phase of the millisecond tick the sleep
+        // starts in; a backend's latency is what it says. Both are started at every phase of the tick (a
+        // thread sleep first: a tokio one would end on a tick), and compared in the same run.
+        let latency = Duration::from_millis(5);
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let (mut paused, mut slept) = (Vec::new(), Vec::new());
+        for i in 0..40u64 {
+            std::thread::sleep(Duration::from_micros(i * 97 % 1000));
+            let started = std::time::Instant::now();
+            pause(latency).await;
+            paused.push(started.elapsed());
+            std::thread::sleep(Duration::from_micros(i * 89 % 1000));
+            let started = std::time::Instant::now();
+            tokio::time::sleep(latency).await;
+            slept.push(started.elapsed());
+        }
+        assert!(paused.iter().all(|&p| p >= latency), "a pause ended early: {paused:?}");
+        let (paused, slept) = (median(paused), median(slept));
+        assert!(
+            paused + Duration::from_micros(250) < slept,
+            "the pause waited for a timer tick as tokio's sleep does: median {paused:?} against {slept:?}"
+        );
     }
 
     #[tokio::test]
