@@ -1251,10 +1251,10 @@ async fn token(AxState(st): S, headers: HeaderMap, RawQuery(q): RawQuery, body: 
     Ok(h::with_header(resp, "pragma", "no-cache"))
 }
 
-/// Waits `latency` (nothing when it is zero), outside the simulator's lock, so requests wait side by side.
-/// Waits `latency`, as a backend across a network takes it: to within the OS's timer slack. Tokio's timers
-/// fire on millisecond ticks, so a 5 ms sleep alone ends 5–6 ms later by where in the tick the request came:
-/// whatever a proxy adds would move the simulator's own wait. The last stretch is slept on a blocking thread.
+/// Waits `latency` (nothing when it is zero), outside the simulator's lock, so requests wait side by side, and
+/// to within the OS's timer slack, as a backend across a network takes it. Tokio's timers fire on millisecond
+/// ticks, so a 5 ms sleep alone ends 5–6 ms later by where in the tick the request came: whatever a proxy adds
+/// would move the simulator's own wait. The last stretch is slept on a blocking thread.
 async fn pause(latency: Duration) {
     if latency.is_zero() {
         return;
