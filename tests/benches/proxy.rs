@@ -22,15 +22,16 @@
 //!    same connections), as the issue measured nginx; skipped where `wrk` is not installed.
 //!
 //! The service runs on 2 worker threads as `provisio serve` does on this machine (`BENCH_SERVICE_WORKERS`
-//! sets another number), alone in the benchmark's
-//! process; the simulators, the floor and the load generator run in a child process (this binary again) on
-//! runtimes of their own, so that `perf record -p <the service's process>` profiles the service alone (the
-//! processes share the machine's 2 cores). The service's process id is printed first.
+//! sets another number), alone in the benchmark's process; the simulators, the floor and the load generator
+//! run in a child process (this binary again) on runtimes of their own, so that `perf record -p <the
+//! service's process>` profiles the service alone (the processes share the machine's 2 cores). The service's
+//! process id is printed first.
 //! `BENCH_USERS` users are seeded (default 1,000).
 //!
 //! Run: `cargo bench -p provisio-tests --bench proxy`. Under `taskset -c 0` every process shares one core: the
 //! latencies are then the sum of each hop's CPU, without the cross-core wake-ups that make up much of a 2-core
-//! run's figures and most of its noise (docs/performance.md, "eighteenth session"). Prints PASS/FAIL per target and exits 0.
+//! run's figures and most of its noise (docs/performance.md, "eighteenth session"). Prints PASS/FAIL per
+//! target and exits 0.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -344,24 +344,20 @@ impl Runtime {
         let (descriptor, extensions) = match described {
             Ok(Response::Describe(d, x)) => (d, x),
             Ok(_) => {
-                crate::metrics::plugin_call(&plugin.label(), "connector-error", describing.elapsed());
+                crate::metrics::plugin_call(&plugin.label, "connector-error", describing.elapsed());
                 return Err(LoadError::Describe("internal error: mismatched response kind".into()));
             }
             Err(e) => {
-                crate::metrics::plugin_call(&plugin.label(), e.kind(), describing.elapsed());
+                crate::metrics::plugin_call(&plugin.label, e.kind(), describing.elapsed());
                 return Err(LoadError::Describe(e.to_string()));
             }
         };
         // Counted under the name and version it declares (not `upload-<digest>@unknown`).
-        crate::metrics::plugin_call(
-            &format!("{}@{}", descriptor.name, descriptor.version),
-            "ok",
-            describing.elapsed(),
-        );
+        plugin.label = format!("{}@{}", descriptor.name, descriptor.version);
+        crate::metrics::plugin_call(&plugin.label, "ok", describing.elapsed());
         plugin.describing = false;
         validate_descriptor(&descriptor, &extensions).map_err(LoadError::Describe)?;
         validate_default_transformations(&descriptor, &extensions)?;
-        plugin.label = format!("{}@{}", descriptor.name, descriptor.version);
         plugin.descriptor = descriptor;
         plugin.extensions = extensions;
         // describe() at load time is not a call anybody made: the counters start at zero.
