@@ -9,7 +9,190 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 /// `Ok` when `text` is one JSON value that `serde_json::from_slice::<Value>` accepts, else the error that
 /// parse would give.
 pub fn check(text: &[u8]) -> Result<(), serde_json::Error> {
-    serde_json::from_slice::<Checked>(text).map(|_| ())
+    match std::str::from_utf8(text) {
+        Ok(text) => check_str(text),
+        // serde_json's parse says where, in its own words.
+        Err(_) => serde_json::from_slice::<Checked>(text).map(|_| ()),
+    }
+}
+
+/// [`check`] of a text already known to be UTF-8: its strings are not validated again. A plain text (see
+/// [`plainly_valid`]) is accepted by one scan; anything else goes through serde_json's parse, which gives
+/// the verdict and its message.
+pub fn check_str(text: &str) -> Result<(), serde_json::Error> {
+    if plainly_valid(text.as_bytes()) {
+        return Ok(());
+    }
+    serde_json::from_str::<Checked>(text).map(|_| ())
+}
+
+/// Deepest nesting the quick scan follows (serde_json's own limit is 128): a bit of a `u64` per level, the
+/// widest integer wasm computes with natively.
+const PLAIN_DEPTH: u32 = 64;
+/// Most digits of a number the quick scan accepts: any integer of up to 300 digits is within `f64`'s range.
+const PLAIN_DIGITS: usize = 300;
+
+/// Whether `text` (UTF-8) is one JSON value of the plain kind an entity is: a quick scan of its grammar
+/// (RFC 8259) that accepts nothing a `Value` parse refuses. What it does not follow — a `\u` escape (a
+/// surrogate must pair), a number with an exponent or over [`PLAIN_DIGITS`] digits (`f64`'s range), nesting
+/// deeper than [`PLAIN_DEPTH`] — it leaves to serde_json: `false` means "ask the parser", not "invalid".
+/// About 60 % of the instructions of serde_json's walk on a typical user, in wasm (docs/performance.md,
+/// "nineteenth session"); it runs in every connector's `get` and on every entity text the host checks.
+fn plainly_valid(text: &[u8]) -> bool {
+    // Bit d of `objects`: whether the container at depth d is an object (else an array).
+    let (mut objects, mut depth, mut i) = (0u64, 0u32, whitespace(text, 0));
+    'value: loop {
+        i = match text.get(i) {
+            Some(b'{' | b'[') if depth == PLAIN_DEPTH => return false,
+            Some(&open @ (b'{' | b'[')) => {
+                let object = open == b'{';
+                objects = (objects & !(1 << depth)) | (u64::from(object) << depth);
+                depth += 1;
+                i = whitespace(text, i + 1);
+                match text.get(i) {
+                    // Empty: closed at once.
+                    Some(b'}') if object => {
+                        depth -= 1;
+                        i + 1
+                    }
+                    Some(b']') if !object => {
+                        depth -= 1;
+                        i + 1
+                    }
+                    _ if object => match key(text, i) {
+                        Some(next) => {
+                            i = next;
+                            continue 'value;
+                        }
+                        None => return false,
+                    },
+                    _ => continue 'value,
+                }
+            }
+            Some(b'"') => match string(text, i) {
+                Some(end) => end,
+                None => return false,
+            },
+            Some(b't') if text[i..].starts_with(b"true") => i + 4,
+            Some(b'f') if text[i..].starts_with(b"false") => i + 5,
+            Some(b'n') if text[i..].starts_with(b"null") => i + 4,
+            Some(b'-' | b'0'..=b'9') => match number(text, i) {
+                Some(end) => end,
+                None => return false,
+            },
+            _ => return false,
+        };
+        // After a value: the container's next entry, its end, or the end of the text.
+        loop {
+            i = whitespace(text, i);
+            if depth == 0 {
+                return i == text.len();
+            }
+            let object = objects & (1 << (depth - 1)) != 0;
+            match text.get(i) {
+                Some(b',') if object => match key(text, whitespace(text, i + 1)) {
+                    Some(next) => {
+                        i = next;
+                        continue 'value;
+                    }
+                    None => return false,
+                },
+                Some(b',') => {
+                    i = whitespace(text, i + 1);
+                    continue 'value;
+                }
+                Some(b'}') if object => {
+                    depth -= 1;
+                    i += 1;
+                }
+                Some(b']') if !object => {
+                    depth -= 1;
+                    i += 1;
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// The position after JSON whitespace from `i`.
+fn whitespace(text: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = text.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// A member's key at `i` and its colon: the position of its value.
+fn key(text: &[u8], i: usize) -> Option<usize> {
+    let i = whitespace(text, string(text, i)?);
+    (text.get(i) == Some(&b':')).then(|| whitespace(text, i + 1))
+}
+
+/// The position after the string at `i`; `None` for a control character, a `\u` or an unknown escape.
+fn string(text: &[u8], i: usize) -> Option<usize> {
+    if text.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut i = i + 1;
+    loop {
+        // Eight bytes at a time to the string's next quote, backslash or control character (SWAR, as
+        // serde_json does); byte by byte in the text's last seven.
+        while let Some(chunk) = text.get(i..i + 8) {
+            let found = special(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+            if found != 0 {
+                i += (found.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        match *text.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => match text.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                _ => return None,
+            },
+            0..=0x1f => return None,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The high bit of each byte of `word` (eight bytes of the text, little-endian) that may be a quote, a
+/// backslash or a control character; 0 when none is. The lowest bit set is always a real one (a borrow that
+/// marks a byte falsely only starts at a real one below it), so it says where the next such byte is; bytes
+/// with the high bit set (UTF-8 sequences) are never marked.
+fn special(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    zero_byte(word ^ (ONES * u64::from(b'"'))) | zero_byte(word ^ (ONES * u64::from(b'\\'))) | below_space
+}
+
+/// The position after the number at `i` (RFC 8259's grammar without an exponent, at most [`PLAIN_DIGITS`]
+/// digits).
+fn number(text: &[u8], i: usize) -> Option<usize> {
+    let start = i;
+    let mut i = i + usize::from(text.get(i) == Some(&b'-'));
+    let digits = |from: usize| text[from..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let whole = digits(i);
+    // `0` alone or a digit 1-9 first: `01` is not JSON.
+    if whole == 0 || (whole > 1 && text[i] == b'0') {
+        return None;
+    }
+    i += whole;
+    if text.get(i) == Some(&b'.') {
+        let fraction = digits(i + 1);
+        if fraction == 0 {
+            return None;
+        }
+        i += 1 + fraction;
+    }
+    if matches!(text.get(i), Some(b'e' | b'E')) || i - start > PLAIN_DIGITS {
+        return None;
+    }
+    Some(i)
 }
 
 /// A JSON value seen through, nothing kept.
@@ -60,6 +243,127 @@ impl<'de> Visitor<'de> for Checked {
 mod tests {
     use super::*;
 
+    /// Texts an entity's answer may hold, plain and not.
+    const SAMPLES: [&str; 5] = [
+        r#"{"id":"8a1b-ff","userName":"ana.lima@example.com","name":{"givenName":"Ana","familyName":"Lima"},"emails":[{"value":"ana.lima@example.com","primary":true}],"active":true,"verified":false,"origin":"uaa","zoneId":"uaa","meta":{"version":12,"created":"2026-01-01T00:00:00.000Z","lastModified":"2026-01-02T00:00:00.000Z"},"groups":[],"schemas":["urn:scim:schemas:core:1.0"],"score":-0.25,"n":0,"big":12345678901234567890}"#,
+        "  [1, -2, 3.5, true, false, null, \"a\\\"b\\\\c\\/d\\n\", {\"k\": [[], {}]}]\n",
+        r#"{"escaped":"caf\u00e9 \ud83d\ude00","exp":1e5,"neg":-1E-2}"#,
+        r#"{"a":{"b":{"c":{"d":[{"e":"f"}]}}},"é":"ü"}"#,
+        "\"just a string\"",
+    ];
+
+    /// Deterministic mutations of `text`: bytes dropped, doubled, replaced by JSON's own punctuation, cut.
+    fn mutations(text: &str, seed: u64) -> Vec<String> {
+        const PIECES: [&str; 20] = [
+            "{", "}", "[", "]", ",", ":", "\"", "\\", "-", "0", "1", ".", "e", " ", "\u{1}", "\\u", "é", "tru", "01",
+            "1e400",
+        ];
+        let mut state = seed | 1;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let chars: Vec<char> = text.chars().collect();
+        (0..3000)
+            .map(|_| {
+                let mut out = chars.clone();
+                for _ in 0..1 + next(3) {
+                    let at = next(out.len() + 1);
+                    match next(4) {
+                        0 if at < out.len() => {
+                            out.remove(at);
+                        }
+                        1 => out.splice(at..at, PIECES[next(PIECES.len())].chars()).for_each(drop),
+                        2 if at < out.len() => out.insert(at, out[at]),
+                        _ => out.truncate(at.max(1)),
+                    }
+                }
+                out.into_iter().collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_quick_scan_accepts_only_what_a_value_parse_accepts() {
+        let mut plain = 0;
+        for (n, sample) in SAMPLES.iter().enumerate() {
+            for text in std::iter::once(sample.to_string()).chain(mutations(sample, 0x9e37_79b9 + n as u64)) {
+                let parsed = serde_json::from_str::<serde_json::Value>(&text);
+                if plainly_valid(text.as_bytes()) {
+                    plain += 1;
+                    assert!(parsed.is_ok(), "the scan accepted what a parse refuses: {text:?}");
+                }
+                // Whatever path it takes, the check's verdict and message are the parse's.
+                match (check_str(&text), &parsed) {
+                    (Ok(()), Ok(_)) => {}
+                    (Err(ours), Err(theirs)) => assert_eq!(ours.to_string(), theirs.to_string(), "{text:?}"),
+                    (ours, _) => panic!("{text:?}: check {ours:?}, parse {parsed:?}"),
+                }
+            }
+        }
+        assert!(
+            plain > 1000,
+            "the mutations left the scan too little to accept ({plain})"
+        );
+    }
+
+    #[test]
+    fn eight_bytes_at_a_time_the_first_special_byte_is_found_exactly() {
+        for special_byte in [b'"', b'\\', 0x00, 0x01, 0x1f] {
+            for at in 0..8 {
+                // Ordinary bytes around it, UTF-8 continuation bytes and a `!` (0x21) among them; and a second
+                // special byte above, which must not move the first.
+                let mut word = *b"a\xc3\xa9! ~\x7fz";
+                word[at] = special_byte;
+                if at < 7 {
+                    word[7] = b'"';
+                }
+                let found = special(u64::from_le_bytes(word));
+                assert_eq!(found.trailing_zeros() / 8, at as u32, "{special_byte:#x} at {at}");
+            }
+        }
+        assert_eq!(special(u64::from_le_bytes(*b"ab\xc3\xa9 ~/\x7f")), 0);
+        assert_eq!(special(u64::from_le_bytes([0xff; 8])), 0);
+    }
+
+    #[test]
+    fn the_quick_scan_takes_a_plain_entity_and_leaves_the_rest_to_the_parser() {
+        assert!(plainly_valid(SAMPLES[0].as_bytes()));
+        assert!(plainly_valid(SAMPLES[1].as_bytes()));
+        assert!(plainly_valid(SAMPLES[3].as_bytes()));
+        assert!(plainly_valid(b"\"x\""));
+        // Escapes that decode to code points, exponents, long numbers, deep nesting: the parser's to judge.
+        for text in [
+            SAMPLES[2],
+            "1e5",
+            &"9".repeat(301),
+            &format!("{}{}", "[".repeat(65), "]".repeat(65)),
+        ] {
+            assert!(!plainly_valid(text.as_bytes()), "{text}");
+            assert!(check_str(text).is_ok(), "{text}");
+        }
+        for bad in [
+            "",
+            "01",
+            "-",
+            "1.",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{1:2}",
+            "[1 2]",
+            "truex",
+            "\"a\u{1}\"",
+        ] {
+            assert!(!plainly_valid(bad.as_bytes()), "{bad}");
+            assert!(check_str(bad).is_err(), "{bad}");
+        }
+        // Bytes that are not UTF-8 never reach the scan.
+        assert!(check(b"\"\xff\"").is_err());
+    }
+
     #[test]
     fn refuses_what_a_value_parse_refuses_and_only_that() {
         for text in [
@@ -69,6 +373,7 @@ mod tests {
             "1e308",
         ] {
             assert!(check(text.as_bytes()).is_ok(), "{text}");
+            assert!(check_str(text).is_ok(), "{text}");
             assert!(serde_json::from_str::<serde_json::Value>(text).is_ok(), "{text}");
         }
         for text in [
@@ -84,6 +389,11 @@ mod tests {
             let ours = check(text.as_bytes()).expect_err(text);
             let values = serde_json::from_str::<serde_json::Value>(text).expect_err(text);
             assert_eq!(ours.to_string(), values.to_string(), "{text}");
+            assert_eq!(
+                check_str(text).expect_err(text).to_string(),
+                values.to_string(),
+                "{text}"
+            );
         }
     }
 }

@@ -319,9 +319,11 @@ impl Response {
                 ),
             )
         };
-        provisio_scim::json::check(&self.body).map_err(|e| not_json(&e))?;
+        // UTF-8 first, once for the whole text: the check then need not validate each string again.
+        let text = std::str::from_utf8(&self.body).map_err(|e| not_json(&e))?;
+        provisio_scim::json::check_str(text).map_err(|e| not_json(&e))?;
         // One JSON value with whitespace around it: the value is the text trimmed.
-        let text = std::str::from_utf8(&self.body).map_err(|e| not_json(&e))?.trim();
+        let text = text.trim();
         if !text.starts_with('{') {
             return Err(Error::rejected(
                 self.status,

@@ -123,9 +123,14 @@ fn base_url(headers: &HeaderMap, uri: &OriginalUri, system: &str) -> String {
     } else {
         "/ipsproxy/api/v1/scim"
     };
+    // Pushed piece by piece, not through `format!`: this runs for every proxied request.
+    let mut base = String::with_capacity(scheme.len() + 3 + host.len() + prefix.len() + 1 + system.len());
+    for piece in [scheme, "://", host, prefix, "/"] {
+        base.push_str(piece);
+    }
     // The system id as the path had it (axum decoded it), encoded again so it stays one segment.
-    let system = percent_encoding::utf8_percent_encode(system, super::SEGMENT);
-    format!("{scheme}://{host}{prefix}/{system}")
+    base.extend(percent_encoding::utf8_percent_encode(system, super::SEGMENT));
+    base
 }
 
 /// Authenticates (Basic, a bearer token or a client certificate), requires *Access Proxy System API*,

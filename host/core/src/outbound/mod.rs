@@ -81,7 +81,7 @@ pub enum HttpError {
 
 /// Where and how one system's requests go. Built by the host from the system's stored configuration,
 /// never from anything the guest says.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SystemEndpoint {
     /// The system's id, for logs and the rate limiter.
     pub system_id: String,
@@ -548,11 +548,7 @@ impl Outbound {
             )));
         }
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-            .collect();
+        let headers = guest_headers(response.headers());
         // Sized from the announced length, so that a 60 KB page is not copied again at each doubling (at most
         // 1 MiB up front: an announcement is not a body).
         let mut body = Vec::with_capacity(announced.map_or(0, |len| len.min(1 << 20) as usize));
@@ -587,11 +583,65 @@ pub fn is_host_owned_header(name: &str) -> bool {
         || name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
 }
 
+/// An answer's headers as the guest receives them: names in lower case, values that are text, and none of the
+/// framing headers (`content-length`, `transfer-encoding`, `connection`, `keep-alive`). The host has read
+/// the body whole and decoded its framing, so they describe a connection the guest never sees — and each
+/// header costs the call two allocations in the guest. (A recording replays answers without them too.)
+fn guest_headers(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    const FRAMING: [http::HeaderName; 4] = [
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+        http::header::CONNECTION,
+        http::HeaderName::from_static("keep-alive"),
+    ];
+    headers
+        .iter()
+        .filter(|(k, _)| !FRAMING.contains(k))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .collect()
+}
+
 fn classify(e: &transport::Failed, url: &Url) -> HttpError {
     let origin = url.origin().ascii_serialization();
     if e.timeout {
         HttpError::Timeout(format!("{origin} did not answer in time"))
     } else {
         HttpError::Unreachable(format!("{origin} could not be reached ({})", e.text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_gets_an_answers_headers_without_its_framing() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("content-length", "42"),
+            ("Transfer-Encoding", "chunked"),
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("etag", "W/\"3\""),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ] {
+            headers.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        let seen = guest_headers(&headers);
+        let pairs: Vec<(&str, &str)> = seen.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("content-type", "application/json"),
+                ("etag", "W/\"3\""),
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2"),
+            ]
+        );
     }
 }

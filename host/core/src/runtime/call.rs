@@ -127,7 +127,7 @@ impl RawResponse {
             if known(text) {
                 Ok(())
             } else {
-                provisio_scim::json::check(text.as_bytes()).map_err(invalid)
+                provisio_scim::json::check_str(text).map_err(invalid)
             }
         };
         if let Some(known) = texts {
@@ -172,12 +172,15 @@ macro_rules! call_guest {
     ($v:path, $variant:ident, $pre:expr, $instance:expr, $store:expr, $system_id:expr, $properties:expr, $request:expr, $describe:expr) => {{
         use $v as v;
         let store = $store;
-        let plugin = match $instance {
+        // A kept instance serves the system (and properties) it was made for: its config is this call's.
+        let (plugin, config) = match $instance {
             Some(kept) => kept,
-            None => $pre.instantiate_async(&mut *store).await?,
+            None => (
+                $pre.instantiate_async(&mut *store).await?,
+                v::config($system_id, $properties),
+            ),
         };
         let guest = plugin.provisio_connector_connector();
-        let config = v::config($system_id, $properties);
         let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
         let response = match $request {
             Request::Describe => {
@@ -227,7 +230,7 @@ macro_rules! call_guest {
         };
         // Elements a `send-list` kept that no page took go with the call.
         store.data_mut().listed = None;
-        Ok((response, Instance::$variant(plugin)))
+        Ok((response, Instance::$variant(plugin, config)))
     }};
 }
 
@@ -247,7 +250,7 @@ pub(super) async fn run(
             V0_1_0,
             pre,
             match instance {
-                Some(Instance::V0_1_0(kept)) => Some(kept),
+                Some(Instance::V0_1_0(kept, config)) => Some((kept, config)),
                 _ => None,
             },
             store,
@@ -264,7 +267,7 @@ pub(super) async fn run(
             V0_2_0,
             pre,
             match instance {
-                Some(Instance::V0_2_0(kept)) => Some(kept),
+                Some(Instance::V0_2_0(kept, config)) => Some((kept, config)),
                 _ => None,
             },
             store,
@@ -278,7 +281,7 @@ pub(super) async fn run(
             V0_3_0,
             pre,
             match instance {
-                Some(Instance::V0_3_0(kept)) => Some(kept),
+                Some(Instance::V0_3_0(kept, config)) => Some((kept, config)),
                 _ => None,
             },
             store,

@@ -662,37 +662,42 @@ impl Runtime {
             plugin: label.to_string(),
             message: e.to_string(),
         })?;
-        // `describe` has no system: it always runs in a fresh instance.
-        let owner = target.map(|t| warm::Owner {
-            digest: plugin.digest.clone(),
-            system_id: t.endpoint.system_id.clone(),
-            properties: t.properties.clone(),
-        });
-        let endpoint = target.map(|t| t.endpoint.clone());
-        let (mut store, instance, uses) = match owner.as_ref().and_then(|o| self.warm.take(o)) {
+        // `describe` has no system: it always runs in a fresh instance. A kept instance brings its owner
+        // along (the same system and properties as this call's), so nothing of the target is copied for it.
+        let kept = target.and_then(|t| self.warm.take(&plugin.digest, &t.endpoint.system_id, &t.properties));
+        let (mut store, instance, uses, owner) = match kept {
             Some(mut kept) => {
-                kept.store.data_mut().begin_next_call(endpoint);
-                (kept.store, Some(kept.instance), kept.uses)
+                kept.store.data_mut().begin_next_call(target.map(|t| &t.endpoint));
+                (kept.store, Some(kept.instance), kept.uses, Some(kept.owner))
             }
             None => {
                 self.fresh_instances.fetch_add(1, Ordering::Relaxed);
-                (self.new_store(label.to_string(), endpoint), None, 0)
+                let owner = target.map(|t| warm::Owner {
+                    digest: plugin.digest.clone(),
+                    system_id: t.endpoint.system_id.clone(),
+                    properties: t.properties.clone(),
+                });
+                let store = self.new_store(label.to_string(), target.map(|t| t.endpoint.clone()));
+                (store, None, 0, owner)
             }
         };
         store.set_epoch_deadline(1);
         let demoted = store.data().demoted.clone();
         let bindings = plugin.bindings.clone();
-        let system_id = target.map(|t| t.endpoint.system_id.clone()).unwrap_or_default();
-        let properties = target.map(|t| t.properties.clone()).unwrap_or_default();
         let timeout = self.limits.timeout + Duration::from_millis(500);
-        let probation = self.on_probation(&plugin.digest, &system_id);
+        let probation = self.on_probation(&plugin.digest, owner.as_ref().map_or("", |o| o.system_id.as_str()));
+        // The call may finish on the background pool, so it owns what it reads: the owner goes in with the
+        // call and comes back with the store.
         let call = async move {
+            let (system_id, properties) = owner
+                .as_ref()
+                .map_or(("", &[][..]), |o| (o.system_id.as_str(), o.properties.as_slice()));
             let outcome = tokio::time::timeout(
                 timeout,
-                run(&bindings, &mut store, instance, &system_id, &properties, request),
+                run(&bindings, &mut store, instance, system_id, properties, request),
             )
             .await;
-            (outcome, store)
+            (outcome, store, owner)
         };
         // A panic in the host while the call runs (in an import, in the bindings) fails this call: the
         // store it left half-done is dropped with the future.
@@ -703,7 +708,7 @@ impl Runtime {
         } else {
             background::drive(call, &demoted, &self.background).await
         };
-        let (outcome, store) = match ran {
+        let (outcome, store, owner) = match ran {
             Ok(Ok(ran)) => ran,
             Ok(Err(panic)) => {
                 let error = CallError::HostPanic {
@@ -807,9 +812,11 @@ impl Runtime {
     /// Whether the plugin version trapped or hit a limit for this system within the last [`PROBATION`].
     fn on_probation(&self, digest: &str, system_id: &str) -> bool {
         let probation = self.probation.lock().unwrap_or_else(|p| p.into_inner());
-        probation
-            .get(&(digest.to_string(), system_id.to_string()))
-            .is_some_and(|at| at.elapsed() < PROBATION)
+        // Almost always empty: no key is built for the lookup then.
+        !probation.is_empty()
+            && probation
+                .get(&(digest.to_string(), system_id.to_string()))
+                .is_some_and(|at| at.elapsed() < PROBATION)
     }
 
     fn put_on_probation(&self, digest: &str, system_id: &str) {

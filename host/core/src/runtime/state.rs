@@ -191,19 +191,22 @@ impl CallState {
     }
 
     /// Readies a kept state for its next call, as if it were new: the same guest, a new call.
-    pub fn begin_next_call(&mut self, endpoint: Option<SystemEndpoint>) {
+    pub fn begin_next_call(&mut self, endpoint: Option<&SystemEndpoint>) {
         // The same credentials as the last call's: its secrets (with the tokens attached since) are still
         // the ones to scrub, and their searchers need not be built again — that was a tenth of a proxied
         // GET's CPU. A token list grown by rotations is started afresh.
-        let same = match (&self.endpoint, &endpoint) {
+        let same = match (&self.endpoint, endpoint) {
             (Some(last), Some(next)) => last.attaches_the_same(next),
             (None, None) => true,
             _ => false,
         };
         if !same || self.secrets.len() > MAX_KEPT_SECRETS {
-            self.secrets = secrets_of(endpoint.as_ref());
+            self.secrets = secrets_of(endpoint);
         }
-        self.endpoint = endpoint;
+        // Copied only when it changed: the same system's calls mostly go to the same endpoint.
+        if self.endpoint.as_ref() != endpoint {
+            self.endpoint = endpoint.cloned();
+        }
         self.memory.hit = None;
         self.deadline = Instant::now() + self.limits.timeout;
         self.deadline_hit = false;
@@ -368,7 +371,7 @@ mod tests {
         assert_eq!(state.listed_scrubbed, 0, "none taken");
         keep(&mut state, text);
         state.take_listed(2, 10).expect("taken");
-        state.begin_next_call(Some(endpoint("password-1")));
+        state.begin_next_call(Some(&endpoint("password-1")));
         assert_eq!(state.listed_scrubbed, 0, "a new call starts with none");
     }
 
@@ -377,13 +380,13 @@ mod tests {
         let mut state = state_for(Some(endpoint("first-password")));
         state.secrets.add_header_value("Bearer token-of-the-first-call");
         // The same credentials: the secrets stay, tokens attached in earlier calls included.
-        state.begin_next_call(Some(endpoint("first-password")));
+        state.begin_next_call(Some(&endpoint("first-password")));
         assert_eq!(
             scrubbed(&state, "first-password token-of-the-first-call"),
             "******** ********"
         );
         // Changed credentials: the new password is scrubbed, what came with the old ones is dropped.
-        state.begin_next_call(Some(endpoint("second-password")));
+        state.begin_next_call(Some(&endpoint("second-password")));
         assert_eq!(
             scrubbed(&state, "first-password second-password token-of-the-first-call"),
             "first-password ******** token-of-the-first-call"
@@ -391,7 +394,7 @@ mod tests {
         // Rotated tokens do not pile up.
         for i in 0..20 {
             state.secrets.add_header_value(&format!("Bearer rotated-token-{i:02}"));
-            state.begin_next_call(Some(endpoint("second-password")));
+            state.begin_next_call(Some(&endpoint("second-password")));
             assert!(state.secrets.len() <= MAX_KEPT_SECRETS);
         }
         assert_eq!(scrubbed(&state, "second-password"), "********");

@@ -42,6 +42,14 @@ pub struct Owner {
     pub properties: Vec<(String, String)>,
 }
 
+impl Owner {
+    /// Whether this owner is the plugin version `digest` serving `system_id` with `properties` (compared in
+    /// place: a call looks for its instance without copying its system's properties).
+    pub fn is(&self, digest: &str, system_id: &str, properties: &[(String, String)]) -> bool {
+        self.digest == digest && self.system_id == system_id && self.properties == properties
+    }
+}
+
 /// An instance with its store, between calls.
 pub struct Warm {
     /// The system and plugin version the instance was made for.
@@ -75,15 +83,15 @@ pub struct WarmPool {
 }
 
 impl WarmPool {
-    /// An idle instance of `owner`, if one is kept.
-    pub fn take(&self, owner: &Owner) -> Option<Warm> {
+    /// An idle instance of plugin version `digest` for `system_id` with `properties`, if one is kept.
+    pub fn take(&self, digest: &str, system_id: &str, properties: &[(String, String)]) -> Option<Warm> {
         let mut expired = Vec::new();
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             while idle.front().is_some_and(|w| w.idle_since.elapsed() > MAX_IDLE) {
                 expired.extend(idle.pop_front());
             }
-            let position = idle.iter().rposition(|w| w.owner == *owner);
+            let position = idle.iter().rposition(|w| w.owner.is(digest, system_id, properties));
             position.and_then(|i| idle.remove(i))
         };
         // Dropping a store resets its memory: never under the lock.

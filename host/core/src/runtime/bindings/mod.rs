@@ -26,14 +26,16 @@ pub enum Bindings {
     V0_3_0(v0_3_0::PluginPre<super::state::CallState>),
 }
 
-/// An instantiated plugin, by contract version; lives in the store it was instantiated in.
+/// An instantiated plugin, by contract version, with the config its calls pass (the system's id and
+/// properties, which a kept instance shares with every call it serves: built once, not at every call);
+/// lives in the store it was instantiated in.
 pub enum Instance {
     /// Built against 0.1.0.
-    V0_1_0(v0_1_0::Plugin),
+    V0_1_0(v0_1_0::Plugin, v0_1_0::provisio::connector::types::Config),
     /// Built against 0.2.0.
-    V0_2_0(v0_2_0::Plugin),
+    V0_2_0(v0_2_0::Plugin, v0_2_0::provisio::connector::types::Config),
     /// Built against 0.3.0.
-    V0_3_0(v0_3_0::Plugin),
+    V0_3_0(v0_3_0::Plugin, v0_3_0::provisio::connector::types::Config),
 }
 
 /// What every contract version has in common, in terms of the generated modules `wit` (types) and
