@@ -8,7 +8,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{any, get};
-use provisio::runtime::CallLimits;
+use provisio::runtime::{CallLimits, CallTarget};
 use provisio::server::Settings;
 use serde_json::json;
 
@@ -396,6 +396,54 @@ async fn a_system_keeps_its_instance_until_a_call_goes_wrong() {
         .expect("b answers");
     assert_eq!(fresh(), before);
     assert_eq!(hostile_stats(&service).await["backgroundCalls"].as_u64(), background);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_instance_serves_only_calls_with_the_properties_it_was_handed() {
+    // A kept instance keeps the config it was made with (the system's id and properties), so it may serve
+    // only calls that would pass the same: another value is a fresh instance, handed the new value.
+    let service = Service::start_with(strict_limits()).await;
+    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
+    assert_eq!(status, 201, "{loaded}");
+    let upstream = upstream().await;
+    let id = service
+        .create_system(json!({
+            "name": "shows its properties", "type": "hostile", "role": "target",
+            "properties": { "URL": upstream.base, "mode": "show-properties", "note": "first" }
+        }))
+        .await;
+    let c = service.connector(&id).await;
+    // `show-properties` fails with what the guest was handed as the reason.
+    let shown = |target: CallTarget| {
+        let c = &c;
+        async move {
+            let said = c.runtime.test_connection(&c.plugin, &target).await.expect_err("shown");
+            said.to_string()
+        }
+    };
+    let before = c.runtime.fresh_instances();
+    for _ in 0..3 {
+        let said = shown(c.target.clone()).await;
+        assert!(said.contains("note=first"), "{said}");
+    }
+    assert_eq!(c.runtime.fresh_instances() - before, 1, "kept between the calls");
+    let mut changed = c.target.clone();
+    for (key, value) in &mut changed.properties {
+        if key == "note" {
+            *value = "second".into();
+        }
+    }
+    for _ in 0..2 {
+        let said = shown(changed.clone()).await;
+        assert!(said.contains("note=second") && !said.contains("note=first"), "{said}");
+    }
+    assert_eq!(
+        c.runtime.fresh_instances() - before,
+        2,
+        "one more instance, kept for the new value"
+    );
+    let said = shown(c.target.clone()).await;
+    assert!(said.contains("note=first"), "{said}");
 }
 
 /// `text` with `/`, `+` and `=` written as JSON escapes, as some serialisers do.
