@@ -117,6 +117,14 @@ fn strict_limits() -> Settings {
     }
 }
 
+/// A service with `settings` and the hostile plugin loaded, and an upstream for its systems.
+async fn hostile_service(settings: Settings) -> (Service, Upstream) {
+    let service = Service::start_with(settings).await;
+    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
+    assert_eq!(status, 201, "{loaded}");
+    (service, upstream().await)
+}
+
 async fn hostile_system(service: &Service, upstream: &Upstream, mode: &str) -> String {
     service
         .create_system(json!({
@@ -246,10 +254,8 @@ async fn hostile_stats(service: &Service) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_calls_beside_good_ones_leave_them_unaffected() {
-    let service = std::sync::Arc::new(Service::start_with(strict_limits()).await);
-    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
-    assert_eq!(status, 201, "{loaded}");
-    let upstream = upstream().await;
+    let (service, upstream) = hostile_service(strict_limits()).await;
+    let service = std::sync::Arc::new(service);
     let good = hostile_system(&service, &upstream, "ok").await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut hostile = Vec::new();
@@ -342,10 +348,7 @@ async fn invalid_components_are_refused_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_system_keeps_its_instance_until_a_call_goes_wrong() {
-    let service = Service::start_with(strict_limits()).await;
-    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
-    assert_eq!(status, 201, "{loaded}");
-    let upstream = upstream().await;
+    let (service, upstream) = hostile_service(strict_limits()).await;
     let (a, b) = (
         service
             .connector(&hostile_system(&service, &upstream, "ok").await)
@@ -402,10 +405,7 @@ async fn a_system_keeps_its_instance_until_a_call_goes_wrong() {
 async fn a_kept_instance_serves_only_calls_with_the_properties_it_was_handed() {
     // A kept instance keeps the config it was made with (the system's id and properties), so it may serve
     // only calls that would pass the same: another value is a fresh instance, handed the new value.
-    let service = Service::start_with(strict_limits()).await;
-    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
-    assert_eq!(status, 201, "{loaded}");
-    let upstream = upstream().await;
+    let (service, upstream) = hostile_service(strict_limits()).await;
     let id = service
         .create_system(json!({
             "name": "shows its properties", "type": "hostile", "role": "target",
@@ -467,10 +467,7 @@ async fn token_endpoint(token: &'static str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_the_host_attached_never_reach_the_guest_or_the_caller() {
-    let service = Service::start_with(strict_limits()).await;
-    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
-    assert_eq!(status, 201, "{loaded}");
-    let upstream = upstream().await;
+    let (service, upstream) = hostile_service(strict_limits()).await;
     let oauth_token = "oauth-access-token-handed-out-42";
     let token_url = token_endpoint(oauth_token).await;
     // (credentials, the forms in which they must never come back)
@@ -546,10 +543,7 @@ async fn a_panic_in_the_host_fails_only_its_call_and_is_counted() {
     // The subject is the panic, not the deadline: 40,000 headers through the debug build's HeaderMap took
     // over the strict 2 s on a machine busy with a build beside the tests.
     settings.call_limits.timeout = Duration::from_secs(30);
-    let service = Service::start_with(settings).await;
-    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
-    assert_eq!(status, 201, "{loaded}");
-    let upstream = upstream().await;
+    let (service, upstream) = hostile_service(settings).await;
     let good = hostile_system(&service, &upstream, "ok").await;
     let bomb = hostile_system(&service, &upstream, "headers-bomb").await;
     let before = hostile_stats(&service).await;
@@ -587,10 +581,8 @@ async fn one_slow_system_does_not_starve_its_neighbours() {
     settings.call_limits.max_concurrent_calls = 16;
     settings.call_limits.max_calls_per_system = 4;
     settings.call_limits.max_waiting_per_system = 8;
-    let service = Arc::new(Service::start_with(settings).await);
-    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
-    assert_eq!(status, 201, "{loaded}");
-    let upstream = upstream().await;
+    let (service, upstream) = hostile_service(settings).await;
+    let service = Arc::new(service);
     // S1's backend never answers in time (30 s); S2 is well-behaved.
     let slow = hostile_system(&service, &upstream, "slow-upstream").await;
     let neighbour = hostile_system(&service, &upstream, "ok").await;
@@ -687,10 +679,8 @@ async fn peak_rss_during<T>(attack: impl std::future::Future<Output = T>) -> (T,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_guest_makes_the_host_hold_is_capped() {
     // The default limits: 128 MiB of guest memory, room for a 64 MiB body.
-    let service = Arc::new(Service::start().await);
-    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
-    assert_eq!(status, 201, "{loaded}");
-    let upstream = upstream().await;
+    let (service, upstream) = hostile_service(Settings::default()).await;
+    let service = Arc::new(service);
     let baseline = rss_bytes();
 
     // Three calls at once, each sending a 64 MiB body four times: refused at the body cap, unsent, uncopied.
@@ -764,10 +754,7 @@ async fn what_a_guest_makes_the_host_hold_is_capped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entity_texts_that_are_not_json_fail_the_call_and_are_counted() {
-    let service = Service::start().await;
-    let (status, loaded) = service.upload_plugin(hostile_plugin()).await;
-    assert_eq!(status, 201, "{loaded}");
-    let upstream = upstream().await;
+    let (service, upstream) = hostile_service(Settings::default()).await;
     let id = service
         .create_system(json!({
             "name": "not json", "type": "hostile", "role": "source",
