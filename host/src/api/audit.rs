@@ -169,6 +169,15 @@ pub async fn list(
     if q.format.is_some() {
         return Err(ApiError::bad_request("format: only for /api/v1/audit/export"));
     }
+    // The API's numbers are numbers: an empty one is refused, as the OpenAPI document says (the console's
+    // filter form, which sends its empty fields, takes them as absent).
+    for (name, value) in [("limit", &q.limit), ("cursor", &q.cursor)] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(ApiError::bad_request(format!(
+                "{name}: empty; leave it out or give a number"
+            )));
+        }
+    }
     let (entries, next) = page(&state, &caller, &q.filter()?, q.cursor()?, q.limit()?).await?;
     Ok(Json(json!({
         "entries": entries,
