@@ -207,13 +207,15 @@ impl Request {
     }
 }
 
+// In a component the host sends to the system of the call it is in (the config it made the instance's
+// `system` with); natively the test harness takes `cfg` for that system.
 #[cfg(target_arch = "wasm32")]
 fn list_transport(
-    cfg: &Config,
+    _cfg: &Config,
     req: &HttpRequest,
     member: &str,
 ) -> std::result::Result<(HttpResponse, Option<u32>), HostError> {
-    crate::bindings::provisio::connector::host::send_list(cfg, req, member).map(|r| {
+    crate::bindings::provisio::connector::host::send_list(req, member).map(|r| {
         (
             HttpResponse {
                 status: r.status,
@@ -235,8 +237,8 @@ fn list_transport(
 }
 
 #[cfg(target_arch = "wasm32")]
-fn transport(cfg: &Config, req: &HttpRequest) -> std::result::Result<HttpResponse, HostError> {
-    crate::bindings::provisio::connector::host::send(cfg, req)
+fn transport(_cfg: &Config, req: &HttpRequest) -> std::result::Result<HttpResponse, HostError> {
+    crate::bindings::provisio::connector::host::send(req)
 }
 
 #[cfg(not(target_arch = "wasm32"))]

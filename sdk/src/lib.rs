@@ -73,10 +73,10 @@ pub use types::HOST_CONFLICT_RESOLUTION;
 
 #[doc(hidden)]
 pub mod bindings {
-    //! The raw bindings of the WIT world `provisio:connector/plugin@0.3.0`. Not part of the public API.
+    //! The raw bindings of the WIT world `provisio:connector/plugin@0.4.0`. Not part of the public API.
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        // A copy of `../wit/since_v0.3.0` that travels with the crate (see the test `the_wit_copy_is_the_current_contract`).
+        // A copy of `../wit/since_v0.4.0` that travels with the crate (see the test `the_wit_copy_is_the_current_contract`).
         path: "wit",
         world: "plugin",
         pub_export_macro: true,
@@ -91,7 +91,7 @@ pub mod bindings {
 pub mod __private {
     //! What [`export_connector!`](crate::export_connector) expands to. Not part of the public API.
     pub use crate::bindings::__export_plugin;
-    pub use crate::bindings::exports::provisio::connector::connector::Guest;
+    pub use crate::bindings::exports::provisio::connector::connector::{Guest, GuestSystem};
     pub use wit_bindgen;
 }
 
@@ -103,10 +103,11 @@ pub use bindings::provisio::connector::types::{
 /// The result of a connector operation: `Err` carries the [`Error`] variant the host acts on.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The connector contract (`provisio:connector/connector@0.3.0`), one associated function per operation.
+/// The connector contract (`provisio:connector/connector@0.4.0`), one associated function per operation.
 ///
 /// There is no `self`: everything a call needs arrives in its arguments ([`Config`] carries the system's
-/// non-secret properties) and all I/O goes through [`http`].
+/// non-secret properties; the host hands it over once per instance, and the SDK passes it to every call) and
+/// all I/O goes through [`http`].
 ///
 /// **Instances and state.** The host may run a call in a fresh instance or in the instance that served an
 /// earlier call *of the same system* (same plugin version, same properties) when that call ended cleanly (no
@@ -245,55 +246,62 @@ macro_rules! export_connector {
             struct __ProvisioExport;
 
             impl $crate::__private::Guest for __ProvisioExport {
+                type System = __ProvisioSystem;
+
                 fn describe() -> $crate::Descriptor {
                     <$connector as $crate::Connector>::describe()
                 }
-                fn test_connection(config: $crate::Config) -> $crate::Result<::std::string::String> {
-                    <$connector as $crate::Connector>::test_connection(&config)
+            }
+
+            /// The configured system the host made this instance for: its config, kept for every call.
+            struct __ProvisioSystem($crate::Config);
+
+            impl $crate::__private::GuestSystem for __ProvisioSystem {
+                fn new(config: $crate::Config) -> Self {
+                    __ProvisioSystem(config)
                 }
-                fn read(config: $crate::Config, request: $crate::PageRequest) -> $crate::Result<$crate::Page> {
-                    <$connector as $crate::Connector>::read(&config, &request)
+                fn test_connection(&self) -> $crate::Result<::std::string::String> {
+                    <$connector as $crate::Connector>::test_connection(&self.0)
+                }
+                fn read(&self, request: $crate::PageRequest) -> $crate::Result<$crate::Page> {
+                    <$connector as $crate::Connector>::read(&self.0, &request)
                 }
                 fn get(
-                    config: $crate::Config,
+                    &self,
                     kind: $crate::EntityKind,
                     id: ::std::string::String,
                 ) -> $crate::Result<::std::string::String> {
-                    <$connector as $crate::Connector>::get(&config, kind, &id)
+                    <$connector as $crate::Connector>::get(&self.0, kind, &id)
                 }
                 fn create(
-                    config: $crate::Config,
+                    &self,
                     kind: $crate::EntityKind,
                     entity: ::std::string::String,
                 ) -> $crate::Result<::std::string::String> {
-                    <$connector as $crate::Connector>::create(&config, kind, &entity)
+                    <$connector as $crate::Connector>::create(&self.0, kind, &entity)
                 }
                 fn replace(
-                    config: $crate::Config,
+                    &self,
                     kind: $crate::EntityKind,
                     id: ::std::string::String,
                     entity: ::std::string::String,
                 ) -> $crate::Result<::std::string::String> {
-                    <$connector as $crate::Connector>::replace(&config, kind, &id, &entity)
+                    <$connector as $crate::Connector>::replace(&self.0, kind, &id, &entity)
                 }
                 fn patch(
-                    config: $crate::Config,
+                    &self,
                     kind: $crate::EntityKind,
                     id: ::std::string::String,
                     operations: ::std::string::String,
                 ) -> $crate::Result<::std::option::Option<::std::string::String>> {
-                    <$connector as $crate::Connector>::patch(&config, kind, &id, &operations)
+                    <$connector as $crate::Connector>::patch(&self.0, kind, &id, &operations)
                 }
-                fn delete(
-                    config: $crate::Config,
-                    kind: $crate::EntityKind,
-                    id: ::std::string::String,
-                ) -> $crate::Result<()> {
-                    <$connector as $crate::Connector>::delete(&config, kind, &id)
+                fn delete(&self, kind: $crate::EntityKind, id: ::std::string::String) -> $crate::Result<()> {
+            <$connector as $crate::Connector>::delete(&self.0, kind, &id)
                 }
             }
 
-    $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
+            $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
         };
     };
 }

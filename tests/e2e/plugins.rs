@@ -485,7 +485,7 @@ async fn the_plugins_folder_loads_good_components_and_sets_bad_ones_aside() {
     }
     watcher.abort();
     let example = service.state.plugins.resolve("example", None).expect("example");
-    assert_eq!(example.contract, "0.3.0");
+    assert_eq!(example.contract, "0.4.0");
     assert!(
         plugins_dir.join(format!("{}.wasm", example.digest)).exists(),
         "stored by digest"
@@ -499,23 +499,23 @@ async fn the_plugins_folder_loads_good_components_and_sets_bad_ones_aside() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn components_built_for_contracts_0_1_0_and_0_2_0_work_beside_0_3_0() {
+async fn components_built_for_contracts_0_1_0_and_0_2_0_work_beside_0_4_0() {
     let service = Service::start().await;
     let url = upstream().await;
     // The hostile plugin is built from wit/since_v0.1.0 without the SDK, another from wit/since_v0.2.0; the
-    // example and the bundled connectors from the SDK, on 0.3.0.
+    // example and the bundled connectors from the SDK, on 0.4.0. (0.3.0: the lister, below.)
     let (status, legacy) = service.upload_plugin(hostile_plugin()).await;
     assert_eq!(status, StatusCode::CREATED, "{legacy}");
     assert_eq!(legacy["contract"], "0.1.0");
     let (status, current) = service.upload_plugin(example_plugin()).await;
     assert_eq!(status, StatusCode::CREATED, "{current}");
-    assert_eq!(current["contract"], "0.3.0");
+    assert_eq!(current["contract"], "0.4.0");
     let (status, two) = service.upload_plugin(contract_0_2_plugin()).await;
     assert_eq!(status, StatusCode::CREATED, "{two}");
     assert_eq!(two["contract"], "0.2.0");
     for p in service.state.plugins.list() {
         if !["hostile", "contract-two"].contains(&p.descriptor.name.as_str()) {
-            assert_eq!(p.contract, "0.3.0", "{} is built on the SDK's contract", p.label());
+            assert_eq!(p.contract, "0.4.0", "{} is built on the SDK's contract", p.label());
         }
     }
     // The 0.2.0 component: test-connection and read through the host's `send`.
@@ -559,6 +559,92 @@ async fn first_page(service: &Service, id: &str) -> Result<provisio::connector::
 /// The 0.2.0 test component (raw wit-bindgen, no SDK).
 fn contract_0_2_plugin() -> Vec<u8> {
     std::fs::read(env!("PROVISIO_CONTRACT_0_2_WASM")).expect("0.2.0 plugin built by build.rs")
+}
+
+/// A 0.4.0 component's `system` resource is made once per instance, with the system's config, and serves
+/// every call of the instance; other properties make another instance (and resource); a constructor that
+/// traps or never returns fails the call like any operation would, and the next call starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_0_4_0_system_is_made_once_per_instance_and_serves_its_calls() {
+    let mut settings = provisio::server::Settings::default();
+    settings.call_limits.timeout = Duration::from_secs(2);
+    let service = Service::start_with(settings).await;
+    let url = upstream().await;
+    let (status, four) = service
+        .upload_plugin(std::fs::read(env!("PROVISIO_CONTRACT_0_4_WASM")).expect("0.4.0 plugin built by build.rs"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{four}");
+    assert_eq!(four["contract"], "0.4.0");
+    let body = |flavour: &str, constructor: &str| {
+        json!({"name": "four", "type": "contract-four", "role": "target",
+            "properties": {"URL": url, "flavour": flavour, "constructor": constructor}})
+    };
+    let id = service.create_system(body("plain", "keep")).await;
+    // What the plugin answers a test-connection (the API answers SAP's words instead) or a `get` with.
+    let call = |get: bool| {
+        let (service, id) = (&service, id.clone());
+        async move {
+            let c = service.connector(&id).await;
+            let answer = if get {
+                let entity = c
+                    .runtime
+                    .get(&c.plugin, &c.target, provisio::connector::EntityKind::User, "1")
+                    .await;
+                entity.map(|e| e.to_string())
+            } else {
+                c.runtime.test_connection(&c.plugin, &c.target).await
+            };
+            answer.map(|text| serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{text}: {e}")))
+        }
+    };
+    for calls in 1..=4 {
+        let r = call(calls == 4).await.expect("a call");
+        assert_eq!(
+            (r["made"].as_u64(), r["calls"].as_u64()),
+            (Some(1), Some(calls)),
+            "one resource serves the kept instance's calls (test-connection, then get): {r}"
+        );
+        assert_eq!(
+            (r["system"].as_str(), r["flavour"].as_str(), r["status"].as_u64()),
+            (Some(id.as_str()), Some("plain"), Some(200))
+        );
+    }
+    let put = |flavour: &'static str, constructor: &'static str| {
+        let (service, id, body) = (&service, id.clone(), body(flavour, constructor));
+        async move {
+            let (status, changed) = service
+                .admin(Method::PUT, &format!("/api/v1/systems/{id}"), Some(body))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{changed}");
+        }
+    };
+
+    // Other properties: another instance, whose resource has the new config.
+    put("spicy", "keep").await;
+    let r = call(false).await.expect("a call");
+    assert_eq!(
+        (r["made"].as_u64(), r["calls"].as_u64(), r["flavour"].as_str()),
+        (Some(1), Some(1), Some("spicy")),
+        "{r}"
+    );
+
+    // A constructor that traps or loops: the call fails (a trap, the time limit), the service goes on.
+    for (constructor, words) in [("trap", "trapped"), ("loop", "time limit")] {
+        put("plain", constructor).await;
+        let error = call(false).await.expect_err("the constructor fails the call");
+        assert!(error.to_string().contains(words), "{constructor}: {error}");
+    }
+    // Back to the first properties: their instance was kept idle, and its resource serves its fifth call.
+    put("plain", "keep").await;
+    let r = call(false).await.expect("a call");
+    assert_eq!((r["made"].as_u64(), r["calls"].as_u64()), (Some(1), Some(5)), "{r}");
+    put("mild", "keep").await;
+    let r = call(false).await.expect("a call");
+    assert_eq!(
+        (r["made"].as_u64(), r["calls"].as_u64()),
+        (Some(1), Some(1)),
+        "a fresh instance: {r}"
+    );
 }
 
 /// A list answer's entities the host kept (`send-list`, contract 0.3.0) reach the page the plugin lists them
@@ -679,7 +765,7 @@ async fn incompatible_or_invalid_components_are_refused_with_a_useful_message() 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(
         body["message"],
-        "the component was built for connector contract 0.9.0; this host supports 0.1.0, 0.2.0, 0.3.0"
+        "the component was built for connector contract 0.9.0; this host supports 0.1.0, 0.2.0, 0.3.0, 0.4.0"
     );
     // A default transformation that does not parse is refused at upload, not at the first job.
     let broken = patched(example_plugin(), b"\"scimEntityEndpoint\"", b"\"scimEntityEndpoin\t\"");
@@ -872,7 +958,7 @@ async fn the_sdk_guide_works_command_by_command() {
     assert!(ok, "{out}");
     for expected in [
         "name:         example",
-        "contract:     provisio:connector@0.3.0",
+        "contract:     provisio:connector@0.4.0",
         "capabilities: test-connection, read, get, create, replace, delete",
         "read valid, write valid",
         "URL",

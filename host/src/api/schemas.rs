@@ -324,7 +324,7 @@ pub struct Plugin {
     pub version: String,
     /// SHA-256 of the component.
     pub digest: String,
-    /// The WIT contract it was built against (`0.1.0`, `0.2.0`, `0.3.0`).
+    /// The WIT contract it was built against (`0.1.0`, `0.2.0`, `0.3.0`, `0.4.0`).
     pub contract: String,
     pub size: u64,
     pub entity_kinds: Vec<String>,

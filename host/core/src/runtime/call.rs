@@ -167,9 +167,10 @@ impl RawResponse {
 
 /// Makes one call through the bindings module `$v` of a contract version, in the kept instance `$instance`
 /// or a new one; `$describe` turns that version's descriptor into the host's descriptor and extensions.
-/// Answers the response and the instance.
+/// Answers the response and the instance. Before 0.4.0 (`config:`) every operation takes the system's config
+/// first; since 0.4.0 (`system:`) the operations are methods of the `system` resource the instance made once.
 macro_rules! call_guest {
-    ($v:path, $variant:ident, $pre:expr, $instance:expr, $store:expr, $system_id:expr, $properties:expr, $request:expr, $describe:expr) => {{
+    (config: $v:path, $variant:ident, $pre:expr, $instance:expr, $store:expr, $system_id:expr, $properties:expr, $request:expr, $describe:expr) => {{
         use $v as v;
         let store = $store;
         // A kept instance serves the system (and properties) it was made for: its config is this call's.
@@ -181,56 +182,86 @@ macro_rules! call_guest {
             ),
         };
         let guest = plugin.provisio_connector_connector();
-        let err = |e: v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
+        let response = call_guest!(@request v, guest, guest, &config, store, $request, $describe);
+        Ok((response, Instance::$variant(plugin, config)))
+    }};
+    (system: $v:path, $variant:ident, $pre:expr, $instance:expr, $store:expr, $system_id:expr, $properties:expr, $request:expr, $describe:expr) => {{
+        use $v as v;
+        let store = $store;
+        // A kept instance's `system` was made for this call's system and properties.
+        let (plugin, mut system) = match $instance {
+            Some(kept) => kept,
+            None => ($pre.instantiate_async(&mut *store).await?, None),
+        };
+        let guest = plugin.provisio_connector_connector();
+        let response = call_guest!(@request v, guest, guest.system(), match system {
+            Some(made) => made,
+            None => {
+                let made = guest
+                    .system()
+                    .call_constructor(&mut *store, &v::config($system_id, $properties))
+                    .await?;
+                system = Some(made);
+                made
+            }
+        }, store, $request, $describe);
+        Ok((response, Instance::$variant(plugin, system)))
+    }};
+    // The request through `$guest` (describe) or `$ops`, whose methods take `$this` (evaluated only for an
+    // operation, before its call) first.
+    (@request $v:ident, $guest:expr, $ops:expr, $this:expr, $store:ident, $request:expr, $describe:expr) => {{
+        let err = |e: $v::provisio::connector::types::ConnectorError| ConnectorError::from(e);
         let response = match $request {
             Request::Describe => {
-                let (d, x) = $describe(guest.call_describe(&mut *store).await?);
+                let (d, x) = $describe($guest.call_describe(&mut *$store).await?);
                 RawResponse::Describe(d, x)
             }
             Request::TestConnection => {
-                RawResponse::Text(guest.call_test_connection(&mut *store, &config).await?.map_err(err))
+                let this = $this;
+                RawResponse::Text($ops.call_test_connection(&mut *$store, this).await?.map_err(err))
             }
-            Request::Read(r) => match guest.call_read(&mut *store, &config, &v::page_request(&r)).await? {
-                Ok(page) => match v::page(page, r.page_size, store.data_mut()) {
-                    Ok(texts) => RawResponse::Page(Ok(texts)),
-                    Err(message) => RawResponse::Invalid(message),
-                },
-                Err(e) => RawResponse::Page(Err(err(e))),
-            },
-            Request::Get(kind, id) => RawResponse::Entity(
-                guest
-                    .call_get(&mut *store, &config, kind.into(), &id)
-                    .await?
-                    .map_err(err),
-            ),
-            Request::Create(kind, body) => RawResponse::Entity(
-                guest
-                    .call_create(&mut *store, &config, kind.into(), &body)
-                    .await?
-                    .map_err(err),
-            ),
-            Request::Replace(kind, id, body) => RawResponse::Entity(
-                guest
-                    .call_replace(&mut *store, &config, kind.into(), &id, &body)
-                    .await?
-                    .map_err(err),
-            ),
-            Request::Patch(kind, id, body) => RawResponse::MaybeEntity(
-                guest
-                    .call_patch(&mut *store, &config, kind.into(), &id, &body)
-                    .await?
-                    .map_err(err),
-            ),
-            Request::Delete(kind, id) => RawResponse::Unit(
-                guest
-                    .call_delete(&mut *store, &config, kind.into(), &id)
-                    .await?
-                    .map_err(err),
-            ),
+            Request::Read(r) => {
+                let this = $this;
+                match $ops.call_read(&mut *$store, this, &$v::page_request(&r)).await? {
+                    Ok(page) => match $v::page(page, r.page_size, $store.data_mut()) {
+                        Ok(texts) => RawResponse::Page(Ok(texts)),
+                        Err(message) => RawResponse::Invalid(message),
+                    },
+                    Err(e) => RawResponse::Page(Err(err(e))),
+                }
+            }
+            Request::Get(kind, id) => {
+                let this = $this;
+                RawResponse::Entity($ops.call_get(&mut *$store, this, kind.into(), &id).await?.map_err(err))
+            }
+            Request::Create(kind, body) => {
+                let this = $this;
+                RawResponse::Entity($ops.call_create(&mut *$store, this, kind.into(), &body).await?.map_err(err))
+            }
+            Request::Replace(kind, id, body) => {
+                let this = $this;
+                RawResponse::Entity(
+                    $ops.call_replace(&mut *$store, this, kind.into(), &id, &body)
+                        .await?
+                        .map_err(err),
+                )
+            }
+            Request::Patch(kind, id, body) => {
+                let this = $this;
+                RawResponse::MaybeEntity(
+                    $ops.call_patch(&mut *$store, this, kind.into(), &id, &body)
+                        .await?
+                        .map_err(err),
+                )
+            }
+            Request::Delete(kind, id) => {
+                let this = $this;
+                RawResponse::Unit($ops.call_delete(&mut *$store, this, kind.into(), &id).await?.map_err(err))
+            }
         };
         // Elements a `send-list` kept that no page took go with the call.
-        store.data_mut().listed = None;
-        Ok((response, Instance::$variant(plugin, config)))
+        $store.data_mut().listed = None;
+        response
     }};
 }
 
@@ -246,7 +277,7 @@ pub(super) async fn run(
 ) -> wasmtime::Result<(RawResponse, Instance)> {
     match bindings {
         Bindings::V0_1_0(pre) => call_guest!(
-            bindings::v0_1_0,
+            config: bindings::v0_1_0,
             V0_1_0,
             pre,
             match instance {
@@ -263,7 +294,7 @@ pub(super) async fn run(
             )
         ),
         Bindings::V0_2_0(pre) => call_guest!(
-            bindings::v0_2_0,
+            config: bindings::v0_2_0,
             V0_2_0,
             pre,
             match instance {
@@ -277,7 +308,7 @@ pub(super) async fn run(
             bindings::v0_2_0::descriptor
         ),
         Bindings::V0_3_0(pre) => call_guest!(
-            bindings::v0_3_0,
+            config: bindings::v0_3_0,
             V0_3_0,
             pre,
             match instance {
@@ -289,6 +320,20 @@ pub(super) async fn run(
             properties,
             request,
             bindings::v0_3_0::descriptor
+        ),
+        Bindings::V0_4_0(pre) => call_guest!(
+            system: bindings::v0_4_0,
+            V0_4_0,
+            pre,
+            match instance {
+                Some(Instance::V0_4_0(kept, system)) => Some((kept, system)),
+                _ => None,
+            },
+            store,
+            system_id,
+            properties,
+            request,
+            bindings::v0_4_0::descriptor
         ),
     }
 }

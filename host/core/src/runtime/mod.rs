@@ -226,6 +226,8 @@ impl Runtime {
             .map_err(|e| format!("cannot link the host interface 0.2.0: {e}"))?;
         bindings::v0_3_0::add_to_linker(&mut linker)
             .map_err(|e| format!("cannot link the host interface 0.3.0: {e}"))?;
+        bindings::v0_4_0::add_to_linker(&mut linker)
+            .map_err(|e| format!("cannot link the host interface 0.4.0: {e}"))?;
         engine::start_epoch_ticker(&engine);
         let cache = cache::ArtifactCache::new(&engine, cache_dir);
         let systems = inflight::SystemGates::new(limits.max_calls_per_system, limits.max_waiting_per_system);
@@ -308,6 +310,9 @@ impl Runtime {
             ),
             bindings::v0_3_0::VERSION => Bindings::V0_3_0(
                 bindings::v0_3_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
+            ),
+            bindings::v0_4_0::VERSION => Bindings::V0_4_0(
+                bindings::v0_4_0::PluginPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?,
             ),
             other => {
                 return Err(LoadError::UnsupportedContract {

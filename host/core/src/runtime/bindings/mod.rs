@@ -5,12 +5,13 @@
 pub mod v0_1_0;
 pub mod v0_2_0;
 pub mod v0_3_0;
+pub mod v0_4_0;
 
 /// Contract versions this host serves, oldest first.
-pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION, v0_3_0::VERSION];
+pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_2_0::VERSION, v0_3_0::VERSION, v0_4_0::VERSION];
 
 /// The contract version the SDK and the bundled connectors build against.
-pub const CURRENT: &str = v0_3_0::VERSION;
+pub const CURRENT: &str = v0_4_0::VERSION;
 
 /// The interface every connector exports, without its version.
 pub const CONNECTOR_INTERFACE: &str = "provisio:connector/connector";
@@ -24,11 +25,15 @@ pub enum Bindings {
     V0_2_0(v0_2_0::PluginPre<super::state::CallState>),
     /// Built against 0.3.0.
     V0_3_0(v0_3_0::PluginPre<super::state::CallState>),
+    /// Built against 0.4.0.
+    V0_4_0(v0_4_0::PluginPre<super::state::CallState>),
 }
 
-/// An instantiated plugin, by contract version, with the config its calls pass (the system's id and
-/// properties, which a kept instance shares with every call it serves: built once, not at every call);
-/// lives in the store it was instantiated in.
+/// An instantiated plugin, by contract version, with what its calls pass for the system: before 0.4.0 the
+/// config (the system's id and properties, which a kept instance shares with every call it serves: built
+/// once, not at every call), since 0.4.0 the guest's `system` resource, made with that config once per
+/// instance (`None` until a call for a system needs it: `describe` has none); lives in the store it was
+/// instantiated in.
 pub enum Instance {
     /// Built against 0.1.0.
     V0_1_0(v0_1_0::Plugin, v0_1_0::provisio::connector::types::Config),
@@ -36,13 +41,16 @@ pub enum Instance {
     V0_2_0(v0_2_0::Plugin, v0_2_0::provisio::connector::types::Config),
     /// Built against 0.3.0.
     V0_3_0(v0_3_0::Plugin, v0_3_0::provisio::connector::types::Config),
+    /// Built against 0.4.0.
+    V0_4_0(v0_4_0::Plugin, Option<wasmtime::component::ResourceAny>),
 }
 
 /// What every contract version has in common, in terms of the generated modules `wit` (types) and
-/// `wit_host` (host imports): the host imports, entity kinds, operations, the call config and page requests.
-/// Expanded inside each version's module.
+/// `wit_host` (host imports): the host imports (the version's own `send` and others are `$host_import`,
+/// e.g. [`send_import!`]), entity kinds, operations, the call config and page requests. Expanded inside each
+/// version's module.
 macro_rules! common {
-    ($($host_import:item)*) => {
+    ($($host_import:tt)*) => {
         impl wit::Host for CallState {}
 
         /// A guest's request in the host's terms.
@@ -68,21 +76,6 @@ macro_rules! common {
         }
 
         impl wit_host::Host for CallState {
-            async fn send(
-                &mut self,
-                _config: wit::Config,
-                request: wit_host::HttpRequest,
-            ) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
-                self.send_http(http_request(request))
-                    .await
-                    .map(|r| wit_host::HttpResponse {
-                        status: r.status,
-                        headers: r.headers,
-                        body: r.body,
-                    })
-                    .map_err(http_error)
-            }
-
             $($host_import)*
 
             async fn log(&mut self, level: wit_host::LogLevel, message: String) {
@@ -161,6 +154,76 @@ macro_rules! common {
     };
 }
 pub(crate) use common;
+
+/// The `send` import, in terms of a version's `wit_host`; `$config` is the parameter contracts before 0.4.0
+/// declare first (`[_config: wit::Config,]`, ignored: the host always sends to the current call's system) or
+/// nothing. Expanded inside [`common!`]'s host impl.
+macro_rules! send_import {
+    ([$($config:tt)*]) => {
+        async fn send(
+            &mut self,
+            $($config)*
+            request: wit_host::HttpRequest,
+        ) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
+            self.send_http(http_request(request))
+                .await
+                .map(|r| wit_host::HttpResponse {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                })
+                .map_err(http_error)
+        }
+    };
+}
+pub(crate) use send_import;
+
+/// The `send-list` import (since 0.3.0), `$config` as for [`send_import!`].
+macro_rules! send_list_import {
+    ([$($config:tt)*]) => {
+        async fn send_list(
+            &mut self,
+            $($config)*
+            request: wit_host::HttpRequest,
+            member: String,
+        ) -> Result<wit_host::ListedResponse, wit_host::HttpError> {
+            let (r, items) = self
+                .send_list(http_request(request), &member)
+                .await
+                .map_err(http_error)?;
+            Ok(wit_host::ListedResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+                items,
+            })
+        }
+    };
+}
+pub(crate) use send_list_import;
+
+/// What 0.3.0 and later versions share: a page's texts, the elements the call's last `send-list` kept first.
+/// Expanded inside each such version's module.
+macro_rules! since_0_3_0 {
+    () => {
+        /// A page's texts: the elements the call's last `send-list` kept, as many as the page lists (at most
+        /// `page_size`), then its own.
+        pub fn page(p: wit::Page, page_size: u32, state: &mut CallState) -> Result<host_types::PageTexts, String> {
+            let mut entities = state.take_listed(p.listed, page_size)?;
+            if entities.is_empty() {
+                entities = p.entities;
+            } else {
+                entities.extend(p.entities);
+            }
+            Ok(host_types::PageTexts {
+                entities,
+                next_cursor: p.next_cursor,
+                total: p.total,
+            })
+        }
+    };
+}
+pub(crate) use since_0_3_0;
 
 /// The host's descriptor from any version's descriptor `d` (the fields 0.1.0 has, which every version keeps),
 /// moved out of `d`. Expanded inside a version's module.

@@ -29,7 +29,7 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> was
     Plugin::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
 }
 
-super::common!();
+super::common!(super::send_import!([_config: wit::Config,]););
 
 /// A page's texts (nothing is listed before 0.3.0).
 pub fn page(p: wit::Page, _page_size: u32, _state: &mut CallState) -> Result<host_types::PageTexts, String> {

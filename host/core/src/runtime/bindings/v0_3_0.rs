@@ -30,39 +30,10 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> was
 }
 
 super::common!(
-    async fn send_list(
-        &mut self,
-        _config: wit::Config,
-        request: wit_host::HttpRequest,
-        member: String,
-    ) -> Result<wit_host::ListedResponse, wit_host::HttpError> {
-        let (r, items) = self
-            .send_list(http_request(request), &member)
-            .await
-            .map_err(http_error)?;
-        Ok(wit_host::ListedResponse {
-            status: r.status,
-            headers: r.headers,
-            body: r.body,
-            items,
-        })
-    }
+    super::send_import!([_config: wit::Config,]);
+    super::send_list_import!([_config: wit::Config,]);
 );
 
-/// A page's texts: the elements the call's last `send-list` kept, as many as the page lists (at most
-/// `page_size`), then its own.
-pub fn page(p: wit::Page, page_size: u32, state: &mut CallState) -> Result<host_types::PageTexts, String> {
-    let mut entities = state.take_listed(p.listed, page_size)?;
-    if entities.is_empty() {
-        entities = p.entities;
-    } else {
-        entities.extend(p.entities);
-    }
-    Ok(host_types::PageTexts {
-        entities,
-        next_cursor: p.next_cursor,
-        total: p.total,
-    })
-}
+super::since_0_3_0!();
 
 super::since_0_2_0!();
