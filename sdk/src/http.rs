@@ -370,6 +370,15 @@ pub fn is_host_owned_header(name: &str) -> bool {
     ) || lower.starts_with("proxy-")
 }
 
+/// Whether an answer's header describes its framing (`content-length`, `transfer-encoding`, `connection`,
+/// `keep-alive`): the host reads a body whole and hands a connector its answer without these, and a
+/// recording leaves them out too (a JSON body is replayed compact, so its length would be wrong).
+pub fn is_framing_header(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "keep-alive"]
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// Percent-encodes a query parameter name or value (everything but RFC 3986 unreserved characters).
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

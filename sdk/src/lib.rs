@@ -297,11 +297,11 @@ macro_rules! export_connector {
                     <$connector as $crate::Connector>::patch(&self.0, kind, &id, &operations)
                 }
                 fn delete(&self, kind: $crate::EntityKind, id: ::std::string::String) -> $crate::Result<()> {
-            <$connector as $crate::Connector>::delete(&self.0, kind, &id)
+                    <$connector as $crate::Connector>::delete(&self.0, kind, &id)
                 }
             }
 
-            $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
+    $crate::__private::__export_plugin!(__ProvisioExport with_types_in $crate::bindings);
         };
     };
 }

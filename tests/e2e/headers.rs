@@ -64,3 +64,20 @@ fn the_host_and_the_sdk_agree_on_host_owned_headers() {
     assert!(provisio::outbound::is_host_owned_header("Proxy-Authorization"));
     assert!(!provisio::outbound::is_host_owned_header("If-Match"));
 }
+
+/// The framing headers the host keeps from a connector's answers are the ones a recording leaves out.
+#[test]
+fn the_host_and_the_sdk_agree_on_framing_headers() {
+    for name in NAMES
+        .iter()
+        .chain(&["Keep-Alive", "TRANSFER-ENCODING", "content-type", "etag"])
+    {
+        assert_eq!(
+            provisio::outbound::is_framing_header(name),
+            provisio_sdk::http::is_framing_header(name),
+            "{name:?}"
+        );
+    }
+    assert!(provisio::outbound::is_framing_header("Content-Length"));
+    assert!(!provisio::outbound::is_framing_header("Content-Type"));
+}

@@ -523,13 +523,12 @@ impl Redactor {
             });
         e.outcome = match outcome {
             Ok(r) => {
-                // Framing belongs to the connection, and a JSON body is replayed compact: its length
-                // would be wrong.
-                let framing = ["content-length", "transfer-encoding", "connection", "keep-alive"];
+                // Framing belongs to the connection (the host never hands it over), and a JSON body is
+                // replayed compact: its length would be wrong.
                 let headers: Vec<(String, String)> = r
                     .headers
                     .iter()
-                    .filter(|(n, _)| !framing.iter().any(|f| n.eq_ignore_ascii_case(f)))
+                    .filter(|(n, _)| !crate::http::is_framing_header(n))
                     .cloned()
                     .collect();
                 Ok(HttpResponse {

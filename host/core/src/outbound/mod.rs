@@ -583,20 +583,22 @@ pub fn is_host_owned_header(name: &str) -> bool {
         || name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
 }
 
+/// Whether an answer's header describes its framing (`content-length`, `transfer-encoding`, `connection`,
+/// `keep-alive`), which the guest never receives. (The SDK's test harness leaves the same ones out of a
+/// recording; a test in `tests/` checks that the two agree.)
+pub fn is_framing_header(name: &str) -> bool {
+    const FRAMING: [&str; 4] = ["content-length", "transfer-encoding", "connection", "keep-alive"];
+    FRAMING.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// An answer's headers as the guest receives them: names in lower case, values that are text, and none of the
-/// framing headers (`content-length`, `transfer-encoding`, `connection`, `keep-alive`). The host has read
-/// the body whole and decoded its framing, so they describe a connection the guest never sees — and each
-/// header costs the call two allocations in the guest. (A recording replays answers without them too.)
+/// framing headers ([`is_framing_header`]). The host has read the body whole and decoded its framing, so they
+/// describe a connection the guest never sees — and each header costs the call two allocations in the guest.
+/// (A recording replays answers without them too.)
 fn guest_headers(headers: &http::HeaderMap) -> Vec<(String, String)> {
-    const FRAMING: [http::HeaderName; 4] = [
-        http::header::CONTENT_LENGTH,
-        http::header::TRANSFER_ENCODING,
-        http::header::CONNECTION,
-        http::HeaderName::from_static("keep-alive"),
-    ];
     headers
         .iter()
-        .filter(|(k, _)| !FRAMING.contains(k))
+        .filter(|(k, _)| !is_framing_header(k.as_str()))
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
         .collect()
 }

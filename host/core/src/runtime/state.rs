@@ -195,16 +195,18 @@ impl CallState {
         // The same credentials as the last call's: its secrets (with the tokens attached since) are still
         // the ones to scrub, and their searchers need not be built again — that was a tenth of a proxied
         // GET's CPU. A token list grown by rotations is started afresh.
-        let same = match (&self.endpoint, endpoint) {
-            (Some(last), Some(next)) => last.attaches_the_same(next),
-            (None, None) => true,
-            _ => false,
-        };
+        // The endpoint is copied only when it changed: the same system's calls mostly go to the same one, and
+        // then its credentials are the same too.
+        let unchanged = self.endpoint.as_ref() == endpoint;
+        let same = unchanged
+            || match (&self.endpoint, endpoint) {
+                (Some(last), Some(next)) => last.attaches_the_same(next),
+                _ => false,
+            };
         if !same || self.secrets.len() > MAX_KEPT_SECRETS {
             self.secrets = secrets_of(endpoint);
         }
-        // Copied only when it changed: the same system's calls mostly go to the same endpoint.
-        if self.endpoint.as_ref() != endpoint {
+        if !unchanged {
             self.endpoint = endpoint.cloned();
         }
         self.memory.hit = None;
