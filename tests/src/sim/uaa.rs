@@ -541,6 +541,16 @@ impl State {
         self.store().users.len()
     }
 
+    /// Each user's `userName` and the instant it was created (milliseconds since the epoch, the clock its
+    /// `meta.created` shows), in creation order.
+    pub fn creations(&self) -> Vec<(String, i64)> {
+        self.store()
+            .users
+            .iter()
+            .map(|u| (u.user_name.clone(), u.created))
+            .collect()
+    }
+
     /// A user by id.
     pub fn user(&self, id: &str) -> Option<Value> {
         let s = self.store();
