@@ -138,6 +138,8 @@ pub struct LoadedPlugin {
     describing: bool,
     /// `name@version`, built once: every call names its plugin in `/metrics`.
     label: String,
+    /// Its call counters and time histogram in `/metrics`, looked up once.
+    metrics: crate::metrics::PluginCalls,
 }
 
 impl LoadedPlugin {
@@ -343,6 +345,7 @@ impl Runtime {
             stats: PluginStats::default(),
             bindings,
             describing: true,
+            metrics: Default::default(),
         };
         let describing = Instant::now();
         let described = self.invoke(&plugin, None, Request::Describe).await;
@@ -753,7 +756,7 @@ impl Runtime {
         };
         let elapsed = started.elapsed();
         if !plugin.describing {
-            crate::metrics::plugin_call(label, kind, elapsed);
+            plugin.metrics.record(label, kind, elapsed);
         }
         let state = store.data();
         if state.denied > 0 && !plugin.describing {
@@ -803,7 +806,7 @@ impl Runtime {
         let elapsed = started.elapsed();
         let kind = error.kind();
         if !plugin.describing {
-            crate::metrics::plugin_call(label, kind, elapsed);
+            plugin.metrics.record(label, kind, elapsed);
         }
         plugin.stats.record(&Err(&error), elapsed, None);
         let system = target.map_or("", |t| t.endpoint.system_id.as_str());
