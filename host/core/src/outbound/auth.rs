@@ -33,14 +33,33 @@ pub enum Credentials {
         token: String,
     },
     /// OAuth2 client credentials: `User`/`Password` are the client id and secret.
-    OAuth2 {
-        /// `OAuth2TokenServiceURL`.
-        token_url: Url,
-        /// `User`.
-        client_id: String,
-        /// `Password`.
-        client_secret: String,
-    },
+    OAuth2(OAuth2Client),
+}
+
+/// An OAuth2 client: where its tokens come from and its credentials, with the key of its tokens in the
+/// [`TokenCache`] digested once (not at every request that needs a token).
+#[derive(Clone, PartialEq)]
+pub struct OAuth2Client {
+    /// `OAuth2TokenServiceURL`.
+    pub token_url: Url,
+    /// `User`.
+    pub client_id: String,
+    /// `Password`.
+    pub client_secret: String,
+    cache_key: [u8; 32],
+}
+
+impl OAuth2Client {
+    /// A client of `token_url`.
+    pub fn new(token_url: Url, client_id: String, client_secret: String) -> Self {
+        let cache_key = cache_key(&token_url, &client_id, &client_secret);
+        OAuth2Client {
+            token_url,
+            client_id,
+            client_secret,
+            cache_key,
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -50,9 +69,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::None => f.write_str("None"),
             Credentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
             Credentials::Bearer { .. } => f.write_str("Bearer(***)"),
-            Credentials::OAuth2 {
-                token_url, client_id, ..
-            } => write!(f, "OAuth2({token_url}, {client_id}, ***)"),
+            Credentials::OAuth2(client) => write!(f, "OAuth2({}, {}, ***)", client.token_url, client.client_id),
         }
     }
 }
@@ -74,11 +91,7 @@ impl Credentials {
                         .into(),
                 );
             }
-            return Ok(Credentials::OAuth2 {
-                token_url,
-                client_id: user,
-                client_secret: password,
-            });
+            return Ok(Credentials::OAuth2(OAuth2Client::new(token_url, user, password)));
         }
         match get("Authentication") {
             Some("NoAuthentication") => Ok(Credentials::None),
@@ -114,7 +127,8 @@ struct CachedToken {
 
 type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
 
-/// OAuth2 tokens per client, shared by all systems that use the same client.
+/// OAuth2 tokens per client, shared by all systems that use the same client (the same token URL, client id and
+/// secret).
 #[derive(Default)]
 pub struct TokenCache {
     slots: Mutex<HashMap<[u8; 32], Slot>>,
@@ -135,20 +149,14 @@ impl TokenCache {
         slots.entry(key).or_default().clone()
     }
 
-    /// A valid token for this client, from the cache or freshly fetched.
-    pub async fn token(
-        &self,
-        client: &reqwest::Client,
-        token_url: &Url,
-        client_id: &str,
-        client_secret: &str,
-    ) -> Result<String, HttpError> {
-        let slot = self.slot(cache_key(token_url, client_id, client_secret));
+    /// A valid token for `oauth`, from the cache or freshly fetched with `client`.
+    pub async fn token(&self, client: &reqwest::Client, oauth: &OAuth2Client) -> Result<String, HttpError> {
+        let slot = self.slot(oauth.cache_key);
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
             return Ok(token.value.clone());
         }
-        let fresh = fetch_token(client, token_url, client_id, client_secret).await?;
+        let fresh = fetch_token(client, &oauth.token_url, &oauth.client_id, &oauth.client_secret).await?;
         let value = fresh.value.clone();
         *cached = Some(fresh);
         Ok(value)
@@ -156,8 +164,8 @@ impl TokenCache {
 
     /// Forgets the token of this client if it is still `rejected` (the API answered 401 with it); a token
     /// another request refreshed meanwhile is kept, so concurrent 401s cause one refresh, not many.
-    pub async fn invalidate(&self, token_url: &Url, client_id: &str, client_secret: &str, rejected: &str) {
-        let slot = self.slot(cache_key(token_url, client_id, client_secret));
+    pub async fn invalidate(&self, oauth: &OAuth2Client, rejected: &str) {
+        let slot = self.slot(oauth.cache_key);
         let mut cached = slot.lock().await;
         if cached.as_ref().is_some_and(|t| t.value == rejected) {
             *cached = None;
@@ -250,8 +258,27 @@ mod tests {
             ("Authentication", "BasicAuthentication"),
         ]))
         .expect("valid");
-        assert!(matches!(c, Credentials::OAuth2 { .. }));
+        assert!(matches!(c, Credentials::OAuth2(_)));
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_clients_tokens_are_shared_by_the_same_url_id_and_secret_only() {
+        let url = |u: &str| Url::parse(u).expect("url");
+        let client = |u: &str, id: &str, secret: &str| OAuth2Client::new(url(u), id.into(), secret.into());
+        let cache = TokenCache::default();
+        let a = client("https://x.example/oauth/token", "client", "secret");
+        let same = client("https://x.example/oauth/token", "client", "secret");
+        assert!(Arc::ptr_eq(&cache.slot(a.cache_key), &cache.slot(same.cache_key)));
+        for other in [
+            client("https://y.example/oauth/token", "client", "secret"),
+            client("https://x.example/oauth/token", "client2", "secret"),
+            client("https://x.example/oauth/token", "client", "secret2"),
+            // The parts are length-prefixed: moving a character from one to the next is another client.
+            client("https://x.example/oauth/token", "clients", "ecret"),
+        ] {
+            assert!(!Arc::ptr_eq(&cache.slot(a.cache_key), &cache.slot(other.cache_key)));
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use url::Url;
 
 use crate::store::LimitStore;
 
-pub use auth::Credentials;
+pub use auth::{Credentials, OAuth2Client};
 use pause::Pauses;
 use rate::RateLimiter;
 pub use scrub::Secrets;
@@ -418,19 +418,13 @@ impl Outbound {
         // A cached OAuth token may have been revoked: fetch a new one and try once more.
         if response.status == 401
             && authenticate
-            && let Credentials::OAuth2 {
-                token_url,
-                client_id,
-                client_secret,
-            } = &endpoint.credentials
+            && let Credentials::OAuth2(oauth) = &endpoint.credentials
         {
             let rejected = sent
                 .as_deref()
                 .and_then(|a| a.strip_prefix("Bearer "))
                 .unwrap_or_default();
-            self.tokens
-                .invalidate(token_url, client_id, client_secret, rejected)
-                .await;
+            self.tokens.invalidate(oauth, rejected).await;
             let (response, sent) = self
                 .send_authenticated(endpoint, base, url, &method, &headers, &body, authenticate)
                 .await?;
@@ -525,15 +519,8 @@ impl Outbound {
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
             )),
             Credentials::Bearer { token } => Some(format!("Bearer {token}")),
-            Credentials::OAuth2 {
-                token_url,
-                client_id,
-                client_secret,
-            } => {
-                let token = self
-                    .tokens
-                    .token(&self.transport.proxied, token_url, client_id, client_secret)
-                    .await?;
+            Credentials::OAuth2(oauth) => {
+                let token = self.tokens.token(&self.transport.proxied, oauth).await?;
                 Some(format!("Bearer {token}"))
             }
         })

@@ -43,7 +43,10 @@ pub fn join(base: &Url, relative: &str) -> Result<Url, String> {
         joined.set_path(&full);
     }
     joined.set_query(query);
-    ensure_within(base, &joined)?;
+    // The segments were checked above, as the guest wrote them, and `set_path` adds no dot segment or
+    // encoding to them: what is left to check is that the result is still on the base's origin and under its
+    // path. (A redirect's URL comes from the upstream: `ensure_within` checks its segments too.)
+    ensure_on_base(base, &joined)?;
     Ok(joined)
 }
 
@@ -82,8 +85,15 @@ fn encodes_again(once: &str) -> bool {
     })
 }
 
-/// Checks that `url` is on `base`'s origin and under its path: the rule for joined paths and redirects.
+/// Checks that `url` is on `base`'s origin and under its path, with no dot segment in any disguise: the rule
+/// for redirects.
 pub fn ensure_within(base: &Url, url: &Url) -> Result<(), String> {
+    ensure_on_base(base, url)?;
+    check_segments(url.path(), || redact(url))
+}
+
+/// Checks that `url` is on `base`'s origin, carries no credentials, and is under `base`'s path.
+fn ensure_on_base(base: &Url, url: &Url) -> Result<(), String> {
     if url.scheme() != base.scheme()
         || url.host_str() != base.host_str()
         || url.port_or_known_default() != base.port_or_known_default()
@@ -108,7 +118,7 @@ pub fn ensure_within(base: &Url, url: &Url) -> Result<(), String> {
             redact(url)
         ));
     }
-    check_segments(path, || redact(url))
+    Ok(())
 }
 
 fn origin(url: &Url) -> String {
@@ -174,6 +184,34 @@ mod tests {
         // A percent sign that decodes to something else, or ends the segment, is not a second encoding.
         for fine in ["Users/%2541", "Users/a%25", "Users/%252", "Users/100%25off"] {
             assert!(join(&base(), fine).is_ok(), "{fine} must pass");
+        }
+    }
+
+    #[test]
+    fn whatever_join_accepts_passes_the_redirect_rule_too() {
+        // `join` checks the guest's segments once, before `set_path`; the full rule on its result must agree.
+        for base in [
+            base(),
+            Url::parse("http://127.0.0.1:8080/").unwrap(),
+            Url::parse("https://h/a%20b/c/").unwrap(),
+        ] {
+            for fine in [
+                "",
+                "Users",
+                "Users/abc?filter=userName%20eq%20%22x%22",
+                "Users/%2541",
+                "Users/100%25off",
+                "Users/a;b",
+                "Users/.hidden",
+                "Users/x.",
+                "Users/\u{e9}t\u{e9}",
+                "Users/\"quoted\"/<x>/{y}/`z`",
+                "Users/a%20b/c%3Fd",
+                "Groups/1/members?x=..",
+            ] {
+                let joined = join(&base, fine).unwrap_or_else(|e| panic!("{fine} on {base}: {e}"));
+                assert!(ensure_within(&base, &joined).is_ok(), "{fine} on {base}: {joined}");
+            }
         }
     }
 

@@ -240,14 +240,11 @@ impl Secrets {
                 secrets.add_header_value(&format!("Bearer {token}"));
                 secrets.add(token);
             }
-            Credentials::OAuth2 {
-                client_id,
-                client_secret,
-                ..
-            } => {
-                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
+            Credentials::OAuth2(oauth) => {
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", oauth.client_id, oauth.client_secret));
                 secrets.add(&encoded);
-                secrets.add(client_secret);
+                secrets.add(&oauth.client_secret);
             }
         }
         secrets

@@ -8,6 +8,7 @@
 //! thread.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
@@ -82,12 +83,15 @@ impl Background {
 }
 
 /// Polls `call` here while `demoted` is unset; once it is set, finishes `call` on the pool.
-pub async fn drive<T: Send + 'static>(
-    call: impl Future<Output = T> + Send + 'static,
+///
+/// `call` comes boxed: a plugin call's future is large (the guest call and its timeout), and the futures
+/// that await this one (handlers, middleware) are moved whole from layer to layer before they are polled.
+/// Boxed where it is made, it is copied once, not at every move.
+pub async fn drive<T: Send + 'static, F: Future<Output = T> + Send + 'static>(
+    mut call: Pin<Box<F>>,
     demoted: &AtomicBool,
     pool: &Background,
 ) -> Result<T, BackgroundError> {
-    let mut call = Box::pin(call);
     let here = std::future::poll_fn(|cx| {
         if demoted.load(Ordering::Relaxed) {
             return Poll::Ready(None);
@@ -135,7 +139,7 @@ mod tests {
         let pool = Background::default();
         let demoted = AtomicBool::new(false);
         let here = drive(
-            async { std::thread::current().name().map(String::from) },
+            Box::pin(async { std::thread::current().name().map(String::from) }),
             &demoted,
             &pool,
         )
@@ -145,7 +149,7 @@ mod tests {
 
         demoted.store(true, Ordering::Relaxed);
         let there = drive(
-            async { std::thread::current().name().map(String::from) },
+            Box::pin(async { std::thread::current().name().map(String::from) }),
             &demoted,
             &pool,
         )
@@ -160,12 +164,12 @@ mod tests {
         let demoted = std::sync::Arc::new(AtomicBool::new(false));
         let flag = demoted.clone();
         let threads = drive(
-            async move {
+            Box::pin(async move {
                 let before = std::thread::current().name().map(String::from);
                 flag.store(true, Ordering::Relaxed);
                 tokio::task::yield_now().await;
                 (before, std::thread::current().name().map(String::from))
-            },
+            }),
             &demoted,
             &pool,
         )

@@ -709,7 +709,8 @@ impl Runtime {
         };
         // A panic in the host while the call runs (in an import, in the bindings) fails this call: the
         // store it left half-done is dropped with the future.
-        let call = std::panic::AssertUnwindSafe(call).catch_unwind();
+        // Boxed here, before it is moved anywhere (see `background::drive`).
+        let call = Box::pin(std::panic::AssertUnwindSafe(call).catch_unwind());
         let ran = if probation {
             demoted.store(true, Ordering::Relaxed);
             self.background.run(call).await
