@@ -109,6 +109,20 @@ async fn verify(
     if let Some(p) = state.stores.principals.recently_verified(&user, &password) {
         return Ok(p);
     }
+    // Boxed: the rest's future is large (the store, Argon2, a failure's delay and audit), and this one is part of
+    // every request's, which the router's layers move whole before it runs (docs/performance.md, "twenty-first
+    // session").
+    Box::pin(verify_password(state, user, password, address, channel)).await
+}
+
+/// [`verify`] for credentials not verified a moment ago: Argon2 against the store, the failure counted.
+async fn verify_password(
+    state: &AppState,
+    user: String,
+    password: String,
+    address: Option<IpAddr>,
+    channel: Channel,
+) -> Result<Principal, AuthFailure> {
     let checked = {
         let _slot = verification_slots()
             .acquire()
@@ -210,7 +224,7 @@ pub async fn authenticate_on(
 ) -> Result<Principal, AuthFailure> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return match cert {
-            Some(cert) => by_certificate(state, cert).await,
+            Some(cert) => Box::pin(by_certificate(state, cert)).await,
             None => Err(AuthFailure::Missing),
         };
     };

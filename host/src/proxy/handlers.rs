@@ -53,6 +53,10 @@ pub fn router() -> Router<AppState> {
 
 type Result<T> = std::result::Result<T, ScimReply>;
 
+// The operations that call a connector are awaited boxed (`Box::pin(p.get(..))`): their futures hold the call
+// and are kilobytes large, and a handler's future is moved whole through the router's layers before it runs,
+// so unboxed they would be copied at every move (docs/performance.md, "twenty-first session").
+
 async fn not_allowed() -> ScimReply {
     ScimReply(ScimError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -297,7 +301,7 @@ async fn list(
     let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource)?;
     let q = ListQuery::from_query(raw.as_deref())?;
-    Ok(scim_text(StatusCode::OK, p.list(kind, &q).await?))
+    Ok(scim_text(StatusCode::OK, Box::pin(p.list(kind, &q)).await?))
 }
 
 async fn search(
@@ -311,7 +315,7 @@ async fn search(
     let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource)?;
     let q = ListQuery::from_search(&json_body(&headers, body)?)?;
-    Ok(scim_text(StatusCode::OK, p.list(kind, &q).await?))
+    Ok(scim_text(StatusCode::OK, Box::pin(p.list(kind, &q)).await?))
 }
 
 async fn search_root(
@@ -324,7 +328,7 @@ async fn search_root(
 ) -> Result<Response> {
     let p = open(&state, &headers, &peer, &uri, &system).await?;
     let q = ListQuery::from_search(&json_body(&headers, body)?)?;
-    Ok(scim(StatusCode::OK, &p.search_all(&q).await?))
+    Ok(scim(StatusCode::OK, &Box::pin(p.search_all(&q)).await?))
 }
 
 async fn get_one(
@@ -339,7 +343,7 @@ async fn get_one(
     let kind = kind_of(&p, &resource_name)?;
     let q = ListQuery::from_query(raw.as_deref())?;
     q.projection.validate(&p.served, &[kind], &p.extra)?;
-    let served = p.get(kind, &id).await?;
+    let served = Box::pin(p.get(kind, &id)).await?;
     // If-None-Match (its list may span several field lines): the client's copy is current; a 304 carries the
     // ETag a 200 would (RFC 9110 §15.4.5).
     let tags: Vec<&str> = headers
@@ -380,7 +384,7 @@ async fn create(
     let kind = kind_of(&p, &resource_name)?;
     let body = json_body(&headers, body)?;
     let q = ListQuery::from_query(raw.as_deref())?;
-    let mut r = p.create(kind, body).await?;
+    let mut r = Box::pin(p.create(kind, body)).await?;
     q.projection.apply(&mut r, &p.served, kind);
     Ok(resource(StatusCode::CREATED, &r))
 }
@@ -398,7 +402,7 @@ async fn replace(
     let kind = kind_of(&p, &resource_name)?;
     let body = json_body(&headers, body)?;
     let q = ListQuery::from_query(raw.as_deref())?;
-    let mut r = p.replace(kind, &id, body, if_match(&headers).as_deref()).await?;
+    let mut r = Box::pin(p.replace(kind, &id, body, if_match(&headers).as_deref())).await?;
     q.projection.apply(&mut r, &p.served, kind);
     Ok(resource(StatusCode::OK, &r))
 }
@@ -416,7 +420,7 @@ async fn patch(
     let kind = kind_of(&p, &resource_name)?;
     let body = json_body(&headers, body)?;
     let q = ListQuery::from_query(raw.as_deref())?;
-    let mut r = p.patch(kind, &id, &body, if_match(&headers).as_deref()).await?;
+    let mut r = Box::pin(p.patch(kind, &id, &body, if_match(&headers).as_deref())).await?;
     q.projection.apply(&mut r, &p.served, kind);
     Ok(resource(StatusCode::OK, &r))
 }
@@ -430,6 +434,6 @@ async fn delete(
 ) -> Result<Response> {
     let p = open(&state, &headers, &peer, &uri, &system).await?;
     let kind = kind_of(&p, &resource_name)?;
-    p.delete(kind, &id, if_match(&headers).as_deref()).await?;
+    Box::pin(p.delete(kind, &id, if_match(&headers).as_deref())).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

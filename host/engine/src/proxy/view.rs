@@ -192,7 +192,8 @@ impl Proxy {
                 _admitted: None,
             });
         }
-        let view = Arc::new(View::load(state, id).await?);
+        // Boxed: loading is rare and its future large; this one is part of every proxy request's.
+        let view = Arc::new(Box::pin(View::load(state, id)).await?);
         state.proxy.views.insert(id, generation, view.clone());
         Ok(Proxy {
             view,
