@@ -113,10 +113,12 @@ impl CallState {
                     }
                 }
             }
+            // Boxed: the request's future (hyper's client inside) is large, and this one is moved into the
+            // guest's fiber before it runs (docs/performance.md, "twenty-first session").
             _ => {
                 tokio::time::timeout(
                     remaining,
-                    self.outbound.send_scrubbed(endpoint, request, &mut self.secrets),
+                    Box::pin(self.outbound.send_scrubbed(endpoint, request, &mut self.secrets)),
                 )
                 .await
             }
