@@ -2,10 +2,13 @@
 GETs by id, then REQUESTS measured ones between callgrind's instrumentation on and off, and dumps.
 
     drive.py PORT SIM_TXT REQUESTS SERVICE_PID   (from instructions-per-get.sh)
+
+With PROFILE_WHAT=page the requests are 100-user pages (`GET /Users?startIndex=…&count=100`) instead.
 """
 import base64
 import http.client
 import json
+import os
 import subprocess
 import sys
 
@@ -43,10 +46,16 @@ call("POST", "/api/v1/technical-users",
 client = ("idm-client", "idm-client-secret-1")
 base = f"/ipsproxy/api/v1/scim/{system['id']}/Users"
 ids = [u["id"] for u in call("GET", f"{base}?count=100", user=client)["Resources"]]
+if os.environ.get("PROFILE_WHAT", "get") == "page":
+    def path(i):
+        return f"{base}?startIndex={1 + (i % 2) * 100}&count=100"
+else:
+    def path(i):
+        return f"{base}/{ids[i % len(ids)]}"
 for i in range(300):
-    call("GET", f"{base}/{ids[i % len(ids)]}", user=client)
+    call("GET", path(i), user=client)
 subprocess.run(["callgrind_control", "--instr=on", service], check=True, capture_output=True)
 for i in range(requests):
-    call("GET", f"{base}/{ids[i % len(ids)]}", user=client)
+    call("GET", path(i), user=client)
 subprocess.run(["callgrind_control", "--instr=off", service], check=True, capture_output=True)
 subprocess.run(["callgrind_control", "--dump", service], check=True, capture_output=True)

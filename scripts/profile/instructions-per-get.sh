@@ -8,6 +8,7 @@
 #
 #   scripts/profile/instructions-per-get.sh [REQUESTS] [BIN_DIR]
 #
+# PROFILE_WHAT=page counts 100-user pages (`GET /Users?startIndex=…&count=100`) instead of GETs by id.
 # REQUESTS (default 300) sequential GETs on one kept-alive connection, after 300 unmeasured ones; BIN_DIR
 # holds `provisio` and `provisio-sim` (default: `cargo build --release` of them, into target/release).
 # Prints the per-request table, and leaves the callgrind file and the connector's symbol map (perf map) in
