@@ -120,6 +120,12 @@ impl Credentials {
     }
 }
 
+/// The credentials of an HTTP Basic `Authorization` header (RFC 7617): `user:password` in base64. One function
+/// for what the host sends and what it scrubs from answers, so the two cannot drift apart.
+pub(super) fn basic_credentials(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
 struct CachedToken {
     value: String,
     refresh_at: Instant,
@@ -156,7 +162,7 @@ impl TokenCache {
         if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
             return Ok(token.value.clone());
         }
-        let fresh = fetch_token(client, &oauth.token_url, &oauth.client_id, &oauth.client_secret).await?;
+        let fresh = fetch_token(client, oauth).await?;
         let value = fresh.value.clone();
         *cached = Some(fresh);
         Ok(value)
@@ -173,13 +179,9 @@ impl TokenCache {
     }
 }
 
-async fn fetch_token(
-    client: &reqwest::Client,
-    token_url: &Url,
-    client_id: &str,
-    client_secret: &str,
-) -> Result<CachedToken, HttpError> {
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"));
+async fn fetch_token(client: &reqwest::Client, oauth: &OAuth2Client) -> Result<CachedToken, HttpError> {
+    let token_url = &oauth.token_url;
+    let basic = basic_credentials(&oauth.client_id, &oauth.client_secret);
     let response = client
         .post(token_url.clone())
         .header("authorization", format!("Basic {basic}"))

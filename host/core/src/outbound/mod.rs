@@ -511,13 +511,9 @@ impl Outbound {
     }
 
     async fn authorization(&self, credentials: &Credentials) -> Result<Option<String>, HttpError> {
-        use base64::Engine as _;
         Ok(match credentials {
             Credentials::None => None,
-            Credentials::Basic { user, password } => Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            )),
+            Credentials::Basic { user, password } => Some(format!("Basic {}", auth::basic_credentials(user, password))),
             Credentials::Bearer { token } => Some(format!("Bearer {token}")),
             Credentials::OAuth2(oauth) => {
                 let token = self.tokens.token(&self.transport.proxied, oauth).await?;

@@ -5,7 +5,6 @@
 //! value, the Basic `user:password` in base64, the password, the bearer or OAuth token, the client secret)
 //! is replaced by [`MASK`] in the responses handed to the guest and in the strings the connector returns.
 
-use base64::Engine as _;
 use memchr::memmem;
 
 use super::{Credentials, SystemEndpoint};
@@ -231,7 +230,7 @@ impl Secrets {
         match credentials {
             Credentials::None => {}
             Credentials::Basic { user, password } => {
-                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let encoded = super::auth::basic_credentials(user, password);
                 secrets.add_header_value(&format!("Basic {encoded}"));
                 secrets.add(&encoded);
                 secrets.add(password);
@@ -241,8 +240,7 @@ impl Secrets {
                 secrets.add(token);
             }
             Credentials::OAuth2(oauth) => {
-                let encoded = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", oauth.client_id, oauth.client_secret));
+                let encoded = super::auth::basic_credentials(&oauth.client_id, &oauth.client_secret);
                 secrets.add(&encoded);
                 secrets.add(&oauth.client_secret);
             }
