@@ -39,11 +39,17 @@ const PLAIN_DIGITS: usize = 300;
 /// About 60 % of the instructions of serde_json's walk on a typical user, in wasm (docs/performance.md,
 /// "nineteenth session"); it runs in every connector's `get` and on every entity text the host checks.
 fn plainly_valid(text: &[u8]) -> bool {
+    plain_value(text, whitespace(text, 0)).is_some_and(|end| whitespace(text, end) == text.len())
+}
+
+/// The position after the plain JSON value (see [`plainly_valid`]) at `i`; `None` when there is none the quick
+/// scan follows there. A list answer's split reads its members and elements with it.
+pub(crate) fn plain_value(text: &[u8], mut i: usize) -> Option<usize> {
     // Bit d of `objects`: whether the container at depth d is an object (else an array).
-    let (mut objects, mut depth, mut i) = (0u64, 0u32, whitespace(text, 0));
+    let (mut objects, mut depth) = (0u64, 0u32);
     'value: loop {
         i = match text.get(i) {
-            Some(b'{' | b'[') if depth == PLAIN_DEPTH => return false,
+            Some(b'{' | b'[') if depth == PLAIN_DEPTH => return None,
             Some(&open @ (b'{' | b'[')) => {
                 let object = open == b'{';
                 objects = (objects & !(1 << depth)) | (u64::from(object) << depth);
@@ -59,44 +65,32 @@ fn plainly_valid(text: &[u8]) -> bool {
                         depth -= 1;
                         i + 1
                     }
-                    _ if object => match key(text, i) {
-                        Some(next) => {
-                            i = next;
-                            continue 'value;
-                        }
-                        None => return false,
-                    },
+                    _ if object => {
+                        i = key(text, i)?;
+                        continue 'value;
+                    }
                     _ => continue 'value,
                 }
             }
-            Some(b'"') => match string(text, i) {
-                Some(end) => end,
-                None => return false,
-            },
+            Some(b'"') => string(text, i)?,
             Some(b't') if text[i..].starts_with(b"true") => i + 4,
             Some(b'f') if text[i..].starts_with(b"false") => i + 5,
             Some(b'n') if text[i..].starts_with(b"null") => i + 4,
-            Some(b'-' | b'0'..=b'9') => match number(text, i) {
-                Some(end) => end,
-                None => return false,
-            },
-            _ => return false,
+            Some(b'-' | b'0'..=b'9') => number(text, i)?,
+            _ => return None,
         };
-        // After a value: the container's next entry, its end, or the end of the text.
+        // After a value: the end of the scanned value, or its container's next entry or end.
         loop {
-            i = whitespace(text, i);
             if depth == 0 {
-                return i == text.len();
+                return Some(i);
             }
+            i = whitespace(text, i);
             let object = objects & (1 << (depth - 1)) != 0;
             match text.get(i) {
-                Some(b',') if object => match key(text, whitespace(text, i + 1)) {
-                    Some(next) => {
-                        i = next;
-                        continue 'value;
-                    }
-                    None => return false,
-                },
+                Some(b',') if object => {
+                    i = key(text, whitespace(text, i + 1))?;
+                    continue 'value;
+                }
                 Some(b',') => {
                     i = whitespace(text, i + 1);
                     continue 'value;
@@ -109,14 +103,14 @@ fn plainly_valid(text: &[u8]) -> bool {
                     depth -= 1;
                     i += 1;
                 }
-                _ => return false,
+                _ => return None,
             }
         }
     }
 }
 
 /// The position after JSON whitespace from `i`.
-fn whitespace(text: &[u8], mut i: usize) -> usize {
+pub(crate) fn whitespace(text: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = text.get(i) {
         i += 1;
     }
@@ -130,7 +124,7 @@ fn key(text: &[u8], i: usize) -> Option<usize> {
 }
 
 /// The position after the string at `i`; `None` for a control character, a `\u` or an unknown escape.
-fn string(text: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn string(text: &[u8], i: usize) -> Option<usize> {
     if text.get(i) != Some(&b'"') {
         return None;
     }

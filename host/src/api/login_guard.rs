@@ -11,6 +11,7 @@
 //! client's address and the channel. Attempts refused during a lock are counted in the metrics only (they
 //! check no password, and an attacker could otherwise fill the log at no cost).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -75,21 +76,43 @@ pub enum Refusal {
 /// The guard of password checks; one per process, its state in the store.
 pub struct LoginGuard {
     policy: LoginPolicy,
-    /// Keys this replica found unlocked, and when it asked.
-    unlocked: Mutex<HashMap<String, Instant>>,
+    /// What this replica found unlocked, and when it asked.
+    unlocked: Mutex<Unlocked>,
+}
+
+/// Principals (by [folded](folded) name) and addresses (as [counted](counted)) found unlocked, and when: kept
+/// apart from the store's keys so that a request's check formats no key (docs/performance.md,
+/// "twenty-second session").
+#[derive(Default)]
+struct Unlocked {
+    principals: HashMap<String, Instant>,
+    addresses: HashMap<IpAddr, Instant>,
+}
+
+/// A principal's name as its failures are counted: trimmed and lower-cased.
+fn folded(name: &str) -> Cow<'_, str> {
+    let name = name.trim();
+    if name.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        Cow::Owned(name.to_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// An address as its failures are counted: an IPv4 client on a dual-stack socket as over IPv4.
+fn counted(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 fn principal_key(name: &str) -> String {
-    format!("principal:{}", name.trim().to_lowercase())
+    format!("principal:{}", folded(name))
 }
 
 fn address_key(address: IpAddr) -> String {
-    // An IPv4 client on a dual-stack socket counts as the same address as over IPv4.
-    let address = match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    format!("address:{address}")
+    format!("address:{}", counted(address))
 }
 
 impl LoginGuard {
@@ -97,7 +120,7 @@ impl LoginGuard {
     pub fn new(policy: LoginPolicy) -> Self {
         LoginGuard {
             policy,
-            unlocked: Mutex::new(HashMap::new()),
+            unlocked: Mutex::new(Unlocked::default()),
         }
     }
 
@@ -114,30 +137,30 @@ impl LoginGuard {
 
     /// Before a password is checked: refused while the principal or the address is locked.
     pub async fn admit(&self, stores: &Stores, name: &str, address: Option<IpAddr>) -> Result<(), Refusal> {
-        let keys = Self::keys(name, address);
+        let (principal, address) = (folded(name), address.map(counted));
         let now = Instant::now();
         {
             let unlocked = self.unlocked.lock().unwrap_or_else(|e| e.into_inner());
-            if keys.iter().all(|k| {
-                unlocked
-                    .get(k)
-                    .is_some_and(|at| now.duration_since(*at) < self.policy.recheck)
-            }) {
+            let fresh = |at: Option<&Instant>| at.is_some_and(|at| now.duration_since(*at) < self.policy.recheck);
+            if fresh(unlocked.principals.get(principal.as_ref()))
+                && address.is_none_or(|a| fresh(unlocked.addresses.get(&a)))
+            {
                 return Ok(());
             }
         }
-        match stores.logins.locked(&keys).await {
+        match stores.logins.locked(&Self::keys(name, address)).await {
             Ok(Some(left)) => {
                 crate::metrics::login_failure("locked");
                 Err(Refusal::Locked(left))
             }
             Ok(None) => {
                 let mut unlocked = self.unlocked.lock().unwrap_or_else(|e| e.into_inner());
-                if unlocked.len() > 10_000 {
-                    unlocked.clear();
+                if unlocked.principals.len() + unlocked.addresses.len() > 10_000 {
+                    *unlocked = Unlocked::default();
                 }
-                for k in keys {
-                    unlocked.insert(k, now);
+                unlocked.principals.insert(principal.into_owned(), now);
+                if let Some(a) = address {
+                    unlocked.addresses.insert(a, now);
                 }
                 Ok(())
             }
@@ -175,7 +198,11 @@ impl LoginGuard {
                     }
                     Err(e) => tracing::error!(error = %e, key = %key, "cannot lock a login"),
                 }
-                self.unlocked.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+                let mut unlocked = self.unlocked.lock().unwrap_or_else(|e| e.into_inner());
+                match address {
+                    Some(a) if scope == "address" => unlocked.addresses.remove(&counted(a)),
+                    _ => unlocked.principals.remove(folded(name).as_ref()),
+                };
             }
         }
         if locked.is_none() {
@@ -298,6 +325,10 @@ mod tests {
         );
         assert_eq!(LoginGuard::keys("admin", Some(v4))[1], "address:10.1.2.3");
         assert_eq!(LoginGuard::keys("admin", None).len(), 1);
+        // The fast path's forms of the same: the name folded (borrowed when it is already), the address mapped.
+        assert!(matches!(folded(" admin "), Cow::Borrowed("admin")));
+        assert_eq!(folded(" ÄDMIN\t"), "ädmin");
+        assert_eq!(counted(mapped), v4);
         assert_eq!(minutes(Duration::from_secs(899)), "15 minutes");
         assert_eq!(minutes(Duration::from_secs(5)), "1 minute");
     }

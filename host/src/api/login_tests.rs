@@ -239,6 +239,28 @@ async fn a_correct_password_forgets_the_principal_failures() {
 }
 
 #[tokio::test]
+async fn a_lock_holds_at_once_for_a_name_and_an_address_just_seen_unlocked() {
+    // This replica trusts what it saw unlocked for an hour: only the lock itself can end that trust.
+    let state = state(LoginPolicy {
+        recheck: Duration::from_secs(3600),
+        ..quick()
+    })
+    .await;
+    assert_eq!(send(&state, systems(ADMIN), "10.4.0.1").await.status, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(
+            send(&state, systems((ADMIN.0, "wrong")), "10.4.0.1").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The 4th failure locks the name (the address has two to go), whatever case it is typed in.
+    for (name, password) in [(ADMIN.0, "wrong"), ADMIN, ("ADMIN", ADMIN.1)] {
+        let a = send(&state, systems((name, password)), "10.4.0.1").await;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{name}: {}", a.body);
+    }
+}
+
+#[tokio::test]
 async fn a_lock_ends_by_itself() {
     let state = state(LoginPolicy {
         lock: Duration::from_millis(400),
