@@ -110,6 +110,7 @@ pub(crate) fn plain_value(text: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// The position after JSON whitespace from `i`.
+#[inline(always)]
 pub(crate) fn whitespace(text: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = text.get(i) {
         i += 1;
@@ -118,28 +119,21 @@ pub(crate) fn whitespace(text: &[u8], mut i: usize) -> usize {
 }
 
 /// A member's key at `i` and its colon: the position of its value.
+#[inline(always)]
 fn key(text: &[u8], i: usize) -> Option<usize> {
     let i = whitespace(text, string(text, i)?);
     (text.get(i) == Some(&b':')).then(|| whitespace(text, i + 1))
 }
 
 /// The position after the string at `i`; `None` for a control character, a `\u` or an unknown escape.
+#[inline(always)]
 pub(crate) fn string(text: &[u8], i: usize) -> Option<usize> {
     if text.get(i) != Some(&b'"') {
         return None;
     }
     let mut i = i + 1;
     loop {
-        // Eight bytes at a time to the string's next quote, backslash or control character (SWAR, as
-        // serde_json does); byte by byte in the text's last seven.
-        while let Some(chunk) = text.get(i..i + 8) {
-            let found = special(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
-            if found != 0 {
-                i += (found.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
+        i = to_special(text, i);
         match *text.get(i)? {
             b'"' => return Some(i + 1),
             b'\\' => match text.get(i + 1)? {
@@ -152,10 +146,59 @@ pub(crate) fn string(text: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// The position of the next quote, backslash or control character from `i`, or of the text's last few bytes,
+/// which the caller then reads one by one: 16 bytes at a time with SSE2 on x86-64 (the host), else 8 at a time
+/// (SWAR, as serde_json does; wasm). A string's bytes are most of a list answer's, which the host splits
+/// (docs/performance.md, "twenty-second session").
+#[inline(always)]
+fn to_special(text: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        while let Some(chunk) = text.get(i..i + 16) {
+            let found = special_16(chunk);
+            if found != 0 {
+                return i + found.trailing_zeros() as usize;
+            }
+            i += 16;
+        }
+        i
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    while let Some(chunk) = text.get(i..i + 8) {
+        let found = special(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    i
+}
+
+/// Bit k set when byte k of `chunk` (16 bytes) is a quote, a backslash or a control character.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn special_16(chunk: &[u8]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    debug_assert_eq!(chunk.len(), 16);
+    // SAFETY: an unaligned load of 16 bytes from a slice of 16; SSE2, the rest, is part of every x86-64 CPU.
+    unsafe {
+        let bytes = _mm_loadu_si128(chunk.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
+        // Unsigned: min(b, 0x1f) == b exactly when b ≤ 0x1f.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+    }
+}
+
 /// The high bit of each byte of `word` (eight bytes of the text, little-endian) that may be a quote, a
 /// backslash or a control character; 0 when none is. The lowest bit set is always a real one (a borrow that
 /// marks a byte falsely only starts at a real one below it), so it says where the next such byte is; bytes
 /// with the high bit set (UTF-8 sequences) are never marked.
+#[cfg(any(test, not(target_arch = "x86_64")))]
 fn special(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -320,6 +363,33 @@ mod tests {
         }
         assert_eq!(special(u64::from_le_bytes(*b"ab\xc3\xa9 ~/\x7f")), 0);
         assert_eq!(special(u64::from_le_bytes([0xff; 8])), 0);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sixteen_bytes_at_a_time_every_special_byte_is_marked_and_only_those() {
+        for special_byte in [b'"', b'\\', 0x00, 0x01, 0x1f] {
+            for at in 0..16 {
+                // Ordinary bytes around it: UTF-8 sequences, a space, `!` (0x21), DEL and 0xff.
+                let mut chunk = *b"a\xc3\xa9! ~\x7fz\xff/0{}[]:";
+                chunk[at] = special_byte;
+                assert_eq!(special_16(&chunk), 1 << at, "{special_byte:#x} at {at}");
+            }
+        }
+        let mut chunk = [b'x'; 16];
+        (chunk[3], chunk[9]) = (b'"', 0x0a);
+        assert_eq!(special_16(&chunk), (1 << 3) | (1 << 9));
+        assert_eq!(special_16(&[0x20; 16]), 0);
+        // Wherever a long string ends, in a 16-byte step or in the text's last bytes, the scan ends it there;
+        // and a control character in it, wherever it is, refuses it.
+        for at in 1..40 {
+            let mut text = vec![b'y'; 41];
+            (text[0], text[at]) = (b'"', b'"');
+            assert_eq!(string(&text, 0), Some(at + 1), "the end at {at}");
+            text[at] = 0x0a;
+            text[40] = b'"';
+            assert_eq!(string(&text, 0), None, "a control character at {at}");
+        }
     }
 
     #[test]
