@@ -23,6 +23,8 @@ pub mod ops;
 #[cfg(test)]
 mod password_tests;
 pub mod realtime;
+#[cfg(test)]
+mod routes_tests;
 pub mod schemas;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -33,7 +35,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
@@ -120,18 +122,27 @@ pub fn router(state: AppState) -> Router {
                 .patch(realtime::patch)
                 .delete(realtime::delete),
         );
-    api.nest("/ipsproxy/api/v1/scim", crate::proxy::router())
-        .nest("/ipsproxy/service/api/v1/scim", crate::proxy::router())
+    api.merge(crate::proxy::router())
         .nest("/ipsproxy/api/v1", realtime_api.clone())
         .nest("/ipsproxy/service/api/v1", realtime_api)
         // The web console (`/` leads to it), on the same operations as the API.
         .merge(crate::console::router(state.clone()))
+        .fallback(no_route)
         .layer(middleware::from_fn(observe))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(300),
         ))
         .with_state(state)
+}
+
+/// A path no route takes: SCIM's 404 under the proxy's prefixes, elsewhere an empty 404 (axum's own).
+async fn no_route(uri: axum::http::Uri) -> Response {
+    if crate::proxy::serves(uri.path()) {
+        crate::proxy::unknown_endpoint().await.into_response()
+    } else {
+        axum::http::StatusCode::NOT_FOUND.into_response()
+    }
 }
 
 /// Counts every request by its route template (never by raw path, which carries ids).

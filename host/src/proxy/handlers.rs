@@ -22,33 +22,57 @@ use crate::store::principals::Permission;
 /// Largest request body accepted (a group with thousands of members fits).
 pub const MAX_BODY: usize = 1 << 20;
 
-/// The proxy routes, to nest under `/ipsproxy/api/v1/scim` and `/ipsproxy/service/api/v1/scim`.
+/// Where the proxy answers: SAP's paths, with and without `/service`.
+pub const PREFIXES: [&str; 2] = ["/ipsproxy/api/v1/scim", "/ipsproxy/service/api/v1/scim"];
+
+/// The proxy routes under each of [`PREFIXES`], registered with their full paths: a nested router would rebuild
+/// every request's URI without its prefix (docs/performance.md, "twenty-second session"). A method a path does
+/// not take is SCIM's 405; a path under a prefix that no route takes is left to the service's fallback, which
+/// answers SCIM's 404 there ([`unknown_endpoint`]; a catch-all route beside `{system}` is not possible).
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/{system}/ServiceProviderConfig",
-            get(service_provider_config).fallback(not_allowed),
-        )
-        .route("/{system}/Schemas", get(schemas).fallback(not_allowed))
-        .route("/{system}/Schemas/{id}", get(schema_one).fallback(not_allowed))
-        .route("/{system}/ResourceTypes", get(resource_types).fallback(not_allowed))
-        .route(
-            "/{system}/ResourceTypes/{id}",
-            get(resource_type_one).fallback(not_allowed),
-        )
-        .route("/{system}/.search", post(search_root).fallback(not_allowed))
-        .route("/{system}/{resource}", get(list).post(create).fallback(not_allowed))
-        .route("/{system}/{resource}/.search", post(search).fallback(not_allowed))
-        .route(
-            "/{system}/{resource}/{id}",
-            get(get_one)
-                .put(replace)
-                .patch(patch)
-                .delete(delete)
-                .fallback(not_allowed),
-        )
-        .fallback(unknown_endpoint)
+    PREFIXES
+        .iter()
+        .fold(Router::new(), |router, prefix| {
+            let at = |path: &str| format!("{prefix}{path}");
+            router
+                .route(
+                    &at("/{system}/ServiceProviderConfig"),
+                    get(service_provider_config).fallback(not_allowed),
+                )
+                .route(&at("/{system}/Schemas"), get(schemas).fallback(not_allowed))
+                .route(&at("/{system}/Schemas/{id}"), get(schema_one).fallback(not_allowed))
+                .route(
+                    &at("/{system}/ResourceTypes"),
+                    get(resource_types).fallback(not_allowed),
+                )
+                .route(
+                    &at("/{system}/ResourceTypes/{id}"),
+                    get(resource_type_one).fallback(not_allowed),
+                )
+                .route(&at("/{system}/.search"), post(search_root).fallback(not_allowed))
+                .route(
+                    &at("/{system}/{resource}"),
+                    get(list).post(create).fallback(not_allowed),
+                )
+                .route(&at("/{system}/{resource}/.search"), post(search).fallback(not_allowed))
+                .route(
+                    &at("/{system}/{resource}/{id}"),
+                    get(get_one)
+                        .put(replace)
+                        .patch(patch)
+                        .delete(delete)
+                        .fallback(not_allowed),
+                )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// Whether `path` is one of [`PREFIXES`] or under one: a path there that no route takes is SCIM's 404.
+pub fn serves(path: &str) -> bool {
+    PREFIXES.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 type Result<T> = std::result::Result<T, ScimReply>;
@@ -65,7 +89,8 @@ async fn not_allowed() -> ScimReply {
     ))
 }
 
-async fn unknown_endpoint() -> ScimReply {
+/// SCIM's 404 for a path under the proxy's prefixes that names no endpoint.
+pub async fn unknown_endpoint() -> ScimReply {
     ScimReply(ScimError::not_found("no such SCIM endpoint"))
 }
 

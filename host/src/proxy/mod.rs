@@ -6,7 +6,7 @@ pub use provisio_engine::proxy::*;
 pub mod export;
 mod handlers;
 
-pub use handlers::router;
+pub use handlers::{PREFIXES, router, serves, unknown_endpoint};
 
 /// A SCIM error as the HTTP answer: the engine's [`error::ScimError`] (an RFC 7644 error body) sent as it
 /// is. Handlers answer `Result<_, ScimReply>`; `?` turns a `ScimError` into one.
