@@ -236,7 +236,7 @@ pub const MAX_SPLIT_MEMBERS: usize = 1_024;
 /// with exactly one such member, at most [`MAX_SPLIT_MEMBERS`] members, and the member's value is an array of
 /// at most [`MAX_SPLIT_ITEMS`] elements: the caller then handles the answer whole.
 ///
-/// A plain answer (no `\u` escapes, exponents or escaped member names: what SCIM servers write) is read by
+/// A plain answer (no exponents, escaped member names or lone surrogates: what SCIM servers write) is read by
 /// the quick scan of [`crate::json`]; anything else by serde_json, with the same result. serde_json's walk was
 /// 55 % of the instructions of a proxied 100-user page (docs/performance.md, "twenty-second session").
 pub fn split_member(text: &str, member: &str) -> Option<SplitList> {
@@ -610,8 +610,8 @@ mod tests {
         let mut next = sequence(0xc0ffee);
         let mut plain = 0;
         for (text, _) in random_answers(200) {
-            // Without a `\u` escape or an exponent, the quick split takes it.
-            if !text.contains("\\u") && !text.contains("e3") {
+            // Without an exponent, the quick split takes it (the `\u` escapes here are paired surrogates).
+            if !text.contains("e3") {
                 plain += 1;
                 assert!(split_plain(&text, "Resources").is_some(), "{text}");
             }
