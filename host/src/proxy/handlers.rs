@@ -146,11 +146,11 @@ fn base_url(headers: &HeaderMap, uri: &OriginalUri, system: &str) -> String {
         Some("https") => "https",
         _ => "http",
     };
-    let path = uri.0.path();
-    let prefix = if path.starts_with("/ipsproxy/service/") {
-        "/ipsproxy/service/api/v1/scim"
+    let [plain, service] = PREFIXES;
+    let prefix = if uri.0.path().starts_with(service) {
+        service
     } else {
-        "/ipsproxy/api/v1/scim"
+        plain
     };
     // Pushed piece by piece, not through `format!`: this runs for every proxied request.
     let mut base = String::with_capacity(scheme.len() + 3 + host.len() + prefix.len() + 1 + system.len());
