@@ -246,7 +246,7 @@ pub fn split_member(text: &str, member: &str) -> Option<SplitList> {
 /// [`split_member`] by the quick scan: `None` also where the scan does not follow the text, and serde_json
 /// decides.
 fn split_plain(text: &str, member: &str) -> Option<SplitList> {
-    use crate::json::{plain_value, string, whitespace};
+    use crate::json::{colon, plain_value, string, whitespace};
     let text = text.as_bytes();
     let mut i = whitespace(text, 0);
     if text.get(i) != Some(&b'{') {
@@ -269,11 +269,7 @@ fn split_plain(text: &str, member: &str) -> Option<SplitList> {
         // Neither quote, backslash nor control character in it: serde_json would write these same bytes.
         rest.extend_from_slice(&text[i..name_end]);
         rest.push(b':');
-        i = whitespace(text, name_end);
-        if text.get(i) != Some(&b':') {
-            return None;
-        }
-        i = whitespace(text, i + 1);
+        i = colon(text, name_end)?;
         if name.eq_ignore_ascii_case(member.as_bytes()) {
             if listed || text.get(i) != Some(&b'[') {
                 return None;
