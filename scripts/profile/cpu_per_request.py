@@ -1,0 +1,119 @@
+"""Measures one proxy, then the other (see cpu-per-request.sh):
+
+    cpu_per_request.py PORT SIM_TXT REQUESTS SERVICE_PID NGINX_PORT NGINX_WORKER_PIDS
+"""
+import base64
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+port, sim_txt, requests, service = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+nginx_port, nginx_workers = int(sys.argv[5]), sys.argv[6]
+sim = {}
+for line in open(sim_txt):
+    if "=" in line:
+        key, value = line.split("=", 1)
+        sim[key.split()[0]] = value.strip()
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def get(conn, path, authorization):
+    conn.request("GET", path, headers={"Authorization": authorization})
+    answer = conn.getresponse()
+    body = answer.read()
+    if answer.status != 200:
+        sys.exit(f"GET {path}: {answer.status} {body[:300]!r}")
+    return body
+
+
+# The proxy system and its client, as scripts/profile/drive.py sets them up.
+service_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+admin = basic("admin", "bench-password-1")
+
+
+def admin_post(path, body):
+    service_conn.request("POST", path, body=json.dumps(body),
+                         headers={"Authorization": admin, "Content-Type": "application/json"})
+    answer = service_conn.getresponse()
+    data = answer.read()
+    if answer.status >= 300:
+        sys.exit(f"POST {path}: {answer.status} {data[:300]!r}")
+    return json.loads(data)
+
+
+system = admin_post("/api/v1/systems", {
+    "name": "uaa-proxy", "type": "xsuaa", "role": "proxy",
+    "properties": {"URL": sim["URL"], "OAuth2TokenServiceURL": sim["OAuth2TokenServiceURL"],
+                   "User": sim["User"], "Password": sim["Password"], "provisio.rate.limit": "1000000"}})
+admin_post("/api/v1/technical-users",
+           {"name": "idm-client", "password": "idm-client-secret-1", "permissions": ["proxy-api"]})
+client = basic("idm-client", "idm-client-secret-1")
+base = f"/ipsproxy/api/v1/scim/{system['id']}"
+ids = [u["id"] for u in json.loads(get(service_conn, f"{base}/Users?count=100", client))["Resources"]]
+token_request = urllib.request.Request(
+    sim["OAuth2TokenServiceURL"], data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
+    headers={"Authorization": basic(sim["User"], sim["Password"])})
+bearer = "Bearer " + json.loads(urllib.request.urlopen(token_request).read())["access_token"]
+
+if os.environ.get("PROFILE_WHAT", "get") == "page":
+    def path(i):
+        return f"/Users?startIndex={1 + (i % 2) * 100}&count=100"
+else:
+    def path(i):
+        return f"/Users/{ids[i % len(ids)]}"
+
+
+def cpu_ticks(pids):
+    """User and kernel clock ticks of every thread of `pids` so far."""
+    user = kernel = 0
+    for pid in pids.split(","):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                fields = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            user += int(fields[11])
+            kernel += int(fields[12])
+    return user, kernel
+
+
+def measure(label, pids, send):
+    for i in range(300):
+        send(i)
+    perf = subprocess.Popen(["perf", "stat", "-x,", "-e", "context-switches,cpu-migrations,page-faults", "-p", pids],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    user0, kernel0 = cpu_ticks(pids)
+    started = time.perf_counter()
+    for i in range(requests):
+        send(i)
+    elapsed = time.perf_counter() - started
+    user1, kernel1 = cpu_ticks(pids)
+    perf.send_signal(signal.SIGINT)
+    events = {}
+    for line in perf.communicate()[1].splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[0].replace(".", "").isdigit():
+            events[fields[2]] = float(fields[0])
+    tick = 1e6 / os.sysconf("SC_CLK_TCK") / requests
+    print(f"| {label} | {elapsed / requests * 1e6:.0f} | {(user1 - user0) * tick:.1f} | {(kernel1 - kernel0) * tick:.1f} "
+          f"| {events.get('context-switches', 0) / requests:.2f} | {events.get('cpu-migrations', 0) / requests:.2f} "
+          f"| {events.get('page-faults', 0) / requests:.2f} |")
+
+
+print(f"{requests} {'pages' if os.environ.get('PROFILE_WHAT') == 'page' else 'GETs by id'}, one at a time; per request "
+      "(the perf events include the 0.5 s before the first)")
+print("| proxy | wall µs (client included) | user CPU µs | kernel CPU µs | context switches | migrations | page faults |")
+print("|---|---|---|---|---|---|---|")
+measure("provisio", service, lambda i: get(service_conn, base + path(i), client))
+nginx_conn = http.client.HTTPConnection("127.0.0.1", nginx_port, timeout=600)
+measure("nginx", nginx_workers, lambda i: get(nginx_conn, path(i), bearer))
