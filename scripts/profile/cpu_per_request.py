@@ -13,13 +13,11 @@ import time
 import urllib.parse
 import urllib.request
 
+from proxy_setup import CLIENT, TECHNICAL_USER, proxy_system, request_path, simulator
+
 port, sim_txt, requests, service = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 nginx_port, nginx_workers = int(sys.argv[5]), sys.argv[6]
-sim = {}
-for line in open(sim_txt):
-    if "=" in line:
-        key, value = line.split("=", 1)
-        sim[key.split()[0]] = value.strip()
+sim = simulator(sim_txt)
 
 
 def basic(user, password):
@@ -35,7 +33,6 @@ def get(conn, path, authorization):
     return body
 
 
-# The proxy system and its client, as scripts/profile/drive.py sets them up.
 service_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 admin = basic("admin", "bench-password-1")
 
@@ -50,13 +47,9 @@ def admin_post(path, body):
     return json.loads(data)
 
 
-system = admin_post("/api/v1/systems", {
-    "name": "uaa-proxy", "type": "xsuaa", "role": "proxy",
-    "properties": {"URL": sim["URL"], "OAuth2TokenServiceURL": sim["OAuth2TokenServiceURL"],
-                   "User": sim["User"], "Password": sim["Password"], "provisio.rate.limit": "1000000"}})
-admin_post("/api/v1/technical-users",
-           {"name": "idm-client", "password": "idm-client-secret-1", "permissions": ["proxy-api"]})
-client = basic("idm-client", "idm-client-secret-1")
+system = admin_post("/api/v1/systems", proxy_system(sim))
+admin_post("/api/v1/technical-users", TECHNICAL_USER)
+client = basic(*CLIENT)
 base = f"/ipsproxy/api/v1/scim/{system['id']}"
 ids = [u["id"] for u in json.loads(get(service_conn, f"{base}/Users?count=100", client))["Resources"]]
 token_request = urllib.request.Request(
@@ -64,12 +57,7 @@ token_request = urllib.request.Request(
     headers={"Authorization": basic(sim["User"], sim["Password"])})
 bearer = "Bearer " + json.loads(urllib.request.urlopen(token_request).read())["access_token"]
 
-if os.environ.get("PROFILE_WHAT", "get") == "page":
-    def path(i):
-        return f"/Users?startIndex={1 + (i % 2) * 100}&count=100"
-else:
-    def path(i):
-        return f"/Users/{ids[i % len(ids)]}"
+path = request_path(ids)
 
 
 def cpu_ticks(pids):

@@ -8,17 +8,13 @@ With PROFILE_WHAT=page the requests are 100-user pages (`GET /Users?startIndex=â
 import base64
 import http.client
 import json
-import os
 import subprocess
 import sys
 
+from proxy_setup import CLIENT, TECHNICAL_USER, proxy_system, request_path, simulator
+
 port, sim_txt, requests, service = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-# The simulator prints `  Name (what) = value` lines: the URLs and the OAuth client.
-sim = {}
-for line in open(sim_txt):
-    if "=" in line:
-        key, value = line.split("=", 1)
-        sim[key.split()[0]] = value.strip()
+sim = simulator(sim_txt)
 
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 
@@ -37,21 +33,18 @@ def call(method, path, body=None, user=("admin", "bench-password-1")):
     return json.loads(data) if data else None
 
 
-system = call("POST", "/api/v1/systems", {
-    "name": "uaa-proxy", "type": "xsuaa", "role": "proxy",
-    "properties": {"URL": sim["URL"], "OAuth2TokenServiceURL": sim["OAuth2TokenServiceURL"],
-                   "User": sim["User"], "Password": sim["Password"], "provisio.rate.limit": "1000000"}})
-call("POST", "/api/v1/technical-users",
-     {"name": "idm-client", "password": "idm-client-secret-1", "permissions": ["proxy-api"]})
-client = ("idm-client", "idm-client-secret-1")
-base = f"/ipsproxy/api/v1/scim/{system['id']}/Users"
-ids = [u["id"] for u in call("GET", f"{base}?count=100", user=client)["Resources"]]
-if os.environ.get("PROFILE_WHAT", "get") == "page":
-    def path(i):
-        return f"{base}?startIndex={1 + (i % 2) * 100}&count=100"
-else:
-    def path(i):
-        return f"{base}/{ids[i % len(ids)]}"
+system = call("POST", "/api/v1/systems", proxy_system(sim))
+call("POST", "/api/v1/technical-users", TECHNICAL_USER)
+client = CLIENT
+base = f"/ipsproxy/api/v1/scim/{system['id']}"
+ids = [u["id"] for u in call("GET", f"{base}/Users?count=100", user=client)["Resources"]]
+relative = request_path(ids)
+
+
+def path(i):
+    return base + relative(i)
+
+
 for i in range(300):
     call("GET", path(i), user=client)
 subprocess.run(["callgrind_control", "--instr=on", service], check=True, capture_output=True)

@@ -1,0 +1,33 @@
+"""What the profile scripts share: the simulator's settings, the proxy system and client they measure, and the
+paths they request (relative to the proxy's SCIM base, which nginx's `proxy_pass` serves as the simulator's root).
+"""
+import os
+
+
+def simulator(sim_txt):
+    """The simulator's printed `  Name (what) = value` lines: its URLs and OAuth client."""
+    sim = {}
+    for line in open(sim_txt):
+        if "=" in line:
+            key, value = line.split("=", 1)
+            sim[key.split()[0]] = value.strip()
+    return sim
+
+
+def proxy_system(sim):
+    """An xsuaa proxy system in front of the simulator, without a rate limit to speak of."""
+    return {"name": "uaa-proxy", "type": "xsuaa", "role": "proxy",
+            "properties": {"URL": sim["URL"], "OAuth2TokenServiceURL": sim["OAuth2TokenServiceURL"],
+                           "User": sim["User"], "Password": sim["Password"], "provisio.rate.limit": "1000000"}}
+
+
+# The technical user that calls the proxy.
+CLIENT = ("idm-client", "idm-client-secret-1")
+TECHNICAL_USER = {"name": CLIENT[0], "password": CLIENT[1], "permissions": ["proxy-api"]}
+
+
+def request_path(ids):
+    """The i-th request's path: a GET by id, or with PROFILE_WHAT=page a 100-user page."""
+    if os.environ.get("PROFILE_WHAT", "get") == "page":
+        return lambda i: f"/Users?startIndex={1 + (i % 2) * 100}&count=100"
+    return lambda i: f"/Users/{ids[i % len(ids)]}"
