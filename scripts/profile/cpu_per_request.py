@@ -13,7 +13,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from proxy_setup import CLIENT, TECHNICAL_USER, proxy_system, request_path, simulator
+from proxy_setup import ADMIN, CLIENT, TECHNICAL_USER, proxy_system, request_path, simulator
 
 port, sim_txt, requests, service = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 nginx_port, nginx_workers = int(sys.argv[5]), sys.argv[6]
@@ -34,7 +34,7 @@ def get(conn, path, authorization):
 
 
 service_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-admin = basic("admin", "bench-password-1")
+admin = basic(*ADMIN)
 
 
 def admin_post(path, body):

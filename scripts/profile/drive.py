@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from proxy_setup import CLIENT, TECHNICAL_USER, proxy_system, request_path, simulator
+from proxy_setup import ADMIN, CLIENT, TECHNICAL_USER, proxy_system, request_path, simulator
 
 port, sim_txt, requests, service = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 sim = simulator(sim_txt)
@@ -19,7 +19,7 @@ sim = simulator(sim_txt)
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 
 
-def call(method, path, body=None, user=("admin", "bench-password-1")):
+def call(method, path, body=None, user=ADMIN):
     token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
     headers = {"Authorization": f"Basic {token}"}
     if body is not None:

@@ -21,6 +21,9 @@ def proxy_system(sim):
                            "User": sim["User"], "Password": sim["Password"], "provisio.rate.limit": "1000000"}}
 
 
+# The admin the calling script bootstrapped the service with (`name:password`, as the service reads it).
+ADMIN = tuple(os.environ["PROVISIO_BOOTSTRAP_ADMIN"].split(":", 1))
+
 # The technical user that calls the proxy.
 CLIENT = ("idm-client", "idm-client-secret-1")
 TECHNICAL_USER = {"name": CLIENT[0], "password": CLIENT[1], "permissions": ["proxy-api"]}
