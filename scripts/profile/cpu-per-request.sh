@@ -8,6 +8,8 @@
 #   scripts/profile/cpu-per-request.sh [REQUESTS] [BIN_DIR]
 #
 # PROFILE_WHAT=page measures 100-user pages (`GET /Users?startIndex=…&count=100`) instead of GETs by id.
+# PROFILE_CONNECTIONS=64 puts the load on 64 connections from wrk for PROFILE_SECONDS (default 5) instead (REQUESTS
+# is then unused; needs wrk).
 # REQUESTS (default 3000) after 300 unmeasured ones; BIN_DIR holds `provisio` and `provisio-sim` (default: a
 # release build of them). Needs nginx (apt-get install nginx-light) and perf (linux-perf).
 set -euo pipefail

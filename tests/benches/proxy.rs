@@ -6,7 +6,9 @@
 //!    the simulator (its bearer token) and through the proxy (HTTP Basic, and a bearer token from
 //!    `POST /oauth2/token`).
 //!    Also the p50 of the service's `/healthz`, one round trip that does nothing: direct + that hop is the
-//!    least any proxy can take.
+//!    least any proxy can take. The cases compared take turns of 50 requests (directly, through the bare
+//!    pass-through, through the proxy with each credential, through nginx; the slow backend's likewise), so
+//!    that each ratio is measured over the same seconds of a machine whose speed swings.
 //!    First, 100-user pages with 4 in flight for `BENCH_PAGE_SECONDS` (default `BENCH_SECONDS`): pages/s
 //!    through the proxy and directly, and the service's CPU per page (a line says when it starts, for
 //!    `perf record -p` on the service's process).
@@ -360,21 +362,46 @@ async fn get(http: &reqwest::Client, auth: &Auth, url: &str) -> usize {
 
 /// p50 and p99 in microseconds of `n` sequential GETs of the URLs `make(i)` builds.
 async fn latency(http: &reqwest::Client, auth: &Auth, n: u64, make: impl Fn(u64) -> String) -> (f64, f64) {
-    for i in 0..50 {
-        get(http, auth, &make(i)).await;
+    latencies(http, &[(auth, &make)], n).await[0]
+}
+
+/// A case of [`latencies`]: the credentials, and the URL of the i-th request.
+type Case<'a> = (&'a Auth, &'a dyn Fn(u64) -> String);
+
+/// Requests of one case of [`latencies`] in a row before the next case takes its turn.
+const TURN: u64 = 50;
+
+/// p50 and p99 in microseconds of `n` sequential GETs for each case (its credentials and the URLs it builds),
+/// the cases taking turns of [`TURN`] requests. A ratio of two cases is then measured over the same seconds:
+/// this machine's speed swings by a third from one second to the next (a VM beside others), and measured one
+/// after the other, two cases met different machines (docs/performance.md, "twenty-fourth session"). A turn,
+/// not a single request, so that each case runs with its own code and data warm in the caches.
+async fn latencies(http: &reqwest::Client, cases: &[Case<'_>], n: u64) -> Vec<(f64, f64)> {
+    for (auth, make) in cases {
+        for i in 0..50 {
+            get(http, auth, &make(i)).await;
+        }
     }
-    let mut us = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let url = make(i);
-        let t = Instant::now();
-        get(http, auth, &url).await;
-        us.push(t.elapsed().as_secs_f64() * 1e6);
+    let mut us = vec![Vec::with_capacity(n as usize); cases.len()];
+    for turn in (0..n).step_by(TURN as usize) {
+        for ((auth, make), us) in cases.iter().zip(&mut us) {
+            for i in turn..(turn + TURN).min(n) {
+                let url = make(i);
+                let t = Instant::now();
+                get(http, auth, &url).await;
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
     }
-    us.sort_by(f64::total_cmp);
-    (
-        percentile(&us, 0.5).unwrap_or(f64::NAN),
-        percentile(&us, 0.99).unwrap_or(f64::NAN),
-    )
+    us.into_iter()
+        .map(|mut us| {
+            us.sort_by(f64::total_cmp);
+            (
+                percentile(&us, 0.5).unwrap_or(f64::NAN),
+                percentile(&us, 0.99).unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
 }
 
 /// Requests/s of GETs with `concurrency` in flight for `seconds`.
@@ -562,46 +589,50 @@ async fn run(url: String, peers: Peers, sim: Sim, slow: Sim) {
 
     // One HTTP round trip that does nothing (the service's `/healthz`): what a second hop costs by itself.
     let hop = latency(&http, &direct, n, |_| format!("{url}/healthz")).await;
-    let d_get = latency(&http, &direct, n, by_id(sim_url.clone())).await;
-    let f_get = latency(&http, &direct, n, by_id(floor.clone())).await;
-    let (p_get, get_call, get_calls) =
-        with_calls(&http, &url, latency(&http, &Auth::Basic, n, by_id(proxy_base.clone()))).await;
-    let b_get = latency(&http, &bearer, n, by_id(proxy_base.clone())).await;
-    let d_list = latency(&http, &direct, n / 4, page(sim_url.clone())).await;
-    let f_list = latency(&http, &direct, n / 4, page(floor.clone())).await;
-    let (p_list, list_call, list_calls) = with_calls(
-        &http,
-        &url,
-        latency(&http, &Auth::Basic, n / 4, page(proxy_base.clone())),
-    )
-    .await;
-    let b_list = latency(&http, &bearer, n / 4, page(proxy_base.clone())).await;
-    // The peers of issue 20: nginx in front of the same simulator, and a backend that takes its time.
-    let nginx_get = match &nginx {
-        Some(nginx) => Some(latency(&http, &direct, n, by_id(nginx.clone())).await),
-        None => None,
-    };
+    // Each group's cases take turns (`latencies`): directly, through the bare pass-through, through the proxy
+    // with Basic and with a bearer token, and through nginx, the peer of issue 20, where it is installed. The
+    // connector calls counted are the proxy's, with either credential.
+    let (d_make, f_make, p_make) = (by_id(sim_url.clone()), by_id(floor.clone()), by_id(proxy_base.clone()));
+    let nginx_make = nginx.clone().map(by_id);
+    let mut cases: Vec<Case> = vec![
+        (&direct, &d_make),
+        (&direct, &f_make),
+        (&Auth::Basic, &p_make),
+        (&bearer, &p_make),
+    ];
+    if let Some(make) = &nginx_make {
+        cases.push((&direct, make));
+    }
+    let (gets, get_call, get_calls) = with_calls(&http, &url, latencies(&http, &cases, n)).await;
+    let (d_get, f_get, p_get, b_get) = (gets[0], gets[1], gets[2], gets[3]);
+    let nginx_get = gets.get(4).copied();
+    let (d_page, f_page, p_page) = (page(sim_url.clone()), page(floor.clone()), page(proxy_base.clone()));
+    let cases: [Case; 4] = [
+        (&direct, &d_page),
+        (&direct, &f_page),
+        (&Auth::Basic, &p_page),
+        (&bearer, &p_page),
+    ];
+    let (lists, list_call, list_calls) = with_calls(&http, &url, latencies(&http, &cases, n / 4)).await;
+    let (d_list, f_list, p_list, b_list) = (lists[0], lists[1], lists[2], lists[3]);
+    // A backend that takes its time: directly, through the proxy, and what a pass-through that does nothing
+    // else adds to it (the bare one, and nginx).
     let slow_n = (n / 8).max(50);
-    let s_direct = latency(&http, &slow_direct, slow_n, by_id_in(slow_ids.clone(), slow.0.clone())).await;
-    let s_proxy = latency(
-        &http,
-        &Auth::Basic,
-        slow_n,
-        by_id_in(slow_ids.clone(), slow_proxy.clone()),
-    )
-    .await;
-    // What a pass-through that does nothing else adds to the slow backend: nginx, and the bare one.
-    let s_nginx = match &slow_nginx {
-        Some(n) => Some(latency(&http, &slow_direct, slow_n, by_id_in(slow_ids.clone(), n.clone())).await),
-        None => None,
-    };
-    let s_floor = latency(
-        &http,
-        &slow_direct,
-        slow_n,
-        by_id_in(slow_ids.clone(), slow_floor.clone()),
-    )
-    .await;
+    let slow_by_id = |base: &str| by_id_in(slow_ids.clone(), base.to_string());
+    let (s_direct_make, s_proxy_make, s_floor_make) =
+        (slow_by_id(&slow.0), slow_by_id(&slow_proxy), slow_by_id(&slow_floor));
+    let s_nginx_make = slow_nginx.as_deref().map(slow_by_id);
+    let mut cases: Vec<Case> = vec![
+        (&slow_direct, &s_direct_make),
+        (&Auth::Basic, &s_proxy_make),
+        (&slow_direct, &s_floor_make),
+    ];
+    if let Some(make) = &s_nginx_make {
+        cases.push((&slow_direct, make));
+    }
+    let slows = latencies(&http, &cases, slow_n).await;
+    let (s_direct, s_proxy, s_floor) = (slows[0], slows[1], slows[2]);
+    let s_nginx = slows.get(3).copied();
 
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let seconds = env_or("BENCH_SECONDS", 5);
