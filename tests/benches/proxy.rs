@@ -13,7 +13,8 @@
 //!    through the proxy and directly, and the service's CPU per page (a line says when it starts, for
 //!    `perf record -p` on the service's process).
 //! 2. Throughput of `GET /Users/{id}` with `BENCH_CONCURRENCY` requests in flight (default 64) for
-//!    `BENCH_SECONDS` (default 5) per case: requests/s, direct and through the proxy.
+//!    `BENCH_SECONDS` (default 5) per case: requests/s, direct and through the proxy. The cases take turns of
+//!    one second, as the latencies' cases take turns of 50 requests.
 //! 3. The peers the targets are stated against (issue 20), measured in the same run: nginx with `proxy_pass`
 //!    and kept-alive upstream connections in front of the same simulator (one request at a time and with
 //!    `BENCH_CONCURRENCY` in flight; skipped, saying so, where `nginx` is not installed — Debian's
@@ -21,7 +22,8 @@
 //!    directly, through a proxy system of its own, and through nginx and the bare pass-through in front of it
 //!    (what any pass-through adds to a slow backend on this machine: the floor of that target).
 //!    The throughput of ours and nginx's is also measured with wrk as the load generator (one thread, the
-//!    same connections), as the issue measured nginx; skipped where `wrk` is not installed.
+//!    same connections, a run of one second per turn), as the issue measured nginx; skipped where `wrk` is
+//!    not installed.
 //!
 //! The service runs on 2 worker threads as `provisio serve` does on this machine (`BENCH_SERVICE_WORKERS`
 //! sets another number), alone in the benchmark's process; the simulators, the floor and the load generator
@@ -404,6 +406,50 @@ async fn latencies(http: &reqwest::Client, cases: &[Case<'_>], n: u64) -> Vec<(f
         .collect()
 }
 
+/// What a case of [`rates`] did: requests per second over its turns, the requests it completed, and the CPU
+/// seconds the service's process, the peers' process and the whole machine spent during its turns.
+#[derive(Clone, Copy, Default)]
+struct Rate {
+    per_second: f64,
+    requests: f64,
+    service: f64,
+    peers: f64,
+    machine: f64,
+}
+
+impl Rate {
+    /// µs of `cpu` (seconds, one of the fields) per request.
+    fn per_request(&self, cpu: f64) -> f64 {
+        cpu / self.requests * 1e6
+    }
+}
+
+/// A case of [`rates`]: the credentials, and the URL of the i-th request.
+type RateCase<'a> = (&'a Auth, Arc<dyn Fn(u64) -> String + Send + Sync>);
+
+/// Each case's GETs with `concurrency` in flight for `seconds` in all, the cases taking turns of one second, as
+/// [`latencies`] does for one request at a time: each ratio of two rates is measured over the same seconds.
+async fn rates(http: &reqwest::Client, cases: &[RateCase<'_>], concurrency: u64, seconds: u64) -> Vec<Rate> {
+    let mut out = vec![Rate::default(); cases.len()];
+    let mut elapsed = vec![0.0; cases.len()];
+    for _ in 0..seconds {
+        for (((auth, make), rate), elapsed) in cases.iter().zip(&mut out).zip(&mut elapsed) {
+            let ((service0, peers0), machine0) = (cpu(), machine_cpu());
+            let (requests, turn) = completed(http, auth, concurrency, 1, make.clone()).await;
+            let ((service1, peers1), machine1) = (cpu(), machine_cpu());
+            rate.requests += requests as f64;
+            rate.service += service1 - service0;
+            rate.peers += peers1 - peers0;
+            rate.machine += machine1 - machine0;
+            *elapsed += turn;
+        }
+    }
+    for (rate, elapsed) in out.iter_mut().zip(elapsed) {
+        rate.per_second = rate.requests / elapsed;
+    }
+    out
+}
+
 /// Requests/s of GETs with `concurrency` in flight for `seconds`.
 async fn throughput(
     http: &reqwest::Client,
@@ -412,6 +458,19 @@ async fn throughput(
     seconds: u64,
     make: Arc<dyn Fn(u64) -> String + Send + Sync>,
 ) -> f64 {
+    let (requests, elapsed) = completed(http, auth, concurrency, seconds, make).await;
+    requests as f64 / elapsed
+}
+
+/// GETs completed with `concurrency` in flight for `seconds`, and the seconds they took (the last ones end
+/// after the deadline).
+async fn completed(
+    http: &reqwest::Client,
+    auth: &Auth,
+    concurrency: u64,
+    seconds: u64,
+    make: Arc<dyn Fn(u64) -> String + Send + Sync>,
+) -> (u64, f64) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -432,7 +491,7 @@ async fn throughput(
     for t in tasks {
         total += t.await.expect("worker");
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    (total, started.elapsed().as_secs_f64())
 }
 
 /// Requests/s of GETs of `urls` (in turn, with this `Authorization`) with `connections` open for `seconds`,
@@ -636,35 +695,28 @@ async fn run(url: String, peers: Peers, sim: Sim, slow: Sim) {
 
     let concurrency = env_or("BENCH_CONCURRENCY", 64);
     let seconds = env_or("BENCH_SECONDS", 5);
-    let f_rate = throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(floor.clone()))).await;
-    let cpu0 = cpu();
-    let d_rate = throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(sim_url.clone()))).await;
-    let cpu1 = cpu();
-    let p_rate = throughput(
-        &http,
-        &Auth::Basic,
-        concurrency,
-        seconds,
-        Arc::new(by_id(proxy_base.clone())),
-    )
-    .await;
-    let cpu2 = cpu();
-    let b_rate = throughput(
-        &http,
-        &bearer,
-        concurrency,
-        seconds,
-        Arc::new(by_id(proxy_base.clone())),
-    )
-    .await;
-    let cpu3 = cpu();
-    let machine3 = machine_cpu();
-    let nginx_rate = match &nginx {
-        Some(nginx) => Some(throughput(&http, &direct, concurrency, seconds, Arc::new(by_id(nginx.clone()))).await),
-        None => None,
-    };
-    let (cpu4, machine4) = (cpu(), machine_cpu());
-    // The same with wrk as the load generator, as issue 20 measured nginx: ours and nginx, one after the other.
+    // In turns of a second (`rates`): the bare pass-through, directly, the proxy with each credential, nginx.
+    let mut cases: Vec<RateCase> = vec![
+        (&direct, Arc::new(by_id(floor.clone()))),
+        (&direct, Arc::new(by_id(sim_url.clone()))),
+        (&Auth::Basic, Arc::new(by_id(proxy_base.clone()))),
+        (&bearer, Arc::new(by_id(proxy_base.clone()))),
+    ];
+    if let Some(nginx) = &nginx {
+        cases.push((&direct, Arc::new(by_id(nginx.clone()))));
+    }
+    let rated = rates(&http, &cases, concurrency, seconds).await;
+    let (direct_rate, proxied, bearer_rated) = (rated[1], rated[2], rated[3]);
+    let (f_rate, d_rate, p_rate, b_rate) = (
+        rated[0].per_second,
+        direct_rate.per_second,
+        proxied.per_second,
+        bearer_rated.per_second,
+    );
+    let nginx_rated = rated.get(4).copied();
+    let nginx_rate = nginx_rated.map(|r| r.per_second);
+    // The same with wrk as the load generator, as issue 20 measured nginx: ours, nginx and the bare
+    // pass-through, in turns of a second too.
     let wrk_rates = match &nginx {
         Some(nginx) => {
             let paths = |base: &str| (0..users).map(by_id(base.to_string())).collect::<Vec<_>>();
@@ -672,18 +724,30 @@ async fn run(url: String, peers: Peers, sim: Sim, slow: Sim) {
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", CLIENT.0, CLIENT.1))
             );
-            let ours = wrk_rate(&paths(&proxy_base), &basic, concurrency, seconds);
             let Auth::Bearer(token) = &direct else {
                 unreachable!("the simulator takes a bearer token")
             };
             let bearer = format!("Bearer {token}");
-            let theirs = wrk_rate(&paths(nginx), &bearer, concurrency, seconds);
-            let floor = wrk_rate(&paths(&floor), &bearer, concurrency, seconds);
+            let turns = [
+                (paths(&proxy_base), &basic),
+                (paths(nginx), &bearer),
+                (paths(&floor), &bearer),
+            ];
+            // The mean of each one's rates over its turns (each turn lasts the same second).
+            let mut sums = [Some(0.0); 3];
+            for _ in 0..seconds {
+                for ((paths, authorization), sum) in turns.iter().zip(&mut sums) {
+                    *sum = sum
+                        .zip(wrk_rate(paths, authorization, concurrency, 1))
+                        .map(|(a, b)| a + b);
+                }
+            }
+            let [ours, theirs, floor] = sums.map(|sum| sum.map(|s| s / seconds as f64));
             ours.zip(theirs).zip(floor)
         }
         None => None,
     };
-    // µs of CPU per request of a phase that ran `rate` requests/s for `seconds`.
+    // µs of CPU per request of the page phase, which ran `rate` requests/s for `seconds`.
     let cpu_per = |cpu: f64, rate: f64, seconds: u64| cpu / (rate * seconds as f64) * 1e6;
     let service_cpu = |a: (f64, f64), b: (f64, f64)| b.0 - a.0;
     let peers_cpu = |a: (f64, f64), b: (f64, f64)| b.1 - a.1;
@@ -807,22 +871,21 @@ async fn run(url: String, peers: Peers, sim: Sim, slow: Sim) {
          the rest of the p50 is the proxy's own work and the extra HTTP hop. CPU per request at {concurrency} in flight, the service's process: proxied with Basic {:.0} µs, with bearer {:.0} µs; \
          the peers' process (simulators, load generator): direct {:.0} µs, proxied with Basic {:.0} µs, with bearer {:.0} µs. \
          100-user pages with {PAGES_IN_FLIGHT} in flight: {p_pages:.0}/s through the proxy (the service's CPU per page {:.0} µs, the peers' {:.0} µs), {d_pages:.0}/s directly.",
-        cpu_per(service_cpu(cpu1, cpu2), p_rate, seconds),
-        cpu_per(service_cpu(cpu2, cpu3), b_rate, seconds),
-        cpu_per(peers_cpu(cpu0, cpu1), d_rate, seconds),
-        cpu_per(peers_cpu(cpu1, cpu2), p_rate, seconds),
-        cpu_per(peers_cpu(cpu2, cpu3), b_rate, seconds),
+        proxied.per_request(proxied.service),
+        bearer_rated.per_request(bearer_rated.service),
+        direct_rate.per_request(direct_rate.peers),
+        proxied.per_request(proxied.peers),
+        bearer_rated.per_request(bearer_rated.peers),
         cpu_per(service_cpu(page_cpu0, page_cpu1), p_pages, page_seconds),
         cpu_per(peers_cpu(page_cpu0, page_cpu1), p_pages, page_seconds),
     );
     // The same for nginx's phase: its own processes are what the machine spent less the two measured ones.
-    if let Some(nr) = nginx_rate {
-        let peers = peers_cpu(cpu3, cpu4);
-        let nginx_own = (machine4 - machine3) - peers - service_cpu(cpu3, cpu4);
+    if let Some(nr) = nginx_rated {
+        let nginx_own = nr.machine - nr.peers - nr.service;
         println!(
             "Through nginx at {concurrency} in flight: the peers' process {:.0} µs of CPU per request, nginx's processes about {:.0} µs (the machine's CPU less both processes').",
-            cpu_per(peers, nr, seconds),
-            cpu_per(nginx_own.max(0.0), nr, seconds),
+            nr.per_request(nr.peers),
+            nr.per_request(nginx_own.max(0.0)),
         );
     }
 }
