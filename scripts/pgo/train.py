@@ -9,7 +9,6 @@ says which paths are hot:
 
     train.py PORT PROXY_SIM_TXT SOURCE_SIM_TXT TARGET_SIM_TXT
 """
-import base64
 import http.client
 import json
 import os
@@ -18,16 +17,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "profile"))
-from proxy_setup import ADMIN, CLIENT, TECHNICAL_USER, proxy_system, simulator  # noqa: E402
+from proxy_setup import ADMIN, CLIENT, TECHNICAL_USER, basic, simulator, xsuaa_system  # noqa: E402
 
 port = int(sys.argv[1])
 proxy_sim, source_sim, target_sim = (simulator(path) for path in sys.argv[2:5])
 GETS = int(os.environ.get("PGO_GETS", "20000"))
 PAGES = int(os.environ.get("PGO_PAGES", "2000"))
-
-
-def basic(user):
-    return "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
 
 
 class Client:
@@ -53,7 +48,7 @@ def step(what):
 
 
 admin = Client(ADMIN)
-system = admin.call("POST", "/api/v1/systems", proxy_system(proxy_sim))
+system = admin.call("POST", "/api/v1/systems", xsuaa_system(proxy_sim))
 admin.call("POST", "/api/v1/technical-users", TECHNICAL_USER)
 base = f"/ipsproxy/api/v1/scim/{system['id']}"
 proxy = Client(CLIENT)
@@ -84,9 +79,7 @@ for i in range(PAGES):
 
 
 def uaa(sim, name, role, sources=()):
-    properties = {"URL": sim["URL"], "OAuth2TokenServiceURL": sim["OAuth2TokenServiceURL"],
-                  "User": sim["User"], "Password": sim["Password"], "provisio.rate.limit": "1000000"}
-    body = {"name": name, "type": "xsuaa", "role": role, "properties": properties}
+    body = xsuaa_system(sim, name, role)
     if sources:
         body["sources"] = list(sources)
     return admin.call("POST", "/api/v1/systems", body)["id"]

@@ -5,7 +5,6 @@
 With PROFILE_CONNECTIONS=N (over 1) the load comes from wrk on N connections for PROFILE_SECONDS (default 5)
 instead of one request at a time, and the wall column is requests per second.
 """
-import base64
 import http.client
 import json
 import os
@@ -16,15 +15,11 @@ import time
 import urllib.parse
 import urllib.request
 
-from proxy_setup import ADMIN, CLIENT, TECHNICAL_USER, proxy_system, request_path, simulator
+from proxy_setup import ADMIN, CLIENT, TECHNICAL_USER, basic, request_path, simulator, xsuaa_system
 
 port, sim_txt, REQUESTS, service = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 nginx_port, nginx_workers = int(sys.argv[5]), sys.argv[6]
 sim = simulator(sim_txt)
-
-
-def basic(user, password):
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def get(conn, path, authorization):
@@ -37,7 +32,7 @@ def get(conn, path, authorization):
 
 
 service_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-admin = basic(*ADMIN)
+admin = basic(ADMIN)
 
 
 def admin_post(path, body):
@@ -50,14 +45,14 @@ def admin_post(path, body):
     return json.loads(data)
 
 
-system = admin_post("/api/v1/systems", proxy_system(sim))
+system = admin_post("/api/v1/systems", xsuaa_system(sim))
 admin_post("/api/v1/technical-users", TECHNICAL_USER)
-client = basic(*CLIENT)
+client = basic(CLIENT)
 base = f"/ipsproxy/api/v1/scim/{system['id']}"
 ids = [u["id"] for u in json.loads(get(service_conn, f"{base}/Users?count=100", client))["Resources"]]
 token_request = urllib.request.Request(
     sim["OAuth2TokenServiceURL"], data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
-    headers={"Authorization": basic(sim["User"], sim["Password"])})
+    headers={"Authorization": basic((sim["User"], sim["Password"]))})
 bearer = "Bearer " + json.loads(urllib.request.urlopen(token_request).read())["access_token"]
 
 path = request_path(ids)

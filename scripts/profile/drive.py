@@ -5,13 +5,12 @@ GETs by id, then REQUESTS measured ones between callgrind's instrumentation on a
 
 With PROFILE_WHAT=page the requests are 100-user pages (`GET /Users?startIndex=…&count=100`) instead.
 """
-import base64
 import http.client
 import json
 import subprocess
 import sys
 
-from proxy_setup import ADMIN, CLIENT, TECHNICAL_USER, proxy_system, request_path, simulator
+from proxy_setup import ADMIN, CLIENT, TECHNICAL_USER, basic, request_path, simulator, xsuaa_system
 
 port, sim_txt, requests, service = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 sim = simulator(sim_txt)
@@ -20,8 +19,7 @@ conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 
 
 def call(method, path, body=None, user=ADMIN):
-    token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}"}
+    headers = {"Authorization": basic(user)}
     if body is not None:
         headers["Content-Type"] = "application/json"
         body = json.dumps(body)
@@ -33,7 +31,7 @@ def call(method, path, body=None, user=ADMIN):
     return json.loads(data) if data else None
 
 
-system = call("POST", "/api/v1/systems", proxy_system(sim))
+system = call("POST", "/api/v1/systems", xsuaa_system(sim))
 call("POST", "/api/v1/technical-users", TECHNICAL_USER)
 client = CLIENT
 base = f"/ipsproxy/api/v1/scim/{system['id']}"

@@ -1,6 +1,8 @@
-"""What the profile scripts share: the simulator's settings, the proxy system and client they measure, and the
-paths they request (relative to the proxy's SCIM base, which nginx's `proxy_pass` serves as the simulator's root).
+"""What the profile scripts and the PGO training run share: the simulator's settings, the systems and the client
+they measure, Basic credentials, and the paths they request (relative to the proxy's SCIM base, which nginx's
+`proxy_pass` serves as the simulator's root).
 """
+import base64
 import os
 
 
@@ -14,15 +16,20 @@ def simulator(sim_txt):
     return sim
 
 
-def proxy_system(sim):
-    """An xsuaa proxy system in front of the simulator, without a rate limit to speak of."""
-    return {"name": "uaa-proxy", "type": "xsuaa", "role": "proxy",
+def xsuaa_system(sim, name="uaa-proxy", role="proxy"):
+    """An xsuaa system on the simulator (by default the proxy system measured), without a rate limit to speak of."""
+    return {"name": name, "type": "xsuaa", "role": role,
             "properties": {"URL": sim["URL"], "OAuth2TokenServiceURL": sim["OAuth2TokenServiceURL"],
                            "User": sim["User"], "Password": sim["Password"], "provisio.rate.limit": "1000000"}}
 
 
 # The admin the calling script bootstrapped the service with (`name:password`, as the service reads it).
 ADMIN = tuple(os.environ["PROVISIO_BOOTSTRAP_ADMIN"].split(":", 1))
+
+def basic(user):
+    """The `Authorization` value of HTTP Basic for a `(name, password)` pair."""
+    return "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+
 
 # The technical user that calls the proxy.
 CLIENT = ("idm-client", "idm-client-secret-1")
